@@ -1,0 +1,130 @@
+//! [`Event`]: what the engine reports, one journal line each. Times are event times (bar
+//! timestamps), never wall-clock times, so the same inputs give byte-identical journals.
+
+use serde::Serialize;
+
+use crate::fill::Liquidity;
+use crate::money::Money;
+use crate::order::{OrderId, OrderSide, OrderType, TimeInForce};
+use crate::price::Price;
+use crate::quantity::Quantity;
+use crate::symbol::Symbol;
+use crate::time::UnixNanos;
+
+/// Why trading was stopped for the rest of a run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillReason {
+    /// Equity fell from its peak by more than `risk.max_drawdown_pct`.
+    MaxDrawdown,
+}
+
+/// One journal event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        ts: UnixNanos,
+        strategy: String,
+        fill_model: &'static str,
+        instruments: Vec<Symbol>,
+        initial_cash: Money,
+    },
+    OrderSubmitted {
+        ts: UnixNanos,
+        order_id: OrderId,
+        symbol: Symbol,
+        side: OrderSide,
+        order_type: OrderType,
+        quantity: Quantity,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        price: Option<Price>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trigger_price: Option<Price>,
+        time_in_force: TimeInForce,
+        reduce_only: bool,
+    },
+    OrderAccepted {
+        ts: UnixNanos,
+        order_id: OrderId,
+    },
+    OrderRejected {
+        ts: UnixNanos,
+        order_id: OrderId,
+        /// A stable code (`risk.max_position`, `account.insufficient_cash`, …).
+        code: &'static str,
+        reason: String,
+    },
+    OrderTriggered {
+        ts: UnixNanos,
+        order_id: OrderId,
+    },
+    OrderFilled {
+        ts: UnixNanos,
+        order_id: OrderId,
+        fill_id: u64,
+        symbol: Symbol,
+        side: OrderSide,
+        quantity: Quantity,
+        price: Price,
+        fee: Money,
+        liquidity: Liquidity,
+    },
+    OrderCancelled {
+        ts: UnixNanos,
+        order_id: OrderId,
+        reason: &'static str,
+    },
+    OrderExpired {
+        ts: UnixNanos,
+        order_id: OrderId,
+    },
+    PositionChanged {
+        ts: UnixNanos,
+        symbol: Symbol,
+        /// Signed net quantity after the fill.
+        quantity: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        avg_price: Option<Price>,
+        /// Realised PnL of this change.
+        realized_pnl: Money,
+    },
+    RiskLimitBreached {
+        ts: UnixNanos,
+        limit: &'static str,
+        detail: String,
+    },
+    KillSwitchEngaged {
+        ts: UnixNanos,
+        reason: KillReason,
+        detail: String,
+    },
+    RunFinished {
+        ts: UnixNanos,
+        bars: u64,
+        orders: u64,
+        fills: u64,
+        cash: Money,
+        equity: Money,
+    },
+}
+
+impl Event {
+    /// The event time.
+    pub fn ts(&self) -> UnixNanos {
+        match self {
+            Event::RunStarted { ts, .. }
+            | Event::OrderSubmitted { ts, .. }
+            | Event::OrderAccepted { ts, .. }
+            | Event::OrderRejected { ts, .. }
+            | Event::OrderTriggered { ts, .. }
+            | Event::OrderFilled { ts, .. }
+            | Event::OrderCancelled { ts, .. }
+            | Event::OrderExpired { ts, .. }
+            | Event::PositionChanged { ts, .. }
+            | Event::RiskLimitBreached { ts, .. }
+            | Event::KillSwitchEngaged { ts, .. }
+            | Event::RunFinished { ts, .. } => *ts,
+        }
+    }
+}

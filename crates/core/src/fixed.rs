@@ -1,0 +1,235 @@
+//! Fixed-point decimal parsing and formatting shared by [`crate::Price`], [`crate::Quantity`]
+//! and [`crate::Money`].
+//!
+//! Prices and quantities are `i64` raw values at 10^-9 ([`FIXED_PRECISION`]); money is `i128` at
+//! 10^-18, the product of the two scales, so a notional is computed without rounding.
+
+/// Decimal places of the raw representation of prices and quantities.
+pub const FIXED_PRECISION: u8 = 9;
+/// `10^FIXED_PRECISION`.
+pub const FIXED_SCALAR: i64 = 1_000_000_000;
+/// Decimal places of the raw representation of money.
+pub const MONEY_PRECISION: u8 = 18;
+
+/// Powers of ten that fit an `i64`.
+pub const POW10: [i64; 19] = {
+    let mut table = [1i64; 19];
+    let mut i = 1;
+    while i < 19 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// Why a decimal string could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("empty value")]
+    Empty,
+    #[error("`{0}` is not a decimal number")]
+    Invalid(String),
+    #[error("`{0}` has more than {1} decimal places")]
+    TooPrecise(String, u8),
+    #[error("`{0}` is out of range")]
+    OutOfRange(String),
+}
+
+/// A parsed decimal: its raw value at `10^-scale` and the number of significant decimal places
+/// (trailing zeros not counted), used to check a value against an instrument's precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed<T> {
+    pub raw: T,
+    pub decimals: u8,
+}
+
+/// Parses a plain decimal (`-12.50`, `+3`, `.5`) into an `i128` raw value at `10^-scale`.
+/// Exponents, `nan` and `inf` are rejected: market data with them is malformed.
+pub fn parse_decimal_i128(text: &[u8], scale: u8) -> Result<Parsed<i128>, DecimalError> {
+    let lossy = || String::from_utf8_lossy(text).into_owned();
+    let text = trim_ascii(text);
+    if text.is_empty() {
+        return Err(DecimalError::Empty);
+    }
+    let (negative, digits) = match text[0] {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let mut int_part: i128 = 0;
+    let mut frac_part: i128 = 0;
+    let mut frac_digits: u8 = 0;
+    let mut significant: u8 = 0;
+    let mut seen_dot = false;
+    let mut seen_digit = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                seen_digit = true;
+                let d = i128::from(c - b'0');
+                if seen_dot {
+                    if frac_digits == scale {
+                        if d != 0 {
+                            return Err(DecimalError::TooPrecise(lossy(), scale));
+                        }
+                        continue;
+                    }
+                    frac_digits += 1;
+                    frac_part = frac_part * 10 + d;
+                    if d != 0 {
+                        significant = frac_digits;
+                    }
+                } else {
+                    int_part = int_part
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add(d))
+                        .ok_or_else(|| DecimalError::OutOfRange(lossy()))?;
+                }
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return Err(DecimalError::Invalid(lossy())),
+        }
+    }
+    if !seen_digit {
+        return Err(DecimalError::Invalid(lossy()));
+    }
+    let pow = 10i128.pow(u32::from(scale));
+    let frac_scaled = frac_part * 10i128.pow(u32::from(scale - frac_digits));
+    let raw = int_part
+        .checked_mul(pow)
+        .and_then(|v| v.checked_add(frac_scaled))
+        .ok_or_else(|| DecimalError::OutOfRange(lossy()))?;
+    Ok(Parsed {
+        raw: if negative { -raw } else { raw },
+        decimals: significant,
+    })
+}
+
+/// Parses a plain decimal into an `i64` raw value at 10^-9.
+pub fn parse_decimal(text: &[u8]) -> Result<Parsed<i64>, DecimalError> {
+    let parsed = parse_decimal_i128(text, FIXED_PRECISION)?;
+    let raw = i64::try_from(parsed.raw)
+        .map_err(|_| DecimalError::OutOfRange(String::from_utf8_lossy(text).into_owned()))?;
+    Ok(Parsed {
+        raw,
+        decimals: parsed.decimals,
+    })
+}
+
+fn trim_ascii(text: &[u8]) -> &[u8] {
+    let start = text
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    let end = text
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &text[start..end]
+}
+
+/// Formats a raw value at `10^-scale` with at least `min_decimals` decimal places and as many
+/// more as are needed to show it exactly.
+pub fn format_raw(raw: i128, scale: u8, min_decimals: u8) -> String {
+    let pow = 10u128.pow(u32::from(scale));
+    let abs = raw.unsigned_abs();
+    let int_part = abs / pow;
+    let mut frac = abs % pow;
+    let mut decimals = scale;
+    while decimals > min_decimals && frac % 10 == 0 {
+        frac /= 10;
+        decimals -= 1;
+    }
+    let sign = if raw < 0 { "-" } else { "" };
+    if decimals == 0 {
+        format!("{sign}{int_part}")
+    } else {
+        format!(
+            "{sign}{int_part}.{frac:0width$}",
+            width = usize::from(decimals)
+        )
+    }
+}
+
+/// Rounds a raw value at `10^-scale` to `decimals` places, half away from zero.
+pub fn round_raw(raw: i128, scale: u8, decimals: u8) -> i128 {
+    if decimals >= scale {
+        return raw;
+    }
+    let step = 10i128.pow(u32::from(scale - decimals));
+    let half = step / 2;
+    let rem = raw % step;
+    let base = raw - rem;
+    if rem.abs() >= half {
+        base + step * raw.signum()
+    } else {
+        base
+    }
+}
+
+/// `a × b ÷ d` without intermediate overflow when `|a mod d| × |b|` fits an `i128`, truncating
+/// toward zero. Used to split a cost basis when a position is partly closed.
+pub fn mul_div(a: i128, b: i128, d: i128) -> Option<i128> {
+    if d == 0 {
+        return None;
+    }
+    let quotient = (a / d).checked_mul(b)?;
+    let remainder = (a % d).checked_mul(b)? / d;
+    quotient.checked_add(remainder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_decimals_exactly() {
+        let p = parse_decimal(b"104.06").unwrap();
+        assert_eq!(p.raw, 104_060_000_000);
+        assert_eq!(p.decimals, 2);
+        assert_eq!(parse_decimal(b"-0.5").unwrap().raw, -500_000_000);
+        assert_eq!(parse_decimal(b"100").unwrap().decimals, 0);
+        assert_eq!(parse_decimal(b"1.2300").unwrap().decimals, 2);
+        assert_eq!(parse_decimal(b" 7 ").unwrap().raw, 7 * FIXED_SCALAR);
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        assert_eq!(parse_decimal(b""), Err(DecimalError::Empty));
+        assert!(matches!(parse_decimal(b"1e5"), Err(DecimalError::Invalid(_))));
+        assert!(matches!(parse_decimal(b"nan"), Err(DecimalError::Invalid(_))));
+        assert!(matches!(parse_decimal(b"1.2.3"), Err(DecimalError::Invalid(_))));
+        assert!(matches!(parse_decimal(b"-"), Err(DecimalError::Invalid(_))));
+        assert!(matches!(
+            parse_decimal(b"0.0000000001"),
+            Err(DecimalError::TooPrecise(..))
+        ));
+        assert!(matches!(
+            parse_decimal(b"99999999999"),
+            Err(DecimalError::OutOfRange(_))
+        ));
+    }
+
+    #[test]
+    fn formats_with_minimum_and_exact_decimals() {
+        assert_eq!(format_raw(104_060_000_000, 9, 2), "104.06");
+        assert_eq!(format_raw(104_000_000_000, 9, 2), "104.00");
+        assert_eq!(format_raw(104_000_000_000, 9, 0), "104");
+        assert_eq!(format_raw(-1_234_500_000, 9, 2), "-1.2345");
+    }
+
+    #[test]
+    fn rounds_half_away_from_zero() {
+        assert_eq!(round_raw(1_005, 3, 2), 1_010);
+        assert_eq!(round_raw(1_004, 3, 2), 1_000);
+        assert_eq!(round_raw(-1_005, 3, 2), -1_010);
+    }
+
+    #[test]
+    fn mul_div_splits_without_overflow() {
+        assert_eq!(mul_div(10, 3, 4), Some(7));
+        let big = i128::MAX / 4;
+        assert_eq!(mul_div(big, 2, 2), Some(big));
+        assert_eq!(mul_div(1, 1, 0), None);
+    }
+}

@@ -1,0 +1,186 @@
+//! [`Instrument`]: what can be traded, with its precisions, increments and fees.
+
+use serde::Serialize;
+
+use crate::currency::Currency;
+use crate::fixed::{self, DecimalError, FIXED_PRECISION};
+use crate::money::Money;
+use crate::price::Price;
+use crate::quantity::Quantity;
+use crate::symbol::Symbol;
+
+/// The index of an instrument within one run (its position in the run spec).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize)]
+pub struct InstrumentId(pub u32);
+
+impl InstrumentId {
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A rate in basis points (1 bp = 0.01 %), fixed-point at 10^-9 bp. `7.5` bps is exact.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+pub struct Bps {
+    raw: i64,
+}
+
+const BPS_DENOMINATOR: i128 = 10_000 * 1_000_000_000;
+
+impl Bps {
+    pub const ZERO: Bps = Bps { raw: 0 };
+
+    pub fn parse(text: &str) -> Result<Self, DecimalError> {
+        let parsed = fixed::parse_decimal(text.as_bytes())?;
+        if parsed.raw < 0 {
+            return Err(DecimalError::Invalid(text.to_string()));
+        }
+        Ok(Self { raw: parsed.raw })
+    }
+
+    pub fn from_f64(value: f64) -> Result<Self, DecimalError> {
+        Self::parse(&format!("{value}"))
+    }
+
+    pub const fn raw(self) -> i64 {
+        self.raw
+    }
+
+    pub const fn is_zero(self) -> bool {
+        self.raw == 0
+    }
+
+    /// `amount × rate`, rounded half away from zero to the currency's precision.
+    pub fn of_money(self, amount: Money) -> Money {
+        let raw = fixed::mul_div(amount.raw(), i128::from(self.raw), BPS_DENOMINATOR)
+            .unwrap_or(i128::MAX);
+        Money::from_raw(raw, amount.currency()).rounded()
+    }
+
+    /// `price × rate`, truncated to the price's raw resolution (10^-9).
+    pub fn of_price(self, price: Price) -> Price {
+        let raw = fixed::mul_div(i128::from(price.raw()), i128::from(self.raw), BPS_DENOMINATOR)
+            .unwrap_or(0);
+        Price::from_raw(i64::try_from(raw).unwrap_or(i64::MAX), price.precision())
+    }
+}
+
+impl std::fmt::Display for Bps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&fixed::format_raw(i128::from(self.raw), FIXED_PRECISION, 0))
+    }
+}
+
+impl Serialize for Bps {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A tradable instrument.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Instrument {
+    pub id: InstrumentId,
+    pub symbol: Symbol,
+    pub venue: String,
+    /// Decimal places of prices (2 for `180.40`).
+    pub price_precision: u8,
+    /// Decimal places of quantities (0 for whole shares, 8 for BTC).
+    pub size_precision: u8,
+    /// Smallest price increment; prices are multiples of it.
+    pub tick_size: Price,
+    /// Smallest quantity increment; order sizes are multiples of it.
+    pub lot_size: Quantity,
+    /// Smallest order size.
+    pub min_quantity: Quantity,
+    /// Fee on fills that add liquidity (resting limit orders).
+    pub maker_fee: Bps,
+    /// Fee on fills that take liquidity (market and triggered stop orders).
+    pub taker_fee: Bps,
+    /// The currency prices are quoted and settled in.
+    pub currency: Currency,
+}
+
+impl Instrument {
+    /// An instrument with the finest increments its precisions allow and no fees.
+    pub fn new(
+        id: InstrumentId,
+        symbol: Symbol,
+        venue: &str,
+        price_precision: u8,
+        size_precision: u8,
+        currency: Currency,
+    ) -> Result<Self, String> {
+        for (what, p) in [
+            ("price_precision", price_precision),
+            ("size_precision", size_precision),
+        ] {
+            if p > FIXED_PRECISION {
+                return Err(format!(
+                    "{what} {p} is above the maximum {FIXED_PRECISION}"
+                ));
+            }
+        }
+        let tick = Price::from_raw(
+            fixed::POW10[usize::from(FIXED_PRECISION - price_precision)],
+            price_precision,
+        );
+        let lot = Quantity::from_raw(
+            fixed::POW10[usize::from(FIXED_PRECISION - size_precision)],
+            size_precision,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Self {
+            id,
+            symbol,
+            venue: venue.to_string(),
+            price_precision,
+            size_precision,
+            tick_size: tick,
+            lot_size: lot,
+            min_quantity: lot,
+            maker_fee: Bps::ZERO,
+            taker_fee: Bps::ZERO,
+            currency,
+        })
+    }
+
+    /// A quantity shown with this instrument's size precision.
+    pub fn quantity(&self, raw: i64) -> Quantity {
+        Quantity::from_raw(raw.max(0), self.size_precision).unwrap_or(Quantity::ZERO)
+    }
+
+    /// A price shown with this instrument's price precision.
+    pub fn price(&self, raw: i64) -> Price {
+        Price::from_raw(raw, self.price_precision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fees_round_to_cents() {
+        let fee = Bps::parse("7.5").unwrap();
+        let notional = Money::parse("1804.00", Currency::USD).unwrap();
+        // 1804 × 0.00075 = 1.353 → 1.35
+        assert_eq!(fee.of_money(notional).to_string(), "1.35");
+    }
+
+    #[test]
+    fn increments_follow_precision() {
+        let i = Instrument::new(
+            InstrumentId(0),
+            Symbol::new("GOOG").unwrap(),
+            "sim",
+            2,
+            0,
+            Currency::USD,
+        )
+        .unwrap();
+        assert_eq!(i.tick_size.to_string(), "0.01");
+        assert_eq!(i.lot_size.to_string(), "1");
+        assert!(Instrument::new(InstrumentId(0), i.symbol, "sim", 10, 0, Currency::USD).is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! core: the plain data of tradeloom — fixed-point prices, quantities and money, instruments,
+//! bars, orders, fills, positions, the account and journal events.
+//!
+//! No I/O, no async, no clocks, no randomness: everything here is a value with checked
+//! arithmetic. Money is exact (`i128` at 10^-18), prices and quantities are `i64` at 10^-9 with
+//! a per-instrument display precision, so `price × quantity` is exactly a `Money` raw value.
+
+pub mod account;
+pub mod bar;
+pub mod currency;
+pub mod error;
+pub mod event;
+pub mod fill;
+pub mod fixed;
+pub mod instrument;
+pub mod money;
+pub mod order;
+pub mod position;
+pub mod price;
+pub mod quantity;
+pub mod symbol;
+pub mod time;
+
+pub use account::{Account, AccountKind};
+pub use bar::{Bar, BarError};
+pub use currency::Currency;
+pub use error::ArithmeticError;
+pub use event::{Event, KillReason};
+pub use fill::{Fill, Liquidity};
+pub use fixed::{DecimalError, FIXED_PRECISION, FIXED_SCALAR};
+pub use instrument::{Bps, Instrument, InstrumentId};
+pub use money::Money;
+pub use order::{Order, OrderError, OrderId, OrderSide, OrderStatus, OrderType, TimeInForce};
+pub use position::{Position, PositionChange};
+pub use price::Price;
+pub use quantity::Quantity;
+pub use symbol::Symbol;
+pub use time::UnixNanos;

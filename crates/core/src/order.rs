@@ -1,0 +1,504 @@
+//! [`Order`] and its lifecycle: every change of status is a method that checks the transition.
+//!
+//! ```text
+//! Initialized ─submit→ Submitted ─accept→ Accepted ─fill→ PartiallyFilled ─fill→ Filled
+//!                         └─reject→ Rejected   ├─trigger→ Triggered (stop kinds) ─fill→ …
+//!                                              ├─cancel→ Cancelled   (also from Triggered / PartiallyFilled)
+//!                                              └─expire→ Expired     (also from Triggered / PartiallyFilled)
+//! ```
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::error::ArithmeticError;
+use crate::instrument::InstrumentId;
+use crate::price::Price;
+use crate::quantity::Quantity;
+use crate::time::UnixNanos;
+
+/// A run-unique order id, displayed as `O-000001`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct OrderId(pub u64);
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "O-{:06}", self.0)
+    }
+}
+
+impl Serialize for OrderId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderSide {
+    Buy,
+    Sell,
+}
+
+impl OrderSide {
+    /// +1 for buys, −1 for sells.
+    pub const fn sign(self) -> i64 {
+        match self {
+            OrderSide::Buy => 1,
+            OrderSide::Sell => -1,
+        }
+    }
+
+    pub const fn opposite(self) -> Self {
+        match self {
+            OrderSide::Buy => OrderSide::Sell,
+            OrderSide::Sell => OrderSide::Buy,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderSide::Buy => "BUY",
+            OrderSide::Sell => "SELL",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderType {
+    /// Fills at the fill model's price.
+    Market,
+    /// Fills at the limit price or better.
+    Limit,
+    /// Becomes a market order once the trigger price trades.
+    Stop,
+    /// Becomes a limit order once the trigger price trades.
+    StopLimit,
+}
+
+impl OrderType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderType::Market => "MARKET",
+            OrderType::Limit => "LIMIT",
+            OrderType::Stop => "STOP",
+            OrderType::StopLimit => "STOP_LIMIT",
+        }
+    }
+
+    pub const fn has_trigger(self) -> bool {
+        matches!(self, OrderType::Stop | OrderType::StopLimit)
+    }
+
+    pub const fn has_limit(self) -> bool {
+        matches!(self, OrderType::Limit | OrderType::StopLimit)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TimeInForce {
+    /// Good till cancelled.
+    Gtc,
+    /// Immediate or cancel: whatever does not fill on the first bar it can fill on is cancelled.
+    Ioc,
+    /// Expires at the end of the UTC day it was submitted on.
+    Day,
+}
+
+impl TimeInForce {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TimeInForce::Gtc => "GTC",
+            TimeInForce::Ioc => "IOC",
+            TimeInForce::Day => "DAY",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Initialized,
+    Submitted,
+    Accepted,
+    Triggered,
+    PartiallyFilled,
+    Filled,
+    Rejected,
+    Cancelled,
+    Expired,
+}
+
+impl OrderStatus {
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Filled | OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Expired
+        )
+    }
+
+    /// Working at the venue: can still fill, be cancelled or expire.
+    pub const fn is_open(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Accepted | OrderStatus::Triggered | OrderStatus::PartiallyFilled
+        )
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Initialized => "INITIALIZED",
+            OrderStatus::Submitted => "SUBMITTED",
+            OrderStatus::Accepted => "ACCEPTED",
+            OrderStatus::Triggered => "TRIGGERED",
+            OrderStatus::PartiallyFilled => "PARTIALLY_FILLED",
+            OrderStatus::Filled => "FILLED",
+            OrderStatus::Rejected => "REJECTED",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// An invalid order or an invalid change of its status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("order {id}: cannot {action} an order that is {from}")]
+    InvalidTransition {
+        id: OrderId,
+        action: &'static str,
+        from: &'static str,
+    },
+    #[error("order {id}: fill of {fill} exceeds the remaining {remaining}")]
+    Overfill {
+        id: OrderId,
+        fill: String,
+        remaining: String,
+    },
+    #[error("order {id}: {0}", id = .1)]
+    Invalid(String, OrderId),
+    #[error(transparent)]
+    Arithmetic(#[from] ArithmeticError),
+}
+
+/// An order and how much of it has filled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub instrument: InstrumentId,
+    pub side: OrderSide,
+    pub order_type: OrderType,
+    pub quantity: Quantity,
+    /// Limit price of `Limit` and `StopLimit` orders.
+    pub price: Option<Price>,
+    /// Trigger price of `Stop` and `StopLimit` orders.
+    pub trigger_price: Option<Price>,
+    pub time_in_force: TimeInForce,
+    /// Only ever reduces the position; never opens or flips it.
+    pub reduce_only: bool,
+    pub created_ts: UnixNanos,
+    status: OrderStatus,
+    filled: Quantity,
+}
+
+impl Order {
+    /// A new order in `Initialized`; checks that prices are present exactly where the type needs
+    /// them and that the quantity is positive.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: OrderId,
+        instrument: InstrumentId,
+        side: OrderSide,
+        order_type: OrderType,
+        quantity: Quantity,
+        price: Option<Price>,
+        trigger_price: Option<Price>,
+        time_in_force: TimeInForce,
+        reduce_only: bool,
+        created_ts: UnixNanos,
+    ) -> Result<Self, OrderError> {
+        let invalid = |msg: &str| Err(OrderError::Invalid(msg.to_string(), id));
+        if quantity.is_zero() {
+            return invalid("quantity must be positive");
+        }
+        if order_type.has_limit() != price.is_some() {
+            return invalid(if order_type.has_limit() {
+                "a limit price is required"
+            } else {
+                "a limit price is only allowed on LIMIT and STOP_LIMIT orders"
+            });
+        }
+        if order_type.has_trigger() != trigger_price.is_some() {
+            return invalid(if order_type.has_trigger() {
+                "a trigger price is required"
+            } else {
+                "a trigger price is only allowed on STOP and STOP_LIMIT orders"
+            });
+        }
+        if price.is_some_and(|p| !p.is_positive()) || trigger_price.is_some_and(|p| !p.is_positive())
+        {
+            return invalid("prices must be positive");
+        }
+        Ok(Self {
+            id,
+            instrument,
+            side,
+            order_type,
+            quantity,
+            price,
+            trigger_price,
+            time_in_force,
+            reduce_only,
+            created_ts,
+            status: OrderStatus::Initialized,
+            filled: Quantity::ZERO.with_precision(quantity.precision()),
+        })
+    }
+
+    /// A market order, GTC, not reduce-only.
+    pub fn market(
+        id: OrderId,
+        instrument: InstrumentId,
+        side: OrderSide,
+        quantity: Quantity,
+        ts: UnixNanos,
+    ) -> Result<Self, OrderError> {
+        Self::new(
+            id,
+            instrument,
+            side,
+            OrderType::Market,
+            quantity,
+            None,
+            None,
+            TimeInForce::Gtc,
+            false,
+            ts,
+        )
+    }
+
+    pub const fn status(&self) -> OrderStatus {
+        self.status
+    }
+
+    pub const fn filled(&self) -> Quantity {
+        self.filled
+    }
+
+    /// Quantity still to fill.
+    pub fn remaining(&self) -> Quantity {
+        // Invariant: filled never exceeds quantity (checked in `fill`).
+        self.quantity
+            .checked_sub(self.filled)
+            .unwrap_or(Quantity::ZERO)
+    }
+
+    fn transition(
+        &mut self,
+        action: &'static str,
+        allowed: &[OrderStatus],
+        to: OrderStatus,
+    ) -> Result<(), OrderError> {
+        if allowed.contains(&self.status) {
+            self.status = to;
+            Ok(())
+        } else {
+            Err(OrderError::InvalidTransition {
+                id: self.id,
+                action,
+                from: self.status.as_str(),
+            })
+        }
+    }
+
+    pub fn submit(&mut self) -> Result<(), OrderError> {
+        self.transition("submit", &[OrderStatus::Initialized], OrderStatus::Submitted)
+    }
+
+    pub fn accept(&mut self) -> Result<(), OrderError> {
+        self.transition("accept", &[OrderStatus::Submitted], OrderStatus::Accepted)
+    }
+
+    pub fn reject(&mut self) -> Result<(), OrderError> {
+        self.transition(
+            "reject",
+            &[OrderStatus::Initialized, OrderStatus::Submitted],
+            OrderStatus::Rejected,
+        )
+    }
+
+    /// A stop kind whose trigger price traded.
+    pub fn trigger(&mut self) -> Result<(), OrderError> {
+        if !self.order_type.has_trigger() {
+            return Err(OrderError::InvalidTransition {
+                id: self.id,
+                action: "trigger",
+                from: self.order_type.as_str(),
+            });
+        }
+        self.transition("trigger", &[OrderStatus::Accepted], OrderStatus::Triggered)
+    }
+
+    pub fn cancel(&mut self) -> Result<(), OrderError> {
+        self.transition(
+            "cancel",
+            &[
+                OrderStatus::Accepted,
+                OrderStatus::Triggered,
+                OrderStatus::PartiallyFilled,
+            ],
+            OrderStatus::Cancelled,
+        )
+    }
+
+    pub fn expire(&mut self) -> Result<(), OrderError> {
+        self.transition(
+            "expire",
+            &[
+                OrderStatus::Accepted,
+                OrderStatus::Triggered,
+                OrderStatus::PartiallyFilled,
+            ],
+            OrderStatus::Expired,
+        )
+    }
+
+    /// Records a fill; an order can never fill beyond its quantity.
+    pub fn fill(&mut self, quantity: Quantity) -> Result<(), OrderError> {
+        if !self.status.is_open() {
+            return Err(OrderError::InvalidTransition {
+                id: self.id,
+                action: "fill",
+                from: self.status.as_str(),
+            });
+        }
+        if quantity.is_zero() || quantity > self.remaining() {
+            return Err(OrderError::Overfill {
+                id: self.id,
+                fill: quantity.to_string(),
+                remaining: self.remaining().to_string(),
+            });
+        }
+        self.filled = self.filled.checked_add(quantity)?;
+        self.status = if self.filled == self.quantity {
+            OrderStatus::Filled
+        } else {
+            OrderStatus::PartiallyFilled
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(order_type: OrderType, price: Option<Price>, trigger: Option<Price>) -> Order {
+        Order::new(
+            OrderId(1),
+            InstrumentId(0),
+            OrderSide::Buy,
+            order_type,
+            Quantity::from_int(10, 0),
+            price,
+            trigger,
+            TimeInForce::Gtc,
+            false,
+            UnixNanos(0),
+        )
+        .unwrap()
+    }
+
+    fn px(s: &str) -> Option<Price> {
+        Some(Price::parse(s, 2).unwrap())
+    }
+
+    #[test]
+    fn happy_path_to_filled() {
+        let mut o = order(OrderType::Market, None, None);
+        o.submit().unwrap();
+        o.accept().unwrap();
+        o.fill(Quantity::from_int(4, 0)).unwrap();
+        assert_eq!(o.status(), OrderStatus::PartiallyFilled);
+        assert_eq!(o.remaining(), Quantity::from_int(6, 0));
+        o.fill(Quantity::from_int(6, 0)).unwrap();
+        assert_eq!(o.status(), OrderStatus::Filled);
+        assert!(o.status().is_terminal());
+    }
+
+    #[test]
+    fn invalid_transitions_are_errors() {
+        let mut o = order(OrderType::Market, None, None);
+        assert!(matches!(
+            o.accept(),
+            Err(OrderError::InvalidTransition { action: "accept", from: "INITIALIZED", .. })
+        ));
+        assert!(o.fill(Quantity::from_int(1, 0)).is_err(), "cannot fill before acceptance");
+        o.submit().unwrap();
+        o.reject().unwrap();
+        assert!(o.cancel().is_err(), "rejected is terminal");
+        assert!(o.submit().is_err());
+
+        let mut filled = order(OrderType::Market, None, None);
+        filled.submit().unwrap();
+        filled.accept().unwrap();
+        filled.fill(Quantity::from_int(10, 0)).unwrap();
+        assert!(filled.cancel().is_err(), "filled is terminal");
+        assert!(filled.expire().is_err());
+        assert!(filled.trigger().is_err());
+    }
+
+    #[test]
+    fn cannot_overfill() {
+        let mut o = order(OrderType::Market, None, None);
+        o.submit().unwrap();
+        o.accept().unwrap();
+        assert!(matches!(
+            o.fill(Quantity::from_int(11, 0)),
+            Err(OrderError::Overfill { .. })
+        ));
+        assert_eq!(o.filled(), Quantity::ZERO);
+    }
+
+    #[test]
+    fn only_stop_kinds_trigger() {
+        let mut limit = order(OrderType::Limit, px("10"), None);
+        limit.submit().unwrap();
+        limit.accept().unwrap();
+        assert!(limit.trigger().is_err());
+        let mut stop = order(OrderType::Stop, None, px("10"));
+        stop.submit().unwrap();
+        stop.accept().unwrap();
+        stop.trigger().unwrap();
+        assert_eq!(stop.status(), OrderStatus::Triggered);
+        stop.cancel().unwrap();
+    }
+
+    #[test]
+    fn prices_must_match_the_type() {
+        let new = |t, p, tr| {
+            Order::new(
+                OrderId(1),
+                InstrumentId(0),
+                OrderSide::Sell,
+                t,
+                Quantity::from_int(1, 0),
+                p,
+                tr,
+                TimeInForce::Day,
+                false,
+                UnixNanos(0),
+            )
+        };
+        assert!(new(OrderType::Limit, None, None).is_err());
+        assert!(new(OrderType::Market, px("1"), None).is_err());
+        assert!(new(OrderType::StopLimit, px("1"), None).is_err());
+        assert!(new(OrderType::StopLimit, px("1"), px("1.1")).is_ok());
+        assert!(
+            Order::market(OrderId(2), InstrumentId(0), OrderSide::Buy, Quantity::ZERO, UnixNanos(0))
+                .is_err()
+        );
+    }
+}

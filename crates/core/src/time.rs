@@ -1,0 +1,170 @@
+//! [`UnixNanos`]: event time as integer nanoseconds since the Unix epoch, UTC.
+//!
+//! Calendar conversion is done here with integer arithmetic (Howard Hinnant's civil-date
+//! algorithms) so the core needs no time library and no clock.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
+pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
+
+/// Nanoseconds since 1970-01-01T00:00:00Z.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct UnixNanos(pub i64);
+
+impl UnixNanos {
+    /// Midnight UTC of a calendar date, or `None` if the date does not exist.
+    pub fn from_date(year: i32, month: u32, day: u32) -> Option<Self> {
+        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        days_from_civil(year, month, day)
+            .checked_mul(NANOS_PER_DAY)
+            .map(Self)
+    }
+
+    /// A calendar date and time of day (UTC), or `None` if out of range.
+    pub fn from_parts(
+        year: i32,
+        month: u32,
+        day: u32,
+        hour: u32,
+        minute: u32,
+        second: u32,
+        nanos: u32,
+    ) -> Option<Self> {
+        if hour > 23 || minute > 59 || second > 60 || nanos >= 1_000_000_000 {
+            return None;
+        }
+        let base = Self::from_date(year, month, day)?;
+        let secs = i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+        base.0
+            .checked_add(secs * NANOS_PER_SECOND + i64::from(nanos))
+            .map(Self)
+    }
+
+    /// Days since the epoch (floor), the UTC calendar day of this instant.
+    pub const fn day_index(self) -> i64 {
+        self.0.div_euclid(NANOS_PER_DAY)
+    }
+
+    /// Day of week, 0 = Monday … 6 = Sunday.
+    pub const fn weekday(self) -> u32 {
+        // 1970-01-01 was a Thursday (3).
+        ((self.day_index() + 3).rem_euclid(7)) as u32
+    }
+
+    /// `(year, month, day)` of the UTC date.
+    pub fn date(self) -> (i32, u32, u32) {
+        civil_from_days(self.day_index())
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn date_string(self) -> String {
+        let (y, m, d) = self.date();
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / NANOS_PER_SECOND as f64
+    }
+}
+
+impl fmt::Display for UnixNanos {
+    /// RFC 3339 in UTC with as many fractional digits as needed (none, 3, 6 or 9).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, mo, d) = self.date();
+        let in_day = self.0.rem_euclid(NANOS_PER_DAY);
+        let secs = in_day / NANOS_PER_SECOND;
+        let nanos = in_day % NANOS_PER_SECOND;
+        write!(
+            f,
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
+            secs / 3600,
+            (secs / 60) % 60,
+            secs % 60
+        )?;
+        if nanos != 0 {
+            if nanos % 1_000_000 == 0 {
+                write!(f, ".{:03}", nanos / 1_000_000)?;
+            } else if nanos % 1_000 == 0 {
+                write!(f, ".{:06}", nanos / 1_000)?;
+            } else {
+                write!(f, ".{nanos:09}")?;
+            }
+        }
+        f.write_str("Z")
+    }
+}
+
+impl Serialize for UnixNanos {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+pub fn is_leap_year(year: i32) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+pub fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// Days from 1970-01-01 to the given proleptic Gregorian date.
+pub fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y as i32, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_dates() {
+        for days in [-800_000i64, -1, 0, 1, 11_000, 19_000, 2_000_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        let t = UnixNanos::from_date(2004, 8, 19).unwrap();
+        assert_eq!(t.to_string(), "2004-08-19T00:00:00Z");
+        assert_eq!(t.weekday(), 3, "2004-08-19 was a Thursday");
+        assert!(UnixNanos::from_date(2023, 2, 29).is_none());
+        assert!(UnixNanos::from_date(2024, 2, 29).is_some());
+    }
+
+    #[test]
+    fn displays_fractions_compactly() {
+        let t = UnixNanos::from_parts(2024, 1, 2, 3, 4, 5, 120_000_000).unwrap();
+        assert_eq!(t.to_string(), "2024-01-02T03:04:05.120Z");
+        assert_eq!(UnixNanos(1).to_string(), "1970-01-01T00:00:00.000000001Z");
+    }
+}
