@@ -1,0 +1,1 @@
+//! data: market data loaders.
