@@ -8,6 +8,7 @@
 pub mod account;
 pub mod bar;
 pub mod currency;
+pub mod decimal;
 pub mod error;
 pub mod event;
 pub mod fill;
@@ -24,6 +25,7 @@ pub mod time;
 pub use account::{Account, AccountKind};
 pub use bar::{Bar, BarError};
 pub use currency::Currency;
+pub use decimal::Decimal;
 pub use error::ArithmeticError;
 pub use event::{Event, KillReason};
 pub use fill::{Fill, Liquidity};

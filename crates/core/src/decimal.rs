@@ -1,0 +1,176 @@
+//! [`Decimal`]: an exact decimal read from configuration (YAML/JSON number or string), turned
+//! into a [`Price`], [`Quantity`], [`Money`] or [`Bps`] with the precision checks of each.
+//!
+//! A YAML number such as `7.5` arrives as an `f64`; it is converted through its shortest
+//! round-trip text (`"7.5"`), so what the user wrote is what is used.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::currency::Currency;
+use crate::fixed::{self, FIXED_PRECISION, MONEY_PRECISION};
+use crate::instrument::Bps;
+use crate::money::Money;
+use crate::price::Price;
+use crate::quantity::Quantity;
+
+/// An exact decimal at 10^-18 with its significant decimal places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Decimal {
+    raw: i128,
+    decimals: u8,
+}
+
+impl Decimal {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        fixed::parse_decimal_i128(text.as_bytes(), MONEY_PRECISION)
+            .map(|p| Self {
+                raw: p.raw,
+                decimals: p.decimals,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn from_int(value: i64) -> Self {
+        Self {
+            raw: i128::from(value) * 10i128.pow(u32::from(MONEY_PRECISION)),
+            decimals: 0,
+        }
+    }
+
+    pub const fn decimals(self) -> u8 {
+        self.decimals
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.raw < 0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.raw == 0
+    }
+
+    fn raw9(self) -> Result<i64, String> {
+        if self.decimals > FIXED_PRECISION {
+            return Err(format!(
+                "{self} has more than {FIXED_PRECISION} decimal places"
+            ));
+        }
+        i64::try_from(self.raw / 10i128.pow(u32::from(MONEY_PRECISION - FIXED_PRECISION)))
+            .map_err(|_| format!("{self} is out of range"))
+    }
+
+    /// As a price with at most `precision` decimals.
+    pub fn to_price(self, precision: u8) -> Result<Price, String> {
+        if self.decimals > precision {
+            return Err(format!(
+                "{self} has {} decimal places; the instrument's price_precision is {precision}",
+                self.decimals
+            ));
+        }
+        Ok(Price::from_raw(self.raw9()?, precision))
+    }
+
+    /// As a non-negative quantity with at most `precision` decimals.
+    pub fn to_quantity(self, precision: u8) -> Result<Quantity, String> {
+        if self.decimals > precision {
+            return Err(format!(
+                "{self} has {} decimal places; the instrument's size_precision is {precision}",
+                self.decimals
+            ));
+        }
+        Quantity::from_raw(self.raw9()?, precision).map_err(|_| format!("{self} is negative"))
+    }
+
+    /// As money in `currency` (any number of decimals up to 18).
+    pub fn to_money(self, currency: Currency) -> Money {
+        Money::from_raw(self.raw, currency)
+    }
+
+    /// As a rate in basis points.
+    pub fn to_bps(self) -> Result<Bps, String> {
+        if self.is_negative() {
+            return Err(format!("{self} is negative"));
+        }
+        Bps::parse(&self.to_string()).map_err(|e| e.to_string())
+    }
+
+    /// The value as a raw fixed-point integer at 10^-9 (for percentages and thresholds).
+    pub fn to_raw9(self) -> Result<i64, String> {
+        self.raw9()
+    }
+
+    /// For display and statistics only.
+    pub fn as_f64(self) -> f64 {
+        self.raw as f64 / 1e18
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&fixed::format_raw(self.raw, MONEY_PRECISION, 0))
+    }
+}
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+struct DecimalVisitor;
+
+impl Visitor<'_> for DecimalVisitor {
+    type Value = Decimal;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a decimal number (e.g. 100000 or 7.5)")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal, E> {
+        Ok(Decimal::from_int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal, E> {
+        i64::try_from(v)
+            .map(Decimal::from_int)
+            .map_err(|_| E::custom(format!("{v} is out of range")))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal, E> {
+        if !v.is_finite() {
+            return Err(E::custom(format!("{v} is not a finite number")));
+        }
+        Decimal::parse(&format!("{v}")).map_err(E::custom)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Decimal, E> {
+        Decimal::parse(v).map_err(E::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Decimal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DecimalVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_with_precision_checks() {
+        let d: Decimal = serde_json::from_str("7.5").unwrap();
+        assert_eq!(d.to_bps().unwrap().to_string(), "7.5");
+        let d: Decimal = serde_json::from_str("\"180.40\"").unwrap();
+        assert_eq!(d.to_price(2).unwrap().to_string(), "180.40");
+        assert!(d.to_price(0).is_err());
+        let d: Decimal = serde_json::from_str("100000").unwrap();
+        assert_eq!(d.to_money(Currency::USD).to_string(), "100000.00");
+        assert!(Decimal::parse("-1").unwrap().to_quantity(0).is_err());
+        assert!(serde_json::from_str::<Decimal>("\"abc\"").is_err());
+    }
+}
