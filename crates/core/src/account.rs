@@ -74,10 +74,18 @@ mod tests {
     fn fills_move_cash_and_fees() {
         let usd = Currency::USD;
         let mut a = Account::new(AccountKind::Margin, Money::parse("1000", usd).unwrap());
-        a.apply_fill(OrderSide::Buy, Money::parse("100", usd).unwrap(), Money::parse("0.10", usd).unwrap())
-            .unwrap();
-        a.apply_fill(OrderSide::Sell, Money::parse("120", usd).unwrap(), Money::parse("0.12", usd).unwrap())
-            .unwrap();
+        a.apply_fill(
+            OrderSide::Buy,
+            Money::parse("100", usd).unwrap(),
+            Money::parse("0.10", usd).unwrap(),
+        )
+        .unwrap();
+        a.apply_fill(
+            OrderSide::Sell,
+            Money::parse("120", usd).unwrap(),
+            Money::parse("0.12", usd).unwrap(),
+        )
+        .unwrap();
         assert_eq!(a.cash().to_string(), "1019.78");
         assert_eq!(a.fees().to_string(), "0.22");
     }

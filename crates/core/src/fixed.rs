@@ -196,9 +196,18 @@ mod tests {
     #[test]
     fn rejects_malformed_values() {
         assert_eq!(parse_decimal(b""), Err(DecimalError::Empty));
-        assert!(matches!(parse_decimal(b"1e5"), Err(DecimalError::Invalid(_))));
-        assert!(matches!(parse_decimal(b"nan"), Err(DecimalError::Invalid(_))));
-        assert!(matches!(parse_decimal(b"1.2.3"), Err(DecimalError::Invalid(_))));
+        assert!(matches!(
+            parse_decimal(b"1e5"),
+            Err(DecimalError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_decimal(b"nan"),
+            Err(DecimalError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_decimal(b"1.2.3"),
+            Err(DecimalError::Invalid(_))
+        ));
         assert!(matches!(parse_decimal(b"-"), Err(DecimalError::Invalid(_))));
         assert!(matches!(
             parse_decimal(b"0.0000000001"),

@@ -59,8 +59,12 @@ impl Bps {
 
     /// `price × rate`, truncated to the price's raw resolution (10^-9).
     pub fn of_price(self, price: Price) -> Price {
-        let raw = fixed::mul_div(i128::from(price.raw()), i128::from(self.raw), BPS_DENOMINATOR)
-            .unwrap_or(0);
+        let raw = fixed::mul_div(
+            i128::from(price.raw()),
+            i128::from(self.raw),
+            BPS_DENOMINATOR,
+        )
+        .unwrap_or(0);
         Price::from_raw(i64::try_from(raw).unwrap_or(i64::MAX), price.precision())
     }
 }
@@ -116,9 +120,7 @@ impl Instrument {
             ("size_precision", size_precision),
         ] {
             if p > FIXED_PRECISION {
-                return Err(format!(
-                    "{what} {p} is above the maximum {FIXED_PRECISION}"
-                ));
+                return Err(format!("{what} {p} is above the maximum {FIXED_PRECISION}"));
             }
         }
         let tick = Price::from_raw(

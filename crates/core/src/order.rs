@@ -135,7 +135,10 @@ impl OrderStatus {
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            OrderStatus::Filled | OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Expired
+            OrderStatus::Filled
+                | OrderStatus::Rejected
+                | OrderStatus::Cancelled
+                | OrderStatus::Expired
         )
     }
 
@@ -237,7 +240,8 @@ impl Order {
                 "a trigger price is only allowed on STOP and STOP_LIMIT orders"
             });
         }
-        if price.is_some_and(|p| !p.is_positive()) || trigger_price.is_some_and(|p| !p.is_positive())
+        if price.is_some_and(|p| !p.is_positive())
+            || trigger_price.is_some_and(|p| !p.is_positive())
         {
             return invalid("prices must be positive");
         }
@@ -314,7 +318,11 @@ impl Order {
     }
 
     pub fn submit(&mut self) -> Result<(), OrderError> {
-        self.transition("submit", &[OrderStatus::Initialized], OrderStatus::Submitted)
+        self.transition(
+            "submit",
+            &[OrderStatus::Initialized],
+            OrderStatus::Submitted,
+        )
     }
 
     pub fn accept(&mut self) -> Result<(), OrderError> {
@@ -433,9 +441,16 @@ mod tests {
         let mut o = order(OrderType::Market, None, None);
         assert!(matches!(
             o.accept(),
-            Err(OrderError::InvalidTransition { action: "accept", from: "INITIALIZED", .. })
+            Err(OrderError::InvalidTransition {
+                action: "accept",
+                from: "INITIALIZED",
+                ..
+            })
         ));
-        assert!(o.fill(Quantity::from_int(1, 0)).is_err(), "cannot fill before acceptance");
+        assert!(
+            o.fill(Quantity::from_int(1, 0)).is_err(),
+            "cannot fill before acceptance"
+        );
         o.submit().unwrap();
         o.reject().unwrap();
         assert!(o.cancel().is_err(), "rejected is terminal");
@@ -497,8 +512,14 @@ mod tests {
         assert!(new(OrderType::StopLimit, px("1"), None).is_err());
         assert!(new(OrderType::StopLimit, px("1"), px("1.1")).is_ok());
         assert!(
-            Order::market(OrderId(2), InstrumentId(0), OrderSide::Buy, Quantity::ZERO, UnixNanos(0))
-                .is_err()
+            Order::market(
+                OrderId(2),
+                InstrumentId(0),
+                OrderSide::Buy,
+                Quantity::ZERO,
+                UnixNanos(0)
+            )
+            .is_err()
         );
     }
 }

@@ -47,12 +47,14 @@ pub struct PositionChange {
 impl PositionChange {
     /// The fill took the position to flat or through zero to the other side.
     pub fn closed_round_trip(&self) -> bool {
-        self.before_raw != 0 && (self.after_raw == 0 || self.after_raw.signum() != self.before_raw.signum())
+        self.before_raw != 0
+            && (self.after_raw == 0 || self.after_raw.signum() != self.before_raw.signum())
     }
 
     /// The fill opened a new position from flat or by flipping.
     pub fn opened_new(&self) -> bool {
-        self.after_raw != 0 && (self.before_raw == 0 || self.after_raw.signum() != self.before_raw.signum())
+        self.after_raw != 0
+            && (self.before_raw == 0 || self.after_raw.signum() != self.before_raw.signum())
     }
 }
 
@@ -228,10 +230,13 @@ mod tests {
     #[test]
     fn long_round_trip_realises_pnl() {
         let mut pos = pos();
-        pos.apply(OrderSide::Buy, q(10), p("100"), UnixNanos(1)).unwrap();
+        pos.apply(OrderSide::Buy, q(10), p("100"), UnixNanos(1))
+            .unwrap();
         assert_eq!(pos.avg_price().unwrap().to_string(), "100.00");
         assert_eq!(pos.unrealized(p("101.5")).unwrap().to_string(), "15.00");
-        let change = pos.apply(OrderSide::Sell, q(10), p("102.25"), UnixNanos(2)).unwrap();
+        let change = pos
+            .apply(OrderSide::Sell, q(10), p("102.25"), UnixNanos(2))
+            .unwrap();
         assert_eq!(change.realized.to_string(), "22.50");
         assert!(change.closed_round_trip());
         assert!(pos.is_flat());
@@ -241,8 +246,11 @@ mod tests {
     #[test]
     fn reversal_closes_then_opens() {
         let mut pos = pos();
-        pos.apply(OrderSide::Sell, q(10), p("50"), UnixNanos(1)).unwrap();
-        let change = pos.apply(OrderSide::Buy, q(30), p("40"), UnixNanos(2)).unwrap();
+        pos.apply(OrderSide::Sell, q(10), p("50"), UnixNanos(1))
+            .unwrap();
+        let change = pos
+            .apply(OrderSide::Buy, q(30), p("40"), UnixNanos(2))
+            .unwrap();
         assert_eq!(change.realized.to_string(), "100.00");
         assert_eq!(change.closed_raw, 10 * 1_000_000_000);
         assert_eq!(change.opened_raw, 20 * 1_000_000_000);
@@ -255,9 +263,13 @@ mod tests {
     #[test]
     fn partial_close_keeps_average() {
         let mut pos = pos();
-        pos.apply(OrderSide::Buy, q(1), p("10"), UnixNanos(1)).unwrap();
-        pos.apply(OrderSide::Buy, q(2), p("11"), UnixNanos(1)).unwrap();
-        let change = pos.apply(OrderSide::Sell, q(1), p("12"), UnixNanos(2)).unwrap();
+        pos.apply(OrderSide::Buy, q(1), p("10"), UnixNanos(1))
+            .unwrap();
+        pos.apply(OrderSide::Buy, q(2), p("11"), UnixNanos(1))
+            .unwrap();
+        let change = pos
+            .apply(OrderSide::Sell, q(1), p("12"), UnixNanos(2))
+            .unwrap();
         // cost 32 for 3 → releases 10.666…; realised 1.333…
         assert_eq!(pos.quantity(), q(2));
         let money = |units: i128| units * 1_000_000_000_000_000_000;

@@ -149,8 +149,20 @@ mod tests {
     #[test]
     fn rounds_to_tick() {
         let tick = Price::parse("0.05", 2).unwrap();
-        assert_eq!(Price::parse("1.02", 2).unwrap().round_to_step(tick).to_string(), "1.00");
-        assert_eq!(Price::parse("1.03", 2).unwrap().round_to_step(tick).to_string(), "1.05");
+        assert_eq!(
+            Price::parse("1.02", 2)
+                .unwrap()
+                .round_to_step(tick)
+                .to_string(),
+            "1.00"
+        );
+        assert_eq!(
+            Price::parse("1.03", 2)
+                .unwrap()
+                .round_to_step(tick)
+                .to_string(),
+            "1.05"
+        );
     }
 
     #[test]

@@ -1,0 +1,362 @@
+//! Performance analysis, computed while the run streams: equity and drawdown per timestamp,
+//! daily returns, trade statistics. Memory is constant in the number of bars.
+//!
+//! Conventions (documented in the README):
+//! * returns are **daily**: the last equity of each UTC day against the previous day's (the
+//!   first day against the initial cash);
+//! * annualisation uses 252 periods a year, or 365 when the data has bars on weekends (crypto);
+//! * Sharpe and Sortino assume a zero risk-free rate; volatility and Sharpe use the sample
+//!   standard deviation; Sortino's downside deviation is `sqrt(mean(min(r, 0)²))`;
+//! * CAGR uses calendar time between the first and last bar (365.25-day years);
+//! * max drawdown is the largest fall from a running peak of equity; its duration is the longest
+//!   time spent below a previous peak;
+//! * trade statistics count closed round trips on net PnL (after fees);
+//! * exposure is the share of timestamps that end with an open position.
+
+use serde::Serialize;
+use tradeloom_core::time::NANOS_PER_DAY;
+use tradeloom_core::{Currency, Money, UnixNanos};
+
+use crate::trade::Trade;
+
+/// Equity after the last bar of a timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct EquityPoint {
+    pub ts: UnixNanos,
+    pub cash: Money,
+    pub equity: Money,
+    /// Fall from the running peak, in percent (≥ 0).
+    pub drawdown_pct: f64,
+    /// Σ |position × close| across instruments.
+    pub gross_exposure: Money,
+}
+
+/// The figures of `metrics.json`. Money as exact decimal strings; ratios and percentages as
+/// numbers rounded to 6 decimals; `null` where a figure is undefined (no trades, no losses, a
+/// zero deviation).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Metrics {
+    pub start: Option<UnixNanos>,
+    pub end: Option<UnixNanos>,
+    pub bars: u64,
+    pub initial_cash: Money,
+    pub final_equity: Money,
+    pub net_pnl: Money,
+    pub total_return_pct: f64,
+    pub cagr_pct: Option<f64>,
+    pub annual_volatility_pct: Option<f64>,
+    pub sharpe: Option<f64>,
+    pub sortino: Option<f64>,
+    pub max_drawdown_pct: f64,
+    pub max_drawdown_duration_days: f64,
+    pub calmar: Option<f64>,
+    pub trades: u64,
+    pub win_rate_pct: Option<f64>,
+    pub profit_factor: Option<f64>,
+    pub avg_trade: Option<Money>,
+    pub best_trade: Option<Money>,
+    pub worst_trade: Option<Money>,
+    pub exposure_pct: f64,
+    pub fees: Money,
+    /// Σ |fill notional|.
+    pub turnover: Money,
+    pub orders: u64,
+    pub fills: u64,
+    pub rejected_orders: u64,
+    pub periods_per_year: u32,
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then(|| round6(x))
+}
+
+/// The streaming accumulator behind [`Metrics`].
+#[derive(Clone, Debug)]
+pub(crate) struct Analyzer {
+    currency: Currency,
+    initial: Money,
+    start: Option<UnixNanos>,
+    end: Option<UnixNanos>,
+    points: u64,
+    exposed_points: u64,
+    // drawdown
+    peak: f64,
+    peak_ts: UnixNanos,
+    max_dd: f64,
+    max_dd_duration: i64,
+    // daily returns (Welford)
+    day: Option<i64>,
+    day_close: f64,
+    prev_close: f64,
+    n_returns: u64,
+    mean: f64,
+    m2: f64,
+    downside_sq: f64,
+    weekend: bool,
+    // trades
+    trades: u64,
+    wins: u64,
+    gross_profit: i128,
+    gross_loss: i128,
+    sum_pnl: i128,
+    best: Option<i128>,
+    worst: Option<i128>,
+    pub(crate) turnover: i128,
+}
+
+impl Analyzer {
+    pub(crate) fn new(initial: Money) -> Self {
+        let x = initial.as_f64();
+        Self {
+            currency: initial.currency(),
+            initial,
+            start: None,
+            end: None,
+            points: 0,
+            exposed_points: 0,
+            peak: x,
+            peak_ts: UnixNanos(0),
+            max_dd: 0.0,
+            max_dd_duration: 0,
+            day: None,
+            day_close: x,
+            prev_close: x,
+            n_returns: 0,
+            mean: 0.0,
+            m2: 0.0,
+            downside_sq: 0.0,
+            weekend: false,
+            trades: 0,
+            wins: 0,
+            gross_profit: 0,
+            gross_loss: 0,
+            sum_pnl: 0,
+            best: None,
+            worst: None,
+            turnover: 0,
+        }
+    }
+
+    fn push_return(&mut self, close: f64) {
+        let r = if self.prev_close != 0.0 {
+            close / self.prev_close - 1.0
+        } else {
+            0.0
+        };
+        self.prev_close = close;
+        self.n_returns += 1;
+        let delta = r - self.mean;
+        self.mean += delta / self.n_returns as f64;
+        self.m2 += delta * (r - self.mean);
+        if r < 0.0 {
+            self.downside_sq += r * r;
+        }
+    }
+
+    /// Records equity at the end of a timestamp; returns the drawdown in percent.
+    #[inline]
+    pub(crate) fn on_equity(&mut self, ts: UnixNanos, equity: Money, exposed: bool) -> f64 {
+        let x = equity.as_f64();
+        if self.start.is_none() {
+            self.start = Some(ts);
+            self.peak_ts = ts;
+        }
+        self.end = Some(ts);
+        self.points += 1;
+        self.exposed_points += u64::from(exposed);
+        let day = ts.0.div_euclid(NANOS_PER_DAY);
+        match self.day {
+            Some(d) if d == day => {}
+            Some(_) => {
+                let close = self.day_close;
+                self.push_return(close);
+                self.day = Some(day);
+            }
+            None => self.day = Some(day),
+        }
+        if ts.weekday() >= 5 {
+            self.weekend = true;
+        }
+        self.day_close = x;
+        if x >= self.peak {
+            self.peak = x;
+            self.peak_ts = ts;
+            0.0
+        } else {
+            let dd = if self.peak > 0.0 {
+                (self.peak - x) / self.peak * 100.0
+            } else {
+                0.0
+            };
+            if dd > self.max_dd {
+                self.max_dd = dd;
+            }
+            let duration = ts.0 - self.peak_ts.0;
+            if duration > self.max_dd_duration {
+                self.max_dd_duration = duration;
+            }
+            dd
+        }
+    }
+
+    pub(crate) fn on_trade(&mut self, trade: &Trade) {
+        let pnl = trade.net_pnl.raw();
+        self.trades += 1;
+        if pnl > 0 {
+            self.wins += 1;
+            self.gross_profit += pnl;
+        } else {
+            self.gross_loss -= pnl;
+        }
+        self.sum_pnl += pnl;
+        self.best = Some(self.best.map_or(pnl, |b| b.max(pnl)));
+        self.worst = Some(self.worst.map_or(pnl, |w| w.min(pnl)));
+    }
+
+    /// Final figures.
+    pub(crate) fn finish(
+        &mut self,
+        final_equity: Money,
+        fees: Money,
+        bars: u64,
+        orders: u64,
+        fills: u64,
+        rejected: u64,
+    ) -> Metrics {
+        if self.day.is_some() {
+            let close = self.day_close;
+            self.push_return(close);
+            self.day = None;
+        }
+        let money = |raw: i128| Money::from_raw(raw, self.currency);
+        let initial = self.initial.as_f64();
+        let fin = final_equity.as_f64();
+        let total_return = if initial != 0.0 {
+            fin / initial - 1.0
+        } else {
+            0.0
+        };
+        let periods: u32 = if self.weekend { 365 } else { 252 };
+        let years = match (self.start, self.end) {
+            (Some(s), Some(e)) if e.0 > s.0 => (e.0 - s.0) as f64 / (365.25 * NANOS_PER_DAY as f64),
+            _ => 0.0,
+        };
+        let cagr = if years > 0.0 && initial > 0.0 && fin > 0.0 {
+            Some((fin / initial).powf(1.0 / years) - 1.0)
+        } else {
+            None
+        };
+        let (vol, sharpe, sortino) = if self.n_returns >= 2 {
+            let var = self.m2 / (self.n_returns - 1) as f64;
+            let std = var.sqrt();
+            let ann = f64::from(periods).sqrt();
+            let downside = (self.downside_sq / self.n_returns as f64).sqrt();
+            (
+                Some(std * ann * 100.0),
+                (std > 0.0).then(|| self.mean / std * ann),
+                (downside > 0.0).then(|| self.mean / downside * ann),
+            )
+        } else {
+            (None, None, None)
+        };
+        let calmar = match cagr {
+            Some(c) if self.max_dd > 0.0 => Some(c / (self.max_dd / 100.0)),
+            _ => None,
+        };
+        let trades = self.trades;
+        Metrics {
+            start: self.start,
+            end: self.end,
+            bars,
+            initial_cash: self.initial,
+            final_equity,
+            net_pnl: money(final_equity.raw() - self.initial.raw()),
+            total_return_pct: round6(total_return * 100.0),
+            cagr_pct: cagr.and_then(|c| finite(c * 100.0)),
+            annual_volatility_pct: vol.and_then(finite),
+            sharpe: sharpe.and_then(finite),
+            sortino: sortino.and_then(finite),
+            max_drawdown_pct: round6(self.max_dd),
+            max_drawdown_duration_days: round6(self.max_dd_duration as f64 / NANOS_PER_DAY as f64),
+            calmar: calmar.and_then(finite),
+            trades,
+            win_rate_pct: (trades > 0).then(|| round6(self.wins as f64 / trades as f64 * 100.0)),
+            profit_factor: (self.gross_loss > 0)
+                .then(|| round6(self.gross_profit as f64 / self.gross_loss as f64)),
+            avg_trade: (trades > 0).then(|| money(self.sum_pnl / i128::from(trades)).rounded()),
+            best_trade: self.best.map(money),
+            worst_trade: self.worst.map(money),
+            exposure_pct: if self.points > 0 {
+                round6(self.exposed_points as f64 / self.points as f64 * 100.0)
+            } else {
+                0.0
+            },
+            fees,
+            turnover: money(self.turnover),
+            orders,
+            fills,
+            rejected_orders: rejected,
+            periods_per_year: periods,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd(units: i64) -> Money {
+        Money::from_raw(i128::from(units) * 1_000_000_000_000_000_000, Currency::USD)
+    }
+
+    fn day(n: i64) -> UnixNanos {
+        // 2024-01-01 was a Monday; skip weekends by using weekdays only in callers.
+        UnixNanos(UnixNanos::from_date(2024, 1, 1).map_or(0, |t| t.0) + n * NANOS_PER_DAY)
+    }
+
+    #[test]
+    fn drawdown_and_duration() {
+        let mut a = Analyzer::new(usd(100));
+        assert_eq!(a.on_equity(day(0), usd(100), false), 0.0);
+        assert_eq!(a.on_equity(day(1), usd(120), true), 0.0);
+        assert!((a.on_equity(day(2), usd(90), true) - 25.0).abs() < 1e-12);
+        a.on_equity(day(3), usd(110), true);
+        a.on_equity(day(4), usd(121), false);
+        let m = a.finish(usd(121), usd(0), 5, 0, 0, 0);
+        assert_eq!(m.max_drawdown_pct, 25.0);
+        assert_eq!(m.max_drawdown_duration_days, 2.0);
+        assert_eq!(m.total_return_pct, 21.0);
+        assert_eq!(m.exposure_pct, 60.0);
+        assert_eq!(m.periods_per_year, 252);
+    }
+
+    #[test]
+    fn sharpe_from_daily_returns() {
+        let mut a = Analyzer::new(usd(100));
+        // returns: +10 %, −10 %, +10 % (first day against initial cash)
+        a.on_equity(day(0), usd(110), true);
+        a.on_equity(day(1), usd(99), true);
+        a.on_equity(
+            day(2),
+            Money::from_raw(1089 * 100_000_000_000_000_000, Currency::USD),
+            true,
+        );
+        let m = a.finish(
+            Money::from_raw(1089 * 100_000_000_000_000_000, Currency::USD),
+            usd(0),
+            3,
+            0,
+            0,
+            0,
+        );
+        let mean: f64 = 0.1 / 3.0;
+        let std = ((2.0 * (0.1 - mean).powi(2) + (-0.1 - mean).powi(2)) / 2.0).sqrt();
+        let expected = mean / std * 252f64.sqrt();
+        assert!((m.sharpe.unwrap() - round6(expected)).abs() < 1e-9, "{m:?}");
+        assert!(m.profit_factor.is_none(), "no trades, no profit factor");
+    }
+}

@@ -1,0 +1,190 @@
+//! Engine configuration: execution (fill model, fees, slippage) and risk limits, as they appear
+//! in a run spec, plus the resolved [`EngineConfig`] the engine runs with.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tradeloom_core::{AccountKind, Bps, Decimal, Money};
+
+use crate::fill_model::FillModel;
+
+/// JSON Schema stand-in for [`Decimal`]: a number or a decimal string.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+pub(crate) enum DecimalSchema {
+    Number(f64),
+    Text(String),
+}
+
+/// `execution:` in a run spec.
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionConfig {
+    /// `bar_close` (fill at the close of the bar the order was submitted on, as NautilusTrader
+    /// does with bar data) or `next_open` (fill at the next bar's open, as backtesting.py does).
+    #[serde(default)]
+    pub fill_model: FillModel,
+    /// Fee in basis points of notional, for instruments that set no fee of their own. Default 0.
+    #[serde(default)]
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub fee_bps: Option<Decimal>,
+    /// Adverse slippage on market and stop fills, in basis points of the price, rounded to the
+    /// tick. Default 0. Exclusive with `slippage_ticks`.
+    #[serde(default)]
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub slippage_bps: Option<Decimal>,
+    /// Adverse slippage on market and stop fills, in ticks. Default 0.
+    #[serde(default)]
+    pub slippage_ticks: Option<u32>,
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        Self {
+            fill_model: FillModel::default(),
+            fee_bps: None,
+            slippage_bps: None,
+            slippage_ticks: None,
+        }
+    }
+}
+
+/// `risk:` in a run spec. Every limit is optional; absent means unlimited.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RiskConfig {
+    /// Largest absolute net position per instrument, in instrument units.
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub max_position: Option<Decimal>,
+    /// Largest notional of one order, in account currency.
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub max_order_notional: Option<Decimal>,
+    /// Largest Σ |position × mark| across instruments after an order, in account currency.
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub max_gross_exposure: Option<Decimal>,
+    /// Largest fall of equity from its peak, in percent; a breach stops trading for the rest of
+    /// the run (a kill event in the journal).
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub max_drawdown_pct: Option<Decimal>,
+}
+
+/// How slippage moves a fill price against the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Slippage {
+    #[default]
+    None,
+    Bps(Bps),
+    Ticks(u32),
+}
+
+/// Risk limits resolved to exact values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RiskLimits {
+    /// Raw quantity at 10^-9.
+    pub max_position_raw: Option<i64>,
+    pub max_order_notional: Option<Money>,
+    pub max_gross_exposure: Option<Money>,
+    /// Percent, raw at 10^-9.
+    pub max_drawdown_pct_raw: Option<i64>,
+}
+
+/// Everything the engine needs besides instruments and strategies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub fill_model: FillModel,
+    /// Default fee for instruments without their own.
+    pub fee: Bps,
+    pub slippage: Slippage,
+    pub risk: RiskLimits,
+    pub account_kind: AccountKind,
+    pub initial_cash: Money,
+    /// The strategy's name, for the journal's `run_started` event.
+    pub strategy_name: String,
+}
+
+impl EngineConfig {
+    /// Resolves spec sections into exact values; errors name the field.
+    pub fn resolve(
+        execution: &ExecutionConfig,
+        risk: &RiskConfig,
+        account_kind: AccountKind,
+        initial_cash: Money,
+    ) -> Result<Self, String> {
+        let fee = match execution.fee_bps {
+            Some(d) => d.to_bps().map_err(|e| format!("execution.fee_bps: {e}"))?,
+            None => Bps::ZERO,
+        };
+        let slippage = match (execution.slippage_bps, execution.slippage_ticks) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "execution: set either slippage_bps or slippage_ticks, not both".to_string(),
+                );
+            }
+            (Some(d), None) => Slippage::Bps(
+                d.to_bps()
+                    .map_err(|e| format!("execution.slippage_bps: {e}"))?,
+            ),
+            (None, Some(t)) => Slippage::Ticks(t),
+            (None, None) => Slippage::None,
+        };
+        let currency = initial_cash.currency();
+        let positive_money = |d: Option<Decimal>, field: &str| -> Result<Option<Money>, String> {
+            match d {
+                Some(d) if d.is_negative() || d.is_zero() => {
+                    Err(format!("risk.{field}: {d} must be positive"))
+                }
+                Some(d) => Ok(Some(d.to_money(currency))),
+                None => Ok(None),
+            }
+        };
+        let max_position_raw = match risk.max_position {
+            Some(d) => Some(
+                d.to_quantity(9)
+                    .map_err(|e| format!("risk.max_position: {e}"))?
+                    .raw(),
+            ),
+            None => None,
+        };
+        let max_drawdown_pct_raw = match risk.max_drawdown_pct {
+            Some(d) => {
+                let raw = d
+                    .to_raw9()
+                    .map_err(|e| format!("risk.max_drawdown_pct: {e}"))?;
+                if raw <= 0 || raw > 100 * 1_000_000_000 {
+                    return Err(format!(
+                        "risk.max_drawdown_pct: {d} must be above 0 and at most 100"
+                    ));
+                }
+                Some(raw)
+            }
+            None => None,
+        };
+        Ok(Self {
+            fill_model: execution.fill_model,
+            fee,
+            slippage,
+            risk: RiskLimits {
+                max_position_raw,
+                max_order_notional: positive_money(risk.max_order_notional, "max_order_notional")?,
+                max_gross_exposure: positive_money(risk.max_gross_exposure, "max_gross_exposure")?,
+                max_drawdown_pct_raw,
+            },
+            account_kind,
+            initial_cash,
+            strategy_name: String::new(),
+        })
+    }
+
+    /// A frictionless configuration: the given fill model, no fees, no slippage, no limits.
+    pub fn frictionless(fill_model: FillModel, initial_cash: Money) -> Self {
+        Self {
+            fill_model,
+            fee: Bps::ZERO,
+            slippage: Slippage::None,
+            risk: RiskLimits::default(),
+            account_kind: AccountKind::Margin,
+            initial_cash,
+            strategy_name: String::new(),
+        }
+    }
+}

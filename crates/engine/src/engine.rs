@@ -1,0 +1,731 @@
+//! [`Engine`]: the event loop. Feed it bars in time order with [`Engine::on_bar`], then call
+//! [`Engine::finish`]. For each bar:
+//!
+//! 1. when the timestamp advances, the previous one is closed: equity is marked at the closes,
+//!    recorded, and the drawdown limit is checked (a breach engages the kill switch);
+//! 2. working orders of the bar's instrument are matched against it (expiry, fills, triggers);
+//! 3. the bar's strategy sees the bar and submits or cancels orders;
+//! 4. each new order passes pre-trade risk, is accepted, and under `bar_close` fills at the close
+//!    if it is marketable; fills update the account, the position and the trade record, and the
+//!    strategy is told of each fill.
+
+use tradeloom_core::fixed::mul_div;
+use tradeloom_core::{
+    Account, ArithmeticError, Bar, Bps, Event, Fill, Instrument, KillReason, Liquidity, Money,
+    Order, OrderError, OrderId, OrderStatus, OrderType, Position, Price, TimeInForce, UnixNanos,
+};
+
+use crate::analysis::{Analyzer, EquityPoint, Metrics};
+use crate::config::EngineConfig;
+use crate::fill_model::{FillModel, intrabar_path};
+use crate::risk::{self, RiskView};
+use crate::sink::{OrderRecord, Sink};
+use crate::strategy::{Command, OrderRequest, Strategy, StrategyContext};
+use crate::trade::TradeTracker;
+use crate::venue::{self, Outcome};
+
+/// A failure that stops the run. Bad orders are not errors (they are rejected and journaled);
+/// these are broken inputs or broken invariants.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("bars out of order: {got} comes after {previous}")]
+    OutOfOrder { previous: UnixNanos, got: UnixNanos },
+    #[error("bar for unknown instrument index {0}")]
+    UnknownInstrument(u32),
+    #[error("invalid engine configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Arithmetic(#[from] ArithmeticError),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+}
+
+/// The final state of a run.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub metrics: Metrics,
+    pub cash: Money,
+    pub equity: Money,
+    pub positions: Vec<Position>,
+    /// Whether the kill switch stopped trading.
+    pub halted: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Working {
+    order: Order,
+    submitted_ts: UnixNanos,
+    filled_notional: i128,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    Outcome(Outcome),
+    Expire,
+    CancelIoc,
+}
+
+/// The deterministic event loop; see the module documentation.
+pub struct Engine {
+    config: EngineConfig,
+    instruments: Vec<Instrument>,
+    strategies: Vec<Box<dyn Strategy>>,
+    positions: Vec<Position>,
+    marks: Vec<Option<Price>>,
+    bar_counts: Vec<u64>,
+    trackers: Vec<TradeTracker>,
+    account: Account,
+    analyzer: Analyzer,
+    working: Vec<Working>,
+    commands: Vec<Command>,
+    actions: Vec<(OrderId, Action)>,
+    next_order_id: u64,
+    next_fill_id: u64,
+    next_trade_id: u64,
+    current_ts: Option<UnixNanos>,
+    halted: bool,
+    peak_equity: i128,
+    bars: u64,
+    orders: u64,
+    fills: u64,
+    rejected: u64,
+}
+
+impl Engine {
+    /// An engine for `instruments` (index i has id i) with one strategy per instrument.
+    pub fn new(
+        config: EngineConfig,
+        instruments: Vec<Instrument>,
+        strategies: Vec<Box<dyn Strategy>>,
+    ) -> Result<Self, EngineError> {
+        if instruments.is_empty() {
+            return Err(EngineError::Config("no instruments".to_string()));
+        }
+        if instruments.len() != strategies.len() {
+            return Err(EngineError::Config(format!(
+                "{} instruments but {} strategies",
+                instruments.len(),
+                strategies.len()
+            )));
+        }
+        let currency = config.initial_cash.currency();
+        for (i, inst) in instruments.iter().enumerate() {
+            if inst.id.index() != i {
+                return Err(EngineError::Config(format!(
+                    "instrument {} has id {} at index {i}",
+                    inst.symbol, inst.id.0
+                )));
+            }
+            if inst.currency != currency {
+                return Err(EngineError::Config(format!(
+                    "instrument {} is quoted in {} but the account is in {currency}",
+                    inst.symbol, inst.currency
+                )));
+            }
+        }
+        let n = instruments.len();
+        Ok(Self {
+            positions: instruments
+                .iter()
+                .map(|i| Position::flat(i.id, currency, i.price_precision, i.size_precision))
+                .collect(),
+            marks: vec![None; n],
+            bar_counts: vec![0; n],
+            trackers: (0..n).map(|_| TradeTracker::new()).collect(),
+            account: Account::new(config.account_kind, config.initial_cash),
+            analyzer: Analyzer::new(config.initial_cash),
+            peak_equity: config.initial_cash.raw(),
+            config,
+            instruments,
+            strategies,
+            working: Vec::with_capacity(16),
+            commands: Vec::with_capacity(16),
+            actions: Vec::with_capacity(16),
+            next_order_id: 0,
+            next_fill_id: 0,
+            next_trade_id: 0,
+            current_ts: None,
+            halted: false,
+            bars: 0,
+            orders: 0,
+            fills: 0,
+            rejected: 0,
+        })
+    }
+
+    pub fn instruments(&self) -> &[Instrument] {
+        &self.instruments
+    }
+
+    pub fn bars(&self) -> u64 {
+        self.bars
+    }
+
+    /// Processes one bar. Bars must come in non-decreasing time order.
+    #[inline]
+    pub fn on_bar<S: Sink>(&mut self, bar: &Bar, sink: &mut S) -> Result<(), EngineError> {
+        let i = bar.instrument.index();
+        if i >= self.instruments.len() {
+            return Err(EngineError::UnknownInstrument(bar.instrument.0));
+        }
+        match self.current_ts {
+            None => self.start(bar.ts, sink)?,
+            Some(ts) if bar.ts < ts => {
+                return Err(EngineError::OutOfOrder {
+                    previous: ts,
+                    got: bar.ts,
+                });
+            }
+            Some(ts) if bar.ts > ts => self.close_timestamp(ts, sink)?,
+            Some(_) => {}
+        }
+        self.current_ts = Some(bar.ts);
+        self.bars += 1;
+        self.bar_counts[i] += 1;
+        if !self.working.is_empty() {
+            self.match_working(bar, sink)?;
+        }
+        self.marks[i] = Some(bar.close);
+        let open_orders = self.open_orders(i);
+        let mut ctx = StrategyContext {
+            ts: bar.ts,
+            instrument: &self.instruments[i],
+            position: &self.positions[i],
+            open_orders,
+            commands: &mut self.commands,
+            next_order_id: &mut self.next_order_id,
+        };
+        self.strategies[i].on_bar(&mut ctx, bar);
+        if !self.commands.is_empty() {
+            self.process_commands(bar.ts, Some(bar), sink)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the run: closes the last timestamp, lets strategies stop, cancels what still works,
+    /// reports open trades and returns the final state and metrics.
+    pub fn finish<S: Sink>(mut self, sink: &mut S) -> Result<Summary, EngineError> {
+        if let Some(ts) = self.current_ts {
+            self.close_timestamp(ts, sink)?;
+            for i in 0..self.strategies.len() {
+                let open_orders = self.open_orders(i);
+                let mut ctx = StrategyContext {
+                    ts,
+                    instrument: &self.instruments[i],
+                    position: &self.positions[i],
+                    open_orders,
+                    commands: &mut self.commands,
+                    next_order_id: &mut self.next_order_id,
+                };
+                self.strategies[i].on_stop(&mut ctx);
+            }
+            self.process_commands(ts, None, sink)?;
+            self.cancel_where(ts, "run_end", sink, |_| true)?;
+            for (i, inst) in self.instruments.iter().enumerate() {
+                if let Some(mark) = self.marks[i] {
+                    let unrealized = self.positions[i].unrealized(mark)?;
+                    if let Some(trade) = self.trackers[i].open_trade(
+                        inst.id,
+                        inst.symbol,
+                        unrealized,
+                        self.bar_counts[i],
+                        inst.price_precision,
+                        inst.size_precision,
+                    ) {
+                        sink.on_trade(&trade);
+                    }
+                }
+            }
+        }
+        let equity = self.equity()?;
+        if let Some(ts) = self.current_ts {
+            sink.on_event(&Event::RunFinished {
+                ts,
+                bars: self.bars,
+                orders: self.orders,
+                fills: self.fills,
+                cash: self.account.cash(),
+                equity,
+            });
+        }
+        let metrics = self.analyzer.finish(
+            equity,
+            self.account.fees(),
+            self.bars,
+            self.orders,
+            self.fills,
+            self.rejected,
+        );
+        Ok(Summary {
+            metrics,
+            cash: self.account.cash(),
+            equity,
+            positions: self.positions,
+            halted: self.halted,
+        })
+    }
+
+    fn open_orders(&self, instrument: usize) -> usize {
+        self.working
+            .iter()
+            .filter(|w| w.order.instrument.index() == instrument)
+            .count()
+    }
+
+    fn start<S: Sink>(&mut self, ts: UnixNanos, sink: &mut S) -> Result<(), EngineError> {
+        sink.on_event(&Event::RunStarted {
+            ts,
+            strategy: self.config.strategy_name.clone(),
+            fill_model: self.config.fill_model.as_str(),
+            instruments: self.instruments.iter().map(|i| i.symbol).collect(),
+            initial_cash: self.config.initial_cash,
+        });
+        for i in 0..self.strategies.len() {
+            let mut ctx = StrategyContext {
+                ts,
+                instrument: &self.instruments[i],
+                position: &self.positions[i],
+                open_orders: 0,
+                commands: &mut self.commands,
+                next_order_id: &mut self.next_order_id,
+            };
+            self.strategies[i].on_start(&mut ctx);
+        }
+        self.process_commands(ts, None, sink)
+    }
+
+    /// Cash plus every position marked at its instrument's last close.
+    fn equity(&self) -> Result<Money, EngineError> {
+        let mut equity = self.account.cash();
+        for (pos, mark) in self.positions.iter().zip(&self.marks) {
+            if let Some(mark) = mark {
+                if !pos.is_flat() {
+                    equity = equity.checked_add(pos.market_value(*mark)?)?;
+                }
+            }
+        }
+        Ok(equity)
+    }
+
+    fn close_timestamp<S: Sink>(&mut self, ts: UnixNanos, sink: &mut S) -> Result<(), EngineError> {
+        let equity = self.equity()?;
+        let mut gross: i128 = 0;
+        let mut exposed = false;
+        for (pos, mark) in self.positions.iter().zip(&self.marks) {
+            if let (false, Some(mark)) = (pos.is_flat(), mark) {
+                exposed = true;
+                gross = gross
+                    .checked_add(pos.market_value(*mark)?.raw().abs())
+                    .ok_or(ArithmeticError("gross exposure"))?;
+            }
+        }
+        let drawdown_pct = self.analyzer.on_equity(ts, equity, exposed);
+        sink.on_equity(&EquityPoint {
+            ts,
+            cash: self.account.cash(),
+            equity,
+            drawdown_pct,
+            gross_exposure: Money::from_raw(gross, equity.currency()),
+        });
+        if let (Some(pct), false) = (self.config.risk.max_drawdown_pct_raw, self.halted) {
+            self.peak_equity = self.peak_equity.max(equity.raw());
+            let allowed = mul_div(self.peak_equity, i128::from(pct), 100 * 1_000_000_000)
+                .ok_or(ArithmeticError("drawdown limit"))?;
+            if self.peak_equity - equity.raw() > allowed {
+                let peak = Money::from_raw(self.peak_equity, equity.currency());
+                let detail = format!(
+                    "equity {equity} is {drawdown_pct:.2}% below its peak {peak}, above max_drawdown_pct {}",
+                    tradeloom_core::fixed::format_raw(i128::from(pct), 9, 0)
+                );
+                sink.on_event(&Event::RiskLimitBreached {
+                    ts,
+                    limit: "max_drawdown_pct",
+                    detail: detail.clone(),
+                });
+                sink.on_event(&Event::KillSwitchEngaged {
+                    ts,
+                    reason: KillReason::MaxDrawdown,
+                    detail,
+                });
+                self.halted = true;
+                self.cancel_where(ts, "kill_switch", sink, |_| true)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process_commands<S: Sink>(
+        &mut self,
+        ts: UnixNanos,
+        bar: Option<&Bar>,
+        sink: &mut S,
+    ) -> Result<(), EngineError> {
+        while !self.commands.is_empty() {
+            let mut batch = std::mem::take(&mut self.commands);
+            for command in batch.drain(..) {
+                match command {
+                    Command::Submit {
+                        id,
+                        instrument,
+                        request,
+                    } => self.submit(id, instrument.index(), request, ts, bar, sink)?,
+                    Command::Cancel(id) => {
+                        self.cancel_where(ts, "cancelled", sink, |o| o.id == id)?;
+                    }
+                    Command::CancelAll(instrument) => {
+                        self.cancel_where(ts, "cancelled", sink, |o| o.instrument == instrument)?;
+                    }
+                }
+            }
+            if self.commands.is_empty() {
+                // Keep the buffer's capacity: no allocation per bar once warm.
+                self.commands = batch;
+            }
+        }
+        Ok(())
+    }
+
+    fn submit<S: Sink>(
+        &mut self,
+        id: OrderId,
+        i: usize,
+        request: OrderRequest,
+        ts: UnixNanos,
+        bar: Option<&Bar>,
+        sink: &mut S,
+    ) -> Result<(), EngineError> {
+        self.orders += 1;
+        let inst = &self.instruments[i];
+        let mut order = match Order::new(
+            id,
+            inst.id,
+            request.side,
+            request.order_type,
+            request.quantity,
+            request.price,
+            request.trigger_price,
+            request.time_in_force,
+            request.reduce_only,
+            ts,
+        ) {
+            Ok(order) => order,
+            Err(e) => {
+                self.rejected += 1;
+                sink.on_event(&Event::OrderRejected {
+                    ts,
+                    order_id: id,
+                    code: "order.invalid",
+                    reason: e.to_string(),
+                });
+                return Ok(());
+            }
+        };
+        sink.on_event(&Event::OrderSubmitted {
+            ts,
+            order_id: id,
+            symbol: inst.symbol,
+            side: order.side,
+            order_type: order.order_type,
+            quantity: order.quantity,
+            price: order.price,
+            trigger_price: order.trigger_price,
+            time_in_force: order.time_in_force,
+            reduce_only: order.reduce_only,
+        });
+        order.submit()?;
+        let view = RiskView {
+            limits: &self.config.risk,
+            account_kind: self.config.account_kind,
+            cash: self.account.cash(),
+            fee: self.config.fee,
+            positions: &self.positions,
+            marks: &self.marks,
+            halted: self.halted,
+        };
+        if let Err((code, reason)) = risk::check(&order, inst, &view) {
+            order.reject()?;
+            self.rejected += 1;
+            sink.on_event(&Event::OrderRejected {
+                ts,
+                order_id: id,
+                code,
+                reason: reason.clone(),
+            });
+            sink.on_order_closed(&OrderRecord {
+                order: &order,
+                symbol: inst.symbol,
+                avg_price: None,
+                closed_ts: ts,
+                reason: Some(&reason),
+            });
+            return Ok(());
+        }
+        order.accept()?;
+        sink.on_event(&Event::OrderAccepted { ts, order_id: id });
+        let immediate = match (self.config.fill_model, bar) {
+            (FillModel::BarClose, Some(bar)) if bar.instrument.index() == i => {
+                venue::marketable_at(&order, bar.close)
+            }
+            _ => None,
+        };
+        self.working.push(Working {
+            order,
+            submitted_ts: ts,
+            filled_notional: 0,
+        });
+        if let Some((price, triggered)) = immediate {
+            let idx = self.working.len() - 1;
+            if triggered {
+                self.working[idx].order.trigger()?;
+                sink.on_event(&Event::OrderTriggered { ts, order_id: id });
+            }
+            self.fill(idx, price, Liquidity::Taker, ts, sink)?;
+        }
+        Ok(())
+    }
+
+    fn match_working<S: Sink>(&mut self, bar: &Bar, sink: &mut S) -> Result<(), EngineError> {
+        let path = intrabar_path(bar);
+        self.actions.clear();
+        for w in &self.working {
+            if w.order.instrument != bar.instrument || w.submitted_ts >= bar.ts {
+                continue;
+            }
+            let order = &w.order;
+            if order.time_in_force == TimeInForce::Day
+                && bar.ts.day_index() > order.created_ts.day_index()
+            {
+                self.actions.push((order.id, Action::Expire));
+                continue;
+            }
+            let outcome = venue::match_order(order, bar, &path);
+            self.actions.push((order.id, Action::Outcome(outcome)));
+            if order.time_in_force == TimeInForce::Ioc && !matches!(outcome, Outcome::Fill { .. }) {
+                self.actions.push((order.id, Action::CancelIoc));
+            }
+        }
+        let mut k = 0;
+        while k < self.actions.len() {
+            let (id, action) = self.actions[k];
+            k += 1;
+            let Some(idx) = self.working.iter().position(|w| w.order.id == id) else {
+                continue;
+            };
+            match action {
+                Action::Expire => {
+                    self.working[idx].order.expire()?;
+                    sink.on_event(&Event::OrderExpired {
+                        ts: bar.ts,
+                        order_id: id,
+                    });
+                    self.close_order(idx, bar.ts, Some("expired"), sink);
+                }
+                Action::CancelIoc => {
+                    self.cancel_where(bar.ts, "ioc_unfilled", sink, |o| o.id == id)?;
+                }
+                Action::Outcome(Outcome::Rest) => {}
+                Action::Outcome(Outcome::Triggered) => {
+                    self.working[idx].order.trigger()?;
+                    sink.on_event(&Event::OrderTriggered {
+                        ts: bar.ts,
+                        order_id: id,
+                    });
+                }
+                Action::Outcome(Outcome::Fill {
+                    price,
+                    liquidity,
+                    triggered,
+                }) => {
+                    if triggered {
+                        self.working[idx].order.trigger()?;
+                        sink.on_event(&Event::OrderTriggered {
+                            ts: bar.ts,
+                            order_id: id,
+                        });
+                    }
+                    self.fill(idx, price, liquidity, bar.ts, sink)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fee_rate(&self, inst: &Instrument, liquidity: Liquidity) -> Bps {
+        if inst.maker_fee.is_zero() && inst.taker_fee.is_zero() {
+            self.config.fee
+        } else {
+            match liquidity {
+                Liquidity::Maker => inst.maker_fee,
+                Liquidity::Taker => inst.taker_fee,
+            }
+        }
+    }
+
+    /// Fills the working order at `idx` (all of what remains, or for a reduce-only order what
+    /// still reduces the position).
+    fn fill<S: Sink>(
+        &mut self,
+        idx: usize,
+        price: Price,
+        liquidity: Liquidity,
+        ts: UnixNanos,
+        sink: &mut S,
+    ) -> Result<(), EngineError> {
+        let order = &self.working[idx].order;
+        let i = order.instrument.index();
+        let inst = &self.instruments[i];
+        let side = order.side;
+        let mut quantity = order.remaining();
+        if order.reduce_only {
+            let net = self.positions[i].net_raw();
+            let reducible = if net != 0 && net.signum() != side.sign() {
+                net.abs()
+            } else {
+                0
+            };
+            if reducible == 0 {
+                let id = order.id;
+                return self.cancel_where(ts, "reduce_only", sink, |o| o.id == id);
+            }
+            quantity = quantity.min(inst.quantity(reducible));
+        }
+        let price = match order.order_type {
+            OrderType::Market | OrderType::Stop if liquidity == Liquidity::Taker => {
+                venue::slip(price, side, self.config.slippage, inst.tick_size)
+            }
+            _ => price,
+        }
+        .with_precision(inst.price_precision);
+        let currency = self.account.currency();
+        let notional = Money::notional(price, quantity, currency)?;
+        let fee = self.fee_rate(inst, liquidity).of_money(notional);
+        let symbol = inst.symbol;
+        let (price_precision, size_precision) = (inst.price_precision, inst.size_precision);
+        let w = &mut self.working[idx];
+        w.order.fill(quantity)?;
+        w.filled_notional += notional.raw();
+        self.next_fill_id += 1;
+        self.fills += 1;
+        let fill = Fill {
+            id: self.next_fill_id,
+            order_id: w.order.id,
+            instrument: w.order.instrument,
+            side,
+            quantity,
+            price,
+            fee,
+            liquidity,
+            ts,
+        };
+        self.account.apply_fill(side, notional, fee)?;
+        let change = self.positions[i].apply(side, quantity, price, ts)?;
+        self.analyzer.turnover = self
+            .analyzer
+            .turnover
+            .checked_add(notional.raw().abs())
+            .ok_or(ArithmeticError("turnover"))?;
+        sink.on_event(&Event::OrderFilled {
+            ts,
+            order_id: fill.order_id,
+            fill_id: fill.id,
+            symbol,
+            side,
+            quantity,
+            price,
+            fee,
+            liquidity,
+        });
+        sink.on_fill(&fill, symbol);
+        let position = &self.positions[i];
+        sink.on_event(&Event::PositionChanged {
+            ts,
+            symbol,
+            quantity: position.signed_quantity_string(),
+            avg_price: position.avg_price(),
+            realized_pnl: change.realized,
+        });
+        if let Some(trade) = self.trackers[i].on_fill(
+            &fill,
+            &change,
+            self.bar_counts[i],
+            &mut self.next_trade_id,
+            symbol,
+            price_precision,
+            size_precision,
+            currency,
+        )? {
+            self.analyzer.on_trade(&trade);
+            sink.on_trade(&trade);
+        }
+        let status = self.working[idx].order.status();
+        if status == OrderStatus::Filled {
+            self.close_order(idx, ts, None, sink);
+        } else if self.working[idx].order.reduce_only {
+            // The rest of a clamped reduce-only order would increase the position.
+            let id = self.working[idx].order.id;
+            self.cancel_where(ts, "reduce_only", sink, |o| o.id == id)?;
+        }
+        let open_orders = self.open_orders(i);
+        let mut ctx = StrategyContext {
+            ts,
+            instrument: &self.instruments[i],
+            position: &self.positions[i],
+            open_orders,
+            commands: &mut self.commands,
+            next_order_id: &mut self.next_order_id,
+        };
+        self.strategies[i].on_fill(&mut ctx, &fill);
+        Ok(())
+    }
+
+    /// Removes a terminal order from the book and reports it.
+    fn close_order<S: Sink>(
+        &mut self,
+        idx: usize,
+        ts: UnixNanos,
+        reason: Option<&str>,
+        sink: &mut S,
+    ) {
+        let w = self.working.remove(idx);
+        let inst = &self.instruments[w.order.instrument.index()];
+        let filled = w.order.filled().raw();
+        let avg_price = (filled > 0).then(|| {
+            let q = i128::from(filled);
+            let raw = (w.filled_notional + q / 2) / q;
+            Price::from_raw(i64::try_from(raw).unwrap_or(i64::MAX), inst.price_precision)
+        });
+        sink.on_order_closed(&OrderRecord {
+            order: &w.order,
+            symbol: inst.symbol,
+            avg_price,
+            closed_ts: ts,
+            reason,
+        });
+    }
+
+    /// Cancels every working order that matches `which`.
+    fn cancel_where<S: Sink>(
+        &mut self,
+        ts: UnixNanos,
+        reason: &'static str,
+        sink: &mut S,
+        which: impl Fn(&Order) -> bool,
+    ) -> Result<(), EngineError> {
+        let mut idx = 0;
+        while idx < self.working.len() {
+            if which(&self.working[idx].order) {
+                let id = self.working[idx].order.id;
+                self.working[idx].order.cancel()?;
+                sink.on_event(&Event::OrderCancelled {
+                    ts,
+                    order_id: id,
+                    reason,
+                });
+                self.close_order(idx, ts, Some(reason), sink);
+            } else {
+                idx += 1;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Pre-trade risk: every order passes these checks before it reaches the venue. A failed check
+//! rejects the order with a stable code and a reason that names the limit and the values.
+
+use tradeloom_core::{AccountKind, Bps, Instrument, Money, Order, OrderSide, Position, Price};
+
+use crate::config::RiskLimits;
+
+/// A rejection: stable code and human reason.
+pub(crate) type Rejection = (&'static str, String);
+
+/// What the checks look at.
+pub(crate) struct RiskView<'a> {
+    pub limits: &'a RiskLimits,
+    pub account_kind: AccountKind,
+    pub cash: Money,
+    pub fee: Bps,
+    pub positions: &'a [Position],
+    pub marks: &'a [Option<Price>],
+    pub halted: bool,
+}
+
+/// Runs every check in order; the first failure rejects.
+pub(crate) fn check(
+    order: &Order,
+    instrument: &Instrument,
+    view: &RiskView<'_>,
+) -> Result<(), Rejection> {
+    if view.halted {
+        return Err((
+            "risk.kill_switch",
+            "trading is halted for the rest of the run (kill switch engaged)".to_string(),
+        ));
+    }
+    check_instrument(order, instrument)?;
+    let position = &view.positions[instrument.id.index()];
+    let net = position.net_raw();
+    let signed = order.quantity.raw() * order.side.sign();
+    if order.reduce_only
+        && (net == 0 || net.signum() == signed.signum() || signed.abs() > net.abs())
+    {
+        return Err((
+            "order.reduce_only",
+            format!(
+                "reduce-only {} {} would not only reduce the position {}",
+                order.side.as_str(),
+                order.quantity,
+                position.signed_quantity_string()
+            ),
+        ));
+    }
+    let reference = order
+        .price
+        .or(order.trigger_price)
+        .or(view.marks[instrument.id.index()]);
+    let currency = view.cash.currency();
+    let notional = match reference {
+        Some(p) => Some(
+            Money::notional(p, order.quantity, currency)
+                .map_err(|e| ("order.invalid", e.to_string()))?,
+        ),
+        None => None,
+    };
+    if let (Some(limit), Some(n)) = (view.limits.max_order_notional, notional) {
+        if n.raw() > limit.raw() {
+            return Err((
+                "risk.max_order_notional",
+                format!("order notional {n} exceeds max_order_notional {limit}"),
+            ));
+        }
+    }
+    let after = net.saturating_add(signed);
+    if let Some(max) = view.limits.max_position_raw {
+        if after.abs() > max && after.abs() > net.abs() {
+            return Err((
+                "risk.max_position",
+                format!(
+                    "position after the order would be {} {}, above max_position {}",
+                    tradeloom_core::fixed::format_raw(
+                        i128::from(after),
+                        9,
+                        instrument.size_precision
+                    ),
+                    instrument.symbol,
+                    tradeloom_core::fixed::format_raw(i128::from(max), 9, 0),
+                ),
+            ));
+        }
+    }
+    if let (Some(limit), Some(p)) = (view.limits.max_gross_exposure, reference) {
+        let mut gross: i128 = 0;
+        for (i, pos) in view.positions.iter().enumerate() {
+            let (qty, mark) = if i == instrument.id.index() {
+                (after, Some(p))
+            } else {
+                (pos.net_raw(), view.marks[i])
+            };
+            if let Some(m) = mark {
+                gross = gross.saturating_add((i128::from(qty) * i128::from(m.raw())).abs());
+            }
+        }
+        let current: i128 = view
+            .positions
+            .iter()
+            .zip(view.marks)
+            .filter_map(|(pos, m)| {
+                m.map(|m| (i128::from(pos.net_raw()) * i128::from(m.raw())).abs())
+            })
+            .sum();
+        if gross > limit.raw() && gross > current {
+            return Err((
+                "risk.max_gross_exposure",
+                format!(
+                    "gross exposure after the order would be {}, above max_gross_exposure {limit}",
+                    Money::from_raw(gross, currency).rounded()
+                ),
+            ));
+        }
+    }
+    if view.account_kind == AccountKind::Cash {
+        match order.side {
+            OrderSide::Sell if after < 0 => {
+                return Err((
+                    "account.no_shorting",
+                    format!(
+                        "sell {} would open a short position; a cash account cannot short",
+                        order.quantity
+                    ),
+                ));
+            }
+            OrderSide::Buy => {
+                if let Some(n) = notional {
+                    let fee = instrument_fee(instrument, view.fee).of_money(n);
+                    let needed = n.raw() + fee.raw();
+                    if needed > view.cash.raw() {
+                        return Err((
+                            "account.insufficient_cash",
+                            format!(
+                                "buy needs {} (notional {n} + fee {fee}) but cash is {}",
+                                Money::from_raw(needed, currency),
+                                view.cash
+                            ),
+                        ));
+                    }
+                }
+            }
+            OrderSide::Sell => {}
+        }
+    }
+    Ok(())
+}
+
+/// The taker fee of an instrument, or the run's default when it has none.
+pub(crate) fn instrument_fee(instrument: &Instrument, default: Bps) -> Bps {
+    if instrument.taker_fee.is_zero() && instrument.maker_fee.is_zero() {
+        default
+    } else {
+        instrument.taker_fee
+    }
+}
+
+fn check_instrument(order: &Order, instrument: &Instrument) -> Result<(), Rejection> {
+    let q = order.quantity;
+    if !q.fits_precision(instrument.size_precision) || !q.is_multiple_of(instrument.lot_size) {
+        return Err((
+            "order.invalid",
+            format!(
+                "quantity {q} is not a multiple of the lot size {} of {}",
+                instrument.lot_size, instrument.symbol
+            ),
+        ));
+    }
+    if q < instrument.min_quantity {
+        return Err((
+            "order.invalid",
+            format!(
+                "quantity {q} is below the minimum {} of {}",
+                instrument.min_quantity, instrument.symbol
+            ),
+        ));
+    }
+    for price in [order.price, order.trigger_price].into_iter().flatten() {
+        let tick = instrument.tick_size.raw();
+        if tick > 0 && price.raw() % tick != 0 {
+            return Err((
+                "order.invalid",
+                format!(
+                    "price {price} is not a multiple of the tick size {} of {}",
+                    instrument.tick_size, instrument.symbol
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

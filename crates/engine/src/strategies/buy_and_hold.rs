@@ -1,0 +1,39 @@
+//! `buy_and_hold`: buy once, hold to the end.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tradeloom_core::{Bar, Decimal, Instrument, Quantity};
+
+use crate::config::DecimalSchema;
+use crate::strategy::{Strategy, StrategyContext};
+
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BuyAndHoldParams {
+    /// Units to buy on the first bar.
+    #[schemars(with = "DecimalSchema")]
+    pub quantity: Decimal,
+}
+
+pub struct BuyAndHold {
+    quantity: Quantity,
+    bought: bool,
+}
+
+impl BuyAndHold {
+    pub fn new(params: &BuyAndHoldParams, instrument: &Instrument) -> Result<Self, String> {
+        Ok(Self {
+            quantity: super::order_quantity(params.quantity, instrument)?,
+            bought: false,
+        })
+    }
+}
+
+impl Strategy for BuyAndHold {
+    fn on_bar(&mut self, ctx: &mut StrategyContext<'_>, _bar: &Bar) {
+        if !self.bought {
+            self.bought = true;
+            ctx.buy(self.quantity);
+        }
+    }
+}

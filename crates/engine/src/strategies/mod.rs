@@ -1,0 +1,82 @@
+//! Built-in strategies and the `strategy:` section of a run spec that selects one.
+
+mod buy_and_hold;
+mod cross;
+mod mean_reversion;
+
+pub use buy_and_hold::{BuyAndHold, BuyAndHoldParams};
+pub use cross::{CrossParams, EmaCross, SmaCross};
+pub use mean_reversion::{MeanReversion, MeanReversionParams};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tradeloom_core::Instrument;
+
+use crate::strategy::Strategy;
+
+/// `strategy: {name: ..., params: {...}}` in a run spec. Unknown names and unknown parameters
+/// are errors.
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
+#[serde(
+    tag = "name",
+    content = "params",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+pub enum StrategyConfig {
+    /// Buys `quantity` on the first bar and holds it to the end.
+    BuyAndHold(BuyAndHoldParams),
+    /// Simple-moving-average crossover: on a cross up close any short and go long `quantity`; on
+    /// a cross down close any long and go short `quantity` (or stay flat with `long_only`).
+    SmaCross(CrossParams),
+    /// The same rules on exponential moving averages.
+    EmaCross(CrossParams),
+    /// Z-score mean reversion on a rolling window of closes.
+    MeanReversion(MeanReversionParams),
+}
+
+impl StrategyConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StrategyConfig::BuyAndHold(_) => "buy_and_hold",
+            StrategyConfig::SmaCross(_) => "sma_cross",
+            StrategyConfig::EmaCross(_) => "ema_cross",
+            StrategyConfig::MeanReversion(_) => "mean_reversion",
+        }
+    }
+
+    /// Checks the parameters against an instrument (quantity precision, periods).
+    pub fn validate(&self, instrument: &Instrument) -> Result<(), String> {
+        build_strategy(self, instrument).map(|_| ())
+    }
+}
+
+/// Builds the strategy instance for one instrument; errors name the parameter.
+pub fn build_strategy(
+    config: &StrategyConfig,
+    instrument: &Instrument,
+) -> Result<Box<dyn Strategy>, String> {
+    let prefix = |e: String| format!("strategy.params.{e}");
+    Ok(match config {
+        StrategyConfig::BuyAndHold(p) => Box::new(BuyAndHold::new(p, instrument).map_err(prefix)?),
+        StrategyConfig::SmaCross(p) => Box::new(SmaCross::new(p, instrument).map_err(prefix)?),
+        StrategyConfig::EmaCross(p) => Box::new(EmaCross::new(p, instrument).map_err(prefix)?),
+        StrategyConfig::MeanReversion(p) => {
+            Box::new(MeanReversion::new(p, instrument).map_err(prefix)?)
+        }
+    })
+}
+
+/// A positive order quantity from a parameter, checked against the instrument.
+pub(crate) fn order_quantity(
+    value: tradeloom_core::Decimal,
+    instrument: &Instrument,
+) -> Result<tradeloom_core::Quantity, String> {
+    let q = value
+        .to_quantity(instrument.size_precision)
+        .map_err(|e| format!("quantity: {e}"))?;
+    if q.is_zero() {
+        return Err("quantity: must be positive".to_string());
+    }
+    Ok(q)
+}
