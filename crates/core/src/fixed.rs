@@ -151,6 +151,49 @@ pub fn format_raw(raw: i128, scale: u8, min_decimals: u8) -> String {
     }
 }
 
+/// Appends the same text as [`format_raw`] to `out`, without allocating.
+pub fn write_raw(out: &mut Vec<u8>, raw: i128, scale: u8, min_decimals: u8) {
+    let pow = 10u128.pow(u32::from(scale));
+    let abs = raw.unsigned_abs();
+    let int_part = abs / pow;
+    let mut frac = abs % pow;
+    let mut decimals = scale;
+    while decimals > min_decimals && frac % 10 == 0 {
+        frac /= 10;
+        decimals -= 1;
+    }
+    if raw < 0 {
+        out.push(b'-');
+    }
+    write_u128(out, int_part);
+    if decimals > 0 {
+        out.push(b'.');
+        let start = out.len();
+        out.resize(start + usize::from(decimals), b'0');
+        let mut i = out.len();
+        while frac > 0 {
+            i -= 1;
+            out[i] = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+    }
+}
+
+/// Appends the decimal digits of `value`.
+pub fn write_u128(out: &mut Vec<u8>, mut value: u128) {
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 /// Rounds a raw value at `10^-scale` to `decimals` places, half away from zero.
 pub fn round_raw(raw: i128, scale: u8, decimals: u8) -> i128 {
     if decimals >= scale {
@@ -225,6 +268,15 @@ mod tests {
         assert_eq!(format_raw(104_000_000_000, 9, 2), "104.00");
         assert_eq!(format_raw(104_000_000_000, 9, 0), "104");
         assert_eq!(format_raw(-1_234_500_000, 9, 2), "-1.2345");
+    }
+
+    #[test]
+    fn write_raw_matches_format_raw() {
+        for (raw, scale, min) in [(104_060_000_000i128, 9u8, 2u8), (-1_234_500_000, 9, 2), (0, 9, 0), (7, 18, 2), (-5, 0, 0), (120, 2, 2)] {
+            let mut out = Vec::new();
+            write_raw(&mut out, raw, scale, min);
+            assert_eq!(String::from_utf8(out).unwrap(), format_raw(raw, scale, min));
+        }
     }
 
     #[test]

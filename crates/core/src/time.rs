@@ -105,6 +105,56 @@ impl Serialize for UnixNanos {
     }
 }
 
+fn push2(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+/// Appends the same text as `Display` (RFC 3339, UTC) to `out`, without allocating.
+pub fn write_rfc3339(out: &mut Vec<u8>, ts: UnixNanos) {
+    let (y, mo, d) = ts.date();
+    if (0..10_000).contains(&y) {
+        let y = y as u32;
+        push2(out, y / 100);
+        push2(out, y % 100);
+    } else {
+        out.extend_from_slice(format!("{y:04}").as_bytes());
+    }
+    out.push(b'-');
+    push2(out, mo);
+    out.push(b'-');
+    push2(out, d);
+    let in_day = ts.0.rem_euclid(NANOS_PER_DAY);
+    let secs = (in_day / NANOS_PER_SECOND) as u32;
+    let nanos = (in_day % NANOS_PER_SECOND) as u32;
+    out.push(b'T');
+    push2(out, secs / 3600);
+    out.push(b':');
+    push2(out, (secs / 60) % 60);
+    out.push(b':');
+    push2(out, secs % 60);
+    if nanos != 0 {
+        let (value, digits) = if nanos % 1_000_000 == 0 {
+            (nanos / 1_000_000, 3)
+        } else if nanos % 1_000 == 0 {
+            (nanos / 1_000, 6)
+        } else {
+            (nanos, 9)
+        };
+        out.push(b'.');
+        let start = out.len();
+        out.resize(start + digits, b'0');
+        let mut v = value;
+        let mut i = out.len();
+        while v > 0 {
+            i -= 1;
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    out.push(b'Z');
+}
+
 pub fn is_leap_year(year: i32) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
@@ -159,6 +209,15 @@ mod tests {
         assert_eq!(t.weekday(), 3, "2004-08-19 was a Thursday");
         assert!(UnixNanos::from_date(2023, 2, 29).is_none());
         assert!(UnixNanos::from_date(2024, 2, 29).is_some());
+    }
+
+    #[test]
+    fn write_rfc3339_matches_display() {
+        for t in [0i64, 1, 1_500_000_000_123_000_000, 1_092_873_600_000_000_000, -86_400_000_000_001] {
+            let mut out = Vec::new();
+            write_rfc3339(&mut out, UnixNanos(t));
+            assert_eq!(String::from_utf8(out).unwrap(), UnixNanos(t).to_string());
+        }
     }
 
     #[test]
