@@ -2,7 +2,7 @@
 //! in a run spec, plus the resolved [`EngineConfig`] the engine runs with.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tradeloom_core::{AccountKind, Bps, Decimal, Money};
 
 use crate::fill_model::FillModel;
@@ -17,7 +17,7 @@ pub(crate) enum DecimalSchema {
 }
 
 /// `execution:` in a run spec.
-#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionConfig {
     /// `bar_close` (fill at the close of the bar the order was submitted on, as NautilusTrader
@@ -26,15 +26,17 @@ pub struct ExecutionConfig {
     pub fill_model: FillModel,
     /// Fee in basis points of notional, for instruments that set no fee of their own. Default 0.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<DecimalSchema>")]
     pub fee_bps: Option<Decimal>,
     /// Adverse slippage on market and stop fills, in basis points of the price, rounded to the
     /// tick. Default 0. Exclusive with `slippage_ticks`.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<DecimalSchema>")]
     pub slippage_bps: Option<Decimal>,
     /// Adverse slippage on market and stop fills, in ticks. Default 0.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slippage_ticks: Option<u32>,
 }
 
@@ -50,20 +52,24 @@ impl Default for ExecutionConfig {
 }
 
 /// `risk:` in a run spec. Every limit is optional; absent means unlimited.
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RiskConfig {
     /// Largest absolute net position per instrument, in instrument units.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<DecimalSchema>")]
     pub max_position: Option<Decimal>,
     /// Largest notional of one order, in account currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<DecimalSchema>")]
     pub max_order_notional: Option<Decimal>,
     /// Largest Σ |position × mark| across instruments after an order, in account currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<DecimalSchema>")]
     pub max_gross_exposure: Option<Decimal>,
     /// Largest fall of equity from its peak, in percent; a breach stops trading for the rest of
     /// the run (a kill event in the journal).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<DecimalSchema>")]
     pub max_drawdown_pct: Option<Decimal>,
 }

@@ -1,13 +1,13 @@
 //! `buy_and_hold`: buy once, hold to the end.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tradeloom_core::{Bar, Decimal, Instrument, Quantity};
 
 use crate::config::DecimalSchema;
 use crate::strategy::{Strategy, StrategyContext};
 
-#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BuyAndHoldParams {
     /// Units to buy on the first bar.

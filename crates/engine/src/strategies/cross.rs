@@ -1,14 +1,14 @@
 //! `sma_cross` and `ema_cross`: trade the crossovers of a fast and a slow moving average.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tradeloom_core::{Bar, Decimal, Instrument, Quantity};
 
 use crate::config::DecimalSchema;
 use crate::indicator::{Cross, CrossDetector, Ema, Sma};
 use crate::strategy::{Strategy, StrategyContext};
 
-#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CrossParams {
     /// Period of the fast average, in bars.

@@ -2,7 +2,7 @@
 //! deviations (z-score).
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tradeloom_core::{Bar, Decimal, Instrument, Quantity};
 
 use crate::config::DecimalSchema;
@@ -17,7 +17,7 @@ fn default_exit_z() -> f64 {
     0.5
 }
 
-#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MeanReversionParams {
     /// Bars in the rolling window (at least 2).

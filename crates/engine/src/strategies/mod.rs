@@ -9,14 +9,14 @@ pub use cross::{CrossParams, EmaCross, SmaCross};
 pub use mean_reversion::{MeanReversion, MeanReversionParams};
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tradeloom_core::Instrument;
 
 use crate::strategy::Strategy;
 
 /// `strategy: {name: ..., params: {...}}` in a run spec. Unknown names and unknown parameters
 /// are errors.
-#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(
     tag = "name",
     content = "params",
