@@ -90,6 +90,9 @@ pub(crate) struct Analyzer {
     max_dd_duration: i64,
     // daily returns (Welford)
     day: Option<i64>,
+    /// `[start, end)` of `day` in nanoseconds: most points fall in the current day, and this
+    /// spares them the divisions of `day_index` and `weekday`.
+    day_span: (i64, i64),
     day_close: f64,
     prev_close: f64,
     n_returns: u64,
@@ -123,6 +126,7 @@ impl Analyzer {
             max_dd: 0.0,
             max_dd_duration: 0,
             day: None,
+            day_span: (0, 0),
             day_close: x,
             prev_close: x,
             n_returns: 0,
@@ -168,18 +172,22 @@ impl Analyzer {
         self.end = Some(ts);
         self.points += 1;
         self.exposed_points += u64::from(exposed);
-        let day = ts.0.div_euclid(NANOS_PER_DAY);
-        match self.day {
-            Some(d) if d == day => {}
-            Some(_) => {
-                let close = self.day_close;
-                self.push_return(close);
-                self.day = Some(day);
+        if self.day.is_none() || ts.0 < self.day_span.0 || ts.0 >= self.day_span.1 {
+            let day = ts.0.div_euclid(NANOS_PER_DAY);
+            match self.day {
+                Some(d) if d == day => {}
+                Some(_) => {
+                    let close = self.day_close;
+                    self.push_return(close);
+                    self.day = Some(day);
+                }
+                None => self.day = Some(day),
             }
-            None => self.day = Some(day),
-        }
-        if ts.weekday() >= 5 {
-            self.weekend = true;
+            let start = day * NANOS_PER_DAY;
+            self.day_span = (start, start + NANOS_PER_DAY);
+            if ts.weekday() >= 5 {
+                self.weekend = true;
+            }
         }
         self.day_close = x;
         if x >= self.peak {
@@ -306,6 +314,7 @@ impl Analyzer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 mod tests {
     use super::*;
 

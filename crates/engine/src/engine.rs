@@ -298,24 +298,25 @@ impl Engine {
     fn equity(&self) -> Result<Money, EngineError> {
         let mut equity = self.account.cash();
         for (pos, mark) in self.positions.iter().zip(&self.marks) {
-            if let Some(mark) = mark {
-                if !pos.is_flat() {
-                    equity = equity.checked_add(pos.market_value(*mark)?)?;
-                }
+            if let (Some(mark), false) = (mark, pos.is_flat()) {
+                equity = equity.checked_add(pos.market_value(*mark)?)?;
             }
         }
         Ok(equity)
     }
 
     fn close_timestamp<S: Sink>(&mut self, ts: UnixNanos, sink: &mut S) -> Result<(), EngineError> {
-        let equity = self.equity()?;
+        // Equity and gross exposure in one pass: one market value per open position.
+        let mut equity = self.account.cash();
         let mut gross: i128 = 0;
         let mut exposed = false;
         for (pos, mark) in self.positions.iter().zip(&self.marks) {
             if let (false, Some(mark)) = (pos.is_flat(), mark) {
                 exposed = true;
+                let value = pos.market_value(*mark)?;
+                equity = equity.checked_add(value)?;
                 gross = gross
-                    .checked_add(pos.market_value(*mark)?.raw().abs())
+                    .checked_add(value.raw().abs())
                     .ok_or(ArithmeticError("gross exposure"))?;
             }
         }

@@ -57,6 +57,7 @@ pub fn intrabar_path(bar: &Bar) -> [Price; 4] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 mod tests {
     use super::*;
     use tradeloom_core::{InstrumentId, Quantity, UnixNanos};

@@ -201,6 +201,7 @@ impl CrossDetector {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 mod tests {
     use super::*;
 

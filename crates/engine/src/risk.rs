@@ -60,31 +60,28 @@ pub(crate) fn check(
         ),
         None => None,
     };
-    if let (Some(limit), Some(n)) = (view.limits.max_order_notional, notional) {
-        if n.raw() > limit.raw() {
-            return Err((
-                "risk.max_order_notional",
-                format!("order notional {n} exceeds max_order_notional {limit}"),
-            ));
-        }
+    if let (Some(limit), Some(n)) = (view.limits.max_order_notional, notional)
+        && n.raw() > limit.raw()
+    {
+        return Err((
+            "risk.max_order_notional",
+            format!("order notional {n} exceeds max_order_notional {limit}"),
+        ));
     }
     let after = net.saturating_add(signed);
-    if let Some(max) = view.limits.max_position_raw {
-        if after.abs() > max && after.abs() > net.abs() {
-            return Err((
-                "risk.max_position",
-                format!(
-                    "position after the order would be {} {}, above max_position {}",
-                    tradeloom_core::fixed::format_raw(
-                        i128::from(after),
-                        9,
-                        instrument.size_precision
-                    ),
-                    instrument.symbol,
-                    tradeloom_core::fixed::format_raw(i128::from(max), 9, 0),
-                ),
-            ));
-        }
+    if let Some(max) = view.limits.max_position_raw
+        && after.abs() > max
+        && after.abs() > net.abs()
+    {
+        return Err((
+            "risk.max_position",
+            format!(
+                "position after the order would be {} {}, above max_position {}",
+                tradeloom_core::fixed::format_raw(i128::from(after), 9, instrument.size_precision),
+                instrument.symbol,
+                tradeloom_core::fixed::format_raw(i128::from(max), 9, 0),
+            ),
+        ));
     }
     if let (Some(limit), Some(p)) = (view.limits.max_gross_exposure, reference) {
         let mut gross: i128 = 0;

@@ -103,24 +103,24 @@ impl TradeTracker {
                 t.gross += change.realized.raw();
                 t.fees += close_fee;
             }
-            if change.closed_round_trip() {
-                if let Some(t) = self.open.take() {
-                    closed = Some(Trade {
-                        id: t.id,
-                        symbol,
-                        instrument: fill.instrument,
-                        side: t.side,
-                        quantity: Quantity::from_raw(t.entry_qty, size_precision)?,
-                        entry_ts: t.entry_ts,
-                        entry_price: vwap(t.entry_notional, t.entry_qty, price_precision),
-                        exit_ts: Some(fill.ts),
-                        exit_price: Some(vwap(t.exit_notional, t.exit_qty, price_precision)),
-                        gross_pnl: Money::from_raw(t.gross, currency),
-                        fees: Money::from_raw(t.fees, currency),
-                        net_pnl: Money::from_raw(t.gross - t.fees, currency),
-                        bars: bar_index.saturating_sub(t.entry_bar),
-                    });
-                }
+            if change.closed_round_trip()
+                && let Some(t) = self.open.take()
+            {
+                closed = Some(Trade {
+                    id: t.id,
+                    symbol,
+                    instrument: fill.instrument,
+                    side: t.side,
+                    quantity: Quantity::from_raw(t.entry_qty, size_precision)?,
+                    entry_ts: t.entry_ts,
+                    entry_price: vwap(t.entry_notional, t.entry_qty, price_precision),
+                    exit_ts: Some(fill.ts),
+                    exit_price: Some(vwap(t.exit_notional, t.exit_qty, price_precision)),
+                    gross_pnl: Money::from_raw(t.gross, currency),
+                    fees: Money::from_raw(t.fees, currency),
+                    net_pnl: Money::from_raw(t.gross - t.fees, currency),
+                    bars: bar_index.saturating_sub(t.entry_bar),
+                });
             }
         }
         if change.opened_raw > 0 {

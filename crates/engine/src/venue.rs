@@ -154,6 +154,7 @@ pub(crate) fn slip(price: Price, side: OrderSide, slippage: Slippage, tick: Pric
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 mod tests {
     use super::*;
     use crate::fill_model::intrabar_path;

@@ -1,0 +1,228 @@
+//! Pre-trade risk limits, cash-account rules and the drawdown kill switch: each rejection has
+//! its stable code and a reason that names the values.
+
+use tradeloom_core::{AccountKind, Event, KillReason, OrderSide, Quantity};
+use tradeloom_engine::{FillModel, OrderRequest, RiskConfig, Strategy};
+
+use crate::fixture::{
+    Script, at, bar, daily, dec, event_name, execution, instrument, px, qty, resolved, run, try_run,
+};
+
+fn market(side: OrderSide, n: u32) -> OrderRequest {
+    OrderRequest::market(side, qty(n))
+}
+
+const HUNDRED: (&str, &str, &str, &str) = ("100", "100", "100", "100");
+
+fn with_risk(risk: RiskConfig) -> tradeloom_engine::EngineConfig {
+    resolved(
+        execution(FillModel::BarClose),
+        risk,
+        AccountKind::Margin,
+        "100000",
+    )
+}
+
+#[test]
+fn max_position_rejects_orders_that_grow_the_position_beyond_it() {
+    let config = with_risk(RiskConfig {
+        max_position: Some(dec("5")),
+        ..RiskConfig::default()
+    });
+    let script = Script::new()
+        .submit(0, market(OrderSide::Buy, 6))
+        .submit(0, market(OrderSide::Buy, 5))
+        .submit(1, market(OrderSide::Buy, 1))
+        // long 5 → short 5: the position does not grow beyond the limit
+        .submit(1, market(OrderSide::Sell, 10));
+    let r = run(config, &daily(&[HUNDRED, HUNDRED]), script);
+    assert_eq!(
+        r.rejection(1),
+        (
+            "risk.max_position",
+            "position after the order would be 6 TEST, above max_position 5".to_string()
+        )
+    );
+    assert_eq!(r.rejection(3).0, "risk.max_position");
+    let filled: Vec<_> = r.fills().iter().map(|f| f.order_id.0).collect();
+    assert_eq!(filled, [2, 4]);
+    assert_eq!(r.summary.positions[0].signed_quantity_string(), "-5");
+}
+
+#[test]
+fn max_order_notional_rejects_large_orders_at_their_price_or_the_last_close() {
+    let config = with_risk(RiskConfig {
+        max_order_notional: Some(dec("1000")),
+        ..RiskConfig::default()
+    });
+    let script = Script::new()
+        .submit(0, market(OrderSide::Buy, 11))
+        .submit(
+            0,
+            OrderRequest::limit(OrderSide::Buy, qty(10), px("100.01")),
+        )
+        .submit(0, market(OrderSide::Buy, 10));
+    let r = run(config, &daily(&[HUNDRED]), script);
+    assert_eq!(
+        r.rejection(1),
+        (
+            "risk.max_order_notional",
+            "order notional 1100.00 exceeds max_order_notional 1000.00".to_string()
+        )
+    );
+    assert_eq!(
+        r.rejection(2).1,
+        "order notional 1000.10 exceeds max_order_notional 1000.00"
+    );
+    assert_eq!(r.fills().len(), 1);
+    assert_eq!(r.fills()[0].order_id.0, 3);
+}
+
+#[test]
+fn max_gross_exposure_sums_every_instrument() {
+    let config = with_risk(RiskConfig {
+        max_gross_exposure: Some(dec("2000")),
+        ..RiskConfig::default()
+    });
+    let strategies: Vec<Box<dyn Strategy>> = vec![
+        Box::new(
+            Script::new()
+                .submit(1, market(OrderSide::Buy, 16))
+                .submit(1, market(OrderSide::Buy, 15)),
+        ),
+        // short 10 × 50 = 500 of exposure
+        Box::new(Script::new().submit(0, market(OrderSide::Sell, 10))),
+    ];
+    let bars = vec![
+        bar(0, at(0, 0), "100", "100", "100", "100"),
+        bar(1, at(0, 0), "50", "50", "50", "50"),
+        bar(0, at(1, 0), "100", "100", "100", "100"),
+    ];
+    let r = try_run(
+        config,
+        vec![instrument(0, "AAA"), instrument(1, "BBB")],
+        strategies,
+        &bars,
+    )
+    .unwrap();
+    // Order 1 is BBB's sell; AAA's 16 × 100 = 1600 would pass alone.
+    assert_eq!(
+        r.rejection(2),
+        (
+            "risk.max_gross_exposure",
+            "gross exposure after the order would be 2100.00, above max_gross_exposure 2000.00"
+                .to_string()
+        )
+    );
+    let filled: Vec<_> = r.fills().iter().map(|f| f.order_id.0).collect();
+    assert_eq!(filled, [1, 3], "exactly at the limit is allowed");
+    assert_eq!(
+        r.sink.equity.last().unwrap().gross_exposure.to_string(),
+        "2000.00"
+    );
+}
+
+#[test]
+fn cash_accounts_cannot_short_or_spend_more_than_their_cash() {
+    let mut exec = execution(FillModel::BarClose);
+    exec.fee_bps = Some(dec("10"));
+    let config = resolved(exec, RiskConfig::default(), AccountKind::Cash, "1000");
+    let script = Script::new()
+        .submit(0, market(OrderSide::Sell, 1))
+        .submit(0, market(OrderSide::Buy, 10))
+        .submit(0, market(OrderSide::Buy, 9))
+        .submit(1, market(OrderSide::Sell, 10))
+        .submit(1, market(OrderSide::Sell, 9));
+    let r = run(config, &daily(&[HUNDRED, HUNDRED]), script);
+    assert_eq!(
+        r.rejection(1),
+        (
+            "account.no_shorting",
+            "sell 1 would open a short position; a cash account cannot short".to_string()
+        )
+    );
+    assert_eq!(
+        r.rejection(2),
+        (
+            "account.insufficient_cash",
+            "buy needs 1001.00 (notional 1000.00 + fee 1.00) but cash is 1000.00".to_string()
+        )
+    );
+    assert_eq!(r.rejection(4).0, "account.no_shorting");
+    let filled: Vec<_> = r.fills().iter().map(|f| f.order_id.0).collect();
+    assert_eq!(filled, [3, 5]);
+    // 1000 − 900 − 0.90 + 900 − 0.90
+    assert_eq!(r.summary.cash.to_string(), "998.20");
+    assert_eq!(r.summary.metrics.rejected_orders, 3);
+}
+
+#[test]
+fn a_drawdown_breach_engages_the_kill_switch_for_the_rest_of_the_run() {
+    let config = resolved(
+        execution(FillModel::BarClose),
+        RiskConfig {
+            max_drawdown_pct: Some(dec("10")),
+            ..RiskConfig::default()
+        },
+        AccountKind::Margin,
+        "1000",
+    );
+    let bars = daily(&[
+        HUNDRED,
+        ("95", "95", "95", "95"),
+        ("85", "85", "85", "85"),
+        ("85", "85", "85", "85"),
+        ("90", "90", "90", "90"),
+    ]);
+    let script = Script::new()
+        .submit(0, market(OrderSide::Buy, 10))
+        .submit(0, OrderRequest::limit(OrderSide::Buy, qty(1), px("50")))
+        .submit(3, market(OrderSide::Buy, 1))
+        .submit_on_stop(market(OrderSide::Sell, 10));
+    let r = run(config, &bars, script);
+
+    // 5 % on day 1 is within the limit; 15 % at the close of day 2 is not.
+    let breach = r
+        .sink
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::RiskLimitBreached { .. }))
+        .unwrap();
+    let names: Vec<_> = r.sink.events[breach..breach + 3]
+        .iter()
+        .map(event_name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "risk_limit_breached",
+            "kill_switch_engaged",
+            "order_cancelled"
+        ]
+    );
+    match &r.sink.events[breach] {
+        Event::RiskLimitBreached { ts, limit, detail } => {
+            assert_eq!((*ts, *limit), (at(2, 0), "max_drawdown_pct"));
+            assert_eq!(
+                detail,
+                "equity 850.00 is 15.00% below its peak 1000.00, above max_drawdown_pct 10"
+            );
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(matches!(
+        r.sink.events[breach + 1],
+        Event::KillSwitchEngaged {
+            reason: KillReason::MaxDrawdown,
+            ..
+        }
+    ));
+    assert_eq!(r.cancellation(2), (at(2, 0), "kill_switch"));
+    assert_eq!(r.rejection(3).0, "risk.kill_switch");
+    assert_eq!(r.rejection(4).0, "risk.kill_switch", "orders on stop too");
+    assert_eq!(r.counts()["risk_limit_breached"], 1, "engaged once");
+    assert!(r.summary.halted);
+    assert_eq!(r.fills().len(), 1);
+    // The kill switch stops trading; it does not liquidate.
+    assert_eq!(r.summary.positions[0].quantity(), Quantity::from_int(10, 0));
+}
