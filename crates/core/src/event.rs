@@ -7,7 +7,7 @@ use crate::fill::Liquidity;
 use crate::money::Money;
 use crate::order::{OrderId, OrderSide, OrderType, TimeInForce};
 use crate::price::Price;
-use crate::quantity::Quantity;
+use crate::quantity::{Quantity, SignedQuantity};
 use crate::symbol::Symbol;
 use crate::time::UnixNanos;
 
@@ -83,7 +83,7 @@ pub enum Event {
         ts: UnixNanos,
         symbol: Symbol,
         /// Signed net quantity after the fill.
-        quantity: String,
+        quantity: SignedQuantity,
         #[serde(skip_serializing_if = "Option::is_none")]
         avg_price: Option<Price>,
         /// Realised PnL of this change.

@@ -136,7 +136,7 @@ pub fn format_raw(raw: i128, scale: u8, min_decimals: u8) -> String {
     let int_part = abs / pow;
     let mut frac = abs % pow;
     let mut decimals = scale;
-    while decimals > min_decimals && frac % 10 == 0 {
+    while decimals > min_decimals && frac.is_multiple_of(10) {
         frac /= 10;
         decimals -= 1;
     }
@@ -158,7 +158,7 @@ pub fn write_raw(out: &mut Vec<u8>, raw: i128, scale: u8, min_decimals: u8) {
     let int_part = abs / pow;
     let mut frac = abs % pow;
     let mut decimals = scale;
-    while decimals > min_decimals && frac % 10 == 0 {
+    while decimals > min_decimals && frac.is_multiple_of(10) {
         frac /= 10;
         decimals -= 1;
     }
@@ -272,7 +272,14 @@ mod tests {
 
     #[test]
     fn write_raw_matches_format_raw() {
-        for (raw, scale, min) in [(104_060_000_000i128, 9u8, 2u8), (-1_234_500_000, 9, 2), (0, 9, 0), (7, 18, 2), (-5, 0, 0), (120, 2, 2)] {
+        for (raw, scale, min) in [
+            (104_060_000_000i128, 9u8, 2u8),
+            (-1_234_500_000, 9, 2),
+            (0, 9, 0),
+            (7, 18, 2),
+            (-5, 0, 0),
+            (120, 2, 2),
+        ] {
             let mut out = Vec::new();
             write_raw(&mut out, raw, scale, min);
             assert_eq!(String::from_utf8(out).unwrap(), format_raw(raw, scale, min));

@@ -35,6 +35,6 @@ pub use money::Money;
 pub use order::{Order, OrderError, OrderId, OrderSide, OrderStatus, OrderType, TimeInForce};
 pub use position::{Position, PositionChange};
 pub use price::Price;
-pub use quantity::Quantity;
+pub use quantity::{Quantity, SignedQuantity};
 pub use symbol::Symbol;
 pub use time::UnixNanos;

@@ -94,9 +94,13 @@ impl Money {
         )
     }
 
-    /// For statistics and charts only; never for accounting.
+    /// For statistics and charts only; never for accounting. Converts the two 64-bit halves
+    /// (faster than a full `i128` conversion; deterministic, within an ulp of it).
+    #[inline]
     pub fn as_f64(self) -> f64 {
-        self.raw as f64 / 1e18
+        let high = (self.raw >> 64) as i64 as f64;
+        let low = (self.raw as u64) as f64;
+        (high * 18_446_744_073_709_551_616.0 + low) / 1e18
     }
 }
 

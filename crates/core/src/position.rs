@@ -100,6 +100,14 @@ impl Position {
         }
     }
 
+    /// Signed net quantity with the instrument's size precision.
+    pub fn signed_quantity(&self) -> crate::quantity::SignedQuantity {
+        crate::quantity::SignedQuantity {
+            raw: self.net_raw,
+            precision: self.size_precision,
+        }
+    }
+
     /// Signed quantity as text, e.g. `-10`.
     pub fn signed_quantity_string(&self) -> String {
         fixed::format_raw(
@@ -181,7 +189,7 @@ impl Position {
             let proceeds = i128::from(closed * before.signum()) * px;
             realized = proceeds - released;
             self.cost_raw -= released;
-            self.net_raw = before + closed * before.signum() * -1;
+            self.net_raw = before - closed * before.signum();
             let rest = quantity.raw() - closed;
             if rest > 0 {
                 opened = rest;

@@ -149,6 +149,30 @@ impl Serialize for Quantity {
     }
 }
 
+/// A signed size (a net position: positive long, negative short), shown with `precision`
+/// decimals. Serialised as a decimal string without allocating in the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SignedQuantity {
+    pub raw: i64,
+    pub precision: u8,
+}
+
+impl fmt::Display for SignedQuantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&fixed::format_raw(
+            i128::from(self.raw),
+            FIXED_PRECISION,
+            self.precision,
+        ))
+    }
+}
+
+impl Serialize for SignedQuantity {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

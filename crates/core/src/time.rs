@@ -134,9 +134,9 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts: UnixNanos) {
     out.push(b':');
     push2(out, secs % 60);
     if nanos != 0 {
-        let (value, digits) = if nanos % 1_000_000 == 0 {
+        let (value, digits) = if nanos.is_multiple_of(1_000_000) {
             (nanos / 1_000_000, 3)
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             (nanos / 1_000, 6)
         } else {
             (nanos, 9)
@@ -213,7 +213,13 @@ mod tests {
 
     #[test]
     fn write_rfc3339_matches_display() {
-        for t in [0i64, 1, 1_500_000_000_123_000_000, 1_092_873_600_000_000_000, -86_400_000_000_001] {
+        for t in [
+            0i64,
+            1,
+            1_500_000_000_123_000_000,
+            1_092_873_600_000_000_000,
+            -86_400_000_000_001,
+        ] {
             let mut out = Vec::new();
             write_rfc3339(&mut out, UnixNanos(t));
             assert_eq!(String::from_utf8(out).unwrap(), UnixNanos(t).to_string());

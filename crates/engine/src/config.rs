@@ -17,7 +17,7 @@ pub(crate) enum DecimalSchema {
 }
 
 /// `execution:` in a run spec.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionConfig {
     /// `bar_close` (fill at the close of the bar the order was submitted on, as NautilusTrader
@@ -38,17 +38,6 @@ pub struct ExecutionConfig {
     /// Adverse slippage on market and stop fills, in ticks. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slippage_ticks: Option<u32>,
-}
-
-impl Default for ExecutionConfig {
-    fn default() -> Self {
-        Self {
-            fill_model: FillModel::default(),
-            fee_bps: None,
-            slippage_bps: None,
-            slippage_ticks: None,
-        }
-    }
 }
 
 /// `risk:` in a run spec. Every limit is optional; absent means unlimited.

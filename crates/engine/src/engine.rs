@@ -641,7 +641,7 @@ impl Engine {
         sink.on_event(&Event::PositionChanged {
             ts,
             symbol,
-            quantity: position.signed_quantity_string(),
+            quantity: position.signed_quantity(),
             avg_price: position.avg_price(),
             realized_pnl: change.realized,
         });

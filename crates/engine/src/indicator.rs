@@ -1,9 +1,10 @@
 //! O(1) incremental indicators over fixed-point prices. Each `update` costs a constant number
 //! of operations and allocates nothing; buffers are allocated once, at construction.
 
-/// A fixed-size ring of the last `period` raw values with their exact sum.
+/// A fixed-size ring of the last `period` raw values with their exact sum (and, when
+/// `SQUARES`, the exact sum of their squares).
 #[derive(Clone, Debug)]
-struct Window {
+struct Window<const SQUARES: bool> {
     values: Box<[i64]>,
     next: usize,
     len: usize,
@@ -11,7 +12,7 @@ struct Window {
     sum_sq: i128,
 }
 
-impl Window {
+impl<const SQUARES: bool> Window<SQUARES> {
     fn new(period: usize) -> Self {
         Self {
             values: vec![0; period.max(1)].into_boxed_slice(),
@@ -28,14 +29,18 @@ impl Window {
         if self.len == cap {
             let old = i128::from(self.values[self.next]);
             self.sum -= old;
-            self.sum_sq -= old * old;
+            if SQUARES {
+                self.sum_sq -= old * old;
+            }
         } else {
             self.len += 1;
         }
         self.values[self.next] = raw;
         let v = i128::from(raw);
         self.sum += v;
-        self.sum_sq += v * v;
+        if SQUARES {
+            self.sum_sq += v * v;
+        }
         self.next += 1;
         if self.next == cap {
             self.next = 0;
@@ -50,7 +55,7 @@ impl Window {
 /// Simple moving average of the last `period` values, computed from an exact integer sum.
 #[derive(Clone, Debug)]
 pub struct Sma {
-    window: Window,
+    window: Window<false>,
 }
 
 impl Sma {
@@ -137,7 +142,7 @@ impl Ema {
 /// sums of values and squares.
 #[derive(Clone, Debug)]
 pub struct RollingStats {
-    window: Window,
+    window: Window<true>,
 }
 
 impl RollingStats {

@@ -174,12 +174,13 @@ fn bars_from(moves: &[Move]) -> Vec<Bar> {
     let mut ts = t0() + 9 * HOUR;
     let mut bars = Vec::new();
     for &(gap, change, up, down, second, day_step) in moves {
-        for i in 0..if second { 2 } else { 1 } {
-            let open = (closes[i] + gap * tick).max(tick);
+        let instruments = if second { 2 } else { 1 };
+        for (i, last_close) in closes.iter_mut().enumerate().take(instruments) {
+            let open = (*last_close + gap * tick).max(tick);
             let close = (open + change * tick).max(tick);
             let high = open.max(close) + up * tick;
             let low = (open.min(close) - down * tick).max(tick);
-            closes[i] = close;
+            *last_close = close;
             let p = |raw| Price::from_raw(raw, 2);
             let bar = Bar {
                 instrument: InstrumentId(i as u32),
