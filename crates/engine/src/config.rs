@@ -11,7 +11,7 @@ use crate::fill_model::FillModel;
 #[derive(JsonSchema)]
 #[schemars(untagged)]
 #[allow(dead_code)]
-pub(crate) enum DecimalSchema {
+pub enum DecimalSchema {
     Number(f64),
     Text(String),
 }

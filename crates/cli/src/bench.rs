@@ -1,0 +1,221 @@
+//! `tradeloom bench engine`: the figures of the engine issue, printed, never asserted.
+//!
+//! * engine alone: synthetic 1-minute bars in memory, `sma_cross` trading, a sink that discards
+//!   (bars/s and ns/bar; the median of three passes);
+//! * end to end: `tradeloom run` as a child process on the same bars written to CSV and to
+//!   Parquet, artifacts included (wall seconds, and the child's own peak RSS from /proc).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tradeloom_core::{Bar, Currency, Decimal, Instrument, InstrumentId, Money, Symbol, UnixNanos};
+use tradeloom_data::{SynthSpec, synth_bars, write_synth};
+use tradeloom_engine::strategies::CrossParams;
+use tradeloom_engine::{Engine, EngineConfig, FillModel, NullSink, StrategyConfig, build_strategy};
+
+use crate::table;
+
+const FAST: u32 = 20;
+const SLOW: u32 = 50;
+/// Bars generated in memory once and replayed (shifted in time) for larger sizes.
+const BASE_BARS: u64 = 1_000_000;
+
+fn synth_spec(bars: u64) -> SynthSpec {
+    SynthSpec {
+        symbol: "SYN".to_string(),
+        bars,
+        timeframe: "1m".parse().unwrap_or_default(),
+        seed: 7,
+        ..SynthSpec::default()
+    }
+}
+
+fn instrument() -> Result<Instrument> {
+    Instrument::new(
+        InstrumentId(0),
+        Symbol::new("SYN").map_err(anyhow::Error::msg)?,
+        "sim",
+        2,
+        0,
+        Currency::USD,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+fn strategy() -> StrategyConfig {
+    StrategyConfig::SmaCross(CrossParams {
+        fast: FAST,
+        slow: SLOW,
+        quantity: Decimal::from_int(1),
+        long_only: false,
+    })
+}
+
+/// One pass of the engine over `n` bars (the base set replayed with shifted timestamps).
+fn engine_pass(base: &[Bar], n: u64) -> Result<(f64, u64)> {
+    let inst = instrument()?;
+    let cash = Money::parse("1000000", Currency::USD).map_err(anyhow::Error::msg)?;
+    let mut config = EngineConfig::frictionless(FillModel::NextOpen, cash);
+    config.strategy_name = "sma_cross".to_string();
+    let strategies = vec![build_strategy(&strategy(), &inst).map_err(anyhow::Error::msg)?];
+    let mut engine = Engine::new(config, vec![inst], strategies)?;
+    let mut sink = NullSink;
+    let span = match (base.first(), base.last()) {
+        (Some(a), Some(b)) => b.ts.0 - a.ts.0 + 60_000_000_000,
+        _ => bail!("no bars"),
+    };
+    let started = Instant::now();
+    let mut left = n;
+    let mut round: i64 = 0;
+    while left > 0 {
+        for bar in base.iter().take(left.min(base.len() as u64) as usize) {
+            let mut bar = *bar;
+            bar.ts = UnixNanos(bar.ts.0 + round * span);
+            engine.on_bar(&bar, &mut sink)?;
+        }
+        left = left.saturating_sub(base.len() as u64);
+        round += 1;
+    }
+    let summary = engine.finish(&mut sink)?;
+    Ok((started.elapsed().as_secs_f64(), summary.metrics.fills))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn write_spec(dir: &Path, data: &Path, name: &str) -> Result<PathBuf> {
+    let spec = format!(
+        "name: bench-{name}\nmode: backtest\ninstruments: [{{symbol: SYN, price_precision: 2, size_precision: 0}}]\n\
+         data: [{{symbol: SYN, path: {}}}]\n\
+         strategy: {{name: sma_cross, params: {{fast: {FAST}, slow: {SLOW}, quantity: 1}}}}\n\
+         execution: {{fill_model: next_open}}\naccount: {{initial_cash: 1000000, currency: USD}}\n",
+        data.display()
+    );
+    let path = dir.join(format!("bench_{name}.yaml"));
+    std::fs::write(&path, spec).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Runs `tradeloom run` as a child and returns (wall seconds, peak RSS bytes, fills).
+fn run_child(spec: &Path, data_dir: &Path) -> Result<(f64, Option<u64>, u64)> {
+    let exe = std::env::current_exe().context("locating the tradeloom binary")?;
+    let started = Instant::now();
+    let output = Command::new(exe)
+        .arg("run")
+        .arg(spec)
+        .arg("--json")
+        .arg("--quiet")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .context("starting tradeloom run")?;
+    let wall = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "tradeloom run {} failed: {}{}",
+            spec.display(),
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let last = stdout.lines().last().unwrap_or("{}");
+    let value: serde_json::Value = serde_json::from_str(last).context("parsing run --json")?;
+    let rss = value.get("peak_rss_bytes").and_then(serde_json::Value::as_u64);
+    let fills = value
+        .pointer("/metrics/fills")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    Ok((wall, rss, fills))
+}
+
+pub fn engine(sizes: &[u64], engine_only: bool, work_dir: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let temp;
+    let work = match work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.to_path_buf()
+        }
+        None => {
+            temp = std::env::temp_dir().join(format!("tradeloom-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&temp)?;
+            temp
+        }
+    };
+    let base_n = sizes.iter().copied().max().unwrap_or(0).min(BASE_BARS);
+    eprintln!("generating {base_n} synthetic 1-minute bars in memory…");
+    let base: Vec<Bar> = synth_bars(&synth_spec(base_n)).collect();
+    let mut results = Vec::new();
+    for &n in sizes {
+        eprintln!("engine alone, {n} bars (3 passes)…");
+        let mut times = Vec::new();
+        let mut fills = 0;
+        for _ in 0..3 {
+            let (t, f) = engine_pass(&base, n)?;
+            times.push(t);
+            fills = f;
+        }
+        let secs = median(times);
+        let mut row = json!({
+            "bars": n,
+            "engine_seconds": secs,
+            "engine_bars_per_second": n as f64 / secs,
+            "engine_ns_per_bar": secs * 1e9 / n as f64,
+            "engine_fills": fills,
+        });
+        if !engine_only {
+            for (format, ext) in [("csv", "csv"), ("parquet", "parquet")] {
+                let data = work.join(format!("syn_{n}.{ext}"));
+                if !data.is_file() {
+                    eprintln!("writing {}…", data.display());
+                    write_synth(&synth_spec(n), &data)?;
+                }
+                let spec = write_spec(&work, &data, &format!("{format}_{n}"))?;
+                eprintln!("tradeloom run from {format}, {n} bars…");
+                let (wall, rss, fills) = run_child(&spec, &work.join("data"))?;
+                row[format!("run_{format}_seconds")] = json!(wall);
+                row[format!("run_{format}_peak_rss_bytes")] = json!(rss);
+                row[format!("run_{format}_fills")] = json!(fills);
+            }
+        }
+        results.push(row);
+    }
+    if json {
+        println!("{}", json!({"benchmark": "engine", "strategy": format!("sma_cross fast {FAST} slow {SLOW}"), "results": results}));
+    } else {
+        let mb = |v: &serde_json::Value| v.as_u64().map_or("–".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
+        let secs = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |s| format!("{s:.3} s"));
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|r| {
+                vec![
+                    r["bars"].to_string(),
+                    format!("{:.1} M", r["engine_bars_per_second"].as_f64().unwrap_or(0.0) / 1e6),
+                    format!("{:.1}", r["engine_ns_per_bar"].as_f64().unwrap_or(0.0)),
+                    secs(&r["run_csv_seconds"]),
+                    mb(&r["run_csv_peak_rss_bytes"]),
+                    secs(&r["run_parquet_seconds"]),
+                    mb(&r["run_parquet_peak_rss_bytes"]),
+                    r["engine_fills"].to_string(),
+                ]
+            })
+            .collect();
+        println!("sma_cross (fast {FAST}, slow {SLOW}) on synthetic 1-minute bars; engine = median of 3 passes; run = `tradeloom run` wall time incl. process start and all artifacts");
+        print!(
+            "{}",
+            table::render(
+                &["BARS", "ENGINE BARS/S", "NS/BAR", "RUN CSV", "RSS CSV", "RUN PARQUET", "RSS PARQUET", "FILLS"],
+                &rows
+            )
+        );
+    }
+    if work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(ExitCode::SUCCESS)
+}

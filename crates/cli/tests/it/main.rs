@@ -1,0 +1,67 @@
+//! End-to-end tests of the `tradeloom` binary, one test binary.
+
+mod bad_input;
+mod commands;
+mod golden;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared` beside the repository.
+pub fn shared() -> PathBuf {
+    repo().join("../shared")
+}
+
+/// Runs `tradeloom ARGS` with `--data-dir DIR`.
+pub fn tradeloom(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tradeloom"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .current_dir(repo())
+        .output()
+        .expect("tradeloom runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs a spec with `--json` and returns the parsed last line and the run folder.
+pub fn run_json(data_dir: &Path, spec: &Path) -> (serde_json::Value, PathBuf) {
+    let out = tradeloom(data_dir, &["run", spec.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "run failed: {}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let last = text.lines().last().expect("a line of output");
+    let value: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    let dir = PathBuf::from(value["run_dir"].as_str().expect("run_dir"));
+    (value, dir)
+}
+
+/// Writes a spec into `dir` whose data path points at `data`.
+pub fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// A one-instrument spec over `data` with the given fill model.
+pub fn simple_spec(data: &Path, fill_model: &str) -> String {
+    format!(
+        "name: t\nmode: backtest\ninstruments: [{{symbol: GOOG, price_precision: 2, size_precision: 0}}]\n\
+         data: [{{symbol: GOOG, path: {}}}]\n\
+         strategy: {{name: sma_cross, params: {{fast: 10, slow: 20, quantity: 10}}}}\n\
+         execution: {{fill_model: {fill_model}}}\naccount: {{initial_cash: 100000, currency: USD}}\n",
+        data.display()
+    )
+}

@@ -1,0 +1,130 @@
+//! A run's folder: its files, hashes, determinism, verification and report re-rendering.
+
+use crate::{repo, run_json, stderr, stdout, tradeloom};
+
+const ARTIFACTS: [&str; 10] = [
+    "run_spec.yaml",
+    "metadata.json",
+    "journal.jsonl",
+    "metrics.json",
+    "orders.csv",
+    "fills.csv",
+    "trades.csv",
+    "equity.csv",
+    "report.md",
+    "equity.svg",
+];
+
+#[test]
+fn run_writes_a_complete_hashed_folder() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = repo().join("examples/specs/goog_sma_cross.yaml");
+    let (json, dir) = run_json(data.path(), &spec);
+    for key in ["run_id", "run_dir", "status", "metrics"] {
+        assert!(json.get(key).is_some(), "--json output lacks {key}");
+    }
+    for file in ARTIFACTS {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "completed");
+    assert_eq!(meta["run_id"], json["run_id"]);
+    assert_eq!(meta["spec"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(meta["data"][0]["sha256"].as_str().unwrap().len(), 64);
+    for file in ARTIFACTS.iter().filter(|f| !["metadata.json", "run_spec.yaml"].contains(f)) {
+        assert_eq!(meta["artifacts"][file]["sha256"].as_str().map(str::len), Some(64), "{file}");
+    }
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["event"], "run_started");
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines.last().unwrap()["event"], "run_finished");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["seq"], i as u64 + 1);
+        assert!(line["ts"].as_str().unwrap().ends_with('Z'), "event time on every line");
+    }
+    for kind in ["order_submitted", "order_accepted", "order_filled", "position_changed"] {
+        assert!(lines.iter().any(|l| l["event"] == kind), "{kind} missing from the journal");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    for key in [
+        "total_return_pct", "cagr_pct", "annual_volatility_pct", "sharpe", "sortino",
+        "max_drawdown_pct", "max_drawdown_duration_days", "calmar", "trades", "win_rate_pct",
+        "profit_factor", "avg_trade", "exposure_pct", "fees", "turnover",
+    ] {
+        assert!(metrics.get(key).is_some(), "metrics.json lacks {key}");
+    }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("112583.70"), "report shows the final equity");
+    assert!(report.contains("![Equity and drawdown](equity.svg)"));
+    let svg = std::fs::read_to_string(dir.join("equity.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+}
+
+#[test]
+fn same_spec_and_data_give_byte_identical_journal_and_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = repo().join("examples/specs/eurusd_mean_reversion.yaml");
+    let (a, dir_a) = run_json(data.path(), &spec);
+    let (b, dir_b) = run_json(data.path(), &spec);
+    assert_ne!(a["run_id"], b["run_id"]);
+    for file in ["journal.jsonl", "metrics.json", "orders.csv", "fills.csv", "trades.csv", "equity.csv", "run_spec.yaml", "equity.svg"] {
+        let x = std::fs::read(dir_a.join(file)).unwrap();
+        let y = std::fs::read(dir_b.join(file)).unwrap();
+        assert!(x == y, "{file} differs between two runs of the same spec");
+    }
+}
+
+#[test]
+fn verify_passes_then_catches_tampering() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = repo().join("examples/specs/goog_sma_cross.yaml");
+    let (json, dir) = run_json(data.path(), &spec);
+    let id = json["run_id"].as_str().unwrap();
+    let ok = tradeloom(data.path(), &["verify", id]);
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).contains("all"), "{}", stdout(&ok));
+    // Change one fill price in the journal.
+    let journal = dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, text.replacen("\"price\":\"", "\"price\":\"1", 1)).unwrap();
+    let bad = tradeloom(data.path(), &["verify", &id[..13]]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stdout(&bad).contains("MISMATCH  journal.jsonl"), "{}", stdout(&bad));
+}
+
+#[test]
+fn report_rerenders_identical_bytes() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = repo().join("examples/specs/eurusd_mean_reversion.yaml");
+    let (json, dir) = run_json(data.path(), &spec);
+    let before_md = std::fs::read(dir.join("report.md")).unwrap();
+    let before_svg = std::fs::read(dir.join("equity.svg")).unwrap();
+    std::fs::remove_file(dir.join("report.md")).unwrap();
+    let out = tradeloom(data.path(), &["report", json["run_id"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.join("report.md")).unwrap(), before_md);
+    assert_eq!(std::fs::read(dir.join("equity.svg")).unwrap(), before_svg);
+    let verify = tradeloom(data.path(), &["verify", "latest"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}
+
+#[test]
+fn runs_list_and_show() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = repo().join("examples/specs/btcusd_buy_and_hold.yaml");
+    let (json, _) = run_json(data.path(), &spec);
+    let id = json["run_id"].as_str().unwrap();
+    let list = tradeloom(data.path(), &["runs", "list"]);
+    assert!(stdout(&list).contains(id) && stdout(&list).contains("btcusd-buy-and-hold"));
+    let show = tradeloom(data.path(), &["runs", "show", "latest"]);
+    assert!(stdout(&show).contains("completed"), "{}", stdout(&show));
+    let missing = tradeloom(data.path(), &["runs", "show", "nope"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("no run `nope`"), "{}", stderr(&missing));
+    // Cash account: a fee is charged on the buy, so cash is below initial − notional.
+    assert_eq!(json["metrics"]["fills"], 1);
+    assert_ne!(json["metrics"]["fees"], "0.00");
+}

@@ -1,0 +1,332 @@
+//! Parquet and Arrow IPC loaders: one record batch in memory at a time.
+#![cfg(feature = "columnar")]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type, Int32Type,
+    Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use arrow::error::ArrowError;
+use tradeloom_core::fixed::{FIXED_PRECISION, POW10, parse_decimal};
+use tradeloom_core::time::NANOS_PER_DAY;
+use tradeloom_core::{Bar, Instrument, InstrumentId, Price, Quantity, UnixNanos};
+
+use crate::csv::{Columns, find_columns};
+use crate::error::{DataError, Place};
+use crate::format::DataFormat;
+use crate::timestamp::{from_unix_integer, parse_timestamp};
+use crate::validate::Validator;
+
+const BATCH_ROWS: usize = 65_536;
+
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+
+/// Streams validated bars from a Parquet or Arrow IPC file.
+pub struct ColumnarBars {
+    path: PathBuf,
+    format: DataFormat,
+    batches: Batches,
+    current: Vec<Bar>,
+    pos: usize,
+    columns: Columns,
+    names: Vec<String>,
+    validator: Validator,
+    instrument: InstrumentId,
+    price_precision: u8,
+    size_precision: u8,
+    rows: u64,
+    total_rows: u64,
+    batches_read: u64,
+    pending_error: Option<DataError>,
+    done: bool,
+}
+
+fn schema_error(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Schema {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+impl ColumnarBars {
+    pub fn open(path: &Path, format: DataFormat, instrument: &Instrument) -> Result<Self, DataError> {
+        let file = File::open(path).map_err(|source| DataError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (batches, schema, total_rows): (Batches, _, u64) = match format {
+            DataFormat::Parquet => {
+                let builder =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .map_err(|e| schema_error(path, format!("not a readable Parquet file: {e}")))?;
+                let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
+                let schema = builder.schema().clone();
+                let reader = builder
+                    .with_batch_size(BATCH_ROWS)
+                    .build()
+                    .map_err(|e| schema_error(path, e))?;
+                (Box::new(reader), schema, total)
+            }
+            _ => {
+                let reader = arrow::ipc::reader::FileReader::try_new(file, None)
+                    .map_err(|e| schema_error(path, format!("not a readable Arrow IPC file: {e}")))?;
+                let schema = reader.schema();
+                // Row counts are not in the footer; progress counts batches for IPC.
+                let total = reader.num_batches() as u64;
+                (Box::new(reader), schema, total)
+            }
+        };
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let columns = find_columns(&names).map_err(|m| schema_error(path, m))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            format,
+            batches,
+            current: Vec::new(),
+            pos: 0,
+            columns,
+            names,
+            validator: Validator::new(instrument.symbol.as_str(), instrument.price_precision),
+            instrument: instrument.id,
+            price_precision: instrument.price_precision,
+            size_precision: instrument.size_precision,
+            rows: 0,
+            total_rows,
+            batches_read: 0,
+            pending_error: None,
+            done: false,
+        })
+    }
+
+    /// Rows read of all rows (Parquet), or batches read of all batches (Arrow IPC, whose
+    /// footer has no row count).
+    pub fn progress(&self) -> (u64, u64) {
+        match self.format {
+            DataFormat::ArrowIpc => (self.batches_read, self.total_rows),
+            _ => (self.rows, self.total_rows),
+        }
+    }
+
+    pub fn format(&self) -> DataFormat {
+        self.format
+    }
+
+    pub fn columns(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    fn row_error(&self, row: u64, message: String) -> DataError {
+        DataError::Row {
+            path: self.path.clone(),
+            place: Place::Row(row),
+            message,
+        }
+    }
+
+    /// Decodes one batch into bars; errors carry the 1-based row of the file.
+    fn decode(&mut self, batch: &RecordBatch) -> Result<(), DataError> {
+        self.current.clear();
+        self.pos = 0;
+        let c = self.columns;
+        let first_row = self.rows;
+        let n = batch.num_rows();
+        for i in 0..n {
+            let row = first_row + i as u64 + 1;
+            let get = |col: usize, name: &str| -> Result<Numeric, String> {
+                numeric(batch.column(col).as_ref(), i, name)
+            };
+            let result = (|| -> Result<Bar, String> {
+                let ts = timestamp(batch.column(c.ts).as_ref(), i)?;
+                let pp = self.price_precision;
+                let price = |name: &str, col: usize| -> Result<Price, String> {
+                    Ok(Price::from_raw(get(col, name)?.to_raw(pp, name)?, pp))
+                };
+                let bar = Bar {
+                    instrument: self.instrument,
+                    ts,
+                    open: price("open", c.open)?,
+                    high: price("high", c.high)?,
+                    low: price("low", c.low)?,
+                    close: price("close", c.close)?,
+                    volume: match c.volume {
+                        Some(col) => {
+                            let raw = get(col, "volume")?.to_raw(FIXED_PRECISION, "volume")?;
+                            Quantity::from_raw(raw, self.size_precision)
+                                .map_err(|_| "volume is negative".to_string())?
+                        }
+                        None => Quantity::ZERO,
+                    },
+                };
+                self.validator.check(&bar)?;
+                Ok(bar)
+            })();
+            match result {
+                Ok(bar) => self.current.push(bar),
+                Err(message) => {
+                    // Keep the good rows before the error; report it after them.
+                    self.rows = row - 1;
+                    return Err(self.row_error(row, message));
+                }
+            }
+        }
+        self.rows += n as u64;
+        Ok(())
+    }
+}
+
+/// A numeric cell, before conversion to fixed point.
+enum Numeric {
+    Float(f64),
+    /// An exact integer at 10^-scale.
+    Exact(i128, u32),
+    Text(String),
+}
+
+impl Numeric {
+    /// Raw value at 10^-9 with at most `precision` decimals (volume is rounded, not checked).
+    fn to_raw(&self, precision: u8, name: &str) -> Result<i64, String> {
+        let strict = name != "volume";
+        let p = precision.min(FIXED_PRECISION);
+        let step = POW10[usize::from(FIXED_PRECISION - p)];
+        let raw: i128 = match self {
+            Numeric::Float(v) => {
+                if !v.is_finite() {
+                    return Err(format!("{name} is {v}"));
+                }
+                let scaled = v * 10f64.powi(i32::from(p));
+                let rounded = scaled.round();
+                // A float holds the decimal it was written from to within a few ulps.
+                let tolerance = (scaled.abs() * 8.0 * f64::EPSILON).max(1e-6);
+                if strict && (scaled - rounded).abs() > tolerance {
+                    return Err(format!(
+                        "{name} {v} has more than {p} decimal places (price_precision {p})"
+                    ));
+                }
+                rounded as i128 * i128::from(step)
+            }
+            Numeric::Exact(v, scale) => {
+                let scale = *scale;
+                if scale <= u32::from(FIXED_PRECISION) {
+                    v * 10i128.pow(u32::from(FIXED_PRECISION) - scale)
+                } else {
+                    let div = 10i128.pow(scale - u32::from(FIXED_PRECISION));
+                    if strict && v % div != 0 {
+                        return Err(format!("{name} has more than 9 decimal places"));
+                    }
+                    v / div
+                }
+            }
+            Numeric::Text(s) if name == "volume" => i128::from(crate::validate::parse_volume(s.as_bytes())?),
+            Numeric::Text(s) => i128::from(
+                parse_decimal(s.as_bytes())
+                    .map_err(|e| format!("{name}: {e}"))?
+                    .raw,
+            ),
+        };
+        let raw = i64::try_from(raw).map_err(|_| format!("{name} is out of range"))?;
+        if strict && raw % step != 0 {
+            return Err(format!(
+                "{name} {} has more than {p} decimal places (price_precision {p})",
+                tradeloom_core::fixed::format_raw(i128::from(raw), FIXED_PRECISION, 0)
+            ));
+        }
+        Ok(raw)
+    }
+}
+
+fn numeric(array: &dyn Array, i: usize, name: &str) -> Result<Numeric, String> {
+    if array.is_null(i) {
+        return Err(format!("missing value for `{name}`"));
+    }
+    Ok(match array.data_type() {
+        DataType::Float64 => Numeric::Float(array.as_primitive::<Float64Type>().value(i)),
+        DataType::Float32 => Numeric::Float(f64::from(array.as_primitive::<Float32Type>().value(i))),
+        DataType::Int64 => Numeric::Exact(i128::from(array.as_primitive::<Int64Type>().value(i)), 0),
+        DataType::Int32 => Numeric::Exact(i128::from(array.as_primitive::<Int32Type>().value(i)), 0),
+        DataType::Decimal128(_, scale) if *scale >= 0 => {
+            Numeric::Exact(array.as_primitive::<Decimal128Type>().value(i), *scale as u32)
+        }
+        DataType::Utf8 => Numeric::Text(array.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => Numeric::Text(array.as_string::<i64>().value(i).to_string()),
+        other => return Err(format!("column `{name}` has unsupported type {other}")),
+    })
+}
+
+fn timestamp(array: &dyn Array, i: usize) -> Result<UnixNanos, String> {
+    if array.is_null(i) {
+        return Err("missing timestamp".to_string());
+    }
+    let overflow = || "timestamp out of range".to_string();
+    Ok(match array.data_type() {
+        DataType::Timestamp(unit, _) => {
+            let (v, mult) = match unit {
+                TimeUnit::Second => (array.as_primitive::<TimestampSecondType>().value(i), 1_000_000_000),
+                TimeUnit::Millisecond => (array.as_primitive::<TimestampMillisecondType>().value(i), 1_000_000),
+                TimeUnit::Microsecond => (array.as_primitive::<TimestampMicrosecondType>().value(i), 1_000),
+                TimeUnit::Nanosecond => (array.as_primitive::<TimestampNanosecondType>().value(i), 1),
+            };
+            UnixNanos(v.checked_mul(mult).ok_or_else(overflow)?)
+        }
+        DataType::Date32 => UnixNanos(
+            i64::from(array.as_primitive::<Date32Type>().value(i))
+                .checked_mul(NANOS_PER_DAY)
+                .ok_or_else(overflow)?,
+        ),
+        DataType::Date64 => UnixNanos(
+            array
+                .as_primitive::<Date64Type>()
+                .value(i)
+                .checked_mul(1_000_000)
+                .ok_or_else(overflow)?,
+        ),
+        DataType::Int64 => from_unix_integer(array.as_primitive::<Int64Type>().value(i)).ok_or_else(overflow)?,
+        DataType::Utf8 => parse_timestamp(array.as_string::<i32>().value(i).as_bytes())?,
+        DataType::LargeUtf8 => parse_timestamp(array.as_string::<i64>().value(i).as_bytes())?,
+        other => return Err(format!("timestamp column has unsupported type {other}")),
+    })
+}
+
+impl Iterator for ColumnarBars {
+    type Item = Result<Bar, DataError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.pos < self.current.len() {
+                self.pos += 1;
+                return Some(Ok(self.current[self.pos - 1]));
+            }
+            if let Some(e) = self.pending_error.take() {
+                return Some(Err(e));
+            }
+            if self.done {
+                return None;
+            }
+            match self.batches.next() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(DataError::Schema {
+                        path: self.path.clone(),
+                        message: format!("cannot read a record batch: {e}"),
+                    }));
+                }
+                Some(Ok(batch)) => {
+                    self.batches_read += 1;
+                    if let Err(e) = self.decode(&batch) {
+                        // The valid rows before the error are yielded first.
+                        self.done = true;
+                        self.pending_error = Some(e);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The CSV bar loader: streams a file line by line through a bounded buffer.
+//!
+//! Columns are found by header name (case-insensitive): `timestamp|time|date|datetime|ts|
+//! open_time`, `open|o`, `high|h`, `low|l`, `close|c`, `volume|vol|v`; other columns are
+//! ignored. A file whose first row starts with a timestamp has no header and is read as
+//! `timestamp,open,high,low,close[,volume]`. Quoted fields are supported.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use tradeloom_core::fixed::{DecimalError, parse_decimal};
+use tradeloom_core::{Bar, Instrument, InstrumentId, Price, Quantity};
+
+use crate::error::{DataError, Place};
+use crate::timestamp::parse_timestamp;
+use crate::validate::{Validator, parse_volume};
+
+const TIMESTAMP_NAMES: [&str; 6] = ["timestamp", "time", "date", "datetime", "ts", "open_time"];
+
+/// Column positions of the OHLCV fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Columns {
+    pub ts: usize,
+    pub open: usize,
+    pub high: usize,
+    pub low: usize,
+    pub close: usize,
+    pub volume: Option<usize>,
+}
+
+impl Columns {
+    fn needed(&self) -> usize {
+        [self.ts, self.open, self.high, self.low, self.close]
+            .into_iter()
+            .chain(self.volume)
+            .max()
+            .unwrap_or(0)
+            + 1
+    }
+}
+
+/// Finds the OHLCV columns among header names; `Err` lists what is missing and what was found.
+pub(crate) fn find_columns(names: &[String]) -> Result<Columns, String> {
+    let find = |aliases: &[&str]| {
+        names
+            .iter()
+            .position(|n| aliases.iter().any(|a| n.trim().eq_ignore_ascii_case(a)))
+    };
+    let mut missing = Vec::new();
+    let mut need = |what: &str, aliases: &[&str]| {
+        let found = find(aliases);
+        if found.is_none() {
+            missing.push(what.to_string());
+        }
+        found.unwrap_or(0)
+    };
+    let ts = need("timestamp", &TIMESTAMP_NAMES);
+    let open = need("open", &["open", "o"]);
+    let high = need("high", &["high", "h"]);
+    let low = need("low", &["low", "l"]);
+    let close = need("close", &["close", "c"]);
+    if !missing.is_empty() {
+        return Err(format!(
+            "missing column{} {} (found: {})",
+            if missing.len() > 1 { "s" } else { "" },
+            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+            names.join(", ")
+        ));
+    }
+    Ok(Columns {
+        ts,
+        open,
+        high,
+        low,
+        close,
+        volume: find(&["volume", "vol", "v"]),
+    })
+}
+
+/// Splits a CSV line into field ranges; quoted fields are unquoted into `scratch`.
+fn split<'a>(line: &'a [u8], fields: &mut Vec<(usize, usize)>, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    fields.clear();
+    if !line.contains(&b'"') {
+        let mut start = 0;
+        for (i, &c) in line.iter().enumerate() {
+            if c == b',' {
+                fields.push((start, i));
+                start = i + 1;
+            }
+        }
+        fields.push((start, line.len()));
+        return line;
+    }
+    scratch.clear();
+    let mut i = 0;
+    let mut start = 0;
+    let mut in_quotes = false;
+    while i < line.len() {
+        let c = line[i];
+        if in_quotes {
+            if c == b'"' {
+                if line.get(i + 1) == Some(&b'"') {
+                    scratch.push(b'"');
+                    i += 1;
+                } else {
+                    in_quotes = false;
+                }
+            } else {
+                scratch.push(c);
+            }
+        } else if c == b'"' {
+            in_quotes = true;
+        } else if c == b',' {
+            fields.push((start, scratch.len()));
+            start = scratch.len();
+        } else {
+            scratch.push(c);
+        }
+        i += 1;
+    }
+    fields.push((start, scratch.len()));
+    scratch
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+/// Streams validated bars from a CSV file.
+pub struct CsvBars {
+    path: PathBuf,
+    reader: BufReader<File>,
+    line: Vec<u8>,
+    line_no: u64,
+    columns: Columns,
+    names: Vec<String>,
+    pending_first: Option<Vec<u8>>,
+    fields: Vec<(usize, usize)>,
+    scratch: Vec<u8>,
+    validator: Validator,
+    instrument: InstrumentId,
+    price_precision: u8,
+    size_precision: u8,
+    read: u64,
+    total: u64,
+    done: bool,
+}
+
+impl CsvBars {
+    /// Opens the file and reads its header (or first row).
+    pub fn open(path: &Path, instrument: &Instrument) -> Result<Self, DataError> {
+        let file = File::open(path).map_err(|source| DataError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut first = Vec::new();
+        let mut line_no = 0u64;
+        let mut read = 0u64;
+        loop {
+            first.clear();
+            let n = reader.read_until(b'\n', &mut first).map_err(|source| DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            read += n as u64;
+            if n == 0 {
+                return Err(DataError::Schema {
+                    path: path.to_path_buf(),
+                    message: "the file is empty".to_string(),
+                });
+            }
+            line_no += 1;
+            if !trim_line(&first).trim_ascii().is_empty() {
+                break;
+            }
+        }
+        if first.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            first.drain(..3);
+        }
+        let mut fields = Vec::new();
+        let mut scratch = Vec::new();
+        let line = trim_line(&first).to_vec();
+        let names: Vec<String> = {
+            let data = split(&line, &mut fields, &mut scratch);
+            fields
+                .iter()
+                .map(|&(a, b)| String::from_utf8_lossy(&data[a..b]).trim().to_string())
+                .collect()
+        };
+        let first_is_data = names
+            .first()
+            .is_some_and(|f| parse_timestamp(f.as_bytes()).is_ok());
+        let (columns, pending_first, names) = if first_is_data {
+            if names.len() < 5 {
+                return Err(DataError::Row {
+                    path: path.to_path_buf(),
+                    place: Place::Line(line_no),
+                    message: format!(
+                        "expected timestamp,open,high,low,close[,volume] without a header, found {} fields",
+                        names.len()
+                    ),
+                });
+            }
+            let columns = Columns {
+                ts: 0,
+                open: 1,
+                high: 2,
+                low: 3,
+                close: 4,
+                volume: (names.len() > 5).then_some(5),
+            };
+            let positional = ["timestamp", "open", "high", "low", "close", "volume"];
+            let names = positional[..names.len().min(6)].iter().map(|s| s.to_string()).collect();
+            (columns, Some(line), names)
+        } else {
+            let columns = find_columns(&names).map_err(|message| DataError::Row {
+                path: path.to_path_buf(),
+                place: Place::Line(line_no),
+                message,
+            })?;
+            (columns, None, names)
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader,
+            line: Vec::with_capacity(256),
+            line_no: if pending_first.is_some() { line_no - 1 } else { line_no },
+            columns,
+            names,
+            pending_first,
+            fields,
+            scratch,
+            validator: Validator::new(instrument.symbol.as_str(), instrument.price_precision),
+            instrument: instrument.id,
+            price_precision: instrument.price_precision,
+            size_precision: instrument.size_precision,
+            read,
+            total,
+            done: false,
+        })
+    }
+
+    pub fn progress(&self) -> (u64, u64) {
+        (self.read, self.total)
+    }
+
+    pub fn columns(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    fn error(&self, message: String) -> DataError {
+        DataError::Row {
+            path: self.path.clone(),
+            place: Place::Line(self.line_no),
+            message,
+        }
+    }
+
+    fn parse_line(&mut self, line: &[u8]) -> Result<Bar, String> {
+        let data = split(line, &mut self.fields, &mut self.scratch);
+        let fields = &self.fields;
+        let c = self.columns;
+        if fields.len() < c.needed() {
+            return Err(format!(
+                "expected at least {} fields, found {}",
+                c.needed(),
+                fields.len()
+            ));
+        }
+        let field = |i: usize| {
+            let (a, b) = fields[i];
+            &data[a..b]
+        };
+        let ts = parse_timestamp(field(c.ts))?;
+        let pp = self.price_precision;
+        let price = |name: &str, i: usize| -> Result<Price, String> {
+            let text = field(i);
+            match parse_decimal(text) {
+                Ok(p) => Ok(Price::from_raw(p.raw, pp)),
+                Err(DecimalError::Empty) => Err(format!("missing value for `{name}`")),
+                Err(e) => Err(format!("{name}: {e}")),
+            }
+        };
+        let open = price("open", c.open)?;
+        let high = price("high", c.high)?;
+        let low = price("low", c.low)?;
+        let close = price("close", c.close)?;
+        let volume = match c.volume {
+            Some(i) => Quantity::from_raw(parse_volume(field(i))?, self.size_precision)
+                .map_err(|_| "volume is negative".to_string())?,
+            None => Quantity::ZERO,
+        };
+        let bar = Bar {
+            instrument: self.instrument,
+            ts,
+            open,
+            high,
+            low,
+            close,
+            volume,
+        };
+        self.validator.check(&bar)?;
+        Ok(bar)
+    }
+}
+
+impl Iterator for CsvBars {
+    type Item = Result<Bar, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let mut line = std::mem::take(&mut self.line);
+            if let Some(first) = self.pending_first.take() {
+                line = first;
+            } else {
+                line.clear();
+                match self.reader.read_until(b'\n', &mut line) {
+                    Ok(0) => {
+                        self.done = true;
+                        return None;
+                    }
+                    Ok(n) => self.read += n as u64,
+                    Err(source) => {
+                        self.done = true;
+                        return Some(Err(DataError::Io {
+                            path: self.path.clone(),
+                            source,
+                        }));
+                    }
+                }
+            }
+            self.line_no += 1;
+            let trimmed_len = trim_line(&line).len();
+            if line[..trimmed_len].trim_ascii().is_empty() {
+                self.line = line;
+                continue;
+            }
+            let result = self.parse_line(&line[..trimmed_len]);
+            self.line = line;
+            return Some(result.map_err(|message| {
+                self.done = true;
+                self.error(message)
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_columns_by_alias_in_any_order() {
+        let names: Vec<String> = ["Close", "Date", "o", "HIGH", "low", "Vol", "extra"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let c = find_columns(&names).unwrap();
+        assert_eq!((c.ts, c.open, c.high, c.low, c.close, c.volume), (1, 2, 3, 4, 0, Some(5)));
+        let e = find_columns(&["timestamp".to_string(), "open".to_string()]).unwrap_err();
+        assert_eq!(e, "missing columns `high`, `low`, `close` (found: timestamp, open)");
+    }
+
+    #[test]
+    fn splits_quoted_fields() {
+        let mut fields = Vec::new();
+        let mut scratch = Vec::new();
+        let line = br#""2024-01-01","1,5",x,"say ""hi""""#;
+        let data = split(line, &mut fields, &mut scratch);
+        let got: Vec<&[u8]> = fields.iter().map(|&(a, b)| &data[a..b]).collect();
+        assert_eq!(got, vec![&b"2024-01-01"[..], b"1,5", b"x", br#"say "hi""#]);
+    }
+}

@@ -1,0 +1,285 @@
+//! The run folder's CSV artifacts and the engine [`Sink`] that writes them with the journal.
+//!
+//! | file | one row per | columns |
+//! | --- | --- | --- |
+//! | `orders.csv` | order, when it reaches a terminal state | order_id, symbol, side, type, quantity, price, trigger_price, time_in_force, reduce_only, status, filled_quantity, avg_fill_price, created_ts, closed_ts, reason |
+//! | `fills.csv` | execution | fill_id, order_id, ts, symbol, side, quantity, price, fee, liquidity |
+//! | `trades.csv` | round trip (open ones last, with empty exit) | trade_id, symbol, side, quantity, entry_ts, entry_price, exit_ts, exit_price, gross_pnl, fees, net_pnl, bars, status |
+//! | `equity.csv` | timestamp | ts, cash, equity, drawdown_pct, gross_exposure |
+
+use std::io::{self, Write};
+
+use tradeloom_core::fixed::{MONEY_PRECISION, write_raw};
+use tradeloom_core::time::write_rfc3339;
+use tradeloom_core::{Event, Fill, Money, OrderSide, Price, Quantity, Symbol, UnixNanos};
+use tradeloom_engine::sink::OrderRecord;
+use tradeloom_engine::{EquityPoint, Sink, Trade};
+
+use crate::hashing::ArtifactWriter;
+use crate::journal::Journal;
+use crate::report::{EquitySampler, TradeRows};
+
+pub const ORDERS_HEADER: &str = "order_id,symbol,side,type,quantity,price,trigger_price,time_in_force,reduce_only,status,filled_quantity,avg_fill_price,created_ts,closed_ts,reason\n";
+pub const FILLS_HEADER: &str = "fill_id,order_id,ts,symbol,side,quantity,price,fee,liquidity\n";
+pub const TRADES_HEADER: &str = "trade_id,symbol,side,quantity,entry_ts,entry_price,exit_ts,exit_price,gross_pnl,fees,net_pnl,bars,status\n";
+pub const EQUITY_HEADER: &str = "ts,cash,equity,drawdown_pct,gross_exposure\n";
+
+fn money(out: &mut Vec<u8>, m: Money) {
+    write_raw(out, m.raw(), MONEY_PRECISION, m.currency().precision());
+}
+
+fn price(out: &mut Vec<u8>, p: Price) {
+    write_raw(out, i128::from(p.raw()), 9, p.precision());
+}
+
+fn quantity(out: &mut Vec<u8>, q: Quantity) {
+    write_raw(out, i128::from(q.raw()), 9, q.precision());
+}
+
+fn text(out: &mut Vec<u8>, s: &str) {
+    if s.contains([',', '"', '\n']) {
+        out.push(b'"');
+        out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Writes the journal and the CSV artifacts as the engine reports; the first I/O error is kept
+/// and returned by [`RunSink::finish`] (the engine's sink interface cannot fail).
+pub struct RunSink {
+    pub journal: Journal,
+    orders: ArtifactWriter,
+    fills: ArtifactWriter,
+    trades: ArtifactWriter,
+    equity: ArtifactWriter,
+    row: Vec<u8>,
+    error: Option<io::Error>,
+    pub sampler: EquitySampler,
+    pub trade_rows: TradeRows,
+}
+
+/// The writers of a finished sink, to be flushed and hashed.
+pub struct SinkFiles {
+    pub journal: ArtifactWriter,
+    pub orders: ArtifactWriter,
+    pub fills: ArtifactWriter,
+    pub trades: ArtifactWriter,
+    pub equity: ArtifactWriter,
+    pub sampler: EquitySampler,
+    pub trade_rows: TradeRows,
+    pub journal_lines: u64,
+}
+
+impl RunSink {
+    pub fn new(
+        journal: ArtifactWriter,
+        mut orders: ArtifactWriter,
+        mut fills: ArtifactWriter,
+        mut trades: ArtifactWriter,
+        mut equity: ArtifactWriter,
+    ) -> io::Result<Self> {
+        orders.write_all(ORDERS_HEADER.as_bytes())?;
+        fills.write_all(FILLS_HEADER.as_bytes())?;
+        trades.write_all(TRADES_HEADER.as_bytes())?;
+        equity.write_all(EQUITY_HEADER.as_bytes())?;
+        Ok(Self {
+            journal: Journal::new(journal),
+            orders,
+            fills,
+            trades,
+            equity,
+            row: Vec::with_capacity(256),
+            error: None,
+            sampler: EquitySampler::default(),
+            trade_rows: TradeRows::default(),
+        })
+    }
+
+    fn keep(&mut self, result: io::Result<()>) {
+        if let (Err(e), None) = (result, &self.error) {
+            self.error = Some(e);
+        }
+    }
+
+    /// Appends a journal entry that is not an engine event (e.g. the run's own lifecycle).
+    pub fn journal_extra<T: serde::Serialize>(&mut self, value: &T) {
+        let r = self.journal.append(value);
+        self.keep(r);
+    }
+
+    /// Ends writing; returns the writers or the first error met.
+    pub fn finish(self) -> io::Result<SinkFiles> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let journal_lines = self.journal.len();
+        Ok(SinkFiles {
+            journal: self.journal.into_inner(),
+            orders: self.orders,
+            fills: self.fills,
+            trades: self.trades,
+            equity: self.equity,
+            sampler: self.sampler,
+            trade_rows: self.trade_rows,
+            journal_lines,
+        })
+    }
+}
+
+fn side_str(side: OrderSide) -> &'static str {
+    side.as_str()
+}
+
+fn ts_field(out: &mut Vec<u8>, ts: Option<UnixNanos>) {
+    if let Some(ts) = ts {
+        write_rfc3339(out, ts);
+    }
+}
+
+/// One `trades.csv` row (without newline) as fields, shared by the writer and the report.
+pub fn trade_fields(t: &Trade) -> Vec<String> {
+    let mut fields = Vec::with_capacity(13);
+    let mut b = Vec::new();
+    let mut push = |f: &mut dyn FnMut(&mut Vec<u8>)| {
+        b.clear();
+        f(&mut b);
+        fields.push(String::from_utf8_lossy(&b).into_owned());
+    };
+    push(&mut |o| o.extend_from_slice(t.id.to_string().as_bytes()));
+    push(&mut |o| o.extend_from_slice(t.symbol.as_str().as_bytes()));
+    push(&mut |o| {
+        o.extend_from_slice(if t.side == OrderSide::Buy { b"LONG" } else { b"SHORT" })
+    });
+    push(&mut |o| quantity(o, t.quantity));
+    push(&mut |o| ts_field(o, Some(t.entry_ts)));
+    push(&mut |o| price(o, t.entry_price));
+    push(&mut |o| ts_field(o, t.exit_ts));
+    push(&mut |o| {
+        if let Some(p) = t.exit_price {
+            price(o, p)
+        }
+    });
+    push(&mut |o| money(o, t.gross_pnl));
+    push(&mut |o| money(o, t.fees));
+    push(&mut |o| money(o, t.net_pnl));
+    push(&mut |o| o.extend_from_slice(t.bars.to_string().as_bytes()));
+    push(&mut |o| {
+        o.extend_from_slice(if t.is_open() { b"open" } else { b"closed" })
+    });
+    fields
+}
+
+impl Sink for RunSink {
+    fn on_event(&mut self, event: &Event) {
+        let r = self.journal.append(event);
+        self.keep(r);
+    }
+
+    fn on_fill(&mut self, fill: &Fill, symbol: Symbol) {
+        let row = &mut self.row;
+        row.clear();
+        row.extend_from_slice(itoa::Buffer::new().format(fill.id).as_bytes());
+        row.push(b',');
+        row.extend_from_slice(fill.order_id.to_string().as_bytes());
+        row.push(b',');
+        write_rfc3339(row, fill.ts);
+        row.push(b',');
+        row.extend_from_slice(symbol.as_str().as_bytes());
+        row.push(b',');
+        row.extend_from_slice(side_str(fill.side).as_bytes());
+        row.push(b',');
+        quantity(row, fill.quantity);
+        row.push(b',');
+        price(row, fill.price);
+        row.push(b',');
+        money(row, fill.fee);
+        row.push(b',');
+        row.extend_from_slice(fill.liquidity.as_str().as_bytes());
+        row.push(b'\n');
+        let r = self.fills.write_all(&self.row);
+        self.keep(r);
+    }
+
+    fn on_order_closed(&mut self, record: &OrderRecord<'_>) {
+        let o = record.order;
+        let row = &mut self.row;
+        row.clear();
+        row.extend_from_slice(o.id.to_string().as_bytes());
+        row.push(b',');
+        row.extend_from_slice(record.symbol.as_str().as_bytes());
+        row.push(b',');
+        row.extend_from_slice(side_str(o.side).as_bytes());
+        row.push(b',');
+        row.extend_from_slice(o.order_type.as_str().as_bytes());
+        row.push(b',');
+        quantity(row, o.quantity);
+        row.push(b',');
+        if let Some(p) = o.price {
+            price(row, p);
+        }
+        row.push(b',');
+        if let Some(p) = o.trigger_price {
+            price(row, p);
+        }
+        row.push(b',');
+        row.extend_from_slice(o.time_in_force.as_str().as_bytes());
+        row.push(b',');
+        row.extend_from_slice(if o.reduce_only { b"true" } else { b"false" });
+        row.push(b',');
+        row.extend_from_slice(o.status().as_str().as_bytes());
+        row.push(b',');
+        quantity(row, o.filled());
+        row.push(b',');
+        if let Some(p) = record.avg_price {
+            price(row, p);
+        }
+        row.push(b',');
+        write_rfc3339(row, o.created_ts);
+        row.push(b',');
+        write_rfc3339(row, record.closed_ts);
+        row.push(b',');
+        if let Some(reason) = record.reason {
+            text(row, reason);
+        }
+        row.push(b'\n');
+        let r = self.orders.write_all(&self.row);
+        self.keep(r);
+    }
+
+    fn on_trade(&mut self, trade: &Trade) {
+        let fields = trade_fields(trade);
+        let mut line = fields.join(",");
+        line.push('\n');
+        self.trade_rows.push(fields);
+        let r = self.trades.write_all(line.as_bytes());
+        self.keep(r);
+    }
+
+    #[inline]
+    fn on_equity(&mut self, point: &EquityPoint) {
+        let row = &mut self.row;
+        row.clear();
+        write_rfc3339(row, point.ts);
+        row.push(b',');
+        money(row, point.cash);
+        row.push(b',');
+        let start = row.len();
+        money(row, point.equity);
+        let end = row.len();
+        row.push(b',');
+        row.extend_from_slice(ryu::Buffer::new().format(point.drawdown_pct).as_bytes());
+        row.push(b',');
+        money(row, point.gross_exposure);
+        row.push(b'\n');
+        // The chart samples the value as written, so a re-render from equity.csv is identical.
+        let equity = std::str::from_utf8(&row[start..end])
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        self.sampler.push(point.ts, equity, point.drawdown_pct);
+        let r = self.equity.write_all(&self.row);
+        self.keep(r);
+    }
+}

@@ -1,0 +1,25 @@
+//! runs: what a run is on disk — the run spec, the run folder with its append-only journal,
+//! metadata with the sha256 of every input and artifact, metrics, CSV artifacts and the report —
+//! and the runner that turns a spec into a finished (or failed) run folder.
+//!
+//! The engine below it stays pure; this crate owns files and the wall clock (which appears only
+//! in `metadata.json`, never in the journal or the metrics, so those are byte-identical for the
+//! same spec and data).
+
+pub mod artifacts;
+pub mod error;
+pub mod folder;
+pub mod hashing;
+pub mod journal;
+pub mod metadata;
+pub mod report;
+pub mod runner;
+pub mod spec;
+pub mod verify;
+
+pub use error::RunError;
+pub use folder::{RunFolder, find_run, list_runs};
+pub use metadata::{Metadata, RunStatus};
+pub use runner::{ExecuteError, Progress, RunOptions, RunOutcome, execute, rerender_report};
+pub use spec::{RunSpec, load_spec};
+pub use verify::{VerifyReport, verify_run};

@@ -1,0 +1,131 @@
+//! `metadata.json`: identity, status, versions, wall-clock times and the sha256 of the spec, of
+//! every data file and of every artifact. The only file of a run that holds wall-clock time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RunError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A hashed file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHash {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// The spec of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpecInfo {
+    /// The spec file as given on the command line.
+    pub source_path: String,
+    /// sha256 of that file as it was read.
+    pub source_sha256: String,
+    /// sha256 of `run_spec.yaml` in the run folder (the normalised spec).
+    pub sha256: String,
+}
+
+/// One data file of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    pub symbol: String,
+    /// As written in the spec.
+    pub path: String,
+    /// Absolute path that was read.
+    pub resolved_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// Headline figures, so `runs list` needs no other file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub bars: u64,
+    pub trades: u64,
+    pub final_equity: String,
+    pub total_return_pct: f64,
+    pub max_drawdown_pct: f64,
+    pub journal_events: u64,
+    pub halted: bool,
+}
+
+/// `metadata.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub run_id: String,
+    pub name: String,
+    pub status: RunStatus,
+    pub mode: String,
+    pub venue: String,
+    pub strategy: String,
+    pub fill_model: String,
+    pub instruments: Vec<String>,
+    pub tradeloom_version: String,
+    /// Wall-clock times, RFC 3339 UTC.
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Why the run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub spec: SpecInfo,
+    pub data: Vec<DataInfo>,
+    /// Every artifact in the folder except this file, by file name.
+    pub artifacts: BTreeMap<String, FileHash>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<RunSummary>,
+}
+
+impl Metadata {
+    /// Reads `metadata.json` of a run folder.
+    pub fn read(run_dir: &Path) -> Result<Self, RunError> {
+        let path = run_dir.join("metadata.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| RunError::Corrupt {
+            path,
+            message: format!("not valid run metadata: {e}"),
+        })
+    }
+
+    /// Writes `metadata.json` atomically (temporary file, fsync, rename).
+    pub fn write(&self, run_dir: &Path) -> Result<(), RunError> {
+        let path = run_dir.join("metadata.json");
+        let tmp = run_dir.join(".metadata.json.tmp");
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| RunError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        text.push('\n');
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| RunError::io(&path, e))
+    }
+}

@@ -1,0 +1,472 @@
+//! [`execute`]: spec → run folder.
+//!
+//! Errors in the spec or in opening the data are reported before any folder is created. Once
+//! the run starts, its folder exists with `metadata.json` saying `running`; a failure later (a
+//! malformed row deep in a file, a full disk) leaves the journal as written so far, appends a
+//! `run_failed` line, and marks the metadata `failed` with the error — never `completed`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use tradeloom_data::{MergedBars, open_bars};
+use tradeloom_engine::{Engine, Metrics, Summary, build_strategy};
+
+use crate::artifacts::{RunSink, SinkFiles};
+use crate::error::RunError;
+use crate::folder::RunFolder;
+use crate::hashing::{create_artifact, finish_artifact, sha256_bytes, sha256_file};
+use crate::metadata::{DataInfo, FileHash, Metadata, RunStatus, RunSummary, SpecInfo};
+use crate::report::{ReportHeader, render_markdown, render_svg};
+use crate::spec::{ResolvedSpec, load_spec};
+
+/// How often (in bars) progress is reported.
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// Progress of a running backtest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub bars: u64,
+    /// Work done and total, in the loaders' unit (bytes of CSV, rows of columnar files).
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Where to write and whom to tell.
+pub struct RunOptions<'a> {
+    pub data_dir: PathBuf,
+    pub progress: Option<&'a mut dyn FnMut(Progress)>,
+}
+
+/// A finished run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub status: RunStatus,
+    pub metrics: Metrics,
+    #[serde(skip)]
+    pub metadata: Metadata,
+}
+
+/// A run that failed after its folder was created.
+#[derive(Debug)]
+pub struct FailedRun {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub error: RunError,
+}
+
+/// Why [`execute`] did not produce a completed run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// Nothing was written: the spec or the data could not be opened.
+    #[error("{0}")]
+    Rejected(RunError),
+    /// The run started and failed; its folder is marked failed.
+    #[error("{}", .0.error)]
+    Failed(Box<FailedRun>),
+}
+
+impl ExecuteError {
+    pub fn run_error(&self) -> &RunError {
+        match self {
+            ExecuteError::Rejected(e) => e,
+            ExecuteError::Failed(f) => &f.error,
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Runs a spec file to a run folder under `options.data_dir`.
+pub fn execute(spec_path: &Path, options: RunOptions<'_>) -> Result<RunOutcome, ExecuteError> {
+    let spec = load_spec(spec_path).map_err(ExecuteError::Rejected)?;
+    execute_resolved(spec, options)
+}
+
+/// Runs an already loaded spec.
+pub fn execute_resolved(
+    spec: ResolvedSpec,
+    mut options: RunOptions<'_>,
+) -> Result<RunOutcome, ExecuteError> {
+    let started = Instant::now();
+    let reject = ExecuteError::Rejected;
+    let mut readers = Vec::with_capacity(spec.data.len());
+    for source in &spec.data {
+        let inst = &spec.instruments[source.instrument.index()];
+        readers.push(open_bars(&source.path, source.format, inst).map_err(|e| reject(e.into()))?);
+    }
+    let strategies = spec
+        .instruments
+        .iter()
+        .map(|inst| build_strategy(&spec.spec.strategy, inst))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| {
+            reject(RunError::Spec {
+                place: spec.path.display().to_string(),
+                message,
+            })
+        })?;
+    let engine = Engine::new(spec.engine.clone(), spec.instruments.clone(), strategies)
+        .map_err(|e| reject(e.into()))?;
+
+    let folder = RunFolder::create(&options.data_dir).map_err(reject)?;
+    let normalised = yaml_serde::to_string(&spec.spec).map_err(|e| {
+        reject(RunError::Spec {
+            place: spec.path.display().to_string(),
+            message: format!("cannot normalise the spec: {e}"),
+        })
+    })?;
+    let mut meta = Metadata {
+        run_id: folder.run_id.clone(),
+        name: spec.spec.name.clone(),
+        status: RunStatus::Running,
+        mode: "backtest".to_string(),
+        venue: spec.spec.venue.clone(),
+        strategy: spec.spec.strategy.name().to_string(),
+        fill_model: spec.engine.fill_model.to_string(),
+        instruments: spec.instruments.iter().map(|i| i.symbol.to_string()).collect(),
+        tradeloom_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: now_rfc3339(),
+        finished_at: None,
+        duration_ms: None,
+        error: None,
+        spec: SpecInfo {
+            source_path: spec.path.display().to_string(),
+            source_sha256: sha256_bytes(spec.text.as_bytes()),
+            sha256: sha256_bytes(normalised.as_bytes()),
+        },
+        data: spec
+            .data
+            .iter()
+            .map(|d| DataInfo {
+                symbol: spec.instruments[d.instrument.index()].symbol.to_string(),
+                path: d.given.clone(),
+                resolved_path: std::path::absolute(&d.path)
+                    .unwrap_or_else(|_| d.path.clone())
+                    .display()
+                    .to_string(),
+                sha256: None,
+                bytes: None,
+            })
+            .collect(),
+        artifacts: BTreeMap::new(),
+        summary: None,
+    };
+    let fail = |meta: &mut Metadata, folder: &RunFolder, error: RunError| {
+        meta.status = RunStatus::Failed;
+        meta.error = Some(error.to_string());
+        meta.finished_at = Some(now_rfc3339());
+        meta.duration_ms = Some(started.elapsed().as_millis() as u64);
+        // Best effort: the original error matters more than a second one here.
+        let _ = meta.write(&folder.dir);
+        ExecuteError::Failed(Box::new(FailedRun {
+            run_id: folder.run_id.clone(),
+            run_dir: folder.dir.clone(),
+            error,
+        }))
+    };
+    if let Err(e) = meta.write(&folder.dir) {
+        return Err(fail(&mut meta, &folder, e));
+    }
+    if let Err(e) = std::fs::write(folder.file("run_spec.yaml"), &normalised) {
+        let e = RunError::io(folder.file("run_spec.yaml"), e);
+        return Err(fail(&mut meta, &folder, e));
+    }
+
+    // Data files are hashed on another core while the engine runs.
+    let data_paths: Vec<PathBuf> = spec.data.iter().map(|d| d.path.clone()).collect();
+    let hasher = std::thread::spawn(move || {
+        data_paths
+            .iter()
+            .map(|p| sha256_file(p).map_err(|e| RunError::io(p, e)))
+            .collect::<Result<Vec<_>, _>>()
+    });
+
+    let sink = open_sink(&folder);
+    let mut sink = match sink {
+        Ok(sink) => sink,
+        Err(e) => return Err(fail(&mut meta, &folder, e)),
+    };
+    let result = drive(engine, MergedBars::new(readers), &mut sink, &mut options);
+    let data_hashes = hasher.join().unwrap_or_else(|_| {
+        Err(RunError::Corrupt {
+            path: PathBuf::new(),
+            message: "the data hashing thread panicked".to_string(),
+        })
+    });
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => {
+            sink.journal_extra(&serde_json::json!({"event": "run_failed", "error": e.to_string()}));
+            if let Ok(files) = sink.finish() {
+                let _ = finish_files(files, &folder, &mut meta.artifacts);
+            }
+            return Err(fail(&mut meta, &folder, e));
+        }
+    };
+    match data_hashes {
+        Ok(hashes) => {
+            for (info, (sha, bytes)) in meta.data.iter_mut().zip(hashes) {
+                info.sha256 = Some(sha);
+                info.bytes = Some(bytes);
+            }
+        }
+        Err(e) => return Err(fail(&mut meta, &folder, e)),
+    }
+    let files = match sink.finish() {
+        Ok(files) => files,
+        Err(e) => return Err(fail(&mut meta, &folder, RunError::io(&folder.dir, e))),
+    };
+    let journal_events = files.journal_lines;
+    let (sampler, trade_rows) = match finish_files(files, &folder, &mut meta.artifacts) {
+        Ok(x) => x,
+        Err(e) => return Err(fail(&mut meta, &folder, e)),
+    };
+    let metrics = summary.metrics.clone();
+    meta.summary = Some(RunSummary {
+        bars: metrics.bars,
+        trades: metrics.trades,
+        final_equity: metrics.final_equity.to_string(),
+        total_return_pct: metrics.total_return_pct,
+        max_drawdown_pct: metrics.max_drawdown_pct,
+        journal_events,
+        halted: summary.halted,
+    });
+    meta.status = RunStatus::Completed;
+    let outputs = write_outputs(&folder, &spec, &meta, &metrics, &sampler, &trade_rows);
+    match outputs {
+        Ok(hashes) => meta.artifacts.extend(hashes),
+        Err(e) => return Err(fail(&mut meta, &folder, e)),
+    }
+    meta.finished_at = Some(now_rfc3339());
+    meta.duration_ms = Some(started.elapsed().as_millis() as u64);
+    if let Err(e) = meta.write(&folder.dir) {
+        return Err(fail(&mut meta, &folder, e));
+    }
+    Ok(RunOutcome {
+        run_id: folder.run_id.clone(),
+        run_dir: folder.dir.clone(),
+        status: RunStatus::Completed,
+        metrics,
+        metadata: meta,
+    })
+}
+
+fn open_sink(folder: &RunFolder) -> Result<RunSink, RunError> {
+    let create = |name: &str| {
+        let path = folder.file(name);
+        create_artifact(&path).map_err(|e| RunError::io(path, e))
+    };
+    RunSink::new(
+        create("journal.jsonl")?,
+        create("orders.csv")?,
+        create("fills.csv")?,
+        create("trades.csv")?,
+        create("equity.csv")?,
+    )
+    .map_err(|e| RunError::io(&folder.dir, e))
+}
+
+fn drive(
+    mut engine: Engine,
+    bars: MergedBars,
+    sink: &mut RunSink,
+    options: &mut RunOptions<'_>,
+) -> Result<Summary, RunError> {
+    let mut count: u64 = 0;
+    let mut bars = bars;
+    while let Some(bar) = bars.next() {
+        let bar = bar?;
+        engine.on_bar(&bar, sink)?;
+        count += 1;
+        if count % PROGRESS_EVERY == 0 {
+            if let Some(report) = options.progress.as_mut() {
+                let (done, total) = bars.progress();
+                report(Progress {
+                    bars: count,
+                    done,
+                    total,
+                });
+            }
+        }
+    }
+    if count == 0 {
+        return Err(RunError::Spec {
+            place: "data".to_string(),
+            message: "the data files contain no bars".to_string(),
+        });
+    }
+    if let Some(report) = options.progress.as_mut() {
+        let (done, total) = bars.progress();
+        report(Progress {
+            bars: count,
+            done,
+            total,
+        });
+    }
+    Ok(engine.finish(sink)?)
+}
+
+/// Flushes and hashes the sink's files.
+fn finish_files(
+    files: SinkFiles,
+    folder: &RunFolder,
+    artifacts: &mut BTreeMap<String, FileHash>,
+) -> Result<(crate::report::EquitySampler, crate::report::TradeRows), RunError> {
+    for (name, writer) in [
+        ("journal.jsonl", files.journal),
+        ("orders.csv", files.orders),
+        ("fills.csv", files.fills),
+        ("trades.csv", files.trades),
+        ("equity.csv", files.equity),
+    ] {
+        let (sha256, bytes) = finish_artifact(writer).map_err(|e| RunError::io(folder.file(name), e))?;
+        artifacts.insert(name.to_string(), FileHash { sha256, bytes });
+    }
+    Ok((files.sampler, files.trade_rows))
+}
+
+/// The header of the report, from the spec and the metadata.
+pub fn report_header(meta: &Metadata, strategy: String, costs: String, currency: String) -> ReportHeader {
+    ReportHeader {
+        name: meta.name.clone(),
+        run_id: meta.run_id.clone(),
+        status: meta.status.as_str().to_string(),
+        strategy,
+        instruments: meta.instruments.join(", "),
+        fill_model: meta.fill_model.clone(),
+        costs,
+        currency,
+        error: meta.error.clone(),
+    }
+}
+
+/// `sma_cross (fast=10, slow=20, quantity=10)` from the normalised spec.
+pub fn strategy_label(spec: &crate::spec::RunSpec) -> String {
+    let params = serde_json::to_value(&spec.strategy)
+        .ok()
+        .and_then(|v| v.get("params").cloned())
+        .and_then(|p| p.as_object().cloned())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={s}"),
+                    v => format!("{k}={v}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    format!("{} ({params})", spec.strategy.name())
+}
+
+/// `fee 0 bps, slippage none` from the normalised spec.
+pub fn costs_label(spec: &crate::spec::RunSpec) -> String {
+    let e = &spec.execution;
+    let fee = e.fee_bps.map_or("0".to_string(), |d| d.to_string());
+    let slippage = match (e.slippage_bps, e.slippage_ticks) {
+        (Some(b), _) => format!("{b} bps"),
+        (None, Some(t)) => format!("{t} ticks"),
+        (None, None) => "none".to_string(),
+    };
+    let instrument_fees = spec
+        .instruments
+        .iter()
+        .any(|i| i.maker_fee_bps.is_some() || i.taker_fee_bps.is_some());
+    if instrument_fees {
+        format!("instrument fees (default {fee} bps), slippage {slippage}")
+    } else {
+        format!("fee {fee} bps, slippage {slippage}")
+    }
+}
+
+fn write_outputs(
+    folder: &RunFolder,
+    spec: &ResolvedSpec,
+    meta: &Metadata,
+    metrics: &Metrics,
+    sampler: &crate::report::EquitySampler,
+    trades: &crate::report::TradeRows,
+) -> Result<Vec<(String, FileHash)>, RunError> {
+    let metrics_value = serde_json::to_value(metrics).map_err(|e| RunError::Corrupt {
+        path: folder.file("metrics.json"),
+        message: e.to_string(),
+    })?;
+    // Written from the struct so the fields keep their documented order.
+    let mut metrics_text = serde_json::to_string_pretty(metrics).map_err(|e| RunError::Corrupt {
+        path: folder.file("metrics.json"),
+        message: e.to_string(),
+    })?;
+    metrics_text.push('\n');
+    let header = report_header(
+        meta,
+        strategy_label(&spec.spec),
+        costs_label(&spec.spec),
+        spec.engine.initial_cash.currency().to_string(),
+    );
+    let report = render_markdown(&header, &metrics_value, trades);
+    let svg = render_svg(sampler, &header.currency);
+    let mut hashes = Vec::new();
+    for (name, text) in [
+        ("metrics.json", metrics_text),
+        ("report.md", report),
+        ("equity.svg", svg),
+    ] {
+        let path = folder.file(name);
+        std::fs::write(&path, &text).map_err(|e| RunError::io(&path, e))?;
+        hashes.push((
+            name.to_string(),
+            FileHash {
+                sha256: sha256_bytes(text.as_bytes()),
+                bytes: text.len() as u64,
+            },
+        ));
+    }
+    Ok(hashes)
+}
+
+/// Re-renders `report.md` and `equity.svg` of a run folder from its files, and updates their
+/// hashes in `metadata.json`.
+pub fn rerender_report(run_dir: &Path) -> Result<PathBuf, RunError> {
+    let mut meta = Metadata::read(run_dir)?;
+    let spec_path = run_dir.join("run_spec.yaml");
+    let spec_text = std::fs::read_to_string(&spec_path).map_err(|e| RunError::io(&spec_path, e))?;
+    let spec = crate::spec::parse_spec(&spec_text, &spec_path)?;
+    let metrics_path = run_dir.join("metrics.json");
+    let metrics: serde_json::Value = match std::fs::read_to_string(&metrics_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| RunError::Corrupt {
+            path: metrics_path.clone(),
+            message: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Value::Null,
+        Err(e) => return Err(RunError::io(&metrics_path, e)),
+    };
+    let trades = crate::report::read_trades_csv(&run_dir.join("trades.csv"))?;
+    let sampler = crate::report::sample_equity_csv(&run_dir.join("equity.csv"))?;
+    let header = report_header(
+        &meta,
+        strategy_label(&spec),
+        costs_label(&spec),
+        spec.account.currency.clone(),
+    );
+    let report = render_markdown(&header, &metrics, &trades);
+    let svg = render_svg(&sampler, &header.currency);
+    for (name, text) in [("report.md", report), ("equity.svg", svg)] {
+        let path = run_dir.join(name);
+        std::fs::write(&path, &text).map_err(|e| RunError::io(&path, e))?;
+        meta.artifacts.insert(
+            name.to_string(),
+            FileHash {
+                sha256: sha256_bytes(text.as_bytes()),
+                bytes: text.len() as u64,
+            },
+        );
+    }
+    meta.write(run_dir)?;
+    Ok(run_dir.join("report.md"))
+}

@@ -1,0 +1,489 @@
+//! The run spec: a strictly parsed YAML file that defines a run completely and immutably.
+//!
+//! ```yaml
+//! name: goog-sma-cross
+//! mode: backtest                 # backtest | paper (paper is not supported yet)
+//! venue: sim
+//! instruments: [{symbol: GOOG, price_precision: 2, size_precision: 0}]
+//! data: [{symbol: GOOG, path: ../data/goog_1d.csv}]   # relative to the spec file
+//! strategy: {name: sma_cross, params: {fast: 10, slow: 20, quantity: 10}}
+//! execution: {fill_model: next_open, fee_bps: 0, slippage_bps: 0}
+//! account: {initial_cash: 100000, currency: USD}
+//! risk: {max_drawdown_pct: 50}
+//! ```
+//!
+//! Unknown fields anywhere are errors with line and column; every semantic check names the field
+//! and, where it can be found, the line.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tradeloom_core::{
+    AccountKind, Currency, Decimal, Instrument, InstrumentId, Money, Symbol,
+};
+use tradeloom_data::DataFormat;
+use tradeloom_engine::config::DecimalSchema;
+use tradeloom_engine::{EngineConfig, ExecutionConfig, RiskConfig, StrategyConfig};
+
+use crate::error::RunError;
+
+/// `backtest` replays historical data on a simulated clock; `paper` (live data, simulated fills)
+/// is planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Backtest,
+    Paper,
+}
+
+/// `instruments[]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentSpec {
+    /// Ticker, unique within the spec.
+    pub symbol: String,
+    /// Decimal places of prices (0–9).
+    pub price_precision: u8,
+    /// Decimal places of quantities (0–9).
+    pub size_precision: u8,
+    /// Price increment; default one unit of the last price decimal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub tick_size: Option<Decimal>,
+    /// Quantity increment; default one unit of the last size decimal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub lot_size: Option<Decimal>,
+    /// Smallest order size; default the lot size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub min_quantity: Option<Decimal>,
+    /// Fee on resting (maker) fills in bps; with `taker_fee_bps`, overrides `execution.fee_bps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub maker_fee_bps: Option<Decimal>,
+    /// Fee on market and stop (taker) fills in bps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub taker_fee_bps: Option<Decimal>,
+}
+
+/// `data[]`: one bar file per instrument.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// The instrument the bars belong to.
+    pub symbol: String,
+    /// Bar file, relative to the spec file (or absolute).
+    pub path: String,
+    /// `csv`, `parquet` or `arrow`; default from the file extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// `account.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountType {
+    /// Shorting allowed, no buying-power check.
+    #[default]
+    Margin,
+    /// No shorting; buys need cash.
+    Cash,
+}
+
+fn default_currency() -> String {
+    "USD".to_string()
+}
+
+/// `account:`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    /// Starting cash, positive.
+    #[schemars(with = "DecimalSchema")]
+    pub initial_cash: Decimal,
+    /// Account and quote currency (default USD).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// `margin` (default) or `cash`.
+    #[serde(default, rename = "type")]
+    pub kind: AccountType,
+}
+
+fn default_venue() -> String {
+    "sim".to_string()
+}
+
+/// A run spec. See the module documentation for an example.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// A label for the run (shown in lists and reports).
+    pub name: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `backtest` (or `paper`, not supported yet).
+    pub mode: Mode,
+    /// A venue label for metadata (default `sim`).
+    #[serde(default = "default_venue")]
+    pub venue: String,
+    pub instruments: Vec<InstrumentSpec>,
+    pub data: Vec<DataSpec>,
+    pub strategy: StrategyConfig,
+    #[serde(default)]
+    pub execution: ExecutionConfig,
+    pub account: AccountSpec,
+    #[serde(default)]
+    pub risk: RiskConfig,
+}
+
+/// One data source, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSource {
+    pub instrument: InstrumentId,
+    /// As written in the spec.
+    pub given: String,
+    /// Resolved against the spec's folder.
+    pub path: PathBuf,
+    pub format: Option<DataFormat>,
+}
+
+/// A spec checked and resolved into what the engine and the loaders need.
+#[derive(Clone, Debug)]
+pub struct ResolvedSpec {
+    pub spec: RunSpec,
+    /// The spec file as given on the command line.
+    pub path: PathBuf,
+    /// The spec file's text.
+    pub text: String,
+    pub instruments: Vec<Instrument>,
+    pub data: Vec<DataSource>,
+    pub engine: EngineConfig,
+}
+
+/// The JSON Schema of a run spec.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RunSpec)).unwrap_or(serde_json::Value::Null)
+}
+
+/// Reads, parses and validates a spec file.
+pub fn load_spec(path: &Path) -> Result<ResolvedSpec, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RunError::Spec {
+        place: path.display().to_string(),
+        message: format!("cannot read the spec: {e}"),
+    })?;
+    let spec = parse_spec(&text, path)?;
+    resolve(spec, path, text)
+}
+
+/// Parses spec text; errors carry `path:line:column`.
+pub fn parse_spec(text: &str, path: &Path) -> Result<RunSpec, RunError> {
+    yaml_serde::from_str::<RunSpec>(text).map_err(|e| {
+        let mut message = e.to_string();
+        let place = match e.location() {
+            Some(loc) => {
+                let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+                if let Some(stripped) = message.strip_suffix(&suffix) {
+                    message = stripped.to_string();
+                }
+                format!("{}:{}:{}", path.display(), loc.line(), loc.column())
+            }
+            None => path.display().to_string(),
+        };
+        RunError::Spec { place, message }
+    })
+}
+
+/// The 1-based line of the first line that mentions `key:` and, if given, `value`.
+fn line_of(text: &str, key: &str, value: Option<&str>) -> Option<usize> {
+    let pattern = format!("{key}:");
+    let hit = |line: &str| line.contains(&pattern) && value.is_none_or(|v| line.contains(v));
+    text.lines()
+        .position(hit)
+        .or_else(|| text.lines().position(|l| l.contains(&pattern)))
+        .map(|i| i + 1)
+}
+
+fn spec_error(path: &Path, text: &str, key: &str, value: Option<&str>, message: String) -> RunError {
+    let place = match line_of(text, key, value) {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    };
+    RunError::Spec { place, message }
+}
+
+/// Semantic checks: everything the YAML shape cannot say.
+pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec, RunError> {
+    let err = |key: &str, value: Option<&str>, message: String| {
+        spec_error(path, &text, key, value, message)
+    };
+    if spec.name.trim().is_empty() {
+        return Err(err("name", None, "name: must not be empty".to_string()));
+    }
+    if spec.mode == Mode::Paper {
+        return Err(err(
+            "mode",
+            Some("paper"),
+            "mode: `paper` is not supported yet; use `backtest`".to_string(),
+        ));
+    }
+    let currency = Currency::from_code(&spec.account.currency)
+        .map_err(|e| err("currency", Some(&spec.account.currency), format!("account.currency: {e}")))?;
+    let cash = spec.account.initial_cash;
+    if cash.is_negative() || cash.is_zero() {
+        let shown = cash.to_string();
+        return Err(err(
+            "initial_cash",
+            None,
+            format!("account.initial_cash: {shown} must be positive"),
+        ));
+    }
+    if cash.decimals() > currency.precision() {
+        return Err(err(
+            "initial_cash",
+            None,
+            format!(
+                "account.initial_cash: {cash} has more decimals than {currency} allows ({})",
+                currency.precision()
+            ),
+        ));
+    }
+    let initial_cash = cash.to_money(currency);
+    if spec.instruments.is_empty() {
+        return Err(err(
+            "instruments",
+            None,
+            "instruments: at least one instrument is required".to_string(),
+        ));
+    }
+    let mut instruments = Vec::with_capacity(spec.instruments.len());
+    let mut seen = BTreeSet::new();
+    for (i, s) in spec.instruments.iter().enumerate() {
+        let field = |f: &str| format!("instruments[{i}].{f}");
+        let at = |f: &str, message: String| err(f, Some(&s.symbol), message);
+        let symbol = Symbol::new(&s.symbol).map_err(|e| at("symbol", format!("{}: {e}", field("symbol"))))?;
+        if !seen.insert(s.symbol.clone()) {
+            return Err(at(
+                "symbol",
+                format!("{}: duplicate symbol `{}`", field("symbol"), s.symbol),
+            ));
+        }
+        let mut inst = Instrument::new(
+            InstrumentId(i as u32),
+            symbol,
+            &spec.venue,
+            s.price_precision,
+            s.size_precision,
+            currency,
+        )
+        .map_err(|e| at("precision", format!("instruments[{i}]: {e}")))?;
+        if let Some(tick) = s.tick_size {
+            inst.tick_size = tick
+                .to_price(s.price_precision)
+                .ok()
+                .filter(|p| p.is_positive())
+                .ok_or_else(|| {
+                    at(
+                        "tick_size",
+                        format!(
+                            "{}: {tick} must be positive with at most {} decimals",
+                            field("tick_size"),
+                            s.price_precision
+                        ),
+                    )
+                })?;
+        }
+        for (name, value, target) in [
+            ("lot_size", s.lot_size, &mut inst.lot_size),
+            ("min_quantity", s.min_quantity, &mut inst.min_quantity),
+        ] {
+            if let Some(v) = value {
+                *target = v
+                    .to_quantity(s.size_precision)
+                    .ok()
+                    .filter(|q| !q.is_zero())
+                    .ok_or_else(|| {
+                        at(
+                            name,
+                            format!(
+                                "{}: {v} must be positive with at most {} decimals",
+                                field(name),
+                                s.size_precision
+                            ),
+                        )
+                    })?;
+            }
+        }
+        if s.lot_size.is_some() && s.min_quantity.is_none() {
+            inst.min_quantity = inst.lot_size;
+        }
+        for (name, value, target) in [
+            ("maker_fee_bps", s.maker_fee_bps, &mut inst.maker_fee),
+            ("taker_fee_bps", s.taker_fee_bps, &mut inst.taker_fee),
+        ] {
+            if let Some(v) = value {
+                *target = v.to_bps().map_err(|e| at(name, format!("{}: {e}", field(name))))?;
+            }
+        }
+        instruments.push(inst);
+    }
+    let spec_dir = path.parent().unwrap_or(Path::new("."));
+    let mut data = Vec::with_capacity(spec.data.len());
+    let mut covered = BTreeSet::new();
+    for (i, d) in spec.data.iter().enumerate() {
+        let Some(inst) = instruments.iter().find(|x| x.symbol.as_str() == d.symbol) else {
+            let known: Vec<&str> = instruments.iter().map(|x| x.symbol.as_str()).collect();
+            return Err(err(
+                "symbol",
+                Some(&d.symbol),
+                format!(
+                    "data[{i}].symbol: unknown instrument `{}` (instruments: {})",
+                    d.symbol,
+                    known.join(", ")
+                ),
+            ));
+        };
+        if !covered.insert(inst.id) {
+            return Err(err(
+                "symbol",
+                Some(&d.symbol),
+                format!("data[{i}].symbol: a second data source for `{}`", d.symbol),
+            ));
+        }
+        let format = match &d.format {
+            Some(f) => Some(f.parse::<DataFormat>().map_err(|e| {
+                err("format", Some(f), format!("data[{i}].format: {e}"))
+            })?),
+            None => None,
+        };
+        let given = PathBuf::from(&d.path);
+        let resolved = if given.is_absolute() {
+            given
+        } else {
+            spec_dir.join(given)
+        };
+        data.push(DataSource {
+            instrument: inst.id,
+            given: d.path.clone(),
+            path: resolved,
+            format,
+        });
+    }
+    if let Some(missing) = instruments.iter().find(|i| !covered.contains(&i.id)) {
+        return Err(err(
+            "data",
+            None,
+            format!("data: no data source for instrument `{}`", missing.symbol),
+        ));
+    }
+    for inst in &instruments {
+        spec.strategy
+            .validate(inst)
+            .map_err(|e| err("params", None, format!("{e} (strategy `{}`)", spec.strategy.name())))?;
+    }
+    let account_kind = match spec.account.kind {
+        AccountType::Margin => AccountKind::Margin,
+        AccountType::Cash => AccountKind::Cash,
+    };
+    let mut engine = EngineConfig::resolve(&spec.execution, &spec.risk, account_kind, initial_cash)
+        .map_err(|e| {
+            let key = e.split([':', '.']).nth(1).unwrap_or("execution").trim().to_string();
+            err(&key, None, e)
+        })?;
+    engine.strategy_name = spec.strategy.name().to_string();
+    Ok(ResolvedSpec {
+        spec,
+        path: path.to_path_buf(),
+        text,
+        instruments,
+        data,
+        engine,
+    })
+}
+
+/// The initial cash as money (for reports).
+pub fn initial_cash(spec: &ResolvedSpec) -> Money {
+    spec.engine.initial_cash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "name: t
+mode: backtest
+instruments: [{symbol: GOOG, price_precision: 2, size_precision: 0}]
+data: [{symbol: GOOG, path: goog.csv}]
+strategy: {name: sma_cross, params: {fast: 10, slow: 20, quantity: 10}}
+execution: {fill_model: next_open, fee_bps: 0, slippage_bps: 0}
+account: {initial_cash: 100000, currency: USD}
+risk: {max_drawdown_pct: 50}
+";
+
+    fn check(text: &str) -> Result<ResolvedSpec, RunError> {
+        let path = Path::new("spec.yaml");
+        resolve(parse_spec(text, path)?, path, text.to_string())
+    }
+
+    fn error_of(text: &str) -> String {
+        match check(text) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn accepts_the_example() {
+        let r = check(GOOD).unwrap();
+        assert_eq!(r.instruments.len(), 1);
+        assert_eq!(r.engine.initial_cash.to_string(), "100000.00");
+        assert_eq!(r.data[0].path, Path::new("goog.csv"));
+        assert_eq!(r.engine.strategy_name, "sma_cross");
+    }
+
+    #[test]
+    fn unknown_field_has_line_and_column() {
+        let e = error_of(&GOOD.replace("risk: {max_drawdown_pct: 50}", "risk: {max_drawdown_pct: 50}\nbogus: 1"));
+        assert!(e.starts_with("spec.yaml:9:1: unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_strategy_and_parameter() {
+        let e = error_of(&GOOD.replace("sma_cross", "sma_crossx"));
+        assert!(e.starts_with("spec.yaml:5:"), "{e}");
+        assert!(e.contains("unknown variant `sma_crossx`"), "{e}");
+        let e = error_of(&GOOD.replace("fast: 10", "fst: 10"));
+        assert!(e.starts_with("spec.yaml:5:"), "{e}");
+        assert!(e.contains("unknown field `fst`"), "{e}");
+        let e = error_of(&GOOD.replace("slow: 20", "slow: 5"));
+        assert!(e.contains("strategy.params.slow: 5 must be greater than fast (10)"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field_and_line() {
+        let e = error_of(&GOOD.replace("initial_cash: 100000", "initial_cash: -5"));
+        assert_eq!(e, "spec.yaml:7: account.initial_cash: -5 must be positive");
+        let e = error_of(&GOOD.replace("mode: backtest", "mode: paper"));
+        assert_eq!(e, "spec.yaml:2: mode: `paper` is not supported yet; use `backtest`");
+        let e = error_of(&GOOD.replace("{symbol: GOOG, path", "{symbol: GOG, path"));
+        assert_eq!(e, "spec.yaml:4: data[0].symbol: unknown instrument `GOG` (instruments: GOOG)");
+        let e = error_of(&GOOD.replace("price_precision: 2", "price_precision: 12"));
+        assert!(e.starts_with("spec.yaml:3: instruments[0]: price_precision 12 is above the maximum 9"), "{e}");
+        let e = error_of(&GOOD.replace("next_open", "close"));
+        assert!(e.contains("unknown variant `close`, expected `bar_close` or `next_open`"), "{e}");
+        let e = error_of(&GOOD.replace("quantity: 10", "quantity: 10.5"));
+        assert!(e.contains("strategy.params.quantity: 10.5 has 1 decimal places; the instrument's size_precision is 0"), "{e}");
+    }
+
+    #[test]
+    fn schema_lists_the_fields() {
+        let s = schema().to_string();
+        for field in ["instruments", "fill_model", "max_drawdown_pct", "sma_cross"] {
+            assert!(s.contains(field), "{field} missing from the schema");
+        }
+    }
+}
