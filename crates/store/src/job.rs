@@ -1,0 +1,225 @@
+//! Jobs: one simulation request (a config, its models and dates) and its lifecycle status.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tradeloom_core::Currency;
+
+use crate::error::StoreError;
+use crate::model_day::ModelDay;
+
+/// Status of a job, derived from its model-days once it has started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    /// Every model-day completed.
+    Completed,
+    /// Some model-days failed, some completed, none left to do.
+    Partial,
+    /// Every model-day failed (or the job itself failed).
+    Failed,
+}
+
+impl JobStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Partial => "partial",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether the job will not change any more.
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Partial | JobStatus::Failed
+        )
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => JobStatus::Pending,
+            "running" => JobStatus::Running,
+            "completed" => JobStatus::Completed,
+            "partial" => JobStatus::Partial,
+            "failed" => JobStatus::Failed,
+            other => {
+                return Err(format!(
+                    "unknown job status `{other}`; expected pending, running, completed, partial or failed"
+                ));
+            }
+        })
+    }
+}
+
+/// What a job is asked to do. `models × dates` model-days are created, all pending.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// The simulation config as given; its canonical form is hashed (see [`config_hash`]).
+    pub config: Value,
+    /// The currency of every cash, fee and value of the job.
+    pub currency: Currency,
+    pub models: Vec<String>,
+    pub dates: Vec<NaiveDate>,
+}
+
+/// A job as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Job {
+    /// UUIDv7, so ids sort by creation time.
+    pub id: String,
+    pub config: Value,
+    /// sha256 (hex) of the canonical config.
+    pub config_hash: String,
+    pub currency: Currency,
+    pub status: JobStatus,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// Model-day counts of a job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JobProgress {
+    pub total_model_days: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub running: u64,
+}
+
+impl JobProgress {
+    /// The job status these counts imply: anything pending or running → running (or pending if
+    /// nothing started yet); otherwise completed, failed (all failed) or partial.
+    pub fn derived_status(&self, started: bool) -> JobStatus {
+        if self.pending + self.running > 0 {
+            if started || self.completed + self.failed + self.running > 0 {
+                JobStatus::Running
+            } else {
+                JobStatus::Pending
+            }
+        } else if self.failed == 0 {
+            JobStatus::Completed
+        } else if self.completed == 0 {
+            JobStatus::Failed
+        } else {
+            JobStatus::Partial
+        }
+    }
+}
+
+/// A job with its progress and every model-day (the `GET /simulate/status/{job_id}` payload).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobReport {
+    pub job: Job,
+    pub progress: JobProgress,
+    /// Sorted by date, then model.
+    pub model_days: Vec<ModelDay>,
+}
+
+/// The sha256 (lower-case hex) of the canonical JSON of `config`: object keys sorted, no
+/// whitespace. Two configs that differ only in key order or formatting hash the same.
+pub fn config_hash(config: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(config, &mut canonical);
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+pub(crate) fn validate_new_job(job: &NewJob) -> Result<(), StoreError> {
+    if job.models.is_empty() || job.dates.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "a job needs at least one model and one date (got {} models, {} dates)",
+            job.models.len(),
+            job.dates.len()
+        )));
+    }
+    if let Some(bad) = job.models.iter().find(|m| m.trim().is_empty()) {
+        return Err(StoreError::Invalid(format!("empty model name `{bad}`")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ignores_key_order_and_whitespace() {
+        let a: Value = serde_json::from_str(r#"{"b": [1, {"y": 2, "x": 1}], "a": "s"}"#)
+            .expect("valid JSON literal");
+        let b: Value =
+            serde_json::from_str(r#"{"a":"s","b":[1,{"x":1,"y":2}]}"#).expect("valid JSON literal");
+        assert_eq!(config_hash(&a), config_hash(&b));
+        let c: Value =
+            serde_json::from_str(r#"{"a":"s","b":[{"x":1,"y":2},1]}"#).expect("valid JSON literal");
+        assert_ne!(config_hash(&a), config_hash(&c), "array order matters");
+        assert_eq!(config_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn derived_status() {
+        let p = |completed, failed, pending, running| JobProgress {
+            total_model_days: completed + failed + pending + running,
+            completed,
+            failed,
+            pending,
+            running,
+        };
+        assert_eq!(p(0, 0, 4, 0).derived_status(false), JobStatus::Pending);
+        assert_eq!(p(0, 0, 4, 0).derived_status(true), JobStatus::Running);
+        assert_eq!(p(1, 0, 3, 0).derived_status(false), JobStatus::Running);
+        assert_eq!(p(4, 0, 0, 0).derived_status(true), JobStatus::Completed);
+        assert_eq!(p(3, 1, 0, 0).derived_status(true), JobStatus::Partial);
+        assert_eq!(p(0, 4, 0, 0).derived_status(true), JobStatus::Failed);
+    }
+}

@@ -1,0 +1,42 @@
+//! store: persistence of model-day simulation jobs (jobs, model-days, trades, holdings,
+//! reasoning logs, tool usage) and the run index, behind one [`Store`] trait over SQLite and
+//! PostgreSQL. It must not depend on the engine, the agents or anything HTTP: the worker and
+//! the REST API build on it, not the other way round.
+//!
+//! Money, prices and quantities are stored exactly (decimal TEXT in SQLite, NUMERIC(38,18) in
+//! PostgreSQL) and come back as [`tradeloom_core::Money`] and [`tradeloom_core::Decimal`].
+//! Migrations are embedded per back end and applied by [`open_store`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tradeloom_store::StoreError> {
+//! let store = tradeloom_store::open_store("data/tradeloom.db").await?;
+//! store.health().await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod job;
+mod migration;
+mod model_day;
+mod numeric;
+mod postgres;
+mod results;
+mod run_index;
+mod sql_store;
+mod sqlite;
+mod store;
+
+pub use error::StoreError;
+pub use job::{Job, JobProgress, JobReport, JobStatus, NewJob, config_hash};
+pub use migration::{MigrationInfo, MigrationState};
+pub use model_day::{
+    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ReasoningMessage, ToolCall,
+    Trade, TradeAction,
+};
+pub use postgres::PgStore;
+pub use results::{
+    DailyValue, LeaderboardEntry, MAX_PAGE, ModelDayResult, ResultsFilter, ResultsPage,
+};
+pub use run_index::RunEntry;
+pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
+pub use store::{Backend, Location, Store, db_migrate, db_status, open_store};

@@ -1,0 +1,218 @@
+//! Model-days: one model trading one date of a job, and everything it produced — trading
+//! actions, the end-of-day holdings, the reasoning log and the tool calls.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tradeloom_core::{Decimal, Money};
+
+/// Which model-day: `(job_id, model, date)` is unique.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct ModelDayKey {
+    pub job_id: String,
+    pub model: String,
+    pub date: NaiveDate,
+}
+
+impl ModelDayKey {
+    pub fn new(job_id: impl Into<String>, model: impl Into<String>, date: NaiveDate) -> Self {
+        Self {
+            job_id: job_id.into(),
+            model: model.into(),
+            date,
+        }
+    }
+}
+
+impl fmt::Display for ModelDayKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "model-day (job {}, model `{}`, date {})",
+            self.job_id, self.model, self.date
+        )
+    }
+}
+
+/// Status of one model-day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelDayStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl ModelDayStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ModelDayStatus::Pending => "pending",
+            ModelDayStatus::Running => "running",
+            ModelDayStatus::Completed => "completed",
+            ModelDayStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for ModelDayStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ModelDayStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => ModelDayStatus::Pending,
+            "running" => ModelDayStatus::Running,
+            "completed" => ModelDayStatus::Completed,
+            "failed" => ModelDayStatus::Failed,
+            other => {
+                return Err(format!(
+                    "unknown model-day status `{other}`; expected pending, running, completed or failed"
+                ));
+            }
+        })
+    }
+}
+
+/// A model-day as stored (a `job_details` row).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelDay {
+    pub job_id: String,
+    pub model: String,
+    pub date: NaiveDate,
+    pub status: ModelDayStatus,
+    /// How many times it was claimed (1 on a first, uninterrupted run).
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `finished_at - started_at` of the last attempt, in milliseconds.
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    /// Agent steps of the completed session.
+    pub steps: Option<u32>,
+    /// Tool calls that returned an error in the completed session.
+    pub tool_errors: Option<u32>,
+    /// Cash at the end of the day.
+    pub cash: Option<Money>,
+    /// Cash plus holdings at the end of the day.
+    pub portfolio_value: Option<Money>,
+}
+
+impl ModelDay {
+    pub fn key(&self) -> ModelDayKey {
+        ModelDayKey::new(self.job_id.clone(), self.model.clone(), self.date)
+    }
+}
+
+/// What a trading action did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradeAction {
+    Buy,
+    Sell,
+    Hold,
+}
+
+impl TradeAction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TradeAction::Buy => "buy",
+            TradeAction::Sell => "sell",
+            TradeAction::Hold => "hold",
+        }
+    }
+}
+
+impl FromStr for TradeAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "buy" => TradeAction::Buy,
+            "sell" => TradeAction::Sell,
+            "hold" => TradeAction::Hold,
+            other => {
+                return Err(format!(
+                    "unknown trade action `{other}`; expected buy, sell or hold"
+                ));
+            }
+        })
+    }
+}
+
+/// One trading action of a model-day (a `positions` row). Prices and quantities are exact
+/// decimals; money is in the job's currency.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Trade {
+    /// The agent step that produced it.
+    pub step: u32,
+    pub action: TradeAction,
+    /// `None` for a hold of the whole portfolio.
+    pub symbol: Option<String>,
+    pub quantity: Decimal,
+    pub price: Decimal,
+    pub fee: Money,
+    pub cash_after: Money,
+}
+
+/// End-of-day holding of one symbol (a `holdings` row): `value = quantity × price`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Holding {
+    pub symbol: String,
+    pub quantity: Decimal,
+    pub price: Decimal,
+    pub value: Money,
+}
+
+/// One message of the model-day's session (a `reasoning_logs` row).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReasoningMessage {
+    pub step: u32,
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    pub content: String,
+    /// The assistant's tool calls as the provider returned them.
+    pub tool_calls: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One tool call of the model-day's session (a `tool_usage` row).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolCall {
+    pub step: u32,
+    pub tool: String,
+    pub args: Value,
+    pub result: Option<Value>,
+    pub latency_ms: i64,
+    /// Why the call failed, if it did.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything a finished model-day session produced, written in one transaction by
+/// [`crate::Store::complete_model_day`]. Lists keep their order when read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelDayOutcome {
+    pub steps: u32,
+    pub cash: Money,
+    pub portfolio_value: Money,
+    pub trades: Vec<Trade>,
+    pub holdings: Vec<Holding>,
+    pub reasoning: Vec<ReasoningMessage>,
+    pub tool_calls: Vec<ToolCall>,
+}
+
+impl ModelDayOutcome {
+    /// Tool calls that returned an error.
+    pub fn tool_errors(&self) -> u32 {
+        self.tool_calls.iter().filter(|c| c.error.is_some()).count() as u32
+    }
+}

@@ -1,0 +1,1201 @@
+//! The SQL shared by both back ends. The statements are identical for SQLite and PostgreSQL
+//! (`$n` placeholders, exact decimals through [`Num`]), so [`impl_store!`] writes the [`Store`]
+//! implementation once and instantiates it per back end, without generic sqlx bounds.
+//!
+//! [`Store`]: crate::Store
+
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use serde_json::Value;
+use sqlx::FromRow;
+use sqlx::types::Json;
+use tradeloom_core::{Currency, Money};
+
+use crate::error::StoreError;
+use crate::job::Job;
+use crate::model_day::{Holding, ModelDay, ReasoningMessage, ToolCall, Trade};
+use crate::numeric::Num;
+use crate::run_index::RunEntry;
+
+/// The store's clock: UTC, truncated to microseconds so values round-trip through PostgreSQL.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(String) -> StoreError {
+    move |detail| StoreError::Corrupt { what, detail }
+}
+
+fn currency(code: &str, precision: i32) -> Result<Currency, StoreError> {
+    let precision = u8::try_from(precision)
+        .map_err(|_| corrupt("jobs.currency_precision")(precision.to_string()))?;
+    Currency::new(code, precision).map_err(corrupt("jobs.currency"))
+}
+
+pub(crate) fn page(limit: u32) -> i64 {
+    i64::from(match limit {
+        0 => 100,
+        n => n.min(crate::results::MAX_PAGE),
+    })
+}
+
+pub(crate) fn sql_offset(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+#[derive(FromRow)]
+pub(crate) struct JobRow {
+    id: String,
+    config: Json<Value>,
+    config_hash: String,
+    currency: String,
+    currency_precision: i32,
+    status: String,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+}
+
+impl JobRow {
+    pub(crate) fn into_job(self) -> Result<Job, StoreError> {
+        Ok(Job {
+            currency: currency(&self.currency, self.currency_precision)?,
+            status: self.status.parse().map_err(corrupt("jobs.status"))?,
+            id: self.id,
+            config: self.config.0,
+            config_hash: self.config_hash,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            error: self.error,
+        })
+    }
+}
+
+pub(crate) const JOB_COLUMNS: &str = "id, config, config_hash, currency, currency_precision, \
+     status, created_at, started_at, finished_at, error";
+
+/// `SELECT` of model-days with their job's currency; append `WHERE …`.
+macro_rules! model_day_select {
+    () => {
+        "SELECT d.job_id, d.model, d.date, d.status, d.attempts, d.started_at, d.finished_at, \
+         d.duration_ms, d.error, d.steps, d.tool_errors, d.cash, d.portfolio_value, \
+         j.currency, j.currency_precision \
+         FROM job_details d JOIN jobs j ON j.id = d.job_id "
+    };
+}
+pub(crate) use model_day_select;
+
+#[derive(FromRow)]
+pub(crate) struct ModelDayRow {
+    job_id: String,
+    model: String,
+    date: NaiveDate,
+    status: String,
+    attempts: i32,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_ms: Option<i64>,
+    error: Option<String>,
+    steps: Option<i32>,
+    tool_errors: Option<i32>,
+    cash: Option<Num>,
+    portfolio_value: Option<Num>,
+    currency: String,
+    currency_precision: i32,
+}
+
+impl ModelDayRow {
+    pub(crate) fn currency(&self) -> Result<Currency, StoreError> {
+        currency(&self.currency, self.currency_precision)
+    }
+
+    pub(crate) fn status(&self) -> &str {
+        &self.status
+    }
+
+    pub(crate) fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.started_at
+    }
+
+    pub(crate) fn into_model_day(self) -> Result<ModelDay, StoreError> {
+        let ccy = self.currency()?;
+        let count = |v: Option<i32>, what| {
+            v.map(|n| u32::try_from(n).map_err(|_| corrupt(what)(n.to_string())))
+                .transpose()
+        };
+        Ok(ModelDay {
+            status: self.status.parse().map_err(corrupt("job_details.status"))?,
+            attempts: u32::try_from(self.attempts)
+                .map_err(|_| corrupt("job_details.attempts")(self.attempts.to_string()))?,
+            steps: count(self.steps, "job_details.steps")?,
+            tool_errors: count(self.tool_errors, "job_details.tool_errors")?,
+            cash: self.cash.map(|n| n.to_money(ccy)),
+            portfolio_value: self.portfolio_value.map(|n| n.to_money(ccy)),
+            job_id: self.job_id,
+            model: self.model,
+            date: self.date,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+            error: self.error,
+        })
+    }
+}
+
+fn step(step: i32, what: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(step).map_err(|_| corrupt(what)(step.to_string()))
+}
+
+pub(crate) fn step_param(step: u32) -> Result<i32, StoreError> {
+    i32::try_from(step).map_err(|_| StoreError::Invalid(format!("step {step} is out of range")))
+}
+
+#[derive(FromRow)]
+pub(crate) struct TradeRow {
+    step: i32,
+    action: String,
+    symbol: Option<String>,
+    quantity: Num,
+    price: Num,
+    fee: Num,
+    cash_after: Num,
+}
+
+impl TradeRow {
+    pub(crate) fn into_trade(self, ccy: Currency) -> Result<Trade, StoreError> {
+        Ok(Trade {
+            step: step(self.step, "positions.step")?,
+            action: self.action.parse().map_err(corrupt("positions.action"))?,
+            symbol: self.symbol,
+            quantity: self
+                .quantity
+                .to_decimal()
+                .map_err(corrupt("positions.quantity"))?,
+            price: self
+                .price
+                .to_decimal()
+                .map_err(corrupt("positions.price"))?,
+            fee: self.fee.to_money(ccy),
+            cash_after: self.cash_after.to_money(ccy),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct HoldingRow {
+    symbol: String,
+    quantity: Num,
+    price: Num,
+    value: Num,
+}
+
+impl HoldingRow {
+    pub(crate) fn into_holding(self, ccy: Currency) -> Result<Holding, StoreError> {
+        Ok(Holding {
+            symbol: self.symbol,
+            quantity: self
+                .quantity
+                .to_decimal()
+                .map_err(corrupt("holdings.quantity"))?,
+            price: self.price.to_decimal().map_err(corrupt("holdings.price"))?,
+            value: self.value.to_money(ccy),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct ReasoningRow {
+    step: i32,
+    role: String,
+    content: String,
+    tool_calls: Option<Json<Value>>,
+    created_at: DateTime<Utc>,
+}
+
+impl ReasoningRow {
+    pub(crate) fn into_message(self) -> Result<ReasoningMessage, StoreError> {
+        Ok(ReasoningMessage {
+            step: step(self.step, "reasoning_logs.step")?,
+            role: self.role,
+            content: self.content,
+            tool_calls: self.tool_calls.map(|j| j.0),
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct ToolRow {
+    step: i32,
+    tool_name: String,
+    args: Json<Value>,
+    result: Option<Json<Value>>,
+    latency_ms: i64,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl ToolRow {
+    pub(crate) fn into_call(self) -> Result<ToolCall, StoreError> {
+        Ok(ToolCall {
+            step: step(self.step, "tool_usage.step")?,
+            tool: self.tool_name,
+            args: self.args.0,
+            result: self.result.map(|j| j.0),
+            latency_ms: self.latency_ms,
+            error: self.error,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct RunRow {
+    run_id: String,
+    name: String,
+    status: String,
+    run_dir: String,
+    created_at: DateTime<Utc>,
+    summary: Option<Json<Value>>,
+}
+
+impl RunRow {
+    pub(crate) fn into_entry(self) -> RunEntry {
+        RunEntry {
+            run_id: self.run_id,
+            name: self.name,
+            status: self.status,
+            run_dir: self.run_dir,
+            created_at: self.created_at,
+            summary: self.summary.map(|j| j.0),
+        }
+    }
+}
+
+/// Checks that `money` is in the job's currency.
+pub(crate) fn same_currency(
+    money: Money,
+    ccy: Currency,
+    what: &str,
+    key: &impl std::fmt::Display,
+) -> Result<Num, StoreError> {
+    if money.currency() != ccy {
+        return Err(StoreError::Invalid(format!(
+            "{what} of {key} is in {}, but the job's currency is {ccy}",
+            money.currency()
+        )));
+    }
+    Ok(Num::from_money(money))
+}
+
+/// Implements [`crate::Store`] for a back-end struct with a `pool` field. `$begin` starts a
+/// write transaction (`BEGIN IMMEDIATE` for SQLite, so writers queue on the busy timeout
+/// instead of failing to upgrade a read lock). The struct provides `BACKEND`,
+/// `check_health` and `read_migration_status`.
+macro_rules! impl_store {
+    ($store:ty, $begin:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> $crate::Backend {
+                Self::BACKEND
+            }
+
+            async fn health(&self) -> Result<(), $crate::StoreError> {
+                self.check_health().await
+            }
+
+            async fn migration_status(
+                &self,
+            ) -> Result<Vec<$crate::MigrationInfo>, $crate::StoreError> {
+                self.read_migration_status().await
+            }
+
+            async fn create_job(
+                &self,
+                new: $crate::NewJob,
+            ) -> Result<$crate::Job, $crate::StoreError> {
+                use $crate::sql_store::*;
+                $crate::job::validate_new_job(&new)?;
+                let mut models: Vec<&String> = Vec::new();
+                for m in &new.models {
+                    if !models.contains(&m) {
+                        models.push(m);
+                    }
+                }
+                let mut dates = new.dates.clone();
+                dates.sort_unstable();
+                dates.dedup();
+                let hash = $crate::config_hash(&new.config);
+                let id = uuid::Uuid::now_v7().to_string();
+                let created = now();
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err($crate::StoreError::db("begin creating a job"))?;
+                sqlx::query(
+                    "INSERT INTO jobs (id, config, config_hash, currency, currency_precision, \
+                     status, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+                )
+                .bind(&id)
+                .bind(sqlx::types::Json(&new.config))
+                .bind(&hash)
+                .bind(new.currency.code())
+                .bind(i32::from(new.currency.precision()))
+                .bind(created)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match $crate::StoreError::db("insert a job")(e) {
+                    $crate::StoreError::Conflict(_) => $crate::StoreError::Conflict(format!(
+                        "a pending or running job already exists for this config (hash {hash})"
+                    )),
+                    other => other,
+                })?;
+                for date in &dates {
+                    for model in &models {
+                        sqlx::query(
+                            "INSERT INTO job_details (job_id, model, date, status) \
+                             VALUES ($1, $2, $3, 'pending')",
+                        )
+                        .bind(&id)
+                        .bind(model.as_str())
+                        .bind(*date)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::StoreError::db("insert a model-day of a new job"))?;
+                    }
+                }
+                tx.commit()
+                    .await
+                    .map_err($crate::StoreError::db("commit a new job"))?;
+                self.job(&id).await
+            }
+
+            async fn job(&self, job_id: &str) -> Result<$crate::Job, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+                )))
+                .bind(job_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a job"))?;
+                row.ok_or_else(|| $crate::StoreError::not_found(format!("job {job_id}")))?
+                    .into_job()
+            }
+
+            async fn find_job_by_config_hash(
+                &self,
+                config_hash: &str,
+            ) -> Result<Option<$crate::Job>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE config_hash = $1 \
+                     ORDER BY id DESC LIMIT 1"
+                )))
+                .bind(config_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("find a job by config hash"))?;
+                row.map(JobRow::into_job).transpose()
+            }
+
+            async fn list_jobs(
+                &self,
+                limit: u32,
+                offset: u64,
+            ) -> Result<Vec<$crate::Job>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT $1 OFFSET $2"
+                )))
+                .bind(page(limit))
+                .bind(sql_offset(offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("list jobs"))?;
+                rows.into_iter().map(JobRow::into_job).collect()
+            }
+
+            async fn current_job(&self) -> Result<Option<$crate::Job>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('pending', 'running') \
+                     ORDER BY id ASC LIMIT 1"
+                )))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read the current job"))?;
+                row.map(JobRow::into_job).transpose()
+            }
+
+            async fn mark_job_running(
+                &self,
+                job_id: &str,
+            ) -> Result<$crate::Job, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let done = sqlx::query(
+                    "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, $2) \
+                     WHERE id = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(job_id)
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("mark a job running"))?;
+                let job = self.job(job_id).await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::Conflict(format!(
+                        "job {job_id} is already {}; it cannot run again",
+                        job.status
+                    )));
+                }
+                Ok(job)
+            }
+
+            async fn fail_job(
+                &self,
+                job_id: &str,
+                error: &str,
+            ) -> Result<$crate::Job, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let at = now();
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err($crate::StoreError::db("begin failing a job"))?;
+                let found = sqlx::query("UPDATE jobs SET error = $2 WHERE id = $1")
+                    .bind(job_id)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::StoreError::db("record a job's error"))?;
+                if found.rows_affected() == 0 {
+                    return Err($crate::StoreError::not_found(format!("job {job_id}")));
+                }
+                sqlx::query(
+                    "UPDATE job_details SET status = 'failed', error = $2, finished_at = $3 \
+                     WHERE job_id = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(job_id)
+                .bind(error)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::StoreError::db("fail a job's unfinished model-days"))?;
+                tx.commit()
+                    .await
+                    .map_err($crate::StoreError::db("commit a failed job"))?;
+                self.refresh_job_status(job_id).await
+            }
+
+            async fn refresh_job_status(
+                &self,
+                job_id: &str,
+            ) -> Result<$crate::Job, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let job = self.job(job_id).await?;
+                let progress = self.progress(job_id).await?;
+                let status = progress.derived_status(job.started_at.is_some());
+                let finished = status.is_terminal().then(now);
+                sqlx::query(
+                    "UPDATE jobs SET status = $2, \
+                     finished_at = CASE WHEN $3 IS NULL THEN NULL \
+                                   ELSE COALESCE(finished_at, $3) END \
+                     WHERE id = $1",
+                )
+                .bind(job_id)
+                .bind(status.as_str())
+                .bind(finished)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("update a job's status"))?;
+                self.job(job_id).await
+            }
+
+            async fn delete_job(&self, job_id: &str) -> Result<(), $crate::StoreError> {
+                let done = sqlx::query("DELETE FROM jobs WHERE id = $1")
+                    .bind(job_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::StoreError::db("delete a job"))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::not_found(format!("job {job_id}")));
+                }
+                Ok(())
+            }
+
+            async fn job_report(
+                &self,
+                job_id: &str,
+            ) -> Result<$crate::JobReport, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let job = self.job(job_id).await?;
+                let rows: Vec<ModelDayRow> = sqlx::query_as(concat!(
+                    model_day_select!(),
+                    "WHERE d.job_id = $1 ORDER BY d.date, d.model"
+                ))
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a job's model-days"))?;
+                let model_days = rows
+                    .into_iter()
+                    .map(ModelDayRow::into_model_day)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut progress = $crate::JobProgress::default();
+                for d in &model_days {
+                    progress.total_model_days += 1;
+                    match d.status {
+                        $crate::ModelDayStatus::Pending => progress.pending += 1,
+                        $crate::ModelDayStatus::Running => progress.running += 1,
+                        $crate::ModelDayStatus::Completed => progress.completed += 1,
+                        $crate::ModelDayStatus::Failed => progress.failed += 1,
+                    }
+                }
+                Ok($crate::JobReport {
+                    job,
+                    progress,
+                    model_days,
+                })
+            }
+
+            async fn unfinished_model_days(
+                &self,
+                job_id: &str,
+            ) -> Result<Vec<$crate::ModelDay>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<ModelDayRow> = sqlx::query_as(concat!(
+                    model_day_select!(),
+                    "WHERE d.job_id = $1 AND d.status IN ('pending', 'running') \
+                     ORDER BY d.date, d.model"
+                ))
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a job's unfinished model-days"))?;
+                rows.into_iter().map(ModelDayRow::into_model_day).collect()
+            }
+
+            async fn claim_model_day(
+                &self,
+                key: &$crate::ModelDayKey,
+                stale_after: std::time::Duration,
+            ) -> Result<Option<$crate::ModelDay>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let at = now();
+                let stale = chrono::Duration::from_std(stale_after)
+                    .ok()
+                    .and_then(|d| at.checked_sub_signed(d))
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+                let done = sqlx::query(
+                    "UPDATE job_details SET status = 'running', attempts = attempts + 1, \
+                     started_at = $4, finished_at = NULL, duration_ms = NULL, error = NULL \
+                     WHERE job_id = $1 AND model = $2 AND date = $3 \
+                     AND (status = 'pending' OR (status = 'running' AND started_at < $5))",
+                )
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .bind(at)
+                .bind(stale)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("claim a model-day"))?;
+                let day = self.model_day(key).await?;
+                Ok((done.rows_affected() == 1).then_some(day))
+            }
+
+            async fn complete_model_day(
+                &self,
+                key: &$crate::ModelDayKey,
+                outcome: &$crate::ModelDayOutcome,
+            ) -> Result<$crate::ModelDay, $crate::StoreError> {
+                use $crate::StoreError;
+                use $crate::numeric::Num;
+                use $crate::sql_store::*;
+                let at = now();
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(StoreError::db("begin completing a model-day"))?;
+                // A no-op write first: it takes the row lock on PostgreSQL (SQLite already
+                // holds the write lock), so the status read below cannot go stale.
+                sqlx::query(
+                    "UPDATE job_details SET status = status \
+                     WHERE job_id = $1 AND model = $2 AND date = $3",
+                )
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("lock a model-day"))?;
+                let row: Option<ModelDayRow> = sqlx::query_as(concat!(
+                    model_day_select!(),
+                    "WHERE d.job_id = $1 AND d.model = $2 AND d.date = $3"
+                ))
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::db("read a model-day"))?;
+                let row = row.ok_or_else(|| StoreError::not_found(key.to_string()))?;
+                match row.status() {
+                    "running" => {}
+                    "completed" => {
+                        return Err(StoreError::Conflict(format!("{key} is already completed")));
+                    }
+                    other => {
+                        return Err(StoreError::Conflict(format!(
+                            "{key} is {other}, not running; claim it before completing it"
+                        )));
+                    }
+                }
+                let ccy = row.currency()?;
+                let duration_ms = row
+                    .started_at()
+                    .map(|s| (at - s).num_milliseconds().max(0));
+                let cash = same_currency(outcome.cash, ccy, "cash", key)?;
+                let value = same_currency(outcome.portfolio_value, ccy, "portfolio value", key)?;
+                for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
+                    let sql = format!(
+                        "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
+                    );
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(&key.job_id)
+                        .bind(&key.model)
+                        .bind(key.date)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("delete rows of an earlier attempt"))?;
+                }
+                for (seq, t) in outcome.trades.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO positions (job_id, model, date, seq, step, action, symbol, \
+                         quantity, price, fee, cash_after) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    )
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .bind(seq as i32)
+                    .bind(step_param(t.step)?)
+                    .bind(t.action.as_str())
+                    .bind(t.symbol.as_deref())
+                    .bind(Num::from_decimal(t.quantity))
+                    .bind(Num::from_decimal(t.price))
+                    .bind(same_currency(t.fee, ccy, "a trade's fee", key)?)
+                    .bind(same_currency(t.cash_after, ccy, "a trade's cash after", key)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("insert a trade"))?;
+                }
+                for (seq, h) in outcome.holdings.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO holdings (job_id, model, date, seq, symbol, quantity, \
+                         price, value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .bind(seq as i32)
+                    .bind(&h.symbol)
+                    .bind(Num::from_decimal(h.quantity))
+                    .bind(Num::from_decimal(h.price))
+                    .bind(same_currency(h.value, ccy, "a holding's value", key)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("insert a holding"))?;
+                }
+                for (seq, m) in outcome.reasoning.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO reasoning_logs (job_id, model, date, seq, step, role, \
+                         content, tool_calls, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .bind(seq as i32)
+                    .bind(step_param(m.step)?)
+                    .bind(&m.role)
+                    .bind(&m.content)
+                    .bind(m.tool_calls.as_ref().map(sqlx::types::Json))
+                    .bind(m.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("insert a reasoning message"))?;
+                }
+                for (seq, c) in outcome.tool_calls.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO tool_usage (job_id, model, date, seq, step, tool_name, \
+                         args, result, latency_ms, error, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    )
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .bind(seq as i32)
+                    .bind(step_param(c.step)?)
+                    .bind(&c.tool)
+                    .bind(sqlx::types::Json(&c.args))
+                    .bind(c.result.as_ref().map(sqlx::types::Json))
+                    .bind(c.latency_ms)
+                    .bind(c.error.as_deref())
+                    .bind(c.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("insert a tool call"))?;
+                }
+                sqlx::query(
+                    "UPDATE job_details SET status = 'completed', finished_at = $4, \
+                     duration_ms = $5, error = NULL, steps = $6, tool_errors = $7, cash = $8, \
+                     portfolio_value = $9 WHERE job_id = $1 AND model = $2 AND date = $3",
+                )
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .bind(at)
+                .bind(duration_ms)
+                .bind(step_param(outcome.steps)?)
+                .bind(step_param(outcome.tool_errors())?)
+                .bind(cash)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("mark a model-day completed"))?;
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("commit a completed model-day"))?;
+                self.model_day(key).await
+            }
+
+            async fn fail_model_day(
+                &self,
+                key: &$crate::ModelDayKey,
+                error: &str,
+            ) -> Result<$crate::ModelDay, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let at = now();
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err($crate::StoreError::db("begin failing a model-day"))?;
+                let row: Option<(String, Option<chrono::DateTime<chrono::Utc>>)> =
+                    sqlx::query_as(
+                        "UPDATE job_details SET status = status \
+                         WHERE job_id = $1 AND model = $2 AND date = $3 \
+                         RETURNING status, started_at",
+                    )
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::StoreError::db("lock a model-day"))?;
+                let (status, started) =
+                    row.ok_or_else(|| $crate::StoreError::not_found(key.to_string()))?;
+                if status == "completed" {
+                    return Err($crate::StoreError::Conflict(format!(
+                        "{key} is already completed; it cannot fail"
+                    )));
+                }
+                let duration_ms = started.map(|s| (at - s).num_milliseconds().max(0));
+                sqlx::query(
+                    "UPDATE job_details SET status = 'failed', error = $4, finished_at = $5, \
+                     duration_ms = $6 WHERE job_id = $1 AND model = $2 AND date = $3",
+                )
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .bind(error)
+                .bind(at)
+                .bind(duration_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::StoreError::db("mark a model-day failed"))?;
+                tx.commit()
+                    .await
+                    .map_err($crate::StoreError::db("commit a failed model-day"))?;
+                self.model_day(key).await
+            }
+
+            async fn reset_running_model_days(
+                &self,
+                job_id: &str,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE job_details SET status = 'pending', started_at = NULL \
+                     WHERE job_id = $1 AND status = 'running'",
+                )
+                .bind(job_id)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("reset running model-days"))?;
+                Ok(done.rows_affected())
+            }
+
+            async fn model_day(
+                &self,
+                key: &$crate::ModelDayKey,
+            ) -> Result<$crate::ModelDay, $crate::StoreError> {
+                self.model_day_row(key).await?.into_model_day()
+            }
+
+            async fn trades(
+                &self,
+                key: &$crate::ModelDayKey,
+            ) -> Result<Vec<$crate::Trade>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let ccy = self.model_day_row(key).await?.currency()?;
+                let rows: Vec<TradeRow> = sqlx::query_as(
+                    "SELECT step, action, symbol, quantity, price, fee, cash_after \
+                     FROM positions WHERE job_id = $1 AND model = $2 AND date = $3 ORDER BY seq",
+                )
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a model-day's trades"))?;
+                rows.into_iter().map(|r| r.into_trade(ccy)).collect()
+            }
+
+            async fn holdings(
+                &self,
+                key: &$crate::ModelDayKey,
+            ) -> Result<Vec<$crate::Holding>, $crate::StoreError> {
+                let ccy = self.model_day_row(key).await?.currency()?;
+                self.holdings_in(key, ccy).await
+            }
+
+            async fn reasoning_logs(
+                &self,
+                key: &$crate::ModelDayKey,
+            ) -> Result<Vec<$crate::ReasoningMessage>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                self.model_day_row(key).await?;
+                let rows: Vec<ReasoningRow> = sqlx::query_as(
+                    "SELECT step, role, content, tool_calls, created_at FROM reasoning_logs \
+                     WHERE job_id = $1 AND model = $2 AND date = $3 ORDER BY seq",
+                )
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a model-day's reasoning log"))?;
+                rows.into_iter().map(ReasoningRow::into_message).collect()
+            }
+
+            async fn tool_usage(
+                &self,
+                key: &$crate::ModelDayKey,
+            ) -> Result<Vec<$crate::ToolCall>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                self.model_day_row(key).await?;
+                let rows: Vec<ToolRow> = sqlx::query_as(
+                    "SELECT step, tool_name, args, result, latency_ms, error, created_at \
+                     FROM tool_usage WHERE job_id = $1 AND model = $2 AND date = $3 \
+                     ORDER BY seq",
+                )
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a model-day's tool usage"))?;
+                rows.into_iter().map(ToolRow::into_call).collect()
+            }
+
+            async fn results(
+                &self,
+                filter: &$crate::ResultsFilter,
+            ) -> Result<$crate::ResultsPage, $crate::StoreError> {
+                use $crate::sql_store::*;
+                const WHERE: &str = "WHERE ($1 IS NULL OR d.job_id = $1) \
+                     AND ($2 IS NULL OR d.model = $2) AND ($3 IS NULL OR d.date = $3) \
+                     AND (NOT $4 OR d.status = 'completed') ";
+                let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM job_details d {WHERE}"
+                )))
+                .bind(filter.job_id.as_deref())
+                .bind(filter.model.as_deref())
+                .bind(filter.date)
+                .bind(filter.completed_only)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("count results"))?;
+                let limit = page(filter.limit);
+                let rows: Vec<ModelDayRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{} {WHERE} ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6",
+                    model_day_select!()
+                )))
+                .bind(filter.job_id.as_deref())
+                .bind(filter.model.as_deref())
+                .bind(filter.date)
+                .bind(filter.completed_only)
+                .bind(limit)
+                .bind(sql_offset(filter.offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read results"))?;
+                let mut items = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let ccy = row.currency()?;
+                    let model_day = row.into_model_day()?;
+                    let key = model_day.key();
+                    let holdings = self.holdings_in(&key, ccy).await?;
+                    let (trades,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM positions WHERE job_id = $1 AND model = $2 \
+                         AND date = $3 AND action <> 'hold'",
+                    )
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::StoreError::db("count a model-day's trades"))?;
+                    items.push($crate::ModelDayResult {
+                        model_day,
+                        trades: u32::try_from(trades).unwrap_or(u32::MAX),
+                        holdings,
+                    });
+                }
+                Ok($crate::ResultsPage {
+                    items,
+                    total: u64::try_from(total).unwrap_or(0),
+                    limit: limit as u32,
+                    offset: filter.offset,
+                })
+            }
+
+            async fn leaderboard(
+                &self,
+                job_id: &str,
+                initial_value: tradeloom_core::Money,
+            ) -> Result<Vec<$crate::LeaderboardEntry>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let job = self.job(job_id).await?;
+                if initial_value.currency() != job.currency {
+                    return Err($crate::StoreError::Invalid(format!(
+                        "initial value is in {}, but job {job_id} is in {}",
+                        initial_value.currency(),
+                        job.currency
+                    )));
+                }
+                let rows: Vec<ModelDayRow> = sqlx::query_as(concat!(
+                    model_day_select!(),
+                    "WHERE d.job_id = $1 ORDER BY d.model, d.date"
+                ))
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a job's model-days"))?;
+                let counts = |sql: &'static str, context: &'static str| {
+                    let pool = &self.pool;
+                    async move {
+                        let rows: Vec<(String, i64)> = sqlx::query_as(sql)
+                            .bind(job_id)
+                            .fetch_all(pool)
+                            .await
+                            .map_err($crate::StoreError::db(context))?;
+                        Ok::<_, $crate::StoreError>(
+                            rows.into_iter()
+                                .collect::<std::collections::HashMap<String, i64>>(),
+                        )
+                    }
+                };
+                let trades = counts(
+                    "SELECT model, COUNT(*) FROM positions WHERE job_id = $1 \
+                     AND action <> 'hold' GROUP BY model",
+                    "count trades per model",
+                )
+                .await?;
+                let tool_errors = counts(
+                    "SELECT model, COUNT(*) FROM tool_usage WHERE job_id = $1 \
+                     AND error IS NOT NULL GROUP BY model",
+                    "count tool errors per model",
+                )
+                .await?;
+                let mut entries: Vec<$crate::LeaderboardEntry> = Vec::new();
+                for row in rows {
+                    let day = row.into_model_day()?;
+                    if entries.last().is_none_or(|e| e.model != day.model) {
+                        entries.push($crate::LeaderboardEntry {
+                            trades: trades.get(&day.model).copied().unwrap_or(0) as u64,
+                            tool_errors: tool_errors.get(&day.model).copied().unwrap_or(0)
+                                as u64,
+                            model: day.model.clone(),
+                            daily: Vec::new(),
+                            completed_days: 0,
+                            failed_days: 0,
+                            final_value: None,
+                            total_return: None,
+                            max_drawdown: None,
+                            sharpe: None,
+                        });
+                    }
+                    // Invariant: an entry was pushed just above if none existed.
+                    let Some(entry) = entries.last_mut() else {
+                        continue;
+                    };
+                    match (day.status, day.portfolio_value) {
+                        ($crate::ModelDayStatus::Completed, Some(value)) => {
+                            entry.completed_days += 1;
+                            entry.daily.push($crate::DailyValue {
+                                date: day.date,
+                                value,
+                            });
+                        }
+                        ($crate::ModelDayStatus::Failed, _) => entry.failed_days += 1,
+                        _ => {}
+                    }
+                }
+                for e in &mut entries {
+                    let stats = $crate::results::statistics(initial_value, &e.daily);
+                    e.final_value = e.daily.last().map(|d| d.value);
+                    e.total_return = stats.total_return;
+                    e.max_drawdown = stats.max_drawdown;
+                    e.sharpe = stats.sharpe;
+                }
+                Ok(entries)
+            }
+
+            async fn insert_run(
+                &self,
+                run: &$crate::RunEntry,
+            ) -> Result<(), $crate::StoreError> {
+                sqlx::query(
+                    "INSERT INTO runs (run_id, name, status, run_dir, created_at, summary) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&run.run_id)
+                .bind(&run.name)
+                .bind(&run.status)
+                .bind(&run.run_dir)
+                .bind(run.created_at)
+                .bind(run.summary.as_ref().map(sqlx::types::Json))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match $crate::StoreError::db("index a run")(e) {
+                    $crate::StoreError::Conflict(_) => $crate::StoreError::Conflict(format!(
+                        "run {} is already indexed",
+                        run.run_id
+                    )),
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn run(&self, run_id: &str) -> Result<$crate::RunEntry, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let row: Option<RunRow> = sqlx::query_as(
+                    "SELECT run_id, name, status, run_dir, created_at, summary FROM runs \
+                     WHERE run_id = $1",
+                )
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a run"))?;
+                row.map(RunRow::into_entry)
+                    .ok_or_else(|| $crate::StoreError::not_found(format!("run {run_id}")))
+            }
+
+            async fn list_runs(
+                &self,
+                limit: u32,
+                offset: u64,
+            ) -> Result<Vec<$crate::RunEntry>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<RunRow> = sqlx::query_as(
+                    "SELECT run_id, name, status, run_dir, created_at, summary FROM runs \
+                     ORDER BY created_at DESC, run_id DESC LIMIT $1 OFFSET $2",
+                )
+                .bind(page(limit))
+                .bind(sql_offset(offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("list runs"))?;
+                Ok(rows.into_iter().map(RunRow::into_entry).collect())
+            }
+        }
+
+        impl $store {
+            async fn model_day_row(
+                &self,
+                key: &$crate::ModelDayKey,
+            ) -> Result<$crate::sql_store::ModelDayRow, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let row: Option<ModelDayRow> = sqlx::query_as(concat!(
+                    model_day_select!(),
+                    "WHERE d.job_id = $1 AND d.model = $2 AND d.date = $3"
+                ))
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a model-day"))?;
+                row.ok_or_else(|| $crate::StoreError::not_found(key.to_string()))
+            }
+
+            async fn holdings_in(
+                &self,
+                key: &$crate::ModelDayKey,
+                ccy: tradeloom_core::Currency,
+            ) -> Result<Vec<$crate::Holding>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<HoldingRow> = sqlx::query_as(
+                    "SELECT symbol, quantity, price, value FROM holdings \
+                     WHERE job_id = $1 AND model = $2 AND date = $3 ORDER BY seq",
+                )
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a model-day's holdings"))?;
+                rows.into_iter().map(|r| r.into_holding(ccy)).collect()
+            }
+
+            async fn progress(
+                &self,
+                job_id: &str,
+            ) -> Result<$crate::JobProgress, $crate::StoreError> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM job_details WHERE job_id = $1 GROUP BY status",
+                )
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("count a job's model-days"))?;
+                let mut p = $crate::JobProgress::default();
+                for (status, n) in rows {
+                    let n = u64::try_from(n).unwrap_or(0);
+                    p.total_model_days += n;
+                    match status.as_str() {
+                        "pending" => p.pending += n,
+                        "running" => p.running += n,
+                        "completed" => p.completed += n,
+                        "failed" => p.failed += n,
+                        other => {
+                            return Err($crate::StoreError::Corrupt {
+                                what: "job_details.status",
+                                detail: other.to_string(),
+                            });
+                        }
+                    }
+                }
+                Ok(p)
+            }
+        }
+    };
+}
+pub(crate) use impl_store;

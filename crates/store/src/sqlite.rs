@@ -1,0 +1,104 @@
+//! [`SqliteStore`]: the embedded back end — one file under the data dir, WAL journal, a busy
+//! timeout so concurrent writers queue instead of failing, foreign keys on.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::StoreError;
+use crate::migration::{self, AppliedRow, MigrationInfo};
+use crate::sql_store::impl_store;
+use crate::store::Backend;
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a writer waits for the lock before failing with "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SQLite implementation of [`crate::Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    const BACKEND: Backend = Backend::Sqlite;
+
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let store = Self::open_unmigrated(path).await?;
+        MIGRATOR.run(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// Opens the database file without migrating (for `db status`).
+    pub async fn open_unmigrated(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(StoreError::db("build SQLite options"))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::db("open the SQLite database"))?;
+        Ok(Self {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection pool, for callers that need a query the trait does not offer.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn check_health(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("check SQLite health"))?;
+        Ok(())
+    }
+
+    async fn read_migration_status(&self) -> Result<Vec<MigrationInfo>, StoreError> {
+        let (exists,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::db("look for the migrations table"))?;
+        let applied: Vec<AppliedRow> = if exists > 0 {
+            sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::db("read applied migrations"))?
+        } else {
+            Vec::new()
+        };
+        Ok(migration::merge(&MIGRATOR, &applied))
+    }
+}
+
+impl_store!(SqliteStore, "BEGIN IMMEDIATE");

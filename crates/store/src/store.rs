@@ -1,0 +1,216 @@
+//! The [`Store`] trait and [`open_store`], which picks the back end from a URL or path.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tradeloom_core::Money;
+
+use crate::error::StoreError;
+use crate::job::{Job, JobReport, NewJob};
+use crate::migration::MigrationInfo;
+use crate::model_day::{
+    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ReasoningMessage, ToolCall, Trade,
+};
+use crate::postgres::PgStore;
+use crate::results::{LeaderboardEntry, ResultsFilter, ResultsPage};
+use crate::run_index::RunEntry;
+use crate::sqlite::SqliteStore;
+
+/// Which database a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Persistence of model-day simulation jobs.
+///
+/// Designed for a crash-safe, idempotent worker: claim a model-day, run it, then
+/// [`complete_model_day`](Store::complete_model_day) writes every row it produced in one
+/// transaction, so a crash never leaves half a model-day and a retry never duplicates rows. On
+/// start-up, [`reset_running_model_days`](Store::reset_running_model_days) returns
+/// interrupted model-days to `pending`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    /// A cheap round trip to the database.
+    async fn health(&self) -> Result<(), StoreError>;
+
+    /// Every embedded migration and whether the database has it.
+    async fn migration_status(&self) -> Result<Vec<MigrationInfo>, StoreError>;
+
+    // ---- jobs ----------------------------------------------------------------------------
+
+    /// Creates a pending job with one pending model-day per `(model, date)`, in one
+    /// transaction. [`StoreError::Conflict`] if a pending or running job has the same config
+    /// hash (look it up with [`find_job_by_config_hash`](Store::find_job_by_config_hash)).
+    async fn create_job(&self, job: NewJob) -> Result<Job, StoreError>;
+
+    /// [`StoreError::NotFound`] if there is no such job.
+    async fn job(&self, job_id: &str) -> Result<Job, StoreError>;
+
+    /// The newest job whose config has this hash ([`crate::config_hash`]).
+    async fn find_job_by_config_hash(&self, config_hash: &str) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs, newest first.
+    async fn list_jobs(&self, limit: u32, offset: u64) -> Result<Vec<Job>, StoreError>;
+
+    /// The oldest pending or running job, if any (for `MAX_CONCURRENT_JOBS` = 1 and
+    /// `GET /simulate/current`).
+    async fn current_job(&self) -> Result<Option<Job>, StoreError>;
+
+    /// `pending → running` (sets `started_at`); a running job is returned unchanged.
+    /// [`StoreError::Conflict`] if the job already finished.
+    async fn mark_job_running(&self, job_id: &str) -> Result<Job, StoreError>;
+
+    /// Marks a job failed as a whole (e.g. its config could not be loaded); its unfinished
+    /// model-days fail with the same error.
+    async fn fail_job(&self, job_id: &str, error: &str) -> Result<Job, StoreError>;
+
+    /// Recomputes the job's status from its model-days (all completed → completed; none left
+    /// and some failed → partial, or failed if all did; otherwise running) and stores it with
+    /// `finished_at` when terminal.
+    async fn refresh_job_status(&self, job_id: &str) -> Result<Job, StoreError>;
+
+    /// Deletes a job and, by cascade, everything of it. [`StoreError::NotFound`] if absent.
+    async fn delete_job(&self, job_id: &str) -> Result<(), StoreError>;
+
+    /// The job with progress counts and every model-day.
+    async fn job_report(&self, job_id: &str) -> Result<JobReport, StoreError>;
+
+    // ---- model-days ------------------------------------------------------------------------
+
+    /// Model-days of the job still to do (pending or running), by date then model.
+    async fn unfinished_model_days(&self, job_id: &str) -> Result<Vec<ModelDay>, StoreError>;
+
+    /// Claims a model-day for a worker: `pending → running`, or takes over one that has been
+    /// `running` for longer than `stale_after` (its worker crashed). Returns `None` if it is
+    /// done, failed, or freshly running elsewhere; [`StoreError::NotFound`] if it does not exist.
+    async fn claim_model_day(
+        &self,
+        key: &ModelDayKey,
+        stale_after: Duration,
+    ) -> Result<Option<ModelDay>, StoreError>;
+
+    /// Completes a claimed (running) model-day with everything it produced, in one
+    /// transaction: rows left by an earlier attempt are replaced, never duplicated.
+    /// [`StoreError::Conflict`] if it is already completed or not claimed;
+    /// [`StoreError::Invalid`] if money is not in the job's currency.
+    async fn complete_model_day(
+        &self,
+        key: &ModelDayKey,
+        outcome: &ModelDayOutcome,
+    ) -> Result<ModelDay, StoreError>;
+
+    /// Fails a pending or running model-day with `error`. [`StoreError::Conflict`] if completed.
+    async fn fail_model_day(&self, key: &ModelDayKey, error: &str) -> Result<ModelDay, StoreError>;
+
+    /// Crash recovery: every `running` model-day of the job back to `pending`. Returns how
+    /// many were reset.
+    async fn reset_running_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
+
+    async fn model_day(&self, key: &ModelDayKey) -> Result<ModelDay, StoreError>;
+    async fn trades(&self, key: &ModelDayKey) -> Result<Vec<Trade>, StoreError>;
+    async fn holdings(&self, key: &ModelDayKey) -> Result<Vec<Holding>, StoreError>;
+    async fn reasoning_logs(&self, key: &ModelDayKey) -> Result<Vec<ReasoningMessage>, StoreError>;
+    async fn tool_usage(&self, key: &ModelDayKey) -> Result<Vec<ToolCall>, StoreError>;
+
+    // ---- results -----------------------------------------------------------------------------
+
+    /// Model-days matching the filter with their holdings, paginated.
+    async fn results(&self, filter: &ResultsFilter) -> Result<ResultsPage, StoreError>;
+
+    /// Per-model standings of a job, by model name; returns and drawdowns are measured from
+    /// `initial_value`.
+    async fn leaderboard(
+        &self,
+        job_id: &str,
+        initial_value: Money,
+    ) -> Result<Vec<LeaderboardEntry>, StoreError>;
+
+    // ---- runs index --------------------------------------------------------------------------
+
+    /// Indexes a run folder; [`StoreError::Conflict`] if the run id is already indexed.
+    async fn insert_run(&self, run: &RunEntry) -> Result<(), StoreError>;
+    async fn run(&self, run_id: &str) -> Result<RunEntry, StoreError>;
+    /// Runs, newest first.
+    async fn list_runs(&self, limit: u32, offset: u64) -> Result<Vec<RunEntry>, StoreError>;
+}
+
+/// Where a store lives, parsed from what the user gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (created with its parent directories if missing).
+    Sqlite(std::path::PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// A `postgres://` / `postgresql://` URL → PostgreSQL; `sqlite://PATH`, `sqlite:PATH` or a
+    /// plain path → SQLite. A directory (existing, or a path ending in `/`) means
+    /// `DIR/tradeloom.db`.
+    pub fn parse(url_or_path: &str) -> Result<Self, StoreError> {
+        let s = url_or_path.trim();
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Location::Postgres(s.to_string()));
+        }
+        let path = if let Some(rest) = s.strip_prefix("sqlite://") {
+            rest
+        } else if let Some(rest) = s.strip_prefix("sqlite:") {
+            rest
+        } else if s.contains("://") {
+            return Err(StoreError::Invalid(format!(
+                "unsupported database URL `{s}`; expected a path, `sqlite://PATH` or `postgres://…`"
+            )));
+        } else {
+            s
+        };
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() {
+            return Err(StoreError::Invalid(
+                "empty database path; give a file, a data dir or a postgres:// URL".into(),
+            ));
+        }
+        let p = Path::new(path);
+        if path.ends_with('/') || p.is_dir() {
+            return Ok(Location::Sqlite(p.join("tradeloom.db")));
+        }
+        Ok(Location::Sqlite(p.to_path_buf()))
+    }
+}
+
+/// Opens the store at `url_or_path` (see [`Location::parse`]) and applies pending migrations.
+pub async fn open_store(url_or_path: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match Location::parse(url_or_path)? {
+        Location::Sqlite(path) => Arc::new(SqliteStore::open(&path).await?),
+        Location::Postgres(url) => Arc::new(PgStore::connect(&url).await?),
+    })
+}
+
+/// `tradeloom db migrate`: applies pending migrations and returns the resulting status.
+pub async fn db_migrate(url_or_path: &str) -> Result<Vec<MigrationInfo>, StoreError> {
+    open_store(url_or_path).await?.migration_status().await
+}
+
+/// `tradeloom db status`: the migration status without applying anything.
+pub async fn db_status(url_or_path: &str) -> Result<Vec<MigrationInfo>, StoreError> {
+    match Location::parse(url_or_path)? {
+        Location::Sqlite(path) => {
+            SqliteStore::open_unmigrated(&path)
+                .await?
+                .migration_status()
+                .await
+        }
+        Location::Postgres(url) => {
+            PgStore::connect_unmigrated(&url)
+                .await?
+                .migration_status()
+                .await
+        }
+    }
+}

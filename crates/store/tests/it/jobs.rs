@@ -1,0 +1,312 @@
+//! Migrations, job creation and lookup, status derivation, crash recovery, cascade delete.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tradeloom_store::{
+    JobStatus, MigrationState, ModelDayKey, ModelDayStatus, StoreError, config_hash, db_migrate,
+    db_status,
+};
+
+use crate::Ctx;
+use crate::backend_tests;
+use crate::fixtures::{create, date, finish, new_job};
+
+backend_tests!(
+    migrations_apply_and_are_idempotent,
+    create_and_find_by_config_hash,
+    job_status_derivation,
+    crash_recovery_resets_running_model_days,
+    cascade_delete_removes_children,
+);
+
+async fn migrations_apply_and_are_idempotent(t: Ctx) {
+    let status = t.store.migration_status().await.expect("status");
+    assert!(!status.is_empty());
+    assert!(
+        status.iter().all(|m| m.state == MigrationState::Applied),
+        "{status:?}"
+    );
+    // Opening again (which migrates) and `db migrate` change nothing.
+    let again = db_migrate(&t.location).await.expect("migrate again");
+    assert_eq!(again, status);
+    assert_eq!(db_status(&t.location).await.expect("db status"), status);
+    t.store.health().await.expect("health");
+}
+
+async fn create_and_find_by_config_hash(t: Ctx) {
+    let s = &*t.store;
+    let mut new = new_job("a", &["gpt", "claude"], &[3, 2, 3, 6]);
+    new.models.push("gpt".into());
+    let job = s.create_job(new).await.expect("create");
+    assert_eq!(job.status, JobStatus::Pending);
+    assert_eq!(job.id.len(), 36);
+    let report = s.job_report(&job.id).await.expect("report");
+    // Duplicate models and dates collapse: 2 models × 3 dates.
+    assert_eq!(report.progress.total_model_days, 6);
+    assert_eq!(report.progress.pending, 6);
+    assert_eq!(report.model_days[0].date, date(2));
+    assert_eq!(report.model_days[0].model, "claude");
+
+    // The same config with other key order finds the job.
+    let reordered = json!({"agent": {"max_steps": 30}, "initial_cash": "10000", "tag": "a"});
+    assert_eq!(config_hash(&reordered), job.config_hash);
+    let found = s
+        .find_job_by_config_hash(&config_hash(&reordered))
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.id, job.id);
+    assert_eq!(found.config, job.config);
+    assert!(
+        s.find_job_by_config_hash("0".repeat(64).as_str())
+            .await
+            .expect("find")
+            .is_none()
+    );
+
+    // A second active job for the same config is a conflict; another config is fine.
+    let dup = s.create_job(new_job("a", &["gpt"], &[2])).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let other = create(s, "b", &["gpt"], &[2]).await;
+    assert_eq!(
+        s.current_job().await.expect("current").map(|j| j.id),
+        Some(job.id.clone()),
+        "the oldest active job is current"
+    );
+    let listed = s.list_jobs(10, 0).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        [other.id.as_str(), job.id.as_str()]
+    );
+    assert_eq!(s.list_jobs(1, 1).await.expect("list").len(), 1);
+
+    // Once the job finished, the same config may run again.
+    s.fail_job(&job.id, "config unreadable")
+        .await
+        .expect("fail");
+    let rerun = create(s, "a", &["gpt"], &[2]).await;
+    assert_ne!(rerun.id, job.id);
+    let newest = s
+        .find_job_by_config_hash(&job.config_hash)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(newest.id, rerun.id);
+    assert!(matches!(
+        s.job("no-such-job").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.create_job(new_job("c", &[], &[2])).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn job_status_derivation(t: Ctx) {
+    let s = &*t.store;
+    // completed
+    let job = create(s, "ok", &["m1", "m2"], &[2]).await;
+    let running = s.mark_job_running(&job.id).await.expect("running");
+    assert_eq!(running.status, JobStatus::Running);
+    assert!(running.started_at.is_some());
+    for m in ["m1", "m2"] {
+        finish(s, &ModelDayKey::new(&job.id, m, date(2)), "10100").await;
+    }
+    let done = s.refresh_job_status(&job.id).await.expect("refresh");
+    assert_eq!(done.status, JobStatus::Completed);
+    assert!(done.finished_at.is_some());
+    assert!(matches!(
+        s.mark_job_running(&job.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // partial, and running while something is left
+    let job = create(s, "some", &["m1", "m2", "m3"], &[2]).await;
+    s.mark_job_running(&job.id).await.expect("running");
+    finish(s, &ModelDayKey::new(&job.id, "m1", date(2)), "10100").await;
+    s.fail_model_day(&ModelDayKey::new(&job.id, "m2", date(2)), "LLM timeout")
+        .await
+        .expect("fail");
+    let mid = s.refresh_job_status(&job.id).await.expect("refresh");
+    assert_eq!(mid.status, JobStatus::Running);
+    assert!(mid.finished_at.is_none());
+    let failed = s
+        .fail_model_day(&ModelDayKey::new(&job.id, "m3", date(2)), "bad tool loop")
+        .await
+        .expect("fail");
+    assert_eq!(failed.status, ModelDayStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("bad tool loop"));
+    let partial = s.refresh_job_status(&job.id).await.expect("refresh");
+    assert_eq!(partial.status, JobStatus::Partial);
+    let report = s.job_report(&job.id).await.expect("report");
+    assert_eq!(
+        (
+            report.progress.completed,
+            report.progress.failed,
+            report.progress.pending,
+            report.progress.running
+        ),
+        (1, 2, 0, 0)
+    );
+    // A completed model-day cannot fail afterwards.
+    assert!(matches!(
+        s.fail_model_day(&ModelDayKey::new(&job.id, "m1", date(2)), "late")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // failed
+    let job = create(s, "none", &["m1"], &[2, 3]).await;
+    s.mark_job_running(&job.id).await.expect("running");
+    for d in [2, 3] {
+        s.fail_model_day(&ModelDayKey::new(&job.id, "m1", date(d)), "down")
+            .await
+            .expect("fail");
+    }
+    assert_eq!(
+        s.refresh_job_status(&job.id).await.expect("refresh").status,
+        JobStatus::Failed
+    );
+
+    // A job failed as a whole fails its unfinished model-days.
+    let job = create(s, "whole", &["m1"], &[2, 3]).await;
+    finish(s, &ModelDayKey::new(&job.id, "m1", date(2)), "10000").await;
+    let failed = s
+        .fail_job(&job.id, "provider gone")
+        .await
+        .expect("fail job");
+    assert_eq!(failed.status, JobStatus::Partial);
+    assert_eq!(failed.error.as_deref(), Some("provider gone"));
+    assert!(s.current_job().await.expect("current").is_none());
+}
+
+async fn crash_recovery_resets_running_model_days(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "crash", &["m1", "m2"], &[2, 3]).await;
+    let lease = Duration::from_secs(3600);
+    let k1 = ModelDayKey::new(&job.id, "m1", date(2));
+    let k2 = ModelDayKey::new(&job.id, "m2", date(2));
+    let claimed = s
+        .claim_model_day(&k1, lease)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!(claimed.status, ModelDayStatus::Running);
+    assert_eq!(claimed.attempts, 1);
+    // A fresh running model-day cannot be claimed twice...
+    assert!(
+        s.claim_model_day(&k1, lease)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    // ...but one whose worker went silent past the lease can.
+    let stolen = s
+        .claim_model_day(&k1, Duration::ZERO)
+        .await
+        .expect("claim")
+        .expect("stale claim");
+    assert_eq!(stolen.attempts, 2);
+    s.claim_model_day(&k2, lease)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!(
+        s.unfinished_model_days(&job.id).await.expect("todo").len(),
+        4
+    );
+
+    // The process restarts: running → pending.
+    assert_eq!(s.reset_running_model_days(&job.id).await.expect("reset"), 2);
+    let report = s.job_report(&job.id).await.expect("report");
+    assert_eq!(report.progress.pending, 4);
+    assert_eq!(report.progress.running, 0);
+    assert!(report.model_days.iter().all(|d| d.started_at.is_none()));
+    assert_eq!(s.reset_running_model_days(&job.id).await.expect("reset"), 0);
+
+    // Finishing after recovery works and leaves the other three to do, in date order.
+    finish(s, &k1, "10000").await;
+    let todo = s.unfinished_model_days(&job.id).await.expect("todo");
+    let keys: Vec<_> = todo.iter().map(|d| (d.model.as_str(), d.date)).collect();
+    assert_eq!(keys, [("m2", date(2)), ("m1", date(3)), ("m2", date(3))]);
+    assert_eq!(s.model_day(&k1).await.expect("day").attempts, 3);
+    assert!(matches!(
+        s.claim_model_day(&ModelDayKey::new(&job.id, "m9", date(2)), lease)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn cascade_delete_removes_children(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "gone", &["m1"], &[2]).await;
+    let keep = create(s, "kept", &["m1"], &[2]).await;
+    finish(s, &ModelDayKey::new(&job.id, "m1", date(2)), "10000").await;
+    finish(s, &ModelDayKey::new(&keep.id, "m1", date(2)), "10000").await;
+    let tables = [
+        "job_details",
+        "positions",
+        "holdings",
+        "reasoning_logs",
+        "tool_usage",
+    ];
+    for table in tables {
+        assert_eq!(t.count(table).await % 2, 0, "{table}");
+        assert!(t.count(table).await >= 2, "{table} has rows of both jobs");
+    }
+    let before: Vec<i64> = futures_counts(&t, &tables).await;
+    s.delete_job(&job.id).await.expect("delete");
+    let after: Vec<i64> = futures_counts(&t, &tables).await;
+    for ((table, b), a) in tables.iter().zip(before).zip(after) {
+        assert_eq!(a * 2, b, "{table}: half of the rows were the deleted job's");
+    }
+    assert_eq!(t.count("jobs").await, 1);
+    assert!(matches!(
+        s.delete_job(&job.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn futures_counts(t: &Ctx, tables: &[&str]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for table in tables {
+        out.push(t.count(table).await);
+    }
+    out
+}
+
+/// SQLite specifics: WAL, foreign keys, and `db status` of a file never migrated.
+#[tokio::test]
+async fn sqlite_settings_and_fresh_status() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let fresh = dir.path().join("fresh.db").display().to_string();
+    let status = db_status(&fresh).await.expect("status");
+    assert!(!status.is_empty());
+    assert!(status.iter().all(|m| m.state == MigrationState::Pending));
+
+    let path = dir.path().join("store.db");
+    let store = tradeloom_store::SqliteStore::open(&path)
+        .await
+        .expect("open");
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+    let (fk,): (i64,) = sqlx::query_as("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .expect("foreign keys");
+    assert_eq!(fk, 1);
+    // A directory location means `DIR/tradeloom.db`.
+    let in_dir = format!("{}/", dir.path().join("data").display());
+    tradeloom_store::open_store(&in_dir)
+        .await
+        .expect("open dir");
+    assert!(dir.path().join("data/tradeloom.db").exists());
+    assert!(matches!(
+        tradeloom_store::open_store("mysql://x/y").await,
+        Err(StoreError::Invalid(_))
+    ));
+}

@@ -1,0 +1,167 @@
+//! Claiming and completing model-days: atomic writes, no duplicates on retry, concurrency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tradeloom_core::{Currency, Money};
+use tradeloom_store::{ModelDayKey, ModelDayStatus, StoreError};
+
+use crate::Ctx;
+use crate::backend_tests;
+use crate::fixtures::{create, date, outcome, usd};
+
+backend_tests!(
+    claim_and_complete_atomically,
+    failed_completion_writes_nothing,
+    concurrent_completions_of_one_job,
+);
+
+const LEASE: Duration = Duration::from_secs(600);
+
+async fn claim_and_complete_atomically(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "atomic", &["m1"], &[2]).await;
+    let key = ModelDayKey::new(&job.id, "m1", date(2));
+    let result = outcome("10017.5617283945", 5);
+
+    // Completing before claiming is refused.
+    assert!(matches!(
+        s.complete_model_day(&key, &result).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.claim_model_day(&key, LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let day = s.complete_model_day(&key, &result).await.expect("complete");
+    assert_eq!(day.status, ModelDayStatus::Completed);
+    assert_eq!(day.steps, Some(3));
+    assert_eq!(day.tool_errors, Some(1));
+    assert_eq!(day.cash, Some(usd("2500.5")));
+    assert_eq!(day.portfolio_value, Some(usd("10017.5617283945")));
+    assert!(day.duration_ms.is_some_and(|d| d >= 0));
+    assert!(day.finished_at >= day.started_at);
+
+    // Everything reads back in order and exactly.
+    assert_eq!(s.trades(&key).await.expect("trades"), result.trades);
+    assert_eq!(s.holdings(&key).await.expect("holdings"), result.holdings);
+    assert_eq!(
+        s.reasoning_logs(&key).await.expect("logs"),
+        result.reasoning
+    );
+    assert_eq!(s.tool_usage(&key).await.expect("tools"), result.tool_calls);
+
+    // A retried completion neither duplicates nor replaces anything.
+    let counts = (
+        t.count("positions").await,
+        t.count("holdings").await,
+        t.count("reasoning_logs").await,
+        t.count("tool_usage").await,
+    );
+    assert_eq!(counts, (2, 2, 5, 2));
+    let again = s.complete_model_day(&key, &outcome("1", 9)).await;
+    assert!(
+        matches!(&again, Err(StoreError::Conflict(m)) if m.contains("already completed")),
+        "{again:?}"
+    );
+    assert!(
+        s.claim_model_day(&key, Duration::ZERO)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    assert_eq!(
+        (
+            t.count("positions").await,
+            t.count("holdings").await,
+            t.count("reasoning_logs").await,
+            t.count("tool_usage").await,
+        ),
+        counts
+    );
+    assert_eq!(
+        s.model_day(&key).await.expect("day").portfolio_value,
+        Some(usd("10017.5617283945"))
+    );
+}
+
+async fn failed_completion_writes_nothing(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "rollback", &["m1"], &[2]).await;
+    let key = ModelDayKey::new(&job.id, "m1", date(2));
+    s.claim_model_day(&key, LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    // The last holding is in the wrong currency: trades and the first holding were already
+    // inserted in the transaction when this is found.
+    let mut bad = outcome("10000", 3);
+    let eur = Currency::from_code("EUR").expect("EUR");
+    bad.holdings[1].value = Money::parse("1", eur).expect("amount");
+    let err = s.complete_model_day(&key, &bad).await;
+    assert!(
+        matches!(&err, Err(StoreError::Invalid(m)) if m.contains("EUR")),
+        "{err:?}"
+    );
+    for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
+        assert_eq!(
+            t.count(table).await,
+            0,
+            "{table} after a rolled-back completion"
+        );
+    }
+    let day = s.model_day(&key).await.expect("day");
+    assert_eq!(day.status, ModelDayStatus::Running);
+    assert_eq!(day.portfolio_value, None);
+
+    // The worker retries with a good outcome.
+    s.complete_model_day(&key, &outcome("10000", 3))
+        .await
+        .expect("complete");
+    assert_eq!(t.count("reasoning_logs").await, 3);
+}
+
+async fn concurrent_completions_of_one_job(t: Ctx) {
+    let models: Vec<String> = (0..8).map(|i| format!("model-{i}")).collect();
+    let refs: Vec<&str> = models.iter().map(String::as_str).collect();
+    let job = create(&*t.store, "parallel", &refs, &[2, 3]).await;
+    let mut tasks = Vec::new();
+    for model in &models {
+        let store = Arc::clone(&t.store);
+        let key = ModelDayKey::new(&job.id, model, date(2));
+        tasks.push(tokio::spawn(async move {
+            store
+                .claim_model_day(&key, LEASE)
+                .await?
+                .ok_or_else(|| StoreError::Conflict(format!("{key} not claimable")))?;
+            store
+                .complete_model_day(&key, &outcome("10000.01", 40))
+                .await
+        }));
+    }
+    // Competing claims for the same model-day: exactly one wins.
+    let mut claims = Vec::new();
+    for _ in 0..6 {
+        let store = Arc::clone(&t.store);
+        let key = ModelDayKey::new(&job.id, "model-0", date(3));
+        claims.push(tokio::spawn(async move {
+            store.claim_model_day(&key, LEASE).await
+        }));
+    }
+    for task in tasks {
+        let day = task.await.expect("join").expect("complete concurrently");
+        assert_eq!(day.status, ModelDayStatus::Completed);
+    }
+    let mut winners = 0;
+    for claim in claims {
+        if claim.await.expect("join").expect("claim").is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "one claim of a model-day wins");
+    let report = t.store.job_report(&job.id).await.expect("report");
+    assert_eq!(report.progress.completed, 8);
+    assert_eq!(report.progress.running, 1);
+    assert_eq!(t.count("reasoning_logs").await, 8 * 40);
+    assert_eq!(t.count("positions").await, 8 * 2);
+}
