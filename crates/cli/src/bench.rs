@@ -126,7 +126,9 @@ fn run_child(spec: &Path, data_dir: &Path) -> Result<(f64, Option<u64>, u64)> {
     }
     let last = stdout.lines().last().unwrap_or("{}");
     let value: serde_json::Value = serde_json::from_str(last).context("parsing run --json")?;
-    let rss = value.get("peak_rss_bytes").and_then(serde_json::Value::as_u64);
+    let rss = value
+        .get("peak_rss_bytes")
+        .and_then(serde_json::Value::as_u64);
     let fills = value
         .pointer("/metrics/fills")
         .and_then(serde_json::Value::as_u64)
@@ -134,7 +136,12 @@ fn run_child(spec: &Path, data_dir: &Path) -> Result<(f64, Option<u64>, u64)> {
     Ok((wall, rss, fills))
 }
 
-pub fn engine(sizes: &[u64], engine_only: bool, work_dir: Option<&Path>, json: bool) -> Result<ExitCode> {
+pub fn engine(
+    sizes: &[u64],
+    engine_only: bool,
+    work_dir: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode> {
     let temp;
     let work = match work_dir {
         Some(dir) => {
@@ -186,16 +193,26 @@ pub fn engine(sizes: &[u64], engine_only: bool, work_dir: Option<&Path>, json: b
         results.push(row);
     }
     if json {
-        println!("{}", json!({"benchmark": "engine", "strategy": format!("sma_cross fast {FAST} slow {SLOW}"), "results": results}));
+        println!(
+            "{}",
+            json!({"benchmark": "engine", "strategy": format!("sma_cross fast {FAST} slow {SLOW}"), "results": results})
+        );
     } else {
-        let mb = |v: &serde_json::Value| v.as_u64().map_or("–".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
-        let secs = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |s| format!("{s:.3} s"));
+        let mb = |v: &serde_json::Value| {
+            v.as_u64()
+                .map_or("–".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6))
+        };
+        let secs =
+            |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |s| format!("{s:.3} s"));
         let rows: Vec<Vec<String>> = results
             .iter()
             .map(|r| {
                 vec![
                     r["bars"].to_string(),
-                    format!("{:.1} M", r["engine_bars_per_second"].as_f64().unwrap_or(0.0) / 1e6),
+                    format!(
+                        "{:.1} M",
+                        r["engine_bars_per_second"].as_f64().unwrap_or(0.0) / 1e6
+                    ),
                     format!("{:.1}", r["engine_ns_per_bar"].as_f64().unwrap_or(0.0)),
                     secs(&r["run_csv_seconds"]),
                     mb(&r["run_csv_peak_rss_bytes"]),
@@ -205,11 +222,22 @@ pub fn engine(sizes: &[u64], engine_only: bool, work_dir: Option<&Path>, json: b
                 ]
             })
             .collect();
-        println!("sma_cross (fast {FAST}, slow {SLOW}) on synthetic 1-minute bars; engine = median of 3 passes; run = `tradeloom run` wall time incl. process start and all artifacts");
+        println!(
+            "sma_cross (fast {FAST}, slow {SLOW}) on synthetic 1-minute bars; engine = median of 3 passes; run = `tradeloom run` wall time incl. process start and all artifacts"
+        );
         print!(
             "{}",
             table::render(
-                &["BARS", "ENGINE BARS/S", "NS/BAR", "RUN CSV", "RSS CSV", "RUN PARQUET", "RSS PARQUET", "FILLS"],
+                &[
+                    "BARS",
+                    "ENGINE BARS/S",
+                    "NS/BAR",
+                    "RUN CSV",
+                    "RSS CSV",
+                    "RUN PARQUET",
+                    "RSS PARQUET",
+                    "FILLS"
+                ],
                 &rows
             )
         );

@@ -26,20 +26,39 @@ fn opt(x: Option<f64>, unit: &str) -> String {
 }
 
 fn metrics_rows(m: &Metrics, currency: &str) -> Vec<(&'static str, String)> {
-    let day = |t: Option<tradeloom_core::UnixNanos>| t.map_or("–".to_string(), |t| t.date_string());
+    let day =
+        |t: Option<tradeloom_core::UnixNanos>| t.map_or("–".to_string(), |t| t.date_string());
     vec![
-        ("period", format!("{} → {} ({} bars)", day(m.start), day(m.end), m.bars)),
+        (
+            "period",
+            format!("{} → {} ({} bars)", day(m.start), day(m.end), m.bars),
+        ),
         ("final equity", format!("{} {currency}", m.final_equity)),
         ("net pnl", format!("{} {currency}", m.net_pnl)),
         ("total return", format!("{:.2} %", m.total_return_pct)),
         ("cagr", opt(m.cagr_pct, " %")),
         ("sharpe", opt(m.sharpe, "")),
         ("sortino", opt(m.sortino, "")),
-        ("max drawdown", format!("{:.2} % ({:.0} days)", m.max_drawdown_pct, m.max_drawdown_duration_days)),
-        ("trades", format!("{} (win rate {})", m.trades, opt(m.win_rate_pct, " %"))),
+        (
+            "max drawdown",
+            format!(
+                "{:.2} % ({:.0} days)",
+                m.max_drawdown_pct, m.max_drawdown_duration_days
+            ),
+        ),
+        (
+            "trades",
+            format!("{} (win rate {})", m.trades, opt(m.win_rate_pct, " %")),
+        ),
         ("profit factor", opt(m.profit_factor, "")),
         ("fees", format!("{} {currency}", m.fees)),
-        ("orders", format!("{} ({} rejected), {} fills", m.orders, m.rejected_orders, m.fills)),
+        (
+            "orders",
+            format!(
+                "{} ({} rejected), {} fills",
+                m.orders, m.rejected_orders, m.fills
+            ),
+        ),
     ]
 }
 
@@ -66,7 +85,11 @@ pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<Exit
     };
     let options = RunOptions {
         data_dir: data_dir.to_path_buf(),
-        progress: if show_bar { Some(&mut on_progress) } else { None },
+        progress: if show_bar {
+            Some(&mut on_progress)
+        } else {
+            None
+        },
     };
     let outcome = tradeloom_runs::execute(spec, options);
     bar.finish_and_clear();
@@ -94,9 +117,15 @@ pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<Exit
                 rows.push(("folder", outcome.run_dir.display().to_string()));
                 rows.extend(metrics_rows(&outcome.metrics, &currency));
                 if outcome.metadata.summary.as_ref().is_some_and(|s| s.halted) {
-                    rows.push(("kill switch", "ENGAGED (max drawdown breached; see journal)".to_string()));
+                    rows.push((
+                        "kill switch",
+                        "ENGAGED (max drawdown breached; see journal)".to_string(),
+                    ));
                 }
-                rows.push(("report", outcome.run_dir.join("report.md").display().to_string()));
+                rows.push((
+                    "report",
+                    outcome.run_dir.join("report.md").display().to_string(),
+                ));
                 print!("{}", table::pairs(&rows));
             }
             Ok(ExitCode::SUCCESS)
@@ -116,14 +145,21 @@ pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<Exit
                 );
             }
             eprintln!("error: {}", f.error);
-            eprintln!("run {} failed; its folder is {}", f.run_id, f.run_dir.display());
+            eprintln!(
+                "run {} failed; its folder is {}",
+                f.run_id,
+                f.run_dir.display()
+            );
             Ok(ExitCode::from(1))
         }
     }
 }
 
 pub fn spec_schema() -> Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(&tradeloom_runs::spec::schema())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&tradeloom_runs::spec::schema())?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,11 +199,16 @@ fn summary_cells(meta: &Metadata) -> Vec<String> {
         meta.run_id.clone(),
         meta.name.clone(),
         meta.status.as_str().to_string(),
-        meta.created_at.get(..19).unwrap_or(&meta.created_at).replace('T', " "),
+        meta.created_at
+            .get(..19)
+            .unwrap_or(&meta.created_at)
+            .replace('T', " "),
         meta.strategy.clone(),
         s.map_or("–".to_string(), |s| s.bars.to_string()),
         s.map_or("–".to_string(), |s| s.trades.to_string()),
-        s.map_or("–".to_string(), |s| format!("{:.2} %", s.total_return_pct)),
+        s.map_or("–".to_string(), |s| {
+            format!("{:.2} %", s.total_return_pct)
+        }),
     ]
 }
 
@@ -186,7 +227,16 @@ pub fn runs_list(data_dir: &Path, json: bool) -> Result<ExitCode> {
     print!(
         "{}",
         table::render(
-            &["RUN ID", "NAME", "STATUS", "CREATED (UTC)", "STRATEGY", "BARS", "TRADES", "RETURN"],
+            &[
+                "RUN ID",
+                "NAME",
+                "STATUS",
+                "CREATED (UTC)",
+                "STRATEGY",
+                "BARS",
+                "TRADES",
+                "RETURN"
+            ],
             &rows
         )
     );
@@ -200,7 +250,10 @@ pub fn runs_show(data_dir: &Path, id: &str, json: bool) -> Result<ExitCode> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     if json {
-        println!("{}", json!({"run_dir": dir, "metadata": meta, "metrics": metrics}));
+        println!(
+            "{}",
+            json!({"run_dir": dir, "metadata": meta, "metrics": metrics})
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![
@@ -250,7 +303,10 @@ pub fn verify(data_dir: &Path, id: &str, json: bool) -> Result<ExitCode> {
     let dir = find_run(data_dir, id)?;
     let report = verify_run(&dir)?;
     if json {
-        println!("{}", json!({"run_id": report.run_id, "ok": report.ok(), "checks": report.checks}));
+        println!(
+            "{}",
+            json!({"run_id": report.run_id, "ok": report.ok(), "checks": report.checks})
+        );
     } else {
         for c in &report.checks {
             let status = if c.ok { "ok" } else { "MISMATCH" };
@@ -263,9 +319,17 @@ pub fn verify(data_dir: &Path, id: &str, json: bool) -> Result<ExitCode> {
         }
         let failures = report.failures().count();
         if failures == 0 {
-            println!("run {}: all {} hashes match", report.run_id, report.checks.len());
+            println!(
+                "run {}: all {} hashes match",
+                report.run_id,
+                report.checks.len()
+            );
         } else {
-            println!("run {}: {failures} of {} hashes do not match", report.run_id, report.checks.len());
+            println!(
+                "run {}: {failures} of {} hashes do not match",
+                report.run_id,
+                report.checks.len()
+            );
         }
     }
     Ok(if report.ok() {
@@ -275,11 +339,19 @@ pub fn verify(data_dir: &Path, id: &str, json: bool) -> Result<ExitCode> {
     })
 }
 
-pub fn data_synth(symbol: &str, bars: u64, timeframe: &str, seed: u64, out: &Path) -> Result<ExitCode> {
+pub fn data_synth(
+    symbol: &str,
+    bars: u64,
+    timeframe: &str,
+    seed: u64,
+    out: &Path,
+) -> Result<ExitCode> {
     let spec = tradeloom_data::SynthSpec {
         symbol: symbol.to_string(),
         bars,
-        timeframe: timeframe.parse().map_err(|e| anyhow::anyhow!("--timeframe: {e}"))?,
+        timeframe: timeframe
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--timeframe: {e}"))?,
         seed,
         ..tradeloom_data::SynthSpec::default()
     };

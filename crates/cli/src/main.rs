@@ -18,7 +18,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "tradeloom", version, about, long_about = None)]
 struct Cli {
     /// Where run folders are stored (`<data-dir>/runs/<run_id>/`).
-    #[arg(long, global = true, env = "TRADELOOM_DATA_DIR", default_value = "tradeloom-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRADELOOM_DATA_DIR",
+        default_value = "tradeloom-data"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,

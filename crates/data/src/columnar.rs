@@ -53,7 +53,11 @@ fn schema_error(path: &Path, e: impl std::fmt::Display) -> DataError {
 }
 
 impl ColumnarBars {
-    pub fn open(path: &Path, format: DataFormat, instrument: &Instrument) -> Result<Self, DataError> {
+    pub fn open(
+        path: &Path,
+        format: DataFormat,
+        instrument: &Instrument,
+    ) -> Result<Self, DataError> {
         let file = File::open(path).map_err(|source| DataError::Open {
             path: path.to_path_buf(),
             source,
@@ -62,7 +66,9 @@ impl ColumnarBars {
             DataFormat::Parquet => {
                 let builder =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                        .map_err(|e| schema_error(path, format!("not a readable Parquet file: {e}")))?;
+                        .map_err(|e| {
+                            schema_error(path, format!("not a readable Parquet file: {e}"))
+                        })?;
                 let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
                 let schema = builder.schema().clone();
                 let reader = builder
@@ -72,8 +78,9 @@ impl ColumnarBars {
                 (Box::new(reader), schema, total)
             }
             _ => {
-                let reader = arrow::ipc::reader::FileReader::try_new(file, None)
-                    .map_err(|e| schema_error(path, format!("not a readable Arrow IPC file: {e}")))?;
+                let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(|e| {
+                    schema_error(path, format!("not a readable Arrow IPC file: {e}"))
+                })?;
                 let schema = reader.schema();
                 // Row counts are not in the footer; progress counts batches for IPC.
                 let total = reader.num_batches() as u64;
@@ -220,7 +227,9 @@ impl Numeric {
                     v / div
                 }
             }
-            Numeric::Text(s) if name == "volume" => i128::from(crate::validate::parse_volume(s.as_bytes())?),
+            Numeric::Text(s) if name == "volume" => {
+                i128::from(crate::validate::parse_volume(s.as_bytes())?)
+            }
             Numeric::Text(s) => i128::from(
                 parse_decimal(s.as_bytes())
                     .map_err(|e| format!("{name}: {e}"))?
@@ -244,12 +253,19 @@ fn numeric(array: &dyn Array, i: usize, name: &str) -> Result<Numeric, String> {
     }
     Ok(match array.data_type() {
         DataType::Float64 => Numeric::Float(array.as_primitive::<Float64Type>().value(i)),
-        DataType::Float32 => Numeric::Float(f64::from(array.as_primitive::<Float32Type>().value(i))),
-        DataType::Int64 => Numeric::Exact(i128::from(array.as_primitive::<Int64Type>().value(i)), 0),
-        DataType::Int32 => Numeric::Exact(i128::from(array.as_primitive::<Int32Type>().value(i)), 0),
-        DataType::Decimal128(_, scale) if *scale >= 0 => {
-            Numeric::Exact(array.as_primitive::<Decimal128Type>().value(i), *scale as u32)
+        DataType::Float32 => {
+            Numeric::Float(f64::from(array.as_primitive::<Float32Type>().value(i)))
         }
+        DataType::Int64 => {
+            Numeric::Exact(i128::from(array.as_primitive::<Int64Type>().value(i)), 0)
+        }
+        DataType::Int32 => {
+            Numeric::Exact(i128::from(array.as_primitive::<Int32Type>().value(i)), 0)
+        }
+        DataType::Decimal128(_, scale) if *scale >= 0 => Numeric::Exact(
+            array.as_primitive::<Decimal128Type>().value(i),
+            *scale as u32,
+        ),
         DataType::Utf8 => Numeric::Text(array.as_string::<i32>().value(i).to_string()),
         DataType::LargeUtf8 => Numeric::Text(array.as_string::<i64>().value(i).to_string()),
         other => return Err(format!("column `{name}` has unsupported type {other}")),
@@ -264,10 +280,21 @@ fn timestamp(array: &dyn Array, i: usize) -> Result<UnixNanos, String> {
     Ok(match array.data_type() {
         DataType::Timestamp(unit, _) => {
             let (v, mult) = match unit {
-                TimeUnit::Second => (array.as_primitive::<TimestampSecondType>().value(i), 1_000_000_000),
-                TimeUnit::Millisecond => (array.as_primitive::<TimestampMillisecondType>().value(i), 1_000_000),
-                TimeUnit::Microsecond => (array.as_primitive::<TimestampMicrosecondType>().value(i), 1_000),
-                TimeUnit::Nanosecond => (array.as_primitive::<TimestampNanosecondType>().value(i), 1),
+                TimeUnit::Second => (
+                    array.as_primitive::<TimestampSecondType>().value(i),
+                    1_000_000_000,
+                ),
+                TimeUnit::Millisecond => (
+                    array.as_primitive::<TimestampMillisecondType>().value(i),
+                    1_000_000,
+                ),
+                TimeUnit::Microsecond => (
+                    array.as_primitive::<TimestampMicrosecondType>().value(i),
+                    1_000,
+                ),
+                TimeUnit::Nanosecond => {
+                    (array.as_primitive::<TimestampNanosecondType>().value(i), 1)
+                }
             };
             UnixNanos(v.checked_mul(mult).ok_or_else(overflow)?)
         }
@@ -283,7 +310,9 @@ fn timestamp(array: &dyn Array, i: usize) -> Result<UnixNanos, String> {
                 .checked_mul(1_000_000)
                 .ok_or_else(overflow)?,
         ),
-        DataType::Int64 => from_unix_integer(array.as_primitive::<Int64Type>().value(i)).ok_or_else(overflow)?,
+        DataType::Int64 => {
+            from_unix_integer(array.as_primitive::<Int64Type>().value(i)).ok_or_else(overflow)?
+        }
         DataType::Utf8 => parse_timestamp(array.as_string::<i32>().value(i).as_bytes())?,
         DataType::LargeUtf8 => parse_timestamp(array.as_string::<i64>().value(i).as_bytes())?,
         other => return Err(format!("timestamp column has unsupported type {other}")),

@@ -64,7 +64,11 @@ pub(crate) fn find_columns(names: &[String]) -> Result<Columns, String> {
         return Err(format!(
             "missing column{} {} (found: {})",
             if missing.len() > 1 { "s" } else { "" },
-            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
             names.join(", ")
         ));
     }
@@ -79,7 +83,11 @@ pub(crate) fn find_columns(names: &[String]) -> Result<Columns, String> {
 }
 
 /// Splits a CSV line into field ranges; quoted fields are unquoted into `scratch`.
-fn split<'a>(line: &'a [u8], fields: &mut Vec<(usize, usize)>, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+fn split<'a>(
+    line: &'a [u8],
+    fields: &mut Vec<(usize, usize)>,
+    scratch: &'a mut Vec<u8>,
+) -> &'a [u8] {
     fields.clear();
     if !line.contains(&b'"') {
         let mut start = 0;
@@ -165,10 +173,12 @@ impl CsvBars {
         let mut read = 0u64;
         loop {
             first.clear();
-            let n = reader.read_until(b'\n', &mut first).map_err(|source| DataError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let n = reader
+                .read_until(b'\n', &mut first)
+                .map_err(|source| DataError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             read += n as u64;
             if n == 0 {
                 return Err(DataError::Schema {
@@ -217,7 +227,10 @@ impl CsvBars {
                 volume: (names.len() > 5).then_some(5),
             };
             let positional = ["timestamp", "open", "high", "low", "close", "volume"];
-            let names = positional[..names.len().min(6)].iter().map(|s| s.to_string()).collect();
+            let names = positional[..names.len().min(6)]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             (columns, Some(line), names)
         } else {
             let columns = find_columns(&names).map_err(|message| DataError::Row {
@@ -231,7 +244,11 @@ impl CsvBars {
             path: path.to_path_buf(),
             reader,
             line: Vec::with_capacity(256),
-            line_no: if pending_first.is_some() { line_no - 1 } else { line_no },
+            line_no: if pending_first.is_some() {
+                line_no - 1
+            } else {
+                line_no
+            },
             columns,
             names,
             pending_first,
@@ -366,9 +383,15 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let c = find_columns(&names).unwrap();
-        assert_eq!((c.ts, c.open, c.high, c.low, c.close, c.volume), (1, 2, 3, 4, 0, Some(5)));
+        assert_eq!(
+            (c.ts, c.open, c.high, c.low, c.close, c.volume),
+            (1, 2, 3, 4, 0, Some(5))
+        );
         let e = find_columns(&["timestamp".to_string(), "open".to_string()]).unwrap_err();
-        assert_eq!(e, "missing columns `high`, `low`, `close` (found: timestamp, open)");
+        assert_eq!(
+            e,
+            "missing columns `high`, `low`, `close` (found: timestamp, open)"
+        );
     }
 
     #[test]

@@ -131,10 +131,7 @@ pub fn inspect(path: &Path, format: Option<DataFormat>) -> Result<InspectReport,
     }
     report.total_volume = format_raw(volume, FIXED_PRECISION, 0);
     // The most common delta; ties go to the smaller one.
-    if let Some((&interval, _)) = deltas
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-    {
+    if let Some((&interval, _)) = deltas.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) {
         report.interval_seconds = Some(interval as f64 / 1e9);
         for (&delta, &count) in &deltas {
             if delta > interval && interval > 0 {
@@ -180,13 +177,22 @@ impl fmt::Display for InspectReport {
             "interval    {}",
             self.interval_seconds.map_or("–".to_string(), human_seconds)
         )?;
-        writeln!(f, "gaps        {} (≈ {} missing bars at the interval)", self.gaps, self.missing_bars)?;
+        writeln!(
+            f,
+            "gaps        {} (≈ {} missing bars at the interval)",
+            self.gaps, self.missing_bars
+        )?;
         for g in &self.largest_gaps {
             writeln!(f, "  {} → {} ({})", g.from, g.to, human_seconds(g.seconds))?;
         }
         writeln!(f, "first open  {}", opt(&self.first_open))?;
         writeln!(f, "last close  {}", opt(&self.last_close))?;
-        writeln!(f, "low / high  {} / {}", opt(&self.min_low), opt(&self.max_high))?;
+        writeln!(
+            f,
+            "low / high  {} / {}",
+            opt(&self.min_low),
+            opt(&self.max_high)
+        )?;
         writeln!(f, "volume      {}", self.total_volume)?;
         match &self.error {
             Some(e) => writeln!(f, "INVALID     {e}"),

@@ -233,7 +233,11 @@ mod tests {
         let a: Vec<Bar> = synth_bars(&spec).collect();
         let b: Vec<Bar> = synth_bars(&spec).collect();
         assert_eq!(a, b);
-        let c: Vec<Bar> = synth_bars(&SynthSpec { seed: 43, ..spec.clone() }).collect();
+        let c: Vec<Bar> = synth_bars(&SynthSpec {
+            seed: 43,
+            ..spec.clone()
+        })
+        .collect();
         assert_ne!(a, c);
         for w in a.windows(2) {
             assert!(w[0].ts < w[1].ts);

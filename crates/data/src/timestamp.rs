@@ -61,7 +61,10 @@ pub fn parse_timestamp(field: &[u8]) -> Result<UnixNanos, String> {
     if !body.is_empty() && body.len() <= 19 && body.iter().all(u8::is_ascii_digit) {
         let mut v: i64 = 0;
         for &c in body {
-            v = v.checked_mul(10).and_then(|v| v.checked_add(i64::from(c - b'0'))).ok_or_else(invalid)?;
+            v = v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(i64::from(c - b'0')))
+                .ok_or_else(invalid)?;
         }
         return from_unix_integer(if negative { -v } else { v }).ok_or_else(invalid);
     }
@@ -132,7 +135,9 @@ mod tests {
     use super::*;
 
     fn ts(s: &str) -> String {
-        parse_timestamp(s.as_bytes()).map(|t| t.to_string()).unwrap_or_else(|e| e)
+        parse_timestamp(s.as_bytes())
+            .map(|t| t.to_string())
+            .unwrap_or_else(|e| e)
     }
 
     #[test]
@@ -153,7 +158,15 @@ mod tests {
 
     #[test]
     fn rejects_impossible_values() {
-        for bad in ["2023-02-29", "2024-13-01", "2024-01-01 25:00", "2024-01-01X", "yesterday", "12.5", ""] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-01-01 25:00",
+            "2024-01-01X",
+            "yesterday",
+            "12.5",
+            "",
+        ] {
             assert!(parse_timestamp(bad.as_bytes()).is_err(), "{bad}");
         }
         assert_eq!(parse_timestamp(b"").unwrap_err(), "missing timestamp");

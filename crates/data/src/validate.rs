@@ -12,10 +12,14 @@ pub fn parse_volume(text: &[u8]) -> Result<i64, String> {
         e => format!("volume: {e}"),
     })?;
     if parsed.raw < 0 {
-        return Err(format!("volume {} is negative", String::from_utf8_lossy(text)));
+        return Err(format!(
+            "volume {} is negative",
+            String::from_utf8_lossy(text)
+        ));
     }
     let raw9 = round_raw(parsed.raw, 18, 9) / 1_000_000_000;
-    i64::try_from(raw9).map_err(|_| format!("volume {} is out of range", String::from_utf8_lossy(text)))
+    i64::try_from(raw9)
+        .map_err(|_| format!("volume {} is out of range", String::from_utf8_lossy(text)))
 }
 
 /// Checks bars of one file in order.
@@ -40,7 +44,8 @@ impl Validator {
 
     fn precision(&self, field: &str, price: Price) -> Result<(), String> {
         if price.raw() % self.step != 0 {
-            let text = tradeloom_core::fixed::format_raw(i128::from(price.raw()), FIXED_PRECISION, 0);
+            let text =
+                tradeloom_core::fixed::format_raw(i128::from(price.raw()), FIXED_PRECISION, 0);
             let decimals = text.split('.').nth(1).map_or(0, str::len);
             return Err(format!(
                 "{field} {text} has {decimals} decimal places; instrument {} has price_precision {}",
@@ -54,7 +59,12 @@ impl Validator {
     #[inline]
     pub fn check(&mut self, bar: &Bar) -> Result<(), String> {
         if self.step > 1 {
-            for (field, p) in [("open", bar.open), ("high", bar.high), ("low", bar.low), ("close", bar.close)] {
+            for (field, p) in [
+                ("open", bar.open),
+                ("high", bar.high),
+                ("low", bar.low),
+                ("close", bar.close),
+            ] {
                 self.precision(field, p)?;
             }
         }

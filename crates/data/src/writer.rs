@@ -28,16 +28,18 @@ pub struct BarWriter {
 enum WriterInner {
     Csv(BufWriter<File>, Vec<u8>),
     #[cfg(feature = "columnar")]
-    Columnar(columnar::Columnar),
+    Columnar(Box<columnar::Columnar>),
 }
 
 impl BarWriter {
     /// Creates `path`; the format follows the extension unless given.
     pub fn create(path: &Path, format: Option<DataFormat>) -> Result<Self, DataError> {
-        let format = format.or_else(|| DataFormat::from_path(path)).ok_or_else(|| DataError::Write {
-            path: path.to_path_buf(),
-            message: "unknown extension; use .csv, .parquet or .arrow".to_string(),
-        })?;
+        let format = format
+            .or_else(|| DataFormat::from_path(path))
+            .ok_or_else(|| DataError::Write {
+                path: path.to_path_buf(),
+                message: "unknown extension; use .csv, .parquet or .arrow".to_string(),
+            })?;
         let file = File::create(path).map_err(|e| DataError::Write {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -53,12 +55,12 @@ impl BarWriter {
                 WriterInner::Csv(w, Vec::with_capacity(128))
             }
             #[cfg(feature = "columnar")]
-            _ => WriterInner::Columnar(columnar::Columnar::new(file, format).map_err(|message| {
-                DataError::Write {
+            _ => WriterInner::Columnar(Box::new(columnar::Columnar::new(file, format).map_err(
+                |message| DataError::Write {
                     path: path.to_path_buf(),
                     message,
-                }
-            })?),
+                },
+            )?)),
             #[cfg(not(feature = "columnar"))]
             _ => {
                 return Err(DataError::Write {
@@ -150,7 +152,11 @@ mod columnar {
     impl Columnar {
         pub(super) fn new(file: File, format: DataFormat) -> Result<Self, String> {
             let schema = Arc::new(Schema::new(vec![
-                Field::new("timestamp", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false),
+                Field::new(
+                    "timestamp",
+                    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                    false,
+                ),
                 Field::new("open", DataType::Float64, false),
                 Field::new("high", DataType::Float64, false),
                 Field::new("low", DataType::Float64, false),
@@ -168,7 +174,8 @@ mod columnar {
                     )
                 }
                 _ => Sink::Ipc(
-                    arrow::ipc::writer::FileWriter::try_new(file, &schema).map_err(|e| e.to_string())?,
+                    arrow::ipc::writer::FileWriter::try_new(file, &schema)
+                        .map_err(|e| e.to_string())?,
                 ),
             };
             Ok(Self {
@@ -207,7 +214,8 @@ mod columnar {
             for col in &mut self.cols {
                 arrays.push(Arc::new(Float64Array::from(std::mem::take(col))));
             }
-            let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())?;
+            let batch =
+                RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())?;
             match &mut self.sink {
                 Sink::Parquet(w) => w.write(&batch).map_err(|e| e.to_string()),
                 Sink::Ipc(w) => w.write(&batch).map_err(|e| e.to_string()),

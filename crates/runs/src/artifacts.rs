@@ -150,7 +150,11 @@ pub fn trade_fields(t: &Trade) -> Vec<String> {
     push(&mut |o| o.extend_from_slice(t.id.to_string().as_bytes()));
     push(&mut |o| o.extend_from_slice(t.symbol.as_str().as_bytes()));
     push(&mut |o| {
-        o.extend_from_slice(if t.side == OrderSide::Buy { b"LONG" } else { b"SHORT" })
+        o.extend_from_slice(if t.side == OrderSide::Buy {
+            b"LONG"
+        } else {
+            b"SHORT"
+        })
     });
     push(&mut |o| quantity(o, t.quantity));
     push(&mut |o| ts_field(o, Some(t.entry_ts)));
@@ -165,9 +169,7 @@ pub fn trade_fields(t: &Trade) -> Vec<String> {
     push(&mut |o| money(o, t.fees));
     push(&mut |o| money(o, t.net_pnl));
     push(&mut |o| o.extend_from_slice(t.bars.to_string().as_bytes()));
-    push(&mut |o| {
-        o.extend_from_slice(if t.is_open() { b"open" } else { b"closed" })
-    });
+    push(&mut |o| o.extend_from_slice(if t.is_open() { b"open" } else { b"closed" }));
     fields
 }
 

@@ -48,10 +48,10 @@ pub fn list_runs(data_dir: &Path) -> Result<Vec<(PathBuf, Metadata)>, RunError> 
     for entry in entries {
         let entry = entry.map_err(|e| RunError::io(&dir, e))?;
         let path = entry.path();
-        if path.join("metadata.json").is_file() {
-            if let Ok(meta) = Metadata::read(&path) {
-                runs.push((path, meta));
-            }
+        if path.join("metadata.json").is_file()
+            && let Ok(meta) = Metadata::read(&path)
+        {
+            runs.push((path, meta));
         }
     }
     runs.sort_by(|a, b| a.1.run_id.cmp(&b.1.run_id));
@@ -66,8 +66,10 @@ pub fn find_run(data_dir: &Path, id: &str) -> Result<PathBuf, RunError> {
             RunError::NotFound(format!("no runs under {}", runs_dir(data_dir).display()))
         });
     }
-    let matches: Vec<&(PathBuf, Metadata)> =
-        runs.iter().filter(|(_, m)| m.run_id.starts_with(id)).collect();
+    let matches: Vec<&(PathBuf, Metadata)> = runs
+        .iter()
+        .filter(|(_, m)| m.run_id.starts_with(id))
+        .collect();
     match matches.as_slice() {
         [] => Err(RunError::NotFound(format!(
             "no run `{id}` under {} (see `tradeloom runs list`)",

@@ -49,14 +49,14 @@ impl EquitySampler {
     #[inline]
     pub fn push(&mut self, ts: UnixNanos, equity: f64, drawdown: f64) {
         self.first_ts.get_or_insert(ts.0);
-        if self.in_last < self.stride {
-            if let Some(b) = self.buckets.last_mut() {
-                b.ts = ts.0;
-                b.equity = equity;
-                b.drawdown = b.drawdown.max(drawdown);
-                self.in_last += 1;
-                return;
-            }
+        if self.in_last < self.stride
+            && let Some(b) = self.buckets.last_mut()
+        {
+            b.ts = ts.0;
+            b.equity = equity;
+            b.drawdown = b.drawdown.max(drawdown);
+            self.in_last += 1;
+            return;
         }
         if self.buckets.len() == SAMPLER_BUCKETS {
             // Every bucket is full here and the capacity is even, so pairs merge into full
@@ -174,11 +174,27 @@ pub fn render_markdown(header: &ReportHeader, metrics: &Value, trades: &TradeRow
     );
     let _ = writeln!(md, "| Fill model | {} |", header.fill_model);
     let _ = writeln!(md, "| Costs | {} |", header.costs);
-    let _ = writeln!(md, "| Initial cash | {} {c} |", metric(metrics, "initial_cash"));
-    let _ = writeln!(md, "| Final equity | {} {c} |", metric(metrics, "final_equity"));
+    let _ = writeln!(
+        md,
+        "| Initial cash | {} {c} |",
+        metric(metrics, "initial_cash")
+    );
+    let _ = writeln!(
+        md,
+        "| Final equity | {} {c} |",
+        metric(metrics, "final_equity")
+    );
     let _ = writeln!(md, "| Net PnL | {} {c} |", metric(metrics, "net_pnl"));
-    let _ = writeln!(md, "| Total return | {} |", pct(metrics, "total_return_pct"));
-    let _ = writeln!(md, "| Max drawdown | {} |", pct(metrics, "max_drawdown_pct"));
+    let _ = writeln!(
+        md,
+        "| Total return | {} |",
+        pct(metrics, "total_return_pct")
+    );
+    let _ = writeln!(
+        md,
+        "| Max drawdown | {} |",
+        pct(metrics, "max_drawdown_pct")
+    );
     let _ = writeln!(md, "| Sharpe | {} |", ratio(metrics, "sharpe"));
     let _ = writeln!(md, "| Trades | {} |\n", metric(metrics, "trades"));
 
@@ -198,9 +214,18 @@ pub fn render_markdown(header: &ReportHeader, metrics: &Value, trades: &TradeRow
         ("Trades (closed)", metric(metrics, "trades")),
         ("Win rate", pct(metrics, "win_rate_pct")),
         ("Profit factor", ratio(metrics, "profit_factor")),
-        ("Average trade", format!("{} {c}", metric(metrics, "avg_trade"))),
-        ("Best trade", format!("{} {c}", metric(metrics, "best_trade"))),
-        ("Worst trade", format!("{} {c}", metric(metrics, "worst_trade"))),
+        (
+            "Average trade",
+            format!("{} {c}", metric(metrics, "avg_trade")),
+        ),
+        (
+            "Best trade",
+            format!("{} {c}", metric(metrics, "best_trade")),
+        ),
+        (
+            "Worst trade",
+            format!("{} {c}", metric(metrics, "worst_trade")),
+        ),
         ("Exposure", pct(metrics, "exposure_pct")),
         ("Fees", format!("{} {c}", metric(metrics, "fees"))),
         ("Turnover", format!("{} {c}", metric(metrics, "turnover"))),
@@ -243,7 +268,11 @@ pub fn render_markdown(header: &ReportHeader, metrics: &Value, trades: &TradeRow
                 let _ = writeln!(md, "| … | | | | | | | | | |");
             }
             let field = |k: usize| f.get(k).map(String::as_str).unwrap_or("");
-            let exit = if field(6).is_empty() { "open" } else { date(field(6)) };
+            let exit = if field(6).is_empty() {
+                "open"
+            } else {
+                date(field(6))
+            };
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -284,7 +313,10 @@ pub fn render_svg(sampler: &EquitySampler, currency: &str) -> String {
     let _ = writeln!(svg, r##"<rect width="900" height="470" fill="#ffffff"/>"##);
     let b = &sampler.buckets;
     if b.is_empty() {
-        let _ = writeln!(svg, r##"<text x="450" y="235" text-anchor="middle">no data</text></svg>"##);
+        let _ = writeln!(
+            svg,
+            r##"<text x="450" y="235" text-anchor="middle">no data</text></svg>"##
+        );
         return svg;
     }
     let (mut lo, mut hi) = (f64::MAX, f64::MIN);
@@ -450,7 +482,11 @@ mod tests {
             let dd = if i == 54_321 { 42.0 } else { 0.0 };
             s.push(UnixNanos(i), i as f64, dd);
         }
-        assert!(s.len() <= SAMPLER_BUCKETS && s.len() > SAMPLER_BUCKETS / 2, "{}", s.len());
+        assert!(
+            s.len() <= SAMPLER_BUCKETS && s.len() > SAMPLER_BUCKETS / 2,
+            "{}",
+            s.len()
+        );
         assert_eq!(s.buckets.last().unwrap().equity, 99_999.0);
         assert!(s.buckets.iter().any(|b| b.drawdown == 42.0));
     }
@@ -468,7 +504,10 @@ mod tests {
     fn parses_written_timestamps() {
         let t = UnixNanos::from_parts(2024, 1, 2, 3, 4, 5, 120_000_000).unwrap();
         assert_eq!(parse_written_ts(&t.to_string()), Some(t));
-        assert_eq!(parse_written_ts("2004-08-19T00:00:00Z"), UnixNanos::from_date(2004, 8, 19));
+        assert_eq!(
+            parse_written_ts("2004-08-19T00:00:00Z"),
+            UnixNanos::from_date(2004, 8, 19)
+        );
         assert_eq!(parse_written_ts("garbage"), None);
     }
 }

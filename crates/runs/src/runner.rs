@@ -129,7 +129,11 @@ pub fn execute_resolved(
         venue: spec.spec.venue.clone(),
         strategy: spec.spec.strategy.name().to_string(),
         fill_model: spec.engine.fill_model.to_string(),
-        instruments: spec.instruments.iter().map(|i| i.symbol.to_string()).collect(),
+        instruments: spec
+            .instruments
+            .iter()
+            .map(|i| i.symbol.to_string())
+            .collect(),
         tradeloom_version: env!("CARGO_PKG_VERSION").to_string(),
         created_at: now_rfc3339(),
         finished_at: None,
@@ -284,15 +288,15 @@ fn drive(
         let bar = bar?;
         engine.on_bar(&bar, sink)?;
         count += 1;
-        if count % PROGRESS_EVERY == 0 {
-            if let Some(report) = options.progress.as_mut() {
-                let (done, total) = bars.progress();
-                report(Progress {
-                    bars: count,
-                    done,
-                    total,
-                });
-            }
+        if count.is_multiple_of(PROGRESS_EVERY)
+            && let Some(report) = options.progress.as_mut()
+        {
+            let (done, total) = bars.progress();
+            report(Progress {
+                bars: count,
+                done,
+                total,
+            });
         }
     }
     if count == 0 {
@@ -325,14 +329,20 @@ fn finish_files(
         ("trades.csv", files.trades),
         ("equity.csv", files.equity),
     ] {
-        let (sha256, bytes) = finish_artifact(writer).map_err(|e| RunError::io(folder.file(name), e))?;
+        let (sha256, bytes) =
+            finish_artifact(writer).map_err(|e| RunError::io(folder.file(name), e))?;
         artifacts.insert(name.to_string(), FileHash { sha256, bytes });
     }
     Ok((files.sampler, files.trade_rows))
 }
 
 /// The header of the report, from the spec and the metadata.
-pub fn report_header(meta: &Metadata, strategy: String, costs: String, currency: String) -> ReportHeader {
+pub fn report_header(
+    meta: &Metadata,
+    strategy: String,
+    costs: String,
+    currency: String,
+) -> ReportHeader {
     ReportHeader {
         name: meta.name.clone(),
         run_id: meta.run_id.clone(),
@@ -398,10 +408,11 @@ fn write_outputs(
         message: e.to_string(),
     })?;
     // Written from the struct so the fields keep their documented order.
-    let mut metrics_text = serde_json::to_string_pretty(metrics).map_err(|e| RunError::Corrupt {
-        path: folder.file("metrics.json"),
-        message: e.to_string(),
-    })?;
+    let mut metrics_text =
+        serde_json::to_string_pretty(metrics).map_err(|e| RunError::Corrupt {
+            path: folder.file("metrics.json"),
+            message: e.to_string(),
+        })?;
     metrics_text.push('\n');
     let header = report_header(
         meta,

@@ -20,9 +20,7 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tradeloom_core::{
-    AccountKind, Currency, Decimal, Instrument, InstrumentId, Money, Symbol,
-};
+use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Money, Symbol};
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{EngineConfig, ExecutionConfig, RiskConfig, StrategyConfig};
@@ -208,7 +206,13 @@ fn line_of(text: &str, key: &str, value: Option<&str>) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-fn spec_error(path: &Path, text: &str, key: &str, value: Option<&str>, message: String) -> RunError {
+fn spec_error(
+    path: &Path,
+    text: &str,
+    key: &str,
+    value: Option<&str>,
+    message: String,
+) -> RunError {
     let place = match line_of(text, key, value) {
         Some(line) => format!("{}:{line}", path.display()),
         None => path.display().to_string(),
@@ -231,8 +235,13 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
             "mode: `paper` is not supported yet; use `backtest`".to_string(),
         ));
     }
-    let currency = Currency::from_code(&spec.account.currency)
-        .map_err(|e| err("currency", Some(&spec.account.currency), format!("account.currency: {e}")))?;
+    let currency = Currency::from_code(&spec.account.currency).map_err(|e| {
+        err(
+            "currency",
+            Some(&spec.account.currency),
+            format!("account.currency: {e}"),
+        )
+    })?;
     let cash = spec.account.initial_cash;
     if cash.is_negative() || cash.is_zero() {
         let shown = cash.to_string();
@@ -265,7 +274,8 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
     for (i, s) in spec.instruments.iter().enumerate() {
         let field = |f: &str| format!("instruments[{i}].{f}");
         let at = |f: &str, message: String| err(f, Some(&s.symbol), message);
-        let symbol = Symbol::new(&s.symbol).map_err(|e| at("symbol", format!("{}: {e}", field("symbol"))))?;
+        let symbol = Symbol::new(&s.symbol)
+            .map_err(|e| at("symbol", format!("{}: {e}", field("symbol"))))?;
         if !seen.insert(s.symbol.clone()) {
             return Err(at(
                 "symbol",
@@ -326,7 +336,9 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
             ("taker_fee_bps", s.taker_fee_bps, &mut inst.taker_fee),
         ] {
             if let Some(v) = value {
-                *target = v.to_bps().map_err(|e| at(name, format!("{}: {e}", field(name))))?;
+                *target = v
+                    .to_bps()
+                    .map_err(|e| at(name, format!("{}: {e}", field(name))))?;
             }
         }
         instruments.push(inst);
@@ -355,9 +367,10 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
             ));
         }
         let format = match &d.format {
-            Some(f) => Some(f.parse::<DataFormat>().map_err(|e| {
-                err("format", Some(f), format!("data[{i}].format: {e}"))
-            })?),
+            Some(f) => Some(
+                f.parse::<DataFormat>()
+                    .map_err(|e| err("format", Some(f), format!("data[{i}].format: {e}")))?,
+            ),
             None => None,
         };
         let given = PathBuf::from(&d.path);
@@ -381,9 +394,13 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
         ));
     }
     for inst in &instruments {
-        spec.strategy
-            .validate(inst)
-            .map_err(|e| err("params", None, format!("{e} (strategy `{}`)", spec.strategy.name())))?;
+        spec.strategy.validate(inst).map_err(|e| {
+            err(
+                "params",
+                None,
+                format!("{e} (strategy `{}`)", spec.strategy.name()),
+            )
+        })?;
     }
     let account_kind = match spec.account.kind {
         AccountType::Margin => AccountKind::Margin,
@@ -391,7 +408,12 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
     };
     let mut engine = EngineConfig::resolve(&spec.execution, &spec.risk, account_kind, initial_cash)
         .map_err(|e| {
-            let key = e.split([':', '.']).nth(1).unwrap_or("execution").trim().to_string();
+            let key = e
+                .split([':', '.'])
+                .nth(1)
+                .unwrap_or("execution")
+                .trim()
+                .to_string();
             err(&key, None, e)
         })?;
     engine.strategy_name = spec.strategy.name().to_string();
@@ -447,7 +469,10 @@ risk: {max_drawdown_pct: 50}
 
     #[test]
     fn unknown_field_has_line_and_column() {
-        let e = error_of(&GOOD.replace("risk: {max_drawdown_pct: 50}", "risk: {max_drawdown_pct: 50}\nbogus: 1"));
+        let e = error_of(&GOOD.replace(
+            "risk: {max_drawdown_pct: 50}",
+            "risk: {max_drawdown_pct: 50}\nbogus: 1",
+        ));
         assert!(e.starts_with("spec.yaml:9:1: unknown field `bogus`"), "{e}");
     }
 
@@ -460,7 +485,10 @@ risk: {max_drawdown_pct: 50}
         assert!(e.starts_with("spec.yaml:5:"), "{e}");
         assert!(e.contains("unknown field `fst`"), "{e}");
         let e = error_of(&GOOD.replace("slow: 20", "slow: 5"));
-        assert!(e.contains("strategy.params.slow: 5 must be greater than fast (10)"), "{e}");
+        assert!(
+            e.contains("strategy.params.slow: 5 must be greater than fast (10)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -468,13 +496,25 @@ risk: {max_drawdown_pct: 50}
         let e = error_of(&GOOD.replace("initial_cash: 100000", "initial_cash: -5"));
         assert_eq!(e, "spec.yaml:7: account.initial_cash: -5 must be positive");
         let e = error_of(&GOOD.replace("mode: backtest", "mode: paper"));
-        assert_eq!(e, "spec.yaml:2: mode: `paper` is not supported yet; use `backtest`");
+        assert_eq!(
+            e,
+            "spec.yaml:2: mode: `paper` is not supported yet; use `backtest`"
+        );
         let e = error_of(&GOOD.replace("{symbol: GOOG, path", "{symbol: GOG, path"));
-        assert_eq!(e, "spec.yaml:4: data[0].symbol: unknown instrument `GOG` (instruments: GOOG)");
+        assert_eq!(
+            e,
+            "spec.yaml:4: data[0].symbol: unknown instrument `GOG` (instruments: GOOG)"
+        );
         let e = error_of(&GOOD.replace("price_precision: 2", "price_precision: 12"));
-        assert!(e.starts_with("spec.yaml:3: instruments[0]: price_precision 12 is above the maximum 9"), "{e}");
+        assert!(
+            e.starts_with("spec.yaml:3: instruments[0]: price_precision 12 is above the maximum 9"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("next_open", "close"));
-        assert!(e.contains("unknown variant `close`, expected `bar_close` or `next_open`"), "{e}");
+        assert!(
+            e.contains("unknown variant `close`, expected `bar_close` or `next_open`"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("quantity: 10", "quantity: 10.5"));
         assert!(e.contains("strategy.params.quantity: 10.5 has 1 decimal places; the instrument's size_precision is 0"), "{e}");
     }

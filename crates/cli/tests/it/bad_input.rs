@@ -22,11 +22,20 @@ fn rejected(body: &str, expect: &str) {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(dir.path(), "spec.yaml", body);
     let out = tradeloom(dir.path(), &["run", spec.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let err = stderr(&out);
     assert!(err.contains(expect), "expected `{expect}` in: {err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(runs_in(dir.path()).is_empty(), "no run folder for a rejected spec");
+    assert!(
+        runs_in(dir.path()).is_empty(),
+        "no run folder for a rejected spec"
+    );
 }
 
 fn goog() -> std::path::PathBuf {
@@ -38,7 +47,11 @@ fn missing_spec_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = tradeloom(dir.path(), &["run", "no/such/spec.yaml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no/such/spec.yaml: cannot read the spec"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no/such/spec.yaml: cannot read the spec"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -65,9 +78,14 @@ fn unknown_strategy_and_parameter() {
 
 #[test]
 fn negative_cash_and_bad_precision() {
-    let body = simple_spec(&goog(), "next_open").replace("initial_cash: 100000", "initial_cash: -100");
-    rejected(&body, "spec.yaml:7: account.initial_cash: -100 must be positive");
-    let body = simple_spec(&goog(), "next_open").replace("price_precision: 2", "price_precision: 42");
+    let body =
+        simple_spec(&goog(), "next_open").replace("initial_cash: 100000", "initial_cash: -100");
+    rejected(
+        &body,
+        "spec.yaml:7: account.initial_cash: -100 must be positive",
+    );
+    let body =
+        simple_spec(&goog(), "next_open").replace("price_precision: 2", "price_precision: 42");
     rejected(&body, "price_precision 42 is above the maximum 9");
 }
 
@@ -91,7 +109,12 @@ fn bars(n: usize) -> String {
     let mut s = String::from("timestamp,open,high,low,close,volume\n");
     for i in 0..n {
         let p = 100 + (i % 7);
-        s.push_str(&format!("2024-01-{:02},{p},{},{},{p},1000\n", i + 1, p + 1, p - 1));
+        s.push_str(&format!(
+            "2024-01-{:02},{p},{},{},{p},1000\n",
+            i + 1,
+            p + 1,
+            p - 1
+        ));
     }
     s
 }
@@ -123,8 +146,16 @@ fn validate_reports_the_same_errors_without_running() {
     let good = repo().join("examples/specs/goog_sma_cross.yaml");
     let out = tradeloom(dir.path(), &["spec", "validate", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let spec = write_spec(dir.path(), "s.yaml", &(simple_spec(&goog(), "next_open") + "oops: 1\n"));
+    let spec = write_spec(
+        dir.path(),
+        "s.yaml",
+        &(simple_spec(&goog(), "next_open") + "oops: 1\n"),
+    );
     let out = tradeloom(dir.path(), &["spec", "validate", spec.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("s.yaml:8:1: unknown field `oops`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s.yaml:8:1: unknown field `oops`"),
+        "{}",
+        stderr(&out)
+    );
 }

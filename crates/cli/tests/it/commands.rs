@@ -18,11 +18,30 @@ fn synth_is_deterministic_and_inspectable() {
     let a = dir.path().join("a.csv");
     let b = dir.path().join("b.csv");
     for out in [&a, &b] {
-        let o = tradeloom(dir.path(), &["data", "synth", "--symbol", "SYN", "--bars", "500", "--timeframe", "1m", "--seed", "9", "--out", out.to_str().unwrap()]);
+        let o = tradeloom(
+            dir.path(),
+            &[
+                "data",
+                "synth",
+                "--symbol",
+                "SYN",
+                "--bars",
+                "500",
+                "--timeframe",
+                "1m",
+                "--seed",
+                "9",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-    let out = tradeloom(dir.path(), &["data", "inspect", a.to_str().unwrap(), "--json"]);
+    let out = tradeloom(
+        dir.path(),
+        &["data", "inspect", a.to_str().unwrap(), "--json"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["rows"], 500);

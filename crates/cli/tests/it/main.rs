@@ -1,4 +1,5 @@
 //! End-to-end tests of the `tradeloom` binary, one test binary.
+#![allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 
 mod bad_input;
 mod commands;
@@ -40,7 +41,12 @@ pub fn stderr(o: &Output) -> String {
 /// Runs a spec with `--json` and returns the parsed last line and the run folder.
 pub fn run_json(data_dir: &Path, spec: &Path) -> (serde_json::Value, PathBuf) {
     let out = tradeloom(data_dir, &["run", spec.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "run failed: {}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "run failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
     let last = text.lines().last().expect("a line of output");
     let value: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");

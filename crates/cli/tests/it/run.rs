@@ -32,32 +32,68 @@ fn run_writes_a_complete_hashed_folder() {
     assert_eq!(meta["run_id"], json["run_id"]);
     assert_eq!(meta["spec"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(meta["data"][0]["sha256"].as_str().unwrap().len(), 64);
-    for file in ARTIFACTS.iter().filter(|f| !["metadata.json", "run_spec.yaml"].contains(f)) {
-        assert_eq!(meta["artifacts"][file]["sha256"].as_str().map(str::len), Some(64), "{file}");
+    for file in ARTIFACTS
+        .iter()
+        .filter(|f| !["metadata.json", "run_spec.yaml"].contains(f))
+    {
+        assert_eq!(
+            meta["artifacts"][file]["sha256"].as_str().map(str::len),
+            Some(64),
+            "{file}"
+        );
     }
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["event"], "run_started");
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines.last().unwrap()["event"], "run_finished");
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["seq"], i as u64 + 1);
-        assert!(line["ts"].as_str().unwrap().ends_with('Z'), "event time on every line");
+        assert!(
+            line["ts"].as_str().unwrap().ends_with('Z'),
+            "event time on every line"
+        );
     }
-    for kind in ["order_submitted", "order_accepted", "order_filled", "position_changed"] {
-        assert!(lines.iter().any(|l| l["event"] == kind), "{kind} missing from the journal");
+    for kind in [
+        "order_submitted",
+        "order_accepted",
+        "order_filled",
+        "position_changed",
+    ] {
+        assert!(
+            lines.iter().any(|l| l["event"] == kind),
+            "{kind} missing from the journal"
+        );
     }
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
     for key in [
-        "total_return_pct", "cagr_pct", "annual_volatility_pct", "sharpe", "sortino",
-        "max_drawdown_pct", "max_drawdown_duration_days", "calmar", "trades", "win_rate_pct",
-        "profit_factor", "avg_trade", "exposure_pct", "fees", "turnover",
+        "total_return_pct",
+        "cagr_pct",
+        "annual_volatility_pct",
+        "sharpe",
+        "sortino",
+        "max_drawdown_pct",
+        "max_drawdown_duration_days",
+        "calmar",
+        "trades",
+        "win_rate_pct",
+        "profit_factor",
+        "avg_trade",
+        "exposure_pct",
+        "fees",
+        "turnover",
     ] {
         assert!(metrics.get(key).is_some(), "metrics.json lacks {key}");
     }
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(report.contains("112583.70"), "report shows the final equity");
+    assert!(
+        report.contains("112583.70"),
+        "report shows the final equity"
+    );
     assert!(report.contains("![Equity and drawdown](equity.svg)"));
     let svg = std::fs::read_to_string(dir.join("equity.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
@@ -70,7 +106,16 @@ fn same_spec_and_data_give_byte_identical_journal_and_metrics() {
     let (a, dir_a) = run_json(data.path(), &spec);
     let (b, dir_b) = run_json(data.path(), &spec);
     assert_ne!(a["run_id"], b["run_id"]);
-    for file in ["journal.jsonl", "metrics.json", "orders.csv", "fills.csv", "trades.csv", "equity.csv", "run_spec.yaml", "equity.svg"] {
+    for file in [
+        "journal.jsonl",
+        "metrics.json",
+        "orders.csv",
+        "fills.csv",
+        "trades.csv",
+        "equity.csv",
+        "run_spec.yaml",
+        "equity.svg",
+    ] {
         let x = std::fs::read(dir_a.join(file)).unwrap();
         let y = std::fs::read(dir_b.join(file)).unwrap();
         assert!(x == y, "{file} differs between two runs of the same spec");
@@ -92,7 +137,11 @@ fn verify_passes_then_catches_tampering() {
     std::fs::write(&journal, text.replacen("\"price\":\"", "\"price\":\"1", 1)).unwrap();
     let bad = tradeloom(data.path(), &["verify", &id[..13]]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(stdout(&bad).contains("MISMATCH  journal.jsonl"), "{}", stdout(&bad));
+    assert!(
+        stdout(&bad).contains("MISMATCH  journal.jsonl"),
+        "{}",
+        stdout(&bad)
+    );
 }
 
 #[test]
@@ -123,7 +172,11 @@ fn runs_list_and_show() {
     assert!(stdout(&show).contains("completed"), "{}", stdout(&show));
     let missing = tradeloom(data.path(), &["runs", "show", "nope"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(stderr(&missing).contains("no run `nope`"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no run `nope`"),
+        "{}",
+        stderr(&missing)
+    );
     // Cash account: a fee is charged on the buy, so cash is below initial − notional.
     assert_eq!(json["metrics"]["fills"], 1);
     assert_ne!(json["metrics"]["fees"], "0.00");
