@@ -105,14 +105,67 @@ pub fn parse_decimal_i128(text: &[u8], scale: u8) -> Result<Parsed<i128>, Decima
     })
 }
 
-/// Parses a plain decimal into an `i64` raw value at 10^-9.
+/// Parses a plain decimal into an `i64` raw value at 10^-9. A `u64` fast path handles the
+/// common case (at most 18 digits); anything else goes through the general parser, so errors are
+/// the same.
+#[inline]
 pub fn parse_decimal(text: &[u8]) -> Result<Parsed<i64>, DecimalError> {
+    if let Some(parsed) = parse_decimal_fast(text) {
+        return Ok(parsed);
+    }
     let parsed = parse_decimal_i128(text, FIXED_PRECISION)?;
     let raw = i64::try_from(parsed.raw)
         .map_err(|_| DecimalError::OutOfRange(String::from_utf8_lossy(text).into_owned()))?;
     Ok(Parsed {
         raw,
         decimals: parsed.decimals,
+    })
+}
+
+#[inline]
+fn parse_decimal_fast(text: &[u8]) -> Option<Parsed<i64>> {
+    let (negative, digits) = match text.first()? {
+        b'-' => (true, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut int_part: u64 = 0;
+    let mut frac: u64 = 0;
+    let mut frac_digits: u32 = 0;
+    let mut significant: u8 = 0;
+    let mut seen_dot = false;
+    let mut seen_digit = false;
+    for &c in digits {
+        if c.is_ascii_digit() {
+            seen_digit = true;
+            let d = u64::from(c - b'0');
+            if seen_dot {
+                if frac_digits == u32::from(FIXED_PRECISION) {
+                    return None;
+                }
+                frac = frac * 10 + d;
+                frac_digits += 1;
+                if d != 0 {
+                    significant = frac_digits as u8;
+                }
+            } else {
+                int_part = int_part * 10 + d;
+            }
+        } else if c == b'.' && !seen_dot {
+            seen_dot = true;
+        } else {
+            return None;
+        }
+    }
+    if !seen_digit || int_part > 9_000_000_000 {
+        return None;
+    }
+    let raw = (int_part * 1_000_000_000 + frac * 10u64.pow(9 - frac_digits)) as i64;
+    Some(Parsed {
+        raw: if negative { -raw } else { raw },
+        decimals: significant,
     })
 }
 
@@ -151,21 +204,34 @@ pub fn format_raw(raw: i128, scale: u8, min_decimals: u8) -> String {
     }
 }
 
-/// Appends the same text as [`format_raw`] to `out`, without allocating.
+/// Appends the same text as [`format_raw`] to `out`, without allocating. One `u128` division
+/// at most; everything else runs on `u64` (this is on the per-row path of every artifact).
 pub fn write_raw(out: &mut Vec<u8>, raw: i128, scale: u8, min_decimals: u8) {
-    let pow = 10u128.pow(u32::from(scale));
     let abs = raw.unsigned_abs();
-    let int_part = abs / pow;
-    let mut frac = abs % pow;
+    let (int_part, mut frac) = if scale == 0 {
+        (abs, 0u64)
+    } else {
+        let pow = 10u128.pow(u32::from(scale));
+        let q = abs / pow;
+        // Invariant: the remainder is below 10^scale ≤ 10^18 < 2^64.
+        (q, (abs - q * pow) as u64)
+    };
     let mut decimals = scale;
-    while decimals > min_decimals && frac.is_multiple_of(10) {
+    while decimals >= min_decimals + 8 && frac % 100_000_000 == 0 {
+        frac /= 100_000_000;
+        decimals -= 8;
+    }
+    while decimals > min_decimals && frac % 10 == 0 {
         frac /= 10;
         decimals -= 1;
     }
     if raw < 0 {
         out.push(b'-');
     }
-    write_u128(out, int_part);
+    match u64::try_from(int_part) {
+        Ok(v) => write_u64(out, v),
+        Err(_) => write_u128(out, int_part),
+    }
     if decimals > 0 {
         out.push(b'.');
         let start = out.len();
@@ -177,6 +243,21 @@ pub fn write_raw(out: &mut Vec<u8>, raw: i128, scale: u8, min_decimals: u8) {
             frac /= 10;
         }
     }
+}
+
+/// Appends the decimal digits of `value`.
+pub fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Appends the decimal digits of `value`.
@@ -234,6 +315,16 @@ mod tests {
         assert_eq!(parse_decimal(b"100").unwrap().decimals, 0);
         assert_eq!(parse_decimal(b"1.2300").unwrap().decimals, 2);
         assert_eq!(parse_decimal(b" 7 ").unwrap().raw, 7 * FIXED_SCALAR);
+    }
+
+    #[test]
+    fn fast_and_general_parsers_agree() {
+        for text in ["0", "104.06", "-0.5", "9000000000.123456789", "1.230", ".5", "5.", "+3", "12345678901"] {
+            let general = parse_decimal_i128(text.as_bytes(), FIXED_PRECISION)
+                .ok()
+                .and_then(|p| i64::try_from(p.raw).ok().map(|raw| Parsed { raw, decimals: p.decimals }));
+            assert_eq!(parse_decimal(text.as_bytes()).ok(), general, "{text}");
+        }
     }
 
     #[test]
