@@ -204,9 +204,95 @@ pub fn format_raw(raw: i128, scale: u8, min_decimals: u8) -> String {
     }
 }
 
+/// Where formatted bytes go: a `Vec<u8>` or a [`StackBuf`].
+pub trait ByteSink {
+    fn push(&mut self, byte: u8);
+    fn extend(&mut self, bytes: &[u8]);
+    fn zeros(&mut self, n: usize) -> &mut [u8];
+}
+
+impl ByteSink for Vec<u8> {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+    #[inline]
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn zeros(&mut self, n: usize) -> &mut [u8] {
+        let start = self.len();
+        self.resize(start + n, b'0');
+        &mut self[start..]
+    }
+}
+
+/// A fixed 64-byte buffer for formatting one number without allocating (`Display` impls).
+/// Longer output is truncated, which no value of these types reaches (at most 41 digits, a
+/// sign and a point).
+#[derive(Clone, Copy)]
+pub struct StackBuf {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl StackBuf {
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Invariant: only ASCII digits, '-' and '.' are written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl Default for StackBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ByteSink for StackBuf {
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        if self.len < self.buf.len() {
+            self.buf[self.len] = byte;
+            self.len += 1;
+        }
+    }
+    #[inline]
+    fn extend(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.push(b);
+        }
+    }
+    #[inline]
+    fn zeros(&mut self, n: usize) -> &mut [u8] {
+        let start = self.len;
+        let end = (start + n).min(self.buf.len());
+        self.buf[start..end].fill(b'0');
+        self.len = end;
+        &mut self.buf[start..end]
+    }
+}
+
+/// Formats a raw value like [`format_raw`] into a [`StackBuf`].
+#[inline]
+pub fn stack_format(raw: i128, scale: u8, min_decimals: u8) -> StackBuf {
+    let mut buf = StackBuf::new();
+    write_raw(&mut buf, raw, scale, min_decimals);
+    buf
+}
+
 /// Appends the same text as [`format_raw`] to `out`, without allocating. One `u128` division
 /// at most; everything else runs on `u64` (this is on the per-row path of every artifact).
-pub fn write_raw(out: &mut Vec<u8>, raw: i128, scale: u8, min_decimals: u8) {
+#[inline]
+pub fn write_raw<B: ByteSink>(out: &mut B, raw: i128, scale: u8, min_decimals: u8) {
     let abs = raw.unsigned_abs();
     let (int_part, mut frac) = if scale == 0 {
         (abs, 0u64)
@@ -234,19 +320,18 @@ pub fn write_raw(out: &mut Vec<u8>, raw: i128, scale: u8, min_decimals: u8) {
     }
     if decimals > 0 {
         out.push(b'.');
-        let start = out.len();
-        out.resize(start + usize::from(decimals), b'0');
-        let mut i = out.len();
-        while frac > 0 {
+        let digits = out.zeros(usize::from(decimals));
+        let mut i = digits.len();
+        while frac > 0 && i > 0 {
             i -= 1;
-            out[i] = b'0' + (frac % 10) as u8;
+            digits[i] = b'0' + (frac % 10) as u8;
             frac /= 10;
         }
     }
 }
 
 /// Appends the decimal digits of `value`.
-pub fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+pub fn write_u64<B: ByteSink>(out: &mut B, mut value: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -257,11 +342,11 @@ pub fn write_u64(out: &mut Vec<u8>, mut value: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    out.extend(&buf[i..]);
 }
 
 /// Appends the decimal digits of `value`.
-pub fn write_u128(out: &mut Vec<u8>, mut value: u128) {
+pub fn write_u128<B: ByteSink>(out: &mut B, mut value: u128) {
     let mut buf = [0u8; 40];
     let mut i = buf.len();
     loop {
@@ -272,7 +357,7 @@ pub fn write_u128(out: &mut Vec<u8>, mut value: u128) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    out.extend(&buf[i..]);
 }
 
 /// Rounds a raw value at `10^-scale` to `decimals` places, half away from zero.

@@ -119,11 +119,7 @@ impl Ord for Price {
 
 impl fmt::Display for Price {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&fixed::format_raw(
-            i128::from(self.raw),
-            FIXED_PRECISION,
-            self.precision,
-        ))
+        f.write_str(fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str())
     }
 }
 

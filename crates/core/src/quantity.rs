@@ -135,11 +135,7 @@ impl Ord for Quantity {
 
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&fixed::format_raw(
-            i128::from(self.raw),
-            FIXED_PRECISION,
-            self.precision,
-        ))
+        f.write_str(fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str())
     }
 }
 
@@ -159,11 +155,7 @@ pub struct SignedQuantity {
 
 impl fmt::Display for SignedQuantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&fixed::format_raw(
-            i128::from(self.raw),
-            FIXED_PRECISION,
-            self.precision,
-        ))
+        f.write_str(fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str())
     }
 }
 

@@ -155,6 +155,44 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts: UnixNanos) {
     out.push(b'Z');
 }
 
+/// Writes RFC 3339 timestamps like [`write_rfc3339`], reusing the date of the previous call
+/// when the day is the same (the common case for intraday bars).
+#[derive(Clone, Debug, Default)]
+pub struct Rfc3339Writer {
+    day: Option<i64>,
+    prefix: Vec<u8>,
+}
+
+impl Rfc3339Writer {
+    #[inline]
+    pub fn write(&mut self, out: &mut Vec<u8>, ts: UnixNanos) {
+        let day = ts.day_index();
+        if self.day != Some(day) {
+            self.prefix.clear();
+            write_rfc3339(&mut self.prefix, UnixNanos(day * NANOS_PER_DAY));
+            // Keep `YYYY-MM-DDT`; drop `00:00:00Z`.
+            self.prefix.truncate(self.prefix.len() - 9);
+            self.day = Some(day);
+        }
+        out.extend_from_slice(&self.prefix);
+        let in_day = ts.0.rem_euclid(NANOS_PER_DAY);
+        let secs = (in_day / NANOS_PER_SECOND) as u32;
+        let nanos = (in_day % NANOS_PER_SECOND) as u32;
+        push2(out, secs / 3600);
+        out.push(b':');
+        push2(out, (secs / 60) % 60);
+        out.push(b':');
+        push2(out, secs % 60);
+        if nanos != 0 {
+            // Rare: the general writer handles fractions.
+            out.truncate(out.len() - self.prefix.len() - 8);
+            write_rfc3339(out, ts);
+            return;
+        }
+        out.push(b'Z');
+    }
+}
+
 pub fn is_leap_year(year: i32) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
@@ -223,6 +261,16 @@ mod tests {
             let mut out = Vec::new();
             write_rfc3339(&mut out, UnixNanos(t));
             assert_eq!(String::from_utf8(out).unwrap(), UnixNanos(t).to_string());
+        }
+    }
+
+    #[test]
+    fn cached_writer_matches_display() {
+        let mut w = Rfc3339Writer::default();
+        for t in [0i64, 60_000_000_000, 86_399_000_000_000, 86_400_000_000_000, 1_500_000_000_123_000_000, -1] {
+            let mut out = b"x,".to_vec();
+            w.write(&mut out, UnixNanos(t));
+            assert_eq!(String::from_utf8(out).unwrap(), format!("x,{}", UnixNanos(t)));
         }
     }
 

@@ -6,7 +6,9 @@
 //! `timestamp,open,high,low,close[,volume]`. Quoted fields are supported.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 use tradeloom_core::fixed::{DecimalError, parse_decimal};
@@ -139,10 +141,26 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
+/// A file whose bytes are hashed as they are read, so a run reads its data once.
+pub(crate) struct HashingFile {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Read for HashingFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// Streams validated bars from a CSV file.
 pub struct CsvBars {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<HashingFile>,
     line: Vec<u8>,
     line_no: u64,
     columns: Columns,
@@ -167,7 +185,14 @@ impl CsvBars {
             source,
         })?;
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut reader = BufReader::with_capacity(
+            1 << 20,
+            HashingFile {
+                file,
+                hasher: Sha256::new(),
+                bytes: 0,
+            },
+        );
         let mut first = Vec::new();
         let mut line_no = 0u64;
         let mut read = 0u64;
@@ -266,6 +291,13 @@ impl CsvBars {
 
     pub fn progress(&self) -> (u64, u64) {
         (self.read, self.total)
+    }
+
+    /// sha256 (hex) and size of the file, once it has been read to the end.
+    pub fn content_sha256(&self) -> Option<(String, u64)> {
+        let inner = self.reader.get_ref();
+        (self.done && self.read == inner.bytes)
+            .then(|| (hex::encode(inner.hasher.clone().finalize()), inner.bytes))
     }
 
     pub fn columns(&self) -> Vec<String> {

@@ -49,6 +49,16 @@ impl BarReader {
         }
     }
 
+    /// sha256 (hex) and size of the file's bytes, when the reader hashed them while reading
+    /// and has reached the end (CSV); `None` otherwise (hash the file separately).
+    pub fn content_sha256(&self) -> Option<(String, u64)> {
+        match &self.inner {
+            Inner::Csv(r) => r.content_sha256(),
+            #[cfg(feature = "columnar")]
+            Inner::Columnar(_) => None,
+        }
+    }
+
     /// The file format being read.
     pub fn format(&self) -> DataFormat {
         match &self.inner {

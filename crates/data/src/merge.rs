@@ -35,6 +35,11 @@ impl MergedBars {
         })
     }
 
+    /// The input readers, in order (e.g. to collect their content hashes at the end).
+    pub fn into_readers(self) -> Vec<BarReader> {
+        self.readers
+    }
+
     fn fill(&mut self, i: usize) -> Result<(), DataError> {
         self.heads[i] = self.readers[i].next().transpose()?;
         Ok(())

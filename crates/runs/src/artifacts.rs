@@ -10,7 +10,7 @@
 use std::io::{self, Write};
 
 use tradeloom_core::fixed::{MONEY_PRECISION, write_raw};
-use tradeloom_core::time::write_rfc3339;
+use tradeloom_core::time::{Rfc3339Writer, write_rfc3339};
 use tradeloom_core::{Event, Fill, Money, OrderSide, Price, Quantity, Symbol, UnixNanos};
 use tradeloom_engine::sink::OrderRecord;
 use tradeloom_engine::{EquityPoint, Sink, Trade};
@@ -55,6 +55,9 @@ pub struct RunSink {
     trades: ArtifactWriter,
     equity: ArtifactWriter,
     row: Vec<u8>,
+    ts_writer: Rfc3339Writer,
+    /// The last cash value written to equity.csv and its text (cash changes only on fills).
+    cash_cache: (i128, Vec<u8>),
     error: Option<io::Error>,
     pub sampler: EquitySampler,
     pub trade_rows: TradeRows,
@@ -91,6 +94,8 @@ impl RunSink {
             trades,
             equity,
             row: Vec::with_capacity(256),
+            ts_writer: Rfc3339Writer::default(),
+            cash_cache: (i128::MIN, Vec::new()),
             error: None,
             sampler: EquitySampler::default(),
             trade_rows: TradeRows::default(),
@@ -263,24 +268,24 @@ impl Sink for RunSink {
     fn on_equity(&mut self, point: &EquityPoint) {
         let row = &mut self.row;
         row.clear();
-        write_rfc3339(row, point.ts);
+        self.ts_writer.write(row, point.ts);
         row.push(b',');
-        money(row, point.cash);
+        if self.cash_cache.0 != point.cash.raw() {
+            self.cash_cache.0 = point.cash.raw();
+            self.cash_cache.1.clear();
+            money(&mut self.cash_cache.1, point.cash);
+        }
+        row.extend_from_slice(&self.cash_cache.1);
         row.push(b',');
-        let start = row.len();
         money(row, point.equity);
-        let end = row.len();
         row.push(b',');
         row.extend_from_slice(ryu::Buffer::new().format(point.drawdown_pct).as_bytes());
         row.push(b',');
         money(row, point.gross_exposure);
         row.push(b'\n');
-        // The chart samples the value as written, so a re-render from equity.csv is identical.
-        let equity = std::str::from_utf8(&row[start..end])
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        self.sampler.push(point.ts, equity, point.drawdown_pct);
+        // The chart samples `Money::as_f64` of the exact value; a re-render parses the same
+        // value back from equity.csv and converts it the same way, so both give the same bytes.
+        self.sampler.push(point.ts, point.equity.as_f64(), point.drawdown_pct);
         let r = self.equity.write_all(&self.row);
         self.keep(r);
     }

@@ -450,7 +450,11 @@ pub fn sample_equity_csv(path: &Path) -> Result<EquitySampler, RunError> {
         let mut f = line.split(',');
         let ts = f.next().and_then(parse_written_ts).ok_or_else(corrupt)?;
         let _cash = f.next();
-        let equity: f64 = f.next().and_then(|s| s.parse().ok()).ok_or_else(corrupt)?;
+        let equity = f
+            .next()
+            .and_then(|s| tradeloom_core::fixed::parse_decimal_i128(s.as_bytes(), 18).ok())
+            .map(|p| tradeloom_core::Money::from_raw(p.raw, tradeloom_core::Currency::USD).as_f64())
+            .ok_or_else(corrupt)?;
         let dd: f64 = f.next().and_then(|s| s.parse().ok()).ok_or_else(corrupt)?;
         sampler.push(ts, equity, dd);
     }

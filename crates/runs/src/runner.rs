@@ -182,12 +182,18 @@ pub fn execute_resolved(
         return Err(fail(&mut meta, &folder, e));
     }
 
-    // Data files are hashed on another core while the engine runs.
-    let data_paths: Vec<PathBuf> = spec.data.iter().map(|d| d.path.clone()).collect();
+    // CSV files are hashed by their readers as they stream; other formats on a second thread.
+    let columnar: Vec<(usize, PathBuf)> = readers
+        .iter()
+        .zip(&spec.data)
+        .enumerate()
+        .filter(|(_, (r, _))| r.format() != tradeloom_data::DataFormat::Csv)
+        .map(|(i, (_, d))| (i, d.path.clone()))
+        .collect();
     let hasher = std::thread::spawn(move || {
-        data_paths
-            .iter()
-            .map(|p| sha256_file(p).map_err(|e| RunError::io(p, e)))
+        columnar
+            .into_iter()
+            .map(|(i, p)| sha256_file(&p).map(|h| (i, h)).map_err(|e| RunError::io(&p, e)))
             .collect::<Result<Vec<_>, _>>()
     });
 
@@ -197,14 +203,14 @@ pub fn execute_resolved(
         Err(e) => return Err(fail(&mut meta, &folder, e)),
     };
     let result = drive(engine, MergedBars::new(readers), &mut sink, &mut options);
-    let data_hashes = hasher.join().unwrap_or_else(|_| {
+    let columnar_hashes = hasher.join().unwrap_or_else(|_| {
         Err(RunError::Corrupt {
             path: PathBuf::new(),
             message: "the data hashing thread panicked".to_string(),
         })
     });
-    let summary = match result {
-        Ok(summary) => summary,
+    let (summary, streamed_hashes) = match result {
+        Ok(x) => x,
         Err(e) => {
             sink.journal_extra(&serde_json::json!({"event": "run_failed", "error": e.to_string()}));
             if let Ok(files) = sink.finish() {
@@ -213,6 +219,21 @@ pub fn execute_resolved(
             return Err(fail(&mut meta, &folder, e));
         }
     };
+    let data_hashes = columnar_hashes.and_then(|columnar| {
+        let mut hashes = streamed_hashes;
+        hashes.resize(spec.data.len(), None);
+        for (i, h) in columnar {
+            hashes[i] = Some(h);
+        }
+        hashes
+            .into_iter()
+            .zip(&spec.data)
+            .map(|(h, d)| match h {
+                Some(h) => Ok(h),
+                None => sha256_file(&d.path).map_err(|e| RunError::io(&d.path, e)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
     match data_hashes {
         Ok(hashes) => {
             for (info, (sha, bytes)) in meta.data.iter_mut().zip(hashes) {
@@ -276,29 +297,99 @@ fn open_sink(folder: &RunFolder) -> Result<RunSink, RunError> {
     .map_err(|e| RunError::io(&folder.dir, e))
 }
 
+/// Bars handed from the reader thread to the engine at a time.
+const CHUNK: usize = 4096;
+
+/// Content hashes computed by the readers while streaming, per data source.
+type StreamedHashes = Vec<Option<(String, u64)>>;
+
+/// Runs the engine over the bars. A reader thread parses and validates the files while this
+/// thread runs the engine and writes the artifacts; chunks of bars are recycled, so the steady
+/// state allocates nothing. Returns the summary and the content hashes the readers computed.
 fn drive(
     mut engine: Engine,
     bars: MergedBars,
     sink: &mut RunSink,
     options: &mut RunOptions<'_>,
-) -> Result<Summary, RunError> {
-    let mut count: u64 = 0;
-    let mut bars = bars;
-    while let Some(bar) = bars.next() {
-        let bar = bar?;
-        engine.on_bar(&bar, sink)?;
-        count += 1;
-        if count.is_multiple_of(PROGRESS_EVERY)
-            && let Some(report) = options.progress.as_mut()
-        {
-            let (done, total) = bars.progress();
-            report(Progress {
-                bars: count,
-                done,
-                total,
-            });
+) -> Result<(Summary, StreamedHashes), RunError> {
+    type Chunk = (Vec<tradeloom_core::Bar>, (u64, u64));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<tradeloom_core::Bar>>();
+    let producer = std::thread::spawn(move || -> Result<StreamedHashes, RunError> {
+        let mut bars = bars;
+        loop {
+            let mut chunk = recycle_rx
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            chunk.clear();
+            let mut error = None;
+            while chunk.len() < CHUNK {
+                match bars.next() {
+                    Some(Ok(bar)) => chunk.push(bar),
+                    Some(Err(e)) => {
+                        error = Some(e);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let last = chunk.len() < CHUNK || error.is_some();
+            if !chunk.is_empty() && tx.send((chunk, bars.progress())).is_err() {
+                // The engine stopped; the consumer reports its error.
+                return Ok(Vec::new());
+            }
+            if let Some(e) = error {
+                return Err(e.into());
+            }
+            if last {
+                return Ok(bars
+                    .into_readers()
+                    .iter()
+                    .map(|r| r.content_sha256())
+                    .collect());
+            }
         }
+    });
+    let mut count: u64 = 0;
+    let mut next_report = PROGRESS_EVERY;
+    let mut engine_error = None;
+    let mut last_progress = (0, 0);
+    for (chunk, progress) in rx.iter() {
+        for bar in &chunk {
+            if let Err(e) = engine.on_bar(bar, sink) {
+                engine_error = Some(e);
+                break;
+            }
+        }
+        if engine_error.is_some() {
+            break;
+        }
+        count += chunk.len() as u64;
+        last_progress = progress;
+        if count >= next_report {
+            next_report = count + PROGRESS_EVERY;
+            if let Some(report) = options.progress.as_mut() {
+                report(Progress {
+                    bars: count,
+                    done: progress.0,
+                    total: progress.1,
+                });
+            }
+        }
+        // The reader may have finished already; then the chunk is simply dropped.
+        let _ = recycle_tx.send(chunk);
     }
+    drop(rx);
+    let produced = producer.join().unwrap_or_else(|_| {
+        Err(RunError::Corrupt {
+            path: PathBuf::new(),
+            message: "the data reader thread panicked".to_string(),
+        })
+    });
+    if let Some(e) = engine_error {
+        return Err(e.into());
+    }
+    let hashes = produced?;
     if count == 0 {
         return Err(RunError::Spec {
             place: "data".to_string(),
@@ -306,14 +397,13 @@ fn drive(
         });
     }
     if let Some(report) = options.progress.as_mut() {
-        let (done, total) = bars.progress();
         report(Progress {
             bars: count,
-            done,
-            total,
+            done: last_progress.0,
+            total: last_progress.1,
         });
     }
-    Ok(engine.finish(sink)?)
+    Ok((engine.finish(sink)?, hashes))
 }
 
 /// Flushes and hashes the sink's files.
