@@ -404,10 +404,25 @@ mod tests {
 
     #[test]
     fn fast_and_general_parsers_agree() {
-        for text in ["0", "104.06", "-0.5", "9000000000.123456789", "1.230", ".5", "5.", "+3", "12345678901"] {
+        for text in [
+            "0",
+            "104.06",
+            "-0.5",
+            "9000000000.123456789",
+            "1.230",
+            ".5",
+            "5.",
+            "+3",
+            "12345678901",
+        ] {
             let general = parse_decimal_i128(text.as_bytes(), FIXED_PRECISION)
                 .ok()
-                .and_then(|p| i64::try_from(p.raw).ok().map(|raw| Parsed { raw, decimals: p.decimals }));
+                .and_then(|p| {
+                    i64::try_from(p.raw).ok().map(|raw| Parsed {
+                        raw,
+                        decimals: p.decimals,
+                    })
+                });
             assert_eq!(parse_decimal(text.as_bytes()).ok(), general, "{text}");
         }
     }

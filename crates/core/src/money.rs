@@ -107,7 +107,9 @@ impl Money {
 impl fmt::Display for Money {
     /// The exact amount with at least the currency's decimals, without the code: `112377.30`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(fixed::stack_format(self.raw, MONEY_PRECISION, self.currency.precision()).as_str())
+        f.write_str(
+            fixed::stack_format(self.raw, MONEY_PRECISION, self.currency.precision()).as_str(),
+        )
     }
 }
 

@@ -119,7 +119,9 @@ impl Ord for Price {
 
 impl fmt::Display for Price {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str())
+        f.write_str(
+            fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str(),
+        )
     }
 }
 

@@ -135,7 +135,9 @@ impl Ord for Quantity {
 
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str())
+        f.write_str(
+            fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str(),
+        )
     }
 }
 
@@ -155,7 +157,9 @@ pub struct SignedQuantity {
 
 impl fmt::Display for SignedQuantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str())
+        f.write_str(
+            fixed::stack_format(i128::from(self.raw), FIXED_PRECISION, self.precision).as_str(),
+        )
     }
 }
 

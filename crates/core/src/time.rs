@@ -267,10 +267,20 @@ mod tests {
     #[test]
     fn cached_writer_matches_display() {
         let mut w = Rfc3339Writer::default();
-        for t in [0i64, 60_000_000_000, 86_399_000_000_000, 86_400_000_000_000, 1_500_000_000_123_000_000, -1] {
+        for t in [
+            0i64,
+            60_000_000_000,
+            86_399_000_000_000,
+            86_400_000_000_000,
+            1_500_000_000_123_000_000,
+            -1,
+        ] {
             let mut out = b"x,".to_vec();
             w.write(&mut out, UnixNanos(t));
-            assert_eq!(String::from_utf8(out).unwrap(), format!("x,{}", UnixNanos(t)));
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("x,{}", UnixNanos(t))
+            );
         }
     }
 

@@ -285,7 +285,8 @@ impl Sink for RunSink {
         row.push(b'\n');
         // The chart samples `Money::as_f64` of the exact value; a re-render parses the same
         // value back from equity.csv and converts it the same way, so both give the same bytes.
-        self.sampler.push(point.ts, point.equity.as_f64(), point.drawdown_pct);
+        self.sampler
+            .push(point.ts, point.equity.as_f64(), point.drawdown_pct);
         let r = self.equity.write_all(&self.row);
         self.keep(r);
     }

@@ -193,7 +193,11 @@ pub fn execute_resolved(
     let hasher = std::thread::spawn(move || {
         columnar
             .into_iter()
-            .map(|(i, p)| sha256_file(&p).map(|h| (i, h)).map_err(|e| RunError::io(&p, e)))
+            .map(|(i, p)| {
+                sha256_file(&p)
+                    .map(|h| (i, h))
+                    .map_err(|e| RunError::io(&p, e))
+            })
             .collect::<Result<Vec<_>, _>>()
     });
 
@@ -313,7 +317,8 @@ fn drive(
     options: &mut RunOptions<'_>,
 ) -> Result<(Summary, StreamedHashes), RunError> {
     type Chunk = (Vec<tradeloom_core::Bar>, (u64, u64));
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
+    // Deep enough to absorb a whole columnar record batch (65,536 rows) decoded in one go.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(32);
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<tradeloom_core::Bar>>();
     let producer = std::thread::spawn(move || -> Result<StreamedHashes, RunError> {
         let mut bars = bars;
