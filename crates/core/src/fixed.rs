@@ -345,19 +345,22 @@ pub fn write_u64<B: ByteSink>(out: &mut B, mut value: u64) {
     out.extend(&buf[i..]);
 }
 
-/// Appends the decimal digits of `value`.
-pub fn write_u128<B: ByteSink>(out: &mut B, mut value: u128) {
-    let mut buf = [0u8; 40];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
+/// Appends the decimal digits of `value` (as two `u64` halves of 19 digits when it is large).
+pub fn write_u128<B: ByteSink>(out: &mut B, value: u128) {
+    const TEN_19: u128 = 10_000_000_000_000_000_000;
+    if let Ok(v) = u64::try_from(value) {
+        return write_u64(out, v);
     }
-    out.extend(&buf[i..]);
+    write_u128(out, value / TEN_19);
+    // Invariant: the remainder is below 10^19 < 2^64.
+    let mut low = (value % TEN_19) as u64;
+    let digits = out.zeros(19);
+    let mut i = digits.len();
+    while low > 0 && i > 0 {
+        i -= 1;
+        digits[i] = b'0' + (low % 10) as u8;
+        low /= 10;
+    }
 }
 
 /// Rounds a raw value at `10^-scale` to `decimals` places, half away from zero.

@@ -124,15 +124,8 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts: UnixNanos) {
     push2(out, mo);
     out.push(b'-');
     push2(out, d);
-    let in_day = ts.0.rem_euclid(NANOS_PER_DAY);
-    let secs = (in_day / NANOS_PER_SECOND) as u32;
-    let nanos = (in_day % NANOS_PER_SECOND) as u32;
     out.push(b'T');
-    push2(out, secs / 3600);
-    out.push(b':');
-    push2(out, (secs / 60) % 60);
-    out.push(b':');
-    push2(out, secs % 60);
+    let nanos = write_hms(out, ts);
     if nanos != 0 {
         let (value, digits) = if nanos.is_multiple_of(1_000_000) {
             (nanos / 1_000_000, 3)
@@ -155,6 +148,18 @@ pub fn write_rfc3339(out: &mut Vec<u8>, ts: UnixNanos) {
     out.push(b'Z');
 }
 
+/// Appends `HH:MM:SS` of the UTC time of day; returns the nanoseconds within the second.
+fn write_hms(out: &mut Vec<u8>, ts: UnixNanos) -> u32 {
+    let in_day = ts.0.rem_euclid(NANOS_PER_DAY);
+    let secs = (in_day / NANOS_PER_SECOND) as u32;
+    push2(out, secs / 3600);
+    out.push(b':');
+    push2(out, (secs / 60) % 60);
+    out.push(b':');
+    push2(out, secs % 60);
+    (in_day % NANOS_PER_SECOND) as u32
+}
+
 /// Writes RFC 3339 timestamps like [`write_rfc3339`], reusing the date of the previous call
 /// when the day is the same (the common case for intraday bars).
 #[derive(Clone, Debug, Default)]
@@ -175,15 +180,7 @@ impl Rfc3339Writer {
             self.day = Some(day);
         }
         out.extend_from_slice(&self.prefix);
-        let in_day = ts.0.rem_euclid(NANOS_PER_DAY);
-        let secs = (in_day / NANOS_PER_SECOND) as u32;
-        let nanos = (in_day % NANOS_PER_SECOND) as u32;
-        push2(out, secs / 3600);
-        out.push(b':');
-        push2(out, (secs / 60) % 60);
-        out.push(b':');
-        push2(out, secs % 60);
-        if nanos != 0 {
+        if write_hms(out, ts) != 0 {
             // Rare: the general writer handles fractions.
             out.truncate(out.len() - self.prefix.len() - 8);
             write_rfc3339(out, ts);
