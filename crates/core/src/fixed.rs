@@ -184,24 +184,10 @@ fn trim_ascii(text: &[u8]) -> &[u8] {
 /// Formats a raw value at `10^-scale` with at least `min_decimals` decimal places and as many
 /// more as are needed to show it exactly.
 pub fn format_raw(raw: i128, scale: u8, min_decimals: u8) -> String {
-    let pow = 10u128.pow(u32::from(scale));
-    let abs = raw.unsigned_abs();
-    let int_part = abs / pow;
-    let mut frac = abs % pow;
-    let mut decimals = scale;
-    while decimals > min_decimals && frac.is_multiple_of(10) {
-        frac /= 10;
-        decimals -= 1;
-    }
-    let sign = if raw < 0 { "-" } else { "" };
-    if decimals == 0 {
-        format!("{sign}{int_part}")
-    } else {
-        format!(
-            "{sign}{int_part}.{frac:0width$}",
-            width = usize::from(decimals)
-        )
-    }
+    let mut out = Vec::with_capacity(48);
+    write_raw(&mut out, raw, scale, min_decimals);
+    // Invariant: write_raw emits ASCII digits, '-' and '.' only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Where formatted bytes go: a `Vec<u8>` or a [`StackBuf`].
@@ -465,18 +451,28 @@ mod tests {
     }
 
     #[test]
-    fn write_raw_matches_format_raw() {
-        for (raw, scale, min) in [
-            (104_060_000_000i128, 9u8, 2u8),
-            (-1_234_500_000, 9, 2),
-            (0, 9, 0),
-            (7, 18, 2),
-            (-5, 0, 0),
-            (120, 2, 2),
-        ] {
+    fn write_raw_writes_exact_decimals() {
+        let cases: [(i128, u8, u8, &str); 9] = [
+            (104_060_000_000, 9, 2, "104.06"),
+            (-1_234_500_000, 9, 2, "-1.2345"),
+            (0, 9, 0, "0"),
+            (7, 18, 2, "0.000000000000000007"),
+            (-5, 0, 0, "-5"),
+            (120, 2, 2, "1.20"),
+            (i128::MAX, 0, 0, "170141183460469231731687303715884105727"),
+            (
+                i128::MIN + 1,
+                18,
+                2,
+                "-170141183460469231731.687303715884105727",
+            ),
+            (10i128.pow(30) + 7, 0, 0, "1000000000000000000000000000007"),
+        ];
+        for (raw, scale, min, expect) in cases {
             let mut out = Vec::new();
             write_raw(&mut out, raw, scale, min);
-            assert_eq!(String::from_utf8(out).unwrap(), format_raw(raw, scale, min));
+            assert_eq!(String::from_utf8(out).unwrap(), expect);
+            assert_eq!(stack_format(raw, scale, min).as_str(), expect);
         }
     }
 

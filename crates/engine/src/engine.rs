@@ -11,8 +11,8 @@
 
 use tradeloom_core::fixed::mul_div;
 use tradeloom_core::{
-    Account, ArithmeticError, Bar, Bps, Event, Fill, Instrument, KillReason, Liquidity, Money,
-    Order, OrderError, OrderId, OrderStatus, OrderType, Position, Price, TimeInForce, UnixNanos,
+    Account, ArithmeticError, Bar, Event, Fill, Instrument, KillReason, Liquidity, Money, Order,
+    OrderError, OrderId, OrderStatus, OrderType, Position, Price, TimeInForce, UnixNanos,
 };
 
 use crate::analysis::{Analyzer, EquityPoint, Metrics};
@@ -186,16 +186,7 @@ impl Engine {
             self.match_working(bar, sink)?;
         }
         self.marks[i] = Some(bar.close);
-        let open_orders = self.open_orders(i);
-        let mut ctx = StrategyContext {
-            ts: bar.ts,
-            instrument: &self.instruments[i],
-            position: &self.positions[i],
-            open_orders,
-            commands: &mut self.commands,
-            next_order_id: &mut self.next_order_id,
-        };
-        self.strategies[i].on_bar(&mut ctx, bar);
+        self.with_strategy(i, bar.ts, |strategy, ctx| strategy.on_bar(ctx, bar));
         if !self.commands.is_empty() {
             self.process_commands(bar.ts, Some(bar), sink)?;
         }
@@ -208,16 +199,7 @@ impl Engine {
         if let Some(ts) = self.current_ts {
             self.close_timestamp(ts, sink)?;
             for i in 0..self.strategies.len() {
-                let open_orders = self.open_orders(i);
-                let mut ctx = StrategyContext {
-                    ts,
-                    instrument: &self.instruments[i],
-                    position: &self.positions[i],
-                    open_orders,
-                    commands: &mut self.commands,
-                    next_order_id: &mut self.next_order_id,
-                };
-                self.strategies[i].on_stop(&mut ctx);
+                self.with_strategy(i, ts, |strategy, ctx| strategy.on_stop(ctx));
             }
             self.process_commands(ts, None, sink)?;
             self.cancel_where(ts, "run_end", sink, |_| true)?;
@@ -265,6 +247,26 @@ impl Engine {
         })
     }
 
+    /// Calls strategy `i` with its context at `ts`.
+    #[inline]
+    fn with_strategy(
+        &mut self,
+        i: usize,
+        ts: UnixNanos,
+        call: impl FnOnce(&mut dyn Strategy, &mut StrategyContext<'_>),
+    ) {
+        let open_orders = self.open_orders(i);
+        let mut ctx = StrategyContext {
+            ts,
+            instrument: &self.instruments[i],
+            position: &self.positions[i],
+            open_orders,
+            commands: &mut self.commands,
+            next_order_id: &mut self.next_order_id,
+        };
+        call(self.strategies[i].as_mut(), &mut ctx);
+    }
+
     fn open_orders(&self, instrument: usize) -> usize {
         self.working
             .iter()
@@ -281,15 +283,7 @@ impl Engine {
             initial_cash: self.config.initial_cash,
         });
         for i in 0..self.strategies.len() {
-            let mut ctx = StrategyContext {
-                ts,
-                instrument: &self.instruments[i],
-                position: &self.positions[i],
-                open_orders: 0,
-                commands: &mut self.commands,
-                next_order_id: &mut self.next_order_id,
-            };
-            self.strategies[i].on_start(&mut ctx);
+            self.with_strategy(i, ts, |strategy, ctx| strategy.on_start(ctx));
         }
         self.process_commands(ts, None, sink)
     }
@@ -551,17 +545,6 @@ impl Engine {
         Ok(())
     }
 
-    fn fee_rate(&self, inst: &Instrument, liquidity: Liquidity) -> Bps {
-        if inst.maker_fee.is_zero() && inst.taker_fee.is_zero() {
-            self.config.fee
-        } else {
-            match liquidity {
-                Liquidity::Maker => inst.maker_fee,
-                Liquidity::Taker => inst.taker_fee,
-            }
-        }
-    }
-
     /// Fills the working order at `idx` (all of what remains, or for a reduce-only order what
     /// still reduces the position).
     fn fill<S: Sink>(
@@ -599,7 +582,7 @@ impl Engine {
         .with_precision(inst.price_precision);
         let currency = self.account.currency();
         let notional = Money::notional(price, quantity, currency)?;
-        let fee = self.fee_rate(inst, liquidity).of_money(notional);
+        let fee = risk::fee_rate(inst, liquidity, self.config.fee).of_money(notional);
         let symbol = inst.symbol;
         let (price_precision, size_precision) = (inst.price_precision, inst.size_precision);
         let w = &mut self.working[idx];
@@ -666,16 +649,7 @@ impl Engine {
             let id = self.working[idx].order.id;
             self.cancel_where(ts, "reduce_only", sink, |o| o.id == id)?;
         }
-        let open_orders = self.open_orders(i);
-        let mut ctx = StrategyContext {
-            ts,
-            instrument: &self.instruments[i],
-            position: &self.positions[i],
-            open_orders,
-            commands: &mut self.commands,
-            next_order_id: &mut self.next_order_id,
-        };
-        self.strategies[i].on_fill(&mut ctx, &fill);
+        self.with_strategy(i, ts, |strategy, ctx| strategy.on_fill(ctx, &fill));
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 //! Pre-trade risk: every order passes these checks before it reaches the venue. A failed check
 //! rejects the order with a stable code and a reason that names the limit and the values.
 
-use tradeloom_core::{AccountKind, Bps, Instrument, Money, Order, OrderSide, Position, Price};
+use tradeloom_core::{
+    AccountKind, Bps, Instrument, Liquidity, Money, Order, OrderSide, Position, Price,
+};
 
 use crate::config::RiskLimits;
 
@@ -126,7 +128,7 @@ pub(crate) fn check(
             }
             OrderSide::Buy => {
                 if let Some(n) = notional {
-                    let fee = instrument_fee(instrument, view.fee).of_money(n);
+                    let fee = fee_rate(instrument, Liquidity::Taker, view.fee).of_money(n);
                     let needed = n.raw() + fee.raw();
                     if needed > view.cash.raw() {
                         return Err((
@@ -146,12 +148,16 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// The taker fee of an instrument, or the run's default when it has none.
-pub(crate) fn instrument_fee(instrument: &Instrument, default: Bps) -> Bps {
-    if instrument.taker_fee.is_zero() && instrument.maker_fee.is_zero() {
+/// The fee rate of a fill: the instrument's maker or taker fee, or the run's default when the
+/// instrument sets neither.
+pub(crate) fn fee_rate(instrument: &Instrument, liquidity: Liquidity, default: Bps) -> Bps {
+    if instrument.maker_fee.is_zero() && instrument.taker_fee.is_zero() {
         default
     } else {
-        instrument.taker_fee
+        match liquidity {
+            Liquidity::Maker => instrument.maker_fee,
+            Liquidity::Taker => instrument.taker_fee,
+        }
     }
 }
 

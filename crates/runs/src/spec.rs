@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Money, Symbol};
+use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol};
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{EngineConfig, ExecutionConfig, RiskConfig, StrategyConfig};
@@ -425,11 +425,6 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
         data,
         engine,
     })
-}
-
-/// The initial cash as money (for reports).
-pub fn initial_cash(spec: &ResolvedSpec) -> Money {
-    spec.engine.initial_cash
 }
 
 #[cfg(test)]
