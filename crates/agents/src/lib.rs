@@ -1,0 +1,1 @@
+//! agents: LLM trading agents — tools, model-day sessions, simulation jobs.
