@@ -841,6 +841,40 @@ macro_rules! impl_store {
                 Ok(done.rows_affected())
             }
 
+            async fn retry_failed_model_days(
+                &self,
+                job_id: &str,
+            ) -> Result<u64, $crate::StoreError> {
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err($crate::StoreError::db("begin a retry"))?;
+                let done = sqlx::query(
+                    "UPDATE job_details SET status = 'pending', started_at = NULL, \
+                     finished_at = NULL, duration_ms = NULL, error = NULL \
+                     WHERE job_id = $1 AND status = 'failed'",
+                )
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::StoreError::db("reset failed model-days"))?;
+                if done.rows_affected() > 0 {
+                    sqlx::query(
+                        "UPDATE jobs SET status = 'pending', finished_at = NULL, error = NULL \
+                         WHERE id = $1",
+                    )
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::StoreError::db("reopen a job"))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err($crate::StoreError::db("commit a retry"))?;
+                Ok(done.rows_affected())
+            }
+
             async fn model_day(
                 &self,
                 key: &$crate::ModelDayKey,

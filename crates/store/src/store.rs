@@ -113,6 +113,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// many were reset.
     async fn reset_running_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
 
+    /// Re-opens a finished job for a re-trigger: every `failed` model-day back to `pending`
+    /// (error cleared) and, if there was any, the job back to `pending`. Completed model-days
+    /// are untouched. Returns how many were reset.
+    async fn retry_failed_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
+
     async fn model_day(&self, key: &ModelDayKey) -> Result<ModelDay, StoreError>;
     async fn trades(&self, key: &ModelDayKey) -> Result<Vec<Trade>, StoreError>;
     async fn holdings(&self, key: &ModelDayKey) -> Result<Vec<Holding>, StoreError>;

@@ -18,6 +18,7 @@ backend_tests!(
     job_status_derivation,
     crash_recovery_resets_running_model_days,
     cascade_delete_removes_children,
+    retry_reopens_only_failed_model_days,
 );
 
 async fn migrations_apply_and_are_idempotent(t: Ctx) {
@@ -179,6 +180,50 @@ async fn job_status_derivation(t: Ctx) {
     assert_eq!(failed.status, JobStatus::Partial);
     assert_eq!(failed.error.as_deref(), Some("provider gone"));
     assert!(s.current_job().await.expect("current").is_none());
+}
+
+async fn retry_reopens_only_failed_model_days(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "retry", &["m1", "m2"], &[2]).await;
+    s.mark_job_running(&job.id).await.expect("running");
+    let ok = ModelDayKey::new(&job.id, "m1", date(2));
+    let bad = ModelDayKey::new(&job.id, "m2", date(2));
+    finish(s, &ok, "10100").await;
+    s.fail_model_day(&bad, "HTTP 500").await.expect("fail");
+    assert_eq!(
+        s.refresh_job_status(&job.id).await.expect("refresh").status,
+        JobStatus::Partial
+    );
+
+    assert_eq!(s.retry_failed_model_days(&job.id).await.expect("retry"), 1);
+    let reopened = s.job(&job.id).await.expect("job");
+    assert_eq!(reopened.status, JobStatus::Pending);
+    assert!(reopened.finished_at.is_none());
+    let day = s.model_day(&bad).await.expect("day");
+    assert_eq!(
+        (day.status, day.error.as_deref()),
+        (ModelDayStatus::Pending, None)
+    );
+    assert_eq!(
+        s.model_day(&ok).await.expect("day").status,
+        ModelDayStatus::Completed
+    );
+    let todo = s.unfinished_model_days(&job.id).await.expect("todo");
+    assert_eq!(todo.len(), 1);
+    assert_eq!(todo[0].model, "m2");
+    // The job can run again and finish.
+    s.mark_job_running(&job.id).await.expect("running again");
+    finish(s, &bad, "9900").await;
+    assert_eq!(
+        s.refresh_job_status(&job.id).await.expect("refresh").status,
+        JobStatus::Completed
+    );
+    // Nothing failed: nothing to reopen, the job stays completed.
+    assert_eq!(s.retry_failed_model_days(&job.id).await.expect("retry"), 0);
+    assert_eq!(
+        s.job(&job.id).await.expect("job").status,
+        JobStatus::Completed
+    );
 }
 
 async fn crash_recovery_resets_running_model_days(t: Ctx) {
