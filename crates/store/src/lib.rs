@@ -22,6 +22,7 @@ mod numeric;
 mod postgres;
 mod results;
 mod run_index;
+mod scratch;
 mod sql_store;
 mod sqlite;
 mod store;
@@ -38,5 +39,6 @@ pub use results::{
     DailyValue, LeaderboardEntry, MAX_PAGE, ModelDayResult, ResultsFilter, ResultsPage,
 };
 pub use run_index::RunEntry;
+pub use scratch::{ScratchDatabase, with_database};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use store::{Backend, Location, Store, db_migrate, db_status, open_store};

@@ -10,9 +10,8 @@ mod queries;
 use std::future::Future;
 use std::sync::Arc;
 
-use sqlx::Connection;
 use tempfile::TempDir;
-use tradeloom_store::{Store, open_store};
+use tradeloom_store::{ScratchDatabase, Store, open_store};
 
 pub const PG_ENV: &str = "TRADELOOM_TEST_POSTGRES_URL";
 
@@ -73,24 +72,6 @@ where
     .await;
 }
 
-/// `base` with its database name replaced by `db`.
-fn with_database(base: &str, db: &str) -> String {
-    let (url, query) = match base.split_once('?') {
-        Some((u, q)) => (u, Some(q)),
-        None => (base, None),
-    };
-    let host_start = url.find("://").map_or(0, |i| i + 3);
-    let path_start = url[host_start..]
-        .find('/')
-        .map_or(url.len(), |i| host_start + i);
-    let mut out = format!("{}/{db}", &url[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
 pub async fn run_postgres<F, Fut>(body: F)
 where
     F: FnOnce(Ctx) -> Fut,
@@ -101,15 +82,10 @@ where
         return;
     };
     // The variable is set: an unreachable server fails the test.
-    let mut admin = sqlx::PgConnection::connect(&base)
+    let scratch = ScratchDatabase::create(&base, "tl_test")
         .await
-        .unwrap_or_else(|e| panic!("{PG_ENV}={base} is set but PostgreSQL is unreachable: {e}"));
-    let db = format!("tl_test_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .expect("create the test database");
-    let location = with_database(&base, &db);
+        .unwrap_or_else(|e| panic!("{PG_ENV}={base} is set but PostgreSQL is unusable: {e}"));
+    let location = scratch.url().to_string();
     let outcome = async {
         let store = open_store(&location).await.expect("open PostgreSQL store");
         let raw = sqlx::PgPool::connect(&location)
@@ -126,12 +102,10 @@ where
         result
     }
     .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop the test database");
+    scratch
+        .drop_database()
+        .await
+        .expect("drop the test database");
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
@@ -155,17 +129,4 @@ macro_rules! backend_tests {
             }
         )*
     };
-}
-
-#[test]
-fn replaces_the_database_of_a_url() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
-        "postgresql://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
