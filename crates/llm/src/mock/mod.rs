@@ -1,0 +1,340 @@
+//! The `mock-llm` server: an OpenAI-compatible chat-completions endpoint whose "models" are
+//! deterministic trading policies and fault injectors, for testing agents without a real model.
+//!
+//! - `POST /v1/chat/completions`: the policy is the request's `model`, or the `X-Mock-Policy`
+//!   header when present;
+//! - `GET /v1/models`: the policy names (`<...>` marks a parameter, e.g. `random-<seed>`);
+//! - `GET /health`: `{"status":"ok"}`.
+//!
+//! Trading policies (`momentum`, `mean_reversion`, `buy_and_hold`, `random-<seed>`) are
+//! stateless: the same request gets the same response bytes. Fault policies:
+//! `fault-malformed-json`, `fault-bad-args`, `fault-unknown-tool` (bad tool calls every turn),
+//! `fault-http-500`, `fault-http-429` (with `Retry-After: 1`), `fault-malformed-body` (200, not
+//! JSON), `fault-slow-<ms>` (then momentum) and `flaky-<n>-<policy>`, whose first `n` requests
+//! per conversation step fail with 500 (the only state the server keeps).
+
+mod completion;
+mod conversation;
+mod policy;
+mod strategy;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use self::completion::Reply;
+use self::conversation::Conversation;
+use self::policy::{ExpectedNames, POLICY_NAMES, Policy};
+use self::strategy::{Strategy, fnv1a};
+use crate::types::{Message, Role};
+use crate::wire::InMessage;
+
+/// The header that overrides the request's `model` as the policy name.
+pub const POLICY_HEADER: &str = "x-mock-policy";
+
+/// Requests larger than this are refused (long agent conversations stay far below).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Conversations the flaky counters remember before starting over.
+const MAX_FLAKY_KEYS: usize = 100_000;
+
+/// The mock server's routes. The router keeps only the `flaky-*` counters as state.
+pub fn mock_router() -> Router {
+    let state = Arc::new(MockState::default());
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves [`mock_router`] on `listener` until the process ends or the server fails.
+pub async fn serve_mock(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "mock-llm listening");
+    }
+    axum::serve(listener, mock_router()).await
+}
+
+#[derive(Debug, Default)]
+struct MockState {
+    /// Requests seen per flaky conversation step.
+    flaky: Mutex<HashMap<u64, u32>>,
+}
+
+impl MockState {
+    /// Counts a request for `key` and says whether it is within the first `failures`.
+    fn should_fail(&self, key: u64, failures: u32) -> bool {
+        // A poisoned lock only means another request panicked mid-update of a counter.
+        let mut counters = self
+            .flaky
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if counters.len() >= MAX_FLAKY_KEYS {
+            counters.clear();
+        }
+        let seen = counters.entry(key).or_insert(0);
+        *seen = seen.saturating_add(1);
+        *seen <= failures
+    }
+}
+
+/// The part of a chat-completions request the mock reads; other fields are ignored.
+#[derive(Debug, Deserialize)]
+struct MockRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+async fn chat_completions(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: MockRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return ApiError::invalid_request(format!(
+                "invalid chat-completions request body: {error}"
+            ))
+            .into_response();
+        }
+    };
+    if request.stream == Some(true) {
+        return ApiError::invalid_request(
+            "`stream: true` is not supported by the mock; send `stream: false` or omit it",
+        )
+        .into_response();
+    }
+    let header_policy = headers
+        .get(POLICY_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|name| !name.is_empty());
+    let Some(name) = header_policy.or(request.model.as_deref()) else {
+        return ApiError::invalid_request(format!(
+            "missing `model`; expected one of {ExpectedNames}"
+        ))
+        .into_response();
+    };
+    let Some(policy) = Policy::parse(name) else {
+        return ApiError::unknown_model(name).into_response();
+    };
+    let messages: Vec<Message> = request
+        .messages
+        .into_iter()
+        .map(|message| message.into_message(Role::User))
+        .collect();
+
+    // Unwrap `flaky-*` layers: each fails the first n requests of a conversation step.
+    let mut policy = &policy;
+    let mut depth = 0u8;
+    while let Policy::Flaky { failures, then } = policy {
+        let key = flaky_key(name, depth, &messages);
+        if state.should_fail(key, *failures) {
+            return ApiError::server_error("mock fault: flaky server error, try again")
+                .into_response();
+        }
+        policy = then;
+        depth = depth.saturating_add(1);
+    }
+
+    let conversation = Conversation::read(&messages);
+    let first_symbol = conversation
+        .session
+        .universe
+        .first()
+        .map_or("AAA", String::as_str)
+        .to_owned();
+    let reply = match policy {
+        Policy::Trade(strategy) => strategy.respond(&conversation),
+        Policy::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+            Strategy::Momentum.respond(&conversation)
+        }
+        Policy::MalformedJson => Reply::Calls(vec![(
+            "buy".to_owned(),
+            format!(r#"{{"symbol": "{first_symbol}", "quantity": "#),
+        )]),
+        Policy::BadArgs => Reply::calls([(
+            "buy".to_owned(),
+            json!({ "symbol": first_symbol, "quantity": "lots" }),
+        )]),
+        Policy::UnknownTool => Reply::calls([("teleport_funds".to_owned(), json!({}))]),
+        Policy::Http500 => {
+            return ApiError::server_error("mock fault: internal server error").into_response();
+        }
+        Policy::Http429 => {
+            let mut response = ApiError::rate_limited().into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        Policy::MalformedBody => {
+            return (
+                StatusCode::OK,
+                [(CONTENT_TYPE, "application/json")],
+                "mock fault: this body is not JSON {\"choices\": [",
+            )
+                .into_response();
+        }
+        // Unwrapped by the loop above.
+        Policy::Flaky { .. } => {
+            return ApiError::server_error("mock: nested flaky policy").into_response();
+        }
+    };
+    match completion::render(name, &body, &messages, conversation.step, reply) {
+        Ok(text) => json_response(StatusCode::OK, text),
+        Err(error) => {
+            ApiError::server_error(format!("cannot encode the completion: {error}")).into_response()
+        }
+    }
+}
+
+/// Conversation-step identity for `flaky-*`: policy name, first user message, assistant turns.
+fn flaky_key(name: &str, depth: u8, messages: &[Message]) -> u64 {
+    let first_user = messages
+        .iter()
+        .find(|m| m.role == Role::User)
+        .and_then(|m| m.content.as_deref())
+        .unwrap_or_default();
+    let turns = messages
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .count();
+    let mut bytes = Vec::with_capacity(name.len() + first_user.len() + 16);
+    bytes.extend_from_slice(name.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(first_user.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&(turns as u64).to_le_bytes());
+    bytes.push(depth);
+    fnv1a(&bytes)
+}
+
+async fn models() -> Response {
+    let data: Vec<_> = POLICY_NAMES
+        .iter()
+        .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "tradeloom-mock"}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({"object": "list", "data": data}).to_string(),
+    )
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
+}
+
+async fn not_found() -> Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        kind: "invalid_request_error",
+        code: Some("not_found"),
+        message: "unknown path; the mock serves POST /v1/chat/completions, GET /v1/models and GET /health"
+            .to_owned(),
+    }
+    .into_response()
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// An error in OpenAI's shape: `{"error":{"message","type","param","code"}}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: Option<&'static str>,
+    message: String,
+}
+
+impl ApiError {
+    fn invalid_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    fn unknown_model(name: &str) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            code: Some("model_not_found"),
+            message: format!("unknown model `{name}`; expected one of {ExpectedNames}"),
+        }
+    }
+
+    fn server_error(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "server_error",
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    fn rate_limited() -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            code: Some("rate_limit_exceeded"),
+            message: "mock fault: rate limit reached; retry after 1 s".to_owned(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                message: &self.message,
+                kind: self.kind,
+                param: None,
+                code: self.code,
+            },
+        };
+        // Serializing plain strings cannot fail; fall back to a fixed body all the same.
+        let text = serde_json::to_string(&body).unwrap_or_else(|_| {
+            r#"{"error":{"message":"mock error","type":"server_error"}}"#.to_owned()
+        });
+        json_response(self.status, text)
+    }
+}

@@ -1,0 +1,156 @@
+//! The mock's policies, named by the request's `model`: trading policies that answer with tool
+//! calls, and fault policies that misbehave on purpose.
+
+use std::fmt;
+
+use super::strategy::Strategy;
+
+/// What a policy does with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Policy {
+    Trade(Strategy),
+    /// Every turn: `buy` with truncated JSON arguments.
+    MalformedJson,
+    /// Every turn: `buy` with a quantity that is not a number.
+    BadArgs,
+    /// Every turn: a call to a tool that does not exist.
+    UnknownTool,
+    /// Always HTTP 500.
+    Http500,
+    /// Always HTTP 429 with `Retry-After: 1`.
+    Http429,
+    /// HTTP 200 whose body is not JSON.
+    MalformedBody,
+    /// Sleep this many milliseconds, then trade with momentum.
+    Slow(u64),
+    /// The first `failures` requests of each conversation step answer HTTP 500, then `then`.
+    Flaky {
+        failures: u32,
+        then: Box<Policy>,
+    },
+}
+
+/// The names `/v1/models` lists and the unknown-model error suggests; `<...>` are parameters.
+pub(crate) const POLICY_NAMES: [&str; 12] = [
+    "momentum",
+    "mean_reversion",
+    "buy_and_hold",
+    "random-<seed>",
+    "fault-malformed-json",
+    "fault-bad-args",
+    "fault-unknown-tool",
+    "fault-http-500",
+    "fault-http-429",
+    "fault-malformed-body",
+    "fault-slow-<ms>",
+    "flaky-<n>-<policy>",
+];
+
+impl Policy {
+    /// The policy a model name selects; `None` for an unknown name.
+    pub fn parse(name: &str) -> Option<Policy> {
+        let name = name.trim();
+        let strategy = match name {
+            "momentum" => Some(Strategy::Momentum),
+            "mean_reversion" | "mean-reversion" => Some(Strategy::MeanReversion),
+            "buy_and_hold" | "buy-and-hold" => Some(Strategy::BuyAndHold),
+            _ => None,
+        };
+        if let Some(strategy) = strategy {
+            return Some(Policy::Trade(strategy));
+        }
+        let policy = match name {
+            "fault-malformed-json" => Policy::MalformedJson,
+            "fault-bad-args" => Policy::BadArgs,
+            "fault-unknown-tool" => Policy::UnknownTool,
+            "fault-http-500" => Policy::Http500,
+            "fault-http-429" => Policy::Http429,
+            "fault-malformed-body" => Policy::MalformedBody,
+            _ => {
+                if let Some(seed) = name.strip_prefix("random-") {
+                    Policy::Trade(Strategy::Random(seed.parse().ok()?))
+                } else if let Some(ms) = name.strip_prefix("fault-slow-") {
+                    Policy::Slow(ms.parse().ok()?)
+                } else if let Some(rest) = name.strip_prefix("flaky-") {
+                    let (failures, then) = rest.split_once('-')?;
+                    Policy::Flaky {
+                        failures: failures.parse().ok()?,
+                        then: Box::new(Policy::parse(then)?),
+                    }
+                } else {
+                    return None;
+                }
+            }
+        };
+        Some(policy)
+    }
+}
+
+/// `momentum, mean_reversion, ...` for error messages.
+pub(crate) struct ExpectedNames;
+
+impl fmt::Display for ExpectedNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, name) in POLICY_NAMES.iter().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "`{name}`")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(
+            Policy::parse("momentum"),
+            Some(Policy::Trade(Strategy::Momentum))
+        );
+        assert_eq!(
+            Policy::parse("mean_reversion"),
+            Some(Policy::Trade(Strategy::MeanReversion))
+        );
+        assert_eq!(
+            Policy::parse("random-7"),
+            Some(Policy::Trade(Strategy::Random(7)))
+        );
+        assert_eq!(Policy::parse("fault-slow-3000"), Some(Policy::Slow(3000)));
+        assert_eq!(
+            Policy::parse("flaky-2-momentum"),
+            Some(Policy::Flaky {
+                failures: 2,
+                then: Box::new(Policy::Trade(Strategy::Momentum))
+            })
+        );
+        assert_eq!(
+            Policy::parse("flaky-1-random-3"),
+            Some(Policy::Flaky {
+                failures: 1,
+                then: Box::new(Policy::Trade(Strategy::Random(3)))
+            })
+        );
+        for bad in [
+            "",
+            "gpt-4o",
+            "random-",
+            "random-x",
+            "fault-slow-",
+            "flaky-2",
+            "flaky-x-momentum",
+        ] {
+            assert_eq!(Policy::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_listed_concrete_name_parses() {
+        for name in POLICY_NAMES.iter().filter(|name| !name.contains('<')) {
+            assert!(Policy::parse(name).is_some(), "{name}");
+        }
+    }
+}
