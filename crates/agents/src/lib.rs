@@ -1,1 +1,33 @@
-//! agents: LLM trading agents — tools, model-day sessions, simulation jobs.
+//! agents: LLM trading agents for tradeloom — the tools a model trades with (prices, portfolio,
+//! orders, a safe calculator, news), one model-day session loop over any [`LlmProvider`], and
+//! simulation jobs that run many models over many dates against the store, resumably. It does
+//! not know HTTP servers or the CLI: the server and the binary build on it.
+//!
+//! [`LlmProvider`]: tradeloom_llm::LlmProvider
+
+mod book;
+mod calc;
+mod config;
+mod error;
+mod job_folder;
+mod schema;
+mod session;
+mod simulation;
+mod tools;
+
+pub use book::{Book, Execution, FeeRate};
+pub use calc::{evaluate as calc_evaluate, format_result as calc_format};
+pub use config::{
+    ModelConfig, PathRef, ReferencePrice, ResolvedConfig, SimulationConfig, config_from_value,
+    load_config,
+};
+pub use error::AgentError;
+pub use job_folder::{job_dir, model_day_dir};
+pub use schema::validate as validate_arguments;
+pub use session::{
+    LlmCall, SYSTEM_PROMPT, SessionLimits, SessionReport, run_session, session_prompt,
+};
+pub use simulation::{
+    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, run_to_end,
+};
+pub use tools::{SessionView, TOOL_NAMES, ToolBox, tool_specs};

@@ -1,0 +1,295 @@
+//! [`Book`]: one model's cash and share holdings, traded exactly (fixed-point money, whole
+//! shares) with fees rounded to the currency's precision.
+
+use std::collections::BTreeMap;
+
+use tradeloom_core::{Currency, Decimal, Money, Price, Quantity};
+use tradeloom_store::{Holding, Trade, TradeAction};
+
+/// A fee rate in hundredths of a basis point (`10 bps` = 1000), so fees stay integer maths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeRate(u32);
+
+impl FeeRate {
+    /// From basis points with at most two decimals (`10`, `2.5`); 0 ≤ bps ≤ 1000.
+    pub fn from_bps(bps: Decimal) -> Result<Self, String> {
+        if bps.is_negative() || bps.decimals() > 2 {
+            return Err(format!(
+                "fee_bps must be between 0 and 1000 with at most 2 decimals, got {bps}"
+            ));
+        }
+        let centi = bps.as_f64() * 100.0;
+        if centi > 100_000.0 {
+            return Err(format!("fee_bps must be at most 1000, got {bps}"));
+        }
+        // ≤ 2 decimals and ≤ 1000, so the f64 holds the exact hundredths.
+        Ok(FeeRate(centi.round() as u32))
+    }
+
+    /// `notional × rate`, rounded to the currency's precision (half away from zero).
+    pub fn fee(self, notional: Money) -> Money {
+        Money::from_raw(
+            notional.raw() * i128::from(self.0) / 1_000_000,
+            notional.currency(),
+        )
+        .rounded()
+    }
+}
+
+/// Cash and holdings of one model. Holdings are whole shares (`Quantity` at precision 0),
+/// never negative: short selling is refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Book {
+    cash: Money,
+    holdings: BTreeMap<String, Quantity>,
+    fee: FeeRate,
+}
+
+/// What a trade did, for the tool's answer and the `positions` row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Execution {
+    pub action: TradeAction,
+    pub symbol: String,
+    pub quantity: Quantity,
+    pub price: Price,
+    pub fee: Money,
+    pub cash_after: Money,
+}
+
+impl Execution {
+    /// As a `positions` row of agent step `step`.
+    pub fn to_trade(&self, step: u32) -> Trade {
+        Trade {
+            step,
+            action: self.action,
+            symbol: Some(self.symbol.clone()),
+            quantity: exact(self.quantity),
+            price: exact(self.price),
+            fee: self.fee,
+            cash_after: self.cash_after,
+        }
+    }
+}
+
+/// The exact decimal of a price or quantity (both display every significant digit).
+pub fn exact(value: impl std::fmt::Display) -> Decimal {
+    // Display of Price/Quantity is a plain decimal within Decimal's range.
+    Decimal::parse(&value.to_string()).unwrap_or_else(|_| Decimal::from_int(0))
+}
+
+impl Book {
+    pub fn new(cash: Money, fee: FeeRate) -> Self {
+        Self {
+            cash,
+            holdings: BTreeMap::new(),
+            fee,
+        }
+    }
+
+    /// A book carried over from an earlier day.
+    pub fn with_holdings(
+        cash: Money,
+        holdings: impl IntoIterator<Item = (String, Quantity)>,
+        fee: FeeRate,
+    ) -> Self {
+        let holdings = holdings.into_iter().filter(|(_, q)| !q.is_zero()).collect();
+        Self {
+            cash,
+            holdings,
+            fee,
+        }
+    }
+
+    pub fn cash(&self) -> Money {
+        self.cash
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.cash.currency()
+    }
+
+    /// Held symbols and quantities, by symbol.
+    pub fn holdings(&self) -> impl Iterator<Item = (&str, Quantity)> {
+        self.holdings.iter().map(|(s, q)| (s.as_str(), *q))
+    }
+
+    pub fn quantity(&self, symbol: &str) -> Option<Quantity> {
+        self.holdings.get(symbol).copied()
+    }
+
+    /// Buys `quantity` at `price` plus the fee; refused if cash does not cover both.
+    pub fn buy(
+        &mut self,
+        symbol: &str,
+        quantity: Quantity,
+        price: Price,
+    ) -> Result<Execution, String> {
+        let notional = self.notional(price, quantity)?;
+        let fee = self.fee.fee(notional);
+        let cost = notional.checked_add(fee).map_err(|e| e.to_string())?;
+        if cost.raw() > self.cash.raw() {
+            return Err(format!(
+                "insufficient cash: buying {quantity} {symbol} at {price} costs {notional} + fee {fee} = {cost}, cash is {}",
+                self.cash
+            ));
+        }
+        let new_quantity = match self.holdings.get(symbol) {
+            Some(held) => held.checked_add(quantity).map_err(|e| e.to_string())?,
+            None => quantity,
+        };
+        self.cash = self.cash.checked_sub(cost).map_err(|e| e.to_string())?;
+        self.holdings.insert(symbol.to_string(), new_quantity);
+        Ok(Execution {
+            action: TradeAction::Buy,
+            symbol: symbol.to_string(),
+            quantity,
+            price,
+            fee,
+            cash_after: self.cash,
+        })
+    }
+
+    /// Sells `quantity` at `price` less the fee; refused beyond the holding (no short selling).
+    pub fn sell(
+        &mut self,
+        symbol: &str,
+        quantity: Quantity,
+        price: Price,
+    ) -> Result<Execution, String> {
+        let held = self.holdings.get(symbol).copied();
+        let Some(held) = held.filter(|h| *h >= quantity) else {
+            return Err(format!(
+                "cannot sell {quantity} {symbol}: holding {}; short selling is not allowed",
+                held.map_or_else(|| "0".to_string(), |h| h.to_string())
+            ));
+        };
+        let notional = self.notional(price, quantity)?;
+        let fee = self.fee.fee(notional);
+        let proceeds = notional.checked_sub(fee).map_err(|e| e.to_string())?;
+        self.cash = self.cash.checked_add(proceeds).map_err(|e| e.to_string())?;
+        let left = held.checked_sub(quantity).map_err(|e| e.to_string())?;
+        if left.is_zero() {
+            self.holdings.remove(symbol);
+        } else {
+            self.holdings.insert(symbol.to_string(), left);
+        }
+        Ok(Execution {
+            action: TradeAction::Sell,
+            symbol: symbol.to_string(),
+            quantity,
+            price,
+            fee,
+            cash_after: self.cash,
+        })
+    }
+
+    fn notional(&self, price: Price, quantity: Quantity) -> Result<Money, String> {
+        Money::notional(price, quantity, self.currency()).map_err(|e| e.to_string())
+    }
+
+    /// Holdings marked at `price_of(symbol)`, and cash plus their value. Exact: the value is
+    /// the sum of `quantity × price` of each row plus cash.
+    pub fn mark(
+        &self,
+        mut price_of: impl FnMut(&str) -> Option<Price>,
+    ) -> Result<(Vec<Holding>, Money), String> {
+        let mut total = self.cash;
+        let mut rows = Vec::with_capacity(self.holdings.len());
+        for (symbol, quantity) in &self.holdings {
+            let price = price_of(symbol).ok_or_else(|| format!("no price to value {symbol}"))?;
+            let value = self.notional(price, *quantity)?;
+            total = total.checked_add(value).map_err(|e| e.to_string())?;
+            rows.push(Holding {
+                symbol: symbol.clone(),
+                quantity: exact(*quantity),
+                price: exact(price),
+                value,
+            });
+        }
+        Ok((rows, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd(s: &str) -> Money {
+        Money::parse(s, Currency::USD).unwrap()
+    }
+
+    fn fee(bps: &str) -> FeeRate {
+        FeeRate::from_bps(Decimal::parse(bps).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn buy_sell_exact_with_fees() {
+        let mut book = Book::new(usd("10000"), fee("10"));
+        let q = Quantity::from_int(10, 0);
+        let p = Price::parse("101.23", 2).unwrap();
+        let e = book.buy("AAA", q, p).unwrap();
+        // 1012.30 notional, fee 1.0123 → 1.01.
+        assert_eq!(e.fee, usd("1.01"));
+        assert_eq!(book.cash(), usd("8986.69"));
+        let e = book
+            .sell(
+                "AAA",
+                Quantity::from_int(4, 0),
+                Price::parse("110", 2).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(e.fee, usd("0.44"));
+        assert_eq!(book.cash(), usd("9426.25"));
+        assert_eq!(book.quantity("AAA"), Some(Quantity::from_int(6, 0)));
+        let (rows, total) = book
+            .mark(|_| Some(Price::parse("100.5", 2).unwrap()))
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].value, usd("603"));
+        assert_eq!(total, usd("10029.25"));
+    }
+
+    #[test]
+    fn refuses_overspending_and_shorting() {
+        let mut book = Book::new(usd("100"), fee("0"));
+        let err = book
+            .buy(
+                "AAA",
+                Quantity::from_int(2, 0),
+                Price::parse("50.01", 2).unwrap(),
+            )
+            .unwrap_err();
+        assert!(err.starts_with("insufficient cash"), "{err}");
+        assert_eq!(book.cash(), usd("100"));
+        let err = book
+            .sell(
+                "AAA",
+                Quantity::from_int(1, 0),
+                Price::parse("50", 2).unwrap(),
+            )
+            .unwrap_err();
+        assert!(err.contains("short selling is not allowed"), "{err}");
+        book.buy(
+            "AAA",
+            Quantity::from_int(2, 0),
+            Price::parse("50", 2).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(book.cash(), usd("0"));
+        book.sell(
+            "AAA",
+            Quantity::from_int(2, 0),
+            Price::parse("50", 2).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(book.holdings().count(), 0, "a sold-out holding disappears");
+    }
+
+    #[test]
+    fn fee_rate_bounds() {
+        assert!(FeeRate::from_bps(Decimal::parse("2.55").unwrap()).is_ok());
+        assert!(FeeRate::from_bps(Decimal::parse("2.555").unwrap()).is_err());
+        assert!(FeeRate::from_bps(Decimal::parse("-1").unwrap()).is_err());
+        assert!(FeeRate::from_bps(Decimal::parse("1000.01").unwrap()).is_err());
+    }
+}

@@ -1,0 +1,434 @@
+//! The simulation config: which models trade which symbols over which dates, with how much
+//! cash. Read from YAML or JSON (a file, or the `config` object of `POST /simulate/trigger`);
+//! unknown fields are errors, and every error names the file, line or field.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tradeloom_core::{Currency, Decimal, Money};
+
+use crate::book::FeeRate;
+use crate::error::AgentError;
+
+/// Which price of the session's bar trades execute at. `open`: the session runs at the open
+/// (14:30 UTC) and sees nothing of the day after it; `close`: it runs at the close (21:00 UTC)
+/// and sees the whole day's bar.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferencePrice {
+    #[default]
+    Open,
+    Close,
+}
+
+impl ReferencePrice {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReferencePrice::Open => "open",
+            ReferencePrice::Close => "close",
+        }
+    }
+}
+
+/// One model of a job: an OpenAI-compatible endpoint and the model name sent to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Unique within the job; names the model's results and run folder.
+    pub name: String,
+    /// Any OpenAI-compatible endpoint, e.g. `https://api.openai.com/v1`, `http://127.0.0.1:8089/v1`.
+    pub base_url: String,
+    /// Sent as the request's `model`.
+    pub model: String,
+    /// The name of the environment variable holding the API key (never the key itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Per-request timeout; default 60 000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Retries on 429, 5xx and timeouts; default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+}
+
+/// A folder of daily bar files, one per symbol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathRef {
+    pub path: String,
+}
+
+/// The simulation config as written by the user.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationConfig {
+    pub models: Vec<ModelConfig>,
+    pub universe: PathRef,
+    /// News corpus (JSONL); default `<universe>/news.jsonl` when that file exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub news: Option<PathRef>,
+    /// A subset of the universe's symbols; default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<Vec<String>>,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    /// Default 10000.
+    #[serde(default = "default_initial_cash")]
+    pub initial_cash: Decimal,
+    /// ISO code; default USD.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    #[serde(default)]
+    pub reference_price: ReferencePrice,
+    /// Fee on every trade's notional in basis points (two decimals at most); default 10.
+    #[serde(default = "default_fee_bps")]
+    pub fee_bps: Decimal,
+    /// LLM calls per model-day before it fails; default 12.
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+    /// Tool calls that may fail per model-day before it fails; default 5.
+    #[serde(default = "default_max_tool_errors")]
+    pub max_tool_errors: u32,
+    /// Models run in parallel per date; default all of them, at most 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel_models: Option<u32>,
+}
+
+fn default_initial_cash() -> Decimal {
+    Decimal::from_int(10_000)
+}
+
+fn default_currency() -> String {
+    "USD".to_string()
+}
+
+fn default_fee_bps() -> Decimal {
+    Decimal::from_int(10)
+}
+
+const fn default_max_steps() -> u32 {
+    12
+}
+
+const fn default_max_tool_errors() -> u32 {
+    5
+}
+
+/// A config checked and with its paths made absolute, ready to become a job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedConfig {
+    pub config: SimulationConfig,
+    pub universe_dir: PathBuf,
+    pub news_path: Option<PathBuf>,
+    pub currency: Currency,
+    pub initial_cash: Money,
+    pub fee: FeeRate,
+}
+
+impl ResolvedConfig {
+    /// The config as stored with the job (and hashed to recognise a re-trigger).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(&self.config).unwrap_or(Value::Null)
+    }
+
+    pub fn model_names(&self) -> Vec<String> {
+        self.config.models.iter().map(|m| m.name.clone()).collect()
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.config.models.iter().find(|m| m.name == name)
+    }
+
+    /// Models run in parallel per date.
+    pub fn parallelism(&self) -> usize {
+        let n = self.config.models.len().max(1);
+        self.config
+            .max_parallel_models
+            .map_or(n.min(16), |p| (p as usize).clamp(1, 16))
+    }
+}
+
+/// Reads a YAML or JSON config file; relative paths in it are relative to the file's folder.
+pub fn load_config(path: &Path) -> Result<ResolvedConfig, AgentError> {
+    let text = std::fs::read_to_string(path).map_err(|e| AgentError::Config {
+        place: path.display().to_string(),
+        message: format!("cannot read the config: {e}"),
+    })?;
+    let config = parse_config(&text, &path.display().to_string())?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    resolve(config, &base, &path.display().to_string())
+}
+
+/// Reads an inline JSON config (the API's `config` object); relative paths are relative to
+/// `base` (the server's working directory).
+pub fn config_from_value(value: &Value, base: &Path) -> Result<ResolvedConfig, AgentError> {
+    if !value.is_object() {
+        return Err(AgentError::Config {
+            place: "config".into(),
+            message: "the config must be a JSON object".into(),
+        });
+    }
+    let text = serde_json::to_string(value).unwrap_or_default();
+    // Through the YAML reader so messages name the field path the same way as for files; the
+    // line/column of a re-serialised object mean nothing to the caller, so they are dropped.
+    let config = parse_config(&text, "config").map_err(|e| match e {
+        AgentError::Config { message, .. } => AgentError::Config {
+            place: "config".into(),
+            message,
+        },
+        other => other,
+    })?;
+    resolve(config, base, "config")
+}
+
+fn parse_config(text: &str, origin: &str) -> Result<SimulationConfig, AgentError> {
+    yaml_serde::from_str::<SimulationConfig>(text).map_err(|e| {
+        let mut message = e.to_string();
+        let place = match e.location() {
+            Some(loc) => {
+                let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+                if let Some(stripped) = message.strip_suffix(&suffix) {
+                    message = stripped.to_string();
+                }
+                format!("{origin}:{}:{}", loc.line(), loc.column())
+            }
+            None => origin.to_string(),
+        };
+        AgentError::Config { place, message }
+    })
+}
+
+fn absolute(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
+/// Semantic checks the YAML shape cannot express.
+fn resolve(
+    mut config: SimulationConfig,
+    base: &Path,
+    origin: &str,
+) -> Result<ResolvedConfig, AgentError> {
+    let err = |field: &str, message: String| AgentError::Config {
+        place: format!("{origin}: {field}"),
+        message,
+    };
+    if config.models.is_empty() {
+        return Err(err("models", "at least one model is required".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, model) in config.models.iter().enumerate() {
+        let field = format!("models[{i}]");
+        let name = model.name.trim();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(err(
+                &format!("{field}.name"),
+                format!(
+                    "model name `{}` must be 1 to 64 characters of letters, digits, `-`, `_` or `.`",
+                    model.name
+                ),
+            ));
+        }
+        if !seen.insert(name.to_string()) {
+            return Err(err(
+                &format!("{field}.name"),
+                format!("model name `{name}` is used twice; names must be unique within a job"),
+            ));
+        }
+        if !(model.base_url.starts_with("http://") || model.base_url.starts_with("https://")) {
+            return Err(err(
+                &format!("{field}.base_url"),
+                format!("`{}` is not an http:// or https:// URL", model.base_url),
+            ));
+        }
+        if model.model.trim().is_empty() {
+            return Err(err(&format!("{field}.model"), "empty model name".into()));
+        }
+        if let Some(t) = model.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(err(
+                &format!("{field}.temperature"),
+                format!("temperature must be between 0 and 2, got {t}"),
+            ));
+        }
+    }
+    if config.end_date < config.start_date {
+        return Err(err(
+            "end_date",
+            format!(
+                "end_date {} is before start_date {}",
+                config.end_date, config.start_date
+            ),
+        ));
+    }
+    let currency = Currency::from_code(&config.currency).map_err(|e| err("currency", e))?;
+    if config.initial_cash.is_negative() || config.initial_cash.is_zero() {
+        return Err(err(
+            "initial_cash",
+            format!("initial_cash must be positive, got {}", config.initial_cash),
+        ));
+    }
+    let initial_cash = config.initial_cash.to_money(currency);
+    let fee = FeeRate::from_bps(config.fee_bps).map_err(|e| err("fee_bps", e))?;
+    if config.max_steps == 0 || config.max_steps > 200 {
+        return Err(err(
+            "max_steps",
+            format!("max_steps must be 1 to 200, got {}", config.max_steps),
+        ));
+    }
+    let universe_dir = absolute(base, &config.universe.path);
+    if !universe_dir.is_dir() {
+        return Err(err(
+            "universe.path",
+            format!("universe folder {} does not exist", universe_dir.display()),
+        ));
+    }
+    config.universe.path = universe_dir.display().to_string();
+    let news_path = match &config.news {
+        Some(news) => {
+            let path = absolute(base, &news.path);
+            if !path.is_file() {
+                return Err(err(
+                    "news.path",
+                    format!("news file {} does not exist", path.display()),
+                ));
+            }
+            Some(path)
+        }
+        None => Some(universe_dir.join("news.jsonl")).filter(|p| p.is_file()),
+    };
+    if let Some(path) = &news_path {
+        config.news = Some(PathRef {
+            path: path.display().to_string(),
+        });
+    }
+    if let Some(symbols) = &mut config.symbols {
+        if symbols.is_empty() {
+            return Err(err(
+                "symbols",
+                "an empty list; leave `symbols` out to trade the whole universe".into(),
+            ));
+        }
+        symbols.sort();
+        symbols.dedup();
+    }
+    Ok(ResolvedConfig {
+        config,
+        universe_dir,
+        news_path,
+        currency,
+        initial_cash,
+        fee,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        std::fs::create_dir_all(dir.join("uni")).unwrap();
+        let path = dir.join("sim.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const GOOD: &str = "models:\n  - name: a\n    base_url: http://127.0.0.1:1/v1\n    model: momentum\nuniverse: {path: uni}\nstart_date: 2025-01-02\nend_date: 2025-01-10\n";
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolved = load_config(&write(dir.path(), GOOD)).unwrap();
+        assert_eq!(resolved.config.initial_cash, Decimal::from_int(10_000));
+        assert_eq!(resolved.config.reference_price, ReferencePrice::Open);
+        assert_eq!(resolved.config.max_steps, 12);
+        assert!(resolved.universe_dir.is_absolute());
+        assert!(resolved.universe_dir.ends_with("uni"));
+        assert_eq!(resolved.news_path, None);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = GOOD.replace("model: momentum", "model: momentum\n    colour: red");
+        let e = load_config(&write(dir.path(), &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sim.yaml:5:") && e.contains("unknown field `colour`"),
+            "{e}"
+        );
+        let bad = GOOD.replace("end_date: 2025-01-10", "end_date: 2024-12-31");
+        let e = load_config(&write(dir.path(), &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("end_date") && e.contains("before start_date"),
+            "{e}"
+        );
+        let bad = GOOD.replace("uni}", "missing}");
+        let e = load_config(&write(dir.path(), &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("universe.path") && e.contains("does not exist"),
+            "{e}"
+        );
+        let bad = GOOD.replace("start_date: 2025-01-02", "start_date: 2025-02-30");
+        let e = load_config(&write(dir.path(), &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sim.yaml:6"), "{e}");
+        let twice = GOOD.replace(
+            "universe:",
+            "  - name: a\n    base_url: http://x/v1\n    model: m\nuniverse:",
+        );
+        let e = load_config(&write(dir.path(), &twice))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("models[1].name") && e.contains("used twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn inline_json_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("uni")).unwrap();
+        let value = serde_json::json!({
+            "models": [{"name": "a", "base_url": "http://127.0.0.1:1/v1", "model": "m"}],
+            "universe": {"path": "uni"}, "start_date": "2025-01-02", "end_date": "2025-01-03",
+            "initial_cash": "2500.50"
+        });
+        let resolved = config_from_value(&value, dir.path()).unwrap();
+        assert_eq!(
+            resolved.initial_cash,
+            Money::parse("2500.50", Currency::USD).unwrap()
+        );
+        let e = config_from_value(&serde_json::json!({"models": []}), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config"), "{e}");
+        assert!(e.contains("missing field"), "{e}");
+    }
+}

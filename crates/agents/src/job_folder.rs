@@ -1,0 +1,163 @@
+//! The run folder of a simulation job, `<data_dir>/runs/<job_id>/`: `BOOTSTRAP.md` (YAML
+//! front matter + the prompt every session starts from), `job_config.json`, and per model-day
+//! `agents/<model>/<date>/` with `transcript.jsonl` (every message), `tool_calls.jsonl`,
+//! `llm_calls.jsonl` (latency, attempts, token usage) and `summary.json`. Files are written to a
+//! temporary name and renamed, so a crash never leaves half a file; a re-run replaces them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tradeloom_store::Job;
+
+use crate::config::ResolvedConfig;
+use crate::error::AgentError;
+use crate::session::{SYSTEM_PROMPT, SessionReport};
+use crate::tools::TOOL_NAMES;
+
+/// `<data_dir>/runs/<job_id>`.
+pub fn job_dir(data_dir: &Path, job_id: &str) -> PathBuf {
+    data_dir.join("runs").join(job_id)
+}
+
+/// `<job_dir>/agents/<model>/<date>`.
+pub fn model_day_dir(data_dir: &Path, job_id: &str, model: &str, date: NaiveDate) -> PathBuf {
+    job_dir(data_dir, job_id)
+        .join("agents")
+        .join(model)
+        .join(date.to_string())
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> AgentError {
+    AgentError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| io_error(&tmp, e))?;
+    file.sync_all().map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+}
+
+fn jsonl<T: Serialize>(items: &[T]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for item in items {
+        // Serialising our own plain structs cannot fail.
+        if serde_json::to_writer(&mut out, item).is_ok() {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Writes `BOOTSTRAP.md` and `job_config.json` of a job (idempotent).
+pub fn write_bootstrap(
+    data_dir: &Path,
+    job: &Job,
+    config: &ResolvedConfig,
+    symbols: &[&str],
+    dates: &[NaiveDate],
+) -> Result<PathBuf, AgentError> {
+    let dir = job_dir(data_dir, &job.id);
+    let c = &config.config;
+    let quoted = |items: &mut dyn Iterator<Item = String>| {
+        items
+            .map(|s| serde_json::to_string(&s).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let models = quoted(&mut c.models.iter().map(|m| m.name.clone()));
+    let front = format!(
+        "---\nkind: simulation_job\njob_id: {}\nconfig_hash: {}\ncreated_at: {}\nmodels: [{models}]\nsymbols: [{}]\ndate_range: [{}, {}]\ntrading_days: {}\nreference_price: {}\ninitial_cash: \"{}\"\ncurrency: {}\nfee_bps: \"{}\"\nmax_steps: {}\nmax_tool_errors: {}\ntools: [{}]\n---\n",
+        job.id,
+        job.config_hash,
+        job.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        quoted(&mut symbols.iter().map(|s| s.to_string())),
+        c.start_date,
+        c.end_date,
+        dates.len(),
+        c.reference_price.as_str(),
+        config.initial_cash,
+        config.currency.code(),
+        c.fee_bps,
+        c.max_steps,
+        c.max_tool_errors,
+        TOOL_NAMES.join(", "),
+    );
+    let body = format!(
+        "\n# Simulation job {}\n\nEach model trades one session per trading day, dates in order, models in parallel. \
+Every session starts from the system prompt below (identical for all models and days, so providers can cache it) \
+and a session message such as the one shown. Each model-day's transcript, tool calls and LLM calls are in \
+`agents/<model>/<date>/`.\n\n## System prompt\n\n```text\n{SYSTEM_PROMPT}\n```\n\n## Session message (first day)\n\n```text\nSession date: {}\nReference price: {}\nUniverse: {}\n```\n",
+        job.id,
+        dates.first().map_or_else(String::new, ToString::to_string),
+        c.reference_price.as_str(),
+        symbols.join(", "),
+    );
+    write_atomic(
+        &dir.join("BOOTSTRAP.md"),
+        format!("{front}{body}").as_bytes(),
+    )?;
+    let config_json = serde_json::to_vec_pretty(&job.config).unwrap_or_default();
+    write_atomic(&dir.join("job_config.json"), &config_json)?;
+    Ok(dir)
+}
+
+/// Writes the files of one finished (completed or failed) model-day.
+pub fn write_model_day(
+    data_dir: &Path,
+    job_id: &str,
+    model: &str,
+    date: NaiveDate,
+    report: &SessionReport,
+) -> Result<(), AgentError> {
+    let dir = model_day_dir(data_dir, job_id, model, date);
+    write_atomic(&dir.join("transcript.jsonl"), &jsonl(&report.reasoning))?;
+    write_atomic(&dir.join("tool_calls.jsonl"), &jsonl(&report.tool_calls))?;
+    write_atomic(&dir.join("llm_calls.jsonl"), &jsonl(&report.llm_calls))?;
+    let summary = match &report.outcome {
+        Some(o) => json!({
+            "model": model, "date": date.to_string(), "status": "completed",
+            "steps": report.steps, "cash": o.cash, "portfolio_value": o.portfolio_value,
+            "holdings": o.holdings, "trades": o.trades, "tool_errors": o.tool_errors(),
+            "usage": report.usage(),
+        }),
+        None => json!({
+            "model": model, "date": date.to_string(), "status": "failed",
+            "steps": report.steps, "error": report.error,
+            "tool_errors": report.tool_calls.iter().filter(|c| c.error.is_some()).count(),
+            "usage": report.usage(),
+        }),
+    };
+    write_atomic(
+        &dir.join("summary.json"),
+        &serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+    )
+}
+
+/// A model-day that failed before its session could start (e.g. its API key is missing).
+pub fn write_model_day_error(
+    data_dir: &Path,
+    job_id: &str,
+    model: &str,
+    date: NaiveDate,
+    error: &str,
+) -> Result<(), AgentError> {
+    let dir = model_day_dir(data_dir, job_id, model, date);
+    let summary: Value = json!({"model": model, "date": date.to_string(), "status": "failed", "steps": 0, "error": error});
+    write_atomic(
+        &dir.join("summary.json"),
+        &serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+    )
+}

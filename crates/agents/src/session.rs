@@ -1,0 +1,257 @@
+//! One model-day: a model trades one session through the tools, step by step, until it
+//! answers without tool calls (done), or runs out of steps or tolerated tool errors (failed).
+//! Every message, tool call and LLM call is recorded, whichever way it ends.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tradeloom_core::Money;
+use tradeloom_llm::{ChatRequest, LlmProvider, Message, Role, Usage};
+use tradeloom_store::{Holding, ModelDayOutcome, ReasoningMessage, ToolCall};
+
+use crate::book::Book;
+use crate::tools::{SessionView, ToolBox, tool_specs};
+
+/// The system prompt: identical for every model and day, so providers can cache the prefix
+/// (system prompt + tool specs); everything that varies is in the user message.
+pub const SYSTEM_PROMPT: &str = "You are a disciplined portfolio manager trading US equities in a daily simulation.\n\
+Each session you manage one portfolio for one trading day. Use the tools:\n\
+- get_portfolio: your cash and positions.\n\
+- get_price: today's known prices (and past bars); the future is not available.\n\
+- search_news: news published up to now.\n\
+- calc: arithmetic.\n\
+- buy / sell: whole shares at today's reference price, with a fee; no short selling, no borrowing.\n\
+Think about risk and diversification. When you have finished trading for the day, reply with a \
+short summary of what you did and why, without calling any tool.";
+
+/// The session's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// LLM calls allowed.
+    pub max_steps: u32,
+    /// Failed tool calls tolerated; one more fails the model-day.
+    pub max_tool_errors: u32,
+}
+
+/// One LLM round trip, for the run folder.
+#[derive(Clone, Debug, Serialize)]
+pub struct LlmCall {
+    pub step: u32,
+    pub latency_ms: u64,
+    pub attempts: u32,
+    pub usage: Usage,
+    pub finish_reason: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Everything a session produced. `error` is `Some` when the model-day failed; the logs are
+/// complete either way.
+#[derive(Debug)]
+pub struct SessionReport {
+    pub steps: u32,
+    pub error: Option<String>,
+    pub reasoning: Vec<ReasoningMessage>,
+    pub tool_calls: Vec<ToolCall>,
+    pub llm_calls: Vec<LlmCall>,
+    /// The outcome to store; `None` when the day failed.
+    pub outcome: Option<ModelDayOutcome>,
+    pub final_book: Book,
+}
+
+impl SessionReport {
+    pub fn usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for call in &self.llm_calls {
+            total.prompt_tokens += call.usage.prompt_tokens;
+            total.completion_tokens += call.usage.completion_tokens;
+            total.total_tokens += call.usage.total_tokens;
+            total.cached_tokens += call.usage.cached_tokens;
+        }
+        total
+    }
+}
+
+/// The user message that opens a session. Its first lines are machine-readable (mock-llm's
+/// policies read them): `Session date:`, `Reference price:`, `Universe:`.
+pub fn session_prompt(view: &SessionView<'_>, symbols: &[&str], model_name: &str) -> String {
+    format!(
+        "Session date: {}\nReference price: {}\nUniverse: {}\n\nYou are `{model_name}`. Trade today's session: check your portfolio and prices, \
+decide, place orders, then reply with a summary.",
+        view.date,
+        view.reference.as_str(),
+        symbols.join(", ")
+    )
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn log(step: u32, message: &Message) -> ReasoningMessage {
+    let tool_calls = (!message.tool_calls.is_empty()).then(|| {
+        Value::Array(
+            message
+                .tool_calls
+                .iter()
+                .map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments}))
+                .collect(),
+        )
+    });
+    ReasoningMessage {
+        step,
+        role: role_name(message.role).to_string(),
+        content: message.content.clone().unwrap_or_default(),
+        tool_calls,
+        created_at: Utc::now(),
+    }
+}
+
+/// Runs one model-day of `model_name` with `provider`, starting from `book`.
+pub async fn run_session(
+    provider: &dyn LlmProvider,
+    model_name: &str,
+    view: SessionView<'_>,
+    symbols: &[&str],
+    book: Book,
+    limits: SessionLimits,
+) -> SessionReport {
+    let mut messages = vec![
+        Message::system(SYSTEM_PROMPT),
+        Message::user(session_prompt(&view, symbols, model_name)),
+    ];
+    let mut reasoning: Vec<ReasoningMessage> = messages.iter().map(|m| log(0, m)).collect();
+    let mut tool_calls = Vec::new();
+    let mut llm_calls = Vec::new();
+    let mut tools = ToolBox::new(view, book);
+    let specs = tool_specs();
+    let mut tool_errors = 0u32;
+    let mut step = 0u32;
+    let error = loop {
+        if step >= limits.max_steps {
+            break Some(format!(
+                "max_steps ({}) reached without a final answer",
+                limits.max_steps
+            ));
+        }
+        step += 1;
+        let request = ChatRequest {
+            messages: messages.clone(),
+            tools: specs.clone(),
+        };
+        let started = Instant::now();
+        let response = match provider.chat(&request).await {
+            Ok(r) => r,
+            Err(e) => {
+                let message = format!("LLM call failed at step {step}: {e}");
+                llm_calls.push(LlmCall {
+                    step,
+                    latency_ms: started.elapsed().as_millis() as u64,
+                    attempts: 0,
+                    usage: Usage::default(),
+                    finish_reason: None,
+                    error: Some(e.to_string()),
+                });
+                break Some(message);
+            }
+        };
+        llm_calls.push(LlmCall {
+            step,
+            latency_ms: response.latency.as_millis() as u64,
+            attempts: response.attempts,
+            usage: response.usage,
+            finish_reason: response.finish_reason.clone(),
+            error: None,
+        });
+        let assistant = response.message;
+        reasoning.push(log(step, &assistant));
+        messages.push(assistant.clone());
+        if assistant.tool_calls.is_empty() {
+            break None;
+        }
+        let mut last_error = None;
+        for call in &assistant.tool_calls {
+            let started = Instant::now();
+            let (args, result) = tools.call(step, &call.name, &call.arguments);
+            let latency_ms = started.elapsed().as_millis() as i64;
+            let (content, result_value, error) = match result {
+                Ok(v) => (v.to_string(), Some(v), None),
+                Err(e) => {
+                    tool_errors += 1;
+                    last_error = Some(format!("`{}`: {e}", call.name));
+                    (json!({"error": e}).to_string(), None, Some(e))
+                }
+            };
+            tool_calls.push(ToolCall {
+                step,
+                tool: call.name.clone(),
+                args,
+                result: result_value,
+                latency_ms,
+                error,
+                created_at: Utc::now(),
+            });
+            let answer = Message::tool(call.id.clone(), content);
+            reasoning.push(log(step, &answer));
+            messages.push(answer);
+        }
+        if tool_errors > limits.max_tool_errors {
+            break Some(format!(
+                "too many tool errors ({tool_errors} > max_tool_errors {}); last: {}",
+                limits.max_tool_errors,
+                last_error.unwrap_or_default()
+            ));
+        }
+    };
+    let final_book = tools.book().clone();
+    let outcome = match &error {
+        Some(_) => None,
+        None => match close_day(&tools) {
+            Ok((holdings, value)) => Some(ModelDayOutcome {
+                steps: step,
+                cash: final_book.cash(),
+                portfolio_value: value,
+                trades: tools
+                    .executions()
+                    .iter()
+                    .map(|(s, e)| e.to_trade(*s))
+                    .collect(),
+                holdings,
+                reasoning: reasoning.clone(),
+                tool_calls: tool_calls.clone(),
+            }),
+            Err(e) => {
+                return SessionReport {
+                    steps: step,
+                    error: Some(format!("cannot value the portfolio at the close: {e}")),
+                    reasoning,
+                    tool_calls,
+                    llm_calls,
+                    outcome: None,
+                    final_book,
+                };
+            }
+        },
+    };
+    SessionReport {
+        steps: step,
+        error,
+        reasoning,
+        tool_calls,
+        llm_calls,
+        outcome,
+        final_book,
+    }
+}
+
+/// End-of-day holdings marked at the close, and the portfolio value.
+fn close_day(tools: &ToolBox<'_>) -> Result<(Vec<Holding>, Money), String> {
+    let view = *tools.view();
+    tools.book().mark(|s| view.closing_price(s))
+}

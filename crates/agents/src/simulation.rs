@@ -1,0 +1,618 @@
+//! Simulation jobs: the worker that runs every model-day of a job, dates in order and models in
+//! parallel, and the trigger that makes re-running a config idempotent.
+//!
+//! Crash safety comes from the store: a model-day is claimed, run, and completed in one
+//! transaction with every row it produced. A process killed mid-day leaves that day `running`;
+//! [`Simulator::resume_interrupted`] (called when the server starts) puts it back to `pending`
+//! and carries on, so no completed model-day is lost and none is written twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore, broadcast};
+use tradeloom_core::{Decimal, Money, Quantity};
+use tradeloom_data::{NewsCorpus, Universe};
+use tradeloom_llm::{LlmProvider, OpenAiProvider, ProviderConfig};
+use tradeloom_store::{
+    Job, JobStatus, ModelDayKey, NewJob, ResultsFilter, Store, StoreError, config_hash,
+};
+
+use crate::book::Book;
+use crate::config::{ResolvedConfig, config_from_value};
+use crate::error::AgentError;
+use crate::job_folder::{write_bootstrap, write_model_day, write_model_day_error};
+use crate::session::{SessionLimits, run_session};
+use crate::tools::SessionView;
+
+/// How long a `running` model-day may go without finishing before another worker may take it
+/// over. Interrupted days are reset on start-up, so this only matters for a worker that hangs.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// Progress of jobs, for progress bars and event streams.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SimEvent {
+    JobStarted {
+        job_id: String,
+        total_model_days: u64,
+        remaining: u64,
+    },
+    ModelDayFinished {
+        job_id: String,
+        model: String,
+        date: NaiveDate,
+        status: String,
+        error: Option<String>,
+        portfolio_value: Option<Money>,
+        duration_ms: u64,
+    },
+    JobFinished {
+        job_id: String,
+        status: JobStatus,
+    },
+}
+
+/// What a trigger did.
+#[derive(Clone, Debug)]
+pub enum TriggerOutcome {
+    /// A new job, or the unfinished model-days of an earlier one with the same config, started.
+    Started { job: Job, resumed: bool },
+    /// The same config is running already.
+    AlreadyRunning(Job),
+    /// Every model-day of this config is completed: nothing to run.
+    Current(Job),
+}
+
+/// Settings of the worker.
+#[derive(Clone, Debug)]
+pub struct SimulatorOptions {
+    /// Run folders go to `<data_dir>/runs/<job_id>`.
+    pub data_dir: PathBuf,
+    /// Jobs this process runs at once (`MAX_CONCURRENT_JOBS`, default 1).
+    pub max_concurrent_jobs: usize,
+    /// Relative paths of inline (API) configs are resolved against this folder.
+    pub base_dir: PathBuf,
+}
+
+/// Runs simulation jobs against a store.
+#[derive(Debug)]
+pub struct Simulator {
+    store: Arc<dyn Store>,
+    options: SimulatorOptions,
+    events: broadcast::Sender<SimEvent>,
+    /// Jobs running in this process.
+    running: Mutex<HashSet<String>>,
+    /// Serialises triggers, so the concurrency check and the job insert are one step.
+    trigger_lock: Mutex<()>,
+}
+
+/// The universe and news of a job, loaded once per run.
+struct Market {
+    universe: Universe,
+    news: NewsCorpus,
+    dates: Vec<NaiveDate>,
+}
+
+/// Loads the universe (restricted to the config's symbols) and news, and the trading dates in
+/// the config's range.
+fn load_market(config: &ResolvedConfig) -> Result<Market, AgentError> {
+    let mut universe = Universe::load(&config.universe_dir)?;
+    if let Some(symbols) = &config.config.symbols {
+        universe = universe.restrict(symbols)?;
+    }
+    let news = match &config.news_path {
+        Some(path) => NewsCorpus::load(path)?,
+        None => NewsCorpus::empty(),
+    };
+    let (start, end) = (config.config.start_date, config.config.end_date);
+    let dates: Vec<NaiveDate> = universe
+        .trading_dates()
+        .into_iter()
+        .filter(|d| *d >= start && *d <= end)
+        .collect();
+    if dates.is_empty() {
+        return Err(AgentError::Config {
+            place: "config: start_date".into(),
+            message: format!(
+                "no trading days between {start} and {end} in the universe at {} (it covers {} to {})",
+                config.universe_dir.display(),
+                universe
+                    .first_date()
+                    .map_or_else(|| "nothing".into(), |d| d.to_string()),
+                universe
+                    .last_date()
+                    .map_or_else(|| "nothing".into(), |d| d.to_string()),
+            ),
+        });
+    }
+    Ok(Market {
+        universe,
+        news,
+        dates,
+    })
+}
+
+/// The provider of one model; the API key comes from the named environment variable.
+fn provider_for(config: &ResolvedConfig, model: &str) -> Result<Arc<dyn LlmProvider>, String> {
+    let m = config
+        .model(model)
+        .ok_or_else(|| format!("model `{model}` is not in the job's config"))?;
+    let mut settings = ProviderConfig::new(m.base_url.clone(), m.model.clone());
+    if let Some(var) = &m.api_key_env {
+        let key = std::env::var(var).map_err(|_| {
+            format!("environment variable {var} (api_key_env of model `{model}`) is not set")
+        })?;
+        settings.api_key = Some(key);
+    }
+    settings.temperature = m.temperature;
+    settings.max_tokens = m.max_tokens;
+    if let Some(ms) = m.timeout_ms {
+        settings.timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = m.max_retries {
+        settings.max_retries = n;
+    }
+    OpenAiProvider::new(settings)
+        .map(|p| Arc::new(p) as Arc<dyn LlmProvider>)
+        .map_err(|e| e.to_string())
+}
+
+impl Simulator {
+    pub fn new(store: Arc<dyn Store>, options: SimulatorOptions) -> Arc<Self> {
+        let (events, _) = broadcast::channel(4096);
+        Arc::new(Self {
+            store,
+            options,
+            events,
+            running: Mutex::new(HashSet::new()),
+            trigger_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn options(&self) -> &SimulatorOptions {
+        &self.options
+    }
+
+    /// Progress events of every job this simulator runs.
+    pub fn subscribe(&self) -> broadcast::Receiver<SimEvent> {
+        self.events.subscribe()
+    }
+
+    /// Ids of the jobs running in this process.
+    pub async fn running_jobs(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.running.lock().await.iter().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Checks `config` and its market data and creates (or re-opens) its job without running it.
+    /// `Ok(None)` when everything is already completed (the job is returned as `Current`).
+    pub async fn prepare(&self, config: &ResolvedConfig) -> Result<TriggerOutcome, AgentError> {
+        let market = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || load_market(&config))
+                .await
+                .map_err(|e| AgentError::Io {
+                    path: "universe".into(),
+                    message: e.to_string(),
+                })??
+        };
+        let value = config.to_value();
+        let hash = config_hash(&value);
+        if let Some(job) = self.store.find_job_by_config_hash(&hash).await? {
+            if !job.status.is_terminal() {
+                if self.running.lock().await.contains(&job.id) {
+                    return Ok(TriggerOutcome::AlreadyRunning(job));
+                }
+                // Interrupted (e.g. killed): resume it.
+                self.store.reset_running_model_days(&job.id).await?;
+                return Ok(TriggerOutcome::Started { job, resumed: true });
+            }
+            if self.store.retry_failed_model_days(&job.id).await? == 0 {
+                return Ok(TriggerOutcome::Current(job));
+            }
+            let job = self.store.job(&job.id).await?;
+            return Ok(TriggerOutcome::Started { job, resumed: true });
+        }
+        let new_job = NewJob {
+            config: value,
+            currency: config.currency,
+            models: config.model_names(),
+            dates: market.dates.clone(),
+        };
+        match self.store.create_job(new_job).await {
+            Ok(job) => Ok(TriggerOutcome::Started {
+                job,
+                resumed: false,
+            }),
+            // Another trigger of the same config won the race.
+            Err(StoreError::Conflict(_)) => {
+                match self.store.find_job_by_config_hash(&hash).await? {
+                    Some(job) => Ok(TriggerOutcome::AlreadyRunning(job)),
+                    None => Err(AgentError::Store(StoreError::Conflict(
+                        "a job with this config appeared and vanished; try again".into(),
+                    ))),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts `config` in the background (the API's trigger). Refuses with
+    /// [`AgentError::Busy`] when `max_concurrent_jobs` jobs are running and this would start
+    /// another.
+    pub async fn trigger(
+        self: &Arc<Self>,
+        config: &ResolvedConfig,
+    ) -> Result<TriggerOutcome, AgentError> {
+        let _serial = self.trigger_lock.lock().await;
+        let hash = config_hash(&config.to_value());
+        {
+            let running = self.running.lock().await;
+            if running.len() >= self.options.max_concurrent_jobs.max(1) {
+                // Asking again for a running config is not a new job: report it instead.
+                if let Some(job) = self.store.find_job_by_config_hash(&hash).await?
+                    && running.contains(&job.id)
+                {
+                    return Ok(TriggerOutcome::AlreadyRunning(job));
+                }
+                let mut ids: Vec<&String> = running.iter().collect();
+                ids.sort();
+                return Err(AgentError::Busy {
+                    running_job_id: ids.first().map(|s| s.to_string()).unwrap_or_default(),
+                    limit: self.options.max_concurrent_jobs.max(1),
+                });
+            }
+        }
+        let outcome = self.prepare(config).await?;
+        if let TriggerOutcome::Started { job, .. } = &outcome {
+            self.spawn(job.id.clone()).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Runs `job_id` on a background task (registered as running until it ends).
+    async fn spawn(self: &Arc<Self>, job_id: String) {
+        self.running.lock().await.insert(job_id.clone());
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = me.run_job(&job_id).await {
+                tracing::error!(job_id = %job_id, error = %e, "simulation job stopped");
+            }
+            me.running.lock().await.remove(&job_id);
+        });
+    }
+
+    /// Jobs left `pending` or `running` by a previous process (e.g. killed): their running
+    /// model-days go back to pending and the jobs run again in the background, up to
+    /// `max_concurrent_jobs` at once; the rest wait their turn. Returns the resumed job ids.
+    pub async fn resume_interrupted(self: &Arc<Self>) -> Result<Vec<String>, AgentError> {
+        let mut interrupted = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self.store.list_jobs(200, offset).await?;
+            if page.is_empty() {
+                break;
+            }
+            offset += page.len() as u64;
+            interrupted.extend(
+                page.into_iter()
+                    .filter(|j| !j.status.is_terminal())
+                    .map(|j| j.id),
+            );
+        }
+        interrupted.reverse(); // oldest first
+        for id in &interrupted {
+            self.store.reset_running_model_days(id).await?;
+        }
+        let lanes = self.options.max_concurrent_jobs.max(1);
+        // Registered at once, so a trigger arriving before a lane reaches them sees them busy.
+        self.running
+            .lock()
+            .await
+            .extend(interrupted.iter().cloned());
+        let queue = Arc::new(Mutex::new(std::collections::VecDeque::from(
+            interrupted.clone(),
+        )));
+        for _ in 0..lanes.min(interrupted.len()) {
+            let me = Arc::clone(self);
+            let queue = Arc::clone(&queue);
+            tokio::spawn(async move {
+                loop {
+                    // Popped in its own statement so the lock is not held while the job runs.
+                    let next = queue.lock().await.pop_front();
+                    let Some(job_id) = next else { break };
+                    if let Err(e) = me.run_job(&job_id).await {
+                        tracing::error!(job_id = %job_id, error = %e, "resumed simulation job stopped");
+                    }
+                    me.running.lock().await.remove(&job_id);
+                }
+            });
+        }
+        Ok(interrupted)
+    }
+
+    /// Runs every unfinished model-day of `job_id` to the end and returns the finished job.
+    pub async fn run_job(&self, job_id: &str) -> Result<Job, AgentError> {
+        let job = self.store.job(job_id).await?;
+        let config = match config_from_value(&job.config, &self.options.base_dir) {
+            Ok(c) => c,
+            Err(e) => return Ok(self.store.fail_job(job_id, &e.to_string()).await?),
+        };
+        let market = {
+            let config = config.clone();
+            match tokio::task::spawn_blocking(move || load_market(&config)).await {
+                Ok(Ok(m)) => Arc::new(m),
+                Ok(Err(e)) => return Ok(self.store.fail_job(job_id, &e.to_string()).await?),
+                Err(e) => return Ok(self.store.fail_job(job_id, &e.to_string()).await?),
+            }
+        };
+        self.store.mark_job_running(job_id).await?;
+        let symbols: Vec<String> = market
+            .universe
+            .symbols()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        {
+            let symbol_refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
+            write_bootstrap(
+                &self.options.data_dir,
+                &job,
+                &config,
+                &symbol_refs,
+                &market.dates,
+            )?;
+        }
+        let todo = self.store.unfinished_model_days(job_id).await?;
+        let report = self.store.job_report(job_id).await?;
+        let _ = self.events.send(SimEvent::JobStarted {
+            job_id: job_id.to_string(),
+            total_model_days: report.progress.total_model_days,
+            remaining: todo.len() as u64,
+        });
+        let mut by_date: BTreeMap<NaiveDate, Vec<String>> = BTreeMap::new();
+        for day in &todo {
+            by_date.entry(day.date).or_default().push(day.model.clone());
+        }
+        let mut books = self.starting_books(&job, &config).await?;
+        let providers: HashMap<String, Result<Arc<dyn LlmProvider>, String>> = config
+            .model_names()
+            .into_iter()
+            .map(|m| {
+                let p = provider_for(&config, &m);
+                (m, p)
+            })
+            .collect();
+        let config = Arc::new(config);
+        let symbols = Arc::new(symbols);
+        let permits = Arc::new(Semaphore::new(config.parallelism()));
+        for (date, models) in by_date {
+            let mut tasks = tokio::task::JoinSet::new();
+            for model in models {
+                let ctx = DayContext {
+                    store: Arc::clone(&self.store),
+                    data_dir: self.options.data_dir.clone(),
+                    key: ModelDayKey::new(job_id, model.clone(), date),
+                    book: books
+                        .get(&model)
+                        .cloned()
+                        .unwrap_or_else(|| Book::new(config.initial_cash, config.fee)),
+                    provider: providers
+                        .get(&model)
+                        .cloned()
+                        .unwrap_or_else(|| Err(format!("unknown model `{model}`"))),
+                    config: Arc::clone(&config),
+                    market: Arc::clone(&market),
+                    symbols: Arc::clone(&symbols),
+                    events: self.events.clone(),
+                };
+                let permits = Arc::clone(&permits);
+                tasks.spawn(async move {
+                    // The semaphore is never closed.
+                    let _permit = permits.acquire_owned().await.ok();
+                    let model = ctx.key.model.clone();
+                    (model, run_model_day(ctx).await)
+                });
+            }
+            let mut first_error = None;
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok((model, Ok(Some(book)))) => {
+                        books.insert(model, book);
+                    }
+                    Ok((_, Ok(None))) => {}
+                    Ok((_, Err(e))) => {
+                        first_error.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(AgentError::Io {
+                            path: "model-day task".into(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+            // A store or disk failure stops the job where it is; it resumes later.
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        let job = self.store.refresh_job_status(job_id).await?;
+        let _ = self.events.send(SimEvent::JobFinished {
+            job_id: job_id.to_string(),
+            status: job.status,
+        });
+        Ok(job)
+    }
+
+    /// Each model's book after its last completed model-day (initial cash if none).
+    async fn starting_books(
+        &self,
+        job: &Job,
+        config: &ResolvedConfig,
+    ) -> Result<HashMap<String, Book>, AgentError> {
+        let mut books = HashMap::new();
+        for model in config.model_names() {
+            let mut last = None;
+            let mut offset = 0;
+            loop {
+                let page = self
+                    .store
+                    .results(&ResultsFilter {
+                        job_id: Some(job.id.clone()),
+                        model: Some(model.clone()),
+                        date: None,
+                        completed_only: true,
+                        limit: tradeloom_store::MAX_PAGE,
+                        offset,
+                    })
+                    .await?;
+                offset += page.items.len() as u64;
+                let done = page.items.is_empty() || offset >= page.total;
+                if let Some(item) = page.items.into_iter().last() {
+                    last = Some(item);
+                }
+                if done {
+                    break;
+                }
+            }
+            let book = match last {
+                Some(day) => {
+                    let cash = day.model_day.cash.unwrap_or(config.initial_cash);
+                    let holdings = day
+                        .holdings
+                        .iter()
+                        .map(|h| Ok((h.symbol.clone(), whole_shares(h.quantity)?)))
+                        .collect::<Result<Vec<_>, AgentError>>()?;
+                    Book::with_holdings(cash, holdings, config.fee)
+                }
+                None => Book::new(config.initial_cash, config.fee),
+            };
+            books.insert(model, book);
+        }
+        Ok(books)
+    }
+}
+
+fn whole_shares(quantity: Decimal) -> Result<Quantity, AgentError> {
+    quantity.to_quantity(0).map_err(|e| {
+        AgentError::Store(StoreError::Invalid(format!(
+            "stored holding quantity {quantity} is not whole shares: {e}"
+        )))
+    })
+}
+
+/// Everything one model-day task needs; nothing is shared mutably between tasks.
+struct DayContext {
+    store: Arc<dyn Store>,
+    data_dir: PathBuf,
+    key: ModelDayKey,
+    book: Book,
+    provider: Result<Arc<dyn LlmProvider>, String>,
+    config: Arc<ResolvedConfig>,
+    market: Arc<Market>,
+    symbols: Arc<Vec<String>>,
+    events: broadcast::Sender<SimEvent>,
+}
+
+/// Claims, runs and records one model-day. `Ok(Some(book))` when it completed (the book to
+/// carry to the next date), `Ok(None)` when it failed or was not claimable, `Err` when the store
+/// or the disk failed (the day stays `running` and resumes later).
+async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
+    let started = Instant::now();
+    let Some(_claimed) = ctx.store.claim_model_day(&ctx.key, STALE_AFTER).await? else {
+        return Ok(None);
+    };
+    let key = &ctx.key;
+    let finished =
+        |status: &str, error: Option<String>, value: Option<Money>| SimEvent::ModelDayFinished {
+            job_id: key.job_id.clone(),
+            model: key.model.clone(),
+            date: key.date,
+            status: status.to_string(),
+            error,
+            portfolio_value: value,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+    let provider = match &ctx.provider {
+        Ok(p) => Arc::clone(p),
+        Err(e) => {
+            write_model_day_error(&ctx.data_dir, &key.job_id, &key.model, key.date, e)?;
+            ctx.store.fail_model_day(key, e).await?;
+            let _ = ctx.events.send(finished("failed", Some(e.clone()), None));
+            return Ok(None);
+        }
+    };
+    let view = SessionView {
+        universe: &ctx.market.universe,
+        news: &ctx.market.news,
+        date: key.date,
+        reference: ctx.config.config.reference_price,
+    };
+    let symbols: Vec<&str> = ctx.symbols.iter().map(String::as_str).collect();
+    let limits = SessionLimits {
+        max_steps: ctx.config.config.max_steps,
+        max_tool_errors: ctx.config.config.max_tool_errors,
+    };
+    let report = run_session(
+        &*provider,
+        &key.model,
+        view,
+        &symbols,
+        ctx.book.clone(),
+        limits,
+    )
+    .await;
+    // Files first: if the process dies before the store commit, the day re-runs and replaces them.
+    write_model_day(&ctx.data_dir, &key.job_id, &key.model, key.date, &report)?;
+    match (&report.outcome, &report.error) {
+        (Some(outcome), _) => {
+            ctx.store.complete_model_day(key, outcome).await?;
+            let _ = ctx
+                .events
+                .send(finished("completed", None, Some(outcome.portfolio_value)));
+            Ok(Some(report.final_book))
+        }
+        (None, error) => {
+            let error = error
+                .clone()
+                .unwrap_or_else(|| "the session ended without an outcome".into());
+            ctx.store.fail_model_day(key, &error).await?;
+            let _ = ctx.events.send(finished("failed", Some(error), None));
+            Ok(None)
+        }
+    }
+}
+
+/// Runs `config` to the end in this process (the CLI's batch mode): the same trigger logic
+/// as the API, then the job in the foreground.
+pub async fn run_to_end(
+    simulator: &Arc<Simulator>,
+    config: &ResolvedConfig,
+) -> Result<(TriggerOutcome, Job), AgentError> {
+    let outcome = simulator.prepare(config).await?;
+    let job = match &outcome {
+        TriggerOutcome::Current(job) | TriggerOutcome::AlreadyRunning(job) => job.clone(),
+        TriggerOutcome::Started { job, .. } => {
+            simulator.running.lock().await.insert(job.id.clone());
+            let result = simulator.run_job(&job.id).await;
+            simulator.running.lock().await.remove(&job.id);
+            result?
+        }
+    };
+    Ok((outcome, job))
+}
+
+/// Where a job's run folder is.
+pub fn job_run_dir(data_dir: &Path, job_id: &str) -> PathBuf {
+    crate::job_folder::job_dir(data_dir, job_id)
+}

@@ -1,0 +1,364 @@
+//! The tools a model trades with: `get_price`, `get_portfolio`, `buy`, `sell`, `calc` and
+//! `search_news`. Every call is checked against its JSON schema; an invalid call, an
+//! impossible trade or a look-ahead request comes back to the model as a tool error (the
+//! text of `Err`), never as a crash.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Value, json};
+use tradeloom_core::{Price, Quantity};
+use tradeloom_data::{DailyBar, NewsCorpus, Universe};
+use tradeloom_llm::ToolSpec;
+
+use crate::book::{Book, Execution};
+use crate::calc;
+use crate::config::ReferencePrice;
+use crate::schema;
+
+/// Names of the tools, in the order they are offered.
+pub const TOOL_NAMES: [&str; 6] = [
+    "get_price",
+    "get_portfolio",
+    "buy",
+    "sell",
+    "calc",
+    "search_news",
+];
+
+/// Largest order size a tool accepts (shares).
+const MAX_ORDER_QUANTITY: u64 = 100_000_000;
+
+/// The tools' specs as offered to the model (stable order and text, part of the cached prefix).
+pub fn tool_specs() -> Vec<ToolSpec> {
+    let order = |verb: &str| {
+        json!({
+            "type": "object",
+            "properties": {
+                "symbol": {"type": "string", "minLength": 1, "maxLength": 31, "description": "A symbol of the session's universe"},
+                "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_ORDER_QUANTITY, "description": format!("Whole shares to {verb}")}
+            },
+            "required": ["symbol", "quantity"],
+            "additionalProperties": false
+        })
+    };
+    vec![
+        ToolSpec {
+            name: "get_price".into(),
+            description: "Daily bar of a symbol. Without `date`: the session's date, showing only what is known at the session's time (at the open: the open price and the previous close). With a past `date`: that day's full bar. Future dates are refused.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "symbol": {"type": "string", "minLength": 1, "maxLength": 31},
+                    "date": {"type": "string", "format": "date", "description": "YYYY-MM-DD, at or before the session date"}
+                },
+                "required": ["symbol"],
+                "additionalProperties": false
+            }),
+        },
+        ToolSpec {
+            name: "get_portfolio".into(),
+            description: "Cash, positions valued at the session's reference price, and total value.".into(),
+            parameters: json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        },
+        ToolSpec {
+            name: "buy".into(),
+            description: "Buy whole shares at the session's reference price plus the fee; refused if cash does not cover it.".into(),
+            parameters: order("buy"),
+        },
+        ToolSpec {
+            name: "sell".into(),
+            description: "Sell whole shares you hold at the session's reference price less the fee; short selling is refused.".into(),
+            parameters: order("sell"),
+        },
+        ToolSpec {
+            name: "calc".into(),
+            description: "Evaluate an arithmetic expression: numbers, + - * / % ^, parentheses, abs, sqrt, min, max, round(x, places).".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"expression": {"type": "string", "minLength": 1, "maxLength": calc::MAX_EXPRESSION_LEN}},
+                "required": ["expression"],
+                "additionalProperties": false
+            }),
+        },
+        ToolSpec {
+            name: "search_news".into(),
+            description: "Search news published up to the session's time; newest and best matches first.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "maxLength": 200},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 20}
+                },
+                "required": ["query"],
+                "additionalProperties": false
+            }),
+        },
+    ]
+}
+
+/// What one session may see: its date, the time within it and the market data up to then.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionView<'a> {
+    pub universe: &'a Universe,
+    pub news: &'a NewsCorpus,
+    pub date: NaiveDate,
+    pub reference: ReferencePrice,
+}
+
+impl SessionView<'_> {
+    /// The session's clock: 14:30 UTC (the open) or 21:00 UTC (the close) of its date.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        let (h, m) = match self.reference {
+            ReferencePrice::Open => (14, 30),
+            ReferencePrice::Close => (21, 0),
+        };
+        self.date
+            .and_hms_opt(h, m, 0)
+            .map_or_else(Utc::now, |t| t.and_utc())
+    }
+
+    /// The price trades execute at for `symbol` today.
+    pub fn reference_price(&self, symbol: &str) -> Result<Price, String> {
+        let bar = self.today(symbol)?;
+        Ok(match self.reference {
+            ReferencePrice::Open => bar.open,
+            ReferencePrice::Close => bar.close,
+        })
+    }
+
+    /// The end-of-day mark: today's close, or the last close before today if it did not trade.
+    pub fn closing_price(&self, symbol: &str) -> Option<Price> {
+        self.universe
+            .bar(symbol, self.date)
+            .or_else(|| self.universe.last_bar_before(symbol, self.date))
+            .map(|b| b.close)
+    }
+
+    fn known_symbol(&self, symbol: &str) -> Result<(), String> {
+        if self.universe.contains(symbol) {
+            Ok(())
+        } else {
+            Err(format!(
+                "unknown symbol `{symbol}`; the universe is {}",
+                self.universe.symbols().join(", ")
+            ))
+        }
+    }
+
+    fn today(&self, symbol: &str) -> Result<&DailyBar, String> {
+        self.known_symbol(symbol)?;
+        self.universe
+            .bar(symbol, self.date)
+            .ok_or_else(|| format!("{symbol} does not trade on {}", self.date))
+    }
+}
+
+/// The tools of one model-day: the view of the market and the model's book.
+#[derive(Debug)]
+pub struct ToolBox<'a> {
+    view: SessionView<'a>,
+    book: Book,
+    executions: Vec<(u32, Execution)>,
+}
+
+impl<'a> ToolBox<'a> {
+    pub fn new(view: SessionView<'a>, book: Book) -> Self {
+        Self {
+            view,
+            book,
+            executions: Vec::new(),
+        }
+    }
+
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    pub fn view(&self) -> &SessionView<'a> {
+        &self.view
+    }
+
+    /// Trades executed so far, with the step that made each.
+    pub fn executions(&self) -> &[(u32, Execution)] {
+        &self.executions
+    }
+
+    /// Runs tool `name` with the model's raw `arguments` text at agent step `step`.
+    /// Returns the parsed arguments (for the log) and the result or the error for the model.
+    pub fn call(
+        &mut self,
+        step: u32,
+        name: &str,
+        arguments: &str,
+    ) -> (Value, Result<Value, String>) {
+        let Some(spec) = tool_specs().into_iter().find(|t| t.name == name) else {
+            let args = serde_json::from_str(arguments)
+                .unwrap_or_else(|_| Value::String(arguments.to_string()));
+            return (
+                args,
+                Err(format!(
+                    "unknown tool `{name}`; available tools: {}",
+                    TOOL_NAMES.join(", ")
+                )),
+            );
+        };
+        let text = if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        };
+        let args: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return (
+                    Value::String(arguments.to_string()),
+                    Err(format!(
+                        "arguments of `{name}` are not valid JSON ({e}); send a JSON object"
+                    )),
+                );
+            }
+        };
+        let problems = schema::validate(&spec.parameters, &args);
+        if !problems.is_empty() {
+            return (
+                args,
+                Err(format!(
+                    "invalid arguments for `{name}`: {}",
+                    problems.join("; ")
+                )),
+            );
+        }
+        let result = match name {
+            "get_price" => self.get_price(&args),
+            "get_portfolio" => self.get_portfolio(),
+            "buy" | "sell" => self.trade(step, name == "buy", &args),
+            "calc" => calc::evaluate(str_arg(&args, "expression"))
+                .map(|v| json!({"result": calc::format_result(v)})),
+            _ => Ok(self.search_news(&args)),
+        };
+        (args, result)
+    }
+
+    fn get_price(&self, args: &Value) -> Result<Value, String> {
+        let symbol = str_arg(args, "symbol");
+        self.view.known_symbol(symbol)?;
+        let date = match args.get("date").and_then(Value::as_str) {
+            // The schema checked the format.
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|e| e.to_string())?,
+            None => self.view.date,
+        };
+        if date > self.view.date {
+            return Err(format!(
+                "{date} is after the session date {}: prices from the future are not available (no look-ahead)",
+                self.view.date
+            ));
+        }
+        let bar =
+            self.view.universe.bar(symbol, date).ok_or_else(|| {
+                format!("{symbol} has no bar on {date} (not a trading day for it)")
+            })?;
+        if date < self.view.date {
+            return Ok(full_bar(symbol, bar));
+        }
+        let mut out = json!({
+            "symbol": symbol,
+            "date": date.to_string(),
+            "reference": self.view.reference.as_str(),
+        });
+        match self.view.reference {
+            ReferencePrice::Open => {
+                out["price"] = json!(bar.open.to_string());
+                out["open"] = json!(bar.open.to_string());
+            }
+            ReferencePrice::Close => {
+                out = full_bar(symbol, bar);
+                out["reference"] = json!("close");
+                out["price"] = json!(bar.close.to_string());
+            }
+        }
+        if let Some(prev) = self.view.universe.last_bar_before(symbol, date) {
+            out["previous_close"] = json!(prev.close.to_string());
+        }
+        Ok(out)
+    }
+
+    fn get_portfolio(&self) -> Result<Value, String> {
+        let (rows, total) = self.book.mark(|s| {
+            self.view
+                .reference_price(s)
+                .ok()
+                .or_else(|| self.view.closing_price(s))
+        })?;
+        let positions: Vec<Value> = rows
+            .iter()
+            .map(|h| {
+                json!({"symbol": h.symbol, "quantity": h.quantity.to_string(), "price": h.price.to_string(), "value": h.value.to_string()})
+            })
+            .collect();
+        Ok(json!({
+            "date": self.view.date.to_string(),
+            "cash": self.book.cash().to_string(),
+            "positions": positions,
+            "portfolio_value": total.to_string(),
+        }))
+    }
+
+    fn trade(&mut self, step: u32, buy: bool, args: &Value) -> Result<Value, String> {
+        let symbol = str_arg(args, "symbol");
+        let price = self.view.reference_price(symbol)?;
+        // The schema checked 1 ≤ quantity ≤ MAX_ORDER_QUANTITY.
+        let shares = args.get("quantity").and_then(Value::as_f64).unwrap_or(0.0) as u32;
+        let quantity = Quantity::from_int(shares, 0);
+        let execution = if buy {
+            self.book.buy(symbol, quantity, price)?
+        } else {
+            self.book.sell(symbol, quantity, price)?
+        };
+        let out = json!({
+            "status": "filled",
+            "symbol": symbol,
+            "side": if buy { "buy" } else { "sell" },
+            "quantity": quantity.to_string(),
+            "price": price.to_string(),
+            "fee": execution.fee.to_string(),
+            "cash_after": execution.cash_after.to_string(),
+        });
+        self.executions.push((step, execution));
+        Ok(out)
+    }
+
+    fn search_news(&self, args: &Value) -> Value {
+        let query = str_arg(args, "query");
+        let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(5) as usize;
+        let results: Vec<Value> = self
+            .view
+            .news
+            .search(query, limit, self.view.as_of())
+            .into_iter()
+            .map(|item| {
+                json!({
+                    "timestamp": item.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "symbols": item.symbols,
+                    "headline": item.headline,
+                    "body": item.body,
+                })
+            })
+            .collect();
+        json!({"results": results})
+    }
+}
+
+fn str_arg<'v>(args: &'v Value, name: &str) -> &'v str {
+    args.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn full_bar(symbol: &str, bar: &DailyBar) -> Value {
+    json!({
+        "symbol": symbol,
+        "date": bar.date.to_string(),
+        "open": bar.open.to_string(),
+        "high": bar.high.to_string(),
+        "low": bar.low.to_string(),
+        "close": bar.close.to_string(),
+        "volume": bar.volume.to_string(),
+    })
+}

@@ -1,0 +1,263 @@
+//! One model-day session against mock-llm: trades add up exactly, tools refuse look-ahead and
+//! bad calls, faulty models fail with a reason.
+
+use tradeloom_agents::{
+    Book, FeeRate, ReferencePrice, SessionLimits, SessionView, ToolBox, run_session,
+};
+use tradeloom_core::{Currency, Decimal, Money};
+use tradeloom_data::news::NewsCorpus;
+
+use crate::{Market, date, provider, start_mock};
+
+fn usd(s: &str) -> Money {
+    Money::parse(s, Currency::USD).unwrap()
+}
+
+fn book() -> Book {
+    Book::new(
+        usd("10000"),
+        FeeRate::from_bps(Decimal::from_int(10)).unwrap(),
+    )
+}
+
+const LIMITS: SessionLimits = SessionLimits {
+    max_steps: 12,
+    max_tool_errors: 3,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_and_hold_session_adds_up_exactly() {
+    let market = Market::create();
+    let news = NewsCorpus::load(&market.universe_dir().join("news.jsonl")).unwrap();
+    let base = start_mock().await;
+    let view = SessionView {
+        universe: &market.universe,
+        news: &news,
+        date: date("2025-01-03"),
+        reference: ReferencePrice::Open,
+    };
+    let symbols = market.universe.symbols();
+    let p = provider(&base, "buy_and_hold");
+    let report = run_session(&*p, "bh", view, &symbols, book(), LIMITS).await;
+    assert_eq!(report.error, None, "{:?}", report.reasoning);
+    let outcome = report.outcome.as_ref().unwrap();
+    assert_eq!(outcome.trades.len(), symbols.len(), "one buy per symbol");
+    assert!(report.steps >= 3, "portfolio+prices, orders, summary");
+    // Cash + Σ quantity × close = reported value, exactly; cash = initial − Σ (notional + fee).
+    let mut total = outcome.cash;
+    for h in &outcome.holdings {
+        let close = market.universe.bar(&h.symbol, view.date).unwrap().close;
+        assert_eq!(h.price.to_string(), close.to_string());
+        let q = h.quantity.to_quantity(0).unwrap();
+        let value = Money::notional(close, q, Currency::USD).unwrap();
+        assert_eq!(value, h.value);
+        total = total.checked_add(value).unwrap();
+    }
+    assert_eq!(total, outcome.portfolio_value);
+    let mut cash = usd("10000");
+    for t in &outcome.trades {
+        let open = market
+            .universe
+            .bar(t.symbol.as_deref().unwrap(), view.date)
+            .unwrap()
+            .open;
+        assert_eq!(t.price.to_string(), open.to_string(), "trades at the open");
+        let notional =
+            Money::notional(open, t.quantity.to_quantity(0).unwrap(), Currency::USD).unwrap();
+        cash = cash
+            .checked_sub(notional)
+            .unwrap()
+            .checked_sub(t.fee)
+            .unwrap();
+        assert_eq!(cash, t.cash_after);
+    }
+    assert_eq!(cash, outcome.cash);
+    // Every message is logged: system, user, then assistant/tool turns.
+    assert_eq!(outcome.reasoning[0].role, "system");
+    assert_eq!(outcome.reasoning[1].role, "user");
+    assert!(outcome.reasoning.iter().any(|m| m.role == "tool"));
+    assert!(outcome.tool_calls.iter().any(|c| c.tool == "get_portfolio"));
+    assert_eq!(report.llm_calls.len() as u32, report.steps);
+    assert!(report.usage().total_tokens > 0, "token usage recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn momentum_reads_news_and_prices_only_up_to_the_session() {
+    let market = Market::create();
+    let news = NewsCorpus::load(&market.universe_dir().join("news.jsonl")).unwrap();
+    let base = start_mock().await;
+    let view = SessionView {
+        universe: &market.universe,
+        news: &news,
+        date: date("2025-01-06"),
+        reference: ReferencePrice::Open,
+    };
+    let symbols = market.universe.symbols();
+    let report = run_session(
+        &*provider(&base, "momentum"),
+        "m",
+        view,
+        &symbols,
+        book(),
+        LIMITS,
+    )
+    .await;
+    assert_eq!(report.error, None);
+    let search = report
+        .tool_calls
+        .iter()
+        .find(|c| c.tool == "search_news")
+        .unwrap();
+    let as_of = view.as_of();
+    for item in search.result.as_ref().unwrap()["results"]
+        .as_array()
+        .unwrap()
+    {
+        let ts: chrono::DateTime<chrono::Utc> =
+            item["timestamp"].as_str().unwrap().parse().unwrap();
+        assert!(
+            ts <= as_of,
+            "news from {ts} leaked into a session at {as_of}"
+        );
+    }
+    // Today's price at the open shows the open and the previous close, not the close.
+    let price = report
+        .tool_calls
+        .iter()
+        .find(|c| c.tool == "get_price")
+        .unwrap();
+    let result = price.result.as_ref().unwrap();
+    assert!(result.get("close").is_none(), "{result}");
+    assert!(result.get("previous_close").is_some(), "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_refuse_look_ahead_and_bad_calls() {
+    let market = Market::create();
+    let news = NewsCorpus::empty();
+    let view = SessionView {
+        universe: &market.universe,
+        news: &news,
+        date: date("2025-01-06"),
+        reference: ReferencePrice::Open,
+    };
+    let sym = market.universe.symbols()[0].to_string();
+    let mut tools = ToolBox::new(view, book());
+    let future = format!(r#"{{"symbol": "{sym}", "date": "2025-01-07"}}"#);
+    let err = tools.call(1, "get_price", &future).1.unwrap_err();
+    assert!(err.contains("no look-ahead"), "{err}");
+    let past = format!(r#"{{"symbol": "{sym}", "date": "2025-01-03"}}"#);
+    let bar = tools.call(1, "get_price", &past).1.unwrap();
+    assert!(bar.get("close").is_some(), "a past day shows its whole bar");
+    let err = tools
+        .call(1, "get_price", r#"{"symbol": "NOPE"}"#)
+        .1
+        .unwrap_err();
+    assert!(err.starts_with("unknown symbol `NOPE`"), "{err}");
+    let err = tools
+        .call(
+            1,
+            "buy",
+            &format!(r#"{{"symbol": "{sym}", "quantity": "lots"}}"#),
+        )
+        .1
+        .unwrap_err();
+    assert!(
+        err.contains("`arguments.quantity` must be an integer"),
+        "{err}"
+    );
+    let err = tools
+        .call(1, "buy", r#"{"symbol": "AAA", "quantity": "#)
+        .1
+        .unwrap_err();
+    assert!(err.contains("not valid JSON"), "{err}");
+    let err = tools.call(1, "teleport_funds", "{}").1.unwrap_err();
+    assert!(err.starts_with("unknown tool `teleport_funds`"), "{err}");
+    let err = tools
+        .call(
+            1,
+            "buy",
+            &format!(r#"{{"symbol": "{sym}", "quantity": 100000000}}"#),
+        )
+        .1
+        .unwrap_err();
+    assert!(err.starts_with("insufficient cash"), "{err}");
+    let err = tools
+        .call(
+            1,
+            "sell",
+            &format!(r#"{{"symbol": "{sym}", "quantity": 1}}"#),
+        )
+        .1
+        .unwrap_err();
+    assert!(err.contains("short selling is not allowed"), "{err}");
+    assert_eq!(
+        tools.book().cash(),
+        usd("10000"),
+        "refused orders change nothing"
+    );
+    let calc = tools
+        .call(1, "calc", r#"{"expression": "(3 + 4) * 2"}"#)
+        .1
+        .unwrap();
+    assert_eq!(calc["result"], "14");
+    assert!(
+        tools
+            .call(1, "calc", r#"{"expression": "system('ls')"}"#)
+            .1
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_models_fail_with_a_reason() {
+    let market = Market::create();
+    let news = NewsCorpus::empty();
+    let base = start_mock().await;
+    let view = SessionView {
+        universe: &market.universe,
+        news: &news,
+        date: date("2025-01-03"),
+        reference: ReferencePrice::Close,
+    };
+    let symbols = market.universe.symbols();
+    for (policy, expected) in [
+        ("fault-bad-args", "too many tool errors"),
+        ("fault-unknown-tool", "unknown tool `teleport_funds`"),
+        ("fault-malformed-json", "not valid JSON"),
+        ("fault-http-500", "LLM call failed at step 1"),
+        ("fault-malformed-body", "LLM call failed at step 1"),
+    ] {
+        let report = run_session(
+            &*provider(&base, policy),
+            policy,
+            view,
+            &symbols,
+            book(),
+            LIMITS,
+        )
+        .await;
+        let error = report.error.clone().unwrap_or_default();
+        assert!(error.contains(expected), "{policy}: {error}");
+        assert!(report.outcome.is_none(), "{policy}");
+        assert_eq!(report.final_book.cash(), usd("10000"));
+    }
+    // A model that never stops calling tools runs out of steps.
+    let limits = SessionLimits {
+        max_steps: 1,
+        max_tool_errors: 3,
+    };
+    let report = run_session(
+        &*provider(&base, "momentum"),
+        "m",
+        view,
+        &symbols,
+        book(),
+        limits,
+    )
+    .await;
+    assert_eq!(
+        report.error.as_deref(),
+        Some("max_steps (1) reached without a final answer")
+    );
+}

@@ -1,0 +1,273 @@
+//! Simulation jobs on a real SQLite store with mock-llm models: the whole job, carry-over of
+//! books between days, partial jobs, idempotent re-triggers, resume after an interruption.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tradeloom_agents::{
+    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, config_from_value, run_to_end,
+};
+use tradeloom_core::{Currency, Money};
+use tradeloom_store::{JobStatus, ModelDayKey, ModelDayStatus, ResultsFilter, open_store};
+
+use crate::{Market, date, start_mock};
+
+async fn simulator(market: &Market) -> Arc<Simulator> {
+    let store = open_store(&market.root().join("db").join("t.db").display().to_string())
+        .await
+        .unwrap();
+    Simulator::new(
+        store,
+        SimulatorOptions {
+            data_dir: market.root().join("data"),
+            max_concurrent_jobs: 1,
+            base_dir: market.root().to_path_buf(),
+        },
+    )
+}
+
+fn config(base: &str, models: &[(&str, &str)], end: &str) -> serde_json::Value {
+    let models: Vec<_> = models
+        .iter()
+        .map(|(name, policy)| json!({"name": name, "base_url": base, "model": policy, "max_retries": 0}))
+        .collect();
+    json!({
+        "models": models,
+        "universe": {"path": "universe"},
+        "start_date": "2025-01-02",
+        "end_date": end,
+        "max_steps": 8,
+        "max_tool_errors": 2,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_models_five_days_complete_and_add_up() {
+    let market = Market::create();
+    let base = start_mock().await;
+    let sim = simulator(&market).await;
+    let mut events = sim.subscribe();
+    let value = config(
+        &base,
+        &[
+            ("mom", "momentum"),
+            ("rev", "mean_reversion"),
+            ("bh", "buy_and_hold"),
+        ],
+        "2025-01-08",
+    );
+    let resolved = config_from_value(&value, market.root()).unwrap();
+    let (outcome, job) = run_to_end(&sim, &resolved).await.unwrap();
+    assert!(matches!(
+        outcome,
+        TriggerOutcome::Started { resumed: false, .. }
+    ));
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    let store = sim.store();
+    let report = store.job_report(&job.id).await.unwrap();
+    assert_eq!(
+        report.progress.total_model_days, 15,
+        "3 models × 5 trading days"
+    );
+    assert_eq!(report.progress.completed, 15);
+    let mut finished = 0;
+    while let Ok(e) = events.try_recv() {
+        if matches!(e, SimEvent::ModelDayFinished { .. }) {
+            finished += 1;
+        }
+    }
+    assert_eq!(finished, 15);
+
+    // Each day: value = cash + Σ holdings, exactly; holdings carry over between days.
+    let page = store
+        .results(&ResultsFilter {
+            job_id: Some(job.id.clone()),
+            completed_only: true,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 15);
+    for item in &page.items {
+        let day = &item.model_day;
+        let mut total = day.cash.unwrap();
+        for h in &item.holdings {
+            total = total.checked_add(h.value).unwrap();
+        }
+        assert_eq!(
+            Some(total),
+            day.portfolio_value,
+            "{} {}",
+            day.model,
+            day.date
+        );
+    }
+    // buy_and_hold buys on day one and never trades again: same holdings every day.
+    let bh: Vec<_> = page
+        .items
+        .iter()
+        .filter(|i| i.model_day.model == "bh")
+        .collect();
+    assert_eq!(bh.len(), 5);
+    assert!(!bh[0].holdings.is_empty());
+    for later in &bh[1..] {
+        let q = |i: &&tradeloom_store::ModelDayResult| {
+            i.holdings
+                .iter()
+                .map(|h| (h.symbol.clone(), h.quantity))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(q(&bh[0]), q(later));
+        assert_eq!(later.model_day.cash, bh[0].model_day.cash);
+        assert_eq!(later.trades, 0);
+    }
+    // The run folder has the bootstrap and each model-day's files.
+    let dir = market.root().join("data").join("runs").join(&job.id);
+    let bootstrap = std::fs::read_to_string(dir.join("BOOTSTRAP.md")).unwrap();
+    assert!(
+        bootstrap.starts_with("---\nkind: simulation_job\n"),
+        "{bootstrap}"
+    );
+    assert!(bootstrap.contains(&format!("job_id: {}", job.id)));
+    let day_dir = dir.join("agents").join("mom").join("2025-01-03");
+    for f in [
+        "transcript.jsonl",
+        "tool_calls.jsonl",
+        "llm_calls.jsonl",
+        "summary.json",
+    ] {
+        assert!(day_dir.join(f).is_file(), "{f}");
+    }
+
+    // Same config again: nothing to do.
+    let (again, same) = run_to_end(&sim, &resolved).await.unwrap();
+    assert!(matches!(again, TriggerOutcome::Current(_)), "{again:?}");
+    assert_eq!(same.id, job.id);
+    assert_eq!(
+        store
+            .results(&ResultsFilter {
+                job_id: Some(job.id.clone()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .total,
+        15
+    );
+
+    let leaderboard = store
+        .leaderboard(&job.id, Money::parse("10000", Currency::USD).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(leaderboard.len(), 3);
+    assert!(
+        leaderboard
+            .iter()
+            .all(|e| e.completed_days == 5 && e.final_value.is_some())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulty_model_makes_the_job_partial_and_others_are_unaffected() {
+    let market = Market::create();
+    let base = start_mock().await;
+    let sim = simulator(&market).await;
+    let value = config(
+        &base,
+        &[("good", "buy_and_hold"), ("bad", "fault-http-500")],
+        "2025-01-06",
+    );
+    let resolved = config_from_value(&value, market.root()).unwrap();
+    let (_, job) = run_to_end(&sim, &resolved).await.unwrap();
+    assert_eq!(job.status, JobStatus::Partial);
+    let report = sim.store().job_report(&job.id).await.unwrap();
+    for day in &report.model_days {
+        match day.model.as_str() {
+            "good" => assert_eq!(day.status, ModelDayStatus::Completed),
+            _ => {
+                assert_eq!(day.status, ModelDayStatus::Failed);
+                let error = day.error.as_deref().unwrap_or_default();
+                assert!(error.contains("HTTP 500"), "{error}");
+            }
+        }
+    }
+    // Re-triggering retries only the failed model-days (which fail again); completed ones stay.
+    let good = ModelDayKey::new(&job.id, "good", date("2025-01-02"));
+    let before = sim.store().model_day(&good).await.unwrap();
+    let (again, job2) = run_to_end(&sim, &resolved).await.unwrap();
+    assert!(
+        matches!(again, TriggerOutcome::Started { resumed: true, .. }),
+        "{again:?}"
+    );
+    assert_eq!(job2.id, job.id);
+    assert_eq!(job2.status, JobStatus::Partial);
+    assert_eq!(
+        sim.store().model_day(&good).await.unwrap(),
+        before,
+        "completed days are not re-run"
+    );
+    let bad = sim
+        .store()
+        .model_day(&ModelDayKey::new(&job.id, "bad", date("2025-01-02")))
+        .await
+        .unwrap();
+    assert_eq!(bad.attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_job_resumes_without_duplicates() {
+    let market = Market::create();
+    let base = start_mock().await;
+    let sim = simulator(&market).await;
+    let value = config(&base, &[("a", "momentum"), ("b", "random-3")], "2025-01-07");
+    let resolved = config_from_value(&value, market.root()).unwrap();
+    // Create the job and run one model-day by hand, leave another `running` as a killed worker would.
+    let TriggerOutcome::Started { job, .. } = sim.prepare(&resolved).await.unwrap() else {
+        panic!("expected a new job");
+    };
+    let store = sim.store();
+    let k = ModelDayKey::new(&job.id, "a", date("2025-01-02"));
+    store.mark_job_running(&job.id).await.unwrap();
+    store
+        .claim_model_day(&k, std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    // "Crash": the process is gone; a new simulator on the same store resumes the job.
+    let resumed = sim.resume_interrupted().await.unwrap();
+    assert_eq!(resumed, vec![job.id.clone()]);
+    let mut waited = 0;
+    let finished = loop {
+        let j = store.job(&job.id).await.unwrap();
+        if j.status.is_terminal() {
+            break j;
+        }
+        waited += 1;
+        assert!(waited < 600, "the resumed job did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(finished.status, JobStatus::Completed);
+    let report = store.job_report(&job.id).await.unwrap();
+    assert_eq!(report.progress.completed, 8, "2 models × 4 days");
+    assert_eq!(
+        store.model_day(&k).await.unwrap().attempts,
+        2,
+        "the interrupted day ran again"
+    );
+    // Trades of each day exist once: re-counting through the store matches the day's trade count.
+    let page = store
+        .results(&ResultsFilter {
+            job_id: Some(job.id.clone()),
+            limit: 100,
+            completed_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for item in page.items {
+        let trades = store.trades(&item.model_day.key()).await.unwrap();
+        assert_eq!(trades.len() as u32, item.trades);
+    }
+}

@@ -1,0 +1,328 @@
+//! `GET /results` (model-day results, minimal or full, paginated) and
+//! `GET /results/leaderboard` (per-model standings of a job).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tradeloom_core::{Currency, Decimal, Money};
+use tradeloom_store::{MAX_PAGE, ModelDayKey, ResultsFilter, Store, StoreError};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+
+/// Query of `GET /results`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsQuery {
+    pub job_id: Option<String>,
+    pub model: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub date: Option<String>,
+    /// `minimal` (default) or `full` (adds trades, holdings detail, reasoning and tool calls).
+    pub detail: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+}
+
+/// One completed model-day. Money and quantities are exact decimal strings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultItem {
+    pub job_id: String,
+    pub model: String,
+    #[schema(value_type = String)]
+    pub date: NaiveDate,
+    pub cash: String,
+    /// Symbol → quantity held at the end of the day.
+    pub holdings: BTreeMap<String, String>,
+    /// Cash plus every holding at the day's close.
+    pub portfolio_value: String,
+    /// `detail=full` only: trades, holdings with prices, reasoning, tool calls, timings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub full: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultsResponse {
+    pub results: Vec<ResultItem>,
+    /// Matches over all pages.
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+    /// The offset of the next page, if there is one.
+    pub next_offset: Option<u64>,
+}
+
+fn bad_query(param: &str, message: String) -> ApiError {
+    ApiError::bad_request("invalid_query", message).with_details(json!({"param": param}))
+}
+
+/// Completed model-days with their end-of-day cash, holdings and value.
+#[utoipa::path(
+    get, path = "/results", tag = "results",
+    params(ResultsQuery),
+    responses(
+        (status = 200, body = ResultsResponse),
+        (status = 400, description = "A bad query parameter (named in `details.param`)", body = ErrorBody),
+        (status = 404, description = "Unknown job or model", body = ErrorBody),
+    )
+)]
+pub async fn results(
+    State(state): State<AppState>,
+    query: Result<Query<ResultsQuery>, QueryRejection>,
+) -> Result<Json<ResultsResponse>, ApiError> {
+    let Query(q) = query?;
+    let full = match q.detail.as_deref() {
+        None | Some("minimal") => false,
+        Some("full") => true,
+        Some(other) => {
+            return Err(bad_query(
+                "detail",
+                format!("unknown detail `{other}`; expected `minimal` or `full`"),
+            ));
+        }
+    };
+    let date = match &q.date {
+        Some(d) => Some(
+            d.parse::<NaiveDate>()
+                .map_err(|_| bad_query("date", format!("date `{d}` is not a date YYYY-MM-DD")))?,
+        ),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(bad_query(
+            "limit",
+            format!("limit must be 1 to {MAX_PAGE}, got {limit}"),
+        ));
+    }
+    let store = state.simulator.store();
+    if let Some(job_id) = &q.job_id {
+        store
+            .job(job_id)
+            .await
+            .map_err(|e| not_found_job(e, job_id))?;
+    }
+    let filter = ResultsFilter {
+        job_id: q.job_id.clone(),
+        model: q.model.clone(),
+        date,
+        completed_only: true,
+        limit,
+        offset: q.offset.unwrap_or(0),
+    };
+    let page = store.results(&filter).await?;
+    if page.total == 0
+        && let Some(model) = &q.model
+        && !model_exists(store.as_ref(), q.job_id.as_deref(), model).await?
+    {
+        return Err(ApiError::not_found(
+            "unknown_model",
+            match &q.job_id {
+                Some(job) => format!("job {job} has no model `{model}`"),
+                None => format!("no job has a model `{model}`"),
+            },
+        )
+        .with_details(json!({"model": model})));
+    }
+    let mut results = Vec::with_capacity(page.items.len());
+    for item in page.items {
+        let day = &item.model_day;
+        let extra = if full {
+            let key = day.key();
+            Some(full_detail(store.as_ref(), &key, &item).await?)
+        } else {
+            None
+        };
+        results.push(ResultItem {
+            job_id: day.job_id.clone(),
+            model: day.model.clone(),
+            date: day.date,
+            cash: day.cash.map(|c| c.to_string()).unwrap_or_default(),
+            holdings: item
+                .holdings
+                .iter()
+                .map(|h| (h.symbol.clone(), h.quantity.to_string()))
+                .collect(),
+            portfolio_value: day
+                .portfolio_value
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            full: extra,
+        });
+    }
+    let next = page.offset + results.len() as u64;
+    Ok(Json(ResultsResponse {
+        results,
+        total: page.total,
+        limit: page.limit,
+        offset: page.offset,
+        next_offset: (next < page.total).then_some(next),
+    }))
+}
+
+fn not_found_job(e: StoreError, job_id: &str) -> ApiError {
+    match e {
+        StoreError::NotFound { .. } => {
+            ApiError::not_found("job_not_found", format!("no job with id `{job_id}`"))
+                .with_details(json!({"job_id": job_id}))
+        }
+        other => other.into(),
+    }
+}
+
+/// Whether any model-day (in `job_id`, if given) belongs to `model`, whatever its status.
+async fn model_exists(
+    store: &dyn Store,
+    job_id: Option<&str>,
+    model: &str,
+) -> Result<bool, StoreError> {
+    let page = store
+        .results(&ResultsFilter {
+            job_id: job_id.map(str::to_string),
+            model: Some(model.to_string()),
+            date: None,
+            completed_only: false,
+            limit: 1,
+            offset: 0,
+        })
+        .await?;
+    Ok(page.total > 0)
+}
+
+async fn full_detail(
+    store: &dyn Store,
+    key: &ModelDayKey,
+    item: &tradeloom_store::ModelDayResult,
+) -> Result<Value, StoreError> {
+    let trades = store.trades(key).await?;
+    let reasoning = store.reasoning_logs(key).await?;
+    let tool_usage = store.tool_usage(key).await?;
+    Ok(json!({
+        "status": item.model_day.status,
+        "attempts": item.model_day.attempts,
+        "started_at": item.model_day.started_at,
+        "finished_at": item.model_day.finished_at,
+        "duration_ms": item.model_day.duration_ms,
+        "steps": item.model_day.steps,
+        "tool_errors": item.model_day.tool_errors,
+        "holdings": item.holdings,
+        "trades": trades,
+        "reasoning": reasoning,
+        "tool_usage": tool_usage,
+    }))
+}
+
+/// Query of `GET /results/leaderboard`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderboardQuery {
+    /// Default: the newest job.
+    pub job_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Standing {
+    pub rank: u32,
+    pub model: String,
+    pub final_value: Option<String>,
+    pub total_return: Option<f64>,
+    pub sharpe: Option<f64>,
+    pub max_drawdown: Option<f64>,
+    pub trades: u64,
+    pub tool_errors: u64,
+    pub completed_days: u32,
+    pub failed_days: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaderboardResponse {
+    pub job_id: String,
+    pub status: String,
+    pub initial_value: String,
+    /// Best final value first; models without a completed day last.
+    pub models: Vec<Standing>,
+}
+
+/// Per-model standings of a job: final value, total return, Sharpe, max drawdown, trades,
+/// tool errors.
+#[utoipa::path(
+    get, path = "/results/leaderboard", tag = "results",
+    params(LeaderboardQuery),
+    responses(
+        (status = 200, body = LeaderboardResponse),
+        (status = 404, description = "Unknown job, or no job yet", body = ErrorBody),
+    )
+)]
+pub async fn leaderboard(
+    State(state): State<AppState>,
+    query: Result<Query<LeaderboardQuery>, QueryRejection>,
+) -> Result<Json<LeaderboardResponse>, ApiError> {
+    let Query(q) = query?;
+    let store = state.simulator.store();
+    let job = match &q.job_id {
+        Some(id) => store.job(id).await.map_err(|e| not_found_job(e, id))?,
+        None => store
+            .list_jobs(1, 0)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found("job_not_found", "there is no job yet"))?,
+    };
+    Ok(Json(leaderboard_of(store.as_ref(), &job).await?))
+}
+
+/// The leaderboard of `job`, ranked by final value.
+pub async fn leaderboard_of(
+    store: &dyn Store,
+    job: &tradeloom_store::Job,
+) -> Result<LeaderboardResponse, ApiError> {
+    let initial = initial_value(&job.config, job.currency);
+    let mut entries = store.leaderboard(&job.id, initial).await?;
+    entries.sort_by(|a, b| match (a.final_value, b.final_value) {
+        (Some(x), Some(y)) => y.raw().cmp(&x.raw()).then_with(|| a.model.cmp(&b.model)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.model.cmp(&b.model),
+    });
+    Ok(LeaderboardResponse {
+        job_id: job.id.clone(),
+        status: job.status.to_string(),
+        initial_value: initial.to_string(),
+        models: entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Standing {
+                rank: i as u32 + 1,
+                model: e.model,
+                final_value: e.final_value.map(|v| v.to_string()),
+                total_return: e.total_return,
+                sharpe: e.sharpe,
+                max_drawdown: e.max_drawdown,
+                trades: e.trades,
+                tool_errors: e.tool_errors,
+                completed_days: e.completed_days,
+                failed_days: e.failed_days,
+            })
+            .collect(),
+    })
+}
+
+/// The job's `initial_cash` (default 10000) as money.
+pub fn initial_value(config: &Value, currency: Currency) -> Money {
+    let text = match config.get("initial_cash") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "10000".to_string(),
+    };
+    Decimal::parse(&text)
+        .map(|d| d.to_money(currency))
+        .unwrap_or_else(|_| Money::zero(currency))
+}

@@ -1,0 +1,298 @@
+//! `POST /simulate/trigger`, `GET /simulate/status/{job_id}`, `GET /simulate/current`.
+
+use std::path::Path;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tradeloom_agents::{TriggerOutcome, config_from_value, load_config};
+use tradeloom_store::{Job, JobReport};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+
+/// Body of `POST /simulate/trigger`: exactly one of `config` and `config_path`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// The simulation config inline (the same fields as a config file).
+    #[schema(value_type = Object)]
+    pub config: Option<Value>,
+    /// A YAML or JSON config file readable by the server.
+    pub config_path: Option<String>,
+}
+
+/// Answer of a trigger.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerResponse {
+    pub job_id: String,
+    /// `pending` or `running` for a started job; `current` when nothing was left to run.
+    pub status: String,
+    /// `[start_date, end_date]` of the config.
+    #[schema(value_type = Vec<String>)]
+    pub date_range: [NaiveDate; 2],
+    pub models: Vec<String>,
+    /// Whether an earlier job with the same config was picked up again.
+    pub resumed: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Progress {
+    pub total_model_days: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub running: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelDayDetail {
+    pub model: String,
+    #[schema(value_type = String)]
+    pub date: NaiveDate,
+    pub status: String,
+    pub error: Option<String>,
+    pub attempts: u32,
+    #[schema(value_type = Option<String>)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>)]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub steps: Option<u32>,
+    pub tool_errors: Option<u32>,
+    /// Exact decimal string.
+    pub portfolio_value: Option<String>,
+}
+
+/// `GET /simulate/status/{job_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobStatusResponse {
+    pub job_id: String,
+    /// `pending`, `running`, `completed`, `partial` or `failed`.
+    pub status: String,
+    #[schema(value_type = Vec<String>)]
+    pub date_range: Vec<NaiveDate>,
+    pub models: Vec<String>,
+    pub progress: Progress,
+    #[schema(value_type = String)]
+    pub created_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>)]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// From start to finish (or to now while running).
+    pub total_duration_seconds: Option<f64>,
+    pub error: Option<String>,
+    pub config_hash: String,
+    pub details: Vec<ModelDayDetail>,
+}
+
+fn config_field<'a>(job: &'a Job, field: &str) -> Option<&'a Value> {
+    job.config.get(field)
+}
+
+fn job_models(job: &Job) -> Vec<String> {
+    config_field(job, "models")
+        .and_then(Value::as_array)
+        .map(|models| {
+            models
+                .iter()
+                .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn job_date_range(job: &Job) -> Vec<NaiveDate> {
+    ["start_date", "end_date"]
+        .iter()
+        .filter_map(|f| config_field(job, f).and_then(Value::as_str))
+        .filter_map(|d| d.parse().ok())
+        .collect()
+}
+
+pub(crate) fn status_response(report: JobReport) -> JobStatusResponse {
+    let job = &report.job;
+    let end = job.finished_at.unwrap_or_else(Utc::now);
+    JobStatusResponse {
+        job_id: job.id.clone(),
+        status: job.status.to_string(),
+        date_range: job_date_range(job),
+        models: job_models(job),
+        progress: Progress {
+            total_model_days: report.progress.total_model_days,
+            completed: report.progress.completed,
+            failed: report.progress.failed,
+            pending: report.progress.pending,
+            running: report.progress.running,
+        },
+        created_at: job.created_at,
+        started_at: job.started_at,
+        completed_at: job.finished_at,
+        total_duration_seconds: job
+            .started_at
+            .map(|s| (end - s).num_milliseconds() as f64 / 1000.0),
+        error: job.error.clone(),
+        config_hash: job.config_hash.clone(),
+        details: report
+            .model_days
+            .into_iter()
+            .map(|d| ModelDayDetail {
+                model: d.model,
+                date: d.date,
+                status: d.status.as_str().to_string(),
+                error: d.error,
+                attempts: d.attempts,
+                started_at: d.started_at,
+                finished_at: d.finished_at,
+                duration_ms: d.duration_ms,
+                steps: d.steps,
+                tool_errors: d.tool_errors,
+                portfolio_value: d.portfolio_value.map(|v| v.to_string()),
+            })
+            .collect(),
+    }
+}
+
+/// Starts a simulation job, or resumes the unfinished model-days of an earlier job with the
+/// same config. Answers 200 `current` when every model-day of that config is completed.
+#[utoipa::path(
+    post, path = "/simulate/trigger", tag = "simulate",
+    request_body = TriggerRequest,
+    responses(
+        (status = 202, description = "Job started (or resumed, or already running)", body = TriggerResponse),
+        (status = 200, description = "Nothing left to run: `status` is `current`", body = TriggerResponse),
+        (status = 400, description = "Malformed JSON or an invalid config", body = ErrorBody),
+        (status = 409, description = "MAX_CONCURRENT_JOBS jobs are running; `details.running_job_id`", body = ErrorBody),
+    )
+)]
+pub async fn trigger(
+    State(state): State<AppState>,
+    body: Result<Json<TriggerRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<TriggerResponse>), ApiError> {
+    let Json(request) = body?;
+    let base = state.simulator.options().base_dir.clone();
+    let config = match (request.config, request.config_path) {
+        (Some(config), None) => config_from_value(&config, &base)?,
+        (None, Some(path)) => {
+            let path = Path::new(&path);
+            let path = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                base.join(path)
+            };
+            if !path.is_file() {
+                return Err(ApiError::bad_request(
+                    "invalid_config",
+                    format!("config_path {} is not a readable file", path.display()),
+                )
+                .with_details(json!({"place": "config_path"})));
+            }
+            load_config(&path)?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give exactly one of `config` (an inline config object) and `config_path`",
+            ));
+        }
+    };
+    let date_range = [config.config.start_date, config.config.end_date];
+    let models = config.model_names();
+    let outcome = state.simulator.trigger(&config).await?;
+    let (code, job, status, resumed, message) = match outcome {
+        TriggerOutcome::Started { job, resumed } => {
+            let message = if resumed {
+                "resuming the unfinished model-days of an earlier job with this config"
+            } else {
+                "job created"
+            };
+            (
+                StatusCode::ACCEPTED,
+                job,
+                "running".to_string(),
+                resumed,
+                message,
+            )
+        }
+        TriggerOutcome::AlreadyRunning(job) => (
+            StatusCode::ACCEPTED,
+            job,
+            "running".to_string(),
+            true,
+            "a job with this config is already running",
+        ),
+        TriggerOutcome::Current(job) => (
+            StatusCode::OK,
+            job,
+            "current".to_string(),
+            false,
+            "every model-day of this config is already completed",
+        ),
+    };
+    Ok((
+        code,
+        Json(TriggerResponse {
+            job_id: job.id,
+            status,
+            date_range,
+            models,
+            resumed,
+            message: message.to_string(),
+        }),
+    ))
+}
+
+/// Status, progress and every model-day of a job.
+#[utoipa::path(
+    get, path = "/simulate/status/{job_id}", tag = "simulate",
+    params(("job_id" = String, Path, description = "The job id from the trigger")),
+    responses(
+        (status = 200, body = JobStatusResponse),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    job_id: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<JobStatusResponse>, ApiError> {
+    let UrlPath(job_id) = job_id?;
+    let report = state
+        .simulator
+        .store()
+        .job_report(&job_id)
+        .await
+        .map_err(|e| match e {
+            tradeloom_store::StoreError::NotFound { .. } => {
+                ApiError::not_found("job_not_found", format!("no job with id `{job_id}`"))
+                    .with_details(json!({"job_id": job_id}))
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(status_response(report)))
+}
+
+/// The oldest pending or running job.
+#[utoipa::path(
+    get, path = "/simulate/current", tag = "simulate",
+    responses(
+        (status = 200, body = JobStatusResponse),
+        (status = 404, description = "No active simulation job", body = ErrorBody),
+    )
+)]
+pub async fn current(State(state): State<AppState>) -> Result<Json<JobStatusResponse>, ApiError> {
+    let store = state.simulator.store();
+    let Some(job) = store.current_job().await? else {
+        return Err(ApiError::not_found(
+            "no_current_job",
+            "no active simulation job",
+        ));
+    };
+    Ok(Json(status_response(store.job_report(&job.id).await?)))
+}
