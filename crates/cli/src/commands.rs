@@ -369,3 +369,71 @@ pub fn data_inspect(file: &Path, json: bool) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `data universe`: writes `out/SYMBOL.csv` per symbol and, with `news`, `out/news.jsonl`.
+pub fn data_universe(
+    symbols: usize,
+    days: usize,
+    seed: u64,
+    start: &str,
+    out: &Path,
+    news: bool,
+) -> Result<ExitCode> {
+    let start: tradeloom_data::chrono::NaiveDate = start
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--start: invalid date `{start}`; expected YYYY-MM-DD"))?;
+    let spec = tradeloom_data::UniverseSpec {
+        symbols,
+        days,
+        seed,
+        start,
+    };
+    let universe = tradeloom_data::synth_universe(&spec)?;
+    let files = tradeloom_data::write_universe(&universe, out)?;
+    let news_items = if news {
+        let items = tradeloom_data::synth_news(&universe, seed);
+        tradeloom_data::write_news(&out.join("news.jsonl"), &items)?;
+        Some(items.len())
+    } else {
+        None
+    };
+    let names = universe.symbols();
+    let shown = if names.len() > 10 {
+        format!("{}, …", names[..10].join(", "))
+    } else {
+        names.join(", ")
+    };
+    let day = |d: Option<tradeloom_data::chrono::NaiveDate>| {
+        d.map_or("–".to_string(), |d| d.to_string())
+    };
+    let rows = vec![
+        ("folder", out.display().to_string()),
+        ("symbols", format!("{} ({shown})", names.len())),
+        (
+            "days",
+            format!(
+                "{} ({} → {})",
+                universe.trading_dates().len(),
+                day(universe.first_date()),
+                day(universe.last_date())
+            ),
+        ),
+        (
+            "files",
+            format!(
+                "{} bar files (SYMBOL.csv){}",
+                files.len(),
+                if news { " + news.jsonl" } else { "" }
+            ),
+        ),
+        (
+            "news",
+            news_items.map_or("not written (--no-news)".to_string(), |n| {
+                format!("{n} items")
+            }),
+        ),
+    ];
+    println!("universe written (seed {seed})");
+    print!("{}", table::pairs(&rows));
+    Ok(ExitCode::SUCCESS)
+}

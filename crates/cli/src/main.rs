@@ -124,6 +124,27 @@ enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a synthetic daily universe (one SYMBOL.csv per symbol, correlated one-factor
+    /// returns, weekdays only) and a news corpus (news.jsonl), deterministic for a seed.
+    Universe {
+        /// Number of symbols (1 to 500): AAA, BBB, … ZZZ, then AAB, AAC, …
+        #[arg(long, default_value_t = 8)]
+        symbols: usize,
+        /// Number of trading days (weekdays, 1 to 20000).
+        #[arg(long, default_value_t = 60)]
+        days: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// First trading day, YYYY-MM-DD (a weekend date moves to the next Monday).
+        #[arg(long, default_value = "2025-01-02")]
+        start: String,
+        /// Do not write news.jsonl.
+        #[arg(long)]
+        no_news: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,6 +190,14 @@ fn main() -> ExitCode {
                 out,
             } => commands::data_synth(&symbol, bars, &timeframe, seed, &out),
             DataCommand::Inspect { file, json } => commands::data_inspect(&file, json),
+            DataCommand::Universe {
+                symbols,
+                days,
+                seed,
+                out,
+                start,
+                no_news,
+            } => commands::data_universe(symbols, days, seed, &start, &out, !no_news),
         },
         Command::Bench { command } => match command {
             BenchCommand::Engine {

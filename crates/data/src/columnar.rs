@@ -126,6 +126,12 @@ impl ColumnarBars {
         self.names.clone()
     }
 
+    /// The row (1-based) of the last bar yielded.
+    pub fn row(&self) -> u64 {
+        // `rows` counts the rows decoded so far; `current[pos..]` are decoded but not yet yielded.
+        self.rows - (self.current.len() - self.pos) as u64
+    }
+
     fn row_error(&self, row: u64, message: String) -> DataError {
         DataError::Row {
             path: self.path.clone(),

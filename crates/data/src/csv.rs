@@ -304,6 +304,11 @@ impl CsvBars {
         self.names.clone()
     }
 
+    /// The physical line (1-based) of the last row read.
+    pub fn line(&self) -> u64 {
+        self.line_no
+    }
+
     fn error(&self, message: String) -> DataError {
         DataError::Row {
             path: self.path.clone(),

@@ -44,6 +44,9 @@ pub enum DataError {
         place: Place,
         message: String,
     },
+    /// Data given in memory is invalid, or a request names something that is not there.
+    #[error("{message}")]
+    Invalid { message: String },
     /// Writing a file failed.
     #[error("{}: cannot write: {message}", path.display())]
     Write { path: PathBuf, message: String },

@@ -1,6 +1,7 @@
 //! data: market data for tradeloom — streaming bar loaders for CSV, Parquet and Arrow IPC with
-//! row-level validation, a k-way merge of several files, deterministic synthetic bars, and file
-//! inspection.
+//! row-level validation, a k-way merge of several files, daily multi-symbol universes, news
+//! corpora searched without look-ahead, deterministic synthetic bars, universes and news, and
+//! file inspection.
 //!
 //! Loaders never hold a whole file: a 10M-bar file streams through a bounded buffer (CSV) or
 //! one record batch at a time (Parquet/IPC). Every error names the file and the line (CSV) or row
@@ -12,8 +13,10 @@ pub mod error;
 pub mod format;
 pub mod inspect;
 pub mod merge;
+pub mod news;
 pub mod synth;
 pub mod timestamp;
+pub mod universe;
 pub mod validate;
 pub mod writer;
 
@@ -21,11 +24,16 @@ use std::path::Path;
 
 use tradeloom_core::{Bar, Instrument};
 
+/// The `chrono` this crate's dates and timestamps come from ([`DailyBar::date`],
+/// [`NewsItem::timestamp`]).
+pub use chrono;
 pub use error::{DataError, Place};
 pub use format::DataFormat;
 pub use inspect::{InspectReport, inspect};
 pub use merge::MergedBars;
+pub use news::{NewsCorpus, NewsItem, synth_news, write_news};
 pub use synth::{SynthSpec, SynthSummary, Timeframe, synth_bars, write_synth};
+pub use universe::{DailyBar, Universe, UniverseSpec, synth_universe, write_universe};
 pub use writer::BarWriter;
 
 /// A streaming reader of one bar file for one instrument; yields validated bars in order.
@@ -65,6 +73,15 @@ impl BarReader {
             Inner::Csv(_) => DataFormat::Csv,
             #[cfg(feature = "columnar")]
             Inner::Columnar(r) => r.format(),
+        }
+    }
+
+    /// Where the last bar yielded was read: its CSV line or columnar row.
+    pub fn place(&self) -> Place {
+        match &self.inner {
+            Inner::Csv(r) => Place::Line(r.line()),
+            #[cfg(feature = "columnar")]
+            Inner::Columnar(r) => Place::Row(r.row()),
         }
     }
 

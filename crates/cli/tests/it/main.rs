@@ -5,6 +5,7 @@ mod bad_input;
 mod commands;
 mod golden;
 mod run;
+mod universe;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

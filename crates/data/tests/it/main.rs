@@ -2,3 +2,5 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 
 mod loaders;
+mod news;
+mod universe;
