@@ -5,7 +5,9 @@
 //! spec, data) where nothing was run.
 
 mod bench;
+mod bench_simulate;
 mod commands;
+mod simulation;
 mod table;
 
 use std::path::PathBuf;
@@ -25,6 +27,9 @@ struct Cli {
         default_value = "tradeloom-data"
     )]
     data_dir: PathBuf,
+    /// The job store: a SQLite path or a `postgres://` URL (default `<data-dir>/tradeloom.db`).
+    #[arg(long, global = true, env = "TRADELOOM_DATABASE_URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +73,59 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// Run a simulation job (LLM models trading daily sessions) in this process.
+    Simulate {
+        /// The simulation config (YAML or JSON).
+        config: PathBuf,
+        /// Print one JSON object instead of the leaderboard table.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List simulation jobs and show their status.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Completed model-days of simulation jobs, or a job's leaderboard.
+    Results {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only this date (YYYY-MM-DD).
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// The per-model standings of the job (default: the newest job).
+        #[arg(long)]
+        leaderboard: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Database migrations of the job store.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Serve the REST API (simulation jobs, results, health, /docs).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Simulation jobs run at once; a trigger beyond it answers 409.
+        #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 1)]
+        max_concurrent_jobs: usize,
+    },
+    /// An OpenAI-compatible server with deterministic trading policies, for offline use and tests.
+    MockLlm {
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        addr: String,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -148,6 +206,37 @@ enum DataCommand {
 }
 
 #[derive(Subcommand)]
+enum JobsCommand {
+    /// Jobs, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's progress and every model-day.
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Apply pending migrations.
+    Migrate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show which migrations are applied, without changing anything.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Engine throughput, and end-to-end `tradeloom run` time and peak memory from CSV and
     /// Parquet, on synthetic 1-minute bars traded by sma_cross.
@@ -164,11 +253,33 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Model-days per second of simulation jobs with mock-llm (SQLite, and PostgreSQL when a URL
+    /// is given), and `GET /results?detail=minimal` throughput and latency under concurrency.
+    Simulate {
+        #[arg(long, default_value_t = 10)]
+        models: usize,
+        #[arg(long, default_value_t = 250)]
+        days: usize,
+        #[arg(long, default_value_t = 8)]
+        symbols: usize,
+        /// Also measure on PostgreSQL (a scratch database is created there and dropped).
+        #[arg(long, env = "TRADELOOM_BENCH_POSTGRES_URL")]
+        postgres_url: Option<String>,
+        /// Requests of the HTTP measurement.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent connections of the HTTP measurement.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let data_dir = cli.data_dir;
+    let db_url = cli.database_url.as_deref();
     let result = match cli.command {
         Command::Run { spec, json, quiet } => commands::run(&spec, &data_dir, json, quiet),
         Command::Spec { command } => match command {
@@ -206,7 +317,65 @@ fn main() -> ExitCode {
                 work_dir,
                 json,
             } => bench::engine(&bars, engine_only, work_dir.as_deref(), json),
+            BenchCommand::Simulate {
+                models,
+                days,
+                symbols,
+                postgres_url,
+                requests,
+                concurrency,
+                json,
+            } => bench_simulate::simulate(&bench_simulate::SimBenchArgs {
+                models,
+                days,
+                symbols,
+                postgres_url,
+                requests,
+                concurrency,
+                json,
+            }),
         },
+        Command::Simulate {
+            config,
+            json,
+            quiet,
+        } => simulation::simulate(&config, &data_dir, db_url, json, quiet),
+        Command::Jobs { command } => match command {
+            JobsCommand::List { limit, json } => {
+                simulation::jobs_list(&data_dir, db_url, limit, json)
+            }
+            JobsCommand::Status { id, json } => {
+                simulation::jobs_status(&data_dir, db_url, &id, json)
+            }
+        },
+        Command::Results {
+            job,
+            model,
+            date,
+            limit,
+            leaderboard,
+            json,
+        } => simulation::results(
+            &data_dir,
+            db_url,
+            simulation::ResultsArgs {
+                job: job.as_deref(),
+                model: model.as_deref(),
+                date: date.as_deref(),
+                limit,
+                leaderboard,
+                json,
+            },
+        ),
+        Command::Db { command } => match command {
+            DbCommand::Migrate { json } => simulation::db(&data_dir, db_url, true, json),
+            DbCommand::Status { json } => simulation::db(&data_dir, db_url, false, json),
+        },
+        Command::Serve {
+            addr,
+            max_concurrent_jobs,
+        } => simulation::serve(&data_dir, db_url, &addr, max_concurrent_jobs),
+        Command::MockLlm { addr } => simulation::mock_llm(&addr),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,484 @@
+//! Simulation jobs from the command line: `simulate` (batch mode of the job API), `jobs`,
+//! `results`, `db`, and the long-running `serve` and `mock-llm`.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tradeloom_agents::{
+    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, load_config, run_to_end,
+};
+use tradeloom_server::{AppState, LeaderboardResponse, leaderboard_of};
+use tradeloom_store::{JobStatus, ResultsFilter, Store, open_store};
+
+use crate::table;
+
+/// Where the store is: `--database-url`, else `<data_dir>/tradeloom.db`.
+pub fn store_location(data_dir: &Path, database_url: Option<&str>) -> String {
+    match database_url {
+        Some(url) => url.to_string(),
+        None => data_dir.join("tradeloom.db").display().to_string(),
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn Store>> {
+    let location = store_location(data_dir, database_url);
+    open_store(&location)
+        .await
+        .with_context(|| format!("cannot open the store at {location}"))
+}
+
+fn simulator(
+    store: Arc<dyn Store>,
+    data_dir: &Path,
+    max_concurrent_jobs: usize,
+) -> Result<Arc<Simulator>> {
+    Ok(Simulator::new(
+        store,
+        SimulatorOptions {
+            data_dir: data_dir.to_path_buf(),
+            max_concurrent_jobs,
+            base_dir: std::env::current_dir().context("no current directory")?,
+        },
+    ))
+}
+
+fn leaderboard_table(board: &LeaderboardResponse, currency: &str) -> String {
+    let pct = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.2} %", v * 100.0));
+    let rows: Vec<Vec<String>> = board
+        .models
+        .iter()
+        .map(|s| {
+            vec![
+                s.rank.to_string(),
+                s.model.clone(),
+                s.final_value
+                    .clone()
+                    .map_or("–".into(), |v| format!("{v} {currency}")),
+                pct(s.total_return),
+                s.sharpe.map_or("–".into(), |v| format!("{v:.2}")),
+                pct(s.max_drawdown),
+                s.trades.to_string(),
+                s.tool_errors.to_string(),
+                format!("{}/{}", s.completed_days, s.completed_days + s.failed_days),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "#",
+            "model",
+            "final value",
+            "return",
+            "sharpe",
+            "max dd",
+            "trades",
+            "tool errors",
+            "days ok",
+        ],
+        &rows,
+    )
+}
+
+/// `tradeloom simulate CONFIG`: runs the job in this process with a progress bar, then prints
+/// the leaderboard. Exit 0 when every model-day completed (or nothing was left), 1 when some
+/// failed.
+pub fn simulate(
+    config_path: &Path,
+    data_dir: &Path,
+    database_url: Option<&str>,
+    json_out: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let store = open(data_dir, database_url).await?;
+        let sim = simulator(Arc::clone(&store), data_dir, 1)?;
+        let bar = ProgressBar::hidden();
+        if !quiet && !json_out && std::io::stderr().is_terminal() {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "[{elapsed_precise}] {wide_bar} {pos}/{len} model-days  {per_sec}  eta {eta}  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+        }
+        let mut events = sim.subscribe();
+        let progress_bar = bar.clone();
+        let quiet_lines = quiet || json_out || std::io::stderr().is_terminal();
+        let printer = tokio::spawn(async move {
+            let mut failed = 0u64;
+            while let Ok(event) = events.recv().await {
+                match event {
+                    SimEvent::JobStarted { total_model_days, remaining, job_id } => {
+                        progress_bar.set_length(total_model_days);
+                        progress_bar.set_position(total_model_days - remaining);
+                        progress_bar.reset_eta();
+                        if !quiet_lines {
+                            eprintln!("job {job_id}: {remaining} of {total_model_days} model-days to run");
+                        }
+                    }
+                    SimEvent::ModelDayFinished { model, date, status, error, .. } => {
+                        progress_bar.inc(1);
+                        if status == "failed" {
+                            failed += 1;
+                            progress_bar.set_message(format!("{failed} failed"));
+                            progress_bar.suspend(|| {
+                                eprintln!("  {date} {model}: failed: {}", error.unwrap_or_default());
+                            });
+                        } else if !quiet_lines {
+                            eprintln!("  {date} {model}: {status}");
+                        }
+                    }
+                    SimEvent::JobFinished { .. } => break,
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let (outcome, job) = run_to_end(&sim, &config).await?;
+        bar.finish_and_clear();
+        printer.abort();
+        let board = leaderboard_of(store.as_ref(), &job)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let report = store.job_report(&job.id).await?;
+        let current = matches!(outcome, TriggerOutcome::Current(_));
+        if json_out {
+            println!(
+                "{}",
+                json!({
+                    "job_id": job.id,
+                    "status": if current { "current".to_string() } else { job.status.to_string() },
+                    "job_status": job.status,
+                    "progress": report.progress,
+                    "run_dir": tradeloom_agents::job_run_dir(data_dir, &job.id),
+                    "elapsed_ms": started.elapsed().as_millis() as u64,
+                    "leaderboard": board.models.iter().map(|s| json!({
+                        "rank": s.rank, "model": s.model, "final_value": s.final_value,
+                        "total_return": s.total_return, "sharpe": s.sharpe, "max_drawdown": s.max_drawdown,
+                        "trades": s.trades, "tool_errors": s.tool_errors,
+                        "completed_days": s.completed_days, "failed_days": s.failed_days,
+                    })).collect::<Vec<_>>(),
+                })
+            );
+        } else {
+            if current {
+                println!("job {}: every model-day is already completed (status: current)", job.id);
+            }
+            println!(
+                "job {}  {}  {} completed, {} failed of {} model-days  ({:.1} s)",
+                job.id,
+                job.status,
+                report.progress.completed,
+                report.progress.failed,
+                report.progress.total_model_days,
+                started.elapsed().as_secs_f64()
+            );
+            print!("{}", leaderboard_table(&board, job.currency.code()));
+            println!("run folder: {}", tradeloom_agents::job_run_dir(data_dir, &job.id).display());
+        }
+        Ok(match job.status {
+            JobStatus::Completed => ExitCode::SUCCESS,
+            _ => ExitCode::from(1),
+        })
+    })
+}
+
+/// `tradeloom jobs list`.
+pub fn jobs_list(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    limit: u32,
+    json_out: bool,
+) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(data_dir, database_url).await?;
+        let jobs = store.list_jobs(limit, 0).await?;
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&jobs)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if jobs.is_empty() {
+            println!(
+                "no jobs yet; start one with `tradeloom simulate CONFIG` or POST /simulate/trigger"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut rows = Vec::new();
+        for job in &jobs {
+            let p = store.job_report(&job.id).await?.progress;
+            rows.push(vec![
+                job.id.clone(),
+                job.status.to_string(),
+                format!("{}/{}", p.completed, p.total_model_days),
+                p.failed.to_string(),
+                job.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ]);
+        }
+        print!(
+            "{}",
+            table::render(&["job", "status", "done", "failed", "created (UTC)"], &rows)
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `tradeloom jobs status ID`.
+pub fn jobs_status(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    id: &str,
+    json_out: bool,
+) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(data_dir, database_url).await?;
+        let report = store.job_report(id).await?;
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let job = &report.job;
+        let p = &report.progress;
+        println!(
+            "job {}  {}\n  {} model-days: {} completed, {} failed, {} running, {} pending",
+            job.id, job.status, p.total_model_days, p.completed, p.failed, p.running, p.pending
+        );
+        if let Some(e) = &job.error {
+            println!("  error: {e}");
+        }
+        let rows: Vec<Vec<String>> = report
+            .model_days
+            .iter()
+            .map(|d| {
+                vec![
+                    d.date.to_string(),
+                    d.model.clone(),
+                    d.status.as_str().to_string(),
+                    d.portfolio_value.map_or("–".into(), |v| v.to_string()),
+                    d.duration_ms.map_or("–".into(), |ms| format!("{ms} ms")),
+                    d.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table::render(
+                &["date", "model", "status", "value", "took", "error"],
+                &rows
+            )
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Filters of `tradeloom results`.
+pub struct ResultsArgs<'a> {
+    pub job: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub date: Option<&'a str>,
+    pub limit: u32,
+    pub leaderboard: bool,
+    pub json: bool,
+}
+
+/// `tradeloom results`: completed model-days (or the leaderboard of a job).
+pub fn results(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    args: ResultsArgs<'_>,
+) -> Result<ExitCode> {
+    let date = match args.date {
+        Some(d) => Some(
+            d.parse()
+                .map_err(|_| anyhow::anyhow!("--date: `{d}` is not a date YYYY-MM-DD"))?,
+        ),
+        None => None,
+    };
+    runtime()?.block_on(async {
+        let store = open(data_dir, database_url).await?;
+        if args.leaderboard {
+            let job = match args.job {
+                Some(id) => store.job(id).await?,
+                None => store
+                    .list_jobs(1, 0)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("there is no job yet"))?,
+            };
+            let board = leaderboard_of(store.as_ref(), &job)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&board)?);
+            } else {
+                println!(
+                    "job {}  {}  initial value {}",
+                    board.job_id, board.status, board.initial_value
+                );
+                print!("{}", leaderboard_table(&board, job.currency.code()));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let page = store
+            .results(&ResultsFilter {
+                job_id: args.job.map(str::to_string),
+                model: args.model.map(str::to_string),
+                date,
+                completed_only: true,
+                limit: args.limit,
+                offset: 0,
+            })
+            .await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&page)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let rows: Vec<Vec<String>> = page
+            .items
+            .iter()
+            .map(|i| {
+                let d = &i.model_day;
+                let holdings: Vec<String> = i
+                    .holdings
+                    .iter()
+                    .map(|h| format!("{} {}", h.quantity, h.symbol))
+                    .collect();
+                vec![
+                    d.date.to_string(),
+                    d.model.clone(),
+                    d.cash.map_or("–".into(), |c| c.to_string()),
+                    d.portfolio_value.map_or("–".into(), |v| v.to_string()),
+                    i.trades.to_string(),
+                    holdings.join(", "),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table::render(
+                &["date", "model", "cash", "value", "trades", "holdings"],
+                &rows
+            )
+        );
+        if page.total > page.items.len() as u64 {
+            println!(
+                "({} of {} shown; raise --limit or filter by --job/--model/--date)",
+                page.items.len(),
+                page.total
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `tradeloom db migrate|status`.
+pub fn db(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    migrate: bool,
+    json_out: bool,
+) -> Result<ExitCode> {
+    let location = store_location(data_dir, database_url);
+    runtime()?.block_on(async {
+        let status = if migrate {
+            tradeloom_store::db_migrate(&location).await
+        } else {
+            tradeloom_store::db_status(&location).await
+        }
+        .with_context(|| format!("database {location}"))?;
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            println!("database: {location}");
+            let rows: Vec<Vec<String>> = status
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.version.to_string(),
+                        m.description.clone(),
+                        format!("{:?}", m.state).to_lowercase(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["version", "migration", "state"], &rows)
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--addr {addr}: cannot listen there"))
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `tradeloom serve`: the REST API. Interrupted jobs of an earlier process resume first.
+pub fn serve(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    addr: &str,
+    max_concurrent_jobs: usize,
+) -> Result<ExitCode> {
+    init_logging();
+    tradeloom_llm::install_crypto_provider();
+    runtime()?.block_on(async {
+        let store = open(data_dir, database_url).await?;
+        let sim = simulator(store, data_dir, max_concurrent_jobs)?;
+        let resumed = sim.resume_interrupted().await?;
+        if !resumed.is_empty() {
+            tracing::info!(jobs = ?resumed, "resuming interrupted simulation jobs");
+        }
+        let listener = bind(addr).await?;
+        let local = listener.local_addr()?;
+        println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)");
+        std::io::stdout().flush()?;
+        tradeloom_server::serve(listener, AppState::new(sim), shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `tradeloom mock-llm`: the deterministic OpenAI-compatible test server.
+pub fn mock_llm(addr: &str) -> Result<ExitCode> {
+    init_logging();
+    runtime()?.block_on(async {
+        let listener = bind(addr).await?;
+        let local = listener.local_addr()?;
+        println!("mock-llm listening on http://{local}/v1");
+        std::io::stdout().flush()?;
+        tokio::select! {
+            r = tradeloom_llm::serve_mock(listener) => r?,
+            () = shutdown_signal() => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
