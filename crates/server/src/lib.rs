@@ -33,6 +33,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(simulator: Arc<Simulator>) -> Self {
+        // reqwest is built without a default TLS crypto provider; health probes need one.
+        tradeloom_llm::install_crypto_provider();
         Self {
             simulator,
             http: reqwest::Client::new(),

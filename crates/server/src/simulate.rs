@@ -223,8 +223,8 @@ pub async fn trigger(
         }
         TriggerOutcome::AlreadyRunning(job) => (
             StatusCode::ACCEPTED,
-            job,
-            "running".to_string(),
+            job.clone(),
+            job.status.to_string(),
             true,
             "a job with this config is already running",
         ),

@@ -5,6 +5,8 @@ mod bad_input;
 mod commands;
 mod golden;
 mod run;
+mod service;
+mod simulate;
 mod universe;
 
 use std::path::{Path, PathBuf};
