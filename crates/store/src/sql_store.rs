@@ -204,6 +204,16 @@ impl HoldingRow {
     }
 }
 
+/// A holdings row with its model-day, for reading the holdings of a whole page at once.
+#[derive(FromRow)]
+pub(crate) struct PageHoldingRow {
+    pub(crate) job_id: String,
+    pub(crate) model: String,
+    pub(crate) date: NaiveDate,
+    #[sqlx(flatten)]
+    pub(crate) holding: HoldingRow,
+}
+
 #[derive(FromRow)]
 pub(crate) struct ReasoningRow {
     step: i32,
@@ -980,26 +990,74 @@ macro_rules! impl_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::StoreError::db("read results"))?;
+                // The page's holdings and trade counts in one query each (not one per row):
+                // the same page, selected again as a subquery.
+                let page_keys = format!(
+                    "SELECT d.job_id, d.model, d.date FROM job_details d {WHERE} \
+                     ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6"
+                );
+                let holding_rows: Vec<PageHoldingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT h.job_id, h.model, h.date, h.symbol, h.quantity, h.price, h.value \
+                     FROM holdings h JOIN ({page_keys}) p \
+                     ON h.job_id = p.job_id AND h.model = p.model AND h.date = p.date \
+                     ORDER BY h.job_id, h.model, h.date, h.seq"
+                )))
+                .bind(filter.job_id.as_deref())
+                .bind(filter.model.as_deref())
+                .bind(filter.date)
+                .bind(filter.completed_only)
+                .bind(limit)
+                .bind(sql_offset(filter.offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read the holdings of a results page"))?;
+                let trade_rows: Vec<(String, String, chrono::NaiveDate, i64)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT t.job_id, t.model, t.date, COUNT(*) FROM positions t \
+                         JOIN ({page_keys}) p \
+                         ON t.job_id = p.job_id AND t.model = p.model AND t.date = p.date \
+                         WHERE t.action <> 'hold' GROUP BY t.job_id, t.model, t.date"
+                    )))
+                    .bind(filter.job_id.as_deref())
+                    .bind(filter.model.as_deref())
+                    .bind(filter.date)
+                    .bind(filter.completed_only)
+                    .bind(limit)
+                    .bind(sql_offset(filter.offset))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::StoreError::db("count the trades of a results page"))?;
+                let mut trades: std::collections::HashMap<(String, String, chrono::NaiveDate), i64> =
+                    trade_rows
+                        .into_iter()
+                        .map(|(j, m, d, n)| ((j, m, d), n))
+                        .collect();
+                let mut holdings: std::collections::HashMap<
+                    (String, String, chrono::NaiveDate),
+                    Vec<HoldingRow>,
+                > = std::collections::HashMap::new();
+                for row in holding_rows {
+                    holdings
+                        .entry((row.job_id, row.model, row.date))
+                        .or_default()
+                        .push(row.holding);
+                }
                 let mut items = Vec::with_capacity(rows.len());
                 for row in rows {
                     let ccy = row.currency()?;
                     let model_day = row.into_model_day()?;
-                    let key = model_day.key();
-                    let holdings = self.holdings_in(&key, ccy).await?;
-                    let (trades,): (i64,) = sqlx::query_as(
-                        "SELECT COUNT(*) FROM positions WHERE job_id = $1 AND model = $2 \
-                         AND date = $3 AND action <> 'hold'",
-                    )
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err($crate::StoreError::db("count a model-day's trades"))?;
+                    let key = (model_day.job_id.clone(), model_day.model.clone(), model_day.date);
+                    let day_holdings = holdings
+                        .remove(&key)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|h| h.into_holding(ccy))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let count = trades.remove(&key).unwrap_or(0);
                     items.push($crate::ModelDayResult {
                         model_day,
-                        trades: u32::try_from(trades).unwrap_or(u32::MAX),
-                        holdings,
+                        trades: u32::try_from(count).unwrap_or(u32::MAX),
+                        holdings: day_holdings,
                     });
                 }
                 Ok($crate::ResultsPage {
