@@ -991,15 +991,15 @@ macro_rules! impl_store {
                 .await
                 .map_err($crate::StoreError::db("read results"))?;
                 // The page's holdings and trade counts in one query each (not one per row):
-                // the same page, selected again as a subquery.
+                // the same page, selected again as an `IN` subquery, so both back ends look the
+                // rows up by primary key instead of scanning the tables.
                 let page_keys = format!(
                     "SELECT d.job_id, d.model, d.date FROM job_details d {WHERE} \
                      ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6"
                 );
                 let holding_rows: Vec<PageHoldingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT h.job_id, h.model, h.date, h.symbol, h.quantity, h.price, h.value \
-                     FROM holdings h JOIN ({page_keys}) p \
-                     ON h.job_id = p.job_id AND h.model = p.model AND h.date = p.date \
+                     FROM holdings h WHERE (h.job_id, h.model, h.date) IN ({page_keys}) \
                      ORDER BY h.job_id, h.model, h.date, h.seq"
                 )))
                 .bind(filter.job_id.as_deref())
@@ -1014,9 +1014,8 @@ macro_rules! impl_store {
                 let trade_rows: Vec<(String, String, chrono::NaiveDate, i64)> =
                     sqlx::query_as(sqlx::AssertSqlSafe(format!(
                         "SELECT t.job_id, t.model, t.date, COUNT(*) FROM positions t \
-                         JOIN ({page_keys}) p \
-                         ON t.job_id = p.job_id AND t.model = p.model AND t.date = p.date \
-                         WHERE t.action <> 'hold' GROUP BY t.job_id, t.model, t.date"
+                         WHERE (t.job_id, t.model, t.date) IN ({page_keys}) \
+                         AND t.action <> 'hold' GROUP BY t.job_id, t.model, t.date"
                     )))
                     .bind(filter.job_id.as_deref())
                     .bind(filter.model.as_deref())
