@@ -43,6 +43,11 @@ impl Num {
             .map_err(|e| format!("decimal column: {e}").into())
     }
 
+    /// Parses a decimal as the database prints it (`12.5`, `12.500000000000000000`).
+    pub(crate) fn parse_text(text: &str) -> Result<Self, BoxDynError> {
+        Self::parse(text)
+    }
+
     fn text(self) -> String {
         fixed::format_raw(self.0, MONEY_PRECISION, 0)
     }

@@ -204,14 +204,65 @@ impl HoldingRow {
     }
 }
 
-/// A holdings row with its model-day, for reading the holdings of a whole page at once.
+/// A model-day of a results page with its holdings packed into one text column
+/// (`SYMBOL QUANTITY PRICE VALUE` per holding, `|` between holdings, in `seq` order), its trade
+/// count and the number of rows matching the filter. One row per model-day keeps the page to a
+/// single round trip: sqlx's SQLite driver hands every row across a thread, so rows are costly.
 #[derive(FromRow)]
-pub(crate) struct PageHoldingRow {
-    pub(crate) job_id: String,
-    pub(crate) model: String,
-    pub(crate) date: NaiveDate,
+pub(crate) struct PageRow {
     #[sqlx(flatten)]
-    pub(crate) holding: HoldingRow,
+    pub(crate) day: ModelDayRow,
+    pub(crate) holdings_packed: Option<String>,
+    pub(crate) trade_count: i64,
+    pub(crate) total_rows: i64,
+}
+
+/// Unpacks [`PageRow::holdings_packed`].
+pub(crate) fn unpack_holdings(
+    packed: Option<&str>,
+    ccy: Currency,
+) -> Result<Vec<Holding>, StoreError> {
+    let Some(packed) = packed.filter(|p| !p.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    packed
+        .split('|')
+        .map(|item| {
+            let fields: Vec<&str> = item.split(' ').collect();
+            let [symbol, quantity, price, value] = fields[..] else {
+                return Err(corrupt("holdings")(format!("packed holding `{item}`")));
+            };
+            let num = |text: &str, what: &'static str| {
+                crate::numeric::Num::parse_text(text).map_err(|e| corrupt(what)(e.to_string()))
+            };
+            Ok(Holding {
+                symbol: symbol.to_string(),
+                quantity: num(quantity, "holdings.quantity")?
+                    .to_decimal()
+                    .map_err(corrupt("holdings.quantity"))?,
+                price: num(price, "holdings.price")?
+                    .to_decimal()
+                    .map_err(corrupt("holdings.price"))?,
+                value: num(value, "holdings.value")?.to_money(ccy),
+            })
+        })
+        .collect()
+}
+
+/// Symbols are identifiers: no whitespace, `|` or control characters (results pages pack
+/// holdings with those separators).
+pub(crate) fn check_symbol(symbol: &str, key: &crate::ModelDayKey) -> Result<(), StoreError> {
+    if symbol.is_empty()
+        || symbol.len() > 64
+        || symbol
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '|')
+    {
+        return Err(StoreError::Invalid(format!(
+            "{key}: symbol `{symbol}` must be 1 to 64 characters without spaces, `|` or control characters"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(FromRow)]
@@ -670,6 +721,14 @@ macro_rules! impl_store {
                 let duration_ms = row
                     .started_at()
                     .map(|s| (at - s).num_milliseconds().max(0));
+                for symbol in outcome
+                    .holdings
+                    .iter()
+                    .map(|h| h.symbol.as_str())
+                    .chain(outcome.trades.iter().filter_map(|t| t.symbol.as_deref()))
+                {
+                    check_symbol(symbol, key)?;
+                }
                 let cash = same_currency(outcome.cash, ccy, "cash", key)?;
                 let value = same_currency(outcome.portfolio_value, ccy, "portfolio value", key)?;
                 for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
@@ -966,20 +1025,20 @@ macro_rules! impl_store {
                 const WHERE: &str = "WHERE ($1 IS NULL OR d.job_id = $1) \
                      AND ($2 IS NULL OR d.model = $2) AND ($3 IS NULL OR d.date = $3) \
                      AND (NOT $4 OR d.status = 'completed') ";
-                let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT COUNT(*) FROM job_details d {WHERE}"
-                )))
-                .bind(filter.job_id.as_deref())
-                .bind(filter.model.as_deref())
-                .bind(filter.date)
-                .bind(filter.completed_only)
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::StoreError::db("count results"))?;
                 let limit = page(filter.limit);
-                let rows: Vec<ModelDayRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{} {WHERE} ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6",
-                    model_day_select!()
+                let rows: Vec<PageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT d.job_id, d.model, d.date, d.status, d.attempts, d.started_at, \
+                     d.finished_at, d.duration_ms, d.error, d.steps, d.tool_errors, d.cash, \
+                     d.portfolio_value, j.currency, j.currency_precision, \
+                     (SELECT string_agg(h.symbol || ' ' || CAST(h.quantity AS TEXT) || ' ' || \
+                        CAST(h.price AS TEXT) || ' ' || CAST(h.value AS TEXT), '|' ORDER BY h.seq) \
+                      FROM holdings h WHERE h.job_id = d.job_id AND h.model = d.model \
+                      AND h.date = d.date) AS holdings_packed, \
+                     (SELECT COUNT(*) FROM positions t WHERE t.job_id = d.job_id \
+                      AND t.model = d.model AND t.date = d.date AND t.action <> 'hold') AS trade_count, \
+                     COUNT(*) OVER () AS total_rows \
+                     FROM job_details d JOIN jobs j ON j.id = d.job_id {WHERE} \
+                     ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6"
                 )))
                 .bind(filter.job_id.as_deref())
                 .bind(filter.model.as_deref())
@@ -990,73 +1049,32 @@ macro_rules! impl_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::StoreError::db("read results"))?;
-                // The page's holdings and trade counts in one query each (not one per row):
-                // the same page, selected again as an `IN` subquery, so both back ends look the
-                // rows up by primary key instead of scanning the tables.
-                let page_keys = format!(
-                    "SELECT d.job_id, d.model, d.date FROM job_details d {WHERE} \
-                     ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6"
-                );
-                let holding_rows: Vec<PageHoldingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT h.job_id, h.model, h.date, h.symbol, h.quantity, h.price, h.value \
-                     FROM holdings h WHERE (h.job_id, h.model, h.date) IN ({page_keys}) \
-                     ORDER BY h.job_id, h.model, h.date, h.seq"
-                )))
-                .bind(filter.job_id.as_deref())
-                .bind(filter.model.as_deref())
-                .bind(filter.date)
-                .bind(filter.completed_only)
-                .bind(limit)
-                .bind(sql_offset(filter.offset))
-                .fetch_all(&self.pool)
-                .await
-                .map_err($crate::StoreError::db("read the holdings of a results page"))?;
-                let trade_rows: Vec<(String, String, chrono::NaiveDate, i64)> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "SELECT t.job_id, t.model, t.date, COUNT(*) FROM positions t \
-                         WHERE (t.job_id, t.model, t.date) IN ({page_keys}) \
-                         AND t.action <> 'hold' GROUP BY t.job_id, t.model, t.date"
-                    )))
-                    .bind(filter.job_id.as_deref())
-                    .bind(filter.model.as_deref())
-                    .bind(filter.date)
-                    .bind(filter.completed_only)
-                    .bind(limit)
-                    .bind(sql_offset(filter.offset))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($crate::StoreError::db("count the trades of a results page"))?;
-                let mut trades: std::collections::HashMap<(String, String, chrono::NaiveDate), i64> =
-                    trade_rows
-                        .into_iter()
-                        .map(|(j, m, d, n)| ((j, m, d), n))
-                        .collect();
-                let mut holdings: std::collections::HashMap<
-                    (String, String, chrono::NaiveDate),
-                    Vec<HoldingRow>,
-                > = std::collections::HashMap::new();
-                for row in holding_rows {
-                    holdings
-                        .entry((row.job_id, row.model, row.date))
-                        .or_default()
-                        .push(row.holding);
-                }
+                let total = match rows.first() {
+                    Some(row) => row.total_rows,
+                    None if filter.offset == 0 => 0,
+                    // Past the end: the window saw no rows, so count separately.
+                    None => {
+                        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                            "SELECT COUNT(*) FROM job_details d {WHERE}"
+                        )))
+                        .bind(filter.job_id.as_deref())
+                        .bind(filter.model.as_deref())
+                        .bind(filter.date)
+                        .bind(filter.completed_only)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err($crate::StoreError::db("count results"))?;
+                        n
+                    }
+                };
                 let mut items = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let ccy = row.currency()?;
-                    let model_day = row.into_model_day()?;
-                    let key = (model_day.job_id.clone(), model_day.model.clone(), model_day.date);
-                    let day_holdings = holdings
-                        .remove(&key)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|h| h.into_holding(ccy))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let count = trades.remove(&key).unwrap_or(0);
+                    let ccy = row.day.currency()?;
+                    let holdings = unpack_holdings(row.holdings_packed.as_deref(), ccy)?;
                     items.push($crate::ModelDayResult {
-                        model_day,
-                        trades: u32::try_from(count).unwrap_or(u32::MAX),
-                        holdings: day_holdings,
+                        model_day: row.day.into_model_day()?,
+                        trades: u32::try_from(row.trade_count).unwrap_or(u32::MAX),
+                        holdings,
                     });
                 }
                 Ok($crate::ResultsPage {
@@ -1290,3 +1308,29 @@ macro_rules! impl_store {
     };
 }
 pub(crate) use impl_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpacks_packed_holdings_of_both_back_ends() {
+        let usd = Currency::USD;
+        assert!(unpack_holdings(None, usd).unwrap().is_empty());
+        // SQLite prints the stored text; PostgreSQL prints NUMERIC(38,18) with every decimal.
+        let h = unpack_holdings(
+            Some("AAA 10 101.2 1012.00|BB.X 3.000000000000000000 7.500000000000000000 22.500000000000000000"),
+            usd,
+        )
+        .unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(
+            (h[0].symbol.as_str(), h[0].quantity.to_string()),
+            ("AAA", "10".to_string())
+        );
+        assert_eq!(h[1].price.to_string(), "7.5");
+        assert_eq!(h[1].value, Money::parse("22.5", usd).unwrap());
+        assert!(unpack_holdings(Some("AAA 10 1"), usd).is_err());
+        assert!(unpack_holdings(Some("AAA x 1 1"), usd).is_err());
+    }
+}

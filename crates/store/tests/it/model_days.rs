@@ -95,6 +95,13 @@ async fn failed_completion_writes_nothing(t: Ctx) {
         .expect("claimed");
     // The last holding is in the wrong currency: trades and the first holding were already
     // inserted in the transaction when this is found.
+    let mut spaced = outcome("10000", 3);
+    spaced.holdings[0].symbol = "AA A".into();
+    let err = s.complete_model_day(&key, &spaced).await;
+    assert!(
+        matches!(&err, Err(StoreError::Invalid(m)) if m.contains("symbol `AA A`")),
+        "{err:?}"
+    );
     let mut bad = outcome("10000", 3);
     let eur = Currency::from_code("EUR").expect("EUR");
     bad.holdings[1].value = Money::parse("1", eur).expect("amount");
