@@ -205,16 +205,15 @@ impl HoldingRow {
 }
 
 /// A model-day of a results page with its holdings packed into one text column
-/// (`SYMBOL QUANTITY PRICE VALUE` per holding, `|` between holdings, in `seq` order), its trade
-/// count and the number of rows matching the filter. One row per model-day keeps the page to a
-/// single round trip: sqlx's SQLite driver hands every row across a thread, so rows are costly.
+/// (`SYMBOL QUANTITY PRICE VALUE` per holding, `|` between holdings, in `seq` order) and its
+/// trade count. One row per model-day keeps a page to one query: sqlx's SQLite driver hands
+/// every row across a thread, so rows are costly.
 #[derive(FromRow)]
 pub(crate) struct PageRow {
     #[sqlx(flatten)]
     pub(crate) day: ModelDayRow,
     pub(crate) holdings_packed: Option<String>,
     pub(crate) trade_count: i64,
-    pub(crate) total_rows: i64,
 }
 
 /// Unpacks [`PageRow::holdings_packed`].
@@ -1026,19 +1025,20 @@ macro_rules! impl_store {
                      AND ($2 IS NULL OR d.model = $2) AND ($3 IS NULL OR d.date = $3) \
                      AND (NOT $4 OR d.status = 'completed') ";
                 let limit = page(filter.limit);
+                // The page first (walking the (date, model, job_id) index and stopping at
+                // LIMIT), then the holdings and trade count of those rows only. A window
+                // `COUNT(*) OVER ()` here would cost more than the separate count below.
                 let rows: Vec<PageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT d.job_id, d.model, d.date, d.status, d.attempts, d.started_at, \
-                     d.finished_at, d.duration_ms, d.error, d.steps, d.tool_errors, d.cash, \
-                     d.portfolio_value, j.currency, j.currency_precision, \
+                    "SELECT p.*, \
                      (SELECT string_agg(h.symbol || ' ' || CAST(h.quantity AS TEXT) || ' ' || \
                         CAST(h.price AS TEXT) || ' ' || CAST(h.value AS TEXT), '|' ORDER BY h.seq) \
-                      FROM holdings h WHERE h.job_id = d.job_id AND h.model = d.model \
-                      AND h.date = d.date) AS holdings_packed, \
-                     (SELECT COUNT(*) FROM positions t WHERE t.job_id = d.job_id \
-                      AND t.model = d.model AND t.date = d.date AND t.action <> 'hold') AS trade_count, \
-                     COUNT(*) OVER () AS total_rows \
-                     FROM job_details d JOIN jobs j ON j.id = d.job_id {WHERE} \
-                     ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6"
+                      FROM holdings h WHERE h.job_id = p.job_id AND h.model = p.model \
+                      AND h.date = p.date) AS holdings_packed, \
+                     (SELECT COUNT(*) FROM positions t WHERE t.job_id = p.job_id \
+                      AND t.model = p.model AND t.date = p.date AND t.action <> 'hold') AS trade_count \
+                     FROM ({} {WHERE} ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6) p \
+                     ORDER BY p.date, p.model, p.job_id",
+                    model_day_select!()
                 )))
                 .bind(filter.job_id.as_deref())
                 .bind(filter.model.as_deref())
@@ -1049,23 +1049,21 @@ macro_rules! impl_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::StoreError::db("read results"))?;
-                let total = match rows.first() {
-                    Some(row) => row.total_rows,
-                    None if filter.offset == 0 => 0,
-                    // Past the end: the window saw no rows, so count separately.
-                    None => {
-                        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                            "SELECT COUNT(*) FROM job_details d {WHERE}"
-                        )))
-                        .bind(filter.job_id.as_deref())
-                        .bind(filter.model.as_deref())
-                        .bind(filter.date)
-                        .bind(filter.completed_only)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err($crate::StoreError::db("count results"))?;
-                        n
-                    }
+                let total = if filter.offset == 0 && (rows.len() as i64) < limit {
+                    // A short first page is everything.
+                    rows.len() as i64
+                } else {
+                    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT COUNT(*) FROM job_details d {WHERE}"
+                    )))
+                    .bind(filter.job_id.as_deref())
+                    .bind(filter.model.as_deref())
+                    .bind(filter.date)
+                    .bind(filter.completed_only)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::StoreError::db("count results"))?;
+                    n
                 };
                 let mut items = Vec::with_capacity(rows.len());
                 for row in rows {
