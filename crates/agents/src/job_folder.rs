@@ -44,8 +44,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
     }
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    // No fsync: the store's commit is the durable record of a model-day; these files are its
+    // readable copy, rewritten whenever the day re-runs. The rename still means a crashed
+    // process never leaves half a file.
     file.write_all(bytes).map_err(|e| io_error(&tmp, e))?;
-    file.sync_all().map_err(|e| io_error(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
 }
 

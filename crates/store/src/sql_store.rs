@@ -742,83 +742,120 @@ macro_rules! impl_store {
                         .await
                         .map_err(StoreError::db("delete rows of an earlier attempt"))?;
                 }
-                for (seq, t) in outcome.trades.iter().enumerate() {
-                    sqlx::query(
+                // Multi-row INSERTs (a few round trips, not one per row), in chunks that stay
+                // far below both back ends' limits on bound parameters.
+                const CHUNK: usize = 256;
+                for (chunk_no, chunk) in outcome.trades.chunks(CHUNK).enumerate() {
+                    let mut qb = sqlx::QueryBuilder::new(
                         "INSERT INTO positions (job_id, model, date, seq, step, action, symbol, \
-                         quantity, price, fee, cash_after) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                    )
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .bind(seq as i32)
-                    .bind(step_param(t.step)?)
-                    .bind(t.action.as_str())
-                    .bind(t.symbol.as_deref())
-                    .bind(Num::from_decimal(t.quantity))
-                    .bind(Num::from_decimal(t.price))
-                    .bind(same_currency(t.fee, ccy, "a trade's fee", key)?)
-                    .bind(same_currency(t.cash_after, ccy, "a trade's cash after", key)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("insert a trade"))?;
+                         quantity, price, fee, cash_after) ",
+                    );
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for (i, t) in chunk.iter().enumerate() {
+                        rows.push((
+                            (chunk_no * CHUNK + i) as i32,
+                            step_param(t.step)?,
+                            t,
+                            same_currency(t.fee, ccy, "a trade's fee", key)?,
+                            same_currency(t.cash_after, ccy, "a trade's cash after", key)?,
+                        ));
+                    }
+                    qb.push_values(rows, |mut b, (seq, step, t, fee, cash_after)| {
+                        b.push_bind(&key.job_id)
+                            .push_bind(&key.model)
+                            .push_bind(key.date)
+                            .push_bind(seq)
+                            .push_bind(step)
+                            .push_bind(t.action.as_str())
+                            .push_bind(t.symbol.as_deref())
+                            .push_bind(Num::from_decimal(t.quantity))
+                            .push_bind(Num::from_decimal(t.price))
+                            .push_bind(fee)
+                            .push_bind(cash_after);
+                    });
+                    qb.build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("insert trades"))?;
                 }
-                for (seq, h) in outcome.holdings.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO holdings (job_id, model, date, seq, symbol, quantity, \
-                         price, value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .bind(seq as i32)
-                    .bind(&h.symbol)
-                    .bind(Num::from_decimal(h.quantity))
-                    .bind(Num::from_decimal(h.price))
-                    .bind(same_currency(h.value, ccy, "a holding's value", key)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("insert a holding"))?;
+                for (chunk_no, chunk) in outcome.holdings.chunks(CHUNK).enumerate() {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO holdings (job_id, model, date, seq, symbol, quantity, price, value) ",
+                    );
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for (i, h) in chunk.iter().enumerate() {
+                        rows.push((
+                            (chunk_no * CHUNK + i) as i32,
+                            h,
+                            same_currency(h.value, ccy, "a holding's value", key)?,
+                        ));
+                    }
+                    qb.push_values(rows, |mut b, (seq, h, value)| {
+                        b.push_bind(&key.job_id)
+                            .push_bind(&key.model)
+                            .push_bind(key.date)
+                            .push_bind(seq)
+                            .push_bind(&h.symbol)
+                            .push_bind(Num::from_decimal(h.quantity))
+                            .push_bind(Num::from_decimal(h.price))
+                            .push_bind(value);
+                    });
+                    qb.build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("insert holdings"))?;
                 }
-                for (seq, m) in outcome.reasoning.iter().enumerate() {
-                    sqlx::query(
+                for (chunk_no, chunk) in outcome.reasoning.chunks(CHUNK).enumerate() {
+                    let mut qb = sqlx::QueryBuilder::new(
                         "INSERT INTO reasoning_logs (job_id, model, date, seq, step, role, \
-                         content, tool_calls, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .bind(seq as i32)
-                    .bind(step_param(m.step)?)
-                    .bind(&m.role)
-                    .bind(&m.content)
-                    .bind(m.tool_calls.as_ref().map(sqlx::types::Json))
-                    .bind(m.created_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("insert a reasoning message"))?;
+                         content, tool_calls, created_at) ",
+                    );
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for (i, m) in chunk.iter().enumerate() {
+                        rows.push(((chunk_no * CHUNK + i) as i32, step_param(m.step)?, m));
+                    }
+                    qb.push_values(rows, |mut b, (seq, step, m)| {
+                        b.push_bind(&key.job_id)
+                            .push_bind(&key.model)
+                            .push_bind(key.date)
+                            .push_bind(seq)
+                            .push_bind(step)
+                            .push_bind(&m.role)
+                            .push_bind(&m.content)
+                            .push_bind(m.tool_calls.as_ref().map(sqlx::types::Json))
+                            .push_bind(m.created_at);
+                    });
+                    qb.build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("insert reasoning messages"))?;
                 }
-                for (seq, c) in outcome.tool_calls.iter().enumerate() {
-                    sqlx::query(
+                for (chunk_no, chunk) in outcome.tool_calls.chunks(CHUNK).enumerate() {
+                    let mut qb = sqlx::QueryBuilder::new(
                         "INSERT INTO tool_usage (job_id, model, date, seq, step, tool_name, \
-                         args, result, latency_ms, error, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                    )
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .bind(seq as i32)
-                    .bind(step_param(c.step)?)
-                    .bind(&c.tool)
-                    .bind(sqlx::types::Json(&c.args))
-                    .bind(c.result.as_ref().map(sqlx::types::Json))
-                    .bind(c.latency_ms)
-                    .bind(c.error.as_deref())
-                    .bind(c.created_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("insert a tool call"))?;
+                         args, result, latency_ms, error, created_at) ",
+                    );
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for (i, c) in chunk.iter().enumerate() {
+                        rows.push(((chunk_no * CHUNK + i) as i32, step_param(c.step)?, c));
+                    }
+                    qb.push_values(rows, |mut b, (seq, step, c)| {
+                        b.push_bind(&key.job_id)
+                            .push_bind(&key.model)
+                            .push_bind(key.date)
+                            .push_bind(seq)
+                            .push_bind(step)
+                            .push_bind(&c.tool)
+                            .push_bind(sqlx::types::Json(&c.args))
+                            .push_bind(c.result.as_ref().map(sqlx::types::Json))
+                            .push_bind(c.latency_ms)
+                            .push_bind(c.error.as_deref())
+                            .push_bind(c.created_at);
+                    });
+                    qb.build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("insert tool calls"))?;
                 }
                 sqlx::query(
                     "UPDATE job_details SET status = 'completed', finished_at = $4, \
