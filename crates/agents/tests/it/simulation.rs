@@ -13,9 +13,11 @@ use tradeloom_store::{JobStatus, ModelDayKey, ModelDayStatus, ResultsFilter, ope
 use crate::{Market, date, start_mock};
 
 async fn simulator(market: &Market) -> Arc<Simulator> {
-    let store = open_store(&market.root().join("db").join("t.db").display().to_string())
-        .await
-        .unwrap();
+    simulator_at(market, &market.root().join("db").join("t.db").display().to_string()).await
+}
+
+async fn simulator_at(market: &Market, location: &str) -> Arc<Simulator> {
+    let store = open_store(location).await.unwrap();
     Simulator::new(
         store,
         SimulatorOptions {
@@ -44,8 +46,32 @@ fn config(base: &str, models: &[(&str, &str)], end: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_models_five_days_complete_and_add_up() {
     let market = Market::create();
-    let base = start_mock().await;
     let sim = simulator(&market).await;
+    three_models_five_days(&market, sim).await;
+}
+
+/// The same job on PostgreSQL when `TRADELOOM_TEST_POSTGRES_URL` is set (in a scratch database);
+/// with the variable set and the server unreachable, the test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_models_five_days_on_postgres() {
+    let Ok(base) = std::env::var("TRADELOOM_TEST_POSTGRES_URL") else {
+        eprintln!("note: TRADELOOM_TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    let scratch = tradeloom_store::ScratchDatabase::create(&base, "tl_agents")
+        .await
+        .unwrap_or_else(|e| panic!("TRADELOOM_TEST_POSTGRES_URL={base} is set but unusable: {e}"));
+    let market = Market::create();
+    let sim = simulator_at(&market, scratch.url()).await;
+    let outcome = tokio::spawn(async move { three_models_five_days(&market, sim).await }).await;
+    scratch.drop_database().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn three_models_five_days(market: &Market, sim: Arc<Simulator>) {
+    let base = start_mock().await;
     let mut events = sim.subscribe();
     let value = config(
         &base,
