@@ -13,7 +13,11 @@ use tradeloom_store::{JobStatus, ModelDayKey, ModelDayStatus, ResultsFilter, ope
 use crate::{Market, date, start_mock};
 
 async fn simulator(market: &Market) -> Arc<Simulator> {
-    simulator_at(market, &market.root().join("db").join("t.db").display().to_string()).await
+    simulator_at(
+        market,
+        &market.root().join("db").join("t.db").display().to_string(),
+    )
+    .await
 }
 
 async fn simulator_at(market: &Market, location: &str) -> Arc<Simulator> {
