@@ -53,6 +53,17 @@ impl ApiError {
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
+
+    /// A store error while reading job `job_id`: a missing job is `job_not_found`.
+    pub fn for_job(e: StoreError, job_id: &str) -> Self {
+        match e {
+            StoreError::NotFound { .. } => {
+                Self::not_found("job_not_found", format!("no job with id `{job_id}`"))
+                    .with_details(json!({"job_id": job_id}))
+            }
+            other => other.into(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -108,7 +108,7 @@ pub async fn results(
         store
             .job(job_id)
             .await
-            .map_err(|e| not_found_job(e, job_id))?;
+            .map_err(|e| ApiError::for_job(e, job_id))?;
     }
     let filter = ResultsFilter {
         job_id: q.job_id.clone(),
@@ -166,16 +166,6 @@ pub async fn results(
         offset: page.offset,
         next_offset: (next < page.total).then_some(next),
     }))
-}
-
-fn not_found_job(e: StoreError, job_id: &str) -> ApiError {
-    match e {
-        StoreError::NotFound { .. } => {
-            ApiError::not_found("job_not_found", format!("no job with id `{job_id}`"))
-                .with_details(json!({"job_id": job_id}))
-        }
-        other => other.into(),
-    }
 }
 
 /// Whether any model-day (in `job_id`, if given) belongs to `model`, whatever its status.
@@ -268,7 +258,7 @@ pub async fn leaderboard(
     let Query(q) = query?;
     let store = state.simulator.store();
     let job = match &q.job_id {
-        Some(id) => store.job(id).await.map_err(|e| not_found_job(e, id))?,
+        Some(id) => store.job(id).await.map_err(|e| ApiError::for_job(e, id))?,
         None => store
             .list_jobs(1, 0)
             .await?

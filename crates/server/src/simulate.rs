@@ -268,13 +268,7 @@ pub async fn status(
         .store()
         .job_report(&job_id)
         .await
-        .map_err(|e| match e {
-            tradeloom_store::StoreError::NotFound { .. } => {
-                ApiError::not_found("job_not_found", format!("no job with id `{job_id}`"))
-                    .with_details(json!({"job_id": job_id}))
-            }
-            other => other.into(),
-        })?;
+        .map_err(|e| ApiError::for_job(e, &job_id))?;
     Ok(Json(status_response(report)))
 }
 
