@@ -1,0 +1,1 @@
+//! flow: workflow definitions, compiled to a validated, content-addressed IR.

@@ -1,0 +1,1 @@
+//! net: the outbound HTTP client of workflow nodes, behind an SSRF guard.
