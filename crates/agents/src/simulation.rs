@@ -193,8 +193,9 @@ impl Simulator {
         ids
     }
 
-    /// Checks `config` and its market data and creates (or re-opens) its job without running it.
-    /// `Ok(None)` when everything is already completed (the job is returned as `Current`).
+    /// Checks `config` and its market data and creates (or re-opens) its job without running it:
+    /// `Started` for a new job or one with model-days left (interrupted, or failed ones reset
+    /// to pending), `Current` when every model-day is completed.
     pub async fn prepare(&self, config: &ResolvedConfig) -> Result<TriggerOutcome, AgentError> {
         let market = {
             let config = config.clone();
@@ -255,15 +256,20 @@ impl Simulator {
     ) -> Result<TriggerOutcome, AgentError> {
         let _serial = self.trigger_lock.lock().await;
         let hash = config_hash(&config.to_value());
+        let existing = self.store.find_job_by_config_hash(&hash).await?;
         {
             let running = self.running.lock().await;
-            if running.len() >= self.options.max_concurrent_jobs.max(1) {
-                // Asking again for a running config is not a new job: report it instead.
-                if let Some(job) = self.store.find_job_by_config_hash(&hash).await?
-                    && running.contains(&job.id)
-                {
-                    return Ok(TriggerOutcome::AlreadyRunning(job));
+            if let Some(job) = &existing {
+                // Asking again for a running config is not a new job: report it.
+                if running.contains(&job.id) {
+                    return Ok(TriggerOutcome::AlreadyRunning(job.clone()));
                 }
+                // Nothing left to do is an answer even while the worker is busy.
+                if job.status == JobStatus::Completed {
+                    return Ok(TriggerOutcome::Current(job.clone()));
+                }
+            }
+            if running.len() >= self.options.max_concurrent_jobs.max(1) {
                 let mut ids: Vec<&String> = running.iter().collect();
                 ids.sort();
                 return Err(AgentError::Busy {

@@ -301,3 +301,49 @@ async fn an_interrupted_job_resumes_without_duplicates() {
         assert_eq!(trades.len() as u32, item.trades);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_while_busy_answer_current_running_or_busy() {
+    let market = Market::create();
+    let base = start_mock().await;
+    let sim = simulator(&market).await;
+    let done = config_from_value(
+        &config(&base, &[("a", "buy_and_hold")], "2025-01-03"),
+        market.root(),
+    )
+    .unwrap();
+    let (_, finished) = run_to_end(&sim, &done).await.unwrap();
+    assert_eq!(finished.status, JobStatus::Completed);
+
+    let slow = config_from_value(
+        &config(&base, &[("s", "fault-slow-300")], "2025-01-08"),
+        market.root(),
+    )
+    .unwrap();
+    let TriggerOutcome::Started { job: running, .. } = sim.trigger(&slow).await.unwrap() else {
+        panic!("the slow job should start");
+    };
+    // The same running config: reported, not duplicated.
+    assert!(
+        matches!(sim.trigger(&slow).await.unwrap(), TriggerOutcome::AlreadyRunning(j) if j.id == running.id)
+    );
+    // A completed config: `current`, even while the worker is busy.
+    assert!(
+        matches!(sim.trigger(&done).await.unwrap(), TriggerOutcome::Current(j) if j.id == finished.id)
+    );
+    // A new config beyond MAX_CONCURRENT_JOBS = 1: refused, naming the running job.
+    let other = config_from_value(
+        &config(&base, &[("o", "momentum")], "2025-01-06"),
+        market.root(),
+    )
+    .unwrap();
+    match sim.trigger(&other).await {
+        Err(tradeloom_agents::AgentError::Busy {
+            running_job_id,
+            limit,
+        }) => {
+            assert_eq!((running_job_id, limit), (running.id.clone(), 1));
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+}
