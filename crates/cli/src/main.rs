@@ -8,6 +8,7 @@ mod bench;
 mod bench_simulate;
 mod commands;
 mod simulation;
+mod ssrf;
 mod table;
 
 use std::path::PathBuf;
@@ -126,6 +127,18 @@ enum Command {
     MockLlm {
         #[arg(long, default_value = "127.0.0.1:8089")]
         addr: String,
+    },
+    /// Apply the workflow HTTP node's SSRF guard to URLs (DNS included, never connecting):
+    /// `allowed` or `blocked` with the reason, per URL; exit 0 only if all are allowed.
+    SsrfCheck {
+        /// The URLs to check.
+        #[arg(required = true)]
+        urls: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        /// Allow this host or host:port whatever it resolves to (repeatable).
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -376,6 +389,11 @@ fn main() -> ExitCode {
             max_concurrent_jobs,
         } => simulation::serve(&data_dir, db_url, &addr, max_concurrent_jobs),
         Command::MockLlm { addr } => simulation::mock_llm(&addr),
+        Command::SsrfCheck {
+            urls,
+            json,
+            allow_hosts,
+        } => ssrf::check(&urls, allow_hosts, json),
     };
     match result {
         Ok(code) => code,

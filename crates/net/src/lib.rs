@@ -1,1 +1,27 @@
 //! net: the outbound HTTP client of workflow nodes, behind an SSRF guard.
+//!
+//! [`check_url`] decides whether a URL may be fetched: `http`/`https` only, and every address
+//! its host resolves to outside the loopback, private, link-local, CGNAT, multicast,
+//! unspecified, reserved and documentation ranges (IPv6 forms carrying such an IPv4 address
+//! included), cloud metadata hosts refused by name and address. [`GuardedClient`] sends requests
+//! that connect only to the addresses the check accepted, re-checks every redirect and bounds the
+//! response's size and time. [`SsrfPolicy`] holds the exceptions (for tests and local services)
+//! and the bounds.
+//!
+//! It knows nothing of workflows, agents or the store; it must not depend on them.
+
+pub mod address;
+mod check;
+mod cidr;
+mod client;
+mod error;
+mod host;
+mod policy;
+
+pub use check::{CheckedTarget, check_url};
+pub use cidr::{Cidr, CidrParseError};
+pub use client::{GuardedClient, GuardedResponse};
+pub use error::{SsrfError, SsrfErrorKind};
+pub use policy::{
+    AllowHostError, DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, SsrfPolicy,
+};

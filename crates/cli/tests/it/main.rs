@@ -7,6 +7,7 @@ mod golden;
 mod run;
 mod service;
 mod simulate;
+mod ssrf;
 mod universe;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,109 @@
+//! [`SsrfError`]: why a URL was refused or an exchange failed, naming the URL.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::address::AddressBlock;
+use crate::policy::AllowHostError;
+
+/// A refused URL or a failed exchange: the URL concerned (for a redirect, its target), the URL
+/// that redirected there if any, and what happened.
+#[derive(Debug, thiserror::Error)]
+#[error("{url}{}: {kind}", redirect_note(.redirected_from))]
+pub struct SsrfError {
+    /// The URL refused or that failed, as given (or as the `Location` header resolved it).
+    pub url: String,
+    /// The URL whose redirect led to `url`, when `url` is a redirect target.
+    pub redirected_from: Option<String>,
+    /// What happened.
+    pub kind: SsrfErrorKind,
+}
+
+fn redirect_note(from: &Option<String>) -> String {
+    from.as_ref()
+        .map(|f| format!(" (redirected from {f})"))
+        .unwrap_or_default()
+}
+
+impl SsrfError {
+    pub(crate) fn new(url: impl Into<String>, kind: SsrfErrorKind) -> Self {
+        Self {
+            url: url.into(),
+            redirected_from: None,
+            kind,
+        }
+    }
+
+    /// Whether the guard refused the URL (as opposed to the exchange failing afterwards).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self.kind,
+            SsrfErrorKind::InvalidUrl(_)
+                | SsrfErrorKind::BadScheme(_)
+                | SsrfErrorKind::NoHost
+                | SsrfErrorKind::BlockedHost { .. }
+                | SsrfErrorKind::Blocked { .. }
+                | SsrfErrorKind::Dns { .. }
+                | SsrfErrorKind::Policy(_)
+        )
+    }
+}
+
+/// What went wrong; shown after the URL in an [`SsrfError`].
+#[derive(Debug, thiserror::Error)]
+pub enum SsrfErrorKind {
+    /// The text is not a URL.
+    #[error("not a valid URL ({0})")]
+    InvalidUrl(String),
+    /// Only `http` and `https` are fetched.
+    #[error("scheme `{0}` is not allowed; only http and https")]
+    BadScheme(String),
+    /// The URL has no host.
+    #[error("the URL has no host")]
+    NoHost,
+    /// The host name itself is refused (localhost, cloud metadata names, `.internal`).
+    #[error("host `{host}` is blocked ({reason})")]
+    BlockedHost { host: String, reason: &'static str },
+    /// The host is, or resolves to, an address in a blocked range. With several addresses, the
+    /// first blocked one is named: one blocked answer refuses the URL.
+    #[error("{}", blocked_text(.host, .addr, .block))]
+    Blocked {
+        host: String,
+        addr: IpAddr,
+        block: AddressBlock,
+    },
+    /// The host name did not resolve (or resolved to nothing); such a URL is refused.
+    #[error("cannot resolve `{host}`: {reason}")]
+    Dns { host: String, reason: String },
+    /// The policy itself is invalid.
+    #[error("invalid SSRF policy: {0}")]
+    Policy(#[from] AllowHostError),
+    /// More redirects than [`crate::SsrfPolicy::max_redirects`].
+    #[error("more than {max} redirects")]
+    TooManyRedirects { max: u32 },
+    /// A redirect without a usable `Location`.
+    #[error("redirect with an invalid Location header: {0}")]
+    BadRedirect(String),
+    /// The body is longer than [`crate::SsrfPolicy::max_response_bytes`].
+    #[error("response body larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The exchange took longer than [`crate::SsrfPolicy::timeout`].
+    #[error("no complete response within {after:?}")]
+    Timeout { after: Duration },
+    /// Connecting, sending or reading failed.
+    #[error("request failed: {0}")]
+    Http(String),
+}
+
+fn blocked_text(host: &str, addr: &IpAddr, block: &AddressBlock) -> String {
+    let literal = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok();
+    if literal {
+        format!("address {addr} is blocked ({block})")
+    } else {
+        format!("`{host}` resolves to {addr} ({block})")
+    }
+}
