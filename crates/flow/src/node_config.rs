@@ -1,0 +1,150 @@
+//! `nodes[].config` for each known node type, as written. Strings documented as templates are
+//! parsed by the compiler (see [`crate::template`]); unknown fields are errors.
+//!
+//! ```yaml
+//! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY}, prompt: "Assess {{ inputs.symbol }}", tools: [quote], max_steps: 8}}
+//! - {id: post, type: http, config: {method: POST, url: "https://hooks.example.com/x", headers: {X-Run: "{{ run.id }}"}, body: {text: "{{ think.answer }}"}}}
+//! - {id: review, type: hitl, config: {prompt: "Trade?", expires_after: 1h, default: reject, approvers: [ops]}}
+//! - {id: sim, type: simulate, config: {config_path: sims/base.yaml}}     # or config: {config: {...}}
+//! - {id: bt, type: backtest, config: {spec_path: specs/goog.yaml}}
+//! - {id: shape, type: transform, config: {output: {y: "{{ a.x }}"}}}
+//! - {id: pause, type: wait, config: {duration_ms: 200}}
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `agent.model`: an OpenAI-compatible endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `http://` or `https://` URL of the API root (e.g. `http://127.0.0.1:8080/v1`).
+    pub base_url: String,
+    /// The model name the server knows.
+    pub model: String,
+    /// Name of the environment variable holding the API key (`[A-Z_][A-Z0-9_]*`); none for
+    /// servers without keys. The key itself never appears in a definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+}
+
+fn default_max_steps() -> u32 {
+    10
+}
+
+/// `type: agent`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub model: ModelConfig,
+    /// Template: the task given to the agent.
+    pub prompt: String,
+    /// Tool names the agent may call (unique).
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Model turns at most, at least 1 (default 10).
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+}
+
+/// An HTTP method an `http` node may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl fmt::Display for HttpMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        })
+    }
+}
+
+/// `type: http`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub method: HttpMethod,
+    /// Template; when it starts with text, the text must start with `http://` or `https://`.
+    pub url: String,
+    /// Header name → template.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Any JSON, strings being templates; a string body is sent as text, anything else as JSON.
+    #[serde(default)]
+    pub body: Option<Value>,
+}
+
+/// The outcome of a `hitl` node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// `type: hitl`. The node's output is `{"decision": "approve" | "reject", ...}`; when nobody
+/// decides within `expires_after`, the decision is `default`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HitlConfig {
+    /// Template: the question shown to the approver.
+    pub prompt: String,
+    /// Duration text (`30s`, `15m`, `1h`, `2d`).
+    pub expires_after: String,
+    pub default: Decision,
+    /// Who may decide; none means anyone who can reach the run.
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
+}
+
+/// `type: simulate`: exactly one of `config_path` and `config`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateConfig {
+    /// Template: path of a simulation config file.
+    #[serde(default)]
+    pub config_path: Option<String>,
+    /// An inline simulation config; strings are templates.
+    #[serde(default)]
+    pub config: Option<Value>,
+}
+
+/// `type: backtest`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestConfig {
+    /// Template: path of the run spec.
+    pub spec_path: String,
+}
+
+/// `type: transform`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// Any JSON, strings being templates; the node's output. Absent means `null` (a node that
+    /// only marks a branch).
+    #[serde(default)]
+    pub output: Value,
+}
+
+/// `type: wait`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitConfig {
+    /// Milliseconds, more than zero.
+    pub duration_ms: u64,
+}

@@ -1,0 +1,433 @@
+//! JSON Patch (RFC 6902) on definition documents, and the rules a patch to a *running* workflow
+//! must follow ([`validate_patch`]).
+//!
+//! Patches address the JSON form of a definition ([`Definition::to_json_value`]), e.g.
+//! `[{"op": "add", "path": "/nodes/-", "value": {"id": "extra", "type": "wait", "needs": ["a"],
+//! "config": {"duration_ms": 100}}}]`. Application is atomic: either every operation applies or
+//! the document is unchanged.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::compile::compile;
+use crate::definition::{Definition, NodeType, from_json_value};
+use crate::predicate::json_equal;
+
+/// One RFC 6902 operation. Unrecognised members are ignored, as the RFC requires.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum PatchOp {
+    Add { path: String, value: Value },
+    Remove { path: String },
+    Replace { path: String, value: Value },
+    Move { from: String, path: String },
+    Copy { from: String, path: String },
+    Test { path: String, value: Value },
+}
+
+impl PatchOp {
+    fn name(&self) -> &'static str {
+        match self {
+            PatchOp::Add { .. } => "add",
+            PatchOp::Remove { .. } => "remove",
+            PatchOp::Replace { .. } => "replace",
+            PatchOp::Move { .. } => "move",
+            PatchOp::Copy { .. } => "copy",
+            PatchOp::Test { .. } => "test",
+        }
+    }
+}
+
+/// A patch that cannot be read or applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// Not a JSON Patch document.
+    #[error("invalid JSON patch: {0}")]
+    Invalid(String),
+    /// Operation `index` (0-based) failed; nothing was applied.
+    #[error("patch operation {index} ({op}): {message}")]
+    Failed {
+        index: usize,
+        op: &'static str,
+        message: String,
+    },
+}
+
+/// Reads a patch document (a JSON array of operations) from text.
+pub fn parse_patch(text: &str) -> Result<Vec<PatchOp>, PatchError> {
+    serde_json::from_str(text).map_err(|e| PatchError::Invalid(e.to_string()))
+}
+
+/// Reads a patch document from JSON (an API request body).
+pub fn patch_from_value(value: &Value) -> Result<Vec<PatchOp>, PatchError> {
+    serde_path_to_error::deserialize::<_, Vec<PatchOp>>(value)
+        .map_err(|e| PatchError::Invalid(format!("{}: {}", e.path(), e.inner())))
+}
+
+/// An RFC 6901 JSON Pointer: `""` is the whole document, `/a/0/b~1c` is
+/// `["a", "0", "b/c"]` (`~1` is `/`, `~0` is `~`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonPointer {
+    tokens: Vec<String>,
+}
+
+impl JsonPointer {
+    pub fn parse(text: &str) -> Result<JsonPointer, String> {
+        if text.is_empty() {
+            return Ok(JsonPointer { tokens: Vec::new() });
+        }
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!("pointer `{text}` must be empty or start with `/`"));
+        };
+        let tokens = rest
+            .split('/')
+            .map(|raw| {
+                let mut token = String::with_capacity(raw.len());
+                let mut chars = raw.chars();
+                while let Some(c) = chars.next() {
+                    if c == '~' {
+                        match chars.next() {
+                            Some('0') => token.push('~'),
+                            Some('1') => token.push('/'),
+                            _ => {
+                                return Err(format!(
+                                    "pointer `{text}`: `~` must be followed by 0 or 1"
+                                ));
+                            }
+                        }
+                    } else {
+                        token.push(c);
+                    }
+                }
+                Ok(token)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(JsonPointer { tokens })
+    }
+
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
+    fn is_root(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    fn parent(&self) -> &[String] {
+        &self.tokens[..self.tokens.len().saturating_sub(1)]
+    }
+
+    fn last(&self) -> &str {
+        self.tokens.last().map_or("", String::as_str)
+    }
+}
+
+impl fmt::Display for JsonPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for t in &self.tokens {
+            write!(f, "/{}", t.replace('~', "~0").replace('/', "~1"))?;
+        }
+        Ok(())
+    }
+}
+
+/// An array index token: digits without leading zeros, below `len` (or equal to it, or `-`,
+/// when `appending`).
+fn array_index(token: &str, len: usize, appending: bool) -> Result<usize, String> {
+    if token == "-" {
+        return if appending {
+            Ok(len)
+        } else {
+            Err("`-` (past the end) names no element".to_string())
+        };
+    }
+    let well_formed = !token.is_empty()
+        && token.chars().all(|c| c.is_ascii_digit())
+        && (token == "0" || !token.starts_with('0'));
+    let index: usize = match token.parse() {
+        Ok(i) if well_formed => i,
+        _ => return Err(format!("`{token}` is not an array index")),
+    };
+    let limit = if appending {
+        len
+    } else {
+        len.saturating_sub(1)
+    };
+    if index > limit || (!appending && len == 0) {
+        return Err(format!(
+            "index {index} is out of bounds (the array has {len} element(s))"
+        ));
+    }
+    Ok(index)
+}
+
+fn get<'v>(doc: &'v Value, tokens: &[String]) -> Result<&'v Value, String> {
+    let mut current = doc;
+    for (depth, token) in tokens.iter().enumerate() {
+        let missing = || {
+            let at = JsonPointer {
+                tokens: tokens[..=depth].to_vec(),
+            };
+            format!("`{at}` does not exist")
+        };
+        current = match current {
+            Value::Object(map) => map.get(token).ok_or_else(missing)?,
+            Value::Array(items) => {
+                let i = array_index(token, items.len(), false).map_err(|_| missing())?;
+                &items[i]
+            }
+            _ => return Err(missing()),
+        };
+    }
+    Ok(current)
+}
+
+fn get_mut<'v>(doc: &'v mut Value, tokens: &[String]) -> Result<&'v mut Value, String> {
+    let mut current = doc;
+    for (depth, token) in tokens.iter().enumerate() {
+        let at = JsonPointer {
+            tokens: tokens[..=depth].to_vec(),
+        };
+        let missing = || format!("`{at}` does not exist");
+        current = match current {
+            Value::Object(map) => map.get_mut(token).ok_or_else(missing)?,
+            Value::Array(items) => {
+                let i = array_index(token, items.len(), false).map_err(|_| missing())?;
+                &mut items[i]
+            }
+            _ => return Err(missing()),
+        };
+    }
+    Ok(current)
+}
+
+fn add(doc: &mut Value, path: &JsonPointer, value: Value) -> Result<(), String> {
+    if path.is_root() {
+        *doc = value;
+        return Ok(());
+    }
+    let parent = get_mut(doc, path.parent()).map_err(|e| format!("cannot add at `{path}`: {e}"))?;
+    match parent {
+        Value::Object(map) => {
+            map.insert(path.last().to_string(), value);
+        }
+        Value::Array(items) => {
+            let i = array_index(path.last(), items.len(), true)
+                .map_err(|e| format!("cannot add at `{path}`: {e}"))?;
+            items.insert(i, value);
+        }
+        _ => {
+            return Err(format!(
+                "cannot add at `{path}`: the parent is neither an object nor an array"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn remove(doc: &mut Value, path: &JsonPointer) -> Result<Value, String> {
+    if path.is_root() {
+        return Err("cannot remove the whole document".to_string());
+    }
+    let missing = || format!("`{path}` does not exist");
+    match get_mut(doc, path.parent()).map_err(|_| missing())? {
+        Value::Object(map) => map.remove(path.last()).ok_or_else(missing),
+        Value::Array(items) => {
+            let i = array_index(path.last(), items.len(), false).map_err(|_| missing())?;
+            Ok(items.remove(i))
+        }
+        _ => Err(missing()),
+    }
+}
+
+fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), String> {
+    let pointer = |text: &str| JsonPointer::parse(text);
+    match op {
+        PatchOp::Add { path, value } => add(doc, &pointer(path)?, value.clone()),
+        PatchOp::Remove { path } => remove(doc, &pointer(path)?).map(drop),
+        PatchOp::Replace { path, value } => {
+            let target = get_mut(doc, pointer(path)?.tokens())?;
+            *target = value.clone();
+            Ok(())
+        }
+        PatchOp::Move { from, path } => {
+            let (from, path) = (pointer(from)?, pointer(path)?);
+            if from == path {
+                return get(doc, from.tokens()).map(drop);
+            }
+            if path.tokens().starts_with(from.tokens()) {
+                return Err(format!("cannot move `{from}` into its own child `{path}`"));
+            }
+            let value = remove(doc, &from)?;
+            add(doc, &path, value)
+        }
+        PatchOp::Copy { from, path } => {
+            let value = get(doc, pointer(from)?.tokens())?.clone();
+            add(doc, &pointer(path)?, value)
+        }
+        PatchOp::Test { path, value } => {
+            let path = pointer(path)?;
+            let actual = get(doc, path.tokens())?;
+            if json_equal(actual, value) {
+                Ok(())
+            } else {
+                Err(format!("`{path}` is {actual}, not {value}"))
+            }
+        }
+    }
+}
+
+/// Applies `ops` in order to a copy of `doc`; on any failure, returns which operation failed and
+/// why (and `doc` is, as the RFC requires, unaffected).
+pub fn apply_patch(doc: &Value, ops: &[PatchOp]) -> Result<Value, PatchError> {
+    let mut patched = doc.clone();
+    for (index, op) in ops.iter().enumerate() {
+        apply_one(&mut patched, op).map_err(|message| PatchError::Failed {
+            index,
+            op: op.name(),
+            message,
+        })?;
+    }
+    Ok(patched)
+}
+
+/// What the coordinator knows about a running workflow when a patch arrives.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunState {
+    /// Ids of nodes that have completed; they may be neither removed nor changed.
+    pub completed: BTreeSet<String>,
+    /// Patches the run has accepted so far.
+    pub patch_depth: u32,
+    /// Agent nodes the run has had so far: those of the initial definition plus every one added
+    /// by an accepted patch ([`added_agent_nodes`]), removed ones included.
+    pub agent_nodes_spawned: u32,
+}
+
+/// Agent nodes in `patched` that were not agent nodes (by id) in `current`.
+pub fn added_agent_nodes(current: &Definition, patched: &Definition) -> usize {
+    let before: BTreeSet<&str> = current
+        .nodes
+        .iter()
+        .filter(|n| n.node_type == NodeType::Agent)
+        .map(|n| n.id.as_str())
+        .collect();
+    patched
+        .nodes
+        .iter()
+        .filter(|n| n.node_type == NodeType::Agent && !before.contains(n.id.as_str()))
+        .count()
+}
+
+/// Applies `patch` to the definition of a running workflow and checks the result; returns the
+/// new definition, or every reason to refuse it:
+///
+/// - the run has reached `limits.max_patch_depth` accepted patches;
+/// - the patch does not apply, or its result is not a valid definition (shape or any compile
+///   error, cycles included);
+/// - it changes `limits`;
+/// - it removes or changes a completed node (completed nodes are immutable);
+/// - it introduces a node of an unknown type;
+/// - it adds agent nodes beyond `limits.max_agent_nodes` for the run
+///   (`agent_nodes_spawned + added > max`).
+///
+/// The limits applied are the current definition's. When the patch does not apply or its result
+/// does not parse, the reasons stop there (nothing else can be checked).
+pub fn validate_patch(
+    current: &Definition,
+    patch: &[PatchOp],
+    state: &RunState,
+) -> Result<Definition, Vec<String>> {
+    let limits = current.limits;
+    let mut reasons = Vec::new();
+    if state.patch_depth >= limits.max_patch_depth {
+        reasons.push(format!(
+            "the run has accepted {} patch(es), the most limits.max_patch_depth ({}) allows",
+            state.patch_depth, limits.max_patch_depth
+        ));
+    }
+    let document = match apply_patch(&current.to_json_value(), patch) {
+        Ok(d) => d,
+        Err(e) => {
+            reasons.push(e.to_string());
+            return Err(reasons);
+        }
+    };
+    let patched = match from_json_value(&document) {
+        Ok(d) => d,
+        Err(e) => {
+            reasons.push(format!("the patched definition is invalid: {e}"));
+            return Err(reasons);
+        }
+    };
+    if patched.limits != limits {
+        reasons.push("a patch may not change `limits`".to_string());
+    }
+    for id in &state.completed {
+        let Some(before) = current.nodes.iter().find(|n| &n.id == id) else {
+            continue;
+        };
+        match patched.nodes.iter().find(|n| &n.id == id) {
+            None => reasons.push(format!("node `{id}` has completed and may not be removed")),
+            Some(after) if after != before => {
+                reasons.push(format!("node `{id}` has completed and may not be changed"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (i, node) in patched.nodes.iter().enumerate() {
+        if !node.node_type.is_known() && !current.nodes.contains(node) {
+            reasons.push(format!(
+                "nodes[{i}]: node `{}` has unknown type `{}`; a patch may not introduce unknown node types (known: {})",
+                node.id,
+                node.node_type,
+                NodeType::KNOWN.join(", ")
+            ));
+        }
+    }
+    let added = added_agent_nodes(current, &patched);
+    let total = state.agent_nodes_spawned as usize + added;
+    if added > 0 && total > limits.max_agent_nodes as usize {
+        reasons.push(format!(
+            "the patch adds {added} agent node(s) to the {} this run has had; limits.max_agent_nodes is {}",
+            state.agent_nodes_spawned, limits.max_agent_nodes
+        ));
+    }
+    if let Err(errors) = compile(&patched) {
+        reasons.extend(errors.iter().map(ToString::to_string));
+    }
+    if reasons.is_empty() {
+        Ok(patched)
+    } else {
+        Err(reasons)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_unescape_in_the_rfc_order() {
+        let p = JsonPointer::parse("/a~1b/~01/0").unwrap();
+        assert_eq!(p.tokens(), ["a/b", "~1", "0"]);
+        assert_eq!(p.to_string(), "/a~1b/~01/0");
+        assert!(JsonPointer::parse("a").is_err());
+        assert!(JsonPointer::parse("/a~2").is_err());
+        assert_eq!(JsonPointer::parse("").unwrap().tokens().len(), 0);
+    }
+
+    #[test]
+    fn array_indices_are_strict() {
+        assert_eq!(array_index("0", 2, false), Ok(0));
+        assert_eq!(array_index("2", 2, true), Ok(2));
+        assert_eq!(array_index("-", 2, true), Ok(2));
+        assert!(array_index("2", 2, false).is_err());
+        assert!(array_index("01", 2, false).is_err());
+        assert!(array_index("-", 2, false).is_err());
+        assert!(array_index("0", 0, false).is_err());
+        assert!(array_index("+1", 2, false).is_err());
+    }
+}
