@@ -7,6 +7,7 @@
 mod bench;
 mod bench_simulate;
 mod commands;
+mod flow;
 mod simulation;
 mod ssrf;
 mod table;
@@ -140,6 +141,11 @@ enum Command {
         #[arg(long = "allow-host")]
         allow_hosts: Vec<String>,
     },
+    /// Workflow definitions.
+    Flow {
+        #[command(subcommand)]
+        command: FlowCommand,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -215,6 +221,17 @@ enum DataCommand {
         /// Do not write news.jsonl.
         #[arg(long)]
         no_news: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowCommand {
+    /// Parse and compile a workflow (YAML or JSON); print its nodes in order and its IR hash,
+    /// or every problem with its path and line (exit 2).
+    Validate {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -389,6 +406,9 @@ fn main() -> ExitCode {
             max_concurrent_jobs,
         } => simulation::serve(&data_dir, db_url, &addr, max_concurrent_jobs),
         Command::MockLlm { addr } => simulation::mock_llm(&addr),
+        Command::Flow { command } => match command {
+            FlowCommand::Validate { file, json } => flow::validate(&file, json),
+        },
         Command::SsrfCheck {
             urls,
             json,

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod commands;
+mod flow;
 mod golden;
 mod run;
 mod service;
