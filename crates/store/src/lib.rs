@@ -26,6 +26,7 @@ mod scratch;
 mod sql_store;
 mod sqlite;
 mod store;
+mod workflow;
 
 pub use error::StoreError;
 pub use job::{Job, JobProgress, JobReport, JobStatus, NewJob, config_hash};
@@ -42,3 +43,4 @@ pub use run_index::RunEntry;
 pub use scratch::{ScratchDatabase, with_database};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use store::{Backend, Location, Store, db_migrate, db_status, open_store};
+pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};

@@ -17,6 +17,7 @@ use crate::postgres::PgStore;
 use crate::results::{LeaderboardEntry, ResultsFilter, ResultsPage};
 use crate::run_index::RunEntry;
 use crate::sqlite::SqliteStore;
+use crate::workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion};
 
 /// Which database a store talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -136,6 +137,49 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         job_id: &str,
         initial_value: Money,
     ) -> Result<Vec<LeaderboardEntry>, StoreError>;
+
+    // ---- workflows -----------------------------------------------------------------------
+
+    /// Stores `body` under its sha256 (see [`crate::blob_hash`]) unless it is there already;
+    /// returns the hash.
+    async fn put_blob(&self, kind: &str, body: &str) -> Result<String, StoreError>;
+
+    /// [`StoreError::NotFound`] if no blob has this hash.
+    async fn blob(&self, hash: &str) -> Result<Blob, StoreError>;
+
+    /// A new workflow at version 1, its definition and IR stored as blobs, in one transaction.
+    /// [`StoreError::Conflict`] if a workflow has this name.
+    async fn create_workflow(
+        &self,
+        new: &NewWorkflowVersion,
+    ) -> Result<WorkflowVersion, StoreError>;
+
+    /// The next version of workflow `id`, or its latest version unchanged (`false`) when the IR
+    /// is the same. [`StoreError::NotFound`] if absent; [`StoreError::Conflict`] if the new name
+    /// belongs to another workflow.
+    async fn update_workflow(
+        &self,
+        id: &str,
+        new: &NewWorkflowVersion,
+    ) -> Result<(WorkflowVersion, bool), StoreError>;
+
+    async fn workflow(&self, id: &str) -> Result<Workflow, StoreError>;
+
+    /// Workflows by name.
+    async fn list_workflows(&self, limit: u32, offset: u64) -> Result<Vec<Workflow>, StoreError>;
+
+    /// One version (the latest when `None`).
+    async fn workflow_version(
+        &self,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<WorkflowVersion, StoreError>;
+
+    /// Every version, oldest first.
+    async fn workflow_versions(&self, id: &str) -> Result<Vec<WorkflowVersion>, StoreError>;
+
+    /// Deletes a workflow and its versions (blobs stay: other versions may share them).
+    async fn delete_workflow(&self, id: &str) -> Result<(), StoreError>;
 
     // ---- runs index --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ mod fixtures;
 mod jobs;
 mod model_days;
 mod queries;
+mod workflows;
 
 use std::future::Future;
 use std::sync::Arc;
