@@ -1,12 +1,13 @@
 //! server: the tradeloom REST API (axum) — simulation jobs (`/simulate/*`), results and the
-//! leaderboard (`/results*`), `/health`, and an OpenAPI 3 document (`/openapi.json`) with a
-//! docs page (`/docs`). Handlers only translate HTTP to the agents and store crates; every
+//! leaderboard (`/results*`), workflow definitions (`/workflows*`), `/health`, and an OpenAPI 3
+//! document (`/openapi.json`) with a docs page (`/docs`). Handlers only translate HTTP to the agents and store crates; every
 //! error is JSON `{error, message, details}` and every response carries `x-request-id`.
 
 mod error;
 mod health;
 mod results;
 mod simulate;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,6 +92,17 @@ pub fn app(state: AppState) -> Router {
         .route("/results", get(results::results))
         .route("/results/leaderboard", get(results::leaderboard))
         .route("/health", get(health::health))
+        .route("/workflows", post(workflows::create).get(workflows::list))
+        .route(
+            "/workflows/{id}",
+            get(workflows::get_one)
+                .put(workflows::update)
+                .delete(workflows::delete),
+        )
+        .route(
+            "/workflows/{id}/versions/{version}",
+            get(workflows::get_version),
+        )
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(not_found)
         .with_state(state)

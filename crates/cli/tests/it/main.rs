@@ -10,6 +10,7 @@ mod service;
 mod simulate;
 mod ssrf;
 mod universe;
+mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,159 @@
+//! `/workflows` over real HTTP: compile on create, content-addressed versions, every problem
+//! reported with 422, conflicts and deletes.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::service::Service;
+use crate::{stdout, tradeloom};
+
+fn diamond(extra_output: i64) -> Value {
+    json!({
+        "name": "diamond",
+        "nodes": [
+            {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
+            {"id": "b", "type": "transform", "needs": ["a"], "config": {"output": {"y": "{{ a.x }}"}}},
+            {"id": "c", "type": "wait", "needs": ["a"], "config": {"duration_ms": 10}},
+            {"id": "d", "type": "transform", "needs": ["b", "c"], "config": {"output": {"z": extra_output}}}
+        ]
+    })
+}
+
+fn client() -> reqwest::Client {
+    tradeloom_llm::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_definitions_are_compiled_and_versioned() {
+    let data = TempDir::new().unwrap();
+    let api = Service::serve(data.path(), "1");
+    let c = client();
+    let url = format!("{}/workflows", api.url);
+
+    let (code, created) = send(c.post(&url).json(&diamond(1))).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["version"], 1);
+    let id = created["id"].as_str().unwrap().to_string();
+    // The API's content address is the one `flow validate` prints for the same definition.
+    let file = data.path().join("diamond.json");
+    std::fs::write(&file, diamond(1).to_string()).unwrap();
+    let cli = tradeloom(
+        data.path(),
+        &["flow", "validate", file.to_str().unwrap(), "--json"],
+    );
+    let cli: Value = serde_json::from_str(&stdout(&cli)).unwrap();
+    assert_eq!(created["ir_hash"], cli["ir_hash"]);
+
+    let (code, same) = send(c.put(format!("{url}/{id}")).json(&diamond(1))).await;
+    assert_eq!(
+        (code, &same["version"], &same["changed"]),
+        (StatusCode::OK, &json!(1), &json!(false))
+    );
+    let (code, v2) = send(c.put(format!("{url}/{id}")).json(&diamond(2))).await;
+    assert_eq!(
+        (code, &v2["version"], &v2["changed"]),
+        (StatusCode::OK, &json!(2), &json!(true))
+    );
+    assert_ne!(v2["ir_hash"], created["ir_hash"]);
+
+    let (code, detail) = send(c.get(format!("{url}/{id}"))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(detail["latest_version"], 2);
+    assert_eq!(detail["definition"]["nodes"][3]["config"]["output"]["z"], 2);
+    assert_eq!(detail["versions"].as_array().unwrap().len(), 2);
+    let (code, first) = send(c.get(format!("{url}/{id}/versions/1"))).await;
+    assert_eq!(
+        (code, &first["ir_hash"]),
+        (StatusCode::OK, &created["ir_hash"])
+    );
+    let (code, e) = send(c.get(format!("{url}/{id}/versions/7"))).await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("version_not_found"))
+    );
+
+    let (code, e) = send(c.post(&url).json(&diamond(3))).await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::CONFLICT, Some("workflow_exists"))
+    );
+
+    let (code, list) = send(c.get(&url)).await;
+    assert_eq!(
+        (code, list["workflows"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+
+    let (code, _) = send(c.delete(format!("{url}/{id}"))).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, e) = send(c.get(format!("{url}/{id}"))).await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("workflow_not_found"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_definitions_get_every_problem() {
+    let data = TempDir::new().unwrap();
+    let api = Service::serve(data.path(), "1");
+    let c = client();
+    let url = format!("{}/workflows", api.url);
+    let bad = json!({
+        "name": "bad",
+        "nodes": [
+            {"id": "a", "type": "transform", "needs": ["c"]},
+            {"id": "b", "type": "transform", "needs": ["a", "ghost"]},
+            {"id": "c", "type": "transform", "needs": ["b"]}
+        ]
+    });
+    let (code, e) = send(c.post(&url).json(&bad)).await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_workflow")),
+        "{e}"
+    );
+    let errors = e["details"]["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|x| x["message"].as_str().unwrap().contains("cycle")),
+        "{e}"
+    );
+    assert!(
+        errors.iter().any(|x| x["path"] == "nodes[1].needs[1]"),
+        "{e}"
+    );
+    let (code, e) = send(
+        c.post(&url)
+            .json(&json!({"name": "x", "nodes": [{"id": "a", "typo": 1}]})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e["details"]["errors"][0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("nodes[0]"),
+        "{e}"
+    );
+    let (code, e) = send(
+        c.post(&url)
+            .header("content-type", "application/json")
+            .body("{\"name\": "),
+    )
+    .await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+}
