@@ -27,6 +27,7 @@ mod sql_store;
 mod sqlite;
 mod store;
 mod workflow;
+mod workflow_run;
 
 pub use error::StoreError;
 pub use job::{Job, JobProgress, JobReport, JobStatus, NewJob, config_hash};
@@ -44,3 +45,7 @@ pub use scratch::{ScratchDatabase, with_database};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use store::{Backend, Location, Store, db_migrate, db_status, open_store};
 pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};
+pub use workflow_run::{
+    NewEvent, NewWorkflowRun, NodeChange, NodeState, NodeStatus, RunEvent, RunStatus, Transition,
+    TransitionOutcome, WorkflowRun,
+};

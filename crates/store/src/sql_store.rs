@@ -378,6 +378,94 @@ impl WorkflowVersionRow {
 pub(crate) const WORKFLOW_VERSION_COLUMNS: &str =
     "workflow_id, version, definition_hash, ir_hash, created_at";
 
+#[derive(FromRow)]
+pub(crate) struct RunRowWf {
+    id: String,
+    workflow_id: String,
+    workflow_version: i32,
+    ir_hash: String,
+    status: String,
+    inputs: Json<Value>,
+    tokens: i64,
+    revision: i64,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunRowWf {
+    pub(crate) fn into_run(self) -> Result<crate::WorkflowRun, StoreError> {
+        Ok(crate::WorkflowRun {
+            status: self
+                .status
+                .parse()
+                .map_err(corrupt("workflow_runs.status"))?,
+            id: self.id,
+            workflow_id: self.workflow_id,
+            workflow_version: u32::try_from(self.workflow_version).unwrap_or(0),
+            ir_hash: self.ir_hash,
+            inputs: self.inputs.0,
+            tokens: self.tokens,
+            revision: self.revision,
+            error: self.error,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+pub(crate) const WORKFLOW_RUN_COLUMNS: &str = "id, workflow_id, workflow_version, ir_hash, status, \
+     inputs, tokens, revision, error, created_at, finished_at";
+
+#[derive(FromRow)]
+pub(crate) struct NodeStateRow {
+    node_id: String,
+    status: String,
+    attempts: i32,
+    output_hash: Option<String>,
+    error: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+impl NodeStateRow {
+    pub(crate) fn into_state(self) -> Result<crate::NodeState, StoreError> {
+        Ok(crate::NodeState {
+            status: self
+                .status
+                .parse()
+                .map_err(corrupt("workflow_node_states.status"))?,
+            node_id: self.node_id,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            output_hash: self.output_hash,
+            error: self.error,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct EventRow {
+    seq: i64,
+    run_id: String,
+    kind: String,
+    node_id: Option<String>,
+    payload: Json<Value>,
+    at: DateTime<Utc>,
+}
+
+impl EventRow {
+    pub(crate) fn into_event(self) -> crate::RunEvent {
+        crate::RunEvent {
+            seq: self.seq,
+            run_id: self.run_id,
+            kind: self.kind,
+            node_id: self.node_id,
+            payload: self.payload.0,
+            at: self.at,
+        }
+    }
+}
+
 /// Checks that `money` is in the job's currency.
 pub(crate) fn same_currency(
     money: Money,
@@ -1576,6 +1664,228 @@ macro_rules! impl_store {
                     return Err($crate::StoreError::not_found(format!("workflow {id}")));
                 }
                 Ok(())
+            }
+
+            async fn create_workflow_run(
+                &self,
+                new: &$crate::NewWorkflowRun,
+            ) -> Result<$crate::WorkflowRun, $crate::StoreError> {
+                use $crate::StoreError;
+                use $crate::sql_store::*;
+                let at = now();
+                let id = uuid::Uuid::now_v7().to_string();
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(StoreError::db("begin creating a workflow run"))?;
+                sqlx::query(
+                    "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
+                     inputs, created_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
+                )
+                .bind(&id)
+                .bind(&new.workflow_id)
+                .bind(new.workflow_version as i32)
+                .bind(&new.ir_hash)
+                .bind(sqlx::types::Json(&new.inputs))
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("create a workflow run"))?;
+                for node in &new.nodes {
+                    sqlx::query(
+                        "INSERT INTO workflow_node_states (run_id, node_id, status, updated_at) \
+                         VALUES ($1, $2, 'pending', $3)",
+                    )
+                    .bind(&id)
+                    .bind(node)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("create a node state"))?;
+                }
+                sqlx::query(
+                    "INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
+                     VALUES ($1, 'run_created', NULL, $2, $3)",
+                )
+                .bind(&id)
+                .bind(sqlx::types::Json(serde_json::json!({"workflow_id": new.workflow_id, "version": new.workflow_version})))
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("append an event"))?;
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("commit a new workflow run"))?;
+                self.workflow_run(&id).await
+            }
+
+            async fn workflow_run(
+                &self,
+                run_id: &str,
+            ) -> Result<$crate::WorkflowRun, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let row: Option<RunRowWf> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {WORKFLOW_RUN_COLUMNS} FROM workflow_runs WHERE id = $1"
+                )))
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a workflow run"))?;
+                row.ok_or_else(|| $crate::StoreError::not_found(format!("workflow run {run_id}")))?
+                    .into_run()
+            }
+
+            async fn node_states(
+                &self,
+                run_id: &str,
+            ) -> Result<Vec<$crate::NodeState>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<NodeStateRow> = sqlx::query_as(
+                    "SELECT node_id, status, attempts, output_hash, error, updated_at \
+                     FROM workflow_node_states WHERE run_id = $1 ORDER BY node_id",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read node states"))?;
+                rows.into_iter().map(NodeStateRow::into_state).collect()
+            }
+
+            async fn list_workflow_runs(
+                &self,
+                status: Option<$crate::RunStatus>,
+                limit: u32,
+                offset: u64,
+            ) -> Result<Vec<$crate::WorkflowRun>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<RunRowWf> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {WORKFLOW_RUN_COLUMNS} FROM workflow_runs \
+                     WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2 OFFSET $3"
+                )))
+                .bind(status.map(|s| s.as_str()))
+                .bind(page(limit))
+                .bind(sql_offset(offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("list workflow runs"))?;
+                rows.into_iter().map(RunRowWf::into_run).collect()
+            }
+
+            async fn commit_transition(
+                &self,
+                t: &$crate::Transition,
+            ) -> Result<$crate::TransitionOutcome, $crate::StoreError> {
+                use $crate::StoreError;
+                use $crate::sql_store::*;
+                let at = now();
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(StoreError::db("begin a transition"))?;
+                // The run's row first: it serialises transitions of one run on PostgreSQL and
+                // proves the revision the transition was computed from is still current.
+                let finished = t.status.filter(|s| s.is_terminal()).map(|_| at);
+                let moved = sqlx::query(
+                    "UPDATE workflow_runs SET revision = revision + 1, \
+                     status = COALESCE($3, status), tokens = tokens + $4, \
+                     ir_hash = COALESCE($5, ir_hash), error = COALESCE($6, error), \
+                     finished_at = COALESCE($7, finished_at) \
+                     WHERE id = $1 AND revision = $2",
+                )
+                .bind(&t.run_id)
+                .bind(t.expect_revision)
+                .bind(t.status.map(|s| s.as_str()))
+                .bind(t.tokens_delta)
+                .bind(t.ir_hash.as_deref())
+                .bind(t.error.as_deref())
+                .bind(finished)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("advance a workflow run"))?;
+                let applied = sqlx::query(
+                    "INSERT INTO workflow_signals (run_id, signal_id, applied_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (run_id, signal_id) DO NOTHING",
+                )
+                .bind(&t.run_id)
+                .bind(&t.signal_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("record a signal"))?;
+                if applied.rows_affected() == 0 {
+                    // Seen before: drop everything, including the revision bump above.
+                    drop(tx);
+                    return Ok($crate::TransitionOutcome::AlreadyApplied);
+                }
+                if moved.rows_affected() == 0 {
+                    drop(tx);
+                    let run = self.workflow_run(&t.run_id).await?;
+                    return Err(StoreError::Conflict(format!(
+                        "workflow run {} is at revision {}, not {}; read it again",
+                        t.run_id, run.revision, t.expect_revision
+                    )));
+                }
+                for n in &t.nodes {
+                    sqlx::query(
+                        "INSERT INTO workflow_node_states (run_id, node_id, status, attempts, \
+                         output_hash, error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (run_id, node_id) DO UPDATE SET status = excluded.status, \
+                         attempts = excluded.attempts, output_hash = excluded.output_hash, \
+                         error = excluded.error, updated_at = excluded.updated_at",
+                    )
+                    .bind(&t.run_id)
+                    .bind(&n.node_id)
+                    .bind(n.status.as_str())
+                    .bind(n.attempts as i32)
+                    .bind(n.output_hash.as_deref())
+                    .bind(n.error.as_deref())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("write a node state"))?;
+                }
+                for e in &t.events {
+                    sqlx::query(
+                        "INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&t.run_id)
+                    .bind(&e.kind)
+                    .bind(e.node_id.as_deref())
+                    .bind(sqlx::types::Json(&e.payload))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("append an event"))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("commit a transition"))?;
+                Ok($crate::TransitionOutcome::Applied {
+                    revision: t.expect_revision + 1,
+                })
+            }
+
+            async fn run_events(
+                &self,
+                run_id: Option<&str>,
+                after_seq: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::RunEvent>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "SELECT seq, run_id, kind, node_id, payload, at FROM workflow_events \
+                     WHERE ($1 IS NULL OR run_id = $1) AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(run_id)
+                .bind(after_seq)
+                .bind(page(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read run events"))?;
+                Ok(rows.into_iter().map(EventRow::into_event).collect())
             }
 
             async fn list_runs(

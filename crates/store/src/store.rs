@@ -18,6 +18,9 @@ use crate::results::{LeaderboardEntry, ResultsFilter, ResultsPage};
 use crate::run_index::RunEntry;
 use crate::sqlite::SqliteStore;
 use crate::workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion};
+use crate::workflow_run::{
+    NewWorkflowRun, NodeState, RunEvent, RunStatus, Transition, TransitionOutcome, WorkflowRun,
+};
 
 /// Which database a store talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -180,6 +183,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Deletes a workflow and its versions (blobs stay: other versions may share them).
     async fn delete_workflow(&self, id: &str) -> Result<(), StoreError>;
+
+    // ---- workflow runs -------------------------------------------------------------------
+
+    /// A new `pending` run with every node `pending` and a `run_created` event.
+    async fn create_workflow_run(&self, new: &NewWorkflowRun) -> Result<WorkflowRun, StoreError>;
+
+    async fn workflow_run(&self, run_id: &str) -> Result<WorkflowRun, StoreError>;
+
+    /// The run's nodes, by node id.
+    async fn node_states(&self, run_id: &str) -> Result<Vec<NodeState>, StoreError>;
+
+    /// Runs, newest first, optionally only those in `status`.
+    async fn list_workflow_runs(
+        &self,
+        status: Option<RunStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<WorkflowRun>, StoreError>;
+
+    /// Commits a transition atomically and at most once (see [`crate::Transition`]).
+    /// [`StoreError::Conflict`] when the run is no longer at `expect_revision`;
+    /// [`StoreError::NotFound`] when there is no such run.
+    async fn commit_transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError>;
+
+    /// Events after `after_seq` (of one run, or of all), oldest first.
+    async fn run_events(
+        &self,
+        run_id: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<RunEvent>, StoreError>;
 
     // ---- runs index --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ mod fixtures;
 mod jobs;
 mod model_days;
 mod queries;
+mod workflow_runs;
 mod workflows;
 
 use std::future::Future;
