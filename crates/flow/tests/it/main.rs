@@ -9,8 +9,8 @@ mod runtime;
 
 use tradeloom_flow::{CompileError, Compiled, compile, parse_definition};
 
-/// The contract example (`examples/review-and-trade.yaml`).
-pub const EXAMPLE: &str = include_str!("../../examples/review-and-trade.yaml");
+/// The contract example (`examples/workflows/review-and-trade.yaml` in the repository).
+pub const EXAMPLE: &str = include_str!("../../../../examples/workflows/review-and-trade.yaml");
 
 /// Parses and compiles YAML or JSON text, panicking on errors.
 pub fn compiled(text: &str) -> Compiled {
