@@ -191,17 +191,8 @@ pub fn config_from_value(value: &Value, base: &Path) -> Result<ResolvedConfig, A
 
 fn parse_config(text: &str, origin: &str) -> Result<SimulationConfig, AgentError> {
     yaml_serde::from_str::<SimulationConfig>(text).map_err(|e| {
-        let mut message = e.to_string();
-        let place = match e.location() {
-            Some(loc) => {
-                let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-                if let Some(stripped) = message.strip_suffix(&suffix) {
-                    message = stripped.to_string();
-                }
-                format!("{origin}:{}:{}", loc.line(), loc.column())
-            }
-            None => origin.to_string(),
-        };
+        let line_column = e.location().map(|l| (l.line(), l.column()));
+        let (place, message) = tradeloom_core::locate_error(origin, e.to_string(), line_column);
         AgentError::Config { place, message }
     })
 }

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod bar;
+pub mod canonical;
 pub mod currency;
 pub mod decimal;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod time;
 
 pub use account::{Account, AccountKind};
 pub use bar::{Bar, BarError};
+pub use canonical::{canonical_json, locate_error};
 pub use currency::Currency;
 pub use decimal::Decimal;
 pub use error::ArithmeticError;

@@ -299,32 +299,18 @@ pub fn parse_definition(text: &str, origin: &str) -> Result<Definition, FlowErro
             serde_path_to_error::deserialize::<_, Definition>(&mut de).map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                let mut message = inner.to_string();
-                let suffix = format!(" at line {} column {}", inner.line(), inner.column());
-                if let Some(stripped) = message.strip_suffix(&suffix) {
-                    message = stripped.to_string();
-                }
+                let line_column = Some((inner.line(), inner.column()));
+                let (place, mut message) =
+                    tradeloom_core::locate_error(origin, inner.to_string(), line_column);
                 if path != "." {
                     message = format!("{path}: {message}");
                 }
-                FlowError::Parse {
-                    place: format!("{origin}:{}:{}", inner.line(), inner.column()),
-                    message,
-                }
+                FlowError::Parse { place, message }
             })
         }
         SourceFormat::Yaml => yaml_serde::from_str::<Definition>(text).map_err(|e| {
-            let mut message = e.to_string();
-            let place = match e.location() {
-                Some(loc) => {
-                    let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-                    if let Some(stripped) = message.strip_suffix(&suffix) {
-                        message = stripped.to_string();
-                    }
-                    format!("{origin}:{}:{}", loc.line(), loc.column())
-                }
-                None => origin.to_string(),
-            };
+            let line_column = e.location().map(|l| (l.line(), l.column()));
+            let (place, message) = tradeloom_core::locate_error(origin, e.to_string(), line_column);
             FlowError::Parse { place, message }
         }),
     };

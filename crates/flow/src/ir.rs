@@ -375,9 +375,7 @@ impl Ir {
 
     /// The IR as canonical JSON: keys sorted, no whitespace (see the module docs).
     pub fn canonical_json(&self) -> String {
-        let mut out = String::new();
-        write_canonical(&self.canonical_value(), &mut out);
-        out
+        tradeloom_core::canonical_json(&self.canonical_value())
     }
 
     /// SHA-256 of [`Ir::canonical_json`], lowercase hex: the workflow's content address.
@@ -460,50 +458,9 @@ impl Ir {
     }
 }
 
-/// Writes `value` as JSON with object keys sorted by their UTF-8 bytes and no whitespace,
-/// whatever order the map keeps them in.
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        // Scalars: serde_json's compact form (numbers in shortest round-trip form).
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canonical_writer_sorts_keys_and_drops_whitespace() {
-        let v = json!({"b": [1, {"z": null, "a": "x"}], "a": 2.5});
-        let mut out = String::new();
-        write_canonical(&v, &mut out);
-        assert_eq!(out, r#"{"a":2.5,"b":[1,{"a":"x","z":null}]}"#);
-    }
 
     #[test]
     fn retry_delays_grow_and_cap() {

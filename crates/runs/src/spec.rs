@@ -181,17 +181,9 @@ pub fn load_spec(path: &Path) -> Result<ResolvedSpec, RunError> {
 /// Parses spec text; errors carry `path:line:column`.
 pub fn parse_spec(text: &str, path: &Path) -> Result<RunSpec, RunError> {
     yaml_serde::from_str::<RunSpec>(text).map_err(|e| {
-        let mut message = e.to_string();
-        let place = match e.location() {
-            Some(loc) => {
-                let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-                if let Some(stripped) = message.strip_suffix(&suffix) {
-                    message = stripped.to_string();
-                }
-                format!("{}:{}:{}", path.display(), loc.line(), loc.column())
-            }
-            None => path.display().to_string(),
-        };
+        let line_column = e.location().map(|l| (l.line(), l.column()));
+        let (place, message) =
+            tradeloom_core::locate_error(&path.display().to_string(), e.to_string(), line_column);
         RunError::Spec { place, message }
     })
 }

@@ -140,39 +140,9 @@ pub struct JobReport {
 /// The sha256 (lower-case hex) of the canonical JSON of `config`: object keys sorted, no
 /// whitespace. Two configs that differ only in key order or formatting hash the same.
 pub fn config_hash(config: &Value) -> String {
-    let mut canonical = String::new();
-    write_canonical(config, &mut canonical);
-    hex::encode(Sha256::digest(canonical.as_bytes()))
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
+    hex::encode(Sha256::digest(
+        tradeloom_core::canonical_json(config).as_bytes(),
+    ))
 }
 
 pub(crate) fn validate_new_job(job: &NewJob) -> Result<(), StoreError> {
