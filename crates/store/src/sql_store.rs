@@ -375,6 +375,10 @@ impl WorkflowVersionRow {
     }
 }
 
+/// Stores a blob unless its hash is there already (content addressing makes it the same one).
+pub(crate) const INSERT_BLOB: &str = "INSERT INTO blobs (hash, kind, body, created_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING";
+
 pub(crate) const WORKFLOW_VERSION_COLUMNS: &str =
     "workflow_id, version, definition_hash, ir_hash, created_at";
 
@@ -1388,8 +1392,7 @@ macro_rules! impl_store {
             async fn put_blob(&self, kind: &str, body: &str) -> Result<String, $crate::StoreError> {
                 let hash = $crate::blob_hash(body);
                 sqlx::query(
-                    "INSERT INTO blobs (hash, kind, body, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (hash) DO NOTHING",
+                    $crate::sql_store::INSERT_BLOB,
                 )
                 .bind(&hash)
                 .bind(kind)
@@ -1433,8 +1436,7 @@ macro_rules! impl_store {
                     ("workflow_ir", &new.ir, &ir_hash),
                 ] {
                     sqlx::query(
-                        "INSERT INTO blobs (hash, kind, body, created_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (hash) DO NOTHING",
+                        $crate::sql_store::INSERT_BLOB,
                     )
                     .bind(hash)
                     .bind(kind)
@@ -1526,8 +1528,7 @@ macro_rules! impl_store {
                     ("workflow_ir", &new.ir, &ir_hash),
                 ] {
                     sqlx::query(
-                        "INSERT INTO blobs (hash, kind, body, created_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (hash) DO NOTHING",
+                        $crate::sql_store::INSERT_BLOB,
                     )
                     .bind(hash)
                     .bind(kind)
