@@ -7,7 +7,10 @@
 //! - `GET /health`: `{"status":"ok"}`.
 //!
 //! Trading policies (`momentum`, `mean_reversion`, `buy_and_hold`, `random-<seed>`) are
-//! stateless: the same request gets the same response bytes. Fault policies:
+//! stateless: the same request gets the same response bytes. So are the policies for workflow
+//! `agent` nodes (`mock/workflow.rs`): `analyst`, `trader` and `risk_manager` answer one JSON object
+//! derived from the prompt, `patcher` calls `patch_workflow` with the prompt's ```` ```json ````
+//! block and `calculator` calls `calc` with its `calc:` line. Fault policies:
 //! `fault-malformed-json`, `fault-bad-args`, `fault-unknown-tool` (bad tool calls every turn),
 //! `fault-http-500`, `fault-http-429` (with `Retry-After: 1`), `fault-malformed-body` (200, not
 //! JSON), `fault-slow-<ms>` (then momentum) and `flaky-<n>-<policy>`, whose first `n` requests
@@ -17,6 +20,7 @@ mod completion;
 mod conversation;
 mod policy;
 mod strategy;
+mod workflow;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +34,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use self::completion::Reply;
 use self::conversation::Conversation;
@@ -101,6 +105,9 @@ struct MockRequest {
     messages: Vec<InMessage>,
     #[serde(default)]
     stream: Option<bool>,
+    /// Offered tools; only `function.name` is read.
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
 }
 
 async fn chat_completions(
@@ -137,6 +144,13 @@ async fn chat_completions(
     let Some(policy) = Policy::parse(name) else {
         return ApiError::unknown_model(name).into_response();
     };
+    let tools: Vec<String> = request
+        .tools
+        .iter()
+        .flatten()
+        .filter_map(|tool| tool.pointer("/function/name")?.as_str())
+        .map(str::to_owned)
+        .collect();
     let messages: Vec<Message> = request
         .messages
         .into_iter()
@@ -165,6 +179,7 @@ async fn chat_completions(
         .to_owned();
     let reply = match policy {
         Policy::Trade(strategy) => strategy.respond(&conversation),
+        Policy::Workflow(role) => role.respond(&messages, &tools),
         Policy::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             Strategy::Momentum.respond(&conversation)

@@ -1,14 +1,18 @@
 //! The mock's policies, named by the request's `model`: trading policies that answer with tool
-//! calls, and fault policies that misbehave on purpose.
+//! calls, workflow-agent roles that answer with JSON, and fault policies that misbehave on
+//! purpose.
 
 use std::fmt;
 
 use super::strategy::Strategy;
+use super::workflow::WorkflowRole;
 
 /// What a policy does with a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Policy {
     Trade(Strategy),
+    /// A workflow agent's role (`analyst`, `trader`, ...): JSON answers, `calc`/`patch_workflow`.
+    Workflow(WorkflowRole),
     /// Every turn: `buy` with truncated JSON arguments.
     MalformedJson,
     /// Every turn: `buy` with a quantity that is not a number.
@@ -31,11 +35,16 @@ pub(crate) enum Policy {
 }
 
 /// The names `/v1/models` lists and the unknown-model error suggests; `<...>` are parameters.
-pub(crate) const POLICY_NAMES: [&str; 12] = [
+pub(crate) const POLICY_NAMES: [&str; 17] = [
     "momentum",
     "mean_reversion",
     "buy_and_hold",
     "random-<seed>",
+    "analyst",
+    "trader",
+    "risk_manager",
+    "patcher",
+    "calculator",
     "fault-malformed-json",
     "fault-bad-args",
     "fault-unknown-tool",
@@ -58,6 +67,9 @@ impl Policy {
         };
         if let Some(strategy) = strategy {
             return Some(Policy::Trade(strategy));
+        }
+        if let Some(role) = WorkflowRole::parse(name) {
+            return Some(Policy::Workflow(role));
         }
         let policy = match name {
             "fault-malformed-json" => Policy::MalformedJson,
@@ -120,6 +132,17 @@ mod tests {
             Some(Policy::Trade(Strategy::Random(7)))
         );
         assert_eq!(Policy::parse("fault-slow-3000"), Some(Policy::Slow(3000)));
+        assert_eq!(
+            Policy::parse("risk_manager"),
+            Some(Policy::Workflow(WorkflowRole::RiskManager))
+        );
+        assert_eq!(
+            Policy::parse("flaky-1-trader"),
+            Some(Policy::Flaky {
+                failures: 1,
+                then: Box::new(Policy::Workflow(WorkflowRole::Trader))
+            })
+        );
         assert_eq!(
             Policy::parse("flaky-2-momentum"),
             Some(Policy::Flaky {

@@ -7,3 +7,4 @@ mod policies;
 mod retries;
 mod support;
 mod wire;
+mod workflow_policies;
