@@ -19,7 +19,7 @@ use serde_json::Value;
 macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),* }
 
@@ -64,6 +64,25 @@ status_enum!(
 );
 
 status_enum!(
+    /// Status of an approval of a `hitl` node.
+    ApprovalStatus {
+        Pending => "pending",
+        Approved => "approved",
+        Rejected => "rejected",
+        Expired => "expired",
+        Cancelled => "cancelled",
+    }
+);
+
+status_enum!(
+    /// What an approver decided (or the default an expired approval took).
+    Decision {
+        Approve => "approve",
+        Reject => "reject",
+    }
+);
+
+status_enum!(
     /// Status of one node of a run.
     NodeStatus {
         Pending => "pending",
@@ -92,6 +111,10 @@ pub struct NewWorkflowRun {
     pub workflow_id: String,
     pub workflow_version: u32,
     pub ir_hash: String,
+    /// The definition blob the IR was compiled from (patches apply to it).
+    pub definition_hash: String,
+    /// Agent nodes of the definition (counted against `limits.max_agent_nodes`).
+    pub agent_nodes: u32,
     pub inputs: Value,
     pub nodes: Vec<String>,
 }
@@ -105,6 +128,13 @@ pub struct WorkflowRun {
     pub workflow_version: u32,
     /// The IR the coordinator uses (a patch replaces it).
     pub ir_hash: String,
+    /// The definition the IR was compiled from; `None` only for runs created before migration
+    /// 0005.
+    pub definition_hash: Option<String>,
+    /// 1, plus one per accepted patch.
+    pub ir_version: u32,
+    /// Agent nodes the run has had: those of its definition plus every one patches added.
+    pub agent_nodes_spawned: u32,
     pub status: RunStatus,
     pub inputs: Value,
     /// Emitted minus consumed tasks: the run is complete when it reaches zero with nothing
@@ -126,6 +156,8 @@ pub struct NodeState {
     /// The blob holding the node's output, once completed.
     pub output_hash: Option<String>,
     pub error: Option<String>,
+    /// A queued node does not start before this (retry back-off, `wait` timers).
+    pub not_before: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -137,6 +169,79 @@ pub struct NodeChange {
     pub attempts: u32,
     pub output_hash: Option<String>,
     pub error: Option<String>,
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// A patch a run accepted, materialised as a new IR version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPatch {
+    /// The RFC 6902 operations as given.
+    pub operations: Value,
+    pub definition_hash: String,
+    pub ir_hash: String,
+    /// Who applied it: an API key's name, `cli`, or `agent:<node id>`.
+    pub applied_by: String,
+    /// Agent nodes the patch added.
+    pub added_agent_nodes: u32,
+}
+
+/// A patch as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Patch {
+    pub run_id: String,
+    /// The IR version the patch produced.
+    pub ir_version: u32,
+    pub operations: Value,
+    pub definition_hash: String,
+    pub ir_hash: String,
+    pub applied_by: String,
+    pub applied_at: DateTime<Utc>,
+}
+
+/// An approval to create with a transition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewApproval {
+    /// Chosen by the caller, so a redelivered signal computes the same one.
+    pub id: String,
+    pub node_id: String,
+    pub attempt: u32,
+    pub prompt: String,
+    pub default_decision: Decision,
+    pub approvers: Option<Vec<String>>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A change to an approval, committed with a transition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApprovalChange {
+    Create(NewApproval),
+    /// A pending approval decided (by a person, or by expiry with its default), or cancelled.
+    Close {
+        id: String,
+        status: ApprovalStatus,
+        decision: Option<Decision>,
+        by: Option<String>,
+        comment: Option<String>,
+    },
+}
+
+/// An approval as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Approval {
+    pub id: String,
+    pub run_id: String,
+    pub node_id: String,
+    pub attempt: u32,
+    pub prompt: String,
+    pub status: ApprovalStatus,
+    pub default_decision: Decision,
+    pub approvers: Option<Vec<String>>,
+    pub expires_at: DateTime<Utc>,
+    pub decision: Option<Decision>,
+    pub decided_by: Option<String>,
+    pub comment: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// An event to append to the run's stream.
@@ -161,10 +266,30 @@ pub struct Transition {
     pub status: Option<RunStatus>,
     /// Added to the token counter (tasks emitted minus consumed).
     pub tokens_delta: i64,
-    /// A new IR (a materialised patch).
-    pub ir_hash: Option<String>,
+    /// A patch accepted: the run moves to its IR, one version up.
+    pub patch: Option<NewPatch>,
     pub error: Option<String>,
+    pub approvals: Vec<ApprovalChange>,
     pub events: Vec<NewEvent>,
+}
+
+impl Transition {
+    /// A transition of `run_id` at `expect_revision` caused by `signal_id` that changes nothing
+    /// yet; fill in what it does.
+    pub fn new(run_id: impl Into<String>, signal_id: impl Into<String>, expect_revision: i64) -> Self {
+        Transition {
+            run_id: run_id.into(),
+            signal_id: signal_id.into(),
+            expect_revision,
+            nodes: Vec::new(),
+            status: None,
+            tokens_delta: 0,
+            patch: None,
+            error: None,
+            approvals: Vec::new(),
+            events: Vec::new(),
+        }
+    }
 }
 
 /// What [`crate::Store::commit_transition`] did.
@@ -176,11 +301,14 @@ pub enum TransitionOutcome {
     AlreadyApplied,
 }
 
-/// One event of a run's stream; `seq` increases across all runs of the store.
+/// One event of the store's event log: of a workflow run (`run_id` set) or of a simulation
+/// job (`job_id` set), never both. `seq` increases across all runs and jobs of the store, in
+/// commit order, and is never reused.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunEvent {
     pub seq: i64,
-    pub run_id: String,
+    pub run_id: Option<String>,
+    pub job_id: Option<String>,
     pub kind: String,
     pub node_id: Option<String>,
     pub payload: Value,

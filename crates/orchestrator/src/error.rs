@@ -1,0 +1,40 @@
+//! [`OrchestratorError`].
+
+use tradeloom_queue::QueueError;
+use tradeloom_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    /// No such workflow, version, run or approval.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request cannot apply to the thing in its current state (a finished run, a decided
+    /// approval).
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller may not do this (e.g. decide an approval limited to other approvers).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Bad run inputs, a bad patch document…: every problem found.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        errors: Vec<String>,
+    },
+    /// The stored workflow no longer compiles (e.g. written by another version).
+    #[error("workflow definition {hash}: {message}")]
+    Definition { hash: String, message: String },
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
+impl From<StoreError> for OrchestratorError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what } => OrchestratorError::NotFound(what),
+            other => OrchestratorError::Store(other),
+        }
+    }
+}

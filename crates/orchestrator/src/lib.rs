@@ -1,0 +1,21 @@
+//! orchestrator: runs workflow runs. A stateless [coordinator](coordinator) turns signals (run
+//! started, node completed or failed, approval decided, timer fired, patch accepted) into store
+//! transitions and emits ready nodes as tasks on per-node-type [queues](tradeloom_queue);
+//! workers execute nodes and post completion signals. Everything a run needs to go on after a
+//! crash is in the store: start the runtime again and it re-emits what was in flight.
+
+pub mod coordinator;
+mod error;
+pub mod nodes;
+pub mod patch;
+pub mod plan;
+pub mod runtime;
+pub mod schedule;
+pub mod signal;
+pub mod worker;
+
+pub use coordinator::{Applied, Coordinator, Snapshot};
+pub use error::OrchestratorError;
+pub use patch::PatchOutcome;
+pub use runtime::{NodeView, RunView, Runtime, RuntimeConfig};
+pub use signal::{Outcome, Signal};

@@ -1,0 +1,430 @@
+//! What each node type does when a worker runs it. Every executor returns the node's output
+//! JSON or a [`NodeError`] saying whether another attempt may help.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value, json};
+use tradeloom_agents::Simulator;
+use tradeloom_agents::TriggerOutcome;
+use tradeloom_flow::ir::{AgentNode, BacktestNode, HttpNode, NodeKind, SimulateNode, SimulationSource};
+use tradeloom_flow::{Context, IrNode};
+use tradeloom_llm::{
+    ChatRequest, LlmError, LlmProvider, Message, OpenAiProvider, ProviderConfig, ToolSpec,
+};
+use tradeloom_net::GuardedClient;
+
+use crate::coordinator::Coordinator;
+use crate::patch::PatchOutcome;
+
+/// Why an attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeError {
+    pub message: String,
+    /// Another attempt may succeed (timeouts, 5xx/429, connection errors).
+    pub retryable: bool,
+}
+
+impl NodeError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        NodeError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        NodeError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// What executors share: outbound HTTP under the SSRF guard, the simulator, the data dir.
+#[derive(Debug)]
+pub struct NodeEnv {
+    pub http: GuardedClient,
+    pub simulator: Option<Arc<Simulator>>,
+    pub data_dir: PathBuf,
+    /// Relative paths in node configs (simulation configs, run specs) resolve against this.
+    pub base_dir: PathBuf,
+}
+
+/// One attempt of one node.
+pub struct Attempt<'a> {
+    pub run_id: &'a str,
+    pub node: &'a IrNode,
+    pub attempt: u32,
+    pub context: &'a Context,
+}
+
+/// Runs one attempt of a node (`hitl` nodes never reach workers: approvals decide them).
+pub async fn execute(
+    env: &NodeEnv,
+    coordinator: &Arc<Coordinator>,
+    a: Attempt<'_>,
+) -> Result<Value, NodeError> {
+    let context = a.context.as_value();
+    match a.node.kind() {
+        NodeKind::Transform(t) => t
+            .output
+            .render(context)
+            .map_err(|e| NodeError::permanent(format!("output: {e}"))),
+        NodeKind::Wait(w) => Ok(json!({"waited_ms": w.duration_ms})),
+        NodeKind::Http(h) => http(env, h, &a).await,
+        NodeKind::Agent(agent_node) => agent(coordinator, agent_node, &a).await,
+        NodeKind::Simulate(s) => simulate(env, s, context).await,
+        NodeKind::Backtest(b) => backtest(env, b, context).await,
+        NodeKind::Hitl(_) => Err(NodeError::permanent(
+            "hitl nodes are decided by approvals, not run by workers",
+        )),
+        NodeKind::Unknown { type_name, .. } => Err(NodeError::permanent(format!(
+            "unknown node type `{type_name}`"
+        ))),
+    }
+}
+
+async fn http(env: &NodeEnv, h: &HttpNode, a: &Attempt<'_>) -> Result<Value, NodeError> {
+    let context = a.context.as_value();
+    let url = h
+        .url
+        .render_string(context)
+        .map_err(|e| NodeError::permanent(format!("url: {e}")))?;
+    let mut headers = HeaderMap::new();
+    for (name, template) in &h.headers {
+        let value = template
+            .render_string(context)
+            .map_err(|e| NodeError::permanent(format!("headers.{name}: {e}")))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| NodeError::permanent(format!("headers.{name}: {e}")))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|e| NodeError::permanent(format!("headers.{name}: {e}")))?;
+        headers.insert(name, value);
+    }
+    // Receivers deduplicate redelivered requests by this key: stable across retries of the
+    // same attempt after a crash, different for a new attempt.
+    let key = format!("{}/{}/{}", a.run_id, a.node.id(), a.attempt);
+    if let Ok(v) = HeaderValue::from_str(&key) {
+        headers.insert(HeaderName::from_static("idempotency-key"), v);
+    }
+    let body = match &h.body {
+        Some(t) => {
+            let value = t
+                .render(context)
+                .map_err(|e| NodeError::permanent(format!("body: {e}")))?;
+            headers.insert(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Some(value.to_string().into_bytes())
+        }
+        None => None,
+    };
+    let method = Method::from_bytes(h.method.to_string().as_bytes())
+        .map_err(|e| NodeError::permanent(format!("method: {e}")))?;
+    let response = env
+        .http
+        .send(method, &url, headers, body)
+        .await
+        .map_err(|e| {
+            if e.is_refusal() {
+                NodeError::permanent(e.to_string())
+            } else {
+                NodeError::transient(e.to_string())
+            }
+        })?;
+    let status = response.status.as_u16();
+    let text = String::from_utf8_lossy(&response.body).into_owned();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if response.status.is_success() {
+        return Ok(json!({"status": status, "body": body}));
+    }
+    let message = format!("{url} answered HTTP {status}: {}", truncate(&body.to_string(), 300));
+    if status == 429 || status == 408 || response.status.is_server_error() {
+        Err(NodeError::transient(message))
+    } else {
+        Err(NodeError::permanent(message))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The system prompt of workflow agents.
+pub const AGENT_SYSTEM_PROMPT: &str = "You are one step of an automated trading workflow. \
+Do the task in the user message. Use the tools offered when they help. When the task asks for \
+JSON, answer with one JSON object and nothing else.";
+
+fn tool_spec(name: &str) -> Option<ToolSpec> {
+    match name {
+        "calc" => Some(ToolSpec {
+            name: "calc".into(),
+            description: "Evaluate an arithmetic expression (+ - * / ^, parentheses, sqrt, abs, min, max, ln, exp).".into(),
+            parameters: json!({"type": "object", "properties": {"expression": {"type": "string"}},
+                               "required": ["expression"], "additionalProperties": false}),
+        }),
+        "patch_workflow" => Some(ToolSpec {
+            name: "patch_workflow".into(),
+            description: "Change the running workflow with RFC 6902 JSON Patch operations on its definition document (e.g. add a node with {\"op\":\"add\",\"path\":\"/nodes/-\",\"value\":{...}}). Completed nodes cannot change.".into(),
+            parameters: json!({"type": "object", "properties": {"operations": {"type": "array", "items": {"type": "object"}}},
+                               "required": ["operations"], "additionalProperties": false}),
+        }),
+        _ => None,
+    }
+}
+
+/// Tools workflow agents may be given.
+pub const AGENT_TOOLS: [&str; 2] = ["calc", "patch_workflow"];
+
+fn llm_error(e: LlmError) -> NodeError {
+    let retryable = match &e {
+        LlmError::Http { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+        LlmError::Timeout { .. } | LlmError::Transport { .. } | LlmError::RetriesExhausted { .. } => true,
+        LlmError::Decode { .. } | LlmError::Config(_) => false,
+    };
+    NodeError {
+        message: format!("LLM: {e}"),
+        retryable,
+    }
+}
+
+async fn agent(
+    coordinator: &Arc<Coordinator>,
+    node: &AgentNode,
+    a: &Attempt<'_>,
+) -> Result<Value, NodeError> {
+    let context = a.context.as_value();
+    let mut prompt = node
+        .prompt
+        .render_string(context)
+        .map_err(|e| NodeError::permanent(format!("prompt: {e}")))?;
+    let inputs = a
+        .node
+        .render_inputs(context)
+        .map_err(|e| NodeError::permanent(format!("inputs: {e}")))?;
+    if !inputs.is_empty() {
+        prompt.push_str("\nInputs: ");
+        prompt.push_str(&Value::Object(inputs).to_string());
+    }
+    let mut tools = Vec::new();
+    for name in &node.tools {
+        tools.push(tool_spec(name).ok_or_else(|| {
+            NodeError::permanent(format!(
+                "unknown tool `{name}`; workflow agents have: {}",
+                AGENT_TOOLS.join(", ")
+            ))
+        })?);
+    }
+    let mut config = ProviderConfig::new(node.model.base_url.clone(), node.model.model.clone());
+    if let Some(var) = &node.model.api_key_env {
+        let key = std::env::var(var).map_err(|_| {
+            NodeError::permanent(format!(
+                "model.api_key_env: environment variable `{var}` is not set"
+            ))
+        })?;
+        config.api_key = Some(key);
+    }
+    let provider = OpenAiProvider::new(config).map_err(llm_error)?;
+    let mut messages = vec![Message::system(AGENT_SYSTEM_PROMPT), Message::user(prompt)];
+    let mut usage = (0u64, 0u64, 0u64);
+    let mut tool_calls = 0u32;
+    for step in 1..=node.max_steps {
+        let request = ChatRequest {
+            messages: messages.clone(),
+            tools: tools.clone(),
+        };
+        let response = provider.chat(&request).await.map_err(llm_error)?;
+        usage.0 += response.usage.prompt_tokens;
+        usage.1 += response.usage.completion_tokens;
+        usage.2 += response.usage.total_tokens;
+        let message = response.message;
+        if message.tool_calls.is_empty() {
+            let content = message.content.unwrap_or_default();
+            let parsed = serde_json::from_str::<Value>(content.trim()).unwrap_or(Value::Null);
+            return Ok(json!({
+                "content": content,
+                "json": parsed,
+                "steps": step,
+                "tool_calls": tool_calls,
+                "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.2},
+            }));
+        }
+        let calls = message.tool_calls.clone();
+        messages.push(message);
+        for call in calls {
+            tool_calls += 1;
+            let result = run_tool(coordinator, a, &node.tools, &call.name, &call.arguments).await;
+            messages.push(Message::tool(call.id, result.to_string()));
+        }
+    }
+    Err(NodeError::permanent(format!(
+        "the agent did not finish within max_steps ({})",
+        node.max_steps
+    )))
+}
+
+/// A tool call's result as the model sees it; errors are results too (the model may recover).
+async fn run_tool(
+    coordinator: &Arc<Coordinator>,
+    a: &Attempt<'_>,
+    allowed: &[String],
+    name: &str,
+    arguments: &str,
+) -> Value {
+    if !allowed.iter().any(|t| t == name) {
+        return json!({"error": format!("unknown tool `{name}`; available: {}", allowed.join(", "))});
+    }
+    let args: Value = match serde_json::from_str(arguments) {
+        Ok(v) => v,
+        Err(e) => return json!({"error": format!("arguments are not JSON: {e}")}),
+    };
+    match name {
+        "calc" => match args.get("expression").and_then(Value::as_str) {
+            Some(expression) => match tradeloom_agents::calc_evaluate(expression) {
+                Ok(v) => json!({"value": tradeloom_agents::calc_format(v)}),
+                Err(e) => json!({"error": e}),
+            },
+            None => json!({"error": "`expression` (a string) is required"}),
+        },
+        "patch_workflow" => {
+            let Some(operations) = args.get("operations") else {
+                return json!({"error": "`operations` (an array of JSON Patch operations) is required"});
+            };
+            let by = format!("agent:{}", a.node.id());
+            match coordinator.patch(a.run_id, operations, &by).await {
+                Ok(PatchOutcome::Applied { ir_version }) => json!({"ir_version": ir_version}),
+                Ok(PatchOutcome::Rejected { reasons }) => {
+                    json!({"error": "patch rejected", "reasons": reasons})
+                }
+                Err(e) => json!({"error": e.to_string()}),
+            }
+        }
+        other => json!({"error": format!("unknown tool `{other}`")}),
+    }
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+async fn simulate(env: &NodeEnv, s: &SimulateNode, context: &Value) -> Result<Value, NodeError> {
+    let simulator = env.simulator.as_ref().ok_or_else(|| {
+        NodeError::permanent("simulate nodes need a simulator; run them under `tradeloom serve`")
+    })?;
+    let config = match &s.source {
+        SimulationSource::ConfigPath(t) => {
+            let path = t
+                .render_string(context)
+                .map_err(|e| NodeError::permanent(format!("config_path: {e}")))?;
+            let path = resolve(&env.base_dir, &path);
+            tradeloom_agents::load_config(&path)
+                .map_err(|e| NodeError::permanent(format!("config_path: {e}")))?
+        }
+        SimulationSource::Config(t) => {
+            let value = t
+                .render(context)
+                .map_err(|e| NodeError::permanent(format!("config: {e}")))?;
+            tradeloom_agents::config_from_value(&value, &env.base_dir)
+                .map_err(|e| NodeError::permanent(format!("config: {e}")))?
+        }
+    };
+    let outcome = simulator
+        .prepare(&config)
+        .await
+        .map_err(|e| NodeError::permanent(format!("simulation: {e}")))?;
+    let store = simulator.store();
+    let job = match outcome {
+        TriggerOutcome::Started { job, .. } => simulator
+            .run_job(&job.id)
+            .await
+            .map_err(|e| NodeError::transient(format!("simulation job {}: {e}", job.id)))?,
+        TriggerOutcome::Current(job) => job,
+        TriggerOutcome::AlreadyRunning(job) => loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let now = store
+                .job(&job.id)
+                .await
+                .map_err(|e| NodeError::transient(format!("simulation job {}: {e}", job.id)))?;
+            if now.status.is_terminal() {
+                break now;
+            }
+        },
+    };
+    let initial = tradeloom_agents::initial_value(&job.config, job.currency);
+    let mut board = store
+        .leaderboard(&job.id, initial)
+        .await
+        .map_err(|e| NodeError::transient(format!("leaderboard of job {}: {e}", job.id)))?;
+    board.sort_by(|a, b| {
+        b.final_value
+            .map(|v| v.raw())
+            .cmp(&a.final_value.map(|v| v.raw()))
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    let leaderboard: Vec<Value> = board
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({
+                "rank": i + 1,
+                "model": e.model,
+                "final_value": e.final_value.map(|v| v.to_string()),
+                "total_return": e.total_return,
+                "max_drawdown": e.max_drawdown,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "job_id": job.id,
+        "status": job.status.to_string(),
+        "initial_value": initial.to_string(),
+        "leaderboard": leaderboard,
+    }))
+}
+
+async fn backtest(env: &NodeEnv, b: &BacktestNode, context: &Value) -> Result<Value, NodeError> {
+    let path = b
+        .spec_path
+        .render_string(context)
+        .map_err(|e| NodeError::permanent(format!("spec_path: {e}")))?;
+    let path = resolve(&env.base_dir, &path);
+    let data_dir = env.data_dir.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        tradeloom_runs::execute(
+            &path,
+            tradeloom_runs::RunOptions {
+                data_dir,
+                progress: None,
+            },
+        )
+    })
+    .await
+    .map_err(|e| NodeError::transient(format!("backtest task: {e}")))?
+    .map_err(|e| NodeError::permanent(format!("backtest: {e}")))?;
+    let metrics = serde_json::to_value(&outcome.metrics).unwrap_or(Value::Null);
+    let mut out = Map::new();
+    out.insert("run_id".into(), Value::String(outcome.run_id));
+    out.insert(
+        "run_dir".into(),
+        Value::String(outcome.run_dir.display().to_string()),
+    );
+    out.insert("status".into(), serde_json::to_value(outcome.status).unwrap_or(Value::Null));
+    out.insert("metrics".into(), metrics);
+    Ok(Value::Object(out))
+}

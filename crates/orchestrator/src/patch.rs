@@ -1,0 +1,193 @@
+//! Runtime patches: RFC 6902 operations on a running workflow's definition, vetted by
+//! [`tradeloom_flow::validate_patch`] and committed as a new IR version together with the
+//! nodes it makes ready, in one transition.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tradeloom_flow::patch::patch_from_value;
+use tradeloom_flow::{RunState, compile, parse_definition, validate_patch};
+use tradeloom_store::{
+    ApprovalChange, ApprovalStatus, NewEvent, NewPatch, NodeChange, NodeStatus, StoreError,
+    Transition, TransitionOutcome,
+};
+
+use crate::coordinator::{Coordinator, Snapshot};
+use crate::error::OrchestratorError;
+use crate::plan::{Input, Plan, plan};
+use crate::signal::{Signal, approval_id};
+
+/// What became of a patch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatchOutcome {
+    /// The run now executes this IR version.
+    Applied { ir_version: u32 },
+    /// Every reason the patch was refused; nothing changed.
+    Rejected { reasons: Vec<String> },
+}
+
+impl Coordinator {
+    /// Applies `operations` (a JSON array of RFC 6902 operations on the run's definition
+    /// document) to run `run_id` on behalf of `by`. [`OrchestratorError::Conflict`] if the run
+    /// has finished.
+    pub async fn patch(
+        &self,
+        run_id: &str,
+        operations: &Value,
+        by: &str,
+    ) -> Result<PatchOutcome, OrchestratorError> {
+        let ops = match patch_from_value(operations) {
+            Ok(ops) => ops,
+            Err(e) => {
+                return Ok(PatchOutcome::Rejected {
+                    reasons: vec![e.to_string()],
+                });
+            }
+        };
+        loop {
+            let Snapshot {
+                run,
+                states,
+                mut context,
+                ..
+            } = self.snapshot(run_id).await?;
+            if run.status.is_terminal() {
+                return Err(OrchestratorError::Conflict(format!(
+                    "run {run_id} is {}; only unfinished runs can be patched",
+                    run.status
+                )));
+            }
+            let definition_hash = run.definition_hash.clone().unwrap_or_default();
+            let blob = self.store().blob(&definition_hash).await?;
+            let current = parse_definition(&blob.body, "run definition").map_err(|e| {
+                OrchestratorError::Definition {
+                    hash: definition_hash.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            let state = RunState {
+                completed: states
+                    .iter()
+                    .filter(|s| s.status == NodeStatus::Completed)
+                    .map(|s| s.node_id.clone())
+                    .collect(),
+                patch_depth: run.ir_version.saturating_sub(1),
+                agent_nodes_spawned: run.agent_nodes_spawned,
+            };
+            let patched = match validate_patch(&current, &ops, &state) {
+                Ok(d) => d,
+                Err(reasons) => return Ok(PatchOutcome::Rejected { reasons }),
+            };
+            let compiled = match compile(&patched) {
+                Ok(c) => c,
+                Err(errors) => {
+                    return Ok(PatchOutcome::Rejected {
+                        reasons: errors.iter().map(ToString::to_string).collect(),
+                    });
+                }
+            };
+            let added_agents = tradeloom_flow::patch::added_agent_nodes(&current, &patched) as u32;
+            let text = tradeloom_core::canonical_json(&patched.to_json_value());
+            let new_definition = self.store().put_blob("workflow_definition", &text).await?;
+            let ir = compiled.ir;
+            let ir_hash = self.store().put_blob("workflow_ir", &ir.canonical_json()).await?;
+            self.ir_of_definition(&new_definition).await?;
+
+            // Nodes the patch removed that were still to run, or running, are dropped.
+            let mut dropped = Vec::new();
+            let mut approvals = Vec::new();
+            let mut kept = Vec::new();
+            for s in &states {
+                let removed = ir.node(&s.node_id).is_none();
+                let open = matches!(
+                    s.status,
+                    NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running | NodeStatus::Waiting
+                );
+                if removed && open {
+                    if s.status == NodeStatus::Waiting {
+                        approvals.push(ApprovalChange::Close {
+                            id: approval_id(run_id, &s.node_id, s.attempts),
+                            status: ApprovalStatus::Cancelled,
+                            decision: None,
+                            by: Some(by.to_string()),
+                            comment: Some("node removed by a patch".into()),
+                        });
+                    }
+                    dropped.push(s.clone());
+                } else {
+                    kept.push(s.clone());
+                }
+            }
+            let version = run.ir_version + 1;
+            let signal = Signal::Advance {
+                revision: run.revision,
+            };
+            let planned = plan(
+                Input {
+                    run: &run,
+                    states: &kept,
+                    ir: &ir,
+                    context: &mut context,
+                    now: Utc::now(),
+                },
+                &signal,
+            );
+            let (mut transition, tasks) = match planned {
+                Plan::Commit { transition, tasks } => (*transition, tasks),
+                Plan::Nothing => (Transition::new(run_id, "", run.revision), Vec::new()),
+                Plan::Stale => {
+                    return Err(OrchestratorError::Conflict(format!(
+                        "run {run_id} finished while the patch was computed"
+                    )));
+                }
+            };
+            transition.signal_id = format!("patch@{version}");
+            let in_flight = |s: &NodeStatus| matches!(s, NodeStatus::Queued | NodeStatus::Running);
+            transition.tokens_delta -= dropped.iter().filter(|s| in_flight(&s.status)).count() as i64;
+            transition.nodes.extend(dropped.iter().map(|s| NodeChange {
+                node_id: s.node_id.clone(),
+                status: NodeStatus::Skipped,
+                attempts: s.attempts,
+                output_hash: None,
+                error: Some(format!("removed by patch {version}")),
+                not_before: None,
+            }));
+            transition.approvals.extend(approvals);
+            transition.events.insert(
+                0,
+                NewEvent {
+                    kind: "patch_applied".into(),
+                    node_id: None,
+                    payload: json!({
+                        "ir_version": version, "by": by, "ir_hash": ir_hash,
+                        "operations": operations,
+                        "removed": dropped.iter().map(|s| s.node_id.clone()).collect::<Vec<_>>(),
+                    }),
+                },
+            );
+            transition.patch = Some(NewPatch {
+                operations: operations.clone(),
+                definition_hash: new_definition,
+                ir_hash,
+                applied_by: by.to_string(),
+                added_agent_nodes: added_agents,
+            });
+            match self.store().commit_transition(&transition).await {
+                Ok(TransitionOutcome::Applied { .. }) => {
+                    for task in tasks {
+                        if let Err(e) = self.queue().enqueue(task).await {
+                            tracing::error!(error = %e, "could not enqueue a workflow task; it is re-emitted on restart");
+                        }
+                    }
+                    self.notify().notify_waiters();
+                    return Ok(PatchOutcome::Applied {
+                        ir_version: version,
+                    });
+                }
+                Ok(TransitionOutcome::AlreadyApplied) | Err(StoreError::Conflict(_)) => {
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! [`Runtime`]: the embedded workflow engine — a coordinator, workers for every node type and
+//! the approval timers on one queue, plus the operations the API and CLI offer (start, cancel,
+//! decide, patch, inspect).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+use tradeloom_agents::Simulator;
+use tradeloom_net::{GuardedClient, SsrfPolicy};
+use tradeloom_queue::Queue;
+use tradeloom_store::{
+    Approval, ApprovalStatus, Decision, NewWorkflowRun, NodeStatus, Patch, RunStatus, Store,
+    WorkflowRun,
+};
+
+use crate::coordinator::{Applied, Coordinator};
+use crate::error::OrchestratorError;
+use crate::nodes::NodeEnv;
+use crate::patch::PatchOutcome;
+use crate::signal::Signal;
+use crate::worker::{WorkerEnv, coordinator_loop, node_worker, timer_worker};
+
+/// Node types with workers.
+pub const WORKER_POOLS: [&str; 6] = ["transform", "wait", "http", "agent", "simulate", "backtest"];
+
+/// Settings of the runtime.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// The SSRF guard of `http` nodes.
+    pub ssrf: SsrfPolicy,
+    /// Backtest run folders go under this.
+    pub data_dir: PathBuf,
+    /// Relative paths in node configs resolve against this.
+    pub base_dir: PathBuf,
+    /// Concurrent workers per node type (a pool's limit caps it further).
+    pub workers_per_pool: usize,
+    /// Concurrent signal consumers.
+    pub coordinators: usize,
+    /// Per-pool concurrency limits, e.g. `agent` → 2.
+    pub pool_limits: HashMap<String, usize>,
+}
+
+impl RuntimeConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        RuntimeConfig {
+            ssrf: SsrfPolicy::default(),
+            base_dir: data_dir.clone(),
+            data_dir,
+            workers_per_pool: 8,
+            coordinators: 2,
+            pool_limits: HashMap::new(),
+        }
+    }
+}
+
+/// The embedded workflow engine.
+#[derive(Debug)]
+pub struct Runtime {
+    coordinator: Arc<Coordinator>,
+    env: Arc<WorkerEnv>,
+    config: RuntimeConfig,
+    shutdown: watch::Sender<bool>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// One node of a run as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeView {
+    pub id: String,
+    /// `None` for a node a patch removed.
+    #[serde(rename = "type")]
+    pub node_type: Option<String>,
+    pub status: NodeStatus,
+    pub attempts: u32,
+    pub error: Option<String>,
+    /// Blob hash of the output (`GET /blobs/{hash}`), once completed.
+    pub output: Option<String>,
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    pub needs: Vec<String>,
+    pub removed: bool,
+}
+
+/// A run with its nodes, patches and approvals.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub workflow_version: u32,
+    pub status: RunStatus,
+    pub ir_version: u32,
+    pub ir_hash: String,
+    pub definition_hash: Option<String>,
+    pub inputs: Value,
+    pub tokens: i64,
+    pub error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub nodes: Vec<NodeView>,
+    pub patches: Vec<Patch>,
+    pub approvals: Vec<Approval>,
+}
+
+impl Runtime {
+    /// A runtime over `store` and `queue`; call [`Runtime::start`] to resume and run.
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        config: RuntimeConfig,
+        simulator: Option<Arc<Simulator>>,
+    ) -> Result<Arc<Self>, OrchestratorError> {
+        let http = GuardedClient::new(config.ssrf.clone()).map_err(|e| OrchestratorError::Invalid {
+            message: format!("SSRF allow-list: {e}"),
+            errors: vec![e.to_string()],
+        })?;
+        let coordinator = Arc::new(Coordinator::new(store, queue, Arc::new(Notify::new())));
+        let (cancellations, _) = broadcast::channel(256);
+        let env = Arc::new(WorkerEnv {
+            coordinator: coordinator.clone(),
+            nodes: NodeEnv {
+                http,
+                simulator,
+                data_dir: config.data_dir.clone(),
+                base_dir: config.base_dir.clone(),
+            },
+            cancellations,
+        });
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Runtime {
+            coordinator,
+            env,
+            config,
+            shutdown,
+            handles: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.coordinator.store()
+    }
+
+    /// Woken after every committed transition.
+    pub fn notify(&self) -> Arc<Notify> {
+        self.coordinator.notify().clone()
+    }
+
+    /// Re-emits the work of unfinished runs (after a restart) and starts the workers. Returns
+    /// how many runs were resumed.
+    pub async fn start(self: &Arc<Self>) -> Result<usize, OrchestratorError> {
+        let queue = self.coordinator.queue();
+        for (pool, limit) in &self.config.pool_limits {
+            queue.set_pool_limit(pool, Some(*limit)).await?;
+        }
+        let mut handles = Vec::new();
+        for pool in WORKER_POOLS {
+            for i in 0..self.config.workers_per_pool.max(1) {
+                handles.push(tokio::spawn(node_worker(
+                    self.env.clone(),
+                    pool.to_string(),
+                    format!("{pool}-{i}"),
+                    self.shutdown.subscribe(),
+                )));
+            }
+        }
+        for i in 0..self.config.coordinators.max(1) {
+            handles.push(tokio::spawn(coordinator_loop(
+                self.coordinator.clone(),
+                format!("coordinator-{i}"),
+                self.shutdown.subscribe(),
+            )));
+        }
+        handles.push(tokio::spawn(timer_worker(
+            self.coordinator.clone(),
+            "timers".into(),
+            self.shutdown.subscribe(),
+        )));
+        lock(&self.handles).extend(handles);
+        self.coordinator.recover().await
+    }
+
+    /// Stops the workers (running attempts are abandoned; a restart runs them again).
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let handles: Vec<JoinHandle<()>> = lock(&self.handles).drain(..).collect();
+        for h in handles {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+
+    /// Starts a run of workflow `workflow_id` (its latest version unless `version`).
+    pub async fn start_run(
+        &self,
+        workflow_id: &str,
+        version: Option<u32>,
+        inputs: &Map<String, Value>,
+    ) -> Result<WorkflowRun, OrchestratorError> {
+        let store = self.store();
+        let v = store.workflow_version(workflow_id, version).await?;
+        let ir = self.coordinator.ir_of_definition(&v.definition_hash).await?;
+        let resolved = ir
+            .resolve_inputs(inputs)
+            .map_err(|errors| OrchestratorError::Invalid {
+                message: format!("bad inputs for workflow `{}`: {}", ir.name(), errors.join("; ")),
+                errors,
+            })?;
+        let run = store
+            .create_workflow_run(&NewWorkflowRun {
+                workflow_id: v.workflow_id.clone(),
+                workflow_version: v.version,
+                ir_hash: v.ir_hash.clone(),
+                definition_hash: v.definition_hash.clone(),
+                agent_nodes: ir.agent_node_count() as u32,
+                inputs: Value::Object(resolved),
+                nodes: ir.nodes().iter().map(|n| n.id().to_string()).collect(),
+            })
+            .await?;
+        self.coordinator.apply(&run.id, &Signal::Start).await?;
+        Ok(store.workflow_run(&run.id).await?)
+    }
+
+    /// Cancels an unfinished run: its nodes still to run are skipped, running attempts stop,
+    /// pending approvals are cancelled.
+    pub async fn cancel(
+        &self,
+        run_id: &str,
+        by: &str,
+        reason: Option<String>,
+    ) -> Result<WorkflowRun, OrchestratorError> {
+        let run = self.store().workflow_run(run_id).await?;
+        if run.status.is_terminal() {
+            return Err(OrchestratorError::Conflict(format!(
+                "run {run_id} is already {}",
+                run.status
+            )));
+        }
+        let signal = Signal::Cancel {
+            by: by.to_string(),
+            reason,
+        };
+        match self.coordinator.apply(run_id, &signal).await? {
+            Applied::Stale => {
+                let run = self.store().workflow_run(run_id).await?;
+                return Err(OrchestratorError::Conflict(format!(
+                    "run {run_id} is already {}",
+                    run.status
+                )));
+            }
+            _ => {
+                let _ = self.env.cancellations.send(run_id.to_string());
+            }
+        }
+        Ok(self.store().workflow_run(run_id).await?)
+    }
+
+    /// Decides a pending approval; the run continues down the matching branch.
+    pub async fn decide(
+        &self,
+        approval_id: &str,
+        decision: Decision,
+        comment: Option<String>,
+        by: &str,
+    ) -> Result<Approval, OrchestratorError> {
+        let approval = self.store().approval(approval_id).await?;
+        if approval.status != ApprovalStatus::Pending {
+            return Err(OrchestratorError::Conflict(format!(
+                "approval {approval_id} is already {}",
+                approval.status
+            )));
+        }
+        if let Some(approvers) = &approval.approvers
+            && !approvers.iter().any(|a| a == by)
+        {
+            return Err(OrchestratorError::Forbidden(format!(
+                "`{by}` may not decide approval {approval_id}; its approvers are {}",
+                approvers.join(", ")
+            )));
+        }
+        let signal = Signal::Decided {
+            approval_id: approval_id.to_string(),
+            node: approval.node_id.clone(),
+            attempt: approval.attempt,
+            decision,
+            by: by.to_string(),
+            comment,
+            expired: false,
+        };
+        match self.coordinator.apply(&approval.run_id, &signal).await? {
+            Applied::Committed { .. } => Ok(self.store().approval(approval_id).await?),
+            _ => {
+                let now = self.store().approval(approval_id).await?;
+                Err(OrchestratorError::Conflict(format!(
+                    "approval {approval_id} is already {}",
+                    now.status
+                )))
+            }
+        }
+    }
+
+    /// Applies a JSON Patch to a running workflow.
+    pub async fn patch(
+        &self,
+        run_id: &str,
+        operations: &Value,
+        by: &str,
+    ) -> Result<PatchOutcome, OrchestratorError> {
+        self.coordinator.patch(run_id, operations, by).await
+    }
+
+    /// A run with its nodes (in the order of its current IR), patches and approvals.
+    pub async fn view(&self, run_id: &str) -> Result<RunView, OrchestratorError> {
+        let store = self.store();
+        let run = store.workflow_run(run_id).await?;
+        let ir = self.coordinator.ir(&run).await?;
+        let states = store.node_states(run_id).await?;
+        let by_id: HashMap<&str, &tradeloom_store::NodeState> =
+            states.iter().map(|s| (s.node_id.as_str(), s)).collect();
+        let mut nodes: Vec<NodeView> = ir
+            .nodes()
+            .iter()
+            .map(|n| {
+                let s = by_id.get(n.id());
+                NodeView {
+                    id: n.id().to_string(),
+                    node_type: Some(n.kind().type_name().to_string()),
+                    status: s.map_or(NodeStatus::Pending, |s| s.status),
+                    attempts: s.map_or(0, |s| s.attempts),
+                    error: s.and_then(|s| s.error.clone()),
+                    output: s.and_then(|s| s.output_hash.clone()),
+                    not_before: s.and_then(|s| s.not_before),
+                    needs: n
+                        .needs()
+                        .iter()
+                        .map(|&k| ir.nodes()[k].id().to_string())
+                        .collect(),
+                    removed: false,
+                }
+            })
+            .collect();
+        for s in states.iter().filter(|s| ir.node(&s.node_id).is_none()) {
+            nodes.push(NodeView {
+                id: s.node_id.clone(),
+                node_type: None,
+                status: s.status,
+                attempts: s.attempts,
+                error: s.error.clone(),
+                output: s.output_hash.clone(),
+                not_before: s.not_before,
+                needs: Vec::new(),
+                removed: true,
+            });
+        }
+        let patches = store.run_patches(run_id).await?;
+        let approvals = store.list_approvals(None, Some(run_id), 1000, 0).await?;
+        Ok(RunView {
+            run_id: run.id,
+            workflow_id: run.workflow_id,
+            workflow_name: ir.name().to_string(),
+            workflow_version: run.workflow_version,
+            status: run.status,
+            ir_version: run.ir_version,
+            ir_hash: run.ir_hash,
+            definition_hash: run.definition_hash,
+            inputs: run.inputs,
+            tokens: run.tokens,
+            error: run.error,
+            created_at: run.created_at,
+            finished_at: run.finished_at,
+            nodes,
+            patches,
+            approvals,
+        })
+    }
+
+    /// Waits until run `run_id` is terminal or `timeout` passes; returns its last state.
+    pub async fn wait_for(
+        &self,
+        run_id: &str,
+        timeout: Duration,
+    ) -> Result<WorkflowRun, OrchestratorError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let notify = self.notify();
+        loop {
+            let notified = notify.notified();
+            let run = self.store().workflow_run(run_id).await?;
+            if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(run);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,354 @@
+//! Workers: take node tasks from their pool, mark the node started, run it (with its timeout,
+//! a lease heartbeat, and cancellation), store the output and post the completion signal to
+//! the coordinator's signal pool. The coordinator loop takes signals and applies them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tradeloom_queue::{Delivery, NewTask, Queue};
+use tradeloom_store::Decision;
+
+use crate::coordinator::{Applied, Coordinator};
+use crate::nodes::{Attempt, NodeEnv, execute};
+use crate::signal::{Outcome, Signal};
+
+/// Pool the coordinator loop takes completion signals from.
+pub const SIGNAL_POOL: &str = "signals";
+
+/// How long a delivery stays leased without a heartbeat.
+pub const VISIBILITY: Duration = Duration::from_secs(30);
+/// How long an idle worker waits for a task before looking again.
+const POLL: Duration = Duration::from_millis(500);
+
+/// A node task as the coordinator emits it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeTask {
+    pub run_id: String,
+    pub node_id: String,
+    pub attempt: u32,
+}
+
+/// A completion signal on its way to the coordinator.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignalEnvelope {
+    pub run_id: String,
+    pub signal: Signal,
+}
+
+#[derive(Debug, Deserialize)]
+struct TimerTask {
+    kind: String,
+    run_id: String,
+    approval_id: String,
+    node_id: String,
+    attempt: u32,
+}
+
+/// What workers share.
+#[derive(Debug)]
+pub struct WorkerEnv {
+    pub coordinator: Arc<Coordinator>,
+    pub nodes: NodeEnv,
+    /// Run ids being cancelled: running attempts of them stop.
+    pub cancellations: broadcast::Sender<String>,
+}
+
+impl WorkerEnv {
+    fn queue(&self) -> &Arc<dyn Queue> {
+        self.coordinator.queue()
+    }
+}
+
+/// Takes tasks of `pool` until `shutdown` fires.
+pub async fn node_worker(
+    env: Arc<WorkerEnv>,
+    pool: String,
+    consumer: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let delivery = tokio::select! {
+            d = env.queue().dequeue(&pool, &consumer, VISIBILITY, POLL) => d,
+            _ = shutdown.changed() => return,
+        };
+        match delivery {
+            Ok(Some(d)) => handle_node_task(&env, d).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(pool = %pool, error = %e, "dequeue failed");
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+async fn handle_node_task(env: &Arc<WorkerEnv>, delivery: Delivery) {
+    let queue = env.queue().clone();
+    let task: NodeTask = match serde_json::from_value(delivery.payload.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, payload = %delivery.payload, "malformed node task dropped");
+            let _ = queue.ack(&delivery.lease).await;
+            return;
+        }
+    };
+    let coordinator = &env.coordinator;
+    let started = Signal::NodeStarted {
+        node: task.node_id.clone(),
+        attempt: task.attempt,
+    };
+    match coordinator.apply(&task.run_id, &started).await {
+        Ok(Applied::Committed { .. } | Applied::Nothing | Applied::AlreadyApplied) => {}
+        Ok(Applied::Stale) => {
+            let _ = queue.ack(&delivery.lease).await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(run_id = %task.run_id, node = %task.node_id, error = %e, "cannot start a node; retrying");
+            let _ = queue.nack(&delivery.lease, Some(Duration::from_secs(1))).await;
+            return;
+        }
+    }
+    let outcome = run_attempt(env, &task, &delivery).await;
+    let Some(outcome) = outcome else {
+        // Cancelled: the run's cancel transition settled the node.
+        let _ = queue.ack(&delivery.lease).await;
+        return;
+    };
+    let envelope = SignalEnvelope {
+        run_id: task.run_id.clone(),
+        signal: Signal::NodeFinished {
+            node: task.node_id.clone(),
+            attempt: task.attempt,
+            outcome,
+        },
+    };
+    let posted = match serde_json::to_value(&envelope) {
+        Ok(payload) => queue
+            .enqueue(NewTask::new(SIGNAL_POOL, payload))
+            .await
+            .map(|_| ()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a completion signal");
+            Ok(())
+        }
+    };
+    match posted {
+        Ok(()) => {
+            let _ = queue.ack(&delivery.lease).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot post a completion signal; the task runs again");
+            let _ = queue.nack(&delivery.lease, Some(Duration::from_secs(1))).await;
+        }
+    }
+}
+
+/// Runs the attempt; `None` when the run was cancelled meanwhile.
+async fn run_attempt(env: &Arc<WorkerEnv>, task: &NodeTask, delivery: &Delivery) -> Option<Outcome> {
+    let coordinator = &env.coordinator;
+    let mut cancelled = env.cancellations.subscribe();
+    let snapshot = match coordinator.snapshot(&task.run_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Some(Outcome::Failed {
+                error: format!("cannot read the run: {e}"),
+                retryable: true,
+            });
+        }
+    };
+    if snapshot.run.status.is_terminal() {
+        return None;
+    }
+    let Some(node) = snapshot.ir.node(&task.node_id) else {
+        return None;
+    };
+    let attempt = Attempt {
+        run_id: &task.run_id,
+        node,
+        attempt: task.attempt,
+        context: &snapshot.context,
+    };
+    let work = async {
+        match node.timeout_ms() {
+            Some(ms) => match tokio::time::timeout(
+                Duration::from_millis(ms),
+                execute(&env.nodes, coordinator, attempt),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(crate::nodes::NodeError::transient(format!(
+                    "timed out after {ms} ms (timeout_ms)"
+                ))),
+            },
+            None => execute(&env.nodes, coordinator, attempt).await,
+        }
+    };
+    let heartbeat = async {
+        loop {
+            tokio::time::sleep(VISIBILITY / 3).await;
+            if let Err(e) = env.queue().extend(&delivery.lease, VISIBILITY).await {
+                tracing::warn!(error = %e, "lost the lease of a running node");
+            }
+        }
+    };
+    let run_id = task.run_id.clone();
+    let cancel = async move {
+        loop {
+            match cancelled.recv().await {
+                Ok(id) if id == run_id => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = heartbeat => unreachable_heartbeat(),
+        _ = cancel => return None,
+    };
+    Some(match result {
+        Ok(output) => match coordinator.put_output(&output).await {
+            Ok(output_hash) => Outcome::Completed {
+                output_hash,
+                output,
+            },
+            Err(e) => Outcome::Failed {
+                error: format!("cannot store the output: {e}"),
+                retryable: true,
+            },
+        },
+        Err(e) => Outcome::Failed {
+            error: e.message,
+            retryable: e.retryable,
+        },
+    })
+}
+
+fn unreachable_heartbeat() -> Result<serde_json::Value, crate::nodes::NodeError> {
+    Err(crate::nodes::NodeError::transient("heartbeat stopped"))
+}
+
+/// Applies completion signals until `shutdown` fires.
+pub async fn coordinator_loop(
+    coordinator: Arc<Coordinator>,
+    consumer: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let queue = coordinator.queue().clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let delivery = tokio::select! {
+            d = queue.dequeue(SIGNAL_POOL, &consumer, VISIBILITY, POLL) => d,
+            _ = shutdown.changed() => return,
+        };
+        let delivery = match delivery {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "dequeue of signals failed");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        let envelope: SignalEnvelope = match serde_json::from_value(delivery.payload.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "malformed signal dropped");
+                let _ = queue.ack(&delivery.lease).await;
+                continue;
+            }
+        };
+        match coordinator.apply(&envelope.run_id, &envelope.signal).await {
+            Ok(_) => {
+                let _ = queue.ack(&delivery.lease).await;
+            }
+            Err(e) => {
+                tracing::error!(run_id = %envelope.run_id, signal = %envelope.signal.id(), error = %e, "cannot apply a signal; retrying");
+                let _ = queue.nack(&delivery.lease, Some(Duration::from_secs(1))).await;
+            }
+        }
+    }
+}
+
+/// Fires approval-expiry timers until `shutdown` fires.
+pub async fn timer_worker(
+    coordinator: Arc<Coordinator>,
+    consumer: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let queue = coordinator.queue().clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let delivery = tokio::select! {
+            d = queue.dequeue(crate::plan::TIMER_POOL, &consumer, VISIBILITY, POLL) => d,
+            _ = shutdown.changed() => return,
+        };
+        let delivery = match delivery {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "dequeue of timers failed");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        let timer: TimerTask = match serde_json::from_value(delivery.payload.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "malformed timer dropped");
+                let _ = queue.ack(&delivery.lease).await;
+                continue;
+            }
+        };
+        let result = expire(&coordinator, &timer).await;
+        match result {
+            Ok(()) => {
+                let _ = queue.ack(&delivery.lease).await;
+            }
+            Err(e) => {
+                tracing::error!(approval = %timer.approval_id, error = %e, "cannot expire an approval; retrying");
+                let _ = queue.nack(&delivery.lease, Some(Duration::from_secs(1))).await;
+            }
+        }
+    }
+}
+
+async fn expire(
+    coordinator: &Arc<Coordinator>,
+    timer: &TimerTask,
+) -> Result<(), crate::OrchestratorError> {
+    if timer.kind != "approval_expiry" {
+        tracing::warn!(kind = %timer.kind, "unknown timer kind dropped");
+        return Ok(());
+    }
+    let approval = coordinator.store().approval(&timer.approval_id).await?;
+    if approval.status != tradeloom_store::ApprovalStatus::Pending {
+        return Ok(());
+    }
+    let decision: Decision = approval.default_decision;
+    let signal = Signal::Decided {
+        approval_id: timer.approval_id.clone(),
+        node: timer.node_id.clone(),
+        attempt: timer.attempt,
+        decision,
+        by: "system:expired".into(),
+        comment: Some(format!(
+            "expired at {}; default decision applied",
+            approval.expires_at.to_rfc3339()
+        )),
+        expired: true,
+    };
+    coordinator.apply(&timer.run_id, &signal).await?;
+    Ok(())
+}

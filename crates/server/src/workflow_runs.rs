@@ -1,0 +1,486 @@
+//! Workflow runs and approvals: `POST /workflows/{id}/runs`, `GET /workflow-runs[/{id}]`,
+//! `/workflow-runs/{id}/cancel|patch|events`, `GET /approvals`, `POST /approvals/{id}/decide`,
+//! and `GET /blobs/{hash}` for outputs referenced by hash. Handlers translate HTTP to the
+//! orchestrator's [`Runtime`].
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tradeloom_orchestrator::{OrchestratorError, PatchOutcome, Runtime};
+use tradeloom_store::{ApprovalStatus, Decision, RunStatus, StoreError};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+
+impl From<OrchestratorError> for ApiError {
+    fn from(e: OrchestratorError) -> Self {
+        match e {
+            OrchestratorError::NotFound(what) => {
+                ApiError::not_found("not_found", format!("{what} not found"))
+            }
+            OrchestratorError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            OrchestratorError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            OrchestratorError::Invalid { message, errors } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+                    .with_details(json!({"errors": errors}))
+            }
+            OrchestratorError::Definition { .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "workflow_definition",
+                e.to_string(),
+            ),
+            OrchestratorError::Store(s) => s.into(),
+            OrchestratorError::Queue(q) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                q.to_string(),
+            ),
+        }
+    }
+}
+
+fn runtime(state: &AppState) -> Result<&Arc<Runtime>, ApiError> {
+    state.runtime.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "workflows_disabled",
+            "this server runs no workflow runtime",
+        )
+    })
+}
+
+/// Who made the request, for `by` fields: the API key's name, or `anonymous`.
+fn caller(principal: Option<&crate::auth::Principal>) -> String {
+    principal.map_or_else(|| "anonymous".to_string(), |p| p.name.clone())
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRunRequest {
+    /// Run inputs by name; declared inputs without a value take their default.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub inputs: Map<String, Value>,
+    /// A version of the workflow (default: the latest).
+    pub version: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartRunResponse {
+    pub run_id: String,
+    pub workflow_id: String,
+    pub workflow_version: u32,
+    pub status: String,
+}
+
+/// Starts a run of a workflow.
+#[utoipa::path(
+    post, path = "/workflows/{id}/runs", tag = "workflow runs",
+    params(("id" = String, Path)),
+    request_body = StartRunRequest,
+    responses(
+        (status = 201, body = StartRunResponse),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+        (status = 422, description = "Bad inputs; `details.errors` lists each", body = ErrorBody),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorBody),
+    )
+)]
+pub async fn start(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<StartRunRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<StartRunResponse>), ApiError> {
+    let Path(id) = id?;
+    let Json(body) = body?;
+    let rt = runtime(&state)?;
+    let store = rt.store();
+    let version = store
+        .workflow_version(&id, body.version)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound { .. } => ApiError::not_found(
+                "workflow_not_found",
+                match body.version {
+                    Some(v) => format!("workflow `{id}` has no version {v}"),
+                    None => format!("no workflow with id `{id}`"),
+                },
+            )
+            .with_details(json!({"workflow_id": id, "version": body.version})),
+            other => other.into(),
+        })?;
+    let ir = rt
+        .coordinator()
+        .ir_of_definition(&version.definition_hash)
+        .await?;
+    if let Some(p) = principal.as_ref() {
+        state.limiter().check_workflow_run(p, ir.agent_node_count())?;
+    } else {
+        state
+            .limiter()
+            .check_workflow_run(&crate::auth::Principal::anonymous(), ir.agent_node_count())?;
+    }
+    let run = rt
+        .start_run(&id, Some(version.version), &body.inputs)
+        .await
+        .map_err(|e| match e {
+            OrchestratorError::Invalid { message, errors } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_inputs",
+                message,
+            )
+            .with_details(json!({"errors": errors})),
+            other => other.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(StartRunResponse {
+            run_id: run.id,
+            workflow_id: run.workflow_id,
+            workflow_version: run.workflow_version,
+            status: run.status.to_string(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    /// `pending`, `running`, `waiting`, `completed`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub workflow_id: String,
+    pub workflow_version: u32,
+    pub status: String,
+    pub ir_version: u32,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunSummary>,
+}
+
+/// Workflow runs, newest first.
+#[utoipa::path(
+    get, path = "/workflow-runs", tag = "workflow runs", params(RunsQuery),
+    responses((status = 200, body = RunList), (status = 400, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<RunsQuery>, QueryRejection>,
+) -> Result<Json<RunList>, ApiError> {
+    let Query(q) = query?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<RunStatus>)
+        .transpose()
+        .map_err(|m| ApiError::bad_request("invalid_status", m))?;
+    let runs = runtime(&state)?
+        .store()
+        .list_workflow_runs(status, q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0))
+        .await?;
+    Ok(Json(RunList {
+        runs: runs
+            .into_iter()
+            .map(|r| RunSummary {
+                run_id: r.id,
+                workflow_id: r.workflow_id,
+                workflow_version: r.workflow_version,
+                status: r.status.to_string(),
+                ir_version: r.ir_version,
+                error: r.error,
+                created_at: r.created_at.to_rfc3339(),
+                finished_at: r.finished_at.map(|t| t.to_rfc3339()),
+            })
+            .collect(),
+    }))
+}
+
+fn for_run(e: OrchestratorError, run_id: &str) -> ApiError {
+    match e {
+        OrchestratorError::NotFound(_) => {
+            ApiError::not_found("run_not_found", format!("no workflow run with id `{run_id}`"))
+                .with_details(json!({"run_id": run_id}))
+        }
+        other => other.into(),
+    }
+}
+
+/// A run: status, every node's state (outputs by blob hash), IR version, patches, approvals.
+#[utoipa::path(
+    get, path = "/workflow-runs/{id}", tag = "workflow runs",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody))
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    let view = runtime(&state)?
+        .view(&id)
+        .await
+        .map_err(|e| for_run(e, &id))?;
+    Ok(Json(serde_json::to_value(view).unwrap_or(Value::Null)))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub reason: Option<String>,
+}
+
+/// Cancels an unfinished run.
+#[utoipa::path(
+    post, path = "/workflow-runs/{id}/cancel", tag = "workflow runs",
+    params(("id" = String, Path)),
+    request_body(content = CancelRequest, description = "Optional"),
+    responses(
+        (status = 200, body = Object),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The run has finished", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    id: Result<Path<String>, PathRejection>,
+    body: Option<Json<CancelRequest>>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    let reason = body.and_then(|Json(b)| b.reason);
+    let by = caller(principal.as_deref());
+    let rt = runtime(&state)?;
+    rt.cancel(&id, &by, reason)
+        .await
+        .map_err(|e| for_run(e, &id))?;
+    let view = rt.view(&id).await.map_err(|e| for_run(e, &id))?;
+    Ok(Json(serde_json::to_value(view).unwrap_or(Value::Null)))
+}
+
+/// Applies an RFC 6902 JSON Patch to the run's workflow definition.
+#[utoipa::path(
+    post, path = "/workflow-runs/{id}/patch", tag = "workflow runs",
+    params(("id" = String, Path)),
+    request_body(content = Vec<Object>, description = "JSON Patch operations, e.g. [{\"op\":\"add\",\"path\":\"/nodes/-\",\"value\":{...}}]"),
+    responses(
+        (status = 200, description = "`{\"ir_version\"}`", body = Object),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The run has finished", body = ErrorBody),
+        (status = 422, description = "Rejected: `errors` lists every reason", body = Object),
+    )
+)]
+pub async fn patch(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let Json(body) = body?;
+    let by = caller(principal.as_deref());
+    match runtime(&state)?
+        .patch(&id, &body, &by)
+        .await
+        .map_err(|e| for_run(e, &id))?
+    {
+        PatchOutcome::Applied { ir_version } => {
+            Ok(Json(json!({"run_id": id, "ir_version": ir_version})).into_response())
+        }
+        PatchOutcome::Rejected { reasons } => {
+            let body = json!({
+                "error": "patch_rejected",
+                "message": format!("the patch was rejected ({} reason(s))", reasons.len()),
+                "details": {"errors": reasons},
+                "errors": reasons,
+            });
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events with a larger sequence number.
+    pub after_seq: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// A run's events, oldest first (the WebSocket `/ws` streams the same events live).
+#[utoipa::path(
+    get, path = "/workflow-runs/{id}/events", tag = "workflow runs",
+    params(("id" = String, Path), EventsQuery),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody))
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    let Query(q) = query?;
+    let rt = runtime(&state)?;
+    rt.store()
+        .workflow_run(&id)
+        .await
+        .map_err(|e| for_run(e.into(), &id))?;
+    let events = rt
+        .store()
+        .run_events(Some(&id), q.after_seq.unwrap_or(0), q.limit.unwrap_or(1000).clamp(1, 10_000))
+        .await?;
+    Ok(Json(json!({"run_id": id, "events": events})))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsQuery {
+    /// `pending`, `approved`, `rejected`, `expired` or `cancelled`.
+    pub status: Option<String>,
+    pub run_id: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+}
+
+/// Approvals of `hitl` nodes, oldest first.
+#[utoipa::path(
+    get, path = "/approvals", tag = "approvals", params(ApprovalsQuery),
+    responses((status = 200, description = "`{\"approvals\": [...]}`", body = Object), (status = 400, body = ErrorBody))
+)]
+pub async fn approvals(
+    State(state): State<AppState>,
+    query: Result<Query<ApprovalsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<ApprovalStatus>)
+        .transpose()
+        .map_err(|m| ApiError::bad_request("invalid_status", m))?;
+    let approvals = runtime(&state)?
+        .store()
+        .list_approvals(
+            status,
+            q.run_id.as_deref(),
+            q.limit.unwrap_or(100).clamp(1, 1000),
+            q.offset.unwrap_or(0),
+        )
+        .await?;
+    Ok(Json(json!({"approvals": approvals})))
+}
+
+/// One approval.
+#[utoipa::path(
+    get, path = "/approvals/{id}", tag = "approvals", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody))
+)]
+pub async fn approval(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    let a = runtime(&state)?
+        .store()
+        .approval(&id)
+        .await
+        .map_err(|e| for_approval(e.into(), &id))?;
+    Ok(Json(serde_json::to_value(a).unwrap_or(Value::Null)))
+}
+
+fn for_approval(e: OrchestratorError, id: &str) -> ApiError {
+    match e {
+        OrchestratorError::NotFound(_) => {
+            ApiError::not_found("approval_not_found", format!("no approval with id `{id}`"))
+                .with_details(json!({"approval_id": id}))
+        }
+        OrchestratorError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "approval_closed", m),
+        other => other.into(),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    /// `approve` or `reject`.
+    #[schema(value_type = String)]
+    pub decision: Decision,
+    pub comment: Option<String>,
+    /// Who decided (default: the API key's name).
+    pub by: Option<String>,
+}
+
+/// Decides a pending approval; the run resumes down the matching branch.
+#[utoipa::path(
+    post, path = "/approvals/{id}/decide", tag = "approvals",
+    params(("id" = String, Path)),
+    request_body = DecideRequest,
+    responses(
+        (status = 200, body = Object),
+        (status = 403, description = "Not one of the approval's approvers", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already decided, expired or cancelled", body = ErrorBody),
+        (status = 422, description = "Bad decision", body = ErrorBody),
+    )
+)]
+pub async fn decide(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<DecideRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    let Json(body) = body?;
+    let by = body
+        .by
+        .clone()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| caller(principal.as_deref()));
+    let approval = runtime(&state)?
+        .decide(&id, body.decision, body.comment, &by)
+        .await
+        .map_err(|e| for_approval(e, &id))?;
+    Ok(Json(serde_json::to_value(approval).unwrap_or(Value::Null)))
+}
+
+/// A stored blob (node outputs, definitions, IRs) by its sha256.
+#[utoipa::path(
+    get, path = "/blobs/{hash}", tag = "workflow runs", params(("hash" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody))
+)]
+pub async fn blob(
+    State(state): State<AppState>,
+    hash: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(hash) = hash?;
+    let blob = state
+        .simulator
+        .store()
+        .blob(&hash)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound { .. } => {
+                ApiError::not_found("blob_not_found", format!("no blob with hash `{hash}`"))
+            }
+            other => other.into(),
+        })?;
+    let content: Value = serde_json::from_str(&blob.body).unwrap_or(Value::String(blob.body));
+    Ok(Json(json!({"hash": blob.hash, "kind": blob.kind, "content": content})))
+}
