@@ -35,6 +35,13 @@ impl Coordinator {
         operations: &Value,
         by: &str,
     ) -> Result<PatchOutcome, OrchestratorError> {
+        if !operations.is_array() {
+            return Ok(PatchOutcome::Rejected {
+                reasons: vec![
+                    "a JSON Patch (RFC 6902) is an array of operations, e.g. [{\"op\": \"add\", \"path\": \"/nodes/-\", \"value\": {...}}]".to_string(),
+                ],
+            });
+        }
         let ops = match patch_from_value(operations) {
             Ok(ops) => ops,
             Err(e) => {

@@ -1,0 +1,8 @@
+//! Integration tests of the workflow runtime over a real store (SQLite; PostgreSQL too when
+//! `TRADELOOM_TEST_POSTGRES_URL` is set), the in-process queue, real HTTP on loopback for
+//! `http` nodes and mock-llm for `agent` nodes.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+mod runs;
+mod patches;
