@@ -61,3 +61,49 @@ fn every_problem_is_reported_with_its_line() {
     assert_eq!(v["valid"], false);
     assert!(v["errors"].as_array().unwrap().len() >= 2, "{v}");
 }
+
+#[test]
+fn every_example_workflow_compiles_without_warnings() {
+    let data = TempDir::new().unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("examples/workflows"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
+        })
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in [
+        "daily-simulation.yaml",
+        "review-and-trade.yaml",
+        "trading-team.yaml",
+    ] {
+        assert!(names.iter().any(|name| name == expected), "{names:?}");
+    }
+    for file in &files {
+        let out = tradeloom(
+            data.path(),
+            &["flow", "validate", file.to_str().unwrap(), "--json"],
+        );
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "{}: {text}{}",
+            file.display(),
+            stderr(&out)
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["valid"], true, "{}: {text}", file.display());
+        assert_eq!(
+            v["warnings"],
+            serde_json::json!([]),
+            "{}: {text}",
+            file.display()
+        );
+    }
+}
