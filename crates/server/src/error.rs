@@ -1,9 +1,10 @@
 //! [`ApiError`]: every error the API returns, as `{"error": code, "message", "details"}` with
-//! the matching status. Library errors are mapped here once.
+//! the matching status. Library errors are mapped here once. A 401 carries
+//! `WWW-Authenticate: Bearer`, a 429 `Retry-After` (whole seconds, from `details.retry_after_s`).
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -71,12 +72,34 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
+        // The headers the status calls for, from the details the error carries.
+        let retry_after = (self.status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| self.details["retry_after_s"].as_u64())
+            .flatten();
+        let challenge = (self.status == StatusCode::UNAUTHORIZED).then(|| {
+            if self.details["reason"] == "invalid_key" {
+                r#"Bearer realm="tradeloom", error="invalid_token""#
+            } else {
+                r#"Bearer realm="tradeloom""#
+            }
+        });
         let body = ErrorBody {
             error: self.code.to_string(),
             message: self.message,
             details: self.details,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let Some(challenge) = challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }
 

@@ -54,6 +54,19 @@ impl Service {
         Self::start(&["mock-llm", "--addr", "127.0.0.1:0"], &[])
     }
 
+    /// `tradeloom serve --addr 127.0.0.1:0` on `data_dir` with more arguments and environment.
+    pub fn serve_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Service {
+        let mut all = vec![
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        Self::start(&all, env)
+    }
+
     /// `tradeloom serve` on `data_dir` (SQLite under it).
     pub fn serve(data_dir: &Path, max_concurrent_jobs: &str) -> Service {
         Self::start(

@@ -1,0 +1,223 @@
+//! API access from the command line: `tradeloom keys create|list|revoke` (straight on the
+//! store) and the auth and rate-limit flags of `tradeloom serve`.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tradeloom_server::{AuthMode, RateLimits};
+use tradeloom_store::{ApiKey, NewApiKey, Role, Store, open_store};
+
+use crate::simulation::{runtime, store_location};
+use crate::table;
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print its secret, once: only its hash is stored.
+    Create {
+        /// A unique name (1 to 64 letters, digits, `-`, `_`, `.`, `@`); recorded as who acted.
+        #[arg(long)]
+        name: String,
+        /// viewer (reads), operator (reads and writes) or admin (everything, and /keys).
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every key (never the secrets), revoked ones included.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id or name; it stops working at once, also in a running server.
+    Revoke {
+        /// The key's id or name.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The access flags of `tradeloom serve`.
+#[derive(Args, Debug)]
+pub struct ServeAccess {
+    /// `required`: every route but /health, /openapi.json and /docs needs
+    /// `Authorization: Bearer <key>`; `off`: every request is an anonymous admin.
+    /// [default: off on a loopback --addr, required anywhere else]
+    #[arg(long, env = "TRADELOOM_AUTH", value_name = "required|off")]
+    pub auth: Option<AuthMode>,
+    /// Requests per second over all clients (0 = unlimited).
+    #[arg(long, env = "TRADELOOM_RATE_LIMIT_GLOBAL", value_name = "N",
+          default_value_t = RateLimits::default().global_per_s)]
+    pub rate_limit_global: u32,
+    /// Requests per second per API key, or per client address when auth is off (0 = unlimited).
+    #[arg(long, env = "TRADELOOM_RATE_LIMIT_PER_KEY", value_name = "N",
+          default_value_t = RateLimits::default().per_key_per_s)]
+    pub rate_limit_per_key: u32,
+    /// Workflow runs per minute per key for workflows without agent nodes (0 = unlimited).
+    #[arg(long, env = "TRADELOOM_RATE_LIMIT_RUNS_LIGHT", value_name = "N",
+          default_value_t = RateLimits::default().runs_light_per_min)]
+    pub rate_limit_runs_light: u32,
+    /// Workflow runs per minute per key for workflows with 1 to 3 agent nodes (0 = unlimited).
+    #[arg(long, env = "TRADELOOM_RATE_LIMIT_RUNS_STANDARD", value_name = "N",
+          default_value_t = RateLimits::default().runs_standard_per_min)]
+    pub rate_limit_runs_standard: u32,
+    /// Workflow runs per minute per key for workflows with 4 or more agent nodes
+    /// (0 = unlimited).
+    #[arg(long, env = "TRADELOOM_RATE_LIMIT_RUNS_HEAVY", value_name = "N",
+          default_value_t = RateLimits::default().runs_heavy_per_min)]
+    pub rate_limit_runs_heavy: u32,
+}
+
+impl ServeAccess {
+    /// `--auth`, else the default for the address the server listens on.
+    pub fn auth_mode(&self, listening_on: IpAddr) -> AuthMode {
+        self.auth
+            .unwrap_or_else(|| AuthMode::default_for(listening_on))
+    }
+
+    pub fn rate_limits(&self) -> RateLimits {
+        RateLimits {
+            global_per_s: self.rate_limit_global,
+            per_key_per_s: self.rate_limit_per_key,
+            runs_light_per_min: self.rate_limit_runs_light,
+            runs_standard_per_min: self.rate_limit_runs_standard,
+            runs_heavy_per_min: self.rate_limit_runs_heavy,
+        }
+    }
+}
+
+/// Logs how the server is guarded, and warns about the two easy mistakes: no auth on a
+/// public address, and auth required with no key to pass it.
+pub async fn log_access(store: &dyn Store, mode: AuthMode, ip: IpAddr, limits: &RateLimits) {
+    let per = |n: u32, unit: &str| {
+        if n == 0 {
+            "unlimited".to_string()
+        } else {
+            format!("{n}/{unit}")
+        }
+    };
+    tracing::info!(
+        auth = %mode,
+        global = %per(limits.global_per_s, "s"),
+        per_key = %per(limits.per_key_per_s, "s"),
+        runs_light = %per(limits.runs_light_per_min, "min"),
+        runs_standard = %per(limits.runs_standard_per_min, "min"),
+        runs_heavy = %per(limits.runs_heavy_per_min, "min"),
+        "API access"
+    );
+    match mode {
+        AuthMode::Off if !ip.to_canonical().is_loopback() => tracing::warn!(
+            %ip,
+            "auth is off on a non-loopback address: anyone who can reach it is an admin"
+        ),
+        AuthMode::Off => {}
+        AuthMode::Required => match store.list_api_keys().await {
+            Ok(keys) if keys.iter().all(ApiKey::is_revoked) => tracing::warn!(
+                "auth is required but no API key is active; create one with \
+                 `tradeloom keys create --name NAME --role admin`"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot list API keys"),
+        },
+    }
+}
+
+fn key_json(k: &ApiKey) -> serde_json::Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "role": k.role,
+        "prefix": k.prefix,
+        "created_at": k.created_at,
+        "last_used_at": k.last_used_at,
+        "revoked_at": k.revoked_at,
+    })
+}
+
+/// A key's times as `YYYY-MM-DD HH:MM:SS` (UTC), `–` when unset.
+fn times(k: &ApiKey) -> [String; 3] {
+    [Some(k.created_at), k.last_used_at, k.revoked_at].map(|t| {
+        t.map_or("–".to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        })
+    })
+}
+
+/// `tradeloom keys …`.
+pub fn keys(data_dir: &Path, database_url: Option<&str>, command: KeysCommand) -> Result<ExitCode> {
+    let location = store_location(data_dir, database_url);
+    runtime()?.block_on(async {
+        let store = open_store(&location)
+            .await
+            .with_context(|| format!("cannot open the store at {location}"))?;
+        match command {
+            KeysCommand::Create { name, role, json } => {
+                let (new, secret) = NewApiKey::generate(&name, role)?;
+                let key = store.create_api_key(&new).await?;
+                if json {
+                    let mut out = key_json(&key);
+                    out["key"] = json!(secret);
+                    println!("{out}");
+                } else {
+                    println!("created API key `{}` ({}), id {}", key.name, key.role, key.id);
+                    println!("key: {secret}");
+                    println!(
+                        "Store the key now: only its hash is kept and it cannot be shown again. \
+                         Send it as `Authorization: Bearer <key>`."
+                    );
+                }
+            }
+            KeysCommand::List { json } => {
+                let keys = store.list_api_keys().await?;
+                if json {
+                    let list: Vec<_> = keys.iter().map(key_json).collect();
+                    println!("{}", json!({"keys": list}));
+                } else if keys.is_empty() {
+                    println!(
+                        "no API keys; create one with `tradeloom keys create --name NAME --role admin`"
+                    );
+                } else {
+                    let rows: Vec<Vec<String>> = keys
+                        .iter()
+                        .map(|k| {
+                            let [created, used, revoked] = times(k);
+                            vec![
+                                k.id.clone(),
+                                k.name.clone(),
+                                k.role.to_string(),
+                                format!("{}…", k.prefix),
+                                created,
+                                used,
+                                if k.is_revoked() {
+                                    format!("revoked {revoked}")
+                                } else {
+                                    "active".to_string()
+                                },
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        table::render(
+                            &["id", "name", "role", "key", "created", "last used", "status"],
+                            &rows
+                        )
+                    );
+                }
+            }
+            KeysCommand::Revoke { id, json } => {
+                let key = store.revoke_api_key(&id).await?;
+                if json {
+                    println!("{}", key_json(&key));
+                } else {
+                    println!("revoked API key `{}` ({}), id {}", key.name, key.role, key.id);
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

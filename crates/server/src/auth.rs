@@ -1,0 +1,469 @@
+//! Who may call what: API keys with roles, checked by one middleware ([`guard`]) in front of
+//! every route, together with the global and per-key rate limits.
+//!
+//! Requests carry `Authorization: Bearer <key>`; `GET /ws` also takes `?api_key=<key>` because
+//! browsers cannot set headers on a WebSocket upgrade. The key's sha256 is looked up in the
+//! store on every request, so a revoked key stops working at once, in every process. Which role
+//! a request needs is [`required_role`]: reads need `viewer`, writes `operator`, deleting a
+//! workflow and anything under `/keys` `admin`; `/health`, `/openapi.json` and `/docs` are
+//! public. The caller is put in the request's extensions as a [`Principal`] (an extractor).
+//!
+//! With [`AuthMode::Off`] (the default on a loopback address) every request is an anonymous
+//! admin.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::{
+    ConnectInfo, FromRequestParts, OptionalFromRequestParts, Query, Request, State,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tradeloom_store::{Role, api_key_hash};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// How often a key's `last_used_at` is written at most (a write per request would make every
+/// read a write).
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether requests need an API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every route but the public ones needs a valid key with the required role.
+    Required,
+    /// No keys: every request is an anonymous admin. Only sensible on a loopback address.
+    Off,
+}
+
+impl AuthMode {
+    /// The default for a server listening on `ip`: [`AuthMode::Off`] on a loopback address
+    /// (`127.0.0.0/8`, `::1`, also IPv4-mapped), [`AuthMode::Required`] anywhere else,
+    /// including the unspecified `0.0.0.0` and `::`.
+    pub fn default_for(ip: IpAddr) -> Self {
+        if ip.to_canonical().is_loopback() {
+            AuthMode::Off
+        } else {
+            AuthMode::Required
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Required => "required",
+            AuthMode::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "required" => Ok(AuthMode::Required),
+            "off" => Ok(AuthMode::Off),
+            other => Err(format!(
+                "unknown auth mode `{other}`; expected required or off"
+            )),
+        }
+    }
+}
+
+/// Who made a request: an API key, or the anonymous admin when auth is off. Handlers take it
+/// as an extractor (`principal: Principal`) to record who did something (e.g. the `by` of an
+/// approval is `principal.name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's id; `None` for the anonymous admin.
+    pub key_id: Option<String>,
+    /// The key's name, or `anonymous`.
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    /// The caller of every request when auth is off.
+    pub fn anonymous() -> Self {
+        Principal {
+            key_id: None,
+            name: "anonymous".into(),
+            role: Role::Admin,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            // Only a public route (which the guard lets through unauthenticated) can get here.
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "principal_missing",
+                "this route is public and has no authenticated caller",
+            )
+        })
+    }
+}
+
+/// `Option<Principal>`: `None` only on the public routes.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Principal>().cloned())
+    }
+}
+
+/// The role a request needs, or `None` for the public routes (`/health`, `/openapi.json`,
+/// `/docs…`). Paths are compared as the router sees them (undecoded).
+pub fn required_role(method: &Method, path: &str) -> Option<Role> {
+    if path == "/health" || path == "/openapi.json" || path == "/docs" || path.starts_with("/docs/")
+    {
+        return None;
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let read = *method == Method::GET || *method == Method::HEAD;
+    Some(match segments.as_slice() {
+        ["keys", ..] => Role::Admin,
+        ["workflows", _] if *method == Method::DELETE => Role::Admin,
+        _ if read => Role::Viewer,
+        _ => Role::Operator,
+    })
+}
+
+/// Whether the key may come in the query string (`?api_key=`): only for `GET /ws`, whose
+/// browser clients cannot set headers. Elsewhere a query key would end up in logs and
+/// histories for nothing.
+pub fn accepts_query_key(method: &Method, path: &str) -> bool {
+    *method == Method::GET && path == "/ws"
+}
+
+/// The authentication state of a server.
+#[derive(Debug)]
+pub(crate) struct Auth {
+    mode: AuthMode,
+    /// When each key's use was last written to the store.
+    touched: Mutex<HashMap<String, Instant>>,
+}
+
+impl Auth {
+    pub(crate) fn new(mode: AuthMode) -> Self {
+        Auth {
+            mode,
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn touched(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        // A poisoned map of timestamps is still a usable map of timestamps.
+        self.touched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether to write `last_used_at` of `key_id` now (then records that it was).
+    fn should_touch(&self, key_id: &str, now: Instant) -> bool {
+        let mut touched = self.touched();
+        match touched.get(key_id) {
+            Some(t) if now.saturating_duration_since(*t) < TOUCH_EVERY => false,
+            _ => {
+                if touched.len() >= 10_000 {
+                    touched.retain(|_, t| now.saturating_duration_since(*t) < TOUCH_EVERY);
+                }
+                touched.insert(key_id.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// Sets the authentication mode (the default of [`AppState::new`] is [`AuthMode::Off`];
+    /// `tradeloom serve` picks [`AuthMode::default_for`] its address unless told).
+    pub fn with_auth(mut self, mode: AuthMode) -> Self {
+        self.auth = std::sync::Arc::new(Auth::new(mode));
+        self
+    }
+
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth.mode
+    }
+}
+
+fn unauthorized(reason: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        .with_details(json!({"reason": reason}))
+}
+
+/// 403 for `principal` lacking `required` on `method path`.
+pub(crate) fn forbidden(
+    method: &Method,
+    path: &str,
+    required: Role,
+    principal: &Principal,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "`{method} {path}` needs the {required} role; API key `{}` has {}",
+            principal.name, principal.role
+        ),
+    )
+    .with_details(json!({
+        "required_role": required.as_str(),
+        "role": principal.role.as_str(),
+        "key": principal.name,
+    }))
+}
+
+/// The key of the `Authorization` header: `None` without one, 401 if it is not `Bearer <key>`.
+fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        unauthorized(
+            "malformed_header",
+            "the Authorization header must be `Bearer <key>`",
+        )
+    };
+    let value = value.to_str().map_err(|_| malformed())?.trim();
+    let (scheme, key) = value.split_once(' ').ok_or_else(malformed)?;
+    let key = key.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// The `api_key` query parameter (for [`accepts_query_key`] routes).
+fn query_key(req: &Request) -> Option<String> {
+    Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|Query(mut q)| q.remove("api_key"))
+        .filter(|k| !k.is_empty())
+}
+
+/// The key `req` presents: the bearer token, or on [`accepts_query_key`] routes `?api_key=`.
+/// 401 when there is none or the header is malformed.
+fn presented_key(req: &Request) -> Result<String, ApiError> {
+    let query_ok = accepts_query_key(req.method(), req.uri().path());
+    let mut key = bearer(req.headers())?;
+    if key.is_none() && query_ok {
+        key = query_key(req);
+    }
+    key.ok_or_else(|| {
+        let how = if query_ok {
+            "send `Authorization: Bearer <key>` or `?api_key=<key>`"
+        } else {
+            "send `Authorization: Bearer <key>`"
+        };
+        unauthorized(
+            "missing_key",
+            format!(
+                "this route needs an API key: {how} (an admin creates keys with \
+                 `tradeloom keys create --name NAME --role viewer|operator|admin`)"
+            ),
+        )
+    })
+}
+
+/// The caller presenting `key` when auth is required: 401 unless it is a valid, unrevoked key.
+async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let store = state.simulator.store();
+    let Some(found) = store.api_key_by_hash(&api_key_hash(key)).await? else {
+        return Err(unauthorized(
+            "invalid_key",
+            "the API key is unknown or revoked",
+        ));
+    };
+    if state.auth.should_touch(&found.id, Instant::now()) {
+        let store = std::sync::Arc::clone(store);
+        let id = found.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_key(&id).await {
+                tracing::warn!(key_id = %id, error = %e, "cannot record an API key's use");
+            }
+        });
+    }
+    Ok(Principal {
+        key_id: Some(found.id),
+        name: found.name,
+        role: found.role,
+    })
+}
+
+/// The middleware in front of every route: global limit; then, unless the route is public,
+/// the caller ([`Principal`]), the per-key limit and the role check.
+pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Err(e) = state.limiter().check_global() {
+        return e.into_response();
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let Some(required) = required_role(&method, &path) else {
+        return next.run(req).await;
+    };
+    let principal = match state.auth.mode {
+        AuthMode::Off => Principal::anonymous(),
+        AuthMode::Required => {
+            let found = match presented_key(&req) {
+                Ok(key) => authenticate(&state, &key).await,
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(p) => p,
+                Err(e) => return e.into_response(),
+            }
+        }
+    };
+    let client = match &principal.key_id {
+        Some(id) => format!("key:{id}"),
+        None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
+            None => "ip:unknown".to_string(),
+        },
+    };
+    if let Err(e) = state.limiter().check_client(&client) {
+        return e.into_response();
+    }
+    if !principal.role.allows(required) {
+        return forbidden(&method, &path, required, &principal).into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn the_default_mode_follows_the_listen_address() {
+        let cases: [(IpAddr, AuthMode); 7] = [
+            (Ipv4Addr::LOCALHOST.into(), AuthMode::Off),
+            (Ipv4Addr::new(127, 0, 0, 2).into(), AuthMode::Off),
+            (Ipv6Addr::LOCALHOST.into(), AuthMode::Off),
+            (Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), AuthMode::Off),
+            (Ipv4Addr::UNSPECIFIED.into(), AuthMode::Required),
+            (Ipv6Addr::UNSPECIFIED.into(), AuthMode::Required),
+            (Ipv4Addr::new(192, 168, 1, 5).into(), AuthMode::Required),
+        ];
+        for (ip, mode) in cases {
+            assert_eq!(AuthMode::default_for(ip), mode, "{ip}");
+        }
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("required".parse(), Ok(AuthMode::Required));
+        assert_eq!("off".parse(), Ok(AuthMode::Off));
+        assert_eq!(
+            "none".parse::<AuthMode>(),
+            Err("unknown auth mode `none`; expected required or off".to_string())
+        );
+    }
+
+    #[test]
+    fn the_role_table() {
+        let (get, head, post, put, patch, delete) = (
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        );
+        let cases = [
+            (&get, "/health", None),
+            (&get, "/openapi.json", None),
+            (&get, "/docs", None),
+            (&get, "/docs/", None),
+            (&get, "/docs/swagger-ui.css", None),
+            (&post, "/health", None),
+            (&get, "/docsx", Some(Role::Viewer)),
+            (&get, "/healthz", Some(Role::Viewer)),
+            (&get, "/workflows", Some(Role::Viewer)),
+            (&head, "/workflows/w1", Some(Role::Viewer)),
+            (&get, "/ws", Some(Role::Viewer)),
+            (&get, "/results/leaderboard", Some(Role::Viewer)),
+            (&post, "/workflows", Some(Role::Operator)),
+            (&put, "/workflows/w1", Some(Role::Operator)),
+            (&patch, "/workflows/w1", Some(Role::Operator)),
+            (&post, "/workflows/w1/runs", Some(Role::Operator)),
+            (&post, "/approvals/a1/decide", Some(Role::Operator)),
+            (&post, "/simulate/trigger", Some(Role::Operator)),
+            (&delete, "/workflow-runs/r1", Some(Role::Operator)),
+            (&delete, "/workflows/w1", Some(Role::Admin)),
+            (&delete, "/workflows/w1/versions/2", Some(Role::Operator)),
+            (&get, "/keys", Some(Role::Admin)),
+            (&post, "/keys", Some(Role::Admin)),
+            (&delete, "/keys/k1", Some(Role::Admin)),
+            (&get, "/keys/k1", Some(Role::Admin)),
+        ];
+        for (method, path, role) in cases {
+            assert_eq!(required_role(method, path), role, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn only_get_ws_takes_a_query_key() {
+        assert!(accepts_query_key(&Method::GET, "/ws"));
+        assert!(!accepts_query_key(&Method::POST, "/ws"));
+        assert!(!accepts_query_key(&Method::GET, "/ws/x"));
+        assert!(!accepts_query_key(&Method::GET, "/workflows"));
+    }
+
+    #[test]
+    fn bearer_headers() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            bearer(&h)
+        };
+        assert_eq!(bearer(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(with("Bearer tl_abc").unwrap(), Some("tl_abc".into()));
+        assert_eq!(with("bearer  tl_abc ").unwrap(), Some("tl_abc".into()));
+        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "tl_abc"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(
+                (e.status, e.details["reason"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("malformed_header")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_use_is_written_at_most_once_a_minute() {
+        let auth = Auth::new(AuthMode::Required);
+        let t0 = Instant::now();
+        assert!(auth.should_touch("a", t0));
+        assert!(!auth.should_touch("a", t0 + Duration::from_secs(59)));
+        assert!(auth.should_touch("b", t0));
+        assert!(auth.should_touch("a", t0 + TOUCH_EVERY));
+    }
+}
