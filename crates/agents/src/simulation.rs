@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore, broadcast};
 use tradeloom_core::{Decimal, Money, Quantity};
 use tradeloom_data::{NewsCorpus, Universe};
 use tradeloom_llm::{LlmProvider, OpenAiProvider, ProviderConfig};
 use tradeloom_store::{
-    Job, JobStatus, ModelDayKey, NewJob, ResultsFilter, Store, StoreError, config_hash,
+    Job, JobStatus, ModelDayKey, NewJob, ResultsFilter, Store, StoreError, TradeAction, config_hash,
 };
 
 use crate::book::Book;
@@ -351,14 +352,14 @@ impl Simulator {
         let job = self.store.job(job_id).await?;
         let config = match config_from_value(&job.config, &self.options.base_dir) {
             Ok(c) => c,
-            Err(e) => return Ok(self.store.fail_job(job_id, &e.to_string()).await?),
+            Err(e) => return self.fail_job(job_id, &e.to_string()).await,
         };
         let market = {
             let config = config.clone();
             match tokio::task::spawn_blocking(move || load_market(&config)).await {
                 Ok(Ok(m)) => Arc::new(m),
-                Ok(Err(e)) => return Ok(self.store.fail_job(job_id, &e.to_string()).await?),
-                Err(e) => return Ok(self.store.fail_job(job_id, &e.to_string()).await?),
+                Ok(Err(e)) => return self.fail_job(job_id, &e.to_string()).await,
+                Err(e) => return self.fail_job(job_id, &e.to_string()).await,
             }
         };
         self.store.mark_job_running(job_id).await?;
@@ -380,6 +381,17 @@ impl Simulator {
         }
         let todo = self.store.unfinished_model_days(job_id).await?;
         let report = self.store.job_report(job_id).await?;
+        record(
+            &*self.store,
+            job_id,
+            "job_started",
+            json!({
+                "total_model_days": report.progress.total_model_days,
+                "remaining": todo.len(),
+                "models": config.model_names(),
+            }),
+        )
+        .await?;
         let _ = self.events.send(SimEvent::JobStarted {
             job_id: job_id.to_string(),
             total_model_days: report.progress.total_model_days,
@@ -453,6 +465,36 @@ impl Simulator {
             }
         }
         let job = self.store.refresh_job_status(job_id).await?;
+        let progress = self.store.job_report(job_id).await?.progress;
+        record(
+            &*self.store,
+            job_id,
+            "job_finished",
+            json!({
+                "status": job.status.as_str(),
+                "total_model_days": progress.total_model_days,
+                "completed": progress.completed,
+                "failed": progress.failed,
+            }),
+        )
+        .await?;
+        let _ = self.events.send(SimEvent::JobFinished {
+            job_id: job_id.to_string(),
+            status: job.status,
+        });
+        Ok(job)
+    }
+
+    /// Fails a job that cannot start (bad config, missing market data) and records it.
+    async fn fail_job(&self, job_id: &str, error: &str) -> Result<Job, AgentError> {
+        let job = self.store.fail_job(job_id, error).await?;
+        record(
+            &*self.store,
+            job_id,
+            "job_finished",
+            json!({"status": job.status.as_str(), "error": error}),
+        )
+        .await?;
         let _ = self.events.send(SimEvent::JobFinished {
             job_id: job_id.to_string(),
             status: job.status,
@@ -554,6 +596,7 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
         Err(e) => {
             write_model_day_error(&ctx.data_dir, &key.job_id, &key.model, key.date, e)?;
             ctx.store.fail_model_day(key, e).await?;
+            record_day_failed(&*ctx.store, key, e).await?;
             let _ = ctx.events.send(finished("failed", Some(e.clone()), None));
             return Ok(None);
         }
@@ -583,6 +626,25 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
     match (&report.outcome, &report.error) {
         (Some(outcome), _) => {
             ctx.store.complete_model_day(key, outcome).await?;
+            let trades = outcome
+                .trades
+                .iter()
+                .filter(|t| t.action != TradeAction::Hold)
+                .count();
+            record(
+                &*ctx.store,
+                &key.job_id,
+                "model_day_completed",
+                json!({
+                    "model": key.model,
+                    "date": key.date,
+                    "trades": trades,
+                    // Exact decimal text, never a float.
+                    "portfolio_value": outcome.portfolio_value.to_string(),
+                    "currency": outcome.portfolio_value.currency().code(),
+                }),
+            )
+            .await?;
             let _ = ctx
                 .events
                 .send(finished("completed", None, Some(outcome.portfolio_value)));
@@ -593,10 +655,38 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
                 .clone()
                 .unwrap_or_else(|| "the session ended without an outcome".into());
             ctx.store.fail_model_day(key, &error).await?;
+            record_day_failed(&*ctx.store, key, &error).await?;
             let _ = ctx.events.send(finished("failed", Some(error), None));
             Ok(None)
         }
     }
+}
+
+/// Appends a trading event of the job to the store's event log (streamed by `GET /ws`). It is
+/// written right after the change it reports, so a process killed between the two loses that
+/// one event (the change itself is kept and is not redone).
+async fn record(
+    store: &dyn Store,
+    job_id: &str,
+    kind: &str,
+    payload: Value,
+) -> Result<(), AgentError> {
+    store.append_job_event(job_id, kind, &payload).await?;
+    Ok(())
+}
+
+async fn record_day_failed(
+    store: &dyn Store,
+    key: &ModelDayKey,
+    error: &str,
+) -> Result<(), AgentError> {
+    record(
+        store,
+        &key.job_id,
+        "model_day_failed",
+        json!({"model": key.model, "date": key.date, "error": error}),
+    )
+    .await
 }
 
 /// Runs `config` to the end in this process (the CLI's batch mode): the same trigger logic

@@ -107,6 +107,7 @@ async fn three_models_five_days(market: &Market, sim: Arc<Simulator>) {
         }
     }
     assert_eq!(finished, 15);
+    job_events_tell_the_job(store.as_ref(), &job.id, 15).await;
 
     // Each day: value = cash + Σ holdings, exactly; holdings carry over between days.
     let page = store
@@ -244,6 +245,66 @@ async fn a_faulty_model_makes_the_job_partial_and_others_are_unaffected() {
         .await
         .unwrap();
     assert_eq!(bad.attempts, 2);
+    // Each run of the job logged its failed days with the error, between start and finish.
+    let events = sim.store().job_events(&job.id, 0, 1000).await.unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "model_day_failed")
+        .collect();
+    assert_eq!(failed.len(), 3 * 2, "3 days of `bad`, run twice");
+    assert!(failed.iter().all(|e| e.payload["model"] == "bad"
+        && e.payload["error"].as_str().unwrap().contains("HTTP 500")));
+    let last = events.last().unwrap();
+    assert_eq!(
+        (
+            last.kind.as_str(),
+            &last.payload["status"],
+            &last.payload["failed"]
+        ),
+        ("job_finished", &json!("partial"), &json!(3))
+    );
+}
+
+/// The job's events in the store's event log: `job_started`, one `model_day_completed` per day
+/// (dates in order, the exact portfolio value of the stored day), then `job_finished`.
+async fn job_events_tell_the_job(store: &dyn tradeloom_store::Store, job_id: &str, days: usize) {
+    let events = store.job_events(job_id, 0, 1000).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.len(), days + 2, "{kinds:?}");
+    assert_eq!(kinds[0], "job_started");
+    assert_eq!(events[0].payload["total_model_days"], days);
+    assert!(
+        kinds[1..=days].iter().all(|k| *k == "model_day_completed"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds[days + 1], "job_finished");
+    assert_eq!(events[days + 1].payload["status"], "completed");
+    assert_eq!(events[days + 1].payload["completed"], days);
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let dates: Vec<&str> = events[1..=days]
+        .iter()
+        .map(|e| e.payload["date"].as_str().unwrap())
+        .collect();
+    assert!(
+        dates.windows(2).all(|w| w[0] <= w[1]),
+        "dates in order: {dates:?}"
+    );
+    for e in &events[1..=days] {
+        let key = ModelDayKey::new(
+            job_id,
+            e.payload["model"].as_str().unwrap(),
+            date(e.payload["date"].as_str().unwrap()),
+        );
+        let day = store.model_day(&key).await.unwrap();
+        assert_eq!(
+            e.payload["portfolio_value"],
+            day.portfolio_value.unwrap().to_string(),
+            "{key:?}"
+        );
+        assert_eq!(e.payload["currency"], "USD");
+        assert!(e.payload["trades"].is_u64());
+        assert!(e.job_id.as_deref() == Some(job_id) && e.run_id.is_none());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
