@@ -287,6 +287,8 @@ impl Connection {
         let hub = Arc::clone(&self.hub);
         let ping_every = self.options.ping_interval.max(Duration::from_millis(10));
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        // After a long replay, one ping rather than a burst of the missed ones.
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         loop {
             // Armed before reading the store, so a commit between the read and the wait still
