@@ -332,6 +332,18 @@ fn resolve(
     })
 }
 
+/// A job's `initial_cash` (default 10000) as money, from its stored config.
+pub fn initial_value(config: &Value, currency: tradeloom_core::Currency) -> tradeloom_core::Money {
+    let text = match config.get("initial_cash") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "10000".to_string(),
+    };
+    tradeloom_core::Decimal::parse(&text)
+        .map(|d| d.to_money(currency))
+        .unwrap_or_else(|_| tradeloom_core::Money::zero(currency))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ pub use book::{Book, Execution, FeeRate};
 pub use calc::{evaluate as calc_evaluate, format_result as calc_format};
 pub use config::{
     ModelConfig, PathRef, ReferencePrice, ResolvedConfig, SimulationConfig, config_from_value,
-    load_config,
+    initial_value, load_config,
 };
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_dir};

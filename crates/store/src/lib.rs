@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod api_key;
 mod error;
 mod job;
 mod migration;
@@ -22,6 +23,7 @@ mod numeric;
 mod postgres;
 mod results;
 mod run_index;
+mod schedule_fire;
 mod scratch;
 mod sql_store;
 mod sqlite;
@@ -29,6 +31,7 @@ mod store;
 mod workflow;
 mod workflow_run;
 
+pub use api_key::{ApiKey, NewApiKey, Role, SECRET_PREFIX, api_key_hash};
 pub use error::StoreError;
 pub use job::{Job, JobProgress, JobReport, JobStatus, NewJob, config_hash};
 pub use migration::{MigrationInfo, MigrationState};
@@ -41,11 +44,13 @@ pub use results::{
     DailyValue, LeaderboardEntry, MAX_PAGE, ModelDayResult, ResultsFilter, ResultsPage,
 };
 pub use run_index::RunEntry;
+pub use schedule_fire::ScheduleFire;
 pub use scratch::{ScratchDatabase, with_database};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 pub use store::{Backend, Location, Store, db_migrate, db_status, open_store};
 pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};
 pub use workflow_run::{
-    NewEvent, NewWorkflowRun, NodeChange, NodeState, NodeStatus, RunEvent, RunStatus, Transition,
+    Approval, ApprovalChange, ApprovalStatus, Decision, NewApproval, NewEvent, NewPatch,
+    NewWorkflowRun, NodeChange, NodeState, NodeStatus, Patch, RunEvent, RunStatus, Transition,
     TransitionOutcome, WorkflowRun,
 };

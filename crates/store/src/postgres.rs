@@ -71,4 +71,11 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// PostgreSQL serialises writers itself: no gate.
+    async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        None
+    }
+}
+
 impl_store!(PgStore, "BEGIN");

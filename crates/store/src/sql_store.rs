@@ -388,6 +388,9 @@ pub(crate) struct RunRowWf {
     workflow_id: String,
     workflow_version: i32,
     ir_hash: String,
+    definition_hash: Option<String>,
+    ir_version: i32,
+    agent_nodes_spawned: i32,
     status: String,
     inputs: Json<Value>,
     tokens: i64,
@@ -408,6 +411,9 @@ impl RunRowWf {
             workflow_id: self.workflow_id,
             workflow_version: u32::try_from(self.workflow_version).unwrap_or(0),
             ir_hash: self.ir_hash,
+            definition_hash: self.definition_hash,
+            ir_version: u32::try_from(self.ir_version).unwrap_or(0),
+            agent_nodes_spawned: u32::try_from(self.agent_nodes_spawned).unwrap_or(0),
             inputs: self.inputs.0,
             tokens: self.tokens,
             revision: self.revision,
@@ -418,8 +424,8 @@ impl RunRowWf {
     }
 }
 
-pub(crate) const WORKFLOW_RUN_COLUMNS: &str = "id, workflow_id, workflow_version, ir_hash, status, \
-     inputs, tokens, revision, error, created_at, finished_at";
+pub(crate) const WORKFLOW_RUN_COLUMNS: &str = "id, workflow_id, workflow_version, ir_hash, \
+     definition_hash, ir_version, agent_nodes_spawned, status, inputs, tokens, revision, error, created_at, finished_at";
 
 #[derive(FromRow)]
 pub(crate) struct NodeStateRow {
@@ -428,6 +434,7 @@ pub(crate) struct NodeStateRow {
     attempts: i32,
     output_hash: Option<String>,
     error: Option<String>,
+    not_before: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
 }
 
@@ -442,15 +449,26 @@ impl NodeStateRow {
             attempts: u32::try_from(self.attempts).unwrap_or(0),
             output_hash: self.output_hash,
             error: self.error,
+            not_before: self.not_before,
             updated_at: self.updated_at,
         })
     }
 }
 
+/// Taken (PostgreSQL only) by every transaction just before it appends to `workflow_events`
+/// and held until it commits, so `seq` values become visible in increasing order: a reader that
+/// has seen `seq` n never later finds a committed event below n (what resuming `GET /ws` from
+/// the last seq relies on). BIGSERIAL alone hands out values in insert order, not commit order.
+/// SQLite needs nothing: its writers are serialised (`BEGIN IMMEDIATE`).
+pub(crate) const EVENT_ORDER_LOCK: &str = "SELECT pg_advisory_xact_lock(7314200007)";
+
+pub(crate) const EVENT_COLUMNS: &str = "seq, run_id, job_id, kind, node_id, payload, at";
+
 #[derive(FromRow)]
 pub(crate) struct EventRow {
     seq: i64,
-    run_id: String,
+    run_id: Option<String>,
+    job_id: Option<String>,
     kind: String,
     node_id: Option<String>,
     payload: Json<Value>,
@@ -462,10 +480,88 @@ impl EventRow {
         crate::RunEvent {
             seq: self.seq,
             run_id: self.run_id,
+            job_id: self.job_id,
             kind: self.kind,
             node_id: self.node_id,
             payload: self.payload.0,
             at: self.at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct ApprovalRow {
+    id: String,
+    run_id: String,
+    node_id: String,
+    attempt: i32,
+    prompt: String,
+    status: String,
+    default_decision: String,
+    approvers: Option<Json<Vec<String>>>,
+    expires_at: DateTime<Utc>,
+    decision: Option<String>,
+    decided_by: Option<String>,
+    comment: Option<String>,
+    decided_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+pub(crate) const APPROVAL_COLUMNS: &str = "id, run_id, node_id, attempt, prompt, status, \
+     default_decision, approvers, expires_at, decision, decided_by, comment, decided_at, created_at";
+
+impl ApprovalRow {
+    pub(crate) fn into_approval(self) -> Result<crate::Approval, StoreError> {
+        Ok(crate::Approval {
+            status: self
+                .status
+                .parse()
+                .map_err(corrupt("workflow_approvals.status"))?,
+            default_decision: self
+                .default_decision
+                .parse()
+                .map_err(corrupt("workflow_approvals.default_decision"))?,
+            decision: self
+                .decision
+                .map(|d| d.parse())
+                .transpose()
+                .map_err(corrupt("workflow_approvals.decision"))?,
+            id: self.id,
+            run_id: self.run_id,
+            node_id: self.node_id,
+            attempt: u32::try_from(self.attempt).unwrap_or(0),
+            prompt: self.prompt,
+            approvers: self.approvers.map(|a| a.0),
+            expires_at: self.expires_at,
+            decided_by: self.decided_by,
+            comment: self.comment,
+            decided_at: self.decided_at,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct PatchRow {
+    run_id: String,
+    ir_version: i32,
+    operations: Json<Value>,
+    definition_hash: String,
+    ir_hash: String,
+    applied_by: String,
+    applied_at: DateTime<Utc>,
+}
+
+impl PatchRow {
+    pub(crate) fn into_patch(self) -> crate::Patch {
+        crate::Patch {
+            run_id: self.run_id,
+            ir_version: u32::try_from(self.ir_version).unwrap_or(0),
+            operations: self.operations.0,
+            definition_hash: self.definition_hash,
+            ir_hash: self.ir_hash,
+            applied_by: self.applied_by,
+            applied_at: self.applied_at,
         }
     }
 }
@@ -526,6 +622,7 @@ macro_rules! impl_store {
                 let hash = $crate::config_hash(&new.config);
                 let id = uuid::Uuid::now_v7().to_string();
                 let created = now();
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -658,6 +755,7 @@ macro_rules! impl_store {
             ) -> Result<$crate::Job, $crate::StoreError> {
                 use $crate::sql_store::*;
                 let at = now();
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -814,6 +912,7 @@ macro_rules! impl_store {
                 use $crate::numeric::Num;
                 use $crate::sql_store::*;
                 let at = now();
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -1024,6 +1123,7 @@ macro_rules! impl_store {
             ) -> Result<$crate::ModelDay, $crate::StoreError> {
                 use $crate::sql_store::*;
                 let at = now();
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -1087,6 +1187,7 @@ macro_rules! impl_store {
                 &self,
                 job_id: &str,
             ) -> Result<u64, $crate::StoreError> {
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -1391,6 +1492,7 @@ macro_rules! impl_store {
 
             async fn put_blob(&self, kind: &str, body: &str) -> Result<String, $crate::StoreError> {
                 let hash = $crate::blob_hash(body);
+                let _gate = self.write_gate().await;
                 sqlx::query(
                     $crate::sql_store::INSERT_BLOB,
                 )
@@ -1426,6 +1528,7 @@ macro_rules! impl_store {
                 let id = uuid::Uuid::now_v7().to_string();
                 let definition_hash = $crate::blob_hash(&new.definition);
                 let ir_hash = $crate::blob_hash(&new.ir);
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -1496,6 +1599,7 @@ macro_rules! impl_store {
                 let at = now();
                 let definition_hash = $crate::blob_hash(&new.definition);
                 let ir_hash = $crate::blob_hash(&new.ir);
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -1675,6 +1779,7 @@ macro_rules! impl_store {
                 use $crate::sql_store::*;
                 let at = now();
                 let id = uuid::Uuid::now_v7().to_string();
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -1682,7 +1787,8 @@ macro_rules! impl_store {
                     .map_err(StoreError::db("begin creating a workflow run"))?;
                 sqlx::query(
                     "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
-                     inputs, created_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
+                     inputs, created_at, definition_hash, agent_nodes_spawned) \
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8)",
                 )
                 .bind(&id)
                 .bind(&new.workflow_id)
@@ -1690,6 +1796,8 @@ macro_rules! impl_store {
                 .bind(&new.ir_hash)
                 .bind(sqlx::types::Json(&new.inputs))
                 .bind(at)
+                .bind(&new.definition_hash)
+                .bind(i32::try_from(new.agent_nodes).unwrap_or(i32::MAX))
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("create a workflow run"))?;
@@ -1704,6 +1812,12 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::db("create a node state"))?;
+                }
+                if Self::BACKEND == $crate::Backend::Postgres {
+                    sqlx::query(EVENT_ORDER_LOCK)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("lock the event log"))?;
                 }
                 sqlx::query(
                     "INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
@@ -1743,7 +1857,7 @@ macro_rules! impl_store {
             ) -> Result<Vec<$crate::NodeState>, $crate::StoreError> {
                 use $crate::sql_store::*;
                 let rows: Vec<NodeStateRow> = sqlx::query_as(
-                    "SELECT node_id, status, attempts, output_hash, error, updated_at \
+                    "SELECT node_id, status, attempts, output_hash, error, not_before, updated_at \
                      FROM workflow_node_states WHERE run_id = $1 ORDER BY node_id",
                 )
                 .bind(run_id)
@@ -1751,6 +1865,58 @@ macro_rules! impl_store {
                 .await
                 .map_err($crate::StoreError::db("read node states"))?;
                 rows.into_iter().map(NodeStateRow::into_state).collect()
+            }
+
+            async fn approval(&self, id: &str) -> Result<$crate::Approval, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let row: Option<ApprovalRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM workflow_approvals WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read an approval"))?;
+                row.ok_or_else(|| $crate::StoreError::not_found(format!("approval {id}")))?
+                    .into_approval()
+            }
+
+            async fn list_approvals(
+                &self,
+                status: Option<$crate::ApprovalStatus>,
+                run_id: Option<&str>,
+                limit: u32,
+                offset: u64,
+            ) -> Result<Vec<$crate::Approval>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<ApprovalRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM workflow_approvals \
+                     WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR run_id = $2) \
+                     ORDER BY created_at, id LIMIT $3 OFFSET $4"
+                )))
+                .bind(status.map(|s| s.as_str()))
+                .bind(run_id)
+                .bind(page(limit))
+                .bind(sql_offset(offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("list approvals"))?;
+                rows.into_iter().map(ApprovalRow::into_approval).collect()
+            }
+
+            async fn run_patches(
+                &self,
+                run_id: &str,
+            ) -> Result<Vec<$crate::Patch>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<PatchRow> = sqlx::query_as(
+                    "SELECT run_id, ir_version, operations, definition_hash, ir_hash, applied_by, \
+                     applied_at FROM workflow_patches WHERE run_id = $1 ORDER BY ir_version",
+                )
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read patches"))?;
+                Ok(rows.into_iter().map(PatchRow::into_patch).collect())
             }
 
             async fn list_workflow_runs(
@@ -1780,6 +1946,7 @@ macro_rules! impl_store {
                 use $crate::StoreError;
                 use $crate::sql_store::*;
                 let at = now();
+                let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
@@ -1788,20 +1955,26 @@ macro_rules! impl_store {
                 // The run's row first: it serialises transitions of one run on PostgreSQL and
                 // proves the revision the transition was computed from is still current.
                 let finished = t.status.filter(|s| s.is_terminal()).map(|_| at);
+                let patch = t.patch.as_ref();
                 let moved = sqlx::query(
                     "UPDATE workflow_runs SET revision = revision + 1, \
                      status = COALESCE($3, status), tokens = tokens + $4, \
                      ir_hash = COALESCE($5, ir_hash), error = COALESCE($6, error), \
-                     finished_at = COALESCE($7, finished_at) \
+                     finished_at = COALESCE($7, finished_at), \
+                     definition_hash = COALESCE($8, definition_hash), \
+                     ir_version = ir_version + $9, agent_nodes_spawned = agent_nodes_spawned + $10 \
                      WHERE id = $1 AND revision = $2",
                 )
                 .bind(&t.run_id)
                 .bind(t.expect_revision)
                 .bind(t.status.map(|s| s.as_str()))
                 .bind(t.tokens_delta)
-                .bind(t.ir_hash.as_deref())
+                .bind(patch.map(|p| p.ir_hash.as_str()))
                 .bind(t.error.as_deref())
                 .bind(finished)
+                .bind(patch.map(|p| p.definition_hash.as_str()))
+                .bind(i32::from(patch.is_some()))
+                .bind(patch.map_or(0, |p| i32::try_from(p.added_agent_nodes).unwrap_or(i32::MAX)))
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("advance a workflow run"))?;
@@ -1831,10 +2004,12 @@ macro_rules! impl_store {
                 for n in &t.nodes {
                     sqlx::query(
                         "INSERT INTO workflow_node_states (run_id, node_id, status, attempts, \
-                         output_hash, error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         output_hash, error, updated_at, not_before) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                          ON CONFLICT (run_id, node_id) DO UPDATE SET status = excluded.status, \
                          attempts = excluded.attempts, output_hash = excluded.output_hash, \
-                         error = excluded.error, updated_at = excluded.updated_at",
+                         error = excluded.error, updated_at = excluded.updated_at, \
+                         not_before = excluded.not_before",
                     )
                     .bind(&t.run_id)
                     .bind(&n.node_id)
@@ -1843,9 +2018,90 @@ macro_rules! impl_store {
                     .bind(n.output_hash.as_deref())
                     .bind(n.error.as_deref())
                     .bind(at)
+                    .bind(n.not_before)
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::db("write a node state"))?;
+                }
+                if let Some(p) = patch {
+                    let (ir_version,): (i32,) =
+                        sqlx::query_as("SELECT ir_version FROM workflow_runs WHERE id = $1")
+                            .bind(&t.run_id)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(StoreError::db("read the run's IR version"))?;
+                    sqlx::query(
+                        "INSERT INTO workflow_patches (run_id, ir_version, operations, \
+                         definition_hash, ir_hash, applied_by, applied_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&t.run_id)
+                    .bind(ir_version)
+                    .bind(sqlx::types::Json(&p.operations))
+                    .bind(&p.definition_hash)
+                    .bind(&p.ir_hash)
+                    .bind(&p.applied_by)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("record a patch"))?;
+                }
+                for change in &t.approvals {
+                    match change {
+                        $crate::ApprovalChange::Create(a) => {
+                            sqlx::query(
+                                "INSERT INTO workflow_approvals (id, run_id, node_id, attempt, \
+                                 prompt, status, default_decision, approvers, expires_at, \
+                                 created_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9)",
+                            )
+                            .bind(&a.id)
+                            .bind(&t.run_id)
+                            .bind(&a.node_id)
+                            .bind(a.attempt as i32)
+                            .bind(&a.prompt)
+                            .bind(a.default_decision.as_str())
+                            .bind(a.approvers.as_ref().map(sqlx::types::Json))
+                            .bind(a.expires_at)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::db("create an approval"))?;
+                        }
+                        $crate::ApprovalChange::Close {
+                            id,
+                            status,
+                            decision,
+                            by,
+                            comment,
+                        } => {
+                            let closed = sqlx::query(
+                                "UPDATE workflow_approvals SET status = $2, decision = $3, \
+                                 decided_by = $4, comment = $5, decided_at = $6 \
+                                 WHERE id = $1 AND status = 'pending'",
+                            )
+                            .bind(id)
+                            .bind(status.as_str())
+                            .bind(decision.map(|d| d.as_str()))
+                            .bind(by.as_deref())
+                            .bind(comment.as_deref())
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(StoreError::db("close an approval"))?;
+                            if closed.rows_affected() == 0 {
+                                drop(tx);
+                                return Err(StoreError::Conflict(format!(
+                                    "approval {id} is not pending"
+                                )));
+                            }
+                        }
+                    }
+                }
+                if !t.events.is_empty() && Self::BACKEND == $crate::Backend::Postgres {
+                    sqlx::query(EVENT_ORDER_LOCK)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("lock the event log"))?;
                 }
                 for e in &t.events {
                     sqlx::query(
@@ -1876,10 +2132,10 @@ macro_rules! impl_store {
                 limit: u32,
             ) -> Result<Vec<$crate::RunEvent>, $crate::StoreError> {
                 use $crate::sql_store::*;
-                let rows: Vec<EventRow> = sqlx::query_as(
-                    "SELECT seq, run_id, kind, node_id, payload, at FROM workflow_events \
-                     WHERE ($1 IS NULL OR run_id = $1) AND seq > $2 ORDER BY seq LIMIT $3",
-                )
+                let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {EVENT_COLUMNS} FROM workflow_events \
+                     WHERE ($1 IS NULL OR run_id = $1) AND seq > $2 ORDER BY seq LIMIT $3"
+                )))
                 .bind(run_id)
                 .bind(after_seq)
                 .bind(page(limit))
@@ -1887,6 +2143,322 @@ macro_rules! impl_store {
                 .await
                 .map_err($crate::StoreError::db("read run events"))?;
                 Ok(rows.into_iter().map(EventRow::into_event).collect())
+            }
+
+            async fn job_events(
+                &self,
+                job_id: &str,
+                after_seq: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::RunEvent>, $crate::StoreError> {
+                use $crate::sql_store::*;
+                let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {EVENT_COLUMNS} FROM workflow_events \
+                     WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                )))
+                .bind(job_id)
+                .bind(after_seq)
+                .bind(page(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read job events"))?;
+                Ok(rows.into_iter().map(EventRow::into_event).collect())
+            }
+
+            async fn append_job_event(
+                &self,
+                job_id: &str,
+                kind: &str,
+                payload: &serde_json::Value,
+            ) -> Result<i64, $crate::StoreError> {
+                use $crate::StoreError;
+                use $crate::sql_store::*;
+                if kind.trim().is_empty() {
+                    return Err(StoreError::Invalid(format!(
+                        "event kind of job {job_id} is empty"
+                    )));
+                }
+                let _gate = self.write_gate().await;
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(StoreError::db("begin appending a job event"))?;
+                if Self::BACKEND == $crate::Backend::Postgres {
+                    sqlx::query(EVENT_ORDER_LOCK)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("lock the event log"))?;
+                }
+                // Through `jobs`, so an unknown job is NotFound rather than a foreign-key error.
+                let seq: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO workflow_events (job_id, kind, node_id, payload, at) \
+                     SELECT id, $2, NULL, $3, $4 FROM jobs WHERE id = $1 RETURNING seq",
+                )
+                .bind(job_id)
+                .bind(kind)
+                .bind(sqlx::types::Json(payload))
+                .bind(now())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::db("append a job event"))?;
+                let Some(seq) = seq else {
+                    return Err(StoreError::not_found(format!("job {job_id}")));
+                };
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("commit a job event"))?;
+                Ok(seq)
+            }
+
+            async fn create_api_key(
+                &self,
+                new: &$crate::NewApiKey,
+            ) -> Result<$crate::ApiKey, $crate::StoreError> {
+                use $crate::StoreError;
+                $crate::api_key::check_key_name(&new.name)?;
+                let key = $crate::ApiKey {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    name: new.name.clone(),
+                    role: new.role,
+                    prefix: new.prefix.clone(),
+                    created_at: $crate::sql_store::now(),
+                    last_used_at: None,
+                    revoked_at: None,
+                };
+                let inserted = sqlx::query(
+                    "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&key.id)
+                .bind(&key.name)
+                .bind(key.role.as_str())
+                .bind(&new.key_hash)
+                .bind(&key.prefix)
+                .bind(key.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::db("create an API key"));
+                match inserted {
+                    Ok(_) => Ok(key),
+                    Err(StoreError::Conflict(_)) => {
+                        let taken: Option<(String,)> =
+                            sqlx::query_as("SELECT id FROM api_keys WHERE name = $1")
+                                .bind(&new.name)
+                                .fetch_optional(&self.pool)
+                                .await
+                                .map_err(StoreError::db("look up an API key name"))?;
+                        Err(StoreError::Conflict(if taken.is_some() {
+                            format!(
+                                "an API key named `{}` exists (revoked keys keep their names); \
+                                 choose another name",
+                                new.name
+                            )
+                        } else {
+                            "an API key with this secret exists; generate a new secret".into()
+                        }))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+
+            async fn api_key_by_hash(
+                &self,
+                key_hash: &str,
+            ) -> Result<Option<$crate::ApiKey>, $crate::StoreError> {
+                use $crate::api_key::{API_KEY_COLUMNS, ApiKeyRow};
+                let row: Option<ApiKeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys \
+                     WHERE key_hash = $1 AND revoked_at IS NULL"
+                )))
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("look up an API key"))?;
+                row.map(ApiKeyRow::into_key).transpose()
+            }
+
+            async fn list_api_keys(&self) -> Result<Vec<$crate::ApiKey>, $crate::StoreError> {
+                use $crate::api_key::{API_KEY_COLUMNS, ApiKeyRow};
+                let rows: Vec<ApiKeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+                )))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("list API keys"))?;
+                rows.into_iter().map(ApiKeyRow::into_key).collect()
+            }
+
+            async fn revoke_api_key(
+                &self,
+                id_or_name: &str,
+            ) -> Result<$crate::ApiKey, $crate::StoreError> {
+                use $crate::StoreError;
+                use $crate::api_key::{API_KEY_COLUMNS, ApiKeyRow};
+                let _gate = self.write_gate().await;
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(StoreError::db("begin revoking an API key"))?;
+                // An id first: a name can never shadow another key's id.
+                let mut row: Option<ApiKeyRow> = None;
+                for column in ["id", "name"] {
+                    row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE {column} = $1"
+                    )))
+                    .bind(id_or_name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("look up an API key"))?;
+                    if row.is_some() {
+                        break;
+                    }
+                }
+                let Some(row) = row else {
+                    return Err(StoreError::not_found(format!(
+                        "API key `{id_or_name}` (no key has this id or name)"
+                    )));
+                };
+                let mut key = row.into_key()?;
+                if key.revoked_at.is_none() {
+                    let at = $crate::sql_store::now();
+                    sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1")
+                        .bind(&key.id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("revoke an API key"))?;
+                    key.revoked_at = Some(at);
+                }
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("commit an API key revocation"))?;
+                Ok(key)
+            }
+
+            async fn touch_api_key(&self, id: &str) -> Result<(), $crate::StoreError> {
+                let done = sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind($crate::sql_store::now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::StoreError::db("record an API key's use"))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::not_found(format!("API key {id}")));
+                }
+                Ok(())
+            }
+
+            async fn claim_schedule_fire(
+                &self,
+                workflow_id: &str,
+                fire_at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, $crate::StoreError> {
+                use chrono::SubsecRound;
+                let done = sqlx::query(
+                    "INSERT INTO workflow_schedule_fires (workflow_id, fire_at, created_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (workflow_id, fire_at) DO NOTHING",
+                )
+                .bind(workflow_id)
+                .bind(fire_at.trunc_subsecs(6))
+                .bind($crate::sql_store::now())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| {
+                    if e
+                        .as_database_error()
+                        .is_some_and(|d| d.is_foreign_key_violation())
+                    {
+                        $crate::StoreError::not_found(format!("workflow {workflow_id}"))
+                    } else {
+                        $crate::StoreError::db("claim a schedule fire time")(e)
+                    }
+                })?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_schedule_fire_run(
+                &self,
+                workflow_id: &str,
+                fire_at: chrono::DateTime<chrono::Utc>,
+                run_id: &str,
+            ) -> Result<(), $crate::StoreError> {
+                use chrono::SubsecRound;
+                let done = sqlx::query(
+                    "UPDATE workflow_schedule_fires SET run_id = $3 \
+                     WHERE workflow_id = $1 AND fire_at = $2",
+                )
+                .bind(workflow_id)
+                .bind(fire_at.trunc_subsecs(6))
+                .bind(run_id)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("record a scheduled run"))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::not_found(format!(
+                        "schedule fire time {fire_at} of workflow {workflow_id}"
+                    )));
+                }
+                Ok(())
+            }
+
+            async fn set_schedule_fire_error(
+                &self,
+                workflow_id: &str,
+                fire_at: chrono::DateTime<chrono::Utc>,
+                error: &str,
+            ) -> Result<(), $crate::StoreError> {
+                use chrono::SubsecRound;
+                let done = sqlx::query(
+                    "UPDATE workflow_schedule_fires SET error = $3 \
+                     WHERE workflow_id = $1 AND fire_at = $2",
+                )
+                .bind(workflow_id)
+                .bind(fire_at.trunc_subsecs(6))
+                .bind(error)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("record a scheduled run's failure"))?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::not_found(format!(
+                        "schedule fire time {fire_at} of workflow {workflow_id}"
+                    )));
+                }
+                Ok(())
+            }
+
+            async fn last_schedule_fire(
+                &self,
+                workflow_id: &str,
+            ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::StoreError> {
+                let row: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
+                    "SELECT fire_at FROM workflow_schedule_fires WHERE workflow_id = $1 \
+                     ORDER BY fire_at DESC LIMIT 1",
+                )
+                .bind(workflow_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("read a workflow's last schedule fire"))?;
+                Ok(row.map(|(at,)| at))
+            }
+
+            async fn schedule_fires(
+                &self,
+                workflow_id: &str,
+                limit: u32,
+            ) -> Result<Vec<$crate::ScheduleFire>, $crate::StoreError> {
+                use $crate::schedule_fire::{SCHEDULE_FIRE_COLUMNS, ScheduleFireRow};
+                let rows: Vec<ScheduleFireRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SCHEDULE_FIRE_COLUMNS} FROM workflow_schedule_fires \
+                     WHERE workflow_id = $1 ORDER BY fire_at DESC LIMIT $2"
+                )))
+                .bind(workflow_id)
+                .bind($crate::sql_store::page(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::db("list a workflow's schedule fires"))?;
+                Ok(rows.into_iter().map(ScheduleFireRow::into_fire).collect())
             }
 
             async fn list_runs(

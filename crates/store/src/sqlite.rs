@@ -25,6 +25,10 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
+    /// One writer at a time, queued here rather than in SQLite's busy handler (which sleeps
+    /// in steps of milliseconds while the lock is held, and so wastes most of the time under
+    /// contention).
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -61,6 +65,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             path: path.to_path_buf(),
+            write_lock: std::sync::Arc::default(),
         })
     }
 
@@ -72,6 +77,11 @@ impl SqliteStore {
     /// The connection pool, for callers that need a query the trait does not offer.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Held while a write transaction runs.
+    async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.write_lock.lock().await)
     }
 
     async fn check_health(&self) -> Result<(), StoreError> {

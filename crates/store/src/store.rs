@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tradeloom_core::Money;
 
+use crate::api_key::{ApiKey, NewApiKey};
 use crate::error::StoreError;
 use crate::job::{Job, JobReport, NewJob};
 use crate::migration::MigrationInfo;
@@ -19,7 +20,8 @@ use crate::run_index::RunEntry;
 use crate::sqlite::SqliteStore;
 use crate::workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion};
 use crate::workflow_run::{
-    NewWorkflowRun, NodeState, RunEvent, RunStatus, Transition, TransitionOutcome, WorkflowRun,
+    Approval, ApprovalStatus, NewWorkflowRun, NodeState, Patch, RunEvent, RunStatus, Transition,
+    TransitionOutcome, WorkflowRun,
 };
 
 /// Which database a store talks to.
@@ -207,13 +209,114 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`StoreError::NotFound`] when there is no such run.
     async fn commit_transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError>;
 
-    /// Events after `after_seq` (of one run, or of all), oldest first.
+    /// [`StoreError::NotFound`] if there is no such approval.
+    async fn approval(&self, id: &str) -> Result<Approval, StoreError>;
+
+    /// Approvals, oldest first, optionally only those in `status` and/or of one run.
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        run_id: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<Approval>, StoreError>;
+
+    /// The patches a run accepted, by IR version.
+    async fn run_patches(&self, run_id: &str) -> Result<Vec<Patch>, StoreError>;
+
+    /// Events with `seq > after_seq`, oldest first, at most `limit` (0 → 100, capped at
+    /// [`crate::MAX_PAGE`]): those of one workflow run, or with `None` every event of the log
+    /// (runs' and jobs'). Committed events appear in `seq` order on both back ends, so reading
+    /// on from the last `seq` seen misses nothing.
     async fn run_events(
         &self,
         run_id: Option<&str>,
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<RunEvent>, StoreError>;
+
+    /// Events of one simulation job with `seq > after_seq`, oldest first (paged as
+    /// [`Store::run_events`]).
+    async fn job_events(
+        &self,
+        job_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<RunEvent>, StoreError>;
+
+    /// Appends an event of simulation job `job_id` (e.g. `model_day_completed`) to the event
+    /// log and returns its `seq`. [`StoreError::NotFound`] when there is no such job,
+    /// [`StoreError::Invalid`] for an empty `kind`.
+    async fn append_job_event(
+        &self,
+        job_id: &str,
+        kind: &str,
+        payload: &serde_json::Value,
+    ) -> Result<i64, StoreError>;
+
+    // ---- API keys ------------------------------------------------------------------------
+
+    /// Stores a key made by [`NewApiKey::generate`]. [`StoreError::Conflict`] if the name (of
+    /// any key, revoked ones included) or the hash is taken; [`StoreError::Invalid`] for a bad
+    /// name.
+    async fn create_api_key(&self, new: &NewApiKey) -> Result<ApiKey, StoreError>;
+
+    /// The key whose secret hashes to `key_hash` ([`crate::api_key_hash`]), if it exists and is
+    /// not revoked.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Every key, revoked ones included, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes the key with this id, else the one with this name; a key already revoked is
+    /// returned unchanged. [`StoreError::NotFound`] if there is neither.
+    async fn revoke_api_key(&self, id_or_name: &str) -> Result<ApiKey, StoreError>;
+
+    /// Sets the key's `last_used_at` to now. [`StoreError::NotFound`] if absent.
+    async fn touch_api_key(&self, id: &str) -> Result<(), StoreError>;
+
+    // ---- workflow schedules ----------------------------------------------------------------
+
+    /// Claims cron fire time `fire_at` of a workflow: `true` for the first caller only, `false`
+    /// when it is claimed already (by this or another scheduler), so each fire time starts at
+    /// most one run. Stored to the microsecond. [`StoreError::NotFound`] if there is no such
+    /// workflow.
+    async fn claim_schedule_fire(
+        &self,
+        workflow_id: &str,
+        fire_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records the run a claimed fire time started. [`StoreError::NotFound`] if the fire time
+    /// was not claimed.
+    async fn set_schedule_fire_run(
+        &self,
+        workflow_id: &str,
+        fire_at: chrono::DateTime<chrono::Utc>,
+        run_id: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Records why starting the run of a claimed fire time failed. [`StoreError::NotFound`] if
+    /// the fire time was not claimed.
+    async fn set_schedule_fire_error(
+        &self,
+        workflow_id: &str,
+        fire_at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The latest claimed fire time of a workflow (`None` if none, or no such workflow).
+    async fn last_schedule_fire(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+
+    /// Claimed fire times of a workflow, newest first (`limit` 0 means 100).
+    async fn schedule_fires(
+        &self,
+        workflow_id: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::ScheduleFire>, StoreError>;
 
     // ---- runs index --------------------------------------------------------------------------
 

@@ -276,7 +276,11 @@ pub struct Transition {
 impl Transition {
     /// A transition of `run_id` at `expect_revision` caused by `signal_id` that changes nothing
     /// yet; fill in what it does.
-    pub fn new(run_id: impl Into<String>, signal_id: impl Into<String>, expect_revision: i64) -> Self {
+    pub fn new(
+        run_id: impl Into<String>,
+        signal_id: impl Into<String>,
+        expect_revision: i64,
+    ) -> Self {
         Transition {
             run_id: run_id.into(),
             signal_id: signal_id.into(),

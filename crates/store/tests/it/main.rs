@@ -2,10 +2,13 @@
 //! when `TRADELOOM_TEST_POSTGRES_URL` is set, against PostgreSQL in a database of its own that
 //! is created for the test and dropped after it, so tests run in parallel.
 
+mod api_keys;
 mod fixtures;
+mod job_events;
 mod jobs;
 mod model_days;
 mod queries;
+mod schedules;
 mod workflow_runs;
 mod workflows;
 

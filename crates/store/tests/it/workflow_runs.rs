@@ -30,6 +30,8 @@ async fn new_run(s: &dyn Store, name: &str) -> tradeloom_store::WorkflowRun {
         workflow_id: v.workflow_id,
         workflow_version: v.version,
         ir_hash: v.ir_hash,
+        definition_hash: v.definition_hash,
+        agent_nodes: 0,
         inputs: json!({"symbol": "AAA"}),
         nodes: vec!["a".into(), "b".into()],
     })
@@ -44,21 +46,12 @@ fn node(id: &str, status: NodeStatus, attempts: u32) -> NodeChange {
         attempts,
         output_hash: None,
         error: None,
+        not_before: None,
     }
 }
 
 fn transition(run: &str, signal: &str, revision: i64) -> Transition {
-    Transition {
-        run_id: run.into(),
-        signal_id: signal.into(),
-        expect_revision: revision,
-        nodes: Vec::new(),
-        status: None,
-        tokens_delta: 0,
-        ir_hash: None,
-        error: None,
-        events: Vec::new(),
-    }
+    Transition::new(run, signal, revision)
 }
 
 async fn transitions_apply_exactly_once(t: Ctx) {
@@ -171,7 +164,7 @@ async fn transitions_apply_exactly_once(t: Ctx) {
     let other = new_run(s, "w2").await;
     assert_eq!(
         s.run_events(None, events[2].seq, 100).await.expect("all")[0].run_id,
-        other.id
+        Some(other.id)
     );
     assert_eq!(
         s.list_workflow_runs(Some(RunStatus::Completed), 10, 0)
