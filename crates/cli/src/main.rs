@@ -2,12 +2,16 @@
 //! no trading logic lives here.
 //!
 //! Exit codes: 0 success; 1 a run that failed, or a verification mismatch; 2 bad input (usage,
-//! spec, data) where nothing was run.
+//! spec, data) where nothing was run; 3 a followed workflow run waits for approval, 4 following
+//! it timed out (`flow submit --wait`, `flow status --watch`).
 
+mod access;
 mod bench;
 mod bench_simulate;
+mod bench_workflows;
 mod commands;
 mod flow;
+mod flow_client;
 mod simulation;
 mod ssrf;
 mod table;
@@ -123,6 +127,15 @@ enum Command {
         /// Simulation jobs run at once; a trigger beyond it answers 409.
         #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 1)]
         max_concurrent_jobs: usize,
+        #[command(flatten)]
+        access: access::ServeAccess,
+        #[command(flatten)]
+        workflows: simulation::WorkflowOptions,
+    },
+    /// API keys of the REST API (operating on the store directly).
+    Keys {
+        #[command(subcommand)]
+        command: access::KeysCommand,
     },
     /// An OpenAI-compatible server with deterministic trading policies, for offline use and tests.
     MockLlm {
@@ -141,10 +154,33 @@ enum Command {
         #[arg(long = "allow-host")]
         allow_hosts: Vec<String>,
     },
-    /// Workflow definitions.
+    /// Workflow definitions, and workflow runs on a `tradeloom serve` (`--api`).
     Flow {
+        #[command(flatten)]
+        api: flow_client::ApiOptions,
         #[command(subcommand)]
         command: FlowCommand,
+    },
+    /// Approve a pending approval of a workflow run (its `hitl` node continues down `approve`).
+    Approve {
+        #[command(flatten)]
+        api: flow_client::ApiOptions,
+        #[command(flatten)]
+        args: flow_client::DecideArgs,
+    },
+    /// Reject a pending approval of a workflow run (its `hitl` node continues down `reject`).
+    Reject {
+        #[command(flatten)]
+        api: flow_client::ApiOptions,
+        #[command(flatten)]
+        args: flow_client::DecideArgs,
+    },
+    /// Approvals of workflow runs (default: the pending ones).
+    Approvals {
+        #[command(flatten)]
+        api: flow_client::ApiOptions,
+        #[command(flatten)]
+        args: flow_client::ApprovalsArgs,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -233,6 +269,19 @@ enum FlowCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Compile a workflow locally, create it (or a new version of it) on the server and start a
+    /// run; `--wait` follows it (exit 0 completed, 1 failed/cancelled, 3 waiting for approval,
+    /// 4 timed out).
+    Submit(flow_client::SubmitArgs),
+    /// A run's status, IR version, nodes and pending approvals; `--watch` follows it.
+    Status(flow_client::StatusArgs),
+    /// Apply an RFC 6902 JSON Patch to a running workflow; prints the new IR version or every
+    /// reason it was rejected (exit 2).
+    Patch(flow_client::PatchArgs),
+    /// Cancel an unfinished run.
+    Cancel(flow_client::CancelArgs),
+    /// Workflow runs, newest first.
+    Runs(flow_client::RunsArgs),
 }
 
 #[derive(Subcommand)]
@@ -304,6 +353,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Diamond (4-node) workflow runs per second on the embedded runtime (SQLite, in-process
+    /// queue), per-node scheduling overhead, and coordinator routing latency p50/p99.
+    Workflows {
+        /// Runs per measurement (repeat the flag for several sizes).
+        #[arg(long = "runs", default_values_t = [1_000usize, 10_000])]
+        runs: Vec<usize>,
+        /// Runs submitted at once (the rest wait their turn).
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -364,6 +425,11 @@ fn main() -> ExitCode {
                 concurrency,
                 json,
             }),
+            BenchCommand::Workflows {
+                runs,
+                in_flight,
+                json,
+            } => bench_workflows::workflows(&runs, in_flight, json),
         },
         Command::Simulate {
             config,
@@ -404,11 +470,29 @@ fn main() -> ExitCode {
         Command::Serve {
             addr,
             max_concurrent_jobs,
-        } => simulation::serve(&data_dir, db_url, &addr, max_concurrent_jobs),
+            access,
+            workflows,
+        } => simulation::serve(
+            &data_dir,
+            db_url,
+            &addr,
+            max_concurrent_jobs,
+            &access,
+            &workflows,
+        ),
+        Command::Keys { command } => access::keys(&data_dir, db_url, command),
         Command::MockLlm { addr } => simulation::mock_llm(&addr),
-        Command::Flow { command } => match command {
+        Command::Flow { api, command } => match command {
             FlowCommand::Validate { file, json } => flow::validate(&file, json),
+            FlowCommand::Submit(args) => flow_client::submit(&api, &args),
+            FlowCommand::Status(args) => flow_client::status(&api, &args),
+            FlowCommand::Patch(args) => flow_client::patch(&api, &args),
+            FlowCommand::Cancel(args) => flow_client::cancel(&api, &args),
+            FlowCommand::Runs(args) => flow_client::runs(&api, &args),
         },
+        Command::Approve { api, args } => flow_client::decide(&api, &args, true),
+        Command::Reject { api, args } => flow_client::decide(&api, &args, false),
+        Command::Approvals { api, args } => flow_client::approvals(&api, &args),
         Command::SsrfCheck {
             urls,
             json,

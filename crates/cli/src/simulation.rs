@@ -448,21 +448,42 @@ pub fn serve(
     database_url: Option<&str>,
     addr: &str,
     max_concurrent_jobs: usize,
+    access: &crate::access::ServeAccess,
+    workflows: &WorkflowOptions,
 ) -> Result<ExitCode> {
     init_logging();
     tradeloom_llm::install_crypto_provider();
     runtime()?.block_on(async {
         let store = open(data_dir, database_url).await?;
-        let sim = simulator(store, data_dir, max_concurrent_jobs)?;
+        let sim = simulator(store.clone(), data_dir, max_concurrent_jobs)?;
         let resumed = sim.resume_interrupted().await?;
         if !resumed.is_empty() {
             tracing::info!(jobs = ?resumed, "resuming interrupted simulation jobs");
         }
+        let workflow_runtime = workflows.runtime(store, data_dir, sim.clone())?;
+        let resumed_runs = workflow_runtime.start().await?;
+        if resumed_runs > 0 {
+            tracing::info!(runs = resumed_runs, "resumed unfinished workflow runs");
+        }
+        let scheduler = tradeloom_orchestrator::schedule::Scheduler::new(
+            workflow_runtime.store().clone(),
+            workflow_runtime.clone(),
+        )
+        .spawn(std::time::Duration::from_secs(workflows.schedule_tick_secs));
         let listener = bind(addr).await?;
         let local = listener.local_addr()?;
+        let auth = access.auth_mode(local.ip());
+        let limits = access.rate_limits();
+        crate::access::log_access(sim.store().as_ref(), auth, local.ip(), &limits).await;
+        let state = AppState::new(sim)
+            .with_auth(auth)
+            .with_rate_limits(limits)
+            .with_runtime(workflow_runtime.clone());
         println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)");
         std::io::stdout().flush()?;
-        tradeloom_server::serve(listener, AppState::new(sim), shutdown_signal()).await?;
+        tradeloom_server::serve(listener, state, shutdown_signal()).await?;
+        scheduler.abort();
+        workflow_runtime.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -481,4 +502,64 @@ pub fn mock_llm(addr: &str) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `serve` settings of the workflow runtime.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkflowOptions {
+    /// Let `http` nodes reach this host, `host:port` or CIDR although the SSRF guard blocks it
+    /// (e.g. `127.0.0.1` for a local webhook receiver); repeatable or comma-separated.
+    #[arg(
+        long = "http-allow",
+        env = "TRADELOOM_HTTP_ALLOW",
+        value_delimiter = ','
+    )]
+    pub http_allow: Vec<String>,
+    /// Concurrent workers per node type.
+    #[arg(long, env = "TRADELOOM_WORKFLOW_WORKERS", default_value_t = 8)]
+    pub workflow_workers: usize,
+    /// At most this many `agent` nodes run at once (0: no limit beyond the workers).
+    #[arg(long, env = "TRADELOOM_AGENT_CONCURRENCY", default_value_t = 0)]
+    pub agent_concurrency: usize,
+    /// How often workflow schedules are checked, in seconds (1–30).
+    #[arg(long, env = "TRADELOOM_SCHEDULE_TICK_SECS", default_value_t = 15)]
+    pub schedule_tick_secs: u64,
+}
+
+impl WorkflowOptions {
+    /// The workflow runtime `serve` runs, over an in-process queue.
+    pub fn runtime(
+        &self,
+        store: Arc<dyn Store>,
+        data_dir: &Path,
+        sim: Arc<Simulator>,
+    ) -> Result<Arc<tradeloom_orchestrator::Runtime>> {
+        let mut config = tradeloom_orchestrator::RuntimeConfig::new(data_dir.to_path_buf());
+        config.base_dir = std::env::current_dir().context("no current directory")?;
+        config.workers_per_pool = self.workflow_workers.max(1);
+        if self.agent_concurrency > 0 {
+            config
+                .pool_limits
+                .insert("agent".into(), self.agent_concurrency);
+        }
+        for entry in self
+            .http_allow
+            .iter()
+            .map(|e| e.trim())
+            .filter(|e| !e.is_empty())
+        {
+            if entry.contains('/') {
+                let cidr = entry
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--http-allow {entry}: {e}"))?;
+                config.ssrf.allow_cidrs.push(cidr);
+            } else {
+                config.ssrf.allow_hosts.push(entry.to_string());
+            }
+        }
+        let queue: Arc<dyn tradeloom_queue::Queue> =
+            Arc::new(tradeloom_queue::InMemoryQueue::new());
+        tradeloom_orchestrator::Runtime::new(store, queue, config, Some(sim))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
 }

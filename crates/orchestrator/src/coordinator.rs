@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -54,6 +54,8 @@ pub struct Coordinator {
     irs: Mutex<HashMap<String, Arc<Ir>>>,
     outputs: Mutex<HashMap<String, Value>>,
     notify: Arc<Notify>,
+    /// Routing latencies of completion signals (µs), when benchmarks ask for them.
+    latencies: Mutex<Option<Vec<u64>>>,
 }
 
 impl Coordinator {
@@ -64,6 +66,7 @@ impl Coordinator {
             irs: Mutex::new(HashMap::new()),
             outputs: Mutex::new(HashMap::new()),
             notify,
+            latencies: Mutex::new(None),
         }
     }
 
@@ -81,16 +84,20 @@ impl Coordinator {
     }
 
     /// Compiles (once per definition hash) the definition a run executes.
-    pub async fn ir_of_definition(&self, definition_hash: &str) -> Result<Arc<Ir>, OrchestratorError> {
+    pub async fn ir_of_definition(
+        &self,
+        definition_hash: &str,
+    ) -> Result<Arc<Ir>, OrchestratorError> {
         if let Some(ir) = lock(&self.irs).get(definition_hash) {
             return Ok(ir.clone());
         }
         let blob = self.store.blob(definition_hash).await?;
-        let definition =
-            parse_definition(&blob.body, "stored definition").map_err(|e| OrchestratorError::Definition {
+        let definition = parse_definition(&blob.body, "stored definition").map_err(|e| {
+            OrchestratorError::Definition {
                 hash: definition_hash.to_string(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         let compiled = compile(&definition).map_err(|errors| OrchestratorError::Definition {
             hash: definition_hash.to_string(),
             message: errors
@@ -142,7 +149,10 @@ impl Coordinator {
 
     /// Stores a node output; returns its hash.
     pub async fn put_output(&self, output: &Value) -> Result<String, OrchestratorError> {
-        let hash = self.store.put_blob("node_output", &output.to_string()).await?;
+        let hash = self
+            .store
+            .put_blob("node_output", &output.to_string())
+            .await?;
         self.remember_output(&hash, output);
         Ok(hash)
     }
@@ -160,7 +170,9 @@ impl Coordinator {
             id: run.id.clone(),
             workflow: ir.name().to_string(),
             hash: run.ir_hash.clone(),
-            started_at: run.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            started_at: run
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         let mut context = Context::new(&info, inputs);
         for s in &states {
@@ -257,7 +269,10 @@ impl Coordinator {
         for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Waiting] {
             let mut offset = 0;
             loop {
-                let runs = self.store.list_workflow_runs(Some(status), 500, offset).await?;
+                let runs = self
+                    .store
+                    .list_workflow_runs(Some(status), 500, offset)
+                    .await?;
                 if runs.is_empty() {
                     break;
                 }
@@ -316,20 +331,42 @@ impl Coordinator {
             }
         }
         self.emit(tasks).await;
-        self.apply(&run.id, &Signal::Advance { revision: run.revision })
-            .await?;
+        self.apply(
+            &run.id,
+            &Signal::Advance {
+                revision: run.revision,
+            },
+        )
+        .await?;
         Ok(())
     }
 
-    /// Time one signal takes end to end, for benchmarks.
-    pub async fn timed_apply(
+    /// Starts (or stops) recording how long each completion signal takes to route: read the
+    /// run, plan, commit, emit the next tasks. For benchmarks.
+    pub fn record_latencies(&self, on: bool) {
+        *lock(&self.latencies) = on.then(Vec::new);
+    }
+
+    /// The latencies recorded so far (µs), emptied.
+    pub fn take_latencies(&self) -> Vec<u64> {
+        lock(&self.latencies)
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Applies a completion signal, recording its routing latency when asked to.
+    pub(crate) async fn route(
         &self,
         run_id: &str,
         signal: &Signal,
-    ) -> Result<(Applied, Duration), OrchestratorError> {
+    ) -> Result<Applied, OrchestratorError> {
         let started = Instant::now();
         let applied = self.apply(run_id, signal).await?;
-        Ok((applied, started.elapsed()))
+        if let Some(l) = lock(&self.latencies).as_mut() {
+            l.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
+        Ok(applied)
     }
 }
 

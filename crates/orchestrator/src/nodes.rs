@@ -9,7 +9,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 use tradeloom_agents::Simulator;
 use tradeloom_agents::TriggerOutcome;
-use tradeloom_flow::ir::{AgentNode, BacktestNode, HttpNode, NodeKind, SimulateNode, SimulationSource};
+use tradeloom_flow::ir::{
+    AgentNode, BacktestNode, HttpNode, NodeKind, SimulateNode, SimulationSource,
+};
 use tradeloom_flow::{Context, IrNode};
 use tradeloom_llm::{
     ChatRequest, LlmError, LlmProvider, Message, OpenAiProvider, ProviderConfig, ToolSpec,
@@ -142,7 +144,10 @@ async fn http(env: &NodeEnv, h: &HttpNode, a: &Attempt<'_>) -> Result<Value, Nod
     if response.status.is_success() {
         return Ok(json!({"status": status, "body": body}));
     }
-    let message = format!("{url} answered HTTP {status}: {}", truncate(&body.to_string(), 300));
+    let message = format!(
+        "{url} answered HTTP {status}: {}",
+        truncate(&body.to_string(), 300)
+    );
     if status == 429 || status == 408 || response.status.is_server_error() {
         Err(NodeError::transient(message))
     } else {
@@ -190,7 +195,9 @@ pub const AGENT_TOOLS: [&str; 2] = ["calc", "patch_workflow"];
 fn llm_error(e: LlmError) -> NodeError {
     let retryable = match &e {
         LlmError::Http { status, .. } => *status == 429 || *status == 408 || *status >= 500,
-        LlmError::Timeout { .. } | LlmError::Transport { .. } | LlmError::RetriesExhausted { .. } => true,
+        LlmError::Timeout { .. }
+        | LlmError::Transport { .. }
+        | LlmError::RetriesExhausted { .. } => true,
         LlmError::Decode { .. } | LlmError::Config(_) => false,
     };
     NodeError {
@@ -424,7 +431,10 @@ async fn backtest(env: &NodeEnv, b: &BacktestNode, context: &Value) -> Result<Va
         "run_dir".into(),
         Value::String(outcome.run_dir.display().to_string()),
     );
-    out.insert("status".into(), serde_json::to_value(outcome.status).unwrap_or(Value::Null));
+    out.insert(
+        "status".into(),
+        serde_json::to_value(outcome.status).unwrap_or(Value::Null),
+    );
     out.insert("metrics".into(), metrics);
     Ok(Value::Object(out))
 }

@@ -96,7 +96,10 @@ impl Coordinator {
             let text = tradeloom_core::canonical_json(&patched.to_json_value());
             let new_definition = self.store().put_blob("workflow_definition", &text).await?;
             let ir = compiled.ir;
-            let ir_hash = self.store().put_blob("workflow_ir", &ir.canonical_json()).await?;
+            let ir_hash = self
+                .store()
+                .put_blob("workflow_ir", &ir.canonical_json())
+                .await?;
             self.ir_of_definition(&new_definition).await?;
 
             // Nodes the patch removed that were still to run, or running, are dropped.
@@ -107,7 +110,10 @@ impl Coordinator {
                 let removed = ir.node(&s.node_id).is_none();
                 let open = matches!(
                     s.status,
-                    NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running | NodeStatus::Waiting
+                    NodeStatus::Pending
+                        | NodeStatus::Queued
+                        | NodeStatus::Running
+                        | NodeStatus::Waiting
                 );
                 if removed && open {
                     if s.status == NodeStatus::Waiting {
@@ -149,7 +155,8 @@ impl Coordinator {
             };
             transition.signal_id = format!("patch@{version}");
             let in_flight = |s: &NodeStatus| matches!(s, NodeStatus::Queued | NodeStatus::Running);
-            transition.tokens_delta -= dropped.iter().filter(|s| in_flight(&s.status)).count() as i64;
+            transition.tokens_delta -=
+                dropped.iter().filter(|s| in_flight(&s.status)).count() as i64;
             transition.nodes.extend(dropped.iter().map(|s| NodeChange {
                 node_id: s.node_id.clone(),
                 status: NodeStatus::Skipped,

@@ -114,7 +114,9 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
         .map(|s| (s.node_id.clone(), Slot::from(s)))
         .collect();
     for n in ir.nodes() {
-        slots.entry(n.id().to_string()).or_insert_with(Slot::pending);
+        slots
+            .entry(n.id().to_string())
+            .or_insert_with(Slot::pending);
     }
     let mut p = Planner {
         run,
@@ -159,8 +161,7 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             let Some(ir_node) = ir.node(node) else {
                 return Plan::Stale;
             };
-            if p
-                .current(node, *attempt, &[NodeStatus::Queued, NodeStatus::Running])
+            if p.current(node, *attempt, &[NodeStatus::Queued, NodeStatus::Running])
                 .is_none()
             {
                 return Plan::Stale;
@@ -336,7 +337,10 @@ impl Planner<'_> {
             let attempt = slot.attempts;
             if matches!(
                 status,
-                NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running | NodeStatus::Waiting
+                NodeStatus::Pending
+                    | NodeStatus::Queued
+                    | NodeStatus::Running
+                    | NodeStatus::Waiting
             ) {
                 slot.status = NodeStatus::Skipped;
                 slot.error = Some("run cancelled".to_string());
@@ -375,7 +379,11 @@ impl Planner<'_> {
             let (completed, skipped) = self.settled();
             for n in self.ir.nodes_to_skip(&completed, &skipped) {
                 let id = n.id().to_string();
-                if self.slots.get(&id).is_some_and(|s| s.status == NodeStatus::Pending) {
+                if self
+                    .slots
+                    .get(&id)
+                    .is_some_and(|s| s.status == NodeStatus::Pending)
+                {
                     self.skip(&id, "every node it needs was skipped", false);
                     changed = true;
                 }
@@ -404,7 +412,12 @@ impl Planner<'_> {
         }
     }
 
-    fn settled(&self) -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
+    fn settled(
+        &self,
+    ) -> (
+        std::collections::BTreeSet<String>,
+        std::collections::BTreeSet<String>,
+    ) {
         let mut completed = std::collections::BTreeSet::new();
         let mut skipped = std::collections::BTreeSet::new();
         for (id, s) in &self.slots {
@@ -484,7 +497,13 @@ impl Planner<'_> {
                 json!({"approval_id": approval, "prompt": prompt,
                        "expires_at": expires_at, "default": default_decision}),
             );
-            self.tasks.push(expiry_timer(&self.run.id, &approval, &id, attempt, expires_at));
+            self.tasks.push(expiry_timer(
+                &self.run.id,
+                &approval,
+                &id,
+                attempt,
+                expires_at,
+            ));
             return;
         }
         let not_before = match node.kind() {
@@ -510,10 +529,7 @@ impl Planner<'_> {
             return;
         }
         let in_flight = self.slots.values().any(Slot::in_flight);
-        let waiting = self
-            .slots
-            .values()
-            .any(|s| s.status == NodeStatus::Waiting);
+        let waiting = self.slots.values().any(|s| s.status == NodeStatus::Waiting);
         let status = if in_flight {
             RunStatus::Running
         } else if waiting {
@@ -542,7 +558,8 @@ impl Planner<'_> {
     }
 
     fn finish(self, signal: &Signal) -> Plan {
-        let tokens = |m: &BTreeMap<String, Slot>| m.values().filter(|s| s.in_flight()).count() as i64;
+        let tokens =
+            |m: &BTreeMap<String, Slot>| m.values().filter(|s| s.in_flight()).count() as i64;
         let tokens_delta = tokens(&self.slots) - tokens(&self.before);
         let nodes: Vec<NodeChange> = self
             .slots

@@ -115,10 +115,11 @@ impl Runtime {
         config: RuntimeConfig,
         simulator: Option<Arc<Simulator>>,
     ) -> Result<Arc<Self>, OrchestratorError> {
-        let http = GuardedClient::new(config.ssrf.clone()).map_err(|e| OrchestratorError::Invalid {
-            message: format!("SSRF allow-list: {e}"),
-            errors: vec![e.to_string()],
-        })?;
+        let http =
+            GuardedClient::new(config.ssrf.clone()).map_err(|e| OrchestratorError::Invalid {
+                message: format!("SSRF allow-list: {e}"),
+                errors: vec![e.to_string()],
+            })?;
         let coordinator = Arc::new(Coordinator::new(store, queue, Arc::new(Notify::new())));
         let (cancellations, _) = broadcast::channel(256);
         let env = Arc::new(WorkerEnv {
@@ -207,11 +208,18 @@ impl Runtime {
     ) -> Result<WorkflowRun, OrchestratorError> {
         let store = self.store();
         let v = store.workflow_version(workflow_id, version).await?;
-        let ir = self.coordinator.ir_of_definition(&v.definition_hash).await?;
+        let ir = self
+            .coordinator
+            .ir_of_definition(&v.definition_hash)
+            .await?;
         let resolved = ir
             .resolve_inputs(inputs)
             .map_err(|errors| OrchestratorError::Invalid {
-                message: format!("bad inputs for workflow `{}`: {}", ir.name(), errors.join("; ")),
+                message: format!(
+                    "bad inputs for workflow `{}`: {}",
+                    ir.name(),
+                    errors.join("; ")
+                ),
                 errors,
             })?;
         let run = store
@@ -403,4 +411,21 @@ impl Runtime {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[async_trait::async_trait]
+impl crate::schedule::RunStarter for Runtime {
+    /// A scheduled run: the workflow's latest version with its inputs' defaults.
+    async fn start_scheduled_run(
+        &self,
+        workflow_id: &str,
+        fire_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, String> {
+        let run = self
+            .start_run(workflow_id, None, &Map::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(workflow_id, run_id = %run.id, %fire_at, "scheduled workflow run started");
+        Ok(run.id)
+    }
 }

@@ -29,7 +29,9 @@ pub enum Signal {
     /// The run was created: emit its first nodes.
     Start,
     /// Re-evaluate the run (after a restart, or when a patch changed its graph).
-    Advance { revision: i64 },
+    Advance {
+        revision: i64,
+    },
     NodeStarted {
         node: String,
         attempt: u32,

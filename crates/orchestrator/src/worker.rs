@@ -110,7 +110,9 @@ async fn handle_node_task(env: &Arc<WorkerEnv>, delivery: Delivery) {
         }
         Err(e) => {
             tracing::error!(run_id = %task.run_id, node = %task.node_id, error = %e, "cannot start a node; retrying");
-            let _ = queue.nack(&delivery.lease, Some(Duration::from_secs(1))).await;
+            let _ = queue
+                .nack(&delivery.lease, Some(Duration::from_secs(1)))
+                .await;
             return;
         }
     }
@@ -144,13 +146,19 @@ async fn handle_node_task(env: &Arc<WorkerEnv>, delivery: Delivery) {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot post a completion signal; the task runs again");
-            let _ = queue.nack(&delivery.lease, Some(Duration::from_secs(1))).await;
+            let _ = queue
+                .nack(&delivery.lease, Some(Duration::from_secs(1)))
+                .await;
         }
     }
 }
 
 /// Runs the attempt; `None` when the run was cancelled meanwhile.
-async fn run_attempt(env: &Arc<WorkerEnv>, task: &NodeTask, delivery: &Delivery) -> Option<Outcome> {
+async fn run_attempt(
+    env: &Arc<WorkerEnv>,
+    task: &NodeTask,
+    delivery: &Delivery,
+) -> Option<Outcome> {
     let coordinator = &env.coordinator;
     let mut cancelled = env.cancellations.subscribe();
     let snapshot = match coordinator.snapshot(&task.run_id).await {
@@ -165,9 +173,7 @@ async fn run_attempt(env: &Arc<WorkerEnv>, task: &NodeTask, delivery: &Delivery)
     if snapshot.run.status.is_terminal() {
         return None;
     }
-    let Some(node) = snapshot.ir.node(&task.node_id) else {
-        return None;
-    };
+    let node = snapshot.ir.node(&task.node_id)?;
     let attempt = Attempt {
         run_id: &task.run_id,
         node,
@@ -267,13 +273,15 @@ pub async fn coordinator_loop(
                 continue;
             }
         };
-        match coordinator.apply(&envelope.run_id, &envelope.signal).await {
+        match coordinator.route(&envelope.run_id, &envelope.signal).await {
             Ok(_) => {
                 let _ = queue.ack(&delivery.lease).await;
             }
             Err(e) => {
                 tracing::error!(run_id = %envelope.run_id, signal = %envelope.signal.id(), error = %e, "cannot apply a signal; retrying");
-                let _ = queue.nack(&delivery.lease, Some(Duration::from_secs(1))).await;
+                let _ = queue
+                    .nack(&delivery.lease, Some(Duration::from_secs(1)))
+                    .await;
             }
         }
     }
@@ -318,7 +326,9 @@ pub async fn timer_worker(
             }
             Err(e) => {
                 tracing::error!(approval = %timer.approval_id, error = %e, "cannot expire an approval; retrying");
-                let _ = queue.nack(&delivery.lease, Some(Duration::from_secs(1))).await;
+                let _ = queue
+                    .nack(&delivery.lease, Some(Duration::from_secs(1)))
+                    .await;
             }
         }
     }

@@ -2,27 +2,39 @@
 //! leaderboard (`/results*`), workflow definitions (`/workflows*`), `/health`, and an OpenAPI 3
 //! document (`/openapi.json`) with a docs page (`/docs`). Handlers only translate HTTP to the agents and store crates; every
 //! error is JSON `{error, message, details}` and every response carries `x-request-id`.
+//! API keys with roles (`/keys`) and rate limits guard every route but `/health` and the docs
+//! (see the `auth` and `rate_limit` modules).
 
+mod auth;
 mod error;
 mod health;
+mod keys;
+mod rate_limit;
 mod results;
 mod simulate;
+mod workflow_runs;
 mod workflows;
+mod ws;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
-use axum::routing::{get, post};
+use axum::middleware;
+use axum::routing::{delete, get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tradeloom_agents::Simulator;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use auth::{AuthMode, Principal, accepts_query_key, required_role};
 pub use error::{ApiError, ErrorBody};
+pub use rate_limit::{RateLimiter, RateLimits, RunTier};
 pub use results::{LeaderboardResponse, initial_value, leaderboard_of};
+pub use ws::{EventHub, EventStreamOptions};
 
 /// Shared state of the handlers.
 #[derive(Clone, Debug)]
@@ -30,9 +42,21 @@ pub struct AppState {
     pub simulator: Arc<Simulator>,
     http: reqwest::Client,
     started: Instant,
+    /// Set with [`AppState::with_auth`].
+    auth: Arc<auth::Auth>,
+    /// Set with [`AppState::with_rate_limits`].
+    limiter: Arc<RateLimiter>,
+    /// The workflow runtime, set with [`AppState::with_runtime`]; without it the workflow-run
+    /// routes answer 503.
+    pub runtime: Option<Arc<tradeloom_orchestrator::Runtime>>,
+    /// Wakes `GET /ws` connections; set with [`AppState::with_event_hub`].
+    event_hub: EventHub,
+    /// Timing of `GET /ws`; set with [`AppState::with_event_stream`].
+    event_stream: EventStreamOptions,
 }
 
 impl AppState {
+    /// State without auth and without rate limits; `tradeloom serve` adds both.
     pub fn new(simulator: Arc<Simulator>) -> Self {
         // reqwest is built without a default TLS crypto provider; health probes need one.
         tradeloom_llm::install_crypto_provider();
@@ -40,7 +64,37 @@ impl AppState {
             simulator,
             http: reqwest::Client::new(),
             started: Instant::now(),
+            auth: Arc::new(auth::Auth::new(AuthMode::Off)),
+            limiter: Arc::new(RateLimiter::new(RateLimits::unlimited())),
+            runtime: None,
+            event_hub: EventHub::new(),
+            event_stream: EventStreamOptions::default(),
         }
+    }
+
+    /// Wakes `GET /ws` connections through `hub` (share it with writers of events in this
+    /// process). The workflow runtime's notifier and the simulator are listened to anyway.
+    pub fn with_event_hub(mut self, hub: EventHub) -> Self {
+        self.event_hub = hub;
+        self
+    }
+
+    /// Poll, ping and page settings of `GET /ws`.
+    pub fn with_event_stream(mut self, options: EventStreamOptions) -> Self {
+        self.event_stream = options;
+        self
+    }
+
+    /// The hub that wakes `GET /ws` connections: call [`EventHub::notify`] after committing
+    /// events.
+    pub fn event_hub(&self) -> &EventHub {
+        &self.event_hub
+    }
+
+    /// Serves workflow runs and approvals from `runtime`.
+    pub fn with_runtime(mut self, runtime: Arc<tradeloom_orchestrator::Runtime>) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 }
 
@@ -57,6 +111,20 @@ impl AppState {
         results::results,
         results::leaderboard,
         health::health,
+        keys::create,
+        keys::list,
+        keys::revoke,
+        workflow_runs::start,
+        workflow_runs::list,
+        workflow_runs::get_one,
+        workflow_runs::cancel,
+        workflow_runs::patch,
+        workflow_runs::events,
+        workflow_runs::approvals,
+        workflow_runs::approval,
+        workflow_runs::decide,
+        workflow_runs::blob,
+        ws::stream,
     ),
     components(schemas(
         ErrorBody,
@@ -72,6 +140,16 @@ impl AppState {
         health::HealthResponse,
         health::ComponentHealth,
         health::ProviderHealth,
+        keys::CreateKeyRequest,
+        keys::KeyInfo,
+        keys::CreatedKey,
+        keys::KeyList,
+        workflow_runs::StartRunRequest,
+        workflow_runs::StartRunResponse,
+        workflow_runs::RunSummary,
+        workflow_runs::RunList,
+        workflow_runs::CancelRequest,
+        workflow_runs::DecideRequest,
     ))
 )]
 struct ApiDoc;
@@ -103,8 +181,22 @@ pub fn app(state: AppState) -> Router {
             "/workflows/{id}/versions/{version}",
             get(workflows::get_version),
         )
+        .route("/workflows/{id}/runs", post(workflow_runs::start))
+        .route("/workflow-runs", get(workflow_runs::list))
+        .route("/workflow-runs/{id}", get(workflow_runs::get_one))
+        .route("/workflow-runs/{id}/cancel", post(workflow_runs::cancel))
+        .route("/workflow-runs/{id}/patch", post(workflow_runs::patch))
+        .route("/workflow-runs/{id}/events", get(workflow_runs::events))
+        .route("/approvals", get(workflow_runs::approvals))
+        .route("/approvals/{id}", get(workflow_runs::approval))
+        .route("/approvals/{id}/decide", post(workflow_runs::decide))
+        .route("/blobs/{hash}", get(workflow_runs::blob))
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{id}", delete(keys::revoke))
+        .route("/ws", get(ws::stream))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .with_state(state)
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -125,7 +217,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    // With the peer address, for per-client rate limits when auth is off.
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tradeloom_core::{Currency, Decimal, Money};
+
 use tradeloom_store::{MAX_PAGE, ModelDayKey, ResultsFilter, Store, StoreError};
 use utoipa::{IntoParams, ToSchema};
 
@@ -305,14 +305,4 @@ pub async fn leaderboard_of(
     })
 }
 
-/// The job's `initial_cash` (default 10000) as money.
-pub fn initial_value(config: &Value, currency: Currency) -> Money {
-    let text = match config.get("initial_cash") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => "10000".to_string(),
-    };
-    Decimal::parse(&text)
-        .map(|d| d.to_money(currency))
-        .unwrap_or_else(|_| Money::zero(currency))
-}
+pub use tradeloom_agents::initial_value;

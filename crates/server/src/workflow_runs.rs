@@ -121,7 +121,9 @@ pub async fn start(
         .ir_of_definition(&version.definition_hash)
         .await?;
     if let Some(p) = principal.as_ref() {
-        state.limiter().check_workflow_run(p, ir.agent_node_count())?;
+        state
+            .limiter()
+            .check_workflow_run(p, ir.agent_node_count())?;
     } else {
         state
             .limiter()
@@ -131,12 +133,10 @@ pub async fn start(
         .start_run(&id, Some(version.version), &body.inputs)
         .await
         .map_err(|e| match e {
-            OrchestratorError::Invalid { message, errors } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_inputs",
-                message,
-            )
-            .with_details(json!({"errors": errors})),
+            OrchestratorError::Invalid { message, errors } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_inputs", message)
+                    .with_details(json!({"errors": errors}))
+            }
             other => other.into(),
         })?;
     Ok((
@@ -194,7 +194,11 @@ pub async fn list(
         .map_err(|m| ApiError::bad_request("invalid_status", m))?;
     let runs = runtime(&state)?
         .store()
-        .list_workflow_runs(status, q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0))
+        .list_workflow_runs(
+            status,
+            q.limit.unwrap_or(50).clamp(1, 500),
+            q.offset.unwrap_or(0),
+        )
         .await?;
     Ok(Json(RunList {
         runs: runs
@@ -215,10 +219,11 @@ pub async fn list(
 
 fn for_run(e: OrchestratorError, run_id: &str) -> ApiError {
     match e {
-        OrchestratorError::NotFound(_) => {
-            ApiError::not_found("run_not_found", format!("no workflow run with id `{run_id}`"))
-                .with_details(json!({"run_id": run_id}))
-        }
+        OrchestratorError::NotFound(_) => ApiError::not_found(
+            "run_not_found",
+            format!("no workflow run with id `{run_id}`"),
+        )
+        .with_details(json!({"run_id": run_id})),
         other => other.into(),
     }
 }
@@ -344,7 +349,11 @@ pub async fn events(
         .map_err(|e| for_run(e.into(), &id))?;
     let events = rt
         .store()
-        .run_events(Some(&id), q.after_seq.unwrap_or(0), q.limit.unwrap_or(1000).clamp(1, 10_000))
+        .run_events(
+            Some(&id),
+            q.after_seq.unwrap_or(0),
+            q.limit.unwrap_or(1000).clamp(1, 10_000),
+        )
         .await?;
     Ok(Json(json!({"run_id": id, "events": events})))
 }
@@ -482,5 +491,7 @@ pub async fn blob(
             other => other.into(),
         })?;
     let content: Value = serde_json::from_str(&blob.body).unwrap_or(Value::String(blob.body));
-    Ok(Json(json!({"hash": blob.hash, "kind": blob.kind, "content": content})))
+    Ok(Json(
+        json!({"hash": blob.hash, "kind": blob.kind, "content": content}),
+    ))
 }

@@ -1,15 +1,19 @@
 //! End-to-end tests of the `tradeloom` binary, one test binary.
 #![allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 
+mod access;
 mod bad_input;
 mod commands;
 mod flow;
+mod flow_client;
 mod golden;
 mod run;
 mod service;
 mod simulate;
 mod ssrf;
 mod universe;
+mod workflow_examples;
+mod workflow_kill;
 mod workflows;
 
 use std::path::{Path, PathBuf};

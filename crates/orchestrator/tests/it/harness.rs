@@ -56,7 +56,11 @@ impl Env {
         for _ in 0..400 {
             let v = self.runtime.view(run_id).await.unwrap();
             if v.status == status || v.status.is_terminal() {
-                assert_eq!(v.status, status, "run ended as {:?}: {:?}", v.status, v.error);
+                assert_eq!(
+                    v.status, status,
+                    "run ended as {:?}: {:?}",
+                    v.status, v.error
+                );
                 return v;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -65,7 +69,10 @@ impl Env {
     }
 
     pub async fn events(&self, run_id: &str) -> Vec<RunEvent> {
-        self.store.run_events(Some(run_id), 0, 10_000).await.unwrap()
+        self.store
+            .run_events(Some(run_id), 0, 10_000)
+            .await
+            .unwrap()
     }
 
     pub async fn output(&self, view: &RunView, node: &str) -> Value {
@@ -82,7 +89,10 @@ impl Env {
 
 /// Node id → status.
 pub fn statuses(view: &RunView) -> BTreeMap<String, NodeStatus> {
-    view.nodes.iter().map(|n| (n.id.clone(), n.status)).collect()
+    view.nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.status))
+        .collect()
 }
 
 pub fn config(allow_loopback: bool) -> RuntimeConfig {

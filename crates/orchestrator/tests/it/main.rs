@@ -4,5 +4,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
-mod runs;
 mod patches;
+mod runs;

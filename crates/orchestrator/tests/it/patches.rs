@@ -47,7 +47,12 @@ async fn a_patch_adds_nodes_mid_run(env: Env) {
     assert_eq!(statuses(&view)["final"], NodeStatus::Completed);
     assert_eq!(view.patches.len(), 1);
     assert_eq!(view.patches[0].applied_by, "ops");
-    assert!(env.events(&run).await.iter().any(|e| e.kind == "patch_applied"));
+    assert!(
+        env.events(&run)
+            .await
+            .iter()
+            .any(|e| e.kind == "patch_applied")
+    );
 }
 
 fn gated() -> Value {

@@ -26,9 +26,17 @@ async fn diamond_runs_every_node_once(env: Env) {
     let run = env.start(&id, json!({"n": 7})).await;
     let view = env.wait_status(&run, RunStatus::Completed).await;
     for n in &view.nodes {
-        assert_eq!((n.status, n.attempts), (NodeStatus::Completed, 1), "{}", n.id);
+        assert_eq!(
+            (n.status, n.attempts),
+            (NodeStatus::Completed, 1),
+            "{}",
+            n.id
+        );
     }
-    assert_eq!(env.output(&view, "d").await, json!({"sum": 7, "waited": 100}));
+    assert_eq!(
+        env.output(&view, "d").await,
+        json!({"sum": 7, "waited": 100})
+    );
     assert_eq!(view.tokens, 0);
     let events = env.events(&run).await;
     for node in ["a", "b", "c", "d"] {
@@ -59,10 +67,22 @@ async fn false_conditions_skip_their_branch(env: Env) {
     let view = env.wait_status(&run, RunStatus::Completed).await;
     let s = statuses(&view);
     assert_eq!(s["high"], NodeStatus::Skipped);
-    assert_eq!(s["after_high"], NodeStatus::Skipped, "only needs a skipped node");
+    assert_eq!(
+        s["after_high"],
+        NodeStatus::Skipped,
+        "only needs a skipped node"
+    );
     assert_eq!(s["low"], NodeStatus::Completed);
-    assert_eq!(s["join"], NodeStatus::Completed, "one completed need is enough");
-    assert_eq!(s["mystery"], NodeStatus::Skipped, "unknown types are skipped");
+    assert_eq!(
+        s["join"],
+        NodeStatus::Completed,
+        "one completed need is enough"
+    );
+    assert_eq!(
+        s["mystery"],
+        NodeStatus::Skipped,
+        "unknown types are skipped"
+    );
     assert_eq!(s["after_mystery"], NodeStatus::Skipped);
     let events = env.events(&run).await;
     let warning = events
@@ -70,7 +90,12 @@ async fn false_conditions_skip_their_branch(env: Env) {
         .find(|e| e.kind == "warning")
         .expect("a warning event for the unknown type");
     assert_eq!(warning.node_id.as_deref(), Some("mystery"));
-    assert!(warning.payload["message"].as_str().unwrap().contains("quantum_leap"));
+    assert!(
+        warning.payload["message"]
+            .as_str()
+            .unwrap()
+            .contains("quantum_leap")
+    );
 }
 
 async fn approve_and_reject_take_their_branches(env: Env) {
@@ -105,7 +130,10 @@ async fn approve_and_reject_take_their_branches(env: Env) {
         assert_eq!(approval.decided_by.as_deref(), Some("alice"));
         let view = env.wait_status(&run, RunStatus::Completed).await;
         let s = statuses(&view);
-        assert_eq!((s[ran], s[skipped]), (NodeStatus::Completed, NodeStatus::Skipped));
+        assert_eq!(
+            (s[ran], s[skipped]),
+            (NodeStatus::Completed, NodeStatus::Skipped)
+        );
         let out = env.output(&view, "review").await;
         assert_eq!(out["by"], "alice");
         assert_eq!(out["expired"], false);
@@ -170,10 +198,19 @@ async fn retries_back_off_then_fail_the_run() {
         let view = env.wait_status(&run, RunStatus::Failed).await;
         let call = view.nodes.iter().find(|n| n.id == "call").unwrap();
         assert_eq!((call.status, call.attempts), (NodeStatus::Failed, 3));
-        assert!(call.error.as_deref().unwrap().contains("HTTP 500"), "{:?}", call.error);
+        assert!(
+            call.error.as_deref().unwrap().contains("HTTP 500"),
+            "{:?}",
+            call.error
+        );
         assert_eq!(sink.count("/fail/99"), 3, "one request per attempt");
         assert_eq!(statuses(&view)["after"], NodeStatus::Pending);
-        assert!(view.error.as_deref().unwrap().contains("`call` failed after 3 attempt(s)"));
+        assert!(
+            view.error
+                .as_deref()
+                .unwrap()
+                .contains("`call` failed after 3 attempt(s)")
+        );
         let retries = env
             .events(&run)
             .await
@@ -202,8 +239,13 @@ async fn a_retry_can_succeed() {
         assert_eq!((call.status, call.attempts), (NodeStatus::Completed, 2));
         assert_eq!(env.output(&view, "call").await["status"], 200);
         // Each attempt has its own idempotency key.
-        let keys: std::collections::BTreeSet<String> =
-            sink.requests.lock().unwrap().iter().map(|r| r.1.clone()).collect();
+        let keys: std::collections::BTreeSet<String> = sink
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.1.clone())
+            .collect();
         assert_eq!(keys.len(), 2);
     })
     .await;
@@ -225,7 +267,14 @@ async fn timeouts_fail_an_attempt() {
         let view = env.wait_status(&run, RunStatus::Failed).await;
         let call = view.nodes.iter().find(|n| n.id == "call").unwrap();
         assert_eq!(call.attempts, 2);
-        assert!(call.error.as_deref().unwrap().contains("timed out after 150 ms"), "{:?}", call.error);
+        assert!(
+            call.error
+                .as_deref()
+                .unwrap()
+                .contains("timed out after 150 ms"),
+            "{:?}",
+            call.error
+        );
     })
     .await;
 }
@@ -243,7 +292,11 @@ async fn ssrf_guard_refuses_private_targets_without_retrying() {
         let view = env.wait_status(&run, RunStatus::Failed).await;
         let call = view.nodes.iter().find(|n| n.id == "call").unwrap();
         assert_eq!(call.attempts, 1, "a refusal is not retried");
-        assert!(call.error.as_deref().unwrap().contains("169.254.169.254"), "{:?}", call.error);
+        assert!(
+            call.error.as_deref().unwrap().contains("169.254.169.254"),
+            "{:?}",
+            call.error
+        );
     })
     .await;
 }
@@ -282,7 +335,10 @@ async fn http_nodes_send_templated_bodies() {
         let run = env.start(&id, json!({})).await;
         let view = env.wait_status(&run, RunStatus::Completed).await;
         let out = env.output(&view, "notify").await;
-        assert_eq!(out["body"]["received"], json!({"symbol": "AAPL", "qty": 10}));
+        assert_eq!(
+            out["body"]["received"],
+            json!({"symbol": "AAPL", "qty": 10})
+        );
         let key = sink.requests.lock().unwrap()[0].1.clone();
         assert_eq!(key, format!("{run}/notify/1"));
     })
