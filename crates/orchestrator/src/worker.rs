@@ -66,25 +66,14 @@ pub async fn node_worker(
     env: Arc<WorkerEnv>,
     pool: String,
     consumer: String,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let delivery = tokio::select! {
-            d = env.queue().dequeue(&pool, &consumer, VISIBILITY, POLL) => d,
-            _ = shutdown.changed() => return,
-        };
-        match delivery {
-            Ok(Some(d)) => handle_node_task(&env, d).await,
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(pool = %pool, error = %e, "dequeue failed");
-                tokio::time::sleep(POLL).await;
-            }
-        }
-    }
+    let queue = env.queue().clone();
+    consume(queue, &pool, &consumer, shutdown, |delivery| {
+        let env = env.clone();
+        async move { handle_node_task(&env, delivery).await }
+    })
+    .await;
 }
 
 async fn handle_node_task(env: &Arc<WorkerEnv>, delivery: Delivery) {
@@ -241,97 +230,123 @@ fn unreachable_heartbeat() -> Result<serde_json::Value, crate::nodes::NodeError>
     Err(crate::nodes::NodeError::transient("heartbeat stopped"))
 }
 
-/// Applies completion signals until `shutdown` fires.
-pub async fn coordinator_loop(
-    coordinator: Arc<Coordinator>,
-    consumer: String,
+/// Takes deliveries of `pool` and hands each to `handle` until `shutdown` fires.
+async fn consume<F, Fut>(
+    queue: Arc<dyn Queue>,
+    pool: &str,
+    consumer: &str,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let queue = coordinator.queue().clone();
+    mut handle: F,
+) where
+    F: FnMut(Delivery) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     loop {
         if *shutdown.borrow() {
             return;
         }
         let delivery = tokio::select! {
-            d = queue.dequeue(SIGNAL_POOL, &consumer, VISIBILITY, POLL) => d,
+            d = queue.dequeue(pool, consumer, VISIBILITY, POLL) => d,
             _ = shutdown.changed() => return,
         };
-        let delivery = match delivery {
-            Ok(Some(d)) => d,
-            Ok(None) => continue,
+        match delivery {
+            Ok(Some(d)) => handle(d).await,
+            Ok(None) => {}
             Err(e) => {
-                tracing::error!(error = %e, "dequeue of signals failed");
+                tracing::error!(pool, error = %e, "dequeue failed");
                 tokio::time::sleep(POLL).await;
-                continue;
-            }
-        };
-        let envelope: SignalEnvelope = match serde_json::from_value(delivery.payload.clone()) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "malformed signal dropped");
-                let _ = queue.ack(&delivery.lease).await;
-                continue;
-            }
-        };
-        match coordinator.route(&envelope.run_id, &envelope.signal).await {
-            Ok(_) => {
-                let _ = queue.ack(&delivery.lease).await;
-            }
-            Err(e) => {
-                tracing::error!(run_id = %envelope.run_id, signal = %envelope.signal.id(), error = %e, "cannot apply a signal; retrying");
-                let _ = queue
-                    .nack(&delivery.lease, Some(Duration::from_secs(1)))
-                    .await;
             }
         }
     }
+}
+
+/// Acks a delivery whose work is done (or that is malformed), nacks it for a retry in a second
+/// when `outcome` is an error.
+async fn settle(queue: &Arc<dyn Queue>, delivery: &Delivery, outcome: Result<(), String>) {
+    match outcome {
+        Ok(()) => {
+            let _ = queue.ack(&delivery.lease).await;
+        }
+        Err(e) => {
+            tracing::error!(pool = delivery.pool(), error = %e, "retrying a delivery");
+            let _ = queue
+                .nack(&delivery.lease, Some(Duration::from_secs(1)))
+                .await;
+        }
+    }
+}
+
+/// Applies completion signals until `shutdown` fires.
+pub async fn coordinator_loop(
+    coordinator: Arc<Coordinator>,
+    consumer: String,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let queue = coordinator.queue().clone();
+    consume(
+        queue.clone(),
+        SIGNAL_POOL,
+        &consumer,
+        shutdown,
+        |delivery| {
+            let coordinator = coordinator.clone();
+            let queue = queue.clone();
+            async move {
+                let outcome =
+                    match serde_json::from_value::<SignalEnvelope>(delivery.payload.clone()) {
+                        Ok(envelope) => coordinator
+                            .route(&envelope.run_id, &envelope.signal)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| {
+                                format!(
+                                    "signal {} of run {}: {e}",
+                                    envelope.signal.id(),
+                                    envelope.run_id
+                                )
+                            }),
+                        Err(e) => {
+                            tracing::error!(error = %e, "malformed signal dropped");
+                            Ok(())
+                        }
+                    };
+                settle(&queue, &delivery, outcome).await;
+            }
+        },
+    )
+    .await;
 }
 
 /// Fires approval-expiry timers until `shutdown` fires.
 pub async fn timer_worker(
     coordinator: Arc<Coordinator>,
     consumer: String,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let queue = coordinator.queue().clone();
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let delivery = tokio::select! {
-            d = queue.dequeue(crate::plan::TIMER_POOL, &consumer, VISIBILITY, POLL) => d,
-            _ = shutdown.changed() => return,
-        };
-        let delivery = match delivery {
-            Ok(Some(d)) => d,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "dequeue of timers failed");
-                tokio::time::sleep(POLL).await;
-                continue;
+    consume(
+        queue.clone(),
+        crate::plan::TIMER_POOL,
+        &consumer,
+        shutdown,
+        |delivery| {
+            let coordinator = coordinator.clone();
+            let queue = queue.clone();
+            async move {
+                let outcome = match serde_json::from_value::<TimerTask>(delivery.payload.clone()) {
+                    Ok(timer) => expire(&coordinator, &timer)
+                        .await
+                        .map_err(|e| format!("expiring approval {}: {e}", timer.approval_id)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "malformed timer dropped");
+                        Ok(())
+                    }
+                };
+                settle(&queue, &delivery, outcome).await;
             }
-        };
-        let timer: TimerTask = match serde_json::from_value(delivery.payload.clone()) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "malformed timer dropped");
-                let _ = queue.ack(&delivery.lease).await;
-                continue;
-            }
-        };
-        let result = expire(&coordinator, &timer).await;
-        match result {
-            Ok(()) => {
-                let _ = queue.ack(&delivery.lease).await;
-            }
-            Err(e) => {
-                tracing::error!(approval = %timer.approval_id, error = %e, "cannot expire an approval; retrying");
-                let _ = queue
-                    .nack(&delivery.lease, Some(Duration::from_secs(1)))
-                    .await;
-            }
-        }
-    }
+        },
+    )
+    .await;
 }
 
 async fn expire(
