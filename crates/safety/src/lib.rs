@@ -1,0 +1,13 @@
+//! safety: operator controls that stop trading — the kill switch, with global, per-run and
+//! per-job scopes kept as files under `<data_dir>/killswitch/`, so its state survives restarts
+//! and is shared by every process using the same data dir.
+//!
+//! It depends on nothing of tradeloom and on no store, server or HTTP crate: the engine path
+//! (through a gate the runner passes in), the CLI, and later the API, agents and workflows all
+//! read and write the same files.
+
+pub mod kill_switch;
+
+pub use kill_switch::{
+    DEFAULT_REFRESH, Engagement, KillSwitch, KillSwitchError, Scope, ScopeState, Status,
+};
