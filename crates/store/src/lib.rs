@@ -27,6 +27,7 @@ mod schedule_fire;
 mod scratch;
 mod sql_store;
 mod sqlite;
+mod status_count;
 mod store;
 mod workflow;
 mod workflow_run;
@@ -47,6 +48,7 @@ pub use run_index::RunEntry;
 pub use schedule_fire::ScheduleFire;
 pub use scratch::{ScratchDatabase, with_database};
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
+pub use status_count::StatusCounts;
 pub use store::{Backend, Location, Store, db_migrate, db_status, open_store};
 pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};
 pub use workflow_run::{

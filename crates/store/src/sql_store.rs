@@ -2478,6 +2478,29 @@ macro_rules! impl_store {
                 .map_err($crate::StoreError::db("list runs"))?;
                 Ok(rows.into_iter().map(RunRow::into_entry).collect())
             }
+
+            async fn status_counts(&self) -> Result<$crate::StatusCounts, $crate::StoreError> {
+                let mut counts = $crate::StatusCounts::default();
+                for (table, into) in [
+                    ("jobs", &mut counts.jobs),
+                    ("job_details", &mut counts.model_days),
+                    ("workflow_runs", &mut counts.workflow_runs),
+                    ("workflow_node_states", &mut counts.workflow_nodes),
+                ] {
+                    // `table` is one of the constants above, never user input.
+                    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT status, COUNT(*) FROM {table} GROUP BY status ORDER BY status"
+                    )))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::StoreError::db("count rows by status"))?;
+                    *into = rows
+                        .into_iter()
+                        .map(|(status, n)| (status, u64::try_from(n).unwrap_or(0)))
+                        .collect();
+                }
+                Ok(counts)
+            }
         }
 
         impl $store {

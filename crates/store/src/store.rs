@@ -325,6 +325,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn run(&self, run_id: &str) -> Result<RunEntry, StoreError>;
     /// Runs, newest first.
     async fn list_runs(&self, limit: u32, offset: u64) -> Result<Vec<RunEntry>, StoreError>;
+
+    // ---- metrics -----------------------------------------------------------------------------
+
+    /// Jobs, model-days, workflow runs and workflow nodes counted by status (for `/metrics`).
+    async fn status_counts(&self) -> Result<crate::StatusCounts, StoreError>;
 }
 
 /// Where a store lives, parsed from what the user gave.

@@ -14,7 +14,8 @@ use crate::backend_tests;
 
 backend_tests!(
     transitions_apply_exactly_once,
-    concurrent_transitions_have_one_winner
+    concurrent_transitions_have_one_winner,
+    status_counts_group_every_table,
 );
 
 async fn new_run(s: &dyn Store, name: &str) -> tradeloom_store::WorkflowRun {
@@ -206,4 +207,34 @@ async fn concurrent_transitions_have_one_winner(t: Ctx) {
     }
     assert_eq!(applied, 1, "exactly one transition from revision 0 commits");
     assert_eq!(store.workflow_run(&run.id).await.expect("run").tokens, 1);
+}
+
+async fn status_counts_group_every_table(t: Ctx) {
+    let s = &*t.store;
+    assert_eq!(
+        s.status_counts().await.expect("empty counts"),
+        tradeloom_store::StatusCounts::default()
+    );
+    crate::fixtures::create(s, "counted", &["gpt", "claude"], &[3, 4, 5]).await;
+    new_run(s, "one").await;
+    let run = new_run(s, "two").await;
+    let mut start = transition(&run.id, "start", 0);
+    start.status = Some(RunStatus::Running);
+    start.nodes = vec![node("a", NodeStatus::Running, 1)];
+    s.commit_transition(&start).await.expect("start");
+
+    let counts = s.status_counts().await.expect("counts");
+    let pairs = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
+    assert_eq!(counts.jobs, pairs(&[("pending", 1)]));
+    assert_eq!(counts.model_days, pairs(&[("pending", 6)]));
+    assert_eq!(
+        counts.workflow_runs,
+        pairs(&[("pending", 1), ("running", 1)])
+    );
+    assert_eq!(
+        counts.workflow_nodes,
+        pairs(&[("pending", 3), ("running", 1)])
+    );
 }
