@@ -17,6 +17,8 @@ use crate::time::UnixNanos;
 pub enum KillReason {
     /// Equity fell from its peak by more than `risk.max_drawdown_pct`.
     MaxDrawdown,
+    /// An operator's kill switch (global, the run's or the job's) is engaged.
+    Operator,
 }
 
 /// One journal event.
@@ -99,6 +101,11 @@ pub enum Event {
         reason: KillReason,
         detail: String,
     },
+    /// The operator's kill switch was released: new orders pass pre-trade risk again (a
+    /// `max_drawdown` halt stays).
+    KillSwitchReleased {
+        ts: UnixNanos,
+    },
     RunFinished {
         ts: UnixNanos,
         bars: u64,
@@ -124,6 +131,7 @@ impl Event {
             | Event::PositionChanged { ts, .. }
             | Event::RiskLimitBreached { ts, .. }
             | Event::KillSwitchEngaged { ts, .. }
+            | Event::KillSwitchReleased { ts }
             | Event::RunFinished { ts, .. } => *ts,
         }
     }

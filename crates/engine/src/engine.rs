@@ -18,6 +18,7 @@ use tradeloom_core::{
 use crate::analysis::{Analyzer, EquityPoint, Metrics};
 use crate::config::EngineConfig;
 use crate::fill_model::{FillModel, intrabar_path};
+use crate::gate::KillSwitchGate;
 use crate::risk::{self, RiskView};
 use crate::sink::{OrderRecord, Sink};
 use crate::strategy::{Command, OrderRequest, Strategy, StrategyContext};
@@ -84,6 +85,9 @@ pub struct Engine {
     next_trade_id: u64,
     current_ts: Option<UnixNanos>,
     halted: bool,
+    gate: Option<Box<dyn KillSwitchGate>>,
+    /// What the gate last said stops orders (`None`: orders may pass).
+    gate_halt: Option<String>,
     peak_equity: i128,
     bars: u64,
     orders: u64,
@@ -146,11 +150,18 @@ impl Engine {
             next_trade_id: 0,
             current_ts: None,
             halted: false,
+            gate: None,
+            gate_halt: None,
             bars: 0,
             orders: 0,
             fills: 0,
             rejected: 0,
         })
+    }
+
+    /// Lets `gate` stop new orders; it is asked once per bar. See [`KillSwitchGate`].
+    pub fn set_kill_switch_gate(&mut self, gate: Box<dyn KillSwitchGate>) {
+        self.gate = Some(gate);
     }
 
     pub fn instruments(&self) -> &[Instrument] {
@@ -176,8 +187,11 @@ impl Engine {
                     got: bar.ts,
                 });
             }
-            Some(ts) if bar.ts > ts => self.close_timestamp(ts, sink)?,
-            Some(_) => {}
+            Some(ts) if bar.ts > ts => {
+                self.close_timestamp(ts, sink)?;
+                self.poll_gate(bar.ts, sink)?;
+            }
+            Some(_) => self.poll_gate(bar.ts, sink)?,
         }
         self.current_ts = Some(bar.ts);
         self.bars += 1;
@@ -198,6 +212,7 @@ impl Engine {
     pub fn finish<S: Sink>(mut self, sink: &mut S) -> Result<Summary, EngineError> {
         if let Some(ts) = self.current_ts {
             self.close_timestamp(ts, sink)?;
+            self.poll_gate(ts, sink)?;
             for i in 0..self.strategies.len() {
                 self.with_strategy(i, ts, |strategy, ctx| strategy.on_stop(ctx));
             }
@@ -282,6 +297,7 @@ impl Engine {
             instruments: self.instruments.iter().map(|i| i.symbol).collect(),
             initial_cash: self.config.initial_cash,
         });
+        self.poll_gate(ts, sink)?;
         for i in 0..self.strategies.len() {
             self.with_strategy(i, ts, |strategy, ctx| strategy.on_start(ctx));
         }
@@ -337,6 +353,9 @@ impl Engine {
                     limit: "max_drawdown_pct",
                     detail: detail.clone(),
                 });
+                if let Some(gate) = self.gate.as_mut() {
+                    gate.on_engine_halt(&detail);
+                }
                 sink.on_event(&Event::KillSwitchEngaged {
                     ts,
                     reason: KillReason::MaxDrawdown,
@@ -345,6 +364,39 @@ impl Engine {
                 self.halted = true;
                 self.cancel_where(ts, "kill_switch", sink, |_| true)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Asks the gate whether orders may pass. On engagement: a `kill_switch_engaged` event and
+    /// every working order cancelled; on release: a `kill_switch_released` event.
+    fn poll_gate<S: Sink>(&mut self, ts: UnixNanos, sink: &mut S) -> Result<(), EngineError> {
+        let Some(gate) = self.gate.as_mut() else {
+            return Ok(());
+        };
+        match (gate.engaged(), &mut self.gate_halt) {
+            (Some(now), Some(before)) => {
+                if now != before.as_str() {
+                    // Another engagement (say the global one after the run's): keep the
+                    // newest reason for the rejections.
+                    now.clone_into(before);
+                }
+            }
+            (Some(now), halt @ None) => {
+                let detail = now.to_string();
+                *halt = Some(detail.clone());
+                sink.on_event(&Event::KillSwitchEngaged {
+                    ts,
+                    reason: KillReason::Operator,
+                    detail,
+                });
+                self.cancel_where(ts, "kill_switch", sink, |_| true)?;
+            }
+            (None, halt @ Some(_)) => {
+                *halt = None;
+                sink.on_event(&Event::KillSwitchReleased { ts });
+            }
+            (None, None) => {}
         }
         Ok(())
     }
@@ -436,6 +488,7 @@ impl Engine {
             positions: &self.positions,
             marks: &self.marks,
             halted: self.halted,
+            kill_switch: self.gate_halt.as_deref(),
         };
         if let Err((code, reason)) = risk::check(&order, inst, &view) {
             order.reject()?;

@@ -19,6 +19,8 @@ pub(crate) struct RiskView<'a> {
     pub positions: &'a [Position],
     pub marks: &'a [Option<Price>],
     pub halted: bool,
+    /// Why an operator's kill switch stops new orders, if it does.
+    pub kill_switch: Option<&'a str>,
 }
 
 /// Runs every check in order; the first failure rejects.
@@ -32,6 +34,9 @@ pub(crate) fn check(
             "risk.kill_switch",
             "trading is halted for the rest of the run (kill switch engaged)".to_string(),
         ));
+    }
+    if let Some(reason) = view.kill_switch {
+        return Err(("risk.kill_switch", format!("kill switch: {reason}")));
     }
     check_instrument(order, instrument)?;
     let position = &view.positions[instrument.id.index()];

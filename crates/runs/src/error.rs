@@ -24,6 +24,9 @@ pub enum RunError {
     /// A run id that matches no run (or more than one).
     #[error("{0}")]
     NotFound(String),
+    /// The data dir's kill switch could not be opened or written.
+    #[error("kill switch: {0}")]
+    KillSwitch(#[from] tradeloom_safety::KillSwitchError),
     /// A run folder's files are not what tradeloom wrote.
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },

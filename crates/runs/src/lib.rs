@@ -11,6 +11,7 @@ pub mod error;
 pub mod folder;
 pub mod hashing;
 pub mod journal;
+pub mod kill_switch;
 pub mod metadata;
 pub mod report;
 pub mod runner;

@@ -4,6 +4,10 @@
 //! the run starts, its folder exists with `metadata.json` saying `running`; a failure later (a
 //! malformed row deep in a file, a full disk) leaves the journal as written so far, appends a
 //! `run_failed` line, and marks the metadata `failed` with the error — never `completed`.
+//!
+//! Every run honours the data dir's kill switch (global, or the run's own scope): while one is
+//! engaged the engine refuses every order with code `risk.kill_switch`; a breach of the
+//! `max_drawdown_pct` limit engages the run's kill switch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,11 +16,13 @@ use std::time::Instant;
 use serde::Serialize;
 use tradeloom_data::{MergedBars, open_bars};
 use tradeloom_engine::{Engine, Metrics, Summary, build_strategy};
+use tradeloom_safety::KillSwitch;
 
 use crate::artifacts::{RunSink, SinkFiles};
 use crate::error::RunError;
 use crate::folder::RunFolder;
 use crate::hashing::{create_artifact, finish_artifact, sha256_bytes, sha256_file};
+use crate::kill_switch::RunGate;
 use crate::metadata::{DataInfo, FileHash, Metadata, RunStatus, RunSummary, SpecInfo};
 use crate::report::{ReportHeader, render_markdown, render_svg};
 use crate::spec::{ResolvedSpec, load_spec};
@@ -111,10 +117,14 @@ pub fn execute_resolved(
                 message,
             })
         })?;
-    let engine = Engine::new(spec.engine.clone(), spec.instruments.clone(), strategies)
+    let mut engine = Engine::new(spec.engine.clone(), spec.instruments.clone(), strategies)
         .map_err(|e| reject(e.into()))?;
+    let kill_switch = KillSwitch::open(&options.data_dir).map_err(|e| reject(e.into()))?;
 
     let folder = RunFolder::create(&options.data_dir).map_err(reject)?;
+    let gate = RunGate::new(kill_switch, folder.run_id.clone());
+    let gate_errors = gate.errors();
+    engine.set_kill_switch_gate(Box::new(gate));
     let normalised = yaml_serde::to_string(&spec.spec).map_err(|e| {
         reject(RunError::Spec {
             place: spec.path.display().to_string(),
@@ -212,6 +222,10 @@ pub fn execute_resolved(
             path: PathBuf::new(),
             message: "the data hashing thread panicked".to_string(),
         })
+    });
+    let result = result.and_then(|x| match gate_errors.take() {
+        Some(e) => Err(e.into()),
+        None => Ok(x),
     });
     let (summary, streamed_hashes) = match result {
         Ok(x) => x,

@@ -226,3 +226,125 @@ fn a_drawdown_breach_engages_the_kill_switch_for_the_rest_of_the_run() {
     // The kill switch stops trading; it does not liquidate.
     assert_eq!(r.summary.positions[0].quantity(), Quantity::from_int(10, 0));
 }
+
+/// A kill switch engaged for the polls in `engaged` (poll 0 is the first bar, then one per
+/// bar, then one at finish); records what the engine reports through it.
+struct ScriptedGate {
+    polls: usize,
+    engaged: std::ops::Range<usize>,
+    halts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl tradeloom_engine::KillSwitchGate for ScriptedGate {
+    fn engaged(&mut self) -> Option<&str> {
+        let n = self.polls;
+        self.polls += 1;
+        self.engaged
+            .contains(&n)
+            .then_some("global kill switch engaged by ops: stop")
+    }
+
+    fn on_engine_halt(&mut self, detail: &str) {
+        self.halts.lock().unwrap().push(detail.to_string());
+    }
+}
+
+fn run_gated(
+    config: tradeloom_engine::EngineConfig,
+    bars: &[tradeloom_core::Bar],
+    script: Script,
+    gate: ScriptedGate,
+) -> crate::fixture::Run {
+    let mut engine = tradeloom_engine::Engine::new(
+        config,
+        vec![instrument(0, "TEST")],
+        vec![Box::new(script) as Box<dyn Strategy>],
+    )
+    .unwrap();
+    engine.set_kill_switch_gate(Box::new(gate));
+    let mut sink = tradeloom_engine::sink::VecSink::default();
+    for bar in bars {
+        engine.on_bar(bar, &mut sink).unwrap();
+    }
+    let summary = engine.finish(&mut sink).unwrap();
+    crate::fixture::Run { sink, summary }
+}
+
+#[test]
+fn an_operator_kill_switch_refuses_orders_from_the_next_event_and_release_resumes() {
+    let halts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let gate = ScriptedGate {
+        polls: 0,
+        engaged: 1..3,
+        halts: halts.clone(),
+    };
+    let script = Script::new()
+        // Rests below the market: working when the switch engages.
+        .submit(0, OrderRequest::limit(OrderSide::Buy, qty(1), px("50")))
+        .submit(1, market(OrderSide::Buy, 1))
+        .submit(2, market(OrderSide::Buy, 1))
+        .submit(3, market(OrderSide::Buy, 1));
+    let bars = daily(&[HUNDRED, HUNDRED, HUNDRED, HUNDRED]);
+    let r = run_gated(with_risk(RiskConfig::default()), &bars, script, gate);
+
+    let engaged = r
+        .sink
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::KillSwitchEngaged { .. }))
+        .unwrap();
+    match &r.sink.events[engaged] {
+        Event::KillSwitchEngaged { ts, reason, detail } => {
+            assert_eq!((*ts, *reason), (at(1, 0), KillReason::Operator));
+            assert_eq!(detail, "global kill switch engaged by ops: stop");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(
+        r.cancellation(1),
+        (at(1, 0), "kill_switch"),
+        "working order cancelled"
+    );
+    assert_eq!(
+        r.rejection(2),
+        (
+            "risk.kill_switch",
+            "kill switch: global kill switch engaged by ops: stop".to_string()
+        )
+    );
+    assert_eq!(r.rejection(3).0, "risk.kill_switch");
+    assert_eq!(r.counts()["kill_switch_engaged"], 1);
+    assert_eq!(r.counts()["kill_switch_released"], 1);
+    let filled: Vec<_> = r.fills().iter().map(|f| f.order_id.0).collect();
+    assert_eq!(filled, [4], "only the order after the release fills");
+    assert!(
+        !r.summary.halted,
+        "an operator halt is not the drawdown halt"
+    );
+    assert!(halts.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_drawdown_limit_reports_its_halt_to_the_gate() {
+    let halts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let gate = ScriptedGate {
+        polls: 0,
+        engaged: 0..0,
+        halts: halts.clone(),
+    };
+    let config = with_risk(RiskConfig {
+        max_drawdown_pct: Some(dec("10")),
+        ..RiskConfig::default()
+    });
+    let bars = daily(&[HUNDRED, ("85", "85", "85", "85"), HUNDRED]);
+    let script = Script::new()
+        // 900 × 100 of 100 000: a 15 % fall of the price is a 13.5 % fall of equity.
+        .submit(0, market(OrderSide::Buy, 900))
+        .submit(2, market(OrderSide::Buy, 1));
+    let r = run_gated(config, &bars, script, gate);
+    assert!(r.summary.halted);
+    let halts = halts.lock().unwrap();
+    assert_eq!(halts.len(), 1, "{halts:?}");
+    assert!(halts[0].contains("max_drawdown_pct 10"), "{}", halts[0]);
+    assert_eq!(r.rejection(2).0, "risk.kill_switch");
+}
