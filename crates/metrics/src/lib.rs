@@ -7,6 +7,7 @@
 pub mod exposition;
 pub mod histogram;
 pub mod names;
+pub mod parse;
 
 pub use exposition::{
     CONTENT_TYPE, MetricError, MetricKind, Registry, valid_label_name, valid_metric_name,

@@ -134,10 +134,14 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
     }
 }
 
-/// The role a request needs, or `None` for the public routes (`/health`, `/openapi.json`,
-/// `/docs…`). Paths are compared as the router sees them (undecoded).
+/// The role a request needs, or `None` for the public routes (`/health`, `/metrics`,
+/// `/openapi.json`, `/docs…`). Paths are compared as the router sees them (undecoded).
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
-    if path == "/health" || path == "/openapi.json" || path == "/docs" || path.starts_with("/docs/")
+    if path == "/health"
+        || path == "/metrics"
+        || path == "/openapi.json"
+        || path == "/docs"
+        || path.starts_with("/docs/")
     {
         return None;
     }

@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod health;
 mod keys;
+mod metrics;
 mod rate_limit;
 mod results;
 mod simulate;
@@ -53,6 +54,8 @@ pub struct AppState {
     event_hub: EventHub,
     /// Timing of `GET /ws`; set with [`AppState::with_event_stream`].
     event_stream: EventStreamOptions,
+    /// HTTP requests and latencies for `GET /metrics`.
+    http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ impl AppState {
             runtime: None,
             event_hub: EventHub::new(),
             event_stream: EventStreamOptions::default(),
+            http_metrics: Arc::default(),
         }
     }
 
@@ -111,6 +115,7 @@ impl AppState {
         results::results,
         results::leaderboard,
         health::health,
+        metrics::metrics,
         keys::create,
         keys::list,
         keys::revoke,
@@ -170,6 +175,7 @@ pub fn app(state: AppState) -> Router {
         .route("/results", get(results::results))
         .route("/results/leaderboard", get(results::leaderboard))
         .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/workflows", post(workflows::create).get(workflows::list))
         .route(
             "/workflows/{id}",
@@ -197,6 +203,11 @@ pub fn app(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        // Outside the guard, so refused requests (401, 403, 429) are counted too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
         .with_state(state)
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
