@@ -12,6 +12,7 @@ mod bench_workflows;
 mod commands;
 mod flow;
 mod flow_client;
+mod killswitch;
 mod simulation;
 mod ssrf;
 mod table;
@@ -181,6 +182,12 @@ enum Command {
         api: flow_client::ApiOptions,
         #[command(flatten)]
         args: flow_client::ApprovalsArgs,
+    },
+    /// The kill switch (global, per run, per job): engaged, it stops every order of `tradeloom
+    /// run` on this data dir.
+    Killswitch {
+        #[command(subcommand)]
+        command: killswitch::KillSwitchCommand,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -490,6 +497,7 @@ fn main() -> ExitCode {
             FlowCommand::Cancel(args) => flow_client::cancel(&api, &args),
             FlowCommand::Runs(args) => flow_client::runs(&api, &args),
         },
+        Command::Killswitch { command } => killswitch::run(&data_dir, command),
         Command::Approve { api, args } => flow_client::decide(&api, &args, true),
         Command::Reject { api, args } => flow_client::decide(&api, &args, false),
         Command::Approvals { api, args } => flow_client::approvals(&api, &args),

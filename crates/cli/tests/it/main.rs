@@ -7,6 +7,7 @@ mod commands;
 mod flow;
 mod flow_client;
 mod golden;
+mod killswitch;
 mod run;
 mod service;
 mod simulate;
