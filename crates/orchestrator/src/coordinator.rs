@@ -17,7 +17,7 @@ use tradeloom_store::{
 };
 
 use crate::error::OrchestratorError;
-use crate::plan::{Input, Plan, decision_output, expiry_timer, plan};
+use crate::plan::{Input, Plan, decision_output, expiry_timer, node_task, plan};
 use crate::signal::{Signal, approval_id};
 
 /// How often a transition is recomputed when other signals of the same run keep winning.
@@ -253,7 +253,7 @@ impl Coordinator {
 
     /// Enqueues tasks emitted by a committed transition. A failure is logged, not returned: the
     /// transition is committed, and [`Coordinator::recover`] re-emits queued nodes.
-    async fn emit(&self, tasks: Vec<NewTask>) {
+    pub(crate) async fn emit(&self, tasks: Vec<NewTask>) {
         for task in tasks {
             if let Err(e) = self.queue.enqueue(task).await {
                 tracing::error!(error = %e, "could not enqueue a workflow task; it is re-emitted on restart");
@@ -306,15 +306,7 @@ impl Coordinator {
             };
             match s.status {
                 NodeStatus::Queued | NodeStatus::Running => {
-                    let mut task = NewTask::new(
-                        crate::plan::pool_of(node.kind()),
-                        serde_json::json!({"run_id": run.id, "node_id": s.node_id, "attempt": s.attempts}),
-                    )
-                    .with_dedup_key(format!("{}/{}/{}", run.id, s.node_id, s.attempts));
-                    if let Some(at) = s.not_before {
-                        task = task.with_not_before(at);
-                    }
-                    tasks.push(task);
+                    tasks.push(node_task(&run.id, node, s.attempts, s.not_before));
                 }
                 NodeStatus::Waiting => {
                     let id = approval_id(&run.id, &s.node_id, s.attempts);

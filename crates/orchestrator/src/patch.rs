@@ -187,11 +187,7 @@ impl Coordinator {
             });
             match self.store().commit_transition(&transition).await {
                 Ok(TransitionOutcome::Applied { .. }) => {
-                    for task in tasks {
-                        if let Err(e) = self.queue().enqueue(task).await {
-                            tracing::error!(error = %e, "could not enqueue a workflow task; it is re-emitted on restart");
-                        }
-                    }
+                    self.emit(tasks).await;
                     self.notify().notify_waiters();
                     return Ok(PatchOutcome::Applied {
                         ir_version: version,

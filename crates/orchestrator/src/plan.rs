@@ -361,15 +361,8 @@ impl Planner<'_> {
     }
 
     fn task(&mut self, node: &IrNode, attempt: u32, not_before: Option<DateTime<Utc>>) {
-        let mut task = NewTask::new(
-            pool_of(node.kind()),
-            json!({"run_id": self.run.id, "node_id": node.id(), "attempt": attempt}),
-        )
-        .with_dedup_key(format!("{}/{}/{attempt}", self.run.id, node.id()));
-        if let Some(at) = not_before {
-            task = task.with_not_before(at);
-        }
-        self.tasks.push(task);
+        self.tasks
+            .push(node_task(&self.run.id, node, attempt, not_before));
     }
 
     /// Emits and skips until nothing changes: a skip can settle the needs of further nodes.
@@ -595,6 +588,25 @@ impl Planner<'_> {
 /// The queue pool of a node type.
 pub fn pool_of(kind: &NodeKind) -> &str {
     kind.type_name()
+}
+
+/// The task of attempt `attempt` of `node`, deduplicated per attempt so re-emitting it (after a
+/// restart) is harmless.
+pub fn node_task(
+    run_id: &str,
+    node: &IrNode,
+    attempt: u32,
+    not_before: Option<DateTime<Utc>>,
+) -> NewTask {
+    let task = NewTask::new(
+        pool_of(node.kind()),
+        json!({"run_id": run_id, "node_id": node.id(), "attempt": attempt}),
+    )
+    .with_dedup_key(format!("{run_id}/{}/{attempt}", node.id()));
+    match not_before {
+        Some(at) => task.with_not_before(at),
+        None => task,
+    }
 }
 
 /// The task that decides an approval with its default when it expires.
