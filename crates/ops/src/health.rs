@@ -1,0 +1,1 @@
+//! Meta health monitor (being written).

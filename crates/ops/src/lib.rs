@@ -1,0 +1,9 @@
+//! ops: the operator's view of a tradeloom installation — reconciliation (books recomputed from
+//! the journal's fills and compared with what was reported and stored) and the meta health
+//! monitor (five sensors, `rm_meta`, recovery actions).
+//!
+//! It sits above `runs` and `store` and below `server` and `cli`: both the API and the command
+//! line call the same functions.
+
+pub mod health;
+pub mod reconcile;

@@ -1,0 +1,1 @@
+//! Reconciliation (being written).
