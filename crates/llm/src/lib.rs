@@ -4,6 +4,7 @@
 //! trading state, the store or the engine: the agents crate builds on it.
 
 mod backoff;
+pub mod call_metrics;
 pub mod mock;
 mod openai;
 mod provider;

@@ -11,6 +11,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY
 use reqwest::{StatusCode, Url};
 
 use crate::backoff::{Backoff, parse_retry_after};
+use crate::call_metrics;
 use crate::provider::{LlmError, LlmProvider};
 use crate::types::{ChatRequest, ChatResponse, Role};
 use crate::wire::{RequestBody, ResponseBody};
@@ -303,6 +304,12 @@ impl LlmProvider for OpenAiProvider {
                     );
                     response.attempts = attempts;
                     response.latency = started.elapsed();
+                    call_metrics::record(
+                        &self.config.model,
+                        Ok(&response.usage),
+                        attempts,
+                        response.latency,
+                    );
                     return Ok(response);
                 }
                 Err(failure) => {
@@ -315,18 +322,22 @@ impl LlmProvider for OpenAiProvider {
                         error = %failure.error,
                         "chat completion attempt failed"
                     );
-                    if !failure.retryable {
-                        return Err(failure.error);
-                    }
-                    if attempts > self.config.max_retries {
-                        return Err(if attempts == 1 {
-                            failure.error
-                        } else {
+                    if !failure.retryable || attempts > self.config.max_retries {
+                        let error = if failure.retryable && attempts > 1 {
                             LlmError::RetriesExhausted {
                                 attempts,
                                 last: Box::new(failure.error),
                             }
-                        });
+                        } else {
+                            failure.error
+                        };
+                        call_metrics::record(
+                            &self.config.model,
+                            Err(&error),
+                            attempts,
+                            started.elapsed(),
+                        );
+                        return Err(error);
                     }
                     let wait = match failure.retry_after {
                         Some(requested) => self.backoff.capped(requested),

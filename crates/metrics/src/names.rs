@@ -115,20 +115,142 @@ pub const RUN_FINAL_EQUITY: MetricName = metric(
     &["run_id", "name", "currency"],
 );
 
-// ---- reserved ----------------------------------------------------------------------------------
-// Queue depth, LLM calls/tokens/errors/latency, kill switch state and health sensors are added
-// here (and to `ALL`) by the issues that export them; the dashboard test then accepts them.
+pub const RUN_INFO: MetricName = metric(
+    "tradeloom_run_info",
+    MetricKind::Gauge,
+    "1 per run folder, labelled with its name, strategy and status (metadata.json).",
+    &["run_id", "name", "strategy", "status"],
+);
+pub const RUN_ORDER_REJECTIONS_TOTAL: MetricName = metric(
+    "tradeloom_run_order_rejections_total",
+    MetricKind::Counter,
+    "Rejected orders of a run by rejection code, e.g. `risk.kill_switch` (journal `order_rejected`).",
+    &["run_id", "name", "code"],
+);
+pub const CONNECTIVITY_READY: MetricName = metric(
+    "tradeloom_connectivity_ready",
+    MetricKind::Gauge,
+    "1 if every required environment variable of a provider is set (connectivity_readiness.json of a run or job folder), else 0.",
+    &["run_id", "provider"],
+);
+pub const CONNECTIVITY_PROBE_UP: MetricName = metric(
+    "tradeloom_connectivity_probe_up",
+    MetricKind::Gauge,
+    "1 if the loopback probe of an endpoint succeeded (connectivity_probe.json of a run or job folder), else 0.",
+    &["run_id", "endpoint"],
+);
+pub const CONNECTIVITY_PROBE_LATENCY_SECONDS: MetricName = metric(
+    "tradeloom_connectivity_probe_latency_seconds",
+    MetricKind::Gauge,
+    "Round-trip time of the loopback probe of an endpoint (connectivity_probe.json), when it answered.",
+    &["run_id", "endpoint"],
+);
+
+// ---- operations: kill switch and meta health (files under the data dir) ----------------------
+
+pub const KILL_SWITCH_ENGAGED: MetricName = metric(
+    "tradeloom_kill_switch_engaged",
+    MetricKind::Gauge,
+    "1 while the kill switch of a scope (`global`, `run:<id>`, `job:<id>`) is engaged, else 0.",
+    &["scope"],
+);
+pub const HEALTH_RM_META: MetricName = metric(
+    "tradeloom_health_rm_meta",
+    MetricKind::Gauge,
+    "The meta health score rm_meta in [0, 1], the product of the five sensors (health/meta_health.json).",
+    &[],
+);
+pub const HEALTH_SENSOR: MetricName = metric(
+    "tradeloom_health_sensor",
+    MetricKind::Gauge,
+    "One meta health sensor in [0, 1] (m1_process, m2_heartbeat, m3_data_freshness, m4_control_plane, m5_coherence).",
+    &["sensor"],
+);
+pub const HEALTH_STATUS: MetricName = metric(
+    "tradeloom_health_status",
+    MetricKind::Gauge,
+    "1 for the current meta health status (GREEN, DEGRADED, CRITICAL, DEAD), 0 for the others.",
+    &["status"],
+);
+pub const HEALTH_CHECKED_TIMESTAMP_SECONDS: MetricName = metric(
+    "tradeloom_health_checked_timestamp_seconds",
+    MetricKind::Gauge,
+    "Unix time of the latest meta health check (its checked_at).",
+    &[],
+);
+
+// ---- the serving process: work queue and LLM calls -------------------------------------------
+
+pub const QUEUE_DEPTH: MetricName = metric(
+    "tradeloom_queue_depth",
+    MetricKind::Gauge,
+    "Tasks of a workflow queue pool waiting to be delivered (ready now or delayed).",
+    &["pool"],
+);
+pub const QUEUE_LEASED: MetricName = metric(
+    "tradeloom_queue_leased",
+    MetricKind::Gauge,
+    "Tasks of a workflow queue pool held by a worker under an unexpired lease.",
+    &["pool"],
+);
+pub const QUEUE_DEAD_LETTERS: MetricName = metric(
+    "tradeloom_queue_dead_letters",
+    MetricKind::Gauge,
+    "Tasks of a workflow queue pool given up on after their last attempt.",
+    &["pool"],
+);
+pub const LLM_REQUESTS_TOTAL: MetricName = metric(
+    "tradeloom_llm_requests_total",
+    MetricKind::Counter,
+    "Chat-completion calls of this process (retries included in one call), by model and outcome (ok, http_error, timeout, transport, decode, config).",
+    &["model", "outcome"],
+);
+pub const LLM_RETRIES_TOTAL: MetricName = metric(
+    "tradeloom_llm_retries_total",
+    MetricKind::Counter,
+    "HTTP attempts of chat-completion calls beyond the first, by model.",
+    &["model"],
+);
+pub const LLM_TOKENS_TOTAL: MetricName = metric(
+    "tradeloom_llm_tokens_total",
+    MetricKind::Counter,
+    "Tokens the provider reported for successful chat-completion calls, by model and kind (prompt, completion).",
+    &["model", "kind"],
+);
+pub const LLM_REQUEST_DURATION_SECONDS: MetricName = metric(
+    "tradeloom_llm_request_duration_seconds",
+    MetricKind::Histogram,
+    "Time of a chat-completion call including retries and back-off, by model.",
+    &["model"],
+);
 
 /// Every exported metric, sorted by name.
 pub const ALL: &[MetricName] = &[
+    CONNECTIVITY_PROBE_LATENCY_SECONDS,
+    CONNECTIVITY_PROBE_UP,
+    CONNECTIVITY_READY,
+    HEALTH_CHECKED_TIMESTAMP_SECONDS,
+    HEALTH_RM_META,
+    HEALTH_SENSOR,
+    HEALTH_STATUS,
     HTTP_REQUEST_DURATION_SECONDS,
     HTTP_REQUESTS_TOTAL,
     JOBS,
+    KILL_SWITCH_ENGAGED,
+    LLM_REQUEST_DURATION_SECONDS,
+    LLM_REQUESTS_TOTAL,
+    LLM_RETRIES_TOTAL,
+    LLM_TOKENS_TOTAL,
     MODEL_DAYS,
     PROCESS_UPTIME_SECONDS,
+    QUEUE_DEAD_LETTERS,
+    QUEUE_DEPTH,
+    QUEUE_LEASED,
     RUN_BARS_TOTAL,
     RUN_FILLS_TOTAL,
     RUN_FINAL_EQUITY,
+    RUN_INFO,
+    RUN_ORDER_REJECTIONS_TOTAL,
     RUN_ORDERS_TOTAL,
     RUN_REJECTED_ORDERS_TOTAL,
     RUNS,
