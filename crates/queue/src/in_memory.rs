@@ -192,6 +192,19 @@ impl Queue for InMemoryQueue {
         Ok(p.stats(now))
     }
 
+    async fn requeue_expired(&self, pool: &str) -> Result<usize, QueueError> {
+        validate_pool(pool)?;
+        let mut pools = self.inner.pools.lock().await;
+        let Some(p) = pools.get_mut(pool) else {
+            return Ok(0);
+        };
+        let reaped = p.reap(Instant::now(), self.inner.max_attempts);
+        if reaped > 0 {
+            p.notify.notify_waiters();
+        }
+        Ok(reaped)
+    }
+
     async fn dead_letters(&self, pool: &str) -> Result<Vec<DeadLetter>, QueueError> {
         validate_pool(pool)?;
         let mut pools = self.inner.pools.lock().await;
@@ -306,8 +319,10 @@ impl Pool {
         id
     }
 
-    /// Turns every lease that ran out by `now` back into a waiting task (or a dead letter).
-    fn reap(&mut self, now: Instant, max_attempts: Option<NonZeroU32>) {
+    /// Turns every lease that ran out by `now` back into a waiting task (or a dead letter);
+    /// returns how many.
+    fn reap(&mut self, now: Instant, max_attempts: Option<NonZeroU32>) -> usize {
+        let mut reaped = 0;
         while let Some(entry) = self.leased.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -315,7 +330,9 @@ impl Pool {
             let (expiry, id) = entry.remove_entry();
             tracing::debug!(pool = %self.name, task = %id, "lease expired; the task is deliverable again");
             self.release(id, expiry.0, DeadReason::LeaseExpired, max_attempts);
+            reaped += 1;
         }
+        reaped
     }
 
     /// Queues a task that just left `leased` to be deliverable at `due`, or dead-letters it if
@@ -577,6 +594,24 @@ mod tests {
         assert!(pool.take(now, "c", VIS).is_none());
         let due = pool.queued.first_key_value().unwrap().0.0;
         assert!(due > now + Duration::from_secs(3599) && due <= now + Duration::from_secs(3600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requeue_expired_frees_tasks_of_a_dead_consumer_at_once() {
+        let q = InMemoryQueue::new();
+        q.enqueue(NewTask::new("p", json!("a"))).await.unwrap();
+        q.enqueue(NewTask::new("p", json!("b"))).await.unwrap();
+        let lease = q.dequeue("p", "dead", VIS, Duration::ZERO).await.unwrap();
+        assert!(lease.is_some());
+        // Still leased: nothing to requeue; a pool never used has nothing either.
+        assert_eq!(q.requeue_expired("p").await.unwrap(), 0);
+        assert_eq!(q.requeue_expired("unused").await.unwrap(), 0);
+        tokio::time::advance(VIS + Duration::from_millis(1)).await;
+        assert_eq!(q.requeue_expired("p").await.unwrap(), 1);
+        assert_eq!(q.requeue_expired("p").await.unwrap(), 0);
+        let stats = q.stats("p").await.unwrap();
+        assert_eq!((stats.ready, stats.leased), (2, 0));
+        assert!(q.requeue_expired("bad pool").await.is_err());
     }
 
     #[test]

@@ -92,6 +92,15 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
 
     /// The tasks of `pool` given up on after the maximum number of attempts, oldest first.
     async fn dead_letters(&self, pool: &str) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Makes the tasks of `pool` whose lease has run out deliverable again now (or
+    /// dead-letters them after their last attempt) rather than when a consumer next asks, and
+    /// wakes waiting consumers; returns how many. The health monitor's "requeue stuck tasks"
+    /// action. An implementation whose leases expire on their own returns 0.
+    async fn requeue_expired(&self, pool: &str) -> Result<usize, QueueError> {
+        validate_pool(pool)?;
+        Ok(0)
+    }
 }
 
 /// Checks a pool name: 1 to [`MAX_POOL_NAME_LEN`] bytes of ASCII letters, digits and `_.:-`, so
