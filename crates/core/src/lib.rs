@@ -22,6 +22,7 @@ pub mod price;
 pub mod quantity;
 pub mod symbol;
 pub mod time;
+pub mod trace;
 
 pub use account::{Account, AccountKind};
 pub use bar::{Bar, BarError};
@@ -40,3 +41,4 @@ pub use price::Price;
 pub use quantity::{Quantity, SignedQuantity};
 pub use symbol::Symbol;
 pub use time::UnixNanos;
+pub use trace::{is_trace_id, trace_id};

@@ -44,7 +44,7 @@ pub const BLOCKED_V4: &[BlockedRange] = &[
     v4(0, 0, 0, 0, 8, "unspecified / this network"),
     v4(10, 0, 0, 0, 8, "private"),
     v4(100, 64, 0, 0, 10, "CGNAT shared address space"),
-    v4(127, 0, 0, 0, 8, "loopback"),
+    v4(127, 0, 0, 0, 8, LOOPBACK),
     v4(169, 254, 0, 0, 16, "link-local"),
     v4(172, 16, 0, 0, 12, "private"),
     v4(192, 0, 0, 0, 24, "IETF protocol assignments"),
@@ -63,7 +63,7 @@ pub const BLOCKED_V4: &[BlockedRange] = &[
 /// `2002::/16` are handled by [`blocked_range`] before this table: they embed an IPv4 address.
 pub const BLOCKED_V6: &[BlockedRange] = &[
     v6([0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified"),
-    v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback"),
+    v6([0, 0, 0, 0, 0, 0, 0, 1], 128, LOOPBACK),
     v6(
         [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254],
         128,
@@ -165,6 +165,18 @@ pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<(Embedding, Ipv4Addr)> {
     }
 }
 
+/// The name of the loopback ranges (`127.0.0.0/8`, `::1`).
+pub const LOOPBACK: &str = "loopback";
+
+/// Whether a socket to `ip` stays on this host: a loopback address, or the IPv4-mapped IPv6
+/// form of one. The other IPv6 forms carrying `127.x` (compatible, NAT64, 6to4) are refused by
+/// the guard like loopback but would be routed elsewhere, so they are not loopback here.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    blocked_range(ip).is_some_and(|b| {
+        b.range.name == LOOPBACK && matches!(b.embedded, None | Some((Embedding::Mapped, _)))
+    })
+}
+
 /// The blocked range `ip` falls in, or `None` if the guard lets it through.
 pub fn blocked_range(ip: IpAddr) -> Option<AddressBlock> {
     match ip {
@@ -207,6 +219,26 @@ mod tests {
 
     fn name_of(text: &str) -> Option<&'static str> {
         blocked_range(text.parse().unwrap()).map(|b| b.range.name)
+    }
+
+    #[test]
+    fn loopback_addresses() {
+        for yes in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(yes.parse().unwrap()), "{yes}");
+        }
+        for no in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "8.8.8.8",
+            "::",
+            "0.0.0.0",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+            "fe80::1",
+        ] {
+            assert!(!is_loopback(no.parse().unwrap()), "{no}");
+        }
     }
 
     #[test]

@@ -8,12 +8,16 @@
 //! response's size and time. [`SsrfPolicy`] holds the exceptions (for tests and local services)
 //! and the bounds.
 //!
+//! [`connectivity`] records which environment variables the providers of a run or job need
+//! (set or not, never their values) and probes the endpoints that are on this host.
+//!
 //! It knows nothing of workflows, agents or the store; it must not depend on them.
 
 pub mod address;
 mod check;
 mod cidr;
 mod client;
+pub mod connectivity;
 mod error;
 mod host;
 mod policy;
