@@ -1,1 +1,99 @@
-//! Meta health monitor (being written).
+//! The meta health monitor: five sensors in [0, 1] over the processes, heartbeats, data feeds,
+//! control plane and data coherence of one data dir, their product `rm_meta`, a status
+//! (GREEN > 0.8 ≥ DEGRADED > 0.5 ≥ CRITICAL > 0.2 ≥ DEAD), and rate-limited recovery actions.
+//!
+//! One check is [`observe`] (files, processes, store, API, queue — the I/O) followed by
+//! [`evaluate`] (a pure function of the observations and `now`), then [`record`]
+//! (`meta_health.json`, `history.jsonl`) and the [`Recovery`] actions. `tradeloom health` runs
+//! one check or a loop of them; `tradeloom serve` runs the loop in-process, writes heartbeats
+//! for its roles and serves the latest report at `GET /health/meta`.
+//!
+//! Files under `<data_dir>/health/`: `meta_health.json`, `history.jsonl` (+ `history.1.jsonl`),
+//! `actions.jsonl`, `heartbeats/<role>.json`. The config is `<data_dir>/health.yaml`
+//! ([`HealthConfig`]).
+
+mod config;
+mod files;
+mod heartbeat;
+mod observe;
+mod recovery;
+mod report;
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+pub use config::{
+    CONFIG_FILE, DEFAULT_DEAD_AFTER, DEFAULT_STALE_AFTER, FeedConfig, HealthConfig, parse_duration,
+};
+pub use files::{
+    HISTORY_MAX_LINES, HistoryEntry, health_dir, history, history_path, latest, meta_health_path,
+    record,
+};
+pub use heartbeat::{
+    Heartbeat, heartbeat_dir, heartbeat_path, pid_alive, read_heartbeat, remove_heartbeat,
+    write_heartbeat, write_heartbeat_now,
+};
+pub use observe::{
+    Environment, PROBE_TIMEOUT, QueueAccess, StoreAccess, newest_modification, observe,
+};
+pub use recovery::{
+    ActionRecord, ENGAGE_KILL_SWITCH, LoopGroup, Permit, REQUEUE_STUCK_TASKS, RESTART_WORKER_POOL,
+    RateLimit, Recovery, RequeueFuture, SUPPRESSED, Supervisor, actions_path,
+};
+pub use report::{
+    Details, FEED_DEAD, FEED_FRESH, FEED_STALE, FeedDetail, FeedSeen, HEARTBEAT_DEAD_SECS,
+    HEARTBEAT_SLOW_SECS, HealthReport, HeartbeatSeen, Observations, Probe, RoleDetail, Sensors,
+    Status, evaluate, feed_state, heartbeat_score, rfc3339,
+};
+
+/// A health monitor failure: a bad config (where and what), or a file that cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// `place` is `file[:line[:column]]`; `message` names the field.
+    #[error("{place}: {message}")]
+    Config { place: String, message: String },
+    #[error("{}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+}
+
+/// Observes and evaluates once, at the time the observations were complete.
+pub async fn check(config: &HealthConfig, env: &Environment) -> HealthReport {
+    let observations = observe(config, env).await;
+    evaluate(config, &observations, Utc::now())
+}
+
+/// What one monitor cycle did.
+#[derive(Clone, Debug)]
+pub struct Cycle {
+    pub report: HealthReport,
+    /// Recovery actions journaled in this cycle (suppressions are in the journal only).
+    pub actions: Vec<ActionRecord>,
+}
+
+/// One cycle of the monitor: check, record, then recovery — requeue expired leases and restart
+/// finished worker loops of `supervisor` (if this process has one), engage the global kill
+/// switch on failed coherence.
+pub async fn cycle(
+    config: &HealthConfig,
+    env: &Environment,
+    supervisor: Option<&dyn Supervisor>,
+    recovery: &Recovery,
+) -> Result<Cycle, HealthError> {
+    let report = check(config, env).await;
+    record(&env.data_dir, &report)?;
+    let now = Utc::now();
+    let mut actions = Vec::new();
+    if let Some(supervisor) = supervisor {
+        actions.extend(recovery.supervise(supervisor, now).await?);
+    }
+    if let Some(a) = recovery.engage_kill_switch_if_incoherent(&report, now)? {
+        actions.push(a);
+    }
+    Ok(Cycle { report, actions })
+}
+
+/// The config of `data_dir` (`health.yaml`), for callers that hold only the path.
+pub fn load_config(data_dir: &Path) -> Result<HealthConfig, HealthError> {
+    HealthConfig::load(data_dir)
+}

@@ -1,0 +1,385 @@
+//! `<data_dir>/health.yaml`: which roles must be alive, which feeds must stay fresh, and where
+//! the API answers.
+//!
+//! ```yaml
+//! roles: [api, coordinator, workers]      # M1 process, M2 heartbeat; optional
+//! feeds:                                  # M3; optional
+//!   - name: prices
+//!     path: feeds/prices.csv              # relative to the data dir: a file or a directory
+//!     stale_after: 30s                    # defaults 30s / 120s
+//!     dead_after: 120s
+//! api: http://127.0.0.1:8080              # optional; M4 checks GET {api}/health
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::HealthError;
+
+/// The config's file name under the data dir.
+pub const CONFIG_FILE: &str = "health.yaml";
+
+/// A feed older than this is stale (the reference's 30 s) unless its `stale_after` says other.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// A feed older than this is dead (the reference's 120 s) unless its `dead_after` says other.
+pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(120);
+
+/// The monitor's configuration. [`HealthConfig::default`] (no file) expects no role and no feed
+/// and probes no API: only the store and the data dir's files are checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Roles whose heartbeat files must be fresh and whose processes must be alive.
+    pub roles: Vec<String>,
+    pub feeds: Vec<FeedConfig>,
+    /// Base URL of the API (`http://` on a loopback address); M4 asks `GET {api}/health`.
+    pub api: Option<String>,
+}
+
+/// One data feed of M3.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedConfig {
+    pub name: String,
+    /// As written: relative to the data dir (or absolute). A file's modification time, or for
+    /// a directory the newest modification time of the files directly in it.
+    pub path: PathBuf,
+    /// Older than this (strictly) is stale.
+    pub stale_after: Duration,
+    /// Older than this (strictly) is dead; longer than `stale_after`.
+    pub dead_after: Duration,
+}
+
+impl FeedConfig {
+    /// The feed's path on disk.
+    pub fn resolve(&self, data_dir: &Path) -> PathBuf {
+        data_dir.join(&self.path)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    feeds: Vec<RawFeed>,
+    #[serde(default)]
+    api: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    name: String,
+    path: PathBuf,
+    #[serde(default)]
+    stale_after: Option<String>,
+    #[serde(default)]
+    dead_after: Option<String>,
+}
+
+impl HealthConfig {
+    /// Reads `<data_dir>/health.yaml`; no file is the default config.
+    pub fn load(data_dir: &Path) -> Result<Self, HealthError> {
+        let path = data_dir.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(HealthError::Config {
+                place: path.display().to_string(),
+                message: format!("cannot read it: {e}"),
+            }),
+        }
+    }
+
+    /// Parses config text; errors name `file:line[:column]` and the field.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, HealthError> {
+        let origin_text = origin.display().to_string();
+        // An empty file (or only comments) is the default config.
+        if text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        }) {
+            return Ok(Self::default());
+        }
+        let raw: RawConfig = yaml_serde::from_str(text).map_err(|e| {
+            let line_column = e.location().map(|l| (l.line(), l.column()));
+            let (place, message) =
+                tradeloom_core::locate_error(&origin_text, e.to_string(), line_column);
+            HealthError::Config { place, message }
+        })?;
+        let place = |key: &str, value: Option<&str>| match line_of(text, key, value) {
+            Some(line) => format!("{origin_text}:{line}"),
+            None => origin_text.clone(),
+        };
+        let mut feeds: Vec<FeedConfig> = Vec::with_capacity(raw.feeds.len());
+        for (i, f) in raw.feeds.into_iter().enumerate() {
+            let name = f.name.trim().to_string();
+            if name.is_empty() {
+                return Err(HealthError::Config {
+                    place: place("name", None),
+                    message: format!("feeds[{i}].name: must not be empty"),
+                });
+            }
+            if feeds.iter().any(|g| g.name == name) {
+                return Err(HealthError::Config {
+                    place: place("name", Some(&name)),
+                    message: format!(
+                        "feeds[{i}].name: feed `{name}` is listed twice; feed names must be unique"
+                    ),
+                });
+            }
+            if f.path.as_os_str().is_empty() {
+                return Err(HealthError::Config {
+                    place: place("path", None),
+                    message: format!("feeds[{i}].path: must not be empty"),
+                });
+            }
+            let duration = |key: &str, text: &Option<String>, default: Duration| match text {
+                None => Ok(default),
+                Some(t) => parse_duration(t).map_err(|message| HealthError::Config {
+                    place: place(key, Some(t)),
+                    message: format!("feeds[{i}].{key}: {message}"),
+                }),
+            };
+            let stale_after = duration("stale_after", &f.stale_after, DEFAULT_STALE_AFTER)?;
+            let dead_after = duration("dead_after", &f.dead_after, DEFAULT_DEAD_AFTER)?;
+            if dead_after <= stale_after {
+                return Err(HealthError::Config {
+                    place: place("dead_after", None),
+                    message: format!(
+                        "feeds[{i}].dead_after: {} must be longer than stale_after {} (feed `{name}`)",
+                        show(dead_after),
+                        show(stale_after)
+                    ),
+                });
+            }
+            feeds.push(FeedConfig {
+                name,
+                path: f.path,
+                stale_after,
+                dead_after,
+            });
+        }
+        let mut roles: Vec<String> = Vec::with_capacity(raw.roles.len());
+        for role in raw.roles {
+            check_role(&role).map_err(|message| HealthError::Config {
+                place: place("roles", None),
+                message: format!("roles: {message}"),
+            })?;
+            if roles.contains(&role) {
+                return Err(HealthError::Config {
+                    place: place("roles", None),
+                    message: format!("roles: `{role}` is listed twice"),
+                });
+            }
+            roles.push(role);
+        }
+        let api = match raw.api {
+            None => None,
+            Some(url) => {
+                check_api_url(&url).map_err(|message| HealthError::Config {
+                    place: place("api", None),
+                    message: format!("api: {message}"),
+                })?;
+                Some(url.trim_end_matches('/').to_string())
+            }
+        };
+        Ok(Self { roles, feeds, api })
+    }
+}
+
+fn show(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The 1-based line of the first line that mentions `key:` (and `value`, if given).
+fn line_of(text: &str, key: &str, value: Option<&str>) -> Option<usize> {
+    let pattern = format!("{key}:");
+    let hit = |line: &str| line.contains(&pattern) && value.is_none_or(|v| line.contains(v));
+    text.lines().position(hit).map(|i| i + 1)
+}
+
+/// Parses `30s`, `2m`, `1h30m`, `500ms`: integer parts with units ms, s, m, h, summed; zero is
+/// an error.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || {
+        format!(
+            "invalid duration `{text}`; expected a number and a unit (ms, s, m, h), like `30s`, `2m` or `500ms`"
+        )
+    };
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total_ms: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let amount: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let unit_ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_len..];
+        total_ms = amount
+            .checked_mul(unit_ms)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(|| format!("duration `{text}` is too long"))?;
+    }
+    if total_ms == 0 {
+        return Err(format!("duration `{text}` must be longer than zero"));
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+fn check_role(role: &str) -> Result<(), String> {
+    let ok = !role.is_empty()
+        && role.len() <= 64
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid role `{role}`: use lowercase letters, digits, `_` and `-` (the roles `tradeloom serve` runs are api, coordinator, workers, scheduler)"
+        ))
+    }
+}
+
+/// The API probe only goes over loopback: `http://127.0.0.1:PORT`, `http://localhost:PORT` or
+/// `http://[::1]:PORT`.
+fn check_api_url(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!("invalid api `{url}`: expected an http:// URL on a loopback address, like http://127.0.0.1:8080")
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(format!(
+            "invalid api `{url}`: the health probe only reaches loopback addresses (127.0.0.1, localhost, [::1])"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HealthConfig, String> {
+        HealthConfig::parse(text, Path::new("/d/health.yaml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn full_config_and_defaults() {
+        let c = parse(
+            "roles: [api, coordinator, workers]\nfeeds:\n  - name: prices\n    path: feeds/prices.csv\n    stale_after: 1s\n    dead_after: 2s\n  - name: news\n    path: feeds/news\napi: http://127.0.0.1:8080/\n",
+        )
+        .unwrap();
+        assert_eq!(c.roles, ["api", "coordinator", "workers"]);
+        assert_eq!(c.feeds[0].stale_after, Duration::from_secs(1));
+        assert_eq!(c.feeds[0].dead_after, Duration::from_secs(2));
+        assert_eq!(c.feeds[1].stale_after, DEFAULT_STALE_AFTER);
+        assert_eq!(c.feeds[1].dead_after, DEFAULT_DEAD_AFTER);
+        assert_eq!(c.api.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(parse("# nothing\n\n").unwrap(), HealthConfig::default());
+    }
+
+    #[test]
+    fn missing_file_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            HealthConfig::load(dir.path()).unwrap(),
+            HealthConfig::default()
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_file_line_and_field() {
+        let cases: [(&str, &[&str]); 9] = [
+            (
+                "roles: [api]\nfeeds:\n  - name: prices\n    path: p.csv\n    stale: 1s\n",
+                &["/d/health.yaml:5:", "unknown field `stale`"],
+            ),
+            (
+                "feeds:\n  - name: prices\n    path: p.csv\n    stale_after: soon\n",
+                &["/d/health.yaml:4:", "invalid duration `soon`"],
+            ),
+            (
+                "feeds:\n  - name: prices\n    path: p.csv\n    stale_after: 0s\n",
+                &["/d/health.yaml:4:", "must be longer than zero"],
+            ),
+            (
+                "feeds:\n  - name: prices\n    path: p.csv\n    stale_after: 30s\n    dead_after: 30s\n",
+                &[
+                    "/d/health.yaml:5:",
+                    "feeds[0].dead_after: 30s must be longer than stale_after 30s",
+                ],
+            ),
+            (
+                "feeds:\n  - name: a\n    path: a.csv\n  - name: a\n    path: b.csv\n",
+                &["/d/health.yaml:2:", "feeds[1].name", "listed twice"],
+            ),
+            (
+                "feeds:\n  - path: a.csv\n",
+                &["/d/health.yaml:2:", "missing field `name`"],
+            ),
+            (
+                "roles: [api, Workers]\n",
+                &["/d/health.yaml:1:", "invalid role `Workers`"],
+            ),
+            (
+                "api: http://example.com:8080\n",
+                &["/d/health.yaml:1:", "only reaches loopback"],
+            ),
+            (
+                "api: https://127.0.0.1:8080\n",
+                &["/d/health.yaml:1:", "expected an http:// URL"],
+            ),
+        ];
+        for (text, wanted) in cases {
+            let err = parse(text).unwrap_err();
+            for w in wanted {
+                assert!(err.contains(w), "{text:?}: `{err}` lacks `{w}`");
+            }
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "5", "s", "5 s", "5d", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

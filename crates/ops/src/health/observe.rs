@@ -1,0 +1,412 @@
+//! Gathering [`Observations`]: heartbeat files and their processes, feed modification times,
+//! the store, the API and the queue, and the coherence checks. Everything with a clock or a
+//! socket is here; [`super::evaluate`] turns the result into a report.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tradeloom_store::{JobStatus, ModelDayStatus, NodeStatus, RunStatus, Store};
+
+use super::config::HealthConfig;
+use super::files::meta_health_path;
+use super::heartbeat::{heartbeat_dir, observe_heartbeat, read_heartbeat};
+use super::report::{FeedSeen, HealthReport, Observations, Probe, Status};
+
+/// How long a store or API probe may take before it counts as failed.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How the store is reached.
+#[derive(Clone, Debug)]
+pub enum StoreAccess {
+    /// A store this process has open (`tradeloom serve`): a trivial query through it.
+    Shared(Arc<dyn Store>),
+    /// Open it (a SQLite path or a `postgres://` URL), then a trivial query.
+    Location(String),
+}
+
+/// How the queue's reachability is known.
+#[derive(Clone, Debug)]
+pub enum QueueAccess {
+    /// The embedded queue lives in the `serve` process: reachable when its API is (the
+    /// `queue` check copies the `api` check; none without an `api` in the config).
+    ViaApi,
+    /// Checked by the caller (the serve process asks its queue directly).
+    Checked(Probe),
+}
+
+/// Where and how to look.
+#[derive(Clone, Debug)]
+pub struct Environment {
+    pub data_dir: std::path::PathBuf,
+    pub store: StoreAccess,
+    pub queue: QueueAccess,
+}
+
+/// Gathers every observation `config` asks for.
+pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
+    let data_dir = env.data_dir.as_path();
+    let heartbeats = config
+        .roles
+        .iter()
+        .map(|role| (role.clone(), observe_heartbeat(data_dir, role)))
+        .collect();
+    let feeds = config
+        .feeds
+        .iter()
+        .map(|f| FeedSeen {
+            name: f.name.clone(),
+            modified: newest_modification(&f.resolve(data_dir)),
+        })
+        .collect();
+
+    let mut control_plane = BTreeMap::new();
+    let store = match reach_store(&env.store).await {
+        Ok(store) => {
+            control_plane.insert("store".to_string(), Probe::ok());
+            Some(store)
+        }
+        Err(e) => {
+            control_plane.insert("store".to_string(), Probe::failed(e));
+            None
+        }
+    };
+    let api = match &config.api {
+        Some(url) => Some(probe_api(url).await),
+        None => None,
+    };
+    match (&env.queue, &api) {
+        (QueueAccess::Checked(p), _) => {
+            control_plane.insert("queue".to_string(), p.clone());
+        }
+        (QueueAccess::ViaApi, Some(api)) => {
+            let probe = if api.ok {
+                Probe::ok()
+            } else {
+                Probe::failed(format!(
+                    "the embedded queue lives in the serve process, whose API is unreachable: {}",
+                    api.error.as_deref().unwrap_or("failed")
+                ))
+            };
+            control_plane.insert("queue".to_string(), probe);
+        }
+        (QueueAccess::ViaApi, None) => {}
+    }
+    if let Some(api) = api {
+        control_plane.insert("api".to_string(), api);
+    }
+
+    let mut coherence = BTreeMap::new();
+    coherence.insert("kill_switch".to_string(), kill_switch_check(data_dir));
+    if let Some(store) = &store {
+        coherence.insert("store_enums".to_string(), store_enums_check(store).await);
+    }
+    coherence.insert("meta_files".to_string(), meta_files_check(data_dir));
+    Observations {
+        heartbeats,
+        feeds,
+        control_plane,
+        coherence,
+    }
+}
+
+/// A file's modification time, or the newest of the files directly in a directory.
+pub fn newest_modification(path: &Path) -> Result<DateTime<Utc>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let modified = |m: &std::fs::Metadata| {
+        m.modified()
+            .map(DateTime::<Utc>::from)
+            .map_err(|e| format!("{}: no modification time: {e}", path.display()))
+    };
+    if !meta.is_dir() {
+        return modified(&meta);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut newest: Option<DateTime<Utc>> = None;
+    for entry in entries.flatten() {
+        if let Ok(m) = entry.metadata()
+            && m.is_file()
+            && let Ok(t) = modified(&m)
+        {
+            newest = Some(newest.map_or(t, |n| n.max(t)));
+        }
+    }
+    newest.ok_or_else(|| format!("{}: the directory has no files", path.display()))
+}
+
+async fn reach_store(access: &StoreAccess) -> Result<Arc<dyn Store>, String> {
+    let store = match access {
+        StoreAccess::Shared(store) => store.clone(),
+        StoreAccess::Location(location) => {
+            if let Ok(tradeloom_store::Location::Sqlite(path)) =
+                tradeloom_store::Location::parse(location)
+                && !path.exists()
+            {
+                // Opening would create an empty database and report a healthy store.
+                return Err(format!(
+                    "no store at {} (start `tradeloom serve` or run `tradeloom db migrate`)",
+                    path.display()
+                ));
+            }
+            match tokio::time::timeout(PROBE_TIMEOUT, tradeloom_store::open_store(location)).await {
+                Ok(Ok(store)) => store,
+                Ok(Err(e)) => return Err(format!("cannot open the store at {location}: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "opening the store at {location} took longer than {} s",
+                        PROBE_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, store.health()).await {
+        Ok(Ok(())) => Ok(store),
+        Ok(Err(e)) => Err(format!("store query failed: {e}")),
+        Err(_) => Err(format!(
+            "the store did not answer within {} s",
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Err: another provider is already the default, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// `GET {api}/health` over loopback: any answer but a 5xx is reachable.
+async fn probe_api(base: &str) -> Probe {
+    install_crypto_provider();
+    let url = format!("{base}/health");
+    let client = match reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return Probe::failed(format!("GET {url}: {e}")),
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_server_error() => {
+            Probe::failed(format!("GET {url}: HTTP {}", r.status()))
+        }
+        Ok(_) => Probe::ok(),
+        Err(e) => Probe::failed(format!("GET {url}: {e}")),
+    }
+}
+
+fn kill_switch_check(data_dir: &Path) -> Probe {
+    match tradeloom_safety::KillSwitch::open(data_dir).and_then(|k| k.status()) {
+        Ok(_) => Probe::ok(),
+        Err(e) => Probe::failed(e.to_string()),
+    }
+}
+
+async fn store_enums_check(store: &Arc<dyn Store>) -> Probe {
+    let counts = match tokio::time::timeout(PROBE_TIMEOUT, store.status_counts()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Probe::failed(format!("counting rows by status: {e}")),
+        Err(_) => return Probe::failed("counting rows by status timed out"),
+    };
+    let mut bad = Vec::new();
+    let mut check = |table: &str, rows: &[(String, u64)], valid: &dyn Fn(&str) -> bool| {
+        for (status, n) in rows {
+            if !valid(status) {
+                bad.push(format!("{table}: {n} rows with status `{status}`"));
+            }
+        }
+    };
+    check("jobs", &counts.jobs, &|s| JobStatus::from_str(s).is_ok());
+    check("model-days", &counts.model_days, &|s| {
+        ModelDayStatus::from_str(s).is_ok()
+    });
+    check("workflow runs", &counts.workflow_runs, &|s| {
+        RunStatus::from_str(s).is_ok()
+    });
+    check("workflow nodes", &counts.workflow_nodes, &|s| {
+        NodeStatus::from_str(s).is_ok()
+    });
+    if bad.is_empty() {
+        Probe::ok()
+    } else {
+        Probe::failed(format!("invalid statuses in the store: {}", bad.join("; ")))
+    }
+}
+
+/// The monitor's own files make sense: every heartbeat file parses and names its role, and the
+/// last report (if any) has sensors in [0, 1] whose product and status match it.
+fn meta_files_check(data_dir: &Path) -> Probe {
+    let mut problems = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(heartbeat_dir(data_dir)) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Err(e) = read_heartbeat(&path)
+            {
+                problems.push(e);
+            }
+        }
+    }
+    let path = meta_health_path(data_dir);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        match serde_json::from_str::<HealthReport>(&text) {
+            Ok(r) => {
+                let named = r.sensors.named();
+                for (name, v) in named {
+                    if !(0.0..=1.0).contains(&v) {
+                        problems.push(format!(
+                            "{}: {name} = {v} is outside [0, 1]",
+                            path.display()
+                        ));
+                    }
+                }
+                if (r.sensors.rm_meta() - r.rm_meta).abs() > 1e-9 {
+                    problems.push(format!(
+                        "{}: rm_meta {} is not the product of its sensors ({})",
+                        path.display(),
+                        r.rm_meta,
+                        r.sensors.rm_meta()
+                    ));
+                } else if Status::of(r.rm_meta) != r.status {
+                    problems.push(format!(
+                        "{}: status {} does not match rm_meta {}",
+                        path.display(),
+                        r.status,
+                        r.rm_meta
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if problems.is_empty() {
+        Probe::ok()
+    } else {
+        Probe::failed(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::config::FeedConfig;
+    use crate::health::heartbeat::write_heartbeat;
+
+    fn env(dir: &Path) -> Environment {
+        Environment {
+            data_dir: dir.to_path_buf(),
+            store: StoreAccess::Location(dir.join("tradeloom.db").display().to_string()),
+            queue: QueueAccess::ViaApi,
+        }
+    }
+
+    #[tokio::test]
+    async fn real_files_store_and_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let config = HealthConfig {
+            roles: vec!["api".into(), "workers".into()],
+            feeds: vec![
+                FeedConfig {
+                    name: "prices".into(),
+                    path: "feeds/prices.csv".into(),
+                    stale_after: Duration::from_secs(30),
+                    dead_after: Duration::from_secs(120),
+                },
+                FeedConfig {
+                    name: "news".into(),
+                    path: "feeds/news".into(),
+                    stale_after: Duration::from_secs(30),
+                    dead_after: Duration::from_secs(120),
+                },
+            ],
+            api: None,
+        };
+        // Nothing there yet: no store, no feeds, no heartbeats.
+        let obs = observe(&config, &env(d)).await;
+        assert!(!obs.control_plane["store"].ok);
+        assert!(
+            obs.control_plane["store"]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("no store at")
+        );
+        assert!(
+            !d.join("tradeloom.db").exists(),
+            "the check created no store"
+        );
+        assert!(obs.feeds.iter().all(|f| f.modified.is_err()));
+        assert!(obs.coherence["kill_switch"].ok);
+        assert!(!obs.coherence.contains_key("store_enums"));
+
+        // Now a store, one heartbeat, the feed file and a directory feed.
+        tradeloom_store::db_migrate(&d.join("tradeloom.db").display().to_string())
+            .await
+            .unwrap();
+        write_heartbeat(d, "api", Utc::now()).unwrap();
+        std::fs::create_dir_all(d.join("feeds/news")).unwrap();
+        std::fs::write(d.join("feeds/prices.csv"), "t,p\n").unwrap();
+        std::fs::write(d.join("feeds/news/a.jsonl"), "{}\n").unwrap();
+        let obs = observe(&config, &env(d)).await;
+        assert!(obs.control_plane["store"].ok, "{:?}", obs.control_plane);
+        assert!(obs.coherence["store_enums"].ok, "{:?}", obs.coherence);
+        assert!(obs.coherence["meta_files"].ok, "{:?}", obs.coherence);
+        assert!(
+            obs.feeds.iter().all(|f| f.modified.is_ok()),
+            "{:?}",
+            obs.feeds
+        );
+        assert!(matches!(
+            obs.heartbeats["api"],
+            crate::health::HeartbeatSeen::Beat { alive: true, .. }
+        ));
+        assert_eq!(
+            obs.heartbeats["workers"],
+            crate::health::HeartbeatSeen::Missing
+        );
+
+        // A corrupt kill switch state and a heartbeat of the wrong role are incoherent.
+        std::fs::write(d.join("killswitch/global.state.json"), "{oops").unwrap();
+        std::fs::write(
+            heartbeat_dir(d).join("workers.json"),
+            r#"{"role":"api","pid":1,"at":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let obs = observe(&config, &env(d)).await;
+        assert!(!obs.coherence["kill_switch"].ok);
+        assert!(!obs.coherence["meta_files"].ok);
+    }
+
+    #[tokio::test]
+    async fn api_probe_and_queue_via_api() {
+        let dir = tempfile::tempdir().unwrap();
+        // A port nobody listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = HealthConfig {
+            api: Some(format!("http://127.0.0.1:{port}")),
+            ..HealthConfig::default()
+        };
+        let obs = observe(&config, &env(dir.path())).await;
+        assert!(!obs.control_plane["api"].ok);
+        assert!(!obs.control_plane["queue"].ok);
+        assert!(
+            obs.control_plane["queue"]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("embedded queue")
+        );
+    }
+}
