@@ -101,6 +101,16 @@ pub enum Event {
         reason: KillReason,
         detail: String,
     },
+    /// An engaged kill switch asks for positions to be flattened: the engine submits market
+    /// order `order_id` closing the position in `symbol` (net `quantity` before it). It is the
+    /// only kind of order accepted while the kill switch is engaged.
+    KillSwitchLiquidation {
+        ts: UnixNanos,
+        order_id: OrderId,
+        symbol: Symbol,
+        quantity: SignedQuantity,
+        detail: String,
+    },
     /// The operator's kill switch was released: new orders pass pre-trade risk again (a
     /// `max_drawdown` halt stays).
     KillSwitchReleased {
@@ -131,6 +141,7 @@ impl Event {
             | Event::PositionChanged { ts, .. }
             | Event::RiskLimitBreached { ts, .. }
             | Event::KillSwitchEngaged { ts, .. }
+            | Event::KillSwitchLiquidation { ts, .. }
             | Event::KillSwitchReleased { ts }
             | Event::RunFinished { ts, .. } => *ts,
         }

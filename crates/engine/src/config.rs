@@ -61,6 +61,20 @@ pub struct RiskConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<DecimalSchema>")]
     pub max_drawdown_pct: Option<Decimal>,
+    /// How the run reacts to an engaged kill switch (`{flatten: true}`: close every position
+    /// with market orders on any engagement, even one that did not ask for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_switch: Option<KillSwitchConfig>,
+}
+
+/// `risk.kill_switch:` in a run spec.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KillSwitchConfig {
+    /// Flatten positions whenever a kill switch covering the run is engaged (default false:
+    /// only when the engagement asks for it, `killswitch engage --flatten`).
+    #[serde(default)]
+    pub flatten: bool,
 }
 
 /// How slippage moves a fill price against the order.

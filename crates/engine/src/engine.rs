@@ -57,6 +57,8 @@ struct Working {
     order: Order,
     submitted_ts: UnixNanos,
     filled_notional: i128,
+    /// Submitted by the engine to flatten a position for an engaged kill switch.
+    liquidation: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -189,9 +191,9 @@ impl Engine {
             }
             Some(ts) if bar.ts > ts => {
                 self.close_timestamp(ts, sink)?;
-                self.poll_gate(bar.ts, sink)?;
+                self.poll_gate(bar.ts, sink, false)?;
             }
-            Some(_) => self.poll_gate(bar.ts, sink)?,
+            Some(_) => self.poll_gate(bar.ts, sink, false)?,
         }
         self.current_ts = Some(bar.ts);
         self.bars += 1;
@@ -200,6 +202,9 @@ impl Engine {
             self.match_working(bar, sink)?;
         }
         self.marks[i] = Some(bar.close);
+        if self.gate_halt.is_some() {
+            self.flatten_if_asked(i, bar, sink)?;
+        }
         self.with_strategy(i, bar.ts, |strategy, ctx| strategy.on_bar(ctx, bar));
         if !self.commands.is_empty() {
             self.process_commands(bar.ts, Some(bar), sink)?;
@@ -212,7 +217,7 @@ impl Engine {
     pub fn finish<S: Sink>(mut self, sink: &mut S) -> Result<Summary, EngineError> {
         if let Some(ts) = self.current_ts {
             self.close_timestamp(ts, sink)?;
-            self.poll_gate(ts, sink)?;
+            self.poll_gate(ts, sink, false)?;
             for i in 0..self.strategies.len() {
                 self.with_strategy(i, ts, |strategy, ctx| strategy.on_stop(ctx));
             }
@@ -297,7 +302,7 @@ impl Engine {
             instruments: self.instruments.iter().map(|i| i.symbol).collect(),
             initial_cash: self.config.initial_cash,
         });
-        self.poll_gate(ts, sink)?;
+        self.poll_gate(ts, sink, false)?;
         for i in 0..self.strategies.len() {
             self.with_strategy(i, ts, |strategy, ctx| strategy.on_start(ctx));
         }
@@ -368,13 +373,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Asks the gate whether orders may pass. On engagement: a `kill_switch_engaged` event and
-    /// every working order cancelled; on release: a `kill_switch_released` event.
-    fn poll_gate<S: Sink>(&mut self, ts: UnixNanos, sink: &mut S) -> Result<(), EngineError> {
+    /// Asks the gate whether orders may pass (`fresh`: from the source of truth, before an
+    /// order is accepted; otherwise its cheap per-bar answer). On engagement: a
+    /// `kill_switch_engaged` event and every working order cancelled; on release: a
+    /// `kill_switch_released` event.
+    fn poll_gate<S: Sink>(
+        &mut self,
+        ts: UnixNanos,
+        sink: &mut S,
+        fresh: bool,
+    ) -> Result<(), EngineError> {
         let Some(gate) = self.gate.as_mut() else {
             return Ok(());
         };
-        match (gate.engaged(), &mut self.gate_halt) {
+        let answer = if fresh {
+            gate.engaged_now()
+        } else {
+            gate.engaged()
+        };
+        match (answer, &mut self.gate_halt) {
             (Some(now), Some(before)) => {
                 if now != before.as_str() {
                     // Another engagement (say the global one after the run's): keep the
@@ -401,6 +418,45 @@ impl Engine {
         Ok(())
     }
 
+    /// While an engaged kill switch asks for flattening: closes the position in instrument `i`
+    /// with a reduce-only market order (one at a time), journaled as `kill_switch_liquidation`.
+    fn flatten_if_asked<S: Sink>(
+        &mut self,
+        i: usize,
+        bar: &Bar,
+        sink: &mut S,
+    ) -> Result<(), EngineError> {
+        let asks = self.gate.as_ref().is_some_and(|g| g.flatten());
+        let net = self.positions[i].net_raw();
+        if !asks
+            || net == 0
+            || self
+                .working
+                .iter()
+                .any(|w| w.liquidation && w.order.instrument.index() == i)
+        {
+            return Ok(());
+        }
+        let inst = &self.instruments[i];
+        let side = if net > 0 {
+            tradeloom_core::OrderSide::Sell
+        } else {
+            tradeloom_core::OrderSide::Buy
+        };
+        let mut request = OrderRequest::market(side, inst.quantity(net.abs()));
+        request.reduce_only = true;
+        self.next_order_id += 1;
+        let id = OrderId(self.next_order_id);
+        sink.on_event(&Event::KillSwitchLiquidation {
+            ts: bar.ts,
+            order_id: id,
+            symbol: inst.symbol,
+            quantity: self.positions[i].signed_quantity(),
+            detail: self.gate_halt.clone().unwrap_or_default(),
+        });
+        self.submit(id, i, request, bar.ts, Some(bar), sink, true)
+    }
+
     fn process_commands<S: Sink>(
         &mut self,
         ts: UnixNanos,
@@ -415,7 +471,7 @@ impl Engine {
                         id,
                         instrument,
                         request,
-                    } => self.submit(id, instrument.index(), request, ts, bar, sink)?,
+                    } => self.submit(id, instrument.index(), request, ts, bar, sink, false)?,
                     Command::Cancel(id) => {
                         self.cancel_where(ts, "cancelled", sink, |o| o.id == id)?;
                     }
@@ -432,6 +488,8 @@ impl Engine {
         Ok(())
     }
 
+    // The hot path's arguments stay plain values; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn submit<S: Sink>(
         &mut self,
         id: OrderId,
@@ -440,8 +498,14 @@ impl Engine {
         ts: UnixNanos,
         bar: Option<&Bar>,
         sink: &mut S,
+        liquidation: bool,
     ) -> Result<(), EngineError> {
         self.orders += 1;
+        if !liquidation {
+            // The last look before this order can be accepted reads the kill switch itself,
+            // not the per-bar cache.
+            self.poll_gate(ts, sink, true)?;
+        }
         let inst = &self.instruments[i];
         let mut order = match Order::new(
             id,
@@ -487,8 +551,13 @@ impl Engine {
             fee: self.config.fee,
             positions: &self.positions,
             marks: &self.marks,
-            halted: self.halted,
-            kill_switch: self.gate_halt.as_deref(),
+            // Liquidation orders are what an engaged kill switch asks for.
+            halted: self.halted && !liquidation,
+            kill_switch: if liquidation {
+                None
+            } else {
+                self.gate_halt.as_deref()
+            },
         };
         if let Err((code, reason)) = risk::check(&order, inst, &view) {
             order.reject()?;
@@ -520,6 +589,7 @@ impl Engine {
             order,
             submitted_ts: ts,
             filled_notional: 0,
+            liquidation,
         });
         if let Some((price, triggered)) = immediate {
             let idx = self.working.len() - 1;

@@ -1,13 +1,28 @@
 //! [`KillSwitchGate`]: how something outside the engine — an operator's kill switch kept in
 //! files — stops new orders. The engine stays pure: it asks the gate, it never reads a file.
 
-/// Asked once per bar (every engine event), before that bar's orders. While it answers
-/// `Some(reason)` every new order is rejected with code `risk.kill_switch` and the reason, and
-/// when it starts answering so, working orders are cancelled. Keep it cheap: it runs in the
-/// hot loop.
+/// Asked once per bar (every engine event), before that bar's orders, and again right before
+/// each order is accepted. While it answers `Some(reason)` every new order is rejected with code
+/// `risk.kill_switch` and the reason, and when it starts answering so, working orders are
+/// cancelled. While it also asks for [`KillSwitchGate::flatten`], the engine closes every open
+/// position with market orders (the only orders it accepts while engaged).
 pub trait KillSwitchGate: Send {
-    /// `Some(why)` while new orders must be refused; `None` to let them through.
+    /// `Some(why)` while new orders must be refused; `None` to let them through. Asked every
+    /// bar: keep it cheap (it may answer from a cache that is a few milliseconds old).
     fn engaged(&mut self) -> Option<&str>;
+
+    /// Like [`KillSwitchGate::engaged`] but from the source of truth, never a cache: asked
+    /// right before each order is accepted, so that no order is accepted once an operator's
+    /// engage has returned. Defaults to [`KillSwitchGate::engaged`] for gates without a cache.
+    fn engaged_now(&mut self) -> Option<&str> {
+        self.engaged()
+    }
+
+    /// Whether the current engagement (the last `Some` answer) asks for positions to be
+    /// flattened.
+    fn flatten(&self) -> bool {
+        false
+    }
 
     /// The engine's own kill switch tripped (the `max_drawdown_pct` limit): trading stops for
     /// the rest of the run. `detail` names the limit and the values. Lets the owner of the gate

@@ -8,12 +8,18 @@ use tradeloom_safety::{Engagement, KillSwitch, KillSwitchError, Scope};
 /// The name recorded as `by` when the engine's drawdown limit engages a run's kill switch.
 pub const ENGINE_ACTOR: &str = "engine";
 
-/// Answers the engine from the global and the run's kill switch (re-read at most every
-/// [`tradeloom_safety::kill_switch::DEFAULT_REFRESH`]), and engages the run's kill switch when
-/// the engine's drawdown limit trips.
+/// Answers the engine from the global kill switch, the run's, and those of the runs that
+/// started it (a workflow run): every bar from the cache (re-read at most every
+/// [`tradeloom_safety::kill_switch::DEFAULT_REFRESH`]), before each order from the files.
+/// Engages the run's kill switch when the engine's drawdown limit trips.
 pub struct RunGate {
     kill_switch: KillSwitch,
     run_id: String,
+    /// The run itself first, then the runs that started it.
+    run_ids: Vec<String>,
+    /// Flatten on every engagement, whether or not the engagement asked for it (the spec's
+    /// `risk.kill_switch.flatten`).
+    flatten_default: bool,
     current: Option<Engagement>,
     detail: String,
     errors: GateErrors,
@@ -35,22 +41,35 @@ impl RunGate {
     pub fn new(kill_switch: KillSwitch, run_id: String) -> Self {
         Self {
             kill_switch,
+            run_ids: vec![run_id.clone()],
             run_id,
+            flatten_default: false,
             current: None,
             detail: String::new(),
             errors: GateErrors::default(),
         }
     }
 
+    /// Also honours the kill switches of these runs (`run:<id>`), e.g. the workflow run that
+    /// started this backtest.
+    pub fn with_parent_runs(mut self, parents: impl IntoIterator<Item = String>) -> Self {
+        self.run_ids.extend(parents);
+        self
+    }
+
+    /// Flattens positions on every engagement (the run spec's `risk.kill_switch.flatten`).
+    pub fn with_flatten_default(mut self, flatten: bool) -> Self {
+        self.flatten_default = flatten;
+        self
+    }
+
     /// Where failures to engage the run's kill switch are kept.
     pub fn errors(&self) -> GateErrors {
         self.errors.clone()
     }
-}
 
-impl KillSwitchGate for RunGate {
-    fn engaged(&mut self) -> Option<&str> {
-        match self.kill_switch.is_engaged(Some(&self.run_id), None) {
+    fn answer(&mut self, found: Option<Engagement>) -> Option<&str> {
+        match found {
             Some(e) => {
                 if self.current.as_ref() != Some(&e) {
                     self.detail = e.describe();
@@ -64,11 +83,37 @@ impl KillSwitchGate for RunGate {
             }
         }
     }
+}
+
+impl KillSwitchGate for RunGate {
+    fn engaged(&mut self) -> Option<&str> {
+        let found = match self.run_ids.as_slice() {
+            // The common case without allocating: the hot loop asks every bar.
+            [only] => self.kill_switch.is_engaged(Some(only), None),
+            many => {
+                let ids: Vec<&str> = many.iter().map(String::as_str).collect();
+                self.kill_switch.is_engaged_any(&ids, None)
+            }
+        };
+        self.answer(found)
+    }
+
+    fn engaged_now(&mut self) -> Option<&str> {
+        let ids: Vec<&str> = self.run_ids.iter().map(String::as_str).collect();
+        let found = self.kill_switch.engaged_now(&ids, None);
+        self.answer(found)
+    }
+
+    fn flatten(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|e| e.flatten || self.flatten_default)
+    }
 
     fn on_engine_halt(&mut self, detail: &str) {
         let result = Scope::run(&self.run_id).and_then(|scope| {
             self.kill_switch
-                .engage(&scope, detail, ENGINE_ACTOR, false)
+                .engage(&scope, detail, ENGINE_ACTOR, self.flatten_default)
                 .map(|_| ())
         });
         if let Err(e) = result

@@ -349,6 +349,12 @@ impl KillSwitch {
     /// then the job's. Unreadable state files count as engaged. Meant for every engine event:
     /// within the refresh interval it only reads memory, and it allocates only when engaged.
     pub fn is_engaged(&self, run_id: Option<&str>, job_id: Option<&str>) -> Option<Engagement> {
+        self.is_engaged_any(run_id.as_slice(), job_id)
+    }
+
+    /// [`KillSwitch::is_engaged`] for several run scopes at once (a backtest run started by a
+    /// workflow run is covered by both runs' kill switches).
+    pub fn is_engaged_any(&self, run_ids: &[&str], job_id: Option<&str>) -> Option<Engagement> {
         let mut cache = match self.cache.lock() {
             Ok(cache) => cache,
             // A panic elsewhere while holding the lock: stop trading rather than guess.
@@ -367,10 +373,10 @@ impl KillSwitch {
         if let Some(e) = self.lookup(&mut cache, ScopeRef::Global, now) {
             return Some(e);
         }
-        if let Some(id) = run_id
-            && let Some(e) = self.lookup(&mut cache, ScopeRef::Run(id), now)
-        {
-            return Some(e);
+        for id in run_ids {
+            if let Some(e) = self.lookup(&mut cache, ScopeRef::Run(id), now) {
+                return Some(e);
+            }
         }
         if let Some(id) = job_id
             && let Some(e) = self.lookup(&mut cache, ScopeRef::Job(id), now)
@@ -378,6 +384,49 @@ impl KillSwitch {
             return Some(e);
         }
         None
+    }
+
+    /// The engaged kill switch covering these runs or this job, read from the files NOW (no
+    /// cache): the check right before an order is accepted. Once [`KillSwitch::engage`] has
+    /// returned in any process on the data dir, this sees it. Costs one `open` per scope (a
+    /// missing file is one failed `open`) and a small JSON parse per existing file.
+    pub fn engaged_now(&self, run_ids: &[&str], job_id: Option<&str>) -> Option<Engagement> {
+        let scopes = std::iter::once(ScopeRef::Global)
+            .chain(run_ids.iter().map(|id| ScopeRef::Run(id)))
+            .chain(job_id.map(ScopeRef::Job));
+        for wanted in scopes {
+            let Ok(scope) = wanted.owned().validated() else {
+                // An id that cannot name a file cannot have been engaged on its own.
+                continue;
+            };
+            if let Some(e) = self.engagement_of(&scope) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// What a scope's state file says now, unreadable counting as engaged.
+    fn engagement_of(&self, scope: &Scope) -> Option<Engagement> {
+        match self.read_state(scope) {
+            Ok(Some(state)) if state.engaged => Some(Engagement {
+                scope: scope.clone(),
+                reason: state.reason.unwrap_or_default(),
+                by: state.by.unwrap_or_default(),
+                since: state.since.unwrap_or_default(),
+                flatten: state.flatten,
+                unreadable: false,
+            }),
+            Ok(_) => None,
+            Err(e) => Some(Engagement {
+                scope: scope.clone(),
+                reason: e.to_string(),
+                by: String::new(),
+                since: String::new(),
+                flatten: false,
+                unreadable: true,
+            }),
+        }
     }
 
     fn lookup(
@@ -410,25 +459,7 @@ impl KillSwitch {
             cache[i].1.checked = now;
             return cache[i].1.engagement.clone();
         }
-        let engagement = match self.read_state(&scope) {
-            Ok(Some(state)) if state.engaged => Some(Engagement {
-                scope: scope.clone(),
-                reason: state.reason.unwrap_or_default(),
-                by: state.by.unwrap_or_default(),
-                since: state.since.unwrap_or_default(),
-                flatten: state.flatten,
-                unreadable: false,
-            }),
-            Ok(_) => None,
-            Err(e) => Some(Engagement {
-                scope: scope.clone(),
-                reason: e.to_string(),
-                by: String::new(),
-                since: String::new(),
-                flatten: false,
-                unreadable: true,
-            }),
-        };
+        let engagement = self.engagement_of(&scope);
         let cached = Cached {
             checked: now,
             stamp,
@@ -691,6 +722,41 @@ mod tests {
         );
         watcher.refresh();
         assert!(watcher.is_engaged(None, None).is_some());
+    }
+
+    #[test]
+    fn engaged_now_ignores_the_cache_and_covers_every_run_scope() {
+        let tmp = tempfile::tempdir().unwrap();
+        let watcher = KillSwitch::open(tmp.path())
+            .unwrap()
+            .with_refresh_interval(Duration::from_secs(3600));
+        assert_eq!(watcher.is_engaged_any(&["wf1", "r1"], Some("j1")), None);
+        let other = open(tmp.path());
+        other
+            .engage(&Scope::run("wf1").unwrap(), "workflow stop", "ops", true)
+            .unwrap();
+        assert_eq!(
+            watcher.is_engaged_any(&["wf1", "r1"], Some("j1")),
+            None,
+            "the cached check still trusts what it read"
+        );
+        let e = watcher.engaged_now(&["r1", "wf1"], Some("j1")).unwrap();
+        assert_eq!(e.scope, Scope::Run("wf1".into()));
+        assert!(e.flatten);
+        assert_eq!(watcher.engaged_now(&["r1"], Some("j1")), None);
+        other
+            .engage(&Scope::job("j1").unwrap(), "job stop", "ops", false)
+            .unwrap();
+        assert_eq!(
+            watcher.engaged_now(&["r1"], Some("j1")).unwrap().scope,
+            Scope::Job("j1".into())
+        );
+        other
+            .release(&Scope::job("j1").unwrap(), "ok", "ops")
+            .unwrap();
+        assert_eq!(watcher.engaged_now(&["r1"], Some("j1")), None);
+        std::fs::write(other.state_path(&Scope::Global), "not json").unwrap();
+        assert!(watcher.engaged_now(&[], None).unwrap().unreadable);
     }
 
     #[test]

@@ -281,6 +281,7 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::PositionChanged { .. } => "position_changed",
         Event::RiskLimitBreached { .. } => "risk_limit_breached",
         Event::KillSwitchEngaged { .. } => "kill_switch_engaged",
+        Event::KillSwitchLiquidation { .. } => "kill_switch_liquidation",
         Event::KillSwitchReleased { .. } => "kill_switch_released",
         Event::RunFinished { .. } => "run_finished",
     }

@@ -244,8 +244,162 @@ impl tradeloom_engine::KillSwitchGate for ScriptedGate {
             .then_some("global kill switch engaged by ops: stop")
     }
 
+    /// The answer of the last per-bar poll: this gate has no cache to bypass.
+    fn engaged_now(&mut self) -> Option<&str> {
+        self.engaged
+            .contains(&self.polls.saturating_sub(1))
+            .then_some("global kill switch engaged by ops: stop")
+    }
+
     fn on_engine_halt(&mut self, detail: &str) {
         self.halts.lock().unwrap().push(detail.to_string());
+    }
+}
+
+/// A gate whose per-bar answer is stale: never engaged from the cache, engaged from the
+/// source of truth from bar `from` on, asking to flatten when `flatten`.
+struct StaleGate {
+    polls: usize,
+    from: usize,
+    flatten: bool,
+    seen: bool,
+}
+
+impl tradeloom_engine::KillSwitchGate for StaleGate {
+    fn engaged(&mut self) -> Option<&str> {
+        self.polls += 1;
+        // The cache catches up one bar late.
+        self.seen = self.polls > self.from + 1;
+        self.seen
+            .then_some("global kill switch engaged by ops: stop")
+    }
+
+    fn engaged_now(&mut self) -> Option<&str> {
+        self.seen = self.polls > self.from;
+        self.seen
+            .then_some("global kill switch engaged by ops: stop")
+    }
+
+    fn flatten(&self) -> bool {
+        self.flatten && self.seen
+    }
+}
+
+fn run_with_gate(
+    config: tradeloom_engine::EngineConfig,
+    bars: &[tradeloom_core::Bar],
+    script: Script,
+    gate: Box<dyn tradeloom_engine::KillSwitchGate>,
+) -> crate::fixture::Run {
+    let mut engine = tradeloom_engine::Engine::new(
+        config,
+        vec![instrument(0, "TEST")],
+        vec![Box::new(script) as Box<dyn Strategy>],
+    )
+    .unwrap();
+    engine.set_kill_switch_gate(gate);
+    let mut sink = tradeloom_engine::sink::VecSink::default();
+    for bar in bars {
+        engine.on_bar(bar, &mut sink).unwrap();
+    }
+    let summary = engine.finish(&mut sink).unwrap();
+    crate::fixture::Run { sink, summary }
+}
+
+#[test]
+fn the_check_before_acceptance_does_not_trust_the_per_bar_cache() {
+    let gate = StaleGate {
+        polls: 0,
+        from: 1,
+        flatten: false,
+        seen: false,
+    };
+    let script = Script::new()
+        .submit(0, market(OrderSide::Buy, 1))
+        .submit(1, market(OrderSide::Buy, 1));
+    let bars = daily(&[HUNDRED, HUNDRED, HUNDRED]);
+    let r = run_with_gate(
+        with_risk(RiskConfig::default()),
+        &bars,
+        script,
+        Box::new(gate),
+    );
+    assert_eq!(r.fills().len(), 1, "only the order before the engagement");
+    assert_eq!(
+        r.rejection(2),
+        (
+            "risk.kill_switch",
+            "kill switch: global kill switch engaged by ops: stop".to_string()
+        ),
+        "refused although the per-bar answer still said released"
+    );
+    match r
+        .sink
+        .events
+        .iter()
+        .find(|e| matches!(e, Event::KillSwitchEngaged { .. }))
+        .unwrap()
+    {
+        Event::KillSwitchEngaged { ts, reason, .. } => {
+            assert_eq!((*ts, *reason), (at(1, 0), KillReason::Operator));
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_flatten_engagement_closes_every_position_with_liquidation_orders() {
+    for fill_model in [FillModel::BarClose, FillModel::NextOpen] {
+        let gate = StaleGate {
+            polls: 0,
+            from: 2,
+            flatten: true,
+            seen: false,
+        };
+        let config = resolved(
+            execution(fill_model),
+            RiskConfig::default(),
+            AccountKind::Margin,
+            "100000",
+        );
+        let script = Script::new()
+            .submit(0, market(OrderSide::Buy, 10))
+            .submit(1, market(OrderSide::Sell, 4))
+            // Refused: the only orders accepted while engaged are the liquidation's.
+            .submit(4, market(OrderSide::Buy, 3));
+        let bars = daily(&[HUNDRED, HUNDRED, HUNDRED, HUNDRED, HUNDRED, HUNDRED]);
+        let r = run_with_gate(config, &bars, script, Box::new(gate));
+        assert_eq!(
+            r.summary.positions[0].net_raw(),
+            0,
+            "{fill_model:?}: flat at the end"
+        );
+        let liquidations: Vec<_> = r
+            .sink
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::KillSwitchLiquidation {
+                    order_id,
+                    quantity,
+                    detail,
+                    ..
+                } => Some((order_id.0, quantity.to_string(), detail.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(liquidations.len(), 1, "{fill_model:?}: {liquidations:?}");
+        let (id, quantity, detail) = &liquidations[0];
+        assert_eq!(quantity, "6");
+        assert_eq!(detail, "global kill switch engaged by ops: stop");
+        let sold: Vec<_> = r
+            .fills()
+            .iter()
+            .filter(|f| f.order_id.0 == *id)
+            .map(|f| (f.side, f.quantity))
+            .collect();
+        assert_eq!(sold, [(OrderSide::Sell, Quantity::from_int(6, 0))]);
+        assert_eq!(r.rejection(id + 1).0, "risk.kill_switch");
     }
 }
 
