@@ -102,16 +102,20 @@ impl RunSink {
         })
     }
 
-    fn keep(&mut self, result: io::Result<()>) {
+    /// Keeps the first failure, naming the file it happened in (the run folder's name of it).
+    fn keep(&mut self, file: &str, result: io::Result<()>) {
         if let (Err(e), None) = (result, &self.error) {
-            self.error = Some(e);
+            self.error = Some(io::Error::new(
+                e.kind(),
+                format!("cannot write {file}: {e}"),
+            ));
         }
     }
 
     /// Appends a journal entry that is not an engine event (e.g. the run's own lifecycle).
     pub fn journal_extra<T: serde::Serialize>(&mut self, value: &T) {
         let r = self.journal.append(value);
-        self.keep(r);
+        self.keep("journal.jsonl", r);
     }
 
     /// Ends writing; returns the writers or the first error met.
@@ -121,7 +125,7 @@ impl RunSink {
         }
         let journal_lines = self.journal.len();
         Ok(SinkFiles {
-            journal: self.journal.into_inner(),
+            journal: self.journal.into_inner()?,
             orders: self.orders,
             fills: self.fills,
             trades: self.trades,
@@ -181,7 +185,7 @@ pub fn trade_fields(t: &Trade) -> Vec<String> {
 impl Sink for RunSink {
     fn on_event(&mut self, event: &Event) {
         let r = self.journal.append(event);
-        self.keep(r);
+        self.keep("journal.jsonl", r);
     }
 
     fn on_fill(&mut self, fill: &Fill, symbol: Symbol) {
@@ -206,7 +210,7 @@ impl Sink for RunSink {
         row.extend_from_slice(fill.liquidity.as_str().as_bytes());
         row.push(b'\n');
         let r = self.fills.write_all(&self.row);
-        self.keep(r);
+        self.keep("fills.csv", r);
     }
 
     fn on_order_closed(&mut self, record: &OrderRecord<'_>) {
@@ -252,7 +256,7 @@ impl Sink for RunSink {
         }
         row.push(b'\n');
         let r = self.orders.write_all(&self.row);
-        self.keep(r);
+        self.keep("orders.csv", r);
     }
 
     fn on_trade(&mut self, trade: &Trade) {
@@ -261,7 +265,7 @@ impl Sink for RunSink {
         line.push('\n');
         self.trade_rows.push(fields);
         let r = self.trades.write_all(line.as_bytes());
-        self.keep(r);
+        self.keep("trades.csv", r);
     }
 
     #[inline]
@@ -288,6 +292,6 @@ impl Sink for RunSink {
         self.sampler
             .push(point.ts, point.equity.as_f64(), point.drawdown_pct);
         let r = self.equity.write_all(&self.row);
-        self.keep(r);
+        self.keep("equity.csv", r);
     }
 }

@@ -44,11 +44,18 @@ impl<W: Write> Write for HashingWriter<W> {
 /// A buffered, hashing file writer: what every artifact is written through.
 pub type ArtifactWriter = BufWriter<HashingWriter<File>>;
 
-/// Creates an artifact file.
+/// Creates (or truncates) an artifact file. It is opened for reading too, so that a writer can
+/// inspect what reached the disk after a failed write (see [`crate::journal`]).
 pub fn create_artifact(path: &Path) -> io::Result<ArtifactWriter> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     Ok(BufWriter::with_capacity(
         256 * 1024,
-        HashingWriter::new(File::create(path)?),
+        HashingWriter::new(file),
     ))
 }
 

@@ -47,7 +47,7 @@ pub use results::{
 pub use run_index::RunEntry;
 pub use schedule_fire::ScheduleFire;
 pub use scratch::{ScratchDatabase, with_database};
-pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
+pub use sqlite::{BUSY_TIMEOUT, BUSY_TIMEOUT_ENV, ExclusiveLock, SqliteStore, busy_timeout};
 pub use status_count::StatusCounts;
 pub use store::{Backend, Location, Store, db_migrate, db_status, open_store};
 pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};

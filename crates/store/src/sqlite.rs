@@ -17,8 +17,43 @@ use crate::store::Backend;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// How long a writer waits for the lock before failing with "database is locked".
+/// How long a writer waits for the lock before failing with "database is locked", unless
+/// [`BUSY_TIMEOUT_ENV`] says otherwise.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Environment variable overriding [`BUSY_TIMEOUT`] in milliseconds (e.g. short, so that an
+/// unavailable store answers with an error quickly instead of queueing writers for 30 s).
+pub const BUSY_TIMEOUT_ENV: &str = "TRADELOOM_SQLITE_BUSY_TIMEOUT_MS";
+
+/// [`BUSY_TIMEOUT`], or [`BUSY_TIMEOUT_ENV`] when it is set.
+pub fn busy_timeout() -> Result<Duration, StoreError> {
+    match std::env::var(BUSY_TIMEOUT_ENV) {
+        Err(_) => Ok(BUSY_TIMEOUT),
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| {
+                StoreError::Invalid(format!(
+                    "{BUSY_TIMEOUT_ENV}={text:?} is not a whole number of milliseconds"
+                ))
+            }),
+    }
+}
+
+/// The write lock of a SQLite database held open (see [`SqliteStore::lock_exclusive`]); rolled
+/// back (nothing was written) when released or dropped.
+pub struct ExclusiveLock(sqlx::Transaction<'static, sqlx::Sqlite>);
+
+impl ExclusiveLock {
+    /// Ends the transaction and so frees the lock.
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.0
+            .rollback()
+            .await
+            .map_err(StoreError::db("release the SQLite write lock"))
+    }
+}
 
 /// The SQLite implementation of [`crate::Store`].
 #[derive(Debug, Clone)]
@@ -56,7 +91,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(busy_timeout()?);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -77,6 +112,19 @@ impl SqliteStore {
     /// The connection pool, for callers that need a query the trait does not offer.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Takes the database's write lock (`BEGIN EXCLUSIVE`) and holds it until the returned
+    /// guard is released or dropped: every other writer of the file, in this process or
+    /// another, waits its busy timeout and fails. For failure drills; readers are not blocked
+    /// (WAL).
+    pub async fn lock_exclusive(&self) -> Result<ExclusiveLock, StoreError> {
+        let tx = self
+            .pool
+            .begin_with("BEGIN EXCLUSIVE")
+            .await
+            .map_err(StoreError::db("take the SQLite write lock"))?;
+        Ok(ExclusiveLock(tx))
     }
 
     /// Held while a write transaction runs.
