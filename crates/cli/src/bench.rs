@@ -2,6 +2,8 @@
 //!
 //! * engine alone: synthetic 1-minute bars in memory, `sma_cross` trading, a sink that discards
 //!   (bars/s and ns/bar; the median of three passes);
+//! * the same with the live run counters of `/metrics` (`tradeloom_runs::live`: a counting sink
+//!   and bars added per 4,096-bar chunk, as the runner does), and their overhead in percent;
 //! * end to end: `tradeloom run` as a child process on the same bars written to CSV and to
 //!   Parquet, artifacts included (wall seconds, and the child's own peak RSS from /proc).
 
@@ -15,6 +17,7 @@ use tradeloom_core::{Bar, Currency, Decimal, Instrument, InstrumentId, Money, Sy
 use tradeloom_data::{SynthSpec, synth_bars, write_synth};
 use tradeloom_engine::strategies::CrossParams;
 use tradeloom_engine::{Engine, EngineConfig, FillModel, NullSink, StrategyConfig, build_strategy};
+use tradeloom_runs::live::{CountingSink, LiveRun};
 
 use crate::table;
 
@@ -54,8 +57,12 @@ fn strategy() -> StrategyConfig {
     })
 }
 
-/// One pass of the engine over `n` bars (the base set replayed with shifted timestamps).
-fn engine_pass(base: &[Bar], n: u64) -> Result<(f64, u64)> {
+/// Bars per chunk when counting live (the runner's reader hands the engine chunks this big).
+const LIVE_CHUNK: usize = 4096;
+
+/// One pass of the engine over `n` bars (the base set replayed with shifted timestamps), with
+/// the live run counters when `live` is given.
+fn engine_pass(base: &[Bar], n: u64, live: Option<&LiveRun>) -> Result<(f64, u64)> {
     let inst = instrument()?;
     let cash = Money::parse("1000000", Currency::USD).map_err(anyhow::Error::msg)?;
     let mut config = EngineConfig::frictionless(FillModel::NextOpen, cash);
@@ -71,15 +78,42 @@ fn engine_pass(base: &[Bar], n: u64) -> Result<(f64, u64)> {
     let mut left = n;
     let mut round: i64 = 0;
     while left > 0 {
-        for bar in base.iter().take(left.min(base.len() as u64) as usize) {
-            let mut bar = *bar;
-            bar.ts = UnixNanos(bar.ts.0 + round * span);
-            engine.on_bar(&bar, &mut sink)?;
+        let take = left.min(base.len() as u64) as usize;
+        for chunk in base[..take].chunks(LIVE_CHUNK) {
+            match live {
+                Some(live) => {
+                    let mut counting = CountingSink::new(&mut sink, live);
+                    for bar in chunk {
+                        let mut bar = *bar;
+                        bar.ts = UnixNanos(bar.ts.0 + round * span);
+                        engine.on_bar(&bar, &mut counting)?;
+                    }
+                    live.add_bars(chunk.len() as u64);
+                }
+                None => {
+                    for bar in chunk {
+                        let mut bar = *bar;
+                        bar.ts = UnixNanos(bar.ts.0 + round * span);
+                        engine.on_bar(&bar, &mut sink)?;
+                    }
+                }
+            }
         }
         left = left.saturating_sub(base.len() as u64);
         round += 1;
     }
     let summary = engine.finish(&mut sink)?;
+    if let Some(live) = live {
+        let counted = live.snapshot();
+        if counted.bars != n || counted.fills != summary.metrics.fills {
+            bail!(
+                "live counters disagree with the engine: {} bars, {} fills counted; {n} bars, {} fills run",
+                counted.bars,
+                counted.fills,
+                summary.metrics.fills
+            );
+        }
+    }
     Ok((started.elapsed().as_secs_f64(), summary.metrics.fills))
 }
 
@@ -159,21 +193,29 @@ pub fn engine(
     let base: Vec<Bar> = synth_bars(&synth_spec(base_n)).collect();
     let mut results = Vec::new();
     for &n in sizes {
-        eprintln!("engine alone, {n} bars (3 passes)…");
+        eprintln!(
+            "engine alone, {n} bars (3 passes without and 3 with live counters, alternating)…"
+        );
         let mut times = Vec::new();
+        let mut counted_times = Vec::new();
         let mut fills = 0;
         for _ in 0..3 {
-            let (t, f) = engine_pass(&base, n)?;
+            let (t, f) = engine_pass(&base, n, None)?;
             times.push(t);
             fills = f;
+            let live = LiveRun::detached("bench");
+            counted_times.push(engine_pass(&base, n, Some(&live))?.0);
         }
         let secs = median(times);
+        let counted_secs = median(counted_times);
         let mut row = json!({
             "bars": n,
             "engine_seconds": secs,
             "engine_bars_per_second": n as f64 / secs,
             "engine_ns_per_bar": secs * 1e9 / n as f64,
             "engine_fills": fills,
+            "engine_live_counters_bars_per_second": n as f64 / counted_secs,
+            "live_counters_overhead_pct": (counted_secs / secs - 1.0) * 100.0,
         });
         if !engine_only {
             for (format, ext) in [("csv", "csv"), ("parquet", "parquet")] {
@@ -214,6 +256,17 @@ pub fn engine(
                         r["engine_bars_per_second"].as_f64().unwrap_or(0.0) / 1e6
                     ),
                     format!("{:.1}", r["engine_ns_per_bar"].as_f64().unwrap_or(0.0)),
+                    format!(
+                        "{:.1} M",
+                        r["engine_live_counters_bars_per_second"]
+                            .as_f64()
+                            .unwrap_or(0.0)
+                            / 1e6
+                    ),
+                    format!(
+                        "{:+.1} %",
+                        r["live_counters_overhead_pct"].as_f64().unwrap_or(0.0)
+                    ),
                     secs(&r["run_csv_seconds"]),
                     mb(&r["run_csv_peak_rss_bytes"]),
                     secs(&r["run_parquet_seconds"]),
@@ -223,7 +276,7 @@ pub fn engine(
             })
             .collect();
         println!(
-            "sma_cross (fast {FAST}, slow {SLOW}) on synthetic 1-minute bars; engine = median of 3 passes; run = `tradeloom run` wall time incl. process start and all artifacts"
+            "sma_cross (fast {FAST}, slow {SLOW}) on synthetic 1-minute bars; engine = median of 3 passes; with counters = the live /metrics run counters on; run = `tradeloom run` wall time incl. process start and all artifacts"
         );
         print!(
             "{}",
@@ -232,6 +285,8 @@ pub fn engine(
                     "BARS",
                     "ENGINE BARS/S",
                     "NS/BAR",
+                    "WITH COUNTERS",
+                    "OVERHEAD",
                     "RUN CSV",
                     "RSS CSV",
                     "RUN PARQUET",

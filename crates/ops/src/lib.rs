@@ -5,5 +5,6 @@
 //! It sits above `runs` and `store` and below `server` and `cli`: both the API and the command
 //! line call the same functions.
 
+pub mod artifact_metrics;
 pub mod health;
 pub mod reconcile;

@@ -1,18 +1,28 @@
 //! `GET /metrics`: Prometheus text exposition of the API's HTTP traffic (requests by method,
 //! matched route and status; latency histograms), the store's jobs, model-days, workflow runs
-//! and workflow nodes by status (counted at scrape time, one `GROUP BY` per table), and uptime.
+//! and workflow nodes by status (counted at scrape time, one `GROUP BY` per table), the depth of
+//! the workflow queue's pools, this process's LLM calls (`tradeloom_llm::call_metrics`), the
+//! data dir's run folders, kill switches and latest health check (the same
+//! [`ArtifactCollector`](tradeloom_ops::artifact_metrics::ArtifactCollector) as `tradeloom
+//! metrics export`; runs in progress in this process count live), and uptime.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use tradeloom_metrics::{
     CONTENT_TYPE, DURATION_SECONDS_BUCKETS, Histogram, MetricError, Registry, names,
 };
+use tradeloom_ops::artifact_metrics::{ArtifactCollector, Selection};
+use tradeloom_orchestrator::plan::TIMER_POOL;
+use tradeloom_orchestrator::runtime::WORKER_POOLS;
+use tradeloom_orchestrator::worker::SIGNAL_POOL;
 use tradeloom_store::{JobStatus, ModelDayStatus, NodeStatus, RunStatus};
 
 use crate::{ApiError, AppState};
@@ -187,6 +197,50 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
                 .map_err(metric_error)?;
         }
     }
+    if let Some(runtime) = &state.runtime {
+        let queue = runtime.coordinator().queue();
+        for pool in WORKER_POOLS.iter().chain([&SIGNAL_POOL, &TIMER_POOL]) {
+            let stats = queue.stats(pool).await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_unavailable",
+                    format!("cannot read the depth of queue pool `{pool}`: {e}"),
+                )
+            })?;
+            let labels = [("pool", *pool)];
+            let depth = (stats.ready + stats.delayed) as f64;
+            registry
+                .gauge(&names::QUEUE_DEPTH, &labels, depth)
+                .and_then(|()| registry.gauge(&names::QUEUE_LEASED, &labels, stats.leased as f64))
+                .and_then(|()| {
+                    registry.gauge(&names::QUEUE_DEAD_LETTERS, &labels, stats.dead as f64)
+                })
+                .map_err(metric_error)?;
+        }
+    }
+    tradeloom_llm::call_metrics::render_into(&mut registry).map_err(metric_error)?;
+    let artifacts = state.artifacts.clone();
+    // File reads: off the async workers.
+    let mut registry = tokio::task::spawn_blocking(move || {
+        artifacts
+            .render_into(&mut registry, Selection::All)
+            .map(|()| registry)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics_error",
+            format!("reading the data dir's artifacts failed: {e}"),
+        )
+    })?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics_error",
+            format!("cannot read the data dir's artifacts for /metrics: {e}"),
+        )
+    })?;
     registry
         .gauge(
             &names::PROCESS_UPTIME_SECONDS,
@@ -195,4 +249,61 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         )
         .map_err(metric_error)?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], registry.render()).into_response())
+}
+
+/// `tradeloom metrics serve`: only `GET /metrics`, the artifacts of `collector`'s data dir
+/// re-read at every scrape (changed files only); every other path answers 404 JSON.
+pub fn artifacts_app(collector: Arc<ArtifactCollector>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(artifacts_metrics).fallback(|| async {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "/metrics answers GET only",
+                )
+            }),
+        )
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                format!("no route {uri}; metrics are at GET /metrics"),
+            )
+        })
+        .with_state(collector)
+}
+
+/// Serves [`artifacts_app`] on `listener` until `shutdown` resolves.
+pub async fn serve_artifacts(
+    listener: tokio::net::TcpListener,
+    collector: Arc<ArtifactCollector>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, artifacts_app(collector))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn artifacts_metrics(
+    State(collector): State<Arc<ArtifactCollector>>,
+) -> Result<Response, ApiError> {
+    let text = tokio::task::spawn_blocking(move || collector.render(Selection::All))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics_error",
+                format!("reading the artifacts failed: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics_error",
+                format!("cannot read the artifacts: {e}"),
+            )
+        })?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
