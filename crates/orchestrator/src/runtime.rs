@@ -66,8 +66,33 @@ pub struct Runtime {
     env: Arc<WorkerEnv>,
     config: RuntimeConfig,
     shutdown: watch::Sender<bool>,
-    handles: Mutex<Vec<JoinHandle<()>>>,
+    handles: Mutex<Vec<LoopHandle>>,
 }
+
+/// One consume loop the runtime started: a worker of a node-type pool, a coordinator or the
+/// timers.
+#[derive(Debug)]
+struct LoopHandle {
+    /// The pool name for node workers, `coordinator` or `timers`.
+    group: String,
+    consumer: String,
+    handle: JoinHandle<()>,
+}
+
+/// The consume loops of one group and how many of them have finished (crashed or returned)
+/// while the runtime runs. See [`Runtime::loop_health`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoopGroupHealth {
+    /// A node-type pool (`transform`, `http`, …), `coordinator` or `timers`.
+    pub group: String,
+    pub total: usize,
+    pub finished: usize,
+}
+
+/// The group of the signal consumers.
+pub const COORDINATOR_GROUP: &str = "coordinator";
+/// The group of the approval-timer consumer.
+pub const TIMERS_GROUP: &str = "timers";
 
 /// One node of a run as the API shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -165,37 +190,143 @@ impl Runtime {
         let mut handles = Vec::new();
         for pool in WORKER_POOLS {
             for i in 0..self.config.workers_per_pool.max(1) {
-                handles.push(tokio::spawn(node_worker(
-                    self.env.clone(),
-                    pool.to_string(),
-                    format!("{pool}-{i}"),
-                    self.shutdown.subscribe(),
-                )));
+                handles.push(self.spawn_loop(pool, format!("{pool}-{i}")));
             }
         }
         for i in 0..self.config.coordinators.max(1) {
-            handles.push(tokio::spawn(coordinator_loop(
-                self.coordinator.clone(),
-                format!("coordinator-{i}"),
-                self.shutdown.subscribe(),
-            )));
+            handles.push(self.spawn_loop(COORDINATOR_GROUP, format!("coordinator-{i}")));
         }
-        handles.push(tokio::spawn(timer_worker(
-            self.coordinator.clone(),
-            "timers".into(),
-            self.shutdown.subscribe(),
-        )));
+        handles.push(self.spawn_loop(TIMERS_GROUP, "timers".into()));
         lock(&self.handles).extend(handles);
         self.coordinator.recover().await
+    }
+
+    /// Starts one consume loop of `group` (a worker pool, `coordinator` or `timers`).
+    fn spawn_loop(&self, group: &str, consumer: String) -> LoopHandle {
+        let shutdown = self.shutdown.subscribe();
+        let handle = match group {
+            COORDINATOR_GROUP => tokio::spawn(coordinator_loop(
+                self.coordinator.clone(),
+                consumer.clone(),
+                shutdown,
+            )),
+            TIMERS_GROUP => tokio::spawn(timer_worker(
+                self.coordinator.clone(),
+                consumer.clone(),
+                shutdown,
+            )),
+            pool => tokio::spawn(node_worker(
+                self.env.clone(),
+                pool.to_string(),
+                consumer.clone(),
+                shutdown,
+            )),
+        };
+        LoopHandle {
+            group: group.to_string(),
+            consumer,
+            handle,
+        }
+    }
+
+    /// Per group of consume loops, how many there are and how many have finished. A loop ends
+    /// only at shutdown, so a finished one while the runtime runs has crashed (a panic in a
+    /// node) or given up.
+    pub fn loop_health(&self) -> Vec<LoopGroupHealth> {
+        let handles = lock(&self.handles);
+        let mut groups: Vec<LoopGroupHealth> = Vec::new();
+        for h in handles.iter() {
+            let finished = usize::from(h.handle.is_finished());
+            match groups.iter_mut().find(|g| g.group == h.group) {
+                Some(g) => {
+                    g.total += 1;
+                    g.finished += finished;
+                }
+                None => groups.push(LoopGroupHealth {
+                    group: h.group.clone(),
+                    total: 1,
+                    finished,
+                }),
+            }
+        }
+        groups
+    }
+
+    /// Starts a fresh loop (same consumer name) for every finished loop of `group`; returns how
+    /// many. Nothing after [`Runtime::shutdown`].
+    pub fn respawn_finished(&self, group: &str) -> usize {
+        if *self.shutdown.borrow() {
+            return 0;
+        }
+        let mut handles = lock(&self.handles);
+        let mut respawned = 0;
+        for i in 0..handles.len() {
+            if handles[i].group == group && handles[i].handle.is_finished() {
+                let consumer = handles[i].consumer.clone();
+                handles[i] = self.spawn_loop(group, consumer);
+                respawned += 1;
+            }
+        }
+        if respawned > 0 {
+            tracing::warn!(group, respawned, "finished consume loops respawned");
+        }
+        respawned
+    }
+
+    /// Stops every loop of `group` as a crash would (for failure drills and tests); returns how
+    /// many were running. [`Runtime::respawn_finished`] starts them again.
+    pub async fn abort_loops(&self, group: &str) -> usize {
+        let n = {
+            let handles = lock(&self.handles);
+            let mut n = 0;
+            for h in handles
+                .iter()
+                .filter(|h| h.group == group && !h.handle.is_finished())
+            {
+                h.handle.abort();
+                n += 1;
+            }
+            n
+        };
+        // Let the aborts land so `loop_health` sees them finished.
+        for _ in 0..400 {
+            let done = lock(&self.handles)
+                .iter()
+                .filter(|h| h.group == group)
+                .all(|h| h.handle.is_finished());
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        n
+    }
+
+    /// Makes tasks whose lease ran out (their worker died) deliverable again at once, in every
+    /// pool of the runtime; `(pool, count)` for each pool with any.
+    pub async fn requeue_expired(&self) -> Result<Vec<(String, usize)>, OrchestratorError> {
+        let queue = self.coordinator.queue();
+        let mut requeued = Vec::new();
+        let pools = WORKER_POOLS
+            .iter()
+            .copied()
+            .chain([crate::worker::SIGNAL_POOL, crate::plan::TIMER_POOL]);
+        for pool in pools {
+            let n = queue.requeue_expired(pool).await?;
+            if n > 0 {
+                requeued.push((pool.to_string(), n));
+            }
+        }
+        Ok(requeued)
     }
 
     /// Stops the workers (running attempts are abandoned; a restart runs them again).
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-        let handles: Vec<JoinHandle<()>> = lock(&self.handles).drain(..).collect();
+        let handles: Vec<LoopHandle> = lock(&self.handles).drain(..).collect();
         for h in handles {
-            h.abort();
-            let _ = h.await;
+            h.handle.abort();
+            let _ = h.handle.await;
         }
     }
 
@@ -233,6 +364,13 @@ impl Runtime {
                 nodes: ir.nodes().iter().map(|n| n.id().to_string()).collect(),
             })
             .await?;
+        tracing::info!(
+            run_id = %run.id,
+            trace_id = %tradeloom_core::trace_id(&run.id),
+            workflow_id = %v.workflow_id,
+            workflow_version = v.version,
+            "workflow run created"
+        );
         self.coordinator.apply(&run.id, &Signal::Start).await?;
         Ok(store.workflow_run(&run.id).await?)
     }
