@@ -183,3 +183,293 @@ fn bad_kill_switch_input_is_a_clear_usage_error() {
         stderr(&out)
     );
 }
+
+/// The kill switch over HTTP: viewers read it, operators change it (recorded as their key's
+/// name), bad bodies are 400/422 naming the field, and a restarted server sees the same state.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_engages_and_releases_with_roles_and_the_state_survives_a_restart() {
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+
+    use crate::service::Service;
+
+    tradeloom_llm::install_crypto_provider();
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    let key = |name: &str, role: &str| -> String {
+        let out = tradeloom(
+            d,
+            &["keys", "create", "--name", name, "--role", role, "--json"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        v["key"].as_str().unwrap().to_string()
+    };
+    let viewer = key("watcher", "viewer");
+    let operator = key("ops-desk", "operator");
+    let c = reqwest::Client::new();
+    let call = |req: reqwest::RequestBuilder| async move {
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+        )
+    };
+
+    let api = Service::serve_with(d, &["--auth", "required"], &[]);
+    let url = |path: &str| format!("{}{path}", api.url);
+    let (code, body) = call(c.get(url("/killswitch"))).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
+    let (code, body) = call(c.get(url("/killswitch")).bearer_auth(&viewer)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["global"]["engaged"], false);
+    assert!(body["runs"].is_object() && body["jobs"].is_object());
+
+    let engage = json!({"reason": "venue outage", "flatten": true});
+    let (code, body) = call(
+        c.post(url("/killswitch/engage"))
+            .bearer_auth(&viewer)
+            .json(&engage),
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "forbidden");
+    assert!(!d.join("killswitch/global.state.json").exists());
+
+    // Bad bodies name the field.
+    for (bad, status, field) in [
+        (json!({"run": "r1"}), StatusCode::BAD_REQUEST, "reason"),
+        (
+            json!({"reason": "x", "scope": "all"}),
+            StatusCode::BAD_REQUEST,
+            "scope",
+        ),
+        (
+            json!({"reason": "  "}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+        ),
+        (
+            json!({"reason": "x", "run": "../etc"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "run",
+        ),
+        (
+            json!({"reason": "x", "run": "a", "job": "b"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "run",
+        ),
+        (
+            json!({"reason": "x", "flatten": "yes"}),
+            StatusCode::BAD_REQUEST,
+            "flatten",
+        ),
+    ] {
+        let (code, body) = call(
+            c.post(url("/killswitch/engage"))
+                .bearer_auth(&operator)
+                .json(&bad),
+        )
+        .await;
+        assert_eq!(code, status, "{bad}: {body}");
+        let text = body.to_string();
+        assert!(text.contains(field), "{bad}: {text} should name `{field}`");
+    }
+    assert!(!d.join("killswitch/global.state.json").exists());
+
+    let (code, body) = call(
+        c.post(url("/killswitch/engage"))
+            .bearer_auth(&operator)
+            .json(&engage),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            &body["scope"],
+            &body["engaged"],
+            &body["by"],
+            &body["flatten"]
+        ),
+        (
+            &json!("global"),
+            &json!(true),
+            &json!("ops-desk"),
+            &json!(true)
+        )
+    );
+    let (code, body) = call(
+        c.post(url("/killswitch/engage"))
+            .bearer_auth(&operator)
+            .json(&json!({"reason": "bad fills", "job": "job-7"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (_, status) = call(c.get(url("/killswitch")).bearer_auth(&viewer)).await;
+    assert_eq!(status["global"]["engaged"], true);
+    assert_eq!(status["global"]["reason"], "venue outage");
+    assert_eq!(status["jobs"]["job-7"]["engaged"], true);
+
+    // The CLI, another process on the data dir, sees what the API wrote.
+    let out = tradeloom(d, &["killswitch", "status", "--json"]);
+    let cli: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(cli, status, "the API answers what the CLI prints");
+
+    // A restart (a new process) still sees it.
+    drop(api);
+    let api = Service::serve_with(d, &["--auth", "required"], &[]);
+    let url = |path: &str| format!("{}{path}", api.url);
+    let (code, again) = call(c.get(url("/killswitch")).bearer_auth(&viewer)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(again, status, "the state survives a restart");
+
+    let (code, body) = call(
+        c.post(url("/killswitch/release"))
+            .bearer_auth(&operator)
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["engaged"], false);
+    assert_eq!(body["reason"], "released over the API");
+    let (_, status) = call(c.get(url("/killswitch")).bearer_auth(&viewer)).await;
+    assert_eq!(status["global"]["engaged"], false);
+    assert_eq!(
+        status["jobs"]["job-7"]["engaged"], true,
+        "other scopes unchanged"
+    );
+    let events = lines(&d.join("killswitch/global.events.jsonl"));
+    let who: Vec<_> = events
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(who, [("engage", "ops-desk"), ("release", "ops-desk")]);
+}
+
+/// Model-day folders of a job: (model/date, summary, tool calls).
+fn model_days(
+    data: &std::path::Path,
+    job_id: &str,
+) -> Vec<(String, serde_json::Value, Vec<serde_json::Value>)> {
+    let mut out = Vec::new();
+    let agents = data.join("runs").join(job_id).join("agents");
+    for model in std::fs::read_dir(&agents).unwrap() {
+        let model = model.unwrap();
+        for day in std::fs::read_dir(model.path()).unwrap() {
+            let day = day.unwrap().path();
+            let summary: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(day.join("summary.json")).unwrap()).unwrap();
+            let calls = lines(&day.join("tool_calls.jsonl"));
+            out.push((
+                format!(
+                    "{}/{}",
+                    model.file_name().to_string_lossy(),
+                    day.file_name().unwrap().to_string_lossy()
+                ),
+                summary,
+                calls,
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Agents' orders: with the global kill switch engaged a `tradeloom simulate` job trades
+/// nothing and every refused order is in the tool call log with `risk.kill_switch`; released,
+/// the same models trade.
+#[test]
+fn an_engaged_kill_switch_refuses_every_agent_order_and_release_lets_them_trade() {
+    use crate::service::Service;
+
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    let mock = Service::mock_llm();
+    let write_config = |name: &str, end: &str| {
+        let cfg = d.join(name);
+        let text = format!(
+            "models:\n  - {{name: mom, base_url: {0}/v1, model: momentum}}\n  - {{name: bh, base_url: {0}/v1, model: buy_and_hold}}\n\
+             universe: {{path: {1}}}\nstart_date: 2025-01-02\nend_date: {end}\n",
+            mock.url,
+            repo().join("examples/universe").display()
+        );
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let simulate = |cfg: &std::path::Path| -> String {
+        let out = tradeloom(d, &["simulate", cfg.to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let v: serde_json::Value =
+            serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+        v["job_id"].as_str().unwrap().to_string()
+    };
+
+    let out = tradeloom(
+        d,
+        &[
+            "killswitch",
+            "engage",
+            "--reason",
+            "agents drill",
+            "--by",
+            "ops",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let job = simulate(&write_config("engaged.yaml", "2025-01-06"));
+    let days = model_days(d, &job);
+    assert_eq!(days.len(), 6, "2 models × 3 days");
+    let mut refused = 0;
+    for (day, summary, calls) in &days {
+        assert_eq!(summary["status"], "completed", "{day}: {summary}");
+        assert_eq!(
+            summary["trades"].as_array().unwrap().len(),
+            0,
+            "{day}: no trade while engaged"
+        );
+        for call in calls {
+            if call["tool"] == "buy" || call["tool"] == "sell" {
+                assert!(call["result"].is_null(), "{day}: {call}");
+                let error = call["error"].as_str().unwrap();
+                assert!(
+                    error.starts_with(
+                        "risk.kill_switch: order refused: global kill switch engaged by ops"
+                    ) && error.ends_with("agents drill"),
+                    "{day}: {error}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "the models tried to trade");
+
+    let out = tradeloom(
+        d,
+        &[
+            "killswitch",
+            "release",
+            "--reason",
+            "drill over",
+            "--by",
+            "ops",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let job = simulate(&write_config("released.yaml", "2025-01-07"));
+    let trades: usize = model_days(d, &job)
+        .iter()
+        .map(|(_, s, _)| s["trades"].as_array().unwrap().len())
+        .sum();
+    assert!(trades > 0, "released: the models trade");
+    assert!(
+        model_days(d, &job)
+            .iter()
+            .flat_map(|(_, _, calls)| calls.iter())
+            .all(|c| !c["error"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("risk.kill_switch"))
+    );
+}

@@ -1,0 +1,153 @@
+//! Workflow nodes that lead to orders honour the kill switch: with the global one (or the
+//! workflow run's, `run:<workflow_run_id>`) engaged, a `backtest` node's run places no order,
+//! its journal records every refusal with `risk.kill_switch`, and the node output says why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tempfile::TempDir;
+use tradeloom_flow::{compile, from_json_value};
+use tradeloom_orchestrator::{RunView, Runtime, RuntimeConfig};
+use tradeloom_queue::InMemoryQueue;
+use tradeloom_safety::{KillSwitch, Scope};
+use tradeloom_store::{NewWorkflowVersion, RunStatus, Store, open_store};
+
+async fn define(store: &Arc<dyn Store>, definition: Value) -> String {
+    let def = from_json_value(&definition).unwrap();
+    let compiled = compile(&def).unwrap();
+    store
+        .create_workflow(&NewWorkflowVersion {
+            name: def.name.clone(),
+            definition: def.to_json_value().to_string(),
+            ir: compiled.ir.canonical_json(),
+        })
+        .await
+        .unwrap()
+        .workflow_id
+}
+
+async fn start(runtime: &Runtime, workflow: &str) -> String {
+    runtime
+        .start_run(workflow, None, &Map::new())
+        .await
+        .unwrap()
+        .id
+}
+
+async fn finished(runtime: &Runtime, run_id: &str) -> RunView {
+    for _ in 0..1200 {
+        let v = runtime.view(run_id).await.unwrap();
+        if v.status.is_terminal() {
+            assert_eq!(v.status, RunStatus::Completed, "{:?}", v.error);
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {run_id} never finished");
+}
+
+async fn output(store: &Arc<dyn Store>, view: &RunView, node: &str) -> Value {
+    let hash = view
+        .nodes
+        .iter()
+        .find(|n| n.id == node)
+        .and_then(|n| n.output.clone())
+        .unwrap();
+    serde_json::from_str(&store.blob(&hash).await.unwrap().body).unwrap()
+}
+
+fn journal(run_dir: &str) -> Vec<Value> {
+    std::fs::read_to_string(std::path::Path::new(run_dir).join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_node_places_no_order_under_the_global_or_the_workflow_run_kill_switch() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = open_store(&dir.path().join("t.db").display().to_string())
+        .await
+        .unwrap();
+    let mut config = RuntimeConfig::new(data.clone());
+    config.workers_per_pool = 2;
+    let runtime =
+        Runtime::new(store.clone(), Arc::new(InMemoryQueue::new()), config, None).unwrap();
+    runtime.start().await.unwrap();
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/specs/goog_sma_cross.yaml");
+    let workflow = define(
+        &store,
+        json!({"name": "bt", "nodes": [
+            {"id": "bt", "type": "backtest", "config": {"spec_path": spec.display().to_string()}}
+        ]}),
+    )
+    .await;
+    let ks = KillSwitch::open(&data).unwrap();
+    // Global engaged: every order refused, the node says why.
+    ks.engage(&Scope::Global, "workflow drill", "ops", false)
+        .unwrap();
+    let id = start(&runtime, &workflow).await;
+    let view = finished(&runtime, &id).await;
+    let out = output(&store, &view, "bt").await;
+    assert_eq!(out["kill_switch"]["engaged"], true, "{out}");
+    assert_eq!(out["kill_switch"]["scope"], "global");
+    assert_eq!(out["kill_switch"]["reason"], "workflow drill");
+    let lines = journal(out["run_dir"].as_str().unwrap());
+    let submitted = lines
+        .iter()
+        .filter(|l| l["event"] == "order_submitted")
+        .count();
+    let refused: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "order_rejected")
+        .collect();
+    assert!(submitted > 0, "the strategy tried to trade");
+    assert_eq!(refused.len(), submitted);
+    assert!(refused.iter().all(|r| r["code"] == "risk.kill_switch"));
+    assert!(!lines.iter().any(|l| l["event"] == "order_filled"));
+    ks.release(&Scope::Global, "drill over", "ops").unwrap();
+
+    // Released: the same workflow trades.
+    let id = start(&runtime, &workflow).await;
+    let view = finished(&runtime, &id).await;
+    let out = output(&store, &view, "bt").await;
+    assert_eq!(out["kill_switch"]["engaged"], false);
+    let lines = journal(out["run_dir"].as_str().unwrap());
+    assert!(lines.iter().any(|l| l["event"] == "order_filled"));
+
+    // The workflow run's own kill switch covers the backtest it starts: engage it while the
+    // run waits behind a `wait` node.
+    let waiting = define(
+        &store,
+        json!({"name": "bt-wait", "nodes": [
+            {"id": "pause", "type": "wait", "config": {"duration_ms": 1500}},
+            {"id": "bt", "type": "backtest", "needs": ["pause"], "config": {"spec_path": spec.display().to_string()}}
+        ]}),
+    )
+    .await;
+    let id = start(&runtime, &waiting).await;
+    ks.engage(
+        &Scope::run(&id).unwrap(),
+        "stop this workflow",
+        "ops",
+        false,
+    )
+    .unwrap();
+    let view = finished(&runtime, &id).await;
+    let out = output(&store, &view, "bt").await;
+    assert_eq!(out["kill_switch"]["scope"], format!("run:{id}"), "{out}");
+    let lines = journal(out["run_dir"].as_str().unwrap());
+    assert!(!lines.iter().any(|l| l["event"] == "order_filled"));
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["event"] == "order_rejected")
+            .all(|r| r["code"] == "risk.kill_switch"
+                && r["reason"].as_str().unwrap().contains("stop this workflow"))
+    );
+    runtime.shutdown().await;
+}
