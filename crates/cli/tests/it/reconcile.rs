@@ -98,7 +98,9 @@ fn corrupted_files_exit_1_naming_the_check() {
     let out = tradeloom(data.path(), &["reconcile", &run_id]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("fills_csv.match_journal  MISMATCH"),
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("fills_csv.match_journal ") && l.contains(" MISMATCH ")),
         "{}",
         stdout(&out)
     );
