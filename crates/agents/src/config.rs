@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tradeloom_core::{Currency, Decimal, Money};
+use tradeloom_net::connectivity::{Endpoint, EnvRequirement, Provider, ProviderKind};
 
 use crate::book::FeeRate;
 use crate::error::AgentError;
@@ -143,6 +144,39 @@ impl ResolvedConfig {
 
     pub fn model(&self, name: &str) -> Option<&ModelConfig> {
         self.config.models.iter().find(|m| m.name == name)
+    }
+
+    /// The providers of the job for `connectivity_readiness.json` and the probe: each model
+    /// (its `api_key_env`, required when named, and `GET {base_url}/models`), the universe and
+    /// the news corpus (local files) and the simulated book the models trade on.
+    pub fn connectivity_providers(&self) -> Vec<Provider> {
+        let mut providers: Vec<Provider> = self
+            .config
+            .models
+            .iter()
+            .map(|m| Provider {
+                name: m.name.clone(),
+                kind: ProviderKind::Llm,
+                env: m
+                    .api_key_env
+                    .iter()
+                    .map(|var| EnvRequirement {
+                        var: var.clone(),
+                        required: true,
+                    })
+                    .collect(),
+                endpoint: Some(Endpoint {
+                    name: m.name.clone(),
+                    url: format!("{}/models", m.base_url.trim_end_matches('/')),
+                }),
+            })
+            .collect();
+        providers.push(Provider::local("universe", ProviderKind::Data));
+        if self.news_path.is_some() {
+            providers.push(Provider::local("news", ProviderKind::Data));
+        }
+        providers.push(Provider::local("venue:sim", ProviderKind::Venue));
+        providers
     }
 
     /// Models run in parallel per date.
@@ -412,6 +446,33 @@ mod tests {
             e.contains("models[1].name") && e.contains("used twice"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connectivity_providers_name_key_variables_and_model_endpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = GOOD.replace(
+            "universe:",
+            "  - name: b\n    base_url: https://llm.example/v1/\n    model: m\n    api_key_env: TL_TEST_KEY_B\nuniverse:",
+        );
+        let resolved = load_config(&write(dir.path(), &text)).unwrap();
+        let providers = resolved.connectivity_providers();
+        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "universe", "venue:sim"]);
+        assert!(providers[0].env.is_empty());
+        assert_eq!(
+            providers[0].endpoint.as_ref().unwrap().url,
+            "http://127.0.0.1:1/v1/models"
+        );
+        assert_eq!(providers[1].env[0].var, "TL_TEST_KEY_B");
+        assert!(providers[1].env[0].required);
+        assert_eq!(
+            providers[1].endpoint.as_ref().unwrap().url,
+            "https://llm.example/v1/models"
+        );
+        let r = tradeloom_net::connectivity::readiness(&providers, "t".into(), |_| false);
+        assert!(!r.ready);
+        assert_eq!(r.missing(), vec![("b", "TL_TEST_KEY_B")]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore, broadcast};
+use tracing::Instrument;
 use tradeloom_core::{Decimal, Money, Quantity};
 use tradeloom_data::{NewsCorpus, Universe};
 use tradeloom_llm::{LlmProvider, OpenAiProvider, ProviderConfig};
@@ -26,7 +27,8 @@ use crate::book::Book;
 use crate::config::{ResolvedConfig, config_from_value};
 use crate::error::AgentError;
 use crate::job_folder::{write_bootstrap, write_model_day, write_model_day_error};
-use crate::session::{SessionLimits, run_session};
+use crate::order_gate::OrderGate;
+use crate::session::{SessionLimits, run_session_gated};
 use crate::tools::SessionView;
 
 /// How long a `running` model-day may go without finishing before another worker may take it
@@ -348,7 +350,43 @@ impl Simulator {
     }
 
     /// Runs every unfinished model-day of `job_id` to the end and returns the finished job.
+    /// Its log lines carry `job_id` and `trace_id` (derived from the job id).
+    /// Every order answers to the global kill switch and the job's (`job:<id>`).
     pub async fn run_job(&self, job_id: &str) -> Result<Job, AgentError> {
+        self.run_job_under(job_id, &[]).await
+    }
+
+    /// [`Simulator::run_job`] for a job started by other runs (a workflow run): the kill
+    /// switches `run:<id>` of `parent_runs` cover its orders too.
+    pub async fn run_job_under(
+        &self,
+        job_id: &str,
+        parent_runs: &[String],
+    ) -> Result<Job, AgentError> {
+        let span = tracing::info_span!(
+            "job",
+            job_id = %job_id,
+            trace_id = %tradeloom_core::trace_id(job_id)
+        );
+        self.run_job_in_span(job_id, parent_runs)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_job_in_span(
+        &self,
+        job_id: &str,
+        parent_runs: &[String],
+    ) -> Result<Job, AgentError> {
+        let gate = match OrderGate::open(
+            &self.options.data_dir,
+            Some(job_id.to_string()),
+            parent_runs.to_vec(),
+        ) {
+            Ok(gate) => gate,
+            // Without a readable kill switch no order may pass: fail rather than trade blind.
+            Err(e) => return self.fail_job(job_id, &format!("kill switch: {e}")).await,
+        };
         let job = self.store.job(job_id).await?;
         let config = match config_from_value(&job.config, &self.options.base_dir) {
             Ok(c) => c,
@@ -392,6 +430,11 @@ impl Simulator {
             }),
         )
         .await?;
+        tracing::info!(
+            remaining = todo.len(),
+            total_model_days = report.progress.total_model_days,
+            "simulation job started"
+        );
         let _ = self.events.send(SimEvent::JobStarted {
             job_id: job_id.to_string(),
             total_model_days: report.progress.total_model_days,
@@ -432,14 +475,20 @@ impl Simulator {
                     market: Arc::clone(&market),
                     symbols: Arc::clone(&symbols),
                     events: self.events.clone(),
+                    gate: gate.clone(),
                 };
                 let permits = Arc::clone(&permits);
-                tasks.spawn(async move {
-                    // The semaphore is never closed.
-                    let _permit = permits.acquire_owned().await.ok();
-                    let model = ctx.key.model.clone();
-                    (model, run_model_day(ctx).await)
-                });
+                // A child of the job's span: its lines carry job_id and trace_id too.
+                let span = tracing::info_span!("model_day", model = %model, date = %date);
+                tasks.spawn(
+                    async move {
+                        // The semaphore is never closed.
+                        let _permit = permits.acquire_owned().await.ok();
+                        let model = ctx.key.model.clone();
+                        (model, run_model_day(ctx).await)
+                    }
+                    .instrument(span),
+                );
             }
             let mut first_error = None;
             while let Some(joined) = tasks.join_next().await {
@@ -478,6 +527,12 @@ impl Simulator {
             }),
         )
         .await?;
+        tracing::info!(
+            status = job.status.as_str(),
+            completed = progress.completed,
+            failed = progress.failed,
+            "simulation job finished"
+        );
         let _ = self.events.send(SimEvent::JobFinished {
             job_id: job_id.to_string(),
             status: job.status,
@@ -487,6 +542,7 @@ impl Simulator {
 
     /// Fails a job that cannot start (bad config, missing market data) and records it.
     async fn fail_job(&self, job_id: &str, error: &str) -> Result<Job, AgentError> {
+        tracing::error!(error, "simulation job failed before it started");
         let job = self.store.fail_job(job_id, error).await?;
         record(
             &*self.store,
@@ -570,6 +626,7 @@ struct DayContext {
     market: Arc<Market>,
     symbols: Arc<Vec<String>>,
     events: broadcast::Sender<SimEvent>,
+    gate: OrderGate,
 }
 
 /// Claims, runs and records one model-day. `Ok(Some(book))` when it completed (the book to
@@ -594,6 +651,7 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
     let provider = match &ctx.provider {
         Ok(p) => Arc::clone(p),
         Err(e) => {
+            tracing::warn!(error = %e, "model-day failed: no LLM provider");
             write_model_day_error(&ctx.data_dir, &key.job_id, &key.model, key.date, e)?;
             ctx.store.fail_model_day(key, e).await?;
             record_day_failed(&*ctx.store, key, e).await?;
@@ -612,13 +670,14 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
         max_steps: ctx.config.config.max_steps,
         max_tool_errors: ctx.config.config.max_tool_errors,
     };
-    let report = run_session(
+    let report = run_session_gated(
         &*provider,
         &key.model,
         view,
         &symbols,
         ctx.book.clone(),
         limits,
+        Some(ctx.gate.clone()),
     )
     .await;
     // Files first: if the process dies before the store commit, the day re-runs and replaces them.
@@ -645,6 +704,11 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
                 }),
             )
             .await?;
+            tracing::info!(
+                trades,
+                portfolio_value = %outcome.portfolio_value,
+                "model-day completed"
+            );
             let _ = ctx
                 .events
                 .send(finished("completed", None, Some(outcome.portfolio_value)));
@@ -654,6 +718,7 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
             let error = error
                 .clone()
                 .unwrap_or_else(|| "the session ended without an outcome".into());
+            tracing::warn!(error = %error, "model-day failed");
             ctx.store.fail_model_day(key, &error).await?;
             record_day_failed(&*ctx.store, key, &error).await?;
             let _ = ctx.events.send(finished("failed", Some(error), None));

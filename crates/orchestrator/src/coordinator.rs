@@ -10,6 +10,7 @@ use std::time::Instant;
 use chrono::Utc;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
+use tracing::Instrument;
 use tradeloom_flow::{Context, Ir, RunInfo, compile, parse_definition};
 use tradeloom_queue::{NewTask, Queue};
 use tradeloom_store::{
@@ -192,7 +193,22 @@ impl Coordinator {
 
     /// Applies `signal` to run `run_id` exactly once: read, plan, commit (recomputing when
     /// another signal of the run won the race), then emit the planned tasks.
+    /// Its log lines carry the run's `run_id` and `trace_id` and the signal's id.
     pub async fn apply(&self, run_id: &str, signal: &Signal) -> Result<Applied, OrchestratorError> {
+        let span = tracing::info_span!(
+            "signal",
+            run_id = %run_id,
+            trace_id = %tradeloom_core::trace_id(run_id),
+            signal = %signal.id()
+        );
+        self.apply_in_span(run_id, signal).instrument(span).await
+    }
+
+    async fn apply_in_span(
+        &self,
+        run_id: &str,
+        signal: &Signal,
+    ) -> Result<Applied, OrchestratorError> {
         if let Signal::Decided {
             approval_id,
             decision,
@@ -231,6 +247,10 @@ impl Coordinator {
             let status = transition.status.unwrap_or(run.status);
             match self.store.commit_transition(&transition).await {
                 Ok(TransitionOutcome::Applied { revision }) => {
+                    tracing::debug!(revision, tasks = tasks.len(), "signal applied");
+                    if status != run.status {
+                        tracing::info!(status = status.as_str(), "workflow run is now {status}");
+                    }
                     self.emit(tasks).await;
                     self.notify.notify_waiters();
                     return Ok(Applied::Committed { revision, status });

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 use tradeloom_queue::{Delivery, NewTask, Queue};
 use tradeloom_store::Decision;
 
@@ -86,6 +87,21 @@ async fn handle_node_task(env: &Arc<WorkerEnv>, delivery: Delivery) {
             return;
         }
     };
+    // Every line logged while the node runs carries the run's id and trace id and the attempt.
+    let span = tracing::info_span!(
+        "node",
+        run_id = %task.run_id,
+        trace_id = %tradeloom_core::trace_id(&task.run_id),
+        node = %task.node_id,
+        attempt = task.attempt
+    );
+    handle_parsed_task(env, task, delivery)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_parsed_task(env: &Arc<WorkerEnv>, task: NodeTask, delivery: Delivery) {
+    let queue = env.queue().clone();
     let coordinator = &env.coordinator;
     let started = Signal::NodeStarted {
         node: task.node_id.clone(),
@@ -105,12 +121,22 @@ async fn handle_node_task(env: &Arc<WorkerEnv>, delivery: Delivery) {
             return;
         }
     }
+    tracing::info!("node started");
     let outcome = run_attempt(env, &task, &delivery).await;
     let Some(outcome) = outcome else {
         // Cancelled: the run's cancel transition settled the node.
+        tracing::info!("node attempt stopped: the run was cancelled");
         let _ = queue.ack(&delivery.lease).await;
         return;
     };
+    match &outcome {
+        Outcome::Completed { output_hash, .. } => {
+            tracing::info!(output_hash = %output_hash, "node completed");
+        }
+        Outcome::Failed { error, retryable } => {
+            tracing::warn!(error = %error, retryable, "node failed");
+        }
+    }
     let envelope = SignalEnvelope {
         run_id: task.run_id.clone(),
         signal: Signal::NodeFinished {

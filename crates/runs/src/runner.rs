@@ -122,6 +122,19 @@ pub fn execute_resolved(
     let kill_switch = KillSwitch::open(&options.data_dir).map_err(|e| reject(e.into()))?;
 
     let folder = RunFolder::create(&options.data_dir).map_err(reject)?;
+    // Every log line of the run carries its id and trace id (derived from the id).
+    let span = tracing::info_span!(
+        "run",
+        run_id = %folder.run_id,
+        trace_id = %tradeloom_core::trace_id(&folder.run_id)
+    );
+    let _in_run = span.enter();
+    tracing::info!(
+        name = %spec.spec.name,
+        strategy = spec.spec.strategy.name(),
+        instruments = spec.instruments.len(),
+        "run started"
+    );
     let gate = RunGate::new(kill_switch, folder.run_id.clone());
     let gate_errors = gate.errors();
     engine.set_kill_switch_gate(Box::new(gate));
@@ -172,6 +185,7 @@ pub fn execute_resolved(
         summary: None,
     };
     let fail = |meta: &mut Metadata, folder: &RunFolder, error: RunError| {
+        tracing::error!(error = %error, "run failed");
         meta.status = RunStatus::Failed;
         meta.error = Some(error.to_string());
         meta.finished_at = Some(now_rfc3339());
@@ -291,6 +305,14 @@ pub fn execute_resolved(
     if let Err(e) = meta.write(&folder.dir) {
         return Err(fail(&mut meta, &folder, e));
     }
+    tracing::info!(
+        bars = metrics.bars,
+        orders = metrics.orders,
+        fills = metrics.fills,
+        halted = summary.halted,
+        duration_ms = meta.duration_ms,
+        "run completed"
+    );
     Ok(RunOutcome {
         run_id: folder.run_id.clone(),
         run_dir: folder.dir.clone(),
@@ -387,6 +409,7 @@ fn drive(
         last_progress = progress;
         if count >= next_report {
             next_report = count + PROGRESS_EVERY;
+            tracing::debug!(bars = count, "bars processed");
             if let Some(report) = options.progress.as_mut() {
                 report(Progress {
                     bars: count,

@@ -24,6 +24,7 @@ use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, S
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{EngineConfig, ExecutionConfig, RiskConfig, StrategyConfig};
+use tradeloom_net::connectivity::{Provider, ProviderKind};
 
 use crate::error::RunError;
 
@@ -137,6 +138,24 @@ pub struct RunSpec {
     pub account: AccountSpec,
     #[serde(default)]
     pub risk: RiskConfig,
+}
+
+impl RunSpec {
+    /// The providers of the run for `connectivity_readiness.json`: the venue and each data file.
+    /// A backtest reads local files and trades on the simulated venue, so none needs a variable
+    /// or has an endpoint to probe.
+    pub fn connectivity_providers(&self) -> Vec<Provider> {
+        let mut providers = vec![Provider::local(
+            format!("venue:{}", self.venue),
+            ProviderKind::Venue,
+        )];
+        providers.extend(
+            self.data
+                .iter()
+                .map(|d| Provider::local(format!("data:{}", d.symbol), ProviderKind::Data)),
+        );
+        providers
+    }
 }
 
 /// One data source, resolved.

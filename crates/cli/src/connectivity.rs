@@ -1,0 +1,235 @@
+//! `tradeloom connectivity check`, and the connectivity files `tradeloom run` and `tradeloom
+//! simulate` write into their run and job folders.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tradeloom_net::connectivity::{
+    DEFAULT_PROBE_TIMEOUT, Endpoint, EnvRequirement, PROBE_FILE, ProbeReport, Provider,
+    ProviderKind, READINESS_FILE, Readiness, endpoints, env_is_set, now_rfc3339, probe, readiness,
+    write_json,
+};
+
+/// `tradeloom connectivity` subcommands.
+#[derive(clap::Subcommand)]
+pub enum ConnectivityCommand {
+    /// Which environment variables the providers of a run spec or simulation config need and
+    /// whether they are set (never their values); `--probe` also contacts the endpoints on this
+    /// host (loopback only, one read-only GET each). Exit 0 ready, 1 not ready or a probe
+    /// failed, 2 a bad file.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// A run spec (YAML) or a simulation config (YAML or JSON).
+    pub file: PathBuf,
+    /// Also probe the endpoints (LLM `GET {base_url}/models`, the API's `GET /health`).
+    #[arg(long)]
+    pub probe: bool,
+    /// Also check the tradeloom API at this base URL (probed at `/health` with `--probe`).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// Write connectivity_readiness.json (and connectivity_probe.json with --probe) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object `{"readiness", "probe"}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(command: ConnectivityCommand) -> Result<ExitCode> {
+    match command {
+        ConnectivityCommand::Check(args) => check(&args),
+    }
+}
+
+/// The providers of a run spec or simulation config file; `Err` is the message of a bad file.
+fn providers_of(file: &Path) -> Result<Vec<Provider>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read the file: {e}", file.display()))?;
+    let value: serde_json::Value = yaml_serde::from_str(&text).map_err(|e| {
+        let at = e.location().map(|l| (l.line(), l.column()));
+        let (place, message) =
+            tradeloom_core::locate_error(&file.display().to_string(), e.to_string(), at);
+        format!("{place}: {message}")
+    })?;
+    let has = |key: &str| value.get(key).is_some();
+    if has("models") {
+        let config = tradeloom_agents::load_config(file).map_err(|e| e.to_string())?;
+        Ok(config.connectivity_providers())
+    } else if has("strategy") || has("instruments") {
+        let spec = tradeloom_runs::load_spec(file).map_err(|e| e.to_string())?;
+        Ok(spec.spec.connectivity_providers())
+    } else {
+        Err(format!(
+            "{}: neither a run spec (it has no `instruments` or `strategy`) nor a simulation \
+             config (it has no `models`)",
+            file.display()
+        ))
+    }
+}
+
+fn api_provider(url: &str) -> Provider {
+    Provider {
+        name: "tradeloom-api".to_string(),
+        kind: ProviderKind::Api,
+        env: vec![EnvRequirement {
+            var: "TRADELOOM_API_KEY".to_string(),
+            // Only when the API runs with --auth on.
+            required: false,
+        }],
+        endpoint: Some(Endpoint {
+            name: "tradeloom-api".to_string(),
+            url: format!("{}/health", url.trim_end_matches('/')),
+        }),
+    }
+}
+
+/// Readiness of `providers` from this process's environment, and the probe of their endpoints.
+pub fn assess(providers: &[Provider]) -> Result<(Readiness, ProbeReport)> {
+    let readiness = readiness(providers, now_rfc3339(), env_is_set);
+    let endpoints = endpoints(providers);
+    let probe = if endpoints.is_empty() {
+        ProbeReport {
+            generated_at: now_rfc3339(),
+            ok: true,
+            probes: Vec::new(),
+        }
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the probe's runtime")?
+            .block_on(probe(&endpoints, now_rfc3339(), DEFAULT_PROBE_TIMEOUT))
+    };
+    Ok((readiness, probe))
+}
+
+/// Writes both files into `dir`; a failure is logged, never fatal to the run that asked.
+pub fn record(dir: &Path, readiness: &Readiness, probe: &ProbeReport) {
+    for result in [
+        write_json(dir, READINESS_FILE, readiness),
+        write_json(dir, PROBE_FILE, probe),
+    ] {
+        if let Err(e) = result {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write a connectivity file");
+        }
+    }
+    if !readiness.ready {
+        let missing: Vec<String> = readiness
+            .missing()
+            .iter()
+            .map(|(p, v)| format!("{v} ({p})"))
+            .collect();
+        tracing::warn!(missing = %missing.join(", "), "required environment variables are not set");
+    }
+}
+
+fn check(args: &CheckArgs) -> Result<ExitCode> {
+    let mut providers = match providers_of(&args.file) {
+        Ok(p) => p,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(api) = &args.api {
+        providers.push(api_provider(api));
+    }
+    let readiness = readiness(&providers, now_rfc3339(), env_is_set);
+    let probe_report = if args.probe {
+        let endpoints = endpoints(&providers);
+        let report = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the probe's runtime")?
+            .block_on(probe(&endpoints, now_rfc3339(), DEFAULT_PROBE_TIMEOUT));
+        Some(report)
+    } else {
+        None
+    };
+    if let Some(dir) = &args.out {
+        write_json(dir, READINESS_FILE, &readiness)
+            .with_context(|| format!("--out {}", dir.display()))?;
+        if let Some(report) = &probe_report {
+            write_json(dir, PROBE_FILE, report)
+                .with_context(|| format!("--out {}", dir.display()))?;
+        }
+    }
+    let probe_failed = probe_report
+        .as_ref()
+        .is_some_and(|r| r.failures().next().is_some());
+    if args.json {
+        println!("{}", json!({"readiness": readiness, "probe": probe_report}));
+    } else {
+        print_human(&readiness, probe_report.as_ref());
+    }
+    if !readiness.ready {
+        let missing: Vec<String> = readiness
+            .missing()
+            .iter()
+            .map(|(p, v)| format!("{v} (needed by {p})"))
+            .collect();
+        eprintln!(
+            "error: not ready: required environment variables not set: {}",
+            missing.join(", ")
+        );
+    }
+    if probe_failed {
+        eprintln!("error: a probed endpoint did not answer with 2xx");
+    }
+    Ok(if readiness.ready && !probe_failed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_human(readiness: &Readiness, probe: Option<&ProbeReport>) {
+    for p in &readiness.providers {
+        let kind = serde_json::to_value(p.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let state = if p.ready { "ready" } else { "NOT READY" };
+        println!("{state:>9}  {kind:<5}  {}", p.name);
+        for e in &p.env {
+            let set = if e.set { "set" } else { "not set" };
+            let need = if e.required { "required" } else { "optional" };
+            println!("           {} {set} ({need})", e.var);
+        }
+    }
+    if let Some(report) = probe {
+        for p in &report.probes {
+            let state = if p.skipped {
+                "skipped"
+            } else if p.ok {
+                "up"
+            } else {
+                "DOWN"
+            };
+            let detail = match (&p.status, &p.latency_ms, &p.error) {
+                (Some(s), Some(ms), None) => format!("HTTP {s}, {ms:.1} ms"),
+                (_, _, Some(e)) => e.clone(),
+                _ => String::new(),
+            };
+            println!("{state:>9}  probe  {} {}  {detail}", p.name, p.url);
+        }
+    }
+    println!(
+        "connectivity: {}{}",
+        if readiness.ready {
+            "ready"
+        } else {
+            "not ready"
+        },
+        match probe {
+            Some(r) if r.failures().next().is_some() => ", probe failed",
+            Some(_) => ", probe ok",
+            None => "",
+        }
+    );
+}
