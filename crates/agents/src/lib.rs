@@ -10,6 +10,7 @@ mod calc;
 mod config;
 mod error;
 mod job_folder;
+mod order_gate;
 mod schema;
 mod session;
 mod simulation;
@@ -23,9 +24,11 @@ pub use config::{
 };
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_dir};
+pub use order_gate::{KILL_SWITCH_CODE, OrderGate, is_refusal, refusal};
 pub use schema::validate as validate_arguments;
 pub use session::{
-    LlmCall, SYSTEM_PROMPT, SessionLimits, SessionReport, run_session, session_prompt,
+    LlmCall, SYSTEM_PROMPT, SessionLimits, SessionReport, run_session, run_session_gated,
+    session_prompt,
 };
 pub use simulation::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, run_to_end,

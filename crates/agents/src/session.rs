@@ -12,6 +12,7 @@ use tradeloom_llm::{ChatRequest, LlmProvider, Message, Role, Usage};
 use tradeloom_store::{Holding, ModelDayOutcome, ReasoningMessage, ToolCall};
 
 use crate::book::Book;
+use crate::order_gate::{OrderGate, is_refusal};
 use crate::tools::{SessionView, ToolBox, tool_specs};
 
 /// The system prompt: identical for every model and day, so providers can cache the prefix
@@ -122,6 +123,22 @@ pub async fn run_session(
     book: Book,
     limits: SessionLimits,
 ) -> SessionReport {
+    run_session_gated(provider, model_name, view, symbols, book, limits, None).await
+}
+
+/// [`run_session`] with the kill switch in front of every order: refused orders come back to
+/// the model as tool errors starting with `risk.kill_switch` (they do not count against
+/// `max_tool_errors`: they are not the model's mistakes), and an engagement that asks to
+/// flatten sells every holding when the session starts and at any order attempt.
+pub async fn run_session_gated(
+    provider: &dyn LlmProvider,
+    model_name: &str,
+    view: SessionView<'_>,
+    symbols: &[&str],
+    book: Book,
+    limits: SessionLimits,
+    gate: Option<OrderGate>,
+) -> SessionReport {
     let mut messages = vec![
         Message::system(SYSTEM_PROMPT),
         Message::user(session_prompt(&view, symbols, model_name)),
@@ -129,7 +146,19 @@ pub async fn run_session(
     let mut reasoning: Vec<ReasoningMessage> = messages.iter().map(|m| log(0, m)).collect();
     let mut tool_calls = Vec::new();
     let mut llm_calls = Vec::new();
-    let mut tools = ToolBox::new(view, book);
+    let mut tools = ToolBox::new(view, book).with_gate(gate);
+    let sold = tools.flatten_if_asked(0);
+    if !sold.is_empty() {
+        tool_calls.push(ToolCall {
+            step: 0,
+            tool: "kill_switch_liquidation".to_string(),
+            args: json!({}),
+            result: Some(json!({"reason": crate::order_gate::KILL_SWITCH_CODE, "sold": sold})),
+            latency_ms: 0,
+            error: None,
+            created_at: Utc::now(),
+        });
+    }
     let specs = tool_specs();
     let mut tool_errors = 0u32;
     let mut step = 0u32;
@@ -182,6 +211,7 @@ pub async fn run_session(
             let latency_ms = started.elapsed().as_millis() as i64;
             let (content, result_value, error) = match result {
                 Ok(v) => (v.to_string(), Some(v), None),
+                Err(e) if is_refusal(&e) => (json!({"error": e}).to_string(), None, Some(e)),
                 Err(e) => {
                     tool_errors += 1;
                     last_error = Some(format!("`{}`: {e}", call.name));

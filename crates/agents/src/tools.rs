@@ -12,6 +12,7 @@ use tradeloom_llm::ToolSpec;
 use crate::book::{Book, Execution};
 use crate::calc;
 use crate::config::ReferencePrice;
+use crate::order_gate::{OrderGate, refusal};
 use crate::schema;
 
 /// Names of the tools, in the order they are offered.
@@ -158,6 +159,7 @@ pub struct ToolBox<'a> {
     view: SessionView<'a>,
     book: Book,
     executions: Vec<(u32, Execution)>,
+    gate: Option<OrderGate>,
 }
 
 impl<'a> ToolBox<'a> {
@@ -166,7 +168,54 @@ impl<'a> ToolBox<'a> {
             view,
             book,
             executions: Vec::new(),
+            gate: None,
         }
+    }
+
+    /// Puts the kill switch in front of every `buy` and `sell`.
+    pub fn with_gate(mut self, gate: Option<OrderGate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// If a kill switch covering this book is engaged and asks to flatten: sells every holding
+    /// at the session's reference price (holdings without a price today stay). Returns the
+    /// sales as JSON, empty when nothing was sold.
+    pub fn flatten_if_asked(&mut self, step: u32) -> Vec<Value> {
+        match self.gate.as_ref().and_then(OrderGate::engaged_now) {
+            Some(e) if e.flatten => self.liquidate(step),
+            _ => Vec::new(),
+        }
+    }
+
+    fn liquidate(&mut self, step: u32) -> Vec<Value> {
+        let held: Vec<(String, Quantity)> = self
+            .book
+            .holdings()
+            .map(|(s, q)| (s.to_string(), q))
+            .collect();
+        let mut sold = Vec::new();
+        for (symbol, quantity) in held {
+            let Ok(price) = self.view.reference_price(&symbol) else {
+                sold.push(json!({"symbol": symbol, "quantity": quantity.to_string(), "error": "no price today; kept"}));
+                continue;
+            };
+            match self.book.sell(&symbol, quantity, price) {
+                Ok(execution) => {
+                    sold.push(json!({
+                        "symbol": symbol,
+                        "side": "sell",
+                        "quantity": quantity.to_string(),
+                        "price": price.to_string(),
+                        "fee": execution.fee.to_string(),
+                        "cash_after": execution.cash_after.to_string(),
+                    }));
+                    self.executions.push((step, execution));
+                }
+                Err(e) => sold.push(json!({"symbol": symbol, "error": e})),
+            }
+        }
+        sold
     }
 
     pub fn book(&self) -> &Book {
@@ -303,6 +352,20 @@ impl<'a> ToolBox<'a> {
     }
 
     fn trade(&mut self, step: u32, buy: bool, args: &Value) -> Result<Value, String> {
+        // A fresh look at the kill switch files before every order.
+        if let Some(engagement) = self.gate.as_ref().and_then(OrderGate::engaged_now) {
+            let mut message = refusal(&engagement);
+            if engagement.flatten {
+                let sold = self.liquidate(step);
+                if !sold.is_empty() {
+                    message.push_str(&format!(
+                        "; positions flattened (kill switch liquidation): {}",
+                        Value::Array(sold)
+                    ));
+                }
+            }
+            return Err(message);
+        }
         let symbol = str_arg(args, "symbol");
         let price = self.view.reference_price(symbol)?;
         // The schema checked 1 ≤ quantity ≤ MAX_ORDER_QUANTITY.

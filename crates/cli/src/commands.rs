@@ -91,8 +91,21 @@ pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<Exit
             None
         },
     };
+    // Assessed before the run; written into its folder once the folder exists.
+    let connectivity = tradeloom_runs::load_spec(spec)
+        .ok()
+        .map(|s| crate::connectivity::assess(&s.spec.connectivity_providers()))
+        .transpose()?;
     let outcome = tradeloom_runs::execute(spec, options);
     bar.finish_and_clear();
+    let run_dir = match &outcome {
+        Ok(o) => Some(&o.run_dir),
+        Err(ExecuteError::Failed(f)) => Some(&f.run_dir),
+        Err(ExecuteError::Rejected(_)) => None,
+    };
+    if let (Some(dir), Some((readiness, probe))) = (run_dir, &connectivity) {
+        crate::connectivity::record(dir, readiness, probe);
+    }
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(outcome) => {

@@ -4,10 +4,8 @@
 //! one fault, asserts the operational response step by step, and writes
 //! `<data-dir>/drills/<name>.json`. Child processes are killed when a drill ends, however it
 //! ends.
-//!
-//! Not yet a drill: a data stall (a feed in `health.yaml` going stale and dead), which needs the
-//! `tradeloom health` command in the binary.
 
+mod data_stall;
 mod disk_full;
 mod http;
 mod kill_switch;
@@ -62,6 +60,12 @@ pub const DRILLS: &[DrillInfo] = &[
         injects: "engages the global kill switch while a backtest is trading",
         asserts: "no order accepted or filled after the engagement event, every later order \
                   refused with risk.kill_switch; after release a new run trades",
+    },
+    DrillInfo {
+        name: "data_stall",
+        injects: "stops updating a feed file named in health.yaml",
+        asserts: "tradeloom health walks GREEN -> DEGRADED -> DEAD as the feed goes stale and \
+                  dead, and back to GREEN when it resumes",
     },
     DrillInfo {
         name: "worker_crash",
@@ -334,6 +338,7 @@ async fn run_one(exe: &Path, drills_dir: &Path, name: &str) -> DrillReport {
 async fn dispatch(name: &str, ctx: &mut Ctx) -> Result<()> {
     match name {
         "kill_switch" => kill_switch::run(ctx).await,
+        "data_stall" => data_stall::run(ctx).await,
         "worker_crash" => worker_crash::run(ctx).await,
         "llm_outage" => llm_outage::run(ctx).await,
         "store_unavailable" => store_unavailable::run(ctx).await,

@@ -7,12 +7,19 @@
 
 mod access;
 mod bench;
+mod bench_killswitch;
 mod bench_simulate;
 mod bench_workflows;
 mod commands;
+mod connectivity;
+mod drill;
 mod flow;
 mod flow_client;
+mod health;
 mod killswitch;
+mod logging;
+mod metrics_cmd;
+mod reconcile;
 mod simulation;
 mod ssrf;
 mod table;
@@ -37,6 +44,14 @@ struct Cli {
     /// The job store: a SQLite path or a `postgres://` URL (default `<data-dir>/tradeloom.db`).
     #[arg(long, global = true, env = "TRADELOOM_DATABASE_URL")]
     database_url: Option<String>,
+    /// Log line format on stderr: `json` (one object per line, with run_id/job_id/trace_id) or
+    /// `text`. Default: `json` for `serve` and `mock-llm`, `text` for other commands.
+    #[arg(long, global = true, env = "TRADELOOM_LOG_FORMAT", value_enum)]
+    log_format: Option<logging::LogFormat>,
+    /// Log level or `EnvFilter` directives (e.g. `debug`, `info,tradeloom_orchestrator=debug`);
+    /// overrides RUST_LOG. Default: `info` for `serve` and `mock-llm`, `warn` for other commands.
+    #[arg(long, global = true, value_parser = logging::parse_level)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +83,16 @@ enum Command {
     Report {
         /// Run id, a unique prefix of one, or `latest`.
         id: String,
+    },
+    /// Recompute the books of a backtest run (from its journal's fills) or a simulation job
+    /// (replaying its model-days) and compare them with every report and the store; writes
+    /// reconciliation_result.json; exit 0 all agree, 1 any mismatch, 2 an error.
+    Reconcile {
+        /// Run id, a unique prefix of one, `latest`, or a simulation job id (or prefix).
+        id: String,
+        /// Print the result JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Recompute every hash in a run's metadata.json; exit 1 on any mismatch.
     Verify {
@@ -132,6 +157,8 @@ enum Command {
         access: access::ServeAccess,
         #[command(flatten)]
         workflows: simulation::WorkflowOptions,
+        #[command(flatten)]
+        health: health::ServeHealthOptions,
     },
     /// API keys of the REST API (operating on the store directly).
     Keys {
@@ -188,6 +215,28 @@ enum Command {
     Killswitch {
         #[command(subcommand)]
         command: killswitch::KillSwitchCommand,
+    },
+    /// Failure drills: scripted fault injections against a live local instance started for
+    /// each drill, asserting the operational response; reports in `<data-dir>/drills/`.
+    Drill {
+        #[command(subcommand)]
+        command: drill::DrillCommand,
+    },
+    /// The meta health monitor: five sensors (processes, heartbeats, data feeds, control plane,
+    /// coherence), rm_meta and GREEN/DEGRADED/CRITICAL/DEAD; writes health/meta_health.json.
+    /// Exit 0 whenever the check ran, 2 on a bad health.yaml.
+    Health(health::HealthArgs),
+    /// Connectivity of a run spec or simulation config: required environment variables
+    /// (never their values) and a loopback-only probe of local endpoints.
+    Connectivity {
+        #[command(subcommand)]
+        command: connectivity::ConnectivityCommand,
+    },
+    /// Prometheus metrics of the data dir's run folders, connectivity files, kill switches and
+    /// health: `export` prints them, `serve` answers scrapes at `GET /metrics`.
+    Metrics {
+        #[command(subcommand)]
+        command: metrics_cmd::MetricsCommand,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -324,6 +373,19 @@ enum DbCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Kill switch figures: engine bars/s without and with the kill switch gate, and the time
+    /// from `engage` returning back to the last accepted order (exit 1 if any order was
+    /// accepted after it returned).
+    Killswitch {
+        /// Bars per throughput pass.
+        #[arg(long, default_value_t = 1_000_000)]
+        bars: u64,
+        /// Passes and engage races (medians are printed).
+        #[arg(long, default_value_t = 5)]
+        repetitions: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Engine throughput, and end-to-end `tradeloom run` time and peak memory from CSV and
     /// Parquet, on synthetic 1-minute bars traded by sma_cross.
     Engine {
@@ -376,6 +438,14 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let role = match cli.command {
+        Command::Serve { .. } | Command::MockLlm { .. } => logging::Role::LongRunning,
+        _ => logging::Role::OneShot,
+    };
+    if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref(), role) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let data_dir = cli.data_dir;
     let db_url = cli.database_url.as_deref();
     let result = match cli.command {
@@ -390,6 +460,7 @@ fn main() -> ExitCode {
         },
         Command::Report { id } => commands::report(&data_dir, &id),
         Command::Verify { id, json } => commands::verify(&data_dir, &id, json),
+        Command::Reconcile { id, json } => reconcile::run(&data_dir, db_url, &id, json),
         Command::Data { command } => match command {
             DataCommand::Synth {
                 symbol,
@@ -409,6 +480,11 @@ fn main() -> ExitCode {
             } => commands::data_universe(symbols, days, seed, &start, &out, !no_news),
         },
         Command::Bench { command } => match command {
+            BenchCommand::Killswitch {
+                bars,
+                repetitions,
+                json,
+            } => bench_killswitch::killswitch(bars, repetitions, json),
             BenchCommand::Engine {
                 bars,
                 engine_only,
@@ -479,6 +555,7 @@ fn main() -> ExitCode {
             max_concurrent_jobs,
             access,
             workflows,
+            health,
         } => simulation::serve(
             &data_dir,
             db_url,
@@ -486,6 +563,7 @@ fn main() -> ExitCode {
             max_concurrent_jobs,
             &access,
             &workflows,
+            &health,
         ),
         Command::Keys { command } => access::keys(&data_dir, db_url, command),
         Command::MockLlm { addr } => simulation::mock_llm(&addr),
@@ -498,6 +576,10 @@ fn main() -> ExitCode {
             FlowCommand::Runs(args) => flow_client::runs(&api, &args),
         },
         Command::Killswitch { command } => killswitch::run(&data_dir, command),
+        Command::Metrics { command } => metrics_cmd::run(&data_dir, command),
+        Command::Connectivity { command } => connectivity::run(command),
+        Command::Drill { command } => drill::run(&data_dir, command),
+        Command::Health(args) => health::run(&data_dir, db_url, &args),
         Command::Approve { api, args } => flow_client::decide(&api, &args, true),
         Command::Reject { api, args } => flow_client::decide(&api, &args, false),
         Command::Approvals { api, args } => flow_client::approvals(&api, &args),

@@ -102,6 +102,8 @@ pub fn simulate(
     quiet: bool,
 ) -> Result<ExitCode> {
     let config = load_config(config_path)?;
+    // Assessed before the job runs; written into its folder once its id is known.
+    let (readiness, probe) = crate::connectivity::assess(&config.connectivity_providers())?;
     let rt = runtime()?;
     rt.block_on(async {
         let store = open(data_dir, database_url).await?;
@@ -150,6 +152,11 @@ pub fn simulate(
         let started = std::time::Instant::now();
         let (outcome, job) = run_to_end(&sim, &config).await?;
         bar.finish_and_clear();
+        crate::connectivity::record(
+            &tradeloom_agents::job_run_dir(data_dir, &job.id),
+            &readiness,
+            &probe,
+        );
         printer.abort();
         let board = leaderboard_of(store.as_ref(), &job)
             .await
@@ -423,15 +430,6 @@ pub fn db(
     })
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
@@ -450,8 +448,8 @@ pub fn serve(
     max_concurrent_jobs: usize,
     access: &crate::access::ServeAccess,
     workflows: &WorkflowOptions,
+    health: &crate::health::ServeHealthOptions,
 ) -> Result<ExitCode> {
-    init_logging();
     tradeloom_llm::install_crypto_provider();
     runtime()?.block_on(async {
         let store = open(data_dir, database_url).await?;
@@ -470,18 +468,30 @@ pub fn serve(
             workflow_runtime.clone(),
         )
         .spawn(std::time::Duration::from_secs(workflows.schedule_tick_secs));
+        let scheduler = Arc::new(scheduler);
         let listener = bind(addr).await?;
         let local = listener.local_addr()?;
         let auth = access.auth_mode(local.ip());
         let limits = access.rate_limits();
         crate::access::log_access(sim.store().as_ref(), auth, local.ip(), &limits).await;
+        let meta_health = tradeloom_server::MetaHealthSlot::default();
+        let monitor = crate::health::ServeMonitor::start(
+            data_dir,
+            health,
+            sim.store().clone(),
+            workflow_runtime.clone(),
+            scheduler.clone(),
+            meta_health.clone(),
+        )?;
         let state = AppState::new(sim)
             .with_auth(auth)
             .with_rate_limits(limits)
-            .with_runtime(workflow_runtime.clone());
+            .with_runtime(workflow_runtime.clone())
+            .with_meta_health(meta_health);
         println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)");
         std::io::stdout().flush()?;
         tradeloom_server::serve(listener, state, shutdown_signal()).await?;
+        monitor.stop().await;
         scheduler.abort();
         workflow_runtime.shutdown().await;
         Ok(ExitCode::SUCCESS)
@@ -490,7 +500,6 @@ pub fn serve(
 
 /// `tradeloom mock-llm`: the deterministic OpenAI-compatible test server.
 pub fn mock_llm(addr: &str) -> Result<ExitCode> {
-    init_logging();
     runtime()?.block_on(async {
         let listener = bind(addr).await?;
         let local = listener.local_addr()?;

@@ -78,8 +78,8 @@ pub async fn execute(
         NodeKind::Wait(w) => Ok(json!({"waited_ms": w.duration_ms})),
         NodeKind::Http(h) => http(env, h, &a).await,
         NodeKind::Agent(agent_node) => agent(coordinator, agent_node, &a).await,
-        NodeKind::Simulate(s) => simulate(env, s, context).await,
-        NodeKind::Backtest(b) => backtest(env, b, context).await,
+        NodeKind::Simulate(s) => simulate(env, s, context, a.run_id).await,
+        NodeKind::Backtest(b) => backtest(env, b, context, a.run_id).await,
         NodeKind::Hitl(_) => Err(NodeError::permanent(
             "hitl nodes are decided by approvals, not run by workers",
         )),
@@ -330,7 +330,32 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
     }
 }
 
-async fn simulate(env: &NodeEnv, s: &SimulateNode, context: &Value) -> Result<Value, NodeError> {
+/// The engaged kill switch (global or the workflow run's) as node output, read now: a
+/// `simulate` or `backtest` node under it still runs (its orders are refused and recorded) and
+/// says why it traded nothing.
+fn kill_switch_note(data_dir: &Path, workflow_run_id: &str) -> Value {
+    let engaged = tradeloom_safety::KillSwitch::open(data_dir)
+        .map(|ks| ks.engaged_now(&[workflow_run_id], None));
+    match engaged {
+        Ok(Some(e)) => json!({
+            "engaged": true,
+            "scope": e.scope.to_string(),
+            "reason": e.reason,
+            "by": e.by,
+            "flatten": e.flatten,
+            "detail": format!("orders refused with risk.kill_switch: {}", e.describe()),
+        }),
+        Ok(None) => json!({"engaged": false}),
+        Err(e) => json!({"engaged": true, "detail": e.to_string()}),
+    }
+}
+
+async fn simulate(
+    env: &NodeEnv,
+    s: &SimulateNode,
+    context: &Value,
+    workflow_run_id: &str,
+) -> Result<Value, NodeError> {
     let simulator = env.simulator.as_ref().ok_or_else(|| {
         NodeError::permanent("simulate nodes need a simulator; run them under `tradeloom serve`")
     })?;
@@ -358,7 +383,7 @@ async fn simulate(env: &NodeEnv, s: &SimulateNode, context: &Value) -> Result<Va
     let store = simulator.store();
     let job = match outcome {
         TriggerOutcome::Started { job, .. } => simulator
-            .run_job(&job.id)
+            .run_job_under(&job.id, &[workflow_run_id.to_string()])
             .await
             .map_err(|e| NodeError::transient(format!("simulation job {}: {e}", job.id)))?,
         TriggerOutcome::Current(job) => job,
@@ -402,23 +427,33 @@ async fn simulate(env: &NodeEnv, s: &SimulateNode, context: &Value) -> Result<Va
         "status": job.status.to_string(),
         "initial_value": initial.to_string(),
         "leaderboard": leaderboard,
+        "kill_switch": kill_switch_note(&env.data_dir, workflow_run_id),
     }))
 }
 
-async fn backtest(env: &NodeEnv, b: &BacktestNode, context: &Value) -> Result<Value, NodeError> {
+async fn backtest(
+    env: &NodeEnv,
+    b: &BacktestNode,
+    context: &Value,
+    workflow_run_id: &str,
+) -> Result<Value, NodeError> {
     let path = b
         .spec_path
         .render_string(context)
         .map_err(|e| NodeError::permanent(format!("spec_path: {e}")))?;
     let path = resolve(&env.base_dir, &path);
     let data_dir = env.data_dir.clone();
+    // The workflow run's kill switch covers the backtest it starts, as do the global one and
+    // the backtest run's own.
+    let parents = vec![workflow_run_id.to_string()];
     let outcome = tokio::task::spawn_blocking(move || {
-        tradeloom_runs::execute(
+        tradeloom_runs::execute_under(
             &path,
             tradeloom_runs::RunOptions {
                 data_dir,
                 progress: None,
             },
+            &parents,
         )
     })
     .await
@@ -436,5 +471,9 @@ async fn backtest(env: &NodeEnv, b: &BacktestNode, context: &Value) -> Result<Va
         serde_json::to_value(outcome.status).unwrap_or(Value::Null),
     );
     out.insert("metrics".into(), metrics);
+    out.insert(
+        "kill_switch".into(),
+        kill_switch_note(&env.data_dir, workflow_run_id),
+    );
     Ok(Value::Object(out))
 }

@@ -12,6 +12,7 @@ pub mod folder;
 pub mod hashing;
 pub mod journal;
 pub mod kill_switch;
+pub mod live;
 pub mod metadata;
 pub mod report;
 pub mod runner;
@@ -21,6 +22,9 @@ pub mod verify;
 pub use error::RunError;
 pub use folder::{RunFolder, find_run, list_runs};
 pub use metadata::{Metadata, RunStatus};
-pub use runner::{ExecuteError, Progress, RunOptions, RunOutcome, execute, rerender_report};
+pub use runner::{
+    ExecuteError, Progress, RunOptions, RunOutcome, execute, execute_resolved_under, execute_under,
+    rerender_report,
+};
 pub use spec::{RunSpec, load_spec};
 pub use verify::{VerifyReport, verify_run};

@@ -5,9 +5,11 @@
 //! malformed row deep in a file, a full disk) leaves the journal as written so far, appends a
 //! `run_failed` line, and marks the metadata `failed` with the error — never `completed`.
 //!
-//! Every run honours the data dir's kill switch (global, or the run's own scope): while one is
-//! engaged the engine refuses every order with code `risk.kill_switch`; a breach of the
-//! `max_drawdown_pct` limit engages the run's kill switch.
+//! Every run honours the data dir's kill switch (global, the run's own scope, or that of the
+//! workflow run that started it): while one is engaged the engine refuses every order with code
+//! `risk.kill_switch` (asked every bar from a cache, and from the files right before each order
+//! is accepted); with flatten (the engagement's or `risk.kill_switch.flatten`) it closes open
+//! positions; a breach of the `max_drawdown_pct` limit engages the run's kill switch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use crate::error::RunError;
 use crate::folder::RunFolder;
 use crate::hashing::{create_artifact, finish_artifact, sha256_bytes, sha256_file};
 use crate::kill_switch::RunGate;
+use crate::live::{CountingSink, LiveRun};
 use crate::metadata::{DataInfo, FileHash, Metadata, RunStatus, RunSummary, SpecInfo};
 use crate::report::{ReportHeader, render_markdown, render_svg};
 use crate::spec::{ResolvedSpec, load_spec};
@@ -90,14 +93,34 @@ fn now_rfc3339() -> String {
 
 /// Runs a spec file to a run folder under `options.data_dir`.
 pub fn execute(spec_path: &Path, options: RunOptions<'_>) -> Result<RunOutcome, ExecuteError> {
+    execute_under(spec_path, options, &[])
+}
+
+/// [`execute`] for a run started by other runs (a workflow run): the kill switches of
+/// `parent_runs` (`run:<id>`) cover it as well as the global one and its own.
+pub fn execute_under(
+    spec_path: &Path,
+    options: RunOptions<'_>,
+    parent_runs: &[String],
+) -> Result<RunOutcome, ExecuteError> {
     let spec = load_spec(spec_path).map_err(ExecuteError::Rejected)?;
-    execute_resolved(spec, options)
+    execute_resolved_under(spec, options, parent_runs)
 }
 
 /// Runs an already loaded spec.
 pub fn execute_resolved(
     spec: ResolvedSpec,
+    options: RunOptions<'_>,
+) -> Result<RunOutcome, ExecuteError> {
+    execute_resolved_under(spec, options, &[])
+}
+
+/// [`execute_resolved`] under the kill switches of `parent_runs` as well (see
+/// [`execute_under`]).
+pub fn execute_resolved_under(
+    spec: ResolvedSpec,
     mut options: RunOptions<'_>,
+    parent_runs: &[String],
 ) -> Result<RunOutcome, ExecuteError> {
     let started = Instant::now();
     let reject = ExecuteError::Rejected;
@@ -135,7 +158,10 @@ pub fn execute_resolved(
         instruments = spec.instruments.len(),
         "run started"
     );
-    let gate = RunGate::new(kill_switch, folder.run_id.clone());
+    let flatten_default = spec.spec.risk.kill_switch.is_some_and(|k| k.flatten);
+    let gate = RunGate::new(kill_switch, folder.run_id.clone())
+        .with_parent_runs(parent_runs.iter().cloned())
+        .with_flatten_default(flatten_default);
     let gate_errors = gate.errors();
     engine.set_kill_switch_gate(Box::new(gate));
     let normalised = yaml_serde::to_string(&spec.spec).map_err(|e| {
@@ -230,7 +256,15 @@ pub fn execute_resolved(
         Ok(sink) => sink,
         Err(e) => return Err(fail(&mut meta, &folder, e)),
     };
-    let result = drive(engine, MergedBars::new(readers), &mut sink, &mut options);
+    // Listed for `/metrics` of this process until the run ends.
+    let live = crate::live::register(&folder.run_id);
+    let result = drive(
+        engine,
+        MergedBars::new(readers),
+        &mut sink,
+        &mut options,
+        live.counters(),
+    );
     let columnar_hashes = hasher.join().unwrap_or_else(|_| {
         Err(RunError::Corrupt {
             path: PathBuf::new(),
@@ -351,7 +385,9 @@ fn drive(
     bars: MergedBars,
     sink: &mut RunSink,
     options: &mut RunOptions<'_>,
+    live: &LiveRun,
 ) -> Result<(Summary, StreamedHashes), RunError> {
+    let sink = &mut CountingSink::new(sink, live);
     type Chunk = (Vec<tradeloom_core::Bar>, (u64, u64));
     // Deep enough to absorb a whole columnar record batch (65,536 rows) decoded in one go.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(32);
@@ -406,6 +442,7 @@ fn drive(
             break;
         }
         count += chunk.len() as u64;
+        live.add_bars(chunk.len() as u64);
         last_progress = progress;
         if count >= next_report {
             next_report = count + PROGRESS_EVERY;

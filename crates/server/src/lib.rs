@@ -9,8 +9,11 @@ mod auth;
 mod error;
 mod health;
 mod keys;
+mod kill_switch;
+mod meta_health;
 mod metrics;
 mod rate_limit;
+mod request_trace;
 mod results;
 mod simulate;
 mod workflow_runs;
@@ -26,13 +29,14 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware;
 use axum::routing::{delete, get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 use tradeloom_agents::Simulator;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::{AuthMode, Principal, accepts_query_key, required_role};
 pub use error::{ApiError, ErrorBody};
+pub use meta_health::MetaHealthSlot;
+pub use metrics::{artifacts_app, serve_artifacts};
 pub use rate_limit::{RateLimiter, RateLimits, RunTier};
 pub use results::{LeaderboardResponse, initial_value, leaderboard_of};
 pub use ws::{EventHub, EventStreamOptions};
@@ -56,6 +60,11 @@ pub struct AppState {
     event_stream: EventStreamOptions,
     /// HTTP requests and latencies for `GET /metrics`.
     http_metrics: Arc<metrics::HttpMetrics>,
+    /// Run folders, kill switches and health files of the data dir for `GET /metrics`.
+    artifacts: Arc<tradeloom_ops::artifact_metrics::ArtifactCollector>,
+    /// The latest meta health report for `GET /health/meta`; set with
+    /// [`AppState::with_meta_health`].
+    meta_health: MetaHealthSlot,
 }
 
 impl AppState {
@@ -63,6 +72,9 @@ impl AppState {
     pub fn new(simulator: Arc<Simulator>) -> Self {
         // reqwest is built without a default TLS crypto provider; health probes need one.
         tradeloom_llm::install_crypto_provider();
+        let artifacts = Arc::new(tradeloom_ops::artifact_metrics::ArtifactCollector::new(
+            simulator.options().data_dir.clone(),
+        ));
         Self {
             simulator,
             http: reqwest::Client::new(),
@@ -73,6 +85,8 @@ impl AppState {
             event_hub: EventHub::new(),
             event_stream: EventStreamOptions::default(),
             http_metrics: Arc::default(),
+            artifacts,
+            meta_health: MetaHealthSlot::default(),
         }
     }
 
@@ -115,10 +129,14 @@ impl AppState {
         results::results,
         results::leaderboard,
         health::health,
+        meta_health::meta,
         metrics::metrics,
         keys::create,
         keys::list,
         keys::revoke,
+        kill_switch::status,
+        kill_switch::engage,
+        kill_switch::release,
         workflow_runs::start,
         workflow_runs::list,
         workflow_runs::get_one,
@@ -149,6 +167,8 @@ impl AppState {
         keys::KeyInfo,
         keys::CreatedKey,
         keys::KeyList,
+        kill_switch::EngageRequest,
+        kill_switch::ReleaseRequest,
         workflow_runs::StartRunRequest,
         workflow_runs::StartRunResponse,
         workflow_runs::RunSummary,
@@ -175,6 +195,7 @@ pub fn app(state: AppState) -> Router {
         .route("/results", get(results::results))
         .route("/results/leaderboard", get(results::leaderboard))
         .route("/health", get(health::health))
+        .route("/health/meta", get(meta_health::meta))
         .route("/metrics", get(metrics::metrics))
         .route("/workflows", post(workflows::create).get(workflows::list))
         .route(
@@ -199,6 +220,9 @@ pub fn app(state: AppState) -> Router {
         .route("/blobs/{hash}", get(workflow_runs::blob))
         .route("/keys", post(keys::create).get(keys::list))
         .route("/keys/{id}", delete(keys::revoke))
+        .route("/killswitch", get(kill_switch::status))
+        .route("/killswitch/engage", post(kill_switch::engage))
+        .route("/killswitch/release", post(kill_switch::release))
         .route("/ws", get(ws::stream))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(not_found)
@@ -209,7 +233,8 @@ pub fn app(state: AppState) -> Router {
             metrics::record,
         ))
         .with_state(state)
-        .layer(TraceLayer::new_for_http())
+        // Inside SetRequestIdLayer: the span sees the request id it assigned.
+        .layer(middleware::from_fn(request_trace::request_span))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

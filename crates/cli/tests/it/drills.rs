@@ -7,6 +7,7 @@ use crate::{stderr, stdout, tradeloom};
 
 const NAMES: &[&str] = &[
     "kill_switch",
+    "data_stall",
     "worker_crash",
     "llm_outage",
     "store_unavailable",

@@ -4,10 +4,16 @@
 mod access;
 mod bad_input;
 mod commands;
+mod connectivity;
+mod drills;
 mod flow;
 mod flow_client;
 mod golden;
+mod health;
 mod killswitch;
+mod logs;
+mod metrics;
+mod reconcile;
 mod run;
 mod service;
 mod simulate;

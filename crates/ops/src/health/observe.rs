@@ -105,6 +105,9 @@ pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
         coherence.insert("store_enums".to_string(), store_enums_check(store).await);
     }
     coherence.insert("meta_files".to_string(), meta_files_check(data_dir));
+    if let Some(books) = latest_run_books_check(data_dir) {
+        coherence.insert("latest_run_books".to_string(), books);
+    }
     Observations {
         heartbeats,
         feeds,
@@ -238,6 +241,59 @@ async fn store_enums_check(store: &Arc<dyn Store>) -> Probe {
     } else {
         Probe::failed(format!("invalid statuses in the store: {}", bad.join("; ")))
     }
+}
+
+/// The books of the most recent completed run reconcile (positions, cash, PnL and fees from its
+/// journal's fills against its reports; see [`crate::reconcile`]). `None` when there is no
+/// completed run. A run's verdict is kept while its journal and metrics files are unchanged, so a
+/// monitor checking every few seconds reads a large journal once.
+fn latest_run_books_check(data_dir: &Path) -> Option<Probe> {
+    type Seen = (
+        std::path::PathBuf,
+        Vec<Option<std::time::SystemTime>>,
+        Probe,
+    );
+    static LAST: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+
+    let runs = tradeloom_runs::list_runs(data_dir).ok()?;
+    let (dir, _) = runs
+        .iter()
+        .rev()
+        .find(|(_, meta)| meta.status == tradeloom_runs::RunStatus::Completed)?;
+    let stamp: Vec<Option<std::time::SystemTime>> = ["journal.jsonl", "metrics.json", "fills.csv"]
+        .iter()
+        .map(|f| {
+            std::fs::metadata(dir.join(f))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .collect();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((seen_dir, seen_stamp, probe)) = last.as_ref()
+        && seen_dir == dir
+        && *seen_stamp == stamp
+    {
+        return Some(probe.clone());
+    }
+    let probe = match crate::reconcile::reconcile_run(dir) {
+        Ok(r) if r.passed => Probe::ok(),
+        Ok(r) => {
+            let failed: Vec<&str> = r
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.name.as_str())
+                .collect();
+            Probe::failed(format!(
+                "run {} does not reconcile: {} (see `tradeloom reconcile`)",
+                dir.display(),
+                failed.join(", ")
+            ))
+        }
+        Err(e) => Probe::failed(format!("reconciling {}: {e}", dir.display())),
+    };
+    *last = Some((dir.clone(), stamp, probe.clone()));
+    Some(probe)
 }
 
 /// The monitor's own files make sense: every heartbeat file parses and names its role, and the

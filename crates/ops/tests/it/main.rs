@@ -2,4 +2,5 @@
 //! simulation jobs (mock-llm over loopback HTTP) and real SQLite/PostgreSQL stores.
 #![allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 
+mod health;
 mod reconcile;

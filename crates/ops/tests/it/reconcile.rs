@@ -17,7 +17,7 @@ fn repo() -> PathBuf {
 }
 
 /// Runs GOOG daily sma_cross with a 10 bps fee (so fees are not zero) into `data_dir`.
-fn run_folder(data_dir: &Path) -> PathBuf {
+pub(crate) fn run_folder(data_dir: &Path) -> PathBuf {
     let data = repo()
         .join("examples/data/goog_1d.csv")
         .canonicalize()

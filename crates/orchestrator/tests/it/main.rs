@@ -4,5 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod kill_switch;
 mod patches;
 mod runs;
+mod supervision;
