@@ -1,13 +1,16 @@
 //! `tradeloom bench killswitch`: the figures of the kill switch, printed, never asserted —
-//! except the one that is a guarantee: no order accepted after `engage` returned (exit 1 if
-//! any was).
+//! except the one that is a guarantee: no order let through by a check that started after
+//! `engage` returned (exit 1 if any was).
 //!
 //! * overhead: engine bars/s over synthetic 1-minute bars traded by `sma_cross` 20/50, without
-//!   a gate and with the data dir's kill switch as the gate (a cached check every bar, a read
-//!   of the files before each order); the median of several passes each;
+//!   a gate and with the data dir's kill switch as the gate (a cached check every bar, a `stat`
+//!   of each scope's file before each order, a read when it changed); the median of several
+//!   passes each;
 //! * engage → last accepted order: a long backtest on one thread (`sma_cross` 2/3, an order
 //!   every few bars), `KillSwitch::engage` on another at a random point; the time between the
-//!   last accepted order and `engage` returning, and the orders accepted after it returned.
+//!   last accepted order and `engage` returning; the orders let through by a check that began
+//!   after it returned (must be none) and those decided before it returned but reported
+//!   accepted after (in flight).
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +25,9 @@ use tradeloom_core::{
 use tradeloom_data::{SynthSpec, synth_bars};
 use tradeloom_engine::sink::Sink;
 use tradeloom_engine::strategies::CrossParams;
-use tradeloom_engine::{Engine, EngineConfig, FillModel, NullSink, StrategyConfig, build_strategy};
+use tradeloom_engine::{
+    Engine, EngineConfig, FillModel, KillSwitchGate, NullSink, StrategyConfig, build_strategy,
+};
 use tradeloom_runs::kill_switch::RunGate;
 use tradeloom_safety::{KillSwitch, Scope};
 
@@ -101,24 +106,65 @@ impl Sink for Accepted {
     }
 }
 
-/// One engage race: (µs from the last accepted order to engage returning, orders accepted
-/// after it returned, orders accepted before, engage duration µs).
-fn race(base: &[Bar], delay: Duration) -> Result<(f64, usize, usize, f64)> {
+/// The run's gate, recording when each pre-acceptance check that let an order through started:
+/// the guarantee is about checks, since an order decided by a check that began before `engage`
+/// returned can still be reported accepted a few microseconds after.
+struct TimedGate {
+    inner: RunGate,
+    passed: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl KillSwitchGate for TimedGate {
+    fn engaged(&mut self) -> Option<&str> {
+        self.inner.engaged()
+    }
+
+    fn engaged_now(&mut self) -> Option<&str> {
+        let started = Instant::now();
+        let answer = self.inner.engaged_now();
+        if answer.is_none()
+            && let Ok(mut v) = self.passed.lock()
+        {
+            v.push(started);
+        }
+        answer
+    }
+
+    fn flatten(&self) -> bool {
+        self.inner.flatten()
+    }
+}
+
+/// One engage race.
+struct Race {
+    /// µs from the last order accepted before engage returned to its return.
+    gap_us: f64,
+    /// Orders let through by a check that started after engage returned (must be 0).
+    checked_after: usize,
+    /// Orders decided before engage returned whose acceptance was reported after it.
+    in_flight: usize,
+    accepted_before: usize,
+    engage_us: f64,
+}
+
+fn race(base: &[Bar], delay: Duration) -> Result<Race> {
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().to_path_buf();
     let accepted = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
+    let passed = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
     let stop = Arc::new(AtomicBool::new(false));
     let runner = {
         let accepted = Arc::clone(&accepted);
+        let passed = Arc::clone(&passed);
         let stop = Arc::clone(&stop);
         let base = base.to_vec();
         let data_dir = data_dir.clone();
         std::thread::spawn(move || -> Result<()> {
             let mut engine = engine(2, 3)?;
-            engine.set_kill_switch_gate(Box::new(RunGate::new(
-                KillSwitch::open(&data_dir)?,
-                "race".to_string(),
-            )));
+            engine.set_kill_switch_gate(Box::new(TimedGate {
+                inner: RunGate::new(KillSwitch::open(&data_dir)?, "race".to_string()),
+                passed,
+            }));
             let mut sink = Accepted(accepted);
             let span = match (base.first(), base.last()) {
                 (Some(a), Some(b)) => b.ts.0 - a.ts.0 + 60_000_000_000,
@@ -150,17 +196,18 @@ fn race(base: &[Bar], delay: Duration) -> Result<(f64, usize, usize, f64)> {
         Err(_) => bail!("the engine thread panicked"),
     }
     let times = accepted.lock().map(|v| v.clone()).unwrap_or_default();
-    let after = times.iter().filter(|t| **t > returned).count();
+    let checks = passed.lock().map(|v| v.clone()).unwrap_or_default();
     let before: Vec<&Instant> = times.iter().filter(|t| **t <= returned).collect();
-    let gap = before.last().map_or(f64::NAN, |t| {
+    let gap_us = before.last().map_or(f64::NAN, |t| {
         returned.duration_since(**t).as_secs_f64() * 1e6
     });
-    Ok((
-        gap,
-        after,
-        before.len(),
-        returned.duration_since(asked).as_secs_f64() * 1e6,
-    ))
+    Ok(Race {
+        gap_us,
+        checked_after: checks.iter().filter(|t| **t > returned).count(),
+        in_flight: times.iter().filter(|t| **t > returned).count(),
+        accepted_before: before.len(),
+        engage_us: returned.duration_since(asked).as_secs_f64() * 1e6,
+    })
 }
 
 pub fn killswitch(bars_n: u64, repetitions: usize, json_out: bool) -> Result<ExitCode> {
@@ -185,6 +232,7 @@ pub fn killswitch(bars_n: u64, repetitions: usize, json_out: bool) -> Result<Exi
         .unwrap_or(7);
     let (mut gaps, mut engages) = (Vec::new(), Vec::new());
     let mut after_total = 0;
+    let mut in_flight_total = 0;
     let mut before_total = 0;
     for i in 0..repetitions {
         // 50–250 ms into the run, a different point each time.
@@ -194,11 +242,12 @@ pub fn killswitch(bars_n: u64, repetitions: usize, json_out: bool) -> Result<Exi
                     .wrapping_add(i as u32 * 7919)
                     % 200,
             );
-        let (gap, after, before, engage_us) = race(&race_bars, Duration::from_millis(delay))?;
-        gaps.push(gap);
-        engages.push(engage_us);
-        after_total += after;
-        before_total += before;
+        let r = race(&race_bars, Duration::from_millis(delay))?;
+        gaps.push(r.gap_us);
+        engages.push(r.engage_us);
+        after_total += r.checked_after;
+        in_flight_total += r.in_flight;
+        before_total += r.accepted_before;
     }
     let (gap, engage_us) = (median(gaps), median(engages));
     if json_out {
@@ -215,6 +264,7 @@ pub fn killswitch(bars_n: u64, repetitions: usize, json_out: bool) -> Result<Exi
                 "engage_us": engage_us,
                 "orders_accepted_before_engage": before_total,
                 "orders_accepted_after_engage": after_total,
+                "orders_in_flight_at_engage": in_flight_total,
             })
         );
     } else {
@@ -223,7 +273,7 @@ pub fn killswitch(bars_n: u64, repetitions: usize, json_out: bool) -> Result<Exi
         );
         println!("  engine without gate        {:>12.0} bars/s", plain);
         println!(
-            "  engine with kill switch    {:>12.0} bars/s (cached check per bar, file read per order)",
+            "  engine with kill switch    {:>12.0} bars/s (cached check per bar, stat per order)",
             gated
         );
         println!("  overhead                   {:>12.2} %", overhead);
@@ -235,8 +285,12 @@ pub fn killswitch(bars_n: u64, repetitions: usize, json_out: bool) -> Result<Exi
         );
         println!("  orders accepted before     {:>12}", before_total);
         println!(
-            "  orders accepted after      {:>12} (must be 0)",
+            "  orders accepted after      {:>12} (checked after engage returned; must be 0)",
             after_total
+        );
+        println!(
+            "  orders in flight at engage {:>12} (checked before it returned, reported after)",
+            in_flight_total
         );
     }
     if after_total > 0 {

@@ -233,6 +233,41 @@ pub struct KillSwitch {
     dir: PathBuf,
     refresh: Duration,
     cache: Mutex<Vec<(Scope, Cached)>>,
+    /// [`KillSwitch::engaged_now`]'s memory: each scope's state as last parsed, keyed by the
+    /// identity of the file it was parsed from.
+    fresh: Mutex<Vec<(Scope, FileKey, Option<Engagement>)>>,
+}
+
+/// What identifies one version of a state file without reading it: every change replaces the
+/// file by a rename (a new inode) and changes its change time; with its size and modification
+/// time, a `stat` tells a changed file from the one already parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileKey {
+    ino: u64,
+    dev: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileKey {
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Self {
+            ino: meta.ino(),
+            dev: meta.dev(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        })
+    }
+
+    /// Elsewhere every fresh check reads the file.
+    #[cfg(not(unix))]
+    fn of(_meta: &std::fs::Metadata) -> Option<Self> {
+        None
+    }
 }
 
 impl fmt::Debug for KillSwitch {
@@ -252,6 +287,7 @@ impl KillSwitch {
             dir,
             refresh: DEFAULT_REFRESH,
             cache: Mutex::new(Vec::new()),
+            fresh: Mutex::new(Vec::new()),
         })
     }
 
@@ -406,8 +442,29 @@ impl KillSwitch {
         None
     }
 
-    /// What a scope's state file says now, unreadable counting as engaged.
+    /// What a scope's state file says now, unreadable counting as engaged. One `stat` when the
+    /// file is the version already parsed (or absent); a read and parse when it changed.
     fn engagement_of(&self, scope: &Scope) -> Option<Engagement> {
+        let key = match std::fs::metadata(self.state_path(scope)) {
+            Ok(meta) => FileKey::of(&meta),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(_) => None,
+        };
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = key
+            && let Some((_, _, known)) = fresh.iter().find(|(s, k, _)| s == scope && *k == key)
+        {
+            return known.clone();
+        }
+        let engagement = self.parse_engagement(scope);
+        fresh.retain(|(s, _, _)| s != scope);
+        if let Some(key) = key {
+            fresh.push((scope.clone(), key, engagement.clone()));
+        }
+        engagement
+    }
+
+    fn parse_engagement(&self, scope: &Scope) -> Option<Engagement> {
         match self.read_state(scope) {
             Ok(Some(state)) if state.engaged => Some(Engagement {
                 scope: scope.clone(),
@@ -757,6 +814,22 @@ mod tests {
         assert_eq!(watcher.engaged_now(&["r1"], Some("j1")), None);
         std::fs::write(other.state_path(&Scope::Global), "not json").unwrap();
         assert!(watcher.engaged_now(&[], None).unwrap().unreadable);
+    }
+
+    #[test]
+    fn engaged_now_sees_every_change_even_within_one_timestamp_tick() {
+        let tmp = tempfile::tempdir().unwrap();
+        let watcher = open(tmp.path());
+        let operator = open(tmp.path());
+        for i in 0..200 {
+            operator
+                .engage(&Scope::Global, &format!("stop {i}"), "ops", false)
+                .unwrap();
+            let e = watcher.engaged_now(&[], None).expect("engaged");
+            assert_eq!(e.reason, format!("stop {i}"));
+            operator.release(&Scope::Global, "go", "ops").unwrap();
+            assert_eq!(watcher.engaged_now(&[], None), None, "round {i}");
+        }
     }
 
     #[test]
