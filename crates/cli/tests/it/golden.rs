@@ -1,7 +1,7 @@
 //! The whole pipeline (CSV loader → engine → run folder) against the peer-engine references in
-//! `../shared/golden/goog_1d_sma_cross`.
+//! `tests/golden/goog_1d_sma_cross`.
 
-use crate::{repo, run_json, shared};
+use crate::{golden_dir, repo, run_json};
 
 fn read_csv(path: &std::path::Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)
@@ -24,7 +24,7 @@ fn bar_close_run_reproduces_nautilus() {
     assert_eq!(json["status"], "completed");
     assert_eq!(json["metrics"]["final_equity"], "112377.30");
     let ours = read_csv(&dir.join("fills.csv"));
-    let golden = read_csv(&shared().join("golden/goog_1d_sma_cross/nautilus_bar_close_fills.csv"));
+    let golden = read_csv(&golden_dir().join("goog_1d_sma_cross/nautilus_bar_close_fills.csv"));
     assert_eq!(ours.len(), golden.len());
     for (o, g) in ours.iter().zip(&golden) {
         // fills.csv: fill_id,order_id,ts,symbol,side,quantity,price,fee,liquidity
@@ -44,7 +44,7 @@ fn next_open_run_reproduces_backtesting_py() {
     assert_eq!(json["metrics"]["trades"], 93);
     let trades = read_csv(&dir.join("trades.csv"));
     let golden =
-        read_csv(&shared().join("golden/goog_1d_sma_cross/backtesting_py_next_open_trades.csv"));
+        read_csv(&golden_dir().join("goog_1d_sma_cross/backtesting_py_next_open_trades.csv"));
     let closed: Vec<_> = trades.iter().filter(|t| t[12] == "closed").collect();
     assert_eq!(closed.len(), golden.len());
     for (t, g) in closed.iter().zip(&golden) {
@@ -59,7 +59,7 @@ fn next_open_run_reproduces_backtesting_py() {
     }
     let open: Vec<_> = trades.iter().filter(|t| t[12] == "open").collect();
     let golden_open = read_csv(
-        &shared().join("golden/goog_1d_sma_cross/backtesting_py_next_open_open_trades.csv"),
+        &golden_dir().join("goog_1d_sma_cross/backtesting_py_next_open_open_trades.csv"),
     );
     assert_eq!(open.len(), 1);
     assert_eq!(&open[0][4][..10], golden_open[0][3]);

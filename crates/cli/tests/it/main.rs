@@ -31,9 +31,9 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `../shared` beside the repository.
-pub fn shared() -> PathBuf {
-    repo().join("../shared")
+/// The golden reference results kept in the repository (`tests/golden/`).
+pub fn golden_dir() -> PathBuf {
+    repo().join("tests/golden")
 }
 
 /// Runs `tradeloom ARGS` with `--data-dir DIR`.

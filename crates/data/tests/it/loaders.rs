@@ -31,9 +31,9 @@ fn read_all(path: &Path, inst: &Instrument) -> Result<Vec<Bar>, DataError> {
     open_bars(path, None, inst)?.collect()
 }
 
-fn shared(name: &str) -> PathBuf {
+fn example_data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
+        .join("../../examples/data")
         .join(name)
 }
 
@@ -357,7 +357,7 @@ fn synth_files_are_byte_identical_for_a_seed() {
 
 #[test]
 fn inspect_goog_daily() {
-    let report = inspect(&shared("goog_1d.csv"), None).unwrap();
+    let report = inspect(&example_data("goog_1d.csv"), None).unwrap();
     assert_eq!(report.rows, 2148);
     assert_eq!(report.first.unwrap().date_string(), "2004-08-19");
     assert_eq!(report.last.unwrap().date_string(), "2013-03-01");
@@ -372,7 +372,7 @@ fn inspect_goog_daily() {
 
 #[test]
 fn inspect_eurusd_hourly_and_reports_errors_in_place() {
-    let report = inspect(&shared("eurusd_1h.csv"), None).unwrap();
+    let report = inspect(&example_data("eurusd_1h.csv"), None).unwrap();
     assert_eq!(report.rows, 5000);
     assert_eq!(report.interval_seconds, Some(3600.0));
     assert_eq!(

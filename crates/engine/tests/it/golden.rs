@@ -1,5 +1,5 @@
 //! The engine against NautilusTrader and backtesting.py on GOOG daily SMA(10/20) cross
-//! (`../shared/golden/goog_1d_sma_cross`): every fill or trade and the final equity, exactly.
+//! (`tests/golden/goog_1d_sma_cross` in the repository): every fill or trade and the final equity, exactly.
 
 use tradeloom_core::{
     Bar, Currency, Decimal, Event, Instrument, InstrumentId, Money, OrderSide, Price, Quantity,
@@ -9,7 +9,7 @@ use tradeloom_engine::sink::VecSink;
 use tradeloom_engine::strategies::CrossParams;
 use tradeloom_engine::{Engine, EngineConfig, FillModel, StrategyConfig, build_strategy};
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared");
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 fn goog() -> Instrument {
     Instrument::new(
@@ -26,7 +26,7 @@ fn goog() -> Instrument {
 /// The golden data is a plain `YYYY-MM-DD,o,h,l,c,v` file; the real loaders live in
 /// tradeloom-data and are tested end to end in the CLI's golden test.
 fn goog_bars() -> Vec<Bar> {
-    let text = std::fs::read_to_string(format!("{SHARED}/data/goog_1d.csv")).unwrap();
+    let text = std::fs::read_to_string(format!("{REPO}/examples/data/goog_1d.csv")).unwrap();
     text.lines()
         .skip(1)
         .map(|line| {
@@ -71,7 +71,7 @@ fn run(fill_model: FillModel) -> (VecSink, tradeloom_engine::Summary, Vec<Bar>) 
 fn bar_close_matches_nautilus_fill_by_fill() {
     let (sink, summary, _) = run(FillModel::BarClose);
     let golden = std::fs::read_to_string(format!(
-        "{SHARED}/golden/goog_1d_sma_cross/nautilus_bar_close_fills.csv"
+        "{REPO}/tests/golden/goog_1d_sma_cross/nautilus_bar_close_fills.csv"
     ))
     .unwrap();
     let expected: Vec<(String, String, String, String)> = golden
@@ -120,7 +120,7 @@ fn bar_close_matches_nautilus_fill_by_fill() {
 fn next_open_matches_backtesting_py_trade_by_trade() {
     let (sink, summary, bars) = run(FillModel::NextOpen);
     let golden = std::fs::read_to_string(format!(
-        "{SHARED}/golden/goog_1d_sma_cross/backtesting_py_next_open_trades.csv"
+        "{REPO}/tests/golden/goog_1d_sma_cross/backtesting_py_next_open_trades.csv"
     ))
     .unwrap();
     let index_of = |ts: UnixNanos| bars.iter().position(|b| b.ts == ts).unwrap();
