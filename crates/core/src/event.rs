@@ -116,6 +116,40 @@ pub enum Event {
     KillSwitchReleased {
         ts: UnixNanos,
     },
+    /// At the close of a timestamp a margin account's equity was at or below its maintenance
+    /// margin (`account.margin.maintenance_pct` of gross exposure): working orders are
+    /// cancelled (reason `margin_call`), new orders are refused for the rest of the run (code
+    /// `risk.margin_call`) and, when `action` is `liquidate`, every position is closed.
+    MarginCall {
+        ts: UnixNanos,
+        equity: Money,
+        maintenance_margin: Money,
+        gross_exposure: Money,
+        /// `liquidate` or `halt` (`account.margin.on_call`).
+        action: &'static str,
+        detail: String,
+    },
+    /// A margin call closes the position in `symbol` (net `quantity` before it) with reduce-only
+    /// market order `order_id`, which fills at the next bar's open of the instrument.
+    MarginLiquidation {
+        ts: UnixNanos,
+        order_id: OrderId,
+        symbol: Symbol,
+        quantity: SignedQuantity,
+        detail: String,
+    },
+    /// At fill time a cash account could not take all of order `order_id`: `quantity` was
+    /// wanted, only `allowed` (possibly zero) fills, and the rest of the order is cancelled
+    /// (reason `insufficient_cash` or `no_shorting`). `code` is `account.insufficient_cash` (the
+    /// fill would take cash below zero) or `account.no_shorting` (it would open a short).
+    FillLimited {
+        ts: UnixNanos,
+        order_id: OrderId,
+        code: &'static str,
+        quantity: Quantity,
+        allowed: Quantity,
+        detail: String,
+    },
     RunFinished {
         ts: UnixNanos,
         bars: u64,
@@ -143,6 +177,9 @@ impl Event {
             | Event::KillSwitchEngaged { ts, .. }
             | Event::KillSwitchLiquidation { ts, .. }
             | Event::KillSwitchReleased { ts }
+            | Event::MarginCall { ts, .. }
+            | Event::MarginLiquidation { ts, .. }
+            | Event::FillLimited { ts, .. }
             | Event::RunFinished { ts, .. } => *ts,
         }
     }

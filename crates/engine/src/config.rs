@@ -77,6 +77,93 @@ pub struct KillSwitchConfig {
     pub flatten: bool,
 }
 
+/// `account.margin:` in a run spec: the maintenance-margin rule of a margin account.
+///
+/// At the close of every timestamp the engine compares equity (cash plus every position marked
+/// at its last close) with the maintenance margin, `maintenance_pct` of gross exposure
+/// (Σ |position × mark|). When equity is at or below it, a margin call stops trading for the
+/// rest of the run; see [`MarginCallAction`]. With the defaults a margin call happens when
+/// equity reaches zero, so a run never trades on negative equity.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MarginConfig {
+    /// Maintenance margin in percent of gross exposure, from 0 up to (not including) 100.
+    /// Default 0: a margin call when equity is at or below zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<DecimalSchema>")]
+    pub maintenance_pct: Option<Decimal>,
+    /// What a margin call does besides refusing new orders (default `liquidate`).
+    #[serde(default)]
+    pub on_call: MarginCallAction,
+}
+
+/// `account.margin.on_call`: what a margin call does. Either way working orders are cancelled
+/// (reason `margin_call`) and every later order is rejected with code `risk.margin_call`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MarginCallAction {
+    /// Close every open position with a reduce-only market order (journaled as
+    /// `margin_liquidation`), filled at the next bar's open of its instrument.
+    #[default]
+    Liquidate,
+    /// Keep the positions; only stop trading.
+    Halt,
+}
+
+impl MarginCallAction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MarginCallAction::Liquidate => "liquidate",
+            MarginCallAction::Halt => "halt",
+        }
+    }
+}
+
+/// The margin rule resolved to exact values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MarginRule {
+    /// Maintenance margin, percent of gross exposure, raw at 10^-9.
+    pub maintenance_pct_raw: i64,
+    pub on_call: MarginCallAction,
+}
+
+impl MarginRule {
+    /// Resolves `account.margin`; errors name the field. `account_kind` must be margin when a
+    /// rule is given (a cash account cannot borrow, so it has no margin rule).
+    pub fn resolve(
+        config: Option<&MarginConfig>,
+        account_kind: AccountKind,
+    ) -> Result<Self, String> {
+        let Some(config) = config else {
+            return Ok(Self::default());
+        };
+        if account_kind != AccountKind::Margin {
+            return Err(
+                "account.margin: only a margin account has a margin rule (account.type is cash)"
+                    .to_string(),
+            );
+        }
+        let maintenance_pct_raw = match config.maintenance_pct {
+            Some(d) => {
+                let raw = d
+                    .to_raw9()
+                    .map_err(|e| format!("account.margin.maintenance_pct: {e}"))?;
+                if !(0..100 * 1_000_000_000).contains(&raw) {
+                    return Err(format!(
+                        "account.margin.maintenance_pct: {d} must be at least 0 and below 100"
+                    ));
+                }
+                raw
+            }
+            None => 0,
+        };
+        Ok(Self {
+            maintenance_pct_raw,
+            on_call: config.on_call,
+        })
+    }
+}
+
 /// How slippage moves a fill price against the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Slippage {
@@ -106,6 +193,9 @@ pub struct EngineConfig {
     pub slippage: Slippage,
     pub risk: RiskLimits,
     pub account_kind: AccountKind,
+    /// The maintenance-margin rule of a margin account (ignored for a cash account). The
+    /// default calls margin when equity reaches zero.
+    pub margin: MarginRule,
     pub initial_cash: Money,
     /// The strategy's name, for the journal's `run_started` event.
     pub strategy_name: String,
@@ -179,6 +269,7 @@ impl EngineConfig {
                 max_drawdown_pct_raw,
             },
             account_kind,
+            margin: MarginRule::default(),
             initial_cash,
             strategy_name: String::new(),
         })
@@ -192,6 +283,7 @@ impl EngineConfig {
             slippage: Slippage::None,
             risk: RiskLimits::default(),
             account_kind: AccountKind::Margin,
+            margin: MarginRule::default(),
             initial_cash,
             strategy_name: String::new(),
         }

@@ -11,12 +11,13 @@
 
 use tradeloom_core::fixed::mul_div;
 use tradeloom_core::{
-    Account, ArithmeticError, Bar, Event, Fill, Instrument, KillReason, Liquidity, Money, Order,
-    OrderError, OrderId, OrderStatus, OrderType, Position, Price, TimeInForce, UnixNanos,
+    Account, AccountKind, ArithmeticError, Bar, Event, Fill, Instrument, KillReason, Liquidity,
+    Money, Order, OrderError, OrderId, OrderSide, OrderStatus, OrderType, Position, Price,
+    Quantity, TimeInForce, UnixNanos,
 };
 
 use crate::analysis::{Analyzer, EquityPoint, Metrics};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, MarginCallAction};
 use crate::fill_model::{FillModel, intrabar_path};
 use crate::gate::KillSwitchGate;
 use crate::risk::{self, RiskView};
@@ -50,6 +51,8 @@ pub struct Summary {
     pub positions: Vec<Position>,
     /// Whether the kill switch stopped trading.
     pub halted: bool,
+    /// Whether a margin call stopped trading (see [`crate::config::MarginConfig`]).
+    pub margin_call: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -57,7 +60,8 @@ struct Working {
     order: Order,
     submitted_ts: UnixNanos,
     filled_notional: i128,
-    /// Submitted by the engine to flatten a position for an engaged kill switch.
+    /// Submitted by the engine to flatten a position for an engaged kill switch or a margin
+    /// call.
     liquidation: bool,
 }
 
@@ -90,6 +94,8 @@ pub struct Engine {
     gate: Option<Box<dyn KillSwitchGate>>,
     /// What the gate last said stops orders (`None`: orders may pass).
     gate_halt: Option<String>,
+    /// Why a margin call stopped trading, once one has.
+    margin_call: Option<String>,
     peak_equity: i128,
     bars: u64,
     orders: u64,
@@ -154,6 +160,7 @@ impl Engine {
             halted: false,
             gate: None,
             gate_halt: None,
+            margin_call: None,
             bars: 0,
             orders: 0,
             fills: 0,
@@ -264,6 +271,7 @@ impl Engine {
             equity,
             positions: self.positions,
             halted: self.halted,
+            margin_call: self.margin_call.is_some(),
         })
     }
 
@@ -370,6 +378,55 @@ impl Engine {
                 self.cancel_where(ts, "kill_switch", sink, |_| true)?;
             }
         }
+        if self.config.account_kind == AccountKind::Margin && self.margin_call.is_none() {
+            let pct = self.config.margin.maintenance_pct_raw;
+            let maintenance = mul_div(gross, i128::from(pct), 100 * 1_000_000_000)
+                .ok_or(ArithmeticError("maintenance margin"))?;
+            if equity.raw() <= maintenance {
+                self.call_margin(ts, equity, maintenance, gross, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A margin call at the close of `ts`: journals it, cancels every working order, stops
+    /// trading for the rest of the run and, unless the rule only halts, closes every position
+    /// with reduce-only market orders. They are submitted now, without a bar, so under either
+    /// fill model they fill at the next bar's open of their instrument: the loss beyond the
+    /// threshold is at most one bar's gap.
+    fn call_margin<S: Sink>(
+        &mut self,
+        ts: UnixNanos,
+        equity: Money,
+        maintenance: i128,
+        gross: i128,
+        sink: &mut S,
+    ) -> Result<(), EngineError> {
+        let currency = equity.currency();
+        let rule = self.config.margin;
+        let maintenance = Money::from_raw(maintenance, currency).rounded();
+        let gross = Money::from_raw(gross, currency);
+        let detail = format!(
+            "equity {equity} is at or below the maintenance margin {maintenance} ({}% of gross exposure {gross})",
+            tradeloom_core::fixed::format_raw(i128::from(rule.maintenance_pct_raw), 9, 0)
+        );
+        sink.on_event(&Event::MarginCall {
+            ts,
+            equity,
+            maintenance_margin: maintenance,
+            gross_exposure: gross,
+            action: rule.on_call.as_str(),
+            detail: detail.clone(),
+        });
+        self.margin_call = Some(detail);
+        self.cancel_where(ts, "margin_call", sink, |_| true)?;
+        if rule.on_call == MarginCallAction::Liquidate {
+            for i in 0..self.instruments.len() {
+                if !self.positions[i].is_flat() {
+                    self.submit_liquidation(i, ts, None, sink, true)?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -437,24 +494,49 @@ impl Engine {
         {
             return Ok(());
         }
+        self.submit_liquidation(i, bar.ts, Some(bar), sink, false)
+    }
+
+    /// Submits a reduce-only market order closing the position in instrument `i`, journaled as
+    /// `margin_liquidation` (for a margin call) or `kill_switch_liquidation`.
+    fn submit_liquidation<S: Sink>(
+        &mut self,
+        i: usize,
+        ts: UnixNanos,
+        bar: Option<&Bar>,
+        sink: &mut S,
+        margin: bool,
+    ) -> Result<(), EngineError> {
+        let net = self.positions[i].net_raw();
         let inst = &self.instruments[i];
         let side = if net > 0 {
-            tradeloom_core::OrderSide::Sell
+            OrderSide::Sell
         } else {
-            tradeloom_core::OrderSide::Buy
+            OrderSide::Buy
         };
         let mut request = OrderRequest::market(side, inst.quantity(net.abs()));
         request.reduce_only = true;
         self.next_order_id += 1;
         let id = OrderId(self.next_order_id);
-        sink.on_event(&Event::KillSwitchLiquidation {
-            ts: bar.ts,
-            order_id: id,
-            symbol: inst.symbol,
-            quantity: self.positions[i].signed_quantity(),
-            detail: self.gate_halt.clone().unwrap_or_default(),
-        });
-        self.submit(id, i, request, bar.ts, Some(bar), sink, true)
+        let (symbol, quantity) = (inst.symbol, self.positions[i].signed_quantity());
+        if margin {
+            sink.on_event(&Event::MarginLiquidation {
+                ts,
+                order_id: id,
+                symbol,
+                quantity,
+                detail: self.margin_call.clone().unwrap_or_default(),
+            });
+        } else {
+            sink.on_event(&Event::KillSwitchLiquidation {
+                ts,
+                order_id: id,
+                symbol,
+                quantity,
+                detail: self.gate_halt.clone().unwrap_or_default(),
+            });
+        }
+        self.submit(id, i, request, ts, bar, sink, true)
     }
 
     fn process_commands<S: Sink>(
@@ -544,6 +626,13 @@ impl Engine {
             reduce_only: order.reduce_only,
         });
         order.submit()?;
+        // A cash account checks what its position and cash will be once the orders already
+        // working fill, not only what they are now.
+        let (working_sells_raw, reserved) = if self.config.account_kind == AccountKind::Cash {
+            self.working_commitments(i)?
+        } else {
+            (0, 0)
+        };
         let view = RiskView {
             limits: &self.config.risk,
             account_kind: self.config.account_kind,
@@ -558,6 +647,13 @@ impl Engine {
             } else {
                 self.gate_halt.as_deref()
             },
+            margin_call: if liquidation {
+                None
+            } else {
+                self.margin_call.as_deref()
+            },
+            working_sells_raw,
+            reserved_cash: Money::from_raw(reserved, self.account.currency()),
         };
         if let Err((code, reason)) = risk::check(&order, inst, &view) {
             order.reject()?;
@@ -600,6 +696,112 @@ impl Engine {
             self.fill(idx, price, Liquidity::Taker, ts, sink)?;
         }
         Ok(())
+    }
+
+    /// What working orders commit a cash account to: the raw quantity of working sells of
+    /// instrument `i` (they will reduce its position), and the cash that working buys of every
+    /// instrument will spend (notional at their limit or trigger price, or the last close for a
+    /// market order, plus the taker fee). Sell proceeds are not counted until they fill.
+    fn working_commitments(&self, i: usize) -> Result<(i64, i128), EngineError> {
+        let mut sells: i64 = 0;
+        let mut reserved: i128 = 0;
+        let currency = self.account.currency();
+        for w in &self.working {
+            let order = &w.order;
+            let k = order.instrument.index();
+            let remaining = order.remaining();
+            match order.side {
+                OrderSide::Sell if k == i => sells = sells.saturating_add(remaining.raw()),
+                OrderSide::Sell => {}
+                OrderSide::Buy => {
+                    let reference = order.price.or(order.trigger_price).or(self.marks[k]);
+                    if let Some(p) = reference {
+                        let notional = Money::notional(p, remaining, currency)?;
+                        let fee =
+                            risk::fee_rate(&self.instruments[k], Liquidity::Taker, self.config.fee)
+                                .of_money(notional);
+                        reserved = reserved
+                            .saturating_add(notional.raw())
+                            .saturating_add(fee.raw());
+                    }
+                }
+            }
+        }
+        Ok((sells, reserved))
+    }
+
+    /// How much of a cash account's fill of `quantity` on `side` at `price` can go through
+    /// without shorting or taking cash below zero: `None` when all of it can, else the code,
+    /// the cancel reason, the quantity allowed (whole lots, at least the minimum, or zero) and
+    /// a detail naming the values.
+    fn cash_limit(
+        &self,
+        i: usize,
+        side: OrderSide,
+        quantity: Quantity,
+        price: Price,
+    ) -> Result<Option<(&'static str, &'static str, Quantity, String)>, EngineError> {
+        let inst = &self.instruments[i];
+        let currency = self.account.currency();
+        match side {
+            OrderSide::Sell => {
+                let long = self.positions[i].net_raw().max(0);
+                if quantity.raw() <= long {
+                    return Ok(None);
+                }
+                let allowed = inst.quantity(long);
+                let detail = format!(
+                    "sell {quantity} would take the position {} below zero; a cash account cannot short, {allowed} fills",
+                    self.positions[i].signed_quantity_string()
+                );
+                Ok(Some((
+                    "account.no_shorting",
+                    "no_shorting",
+                    allowed,
+                    detail,
+                )))
+            }
+            OrderSide::Buy => {
+                let rate = risk::fee_rate(inst, Liquidity::Taker, self.config.fee);
+                let cash = self.account.cash().raw();
+                let cost = |q: i64| -> Result<(i128, Money, Money), EngineError> {
+                    let notional = Money::notional(price, inst.quantity(q), currency)?;
+                    let fee = rate.of_money(notional);
+                    Ok((notional.raw().saturating_add(fee.raw()), notional, fee))
+                };
+                let (needed, notional, fee) = cost(quantity.raw())?;
+                if needed <= cash {
+                    return Ok(None);
+                }
+                // The largest whole number of lots that cash pays for, by bisection (cost grows
+                // with the quantity): at most ~64 steps, and only on this rare path.
+                let lot = inst.lot_size.raw().max(1);
+                let (mut lo, mut hi) = (0i64, quantity.raw() / lot);
+                while lo < hi {
+                    let mid = lo + (hi - lo + 1) / 2;
+                    if cost(mid * lot)?.0 <= cash {
+                        lo = mid;
+                    } else {
+                        hi = mid - 1;
+                    }
+                }
+                let mut allowed = inst.quantity(lo * lot);
+                if allowed < inst.min_quantity {
+                    allowed = Quantity::ZERO;
+                }
+                let detail = format!(
+                    "buy {quantity} at {price} needs {} (notional {notional} + fee {fee}) but cash is {}; {allowed} fills",
+                    Money::from_raw(needed, currency),
+                    self.account.cash()
+                );
+                Ok(Some((
+                    "account.insufficient_cash",
+                    "insufficient_cash",
+                    allowed,
+                    detail,
+                )))
+            }
+        }
     }
 
     fn match_working<S: Sink>(&mut self, bar: &Bar, sink: &mut S) -> Result<(), EngineError> {
@@ -703,6 +905,30 @@ impl Engine {
             _ => price,
         }
         .with_precision(inst.price_precision);
+        // A cash account never shorts and never takes cash below zero, whatever the price moved
+        // since the order passed its pre-trade check: the fill is cut to what is allowed and
+        // the rest of the order cancelled, both journaled.
+        let mut cancel_rest = None;
+        if self.config.account_kind == AccountKind::Cash
+            && let Some((code, reason, allowed, detail)) =
+                self.cash_limit(i, side, quantity, price)?
+        {
+            let id = self.working[idx].order.id;
+            sink.on_event(&Event::FillLimited {
+                ts,
+                order_id: id,
+                code,
+                quantity,
+                allowed,
+                detail,
+            });
+            if allowed.is_zero() {
+                return self.cancel_where(ts, reason, sink, |o| o.id == id);
+            }
+            quantity = allowed;
+            cancel_rest = Some(reason);
+        }
+        let inst = &self.instruments[i];
         let currency = self.account.currency();
         let notional = Money::notional(price, quantity, currency)?;
         let fee = risk::fee_rate(inst, liquidity, self.config.fee).of_money(notional);
@@ -767,6 +993,9 @@ impl Engine {
         let status = self.working[idx].order.status();
         if status == OrderStatus::Filled {
             self.close_order(idx, ts, None, sink);
+        } else if let Some(reason) = cancel_rest {
+            let id = self.working[idx].order.id;
+            self.cancel_where(ts, reason, sink, |o| o.id == id)?;
         } else if self.working[idx].order.reduce_only {
             // The rest of a clamped reduce-only order would increase the position.
             let id = self.working[idx].order.id;

@@ -20,7 +20,10 @@ pub mod trade;
 pub mod venue;
 
 pub use analysis::{EquityPoint, Metrics};
-pub use config::{EngineConfig, ExecutionConfig, KillSwitchConfig, RiskConfig, Slippage};
+pub use config::{
+    EngineConfig, ExecutionConfig, KillSwitchConfig, MarginCallAction, MarginConfig, MarginRule,
+    RiskConfig, Slippage,
+};
 pub use engine::{Engine, EngineError, Summary};
 pub use fill_model::FillModel;
 pub use gate::KillSwitchGate;

@@ -21,6 +21,13 @@ pub(crate) struct RiskView<'a> {
     pub halted: bool,
     /// Why an operator's kill switch stops new orders, if it does.
     pub kill_switch: Option<&'a str>,
+    /// Why a margin call stopped trading, if one has.
+    pub margin_call: Option<&'a str>,
+    /// Cash accounts: raw quantity of the working sells of the order's instrument (they will
+    /// reduce the position when they fill).
+    pub working_sells_raw: i64,
+    /// Cash accounts: cash that working buys will spend when they fill.
+    pub reserved_cash: Money,
 }
 
 /// Runs every check in order; the first failure rejects.
@@ -37,6 +44,12 @@ pub(crate) fn check(
     }
     if let Some(reason) = view.kill_switch {
         return Err(("risk.kill_switch", format!("kill switch: {reason}")));
+    }
+    if let Some(reason) = view.margin_call {
+        return Err((
+            "risk.margin_call",
+            format!("trading is halted for the rest of the run (margin call: {reason})"),
+        ));
     }
     check_instrument(order, instrument)?;
     let position = &view.positions[instrument.id.index()];
@@ -121,25 +134,47 @@ pub(crate) fn check(
         }
     }
     if view.account_kind == AccountKind::Cash {
+        // The position once every working sell of the instrument and this order have filled.
+        let after_working = after.saturating_sub(view.working_sells_raw);
         match order.side {
-            OrderSide::Sell if after < 0 => {
-                return Err((
-                    "account.no_shorting",
+            OrderSide::Sell if after_working < 0 => {
+                let reason = if view.working_sells_raw == 0 {
                     format!(
                         "sell {} would open a short position; a cash account cannot short",
                         order.quantity
-                    ),
-                ));
+                    )
+                } else {
+                    format!(
+                        "sell {} would open a short position once the working sells of {} fill (position {}); a cash account cannot short",
+                        order.quantity,
+                        tradeloom_core::fixed::format_raw(
+                            i128::from(view.working_sells_raw),
+                            9,
+                            instrument.size_precision
+                        ),
+                        position.signed_quantity_string()
+                    )
+                };
+                return Err(("account.no_shorting", reason));
             }
             OrderSide::Buy => {
                 if let Some(n) = notional {
                     let fee = fee_rate(instrument, Liquidity::Taker, view.fee).of_money(n);
                     let needed = n.raw() + fee.raw();
-                    if needed > view.cash.raw() {
+                    let reserved = view.reserved_cash.raw();
+                    if needed > view.cash.raw().saturating_sub(reserved) {
+                        let held = if reserved == 0 {
+                            String::new()
+                        } else {
+                            format!(
+                                ", of which {} is held for working buys",
+                                view.reserved_cash.rounded()
+                            )
+                        };
                         return Err((
                             "account.insufficient_cash",
                             format!(
-                                "buy needs {} (notional {n} + fee {fee}) but cash is {}",
+                                "buy needs {} (notional {n} + fee {fee}) but cash is {}{held}",
                                 Money::from_raw(needed, currency),
                                 view.cash
                             ),

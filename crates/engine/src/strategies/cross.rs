@@ -135,3 +135,86 @@ impl Strategy for EmaCross {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
+mod tests {
+    use super::*;
+    use crate::strategy::Command;
+    use tradeloom_core::{Currency, InstrumentId, OrderSide, Position, Price, Symbol, UnixNanos};
+
+    /// Feeds closes to `sma_cross` (fast 2, slow 3, quantity 1) from flat and returns, per bar,
+    /// the sides of the orders it submitted.
+    fn orders_per_bar(closes: &[&str]) -> Vec<Vec<OrderSide>> {
+        let inst = Instrument::new(
+            InstrumentId(0),
+            Symbol::new("TEST").unwrap(),
+            "sim",
+            2,
+            0,
+            Currency::USD,
+        )
+        .unwrap();
+        let params = CrossParams {
+            fast: 2,
+            slow: 3,
+            quantity: Decimal::from_int(1),
+            long_only: false,
+        };
+        let mut strategy = SmaCross::new(&params, &inst).unwrap();
+        let position = Position::flat(inst.id, Currency::USD, 2, 0);
+        let mut next_order_id = 0;
+        closes
+            .iter()
+            .map(|close| {
+                let p = Price::parse(close, 2).unwrap();
+                let bar = Bar {
+                    instrument: inst.id,
+                    ts: UnixNanos(0),
+                    open: p,
+                    high: p,
+                    low: p,
+                    close: p,
+                    volume: Quantity::ZERO,
+                };
+                let mut commands = Vec::new();
+                let mut ctx = StrategyContext {
+                    ts: bar.ts,
+                    instrument: &inst,
+                    position: &position,
+                    open_orders: 0,
+                    commands: &mut commands,
+                    next_order_id: &mut next_order_id,
+                };
+                strategy.on_bar(&mut ctx, &bar);
+                commands
+                    .iter()
+                    .filter_map(|c| match c {
+                        Command::Submit { request, .. } => Some(request.side),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The README's worked example ("Crossover ties"): on the 4th close the averages are both
+    /// exactly 1.39 (a float engine computes (1.37 + 1.41) / 2 = 1.3900000000000001 and sees a
+    /// cross up there). The sign of fast − slow goes −1 (bar 3) → 0 (bar 4) → +1 (bar 5): not a
+    /// cross, so no order on any of those bars; a later strict change of sign trades.
+    #[test]
+    fn an_exact_tie_between_opposite_signs_is_not_a_cross() {
+        let bars = orders_per_bar(&["1.71", "1.39", "1.37", "1.41", "1.50", "1.20", "1.90"]);
+        let none: Vec<OrderSide> = Vec::new();
+        assert_eq!(bars[2], none, "bar 3: fast 1.38 < slow 1.49 (−1)");
+        assert_eq!(bars[3], none, "bar 4: fast = slow = 1.39 exactly (0)");
+        assert_eq!(
+            bars[4], none,
+            "bar 5: fast 1.455 > slow 1.4266… (+1), after a 0"
+        );
+        // bar 6: fast (1.50 + 1.20) / 2 = 1.35 < slow 4.11 / 3 = 1.37: +1 → −1, a cross down
+        assert_eq!(bars[5], [OrderSide::Sell]);
+        // bar 7: fast 1.55 > slow 4.60 / 3 = 1.5333…: −1 → +1, a cross up
+        assert_eq!(bars[6], [OrderSide::Buy]);
+    }
+}

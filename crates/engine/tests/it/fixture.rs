@@ -262,7 +262,8 @@ pub fn order_id(event: &Event) -> Option<OrderId> {
         | Event::OrderTriggered { order_id, .. }
         | Event::OrderFilled { order_id, .. }
         | Event::OrderCancelled { order_id, .. }
-        | Event::OrderExpired { order_id, .. } => Some(*order_id),
+        | Event::OrderExpired { order_id, .. }
+        | Event::FillLimited { order_id, .. } => Some(*order_id),
         _ => None,
     }
 }
@@ -283,6 +284,9 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::KillSwitchEngaged { .. } => "kill_switch_engaged",
         Event::KillSwitchLiquidation { .. } => "kill_switch_liquidation",
         Event::KillSwitchReleased { .. } => "kill_switch_released",
+        Event::MarginCall { .. } => "margin_call",
+        Event::MarginLiquidation { .. } => "margin_liquidation",
+        Event::FillLimited { .. } => "fill_limited",
         Event::RunFinished { .. } => "run_finished",
     }
 }

@@ -11,7 +11,7 @@ use tradeloom_engine::{Engine, EngineConfig, FillModel, StrategyConfig, build_st
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-fn goog() -> Instrument {
+pub(crate) fn goog() -> Instrument {
     Instrument::new(
         InstrumentId(0),
         Symbol::new("GOOG").unwrap(),
@@ -25,7 +25,7 @@ fn goog() -> Instrument {
 
 /// The golden data is a plain `YYYY-MM-DD,o,h,l,c,v` file; the real loaders live in
 /// tradeloom-data and are tested end to end in the CLI's golden test.
-fn goog_bars() -> Vec<Bar> {
+pub(crate) fn goog_bars() -> Vec<Bar> {
     let text = std::fs::read_to_string(format!("{REPO}/examples/data/goog_1d.csv")).unwrap();
     text.lines()
         .skip(1)

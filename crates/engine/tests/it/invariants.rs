@@ -379,6 +379,57 @@ proptest! {
     }
 }
 
+/// A cash account with little cash (orders of up to 20 × ~100 USD): on every fill and every
+/// equity row no position is short and the cash is not negative.
+fn check_cash_account(log: &LogSink, initial: &str) -> Result<(), TestCaseError> {
+    let mut cash = usd(initial).raw();
+    let mut net = [0i128; 2];
+    for record in &log.0 {
+        match record {
+            Record::Fill(f) => {
+                let notional = i128::from(f.price.raw()) * i128::from(f.quantity.raw());
+                let sign = i128::from(f.side.sign());
+                cash -= sign * notional + f.fee.raw();
+                net[f.instrument.index()] += sign * i128::from(f.quantity.raw());
+                prop_assert!(net[f.instrument.index()] >= 0, "fill {} shorts", f.id);
+                prop_assert!(cash >= 0, "fill {} leaves cash at {cash} (raw)", f.id);
+            }
+            Record::Equity(p) => {
+                prop_assert!(!p.cash.is_negative(), "cash {} at {}", p.cash, p.ts);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The random-order strategy (market, limit, stop and stop-limit orders, reduce-only, IOC,
+    /// day orders, closes from fills) on a cash account of 3 000 USD, under both fill models.
+    #[test]
+    fn cash_accounts_never_short_or_overdraw(
+        moves in moves(),
+        seed in any::<u64>(),
+        next_open in any::<bool>(),
+        fees in any::<bool>(),
+    ) {
+        let bars = bars_from(&moves);
+        let fill_model = if next_open { FillModel::NextOpen } else { FillModel::BarClose };
+        let mut execution = ExecutionConfig { fill_model, ..ExecutionConfig::default() };
+        if fees {
+            execution.fee_bps = Some(dec("7.5"));
+            execution.slippage_ticks = Some(2);
+        }
+        let config =
+            EngineConfig::resolve(&execution, &RiskConfig::default(), AccountKind::Cash, usd("3000"))
+                .unwrap();
+        let (log, _) = simulate(config, &bars, seed);
+        check_cash_account(&log, "3000")?;
+    }
+}
+
 fn journal(log: &LogSink) -> Vec<String> {
     log.0
         .iter()

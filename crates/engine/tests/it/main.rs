@@ -3,6 +3,7 @@
 // A test that meets an unexpected `None` or `Err` should fail loudly, where it happened.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod fixture;
 mod golden;
 mod invariants;
