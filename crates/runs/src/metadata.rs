@@ -68,6 +68,10 @@ pub struct RunSummary {
     pub max_drawdown_pct: f64,
     pub journal_events: u64,
     pub halted: bool,
+    /// A margin call stopped trading (`margin_call` in the journal). Absent when false, so
+    /// runs without one keep their bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub margin_call: bool,
 }
 
 /// `metadata.json`.

@@ -327,6 +327,7 @@ pub fn execute_resolved_under(
         max_drawdown_pct: metrics.max_drawdown_pct,
         journal_events,
         halted: summary.halted,
+        margin_call: summary.margin_call,
     });
     meta.status = RunStatus::Completed;
     let outputs = write_outputs(&folder, &spec, &meta, &metrics, &sampler, &trade_rows);
@@ -344,6 +345,7 @@ pub fn execute_resolved_under(
         orders = metrics.orders,
         fills = metrics.fills,
         halted = summary.halted,
+        margin_call = summary.margin_call,
         duration_ms = meta.duration_ms,
         "run completed"
     );

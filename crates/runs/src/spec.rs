@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol};
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
-use tradeloom_engine::{EngineConfig, ExecutionConfig, RiskConfig, StrategyConfig};
+use tradeloom_engine::{
+    EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig, StrategyConfig,
+};
 use tradeloom_net::connectivity::{Provider, ProviderKind};
 
 use crate::error::RunError;
@@ -86,10 +88,11 @@ pub struct DataSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountType {
-    /// Shorting allowed, no buying-power check.
+    /// Shorting allowed, no buying-power check; a margin call (`account.margin`) stops
+    /// trading and closes positions when equity falls to the maintenance margin.
     #[default]
     Margin,
-    /// No shorting; buys need cash.
+    /// No shorting; buys need cash, counting what working orders will take.
     Cash,
 }
 
@@ -110,6 +113,10 @@ pub struct AccountSpec {
     /// `margin` (default) or `cash`.
     #[serde(default, rename = "type")]
     pub kind: AccountType,
+    /// The maintenance-margin rule of a margin account (default: a margin call that closes
+    /// every position when equity reaches 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<MarginConfig>,
 }
 
 fn default_venue() -> String {
@@ -427,6 +434,15 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
                 .to_string();
             err(&key, None, e)
         })?;
+    engine.margin =
+        MarginRule::resolve(spec.account.margin.as_ref(), account_kind).map_err(|e| {
+            let key = if e.contains("maintenance_pct") {
+                "maintenance_pct"
+            } else {
+                "margin"
+            };
+            err(key, None, e)
+        })?;
     engine.strategy_name = spec.strategy.name().to_string();
     Ok(ResolvedSpec {
         spec,
@@ -523,6 +539,54 @@ risk: {max_drawdown_pct: 50}
         );
         let e = error_of(&GOOD.replace("quantity: 10", "quantity: 10.5"));
         assert!(e.contains("strategy.params.quantity: 10.5 has 1 decimal places; the instrument's size_precision is 0"), "{e}");
+    }
+
+    #[test]
+    fn margin_rule_is_resolved_and_bad_values_name_the_field() {
+        let r = check(GOOD).unwrap();
+        assert_eq!(
+            r.engine.margin,
+            MarginRule::default(),
+            "default: call at zero equity"
+        );
+        let with = |margin: &str| {
+            GOOD.replace(
+                "account: {initial_cash: 100000, currency: USD}",
+                &format!("account:\n  initial_cash: 100000\n  margin: {margin}"),
+            )
+        };
+        let r = check(&with("{maintenance_pct: 25, on_call: halt}")).unwrap();
+        assert_eq!(r.engine.margin.maintenance_pct_raw, 25_000_000_000);
+        assert_eq!(
+            r.engine.margin.on_call,
+            tradeloom_engine::MarginCallAction::Halt
+        );
+        let e = error_of(&with("{maintenance_pct: 100}"));
+        assert_eq!(
+            e,
+            "spec.yaml:9: account.margin.maintenance_pct: 100 must be at least 0 and below 100"
+        );
+        let e = error_of(&with("{maintenance_pct: -1}"));
+        assert!(
+            e.contains("account.margin.maintenance_pct: -1 must be"),
+            "{e}"
+        );
+        let e = error_of(&with("{on_call: sell}"));
+        assert!(e.starts_with("spec.yaml:9:"), "{e}");
+        assert!(
+            e.contains("unknown variant `sell`, expected `liquidate` or `halt`"),
+            "{e}"
+        );
+        let e = error_of(&with("{maintenance: 5}"));
+        assert!(e.contains("unknown field `maintenance`"), "{e}");
+        let e = error_of(
+            &with("{maintenance_pct: 5}")
+                .replace("initial_cash: 100000", "initial_cash: 100000\n  type: cash"),
+        );
+        assert_eq!(
+            e,
+            "spec.yaml:10: account.margin: only a margin account has a margin rule (account.type is cash)"
+        );
     }
 
     #[test]

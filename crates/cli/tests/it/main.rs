@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 
 mod access;
+mod accounts;
 mod bad_input;
 mod commands;
 mod connectivity;
