@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tradeloom_store::Job;
+use tradeloom_store::{Job, ModelDayStatus};
 
 use crate::config::ResolvedConfig;
 use crate::error::AgentError;
@@ -116,7 +116,8 @@ and a session message such as the one shown. Each model-day's transcript, tool c
     Ok(dir)
 }
 
-/// Writes the files of one finished (completed or failed) model-day.
+/// Writes the files of one finished (completed, failed or refused) model-day. `summary.json`
+/// counts the tool calls the model made (`tool_calls`) and those that failed (`tool_errors`).
 pub fn write_model_day(
     data_dir: &Path,
     job_id: &str,
@@ -132,13 +133,15 @@ pub fn write_model_day(
         Some(o) => json!({
             "model": model, "date": date.to_string(), "status": "completed",
             "steps": report.steps, "cash": o.cash, "portfolio_value": o.portfolio_value,
-            "holdings": o.holdings, "trades": o.trades, "tool_errors": o.tool_errors(),
+            "holdings": o.holdings, "trades": o.trades,
+            "tool_calls": report.tool_call_count(), "tool_errors": report.tool_errors(),
             "usage": report.usage(),
         }),
         None => json!({
-            "model": model, "date": date.to_string(), "status": "failed",
+            "model": model, "date": date.to_string(),
+            "status": if report.refused { "refused" } else { "failed" },
             "steps": report.steps, "error": report.error,
-            "tool_errors": report.tool_calls.iter().filter(|c| c.error.is_some()).count(),
+            "tool_calls": report.tool_call_count(), "tool_errors": report.tool_errors(),
             "usage": report.usage(),
         }),
     };
@@ -148,16 +151,21 @@ pub fn write_model_day(
     )
 }
 
-/// A model-day that failed before its session could start (e.g. its API key is missing).
+/// A model-day that ended before its session could start: failed (e.g. its API key is
+/// missing) or refused (the kill switch stopped the job first).
 pub fn write_model_day_error(
     data_dir: &Path,
     job_id: &str,
     model: &str,
     date: NaiveDate,
+    status: ModelDayStatus,
     error: &str,
 ) -> Result<(), AgentError> {
     let dir = model_day_dir(data_dir, job_id, model, date);
-    let summary: Value = json!({"model": model, "date": date.to_string(), "status": "failed", "steps": 0, "error": error});
+    let summary: Value = json!({
+        "model": model, "date": date.to_string(), "status": status.as_str(), "steps": 0,
+        "tool_calls": 0, "tool_errors": 0, "error": error,
+    });
     write_atomic(
         &dir.join("summary.json"),
         &serde_json::to_vec_pretty(&summary).unwrap_or_default(),

@@ -24,13 +24,14 @@ pub use config::{
 };
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_dir};
-pub use order_gate::{KILL_SWITCH_CODE, OrderGate, is_refusal, refusal};
+pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};
 pub use schema::validate as validate_arguments;
 pub use session::{
-    LlmCall, SYSTEM_PROMPT, SessionLimits, SessionReport, run_session, run_session_gated,
-    session_prompt,
+    LlmCall, SYSTEM_PROMPT, SessionLimits, SessionReport, TRUNCATED_CODE, run_session,
+    run_session_gated, session_prompt,
 };
 pub use simulation::{
-    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, run_to_end,
+    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings, run_to_end,
+    tool_use_warnings,
 };
 pub use tools::{SessionView, TOOL_NAMES, ToolBox, tool_specs};

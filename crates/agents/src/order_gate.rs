@@ -53,6 +53,15 @@ pub fn refusal(engagement: &Engagement) -> String {
     )
 }
 
+/// Why a whole model-day was refused: `risk.kill_switch: model-day not traded: <scope> kill
+/// switch engaged by <who> at <when>: <reason>`.
+pub fn day_refusal(engagement: &Engagement) -> String {
+    format!(
+        "{KILL_SWITCH_CODE}: model-day not traded: {}; it runs when the job is triggered again after release",
+        engagement.describe()
+    )
+}
+
 /// Whether a tool error is a kill switch refusal (not the model's mistake).
 pub fn is_refusal(error: &str) -> bool {
     error.starts_with(KILL_SWITCH_CODE)

@@ -12,7 +12,7 @@ use tradeloom_llm::{ChatRequest, LlmProvider, Message, Role, Usage};
 use tradeloom_store::{Holding, ModelDayOutcome, ReasoningMessage, ToolCall};
 
 use crate::book::Book;
-use crate::order_gate::{OrderGate, is_refusal};
+use crate::order_gate::{OrderGate, day_refusal, is_refusal};
 use crate::tools::{SessionView, ToolBox, tool_specs};
 
 /// The system prompt: identical for every model and day, so providers can cache the prefix
@@ -47,12 +47,15 @@ pub struct LlmCall {
     pub error: Option<String>,
 }
 
-/// Everything a session produced. `error` is `Some` when the model-day failed; the logs are
-/// complete either way.
+/// Everything a session produced. `error` is `Some` when the model-day failed or was refused;
+/// the logs are complete either way.
 #[derive(Debug)]
 pub struct SessionReport {
     pub steps: u32,
     pub error: Option<String>,
+    /// The kill switch stopped the session (engaged when it began, or it refused an order):
+    /// the day is `refused`, not failed; `error` says why and starts with `risk.kill_switch`.
+    pub refused: bool,
     pub reasoning: Vec<ReasoningMessage>,
     pub tool_calls: Vec<ToolCall>,
     pub llm_calls: Vec<LlmCall>,
@@ -62,6 +65,17 @@ pub struct SessionReport {
 }
 
 impl SessionReport {
+    /// Tool calls the model made. Step 0 is before its first turn (a kill-switch
+    /// liquidation done for it), so it is not counted.
+    pub fn tool_call_count(&self) -> u32 {
+        self.tool_calls.iter().filter(|c| c.step > 0).count() as u32
+    }
+
+    /// Tool calls that returned an error (kill switch refusals included).
+    pub fn tool_errors(&self) -> u32 {
+        self.tool_calls.iter().filter(|c| c.error.is_some()).count() as u32
+    }
+
     pub fn usage(&self) -> Usage {
         let mut total = Usage::default();
         for call in &self.llm_calls {
@@ -126,10 +140,16 @@ pub async fn run_session(
     run_session_gated(provider, model_name, view, symbols, book, limits, None).await
 }
 
-/// [`run_session`] with the kill switch in front of every order: refused orders come back to
-/// the model as tool errors starting with `risk.kill_switch` (they do not count against
-/// `max_tool_errors`: they are not the model's mistakes), and an engagement that asks to
-/// flatten sells every holding when the session starts and at any order attempt.
+/// What the model is told when its reply is cut off, and why the day fails.
+pub const TRUNCATED_CODE: &str = "llm.truncated";
+
+/// [`run_session`] with the kill switch in front of the session and every order. Engaged when
+/// the session begins, no LLM call is made; an order it refuses comes back to the model as a
+/// tool error starting with `risk.kill_switch` (not counted against `max_tool_errors`: not the
+/// model's mistake), the step's other calls are answered, and the session stops there. Either
+/// way, and when it is engaged as the session ends, the report is `refused`: a day the kill
+/// switch interrupted is not a day of trading. (An engagement that asks to flatten sells the
+/// holdings at the refused order; the refused day's book is not kept.)
 pub async fn run_session_gated(
     provider: &dyn LlmProvider,
     model_name: &str,
@@ -146,20 +166,21 @@ pub async fn run_session_gated(
     let mut reasoning: Vec<ReasoningMessage> = messages.iter().map(|m| log(0, m)).collect();
     let mut tool_calls = Vec::new();
     let mut llm_calls = Vec::new();
-    let mut tools = ToolBox::new(view, book).with_gate(gate);
-    let sold = tools.flatten_if_asked(0);
-    if !sold.is_empty() {
-        tool_calls.push(ToolCall {
-            step: 0,
-            tool: "kill_switch_liquidation".to_string(),
-            args: json!({}),
-            result: Some(json!({"reason": crate::order_gate::KILL_SWITCH_CODE, "sold": sold})),
-            latency_ms: 0,
-            error: None,
-            created_at: Utc::now(),
-        });
+    if let Some(engagement) = gate.as_ref().and_then(OrderGate::engaged_now) {
+        return SessionReport {
+            steps: 0,
+            error: Some(day_refusal(&engagement)),
+            refused: true,
+            reasoning,
+            tool_calls,
+            llm_calls,
+            outcome: None,
+            final_book: book,
+        };
     }
+    let mut tools = ToolBox::new(view, book).with_gate(gate.clone());
     let specs = tool_specs();
+    let mut refused = false;
     let mut tool_errors = 0u32;
     let mut step = 0u32;
     let error = loop {
@@ -201,17 +222,29 @@ pub async fn run_session_gated(
         let assistant = response.message;
         reasoning.push(log(step, &assistant));
         messages.push(assistant.clone());
+        // A reply cut off by the token limit is not an answer: its summary (or its last tool
+        // call's arguments) is incomplete, and taking it as the day's end would hide that.
+        if response.finish_reason.as_deref() == Some("length") {
+            break Some(format!(
+                "{TRUNCATED_CODE}: the model's reply at step {step} was cut off by max_tokens \
+                 (finish_reason length); raise max_tokens of model `{model_name}`"
+            ));
+        }
         if assistant.tool_calls.is_empty() {
             break None;
         }
         let mut last_error = None;
+        let mut refusal = None;
         for call in &assistant.tool_calls {
             let started = Instant::now();
             let (args, result) = tools.call(step, &call.name, &call.arguments);
             let latency_ms = started.elapsed().as_millis() as i64;
             let (content, result_value, error) = match result {
                 Ok(v) => (v.to_string(), Some(v), None),
-                Err(e) if is_refusal(&e) => (json!({"error": e}).to_string(), None, Some(e)),
+                Err(e) if is_refusal(&e) => {
+                    refusal.get_or_insert_with(|| e.clone());
+                    (json!({"error": e}).to_string(), None, Some(e))
+                }
                 Err(e) => {
                     tool_errors += 1;
                     last_error = Some(format!("`{}`: {e}", call.name));
@@ -231,6 +264,13 @@ pub async fn run_session_gated(
             reasoning.push(log(step, &answer));
             messages.push(answer);
         }
+        if let Some(refusal) = refusal {
+            refused = true;
+            break Some(format!(
+                "{refusal}; the session stopped at step {step}: the day is refused, not \
+                 completed, and runs again when the job is triggered after release"
+            ));
+        }
         if tool_errors > limits.max_tool_errors {
             break Some(format!(
                 "too many tool errors ({tool_errors} > max_tool_errors {}); last: {}",
@@ -238,6 +278,15 @@ pub async fn run_session_gated(
                 last_error.unwrap_or_default()
             ));
         }
+    };
+    // Engaged while the session ran, even if no order of it was refused: the day overlapped a
+    // stop of trading and is not kept as a normal one.
+    let error = match (error, gate.as_ref().and_then(OrderGate::engaged_now)) {
+        (None, Some(engagement)) => {
+            refused = true;
+            Some(day_refusal(&engagement))
+        }
+        (error, _) => error,
     };
     let final_book = tools.book().clone();
     let outcome = match &error {
@@ -260,6 +309,7 @@ pub async fn run_session_gated(
                 return SessionReport {
                     steps: step,
                     error: Some(format!("cannot value the portfolio at the close: {e}")),
+                    refused: false,
                     reasoning,
                     tool_calls,
                     llm_calls,
@@ -272,6 +322,7 @@ pub async fn run_session_gated(
     SessionReport {
         steps: step,
         error,
+        refused,
         reasoning,
         tool_calls,
         llm_calls,

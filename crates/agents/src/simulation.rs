@@ -20,14 +20,15 @@ use tradeloom_core::{Decimal, Money, Quantity};
 use tradeloom_data::{NewsCorpus, Universe};
 use tradeloom_llm::{LlmProvider, OpenAiProvider, ProviderConfig};
 use tradeloom_store::{
-    Job, JobStatus, ModelDayKey, NewJob, ResultsFilter, Store, StoreError, TradeAction, config_hash,
+    Job, JobStatus, LeaderboardEntry, ModelDayKey, ModelDayStatus, ModelDayStop, NewJob,
+    ResultsFilter, Store, StoreError, TradeAction, config_hash,
 };
 
 use crate::book::Book;
 use crate::config::{ResolvedConfig, config_from_value};
 use crate::error::AgentError;
 use crate::job_folder::{write_bootstrap, write_model_day, write_model_day_error};
-use crate::order_gate::OrderGate;
+use crate::order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal};
 use crate::session::{SessionLimits, run_session_gated};
 use crate::tools::SessionView;
 
@@ -197,8 +198,8 @@ impl Simulator {
     }
 
     /// Checks `config` and its market data and creates (or re-opens) its job without running it:
-    /// `Started` for a new job or one with model-days left (interrupted, or failed ones reset
-    /// to pending), `Current` when every model-day is completed.
+    /// `Started` for a new job or one with model-days left (interrupted, or failed and
+    /// kill-switch-refused ones reset to pending), `Current` when every model-day is completed.
     pub async fn prepare(&self, config: &ResolvedConfig) -> Result<TriggerOutcome, AgentError> {
         let market = {
             let config = config.clone();
@@ -456,7 +457,15 @@ impl Simulator {
         let config = Arc::new(config);
         let symbols = Arc::new(symbols);
         let permits = Arc::new(Semaphore::new(config.parallelism()));
-        for (date, models) in by_date {
+        let mut dates = by_date.into_iter();
+        while let Some((date, models)) = dates.next() {
+            // Engaged before the date starts: this date and every later one are refused.
+            if let Some(engagement) = gate.engaged_now() {
+                let reason = day_refusal(&engagement);
+                let rest = std::iter::once((date, models)).chain(dates).collect();
+                self.refuse_days(job_id, rest, &reason).await?;
+                break;
+            }
             let mut tasks = tokio::task::JoinSet::new();
             for model in models {
                 let ctx = DayContext {
@@ -491,12 +500,16 @@ impl Simulator {
                 );
             }
             let mut first_error = None;
+            let mut refused = None;
             while let Some(joined) = tasks.join_next().await {
                 match joined {
-                    Ok((model, Ok(Some(book)))) => {
+                    Ok((model, Ok(DayEnd::Completed(book)))) => {
                         books.insert(model, book);
                     }
-                    Ok((_, Ok(None))) => {}
+                    Ok((model, Ok(DayEnd::Refused))) => {
+                        refused.get_or_insert(model);
+                    }
+                    Ok((_, Ok(DayEnd::Failed | DayEnd::NotClaimed))) => {}
                     Ok((_, Err(e))) => {
                         first_error.get_or_insert(e);
                     }
@@ -512,6 +525,17 @@ impl Simulator {
             if let Some(e) = first_error {
                 return Err(e);
             }
+            // The kill switch stopped a day: the job stops too, so that every model's days
+            // stay in date order (a later day never completes before an earlier one), and the
+            // rest waits for a trigger after release.
+            if let Some(model) = refused {
+                let reason = format!(
+                    "{KILL_SWITCH_CODE}: model-day not traded: the job stopped when the kill switch \
+                     refused model `{model}` on {date}; it runs when the job is triggered again after release"
+                );
+                self.refuse_days(job_id, dates.collect(), &reason).await?;
+                break;
+            }
         }
         let job = self.store.refresh_job_status(job_id).await?;
         let progress = self.store.job_report(job_id).await?.progress;
@@ -524,6 +548,7 @@ impl Simulator {
                 "total_model_days": progress.total_model_days,
                 "completed": progress.completed,
                 "failed": progress.failed,
+                "refused": progress.refused,
             }),
         )
         .await?;
@@ -531,13 +556,70 @@ impl Simulator {
             status = job.status.as_str(),
             completed = progress.completed,
             failed = progress.failed,
+            refused = progress.refused,
             "simulation job finished"
         );
+        if progress.refused > 0 {
+            tracing::warn!(
+                refused = progress.refused,
+                "model-days refused by the kill switch (risk.kill_switch); trigger the same config again after release to run them"
+            );
+        }
+        for warning in job_warnings(&*self.store, &job).await? {
+            tracing::warn!(warning = %warning, "simulation job warning");
+        }
         let _ = self.events.send(SimEvent::JobFinished {
             job_id: job_id.to_string(),
             status: job.status,
         });
         Ok(job)
+    }
+
+    /// Marks the unfinished model-days of `days` refused with `reason` (no session runs), with
+    /// their files, events and progress as for any finished day.
+    async fn refuse_days(
+        &self,
+        job_id: &str,
+        days: Vec<(NaiveDate, Vec<String>)>,
+        reason: &str,
+    ) -> Result<(), AgentError> {
+        tracing::warn!(
+            reason,
+            "kill switch: the job's remaining model-days are refused"
+        );
+        for (date, models) in days {
+            for model in models {
+                let key = ModelDayKey::new(job_id, model.clone(), date);
+                write_model_day_error(
+                    &self.options.data_dir,
+                    job_id,
+                    &model,
+                    date,
+                    ModelDayStatus::Refused,
+                    reason,
+                )?;
+                self.store
+                    .stop_model_day(
+                        &key,
+                        &ModelDayStop {
+                            status: ModelDayStatus::Refused,
+                            ..ModelDayStop::failed(reason)
+                        },
+                    )
+                    .await?;
+                record_day_stopped(&*self.store, &key, ModelDayStatus::Refused, reason).await?;
+                let _ = self.events.send(SimEvent::ModelDayFinished {
+                    job_id: job_id.to_string(),
+                    model,
+                    date,
+                    status: ModelDayStatus::Refused.as_str().to_string(),
+                    error: Some(reason.to_string()),
+                    portfolio_value: None,
+                    duration_ms: 0,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Fails a job that cannot start (bad config, missing market data) and records it.
@@ -629,13 +711,23 @@ struct DayContext {
     gate: OrderGate,
 }
 
-/// Claims, runs and records one model-day. `Ok(Some(book))` when it completed (the book to
-/// carry to the next date), `Ok(None)` when it failed or was not claimable, `Err` when the store
-/// or the disk failed (the day stays `running` and resumes later).
-async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
+/// How one model-day task ended.
+enum DayEnd {
+    /// With the book to carry to the next date.
+    Completed(Book),
+    Failed,
+    /// The kill switch stopped it: the job stops after this date.
+    Refused,
+    /// Done or running elsewhere.
+    NotClaimed,
+}
+
+/// Claims, runs and records one model-day. `Err` when the store or the disk failed (the day
+/// stays `running` and resumes later).
+async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError> {
     let started = Instant::now();
     let Some(_claimed) = ctx.store.claim_model_day(&ctx.key, STALE_AFTER).await? else {
-        return Ok(None);
+        return Ok(DayEnd::NotClaimed);
     };
     let key = &ctx.key;
     let finished =
@@ -652,11 +744,18 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
         Ok(p) => Arc::clone(p),
         Err(e) => {
             tracing::warn!(error = %e, "model-day failed: no LLM provider");
-            write_model_day_error(&ctx.data_dir, &key.job_id, &key.model, key.date, e)?;
+            write_model_day_error(
+                &ctx.data_dir,
+                &key.job_id,
+                &key.model,
+                key.date,
+                ModelDayStatus::Failed,
+                e,
+            )?;
             ctx.store.fail_model_day(key, e).await?;
-            record_day_failed(&*ctx.store, key, e).await?;
+            record_day_stopped(&*ctx.store, key, ModelDayStatus::Failed, e).await?;
             let _ = ctx.events.send(finished("failed", Some(e.clone()), None));
-            return Ok(None);
+            return Ok(DayEnd::Failed);
         }
     };
     let view = SessionView {
@@ -698,6 +797,7 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
                     "model": key.model,
                     "date": key.date,
                     "trades": trades,
+                    "tool_calls": report.tool_call_count(),
                     // Exact decimal text, never a float.
                     "portfolio_value": outcome.portfolio_value.to_string(),
                     "currency": outcome.portfolio_value.currency().code(),
@@ -706,23 +806,43 @@ async fn run_model_day(ctx: DayContext) -> Result<Option<Book>, AgentError> {
             .await?;
             tracing::info!(
                 trades,
+                tool_calls = report.tool_call_count(),
                 portfolio_value = %outcome.portfolio_value,
                 "model-day completed"
             );
             let _ = ctx
                 .events
                 .send(finished("completed", None, Some(outcome.portfolio_value)));
-            Ok(Some(report.final_book))
+            Ok(DayEnd::Completed(report.final_book))
         }
         (None, error) => {
             let error = error
                 .clone()
                 .unwrap_or_else(|| "the session ended without an outcome".into());
-            tracing::warn!(error = %error, "model-day failed");
-            ctx.store.fail_model_day(key, &error).await?;
-            record_day_failed(&*ctx.store, key, &error).await?;
-            let _ = ctx.events.send(finished("failed", Some(error), None));
-            Ok(None)
+            let status = if report.refused {
+                ModelDayStatus::Refused
+            } else {
+                ModelDayStatus::Failed
+            };
+            tracing::warn!(error = %error, status = status.as_str(), "model-day not completed");
+            // Counts of a session that ran (they reach the leaderboard); none if it never began.
+            let ran = report.steps > 0;
+            let stop = ModelDayStop {
+                status,
+                error: error.clone(),
+                steps: ran.then_some(report.steps),
+                tool_calls: ran.then(|| report.tool_call_count()),
+                tool_errors: ran.then(|| report.tool_errors()),
+            };
+            ctx.store.stop_model_day(key, &stop).await?;
+            record_day_stopped(&*ctx.store, key, status, &error).await?;
+            let _ = ctx
+                .events
+                .send(finished(status.as_str(), Some(error), None));
+            Ok(match status {
+                ModelDayStatus::Refused => DayEnd::Refused,
+                _ => DayEnd::Failed,
+            })
         }
     }
 }
@@ -740,18 +860,50 @@ async fn record(
     Ok(())
 }
 
-async fn record_day_failed(
+/// Records a failed (`model_day_failed`) or refused (`model_day_refused`) model-day.
+async fn record_day_stopped(
     store: &dyn Store,
     key: &ModelDayKey,
+    status: ModelDayStatus,
     error: &str,
 ) -> Result<(), AgentError> {
+    let kind = match status {
+        ModelDayStatus::Refused => "model_day_refused",
+        _ => "model_day_failed",
+    };
     record(
         store,
         &key.job_id,
-        "model_day_failed",
+        kind,
         json!({"model": key.model, "date": key.date, "error": error}),
     )
     .await
+}
+
+/// Warnings about a job's results that look normal but are not: a model that completed days
+/// without calling a single tool did not trade on information (its days read like good days
+/// of not trading). One line per such model.
+pub fn tool_use_warnings(entries: &[LeaderboardEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e.completed_days > 0 && e.tool_calls == 0)
+        .map(|e| {
+            format!(
+                "model `{}` made no tool call in its {} completed model-day(s): it never looked at \
+                 prices or its portfolio and never traded; check that the model supports tool \
+                 calling and that its endpoint passes `tools` through",
+                e.model, e.completed_days
+            )
+        })
+        .collect()
+}
+
+/// [`tool_use_warnings`] of `job`, read from the store.
+pub async fn job_warnings(store: &dyn Store, job: &Job) -> Result<Vec<String>, AgentError> {
+    let initial = crate::config::initial_value(&job.config, job.currency);
+    Ok(tool_use_warnings(
+        &store.leaderboard(&job.id, initial).await?,
+    ))
 }
 
 /// Runs `config` to the end in this process (the CLI's batch mode): the same trigger logic

@@ -54,8 +54,28 @@ fn simulator(
     ))
 }
 
+/// An exact decimal fraction (`"0.016986"`) as a percentage with two decimals (`1.70 %`),
+/// rounded half away from zero in decimal, never through a float.
+fn pct(fraction: Option<&str>) -> String {
+    let Some(text) = fraction else {
+        return "–".to_string();
+    };
+    match tradeloom_core::Decimal::parse(text) {
+        Ok(d) => {
+            // raw × 10^-18 → hundredths of a percent: raw × 10^4 × 10^-18.
+            let raw = tradeloom_core::fixed::round_raw(
+                d.to_money(tradeloom_core::Currency::USD).raw(),
+                18,
+                4,
+            );
+            let percent = tradeloom_core::fixed::format_raw(raw * 100, 18, 2);
+            format!("{percent} %")
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
 fn leaderboard_table(board: &LeaderboardResponse, currency: &str) -> String {
-    let pct = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.2} %", v * 100.0));
     let rows: Vec<Vec<String>> = board
         .models
         .iter()
@@ -66,12 +86,17 @@ fn leaderboard_table(board: &LeaderboardResponse, currency: &str) -> String {
                 s.final_value
                     .clone()
                     .map_or("–".into(), |v| format!("{v} {currency}")),
-                pct(s.total_return),
+                pct(s.total_return.as_deref()),
                 s.sharpe.map_or("–".into(), |v| format!("{v:.2}")),
-                pct(s.max_drawdown),
+                pct(s.max_drawdown.as_deref()),
                 s.trades.to_string(),
+                s.tool_calls.to_string(),
                 s.tool_errors.to_string(),
-                format!("{}/{}", s.completed_days, s.completed_days + s.failed_days),
+                format!(
+                    "{}/{}",
+                    s.completed_days,
+                    s.completed_days + s.failed_days + s.refused_days
+                ),
             ]
         })
         .collect();
@@ -84,11 +109,21 @@ fn leaderboard_table(board: &LeaderboardResponse, currency: &str) -> String {
             "sharpe",
             "max dd",
             "trades",
+            "tool calls",
             "tool errors",
             "days ok",
         ],
         &rows,
     )
+}
+
+/// The leaderboard's warnings, one `warning: …` line each.
+fn warning_lines(board: &LeaderboardResponse) -> String {
+    board
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}\n"))
+        .collect()
 }
 
 /// `tradeloom simulate CONFIG`: runs the job in this process with a progress bar, then prints
@@ -135,11 +170,11 @@ pub fn simulate(
                     }
                     SimEvent::ModelDayFinished { model, date, status, error, .. } => {
                         progress_bar.inc(1);
-                        if status == "failed" {
+                        if status == "failed" || status == "refused" {
                             failed += 1;
                             progress_bar.set_message(format!("{failed} failed"));
                             progress_bar.suspend(|| {
-                                eprintln!("  {date} {model}: failed: {}", error.unwrap_or_default());
+                                eprintln!("  {date} {model}: {status}: {}", error.unwrap_or_default());
                             });
                         } else if !quiet_lines {
                             eprintln!("  {date} {model}: {status}");
@@ -176,25 +211,40 @@ pub fn simulate(
                     "leaderboard": board.models.iter().map(|s| json!({
                         "rank": s.rank, "model": s.model, "final_value": s.final_value,
                         "total_return": s.total_return, "sharpe": s.sharpe, "max_drawdown": s.max_drawdown,
-                        "trades": s.trades, "tool_errors": s.tool_errors,
+                        "trades": s.trades, "tool_calls": s.tool_calls, "tool_errors": s.tool_errors,
                         "completed_days": s.completed_days, "failed_days": s.failed_days,
+                        "refused_days": s.refused_days,
                     })).collect::<Vec<_>>(),
+                    "warnings": board.warnings,
                 })
             );
         } else {
             if current {
                 println!("job {}: every model-day is already completed (status: current)", job.id);
             }
+            let p = &report.progress;
+            let refused = if p.refused > 0 {
+                format!(", {} refused by the kill switch", p.refused)
+            } else {
+                String::new()
+            };
             println!(
-                "job {}  {}  {} completed, {} failed of {} model-days  ({:.1} s)",
+                "job {}  {}  {} completed, {} failed{refused} of {} model-days  ({:.1} s)",
                 job.id,
                 job.status,
-                report.progress.completed,
-                report.progress.failed,
-                report.progress.total_model_days,
+                p.completed,
+                p.failed,
+                p.total_model_days,
                 started.elapsed().as_secs_f64()
             );
+            if p.refused > 0 {
+                println!(
+                    "the kill switch (risk.kill_switch) refused {} model-day(s): run the same config again after `tradeloom killswitch release` to run them",
+                    p.refused
+                );
+            }
             print!("{}", leaderboard_table(&board, job.currency.code()));
+            print!("{}", warning_lines(&board));
             println!("run folder: {}", tradeloom_agents::job_run_dir(data_dir, &job.id).display());
         }
         Ok(match job.status {
@@ -260,8 +310,15 @@ pub fn jobs_status(
         let job = &report.job;
         let p = &report.progress;
         println!(
-            "job {}  {}\n  {} model-days: {} completed, {} failed, {} running, {} pending",
-            job.id, job.status, p.total_model_days, p.completed, p.failed, p.running, p.pending
+            "job {}  {}\n  {} model-days: {} completed, {} failed, {} refused, {} running, {} pending",
+            job.id,
+            job.status,
+            p.total_model_days,
+            p.completed,
+            p.failed,
+            p.refused,
+            p.running,
+            p.pending
         );
         if let Some(e) = &job.error {
             println!("  error: {e}");
@@ -337,6 +394,7 @@ pub fn results(
                     board.job_id, board.status, board.initial_value
                 );
                 print!("{}", leaderboard_table(&board, job.currency.code()));
+                print!("{}", warning_lines(&board));
             }
             return Ok(ExitCode::SUCCESS);
         }

@@ -334,8 +334,13 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
 /// `simulate` or `backtest` node under it still runs (its orders are refused and recorded) and
 /// says why it traded nothing.
 fn kill_switch_note(data_dir: &Path, workflow_run_id: &str) -> Value {
+    kill_switch_state(data_dir, workflow_run_id, None)
+}
+
+/// The kill switch state now for a workflow run (and a simulation job's own scope).
+fn kill_switch_state(data_dir: &Path, workflow_run_id: &str, job_id: Option<&str>) -> Value {
     let engaged = tradeloom_safety::KillSwitch::open(data_dir)
-        .map(|ks| ks.engaged_now(&[workflow_run_id], None));
+        .map(|ks| ks.engaged_now(&[workflow_run_id], job_id));
     match engaged {
         Ok(Some(e)) => json!({
             "engaged": true,
@@ -399,10 +404,15 @@ async fn simulate(
         },
     };
     let initial = tradeloom_agents::initial_value(&job.config, job.currency);
+    let report = store
+        .job_report(&job.id)
+        .await
+        .map_err(|e| NodeError::transient(format!("simulation job {}: {e}", job.id)))?;
     let mut board = store
         .leaderboard(&job.id, initial)
         .await
         .map_err(|e| NodeError::transient(format!("leaderboard of job {}: {e}", job.id)))?;
+    let warnings = tradeloom_agents::tool_use_warnings(&board);
     board.sort_by(|a, b| {
         b.final_value
             .map(|v| v.raw())
@@ -417,17 +427,40 @@ async fn simulate(
                 "rank": i + 1,
                 "model": e.model,
                 "final_value": e.final_value.map(|v| v.to_string()),
-                "total_return": e.total_return,
-                "max_drawdown": e.max_drawdown,
+                // Exact decimal strings.
+                "total_return": e.total_return.map(|r| r.to_string()),
+                "max_drawdown": e.max_drawdown.map(|r| r.to_string()),
+                "tool_calls": e.tool_calls,
+                "tool_errors": e.tool_errors,
+                "refused_days": e.refused_days,
             })
         })
         .collect();
+    // The state now, and what it did to this job: days it refused are not results (they run
+    // when the job is triggered again after release).
+    let mut kill_switch = kill_switch_state(&env.data_dir, workflow_run_id, Some(&job.id));
+    let refused: Vec<&tradeloom_store::ModelDay> = report
+        .model_days
+        .iter()
+        .filter(|d| d.status == tradeloom_store::ModelDayStatus::Refused)
+        .collect();
+    if let Value::Object(note) = &mut kill_switch {
+        note.insert("refused_model_days".into(), json!(refused.len()));
+        if let Some(first) = refused.first() {
+            note.insert(
+                "refused_detail".into(),
+                json!(first.error.clone().unwrap_or_default()),
+            );
+        }
+    }
     Ok(json!({
         "job_id": job.id,
         "status": job.status.to_string(),
+        "progress": report.progress,
         "initial_value": initial.to_string(),
         "leaderboard": leaderboard,
-        "kill_switch": kill_switch_note(&env.data_dir, workflow_run_id),
+        "warnings": warnings,
+        "kill_switch": kill_switch,
     }))
 }
 

@@ -202,6 +202,7 @@ async fn full_detail(
         "finished_at": item.model_day.finished_at,
         "duration_ms": item.model_day.duration_ms,
         "steps": item.model_day.steps,
+        "tool_calls": item.model_day.tool_calls,
         "tool_errors": item.model_day.tool_errors,
         "holdings": item.holdings,
         "trades": trades,
@@ -222,14 +223,24 @@ pub struct LeaderboardQuery {
 pub struct Standing {
     pub rank: u32,
     pub model: String,
+    /// Exact decimal string.
     pub final_value: Option<String>,
-    pub total_return: Option<f64>,
+    /// `final / initial - 1` as an exact decimal string (`"0.016986"`; rounded half away from
+    /// zero at 10 decimal places when longer).
+    pub total_return: Option<String>,
+    /// Annualized Sharpe ratio of daily returns, rounded to 6 decimal places.
     pub sharpe: Option<f64>,
-    pub max_drawdown: Option<f64>,
+    /// Largest fall from a running peak, as a positive fraction in an exact decimal string.
+    pub max_drawdown: Option<String>,
     pub trades: u64,
+    /// Tool calls the model made over the job, failed days included.
+    pub tool_calls: u64,
+    /// Tool calls that returned an error over the job, failed days included.
     pub tool_errors: u64,
     pub completed_days: u32,
     pub failed_days: u32,
+    /// Days the kill switch refused; a trigger after release runs them.
+    pub refused_days: u32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -239,6 +250,8 @@ pub struct LeaderboardResponse {
     pub initial_value: String,
     /// Best final value first; models without a completed day last.
     pub models: Vec<Standing>,
+    /// Results that look normal but are not, e.g. a model that never called a tool.
+    pub warnings: Vec<String>,
 }
 
 /// Per-model standings of a job: final value, total return, Sharpe, max drawdown, trades,
@@ -276,6 +289,7 @@ pub async fn leaderboard_of(
 ) -> Result<LeaderboardResponse, ApiError> {
     let initial = initial_value(&job.config, job.currency);
     let mut entries = store.leaderboard(&job.id, initial).await?;
+    let warnings = tradeloom_agents::tool_use_warnings(&entries);
     entries.sort_by(|a, b| match (a.final_value, b.final_value) {
         (Some(x), Some(y)) => y.raw().cmp(&x.raw()).then_with(|| a.model.cmp(&b.model)),
         (Some(_), None) => std::cmp::Ordering::Less,
@@ -293,15 +307,18 @@ pub async fn leaderboard_of(
                 rank: i as u32 + 1,
                 model: e.model,
                 final_value: e.final_value.map(|v| v.to_string()),
-                total_return: e.total_return,
+                total_return: e.total_return.map(|r| r.to_string()),
                 sharpe: e.sharpe,
-                max_drawdown: e.max_drawdown,
+                max_drawdown: e.max_drawdown.map(|r| r.to_string()),
                 trades: e.trades,
+                tool_calls: e.tool_calls,
                 tool_errors: e.tool_errors,
                 completed_days: e.completed_days,
                 failed_days: e.failed_days,
+                refused_days: e.refused_days,
             })
             .collect(),
+        warnings,
     })
 }
 

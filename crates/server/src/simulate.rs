@@ -47,6 +47,8 @@ pub struct Progress {
     pub total_model_days: u64,
     pub completed: u64,
     pub failed: u64,
+    /// Refused by the kill switch; a trigger after release runs them.
+    pub refused: u64,
     pub pending: u64,
     pub running: u64,
 }
@@ -56,6 +58,8 @@ pub struct ModelDayDetail {
     pub model: String,
     #[schema(value_type = String)]
     pub date: NaiveDate,
+    /// `pending`, `running`, `completed`, `failed` or `refused` (by the kill switch; `error`
+    /// starts with `risk.kill_switch`).
     pub status: String,
     pub error: Option<String>,
     pub attempts: u32,
@@ -65,6 +69,8 @@ pub struct ModelDayDetail {
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
     pub steps: Option<u32>,
+    /// Tool calls the model made that day (0: it never called a tool).
+    pub tool_calls: Option<u32>,
     pub tool_errors: Option<u32>,
     /// Exact decimal string.
     pub portfolio_value: Option<String>,
@@ -129,6 +135,7 @@ pub(crate) fn status_response(report: JobReport) -> JobStatusResponse {
             total_model_days: report.progress.total_model_days,
             completed: report.progress.completed,
             failed: report.progress.failed,
+            refused: report.progress.refused,
             pending: report.progress.pending,
             running: report.progress.running,
         },
@@ -153,6 +160,7 @@ pub(crate) fn status_response(report: JobReport) -> JobStatusResponse {
                 finished_at: d.finished_at,
                 duration_ms: d.duration_ms,
                 steps: d.steps,
+                tool_calls: d.tool_calls,
                 tool_errors: d.tool_errors,
                 portfolio_value: d.portfolio_value.map(|v| v.to_string()),
             })

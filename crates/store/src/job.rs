@@ -20,9 +20,10 @@ pub enum JobStatus {
     Running,
     /// Every model-day completed.
     Completed,
-    /// Some model-days failed, some completed, none left to do.
+    /// Some model-days failed or were refused by the kill switch, some completed, none left
+    /// to do.
     Partial,
-    /// Every model-day failed (or the job itself failed).
+    /// No model-day completed: every one failed or was refused (or the job itself failed).
     Failed,
 }
 
@@ -104,21 +105,24 @@ pub struct JobProgress {
     pub total_model_days: u64,
     pub completed: u64,
     pub failed: u64,
+    /// Model-days the kill switch refused; they run again on the next trigger.
+    pub refused: u64,
     pub pending: u64,
     pub running: u64,
 }
 
 impl JobProgress {
     /// The job status these counts imply: anything pending or running → running (or pending if
-    /// nothing started yet); otherwise completed, failed (all failed) or partial.
+    /// nothing started yet); otherwise completed, failed (none completed) or partial. A day
+    /// refused by the kill switch is not completed: it counts as failed does.
     pub fn derived_status(&self, started: bool) -> JobStatus {
         if self.pending + self.running > 0 {
-            if started || self.completed + self.failed + self.running > 0 {
+            if started || self.completed + self.failed + self.refused + self.running > 0 {
                 JobStatus::Running
             } else {
                 JobStatus::Pending
             }
-        } else if self.failed == 0 {
+        } else if self.failed + self.refused == 0 {
             JobStatus::Completed
         } else if self.completed == 0 {
             JobStatus::Failed
@@ -182,9 +186,18 @@ mod tests {
             total_model_days: completed + failed + pending + running,
             completed,
             failed,
+            refused: 0,
             pending,
             running,
         };
+        let refused = |completed, refused| JobProgress {
+            total_model_days: completed + refused,
+            completed,
+            refused,
+            ..JobProgress::default()
+        };
+        assert_eq!(refused(3, 1).derived_status(true), JobStatus::Partial);
+        assert_eq!(refused(0, 4).derived_status(true), JobStatus::Failed);
         assert_eq!(p(0, 0, 4, 0).derived_status(false), JobStatus::Pending);
         assert_eq!(p(0, 0, 4, 0).derived_status(true), JobStatus::Running);
         assert_eq!(p(1, 0, 3, 0).derived_status(false), JobStatus::Running);

@@ -37,12 +37,13 @@ pub use error::StoreError;
 pub use job::{Job, JobProgress, JobReport, JobStatus, NewJob, config_hash};
 pub use migration::{MigrationInfo, MigrationState};
 pub use model_day::{
-    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ReasoningMessage, ToolCall,
-    Trade, TradeAction,
+    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ModelDayStop,
+    ReasoningMessage, ToolCall, Trade, TradeAction,
 };
 pub use postgres::PgStore;
 pub use results::{
-    DailyValue, LeaderboardEntry, MAX_PAGE, ModelDayResult, ResultsFilter, ResultsPage,
+    DailyValue, LeaderboardEntry, MAX_PAGE, ModelDayResult, RATIO_DECIMALS, Ratio, ResultsFilter,
+    ResultsPage,
 };
 pub use run_index::RunEntry;
 pub use schedule_fire::ScheduleFire;

@@ -45,6 +45,10 @@ pub enum ModelDayStatus {
     Running,
     Completed,
     Failed,
+    /// Not traded because the kill switch was engaged (`error` starts with
+    /// `risk.kill_switch`). Like a failed day it has no results and runs again when the same
+    /// config is triggered again.
+    Refused,
 }
 
 impl ModelDayStatus {
@@ -54,6 +58,7 @@ impl ModelDayStatus {
             ModelDayStatus::Running => "running",
             ModelDayStatus::Completed => "completed",
             ModelDayStatus::Failed => "failed",
+            ModelDayStatus::Refused => "refused",
         }
     }
 }
@@ -73,9 +78,10 @@ impl FromStr for ModelDayStatus {
             "running" => ModelDayStatus::Running,
             "completed" => ModelDayStatus::Completed,
             "failed" => ModelDayStatus::Failed,
+            "refused" => ModelDayStatus::Refused,
             other => {
                 return Err(format!(
-                    "unknown model-day status `{other}`; expected pending, running, completed or failed"
+                    "unknown model-day status `{other}`; expected pending, running, completed, failed or refused"
                 ));
             }
         })
@@ -96,9 +102,12 @@ pub struct ModelDay {
     /// `finished_at - started_at` of the last attempt, in milliseconds.
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
-    /// Agent steps of the completed session.
+    /// Agent steps of the session (completed, or failed/refused after it started).
     pub steps: Option<u32>,
-    /// Tool calls that returned an error in the completed session.
+    /// Tool calls the model made in the session; `Some(0)` for a model that never called a
+    /// tool, `None` when no session ran (or the day is older than this count).
+    pub tool_calls: Option<u32>,
+    /// Tool calls that returned an error in the session, whichever way it ended.
     pub tool_errors: Option<u32>,
     /// Cash at the end of the day.
     pub cash: Option<Money>,
@@ -214,5 +223,36 @@ impl ModelDayOutcome {
     /// Tool calls that returned an error.
     pub fn tool_errors(&self) -> u32 {
         self.tool_calls.iter().filter(|c| c.error.is_some()).count() as u32
+    }
+
+    /// Tool calls the model made. Step 0 is before the model's first turn: what is logged
+    /// there (a kill-switch liquidation) was done for the model, not asked by it.
+    pub fn tool_call_count(&self) -> u32 {
+        self.tool_calls.iter().filter(|c| c.step > 0).count() as u32
+    }
+}
+
+/// How a model-day ended without results ([`crate::Store::stop_model_day`]): `failed` or
+/// `refused`, why, and what its session did before it ended (`None` when no session ran).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelDayStop {
+    /// [`ModelDayStatus::Failed`] or [`ModelDayStatus::Refused`].
+    pub status: ModelDayStatus,
+    pub error: String,
+    pub steps: Option<u32>,
+    pub tool_calls: Option<u32>,
+    pub tool_errors: Option<u32>,
+}
+
+impl ModelDayStop {
+    /// A failure before any session ran.
+    pub fn failed(error: impl Into<String>) -> Self {
+        Self {
+            status: ModelDayStatus::Failed,
+            error: error.into(),
+            steps: None,
+            tool_calls: None,
+            tool_errors: None,
+        }
     }
 }

@@ -79,7 +79,7 @@ pub(crate) const JOB_COLUMNS: &str = "id, config, config_hash, currency, currenc
 macro_rules! model_day_select {
     () => {
         "SELECT d.job_id, d.model, d.date, d.status, d.attempts, d.started_at, d.finished_at, \
-         d.duration_ms, d.error, d.steps, d.tool_errors, d.cash, d.portfolio_value, \
+         d.duration_ms, d.error, d.steps, d.tool_calls, d.tool_errors, d.cash, d.portfolio_value, \
          j.currency, j.currency_precision \
          FROM job_details d JOIN jobs j ON j.id = d.job_id "
     };
@@ -98,6 +98,7 @@ pub(crate) struct ModelDayRow {
     duration_ms: Option<i64>,
     error: Option<String>,
     steps: Option<i32>,
+    tool_calls: Option<i32>,
     tool_errors: Option<i32>,
     cash: Option<Num>,
     portfolio_value: Option<Num>,
@@ -129,6 +130,7 @@ impl ModelDayRow {
             attempts: u32::try_from(self.attempts)
                 .map_err(|_| corrupt("job_details.attempts")(self.attempts.to_string()))?,
             steps: count(self.steps, "job_details.steps")?,
+            tool_calls: count(self.tool_calls, "job_details.tool_calls")?,
             tool_errors: count(self.tool_errors, "job_details.tool_errors")?,
             cash: self.cash.map(|n| n.to_money(ccy)),
             portfolio_value: self.portfolio_value.map(|n| n.to_money(ccy)),
@@ -848,6 +850,7 @@ macro_rules! impl_store {
                         $crate::ModelDayStatus::Running => progress.running += 1,
                         $crate::ModelDayStatus::Completed => progress.completed += 1,
                         $crate::ModelDayStatus::Failed => progress.failed += 1,
+                        $crate::ModelDayStatus::Refused => progress.refused += 1,
                     }
                 }
                 Ok($crate::JobReport {
@@ -1096,7 +1099,8 @@ macro_rules! impl_store {
                 sqlx::query(
                     "UPDATE job_details SET status = 'completed', finished_at = $4, \
                      duration_ms = $5, error = NULL, steps = $6, tool_errors = $7, cash = $8, \
-                     portfolio_value = $9 WHERE job_id = $1 AND model = $2 AND date = $3",
+                     portfolio_value = $9, tool_calls = $10 \
+                     WHERE job_id = $1 AND model = $2 AND date = $3",
                 )
                 .bind(&key.job_id)
                 .bind(&key.model)
@@ -1107,6 +1111,7 @@ macro_rules! impl_store {
                 .bind(step_param(outcome.tool_errors())?)
                 .bind(cash)
                 .bind(value)
+                .bind(step_param(outcome.tool_call_count())?)
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("mark a model-day completed"))?;
@@ -1116,19 +1121,35 @@ macro_rules! impl_store {
                 self.model_day(key).await
             }
 
-            async fn fail_model_day(
+            async fn stop_model_day(
                 &self,
                 key: &$crate::ModelDayKey,
-                error: &str,
+                stop: &$crate::ModelDayStop,
             ) -> Result<$crate::ModelDay, $crate::StoreError> {
                 use $crate::sql_store::*;
+                let status = match stop.status {
+                    $crate::ModelDayStatus::Failed | $crate::ModelDayStatus::Refused => {
+                        stop.status.as_str()
+                    }
+                    other => {
+                        return Err($crate::StoreError::Invalid(format!(
+                            "{key} can only stop as failed or refused, not {other}"
+                        )));
+                    }
+                };
+                let count = |n: Option<u32>| n.map(step_param).transpose();
+                let (steps, tool_calls, tool_errors) = (
+                    count(stop.steps)?,
+                    count(stop.tool_calls)?,
+                    count(stop.tool_errors)?,
+                );
                 let at = now();
                 let _gate = self.write_gate().await;
                 let mut tx = self
                     .pool
                     .begin_with($begin)
                     .await
-                    .map_err($crate::StoreError::db("begin failing a model-day"))?;
+                    .map_err($crate::StoreError::db("begin stopping a model-day"))?;
                 let row: Option<(String, Option<chrono::DateTime<chrono::Utc>>)> =
                     sqlx::query_as(
                         "UPDATE job_details SET status = status \
@@ -1141,30 +1162,35 @@ macro_rules! impl_store {
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err($crate::StoreError::db("lock a model-day"))?;
-                let (status, started) =
+                let (current, started) =
                     row.ok_or_else(|| $crate::StoreError::not_found(key.to_string()))?;
-                if status == "completed" {
+                if current == "completed" {
                     return Err($crate::StoreError::Conflict(format!(
-                        "{key} is already completed; it cannot fail"
+                        "{key} is already completed; it cannot be {status}"
                     )));
                 }
                 let duration_ms = started.map(|s| (at - s).num_milliseconds().max(0));
                 sqlx::query(
-                    "UPDATE job_details SET status = 'failed', error = $4, finished_at = $5, \
-                     duration_ms = $6 WHERE job_id = $1 AND model = $2 AND date = $3",
+                    "UPDATE job_details SET status = $4, error = $5, finished_at = $6, \
+                     duration_ms = $7, steps = $8, tool_calls = $9, tool_errors = $10 \
+                     WHERE job_id = $1 AND model = $2 AND date = $3",
                 )
                 .bind(&key.job_id)
                 .bind(&key.model)
                 .bind(key.date)
-                .bind(error)
+                .bind(status)
+                .bind(&stop.error)
                 .bind(at)
                 .bind(duration_ms)
+                .bind(steps)
+                .bind(tool_calls)
+                .bind(tool_errors)
                 .execute(&mut *tx)
                 .await
-                .map_err($crate::StoreError::db("mark a model-day failed"))?;
+                .map_err($crate::StoreError::db("mark a model-day failed or refused"))?;
                 tx.commit()
                     .await
-                    .map_err($crate::StoreError::db("commit a failed model-day"))?;
+                    .map_err($crate::StoreError::db("commit a stopped model-day"))?;
                 self.model_day(key).await
             }
 
@@ -1195,8 +1221,9 @@ macro_rules! impl_store {
                     .map_err($crate::StoreError::db("begin a retry"))?;
                 let done = sqlx::query(
                     "UPDATE job_details SET status = 'pending', started_at = NULL, \
-                     finished_at = NULL, duration_ms = NULL, error = NULL \
-                     WHERE job_id = $1 AND status = 'failed'",
+                     finished_at = NULL, duration_ms = NULL, error = NULL, steps = NULL, \
+                     tool_calls = NULL, tool_errors = NULL \
+                     WHERE job_id = $1 AND status IN ('failed', 'refused')",
                 )
                 .bind(job_id)
                 .execute(&mut *tx)
@@ -1400,24 +1427,19 @@ macro_rules! impl_store {
                     "count trades per model",
                 )
                 .await?;
-                let tool_errors = counts(
-                    "SELECT model, COUNT(*) FROM tool_usage WHERE job_id = $1 \
-                     AND error IS NOT NULL GROUP BY model",
-                    "count tool errors per model",
-                )
-                .await?;
                 let mut entries: Vec<$crate::LeaderboardEntry> = Vec::new();
                 for row in rows {
                     let day = row.into_model_day()?;
                     if entries.last().is_none_or(|e| e.model != day.model) {
                         entries.push($crate::LeaderboardEntry {
                             trades: trades.get(&day.model).copied().unwrap_or(0) as u64,
-                            tool_errors: tool_errors.get(&day.model).copied().unwrap_or(0)
-                                as u64,
+                            tool_calls: 0,
+                            tool_errors: 0,
                             model: day.model.clone(),
                             daily: Vec::new(),
                             completed_days: 0,
                             failed_days: 0,
+                            refused_days: 0,
                             final_value: None,
                             total_return: None,
                             max_drawdown: None,
@@ -1428,6 +1450,10 @@ macro_rules! impl_store {
                     let Some(entry) = entries.last_mut() else {
                         continue;
                     };
+                    // Every day that ran a session counts, failed ones included: a model
+                    // whose days fail on tool errors has made those errors.
+                    entry.tool_calls += u64::from(day.tool_calls.unwrap_or(0));
+                    entry.tool_errors += u64::from(day.tool_errors.unwrap_or(0));
                     match (day.status, day.portfolio_value) {
                         ($crate::ModelDayStatus::Completed, Some(value)) => {
                             entry.completed_days += 1;
@@ -1437,6 +1463,7 @@ macro_rules! impl_store {
                             });
                         }
                         ($crate::ModelDayStatus::Failed, _) => entry.failed_days += 1,
+                        ($crate::ModelDayStatus::Refused, _) => entry.refused_days += 1,
                         _ => {}
                     }
                 }
@@ -2561,6 +2588,7 @@ macro_rules! impl_store {
                         "running" => p.running += n,
                         "completed" => p.completed += n,
                         "failed" => p.failed += n,
+                        "refused" => p.refused += n,
                         other => {
                             return Err($crate::StoreError::Corrupt {
                                 what: "job_details.status",

@@ -12,7 +12,8 @@ use crate::error::StoreError;
 use crate::job::{Job, JobReport, NewJob};
 use crate::migration::MigrationInfo;
 use crate::model_day::{
-    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ReasoningMessage, ToolCall, Trade,
+    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStop, ReasoningMessage, ToolCall,
+    Trade,
 };
 use crate::postgres::PgStore;
 use crate::results::{LeaderboardEntry, ResultsFilter, ResultsPage};
@@ -112,15 +113,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         outcome: &ModelDayOutcome,
     ) -> Result<ModelDay, StoreError>;
 
-    /// Fails a pending or running model-day with `error`. [`StoreError::Conflict`] if completed.
-    async fn fail_model_day(&self, key: &ModelDayKey, error: &str) -> Result<ModelDay, StoreError>;
+    /// Fails a pending or running model-day with `error` (no session counts).
+    /// [`StoreError::Conflict`] if completed.
+    async fn fail_model_day(&self, key: &ModelDayKey, error: &str) -> Result<ModelDay, StoreError> {
+        self.stop_model_day(key, &ModelDayStop::failed(error)).await
+    }
+
+    /// Ends a pending or running model-day without results: `failed` or `refused` (by the
+    /// kill switch), with why and its session's steps, tool calls and tool errors (they count
+    /// on the leaderboard). [`StoreError::Conflict`] if completed; [`StoreError::Invalid`] for
+    /// another status.
+    async fn stop_model_day(
+        &self,
+        key: &ModelDayKey,
+        stop: &ModelDayStop,
+    ) -> Result<ModelDay, StoreError>;
 
     /// Crash recovery: every `running` model-day of the job back to `pending`. Returns how
     /// many were reset.
     async fn reset_running_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
 
-    /// Re-opens a finished job for a re-trigger: every `failed` model-day back to `pending`
-    /// (error cleared) and, if there was any, the job back to `pending`. Completed model-days
+    /// Re-opens a finished job for a re-trigger: every `failed` or `refused` model-day back to
+    /// `pending` (error and session counts cleared) and, if there was any, the job back to `pending`. Completed model-days
     /// are untouched. Returns how many were reset.
     async fn retry_failed_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
 

@@ -4,6 +4,7 @@
 
 mod session;
 mod simulation;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -179,9 +179,14 @@ async fn three_models_five_days_over_http() {
         assert!(
             s["final_value"].is_string()
                 && s["sharpe"].is_number()
-                && s["max_drawdown"].is_number(),
+                && s["max_drawdown"].is_string(),
             "{s}"
         );
+        // The return is exact: (final − 10000) ÷ 10000, no binary floating-point noise.
+        let final_value = usd(s["final_value"].as_str().unwrap());
+        let gain = final_value.checked_sub(usd("10000")).unwrap();
+        let exact = tradeloom_core::fixed::format_raw(gain.raw() / 10_000, 18, 0);
+        assert_eq!(s["total_return"], exact.as_str(), "{s}");
     }
     let (code, health) = get(&client, format!("{}/health", api.url)).await;
     assert_eq!(
@@ -217,6 +222,39 @@ async fn a_faulty_model_makes_the_job_partial() {
         } else {
             assert_eq!(d["status"], "completed", "{d}");
             assert!(d["error"].is_null());
+        }
+    }
+    // Issue 12: the failed days' tool errors count (3 per day: the third exceeds
+    // max_tool_errors 2), as do their tool calls; the status details show them per day.
+    let (code, board) = get(
+        &client,
+        format!(
+            "{}/results/leaderboard?job_id={}",
+            api.url,
+            started["job_id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{board}");
+    let bad = board["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "bad")
+        .unwrap();
+    assert_eq!(
+        (bad["tool_errors"].clone(), bad["tool_calls"].clone()),
+        (json!(9), json!(9)),
+        "{bad}"
+    );
+    assert_eq!(bad["failed_days"], 3, "{bad}");
+    for d in status["details"].as_array().unwrap() {
+        if d["model"] == "bad" {
+            assert_eq!(
+                (d["tool_calls"].clone(), d["tool_errors"].clone()),
+                (json!(3), json!(3)),
+                "{d}"
+            );
         }
     }
 }
@@ -460,4 +498,75 @@ fn simulate_command_prints_the_leaderboard() {
     let bad = tradeloom(data.path(), &["simulate", cfg.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("sim.yaml:5"), "{}", stderr(&bad));
+}
+
+/// Issue 12: under the kill switch `simulate` does not report a completed job, a re-run after
+/// release runs the refused days (not `current`), returns are exact decimal strings, tool calls
+/// are counted and a model that never called a tool is warned about.
+#[test]
+fn simulate_under_the_kill_switch_then_after_release() {
+    let data = TempDir::new().unwrap();
+    let mock = Service::mock_llm();
+    let cfg = data.path().join("sim.yaml");
+    let text = format!(
+        "models:\n  - {{name: bh, base_url: {0}/v1, model: buy_and_hold}}\n  - {{name: idle, base_url: {0}/v1, model: no-tools}}\n\
+         universe: {{path: {1}}}\nstart_date: 2025-01-02\nend_date: 2025-01-03\n",
+        mock.url,
+        repo().join("examples/universe").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let engage = tradeloom(
+        data.path(),
+        &["killswitch", "engage", "--reason", "drill", "--by", "ops"],
+    );
+    assert!(engage.status.success(), "{}", stderr(&engage));
+    let out = tradeloom(data.path(), &["simulate", cfg.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let v: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_ne!(v["job_status"], "completed", "{v}");
+    assert_eq!(v["progress"]["refused"], 4, "{v}");
+    assert_eq!(v["progress"]["completed"], 0, "{v}");
+    let text_out = tradeloom(data.path(), &["simulate", cfg.to_str().unwrap()]);
+    assert!(
+        stdout(&text_out).contains("4 refused by the kill switch"),
+        "{}",
+        stdout(&text_out)
+    );
+
+    let release = tradeloom(
+        data.path(),
+        &["killswitch", "release", "--reason", "over", "--by", "ops"],
+    );
+    assert!(release.status.success(), "{}", stderr(&release));
+    let out = tradeloom(data.path(), &["simulate", cfg.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["progress"]["completed"], 4, "{v}");
+    for entry in v["leaderboard"].as_array().unwrap() {
+        assert!(entry["total_return"].is_string(), "{entry}");
+        assert!(entry["max_drawdown"].is_string(), "{entry}");
+        assert!(entry["tool_calls"].is_u64(), "{entry}");
+    }
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{v}");
+    assert!(warnings[0].as_str().unwrap().contains("`idle`"), "{v}");
+
+    let board = tradeloom(data.path(), &["results", "--leaderboard", "--json"]);
+    let board: Value = serde_json::from_str(&stdout(&board)).unwrap();
+    for entry in board["models"].as_array().unwrap() {
+        assert!(entry["total_return"].is_string(), "{entry}");
+    }
+    let table = tradeloom(data.path(), &["results", "--leaderboard"]);
+    assert!(
+        stdout(&table).contains("tool calls") && stdout(&table).contains("warning:"),
+        "{}",
+        stdout(&table)
+    );
 }

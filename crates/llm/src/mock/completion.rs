@@ -15,6 +15,8 @@ pub(crate) enum Reply {
     /// Tool name and arguments as JSON text (possibly malformed on purpose).
     Calls(Vec<(String, String)>),
     Answer(String),
+    /// Text cut off by the token limit: `finish_reason: "length"`.
+    Truncated(String),
 }
 
 impl Reply {
@@ -42,8 +44,9 @@ pub(crate) fn render(
     step: usize,
     reply: Reply,
 ) -> Result<String, serde_json::Error> {
+    let truncated = matches!(reply, Reply::Truncated(_));
     let (content, tool_calls) = match reply {
-        Reply::Answer(text) => (Some(text), Vec::new()),
+        Reply::Answer(text) | Reply::Truncated(text) => (Some(text), Vec::new()),
         Reply::Calls(calls) => (
             None,
             calls
@@ -65,7 +68,9 @@ pub(crate) fn render(
                 .map(|call| char_count(&call.arguments))
                 .sum::<usize>(),
     );
-    let finish_reason = if tool_calls.is_empty() {
+    let finish_reason = if truncated {
+        "length"
+    } else if tool_calls.is_empty() {
         "stop"
     } else {
         "tool_calls"
@@ -174,6 +179,14 @@ mod tests {
                 "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
             })
         );
+    }
+
+    #[test]
+    fn truncated_completion_says_length() {
+        let text = render("m", b"x", &[], 0, Reply::Truncated("I bought 10 sh".into())).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["choices"][0]["finish_reason"], "length");
+        assert_eq!(value["choices"][0]["message"]["content"], "I bought 10 sh");
     }
 
     #[test]

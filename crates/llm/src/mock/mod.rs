@@ -10,10 +10,12 @@
 //! stateless: the same request gets the same response bytes. So are the policies for workflow
 //! `agent` nodes (`mock/workflow.rs`): `analyst`, `trader` and `risk_manager` answer one JSON object
 //! derived from the prompt, `patcher` calls `patch_workflow` with the prompt's ```` ```json ````
-//! block and `calculator` calls `calc` with its `calc:` line. Fault policies:
+//! block and `calculator` calls `calc` with its `calc:` line. `no-tools` answers a summary at
+//! once and never calls a tool (a model that ignores its tools). Fault policies:
 //! `fault-malformed-json`, `fault-bad-args`, `fault-unknown-tool` (bad tool calls every turn),
 //! `fault-http-500`, `fault-http-429` (with `Retry-After: 1`), `fault-malformed-body` (200, not
-//! JSON), `fault-slow-<ms>` (then momentum) and `flaky-<n>-<policy>`, whose first `n` requests
+//! JSON), `fault-truncated` (a reply cut off by the token limit, `finish_reason: "length"`),
+//! `fault-slow-<ms>` (then momentum) and `flaky-<n>-<policy>`, whose first `n` requests
 //! per conversation step fail with 500 (the only state the server keeps).
 
 mod completion;
@@ -193,6 +195,12 @@ async fn chat_completions(
             json!({ "symbol": first_symbol, "quantity": "lots" }),
         )]),
         Policy::UnknownTool => Reply::calls([("teleport_funds".to_owned(), json!({}))]),
+        Policy::Truncated => {
+            Reply::Truncated("Summary: I reviewed the portfolio and bought 10 shares of".to_owned())
+        }
+        Policy::NoTools => Reply::answer(
+            "Summary: markets look steady today; I kept the portfolio as it is and placed no orders.",
+        ),
         Policy::Http500 => {
             return ApiError::server_error("mock fault: internal server error").into_response();
         }

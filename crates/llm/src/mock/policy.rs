@@ -27,6 +27,10 @@ pub(crate) enum Policy {
     MalformedBody,
     /// Sleep this many milliseconds, then trade with momentum.
     Slow(u64),
+    /// Every turn: a text reply cut off by the token limit (`finish_reason: "length"`).
+    Truncated,
+    /// Answers at once with a summary and never calls a tool (a model that ignores tools).
+    NoTools,
     /// The first `failures` requests of each conversation step answer HTTP 500, then `then`.
     Flaky {
         failures: u32,
@@ -35,7 +39,7 @@ pub(crate) enum Policy {
 }
 
 /// The names `/v1/models` lists and the unknown-model error suggests; `<...>` are parameters.
-pub(crate) const POLICY_NAMES: [&str; 17] = [
+pub(crate) const POLICY_NAMES: [&str; 19] = [
     "momentum",
     "mean_reversion",
     "buy_and_hold",
@@ -45,12 +49,14 @@ pub(crate) const POLICY_NAMES: [&str; 17] = [
     "risk_manager",
     "patcher",
     "calculator",
+    "no-tools",
     "fault-malformed-json",
     "fault-bad-args",
     "fault-unknown-tool",
     "fault-http-500",
     "fault-http-429",
     "fault-malformed-body",
+    "fault-truncated",
     "fault-slow-<ms>",
     "flaky-<n>-<policy>",
 ];
@@ -78,6 +84,8 @@ impl Policy {
             "fault-http-500" => Policy::Http500,
             "fault-http-429" => Policy::Http429,
             "fault-malformed-body" => Policy::MalformedBody,
+            "fault-truncated" => Policy::Truncated,
+            "no-tools" => Policy::NoTools,
             _ => {
                 if let Some(seed) = name.strip_prefix("random-") {
                     Policy::Trade(Strategy::Random(seed.parse().ok()?))

@@ -151,3 +151,82 @@ async fn a_backtest_node_places_no_order_under_the_global_or_the_workflow_run_ki
     );
     runtime.shutdown().await;
 }
+
+/// Issue 12: a `simulate` node under the kill switch does not pass a job of refused days off as
+/// completed — its output has the job's real status, the refused count and the state — and the
+/// same workflow after release runs those days instead of returning the stale job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulate_node_under_the_kill_switch_reports_refused_days_and_runs_them_after_release() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = open_store(&dir.path().join("t.db").display().to_string())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mock = listener.local_addr().unwrap();
+    tokio::spawn(tradeloom_llm::serve_mock(listener));
+    let sim = tradeloom_agents::Simulator::new(
+        store.clone(),
+        tradeloom_agents::SimulatorOptions {
+            data_dir: data.clone(),
+            max_concurrent_jobs: 1,
+            base_dir: dir.path().to_path_buf(),
+        },
+    );
+    let mut config = RuntimeConfig::new(data.clone());
+    config.workers_per_pool = 2;
+    let runtime = Runtime::new(
+        store.clone(),
+        Arc::new(InMemoryQueue::new()),
+        config,
+        Some(sim),
+    )
+    .unwrap();
+    runtime.start().await.unwrap();
+    let universe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/universe");
+    let workflow = define(
+        &store,
+        json!({"name": "sim", "nodes": [
+            {"id": "sim", "type": "simulate", "config": {"config": {
+                "models": [{"name": "bh", "base_url": format!("http://{mock}/v1"), "model": "buy_and_hold", "max_retries": 0}],
+                "universe": {"path": universe.display().to_string()},
+                "start_date": "2025-01-02", "end_date": "2025-01-03"
+            }}}
+        ]}),
+    )
+    .await;
+    let ks = KillSwitch::open(&data).unwrap();
+    ks.engage(&Scope::Global, "sim drill", "ops", false)
+        .unwrap();
+    let id = start(&runtime, &workflow).await;
+    let view = finished(&runtime, &id).await;
+    let out = output(&store, &view, "sim").await;
+    assert_ne!(out["status"], "completed", "{out}");
+    assert_eq!(out["progress"]["refused"], 2, "{out}");
+    assert_eq!(out["kill_switch"]["engaged"], true, "{out}");
+    assert_eq!(out["kill_switch"]["refused_model_days"], 2, "{out}");
+    assert!(
+        out["kill_switch"]["refused_detail"]
+            .as_str()
+            .unwrap()
+            .contains("sim drill"),
+        "{out}"
+    );
+    ks.release(&Scope::Global, "drill over", "ops").unwrap();
+    let id = start(&runtime, &workflow).await;
+    let view = finished(&runtime, &id).await;
+    let after = output(&store, &view, "sim").await;
+    assert_eq!(
+        after["job_id"], out["job_id"],
+        "the same config, the same job"
+    );
+    assert_eq!(after["status"], "completed", "{after}");
+    assert_eq!(after["progress"]["completed"], 2, "{after}");
+    assert_eq!(after["kill_switch"]["engaged"], false, "{after}");
+    assert_eq!(after["kill_switch"]["refused_model_days"], 0, "{after}");
+    assert!(
+        after["leaderboard"][0]["total_return"].is_string(),
+        "{after}"
+    );
+    runtime.shutdown().await;
+}

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tradeloom_store::{
-    JobStatus, MigrationState, ModelDayKey, ModelDayStatus, StoreError, config_hash, db_migrate,
-    db_status,
+    JobStatus, MigrationState, ModelDayKey, ModelDayStatus, ModelDayStop, StoreError, config_hash,
+    db_migrate, db_status,
 };
 
 use crate::Ctx;
@@ -19,6 +19,7 @@ backend_tests!(
     crash_recovery_resets_running_model_days,
     cascade_delete_removes_children,
     retry_reopens_only_failed_model_days,
+    refused_days_are_not_completed_and_count_their_session,
 );
 
 async fn migrations_apply_and_are_idempotent(t: Ctx) {
@@ -354,4 +355,214 @@ async fn sqlite_settings_and_fresh_status() {
         tradeloom_store::open_store("mysql://x/y").await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+/// Issue 12: a day refused by the kill switch has its own status, keeps the job from being
+/// completed, is retried by a re-trigger like a failed day, and what its session (or a failed
+/// one's) did counts: tool calls and tool errors reach the leaderboard.
+async fn refused_days_are_not_completed_and_count_their_session(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "refused", &["m1", "m2"], &[2, 3]).await;
+    s.mark_job_running(&job.id).await.expect("running");
+    let key = |m: &str, d| ModelDayKey::new(&job.id, m, date(d));
+    finish(s, &key("m1", 2), "10100").await;
+    s.claim_model_day(&key("m2", 2), Duration::from_secs(600))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    let failed = s
+        .stop_model_day(
+            &key("m2", 2),
+            &ModelDayStop {
+                status: ModelDayStatus::Failed,
+                error: "too many tool errors".into(),
+                steps: Some(3),
+                tool_calls: Some(4),
+                tool_errors: Some(3),
+            },
+        )
+        .await
+        .expect("fail");
+    assert_eq!(
+        (failed.steps, failed.tool_calls, failed.tool_errors),
+        (Some(3), Some(4), Some(3))
+    );
+    for m in ["m1", "m2"] {
+        let refused = s
+            .stop_model_day(
+                &key(m, 3),
+                &ModelDayStop {
+                    status: ModelDayStatus::Refused,
+                    error: "risk.kill_switch: global kill switch engaged".into(),
+                    steps: None,
+                    tool_calls: None,
+                    tool_errors: None,
+                },
+            )
+            .await
+            .expect("refuse");
+        assert_eq!(refused.status, ModelDayStatus::Refused);
+    }
+    let job_now = s.refresh_job_status(&job.id).await.expect("refresh");
+    assert_eq!(job_now.status, JobStatus::Partial);
+    let report = s.job_report(&job.id).await.expect("report");
+    assert_eq!(
+        (
+            report.progress.completed,
+            report.progress.failed,
+            report.progress.refused
+        ),
+        (1, 1, 2)
+    );
+    // The completed day counts the model's calls (the fixture makes two, at steps 1 and 2).
+    assert_eq!(
+        s.model_day(&key("m1", 2)).await.expect("day").tool_calls,
+        Some(2)
+    );
+    let board = s
+        .leaderboard(&job.id, crate::fixtures::usd("10000"))
+        .await
+        .expect("board");
+    let m2 = board.iter().find(|e| e.model == "m2").expect("m2");
+    assert_eq!((m2.tool_calls, m2.tool_errors), (4, 3));
+    assert_eq!((m2.failed_days, m2.refused_days), (1, 1));
+    let m1 = board.iter().find(|e| e.model == "m1").expect("m1");
+    assert_eq!((m1.tool_calls, m1.tool_errors, m1.refused_days), (2, 1, 1));
+    // Only failed or refused.
+    assert!(matches!(
+        s.stop_model_day(
+            &key("m2", 3),
+            &ModelDayStop {
+                status: ModelDayStatus::Completed,
+                ..ModelDayStop::failed("x")
+            }
+        )
+        .await,
+        Err(StoreError::Invalid(_))
+    ));
+    // The raw status really is `refused` (the migration widened the CHECK constraint).
+    assert_eq!(
+        t.text("SELECT status FROM job_details WHERE date = '2025-01-03' AND model = 'm1'")
+            .await,
+        "refused"
+    );
+    // A re-trigger reopens the failed and the refused days, with their counts cleared.
+    assert_eq!(s.retry_failed_model_days(&job.id).await.expect("retry"), 3);
+    let day = s.model_day(&key("m2", 2)).await.expect("day");
+    assert_eq!(day.status, ModelDayStatus::Pending);
+    assert_eq!(
+        (day.tool_calls, day.tool_errors, day.error),
+        (None, None, None)
+    );
+    assert_eq!(
+        s.model_day(&key("m1", 3)).await.expect("day").status,
+        ModelDayStatus::Pending
+    );
+}
+
+/// Migration 0009 rebuilds SQLite's job_details (to widen its status CHECK): the rows of the
+/// tables that reference it survive, foreign keys are enforced afterwards, and completed days
+/// get their tool call count from tool_usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migration_0009_keeps_model_day_children() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let path = dir.path().join("old.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("pool");
+    sqlx::migrate!("migrations/sqlite")
+        .run_to(8, &pool)
+        .await
+        .expect("migrate to 8");
+    let at = chrono::Utc::now();
+    sqlx::query(
+        "INSERT INTO jobs (id, config, config_hash, currency, currency_precision, status, \
+         created_at) VALUES ('j1', '{}', 'h', 'USD', 2, 'completed', ?1)",
+    )
+    .bind(at)
+    .execute(&pool)
+    .await
+    .expect("job");
+    sqlx::query(
+        "INSERT INTO job_details (job_id, model, date, status, attempts, steps, tool_errors, \
+         cash, portfolio_value) VALUES ('j1', 'm', '2025-01-02', 'completed', 1, 3, 1, '10', '10'), \
+         ('j1', 'm', '2025-01-03', 'failed', 1, NULL, NULL, NULL, NULL)",
+    )
+    .execute(&pool)
+    .await
+    .expect("days");
+    for (seq, step) in [(0, 0), (1, 1), (2, 2)] {
+        sqlx::query(
+            "INSERT INTO tool_usage (job_id, model, date, seq, step, tool_name, args, \
+             latency_ms, created_at) VALUES ('j1', 'm', '2025-01-02', ?1, ?2, 't', '{}', 1, ?3)",
+        )
+        .bind(seq)
+        .bind(step)
+        .bind(at)
+        .execute(&pool)
+        .await
+        .expect("tool call");
+    }
+    sqlx::query(
+        "INSERT INTO positions (job_id, model, date, seq, step, action, symbol, quantity, price, \
+         fee, cash_after) VALUES ('j1', 'm', '2025-01-02', 0, 1, 'buy', 'A', '1', '1', '0', '9')",
+    )
+    .execute(&pool)
+    .await
+    .expect("position");
+    pool.close().await;
+
+    let location = path.display().to_string();
+    let store = tradeloom_store::open_store(&location)
+        .await
+        .expect("migrate");
+    let day = store
+        .model_day(&ModelDayKey::new("j1", "m", date(2)))
+        .await
+        .expect("day");
+    assert_eq!(day.status, ModelDayStatus::Completed);
+    assert_eq!((day.tool_calls, day.tool_errors), (Some(2), Some(1)));
+    let failed = store
+        .model_day(&ModelDayKey::new("j1", "m", date(3)))
+        .await
+        .expect("day");
+    assert_eq!(failed.tool_calls, None);
+    assert_eq!(
+        store
+            .tool_usage(&ModelDayKey::new("j1", "m", date(2)))
+            .await
+            .expect("calls")
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .trades(&ModelDayKey::new("j1", "m", date(2)))
+            .await
+            .expect("trades")
+            .len(),
+        1
+    );
+    // Foreign keys are on again and point at the new table: deleting the job cascades.
+    store.delete_job("j1").await.expect("delete");
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{location}"))
+        .await
+        .expect("raw");
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM positions")
+        .fetch_one(&raw)
+        .await
+        .expect("count");
+    assert_eq!(left, 0);
+    let (check,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pragma_foreign_key_check")
+        .fetch_one(&raw)
+        .await
+        .expect("fk check");
+    assert_eq!(check, 0);
 }
