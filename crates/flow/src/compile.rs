@@ -40,8 +40,8 @@ use crate::ir::{
     SimulationSource, TransformNode, WaitNode,
 };
 use crate::node_config::{
-    AgentConfig, BacktestConfig, HitlConfig, HttpConfig, SimulateConfig, TransformConfig,
-    WaitConfig,
+    AgentConfig, BacktestConfig, HitlConfig, HttpConfig, ModelConfig, SimulateConfig,
+    TransformConfig, WaitConfig,
 };
 use crate::predicate::Predicate;
 use crate::template::{JsonTemplate, Template};
@@ -686,6 +686,50 @@ impl<'d> Compiler<'d> {
                 );
                 ok = false;
             }
+        }
+        let model = &c.model;
+        if let Some(t) = model.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("temperature"),
+                format!("must be between 0 and 2, got {t}"),
+            );
+            ok = false;
+        }
+        if let Some(n) = model.max_tokens
+            && !(1..=ModelConfig::MAX_TOKENS).contains(&n)
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("max_tokens"),
+                format!("must be 1 to {}, got {n}", ModelConfig::MAX_TOKENS),
+            );
+            ok = false;
+        }
+        if let Some(ms) = model.timeout_ms
+            && !(1..=ModelConfig::MAX_TIMEOUT_MS).contains(&ms)
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("timeout_ms"),
+                format!(
+                    "must be 1 to {} (one hour), got {ms}",
+                    ModelConfig::MAX_TIMEOUT_MS
+                ),
+            );
+            ok = false;
+        }
+        if let Some(n) = model.max_retries
+            && n > ModelConfig::MAX_RETRIES
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("max_retries"),
+                format!("must be 0 to {}, got {n}", ModelConfig::MAX_RETRIES),
+            );
+            ok = false;
         }
         let mut seen = BTreeSet::new();
         for (k, tool) in c.tools.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! parsed by the compiler (see [`crate::template`]); unknown fields are errors.
 //!
 //! ```yaml
-//! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY}, prompt: "Assess {{ inputs.symbol }}", tools: [quote], max_steps: 8}}
+//! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY, temperature: 0.2, max_tokens: 512, timeout_ms: 30000}, prompt: "Assess {{ inputs.symbol }}", tools: [quote], max_steps: 8}}
 //! - {id: post, type: http, config: {method: POST, url: "https://hooks.example.com/x", headers: {X-Run: "{{ run.id }}"}, body: {text: "{{ think.answer }}"}}}
 //! - {id: review, type: hitl, config: {prompt: "Trade?", expires_after: 1h, default: reject, approvers: [ops]}}
 //! - {id: sim, type: simulate, config: {config_path: sims/base.yaml}}     # or config: {config: {...}}
@@ -17,8 +17,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `agent.model`: an OpenAI-compatible endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+/// `agent.model`: an OpenAI-compatible endpoint, and how to call it (the names and meanings of
+/// a simulation config's models).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// `http://` or `https://` URL of the API root (e.g. `http://127.0.0.1:8080/v1`).
@@ -29,6 +30,30 @@ pub struct ModelConfig {
     /// servers without keys. The key itself never appears in a definition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// Sampling temperature, 0 to 2; the server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Completion token limit per model turn, 1 to [`ModelConfig::MAX_TOKENS`]; the server's
+    /// default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Limit of one request in milliseconds, 1 to [`ModelConfig::MAX_TIMEOUT_MS`] (default
+    /// 60 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Retries of a request on 429, 5xx, timeouts and connection errors, 0 to
+    /// [`ModelConfig::MAX_RETRIES`] (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+}
+
+impl ModelConfig {
+    /// The largest `max_tokens`.
+    pub const MAX_TOKENS: u32 = 1_000_000;
+    /// The largest `timeout_ms` (one hour).
+    pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+    /// The largest `max_retries`.
+    pub const MAX_RETRIES: u32 = 10;
 }
 
 fn default_max_steps() -> u32 {
@@ -36,7 +61,7 @@ fn default_max_steps() -> u32 {
 }
 
 /// `type: agent`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub model: ModelConfig,

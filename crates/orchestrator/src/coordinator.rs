@@ -1,30 +1,43 @@
 //! [`Coordinator`]: applies signals to runs. It keeps nothing a run needs in memory — only
-//! caches of content-addressed data (compiled IRs by definition hash, node outputs by blob
-//! hash) — so any number of restarts lose nothing: every decision is read from the store,
-//! planned ([`crate::plan`]) and committed as one transition keyed by the signal's id.
+//! caches: of content-addressed data (compiled IRs by definition hash, node outputs by blob
+//! hash), and of each active run's planning state at the revision it last committed or read,
+//! used only while the store's revision still matches — so any number of restarts lose
+//! nothing: every decision is checked against the store, planned ([`crate::plan`]) and
+//! committed as one transition keyed by the signal's id.
+//!
+//! Signals of one run are applied one at a time in a process (they would conflict anyway); a
+//! signal reads the run's row, not all its node states, unless another process moved the run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
-use serde_json::{Map, Value};
-use tokio::sync::Notify;
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, broadcast};
 use tracing::Instrument;
-use tradeloom_flow::{Context, Ir, RunInfo, compile, parse_definition};
+use tradeloom_flow::ir::{NodeKind, SimulationSource};
+use tradeloom_flow::{Context, Ir, IrNode, RunInfo, compile, parse_definition};
 use tradeloom_queue::{NewTask, Queue};
 use tradeloom_store::{
-    NodeState, NodeStatus, RunStatus, Store, StoreError, TransitionOutcome, WorkflowRun,
+    ApprovalChange, ApprovalStatus, NewEvent, NodeChange, NodeState, NodeStatus, RunStatus,
+    Store, StoreError, Transition, TransitionOutcome, WorkflowRun,
 };
 
 use crate::error::OrchestratorError;
-use crate::plan::{Input, Plan, decision_output, expiry_timer, node_task, plan};
+use crate::plan::{
+    DEFAULT_MAX_IN_FLIGHT, Graph, Input, Plan, RunState, decision_output, expiry_timer,
+    node_task, plan,
+};
 use crate::signal::{Signal, approval_id};
+use crate::worker::{SIGNAL_POOL, SignalEnvelope};
 
 /// How often a transition is recomputed when other signals of the same run keep winning.
 const MAX_CONFLICTS: u32 = 64;
 /// Node outputs kept in memory before the cache is cleared.
 const OUTPUT_CACHE_LIMIT: usize = 20_000;
+/// Runs whose planning state is kept in memory; idle ones are dropped beyond this.
+const RUN_CACHE_LIMIT: usize = 1_024;
 
 /// What [`Coordinator::apply`] did with a signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,30 +58,91 @@ pub struct Snapshot {
     pub run: WorkflowRun,
     pub states: Vec<NodeState>,
     pub ir: Arc<Ir>,
+    pub graph: Arc<Graph>,
     pub context: Context,
 }
+
+/// What one attempt of a node reads.
+#[derive(Clone, Debug)]
+pub struct AttemptContext {
+    pub run: WorkflowRun,
+    pub ir: Arc<Ir>,
+    /// The node's position in `ir`.
+    pub index: usize,
+    /// `run`, `inputs` and the outputs of the nodes the node's templates and condition name
+    /// (not every output of the run: a big run's context is not copied per attempt).
+    pub context: Context,
+}
+
+impl AttemptContext {
+    pub fn node(&self) -> &IrNode {
+        // `index` comes from the graph of `ir`.
+        &self.ir.nodes()[self.index]
+    }
+}
+
+/// A compiled definition and its dependency index.
+type Compiled = (Arc<Ir>, Arc<Graph>);
+
+/// A run's planning state as of `revision` (see the module docs).
+#[derive(Debug)]
+struct CachedRun {
+    revision: i64,
+    definition_hash: Option<String>,
+    state: RunState,
+    context: Context,
+}
+
+/// One run's cache entry; its lock also serialises the run's signals in this process.
+type RunSlot = Arc<tokio::sync::Mutex<Option<CachedRun>>>;
 
 #[derive(Debug)]
 pub struct Coordinator {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
-    irs: Mutex<HashMap<String, Arc<Ir>>>,
+    irs: Mutex<HashMap<String, Compiled>>,
     outputs: Mutex<HashMap<String, Value>>,
+    runs: Mutex<HashMap<String, RunSlot>>,
     notify: Arc<Notify>,
+    /// Ids of runs that just failed or were cancelled: workers stop their running attempts.
+    stopped: broadcast::Sender<String>,
+    /// Nodes of one run queued or running at once, at most.
+    max_in_flight: usize,
     /// Routing latencies of completion signals (µs), when benchmarks ask for them.
     latencies: Mutex<Option<Vec<u64>>>,
 }
 
 impl Coordinator {
     pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, notify: Arc<Notify>) -> Self {
+        let (stopped, _) = broadcast::channel(1024);
         Coordinator {
             store,
             queue,
             irs: Mutex::new(HashMap::new()),
             outputs: Mutex::new(HashMap::new()),
+            runs: Mutex::new(HashMap::new()),
             notify,
+            stopped,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             latencies: Mutex::new(None),
         }
+    }
+
+    /// Sets how many nodes of one run may be queued or running at once (at least 1).
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.max(1);
+        self
+    }
+
+    /// Nodes of one run queued or running at once, at most.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// Announces the ids of runs that failed or were cancelled, once the transition is
+    /// committed, so workers stop the attempts they are running for them.
+    pub fn stopped_runs(&self) -> &broadcast::Sender<String> {
+        &self.stopped
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -89,8 +163,12 @@ impl Coordinator {
         &self,
         definition_hash: &str,
     ) -> Result<Arc<Ir>, OrchestratorError> {
-        if let Some(ir) = lock(&self.irs).get(definition_hash) {
-            return Ok(ir.clone());
+        Ok(self.compiled(definition_hash).await?.0)
+    }
+
+    async fn compiled(&self, definition_hash: &str) -> Result<Compiled, OrchestratorError> {
+        if let Some(c) = lock(&self.irs).get(definition_hash) {
+            return Ok(c.clone());
         }
         let blob = self.store.blob(definition_hash).await?;
         let definition = parse_definition(&blob.body, "stored definition").map_err(|e| {
@@ -107,13 +185,19 @@ impl Coordinator {
                 .collect::<Vec<_>>()
                 .join("; "),
         })?;
-        let ir = Arc::new(compiled.ir);
-        lock(&self.irs).insert(definition_hash.to_string(), ir.clone());
-        Ok(ir)
+        let graph = Arc::new(Graph::new(&compiled.ir));
+        let c = (Arc::new(compiled.ir), graph);
+        lock(&self.irs).insert(definition_hash.to_string(), c.clone());
+        Ok(c)
     }
 
     /// The IR a run executes now.
     pub async fn ir(&self, run: &WorkflowRun) -> Result<Arc<Ir>, OrchestratorError> {
+        Ok(self.workflow(run).await?.0)
+    }
+
+    /// The IR a run executes now, with its dependency index.
+    pub async fn workflow(&self, run: &WorkflowRun) -> Result<Compiled, OrchestratorError> {
         let hash = run.definition_hash.as_deref().ok_or_else(|| OrchestratorError::Definition {
             hash: run.ir_hash.clone(),
             message: format!(
@@ -121,7 +205,7 @@ impl Coordinator {
                 run.id
             ),
         })?;
-        self.ir_of_definition(hash).await
+        self.compiled(hash).await
     }
 
     /// A node output by blob hash.
@@ -158,24 +242,29 @@ impl Coordinator {
         Ok(hash)
     }
 
-    /// The run, its node states, its IR and its context with every completed output.
+    /// The run, its node states, its IR and its context with every completed output, read
+    /// from the store.
     pub async fn snapshot(&self, run_id: &str) -> Result<Snapshot, OrchestratorError> {
         let run = self.store.workflow_run(run_id).await?;
-        let states = self.store.node_states(run_id).await?;
-        let ir = self.ir(&run).await?;
-        let inputs = match &run.inputs {
-            Value::Object(m) => m.clone(),
-            _ => Map::new(),
-        };
-        let info = RunInfo {
-            id: run.id.clone(),
-            workflow: ir.name().to_string(),
-            hash: run.ir_hash.clone(),
-            started_at: run
-                .created_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        };
-        let mut context = Context::new(&info, inputs);
+        let (ir, graph) = self.workflow(&run).await?;
+        let (states, context) = self.read_states(&run, &ir).await?;
+        Ok(Snapshot {
+            run,
+            states,
+            ir,
+            graph,
+            context,
+        })
+    }
+
+    /// A run's node states and its context with every completed output.
+    async fn read_states(
+        &self,
+        run: &WorkflowRun,
+        ir: &Ir,
+    ) -> Result<(Vec<NodeState>, Context), OrchestratorError> {
+        let states = self.store.node_states(&run.id).await?;
+        let mut context = base_context(run, ir);
         for s in &states {
             if s.status == NodeStatus::Completed
                 && let Some(hash) = &s.output_hash
@@ -183,12 +272,83 @@ impl Coordinator {
                 context.set_output(&s.node_id, self.output(hash).await?);
             }
         }
-        Ok(Snapshot {
-            run,
-            states,
-            ir,
+        Ok((states, context))
+    }
+
+    /// The cache entry (and signal lock) of run `run_id`.
+    fn run_slot(&self, run_id: &str) -> RunSlot {
+        let mut runs = lock(&self.runs);
+        if let Some(slot) = runs.get(run_id) {
+            return slot.clone();
+        }
+        if runs.len() >= RUN_CACHE_LIMIT {
+            // Drop the entries nobody holds; a dropped run is read from the store next time.
+            runs.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        let slot = RunSlot::default();
+        runs.insert(run_id.to_string(), slot.clone());
+        slot
+    }
+
+    fn forget(&self, run_id: &str) {
+        lock(&self.runs).remove(run_id);
+    }
+
+    /// The cached planning state of `run` if it is at the run's revision, else read afresh.
+    async fn planning_state(
+        &self,
+        cached: &mut Option<CachedRun>,
+        run: &WorkflowRun,
+        ir: &Ir,
+        graph: &Graph,
+    ) -> Result<CachedRun, OrchestratorError> {
+        if let Some(c) = cached.take()
+            && c.revision == run.revision
+            && c.definition_hash == run.definition_hash
+        {
+            return Ok(c);
+        }
+        let (states, context) = self.read_states(run, ir).await?;
+        Ok(CachedRun {
+            revision: run.revision,
+            definition_hash: run.definition_hash.clone(),
+            state: RunState::new(ir, graph, &states),
             context,
         })
+    }
+
+    /// What an attempt of node `node_id` reads (see [`AttemptContext`]); `None` once the run
+    /// has finished or no longer has the node.
+    pub async fn attempt_context(
+        &self,
+        run_id: &str,
+        node_id: &str,
+    ) -> Result<Option<AttemptContext>, OrchestratorError> {
+        let run = self.store.workflow_run(run_id).await?;
+        if run.status.is_terminal() {
+            return Ok(None);
+        }
+        let (ir, graph) = self.workflow(&run).await?;
+        let Some(index) = graph.index_of(node_id) else {
+            return Ok(None);
+        };
+        let roots = referenced_roots(&ir.nodes()[index]);
+        let mut context = base_context(&run, &ir);
+        let slot = self.run_slot(run_id);
+        let mut guard = slot.lock().await;
+        let cached = self.planning_state(&mut guard, &run, &ir, &graph).await?;
+        for root in &roots {
+            if let Some(v) = cached.context.as_value().get(root) {
+                context.set_output(root, v.clone());
+            }
+        }
+        *guard = Some(cached);
+        Ok(Some(AttemptContext {
+            run,
+            ir,
+            index,
+            context,
+        }))
     }
 
     /// Applies `signal` to run `run_id` exactly once: read, plan, commit (recomputing when
@@ -221,42 +381,79 @@ impl Coordinator {
             let output = decision_output(approval_id, *decision, by, comment.as_deref(), *expired);
             self.put_output(&output).await?;
         }
+        let slot = self.run_slot(run_id);
+        let mut guard = slot.lock().await;
         let mut conflicts = 0;
         loop {
-            let Snapshot {
-                run,
-                states,
-                ir,
-                mut context,
-            } = self.snapshot(run_id).await?;
+            let run = self.store.workflow_run(run_id).await?;
+            if run.status.is_terminal() {
+                *guard = None;
+                drop(guard);
+                self.forget(run_id);
+                return Ok(Applied::Stale);
+            }
+            let (ir, graph) = match self.workflow(&run).await {
+                Ok(c) => c,
+                Err(OrchestratorError::Definition { message, .. }) => {
+                    *guard = None;
+                    return self.fail_unrunnable(&run, &message).await;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut cached = self.planning_state(&mut guard, &run, &ir, &graph).await?;
             let planned = plan(
                 Input {
                     run: &run,
-                    states: &states,
+                    state: &mut cached.state,
                     ir: &ir,
-                    context: &mut context,
+                    graph: &graph,
+                    context: &mut cached.context,
                     now: Utc::now(),
+                    max_in_flight: self.max_in_flight,
                 },
                 signal,
             );
-            let (transition, tasks) = match planned {
-                Plan::Stale => return Ok(Applied::Stale),
-                Plan::Nothing => return Ok(Applied::Nothing),
-                Plan::Commit { transition, tasks } => (transition, tasks),
+            let (transition, tasks, more) = match planned {
+                Plan::Stale => {
+                    // Planning changed nothing: the state is still the run's.
+                    *guard = Some(cached);
+                    return Ok(Applied::Stale);
+                }
+                Plan::Nothing => {
+                    *guard = Some(cached);
+                    return Ok(Applied::Nothing);
+                }
+                Plan::Commit {
+                    transition,
+                    tasks,
+                    more,
+                } => (transition, tasks, more),
             };
             let status = transition.status.unwrap_or(run.status);
             match self.store.commit_transition(&transition).await {
                 Ok(TransitionOutcome::Applied { revision }) => {
                     tracing::debug!(revision, tasks = tasks.len(), "signal applied");
+                    if status.is_terminal() {
+                        *guard = None;
+                        drop(guard);
+                        self.forget(run_id);
+                    } else {
+                        cached.revision = revision;
+                        *guard = Some(cached);
+                        drop(guard);
+                    }
                     if status != run.status {
                         tracing::info!(status = status.as_str(), "workflow run is now {status}");
                     }
-                    self.emit(tasks).await;
-                    self.notify.notify_waiters();
+                    self.committed(run_id, status, revision, tasks, more).await;
                     return Ok(Applied::Committed { revision, status });
                 }
-                Ok(TransitionOutcome::AlreadyApplied) => return Ok(Applied::AlreadyApplied),
+                Ok(TransitionOutcome::AlreadyApplied) => {
+                    *guard = None;
+                    return Ok(Applied::AlreadyApplied);
+                }
                 Err(StoreError::Conflict(message)) => {
+                    *guard = None;
                     conflicts += 1;
                     if conflicts >= MAX_CONFLICTS {
                         return Err(OrchestratorError::Conflict(format!(
@@ -266,8 +463,110 @@ impl Coordinator {
                     }
                     tokio::task::yield_now().await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    *guard = None;
+                    return Err(e.into());
+                }
             }
+        }
+    }
+
+    /// After a transition of run `run_id` committed at `revision`: emits its tasks, posts a
+    /// continuation when the signal left work undone (behind the signals already queued, so
+    /// other runs go on meanwhile), stops the run's running attempts if it failed or was
+    /// cancelled, and wakes the listeners.
+    pub(crate) async fn committed(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        revision: i64,
+        tasks: Vec<NewTask>,
+        more: bool,
+    ) {
+        self.emit(tasks).await;
+        if more && !status.is_terminal() {
+            let envelope = SignalEnvelope {
+                run_id: run_id.to_string(),
+                signal: Signal::Advance { revision },
+            };
+            match serde_json::to_value(&envelope) {
+                Ok(payload) => self.emit(vec![NewTask::new(SIGNAL_POOL, payload)]).await,
+                Err(e) => tracing::error!(error = %e, "cannot encode a continuation signal"),
+            }
+        }
+        if matches!(status, RunStatus::Failed | RunStatus::Cancelled) {
+            // Nobody listening (no workers) is fine.
+            let _ = self.stopped.send(run_id.to_string());
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Fails a run whose definition cannot run any more (it no longer compiles, or it was
+    /// stored before runs recorded their definition): its open nodes are skipped with the
+    /// reason, its pending approvals cancelled, all journaled. Nothing of the definition is
+    /// needed, so this works for whatever is stored.
+    async fn fail_unrunnable(
+        &self,
+        run: &WorkflowRun,
+        message: &str,
+    ) -> Result<Applied, OrchestratorError> {
+        let states = self.store.node_states(&run.id).await?;
+        let error = format!("the run's workflow definition cannot run: {message}");
+        let reason = "run failed: its workflow definition cannot run";
+        let mut t = Transition::new(&run.id, "unrunnable", run.revision);
+        for s in &states {
+            let open = matches!(
+                s.status,
+                NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running | NodeStatus::Waiting
+            );
+            if !open {
+                continue;
+            }
+            if matches!(s.status, NodeStatus::Queued | NodeStatus::Running) {
+                t.tokens_delta -= 1;
+            }
+            if s.status == NodeStatus::Waiting {
+                t.approvals.push(ApprovalChange::Close {
+                    id: approval_id(&run.id, &s.node_id, s.attempts),
+                    status: ApprovalStatus::Cancelled,
+                    decision: None,
+                    by: Some("system".into()),
+                    comment: Some(reason.into()),
+                });
+            }
+            t.nodes.push(NodeChange {
+                node_id: s.node_id.clone(),
+                status: NodeStatus::Skipped,
+                attempts: s.attempts,
+                output_hash: None,
+                error: Some(reason.into()),
+                not_before: None,
+            });
+            t.events.push(NewEvent {
+                kind: "node_skipped".into(),
+                node_id: Some(s.node_id.clone()),
+                payload: json!({"reason": reason, "was": s.status, "warning": false}),
+            });
+        }
+        t.status = Some(RunStatus::Failed);
+        t.error = Some(error.clone());
+        t.events.push(NewEvent {
+            kind: "run_finished".into(),
+            node_id: None,
+            payload: json!({"status": RunStatus::Failed, "error": error}),
+        });
+        tracing::error!(run_id = %run.id, error = %error, "workflow run failed: its definition cannot run");
+        match self.store.commit_transition(&t).await? {
+            TransitionOutcome::Applied { revision } => {
+                self.forget(&run.id);
+                self.committed(&run.id, RunStatus::Failed, revision, Vec::new(), false)
+                    .await;
+                Ok(Applied::Committed {
+                    revision,
+                    status: RunStatus::Failed,
+                })
+            }
+            TransitionOutcome::AlreadyApplied => Ok(Applied::AlreadyApplied),
         }
     }
 
@@ -307,8 +606,13 @@ impl Coordinator {
     }
 
     async fn resume(&self, run: &WorkflowRun) -> Result<(), OrchestratorError> {
-        let ir = match self.ir(run).await {
-            Ok(ir) => ir,
+        let (ir, graph) = match self.workflow(run).await {
+            Ok(c) => c,
+            Err(OrchestratorError::Definition { message, .. }) => {
+                // A run that cannot go on is failed with the reason rather than left open.
+                self.fail_unrunnable(run, &message).await?;
+                return Ok(());
+            }
             Err(e) => {
                 tracing::error!(run_id = %run.id, error = %e, "cannot resume a workflow run");
                 return Ok(());
@@ -321,7 +625,7 @@ impl Coordinator {
         let states = self.store.node_states(&run.id).await?;
         let mut tasks = Vec::new();
         for s in &states {
-            let Some(node) = ir.node(&s.node_id) else {
+            let Some(node) = graph.index_of(&s.node_id).map(|i| &ir.nodes()[i]) else {
                 continue;
             };
             match s.status {
@@ -380,6 +684,64 @@ impl Coordinator {
         }
         Ok(applied)
     }
+}
+
+/// The context of a run before any node finished: `run` and `inputs`.
+pub(crate) fn base_context(run: &WorkflowRun, ir: &Ir) -> Context {
+    let inputs = match &run.inputs {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    let info = RunInfo {
+        id: run.id.clone(),
+        workflow: ir.name().to_string(),
+        hash: run.ir_hash.clone(),
+        started_at: run
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
+    Context::new(&info, inputs)
+}
+
+/// The context roots (node ids, `inputs`, `run`) the templates and the `when` of `node` read.
+fn referenced_roots(node: &IrNode) -> BTreeSet<String> {
+    let mut roots = BTreeSet::new();
+    let mut add = |paths: &mut dyn Iterator<Item = &tradeloom_flow::value_path::ValuePath>| {
+        for p in paths {
+            roots.insert(p.root().to_string());
+        }
+    };
+    if let Some(when) = node.when() {
+        add(&mut when.references().into_iter());
+    }
+    for t in node.inputs().values() {
+        add(&mut t.references());
+    }
+    let mut templates: Vec<&tradeloom_flow::Template> = Vec::new();
+    match node.kind() {
+        NodeKind::Agent(a) => templates.push(&a.prompt),
+        NodeKind::Http(h) => {
+            templates.push(&h.url);
+            templates.extend(h.headers.values());
+            if let Some(body) = &h.body {
+                templates.extend(body.templates().into_iter().map(|(_, t)| t));
+            }
+        }
+        NodeKind::Hitl(h) => templates.push(&h.prompt),
+        NodeKind::Simulate(s) => match &s.source {
+            SimulationSource::ConfigPath(t) => templates.push(t),
+            SimulationSource::Config(j) => {
+                templates.extend(j.templates().into_iter().map(|(_, t)| t));
+            }
+        },
+        NodeKind::Backtest(b) => templates.push(&b.spec_path),
+        NodeKind::Transform(t) => templates.extend(t.output.templates().into_iter().map(|(_, t)| t)),
+        NodeKind::Wait(_) | NodeKind::Unknown { .. } => {}
+    }
+    for t in templates {
+        add(&mut t.references());
+    }
+    roots
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -166,7 +166,8 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The system prompt of workflow agents.
+/// The system prompt of workflow agents. An answer holding JSON in a fenced block or in prose
+/// is accepted too ([`answer_json`]): small models often wrap it.
 pub const AGENT_SYSTEM_PROMPT: &str = "You are one step of an automated trading workflow. \
 Do the task in the user message. Use the tools offered when they help. When the task asks for \
 JSON, answer with one JSON object and nothing else.";
@@ -216,6 +217,7 @@ async fn agent(
         .prompt
         .render_string(context)
         .map_err(|e| NodeError::permanent(format!("prompt: {e}")))?;
+    let expects_json = asks_for_json(&prompt);
     let inputs = a
         .node
         .render_inputs(context)
@@ -242,6 +244,16 @@ async fn agent(
         })?;
         config.api_key = Some(key);
     }
+    // Sampling and limits as the definition sets them (the compiler checked their ranges);
+    // the provider's defaults otherwise.
+    config.temperature = node.model.temperature;
+    config.max_tokens = node.model.max_tokens;
+    if let Some(ms) = node.model.timeout_ms {
+        config.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = node.model.max_retries {
+        config.max_retries = n;
+    }
     let provider = OpenAiProvider::new(config).map_err(llm_error)?;
     let mut messages = vec![Message::system(AGENT_SYSTEM_PROMPT), Message::user(prompt)];
     let mut usage = (0u64, 0u64, 0u64);
@@ -258,7 +270,17 @@ async fn agent(
         let message = response.message;
         if message.tool_calls.is_empty() {
             let content = message.content.unwrap_or_default();
-            let parsed = serde_json::from_str::<Value>(content.trim()).unwrap_or(Value::Null);
+            let parsed = match answer_json(&content) {
+                Some(v) => v,
+                None if expects_json => {
+                    // Another attempt (if the node's retries allow) may answer properly.
+                    return Err(NodeError::transient(format!(
+                        "agent answer has no JSON object: {}",
+                        truncate(content.trim(), 200)
+                    )));
+                }
+                None => Value::Null,
+            };
             return Ok(json!({
                 "content": content,
                 "json": parsed,
@@ -279,6 +301,58 @@ async fn agent(
         "the agent did not finish within max_steps ({})",
         node.max_steps
     )))
+}
+
+/// Whether a task asks for a JSON answer: its prompt names JSON (as the system prompt tells the
+/// model, "when the task asks for JSON, answer with one JSON object").
+fn asks_for_json(prompt: &str) -> bool {
+    prompt.to_ascii_lowercase().contains("json")
+}
+
+/// Start positions of JSON values tried in an answer before giving up (bounds the work on a
+/// long answer full of brackets).
+const MAX_JSON_CANDIDATES: usize = 256;
+
+/// The JSON of an agent's answer: the whole answer if it is JSON; else the first fenced block
+/// (```` ```json ```` or ```` ``` ````) holding an object or array; else the first object or
+/// array embedded in the text. `None` if there is none.
+pub fn answer_json(content: &str) -> Option<Value> {
+    let trimmed = content.trim();
+    if let Ok(v) = serde_json::from_str::<Value>(trimmed) {
+        return Some(v);
+    }
+    let structured = |v: &Value| v.is_object() || v.is_array();
+    // Fenced blocks: the text between a line opening with ``` (and an optional language tag)
+    // and the next ```.
+    let mut rest = content;
+    while let Some(open) = rest.find("```") {
+        let after = &rest[open + 3..];
+        let body_start = after.find('\n').map_or(after.len(), |n| n + 1);
+        let body = &after[body_start..];
+        let Some(close) = body.find("```") else {
+            break;
+        };
+        if let Ok(v) = serde_json::from_str::<Value>(body[..close].trim())
+            && structured(&v)
+        {
+            return Some(v);
+        }
+        rest = &body[close + 3..];
+    }
+    // The first object or array in the text; whatever follows it is ignored.
+    for (start, _) in content
+        .char_indices()
+        .filter(|(_, c)| *c == '{' || *c == '[')
+        .take(MAX_JSON_CANDIDATES)
+    {
+        let mut values = serde_json::Deserializer::from_str(&content[start..]).into_iter::<Value>();
+        if let Some(Ok(v)) = values.next()
+            && structured(&v)
+        {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// A tool call's result as the model sees it; errors are results too (the model may recover).

@@ -13,7 +13,7 @@ use tradeloom_store::{
 
 use crate::coordinator::{Coordinator, Snapshot};
 use crate::error::OrchestratorError;
-use crate::plan::{Input, Plan, plan};
+use crate::plan::{Graph, Input, Plan, RunState as PlanState, plan};
 use crate::signal::{Signal, approval_id};
 
 /// What became of a patch.
@@ -134,19 +134,31 @@ impl Coordinator {
             let signal = Signal::Advance {
                 revision: run.revision,
             };
+            let graph = Graph::new(&ir);
+            let mut state = PlanState::new(&ir, &graph, &kept);
             let planned = plan(
                 Input {
                     run: &run,
-                    states: &kept,
+                    state: &mut state,
                     ir: &ir,
+                    graph: &graph,
                     context: &mut context,
                     now: Utc::now(),
+                    max_in_flight: self.max_in_flight(),
                 },
                 &signal,
             );
-            let (mut transition, tasks) = match planned {
-                Plan::Commit { transition, tasks } => (*transition, tasks),
-                Plan::Nothing => (Transition::new(run_id, "", run.revision), Vec::new()),
+            let (mut transition, tasks, more) = match planned {
+                Plan::Commit {
+                    transition,
+                    tasks,
+                    more,
+                } => (*transition, tasks, more),
+                Plan::Nothing => (
+                    Transition::new(run_id, "", run.revision),
+                    Vec::new(),
+                    false,
+                ),
                 Plan::Stale => {
                     return Err(OrchestratorError::Conflict(format!(
                         "run {run_id} finished while the patch was computed"
@@ -186,9 +198,9 @@ impl Coordinator {
                 added_agent_nodes: added_agents,
             });
             match self.store().commit_transition(&transition).await {
-                Ok(TransitionOutcome::Applied { .. }) => {
-                    self.emit(tasks).await;
-                    self.notify().notify_waiters();
+                Ok(TransitionOutcome::Applied { revision }) => {
+                    let status = transition.status.unwrap_or(run.status);
+                    self.committed(run_id, status, revision, tasks, more).await;
                     return Ok(PatchOutcome::Applied {
                         ir_version: version,
                     });

@@ -1,12 +1,24 @@
-//! The coordinator's decisions as a pure function: from a run as stored, its IR, its context
-//! and one [`Signal`], the [`Transition`] to commit and the tasks to emit after the commit.
+//! The coordinator's decisions as a pure function: from a run as stored ([`RunState`]), its IR,
+//! its context and one [`Signal`], the [`Transition`] to commit and the tasks to emit after the
+//! commit.
 //!
 //! Nothing here reads a clock or the store; the coordinator passes `now` and everything it read,
 //! which keeps every rule testable on its own.
+//!
+//! # Cost and fairness
+//! A signal costs work in proportion to the nodes it touches, not to the size of the workflow:
+//! [`RunState`] keeps, per node, how many of its needs are unsettled and how many completed, and
+//! the set of nodes whose needs are all settled; settling a node updates only its dependents
+//! (found through [`Graph`]). One signal skips or emits at most [`MAX_NODES_PER_SIGNAL`] nodes,
+//! and a run has at most `max_in_flight` nodes queued or running; what is left waits for the
+//! next signal (a node finishing, or the continuation the coordinator posts when
+//! [`Plan::Commit`] says `more`), so one big run cannot hold the coordinator or the worker
+//! queues while others wait. Settling a whole run (failure, cancellation) touches every open
+//! node once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use tradeloom_flow::ir::NodeKind;
 use tradeloom_flow::node_config::Decision as FlowDecision;
@@ -21,6 +33,17 @@ use crate::signal::{Outcome, Signal, approval_id};
 
 /// Pool of the approval-expiry timers.
 pub const TIMER_POOL: &str = "timer";
+
+/// Nodes one signal may skip or emit; the rest is left to a continuation signal.
+pub const MAX_NODES_PER_SIGNAL: usize = 512;
+
+/// Nodes of one run queued or running at once, unless the runtime is configured otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+/// The longest delay the runtime schedules (a `wait`, an approval's expiry, a retry back-off):
+/// about ten years. Anything longer fails its node with a reason; a timestamp that far ahead
+/// still fits every store.
+pub const MAX_DELAY_MS: u64 = 10 * 366 * 24 * 60 * 60 * 1000;
 
 /// One node's state while a transition is computed.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,15 +81,241 @@ impl Slot {
     fn in_flight(&self) -> bool {
         matches!(self.status, NodeStatus::Queued | NodeStatus::Running)
     }
+
+    fn settled(&self) -> bool {
+        matches!(self.status, NodeStatus::Completed | NodeStatus::Skipped)
+    }
+
+    fn open(&self) -> bool {
+        matches!(
+            self.status,
+            NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running | NodeStatus::Waiting
+        )
+    }
+}
+
+/// The dependency index of a compiled workflow: node positions by id and, per node, the nodes
+/// that need it. Built once per IR; the coordinator caches it with the IR.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    ids: HashMap<String, usize>,
+    dependents: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    pub fn new(ir: &Ir) -> Graph {
+        let nodes = ir.nodes();
+        let mut dependents = vec![Vec::new(); nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            for &k in n.needs() {
+                if let Some(d) = dependents.get_mut(k) {
+                    d.push(i);
+                }
+            }
+        }
+        Graph {
+            ids: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.id().to_string(), i))
+                .collect(),
+            dependents,
+        }
+    }
+
+    /// Position of node `id` in [`Ir::nodes`].
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.ids.get(id).copied()
+    }
+
+    /// Whether the IR has node `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains_key(id)
+    }
+}
+
+/// A run's node states arranged for planning: slots by IR position, the counters the
+/// scheduling rules read ([`Ir::ready_nodes`], [`Ir::nodes_to_skip`]) and the nodes those rules
+/// pick next. Built from the stored states in time linear in the nodes and their needs, then
+/// kept up to date by [`plan`] one touched node at a time.
+#[derive(Clone, Debug)]
+pub struct RunState {
+    slots: Vec<Slot>,
+    has_needs: Vec<bool>,
+    /// States of nodes the IR no longer has (removed by a patch).
+    others: BTreeMap<String, Slot>,
+    /// Needs not yet completed or skipped, per node.
+    unsettled: Vec<u32>,
+    /// Needs completed, per node.
+    completed_needs: Vec<u32>,
+    /// Pending nodes whose needs are all settled with one completed (or that have none).
+    ready: BTreeSet<usize>,
+    /// Pending nodes whose needs are all skipped.
+    to_skip: BTreeSet<usize>,
+    in_flight: usize,
+    waiting: usize,
+    pending: usize,
+}
+
+impl RunState {
+    /// The state of a run of `ir` whose stored node states are `states` (nodes without a state
+    /// are pending).
+    pub fn new(ir: &Ir, graph: &Graph, states: &[NodeState]) -> RunState {
+        let nodes = ir.nodes();
+        let mut slots = vec![Slot::pending(); nodes.len()];
+        let mut others = BTreeMap::new();
+        for s in states {
+            match graph.index_of(&s.node_id).and_then(|i| slots.get_mut(i)) {
+                Some(slot) => *slot = Slot::from(s),
+                None => {
+                    others.insert(s.node_id.clone(), Slot::from(s));
+                }
+            }
+        }
+        let mut unsettled = vec![0u32; nodes.len()];
+        let mut completed_needs = vec![0u32; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            for &k in n.needs() {
+                match slots.get(k).map(|s| s.status) {
+                    Some(NodeStatus::Completed) => completed_needs[i] += 1,
+                    Some(NodeStatus::Skipped) => {}
+                    _ => unsettled[i] += 1,
+                }
+            }
+        }
+        let all = || slots.iter().chain(others.values());
+        let mut state = RunState {
+            in_flight: all().filter(|s| s.in_flight()).count(),
+            waiting: all()
+                .filter(|s| s.status == NodeStatus::Waiting)
+                .count(),
+            pending: slots
+                .iter()
+                .filter(|s| s.status == NodeStatus::Pending)
+                .count(),
+            has_needs: nodes.iter().map(|n| !n.needs().is_empty()).collect(),
+            slots,
+            others,
+            unsettled,
+            completed_needs,
+            ready: BTreeSet::new(),
+            to_skip: BTreeSet::new(),
+        };
+        for i in 0..nodes.len() {
+            state.classify(i);
+        }
+        state
+    }
+
+    /// The status of node `id`, if the run has it.
+    pub fn status_of(&self, graph: &Graph, id: &str) -> Option<NodeStatus> {
+        match graph.index_of(id) {
+            Some(i) => self.slots.get(i).map(|s| s.status),
+            None => self.others.get(id).map(|s| s.status),
+        }
+    }
+
+    /// Nodes queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Puts node `i` in `ready` or `to_skip` if it is pending with every need settled.
+    fn classify(&mut self, i: usize) {
+        self.ready.remove(&i);
+        self.to_skip.remove(&i);
+        let Some(slot) = self.slots.get(i) else {
+            return;
+        };
+        if slot.status != NodeStatus::Pending || self.unsettled[i] > 0 {
+            return;
+        }
+        if !self.has_needs[i] || self.completed_needs[i] > 0 {
+            self.ready.insert(i);
+        } else {
+            self.to_skip.insert(i);
+        }
+    }
+
+    fn count(&mut self, slot: &Slot, add: bool) {
+        let step = |n: &mut usize| {
+            *n = if add {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            }
+        };
+        if slot.in_flight() {
+            step(&mut self.in_flight);
+        }
+        if slot.status == NodeStatus::Waiting {
+            step(&mut self.waiting);
+        }
+    }
+
+    /// Replaces node `i`'s slot, keeping the counters and its dependents' counts right.
+    fn set(&mut self, graph: &Graph, i: usize, new: Slot) {
+        let Some(current) = self.slots.get_mut(i) else {
+            return;
+        };
+        let old = std::mem::replace(current, new.clone());
+        self.count(&old, false);
+        self.count(&new, true);
+        if old.status == NodeStatus::Pending {
+            self.pending = self.pending.saturating_sub(1);
+        }
+        if new.status == NodeStatus::Pending {
+            self.pending += 1;
+        }
+        let (was_settled, is_settled) = (old.settled(), new.settled());
+        let (was_completed, is_completed) = (
+            old.status == NodeStatus::Completed,
+            new.status == NodeStatus::Completed,
+        );
+        if (was_settled, was_completed) != (is_settled, is_completed) {
+            let dependents = graph.dependents.get(i).cloned().unwrap_or_default();
+            for d in dependents {
+                let unsettled = &mut self.unsettled[d];
+                *unsettled = if is_settled && !was_settled {
+                    unsettled.saturating_sub(1)
+                } else if was_settled && !is_settled {
+                    *unsettled + 1
+                } else {
+                    *unsettled
+                };
+                let completed = &mut self.completed_needs[d];
+                *completed = if is_completed && !was_completed {
+                    *completed + 1
+                } else if was_completed && !is_completed {
+                    completed.saturating_sub(1)
+                } else {
+                    *completed
+                };
+                self.classify(d);
+            }
+        }
+        self.classify(i);
+    }
+
+    fn set_other(&mut self, id: &str, new: Slot) {
+        if let Some(current) = self.others.get_mut(id) {
+            let old = std::mem::replace(current, new.clone());
+            self.count(&old, false);
+            self.count(&new, true);
+        }
+    }
 }
 
 /// What applying a signal amounts to.
 #[derive(Debug)]
 pub enum Plan {
-    /// Commit this, then enqueue the tasks.
+    /// Commit this, then enqueue the tasks. `more`: the signal left work undone (its node
+    /// budget ran out); the coordinator posts a continuation so the run goes on after signals
+    /// of other runs.
     Commit {
         transition: Box<Transition>,
         tasks: Vec<NewTask>,
+        more: bool,
     },
     /// The signal is about an attempt that is no longer current (or a finished run): drop it.
     Stale,
@@ -74,61 +323,71 @@ pub enum Plan {
     Nothing,
 }
 
-/// Everything the planner reads.
+/// Everything the planner reads. `state` and `context` are updated in place to what the
+/// transition commits (discard them if the commit fails).
 pub struct Input<'a> {
     pub run: &'a WorkflowRun,
-    pub states: &'a [NodeState],
+    pub state: &'a mut RunState,
     pub ir: &'a Ir,
+    pub graph: &'a Graph,
     /// The run context with every completed node's output.
     pub context: &'a mut Context,
     pub now: DateTime<Utc>,
+    /// Nodes of the run queued or running at once, at most (at least 1).
+    pub max_in_flight: usize,
 }
 
 struct Planner<'a> {
     run: &'a WorkflowRun,
     ir: &'a Ir,
+    graph: &'a Graph,
+    state: &'a mut RunState,
     now: DateTime<Utc>,
-    slots: BTreeMap<String, Slot>,
-    before: BTreeMap<String, Slot>,
+    max_in_flight: usize,
+    /// Slots as they were before this signal touched them.
+    before: BTreeMap<usize, Slot>,
+    before_others: BTreeMap<String, Slot>,
+    in_flight_before: usize,
     events: Vec<NewEvent>,
     approvals: Vec<ApprovalChange>,
     tasks: Vec<NewTask>,
     status: RunStatus,
     error: Option<String>,
+    budget: usize,
+    more: bool,
 }
 
 /// Plans `signal` for a run (see the module docs).
 pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
     let Input {
         run,
-        states,
+        state,
         ir,
+        graph,
         context,
         now,
+        max_in_flight,
     } = input;
     if run.status.is_terminal() {
         return Plan::Stale;
     }
-    let mut slots: BTreeMap<String, Slot> = states
-        .iter()
-        .map(|s| (s.node_id.clone(), Slot::from(s)))
-        .collect();
-    for n in ir.nodes() {
-        slots
-            .entry(n.id().to_string())
-            .or_insert_with(Slot::pending);
-    }
     let mut p = Planner {
         run,
         ir,
+        graph,
+        in_flight_before: state.in_flight,
+        state,
         now,
-        before: slots.clone(),
-        slots,
+        max_in_flight: max_in_flight.max(1),
+        before: BTreeMap::new(),
+        before_others: BTreeMap::new(),
         events: Vec::new(),
         approvals: Vec::new(),
         tasks: Vec::new(),
         status: run.status,
         error: None,
+        budget: MAX_NODES_PER_SIGNAL,
+        more: false,
     };
     match signal {
         Signal::Start => {
@@ -144,11 +403,13 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
                 // Started before a restart: run it again (at least once), change nothing.
                 return Plan::Nothing;
             }
-            let Some(slot) = p.current(node, *attempt, &[NodeStatus::Queued]) else {
+            let Some(i) = p.current(node, *attempt, &[NodeStatus::Queued]) else {
                 return Plan::Stale;
             };
-            slot.status = NodeStatus::Running;
-            slot.not_before = None;
+            p.update(i, |slot| {
+                slot.status = NodeStatus::Running;
+                slot.not_before = None;
+            });
             p.event("node_started", Some(node), json!({"attempt": attempt}));
             // Starting a node changes nothing else.
             return p.finish(signal);
@@ -158,24 +419,20 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             attempt,
             outcome,
         } => {
-            let Some(ir_node) = ir.node(node) else {
+            let Some(i) = p.current(node, *attempt, &[NodeStatus::Queued, NodeStatus::Running])
+            else {
                 return Plan::Stale;
             };
-            if p.current(node, *attempt, &[NodeStatus::Queued, NodeStatus::Running])
-                .is_none()
-            {
-                return Plan::Stale;
-            }
             match outcome {
                 Outcome::Completed {
                     output_hash,
                     output,
                 } => {
-                    p.complete(node, output_hash.clone(), *attempt);
+                    p.complete(i, output_hash.clone(), *attempt);
                     context.set_output(node, output.clone());
                 }
                 Outcome::Failed { error, retryable } => {
-                    p.fail_attempt(ir_node, *attempt, error, *retryable);
+                    p.fail_attempt(i, *attempt, error, *retryable);
                 }
             }
         }
@@ -188,14 +445,16 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             comment,
             expired,
         } => {
-            let Some(slot) = p.current(node, *attempt, &[NodeStatus::Waiting]) else {
+            let Some(i) = p.current(node, *attempt, &[NodeStatus::Waiting]) else {
                 return Plan::Stale;
             };
-            slot.status = NodeStatus::Completed;
             let output = decision_output(approval_id, *decision, by, comment.as_deref(), *expired);
             // The coordinator stored this output as a blob before planning.
             let output_hash = tradeloom_store::blob_hash(&output.to_string());
-            slot.output_hash = Some(output_hash.clone());
+            p.update(i, |slot| {
+                slot.status = NodeStatus::Completed;
+                slot.output_hash = Some(output_hash.clone());
+            });
             context.set_output(node, output.clone());
             p.approvals.push(ApprovalChange::Close {
                 id: approval_id.clone(),
@@ -227,7 +486,7 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             return p.finish(signal);
         }
     }
-    if p.status != RunStatus::Failed {
+    if !p.status.is_terminal() {
         p.advance(context);
         p.settle();
     }
@@ -251,7 +510,7 @@ pub fn decision_output(
     })
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
     fn event(&mut self, kind: &str, node: Option<&str>, payload: Value) {
         self.events.push(NewEvent {
             kind: kind.to_string(),
@@ -260,60 +519,90 @@ impl Planner<'_> {
         });
     }
 
-    /// The node's slot if it is at `attempt` in one of `statuses`.
-    fn current(&mut self, node: &str, attempt: u32, statuses: &[NodeStatus]) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(node)
-            .filter(|s| s.attempts == attempt && statuses.contains(&s.status))
+    fn node(&self, i: usize) -> &'a IrNode {
+        // `i` always comes from the graph of this IR, so it is in range.
+        &self.ir.nodes()[i]
     }
 
-    fn complete(&mut self, node: &str, output_hash: String, attempt: u32) {
-        if let Some(slot) = self.slots.get_mut(node) {
+    fn slot(&self, i: usize) -> &Slot {
+        &self.state.slots[i]
+    }
+
+    /// Changes node `i`'s slot with `f`, remembering what it was before this signal.
+    fn update(&mut self, i: usize, f: impl FnOnce(&mut Slot)) {
+        let mut slot = self.slot(i).clone();
+        self.before.entry(i).or_insert_with(|| slot.clone());
+        f(&mut slot);
+        self.state.set(self.graph, i, slot);
+    }
+
+    /// The position of the node if it is at `attempt` in one of `statuses`.
+    fn current(&self, node: &str, attempt: u32, statuses: &[NodeStatus]) -> Option<usize> {
+        let i = self.graph.index_of(node)?;
+        let s = self.state.slots.get(i)?;
+        (s.attempts == attempt && statuses.contains(&s.status)).then_some(i)
+    }
+
+    fn complete(&mut self, i: usize, output_hash: String, attempt: u32) {
+        self.update(i, |slot| {
             slot.status = NodeStatus::Completed;
             slot.output_hash = Some(output_hash.clone());
             slot.error = None;
             slot.not_before = None;
-        }
+        });
+        let id = self.node(i).id().to_string();
         self.event(
             "node_completed",
-            Some(node),
+            Some(&id),
             json!({"attempt": attempt, "output": output_hash}),
         );
     }
 
-    fn fail_attempt(&mut self, node: &IrNode, attempt: u32, error: &str, retryable: bool) {
-        let retry = node.retry();
+    fn fail_attempt(&mut self, i: usize, attempt: u32, error: &str, retryable: bool) {
+        let node = self.node(i);
+        let retry = node.retry().clone();
         let id = node.id().to_string();
+        let mut error = error.to_string();
         if retryable && attempt < retry.max_attempts {
             let next = attempt + 1;
             let delay_ms = retry.delay_before_attempt_ms(next);
-            let at = self.now + millis(delay_ms);
-            if let Some(slot) = self.slots.get_mut(&id) {
-                slot.status = NodeStatus::Queued;
-                slot.attempts = next;
-                slot.error = Some(error.to_string());
-                slot.not_before = Some(at);
+            match after(self.now, delay_ms) {
+                Some(at) => {
+                    self.update(i, |slot| {
+                        slot.status = NodeStatus::Queued;
+                        slot.attempts = next;
+                        slot.error = Some(error.clone());
+                        slot.not_before = Some(at);
+                    });
+                    self.event(
+                        "node_retrying",
+                        Some(&id),
+                        json!({"attempt": attempt, "error": error, "next_attempt": next,
+                               "delay_ms": delay_ms, "max_attempts": retry.max_attempts}),
+                    );
+                    self.task(i, next, Some(at));
+                    return;
+                }
+                None => {
+                    error = format!(
+                        "{error}; not retried: the back-off before attempt {next} ({delay_ms} ms) is longer than the runtime schedules (at most {MAX_DELAY_MS} ms)"
+                    );
+                }
             }
-            self.event(
-                "node_retrying",
-                Some(&id),
-                json!({"attempt": attempt, "error": error, "next_attempt": next,
-                       "delay_ms": delay_ms, "max_attempts": retry.max_attempts}),
-            );
-            self.task(node, next, Some(at));
-            return;
         }
-        if let Some(slot) = self.slots.get_mut(&id) {
+        self.update(i, |slot| {
             slot.status = NodeStatus::Failed;
-            slot.error = Some(error.to_string());
+            slot.attempts = slot.attempts.max(attempt);
+            slot.error = Some(error.clone());
             slot.not_before = None;
-        }
+        });
         self.event(
             "node_failed",
             Some(&id),
             json!({"attempt": attempt, "error": error, "retryable": retryable}),
         );
         let message = format!("node `{id}` failed after {attempt} attempt(s): {error}");
+        self.settle_open(&format!("run failed: node `{id}` failed"), None, None);
         self.finish_run(RunStatus::Failed, Some(message));
     }
 
@@ -327,77 +616,117 @@ impl Planner<'_> {
         self.error = error;
     }
 
-    fn cancel(&mut self, by: &str, reason: Option<&str>) {
-        let ids: Vec<String> = self.slots.keys().cloned().collect();
-        for id in ids {
-            let Some(slot) = self.slots.get_mut(&id) else {
+    /// Ends every node still to run or running as skipped with `reason` (a running attempt's
+    /// worker is stopped once the transition commits), and cancels pending approvals; one
+    /// `node_skipped` event per node.
+    fn settle_open(&mut self, reason: &str, by: Option<&str>, comment: Option<&str>) {
+        let settle = |slot: &mut Slot| {
+            slot.status = NodeStatus::Skipped;
+            slot.error = Some(reason.to_string());
+            slot.not_before = None;
+        };
+        for i in 0..self.state.slots.len() {
+            let slot = self.slot(i);
+            if !slot.open() {
                 continue;
-            };
-            let status = slot.status;
-            let attempt = slot.attempts;
-            if matches!(
-                status,
-                NodeStatus::Pending
-                    | NodeStatus::Queued
-                    | NodeStatus::Running
-                    | NodeStatus::Waiting
-            ) {
-                slot.status = NodeStatus::Skipped;
-                slot.error = Some("run cancelled".to_string());
-                slot.not_before = None;
-                if status == NodeStatus::Waiting {
-                    self.approvals.push(ApprovalChange::Close {
-                        id: approval_id(&self.run.id, &id, attempt),
-                        status: ApprovalStatus::Cancelled,
-                        decision: None,
-                        by: Some(by.to_string()),
-                        comment: reason.map(str::to_string),
-                    });
-                }
             }
+            let (was, attempt) = (slot.status, slot.attempts);
+            let id = self.node(i).id().to_string();
+            self.update(i, settle);
+            self.closed(&id, was, attempt, reason, by, comment);
         }
+        let others: Vec<(String, Slot)> = self
+            .state
+            .others
+            .iter()
+            .filter(|(_, s)| s.open())
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect();
+        for (id, old) in others {
+            let mut slot = old.clone();
+            settle(&mut slot);
+            self.before_others.entry(id.clone()).or_insert(old.clone());
+            self.state.set_other(&id, slot);
+            self.closed(&id, old.status, old.attempts, reason, by, comment);
+        }
+    }
+
+    /// Journals a node [`Planner::settle_open`] ended and cancels its approval if it had one.
+    fn closed(
+        &mut self,
+        id: &str,
+        was: NodeStatus,
+        attempt: u32,
+        reason: &str,
+        by: Option<&str>,
+        comment: Option<&str>,
+    ) {
+        if was == NodeStatus::Waiting {
+            self.approvals.push(ApprovalChange::Close {
+                id: approval_id(&self.run.id, id, attempt),
+                status: ApprovalStatus::Cancelled,
+                decision: None,
+                by: Some(by.unwrap_or("system").to_string()),
+                comment: Some(comment.unwrap_or(reason).to_string()),
+            });
+        }
+        self.event(
+            "node_skipped",
+            Some(id),
+            json!({"reason": reason, "was": was, "warning": false}),
+        );
+    }
+
+    fn cancel(&mut self, by: &str, reason: Option<&str>) {
+        self.settle_open("run cancelled", Some(by), reason);
         self.event("run_cancelled", None, json!({"by": by, "reason": reason}));
         self.finish_run(RunStatus::Cancelled, None);
     }
 
-    fn task(&mut self, node: &IrNode, attempt: u32, not_before: Option<DateTime<Utc>>) {
-        self.tasks
-            .push(node_task(&self.run.id, node, attempt, not_before));
+    fn task(&mut self, i: usize, attempt: u32, not_before: Option<DateTime<Utc>>) {
+        let task = node_task(&self.run.id, self.node(i), attempt, not_before);
+        self.tasks.push(task);
     }
 
-    /// Emits and skips until nothing changes: a skip can settle the needs of further nodes.
+    /// Skips and emits until nothing changes (a skip can settle the needs of further nodes),
+    /// the signal's node budget runs out (`more`), or the run has `max_in_flight` nodes queued
+    /// or running. Nodes are taken in IR order: skips first, then ready nodes.
     fn advance(&mut self, context: &Context) {
         loop {
             let mut changed = false;
-            let (completed, skipped) = self.settled();
-            for n in self.ir.nodes_to_skip(&completed, &skipped) {
-                let id = n.id().to_string();
-                if self
-                    .slots
-                    .get(&id)
-                    .is_some_and(|s| s.status == NodeStatus::Pending)
-                {
-                    self.skip(&id, "every node it needs was skipped", false);
-                    changed = true;
-                }
-            }
-            let (completed, skipped) = self.settled();
-            let ready: Vec<&IrNode> = self
-                .ir
-                .ready_nodes(&completed, &skipped)
-                .into_iter()
-                .filter(|n| {
-                    self.slots
-                        .get(n.id())
-                        .is_some_and(|s| s.status == NodeStatus::Pending)
-                })
-                .collect();
-            for n in ready {
-                changed = true;
-                self.emit(n, context);
-                if self.status == RunStatus::Failed {
+            while let Some(&i) = self.state.to_skip.first() {
+                if self.budget == 0 {
+                    self.more = true;
                     return;
                 }
+                self.budget -= 1;
+                self.skip(i, "every node it needs was skipped", false);
+                changed = true;
+            }
+            let room = self.budget;
+            let batch: Vec<usize> = self.state.ready.iter().copied().take(room).collect();
+            for i in batch {
+                if self.state.in_flight >= self.max_in_flight {
+                    // A node finishing frees a place and signals the run again.
+                    return;
+                }
+                if self.budget == 0 {
+                    self.more = true;
+                    return;
+                }
+                if !self.state.ready.contains(&i) {
+                    continue;
+                }
+                self.budget -= 1;
+                changed = true;
+                self.emit(i, context);
+                if self.status.is_terminal() {
+                    return;
+                }
+            }
+            if !self.state.ready.is_empty() && self.budget == 0 {
+                self.more = true;
+                return;
             }
             if !changed {
                 return;
@@ -405,55 +734,43 @@ impl Planner<'_> {
         }
     }
 
-    fn settled(
-        &self,
-    ) -> (
-        std::collections::BTreeSet<String>,
-        std::collections::BTreeSet<String>,
-    ) {
-        let mut completed = std::collections::BTreeSet::new();
-        let mut skipped = std::collections::BTreeSet::new();
-        for (id, s) in &self.slots {
-            match s.status {
-                NodeStatus::Completed => {
-                    completed.insert(id.clone());
-                }
-                NodeStatus::Skipped => {
-                    skipped.insert(id.clone());
-                }
-                _ => {}
-            }
-        }
-        (completed, skipped)
-    }
-
-    fn skip(&mut self, id: &str, reason: &str, warning: bool) {
-        if let Some(slot) = self.slots.get_mut(id) {
+    fn skip(&mut self, i: usize, reason: &str, warning: bool) {
+        self.update(i, |slot| {
             slot.status = NodeStatus::Skipped;
             slot.error = None;
-        }
+        });
+        let id = self.node(i).id().to_string();
         self.event(
             "node_skipped",
-            Some(id),
+            Some(&id),
             json!({"reason": reason, "warning": warning}),
         );
     }
 
+    /// Fails node `i` at its first attempt before it ran (a bad prompt, a delay the runtime
+    /// cannot schedule).
+    fn fail_before_start(&mut self, i: usize, error: &str) {
+        self.update(i, |slot| slot.attempts = 1);
+        self.fail_attempt(i, 1, error, false);
+    }
+
     /// A ready node: skipped (unknown type, `when` false), waiting for approval (`hitl`), or
     /// queued for its workers.
-    fn emit(&mut self, node: &IrNode, context: &Context) {
+    fn emit(&mut self, i: usize, context: &Context) {
+        let node = self.node(i);
         let id = node.id().to_string();
         if let NodeKind::Unknown { type_name, .. } = node.kind() {
+            let type_name = type_name.clone();
             let message = format!(
                 "node `{id}` has type `{type_name}`, which this version of tradeloom does not run; it was skipped"
             );
             self.event("warning", Some(&id), json!({"message": message}));
-            self.skip(&id, &format!("unknown node type `{type_name}`"), true);
+            self.skip(i, &format!("unknown node type `{type_name}`"), true);
             return;
         }
         if !node.should_run(context.as_value()) {
             let when = node.when().map(ToString::to_string).unwrap_or_default();
-            self.skip(&id, &format!("`when: {when}` is false"), false);
+            self.skip(i, &format!("`when: {when}` is false"), false);
             return;
         }
         let attempt = 1;
@@ -461,27 +778,35 @@ impl Planner<'_> {
             let prompt = match h.prompt.render_string(context.as_value()) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.fail_attempt(node, attempt, &format!("prompt: {e}"), false);
+                    self.fail_before_start(i, &format!("prompt: {e}"));
                     return;
                 }
             };
+            let Some(expires_at) = after(self.now, h.expires_after_ms) else {
+                let message = format!(
+                    "expires_after ({} ms) is longer than the runtime schedules (at most {MAX_DELAY_MS} ms)",
+                    h.expires_after_ms
+                );
+                self.fail_before_start(i, &message);
+                return;
+            };
             let approval = approval_id(&self.run.id, &id, attempt);
-            let expires_at = self.now + millis(h.expires_after_ms);
             let default_decision = match h.default {
                 FlowDecision::Approve => Decision::Approve,
                 FlowDecision::Reject => Decision::Reject,
             };
-            if let Some(slot) = self.slots.get_mut(&id) {
+            let approvers = h.approvers.clone();
+            self.update(i, |slot| {
                 slot.status = NodeStatus::Waiting;
                 slot.attempts = attempt;
-            }
+            });
             self.approvals.push(ApprovalChange::Create(NewApproval {
                 id: approval.clone(),
                 node_id: id.clone(),
                 attempt,
                 prompt: prompt.clone(),
                 default_decision,
-                approvers: h.approvers.clone(),
+                approvers,
                 expires_at,
             }));
             self.event(
@@ -500,50 +825,60 @@ impl Planner<'_> {
             return;
         }
         let not_before = match node.kind() {
-            NodeKind::Wait(w) => Some(self.now + millis(w.duration_ms)),
+            NodeKind::Wait(w) => match after(self.now, w.duration_ms) {
+                Some(at) => Some(at),
+                None => {
+                    let message = format!(
+                        "duration_ms ({}) is longer than the runtime schedules (at most {MAX_DELAY_MS} ms)",
+                        w.duration_ms
+                    );
+                    self.fail_before_start(i, &message);
+                    return;
+                }
+            },
             _ => None,
         };
-        if let Some(slot) = self.slots.get_mut(&id) {
+        let type_name = node.kind().type_name().to_string();
+        self.update(i, |slot| {
             slot.status = NodeStatus::Queued;
             slot.attempts = attempt;
             slot.not_before = not_before;
-        }
+        });
         self.event(
             "node_queued",
             Some(&id),
-            json!({"attempt": attempt, "type": node.kind().type_name(), "not_before": not_before}),
+            json!({"attempt": attempt, "type": type_name, "not_before": not_before}),
         );
-        self.task(node, attempt, not_before);
+        self.task(i, attempt, not_before);
     }
 
-    /// The run's status once nothing more can be emitted.
+    /// The run's status once nothing more can be emitted now.
     fn settle(&mut self) {
         if self.status.is_terminal() {
             return;
         }
-        let in_flight = self.slots.values().any(Slot::in_flight);
-        let waiting = self.slots.values().any(|s| s.status == NodeStatus::Waiting);
-        let status = if in_flight {
+        let status = if self.state.in_flight > 0
+            || self.more
+            || !self.state.ready.is_empty()
+            || !self.state.to_skip.is_empty()
+        {
             RunStatus::Running
-        } else if waiting {
+        } else if self.state.waiting > 0 {
             RunStatus::Waiting
+        } else if self.state.pending == 0 {
+            self.finish_run(RunStatus::Completed, None);
+            return;
         } else {
             let stuck: Vec<&str> = self
-                .ir
-                .nodes()
+                .state
+                .slots
                 .iter()
-                .filter(|n| {
-                    self.slots
-                        .get(n.id())
-                        .is_some_and(|s| s.status == NodeStatus::Pending)
-                })
-                .map(IrNode::id)
+                .zip(self.ir.nodes())
+                .filter(|(s, _)| s.status == NodeStatus::Pending)
+                .map(|(_, n)| n.id())
                 .collect();
-            if stuck.is_empty() {
-                self.finish_run(RunStatus::Completed, None);
-                return;
-            }
             let message = format!("nodes {} can never start", stuck.join(", "));
+            self.settle_open("run failed: the node can never start", None, None);
             self.finish_run(RunStatus::Failed, Some(message));
             return;
         };
@@ -551,22 +886,32 @@ impl Planner<'_> {
     }
 
     fn finish(self, signal: &Signal) -> Plan {
-        let tokens =
-            |m: &BTreeMap<String, Slot>| m.values().filter(|s| s.in_flight()).count() as i64;
-        let tokens_delta = tokens(&self.slots) - tokens(&self.before);
-        let nodes: Vec<NodeChange> = self
-            .slots
+        let tokens_delta = self.state.in_flight as i64 - self.in_flight_before as i64;
+        let change = |node_id: &str, s: &Slot| NodeChange {
+            node_id: node_id.to_string(),
+            status: s.status,
+            attempts: s.attempts,
+            output_hash: s.output_hash.clone(),
+            error: s.error.clone(),
+            not_before: s.not_before,
+        };
+        let mut nodes: Vec<NodeChange> = self
+            .before
             .iter()
-            .filter(|(id, s)| self.before.get(*id) != Some(s))
-            .map(|(id, s)| NodeChange {
-                node_id: id.clone(),
-                status: s.status,
-                attempts: s.attempts,
-                output_hash: s.output_hash.clone(),
-                error: s.error.clone(),
-                not_before: s.not_before,
-            })
+            .filter(|(i, before)| self.state.slots.get(**i) != Some(*before))
+            .map(|(i, _)| change(self.ir.nodes()[*i].id(), &self.state.slots[*i]))
             .collect();
+        nodes.extend(
+            self.before_others
+                .iter()
+                .filter_map(|(id, before)| {
+                    self.state
+                        .others
+                        .get(id)
+                        .filter(|now| *now != before)
+                        .map(|now| change(id, now))
+                }),
+        );
         let status = (self.status != self.run.status).then_some(self.status);
         if nodes.is_empty() && status.is_none() && self.events.is_empty() {
             return Plan::Nothing;
@@ -581,6 +926,7 @@ impl Planner<'_> {
         Plan::Commit {
             transition: Box::new(transition),
             tasks: self.tasks,
+            more: self.more,
         }
     }
 }
@@ -626,6 +972,12 @@ pub fn expiry_timer(
     .with_not_before(expires_at)
 }
 
-fn millis(ms: u64) -> ChronoDuration {
-    ChronoDuration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX / 2))
+/// `now` plus `ms` milliseconds, or `None` when that is beyond [`MAX_DELAY_MS`] (or beyond what
+/// a timestamp can hold): the caller fails the node with a reason instead of overflowing.
+pub fn after(now: DateTime<Utc>, ms: u64) -> Option<DateTime<Utc>> {
+    if ms > MAX_DELAY_MS {
+        return None;
+    }
+    let delta = TimeDelta::try_milliseconds(i64::try_from(ms).ok()?)?;
+    now.checked_add_signed(delta)
 }

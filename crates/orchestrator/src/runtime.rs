@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tradeloom_agents::Simulator;
 use tradeloom_net::{GuardedClient, SsrfPolicy};
@@ -44,6 +44,10 @@ pub struct RuntimeConfig {
     pub coordinators: usize,
     /// Per-pool concurrency limits, e.g. `agent` → 2.
     pub pool_limits: HashMap<String, usize>,
+    /// Nodes of one run queued or running at once (default
+    /// [`crate::plan::DEFAULT_MAX_IN_FLIGHT`]): a run with more ready nodes starts the rest as
+    /// these finish, so one wide run cannot fill the worker queues ahead of other runs.
+    pub max_in_flight_per_run: usize,
 }
 
 impl RuntimeConfig {
@@ -55,6 +59,7 @@ impl RuntimeConfig {
             workers_per_pool: 8,
             coordinators: 2,
             pool_limits: HashMap::new(),
+            max_in_flight_per_run: crate::plan::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -145,8 +150,11 @@ impl Runtime {
                 message: format!("SSRF allow-list: {e}"),
                 errors: vec![e.to_string()],
             })?;
-        let coordinator = Arc::new(Coordinator::new(store, queue, Arc::new(Notify::new())));
-        let (cancellations, _) = broadcast::channel(256);
+        let coordinator = Arc::new(
+            Coordinator::new(store, queue, Arc::new(Notify::new()))
+                .with_max_in_flight(config.max_in_flight_per_run),
+        );
+        let cancellations = coordinator.stopped_runs().clone();
         let env = Arc::new(WorkerEnv {
             coordinator: coordinator.clone(),
             nodes: NodeEnv {
@@ -394,17 +402,13 @@ impl Runtime {
             by: by.to_string(),
             reason,
         };
-        match self.coordinator.apply(run_id, &signal).await? {
-            Applied::Stale => {
-                let run = self.store().workflow_run(run_id).await?;
-                return Err(OrchestratorError::Conflict(format!(
-                    "run {run_id} is already {}",
-                    run.status
-                )));
-            }
-            _ => {
-                let _ = self.env.cancellations.send(run_id.to_string());
-            }
+        // The coordinator stops the run's running attempts once the cancel is committed.
+        if self.coordinator.apply(run_id, &signal).await? == Applied::Stale {
+            let run = self.store().workflow_run(run_id).await?;
+            return Err(OrchestratorError::Conflict(format!(
+                "run {run_id} is already {}",
+                run.status
+            )));
         }
         Ok(self.store().workflow_run(run_id).await?)
     }
@@ -467,10 +471,19 @@ impl Runtime {
     pub async fn view(&self, run_id: &str) -> Result<RunView, OrchestratorError> {
         let store = self.store();
         let run = store.workflow_run(run_id).await?;
-        let ir = self.coordinator.ir(&run).await?;
         let states = store.node_states(run_id).await?;
+        let ir = match self.coordinator.ir(&run).await {
+            Ok(ir) => ir,
+            // A run whose definition no longer compiles (it was failed for that) is still
+            // shown, node by node as stored.
+            Err(OrchestratorError::Definition { .. }) => {
+                return self.view_without_ir(run, &states).await;
+            }
+            Err(e) => return Err(e),
+        };
         let by_id: HashMap<&str, &tradeloom_store::NodeState> =
             states.iter().map(|s| (s.node_id.as_str(), s)).collect();
+        let in_ir: std::collections::HashSet<&str> = ir.nodes().iter().map(|n| n.id()).collect();
         let mut nodes: Vec<NodeView> = ir
             .nodes()
             .iter()
@@ -493,7 +506,7 @@ impl Runtime {
                 }
             })
             .collect();
-        for s in states.iter().filter(|s| ir.node(&s.node_id).is_none()) {
+        for s in states.iter().filter(|s| !in_ir.contains(s.node_id.as_str())) {
             nodes.push(NodeView {
                 id: s.node_id.clone(),
                 node_type: None,
@@ -512,6 +525,48 @@ impl Runtime {
             run_id: run.id,
             workflow_id: run.workflow_id,
             workflow_name: ir.name().to_string(),
+            workflow_version: run.workflow_version,
+            status: run.status,
+            ir_version: run.ir_version,
+            ir_hash: run.ir_hash,
+            definition_hash: run.definition_hash,
+            inputs: run.inputs,
+            tokens: run.tokens,
+            error: run.error,
+            created_at: run.created_at,
+            finished_at: run.finished_at,
+            nodes,
+            patches,
+            approvals,
+        })
+    }
+
+    async fn view_without_ir(
+        &self,
+        run: WorkflowRun,
+        states: &[tradeloom_store::NodeState],
+    ) -> Result<RunView, OrchestratorError> {
+        let store = self.store();
+        let nodes = states
+            .iter()
+            .map(|s| NodeView {
+                id: s.node_id.clone(),
+                node_type: None,
+                status: s.status,
+                attempts: s.attempts,
+                error: s.error.clone(),
+                output: s.output_hash.clone(),
+                not_before: s.not_before,
+                needs: Vec::new(),
+                removed: false,
+            })
+            .collect();
+        let patches = store.run_patches(&run.id).await?;
+        let approvals = store.list_approvals(None, Some(&run.id), 1000, 0).await?;
+        Ok(RunView {
+            run_id: run.id,
+            workflow_id: run.workflow_id,
+            workflow_name: String::new(),
             workflow_version: run.workflow_version,
             status: run.status,
             ir_version: run.ir_version,

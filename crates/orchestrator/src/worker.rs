@@ -52,7 +52,8 @@ struct TimerTask {
 pub struct WorkerEnv {
     pub coordinator: Arc<Coordinator>,
     pub nodes: NodeEnv,
-    /// Run ids being cancelled: running attempts of them stop.
+    /// Ids of runs that failed or were cancelled: running attempts of them stop (the
+    /// coordinator's [`Coordinator::stopped_runs`]).
     pub cancellations: broadcast::Sender<String>,
 }
 
@@ -124,8 +125,9 @@ async fn handle_parsed_task(env: &Arc<WorkerEnv>, task: NodeTask, delivery: Deli
     tracing::info!("node started");
     let outcome = run_attempt(env, &task, &delivery).await;
     let Some(outcome) = outcome else {
-        // Cancelled: the run's cancel transition settled the node.
-        tracing::info!("node attempt stopped: the run was cancelled");
+        // The run failed or was cancelled (its transition settled the node), or a patch
+        // removed the node.
+        tracing::info!("node attempt stopped: the run has finished or no longer has the node");
         let _ = queue.ack(&delivery.lease).await;
         return;
     };
@@ -176,8 +178,13 @@ async fn run_attempt(
 ) -> Option<Outcome> {
     let coordinator = &env.coordinator;
     let mut cancelled = env.cancellations.subscribe();
-    let snapshot = match coordinator.snapshot(&task.run_id).await {
-        Ok(s) => s,
+    let read = match coordinator
+        .attempt_context(&task.run_id, &task.node_id)
+        .await
+    {
+        Ok(Some(read)) => read,
+        // The run finished, or a patch removed the node: its transition settled the node.
+        Ok(None) => return None,
         Err(e) => {
             return Some(Outcome::Failed {
                 error: format!("cannot read the run: {e}"),
@@ -185,15 +192,12 @@ async fn run_attempt(
             });
         }
     };
-    if snapshot.run.status.is_terminal() {
-        return None;
-    }
-    let node = snapshot.ir.node(&task.node_id)?;
+    let node = read.node();
     let attempt = Attempt {
         run_id: &task.run_id,
         node,
         attempt: task.attempt,
-        context: &snapshot.context,
+        context: &read.context,
     };
     let work = async {
         match node.timeout_ms() {

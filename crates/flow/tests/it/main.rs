@@ -2,6 +2,7 @@
 //! rules driven like a coordinator would, and JSON patches.
 #![allow(clippy::unwrap_used)]
 
+mod agent_model;
 mod compilation;
 mod hash;
 mod patch;

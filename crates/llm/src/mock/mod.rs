@@ -16,7 +16,10 @@
 //! `fault-http-500`, `fault-http-429` (with `Retry-After: 1`), `fault-malformed-body` (200, not
 //! JSON), `fault-truncated` (a reply cut off by the token limit, `finish_reason: "length"`),
 //! `fault-slow-<ms>` (then momentum) and `flaky-<n>-<policy>`, whose first `n` requests
-//! per conversation step fail with 500 (the only state the server keeps).
+//! per conversation step fail with 500 (the only state the server keeps). Answer styles of
+//! real small models: `fenced-<role>` (the role's JSON in a ```` ```json ```` fence between
+//! sentences) and `prose-<role>` (a sentence, no JSON); `echo-params` answers with the
+//! request's `model`, `temperature` and `max_tokens`.
 
 mod completion;
 mod conversation;
@@ -40,7 +43,7 @@ use serde_json::{Value, json};
 
 use self::completion::Reply;
 use self::conversation::Conversation;
-use self::policy::{ExpectedNames, POLICY_NAMES, Policy};
+use self::policy::{AnswerStyle, ExpectedNames, POLICY_NAMES, Policy};
 use self::strategy::{Strategy, fnv1a};
 use crate::types::{Message, Role};
 use crate::wire::InMessage;
@@ -110,6 +113,12 @@ struct MockRequest {
     /// Offered tools; only `function.name` is read.
     #[serde(default)]
     tools: Option<Vec<Value>>,
+    /// Read only by `echo-params`.
+    #[serde(default)]
+    temperature: Option<f64>,
+    /// Read only by `echo-params`.
+    #[serde(default)]
+    max_tokens: Option<u64>,
 }
 
 async fn chat_completions(
@@ -182,6 +191,15 @@ async fn chat_completions(
     let reply = match policy {
         Policy::Trade(strategy) => strategy.respond(&conversation),
         Policy::Workflow(role) => role.respond(&messages, &tools),
+        Policy::StyledWorkflow(role, style) => match role.respond(&messages, &tools) {
+            Reply::Answer(text) => Reply::answer(styled(&text, *style)),
+            calls => calls,
+        },
+        Policy::EchoParams => Reply::answer(
+            json!({"model": name, "temperature": request.temperature,
+                   "max_tokens": request.max_tokens})
+            .to_string(),
+        ),
         Policy::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             Strategy::Momentum.respond(&conversation)
@@ -228,6 +246,21 @@ async fn chat_completions(
         Ok(text) => json_response(StatusCode::OK, text),
         Err(error) => {
             ApiError::server_error(format!("cannot encode the completion: {error}")).into_response()
+        }
+    }
+}
+
+/// A role's JSON answer as `fenced-*` and `prose-*` write it.
+fn styled(json_answer: &str, style: AnswerStyle) -> String {
+    match style {
+        AnswerStyle::Fenced => {
+            let pretty = serde_json::from_str::<Value>(json_answer)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| json_answer.to_owned());
+            format!("Here is my assessment:\n\n```json\n{pretty}\n```\n\nLet me know if you need more detail.")
+        }
+        AnswerStyle::Prose => {
+            "I have looked at the request carefully and I think it is reasonable.".to_owned()
         }
     }
 }

@@ -13,6 +13,13 @@ pub(crate) enum Policy {
     Trade(Strategy),
     /// A workflow agent's role (`analyst`, `trader`, ...): JSON answers, `calc`/`patch_workflow`.
     Workflow(WorkflowRole),
+    /// A workflow role whose final answer is written as small instruct models often do:
+    /// `fenced-<role>` puts the JSON in a ```` ```json ```` fence after a sentence,
+    /// `prose-<role>` answers with a sentence and no JSON at all.
+    StyledWorkflow(WorkflowRole, AnswerStyle),
+    /// `echo-params`: answers one JSON object with the request's `model`, `temperature` and
+    /// `max_tokens` (`null` when absent), to check what a client sent.
+    EchoParams,
     /// Every turn: `buy` with truncated JSON arguments.
     MalformedJson,
     /// Every turn: `buy` with a quantity that is not a number.
@@ -38,8 +45,15 @@ pub(crate) enum Policy {
     },
 }
 
+/// How a [`Policy::StyledWorkflow`] writes its final answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AnswerStyle {
+    Fenced,
+    Prose,
+}
+
 /// The names `/v1/models` lists and the unknown-model error suggests; `<...>` are parameters.
-pub(crate) const POLICY_NAMES: [&str; 19] = [
+pub(crate) const POLICY_NAMES: [&str; 22] = [
     "momentum",
     "mean_reversion",
     "buy_and_hold",
@@ -50,6 +64,9 @@ pub(crate) const POLICY_NAMES: [&str; 19] = [
     "patcher",
     "calculator",
     "no-tools",
+    "fenced-<role>",
+    "prose-<role>",
+    "echo-params",
     "fault-malformed-json",
     "fault-bad-args",
     "fault-unknown-tool",
@@ -86,8 +103,13 @@ impl Policy {
             "fault-malformed-body" => Policy::MalformedBody,
             "fault-truncated" => Policy::Truncated,
             "no-tools" => Policy::NoTools,
+            "echo-params" => Policy::EchoParams,
             _ => {
-                if let Some(seed) = name.strip_prefix("random-") {
+                if let Some(role) = name.strip_prefix("fenced-") {
+                    Policy::StyledWorkflow(WorkflowRole::parse(role)?, AnswerStyle::Fenced)
+                } else if let Some(role) = name.strip_prefix("prose-") {
+                    Policy::StyledWorkflow(WorkflowRole::parse(role)?, AnswerStyle::Prose)
+                } else if let Some(seed) = name.strip_prefix("random-") {
                     Policy::Trade(Strategy::Random(seed.parse().ok()?))
                 } else if let Some(ms) = name.strip_prefix("fault-slow-") {
                     Policy::Slow(ms.parse().ok()?)
@@ -141,6 +163,21 @@ mod tests {
         );
         assert_eq!(Policy::parse("fault-slow-3000"), Some(Policy::Slow(3000)));
         assert_eq!(
+            Policy::parse("fenced-risk_manager"),
+            Some(Policy::StyledWorkflow(
+                WorkflowRole::RiskManager,
+                AnswerStyle::Fenced
+            ))
+        );
+        assert_eq!(
+            Policy::parse("prose-trader"),
+            Some(Policy::StyledWorkflow(
+                WorkflowRole::Trader,
+                AnswerStyle::Prose
+            ))
+        );
+        assert_eq!(Policy::parse("echo-params"), Some(Policy::EchoParams));
+        assert_eq!(
             Policy::parse("risk_manager"),
             Some(Policy::Workflow(WorkflowRole::RiskManager))
         );
@@ -173,6 +210,8 @@ mod tests {
             "fault-slow-",
             "flaky-2",
             "flaky-x-momentum",
+            "fenced-momentum",
+            "prose-",
         ] {
             assert_eq!(Policy::parse(bad), None, "{bad}");
         }

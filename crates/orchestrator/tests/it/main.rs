@@ -3,8 +3,12 @@
 //! `http` nodes and mock-llm for `agent` nodes.
 #![allow(clippy::unwrap_used)]
 
+mod agent_answers;
 mod harness;
 mod kill_switch;
 mod patches;
+mod recovery;
 mod runs;
+mod scale;
+mod settlement;
 mod supervision;

@@ -204,7 +204,8 @@ async fn retries_back_off_then_fail_the_run() {
             call.error
         );
         assert_eq!(sink.count("/fail/99"), 3, "one request per attempt");
-        assert_eq!(statuses(&view)["after"], NodeStatus::Pending);
+        // Settled with the run, as a cancel would.
+        assert_eq!(statuses(&view)["after"], NodeStatus::Skipped);
         assert!(
             view.error
                 .as_deref()
