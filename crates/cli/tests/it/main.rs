@@ -13,6 +13,7 @@ mod health;
 mod killswitch;
 mod logs;
 mod metrics;
+mod outbound;
 mod reconcile;
 mod run;
 mod service;
