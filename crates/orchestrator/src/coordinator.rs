@@ -57,6 +57,8 @@ pub struct Coordinator {
     notify: Arc<Notify>,
     /// Routing latencies of completion signals (µs), when benchmarks ask for them.
     latencies: Mutex<Option<Vec<u64>>>,
+    /// The secret variables patches may name (see [`crate::secret_env`]).
+    secrets: tradeloom_net::SecretEnv,
 }
 
 impl Coordinator {
@@ -68,7 +70,19 @@ impl Coordinator {
             outputs: Mutex::new(HashMap::new()),
             notify,
             latencies: Mutex::new(None),
+            secrets: tradeloom_net::SecretEnv::default(),
         }
+    }
+
+    /// This coordinator with `secrets` as the allow-list patches are checked against.
+    pub fn with_secret_env(mut self, secrets: tradeloom_net::SecretEnv) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The allow-list of secret variables patches are checked against.
+    pub fn secret_env(&self) -> &tradeloom_net::SecretEnv {
+        &self.secrets
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

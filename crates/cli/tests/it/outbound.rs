@@ -130,7 +130,8 @@ fn assert_refused(view: &Value, id: &str) {
 }
 
 fn simulation_config(base_url: &str, api_key_env: Option<&str>) -> Value {
-    let mut model = json!({"name": "m", "base_url": base_url, "model": "momentum", "max_retries": 0});
+    let mut model =
+        json!({"name": "m", "base_url": base_url, "model": "momentum", "max_retries": 0});
     if let Some(var) = api_key_env {
         model["api_key_env"] = json!(var);
     }
@@ -156,38 +157,66 @@ async fn no_node_type_reaches_a_port_not_allowed_nor_the_metadata_address() {
     let api = serve.url.as_str();
     let client = client();
     let meta = "http://169.254.169.254";
-    let agent = |base_url: String| {
-        json!({"model": {"base_url": base_url, "model": "analyst"}, "prompt": "Assess AAPL"})
-    };
+    let agent = |base_url: String| json!({"model": {"base_url": base_url, "model": "analyst"}, "prompt": "Assess AAPL"});
 
     // agent: an endpoint on a loopback port not allowed, and the metadata service.
-    let view = run_nodes(&client, api, "agent-port", json!([
-        {"id": "a", "type": "agent", "config": agent(format!("{rec}/v1"))}])).await;
+    let view = run_nodes(
+        &client,
+        api,
+        "agent-port",
+        json!([
+        {"id": "a", "type": "agent", "config": agent(format!("{rec}/v1"))}]),
+    )
+    .await;
     assert_refused(&view, "a");
-    let view = run_nodes(&client, api, "agent-meta", json!([
-        {"id": "a", "type": "agent", "config": agent(format!("{meta}/latest/meta-data"))}])).await;
+    let view = run_nodes(
+        &client,
+        api,
+        "agent-meta",
+        json!([
+        {"id": "a", "type": "agent", "config": agent(format!("{meta}/latest/meta-data"))}]),
+    )
+    .await;
     assert_refused(&view, "a");
     // The allowed mock is reachable: the guard lets what the operator allowed through.
-    let view = run_nodes(&client, api, "agent-allowed", json!([
-        {"id": "a", "type": "agent", "config": agent(format!("{}/v1", mock.url))}])).await;
+    let view = run_nodes(
+        &client,
+        api,
+        "agent-allowed",
+        json!([
+        {"id": "a", "type": "agent", "config": agent(format!("{}/v1", mock.url))}]),
+    )
+    .await;
     assert_eq!(node(&view, "a")["status"], "completed", "{view:#}");
 
     // http: the same two targets.
-    let view = run_nodes(&client, api, "http-port", json!([
-        {"id": "h", "type": "http", "config": {"method": "GET", "url": format!("{rec}/hook")}}])).await;
+    let view = run_nodes(
+        &client,
+        api,
+        "http-port",
+        json!([
+        {"id": "h", "type": "http", "config": {"method": "GET", "url": format!("{rec}/hook")}}]),
+    )
+    .await;
     assert_refused(&view, "h");
     let view = run_nodes(&client, api, "http-meta", json!([
         {"id": "h", "type": "http", "config": {"method": "GET", "url": format!("{meta}/latest/meta-data/iam")}}])).await;
     assert_refused(&view, "h");
 
     // simulate: an inline config whose model is on the recorder, and one on the metadata address.
-    for (name, base_url) in [("sim-port", format!("{rec}/v1")), ("sim-meta", format!("{meta}/v1"))] {
+    for (name, base_url) in [
+        ("sim-port", format!("{rec}/v1")),
+        ("sim-meta", format!("{meta}/v1")),
+    ] {
         let view = run_nodes(&client, api, name, json!([
             {"id": "s", "type": "simulate", "config": {"config": simulation_config(&base_url, None)}}])).await;
         let n = node(&view, "s");
         assert_eq!(n["status"], "failed", "{name}: {n}");
         let error = n["error"].as_str().unwrap_or_default();
-        assert!(error.contains("models[0].base_url") && error.contains("blocked"), "{name}: {error}");
+        assert!(
+            error.contains("models[0].base_url") && error.contains("blocked"),
+            "{name}: {error}"
+        );
     }
 
     // backtest, transform, wait and hitl make no connection of their own, whatever URLs their
@@ -203,33 +232,55 @@ async fn no_node_type_reaches_a_port_not_allowed_nor_the_metadata_address() {
         assert_eq!(node(&view, id)["status"], "completed", "{id}: {view:#}");
     }
 
-    // An agent adds nodes through `patch_workflow`: an agent node on the recorder and an http
-    // node on the metadata address. The patch applies; both nodes are refused when they run.
-    let patch = json!([
-        {"op": "add", "path": "/nodes/-", "value": {"id": "sneaky_agent", "type": "agent", "config": agent(format!("{rec}/v1"))}},
-        {"op": "add", "path": "/nodes/-", "value": {"id": "sneaky_http", "type": "http",
-            "config": {"method": "GET", "url": format!("{meta}/computeMetadata/v1/")}}},
-    ]);
-    let prompt = format!("Extend the workflow.\n```json\n{patch}\n```\n");
-    let view = run_nodes(&client, api, "patcher", json!([
-        {"id": "p", "type": "agent", "config": {
-            "model": {"base_url": format!("{}/v1", mock.url), "model": "patcher"},
-            "prompt": prompt, "tools": ["patch_workflow"]}}])).await;
-    assert_eq!(node(&view, "p")["status"], "completed", "{view:#}");
-    assert_refused(&view, "sneaky_agent");
-    assert_refused(&view, "sneaky_http");
+    // An agent adds a node through `patch_workflow`: an agent node on the recorder, an http
+    // node on the metadata address. The patch applies (the run's IR version goes up); the node
+    // is refused when it runs. (The run fails with it, whatever the patcher still does.)
+    let sneaky = [
+        (
+            "sneaky_agent",
+            json!({"type": "agent", "config": agent(format!("{rec}/v1"))}),
+        ),
+        (
+            "sneaky_http",
+            json!({"type": "http", "config": {"method": "GET", "url": format!("{meta}/computeMetadata/v1/")}}),
+        ),
+    ];
+    for (id, mut value) in sneaky {
+        value["id"] = json!(id);
+        let patch = json!([{"op": "add", "path": "/nodes/-", "value": value}]);
+        let prompt = format!("Extend the workflow.\n```json\n{patch}\n```\n");
+        let view = run_nodes(
+            &client,
+            api,
+            id,
+            json!([
+            {"id": "p", "type": "agent", "config": {
+                "model": {"base_url": format!("{}/v1", mock.url), "model": "patcher"},
+                "prompt": prompt, "tools": ["patch_workflow"]}}]),
+        )
+        .await;
+        assert_eq!(view["ir_version"], 2, "{view:#}");
+        assert_refused(&view, id);
+    }
 
     // Simulation jobs triggered over the API: refused with 400 naming the field.
     for base_url in [format!("{rec}/v1"), format!("{meta}/v1")] {
-        let (code, body) = send(client.post(format!("{api}/simulate/trigger"))
-            .json(&json!({"config": simulation_config(&base_url, None)}))).await;
+        let (code, body) = send(
+            client
+                .post(format!("{api}/simulate/trigger"))
+                .json(&json!({"config": simulation_config(&base_url, None)})),
+        )
+        .await;
         if code == StatusCode::ACCEPTED {
             // The old behaviour: the job ran; let it reach the recorder before failing below.
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
         assert_eq!(code, StatusCode::BAD_REQUEST, "{base_url}: {body}");
         let text = body.to_string();
-        assert!(text.contains("models[0].base_url") && text.contains("blocked"), "{text}");
+        assert!(
+            text.contains("models[0].base_url") && text.contains("blocked"),
+            "{text}"
+        );
     }
 
     // /health probes the current job's endpoints through the guard too; none is the recorder.
@@ -245,7 +296,12 @@ async fn only_allow_listed_key_variables_are_sent() {
     // The recorder is allowed: this test is about the key, not the address.
     let serve = Service::serve_with(
         data.path(),
-        &["--http-allow", authority(&rec), "--llm-key-env", ALLOWED_VAR],
+        &[
+            "--http-allow",
+            authority(&rec),
+            "--llm-key-env",
+            ALLOWED_VAR,
+        ],
         &[(SECRET_VAR, SECRET_VALUE), (ALLOWED_VAR, ALLOWED_VALUE)],
     );
     let api = serve.url.as_str();
@@ -257,29 +313,61 @@ async fn only_allow_listed_key_variables_are_sent() {
 
     // A workflow naming a variable nobody allowed does not compile.
     let (code, body) = send(client.post(format!("{api}/workflows")).json(&json!({
-        "name": "leak", "nodes": [{"id": "a", "type": "agent", "config": agent(SECRET_VAR)}]}))).await;
+        "name": "leak", "nodes": [{"id": "a", "type": "agent", "config": agent(SECRET_VAR)}]})))
+    .await;
     if code == StatusCode::CREATED {
         // The old behaviour: run it, so the recorder shows what was sent.
         let id = body["id"].as_str().unwrap();
-        let (_, started) = send(client.post(format!("{api}/workflows/{id}/runs")).json(&json!({"inputs": {}}))).await;
+        let (_, started) = send(
+            client
+                .post(format!("{api}/workflows/{id}/runs"))
+                .json(&json!({"inputs": {}})),
+        )
+        .await;
         wait_settled(&client, api, started["run_id"].as_str().unwrap()).await;
     }
     let text = body.to_string();
-    assert!(!seen.lock().unwrap().iter().any(|r| r.2.contains(SECRET_VALUE)), "the secret left: {:?}", seen.lock().unwrap());
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.2.contains(SECRET_VALUE)),
+        "the secret left: {:?}",
+        seen.lock().unwrap()
+    );
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(text.contains("nodes[0].config.model.api_key_env") && text.contains(SECRET_VAR), "{text}");
+    assert!(
+        text.contains("nodes[0].config.model.api_key_env") && text.contains(SECRET_VAR),
+        "{text}"
+    );
     assert!(!text.contains(SECRET_VALUE), "{text}");
 
     // A simulation job naming it is refused at the trigger.
-    let (code, body) = send(client.post(format!("{api}/simulate/trigger"))
-        .json(&json!({"config": simulation_config(&format!("{rec}/v1"), Some(SECRET_VAR))}))).await;
+    let (code, body) = send(
+        client
+            .post(format!("{api}/simulate/trigger"))
+            .json(&json!({"config": simulation_config(&format!("{rec}/v1"), Some(SECRET_VAR))})),
+    )
+    .await;
     if code == StatusCode::ACCEPTED {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let text = body.to_string();
-    assert!(!seen.lock().unwrap().iter().any(|r| r.2.contains(SECRET_VALUE)), "the secret left: {:?}", seen.lock().unwrap());
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.2.contains(SECRET_VALUE)),
+        "the secret left: {:?}",
+        seen.lock().unwrap()
+    );
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
-    assert!(text.contains("models[0].api_key_env") && text.contains(SECRET_VAR), "{text}");
+    assert!(
+        text.contains("models[0].api_key_env") && text.contains(SECRET_VAR),
+        "{text}"
+    );
     assert!(!text.contains(SECRET_VALUE), "{text}");
 
     // An agent's patch naming it is rejected; the node it tried to add never runs.
@@ -287,22 +375,71 @@ async fn only_allow_listed_key_variables_are_sent() {
     drop(serve);
     let serve = Service::serve_with(
         data.path(),
-        &["--http-allow", &format!("{},{}", authority(&rec), authority(&mock.url)), "--llm-key-env", ALLOWED_VAR],
+        &[
+            "--http-allow",
+            &format!("{},{}", authority(&rec), authority(&mock.url)),
+            "--llm-key-env",
+            ALLOWED_VAR,
+        ],
         &[(SECRET_VAR, SECRET_VALUE), (ALLOWED_VAR, ALLOWED_VALUE)],
     );
     let api = serve.url.as_str();
     let patch = json!([{"op": "add", "path": "/nodes/-", "value": {"id": "sneaky", "type": "agent", "config": agent(SECRET_VAR)}}]);
-    let view = run_nodes(&client, api, "patch-leak", json!([
+    let view = run_nodes(
+        &client,
+        api,
+        "patch-leak",
+        json!([
         {"id": "p", "type": "agent", "config": {
             "model": {"base_url": format!("{}/v1", mock.url), "model": "patcher"},
-            "prompt": format!("Extend.\n```json\n{patch}\n```\n"), "tools": ["patch_workflow"]}}])).await;
-    assert!(!seen.lock().unwrap().iter().any(|r| r.2.contains(SECRET_VALUE)), "the secret left: {:?}", seen.lock().unwrap());
-    assert!(view["nodes"].as_array().unwrap().iter().all(|n| n["id"] != "sneaky"), "{view:#}");
+            "prompt": format!("Extend.\n```json\n{patch}\n```\n"), "tools": ["patch_workflow"]}}]),
+    )
+    .await;
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.2.contains(SECRET_VALUE)),
+        "the secret left: {:?}",
+        seen.lock().unwrap()
+    );
+    assert!(
+        view["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["id"] != "sneaky"),
+        "{view:#}"
+    );
 
-    // The allow-listed variable is sent, as `Authorization: Bearer <value>`.
-    let view = run_nodes(&client, api, "allowed", json!([{"id": "a", "type": "agent", "config": agent(ALLOWED_VAR)}])).await;
+    // The allow-listed variable is sent, as `Authorization: Bearer <value>`, by an agent and by
+    // an http node's secret header; the stored definition holds only the variable's name.
+    let view = run_nodes(
+        &client,
+        api,
+        "allowed",
+        json!([
+            {"id": "a", "type": "agent", "config": agent(ALLOWED_VAR)},
+            {"id": "h", "type": "http", "config": {"method": "POST", "url": format!("{rec}/hook"),
+                "headers": {"Authorization": {"env": ALLOWED_VAR, "prefix": "Bearer "}}}},
+        ]),
+    )
+    .await;
     assert_eq!(node(&view, "a")["status"], "completed", "{view:#}");
+    assert_eq!(node(&view, "h")["status"], "completed", "{view:#}");
+    let (_, workflows) = send(client.get(format!("{api}/workflows"))).await;
+    assert!(
+        !workflows.to_string().contains(ALLOWED_VALUE),
+        "{workflows}"
+    );
     let seen = seen.lock().unwrap().clone();
-    assert!(seen.iter().any(|r| r.2 == format!("Bearer {ALLOWED_VALUE}")), "{seen:?}");
+    for path in ["/v1/chat/completions", "/hook"] {
+        assert!(
+            seen.iter()
+                .any(|r| r.1 == path && r.2 == format!("Bearer {ALLOWED_VALUE}")),
+            "{path}: {seen:?}"
+        );
+    }
     assert!(!seen.iter().any(|r| r.2.contains(SECRET_VALUE)), "{seen:?}");
 }

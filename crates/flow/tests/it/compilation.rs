@@ -349,11 +349,20 @@ fn secret_headers_are_references_never_values() {
     assert_eq!(http.headers.len(), 3);
     // The IR, which viewers may read, holds the variable's name only.
     let ir = c.ir.canonical_json();
-    assert!(ir.contains("TRADELOOM_SECRET_HOOK") && ir.contains("Bearer "), "{ir}");
+    assert!(
+        ir.contains("TRADELOOM_SECRET_HOOK") && ir.contains("Bearer "),
+        "{ir}"
+    );
     // A bad reference is refused: not a variable name, unknown fields, a value not a string.
     for (bad, expected) in [
-        ("{Authorization: {env: \"not a name\"}}", "not an environment variable name"),
-        ("{Authorization: {env: A, value: b}}", "headers.Authorization"),
+        (
+            "{Authorization: {env: \"not a name\"}}",
+            "not an environment variable name",
+        ),
+        (
+            "{Authorization: {env: A, value: b}}",
+            "headers.Authorization",
+        ),
         ("{X-Run: {env: A, prefix: 1}}", "headers.X-Run"),
     ] {
         let errors = lines(&errors_of(&node(bad)));

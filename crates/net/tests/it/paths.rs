@@ -45,7 +45,10 @@ async fn metadata_paths_are_refused_even_on_allowed_hosts() {
         let e = refused(&policy, url).await;
         assert!(e.is_refusal(), "{url}: {e}");
         let text = e.to_string();
-        assert!(text.contains("path") && text.contains("blocked"), "{url}: {text}");
+        assert!(
+            text.contains("path") && text.contains("blocked"),
+            "{url}: {text}"
+        );
     }
     // Neighbours of a blocked prefix are not blocked: the rule matches whole path segments.
     for url in [
@@ -101,5 +104,25 @@ async fn a_redirect_to_a_blocked_path_is_refused_before_it_is_followed() {
         "{e}"
     );
     assert!(e.to_string().contains("/latest/meta-data"), "{e}");
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "the blocked path was fetched");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the blocked path was fetched"
+    );
+}
+
+#[tokio::test]
+async fn the_path_list_is_configurable() {
+    let mut policy = loopback_allowed();
+    policy.deny_paths.push("/admin".into());
+    let e = refused(&policy, "http://127.0.0.1/Admin/users").await;
+    assert!(e.to_string().contains("(under `/admin`)"), "{e}");
+    check_url(&policy, "http://127.0.0.1/administrator")
+        .await
+        .unwrap();
+    // An empty list refuses no path.
+    policy.deny_paths.clear();
+    check_url(&policy, "http://127.0.0.1/latest/meta-data")
+        .await
+        .unwrap();
 }
