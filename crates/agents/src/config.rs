@@ -43,7 +43,9 @@ pub struct ModelConfig {
     pub base_url: String,
     /// Sent as the request's `model`.
     pub model: String,
-    /// The name of the environment variable holding the API key (never the key itself).
+    /// The name of the environment variable holding the API key (never the key itself). Under
+    /// `tradeloom serve` it must be on the operator's allow-list (`--llm-key-env`, or a
+    /// `TRADELOOM_LLM_KEY_` name); `tradeloom simulate` allows the names its config file gives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +127,8 @@ const fn default_max_tool_errors() -> u32 {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedConfig {
     pub config: SimulationConfig,
+    /// Where the config came from, as errors name it: the file's path, or `config` (inline).
+    pub origin: String,
     pub universe_dir: PathBuf,
     pub news_path: Option<PathBuf>,
     pub currency: Currency,
@@ -358,6 +362,7 @@ fn resolve(
     }
     Ok(ResolvedConfig {
         config,
+        origin: origin.to_owned(),
         universe_dir,
         news_path,
         currency,

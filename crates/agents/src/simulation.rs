@@ -19,6 +19,7 @@ use tracing::Instrument;
 use tradeloom_core::{Decimal, Money, Quantity};
 use tradeloom_data::{NewsCorpus, Universe};
 use tradeloom_llm::{LlmProvider, OpenAiProvider, ProviderConfig};
+use tradeloom_net::{Outbound, SsrfErrorKind};
 use tradeloom_store::{
     Job, JobStatus, LeaderboardEntry, ModelDayKey, ModelDayStatus, ModelDayStop, NewJob,
     ResultsFilter, Store, StoreError, TradeAction, config_hash,
@@ -80,6 +81,9 @@ pub struct SimulatorOptions {
     pub max_concurrent_jobs: usize,
     /// Relative paths of inline (API) configs are resolved against this folder.
     pub base_dir: PathBuf,
+    /// The guarded client models are called through and the key variables configs may name
+    /// (`serve --http-allow`, `--llm-key-env`); a config that needs more is refused.
+    pub outbound: Outbound,
 }
 
 /// Runs simulation jobs against a store.
@@ -140,16 +144,22 @@ fn load_market(config: &ResolvedConfig) -> Result<Market, AgentError> {
     })
 }
 
-/// The provider of one model; the API key comes from the named environment variable.
-fn provider_for(config: &ResolvedConfig, model: &str) -> Result<Arc<dyn LlmProvider>, String> {
+/// The provider of one model, sending through the guarded client; the API key comes from the
+/// named environment variable, if the allow-list has it.
+fn provider_for(
+    config: &ResolvedConfig,
+    model: &str,
+    outbound: &Outbound,
+) -> Result<Arc<dyn LlmProvider>, String> {
     let m = config
         .model(model)
         .ok_or_else(|| format!("model `{model}` is not in the job's config"))?;
     let mut settings = ProviderConfig::new(m.base_url.clone(), m.model.clone());
     if let Some(var) = &m.api_key_env {
-        let key = std::env::var(var).map_err(|_| {
-            format!("environment variable {var} (api_key_env of model `{model}`) is not set")
-        })?;
+        let key = outbound
+            .secrets
+            .read(var)
+            .map_err(|e| format!("api_key_env of model `{model}`: {e}"))?;
         settings.api_key = Some(key);
     }
     settings.temperature = m.temperature;
@@ -160,7 +170,7 @@ fn provider_for(config: &ResolvedConfig, model: &str) -> Result<Arc<dyn LlmProvi
     if let Some(n) = m.max_retries {
         settings.max_retries = n;
     }
-    OpenAiProvider::new(settings)
+    OpenAiProvider::new(settings, &outbound.http)
         .map(|p| Arc::new(p) as Arc<dyn LlmProvider>)
         .map_err(|e| e.to_string())
 }
@@ -201,6 +211,7 @@ impl Simulator {
     /// `Started` for a new job or one with model-days left (interrupted, or failed and
     /// kill-switch-refused ones reset to pending), `Current` when every model-day is completed.
     pub async fn prepare(&self, config: &ResolvedConfig) -> Result<TriggerOutcome, AgentError> {
+        self.check_outbound(config).await?;
         let market = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || load_market(&config))
@@ -249,6 +260,39 @@ impl Simulator {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Refuses a config whose models name a key variable the allow-list does not have, or whose
+    /// endpoint the SSRF guard refuses (by scheme, name, address or path; a name that does not
+    /// resolve now is left to the run, which fails the model-days with the guard's reason).
+    /// Errors name the field (`models[0].base_url`) and the variable, never a value.
+    pub async fn check_outbound(&self, config: &ResolvedConfig) -> Result<(), AgentError> {
+        let outbound = &self.options.outbound;
+        for (i, m) in config.config.models.iter().enumerate() {
+            let place = |field: &str| format!("{}: models[{i}].{field}", config.origin);
+            if let Some(var) = &m.api_key_env
+                && let Err(e) = outbound.secrets.check(var)
+            {
+                return Err(AgentError::Config {
+                    place: place("api_key_env"),
+                    message: e.to_string(),
+                });
+            }
+            let endpoint = format!(
+                "{}/chat/completions",
+                m.base_url.trim().trim_end_matches('/')
+            );
+            match outbound.http.check(&endpoint).await {
+                Err(e) if e.is_refusal() && !matches!(e.kind, SsrfErrorKind::Dns { .. }) => {
+                    return Err(AgentError::Config {
+                        place: place("base_url"),
+                        message: format!("refused by the SSRF guard: {}", e.kind),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Starts `config` in the background (the API's trigger). Refuses with
@@ -450,7 +494,7 @@ impl Simulator {
             .model_names()
             .into_iter()
             .map(|m| {
-                let p = provider_for(&config, &m);
+                let p = provider_for(&config, &m, &self.options.outbound);
                 (m, p)
             })
             .collect();

@@ -65,6 +65,15 @@ async fn run_job(
             data_dir: data_dir.to_path_buf(),
             max_concurrent_jobs: 1,
             base_dir: data_dir.to_path_buf(),
+            // The benchmark's own mock, on loopback.
+            outbound: tradeloom_net::Outbound::new(
+                tradeloom_net::SsrfPolicy {
+                    allow_hosts: vec!["127.0.0.1".into()],
+                    ..tradeloom_net::SsrfPolicy::default()
+                },
+                tradeloom_net::SecretEnv::default(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         },
     );
     let resolved = config_from_value(config, data_dir)?;

@@ -12,6 +12,7 @@ use serde_json::json;
 use tradeloom_agents::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, load_config, run_to_end,
 };
+use tradeloom_net::{Outbound, SecretEnv, SsrfPolicy};
 use tradeloom_server::{AppState, LeaderboardResponse, leaderboard_of};
 use tradeloom_store::{JobStatus, ResultsFilter, Store, open_store};
 
@@ -43,6 +44,7 @@ fn simulator(
     store: Arc<dyn Store>,
     data_dir: &Path,
     max_concurrent_jobs: usize,
+    outbound: Outbound,
 ) -> Result<Arc<Simulator>> {
     Ok(Simulator::new(
         store,
@@ -50,6 +52,7 @@ fn simulator(
             data_dir: data_dir.to_path_buf(),
             max_concurrent_jobs,
             base_dir: std::env::current_dir().context("no current directory")?,
+            outbound,
         },
     ))
 }
@@ -73,6 +76,29 @@ fn pct(fraction: Option<&str>) -> String {
         }
         Err(_) => text.to_string(),
     }
+}
+
+/// The outbound access of `tradeloom simulate CONFIG`: the config file is the operator's own,
+/// so its models' endpoints (`host:port` each, whatever they resolve to) and its `api_key_env`
+/// names are allowed explicitly, and nothing else: a redirect elsewhere, a metadata path or a
+/// variable the file does not name is still refused by the same guard `serve` uses.
+fn outbound_of_config(config: &tradeloom_agents::ResolvedConfig) -> Result<Outbound> {
+    let mut policy = SsrfPolicy::default();
+    for m in &config.config.models {
+        let url = reqwest::Url::parse(m.base_url.trim())
+            .map_err(|e| anyhow::anyhow!("models `{}`: base_url: {e}", m.name))?;
+        if let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) {
+            policy.allow_hosts.push(format!("{host}:{port}"));
+        }
+    }
+    let secrets = SecretEnv::new(
+        config
+            .config
+            .models
+            .iter()
+            .filter_map(|m| m.api_key_env.clone()),
+    );
+    Outbound::new(policy, secrets).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn leaderboard_table(board: &LeaderboardResponse, currency: &str) -> String {
@@ -142,7 +168,7 @@ pub fn simulate(
     let rt = runtime()?;
     rt.block_on(async {
         let store = open(data_dir, database_url).await?;
-        let sim = simulator(Arc::clone(&store), data_dir, 1)?;
+        let sim = simulator(Arc::clone(&store), data_dir, 1, outbound_of_config(&config)?)?;
         let bar = ProgressBar::hidden();
         if !quiet && !json_out && std::io::stderr().is_terminal() {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -511,7 +537,12 @@ pub fn serve(
     tradeloom_llm::install_crypto_provider();
     runtime()?.block_on(async {
         let store = open(data_dir, database_url).await?;
-        let sim = simulator(store.clone(), data_dir, max_concurrent_jobs)?;
+        let sim = simulator(
+            store.clone(),
+            data_dir,
+            max_concurrent_jobs,
+            workflows.outbound()?,
+        )?;
         let resumed = sim.resume_interrupted().await?;
         if !resumed.is_empty() {
             tracing::info!(jobs = ?resumed, "resuming interrupted simulation jobs");
@@ -574,14 +605,36 @@ pub fn mock_llm(addr: &str) -> Result<ExitCode> {
 /// `serve` settings of the workflow runtime.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WorkflowOptions {
-    /// Let `http` nodes reach this host, `host:port` or CIDR although the SSRF guard blocks it
-    /// (e.g. `127.0.0.1` for a local webhook receiver); repeatable or comma-separated.
+    /// Let outbound requests reach this host, `host:port` or CIDR although the SSRF guard
+    /// blocks it (e.g. `127.0.0.1:8089` for a local LLM, `127.0.0.1` for a local webhook
+    /// receiver): `http` nodes, agent and simulation LLM endpoints and health probes all go
+    /// through the guard. Repeatable or comma-separated.
     #[arg(
         long = "http-allow",
         env = "TRADELOOM_HTTP_ALLOW",
         value_delimiter = ','
     )]
     pub http_allow: Vec<String>,
+    /// Refuse URLs whose path starts with this (whole segments, on every host, allowed ones
+    /// included), in addition to the cloud metadata paths and `/.env`, `/.git` refused by
+    /// default; e.g. `/admin`. Repeatable or comma-separated.
+    #[arg(
+        long = "http-deny-path",
+        env = "TRADELOOM_HTTP_DENY_PATH",
+        value_delimiter = ','
+    )]
+    pub http_deny_path: Vec<String>,
+    /// An environment variable API callers and workflows may name as a secret's source (an
+    /// agent's or simulation model's `api_key_env`, an http node's secret header). Names
+    /// starting with `TRADELOOM_LLM_KEY_` or `TRADELOOM_SECRET_` are allowed without being
+    /// listed; no other variable of the server's environment can be named. Repeatable or
+    /// comma-separated.
+    #[arg(
+        long = "llm-key-env",
+        env = "TRADELOOM_LLM_KEY_ENV",
+        value_delimiter = ','
+    )]
+    pub llm_key_env: Vec<String>,
     /// Concurrent workers per node type.
     #[arg(long, env = "TRADELOOM_WORKFLOW_WORKERS", default_value_t = 8)]
     pub workflow_workers: usize,
@@ -594,6 +647,66 @@ pub struct WorkflowOptions {
 }
 
 impl WorkflowOptions {
+    /// The SSRF policy of `--http-allow` and `--http-deny-path`.
+    pub fn ssrf_policy(&self) -> Result<SsrfPolicy> {
+        let mut policy = SsrfPolicy::default();
+        for entry in self
+            .http_allow
+            .iter()
+            .map(|e| e.trim())
+            .filter(|e| !e.is_empty())
+        {
+            if entry.contains('/') {
+                let cidr = entry
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--http-allow {entry}: {e}"))?;
+                policy.allow_cidrs.push(cidr);
+            } else {
+                policy.allow_hosts.push(entry.to_string());
+            }
+        }
+        for path in self
+            .http_deny_path
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+        {
+            if !path.starts_with('/') {
+                anyhow::bail!("--http-deny-path {path}: a path starts with `/`, e.g. `/admin`");
+            }
+            policy.deny_paths.push(path.to_string());
+        }
+        policy
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--http-allow: {e}"))?;
+        Ok(policy)
+    }
+
+    /// The guarded client and key allow-list of `serve`, shared by the simulator, the workflow
+    /// runtime and the health probes.
+    pub fn outbound(&self) -> Result<Outbound> {
+        for name in &self.llm_key_env {
+            let name = name.trim();
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                anyhow::bail!(
+                    "--llm-key-env: `{name}` is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit)"
+                );
+            }
+        }
+        Outbound::new(
+            self.ssrf_policy()?,
+            SecretEnv::new(self.llm_key_env.iter().cloned()),
+        )
+        .map_err(|e| anyhow::anyhow!("--http-allow: {e}"))
+    }
+
     /// The workflow runtime `serve` runs, over an in-process queue.
     pub fn runtime(
         &self,
@@ -609,21 +722,8 @@ impl WorkflowOptions {
                 .pool_limits
                 .insert("agent".into(), self.agent_concurrency);
         }
-        for entry in self
-            .http_allow
-            .iter()
-            .map(|e| e.trim())
-            .filter(|e| !e.is_empty())
-        {
-            if entry.contains('/') {
-                let cidr = entry
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--http-allow {entry}: {e}"))?;
-                config.ssrf.allow_cidrs.push(cidr);
-            } else {
-                config.ssrf.allow_hosts.push(entry.to_string());
-            }
-        }
+        config.ssrf = self.ssrf_policy()?;
+        config.secrets = self.outbound()?.secrets;
         let queue: Arc<dyn tradeloom_queue::Queue> =
             Arc::new(tradeloom_queue::InMemoryQueue::new());
         tradeloom_orchestrator::Runtime::new(store, queue, config, Some(sim))

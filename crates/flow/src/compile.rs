@@ -36,12 +36,12 @@ use crate::duration::parse_duration_ms;
 use crate::error::{CompileError, CompileErrorKind as Kind, FlowError};
 use crate::field_path::{FieldPath, Segment};
 use crate::ir::{
-    AgentNode, BacktestNode, HitlNode, HttpNode, Ir, IrNode, NodeKind, RetryPolicy, SimulateNode,
-    SimulationSource, TransformNode, WaitNode,
+    AgentNode, BacktestNode, HeaderSource, HitlNode, HttpNode, Ir, IrNode, NodeKind, RetryPolicy,
+    SimulateNode, SimulationSource, TransformNode, WaitNode,
 };
 use crate::node_config::{
-    AgentConfig, BacktestConfig, HitlConfig, HttpConfig, ModelConfig, SimulateConfig,
-    TransformConfig, WaitConfig,
+    AgentConfig, BacktestConfig, HeaderConfig, HitlConfig, HttpConfig, ModelConfig,
+    SimulateConfig, TransformConfig, WaitConfig, is_env_name, is_sensitive_header,
 };
 use crate::predicate::Predicate;
 use crate::template::{JsonTemplate, Template};
@@ -541,7 +541,7 @@ impl<'d> Compiler<'d> {
             }
             NodeType::Http => {
                 let c: HttpConfig = self.config(&config, &cat)?;
-                NodeKind::Http(self.http(scope, c, &cat)?)
+                NodeKind::Http(self.http(scope, &node.id, c, &cat)?)
             }
             NodeType::Hitl => {
                 let c: HitlConfig = self.config(&config, &cat)?;
@@ -762,7 +762,13 @@ impl<'d> Compiler<'d> {
         })
     }
 
-    fn http(&mut self, scope: &Scope<'_>, c: HttpConfig, at: &FieldPath) -> Option<HttpNode> {
+    fn http(
+        &mut self,
+        scope: &Scope<'_>,
+        id: &str,
+        c: HttpConfig,
+        at: &FieldPath,
+    ) -> Option<HttpNode> {
         let mut ok = true;
         let url = self.template(scope, &c.url, &at.key("url"));
         if let Some(url) = &url {
@@ -794,11 +800,35 @@ impl<'d> Compiler<'d> {
                 );
                 ok = false;
             }
-            match self.template(scope, value, &path) {
-                Some(t) => {
-                    headers.insert(name.clone(), t);
+            match value {
+                HeaderConfig::Text(_) if is_sensitive_header(name) => {
+                    // The value is not echoed: it is the secret this rule keeps out.
+                    self.error(
+                        Kind::Config,
+                        path,
+                        format!(
+                            "node `{id}`: header `{name}` carries a credential, and definitions are readable by every viewer; reference an environment variable instead of writing its value: `{{env: NAME, prefix: \"Bearer \"}}`"
+                        ),
+                    );
+                    ok = false;
                 }
-                None => ok = false,
+                HeaderConfig::Text(text) => match self.template(scope, text, &path) {
+                    Some(t) => {
+                        headers.insert(name.clone(), HeaderSource::Template(t));
+                    }
+                    None => ok = false,
+                },
+                HeaderConfig::Secret(secret) if !is_env_name(&secret.env) => {
+                    self.error(
+                        Kind::Config,
+                        path.key("env"),
+                        "is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit); it names the variable that holds the secret, never the secret itself",
+                    );
+                    ok = false;
+                }
+                HeaderConfig::Secret(secret) => {
+                    headers.insert(name.clone(), HeaderSource::Secret(secret.clone()));
+                }
             }
         }
         let body = match &c.body {

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::definition::{InputDecl, Limits, Schedule};
-use crate::node_config::{Decision, HttpMethod, ModelConfig};
+use crate::node_config::{Decision, HttpMethod, ModelConfig, SecretRef};
 use crate::predicate::Predicate;
 use crate::template::{JsonTemplate, RenderError, Template};
 
@@ -79,12 +79,22 @@ pub struct AgentNode {
     pub max_steps: u32,
 }
 
+/// An `http` header's value, compiled.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum HeaderSource {
+    /// Rendered from the context.
+    Template(Template),
+    /// Read from the named (allow-listed) environment variable when the request is sent.
+    Secret(SecretRef),
+}
+
 /// `type: http`, compiled.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HttpNode {
     pub method: HttpMethod,
     pub url: Template,
-    pub headers: BTreeMap<String, Template>,
+    pub headers: BTreeMap<String, HeaderSource>,
     pub body: Option<JsonTemplate>,
 }
 

@@ -3,7 +3,7 @@
 //!
 //! ```yaml
 //! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY, temperature: 0.2, max_tokens: 512, timeout_ms: 30000}, prompt: "Assess {{ inputs.symbol }}", tools: [quote], max_steps: 8}}
-//! - {id: post, type: http, config: {method: POST, url: "https://hooks.example.com/x", headers: {X-Run: "{{ run.id }}"}, body: {text: "{{ think.answer }}"}}}
+//! - {id: post, type: http, config: {method: POST, url: "https://hooks.example.com/x", headers: {X-Run: "{{ run.id }}", Authorization: {env: TRADELOOM_SECRET_HOOK, prefix: "Bearer "}}, body: {text: "{{ think.answer }}"}}}
 //! - {id: review, type: hitl, config: {prompt: "Trade?", expires_after: 1h, default: reject, approvers: [ops]}}
 //! - {id: sim, type: simulate, config: {config_path: sims/base.yaml}}     # or config: {config: {...}}
 //! - {id: bt, type: backtest, config: {spec_path: specs/goog.yaml}}
@@ -105,12 +105,92 @@ pub struct HttpConfig {
     pub method: HttpMethod,
     /// Template; when it starts with text, the text must start with `http://` or `https://`.
     pub url: String,
-    /// Header name → template.
+    /// Header name → template, or a secret held in an environment variable (`{env: NAME,
+    /// prefix: "Bearer "}`). A header that carries a credential (see
+    /// [`is_sensitive_header`]) must be a secret reference: definitions are readable by every
+    /// viewer, so a value written there is not secret.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderConfig>,
     /// Any JSON, strings being templates; a string body is sent as text, anything else as JSON.
     #[serde(default)]
     pub body: Option<Value>,
+}
+
+/// An `http` header's value as written: text (a template), or a reference to a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum HeaderConfig {
+    /// A template.
+    Text(String),
+    /// A secret read from the environment when the request is sent.
+    Secret(SecretRef),
+}
+
+impl<'de> Deserialize<'de> for HeaderConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = HeaderConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string (a template) or a secret reference {env: NAME, prefix: TEXT}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HeaderConfig, E> {
+                Ok(HeaderConfig::Text(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<HeaderConfig, A::Error> {
+                SecretRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(HeaderConfig::Secret)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A secret held in an environment variable of the server: the definition names the variable,
+/// never the value. The server sends it only if the operator allow-listed the variable (`serve
+/// --llm-key-env NAME`, or a name starting with `TRADELOOM_SECRET_` or `TRADELOOM_LLM_KEY_`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// The variable's name (`[A-Z_][A-Z0-9_]*`).
+    pub env: String,
+    /// Text sent before the value, e.g. `Bearer `; default none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+}
+
+/// Whether a header carries a credential, so that its value must not be written in a
+/// definition: `Authorization`, `Proxy-Authorization`, `Cookie`, and any name containing
+/// `token`, `secret`, `key`, `password`, `credential` or `session` (any case).
+pub fn is_sensitive_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || [
+        "token",
+        "secret",
+        "key",
+        "password",
+        "credential",
+        "session",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+/// Whether `name` is an environment variable name as tradeloom accepts them: `A-Z`, `0-9`, `_`,
+/// not starting with a digit.
+pub fn is_env_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// The outcome of a `hitl` node.

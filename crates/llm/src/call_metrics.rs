@@ -25,6 +25,7 @@ fn error_kind(error: &LlmError) -> &'static str {
         LlmError::Http { .. } => "http_error",
         LlmError::Timeout { .. } => "timeout",
         LlmError::Transport { .. } => "transport",
+        LlmError::Refused { .. } => "refused",
         LlmError::Decode { .. } => "decode",
         LlmError::Config(_) => "config",
         LlmError::RetriesExhausted { last, .. } => error_kind(last),

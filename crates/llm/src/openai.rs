@@ -7,8 +7,11 @@ use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
+use reqwest::{Method, StatusCode, Url};
+use tradeloom_net::{GuardedClient, SsrfError, SsrfErrorKind};
 
 use crate::backoff::{Backoff, parse_retry_after};
 use crate::call_metrics;
@@ -99,11 +102,14 @@ impl fmt::Debug for ProviderConfig {
     }
 }
 
-/// An [`LlmProvider`] speaking the OpenAI chat-completions API over HTTP(S).
+/// An [`LlmProvider`] speaking the OpenAI chat-completions API over HTTP(S), through the SSRF
+/// guard's client: the endpoint (and every redirect) must pass the guard's policy, as every
+/// outbound request of tradeloom must.
 #[derive(Debug)]
 pub struct OpenAiProvider {
     config: ProviderConfig,
-    client: reqwest::Client,
+    /// The guarded client, its exchange limit set to the attempt timeout.
+    http: GuardedClient,
     endpoint: Url,
     /// `endpoint` without credentials or query, for errors and logs.
     shown_endpoint: String,
@@ -112,26 +118,22 @@ pub struct OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    /// A provider with its own HTTP client. Installs the TLS crypto provider if needed.
+    /// A provider sending through `http` (whose policy decides which endpoints it may reach).
+    /// Installs the TLS crypto provider if needed.
     ///
     /// Fails with [`LlmError::Config`] when `base_url` is not an `http`/`https` URL or the API
-    /// key cannot be sent as a header.
-    pub fn new(config: ProviderConfig) -> Result<Self, LlmError> {
+    /// key cannot be sent as a header. The guard is applied when a request is sent (a refusal
+    /// is [`LlmError::Refused`]); [`GuardedClient::check`] refuses a configuration earlier.
+    pub fn new(config: ProviderConfig, http: &GuardedClient) -> Result<Self, LlmError> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("tradeloom-llm/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| LlmError::Config(format!("cannot build the HTTP client: {error}")))?;
-        Self::with_client(config, client)
-    }
-
-    /// A provider using `client` (e.g. one with an SSRF-guarding resolver or a proxy). The
-    /// caller must have installed a TLS crypto provider before building `client`.
-    pub fn with_client(config: ProviderConfig, client: reqwest::Client) -> Result<Self, LlmError> {
         let endpoint = chat_completions_url(&config.base_url)?;
         let shown_endpoint = redact_url(endpoint.as_str());
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("tradeloom-llm/", env!("CARGO_PKG_VERSION"))),
+        );
         if let Some(key) = &config.api_key {
             let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
                 LlmError::Config(
@@ -143,8 +145,8 @@ impl OpenAiProvider {
         }
         let backoff = Backoff::new(config.backoff_base, config.backoff_max);
         Ok(OpenAiProvider {
+            http: http.with_timeout(config.timeout),
             config,
-            client,
             endpoint,
             shown_endpoint,
             headers,
@@ -163,43 +165,23 @@ impl OpenAiProvider {
 
     /// One HTTP attempt: send, read the whole body within the timeout, decode.
     async fn attempt(&self, body: &[u8]) -> Result<ChatResponse, Failure> {
-        let exchange = async {
-            let response = self
-                .client
-                .post(self.endpoint.clone())
-                .headers(self.headers.clone())
-                .body(body.to_vec())
-                .send()
-                .await?;
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| parse_retry_after(value, SystemTime::now()));
-            let bytes = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, retry_after, bytes))
-        };
-        let (status, retry_after, bytes) =
-            match tokio::time::timeout(self.config.timeout, exchange).await {
-                Err(_elapsed) => return Err(Failure::retryable(self.timeout_error())),
-                Ok(Err(error)) if error.is_timeout() => {
-                    return Err(Failure::retryable(self.timeout_error()));
-                }
-                Ok(Err(error)) if error.is_decode() => {
-                    return Err(Failure::fatal(LlmError::Decode {
-                        url: self.shown_endpoint.clone(),
-                        message: error_chain(&error),
-                    }));
-                }
-                Ok(Err(error)) => {
-                    return Err(Failure::retryable(LlmError::Transport {
-                        url: self.shown_endpoint.clone(),
-                        message: error_chain(&error),
-                    }));
-                }
-                Ok(Ok(exchange)) => exchange,
-            };
+        let response = self
+            .http
+            .send(
+                Method::POST,
+                self.endpoint.as_str(),
+                self.headers.clone(),
+                Some(body.to_vec()),
+            )
+            .await
+            .map_err(|error| self.transport_failure(error))?;
+        let status = response.status;
+        let retry_after = response
+            .headers
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| parse_retry_after(value, SystemTime::now()));
+        let bytes = response.body;
         if !status.is_success() {
             let error = LlmError::Http {
                 status: status.as_u16(),
@@ -221,6 +203,37 @@ impl OpenAiProvider {
             });
         }
         self.decode(&bytes).map_err(Failure::fatal)
+    }
+
+    /// What a failed exchange means for the call: the guard's refusals and oversized or
+    /// misdirected answers are final, timeouts and connection failures may pass.
+    fn transport_failure(&self, error: SsrfError) -> Failure {
+        let url = self.shown_endpoint.clone();
+        if error.is_refusal() {
+            let redirected = error
+                .redirected_from
+                .as_ref()
+                .map(|_| format!(" (redirected to {})", error.url))
+                .unwrap_or_default();
+            return Failure::fatal(LlmError::Refused {
+                url,
+                message: format!("{}{redirected}", error.kind),
+            });
+        }
+        match error.kind {
+            SsrfErrorKind::Timeout { .. } => Failure::retryable(self.timeout_error()),
+            SsrfErrorKind::Http(message) => {
+                Failure::retryable(LlmError::Transport { url, message })
+            }
+            kind @ SsrfErrorKind::TooLarge { .. } => Failure::fatal(LlmError::Decode {
+                url,
+                message: kind.to_string(),
+            }),
+            kind => Failure::fatal(LlmError::Transport {
+                url,
+                message: kind.to_string(),
+            }),
+        }
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<ChatResponse, LlmError> {
@@ -437,29 +450,6 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// An error and its sources, joined with `: `, without the URL reqwest puts in its message.
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut message = String::new();
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(source) = current {
-        let text = source.to_string();
-        let text = match source.downcast_ref::<reqwest::Error>() {
-            Some(_) if text.contains(" for url (") => text
-                .split(" for url (")
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            _ => text,
-        };
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-        current = source.source();
-    }
-    message
-}
-
 fn truncate(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
@@ -504,7 +494,7 @@ mod tests {
     fn secrets_stay_out_of_debug_and_urls() {
         let mut config = ProviderConfig::new("https://user:pw@host/v1", "m");
         config.api_key = Some("sk-very-secret".into());
-        let provider = OpenAiProvider::new(config).unwrap();
+        let provider = OpenAiProvider::new(config, &GuardedClient::strict()).unwrap();
         let shown = format!("{provider:?}");
         assert!(!shown.contains("sk-very-secret"), "{shown}");
         assert!(!shown.contains("pw@"), "{shown}");

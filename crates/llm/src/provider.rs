@@ -30,6 +30,9 @@ pub enum LlmError {
     /// Could not connect or the connection broke.
     #[error("cannot reach {url}: {message}")]
     Transport { url: String, message: String },
+    /// The SSRF guard refused the endpoint (or a redirect from it); nothing was sent there.
+    #[error("refused by the SSRF guard: {url}: {message}")]
+    Refused { url: String, message: String },
     /// The body was not a chat-completions response.
     #[error("unexpected response from {url}: {message}")]
     Decode { url: String, message: String },

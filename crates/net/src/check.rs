@@ -31,7 +31,8 @@ pub struct CheckedTarget {
 /// Refused, in this order: text that is not a URL; a scheme other than `http`/`https`; a URL
 /// without host; then, unless an `allow_hosts` entry matches the host (and port), a blocked name
 /// (localhost, cloud metadata hosts, `*.internal`) and any resolved address in a blocked range
-/// (see [`crate::address`]) that `allow_cidrs` does not cover. A host is resolved through
+/// (see [`crate::address`]) that `allow_cidrs` does not cover; last, on every host
+/// (allow-listed ones included), a path under one of the policy's `deny_paths`. A host is resolved through
 /// `policy.resolve` when it has an entry there, else through the system resolver
 /// (`getaddrinfo`); a name that does not resolve is refused. Userinfo (`http://user@host/`) is
 /// allowed: the host after `@` is the one judged.
@@ -88,6 +89,13 @@ pub async fn check_url(policy: &SsrfPolicy, url_text: &str) -> Result<CheckedTar
                 return Err(fail(SsrfErrorKind::Blocked { host, addr, block }));
             }
         }
+    }
+    // Last: a refused address is the more telling reason; allow-listed hosts get here too.
+    if let Some(rule) = policy.denied_path(url.path()) {
+        return Err(fail(SsrfErrorKind::BlockedPath {
+            path: url.path().to_owned(),
+            rule: rule.to_owned(),
+        }));
     }
     let mut addrs: Vec<SocketAddr> = Vec::with_capacity(ips.len());
     for ip in ips {

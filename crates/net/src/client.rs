@@ -10,7 +10,7 @@ use reqwest::header::{AUTHORIZATION, COOKIE, HeaderMap, LOCATION, PROXY_AUTHORIZ
 use reqwest::{Method, StatusCode, Url};
 
 use crate::check::{CheckedTarget, check_url};
-use crate::error::{SsrfError, SsrfErrorKind};
+use crate::error::{SsrfError, SsrfErrorKind, redact_userinfo};
 use crate::policy::{AllowHostError, SsrfPolicy};
 
 /// A response read in full, within the policy's size and time bounds.
@@ -60,17 +60,35 @@ impl GuardedClient {
     /// of its own and would otherwise panic on the first HTTPS client).
     pub fn new(policy: SsrfPolicy) -> Result<Self, AllowHostError> {
         policy.validate()?;
-        static INSTALL: Once = Once::new();
-        INSTALL.call_once(|| {
-            // Err means a provider is already installed: that one is used, which is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
+        install_crypto_provider();
         Ok(Self { policy })
+    }
+
+    /// A client under the default policy (public addresses only), which cannot fail.
+    pub fn strict() -> Self {
+        install_crypto_provider();
+        Self {
+            policy: SsrfPolicy::default(),
+        }
     }
 
     /// The policy this client enforces.
     pub fn policy(&self) -> &SsrfPolicy {
         &self.policy
+    }
+
+    /// This client with another limit for a whole exchange (e.g. an LLM call's timeout, or a
+    /// short health probe); everything else in the policy stays.
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> Self {
+        let mut policy = self.policy.clone();
+        policy.timeout = timeout;
+        Self { policy }
+    }
+
+    /// Applies the guard to `url` without connecting (see [`check_url`]): to refuse a
+    /// configuration before anything runs.
+    pub async fn check(&self, url: &str) -> Result<CheckedTarget, SsrfError> {
+        check_url(&self.policy, url).await
     }
 
     /// Sends `method url` with `headers` and `body`, following redirects (each target checked
@@ -114,7 +132,7 @@ impl GuardedClient {
         let mut redirects = 0u32;
         loop {
             let with_context = |mut e: SsrfError| {
-                e.redirected_from.clone_from(&redirected_from);
+                e.redirected_from = redirected_from.clone().map(redact_userinfo);
                 e
             };
             let target = check_url(&self.policy, &current)
@@ -215,6 +233,14 @@ impl GuardedClient {
             final_url: target.url,
         })
     }
+}
+
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Err means a provider is already installed: that one is used, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 fn is_followed_redirect(status: StatusCode) -> bool {

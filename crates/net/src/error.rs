@@ -19,6 +19,25 @@ pub struct SsrfError {
     pub kind: SsrfErrorKind,
 }
 
+/// `url` without its userinfo (`http://user:pw@h/` → `http://h/`), which may be a credential
+/// that errors and logs must not show.
+pub(crate) fn redact_userinfo(url: String) -> String {
+    match reqwest::Url::parse(url.trim()) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            // Only fails for URLs that cannot have credentials, which then have none.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url,
+        // Unparsable text may still hold `user:pw@`; cut everything up to the last `@`.
+        Err(_) => match url.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => url,
+        },
+    }
+}
+
 fn redirect_note(from: &Option<String>) -> String {
     from.as_ref()
         .map(|f| format!(" (redirected from {f})"))
@@ -28,7 +47,7 @@ fn redirect_note(from: &Option<String>) -> String {
 impl SsrfError {
     pub(crate) fn new(url: impl Into<String>, kind: SsrfErrorKind) -> Self {
         Self {
-            url: url.into(),
+            url: redact_userinfo(url.into()),
             redirected_from: None,
             kind,
         }
@@ -43,6 +62,7 @@ impl SsrfError {
                 | SsrfErrorKind::NoHost
                 | SsrfErrorKind::BlockedHost { .. }
                 | SsrfErrorKind::Blocked { .. }
+                | SsrfErrorKind::BlockedPath { .. }
                 | SsrfErrorKind::Dns { .. }
                 | SsrfErrorKind::Policy(_)
         )
@@ -72,6 +92,9 @@ pub enum SsrfErrorKind {
         addr: IpAddr,
         block: AddressBlock,
     },
+    /// The path falls under a [`crate::SsrfPolicy::deny_paths`] entry (on any host).
+    #[error("path `{path}` is blocked (under `{rule}`)")]
+    BlockedPath { path: String, rule: String },
     /// The host name did not resolve (or resolved to nothing); such a URL is refused.
     #[error("cannot resolve `{host}`: {reason}")]
     Dns { host: String, reason: String },

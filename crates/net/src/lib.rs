@@ -1,4 +1,5 @@
-//! net: the outbound HTTP client of workflow nodes, behind an SSRF guard.
+//! net: the one outbound HTTP client of tradeloom (workflow nodes, LLM endpoints of agents and
+//! simulation jobs, health probes), behind an SSRF guard.
 //!
 //! [`check_url`] decides whether a URL may be fetched: `http`/`https` only, and every address
 //! its host resolves to outside the loopback, private, link-local, CGNAT, multicast,
@@ -7,6 +8,9 @@
 //! that connect only to the addresses the check accepted, re-checks every redirect and bounds the
 //! response's size and time. [`SsrfPolicy`] holds the exceptions (for tests and local services)
 //! and the bounds.
+//!
+//! [`SecretEnv`] is the allow-list of environment variables that API callers and workflows may
+//! name as a secret's source (model API keys, secret headers).
 //!
 //! [`connectivity`] records which environment variables the providers of a run or job need
 //! (set or not, never their values) and probes the endpoints that are on this host.
@@ -20,12 +24,17 @@ mod client;
 pub mod connectivity;
 mod error;
 mod host;
+mod outbound;
 mod policy;
+mod secret_env;
 
 pub use check::{CheckedTarget, check_url};
 pub use cidr::{Cidr, CidrParseError};
 pub use client::{GuardedClient, GuardedResponse};
 pub use error::{SsrfError, SsrfErrorKind};
+pub use outbound::Outbound;
 pub use policy::{
-    AllowHostError, DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, SsrfPolicy,
+    AllowHostError, DEFAULT_DENY_PATHS, DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT, SsrfPolicy,
 };
+pub use secret_env::{SECRET_ENV_PREFIXES, SecretEnv, SecretEnvError};

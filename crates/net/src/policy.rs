@@ -17,6 +17,19 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`SsrfPolicy::max_redirects`].
 pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
+/// Default [`SsrfPolicy::deny_paths`]: the cloud metadata APIs (AWS/OpenStack `/latest/…`,
+/// GCP `/computeMetadata`, Azure `/metadata`) and dot-files that hold secrets (`/.env`, `/.git`).
+/// They are refused on every host, allow-listed ones included: a metadata service reached
+/// through a proxy, a port forward or an allow-listed name is still a metadata service.
+pub const DEFAULT_DENY_PATHS: [&str; 7] = [
+    "/latest/meta-data",
+    "/latest/user-data",
+    "/latest/api/token",
+    "/computeMetadata",
+    "/metadata",
+    "/.env",
+    "/.git",
+];
 
 /// The SSRF guard's configuration. The default refuses every non-public address and allows
 /// nothing extra.
@@ -30,6 +43,7 @@ pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
 /// max_response_bytes: 10485760
 /// timeout_ms: 30000
 /// max_redirects: 5
+/// deny_paths: ["/latest/meta-data", "/admin"]    # replaces the default list
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,6 +70,12 @@ pub struct SsrfPolicy {
     pub timeout: Duration,
     /// Redirects followed before giving up; each target is checked like the first URL.
     pub max_redirects: u32,
+    /// Path prefixes refused on every host, allow-listed hosts included, on the first URL and
+    /// on every redirect. A prefix matches whole segments (`/metadata` refuses `/metadata` and
+    /// `/metadata/x`, not `/metadatax`), compared after percent-decoding, resolving `.`/`..`,
+    /// collapsing repeated slashes and lowercasing, so spelling variants a server reads as the
+    /// same path are refused too. Default [`DEFAULT_DENY_PATHS`].
+    pub deny_paths: Vec<String>,
 }
 
 impl Default for SsrfPolicy {
@@ -67,6 +87,7 @@ impl Default for SsrfPolicy {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             timeout: DEFAULT_TIMEOUT,
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            deny_paths: DEFAULT_DENY_PATHS.iter().map(|p| (*p).to_owned()).collect(),
         }
     }
 }
@@ -108,6 +129,16 @@ impl SsrfPolicy {
             .map(|(_, addrs)| addrs.as_slice())
     }
 
+    /// The `deny_paths` entry that refuses `path` (a URL's path as the URL parser left it), if
+    /// one does.
+    pub(crate) fn denied_path(&self, path: &str) -> Option<&str> {
+        let segments = path_segments(path);
+        self.deny_paths
+            .iter()
+            .find(|rule| segments.starts_with(&path_segments(rule)))
+            .map(String::as_str)
+    }
+
     /// Whether `ip` is in `allow_cidrs`.
     pub(crate) fn allows_addr(&self, ip: IpAddr) -> bool {
         self.allow_cidrs.iter().any(|c| c.contains(ip))
@@ -122,6 +153,47 @@ impl HostRule {
                 .port
                 .is_none_or(|p| Some(p) == url.port_or_known_default())
     }
+}
+
+/// The segments of a path as a server would read it: percent-decoded (so `%2f` separates and
+/// `%61` is `a`), a backslash read as `/`, empty and `.` segments dropped, `..` going up, lowercase.
+fn path_segments(path: &str) -> Vec<String> {
+    let decoded = percent_decode(path).to_lowercase();
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s.to_owned()),
+        }
+    }
+    segments
+}
+
+/// `%XX` sequences decoded (invalid ones kept as written), bytes read as UTF-8, lossily.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(Some(hi)), Some(Some(lo))) = (
+                bytes.get(i + 1).map(|b| hex(*b)),
+                bytes.get(i + 2).map(|b| hex(*b)),
+            )
+        {
+            // Two hex digits make at most 255.
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn parse_rule(entry: &str) -> Result<HostRule, AllowHostError> {
@@ -210,6 +282,45 @@ mod tests {
     }
 
     #[test]
+    fn path_rules_match_whole_segments_of_the_decoded_path() {
+        let policy = SsrfPolicy::default();
+        for denied in [
+            "/latest/meta-data",
+            "/latest/meta-data/",
+            "/Latest/META-DATA/iam",
+            "//latest///meta-data",
+            "/l%61test/meta-data",
+            "/latest%2Fmeta-data",
+            "/x/../latest/meta-data",
+            "/latest\\meta-data",
+            "/metadata",
+            "/.env",
+        ] {
+            assert!(policy.denied_path(denied).is_some(), "{denied}");
+        }
+        for allowed in [
+            "/",
+            "/v1/models",
+            "/metadatax",
+            "/a/latest/meta-data",
+            "/%zz",
+            "/.environment",
+        ] {
+            assert_eq!(policy.denied_path(allowed), None, "{allowed}");
+        }
+        let everything = SsrfPolicy {
+            deny_paths: vec!["/".into()],
+            ..SsrfPolicy::default()
+        };
+        assert!(everything.denied_path("/anything").is_some());
+        let none = SsrfPolicy {
+            deny_paths: Vec::new(),
+            ..SsrfPolicy::default()
+        };
+        assert_eq!(none.denied_path("/latest/meta-data"), None);
+    }
+
+    #[test]
     fn bad_rules() {
         for bad in [
             "",
@@ -239,5 +350,8 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&policy).unwrap()).unwrap();
         assert_eq!(back, policy);
         assert!(serde_json::from_str::<SsrfPolicy>(r#"{"timeout":5}"#).is_err());
+        assert_eq!(policy.deny_paths.len(), DEFAULT_DENY_PATHS.len());
+        let replaced: SsrfPolicy = serde_json::from_str(r#"{"deny_paths":["/admin"]}"#).unwrap();
+        assert_eq!(replaced.deny_paths, ["/admin"]);
     }
 }

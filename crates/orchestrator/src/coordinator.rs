@@ -110,6 +110,8 @@ pub struct Coordinator {
     max_in_flight: usize,
     /// Routing latencies of completion signals (µs), when benchmarks ask for them.
     latencies: Mutex<Option<Vec<u64>>>,
+    /// The secret variables patches may name (see [`crate::secret_env`]).
+    secrets: tradeloom_net::SecretEnv,
 }
 
 impl Coordinator {
@@ -125,6 +127,7 @@ impl Coordinator {
             stopped,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             latencies: Mutex::new(None),
+            secrets: tradeloom_net::SecretEnv::default(),
         }
     }
 
@@ -143,6 +146,17 @@ impl Coordinator {
     /// committed, so workers stop the attempts they are running for them.
     pub fn stopped_runs(&self) -> &broadcast::Sender<String> {
         &self.stopped
+    }
+
+    /// This coordinator with `secrets` as the allow-list patches are checked against.
+    pub fn with_secret_env(mut self, secrets: tradeloom_net::SecretEnv) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The allow-list of secret variables patches are checked against.
+    pub fn secret_env(&self) -> &tradeloom_net::SecretEnv {
+        &self.secrets
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

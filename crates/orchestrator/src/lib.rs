@@ -11,6 +11,7 @@ pub mod patch;
 pub mod plan;
 pub mod runtime;
 pub mod schedule;
+pub mod secret_env;
 pub mod signal;
 pub mod worker;
 

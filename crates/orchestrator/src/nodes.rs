@@ -10,13 +10,13 @@ use serde_json::{Map, Value, json};
 use tradeloom_agents::Simulator;
 use tradeloom_agents::TriggerOutcome;
 use tradeloom_flow::ir::{
-    AgentNode, BacktestNode, HttpNode, NodeKind, SimulateNode, SimulationSource,
+    AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, SimulateNode, SimulationSource,
 };
 use tradeloom_flow::{Context, IrNode};
 use tradeloom_llm::{
     ChatRequest, LlmError, LlmProvider, Message, OpenAiProvider, ProviderConfig, ToolSpec,
 };
-use tradeloom_net::GuardedClient;
+use tradeloom_net::{GuardedClient, SecretEnv};
 
 use crate::coordinator::Coordinator;
 use crate::patch::PatchOutcome;
@@ -45,10 +45,14 @@ impl NodeError {
     }
 }
 
-/// What executors share: outbound HTTP under the SSRF guard, the simulator, the data dir.
+/// What executors share: outbound HTTP under the SSRF guard, the secret variables nodes may
+/// read, the simulator, the data dir.
 #[derive(Debug)]
 pub struct NodeEnv {
+    /// Every request of `http` and `agent` nodes goes through it.
     pub http: GuardedClient,
+    /// The only way nodes read a secret named in a definition.
+    pub secrets: SecretEnv,
     pub simulator: Option<Arc<Simulator>>,
     pub data_dir: PathBuf,
     /// Relative paths in node configs (simulation configs, run specs) resolve against this.
@@ -77,7 +81,7 @@ pub async fn execute(
             .map_err(|e| NodeError::permanent(format!("output: {e}"))),
         NodeKind::Wait(w) => Ok(json!({"waited_ms": w.duration_ms})),
         NodeKind::Http(h) => http(env, h, &a).await,
-        NodeKind::Agent(agent_node) => agent(coordinator, agent_node, &a).await,
+        NodeKind::Agent(agent_node) => agent(env, coordinator, agent_node, &a).await,
         NodeKind::Simulate(s) => simulate(env, s, context, a.run_id).await,
         NodeKind::Backtest(b) => backtest(env, b, context, a.run_id).await,
         NodeKind::Hitl(_) => Err(NodeError::permanent(
@@ -96,14 +100,31 @@ async fn http(env: &NodeEnv, h: &HttpNode, a: &Attempt<'_>) -> Result<Value, Nod
         .render_string(context)
         .map_err(|e| NodeError::permanent(format!("url: {e}")))?;
     let mut headers = HeaderMap::new();
-    for (name, template) in &h.headers {
-        let value = template
-            .render_string(context)
-            .map_err(|e| NodeError::permanent(format!("headers.{name}: {e}")))?;
+    for (name, source) in &h.headers {
+        let (value, secret) = match source {
+            HeaderSource::Template(template) => (
+                template
+                    .render_string(context)
+                    .map_err(|e| NodeError::permanent(format!("headers.{name}: {e}")))?,
+                false,
+            ),
+            HeaderSource::Secret(secret) => {
+                let value = env
+                    .secrets
+                    .read(&secret.env)
+                    .map_err(|e| NodeError::permanent(format!("headers.{name}: {e}")))?;
+                (format!("{}{value}", secret.prefix), true)
+            }
+        };
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| NodeError::permanent(format!("headers.{name}: {e}")))?;
-        let value = HeaderValue::from_str(&value)
-            .map_err(|e| NodeError::permanent(format!("headers.{name}: {e}")))?;
+        // The error of a secret's value does not quote it.
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            NodeError::permanent(format!(
+                "headers.{name}: the value has characters not allowed in an HTTP header"
+            ))
+        })?;
+        value.set_sensitive(secret);
         headers.insert(name, value);
     }
     // Receivers deduplicate redelivered requests by this key: stable across retries of the
@@ -133,7 +154,7 @@ async fn http(env: &NodeEnv, h: &HttpNode, a: &Attempt<'_>) -> Result<Value, Nod
         .await
         .map_err(|e| {
             if e.is_refusal() {
-                NodeError::permanent(e.to_string())
+                NodeError::permanent(format!("refused by the SSRF guard: {e}"))
             } else {
                 NodeError::transient(e.to_string())
             }
@@ -199,7 +220,7 @@ fn llm_error(e: LlmError) -> NodeError {
         LlmError::Timeout { .. }
         | LlmError::Transport { .. }
         | LlmError::RetriesExhausted { .. } => true,
-        LlmError::Decode { .. } | LlmError::Config(_) => false,
+        LlmError::Decode { .. } | LlmError::Config(_) | LlmError::Refused { .. } => false,
     };
     NodeError {
         message: format!("LLM: {e}"),
@@ -208,6 +229,7 @@ fn llm_error(e: LlmError) -> NodeError {
 }
 
 async fn agent(
+    env: &NodeEnv,
     coordinator: &Arc<Coordinator>,
     node: &AgentNode,
     a: &Attempt<'_>,
@@ -237,11 +259,10 @@ async fn agent(
     }
     let mut config = ProviderConfig::new(node.model.base_url.clone(), node.model.model.clone());
     if let Some(var) = &node.model.api_key_env {
-        let key = std::env::var(var).map_err(|_| {
-            NodeError::permanent(format!(
-                "model.api_key_env: environment variable `{var}` is not set"
-            ))
-        })?;
+        let key = env
+            .secrets
+            .read(var)
+            .map_err(|e| NodeError::permanent(format!("model.api_key_env: {e}")))?;
         config.api_key = Some(key);
     }
     // Sampling and limits as the definition sets them (the compiler checked their ranges);
@@ -254,7 +275,7 @@ async fn agent(
     if let Some(n) = node.model.max_retries {
         config.max_retries = n;
     }
-    let provider = OpenAiProvider::new(config).map_err(llm_error)?;
+    let provider = OpenAiProvider::new(config, &env.http).map_err(llm_error)?;
     let mut messages = vec![Message::system(AGENT_SYSTEM_PROMPT), Message::user(prompt)];
     let mut usage = (0u64, 0u64, 0u64);
     let mut tool_calls = 0u32;

@@ -92,6 +92,14 @@ impl Coordinator {
                     });
                 }
             };
+            // An agent (or an API caller) must not name a variable the operator did not allow.
+            let secret_problems =
+                crate::secret_env::definition_problems(&patched, self.secret_env());
+            if !secret_problems.is_empty() {
+                return Ok(PatchOutcome::Rejected {
+                    reasons: secret_problems.iter().map(ToString::to_string).collect(),
+                });
+            }
             let added_agents = tradeloom_flow::patch::added_agent_nodes(&current, &patched) as u32;
             let text = tradeloom_core::canonical_json(&patched.to_json_value());
             let new_definition = self.store().put_blob("workflow_definition", &text).await?;

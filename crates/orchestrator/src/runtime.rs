@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tradeloom_agents::Simulator;
-use tradeloom_net::{GuardedClient, SsrfPolicy};
+use tradeloom_net::{GuardedClient, SecretEnv, SsrfPolicy};
 use tradeloom_queue::Queue;
 use tradeloom_store::{
     Approval, ApprovalStatus, Decision, NewWorkflowRun, NodeStatus, Patch, RunStatus, Store,
@@ -32,8 +32,11 @@ pub const WORKER_POOLS: [&str; 6] = ["transform", "wait", "http", "agent", "simu
 /// Settings of the runtime.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// The SSRF guard of `http` nodes.
+    /// The SSRF guard of every outbound request of nodes (`http` nodes, agents' LLM endpoints).
     pub ssrf: SsrfPolicy,
+    /// The environment variables definitions may name as secrets (agents' `api_key_env`,
+    /// http nodes' secret headers); default: the documented prefixes only.
+    pub secrets: SecretEnv,
     /// Backtest run folders go under this.
     pub data_dir: PathBuf,
     /// Relative paths in node configs resolve against this.
@@ -54,6 +57,7 @@ impl RuntimeConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         RuntimeConfig {
             ssrf: SsrfPolicy::default(),
+            secrets: SecretEnv::default(),
             base_dir: data_dir.clone(),
             data_dir,
             workers_per_pool: 8,
@@ -152,13 +156,15 @@ impl Runtime {
             })?;
         let coordinator = Arc::new(
             Coordinator::new(store, queue, Arc::new(Notify::new()))
-                .with_max_in_flight(config.max_in_flight_per_run),
+                .with_max_in_flight(config.max_in_flight_per_run)
+                .with_secret_env(config.secrets.clone()),
         );
         let cancellations = coordinator.stopped_runs().clone();
         let env = Arc::new(WorkerEnv {
             coordinator: coordinator.clone(),
             nodes: NodeEnv {
                 http,
+                secrets: config.secrets.clone(),
                 simulator,
                 data_dir: config.data_dir.clone(),
                 base_dir: config.base_dir.clone(),

@@ -5,8 +5,11 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use reqwest::Method;
+use reqwest::header::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
+use tradeloom_net::GuardedClient;
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -77,8 +80,16 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         }
     }
     let mut providers = Vec::with_capacity(urls.len());
+    // Through the guard, like the jobs' own requests: a stored job cannot make the server
+    // probe an address the operator did not allow.
+    let http = state
+        .simulator
+        .options()
+        .outbound
+        .http
+        .with_timeout(Duration::from_secs(3));
     for url in urls {
-        providers.push(probe(&state.http, url).await);
+        providers.push(probe(&http, url).await);
     }
     let status = if !store_health.ok {
         "unavailable"
@@ -106,16 +117,20 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
     )
 }
 
-async fn probe(http: &reqwest::Client, base_url: String) -> ProviderHealth {
+async fn probe(http: &GuardedClient, base_url: String) -> ProviderHealth {
     let url = format!("{}/models", base_url.trim_end_matches('/'));
     let started = Instant::now();
-    let result = http.get(&url).timeout(Duration::from_secs(3)).send().await;
+    let result = http.send(Method::GET, &url, HeaderMap::new(), None).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     let (ok, error) = match result {
         // Any HTTP answer means the endpoint is up; auth errors are the provider's to report.
-        Ok(r) if r.status().is_server_error() => (false, Some(format!("HTTP {}", r.status()))),
+        Ok(r) if r.status.is_server_error() => (false, Some(format!("HTTP {}", r.status))),
         Ok(_) => (true, None),
-        Err(e) => (false, Some(e.to_string())),
+        Err(e) if e.is_refusal() => (
+            false,
+            Some(format!("refused by the SSRF guard: {}", e.kind)),
+        ),
+        Err(e) => (false, Some(e.kind.to_string())),
     };
     ProviderHealth {
         base_url,

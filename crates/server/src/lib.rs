@@ -45,7 +45,6 @@ pub use ws::{EventHub, EventStreamOptions};
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub simulator: Arc<Simulator>,
-    http: reqwest::Client,
     started: Instant,
     /// Set with [`AppState::with_auth`].
     auth: Arc<auth::Auth>,
@@ -77,7 +76,6 @@ impl AppState {
         ));
         Self {
             simulator,
-            http: reqwest::Client::new(),
             started: Instant::now(),
             auth: Arc::new(auth::Auth::new(AuthMode::Off)),
             limiter: Arc::new(RateLimiter::new(RateLimits::unlimited())),

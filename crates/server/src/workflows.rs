@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tradeloom_flow::{Compiled, FlowError, compile, from_json_value};
+use tradeloom_net::SecretEnv;
+use tradeloom_orchestrator::secret_env::definition_problems;
 use tradeloom_store::{NewWorkflowVersion, StoreError, Workflow, WorkflowVersion};
 use utoipa::{IntoParams, ToSchema};
 
@@ -106,8 +108,12 @@ fn invalid(errors: Vec<Value>) -> ApiError {
     .with_details(json!({"errors": errors}))
 }
 
-/// Parses and compiles a definition sent as JSON.
-fn compile_body(body: &Value) -> Result<(Compiled, NewWorkflowVersion), ApiError> {
+/// Parses and compiles a definition sent as JSON; a variable it names as a secret that the
+/// server's allow-list (`serve --llm-key-env`) lacks is a problem like a compile error.
+fn compile_body(
+    body: &Value,
+    secrets: &SecretEnv,
+) -> Result<(Compiled, NewWorkflowVersion), ApiError> {
     let definition = from_json_value(body).map_err(|e| match e {
         FlowError::Invalid { path, message } => invalid(vec![
             json!({"code": "schema", "path": path, "message": message}),
@@ -116,14 +122,22 @@ fn compile_body(body: &Value) -> Result<(Compiled, NewWorkflowVersion), ApiError
             json!({"code": "schema", "path": ".", "message": other.to_string()}),
         ]),
     })?;
-    let compiled = compile(&definition).map_err(|errors| {
-        invalid(
-            errors
-                .iter()
-                .map(|e| json!({"code": e.kind.code(), "path": e.path.to_string(), "message": e.message}))
-                .collect(),
-        )
-    })?;
+    let problems = |errors: &[tradeloom_flow::CompileError], code: Option<&str>| {
+        errors
+            .iter()
+            .map(|e| json!({"code": code.unwrap_or(e.kind.code()), "path": e.path.to_string(), "message": e.message}))
+            .collect::<Vec<_>>()
+    };
+    let secret_errors = definition_problems(&definition, secrets);
+    let compiled = match compile(&definition) {
+        Ok(compiled) if secret_errors.is_empty() => compiled,
+        Ok(_) => return Err(invalid(problems(&secret_errors, Some("secret_env")))),
+        Err(errors) => {
+            let mut all = problems(&errors, None);
+            all.extend(problems(&secret_errors, Some("secret_env")));
+            return Err(invalid(all));
+        }
+    };
     let new = NewWorkflowVersion {
         name: definition.name.clone(),
         definition: definition.to_json_value().to_string(),
@@ -159,7 +173,7 @@ pub async fn create(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SavedWorkflow>), ApiError> {
     let Json(body) = body?;
-    let (compiled, new) = compile_body(&body)?;
+    let (compiled, new) = compile_body(&body, &state.simulator.options().outbound.secrets)?;
     let saved = state
         .simulator
         .store()
@@ -196,7 +210,7 @@ pub async fn update(
 ) -> Result<Json<SavedWorkflow>, ApiError> {
     let Path(id) = id?;
     let Json(body) = body?;
-    let (compiled, new) = compile_body(&body)?;
+    let (compiled, new) = compile_body(&body, &state.simulator.options().outbound.secrets)?;
     let (saved, changed) = state
         .simulator
         .store()

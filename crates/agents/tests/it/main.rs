@@ -28,7 +28,20 @@ pub fn provider(base_url: &str, model: &str) -> Arc<dyn LlmProvider> {
     config.max_retries = 1;
     config.backoff_base = std::time::Duration::from_millis(5);
     config.backoff_max = std::time::Duration::from_millis(20);
-    Arc::new(OpenAiProvider::new(config).unwrap())
+    Arc::new(OpenAiProvider::new(config, &loopback().http).unwrap())
+}
+
+/// Outbound access for tests: loopback (where the mock listens) allowed, as `serve
+/// --http-allow 127.0.0.1` allows it; the default key variables.
+pub fn loopback() -> tradeloom_net::Outbound {
+    tradeloom_net::Outbound::new(
+        tradeloom_net::SsrfPolicy {
+            allow_hosts: vec!["127.0.0.1".into()],
+            ..tradeloom_net::SsrfPolicy::default()
+        },
+        tradeloom_net::SecretEnv::default(),
+    )
+    .unwrap()
 }
 
 pub fn date(s: &str) -> NaiveDate {

@@ -28,6 +28,7 @@ async fn simulator_at(market: &Market, location: &str) -> Arc<Simulator> {
             data_dir: market.root().join("data"),
             max_concurrent_jobs: 1,
             base_dir: market.root().to_path_buf(),
+            outbound: crate::loopback(),
         },
     )
 }
@@ -406,5 +407,72 @@ async fn triggers_while_busy_answer_current_running_or_busy() {
             assert_eq!((running_job_id, limit), (running.id.clone(), 1));
         }
         other => panic!("expected Busy, got {other:?}"),
+    }
+}
+
+/// A job is refused before it is created when a model names a key variable that is not on the
+/// allow-list or an endpoint the SSRF guard refuses; errors name the field and the variable,
+/// never its value. A job already stored (e.g. under a wider policy before a restart) fails its
+/// model-days with the same reasons and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_needing_more_than_the_outbound_policy_allows_are_refused() {
+    let market = Market::create();
+    let sim = simulator(&market).await;
+    let base = start_mock().await;
+    // PATH is set in every environment: a variable of the server that must not leave it.
+    let secret = std::env::var("PATH").unwrap();
+    let with = |base_url: &str, key: Option<&str>| {
+        let mut value = config(base_url, &[("a", "momentum")], "2025-01-03");
+        if let Some(key) = key {
+            value["models"][0]["api_key_env"] = json!(key);
+        }
+        config_from_value(&value, market.root()).unwrap()
+    };
+    for (config, field, reason) in [
+        (
+            with(&base, Some("PATH")),
+            "config: models[0].api_key_env",
+            "`PATH` is not on this server's allow-list",
+        ),
+        (
+            with("http://169.254.169.254/v1", None),
+            "config: models[0].base_url",
+            "169.254.169.254 is blocked",
+        ),
+        (
+            with("http://127.0.0.1:9/latest/meta-data", None),
+            "config: models[0].base_url",
+            "is blocked (under `/latest/meta-data`)",
+        ),
+    ] {
+        let e = sim.prepare(&config).await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with(field) && text.contains(reason), "{text}");
+        assert!(!text.contains(&secret), "{text}");
+    }
+    assert!(sim.store().list_jobs(10, 0).await.unwrap().is_empty());
+
+    // A strict simulator runs a job stored by a permissive one: every model-day fails with
+    // the guard's reason.
+    let stored = with(&base, None);
+    let TriggerOutcome::Started { job, .. } = sim.prepare(&stored).await.unwrap() else {
+        panic!("a new job")
+    };
+    let strict = Simulator::new(
+        sim.store().clone(),
+        SimulatorOptions {
+            outbound: tradeloom_net::Outbound::strict(),
+            ..sim.options().clone()
+        },
+    );
+    let job = strict.run_job(&job.id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let report = sim.store().job_report(&job.id).await.unwrap();
+    for day in &report.model_days {
+        let error = day.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("refused by the SSRF guard") && error.contains("loopback"),
+            "{error}"
+        );
     }
 }

@@ -71,8 +71,20 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let mut outage = mock(ctx, "127.0.0.1:0", "mock-outage-1")?;
     let outage_url = outage.url.clone();
     let outage_port = outage.port()?;
-    // Retries are logged at debug level by the LLM client.
-    let serve = start_serve(ctx, "serve", &[("RUST_LOG", "info,tradeloom_llm=debug")])?;
+    // Both mocks are on loopback, which the SSRF guard lets through only when allowed (the
+    // outage mock comes back on the same port). Retries are logged at debug level by the LLM
+    // client.
+    let allow = [&steady.url, &outage_url]
+        .map(|u| u.trim_start_matches("http://").to_string())
+        .join(",");
+    let serve = start_serve(
+        ctx,
+        "serve",
+        &[
+            ("RUST_LOG", "info,tradeloom_llm=debug"),
+            ("TRADELOOM_HTTP_ALLOW", &allow),
+        ],
+    )?;
     let api = Api::new(&serve.url, Duration::from_secs(30))?;
     let body = json!({"config": config(ctx, &steady.url, &outage_url)?});
     let started = api.post("/simulate/trigger", &body).await?;

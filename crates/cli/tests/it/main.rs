@@ -14,6 +14,7 @@ mod health;
 mod killswitch;
 mod logs;
 mod metrics;
+mod outbound;
 mod reconcile;
 mod run;
 mod service;

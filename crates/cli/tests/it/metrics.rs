@@ -184,7 +184,14 @@ async fn serve_metrics_show_llm_calls_queue_depth_and_runs() {
     let mock = Service::mock_llm();
     let api = Service::serve_with(
         data.path(),
-        &["--rate-limit-per-key", "0", "--rate-limit-runs-light", "0"],
+        &[
+            "--rate-limit-per-key",
+            "0",
+            "--rate-limit-runs-light",
+            "0",
+            "--http-allow",
+            mock.authority(),
+        ],
         &[],
     );
     let client = reqwest::Client::new();

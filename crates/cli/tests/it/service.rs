@@ -67,6 +67,21 @@ impl Service {
         Self::start(&all, env)
     }
 
+    /// `host:port` of this service, for `serve --http-allow`.
+    pub fn authority(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// `tradeloom serve` on `data_dir` whose outbound requests (simulation and agent models)
+    /// may reach `mock`: `--http-allow 127.0.0.1:PORT`, that port only.
+    pub fn serve_for(data_dir: &Path, mock: &Service) -> Service {
+        Self::serve_with(
+            data_dir,
+            &["--http-allow", mock.authority()],
+            &[("MAX_CONCURRENT_JOBS", "1")],
+        )
+    }
+
     /// `tradeloom serve` on `data_dir` (SQLite under it).
     pub fn serve(data_dir: &Path, max_concurrent_jobs: &str) -> Service {
         Self::start(

@@ -100,7 +100,7 @@ fn usd(text: &str) -> Money {
 async fn three_models_five_days_over_http() {
     let data = TempDir::new().unwrap();
     let mock = Service::mock_llm();
-    let api = Service::serve(data.path(), "1");
+    let api = Service::serve_for(data.path(), &mock);
     let client = client();
     let body = json!({"config": config(&mock, &[("mom", "momentum"), ("rev", "mean_reversion"), ("bh", "buy_and_hold")], "2025-01-08")});
 
@@ -202,7 +202,7 @@ async fn three_models_five_days_over_http() {
 async fn a_faulty_model_makes_the_job_partial() {
     let data = TempDir::new().unwrap();
     let mock = Service::mock_llm();
-    let api = Service::serve(data.path(), "1");
+    let api = Service::serve_for(data.path(), &mock);
     let client = client();
     let body = json!({"config": config(&mock, &[("good", "momentum"), ("bad", "fault-bad-args")], "2025-01-06")});
     let (code, started) = post(&client, format!("{}/simulate/trigger", api.url), &body).await;
@@ -263,7 +263,7 @@ async fn a_faulty_model_makes_the_job_partial() {
 async fn bad_requests_get_json_errors() {
     let data = TempDir::new().unwrap();
     let mock = Service::mock_llm();
-    let api = Service::serve(data.path(), "1");
+    let api = Service::serve_for(data.path(), &mock);
     let client = client();
     let trigger = format!("{}/simulate/trigger", api.url);
 
@@ -395,7 +395,7 @@ async fn kill_9_mid_job_then_restart_resumes_without_duplicates() {
     // Slow models (~150 ms per LLM call) so the kill lands mid-job.
     let body = json!({"config": config(&mock, &[("a", "fault-slow-150"), ("b", "random-5")], "2025-01-10")});
     let job_id = {
-        let api = Service::serve(data.path(), "1");
+        let api = Service::serve_for(data.path(), &mock);
         let (code, started) = post(&client, format!("{}/simulate/trigger", api.url), &body).await;
         assert_eq!(code, StatusCode::ACCEPTED, "{started}");
         let job_id = started["job_id"].as_str().unwrap().to_string();
@@ -414,7 +414,7 @@ async fn kill_9_mid_job_then_restart_resumes_without_duplicates() {
         job_id
         // `api` dropped here: SIGKILL, no shutdown code runs.
     };
-    let api = Service::serve(data.path(), "1");
+    let api = Service::serve_for(data.path(), &mock);
     let status = wait_done(&client, &api.url, &job_id).await;
     assert_eq!(status["status"], "completed", "{status}");
     assert_eq!(status["progress"]["completed"], 14, "2 models × 7 days");

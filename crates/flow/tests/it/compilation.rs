@@ -312,3 +312,60 @@ nodes:
         ]
     );
 }
+
+#[test]
+fn secret_headers_are_references_never_values() {
+    let node = |headers: &str| {
+        format!(
+            "name: t\nnodes:\n  - {{id: post, type: http, config: {{method: POST, url: \"https://x\", headers: {headers}}}}}\n"
+        )
+    };
+    // A literal (or templated) value under a sensitive name is refused, naming node and header,
+    // and never echoing the value.
+    for (header, value) in [
+        ("Authorization", "Bearer xyz-secret-1"),
+        ("proxy-authorization", "Basic xyz-secret-1"),
+        ("Cookie", "session=xyz-secret-1"),
+        ("X-Api-Key", "xyz-secret-1"),
+        ("X-Auth-Token", "xyz-secret-1"),
+        ("X-Client-Secret", "{{ run.id }}xyz-secret-1"),
+    ] {
+        let errors = lines(&errors_of(&node(&format!("{{{header}: \"{value}\"}}"))));
+        assert!(
+            errors.contains(&format!("nodes[0].config.headers.{header}"))
+                && errors.contains("node `post`")
+                && errors.contains("{env: NAME"),
+            "{header}: {errors}"
+        );
+        assert!(!errors.contains("xyz-secret-1"), "{errors}");
+    }
+    // A reference to an environment variable compiles; so do ordinary headers.
+    let c = compiled(&node(
+        "{Authorization: {env: TRADELOOM_SECRET_HOOK, prefix: \"Bearer \"}, X-Api-Key: {env: TRADELOOM_SECRET_KEY}, X-Run: \"{{ run.id }}\"}",
+    ));
+    let NodeKind::Http(http) = c.ir.node("post").unwrap().kind() else {
+        panic!("post is an http node")
+    };
+    assert_eq!(http.headers.len(), 3);
+    // The IR, which viewers may read, holds the variable's name only.
+    let ir = c.ir.canonical_json();
+    assert!(
+        ir.contains("TRADELOOM_SECRET_HOOK") && ir.contains("Bearer "),
+        "{ir}"
+    );
+    // A bad reference is refused: not a variable name, unknown fields, a value not a string.
+    for (bad, expected) in [
+        (
+            "{Authorization: {env: \"not a name\"}}",
+            "not an environment variable name",
+        ),
+        (
+            "{Authorization: {env: A, value: b}}",
+            "headers.Authorization",
+        ),
+        ("{X-Run: {env: A, prefix: 1}}", "headers.X-Run"),
+    ] {
+        let errors = lines(&errors_of(&node(bad)));
+        assert!(errors.contains(expected), "{bad}: {errors}");
+    }
+}

@@ -10,7 +10,7 @@ use crate::support::{config, opening, request, start_mock};
 fn provider_with(base: &str, model: &str, max_retries: u32) -> OpenAiProvider {
     let mut config = config(base, model);
     config.max_retries = max_retries;
-    OpenAiProvider::new(config).unwrap()
+    OpenAiProvider::new(config, &crate::support::loopback()).unwrap()
 }
 
 async fn chat(provider: &OpenAiProvider) -> Result<tradeloom_llm::ChatResponse, LlmError> {
@@ -87,7 +87,7 @@ async fn rate_limit_honours_retry_after() {
     config.max_retries = 1;
     config.backoff_base = Duration::from_millis(1);
     config.backoff_max = Duration::from_secs(20);
-    let provider = OpenAiProvider::new(config).unwrap();
+    let provider = OpenAiProvider::new(config, &crate::support::loopback()).unwrap();
     let started = Instant::now();
     let error = chat(&provider).await.unwrap_err();
     let elapsed = started.elapsed();
@@ -109,7 +109,7 @@ async fn retry_after_is_capped_at_backoff_max() {
     let mut config = config(&base, "fault-http-429");
     config.max_retries = 2;
     config.backoff_max = Duration::from_millis(50);
-    let provider = OpenAiProvider::new(config).unwrap();
+    let provider = OpenAiProvider::new(config, &crate::support::loopback()).unwrap();
     let started = Instant::now();
     let error = chat(&provider).await.unwrap_err();
     assert!(
@@ -129,7 +129,7 @@ async fn slow_answer_times_out() {
     let mut config = config(&base, "fault-slow-3000");
     config.timeout = Duration::from_millis(200);
     config.max_retries = 0;
-    let provider = OpenAiProvider::new(config).unwrap();
+    let provider = OpenAiProvider::new(config, &crate::support::loopback()).unwrap();
     let started = Instant::now();
     let error = chat(&provider).await.unwrap_err();
     assert!(

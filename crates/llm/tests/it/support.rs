@@ -29,8 +29,18 @@ pub fn config(base_url: &str, model: &str) -> ProviderConfig {
     config
 }
 
+/// The guarded client the tests' providers send through: loopback (where the mock and the
+/// scripted servers listen) allowed, as `serve --http-allow 127.0.0.1` allows it.
+pub fn loopback() -> tradeloom_net::GuardedClient {
+    tradeloom_net::GuardedClient::new(tradeloom_net::SsrfPolicy {
+        allow_hosts: vec!["127.0.0.1".into()],
+        ..tradeloom_net::SsrfPolicy::default()
+    })
+    .unwrap()
+}
+
 pub fn provider(base_url: &str, model: &str) -> OpenAiProvider {
-    OpenAiProvider::new(config(base_url, model)).unwrap()
+    OpenAiProvider::new(config(base_url, model), &crate::support::loopback()).unwrap()
 }
 
 /// The six tools the agent offers.

@@ -79,7 +79,7 @@ async fn request_body_and_headers() {
     config.api_key = Some("sk-test-123".into());
     config.temperature = Some(0.2);
     config.max_tokens = Some(256);
-    let provider = OpenAiProvider::new(config).unwrap();
+    let provider = OpenAiProvider::new(config, &crate::support::loopback()).unwrap();
     let response = provider.chat(&conversation()).await.unwrap();
     assert_eq!(response.message, Message::assistant("ok"));
     assert_eq!(response.usage, Usage::default());
@@ -131,7 +131,8 @@ async fn ollama_style_response_is_accepted() {
         }),
     )
     .await;
-    let provider = OpenAiProvider::new(config(&base, "llama3")).unwrap();
+    let provider =
+        OpenAiProvider::new(config(&base, "llama3"), &crate::support::loopback()).unwrap();
     let response = provider.chat(&conversation()).await.unwrap();
     let calls = &response.message.tool_calls;
     assert_eq!(calls[0].id, "call_0");
@@ -162,7 +163,7 @@ async fn no_choices_is_a_decode_error() {
     .await;
     let mut config = config(&base, "m");
     config.max_retries = 3;
-    let provider = OpenAiProvider::new(config).unwrap();
+    let provider = OpenAiProvider::new(config, &crate::support::loopback()).unwrap();
     let error = provider.chat(&conversation()).await.unwrap_err();
     let LlmError::Decode { message, .. } = &error else {
         panic!("{error:?}");
@@ -183,7 +184,7 @@ async fn client_errors_are_not_retried_and_long_bodies_are_cut() {
     let mut config = config(&base, "m");
     config.max_retries = 3;
     config.api_key = Some("sk-secret-key".into());
-    let provider = OpenAiProvider::new(config).unwrap();
+    let provider = OpenAiProvider::new(config, &crate::support::loopback()).unwrap();
     let error = provider.chat(&conversation()).await.unwrap_err();
     let LlmError::Http { status, body, .. } = &error else {
         panic!("{error:?}");
@@ -199,7 +200,7 @@ async fn server_errors_are_retried_then_reported() {
     let (base, recorder) = scripted(503, json!({"error": {"message": "busy"}})).await;
     let mut config = config(&base, "m");
     config.max_retries = 2;
-    let provider = OpenAiProvider::new(config).unwrap();
+    let provider = OpenAiProvider::new(config, &crate::support::loopback()).unwrap();
     let error = provider.chat(&conversation()).await.unwrap_err();
     assert!(
         matches!(&error, LlmError::RetriesExhausted { attempts: 3, last } if matches!(last.as_ref(), LlmError::Http { status: 503, .. })),
@@ -211,7 +212,58 @@ async fn server_errors_are_retried_then_reported() {
 #[test]
 fn bad_base_urls_are_config_errors() {
     for base in ["ftp://host/v1", "localhost:8089/v1", ""] {
-        let error = OpenAiProvider::new(config(base, "m")).unwrap_err();
+        let error =
+            OpenAiProvider::new(config(base, "m"), &crate::support::loopback()).unwrap_err();
         assert!(matches!(error, LlmError::Config(_)), "{base}: {error:?}");
     }
+}
+
+/// Every request goes through the SSRF guard's client: an endpoint its policy does not allow
+/// (loopback, the metadata address, a blocked path) gets nothing, and the error says why.
+#[tokio::test]
+async fn the_guard_refuses_endpoints_its_policy_does_not_allow() {
+    let (base, recorder) = scripted(
+        200,
+        json!({"choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}),
+    )
+    .await;
+    let strict = tradeloom_net::GuardedClient::strict();
+    for (base, expected) in [
+        (base.as_str(), "127.0.0.1 is blocked (loopback"),
+        ("http://169.254.169.254/v1", "169.254.169.254 is blocked"),
+        ("http://metadata.google.internal/v1", "cloud metadata host"),
+    ] {
+        let mut config = config(base, "m");
+        config.api_key = Some("sk-never-sent".into());
+        config.max_retries = 3;
+        let provider = OpenAiProvider::new(config, &strict).unwrap();
+        let error = provider.chat(&conversation()).await.unwrap_err();
+        let text = error.to_string();
+        assert!(
+            matches!(error, LlmError::Refused { .. }),
+            "{base}: {error:?}"
+        );
+        assert!(
+            text.contains("refused by the SSRF guard") && text.contains(expected),
+            "{base}: {text}"
+        );
+        assert!(!text.contains("sk-never-sent"), "{text}");
+    }
+    // A path under the guard's deny list is refused even on an allowed host.
+    let provider = OpenAiProvider::new(
+        config(&base.replace("/v1", "/latest/meta-data"), "m"),
+        &crate::support::loopback(),
+    )
+    .unwrap();
+    let text = provider
+        .chat(&conversation())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("path") && text.contains("blocked"), "{text}");
+    assert!(recorder.requests.lock().unwrap().is_empty());
+    // Allowed, the same endpoint answers.
+    let provider = OpenAiProvider::new(config(&base, "m"), &crate::support::loopback()).unwrap();
+    provider.chat(&conversation()).await.unwrap();
+    assert_eq!(recorder.requests.lock().unwrap().len(), 1);
 }

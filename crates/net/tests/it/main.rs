@@ -4,6 +4,7 @@
 mod allow_list;
 mod client;
 mod hostile;
+mod paths;
 
 use std::net::SocketAddr;
 

@@ -296,6 +296,15 @@ async fn job(root: &Path, location: &str) -> (Arc<dyn Store>, String) {
             data_dir: root.join("data"),
             max_concurrent_jobs: 1,
             base_dir: root.to_path_buf(),
+            // The mock listens on loopback, as `serve --http-allow 127.0.0.1` allows.
+            outbound: tradeloom_net::Outbound::new(
+                tradeloom_net::SsrfPolicy {
+                    allow_hosts: vec!["127.0.0.1".into()],
+                    ..tradeloom_net::SsrfPolicy::default()
+                },
+                tradeloom_net::SecretEnv::default(),
+            )
+            .unwrap(),
         },
     );
     let models: Vec<_> = [("bh", "buy_and_hold"), ("mom", "momentum")]

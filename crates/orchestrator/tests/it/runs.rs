@@ -345,3 +345,41 @@ async fn http_nodes_send_templated_bodies() {
     })
     .await;
 }
+
+/// Secret headers are read only through the allow-list when the node runs: a variable that is
+/// not on it (a definition stored before the operator narrowed the list) fails the node naming
+/// the variable, and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secret_headers_name_only_allowed_variables() {
+    crate::harness::run_sqlite(|env| async move {
+        let sink = Sink::default();
+        let base = sink.serve().await;
+        for (var, expected) in [
+            (
+                "HOME",
+                "environment variable `HOME` is not on this server's allow-list",
+            ),
+            (
+                "TRADELOOM_SECRET_SURELY_UNSET_7",
+                "environment variable `TRADELOOM_SECRET_SURELY_UNSET_7` is not set",
+            ),
+        ] {
+            let id = env
+                .define(json!({"name": format!("secret-{var}"), "nodes": [
+                    {"id": "notify", "type": "http",
+                     "config": {"method": "POST", "url": format!("{base}/ok"),
+                                "headers": {"Authorization": {"env": var, "prefix": "Bearer "}}}},
+                ]}))
+                .await;
+            let run = env.start(&id, json!({})).await;
+            let view = env.wait_status(&run, RunStatus::Failed).await;
+            let error = view.nodes[0].error.clone().unwrap_or_default();
+            assert!(
+                error.contains("headers.Authorization") && error.contains(expected),
+                "{error}"
+            );
+        }
+        assert_eq!(sink.count("/ok"), 0);
+    })
+    .await;
+}

@@ -36,6 +36,7 @@ async fn start(auth: AuthMode) -> Server {
             data_dir: dir.path().join("data"),
             max_concurrent_jobs: 1,
             base_dir: dir.path().to_path_buf(),
+            outbound: tradeloom_net::Outbound::strict(),
         },
     );
     let state = AppState::new(simulator).with_auth(auth);

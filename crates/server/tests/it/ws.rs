@@ -51,6 +51,7 @@ async fn start(location: &str, options: EventStreamOptions) -> Server {
             data_dir: dir.path().join("data"),
             max_concurrent_jobs: 1,
             base_dir: dir.path().to_path_buf(),
+            outbound: tradeloom_net::Outbound::strict(),
         },
     );
     let hub = EventHub::new();
