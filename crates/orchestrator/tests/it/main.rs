@@ -3,6 +3,7 @@
 //! `http` nodes and mock-llm for `agent` nodes.
 #![allow(clippy::unwrap_used)]
 
+mod config_path;
 mod harness;
 mod kill_switch;
 mod patches;
