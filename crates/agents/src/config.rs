@@ -171,7 +171,11 @@ impl ResolvedConfig {
                     .collect(),
                 endpoint: Some(Endpoint {
                     name: m.name.clone(),
-                    url: format!("{}/models", m.base_url.trim_end_matches('/')),
+                    // Shown in connectivity files: never the credentials of a base_url.
+                    url: tradeloom_core::redact_userinfo(&format!(
+                        "{}/models",
+                        m.base_url.trim_end_matches('/')
+                    )),
                 }),
             })
             .collect();
@@ -233,6 +237,83 @@ fn parse_config(text: &str, origin: &str) -> Result<SimulationConfig, AgentError
         let (place, message) = tradeloom_core::locate_error(origin, e.to_string(), line_column);
         AgentError::Config { place, message }
     })
+}
+
+/// Reads the config file `path` for a caller who must not see its content (an API caller, a
+/// workflow): errors name `shown` (the file as the caller named it), the line and the field,
+/// and never quote a value of the file. The caller has checked that `path` may be read.
+pub(crate) fn load_config_quietly(path: &Path, shown: &str) -> Result<ResolvedConfig, AgentError> {
+    let text = std::fs::read_to_string(path).map_err(|e| AgentError::Config {
+        place: shown.to_string(),
+        message: match e.kind() {
+            std::io::ErrorKind::InvalidData => "the config is not UTF-8 text".to_string(),
+            _ => format!("cannot read the config: {}", e.kind()),
+        },
+    })?;
+    let config = parse_config(&text, shown).map_err(|e| match e {
+        AgentError::Config { place, message } => AgentError::Config {
+            place,
+            message: hide_values(&message),
+        },
+        other => other,
+    })?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    resolve(config, &base, shown)
+}
+
+/// A parse error without the values of the input it quotes: `invalid type: string "root:x:0:0",
+/// expected struct SimulationConfig` becomes `invalid type: string, expected struct
+/// SimulationConfig`. What follows `, expected` is the program's own words and is kept; so are
+/// field names that look like field names (`unknown field `modles``).
+pub(crate) fn hide_values(message: &str) -> String {
+    let (head, tail) = match message.find(", expected") {
+        Some(i) => message.split_at(i),
+        None => (message, ""),
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut chars = head.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    match d {
+                        _ if escaped => escaped = false,
+                        '\\' => escaped = true,
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                trim_space(&mut out);
+            }
+            '`' => {
+                let quoted: String = chars.by_ref().take_while(|&d| d != '`').collect();
+                let field_like = quoted.len() <= 64
+                    && !quoted.is_empty()
+                    && quoted
+                        .chars()
+                        .all(|d| d.is_ascii_alphanumeric() || "_-.".contains(d));
+                if out.ends_with("field ") && field_like {
+                    out.push('`');
+                    out.push_str(&quoted);
+                    out.push('`');
+                } else {
+                    trim_space(&mut out);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out.push_str(tail);
+    out
+}
+
+fn trim_space(out: &mut String) {
+    if out.ends_with(' ') {
+        out.pop();
+    }
 }
 
 fn absolute(base: &Path, path: &str) -> PathBuf {
@@ -392,6 +473,41 @@ mod tests {
         let path = dir.join("sim.yaml");
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn quiet_errors_hide_the_values_they_quote() {
+        let cases = [
+            (
+                r#"invalid type: string "root:x:0:0:root:/root:/bin/bash", expected struct SimulationConfig"#,
+                "invalid type: string, expected struct SimulationConfig",
+            ),
+            (
+                r#"models[0]: invalid type: string "A=\"b\" c", expected struct ModelConfig"#,
+                "models[0]: invalid type: string, expected struct ModelConfig",
+            ),
+            (
+                "unknown variant `hunter2`, expected `open` or `close`",
+                "unknown variant, expected `open` or `close`",
+            ),
+            (
+                "unknown field `modles`, expected one of `models`, `universe`",
+                "unknown field `modles`, expected one of `models`, `universe`",
+            ),
+            (
+                "unknown field `PASSWORD=hunter2`, expected one of `models`",
+                "unknown field, expected one of `models`",
+            ),
+            (
+                "invalid type: integer `123456`, expected a string",
+                "invalid type: integer, expected a string",
+            ),
+            ("missing field `models`", "missing field `models`"),
+            ("did not find expected key", "did not find expected key"),
+        ];
+        for (given, shown) in cases {
+            assert_eq!(hide_values(given), shown, "{given}");
+        }
     }
 
     const GOOD: &str = "models:\n  - name: a\n    base_url: http://127.0.0.1:1/v1\n    model: momentum\nuniverse: {path: uni}\nstart_date: 2025-01-02\nend_date: 2025-01-10\n";

@@ -8,6 +8,7 @@
 mod book;
 mod calc;
 mod config;
+mod config_dir;
 mod error;
 mod job_folder;
 mod order_gate;
@@ -22,6 +23,7 @@ pub use config::{
     ModelConfig, PathRef, ReferencePrice, ResolvedConfig, SimulationConfig, config_from_value,
     initial_value, load_config,
 };
+pub use config_dir::{ConfigDir, ConfigFile, ConfigPathError, MAX_CONFIG_BYTES};
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_dir};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};

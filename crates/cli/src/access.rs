@@ -70,6 +70,30 @@ pub struct ServeAccess {
     #[arg(long, env = "TRADELOOM_RATE_LIMIT_RUNS_HEAVY", value_name = "N",
           default_value_t = RateLimits::default().runs_heavy_per_min)]
     pub rate_limit_runs_heavy: u32,
+    /// A name (besides IP addresses and `localhost`) the server answers for in the `Host`
+    /// header, e.g. the name a proxy or the LAN uses; `*` accepts any. Repeatable or
+    /// comma-separated. Other hosts get 421: the check that stops DNS rebinding.
+    #[arg(
+        long = "allowed-host",
+        env = "TRADELOOM_ALLOWED_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// A web origin (`https://dashboard.example:8443`) whose pages may call the API from a
+    /// browser (CORS). Repeatable or comma-separated; other cross-origin browser requests get
+    /// 403.
+    #[arg(
+        long = "allow-origin",
+        env = "TRADELOOM_ALLOW_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origins: Vec<String>,
+    /// The folder whose simulation configs (and workflow run specs) API callers and workflows
+    /// may name with `config_path`/`spec_path`. Without it those paths are refused.
+    #[arg(long, env = "TRADELOOM_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<std::path::PathBuf>,
 }
 
 impl ServeAccess {
@@ -77,6 +101,42 @@ impl ServeAccess {
     pub fn auth_mode(&self, listening_on: IpAddr) -> AuthMode {
         self.auth
             .unwrap_or_else(|| AuthMode::default_for(listening_on))
+    }
+
+    /// `--config-dir`, checked (it must be an existing folder).
+    pub fn config_dir(&self) -> Result<Option<tradeloom_agents::ConfigDir>> {
+        self.config_dir
+            .as_deref()
+            .map(|dir| {
+                tradeloom_agents::ConfigDir::new(dir)
+                    .map_err(|e| anyhow::anyhow!("--config-dir {}: {e}", dir.display()))
+            })
+            .transpose()
+    }
+
+    /// `--allowed-host` entries, trimmed, without empty ones.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        trimmed(&self.allowed_hosts)
+    }
+
+    /// `--allow-origin` entries, checked to be `http(s)://host[:port]`.
+    pub fn allow_origins(&self) -> Result<Vec<String>> {
+        let origins = trimmed(&self.allow_origins);
+        for o in &origins {
+            let valid = ["http://", "https://"].iter().any(|scheme| {
+                o.strip_prefix(scheme).is_some_and(|rest| {
+                    let rest = rest.trim_end_matches('/');
+                    !rest.is_empty() && !rest.contains(['/', '?', '#', '@', '*'])
+                })
+            });
+            if !valid {
+                anyhow::bail!(
+                    "--allow-origin `{o}` is not an origin; expected `http(s)://host[:port]` \
+                     (no path, no wildcard)"
+                );
+            }
+        }
+        Ok(origins)
     }
 
     pub fn rate_limits(&self) -> RateLimits {
@@ -88,6 +148,14 @@ impl ServeAccess {
             runs_heavy_per_min: self.rate_limit_runs_heavy,
         }
     }
+}
+
+fn trimmed(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 /// Logs how the server is guarded, and warns about the two easy mistakes: no auth on a
@@ -153,7 +221,10 @@ pub fn keys(data_dir: &Path, database_url: Option<&str>, command: KeysCommand) -
     runtime()?.block_on(async {
         let store = open_store(&location)
             .await
-            .with_context(|| format!("cannot open the store at {location}"))?;
+            .with_context(|| format!(
+                "cannot open the store at {}",
+                tradeloom_core::redact_userinfo(&location)
+            ))?;
         match command {
             KeysCommand::Create { name, role, json } => {
                 let (new, secret) = NewApiKey::generate(&name, role)?;

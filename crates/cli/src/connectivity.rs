@@ -83,7 +83,8 @@ fn api_provider(url: &str) -> Provider {
         }],
         endpoint: Some(Endpoint {
             name: "tradeloom-api".to_string(),
-            url: format!("{}/health", url.trim_end_matches('/')),
+            // Written to connectivity files: without the credentials a URL may carry.
+            url: tradeloom_core::redact_userinfo(&format!("{}/health", url.trim_end_matches('/'))),
         }),
     }
 }

@@ -35,9 +35,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn Store>> {
     let location = store_location(data_dir, database_url);
-    open_store(&location)
-        .await
-        .with_context(|| format!("cannot open the store at {location}"))
+    open_store(&location).await.with_context(|| {
+        format!(
+            "cannot open the store at {}",
+            tradeloom_core::redact_userinfo(&location)
+        )
+    })
 }
 
 fn simulator(
@@ -547,7 +550,10 @@ pub fn serve(
         if !resumed.is_empty() {
             tracing::info!(jobs = ?resumed, "resuming interrupted simulation jobs");
         }
-        let workflow_runtime = workflows.runtime(store, data_dir, sim.clone())?;
+        let config_dir = access.config_dir()?;
+        let allow_origins = access.allow_origins()?;
+        let workflow_runtime =
+            workflows.runtime(store, data_dir, sim.clone(), config_dir.clone())?;
         let resumed_runs = workflow_runtime.start().await?;
         if resumed_runs > 0 {
             tracing::info!(runs = resumed_runs, "resumed unfinished workflow runs");
@@ -576,7 +582,10 @@ pub fn serve(
             .with_auth(auth)
             .with_rate_limits(limits)
             .with_runtime(workflow_runtime.clone())
-            .with_meta_health(meta_health);
+            .with_meta_health(meta_health)
+            .with_config_dir(config_dir)
+            .with_allowed_hosts(access.allowed_hosts())
+            .with_allowed_origins(allow_origins);
         println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)");
         std::io::stdout().flush()?;
         tradeloom_server::serve(listener, state, shutdown_signal()).await?;
@@ -713,9 +722,11 @@ impl WorkflowOptions {
         store: Arc<dyn Store>,
         data_dir: &Path,
         sim: Arc<Simulator>,
+        config_dir: Option<tradeloom_agents::ConfigDir>,
     ) -> Result<Arc<tradeloom_orchestrator::Runtime>> {
         let mut config = tradeloom_orchestrator::RuntimeConfig::new(data_dir.to_path_buf());
         config.base_dir = std::env::current_dir().context("no current directory")?;
+        config.config_dir = config_dir;
         config.workers_per_pool = self.workflow_workers.max(1);
         if self.agent_concurrency > 0 {
             config

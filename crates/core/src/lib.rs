@@ -8,6 +8,7 @@
 pub mod account;
 pub mod bar;
 pub mod canonical;
+pub mod credentials;
 pub mod currency;
 pub mod decimal;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod trace;
 pub use account::{Account, AccountKind};
 pub use bar::{Bar, BarError};
 pub use canonical::{canonical_json, locate_error};
+pub use credentials::redact_userinfo;
 pub use currency::Currency;
 pub use decimal::Decimal;
 pub use error::ArithmeticError;

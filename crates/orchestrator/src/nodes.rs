@@ -55,8 +55,10 @@ pub struct NodeEnv {
     pub secrets: SecretEnv,
     pub simulator: Option<Arc<Simulator>>,
     pub data_dir: PathBuf,
-    /// Relative paths in node configs (simulation configs, run specs) resolve against this.
+    /// Relative paths in inline simulation configs resolve against this.
     pub base_dir: PathBuf,
+    /// Where `config_path` and `spec_path` may point (see [`crate::RuntimeConfig::config_dir`]).
+    pub config_dir: Option<tradeloom_agents::ConfigDir>,
 }
 
 /// One attempt of one node.
@@ -416,15 +418,6 @@ async fn run_tool(
     }
 }
 
-fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 /// The engaged kill switch (global or the workflow run's) as node output, read now: a
 /// `simulate` or `backtest` node under it still runs (its orders are refused and recorded) and
 /// says why it traded nothing.
@@ -464,9 +457,17 @@ async fn simulate(
             let path = t
                 .render_string(context)
                 .map_err(|e| NodeError::permanent(format!("config_path: {e}")))?;
-            let path = resolve(&env.base_dir, &path);
-            tradeloom_agents::load_config(&path)
+            // Confined to the config folder, read without ever quoting the file in the error
+            // (node errors are stored where viewers read them).
+            let dir = env.config_dir.as_ref();
+            let file = tradeloom_agents::ConfigDir::resolve_in(dir, &path)
+                .map_err(|e| NodeError::permanent(e.to_string()))?;
+            dir.map(|d| d.load(&file))
+                .transpose()
                 .map_err(|e| NodeError::permanent(format!("config_path: {e}")))?
+                .ok_or_else(|| {
+                    NodeError::permanent(tradeloom_agents::ConfigPathError::Disabled.to_string())
+                })?
         }
         SimulationSource::Config(t) => {
             let value = t
@@ -569,7 +570,21 @@ async fn backtest(
         .spec_path
         .render_string(context)
         .map_err(|e| NodeError::permanent(format!("spec_path: {e}")))?;
-    let path = resolve(&env.base_dir, &path);
+    // Run specs come from the config folder too; the message names `spec_path`.
+    let path = tradeloom_agents::ConfigDir::resolve_in(env.config_dir.as_ref(), &path)
+        .map_err(|e| {
+            NodeError::permanent(match e {
+                tradeloom_agents::ConfigPathError::Disabled => {
+                    "spec_path is disabled: this server reads no run specs; start `tradeloom \
+                     serve --config-dir DIR` to allow specs under DIR"
+                        .to_string()
+                }
+                tradeloom_agents::ConfigPathError::Refused { requested, reason } => {
+                    format!("spec_path `{requested}` {reason}")
+                }
+            })
+        })?
+        .path;
     let data_dir = env.data_dir.clone();
     // The workflow run's kill switch covers the backtest it starts, as do the global one and
     // the backtest run's own.

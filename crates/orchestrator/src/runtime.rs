@@ -39,8 +39,12 @@ pub struct RuntimeConfig {
     pub secrets: SecretEnv,
     /// Backtest run folders go under this.
     pub data_dir: PathBuf,
-    /// Relative paths in node configs resolve against this.
+    /// Relative paths in inline node configs (a `simulate` node's `config`) resolve against
+    /// this.
     pub base_dir: PathBuf,
+    /// The folder a `simulate` node's `config_path` and a `backtest` node's `spec_path` may
+    /// name files in (`serve --config-dir`); without it those paths are refused.
+    pub config_dir: Option<tradeloom_agents::ConfigDir>,
     /// Concurrent workers per node type (a pool's limit caps it further).
     pub workers_per_pool: usize,
     /// Concurrent signal consumers.
@@ -59,6 +63,7 @@ impl RuntimeConfig {
             ssrf: SsrfPolicy::default(),
             secrets: SecretEnv::default(),
             base_dir: data_dir.clone(),
+            config_dir: None,
             data_dir,
             workers_per_pool: 8,
             coordinators: 2,
@@ -168,6 +173,7 @@ impl Runtime {
                 simulator,
                 data_dir: config.data_dir.clone(),
                 base_dir: config.base_dir.clone(),
+                config_dir: config.config_dir.clone(),
             },
             cancellations,
         });

@@ -267,28 +267,30 @@ fn query_key(req: &Request) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
-/// The key `req` presents: the bearer token, or on [`accepts_query_key`] routes `?api_key=`.
-/// 401 when there is none or the header is malformed.
-fn presented_key(req: &Request) -> Result<String, ApiError> {
-    let query_ok = accepts_query_key(req.method(), req.uri().path());
+/// The key `req` presents: the bearer token, or on [`accepts_query_key`] routes `?api_key=`;
+/// `None` without one, 401 when the header is malformed.
+fn presented_key(req: &Request) -> Result<Option<String>, ApiError> {
     let mut key = bearer(req.headers())?;
-    if key.is_none() && query_ok {
+    if key.is_none() && accepts_query_key(req.method(), req.uri().path()) {
         key = query_key(req);
     }
-    key.ok_or_else(|| {
-        let how = if query_ok {
-            "send `Authorization: Bearer <key>` or `?api_key=<key>`"
-        } else {
-            "send `Authorization: Bearer <key>`"
-        };
-        unauthorized(
-            "missing_key",
-            format!(
-                "this route needs an API key: {how} (an admin creates keys with \
-                 `tradeloom keys create --name NAME --role viewer|operator|admin`)"
-            ),
-        )
-    })
+    Ok(key)
+}
+
+/// 401 for a request to a guarded route without a key.
+fn missing_key(req: &Request) -> ApiError {
+    let how = if accepts_query_key(req.method(), req.uri().path()) {
+        "send `Authorization: Bearer <key>` or `?api_key=<key>`"
+    } else {
+        "send `Authorization: Bearer <key>`"
+    };
+    unauthorized(
+        "missing_key",
+        format!(
+            "this route needs an API key: {how} (an admin creates keys with \
+             `tradeloom keys create --name NAME --role viewer|operator|admin`)"
+        ),
+    )
 }
 
 /// The caller presenting `key` when auth is required: 401 unless it is a valid, unrevoked key.
@@ -316,42 +318,62 @@ async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError
     })
 }
 
-/// The middleware in front of every route: global limit; then, unless the route is public,
-/// the caller ([`Principal`]), the per-key limit and the role check.
+/// The client address of `req` (from the connection), `unknown` when served without one.
+fn client_address(req: &Request) -> String {
+    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => addr.ip().to_canonical().to_string(),
+        None => "unknown".to_string(),
+    }
+}
+
+/// The middleware in front of every route.
+///
+/// With auth off every request is the anonymous admin, against the global limit (and the
+/// per-client one on guarded routes). With auth required, a request with a valid key spends
+/// the global and its key's budget and is checked for the route's role; any other request
+/// (public routes, a missing, malformed or unknown key) spends the unauthenticated budgets
+/// only (see [`RateLimiter::check_unauthenticated`](crate::RateLimiter::check_unauthenticated)),
+/// so a flood of those never locks out valid keys. Public routes are served either way, with
+/// the [`Principal`] in the extensions when a valid key came along.
 pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let required = required_role(&method, &path);
+    let authenticated = match state.auth.mode {
+        AuthMode::Off => Ok(Principal::anonymous()),
+        AuthMode::Required => match presented_key(&req) {
+            Ok(Some(key)) => authenticate(&state, &key).await,
+            Ok(None) => Err(missing_key(&req)),
+            Err(e) => Err(e),
+        },
+    };
+    let principal = match authenticated {
+        Ok(principal) => principal,
+        Err(refusal) => {
+            if let Err(e) = state.limiter().check_unauthenticated(&client_address(&req)) {
+                return e.into_response();
+            }
+            return match required {
+                // Public routes answer unauthenticated callers too (with less, see /health).
+                None => next.run(req).await,
+                Some(_) => refusal.into_response(),
+            };
+        }
+    };
     if let Err(e) = state.limiter().check_global() {
         return e.into_response();
     }
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let Some(required) = required_role(&method, &path) else {
-        return next.run(req).await;
-    };
-    let principal = match state.auth.mode {
-        AuthMode::Off => Principal::anonymous(),
-        AuthMode::Required => {
-            let found = match presented_key(&req) {
-                Ok(key) => authenticate(&state, &key).await,
-                Err(e) => Err(e),
-            };
-            match found {
-                Ok(p) => p,
-                Err(e) => return e.into_response(),
-            }
+    if let Some(required) = required {
+        let client = match &principal.key_id {
+            Some(id) => format!("key:{id}"),
+            None => format!("ip:{}", client_address(&req)),
+        };
+        if let Err(e) = state.limiter().check_client(&client) {
+            return e.into_response();
         }
-    };
-    let client = match &principal.key_id {
-        Some(id) => format!("key:{id}"),
-        None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
-            None => "ip:unknown".to_string(),
-        },
-    };
-    if let Err(e) = state.limiter().check_client(&client) {
-        return e.into_response();
-    }
-    if !principal.role.allows(required) {
-        return forbidden(&method, &path, required, &principal).into_response();
+        if !principal.role.allows(required) {
+            return forbidden(&method, &path, required, &principal).into_response();
+        }
     }
     req.extensions_mut().insert(principal);
     next.run(req).await

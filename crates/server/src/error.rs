@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -150,18 +150,114 @@ impl From<AgentError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        let code = match e {
-            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            JsonRejection::JsonSyntaxError(_) => "invalid_json",
-            _ => "invalid_body",
-        };
-        let status = if code == "unsupported_media_type" {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        } else {
-            StatusCode::BAD_REQUEST
+        let (status, code) = match &e {
+            JsonRejection::MissingJsonContentType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            // A body over the limit (`DefaultBodyLimit`) is 413, not a malformed body.
+            _ if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return payload_too_large();
+            }
+            _ => (StatusCode::BAD_REQUEST, "invalid_body"),
         };
         ApiError::new(status, code, e.body_text())
     }
+}
+
+/// The most a JSON request body may have (axum's default body limit, kept).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+    )
+    .with_details(json!({"limit_bytes": MAX_BODY_BYTES}))
+}
+
+/// The error code of a bare `status` (an answer made outside our handlers: a 405 of the
+/// router, a rejection of an extractor handlers do not map themselves).
+fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "route_not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        s if s.is_server_error() => "internal_error",
+        _ => "request_failed",
+    }
+}
+
+/// Longest body of a non-JSON error read to build its message.
+const MAX_PLAIN_ERROR: usize = 4096;
+
+/// Middleware (outermost around the router) giving every error answer the JSON shape: a 4xx or
+/// 5xx whose body is not JSON (axum's 405, a text/plain extractor rejection) is rewritten as
+/// `{error, message, details}` with the same status and headers (`Allow`, `Retry-After`).
+pub(crate) async fn json_errors(
+    method: Method,
+    uri: Uri,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_PLAIN_ERROR).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let path = uri.path();
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            ApiError::new(
+                status,
+                "method_not_allowed",
+                format!("`{method} {path}` is not allowed; this route takes {allowed}"),
+            )
+            .with_details(json!({"method": method.as_str(), "allowed": allowed}))
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
+        _ => {
+            let message = if text.is_empty() {
+                status
+                    .canonical_reason()
+                    .unwrap_or("request failed")
+                    .to_string()
+            } else {
+                text
+            };
+            ApiError::new(status, code_of(status), message)
+        }
+    };
+    let rebuilt = error.into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, rebuilt.into_body())
 }
 
 impl From<QueryRejection> for ApiError {

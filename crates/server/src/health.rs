@@ -1,18 +1,22 @@
-//! `GET /health`: the store and the LLM endpoints of the active job.
+//! `GET /health`: the store and the LLM endpoints of the active job (details only for
+//! authenticated callers; no URL shows credentials).
 
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+use tradeloom_core::redact_userinfo;
 use tradeloom_net::GuardedClient;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::auth::Principal;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ComponentHealth {
@@ -44,22 +48,38 @@ pub struct HealthResponse {
     pub uptime_seconds: u64,
 }
 
-/// Store round trip and provider reachability; 503 when the store is down.
+/// Store round trip and provider reachability; 503 when the store is down. Callers without
+/// a valid key (auth required) get `{"status"}` only, from the store alone (providers are not
+/// probed for them); the details, with credentials removed from every URL, are for
+/// authenticated callers (every caller when auth is off).
 #[utoipa::path(
     get, path = "/health", tag = "health",
     responses(
-        (status = 200, body = HealthResponse),
+        (status = 200, description = "The details for authenticated callers; `{\"status\"}` only for others", body = HealthResponse),
         (status = 503, description = "The store is unreachable", body = HealthResponse),
     )
 )]
-pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
+pub async fn health(State(state): State<AppState>, principal: Option<Principal>) -> Response {
     let store = state.simulator.store();
     let started = Instant::now();
     let store_result = store.health().await;
+    let code = if store_result.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    if principal.is_none() {
+        let status = if store_result.is_ok() {
+            "ok"
+        } else {
+            "unavailable"
+        };
+        return (code, Json(json!({ "status": status }))).into_response();
+    }
     let store_health = ComponentHealth {
         ok: store_result.is_ok(),
         latency_ms: started.elapsed().as_millis() as u64,
-        error: store_result.err().map(|e| e.to_string()),
+        error: store_result.err().map(|e| redact_userinfo(&e.to_string())),
     };
     let mut urls: Vec<String> = Vec::new();
     if store_health.ok
@@ -89,7 +109,11 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         .http
         .with_timeout(Duration::from_secs(3));
     for url in urls {
-        providers.push(probe(&http, url).await);
+        let mut provider = probe(&http, url).await;
+        // Shown to viewers: never the credentials a base_url may carry.
+        provider.base_url = redact_userinfo(&provider.base_url);
+        provider.error = provider.error.map(|e| redact_userinfo(&e));
+        providers.push(provider);
     }
     let status = if !store_health.ok {
         "unavailable"
@@ -97,11 +121,6 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
         "degraded"
     } else {
         "ok"
-    };
-    let code = if store_health.ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
     };
     (
         code,
@@ -115,6 +134,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
             uptime_seconds: state.started.elapsed().as_secs(),
         }),
     )
+        .into_response()
 }
 
 async fn probe(http: &GuardedClient, base_url: String) -> ProviderHealth {

@@ -136,13 +136,15 @@ pub async fn list(
     }))
 }
 
-/// Revokes a key (by id or name); it stops authenticating at once. Revoking twice is harmless.
+/// Revokes a key (by id or name); it stops authenticating at once. Revoking twice is harmless;
+/// revoking the last active admin key is refused (409 `last_admin_key`).
 #[utoipa::path(
     delete, path = "/keys/{id}", tag = "keys",
     params(("id" = String, Path, description = "The key's id or name")),
     responses(
         (status = 200, body = KeyInfo),
         (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "The last active admin key cannot be revoked", body = ErrorBody),
     )
 )]
 pub async fn revoke(
@@ -163,6 +165,9 @@ pub async fn revoke(
                 format!("no API key has the id or name `{id}`"),
             )
             .with_details(json!({"id": id})),
+            // The store refuses only one revocation: that of the last active admin key.
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "last_admin_key", m)
+                .with_details(json!({"id": id, "reason": "last_active_admin_key"})),
             other => other.into(),
         })?;
     tracing::info!(key = %key.name, by = %principal.name, "API key revoked");

@@ -6,6 +6,7 @@
 //! (see the `auth` and `rate_limit` modules).
 
 mod auth;
+mod browser;
 mod error;
 mod health;
 mod keys;
@@ -64,6 +65,11 @@ pub struct AppState {
     /// The latest meta health report for `GET /health/meta`; set with
     /// [`AppState::with_meta_health`].
     meta_health: MetaHealthSlot,
+    /// The folder `config_path` may name files in; set with [`AppState::with_config_dir`].
+    config_dir: Option<Arc<tradeloom_agents::ConfigDir>>,
+    /// Host and Origin checks; set with [`AppState::with_allowed_hosts`] and
+    /// [`AppState::with_allowed_origins`], and the bound address by [`serve`].
+    browser: Arc<browser::BrowserPolicy>,
 }
 
 impl AppState {
@@ -85,6 +91,8 @@ impl AppState {
             http_metrics: Arc::default(),
             artifacts,
             meta_health: MetaHealthSlot::default(),
+            config_dir: None,
+            browser: Arc::default(),
         }
     }
 
@@ -184,6 +192,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+impl AppState {
+    /// Lets `config_path` (of `POST /simulate/trigger`) name files in `dir`; without it
+    /// `config_path` is refused.
+    pub fn with_config_dir(mut self, dir: Option<tradeloom_agents::ConfigDir>) -> Self {
+        self.config_dir = dir.map(Arc::new);
+        self
+    }
+}
+
 /// The API's routes with request ids and tracing.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -224,11 +241,20 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::stream))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(not_found)
+        // Inside the guard and the metrics: rewrites the router's own non-JSON errors (405,
+        // extractor rejections) into the JSON error shape.
+        .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         // Outside the guard, so refused requests (401, 403, 429) are counted too.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::record,
+        ))
+        // Outside the guard and the rate limits: a request a browser was tricked into
+        // sending is refused before it costs anything.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            browser::check,
         ))
         .with_state(state)
         // Inside SetRequestIdLayer: the span sees the request id it assigned.
@@ -251,6 +277,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The Host check accepts the names of the address actually bound.
+    let state = state.with_bound_addr(listener.local_addr()?);
     // With the peer address, for per-client rate limits when auth is off.
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)

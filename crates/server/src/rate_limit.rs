@@ -3,6 +3,10 @@
 //!
 //! - **global**: requests per second over every client;
 //! - **per key**: requests per second of one API key (of one client IP when auth is off);
+//! - **unauthenticated** (auth required): requests without a valid key — public routes, a
+//!   missing, malformed or unknown key — have budgets of their own, the global rate over all
+//!   of them and the per-key rate per client address, so that a flood of them never spends
+//!   the budget of valid keys;
 //! - **workflow runs**: runs started per minute by one key, in a tier chosen by the workflow's
 //!   number of `agent` nodes ([`RunTier`]), because an agent-heavy run costs far more (LLM
 //!   calls) than a run of transforms.
@@ -165,6 +169,8 @@ impl Bucket {
 pub struct RateLimiter {
     limits: RateLimits,
     global: Mutex<Option<Bucket>>,
+    /// The global budget of unauthenticated requests (auth required).
+    unauthenticated: Mutex<Option<Bucket>>,
     clients: Mutex<HashMap<String, Bucket>>,
     runs: Mutex<HashMap<(String, RunTier), Bucket>>,
 }
@@ -214,6 +220,7 @@ impl RateLimiter {
         RateLimiter {
             limits,
             global: Mutex::new(None),
+            unauthenticated: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
         }
@@ -226,6 +233,48 @@ impl RateLimiter {
     /// One request against the global limit.
     pub fn check_global(&self) -> Result<(), ApiError> {
         self.check_global_at(Instant::now())
+    }
+
+    /// One request without a valid key from client address `address` (auth required): against
+    /// the unauthenticated budgets (the global rate over all such requests, the per-key rate
+    /// per address), never against those of keys. A refusal has `details.limit`
+    /// `unauthenticated` or `per_address`.
+    pub fn check_unauthenticated(&self, address: &str) -> Result<(), ApiError> {
+        self.check_unauthenticated_at(address, Instant::now())
+    }
+
+    fn check_unauthenticated_at(&self, address: &str, now: Instant) -> Result<(), ApiError> {
+        // Per address first: one noisy client then does not spend the shared budget too.
+        if let Some(rate) = Rate::new(self.limits.per_key_per_s, Duration::from_secs(1)) {
+            take_keyed(&self.clients, &format!("anon:{address}"), rate, now).map_err(|wait| {
+                limited(
+                    "per_address".into(),
+                    format!(
+                        "{} requests/s per client address without a valid API key",
+                        self.limits.per_key_per_s
+                    ),
+                    wait,
+                    json!({"limit_per_s": self.limits.per_key_per_s}),
+                )
+            })?;
+        }
+        let Some(rate) = Rate::new(self.limits.global_per_s, Duration::from_secs(1)) else {
+            return Ok(());
+        };
+        lock(&self.unauthenticated)
+            .get_or_insert_with(|| Bucket::full(now))
+            .take(rate, now)
+            .map_err(|wait| {
+                limited(
+                    "unauthenticated".into(),
+                    format!(
+                        "the server takes {} requests/s without a valid API key in all",
+                        self.limits.global_per_s
+                    ),
+                    wait,
+                    json!({"limit_per_s": self.limits.global_per_s}),
+                )
+            })
     }
 
     /// One request of `client` (`key:<id>` or `ip:<address>`) against the per-key limit.
@@ -459,6 +508,34 @@ mod tests {
             limiter.check_global_at(much_later).unwrap();
         }
         assert!(limiter.check_global_at(much_later).is_err());
+    }
+
+    #[test]
+    fn unauthenticated_requests_spend_budgets_of_their_own() {
+        let limiter = RateLimiter::new(RateLimits {
+            global_per_s: 3,
+            per_key_per_s: 2,
+            ..RateLimits::unlimited()
+        });
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            limiter.check_unauthenticated_at("10.0.0.1", t0).unwrap();
+        }
+        let e = limiter
+            .check_unauthenticated_at("10.0.0.1", t0)
+            .unwrap_err();
+        assert_eq!(refusal(e), ("per_address".to_string(), 1));
+        limiter.check_unauthenticated_at("10.0.0.2", t0).unwrap();
+        let e = limiter
+            .check_unauthenticated_at("10.0.0.3", t0)
+            .unwrap_err();
+        assert_eq!(refusal(e), ("unauthenticated".to_string(), 1));
+        // Keys still have the whole global and per-key budgets.
+        for _ in 0..2 {
+            limiter.check_global_at(t0).unwrap();
+            limiter.check_client_at("key:a", t0).unwrap();
+        }
+        limiter.check_global_at(t0).unwrap();
     }
 
     #[test]

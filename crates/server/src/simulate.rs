@@ -1,7 +1,5 @@
 //! `POST /simulate/trigger`, `GET /simulate/status/{job_id}`, `GET /simulate/current`.
 
-use std::path::Path;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path as UrlPath, State};
@@ -9,7 +7,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tradeloom_agents::{TriggerOutcome, config_from_value, load_config};
+use tradeloom_agents::{ConfigDir, ConfigPathError, TriggerOutcome, config_from_value};
 use tradeloom_store::{Job, JobReport};
 use utoipa::ToSchema;
 
@@ -23,7 +21,8 @@ pub struct TriggerRequest {
     /// The simulation config inline (the same fields as a config file).
     #[schema(value_type = Object)]
     pub config: Option<Value>,
-    /// A YAML or JSON config file readable by the server.
+    /// A YAML or JSON config file in the server's config folder (`serve --config-dir DIR`),
+    /// relative to it; without a config folder `config_path` is refused.
     pub config_path: Option<String>,
 }
 
@@ -168,6 +167,16 @@ pub(crate) fn status_response(report: JobReport) -> JobStatusResponse {
     }
 }
 
+/// 400 for a `config_path` that may not be read: `config_path_disabled` without a config
+/// folder, `invalid_config_path` for a path outside it or not a regular file in it.
+fn config_path_error(e: ConfigPathError) -> ApiError {
+    let code = match e {
+        ConfigPathError::Disabled => "config_path_disabled",
+        ConfigPathError::Refused { .. } => "invalid_config_path",
+    };
+    ApiError::bad_request(code, e.to_string()).with_details(json!({"field": "config_path"}))
+}
+
 /// Starts a simulation job, or resumes the unfinished model-days of an earlier job with the
 /// same config. Answers 200 `current` when every model-day of that config is completed.
 #[utoipa::path(
@@ -176,7 +185,7 @@ pub(crate) fn status_response(report: JobReport) -> JobStatusResponse {
     responses(
         (status = 202, description = "Job started (or resumed, or already running)", body = TriggerResponse),
         (status = 200, description = "Nothing left to run: `status` is `current`", body = TriggerResponse),
-        (status = 400, description = "Malformed JSON or an invalid config", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, an invalid config, or a `config_path` refused (`config_path_disabled`, `invalid_config_path`)", body = ErrorBody),
         (status = 409, description = "MAX_CONCURRENT_JOBS jobs are running; `details.running_job_id`", body = ErrorBody),
     )
 )]
@@ -189,20 +198,13 @@ pub async fn trigger(
     let config = match (request.config, request.config_path) {
         (Some(config), None) => config_from_value(&config, &base)?,
         (None, Some(path)) => {
-            let path = Path::new(&path);
-            let path = if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                base.join(path)
-            };
-            if !path.is_file() {
-                return Err(ApiError::bad_request(
-                    "invalid_config",
-                    format!("config_path {} is not a readable file", path.display()),
-                )
-                .with_details(json!({"place": "config_path"})));
+            let dir = state.config_dir.as_deref();
+            let file = ConfigDir::resolve_in(dir, &path).map_err(config_path_error)?;
+            // resolve_in only succeeds with a folder.
+            match dir {
+                Some(dir) => dir.load(&file)?,
+                None => return Err(config_path_error(ConfigPathError::Disabled)),
             }
-            load_config(&path)?
         }
         _ => {
             return Err(ApiError::bad_request(

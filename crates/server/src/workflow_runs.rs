@@ -267,10 +267,10 @@ pub async fn cancel(
     State(state): State<AppState>,
     principal: Option<axum::Extension<crate::auth::Principal>>,
     id: Result<Path<String>, PathRejection>,
-    body: Option<Json<CancelRequest>>,
+    body: Result<Option<Json<CancelRequest>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id?;
-    let reason = body.and_then(|Json(b)| b.reason);
+    let reason = body?.and_then(|Json(b)| b.reason);
     let by = caller(principal.as_deref());
     let rt = runtime(&state)?;
     rt.cancel(&id, &by, reason)
@@ -432,8 +432,33 @@ pub struct DecideRequest {
     #[schema(value_type = String)]
     pub decision: Decision,
     pub comment: Option<String>,
-    /// Who decided (default: the API key's name).
+    /// A name the caller gives. With auth required the decider is always the calling API key
+    /// (its name), and a `by` naming someone else is only kept as a note in the comment; with
+    /// auth off (no identities) it names the decider (default `anonymous`).
     pub by: Option<String>,
+}
+
+/// Who decides, and the comment stored: with a key, the key's name decides and a different
+/// `by` becomes a note in the comment (never an identity); without auth, `by` or `anonymous`.
+fn decider(
+    principal: Option<&crate::auth::Principal>,
+    by: Option<String>,
+    comment: Option<String>,
+) -> (String, Option<String>) {
+    let by = by.map(|b| b.trim().to_string()).filter(|b| !b.is_empty());
+    match principal {
+        Some(p) if p.key_id.is_some() => {
+            let comment = match by {
+                Some(stated) if stated != p.name => Some(match comment {
+                    Some(c) if !c.trim().is_empty() => format!("{c} (stated by: {stated})"),
+                    _ => format!("(stated by: {stated})"),
+                }),
+                _ => comment,
+            };
+            (p.name.clone(), comment)
+        }
+        _ => (by.unwrap_or_else(|| caller(principal)), comment),
+    }
 }
 
 /// Decides a pending approval; the run resumes down the matching branch.
@@ -443,7 +468,7 @@ pub struct DecideRequest {
     request_body = DecideRequest,
     responses(
         (status = 200, body = Object),
-        (status = 403, description = "Not one of the approval's approvers", body = ErrorBody),
+        (status = 403, description = "The calling key is not one of the approval's approvers", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Already decided, expired or cancelled", body = ErrorBody),
         (status = 422, description = "Bad decision", body = ErrorBody),
@@ -457,13 +482,9 @@ pub async fn decide(
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id?;
     let Json(body) = body?;
-    let by = body
-        .by
-        .clone()
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| caller(principal.as_deref()));
+    let (by, comment) = decider(principal.as_deref(), body.by, body.comment);
     let approval = runtime(&state)?
-        .decide(&id, body.decision, body.comment, &by)
+        .decide(&id, body.decision, comment, &by)
         .await
         .map_err(|e| for_approval(e, &id))?;
     Ok(Json(serde_json::to_value(approval).unwrap_or(Value::Null)))
@@ -494,4 +515,50 @@ pub async fn blob(
     Ok(Json(
         json!({"hash": blob.hash, "kind": blob.kind, "content": content}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use tradeloom_store::Role;
+
+    use super::*;
+    use crate::auth::Principal;
+
+    fn key(name: &str) -> Principal {
+        Principal {
+            key_id: Some(format!("id-{name}")),
+            name: name.into(),
+            role: Role::Operator,
+        }
+    }
+
+    #[test]
+    fn the_calling_key_decides_and_a_stated_name_is_a_note() {
+        let alice = key("alice");
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            decider(Some(&alice), s("bob"), None),
+            ("alice".into(), s("(stated by: bob)"))
+        );
+        assert_eq!(
+            decider(Some(&alice), s("bob"), s("ok")),
+            ("alice".into(), s("ok (stated by: bob)"))
+        );
+        assert_eq!(
+            decider(Some(&alice), s("alice"), s("ok")),
+            ("alice".into(), s("ok"))
+        );
+        assert_eq!(decider(Some(&alice), None, None), ("alice".into(), None));
+        // Auth off: no identities, so the stated name (or `anonymous`) decides.
+        let anon = Principal::anonymous();
+        assert_eq!(
+            decider(Some(&anon), s(" bob "), s("ok")),
+            ("bob".into(), s("ok"))
+        );
+        assert_eq!(
+            decider(Some(&anon), s(" "), None),
+            ("anonymous".into(), None)
+        );
+        assert_eq!(decider(None, None, None), ("anonymous".into(), None));
+    }
 }

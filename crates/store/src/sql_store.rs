@@ -2348,6 +2348,33 @@ macro_rules! impl_store {
                     )));
                 };
                 let mut key = row.into_key()?;
+                if key.revoked_at.is_none() && key.role == $crate::Role::Admin {
+                    // Without an active admin key nobody could manage keys over the API any
+                    // more. The no-op UPDATE locks the active admin rows (PostgreSQL; SQLite
+                    // holds the write lock already), so two admins revoking each other at once
+                    // cannot both succeed.
+                    sqlx::query(
+                        "UPDATE api_keys SET role = role WHERE role = 'admin' AND revoked_at IS NULL",
+                    )
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("lock the active admin keys"))?;
+                    let (others,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM api_keys \
+                         WHERE role = 'admin' AND revoked_at IS NULL AND id <> $1",
+                    )
+                    .bind(&key.id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("count the active admin keys"))?;
+                    if others == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "`{}` is the last active admin key; create another admin key \
+                             first (`tradeloom keys create --name NAME --role admin`)",
+                            key.name
+                        )));
+                    }
+                }
                 if key.revoked_at.is_none() {
                     let at = $crate::sql_store::now();
                     sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1")

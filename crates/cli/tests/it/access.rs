@@ -417,3 +417,228 @@ async fn rate_limits_answer_429_with_retry_after() {
         (&json!("light"), &json!(0))
     );
 }
+
+/// Waits for the one pending approval of `run` and returns its id.
+async fn pending_approval(c: &reqwest::Client, api: &str, key: &str, run: &str) -> String {
+    for _ in 0..200 {
+        let (code, body, _) = send(
+            c.get(format!("{api}/approvals?status=pending&run_id={run}"))
+                .bearer_auth(key),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        if let Some(a) = body["approvals"].as_array().and_then(|a| a.first()) {
+            return a["id"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {run} never asked for an approval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_is_decided_by_the_key_that_calls_not_by_the_name_it_sends() {
+    let data = TempDir::new().unwrap();
+    let d = data.path();
+    let (_, alice) = create_key(d, "alice", "operator");
+    let (_, bob) = create_key(d, "bob", "operator");
+    let api = Service::serve_with(d, &["--auth", "required"], &[]);
+    let c = client();
+    let gate = json!({"name": "gate", "nodes": [{"id": "review", "type": "hitl", "config": {
+        "prompt": "Trade?", "expires_after": "1h", "default": "reject", "approvers": ["bob"]}}]});
+    let (code, created, _) = send(
+        c.post(format!("{}/workflows", api.url))
+            .bearer_auth(&alice)
+            .json(&gate),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let (code, run, _) = send(
+        c.post(format!(
+            "{}/workflows/{}/runs",
+            api.url,
+            created["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&alice)
+        .json(&json!({})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{run}");
+    let approval = pending_approval(&c, &api.url, &alice, run["run_id"].as_str().unwrap()).await;
+    let decide = format!("{}/approvals/{approval}/decide", api.url);
+
+    // alice claims to be bob: refused, and nothing is decided.
+    let (code, body, headers) = send(
+        c.post(&decide)
+            .bearer_auth(&alice)
+            .json(&json!({"decision": "approve", "by": "bob"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(body["error"], "forbidden", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("`alice`"),
+        "{body}"
+    );
+
+    // bob decides; a `by` he sends is kept as a note in the comment, never as the decider.
+    let (code, body, _) = send(
+        c.post(&decide)
+            .bearer_auth(&bob)
+            .json(&json!({"decision": "approve", "comment": "fine", "by": "carol"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved", "{body}");
+    assert_eq!(body["decided_by"], "bob", "{body}");
+    let comment = body["comment"].as_str().unwrap();
+    assert!(
+        comment.contains("fine") && comment.contains("carol"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_key_cannot_be_revoked() {
+    let data = TempDir::new().unwrap();
+    let d = data.path();
+    let (_, root) = create_key(d, "root", "admin");
+    let api = Service::serve_with(d, &["--auth", "required"], &[]);
+    let c = client();
+    let (code, body, headers) = send(
+        c.delete(format!("{}/keys/root", api.url))
+            .bearer_auth(&root),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(body["error"], "last_admin_key", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("last active admin key"),
+        "{body}"
+    );
+    let (code, _, _) = send(c.get(format!("{}/keys", api.url)).bearer_auth(&root)).await;
+    assert_eq!(code, StatusCode::OK, "root still works");
+
+    let out = tradeloom(d, &["keys", "revoke", "root"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("`root` is the last active admin key"),
+        "{}",
+        stderr(&out)
+    );
+    // With a second admin, the first may go.
+    create_key(d, "root2", "admin");
+    let out = tradeloom(d, &["keys", "revoke", "root"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_hosts_and_origins_are_configured_on_serve() {
+    let data = TempDir::new().unwrap();
+    let api = Service::serve_with(
+        data.path(),
+        &[
+            "--allowed-host",
+            "tradeloom.lan",
+            "--allow-origin",
+            "http://dashboard.lan:3000",
+        ],
+        &[],
+    );
+    let c = client();
+    let url = format!("{}/workflows", api.url);
+    let port = api.url.rsplit(':').next().unwrap().to_string();
+    let (code, body, _) = send(c.get(&url).header("host", format!("tradeloom.lan:{port}"))).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, body, _) = send(c.get(&url).header("host", format!("other.lan:{port}"))).await;
+    assert_eq!(code, StatusCode::MISDIRECTED_REQUEST, "{body}");
+    assert_eq!(body["error"], "host_not_allowed");
+    let (code, body, headers) = send(
+        c.get(&url)
+            .header("origin", "http://dashboard.lan:3000")
+            .header("sec-fetch-site", "cross-site"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "an allowed origin passes: {body}");
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://dashboard.lan:3000"
+    );
+    let (code, body, _) = send(c.get(&url).header("origin", "http://evil.example")).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "cross_origin_refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_paths_stay_inside_the_config_dir_and_errors_never_echo_files() {
+    let data = TempDir::new().unwrap();
+    let configs = TempDir::new().unwrap();
+    let cd = configs.path();
+    let outside = TempDir::new().unwrap();
+    std::fs::write(outside.path().join("secret.yaml"), "SECRET_LINE=hunter2\n").unwrap();
+    std::fs::write(cd.join("bad.yaml"), "models:\n  - SECRET_TOKEN=abc123\n").unwrap();
+    std::fs::write(cd.join("plain.txt"), "PASSWORD=letmein\n").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.yaml"), cd.join("link.yaml")).unwrap();
+    std::fs::create_dir(cd.join("sub")).unwrap();
+    let api = Service::serve_with(data.path(), &["--config-dir", cd.to_str().unwrap()], &[]);
+    let c = client();
+    let url = format!("{}/simulate/trigger", api.url);
+    let escape = format!(
+        "../{}/secret.yaml",
+        outside.path().file_name().unwrap().to_str().unwrap()
+    );
+    let secret_abs = outside.path().join("secret.yaml").display().to_string();
+    for (path, code) in [
+        ("/etc/passwd", "invalid_config_path"),
+        (secret_abs.as_str(), "invalid_config_path"),
+        (escape.as_str(), "invalid_config_path"),
+        ("sub/../../etc/passwd", "invalid_config_path"),
+        ("link.yaml", "invalid_config_path"),
+        ("missing.yaml", "invalid_config_path"),
+        ("sub", "invalid_config_path"),
+        ("bad.yaml", "invalid_config"),
+        ("plain.txt", "invalid_config"),
+    ] {
+        let (status, body, _) = send(c.post(&url).json(&json!({"config_path": path}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"], code, "{path}: {body}");
+        let text = body.to_string();
+        for leak in [
+            "root:", "hunter2", "SECRET", "abc123", "letmein", "PASSWORD",
+        ] {
+            assert!(!text.contains(leak), "{path} leaks {leak}: {text}");
+        }
+    }
+    // A parse error names the file relative to the config dir, the line and the field.
+    let (_, body, _) = send(c.post(&url).json(&json!({"config_path": "bad.yaml"}))).await;
+    let text = body.to_string();
+    assert!(text.contains("bad.yaml:2"), "{text}");
+    assert!(text.contains("models[0]"), "{text}");
+    assert!(!text.contains(cd.to_str().unwrap()), "{text}");
+
+    // Without --config-dir, config_path is disabled.
+    drop(api);
+    let api = Service::serve_with(data.path(), &[], &[]);
+    let (status, body, _) = send(
+        c.post(format!("{}/simulate/trigger", api.url))
+            .json(&json!({"config_path": "/etc/passwd"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "config_path_disabled", "{body}");
+    assert!(!body.to_string().contains("root:"), "{body}");
+}

@@ -319,7 +319,8 @@ async fn bad_requests_get_json_errors() {
     .await;
     assert_eq!(
         (code, e["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_config"))
+        (StatusCode::BAD_REQUEST, Some("config_path_disabled")),
+        "serve without --config-dir reads no config file"
     );
 
     let (code, e) = get(&client, format!("{}/simulate/status/0000-nope", api.url)).await;

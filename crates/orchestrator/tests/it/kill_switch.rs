@@ -72,17 +72,19 @@ async fn a_backtest_node_places_no_order_under_the_global_or_the_workflow_run_ki
     let store = open_store(&dir.path().join("t.db").display().to_string())
         .await
         .unwrap();
+    let specs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/specs");
     let mut config = RuntimeConfig::new(data.clone());
     config.workers_per_pool = 2;
+    config.config_dir = Some(tradeloom_agents::ConfigDir::new(&specs).unwrap());
     let runtime =
         Runtime::new(store.clone(), Arc::new(InMemoryQueue::new()), config, None).unwrap();
     runtime.start().await.unwrap();
-    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/specs/goog_sma_cross.yaml");
+    // Relative to the config folder, as workflows name run specs.
+    let spec = "goog_sma_cross.yaml";
     let workflow = define(
         &store,
         json!({"name": "bt", "nodes": [
-            {"id": "bt", "type": "backtest", "config": {"spec_path": spec.display().to_string()}}
+            {"id": "bt", "type": "backtest", "config": {"spec_path": spec}}
         ]}),
     )
     .await;
@@ -125,7 +127,7 @@ async fn a_backtest_node_places_no_order_under_the_global_or_the_workflow_run_ki
         &store,
         json!({"name": "bt-wait", "nodes": [
             {"id": "pause", "type": "wait", "config": {"duration_ms": 1500}},
-            {"id": "bt", "type": "backtest", "needs": ["pause"], "config": {"spec_path": spec.display().to_string()}}
+            {"id": "bt", "type": "backtest", "needs": ["pause"], "config": {"spec_path": spec}}
         ]}),
     )
     .await;

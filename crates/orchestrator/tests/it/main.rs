@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agent_answers;
+mod config_path;
 mod harness;
 mod kill_switch;
 mod patches;

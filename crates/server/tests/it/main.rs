@@ -2,5 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod approvals;
+mod errors;
+mod guard;
+mod harness;
 mod metrics;
 mod ws;

@@ -10,6 +10,7 @@ backend_tests!(
     api_keys_round_trip_by_hash_only,
     api_keys_revoke_by_id_or_name,
     api_keys_refuse_duplicates_and_bad_input,
+    api_keys_keep_one_active_admin,
 );
 
 async fn api_keys_round_trip_by_hash_only(t: Ctx) {
@@ -167,4 +168,37 @@ async fn api_keys_refuse_duplicates_and_bad_input(t: Ctx) {
         crate::Raw::Postgres(p) => sqlx::query(sql).execute(p).await.is_err(),
     };
     assert!(refused, "the CHECK constraint refuses an unknown role");
+}
+
+async fn api_keys_keep_one_active_admin(t: Ctx) {
+    let s = &*t.store;
+    for (name, role) in [
+        ("root", Role::Admin),
+        ("second", Role::Admin),
+        ("ops", Role::Operator),
+    ] {
+        let (new, _) = NewApiKey::generate(name, role).expect("generate");
+        s.create_api_key(&new).await.expect("create");
+    }
+    s.revoke_api_key("second")
+        .await
+        .expect("another admin remains");
+    match s.revoke_api_key("root").await {
+        Err(StoreError::Conflict(m)) => {
+            assert!(m.contains("`root` is the last active admin key"), "{m}")
+        }
+        other => panic!("revoking the last admin key is a conflict, got {other:?}"),
+    }
+    let root = s
+        .list_api_keys()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|k| k.name == "root")
+        .expect("root is listed");
+    assert!(!root.is_revoked(), "the refused revocation changed nothing");
+    // Revoked admins and other roles do not count, but revoking those stays possible.
+    s.revoke_api_key("ops").await.expect("revoke an operator");
+    let again = s.revoke_api_key("second").await.expect("revoking twice");
+    assert!(again.is_revoked());
 }
