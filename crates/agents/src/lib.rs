@@ -10,6 +10,7 @@ mod calc;
 mod config;
 mod error;
 mod job_folder;
+mod job_owner;
 mod order_gate;
 mod schema;
 mod session;
@@ -24,6 +25,7 @@ pub use config::{
 };
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_dir};
+pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_elsewhere};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, is_refusal, refusal};
 pub use schema::validate as validate_arguments;
 pub use session::{

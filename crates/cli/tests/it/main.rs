@@ -11,6 +11,7 @@ mod flow_client;
 mod golden;
 mod health;
 mod killswitch;
+mod lifecycle;
 mod logs;
 mod metrics;
 mod reconcile;
