@@ -11,6 +11,7 @@ mod config;
 mod config_dir;
 mod error;
 mod job_folder;
+mod job_owner;
 mod order_gate;
 mod schema;
 mod session;
@@ -26,6 +27,7 @@ pub use config::{
 pub use config_dir::{ConfigDir, ConfigFile, ConfigPathError, MAX_CONFIG_BYTES};
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_dir};
+pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_elsewhere};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};
 pub use schema::validate as validate_arguments;
 pub use session::{

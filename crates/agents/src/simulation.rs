@@ -225,7 +225,9 @@ impl Simulator {
         let hash = config_hash(&value);
         if let Some(job) = self.store.find_job_by_config_hash(&hash).await? {
             if !job.status.is_terminal() {
-                if self.running.lock().await.contains(&job.id) {
+                if self.running.lock().await.contains(&job.id)
+                    || crate::job_owner::owned_elsewhere(&*self.store, &job.id).await?
+                {
                     return Ok(TriggerOutcome::AlreadyRunning(job));
                 }
                 // Interrupted (e.g. killed): resume it.
@@ -349,6 +351,8 @@ impl Simulator {
     /// model-days go back to pending and the jobs run again in the background, up to
     /// `max_concurrent_jobs` at once; the rest wait their turn. Returns the resumed job ids.
     pub async fn resume_interrupted(self: &Arc<Self>) -> Result<Vec<String>, AgentError> {
+        // Journal the interruption of jobs whose process died before taking them over.
+        crate::job_owner::interrupt_orphaned_jobs(&*self.store).await?;
         let mut interrupted = Vec::new();
         let mut offset = 0;
         loop {
@@ -364,6 +368,14 @@ impl Simulator {
             );
         }
         interrupted.reverse(); // oldest first
+        // A job another live process runs (e.g. `tradeloom simulate`) is not ours to resume.
+        let mut mine = Vec::with_capacity(interrupted.len());
+        for id in interrupted {
+            if !crate::job_owner::owned_elsewhere(&*self.store, &id).await? {
+                mine.push(id);
+            }
+        }
+        let interrupted = mine;
         for id in &interrupted {
             self.store.reset_running_model_days(id).await?;
         }
@@ -423,6 +435,26 @@ impl Simulator {
         job_id: &str,
         parent_runs: &[String],
     ) -> Result<Job, AgentError> {
+        match self.drive_job(job_id, parent_runs).await {
+            Ok(job) => Ok(job),
+            Err(e) => Err(self.stop_on_error(job_id, e).await),
+        }
+    }
+
+    /// A started job stopped by a store or disk error (a full disk, a read-only folder) ends
+    /// `failed` with the reason instead of staying `running`; its unfinished model-days fail with
+    /// it and a re-trigger runs them again. Best effort: the store may be what failed.
+    async fn stop_on_error(&self, job_id: &str, error: AgentError) -> AgentError {
+        if let Ok(job) = self.store.job(job_id).await
+            && job.status == JobStatus::Running
+            && let Err(e) = self.fail_job(job_id, &format!("stopped: {error}")).await
+        {
+            tracing::error!(error = %e, "cannot mark the stopped simulation job failed");
+        }
+        error
+    }
+
+    async fn drive_job(&self, job_id: &str, parent_runs: &[String]) -> Result<Job, AgentError> {
         let gate = match OrderGate::open(
             &self.options.data_dir,
             Some(job_id.to_string()),
@@ -472,6 +504,8 @@ impl Simulator {
                 "total_model_days": report.progress.total_model_days,
                 "remaining": todo.len(),
                 "models": config.model_names(),
+                // Who runs it: a later process marks the job interrupted if this one dies.
+                "owner": tradeloom_safety::ProcessOwner::current(),
             }),
         )
         .await?;
@@ -565,7 +599,7 @@ impl Simulator {
                     }
                 }
             }
-            // A store or disk failure stops the job where it is; it resumes later.
+            // A store or disk failure stops the job (see `stop_on_error`).
             if let Some(e) = first_error {
                 return Err(e);
             }
@@ -666,9 +700,10 @@ impl Simulator {
         Ok(())
     }
 
-    /// Fails a job that cannot start (bad config, missing market data) and records it.
+    /// Fails a job that cannot start (bad config, missing market data) or cannot go on (a store
+    /// or disk error) and records it.
     async fn fail_job(&self, job_id: &str, error: &str) -> Result<Job, AgentError> {
-        tracing::error!(error, "simulation job failed before it started");
+        tracing::error!(error, "simulation job failed");
         let job = self.store.fail_job(job_id, error).await?;
         record(
             &*self.store,
@@ -766,8 +801,8 @@ enum DayEnd {
     NotClaimed,
 }
 
-/// Claims, runs and records one model-day. `Err` when the store or the disk failed (the day
-/// stays `running` and resumes later).
+/// Claims, runs and records one model-day. `Err` when the store or the disk failed (the job
+/// then fails with that error; a re-trigger runs the day again).
 async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError> {
     let started = Instant::now();
     let Some(_claimed) = ctx.store.claim_model_day(&ctx.key, STALE_AFTER).await? else {

@@ -76,6 +76,7 @@ pub struct SubmitArgs {
 /// `tradeloom flow status`.
 #[derive(Args)]
 pub struct StatusArgs {
+    /// Workflow run id, a unique prefix of one, or `latest`.
     pub run_id: String,
     /// Follow the run like `flow submit --wait` (exit 0 completed, 1 failed or cancelled,
     /// 3 waiting for approval, 4 timed out).
@@ -91,6 +92,7 @@ pub struct StatusArgs {
 /// `tradeloom flow patch`.
 #[derive(Args)]
 pub struct PatchArgs {
+    /// Workflow run id, a unique prefix of one, or `latest`.
     pub run_id: String,
     /// A JSON (or YAML) array of RFC 6902 operations on the run's definition; `-` reads stdin.
     pub patch_file: PathBuf,
@@ -101,6 +103,7 @@ pub struct PatchArgs {
 /// `tradeloom flow cancel`.
 #[derive(Args)]
 pub struct CancelArgs {
+    /// Workflow run id, a unique prefix of one, or `latest`.
     pub run_id: String,
     /// Why (recorded with the cancellation).
     #[arg(long)]
@@ -124,7 +127,8 @@ pub struct RunsArgs {
 /// `tradeloom approve` and `tradeloom reject`.
 #[derive(Args)]
 pub struct DecideArgs {
-    /// The approval id (printed by `flow submit --wait`, `flow status`, `approvals`).
+    /// The approval id (printed by `flow submit --wait`, `flow status`, `approvals`), a unique
+    /// prefix of one, or `latest`.
     pub id: String,
     #[arg(long)]
     pub comment: Option<String>,
@@ -141,7 +145,7 @@ pub struct ApprovalsArgs {
     /// pending, approved, rejected, expired, cancelled, or `all`.
     #[arg(long, default_value = "pending")]
     pub status: String,
-    /// Only approvals of this run.
+    /// Only approvals of this run (id, unique prefix, or `latest`).
     #[arg(long = "run")]
     pub run_id: Option<String>,
     #[arg(long)]
@@ -235,6 +239,19 @@ fn describe_problem(p: &Value) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// A whole id (a UUID, 8-4-4-4-12 hex digits, or an approval's `apr_` and 20 hex digits): used
+/// as given, without listing anything.
+fn is_full_id(given: &str) -> bool {
+    if let Some(hex) = given.strip_prefix("apr_") {
+        return hex.len() == 20 && hex.chars().all(|c| c.is_ascii_hexdigit());
+    }
+    let parts: Vec<&str> = given.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// A connection to the API.
@@ -367,6 +384,59 @@ impl Api {
 
     async fn post(&self, segments: &[&str], body: &Value) -> Result<Value, ClientError> {
         self.call(Method::POST, segments, &[], Some(body)).await
+    }
+
+    /// Every id the list endpoint `path` returns (its array `list_key` of objects with
+    /// `id_key`), page by page, in the endpoint's order.
+    async fn all_ids(
+        &self,
+        path: &str,
+        list_key: &str,
+        id_key: &str,
+    ) -> Result<Vec<String>, ClientError> {
+        const PAGE: usize = 500;
+        let mut ids = Vec::new();
+        loop {
+            let query = [
+                ("limit", PAGE.to_string()),
+                ("offset", ids.len().to_string()),
+            ];
+            let page = self.get(&[path], &query).await?;
+            let items = page.get(list_key).and_then(Value::as_array);
+            let n = items.map_or(0, Vec::len);
+            ids.extend(
+                items
+                    .into_iter()
+                    .flatten()
+                    .map(|i| str_of(i, id_key).to_string()),
+            );
+            if n < PAGE {
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// A workflow run id as given: the full id, a unique prefix or `latest`
+    /// ([`tradeloom_core::resolve_id`], the resolver of every id the CLI takes).
+    async fn resolve_run(&self, given: &str) -> Result<String, ClientError> {
+        if is_full_id(given) {
+            return Ok(given.to_string());
+        }
+        let mut ids = self.all_ids("workflow-runs", "runs", "run_id").await?;
+        ids.reverse(); // listed newest first
+        tradeloom_core::resolve_id("workflow run", given, ids.iter().map(String::as_str))
+            .map_err(|e| anyhow::anyhow!("{e} (see `tradeloom flow runs`)").into())
+    }
+
+    /// An approval id as given: the full id, a unique prefix or `latest`.
+    async fn resolve_approval(&self, given: &str) -> Result<String, ClientError> {
+        if is_full_id(given) {
+            return Ok(given.to_string());
+        }
+        // Listed oldest first.
+        let ids = self.all_ids("approvals", "approvals", "id").await?;
+        tradeloom_core::resolve_id("approval", given, ids.iter().map(String::as_str))
+            .map_err(|e| anyhow::anyhow!("{e} (see `tradeloom approvals --status all`)").into())
     }
 
     async fn run(&self, run_id: &str) -> Result<Value, ClientError> {
@@ -920,8 +990,9 @@ fn render_run(api: &Api, view: &Value) -> String {
 pub fn status(opts: &ApiOptions, args: &StatusArgs) -> Result<ExitCode> {
     let timeout = args.timeout.map(seconds).transpose().context("--timeout")?;
     execute(opts, |api| async move {
+        let run_id = api.resolve_run(&args.run_id).await?;
         if !args.watch {
-            let view = api.run(&args.run_id).await?;
+            let view = api.run(&run_id).await?;
             if args.json {
                 print_json(&view);
             } else {
@@ -931,14 +1002,14 @@ pub fn status(opts: &ApiOptions, args: &StatusArgs) -> Result<ExitCode> {
         }
         // Only what happens from now on is printed.
         let seen = api
-            .events_after(&args.run_id, 0)
+            .events_after(&run_id, 0)
             .await?
             .iter()
             .filter_map(|e| e.get("seq").and_then(Value::as_i64))
             .max()
             .unwrap_or(0);
         let deadline = timeout.map(|t| Instant::now() + t);
-        let (view, outcome) = follow(&api, &args.run_id, seen, !args.json, deadline).await?;
+        let (view, outcome) = follow(&api, &run_id, seen, !args.json, deadline).await?;
         Ok(conclude(&api, &view, outcome, args.json))
     })
 }
@@ -983,7 +1054,8 @@ fn read_patch(path: &Path) -> Result<Value> {
 pub fn patch(opts: &ApiOptions, args: &PatchArgs) -> Result<ExitCode> {
     let operations = read_patch(&args.patch_file)?;
     execute(opts, |api| async move {
-        let url = api.url(&["workflow-runs", &args.run_id, "patch"], &[]);
+        let run_id = api.resolve_run(&args.run_id).await?;
+        let url = api.url(&["workflow-runs", &run_id, "patch"], &[]);
         let (status, body, retry_after) = api.send(Method::POST, url, Some(&operations)).await?;
         if status.is_success() {
             if args.json {
@@ -991,7 +1063,7 @@ pub fn patch(opts: &ApiOptions, args: &PatchArgs) -> Result<ExitCode> {
             } else {
                 println!(
                     "run {}: patch applied; IR version {}",
-                    args.run_id,
+                    run_id,
                     shown(body.get("ir_version"))
                 );
             }
@@ -1004,7 +1076,7 @@ pub fn patch(opts: &ApiOptions, args: &PatchArgs) -> Result<ExitCode> {
                 let reasons = detail_lines(&body);
                 eprintln!(
                     "run {}: the patch was rejected ({} reason(s)); nothing changed:",
-                    args.run_id,
+                    run_id,
                     reasons.len()
                 );
                 for r in reasons {
@@ -1024,13 +1096,14 @@ pub fn cancel(opts: &ApiOptions, args: &CancelArgs) -> Result<ExitCode> {
             Some(r) => json!({"reason": r}),
             None => json!({}),
         };
+        let run_id = api.resolve_run(&args.run_id).await?;
         let view = api
-            .post(&["workflow-runs", &args.run_id, "cancel"], &body)
+            .post(&["workflow-runs", &run_id, "cancel"], &body)
             .await?;
         if args.json {
             print_json(&view);
         } else {
-            println!("run {} {}", args.run_id, str_of(&view, "status"));
+            println!("run {run_id} {}", str_of(&view, "status"));
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -1095,15 +1168,15 @@ pub fn decide(opts: &ApiOptions, args: &DecideArgs, approve: bool) -> Result<Exi
             body.insert("by".into(), json!(b));
         }
         let body = Value::Object(body);
-        let approval = api.post(&["approvals", &args.id, "decide"], &body).await?;
+        let id = api.resolve_approval(&args.id).await?;
+        let approval = api.post(&["approvals", &id, "decide"], &body).await?;
         let run_id = str_of(&approval, "run_id").to_string();
         if args.json {
             print_json(&approval);
             return Ok(ExitCode::SUCCESS);
         }
         println!(
-            "approval {} {} by {} (run {run_id}, node {})",
-            args.id,
+            "approval {id} {} by {} (run {run_id}, node {})",
             str_of(&approval, "status"),
             str_of(&approval, "decided_by"),
             str_of(&approval, "node_id")
@@ -1128,7 +1201,7 @@ pub fn approvals(opts: &ApiOptions, args: &ApprovalsArgs) -> Result<ExitCode> {
             query.push(("status", args.status.clone()));
         }
         if let Some(r) = &args.run_id {
-            query.push(("run_id", r.clone()));
+            query.push(("run_id", api.resolve_run(r).await?));
         }
         let list = api.get(&["approvals"], &query).await?;
         if args.json {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tradeloom_ops::health::{
-    self, Environment, HealthConfig, HealthReport, LoopGroup, Probe, QueueAccess, RateLimit,
-    Recovery, Status, StoreAccess, Supervisor,
+    self, ConfigSource, Environment, HealthConfig, HealthReport, LoopGroup, Probe, QueueAccess,
+    RateLimit, Recovery, Status, StoreAccess, Supervisor,
 };
 use tradeloom_orchestrator::Runtime;
 
@@ -45,10 +45,15 @@ pub struct ServeHealthOptions {
 /// How often `serve` rewrites its heartbeat files.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
+/// Exit code of `tradeloom health` when nothing is configured: no `health.yaml` and no
+/// heartbeat file (the check still ran, over the store and the data dir only).
+pub const EXIT_NOTHING_CONFIGURED: u8 = 3;
+
 /// `tradeloom health`: exit 0 whenever the check ran (the status is in the output), 2 on a bad
-/// config.
+/// config, 3 when nothing is configured ([`EXIT_NOTHING_CONFIGURED`]). Without `health.yaml`
+/// the roles of the heartbeat files found are checked.
 pub fn run(data_dir: &Path, database_url: Option<&str>, args: &HealthArgs) -> Result<ExitCode> {
-    let config = match HealthConfig::load(data_dir) {
+    let (config, source) = match HealthConfig::load_or_discover(data_dir) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -65,28 +70,41 @@ pub fn run(data_dir: &Path, database_url: Option<&str>, args: &HealthArgs) -> Re
         let first = health::cycle(&config, &env, None, &recovery)
             .await
             .context("recording the health check")?;
-        print_report(&first.report, args.json);
+        print_config(data_dir, &config, source, args.json);
+        print_report(&first.report, source, args.json);
         print_actions(&first.actions);
+        warn_unrecorded(&first);
         if !args.watch {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(if source == ConfigSource::Nothing {
+                ExitCode::from(EXIT_NOTHING_CONFIGURED)
+            } else {
+                ExitCode::SUCCESS
+            });
         }
         let mut config = config;
+        let mut source = source;
         let mut last = first.report.status;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(args.interval) => {}
                 _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             }
-            match HealthConfig::load(data_dir) {
-                Ok(c) => config = c,
+            match HealthConfig::load_or_discover(data_dir) {
+                Ok((c, s)) => {
+                    if s != source || c.roles != config.roles {
+                        print_config(data_dir, &c, s, args.json);
+                    }
+                    (config, source) = (c, s);
+                }
                 Err(e) => eprintln!("error: {e} (still checking with the last good config)"),
             }
             let cycle = health::cycle(&config, &env, None, &recovery)
                 .await
                 .context("recording the health check")?;
+            warn_unrecorded(&cycle);
             if cycle.report.status != last {
                 if args.json {
-                    print_report(&cycle.report, true);
+                    print_report(&cycle.report, source, true);
                 } else {
                     println!(
                         "{}  {last} → {}  rm_meta {:.3}  {}",
@@ -103,10 +121,44 @@ pub fn run(data_dir: &Path, database_url: Option<&str>, args: &HealthArgs) -> Re
     })
 }
 
-fn print_report(report: &HealthReport, json: bool) {
+/// Says what the check is based on (text mode; JSON reports carry `config_source`).
+fn print_config(data_dir: &Path, config: &HealthConfig, source: ConfigSource, json: bool) {
     if json {
-        match serde_json::to_string(report) {
-            Ok(text) => println!("{text}"),
+        return;
+    }
+    match source {
+        ConfigSource::File => {}
+        ConfigSource::Heartbeats => println!(
+            "no {}: checking the heartbeats found under {}: {}",
+            data_dir.join(health::CONFIG_FILE).display(),
+            health::heartbeat_dir(data_dir).display(),
+            config.roles.join(", ")
+        ),
+        ConfigSource::Nothing => println!(
+            "NOTHING CONFIGURED: no {} and no heartbeat files under {}; only the store and the \
+             data dir were checked (exit {EXIT_NOTHING_CONFIGURED})",
+            data_dir.join(health::CONFIG_FILE).display(),
+            health::heartbeat_dir(data_dir).display()
+        ),
+    }
+}
+
+/// A report that could not be written (e.g. a full disk) is still shown; the failure is said.
+fn warn_unrecorded(cycle: &health::Cycle) {
+    if let Some(e) = &cycle.record_error {
+        eprintln!("warning: the report could not be recorded: {e}");
+    }
+}
+
+fn print_report(report: &HealthReport, source: ConfigSource, json: bool) {
+    if json {
+        match serde_json::to_value(report) {
+            Ok(mut value) => {
+                if let Some(o) = value.as_object_mut() {
+                    o.insert("config_source".into(), serde_json::json!(source));
+                }
+                println!("{value}");
+            }
             Err(e) => eprintln!("error: cannot render the report: {e}"),
         }
         return;

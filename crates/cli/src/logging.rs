@@ -14,6 +14,8 @@
 //! `warn` for one-shot commands (whose output is their result, not a log).
 
 use std::fmt;
+use std::io::Write;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value};
@@ -52,8 +54,72 @@ pub fn parse_level(text: &str) -> Result<String, String> {
         })
 }
 
+/// The format [`init`] chose, for [`stderr_line`].
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Writes a message for the user (an error, a warning, a progress line) on stderr: as given in
+/// the `text` format; in the `json` format as one JSON object per message, in the shape of the
+/// log lines (`timestamp`, `level` — `ERROR` for `error: …`, `WARN` for `warning: …`, else
+/// `INFO` — `target` and `message`), so that stderr holds nothing but JSON lines. `main` routes
+/// every `eprintln!` of the binary here.
+pub fn stderr_line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    // A stderr that cannot be written has nowhere to report that either.
+    let _ = match FORMAT.get() {
+        Some(LogFormat::Json) => {
+            let level = if text.starts_with("error") {
+                "ERROR"
+            } else if text.starts_with("warning") {
+                "WARN"
+            } else {
+                "INFO"
+            };
+            let mut timestamp = String::new();
+            let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
+            let line = serde_json::json!({
+                "timestamp": timestamp,
+                "level": level,
+                "target": "tradeloom",
+                "message": text,
+            });
+            writeln!(err, "{line}")
+        }
+        _ => writeln!(err, "{text}"),
+    };
+}
+
+/// The `--log-format` asked for on the command line or in `TRADELOOM_LOG_FORMAT`, read
+/// without clap (for reporting clap's own errors in that format).
+pub fn requested_format() -> Option<LogFormat> {
+    let mut args = std::env::args().skip(1);
+    let mut found = std::env::var("TRADELOOM_LOG_FORMAT").ok();
+    while let Some(arg) = args.next() {
+        if arg == "--log-format" {
+            found = args.next();
+        } else if let Some(v) = arg.strip_prefix("--log-format=") {
+            found = Some(v.to_string());
+        }
+    }
+    match found.as_deref() {
+        Some("json") => Some(LogFormat::Json),
+        Some("text") => Some(LogFormat::Text),
+        _ => None,
+    }
+}
+
+/// Sets the format of [`stderr_line`] without a subscriber (before `init` could run).
+pub fn set_format(format: LogFormat) {
+    let _ = FORMAT.set(format);
+}
+
 /// Installs the process's subscriber. Call once, before anything logs.
 pub fn init(format: Option<LogFormat>, level: Option<&str>, role: Role) -> Result<()> {
+    let format = format.unwrap_or(match role {
+        Role::LongRunning => LogFormat::Json,
+        Role::OneShot => LogFormat::Text,
+    });
+    // First, so that even an error in the level below is reported in this format.
+    set_format(format);
     let default_level = match role {
         Role::LongRunning => "info",
         Role::OneShot => "warn",
@@ -67,10 +133,7 @@ pub fn init(format: Option<LogFormat>, level: Option<&str>, role: Role) -> Resul
             _ => EnvFilter::new(default_level),
         },
     };
-    let format = format.unwrap_or(match role {
-        Role::LongRunning => LogFormat::Json,
-        Role::OneShot => LogFormat::Text,
-    });
+
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -5,6 +5,18 @@
 //! spec, data) where nothing was run; 3 a followed workflow run waits for approval, 4 following
 //! it timed out (`flow submit --wait`, `flow status --watch`).
 
+/// Every `eprintln!` of the binary (errors, warnings, progress lines) goes through
+/// [`logging::stderr_line`], so that `--log-format json` leaves nothing but JSON lines on
+/// stderr. Defined before the modules, it shadows the standard macro in all of them.
+macro_rules! eprintln {
+    () => {
+        $crate::logging::stderr_line("")
+    };
+    ($($arg:tt)*) => {
+        $crate::logging::stderr_line(&format!($($arg)*))
+    };
+}
+
 mod access;
 mod bench;
 mod bench_killswitch;
@@ -16,6 +28,7 @@ mod drill;
 mod flow;
 mod flow_client;
 mod health;
+mod interruption;
 mod killswitch;
 mod logging;
 mod metrics_cmd;
@@ -124,7 +137,7 @@ enum Command {
     },
     /// Completed model-days of simulation jobs, or a job's leaderboard.
     Results {
-        /// Only this job.
+        /// Only this job (id, unique prefix, or `latest`).
         #[arg(long)]
         job: Option<String>,
         /// Only this model.
@@ -224,7 +237,8 @@ enum Command {
     },
     /// The meta health monitor: five sensors (processes, heartbeats, data feeds, control plane,
     /// coherence), rm_meta and GREEN/DEGRADED/CRITICAL/DEAD; writes health/meta_health.json.
-    /// Exit 0 whenever the check ran, 2 on a bad health.yaml.
+    /// Without health.yaml it checks the heartbeats found. Exit 0 whenever the check ran, 2 on
+    /// a bad health.yaml, 3 when nothing is configured (no health.yaml, no heartbeat file).
     Health(health::HealthArgs),
     /// Connectivity of a run spec or simulation config: required environment variables
     /// (never their values) and a loopback-only probe of local endpoints.
@@ -351,6 +365,7 @@ enum JobsCommand {
     },
     /// A job's progress and every model-day.
     Status {
+        /// Job id, a unique prefix of one, or `latest`.
         id: String,
         #[arg(long)]
         json: bool,
@@ -436,15 +451,69 @@ enum BenchCommand {
     },
 }
 
+/// What SIGPIPE does to this process.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn sigpipe(default_action: bool) {
+    let action = if default_action {
+        libc::SIG_DFL
+    } else {
+        libc::SIG_IGN
+    };
+    // SAFETY: signal(2) with SIG_DFL or SIG_IGN installs no handler code; it runs in main
+    // before any thread is started, so nothing races with it.
+    unsafe {
+        libc::signal(libc::SIGPIPE, action);
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A command whose output goes to a closed pipe (`tradeloom … | head -1`) ends quietly, as
+    // other Unix tools do, instead of panicking in `println!`: the Rust runtime ignores SIGPIPE,
+    // so its default action is restored. Servers keep ignoring it (a peer that hangs up must
+    // not kill them).
+    #[cfg(unix)]
+    sigpipe(true);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors in the requested log format too; help and version as clap prints them.
+        Err(e)
+            if e.use_stderr() && logging::requested_format() == Some(logging::LogFormat::Json) =>
+        {
+            logging::set_format(logging::LogFormat::Json);
+            eprintln!(
+                "error: {}",
+                e.to_string().trim_start_matches("error: ").trim_end()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let role = match cli.command {
         Command::Serve { .. } | Command::MockLlm { .. } => logging::Role::LongRunning,
         _ => logging::Role::OneShot,
     };
+    #[cfg(unix)]
+    if role == logging::Role::LongRunning {
+        sigpipe(false);
+    }
     if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref(), role) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
+    }
+    // Runs whose process died are marked interrupted before anything lists or reads them.
+    if matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Runs { .. }
+            | Command::Report { .. }
+            | Command::Verify { .. }
+            | Command::Reconcile { .. }
+            | Command::Serve { .. }
+            | Command::Health(_)
+            | Command::Metrics { .. }
+    ) {
+        interruption::sweep_runs(&cli.data_dir);
     }
     let data_dir = cli.data_dir;
     let db_url = cli.database_url.as_deref();

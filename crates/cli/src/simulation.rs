@@ -171,6 +171,7 @@ pub fn simulate(
     let rt = runtime()?;
     rt.block_on(async {
         let store = open(data_dir, database_url).await?;
+        crate::interruption::sweep_jobs(store.as_ref()).await;
         let sim = simulator(Arc::clone(&store), data_dir, 1, outbound_of_config(&config)?)?;
         let bar = ProgressBar::hidden();
         if !quiet && !json_out && std::io::stderr().is_terminal() {
@@ -292,6 +293,7 @@ pub fn jobs_list(
 ) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(data_dir, database_url).await?;
+        crate::interruption::sweep_jobs(store.as_ref()).await;
         let jobs = store.list_jobs(limit, 0).await?;
         if json_out {
             println!("{}", serde_json::to_string_pretty(&jobs)?);
@@ -322,7 +324,17 @@ pub fn jobs_list(
     })
 }
 
-/// `tradeloom jobs status ID`.
+/// A job id as given: the full id, a unique prefix, or `latest`.
+async fn resolve_job(store: &dyn Store, given: &str) -> Result<String> {
+    if let Ok(job) = store.job(given).await {
+        return Ok(job.id);
+    }
+    let ids = tradeloom_ops::reconcile::all_job_ids(store).await?;
+    tradeloom_core::resolve_id("job", given, ids.iter().map(String::as_str))
+        .map_err(|e| anyhow::anyhow!("{e} (see `tradeloom jobs list`)"))
+}
+
+/// `tradeloom jobs status ID` (full id, unique prefix or `latest`).
 pub fn jobs_status(
     data_dir: &Path,
     database_url: Option<&str>,
@@ -331,7 +343,9 @@ pub fn jobs_status(
 ) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let store = open(data_dir, database_url).await?;
-        let report = store.job_report(id).await?;
+        crate::interruption::sweep_jobs(store.as_ref()).await;
+        let id = resolve_job(store.as_ref(), id).await?;
+        let report = store.job_report(&id).await?;
         if json_out {
             println!("{}", serde_json::to_string_pretty(&report)?);
             return Ok(ExitCode::SUCCESS);
@@ -402,9 +416,10 @@ pub fn results(
     };
     runtime()?.block_on(async {
         let store = open(data_dir, database_url).await?;
+        crate::interruption::sweep_jobs(store.as_ref()).await;
         if args.leaderboard {
             let job = match args.job {
-                Some(id) => store.job(id).await?,
+                Some(id) => store.job(&resolve_job(store.as_ref(), id).await?).await?,
                 None => store
                     .list_jobs(1, 0)
                     .await?
@@ -427,9 +442,13 @@ pub fn results(
             }
             return Ok(ExitCode::SUCCESS);
         }
+        let job_id = match args.job {
+            Some(id) => Some(resolve_job(store.as_ref(), id).await?),
+            None => None,
+        };
         let page = store
             .results(&ResultsFilter {
-                job_id: args.job.map(str::to_string),
+                job_id,
                 model: args.model.map(str::to_string),
                 date,
                 completed_only: true,
@@ -523,8 +542,78 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("--addr {addr}: cannot listen there"))
 }
 
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM (systemd, containers) and SIGINT (Ctrl-C), listened for from creation on: a signal
+/// that arrives before anything waits on it is still seen.
+struct StopSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Waits for the first of them; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
+    }
+}
+
+/// How long in-flight requests get to finish after a stop signal (open WebSockets would hold a
+/// graceful shutdown forever).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves until SIGTERM or SIGINT, then stops accepting and gives in-flight requests
+/// [`STOP_GRACE`] to finish.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    signals: &mut StopSignals,
+) -> Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = Box::pin(tradeloom_server::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let signal = tokio::select! {
+        r = &mut server => return r.context("the API server stopped"),
+        signal = signals.recv() => signal,
+    };
+    tracing::info!(
+        signal,
+        "stopping: no new connections, in-flight requests finish"
+    );
+    let _ = stop.send(());
+    match tokio::time::timeout(STOP_GRACE, &mut server).await {
+        Ok(r) => r.context("the API server stopped")?,
+        Err(_) => tracing::warn!(
+            grace_secs = STOP_GRACE.as_secs(),
+            "requests still open after the grace period are closed"
+        ),
+    }
+    Ok(())
 }
 
 /// `tradeloom serve`: the REST API. Interrupted jobs of an earlier process resume first.
@@ -539,6 +628,8 @@ pub fn serve(
 ) -> Result<ExitCode> {
     tradeloom_llm::install_crypto_provider();
     runtime()?.block_on(async {
+        // First: a stop signal during start-up is then handled once serving, not fatal.
+        let mut signals = StopSignals::install()?;
         let store = open(data_dir, database_url).await?;
         let sim = simulator(
             store.clone(),
@@ -578,7 +669,7 @@ pub fn serve(
             scheduler.clone(),
             meta_health.clone(),
         )?;
-        let state = AppState::new(sim)
+        let state = AppState::new(sim.clone())
             .with_auth(auth)
             .with_rate_limits(limits)
             .with_runtime(workflow_runtime.clone())
@@ -588,10 +679,20 @@ pub fn serve(
             .with_allowed_origins(allow_origins);
         println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)");
         std::io::stdout().flush()?;
-        tradeloom_server::serve(listener, state, shutdown_signal()).await?;
-        monitor.stop().await;
+        serve_until_stopped(listener, state, &mut signals).await?;
+        // Hand back what is in flight: the workflow runtime's loops stop (unfinished runs resume
+        // at the next start), simulation jobs of this process are marked interrupted (they
+        // resume likewise), and the heartbeats go.
         scheduler.abort();
         workflow_runtime.shutdown().await;
+        for job_id in sim.running_jobs().await {
+            let reason = "interrupted: serve was stopped; the job resumes at the next start";
+            if let Err(e) = sim.store().interrupt_job(&job_id, reason).await {
+                tracing::warn!(job_id = %job_id, error = %e, "cannot mark the job interrupted");
+            }
+        }
+        monitor.stop().await;
+        tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -601,11 +702,12 @@ pub fn mock_llm(addr: &str) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let listener = bind(addr).await?;
         let local = listener.local_addr()?;
+        let mut signals = StopSignals::install()?;
         println!("mock-llm listening on http://{local}/v1");
         std::io::stdout().flush()?;
         tokio::select! {
             r = tradeloom_llm::serve_mock(listener) => r?,
-            () = shutdown_signal() => {}
+            _ = signals.recv() => {}
         }
         Ok(ExitCode::SUCCESS)
     })

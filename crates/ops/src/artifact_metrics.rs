@@ -445,7 +445,12 @@ fn read_folder(dir: &Path, name: &str) -> Result<FolderFigures, ArtifactMetricsE
     Ok(figures)
 }
 
-const RUN_STATUSES: [RunStatus; 3] = [RunStatus::Running, RunStatus::Completed, RunStatus::Failed];
+const RUN_STATUSES: [RunStatus; 4] = [
+    RunStatus::Running,
+    RunStatus::Completed,
+    RunStatus::Failed,
+    RunStatus::Interrupted,
+];
 
 fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }

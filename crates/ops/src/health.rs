@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 pub use config::{
-    CONFIG_FILE, DEFAULT_DEAD_AFTER, DEFAULT_STALE_AFTER, FeedConfig, HealthConfig, parse_duration,
+    CONFIG_FILE, ConfigSource, DEFAULT_DEAD_AFTER, DEFAULT_STALE_AFTER, FeedConfig, HealthConfig,
+    parse_duration,
 };
 pub use files::{
     HISTORY_MAX_LINES, HistoryEntry, health_dir, history, history_path, latest, meta_health_path,
@@ -35,7 +36,8 @@ pub use heartbeat::{
     write_heartbeat, write_heartbeat_now,
 };
 pub use observe::{
-    Environment, PROBE_TIMEOUT, QueueAccess, StoreAccess, newest_modification, observe,
+    Environment, PROBE_TIMEOUT, QueueAccess, StoreAccess, disk_writable, newest_modification,
+    observe, probe_disk,
 };
 pub use recovery::{
     ActionRecord, ENGAGE_KILL_SWITCH, LoopGroup, Permit, REQUEUE_STUCK_TASKS, RESTART_WORKER_POOL,
@@ -48,7 +50,7 @@ pub use report::{
 };
 
 /// A health monitor failure: a bad config (where and what), or a file that cannot be written.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum HealthError {
     /// `place` is `file[:line[:column]]`; `message` names the field.
     #[error("{place}: {message}")]
@@ -69,6 +71,8 @@ pub struct Cycle {
     pub report: HealthReport,
     /// Recovery actions journaled in this cycle (suppressions are in the journal only).
     pub actions: Vec<ActionRecord>,
+    /// Why the report could not be recorded (`meta_health.json`, `history.jsonl`), if so.
+    pub record_error: Option<HealthError>,
 }
 
 /// One cycle of the monitor: check, record, then recovery — requeue expired leases and restart
@@ -81,7 +85,9 @@ pub async fn cycle(
     recovery: &Recovery,
 ) -> Result<Cycle, HealthError> {
     let report = check(config, env).await;
-    record(&env.data_dir, &report)?;
+    // On a failing disk the report is what matters most: it is returned even if it could
+    // not be written down.
+    let record_error = record(&env.data_dir, &report).err();
     let now = Utc::now();
     let mut actions = Vec::new();
     if let Some(supervisor) = supervisor {
@@ -90,7 +96,11 @@ pub async fn cycle(
     if let Some(a) = recovery.engage_kill_switch_if_incoherent(&report, now)? {
         actions.push(a);
     }
-    Ok(Cycle { report, actions })
+    Ok(Cycle {
+        report,
+        actions,
+        record_error,
+    })
 }
 
 /// The config of `data_dir` (`health.yaml`), for callers that hold only the path.

@@ -279,35 +279,33 @@ pub async fn resolve(
         Err(StoreError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    if id.len() >= 4 && id != "latest" {
-        let mut matches = Vec::new();
-        let mut offset = 0;
-        loop {
-            let page = store.list_jobs(200, offset).await?;
-            if page.is_empty() {
-                break;
-            }
-            offset += page.len() as u64;
-            matches.extend(
-                page.into_iter()
-                    .filter(|j| j.id.starts_with(id))
-                    .map(|j| j.id),
-            );
+    let ids = all_job_ids(store).await?;
+    match tradeloom_core::resolve_id("simulation job", id, ids.iter().map(String::as_str)) {
+        Ok(job_id) => Ok(Target::Job(job_id)),
+        Err(e @ tradeloom_core::IdRefError::Ambiguous { .. }) => {
+            Err(ReconcileError::NotFound(e.to_string()))
         }
-        match matches.as_slice() {
-            [one] => return Ok(Target::Job(one.clone())),
-            [] => {}
-            many => {
-                return Err(ReconcileError::NotFound(format!(
-                    "`{id}` matches {} simulation jobs; give more of the id",
-                    many.len()
-                )));
-            }
-        }
+        Err(_) => Err(ReconcileError::NotFound(format!(
+            "{run_error}; and no simulation job `{id}` in the store (see `tradeloom jobs list`)"
+        ))),
     }
-    Err(ReconcileError::NotFound(format!(
-        "{run_error}; and no simulation job `{id}` in the store (see `tradeloom jobs list`)"
-    )))
+}
+
+/// Every job id of the store, oldest first.
+pub async fn all_job_ids(store: &dyn Store) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store.list_jobs(200, offset).await?;
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len() as u64;
+        ids.extend(page.into_iter().map(|j| j.id));
+    }
+    // Listed newest first.
+    ids.reverse();
+    Ok(ids)
 }
 
 /// The folder a job's result goes to: its run folder `<data_dir>/runs/<job_id>/` if the job

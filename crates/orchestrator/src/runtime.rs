@@ -630,7 +630,13 @@ impl crate::schedule::RunStarter for Runtime {
             .start_run(workflow_id, None, &Map::new())
             .await
             .map_err(|e| e.to_string())?;
-        tracing::info!(workflow_id, run_id = %run.id, %fire_at, "scheduled workflow run started");
+        tracing::info!(
+            workflow_id,
+            run_id = %run.id,
+            trace_id = %tradeloom_core::trace_id(&run.id),
+            %fire_at,
+            "scheduled workflow run started"
+        );
         Ok(run.id)
     }
 }

@@ -148,7 +148,13 @@ impl Scheduler {
             let run = self.starter.start_scheduled_run(workflow_id, fire_at).await;
             let recorded = match &run {
                 Ok(run_id) => {
-                    tracing::info!(%workflow_id, %fire_at, %run_id, "schedule: started a run");
+                    tracing::info!(
+                        %workflow_id,
+                        %fire_at,
+                        %run_id,
+                        trace_id = %tradeloom_core::trace_id(run_id),
+                        "schedule: started a run"
+                    );
                     self.store
                         .set_schedule_fire_run(workflow_id, fire_at, run_id)
                         .await

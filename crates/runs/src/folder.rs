@@ -58,27 +58,22 @@ pub fn list_runs(data_dir: &Path) -> Result<Vec<(PathBuf, Metadata)>, RunError> 
     Ok(runs)
 }
 
-/// Finds a run by full id, unique prefix, or `latest`.
+/// Finds a run by full id, unique prefix, or `latest` ([`tradeloom_core::resolve_id`]); an
+/// ambiguous prefix is [`RunError::NotFound`] listing the runs it matches.
 pub fn find_run(data_dir: &Path, id: &str) -> Result<PathBuf, RunError> {
     let runs = list_runs(data_dir)?;
-    if id == "latest" {
-        return runs.last().map(|(p, _)| p.clone()).ok_or_else(|| {
-            RunError::NotFound(format!("no runs under {}", runs_dir(data_dir).display()))
-        });
-    }
-    let matches: Vec<&(PathBuf, Metadata)> = runs
-        .iter()
-        .filter(|(_, m)| m.run_id.starts_with(id))
-        .collect();
-    match matches.as_slice() {
-        [] => Err(RunError::NotFound(format!(
-            "no run `{id}` under {} (see `tradeloom runs list`)",
+    match tradeloom_core::resolve_id("run", id, runs.iter().map(|(_, m)| m.run_id.as_str())) {
+        Ok(run_id) => runs
+            .into_iter()
+            .find(|(_, m)| m.run_id == run_id)
+            .map(|(p, _)| p)
+            .ok_or_else(|| RunError::NotFound(format!("no run `{run_id}`"))),
+        Err(e @ tradeloom_core::IdRefError::Ambiguous { .. }) => {
+            Err(RunError::NotFound(e.to_string()))
+        }
+        Err(e) => Err(RunError::NotFound(format!(
+            "{e} under {} (see `tradeloom runs list`)",
             runs_dir(data_dir).display()
-        ))),
-        [(path, _)] => Ok(path.clone()),
-        many => Err(RunError::NotFound(format!(
-            "`{id}` matches {} runs; give more of the id",
-            many.len()
         ))),
     }
 }

@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod error;
 pub mod folder;
 pub mod hashing;
+pub mod interruption;
 pub mod journal;
 pub mod kill_switch;
 pub mod live;
@@ -21,6 +22,7 @@ pub mod verify;
 
 pub use error::RunError;
 pub use folder::{RunFolder, find_run, list_runs};
+pub use interruption::{InterruptedRun, mark_interrupted_runs};
 pub use metadata::{Metadata, RunStatus};
 pub use runner::{
     ExecuteError, Progress, RunOptions, RunOutcome, execute, execute_resolved_under, execute_under,

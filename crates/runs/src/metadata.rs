@@ -14,6 +14,9 @@ pub enum RunStatus {
     Running,
     Completed,
     Failed,
+    /// The process running it died (killed, crashed) before it finished; marked so by a later
+    /// process (see [`crate::interruption`]).
+    Interrupted,
 }
 
 impl RunStatus {
@@ -22,6 +25,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -92,9 +96,13 @@ pub struct Metadata {
     pub finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    /// Why the run failed.
+    /// Why the run failed or was interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The process that runs (ran) it, so that a later process can tell a live run from one
+    /// whose process died. Absent in runs written by versions before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<tradeloom_safety::ProcessOwner>,
     pub spec: SpecInfo,
     pub data: Vec<DataInfo>,
     /// Every artifact in the folder except this file, by file name.

@@ -188,6 +188,7 @@ pub fn execute_resolved_under(
         finished_at: None,
         duration_ms: None,
         error: None,
+        owner: Some(tradeloom_safety::ProcessOwner::current()),
         spec: SpecInfo {
             source_path: spec.path.display().to_string(),
             source_sha256: sha256_bytes(spec.text.as_bytes()),

@@ -4,10 +4,13 @@
 //!
 //! It depends on nothing of tradeloom and on no store, server or HTTP crate: the engine path
 //! (through a gate the runner passes in), the CLI, and later the API, agents and workflows all
-//! read and write the same files.
+//! read and write the same files. [`ProcessOwner`] (who runs a run or a job, and whether that
+//! process still lives) is shared the same way.
 
 pub mod kill_switch;
+pub mod owner;
 
 pub use kill_switch::{
     DEFAULT_REFRESH, Engagement, KillSwitch, KillSwitchError, Scope, ScopeState, Status,
 };
+pub use owner::{Liveness, ProcessOwner};

@@ -42,21 +42,25 @@ pub struct HealthResponse {
     pub version: String,
     pub backend: String,
     pub store: ComponentHealth,
+    /// Whether the data dir takes writes (a probe file written and synced); a full disk or a
+    /// read-only folder makes the server `unavailable`.
+    pub disk: ComponentHealth,
     /// The distinct endpoints of the current job's models (`GET {base_url}/models`).
     pub providers: Vec<ProviderHealth>,
     pub running_jobs: Vec<String>,
     pub uptime_seconds: u64,
 }
 
-/// Store round trip and provider reachability; 503 when the store is down. Callers without
-/// a valid key (auth required) get `{"status"}` only, from the store alone (providers are not
-/// probed for them); the details, with credentials removed from every URL, are for
-/// authenticated callers (every caller when auth is off).
+/// Store round trip, a disk write probe and provider reachability; 503 when the store is down
+/// or the data dir takes no writes. Callers without a valid key (auth required) get
+/// `{"status"}` only, from the store alone (nothing is probed for them); the details, with
+/// credentials removed from every URL, are for authenticated callers (every caller when auth
+/// is off).
 #[utoipa::path(
     get, path = "/health", tag = "health",
     responses(
         (status = 200, description = "The details for authenticated callers; `{\"status\"}` only for others", body = HealthResponse),
-        (status = 503, description = "The store is unreachable", body = HealthResponse),
+        (status = 503, description = "The store is unreachable or the data dir takes no writes", body = HealthResponse),
     )
 )]
 pub async fn health(State(state): State<AppState>, principal: Option<Principal>) -> Response {
@@ -81,6 +85,7 @@ pub async fn health(State(state): State<AppState>, principal: Option<Principal>)
         latency_ms: started.elapsed().as_millis() as u64,
         error: store_result.err().map(|e| redact_userinfo(&e.to_string())),
     };
+    let disk_health = disk(state.simulator.options().data_dir.clone()).await;
     let mut urls: Vec<String> = Vec::new();
     if store_health.ok
         && let Ok(Some(job)) = store.current_job().await
@@ -115,12 +120,17 @@ pub async fn health(State(state): State<AppState>, principal: Option<Principal>)
         provider.error = provider.error.map(|e| redact_userinfo(&e));
         providers.push(provider);
     }
-    let status = if !store_health.ok {
+    let status = if !store_health.ok || !disk_health.ok {
         "unavailable"
     } else if providers.iter().any(|p| !p.ok) {
         "degraded"
     } else {
         "ok"
+    };
+    let code = if store_health.ok && disk_health.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     (
         code,
@@ -129,12 +139,31 @@ pub async fn health(State(state): State<AppState>, principal: Option<Principal>)
             version: env!("CARGO_PKG_VERSION").to_string(),
             backend: format!("{:?}", store.backend()).to_lowercase(),
             store: store_health,
+            disk: disk_health,
             providers,
             running_jobs: state.simulator.running_jobs().await,
             uptime_seconds: state.started.elapsed().as_secs(),
         }),
     )
         .into_response()
+}
+
+/// The disk probe, off the async threads (it syncs a file). The error names the OS error, not
+/// the server's paths.
+async fn disk(data_dir: std::path::PathBuf) -> ComponentHealth {
+    let started = Instant::now();
+    let result =
+        tokio::task::spawn_blocking(move || tradeloom_ops::health::disk_writable(&data_dir)).await;
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("the data dir does not take writes: {e}")),
+        Err(e) => Some(format!("the disk probe did not finish: {e}")),
+    };
+    ComponentHealth {
+        ok: error.is_none(),
+        latency_ms: started.elapsed().as_millis() as u64,
+        error,
+    }
 }
 
 async fn probe(http: &GuardedClient, base_url: String) -> ProviderHealth {

@@ -116,9 +116,16 @@ fn known_statuses() -> [(&'static names::MetricName, Vec<&'static str>); 4] {
     [
         (
             &names::JOBS,
-            [J::Pending, J::Running, J::Completed, J::Partial, J::Failed]
-                .map(J::as_str)
-                .to_vec(),
+            [
+                J::Pending,
+                J::Running,
+                J::Completed,
+                J::Partial,
+                J::Failed,
+                J::Interrupted,
+            ]
+            .map(J::as_str)
+            .to_vec(),
         ),
         (
             &names::MODEL_DAYS,

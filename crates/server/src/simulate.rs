@@ -79,7 +79,7 @@ pub struct ModelDayDetail {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobStatusResponse {
     pub job_id: String,
-    /// `pending`, `running`, `completed`, `partial` or `failed`.
+    /// `pending`, `running`, `completed`, `partial`, `failed` or `interrupted`.
     pub status: String,
     #[schema(value_type = Vec<String>)]
     pub date_range: Vec<NaiveDate>,

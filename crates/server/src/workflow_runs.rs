@@ -153,7 +153,8 @@ pub async fn start(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
-    /// `pending`, `running`, `waiting`, `completed`, `failed` or `cancelled`.
+    /// `pending`, `running`, `waiting`, `completed`, `failed`, `cancelled`, or `all` (the
+    /// default).
     pub status: Option<String>,
     pub limit: Option<u32>,
     pub offset: Option<u64>,
@@ -176,6 +177,19 @@ pub struct RunList {
     pub runs: Vec<RunSummary>,
 }
 
+/// A `status` query filter: `all` (as the CLI's `--status all`) or none is no filter.
+fn status_filter<T: std::str::FromStr<Err = String>>(
+    status: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    match status {
+        None | Some("all") => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|m: String| ApiError::bad_request("invalid_status", format!("{m}, or `all`"))),
+    }
+}
+
 /// Workflow runs, newest first.
 #[utoipa::path(
     get, path = "/workflow-runs", tag = "workflow runs", params(RunsQuery),
@@ -186,12 +200,7 @@ pub async fn list(
     query: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<RunList>, ApiError> {
     let Query(q) = query?;
-    let status = q
-        .status
-        .as_deref()
-        .map(str::parse::<RunStatus>)
-        .transpose()
-        .map_err(|m| ApiError::bad_request("invalid_status", m))?;
+    let status = status_filter::<RunStatus>(q.status.as_deref())?;
     let runs = runtime(&state)?
         .store()
         .list_workflow_runs(
@@ -361,7 +370,7 @@ pub async fn events(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalsQuery {
-    /// `pending`, `approved`, `rejected`, `expired` or `cancelled`.
+    /// `pending`, `approved`, `rejected`, `expired`, `cancelled`, or `all` (the default).
     pub status: Option<String>,
     pub run_id: Option<String>,
     pub limit: Option<u32>,
@@ -378,12 +387,7 @@ pub async fn approvals(
     query: Result<Query<ApprovalsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query?;
-    let status = q
-        .status
-        .as_deref()
-        .map(str::parse::<ApprovalStatus>)
-        .transpose()
-        .map_err(|m| ApiError::bad_request("invalid_status", m))?;
+    let status = status_filter::<ApprovalStatus>(q.status.as_deref())?;
     let approvals = runtime(&state)?
         .store()
         .list_approvals(

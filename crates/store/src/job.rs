@@ -25,6 +25,10 @@ pub enum JobStatus {
     Partial,
     /// No model-day completed: every one failed or was refused (or the job itself failed).
     Failed,
+    /// The process running it died before it finished (see [`crate::Store::interrupt_job`]):
+    /// its running model-days are pending again and it resumes when triggered again or when
+    /// `serve` starts. Not terminal.
+    Interrupted,
 }
 
 impl JobStatus {
@@ -35,6 +39,7 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Partial => "partial",
             JobStatus::Failed => "failed",
+            JobStatus::Interrupted => "interrupted",
         }
     }
 
@@ -63,9 +68,10 @@ impl FromStr for JobStatus {
             "completed" => JobStatus::Completed,
             "partial" => JobStatus::Partial,
             "failed" => JobStatus::Failed,
+            "interrupted" => JobStatus::Interrupted,
             other => {
                 return Err(format!(
-                    "unknown job status `{other}`; expected pending, running, completed, partial or failed"
+                    "unknown job status `{other}`; expected pending, running, completed, partial, failed or interrupted"
                 ));
             }
         })

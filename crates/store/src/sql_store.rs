@@ -731,9 +731,11 @@ macro_rules! impl_store {
                 job_id: &str,
             ) -> Result<$crate::Job, $crate::StoreError> {
                 use $crate::sql_store::*;
+                // Resuming an interrupted job clears the interruption's reason.
                 let done = sqlx::query(
-                    "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, $2) \
-                     WHERE id = $1 AND status IN ('pending', 'running')",
+                    "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, $2), \
+                     error = CASE WHEN status = 'interrupted' THEN NULL ELSE error END \
+                     WHERE id = $1 AND status IN ('pending', 'running', 'interrupted')",
                 )
                 .bind(job_id)
                 .bind(now())
@@ -786,6 +788,54 @@ macro_rules! impl_store {
                     .await
                     .map_err($crate::StoreError::db("commit a failed job"))?;
                 self.refresh_job_status(job_id).await
+            }
+
+            async fn interrupt_job(
+                &self,
+                job_id: &str,
+                reason: &str,
+            ) -> Result<Option<$crate::Job>, $crate::StoreError> {
+                let gate = self.write_gate().await;
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err($crate::StoreError::db("begin interrupting a job"))?;
+                let done = sqlx::query(
+                    "UPDATE jobs SET status = 'interrupted', error = $2 \
+                     WHERE id = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(job_id)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::StoreError::db("mark a job interrupted"))?;
+                if done.rows_affected() == 0 {
+                    drop(tx);
+                    drop(gate);
+                    // Absent (NotFound), or finished or interrupted already: nothing to do.
+                    self.job(job_id).await?;
+                    return Ok(None);
+                }
+                sqlx::query(
+                    "UPDATE job_details SET status = 'pending', started_at = NULL \
+                     WHERE job_id = $1 AND status = 'running'",
+                )
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::StoreError::db("reset an interrupted job's model-days"))?;
+                tx.commit()
+                    .await
+                    .map_err($crate::StoreError::db("commit an interrupted job"))?;
+                drop(gate);
+                self.append_job_event(
+                    job_id,
+                    "job_interrupted",
+                    &serde_json::json!({"reason": reason}),
+                )
+                .await?;
+                Ok(Some(self.job(job_id).await?))
             }
 
             async fn refresh_job_status(

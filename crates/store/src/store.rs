@@ -70,13 +70,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `GET /simulate/current`).
     async fn current_job(&self) -> Result<Option<Job>, StoreError>;
 
-    /// `pending → running` (sets `started_at`); a running job is returned unchanged.
+    /// `pending`/`interrupted` → `running` (sets `started_at`; clears an interruption's error);
+    /// a running job is returned unchanged.
     /// [`StoreError::Conflict`] if the job already finished.
     async fn mark_job_running(&self, job_id: &str) -> Result<Job, StoreError>;
 
     /// Marks a job failed as a whole (e.g. its config could not be loaded); its unfinished
     /// model-days fail with the same error.
     async fn fail_job(&self, job_id: &str, error: &str) -> Result<Job, StoreError>;
+
+    /// Marks a `pending` or `running` job whose process died `interrupted` with `reason` (its
+    /// running model-days back to `pending`, in one transaction) and appends a
+    /// `job_interrupted` event. `None` when the job is no longer pending or running;
+    /// [`StoreError::NotFound`] if there is no such job. [`Store::mark_job_running`] resumes it.
+    async fn interrupt_job(&self, job_id: &str, reason: &str) -> Result<Option<Job>, StoreError>;
 
     /// Recomputes the job's status from its model-days (all completed → completed; none left
     /// and some failed → partial, or failed if all did; otherwise running) and stores it with

@@ -222,9 +222,13 @@ fn bad_config_exits_2_naming_file_line_and_field() {
 fn without_a_store_the_check_still_runs_and_says_why() {
     let data = tempfile::tempdir().unwrap();
     let out = tradeloom(data.path(), &["health"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Nothing configured (no health.yaml, no heartbeat): exit 3, said plainly.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("status DEAD"), "{text}");
+    assert!(text.contains("NOTHING CONFIGURED"), "{text}");
+    // The store check fails, the disk check passes: m4 = 1/2.
+    assert!(text.contains("status CRITICAL"), "{text}");
     assert!(text.contains("store FAILED: no store at"), "{text}");
+    assert!(text.contains("disk ok"), "{text}");
     assert!(!data.path().join("tradeloom.db").exists());
 }

@@ -12,6 +12,7 @@ mod flow_client;
 mod golden;
 mod health;
 mod killswitch;
+mod lifecycle;
 mod logs;
 mod metrics;
 mod outbound;

@@ -38,6 +38,19 @@ pub struct HealthConfig {
     pub api: Option<String>,
 }
 
+/// Where the config of a check came from ([`HealthConfig::load_or_discover`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigSource {
+    /// `health.yaml`.
+    File,
+    /// No `health.yaml`: the roles of the heartbeat files found.
+    Heartbeats,
+    /// No `health.yaml` and no heartbeat file: nothing is configured, only the store and the
+    /// data dir are checked.
+    Nothing,
+}
+
 /// One data feed of M3.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedConfig {
@@ -92,6 +105,43 @@ impl HealthConfig {
                 message: format!("cannot read it: {e}"),
             }),
         }
+    }
+
+    /// What `tradeloom health` checks: `health.yaml` if there is one; without it, the roles
+    /// whose heartbeat files are under `<data_dir>/health/heartbeats/` (those of a `serve` on
+    /// this data dir, running or not), so that a dead server is not reported GREEN; without
+    /// either, the default config (nothing configured).
+    pub fn load_or_discover(data_dir: &Path) -> Result<(Self, ConfigSource), HealthError> {
+        if data_dir.join(CONFIG_FILE).exists() {
+            return Ok((Self::load(data_dir)?, ConfigSource::File));
+        }
+        let mut roles: Vec<String> = std::fs::read_dir(super::heartbeat::heartbeat_dir(data_dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "json") {
+                    path.file_stem()
+                        .and_then(|s| s.to_str())
+                        .filter(|role| check_role(role).is_ok())
+                        .map(str::to_string)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        roles.sort();
+        if roles.is_empty() {
+            return Ok((Self::default(), ConfigSource::Nothing));
+        }
+        Ok((
+            Self {
+                roles,
+                ..Self::default()
+            },
+            ConfigSource::Heartbeats,
+        ))
     }
 
     /// Parses config text; errors name `file:line[:column]` and the field.

@@ -74,6 +74,7 @@ pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
             None
         }
     };
+    control_plane.insert("disk".to_string(), probe_disk(data_dir));
     let api = match &config.api {
         Some(url) => Some(probe_api(url).await),
         None => None,
@@ -113,6 +114,36 @@ pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
         feeds,
         control_plane,
         coherence,
+    }
+}
+
+/// Bytes the disk probe writes: a whole block, so a full disk cannot absorb it.
+const DISK_PROBE_BYTES: usize = 4096;
+
+/// Whether the data dir takes writes: a probe file is written, synced and removed. Fails on a
+/// full disk (ENOSPC), a read-only or unwritable folder, or a file size limit of zero.
+pub fn disk_writable(data_dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = data_dir.join(format!(".disk_probe.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(data_dir)?;
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&[0u8; DISK_PROBE_BYTES])?;
+        f.sync_all()
+    };
+    let result = write();
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// [`disk_writable`] as a control-plane probe.
+pub fn probe_disk(data_dir: &Path) -> Probe {
+    match disk_writable(data_dir) {
+        Ok(()) => Probe::ok(),
+        Err(e) => Probe::failed(format!(
+            "the data dir {} does not take writes: {e}",
+            data_dir.display()
+        )),
     }
 }
 
@@ -361,6 +392,30 @@ mod tests {
             store: StoreAccess::Location(dir.join("tradeloom.db").display().to_string()),
             queue: QueueAccess::ViaApi,
         }
+    }
+
+    /// `/dev/full` fails every write with ENOSPC, as a full disk does: the probe file is made a
+    /// link to it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_disk_probe_fails_on_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(probe_disk(dir.path()).ok);
+        let probe_file = dir
+            .path()
+            .join(format!(".disk_probe.{}", std::process::id()));
+        std::os::unix::fs::symlink("/dev/full", &probe_file).unwrap();
+        let failed = probe_disk(dir.path());
+        assert!(!failed.ok);
+        let why = failed.error.unwrap_or_default();
+        assert!(
+            why.contains("No space left") && why.contains("does not take writes"),
+            "{why}"
+        );
+        // A data dir that is a file cannot be written either.
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        assert!(!probe_disk(&file).ok);
     }
 
     #[tokio::test]

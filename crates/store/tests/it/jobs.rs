@@ -20,6 +20,7 @@ backend_tests!(
     cascade_delete_removes_children,
     retry_reopens_only_failed_model_days,
     refused_days_are_not_completed_and_count_their_session,
+    an_interrupted_job_is_marked_and_resumes,
 );
 
 async fn migrations_apply_and_are_idempotent(t: Ctx) {
@@ -282,6 +283,51 @@ async fn crash_recovery_resets_running_model_days(t: Ctx) {
             .await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+async fn an_interrupted_job_is_marked_and_resumes(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "killed", &["m1", "m2"], &[2]).await;
+    s.mark_job_running(&job.id).await.expect("running");
+    let lease = Duration::from_secs(3600);
+    let k1 = ModelDayKey::new(&job.id, "m1", date(2));
+    s.claim_model_day(&k1, lease)
+        .await
+        .expect("claim")
+        .expect("claimed");
+
+    let reason = "interrupted: its process (pid 7) has exited (host h)";
+    let marked = s
+        .interrupt_job(&job.id, reason)
+        .await
+        .expect("interrupt")
+        .expect("it was running");
+    assert_eq!(marked.status, JobStatus::Interrupted);
+    assert_eq!(marked.error.as_deref(), Some(reason));
+    assert!(!marked.status.is_terminal(), "an interrupted job resumes");
+    let report = s.job_report(&job.id).await.expect("report");
+    assert_eq!((report.progress.running, report.progress.pending), (0, 2));
+    let events = s.job_events(&job.id, 0, 100).await.expect("events");
+    let last = events.last().expect("an event");
+    assert_eq!(last.kind, "job_interrupted");
+    assert_eq!(last.payload["reason"], reason);
+    // Once: an interrupted job is not interrupted again.
+    assert!(
+        s.interrupt_job(&job.id, reason)
+            .await
+            .expect("again")
+            .is_none()
+    );
+    assert!(matches!(
+        s.interrupt_job("no-such-job", reason).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The same config still finds it (no duplicate job), and it resumes.
+    let again = s.create_job(new_job("killed", &["m1", "m2"], &[2])).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let resumed = s.mark_job_running(&job.id).await.expect("resume");
+    assert_eq!(resumed.status, JobStatus::Running);
+    assert_eq!(resumed.error, None);
 }
 
 async fn cascade_delete_removes_children(t: Ctx) {
