@@ -43,9 +43,9 @@ pub struct HealthResponse {
 
 /// Store round trip and provider reachability; 503 when the store is down.
 #[utoipa::path(
-    get, path = "/health", tag = "health",
+    get, path = "/health", tag = "health", operation_id = "health",
     responses(
-        (status = 200, body = HealthResponse),
+        (status = 200, description = "The store answers (`status` is `ok` or `degraded`)", body = HealthResponse),
         (status = 503, description = "The store is unreachable", body = HealthResponse),
     )
 )]

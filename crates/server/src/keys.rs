@@ -79,9 +79,9 @@ fn require_admin(principal: &Principal, method: Method, path: &str) -> Result<()
 
 /// Creates a key; the answer holds its secret, which cannot be shown again.
 #[utoipa::path(
-    post, path = "/keys", tag = "keys", request_body = CreateKeyRequest,
+    post, path = "/keys", tag = "keys", operation_id = "create_key", request_body = CreateKeyRequest,
     responses(
-        (status = 201, body = CreatedKey),
+        (status = 201, description = "The new key with its secret, shown this once", body = CreatedKey),
         (status = 400, description = "Bad name or role", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
     )
@@ -124,7 +124,10 @@ pub async fn create(
 }
 
 /// Every key, revoked ones included, oldest first.
-#[utoipa::path(get, path = "/keys", tag = "keys", responses((status = 200, body = KeyList)))]
+#[utoipa::path(
+    get, path = "/keys", tag = "keys", operation_id = "list_keys",
+    responses((status = 200, description = "Every key, without secrets", body = KeyList))
+)]
 pub async fn list(
     principal: Principal,
     State(state): State<AppState>,
@@ -138,10 +141,10 @@ pub async fn list(
 
 /// Revokes a key (by id or name); it stops authenticating at once. Revoking twice is harmless.
 #[utoipa::path(
-    delete, path = "/keys/{id}", tag = "keys",
+    delete, path = "/keys/{id}", tag = "keys", operation_id = "revoke_key",
     params(("id" = String, Path, description = "The key's id or name")),
     responses(
-        (status = 200, body = KeyInfo),
+        (status = 200, description = "The revoked key", body = KeyInfo),
         (status = 404, description = "No such key", body = ErrorBody),
     )
 )]

@@ -19,6 +19,7 @@ use crate::error::{ApiError, ErrorBody};
 /// Query of `GET /results`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ResultsQuery {
     pub job_id: Option<String>,
     pub model: Option<String>,
@@ -66,10 +67,10 @@ fn bad_query(param: &str, message: String) -> ApiError {
 
 /// Completed model-days with their end-of-day cash, holdings and value.
 #[utoipa::path(
-    get, path = "/results", tag = "results",
+    get, path = "/results", tag = "results", operation_id = "list_results",
     params(ResultsQuery),
     responses(
-        (status = 200, body = ResultsResponse),
+        (status = 200, description = "One page of completed model-days", body = ResultsResponse),
         (status = 400, description = "A bad query parameter (named in `details.param`)", body = ErrorBody),
         (status = 404, description = "Unknown job or model", body = ErrorBody),
     )
@@ -213,6 +214,7 @@ async fn full_detail(
 /// Query of `GET /results/leaderboard`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LeaderboardQuery {
     /// Default: the newest job.
     pub job_id: Option<String>,
@@ -244,10 +246,10 @@ pub struct LeaderboardResponse {
 /// Per-model standings of a job: final value, total return, Sharpe, max drawdown, trades,
 /// tool errors.
 #[utoipa::path(
-    get, path = "/results/leaderboard", tag = "results",
+    get, path = "/results/leaderboard", tag = "results", operation_id = "leaderboard",
     params(LeaderboardQuery),
     responses(
-        (status = 200, body = LeaderboardResponse),
+        (status = 200, description = "The job's models ranked by final value", body = LeaderboardResponse),
         (status = 404, description = "Unknown job, or no job yet", body = ErrorBody),
     )
 )]

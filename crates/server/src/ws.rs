@@ -178,7 +178,7 @@ fn parse_query(pairs: &[(String, String)]) -> Result<StreamQuery, ApiError> {
 
 /// The live event stream.
 #[utoipa::path(
-    get, path = "/ws", tag = "events",
+    get, path = "/ws", tag = "events", operation_id = "event_stream",
     params(
         ("run_id" = Option<String>, Query, description = "Only this workflow run's events."),
         ("job_id" = Option<String>, Query, description = "Only this simulation job's events."),
