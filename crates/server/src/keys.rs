@@ -19,8 +19,10 @@ use crate::error::{ApiError, ErrorBody};
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// 1 to 64 letters, digits, `-`, `_`, `.` or `@`; unique (revoked keys keep theirs).
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     pub name: String,
     /// `viewer`, `operator` or `admin`.
+    #[schema(schema_with = crate::openapi::role_schema)]
     pub role: String,
 }
 

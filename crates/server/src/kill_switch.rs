@@ -23,6 +23,7 @@ use crate::error::{ApiError, ErrorBody};
 #[serde(deny_unknown_fields)]
 pub struct EngageRequest {
     /// Why (recorded in the state file, the event log and every refused order); not empty.
+    #[schema(pattern = "\\S")]
     pub reason: String,
     /// Only this run (`run:<id>`).
     #[serde(default)]
@@ -39,8 +40,9 @@ pub struct EngageRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
-    /// Why (default `released over the API`).
+    /// Why (default `released over the API`); not empty when given.
     #[serde(default)]
+    #[schema(pattern = "\\S")]
     pub reason: Option<String>,
     #[serde(default)]
     pub run: Option<String>,

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{
-    ContentBuilder, Object, OpenApi, Ref, RefOr, ResponseBuilder, Type,
+    ContentBuilder, Object, ObjectBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Type,
 };
 use utoipa::{Modify, OpenApi as _};
 
@@ -75,6 +75,24 @@ impl Modify for SecuritySchemes {
 /// The base document, before the routes add their paths.
 pub(crate) fn base() -> OpenApi {
     ApiDoc::openapi()
+}
+
+/// A string that is one of `values` (for fields the handler parses itself, to say what it takes).
+fn one_of(values: &[&str]) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+/// `viewer`, `operator` or `admin`.
+pub(crate) fn role_schema() -> Object {
+    one_of(&["viewer", "operator", "admin"])
+}
+
+/// `approve` or `reject`.
+pub(crate) fn decision_schema() -> Object {
+    one_of(&["approve", "reject"])
 }
 
 /// Adds to every operation of `doc` its security requirement and the refusals of the layers in

@@ -24,10 +24,13 @@ pub struct ResultsQuery {
     pub job_id: Option<String>,
     pub model: Option<String>,
     /// `YYYY-MM-DD`.
+    #[param(format = Date)]
     pub date: Option<String>,
     /// `minimal` (default) or `full` (adds trades, holdings detail, reasoning and tool calls).
+    #[param(pattern = "^(minimal|full)$")]
     pub detail: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub offset: Option<u64>,
 }

@@ -450,7 +450,7 @@ fn for_approval(e: OrchestratorError, id: &str) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
     /// `approve` or `reject`.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::openapi::decision_schema)]
     pub decision: Decision,
     pub comment: Option<String>,
     /// Who decided (default: the API key's name).
