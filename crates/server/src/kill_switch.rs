@@ -27,9 +27,11 @@ pub struct EngageRequest {
     pub reason: String,
     /// Only this run (`run:<id>`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub run: Option<String>,
     /// Only this simulation job (`job:<id>`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub job: Option<String>,
     /// Also close open positions (engine runs and agents' books).
     #[serde(default)]
@@ -44,9 +46,13 @@ pub struct ReleaseRequest {
     #[serde(default)]
     #[schema(pattern = "\\S")]
     pub reason: Option<String>,
+    /// Only this run (`run:<id>`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub run: Option<String>,
+    /// Only this simulation job (`job:<id>`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub job: Option<String>,
 }
 

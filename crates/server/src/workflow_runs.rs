@@ -155,6 +155,7 @@ pub async fn start(
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// `pending`, `running`, `waiting`, `completed`, `failed` or `cancelled`.
+    #[param(pattern = "^(pending|running|waiting|completed|failed|cancelled)$")]
     pub status: Option<String>,
     pub limit: Option<u32>,
     pub offset: Option<u64>,

@@ -405,14 +405,20 @@ async fn every_status_a_route_gives_to_a_bad_request_is_documented() {
             }
             let status = answer.status.as_str();
             if !op["responses"][status].is_object() {
-                problems.push(format!("{at}: {status} is not documented ({})", answer.body));
+                problems.push(format!(
+                    "{at}: {status} is not documented ({})",
+                    answer.body
+                ));
             }
             let shape_ok = ["error", "message"]
                 .iter()
                 .all(|f| answer.body[f].is_string())
                 && answer.body["details"].is_object();
             if !shape_ok {
-                problems.push(format!("{at}: {status} without the JSON error body: {}", answer.body));
+                problems.push(format!(
+                    "{at}: {status} without the JSON error body: {}",
+                    answer.body
+                ));
             }
         }
     }
