@@ -57,7 +57,7 @@ pub struct HealthResponse {
 /// credentials removed from every URL, are for authenticated callers (every caller when auth
 /// is off).
 #[utoipa::path(
-    get, path = "/health", tag = "health",
+    get, path = "/health", tag = "health", operation_id = "health",
     responses(
         (status = 200, description = "The details for authenticated callers; `{\"status\"}` only for others", body = HealthResponse),
         (status = 503, description = "The store is unreachable or the data dir takes no writes", body = HealthResponse),

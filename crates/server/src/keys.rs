@@ -19,8 +19,10 @@ use crate::error::{ApiError, ErrorBody};
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// 1 to 64 letters, digits, `-`, `_`, `.` or `@`; unique (revoked keys keep theirs).
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     pub name: String,
     /// `viewer`, `operator` or `admin`.
+    #[schema(schema_with = crate::openapi::role_schema)]
     pub role: String,
 }
 
@@ -79,9 +81,9 @@ fn require_admin(principal: &Principal, method: Method, path: &str) -> Result<()
 
 /// Creates a key; the answer holds its secret, which cannot be shown again.
 #[utoipa::path(
-    post, path = "/keys", tag = "keys", request_body = CreateKeyRequest,
+    post, path = "/keys", tag = "keys", operation_id = "create_key", request_body = CreateKeyRequest,
     responses(
-        (status = 201, body = CreatedKey),
+        (status = 201, description = "The new key with its secret, shown this once", body = CreatedKey),
         (status = 400, description = "Bad name or role", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
     )
@@ -124,7 +126,10 @@ pub async fn create(
 }
 
 /// Every key, revoked ones included, oldest first.
-#[utoipa::path(get, path = "/keys", tag = "keys", responses((status = 200, body = KeyList)))]
+#[utoipa::path(
+    get, path = "/keys", tag = "keys", operation_id = "list_keys",
+    responses((status = 200, description = "Every key, without secrets", body = KeyList))
+)]
 pub async fn list(
     principal: Principal,
     State(state): State<AppState>,
@@ -139,10 +144,10 @@ pub async fn list(
 /// Revokes a key (by id or name); it stops authenticating at once. Revoking twice is harmless;
 /// revoking the last active admin key is refused (409 `last_admin_key`).
 #[utoipa::path(
-    delete, path = "/keys/{id}", tag = "keys",
+    delete, path = "/keys/{id}", tag = "keys", operation_id = "revoke_key",
     params(("id" = String, Path, description = "The key's id or name")),
     responses(
-        (status = 200, body = KeyInfo),
+        (status = 200, description = "The revoked key", body = KeyInfo),
         (status = 404, description = "No such key", body = ErrorBody),
         (status = 409, description = "The last active admin key cannot be revoked", body = ErrorBody),
     )

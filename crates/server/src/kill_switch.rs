@@ -23,12 +23,15 @@ use crate::error::{ApiError, ErrorBody};
 #[serde(deny_unknown_fields)]
 pub struct EngageRequest {
     /// Why (recorded in the state file, the event log and every refused order); not empty.
+    #[schema(pattern = "\\S")]
     pub reason: String,
     /// Only this run (`run:<id>`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub run: Option<String>,
     /// Only this simulation job (`job:<id>`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub job: Option<String>,
     /// Also close open positions (engine runs and agents' books).
     #[serde(default)]
@@ -39,12 +42,17 @@ pub struct EngageRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
-    /// Why (default `released over the API`).
+    /// Why (default `released over the API`); not empty when given.
     #[serde(default)]
+    #[schema(pattern = "\\S")]
     pub reason: Option<String>,
+    /// Only this run (`run:<id>`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub run: Option<String>,
+    /// Only this simulation job (`job:<id>`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub job: Option<String>,
 }
 
@@ -95,9 +103,9 @@ fn require_operator(principal: &Principal, path: &str) -> Result<(), ApiError> {
 /// Every kill switch: `{"global": {...}, "runs": {id: {...}}, "jobs": {id: {...}}}`, each
 /// `{"scope","engaged","reason","by","since","flatten"}`.
 #[utoipa::path(
-    get, path = "/killswitch", tag = "killswitch",
+    get, path = "/killswitch", tag = "killswitch", operation_id = "kill_switch_status",
     responses(
-        (status = 200, description = "Same JSON as `tradeloom killswitch status --json`"),
+        (status = 200, description = "Same JSON as `tradeloom killswitch status --json`", body = Object),
         (status = 500, description = "A state file is unreadable (it counts as engaged)", body = ErrorBody),
     )
 )]
@@ -109,9 +117,9 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 /// Engages one kill switch; the answer is its new state. Once it has returned, no new order
 /// is accepted under that scope by any process on the data dir.
 #[utoipa::path(
-    post, path = "/killswitch/engage", tag = "killswitch", request_body = EngageRequest,
+    post, path = "/killswitch/engage", tag = "killswitch", operation_id = "engage_kill_switch", request_body = EngageRequest,
     responses(
-        (status = 200, description = "The scope's new state"),
+        (status = 200, description = "The scope's new state", body = Object),
         (status = 400, description = "Not JSON or an unknown/missing field", body = ErrorBody),
         (status = 403, description = "Needs the operator role", body = ErrorBody),
         (status = 422, description = "An empty reason or a bad run/job id", body = ErrorBody),
@@ -142,9 +150,9 @@ pub async fn engage(
 
 /// Releases one kill switch; the answer is its new state.
 #[utoipa::path(
-    post, path = "/killswitch/release", tag = "killswitch", request_body = ReleaseRequest,
+    post, path = "/killswitch/release", tag = "killswitch", operation_id = "release_kill_switch", request_body = ReleaseRequest,
     responses(
-        (status = 200, description = "The scope's new state"),
+        (status = 200, description = "The scope's new state", body = Object),
         (status = 400, description = "Not JSON or an unknown field", body = ErrorBody),
         (status = 403, description = "Needs the operator role", body = ErrorBody),
         (status = 422, description = "An empty reason or a bad run/job id", body = ErrorBody),

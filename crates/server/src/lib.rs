@@ -1,6 +1,6 @@
 //! server: the tradeloom REST API (axum) — simulation jobs (`/simulate/*`), results and the
 //! leaderboard (`/results*`), workflow definitions (`/workflows*`), `/health`, and an OpenAPI 3
-//! document (`/openapi.json`) with a docs page (`/docs`). Handlers only translate HTTP to the agents and store crates; every
+//! document (`/openapi.json`, generated from the routes themselves) with a docs page (`/docs`). Handlers only translate HTTP to the agents and store crates; every
 //! error is JSON `{error, message, details}` and every response carries `x-request-id`.
 //! API keys with roles (`/keys`) and rate limits guard every route but `/health` and the docs
 //! (see the `auth` and `rate_limit` modules).
@@ -13,6 +13,7 @@ mod keys;
 mod kill_switch;
 mod meta_health;
 mod metrics;
+mod openapi;
 mod rate_limit;
 mod request_trace;
 mod results;
@@ -28,10 +29,10 @@ use std::time::Instant;
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware;
-use axum::routing::{delete, get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tradeloom_agents::Simulator;
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::{AuthMode, Principal, accepts_query_key, required_role};
@@ -122,72 +123,48 @@ impl AppState {
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "tradeloom API",
-        description = "Simulation jobs of LLM trading agents, their results and the leaderboard."
-    ),
-    paths(
-        simulate::trigger,
-        simulate::status,
-        simulate::current,
-        results::results,
-        results::leaderboard,
-        health::health,
-        meta_health::meta,
-        metrics::metrics,
-        keys::create,
-        keys::list,
-        keys::revoke,
-        kill_switch::status,
-        kill_switch::engage,
-        kill_switch::release,
-        workflow_runs::start,
-        workflow_runs::list,
-        workflow_runs::get_one,
-        workflow_runs::cancel,
-        workflow_runs::patch,
-        workflow_runs::events,
-        workflow_runs::approvals,
-        workflow_runs::approval,
-        workflow_runs::decide,
-        workflow_runs::blob,
-        ws::stream,
-    ),
-    components(schemas(
-        ErrorBody,
-        simulate::TriggerRequest,
-        simulate::TriggerResponse,
-        simulate::JobStatusResponse,
-        simulate::Progress,
-        simulate::ModelDayDetail,
-        results::ResultsResponse,
-        results::ResultItem,
-        results::LeaderboardResponse,
-        results::Standing,
-        health::HealthResponse,
-        health::ComponentHealth,
-        health::ProviderHealth,
-        keys::CreateKeyRequest,
-        keys::KeyInfo,
-        keys::CreatedKey,
-        keys::KeyList,
-        kill_switch::EngageRequest,
-        kill_switch::ReleaseRequest,
-        workflow_runs::StartRunRequest,
-        workflow_runs::StartRunResponse,
-        workflow_runs::RunSummary,
-        workflow_runs::RunList,
-        workflow_runs::CancelRequest,
-        workflow_runs::DecideRequest,
-    ))
-)]
-struct ApiDoc;
+/// Every route of the API, each registered with its documented handler: the router and the
+/// paths of `/openapi.json` both come from this one list, so a route cannot be served without
+/// being documented or documented without being served. Add routes here only, with
+/// `routes!(handler, ...)` (handlers of one path together), never with a bare `.route()`.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(simulate::trigger))
+        .routes(routes!(simulate::status))
+        .routes(routes!(simulate::current))
+        .routes(routes!(results::results))
+        .routes(routes!(results::leaderboard))
+        .routes(routes!(health::health))
+        .routes(routes!(meta_health::meta))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(workflows::create, workflows::list))
+        .routes(routes!(
+            workflows::get_one,
+            workflows::update,
+            workflows::delete
+        ))
+        .routes(routes!(workflows::get_version))
+        .routes(routes!(workflow_runs::start))
+        .routes(routes!(workflow_runs::list))
+        .routes(routes!(workflow_runs::get_one))
+        .routes(routes!(workflow_runs::cancel))
+        .routes(routes!(workflow_runs::patch))
+        .routes(routes!(workflow_runs::events))
+        .routes(routes!(workflow_runs::approvals))
+        .routes(routes!(workflow_runs::approval))
+        .routes(routes!(workflow_runs::decide))
+        .routes(routes!(workflow_runs::blob))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(kill_switch::status))
+        .routes(routes!(kill_switch::engage))
+        .routes(routes!(kill_switch::release))
+        .routes(routes!(ws::stream))
+}
 
-/// The OpenAPI 3 document of the API.
+/// The OpenAPI 3.1 document of the API (what `GET /openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    openapi::complete(api_routes().into_openapi())
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -203,43 +180,9 @@ impl AppState {
 
 /// The API's routes with request ids and tracing.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/simulate/trigger", post(simulate::trigger))
-        .route("/simulate/status/{job_id}", get(simulate::status))
-        .route("/simulate/current", get(simulate::current))
-        .route("/results", get(results::results))
-        .route("/results/leaderboard", get(results::leaderboard))
-        .route("/health", get(health::health))
-        .route("/health/meta", get(meta_health::meta))
-        .route("/metrics", get(metrics::metrics))
-        .route("/workflows", post(workflows::create).get(workflows::list))
-        .route(
-            "/workflows/{id}",
-            get(workflows::get_one)
-                .put(workflows::update)
-                .delete(workflows::delete),
-        )
-        .route(
-            "/workflows/{id}/versions/{version}",
-            get(workflows::get_version),
-        )
-        .route("/workflows/{id}/runs", post(workflow_runs::start))
-        .route("/workflow-runs", get(workflow_runs::list))
-        .route("/workflow-runs/{id}", get(workflow_runs::get_one))
-        .route("/workflow-runs/{id}/cancel", post(workflow_runs::cancel))
-        .route("/workflow-runs/{id}/patch", post(workflow_runs::patch))
-        .route("/workflow-runs/{id}/events", get(workflow_runs::events))
-        .route("/approvals", get(workflow_runs::approvals))
-        .route("/approvals/{id}", get(workflow_runs::approval))
-        .route("/approvals/{id}/decide", post(workflow_runs::decide))
-        .route("/blobs/{hash}", get(workflow_runs::blob))
-        .route("/keys", post(keys::create).get(keys::list))
-        .route("/keys/{id}", delete(keys::revoke))
-        .route("/killswitch", get(kill_switch::status))
-        .route("/killswitch/engage", post(kill_switch::engage))
-        .route("/killswitch/release", post(kill_switch::release))
-        .route("/ws", get(ws::stream))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+    let (routes, doc) = api_routes().split_for_parts();
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::complete(doc)))
         .fallback(not_found)
         // Inside the guard and the metrics: rewrites the router's own non-JSON errors (405,
         // extractor rejections) into the JSON error shape.

@@ -25,7 +25,7 @@ impl AppState {
 
 /// The latest meta health report; 503 before the first check (or without a monitor).
 #[utoipa::path(
-    get, path = "/health/meta", tag = "health",
+    get, path = "/health/meta", tag = "health", operation_id = "meta_health",
     responses(
         (status = 200, description = "The latest report: rm_meta, status (GREEN, DEGRADED, CRITICAL, DEAD), the five sensors, checked_at, details", body = Object),
         (status = 503, description = "No health check has run yet", body = crate::ErrorBody),

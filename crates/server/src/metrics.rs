@@ -173,7 +173,7 @@ fn metric_error(e: MetricError) -> ApiError {
 
 /// The exposition text.
 #[utoipa::path(
-    get, path = "/metrics", tag = "health",
+    get, path = "/metrics", tag = "health", operation_id = "metrics",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),
         (status = 503, description = "The store is unreachable", body = crate::ErrorBody),

@@ -19,14 +19,18 @@ use crate::error::{ApiError, ErrorBody};
 /// Query of `GET /results`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ResultsQuery {
     pub job_id: Option<String>,
     pub model: Option<String>,
     /// `YYYY-MM-DD`.
+    #[param(format = Date)]
     pub date: Option<String>,
     /// `minimal` (default) or `full` (adds trades, holdings detail, reasoning and tool calls).
+    #[param(pattern = "^(minimal|full)$")]
     pub detail: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub offset: Option<u64>,
 }
@@ -66,10 +70,10 @@ fn bad_query(param: &str, message: String) -> ApiError {
 
 /// Completed model-days with their end-of-day cash, holdings and value.
 #[utoipa::path(
-    get, path = "/results", tag = "results",
+    get, path = "/results", tag = "results", operation_id = "list_results",
     params(ResultsQuery),
     responses(
-        (status = 200, body = ResultsResponse),
+        (status = 200, description = "One page of completed model-days", body = ResultsResponse),
         (status = 400, description = "A bad query parameter (named in `details.param`)", body = ErrorBody),
         (status = 404, description = "Unknown job or model", body = ErrorBody),
     )
@@ -214,6 +218,7 @@ async fn full_detail(
 /// Query of `GET /results/leaderboard`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LeaderboardQuery {
     /// Default: the newest job.
     pub job_id: Option<String>,
@@ -257,10 +262,10 @@ pub struct LeaderboardResponse {
 /// Per-model standings of a job: final value, total return, Sharpe, max drawdown, trades,
 /// tool errors.
 #[utoipa::path(
-    get, path = "/results/leaderboard", tag = "results",
+    get, path = "/results/leaderboard", tag = "results", operation_id = "leaderboard",
     params(LeaderboardQuery),
     responses(
-        (status = 200, body = LeaderboardResponse),
+        (status = 200, description = "The job's models ranked by final value", body = LeaderboardResponse),
         (status = 404, description = "Unknown job, or no job yet", body = ErrorBody),
     )
 )]

@@ -180,7 +180,7 @@ fn config_path_error(e: ConfigPathError) -> ApiError {
 /// Starts a simulation job, or resumes the unfinished model-days of an earlier job with the
 /// same config. Answers 200 `current` when every model-day of that config is completed.
 #[utoipa::path(
-    post, path = "/simulate/trigger", tag = "simulate",
+    post, path = "/simulate/trigger", tag = "simulate", operation_id = "trigger_simulation",
     request_body = TriggerRequest,
     responses(
         (status = 202, description = "Job started (or resumed, or already running)", body = TriggerResponse),
@@ -261,10 +261,10 @@ pub async fn trigger(
 
 /// Status, progress and every model-day of a job.
 #[utoipa::path(
-    get, path = "/simulate/status/{job_id}", tag = "simulate",
+    get, path = "/simulate/status/{job_id}", tag = "simulate", operation_id = "simulation_status",
     params(("job_id" = String, Path, description = "The job id from the trigger")),
     responses(
-        (status = 200, body = JobStatusResponse),
+        (status = 200, description = "The job, its progress and every model-day", body = JobStatusResponse),
         (status = 404, description = "No such job", body = ErrorBody),
     )
 )]
@@ -284,9 +284,9 @@ pub async fn status(
 
 /// The oldest pending or running job.
 #[utoipa::path(
-    get, path = "/simulate/current", tag = "simulate",
+    get, path = "/simulate/current", tag = "simulate", operation_id = "current_simulation",
     responses(
-        (status = 200, body = JobStatusResponse),
+        (status = 200, description = "The oldest pending or running job", body = JobStatusResponse),
         (status = 404, description = "No active simulation job", body = ErrorBody),
     )
 )]

@@ -82,11 +82,11 @@ pub struct StartRunResponse {
 
 /// Starts a run of a workflow.
 #[utoipa::path(
-    post, path = "/workflows/{id}/runs", tag = "workflow runs",
-    params(("id" = String, Path)),
+    post, path = "/workflows/{id}/runs", tag = "workflow runs", operation_id = "start_workflow_run",
+    params(("id" = String, Path, description = "The workflow's id")),
     request_body = StartRunRequest,
     responses(
-        (status = 201, body = StartRunResponse),
+        (status = 201, description = "The run is created and queued", body = StartRunResponse),
         (status = 404, description = "No such workflow or version", body = ErrorBody),
         (status = 422, description = "Bad inputs; `details.errors` lists each", body = ErrorBody),
         (status = 429, description = "Rate limited (see Retry-After)", body = ErrorBody),
@@ -152,9 +152,11 @@ pub async fn start(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// `pending`, `running`, `waiting`, `completed`, `failed`, `cancelled`, or `all` (the
     /// default).
+    #[param(pattern = "^(pending|running|waiting|completed|failed|cancelled|all)$")]
     pub status: Option<String>,
     pub limit: Option<u32>,
     pub offset: Option<u64>,
@@ -192,8 +194,11 @@ fn status_filter<T: std::str::FromStr<Err = String>>(
 
 /// Workflow runs, newest first.
 #[utoipa::path(
-    get, path = "/workflow-runs", tag = "workflow runs", params(RunsQuery),
-    responses((status = 200, body = RunList), (status = 400, body = ErrorBody))
+    get, path = "/workflow-runs", tag = "workflow runs", operation_id = "list_workflow_runs", params(RunsQuery),
+    responses(
+        (status = 200, description = "One page of runs, newest first", body = RunList),
+        (status = 400, description = "An unknown `status` or a malformed parameter", body = ErrorBody),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -239,9 +244,12 @@ fn for_run(e: OrchestratorError, run_id: &str) -> ApiError {
 
 /// A run: status, every node's state (outputs by blob hash), IR version, patches, approvals.
 #[utoipa::path(
-    get, path = "/workflow-runs/{id}", tag = "workflow runs",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody))
+    get, path = "/workflow-runs/{id}", tag = "workflow runs", operation_id = "get_workflow_run",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run with its nodes, patches and approvals", body = Object),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -263,12 +271,12 @@ pub struct CancelRequest {
 
 /// Cancels an unfinished run.
 #[utoipa::path(
-    post, path = "/workflow-runs/{id}/cancel", tag = "workflow runs",
-    params(("id" = String, Path)),
+    post, path = "/workflow-runs/{id}/cancel", tag = "workflow runs", operation_id = "cancel_workflow_run",
+    params(("id" = String, Path, description = "The run's id")),
     request_body(content = CancelRequest, description = "Optional"),
     responses(
-        (status = 200, body = Object),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "The cancelled run, as `GET /workflow-runs/{id}`", body = Object),
+        (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run has finished", body = ErrorBody),
     )
 )]
@@ -276,6 +284,8 @@ pub async fn cancel(
     State(state): State<AppState>,
     principal: Option<axum::Extension<crate::auth::Principal>>,
     id: Result<Path<String>, PathRejection>,
+    // A body is optional; one that is there must be valid JSON (as a JSON error, not
+    // axum's plain-text rejection).
     body: Result<Option<Json<CancelRequest>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id?;
@@ -291,14 +301,14 @@ pub async fn cancel(
 
 /// Applies an RFC 6902 JSON Patch to the run's workflow definition.
 #[utoipa::path(
-    post, path = "/workflow-runs/{id}/patch", tag = "workflow runs",
-    params(("id" = String, Path)),
+    post, path = "/workflow-runs/{id}/patch", tag = "workflow runs", operation_id = "patch_workflow_run",
+    params(("id" = String, Path, description = "The run's id")),
     request_body(content = Vec<Object>, description = "JSON Patch operations, e.g. [{\"op\":\"add\",\"path\":\"/nodes/-\",\"value\":{...}}]"),
     responses(
-        (status = 200, description = "`{\"ir_version\"}`", body = Object),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "`{\"run_id\", \"ir_version\"}`", body = Object),
+        (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run has finished", body = ErrorBody),
-        (status = 422, description = "Rejected: `errors` lists every reason", body = Object),
+        (status = 422, description = "Rejected: `details.errors` (and `errors`) list every reason", body = ErrorBody),
     )
 )]
 pub async fn patch(
@@ -332,6 +342,7 @@ pub async fn patch(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events with a larger sequence number.
     pub after_seq: Option<i64>,
@@ -340,9 +351,12 @@ pub struct EventsQuery {
 
 /// A run's events, oldest first (the WebSocket `/ws` streams the same events live).
 #[utoipa::path(
-    get, path = "/workflow-runs/{id}/events", tag = "workflow runs",
-    params(("id" = String, Path), EventsQuery),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody))
+    get, path = "/workflow-runs/{id}/events", tag = "workflow runs", operation_id = "workflow_run_events",
+    params(("id" = String, Path, description = "The run's id"), EventsQuery),
+    responses(
+        (status = 200, description = "`{\"run_id\", \"events\": [...]}`", body = Object),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
 )]
 pub async fn events(
     State(state): State<AppState>,
@@ -369,6 +383,7 @@ pub async fn events(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ApprovalsQuery {
     /// `pending`, `approved`, `rejected`, `expired`, `cancelled`, or `all` (the default).
     pub status: Option<String>,
@@ -379,8 +394,11 @@ pub struct ApprovalsQuery {
 
 /// Approvals of `hitl` nodes, oldest first.
 #[utoipa::path(
-    get, path = "/approvals", tag = "approvals", params(ApprovalsQuery),
-    responses((status = 200, description = "`{\"approvals\": [...]}`", body = Object), (status = 400, body = ErrorBody))
+    get, path = "/approvals", tag = "approvals", operation_id = "list_approvals", params(ApprovalsQuery),
+    responses(
+        (status = 200, description = "`{\"approvals\": [...]}`", body = Object),
+        (status = 400, description = "An unknown `status` or a malformed parameter", body = ErrorBody),
+    )
 )]
 pub async fn approvals(
     State(state): State<AppState>,
@@ -402,8 +420,12 @@ pub async fn approvals(
 
 /// One approval.
 #[utoipa::path(
-    get, path = "/approvals/{id}", tag = "approvals", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody))
+    get, path = "/approvals/{id}", tag = "approvals", operation_id = "get_approval",
+    params(("id" = String, Path, description = "The approval's id")),
+    responses(
+        (status = 200, description = "The approval", body = Object),
+        (status = 404, description = "No such approval", body = ErrorBody),
+    )
 )]
 pub async fn approval(
     State(state): State<AppState>,
@@ -433,7 +455,7 @@ fn for_approval(e: OrchestratorError, id: &str) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
     /// `approve` or `reject`.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::openapi::decision_schema)]
     pub decision: Decision,
     pub comment: Option<String>,
     /// A name the caller gives. With auth required the decider is always the calling API key
@@ -467,13 +489,13 @@ fn decider(
 
 /// Decides a pending approval; the run resumes down the matching branch.
 #[utoipa::path(
-    post, path = "/approvals/{id}/decide", tag = "approvals",
-    params(("id" = String, Path)),
+    post, path = "/approvals/{id}/decide", tag = "approvals", operation_id = "decide_approval",
+    params(("id" = String, Path, description = "The approval's id")),
     request_body = DecideRequest,
     responses(
-        (status = 200, body = Object),
+        (status = 200, description = "The decided approval", body = Object),
         (status = 403, description = "The calling key is not one of the approval's approvers", body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No such approval", body = ErrorBody),
         (status = 409, description = "Already decided, expired or cancelled", body = ErrorBody),
         (status = 422, description = "Bad decision", body = ErrorBody),
     )
@@ -496,8 +518,12 @@ pub async fn decide(
 
 /// A stored blob (node outputs, definitions, IRs) by its sha256.
 #[utoipa::path(
-    get, path = "/blobs/{hash}", tag = "workflow runs", params(("hash" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody))
+    get, path = "/blobs/{hash}", tag = "workflow runs", operation_id = "get_blob",
+    params(("hash" = String, Path, description = "The blob's sha256, hex")),
+    responses(
+        (status = 200, description = "`{\"hash\", \"kind\", \"content\"}`", body = Object),
+        (status = 404, description = "No such blob", body = ErrorBody),
+    )
 )]
 pub async fn blob(
     State(state): State<AppState>,

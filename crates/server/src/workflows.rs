@@ -70,8 +70,11 @@ pub struct WorkflowList {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size (default 100).
     pub limit: Option<u32>,
+    /// Workflows to skip (default 0).
     pub offset: Option<u64>,
 }
 
@@ -159,10 +162,10 @@ fn for_workflow(e: StoreError, id: &str) -> ApiError {
 
 /// Compiles and stores a new workflow (version 1).
 #[utoipa::path(
-    post, path = "/workflows", tag = "workflows",
+    post, path = "/workflows", tag = "workflows", operation_id = "create_workflow",
     request_body(content = Object, description = "The definition as JSON (same schema as YAML files)"),
     responses(
-        (status = 201, body = SavedWorkflow),
+        (status = 201, description = "Stored as version 1", body = SavedWorkflow),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 409, description = "A workflow has this name", body = ErrorBody),
         (status = 422, description = "The definition does not compile; `details.errors` lists every problem", body = ErrorBody),
@@ -194,13 +197,14 @@ pub async fn create(
 
 /// Compiles and stores the next version of a workflow (unchanged if the IR is the same).
 #[utoipa::path(
-    put, path = "/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path)),
+    put, path = "/workflows/{id}", tag = "workflows", operation_id = "update_workflow",
+    params(("id" = String, Path, description = "The workflow's id")),
     request_body(content = Object, description = "The new definition as JSON"),
     responses(
-        (status = 200, body = SavedWorkflow),
-        (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 200, description = "Stored as the next version, or unchanged (`changed: false`)", body = SavedWorkflow),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 409, description = "Another workflow has the new name", body = ErrorBody),
+        (status = 422, description = "The definition does not compile; `details.errors` lists every problem", body = ErrorBody),
     )
 )]
 pub async fn update(
@@ -228,8 +232,8 @@ pub async fn update(
 
 /// Workflows by name.
 #[utoipa::path(
-    get, path = "/workflows", tag = "workflows", params(ListQuery),
-    responses((status = 200, body = WorkflowList))
+    get, path = "/workflows", tag = "workflows", operation_id = "list_workflows", params(ListQuery),
+    responses((status = 200, description = "One page of workflows", body = WorkflowList))
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -275,9 +279,12 @@ async fn detail(
 
 /// The latest version of a workflow with its definition and every version.
 #[utoipa::path(
-    get, path = "/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path)),
-    responses((status = 200, body = WorkflowDetail), (status = 404, body = ErrorBody))
+    get, path = "/workflows/{id}", tag = "workflows", operation_id = "get_workflow",
+    params(("id" = String, Path, description = "The workflow's id")),
+    responses(
+        (status = 200, description = "The latest version with its definition", body = WorkflowDetail),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+    )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
@@ -289,9 +296,15 @@ pub async fn get_one(
 
 /// One version of a workflow.
 #[utoipa::path(
-    get, path = "/workflows/{id}/versions/{version}", tag = "workflows",
-    params(("id" = String, Path), ("version" = u32, Path)),
-    responses((status = 200, body = WorkflowDetail), (status = 404, body = ErrorBody))
+    get, path = "/workflows/{id}/versions/{version}", tag = "workflows", operation_id = "get_workflow_version",
+    params(
+        ("id" = String, Path, description = "The workflow's id"),
+        ("version" = u32, Path, description = "A version number, from 1"),
+    ),
+    responses(
+        (status = 200, description = "That version with its definition", body = WorkflowDetail),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+    )
 )]
 pub async fn get_version(
     State(state): State<AppState>,
@@ -303,9 +316,12 @@ pub async fn get_version(
 
 /// Deletes a workflow and its versions.
 #[utoipa::path(
-    delete, path = "/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody))
+    delete, path = "/workflows/{id}", tag = "workflows", operation_id = "delete_workflow",
+    params(("id" = String, Path, description = "The workflow's id")),
+    responses(
+        (status = 204, description = "Deleted with its versions"),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+    )
 )]
 pub async fn delete(
     State(state): State<AppState>,

@@ -178,11 +178,11 @@ fn parse_query(pairs: &[(String, String)]) -> Result<StreamQuery, ApiError> {
 
 /// The live event stream.
 #[utoipa::path(
-    get, path = "/ws", tag = "events",
+    get, path = "/ws", tag = "events", operation_id = "event_stream",
     params(
-        ("run_id" = Option<String>, Query, description = "Only this workflow run's events."),
-        ("job_id" = Option<String>, Query, description = "Only this simulation job's events."),
-        ("after_seq" = Option<i64>, Query, description = "Send events with a larger seq (default 0: everything stored)."),
+        ("run_id" = Option<String>, Query, min_length = 1, description = "Only this workflow run's events (not with `job_id`)."),
+        ("job_id" = Option<String>, Query, min_length = 1, description = "Only this simulation job's events (not with `run_id`)."),
+        ("after_seq" = Option<i64>, Query, minimum = 0, description = "Send events with a larger seq (default 0: everything stored)."),
     ),
     responses(
         (status = 101, description = "WebSocket: one JSON text message per event, `{\"seq\", \"run_id\", \"job_id\", \"kind\", \"node_id\", \"payload\", \"at\"}`"),

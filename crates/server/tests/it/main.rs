@@ -7,4 +7,5 @@ mod errors;
 mod guard;
 mod harness;
 mod metrics;
+mod openapi;
 mod ws;
