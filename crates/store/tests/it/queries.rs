@@ -204,8 +204,9 @@ async fn leaderboard_per_model(t: Ctx) {
         alpha.daily.iter().map(|d| d.date).collect::<Vec<_>>(),
         [date(2), date(3), date(6)]
     );
-    assert!((alpha.total_return.expect("return") - 0.2).abs() < 1e-12);
-    assert!((alpha.max_drawdown.expect("drawdown") - 0.1).abs() < 1e-12);
+    // Exact decimals (issue 12): 12000 / 10000 - 1 and (11000 - 9900) / 11000.
+    assert_eq!(alpha.total_return.expect("return").to_string(), "0.2");
+    assert_eq!(alpha.max_drawdown.expect("drawdown").to_string(), "0.1");
     assert!(alpha.sharpe.is_some());
     let beta = &board[1];
     assert_eq!((beta.completed_days, beta.failed_days), (1, 1));
