@@ -4,6 +4,7 @@
 
 mod compilation;
 mod hash;
+mod limits;
 mod patch;
 mod runtime;
 
