@@ -56,7 +56,11 @@ fn errors(value: &Value) -> Vec<CompileError> {
 fn assert_limit(errors: &[CompileError], path: &str, needles: &[&str]) {
     assert_eq!(errors.len(), 1, "{}", lines(errors));
     let e = &errors[0];
-    assert_eq!((e.kind.code(), e.path.to_string().as_str()), ("limit", path), "{e}");
+    assert_eq!(
+        (e.kind.code(), e.path.to_string().as_str()),
+        ("limit", path),
+        "{e}"
+    );
     for needle in needles {
         assert!(e.message.contains(needle), "`{needle}` not in: {e}");
     }
@@ -97,7 +101,11 @@ fn needs_per_node_are_bounded() {
         .unwrap()
         .push(transform("join", &needs));
     let e = errors(&v);
-    assert_limit(&e, "nodes[70].needs", &["join", "69 needs", "max_needs", "64"]);
+    assert_limit(
+        &e,
+        "nodes[70].needs",
+        &["join", "69 needs", "max_needs", "64"],
+    );
 }
 
 #[test]
@@ -115,7 +123,11 @@ fn templates_are_bounded() {
         "nodes[1].config.prompt",
         "nodes[2].when",
     ]) {
-        assert_eq!((e.kind.code(), e.path.to_string().as_str()), ("limit", path), "{e}");
+        assert_eq!(
+            (e.kind.code(), e.path.to_string().as_str()),
+            ("limit", path),
+            "{e}"
+        );
         assert!(
             e.message.contains("40000 bytes") && e.message.contains("max_template_bytes"),
             "{e}"
@@ -250,7 +262,9 @@ fn retries_are_bounded_in_attempts_and_back_off() {
         "retries": {"max_attempts": 1_000_000, "backoff_ms": 0}}));
     assert_eq!(r.len(), 2, "{r:?}");
     assert!(
-        r[0].starts_with("nodes[0].retries.backoff_ms: node `call`: 0 ms is less than the minimum of 100 ms"),
+        r[0].starts_with(
+            "nodes[0].retries.backoff_ms: node `call`: 0 ms is less than the minimum of 100 ms"
+        ),
         "{r:?}"
     );
     assert!(
@@ -260,7 +274,9 @@ fn retries_are_bounded_in_attempts_and_back_off() {
     let r = node_errors(json!({"id": "call", "type": "transform",
         "retries": {"max_attempts": 3, "max_backoff_ms": 50}}));
     assert!(
-        r.iter().any(|l| l.starts_with("nodes[0].retries.max_backoff_ms: node `call`: 50 ms is less than the minimum of 100 ms")),
+        r.iter().any(|l| l.starts_with(
+            "nodes[0].retries.max_backoff_ms: node `call`: 50 ms is less than the minimum of 100 ms"
+        )),
         "{r:?}"
     );
 }
@@ -272,14 +288,18 @@ fn agent_tools_must_exist() {
         "prompt": "go", "tools": ["calc", "shell"]}}));
     assert_eq!(
         r,
-        ["nodes[0].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, patch_workflow"]
+        [
+            "nodes[0].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, patch_workflow"
+        ]
     );
     let r = node_errors(json!({"id": "think", "type": "agent", "config": {
         "model": {"base_url": "http://127.0.0.1:8080/v1", "model": "m"},
         "prompt": "go", "max_steps": 1000}}));
     assert_eq!(r.len(), 1, "{r:?}");
     assert!(
-        r[0].starts_with("nodes[0].config.max_steps: node `think`: 1000 steps is more than the maximum of 100"),
+        r[0].starts_with(
+            "nodes[0].config.max_steps: node `think`: 1000 steps is more than the maximum of 100"
+        ),
         "{r:?}"
     );
 }
