@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tracing::Instrument;
-use tradeloom_flow::{Context, Ir, RunInfo, compile, parse_definition};
+use tradeloom_flow::{Context, FlowLimits, Ir, RunInfo, compile_with, parse_definition};
 use tradeloom_queue::{NewTask, Queue};
 use tradeloom_store::{
     NodeState, NodeStatus, RunStatus, Store, StoreError, TransitionOutcome, WorkflowRun,
@@ -57,6 +57,8 @@ pub struct Coordinator {
     notify: Arc<Notify>,
     /// Routing latencies of completion signals (µs), when benchmarks ask for them.
     latencies: Mutex<Option<Vec<u64>>>,
+    /// The size limits definitions are compiled and patched within.
+    flow_limits: FlowLimits,
 }
 
 impl Coordinator {
@@ -68,7 +70,18 @@ impl Coordinator {
             outputs: Mutex::new(HashMap::new()),
             notify,
             latencies: Mutex::new(None),
+            flow_limits: FlowLimits::DEFAULT,
         }
+    }
+
+    /// Compiles and patches definitions within `limits` (default [`FlowLimits::DEFAULT`]).
+    pub fn with_flow_limits(mut self, limits: FlowLimits) -> Self {
+        self.flow_limits = limits;
+        self
+    }
+
+    pub fn flow_limits(&self) -> &FlowLimits {
+        &self.flow_limits
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -99,13 +112,15 @@ impl Coordinator {
                 message: e.to_string(),
             }
         })?;
-        let compiled = compile(&definition).map_err(|errors| OrchestratorError::Definition {
-            hash: definition_hash.to_string(),
-            message: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+        let compiled = compile_with(&definition, &self.flow_limits).map_err(|errors| {
+            OrchestratorError::Definition {
+                hash: definition_hash.to_string(),
+                message: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
         })?;
         let ir = Arc::new(compiled.ir);
         lock(&self.irs).insert(definition_hash.to_string(), ir.clone());

@@ -44,6 +44,8 @@ pub struct RuntimeConfig {
     pub coordinators: usize,
     /// Per-pool concurrency limits, e.g. `agent` → 2.
     pub pool_limits: HashMap<String, usize>,
+    /// Size limits of definitions and patches (runs compile their definition within them).
+    pub flow_limits: tradeloom_flow::FlowLimits,
 }
 
 impl RuntimeConfig {
@@ -55,6 +57,7 @@ impl RuntimeConfig {
             workers_per_pool: 8,
             coordinators: 2,
             pool_limits: HashMap::new(),
+            flow_limits: tradeloom_flow::FlowLimits::DEFAULT,
         }
     }
 }
@@ -145,7 +148,10 @@ impl Runtime {
                 message: format!("SSRF allow-list: {e}"),
                 errors: vec![e.to_string()],
             })?;
-        let coordinator = Arc::new(Coordinator::new(store, queue, Arc::new(Notify::new())));
+        let coordinator = Arc::new(
+            Coordinator::new(store, queue, Arc::new(Notify::new()))
+                .with_flow_limits(config.flow_limits),
+        );
         let (cancellations, _) = broadcast::channel(256);
         let env = Arc::new(WorkerEnv {
             coordinator: coordinator.clone(),

@@ -289,7 +289,7 @@ pub async fn cancel(
         (status = 200, description = "`{\"ir_version\"}`", body = Object),
         (status = 404, body = ErrorBody),
         (status = 409, description = "The run has finished", body = ErrorBody),
-        (status = 422, description = "Rejected: `errors` lists every reason", body = Object),
+        (status = 422, description = "Rejected: `errors` lists every reason (a patch over max_patch_operations or max_patch_bytes gets that reason alone)", body = Object),
     )
 )]
 pub async fn patch(

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tradeloom_flow::{Compiled, FlowError, compile, from_json_value};
+use tradeloom_flow::{Compiled, FlowError, FlowLimits, compile_with, from_json_value};
 use tradeloom_store::{NewWorkflowVersion, StoreError, Workflow, WorkflowVersion};
 use utoipa::{IntoParams, ToSchema};
 
@@ -106,8 +106,22 @@ fn invalid(errors: Vec<Value>) -> ApiError {
     .with_details(json!({"errors": errors}))
 }
 
-/// Parses and compiles a definition sent as JSON.
-fn compile_body(body: &Value) -> Result<(Compiled, NewWorkflowVersion), ApiError> {
+/// The limits definitions are held to: the workflow runtime's (`serve --max-workflow-nodes`
+/// and the like), so what is stored here also compiles when a run starts.
+fn flow_limits(state: &AppState) -> FlowLimits {
+    state
+        .runtime
+        .as_ref()
+        .map(|rt| *rt.coordinator().flow_limits())
+        .unwrap_or_default()
+}
+
+/// Parses and compiles a definition sent as JSON. A definition over a size limit gets 422 with
+/// one error of code `limit` naming the limit and the actual value.
+fn compile_body(
+    body: &Value,
+    limits: &FlowLimits,
+) -> Result<(Compiled, NewWorkflowVersion), ApiError> {
     let definition = from_json_value(body).map_err(|e| match e {
         FlowError::Invalid { path, message } => invalid(vec![
             json!({"code": "schema", "path": path, "message": message}),
@@ -116,7 +130,7 @@ fn compile_body(body: &Value) -> Result<(Compiled, NewWorkflowVersion), ApiError
             json!({"code": "schema", "path": ".", "message": other.to_string()}),
         ]),
     })?;
-    let compiled = compile(&definition).map_err(|errors| {
+    let compiled = compile_with(&definition, limits).map_err(|errors| {
         invalid(
             errors
                 .iter()
@@ -159,7 +173,7 @@ pub async fn create(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SavedWorkflow>), ApiError> {
     let Json(body) = body?;
-    let (compiled, new) = compile_body(&body)?;
+    let (compiled, new) = compile_body(&body, &flow_limits(&state))?;
     let saved = state
         .simulator
         .store()
@@ -196,7 +210,7 @@ pub async fn update(
 ) -> Result<Json<SavedWorkflow>, ApiError> {
     let Path(id) = id?;
     let Json(body) = body?;
-    let (compiled, new) = compile_body(&body)?;
+    let (compiled, new) = compile_body(&body, &flow_limits(&state))?;
     let (saved, changed) = state
         .simulator
         .store()

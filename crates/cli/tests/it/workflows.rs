@@ -161,7 +161,9 @@ async fn broken_definitions_get_every_problem() {
 /// One root and `len - 1` transforms that need it.
 fn fan_out(len: usize) -> Value {
     let mut nodes = vec![json!({"id": "root", "type": "transform"})];
-    nodes.extend((1..len).map(|i| json!({"id": format!("n{i}"), "type": "transform", "needs": ["root"]})));
+    nodes.extend(
+        (1..len).map(|i| json!({"id": format!("n{i}"), "type": "transform", "needs": ["root"]})),
+    );
     json!({"name": "wide", "nodes": nodes})
 }
 
@@ -179,9 +181,16 @@ async fn oversized_workflows_and_patches_get_422_naming_the_limit() {
         "{e}"
     );
     let error = &e["details"]["errors"][0];
-    assert_eq!((&error["code"], &error["path"]), (&json!("limit"), &json!("nodes")), "{e}");
+    assert_eq!(
+        (&error["code"], &error["path"]),
+        (&json!("limit"), &json!("nodes")),
+        "{e}"
+    );
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("1001 nodes") && message.contains("max_nodes (1000)"), "{e}");
+    assert!(
+        message.contains("1001 nodes") && message.contains("max_nodes (1000)"),
+        "{e}"
+    );
     // PUT is held to the same limits.
     let (code, created) = send(c.post(&url).json(&fan_out(3))).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
@@ -229,7 +238,10 @@ async fn serve_and_flow_validate_take_the_limits_as_flags() {
     let out = tradeloom(data.path(), &["flow", "validate", path]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let text = format!("{}{}", stdout(&out), crate::stderr(&out));
-    assert!(text.contains("1500 nodes") && text.contains("max_nodes (1000)"), "{text}");
+    assert!(
+        text.contains("1500 nodes") && text.contains("max_nodes (1000)"),
+        "{text}"
+    );
     let out = tradeloom(
         data.path(),
         &["flow", "validate", path, "--max-workflow-nodes", "2000"],
@@ -241,18 +253,33 @@ async fn serve_and_flow_validate_take_the_limits_as_flags() {
         &["flow", "validate", path, "--max-workflow-nodes", "0"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", crate::stderr(&out));
-    assert!(crate::stderr(&out).contains("--max-workflow-nodes"), "{}", crate::stderr(&out));
+    assert!(
+        crate::stderr(&out).contains("--max-workflow-nodes"),
+        "{}",
+        crate::stderr(&out)
+    );
 
     let api = Service::serve_with(
         data.path(),
-        &["--max-workflow-nodes", "5", "--max-template-bytes", "100000"],
+        &[
+            "--max-workflow-nodes",
+            "5",
+            "--max-template-bytes",
+            "100000",
+        ],
         &[],
     );
     let c = client();
     let url = format!("{}/workflows", api.url);
     let (code, e) = send(c.post(&url).json(&fan_out(6))).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
-    assert!(e["details"]["errors"][0]["message"].as_str().unwrap().contains("max_nodes (5)"), "{e}");
+    assert!(
+        e["details"]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_nodes (5)"),
+        "{e}"
+    );
     // A template over the default limit is accepted by this server, and its runs (compiled
     // again when they start) use the same limits.
     let long = json!({"name": "long", "nodes": [
@@ -262,7 +289,11 @@ async fn serve_and_flow_validate_take_the_limits_as_flags() {
     let id = created["id"].as_str().unwrap();
     let (code, run) = send(c.post(format!("{url}/{id}/runs")).json(&json!({}))).await;
     assert_eq!(code, StatusCode::CREATED, "{run}");
-    let run_url = format!("{}/workflow-runs/{}", api.url, run["run_id"].as_str().unwrap());
+    let run_url = format!(
+        "{}/workflow-runs/{}",
+        api.url,
+        run["run_id"].as_str().unwrap()
+    );
     let mut view = Value::Null;
     for _ in 0..300 {
         view = send(c.get(&run_url)).await.1;
