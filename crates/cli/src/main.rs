@@ -338,6 +338,8 @@ enum FlowCommand {
         file: PathBuf,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        limits: flow::FlowLimitOptions,
     },
     /// Compile a workflow locally, create it (or a new version of it) on the server and start a
     /// run; `--wait` follows it (exit 0 completed, 1 failed/cancelled, 3 waiting for approval,
@@ -637,7 +639,7 @@ fn main() -> ExitCode {
         Command::Keys { command } => access::keys(&data_dir, db_url, command),
         Command::MockLlm { addr } => simulation::mock_llm(&addr),
         Command::Flow { api, command } => match command {
-            FlowCommand::Validate { file, json } => flow::validate(&file, json),
+            FlowCommand::Validate { file, json, limits } => flow::validate(&file, json, &limits),
             FlowCommand::Submit(args) => flow_client::submit(&api, &args),
             FlowCommand::Status(args) => flow_client::status(&api, &args),
             FlowCommand::Patch(args) => flow_client::patch(&api, &args),

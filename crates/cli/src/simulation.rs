@@ -653,6 +653,7 @@ pub fn serve(
             workflow_runtime.store().clone(),
             workflow_runtime.clone(),
         )
+        .with_flow_limits(workflows.limits.limits())
         .spawn(std::time::Duration::from_secs(workflows.schedule_tick_secs));
         let scheduler = Arc::new(scheduler);
         let listener = bind(addr).await?;
@@ -755,6 +756,8 @@ pub struct WorkflowOptions {
     /// How often workflow schedules are checked, in seconds (1–30).
     #[arg(long, env = "TRADELOOM_SCHEDULE_TICK_SECS", default_value_t = 15)]
     pub schedule_tick_secs: u64,
+    #[command(flatten)]
+    pub limits: crate::flow::FlowLimitOptions,
 }
 
 impl WorkflowOptions {
@@ -830,6 +833,7 @@ impl WorkflowOptions {
         config.base_dir = std::env::current_dir().context("no current directory")?;
         config.config_dir = config_dir;
         config.workers_per_pool = self.workflow_workers.max(1);
+        config.flow_limits = self.limits.limits();
         if self.agent_concurrency > 0 {
             config
                 .pool_limits

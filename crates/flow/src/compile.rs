@@ -14,15 +14,29 @@
 //!   node's transitive `needs` (not itself).
 //! - inputs: reading an undeclared input is an error. A declared input without a default is
 //!   *required*: every run must give it ([`Ir::resolve_inputs`]).
-//! - each known type's `config` (see [`crate::node_config`]), durations, `retries` and
-//!   `timeout_ms`; no more agent nodes than `limits.max_agent_nodes`; the schedule's cron and
+//! - each known type's `config` (see [`crate::node_config`]); agent `tools` are among
+//!   [`AGENT_TOOLS`]; no more agent nodes than `limits.max_agent_nodes`; the schedule's cron and
 //!   time zone.
+//! - durations and retries within the bounds of [`crate::limits`]: `wait` and `hitl` expiry at
+//!   most 366 days, `timeout_ms` at most 24 hours, `retries.max_attempts` at most 20, back-off
+//!   between 100 ms and 1 hour, agent `max_steps` at most 100.
+//! - size: the definition, its node count, each node's `needs`, each template and the longest
+//!   chain of needs within the [`FlowLimits`] given ([`compile`] uses the defaults). A definition
+//!   over the size or node-count limit is refused with that one error before anything else is
+//!   checked.
 //! - reachability: a node is **unreachable** when it can never run — its `when` reads nothing and
 //!   is false (`when: "false"`, `when: 1 > 2`), or every node it needs is unreachable (it would
 //!   always be skipped). Unreachable nodes are errors.
 //!
 //! Nodes of unknown types compile with a warning (the runtime skips them), as do nodes whose
 //! needs are all unknown-type or otherwise always-skipped nodes.
+//!
+//! # Cost
+//! Time and memory grow linearly with nodes + needs (the order's tie-break by id adds a log
+//! factor), with one exception: checking that a template reads a node among its *transitive*
+//! needs walks the graph once per 64 distinct nodes read that way (reads of direct needs are
+//! checked on the spot). At most [`MAX_REPORTED`] errors and as many warnings are listed; the
+//! rest are counted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -39,8 +53,12 @@ use crate::ir::{
     AgentNode, BacktestNode, HeaderSource, HitlNode, HttpNode, Ir, IrNode, NodeKind, RetryPolicy,
     SimulateNode, SimulationSource, TransformNode, WaitNode,
 };
+use crate::limits::{
+    FlowLimits, MAX_AGENT_STEPS, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_EXPIRY_MS, MAX_TIMEOUT_MS,
+    MAX_WAIT_MS, MIN_BACKOFF_MS, describe_ms, json_size,
+};
 use crate::node_config::{
-    AgentConfig, BacktestConfig, HeaderConfig, HitlConfig, HttpConfig, ModelConfig,
+    AGENT_TOOLS, AgentConfig, BacktestConfig, HeaderConfig, HitlConfig, HttpConfig, ModelConfig,
     SimulateConfig, TransformConfig, WaitConfig, is_env_name, is_sensitive_header,
 };
 use crate::predicate::Predicate;
@@ -50,6 +68,9 @@ use crate::value_path::ValuePath;
 /// Longest node id or input name.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Errors (and, separately, warnings) listed at most; the rest are counted in a last line.
+pub const MAX_REPORTED: usize = 100;
+
 /// A definition that compiled: its IR and anything worth telling the author.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Compiled {
@@ -58,20 +79,44 @@ pub struct Compiled {
     pub warnings: Vec<String>,
 }
 
-/// Compiles a definition, or returns every problem found.
+/// Compiles a definition within the default [`FlowLimits`], or returns every problem found.
 pub fn compile(definition: &Definition) -> Result<Compiled, Vec<CompileError>> {
+    compile_with(definition, &FlowLimits::DEFAULT)
+}
+
+/// Compiles a definition within `limits`, or returns every problem found (at most
+/// [`MAX_REPORTED`], then a count of the rest).
+pub fn compile_with(
+    definition: &Definition,
+    limits: &FlowLimits,
+) -> Result<Compiled, Vec<CompileError>> {
     Compiler {
         def: definition,
+        limits,
         errors: Vec::new(),
+        next_seq: 0,
         warnings: Vec::new(),
+        unlisted_errors: 0,
+        unlisted_warnings: 0,
+        pending: Vec::new(),
     }
     .run()
 }
 
-/// Parses and compiles definition text (YAML or JSON); `origin` names it in errors.
+/// Parses and compiles definition text (YAML or JSON) within the default [`FlowLimits`];
+/// `origin` names it in errors.
 pub fn compile_text(text: &str, origin: &str) -> Result<Compiled, FlowError> {
+    compile_text_with(text, origin, &FlowLimits::DEFAULT)
+}
+
+/// Parses and compiles definition text (YAML or JSON) within `limits`.
+pub fn compile_text_with(
+    text: &str,
+    origin: &str,
+    limits: &FlowLimits,
+) -> Result<Compiled, FlowError> {
     let definition = parse_definition(text, origin)?;
-    compile(&definition).map_err(FlowError::Compile)
+    compile_with(&definition, limits).map_err(FlowError::Compile)
 }
 
 /// Whether an id is well formed (see the module docs); `None` if so, else why not.
@@ -127,24 +172,77 @@ enum Fate {
     AlwaysSkipped,
 }
 
+/// A template that reads node `target` which is not among the direct needs of `node`: allowed
+/// only if `target` is among its transitive needs, checked for all such reads at once.
+struct IndirectRead {
+    /// The error's place among the others, had it been reported when found.
+    seq: usize,
+    node: usize,
+    target: usize,
+    /// The path read, as written in the template.
+    read: String,
+    at: FieldPath,
+}
+
 struct Compiler<'d> {
     def: &'d Definition,
-    errors: Vec<CompileError>,
+    limits: &'d FlowLimits,
+    /// With the order they were found in, which breaks ties of place when they are sorted.
+    errors: Vec<(usize, CompileError)>,
+    next_seq: usize,
     warnings: Vec<String>,
+    /// Errors and warnings found beyond [`MAX_REPORTED`].
+    unlisted_errors: usize,
+    unlisted_warnings: usize,
+    pending: Vec<IndirectRead>,
 }
 
 impl<'d> Compiler<'d> {
+    /// Whether further errors are only counted (so hints need not be computed).
+    fn errors_full(&self) -> bool {
+        self.errors.len() >= MAX_REPORTED
+    }
+
     fn error(&mut self, kind: Kind, path: FieldPath, message: impl Into<String>) {
+        let seq = self.take_seq();
+        self.error_in_order(seq, kind, path, message);
+    }
+
+    /// A number for the next error found (see [`IndirectRead::seq`]).
+    fn take_seq(&mut self) -> usize {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn error_in_order(
+        &mut self,
+        seq: usize,
+        kind: Kind,
+        path: FieldPath,
+        message: impl Into<String>,
+    ) {
+        if self.errors_full() {
+            self.unlisted_errors += 1;
+            return;
+        }
+        // Locating re-reads the text, so it is done only for errors that are listed.
         let location = self.def.source().and_then(|s| s.locate(&path));
-        self.errors.push(CompileError {
-            kind,
-            path,
-            location,
-            message: message.into(),
-        });
+        self.errors.push((
+            seq,
+            CompileError {
+                kind,
+                path,
+                location,
+                message: message.into(),
+            },
+        ));
     }
 
     fn warning(&mut self, path: FieldPath, message: impl Into<String>) {
+        if self.warnings.len() >= MAX_REPORTED {
+            self.unlisted_warnings += 1;
+            return;
+        }
         let place = self
             .def
             .source()
@@ -158,6 +256,31 @@ impl<'d> Compiler<'d> {
     fn run(mut self) -> Result<Compiled, Vec<CompileError>> {
         let def = self.def;
         let nodes_at = FieldPath::root().key("nodes");
+        // Size first (node count, then bytes): everything after costs time in proportion to it.
+        if def.nodes.len() > self.limits.max_nodes {
+            self.error(
+                Kind::Limit,
+                nodes_at,
+                format!(
+                    "{} nodes, over the limit max_nodes ({})",
+                    def.nodes.len(),
+                    self.limits.max_nodes
+                ),
+            );
+            return Err(self.into_errors());
+        }
+        let bytes = json_size(def);
+        if bytes > self.limits.max_definition_bytes {
+            self.error(
+                Kind::Limit,
+                FieldPath::root(),
+                format!(
+                    "the definition is {bytes} bytes as compact JSON, over the limit max_definition_bytes ({})",
+                    self.limits.max_definition_bytes
+                ),
+            );
+            return Err(self.into_errors());
+        }
         self.check_header();
 
         // Ids: the first node with an id owns it.
@@ -182,33 +305,68 @@ impl<'d> Compiler<'d> {
         }
 
         let deps = self.resolve_needs(&index);
-        let cyclic = self.check_cycles(&deps);
-        let ancestors: Vec<BTreeSet<usize>> = (0..def.nodes.len())
-            .map(|i| ancestors_of(i, &deps))
-            .collect();
+        let components = condensation(&deps);
+        let cyclic = self.check_cycles(&deps, &components);
 
+        // `direct[k] == i + 1` while node i is checked: k is among its needs.
+        let mut direct = vec![0; def.nodes.len()];
         let parts: Vec<NodeParts> = (0..def.nodes.len())
-            .map(|i| self.check_node(i, &index, &ancestors))
+            .map(|i| {
+                for &k in &deps[i] {
+                    direct[k] = i + 1;
+                }
+                self.check_node(i, &index, &direct)
+            })
             .collect();
+        self.check_indirect_reads(&deps, &components);
 
         self.check_agent_limit();
+        let order = topological_order(&deps, &def.nodes);
         if !cyclic {
-            self.check_reachability(&deps, &parts);
+            self.check_depth(&deps, &order);
+            self.check_reachability(&deps, &parts, &order);
         }
 
         if !self.errors.is_empty() {
-            // In file order (by path without a file), whatever check found them.
-            self.errors.sort_by(|a, b| {
-                let place = |e: &CompileError| e.location.as_ref().map(|l| (l.line, l.column));
-                place(a).cmp(&place(b)).then_with(|| a.path.cmp(&b.path))
-            });
-            return Err(self.errors);
+            return Err(self.into_errors());
         }
-        let ir = self.build(&deps, parts);
+        if self.unlisted_warnings > 0 {
+            self.warnings.push(format!(
+                "… and {} more warning(s); only the first {MAX_REPORTED} are listed",
+                self.unlisted_warnings
+            ));
+        }
+        let ir = self.build(&deps, parts, &order);
         Ok(Compiled {
             ir,
             warnings: self.warnings,
         })
+    }
+
+    /// The errors in file order (by path without a file; found first for the same place), and
+    /// a count of those not listed.
+    fn into_errors(self) -> Vec<CompileError> {
+        let mut errors = self.errors;
+        errors.sort_by(|(a_seq, a), (b_seq, b)| {
+            let place = |e: &CompileError| e.location.as_ref().map(|l| (l.line, l.column));
+            place(a)
+                .cmp(&place(b))
+                .then_with(|| a.path.cmp(&b.path))
+                .then(a_seq.cmp(b_seq))
+        });
+        let mut errors: Vec<CompileError> = errors.into_iter().map(|(_, e)| e).collect();
+        if self.unlisted_errors > 0 {
+            errors.push(CompileError {
+                kind: Kind::Limit,
+                path: FieldPath::root(),
+                location: None,
+                message: format!(
+                    "… and {} more problem(s); only the first {MAX_REPORTED} are listed",
+                    self.unlisted_errors
+                ),
+            });
+        }
+        errors
     }
 
     /// Name, declared inputs, schedule, and that there are nodes at all.
@@ -259,7 +417,21 @@ impl<'d> Compiler<'d> {
         let def = self.def;
         let ids: Vec<&str> = def.nodes.iter().map(|n| n.id.as_str()).collect();
         let mut deps = vec![Vec::new(); def.nodes.len()];
+        // `listed[k] == i + 1`: node i has already listed k.
+        let mut listed = vec![0; def.nodes.len()];
         for (i, node) in def.nodes.iter().enumerate() {
+            if node.needs.len() > self.limits.max_needs {
+                self.error(
+                    Kind::Limit,
+                    FieldPath::root().key("nodes").index(i).key("needs"),
+                    format!(
+                        "node `{}` has {} needs, over the limit max_needs ({})",
+                        node.id,
+                        node.needs.len(),
+                        self.limits.max_needs
+                    ),
+                );
+            }
             for (j, need) in node.needs.iter().enumerate() {
                 let at = FieldPath::root()
                     .key("nodes")
@@ -267,12 +439,19 @@ impl<'d> Compiler<'d> {
                     .key("needs")
                     .index(j);
                 match index.get(need.as_str()) {
-                    Some(&k) if deps[i].contains(&k) => {
+                    Some(&k) if listed[k] == i + 1 => {
                         self.error(Kind::UnknownNeed, at, format!("`{need}` is listed twice"));
                     }
-                    Some(&k) => deps[i].push(k),
+                    Some(&k) => {
+                        listed[k] = i + 1;
+                        deps[i].push(k);
+                    }
                     None => {
-                        let hint = suggestion(need, &ids);
+                        let hint = if self.errors_full() {
+                            String::new()
+                        } else {
+                            suggestion(need, &ids)
+                        };
                         self.error(
                             Kind::UnknownNeed,
                             at,
@@ -286,18 +465,25 @@ impl<'d> Compiler<'d> {
     }
 
     /// Reports each cycle once (one per strongly connected component); true if there was any.
-    fn check_cycles(&mut self, deps: &[Vec<usize>]) -> bool {
+    fn check_cycles(&mut self, deps: &[Vec<usize>], components: &Condensation) -> bool {
         let def = self.def;
         let mut any = false;
-        for component in strongly_connected(deps) {
-            let start = component[0];
-            let is_cycle = component.len() > 1 || deps[start].contains(&start);
-            if !is_cycle {
+        let mut cyclic: Vec<&[usize]> = components
+            .members
+            .iter()
+            .filter(|c| c.len() > 1 || deps[c[0]].contains(&c[0]))
+            .map(Vec::as_slice)
+            .collect();
+        // Named in file order of their first node.
+        cyclic.sort_by_key(|c| c.iter().min().copied());
+        for component in cyclic {
+            let start = component.iter().copied().min().unwrap_or(component[0]);
+            any = true;
+            if self.errors_full() {
+                self.unlisted_errors += 1;
                 continue;
             }
-            any = true;
-            let members: BTreeSet<usize> = component.iter().copied().collect();
-            let cycle = shortest_cycle(start, deps, &members);
+            let cycle = shortest_cycle(start, deps, &components.of);
             let names: Vec<&str> = cycle.iter().map(|&i| def.nodes[i].id.as_str()).collect();
             self.error(
                 Kind::Cycle,
@@ -315,25 +501,38 @@ impl<'d> Compiler<'d> {
         &mut self,
         i: usize,
         index: &HashMap<&str, usize>,
-        ancestors: &[BTreeSet<usize>],
+        direct: &[usize],
     ) -> NodeParts {
         let node = &self.def.nodes[i];
         let at = FieldPath::root().key("nodes").index(i);
         let scope = Scope {
             node: i,
             index,
-            ancestors: &ancestors[i],
+            direct,
         };
-        let retry = self.retry_policy(node.retries.as_ref(), &at.key("retries"));
-        if node.timeout_ms == Some(0) {
-            self.error(
+        let retry = self.retry_policy(&node.id, node.retries.as_ref(), &at.key("retries"));
+        match node.timeout_ms {
+            Some(0) => self.error(
                 Kind::Config,
                 at.key("timeout_ms"),
                 "must be more than zero (omit it for no time limit)",
-            );
+            ),
+            Some(ms) if ms > MAX_TIMEOUT_MS => self.error(
+                Kind::Duration,
+                at.key("timeout_ms"),
+                format!(
+                    "node `{}`: {ms} ms is more than the maximum of {}",
+                    node.id,
+                    describe_ms(MAX_TIMEOUT_MS)
+                ),
+            ),
+            _ => {}
         }
         let when = node.when.as_ref().and_then(|text| {
             let path = at.key("when");
+            if !self.fits_template_limit(&node.id, text, &path) {
+                return None;
+            }
             match Predicate::parse(text) {
                 Ok(p) => {
                     self.check_references(&scope, p.references(), &path);
@@ -364,7 +563,7 @@ impl<'d> Compiler<'d> {
         }
     }
 
-    fn retry_policy(&mut self, spec: Option<&RetrySpec>, at: &FieldPath) -> RetryPolicy {
+    fn retry_policy(&mut self, id: &str, spec: Option<&RetrySpec>, at: &FieldPath) -> RetryPolicy {
         let mut policy = RetryPolicy::default();
         let Some(spec) = spec else {
             return policy;
@@ -376,10 +575,17 @@ impl<'d> Compiler<'d> {
                     at.key("max_attempts"),
                     "must be at least 1 (1 means no retry)",
                 );
+            } else if n > MAX_ATTEMPTS {
+                self.error(
+                    Kind::Config,
+                    at.key("max_attempts"),
+                    format!("node `{id}`: {n} attempts is more than the maximum of {MAX_ATTEMPTS}"),
+                );
             }
             policy.max_attempts = n;
         }
         if let Some(ms) = spec.backoff_ms {
+            self.check_backoff(id, ms, &at.key("backoff_ms"));
             policy.backoff_ms = ms;
         }
         if let Some(m) = spec.backoff_multiplier {
@@ -393,7 +599,9 @@ impl<'d> Compiler<'d> {
             policy.backoff_multiplier = m;
         }
         if let Some(cap) = spec.max_backoff_ms {
-            if cap < policy.backoff_ms {
+            if !self.check_backoff(id, cap, &at.key("max_backoff_ms")) {
+                // Reported already.
+            } else if cap < policy.backoff_ms {
                 self.error(
                     Kind::Config,
                     at.key("max_backoff_ms"),
@@ -405,8 +613,56 @@ impl<'d> Compiler<'d> {
         policy
     }
 
+    /// Whether a back-off is within [`MIN_BACKOFF_MS`]..=[`MAX_BACKOFF_MS`]; reports it if not.
+    fn check_backoff(&mut self, id: &str, ms: u64, at: &FieldPath) -> bool {
+        if ms < MIN_BACKOFF_MS {
+            self.error(
+                Kind::Duration,
+                at.clone(),
+                format!(
+                    "node `{id}`: {ms} ms is less than the minimum of {}",
+                    describe_ms(MIN_BACKOFF_MS)
+                ),
+            );
+            return false;
+        }
+        if ms > MAX_BACKOFF_MS {
+            self.error(
+                Kind::Duration,
+                at.clone(),
+                format!(
+                    "node `{id}`: {ms} ms is more than the maximum of {}",
+                    describe_ms(MAX_BACKOFF_MS)
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Whether a template or predicate is within `max_template_bytes`; reports it if not.
+    fn fits_template_limit(&mut self, id: &str, text: &str, at: &FieldPath) -> bool {
+        let max = self.limits.max_template_bytes;
+        if text.len() <= max {
+            return true;
+        }
+        self.error(
+            Kind::Limit,
+            at.clone(),
+            format!(
+                "node `{id}`: {} bytes, over the limit max_template_bytes ({max})",
+                text.len()
+            ),
+        );
+        false
+    }
+
     /// Parses a template and checks what it reads.
     fn template(&mut self, scope: &Scope<'_>, text: &str, at: &FieldPath) -> Option<Template> {
+        let id = &self.def.nodes[scope.node].id;
+        if !self.fits_template_limit(id, text, at) {
+            return None;
+        }
         match Template::parse(text) {
             Ok(t) => {
                 self.check_references(scope, t.references(), at);
@@ -426,6 +682,15 @@ impl<'d> Compiler<'d> {
         value: &Value,
         at: &FieldPath,
     ) -> Option<JsonTemplate> {
+        let mut long = Vec::new();
+        long_strings(value, at, self.limits.max_template_bytes, &mut long);
+        if !long.is_empty() {
+            let id = &self.def.nodes[scope.node].id;
+            for (path, text) in long {
+                self.fits_template_limit(id, text, &path);
+            }
+            return None;
+        }
         match JsonTemplate::parse(value) {
             Ok(t) => {
                 for (relative, template) in t.templates() {
@@ -482,8 +747,12 @@ impl<'d> Compiler<'d> {
                 },
                 root => match scope.index.get(root) {
                     None => {
-                        let ids: Vec<&str> = def.nodes.iter().map(|n| n.id.as_str()).collect();
-                        let hint = suggestion(root, &ids);
+                        let hint = if self.errors_full() {
+                            String::new()
+                        } else {
+                            let ids: Vec<&str> = def.nodes.iter().map(|n| n.id.as_str()).collect();
+                            suggestion(root, &ids)
+                        };
                         self.error(
                             Kind::UnknownReference,
                             at.clone(),
@@ -495,16 +764,42 @@ impl<'d> Compiler<'d> {
                         at.clone(),
                         format!("`{path}` reads the output of `{me}` itself"),
                     ),
-                    Some(k) if !scope.ancestors.contains(k) => self.error(
-                        Kind::UnknownReference,
-                        at.clone(),
-                        format!(
-                            "`{path}` reads node `{root}`, which is not among the needs of `{me}` (directly or through other needs); add `{root}` to its `needs`"
-                        ),
-                    ),
-                    Some(_) => {}
+                    Some(&k) if scope.direct[k] == scope.node + 1 => {}
+                    Some(&k) => {
+                        let seq = self.take_seq();
+                        self.pending.push(IndirectRead {
+                            seq,
+                            node: scope.node,
+                        target: k,
+                            read: path.to_string(),
+                            at: at.clone(),
+                        });
+                    }
                 },
             }
+        }
+    }
+
+    /// Reports reads of nodes that are not among the reader's transitive needs.
+    fn check_indirect_reads(&mut self, deps: &[Vec<usize>], components: &Condensation) {
+        let pending = std::mem::take(&mut self.pending);
+        let pairs: Vec<(usize, usize)> = pending.iter().map(|p| (p.node, p.target)).collect();
+        let found = reaches(deps, components, &pairs);
+        for (read, ok) in pending.into_iter().zip(found) {
+            if ok {
+                continue;
+            }
+            let me = &self.def.nodes[read.node].id;
+            let root = &self.def.nodes[read.target].id;
+            self.error_in_order(
+                read.seq,
+                Kind::UnknownReference,
+                read.at,
+                format!(
+                    "`{}` reads node `{root}`, which is not among the needs of `{me}` (directly or through other needs); add `{root}` to its `needs`",
+                    read.read
+                ),
+            );
         }
     }
 
@@ -546,9 +841,26 @@ impl<'d> Compiler<'d> {
             NodeType::Hitl => {
                 let c: HitlConfig = self.config(&config, &cat)?;
                 let prompt = self.template(scope, &c.prompt, &cat.key("prompt"));
-                let expires = parse_duration_ms(&c.expires_after)
-                    .map_err(|e| self.error(Kind::Duration, cat.key("expires_after"), e))
-                    .ok();
+                let expires = match parse_duration_ms(&c.expires_after) {
+                    Ok(ms) if ms > MAX_EXPIRY_MS => {
+                        self.error(
+                            Kind::Duration,
+                            cat.key("expires_after"),
+                            format!(
+                                "node `{}`: {} ({ms} ms) is more than the maximum of {}",
+                                node.id,
+                                c.expires_after,
+                                describe_ms(MAX_EXPIRY_MS)
+                            ),
+                        );
+                        None
+                    }
+                    Ok(ms) => Some(ms),
+                    Err(e) => {
+                        self.error(Kind::Duration, cat.key("expires_after"), e);
+                        None
+                    }
+                };
                 if let Some(approvers) = &c.approvers {
                     if approvers.is_empty() {
                         self.error(
@@ -629,6 +941,19 @@ impl<'d> Compiler<'d> {
                         Kind::Config,
                         cat.key("duration_ms"),
                         "must be more than zero",
+                    );
+                    return None;
+                }
+                if c.duration_ms > MAX_WAIT_MS {
+                    self.error(
+                        Kind::Duration,
+                        cat.key("duration_ms"),
+                        format!(
+                            "node `{}`: {} ms is more than the maximum of {}",
+                            node.id,
+                            c.duration_ms,
+                            describe_ms(MAX_WAIT_MS)
+                        ),
                     );
                     return None;
                 }
@@ -731,10 +1056,21 @@ impl<'d> Compiler<'d> {
             );
             ok = false;
         }
+        let id = &self.def.nodes[scope.node].id;
         let mut seen = BTreeSet::new();
         for (k, tool) in c.tools.iter().enumerate() {
             if tool.trim().is_empty() {
                 self.error(Kind::Config, at.key("tools").index(k), "must not be empty");
+                ok = false;
+            } else if !AGENT_TOOLS.contains(&tool.as_str()) {
+                self.error(
+                    Kind::Config,
+                    at.key("tools").index(k),
+                    format!(
+                        "node `{id}`: unknown tool `{tool}`; workflow agents have: {}",
+                        AGENT_TOOLS.join(", ")
+                    ),
+                );
                 ok = false;
             } else if !seen.insert(tool) {
                 self.error(
@@ -747,6 +1083,16 @@ impl<'d> Compiler<'d> {
         }
         if c.max_steps == 0 {
             self.error(Kind::Config, at.key("max_steps"), "must be at least 1");
+            ok = false;
+        } else if c.max_steps > MAX_AGENT_STEPS {
+            self.error(
+                Kind::Config,
+                at.key("max_steps"),
+                format!(
+                    "node `{id}`: {} steps is more than the maximum of {MAX_AGENT_STEPS}",
+                    c.max_steps
+                ),
+            );
             ok = false;
         }
         if c.prompt.trim().is_empty() {
@@ -868,11 +1214,43 @@ impl<'d> Compiler<'d> {
         }
     }
 
-    /// Reports nodes that can never run (see the module docs); needs an acyclic graph.
-    fn check_reachability(&mut self, deps: &[Vec<usize>], parts: &[NodeParts]) {
+    /// Reports the first node (in `order`) that ends a chain of needs longer than
+    /// `max_depth`; needs an acyclic graph.
+    fn check_depth(&mut self, deps: &[Vec<usize>], order: &[usize]) {
+        let def = self.def;
+        let max = self.limits.max_depth;
+        // Nodes on the longest chain ending at each node, and the need it continues from.
+        let mut depth = vec![0usize; def.nodes.len()];
+        let mut via = vec![None; def.nodes.len()];
+        for &i in order {
+            let deepest = deps[i].iter().copied().max_by_key(|&k| depth[k]);
+            depth[i] = 1 + deepest.map_or(0, |k| depth[k]);
+            via[i] = deepest;
+            if depth[i] > max {
+                let mut first = i;
+                while let Some(k) = via[first] {
+                    first = k;
+                }
+                let first = &def.nodes[first].id;
+                self.error(
+                    Kind::Limit,
+                    FieldPath::root().key("nodes").index(i).key("needs"),
+                    format!(
+                        "node `{}` ends a chain of {} nodes (from `{first}`), over the limit max_depth ({max})",
+                        def.nodes[i].id, depth[i]
+                    ),
+                );
+                return;
+            }
+        }
+    }
+
+    /// Reports nodes that can never run (see the module docs); needs an acyclic graph and its
+    /// order.
+    fn check_reachability(&mut self, deps: &[Vec<usize>], parts: &[NodeParts], order: &[usize]) {
         let def = self.def;
         let mut fate = vec![Fate::MayRun; def.nodes.len()];
-        for i in topological_order(deps, &def.nodes) {
+        for &i in order {
             let at = FieldPath::root().key("nodes").index(i);
             let id = &def.nodes[i].id;
             let constant_false = parts[i]
@@ -923,9 +1301,8 @@ impl<'d> Compiler<'d> {
     }
 
     /// Builds the IR; only called without errors, so every part is present.
-    fn build(&self, deps: &[Vec<usize>], parts: Vec<NodeParts>) -> Ir {
+    fn build(&self, deps: &[Vec<usize>], parts: Vec<NodeParts>, order: &[usize]) -> Ir {
         let def = self.def;
-        let order = topological_order(deps, &def.nodes);
         let mut position = vec![0; def.nodes.len()];
         for (p, &i) in order.iter().enumerate() {
             position[i] = p;
@@ -958,6 +1335,10 @@ impl<'d> Compiler<'d> {
                 definition_index: i,
             });
         }
+        let positions = nodes
+            .iter()
+            .map(|n: &IrNode| (n.id.clone(), n.index))
+            .collect();
         Ir {
             name: def.name.clone(),
             description: def.description.clone(),
@@ -965,6 +1346,7 @@ impl<'d> Compiler<'d> {
             schedule: def.schedule.clone(),
             limits: def.limits,
             nodes,
+            positions,
         }
     }
 }
@@ -973,19 +1355,31 @@ impl<'d> Compiler<'d> {
 struct Scope<'s> {
     node: usize,
     index: &'s HashMap<&'s str, usize>,
-    ancestors: &'s BTreeSet<usize>,
+    /// `direct[k] == node + 1` when `k` is among the node's needs.
+    direct: &'s [usize],
 }
 
-/// The nodes `i` needs, directly or transitively (itself only if it is on a cycle).
-fn ancestors_of(i: usize, deps: &[Vec<usize>]) -> BTreeSet<usize> {
-    let mut seen = BTreeSet::new();
-    let mut stack: Vec<usize> = deps[i].clone();
-    while let Some(k) = stack.pop() {
-        if seen.insert(k) {
-            stack.extend(&deps[k]);
+/// Every string longer than `max` bytes in a JSON value, with its path.
+fn long_strings<'v>(
+    value: &'v Value,
+    at: &FieldPath,
+    max: usize,
+    out: &mut Vec<(FieldPath, &'v str)>,
+) {
+    match value {
+        Value::String(s) if s.len() > max => out.push((at.clone(), s)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                long_strings(item, &at.index(i), max, out);
+            }
         }
+        Value::Object(map) => {
+            for (k, v) in map {
+                long_strings(v, &at.key(k), max, out);
+            }
+        }
+        _ => {}
     }
-    seen
 }
 
 /// Nodes ordered so each comes after its needs; among those available, the smallest id first.
@@ -1015,9 +1409,17 @@ fn topological_order(deps: &[Vec<usize>], nodes: &[NodeDef]) -> Vec<usize> {
     order
 }
 
-/// Strongly connected components (Kosaraju, iterative), each sorted, ordered by their smallest
-/// node.
-fn strongly_connected(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
+/// The strongly connected components of the `needs` graph.
+struct Condensation {
+    /// The component of each node.
+    of: Vec<usize>,
+    /// The nodes of each component, components ordered so that every component comes after
+    /// the components its nodes need.
+    members: Vec<Vec<usize>>,
+}
+
+/// Strongly connected components (Kosaraju, iterative): O(nodes + needs).
+fn condensation(deps: &[Vec<usize>]) -> Condensation {
     let n = deps.len();
     let mut finished = Vec::with_capacity(n);
     let mut visited = vec![false; n];
@@ -1045,34 +1447,92 @@ fn strongly_connected(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
             reverse[k].push(i);
         }
     }
-    let mut assigned = vec![false; n];
-    let mut components = Vec::new();
+    let mut of = vec![usize::MAX; n];
+    let mut members = Vec::new();
     for &root in finished.iter().rev() {
-        if assigned[root] {
+        if of[root] != usize::MAX {
             continue;
         }
-        assigned[root] = true;
+        let id = members.len();
+        of[root] = id;
         let mut component = vec![root];
         let mut stack = vec![root];
         while let Some(node) = stack.pop() {
             for &next in &reverse[node] {
-                if !assigned[next] {
-                    assigned[next] = true;
+                if of[next] == usize::MAX {
+                    of[next] = id;
                     component.push(next);
                     stack.push(next);
                 }
             }
         }
-        component.sort_unstable();
-        components.push(component);
+        members.push(component);
     }
-    components.sort_by_key(|c| c[0]);
-    components
+    // Kosaraju finds components dependents first; needs first is the reverse.
+    members.reverse();
+    let count = members.len();
+    for c in &mut of {
+        *c = count - 1 - *c;
+    }
+    Condensation { of, members }
 }
 
-/// A shortest cycle through `start` along `needs` edges within `members`, as
-/// `[start, …, start]`.
-fn shortest_cycle(start: usize, deps: &[Vec<usize>], members: &BTreeSet<usize>) -> Vec<usize> {
+/// For each `(from, to)` with `from != to`: whether `to` is among the transitive needs of
+/// `from`. One pass over the condensed graph per 64 distinct `to`s, carrying a bit per `to`.
+fn reaches(deps: &[Vec<usize>], components: &Condensation, pairs: &[(usize, usize)]) -> Vec<bool> {
+    let mut answers = vec![false; pairs.len()];
+    let mut targets: Vec<usize> = pairs.iter().map(|&(_, to)| to).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    if targets.is_empty() {
+        return answers;
+    }
+    let count = components.members.len();
+    // Pairs by target, so each batch answers its own.
+    let mut by_target: Vec<usize> = (0..pairs.len()).collect();
+    by_target.sort_unstable_by_key(|&p| pairs[p].1);
+    let mut next_pair = 0;
+    // Bits of the batch's targets in each component, and those among its transitive needs.
+    let mut own = vec![0u64; count];
+    let mut below = vec![0u64; count];
+    for batch in targets.chunks(64) {
+        own.fill(0);
+        below.fill(0);
+        for (bit, &t) in batch.iter().enumerate() {
+            own[components.of[t]] |= 1 << bit;
+        }
+        for (c, nodes) in components.members.iter().enumerate() {
+            let mut bits = 0;
+            for &u in nodes {
+                for &v in &deps[u] {
+                    let cv = components.of[v];
+                    if cv != c {
+                        bits |= own[cv] | below[cv];
+                    }
+                }
+            }
+            below[c] = bits;
+        }
+        let last = batch[batch.len() - 1];
+        while let Some(&p) = by_target.get(next_pair) {
+            let (from, to) = pairs[p];
+            if to > last {
+                break;
+            }
+            next_pair += 1;
+            let bit = batch.partition_point(|&t| t < to);
+            let (cf, ct) = (components.of[from], components.of[to]);
+            // Nodes of one component (of two or more) reach each other.
+            answers[p] = (cf == ct && from != to) || below[cf] & (1 << bit) != 0;
+        }
+    }
+    answers
+}
+
+/// A shortest cycle through `start` along `needs` edges within its component (`component_of`),
+/// as `[start, …, start]`.
+fn shortest_cycle(start: usize, deps: &[Vec<usize>], component_of: &[usize]) -> Vec<usize> {
+    let mine = component_of[start];
     let mut parent: HashMap<usize, usize> = HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
@@ -1089,7 +1549,7 @@ fn shortest_cycle(start: usize, deps: &[Vec<usize>], members: &BTreeSet<usize>) 
                 cycle.push(start);
                 return cycle;
             }
-            if members.contains(&next) && !parent.contains_key(&next) && next != start {
+            if component_of[next] == mine && !parent.contains_key(&next) && next != start {
                 parent.insert(next, node);
                 queue.push_back(next);
             }
@@ -1100,31 +1560,42 @@ fn shortest_cycle(start: usize, deps: &[Vec<usize>], members: &BTreeSet<usize>) 
 
 /// ` (did you mean `x`?)` when a candidate is within two edits of `name`, else nothing.
 fn suggestion(name: &str, candidates: &[&str]) -> String {
+    let name_len = name.chars().count();
     candidates
         .iter()
-        .map(|c| (edit_distance(name, c), *c))
-        .filter(|(d, c)| *d <= 2 && *d < name.chars().count().max(c.chars().count()))
+        .filter_map(|c| edit_distance_within(name, c, 2).map(|d| (d, *c)))
+        .filter(|(d, c)| *d < name_len.max(c.chars().count()))
         .min()
         .map(|(_, c)| format!(" (did you mean `{c}`?)"))
         .unwrap_or_default()
 }
 
-/// Levenshtein distance in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance in characters if it is at most `k`: only cells within `k` of the
+/// diagonal are computed, so the cost is O(length × k) whatever the lengths.
+fn edit_distance_within(a: &str, b: &str, k: usize) -> Option<usize> {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
+    if a.len().abs_diff(b.len()) > k {
+        return None;
     }
-    row[b.len()]
+    let over = k + 1;
+    let mut prev: Vec<usize> = (0..=b.len()).map(|j| j.min(over)).collect();
+    let mut row = vec![over; b.len() + 1];
+    for i in 1..=a.len() {
+        let low = i.saturating_sub(k).max(1);
+        let high = (i + k).min(b.len());
+        row[low - 1] = if low == 1 { i.min(over) } else { over };
+        for j in low..=high {
+            let substitute = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            row[j] = substitute.min(prev[j] + 1).min(row[j - 1] + 1).min(over);
+        }
+        if high < b.len() {
+            row[high + 1] = over;
+        }
+        std::mem::swap(&mut prev, &mut row);
+    }
+    let d = prev[b.len()];
+    (d <= k).then_some(d)
 }
 
 #[cfg(test)]
@@ -1133,8 +1604,12 @@ mod tests {
 
     #[test]
     fn edit_distance_and_suggestions() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance_within("kitten", "sitting", 2), None);
+        assert_eq!(edit_distance_within("kitten", "sitting", 3), Some(3));
+        assert_eq!(edit_distance_within("kitten", "sittn", 2), Some(2));
+        assert_eq!(edit_distance_within("", "ab", 2), Some(2));
+        assert_eq!(edit_distance_within("abc", "abc", 2), Some(0));
+        assert_eq!(edit_distance_within("abcdef", "abcxyz", 2), None);
         assert_eq!(
             suggestion("reveiw", &["review", "go"]),
             " (did you mean `review`?)"
@@ -1146,10 +1621,83 @@ mod tests {
     fn components_and_cycles() {
         // 0 needs 1, 1 needs 2, 2 needs 0; 3 needs 0; 4 needs itself.
         let deps = vec![vec![1], vec![2], vec![0], vec![0], vec![4]];
-        let comps = strongly_connected(&deps);
-        assert_eq!(comps, vec![vec![0, 1, 2], vec![3], vec![4]]);
-        let members: BTreeSet<usize> = [0, 1, 2].into();
-        assert_eq!(shortest_cycle(0, &deps, &members), [0, 1, 2, 0]);
-        assert_eq!(shortest_cycle(4, &deps, &[4].into()), [4, 4]);
+        let c = condensation(&deps);
+        let mut sorted: Vec<Vec<usize>> = c
+            .members
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.sort_unstable();
+                m
+            })
+            .collect();
+        // {0, 1, 2} comes before {3}, which needs it.
+        let pos = |n: usize| c.of[n];
+        assert!(pos(0) < pos(3));
+        sorted.sort();
+        assert_eq!(sorted, vec![vec![0, 1, 2], vec![3], vec![4]]);
+        assert_eq!(shortest_cycle(0, &deps, &c.of), [0, 1, 2, 0]);
+        assert_eq!(shortest_cycle(4, &deps, &c.of), [4, 4]);
+    }
+
+    /// Transitive needs by a plain search from `from`.
+    fn reaches_slowly(deps: &[Vec<usize>], from: usize, to: usize) -> bool {
+        let mut seen = vec![false; deps.len()];
+        let mut stack = deps[from].clone();
+        while let Some(k) = stack.pop() {
+            if k == to {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[k], true) {
+                stack.extend(&deps[k]);
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn batched_reachability_agrees_with_a_plain_search() {
+        // A pseudo-random graph (fixed seed) with back edges, so it has cycles too, and more
+        // than 64 distinct targets, so several batches.
+        let n = 150;
+        let mut seed: u64 = 12345;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let mut deps = vec![Vec::new(); n];
+        for (i, needs) in deps.iter_mut().enumerate() {
+            for _ in 0..next() % 3 {
+                let k = if next() % 10 == 0 {
+                    next() % n
+                } else {
+                    next() % (i + 1)
+                };
+                if k != i && !needs.contains(&k) {
+                    needs.push(k);
+                }
+            }
+        }
+        // And one cycle for sure: 30 → 31 → 32 → 30.
+        for (from, to) in [(30, 31), (31, 32), (32, 30)] {
+            if !deps[from].contains(&to) {
+                deps[from].push(to);
+            }
+        }
+        let pairs: Vec<(usize, usize)> = (0..2_000)
+            .map(|_| (next() % n, next() % n))
+            .filter(|(a, b)| a != b)
+            .collect();
+        let c = condensation(&deps);
+        let fast = reaches(&deps, &c, &pairs);
+        for (&(from, to), got) in pairs.iter().zip(fast) {
+            assert_eq!(got, reaches_slowly(&deps, from, to), "{from} → {to}");
+        }
+        assert!(
+            c.members.iter().any(|m| m.len() > 1),
+            "the graph has a cycle"
+        );
     }
 }

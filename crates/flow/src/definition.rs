@@ -184,10 +184,11 @@ pub struct NodeDef {
     /// Per-type settings (see [`crate::node_config`]); absent is the same as `{}`.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub config: Value,
-    /// Retry policy; absent means one attempt.
+    /// Retry policy; absent means one attempt. Bounded by [`crate::limits`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetrySpec>,
-    /// Per-attempt time limit in milliseconds; absent means none.
+    /// Per-attempt time limit in milliseconds, at most [`crate::limits::MAX_TIMEOUT_MS`]; absent
+    /// means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Named values rendered from templates before the node runs and handed to it.
@@ -199,16 +200,18 @@ pub struct NodeDef {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
-    /// Attempts in all, at least 1 (default 1: no retry).
+    /// Attempts in all, 1 to [`crate::limits::MAX_ATTEMPTS`] (default 1: no retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
-    /// Delay before the first retry, in milliseconds (default 1000).
+    /// Delay before the first retry, in milliseconds (default 1000), within
+    /// [`crate::limits::MIN_BACKOFF_MS`]..=[`crate::limits::MAX_BACKOFF_MS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_ms: Option<u64>,
     /// Factor applied to the delay after each retry, at least 1.0 (default 2.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_multiplier: Option<f64>,
-    /// Cap on the delay, in milliseconds (default none).
+    /// Cap on the delay, in milliseconds (default none: [`crate::limits::MAX_BACKOFF_MS`] caps it),
+    /// within the same bounds as `backoff_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backoff_ms: Option<u64>,
 }

@@ -50,7 +50,7 @@ pub enum CompileErrorKind {
     UnknownReference,
     /// A template or predicate reads `inputs.x` for an undeclared `x` (or an unknown `run.x`).
     UndeclaredInput,
-    /// A duration that does not parse.
+    /// A duration that does not parse or is out of bounds (see [`crate::limits`]).
     Duration,
     /// A node's `config` does not fit its type, or `retries`/`timeout_ms` are out of range.
     Config,
@@ -58,6 +58,8 @@ pub enum CompileErrorKind {
     AgentLimit,
     /// A schedule that cannot be read.
     Schedule,
+    /// Over a size limit of [`crate::limits::FlowLimits`] (or more problems than are listed).
+    Limit,
 }
 
 impl CompileErrorKind {
@@ -76,6 +78,7 @@ impl CompileErrorKind {
             CompileErrorKind::Config => "config",
             CompileErrorKind::AgentLimit => "agent_limit",
             CompileErrorKind::Schedule => "schedule",
+            CompileErrorKind::Limit => "limit",
         }
     }
 }

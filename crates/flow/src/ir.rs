@@ -16,7 +16,7 @@
 //! on down the graph ([`Ir::nodes_to_skip`]). A ready node whose `when` is false is skipped by the
 //! coordinator ([`IrNode::should_run`]). Dependents of a failed node never become ready.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use serde::{Serialize, Serializer};
@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::definition::{InputDecl, Limits, Schedule};
+use crate::limits::{MAX_BACKOFF_MS, MIN_BACKOFF_MS};
 use crate::node_config::{Decision, HttpMethod, ModelConfig, SecretRef};
 use crate::predicate::Predicate;
 use crate::template::{JsonTemplate, RenderError, Template};
@@ -57,16 +58,21 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Milliseconds to wait before attempt `attempt` (1-based; attempt 1 has no delay):
-    /// `backoff_ms × multiplier^(attempt − 2)`, capped by `max_backoff_ms`.
+    /// `backoff_ms × multiplier^(attempt − 2)`, capped by `max_backoff_ms` and always within
+    /// [`MIN_BACKOFF_MS`]..=[`MAX_BACKOFF_MS`] (the compiler refuses values outside; the clamp
+    /// keeps the runtime's date arithmetic bounded whatever it is given).
     pub fn delay_before_attempt_ms(&self, attempt: u32) -> u64 {
         if attempt <= 1 {
             return 0;
         }
         let exponent = i32::try_from(attempt - 2).unwrap_or(i32::MAX);
         let delay = self.backoff_ms as f64 * self.backoff_multiplier.powi(exponent);
-        // `as` saturates for values beyond u64 (and infinity).
+        // `as` saturates for values beyond u64 (and infinity; NaN gives 0).
         let delay = delay as u64;
-        self.max_backoff_ms.map_or(delay, |cap| delay.min(cap))
+        let cap = self
+            .max_backoff_ms
+            .map_or(MAX_BACKOFF_MS, |cap| cap.min(MAX_BACKOFF_MS));
+        delay.min(cap).max(MIN_BACKOFF_MS)
     }
 }
 
@@ -312,6 +318,8 @@ pub struct Ir {
     pub(crate) schedule: Option<Schedule>,
     pub(crate) limits: Limits,
     pub(crate) nodes: Vec<IrNode>,
+    /// Position in `nodes` by id, so [`Ir::node`] does not scan.
+    pub(crate) positions: HashMap<String, usize>,
 }
 
 impl Ir {
@@ -343,7 +351,7 @@ impl Ir {
 
     /// The node with this id.
     pub fn node(&self, id: &str) -> Option<&IrNode> {
-        self.nodes.iter().find(|n| n.id == id)
+        self.positions.get(id).map(|&p| &self.nodes[p])
     }
 
     /// How many agent nodes the workflow has.
@@ -482,5 +490,18 @@ mod tests {
         };
         let delays: Vec<u64> = (1..=5).map(|a| p.delay_before_attempt_ms(a)).collect();
         assert_eq!(delays, [0, 100, 200, 300, 300]);
+    }
+
+    #[test]
+    fn retry_delays_stay_within_the_maximum_back_off_without_a_cap() {
+        let p = RetryPolicy {
+            max_attempts: 20,
+            backoff_ms: 3_600_000,
+            backoff_multiplier: 1e300,
+            max_backoff_ms: None,
+        };
+        assert_eq!(p.delay_before_attempt_ms(2), 3_600_000);
+        assert_eq!(p.delay_before_attempt_ms(20), 3_600_000);
+        assert_eq!(p.delay_before_attempt_ms(u32::MAX), 3_600_000);
     }
 }

@@ -18,6 +18,7 @@ pub mod duration;
 pub mod error;
 pub mod field_path;
 pub mod ir;
+pub mod limits;
 pub mod node_config;
 pub mod patch;
 pub mod predicate;
@@ -25,12 +26,16 @@ pub mod source;
 pub mod template;
 pub mod value_path;
 
-pub use compile::{Compiled, compile, compile_text};
+pub use compile::{Compiled, compile, compile_text, compile_text_with, compile_with};
 pub use context::{Context, RunInfo};
 pub use definition::{Definition, NodeDef, NodeType, from_json_value, parse_definition};
 pub use error::{CompileError, CompileErrorKind, FlowError};
 pub use field_path::FieldPath;
 pub use ir::{Ir, IrNode, NodeIdSet, NodeKind, RetryPolicy};
-pub use patch::{PatchError, PatchOp, RunState, apply_patch, parse_patch, validate_patch};
+pub use limits::FlowLimits;
+pub use patch::{
+    PatchError, PatchOp, Patched, RunState, apply_patch, parse_patch, validate_patch,
+    validate_patch_with,
+};
 pub use predicate::Predicate;
 pub use template::{JsonTemplate, Template};

@@ -2,7 +2,7 @@
 //! parsed by the compiler (see [`crate::template`]); unknown fields are errors.
 //!
 //! ```yaml
-//! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY, temperature: 0.2, max_tokens: 512, timeout_ms: 30000}, prompt: "Assess {{ inputs.symbol }}", tools: [quote], max_steps: 8}}
+//! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY, temperature: 0.2, max_tokens: 512, timeout_ms: 30000}, prompt: "Assess {{ inputs.symbol }}", tools: [calc], max_steps: 8}}
 //! - {id: post, type: http, config: {method: POST, url: "https://hooks.example.com/x", headers: {X-Run: "{{ run.id }}", Authorization: {env: TRADELOOM_SECRET_HOOK, prefix: "Bearer "}}, body: {text: "{{ think.answer }}"}}}
 //! - {id: review, type: hitl, config: {prompt: "Trade?", expires_after: 1h, default: reject, approvers: [ops]}}
 //! - {id: sim, type: simulate, config: {config_path: sims/base.yaml}}     # or config: {config: {...}}
@@ -56,6 +56,9 @@ impl ModelConfig {
     pub const MAX_RETRIES: u32 = 10;
 }
 
+/// The tools a workflow agent may be given (`config.tools`); the orchestrator implements each.
+pub const AGENT_TOOLS: [&str; 2] = ["calc", "patch_workflow"];
+
 fn default_max_steps() -> u32 {
     10
 }
@@ -67,10 +70,10 @@ pub struct AgentConfig {
     pub model: ModelConfig,
     /// Template: the task given to the agent.
     pub prompt: String,
-    /// Tool names the agent may call (unique).
+    /// Tool names the agent may call (unique, each one of [`AGENT_TOOLS`]).
     #[serde(default)]
     pub tools: Vec<String>,
-    /// Model turns at most, at least 1 (default 10).
+    /// Model turns at most, 1 to [`crate::limits::MAX_AGENT_STEPS`] (default 10).
     #[serde(default = "default_max_steps")]
     pub max_steps: u32,
 }
@@ -208,7 +211,7 @@ pub enum Decision {
 pub struct HitlConfig {
     /// Template: the question shown to the approver.
     pub prompt: String,
-    /// Duration text (`30s`, `15m`, `1h`, `2d`).
+    /// Duration text (`30s`, `15m`, `1h`, `2d`), at most [`crate::limits::MAX_EXPIRY_MS`].
     pub expires_after: String,
     pub default: Decision,
     /// Who may decide; none means anyone who can reach the run.
@@ -250,6 +253,6 @@ pub struct TransformConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitConfig {
-    /// Milliseconds, more than zero.
+    /// Milliseconds, more than zero and at most [`crate::limits::MAX_WAIT_MS`].
     pub duration_ms: u64,
 }

@@ -6,14 +6,15 @@
 //! "config": {"duration_ms": 100}}}]`. Application is atomic: either every operation applies or
 //! the document is unchanged.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::compile::compile;
-use crate::definition::{Definition, NodeType, from_json_value};
+use crate::compile::{Compiled, compile_with};
+use crate::definition::{Definition, NodeDef, NodeType, from_json_value};
+use crate::limits::{FlowLimits, json_size};
 use crate::predicate::json_equal;
 
 /// One RFC 6902 operation. Unrecognised members are ignored, as the RFC requires.
@@ -188,10 +189,13 @@ fn get<'v>(doc: &'v Value, tokens: &[String]) -> Result<&'v Value, String> {
 fn get_mut<'v>(doc: &'v mut Value, tokens: &[String]) -> Result<&'v mut Value, String> {
     let mut current = doc;
     for (depth, token) in tokens.iter().enumerate() {
-        let at = JsonPointer {
-            tokens: tokens[..=depth].to_vec(),
+        // Built only on failure: building it at every step would cost depth² per pointer.
+        let missing = || {
+            let at = JsonPointer {
+                tokens: tokens[..=depth].to_vec(),
+            };
+            format!("`{at}` does not exist")
         };
-        let missing = || format!("`{at}` does not exist");
         current = match current {
             Value::Object(map) => map.get_mut(token).ok_or_else(missing)?,
             Value::Array(items) => {
@@ -321,9 +325,36 @@ pub fn added_agent_nodes(current: &Definition, patched: &Definition) -> usize {
         .count()
 }
 
+/// Nodes by id, the first of each id winning (ids are unique in a definition that compiles).
+fn by_id(definition: &Definition) -> HashMap<&str, &NodeDef> {
+    let mut map = HashMap::with_capacity(definition.nodes.len());
+    for n in definition.nodes.iter().rev() {
+        map.insert(n.id.as_str(), n);
+    }
+    map
+}
+
+/// A patch that passed [`validate_patch_with`]: the new definition, compiled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Patched {
+    pub definition: Definition,
+    pub compiled: Compiled,
+}
+
+/// [`validate_patch_with`] within the default [`FlowLimits`], returning the new definition.
+pub fn validate_patch(
+    current: &Definition,
+    patch: &[PatchOp],
+    state: &RunState,
+) -> Result<Definition, Vec<String>> {
+    validate_patch_with(current, patch, state, &FlowLimits::DEFAULT).map(|p| p.definition)
+}
+
 /// Applies `patch` to the definition of a running workflow and checks the result; returns the
-/// new definition, or every reason to refuse it:
+/// new definition compiled within `limits`, or every reason to refuse it:
 ///
+/// - the patch has more than `max_patch_operations` operations or more than `max_patch_bytes`
+///   bytes as compact JSON (then nothing else is checked and nothing is applied);
 /// - the run has reached `limits.max_patch_depth` accepted patches;
 /// - the patch does not apply, or its result is not a valid definition (shape or any compile
 ///   error, cycles included);
@@ -335,13 +366,31 @@ pub fn added_agent_nodes(current: &Definition, patched: &Definition) -> usize {
 ///
 /// The limits applied are the current definition's. When the patch does not apply or its result
 /// does not parse, the reasons stop there (nothing else can be checked).
-pub fn validate_patch(
+pub fn validate_patch_with(
     current: &Definition,
     patch: &[PatchOp],
     state: &RunState,
-) -> Result<Definition, Vec<String>> {
+    flow_limits: &FlowLimits,
+) -> Result<Patched, Vec<String>> {
     let limits = current.limits;
     let mut reasons = Vec::new();
+    if patch.len() > flow_limits.max_patch_operations {
+        reasons.push(format!(
+            "the patch has {} operations, over the limit max_patch_operations ({})",
+            patch.len(),
+            flow_limits.max_patch_operations
+        ));
+    }
+    let bytes = json_size(patch);
+    if bytes > flow_limits.max_patch_bytes {
+        reasons.push(format!(
+            "the patch is {bytes} bytes as compact JSON, over the limit max_patch_bytes ({})",
+            flow_limits.max_patch_bytes
+        ));
+    }
+    if !reasons.is_empty() {
+        return Err(reasons);
+    }
     if state.patch_depth >= limits.max_patch_depth {
         reasons.push(format!(
             "the run has accepted {} patch(es), the most limits.max_patch_depth ({}) allows",
@@ -365,11 +414,12 @@ pub fn validate_patch(
     if patched.limits != limits {
         reasons.push("a patch may not change `limits`".to_string());
     }
+    let (before_by_id, after_by_id) = (by_id(current), by_id(&patched));
     for id in &state.completed {
-        let Some(before) = current.nodes.iter().find(|n| &n.id == id) else {
+        let Some(&before) = before_by_id.get(id.as_str()) else {
             continue;
         };
-        match patched.nodes.iter().find(|n| &n.id == id) {
+        match after_by_id.get(id.as_str()).copied() {
             None => reasons.push(format!("node `{id}` has completed and may not be removed")),
             Some(after) if after != before => {
                 reasons.push(format!("node `{id}` has completed and may not be changed"))
@@ -378,7 +428,8 @@ pub fn validate_patch(
         }
     }
     for (i, node) in patched.nodes.iter().enumerate() {
-        if !node.node_type.is_known() && !current.nodes.contains(node) {
+        let unchanged = before_by_id.get(node.id.as_str()) == Some(&node);
+        if !node.node_type.is_known() && !unchanged {
             reasons.push(format!(
                 "nodes[{i}]: node `{}` has unknown type `{}`; a patch may not introduce unknown node types (known: {})",
                 node.id,
@@ -395,13 +446,16 @@ pub fn validate_patch(
             state.agent_nodes_spawned, limits.max_agent_nodes
         ));
     }
-    if let Err(errors) = compile(&patched) {
-        reasons.extend(errors.iter().map(ToString::to_string));
-    }
-    if reasons.is_empty() {
-        Ok(patched)
-    } else {
-        Err(reasons)
+    match compile_with(&patched, flow_limits) {
+        Ok(compiled) if reasons.is_empty() => Ok(Patched {
+            definition: patched,
+            compiled,
+        }),
+        Ok(_) => Err(reasons),
+        Err(errors) => {
+            reasons.extend(errors.iter().map(ToString::to_string));
+            Err(reasons)
+        }
     }
 }
 

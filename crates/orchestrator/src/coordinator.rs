@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, broadcast};
 use tracing::Instrument;
 use tradeloom_flow::ir::{NodeKind, SimulationSource};
-use tradeloom_flow::{Context, Ir, IrNode, RunInfo, compile, parse_definition};
+use tradeloom_flow::{Context, FlowLimits, Ir, IrNode, RunInfo, compile_with, parse_definition};
 use tradeloom_queue::{NewTask, Queue};
 use tradeloom_store::{
     ApprovalChange, ApprovalStatus, NewEvent, NodeChange, NodeState, NodeStatus, RunStatus,
@@ -112,6 +112,8 @@ pub struct Coordinator {
     latencies: Mutex<Option<Vec<u64>>>,
     /// The secret variables patches may name (see [`crate::secret_env`]).
     secrets: tradeloom_net::SecretEnv,
+    /// The size limits definitions are compiled and patched within.
+    flow_limits: FlowLimits,
 }
 
 impl Coordinator {
@@ -128,6 +130,7 @@ impl Coordinator {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             latencies: Mutex::new(None),
             secrets: tradeloom_net::SecretEnv::default(),
+            flow_limits: FlowLimits::DEFAULT,
         }
     }
 
@@ -157,6 +160,16 @@ impl Coordinator {
     /// The allow-list of secret variables patches are checked against.
     pub fn secret_env(&self) -> &tradeloom_net::SecretEnv {
         &self.secrets
+    }
+
+    /// Compiles and patches definitions within `limits` (default [`FlowLimits::DEFAULT`]).
+    pub fn with_flow_limits(mut self, limits: FlowLimits) -> Self {
+        self.flow_limits = limits;
+        self
+    }
+
+    pub fn flow_limits(&self) -> &FlowLimits {
+        &self.flow_limits
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -191,13 +204,15 @@ impl Coordinator {
                 message: e.to_string(),
             }
         })?;
-        let compiled = compile(&definition).map_err(|errors| OrchestratorError::Definition {
-            hash: definition_hash.to_string(),
-            message: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+        let compiled = compile_with(&definition, &self.flow_limits).map_err(|errors| {
+            OrchestratorError::Definition {
+                hash: definition_hash.to_string(),
+                message: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
         })?;
         let graph = Arc::new(Graph::new(&compiled.ir));
         let c = (Arc::new(compiled.ir), graph);

@@ -213,8 +213,8 @@ fn tool_spec(name: &str) -> Option<ToolSpec> {
     }
 }
 
-/// Tools workflow agents may be given.
-pub const AGENT_TOOLS: [&str; 2] = ["calc", "patch_workflow"];
+/// Tools workflow agents may be given (the compiler checks `tools` against the same list).
+pub use tradeloom_flow::node_config::AGENT_TOOLS;
 
 fn llm_error(e: LlmError) -> NodeError {
     let retryable = match &e {

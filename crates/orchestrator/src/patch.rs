@@ -5,7 +5,7 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 use tradeloom_flow::patch::patch_from_value;
-use tradeloom_flow::{RunState, compile, parse_definition, validate_patch};
+use tradeloom_flow::{Patched, RunState, parse_definition, validate_patch_with};
 use tradeloom_store::{
     ApprovalChange, ApprovalStatus, NewEvent, NewPatch, NodeChange, NodeStatus, StoreError,
     Transition, TransitionOutcome,
@@ -80,17 +80,12 @@ impl Coordinator {
                 patch_depth: run.ir_version.saturating_sub(1),
                 agent_nodes_spawned: run.agent_nodes_spawned,
             };
-            let patched = match validate_patch(&current, &ops, &state) {
-                Ok(d) => d,
+            let Patched {
+                definition: patched,
+                compiled,
+            } = match validate_patch_with(&current, &ops, &state, self.flow_limits()) {
+                Ok(p) => p,
                 Err(reasons) => return Ok(PatchOutcome::Rejected { reasons }),
-            };
-            let compiled = match compile(&patched) {
-                Ok(c) => c,
-                Err(errors) => {
-                    return Ok(PatchOutcome::Rejected {
-                        reasons: errors.iter().map(ToString::to_string).collect(),
-                    });
-                }
             };
             // An agent (or an API caller) must not name a variable the operator did not allow.
             let secret_problems =

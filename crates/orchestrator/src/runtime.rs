@@ -55,6 +55,8 @@ pub struct RuntimeConfig {
     /// [`crate::plan::DEFAULT_MAX_IN_FLIGHT`]): a run with more ready nodes starts the rest as
     /// these finish, so one wide run cannot fill the worker queues ahead of other runs.
     pub max_in_flight_per_run: usize,
+    /// Size limits of definitions and patches (runs compile their definition within them).
+    pub flow_limits: tradeloom_flow::FlowLimits,
 }
 
 impl RuntimeConfig {
@@ -69,6 +71,7 @@ impl RuntimeConfig {
             coordinators: 2,
             pool_limits: HashMap::new(),
             max_in_flight_per_run: crate::plan::DEFAULT_MAX_IN_FLIGHT,
+            flow_limits: tradeloom_flow::FlowLimits::DEFAULT,
         }
     }
 }
@@ -162,7 +165,8 @@ impl Runtime {
         let coordinator = Arc::new(
             Coordinator::new(store, queue, Arc::new(Notify::new()))
                 .with_max_in_flight(config.max_in_flight_per_run)
-                .with_secret_env(config.secrets.clone()),
+                .with_secret_env(config.secrets.clone())
+                .with_flow_limits(config.flow_limits),
         );
         let cancellations = coordinator.stopped_runs().clone();
         let env = Arc::new(WorkerEnv {

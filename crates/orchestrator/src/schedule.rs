@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
-use tradeloom_flow::compile_text;
 use tradeloom_flow::cron::{CronSchedule, SKIP_GRACE, due_fire_times};
+use tradeloom_flow::{FlowLimits, compile_text_with};
 use tradeloom_store::{Store, StoreError, WorkflowVersion};
 
 /// Workflows read per store round trip while ticking.
@@ -59,6 +59,8 @@ pub struct Scheduler {
     starter: Arc<dyn RunStarter>,
     /// Parsed schedules by definition hash (`None`: no schedule, or one that cannot be read).
     schedules: Mutex<HashMap<String, Option<Arc<CronSchedule>>>>,
+    /// The limits definitions are compiled within.
+    flow_limits: FlowLimits,
 }
 
 impl Scheduler {
@@ -67,7 +69,15 @@ impl Scheduler {
             store,
             starter,
             schedules: Mutex::new(HashMap::new()),
+            flow_limits: FlowLimits::DEFAULT,
         }
+    }
+
+    /// Compiles definitions within `limits` (default [`FlowLimits::DEFAULT`]), as the runtime
+    /// does.
+    pub fn with_flow_limits(mut self, limits: FlowLimits) -> Self {
+        self.flow_limits = limits;
+        self
     }
 
     /// Starts every fire time due at `now` (of every workflow whose latest version has a
@@ -196,7 +206,7 @@ impl Scheduler {
             "workflow {} version {}",
             version.workflow_id, version.version
         );
-        let schedule = match compile_text(&definition.body, &origin) {
+        let schedule = match compile_text_with(&definition.body, &origin, &self.flow_limits) {
             Ok(compiled) => match compiled.ir.schedule().map(CronSchedule::from_schedule) {
                 None => None,
                 Some(Ok(schedule)) => Some(Arc::new(schedule)),

@@ -308,7 +308,7 @@ pub async fn cancel(
         (status = 200, description = "`{\"run_id\", \"ir_version\"}`", body = Object),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run has finished", body = ErrorBody),
-        (status = 422, description = "Rejected: `details.errors` (and `errors`) list every reason", body = ErrorBody),
+        (status = 422, description = "Rejected: `details.errors` (and `errors`) list every reason (a patch over max_patch_operations or max_patch_bytes gets that reason alone)", body = ErrorBody),
     )
 )]
 pub async fn patch(

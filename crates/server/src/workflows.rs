@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tradeloom_flow::{Compiled, FlowError, compile, from_json_value};
+use tradeloom_flow::{Compiled, FlowError, FlowLimits, compile_with, from_json_value};
 use tradeloom_net::SecretEnv;
 use tradeloom_orchestrator::secret_env::definition_problems;
 use tradeloom_store::{NewWorkflowVersion, StoreError, Workflow, WorkflowVersion};
@@ -111,10 +111,23 @@ fn invalid(errors: Vec<Value>) -> ApiError {
     .with_details(json!({"errors": errors}))
 }
 
-/// Parses and compiles a definition sent as JSON; a variable it names as a secret that the
-/// server's allow-list (`serve --llm-key-env`) lacks is a problem like a compile error.
+/// The limits definitions are held to: the workflow runtime's (`serve --max-workflow-nodes`
+/// and the like), so what is stored here also compiles when a run starts.
+fn flow_limits(state: &AppState) -> FlowLimits {
+    state
+        .runtime
+        .as_ref()
+        .map(|rt| *rt.coordinator().flow_limits())
+        .unwrap_or_default()
+}
+
+/// Parses and compiles a definition sent as JSON. A definition over a size limit gets 422 with
+/// one error of code `limit` naming the limit and the actual value; a variable it names as a
+/// secret that the server's allow-list (`serve --llm-key-env`) lacks is a problem like a compile
+/// error.
 fn compile_body(
     body: &Value,
+    limits: &FlowLimits,
     secrets: &SecretEnv,
 ) -> Result<(Compiled, NewWorkflowVersion), ApiError> {
     let definition = from_json_value(body).map_err(|e| match e {
@@ -132,7 +145,7 @@ fn compile_body(
             .collect::<Vec<_>>()
     };
     let secret_errors = definition_problems(&definition, secrets);
-    let compiled = match compile(&definition) {
+    let compiled = match compile_with(&definition, limits) {
         Ok(compiled) if secret_errors.is_empty() => compiled,
         Ok(_) => return Err(invalid(problems(&secret_errors, Some("secret_env")))),
         Err(errors) => {
@@ -176,7 +189,11 @@ pub async fn create(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SavedWorkflow>), ApiError> {
     let Json(body) = body?;
-    let (compiled, new) = compile_body(&body, &state.simulator.options().outbound.secrets)?;
+    let (compiled, new) = compile_body(
+        &body,
+        &flow_limits(&state),
+        &state.simulator.options().outbound.secrets,
+    )?;
     let saved = state
         .simulator
         .store()
@@ -214,7 +231,11 @@ pub async fn update(
 ) -> Result<Json<SavedWorkflow>, ApiError> {
     let Path(id) = id?;
     let Json(body) = body?;
-    let (compiled, new) = compile_body(&body, &state.simulator.options().outbound.secrets)?;
+    let (compiled, new) = compile_body(
+        &body,
+        &flow_limits(&state),
+        &state.simulator.options().outbound.secrets,
+    )?;
     let (saved, changed) = state
         .simulator
         .store()

@@ -107,3 +107,39 @@ fn every_example_workflow_compiles_without_warnings() {
         );
     }
 }
+
+#[test]
+fn durations_retries_and_agent_tools_are_bounded() {
+    let data = TempDir::new().unwrap();
+    let file = data.path().join("unbounded.yaml");
+    std::fs::write(
+        &file,
+        "name: unbounded
+nodes:
+  - {id: pause, type: wait, config: {duration_ms: 18446744073709551615}}
+  - id: call
+    type: http
+    needs: [pause]
+    config: {method: GET, url: \"https://example.com\"}
+    retries: {max_attempts: 1000000, backoff_ms: 0}
+  - id: think
+    type: agent
+    needs: [pause]
+    config: {model: {base_url: \"http://127.0.0.1:8089/v1\", model: m}, prompt: go, tools: [calc, shell]}
+",
+    )
+    .unwrap();
+    let out = tradeloom(data.path(), &["flow", "validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    for needle in [
+        ":3:",
+        "nodes[0].config.duration_ms: node `pause`: 18446744073709551615 ms is more than the maximum of 31622400000 ms (366 days)",
+        "nodes[1].retries.max_attempts: node `call`: 1000000 attempts is more than the maximum of 20",
+        "nodes[1].retries.backoff_ms: node `call`: 0 ms is less than the minimum of 100 ms",
+        "nodes[2].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, patch_workflow",
+        "4 problem(s)",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in\n{err}");
+    }
+}

@@ -157,3 +157,150 @@ async fn broken_definitions_get_every_problem() {
         (StatusCode::BAD_REQUEST, Some("invalid_json"))
     );
 }
+
+/// One root and `len - 1` transforms that need it.
+fn fan_out(len: usize) -> Value {
+    let mut nodes = vec![json!({"id": "root", "type": "transform"})];
+    nodes.extend(
+        (1..len).map(|i| json!({"id": format!("n{i}"), "type": "transform", "needs": ["root"]})),
+    );
+    json!({"name": "wide", "nodes": nodes})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_workflows_and_patches_get_422_naming_the_limit() {
+    let data = TempDir::new().unwrap();
+    let api = Service::serve(data.path(), "1");
+    let c = client();
+    let url = format!("{}/workflows", api.url);
+
+    let (code, e) = send(c.post(&url).json(&fan_out(1_001))).await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_workflow")),
+        "{e}"
+    );
+    let error = &e["details"]["errors"][0];
+    assert_eq!(
+        (&error["code"], &error["path"]),
+        (&json!("limit"), &json!("nodes")),
+        "{e}"
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("1001 nodes") && message.contains("max_nodes (1000)"),
+        "{e}"
+    );
+    // PUT is held to the same limits.
+    let (code, created) = send(c.post(&url).json(&fan_out(3))).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (code, e) = send(c.put(format!("{url}/{id}")).json(&fan_out(1_001))).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["details"]["errors"][0]["code"], "limit", "{e}");
+
+    // A run waiting for an approval takes patches, up to max_patch_operations of them at once.
+    let review = json!({"name": "review", "nodes": [
+        {"id": "ask", "type": "hitl", "config": {"prompt": "?", "expires_after": "1h", "default": "reject"}}]});
+    let (code, created) = send(c.post(&url).json(&review)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (code, run) = send(c.post(format!("{url}/{id}/runs")).json(&json!({}))).await;
+    assert_eq!(code, StatusCode::CREATED, "{run}");
+    let run = run["run_id"].as_str().unwrap();
+    // 5,000 nodes in one patch (about 600 KB: under any request body limit).
+    let ops: Vec<Value> = (0..5_000)
+        .map(|i| json!({"op": "add", "path": "/nodes/-", "value": {"id": format!("w{i}"), "type": "wait", "needs": ["ask"], "config": {"duration_ms": 5}}}))
+        .collect();
+    let patch_url = format!("{}/workflow-runs/{run}/patch", api.url);
+    let (code, e) = send(c.post(&patch_url).json(&ops)).await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("patch_rejected")),
+        "{e}"
+    );
+    let reasons = e["details"]["errors"].to_string();
+    assert!(
+        reasons.contains("5000 operations") && reasons.contains("max_patch_operations (100)"),
+        "{e}"
+    );
+    assert!(reasons.contains("max_patch_bytes (65536)"), "{e}");
+    let (code, e) = send(c.post(&patch_url).json(&ops[..3])).await;
+    assert_eq!((code, &e["ir_version"]), (StatusCode::OK, &json!(2)), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_and_flow_validate_take_the_limits_as_flags() {
+    let data = TempDir::new().unwrap();
+    let file = data.path().join("wide.json");
+    std::fs::write(&file, fan_out(1_500).to_string()).unwrap();
+    let path = file.to_str().unwrap();
+    let out = tradeloom(data.path(), &["flow", "validate", path]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let text = format!("{}{}", stdout(&out), crate::stderr(&out));
+    assert!(
+        text.contains("1500 nodes") && text.contains("max_nodes (1000)"),
+        "{text}"
+    );
+    let out = tradeloom(
+        data.path(),
+        &["flow", "validate", path, "--max-workflow-nodes", "2000"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
+
+    let out = tradeloom(
+        data.path(),
+        &["flow", "validate", path, "--max-workflow-nodes", "0"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", crate::stderr(&out));
+    assert!(
+        crate::stderr(&out).contains("--max-workflow-nodes"),
+        "{}",
+        crate::stderr(&out)
+    );
+
+    let api = Service::serve_with(
+        data.path(),
+        &[
+            "--max-workflow-nodes",
+            "5",
+            "--max-template-bytes",
+            "100000",
+        ],
+        &[],
+    );
+    let c = client();
+    let url = format!("{}/workflows", api.url);
+    let (code, e) = send(c.post(&url).json(&fan_out(6))).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e["details"]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_nodes (5)"),
+        "{e}"
+    );
+    // A template over the default limit is accepted by this server, and its runs (compiled
+    // again when they start) use the same limits.
+    let long = json!({"name": "long", "nodes": [
+        {"id": "a", "type": "transform", "config": {"output": {"text": "x".repeat(50_000)}}}]});
+    let (code, created) = send(c.post(&url).json(&long)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (code, run) = send(c.post(format!("{url}/{id}/runs")).json(&json!({}))).await;
+    assert_eq!(code, StatusCode::CREATED, "{run}");
+    let run_url = format!(
+        "{}/workflow-runs/{}",
+        api.url,
+        run["run_id"].as_str().unwrap()
+    );
+    let mut view = Value::Null;
+    for _ in 0..300 {
+        view = send(c.get(&run_url)).await.1;
+        if view["status"] == "completed" || view["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "completed", "{view}");
+}

@@ -192,7 +192,7 @@ nodes:
 fn agent_nodes_are_checked_and_limited() {
     let agent = |id: &str| {
         format!(
-            "  - {{id: {id}, type: agent, config: {{model: {{base_url: \"http://127.0.0.1:8080/v1\", model: m}}, prompt: \"think about {{{{ inputs.symbol }}}}\", tools: [quote]}}}}\n"
+            "  - {{id: {id}, type: agent, config: {{model: {{base_url: \"http://127.0.0.1:8080/v1\", model: m}}, prompt: \"think about {{{{ inputs.symbol }}}}\", tools: [calc]}}}}\n"
         )
     };
     let mut text =
@@ -207,7 +207,7 @@ fn agent_nodes_are_checked_and_limited() {
         panic!("x is an agent")
     };
     assert_eq!(x.max_steps, 10);
-    assert_eq!(x.tools, ["quote"]);
+    assert_eq!(x.tools, ["calc"]);
 
     text.push_str(&agent("z"));
     let errors = errors_of(&text);
@@ -258,7 +258,7 @@ fn config_shapes_per_type() {
         "type: backtest, config: {spec_path: specs/goog.yaml}",
         "type: http, config: {method: DELETE, url: \"{{ run.id }}\"}",
         "type: http, config: {method: PUT, url: \"https://x/{{ run.id }}\", headers: {X-Run: \"{{ run.id }}\"}, body: {a: [\"{{ run.hash }}\"]}}",
-        "type: transform, retries: {max_attempts: 3, backoff_ms: 10, backoff_multiplier: 1.5, max_backoff_ms: 20}, timeout_ms: 5",
+        "type: transform, retries: {max_attempts: 3, backoff_ms: 100, backoff_multiplier: 1.5, max_backoff_ms: 200}, timeout_ms: 5",
     ] {
         compiled(&node(ok));
     }

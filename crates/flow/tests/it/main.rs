@@ -5,6 +5,7 @@
 mod agent_model;
 mod compilation;
 mod hash;
+mod limits;
 mod patch;
 mod runtime;
 

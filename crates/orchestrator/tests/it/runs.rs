@@ -189,7 +189,7 @@ async fn retries_back_off_then_fail_the_run() {
         let base = sink.serve().await;
         let id = env
             .define(json!({"name": "flaky", "nodes": [
-                {"id": "call", "type": "http", "retries": {"max_attempts": 3, "backoff_ms": 20},
+                {"id": "call", "type": "http", "retries": {"max_attempts": 3, "backoff_ms": 100},
                  "config": {"method": "POST", "url": format!("{base}/fail/99"), "body": {"x": 1}}},
                 {"id": "after", "type": "transform", "needs": ["call"]},
             ]}))
@@ -230,7 +230,7 @@ async fn a_retry_can_succeed() {
         let base = sink.serve().await;
         let id = env
             .define(json!({"name": "flaky-ok", "nodes": [
-                {"id": "call", "type": "http", "retries": {"max_attempts": 3, "backoff_ms": 10},
+                {"id": "call", "type": "http", "retries": {"max_attempts": 3, "backoff_ms": 100},
                  "config": {"method": "POST", "url": format!("{base}/fail/1")}},
             ]}))
             .await;
@@ -260,7 +260,7 @@ async fn timeouts_fail_an_attempt() {
         let id = env
             .define(json!({"name": "slow", "nodes": [
                 {"id": "call", "type": "http", "timeout_ms": 150,
-                 "retries": {"max_attempts": 2, "backoff_ms": 10},
+                 "retries": {"max_attempts": 2, "backoff_ms": 100},
                  "config": {"method": "POST", "url": format!("{base}/slow")}},
             ]}))
             .await;
@@ -285,7 +285,7 @@ async fn ssrf_guard_refuses_private_targets_without_retrying() {
     crate::harness::run_sqlite(|env| async move {
         let id = env
             .define(json!({"name": "ssrf", "nodes": [
-                {"id": "call", "type": "http", "retries": {"max_attempts": 3, "backoff_ms": 10},
+                {"id": "call", "type": "http", "retries": {"max_attempts": 3, "backoff_ms": 100},
                  "config": {"method": "GET", "url": "http://169.254.169.254/latest/meta-data/"}},
             ]}))
             .await;
