@@ -58,9 +58,8 @@ fn next_open_run_reproduces_backtesting_py() {
         assert_eq!(cents(&t[10]), cents(&g[5]), "{t:?} vs {g:?}");
     }
     let open: Vec<_> = trades.iter().filter(|t| t[12] == "open").collect();
-    let golden_open = read_csv(
-        &golden_dir().join("goog_1d_sma_cross/backtesting_py_next_open_open_trades.csv"),
-    );
+    let golden_open =
+        read_csv(&golden_dir().join("goog_1d_sma_cross/backtesting_py_next_open_open_trades.csv"));
     assert_eq!(open.len(), 1);
     assert_eq!(&open[0][4][..10], golden_open[0][3]);
     assert_eq!(cents(&open[0][5]), cents(&golden_open[0][2]));
