@@ -20,14 +20,14 @@ use tradeloom_flow::ir::{NodeKind, SimulationSource};
 use tradeloom_flow::{Context, FlowLimits, Ir, IrNode, RunInfo, compile_with, parse_definition};
 use tradeloom_queue::{NewTask, Queue};
 use tradeloom_store::{
-    ApprovalChange, ApprovalStatus, NewEvent, NodeChange, NodeState, NodeStatus, RunStatus,
-    Store, StoreError, Transition, TransitionOutcome, WorkflowRun,
+    ApprovalChange, ApprovalStatus, NewEvent, NodeChange, NodeState, NodeStatus, RunStatus, Store,
+    StoreError, Transition, TransitionOutcome, WorkflowRun,
 };
 
 use crate::error::OrchestratorError;
 use crate::plan::{
-    DEFAULT_MAX_IN_FLIGHT, Graph, Input, Plan, RunState, decision_output, expiry_timer,
-    node_task, plan,
+    DEFAULT_MAX_IN_FLIGHT, Graph, Input, Plan, RunState, decision_output, expiry_timer, node_task,
+    plan,
 };
 use crate::signal::{Signal, approval_id};
 use crate::worker::{SIGNAL_POOL, SignalEnvelope};
@@ -546,7 +546,10 @@ impl Coordinator {
         for s in &states {
             let open = matches!(
                 s.status,
-                NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running | NodeStatus::Waiting
+                NodeStatus::Pending
+                    | NodeStatus::Queued
+                    | NodeStatus::Running
+                    | NodeStatus::Waiting
             );
             if !open {
                 continue;
@@ -764,7 +767,9 @@ fn referenced_roots(node: &IrNode) -> BTreeSet<String> {
             }
         },
         NodeKind::Backtest(b) => templates.push(&b.spec_path),
-        NodeKind::Transform(t) => templates.extend(t.output.templates().into_iter().map(|(_, t)| t)),
+        NodeKind::Transform(t) => {
+            templates.extend(t.output.templates().into_iter().map(|(_, t)| t))
+        }
         NodeKind::Wait(_) | NodeKind::Unknown { .. } => {}
     }
     for t in templates {

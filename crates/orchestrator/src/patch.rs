@@ -157,11 +157,7 @@ impl Coordinator {
                     tasks,
                     more,
                 } => (*transition, tasks, more),
-                Plan::Nothing => (
-                    Transition::new(run_id, "", run.revision),
-                    Vec::new(),
-                    false,
-                ),
+                Plan::Nothing => (Transition::new(run_id, "", run.revision), Vec::new(), false),
                 Plan::Stale => {
                     return Err(OrchestratorError::Conflict(format!(
                         "run {run_id} finished while the patch was computed"

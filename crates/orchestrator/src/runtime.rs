@@ -522,7 +522,10 @@ impl Runtime {
                 }
             })
             .collect();
-        for s in states.iter().filter(|s| !in_ir.contains(s.node_id.as_str())) {
+        for s in states
+            .iter()
+            .filter(|s| !in_ir.contains(s.node_id.as_str()))
+        {
             nodes.push(NodeView {
                 id: s.node_id.clone(),
                 node_type: None,

@@ -257,7 +257,9 @@ fn styled(json_answer: &str, style: AnswerStyle) -> String {
             let pretty = serde_json::from_str::<Value>(json_answer)
                 .and_then(|v| serde_json::to_string_pretty(&v))
                 .unwrap_or_else(|_| json_answer.to_owned());
-            format!("Here is my assessment:\n\n```json\n{pretty}\n```\n\nLet me know if you need more detail.")
+            format!(
+                "Here is my assessment:\n\n```json\n{pretty}\n```\n\nLet me know if you need more detail."
+            )
         }
         AnswerStyle::Prose => {
             "I have looked at the request carefully and I think it is reasonable.".to_owned()

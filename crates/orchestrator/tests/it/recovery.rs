@@ -93,7 +93,10 @@ async fn stored_runs_the_runtime_cannot_schedule_fail_cleanly() {
 
     let runtime = started(&store).await;
     for run in [&endless_wait, &endless_backoff, &broken] {
-        let r = runtime.wait_for(run, Duration::from_secs(20)).await.unwrap();
+        let r = runtime
+            .wait_for(run, Duration::from_secs(20))
+            .await
+            .unwrap();
         assert_eq!(r.status, RunStatus::Failed, "{run}: {:?}", r.error);
         let view = runtime.view(run).await.unwrap();
         assert!(

@@ -28,7 +28,9 @@ fn chain(name: &str, n: usize) -> Value {
 /// `n` independent transform nodes and one that needs them all.
 fn wide(name: &str, n: usize) -> Value {
     let mut nodes: Vec<Value> = (0..n)
-        .map(|i| json!({"id": format!("w{i}"), "type": "transform", "config": {"output": {"i": i}}}))
+        .map(
+            |i| json!({"id": format!("w{i}"), "type": "transform", "config": {"output": {"i": i}}}),
+        )
         .collect();
     let all: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
     nodes.push(json!({"id": "join", "type": "transform", "needs": all,
