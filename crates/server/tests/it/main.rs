@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod metrics;
+mod outbound;
 mod ws;
