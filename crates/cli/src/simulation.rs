@@ -741,9 +741,10 @@ pub struct WorkflowOptions {
     /// starting with `TRADELOOM_LLM_KEY_` or `TRADELOOM_SECRET_` are allowed without being
     /// listed; no other variable of the server's environment can be named. Repeatable or
     /// comma-separated.
+    // The variable for this flag avoids both prefixes, or workflows could name it.
     #[arg(
         long = "llm-key-env",
-        env = "TRADELOOM_LLM_KEY_ENV",
+        env = "TRADELOOM_ALLOW_SECRET_ENV",
         value_delimiter = ','
     )]
     pub llm_key_env: Vec<String>,

@@ -8,4 +8,5 @@ mod guard;
 mod harness;
 mod metrics;
 mod openapi;
+mod outbound;
 mod ws;
