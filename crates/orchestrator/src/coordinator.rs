@@ -754,7 +754,10 @@ fn referenced_roots(node: &IrNode) -> BTreeSet<String> {
         NodeKind::Agent(a) => templates.push(&a.prompt),
         NodeKind::Http(h) => {
             templates.push(&h.url);
-            templates.extend(h.headers.values());
+            templates.extend(h.headers.values().filter_map(|source| match source {
+                tradeloom_flow::ir::HeaderSource::Template(t) => Some(t),
+                tradeloom_flow::ir::HeaderSource::Secret(_) => None,
+            }));
             if let Some(body) = &h.body {
                 templates.extend(body.templates().into_iter().map(|(_, t)| t));
             }

@@ -22,6 +22,7 @@ async fn simulator(market: &Market) -> Arc<Simulator> {
             data_dir: market.root().join("data"),
             max_concurrent_jobs: 1,
             base_dir: market.root().to_path_buf(),
+            outbound: crate::loopback(),
         },
     )
 }

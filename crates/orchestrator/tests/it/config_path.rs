@@ -29,6 +29,7 @@ pub async fn setup(configure: impl FnOnce(&mut RuntimeConfig)) -> Setup {
             data_dir: dir.path().join("data"),
             max_concurrent_jobs: 1,
             base_dir: dir.path().to_path_buf(),
+            outbound: tradeloom_net::Outbound::strict(),
         },
     );
     let mut config = RuntimeConfig::new(dir.path().join("data"));

@@ -173,6 +173,15 @@ async fn a_simulate_node_under_the_kill_switch_reports_refused_days_and_runs_the
             data_dir: data.clone(),
             max_concurrent_jobs: 1,
             base_dir: dir.path().to_path_buf(),
+            // Loopback allowed, where the mock listens (as `serve --http-allow 127.0.0.1`).
+            outbound: tradeloom_net::Outbound::new(
+                tradeloom_net::SsrfPolicy {
+                    allow_hosts: vec!["127.0.0.1".into()],
+                    ..tradeloom_net::SsrfPolicy::default()
+                },
+                tradeloom_net::SecretEnv::default(),
+            )
+            .unwrap(),
         },
     );
     let mut config = RuntimeConfig::new(data.clone());

@@ -41,6 +41,7 @@ pub async fn state() -> (AppState, Arc<dyn Store>, TempDir) {
             data_dir: dir.path().join("data"),
             max_concurrent_jobs: 1,
             base_dir: dir.path().to_path_buf(),
+            outbound: tradeloom_net::Outbound::strict(),
         },
     );
     (AppState::new(simulator), store, dir)

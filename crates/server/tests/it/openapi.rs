@@ -43,6 +43,7 @@ async fn state(dir: &TempDir, auth: AuthMode) -> (AppState, Arc<dyn Store>) {
             data_dir: dir.path().join("data"),
             max_concurrent_jobs: 1,
             base_dir: dir.path().to_path_buf(),
+            outbound: tradeloom_net::Outbound::strict(),
         },
     );
     let config = tradeloom_orchestrator::RuntimeConfig::new(dir.path().join("data"));
