@@ -506,11 +506,11 @@ async fn refused_days_are_not_completed_and_count_their_session(t: Ctx) {
     );
 }
 
-/// Migration 0009 rebuilds SQLite's job_details (to widen its status CHECK): the rows of the
+/// Migration 0010 rebuilds SQLite's job_details (to widen its status CHECK): the rows of the
 /// tables that reference it survive, foreign keys are enforced afterwards, and completed days
 /// get their tool call count from tool_usage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_migration_0009_keeps_model_day_children() {
+async fn sqlite_migration_0010_keeps_model_day_children() {
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
     let dir = tempfile::TempDir::new().expect("temp dir");
     let path = dir.path().join("old.db");
