@@ -361,7 +361,13 @@ fn model_days(
             let day = day.unwrap().path();
             let summary: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(day.join("summary.json")).unwrap()).unwrap();
-            let calls = lines(&day.join("tool_calls.jsonl"));
+            // A refused day ran no session and has no tool_calls.jsonl.
+            let calls_file = day.join("tool_calls.jsonl");
+            let calls = if calls_file.exists() {
+                lines(&calls_file)
+            } else {
+                Vec::new()
+            };
             out.push((
                 format!(
                     "{}/{}",
@@ -381,29 +387,28 @@ fn model_days(
 /// nothing and every refused order is in the tool call log with `risk.kill_switch`; released,
 /// the same models trade.
 #[test]
-fn an_engaged_kill_switch_refuses_every_agent_order_and_release_lets_them_trade() {
+fn an_engaged_kill_switch_refuses_every_agent_model_day_and_release_runs_them() {
     use crate::service::Service;
 
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
     let mock = Service::mock_llm();
-    let write_config = |name: &str, end: &str| {
-        let cfg = d.join(name);
-        let text = format!(
+    let cfg = d.join("engaged.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
             "models:\n  - {{name: mom, base_url: {0}/v1, model: momentum}}\n  - {{name: bh, base_url: {0}/v1, model: buy_and_hold}}\n\
-             universe: {{path: {1}}}\nstart_date: 2025-01-02\nend_date: {end}\n",
+             universe: {{path: {1}}}\nstart_date: 2025-01-02\nend_date: 2025-01-06\n",
             mock.url,
             repo().join("examples/universe").display()
-        );
-        std::fs::write(&cfg, text).unwrap();
-        cfg
-    };
-    let simulate = |cfg: &std::path::Path| -> String {
+        ),
+    )
+    .unwrap();
+    let simulate = || -> (std::process::Output, serde_json::Value) {
         let out = tradeloom(d, &["simulate", cfg.to_str().unwrap(), "--json"]);
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
         let v: serde_json::Value =
-            serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
-        v["job_id"].as_str().unwrap().to_string()
+            serde_json::from_str(stdout(&out).lines().last().unwrap_or("null")).unwrap();
+        (out, v)
     };
 
     let out = tradeloom(
@@ -418,32 +423,23 @@ fn an_engaged_kill_switch_refuses_every_agent_order_and_release_lets_them_trade(
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let job = simulate(&write_config("engaged.yaml", "2025-01-06"));
+    // Days the kill switch refuses are not completed: the job is not, and simulate fails.
+    let (out, v) = simulate();
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(v["progress"]["refused"], 6, "2 models × 3 days: {v}");
+    assert_eq!(v["progress"]["completed"], 0, "{v}");
+    let job = v["job_id"].as_str().unwrap().to_string();
     let days = model_days(d, &job);
     assert_eq!(days.len(), 6, "2 models × 3 days");
-    let mut refused = 0;
-    for (day, summary, calls) in &days {
-        assert_eq!(summary["status"], "completed", "{day}: {summary}");
-        assert_eq!(
-            summary["trades"].as_array().unwrap().len(),
-            0,
-            "{day}: no trade while engaged"
+    for (day, summary, _) in &days {
+        assert_eq!(summary["status"], "refused", "{day}: {summary}");
+        assert_eq!(summary["tool_calls"], 0, "{day}: no session while engaged");
+        let error = summary["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("risk.kill_switch") && error.contains("agents drill"),
+            "{day}: {error}"
         );
-        for call in calls {
-            if call["tool"] == "buy" || call["tool"] == "sell" {
-                assert!(call["result"].is_null(), "{day}: {call}");
-                let error = call["error"].as_str().unwrap();
-                assert!(
-                    error.starts_with(
-                        "risk.kill_switch: order refused: global kill switch engaged by ops"
-                    ) && error.ends_with("agents drill"),
-                    "{day}: {error}"
-                );
-                refused += 1;
-            }
-        }
     }
-    assert!(refused > 0, "the models tried to trade");
 
     let out = tradeloom(
         d,
@@ -457,19 +453,24 @@ fn an_engaged_kill_switch_refuses_every_agent_order_and_release_lets_them_trade(
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let job = simulate(&write_config("released.yaml", "2025-01-07"));
-    let trades: usize = model_days(d, &job)
+    // The same config again: the refused days run now.
+    let (out, v) = simulate();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(v["progress"]["completed"], 6, "{v}");
+    let days = model_days(d, v["job_id"].as_str().unwrap());
+    let trades: usize = days
         .iter()
-        .map(|(_, s, _)| s["trades"].as_array().unwrap().len())
+        .map(|(_, s, _)| s["trades"].as_array().map_or(0, Vec::len))
         .sum();
     assert!(trades > 0, "released: the models trade");
-    assert!(
-        model_days(d, &job)
-            .iter()
-            .flat_map(|(_, _, calls)| calls.iter())
-            .all(|c| !c["error"]
+    for (day, summary, calls) in &days {
+        assert_eq!(summary["status"], "completed", "{day}: {summary}");
+        assert!(
+            calls.iter().all(|c| !c["error"]
                 .as_str()
                 .unwrap_or("")
-                .starts_with("risk.kill_switch"))
-    );
+                .starts_with("risk.kill_switch")),
+            "{day}"
+        );
+    }
 }

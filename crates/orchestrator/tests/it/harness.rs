@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
-use tradeloom_flow::{compile, from_json_value};
+use tradeloom_flow::{FlowLimits, compile_with, from_json_value};
 use tradeloom_orchestrator::{RunView, Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
 use tradeloom_store::{
@@ -26,7 +26,7 @@ impl Env {
     /// Stores `definition` (JSON) as a workflow; returns its id.
     pub async fn define(&self, definition: Value) -> String {
         let def = from_json_value(&definition).unwrap();
-        let compiled = compile(&def).unwrap();
+        let compiled = compile_with(&def, &TEST_LIMITS).unwrap();
         let v = self
             .store
             .create_workflow(&NewWorkflowVersion {
@@ -95,9 +95,19 @@ pub fn statuses(view: &RunView) -> BTreeMap<String, NodeStatus> {
         .collect()
 }
 
+/// Limits wide enough for the 1,000-node workflows of the scale tests (the defaults refuse a
+/// chain deeper than 200 and a node with more than 64 needs).
+pub const TEST_LIMITS: FlowLimits = FlowLimits {
+    max_nodes: 4_000,
+    max_depth: 4_000,
+    max_needs: 2_000,
+    ..FlowLimits::DEFAULT
+};
+
 pub fn config(allow_loopback: bool) -> RuntimeConfig {
     let mut c = RuntimeConfig::new(std::env::temp_dir());
     c.workers_per_pool = 4;
+    c.flow_limits = TEST_LIMITS;
     if allow_loopback {
         c.ssrf.allow_hosts.push("127.0.0.1".into());
     }
