@@ -49,7 +49,7 @@ fn assert_never_short_nor_overdrawn(dir: &Path, initial_cash: &str, what: &str) 
         let q = nanos(&f[quantity]);
         let notional = q * nanos(&f[price]);
         let fee = nanos(&f[fee]) * 1_000_000_000;
-        if f[side] == "buy" {
+        if f[side].eq_ignore_ascii_case("buy") {
             net += q;
             cash -= notional + fee;
         } else {
@@ -170,7 +170,7 @@ fn a_margin_account_stops_at_the_margin_call() {
             goog.display()
         );
         let path = write_spec(dir.path(), &format!("levered-{fill_model}.yaml"), &spec);
-        let (json, run) = run_json(data.path(), &path);
+        let (_, run) = run_json(data.path(), &path);
         let journal = std::fs::read_to_string(run.join("journal.jsonl")).unwrap();
         let lines: Vec<serde_json::Value> = journal
             .lines()
@@ -229,6 +229,5 @@ fn a_margin_account_stops_at_the_margin_call() {
             serde_json::from_str(&std::fs::read_to_string(run.join("metadata.json")).unwrap())
                 .unwrap();
         assert_eq!(meta["summary"]["margin_call"], true);
-        let _ = json;
     }
 }
