@@ -54,7 +54,10 @@ pub async fn setup(configure: impl FnOnce(&mut RuntimeConfig)) -> Setup {
 /// Runs a one-node workflow whose `simulate` node reads `path`; returns the finished run's view
 /// and its events, as JSON text (what viewers can read).
 pub async fn run_simulate_node(s: &Setup, path: &str) -> (RunView, String) {
-    let def = from_json_value(&json!({"name": "sim", "nodes": [
+    // Workflow names are unique in a store: one per call.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let def = from_json_value(&json!({"name": format!("sim-{n}"), "nodes": [
         {"id": "sim", "type": "simulate", "config": {"config_path": path}}
     ]}))
     .unwrap();
