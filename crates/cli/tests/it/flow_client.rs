@@ -356,7 +356,7 @@ fn cancel_stops_a_waiting_run() {
     let missing = cli(data.path(), &api.url, &["flow", "status", "no-such-run"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(
-        stderr(&missing).contains("no workflow run with id `no-such-run`"),
+        stderr(&missing).contains("no workflow run `no-such-run`"),
         "{}",
         both(&missing)
     );

@@ -425,7 +425,13 @@ fn an_engaged_kill_switch_refuses_every_agent_model_day_and_release_runs_them() 
     assert!(out.status.success(), "{}", stderr(&out));
     // Days the kill switch refuses are not completed: the job is not, and simulate fails.
     let (out, v) = simulate();
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_eq!(v["progress"]["refused"], 6, "2 models × 3 days: {v}");
     assert_eq!(v["progress"]["completed"], 0, "{v}");
     let job = v["job_id"].as_str().unwrap().to_string();

@@ -644,7 +644,7 @@ fn a_full_disk_fails_health_and_the_job_that_hits_it() {
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let db = db.to_str().unwrap().to_string();
     let mock = Service::mock_llm();
-    let api = Serve::start(&data, &["--database-url", &db]);
+    let api = Serve::start(&data, &["--database-url", &db, "--http-allow", "127.0.0.1"]);
     let (code, healthy) = http(&format!("{}/health", api.url), None);
     assert_eq!(code, 200, "{healthy}");
 

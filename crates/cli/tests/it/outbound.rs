@@ -149,9 +149,16 @@ async fn no_node_type_reaches_a_port_not_allowed_nor_the_metadata_address() {
     let (rec, seen) = recorder().await;
     let mock = Service::mock_llm();
     let allow = authority(&mock.url).to_string();
+    // Run specs of backtest nodes are read from the examples only.
+    let specs = std::fs::canonicalize(repo().join("examples")).unwrap();
     let serve = Service::serve_with(
         data.path(),
-        &["--http-allow", &allow],
+        &[
+            "--http-allow",
+            &allow,
+            "--config-dir",
+            specs.to_str().unwrap(),
+        ],
         &[(SECRET_VAR, SECRET_VALUE)],
     );
     let api = serve.url.as_str();
@@ -221,7 +228,7 @@ async fn no_node_type_reaches_a_port_not_allowed_nor_the_metadata_address() {
 
     // backtest, transform, wait and hitl make no connection of their own, whatever URLs their
     // configs carry; they run (the hitl expires to its default) and the recorder sees nothing.
-    let spec = repo().join("examples/specs/goog_sma_cross.yaml");
+    let spec = specs.join("specs/goog_sma_cross.yaml");
     let view = run_nodes(&client, api, "quiet", json!([
         {"id": "bt", "type": "backtest", "config": {"spec_path": spec}},
         {"id": "shape", "type": "transform", "config": {"output": {"url": format!("{rec}/transform")}}},
