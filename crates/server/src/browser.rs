@@ -104,7 +104,7 @@ impl BrowserPolicy {
 
     fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-        self.origins.iter().any(|o| *o == origin)
+        self.origins.contains(&origin)
     }
 }
 
