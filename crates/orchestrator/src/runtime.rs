@@ -522,70 +522,40 @@ impl Runtime {
                 }
             })
             .collect();
-        for s in states
-            .iter()
-            .filter(|s| !in_ir.contains(s.node_id.as_str()))
-        {
-            nodes.push(NodeView {
-                id: s.node_id.clone(),
-                node_type: None,
-                status: s.status,
-                attempts: s.attempts,
-                error: s.error.clone(),
-                output: s.output_hash.clone(),
-                not_before: s.not_before,
-                needs: Vec::new(),
-                removed: true,
-            });
-        }
-        let patches = store.run_patches(run_id).await?;
-        let approvals = store.list_approvals(None, Some(run_id), 1000, 0).await?;
-        Ok(RunView {
-            run_id: run.id,
-            workflow_id: run.workflow_id,
-            workflow_name: ir.name().to_string(),
-            workflow_version: run.workflow_version,
-            status: run.status,
-            ir_version: run.ir_version,
-            ir_hash: run.ir_hash,
-            definition_hash: run.definition_hash,
-            inputs: run.inputs,
-            tokens: run.tokens,
-            error: run.error,
-            created_at: run.created_at,
-            finished_at: run.finished_at,
-            nodes,
-            patches,
-            approvals,
-        })
+        nodes.extend(
+            states
+                .iter()
+                .filter(|s| !in_ir.contains(s.node_id.as_str()))
+                .map(|s| stored_node_view(s, true)),
+        );
+        let name = ir.name().to_string();
+        self.assemble_view(run, name, nodes).await
     }
 
+    /// A run whose IR cannot be had, node by node as stored.
     async fn view_without_ir(
         &self,
         run: WorkflowRun,
         states: &[tradeloom_store::NodeState],
     ) -> Result<RunView, OrchestratorError> {
+        let nodes = states.iter().map(|s| stored_node_view(s, false)).collect();
+        self.assemble_view(run, String::new(), nodes).await
+    }
+
+    /// The view of `run` with `nodes`, its patches and its approvals.
+    async fn assemble_view(
+        &self,
+        run: WorkflowRun,
+        workflow_name: String,
+        nodes: Vec<NodeView>,
+    ) -> Result<RunView, OrchestratorError> {
         let store = self.store();
-        let nodes = states
-            .iter()
-            .map(|s| NodeView {
-                id: s.node_id.clone(),
-                node_type: None,
-                status: s.status,
-                attempts: s.attempts,
-                error: s.error.clone(),
-                output: s.output_hash.clone(),
-                not_before: s.not_before,
-                needs: Vec::new(),
-                removed: false,
-            })
-            .collect();
         let patches = store.run_patches(&run.id).await?;
         let approvals = store.list_approvals(None, Some(&run.id), 1000, 0).await?;
         Ok(RunView {
             run_id: run.id,
             workflow_id: run.workflow_id,
-            workflow_name: String::new(),
+            workflow_name,
             workflow_version: run.workflow_version,
             status: run.status,
             ir_version: run.ir_version,
@@ -645,5 +615,20 @@ impl crate::schedule::RunStarter for Runtime {
             "scheduled workflow run started"
         );
         Ok(run.id)
+    }
+}
+
+/// A node as the store holds it, without what only the IR knows (type, needs).
+fn stored_node_view(s: &tradeloom_store::NodeState, removed: bool) -> NodeView {
+    NodeView {
+        id: s.node_id.clone(),
+        node_type: None,
+        status: s.status,
+        attempts: s.attempts,
+        error: s.error.clone(),
+        output: s.output_hash.clone(),
+        not_before: s.not_before,
+        needs: Vec::new(),
+        removed,
     }
 }
