@@ -802,14 +802,7 @@ impl WorkflowOptions {
     pub fn outbound(&self) -> Result<Outbound> {
         for name in &self.llm_key_env {
             let name = name.trim();
-            let valid = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            if !valid {
+            if !tradeloom_flow::node_config::is_env_name(name) {
                 anyhow::bail!(
                     "--llm-key-env: `{name}` is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit)"
                 );

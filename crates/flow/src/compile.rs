@@ -994,23 +994,16 @@ impl<'d> Compiler<'d> {
             self.error(Kind::Config, model_at.key("model"), "must not be empty");
             ok = false;
         }
-        if let Some(env) = &c.model.api_key_env {
-            let valid = env
-                .chars()
-                .next()
-                .is_some_and(|ch| ch.is_ascii_uppercase() || ch == '_')
-                && env
-                    .chars()
-                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_');
-            if !valid {
-                self.error(
-                    Kind::Config,
-                    model_at.key("api_key_env"),
-                    // The value is not echoed: it may be the key itself, pasted by mistake.
-                    "is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit); it names the variable that holds the API key, never the key itself",
-                );
-                ok = false;
-            }
+        if let Some(env) = &c.model.api_key_env
+            && !is_env_name(env)
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("api_key_env"),
+                // The value is not echoed: it may be the key itself, pasted by mistake.
+                "is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit); it names the variable that holds the API key, never the key itself",
+            );
+            ok = false;
         }
         let model = &c.model;
         if let Some(t) = model.temperature
