@@ -1,17 +1,15 @@
 //! API access from the command line: `tradeloom keys create|list|revoke` (straight on the
 //! store) and the auth and rate-limit flags of `tradeloom serve`.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tradeloom_server::{AuthMode, RateLimits};
-use tradeloom_store::{ApiKey, NewApiKey, Role, Store, open_store};
+use tradeloom_store::{ApiKey, NewApiKey, Role};
 
-use crate::simulation::{runtime, store_location};
 use crate::table;
 
 #[derive(Subcommand)]
@@ -97,12 +95,6 @@ pub struct ServeAccess {
 }
 
 impl ServeAccess {
-    /// `--auth`, else the default for the address the server listens on.
-    pub fn auth_mode(&self, listening_on: IpAddr) -> AuthMode {
-        self.auth
-            .unwrap_or_else(|| AuthMode::default_for(listening_on))
-    }
-
     /// `--config-dir`, checked (it must be an existing folder).
     pub fn config_dir(&self) -> Result<Option<tradeloom_agents::ConfigDir>> {
         self.config_dir
@@ -123,13 +115,7 @@ impl ServeAccess {
     pub fn allow_origins(&self) -> Result<Vec<String>> {
         let origins = trimmed(&self.allow_origins);
         for o in &origins {
-            let valid = ["http://", "https://"].iter().any(|scheme| {
-                o.strip_prefix(scheme).is_some_and(|rest| {
-                    let rest = rest.trim_end_matches('/');
-                    !rest.is_empty() && !rest.contains(['/', '?', '#', '@', '*'])
-                })
-            });
-            if !valid {
+            if !tradeloom_server::is_origin(o) {
                 anyhow::bail!(
                     "--allow-origin `{o}` is not an origin; expected `http(s)://host[:port]` \
                      (no path, no wildcard)"
@@ -158,42 +144,6 @@ fn trimmed(values: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Logs how the server is guarded, and warns about the two easy mistakes: no auth on a
-/// public address, and auth required with no key to pass it.
-pub async fn log_access(store: &dyn Store, mode: AuthMode, ip: IpAddr, limits: &RateLimits) {
-    let per = |n: u32, unit: &str| {
-        if n == 0 {
-            "unlimited".to_string()
-        } else {
-            format!("{n}/{unit}")
-        }
-    };
-    tracing::info!(
-        auth = %mode,
-        global = %per(limits.global_per_s, "s"),
-        per_key = %per(limits.per_key_per_s, "s"),
-        runs_light = %per(limits.runs_light_per_min, "min"),
-        runs_standard = %per(limits.runs_standard_per_min, "min"),
-        runs_heavy = %per(limits.runs_heavy_per_min, "min"),
-        "API access"
-    );
-    match mode {
-        AuthMode::Off if !ip.to_canonical().is_loopback() => tracing::warn!(
-            %ip,
-            "auth is off on a non-loopback address: anyone who can reach it is an admin"
-        ),
-        AuthMode::Off => {}
-        AuthMode::Required => match store.list_api_keys().await {
-            Ok(keys) if keys.iter().all(ApiKey::is_revoked) => tracing::warn!(
-                "auth is required but no API key is active; create one with \
-                 `tradeloom keys create --name NAME --role admin`"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot list API keys"),
-        },
-    }
-}
-
 fn key_json(k: &ApiKey) -> serde_json::Value {
     json!({
         "id": k.id,
@@ -217,14 +167,8 @@ fn times(k: &ApiKey) -> [String; 3] {
 
 /// `tradeloom keys …`.
 pub fn keys(data_dir: &Path, database_url: Option<&str>, command: KeysCommand) -> Result<ExitCode> {
-    let location = store_location(data_dir, database_url);
-    runtime()?.block_on(async {
-        let store = open_store(&location)
-            .await
-            .with_context(|| format!(
-                "cannot open the store at {}",
-                tradeloom_core::redact_userinfo(&location)
-            ))?;
+    crate::store::runtime()?.block_on(async {
+        let store = crate::store::open(data_dir, database_url).await?;
         match command {
             KeysCommand::Create { name, role, json } => {
                 let (new, secret) = NewApiKey::generate(&name, role)?;

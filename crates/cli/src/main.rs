@@ -6,22 +6,19 @@
 //! it timed out (`flow submit --wait`, `flow status --watch`).
 
 /// Every `eprintln!` of the binary (errors, warnings, progress lines) goes through
-/// [`logging::stderr_line`], so that `--log-format json` leaves nothing but JSON lines on
+/// [`tradeloom_server::logging::stderr_line`], so that `--log-format json` leaves nothing but JSON lines on
 /// stderr. Defined before the modules, it shadows the standard macro in all of them.
 macro_rules! eprintln {
     () => {
-        $crate::logging::stderr_line("")
+        ::tradeloom_server::logging::stderr_line("")
     };
     ($($arg:tt)*) => {
-        $crate::logging::stderr_line(&format!($($arg)*))
+        ::tradeloom_server::logging::stderr_line(&format!($($arg)*))
     };
 }
 
 mod access;
 mod bench;
-mod bench_killswitch;
-mod bench_simulate;
-mod bench_workflows;
 mod commands;
 mod connectivity;
 mod drill;
@@ -30,17 +27,19 @@ mod flow_client;
 mod health;
 mod interruption;
 mod killswitch;
-mod logging;
 mod metrics_cmd;
 mod reconcile;
+mod serve;
 mod simulation;
 mod ssrf;
+mod store;
 mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tradeloom_server::logging;
 
 /// Run trading strategies and agents in backtests, with a complete, hashed record of every run.
 #[derive(Parser)]
@@ -60,13 +59,22 @@ struct Cli {
     /// Log line format on stderr: `json` (one object per line, with run_id/job_id/trace_id) or
     /// `text`. Default: `json` for `serve` and `mock-llm`, `text` for other commands.
     #[arg(long, global = true, env = "TRADELOOM_LOG_FORMAT", value_enum)]
-    log_format: Option<logging::LogFormat>,
+    log_format: Option<LogFormatArg>,
     /// Log level or `EnvFilter` directives (e.g. `debug`, `info,tradeloom_orchestrator=debug`);
     /// overrides RUST_LOG. Default: `info` for `serve` and `mock-llm`, `warn` for other commands.
     #[arg(long, global = true, value_parser = logging::parse_level)]
     log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormatArg {
+    /// One JSON object per line, span fields (run_id, job_id, trace_id, …) flattened into it.
+    Json,
+    /// Human-readable lines.
+    Text,
 }
 
 #[derive(Subcommand)]
@@ -136,43 +144,14 @@ enum Command {
         command: JobsCommand,
     },
     /// Completed model-days of simulation jobs, or a job's leaderboard.
-    Results {
-        /// Only this job (id, unique prefix, or `latest`).
-        #[arg(long)]
-        job: Option<String>,
-        /// Only this model.
-        #[arg(long)]
-        model: Option<String>,
-        /// Only this date (YYYY-MM-DD).
-        #[arg(long)]
-        date: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        /// The per-model standings of the job (default: the newest job).
-        #[arg(long)]
-        leaderboard: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Results(simulation::ResultsArgs),
     /// Database migrations of the job store.
     Db {
         #[command(subcommand)]
         command: DbCommand,
     },
     /// Serve the REST API (simulation jobs, results, health, /docs).
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: String,
-        /// Simulation jobs run at once; a trigger beyond it answers 409.
-        #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 1)]
-        max_concurrent_jobs: usize,
-        #[command(flatten)]
-        access: access::ServeAccess,
-        #[command(flatten)]
-        workflows: simulation::WorkflowOptions,
-        #[command(flatten)]
-        health: health::ServeHealthOptions,
-    },
+    Serve(serve::ServeArgs),
     /// API keys of the REST API (operating on the store directly).
     Keys {
         #[command(subcommand)]
@@ -255,7 +234,7 @@ enum Command {
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
-        command: BenchCommand,
+        command: bench::BenchCommand,
     },
 }
 
@@ -388,71 +367,6 @@ enum DbCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Kill switch figures: engine bars/s without and with the kill switch gate, and the time
-    /// from `engage` returning back to the last accepted order (exit 1 if any order was
-    /// accepted after it returned).
-    Killswitch {
-        /// Bars per throughput pass.
-        #[arg(long, default_value_t = 1_000_000)]
-        bars: u64,
-        /// Passes and engage races (medians are printed).
-        #[arg(long, default_value_t = 5)]
-        repetitions: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Engine throughput, and end-to-end `tradeloom run` time and peak memory from CSV and
-    /// Parquet, on synthetic 1-minute bars traded by sma_cross.
-    Engine {
-        /// Bars per measurement (repeat the flag for several sizes).
-        #[arg(long = "bars", default_values_t = [1_000_000u64])]
-        bars: Vec<u64>,
-        /// Skip the end-to-end runs (engine only).
-        #[arg(long)]
-        engine_only: bool,
-        /// Where to write the synthetic files (default: a temporary folder).
-        #[arg(long)]
-        work_dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Model-days per second of simulation jobs with mock-llm (SQLite, and PostgreSQL when a URL
-    /// is given), and `GET /results?detail=minimal` throughput and latency under concurrency.
-    Simulate {
-        #[arg(long, default_value_t = 10)]
-        models: usize,
-        #[arg(long, default_value_t = 250)]
-        days: usize,
-        #[arg(long, default_value_t = 8)]
-        symbols: usize,
-        /// Also measure on PostgreSQL (a scratch database is created there and dropped).
-        #[arg(long, env = "TRADELOOM_BENCH_POSTGRES_URL")]
-        postgres_url: Option<String>,
-        /// Requests of the HTTP measurement.
-        #[arg(long, default_value_t = 20_000)]
-        requests: usize,
-        /// Concurrent connections of the HTTP measurement.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Diamond (4-node) workflow runs per second on the embedded runtime (SQLite, in-process
-    /// queue), per-node scheduling overhead, and coordinator routing latency p50/p99.
-    Workflows {
-        /// Runs per measurement (repeat the flag for several sizes).
-        #[arg(long = "runs", default_values_t = [1_000usize, 10_000])]
-        runs: Vec<usize>,
-        /// Runs submitted at once (the rest wait their turn).
-        #[arg(long, default_value_t = 256)]
-        in_flight: usize,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 /// What SIGPIPE does to this process.
 #[cfg(unix)]
 #[allow(unsafe_code)]
@@ -492,14 +406,18 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let role = match cli.command {
-        Command::Serve { .. } | Command::MockLlm { .. } => logging::Role::LongRunning,
+        Command::Serve(_) | Command::MockLlm { .. } => logging::Role::LongRunning,
         _ => logging::Role::OneShot,
     };
     #[cfg(unix)]
     if role == logging::Role::LongRunning {
         sigpipe(false);
     }
-    if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref(), role) {
+    let format = cli.log_format.map(|f| match f {
+        LogFormatArg::Json => logging::LogFormat::Json,
+        LogFormatArg::Text => logging::LogFormat::Text,
+    });
+    if let Err(e) = logging::init(format, cli.log_level.as_deref(), role) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
@@ -511,7 +429,7 @@ fn main() -> ExitCode {
             | Command::Report { .. }
             | Command::Verify { .. }
             | Command::Reconcile { .. }
-            | Command::Serve { .. }
+            | Command::Serve(_)
             | Command::Health(_)
             | Command::Metrics { .. }
     ) {
@@ -550,41 +468,7 @@ fn main() -> ExitCode {
                 no_news,
             } => commands::data_universe(symbols, days, seed, &start, &out, !no_news),
         },
-        Command::Bench { command } => match command {
-            BenchCommand::Killswitch {
-                bars,
-                repetitions,
-                json,
-            } => bench_killswitch::killswitch(bars, repetitions, json),
-            BenchCommand::Engine {
-                bars,
-                engine_only,
-                work_dir,
-                json,
-            } => bench::engine(&bars, engine_only, work_dir.as_deref(), json),
-            BenchCommand::Simulate {
-                models,
-                days,
-                symbols,
-                postgres_url,
-                requests,
-                concurrency,
-                json,
-            } => bench_simulate::simulate(&bench_simulate::SimBenchArgs {
-                models,
-                days,
-                symbols,
-                postgres_url,
-                requests,
-                concurrency,
-                json,
-            }),
-            BenchCommand::Workflows {
-                runs,
-                in_flight,
-                json,
-            } => bench_workflows::workflows(&runs, in_flight, json),
-        },
+        Command::Bench { command } => bench::run(command),
         Command::Simulate {
             config,
             json,
@@ -598,46 +482,14 @@ fn main() -> ExitCode {
                 simulation::jobs_status(&data_dir, db_url, &id, json)
             }
         },
-        Command::Results {
-            job,
-            model,
-            date,
-            limit,
-            leaderboard,
-            json,
-        } => simulation::results(
-            &data_dir,
-            db_url,
-            simulation::ResultsArgs {
-                job: job.as_deref(),
-                model: model.as_deref(),
-                date: date.as_deref(),
-                limit,
-                leaderboard,
-                json,
-            },
-        ),
+        Command::Results(args) => simulation::results(&data_dir, db_url, &args),
         Command::Db { command } => match command {
             DbCommand::Migrate { json } => simulation::db(&data_dir, db_url, true, json),
             DbCommand::Status { json } => simulation::db(&data_dir, db_url, false, json),
         },
-        Command::Serve {
-            addr,
-            max_concurrent_jobs,
-            access,
-            workflows,
-            health,
-        } => simulation::serve(
-            &data_dir,
-            db_url,
-            &addr,
-            max_concurrent_jobs,
-            &access,
-            &workflows,
-            &health,
-        ),
+        Command::Serve(args) => serve::serve(&data_dir, db_url, &args),
         Command::Keys { command } => access::keys(&data_dir, db_url, command),
-        Command::MockLlm { addr } => simulation::mock_llm(&addr),
+        Command::MockLlm { addr } => serve::mock_llm(&addr),
         Command::Flow { api, command } => match command {
             FlowCommand::Validate { file, json, limits } => flow::validate(&file, json, &limits),
             FlowCommand::Submit(args) => flow_client::submit(&api, &args),

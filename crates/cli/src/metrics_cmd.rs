@@ -58,7 +58,7 @@ fn export(data_dir: &Path, run: Option<&str>) -> Result<ExitCode> {
 
 fn serve(data_dir: &Path, addr: &str) -> Result<ExitCode> {
     let collector = Arc::new(ArtifactCollector::new(data_dir));
-    crate::simulation::runtime()?.block_on(async move {
+    crate::store::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("--addr {addr}: cannot listen there"))?;

@@ -16,7 +16,7 @@ use tradeloom_ops::reconcile::{
 };
 use tradeloom_store::{Store, open_store};
 
-use crate::simulation::runtime;
+use crate::store::runtime;
 use crate::table;
 
 /// Checks shown in full in the table; beyond this only the failed ones are listed.

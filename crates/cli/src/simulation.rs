@@ -1,64 +1,20 @@
 //! Simulation jobs from the command line: `simulate` (batch mode of the job API), `jobs`,
-//! `results`, `db`, and the long-running `serve` and `mock-llm`.
+//! `results` and `db`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tradeloom_agents::{
-    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, load_config, run_to_end,
-};
-use tradeloom_net::{Outbound, SecretEnv, SsrfPolicy};
-use tradeloom_server::{AppState, LeaderboardResponse, leaderboard_of};
-use tradeloom_store::{JobStatus, ResultsFilter, Store, open_store};
+use tradeloom_agents::{SimEvent, load_config};
+use tradeloom_server::launch::{Batch, BatchOutcome};
+use tradeloom_server::{LeaderboardResponse, leaderboard_of};
+use tradeloom_store::{JobStatus, ResultsFilter, Store};
 
+use crate::store::{open, runtime};
 use crate::table;
-
-/// Where the store is: `--database-url`, else `<data_dir>/tradeloom.db`.
-pub fn store_location(data_dir: &Path, database_url: Option<&str>) -> String {
-    match database_url {
-        Some(url) => url.to_string(),
-        None => data_dir.join("tradeloom.db").display().to_string(),
-    }
-}
-
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn Store>> {
-    let location = store_location(data_dir, database_url);
-    open_store(&location).await.with_context(|| {
-        format!(
-            "cannot open the store at {}",
-            tradeloom_core::redact_userinfo(&location)
-        )
-    })
-}
-
-fn simulator(
-    store: Arc<dyn Store>,
-    data_dir: &Path,
-    max_concurrent_jobs: usize,
-    outbound: Outbound,
-) -> Result<Arc<Simulator>> {
-    Ok(Simulator::new(
-        store,
-        SimulatorOptions {
-            data_dir: data_dir.to_path_buf(),
-            max_concurrent_jobs,
-            base_dir: std::env::current_dir().context("no current directory")?,
-            outbound,
-        },
-    ))
-}
 
 /// An exact decimal fraction (`"0.016986"`) as a percentage with two decimals (`1.70 %`),
 /// rounded half away from zero in decimal, never through a float.
@@ -79,29 +35,6 @@ fn pct(fraction: Option<&str>) -> String {
         }
         Err(_) => text.to_string(),
     }
-}
-
-/// The outbound access of `tradeloom simulate CONFIG`: the config file is the operator's own,
-/// so its models' endpoints (`host:port` each, whatever they resolve to) and its `api_key_env`
-/// names are allowed explicitly, and nothing else: a redirect elsewhere, a metadata path or a
-/// variable the file does not name is still refused by the same guard `serve` uses.
-fn outbound_of_config(config: &tradeloom_agents::ResolvedConfig) -> Result<Outbound> {
-    let mut policy = SsrfPolicy::default();
-    for m in &config.config.models {
-        let url = reqwest::Url::parse(m.base_url.trim())
-            .map_err(|e| anyhow::anyhow!("models `{}`: base_url: {e}", m.name))?;
-        if let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) {
-            policy.allow_hosts.push(format!("{host}:{port}"));
-        }
-    }
-    let secrets = SecretEnv::new(
-        config
-            .config
-            .models
-            .iter()
-            .filter_map(|m| m.api_key_env.clone()),
-    );
-    Outbound::new(policy, secrets).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn leaderboard_table(board: &LeaderboardResponse, currency: &str) -> String {
@@ -172,7 +105,8 @@ pub fn simulate(
     rt.block_on(async {
         let store = open(data_dir, database_url).await?;
         crate::interruption::sweep_jobs(store.as_ref()).await;
-        let sim = simulator(Arc::clone(&store), data_dir, 1, outbound_of_config(&config)?)?;
+        let base_dir = std::env::current_dir().context("no current directory")?;
+        let batch = Batch::new(store, data_dir.to_path_buf(), base_dir, &config)?;
         let bar = ProgressBar::hidden();
         if !quiet && !json_out && std::io::stderr().is_terminal() {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -183,7 +117,7 @@ pub fn simulate(
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
         }
-        let mut events = sim.subscribe();
+        let mut events = batch.subscribe();
         let progress_bar = bar.clone();
         let quiet_lines = quiet || json_out || std::io::stderr().is_terminal();
         let printer = tokio::spawn(async move {
@@ -215,7 +149,7 @@ pub fn simulate(
             }
         });
         let started = std::time::Instant::now();
-        let (outcome, job) = run_to_end(&sim, &config).await?;
+        let BatchOutcome { job, current, report, board } = batch.run(&config).await?;
         bar.finish_and_clear();
         crate::connectivity::record(
             &tradeloom_agents::job_run_dir(data_dir, &job.id),
@@ -223,11 +157,6 @@ pub fn simulate(
             &probe,
         );
         printer.abort();
-        let board = leaderboard_of(store.as_ref(), &job)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        let report = store.job_report(&job.id).await?;
-        let current = matches!(outcome, TriggerOutcome::Current(_));
         if json_out {
             println!(
                 "{}",
@@ -392,12 +321,23 @@ pub fn jobs_status(
 }
 
 /// Filters of `tradeloom results`.
-pub struct ResultsArgs<'a> {
-    pub job: Option<&'a str>,
-    pub model: Option<&'a str>,
-    pub date: Option<&'a str>,
+#[derive(clap::Args)]
+pub struct ResultsArgs {
+    /// Only this job (id, unique prefix, or `latest`).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only this model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only this date (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: Option<String>,
+    #[arg(long, default_value_t = 100)]
     pub limit: u32,
+    /// The per-model standings of the job (default: the newest job).
+    #[arg(long)]
     pub leaderboard: bool,
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -405,9 +345,9 @@ pub struct ResultsArgs<'a> {
 pub fn results(
     data_dir: &Path,
     database_url: Option<&str>,
-    args: ResultsArgs<'_>,
+    args: &ResultsArgs,
 ) -> Result<ExitCode> {
-    let date = match args.date {
+    let date = match args.date.as_deref() {
         Some(d) => Some(
             d.parse()
                 .map_err(|_| anyhow::anyhow!("--date: `{d}` is not a date YYYY-MM-DD"))?,
@@ -418,7 +358,7 @@ pub fn results(
         let store = open(data_dir, database_url).await?;
         crate::interruption::sweep_jobs(store.as_ref()).await;
         if args.leaderboard {
-            let job = match args.job {
+            let job = match args.job.as_deref() {
                 Some(id) => store.job(&resolve_job(store.as_ref(), id).await?).await?,
                 None => store
                     .list_jobs(1, 0)
@@ -442,14 +382,14 @@ pub fn results(
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let job_id = match args.job {
+        let job_id = match args.job.as_deref() {
             Some(id) => Some(resolve_job(store.as_ref(), id).await?),
             None => None,
         };
         let page = store
             .results(&ResultsFilter {
                 job_id,
-                model: args.model.map(str::to_string),
+                model: args.model.clone(),
                 date,
                 completed_only: true,
                 limit: args.limit,
@@ -505,7 +445,7 @@ pub fn db(
     migrate: bool,
     json_out: bool,
 ) -> Result<ExitCode> {
-    let location = store_location(data_dir, database_url);
+    let location = crate::store::location(data_dir, database_url);
     runtime()?.block_on(async {
         let status = if migrate {
             tradeloom_store::db_migrate(&location).await
@@ -534,310 +474,4 @@ pub fn db(
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--addr {addr}: cannot listen there"))
-}
-
-/// SIGTERM (systemd, containers) and SIGINT (Ctrl-C), listened for from creation on: a signal
-/// that arrives before anything waits on it is still seen.
-struct StopSignals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn install() -> Result<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Self {
-                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
-                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Self {})
-    }
-
-    /// Waits for the first of them; returns its name.
-    async fn recv(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.term.recv() => "SIGTERM",
-                _ = self.int.recv() => "SIGINT",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "ctrl-c"
-        }
-    }
-}
-
-/// How long in-flight requests get to finish after a stop signal (open WebSockets would hold a
-/// graceful shutdown forever).
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Serves until SIGTERM or SIGINT, then stops accepting and gives in-flight requests
-/// [`STOP_GRACE`] to finish.
-async fn serve_until_stopped(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    signals: &mut StopSignals,
-) -> Result<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = Box::pin(tradeloom_server::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let signal = tokio::select! {
-        r = &mut server => return r.context("the API server stopped"),
-        signal = signals.recv() => signal,
-    };
-    tracing::info!(
-        signal,
-        "stopping: no new connections, in-flight requests finish"
-    );
-    let _ = stop.send(());
-    match tokio::time::timeout(STOP_GRACE, &mut server).await {
-        Ok(r) => r.context("the API server stopped")?,
-        Err(_) => tracing::warn!(
-            grace_secs = STOP_GRACE.as_secs(),
-            "requests still open after the grace period are closed"
-        ),
-    }
-    Ok(())
-}
-
-/// `tradeloom serve`: the REST API. Interrupted jobs of an earlier process resume first.
-pub fn serve(
-    data_dir: &Path,
-    database_url: Option<&str>,
-    addr: &str,
-    max_concurrent_jobs: usize,
-    access: &crate::access::ServeAccess,
-    workflows: &WorkflowOptions,
-    health: &crate::health::ServeHealthOptions,
-) -> Result<ExitCode> {
-    tradeloom_llm::install_crypto_provider();
-    runtime()?.block_on(async {
-        // First: a stop signal during start-up is then handled once serving, not fatal.
-        let mut signals = StopSignals::install()?;
-        let store = open(data_dir, database_url).await?;
-        let sim = simulator(
-            store.clone(),
-            data_dir,
-            max_concurrent_jobs,
-            workflows.outbound()?,
-        )?;
-        let resumed = sim.resume_interrupted().await?;
-        if !resumed.is_empty() {
-            tracing::info!(jobs = ?resumed, "resuming interrupted simulation jobs");
-        }
-        let config_dir = access.config_dir()?;
-        let allow_origins = access.allow_origins()?;
-        let workflow_runtime =
-            workflows.runtime(store, data_dir, sim.clone(), config_dir.clone())?;
-        let resumed_runs = workflow_runtime.start().await?;
-        if resumed_runs > 0 {
-            tracing::info!(runs = resumed_runs, "resumed unfinished workflow runs");
-        }
-        let scheduler = tradeloom_orchestrator::schedule::Scheduler::new(
-            workflow_runtime.store().clone(),
-            workflow_runtime.clone(),
-        )
-        .with_flow_limits(workflows.limits.limits())
-        .spawn(std::time::Duration::from_secs(workflows.schedule_tick_secs));
-        let scheduler = Arc::new(scheduler);
-        let listener = bind(addr).await?;
-        let local = listener.local_addr()?;
-        let auth = access.auth_mode(local.ip());
-        let limits = access.rate_limits();
-        crate::access::log_access(sim.store().as_ref(), auth, local.ip(), &limits).await;
-        let meta_health = tradeloom_server::MetaHealthSlot::default();
-        let monitor = crate::health::ServeMonitor::start(
-            data_dir,
-            health,
-            sim.store().clone(),
-            workflow_runtime.clone(),
-            scheduler.clone(),
-            meta_health.clone(),
-        )?;
-        let state = AppState::new(sim.clone())
-            .with_auth(auth)
-            .with_rate_limits(limits)
-            .with_runtime(workflow_runtime.clone())
-            .with_meta_health(meta_health)
-            .with_config_dir(config_dir)
-            .with_allowed_hosts(access.allowed_hosts())
-            .with_allowed_origins(allow_origins);
-        println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)");
-        std::io::stdout().flush()?;
-        serve_until_stopped(listener, state, &mut signals).await?;
-        // Hand back what is in flight: the workflow runtime's loops stop (unfinished runs resume
-        // at the next start), simulation jobs of this process are marked interrupted (they
-        // resume likewise), and the heartbeats go.
-        scheduler.abort();
-        workflow_runtime.shutdown().await;
-        for job_id in sim.running_jobs().await {
-            let reason = "interrupted: serve was stopped; the job resumes at the next start";
-            if let Err(e) = sim.store().interrupt_job(&job_id, reason).await {
-                tracing::warn!(job_id = %job_id, error = %e, "cannot mark the job interrupted");
-            }
-        }
-        monitor.stop().await;
-        tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// `tradeloom mock-llm`: the deterministic OpenAI-compatible test server.
-pub fn mock_llm(addr: &str) -> Result<ExitCode> {
-    runtime()?.block_on(async {
-        let listener = bind(addr).await?;
-        let local = listener.local_addr()?;
-        let mut signals = StopSignals::install()?;
-        println!("mock-llm listening on http://{local}/v1");
-        std::io::stdout().flush()?;
-        tokio::select! {
-            r = tradeloom_llm::serve_mock(listener) => r?,
-            _ = signals.recv() => {}
-        }
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// `serve` settings of the workflow runtime.
-#[derive(clap::Args, Debug, Clone)]
-pub struct WorkflowOptions {
-    /// Let outbound requests reach this host, `host:port` or CIDR although the SSRF guard
-    /// blocks it (e.g. `127.0.0.1:8089` for a local LLM, `127.0.0.1` for a local webhook
-    /// receiver): `http` nodes, agent and simulation LLM endpoints and health probes all go
-    /// through the guard. Repeatable or comma-separated.
-    #[arg(
-        long = "http-allow",
-        env = "TRADELOOM_HTTP_ALLOW",
-        value_delimiter = ','
-    )]
-    pub http_allow: Vec<String>,
-    /// Refuse URLs whose path starts with this (whole segments, on every host, allowed ones
-    /// included), in addition to the cloud metadata paths and `/.env`, `/.git` refused by
-    /// default; e.g. `/admin`. Repeatable or comma-separated.
-    #[arg(
-        long = "http-deny-path",
-        env = "TRADELOOM_HTTP_DENY_PATH",
-        value_delimiter = ','
-    )]
-    pub http_deny_path: Vec<String>,
-    /// An environment variable API callers and workflows may name as a secret's source (an
-    /// agent's or simulation model's `api_key_env`, an http node's secret header). Names
-    /// starting with `TRADELOOM_LLM_KEY_` or `TRADELOOM_SECRET_` are allowed without being
-    /// listed; no other variable of the server's environment can be named. Repeatable or
-    /// comma-separated.
-    // The variable for this flag avoids both prefixes, or workflows could name it.
-    #[arg(
-        long = "llm-key-env",
-        env = "TRADELOOM_ALLOW_SECRET_ENV",
-        value_delimiter = ','
-    )]
-    pub llm_key_env: Vec<String>,
-    /// Concurrent workers per node type.
-    #[arg(long, env = "TRADELOOM_WORKFLOW_WORKERS", default_value_t = 8)]
-    pub workflow_workers: usize,
-    /// At most this many `agent` nodes run at once (0: no limit beyond the workers).
-    #[arg(long, env = "TRADELOOM_AGENT_CONCURRENCY", default_value_t = 0)]
-    pub agent_concurrency: usize,
-    /// How often workflow schedules are checked, in seconds (1–30).
-    #[arg(long, env = "TRADELOOM_SCHEDULE_TICK_SECS", default_value_t = 15)]
-    pub schedule_tick_secs: u64,
-    #[command(flatten)]
-    pub limits: crate::flow::FlowLimitOptions,
-}
-
-impl WorkflowOptions {
-    /// The SSRF policy of `--http-allow` and `--http-deny-path`.
-    pub fn ssrf_policy(&self) -> Result<SsrfPolicy> {
-        let mut policy = SsrfPolicy::default();
-        for entry in self
-            .http_allow
-            .iter()
-            .map(|e| e.trim())
-            .filter(|e| !e.is_empty())
-        {
-            if entry.contains('/') {
-                let cidr = entry
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--http-allow {entry}: {e}"))?;
-                policy.allow_cidrs.push(cidr);
-            } else {
-                policy.allow_hosts.push(entry.to_string());
-            }
-        }
-        for path in self
-            .http_deny_path
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty())
-        {
-            if !path.starts_with('/') {
-                anyhow::bail!("--http-deny-path {path}: a path starts with `/`, e.g. `/admin`");
-            }
-            policy.deny_paths.push(path.to_string());
-        }
-        policy
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--http-allow: {e}"))?;
-        Ok(policy)
-    }
-
-    /// The guarded client and key allow-list of `serve`, shared by the simulator, the workflow
-    /// runtime and the health probes.
-    pub fn outbound(&self) -> Result<Outbound> {
-        for name in &self.llm_key_env {
-            let name = name.trim();
-            if !tradeloom_flow::node_config::is_env_name(name) {
-                anyhow::bail!(
-                    "--llm-key-env: `{name}` is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit)"
-                );
-            }
-        }
-        Outbound::new(
-            self.ssrf_policy()?,
-            SecretEnv::new(self.llm_key_env.iter().cloned()),
-        )
-        .map_err(|e| anyhow::anyhow!("--http-allow: {e}"))
-    }
-
-    /// The workflow runtime `serve` runs, over an in-process queue.
-    pub fn runtime(
-        &self,
-        store: Arc<dyn Store>,
-        data_dir: &Path,
-        sim: Arc<Simulator>,
-        config_dir: Option<tradeloom_agents::ConfigDir>,
-    ) -> Result<Arc<tradeloom_orchestrator::Runtime>> {
-        let mut config = tradeloom_orchestrator::RuntimeConfig::new(data_dir.to_path_buf());
-        config.base_dir = std::env::current_dir().context("no current directory")?;
-        config.config_dir = config_dir;
-        config.workers_per_pool = self.workflow_workers.max(1);
-        config.flow_limits = self.limits.limits();
-        if self.agent_concurrency > 0 {
-            config
-                .pool_limits
-                .insert("agent".into(), self.agent_concurrency);
-        }
-        config.ssrf = self.ssrf_policy()?;
-        config.secrets = self.outbound()?.secrets;
-        let queue: Arc<dyn tradeloom_queue::Queue> =
-            Arc::new(tradeloom_queue::InMemoryQueue::new());
-        tradeloom_orchestrator::Runtime::new(store, queue, config, Some(sim))
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    }
 }

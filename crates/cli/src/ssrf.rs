@@ -31,7 +31,7 @@ pub fn check(urls: &[String], allow_hosts: Vec<String>, json: bool) -> Result<Ex
         ..SsrfPolicy::default()
     };
     policy.validate().context("bad --allow-host")?;
-    let verdicts = crate::simulation::runtime()?.block_on(async {
+    let verdicts = crate::store::runtime()?.block_on(async {
         let mut verdicts = Vec::with_capacity(urls.len());
         for url in urls {
             verdicts.push(match check_url(&policy, url).await {

@@ -6,7 +6,7 @@
 //! [`evaluate`] (a pure function of the observations and `now`), then [`record`]
 //! (`meta_health.json`, `history.jsonl`) and the [`Recovery`] actions. `tradeloom health` runs
 //! one check or a loop of them; `tradeloom serve` runs the loop in-process, writes heartbeats
-//! for its roles and serves the latest report at `GET /health/meta`.
+//! for its roles ([`Monitor`]) and serves the latest report at `GET /health/meta`.
 //!
 //! Files under `<data_dir>/health/`: `meta_health.json`, `history.jsonl` (+ `history.1.jsonl`),
 //! `actions.jsonl`, `heartbeats/<role>.json`. The config is `<data_dir>/health.yaml`
@@ -15,9 +15,11 @@
 mod config;
 mod files;
 mod heartbeat;
+mod monitor;
 mod observe;
 mod recovery;
 mod report;
+mod summary;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,7 @@ pub use heartbeat::{
     Heartbeat, heartbeat_dir, heartbeat_path, pid_alive, read_heartbeat, remove_heartbeat,
     write_heartbeat, write_heartbeat_now,
 };
+pub use monitor::{HEARTBEAT_EVERY, Monitor, MonitoredProcess, ProbeFuture, ReportSlot};
 pub use observe::{
     Environment, PROBE_TIMEOUT, QueueAccess, StoreAccess, disk_writable, newest_modification,
     observe, probe_disk,

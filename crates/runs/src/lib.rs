@@ -7,6 +7,7 @@
 //! same spec and data).
 
 pub mod artifacts;
+pub mod bench;
 pub mod error;
 pub mod folder;
 pub mod hashing;

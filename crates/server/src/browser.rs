@@ -69,6 +69,17 @@ impl AppState {
 }
 
 /// `Host` without its port, lowercase, without a trailing dot; IPv6 without brackets.
+/// Whether `text` is a web origin `--allow-origin` accepts: `http(s)://host[:port]`, no path,
+/// query, userinfo or wildcard (a trailing `/` is ignored).
+pub fn is_origin(text: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        text.strip_prefix(scheme).is_some_and(|rest| {
+            let rest = rest.trim_end_matches('/');
+            !rest.is_empty() && !rest.contains(['/', '?', '#', '@', '*'])
+        })
+    })
+}
+
 fn normalize_host(host: &str) -> String {
     let host = host.trim().to_ascii_lowercase();
     let name = if let Some(rest) = host.strip_prefix('[') {

@@ -6,11 +6,14 @@
 //! (see the `auth` and `rate_limit` modules).
 
 mod auth;
+pub mod bench;
 mod browser;
 mod error;
 mod health;
 mod keys;
 mod kill_switch;
+pub mod launch;
+pub mod logging;
 mod meta_health;
 mod metrics;
 mod openapi;
@@ -36,6 +39,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::{AuthMode, Principal, accepts_query_key, required_role};
+pub use browser::is_origin;
 pub use error::{ApiError, ErrorBody};
 pub use meta_health::MetaHealthSlot;
 pub use metrics::{artifacts_app, serve_artifacts};

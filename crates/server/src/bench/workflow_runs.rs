@@ -1,27 +1,39 @@
-//! `tradeloom bench workflows`: how fast the embedded runtime drives workflow runs.
+//! Diamond workflow runs on the embedded runtime.
 //!
 //! A diamond of four `transform` nodes (a → b, c → d) does no work of its own, so the time is
 //! the runtime's: creating the run, four node emissions, starts and completions committed to
 //! SQLite, the in-process queue, the workers and the coordinator loop.
 
-use std::process::ExitCode;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
 use serde_json::{Map, json};
 use tradeloom_flow::{compile, from_json_value};
 use tradeloom_orchestrator::{Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
-use tradeloom_store::{NewWorkflowVersion, open_store};
+use tradeloom_store::NewWorkflowVersion;
 
-struct Figures {
-    runs: usize,
-    wall: Duration,
-    per_node_us: f64,
-    route_p50_us: u64,
-    route_p99_us: u64,
-    signals: usize,
+use super::{BenchError, setup};
+
+/// The figures of one measurement.
+pub struct WorkflowFigures {
+    pub runs: usize,
+    pub wall: Duration,
+    /// Wall time per node run, µs.
+    pub per_node_us: f64,
+    /// Coordinator routing latency of completion signals, µs.
+    pub route_p50_us: u64,
+    pub route_p99_us: u64,
+    /// Completion signals the latencies are over.
+    pub signals: usize,
+}
+
+impl WorkflowFigures {
+    /// Runs per second.
+    pub fn rate(&self) -> f64 {
+        self.runs as f64 / self.wall.as_secs_f64()
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -32,18 +44,23 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-async fn measure(runs: usize, in_flight: usize) -> Result<Figures> {
-    let dir = tempfile::tempdir()?;
-    let db = dir.path().join("bench.db");
-    let store = open_store(&db.display().to_string()).await?;
+/// Runs the diamond `runs` times with at most `in_flight` unfinished at once, on a runtime
+/// over a SQLite store in `dir` (a fresh folder).
+pub async fn diamond_runs(
+    dir: &Path,
+    runs: usize,
+    in_flight: usize,
+) -> Result<WorkflowFigures, BenchError> {
+    let db = dir.join("bench.db");
+    let store = tradeloom_store::open_store(&db.display().to_string()).await?;
     let def = from_json_value(&json!({"name": "diamond", "nodes": [
         {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
         {"id": "b", "type": "transform", "needs": ["a"], "config": {"output": {"b": "{{ a.x }}"}}},
         {"id": "c", "type": "transform", "needs": ["a"], "config": {"output": {"c": "{{ a.x }}"}}},
         {"id": "d", "type": "transform", "needs": ["b", "c"], "config": {"output": {"d": "{{ b.b }}"}}},
     ]}))
-    .map_err(|e| anyhow!("{e}"))?;
-    let compiled = compile(&def).map_err(|e| anyhow!("{e:?}"))?;
+    .map_err(setup)?;
+    let compiled = compile(&def).map_err(|e| BenchError::Setup(format!("{e:?}")))?;
     let v = store
         .create_workflow(&NewWorkflowVersion {
             name: def.name.clone(),
@@ -51,12 +68,12 @@ async fn measure(runs: usize, in_flight: usize) -> Result<Figures> {
             ir: compiled.ir.canonical_json(),
         })
         .await?;
-    let mut config = RuntimeConfig::new(dir.path().to_path_buf());
+    let mut config = RuntimeConfig::new(dir.to_path_buf());
     config.workers_per_pool = 8;
     config.coordinators = 4;
-    let runtime = Runtime::new(store.clone(), Arc::new(InMemoryQueue::new()), config, None)
-        .map_err(|e| anyhow!("{e}"))?;
-    runtime.start().await.map_err(|e| anyhow!("{e}"))?;
+    let runtime =
+        Runtime::new(store.clone(), Arc::new(InMemoryQueue::new()), config, None).map_err(setup)?;
+    runtime.start().await.map_err(setup)?;
     runtime.coordinator().record_latencies(true);
     // Runs are started while fewer than `in_flight` are unfinished; finishes are counted from
     // the event log (one reader), not by polling each run.
@@ -69,7 +86,7 @@ async fn measure(runs: usize, in_flight: usize) -> Result<Figures> {
             runtime
                 .start_run(&v.workflow_id, None, &Map::new())
                 .await
-                .map_err(|e| anyhow!("{e}"))?;
+                .map_err(setup)?;
             submitted += 1;
         }
         let events = store.run_events(None, after_seq, 10_000).await?;
@@ -77,7 +94,7 @@ async fn measure(runs: usize, in_flight: usize) -> Result<Figures> {
             after_seq = e.seq;
             if e.kind == "run_finished" {
                 if e.payload["status"] != "completed" {
-                    return Err(anyhow!("a benchmark run ended {}", e.payload));
+                    return Err(BenchError::RunEnded(e.payload.clone()));
                 }
                 finished += 1;
             }
@@ -86,16 +103,14 @@ async fn measure(runs: usize, in_flight: usize) -> Result<Figures> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if started.elapsed() > Duration::from_secs(3600) {
-            return Err(anyhow!(
-                "gave up after an hour: {finished} of {runs} runs finished"
-            ));
+            return Err(BenchError::GaveUp { finished, runs });
         }
     }
     let wall = started.elapsed();
     let mut latencies = runtime.coordinator().take_latencies();
     runtime.shutdown().await;
     latencies.sort_unstable();
-    Ok(Figures {
+    Ok(WorkflowFigures {
         runs,
         wall,
         per_node_us: wall.as_secs_f64() * 1e6 / (runs * 4) as f64,
@@ -103,47 +118,4 @@ async fn measure(runs: usize, in_flight: usize) -> Result<Figures> {
         route_p99_us: percentile(&latencies, 99.0),
         signals: latencies.len(),
     })
-}
-
-pub fn workflows(sizes: &[usize], in_flight: usize, json_out: bool) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    let mut all = Vec::new();
-    for &runs in sizes {
-        if !json_out {
-            eprintln!("measuring {runs} diamond runs ({in_flight} in flight)…");
-        }
-        let f = rt.block_on(measure(runs, in_flight))?;
-        if !json_out {
-            println!(
-                "diamond x{:>6}: {:>7.1} runs/s ({:.2} s), {:>6.0} µs per node, routing p50 {} µs p99 {} µs over {} completion signals",
-                f.runs,
-                f.runs as f64 / f.wall.as_secs_f64(),
-                f.wall.as_secs_f64(),
-                f.per_node_us,
-                f.route_p50_us,
-                f.route_p99_us,
-                f.signals
-            );
-        }
-        all.push(f);
-    }
-    if json_out {
-        let out: Vec<_> = all
-            .iter()
-            .map(|f| {
-                json!({
-                    "runs": f.runs, "seconds": f.wall.as_secs_f64(),
-                    "runs_per_s": f.runs as f64 / f.wall.as_secs_f64(),
-                    "per_node_us": f.per_node_us,
-                    "routing_p50_us": f.route_p50_us, "routing_p99_us": f.route_p99_us,
-                    "signals": f.signals,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(out));
-    }
-    Ok(ExitCode::SUCCESS)
 }

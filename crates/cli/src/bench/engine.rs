@@ -1,4 +1,5 @@
-//! `tradeloom bench engine`: the figures of the engine issue, printed, never asserted.
+//! `tradeloom bench engine`: the figures of the engine issue, printed, never asserted
+//! (workloads in [`tradeloom_runs::bench`]).
 //!
 //! * engine alone: synthetic 1-minute bars in memory, `sma_cross` trading, a sink that discards
 //!   (bars/s and ns/bar; the median of three passes);
@@ -13,114 +14,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use tradeloom_core::{Bar, Currency, Decimal, Instrument, InstrumentId, Money, Symbol, UnixNanos};
-use tradeloom_data::{SynthSpec, synth_bars, write_synth};
-use tradeloom_engine::strategies::CrossParams;
-use tradeloom_engine::{Engine, EngineConfig, FillModel, NullSink, StrategyConfig, build_strategy};
-use tradeloom_runs::live::{CountingSink, LiveRun};
+use tradeloom_core::Bar;
+use tradeloom_data::{synth_bars, write_synth};
+use tradeloom_runs::bench::{BASE_BARS, FAST, SLOW, engine_pass, median, synth_spec};
+use tradeloom_runs::live::LiveRun;
 
 use crate::table;
-
-const FAST: u32 = 20;
-const SLOW: u32 = 50;
-/// Bars generated in memory once and replayed (shifted in time) for larger sizes.
-const BASE_BARS: u64 = 1_000_000;
-
-fn synth_spec(bars: u64) -> SynthSpec {
-    SynthSpec {
-        symbol: "SYN".to_string(),
-        bars,
-        timeframe: "1m".parse().unwrap_or_default(),
-        seed: 7,
-        ..SynthSpec::default()
-    }
-}
-
-fn instrument() -> Result<Instrument> {
-    Instrument::new(
-        InstrumentId(0),
-        Symbol::new("SYN").map_err(anyhow::Error::msg)?,
-        "sim",
-        2,
-        0,
-        Currency::USD,
-    )
-    .map_err(anyhow::Error::msg)
-}
-
-fn strategy() -> StrategyConfig {
-    StrategyConfig::SmaCross(CrossParams {
-        fast: FAST,
-        slow: SLOW,
-        quantity: Decimal::from_int(1),
-        long_only: false,
-    })
-}
-
-/// Bars per chunk when counting live (the runner's reader hands the engine chunks this big).
-const LIVE_CHUNK: usize = 4096;
-
-/// One pass of the engine over `n` bars (the base set replayed with shifted timestamps), with
-/// the live run counters when `live` is given.
-fn engine_pass(base: &[Bar], n: u64, live: Option<&LiveRun>) -> Result<(f64, u64)> {
-    let inst = instrument()?;
-    let cash = Money::parse("1000000", Currency::USD).map_err(anyhow::Error::msg)?;
-    let mut config = EngineConfig::frictionless(FillModel::NextOpen, cash);
-    config.strategy_name = "sma_cross".to_string();
-    let strategies = vec![build_strategy(&strategy(), &inst).map_err(anyhow::Error::msg)?];
-    let mut engine = Engine::new(config, vec![inst], strategies)?;
-    let mut sink = NullSink;
-    let span = match (base.first(), base.last()) {
-        (Some(a), Some(b)) => b.ts.0 - a.ts.0 + 60_000_000_000,
-        _ => bail!("no bars"),
-    };
-    let started = Instant::now();
-    let mut left = n;
-    let mut round: i64 = 0;
-    while left > 0 {
-        let take = left.min(base.len() as u64) as usize;
-        for chunk in base[..take].chunks(LIVE_CHUNK) {
-            match live {
-                Some(live) => {
-                    let mut counting = CountingSink::new(&mut sink, live);
-                    for bar in chunk {
-                        let mut bar = *bar;
-                        bar.ts = UnixNanos(bar.ts.0 + round * span);
-                        engine.on_bar(&bar, &mut counting)?;
-                    }
-                    live.add_bars(chunk.len() as u64);
-                }
-                None => {
-                    for bar in chunk {
-                        let mut bar = *bar;
-                        bar.ts = UnixNanos(bar.ts.0 + round * span);
-                        engine.on_bar(&bar, &mut sink)?;
-                    }
-                }
-            }
-        }
-        left = left.saturating_sub(base.len() as u64);
-        round += 1;
-    }
-    let summary = engine.finish(&mut sink)?;
-    if let Some(live) = live {
-        let counted = live.snapshot();
-        if counted.bars != n || counted.fills != summary.metrics.fills {
-            bail!(
-                "live counters disagree with the engine: {} bars, {} fills counted; {n} bars, {} fills run",
-                counted.bars,
-                counted.fills,
-                summary.metrics.fills
-            );
-        }
-    }
-    Ok((started.elapsed().as_secs_f64(), summary.metrics.fills))
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
 
 fn write_spec(dir: &Path, data: &Path, name: &str) -> Result<PathBuf> {
     let spec = format!(
@@ -170,12 +69,26 @@ fn run_child(spec: &Path, data_dir: &Path) -> Result<(f64, Option<u64>, u64)> {
     Ok((wall, rss, fills))
 }
 
-pub fn engine(
-    sizes: &[u64],
-    engine_only: bool,
-    work_dir: Option<&Path>,
-    json: bool,
-) -> Result<ExitCode> {
+/// The flags of `tradeloom bench engine`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Bars per measurement (repeat the flag for several sizes).
+    #[arg(long = "bars", default_values_t = [1_000_000u64])]
+    pub bars: Vec<u64>,
+    /// Skip the end-to-end runs (engine only).
+    #[arg(long)]
+    pub engine_only: bool,
+    /// Where to write the synthetic files (default: a temporary folder).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tradeloom bench engine`.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let (sizes, engine_only, json) = (&args.bars, args.engine_only, args.json);
+    let work_dir = args.work_dir.as_deref();
     let temp;
     let work = match work_dir {
         Some(dir) => {

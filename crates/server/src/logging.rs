@@ -1,4 +1,4 @@
-//! Logging: the one `tracing` subscriber of the process, set up once by `main`.
+//! Logging: the one `tracing` subscriber of a tradeloom process, set up once at start.
 //!
 //! Logs go to stderr; stdout stays for command output (tables, `--json`). Two formats:
 //!
@@ -17,7 +17,6 @@ use std::fmt;
 use std::io::Write;
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -27,8 +26,8 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// `--log-format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// The line format of the logs (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     /// One JSON object per line, span fields (run_id, job_id, trace_id, …) flattened into it.
     Json,
@@ -43,6 +42,20 @@ pub enum Role {
     LongRunning,
     /// A command that does one thing and prints its result: text at `warn`.
     OneShot,
+}
+
+/// Why the subscriber could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// `origin` is where the directives came from (`--log-level debug`, `RUST_LOG=…`).
+    #[error("{origin}")]
+    BadDirectives {
+        origin: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("cannot install the logger: {0}")]
+    Install(String),
 }
 
 /// Checks a `--log-level` value (clap value parser): any `EnvFilter` directive list.
@@ -60,8 +73,8 @@ static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 /// Writes a message for the user (an error, a warning, a progress line) on stderr: as given in
 /// the `text` format; in the `json` format as one JSON object per message, in the shape of the
 /// log lines (`timestamp`, `level` — `ERROR` for `error: …`, `WARN` for `warning: …`, else
-/// `INFO` — `target` and `message`), so that stderr holds nothing but JSON lines. `main` routes
-/// every `eprintln!` of the binary here.
+/// `INFO` — `target` and `message`), so that stderr holds nothing but JSON lines. The
+/// `tradeloom` binary routes every `eprintln!` here.
 pub fn stderr_line(text: &str) {
     let mut err = std::io::stderr().lock();
     // A stderr that cannot be written has nowhere to report that either.
@@ -113,7 +126,11 @@ pub fn set_format(format: LogFormat) {
 }
 
 /// Installs the process's subscriber. Call once, before anything logs.
-pub fn init(format: Option<LogFormat>, level: Option<&str>, role: Role) -> Result<()> {
+pub fn init(
+    format: Option<LogFormat>,
+    level: Option<&str>,
+    role: Role,
+) -> Result<(), LoggingError> {
     let format = format.unwrap_or(match role {
         Role::LongRunning => LogFormat::Json,
         Role::OneShot => LogFormat::Text,
@@ -124,12 +141,13 @@ pub fn init(format: Option<LogFormat>, level: Option<&str>, role: Role) -> Resul
         Role::LongRunning => "info",
         Role::OneShot => "warn",
     };
+    let directives = |text: &str, origin: String| {
+        EnvFilter::try_new(text).map_err(|source| LoggingError::BadDirectives { origin, source })
+    };
     let filter = match level {
-        Some(level) => EnvFilter::try_new(level).with_context(|| format!("--log-level {level}"))?,
+        Some(level) => directives(level, format!("--log-level {level}"))?,
         None => match std::env::var("RUST_LOG") {
-            Ok(directives) if !directives.trim().is_empty() => {
-                EnvFilter::try_new(&directives).with_context(|| format!("RUST_LOG={directives}"))?
-            }
+            Ok(text) if !text.trim().is_empty() => directives(&text, format!("RUST_LOG={text}"))?,
             _ => EnvFilter::new(default_level),
         },
     };
@@ -144,7 +162,7 @@ pub fn init(format: Option<LogFormat>, level: Option<&str>, role: Role) -> Resul
             .try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
-    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+    installed.map_err(|e| LoggingError::Install(e.to_string()))
 }
 
 /// The `json` line format: timestamp, level, target, the fields of every enclosing span, the

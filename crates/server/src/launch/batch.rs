@@ -1,0 +1,94 @@
+//! `tradeloom simulate CONFIG`: one simulation job run to its end in this process, the batch
+//! mode of the job API, with the store and the leaderboard the API would use.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use tradeloom_agents::{ResolvedConfig, SimEvent, Simulator, SimulatorOptions, TriggerOutcome};
+use tradeloom_net::{Outbound, SecretEnv, SsrfPolicy};
+use tradeloom_store::{Job, JobReport, Store};
+
+use super::LaunchError;
+use crate::{LeaderboardResponse, leaderboard_of};
+
+/// A job run by [`Batch::run`].
+pub struct BatchOutcome {
+    pub job: Job,
+    /// Every model-day was already completed: nothing ran.
+    pub current: bool,
+    pub report: JobReport,
+    pub board: LeaderboardResponse,
+}
+
+/// A simulator of one job at a time over an opened store.
+pub struct Batch {
+    store: Arc<dyn Store>,
+    simulator: Arc<Simulator>,
+}
+
+impl Batch {
+    /// A simulator over `store` whose outbound access is that of `config` (see
+    /// [`outbound_of_config`]); relative paths resolve against `base_dir`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        data_dir: PathBuf,
+        base_dir: PathBuf,
+        config: &ResolvedConfig,
+    ) -> Result<Self, LaunchError> {
+        let simulator = Simulator::new(
+            store.clone(),
+            SimulatorOptions {
+                data_dir,
+                max_concurrent_jobs: 1,
+                base_dir,
+                outbound: outbound_of_config(config)?,
+            },
+        );
+        Ok(Self { store, simulator })
+    }
+
+    /// The simulator's progress events (subscribe before [`Batch::run`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<SimEvent> {
+        self.simulator.subscribe()
+    }
+
+    /// Runs (or resumes) the job of `config` to its end.
+    pub async fn run(&self, config: &ResolvedConfig) -> Result<BatchOutcome, LaunchError> {
+        let (outcome, job) = tradeloom_agents::run_to_end(&self.simulator, config).await?;
+        let board = leaderboard_of(self.store.as_ref(), &job)
+            .await
+            .map_err(|e| LaunchError::Leaderboard(e.message))?;
+        let report = self
+            .store
+            .job_report(&job.id)
+            .await
+            .map_err(LaunchError::Report)?;
+        Ok(BatchOutcome {
+            current: matches!(outcome, TriggerOutcome::Current(_)),
+            job,
+            report,
+            board,
+        })
+    }
+}
+
+/// The outbound access of a config run from the command line: the file is the operator's own,
+/// so its models' endpoints (`host:port` each, whatever they resolve to) and its `api_key_env`
+/// names are allowed explicitly, and nothing else: a redirect elsewhere, a metadata path or a
+/// variable the file does not name is still refused by the same guard `serve` uses.
+pub fn outbound_of_config(config: &ResolvedConfig) -> Result<Outbound, LaunchError> {
+    let mut policy = SsrfPolicy::default();
+    for m in &config.config.models {
+        let url = reqwest::Url::parse(m.base_url.trim()).map_err(|e| LaunchError::Config {
+            model: m.name.clone(),
+            message: e.to_string(),
+        })?;
+        if let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) {
+            policy.allow_hosts.push(format!("{host}:{port}"));
+        }
+    }
+    let models = &config.config.models;
+    let secrets = SecretEnv::new(models.iter().filter_map(|m| m.api_key_env.clone()));
+    Outbound::new(policy, secrets).map_err(|e| LaunchError::Outbound(e.to_string()))
+}
