@@ -6,8 +6,9 @@
 //! it timed out (`flow submit --wait`, `flow status --watch`).
 
 /// Every `eprintln!` of the binary (errors, warnings, progress lines) goes through
-/// [`tradeloom_server::logging::stderr_line`], so that `--log-format json` leaves nothing but JSON lines on
-/// stderr. Defined before the modules, it shadows the standard macro in all of them.
+/// [`tradeloom_server::logging::stderr_line`], so that `--log-format json` leaves nothing but
+/// JSON lines on stderr. Defined before the modules, it shadows the standard macro in all of
+/// them.
 macro_rules! eprintln {
     () => {
         ::tradeloom_server::logging::stderr_line("")

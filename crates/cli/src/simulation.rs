@@ -167,13 +167,7 @@ pub fn simulate(
                     "progress": report.progress,
                     "run_dir": tradeloom_agents::job_run_dir(data_dir, &job.id),
                     "elapsed_ms": started.elapsed().as_millis() as u64,
-                    "leaderboard": board.models.iter().map(|s| json!({
-                        "rank": s.rank, "model": s.model, "final_value": s.final_value,
-                        "total_return": s.total_return, "sharpe": s.sharpe, "max_drawdown": s.max_drawdown,
-                        "trades": s.trades, "tool_calls": s.tool_calls, "tool_errors": s.tool_errors,
-                        "completed_days": s.completed_days, "failed_days": s.failed_days,
-                        "refused_days": s.refused_days,
-                    })).collect::<Vec<_>>(),
+                    "leaderboard": board.models,
                     "warnings": board.warnings,
                 })
             );
