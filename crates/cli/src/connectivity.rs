@@ -94,11 +94,7 @@ pub fn assess(providers: &[Provider]) -> Result<(Readiness, ProbeReport)> {
     let readiness = readiness(providers, now_rfc3339(), env_is_set);
     let endpoints = endpoints(providers);
     let probe = if endpoints.is_empty() {
-        ProbeReport {
-            generated_at: now_rfc3339(),
-            ok: true,
-            probes: Vec::new(),
-        }
+        ProbeReport::empty(now_rfc3339())
     } else {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -26,7 +26,7 @@ use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{
     EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig, StrategyConfig,
 };
-use tradeloom_net::connectivity::{Provider, ProviderKind};
+use tradeloom_core::connectivity::{Provider, ProviderKind};
 
 use crate::error::RunError;
 
