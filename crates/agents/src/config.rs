@@ -397,7 +397,8 @@ fn resolve(
         ));
     }
     let initial_cash = config.initial_cash.to_money(currency);
-    let fee = tradeloom_core::Bps::fee_rate(config.fee_bps).map_err(|e| err("fee_bps", e.to_string()))?;
+    let fee =
+        tradeloom_core::Bps::fee_rate(config.fee_bps).map_err(|e| err("fee_bps", e.to_string()))?;
     if config.max_steps == 0 || config.max_steps > 200 {
         return Err(err(
             "max_steps",

@@ -61,8 +61,14 @@ mod tests {
     fn fees_are_the_hundredths_of_a_basis_point_truncated_then_rounded_to_the_currency() {
         // 10 bps of 1234.565 = 1.234565 → 1.23; 2.5 bps of 100.10 = 0.025025 → 0.03.
         let m = |s: &str| Money::parse(s, Currency::USD).unwrap();
-        assert_eq!(rate("10").unwrap().of_money(m("1234.565")).to_string(), "1.23");
-        assert_eq!(rate("2.5").unwrap().of_money(m("100.10")).to_string(), "0.03");
+        assert_eq!(
+            rate("10").unwrap().of_money(m("1234.565")).to_string(),
+            "1.23"
+        );
+        assert_eq!(
+            rate("2.5").unwrap().of_money(m("100.10")).to_string(),
+            "0.03"
+        );
         assert_eq!(rate("0").unwrap().of_money(m("100")).to_string(), "0.00");
     }
 }

@@ -1,8 +1,6 @@
 //! Durations written as text in definitions (`30s`, `15m`, `1h`, `2d`, `1h30m`, `250ms`).
 
-use tradeloom_core::duration::{
-    DAYS, DurationSyntax, HOURS, MILLISECONDS, MINUTES, SECONDS,
-};
+use tradeloom_core::duration::{DAYS, DurationSyntax, HOURS, MILLISECONDS, MINUTES, SECONDS};
 
 /// Definitions accept days as well.
 const SYNTAX: DurationSyntax = DurationSyntax {

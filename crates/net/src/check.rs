@@ -132,11 +132,7 @@ enum ResolveError {
 }
 
 /// Every address the system resolver gives for `host`, within the policy's timeout.
-async fn resolve(
-    policy: &SsrfPolicy,
-    host: &str,
-    port: u16,
-) -> Result<Vec<IpAddr>, ResolveError> {
+async fn resolve(policy: &SsrfPolicy, host: &str, port: u16) -> Result<Vec<IpAddr>, ResolveError> {
     let lookup = tokio::net::lookup_host((host, port));
     match tokio::time::timeout(policy.timeout, lookup).await {
         Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip()).collect()),

@@ -24,8 +24,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::Deserialize;
-use tradeloom_metrics::{MetricError, Registry, names};
 use tradeloom_core::DataDir;
+use tradeloom_metrics::{MetricError, Registry, names};
 use tradeloom_runs::{Metadata, RunStatus};
 use tradeloom_safety::KillSwitch;
 

@@ -4,7 +4,10 @@
 //! <data_dir>/runs/<run_id>/   run_id: a UUIDv7, so ids sort by creation time
 //!   run_spec.yaml  metadata.json  journal.jsonl  metrics.json
 //!   orders.csv  fills.csv  trades.csv  equity.csv  report.md  equity.svg
+//!   connectivity_readiness.json  connectivity_probe.json   (when the caller assessed them)
 //! ```
+//!
+//! Where `runs/` is under the data dir is [`tradeloom_core::DataDir`]'s to say.
 
 use std::path::{Path, PathBuf};
 

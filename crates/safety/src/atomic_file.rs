@@ -94,7 +94,10 @@ mod tests {
         std::fs::create_dir_all(path.join("inner")).unwrap();
         let e = write_atomic(&path, b"x", Durability::Renamed).unwrap_err();
         assert_eq!(e.path, path);
-        assert!(e.to_string().starts_with(&path.display().to_string()), "{e}");
+        assert!(
+            e.to_string().starts_with(&path.display().to_string()),
+            "{e}"
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -12,10 +12,7 @@ fn usd(s: &str) -> Money {
 }
 
 fn book() -> Book {
-    Book::new(
-        usd("10000"),
-        Bps::fee_rate(Decimal::from_int(10)).unwrap(),
-    )
+    Book::new(usd("10000"), Bps::fee_rate(Decimal::from_int(10)).unwrap())
 }
 
 const LIMITS: SessionLimits = SessionLimits {

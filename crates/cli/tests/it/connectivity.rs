@@ -308,6 +308,12 @@ fn verify_covers_every_file_of_the_run_folder() {
         }
     }
     in_folder.remove("metadata.json");
-    assert!(in_folder.contains("connectivity_probe.json"), "{in_folder:?}");
-    assert_eq!(in_folder, checked, "files of the run folder that verify does not check");
+    assert!(
+        in_folder.contains("connectivity_probe.json"),
+        "{in_folder:?}"
+    );
+    assert_eq!(
+        in_folder, checked,
+        "files of the run folder that verify does not check"
+    );
 }

@@ -586,7 +586,14 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         &mut checks,
     )?;
     let final_equity = j.finished_equity.or(reported_equity);
-    metadata_checks(&meta, &file("metadata.json"), final_equity, &j, currency, &mut checks)?;
+    metadata_checks(
+        &meta,
+        &file("metadata.json"),
+        final_equity,
+        &j,
+        currency,
+        &mut checks,
+    )?;
     let books = Books {
         status: meta.status.as_str().to_string(),
         currency,
@@ -674,7 +681,6 @@ fn journal_checks(j: &Journal, account: &Account, currency: Currency, checks: &m
     if let Some(fills) = j.finished_fills {
         checks.push(Check::count("journal.fills", j.fills.len() as u64, fills));
     }
-
 }
 
 /// The last row of `equity.csv`: cash, final equity and (positions on one side) gross exposure.
