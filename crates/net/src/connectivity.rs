@@ -17,10 +17,8 @@
 //! does the I/O.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 pub use tradeloom_core::connectivity::{
     Connectivity, Endpoint, EnvRequirement, EnvStatus, PROBE_FILE, ProbeReport, ProbeResult,
     Provider, ProviderKind, ProviderReadiness, READINESS_FILE, Readiness, endpoints, readiness,
@@ -189,18 +187,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// Writes `value` as pretty JSON to `dir/name` through a temporary file and a rename.
-pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
 }
 
 /// Now, RFC 3339 in UTC with milliseconds.

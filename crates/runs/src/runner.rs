@@ -285,12 +285,15 @@ fn initial_metadata(spec: &ResolvedSpec, run_id: &str, normalised: &str) -> Meta
     }
 }
 
+/// `(index of the data source, (sha256, bytes))` of the sources hashed on a second thread.
+type ColumnarHashes = Vec<(usize, (String, u64))>;
+
 /// Hashes the data files that are not CSV on a second thread (CSV files are hashed by their
-/// readers as they stream); `(index of the source, (sha256, bytes))`.
+/// readers as they stream).
 fn hash_columnar_data(
     readers: &[BarReader],
     spec: &ResolvedSpec,
-) -> std::thread::JoinHandle<Result<Vec<(usize, (String, u64))>, RunError>> {
+) -> std::thread::JoinHandle<Result<ColumnarHashes, RunError>> {
     let columnar: Vec<(usize, PathBuf)> = readers
         .iter()
         .zip(&spec.data)
@@ -315,7 +318,7 @@ fn hash_columnar_data(
 fn data_hashes(
     spec: &ResolvedSpec,
     streamed: StreamedHashes,
-    columnar: Result<Vec<(usize, (String, u64))>, RunError>,
+    columnar: Result<ColumnarHashes, RunError>,
 ) -> Result<Vec<(String, u64)>, RunError> {
     let mut hashes = streamed;
     hashes.resize(spec.data.len(), None);
