@@ -3,38 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use tradeloom_core::{Currency, Decimal, Money, Price, Quantity};
+use tradeloom_core::{Bps, Currency, Decimal, Money, Price, Quantity};
 use tradeloom_store::{Holding, Trade, TradeAction};
-
-/// A fee rate in hundredths of a basis point (`10 bps` = 1000), so fees stay integer maths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FeeRate(u32);
-
-impl FeeRate {
-    /// From basis points with at most two decimals (`10`, `2.5`); 0 ≤ bps ≤ 1000.
-    pub fn from_bps(bps: Decimal) -> Result<Self, String> {
-        if bps.is_negative() || bps.decimals() > 2 {
-            return Err(format!(
-                "fee_bps must be between 0 and 1000 with at most 2 decimals, got {bps}"
-            ));
-        }
-        let centi = bps.as_f64() * 100.0;
-        if centi > 100_000.0 {
-            return Err(format!("fee_bps must be at most 1000, got {bps}"));
-        }
-        // ≤ 2 decimals and ≤ 1000, so the f64 holds the exact hundredths.
-        Ok(FeeRate(centi.round() as u32))
-    }
-
-    /// `notional × rate`, rounded to the currency's precision (half away from zero).
-    pub fn fee(self, notional: Money) -> Money {
-        Money::from_raw(
-            notional.raw() * i128::from(self.0) / 1_000_000,
-            notional.currency(),
-        )
-        .rounded()
-    }
-}
 
 /// Cash and holdings of one model. Holdings are whole shares (`Quantity` at precision 0),
 /// never negative: short selling is refused.
@@ -42,7 +12,7 @@ impl FeeRate {
 pub struct Book {
     cash: Money,
     holdings: BTreeMap<String, Quantity>,
-    fee: FeeRate,
+    fee: Bps,
 }
 
 /// What a trade did, for the tool's answer and the `positions` row.
@@ -78,7 +48,7 @@ pub fn exact(value: impl std::fmt::Display) -> Decimal {
 }
 
 impl Book {
-    pub fn new(cash: Money, fee: FeeRate) -> Self {
+    pub fn new(cash: Money, fee: Bps) -> Self {
         Self {
             cash,
             holdings: BTreeMap::new(),
@@ -90,7 +60,7 @@ impl Book {
     pub fn with_holdings(
         cash: Money,
         holdings: impl IntoIterator<Item = (String, Quantity)>,
-        fee: FeeRate,
+        fee: Bps,
     ) -> Self {
         let holdings = holdings.into_iter().filter(|(_, q)| !q.is_zero()).collect();
         Self {
@@ -125,7 +95,7 @@ impl Book {
         price: Price,
     ) -> Result<Execution, String> {
         let notional = self.notional(price, quantity)?;
-        let fee = self.fee.fee(notional);
+        let fee = self.fee.of_money(notional);
         let cost = notional.checked_add(fee).map_err(|e| e.to_string())?;
         if cost.raw() > self.cash.raw() {
             return Err(format!(
@@ -164,7 +134,7 @@ impl Book {
             ));
         };
         let notional = self.notional(price, quantity)?;
-        let fee = self.fee.fee(notional);
+        let fee = self.fee.of_money(notional);
         let proceeds = notional.checked_sub(fee).map_err(|e| e.to_string())?;
         self.cash = self.cash.checked_add(proceeds).map_err(|e| e.to_string())?;
         let left = held.checked_sub(quantity).map_err(|e| e.to_string())?;
@@ -218,8 +188,8 @@ mod tests {
         Money::parse(s, Currency::USD).unwrap()
     }
 
-    fn fee(bps: &str) -> FeeRate {
-        FeeRate::from_bps(Decimal::parse(bps).unwrap()).unwrap()
+    fn fee(bps: &str) -> Bps {
+        Bps::fee_rate(Decimal::parse(bps).unwrap()).unwrap()
     }
 
     #[test]
@@ -287,9 +257,9 @@ mod tests {
 
     #[test]
     fn fee_rate_bounds() {
-        assert!(FeeRate::from_bps(Decimal::parse("2.55").unwrap()).is_ok());
-        assert!(FeeRate::from_bps(Decimal::parse("2.555").unwrap()).is_err());
-        assert!(FeeRate::from_bps(Decimal::parse("-1").unwrap()).is_err());
-        assert!(FeeRate::from_bps(Decimal::parse("1000.01").unwrap()).is_err());
+        assert!(Bps::fee_rate(Decimal::parse("2.55").unwrap()).is_ok());
+        assert!(Bps::fee_rate(Decimal::parse("2.555").unwrap()).is_err());
+        assert!(Bps::fee_rate(Decimal::parse("-1").unwrap()).is_err());
+        assert!(Bps::fee_rate(Decimal::parse("1000.01").unwrap()).is_err());
     }
 }

@@ -10,7 +10,6 @@ use serde_json::Value;
 use tradeloom_core::{Currency, Decimal, Money};
 use tradeloom_net::connectivity::{Endpoint, EnvRequirement, Provider, ProviderKind};
 
-use crate::book::FeeRate;
 use crate::error::AgentError;
 
 /// Which price of the session's bar trades execute at. `open`: the session runs at the open
@@ -133,7 +132,7 @@ pub struct ResolvedConfig {
     pub news_path: Option<PathBuf>,
     pub currency: Currency,
     pub initial_cash: Money,
-    pub fee: FeeRate,
+    pub fee: tradeloom_core::Bps,
 }
 
 impl ResolvedConfig {
@@ -398,7 +397,8 @@ fn resolve(
         ));
     }
     let initial_cash = config.initial_cash.to_money(currency);
-    let fee = FeeRate::from_bps(config.fee_bps).map_err(|e| err("fee_bps", e))?;
+    let fee =
+        tradeloom_core::Bps::fee_rate(config.fee_bps).map_err(|e| err("fee_bps", e.to_string()))?;
     if config.max_steps == 0 || config.max_steps > 200 {
         return Err(err(
             "max_steps",

@@ -4,7 +4,6 @@
 //! `llm_calls.jsonl` (latency, attempts, token usage) and `summary.json`. Files are written to a
 //! temporary name and renamed, so a crash never leaves half a file; a re-run replaces them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -19,7 +18,7 @@ use crate::tools::TOOL_NAMES;
 
 /// `<data_dir>/runs/<job_id>`.
 pub fn job_dir(data_dir: &Path, job_id: &str) -> PathBuf {
-    data_dir.join("runs").join(job_id)
+    tradeloom_core::DataDir::new(data_dir).run(job_id)
 }
 
 /// `<job_dir>/agents/<model>/<date>`.
@@ -39,16 +38,11 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> AgentError {
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-    // No fsync: the store's commit is the durable record of a model-day; these files are its
+    // Not synced: the store's commit is the durable record of a model-day; these files are its
     // readable copy, rewritten whenever the day re-runs. The rename still means a crashed
     // process never leaves half a file.
-    file.write_all(bytes).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+    tradeloom_safety::write_atomic(path, bytes, tradeloom_safety::Durability::Renamed)
+        .map_err(|e| io_error(&e.path, e.source))
 }
 
 fn jsonl<T: Serialize>(items: &[T]) -> Vec<u8> {

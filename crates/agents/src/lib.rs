@@ -18,7 +18,7 @@ mod session;
 mod simulation;
 mod tools;
 
-pub use book::{Book, Execution, FeeRate};
+pub use book::{Book, Execution};
 pub use calc::{evaluate as calc_evaluate, format_result as calc_format};
 pub use config::{
     ModelConfig, PathRef, ReferencePrice, ResolvedConfig, SimulationConfig, config_from_value,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use tradeloom_core::connectivity::Connectivity;
 use tradeloom_engine::Metrics;
 use tradeloom_runs::{ExecuteError, Metadata, RunOptions, find_run, list_runs, verify_run};
 
@@ -83,6 +84,12 @@ pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<Exit
         let rate = p.bars as f64 / started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!("{} bars, {:.1} M bars/s", p.bars, rate / 1e6));
     };
+    // Assessed before the run; the run writes it into its folder before sealing it.
+    let connectivity = tradeloom_runs::load_spec(spec)
+        .ok()
+        .map(|s| crate::connectivity::assess(&s.spec.connectivity_providers()))
+        .transpose()?
+        .map(|(readiness, probe)| Connectivity { readiness, probe });
     let options = RunOptions {
         data_dir: data_dir.to_path_buf(),
         progress: if show_bar {
@@ -90,22 +97,11 @@ pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<Exit
         } else {
             None
         },
+        connectivity,
+        ..RunOptions::default()
     };
-    // Assessed before the run; written into its folder once the folder exists.
-    let connectivity = tradeloom_runs::load_spec(spec)
-        .ok()
-        .map(|s| crate::connectivity::assess(&s.spec.connectivity_providers()))
-        .transpose()?;
     let outcome = tradeloom_runs::execute(spec, options);
     bar.finish_and_clear();
-    let run_dir = match &outcome {
-        Ok(o) => Some(&o.run_dir),
-        Err(ExecuteError::Failed(f)) => Some(&f.run_dir),
-        Err(ExecuteError::Rejected(_)) => None,
-    };
-    if let (Some(dir), Some((readiness, probe))) = (run_dir, &connectivity) {
-        crate::connectivity::record(dir, readiness, probe);
-    }
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok(outcome) => {

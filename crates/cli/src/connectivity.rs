@@ -9,7 +9,6 @@ use serde_json::json;
 use tradeloom_net::connectivity::{
     DEFAULT_PROBE_TIMEOUT, Endpoint, EnvRequirement, PROBE_FILE, ProbeReport, Provider,
     ProviderKind, READINESS_FILE, Readiness, endpoints, env_is_set, now_rfc3339, probe, readiness,
-    write_json,
 };
 
 /// `tradeloom connectivity` subcommands.
@@ -94,11 +93,7 @@ pub fn assess(providers: &[Provider]) -> Result<(Readiness, ProbeReport)> {
     let readiness = readiness(providers, now_rfc3339(), env_is_set);
     let endpoints = endpoints(providers);
     let probe = if endpoints.is_empty() {
-        ProbeReport {
-            generated_at: now_rfc3339(),
-            ok: true,
-            probes: Vec::new(),
-        }
+        ProbeReport::empty(now_rfc3339())
     } else {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -109,7 +104,16 @@ pub fn assess(providers: &[Provider]) -> Result<(Readiness, ProbeReport)> {
     Ok((readiness, probe))
 }
 
-/// Writes both files into `dir`; a failure is logged, never fatal to the run that asked.
+/// Writes `value` as pretty JSON (and a final newline) to `dir/name`, atomically.
+fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> Result<PathBuf> {
+    let path = dir.join(name);
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    tradeloom_safety::write_atomic(&path, &bytes, tradeloom_safety::Durability::Renamed)?;
+    Ok(path)
+}
+
+/// Writes both files into `dir`; a failure is logged, never fatal to the job that asked.
 pub fn record(dir: &Path, readiness: &Readiness, probe: &ProbeReport) {
     for result in [
         write_json(dir, READINESS_FILE, readiness),

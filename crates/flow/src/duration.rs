@@ -1,48 +1,17 @@
 //! Durations written as text in definitions (`30s`, `15m`, `1h`, `2d`, `1h30m`, `250ms`).
 
+use tradeloom_core::duration::{DAYS, DurationSyntax, HOURS, MILLISECONDS, MINUTES, SECONDS};
+
+/// Definitions accept days as well.
+const SYNTAX: DurationSyntax = DurationSyntax {
+    units: &[MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS],
+    examples: &["30s", "15m", "1h", "2d"],
+};
+
 /// Parses a duration into milliseconds: one or more `<integer><unit>` parts with units `ms`, `s`,
 /// `m`, `h`, `d`, largest first or not, summed. Zero and overflow are errors.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let invalid = || {
-        format!(
-            "invalid duration `{text}`; expected a number and a unit (ms, s, m, h, d), like `30s`, `15m`, `1h` or `2d`"
-        )
-    };
-    let mut total: u64 = 0;
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let amount: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let unit_ms: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit_len..];
-        total = amount
-            .checked_mul(unit_ms)
-            .and_then(|ms| total.checked_add(ms))
-            .ok_or_else(|| format!("duration `{text}` is too long"))?;
-    }
-    if total == 0 {
-        return Err(format!("duration `{text}` must be longer than zero"));
-    }
-    Ok(total)
+    SYNTAX.parse_ms(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -67,10 +67,10 @@ pub async fn check_url(policy: &SsrfPolicy, url_text: &str) -> Result<CheckedTar
             }
             match policy.static_resolution(&host) {
                 Some(ips) => ips.to_vec(),
-                None => resolve(policy, &host, port).await.map_err(|reason| {
+                None => resolve(policy, &host, port).await.map_err(|e| {
                     fail(SsrfErrorKind::Dns {
                         host: host.clone(),
-                        reason,
+                        reason: e.to_string(),
                     })
                 })?,
             }
@@ -122,13 +122,22 @@ fn literal_address(host: &str) -> Option<IpAddr> {
     legacy_ipv4(host).map(IpAddr::V4)
 }
 
+/// Why the system resolver gave no address.
+#[derive(Debug, thiserror::Error)]
+enum ResolveError {
+    #[error("{0}")]
+    Lookup(std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
 /// Every address the system resolver gives for `host`, within the policy's timeout.
-async fn resolve(policy: &SsrfPolicy, host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
+async fn resolve(policy: &SsrfPolicy, host: &str, port: u16) -> Result<Vec<IpAddr>, ResolveError> {
     let lookup = tokio::net::lookup_host((host, port));
     match tokio::time::timeout(policy.timeout, lookup).await {
         Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip()).collect()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {:?}", policy.timeout)),
+        Ok(Err(e)) => Err(ResolveError::Lookup(e)),
+        Err(_) => Err(ResolveError::Timeout(policy.timeout)),
     }
 }
 

@@ -12,193 +12,26 @@
 //!   `GET`, no redirects, no credentials); any other endpoint is recorded with `skipped: true` and
 //!   the reason in `error`. `ok` is true when every probe that ran got a 2xx answer.
 //!
-//! [`readiness`] is pure (the environment comes in as a function); [`probe`] does the I/O.
+//! The records and the providers are plain data of `tradeloom-core` ([`tradeloom_core::connectivity`],
+//! re-exported here); [`readiness`] is pure (the environment comes in as a function); [`probe`]
+//! does the I/O.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+pub use tradeloom_core::connectivity::{
+    Connectivity, Endpoint, EnvRequirement, EnvStatus, PROBE_FILE, ProbeReport, ProbeResult,
+    Provider, ProviderKind, ProviderReadiness, READINESS_FILE, Readiness, endpoints, readiness,
+};
 
 use crate::address::is_loopback;
 
-/// The file name of the readiness record.
-pub const READINESS_FILE: &str = "connectivity_readiness.json";
-/// The file name of the probe record.
-pub const PROBE_FILE: &str = "connectivity_probe.json";
 /// How long one probe may take, connection included.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// What a provider is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// An OpenAI-compatible LLM endpoint.
-    Llm,
-    /// A source of market data or news.
-    Data,
-    /// Where orders go (the simulated venue of a backtest).
-    Venue,
-    /// The tradeloom REST API.
-    Api,
-}
-
-/// An environment variable a provider reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnvRequirement {
-    pub var: String,
-    /// Without it the provider cannot work (e.g. a model's `api_key_env`).
-    pub required: bool,
-}
-
-/// A read-only URL that shows whether an endpoint answers (`GET`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub name: String,
-    pub url: String,
-}
-
-/// A provider of a run spec or simulation config, as the readiness check and probe see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Provider {
-    pub name: String,
-    pub kind: ProviderKind,
-    pub env: Vec<EnvRequirement>,
-    /// The endpoint to probe, for providers reached over HTTP.
-    pub endpoint: Option<Endpoint>,
-}
-
-impl Provider {
-    /// A provider that needs no variable and has no endpoint (local files, the simulated venue).
-    pub fn local(name: impl Into<String>, kind: ProviderKind) -> Self {
-        Self {
-            name: name.into(),
-            kind,
-            env: Vec::new(),
-            endpoint: None,
-        }
-    }
-}
-
-/// `connectivity_readiness.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Readiness {
-    /// RFC 3339.
-    pub generated_at: String,
-    pub ready: bool,
-    pub providers: Vec<ProviderReadiness>,
-}
-
-/// One provider of [`Readiness`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderReadiness {
-    pub name: String,
-    pub kind: ProviderKind,
-    pub ready: bool,
-    pub env: Vec<EnvStatus>,
-}
-
-/// Whether one variable is set; its value is never recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvStatus {
-    pub var: String,
-    pub set: bool,
-    pub required: bool,
-}
-
-impl Readiness {
-    /// `(provider, variable)` of every required variable that is not set.
-    pub fn missing(&self) -> Vec<(&str, &str)> {
-        self.providers
-            .iter()
-            .flat_map(|p| {
-                p.env
-                    .iter()
-                    .filter(|e| e.required && !e.set)
-                    .map(move |e| (p.name.as_str(), e.var.as_str()))
-            })
-            .collect()
-    }
-}
-
-/// Readiness of `providers`; `is_set(var)` says whether a variable is set (see [`env_is_set`]).
-pub fn readiness(
-    providers: &[Provider],
-    generated_at: String,
-    is_set: impl Fn(&str) -> bool,
-) -> Readiness {
-    let providers: Vec<ProviderReadiness> = providers
-        .iter()
-        .map(|p| {
-            let env: Vec<EnvStatus> = p
-                .env
-                .iter()
-                .map(|e| EnvStatus {
-                    var: e.var.clone(),
-                    set: is_set(&e.var),
-                    required: e.required,
-                })
-                .collect();
-            ProviderReadiness {
-                name: p.name.clone(),
-                kind: p.kind,
-                ready: env.iter().all(|e| e.set || !e.required),
-                env,
-            }
-        })
-        .collect();
-    Readiness {
-        generated_at,
-        ready: providers.iter().all(|p| p.ready),
-        providers,
-    }
-}
 
 /// Whether the process environment has `var` set to a non-empty value.
 pub fn env_is_set(var: &str) -> bool {
     std::env::var_os(var).is_some_and(|v| !v.is_empty())
-}
-
-/// `connectivity_probe.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProbeReport {
-    /// RFC 3339.
-    pub generated_at: String,
-    pub ok: bool,
-    pub probes: Vec<ProbeResult>,
-}
-
-/// One endpoint of a [`ProbeReport`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProbeResult {
-    pub name: String,
-    pub url: String,
-    /// A 2xx answer; false when the probe failed or was skipped.
-    pub ok: bool,
-    /// The HTTP status, when an answer came.
-    pub status: Option<u16>,
-    /// Time to the response head, in milliseconds.
-    pub latency_ms: Option<f64>,
-    /// Why the probe failed, or why it was skipped.
-    pub error: Option<String>,
-    /// Not contacted: the endpoint is not on this host (or its URL is unusable).
-    #[serde(default)]
-    pub skipped: bool,
-}
-
-impl ProbeReport {
-    /// The probes that ran and failed.
-    pub fn failures(&self) -> impl Iterator<Item = &ProbeResult> {
-        self.probes.iter().filter(|p| !p.skipped && !p.ok)
-    }
-}
-
-/// The endpoints of `providers`, in order.
-pub fn endpoints(providers: &[Provider]) -> Vec<Endpoint> {
-    providers
-        .iter()
-        .filter_map(|p| p.endpoint.clone())
-        .collect()
 }
 
 /// Probes each endpoint in turn (loopback only, see the module documentation).
@@ -356,18 +189,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Writes `value` as pretty JSON to `dir/name` through a temporary file and a rename.
-pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
-}
-
 /// Now, RFC 3339 in UTC with milliseconds.
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -393,39 +214,6 @@ mod tests {
                 url: url.into(),
             }),
         }
-    }
-
-    #[test]
-    fn readiness_lists_required_and_optional_variables() {
-        let mut api = Provider::local("api", ProviderKind::Api);
-        api.env.push(EnvRequirement {
-            var: "TL_KEY".into(),
-            required: false,
-        });
-        let providers = vec![
-            llm("gpt", Some("TL_OPENAI"), "https://api.openai.com/v1/models"),
-            llm("mock", None, "http://127.0.0.1:1/v1/models"),
-            Provider::local("sim", ProviderKind::Venue),
-            api,
-        ];
-        let set = |v: &str| v == "TL_OPENAI";
-        let r = readiness(&providers, "t".into(), set);
-        assert!(r.ready);
-        assert!(r.missing().is_empty());
-        let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["providers"][0]["kind"], "llm");
-        assert_eq!(
-            json["providers"][0]["env"][0],
-            serde_json::json!({"var": "TL_OPENAI", "set": true, "required": true})
-        );
-        assert_eq!(json["providers"][3]["env"][0]["set"], false);
-        assert_eq!(json["providers"][3]["ready"], true);
-
-        let r = readiness(&providers, "t".into(), |_| false);
-        assert!(!r.ready);
-        assert!(!r.providers[0].ready);
-        assert!(r.providers[1].ready && r.providers[2].ready && r.providers[3].ready);
-        assert_eq!(r.missing(), vec![("gpt", "TL_OPENAI")]);
     }
 
     #[test]

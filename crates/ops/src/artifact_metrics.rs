@@ -24,8 +24,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::Deserialize;
+use tradeloom_core::DataDir;
 use tradeloom_metrics::{MetricError, Registry, names};
-use tradeloom_runs::folder::runs_dir;
 use tradeloom_runs::{Metadata, RunStatus};
 use tradeloom_safety::KillSwitch;
 
@@ -270,7 +270,7 @@ impl ArtifactCollector {
         &self,
         selection: Selection<'_>,
     ) -> Result<Vec<FolderFigures>, ArtifactMetricsError> {
-        let runs = runs_dir(&self.data_dir);
+        let runs = DataDir::new(&self.data_dir).runs();
         let folders: Vec<String> = match selection {
             Selection::Run(id) => {
                 let dir = tradeloom_runs::find_run(&self.data_dir, id)
@@ -547,7 +547,7 @@ fn render_kill_switch(
     run_scope: Option<&str>,
 ) -> Result<(), ArtifactMetricsError> {
     // Opening creates the folder; a data dir without one has never had a kill switch engaged.
-    if !data_dir.join("killswitch").is_dir() {
+    if !DataDir::new(data_dir).kill_switch().is_dir() {
         registry.gauge(&names::KILL_SWITCH_ENGAGED, &[("scope", "global")], 0.0)?;
         return Ok(());
     }
@@ -597,7 +597,7 @@ pub const HEALTH_STATUSES: [&str; 4] = ["GREEN", "DEGRADED", "CRITICAL", "DEAD"]
 
 /// Health series from the latest check, nothing if no check ran yet.
 fn render_health(registry: &mut Registry, data_dir: &Path) -> Result<(), ArtifactMetricsError> {
-    let path = data_dir.join("health").join("meta_health.json");
+    let path = DataDir::new(data_dir).health().join("meta_health.json");
     let Some(health) = read_json::<HealthFile>(&path, "meta health report")? else {
         return Ok(());
     };
@@ -650,7 +650,7 @@ mod tests {
             &example_spec(),
             RunOptions {
                 data_dir: data_dir.to_path_buf(),
-                progress: None,
+                ..RunOptions::default()
             },
         )
         .unwrap();

@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tradeloom_core::fixed::format_raw;
 use tradeloom_core::{Currency, Decimal, Money};
+use tradeloom_safety::{Durability, write_atomic};
 use tradeloom_store::{Store, StoreError};
 
 pub use job::reconcile_job;
@@ -191,17 +192,15 @@ impl Reconciliation {
     /// Writes [`RESULT_FILE`] into `dir` (created if missing) through a temporary file and a
     /// rename; returns its path.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, ReconcileError> {
-        std::fs::create_dir_all(dir).map_err(|e| ReconcileError::io(dir, e))?;
         let path = dir.join(RESULT_FILE);
-        let tmp = dir.join(format!("{RESULT_FILE}.tmp"));
         let mut text = serde_json::to_string_pretty(self).map_err(|e| ReconcileError::Corrupt {
             path: path.clone(),
             line: None,
             message: e.to_string(),
         })?;
         text.push('\n');
-        std::fs::write(&tmp, text).map_err(|e| ReconcileError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| ReconcileError::io(&path, e))?;
+        write_atomic(&path, text.as_bytes(), Durability::Renamed)
+            .map_err(|e| ReconcileError::io(e.path, e.source))?;
         Ok(path)
     }
 }
@@ -311,11 +310,12 @@ pub async fn all_job_ids(store: &dyn Store) -> Result<Vec<String>, StoreError> {
 /// The folder a job's result goes to: its run folder `<data_dir>/runs/<job_id>/` if the job
 /// wrote one, else `<data_dir>/jobs/<job_id>/`.
 pub fn job_result_dir(data_dir: &Path, job_id: &str) -> PathBuf {
-    let folder = data_dir.join("runs").join(job_id);
+    let data_dir = tradeloom_core::DataDir::new(data_dir);
+    let folder = data_dir.run(job_id);
     if folder.is_dir() {
         folder
     } else {
-        data_dir.join("jobs").join(job_id)
+        data_dir.job(job_id)
     }
 }
 

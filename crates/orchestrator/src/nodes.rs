@@ -590,13 +590,13 @@ async fn backtest(
     // the backtest run's own.
     let parents = vec![workflow_run_id.to_string()];
     let outcome = tokio::task::spawn_blocking(move || {
-        tradeloom_runs::execute_under(
+        tradeloom_runs::execute(
             &path,
             tradeloom_runs::RunOptions {
                 data_dir,
-                progress: None,
+                parent_runs: parents,
+                ..Default::default()
             },
-            &parents,
         )
     })
     .await

@@ -4,9 +4,14 @@
 //! <data_dir>/runs/<run_id>/   run_id: a UUIDv7, so ids sort by creation time
 //!   run_spec.yaml  metadata.json  journal.jsonl  metrics.json
 //!   orders.csv  fills.csv  trades.csv  equity.csv  report.md  equity.svg
+//!   connectivity_readiness.json  connectivity_probe.json   (when the caller assessed them)
 //! ```
+//!
+//! Where `runs/` is under the data dir is [`tradeloom_core::DataDir`]'s to say.
 
 use std::path::{Path, PathBuf};
+
+use tradeloom_core::DataDir;
 
 use crate::error::RunError;
 use crate::metadata::Metadata;
@@ -22,7 +27,7 @@ impl RunFolder {
     /// Creates a new, empty run folder with a fresh id.
     pub fn create(data_dir: &Path) -> Result<Self, RunError> {
         let run_id = uuid::Uuid::now_v7().to_string();
-        let dir = runs_dir(data_dir).join(&run_id);
+        let dir = DataDir::new(data_dir).run(&run_id);
         std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
         Ok(Self { run_id, dir })
     }
@@ -32,13 +37,9 @@ impl RunFolder {
     }
 }
 
-pub fn runs_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("runs")
-}
-
 /// Every run under `data_dir` with readable metadata, oldest first.
 pub fn list_runs(data_dir: &Path) -> Result<Vec<(PathBuf, Metadata)>, RunError> {
-    let dir = runs_dir(data_dir);
+    let dir = DataDir::new(data_dir).runs();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -73,7 +74,7 @@ pub fn find_run(data_dir: &Path, id: &str) -> Result<PathBuf, RunError> {
         }
         Err(e) => Err(RunError::NotFound(format!(
             "{e} under {} (see `tradeloom runs list`)",
-            runs_dir(data_dir).display()
+            DataDir::new(data_dir).runs().display()
         ))),
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod artifacts;
 pub mod bench;
+mod connectivity;
 pub mod error;
 pub mod folder;
 pub mod hashing;
@@ -26,8 +27,7 @@ pub use folder::{RunFolder, find_run, list_runs};
 pub use interruption::{InterruptedRun, mark_interrupted_runs};
 pub use metadata::{Metadata, RunStatus};
 pub use runner::{
-    ExecuteError, Progress, RunOptions, RunOutcome, execute, execute_resolved_under, execute_under,
-    rerender_report,
+    ExecuteError, Progress, RunOptions, RunOutcome, SpecSource, execute, rerender_report,
 };
 pub use spec::{RunSpec, load_spec};
 pub use verify::{VerifyReport, verify_run};

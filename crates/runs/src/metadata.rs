@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use tradeloom_safety::{Durability, write_atomic};
 
 use crate::error::RunError;
 
@@ -125,19 +126,12 @@ impl Metadata {
     /// Writes `metadata.json` atomically (temporary file, fsync, rename).
     pub fn write(&self, run_dir: &Path) -> Result<(), RunError> {
         let path = run_dir.join("metadata.json");
-        let tmp = run_dir.join(".metadata.json.tmp");
         let mut text = serde_json::to_string_pretty(self).map_err(|e| RunError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
         })?;
         text.push('\n');
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| RunError::io(&path, e))
+        write_atomic(&path, text.as_bytes(), Durability::Synced)
+            .map_err(|e| RunError::io(e.path, e.source))
     }
 }

@@ -1,7 +1,8 @@
 //! [`execute`]: spec → run folder.
 //!
 //! Errors in the spec or in opening the data are reported before any folder is created. Once
-//! the run starts, its folder exists with `metadata.json` saying `running`; a failure later (a
+//! the run starts, its folder exists with `metadata.json` saying `running` (and the
+//! connectivity files the caller assessed, hashed like every artifact); a failure later (a
 //! malformed row deep in a file, a full disk) leaves the journal as written so far, appends a
 //! `run_failed` line, and marks the metadata `failed` with the error — never `completed`.
 //!
@@ -16,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
-use tradeloom_data::{MergedBars, open_bars};
+use tradeloom_core::connectivity::Connectivity;
+use tradeloom_data::{BarReader, MergedBars, open_bars};
 use tradeloom_engine::{Engine, Metrics, Summary, build_strategy};
 use tradeloom_safety::KillSwitch;
 
@@ -42,10 +44,46 @@ pub struct Progress {
     pub total: u64,
 }
 
-/// Where to write and whom to tell.
+/// Where to write, whom to tell, and what else covers or goes into the run.
+#[derive(Default)]
 pub struct RunOptions<'a> {
+    /// The data dir; the run's folder is `<data_dir>/runs/<run_id>/`.
     pub data_dir: PathBuf,
+    /// Called every 65,536 bars and once at the end.
     pub progress: Option<&'a mut dyn FnMut(Progress)>,
+    /// Runs that started this one (a workflow run): their kill switches (`run:<id>`) cover it
+    /// as well as the global one and its own.
+    pub parent_runs: Vec<String>,
+    /// The readiness and probe of the spec's providers, assessed by the caller before the run:
+    /// written into the folder and hashed into `metadata.json` before it is sealed.
+    pub connectivity: Option<Connectivity>,
+}
+
+/// The spec of a run: a file to load, or a spec already loaded.
+#[derive(Debug)]
+pub enum SpecSource<'a> {
+    /// A run spec file (YAML).
+    File(&'a Path),
+    /// A spec [`load_spec`] returned.
+    Loaded(Box<ResolvedSpec>),
+}
+
+impl<'a> From<&'a Path> for SpecSource<'a> {
+    fn from(path: &'a Path) -> Self {
+        SpecSource::File(path)
+    }
+}
+
+impl<'a> From<&'a PathBuf> for SpecSource<'a> {
+    fn from(path: &'a PathBuf) -> Self {
+        SpecSource::File(path)
+    }
+}
+
+impl From<ResolvedSpec> for SpecSource<'_> {
+    fn from(spec: ResolvedSpec) -> Self {
+        SpecSource::Loaded(Box::new(spec))
+    }
 }
 
 /// A finished run.
@@ -91,58 +129,20 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Runs a spec file to a run folder under `options.data_dir`.
-pub fn execute(spec_path: &Path, options: RunOptions<'_>) -> Result<RunOutcome, ExecuteError> {
-    execute_under(spec_path, options, &[])
-}
-
-/// [`execute`] for a run started by other runs (a workflow run): the kill switches of
-/// `parent_runs` (`run:<id>`) cover it as well as the global one and its own.
-pub fn execute_under(
-    spec_path: &Path,
-    options: RunOptions<'_>,
-    parent_runs: &[String],
-) -> Result<RunOutcome, ExecuteError> {
-    let spec = load_spec(spec_path).map_err(ExecuteError::Rejected)?;
-    execute_resolved_under(spec, options, parent_runs)
-}
-
-/// Runs an already loaded spec.
-pub fn execute_resolved(
-    spec: ResolvedSpec,
-    options: RunOptions<'_>,
-) -> Result<RunOutcome, ExecuteError> {
-    execute_resolved_under(spec, options, &[])
-}
-
-/// [`execute_resolved`] under the kill switches of `parent_runs` as well (see
-/// [`execute_under`]).
-pub fn execute_resolved_under(
-    spec: ResolvedSpec,
+/// Runs a spec (a file or a loaded spec) to a run folder under `options.data_dir`.
+pub fn execute<'s>(
+    spec: impl Into<SpecSource<'s>>,
     mut options: RunOptions<'_>,
-    parent_runs: &[String],
 ) -> Result<RunOutcome, ExecuteError> {
     let started = Instant::now();
     let reject = ExecuteError::Rejected;
-    let mut readers = Vec::with_capacity(spec.data.len());
-    for source in &spec.data {
-        let inst = &spec.instruments[source.instrument.index()];
-        readers.push(open_bars(&source.path, source.format, inst).map_err(|e| reject(e.into()))?);
-    }
-    let strategies = spec
-        .instruments
-        .iter()
-        .map(|inst| build_strategy(&spec.spec.strategy, inst))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|message| {
-            reject(RunError::Spec {
-                place: spec.path.display().to_string(),
-                message,
-            })
-        })?;
-    let mut engine = Engine::new(spec.engine.clone(), spec.instruments.clone(), strategies)
-        .map_err(|e| reject(e.into()))?;
+    let spec = match spec.into() {
+        SpecSource::File(path) => load_spec(path).map_err(reject)?,
+        SpecSource::Loaded(spec) => *spec,
+    };
+    let (readers, mut engine) = open_inputs(&spec).map_err(reject)?;
     let kill_switch = KillSwitch::open(&options.data_dir).map_err(|e| reject(e.into()))?;
+    let normalised = normalise(&spec).map_err(reject)?;
 
     let folder = RunFolder::create(&options.data_dir).map_err(reject)?;
     // Every log line of the run carries its id and trace id (derived from the id).
@@ -160,18 +160,90 @@ pub fn execute_resolved_under(
     );
     let flatten_default = spec.spec.risk.kill_switch.is_some_and(|k| k.flatten);
     let gate = RunGate::new(kill_switch, folder.run_id.clone())
-        .with_parent_runs(parent_runs.iter().cloned())
+        .with_parent_runs(options.parent_runs.iter().cloned())
         .with_flatten_default(flatten_default);
     let gate_errors = gate.errors();
     engine.set_kill_switch_gate(Box::new(gate));
-    let normalised = yaml_serde::to_string(&spec.spec).map_err(|e| {
-        reject(RunError::Spec {
-            place: spec.path.display().to_string(),
-            message: format!("cannot normalise the spec: {e}"),
+    let meta = initial_metadata(&spec, &folder.run_id, &normalised);
+    let mut run = StartedRun {
+        folder,
+        meta,
+        started,
+    };
+    run.write_inputs(&normalised, options.connectivity.as_ref())?;
+
+    let hasher = hash_columnar_data(&readers, &spec);
+    let mut sink = open_sink(&run.folder).map_err(|e| run.fail(e))?;
+    // Listed for `/metrics` of this process until the run ends.
+    let live = crate::live::register(&run.folder.run_id);
+    let result = drive(
+        engine,
+        MergedBars::new(readers),
+        &mut sink,
+        &mut options,
+        live.counters(),
+    );
+    let columnar_hashes = hasher.join().unwrap_or_else(|_| {
+        Err(RunError::Corrupt {
+            path: PathBuf::new(),
+            message: "the data hashing thread panicked".to_string(),
         })
-    })?;
-    let mut meta = Metadata {
-        run_id: folder.run_id.clone(),
+    });
+    let result = result.and_then(|x| match gate_errors.take() {
+        Some(e) => Err(e.into()),
+        None => Ok(x),
+    });
+    let (summary, streamed_hashes) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            sink.journal_extra(&serde_json::json!({"event": "run_failed", "error": e.to_string()}));
+            if let Ok(files) = sink.finish() {
+                let _ = finish_files(files, &run.folder, &mut run.meta.artifacts);
+            }
+            return Err(run.fail(e));
+        }
+    };
+    let hashes = data_hashes(&spec, streamed_hashes, columnar_hashes).map_err(|e| run.fail(e))?;
+    for (info, (sha, bytes)) in run.meta.data.iter_mut().zip(hashes) {
+        info.sha256 = Some(sha);
+        info.bytes = Some(bytes);
+    }
+    run.seal(sink, summary, &spec)
+}
+
+/// The data readers and the engine with its strategies: everything that can reject a spec
+/// before a folder exists.
+fn open_inputs(spec: &ResolvedSpec) -> Result<(Vec<BarReader>, Engine), RunError> {
+    let mut readers = Vec::with_capacity(spec.data.len());
+    for source in &spec.data {
+        let inst = &spec.instruments[source.instrument.index()];
+        readers.push(open_bars(&source.path, source.format, inst)?);
+    }
+    let strategies = spec
+        .instruments
+        .iter()
+        .map(|inst| build_strategy(&spec.spec.strategy, inst))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| RunError::Spec {
+            place: spec.path.display().to_string(),
+            message,
+        })?;
+    let engine = Engine::new(spec.engine.clone(), spec.instruments.clone(), strategies)?;
+    Ok((readers, engine))
+}
+
+/// The spec as `run_spec.yaml` holds it.
+fn normalise(spec: &ResolvedSpec) -> Result<String, RunError> {
+    yaml_serde::to_string(&spec.spec).map_err(|e| RunError::Spec {
+        place: spec.path.display().to_string(),
+        message: format!("cannot normalise the spec: {e}"),
+    })
+}
+
+/// `metadata.json` of a run that has just started.
+fn initial_metadata(spec: &ResolvedSpec, run_id: &str, normalised: &str) -> Metadata {
+    Metadata {
+        run_id: run_id.to_string(),
         name: spec.spec.name.clone(),
         status: RunStatus::Running,
         mode: "backtest".to_string(),
@@ -210,30 +282,18 @@ pub fn execute_resolved_under(
             .collect(),
         artifacts: BTreeMap::new(),
         summary: None,
-    };
-    let fail = |meta: &mut Metadata, folder: &RunFolder, error: RunError| {
-        tracing::error!(error = %error, "run failed");
-        meta.status = RunStatus::Failed;
-        meta.error = Some(error.to_string());
-        meta.finished_at = Some(now_rfc3339());
-        meta.duration_ms = Some(started.elapsed().as_millis() as u64);
-        // Best effort: the original error matters more than a second one here.
-        let _ = meta.write(&folder.dir);
-        ExecuteError::Failed(Box::new(FailedRun {
-            run_id: folder.run_id.clone(),
-            run_dir: folder.dir.clone(),
-            error,
-        }))
-    };
-    if let Err(e) = meta.write(&folder.dir) {
-        return Err(fail(&mut meta, &folder, e));
     }
-    if let Err(e) = std::fs::write(folder.file("run_spec.yaml"), &normalised) {
-        let e = RunError::io(folder.file("run_spec.yaml"), e);
-        return Err(fail(&mut meta, &folder, e));
-    }
+}
 
-    // CSV files are hashed by their readers as they stream; other formats on a second thread.
+/// `(index of the data source, (sha256, bytes))` of the sources hashed on a second thread.
+type ColumnarHashes = Vec<(usize, (String, u64))>;
+
+/// Hashes the data files that are not CSV on a second thread (CSV files are hashed by their
+/// readers as they stream).
+fn hash_columnar_data(
+    readers: &[BarReader],
+    spec: &ResolvedSpec,
+) -> std::thread::JoinHandle<Result<ColumnarHashes, RunError>> {
     let columnar: Vec<(usize, PathBuf)> = readers
         .iter()
         .zip(&spec.data)
@@ -241,7 +301,7 @@ pub fn execute_resolved_under(
         .filter(|(_, (r, _))| r.format() != tradeloom_data::DataFormat::Csv)
         .map(|(i, (_, d))| (i, d.path.clone()))
         .collect();
-    let hasher = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         columnar
             .into_iter()
             .map(|(i, p)| {
@@ -250,113 +310,142 @@ pub fn execute_resolved_under(
                     .map_err(|e| RunError::io(&p, e))
             })
             .collect::<Result<Vec<_>, _>>()
-    });
-
-    let sink = open_sink(&folder);
-    let mut sink = match sink {
-        Ok(sink) => sink,
-        Err(e) => return Err(fail(&mut meta, &folder, e)),
-    };
-    // Listed for `/metrics` of this process until the run ends.
-    let live = crate::live::register(&folder.run_id);
-    let result = drive(
-        engine,
-        MergedBars::new(readers),
-        &mut sink,
-        &mut options,
-        live.counters(),
-    );
-    let columnar_hashes = hasher.join().unwrap_or_else(|_| {
-        Err(RunError::Corrupt {
-            path: PathBuf::new(),
-            message: "the data hashing thread panicked".to_string(),
-        })
-    });
-    let result = result.and_then(|x| match gate_errors.take() {
-        Some(e) => Err(e.into()),
-        None => Ok(x),
-    });
-    let (summary, streamed_hashes) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            sink.journal_extra(&serde_json::json!({"event": "run_failed", "error": e.to_string()}));
-            if let Ok(files) = sink.finish() {
-                let _ = finish_files(files, &folder, &mut meta.artifacts);
-            }
-            return Err(fail(&mut meta, &folder, e));
-        }
-    };
-    let data_hashes = columnar_hashes.and_then(|columnar| {
-        let mut hashes = streamed_hashes;
-        hashes.resize(spec.data.len(), None);
-        for (i, h) in columnar {
-            hashes[i] = Some(h);
-        }
-        hashes
-            .into_iter()
-            .zip(&spec.data)
-            .map(|(h, d)| match h {
-                Some(h) => Ok(h),
-                None => sha256_file(&d.path).map_err(|e| RunError::io(&d.path, e)),
-            })
-            .collect::<Result<Vec<_>, _>>()
-    });
-    match data_hashes {
-        Ok(hashes) => {
-            for (info, (sha, bytes)) in meta.data.iter_mut().zip(hashes) {
-                info.sha256 = Some(sha);
-                info.bytes = Some(bytes);
-            }
-        }
-        Err(e) => return Err(fail(&mut meta, &folder, e)),
-    }
-    let files = match sink.finish() {
-        Ok(files) => files,
-        Err(e) => return Err(fail(&mut meta, &folder, RunError::io(&folder.dir, e))),
-    };
-    let journal_events = files.journal_lines;
-    let (sampler, trade_rows) = match finish_files(files, &folder, &mut meta.artifacts) {
-        Ok(x) => x,
-        Err(e) => return Err(fail(&mut meta, &folder, e)),
-    };
-    let metrics = summary.metrics.clone();
-    meta.summary = Some(RunSummary {
-        bars: metrics.bars,
-        trades: metrics.trades,
-        final_equity: metrics.final_equity.to_string(),
-        total_return_pct: metrics.total_return_pct,
-        max_drawdown_pct: metrics.max_drawdown_pct,
-        journal_events,
-        halted: summary.halted,
-        margin_call: summary.margin_call,
-    });
-    meta.status = RunStatus::Completed;
-    let outputs = write_outputs(&folder, &spec, &meta, &metrics, &sampler, &trade_rows);
-    match outputs {
-        Ok(hashes) => meta.artifacts.extend(hashes),
-        Err(e) => return Err(fail(&mut meta, &folder, e)),
-    }
-    meta.finished_at = Some(now_rfc3339());
-    meta.duration_ms = Some(started.elapsed().as_millis() as u64);
-    if let Err(e) = meta.write(&folder.dir) {
-        return Err(fail(&mut meta, &folder, e));
-    }
-    tracing::info!(
-        bars = metrics.bars,
-        orders = metrics.orders,
-        fills = metrics.fills,
-        halted = summary.halted,
-        margin_call = summary.margin_call,
-        duration_ms = meta.duration_ms,
-        "run completed"
-    );
-    Ok(RunOutcome {
-        run_id: folder.run_id.clone(),
-        run_dir: folder.dir.clone(),
-        status: RunStatus::Completed,
-        metrics,
-        metadata: meta,
     })
+}
+
+/// The `(sha256, bytes)` of every data source, in spec order: streamed by the readers, hashed
+/// on the second thread, or (a reader that stopped early) read again.
+fn data_hashes(
+    spec: &ResolvedSpec,
+    streamed: StreamedHashes,
+    columnar: Result<ColumnarHashes, RunError>,
+) -> Result<Vec<(String, u64)>, RunError> {
+    let mut hashes = streamed;
+    hashes.resize(spec.data.len(), None);
+    for (i, h) in columnar? {
+        hashes[i] = Some(h);
+    }
+    hashes
+        .into_iter()
+        .zip(&spec.data)
+        .map(|(h, d)| match h {
+            Some(h) => Ok(h),
+            None => sha256_file(&d.path).map_err(|e| RunError::io(&d.path, e)),
+        })
+        .collect()
+}
+
+/// A run whose folder exists: from here on every failure marks it failed.
+struct StartedRun {
+    folder: RunFolder,
+    meta: Metadata,
+    started: Instant,
+}
+
+impl StartedRun {
+    /// Marks the run failed with `error` (best effort: the original error matters more than a
+    /// second one while writing the metadata).
+    fn fail(&mut self, error: RunError) -> ExecuteError {
+        tracing::error!(error = %error, "run failed");
+        self.meta.status = RunStatus::Failed;
+        self.meta.error = Some(error.to_string());
+        self.meta.finished_at = Some(now_rfc3339());
+        self.meta.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+        let _ = self.meta.write(&self.folder.dir);
+        ExecuteError::Failed(Box::new(FailedRun {
+            run_id: self.folder.run_id.clone(),
+            run_dir: self.folder.dir.clone(),
+            error,
+        }))
+    }
+
+    /// `metadata.json` saying `running`, `run_spec.yaml`, and the connectivity files.
+    fn write_inputs(
+        &mut self,
+        normalised: &str,
+        connectivity: Option<&Connectivity>,
+    ) -> Result<(), ExecuteError> {
+        if let Some(connectivity) = connectivity {
+            let hashes = crate::connectivity::write_files(&self.folder.dir, connectivity);
+            self.meta.artifacts.extend(hashes);
+        }
+        if let Err(e) = self.meta.write(&self.folder.dir) {
+            return Err(self.fail(e));
+        }
+        let spec_path = self.folder.file("run_spec.yaml");
+        if let Err(e) = std::fs::write(&spec_path, normalised) {
+            return Err(self.fail(RunError::io(spec_path, e)));
+        }
+        Ok(())
+    }
+
+    /// Flushes and hashes the artifacts, writes metrics and report, and seals `metadata.json`
+    /// as `completed`.
+    fn seal(
+        mut self,
+        sink: RunSink,
+        summary: Summary,
+        spec: &ResolvedSpec,
+    ) -> Result<RunOutcome, ExecuteError> {
+        let files = match sink.finish() {
+            Ok(files) => files,
+            Err(e) => {
+                let e = RunError::io(&self.folder.dir, e);
+                return Err(self.fail(e));
+            }
+        };
+        let journal_events = files.journal_lines;
+        let (sampler, trade_rows) =
+            match finish_files(files, &self.folder, &mut self.meta.artifacts) {
+                Ok(x) => x,
+                Err(e) => return Err(self.fail(e)),
+            };
+        let metrics = summary.metrics.clone();
+        self.meta.summary = Some(RunSummary {
+            bars: metrics.bars,
+            trades: metrics.trades,
+            final_equity: metrics.final_equity.to_string(),
+            total_return_pct: metrics.total_return_pct,
+            max_drawdown_pct: metrics.max_drawdown_pct,
+            journal_events,
+            halted: summary.halted,
+            margin_call: summary.margin_call,
+        });
+        self.meta.status = RunStatus::Completed;
+        let outputs = write_outputs(
+            &self.folder,
+            spec,
+            &self.meta,
+            &metrics,
+            &sampler,
+            &trade_rows,
+        );
+        match outputs {
+            Ok(hashes) => self.meta.artifacts.extend(hashes),
+            Err(e) => return Err(self.fail(e)),
+        }
+        self.meta.finished_at = Some(now_rfc3339());
+        self.meta.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+        if let Err(e) = self.meta.write(&self.folder.dir) {
+            return Err(self.fail(e));
+        }
+        tracing::info!(
+            bars = metrics.bars,
+            orders = metrics.orders,
+            fills = metrics.fills,
+            halted = summary.halted,
+            margin_call = summary.margin_call,
+            duration_ms = self.meta.duration_ms,
+            "run completed"
+        );
+        Ok(RunOutcome {
+            run_id: self.folder.run_id.clone(),
+            run_dir: self.folder.dir.clone(),
+            status: RunStatus::Completed,
+            metrics,
+            metadata: self.meta,
+        })
+    }
 }
 
 fn open_sink(folder: &RunFolder) -> Result<RunSink, RunError> {

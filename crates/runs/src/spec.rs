@@ -20,13 +20,13 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tradeloom_core::connectivity::{Provider, ProviderKind};
 use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol};
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{
     EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig, StrategyConfig,
 };
-use tradeloom_net::connectivity::{Provider, ProviderKind};
 
 use crate::error::RunError;
 

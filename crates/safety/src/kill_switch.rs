@@ -23,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file::{Durability, write_atomic};
+
 /// How long [`KillSwitch::is_engaged`] trusts what it read before it looks at the files again.
 pub const DEFAULT_REFRESH: Duration = Duration::from_millis(50);
 
@@ -281,7 +283,7 @@ impl fmt::Debug for KillSwitch {
 impl KillSwitch {
     /// The kill switches of `data_dir` (`<data_dir>/killswitch/`, created if missing).
     pub fn open(data_dir: &Path) -> Result<Self, KillSwitchError> {
-        let dir = data_dir.join("killswitch");
+        let dir = tradeloom_core::DataDir::new(data_dir).kill_switch();
         std::fs::create_dir_all(&dir).map_err(|e| KillSwitchError::io(&dir, e))?;
         Ok(Self {
             dir,
@@ -367,7 +369,8 @@ impl KillSwitch {
         append_line(&self.events_path(scope), &line)?;
         let text = serde_json::to_string_pretty(&state)
             .map_err(|e| KillSwitchError::io(&self.state_path(scope), e.into()))?;
-        write_atomically(&self.state_path(scope), text.as_bytes())?;
+        write_atomic(&self.state_path(scope), text.as_bytes(), Durability::Synced)
+            .map_err(|e| KillSwitchError::io(&e.path, e.source))?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.retain(|(s, _)| s != scope);
         }
@@ -606,32 +609,6 @@ fn append_line(path: &Path, line: &str) -> Result<(), KillSwitchError> {
     file.write_all(&buf)
         .and_then(|()| file.sync_data())
         .map_err(|e| KillSwitchError::io(path, e))
-}
-
-/// Temporary file beside the target, fsync, rename over it, fsync of the folder: a reader sees
-/// the old state or the new one, never half of one, and the new one survives a power cut.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), KillSwitchError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(KillSwitchError::io(path, e));
-    }
-    // Persisting the rename itself; not every platform can open a folder, so best effort.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,10 +1,8 @@
 //! One model-day session against mock-llm: trades add up exactly, tools refuse look-ahead and
 //! bad calls, faulty models fail with a reason.
 
-use tradeloom_agents::{
-    Book, FeeRate, ReferencePrice, SessionLimits, SessionView, ToolBox, run_session,
-};
-use tradeloom_core::{Currency, Decimal, Money};
+use tradeloom_agents::{Book, ReferencePrice, SessionLimits, SessionView, ToolBox, run_session};
+use tradeloom_core::{Bps, Currency, Decimal, Money};
 use tradeloom_data::news::NewsCorpus;
 
 use crate::{Market, date, provider, start_mock};
@@ -14,10 +12,7 @@ fn usd(s: &str) -> Money {
 }
 
 fn book() -> Book {
-    Book::new(
-        usd("10000"),
-        FeeRate::from_bps(Decimal::from_int(10)).unwrap(),
-    )
+    Book::new(usd("10000"), Bps::fee_rate(Decimal::from_int(10)).unwrap())
 }
 
 const LIMITS: SessionLimits = SessionLimits {

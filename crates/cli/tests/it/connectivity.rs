@@ -275,3 +275,45 @@ fn run_and_simulate_write_the_files_into_their_folders() {
     assert_eq!(probe["probes"][0]["status"], 200);
     assert_eq!(probe["probes"][0]["url"], format!("{}/v1/models", mock.url));
 }
+
+/// Every file of a fresh run folder but `metadata.json` itself is hashed in it and checked by
+/// `tradeloom verify`: the connectivity files are written before the folder is sealed.
+#[test]
+fn verify_covers_every_file_of_the_run_folder() {
+    let data = TempDir::new().unwrap();
+    let spec = repo().join("examples/specs/goog_sma_cross.yaml");
+    let (result, run_dir) = crate::run_json(data.path(), &spec);
+    let id = result["run_id"].as_str().unwrap();
+    let out = tradeloom(data.path(), &["verify", id, "--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let checked: std::collections::BTreeSet<String> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap().to_string())
+        .filter(|f| !f.starts_with("data:"))
+        .collect();
+    let mut in_folder = std::collections::BTreeSet::new();
+    let mut pending = vec![run_dir.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let name = path.strip_prefix(&run_dir).unwrap();
+                in_folder.insert(name.to_str().unwrap().to_string());
+            }
+        }
+    }
+    in_folder.remove("metadata.json");
+    assert!(
+        in_folder.contains("connectivity_probe.json"),
+        "{in_folder:?}"
+    );
+    assert_eq!(
+        in_folder, checked,
+        "files of the run folder that verify does not check"
+    );
+}

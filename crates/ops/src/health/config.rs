@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tradeloom_core::duration::{DurationSyntax, HOURS, MILLISECONDS, MINUTES, SECONDS};
 
 use super::HealthError;
 
@@ -256,48 +257,19 @@ fn line_of(text: &str, key: &str, value: Option<&str>) -> Option<usize> {
     text.lines().position(hit).map(|i| i + 1)
 }
 
+/// Health intervals and timeouts: no days.
+const DURATION: DurationSyntax = DurationSyntax {
+    units: &[MILLISECONDS, SECONDS, MINUTES, HOURS],
+    examples: &["30s", "2m", "500ms"],
+};
+
 /// Parses `30s`, `2m`, `1h30m`, `500ms`: integer parts with units ms, s, m, h, summed; zero is
 /// an error.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!(
-            "invalid duration `{text}`; expected a number and a unit (ms, s, m, h), like `30s`, `2m` or `500ms`"
-        )
-    };
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total_ms: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let amount: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let unit_ms: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit_len..];
-        total_ms = amount
-            .checked_mul(unit_ms)
-            .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| format!("duration `{text}` is too long"))?;
-    }
-    if total_ms == 0 {
-        return Err(format!("duration `{text}` must be longer than zero"));
-    }
-    Ok(Duration::from_millis(total_ms))
+    DURATION
+        .parse_ms(text.trim())
+        .map(Duration::from_millis)
+        .map_err(|e| e.to_string())
 }
 
 fn check_role(role: &str) -> Result<(), String> {

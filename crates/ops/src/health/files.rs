@@ -16,7 +16,7 @@ pub const HISTORY_MAX_LINES: usize = 5_000;
 
 /// `<data_dir>/health`.
 pub fn health_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("health")
+    tradeloom_core::DataDir::new(data_dir).health()
 }
 
 /// `<data_dir>/health/meta_health.json`.
@@ -40,16 +40,12 @@ pub struct HistoryEntry {
 
 /// Writes `bytes` to `path` through a temporary file and a rename, creating the parent folder.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HealthError> {
-    let io = |path: &Path, e: std::io::Error| HealthError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    tradeloom_safety::write_atomic(path, bytes, tradeloom_safety::Durability::Renamed).map_err(
+        |e| HealthError::Io {
+            path: e.path,
+            message: e.source.to_string(),
+        },
+    )
 }
 
 /// Appends one line to a JSON-lines file, creating it and its folder.

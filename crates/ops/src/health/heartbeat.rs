@@ -22,7 +22,7 @@ pub struct Heartbeat {
 
 /// `<data_dir>/health/heartbeats`.
 pub fn heartbeat_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("health").join("heartbeats")
+    super::files::health_dir(data_dir).join("heartbeats")
 }
 
 /// The heartbeat file of `role`.

@@ -205,7 +205,7 @@ impl Recovery {
         }
         let switch =
             tradeloom_safety::KillSwitch::open(&self.data_dir).map_err(|e| HealthError::Io {
-                path: self.data_dir.join("killswitch"),
+                path: tradeloom_core::DataDir::new(&self.data_dir).kill_switch(),
                 message: e.to_string(),
             })?;
         // An unreadable state file already counts as engaged (fail-safe): nothing to do.

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tradeloom_agents::FeeRate;
-use tradeloom_core::{Currency, Decimal, Money, Price, Quantity};
+use tradeloom_core::{Bps, Currency, Decimal, Money, Price, Quantity};
 use tradeloom_store::{
     Holding, ModelDay, ModelDayStatus, Store, StoreError, ToolCall, Trade, TradeAction,
 };
@@ -23,17 +22,22 @@ fn fmt9(raw: i64) -> String {
     tradeloom_core::fixed::format_raw(i128::from(raw), 9, 0)
 }
 
-fn price_of(d: Decimal) -> Result<Price, String> {
-    d.to_price(d.decimals())
+/// A stored number that is not a price or a quantity (the message says why).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotANumber(String);
+
+fn price_of(d: Decimal) -> Result<Price, NotANumber> {
+    d.to_price(d.decimals()).map_err(NotANumber)
 }
 
-fn quantity_of(d: Decimal) -> Result<Quantity, String> {
-    d.to_quantity(d.decimals())
+fn quantity_of(d: Decimal) -> Result<Quantity, NotANumber> {
+    d.to_quantity(d.decimals()).map_err(NotANumber)
 }
 
 /// The job's `initial_cash` and `fee_bps` from its stored config (defaults 10000 and 10 bps, as
 /// the simulator applies them).
-fn job_terms(config: &Value, currency: Currency) -> Result<(Money, FeeRate), ReconcileError> {
+fn job_terms(config: &Value, currency: Currency) -> Result<(Money, Bps), ReconcileError> {
     let number = |key: &str, default: &str| -> Result<Decimal, ReconcileError> {
         let text = match config.get(key) {
             None | Some(Value::Null) => default.to_string(),
@@ -50,7 +54,7 @@ fn job_terms(config: &Value, currency: Currency) -> Result<(Money, FeeRate), Rec
             .map_err(|e| StoreError::Invalid(format!("job config `{key}` `{text}`: {e}")).into())
     };
     let initial = number("initial_cash", "10000")?.to_money(currency);
-    let fee = FeeRate::from_bps(number("fee_bps", "10")?)
+    let fee = Bps::fee_rate(number("fee_bps", "10")?)
         .map_err(|e| ReconcileError::Store(StoreError::Invalid(format!("job config: {e}"))))?;
     Ok((initial, fee))
 }
@@ -196,7 +200,7 @@ fn replay_trades(
     prefix: &str,
     book: &mut Replay,
     trades: &[Trade],
-    fee: FeeRate,
+    fee: Bps,
     currency: Currency,
 ) -> Result<Check, ReconcileError> {
     let name = format!("{prefix}.trades");
@@ -209,11 +213,11 @@ fn replay_trades(
         let symbol = t.symbol.clone().unwrap_or_default();
         let invalid =
             |m: String| ReconcileError::Store(StoreError::Invalid(format!("{name}: {row}: {m}")));
-        let quantity = quantity_of(t.quantity).map_err(invalid)?;
-        let price = price_of(t.price).map_err(invalid)?;
+        let quantity = quantity_of(t.quantity).map_err(|e| invalid(e.0))?;
+        let price = price_of(t.price).map_err(|e| invalid(e.0))?;
         let notional =
             Money::notional(price, quantity, currency).map_err(|e| invalid(e.to_string()))?;
-        let expected_fee = fee.fee(notional);
+        let expected_fee = fee.of_money(notional);
         let held = book.holdings.get(&symbol).copied().unwrap_or(0);
         let (cash, left) = match t.action {
             TradeAction::Buy => (
@@ -388,8 +392,8 @@ fn row_value(h: &Holding, currency: Currency) -> Result<Money, ReconcileError> {
     let invalid = |m: String| {
         ReconcileError::Store(StoreError::Invalid(format!("holding {}: {m}", h.symbol)))
     };
-    let q = quantity_of(h.quantity).map_err(invalid)?;
-    let p = price_of(h.price).map_err(invalid)?;
+    let q = quantity_of(h.quantity).map_err(|e| invalid(e.0))?;
+    let p = price_of(h.price).map_err(|e| invalid(e.0))?;
     Money::notional(p, q, currency).map_err(|e| invalid(e.to_string()))
 }
 

@@ -558,9 +558,7 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
     let journal_path = file("journal.jsonl");
     let j = read_journal(&journal_path, currency)?;
     let mut checks = Vec::new();
-    let zero = Money::zero(currency);
 
-    // ---- the journal against itself ---------------------------------------------------------
     let Some(initial) = j.initial_cash else {
         return Err(ReconcileError::corrupt(
             &journal_path,
@@ -572,6 +570,43 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         .account
         .clone()
         .unwrap_or(Account::new(AccountKind::Margin, initial));
+    let finished = j.finished_cash.is_some();
+    journal_checks(&j, &account, currency, &mut checks);
+    equity_csv_checks(&file("equity.csv"), &j, &account, currency, &mut checks)?;
+    fills_csv_checks(&file("fills.csv"), &j, currency, &mut checks)?;
+    checks.push(orders_csv_check(&file("orders.csv"), &j, finished)?);
+    checks.push(trades_csv_check(&file("trades.csv"), &j)?);
+    let fees = Money::from_raw(j.fees, currency);
+    let reported_equity = metrics_checks(
+        &file("metrics.json"),
+        &j,
+        initial,
+        currency,
+        finished,
+        &mut checks,
+    )?;
+    let final_equity = j.finished_equity.or(reported_equity);
+    metadata_checks(
+        &meta,
+        &file("metadata.json"),
+        final_equity,
+        &j,
+        currency,
+        &mut checks,
+    )?;
+    let books = Books {
+        status: meta.status.as_str().to_string(),
+        currency,
+        final_equity,
+        fees,
+        trades: j.closed_trades,
+    };
+    Ok((meta.run_id, checks, books))
+}
+
+/// The journal against itself: fill ids in order, every fill with its order, positions and
+/// realized P&L replayed from the fills, `run_finished` with its cash and fill count.
+fn journal_checks(j: &Journal, account: &Account, currency: Currency, checks: &mut Vec<Check>) {
     let in_order = j
         .fills
         .iter()
@@ -646,16 +681,23 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
     if let Some(fills) = j.finished_fills {
         checks.push(Check::count("journal.fills", j.fills.len() as u64, fills));
     }
+}
 
-    // ---- equity.csv ---------------------------------------------------------------------------
-    let equity_path = file("equity.csv");
-    let last = last_equity_row(&equity_path)?;
+/// The last row of `equity.csv`: cash, final equity and (positions on one side) gross exposure.
+fn equity_csv_checks(
+    equity_path: &Path,
+    j: &Journal,
+    account: &Account,
+    currency: Currency,
+    checks: &mut Vec<Check>,
+) -> Result<(), ReconcileError> {
+    let last = last_equity_row(equity_path)?;
     if let Some(row) = &last {
         let get = |k: usize, name: &str| -> Result<Money, ReconcileError> {
             let text = row.get(k).map(String::as_str).unwrap_or("");
             Money::parse(text, currency).map_err(|e| {
                 ReconcileError::corrupt(
-                    &equity_path,
+                    equity_path,
                     None,
                     format!("last row: `{name}` `{text}` is not a decimal amount ({e})"),
                 )
@@ -691,9 +733,17 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         ));
     }
 
-    // ---- fills.csv, row by row ---------------------------------------------------------------
-    let fills_path = file("fills.csv");
-    let csv = read_fills_csv(&fills_path, currency)?;
+    Ok(())
+}
+
+/// `fills.csv`, row by row, against the journal's fills.
+fn fills_csv_checks(
+    fills_path: &Path,
+    j: &Journal,
+    currency: Currency,
+    checks: &mut Vec<Check>,
+) -> Result<(), ReconcileError> {
+    let csv = read_fills_csv(fills_path, currency)?;
     checks.push(Check::count(
         "fills_csv.rows",
         j.fills.len() as u64,
@@ -719,20 +769,27 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         ),
     });
 
-    // ---- orders.csv: filled quantities -----------------------------------------------------------
-    let orders_path = file("orders.csv");
+    Ok(())
+}
+
+/// `orders.csv`: every order's filled quantity equals its fills in the journal.
+fn orders_csv_check(
+    orders_path: &Path,
+    j: &Journal,
+    finished: bool,
+) -> Result<Check, ReconcileError> {
     let mut bad_orders = 0u64;
     let mut first_bad = None;
     let mut seen = std::collections::BTreeSet::new();
-    for (n, row) in csv_rows(&orders_path)? {
+    for (n, row) in csv_rows(orders_path)? {
         let (Some(id), Some(filled)) = (row.first(), row.get(10)) else {
             return Err(ReconcileError::corrupt(
-                &orders_path,
+                orders_path,
                 Some(n),
                 "fewer than 11 fields",
             ));
         };
-        let (filled, _) = raw9(filled, "filled_quantity", &orders_path, n)?;
+        let (filled, _) = raw9(filled, "filled_quantity", orders_path, n)?;
         let journal = j.filled_by_order.get(id).copied().unwrap_or(0);
         seen.insert(id.clone());
         if filled != journal {
@@ -753,7 +810,7 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         .filter(|id| !seen.contains(*id))
         .count() as u64;
     let ok = bad_orders == 0 && (missing == 0 || !finished);
-    checks.push(Check::verdict(
+    Ok(Check::verdict(
         "orders_csv.filled_quantity",
         ok,
         "every order's filled_quantity equals its fills in the journal",
@@ -764,23 +821,31 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         } else {
             format!("{missing} filled orders missing from orders.csv")
         },
-    ));
+    ))
+}
 
-    // ---- trades.csv ---------------------------------------------------------------------------
-    let trades_path = file("trades.csv");
-    let closed = csv_rows(&trades_path)?
+/// `trades.csv`: its closed trades, as many as the journal's.
+fn trades_csv_check(trades_path: &Path, j: &Journal) -> Result<Check, ReconcileError> {
+    let closed = csv_rows(trades_path)?
         .iter()
         .filter(|(_, r)| r.last().map(String::as_str) == Some("closed"))
         .count() as u64;
-    checks.push(Check::count("trades_csv.closed", j.closed_trades, closed));
+    Ok(Check::count("trades_csv.closed", j.closed_trades, closed))
+}
 
-    // ---- metrics.json ---------------------------------------------------------------------------
-    let metrics_path = file("metrics.json");
+/// `metrics.json` against the journal; returns the final equity it reports, if it exists.
+fn metrics_checks(
+    metrics_path: &Path,
+    j: &Journal,
+    initial: Money,
+    currency: Currency,
+    finished: bool,
+    checks: &mut Vec<Check>,
+) -> Result<Option<Money>, ReconcileError> {
     let fees = Money::from_raw(j.fees, currency);
-    let mut final_equity = j.finished_equity;
     if metrics_path.is_file() {
-        let m = read_json(&metrics_path)?;
-        let mm = |k: &str| metric_money(&m, k, currency, &metrics_path);
+        let m = read_json(metrics_path)?;
+        let mm = |k: &str| metric_money(&m, k, currency, metrics_path);
         checks.push(Check::money(
             "metrics.initial_cash",
             initial,
@@ -801,29 +866,30 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         ));
         let net = Money::from_raw(expected_equity.raw() - initial.raw(), currency);
         checks.push(Check::money("metrics.net_pnl", net, mm("net_pnl")?));
-        checks.push(return_check(&m, net, initial, &metrics_path)?);
+        checks.push(return_check(&m, net, initial, metrics_path)?);
         checks.push(Check::count(
             "metrics.fills",
             j.fills.len() as u64,
-            metric_count(&m, "fills", &metrics_path)?,
+            metric_count(&m, "fills", metrics_path)?,
         ));
         checks.push(Check::count(
             "metrics.orders",
             j.counted_orders.len() as u64,
-            metric_count(&m, "orders", &metrics_path)?,
+            metric_count(&m, "orders", metrics_path)?,
         ));
         checks.push(Check::count(
             "metrics.rejected_orders",
             j.rejected,
-            metric_count(&m, "rejected_orders", &metrics_path)?,
+            metric_count(&m, "rejected_orders", metrics_path)?,
         ));
         checks.push(Check::count(
             "metrics.trades",
             j.closed_trades,
-            metric_count(&m, "trades", &metrics_path)?,
+            metric_count(&m, "trades", metrics_path)?,
         ));
-        final_equity.get_or_insert(reported_equity);
-    } else if finished {
+        return Ok(Some(reported_equity));
+    }
+    if finished {
         checks.push(Check::verdict(
             "metrics.present",
             false,
@@ -831,20 +897,29 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
             "missing",
         ));
     }
+    Ok(None)
+}
 
-    // ---- metadata.json summary ------------------------------------------------------------------
+/// The summary of `metadata.json`: final equity and trades.
+fn metadata_checks(
+    meta: &Metadata,
+    path: &Path,
+    final_equity: Option<Money>,
+    j: &Journal,
+    currency: Currency,
+    checks: &mut Vec<Check>,
+) -> Result<(), ReconcileError> {
     if let Some(summary) = &meta.summary {
-        let path = file("metadata.json");
         let reported = Money::parse(&summary.final_equity, currency).map_err(|e| {
             ReconcileError::corrupt(
-                &path,
+                path,
                 None,
                 format!("summary.final_equity `{}`: {e}", summary.final_equity),
             )
         })?;
         checks.push(Check::money(
             "metadata.final_equity",
-            final_equity.unwrap_or(zero),
+            final_equity.unwrap_or(Money::zero(currency)),
             reported,
         ));
         checks.push(Check::count(
@@ -853,14 +928,7 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
             summary.trades,
         ));
     }
-    let books = Books {
-        status: meta.status.as_str().to_string(),
-        currency,
-        final_equity,
-        fees,
-        trades: j.closed_trades,
-    };
-    Ok((meta.run_id, checks, books))
+    Ok(())
 }
 
 /// `metrics.total_return_pct` (an `f64` statistic rounded to 6 decimals) against the exact

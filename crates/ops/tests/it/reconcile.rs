@@ -38,7 +38,7 @@ pub(crate) fn run_folder(data_dir: &Path) -> PathBuf {
         &spec,
         tradeloom_runs::RunOptions {
             data_dir: data_dir.to_path_buf(),
-            progress: None,
+            ..tradeloom_runs::RunOptions::default()
         },
     )
     .unwrap();
