@@ -1,44 +1,90 @@
 //! The drills' HTTP client for `tradeloom serve`: JSON in, status and JSON out, every request
 //! with a deadline so that a hanging server is an observation, not a hung drill.
+//!
+//! Its surface is what the drills use — [`Api::new`], [`Api::get`], [`Api::post`],
+//! [`Api::wait_for`], [`Reply`] and [`HttpError`] — so that the typed REST client can take its
+//! place without touching the drills.
 
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
 use serde_json::Value;
 
 /// A response: status code, body as JSON (`null` when it is not JSON), and how long it took.
 #[derive(Debug)]
 pub struct Reply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body parsed as JSON, `null` when it is not JSON.
     pub body: Value,
+    /// From sending the request to the end of the body.
     pub elapsed: Duration,
 }
 
+/// A request that got no answer (or no readable body), or an answer that never came.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The client could not be built (TLS set-up).
+    #[error("building the HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// The request failed: no connection, a reset, a timeout.
+    #[error("{url}")]
+    Request {
+        /// The full URL.
+        url: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// The answer's body could not be read.
+    #[error("reading the body of {url}")]
+    Body {
+        /// The full URL.
+        url: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// [`Api::wait_for`] gave up.
+    #[error("GET {path}: not there within {within:?}; last answer {last}")]
+    NotThere {
+        /// The polled path.
+        path: String,
+        /// How long it polled.
+        within: Duration,
+        /// The last body it got (`null` if none).
+        last: Value,
+    },
+}
+
+/// A client of one `tradeloom serve`.
 pub struct Api {
     client: reqwest::Client,
-    pub base: String,
+    base: String,
 }
 
 impl Api {
-    /// A client with a per-request deadline of `timeout`.
-    pub fn new(base: &str, timeout: Duration) -> Result<Self> {
+    /// A client of the server at `base` (`http://127.0.0.1:PORT`) with a per-request deadline
+    /// of `timeout`.
+    pub fn new(base: &str, timeout: Duration) -> Result<Self, HttpError> {
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .no_proxy()
             .build()
-            .context("building the HTTP client")?;
+            .map_err(HttpError::Client)?;
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_string(),
         })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Reply> {
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Result<Reply, HttpError> {
         self.send(self.client.get(format!("{}{path}", self.base)), path)
             .await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Reply> {
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Reply, HttpError> {
         self.send(
             self.client.post(format!("{}{path}", self.base)).json(body),
             path,
@@ -46,17 +92,18 @@ impl Api {
         .await
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, path: &str) -> Result<Reply> {
+    async fn send(&self, request: reqwest::RequestBuilder, path: &str) -> Result<Reply, HttpError> {
+        let url = || format!("{}{path}", self.base);
         let started = Instant::now();
         let response = request
             .send()
             .await
-            .with_context(|| format!("{}{path}", self.base))?;
+            .map_err(|source| HttpError::Request { url: url(), source })?;
         let status = response.status().as_u16();
         let text = response
             .text()
             .await
-            .with_context(|| format!("reading the body of {}{path}", self.base))?;
+            .map_err(|source| HttpError::Body { url: url(), source })?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Reply {
             status,
@@ -65,13 +112,14 @@ impl Api {
         })
     }
 
-    /// Polls `GET path` until `done(body)` holds; an error naming the last body after `within`.
+    /// Polls `GET path` until `done(body)` holds on a 200; [`HttpError::NotThere`] naming the
+    /// last body after `within`.
     pub async fn wait_for(
         &self,
         path: &str,
         within: Duration,
         mut done: impl FnMut(&Value) -> bool,
-    ) -> Result<Value> {
+    ) -> Result<Value, HttpError> {
         let deadline = Instant::now() + within;
         let mut last = Value::Null;
         while Instant::now() < deadline {
@@ -81,10 +129,22 @@ impl Api {
                 }
                 last = reply.body;
             }
-            super::pause(50).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(anyhow!(
-            "GET {path}: not there within {within:?}; last answer {last}"
-        ))
+        Err(HttpError::NotThere {
+            path: path.to_string(),
+            within,
+            last,
+        })
     }
+}
+
+/// reqwest is built without a default TLS crypto provider; the drills only speak plain HTTP
+/// over loopback, but building a client needs one installed.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Err: another provider is already the default, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
