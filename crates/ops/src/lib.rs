@@ -6,5 +6,6 @@
 //! line call the same functions.
 
 pub mod artifact_metrics;
+pub mod drill;
 pub mod health;
 pub mod reconcile;

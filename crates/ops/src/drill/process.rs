@@ -9,7 +9,9 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use super::error::DrillError;
+
+type Result<T> = std::result::Result<T, DrillError>;
 
 /// Environment variables a drill's children must not inherit: each drill chooses its own data
 /// dir and store, whatever the operator's shell has set.
@@ -52,8 +54,11 @@ impl ChildGuard {
         match self.child.as_mut() {
             Some(child) => child
                 .try_wait()
-                .with_context(|| format!("waiting for {}", self.what)),
-            None => bail!("{} was already killed", self.what),
+                .map_err(DrillError::io(format!("waiting for {}", self.what))),
+            None => Err(DrillError::Process(format!(
+                "{} was already killed",
+                self.what
+            ))),
         }
     }
 
@@ -67,7 +72,10 @@ impl ChildGuard {
             }
             if Instant::now() >= deadline {
                 self.kill();
-                bail!("{} did not end within {timeout:?}; killed", self.what);
+                return Err(DrillError::Process(format!(
+                    "{} did not end within {timeout:?}; killed",
+                    self.what
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -88,6 +96,7 @@ pub struct Tradeloom {
 }
 
 impl Tradeloom {
+    /// The binary `exe` with no arguments yet.
     pub fn new(exe: &Path) -> Self {
         Self {
             exe: exe.to_path_buf(),
@@ -96,11 +105,13 @@ impl Tradeloom {
         }
     }
 
+    /// One more argument.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
         self
     }
 
+    /// More arguments.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -110,6 +121,7 @@ impl Tradeloom {
         self
     }
 
+    /// An environment variable of the child.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
         self
@@ -147,13 +159,13 @@ impl Tradeloom {
         let out = log_file(log)?;
         let err = out
             .try_clone()
-            .with_context(|| format!("opening {}", log.display()))?;
+            .map_err(DrillError::io(format!("opening {}", log.display())))?;
         let child = self
             .command()
             .stdout(out)
             .stderr(err)
             .spawn()
-            .with_context(|| format!("starting {}", self.describe()))?;
+            .map_err(DrillError::io(format!("starting {}", self.describe())))?;
         Ok(ChildGuard::new(child, self.describe()))
     }
 
@@ -166,11 +178,10 @@ impl Tradeloom {
             .stdout(Stdio::piped())
             .stderr(err)
             .spawn()
-            .with_context(|| format!("starting {}", self.describe()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("no stdout pipe for {}", self.describe()))?;
+            .map_err(DrillError::io(format!("starting {}", self.describe())))?;
+        let stdout = child.stdout.take().ok_or_else(|| {
+            DrillError::Process(format!("no stdout pipe for {}", self.describe()))
+        })?;
         let mut guard = ChildGuard::new(child, self.describe());
         let (tx, rx) = mpsc::channel();
         // Reads the first line, then drains the rest so the child never blocks on a full pipe.
@@ -183,21 +194,21 @@ impl Tradeloom {
         });
         let line = rx.recv_timeout(timeout).map_err(|_| {
             guard.kill();
-            anyhow!(
+            DrillError::Process(format!(
                 "{} printed no address within {timeout:?}; its log {}: {}",
                 self.describe(),
                 log.display(),
                 log_tail(log)
-            )
+            ))
         })?;
         let Some(start) = line.find("http://") else {
             guard.kill();
-            bail!(
+            return Err(DrillError::Process(format!(
                 "{} did not start (first line {line:?}); its log {}: {}",
                 self.describe(),
                 log.display(),
                 log_tail(log)
-            );
+            )));
         };
         let url = line[start..]
             .split_whitespace()
@@ -211,7 +222,9 @@ impl Tradeloom {
 
 /// A server child and its root URL (`http://127.0.0.1:PORT`).
 pub struct Service {
+    /// The child, killed when this is dropped.
     pub guard: ChildGuard,
+    /// Its root URL, without a trailing `/v1`.
     pub url: String,
 }
 
@@ -222,7 +235,7 @@ impl Service {
             .rsplit(':')
             .next()
             .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .ok_or_else(|| anyhow!("no port in {}", self.url))
+            .ok_or_else(|| DrillError::Observed(format!("no port in {}", self.url)))
     }
 }
 
@@ -231,7 +244,10 @@ fn log_file(path: &Path) -> Result<std::fs::File> {
         .create(true)
         .append(true)
         .open(path)
-        .with_context(|| format!("opening the log {}", path.display()))
+        .map_err(DrillError::io(format!(
+            "opening the log {}",
+            path.display()
+        )))
 }
 
 /// The last lines of a log, for error messages.
@@ -247,7 +263,7 @@ fn run_captured(mut cmd: Command, what: &str, timeout: Duration) -> Result<Outpu
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {what}"))?;
+        .map_err(DrillError::io(format!("starting {what}")))?;
     let pipes = (child.stdout.take(), child.stderr.take());
     let mut guard = ChildGuard::new(child, what.to_string());
     let reader = |pipe: Option<Box<dyn Read + Send>>| {
@@ -282,4 +298,27 @@ pub fn shell(script: &str, timeout: Duration) -> Result<Output> {
 /// Quotes a path for `sh`.
 pub fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Exit status and stderr of a finished command, for step records.
+pub fn exit_text(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err = err.trim();
+    let tail: String = err
+        .chars()
+        .rev()
+        .take(600)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{}; stderr: {tail}", out.status)
+}
+
+/// The error for a set-up command (`tradeloom data synth`, …) that exited unsuccessfully.
+pub fn command_failed(command: &str, out: &Output) -> DrillError {
+    DrillError::Command {
+        command: command.to_string(),
+        detail: exit_text(out),
+    }
 }

@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
-use super::Ctx;
-use super::kill_switch::exit_text;
-use super::process::{sh_quote, shell};
+use super::ctx::Ctx;
+use super::error::DrillError;
+use super::process::{Tradeloom, command_failed, exit_text, sh_quote, shell};
+
+type Result<T> = std::result::Result<T, DrillError>;
 
 const BARS: u64 = 20_000;
 /// The file size limit in `ulimit -f` blocks (512 or 1024 bytes, depending on the shell):
@@ -26,6 +27,7 @@ const ARTIFACTS: &[&str] = &[
     "equity.csv",
 ];
 
+/// Runs the drill.
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let data = ctx.work.join("bars.csv");
     let out = ctx
@@ -37,13 +39,13 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .arg(&data)
         .output(Duration::from_secs(60))?;
     if !out.status.success() {
-        bail!("tradeloom data synth failed: {}", exit_text(&out));
+        return Err(command_failed("tradeloom data synth", &out));
     }
     let spec = ctx.work.join("spec.yaml");
-    std::fs::write(&spec, spec_text(&data)).context("writing the drill's spec")?;
+    std::fs::write(&spec, spec_text(&data)).map_err(DrillError::io("writing the drill's spec"))?;
 
     let control_dir = ctx.work.join("control");
-    let out = super::process::Tradeloom::new(&ctx.exe)
+    let out = Tradeloom::new(&ctx.exe)
         .arg("--data-dir")
         .arg(&control_dir)
         .arg("run")
@@ -82,8 +84,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
 
     let dir = only_run_dir(&ctx.data())?;
     let journal = dir.join("journal.jsonl");
-    let bytes =
-        std::fs::read(&journal).with_context(|| format!("reading {}", journal.display()))?;
+    let bytes = std::fs::read(&journal)
+        .map_err(DrillError::io(format!("reading {}", journal.display())))?;
     let (lines, bad) = check_lines(&bytes);
     ctx.check(
         "journal.jsonl holds complete lines only",
@@ -103,9 +105,10 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     );
 
     let meta: Value = serde_json::from_slice(
-        &std::fs::read(dir.join("metadata.json")).context("reading metadata.json")?,
+        &std::fs::read(dir.join("metadata.json"))
+            .map_err(DrillError::io("reading metadata.json"))?,
     )
-    .context("metadata.json is not JSON")?;
+    .map_err(DrillError::json("metadata.json is not JSON"))?;
     let error = meta["error"].as_str().unwrap_or("");
     ctx.check(
         "metadata.json says failed",
@@ -141,17 +144,17 @@ fn check_lines(bytes: &[u8]) -> (usize, Option<String>) {
 fn only_run_dir(data_dir: &Path) -> Result<PathBuf> {
     let runs = data_dir.join("runs");
     let dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
-        .with_context(|| format!("listing {}", runs.display()))?
+        .map_err(DrillError::io(format!("listing {}", runs.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
     match dirs.as_slice() {
         [one] => Ok(one.clone()),
-        other => Err(anyhow!(
+        other => Err(DrillError::Observed(format!(
             "expected one run folder in {}, found {}",
             runs.display(),
             other.len()
-        )),
+        ))),
     }
 }
 

@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
-use super::Ctx;
+use super::ctx::{Ctx, pause};
+use super::error::DrillError;
 use super::http::Api;
-use super::process::Service;
+
+type Result<T> = std::result::Result<T, DrillError>;
 
 const RUNS: usize = 4;
 const NODES: usize = 6;
@@ -28,26 +29,9 @@ fn definition() -> Value {
     ]})
 }
 
-pub fn serve_args() -> [&'static str; 4] {
-    ["--rate-limit-per-key", "0", "--rate-limit-runs-light", "0"]
-}
-
-/// `tradeloom serve` on the drill's data dir (SQLite under it), a free loopback port.
-pub fn start_serve(ctx: &Ctx, log: &str, env: &[(&str, &str)]) -> Result<Service> {
-    let mut cmd = ctx
-        .tradeloom()
-        .arg("--database-url")
-        .arg(ctx.data().join("tradeloom.db"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .args(serve_args());
-    for (k, v) in env {
-        cmd = cmd.env(k, v);
-    }
-    cmd.start_service(&ctx.log(log), Duration::from_secs(60))
-}
-
+/// Runs the drill.
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
-    let mut serve = start_serve(ctx, "serve-1", &[])?;
+    let mut serve = ctx.start_serve("serve-1", &[])?;
     let api = Api::new(&serve.url, Duration::from_secs(20))?;
     let created = api.post("/workflows", &definition()).await?;
     ctx.require(
@@ -58,7 +42,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     )?;
     let workflow = created.body["id"]
         .as_str()
-        .ok_or_else(|| anyhow!("no id in {}", created.body))?
+        .ok_or_else(|| DrillError::Observed(format!("no id in {}", created.body)))?
         .to_string();
     let mut runs = Vec::new();
     for _ in 0..RUNS {
@@ -79,7 +63,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         runs.push(
             r.body["run_id"]
                 .as_str()
-                .ok_or_else(|| anyhow!("no run_id in {}", r.body))?
+                .ok_or_else(|| DrillError::Observed(format!("no run_id in {}", r.body)))?
                 .to_string(),
         );
     }
@@ -101,7 +85,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         if Instant::now() >= deadline {
             break 0;
         }
-        super::pause(20).await;
+        pause(20).await;
     };
     let pid = serve.guard.pid();
     serve.guard.kill();
@@ -112,7 +96,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         in_flight > 0,
     )?;
 
-    let serve = start_serve(ctx, "serve-2", &[])?;
+    let serve = ctx.start_serve("serve-2", &[])?;
     let api = Api::new(&serve.url, Duration::from_secs(20))?;
     ctx.check(
         "serve restarts on the same data dir",
@@ -136,7 +120,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
                 },
             )
             .await
-            .with_context(|| format!("run {run} after the restart"))?;
+            .map_err(|e| DrillError::from(e).within(format!("run {run} after the restart")))?;
         *statuses
             .entry(v["status"].as_str().unwrap_or("?").to_string())
             .or_insert(0usize) += 1;

@@ -7,10 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
-use super::Ctx;
+use super::ctx::Ctx;
+use super::error::DrillError;
+use super::process::{command_failed, exit_text};
+
+type Result<T> = std::result::Result<T, DrillError>;
 
 /// Bars of the first attempt; each further attempt has four times as many, so a fast (release)
 /// build is still running when the kill switch lands.
@@ -18,6 +21,7 @@ const FIRST_BARS: u64 = 40_000;
 const ATTEMPTS: u32 = 3;
 const REASON: &str = "drill kill_switch: stop all trading";
 
+/// Runs the drill.
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let mut bars = FIRST_BARS;
     let mut journal = None;
@@ -44,7 +48,9 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let engaged_at = journal
         .iter()
         .position(|l| l["event"] == "kill_switch_engaged")
-        .ok_or_else(|| anyhow!("the journal lost its kill_switch_engaged line"))?;
+        .ok_or_else(|| {
+            DrillError::Observed("the journal lost its kill_switch_engaged line".to_string())
+        })?;
     let (before, after) = journal.split_at(engaged_at);
     let count = |lines: &[Value], event: &str| lines.iter().filter(|l| l["event"] == event).count();
     let filled_before = count(before, "order_filled");
@@ -133,7 +139,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     );
 
     let events = std::fs::read_to_string(ctx.data().join("killswitch/global.events.jsonl"))
-        .context("reading the kill switch event log")?;
+        .map_err(DrillError::io("reading the kill switch event log"))?;
     let actions: Vec<String> = events
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -174,10 +180,10 @@ fn engage_mid_run(ctx: &mut Ctx, bars: u64, attempt: u32) -> Result<MidRun> {
         .arg(&data)
         .output(Duration::from_secs(120))?;
     if !out.status.success() {
-        bail!("tradeloom data synth failed: {}", exit_text(&out));
+        return Err(command_failed("tradeloom data synth", &out));
     }
     let spec = ctx.work.join("spec.yaml");
-    std::fs::write(&spec, spec_text(&data)).context("writing the drill's spec")?;
+    std::fs::write(&spec, spec_text(&data)).map_err(DrillError::io("writing the drill's spec"))?;
 
     let runs = ctx.data().join("runs");
     let known = run_dirs(&runs);
@@ -197,13 +203,15 @@ fn engage_mid_run(ctx: &mut Ctx, bars: u64, attempt: u32) -> Result<MidRun> {
             }
         }
         if let Some(status) = child.try_wait()? {
-            bail!(
+            return Err(DrillError::Observed(format!(
                 "the run ended ({status}) before its journal was written; log {}",
                 ctx.log(&format!("run-{attempt}")).display()
-            );
+            )));
         }
         if Instant::now() >= deadline {
-            bail!("the run wrote no journal within 120 s");
+            return Err(DrillError::Observed(
+                "the run wrote no journal within 120 s".to_string(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     };
@@ -212,14 +220,14 @@ fn engage_mid_run(ctx: &mut Ctx, bars: u64, attempt: u32) -> Result<MidRun> {
         .args(["killswitch", "engage", "--reason", REASON, "--by", "drill"])
         .output(Duration::from_secs(30))?;
     if !out.status.success() {
-        bail!("tradeloom killswitch engage failed: {}", exit_text(&out));
+        return Err(command_failed("tradeloom killswitch engage", &out));
     }
     let status = child.wait_timeout(Duration::from_secs(300))?;
     if !status.success() {
-        bail!(
+        return Err(DrillError::Observed(format!(
             "the run failed ({status}); log {}",
             ctx.log(&format!("run-{attempt}")).display()
-        );
+        )));
     }
     let lines = read_journal(&journal)?;
     if lines.iter().any(|l| l["event"] == "kill_switch_engaged") {
@@ -237,7 +245,7 @@ fn engage_mid_run(ctx: &mut Ctx, bars: u64, attempt: u32) -> Result<MidRun> {
         ])
         .output(Duration::from_secs(30))?;
     if !out.status.success() {
-        bail!("tradeloom killswitch release failed: {}", exit_text(&out));
+        return Err(command_failed("tradeloom killswitch release", &out));
     }
     // Only the last engage/release pair counts in the event log check; start it afresh.
     let _ = std::fs::remove_file(ctx.data().join("killswitch/global.events.jsonl"));
@@ -276,10 +284,15 @@ fn run_to_end(ctx: &Ctx, spec: &Path) -> Result<(String, PathBuf)> {
         .lines()
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| anyhow!("tradeloom run printed no JSON: {}", exit_text(&out)))?;
+        .ok_or_else(|| {
+            DrillError::Observed(format!(
+                "tradeloom run printed no JSON: {}",
+                exit_text(&out)
+            ))
+        })?;
     let dir = last["run_dir"]
         .as_str()
-        .ok_or_else(|| anyhow!("no run_dir in {last}"))?;
+        .ok_or_else(|| DrillError::Observed(format!("no run_dir in {last}")))?;
     Ok((
         last["status"].as_str().unwrap_or("?").to_string(),
         PathBuf::from(dir),
@@ -287,29 +300,17 @@ fn run_to_end(ctx: &Ctx, spec: &Path) -> Result<(String, PathBuf)> {
 }
 
 /// Every line of a journal, parsed; an error names the first line that is not JSON.
-pub fn read_journal(path: &Path) -> Result<Vec<Value>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+fn read_journal(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(DrillError::io(format!("reading {}", path.display())))?;
     text.lines()
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))
+            serde_json::from_str(l).map_err(DrillError::json(format!(
+                "{} line {}: not JSON",
+                path.display(),
+                i + 1
+            )))
         })
         .collect()
-}
-
-/// Exit status and stderr of a finished command, for step records.
-pub fn exit_text(out: &std::process::Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr);
-    let err = err.trim();
-    let tail: String = err
-        .chars()
-        .rev()
-        .take(600)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("{}; stderr: {tail}", out.status)
 }

@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
 
-use super::Ctx;
+use super::ctx::{Ctx, pause};
+use super::error::DrillError;
 use super::http::Api;
-use super::process::Service;
-use super::worker_crash::start_serve;
+use super::process::{Service, command_failed};
+
+type Result<T> = std::result::Result<T, DrillError>;
 
 const START: &str = "2025-01-02";
 /// Four trading days.
@@ -44,6 +45,7 @@ fn config(ctx: &Ctx, steady: &str, outage: &str) -> Result<Value> {
     }))
 }
 
+/// Runs the drill.
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let universe = ctx.work.join("universe");
     let out = ctx
@@ -62,10 +64,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .arg(&universe)
         .output(Duration::from_secs(60))?;
     if !out.status.success() {
-        return Err(anyhow!(
-            "tradeloom data universe failed: {}",
-            super::kill_switch::exit_text(&out)
-        ));
+        return Err(command_failed("tradeloom data universe", &out));
     }
     let steady = mock(ctx, "127.0.0.1:0", "mock-steady")?;
     let mut outage = mock(ctx, "127.0.0.1:0", "mock-outage-1")?;
@@ -77,8 +76,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let allow = [&steady.url, &outage_url]
         .map(|u| u.trim_start_matches("http://").to_string())
         .join(",");
-    let serve = start_serve(
-        ctx,
+    let serve = ctx.start_serve(
         "serve",
         &[
             ("RUST_LOG", "info,tradeloom_llm=debug"),
@@ -96,7 +94,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     )?;
     let job = started.body["job_id"]
         .as_str()
-        .ok_or_else(|| anyhow!("no job_id in {}", started.body))?
+        .ok_or_else(|| DrillError::Observed(format!("no job_id in {}", started.body)))?
         .to_string();
     let status_path = format!("/simulate/status/{job}");
 
@@ -108,7 +106,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         if done >= 1 || Instant::now() >= deadline {
             break s;
         }
-        super::pause(10).await;
+        pause(10).await;
     };
     outage.guard.kill();
     let done_at_kill = days_of(&before_kill, "outage", "completed");
@@ -238,13 +236,15 @@ fn progress_adds_up(status: &Value) -> bool {
 }
 
 async fn wait_terminal(api: &Api, path: &str) -> Result<Value> {
-    api.wait_for(path, Duration::from_secs(90), |s| {
-        matches!(
-            s["status"].as_str(),
-            Some("completed" | "partial" | "failed")
-        )
-    })
-    .await
+    let status = api
+        .wait_for(path, Duration::from_secs(90), |s| {
+            matches!(
+                s["status"].as_str(),
+                Some("completed" | "partial" | "failed")
+            )
+        })
+        .await?;
+    Ok(status)
 }
 
 /// Stored results of the job per model.

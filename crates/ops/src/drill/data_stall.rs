@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
 use serde_json::Value;
 
-use super::Ctx;
-use super::kill_switch::exit_text;
+use super::ctx::{Ctx, pause};
+use super::error::DrillError;
+use super::process::command_failed;
+
+type Result<T> = std::result::Result<T, DrillError>;
 
 const HEALTH_YAML: &str = "# Written by `tradeloom drill run data_stall`.
 feeds:
@@ -72,23 +74,23 @@ impl Drop for Feeder {
     }
 }
 
+/// Runs the drill.
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let data = ctx.data();
-    std::fs::create_dir_all(data.join("feeds")).context("creating the feeds folder")?;
-    std::fs::write(data.join("health.yaml"), HEALTH_YAML).context("writing health.yaml")?;
+    std::fs::create_dir_all(data.join("feeds"))
+        .map_err(DrillError::io("creating the feeds folder"))?;
+    std::fs::write(data.join("health.yaml"), HEALTH_YAML)
+        .map_err(DrillError::io("writing health.yaml"))?;
     // The store is part of the control plane (M4): create it, as `serve` would.
     let migrate = ctx
         .tradeloom()
         .args(["db", "migrate"])
         .output(Duration::from_secs(60))?;
     if !migrate.status.success() {
-        return Err(anyhow!(
-            "tradeloom db migrate failed: {}",
-            exit_text(&migrate)
-        ));
+        return Err(command_failed("tradeloom db migrate", &migrate));
     }
     let feeder = Feeder::start(data.join("feeds/prices.csv"));
-    super::pause(300).await;
+    pause(300).await;
 
     let fresh = health(ctx)?;
     ctx.require(
@@ -137,14 +139,12 @@ fn health(ctx: &Ctx) -> Result<Value> {
         .args(["health", "--json"])
         .output(Duration::from_secs(30))?;
     if !out.status.success() {
-        return Err(anyhow!(
-            "tradeloom health --json failed: {}",
-            exit_text(&out)
-        ));
+        return Err(command_failed("tradeloom health --json", &out));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim())
-        .with_context(|| format!("tradeloom health --json printed {text:?}"))
+    serde_json::from_str(text.trim()).map_err(DrillError::json(format!(
+        "tradeloom health --json printed {text:?}"
+    )))
 }
 
 /// Checks until `target`, recording each status change in `walk`.
@@ -160,11 +160,11 @@ fn poll(ctx: &Ctx, walk: &mut Vec<String>, target: &str, within: Duration) -> Re
             return Ok(report);
         }
         if Instant::now() >= deadline {
-            return Err(anyhow!(
+            return Err(DrillError::Observed(format!(
                 "no {target} within {within:?}: {}; last {}",
                 walk.join(" -> "),
                 summary(&report)
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_millis(150));
     }

@@ -7,13 +7,14 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 use tradeloom_store::SqliteStore;
 
-use super::Ctx;
+use super::ctx::Ctx;
+use super::error::{DrillError, chain};
 use super::http::{Api, Reply};
-use super::worker_crash::start_serve;
+
+type Result<T> = std::result::Result<T, DrillError>;
 
 /// The server's busy timeout in this drill.
 const BUSY_MS: u64 = 300;
@@ -27,10 +28,10 @@ fn definition(name: &str) -> Value {
     ]})
 }
 
+/// Runs the drill.
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let busy = BUSY_MS.to_string();
-    let serve = start_serve(
-        ctx,
+    let serve = ctx.start_serve(
         "serve",
         &[(tradeloom_store::BUSY_TIMEOUT_ENV, busy.as_str())],
     )?;
@@ -45,7 +46,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     )?;
     let workflow = created.body["id"]
         .as_str()
-        .ok_or_else(|| anyhow!("no id in {}", created.body))?
+        .ok_or_else(|| DrillError::Observed(format!("no id in {}", created.body)))?
         .to_string();
     let first = api
         .post(
@@ -70,11 +71,11 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
 
     let store = SqliteStore::open_unmigrated(&ctx.data().join("tradeloom.db"))
         .await
-        .context("opening the drill's SQLite store")?;
+        .map_err(DrillError::store("opening the drill's SQLite store"))?;
     let lock = store
         .lock_exclusive()
         .await
-        .context("taking the write lock")?;
+        .map_err(DrillError::store("taking the write lock"))?;
 
     let start = api
         .post(
@@ -101,7 +102,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
             }
             Err(e) => {
                 clear = false;
-                seen.push(format!("{what}: no answer: {e:#}"));
+                seen.push(format!("{what}: no answer: {}", chain(e)));
             }
         }
     }
@@ -121,7 +122,9 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         during.status == 200 && during.body == before,
     );
 
-    lock.release().await.context("releasing the write lock")?;
+    lock.release()
+        .await
+        .map_err(DrillError::store("releasing the write lock"))?;
     store.pool().close().await;
 
     let after = api.get(&run_path).await?;
@@ -203,7 +206,9 @@ async fn run_ids(api: &Api) -> Result<Vec<String>> {
     let r = api.get("/workflow-runs?limit=200").await?;
     let mut ids: Vec<String> = r.body["runs"]
         .as_array()
-        .ok_or_else(|| anyhow!("GET /workflow-runs: {} {}", r.status, r.body))?
+        .ok_or_else(|| {
+            DrillError::Observed(format!("GET /workflow-runs: {} {}", r.status, r.body))
+        })?
         .iter()
         .filter_map(|v| {
             v["id"]
