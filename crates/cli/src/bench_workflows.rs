@@ -13,7 +13,7 @@ use serde_json::{Map, json};
 use tradeloom_flow::{compile, from_json_value};
 use tradeloom_orchestrator::{Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
-use tradeloom_store::{NewWorkflowVersion, open_store};
+use tradeloom_store::{EventFilter, NewWorkflowVersion, open_store};
 
 struct Figures {
     runs: usize,
@@ -72,7 +72,7 @@ async fn measure(runs: usize, in_flight: usize) -> Result<Figures> {
                 .map_err(|e| anyhow!("{e}"))?;
             submitted += 1;
         }
-        let events = store.run_events(None, after_seq, 10_000).await?;
+        let events = store.events(EventFilter::All, after_seq, 10_000).await?;
         for e in &events {
             after_seq = e.seq;
             if e.kind == "run_finished" {

@@ -50,7 +50,7 @@ pub(crate) const JOB_COLUMNS: &str = "id, config, config_hash, currency, currenc
 pub trait JobStore: Send + Sync {
     /// Creates a pending job with one pending model-day per `(model, date)`, in one
     /// transaction. [`StoreError::Conflict`] if a pending or running job has the same config
-    /// hash (look it up with [`find_job_by_config_hash`](Store::find_job_by_config_hash)).
+    /// hash (look it up with [`find_job_by_config_hash`](JobStore::find_job_by_config_hash)).
     async fn create_job(&self, job: NewJob) -> Result<Job, StoreError>;
 
     /// [`StoreError::NotFound`] if there is no such job.
@@ -61,6 +61,10 @@ pub trait JobStore: Send + Sync {
 
     /// Jobs, newest first.
     async fn list_jobs(&self, limit: u32, offset: u64) -> Result<Vec<Job>, StoreError>;
+
+    /// Every job, oldest first, read [`ALL_JOBS_PAGE`] at a time by id (so jobs created
+    /// meanwhile never shift a page; they are included if created before the last page).
+    async fn all_jobs(&self) -> Result<Vec<Job>, StoreError>;
 
     /// The oldest pending or running job, if any (for `MAX_CONCURRENT_JOBS` = 1 and
     /// `GET /simulate/current`).
@@ -78,7 +82,7 @@ pub trait JobStore: Send + Sync {
     /// Marks a `pending` or `running` job whose process died `interrupted` with `reason` (its
     /// running model-days back to `pending`, in one transaction) and appends a
     /// `job_interrupted` event. `None` when the job is no longer pending or running;
-    /// [`StoreError::NotFound`] if there is no such job. [`Store::mark_job_running`] resumes it.
+    /// [`StoreError::NotFound`] if there is no such job. [`JobStore::mark_job_running`] resumes it.
     async fn interrupt_job(&self, job_id: &str, reason: &str) -> Result<Option<Job>, StoreError>;
 
     /// Recomputes the job's status from its model-days (all completed → completed; none left
@@ -181,6 +185,10 @@ impl<D: Db> JobStore for D {
         .await
         .map_err(StoreError::db("list jobs"))?;
         rows.into_iter().map(JobRow::into_job).collect()
+    }
+
+    async fn all_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        jobs_from(self, ALL_JOBS_PAGE).await
     }
 
     async fn current_job(&self) -> Result<Option<Job>, StoreError> {
@@ -373,4 +381,74 @@ async fn progress<D: Db>(db: &D, job_id: &str) -> Result<crate::JobProgress, Sto
         }
     }
     Ok(p)
+}
+
+/// How many jobs [`JobStore::all_jobs`] reads per query.
+pub const ALL_JOBS_PAGE: u32 = 200;
+
+/// Every job, oldest first, `page_size` per query, each page after the last id seen.
+async fn jobs_from<D: Db>(db: &D, page_size: u32) -> Result<Vec<Job>, StoreError> {
+    let mut jobs: Vec<Job> = Vec::new();
+    loop {
+        let after = jobs.last().map(|j| j.id.clone());
+        let rows: Vec<JobRow> = sql(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(page(page_size))
+        .fetch_all(db.pool())
+        .await
+        .map_err(StoreError::db("list all jobs"))?;
+        let full = rows.len() as i64 == page(page_size);
+        for row in rows {
+            jobs.push(row.into_job()?);
+        }
+        if !full {
+            return Ok(jobs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn all_jobs_pages_through_every_job_oldest_first() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("t.db"))
+            .await
+            .expect("open");
+        let mut created = Vec::new();
+        for tag in 0..5 {
+            let job = store
+                .create_job(NewJob {
+                    config: serde_json::json!({ "tag": tag }),
+                    currency: tradeloom_core::Currency::USD,
+                    models: vec!["m".into()],
+                    dates: vec![chrono::NaiveDate::from_ymd_opt(2025, 1, 2).expect("date")],
+                })
+                .await
+                .expect("create");
+            created.push(job.id);
+        }
+        for page_size in [1, 2, 5, 7] {
+            let ids: Vec<String> = jobs_from(&store, page_size)
+                .await
+                .expect("all jobs")
+                .into_iter()
+                .map(|j| j.id)
+                .collect();
+            assert_eq!(ids, created, "page size {page_size}");
+        }
+        let ids: Vec<String> = store
+            .all_jobs()
+            .await
+            .expect("all")
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(ids, created);
+    }
 }

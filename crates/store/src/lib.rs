@@ -62,7 +62,7 @@ pub mod prelude {
 
 pub use approval_store::ApprovalStore;
 pub use health_store::HealthStore;
-pub use job_store::JobStore;
+pub use job_store::{ALL_JOBS_PAGE, JobStore};
 pub use key_store::KeyStore;
 pub use model_day_store::ModelDayStore;
 pub use open::{Location, db_migrate, db_status, open_store};
