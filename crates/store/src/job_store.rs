@@ -7,7 +7,8 @@ use sqlx::FromRow;
 use sqlx::types::Json;
 
 use crate::error::StoreError;
-use crate::job::{Job, JobReport, NewJob};
+use crate::job::{Job, JobProgress, JobReport, NewJob};
+use crate::model_day::ModelDayStatus;
 use crate::model_day_store::{MODEL_DAY_SELECT, ModelDayRow};
 use crate::run_store::RunStore;
 use crate::sql::{Db, corrupt, currency, now, page, sql, sql_offset};
@@ -336,15 +337,15 @@ impl<D: Db> JobStore for D {
             .into_iter()
             .map(ModelDayRow::into_model_day)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut progress = crate::JobProgress::default();
+        let mut progress = JobProgress::default();
         for d in &model_days {
             progress.total_model_days += 1;
             match d.status {
-                crate::ModelDayStatus::Pending => progress.pending += 1,
-                crate::ModelDayStatus::Running => progress.running += 1,
-                crate::ModelDayStatus::Completed => progress.completed += 1,
-                crate::ModelDayStatus::Failed => progress.failed += 1,
-                crate::ModelDayStatus::Refused => progress.refused += 1,
+                ModelDayStatus::Pending => progress.pending += 1,
+                ModelDayStatus::Running => progress.running += 1,
+                ModelDayStatus::Completed => progress.completed += 1,
+                ModelDayStatus::Failed => progress.failed += 1,
+                ModelDayStatus::Refused => progress.refused += 1,
             }
         }
         Ok(JobReport {
@@ -355,14 +356,14 @@ impl<D: Db> JobStore for D {
     }
 }
 
-async fn progress<D: Db>(db: &D, job_id: &str) -> Result<crate::JobProgress, StoreError> {
+async fn progress<D: Db>(db: &D, job_id: &str) -> Result<JobProgress, StoreError> {
     let rows: Vec<(String, i64)> =
         sql("SELECT status, COUNT(*) FROM job_details WHERE job_id = $1 GROUP BY status")
             .bind(job_id)
             .fetch_all(db.pool())
             .await
             .map_err(StoreError::db("count a job's model-days"))?;
-    let mut p = crate::JobProgress::default();
+    let mut p = JobProgress::default();
     for (status, n) in rows {
         let n = u64::try_from(n).unwrap_or(0);
         p.total_model_days += n;

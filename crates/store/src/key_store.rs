@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::api_key::{ApiKey, NewApiKey};
+use crate::api_key::{ApiKey, NewApiKey, Role};
 use crate::error::StoreError;
 use crate::sql::{Db, now, sql};
 
@@ -127,7 +127,7 @@ impl<D: Db> KeyStore for D {
             )));
         };
         let mut key = row.into_key()?;
-        if key.revoked_at.is_none() && key.role == crate::Role::Admin {
+        if key.revoked_at.is_none() && key.role == Role::Admin {
             // Without an active admin key nobody could manage keys over the API any
             // more. The no-op UPDATE locks the active admin rows (PostgreSQL; SQLite
             // holds the write lock already), so two admins revoking each other at once

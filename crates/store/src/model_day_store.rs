@@ -12,8 +12,8 @@ use tradeloom_core::{Currency, Money};
 
 use crate::error::StoreError;
 use crate::model_day::{
-    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStop, ReasoningMessage, ToolCall,
-    Trade,
+    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ModelDayStop,
+    ReasoningMessage, ToolCall, Trade,
 };
 use crate::numeric::Num;
 use crate::sql::{Db, corrupt, currency, insert_values, now, sql};
@@ -575,7 +575,7 @@ impl<D: Db> ModelDayStore for D {
         stop: &ModelDayStop,
     ) -> Result<ModelDay, StoreError> {
         let status = match stop.status {
-            crate::ModelDayStatus::Failed | crate::ModelDayStatus::Refused => stop.status.as_str(),
+            ModelDayStatus::Failed | ModelDayStatus::Refused => stop.status.as_str(),
             other => {
                 return Err(StoreError::Invalid(format!(
                     "{key} can only stop as failed or refused, not {other}"

@@ -5,8 +5,9 @@ use tradeloom_core::Money;
 
 use crate::error::StoreError;
 use crate::job_store::JobStore;
+use crate::model_day::ModelDayStatus;
 use crate::model_day_store::{MODEL_DAY_SELECT, ModelDayRow, PageRow, unpack_holdings};
-use crate::results::{LeaderboardEntry, ResultsFilter, ResultsPage};
+use crate::results::{DailyValue, LeaderboardEntry, ModelDayResult, ResultsFilter, ResultsPage};
 use crate::sql::{Db, page, sql, sql_offset};
 
 /// Reading the results of simulation jobs.
@@ -73,7 +74,7 @@ impl<D: Db> ResultStore for D {
         for row in rows {
             let ccy = row.day.currency()?;
             let holdings = unpack_holdings(row.holdings_packed.as_deref(), ccy)?;
-            items.push(crate::ModelDayResult {
+            items.push(ModelDayResult {
                 model_day: row.day.into_model_day()?,
                 trades: u32::try_from(row.trade_count).unwrap_or(u32::MAX),
                 holdings,
@@ -155,15 +156,15 @@ impl<D: Db> ResultStore for D {
             entry.tool_calls += u64::from(day.tool_calls.unwrap_or(0));
             entry.tool_errors += u64::from(day.tool_errors.unwrap_or(0));
             match (day.status, day.portfolio_value) {
-                (crate::ModelDayStatus::Completed, Some(value)) => {
+                (ModelDayStatus::Completed, Some(value)) => {
                     entry.completed_days += 1;
-                    entry.daily.push(crate::DailyValue {
+                    entry.daily.push(DailyValue {
                         date: day.date,
                         value,
                     });
                 }
-                (crate::ModelDayStatus::Failed, _) => entry.failed_days += 1,
-                (crate::ModelDayStatus::Refused, _) => entry.refused_days += 1,
+                (ModelDayStatus::Failed, _) => entry.failed_days += 1,
+                (ModelDayStatus::Refused, _) => entry.refused_days += 1,
                 _ => {}
             }
         }

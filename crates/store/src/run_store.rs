@@ -10,7 +10,8 @@ use sqlx::types::Json;
 use crate::error::StoreError;
 use crate::sql::{Db, corrupt, lock_event_order, now, page, sql, sql_offset};
 use crate::workflow_run::{
-    NewWorkflowRun, NodeState, RunEvent, RunStatus, Transition, TransitionOutcome, WorkflowRun,
+    ApprovalChange, NewWorkflowRun, NodeState, RunEvent, RunStatus, Transition, TransitionOutcome,
+    WorkflowRun,
 };
 
 #[derive(FromRow)]
@@ -314,7 +315,7 @@ impl<D: Db> RunStore for D {
         if applied.rows_affected() == 0 {
             // Seen before: drop everything, including the revision bump above.
             drop(tx);
-            return Ok(crate::TransitionOutcome::AlreadyApplied);
+            return Ok(TransitionOutcome::AlreadyApplied);
         }
         if moved.rows_affected() == 0 {
             drop(tx);
@@ -370,7 +371,7 @@ impl<D: Db> RunStore for D {
         }
         for change in &t.approvals {
             match change {
-                crate::ApprovalChange::Create(a) => {
+                ApprovalChange::Create(a) => {
                     sql(
                         "INSERT INTO workflow_approvals (id, run_id, node_id, attempt, \
                          prompt, status, default_decision, approvers, expires_at, \
@@ -389,7 +390,7 @@ impl<D: Db> RunStore for D {
                     .await
                     .map_err(StoreError::db("create an approval"))?;
                 }
-                crate::ApprovalChange::Close {
+                ApprovalChange::Close {
                     id,
                     status,
                     decision,
@@ -437,7 +438,7 @@ impl<D: Db> RunStore for D {
         tx.commit()
             .await
             .map_err(StoreError::db("commit a transition"))?;
-        Ok(crate::TransitionOutcome::Applied {
+        Ok(TransitionOutcome::Applied {
             revision: t.expect_revision + 1,
         })
     }
