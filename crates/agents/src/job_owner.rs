@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 use tradeloom_safety::{Liveness, ProcessOwner};
-use tradeloom_store::{JobStatus, Store, StoreError};
+use tradeloom_store::{EventFilter, JobStatus, Store, StoreError};
 
 /// The event that names a job's owner (its payload's `owner`).
 pub const OWNER_EVENT: &str = "job_started";
@@ -29,7 +29,7 @@ pub async fn job_owner(
     let mut after = 0;
     loop {
         let page = store
-            .job_events(job_id, after, tradeloom_store::MAX_PAGE)
+            .events(EventFilter::Job(job_id), after, tradeloom_store::MAX_PAGE)
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tradeloom_orchestrator::{OrchestratorError, PatchOutcome, Runtime};
-use tradeloom_store::{ApprovalStatus, Decision, RunStatus, StoreError};
+use tradeloom_store::{ApprovalStatus, Decision, EventFilter, RunStatus, StoreError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -372,8 +372,8 @@ pub async fn events(
         .map_err(|e| for_run(e.into(), &id))?;
     let events = rt
         .store()
-        .run_events(
-            Some(&id),
+        .events(
+            EventFilter::Run(&id),
             q.after_seq.unwrap_or(0),
             q.limit.unwrap_or(1000).clamp(1, 10_000),
         )

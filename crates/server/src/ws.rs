@@ -23,7 +23,7 @@ use axum::response::Response;
 use serde_json::json;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
-use tradeloom_store::{RunEvent, Store, StoreError};
+use tradeloom_store::{EventFilter, RunEvent, Store, StoreError};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -372,11 +372,12 @@ impl Connection {
 
     async fn read_page(&self) -> Result<Vec<RunEvent>, StoreError> {
         let limit = self.options.page_size.max(1);
-        match &self.filter {
-            Filter::All => self.store.run_events(None, self.cursor, limit).await,
-            Filter::Run(id) => self.store.run_events(Some(id), self.cursor, limit).await,
-            Filter::Job(id) => self.store.job_events(id, self.cursor, limit).await,
-        }
+        let filter = match &self.filter {
+            Filter::All => EventFilter::All,
+            Filter::Run(id) => EventFilter::Run(id),
+            Filter::Job(id) => EventFilter::Job(id),
+        };
+        self.store.events(filter, self.cursor, limit).await
     }
 }
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use crate::error::StoreError;
-use crate::sql_store::corrupt;
+use crate::sql::corrupt;
 
 /// What every secret starts with, so a leaked one is recognisable (e.g. by secret scanners).
 pub const SECRET_PREFIX: &str = "tl_";

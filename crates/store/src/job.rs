@@ -25,7 +25,7 @@ pub enum JobStatus {
     Partial,
     /// No model-day completed: every one failed or was refused (or the job itself failed).
     Failed,
-    /// The process running it died before it finished (see [`crate::Store::interrupt_job`]):
+    /// The process running it died before it finished (see [`crate::JobStore::interrupt_job`]):
     /// its running model-days are pending again and it resumes when triggered again or when
     /// `serve` starts. Not terminal.
     Interrupted,

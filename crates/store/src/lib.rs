@@ -8,6 +8,7 @@
 //! Migrations are embedded per back end and applied by [`open_store`].
 //!
 //! ```no_run
+//! use tradeloom_store::prelude::*;
 //! # async fn demo() -> Result<(), tradeloom_store::StoreError> {
 //! let store = tradeloom_store::open_store("data/tradeloom.db").await?;
 //! store.health().await?;
@@ -15,22 +16,62 @@
 //! ```
 
 mod api_key;
+mod approval_store;
 mod error;
+mod health_store;
 mod job;
+mod job_store;
+mod key_store;
 mod migration;
 mod model_day;
+mod model_day_store;
 mod numeric;
+mod open;
 mod postgres;
+mod result_store;
 mod results;
 mod run_index;
+mod run_index_store;
+mod run_store;
 mod schedule_fire;
+mod schedule_store;
 mod scratch;
-mod sql_store;
+mod sql;
 mod sqlite;
 mod status_count;
 mod store;
 mod workflow;
 mod workflow_run;
+mod workflow_store;
+
+/// Every resource trait of [`Store`], so that `use tradeloom_store::prelude::*;` brings all of
+/// a store's methods into scope.
+pub mod prelude {
+    pub use crate::approval_store::ApprovalStore;
+    pub use crate::health_store::HealthStore;
+    pub use crate::job_store::JobStore;
+    pub use crate::key_store::KeyStore;
+    pub use crate::model_day_store::ModelDayStore;
+    pub use crate::result_store::ResultStore;
+    pub use crate::run_index_store::RunIndexStore;
+    pub use crate::run_store::RunStore;
+    pub use crate::schedule_store::ScheduleStore;
+    pub use crate::store::Store;
+    pub use crate::workflow_store::WorkflowStore;
+}
+
+pub use approval_store::ApprovalStore;
+pub use health_store::HealthStore;
+pub use job_store::{ALL_JOBS_PAGE, JobStore};
+pub use key_store::KeyStore;
+pub use model_day_store::ModelDayStore;
+pub use open::{Location, db_migrate, db_status, open_store};
+pub use result_store::ResultStore;
+pub use run_index_store::RunIndexStore;
+pub use run_store::{EventFilter, RunStore};
+pub use schedule_store::ScheduleStore;
+pub use sql::Backend;
+pub use workflow_store::WorkflowStore;
 
 pub use api_key::{ApiKey, NewApiKey, Role, SECRET_PREFIX, api_key_hash};
 pub use error::StoreError;
@@ -50,7 +91,7 @@ pub use schedule_fire::ScheduleFire;
 pub use scratch::{ScratchDatabase, with_database};
 pub use sqlite::{BUSY_TIMEOUT, BUSY_TIMEOUT_ENV, ExclusiveLock, SqliteStore, busy_timeout};
 pub use status_count::StatusCounts;
-pub use store::{Backend, Location, Store, db_migrate, db_status, open_store};
+pub use store::Store;
 pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};
 pub use workflow_run::{
     Approval, ApprovalChange, ApprovalStatus, Decision, NewApproval, NewEvent, NewPatch,

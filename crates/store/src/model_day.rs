@@ -207,7 +207,7 @@ pub struct ToolCall {
 }
 
 /// Everything a finished model-day session produced, written in one transaction by
-/// [`crate::Store::complete_model_day`]. Lists keep their order when read back.
+/// [`crate::ModelDayStore::complete_model_day`]. Lists keep their order when read back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelDayOutcome {
     pub steps: u32,
@@ -232,7 +232,7 @@ impl ModelDayOutcome {
     }
 }
 
-/// How a model-day ended without results ([`crate::Store::stop_model_day`]): `failed` or
+/// How a model-day ended without results ([`crate::ModelDayStore::stop_model_day`]): `failed` or
 /// `refused`, why, and what its session did before it ended (`None` when no session ran).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelDayStop {

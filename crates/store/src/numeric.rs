@@ -15,6 +15,29 @@ const NUMERIC_OID: Oid = Oid(1700);
 const SIGN_POS: u16 = 0x0000;
 const SIGN_NEG: u16 = 0x4000;
 
+/// Why a value read from the database is not an exact decimal at 10^-18.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NumError {
+    /// The text is not a decimal (SQLite's TEXT, PostgreSQL's text format).
+    #[error("decimal column: {0}")]
+    Unparsable(String),
+    /// The value does not fit a [`Decimal`].
+    #[error("{0}")]
+    NotADecimal(String),
+    /// A binary NUMERIC shorter than its header says.
+    #[error("truncated NUMERIC value")]
+    Truncated,
+    /// A binary NUMERIC with the sign of NaN or an infinity.
+    #[error("NUMERIC sign {0:#06x} (NaN or infinity) is not a decimal")]
+    NotFinite(u16),
+    /// A binary NUMERIC beyond the range of `i128` at 10^-18.
+    #[error("NUMERIC value out of range for 10^-18 decimals")]
+    OutOfRange,
+    /// A binary NUMERIC with more than 18 decimal places.
+    #[error("NUMERIC value has more than 18 decimal places")]
+    TooPrecise,
+}
+
 /// `raw × 10^-18`, the scale of [`Money`] and [`Decimal`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Num(pub i128);
@@ -33,19 +56,16 @@ impl Num {
         Money::from_raw(self.0, currency)
     }
 
-    pub(crate) fn to_decimal(self) -> Result<Decimal, String> {
+    pub(crate) fn to_decimal(self) -> Result<Decimal, NumError> {
         Decimal::parse(&fixed::format_raw(self.0, MONEY_PRECISION, 0))
-    }
-
-    fn parse(text: &str) -> Result<Self, BoxDynError> {
-        fixed::parse_decimal_i128(text.as_bytes(), MONEY_PRECISION)
-            .map(|p| Num(p.raw))
-            .map_err(|e| format!("decimal column: {e}").into())
+            .map_err(NumError::NotADecimal)
     }
 
     /// Parses a decimal as the database prints it (`12.5`, `12.500000000000000000`).
-    pub(crate) fn parse_text(text: &str) -> Result<Self, BoxDynError> {
-        Self::parse(text)
+    pub(crate) fn parse_text(text: &str) -> Result<Self, NumError> {
+        fixed::parse_decimal_i128(text.as_bytes(), MONEY_PRECISION)
+            .map(|p| Num(p.raw))
+            .map_err(|e| NumError::Unparsable(e.to_string()))
     }
 
     fn text(self) -> String {
@@ -74,7 +94,7 @@ impl Encode<'_, Sqlite> for Num {
 impl<'r> Decode<'r, Sqlite> for Num {
     fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
         let text = <&str as Decode<Sqlite>>::decode(value)?;
-        Num::parse(text)
+        Ok(Num::parse_text(text)?)
     }
 }
 
@@ -100,8 +120,8 @@ impl Encode<'_, Postgres> for Num {
 impl<'r> Decode<'r, Postgres> for Num {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
         match value.format() {
-            PgValueFormat::Text => Num::parse(value.as_str()?),
-            PgValueFormat::Binary => decode_numeric(value.as_bytes()?).map(Num),
+            PgValueFormat::Text => Ok(Num::parse_text(value.as_str()?)?),
+            PgValueFormat::Binary => Ok(Num(decode_numeric(value.as_bytes()?)?)),
         }
     }
 }
@@ -152,17 +172,17 @@ fn encode_numeric(raw: i128) -> Vec<u8> {
     out
 }
 
-fn decode_numeric(buf: &[u8]) -> Result<i128, BoxDynError> {
-    let word = |i: usize| -> Result<[u8; 2], BoxDynError> {
+fn decode_numeric(buf: &[u8]) -> Result<i128, NumError> {
+    let word = |i: usize| -> Result<[u8; 2], NumError> {
         buf.get(i..i + 2)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| "truncated NUMERIC value".into())
+            .ok_or(NumError::Truncated)
     };
     let ndigits = i16::from_be_bytes(word(0)?);
     let weight = i32::from(i16::from_be_bytes(word(2)?));
     let sign = u16::from_be_bytes(word(4)?);
     if sign != SIGN_POS && sign != SIGN_NEG {
-        return Err(format!("NUMERIC sign {sign:#06x} (NaN or infinity) is not a decimal").into());
+        return Err(NumError::NotFinite(sign));
     }
     let mut raw: i128 = 0;
     for i in 0..i32::from(ndigits) {
@@ -173,17 +193,15 @@ fn decode_numeric(buf: &[u8]) -> Result<i128, BoxDynError> {
             10i128
                 .checked_pow(exp as u32)
                 .and_then(|p| p.checked_mul(digit))
-                .ok_or("NUMERIC value out of range for 10^-18 decimals")?
+                .ok_or(NumError::OutOfRange)?
         } else {
             let div = 10i128.pow((-exp) as u32);
             if digit % div != 0 {
-                return Err("NUMERIC value has more than 18 decimal places".into());
+                return Err(NumError::TooPrecise);
             }
             digit / div
         };
-        raw = raw
-            .checked_add(term)
-            .ok_or("NUMERIC value out of range for 10^-18 decimals")?;
+        raw = raw.checked_add(term).ok_or(NumError::OutOfRange)?;
     }
     Ok(if sign == SIGN_NEG { -raw } else { raw })
 }

@@ -1,26 +1,25 @@
 //! [`PgStore`]: the cluster back end on PostgreSQL, chosen by a `postgres://` URL.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Postgres};
+use tokio::sync::Mutex;
 
 use crate::error::StoreError;
-use crate::migration::{self, AppliedRow, MigrationInfo};
-use crate::sql_store::impl_store;
-use crate::store::Backend;
+use crate::sql::{Backend, BoxFuture, Db, Done, Driver, On, Record, Statement, Tx, arguments};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// The PostgreSQL implementation of [`crate::Store`].
+/// The PostgreSQL implementation of [`crate::Store`] (through [`Db`]).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
 }
 
 impl PgStore {
-    const BACKEND: Backend = Backend::Postgres;
-
     /// Connects and applies pending migrations (under sqlx's advisory lock, so several
     /// processes may start at once).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -44,38 +43,69 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
-    async fn check_health(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::db("check PostgreSQL health"))?;
-        Ok(())
-    }
-
-    async fn read_migration_status(&self) -> Result<Vec<MigrationInfo>, StoreError> {
-        let (exists,): (bool,) =
-            sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(StoreError::db("look for the migrations table"))?;
-        let applied: Vec<AppliedRow> = if exists {
-            sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::db("read applied migrations"))?
-        } else {
-            Vec::new()
-        };
-        Ok(migration::merge(&MIGRATOR, &applied))
-    }
 }
 
-impl PgStore {
+impl Db for PgStore {
+    type Driver = Postgres;
+
+    const BACKEND: Backend = Backend::Postgres;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
     /// PostgreSQL serialises writers itself: no gate.
-    async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    fn write_gate(&self) -> Option<Arc<Mutex<()>>> {
         None
     }
+
+    fn begin(&self) -> BoxFuture<'_, Result<Tx<Postgres>, sqlx::Error>> {
+        Box::pin(async move { Ok(Tx::new(self.pool.begin_with("BEGIN").await?, None)) })
+    }
 }
 
-impl_store!(PgStore, "BEGIN");
+impl Driver for Postgres {
+    fn execute(on: On<'_, Self>, statement: Statement) -> BoxFuture<'_, Result<Done, sqlx::Error>> {
+        Box::pin(async move {
+            let args = arguments::<Postgres>(statement.args).map_err(sqlx::Error::Encode)?;
+            let query = sqlx::query_with(AssertSqlSafe(statement.text), args);
+            let done = match on {
+                On::Pool(pool) => query.execute(pool).await?,
+                On::Tx(conn) => query.execute(conn).await?,
+            };
+            Ok(Done(done.rows_affected()))
+        })
+    }
+
+    fn fetch_all<R: Record>(
+        on: On<'_, Self>,
+        statement: Statement,
+    ) -> BoxFuture<'_, Result<Vec<R>, sqlx::Error>> {
+        Box::pin(async move {
+            let args = arguments::<Postgres>(statement.args).map_err(sqlx::Error::Encode)?;
+            let query = sqlx::query_as_with(AssertSqlSafe(statement.text), args);
+            match on {
+                On::Pool(pool) => query.fetch_all(pool).await,
+                On::Tx(conn) => query.fetch_all(conn).await,
+            }
+        })
+    }
+
+    fn fetch_optional<R: Record>(
+        on: On<'_, Self>,
+        statement: Statement,
+    ) -> BoxFuture<'_, Result<Option<R>, sqlx::Error>> {
+        Box::pin(async move {
+            let args = arguments::<Postgres>(statement.args).map_err(sqlx::Error::Encode)?;
+            let query = sqlx::query_as_with(AssertSqlSafe(statement.text), args);
+            match on {
+                On::Pool(pool) => query.fetch_optional(pool).await,
+                On::Tx(conn) => query.fetch_optional(conn).await,
+            }
+        })
+    }
+}

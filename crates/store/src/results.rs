@@ -6,7 +6,7 @@ use tradeloom_core::Money;
 
 use crate::model_day::{Holding, ModelDay};
 
-/// Largest page [`crate::Store::results`] returns.
+/// Largest page [`crate::ResultStore::results`] returns.
 pub const MAX_PAGE: u32 = 1000;
 
 /// Which model-days to return; every set field must match. Ordered by date, model, job.

@@ -3,17 +3,20 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, Sqlite};
+use tokio::sync::Mutex;
 
 use crate::error::StoreError;
-use crate::migration::{self, AppliedRow, MigrationInfo};
-use crate::sql_store::impl_store;
-use crate::store::Backend;
+use crate::sql::{
+    Backend, BoxFuture, Db, Done, Driver, On, Record, Statement, Tx, arguments, lock_gate,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -55,7 +58,7 @@ impl ExclusiveLock {
     }
 }
 
-/// The SQLite implementation of [`crate::Store`].
+/// The SQLite implementation of [`crate::Store`] (through [`Db`]).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -63,12 +66,10 @@ pub struct SqliteStore {
     /// One writer at a time, queued here rather than in SQLite's busy handler (which sleeps
     /// in steps of milliseconds while the lock is held, and so wastes most of the time under
     /// contention).
-    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    write_lock: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
-    const BACKEND: Backend = Backend::Sqlite;
-
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let store = Self::open_unmigrated(path).await?;
@@ -100,7 +101,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             path: path.to_path_buf(),
-            write_lock: std::sync::Arc::default(),
+            write_lock: Arc::default(),
         })
     }
 
@@ -126,37 +127,72 @@ impl SqliteStore {
             .map_err(StoreError::db("take the SQLite write lock"))?;
         Ok(ExclusiveLock(tx))
     }
+}
 
-    /// Held while a write transaction runs.
-    async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        Some(self.write_lock.lock().await)
+impl Db for SqliteStore {
+    type Driver = Sqlite;
+
+    const BACKEND: Backend = Backend::Sqlite;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
-    async fn check_health(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::db("check SQLite health"))?;
-        Ok(())
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
     }
 
-    async fn read_migration_status(&self) -> Result<Vec<MigrationInfo>, StoreError> {
-        let (exists,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StoreError::db("look for the migrations table"))?;
-        let applied: Vec<AppliedRow> = if exists > 0 {
-            sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::db("read applied migrations"))?
-        } else {
-            Vec::new()
-        };
-        Ok(migration::merge(&MIGRATOR, &applied))
+    fn write_gate(&self) -> Option<Arc<Mutex<()>>> {
+        Some(self.write_lock.clone())
+    }
+
+    fn begin(&self) -> BoxFuture<'_, Result<Tx<Sqlite>, sqlx::Error>> {
+        Box::pin(async move {
+            let gate = lock_gate(self.write_gate()).await;
+            let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            Ok(Tx::new(tx, gate))
+        })
     }
 }
 
-impl_store!(SqliteStore, "BEGIN IMMEDIATE");
+impl Driver for Sqlite {
+    fn execute(on: On<'_, Self>, statement: Statement) -> BoxFuture<'_, Result<Done, sqlx::Error>> {
+        Box::pin(async move {
+            let args = arguments::<Sqlite>(statement.args).map_err(sqlx::Error::Encode)?;
+            let query = sqlx::query_with(AssertSqlSafe(statement.text), args);
+            let done = match on {
+                On::Pool(pool) => query.execute(pool).await?,
+                On::Tx(conn) => query.execute(conn).await?,
+            };
+            Ok(Done(done.rows_affected()))
+        })
+    }
+
+    fn fetch_all<R: Record>(
+        on: On<'_, Self>,
+        statement: Statement,
+    ) -> BoxFuture<'_, Result<Vec<R>, sqlx::Error>> {
+        Box::pin(async move {
+            let args = arguments::<Sqlite>(statement.args).map_err(sqlx::Error::Encode)?;
+            let query = sqlx::query_as_with(AssertSqlSafe(statement.text), args);
+            match on {
+                On::Pool(pool) => query.fetch_all(pool).await,
+                On::Tx(conn) => query.fetch_all(conn).await,
+            }
+        })
+    }
+
+    fn fetch_optional<R: Record>(
+        on: On<'_, Self>,
+        statement: Statement,
+    ) -> BoxFuture<'_, Result<Option<R>, sqlx::Error>> {
+        Box::pin(async move {
+            let args = arguments::<Sqlite>(statement.args).map_err(sqlx::Error::Encode)?;
+            let query = sqlx::query_as_with(AssertSqlSafe(statement.text), args);
+            match on {
+                On::Pool(pool) => query.fetch_optional(pool).await,
+                On::Tx(conn) => query.fetch_optional(conn).await,
+            }
+        })
+    }
+}

@@ -296,7 +296,7 @@ impl Transition {
     }
 }
 
-/// What [`crate::Store::commit_transition`] did.
+/// What [`crate::RunStore::commit_transition`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransitionOutcome {
     /// Committed; the run is now at this revision.

@@ -8,7 +8,9 @@ use tradeloom_agents::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, config_from_value, run_to_end,
 };
 use tradeloom_core::{Currency, Money};
-use tradeloom_store::{JobStatus, ModelDayKey, ModelDayStatus, ResultsFilter, open_store};
+use tradeloom_store::{
+    EventFilter, JobStatus, ModelDayKey, ModelDayStatus, ResultsFilter, open_store,
+};
 
 use crate::{Market, date, start_mock};
 
@@ -247,7 +249,11 @@ async fn a_faulty_model_makes_the_job_partial_and_others_are_unaffected() {
         .unwrap();
     assert_eq!(bad.attempts, 2);
     // Each run of the job logged its failed days with the error, between start and finish.
-    let events = sim.store().job_events(&job.id, 0, 1000).await.unwrap();
+    let events = sim
+        .store()
+        .events(EventFilter::Job(&job.id), 0, 1000)
+        .await
+        .unwrap();
     let failed: Vec<_> = events
         .iter()
         .filter(|e| e.kind == "model_day_failed")
@@ -269,7 +275,10 @@ async fn a_faulty_model_makes_the_job_partial_and_others_are_unaffected() {
 /// The job's events in the store's event log: `job_started`, one `model_day_completed` per day
 /// (dates in order, the exact portfolio value of the stored day), then `job_finished`.
 async fn job_events_tell_the_job(store: &dyn tradeloom_store::Store, job_id: &str, days: usize) {
-    let events = store.job_events(job_id, 0, 1000).await.unwrap();
+    let events = store
+        .events(EventFilter::Job(job_id), 0, 1000)
+        .await
+        .unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds.len(), days + 2, "{kinds:?}");
     assert_eq!(kinds[0], "job_started");

@@ -10,7 +10,7 @@ use tradeloom_agents::{Simulator, SimulatorOptions};
 use tradeloom_flow::{compile, from_json_value};
 use tradeloom_orchestrator::{RunView, Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
-use tradeloom_store::{NewWorkflowVersion, Store, open_store};
+use tradeloom_store::{EventFilter, NewWorkflowVersion, Store, open_store};
 
 pub struct Setup {
     pub runtime: Arc<Runtime>,
@@ -81,7 +81,11 @@ pub async fn run_simulate_node(s: &Setup, path: &str) -> (RunView, String) {
     for _ in 0..400 {
         let view = s.runtime.view(&run).await.unwrap();
         if view.status.is_terminal() {
-            let events = s.store.run_events(Some(&run), 0, 10_000).await.unwrap();
+            let events = s
+                .store
+                .events(EventFilter::Run(&run), 0, 10_000)
+                .await
+                .unwrap();
             let text = format!(
                 "{}\n{}",
                 serde_json::to_string(&view).unwrap(),

@@ -11,7 +11,8 @@ use tradeloom_flow::{FlowLimits, compile_with, from_json_value};
 use tradeloom_orchestrator::{RunView, Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
 use tradeloom_store::{
-    NewWorkflowVersion, NodeStatus, RunEvent, RunStatus, ScratchDatabase, Store, open_store,
+    EventFilter, NewWorkflowVersion, NodeStatus, RunEvent, RunStatus, ScratchDatabase, Store,
+    open_store,
 };
 
 pub const PG_ENV: &str = "TRADELOOM_TEST_POSTGRES_URL";
@@ -70,7 +71,7 @@ impl Env {
 
     pub async fn events(&self, run_id: &str) -> Vec<RunEvent> {
         self.store
-            .run_events(Some(run_id), 0, 10_000)
+            .events(EventFilter::Run(run_id), 0, 10_000)
             .await
             .unwrap()
     }

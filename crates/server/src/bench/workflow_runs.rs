@@ -12,7 +12,7 @@ use serde_json::{Map, json};
 use tradeloom_flow::{compile, from_json_value};
 use tradeloom_orchestrator::{Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
-use tradeloom_store::NewWorkflowVersion;
+use tradeloom_store::{EventFilter, NewWorkflowVersion};
 
 use super::{BenchError, setup};
 
@@ -89,7 +89,7 @@ pub async fn diamond_runs(
                 .map_err(setup)?;
             submitted += 1;
         }
-        let events = store.run_events(None, after_seq, 10_000).await?;
+        let events = store.events(EventFilter::All, after_seq, 10_000).await?;
         for e in &events {
             after_seq = e.seq;
             if e.kind == "run_finished" {

@@ -17,8 +17,8 @@ use tradeloom_agents::{Simulator, SimulatorOptions};
 use tradeloom_core::Currency;
 use tradeloom_server::{AppState, EventHub, EventStreamOptions};
 use tradeloom_store::{
-    NewEvent, NewJob, NewWorkflowRun, NewWorkflowVersion, ScratchDatabase, Store, Transition,
-    open_store,
+    EventFilter, NewEvent, NewJob, NewWorkflowRun, NewWorkflowVersion, ScratchDatabase, Store,
+    Transition, open_store,
 };
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -177,7 +177,7 @@ async fn assert_quiet(ws: &mut Client, wait: Duration) {
 
 /// Every stored event (of the whole log) as the stream should send it.
 async fn stored(s: &dyn Store) -> Vec<Value> {
-    s.run_events(None, 0, 1000)
+    s.events(EventFilter::All, 0, 1000)
         .await
         .unwrap()
         .into_iter()

@@ -2,6 +2,8 @@
 //! the seq values of existing events and never hands one out again.
 
 use serde_json::json;
+use tradeloom_store::EventFilter;
+use tradeloom_store::prelude::*;
 use tradeloom_store::{
     NewEvent, NewWorkflowRun, NewWorkflowVersion, SqliteStore, Store, StoreError, Transition,
     open_store,
@@ -72,7 +74,10 @@ async fn job_and_run_events_share_one_sequence(t: Ctx) {
         .expect("append");
     assert!(done > started);
 
-    let events = s.job_events(&job.id, 0, 100).await.expect("job events");
+    let events = s
+        .events(EventFilter::Job(&job.id), 0, 100)
+        .await
+        .expect("job events");
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["job_started", "model_day_completed"]);
     assert_eq!(
@@ -86,19 +91,25 @@ async fn job_and_run_events_share_one_sequence(t: Ctx) {
     );
     assert_eq!(events[1].payload["portfolio_value"], "10012.50");
     assert_eq!(
-        s.job_events(&job.id, started, 100).await.expect("after")[0].seq,
+        s.events(EventFilter::Job(&job.id), started, 100)
+            .await
+            .expect("after")[0]
+            .seq,
         done
     );
 
     // A run filter sees only the run's events; no filter sees everything, in seq order.
-    let run_events = s.run_events(Some(&run.id), 0, 100).await.expect("run");
+    let run_events = s
+        .events(EventFilter::Run(&run.id), 0, 100)
+        .await
+        .expect("run");
     assert!(
         run_events
             .iter()
             .all(|e| e.run_id.as_deref() == Some(run.id.as_str()) && e.job_id.is_none())
     );
     assert_eq!(run_events.len(), 2, "run_created and node_queued");
-    let all = s.run_events(None, 0, 100).await.expect("all");
+    let all = s.events(EventFilter::All, 0, 100).await.expect("all");
     assert_eq!(all.len(), 5);
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(
@@ -115,7 +126,7 @@ async fn job_and_run_events_share_one_sequence(t: Ctx) {
     let mut paged = Vec::new();
     let mut after = 0;
     loop {
-        let page = s.run_events(None, after, 2).await.expect("page");
+        let page = s.events(EventFilter::All, after, 2).await.expect("page");
         let Some(last) = page.last() else { break };
         after = last.seq;
         paged.extend(page);
@@ -179,7 +190,11 @@ async fn a_tailing_reader_misses_nothing_while_writers_race(t: Ctx) {
             }
             writers.is_empty()
         };
-        let page = t.store.run_events(None, after, 1000).await.expect("tail");
+        let page = t
+            .store
+            .events(EventFilter::All, after, 1000)
+            .await
+            .expect("tail");
         match page.last() {
             Some(last) => after = last.seq,
             None if done => idle_after_done += 1,
@@ -189,7 +204,7 @@ async fn a_tailing_reader_misses_nothing_while_writers_race(t: Ctx) {
     }
     let stored: Vec<i64> = t
         .store
-        .run_events(None, 0, 1000)
+        .events(EventFilter::All, 0, 1000)
         .await
         .expect("all")
         .into_iter()
@@ -259,7 +274,7 @@ async fn migration_0007_keeps_seq_values_on_sqlite() {
 
     let store = open_store(&location).await.expect("migrate to 0007");
     let now: Vec<Row> = store
-        .run_events(None, 0, 100)
+        .events(EventFilter::All, 0, 100)
         .await
         .expect("events")
         .into_iter()

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tradeloom_store::EventFilter;
 use tradeloom_store::{
     JobStatus, MigrationState, ModelDayKey, ModelDayStatus, ModelDayStop, StoreError, config_hash,
     db_migrate, db_status,
@@ -307,7 +308,10 @@ async fn an_interrupted_job_is_marked_and_resumes(t: Ctx) {
     assert!(!marked.status.is_terminal(), "an interrupted job resumes");
     let report = s.job_report(&job.id).await.expect("report");
     assert_eq!((report.progress.running, report.progress.pending), (0, 2));
-    let events = s.job_events(&job.id, 0, 100).await.expect("events");
+    let events = s
+        .events(EventFilter::Job(&job.id), 0, 100)
+        .await
+        .expect("events");
     let last = events.last().expect("an event");
     assert_eq!(last.kind, "job_interrupted");
     assert_eq!(last.payload["reason"], reason);

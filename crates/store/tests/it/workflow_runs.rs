@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use tradeloom_store::EventFilter;
 use tradeloom_store::{
     NewEvent, NewWorkflowRun, NewWorkflowVersion, NodeChange, NodeStatus, RunStatus, Store,
     StoreError, Transition, TransitionOutcome,
@@ -147,24 +148,30 @@ async fn transitions_apply_exactly_once(t: Ctx) {
     assert!(finished.finished_at.is_some());
 
     // Events: in order, resumable after any sequence number, per run or for all.
-    let events = s.run_events(Some(&run.id), 0, 100).await.expect("events");
+    let events = s
+        .events(EventFilter::Run(&run.id), 0, 100)
+        .await
+        .expect("events");
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["run_created", "node_queued", "node_completed"]);
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     let after = s
-        .run_events(Some(&run.id), events[0].seq, 100)
+        .events(EventFilter::Run(&run.id), events[0].seq, 100)
         .await
         .expect("after");
     assert_eq!(after.len(), 2);
     assert!(
-        s.run_events(None, events[2].seq, 100)
+        s.events(EventFilter::All, events[2].seq, 100)
             .await
             .expect("none")
             .is_empty()
     );
     let other = new_run(s, "w2").await;
     assert_eq!(
-        s.run_events(None, events[2].seq, 100).await.expect("all")[0].run_id,
+        s.events(EventFilter::All, events[2].seq, 100)
+            .await
+            .expect("all")[0]
+            .run_id,
         Some(other.id)
     );
     assert_eq!(

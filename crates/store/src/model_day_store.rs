@@ -1,0 +1,789 @@
+//! [`ModelDayStore`]: the model-days of a job — claimed by a worker, completed with their trades,
+//! holdings, reasoning and tool calls in one transaction, or stopped; and read back.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use sqlx::FromRow;
+use sqlx::types::Json;
+use tradeloom_core::{Currency, Money};
+
+use crate::error::StoreError;
+use crate::model_day::{
+    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ModelDayStop,
+    ReasoningMessage, ToolCall, Trade,
+};
+use crate::numeric::Num;
+use crate::sql::{Db, corrupt, currency, insert_values, now, sql};
+
+/// `SELECT` of model-days with their job's currency; append `WHERE …`.
+pub(crate) const MODEL_DAY_SELECT: &str = "SELECT d.job_id, d.model, d.date, d.status, d.attempts, d.started_at, d.finished_at, \
+     d.duration_ms, d.error, d.steps, d.tool_calls, d.tool_errors, d.cash, d.portfolio_value, \
+     j.currency, j.currency_precision \
+     FROM job_details d JOIN jobs j ON j.id = d.job_id ";
+
+#[derive(FromRow)]
+pub(crate) struct ModelDayRow {
+    job_id: String,
+    model: String,
+    date: NaiveDate,
+    status: String,
+    attempts: i32,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_ms: Option<i64>,
+    error: Option<String>,
+    steps: Option<i32>,
+    tool_calls: Option<i32>,
+    tool_errors: Option<i32>,
+    cash: Option<Num>,
+    portfolio_value: Option<Num>,
+    currency: String,
+    currency_precision: i32,
+}
+
+impl ModelDayRow {
+    pub(crate) fn currency(&self) -> Result<Currency, StoreError> {
+        currency(&self.currency, self.currency_precision)
+    }
+
+    pub(crate) fn status(&self) -> &str {
+        &self.status
+    }
+
+    pub(crate) fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.started_at
+    }
+
+    pub(crate) fn into_model_day(self) -> Result<ModelDay, StoreError> {
+        let ccy = self.currency()?;
+        let count = |v: Option<i32>, what| {
+            v.map(|n| u32::try_from(n).map_err(|_| corrupt(what)(n.to_string())))
+                .transpose()
+        };
+        Ok(ModelDay {
+            status: self.status.parse().map_err(corrupt("job_details.status"))?,
+            attempts: u32::try_from(self.attempts)
+                .map_err(|_| corrupt("job_details.attempts")(self.attempts.to_string()))?,
+            steps: count(self.steps, "job_details.steps")?,
+            tool_calls: count(self.tool_calls, "job_details.tool_calls")?,
+            tool_errors: count(self.tool_errors, "job_details.tool_errors")?,
+            cash: self.cash.map(|n| n.to_money(ccy)),
+            portfolio_value: self.portfolio_value.map(|n| n.to_money(ccy)),
+            job_id: self.job_id,
+            model: self.model,
+            date: self.date,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+            error: self.error,
+        })
+    }
+}
+
+fn step(step: i32, what: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(step).map_err(|_| corrupt(what)(step.to_string()))
+}
+
+pub(crate) fn step_param(step: u32) -> Result<i32, StoreError> {
+    i32::try_from(step).map_err(|_| StoreError::Invalid(format!("step {step} is out of range")))
+}
+
+#[derive(FromRow)]
+pub(crate) struct TradeRow {
+    step: i32,
+    action: String,
+    symbol: Option<String>,
+    quantity: Num,
+    price: Num,
+    fee: Num,
+    cash_after: Num,
+}
+
+impl TradeRow {
+    pub(crate) fn into_trade(self, ccy: Currency) -> Result<Trade, StoreError> {
+        Ok(Trade {
+            step: step(self.step, "positions.step")?,
+            action: self.action.parse().map_err(corrupt("positions.action"))?,
+            symbol: self.symbol,
+            quantity: self
+                .quantity
+                .to_decimal()
+                .map_err(corrupt("positions.quantity"))?,
+            price: self
+                .price
+                .to_decimal()
+                .map_err(corrupt("positions.price"))?,
+            fee: self.fee.to_money(ccy),
+            cash_after: self.cash_after.to_money(ccy),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct HoldingRow {
+    symbol: String,
+    quantity: Num,
+    price: Num,
+    value: Num,
+}
+
+impl HoldingRow {
+    pub(crate) fn into_holding(self, ccy: Currency) -> Result<Holding, StoreError> {
+        Ok(Holding {
+            symbol: self.symbol,
+            quantity: self
+                .quantity
+                .to_decimal()
+                .map_err(corrupt("holdings.quantity"))?,
+            price: self.price.to_decimal().map_err(corrupt("holdings.price"))?,
+            value: self.value.to_money(ccy),
+        })
+    }
+}
+
+/// A model-day of a results page with its holdings packed into one text column
+/// (`SYMBOL QUANTITY PRICE VALUE` per holding, `|` between holdings, in `seq` order) and its
+/// trade count. One row per model-day keeps a page to one query: sqlx's SQLite driver hands
+/// every row across a thread, so rows are costly.
+#[derive(FromRow)]
+pub(crate) struct PageRow {
+    #[sqlx(flatten)]
+    pub(crate) day: ModelDayRow,
+    pub(crate) holdings_packed: Option<String>,
+    pub(crate) trade_count: i64,
+}
+
+/// Unpacks [`PageRow::holdings_packed`].
+pub(crate) fn unpack_holdings(
+    packed: Option<&str>,
+    ccy: Currency,
+) -> Result<Vec<Holding>, StoreError> {
+    let Some(packed) = packed.filter(|p| !p.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    packed
+        .split('|')
+        .map(|item| {
+            let fields: Vec<&str> = item.split(' ').collect();
+            let [symbol, quantity, price, value] = fields[..] else {
+                return Err(corrupt("holdings")(format!("packed holding `{item}`")));
+            };
+            let num = |text: &str, what: &'static str| Num::parse_text(text).map_err(corrupt(what));
+            Ok(Holding {
+                symbol: symbol.to_string(),
+                quantity: num(quantity, "holdings.quantity")?
+                    .to_decimal()
+                    .map_err(corrupt("holdings.quantity"))?,
+                price: num(price, "holdings.price")?
+                    .to_decimal()
+                    .map_err(corrupt("holdings.price"))?,
+                value: num(value, "holdings.value")?.to_money(ccy),
+            })
+        })
+        .collect()
+}
+
+/// Symbols are identifiers: no whitespace, `|` or control characters (results pages pack
+/// holdings with those separators).
+pub(crate) fn check_symbol(symbol: &str, key: &ModelDayKey) -> Result<(), StoreError> {
+    if symbol.is_empty()
+        || symbol.len() > 64
+        || symbol
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '|')
+    {
+        return Err(StoreError::Invalid(format!(
+            "{key}: symbol `{symbol}` must be 1 to 64 characters without spaces, `|` or control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(FromRow)]
+pub(crate) struct ReasoningRow {
+    step: i32,
+    role: String,
+    content: String,
+    tool_calls: Option<Json<Value>>,
+    created_at: DateTime<Utc>,
+}
+
+impl ReasoningRow {
+    pub(crate) fn into_message(self) -> Result<ReasoningMessage, StoreError> {
+        Ok(ReasoningMessage {
+            step: step(self.step, "reasoning_logs.step")?,
+            role: self.role,
+            content: self.content,
+            tool_calls: self.tool_calls.map(|j| j.0),
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct ToolRow {
+    step: i32,
+    tool_name: String,
+    args: Json<Value>,
+    result: Option<Json<Value>>,
+    latency_ms: i64,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl ToolRow {
+    pub(crate) fn into_call(self) -> Result<ToolCall, StoreError> {
+        Ok(ToolCall {
+            step: step(self.step, "tool_usage.step")?,
+            tool: self.tool_name,
+            args: self.args.0,
+            result: self.result.map(|j| j.0),
+            latency_ms: self.latency_ms,
+            error: self.error,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// Checks that `money` is in the job's currency.
+pub(crate) fn same_currency(
+    money: Money,
+    ccy: Currency,
+    what: &str,
+    key: &impl std::fmt::Display,
+) -> Result<Num, StoreError> {
+    if money.currency() != ccy {
+        return Err(StoreError::Invalid(format!(
+            "{what} of {key} is in {}, but the job's currency is {ccy}",
+            money.currency()
+        )));
+    }
+    Ok(Num::from_money(money))
+}
+
+/// Model-days: one model's simulated trading day of a job.
+///
+/// Designed for a crash-safe, idempotent worker: claim a model-day, run it, then
+/// [`complete_model_day`](ModelDayStore::complete_model_day) writes every row it produced in one
+/// transaction, so a crash never leaves half a model-day and a retry never duplicates rows. On
+/// start-up, [`reset_running_model_days`](ModelDayStore::reset_running_model_days) returns
+/// interrupted model-days to `pending`.
+#[async_trait]
+pub trait ModelDayStore: Send + Sync {
+    /// Model-days of the job still to do (pending or running), by date then model.
+    async fn unfinished_model_days(&self, job_id: &str) -> Result<Vec<ModelDay>, StoreError>;
+
+    /// Claims a model-day for a worker: `pending → running`, or takes over one that has been
+    /// `running` for longer than `stale_after` (its worker crashed). Returns `None` if it is
+    /// done, failed, or freshly running elsewhere; [`StoreError::NotFound`] if it does not exist.
+    async fn claim_model_day(
+        &self,
+        key: &ModelDayKey,
+        stale_after: Duration,
+    ) -> Result<Option<ModelDay>, StoreError>;
+
+    /// Completes a claimed (running) model-day with everything it produced, in one
+    /// transaction: rows left by an earlier attempt are replaced, never duplicated.
+    /// [`StoreError::Conflict`] if it is already completed or not claimed;
+    /// [`StoreError::Invalid`] if money is not in the job's currency.
+    async fn complete_model_day(
+        &self,
+        key: &ModelDayKey,
+        outcome: &ModelDayOutcome,
+    ) -> Result<ModelDay, StoreError>;
+
+    /// Fails a pending or running model-day with `error` (no session counts).
+    /// [`StoreError::Conflict`] if completed.
+    async fn fail_model_day(&self, key: &ModelDayKey, error: &str) -> Result<ModelDay, StoreError> {
+        self.stop_model_day(key, &ModelDayStop::failed(error)).await
+    }
+
+    /// Ends a pending or running model-day without results: `failed` or `refused` (by the
+    /// kill switch), with why and its session's steps, tool calls and tool errors (they count
+    /// on the leaderboard). [`StoreError::Conflict`] if completed; [`StoreError::Invalid`] for
+    /// another status.
+    async fn stop_model_day(
+        &self,
+        key: &ModelDayKey,
+        stop: &ModelDayStop,
+    ) -> Result<ModelDay, StoreError>;
+
+    /// Crash recovery: every `running` model-day of the job back to `pending`. Returns how
+    /// many were reset.
+    async fn reset_running_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
+
+    /// Re-opens a finished job for a re-trigger: every `failed` or `refused` model-day back to
+    /// `pending` (error and session counts cleared) and, if there was any, the job back to `pending`. Completed model-days
+    /// are untouched. Returns how many were reset.
+    async fn retry_failed_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
+
+    async fn model_day(&self, key: &ModelDayKey) -> Result<ModelDay, StoreError>;
+
+    async fn trades(&self, key: &ModelDayKey) -> Result<Vec<Trade>, StoreError>;
+
+    async fn holdings(&self, key: &ModelDayKey) -> Result<Vec<Holding>, StoreError>;
+
+    async fn reasoning_logs(&self, key: &ModelDayKey) -> Result<Vec<ReasoningMessage>, StoreError>;
+
+    async fn tool_usage(&self, key: &ModelDayKey) -> Result<Vec<ToolCall>, StoreError>;
+}
+
+#[async_trait]
+impl<D: Db> ModelDayStore for D {
+    async fn unfinished_model_days(&self, job_id: &str) -> Result<Vec<ModelDay>, StoreError> {
+        let rows: Vec<ModelDayRow> = sql(format!(
+            "{MODEL_DAY_SELECT}WHERE d.job_id = $1 AND d.status IN ('pending', 'running') \
+             ORDER BY d.date, d.model"
+        ))
+        .bind(job_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::db("read a job's unfinished model-days"))?;
+        rows.into_iter().map(ModelDayRow::into_model_day).collect()
+    }
+
+    async fn claim_model_day(
+        &self,
+        key: &ModelDayKey,
+        stale_after: std::time::Duration,
+    ) -> Result<Option<ModelDay>, StoreError> {
+        let at = now();
+        let stale = chrono::Duration::from_std(stale_after)
+            .ok()
+            .and_then(|d| at.checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let done = sql(
+            "UPDATE job_details SET status = 'running', attempts = attempts + 1, \
+             started_at = $4, finished_at = NULL, duration_ms = NULL, error = NULL \
+             WHERE job_id = $1 AND model = $2 AND date = $3 \
+             AND (status = 'pending' OR (status = 'running' AND started_at < $5))",
+        )
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .bind(at)
+        .bind(stale)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::db("claim a model-day"))?;
+        let day = self.model_day(key).await?;
+        Ok((done.rows_affected() == 1).then_some(day))
+    }
+
+    async fn complete_model_day(
+        &self,
+        key: &ModelDayKey,
+        outcome: &ModelDayOutcome,
+    ) -> Result<ModelDay, StoreError> {
+        use crate::numeric::Num;
+        let at = now();
+        let mut tx = self
+            .begin()
+            .await
+            .map_err(StoreError::db("begin completing a model-day"))?;
+        // A no-op write first: it takes the row lock on PostgreSQL (SQLite already
+        // holds the write lock), so the status read below cannot go stale.
+        sql("UPDATE job_details SET status = status \
+             WHERE job_id = $1 AND model = $2 AND date = $3")
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("lock a model-day"))?;
+        let row: Option<ModelDayRow> = sql(format!(
+            "{MODEL_DAY_SELECT}WHERE d.job_id = $1 AND d.model = $2 AND d.date = $3"
+        ))
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(StoreError::db("read a model-day"))?;
+        let row = row.ok_or_else(|| StoreError::not_found(key.to_string()))?;
+        match row.status() {
+            "running" => {}
+            "completed" => {
+                return Err(StoreError::Conflict(format!("{key} is already completed")));
+            }
+            other => {
+                return Err(StoreError::Conflict(format!(
+                    "{key} is {other}, not running; claim it before completing it"
+                )));
+            }
+        }
+        let ccy = row.currency()?;
+        let duration_ms = row.started_at().map(|s| (at - s).num_milliseconds().max(0));
+        for symbol in outcome
+            .holdings
+            .iter()
+            .map(|h| h.symbol.as_str())
+            .chain(outcome.trades.iter().filter_map(|t| t.symbol.as_deref()))
+        {
+            check_symbol(symbol, key)?;
+        }
+        let cash = same_currency(outcome.cash, ccy, "cash", key)?;
+        let value = same_currency(outcome.portfolio_value, ccy, "portfolio value", key)?;
+        for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
+            sql(format!(
+                "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
+            ))
+            .bind(&key.job_id)
+            .bind(&key.model)
+            .bind(key.date)
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("delete rows of an earlier attempt"))?;
+        }
+        // Multi-row INSERTs (a few round trips, not one per row), in chunks that stay
+        // far below both back ends' limits on bound parameters.
+        const CHUNK: usize = 256;
+        for (chunk_no, chunk) in outcome.trades.chunks(CHUNK).enumerate() {
+            let mut insert = insert_values(
+                "INSERT INTO positions (job_id, model, date, seq, step, action, symbol, \
+                 quantity, price, fee, cash_after)",
+                chunk.len(),
+                11,
+            );
+            for (i, t) in chunk.iter().enumerate() {
+                insert = insert
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .bind((chunk_no * CHUNK + i) as i32)
+                    .bind(step_param(t.step)?)
+                    .bind(t.action.as_str())
+                    .bind(t.symbol.as_deref())
+                    .bind(Num::from_decimal(t.quantity))
+                    .bind(Num::from_decimal(t.price))
+                    .bind(same_currency(t.fee, ccy, "a trade's fee", key)?)
+                    .bind(same_currency(
+                        t.cash_after,
+                        ccy,
+                        "a trade's cash after",
+                        key,
+                    )?);
+            }
+            insert
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("insert trades"))?;
+        }
+        for (chunk_no, chunk) in outcome.holdings.chunks(CHUNK).enumerate() {
+            let mut insert = insert_values(
+                "INSERT INTO holdings (job_id, model, date, seq, symbol, quantity, price, value)",
+                chunk.len(),
+                8,
+            );
+            for (i, h) in chunk.iter().enumerate() {
+                insert = insert
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .bind((chunk_no * CHUNK + i) as i32)
+                    .bind(&h.symbol)
+                    .bind(Num::from_decimal(h.quantity))
+                    .bind(Num::from_decimal(h.price))
+                    .bind(same_currency(h.value, ccy, "a holding's value", key)?);
+            }
+            insert
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("insert holdings"))?;
+        }
+        for (chunk_no, chunk) in outcome.reasoning.chunks(CHUNK).enumerate() {
+            let mut insert = insert_values(
+                "INSERT INTO reasoning_logs (job_id, model, date, seq, step, role, \
+                 content, tool_calls, created_at)",
+                chunk.len(),
+                9,
+            );
+            for (i, m) in chunk.iter().enumerate() {
+                insert = insert
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .bind((chunk_no * CHUNK + i) as i32)
+                    .bind(step_param(m.step)?)
+                    .bind(&m.role)
+                    .bind(&m.content)
+                    .bind(m.tool_calls.as_ref().map(Json))
+                    .bind(m.created_at);
+            }
+            insert
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("insert reasoning messages"))?;
+        }
+        for (chunk_no, chunk) in outcome.tool_calls.chunks(CHUNK).enumerate() {
+            let mut insert = insert_values(
+                "INSERT INTO tool_usage (job_id, model, date, seq, step, tool_name, \
+                 args, result, latency_ms, error, created_at)",
+                chunk.len(),
+                11,
+            );
+            for (i, c) in chunk.iter().enumerate() {
+                insert = insert
+                    .bind(&key.job_id)
+                    .bind(&key.model)
+                    .bind(key.date)
+                    .bind((chunk_no * CHUNK + i) as i32)
+                    .bind(step_param(c.step)?)
+                    .bind(&c.tool)
+                    .bind(Json(&c.args))
+                    .bind(c.result.as_ref().map(Json))
+                    .bind(c.latency_ms)
+                    .bind(c.error.as_deref())
+                    .bind(c.created_at);
+            }
+            insert
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("insert tool calls"))?;
+        }
+        sql(
+            "UPDATE job_details SET status = 'completed', finished_at = $4, \
+             duration_ms = $5, error = NULL, steps = $6, tool_errors = $7, cash = $8, \
+             portfolio_value = $9, tool_calls = $10 \
+             WHERE job_id = $1 AND model = $2 AND date = $3",
+        )
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .bind(at)
+        .bind(duration_ms)
+        .bind(step_param(outcome.steps)?)
+        .bind(step_param(outcome.tool_errors())?)
+        .bind(cash)
+        .bind(value)
+        .bind(step_param(outcome.tool_call_count())?)
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("mark a model-day completed"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit a completed model-day"))?;
+        self.model_day(key).await
+    }
+
+    async fn stop_model_day(
+        &self,
+        key: &ModelDayKey,
+        stop: &ModelDayStop,
+    ) -> Result<ModelDay, StoreError> {
+        let status = match stop.status {
+            ModelDayStatus::Failed | ModelDayStatus::Refused => stop.status.as_str(),
+            other => {
+                return Err(StoreError::Invalid(format!(
+                    "{key} can only stop as failed or refused, not {other}"
+                )));
+            }
+        };
+        let count = |n: Option<u32>| n.map(step_param).transpose();
+        let (steps, tool_calls, tool_errors) = (
+            count(stop.steps)?,
+            count(stop.tool_calls)?,
+            count(stop.tool_errors)?,
+        );
+        let at = now();
+        let mut tx = self
+            .begin()
+            .await
+            .map_err(StoreError::db("begin stopping a model-day"))?;
+        let row: Option<(String, Option<DateTime<Utc>>)> =
+            sql("UPDATE job_details SET status = status \
+                 WHERE job_id = $1 AND model = $2 AND date = $3 \
+                 RETURNING status, started_at")
+            .bind(&key.job_id)
+            .bind(&key.model)
+            .bind(key.date)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(StoreError::db("lock a model-day"))?;
+        let (current, started) = row.ok_or_else(|| StoreError::not_found(key.to_string()))?;
+        if current == "completed" {
+            return Err(StoreError::Conflict(format!(
+                "{key} is already completed; it cannot be {status}"
+            )));
+        }
+        let duration_ms = started.map(|s| (at - s).num_milliseconds().max(0));
+        sql(
+            "UPDATE job_details SET status = $4, error = $5, finished_at = $6, \
+             duration_ms = $7, steps = $8, tool_calls = $9, tool_errors = $10 \
+             WHERE job_id = $1 AND model = $2 AND date = $3",
+        )
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .bind(status)
+        .bind(&stop.error)
+        .bind(at)
+        .bind(duration_ms)
+        .bind(steps)
+        .bind(tool_calls)
+        .bind(tool_errors)
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("mark a model-day failed or refused"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit a stopped model-day"))?;
+        self.model_day(key).await
+    }
+
+    async fn reset_running_model_days(&self, job_id: &str) -> Result<u64, StoreError> {
+        let done = sql(
+            "UPDATE job_details SET status = 'pending', started_at = NULL \
+             WHERE job_id = $1 AND status = 'running'",
+        )
+        .bind(job_id)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::db("reset running model-days"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn retry_failed_model_days(&self, job_id: &str) -> Result<u64, StoreError> {
+        let mut tx = self
+            .begin()
+            .await
+            .map_err(StoreError::db("begin a retry"))?;
+        let done = sql(
+            "UPDATE job_details SET status = 'pending', started_at = NULL, \
+             finished_at = NULL, duration_ms = NULL, error = NULL, steps = NULL, \
+             tool_calls = NULL, tool_errors = NULL \
+             WHERE job_id = $1 AND status IN ('failed', 'refused')",
+        )
+        .bind(job_id)
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("reset failed model-days"))?;
+        if done.rows_affected() > 0 {
+            sql(
+                "UPDATE jobs SET status = 'pending', finished_at = NULL, error = NULL \
+                 WHERE id = $1",
+            )
+            .bind(job_id)
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("reopen a job"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit a retry"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn model_day(&self, key: &ModelDayKey) -> Result<ModelDay, StoreError> {
+        model_day_row(self, key).await?.into_model_day()
+    }
+
+    async fn trades(&self, key: &ModelDayKey) -> Result<Vec<Trade>, StoreError> {
+        let ccy = model_day_row(self, key).await?.currency()?;
+        let rows: Vec<TradeRow> = sql(
+            "SELECT step, action, symbol, quantity, price, fee, cash_after \
+             FROM positions WHERE job_id = $1 AND model = $2 AND date = $3 ORDER BY seq",
+        )
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::db("read a model-day's trades"))?;
+        rows.into_iter().map(|r| r.into_trade(ccy)).collect()
+    }
+
+    async fn holdings(&self, key: &ModelDayKey) -> Result<Vec<Holding>, StoreError> {
+        let ccy = model_day_row(self, key).await?.currency()?;
+        holdings_in(self, key, ccy).await
+    }
+
+    async fn reasoning_logs(&self, key: &ModelDayKey) -> Result<Vec<ReasoningMessage>, StoreError> {
+        model_day_row(self, key).await?;
+        let rows: Vec<ReasoningRow> = sql(
+            "SELECT step, role, content, tool_calls, created_at FROM reasoning_logs \
+             WHERE job_id = $1 AND model = $2 AND date = $3 ORDER BY seq",
+        )
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::db("read a model-day's reasoning log"))?;
+        rows.into_iter().map(ReasoningRow::into_message).collect()
+    }
+
+    async fn tool_usage(&self, key: &ModelDayKey) -> Result<Vec<ToolCall>, StoreError> {
+        model_day_row(self, key).await?;
+        let rows: Vec<ToolRow> = sql(
+            "SELECT step, tool_name, args, result, latency_ms, error, created_at \
+             FROM tool_usage WHERE job_id = $1 AND model = $2 AND date = $3 \
+             ORDER BY seq",
+        )
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::db("read a model-day's tool usage"))?;
+        rows.into_iter().map(ToolRow::into_call).collect()
+    }
+}
+
+async fn model_day_row<D: Db>(db: &D, key: &ModelDayKey) -> Result<ModelDayRow, StoreError> {
+    let row: Option<ModelDayRow> = sql(format!(
+        "{MODEL_DAY_SELECT}WHERE d.job_id = $1 AND d.model = $2 AND d.date = $3"
+    ))
+    .bind(&key.job_id)
+    .bind(&key.model)
+    .bind(key.date)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(StoreError::db("read a model-day"))?;
+    row.ok_or_else(|| StoreError::not_found(key.to_string()))
+}
+
+async fn holdings_in<D: Db>(
+    db: &D,
+    key: &ModelDayKey,
+    ccy: tradeloom_core::Currency,
+) -> Result<Vec<Holding>, StoreError> {
+    let rows: Vec<HoldingRow> = sql("SELECT symbol, quantity, price, value FROM holdings \
+         WHERE job_id = $1 AND model = $2 AND date = $3 ORDER BY seq")
+    .bind(&key.job_id)
+    .bind(&key.model)
+    .bind(key.date)
+    .fetch_all(db.pool())
+    .await
+    .map_err(StoreError::db("read a model-day's holdings"))?;
+    rows.into_iter().map(|r| r.into_holding(ccy)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpacks_packed_holdings_of_both_back_ends() {
+        let usd = Currency::USD;
+        assert!(unpack_holdings(None, usd).unwrap().is_empty());
+        // SQLite prints the stored text; PostgreSQL prints NUMERIC(38,18) with every decimal.
+        let h = unpack_holdings(
+            Some("AAA 10 101.2 1012.00|BB.X 3.000000000000000000 7.500000000000000000 22.500000000000000000"),
+            usd,
+        )
+        .unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(
+            (h[0].symbol.as_str(), h[0].quantity.to_string()),
+            ("AAA", "10".to_string())
+        );
+        assert_eq!(h[1].price.to_string(), "7.5");
+        assert_eq!(h[1].value, Money::parse("22.5", usd).unwrap());
+        assert!(unpack_holdings(Some("AAA 10 1"), usd).is_err());
+        assert!(unpack_holdings(Some("AAA x 1 1"), usd).is_err());
+    }
+}
