@@ -3,8 +3,38 @@
 
 use std::collections::BTreeMap;
 
-use tradeloom_core::{Currency, Decimal, Money, Price, Quantity};
+use tradeloom_core::{ArithmeticError, Currency, Decimal, Money, Price, Quantity};
 use tradeloom_store::{Holding, Trade, TradeAction};
+
+/// An order or valuation the book refuses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BookError {
+    /// Cash does not cover the notional and the fee.
+    #[error(
+        "insufficient cash: buying {quantity} {symbol} at {price} costs {notional} + fee {fee} = {cost}, cash is {cash}"
+    )]
+    InsufficientCash {
+        symbol: String,
+        quantity: Quantity,
+        price: Price,
+        notional: Money,
+        fee: Money,
+        cost: Money,
+        cash: Money,
+    },
+    /// A sale beyond the holding (`held`, `0` when none).
+    #[error("cannot sell {quantity} {symbol}: holding {held}; short selling is not allowed")]
+    ShortSale {
+        symbol: String,
+        quantity: Quantity,
+        held: String,
+    },
+    /// A holding without a price to value it at.
+    #[error("no price to value {0}")]
+    NoPrice(String),
+    #[error(transparent)]
+    Arithmetic(#[from] ArithmeticError),
+}
 
 /// A fee rate in hundredths of a basis point (`10 bps` = 1000), so fees stay integer maths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,21 +153,26 @@ impl Book {
         symbol: &str,
         quantity: Quantity,
         price: Price,
-    ) -> Result<Execution, String> {
+    ) -> Result<Execution, BookError> {
         let notional = self.notional(price, quantity)?;
         let fee = self.fee.fee(notional);
-        let cost = notional.checked_add(fee).map_err(|e| e.to_string())?;
+        let cost = notional.checked_add(fee)?;
         if cost.raw() > self.cash.raw() {
-            return Err(format!(
-                "insufficient cash: buying {quantity} {symbol} at {price} costs {notional} + fee {fee} = {cost}, cash is {}",
-                self.cash
-            ));
+            return Err(BookError::InsufficientCash {
+                symbol: symbol.to_string(),
+                quantity,
+                price,
+                notional,
+                fee,
+                cost,
+                cash: self.cash,
+            });
         }
         let new_quantity = match self.holdings.get(symbol) {
-            Some(held) => held.checked_add(quantity).map_err(|e| e.to_string())?,
+            Some(held) => held.checked_add(quantity)?,
             None => quantity,
         };
-        self.cash = self.cash.checked_sub(cost).map_err(|e| e.to_string())?;
+        self.cash = self.cash.checked_sub(cost)?;
         self.holdings.insert(symbol.to_string(), new_quantity);
         Ok(Execution {
             action: TradeAction::Buy,
@@ -155,19 +190,20 @@ impl Book {
         symbol: &str,
         quantity: Quantity,
         price: Price,
-    ) -> Result<Execution, String> {
+    ) -> Result<Execution, BookError> {
         let held = self.holdings.get(symbol).copied();
         let Some(held) = held.filter(|h| *h >= quantity) else {
-            return Err(format!(
-                "cannot sell {quantity} {symbol}: holding {}; short selling is not allowed",
-                held.map_or_else(|| "0".to_string(), |h| h.to_string())
-            ));
+            return Err(BookError::ShortSale {
+                symbol: symbol.to_string(),
+                quantity,
+                held: held.map_or_else(|| "0".to_string(), |h| h.to_string()),
+            });
         };
         let notional = self.notional(price, quantity)?;
         let fee = self.fee.fee(notional);
-        let proceeds = notional.checked_sub(fee).map_err(|e| e.to_string())?;
-        self.cash = self.cash.checked_add(proceeds).map_err(|e| e.to_string())?;
-        let left = held.checked_sub(quantity).map_err(|e| e.to_string())?;
+        let proceeds = notional.checked_sub(fee)?;
+        self.cash = self.cash.checked_add(proceeds)?;
+        let left = held.checked_sub(quantity)?;
         if left.is_zero() {
             self.holdings.remove(symbol);
         } else {
@@ -183,8 +219,8 @@ impl Book {
         })
     }
 
-    fn notional(&self, price: Price, quantity: Quantity) -> Result<Money, String> {
-        Money::notional(price, quantity, self.currency()).map_err(|e| e.to_string())
+    fn notional(&self, price: Price, quantity: Quantity) -> Result<Money, BookError> {
+        Ok(Money::notional(price, quantity, self.currency())?)
     }
 
     /// Holdings marked at `price_of(symbol)`, and cash plus their value. Exact: the value is
@@ -192,13 +228,13 @@ impl Book {
     pub fn mark(
         &self,
         mut price_of: impl FnMut(&str) -> Option<Price>,
-    ) -> Result<(Vec<Holding>, Money), String> {
+    ) -> Result<(Vec<Holding>, Money), BookError> {
         let mut total = self.cash;
         let mut rows = Vec::with_capacity(self.holdings.len());
         for (symbol, quantity) in &self.holdings {
-            let price = price_of(symbol).ok_or_else(|| format!("no price to value {symbol}"))?;
+            let price = price_of(symbol).ok_or_else(|| BookError::NoPrice(symbol.clone()))?;
             let value = self.notional(price, *quantity)?;
-            total = total.checked_add(value).map_err(|e| e.to_string())?;
+            total = total.checked_add(value)?;
             rows.push(Holding {
                 symbol: symbol.clone(),
                 quantity: exact(*quantity),
@@ -258,7 +294,8 @@ mod tests {
                 Quantity::from_int(2, 0),
                 Price::parse("50.01", 2).unwrap(),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("insufficient cash"), "{err}");
         assert_eq!(book.cash(), usd("100"));
         let err = book
@@ -267,7 +304,8 @@ mod tests {
                 Quantity::from_int(1, 0),
                 Price::parse("50", 2).unwrap(),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("short selling is not allowed"), "{err}");
         book.buy(
             "AAA",
