@@ -11,17 +11,10 @@ use tradeloom_store::{Holding, Trade, TradeAction};
 pub enum BookError {
     /// Cash does not cover the notional and the fee.
     #[error(
-        "insufficient cash: buying {quantity} {symbol} at {price} costs {notional} + fee {fee} = {cost}, cash is {cash}"
+        "insufficient cash: buying {} {} at {} costs {} + fee {} = {}, cash is {}",
+        .0.quantity, .0.symbol, .0.price, .0.notional, .0.fee, .0.cost, .0.cash
     )]
-    InsufficientCash {
-        symbol: String,
-        quantity: Quantity,
-        price: Price,
-        notional: Money,
-        fee: Money,
-        cost: Money,
-        cash: Money,
-    },
+    InsufficientCash(Box<Shortfall>),
     /// A sale beyond the holding (`held`, `0` when none).
     #[error("cannot sell {quantity} {symbol}: holding {held}; short selling is not allowed")]
     ShortSale {
@@ -34,6 +27,19 @@ pub enum BookError {
     NoPrice(String),
     #[error(transparent)]
     Arithmetic(#[from] ArithmeticError),
+}
+
+/// A buy that cash does not cover: what it would have cost, and the cash there was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    pub symbol: String,
+    pub quantity: Quantity,
+    pub price: Price,
+    pub notional: Money,
+    pub fee: Money,
+    /// `notional + fee`.
+    pub cost: Money,
+    pub cash: Money,
 }
 
 /// A fee rate in hundredths of a basis point (`10 bps` = 1000), so fees stay integer maths.
@@ -158,7 +164,7 @@ impl Book {
         let fee = self.fee.fee(notional);
         let cost = notional.checked_add(fee)?;
         if cost.raw() > self.cash.raw() {
-            return Err(BookError::InsufficientCash {
+            return Err(BookError::InsufficientCash(Box::new(Shortfall {
                 symbol: symbol.to_string(),
                 quantity,
                 price,
@@ -166,7 +172,7 @@ impl Book {
                 fee,
                 cost,
                 cash: self.cash,
-            });
+            })));
         }
         let new_quantity = match self.holdings.get(symbol) {
             Some(held) => held.checked_add(quantity)?,

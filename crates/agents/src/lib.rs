@@ -18,8 +18,8 @@ mod session;
 mod simulation;
 mod tools;
 
-pub use book::BookError;
 pub use book::{Book, Execution, FeeRate};
+pub use book::{BookError, Shortfall};
 pub use calc::{CalcError, evaluate as calc_evaluate, format_result as calc_format};
 pub use config::{
     ModelConfig, PathRef, ReferencePrice, ResolvedConfig, SimulationConfig, config_from_value,

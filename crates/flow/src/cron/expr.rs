@@ -298,8 +298,6 @@ fn parse_field(field: &str, spec: &Field) -> Result<u64, FieldError> {
     Ok(set)
 }
 
-/// The zone a schedule's wall-clock times are read in.
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use super::error::TzError;
 /// over, in minutes (the largest in the database is a whole day: Samoa, 30 December 2011).
 const MAX_GAP_MINUTES: u32 = 48 * 60;
 
+/// The zone a schedule's wall-clock times are read in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tz {
     Utc,
