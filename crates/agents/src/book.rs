@@ -3,8 +3,44 @@
 
 use std::collections::BTreeMap;
 
-use tradeloom_core::{Bps, Currency, Decimal, Money, Price, Quantity};
+use tradeloom_core::{ArithmeticError, Bps, Currency, Decimal, Money, Price, Quantity};
 use tradeloom_store::{Holding, Trade, TradeAction};
+
+/// An order or valuation the book refuses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BookError {
+    /// Cash does not cover the notional and the fee.
+    #[error(
+        "insufficient cash: buying {} {} at {} costs {} + fee {} = {}, cash is {}",
+        .0.quantity, .0.symbol, .0.price, .0.notional, .0.fee, .0.cost, .0.cash
+    )]
+    InsufficientCash(Box<Shortfall>),
+    /// A sale beyond the holding (`held`, `0` when none).
+    #[error("cannot sell {quantity} {symbol}: holding {held}; short selling is not allowed")]
+    ShortSale {
+        symbol: String,
+        quantity: Quantity,
+        held: String,
+    },
+    /// A holding without a price to value it at.
+    #[error("no price to value {0}")]
+    NoPrice(String),
+    #[error(transparent)]
+    Arithmetic(#[from] ArithmeticError),
+}
+
+/// A buy that cash does not cover: what it would have cost, and the cash there was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    pub symbol: String,
+    pub quantity: Quantity,
+    pub price: Price,
+    pub notional: Money,
+    pub fee: Money,
+    /// `notional + fee`.
+    pub cost: Money,
+    pub cash: Money,
+}
 
 /// Cash and holdings of one model. Holdings are whole shares (`Quantity` at precision 0),
 /// never negative: short selling is refused.
@@ -93,21 +129,26 @@ impl Book {
         symbol: &str,
         quantity: Quantity,
         price: Price,
-    ) -> Result<Execution, String> {
+    ) -> Result<Execution, BookError> {
         let notional = self.notional(price, quantity)?;
         let fee = self.fee.of_money(notional);
-        let cost = notional.checked_add(fee).map_err(|e| e.to_string())?;
+        let cost = notional.checked_add(fee)?;
         if cost.raw() > self.cash.raw() {
-            return Err(format!(
-                "insufficient cash: buying {quantity} {symbol} at {price} costs {notional} + fee {fee} = {cost}, cash is {}",
-                self.cash
-            ));
+            return Err(BookError::InsufficientCash(Box::new(Shortfall {
+                symbol: symbol.to_string(),
+                quantity,
+                price,
+                notional,
+                fee,
+                cost,
+                cash: self.cash,
+            })));
         }
         let new_quantity = match self.holdings.get(symbol) {
-            Some(held) => held.checked_add(quantity).map_err(|e| e.to_string())?,
+            Some(held) => held.checked_add(quantity)?,
             None => quantity,
         };
-        self.cash = self.cash.checked_sub(cost).map_err(|e| e.to_string())?;
+        self.cash = self.cash.checked_sub(cost)?;
         self.holdings.insert(symbol.to_string(), new_quantity);
         Ok(Execution {
             action: TradeAction::Buy,
@@ -125,19 +166,20 @@ impl Book {
         symbol: &str,
         quantity: Quantity,
         price: Price,
-    ) -> Result<Execution, String> {
+    ) -> Result<Execution, BookError> {
         let held = self.holdings.get(symbol).copied();
         let Some(held) = held.filter(|h| *h >= quantity) else {
-            return Err(format!(
-                "cannot sell {quantity} {symbol}: holding {}; short selling is not allowed",
-                held.map_or_else(|| "0".to_string(), |h| h.to_string())
-            ));
+            return Err(BookError::ShortSale {
+                symbol: symbol.to_string(),
+                quantity,
+                held: held.map_or_else(|| "0".to_string(), |h| h.to_string()),
+            });
         };
         let notional = self.notional(price, quantity)?;
         let fee = self.fee.of_money(notional);
-        let proceeds = notional.checked_sub(fee).map_err(|e| e.to_string())?;
-        self.cash = self.cash.checked_add(proceeds).map_err(|e| e.to_string())?;
-        let left = held.checked_sub(quantity).map_err(|e| e.to_string())?;
+        let proceeds = notional.checked_sub(fee)?;
+        self.cash = self.cash.checked_add(proceeds)?;
+        let left = held.checked_sub(quantity)?;
         if left.is_zero() {
             self.holdings.remove(symbol);
         } else {
@@ -153,8 +195,8 @@ impl Book {
         })
     }
 
-    fn notional(&self, price: Price, quantity: Quantity) -> Result<Money, String> {
-        Money::notional(price, quantity, self.currency()).map_err(|e| e.to_string())
+    fn notional(&self, price: Price, quantity: Quantity) -> Result<Money, BookError> {
+        Ok(Money::notional(price, quantity, self.currency())?)
     }
 
     /// Holdings marked at `price_of(symbol)`, and cash plus their value. Exact: the value is
@@ -162,13 +204,13 @@ impl Book {
     pub fn mark(
         &self,
         mut price_of: impl FnMut(&str) -> Option<Price>,
-    ) -> Result<(Vec<Holding>, Money), String> {
+    ) -> Result<(Vec<Holding>, Money), BookError> {
         let mut total = self.cash;
         let mut rows = Vec::with_capacity(self.holdings.len());
         for (symbol, quantity) in &self.holdings {
-            let price = price_of(symbol).ok_or_else(|| format!("no price to value {symbol}"))?;
+            let price = price_of(symbol).ok_or_else(|| BookError::NoPrice(symbol.clone()))?;
             let value = self.notional(price, *quantity)?;
-            total = total.checked_add(value).map_err(|e| e.to_string())?;
+            total = total.checked_add(value)?;
             rows.push(Holding {
                 symbol: symbol.clone(),
                 quantity: exact(*quantity),
@@ -228,7 +270,8 @@ mod tests {
                 Quantity::from_int(2, 0),
                 Price::parse("50.01", 2).unwrap(),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("insufficient cash"), "{err}");
         assert_eq!(book.cash(), usd("100"));
         let err = book
@@ -237,7 +280,8 @@ mod tests {
                 Quantity::from_int(1, 0),
                 Price::parse("50", 2).unwrap(),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("short selling is not allowed"), "{err}");
         book.buy(
             "AAA",

@@ -8,13 +8,66 @@ pub const MAX_EXPRESSION_LEN: usize = 500;
 /// Deepest nesting of parentheses and unary operators.
 const MAX_DEPTH: usize = 64;
 
+/// An expression the calculator refuses; each names what was wrong and where (byte offset).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CalcError {
+    #[error("expression is {len} bytes; at most {max} are allowed", max = MAX_EXPRESSION_LEN)]
+    TooLong { len: usize },
+    #[error("result is not a finite number ({0})")]
+    NotFinite(f64),
+    /// A character where none fits, or the end (`found: None`).
+    #[error("{}", unexpected(.found, .at))]
+    Unexpected { found: Option<char>, at: usize },
+    #[error("expression nests deeper than {max} levels", max = MAX_DEPTH)]
+    TooDeep,
+    #[error("division by zero at position {at}")]
+    DivisionByZero { at: usize },
+    #[error("expected `{want}` at position {at}{}", found_suffix(.found))]
+    Expected {
+        want: char,
+        at: usize,
+        found: Option<char>,
+    },
+    #[error("bad number `{text}` at position {at}")]
+    BadNumber { text: String, at: usize },
+    #[error("unknown function `{name}` at position {at}; expected abs, sqrt, min, max or round")]
+    UnknownFunction { name: String, at: usize },
+    #[error("sqrt of a negative number ({x}) at position {at}")]
+    SqrtOfNegative { x: f64, at: usize },
+    #[error("round takes 0 to 10 decimal places, got {0}")]
+    RoundPlaces(f64),
+    #[error("`{name}` takes {arity} argument{} at position {at}", plural(.arity))]
+    Arity {
+        name: String,
+        arity: usize,
+        at: usize,
+    },
+}
+
+fn unexpected(found: &Option<char>, at: &usize) -> String {
+    match found {
+        Some(c) => format!("unexpected `{c}` at position {at}"),
+        None => format!("unexpected end of expression at position {at}"),
+    }
+}
+
+fn plural(n: &usize) -> &'static str {
+    if *n == 1 { "" } else { "s" }
+}
+
+fn found_suffix(found: &Option<char>) -> String {
+    match found {
+        Some(c) => format!(", found `{c}`"),
+        None => ", found the end".to_string(),
+    }
+}
+
 /// Evaluates `expression`; the error names what was wrong and where (byte offset).
-pub fn evaluate(expression: &str) -> Result<f64, String> {
+pub fn evaluate(expression: &str) -> Result<f64, CalcError> {
     if expression.len() > MAX_EXPRESSION_LEN {
-        return Err(format!(
-            "expression is {} bytes; at most {MAX_EXPRESSION_LEN} are allowed",
-            expression.len()
-        ));
+        return Err(CalcError::TooLong {
+            len: expression.len(),
+        });
     }
     let mut parser = Parser {
         src: expression.as_bytes(),
@@ -27,7 +80,7 @@ pub fn evaluate(expression: &str) -> Result<f64, String> {
         return Err(parser.unexpected());
     }
     if !value.is_finite() {
-        return Err(format!("result is not a finite number ({value})"));
+        return Err(CalcError::NotFinite(value));
     }
     Ok(value)
 }
@@ -61,23 +114,24 @@ impl Parser<'_> {
         self.src.get(self.pos).copied()
     }
 
-    fn unexpected(&mut self) -> String {
-        match self.peek() {
-            Some(c) => format!("unexpected `{}` at position {}", c as char, self.pos),
-            None => format!("unexpected end of expression at position {}", self.pos),
+    fn unexpected(&mut self) -> CalcError {
+        let found = self.peek().map(char::from);
+        CalcError::Unexpected {
+            found,
+            at: self.pos,
         }
     }
 
-    fn enter(&mut self) -> Result<(), String> {
+    fn enter(&mut self) -> Result<(), CalcError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(format!("expression nests deeper than {MAX_DEPTH} levels"));
+            return Err(CalcError::TooDeep);
         }
         Ok(())
     }
 
     // expr := term (('+' | '-') term)*
-    fn expr(&mut self) -> Result<f64, String> {
+    fn expr(&mut self) -> Result<f64, CalcError> {
         let mut value = self.term()?;
         while let Some(op @ (b'+' | b'-')) = self.peek() {
             self.pos += 1;
@@ -88,14 +142,14 @@ impl Parser<'_> {
     }
 
     // term := unary (('*' | '/' | '%') unary)*
-    fn term(&mut self) -> Result<f64, String> {
+    fn term(&mut self) -> Result<f64, CalcError> {
         let mut value = self.unary()?;
         while let Some(op @ (b'*' | b'/' | b'%')) = self.peek() {
             let at = self.pos;
             self.pos += 1;
             let rhs = self.unary()?;
             if op != b'*' && rhs == 0.0 {
-                return Err(format!("division by zero at position {at}"));
+                return Err(CalcError::DivisionByZero { at });
             }
             value = match op {
                 b'*' => value * rhs,
@@ -107,7 +161,7 @@ impl Parser<'_> {
     }
 
     // unary := ('-' | '+') unary | power
-    fn unary(&mut self) -> Result<f64, String> {
+    fn unary(&mut self) -> Result<f64, CalcError> {
         match self.peek() {
             Some(op @ (b'-' | b'+')) => {
                 self.pos += 1;
@@ -121,7 +175,7 @@ impl Parser<'_> {
     }
 
     // power := atom ('^' unary)?   (right-associative)
-    fn power(&mut self) -> Result<f64, String> {
+    fn power(&mut self) -> Result<f64, CalcError> {
         let base = self.atom()?;
         if self.peek() == Some(b'^') {
             self.pos += 1;
@@ -133,7 +187,7 @@ impl Parser<'_> {
         Ok(base)
     }
 
-    fn atom(&mut self) -> Result<f64, String> {
+    fn atom(&mut self) -> Result<f64, CalcError> {
         match self.peek() {
             Some(b'(') => {
                 self.pos += 1;
@@ -149,23 +203,20 @@ impl Parser<'_> {
         }
     }
 
-    fn expect(&mut self, want: u8) -> Result<(), String> {
+    fn expect(&mut self, want: u8) -> Result<(), CalcError> {
         if self.peek() == Some(want) {
             self.pos += 1;
             Ok(())
         } else {
-            let found = match self.peek() {
-                Some(c) => format!(", found `{}`", c as char),
-                None => ", found the end".to_string(),
-            };
-            Err(format!(
-                "expected `{}` at position {}{found}",
-                want as char, self.pos
-            ))
+            Err(CalcError::Expected {
+                want: char::from(want),
+                at: self.pos,
+                found: self.peek().map(char::from),
+            })
         }
     }
 
-    fn number(&mut self) -> Result<f64, String> {
+    fn number(&mut self) -> Result<f64, CalcError> {
         let start = self.pos;
         while self
             .src
@@ -180,10 +231,10 @@ impl Parser<'_> {
             .map(|c| *c as char)
             .collect();
         text.parse::<f64>()
-            .map_err(|_| format!("bad number `{text}` at position {start}"))
+            .map_err(|_| CalcError::BadNumber { text, at: start })
     }
 
-    fn function(&mut self) -> Result<f64, String> {
+    fn function(&mut self) -> Result<f64, CalcError> {
         let start = self.pos;
         while self.src.get(self.pos).is_some_and(u8::is_ascii_alphabetic) {
             self.pos += 1;
@@ -193,9 +244,10 @@ impl Parser<'_> {
             "abs" | "sqrt" => 1,
             "min" | "max" | "round" => 2,
             _ => {
-                return Err(format!(
-                    "unknown function `{name}` at position {start}; expected abs, sqrt, min, max or round"
-                ));
+                return Err(CalcError::UnknownFunction {
+                    name: name.clone(),
+                    at: start,
+                });
             }
         };
         self.expect(b'(')?;
@@ -209,9 +261,7 @@ impl Parser<'_> {
         self.expect(b')')?;
         match (name.as_str(), args.as_slice()) {
             ("abs", [x]) => Ok(x.abs()),
-            ("sqrt", [x]) if *x < 0.0 => Err(format!(
-                "sqrt of a negative number ({x}) at position {start}"
-            )),
+            ("sqrt", [x]) if *x < 0.0 => Err(CalcError::SqrtOfNegative { x: *x, at: start }),
             ("sqrt", [x]) => Ok(x.sqrt()),
             ("min", [a, b]) => Ok(a.min(*b)),
             ("max", [a, b]) => Ok(a.max(*b)),
@@ -219,13 +269,12 @@ impl Parser<'_> {
                 let scale = 10f64.powi(*places as i32);
                 Ok((x * scale).round() / scale)
             }
-            ("round", [_, places]) => {
-                Err(format!("round takes 0 to 10 decimal places, got {places}"))
-            }
-            _ => Err(format!(
-                "`{name}` takes {arity} argument{} at position {start}",
-                if arity == 1 { "" } else { "s" }
-            )),
+            ("round", [_, places]) => Err(CalcError::RoundPlaces(*places)),
+            _ => Err(CalcError::Arity {
+                name: name.clone(),
+                arity,
+                at: start,
+            }),
         }
     }
 }
@@ -255,26 +304,49 @@ mod tests {
     #[test]
     fn errors_name_the_position() {
         assert_eq!(
-            evaluate("1 +").unwrap_err(),
+            evaluate("1 +").unwrap_err().to_string(),
             "unexpected end of expression at position 3"
         );
         assert_eq!(
-            evaluate("2 * x").unwrap_err(),
+            evaluate("2 * x").unwrap_err().to_string(),
             "unknown function `x` at position 4; expected abs, sqrt, min, max or round"
         );
         assert_eq!(
-            evaluate("4 / (2 - 2)").unwrap_err(),
+            evaluate("4 / (2 - 2)").unwrap_err().to_string(),
             "division by zero at position 2"
         );
         assert_eq!(
-            evaluate("(1 + 2").unwrap_err(),
+            evaluate("(1 + 2").unwrap_err().to_string(),
             "expected `)` at position 6, found the end"
         );
-        assert_eq!(evaluate("1 2").unwrap_err(), "unexpected `2` at position 2");
+        assert_eq!(
+            evaluate("1 2").unwrap_err().to_string(),
+            "unexpected `2` at position 2"
+        );
         assert!(evaluate("__import__('os')").is_err());
-        assert!(evaluate(&"(".repeat(100)).unwrap_err().contains("deeper"));
-        assert!(evaluate(&"1+".repeat(300)).unwrap_err().contains("at most"));
-        assert!(evaluate("sqrt(-1)").unwrap_err().contains("negative"));
-        assert!(evaluate("10 ^ 400").unwrap_err().contains("finite"));
+        assert!(
+            evaluate(&"(".repeat(100))
+                .unwrap_err()
+                .to_string()
+                .contains("deeper")
+        );
+        assert!(
+            evaluate(&"1+".repeat(300))
+                .unwrap_err()
+                .to_string()
+                .contains("at most")
+        );
+        assert!(
+            evaluate("sqrt(-1)")
+                .unwrap_err()
+                .to_string()
+                .contains("negative")
+        );
+        assert!(
+            evaluate("10 ^ 400")
+                .unwrap_err()
+                .to_string()
+                .contains("finite")
+        );
     }
 }

@@ -18,8 +18,8 @@ mod session;
 mod simulation;
 mod tools;
 
-pub use book::{Book, Execution};
-pub use calc::{evaluate as calc_evaluate, format_result as calc_format};
+pub use book::{Book, BookError, Execution, Shortfall};
+pub use calc::{CalcError, evaluate as calc_evaluate, format_result as calc_format};
 pub use config::{
     ModelConfig, PathRef, ReferencePrice, ResolvedConfig, SimulationConfig, config_from_value,
     initial_value, load_config,
@@ -38,4 +38,4 @@ pub use simulation::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings, run_to_end,
     tool_use_warnings,
 };
-pub use tools::{SessionView, TOOL_NAMES, ToolBox, tool_specs};
+pub use tools::{SessionView, TOOL_NAMES, ToolBox, ToolError, tool_specs};

@@ -11,8 +11,8 @@ use tradeloom_core::Money;
 use tradeloom_llm::{ChatRequest, LlmProvider, Message, Role, Usage};
 use tradeloom_store::{Holding, ModelDayOutcome, ReasoningMessage, ToolCall};
 
-use crate::book::Book;
-use crate::order_gate::{OrderGate, day_refusal, is_refusal};
+use crate::book::{Book, BookError};
+use crate::order_gate::{OrderGate, day_refusal};
 use crate::tools::{SessionView, ToolBox, tool_specs};
 
 /// The system prompt: identical for every model and day, so providers can cache the prefix
@@ -233,37 +233,15 @@ pub async fn run_session_gated(
         if assistant.tool_calls.is_empty() {
             break None;
         }
-        let mut last_error = None;
-        let mut refusal = None;
-        for call in &assistant.tool_calls {
-            let started = Instant::now();
-            let (args, result) = tools.call(step, &call.name, &call.arguments);
-            let latency_ms = started.elapsed().as_millis() as i64;
-            let (content, result_value, error) = match result {
-                Ok(v) => (v.to_string(), Some(v), None),
-                Err(e) if is_refusal(&e) => {
-                    refusal.get_or_insert_with(|| e.clone());
-                    (json!({"error": e}).to_string(), None, Some(e))
-                }
-                Err(e) => {
-                    tool_errors += 1;
-                    last_error = Some(format!("`{}`: {e}", call.name));
-                    (json!({"error": e}).to_string(), None, Some(e))
-                }
-            };
-            tool_calls.push(ToolCall {
-                step,
-                tool: call.name.clone(),
-                args,
-                result: result_value,
-                latency_ms,
-                error,
-                created_at: Utc::now(),
-            });
-            let answer = Message::tool(call.id.clone(), content);
-            reasoning.push(log(step, &answer));
-            messages.push(answer);
-        }
+        let (last_error, refusal) = answer_tool_calls(
+            &mut tools,
+            step,
+            &assistant,
+            &mut tool_errors,
+            &mut tool_calls,
+            &mut reasoning,
+            &mut messages,
+        );
         if let Some(refusal) = refusal {
             refused = true;
             break Some(format!(
@@ -288,13 +266,30 @@ pub async fn run_session_gated(
         }
         (error, _) => error,
     };
-    let final_book = tools.book().clone();
-    let outcome = match &error {
-        Some(_) => None,
-        None => match close_day(&tools) {
-            Ok((holdings, value)) => Some(ModelDayOutcome {
-                steps: step,
-                cash: final_book.cash(),
+    let report = SessionReport {
+        steps: step,
+        error,
+        refused,
+        reasoning,
+        tool_calls,
+        llm_calls,
+        outcome: None,
+        final_book: tools.book().clone(),
+    };
+    with_outcome(&tools, report)
+}
+
+/// `report` with the day's outcome when the session ended without an error; a portfolio that
+/// cannot be valued at the close fails the day instead.
+fn with_outcome(tools: &ToolBox<'_>, mut report: SessionReport) -> SessionReport {
+    if report.error.is_some() {
+        return report;
+    }
+    match close_day(tools) {
+        Ok((holdings, value)) => {
+            report.outcome = Some(ModelDayOutcome {
+                steps: report.steps,
+                cash: report.final_book.cash(),
                 portfolio_value: value,
                 trades: tools
                     .executions()
@@ -302,37 +297,67 @@ pub async fn run_session_gated(
                     .map(|(s, e)| e.to_trade(*s))
                     .collect(),
                 holdings,
-                reasoning: reasoning.clone(),
-                tool_calls: tool_calls.clone(),
-            }),
-            Err(e) => {
-                return SessionReport {
-                    steps: step,
-                    error: Some(format!("cannot value the portfolio at the close: {e}")),
-                    refused: false,
-                    reasoning,
-                    tool_calls,
-                    llm_calls,
-                    outcome: None,
-                    final_book,
-                };
-            }
-        },
-    };
-    SessionReport {
-        steps: step,
-        error,
-        refused,
-        reasoning,
-        tool_calls,
-        llm_calls,
-        outcome,
-        final_book,
+                reasoning: report.reasoning.clone(),
+                tool_calls: report.tool_calls.clone(),
+            });
+        }
+        Err(e) => {
+            report.error = Some(format!("cannot value the portfolio at the close: {e}"));
+            report.refused = false;
+        }
     }
+    report
+}
+
+/// Runs one step's tool calls and answers each in `messages`; counts the model's mistakes in
+/// `tool_errors`. Returns the last such mistake and the first kill switch refusal, if any.
+fn answer_tool_calls(
+    tools: &mut ToolBox<'_>,
+    step: u32,
+    assistant: &Message,
+    tool_errors: &mut u32,
+    tool_calls: &mut Vec<ToolCall>,
+    reasoning: &mut Vec<ReasoningMessage>,
+    messages: &mut Vec<Message>,
+) -> (Option<String>, Option<String>) {
+    let mut last_error = None;
+    let mut refusal = None;
+    for call in &assistant.tool_calls {
+        let started = Instant::now();
+        let (args, result) = tools.call(step, &call.name, &call.arguments);
+        let latency_ms = started.elapsed().as_millis() as i64;
+        let (content, result_value, error) = match result {
+            Ok(v) => (v.to_string(), Some(v), None),
+            Err(e) if e.is_refusal() => {
+                let e = e.to_string();
+                refusal.get_or_insert_with(|| e.clone());
+                (json!({"error": e}).to_string(), None, Some(e))
+            }
+            Err(e) => {
+                let e = e.to_string();
+                *tool_errors += 1;
+                last_error = Some(format!("`{}`: {e}", call.name));
+                (json!({"error": e}).to_string(), None, Some(e))
+            }
+        };
+        tool_calls.push(ToolCall {
+            step,
+            tool: call.name.clone(),
+            args,
+            result: result_value,
+            latency_ms,
+            error,
+            created_at: Utc::now(),
+        });
+        let answer = Message::tool(call.id.clone(), content);
+        reasoning.push(log(step, &answer));
+        messages.push(answer);
+    }
+    (last_error, refusal)
 }
 
 /// End-of-day holdings marked at the close, and the portfolio value.
-fn close_day(tools: &ToolBox<'_>) -> Result<(Vec<Holding>, Money), String> {
+fn close_day(tools: &ToolBox<'_>) -> Result<(Vec<Holding>, Money), BookError> {
     let view = *tools.view();
     tools.book().mark(|s| view.closing_price(s))
 }

@@ -9,8 +9,8 @@ use tradeloom_core::{Price, Quantity};
 use tradeloom_data::{DailyBar, NewsCorpus, Universe};
 use tradeloom_llm::ToolSpec;
 
-use crate::book::{Book, Execution};
-use crate::calc;
+use crate::book::{Book, BookError, Execution};
+use crate::calc::{self, CalcError};
 use crate::config::ReferencePrice;
 use crate::order_gate::{OrderGate, refusal};
 use crate::schema;
@@ -96,6 +96,45 @@ pub fn tool_specs() -> Vec<ToolSpec> {
     ]
 }
 
+/// Why a tool call failed; the text goes back to the model as the call's `error`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ToolError {
+    #[error("unknown tool `{name}`; available tools: {available}")]
+    UnknownTool { name: String, available: String },
+    #[error("arguments of `{name}` are not valid JSON ({reason}); send a JSON object")]
+    NotJson { name: String, reason: String },
+    #[error("invalid arguments for `{name}`: {problems}")]
+    InvalidArguments { name: String, problems: String },
+    #[error("unknown symbol `{symbol}`; the universe is {universe}")]
+    UnknownSymbol { symbol: String, universe: String },
+    #[error("{symbol} does not trade on {date}")]
+    NotTrading { symbol: String, date: NaiveDate },
+    /// A `date` argument that is not `YYYY-MM-DD` (the schema checks its shape).
+    #[error("{0}")]
+    BadDate(String),
+    #[error(
+        "{date} is after the session date {today}: prices from the future are not available (no look-ahead)"
+    )]
+    Future { date: NaiveDate, today: NaiveDate },
+    #[error("{symbol} has no bar on {date} (not a trading day for it)")]
+    NoBar { symbol: String, date: NaiveDate },
+    /// An order the kill switch refused: the text starts with
+    /// [`KILL_SWITCH_CODE`](crate::KILL_SWITCH_CODE).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Book(#[from] BookError),
+    #[error(transparent)]
+    Calc(#[from] CalcError),
+}
+
+impl ToolError {
+    /// Whether this is a kill switch refusal (not the model's mistake).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, ToolError::Refused(_))
+    }
+}
+
 /// What one session may see: its date, the time within it and the market data up to then.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionView<'a> {
@@ -118,7 +157,7 @@ impl SessionView<'_> {
     }
 
     /// The price trades execute at for `symbol` today.
-    pub fn reference_price(&self, symbol: &str) -> Result<Price, String> {
+    pub fn reference_price(&self, symbol: &str) -> Result<Price, ToolError> {
         let bar = self.today(symbol)?;
         Ok(match self.reference {
             ReferencePrice::Open => bar.open,
@@ -134,22 +173,25 @@ impl SessionView<'_> {
             .map(|b| b.close)
     }
 
-    fn known_symbol(&self, symbol: &str) -> Result<(), String> {
+    fn known_symbol(&self, symbol: &str) -> Result<(), ToolError> {
         if self.universe.contains(symbol) {
             Ok(())
         } else {
-            Err(format!(
-                "unknown symbol `{symbol}`; the universe is {}",
-                self.universe.symbols().join(", ")
-            ))
+            Err(ToolError::UnknownSymbol {
+                symbol: symbol.to_string(),
+                universe: self.universe.symbols().join(", "),
+            })
         }
     }
 
-    fn today(&self, symbol: &str) -> Result<&DailyBar, String> {
+    fn today(&self, symbol: &str) -> Result<&DailyBar, ToolError> {
         self.known_symbol(symbol)?;
         self.universe
             .bar(symbol, self.date)
-            .ok_or_else(|| format!("{symbol} does not trade on {}", self.date))
+            .ok_or_else(|| ToolError::NotTrading {
+                symbol: symbol.to_string(),
+                date: self.date,
+            })
     }
 }
 
@@ -212,7 +254,7 @@ impl<'a> ToolBox<'a> {
                     }));
                     self.executions.push((step, execution));
                 }
-                Err(e) => sold.push(json!({"symbol": symbol, "error": e})),
+                Err(e) => sold.push(json!({"symbol": symbol, "error": e.to_string()})),
             }
         }
         sold
@@ -238,16 +280,16 @@ impl<'a> ToolBox<'a> {
         step: u32,
         name: &str,
         arguments: &str,
-    ) -> (Value, Result<Value, String>) {
+    ) -> (Value, Result<Value, ToolError>) {
         let Some(spec) = tool_specs().into_iter().find(|t| t.name == name) else {
             let args = serde_json::from_str(arguments)
                 .unwrap_or_else(|_| Value::String(arguments.to_string()));
             return (
                 args,
-                Err(format!(
-                    "unknown tool `{name}`; available tools: {}",
-                    TOOL_NAMES.join(", ")
-                )),
+                Err(ToolError::UnknownTool {
+                    name: name.to_string(),
+                    available: TOOL_NAMES.join(", "),
+                }),
             );
         };
         let text = if arguments.trim().is_empty() {
@@ -260,9 +302,10 @@ impl<'a> ToolBox<'a> {
             Err(e) => {
                 return (
                     Value::String(arguments.to_string()),
-                    Err(format!(
-                        "arguments of `{name}` are not valid JSON ({e}); send a JSON object"
-                    )),
+                    Err(ToolError::NotJson {
+                        name: name.to_string(),
+                        reason: e.to_string(),
+                    }),
                 );
             }
         };
@@ -270,10 +313,10 @@ impl<'a> ToolBox<'a> {
         if !problems.is_empty() {
             return (
                 args,
-                Err(format!(
-                    "invalid arguments for `{name}`: {}",
-                    problems.join("; ")
-                )),
+                Err(ToolError::InvalidArguments {
+                    name: name.to_string(),
+                    problems: problems.join("; "),
+                }),
             );
         }
         let result = match name {
@@ -281,29 +324,35 @@ impl<'a> ToolBox<'a> {
             "get_portfolio" => self.get_portfolio(),
             "buy" | "sell" => self.trade(step, name == "buy", &args),
             "calc" => calc::evaluate(str_arg(&args, "expression"))
-                .map(|v| json!({"result": calc::format_result(v)})),
+                .map(|v| json!({"result": calc::format_result(v)}))
+                .map_err(ToolError::from),
             _ => Ok(self.search_news(&args)),
         };
         (args, result)
     }
 
-    fn get_price(&self, args: &Value) -> Result<Value, String> {
+    fn get_price(&self, args: &Value) -> Result<Value, ToolError> {
         let symbol = str_arg(args, "symbol");
         self.view.known_symbol(symbol)?;
         let date = match args.get("date").and_then(Value::as_str) {
             // The schema checked the format.
-            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|e| e.to_string())?,
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|e| ToolError::BadDate(e.to_string()))?,
             None => self.view.date,
         };
         if date > self.view.date {
-            return Err(format!(
-                "{date} is after the session date {}: prices from the future are not available (no look-ahead)",
-                self.view.date
-            ));
+            return Err(ToolError::Future {
+                date,
+                today: self.view.date,
+            });
         }
-        let bar =
-            self.view.universe.bar(symbol, date).ok_or_else(|| {
-                format!("{symbol} has no bar on {date} (not a trading day for it)")
+        let bar = self
+            .view
+            .universe
+            .bar(symbol, date)
+            .ok_or_else(|| ToolError::NoBar {
+                symbol: symbol.to_string(),
+                date,
             })?;
         if date < self.view.date {
             return Ok(full_bar(symbol, bar));
@@ -330,7 +379,7 @@ impl<'a> ToolBox<'a> {
         Ok(out)
     }
 
-    fn get_portfolio(&self) -> Result<Value, String> {
+    fn get_portfolio(&self) -> Result<Value, ToolError> {
         let (rows, total) = self.book.mark(|s| {
             self.view
                 .reference_price(s)
@@ -351,7 +400,7 @@ impl<'a> ToolBox<'a> {
         }))
     }
 
-    fn trade(&mut self, step: u32, buy: bool, args: &Value) -> Result<Value, String> {
+    fn trade(&mut self, step: u32, buy: bool, args: &Value) -> Result<Value, ToolError> {
         // A fresh look at the kill switch files before every order.
         if let Some(engagement) = self.gate.as_ref().and_then(OrderGate::engaged_now) {
             let mut message = refusal(&engagement);
@@ -364,7 +413,7 @@ impl<'a> ToolBox<'a> {
                     ));
                 }
             }
-            return Err(message);
+            return Err(ToolError::Refused(message));
         }
         let symbol = str_arg(args, "symbol");
         let price = self.view.reference_price(symbol)?;

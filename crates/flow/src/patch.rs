@@ -57,6 +57,51 @@ pub enum PatchError {
     },
 }
 
+/// Why one patch operation cannot apply (shown after `patch operation <n> (<op>): `).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PointerError {
+    /// Not an RFC 6901 pointer.
+    #[error("pointer `{0}` must be empty or start with `/`")]
+    NoLeadingSlash(String),
+    /// A `~` not followed by `0` or `1`.
+    #[error("pointer `{0}`: `~` must be followed by 0 or 1")]
+    BadEscape(String),
+    /// `-` where an existing element is needed.
+    #[error("`-` (past the end) names no element")]
+    PastTheEnd,
+    /// A token that is not an array index.
+    #[error("`{0}` is not an array index")]
+    NotAnIndex(String),
+    /// An index beyond the array.
+    #[error("index {index} is out of bounds (the array has {len} element(s))")]
+    OutOfBounds { index: usize, len: usize },
+    /// Nothing at this pointer.
+    #[error("`{0}` does not exist")]
+    Missing(String),
+    /// `add` where the parent cannot take a member.
+    #[error("cannot add at `{path}`: {problem}")]
+    CannotAdd {
+        path: String,
+        problem: Box<PointerError>,
+    },
+    /// `add` under a parent that is a scalar.
+    #[error("the parent is neither an object nor an array")]
+    ScalarParent,
+    /// `remove` of the root.
+    #[error("cannot remove the whole document")]
+    RemoveRoot,
+    /// `move` into a child of the moved value.
+    #[error("cannot move `{from}` into its own child `{path}`")]
+    MoveIntoChild { from: String, path: String },
+    /// A `test` that failed.
+    #[error("`{path}` is {actual}, not {expected}")]
+    TestFailed {
+        path: String,
+        actual: String,
+        expected: String,
+    },
+}
+
 /// Reads a patch document (a JSON array of operations) from text.
 pub fn parse_patch(text: &str) -> Result<Vec<PatchOp>, PatchError> {
     serde_json::from_str(text).map_err(|e| PatchError::Invalid(e.to_string()))
@@ -76,12 +121,12 @@ pub struct JsonPointer {
 }
 
 impl JsonPointer {
-    pub fn parse(text: &str) -> Result<JsonPointer, String> {
+    pub fn parse(text: &str) -> Result<JsonPointer, PointerError> {
         if text.is_empty() {
             return Ok(JsonPointer { tokens: Vec::new() });
         }
         let Some(rest) = text.strip_prefix('/') else {
-            return Err(format!("pointer `{text}` must be empty or start with `/`"));
+            return Err(PointerError::NoLeadingSlash(text.to_string()));
         };
         let tokens = rest
             .split('/')
@@ -94,9 +139,7 @@ impl JsonPointer {
                             Some('0') => token.push('~'),
                             Some('1') => token.push('/'),
                             _ => {
-                                return Err(format!(
-                                    "pointer `{text}`: `~` must be followed by 0 or 1"
-                                ));
+                                return Err(PointerError::BadEscape(text.to_string()));
                             }
                         }
                     } else {
@@ -137,12 +180,12 @@ impl fmt::Display for JsonPointer {
 
 /// An array index token: digits without leading zeros, below `len` (or equal to it, or `-`,
 /// when `appending`).
-fn array_index(token: &str, len: usize, appending: bool) -> Result<usize, String> {
+fn array_index(token: &str, len: usize, appending: bool) -> Result<usize, PointerError> {
     if token == "-" {
         return if appending {
             Ok(len)
         } else {
-            Err("`-` (past the end) names no element".to_string())
+            Err(PointerError::PastTheEnd)
         };
     }
     let well_formed = !token.is_empty()
@@ -150,7 +193,7 @@ fn array_index(token: &str, len: usize, appending: bool) -> Result<usize, String
         && (token == "0" || !token.starts_with('0'));
     let index: usize = match token.parse() {
         Ok(i) if well_formed => i,
-        _ => return Err(format!("`{token}` is not an array index")),
+        _ => return Err(PointerError::NotAnIndex(token.to_string())),
     };
     let limit = if appending {
         len
@@ -158,21 +201,19 @@ fn array_index(token: &str, len: usize, appending: bool) -> Result<usize, String
         len.saturating_sub(1)
     };
     if index > limit || (!appending && len == 0) {
-        return Err(format!(
-            "index {index} is out of bounds (the array has {len} element(s))"
-        ));
+        return Err(PointerError::OutOfBounds { index, len });
     }
     Ok(index)
 }
 
-fn get<'v>(doc: &'v Value, tokens: &[String]) -> Result<&'v Value, String> {
+fn get<'v>(doc: &'v Value, tokens: &[String]) -> Result<&'v Value, PointerError> {
     let mut current = doc;
     for (depth, token) in tokens.iter().enumerate() {
         let missing = || {
             let at = JsonPointer {
                 tokens: tokens[..=depth].to_vec(),
             };
-            format!("`{at}` does not exist")
+            PointerError::Missing(at.to_string())
         };
         current = match current {
             Value::Object(map) => map.get(token).ok_or_else(missing)?,
@@ -186,7 +227,7 @@ fn get<'v>(doc: &'v Value, tokens: &[String]) -> Result<&'v Value, String> {
     Ok(current)
 }
 
-fn get_mut<'v>(doc: &'v mut Value, tokens: &[String]) -> Result<&'v mut Value, String> {
+fn get_mut<'v>(doc: &'v mut Value, tokens: &[String]) -> Result<&'v mut Value, PointerError> {
     let mut current = doc;
     for (depth, token) in tokens.iter().enumerate() {
         // Built only on failure: building it at every step would cost depth² per pointer.
@@ -194,7 +235,7 @@ fn get_mut<'v>(doc: &'v mut Value, tokens: &[String]) -> Result<&'v mut Value, S
             let at = JsonPointer {
                 tokens: tokens[..=depth].to_vec(),
             };
-            format!("`{at}` does not exist")
+            PointerError::Missing(at.to_string())
         };
         current = match current {
             Value::Object(map) => map.get_mut(token).ok_or_else(missing)?,
@@ -208,35 +249,36 @@ fn get_mut<'v>(doc: &'v mut Value, tokens: &[String]) -> Result<&'v mut Value, S
     Ok(current)
 }
 
-fn add(doc: &mut Value, path: &JsonPointer, value: Value) -> Result<(), String> {
+fn add(doc: &mut Value, path: &JsonPointer, value: Value) -> Result<(), PointerError> {
     if path.is_root() {
         *doc = value;
         return Ok(());
     }
-    let parent = get_mut(doc, path.parent()).map_err(|e| format!("cannot add at `{path}`: {e}"))?;
+    let cannot_add = |problem| PointerError::CannotAdd {
+        path: path.to_string(),
+        problem: Box::new(problem),
+    };
+    let parent = get_mut(doc, path.parent()).map_err(cannot_add)?;
     match parent {
         Value::Object(map) => {
             map.insert(path.last().to_string(), value);
         }
         Value::Array(items) => {
-            let i = array_index(path.last(), items.len(), true)
-                .map_err(|e| format!("cannot add at `{path}`: {e}"))?;
+            let i = array_index(path.last(), items.len(), true).map_err(cannot_add)?;
             items.insert(i, value);
         }
         _ => {
-            return Err(format!(
-                "cannot add at `{path}`: the parent is neither an object nor an array"
-            ));
+            return Err(cannot_add(PointerError::ScalarParent));
         }
     }
     Ok(())
 }
 
-fn remove(doc: &mut Value, path: &JsonPointer) -> Result<Value, String> {
+fn remove(doc: &mut Value, path: &JsonPointer) -> Result<Value, PointerError> {
     if path.is_root() {
-        return Err("cannot remove the whole document".to_string());
+        return Err(PointerError::RemoveRoot);
     }
-    let missing = || format!("`{path}` does not exist");
+    let missing = || PointerError::Missing(path.to_string());
     match get_mut(doc, path.parent()).map_err(|_| missing())? {
         Value::Object(map) => map.remove(path.last()).ok_or_else(missing),
         Value::Array(items) => {
@@ -247,7 +289,7 @@ fn remove(doc: &mut Value, path: &JsonPointer) -> Result<Value, String> {
     }
 }
 
-fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), String> {
+fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), PointerError> {
     let pointer = |text: &str| JsonPointer::parse(text);
     match op {
         PatchOp::Add { path, value } => add(doc, &pointer(path)?, value.clone()),
@@ -263,7 +305,10 @@ fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), String> {
                 return get(doc, from.tokens()).map(drop);
             }
             if path.tokens().starts_with(from.tokens()) {
-                return Err(format!("cannot move `{from}` into its own child `{path}`"));
+                return Err(PointerError::MoveIntoChild {
+                    from: from.to_string(),
+                    path: path.to_string(),
+                });
             }
             let value = remove(doc, &from)?;
             add(doc, &path, value)
@@ -278,7 +323,11 @@ fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), String> {
             if json_equal(actual, value) {
                 Ok(())
             } else {
-                Err(format!("`{path}` is {actual}, not {value}"))
+                Err(PointerError::TestFailed {
+                    path: path.to_string(),
+                    actual: actual.to_string(),
+                    expected: value.to_string(),
+                })
             }
         }
     }
@@ -289,10 +338,10 @@ fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), String> {
 pub fn apply_patch(doc: &Value, ops: &[PatchOp]) -> Result<Value, PatchError> {
     let mut patched = doc.clone();
     for (index, op) in ops.iter().enumerate() {
-        apply_one(&mut patched, op).map_err(|message| PatchError::Failed {
+        apply_one(&mut patched, op).map_err(|e| PatchError::Failed {
             index,
             op: op.name(),
-            message,
+            message: e.to_string(),
         })?;
     }
     Ok(patched)

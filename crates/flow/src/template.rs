@@ -155,9 +155,9 @@ impl Template {
 }
 
 fn lookup<'v>(path: &ValuePath, context: &'v Value) -> Result<&'v Value, RenderError> {
-    path.resolve(context).map_err(|reason| RenderError {
+    path.resolve(context).map_err(|e| RenderError {
         path: path.to_string(),
-        reason,
+        reason: e.to_string(),
     })
 }
 

@@ -27,6 +27,38 @@ pub(crate) fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
+/// Where a [`ValuePath`] stops in a context (the path walked so far, and why).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The first name is not a root of the context.
+    #[error("`{0}` is not in the context")]
+    NoRoot(String),
+    /// An object without the field.
+    #[error("`{at}` has no field `{field}`")]
+    NoField { at: String, field: String },
+    /// An array shorter than the index.
+    #[error("`{at}` has {len} element(s); index {index} is out of range")]
+    NoIndex {
+        at: String,
+        len: usize,
+        index: usize,
+    },
+    /// A field read from something that is not an object.
+    #[error("`{at}` is {kind}, not an object (looking for field `{field}`)")]
+    NotObject {
+        at: String,
+        kind: &'static str,
+        field: String,
+    },
+    /// An index read from something that is not an array.
+    #[error("`{at}` is {kind}, not an array (looking for index {index})")]
+    NotArray {
+        at: String,
+        kind: &'static str,
+        index: usize,
+    },
+}
+
 impl ValuePath {
     /// The root name (a node id, `inputs` or `run`).
     pub fn root(&self) -> &str {
@@ -99,34 +131,40 @@ impl ValuePath {
     }
 
     /// The value at this path in `context`, or a sentence saying where the path stops.
-    pub fn resolve<'v>(&self, context: &'v Value) -> Result<&'v Value, String> {
+    pub fn resolve<'v>(&self, context: &'v Value) -> Result<&'v Value, ResolveError> {
         let root = self.root();
         let mut current = context
             .get(root)
-            .ok_or_else(|| format!("`{root}` is not in the context"))?;
+            .ok_or_else(|| ResolveError::NoRoot(root.to_string()))?;
         let mut walked = FieldPath::root().key(root);
         for segment in self.rest() {
             current = match (segment, current) {
-                (Segment::Key(k), Value::Object(map)) => map
-                    .get(k)
-                    .ok_or_else(|| format!("`{walked}` has no field `{k}`"))?,
-                (Segment::Index(i), Value::Array(items)) => items.get(*i).ok_or_else(|| {
-                    format!(
-                        "`{walked}` has {} element(s); index {i} is out of range",
-                        items.len()
-                    )
-                })?,
+                (Segment::Key(k), Value::Object(map)) => {
+                    map.get(k).ok_or_else(|| ResolveError::NoField {
+                        at: walked.to_string(),
+                        field: k.clone(),
+                    })?
+                }
+                (Segment::Index(i), Value::Array(items)) => {
+                    items.get(*i).ok_or_else(|| ResolveError::NoIndex {
+                        at: walked.to_string(),
+                        len: items.len(),
+                        index: *i,
+                    })?
+                }
                 (Segment::Key(k), other) => {
-                    return Err(format!(
-                        "`{walked}` is {}, not an object (looking for field `{k}`)",
-                        kind_of(other)
-                    ));
+                    return Err(ResolveError::NotObject {
+                        at: walked.to_string(),
+                        kind: kind_of(other),
+                        field: k.clone(),
+                    });
                 }
                 (Segment::Index(i), other) => {
-                    return Err(format!(
-                        "`{walked}` is {}, not an array (looking for index {i})",
-                        kind_of(other)
-                    ));
+                    return Err(ResolveError::NotArray {
+                        at: walked.to_string(),
+                        kind: kind_of(other),
+                        index: *i,
+                    });
                 }
             };
             walked = match segment {
@@ -239,16 +277,19 @@ mod tests {
         let p = |t: &str| parse(t).unwrap();
         assert_eq!(p("a.items[0].name").resolve(&ctx), Ok(&json!("n")));
         assert_eq!(
-            p("b.x").resolve(&ctx).unwrap_err(),
+            p("b.x").resolve(&ctx).unwrap_err().to_string(),
             "`b` is not in the context"
         );
         assert_eq!(
-            p("a.items[3]").resolve(&ctx).unwrap_err(),
+            p("a.items[3]").resolve(&ctx).unwrap_err().to_string(),
             "`a.items` has 1 element(s); index 3 is out of range"
         );
-        assert_eq!(p("a.y").resolve(&ctx).unwrap_err(), "`a` has no field `y`");
         assert_eq!(
-            p("a.x.y").resolve(&ctx).unwrap_err(),
+            p("a.y").resolve(&ctx).unwrap_err().to_string(),
+            "`a` has no field `y`"
+        );
+        assert_eq!(
+            p("a.x.y").resolve(&ctx).unwrap_err().to_string(),
             "`a.x` is a number, not an object (looking for field `y`)"
         );
     }

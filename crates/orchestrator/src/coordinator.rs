@@ -29,8 +29,8 @@ use crate::plan::{
     DEFAULT_MAX_IN_FLIGHT, Graph, Input, Plan, RunState, decision_output, expiry_timer, node_task,
     plan,
 };
+use crate::signal::{SIGNAL_POOL, SignalEnvelope};
 use crate::signal::{Signal, approval_id};
-use crate::worker::{SIGNAL_POOL, SignalEnvelope};
 
 /// How often a transition is recomputed when other signals of the same run keep winning.
 const MAX_CONFLICTS: u32 = 64;

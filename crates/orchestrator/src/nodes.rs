@@ -397,7 +397,7 @@ async fn run_tool(
         "calc" => match args.get("expression").and_then(Value::as_str) {
             Some(expression) => match tradeloom_agents::calc_evaluate(expression) {
                 Ok(v) => json!({"value": tradeloom_agents::calc_format(v)}),
-                Err(e) => json!({"error": e}),
+                Err(e) => json!({"error": e.to_string()}),
             },
             None => json!({"error": "`expression` (a string) is required"}),
         },

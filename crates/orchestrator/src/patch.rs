@@ -5,10 +5,11 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 use tradeloom_flow::patch::patch_from_value;
-use tradeloom_flow::{Patched, RunState, parse_definition, validate_patch_with};
+use tradeloom_flow::{Context, Ir, Patched, RunState, parse_definition, validate_patch_with};
+use tradeloom_queue::NewTask;
 use tradeloom_store::{
-    ApprovalChange, ApprovalStatus, NewEvent, NewPatch, NodeChange, NodeStatus, StoreError,
-    Transition, TransitionOutcome,
+    ApprovalChange, ApprovalStatus, NewEvent, NewPatch, NodeChange, NodeState, NodeStatus,
+    StoreError, Transition, TransitionOutcome, WorkflowRun,
 };
 
 use crate::coordinator::{Coordinator, Snapshot};
@@ -105,65 +106,14 @@ impl Coordinator {
                 .await?;
             self.ir_of_definition(&new_definition).await?;
 
-            // Nodes the patch removed that were still to run, or running, are dropped.
-            let mut dropped = Vec::new();
-            let mut approvals = Vec::new();
-            let mut kept = Vec::new();
-            for s in &states {
-                let removed = ir.node(&s.node_id).is_none();
-                let open = matches!(
-                    s.status,
-                    NodeStatus::Pending
-                        | NodeStatus::Queued
-                        | NodeStatus::Running
-                        | NodeStatus::Waiting
-                );
-                if removed && open {
-                    if s.status == NodeStatus::Waiting {
-                        approvals.push(ApprovalChange::Close {
-                            id: approval_id(run_id, &s.node_id, s.attempts),
-                            status: ApprovalStatus::Cancelled,
-                            decision: None,
-                            by: Some(by.to_string()),
-                            comment: Some("node removed by a patch".into()),
-                        });
-                    }
-                    dropped.push(s.clone());
-                } else {
-                    kept.push(s.clone());
-                }
-            }
+            let Removed {
+                dropped,
+                approvals,
+                kept,
+            } = removed_nodes(&states, &ir, run_id, by);
             let version = run.ir_version + 1;
-            let signal = Signal::Advance {
-                revision: run.revision,
-            };
-            let graph = Graph::new(&ir);
-            let mut state = PlanState::new(&ir, &graph, &kept);
-            let planned = plan(
-                Input {
-                    run: &run,
-                    state: &mut state,
-                    ir: &ir,
-                    graph: &graph,
-                    context: &mut context,
-                    now: Utc::now(),
-                    max_in_flight: self.max_in_flight(),
-                },
-                &signal,
-            );
-            let (mut transition, tasks, more) = match planned {
-                Plan::Commit {
-                    transition,
-                    tasks,
-                    more,
-                } => (*transition, tasks, more),
-                Plan::Nothing => (Transition::new(run_id, "", run.revision), Vec::new(), false),
-                Plan::Stale => {
-                    return Err(OrchestratorError::Conflict(format!(
-                        "run {run_id} finished while the patch was computed"
-                    )));
-                }
-            };
+            let (mut transition, tasks, more) =
+                self.plan_after_patch(&run, &mut context, &ir, &kept)?;
             transition.signal_id = format!("patch@{version}");
             let in_flight = |s: &NodeStatus| matches!(s, NodeStatus::Queued | NodeStatus::Running);
             transition.tokens_delta -=
@@ -210,5 +160,91 @@ impl Coordinator {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Plans the patched run as if an `Advance` signal came: what the new IR makes ready.
+    fn plan_after_patch(
+        &self,
+        run: &WorkflowRun,
+        context: &mut Context,
+        ir: &Ir,
+        kept: &[NodeState],
+    ) -> Result<(Transition, Vec<NewTask>, bool), OrchestratorError> {
+        let signal = Signal::Advance {
+            revision: run.revision,
+        };
+        let graph = Graph::new(ir);
+        let mut state = PlanState::new(ir, &graph, kept);
+        let planned = plan(
+            Input {
+                run,
+                state: &mut state,
+                ir,
+                graph: &graph,
+                context,
+                now: Utc::now(),
+                max_in_flight: self.max_in_flight(),
+            },
+            &signal,
+        );
+        Ok(match planned {
+            Plan::Commit {
+                transition,
+                tasks,
+                more,
+            } => (*transition, tasks, more),
+            Plan::Nothing => (
+                Transition::new(&run.id, "", run.revision),
+                Vec::new(),
+                false,
+            ),
+            Plan::Stale => {
+                return Err(OrchestratorError::Conflict(format!(
+                    "run {} finished while the patch was computed",
+                    run.id
+                )));
+            }
+        })
+    }
+}
+
+/// The node states a patch leaves: those it removed while still open (`dropped`, with their
+/// approvals to cancel) and the rest (`kept`).
+struct Removed {
+    dropped: Vec<NodeState>,
+    approvals: Vec<ApprovalChange>,
+    kept: Vec<NodeState>,
+}
+
+/// Nodes the patch removed that were still to run, or running, are dropped.
+fn removed_nodes(states: &[NodeState], ir: &Ir, run_id: &str, by: &str) -> Removed {
+    let mut dropped = Vec::new();
+    let mut approvals = Vec::new();
+    let mut kept = Vec::new();
+    for s in states {
+        let removed = ir.node(&s.node_id).is_none();
+        let open = matches!(
+            s.status,
+            NodeStatus::Pending | NodeStatus::Queued | NodeStatus::Running | NodeStatus::Waiting
+        );
+        if removed && open {
+            if s.status == NodeStatus::Waiting {
+                approvals.push(ApprovalChange::Close {
+                    id: approval_id(run_id, &s.node_id, s.attempts),
+                    status: ApprovalStatus::Cancelled,
+                    decision: None,
+                    by: Some(by.to_string()),
+                    comment: Some("node removed by a patch".into()),
+                });
+            }
+            dropped.push(s.clone());
+        } else {
+            kept.push(s.clone());
+        }
+    }
+    Removed {
+        dropped,
+        approvals,
+        kept,
     }
 }

@@ -602,11 +602,8 @@ impl crate::schedule::RunStarter for Runtime {
         &self,
         workflow_id: &str,
         fire_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<String, String> {
-        let run = self
-            .start_run(workflow_id, None, &Map::new())
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<String, crate::schedule::StartError> {
+        let run = self.start_run(workflow_id, None, &Map::new()).await?;
         tracing::info!(
             workflow_id,
             run_id = %run.id,

@@ -41,7 +41,28 @@ pub trait RunStarter: Send + Sync {
         &self,
         workflow_id: &str,
         fire_at: DateTime<Utc>,
-    ) -> Result<String, String>;
+    ) -> Result<String, StartError>;
+}
+
+/// Why a scheduled run could not start, as the scheduler records it with the fire time.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    pub message: String,
+}
+
+impl StartError {
+    pub fn new(message: impl Into<String>) -> Self {
+        StartError {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::OrchestratorError> for StartError {
+    fn from(e: crate::OrchestratorError) -> Self {
+        StartError::new(e.to_string())
+    }
 }
 
 /// A fire time this scheduler claimed in a [`Scheduler::tick`], and what starting it gave.
@@ -50,7 +71,7 @@ pub struct FiredRun {
     pub workflow_id: String,
     pub fire_at: DateTime<Utc>,
     /// The run id, or why the run could not start.
-    pub run: Result<String, String>,
+    pub run: Result<String, StartError>,
 }
 
 /// Starts runs of scheduled workflows; see the [module docs](self).
@@ -177,7 +198,7 @@ impl Scheduler {
                         "schedule: could not start the run; this fire time is not retried"
                     );
                     self.store
-                        .set_schedule_fire_error(workflow_id, fire_at, error)
+                        .set_schedule_fire_error(workflow_id, fire_at, &error.message)
                         .await
                 }
             };
@@ -255,11 +276,11 @@ mod tests {
             &self,
             workflow_id: &str,
             fire_at: DateTime<Utc>,
-        ) -> Result<String, String> {
+        ) -> Result<String, StartError> {
             let mut calls = self.calls.lock().unwrap();
             calls.push((workflow_id.to_string(), fire_at));
             if self.fail {
-                return Err("the runtime is shutting down".into());
+                return Err(StartError::new("the runtime is shutting down"));
             }
             Ok(format!("run-{}", calls.len()))
         }
@@ -547,7 +568,7 @@ mod tests {
             [FiredRun {
                 workflow_id: v.workflow_id.clone(),
                 fire_at: first,
-                run: Err("the runtime is shutting down".into()),
+                run: Err(StartError::new("the runtime is shutting down")),
             }]
         );
         for later in [10, 20, 3600] {

@@ -4,6 +4,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tradeloom_store::Decision;
 
+/// Pool the coordinator loop takes completion signals from.
+pub const SIGNAL_POOL: &str = "signals";
+
+/// A completion signal on its way to the coordinator.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignalEnvelope {
+    pub run_id: String,
+    pub signal: Signal,
+}
+
 /// How one attempt of a node ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]

@@ -14,9 +14,7 @@ use tradeloom_store::Decision;
 use crate::coordinator::{Applied, Coordinator};
 use crate::nodes::{Attempt, NodeEnv, execute};
 use crate::signal::{Outcome, Signal};
-
-/// Pool the coordinator loop takes completion signals from.
-pub const SIGNAL_POOL: &str = "signals";
+pub use crate::signal::{SIGNAL_POOL, SignalEnvelope};
 
 /// How long a delivery stays leased without a heartbeat.
 pub const VISIBILITY: Duration = Duration::from_secs(30);
@@ -29,13 +27,6 @@ pub struct NodeTask {
     pub run_id: String,
     pub node_id: String,
     pub attempt: u32,
-}
-
-/// A completion signal on its way to the coordinator.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SignalEnvelope {
-    pub run_id: String,
-    pub signal: Signal,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,9 +281,25 @@ async fn consume<F, Fut>(
     }
 }
 
+/// Why a delivery of the signal or timer pool is retried.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("signal {signal} of run {run_id}: {source}")]
+    Signal {
+        signal: String,
+        run_id: String,
+        source: crate::OrchestratorError,
+    },
+    #[error("expiring approval {approval_id}: {source}")]
+    Expiry {
+        approval_id: String,
+        source: crate::OrchestratorError,
+    },
+}
+
 /// Acks a delivery whose work is done (or that is malformed), nacks it for a retry in a second
 /// when `outcome` is an error.
-async fn settle(queue: &Arc<dyn Queue>, delivery: &Delivery, outcome: Result<(), String>) {
+async fn settle(queue: &Arc<dyn Queue>, delivery: &Delivery, outcome: Result<(), DeliveryError>) {
     match outcome {
         Ok(()) => {
             let _ = queue.ack(&delivery.lease).await;
@@ -328,12 +335,10 @@ pub async fn coordinator_loop(
                             .route(&envelope.run_id, &envelope.signal)
                             .await
                             .map(|_| ())
-                            .map_err(|e| {
-                                format!(
-                                    "signal {} of run {}: {e}",
-                                    envelope.signal.id(),
-                                    envelope.run_id
-                                )
+                            .map_err(|source| DeliveryError::Signal {
+                                signal: envelope.signal.id(),
+                                run_id: envelope.run_id.clone(),
+                                source,
                             }),
                         Err(e) => {
                             tracing::error!(error = %e, "malformed signal dropped");
@@ -363,15 +368,19 @@ pub async fn timer_worker(
             let coordinator = coordinator.clone();
             let queue = queue.clone();
             async move {
-                let outcome = match serde_json::from_value::<TimerTask>(delivery.payload.clone()) {
-                    Ok(timer) => expire(&coordinator, &timer)
-                        .await
-                        .map_err(|e| format!("expiring approval {}: {e}", timer.approval_id)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "malformed timer dropped");
-                        Ok(())
-                    }
-                };
+                let outcome =
+                    match serde_json::from_value::<TimerTask>(delivery.payload.clone()) {
+                        Ok(timer) => expire(&coordinator, &timer).await.map_err(|source| {
+                            DeliveryError::Expiry {
+                                approval_id: timer.approval_id.clone(),
+                                source,
+                            }
+                        }),
+                        Err(e) => {
+                            tracing::error!(error = %e, "malformed timer dropped");
+                            Ok(())
+                        }
+                    };
                 settle(&queue, &delivery, outcome).await;
             }
         },

@@ -139,7 +139,11 @@ async fn tools_refuse_look_ahead_and_bad_calls() {
     let sym = market.universe.symbols()[0].to_string();
     let mut tools = ToolBox::new(view, book());
     let future = format!(r#"{{"symbol": "{sym}", "date": "2025-01-07"}}"#);
-    let err = tools.call(1, "get_price", &future).1.unwrap_err();
+    let err = tools
+        .call(1, "get_price", &future)
+        .1
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no look-ahead"), "{err}");
     let past = format!(r#"{{"symbol": "{sym}", "date": "2025-01-03"}}"#);
     let bar = tools.call(1, "get_price", &past).1.unwrap();
@@ -147,7 +151,8 @@ async fn tools_refuse_look_ahead_and_bad_calls() {
     let err = tools
         .call(1, "get_price", r#"{"symbol": "NOPE"}"#)
         .1
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("unknown symbol `NOPE`"), "{err}");
     let err = tools
         .call(
@@ -156,7 +161,8 @@ async fn tools_refuse_look_ahead_and_bad_calls() {
             &format!(r#"{{"symbol": "{sym}", "quantity": "lots"}}"#),
         )
         .1
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("`arguments.quantity` must be an integer"),
         "{err}"
@@ -164,9 +170,14 @@ async fn tools_refuse_look_ahead_and_bad_calls() {
     let err = tools
         .call(1, "buy", r#"{"symbol": "AAA", "quantity": "#)
         .1
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not valid JSON"), "{err}");
-    let err = tools.call(1, "teleport_funds", "{}").1.unwrap_err();
+    let err = tools
+        .call(1, "teleport_funds", "{}")
+        .1
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("unknown tool `teleport_funds`"), "{err}");
     let err = tools
         .call(
@@ -175,7 +186,8 @@ async fn tools_refuse_look_ahead_and_bad_calls() {
             &format!(r#"{{"symbol": "{sym}", "quantity": 100000000}}"#),
         )
         .1
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("insufficient cash"), "{err}");
     let err = tools
         .call(
@@ -184,7 +196,8 @@ async fn tools_refuse_look_ahead_and_bad_calls() {
             &format!(r#"{{"symbol": "{sym}", "quantity": 1}}"#),
         )
         .1
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("short selling is not allowed"), "{err}");
     assert_eq!(
         tools.book().cash(),

@@ -1,0 +1,397 @@
+//! Running a job: its model-days date by date, models in parallel, until done or refused.
+
+use std::collections::{BTreeMap, HashMap};
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use tradeloom_llm::LlmProvider;
+
+use tradeloom_store::{Job, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter};
+
+use super::market::{Market, ProviderError, load_market, provider_for};
+use super::model_day::{
+    DayContext, DayEnd, record, record_day_stopped, run_model_day, whole_shares,
+};
+use super::simulator::{SimEvent, Simulator};
+use super::warnings::job_warnings;
+use crate::book::Book;
+use crate::config::{ResolvedConfig, config_from_value};
+use crate::error::AgentError;
+use crate::job_folder::{write_bootstrap, write_model_day_error};
+use crate::order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal};
+
+impl Simulator {
+    pub(super) async fn drive_job(
+        &self,
+        job_id: &str,
+        parent_runs: &[String],
+    ) -> Result<Job, AgentError> {
+        let gate = match OrderGate::open(
+            &self.options.data_dir,
+            Some(job_id.to_string()),
+            parent_runs.to_vec(),
+        ) {
+            Ok(gate) => gate,
+            // Without a readable kill switch no order may pass: fail rather than trade blind.
+            Err(e) => return self.fail_job(job_id, &format!("kill switch: {e}")).await,
+        };
+        let job = self.store.job(job_id).await?;
+        let config = match config_from_value(&job.config, &self.options.base_dir) {
+            Ok(c) => c,
+            Err(e) => return self.fail_job(job_id, &e.to_string()).await,
+        };
+        let market = {
+            let config = config.clone();
+            match tokio::task::spawn_blocking(move || load_market(&config)).await {
+                Ok(Ok(m)) => Arc::new(m),
+                Ok(Err(e)) => return self.fail_job(job_id, &e.to_string()).await,
+                Err(e) => return self.fail_job(job_id, &e.to_string()).await,
+            }
+        };
+        self.store.mark_job_running(job_id).await?;
+        let (symbols, by_date) = self.start_job(&job, &config, &market).await?;
+        let mut books = self.starting_books(&job, &config).await?;
+        let providers = config
+            .model_names()
+            .into_iter()
+            .map(|m| {
+                let p = provider_for(&config, &m, &self.options.outbound);
+                (m, p)
+            })
+            .collect();
+        let shared = JobShared {
+            permits: Arc::new(Semaphore::new(config.parallelism())),
+            config: Arc::new(config),
+            market,
+            symbols: Arc::new(symbols),
+            providers,
+            gate,
+        };
+        let mut dates = by_date.into_iter();
+        while let Some((date, models)) = dates.next() {
+            // Engaged before the date starts: this date and every later one are refused.
+            if let Some(engagement) = shared.gate.engaged_now() {
+                let reason = day_refusal(&engagement);
+                let rest = std::iter::once((date, models)).chain(dates).collect();
+                self.refuse_days(job_id, rest, &reason).await?;
+                break;
+            }
+            // The kill switch stopped a day: the job stops too, so that every model's days
+            // stay in date order (a later day never completes before an earlier one), and the
+            // rest waits for a trigger after release.
+            if let Some(model) = self
+                .run_date(job_id, date, models, &shared, &mut books)
+                .await?
+            {
+                let reason = format!(
+                    "{KILL_SWITCH_CODE}: model-day not traded: the job stopped when the kill switch \
+                     refused model `{model}` on {date}; it runs when the job is triggered again after release"
+                );
+                self.refuse_days(job_id, dates.collect(), &reason).await?;
+                break;
+            }
+        }
+        self.finish_job(job_id).await
+    }
+
+    /// Writes the job's bootstrap files, records and announces its start; returns the symbols
+    /// and the unfinished model-days by date.
+    async fn start_job(
+        &self,
+        job: &Job,
+        config: &ResolvedConfig,
+        market: &Market,
+    ) -> Result<(Vec<String>, BTreeMap<NaiveDate, Vec<String>>), AgentError> {
+        let job_id = job.id.as_str();
+        let symbols: Vec<String> = market
+            .universe
+            .symbols()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        {
+            let symbol_refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
+            write_bootstrap(
+                &self.options.data_dir,
+                job,
+                config,
+                &symbol_refs,
+                &market.dates,
+            )?;
+        }
+        let todo = self.store.unfinished_model_days(job_id).await?;
+        let report = self.store.job_report(job_id).await?;
+        record(
+            &*self.store,
+            job_id,
+            "job_started",
+            json!({
+                "total_model_days": report.progress.total_model_days,
+                "remaining": todo.len(),
+                "models": config.model_names(),
+                // Who runs it: a later process marks the job interrupted if this one dies.
+                "owner": tradeloom_safety::ProcessOwner::current(),
+            }),
+        )
+        .await?;
+        tracing::info!(
+            remaining = todo.len(),
+            total_model_days = report.progress.total_model_days,
+            "simulation job started"
+        );
+        let _ = self.events.send(SimEvent::JobStarted {
+            job_id: job_id.to_string(),
+            total_model_days: report.progress.total_model_days,
+            remaining: todo.len() as u64,
+        });
+        let mut by_date: BTreeMap<NaiveDate, Vec<String>> = BTreeMap::new();
+        for day in &todo {
+            by_date.entry(day.date).or_default().push(day.model.clone());
+        }
+        Ok((symbols, by_date))
+    }
+
+    /// Runs the model-days of one date, models in parallel; keeps each completed day's book.
+    /// Returns a model the kill switch refused, if any. A store or disk failure stops the job
+    /// (see `stop_on_error`).
+    async fn run_date(
+        &self,
+        job_id: &str,
+        date: NaiveDate,
+        models: Vec<String>,
+        shared: &JobShared,
+        books: &mut HashMap<String, Book>,
+    ) -> Result<Option<String>, AgentError> {
+        let config = &shared.config;
+        let mut tasks = tokio::task::JoinSet::new();
+        for model in models {
+            let ctx = DayContext {
+                store: Arc::clone(&self.store),
+                data_dir: self.options.data_dir.clone(),
+                key: ModelDayKey::new(job_id, model.clone(), date),
+                book: books
+                    .get(&model)
+                    .cloned()
+                    .unwrap_or_else(|| Book::new(config.initial_cash, config.fee)),
+                provider: shared
+                    .providers
+                    .get(&model)
+                    .cloned()
+                    .unwrap_or_else(|| Err(ProviderError::Unknown(model.clone()))),
+                config: Arc::clone(config),
+                market: Arc::clone(&shared.market),
+                symbols: Arc::clone(&shared.symbols),
+                events: self.events.clone(),
+                gate: shared.gate.clone(),
+            };
+            let permits = Arc::clone(&shared.permits);
+            // A child of the job's span: its lines carry job_id and trace_id too.
+            let span = tracing::info_span!("model_day", model = %model, date = %date);
+            tasks.spawn(
+                async move {
+                    // The semaphore is never closed.
+                    let _permit = permits.acquire_owned().await.ok();
+                    let model = ctx.key.model.clone();
+                    (model, run_model_day(ctx).await)
+                }
+                .instrument(span),
+            );
+        }
+        let mut first_error = None;
+        let mut refused = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((model, Ok(DayEnd::Completed(book)))) => {
+                    books.insert(model, book);
+                }
+                Ok((model, Ok(DayEnd::Refused))) => {
+                    refused.get_or_insert(model);
+                }
+                Ok((_, Ok(DayEnd::Failed | DayEnd::NotClaimed))) => {}
+                Ok((_, Err(e))) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(AgentError::Io {
+                        path: "model-day task".into(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(refused)
+    }
+
+    /// Records, logs and announces how the job ended.
+    async fn finish_job(&self, job_id: &str) -> Result<Job, AgentError> {
+        let job = self.store.refresh_job_status(job_id).await?;
+        let progress = self.store.job_report(job_id).await?.progress;
+        record(
+            &*self.store,
+            job_id,
+            "job_finished",
+            json!({
+                "status": job.status.as_str(),
+                "total_model_days": progress.total_model_days,
+                "completed": progress.completed,
+                "failed": progress.failed,
+                "refused": progress.refused,
+            }),
+        )
+        .await?;
+        tracing::info!(
+            status = job.status.as_str(),
+            completed = progress.completed,
+            failed = progress.failed,
+            refused = progress.refused,
+            "simulation job finished"
+        );
+        if progress.refused > 0 {
+            tracing::warn!(
+                refused = progress.refused,
+                "model-days refused by the kill switch (risk.kill_switch); trigger the same config again after release to run them"
+            );
+        }
+        for warning in job_warnings(&*self.store, &job).await? {
+            tracing::warn!(warning = %warning, "simulation job warning");
+        }
+        let _ = self.events.send(SimEvent::JobFinished {
+            job_id: job_id.to_string(),
+            status: job.status,
+        });
+        Ok(job)
+    }
+
+    /// Marks the unfinished model-days of `days` refused with `reason` (no session runs), with
+    /// their files, events and progress as for any finished day.
+    pub(super) async fn refuse_days(
+        &self,
+        job_id: &str,
+        days: Vec<(NaiveDate, Vec<String>)>,
+        reason: &str,
+    ) -> Result<(), AgentError> {
+        tracing::warn!(
+            reason,
+            "kill switch: the job's remaining model-days are refused"
+        );
+        for (date, models) in days {
+            for model in models {
+                let key = ModelDayKey::new(job_id, model.clone(), date);
+                write_model_day_error(
+                    &self.options.data_dir,
+                    job_id,
+                    &model,
+                    date,
+                    ModelDayStatus::Refused,
+                    reason,
+                )?;
+                self.store
+                    .stop_model_day(
+                        &key,
+                        &ModelDayStop {
+                            status: ModelDayStatus::Refused,
+                            ..ModelDayStop::failed(reason)
+                        },
+                    )
+                    .await?;
+                record_day_stopped(&*self.store, &key, ModelDayStatus::Refused, reason).await?;
+                let _ = self.events.send(SimEvent::ModelDayFinished {
+                    job_id: job_id.to_string(),
+                    model,
+                    date,
+                    status: ModelDayStatus::Refused.as_str().to_string(),
+                    error: Some(reason.to_string()),
+                    portfolio_value: None,
+                    duration_ms: 0,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails a job that cannot start (bad config, missing market data) or cannot go on (a store
+    /// or disk error) and records it.
+    pub(super) async fn fail_job(&self, job_id: &str, error: &str) -> Result<Job, AgentError> {
+        tracing::error!(error, "simulation job failed");
+        let job = self.store.fail_job(job_id, error).await?;
+        record(
+            &*self.store,
+            job_id,
+            "job_finished",
+            json!({"status": job.status.as_str(), "error": error}),
+        )
+        .await?;
+        let _ = self.events.send(SimEvent::JobFinished {
+            job_id: job_id.to_string(),
+            status: job.status,
+        });
+        Ok(job)
+    }
+
+    /// Each model's book after its last completed model-day (initial cash if none).
+    pub(super) async fn starting_books(
+        &self,
+        job: &Job,
+        config: &ResolvedConfig,
+    ) -> Result<HashMap<String, Book>, AgentError> {
+        let mut books = HashMap::new();
+        for model in config.model_names() {
+            let mut last = None;
+            let mut offset = 0;
+            loop {
+                let page = self
+                    .store
+                    .results(&ResultsFilter {
+                        job_id: Some(job.id.clone()),
+                        model: Some(model.clone()),
+                        date: None,
+                        completed_only: true,
+                        limit: tradeloom_store::MAX_PAGE,
+                        offset,
+                    })
+                    .await?;
+                offset += page.items.len() as u64;
+                let done = page.items.is_empty() || offset >= page.total;
+                if let Some(item) = page.items.into_iter().last() {
+                    last = Some(item);
+                }
+                if done {
+                    break;
+                }
+            }
+            let book = match last {
+                Some(day) => {
+                    let cash = day.model_day.cash.unwrap_or(config.initial_cash);
+                    let holdings = day
+                        .holdings
+                        .iter()
+                        .map(|h| Ok((h.symbol.clone(), whole_shares(h.quantity)?)))
+                        .collect::<Result<Vec<_>, AgentError>>()?;
+                    Book::with_holdings(cash, holdings, config.fee)
+                }
+                None => Book::new(config.initial_cash, config.fee),
+            };
+            books.insert(model, book);
+        }
+        Ok(books)
+    }
+}
+
+/// What every model-day of a running job shares.
+struct JobShared {
+    config: Arc<ResolvedConfig>,
+    market: Arc<Market>,
+    symbols: Arc<Vec<String>>,
+    providers: HashMap<String, Result<Arc<dyn LlmProvider>, ProviderError>>,
+    permits: Arc<Semaphore>,
+    gate: OrderGate,
+}

@@ -1,0 +1,219 @@
+//! One model-day: claim it, run its session, and record how it ended.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tradeloom_core::{Decimal, Money, Quantity};
+
+use tradeloom_llm::LlmProvider;
+
+use tradeloom_store::{ModelDayKey, ModelDayStatus, ModelDayStop, Store, StoreError, TradeAction};
+
+use super::market::{Market, ProviderError};
+use super::simulator::SimEvent;
+use crate::book::Book;
+use crate::config::ResolvedConfig;
+use crate::error::AgentError;
+use crate::job_folder::{write_model_day, write_model_day_error};
+use crate::order_gate::OrderGate;
+use crate::session::{SessionLimits, run_session_gated};
+use crate::tools::SessionView;
+
+/// How long a `running` model-day may go without finishing before another worker may take it
+/// over. Interrupted days are reset on start-up, so this only matters for a worker that hangs.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+pub(super) fn whole_shares(quantity: Decimal) -> Result<Quantity, AgentError> {
+    quantity.to_quantity(0).map_err(|e| {
+        AgentError::Store(StoreError::Invalid(format!(
+            "stored holding quantity {quantity} is not whole shares: {e}"
+        )))
+    })
+}
+
+/// Everything one model-day task needs; nothing is shared mutably between tasks.
+pub(super) struct DayContext {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) data_dir: PathBuf,
+    pub(super) key: ModelDayKey,
+    pub(super) book: Book,
+    pub(super) provider: Result<Arc<dyn LlmProvider>, ProviderError>,
+    pub(super) config: Arc<ResolvedConfig>,
+    pub(super) market: Arc<Market>,
+    pub(super) symbols: Arc<Vec<String>>,
+    pub(super) events: broadcast::Sender<SimEvent>,
+    pub(super) gate: OrderGate,
+}
+
+/// How one model-day task ended.
+pub(super) enum DayEnd {
+    /// With the book to carry to the next date.
+    Completed(Book),
+    Failed,
+    /// The kill switch stopped it: the job stops after this date.
+    Refused,
+    /// Done or running elsewhere.
+    NotClaimed,
+}
+
+/// Claims, runs and records one model-day. `Err` when the store or the disk failed (the job
+/// then fails with that error; a re-trigger runs the day again).
+pub(super) async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError> {
+    let started = Instant::now();
+    let Some(_claimed) = ctx.store.claim_model_day(&ctx.key, STALE_AFTER).await? else {
+        return Ok(DayEnd::NotClaimed);
+    };
+    let key = &ctx.key;
+    let finished =
+        |status: &str, error: Option<String>, value: Option<Money>| SimEvent::ModelDayFinished {
+            job_id: key.job_id.clone(),
+            model: key.model.clone(),
+            date: key.date,
+            status: status.to_string(),
+            error,
+            portfolio_value: value,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+    let provider = match &ctx.provider {
+        Ok(p) => Arc::clone(p),
+        Err(e) => {
+            let e = &e.to_string();
+            tracing::warn!(error = %e, "model-day failed: no LLM provider");
+            write_model_day_error(
+                &ctx.data_dir,
+                &key.job_id,
+                &key.model,
+                key.date,
+                ModelDayStatus::Failed,
+                e,
+            )?;
+            ctx.store.fail_model_day(key, e).await?;
+            record_day_stopped(&*ctx.store, key, ModelDayStatus::Failed, e).await?;
+            let _ = ctx.events.send(finished("failed", Some(e.clone()), None));
+            return Ok(DayEnd::Failed);
+        }
+    };
+    let view = SessionView {
+        universe: &ctx.market.universe,
+        news: &ctx.market.news,
+        date: key.date,
+        reference: ctx.config.config.reference_price,
+    };
+    let symbols: Vec<&str> = ctx.symbols.iter().map(String::as_str).collect();
+    let limits = SessionLimits {
+        max_steps: ctx.config.config.max_steps,
+        max_tool_errors: ctx.config.config.max_tool_errors,
+    };
+    let report = run_session_gated(
+        &*provider,
+        &key.model,
+        view,
+        &symbols,
+        ctx.book.clone(),
+        limits,
+        Some(ctx.gate.clone()),
+    )
+    .await;
+    // Files first: if the process dies before the store commit, the day re-runs and replaces them.
+    write_model_day(&ctx.data_dir, &key.job_id, &key.model, key.date, &report)?;
+    match (&report.outcome, &report.error) {
+        (Some(outcome), _) => {
+            ctx.store.complete_model_day(key, outcome).await?;
+            let trades = outcome
+                .trades
+                .iter()
+                .filter(|t| t.action != TradeAction::Hold)
+                .count();
+            record(
+                &*ctx.store,
+                &key.job_id,
+                "model_day_completed",
+                json!({
+                    "model": key.model,
+                    "date": key.date,
+                    "trades": trades,
+                    "tool_calls": report.tool_call_count(),
+                    // Exact decimal text, never a float.
+                    "portfolio_value": outcome.portfolio_value.to_string(),
+                    "currency": outcome.portfolio_value.currency().code(),
+                }),
+            )
+            .await?;
+            tracing::info!(
+                trades,
+                tool_calls = report.tool_call_count(),
+                portfolio_value = %outcome.portfolio_value,
+                "model-day completed"
+            );
+            let _ = ctx
+                .events
+                .send(finished("completed", None, Some(outcome.portfolio_value)));
+            Ok(DayEnd::Completed(report.final_book))
+        }
+        (None, error) => {
+            let error = error
+                .clone()
+                .unwrap_or_else(|| "the session ended without an outcome".into());
+            let status = if report.refused {
+                ModelDayStatus::Refused
+            } else {
+                ModelDayStatus::Failed
+            };
+            tracing::warn!(error = %error, status = status.as_str(), "model-day not completed");
+            // Counts of a session that ran (they reach the leaderboard); none if it never began.
+            let ran = report.steps > 0;
+            let stop = ModelDayStop {
+                status,
+                error: error.clone(),
+                steps: ran.then_some(report.steps),
+                tool_calls: ran.then(|| report.tool_call_count()),
+                tool_errors: ran.then(|| report.tool_errors()),
+            };
+            ctx.store.stop_model_day(key, &stop).await?;
+            record_day_stopped(&*ctx.store, key, status, &error).await?;
+            let _ = ctx
+                .events
+                .send(finished(status.as_str(), Some(error), None));
+            Ok(match status {
+                ModelDayStatus::Refused => DayEnd::Refused,
+                _ => DayEnd::Failed,
+            })
+        }
+    }
+}
+
+/// Appends a trading event of the job to the store's event log (streamed by `GET /ws`). It is
+/// written right after the change it reports, so a process killed between the two loses that
+/// one event (the change itself is kept and is not redone).
+pub(super) async fn record(
+    store: &dyn Store,
+    job_id: &str,
+    kind: &str,
+    payload: Value,
+) -> Result<(), AgentError> {
+    store.append_job_event(job_id, kind, &payload).await?;
+    Ok(())
+}
+
+/// Records a failed (`model_day_failed`) or refused (`model_day_refused`) model-day.
+pub(super) async fn record_day_stopped(
+    store: &dyn Store,
+    key: &ModelDayKey,
+    status: ModelDayStatus,
+    error: &str,
+) -> Result<(), AgentError> {
+    let kind = match status {
+        ModelDayStatus::Refused => "model_day_refused",
+        _ => "model_day_failed",
+    };
+    record(
+        store,
+        &key.job_id,
+        kind,
+        json!({"model": key.model, "date": key.date, "error": error}),
+    )
+    .await
+}

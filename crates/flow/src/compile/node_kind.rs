@@ -1,0 +1,437 @@
+//! Each known node type's `config`, read into its [`NodeKind`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::compiler::Compiler;
+
+use super::node::Scope;
+
+use crate::definition::{NodeDef, NodeType};
+use crate::duration::parse_duration_ms;
+use crate::error::CompileErrorKind as Kind;
+use crate::field_path::FieldPath;
+use crate::ir::{
+    AgentNode, BacktestNode, HeaderSource, HitlNode, HttpNode, NodeKind, SimulateNode,
+    SimulationSource, TransformNode, WaitNode,
+};
+use crate::limits::{MAX_AGENT_STEPS, MAX_EXPIRY_MS, MAX_WAIT_MS, describe_ms};
+use crate::node_config::{
+    AGENT_TOOLS, AgentConfig, BacktestConfig, HeaderConfig, HitlConfig, HttpConfig, ModelConfig,
+    SimulateConfig, TransformConfig, WaitConfig, is_env_name, is_sensitive_header,
+};
+
+impl<'d> Compiler<'d> {
+    /// Deserialises a node's config into `T`, reporting the failing field.
+    pub(super) fn config<T: DeserializeOwned>(
+        &mut self,
+        config: &Value,
+        at: &FieldPath,
+    ) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(config) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let mut path = at.clone();
+                for segment in e.path().iter() {
+                    path = match segment {
+                        serde_path_to_error::Segment::Seq { index } => path.index(*index),
+                        serde_path_to_error::Segment::Map { key } => path.key(key),
+                        serde_path_to_error::Segment::Enum { variant } => path.key(variant),
+                        serde_path_to_error::Segment::Unknown => path,
+                    };
+                }
+                self.error(Kind::Config, path, e.inner().to_string());
+                None
+            }
+        }
+    }
+
+    pub(super) fn node_kind(
+        &mut self,
+        scope: &Scope<'_>,
+        node: &NodeDef,
+        at: &FieldPath,
+    ) -> Option<NodeKind> {
+        let cat = at.key("config");
+        let config = match &node.config {
+            Value::Null => Value::Object(Map::new()),
+            other => other.clone(),
+        };
+        Some(match &node.node_type {
+            NodeType::Agent => {
+                let c: AgentConfig = self.config(&config, &cat)?;
+                NodeKind::Agent(self.agent(scope, c, &cat)?)
+            }
+            NodeType::Http => {
+                let c: HttpConfig = self.config(&config, &cat)?;
+                NodeKind::Http(self.http(scope, &node.id, c, &cat)?)
+            }
+            NodeType::Hitl => {
+                let c: HitlConfig = self.config(&config, &cat)?;
+                NodeKind::Hitl(self.hitl(scope, &node.id, c, &cat)?)
+            }
+            NodeType::Simulate => {
+                let c: SimulateConfig = self.config(&config, &cat)?;
+                NodeKind::Simulate(self.simulate(scope, c, &cat)?)
+            }
+            NodeType::Backtest => {
+                let c: BacktestConfig = self.config(&config, &cat)?;
+                if c.spec_path.trim().is_empty() {
+                    self.error(Kind::Config, cat.key("spec_path"), "must not be empty");
+                    return None;
+                }
+                NodeKind::Backtest(BacktestNode {
+                    spec_path: self.template(scope, &c.spec_path, &cat.key("spec_path"))?,
+                })
+            }
+            NodeType::Transform => {
+                let c: TransformConfig = self.config(&config, &cat)?;
+                NodeKind::Transform(TransformNode {
+                    output: self.json_template(scope, &c.output, &cat.key("output"))?,
+                })
+            }
+            NodeType::Wait => {
+                let c: WaitConfig = self.config(&config, &cat)?;
+                if c.duration_ms == 0 {
+                    self.error(
+                        Kind::Config,
+                        cat.key("duration_ms"),
+                        "must be more than zero",
+                    );
+                    return None;
+                }
+                if c.duration_ms > MAX_WAIT_MS {
+                    self.error(
+                        Kind::Duration,
+                        cat.key("duration_ms"),
+                        format!(
+                            "node `{}`: {} ms is more than the maximum of {}",
+                            node.id,
+                            c.duration_ms,
+                            describe_ms(MAX_WAIT_MS)
+                        ),
+                    );
+                    return None;
+                }
+                NodeKind::Wait(WaitNode {
+                    duration_ms: c.duration_ms,
+                })
+            }
+            NodeType::Unknown(name) => {
+                self.warning(
+                    at.key("type"),
+                    format!(
+                        "unknown node type `{name}` (known: {}); the runtime will skip node `{}`",
+                        NodeType::KNOWN.join(", "),
+                        node.id
+                    ),
+                );
+                NodeKind::Unknown {
+                    type_name: name.clone(),
+                    config: node.config.clone(),
+                }
+            }
+        })
+    }
+
+    /// A `hitl` node's prompt, expiry and approvers.
+    fn hitl(
+        &mut self,
+        scope: &Scope<'_>,
+        id: &str,
+        c: HitlConfig,
+        at: &FieldPath,
+    ) -> Option<HitlNode> {
+        let prompt = self.template(scope, &c.prompt, &at.key("prompt"));
+        let expires = match parse_duration_ms(&c.expires_after) {
+            Ok(ms) if ms > MAX_EXPIRY_MS => {
+                self.error(
+                    Kind::Duration,
+                    at.key("expires_after"),
+                    format!(
+                        "node `{}`: {} ({ms} ms) is more than the maximum of {}",
+                        id,
+                        c.expires_after,
+                        describe_ms(MAX_EXPIRY_MS)
+                    ),
+                );
+                None
+            }
+            Ok(ms) => Some(ms),
+            Err(e) => {
+                self.error(Kind::Duration, at.key("expires_after"), e);
+                None
+            }
+        };
+        if let Some(approvers) = &c.approvers {
+            if approvers.is_empty() {
+                self.error(
+                    Kind::Config,
+                    at.key("approvers"),
+                    "is empty, so nobody could decide; omit it to let anyone decide",
+                );
+            }
+            for (k, a) in approvers.iter().enumerate() {
+                if a.trim().is_empty() {
+                    self.error(
+                        Kind::Config,
+                        at.key("approvers").index(k),
+                        "must not be empty",
+                    );
+                }
+            }
+        }
+        Some(HitlNode {
+            prompt: prompt?,
+            expires_after_ms: expires?,
+            default: c.default,
+            approvers: c.approvers,
+        })
+    }
+
+    /// A `simulate` node's config: a file or inline, not both.
+    fn simulate(
+        &mut self,
+        scope: &Scope<'_>,
+        c: SimulateConfig,
+        at: &FieldPath,
+    ) -> Option<SimulateNode> {
+        let source = match (&c.config_path, &c.config) {
+            (Some(path), None) => {
+                SimulationSource::ConfigPath(self.template(scope, path, &at.key("config_path"))?)
+            }
+            (None, Some(inline)) => {
+                SimulationSource::Config(self.json_template(scope, inline, &at.key("config"))?)
+            }
+            (Some(_), Some(_)) => {
+                self.error(
+                    Kind::Config,
+                    at.clone(),
+                    "give `config_path` or `config`, not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.error(
+                    Kind::Config,
+                    at.clone(),
+                    "needs `config_path` (a file) or `config` (inline)",
+                );
+                return None;
+            }
+        };
+        Some(SimulateNode { source })
+    }
+
+    pub(super) fn agent(
+        &mut self,
+        scope: &Scope<'_>,
+        c: AgentConfig,
+        at: &FieldPath,
+    ) -> Option<AgentNode> {
+        let mut ok = true;
+        let model_at = at.key("model");
+        let url = &c.model.base_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            self.error(
+                Kind::Config,
+                model_at.key("base_url"),
+                format!("`{url}` must start with http:// or https://"),
+            );
+            ok = false;
+        }
+        if c.model.model.trim().is_empty() {
+            self.error(Kind::Config, model_at.key("model"), "must not be empty");
+            ok = false;
+        }
+        if let Some(env) = &c.model.api_key_env
+            && !is_env_name(env)
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("api_key_env"),
+                // The value is not echoed: it may be the key itself, pasted by mistake.
+                "is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit); it names the variable that holds the API key, never the key itself",
+            );
+            ok = false;
+        }
+        let model = &c.model;
+        if let Some(t) = model.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("temperature"),
+                format!("must be between 0 and 2, got {t}"),
+            );
+            ok = false;
+        }
+        if let Some(n) = model.max_tokens
+            && !(1..=ModelConfig::MAX_TOKENS).contains(&n)
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("max_tokens"),
+                format!("must be 1 to {}, got {n}", ModelConfig::MAX_TOKENS),
+            );
+            ok = false;
+        }
+        if let Some(ms) = model.timeout_ms
+            && !(1..=ModelConfig::MAX_TIMEOUT_MS).contains(&ms)
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("timeout_ms"),
+                format!(
+                    "must be 1 to {} (one hour), got {ms}",
+                    ModelConfig::MAX_TIMEOUT_MS
+                ),
+            );
+            ok = false;
+        }
+        if let Some(n) = model.max_retries
+            && n > ModelConfig::MAX_RETRIES
+        {
+            self.error(
+                Kind::Config,
+                model_at.key("max_retries"),
+                format!("must be 0 to {}, got {n}", ModelConfig::MAX_RETRIES),
+            );
+            ok = false;
+        }
+        let id = &self.def.nodes[scope.node].id;
+        let mut seen = BTreeSet::new();
+        for (k, tool) in c.tools.iter().enumerate() {
+            if tool.trim().is_empty() {
+                self.error(Kind::Config, at.key("tools").index(k), "must not be empty");
+                ok = false;
+            } else if !AGENT_TOOLS.contains(&tool.as_str()) {
+                self.error(
+                    Kind::Config,
+                    at.key("tools").index(k),
+                    format!(
+                        "node `{id}`: unknown tool `{tool}`; workflow agents have: {}",
+                        AGENT_TOOLS.join(", ")
+                    ),
+                );
+                ok = false;
+            } else if !seen.insert(tool) {
+                self.error(
+                    Kind::Config,
+                    at.key("tools").index(k),
+                    format!("`{tool}` is listed twice"),
+                );
+                ok = false;
+            }
+        }
+        if c.max_steps == 0 {
+            self.error(Kind::Config, at.key("max_steps"), "must be at least 1");
+            ok = false;
+        } else if c.max_steps > MAX_AGENT_STEPS {
+            self.error(
+                Kind::Config,
+                at.key("max_steps"),
+                format!(
+                    "node `{id}`: {} steps is more than the maximum of {MAX_AGENT_STEPS}",
+                    c.max_steps
+                ),
+            );
+            ok = false;
+        }
+        if c.prompt.trim().is_empty() {
+            self.error(Kind::Config, at.key("prompt"), "must not be empty");
+            ok = false;
+        }
+        let prompt = self.template(scope, &c.prompt, &at.key("prompt"))?;
+        ok.then_some(AgentNode {
+            model: c.model,
+            prompt,
+            tools: c.tools,
+            max_steps: c.max_steps,
+        })
+    }
+
+    pub(super) fn http(
+        &mut self,
+        scope: &Scope<'_>,
+        id: &str,
+        c: HttpConfig,
+        at: &FieldPath,
+    ) -> Option<HttpNode> {
+        let mut ok = true;
+        let url = self.template(scope, &c.url, &at.key("url"));
+        if let Some(url) = &url {
+            let prefix = url.literal_prefix();
+            let fits = |scheme: &str| {
+                prefix.starts_with(scheme) || (!url.is_literal() && scheme.starts_with(prefix))
+            };
+            if !(fits("http://") || fits("https://")) {
+                self.error(
+                    Kind::Config,
+                    at.key("url"),
+                    format!("`{}` must start with http:// or https://", c.url),
+                );
+                ok = false;
+            }
+        }
+        let mut headers = BTreeMap::new();
+        for (name, value) in &c.headers {
+            let path = at.key("headers").key(name);
+            let token = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(ch));
+            if !token {
+                self.error(
+                    Kind::Config,
+                    path.clone(),
+                    format!("`{name}` is not a valid header name"),
+                );
+                ok = false;
+            }
+            match value {
+                HeaderConfig::Text(_) if is_sensitive_header(name) => {
+                    // The value is not echoed: it is the secret this rule keeps out.
+                    self.error(
+                        Kind::Config,
+                        path,
+                        format!(
+                            "node `{id}`: header `{name}` carries a credential, and definitions are readable by every viewer; reference an environment variable instead of writing its value: `{{env: NAME, prefix: \"Bearer \"}}`"
+                        ),
+                    );
+                    ok = false;
+                }
+                HeaderConfig::Text(text) => match self.template(scope, text, &path) {
+                    Some(t) => {
+                        headers.insert(name.clone(), HeaderSource::Template(t));
+                    }
+                    None => ok = false,
+                },
+                HeaderConfig::Secret(secret) if !is_env_name(&secret.env) => {
+                    self.error(
+                        Kind::Config,
+                        path.key("env"),
+                        "is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit); it names the variable that holds the secret, never the secret itself",
+                    );
+                    ok = false;
+                }
+                HeaderConfig::Secret(secret) => {
+                    headers.insert(name.clone(), HeaderSource::Secret(secret.clone()));
+                }
+            }
+        }
+        let body = match &c.body {
+            Some(b) => Some(self.json_template(scope, b, &at.key("body"))?),
+            None => None,
+        };
+        let url = url?;
+        ok.then_some(HttpNode {
+            method: c.method,
+            url,
+            headers,
+            body,
+        })
+    }
+}
