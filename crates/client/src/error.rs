@@ -61,7 +61,7 @@ pub enum Error {
     WorkflowNotListed { name: String },
     /// The API answered with an error status (4xx, 5xx).
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(Box<ApiError>),
     /// An id given as a prefix or `latest` matches no id, or more than one.
     #[error(transparent)]
     UnknownId(#[from] IdRefError),
@@ -82,6 +82,12 @@ impl Error {
             Error::Api(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error::Api(Box::new(e))
     }
 }
 
