@@ -1,12 +1,15 @@
-//! `tradeloom flow validate`: parse and compile a workflow definition without running it.
+//! The workflow documents of this machine, before anything talks to an API: `tradeloom flow
+//! validate` (parse and compile a definition without running it), run inputs from
+//! `--input`/`--inputs-json`, and patch documents (`flow patch`).
 
+use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::builder::RangedU64ValueParser;
-use serde_json::json;
-use tradeloom_flow::{FlowError, FlowLimits, compile_text_with};
+use serde_json::{Map, Value, json};
+use tradeloom_flow::{FlowError, FlowLimits, compile, compile_text_with, parse_definition};
 
 use crate::table;
 
@@ -146,5 +149,145 @@ pub fn validate(file: &Path, json_out: bool, limits: &FlowLimitOptions) -> Resul
             }
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+/// A definition to submit, compiled here first so that one that does not compile is never sent.
+pub struct Submission {
+    pub name: String,
+    /// The definition as JSON (the body of `POST /workflows`).
+    pub definition: Value,
+    /// The IR hash this tradeloom compiles (the server's should match).
+    pub ir_hash: String,
+}
+
+/// Reads and compiles the definition `file`; `None` when it does not compile (every problem
+/// printed, and that nothing was submitted).
+pub fn prepare_submission(file: &Path) -> Result<Option<Submission>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the workflow {}", file.display()))?;
+    let origin = file.display().to_string();
+    let compiled = parse_definition(&text, &origin)
+        .and_then(|d| compile(&d).map(|c| (d, c)).map_err(FlowError::Compile));
+    match compiled {
+        Ok((definition, compiled)) => Ok(Some(Submission {
+            name: definition.name.clone(),
+            definition: definition.to_json_value(),
+            ir_hash: compiled.ir.hash().to_string(),
+        })),
+        Err(e) => {
+            let count = match &e {
+                FlowError::Compile(list) => list.len(),
+                _ => 1,
+            };
+            eprintln!("{e}");
+            eprintln!("{origin}: {count} problem(s); nothing was submitted");
+            Ok(None)
+        }
+    }
+}
+
+/// Reads `--inputs-json` and `--input NAME=VALUE` into one object.
+pub fn parse_inputs(pairs: &[String], inputs_json: Option<&str>) -> Result<Map<String, Value>> {
+    let mut inputs = match inputs_json {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => bail!(
+                "--inputs-json must be a JSON object like {{\"symbol\": \"AAA\"}}, not {other}"
+            ),
+            Err(e) => bail!("--inputs-json is not valid JSON: {e}"),
+        },
+    };
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("--input `{pair}` must be NAME=VALUE (e.g. --input symbol=AAA)");
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            bail!("--input `{pair}` has no name before `=`");
+        }
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        inputs.insert(name.to_string(), value);
+    }
+    Ok(inputs)
+}
+
+/// Reads a patch document: JSON, or YAML; `-` is stdin. Must be an array of operations.
+pub fn read_patch(path: &Path) -> Result<Value> {
+    let (origin, text) = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the patch from stdin")?;
+        ("stdin".to_string(), text)
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the patch {}", path.display()))?;
+        (path.display().to_string(), text)
+    };
+    // JSON first; YAML (a superset) for the rest, with the JSON error when it looked like JSON.
+    let value: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(json_error) => match yaml_serde::from_str::<Value>(&text) {
+            Ok(v) => v,
+            Err(_) if text.trim_start().starts_with(['[', '{']) => bail!(
+                "{origin}:{}:{}: not valid JSON: {json_error}",
+                json_error.line(),
+                json_error.column()
+            ),
+            Err(e) => bail!("{origin}: neither JSON nor YAML: {e}"),
+        },
+    };
+    match &value {
+        Value::Array(ops) if !ops.is_empty() => Ok(value),
+        Value::Array(_) => bail!("{origin}: the patch has no operations"),
+        _ => bail!(
+            "{origin}: a patch is an array of RFC 6902 operations, e.g. \
+             [{{\"op\": \"add\", \"path\": \"/nodes/-\", \"value\": {{...}}}}]"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_json_when_they_parse_else_strings() {
+        let m = parse_inputs(
+            &[
+                "n=5".into(),
+                "s=AAA".into(),
+                "b=true".into(),
+                "l=[1,2]".into(),
+                "q=\"5\"".into(),
+                "e=".into(),
+                "x=a=b".into(),
+            ],
+            Some(r#"{"n": 1, "keep": "k"}"#),
+        )
+        .unwrap();
+        assert_eq!(m["n"], json!(5));
+        assert_eq!(m["s"], json!("AAA"));
+        assert_eq!(m["b"], json!(true));
+        assert_eq!(m["l"], json!([1, 2]));
+        assert_eq!(m["q"], json!("5"));
+        assert_eq!(m["e"], json!(""));
+        assert_eq!(m["x"], json!("a=b"));
+        assert_eq!(m["keep"], json!("k"));
+    }
+
+    #[test]
+    fn bad_inputs_say_what_is_wrong() {
+        let e = parse_inputs(&["novalue".into()], None).unwrap_err();
+        assert!(e.to_string().contains("NAME=VALUE"), "{e}");
+        let e = parse_inputs(&["=1".into()], None).unwrap_err();
+        assert!(e.to_string().contains("no name"), "{e}");
+        let e = parse_inputs(&[], Some("[1]")).unwrap_err();
+        assert!(e.to_string().contains("JSON object"), "{e}");
+        let e = parse_inputs(&[], Some("{")).unwrap_err();
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
     }
 }

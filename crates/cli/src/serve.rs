@@ -184,7 +184,7 @@ pub fn mock_llm(addr: &str) -> Result<ExitCode> {
         println!("mock-llm listening on http://{local}/v1");
         std::io::stdout().flush()?;
         tokio::select! {
-            r = tradeloom_llm::serve_mock(listener) => r?,
+            r = tradeloom_mock_llm::serve_mock(listener) => r?,
             _ = signals.recv() => {}
         }
         Ok(ExitCode::SUCCESS)

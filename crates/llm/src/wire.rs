@@ -13,7 +13,7 @@ use crate::types::{ChatRequest, Message, Role, ToolCallRequest, ToolSpec, Usage}
 
 /// The JSON body of `POST /chat/completions` as the client sends it.
 #[derive(Debug, Serialize)]
-pub(crate) struct RequestBody<'a> {
+pub struct RequestBody<'a> {
     pub model: &'a str,
     pub messages: Vec<OutMessage<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -48,7 +48,7 @@ impl<'a> RequestBody<'a> {
 /// message that only calls tools, `""` for any other message without text (some servers reject
 /// a `null` user or tool content).
 #[derive(Debug, Serialize)]
-pub(crate) struct OutMessage<'a> {
+pub struct OutMessage<'a> {
     pub role: Role,
     pub content: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -74,7 +74,7 @@ impl<'a> From<&'a Message> for OutMessage<'a> {
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct OutToolCall<'a> {
+pub struct OutToolCall<'a> {
     pub id: &'a str,
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -95,13 +95,13 @@ impl<'a> From<&'a ToolCallRequest> for OutToolCall<'a> {
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct OutFunctionCall<'a> {
+pub struct OutFunctionCall<'a> {
     pub name: &'a str,
     pub arguments: &'a str,
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct OutTool<'a> {
+pub struct OutTool<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub function: OutFunction<'a>,
@@ -121,7 +121,7 @@ impl<'a> From<&'a ToolSpec> for OutTool<'a> {
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct OutFunction<'a> {
+pub struct OutFunction<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub parameters: &'a Value,
@@ -131,7 +131,7 @@ pub(crate) struct OutFunction<'a> {
 
 /// A chat-completions response, read leniently.
 #[derive(Debug, Deserialize)]
-pub(crate) struct ResponseBody {
+pub struct ResponseBody {
     #[serde(default, deserialize_with = "null_as_default")]
     pub choices: Vec<InChoice>,
     #[serde(default)]
@@ -142,7 +142,7 @@ pub(crate) struct ResponseBody {
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct InChoice {
+pub struct InChoice {
     #[serde(default)]
     pub message: Option<InMessage>,
     #[serde(default)]
@@ -151,7 +151,7 @@ pub(crate) struct InChoice {
 
 /// A message as a server (or, on the mock, a client) wrote it.
 #[derive(Debug, Deserialize)]
-pub(crate) struct InMessage {
+pub struct InMessage {
     #[serde(default, deserialize_with = "lenient_role")]
     pub role: Option<Role>,
     #[serde(default, deserialize_with = "content_text")]
@@ -193,7 +193,7 @@ impl InMessage {
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct InToolCall {
+pub struct InToolCall {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
@@ -216,7 +216,7 @@ impl InToolCall {
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct InFunctionCall {
+pub struct InFunctionCall {
     #[serde(default)]
     pub name: String,
     /// Raw JSON text; a JSON object is serialized back to text, `null` or absent is `{}`.
@@ -225,7 +225,7 @@ pub(crate) struct InFunctionCall {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct InUsage {
+pub struct InUsage {
     #[serde(default)]
     pub prompt_tokens: Option<u64>,
     #[serde(default)]
@@ -237,7 +237,7 @@ pub(crate) struct InUsage {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct InPromptDetails {
+pub struct InPromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
 }

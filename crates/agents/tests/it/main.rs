@@ -19,7 +19,7 @@ use tradeloom_llm::{LlmProvider, OpenAiProvider, ProviderConfig};
 pub async fn start_mock() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(tradeloom_llm::serve_mock(listener));
+    tokio::spawn(tradeloom_mock_llm::serve_mock(listener));
     format!("http://{addr}/v1")
 }
 

@@ -69,7 +69,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let mock = format!("http://{}/v1", listener.local_addr()?);
-        tokio::spawn(tradeloom_llm::serve_mock(listener));
+        tokio::spawn(tradeloom_mock_llm::serve_mock(listener));
         let models: Vec<_> = (0..args.models)
             .map(|i| json!({"name": format!("m{:02}", i + 1), "base_url": mock, "model": policy(i), "max_retries": 0}))
             .collect();

@@ -1,10 +1,6 @@
-//! Integration tests of tradeloom-llm, all over real HTTP on 127.0.0.1: the mock-llm server
-//! driven by `OpenAiProvider`, and the provider against scripted servers.
+//! Integration tests of tradeloom-llm over real HTTP on 127.0.0.1: `OpenAiProvider` against
+//! scripted servers. The tests against the `mock-llm` server are in `tradeloom-mock-llm`.
 #![allow(clippy::unwrap_used)]
 
-mod endpoints;
-mod policies;
-mod retries;
 mod support;
 mod wire;
-mod workflow_policies;

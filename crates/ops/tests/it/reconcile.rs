@@ -288,7 +288,7 @@ async fn job(root: &Path, location: &str) -> (Arc<dyn Store>, String) {
     universe(root);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(tradeloom_llm::serve_mock(listener));
+    tokio::spawn(tradeloom_mock_llm::serve_mock(listener));
     let store = open_store(location).await.unwrap();
     let sim = Simulator::new(
         Arc::clone(&store),

@@ -11,7 +11,7 @@ use crate::harness::{Env, run_sqlite, statuses};
 async fn mock_llm() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(tradeloom_llm::serve_mock(listener));
+    tokio::spawn(tradeloom_mock_llm::serve_mock(listener));
     base
 }
 

@@ -166,7 +166,7 @@ async fn a_simulate_node_under_the_kill_switch_reports_refused_days_and_runs_the
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mock = listener.local_addr().unwrap();
-    tokio::spawn(tradeloom_llm::serve_mock(listener));
+    tokio::spawn(tradeloom_mock_llm::serve_mock(listener));
     let sim = tradeloom_agents::Simulator::new(
         store.clone(),
         tradeloom_agents::SimulatorOptions {

@@ -144,7 +144,7 @@ async fn an_agent_patches_its_own_run() {
     crate::harness::run_sqlite(|env| async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let llm = format!("http://{}/v1", listener.local_addr().unwrap());
-        tokio::spawn(tradeloom_llm::serve_mock(listener));
+        tokio::spawn(tradeloom_mock_llm::serve_mock(listener));
         let patch = json!([{"op": "add", "path": "/nodes/-",
             "value": {"id": "spawned", "type": "transform", "needs": ["planner"],
                       "config": {"output": {"from": "agent"}}}}]);

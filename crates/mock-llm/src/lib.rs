@@ -1,5 +1,8 @@
-//! The `mock-llm` server: an OpenAI-compatible chat-completions endpoint whose "models" are
-//! deterministic trading policies and fault injectors, for testing agents without a real model.
+//! mock-llm: the `mock-llm` server, an OpenAI-compatible chat-completions endpoint whose
+//! "models" are deterministic trading policies and fault injectors, for testing agents without a
+//! real model (`tradeloom mock-llm`, and the tests of agents, orchestrator, ops and the CLI). It
+//! speaks the wire format of `tradeloom-llm`, which knows nothing of trading; the knowledge of
+//! the trading tools lives here. Never used by a production run.
 //!
 //! - `POST /v1/chat/completions`: the policy is the request's `model`, or the `X-Mock-Policy`
 //!   header when present;
@@ -8,7 +11,7 @@
 //!
 //! Trading policies (`momentum`, `mean_reversion`, `buy_and_hold`, `random-<seed>`) are
 //! stateless: the same request gets the same response bytes. So are the policies for workflow
-//! `agent` nodes (`mock/workflow.rs`): `analyst`, `trader` and `risk_manager` answer one JSON object
+//! `agent` nodes (`workflow.rs`): `analyst`, `trader` and `risk_manager` answer one JSON object
 //! derived from the prompt, `patcher` calls `patch_workflow` with the prompt's ```` ```json ````
 //! block and `calculator` calls `calc` with its `calc:` line. `no-tools` answers a summary at
 //! once and never calls a tool (a model that ignores its tools). Fault policies:
@@ -41,12 +44,12 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use self::completion::Reply;
-use self::conversation::Conversation;
-use self::policy::{AnswerStyle, ExpectedNames, POLICY_NAMES, Policy};
-use self::strategy::{Strategy, fnv1a};
-use crate::types::{Message, Role};
-use crate::wire::InMessage;
+use crate::completion::Reply;
+use crate::conversation::Conversation;
+use crate::policy::{AnswerStyle, ExpectedNames, POLICY_NAMES, Policy};
+use crate::strategy::{Strategy, fnv1a};
+use tradeloom_llm::wire::InMessage;
+use tradeloom_llm::{Message, Role};
 
 /// The header that overrides the request's `model` as the policy name.
 pub const POLICY_HEADER: &str = "x-mock-policy";

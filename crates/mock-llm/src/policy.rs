@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use super::strategy::Strategy;
-use super::workflow::WorkflowRole;
+use crate::strategy::Strategy;
+use crate::workflow::WorkflowRole;
 
 /// What a policy does with a request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -41,9 +41,9 @@ use std::collections::{HashMap, VecDeque};
 
 use serde_json::{Value, json};
 
-use super::completion::Reply;
-use super::strategy::fnv1a;
-use crate::types::{Message, Role};
+use crate::completion::Reply;
+use crate::strategy::fnv1a;
+use tradeloom_llm::{Message, Role};
 
 /// A workflow agent's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -519,7 +519,7 @@ fn calculator(task: &Task, offered: bool) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ToolCallRequest;
+    use tradeloom_llm::ToolCallRequest;
 
     fn ask(role: WorkflowRole, prompt: &str) -> Value {
         match role.respond(&[Message::system("workflow"), Message::user(prompt)], &[]) {

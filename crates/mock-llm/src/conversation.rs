@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::types::{Message, Role, ToolCallRequest};
+use tradeloom_llm::{Message, Role, ToolCallRequest};
 
 /// The session header lines of the user message.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -5,9 +5,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::strategy::fnv1a;
-use crate::types::{Message, ToolCallRequest};
-use crate::wire::OutToolCall;
+use crate::strategy::fnv1a;
+use tradeloom_llm::wire::OutToolCall;
+use tradeloom_llm::{Message, ToolCallRequest};
 
 /// The next assistant turn: tool calls, or a final text answer.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,11 +9,10 @@
 
 use serde_json::json;
 
-use super::completion::Reply;
-use super::conversation::{
+use crate::completion::Reply;
+use crate::conversation::{
     Conversation, IssuedTrade, Observation, Portfolio, Session, Side, TradeOutcome,
 };
-use crate::backoff::splitmix64_mix;
 
 /// A deterministic trading behaviour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,6 +328,14 @@ impl SplitMix64 {
     }
 }
 
+/// The SplitMix64 output function (the same as the LLM client's jitter uses; a copy, so that
+/// the client does not export a hash function for the mock).
+fn splitmix64_mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// 64-bit FNV-1a: a hash that is the same in every process (unlike `RandomState`).
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xCBF2_9CE4_8422_2325, |hash, byte| {
@@ -341,7 +348,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::mock::conversation::Quote;
+    use crate::conversation::Quote;
 
     fn session() -> Session {
         Session {
