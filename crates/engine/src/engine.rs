@@ -655,13 +655,14 @@ impl Engine {
             working_sells_raw,
             reserved_cash: Money::from_raw(reserved, self.account.currency()),
         };
-        if let Err((code, reason)) = risk::check(&order, inst, &view) {
+        if let Err(rejection) = risk::check(&order, inst, &view) {
             order.reject()?;
             self.rejected += 1;
+            let reason = rejection.to_string();
             sink.on_event(&Event::OrderRejected {
                 ts,
                 order_id: id,
-                code,
+                code: rejection.code(),
                 reason: reason.clone(),
             });
             sink.on_order_closed(&OrderRecord {

@@ -27,6 +27,7 @@ pub use config::{
 pub use engine::{Engine, EngineError, Summary};
 pub use fill_model::FillModel;
 pub use gate::KillSwitchGate;
+pub use risk::RiskRejection;
 pub use sink::{NullSink, Sink};
 pub use strategies::{StrategyConfig, build_strategy};
 pub use strategy::{OrderRequest, Strategy, StrategyContext};
