@@ -13,6 +13,7 @@ pub struct Currency {
 }
 
 impl Currency {
+    /// US dollar, 2 decimals.
     pub const USD: Currency = Currency::known(*b"USD", 2);
 
     const fn known(code: [u8; 3], precision: u8) -> Self {
@@ -59,11 +60,13 @@ impl Currency {
         })
     }
 
+    /// The ISO-style code (`USD`, `BTC`).
     pub fn code(&self) -> &str {
         // Invariant: constructed only from ASCII bytes.
         std::str::from_utf8(&self.code[..usize::from(self.len)]).unwrap_or("???")
     }
 
+    /// Decimal places of an amount in this currency (2 for USD).
     pub const fn precision(&self) -> u8 {
         self.precision
     }

@@ -24,6 +24,7 @@ pub struct Decimal {
 }
 
 impl Decimal {
+    /// Parses a decimal string (`100`, `-2.5`, `0.001`) of at most 18 decimals.
     pub fn parse(text: &str) -> Result<Self, String> {
         fixed::parse_decimal_i128(text.as_bytes(), MONEY_PRECISION)
             .map(|p| Self {
@@ -33,6 +34,7 @@ impl Decimal {
             .map_err(|e| e.to_string())
     }
 
+    /// A whole number.
     pub fn from_int(value: i64) -> Self {
         Self {
             raw: i128::from(value) * 10i128.pow(u32::from(MONEY_PRECISION)),
@@ -40,14 +42,17 @@ impl Decimal {
         }
     }
 
+    /// Significant decimal places as written (trailing zeros not counted).
     pub const fn decimals(self) -> u8 {
         self.decimals
     }
 
+    /// Whether the value is below zero.
     pub fn is_negative(self) -> bool {
         self.raw < 0
     }
 
+    /// Whether the value is zero.
     pub fn is_zero(self) -> bool {
         self.raw == 0
     }

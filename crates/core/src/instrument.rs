@@ -14,6 +14,7 @@ use crate::symbol::Symbol;
 pub struct InstrumentId(pub u32);
 
 impl InstrumentId {
+    /// The index as a `usize`, for slices indexed by instrument.
     pub const fn index(self) -> usize {
         self.0 as usize
     }
@@ -28,8 +29,10 @@ pub struct Bps {
 const BPS_DENOMINATOR: i128 = 10_000 * 1_000_000_000;
 
 impl Bps {
+    /// Zero basis points.
     pub const ZERO: Bps = Bps { raw: 0 };
 
+    /// Parses a decimal number of basis points (`7.5`).
     pub fn parse(text: &str) -> Result<Self, DecimalError> {
         let parsed = fixed::parse_decimal(text.as_bytes())?;
         if parsed.raw < 0 {
@@ -38,14 +41,17 @@ impl Bps {
         Ok(Self { raw: parsed.raw })
     }
 
+    /// From a floating-point number of basis points, at most 9 decimals.
     pub fn from_f64(value: f64) -> Result<Self, DecimalError> {
         Self::parse(&format!("{value}"))
     }
 
+    /// The raw value at 10^-9 bp.
     pub const fn raw(self) -> i64 {
         self.raw
     }
 
+    /// Whether the rate is zero.
     pub const fn is_zero(self) -> bool {
         self.raw == 0
     }
@@ -84,8 +90,11 @@ impl Serialize for Bps {
 /// A tradable instrument.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Instrument {
+    /// Its index in the run.
     pub id: InstrumentId,
+    /// Its symbol (`AAPL`, `BTC-USD`).
     pub symbol: Symbol,
+    /// The venue it trades on (informational).
     pub venue: String,
     /// Decimal places of prices (2 for `180.40`).
     pub price_precision: u8,

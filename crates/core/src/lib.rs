@@ -5,6 +5,8 @@
 //! arithmetic. Money is exact (`i128` at 10^-18), prices and quantities are `i64` at 10^-9 with
 //! a per-instrument display precision, so `price × quantity` is exactly a `Money` raw value.
 
+#![warn(missing_docs)]
+
 pub mod account;
 pub mod bar;
 pub mod canonical;

@@ -12,8 +12,10 @@ pub struct Symbol {
 }
 
 impl Symbol {
+    /// The longest symbol, in bytes.
     pub const MAX_LEN: usize = 31;
 
+    /// A symbol of 1 to [`Symbol::MAX_LEN`] printable ASCII characters without spaces.
     pub fn new(text: &str) -> Result<Self, String> {
         if text.is_empty() || text.len() > Self::MAX_LEN {
             return Err(format!(
@@ -34,6 +36,7 @@ impl Symbol {
         })
     }
 
+    /// The symbol as text.
     pub fn as_str(&self) -> &str {
         // Invariant: constructed only from ASCII bytes.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("?")

@@ -12,7 +12,9 @@ use crate::fill_model::FillModel;
 #[schemars(untagged)]
 #[allow(dead_code)]
 pub enum DecimalSchema {
+    /// A number (`2.5`).
     Number(f64),
+    /// A decimal string (`"2.5"`).
     Text(String),
 }
 
@@ -111,6 +113,7 @@ pub enum MarginCallAction {
 }
 
 impl MarginCallAction {
+    /// `liquidate` or `halt`, as written in run specs and journals.
     pub const fn as_str(self) -> &'static str {
         match self {
             MarginCallAction::Liquidate => "liquidate",
@@ -124,6 +127,7 @@ impl MarginCallAction {
 pub struct MarginRule {
     /// Maintenance margin, percent of gross exposure, raw at 10^-9.
     pub maintenance_pct_raw: i64,
+    /// What a margin call does.
     pub on_call: MarginCallAction,
 }
 
@@ -167,9 +171,12 @@ impl MarginRule {
 /// How slippage moves a fill price against the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Slippage {
+    /// No slippage: fills at the fill model's price.
     #[default]
     None,
+    /// The price moves against the order by this many basis points.
     Bps(Bps),
+    /// The price moves against the order by this many ticks of the instrument.
     Ticks(u32),
 }
 
@@ -178,7 +185,9 @@ pub enum Slippage {
 pub struct RiskLimits {
     /// Raw quantity at 10^-9.
     pub max_position_raw: Option<i64>,
+    /// Largest notional of one order.
     pub max_order_notional: Option<Money>,
+    /// Largest gross exposure across instruments after an order.
     pub max_gross_exposure: Option<Money>,
     /// Percent, raw at 10^-9.
     pub max_drawdown_pct_raw: Option<i64>,
@@ -187,15 +196,20 @@ pub struct RiskLimits {
 /// Everything the engine needs besides instruments and strategies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineConfig {
+    /// When and at what price orders fill.
     pub fill_model: FillModel,
     /// Default fee for instruments without their own.
     pub fee: Bps,
+    /// How fill prices move against orders.
     pub slippage: Slippage,
+    /// Pre-trade risk limits.
     pub risk: RiskLimits,
+    /// Cash or margin account.
     pub account_kind: AccountKind,
     /// The maintenance-margin rule of a margin account (ignored for a cash account). The
     /// default calls margin when equity reaches zero.
     pub margin: MarginRule,
+    /// Cash at the start.
     pub initial_cash: Money,
     /// The strategy's name, for the journal's `run_started` event.
     pub strategy_name: String,

@@ -31,13 +31,23 @@ use crate::venue::{self, Outcome};
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("bars out of order: {got} comes after {previous}")]
-    OutOfOrder { previous: UnixNanos, got: UnixNanos },
+    /// A bar's timestamp is before the previous one.
+    OutOfOrder {
+        /// The previous bar's timestamp.
+        previous: UnixNanos,
+        /// The offending bar's timestamp.
+        got: UnixNanos,
+    },
+    /// A bar names an instrument index the engine was not given.
     #[error("bar for unknown instrument index {0}")]
     UnknownInstrument(u32),
+    /// The configuration is unusable.
     #[error("invalid engine configuration: {0}")]
     Config(String),
+    /// Arithmetic overflowed.
     #[error(transparent)]
     Arithmetic(#[from] ArithmeticError),
+    /// An order broke its life cycle (an engine bug).
     #[error(transparent)]
     Order(#[from] OrderError),
 }
@@ -45,9 +55,13 @@ pub enum EngineError {
 /// The final state of a run.
 #[derive(Clone, Debug)]
 pub struct Summary {
+    /// The figures of `metrics.json`.
     pub metrics: Metrics,
+    /// Cash at the end.
     pub cash: Money,
+    /// Equity at the end.
     pub equity: Money,
+    /// Every instrument's position at the end, in instrument order.
     pub positions: Vec<Position>,
     /// Whether the kill switch stopped trading.
     pub halted: bool,
@@ -173,10 +187,12 @@ impl Engine {
         self.gate = Some(gate);
     }
 
+    /// The instruments, in index order.
     pub fn instruments(&self) -> &[Instrument] {
         &self.instruments
     }
 
+    /// Bars processed so far.
     pub fn bars(&self) -> u64 {
         self.bars
     }

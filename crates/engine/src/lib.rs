@@ -6,6 +6,8 @@
 //! sequence of events, byte for byte once serialised. It depends on `tradeloom-core` only; files,
 //! formats and run folders live in the crates above it.
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod config;
 pub mod engine;

@@ -178,7 +178,10 @@ impl fmt::Display for RiskRejection {
                 quantity,
                 minimum,
                 symbol,
-            } => write!(f, "quantity {quantity} is below the minimum {minimum} of {symbol}"),
+            } => write!(
+                f,
+                "quantity {quantity} is below the minimum {minimum} of {symbol}"
+            ),
             RiskRejection::TickSize {
                 price,
                 tick_size,
@@ -301,12 +304,11 @@ pub(crate) fn check(
         .or(view.marks[instrument.id.index()]);
     let currency = view.cash.currency();
     let notional = match reference {
-        Some(p) => Some(
-            Money::notional(p, order.quantity, currency)
-                .map_err(|e| RiskRejection::Notional {
-                    message: e.to_string(),
-                })?,
-        ),
+        Some(p) => Some(Money::notional(p, order.quantity, currency).map_err(|e| {
+            RiskRejection::Notional {
+                message: e.to_string(),
+            }
+        })?),
         None => None,
     };
     if let (Some(limit), Some(n)) = (view.limits.max_order_notional, notional)

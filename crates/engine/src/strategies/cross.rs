@@ -8,6 +8,7 @@ use crate::config::DecimalSchema;
 use crate::indicator::{Cross, CrossDetector, Ema, Sma};
 use crate::strategy::{Strategy, StrategyContext};
 
+/// `sma_cross` and `ema_cross`: long on a cross up of the fast average over the slow one, short (or flat) on a cross down.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CrossParams {
@@ -78,6 +79,7 @@ pub struct SmaCross {
 }
 
 impl SmaCross {
+    /// Checks the periods and the quantity against the instrument.
     pub fn new(params: &CrossParams, instrument: &Instrument) -> Result<Self, String> {
         Ok(Self {
             fast: Sma::new(params.fast as usize),
@@ -111,6 +113,7 @@ pub struct EmaCross {
 }
 
 impl EmaCross {
+    /// Checks the periods and the quantity against the instrument.
     pub fn new(params: &CrossParams, instrument: &Instrument) -> Result<Self, String> {
         Ok(Self {
             fast: Ema::new(params.fast as usize),

@@ -17,6 +17,7 @@ fn default_exit_z() -> f64 {
     0.5
 }
 
+/// `mean_reversion`: trade the z-score of the close against its rolling mean.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MeanReversionParams {
@@ -36,6 +37,7 @@ pub struct MeanReversionParams {
     pub long_only: bool,
 }
 
+/// The `mean_reversion` strategy.
 pub struct MeanReversion {
     stats: RollingStats,
     entry_z: f64,
@@ -45,6 +47,7 @@ pub struct MeanReversion {
 }
 
 impl MeanReversion {
+    /// Checks the window, the thresholds and the quantity against the instrument.
     pub fn new(params: &MeanReversionParams, instrument: &Instrument) -> Result<Self, String> {
         if params.lookback < 2 {
             return Err(format!("lookback: {} must be at least 2", params.lookback));

@@ -36,6 +36,7 @@ pub enum StrategyConfig {
 }
 
 impl StrategyConfig {
+    /// The strategy's name as written in run specs (`sma_cross`, …).
     pub fn name(&self) -> &'static str {
         match self {
             StrategyConfig::BuyAndHold(_) => "buy_and_hold",
