@@ -137,24 +137,26 @@ impl MarginRule {
     pub fn resolve(
         config: Option<&MarginConfig>,
         account_kind: AccountKind,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         let Some(config) = config else {
             return Ok(Self::default());
         };
         if account_kind != AccountKind::Margin {
-            return Err(
-                "account.margin: only a margin account has a margin rule (account.type is cash)"
-                    .to_string(),
-            );
+            return Err(ConfigError::new(
+                "account.margin",
+                "only a margin account has a margin rule (account.type is cash)",
+            ));
         }
+        const FIELD: &str = "account.margin.maintenance_pct";
         let maintenance_pct_raw = match config.maintenance_pct {
             Some(d) => {
                 let raw = d
                     .to_raw9()
-                    .map_err(|e| format!("account.margin.maintenance_pct: {e}"))?;
+                    .map_err(|e| ConfigError::new(FIELD, e.to_string()))?;
                 if !(0..100 * 1_000_000_000).contains(&raw) {
-                    return Err(format!(
-                        "account.margin.maintenance_pct: {d} must be at least 0 and below 100"
+                    return Err(ConfigError::new(
+                        FIELD,
+                        format!("{d} must be at least 0 and below 100"),
                     ));
                 }
                 raw
@@ -222,38 +224,43 @@ impl EngineConfig {
         risk: &RiskConfig,
         account_kind: AccountKind,
         initial_cash: Money,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         let fee = match execution.fee_bps {
-            Some(d) => d.to_bps().map_err(|e| format!("execution.fee_bps: {e}"))?,
+            Some(d) => d
+                .to_bps()
+                .map_err(|e| ConfigError::new("execution.fee_bps", e.to_string()))?,
             None => Bps::ZERO,
         };
         let slippage = match (execution.slippage_bps, execution.slippage_ticks) {
             (Some(_), Some(_)) => {
-                return Err(
-                    "execution: set either slippage_bps or slippage_ticks, not both".to_string(),
-                );
+                return Err(ConfigError::new(
+                    "execution",
+                    "set either slippage_bps or slippage_ticks, not both",
+                ));
             }
             (Some(d), None) => Slippage::Bps(
                 d.to_bps()
-                    .map_err(|e| format!("execution.slippage_bps: {e}"))?,
+                    .map_err(|e| ConfigError::new("execution.slippage_bps", e.to_string()))?,
             ),
             (None, Some(t)) => Slippage::Ticks(t),
             (None, None) => Slippage::None,
         };
         let currency = initial_cash.currency();
-        let positive_money = |d: Option<Decimal>, field: &str| -> Result<Option<Money>, String> {
-            match d {
-                Some(d) if d.is_negative() || d.is_zero() => {
-                    Err(format!("risk.{field}: {d} must be positive"))
+        let positive_money =
+            |d: Option<Decimal>, field: &str| -> Result<Option<Money>, ConfigError> {
+                match d {
+                    Some(d) if d.is_negative() || d.is_zero() => Err(ConfigError::new(
+                        format!("risk.{field}"),
+                        format!("{d} must be positive"),
+                    )),
+                    Some(d) => Ok(Some(d.to_money(currency))),
+                    None => Ok(None),
                 }
-                Some(d) => Ok(Some(d.to_money(currency))),
-                None => Ok(None),
-            }
-        };
+            };
         let max_position_raw = match risk.max_position {
             Some(d) => Some(
                 d.to_quantity(9)
-                    .map_err(|e| format!("risk.max_position: {e}"))?
+                    .map_err(|e| ConfigError::new("risk.max_position", e.to_string()))?
                     .raw(),
             ),
             None => None,
@@ -262,10 +269,11 @@ impl EngineConfig {
             Some(d) => {
                 let raw = d
                     .to_raw9()
-                    .map_err(|e| format!("risk.max_drawdown_pct: {e}"))?;
+                    .map_err(|e| ConfigError::new("risk.max_drawdown_pct", e.to_string()))?;
                 if raw <= 0 || raw > 100 * 1_000_000_000 {
-                    return Err(format!(
-                        "risk.max_drawdown_pct: {d} must be above 0 and at most 100"
+                    return Err(ConfigError::new(
+                        "risk.max_drawdown_pct",
+                        format!("{d} must be above 0 and at most 100"),
                     ));
                 }
                 Some(raw)
@@ -300,6 +308,25 @@ impl EngineConfig {
             margin: MarginRule::default(),
             initial_cash,
             strategy_name: String::new(),
+        }
+    }
+}
+
+/// A run-spec section that does not resolve; shown as `<field>: <message>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// The field's path (`execution.fee_bps`, `account.margin.maintenance_pct`, …).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
         }
     }
 }

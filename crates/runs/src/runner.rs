@@ -134,10 +134,10 @@ pub fn execute_resolved_under(
         .iter()
         .map(|inst| build_strategy(&spec.spec.strategy, inst))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|message| {
+        .map_err(|e| {
             reject(RunError::Spec {
                 place: spec.path.display().to_string(),
-                message,
+                message: e.to_string(),
             })
         })?;
     let mut engine = Engine::new(spec.engine.clone(), spec.instruments.clone(), strategies)

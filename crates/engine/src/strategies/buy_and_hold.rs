@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tradeloom_core::{Bar, Decimal, Instrument, Quantity};
 
+use super::params::{StrategyError, order_quantity};
 use crate::config::DecimalSchema;
 use crate::strategy::{Strategy, StrategyContext};
 
@@ -24,9 +25,9 @@ pub struct BuyAndHold {
 
 impl BuyAndHold {
     /// Checks `quantity` against the instrument's lot size and precision.
-    pub fn new(params: &BuyAndHoldParams, instrument: &Instrument) -> Result<Self, String> {
+    pub fn new(params: &BuyAndHoldParams, instrument: &Instrument) -> Result<Self, StrategyError> {
         Ok(Self {
-            quantity: super::order_quantity(params.quantity, instrument)?,
+            quantity: order_quantity(params.quantity, instrument)?,
             bought: false,
         })
     }
