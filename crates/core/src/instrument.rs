@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::currency::Currency;
+use crate::error::ArithmeticError;
 use crate::fixed::{self, DecimalError, FIXED_PRECISION};
 use crate::money::Money;
 use crate::price::Price;
@@ -87,6 +88,22 @@ impl Serialize for Bps {
     }
 }
 
+/// Why an instrument cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InstrumentError {
+    /// A precision above the 9 decimals prices and quantities carry.
+    #[error("{what} {precision} is above the maximum {max}", max = FIXED_PRECISION)]
+    Precision {
+        /// `price_precision` or `size_precision`.
+        what: &'static str,
+        /// The precision given.
+        precision: u8,
+    },
+    /// Arithmetic overflowed.
+    #[error(transparent)]
+    Arithmetic(#[from] ArithmeticError),
+}
+
 /// A tradable instrument.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Instrument {
@@ -123,13 +140,13 @@ impl Instrument {
         price_precision: u8,
         size_precision: u8,
         currency: Currency,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, InstrumentError> {
         for (what, p) in [
             ("price_precision", price_precision),
             ("size_precision", size_precision),
         ] {
             if p > FIXED_PRECISION {
-                return Err(format!("{what} {p} is above the maximum {FIXED_PRECISION}"));
+                return Err(InstrumentError::Precision { what, precision: p });
             }
         }
         let tick = Price::from_raw(
@@ -139,8 +156,7 @@ impl Instrument {
         let lot = Quantity::from_raw(
             fixed::POW10[usize::from(FIXED_PRECISION - size_precision)],
             size_precision,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(Self {
             id,
             symbol,
