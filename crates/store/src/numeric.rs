@@ -34,7 +34,7 @@ impl Num {
     }
 
     pub(crate) fn to_decimal(self) -> Result<Decimal, String> {
-        Decimal::parse(&fixed::format_raw(self.0, MONEY_PRECISION, 0))
+        Decimal::parse(&fixed::format_raw(self.0, MONEY_PRECISION, 0)).map_err(|e| e.to_string())
     }
 
     fn parse(text: &str) -> Result<Self, BoxDynError> {

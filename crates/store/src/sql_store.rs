@@ -28,7 +28,7 @@ pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(String) -> StoreError {
 fn currency(code: &str, precision: i32) -> Result<Currency, StoreError> {
     let precision = u8::try_from(precision)
         .map_err(|_| corrupt("jobs.currency_precision")(precision.to_string()))?;
-    Currency::new(code, precision).map_err(corrupt("jobs.currency"))
+    Currency::new(code, precision).map_err(|e| corrupt("jobs.currency")(e.to_string()))
 }
 
 pub(crate) fn page(limit: u32) -> i64 {

@@ -24,11 +24,11 @@ fn fmt9(raw: i64) -> String {
 }
 
 fn price_of(d: Decimal) -> Result<Price, String> {
-    d.to_price(d.decimals())
+    d.to_price(d.decimals()).map_err(|e| e.to_string())
 }
 
 fn quantity_of(d: Decimal) -> Result<Quantity, String> {
-    d.to_quantity(d.decimals())
+    d.to_quantity(d.decimals()).map_err(|e| e.to_string())
 }
 
 /// The job's `initial_cash` and `fee_bps` from its stored config (defaults 10000 and 10 bps, as
