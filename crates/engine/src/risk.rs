@@ -266,24 +266,25 @@ pub(crate) struct RiskView<'a> {
     pub reserved_cash: Money,
 }
 
-/// Runs every check in order; the first failure rejects.
+/// Runs every check in order; the first failure rejects (boxed: a rejection is rare and the
+/// enum is large).
 pub(crate) fn check(
     order: &Order,
     instrument: &Instrument,
     view: &RiskView<'_>,
-) -> Result<(), RiskRejection> {
+) -> Result<(), Box<RiskRejection>> {
     if view.halted {
-        return Err(RiskRejection::Halted);
+        return Err(Box::new(RiskRejection::Halted));
     }
     if let Some(reason) = view.kill_switch {
-        return Err(RiskRejection::KillSwitch {
+        return Err(Box::new(RiskRejection::KillSwitch {
             reason: reason.to_string(),
-        });
+        }));
     }
     if let Some(reason) = view.margin_call {
-        return Err(RiskRejection::MarginCall {
+        return Err(Box::new(RiskRejection::MarginCall {
             reason: reason.to_string(),
-        });
+        }));
     }
     check_instrument(order, instrument)?;
     let position = &view.positions[instrument.id.index()];
@@ -292,11 +293,11 @@ pub(crate) fn check(
     if order.reduce_only
         && (net == 0 || net.signum() == signed.signum() || signed.abs() > net.abs())
     {
-        return Err(RiskRejection::ReduceOnly {
+        return Err(Box::new(RiskRejection::ReduceOnly {
             side: order.side,
             quantity: order.quantity,
             position: position.signed_quantity_string(),
-        });
+        }));
     }
     let reference = order
         .price
@@ -314,19 +315,22 @@ pub(crate) fn check(
     if let (Some(limit), Some(n)) = (view.limits.max_order_notional, notional)
         && n.raw() > limit.raw()
     {
-        return Err(RiskRejection::MaxOrderNotional { notional: n, limit });
+        return Err(Box::new(RiskRejection::MaxOrderNotional {
+            notional: n,
+            limit,
+        }));
     }
     let after = net.saturating_add(signed);
     if let Some(max) = view.limits.max_position_raw
         && after.abs() > max
         && after.abs() > net.abs()
     {
-        return Err(RiskRejection::MaxPosition {
+        return Err(Box::new(RiskRejection::MaxPosition {
             after_raw: after,
             size_precision: instrument.size_precision,
             symbol: instrument.symbol,
             max_raw: max,
-        });
+        }));
     }
     if let (Some(limit), Some(p)) = (view.limits.max_gross_exposure, reference) {
         let mut gross: i128 = 0;
@@ -349,10 +353,10 @@ pub(crate) fn check(
             })
             .sum();
         if gross > limit.raw() && gross > current {
-            return Err(RiskRejection::MaxGrossExposure {
+            return Err(Box::new(RiskRejection::MaxGrossExposure {
                 gross: Money::from_raw(gross, currency).rounded(),
                 limit,
-            });
+            }));
         }
     }
     if view.account_kind == AccountKind::Cash {
@@ -360,7 +364,7 @@ pub(crate) fn check(
         let after_working = after.saturating_sub(view.working_sells_raw);
         match order.side {
             OrderSide::Sell if after_working < 0 => {
-                return Err(if view.working_sells_raw == 0 {
+                return Err(Box::new(if view.working_sells_raw == 0 {
                     RiskRejection::NoShorting {
                         quantity: order.quantity,
                     }
@@ -371,7 +375,7 @@ pub(crate) fn check(
                         size_precision: instrument.size_precision,
                         position: position.signed_quantity_string(),
                     }
-                });
+                }));
             }
             OrderSide::Buy => {
                 if let Some(n) = notional {
@@ -379,13 +383,13 @@ pub(crate) fn check(
                     let needed = n.raw() + fee.raw();
                     let reserved = view.reserved_cash.raw();
                     if needed > view.cash.raw().saturating_sub(reserved) {
-                        return Err(RiskRejection::InsufficientCash {
+                        return Err(Box::new(RiskRejection::InsufficientCash {
                             needed: Money::from_raw(needed, currency),
                             notional: n,
                             fee,
                             cash: view.cash,
                             held: (reserved != 0).then(|| view.reserved_cash.rounded()),
-                        });
+                        }));
                     }
                 }
             }
@@ -408,30 +412,30 @@ pub(crate) fn fee_rate(instrument: &Instrument, liquidity: Liquidity, default: B
     }
 }
 
-fn check_instrument(order: &Order, instrument: &Instrument) -> Result<(), RiskRejection> {
+fn check_instrument(order: &Order, instrument: &Instrument) -> Result<(), Box<RiskRejection>> {
     let q = order.quantity;
     if !q.fits_precision(instrument.size_precision) || !q.is_multiple_of(instrument.lot_size) {
-        return Err(RiskRejection::LotSize {
+        return Err(Box::new(RiskRejection::LotSize {
             quantity: q,
             lot_size: instrument.lot_size,
             symbol: instrument.symbol,
-        });
+        }));
     }
     if q < instrument.min_quantity {
-        return Err(RiskRejection::BelowMinimum {
+        return Err(Box::new(RiskRejection::BelowMinimum {
             quantity: q,
             minimum: instrument.min_quantity,
             symbol: instrument.symbol,
-        });
+        }));
     }
     for price in [order.price, order.trigger_price].into_iter().flatten() {
         let tick = instrument.tick_size.raw();
         if tick > 0 && price.raw() % tick != 0 {
-            return Err(RiskRejection::TickSize {
+            return Err(Box::new(RiskRejection::TickSize {
                 price,
                 tick_size: instrument.tick_size,
                 symbol: instrument.symbol,
-            });
+            }));
         }
     }
     Ok(())
