@@ -389,7 +389,8 @@ fn resolve(
             ),
         ));
     }
-    let currency = Currency::from_code(&config.currency).map_err(|e| err("currency", e))?;
+    let currency =
+        Currency::from_code(&config.currency).map_err(|e| err("currency", e.to_string()))?;
     if config.initial_cash.is_negative() || config.initial_cash.is_zero() {
         return Err(err(
             "initial_cash",

@@ -21,13 +21,16 @@ pub enum AccountKind {
 /// Cash and cumulative fees. Cash moves by `−signed notional − fee` on every fill.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
+    /// Cash or margin: whether the account may borrow and go short.
     pub kind: AccountKind,
+    /// The cash the run started with.
     pub initial: Money,
     cash: Money,
     fees: Money,
 }
 
 impl Account {
+    /// An account holding `initial` cash and no fees yet.
     pub fn new(kind: AccountKind, initial: Money) -> Self {
         Self {
             kind,
@@ -37,14 +40,17 @@ impl Account {
         }
     }
 
+    /// The currency of its cash.
     pub fn currency(&self) -> Currency {
         self.initial.currency()
     }
 
+    /// Cash now, after every fill applied.
     pub fn cash(&self) -> Money {
         self.cash
     }
 
+    /// Fees paid so far.
     pub fn fees(&self) -> Money {
         self.fees
     }

@@ -9,12 +9,19 @@ use crate::time::UnixNanos;
 /// time the bar's close is known).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bar {
+    /// The instrument the bar belongs to.
     pub instrument: InstrumentId,
+    /// Open time of the bar.
     pub ts: UnixNanos,
+    /// First traded price.
     pub open: Price,
+    /// Highest traded price.
     pub high: Price,
+    /// Lowest traded price.
     pub low: Price,
+    /// Last traded price.
     pub close: Price,
+    /// Traded quantity (zero when unknown).
     pub volume: Quantity,
 }
 
@@ -22,11 +29,29 @@ pub struct Bar {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BarError {
     #[error("{field} {value} is not positive")]
-    NonPositive { field: &'static str, value: String },
+    /// A price is zero or negative.
+    NonPositive {
+        /// Which price (`open`, …).
+        field: &'static str,
+        /// Its value.
+        value: String,
+    },
     #[error("high {high} is below max(open, close) {max}")]
-    HighTooLow { high: String, max: String },
+    /// The high is below the open or the close.
+    HighTooLow {
+        /// The high.
+        high: String,
+        /// The larger of open and close.
+        max: String,
+    },
     #[error("low {low} is above min(open, close) {min}")]
-    LowTooHigh { low: String, min: String },
+    /// The low is above the open or the close.
+    LowTooHigh {
+        /// The low.
+        low: String,
+        /// The smaller of open and close.
+        min: String,
+    },
 }
 
 impl Bar {

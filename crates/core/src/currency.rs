@@ -12,7 +12,27 @@ pub struct Currency {
     precision: u8,
 }
 
+/// Why a currency cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CurrencyError {
+    /// The code is not 2 to 8 upper-case letters or digits.
+    #[error(
+        "invalid currency code `{code}`: expected 2 to 8 upper-case letters or digits, e.g. `USD`"
+    )]
+    Code {
+        /// The code given.
+        code: String,
+    },
+    /// More than 18 decimal places.
+    #[error("currency precision {precision} is above the maximum 18")]
+    Precision {
+        /// The precision given.
+        precision: u8,
+    },
+}
+
 impl Currency {
+    /// US dollar, 2 decimals.
     pub const USD: Currency = Currency::known(*b"USD", 2);
 
     const fn known(code: [u8; 3], precision: u8) -> Self {
@@ -25,7 +45,7 @@ impl Currency {
 
     /// A currency by code with its usual precision: 0 for JPY and KRW, 8 for BTC, ETH, USDT and
     /// USDC, 2 otherwise.
-    pub fn from_code(code: &str) -> Result<Self, String> {
+    pub fn from_code(code: &str) -> Result<Self, CurrencyError> {
         let precision = match code {
             "JPY" | "KRW" => 0,
             "BTC" | "ETH" | "USDT" | "USDC" => 8,
@@ -35,20 +55,18 @@ impl Currency {
     }
 
     /// A currency with an explicit precision.
-    pub fn new(code: &str, precision: u8) -> Result<Self, String> {
+    pub fn new(code: &str, precision: u8) -> Result<Self, CurrencyError> {
         let valid = (2..=8).contains(&code.len())
             && code
                 .bytes()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         if !valid {
-            return Err(format!(
-                "invalid currency code `{code}`: expected 2 to 8 upper-case letters or digits, e.g. `USD`"
-            ));
+            return Err(CurrencyError::Code {
+                code: code.to_string(),
+            });
         }
         if precision > 18 {
-            return Err(format!(
-                "currency precision {precision} is above the maximum 18"
-            ));
+            return Err(CurrencyError::Precision { precision });
         }
         let mut buf = [0u8; 8];
         buf[..code.len()].copy_from_slice(code.as_bytes());
@@ -59,11 +77,13 @@ impl Currency {
         })
     }
 
+    /// The ISO-style code (`USD`, `BTC`).
     pub fn code(&self) -> &str {
         // Invariant: constructed only from ASCII bytes.
         std::str::from_utf8(&self.code[..usize::from(self.len)]).unwrap_or("???")
     }
 
+    /// Decimal places of an amount in this currency (2 for USD).
     pub const fn precision(&self) -> u8 {
         self.precision
     }

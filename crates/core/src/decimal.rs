@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::currency::Currency;
-use crate::fixed::{self, FIXED_PRECISION, MONEY_PRECISION};
+use crate::fixed::{self, DecimalError, FIXED_PRECISION, MONEY_PRECISION};
 use crate::instrument::Bps;
 use crate::money::Money;
 use crate::price::Price;
@@ -23,16 +23,55 @@ pub struct Decimal {
     decimals: u8,
 }
 
+/// Why a [`Decimal`] does not fit the fixed-point type it is converted to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConversionError {
+    /// More decimal places than the 9 prices, quantities and rates carry.
+    #[error("{value} has more than {max} decimal places", max = FIXED_PRECISION)]
+    TooPrecise {
+        /// The value.
+        value: Decimal,
+    },
+    /// Too large for the type.
+    #[error("{value} is out of range")]
+    OutOfRange {
+        /// The value.
+        value: Decimal,
+    },
+    /// More decimal places than the instrument's precision.
+    #[error(
+        "{value} has {decimals} decimal places; the instrument's {what} is {precision}",
+        decimals = value.decimals()
+    )]
+    Precision {
+        /// The value.
+        value: Decimal,
+        /// `price_precision` or `size_precision`.
+        what: &'static str,
+        /// The instrument's precision.
+        precision: u8,
+    },
+    /// Below zero where only non-negative values make sense.
+    #[error("{value} is negative")]
+    Negative {
+        /// The value.
+        value: Decimal,
+    },
+    /// Not a valid rate.
+    #[error(transparent)]
+    Rate(#[from] DecimalError),
+}
+
 impl Decimal {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        fixed::parse_decimal_i128(text.as_bytes(), MONEY_PRECISION)
-            .map(|p| Self {
-                raw: p.raw,
-                decimals: p.decimals,
-            })
-            .map_err(|e| e.to_string())
+    /// Parses a decimal string (`100`, `-2.5`, `0.001`) of at most 18 decimals.
+    pub fn parse(text: &str) -> Result<Self, DecimalError> {
+        fixed::parse_decimal_i128(text.as_bytes(), MONEY_PRECISION).map(|p| Self {
+            raw: p.raw,
+            decimals: p.decimals,
+        })
     }
 
+    /// A whole number.
     pub fn from_int(value: i64) -> Self {
         Self {
             raw: i128::from(value) * 10i128.pow(u32::from(MONEY_PRECISION)),
@@ -40,48 +79,52 @@ impl Decimal {
         }
     }
 
+    /// Significant decimal places as written (trailing zeros not counted).
     pub const fn decimals(self) -> u8 {
         self.decimals
     }
 
+    /// Whether the value is below zero.
     pub fn is_negative(self) -> bool {
         self.raw < 0
     }
 
+    /// Whether the value is zero.
     pub fn is_zero(self) -> bool {
         self.raw == 0
     }
 
-    fn raw9(self) -> Result<i64, String> {
+    fn raw9(self) -> Result<i64, ConversionError> {
         if self.decimals > FIXED_PRECISION {
-            return Err(format!(
-                "{self} has more than {FIXED_PRECISION} decimal places"
-            ));
+            return Err(ConversionError::TooPrecise { value: self });
         }
         i64::try_from(self.raw / 10i128.pow(u32::from(MONEY_PRECISION - FIXED_PRECISION)))
-            .map_err(|_| format!("{self} is out of range"))
+            .map_err(|_| ConversionError::OutOfRange { value: self })
     }
 
     /// As a price with at most `precision` decimals.
-    pub fn to_price(self, precision: u8) -> Result<Price, String> {
+    pub fn to_price(self, precision: u8) -> Result<Price, ConversionError> {
         if self.decimals > precision {
-            return Err(format!(
-                "{self} has {} decimal places; the instrument's price_precision is {precision}",
-                self.decimals
-            ));
+            return Err(ConversionError::Precision {
+                value: self,
+                what: "price_precision",
+                precision,
+            });
         }
         Ok(Price::from_raw(self.raw9()?, precision))
     }
 
     /// As a non-negative quantity with at most `precision` decimals.
-    pub fn to_quantity(self, precision: u8) -> Result<Quantity, String> {
+    pub fn to_quantity(self, precision: u8) -> Result<Quantity, ConversionError> {
         if self.decimals > precision {
-            return Err(format!(
-                "{self} has {} decimal places; the instrument's size_precision is {precision}",
-                self.decimals
-            ));
+            return Err(ConversionError::Precision {
+                value: self,
+                what: "size_precision",
+                precision,
+            });
         }
-        Quantity::from_raw(self.raw9()?, precision).map_err(|_| format!("{self} is negative"))
+        Quantity::from_raw(self.raw9()?, precision)
+            .map_err(|_| ConversionError::Negative { value: self })
     }
 
     /// As money in `currency` (any number of decimals up to 18).
@@ -90,15 +133,15 @@ impl Decimal {
     }
 
     /// As a rate in basis points.
-    pub fn to_bps(self) -> Result<Bps, String> {
+    pub fn to_bps(self) -> Result<Bps, ConversionError> {
         if self.is_negative() {
-            return Err(format!("{self} is negative"));
+            return Err(ConversionError::Negative { value: self });
         }
-        Bps::parse(&self.to_string()).map_err(|e| e.to_string())
+        Ok(Bps::parse(&self.to_string())?)
     }
 
     /// The value as a raw fixed-point integer at 10^-9 (for percentages and thresholds).
-    pub fn to_raw9(self) -> Result<i64, String> {
+    pub fn to_raw9(self) -> Result<i64, ConversionError> {
         self.raw9()
     }
 

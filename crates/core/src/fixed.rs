@@ -25,12 +25,16 @@ pub const POW10: [i64; 19] = {
 /// Why a decimal string could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecimalError {
+    /// The text is empty.
     #[error("empty value")]
     Empty,
+    /// The text is not a decimal number.
     #[error("`{0}` is not a decimal number")]
     Invalid(String),
+    /// The text has more decimal places than allowed (the limit is the second field).
     #[error("`{0}` has more than {1} decimal places")]
     TooPrecise(String, u8),
+    /// The value does not fit the fixed-point type.
     #[error("`{0}` is out of range")]
     OutOfRange(String),
 }
@@ -39,7 +43,9 @@ pub enum DecimalError {
 /// (trailing zeros not counted), used to check a value against an instrument's precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed<T> {
+    /// The value at `10^-scale`.
     pub raw: T,
+    /// Significant decimal places (trailing zeros not counted).
     pub decimals: u8,
 }
 
@@ -192,8 +198,11 @@ pub fn format_raw(raw: i128, scale: u8, min_decimals: u8) -> String {
 
 /// Where formatted bytes go: a `Vec<u8>` or a [`StackBuf`].
 pub trait ByteSink {
+    /// Appends one byte.
     fn push(&mut self, byte: u8);
+    /// Appends bytes.
     fn extend(&mut self, bytes: &[u8]);
+    /// Appends `n` `b'0'` bytes and returns them to be overwritten.
     fn zeros(&mut self, n: usize) -> &mut [u8];
 }
 
@@ -224,6 +233,7 @@ pub struct StackBuf {
 }
 
 impl StackBuf {
+    /// An empty buffer.
     pub const fn new() -> Self {
         Self {
             buf: [0; 64],
@@ -231,6 +241,7 @@ impl StackBuf {
         }
     }
 
+    /// The text written so far.
     pub fn as_str(&self) -> &str {
         // Invariant: only ASCII digits, '-' and '.' are written.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")

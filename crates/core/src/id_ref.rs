@@ -11,13 +11,22 @@ pub const MAX_CANDIDATES: usize = 10;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IdRefError {
     /// Nothing has this id or prefix (`latest`: there is nothing at all).
-    NotFound { kind: String, given: String },
+    NotFound {
+        /// What was looked up (`run`, `job`, …).
+        kind: String,
+        /// The id or prefix given.
+        given: String,
+    },
     /// The prefix matches several ids: `count` in all, the newest up to [`MAX_CANDIDATES`] of
     /// them in `candidates` (newest first).
     Ambiguous {
+        /// What was looked up (`run`, `job`, …).
         kind: String,
+        /// The id or prefix given.
         given: String,
+        /// How many ids match.
         count: usize,
+        /// The newest matching ids, newest first.
         candidates: Vec<String>,
     },
 }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::currency::Currency;
+use crate::error::ArithmeticError;
 use crate::fixed::{self, DecimalError, FIXED_PRECISION};
 use crate::money::Money;
 use crate::price::Price;
@@ -14,6 +15,7 @@ use crate::symbol::Symbol;
 pub struct InstrumentId(pub u32);
 
 impl InstrumentId {
+    /// The index as a `usize`, for slices indexed by instrument.
     pub const fn index(self) -> usize {
         self.0 as usize
     }
@@ -28,8 +30,10 @@ pub struct Bps {
 const BPS_DENOMINATOR: i128 = 10_000 * 1_000_000_000;
 
 impl Bps {
+    /// Zero basis points.
     pub const ZERO: Bps = Bps { raw: 0 };
 
+    /// Parses a decimal number of basis points (`7.5`).
     pub fn parse(text: &str) -> Result<Self, DecimalError> {
         let parsed = fixed::parse_decimal(text.as_bytes())?;
         if parsed.raw < 0 {
@@ -38,14 +42,17 @@ impl Bps {
         Ok(Self { raw: parsed.raw })
     }
 
+    /// From a floating-point number of basis points, at most 9 decimals.
     pub fn from_f64(value: f64) -> Result<Self, DecimalError> {
         Self::parse(&format!("{value}"))
     }
 
+    /// The raw value at 10^-9 bp.
     pub const fn raw(self) -> i64 {
         self.raw
     }
 
+    /// Whether the rate is zero.
     pub const fn is_zero(self) -> bool {
         self.raw == 0
     }
@@ -81,11 +88,30 @@ impl Serialize for Bps {
     }
 }
 
+/// Why an instrument cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InstrumentError {
+    /// A precision above the 9 decimals prices and quantities carry.
+    #[error("{what} {precision} is above the maximum {max}", max = FIXED_PRECISION)]
+    Precision {
+        /// `price_precision` or `size_precision`.
+        what: &'static str,
+        /// The precision given.
+        precision: u8,
+    },
+    /// Arithmetic overflowed.
+    #[error(transparent)]
+    Arithmetic(#[from] ArithmeticError),
+}
+
 /// A tradable instrument.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Instrument {
+    /// Its index in the run.
     pub id: InstrumentId,
+    /// Its symbol (`AAPL`, `BTC-USD`).
     pub symbol: Symbol,
+    /// The venue it trades on (informational).
     pub venue: String,
     /// Decimal places of prices (2 for `180.40`).
     pub price_precision: u8,
@@ -114,13 +140,13 @@ impl Instrument {
         price_precision: u8,
         size_precision: u8,
         currency: Currency,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, InstrumentError> {
         for (what, p) in [
             ("price_precision", price_precision),
             ("size_precision", size_precision),
         ] {
             if p > FIXED_PRECISION {
-                return Err(format!("{what} {p} is above the maximum {FIXED_PRECISION}"));
+                return Err(InstrumentError::Precision { what, precision: p });
             }
         }
         let tick = Price::from_raw(
@@ -130,8 +156,7 @@ impl Instrument {
         let lot = Quantity::from_raw(
             fixed::POW10[usize::from(FIXED_PRECISION - size_precision)],
             size_precision,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(Self {
             id,
             symbol,

@@ -5,6 +5,8 @@
 //! arithmetic. Money is exact (`i128` at 10^-18), prices and quantities are `i64` at 10^-9 with
 //! a per-instrument display precision, so `price × quantity` is exactly a `Money` raw value.
 
+#![warn(missing_docs)]
+
 pub mod account;
 pub mod bar;
 pub mod canonical;
@@ -34,21 +36,21 @@ pub use account::{Account, AccountKind};
 pub use bar::{Bar, BarError};
 pub use canonical::{canonical_json, locate_error};
 pub use credentials::redact_userinfo;
-pub use currency::Currency;
+pub use currency::{Currency, CurrencyError};
 pub use data_dir::DataDir;
-pub use decimal::Decimal;
+pub use decimal::{ConversionError, Decimal};
 pub use error::ArithmeticError;
 pub use event::{Event, KillReason};
 pub use fee_rate::FeeRateError;
 pub use fill::{Fill, Liquidity};
 pub use fixed::{DecimalError, FIXED_PRECISION, FIXED_SCALAR};
 pub use id_ref::{IdRefError, resolve_id};
-pub use instrument::{Bps, Instrument, InstrumentId};
+pub use instrument::{Bps, Instrument, InstrumentError, InstrumentId};
 pub use money::Money;
 pub use order::{Order, OrderError, OrderId, OrderSide, OrderStatus, OrderType, TimeInForce};
 pub use position::{Position, PositionChange};
 pub use price::Price;
 pub use quantity::{Quantity, SignedQuantity};
-pub use symbol::Symbol;
+pub use symbol::{Symbol, SymbolError};
 pub use time::UnixNanos;
 pub use trace::{is_trace_id, trace_id};

@@ -20,10 +20,12 @@ pub struct Money {
 }
 
 impl Money {
+    /// An amount from its raw value at 10^-18.
     pub const fn from_raw(raw: i128, currency: Currency) -> Self {
         Self { raw, currency }
     }
 
+    /// Zero in `currency`.
     pub const fn zero(currency: Currency) -> Self {
         Self { raw: 0, currency }
     }
@@ -46,18 +48,22 @@ impl Money {
             .ok_or(ArithmeticError("notional"))
     }
 
+    /// The raw value at 10^-18.
     pub const fn raw(self) -> i128 {
         self.raw
     }
 
+    /// The currency.
     pub const fn currency(self) -> Currency {
         self.currency
     }
 
+    /// Whether the amount is below zero.
     pub fn is_negative(self) -> bool {
         self.raw < 0
     }
 
+    /// `self + other`; an error on overflow or a currency mismatch.
     pub fn checked_add(self, other: Self) -> Result<Self, ArithmeticError> {
         self.same_currency(other, "money addition")?;
         self.raw
@@ -66,6 +72,7 @@ impl Money {
             .ok_or(ArithmeticError("money addition"))
     }
 
+    /// `self − other`; an error on overflow or a currency mismatch.
     pub fn checked_sub(self, other: Self) -> Result<Self, ArithmeticError> {
         self.same_currency(other, "money subtraction")?;
         self.raw
@@ -82,6 +89,7 @@ impl Money {
         }
     }
 
+    /// The absolute amount.
     pub fn abs(self) -> Self {
         Self::from_raw(self.raw.abs(), self.currency)
     }

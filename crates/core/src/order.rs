@@ -33,10 +33,13 @@ impl Serialize for OrderId {
     }
 }
 
+/// Which way an order trades.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderSide {
+    /// Buys: increases the position.
     Buy,
+    /// Sells: decreases the position.
     Sell,
 }
 
@@ -49,6 +52,7 @@ impl OrderSide {
         }
     }
 
+    /// The other side.
     pub const fn opposite(self) -> Self {
         match self {
             OrderSide::Buy => OrderSide::Sell,
@@ -56,6 +60,7 @@ impl OrderSide {
         }
     }
 
+    /// `BUY` or `SELL`, as written in journals.
     pub const fn as_str(self) -> &'static str {
         match self {
             OrderSide::Buy => "BUY",
@@ -64,6 +69,7 @@ impl OrderSide {
     }
 }
 
+/// How an order is priced.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderType {
@@ -78,6 +84,7 @@ pub enum OrderType {
 }
 
 impl OrderType {
+    /// `MARKET`, `LIMIT`, `STOP` or `STOP_LIMIT`, as written in journals.
     pub const fn as_str(self) -> &'static str {
         match self {
             OrderType::Market => "MARKET",
@@ -87,15 +94,18 @@ impl OrderType {
         }
     }
 
+    /// Whether the kind has a trigger price (stop kinds).
     pub const fn has_trigger(self) -> bool {
         matches!(self, OrderType::Stop | OrderType::StopLimit)
     }
 
+    /// Whether the kind has a limit price.
     pub const fn has_limit(self) -> bool {
         matches!(self, OrderType::Limit | OrderType::StopLimit)
     }
 }
 
+/// How long an order stays working.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TimeInForce {
@@ -108,6 +118,7 @@ pub enum TimeInForce {
 }
 
 impl TimeInForce {
+    /// `GTC`, `IOC` or `DAY`, as written in journals.
     pub const fn as_str(self) -> &'static str {
         match self {
             TimeInForce::Gtc => "GTC",
@@ -117,21 +128,32 @@ impl TimeInForce {
     }
 }
 
+/// Where an order is in its life cycle.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
+    /// Created, not yet submitted.
     Initialized,
+    /// Submitted, not yet checked.
     Submitted,
+    /// Passed the pre-trade checks; working at the venue.
     Accepted,
+    /// A stop kind whose trigger price traded.
     Triggered,
+    /// Part of the quantity has filled; the rest is working.
     PartiallyFilled,
+    /// Completely filled (terminal).
     Filled,
+    /// Refused (terminal).
     Rejected,
+    /// Cancelled before it completely filled (terminal).
     Cancelled,
+    /// Expired at the end of its day (terminal).
     Expired,
 }
 
 impl OrderStatus {
+    /// Whether the order can no longer change.
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -150,6 +172,7 @@ impl OrderStatus {
         )
     }
 
+    /// The status as written in journals (`PARTIALLY_FILLED`, …).
     pub const fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Initialized => "INITIALIZED",
@@ -168,20 +191,30 @@ impl OrderStatus {
 /// An invalid order or an invalid change of its status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
+    /// The status does not allow the change.
     #[error("order {id}: cannot {action} an order that is {from}")]
     InvalidTransition {
+        /// The order.
         id: OrderId,
+        /// The change asked for (`cancel`, …).
         action: &'static str,
+        /// The status (or kind) that does not allow it.
         from: &'static str,
     },
+    /// A fill larger than what remains of the order.
     #[error("order {id}: fill of {fill} exceeds the remaining {remaining}")]
     Overfill {
+        /// The order.
         id: OrderId,
+        /// The fill's quantity.
         fill: String,
+        /// The quantity still to fill.
         remaining: String,
     },
+    /// The order's fields are inconsistent (message, order).
     #[error("order {id}: {0}", id = .1)]
     Invalid(String, OrderId),
+    /// Arithmetic overflowed.
     #[error(transparent)]
     Arithmetic(#[from] ArithmeticError),
 }
@@ -189,18 +222,25 @@ pub enum OrderError {
 /// An order and how much of it has filled.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Order {
+    /// Run-unique id, from 1.
     pub id: OrderId,
+    /// The instrument.
     pub instrument: InstrumentId,
+    /// Buy or sell.
     pub side: OrderSide,
+    /// Market, limit, stop or stop-limit.
     pub order_type: OrderType,
+    /// Quantity ordered.
     pub quantity: Quantity,
     /// Limit price of `Limit` and `StopLimit` orders.
     pub price: Option<Price>,
     /// Trigger price of `Stop` and `StopLimit` orders.
     pub trigger_price: Option<Price>,
+    /// How long it stays working.
     pub time_in_force: TimeInForce,
     /// Only ever reduces the position; never opens or flips it.
     pub reduce_only: bool,
+    /// When it was created.
     pub created_ts: UnixNanos,
     status: OrderStatus,
     filled: Quantity,
@@ -283,10 +323,12 @@ impl Order {
         )
     }
 
+    /// Where it is in its life cycle.
     pub const fn status(&self) -> OrderStatus {
         self.status
     }
 
+    /// Quantity filled so far.
     pub const fn filled(&self) -> Quantity {
         self.filled
     }
@@ -317,6 +359,7 @@ impl Order {
         }
     }
 
+    /// Initialized → submitted.
     pub fn submit(&mut self) -> Result<(), OrderError> {
         self.transition(
             "submit",
@@ -325,10 +368,12 @@ impl Order {
         )
     }
 
+    /// Submitted → accepted (it passed the pre-trade checks).
     pub fn accept(&mut self) -> Result<(), OrderError> {
         self.transition("accept", &[OrderStatus::Submitted], OrderStatus::Accepted)
     }
 
+    /// Initialized or submitted → rejected.
     pub fn reject(&mut self) -> Result<(), OrderError> {
         self.transition(
             "reject",
@@ -349,6 +394,7 @@ impl Order {
         self.transition("trigger", &[OrderStatus::Accepted], OrderStatus::Triggered)
     }
 
+    /// A working order → cancelled.
     pub fn cancel(&mut self) -> Result<(), OrderError> {
         self.transition(
             "cancel",
@@ -361,6 +407,7 @@ impl Order {
         )
     }
 
+    /// A working order → expired.
     pub fn expire(&mut self) -> Result<(), OrderError> {
         self.transition(
             "expire",

@@ -18,9 +18,13 @@ use crate::time::UnixNanos;
 /// `initial cash + realised − fees + unrealised = cash + Σ qty × mark` holds exactly.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
+    /// The instrument.
     pub instrument: InstrumentId,
+    /// Currency of its cost and PnL.
     pub currency: Currency,
+    /// Decimal places of the instrument's prices.
     pub price_precision: u8,
+    /// Decimal places of the instrument's quantities.
     pub size_precision: u8,
     net_raw: i64,
     cost_raw: i128,
@@ -59,6 +63,7 @@ impl PositionChange {
 }
 
 impl Position {
+    /// A flat position in `instrument`.
     pub fn flat(
         instrument: InstrumentId,
         currency: Currency,
@@ -82,6 +87,7 @@ impl Position {
         self.net_raw
     }
 
+    /// Whether the net quantity is zero.
     pub const fn is_flat(&self) -> bool {
         self.net_raw == 0
     }

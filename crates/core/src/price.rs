@@ -39,14 +39,17 @@ impl Price {
         Ok(Self::from_raw(parsed.raw, precision))
     }
 
+    /// The raw value at 10^-9.
     pub const fn raw(self) -> i64 {
         self.raw
     }
 
+    /// Decimal places it is shown with.
     pub const fn precision(self) -> u8 {
         self.precision
     }
 
+    /// Whether the price is above zero.
     pub fn is_positive(self) -> bool {
         self.raw > 0
     }
@@ -56,6 +59,7 @@ impl Price {
         Self::from_raw(self.raw, precision)
     }
 
+    /// `self + other`; an error on overflow.
     pub fn checked_add(self, other: Self) -> Result<Self, ArithmeticError> {
         self.raw
             .checked_add(other.raw)
@@ -63,6 +67,7 @@ impl Price {
             .ok_or(ArithmeticError("price addition"))
     }
 
+    /// `self − other`; an error on overflow.
     pub fn checked_sub(self, other: Self) -> Result<Self, ArithmeticError> {
         self.raw
             .checked_sub(other.raw)

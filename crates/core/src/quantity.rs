@@ -16,6 +16,7 @@ pub struct Quantity {
 }
 
 impl Quantity {
+    /// Zero, shown without decimals.
     pub const ZERO: Self = Self {
         raw: 0,
         precision: 0,
@@ -52,18 +53,22 @@ impl Quantity {
         })
     }
 
+    /// The raw value at 10^-9.
     pub const fn raw(self) -> i64 {
         self.raw
     }
 
+    /// Decimal places it is shown with.
     pub const fn precision(self) -> u8 {
         self.precision
     }
 
+    /// Whether the quantity is zero.
     pub const fn is_zero(self) -> bool {
         self.raw == 0
     }
 
+    /// The same value shown with another precision.
     pub const fn with_precision(self, precision: u8) -> Self {
         Self {
             raw: self.raw,
@@ -71,6 +76,7 @@ impl Quantity {
         }
     }
 
+    /// `self + other`; an error on overflow.
     pub fn checked_add(self, other: Self) -> Result<Self, ArithmeticError> {
         self.raw
             .checked_add(other.raw)
@@ -92,6 +98,7 @@ impl Quantity {
         }
     }
 
+    /// The smaller of the two.
     pub fn min(self, other: Self) -> Self {
         if other.raw < self.raw { other } else { self }
     }
@@ -151,7 +158,9 @@ impl Serialize for Quantity {
 /// decimals. Serialised as a decimal string without allocating in the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SignedQuantity {
+    /// The raw value at 10^-9 (positive long, negative short).
     pub raw: i64,
+    /// Decimal places it is shown with.
     pub precision: u8,
 }
 

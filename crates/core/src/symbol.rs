@@ -11,20 +11,41 @@ pub struct Symbol {
     len: u8,
 }
 
+/// Why a text is not a symbol.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SymbolError {
+    /// Empty or longer than [`Symbol::MAX_LEN`] bytes.
+    #[error(
+        "invalid symbol `{text}`: expected 1 to {} characters",
+        Symbol::MAX_LEN
+    )]
+    Length {
+        /// The text given.
+        text: String,
+    },
+    /// A space, a control character or a non-ASCII character.
+    #[error("invalid symbol `{text}`: only printable ASCII without spaces is allowed")]
+    Characters {
+        /// The text given.
+        text: String,
+    },
+}
+
 impl Symbol {
+    /// The longest symbol, in bytes.
     pub const MAX_LEN: usize = 31;
 
-    pub fn new(text: &str) -> Result<Self, String> {
+    /// A symbol of 1 to [`Symbol::MAX_LEN`] printable ASCII characters without spaces.
+    pub fn new(text: &str) -> Result<Self, SymbolError> {
         if text.is_empty() || text.len() > Self::MAX_LEN {
-            return Err(format!(
-                "invalid symbol `{text}`: expected 1 to {} characters",
-                Self::MAX_LEN
-            ));
+            return Err(SymbolError::Length {
+                text: text.to_string(),
+            });
         }
         if !text.bytes().all(|c| c.is_ascii_graphic()) {
-            return Err(format!(
-                "invalid symbol `{text}`: only printable ASCII without spaces is allowed"
-            ));
+            return Err(SymbolError::Characters {
+                text: text.to_string(),
+            });
         }
         let mut bytes = [0u8; 31];
         bytes[..text.len()].copy_from_slice(text.as_bytes());
@@ -34,6 +55,7 @@ impl Symbol {
         })
     }
 
+    /// The symbol as text.
     pub fn as_str(&self) -> &str {
         // Invariant: constructed only from ASCII bytes.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("?")

@@ -7,7 +7,9 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+/// Nanoseconds in a second.
 pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
+/// Nanoseconds in a (UTC) day.
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
 
 /// Nanoseconds since 1970-01-01T00:00:00Z.
@@ -67,6 +69,7 @@ impl UnixNanos {
         format!("{y:04}-{m:02}-{d:02}")
     }
 
+    /// Seconds since the epoch, as a float (for statistics, never for accounting).
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / NANOS_PER_SECOND as f64
     }
@@ -169,6 +172,7 @@ pub struct Rfc3339Writer {
 }
 
 impl Rfc3339Writer {
+    /// Appends `ts` as RFC 3339 UTC to `out`, reusing the date part while the day is the same.
     #[inline]
     pub fn write(&mut self, out: &mut Vec<u8>, ts: UnixNanos) {
         let day = ts.day_index();
@@ -190,10 +194,12 @@ impl Rfc3339Writer {
     }
 }
 
+/// Whether `year` is a Gregorian leap year.
 pub fn is_leap_year(year: i32) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
 
+/// Days in `month` (1-12) of `year`.
 pub fn days_in_month(year: i32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,

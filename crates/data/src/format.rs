@@ -56,3 +56,25 @@ impl FromStr for DataFormat {
         }
     }
 }
+
+/// The error message for a Parquet or Arrow file in a build without the `columnar` feature
+/// (`verb`: `read` or `write`).
+#[cfg(any(not(feature = "columnar"), test))]
+pub(crate) fn without_columnar(format: DataFormat, verb: &str) -> String {
+    format!(
+        "this build cannot {verb} {format} files: Parquet and Arrow support is the `columnar` feature of tradeloom-data, which is off; use a CSV file or a build with the feature (the `tradeloom` binary has it)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_without_columnar_names_the_format_and_the_feature() {
+        assert_eq!(
+            without_columnar(DataFormat::Parquet, "read"),
+            "this build cannot read parquet files: Parquet and Arrow support is the `columnar` feature of tradeloom-data, which is off; use a CSV file or a build with the feature (the `tradeloom` binary has it)"
+        );
+    }
+}

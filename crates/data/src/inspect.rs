@@ -60,18 +60,18 @@ fn price_text(raw: i64) -> String {
 pub fn inspect(path: &Path, format: Option<DataFormat>) -> Result<InspectReport, DataError> {
     let instrument = Instrument::new(
         InstrumentId(0),
-        Symbol::new("INSPECT").map_err(|message| DataError::Schema {
+        Symbol::new("INSPECT").map_err(|e| DataError::Schema {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?,
         "inspect",
         FIXED_PRECISION,
         FIXED_PRECISION,
         Currency::USD,
     )
-    .map_err(|message| DataError::Schema {
+    .map_err(|e| DataError::Schema {
         path: path.to_path_buf(),
-        message,
+        message: e.to_string(),
     })?;
     let mut reader = open_bars(path, format, &instrument)?;
     let mut report = InspectReport {

@@ -135,7 +135,7 @@ pub fn open_bars(
         DataFormat::Parquet | DataFormat::ArrowIpc => {
             return Err(DataError::Schema {
                 path: path.to_path_buf(),
-                message: "this build has no Parquet/Arrow support (feature `columnar`)".to_string(),
+                message: format::without_columnar(format, "read"),
             });
         }
     };

@@ -345,19 +345,17 @@ fn read_series(path: &Path, symbol: &str) -> Result<Vec<DailyBar>, DataError> {
         path: path.to_path_buf(),
         message,
     };
-    let instrument = Symbol::new(symbol)
-        .and_then(|s| {
-            // Size precision 9: any volume a file holds is kept; display is normalised below.
-            Instrument::new(
-                InstrumentId(0),
-                s,
-                "universe",
-                UNIVERSE_PRICE_PRECISION,
-                FIXED_PRECISION,
-                Currency::USD,
-            )
-        })
-        .map_err(schema)?;
+    let symbol = Symbol::new(symbol).map_err(|e| schema(e.to_string()))?;
+    // Size precision 9: any volume a file holds is kept; display is normalised below.
+    let instrument = Instrument::new(
+        InstrumentId(0),
+        symbol,
+        "universe",
+        UNIVERSE_PRICE_PRECISION,
+        FIXED_PRECISION,
+        Currency::USD,
+    )
+    .map_err(|e| schema(e.to_string()))?;
     let mut reader = open_bars(path, None, &instrument)?;
     let mut bars = Vec::new();
     while let Some(bar) = reader.next() {

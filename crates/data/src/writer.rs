@@ -65,7 +65,7 @@ impl BarWriter {
             _ => {
                 return Err(DataError::Write {
                     path: path.to_path_buf(),
-                    message: "this build has no Parquet/Arrow support".to_string(),
+                    message: crate::format::without_columnar(format, "write"),
                 });
             }
         };

@@ -22,8 +22,11 @@ use crate::trade::Trade;
 /// Equity after the last bar of a timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct EquityPoint {
+    /// The timestamp.
     pub ts: UnixNanos,
+    /// Cash after the timestamp.
     pub cash: Money,
+    /// Cash plus positions at the last closes.
     pub equity: Money,
     /// Fall from the running peak, in percent (≥ 0).
     pub drawdown_pct: f64,
@@ -36,33 +39,59 @@ pub struct EquityPoint {
 /// zero deviation).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Metrics {
+    /// First bar's timestamp.
     pub start: Option<UnixNanos>,
+    /// Last bar's timestamp.
     pub end: Option<UnixNanos>,
+    /// Bars processed.
     pub bars: u64,
+    /// Cash at the start.
     pub initial_cash: Money,
+    /// Equity after the last bar.
     pub final_equity: Money,
+    /// `final_equity − initial_cash`.
     pub net_pnl: Money,
+    /// Net PnL as a percentage of initial cash.
     pub total_return_pct: f64,
+    /// Compound annual growth rate, percent; `None` for a span under a day.
     pub cagr_pct: Option<f64>,
+    /// Annualised standard deviation of period returns, percent.
     pub annual_volatility_pct: Option<f64>,
+    /// Annualised Sharpe ratio (risk-free rate 0).
     pub sharpe: Option<f64>,
+    /// Annualised Sortino ratio (downside deviation).
     pub sortino: Option<f64>,
+    /// Largest fall of equity from a running peak, percent.
     pub max_drawdown_pct: f64,
+    /// Longest time below a previous peak, in days.
     pub max_drawdown_duration_days: f64,
+    /// CAGR divided by the maximum drawdown.
     pub calmar: Option<f64>,
+    /// Closed round trips.
     pub trades: u64,
+    /// Share of closed trades with a positive net PnL, percent.
     pub win_rate_pct: Option<f64>,
+    /// Gross profit of winners over gross loss of losers.
     pub profit_factor: Option<f64>,
+    /// Mean net PnL per closed trade.
     pub avg_trade: Option<Money>,
+    /// Largest net PnL of a closed trade.
     pub best_trade: Option<Money>,
+    /// Smallest net PnL of a closed trade.
     pub worst_trade: Option<Money>,
+    /// Share of timestamps with an open position, percent.
     pub exposure_pct: f64,
+    /// Fees paid.
     pub fees: Money,
     /// Σ |fill notional|.
     pub turnover: Money,
+    /// Orders submitted.
     pub orders: u64,
+    /// Fills.
     pub fills: u64,
+    /// Orders rejected.
     pub rejected_orders: u64,
+    /// Periods per year used to annualise (from the bar spacing).
     pub periods_per_year: u32,
 }
 

@@ -12,7 +12,9 @@ use crate::fill_model::FillModel;
 #[schemars(untagged)]
 #[allow(dead_code)]
 pub enum DecimalSchema {
+    /// A number (`2.5`).
     Number(f64),
+    /// A decimal string (`"2.5"`).
     Text(String),
 }
 
@@ -111,6 +113,7 @@ pub enum MarginCallAction {
 }
 
 impl MarginCallAction {
+    /// `liquidate` or `halt`, as written in run specs and journals.
     pub const fn as_str(self) -> &'static str {
         match self {
             MarginCallAction::Liquidate => "liquidate",
@@ -124,6 +127,7 @@ impl MarginCallAction {
 pub struct MarginRule {
     /// Maintenance margin, percent of gross exposure, raw at 10^-9.
     pub maintenance_pct_raw: i64,
+    /// What a margin call does.
     pub on_call: MarginCallAction,
 }
 
@@ -133,24 +137,26 @@ impl MarginRule {
     pub fn resolve(
         config: Option<&MarginConfig>,
         account_kind: AccountKind,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         let Some(config) = config else {
             return Ok(Self::default());
         };
         if account_kind != AccountKind::Margin {
-            return Err(
-                "account.margin: only a margin account has a margin rule (account.type is cash)"
-                    .to_string(),
-            );
+            return Err(ConfigError::new(
+                "account.margin",
+                "only a margin account has a margin rule (account.type is cash)",
+            ));
         }
+        const FIELD: &str = "account.margin.maintenance_pct";
         let maintenance_pct_raw = match config.maintenance_pct {
             Some(d) => {
                 let raw = d
                     .to_raw9()
-                    .map_err(|e| format!("account.margin.maintenance_pct: {e}"))?;
+                    .map_err(|e| ConfigError::new(FIELD, e.to_string()))?;
                 if !(0..100 * 1_000_000_000).contains(&raw) {
-                    return Err(format!(
-                        "account.margin.maintenance_pct: {d} must be at least 0 and below 100"
+                    return Err(ConfigError::new(
+                        FIELD,
+                        format!("{d} must be at least 0 and below 100"),
                     ));
                 }
                 raw
@@ -167,9 +173,12 @@ impl MarginRule {
 /// How slippage moves a fill price against the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Slippage {
+    /// No slippage: fills at the fill model's price.
     #[default]
     None,
+    /// The price moves against the order by this many basis points.
     Bps(Bps),
+    /// The price moves against the order by this many ticks of the instrument.
     Ticks(u32),
 }
 
@@ -178,7 +187,9 @@ pub enum Slippage {
 pub struct RiskLimits {
     /// Raw quantity at 10^-9.
     pub max_position_raw: Option<i64>,
+    /// Largest notional of one order.
     pub max_order_notional: Option<Money>,
+    /// Largest gross exposure across instruments after an order.
     pub max_gross_exposure: Option<Money>,
     /// Percent, raw at 10^-9.
     pub max_drawdown_pct_raw: Option<i64>,
@@ -187,15 +198,20 @@ pub struct RiskLimits {
 /// Everything the engine needs besides instruments and strategies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineConfig {
+    /// When and at what price orders fill.
     pub fill_model: FillModel,
     /// Default fee for instruments without their own.
     pub fee: Bps,
+    /// How fill prices move against orders.
     pub slippage: Slippage,
+    /// Pre-trade risk limits.
     pub risk: RiskLimits,
+    /// Cash or margin account.
     pub account_kind: AccountKind,
     /// The maintenance-margin rule of a margin account (ignored for a cash account). The
     /// default calls margin when equity reaches zero.
     pub margin: MarginRule,
+    /// Cash at the start.
     pub initial_cash: Money,
     /// The strategy's name, for the journal's `run_started` event.
     pub strategy_name: String,
@@ -208,38 +224,43 @@ impl EngineConfig {
         risk: &RiskConfig,
         account_kind: AccountKind,
         initial_cash: Money,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         let fee = match execution.fee_bps {
-            Some(d) => d.to_bps().map_err(|e| format!("execution.fee_bps: {e}"))?,
+            Some(d) => d
+                .to_bps()
+                .map_err(|e| ConfigError::new("execution.fee_bps", e.to_string()))?,
             None => Bps::ZERO,
         };
         let slippage = match (execution.slippage_bps, execution.slippage_ticks) {
             (Some(_), Some(_)) => {
-                return Err(
-                    "execution: set either slippage_bps or slippage_ticks, not both".to_string(),
-                );
+                return Err(ConfigError::new(
+                    "execution",
+                    "set either slippage_bps or slippage_ticks, not both",
+                ));
             }
             (Some(d), None) => Slippage::Bps(
                 d.to_bps()
-                    .map_err(|e| format!("execution.slippage_bps: {e}"))?,
+                    .map_err(|e| ConfigError::new("execution.slippage_bps", e.to_string()))?,
             ),
             (None, Some(t)) => Slippage::Ticks(t),
             (None, None) => Slippage::None,
         };
         let currency = initial_cash.currency();
-        let positive_money = |d: Option<Decimal>, field: &str| -> Result<Option<Money>, String> {
-            match d {
-                Some(d) if d.is_negative() || d.is_zero() => {
-                    Err(format!("risk.{field}: {d} must be positive"))
+        let positive_money =
+            |d: Option<Decimal>, field: &str| -> Result<Option<Money>, ConfigError> {
+                match d {
+                    Some(d) if d.is_negative() || d.is_zero() => Err(ConfigError::new(
+                        format!("risk.{field}"),
+                        format!("{d} must be positive"),
+                    )),
+                    Some(d) => Ok(Some(d.to_money(currency))),
+                    None => Ok(None),
                 }
-                Some(d) => Ok(Some(d.to_money(currency))),
-                None => Ok(None),
-            }
-        };
+            };
         let max_position_raw = match risk.max_position {
             Some(d) => Some(
                 d.to_quantity(9)
-                    .map_err(|e| format!("risk.max_position: {e}"))?
+                    .map_err(|e| ConfigError::new("risk.max_position", e.to_string()))?
                     .raw(),
             ),
             None => None,
@@ -248,10 +269,11 @@ impl EngineConfig {
             Some(d) => {
                 let raw = d
                     .to_raw9()
-                    .map_err(|e| format!("risk.max_drawdown_pct: {e}"))?;
+                    .map_err(|e| ConfigError::new("risk.max_drawdown_pct", e.to_string()))?;
                 if raw <= 0 || raw > 100 * 1_000_000_000 {
-                    return Err(format!(
-                        "risk.max_drawdown_pct: {d} must be above 0 and at most 100"
+                    return Err(ConfigError::new(
+                        "risk.max_drawdown_pct",
+                        format!("{d} must be above 0 and at most 100"),
                     ));
                 }
                 Some(raw)
@@ -286,6 +308,25 @@ impl EngineConfig {
             margin: MarginRule::default(),
             initial_cash,
             strategy_name: String::new(),
+        }
+    }
+}
+
+/// A run-spec section that does not resolve; shown as `<field>: <message>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// The field's path (`execution.fee_bps`, `account.margin.maintenance_pct`, …).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
         }
     }
 }

@@ -31,6 +31,7 @@ pub enum FillModel {
 }
 
 impl FillModel {
+    /// The name used in run specs and journals (`bar_close`, …).
     pub const fn as_str(self) -> &'static str {
         match self {
             FillModel::BarClose => "bar_close",

@@ -59,12 +59,14 @@ pub struct Sma {
 }
 
 impl Sma {
+    /// An average of the last `period` values.
     pub fn new(period: usize) -> Self {
         Self {
             window: Window::new(period),
         }
     }
 
+    /// Adds a value (raw at 10^-9), dropping the oldest once the window is full.
     #[inline]
     pub fn update(&mut self, raw: i64) {
         self.window.push(raw);
@@ -75,6 +77,7 @@ impl Sma {
         self.window.is_full()
     }
 
+    /// The window length.
     pub fn period(&self) -> usize {
         self.window.values.len()
     }
@@ -109,6 +112,7 @@ pub struct Ema {
 }
 
 impl Ema {
+    /// An average over `period` values.
     pub fn new(period: usize) -> Self {
         Self {
             alpha: 2.0 / (period as f64 + 1.0),
@@ -118,6 +122,7 @@ impl Ema {
         }
     }
 
+    /// Adds a value (raw at 10^-9).
     #[inline]
     pub fn update(&mut self, raw: i64) {
         let x = raw as f64 / 1e9;
@@ -129,10 +134,12 @@ impl Ema {
         self.count += 1;
     }
 
+    /// Defined once `period` values have been seen.
     pub fn is_ready(&self) -> bool {
         self.count >= self.period
     }
 
+    /// The average in price units.
     pub fn value(&self) -> f64 {
         self.value
     }
@@ -146,21 +153,25 @@ pub struct RollingStats {
 }
 
 impl RollingStats {
+    /// Statistics of the last `period` values.
     pub fn new(period: usize) -> Self {
         Self {
             window: Window::new(period),
         }
     }
 
+    /// Adds a value (raw at 10^-9), dropping the oldest once the window is full.
     #[inline]
     pub fn update(&mut self, raw: i64) {
         self.window.push(raw);
     }
 
+    /// Defined once the window is full (and holds at least 2 values).
     pub fn is_ready(&self) -> bool {
         self.window.is_full() && self.window.len > 1
     }
 
+    /// The mean in price units.
     pub fn mean(&self) -> f64 {
         self.window.sum as f64 / self.window.len.max(1) as f64 / 1e9
     }
@@ -180,7 +191,9 @@ impl RollingStats {
 /// Direction of a crossover of two series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cross {
+    /// The fast series crossed above the slow one.
     Up,
+    /// The fast series crossed below the slow one.
     Down,
 }
 
@@ -193,6 +206,7 @@ pub struct CrossDetector {
 }
 
 impl CrossDetector {
+    /// Feeds the sign of `fast − slow`; returns the cross, if this update made one.
     #[inline]
     pub fn update(&mut self, sign: i32) -> Option<Cross> {
         let cross = match (self.previous, sign) {

@@ -6,6 +6,8 @@
 //! sequence of events, byte for byte once serialised. It depends on `tradeloom-core` only; files,
 //! formats and run folders live in the crates above it.
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod config;
 pub mod engine;
@@ -21,13 +23,14 @@ pub mod venue;
 
 pub use analysis::{EquityPoint, Metrics};
 pub use config::{
-    EngineConfig, ExecutionConfig, KillSwitchConfig, MarginCallAction, MarginConfig, MarginRule,
-    RiskConfig, Slippage,
+    ConfigError, EngineConfig, ExecutionConfig, KillSwitchConfig, MarginCallAction, MarginConfig,
+    MarginRule, RiskConfig, Slippage,
 };
 pub use engine::{Engine, EngineError, Summary};
 pub use fill_model::FillModel;
 pub use gate::KillSwitchGate;
+pub use risk::RiskRejection;
 pub use sink::{NullSink, Sink};
-pub use strategies::{StrategyConfig, build_strategy};
+pub use strategies::{StrategyConfig, StrategyError, build_strategy};
 pub use strategy::{OrderRequest, Strategy, StrategyContext};
 pub use trade::Trade;

@@ -9,10 +9,13 @@ use crate::trade::Trade;
 /// An order that reached a terminal state, for `orders.csv`.
 #[derive(Clone, Debug)]
 pub struct OrderRecord<'a> {
+    /// The order in its terminal state.
     pub order: &'a Order,
+    /// Its instrument.
     pub symbol: Symbol,
     /// Average fill price, if anything filled.
     pub avg_price: Option<Price>,
+    /// When it reached the terminal state.
     pub closed_ts: UnixNanos,
     /// Why it was rejected, cancelled or expired.
     pub reason: Option<&'a str>,
@@ -41,10 +44,15 @@ impl Sink for NullSink {}
 /// Collects events in memory (tests).
 #[derive(Debug, Default)]
 pub struct VecSink {
+    /// Journal events.
     pub events: Vec<Event>,
+    /// Fills.
     pub fills: Vec<Fill>,
+    /// Round trips.
     pub trades: Vec<Trade>,
+    /// Equity points.
     pub equity: Vec<EquityPoint>,
+    /// How many orders reached a terminal state.
     pub orders_closed: usize,
 }
 

@@ -23,16 +23,24 @@ pub trait Strategy: Send {
 /// What a strategy asks for; the engine assigns the id, checks risk and sends it to the venue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderRequest {
+    /// Buy or sell.
     pub side: OrderSide,
+    /// Market, limit, stop or stop-limit.
     pub order_type: OrderType,
+    /// Quantity to trade.
     pub quantity: Quantity,
+    /// Limit price, for limit kinds.
     pub price: Option<Price>,
+    /// Trigger price, for stop kinds.
     pub trigger_price: Option<Price>,
+    /// How long it stays working (default GTC).
     pub time_in_force: TimeInForce,
+    /// Whether it may only reduce the position.
     pub reduce_only: bool,
 }
 
 impl OrderRequest {
+    /// A market order, good till cancelled.
     pub fn market(side: OrderSide, quantity: Quantity) -> Self {
         Self {
             side,
@@ -45,6 +53,7 @@ impl OrderRequest {
         }
     }
 
+    /// A limit order at `price`.
     pub fn limit(side: OrderSide, quantity: Quantity, price: Price) -> Self {
         Self {
             order_type: OrderType::Limit,
@@ -53,6 +62,7 @@ impl OrderRequest {
         }
     }
 
+    /// A stop (market) order triggered at `trigger`.
     pub fn stop(side: OrderSide, quantity: Quantity, trigger: Price) -> Self {
         Self {
             order_type: OrderType::Stop,
@@ -61,6 +71,7 @@ impl OrderRequest {
         }
     }
 
+    /// A stop-limit order: a limit at `price` once `trigger` trades.
     pub fn stop_limit(side: OrderSide, quantity: Quantity, trigger: Price, price: Price) -> Self {
         Self {
             order_type: OrderType::StopLimit,
@@ -70,11 +81,13 @@ impl OrderRequest {
         }
     }
 
+    /// The same request with another time in force.
     pub fn time_in_force(mut self, tif: TimeInForce) -> Self {
         self.time_in_force = tif;
         self
     }
 
+    /// The same request, reduce-only.
     pub fn reduce_only(mut self) -> Self {
         self.reduce_only = true;
         self
@@ -110,6 +123,7 @@ impl StrategyContext<'_> {
         self.ts
     }
 
+    /// The instrument of the bar being processed.
     pub fn instrument(&self) -> &Instrument {
         self.instrument
     }
@@ -141,10 +155,12 @@ impl StrategyContext<'_> {
         id
     }
 
+    /// Queues a market buy of `quantity`; returns the id it will carry.
     pub fn buy(&mut self, quantity: Quantity) -> OrderId {
         self.submit(OrderRequest::market(OrderSide::Buy, quantity))
     }
 
+    /// Queues a market sell of `quantity`; returns the id it will carry.
     pub fn sell(&mut self, quantity: Quantity) -> OrderId {
         self.submit(OrderRequest::market(OrderSide::Sell, quantity))
     }
@@ -156,6 +172,7 @@ impl StrategyContext<'_> {
         Some(self.submit(OrderRequest::market(side, quantity)))
     }
 
+    /// Cancels working order `id` (nothing if it is no longer working).
     pub fn cancel(&mut self, id: OrderId) {
         self.commands.push(Command::Cancel(id));
     }

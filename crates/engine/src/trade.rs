@@ -13,13 +13,16 @@ use tradeloom_core::{
 pub struct Trade {
     /// Run-unique, in order of opening, from 1.
     pub id: u64,
+    /// The instrument's symbol.
     pub symbol: Symbol,
+    /// The instrument.
     #[serde(skip)]
     pub instrument: InstrumentId,
     /// `BUY` for a long trade, `SELL` for a short one.
     pub side: OrderSide,
     /// Total quantity entered.
     pub quantity: Quantity,
+    /// Timestamp of the first fill.
     pub entry_ts: UnixNanos,
     /// Volume-weighted entry price.
     pub entry_price: Price,
@@ -31,12 +34,14 @@ pub struct Trade {
     pub gross_pnl: Money,
     /// Fees of the fills that opened and closed it.
     pub fees: Money,
+    /// `gross_pnl − fees`.
     pub net_pnl: Money,
     /// Bars of the instrument from entry to exit.
     pub bars: u64,
 }
 
 impl Trade {
+    /// Whether the trade is still open at the end.
     pub fn is_open(&self) -> bool {
         self.exit_ts.is_none()
     }

@@ -49,8 +49,32 @@ impl Exposition {
     }
 }
 
+/// Why an exposition was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The last line does not end with a line feed.
+    #[error("line {line}: the last line does not end with a line feed")]
+    Unterminated {
+        /// The 1-based line.
+        line: usize,
+    },
+    /// A line is malformed or breaks the format's rules.
+    #[error("line {line}: {problem}: `{text}`")]
+    Line {
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong with it.
+        problem: String,
+        /// The line as written.
+        text: String,
+    },
+    /// A histogram's buckets, `_count` or `_sum` do not agree.
+    #[error("{0}")]
+    Histogram(String),
+}
+
 /// Parses `text`; the error names the 1-based line and what is wrong with it.
-pub fn parse(text: &str) -> Result<Exposition, String> {
+pub fn parse(text: &str) -> Result<Exposition, ParseError> {
     let mut out = Exposition::default();
     let mut current: Option<String> = None;
     let mut closed: Vec<String> = Vec::new();
@@ -59,8 +83,12 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
         let n = i + 1;
         let line = line
             .strip_suffix('\n')
-            .ok_or_else(|| format!("line {n}: the last line does not end with a line feed"))?;
-        let fail = |m: String| format!("line {n}: {m}: `{line}`");
+            .ok_or(ParseError::Unterminated { line: n })?;
+        let fail = |problem: String| ParseError::Line {
+            line: n,
+            problem,
+            text: line.to_string(),
+        };
         if line.is_empty() {
             continue;
         }
@@ -113,7 +141,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
     }
     for (name, family) in &out.families {
         if family.kind == "histogram" {
-            check_histogram(name, family)?;
+            check_histogram(name, family).map_err(ParseError::Histogram)?;
         }
     }
     Ok(out)

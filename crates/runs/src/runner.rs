@@ -224,9 +224,9 @@ fn open_inputs(spec: &ResolvedSpec) -> Result<(Vec<BarReader>, Engine), RunError
         .iter()
         .map(|inst| build_strategy(&spec.spec.strategy, inst))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|message| RunError::Spec {
+        .map_err(|e| RunError::Spec {
             place: spec.path.display().to_string(),
-            message,
+            message: e.to_string(),
         })?;
     let engine = Engine::new(spec.engine.clone(), spec.instruments.clone(), strategies)?;
     Ok((readers, engine))

@@ -426,6 +426,7 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
     };
     let mut engine = EngineConfig::resolve(&spec.execution, &spec.risk, account_kind, initial_cash)
         .map_err(|e| {
+            let e = e.to_string();
             let key = e
                 .split([':', '.'])
                 .nth(1)
@@ -436,6 +437,7 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
         })?;
     engine.margin =
         MarginRule::resolve(spec.account.margin.as_ref(), account_kind).map_err(|e| {
+            let e = e.to_string();
             let key = if e.contains("maintenance_pct") {
                 "maintenance_pct"
             } else {

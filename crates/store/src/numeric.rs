@@ -58,7 +58,7 @@ impl Num {
 
     pub(crate) fn to_decimal(self) -> Result<Decimal, NumError> {
         Decimal::parse(&fixed::format_raw(self.0, MONEY_PRECISION, 0))
-            .map_err(NumError::NotADecimal)
+            .map_err(|e| NumError::NotADecimal(e.to_string()))
     }
 
     /// Parses a decimal as the database prints it (`12.5`, `12.500000000000000000`).

@@ -12,6 +12,7 @@ mod flow_client;
 mod golden;
 mod health;
 mod killswitch;
+mod layering;
 mod lifecycle;
 mod logs;
 mod metrics;

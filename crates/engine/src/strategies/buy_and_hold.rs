@@ -4,9 +4,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tradeloom_core::{Bar, Decimal, Instrument, Quantity};
 
+use super::params::{StrategyError, order_quantity};
 use crate::config::DecimalSchema;
 use crate::strategy::{Strategy, StrategyContext};
 
+/// `buy_and_hold`: buy `quantity` on the first bar and hold to the end.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BuyAndHoldParams {
@@ -15,15 +17,17 @@ pub struct BuyAndHoldParams {
     pub quantity: Decimal,
 }
 
+/// The `buy_and_hold` strategy.
 pub struct BuyAndHold {
     quantity: Quantity,
     bought: bool,
 }
 
 impl BuyAndHold {
-    pub fn new(params: &BuyAndHoldParams, instrument: &Instrument) -> Result<Self, String> {
+    /// Checks `quantity` against the instrument's lot size and precision.
+    pub fn new(params: &BuyAndHoldParams, instrument: &Instrument) -> Result<Self, StrategyError> {
         Ok(Self {
-            quantity: super::order_quantity(params.quantity, instrument)?,
+            quantity: order_quantity(params.quantity, instrument)?,
             bought: false,
         })
     }

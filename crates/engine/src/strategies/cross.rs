@@ -4,10 +4,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tradeloom_core::{Bar, Decimal, Instrument, Quantity};
 
+use super::params::{StrategyError, order_quantity};
 use crate::config::DecimalSchema;
 use crate::indicator::{Cross, CrossDetector, Ema, Sma};
 use crate::strategy::{Strategy, StrategyContext};
 
+/// `sma_cross` and `ema_cross`: long on a cross up of the fast average over the slow one, short (or flat) on a cross down.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CrossParams {
@@ -24,17 +26,17 @@ pub struct CrossParams {
 }
 
 impl CrossParams {
-    fn check(&self, instrument: &Instrument) -> Result<Quantity, String> {
+    fn check(&self, instrument: &Instrument) -> Result<Quantity, StrategyError> {
         if self.fast == 0 {
-            return Err("fast: must be at least 1".to_string());
+            return Err(StrategyError::new("fast", "must be at least 1"));
         }
         if self.slow <= self.fast {
-            return Err(format!(
-                "slow: {} must be greater than fast ({})",
-                self.slow, self.fast
+            return Err(StrategyError::new(
+                "slow",
+                format!("{} must be greater than fast ({})", self.slow, self.fast),
             ));
         }
-        super::order_quantity(self.quantity, instrument)
+        order_quantity(self.quantity, instrument)
     }
 }
 
@@ -78,7 +80,8 @@ pub struct SmaCross {
 }
 
 impl SmaCross {
-    pub fn new(params: &CrossParams, instrument: &Instrument) -> Result<Self, String> {
+    /// Checks the periods and the quantity against the instrument.
+    pub fn new(params: &CrossParams, instrument: &Instrument) -> Result<Self, StrategyError> {
         Ok(Self {
             fast: Sma::new(params.fast as usize),
             slow: Sma::new(params.slow as usize),
@@ -111,7 +114,8 @@ pub struct EmaCross {
 }
 
 impl EmaCross {
-    pub fn new(params: &CrossParams, instrument: &Instrument) -> Result<Self, String> {
+    /// Checks the periods and the quantity against the instrument.
+    pub fn new(params: &CrossParams, instrument: &Instrument) -> Result<Self, StrategyError> {
         Ok(Self {
             fast: Ema::new(params.fast as usize),
             slow: Ema::new(params.slow as usize),

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tradeloom_core::{Bar, Decimal, Instrument, Quantity};
 
+use super::params::{StrategyError, order_quantity};
 use crate::config::DecimalSchema;
 use crate::indicator::RollingStats;
 use crate::strategy::{Strategy, StrategyContext};
@@ -17,6 +18,7 @@ fn default_exit_z() -> f64 {
     0.5
 }
 
+/// `mean_reversion`: trade the z-score of the close against its rolling mean.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MeanReversionParams {
@@ -36,6 +38,7 @@ pub struct MeanReversionParams {
     pub long_only: bool,
 }
 
+/// The `mean_reversion` strategy.
 pub struct MeanReversion {
     stats: RollingStats,
     entry_z: f64,
@@ -45,24 +48,37 @@ pub struct MeanReversion {
 }
 
 impl MeanReversion {
-    pub fn new(params: &MeanReversionParams, instrument: &Instrument) -> Result<Self, String> {
+    /// Checks the window, the thresholds and the quantity against the instrument.
+    pub fn new(
+        params: &MeanReversionParams,
+        instrument: &Instrument,
+    ) -> Result<Self, StrategyError> {
         if params.lookback < 2 {
-            return Err(format!("lookback: {} must be at least 2", params.lookback));
+            return Err(StrategyError::new(
+                "lookback",
+                format!("{} must be at least 2", params.lookback),
+            ));
         }
         if !(params.entry_z.is_finite() && params.entry_z > 0.0) {
-            return Err(format!("entry_z: {} must be positive", params.entry_z));
+            return Err(StrategyError::new(
+                "entry_z",
+                format!("{} must be positive", params.entry_z),
+            ));
         }
         if !(params.exit_z.is_finite() && params.exit_z >= 0.0 && params.exit_z < params.entry_z) {
-            return Err(format!(
-                "exit_z: {} must be at least 0 and below entry_z ({})",
-                params.exit_z, params.entry_z
+            return Err(StrategyError::new(
+                "exit_z",
+                format!(
+                    "{} must be at least 0 and below entry_z ({})",
+                    params.exit_z, params.entry_z
+                ),
             ));
         }
         Ok(Self {
             stats: RollingStats::new(params.lookback as usize),
             entry_z: params.entry_z,
             exit_z: params.exit_z,
-            quantity: super::order_quantity(params.quantity, instrument)?,
+            quantity: order_quantity(params.quantity, instrument)?,
             long_only: params.long_only,
         })
     }

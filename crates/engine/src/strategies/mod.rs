@@ -3,10 +3,12 @@
 mod buy_and_hold;
 mod cross;
 mod mean_reversion;
+mod params;
 
 pub use buy_and_hold::{BuyAndHold, BuyAndHoldParams};
 pub use cross::{CrossParams, EmaCross, SmaCross};
 pub use mean_reversion::{MeanReversion, MeanReversionParams};
+pub use params::StrategyError;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,7 @@ pub enum StrategyConfig {
 }
 
 impl StrategyConfig {
+    /// The strategy's name as written in run specs (`sma_cross`, …).
     pub fn name(&self) -> &'static str {
         match self {
             StrategyConfig::BuyAndHold(_) => "buy_and_hold",
@@ -46,7 +49,7 @@ impl StrategyConfig {
     }
 
     /// Checks the parameters against an instrument (quantity precision, periods).
-    pub fn validate(&self, instrument: &Instrument) -> Result<(), String> {
+    pub fn validate(&self, instrument: &Instrument) -> Result<(), StrategyError> {
         build_strategy(self, instrument).map(|_| ())
     }
 }
@@ -55,28 +58,11 @@ impl StrategyConfig {
 pub fn build_strategy(
     config: &StrategyConfig,
     instrument: &Instrument,
-) -> Result<Box<dyn Strategy>, String> {
-    let prefix = |e: String| format!("strategy.params.{e}");
+) -> Result<Box<dyn Strategy>, StrategyError> {
     Ok(match config {
-        StrategyConfig::BuyAndHold(p) => Box::new(BuyAndHold::new(p, instrument).map_err(prefix)?),
-        StrategyConfig::SmaCross(p) => Box::new(SmaCross::new(p, instrument).map_err(prefix)?),
-        StrategyConfig::EmaCross(p) => Box::new(EmaCross::new(p, instrument).map_err(prefix)?),
-        StrategyConfig::MeanReversion(p) => {
-            Box::new(MeanReversion::new(p, instrument).map_err(prefix)?)
-        }
+        StrategyConfig::BuyAndHold(p) => Box::new(BuyAndHold::new(p, instrument)?),
+        StrategyConfig::SmaCross(p) => Box::new(SmaCross::new(p, instrument)?),
+        StrategyConfig::EmaCross(p) => Box::new(EmaCross::new(p, instrument)?),
+        StrategyConfig::MeanReversion(p) => Box::new(MeanReversion::new(p, instrument)?),
     })
-}
-
-/// A positive order quantity from a parameter, checked against the instrument.
-pub(crate) fn order_quantity(
-    value: tradeloom_core::Decimal,
-    instrument: &Instrument,
-) -> Result<tradeloom_core::Quantity, String> {
-    let q = value
-        .to_quantity(instrument.size_precision)
-        .map_err(|e| format!("quantity: {e}"))?;
-    if q.is_zero() {
-        return Err("quantity: must be positive".to_string());
-    }
-    Ok(q)
 }

@@ -1,0 +1,209 @@
+//! Orders from strategies: commands applied, each new order checked by pre-trade risk and
+//! accepted (and, under `bar_close`, filled at once when marketable).
+
+use tradeloom_core::{
+    AccountKind, Bar, Event, Liquidity, Money, Order, OrderId, OrderSide, UnixNanos,
+};
+
+use super::{Engine, EngineError, Working};
+use crate::fill_model::FillModel;
+use crate::risk::{self, RiskView};
+use crate::sink::{OrderRecord, Sink};
+use crate::strategy::{Command, OrderRequest};
+use crate::venue;
+
+impl Engine {
+    /// Applies the commands a strategy queued during a callback.
+    pub(super) fn process_commands<S: Sink>(
+        &mut self,
+        ts: UnixNanos,
+        bar: Option<&Bar>,
+        sink: &mut S,
+    ) -> Result<(), EngineError> {
+        while !self.commands.is_empty() {
+            let mut batch = std::mem::take(&mut self.commands);
+            for command in batch.drain(..) {
+                match command {
+                    Command::Submit {
+                        id,
+                        instrument,
+                        request,
+                    } => self.submit(id, instrument.index(), request, ts, bar, sink, false)?,
+                    Command::Cancel(id) => {
+                        self.cancel_where(ts, "cancelled", sink, |o| o.id == id)?;
+                    }
+                    Command::CancelAll(instrument) => {
+                        self.cancel_where(ts, "cancelled", sink, |o| o.instrument == instrument)?;
+                    }
+                }
+            }
+            if self.commands.is_empty() {
+                // Keep the buffer's capacity: no allocation per bar once warm.
+                self.commands = batch;
+            }
+        }
+        Ok(())
+    }
+
+    // The hot path's arguments stay plain values; a struct would only rename them.
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn submit<S: Sink>(
+        &mut self,
+        id: OrderId,
+        i: usize,
+        request: OrderRequest,
+        ts: UnixNanos,
+        bar: Option<&Bar>,
+        sink: &mut S,
+        liquidation: bool,
+    ) -> Result<(), EngineError> {
+        self.orders += 1;
+        if !liquidation {
+            // The last look before this order can be accepted reads the kill switch itself,
+            // not the per-bar cache.
+            self.poll_gate(ts, sink, true)?;
+        }
+        let inst = &self.instruments[i];
+        let mut order = match Order::new(
+            id,
+            inst.id,
+            request.side,
+            request.order_type,
+            request.quantity,
+            request.price,
+            request.trigger_price,
+            request.time_in_force,
+            request.reduce_only,
+            ts,
+        ) {
+            Ok(order) => order,
+            Err(e) => {
+                self.rejected += 1;
+                sink.on_event(&Event::OrderRejected {
+                    ts,
+                    order_id: id,
+                    code: "order.invalid",
+                    reason: e.to_string(),
+                });
+                return Ok(());
+            }
+        };
+        sink.on_event(&Event::OrderSubmitted {
+            ts,
+            order_id: id,
+            symbol: inst.symbol,
+            side: order.side,
+            order_type: order.order_type,
+            quantity: order.quantity,
+            price: order.price,
+            trigger_price: order.trigger_price,
+            time_in_force: order.time_in_force,
+            reduce_only: order.reduce_only,
+        });
+        order.submit()?;
+        // A cash account checks what its position and cash will be once the orders already
+        // working fill, not only what they are now.
+        let (working_sells_raw, reserved) = if self.config.account_kind == AccountKind::Cash {
+            self.working_commitments(i)?
+        } else {
+            (0, 0)
+        };
+        let view = RiskView {
+            limits: &self.config.risk,
+            account_kind: self.config.account_kind,
+            cash: self.account.cash(),
+            fee: self.config.fee,
+            positions: &self.positions,
+            marks: &self.marks,
+            // Liquidation orders are what an engaged kill switch asks for.
+            halted: self.halted && !liquidation,
+            kill_switch: if liquidation {
+                None
+            } else {
+                self.gate_halt.as_deref()
+            },
+            margin_call: if liquidation {
+                None
+            } else {
+                self.margin_call.as_deref()
+            },
+            working_sells_raw,
+            reserved_cash: Money::from_raw(reserved, self.account.currency()),
+        };
+        if let Err(rejection) = risk::check(&order, inst, &view) {
+            order.reject()?;
+            self.rejected += 1;
+            let reason = rejection.to_string();
+            sink.on_event(&Event::OrderRejected {
+                ts,
+                order_id: id,
+                code: rejection.code(),
+                reason: reason.clone(),
+            });
+            sink.on_order_closed(&OrderRecord {
+                order: &order,
+                symbol: inst.symbol,
+                avg_price: None,
+                closed_ts: ts,
+                reason: Some(&reason),
+            });
+            return Ok(());
+        }
+        order.accept()?;
+        sink.on_event(&Event::OrderAccepted { ts, order_id: id });
+        let immediate = match (self.config.fill_model, bar) {
+            (FillModel::BarClose, Some(bar)) if bar.instrument.index() == i => {
+                venue::marketable_at(&order, bar.close)
+            }
+            _ => None,
+        };
+        self.working.push(Working {
+            order,
+            submitted_ts: ts,
+            filled_notional: 0,
+            liquidation,
+        });
+        if let Some((price, triggered)) = immediate {
+            let idx = self.working.len() - 1;
+            if triggered {
+                self.working[idx].order.trigger()?;
+                sink.on_event(&Event::OrderTriggered { ts, order_id: id });
+            }
+            self.fill(idx, price, Liquidity::Taker, ts, sink)?;
+        }
+        Ok(())
+    }
+
+    /// What working orders commit a cash account to: the raw quantity of working sells of
+    /// instrument `i` (they will reduce its position), and the cash that working buys of every
+    /// instrument will spend (notional at their limit or trigger price, or the last close for a
+    /// market order, plus the taker fee). Sell proceeds are not counted until they fill.
+    pub(super) fn working_commitments(&self, i: usize) -> Result<(i64, i128), EngineError> {
+        let mut sells: i64 = 0;
+        let mut reserved: i128 = 0;
+        let currency = self.account.currency();
+        for w in &self.working {
+            let order = &w.order;
+            let k = order.instrument.index();
+            let remaining = order.remaining();
+            match order.side {
+                OrderSide::Sell if k == i => sells = sells.saturating_add(remaining.raw()),
+                OrderSide::Sell => {}
+                OrderSide::Buy => {
+                    let reference = order.price.or(order.trigger_price).or(self.marks[k]);
+                    if let Some(p) = reference {
+                        let notional = Money::notional(p, remaining, currency)?;
+                        let fee =
+                            risk::fee_rate(&self.instruments[k], Liquidity::Taker, self.config.fee)
+                                .of_money(notional);
+                        reserved = reserved
+                            .saturating_add(notional.raw())
+                            .saturating_add(fee.raw());
+                    }
+                }
+            }
+        }
+        Ok((sells, reserved))
+    }
+}
