@@ -1,8 +1,10 @@
 //! The documentation shows commands that exist: every line of a fenced code block in README.md
 //! and docs/src/**/*.md that runs `tradeloom` (plain, after a `$ ` prompt, as
 //! `./target/release/tradeloom`, or as `cargo run … -- ARGS`) names subcommands the binary has,
-//! and every `--flag` on it is one that subcommand accepts (it appears in its `--help`). Also:
-//! the README stays a short front door, and the book's chapters and local links resolve.
+//! and every `--flag` on it is one that subcommand accepts (it appears in its `--help`). The
+//! same holds for the usage in the first column of a table headed `command` (the command
+//! tables of the README and the reference). Also: the README stays a short front door, and the
+//! book's chapters and local links resolve.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,15 +20,19 @@ struct Word {
     quoted: bool,
 }
 
-/// A `tradeloom` command line found in a fenced code block.
+/// A `tradeloom` command line found in a fenced code block, or a usage in a command table.
 #[derive(Debug)]
 struct DocCommand {
     /// `FILE:LINE` of the line.
     place: String,
-    /// The line as written (trimmed).
+    /// The line (or the table cell's code span) as written, trimmed.
     line: String,
     /// The arguments after the program.
     args: Vec<Word>,
+    /// For the second and later usages of one table cell (`flow validate` / `submit` / `runs`):
+    /// a usage whose first word is a subcommand of the previous one's parent, or is no top-level
+    /// subcommand, continues that parent (`flow submit`, `flow runs`).
+    continues_cell: bool,
 }
 
 /// The help of one subcommand path of the binary, read once.
@@ -61,8 +67,8 @@ impl Cli {
         })
     }
 
-    /// Checks one command line: `Err` says what is wrong with it.
-    fn check(&mut self, args: &[Word]) -> Result<(), String> {
+    /// Checks one command line: `Err` says what is wrong with it; `Ok` has the subcommand path.
+    fn check(&mut self, args: &[Word]) -> Result<Vec<String>, String> {
         let mut path: Vec<String> = Vec::new();
         let mut rest = args;
         loop {
@@ -96,7 +102,7 @@ impl Cli {
             }
         }
         if bad.is_empty() {
-            Ok(())
+            Ok(path)
         } else {
             Err(format!(
                 "`tradeloom {}` does not accept {}",
@@ -264,10 +270,61 @@ fn tradeloom_args(line: &str) -> Option<Vec<Word>> {
     Some(kept)
 }
 
-/// Every `tradeloom` command line inside fenced code blocks of a Markdown text.
+/// The cells of a Markdown table row (`\|` is a `|` inside a cell).
+fn table_cells(line: &str) -> Vec<String> {
+    let inner = line.trim().trim_start_matches('|');
+    let mut cells = vec![String::new()];
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                chars.next();
+                cells.last_mut().unwrap().push('|');
+            }
+            '|' => cells.push(String::new()),
+            c => cells.last_mut().unwrap().push(c),
+        }
+    }
+    if cells.last().is_some_and(|c| c.trim().is_empty()) {
+        cells.pop();
+    }
+    cells.into_iter().map(|c| c.trim().to_string()).collect()
+}
+
+/// The code spans (`` `…` ``) of a text.
+fn code_spans(text: &str) -> Vec<String> {
+    text.split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, span)| span.to_string())
+        .collect()
+}
+
+/// The usages in the first column of a command table row: each code span, with `|` (an
+/// alternative, `required|off`) read as a space.
+fn table_usages(label: &str, index: usize, line: &str) -> Vec<DocCommand> {
+    let cells = table_cells(line);
+    let Some(first) = cells.first() else {
+        return Vec::new();
+    };
+    code_spans(first)
+        .into_iter()
+        .enumerate()
+        .map(|(n, span)| DocCommand {
+            place: format!("{label}:{}", index + 1),
+            line: span.clone(),
+            args: shell_words(&span.replace('|', " ")),
+            continues_cell: n > 0,
+        })
+        .collect()
+}
+
+/// Every `tradeloom` command line inside fenced code blocks of a Markdown text, and every usage
+/// in the first column of a table whose header's first cell is `command`.
 fn commands_in(label: &str, text: &str) -> Vec<DocCommand> {
     let mut found = Vec::new();
     let mut fence: Option<(char, usize)> = None;
+    let mut command_table = false;
     for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         let marker = trimmed.chars().next().filter(|c| *c == '`' || *c == '~');
@@ -290,6 +347,13 @@ fn commands_in(label: &str, text: &str) -> Vec<DocCommand> {
             }
         }
         if fence.is_none() {
+            if !trimmed.starts_with('|') {
+                command_table = false;
+            } else if table_cells(trimmed).first().is_some_and(|c| c == "command") {
+                command_table = true;
+            } else if command_table && !trimmed.starts_with("| ---") {
+                found.extend(table_usages(label, index, trimmed));
+            }
             continue;
         }
         if let Some(args) = tradeloom_args(line) {
@@ -297,6 +361,7 @@ fn commands_in(label: &str, text: &str) -> Vec<DocCommand> {
                 place: format!("{label}:{}", index + 1),
                 line: trimmed.to_string(),
                 args,
+                continues_cell: false,
             });
         }
     }
@@ -341,11 +406,30 @@ fn documentation() -> Vec<(String, String)> {
 fn problems(cli: &mut Cli, files: &[(String, String)]) -> (usize, Vec<String>) {
     let mut count = 0;
     let mut problems = Vec::new();
+    let top: Vec<String> = cli.help(&[]).subcommands.clone();
     for (label, text) in files {
+        let mut previous: Vec<String> = Vec::new();
         for command in commands_in(label, text) {
             count += 1;
-            if let Err(why) = cli.check(&command.args) {
-                problems.push(format!("{}: `{}`: {why}", command.place, command.line));
+            let mut args = command.args.clone();
+            if command.continues_cell && !previous.is_empty() {
+                let parent = &previous[..previous.len() - 1];
+                let first = args.first().map(|w| w.text.clone()).unwrap_or_default();
+                let sibling = cli.help(parent).subcommands.contains(&first);
+                if sibling || !top.contains(&first) {
+                    let prefix = parent.iter().map(|p| Word {
+                        text: p.clone(),
+                        quoted: false,
+                    });
+                    args = prefix.chain(args).collect();
+                }
+            }
+            match cli.check(&args) {
+                Ok(path) => previous = path,
+                Err(why) => {
+                    previous = Vec::new();
+                    problems.push(format!("{}: `{}`: {why}", command.place, command.line));
+                }
             }
         }
     }
@@ -365,7 +449,7 @@ fn every_documented_tradeloom_command_names_real_subcommands_and_flags() {
     );
     let readme = commands_in("README.md", &files[0].1).len();
     assert!(
-        readme >= 5 && count >= 80,
+        readme >= 20 && count >= 100,
         "too few `tradeloom` command lines found ({readme} in README.md, {count} in all): \
          is the extraction broken?"
     );
@@ -388,10 +472,20 @@ cargo run -p tradeloom-engine --example x -- --whatever
 tradeloom data universe --out u --no-news | head --bogus
 tradeloom db statuz
 ```
+
+| command | what it does |
+| --- | --- |
+| `runs list` / `shw ID` | a misspelt continuation |
+| `flow validate` / `runs [--status S]` / `submitt` | `runs` is `flow runs` here |
+| `serve [--auth required\\|off] [--adrr X]` | an escaped alternative |
+
+| name | not a command table |
+| --- | --- |
+| `bogus --flag` | ignored |
 ";
     let mut cli = Cli::default();
     let (count, problems) = problems(&mut cli, &[("x.md".to_string(), text.to_string())]);
-    assert_eq!(count, 7, "{problems:?}");
+    assert_eq!(count, 13, "{problems:?}");
     assert_eq!(
         problems,
         [
@@ -407,6 +501,12 @@ tradeloom db statuz
              not accept `--adr`",
             "x.md:13: `tradeloom db statuz`: `tradeloom db` has no subcommand `statuz` (it has: \
              migrate, status, help)",
+            "x.md:18: `shw ID`: `tradeloom runs` has no subcommand `shw` (it has: list, show, \
+             help)",
+            "x.md:19: `submitt`: `tradeloom flow` has no subcommand `submitt` (it has: validate, \
+             submit, status, patch, cancel, runs, help)",
+            "x.md:20: `serve [--auth required|off] [--adrr X]`: `tradeloom serve` does not \
+             accept `--adrr`",
         ]
     );
 }
