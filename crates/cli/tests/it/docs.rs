@@ -1,5 +1,5 @@
-//! The documentation shows commands that exist: every line of a fenced code block in README.md
-//! and docs/src/**/*.md that runs `tradeloom` (plain, after a `$ ` prompt, as
+//! The documentation shows commands that exist: every line of a fenced code block in README.md,
+//! docs/src/**/*.md and crates/*/README.md that runs `tradeloom` (plain, after a `$ ` prompt, as
 //! `./target/release/tradeloom`, or as `cargo run … -- ARGS`) names subcommands the binary has,
 //! and every `--flag` on it is one that subcommand accepts (it appears in its `--help`). The
 //! same holds for the usage in the first column of a table headed `command` (the command
@@ -368,7 +368,8 @@ fn commands_in(label: &str, text: &str) -> Vec<DocCommand> {
     found
 }
 
-/// README.md and every Markdown file under docs/src, as (path relative to the repo, text).
+/// README.md, every Markdown file under docs/src and the crates' READMEs, as (path relative to
+/// the repo, text).
 fn documentation() -> Vec<(String, String)> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -387,6 +388,13 @@ fn documentation() -> Vec<(String, String)> {
     let root = repo();
     let mut paths = vec![root.join("README.md")];
     walk(&root.join("docs/src"), &mut paths);
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))
+        .expect("crates/ is readable")
+        .map(|entry| entry.unwrap().path().join("README.md"))
+        .filter(|readme| readme.is_file())
+        .collect();
+    crates.sort();
+    paths.extend(crates);
     paths
         .into_iter()
         .map(|path| {
