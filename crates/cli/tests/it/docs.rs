@@ -132,10 +132,10 @@ fn subcommands_in_help(help: &str) -> Vec<String> {
             break;
         }
         // A name starts two spaces in; deeper lines continue a description.
-        if line.as_bytes().get(2).is_some_and(|b| *b != b' ') {
-            if let Some(name) = line.split_whitespace().next() {
-                names.push(name.to_string());
-            }
+        if line.as_bytes().get(2).is_some_and(|b| *b != b' ')
+            && let Some(name) = line.split_whitespace().next()
+        {
+            names.push(name.to_string());
         }
     }
     names
@@ -662,16 +662,15 @@ fn every_chapter_is_in_the_summary_and_every_local_link_resolves() {
                 }
                 continue;
             }
-            if let Some(anchor) = anchor {
-                if on_disk.extension().is_some_and(|e| e == "md") {
-                    let text = std::fs::read_to_string(&on_disk).unwrap();
-                    if !anchors_of(&text).contains(anchor) {
-                        problems.push(format!(
-                            "{label}:{line}: link `{target}`: no heading with anchor `#{anchor}` \
-                             in {}",
-                            normal.display()
-                        ));
-                    }
+            if let Some(anchor) = anchor
+                && on_disk.extension().is_some_and(|e| e == "md")
+            {
+                let text = std::fs::read_to_string(&on_disk).unwrap();
+                if !anchors_of(&text).contains(anchor) {
+                    problems.push(format!(
+                        "{label}:{line}: link `{target}`: no heading with anchor `#{anchor}` in {}",
+                        normal.display()
+                    ));
                 }
             }
         }
