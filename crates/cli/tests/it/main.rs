@@ -6,6 +6,7 @@ mod accounts;
 mod bad_input;
 mod commands;
 mod connectivity;
+mod docs;
 mod drills;
 mod flow;
 mod flow_client;
