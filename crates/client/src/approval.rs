@@ -1,10 +1,8 @@
 //! Approvals of `hitl` nodes: list, read and decide (`/approvals…`).
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-use crate::run::status_enum;
+use crate::status::status_enum;
 use crate::{Client, Error};
 
 status_enum!(

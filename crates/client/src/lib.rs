@@ -31,6 +31,7 @@ mod event;
 mod follow;
 mod reply;
 mod run;
+mod status;
 mod workflow;
 
 use std::fmt;

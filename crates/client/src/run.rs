@@ -1,36 +1,12 @@
 //! Workflow runs: start, read, list, cancel and patch (`/workflows/{id}/runs`,
 //! `/workflow-runs…`). Times are kept as the RFC 3339 text the API sends.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::approval::{Approval, ApprovalStatus};
+use crate::status::status_enum;
 use crate::{Client, Error};
-
-macro_rules! status_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $(#[doc = $text] $variant),* }
-
-        impl $name {
-            /// The name the API uses.
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),* }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use status_enum;
 
 status_enum!(
     /// Status of a workflow run.

@@ -16,7 +16,7 @@ use tradeloom_core::time::NANOS_PER_DAY;
 use tradeloom_core::{Bar, Instrument, InstrumentId, Price, Quantity, UnixNanos};
 
 use crate::csv::{Columns, find_columns};
-use crate::error::{DataError, Place};
+use crate::error::{DataError, Place, RowError};
 use crate::format::DataFormat;
 use crate::timestamp::{from_unix_integer, parse_timestamp};
 use crate::validate::Validator;
@@ -132,11 +132,11 @@ impl ColumnarBars {
         self.rows - (self.current.len() - self.pos) as u64
     }
 
-    fn row_error(&self, row: u64, message: String) -> DataError {
+    fn row_error(&self, row: u64, message: impl std::fmt::Display) -> DataError {
         DataError::Row {
             path: self.path.clone(),
             place: Place::Row(row),
-            message,
+            message: message.to_string(),
         }
     }
 
@@ -248,13 +248,13 @@ impl ColumnarBars {
         let n = batch.num_rows();
         for i in 0..n {
             let row = first_row + i as u64 + 1;
-            let get = |col: usize, name: &str| -> Result<Numeric, String> {
+            let get = |col: usize, name: &str| -> Result<Numeric, RowError> {
                 numeric(batch.column(col).as_ref(), i, name)
             };
-            let result = (|| -> Result<Bar, String> {
+            let result = (|| -> Result<Bar, RowError> {
                 let ts = timestamp(batch.column(c.ts).as_ref(), i)?;
                 let pp = self.price_precision;
-                let price = |name: &str, col: usize| -> Result<Price, String> {
+                let price = |name: &str, col: usize| -> Result<Price, RowError> {
                     Ok(Price::from_raw(get(col, name)?.to_raw(pp, name)?, pp))
                 };
                 let bar = Bar {
@@ -268,7 +268,7 @@ impl ColumnarBars {
                         Some(col) => {
                             let raw = get(col, "volume")?.to_raw(FIXED_PRECISION, "volume")?;
                             Quantity::from_raw(raw, self.size_precision)
-                                .map_err(|_| "volume is negative".to_string())?
+                                .map_err(|_| RowError::NegativeQuantity)?
                         }
                         None => Quantity::ZERO,
                     },
@@ -300,23 +300,28 @@ enum Numeric {
 
 impl Numeric {
     /// Raw value at 10^-9 with at most `precision` decimals (volume is rounded, not checked).
-    fn to_raw(&self, precision: u8, name: &str) -> Result<i64, String> {
+    fn to_raw(&self, precision: u8, name: &str) -> Result<i64, RowError> {
         let strict = name != "volume";
         let p = precision.min(FIXED_PRECISION);
         let step = POW10[usize::from(FIXED_PRECISION - p)];
         let raw: i128 = match self {
             Numeric::Float(v) => {
                 if !v.is_finite() {
-                    return Err(format!("{name} is {v}"));
+                    return Err(RowError::NotFinite {
+                        field: name.to_string(),
+                        value: *v,
+                    });
                 }
                 let scaled = v * 10f64.powi(i32::from(p));
                 let rounded = scaled.round();
                 // A float holds the decimal it was written from to within a few ulps.
                 let tolerance = (scaled.abs() * 8.0 * f64::EPSILON).max(1e-6);
                 if strict && (scaled - rounded).abs() > tolerance {
-                    return Err(format!(
-                        "{name} {v} has more than {p} decimal places (price_precision {p})"
-                    ));
+                    return Err(RowError::TooPrecise {
+                        field: name.to_string(),
+                        value: v.to_string(),
+                        precision: p,
+                    });
                 }
                 rounded as i128 * i128::from(step)
             }
@@ -327,7 +332,9 @@ impl Numeric {
                 } else {
                     let div = 10i128.pow(scale - u32::from(FIXED_PRECISION));
                     if strict && v % div != 0 {
-                        return Err(format!("{name} has more than 9 decimal places"));
+                        return Err(RowError::BeyondNanos {
+                            field: name.to_string(),
+                        });
                     }
                     v / div
                 }
@@ -337,24 +344,30 @@ impl Numeric {
             }
             Numeric::Text(s) => i128::from(
                 parse_decimal(s.as_bytes())
-                    .map_err(|e| format!("{name}: {e}"))?
+                    .map_err(|source| RowError::Decimal {
+                        field: name.to_string(),
+                        source,
+                    })?
                     .raw,
             ),
         };
-        let raw = i64::try_from(raw).map_err(|_| format!("{name} is out of range"))?;
+        let raw = i64::try_from(raw).map_err(|_| RowError::OutOfRange {
+            what: name.to_string(),
+        })?;
         if strict && raw % step != 0 {
-            return Err(format!(
-                "{name} {} has more than {p} decimal places (price_precision {p})",
-                tradeloom_core::fixed::format_raw(i128::from(raw), FIXED_PRECISION, 0)
-            ));
+            return Err(RowError::TooPrecise {
+                field: name.to_string(),
+                value: tradeloom_core::fixed::format_raw(i128::from(raw), FIXED_PRECISION, 0),
+                precision: p,
+            });
         }
         Ok(raw)
     }
 }
 
-fn numeric(array: &dyn Array, i: usize, name: &str) -> Result<Numeric, String> {
+fn numeric(array: &dyn Array, i: usize, name: &str) -> Result<Numeric, RowError> {
     if array.is_null(i) {
-        return Err(format!("missing value for `{name}`"));
+        return Err(RowError::Missing(name.to_string()));
     }
     Ok(match array.data_type() {
         DataType::Float64 => Numeric::Float(array.as_primitive::<Float64Type>().value(i)),
@@ -373,15 +386,20 @@ fn numeric(array: &dyn Array, i: usize, name: &str) -> Result<Numeric, String> {
         ),
         DataType::Utf8 => Numeric::Text(array.as_string::<i32>().value(i).to_string()),
         DataType::LargeUtf8 => Numeric::Text(array.as_string::<i64>().value(i).to_string()),
-        other => return Err(format!("column `{name}` has unsupported type {other}")),
+        other => {
+            return Err(RowError::ColumnType {
+                column: name.to_string(),
+                data_type: other.to_string(),
+            });
+        }
     })
 }
 
-fn timestamp(array: &dyn Array, i: usize) -> Result<UnixNanos, String> {
+fn timestamp(array: &dyn Array, i: usize) -> Result<UnixNanos, RowError> {
     if array.is_null(i) {
-        return Err("missing timestamp".to_string());
+        return Err(RowError::MissingTimestamp);
     }
-    let overflow = || "timestamp out of range".to_string();
+    let overflow = || RowError::TimestampOutOfRange;
     Ok(match array.data_type() {
         DataType::Timestamp(unit, _) => {
             let (v, mult) = match unit {
@@ -420,7 +438,7 @@ fn timestamp(array: &dyn Array, i: usize) -> Result<UnixNanos, String> {
         }
         DataType::Utf8 => parse_timestamp(array.as_string::<i32>().value(i).as_bytes())?,
         DataType::LargeUtf8 => parse_timestamp(array.as_string::<i64>().value(i).as_bytes())?,
-        other => return Err(format!("timestamp column has unsupported type {other}")),
+        other => return Err(RowError::TimestampType(other.to_string())),
     })
 }
 

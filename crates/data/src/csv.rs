@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use tradeloom_core::fixed::{DecimalError, parse_decimal};
 use tradeloom_core::{Bar, Instrument, InstrumentId, Price, Quantity};
 
-use crate::error::{DataError, Place};
+use crate::error::{DataError, Place, RowError};
 use crate::timestamp::parse_timestamp;
 use crate::validate::{Validator, parse_volume};
 
@@ -42,8 +42,23 @@ impl Columns {
     }
 }
 
+/// Required columns missing from a header: what is missing and the names that were found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "missing column{} {} (found: {})",
+    if .missing.len() > 1 { "s" } else { "" },
+    .missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+    .found.join(", ")
+)]
+pub(crate) struct MissingColumns {
+    /// The missing columns, in OHLC order.
+    missing: Vec<String>,
+    /// The header's names as found.
+    found: Vec<String>,
+}
+
 /// Finds the OHLCV columns among header names; `Err` lists what is missing and what was found.
-pub(crate) fn find_columns(names: &[String]) -> Result<Columns, String> {
+pub(crate) fn find_columns(names: &[String]) -> Result<Columns, MissingColumns> {
     let find = |aliases: &[&str]| {
         names
             .iter()
@@ -63,16 +78,10 @@ pub(crate) fn find_columns(names: &[String]) -> Result<Columns, String> {
     let low = need("low", &["low", "l"]);
     let close = need("close", &["close", "c"]);
     if !missing.is_empty() {
-        return Err(format!(
-            "missing column{} {} (found: {})",
-            if missing.len() > 1 { "s" } else { "" },
-            missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            names.join(", ")
-        ));
+        return Err(MissingColumns {
+            missing,
+            found: names.to_vec(),
+        });
     }
     Ok(Columns {
         ts,
@@ -258,10 +267,10 @@ impl CsvBars {
                 .collect();
             (columns, Some(line), names)
         } else {
-            let columns = find_columns(&names).map_err(|message| DataError::Row {
+            let columns = find_columns(&names).map_err(|e| DataError::Row {
                 path: path.to_path_buf(),
                 place: Place::Line(line_no),
-                message,
+                message: e.to_string(),
             })?;
             (columns, None, names)
         };
@@ -317,16 +326,15 @@ impl CsvBars {
         }
     }
 
-    fn parse_line(&mut self, line: &[u8]) -> Result<Bar, String> {
+    fn parse_line(&mut self, line: &[u8]) -> Result<Bar, RowError> {
         let data = split(line, &mut self.fields, &mut self.scratch);
         let fields = &self.fields;
         let c = self.columns;
         if fields.len() < c.needed() {
-            return Err(format!(
-                "expected at least {} fields, found {}",
-                c.needed(),
-                fields.len()
-            ));
+            return Err(RowError::TooFewFields {
+                needed: c.needed(),
+                found: fields.len(),
+            });
         }
         let field = |i: usize| {
             let (a, b) = fields[i];
@@ -334,12 +342,15 @@ impl CsvBars {
         };
         let ts = parse_timestamp(field(c.ts))?;
         let pp = self.price_precision;
-        let price = |name: &str, i: usize| -> Result<Price, String> {
+        let price = |name: &str, i: usize| -> Result<Price, RowError> {
             let text = field(i);
             match parse_decimal(text) {
                 Ok(p) => Ok(Price::from_raw(p.raw, pp)),
-                Err(DecimalError::Empty) => Err(format!("missing value for `{name}`")),
-                Err(e) => Err(format!("{name}: {e}")),
+                Err(DecimalError::Empty) => Err(RowError::Missing(name.to_string())),
+                Err(source) => Err(RowError::Decimal {
+                    field: name.to_string(),
+                    source,
+                }),
             }
         };
         let open = price("open", c.open)?;
@@ -348,7 +359,7 @@ impl CsvBars {
         let close = price("close", c.close)?;
         let volume = match c.volume {
             Some(i) => Quantity::from_raw(parse_volume(field(i))?, self.size_precision)
-                .map_err(|_| "volume is negative".to_string())?,
+                .map_err(|_| RowError::NegativeQuantity)?,
             None => Quantity::ZERO,
         };
         let bar = Bar {
@@ -401,9 +412,9 @@ impl Iterator for CsvBars {
             }
             let result = self.parse_line(&line[..trimmed_len]);
             self.line = line;
-            return Some(result.map_err(|message| {
+            return Some(result.map_err(|e| {
                 self.done = true;
-                self.error(message)
+                self.error(e.to_string())
             }));
         }
     }
@@ -426,7 +437,7 @@ mod tests {
         );
         let e = find_columns(&["timestamp".to_string(), "open".to_string()]).unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "missing columns `high`, `low`, `close` (found: timestamp, open)"
         );
     }

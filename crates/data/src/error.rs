@@ -61,3 +61,87 @@ impl DataError {
         }
     }
 }
+
+/// Why one row or value of a bar file is invalid: the message of a [`DataError::Row`], without
+/// the file and place.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RowError {
+    /// The timestamp field is empty or null.
+    #[error("missing timestamp")]
+    MissingTimestamp,
+    /// The timestamp text is none of the accepted forms.
+    #[error(
+        "invalid timestamp `{0}`: expected a date (2024-01-31), a date-time (2024-01-31 09:30:00), RFC 3339, or unix seconds/ms/µs/ns"
+    )]
+    InvalidTimestamp(String),
+    /// A timestamp that does not fit in nanoseconds since 1970.
+    #[error("timestamp out of range")]
+    TimestampOutOfRange,
+    /// A timestamp column of a type that holds no time.
+    #[error("timestamp column has unsupported type {0}")]
+    TimestampType(String),
+    /// The value of the field is empty or null.
+    #[error("missing value for `{0}`")]
+    Missing(String),
+    /// The field is not a decimal number.
+    #[error("{field}: {source}")]
+    Decimal {
+        field: String,
+        source: tradeloom_core::fixed::DecimalError,
+    },
+    /// A numeric column of a type that holds no number.
+    #[error("column `{column}` has unsupported type {data_type}")]
+    ColumnType { column: String, data_type: String },
+    /// A row with fewer fields than the columns it needs.
+    #[error("expected at least {needed} fields, found {found}")]
+    TooFewFields { needed: usize, found: usize },
+    /// The volume text is negative.
+    #[error("volume {0} is negative")]
+    NegativeVolume(String),
+    /// The volume does not fit the instrument's quantity.
+    #[error("volume is negative")]
+    NegativeQuantity,
+    /// `what` (a field, or a field and its text) does not fit in 64 bits at 10^-9.
+    #[error("{what} is out of range")]
+    OutOfRange { what: String },
+    /// A float that is NaN or infinite.
+    #[error("{field} is {value}")]
+    NotFinite { field: String, value: f64 },
+    /// A price with more decimals than the price precision.
+    #[error(
+        "{field} {value} has more than {precision} decimal places (price_precision {precision})"
+    )]
+    TooPrecise {
+        field: String,
+        value: String,
+        precision: u8,
+    },
+    /// An exact decimal with more than 9 decimals.
+    #[error("{field} has more than 9 decimal places")]
+    BeyondNanos { field: String },
+    /// A price with more decimals than the instrument's price precision.
+    #[error(
+        "{field} {value} has {decimals} decimal places; instrument {symbol} has price_precision {precision}"
+    )]
+    Precision {
+        field: String,
+        value: String,
+        decimals: usize,
+        symbol: String,
+        precision: u8,
+    },
+    /// The bar's prices are inconsistent (e.g. high below low).
+    #[error(transparent)]
+    Bar(#[from] tradeloom_core::BarError),
+    /// The same timestamp as the previous row.
+    #[error("duplicate timestamp {0}")]
+    DuplicateTimestamp(tradeloom_core::UnixNanos),
+    /// A timestamp before the previous row's.
+    #[error(
+        "timestamp {ts} goes backwards (previous row is {previous}); bars must be in increasing time order"
+    )]
+    Backwards {
+        ts: tradeloom_core::UnixNanos,
+        previous: tradeloom_core::UnixNanos,
+    },
+}

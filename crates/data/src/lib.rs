@@ -27,7 +27,7 @@ use tradeloom_core::{Bar, Instrument};
 /// The `chrono` this crate's dates and timestamps come from ([`DailyBar::date`],
 /// [`NewsItem::timestamp`]).
 pub use chrono;
-pub use error::{DataError, Place};
+pub use error::{DataError, Place, RowError};
 pub use format::DataFormat;
 pub use inspect::{InspectReport, inspect};
 pub use merge::MergedBars;

@@ -66,29 +66,47 @@ fn without_location(e: &serde_json::Error) -> String {
     }
 }
 
+/// Why one line of a news file is not a news item.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NewsLineError {
+    /// The headline is empty or blank.
+    #[error("field `headline` is empty")]
+    EmptyHeadline,
+    /// The line is not JSON.
+    #[error("invalid JSON at column {column}: {reason}")]
+    InvalidJson { column: usize, reason: String },
+    /// The line is JSON but not an object; `start` is its first 40 characters.
+    #[error("expected a JSON object with the fields {fields}, found {start}", fields = FIELDS)]
+    NotAnObject { start: String },
+    /// A field holds a value of the wrong type.
+    #[error("field `{field}`: {reason}")]
+    Field { field: String, reason: String },
+    /// A field is missing or unknown (serde's message names it).
+    #[error("{0}")]
+    Fields(String),
+}
+
 /// Parses one JSONL line; the error names the field at fault where there is one.
-fn parse_item(line: &str) -> Result<NewsItem, String> {
+fn parse_item(line: &str) -> Result<NewsItem, NewsLineError> {
     let error = match serde_json::from_str::<NewsItem>(line) {
         Ok(item) if item.headline.trim().is_empty() => {
-            return Err("field `headline` is empty".to_string());
+            return Err(NewsLineError::EmptyHeadline);
         }
         Ok(item) => return Ok(item),
         Err(e) => e,
     };
     if error.is_syntax() || error.is_eof() {
-        return Err(format!(
-            "invalid JSON at column {}: {}",
-            error.column(),
-            without_location(&error)
-        ));
+        return Err(NewsLineError::InvalidJson {
+            column: error.column(),
+            reason: without_location(&error),
+        });
     }
     // Missing and unknown fields are named by serde; a value of the wrong type is not, so find
     // the field by checking each on its own.
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(line) else {
-        return Err(format!(
-            "expected a JSON object with the fields {FIELDS}, found {}",
-            line.chars().take(40).collect::<String>()
-        ));
+        return Err(NewsLineError::NotAnObject {
+            start: line.chars().take(40).collect(),
+        });
     };
     for (name, value) in &map {
         let result = match name.as_str() {
@@ -98,10 +116,13 @@ fn parse_item(line: &str) -> Result<NewsItem, String> {
             _ => continue,
         };
         if let Err(e) = result {
-            return Err(format!("field `{name}`: {}", without_location(&e)));
+            return Err(NewsLineError::Field {
+                field: name.clone(),
+                reason: without_location(&e),
+            });
         }
     }
-    Err(without_location(&error))
+    Err(NewsLineError::Fields(without_location(&error)))
 }
 
 /// News items in timestamp order (items with equal timestamps keep their given order).
@@ -131,10 +152,10 @@ impl NewsCorpus {
             if line.trim().is_empty() {
                 continue;
             }
-            let item = parse_item(line).map_err(|message| DataError::Row {
+            let item = parse_item(line).map_err(|e| DataError::Row {
                 path: path.to_path_buf(),
                 place: Place::Line(i as u64 + 1),
-                message,
+                message: e.to_string(),
             })?;
             items.push(item);
         }
@@ -512,7 +533,7 @@ mod tests {
             ("[1, 2]", "expected a JSON object"),
         ];
         for (line, expected) in cases {
-            let e = parse_item(line).unwrap_err();
+            let e = parse_item(line).unwrap_err().to_string();
             assert!(
                 e.contains(expected),
                 "{line}: got `{e}`, expected `{expected}`"

@@ -11,6 +11,8 @@
 use tradeloom_core::UnixNanos;
 use tradeloom_core::time::{NANOS_PER_SECOND, days_from_civil, days_in_month};
 
+use crate::error::RowError;
+
 /// A unix integer in the unit its magnitude implies, as nanoseconds.
 pub fn from_unix_integer(n: i64) -> Option<UnixNanos> {
     let abs = n.unsigned_abs();
@@ -40,16 +42,11 @@ fn digits(b: &[u8]) -> Option<u32> {
 
 /// Parses one timestamp field; the error says what was expected.
 #[inline]
-pub fn parse_timestamp(field: &[u8]) -> Result<UnixNanos, String> {
+pub fn parse_timestamp(field: &[u8]) -> Result<UnixNanos, RowError> {
     let text = field.trim_ascii();
-    let invalid = || {
-        format!(
-            "invalid timestamp `{}`: expected a date (2024-01-31), a date-time (2024-01-31 09:30:00), RFC 3339, or unix seconds/ms/µs/ns",
-            String::from_utf8_lossy(text)
-        )
-    };
+    let invalid = || RowError::InvalidTimestamp(String::from_utf8_lossy(text).into_owned());
     if text.is_empty() {
-        return Err("missing timestamp".to_string());
+        return Err(RowError::MissingTimestamp);
     }
     if text.len() >= 10 && text[4] == b'-' && text[7] == b'-' {
         return parse_datetime(text).ok_or_else(invalid);
@@ -137,7 +134,7 @@ mod tests {
     fn ts(s: &str) -> String {
         parse_timestamp(s.as_bytes())
             .map(|t| t.to_string())
-            .unwrap_or_else(|e| e)
+            .unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
@@ -169,6 +166,9 @@ mod tests {
         ] {
             assert!(parse_timestamp(bad.as_bytes()).is_err(), "{bad}");
         }
-        assert_eq!(parse_timestamp(b"").unwrap_err(), "missing timestamp");
+        assert_eq!(
+            parse_timestamp(b"").unwrap_err().to_string(),
+            "missing timestamp"
+        );
     }
 }

@@ -78,8 +78,16 @@ pub struct Universe {
     series: BTreeMap<String, Vec<DailyBar>>,
 }
 
+/// A symbol that is not 1 to 31 characters of `A-Z`, `0-9`, `.`, `_`, `-`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a valid symbol: expected 1 to {max} characters of A-Z, 0-9, `.`, `_`, `-`",
+    max = Symbol::MAX_LEN
+)]
+pub(crate) struct InvalidSymbol(pub(crate) String);
+
 /// Checks a symbol: 1 to 31 characters of `A-Z`, `0-9`, `.`, `_`, `-`.
-fn check_symbol(symbol: &str) -> Result<(), String> {
+fn check_symbol(symbol: &str) -> Result<(), InvalidSymbol> {
     let valid = (1..=Symbol::MAX_LEN).contains(&symbol.len())
         && symbol
             .bytes()
@@ -87,10 +95,7 @@ fn check_symbol(symbol: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "`{symbol}` is not a valid symbol: expected 1 to {} characters of A-Z, 0-9, `.`, `_`, `-`",
-            Symbol::MAX_LEN
-        ))
+        Err(InvalidSymbol(symbol.to_string()))
     }
 }
 
@@ -210,7 +215,7 @@ impl Universe {
         }
         let mut map = BTreeMap::new();
         for (symbol, bars) in series {
-            check_symbol(&symbol).map_err(invalid)?;
+            check_symbol(&symbol).map_err(|e| invalid(e.to_string()))?;
             if bars.is_empty() {
                 return Err(invalid(format!("symbol {symbol} has no bars")));
             }

@@ -3,23 +3,28 @@
 use tradeloom_core::fixed::{FIXED_PRECISION, POW10};
 use tradeloom_core::{Bar, Price, UnixNanos};
 
+use crate::error::RowError;
+
 /// Parses a volume: non-negative, rounded half away from zero to 9 decimals (volume is
 /// informational, and real files carry float artifacts such as `397787.41249925003`).
-pub fn parse_volume(text: &[u8]) -> Result<i64, String> {
+pub fn parse_volume(text: &[u8]) -> Result<i64, RowError> {
     use tradeloom_core::fixed::{DecimalError, parse_decimal_i128, round_raw};
     let parsed = parse_decimal_i128(text, 18).map_err(|e| match e {
-        DecimalError::Empty => "missing value for `volume`".to_string(),
-        e => format!("volume: {e}"),
+        DecimalError::Empty => RowError::Missing("volume".to_string()),
+        source => RowError::Decimal {
+            field: "volume".to_string(),
+            source,
+        },
     })?;
     if parsed.raw < 0 {
-        return Err(format!(
-            "volume {} is negative",
-            String::from_utf8_lossy(text)
+        return Err(RowError::NegativeVolume(
+            String::from_utf8_lossy(text).into_owned(),
         ));
     }
     let raw9 = round_raw(parsed.raw, 18, 9) / 1_000_000_000;
-    i64::try_from(raw9)
-        .map_err(|_| format!("volume {} is out of range", String::from_utf8_lossy(text)))
+    i64::try_from(raw9).map_err(|_| RowError::OutOfRange {
+        what: format!("volume {}", String::from_utf8_lossy(text)),
+    })
 }
 
 /// Checks bars of one file in order.
@@ -42,22 +47,25 @@ impl Validator {
         }
     }
 
-    fn precision(&self, field: &str, price: Price) -> Result<(), String> {
+    fn precision(&self, field: &str, price: Price) -> Result<(), RowError> {
         if price.raw() % self.step != 0 {
             let text =
                 tradeloom_core::fixed::format_raw(i128::from(price.raw()), FIXED_PRECISION, 0);
             let decimals = text.split('.').nth(1).map_or(0, str::len);
-            return Err(format!(
-                "{field} {text} has {decimals} decimal places; instrument {} has price_precision {}",
-                self.symbol, self.price_precision
-            ));
+            return Err(RowError::Precision {
+                field: field.to_string(),
+                value: text,
+                decimals,
+                symbol: self.symbol.clone(),
+                precision: self.price_precision,
+            });
         }
         Ok(())
     }
 
     /// Checks one bar; the error is the message without the place.
     #[inline]
-    pub fn check(&mut self, bar: &Bar) -> Result<(), String> {
+    pub fn check(&mut self, bar: &Bar) -> Result<(), RowError> {
         if self.step > 1 {
             for (field, p) in [
                 ("open", bar.open),
@@ -68,16 +76,16 @@ impl Validator {
                 self.precision(field, p)?;
             }
         }
-        bar.validate().map_err(|e| e.to_string())?;
+        bar.validate()?;
         if let Some(last) = self.last {
             if bar.ts == last {
-                return Err(format!("duplicate timestamp {}", bar.ts));
+                return Err(RowError::DuplicateTimestamp(bar.ts));
             }
             if bar.ts < last {
-                return Err(format!(
-                    "timestamp {} goes backwards (previous row is {last}); bars must be in increasing time order",
-                    bar.ts
-                ));
+                return Err(RowError::Backwards {
+                    ts: bar.ts,
+                    previous: last,
+                });
             }
         }
         self.last = Some(bar.ts);

@@ -56,9 +56,9 @@ impl BarWriter {
             }
             #[cfg(feature = "columnar")]
             _ => WriterInner::Columnar(Box::new(columnar::Columnar::new(file, format).map_err(
-                |message| DataError::Write {
+                |e| DataError::Write {
                     path: path.to_path_buf(),
-                    message,
+                    message: e.to_string(),
                 },
             )?)),
             #[cfg(not(feature = "columnar"))]
@@ -104,7 +104,7 @@ impl BarWriter {
             #[cfg(feature = "columnar")]
             WriterInner::Columnar(c) => {
                 let r = c.push(bar);
-                r.map_err(|e| self.error(e))
+                r.map_err(|e| self.error(e.to_string()))
             }
         }
     }
@@ -119,7 +119,7 @@ impl BarWriter {
         match self.inner {
             WriterInner::Csv(mut w, _) => w.flush().map_err(|e| err(e.to_string()))?,
             #[cfg(feature = "columnar")]
-            WriterInner::Columnar(c) => c.finish().map_err(err)?,
+            WriterInner::Columnar(c) => c.finish().map_err(|e| err(e.to_string()))?,
         }
         Ok(self.rows)
     }
@@ -137,6 +137,17 @@ mod columnar {
     use super::WRITE_BATCH;
     use crate::format::DataFormat;
 
+    /// Why the Arrow or Parquet writer failed; the message is the writer's own.
+    #[derive(Debug, thiserror::Error)]
+    pub(super) enum WriteError {
+        /// An Arrow IPC or record batch error.
+        #[error("{0}")]
+        Arrow(#[from] arrow::error::ArrowError),
+        /// A Parquet error.
+        #[error("{0}")]
+        Parquet(#[from] parquet::errors::ParquetError),
+    }
+
     enum Sink {
         Parquet(parquet::arrow::ArrowWriter<File>),
         Ipc(arrow::ipc::writer::FileWriter<File>),
@@ -150,7 +161,7 @@ mod columnar {
     }
 
     impl Columnar {
-        pub(super) fn new(file: File, format: DataFormat) -> Result<Self, String> {
+        pub(super) fn new(file: File, format: DataFormat) -> Result<Self, WriteError> {
             let schema = Arc::new(Schema::new(vec![
                 Field::new(
                     "timestamp",
@@ -168,15 +179,13 @@ mod columnar {
                     let props = parquet::file::properties::WriterProperties::builder()
                         .set_compression(parquet::basic::Compression::SNAPPY)
                         .build();
-                    Sink::Parquet(
-                        parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))
-                            .map_err(|e| e.to_string())?,
-                    )
+                    Sink::Parquet(parquet::arrow::ArrowWriter::try_new(
+                        file,
+                        schema.clone(),
+                        Some(props),
+                    )?)
                 }
-                _ => Sink::Ipc(
-                    arrow::ipc::writer::FileWriter::try_new(file, &schema)
-                        .map_err(|e| e.to_string())?,
-                ),
+                _ => Sink::Ipc(arrow::ipc::writer::FileWriter::try_new(file, &schema)?),
             };
             Ok(Self {
                 sink,
@@ -186,7 +195,7 @@ mod columnar {
             })
         }
 
-        pub(super) fn push(&mut self, bar: &Bar) -> Result<(), String> {
+        pub(super) fn push(&mut self, bar: &Bar) -> Result<(), WriteError> {
             self.ts.push(bar.ts.0);
             let values = [
                 bar.open.as_f64(),
@@ -204,7 +213,7 @@ mod columnar {
             Ok(())
         }
 
-        fn flush(&mut self) -> Result<(), String> {
+        fn flush(&mut self) -> Result<(), WriteError> {
             if self.ts.is_empty() {
                 return Ok(());
             }
@@ -214,20 +223,23 @@ mod columnar {
             for col in &mut self.cols {
                 arrays.push(Arc::new(Float64Array::from(std::mem::take(col))));
             }
-            let batch =
-                RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())?;
+            let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
             match &mut self.sink {
-                Sink::Parquet(w) => w.write(&batch).map_err(|e| e.to_string()),
-                Sink::Ipc(w) => w.write(&batch).map_err(|e| e.to_string()),
+                Sink::Parquet(w) => w.write(&batch)?,
+                Sink::Ipc(w) => w.write(&batch)?,
             }
+            Ok(())
         }
 
-        pub(super) fn finish(mut self) -> Result<(), String> {
+        pub(super) fn finish(mut self) -> Result<(), WriteError> {
             self.flush()?;
             match self.sink {
-                Sink::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
-                Sink::Ipc(mut w) => w.finish().map_err(|e| e.to_string()),
+                Sink::Parquet(w) => {
+                    w.close()?;
+                }
+                Sink::Ipc(mut w) => w.finish()?,
             }
+            Ok(())
         }
     }
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::strategy::fnv1a;
+use crate::hash::fnv1a;
 use tradeloom_llm::wire::OutToolCall;
 use tradeloom_llm::{Message, ToolCallRequest};
 

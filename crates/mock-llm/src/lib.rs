@@ -26,6 +26,7 @@
 
 mod completion;
 mod conversation;
+mod hash;
 mod policy;
 mod strategy;
 mod workflow;
@@ -46,8 +47,9 @@ use serde_json::{Value, json};
 
 use crate::completion::Reply;
 use crate::conversation::Conversation;
+use crate::hash::fnv1a;
 use crate::policy::{AnswerStyle, ExpectedNames, POLICY_NAMES, Policy};
-use crate::strategy::{Strategy, fnv1a};
+use crate::strategy::Strategy;
 use tradeloom_llm::wire::InMessage;
 use tradeloom_llm::{Message, Role};
 

@@ -42,7 +42,7 @@ use std::collections::{HashMap, VecDeque};
 use serde_json::{Value, json};
 
 use crate::completion::Reply;
-use crate::strategy::fnv1a;
+use crate::hash::fnv1a;
 use tradeloom_llm::{Message, Role};
 
 /// A workflow agent's role.

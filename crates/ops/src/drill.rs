@@ -19,7 +19,6 @@ mod ctx;
 mod data_stall;
 mod disk_full;
 mod error;
-mod http;
 mod kill_switch;
 mod llm_outage;
 mod process;
@@ -32,7 +31,6 @@ use std::time::{Duration, Instant};
 
 pub use catalogue::{DrillName, UnknownDrill};
 pub use error::DrillError;
-pub use http::HttpError;
 pub use report::{DrillReport, Step};
 
 use ctx::Ctx;

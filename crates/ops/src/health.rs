@@ -17,6 +17,7 @@ mod files;
 mod heartbeat;
 mod monitor;
 mod observe;
+mod paths;
 mod recovery;
 mod report;
 mod summary;
@@ -29,19 +30,16 @@ pub use config::{
     CONFIG_FILE, ConfigSource, DEFAULT_DEAD_AFTER, DEFAULT_STALE_AFTER, FeedConfig, HealthConfig,
     parse_duration,
 };
-pub use files::{
-    HISTORY_MAX_LINES, HistoryEntry, health_dir, history, history_path, latest, meta_health_path,
-    record,
-};
+pub use files::{HISTORY_MAX_LINES, HistoryEntry, history, latest, record};
 pub use heartbeat::{
-    Heartbeat, heartbeat_dir, heartbeat_path, pid_alive, read_heartbeat, remove_heartbeat,
-    write_heartbeat, write_heartbeat_now,
+    Heartbeat, pid_alive, read_heartbeat, remove_heartbeat, write_heartbeat, write_heartbeat_now,
 };
 pub use monitor::{HEARTBEAT_EVERY, Monitor, MonitoredProcess, ProbeFuture, ReportSlot};
 pub use observe::{
     Environment, PROBE_TIMEOUT, QueueAccess, StoreAccess, disk_writable, newest_modification,
     observe, probe_disk,
 };
+pub use paths::{health_dir, heartbeat_dir, heartbeat_path, history_path, meta_health_path};
 pub use recovery::{
     ActionRecord, ENGAGE_KILL_SWITCH, LoopGroup, Permit, REQUEUE_STUCK_TASKS, RESTART_WORKER_POOL,
     RateLimit, Recovery, RequeueFuture, SUPPRESSED, Supervisor, actions_path,

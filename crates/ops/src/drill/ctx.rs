@@ -4,9 +4,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tradeloom_client::Client;
+
 use super::error::DrillError;
 use super::process::{Service, Tradeloom};
 use super::report::Step;
+
+/// A client of the drill's `tradeloom serve` at `base` (`http://127.0.0.1:PORT`): every request,
+/// connecting included, within `timeout`, so that a hanging server is an observation, not a
+/// hung drill; proxies are ignored (the server is on loopback).
+pub fn api_client(base: &str, timeout: Duration) -> Result<Client, DrillError> {
+    Ok(Client::builder(base)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .no_proxy()
+        .build()?)
+}
 
 /// A running drill's context.
 pub struct Ctx {

@@ -4,8 +4,6 @@ use std::time::Duration;
 
 use tradeloom_store::StoreError;
 
-use super::http::HttpError;
-
 /// Why a drill could not go on (or could not be set up, or its report not be written).
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
@@ -35,7 +33,7 @@ pub enum DrillError {
     },
     /// A request to the drill's `tradeloom serve` got no answer.
     #[error(transparent)]
-    Http(#[from] HttpError),
+    Http(#[from] tradeloom_client::Error),
     /// A set-up command of the drill exited unsuccessfully.
     #[error("{command} failed: {detail}")]
     Command {

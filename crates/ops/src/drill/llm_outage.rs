@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tradeloom_client::Client;
 
-use super::ctx::{Ctx, pause};
+use super::ctx::{Ctx, api_client, pause};
 use super::error::DrillError;
-use super::http::Api;
 use super::process::{Service, command_failed};
 
 type Result<T> = std::result::Result<T, DrillError>;
@@ -83,9 +83,9 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
             ("TRADELOOM_HTTP_ALLOW", &allow),
         ],
     )?;
-    let api = Api::new(&serve.url, Duration::from_secs(30))?;
+    let api = api_client(&serve.url, Duration::from_secs(30))?;
     let body = json!({"config": config(ctx, &steady.url, &outage_url)?});
-    let started = api.post("/simulate/trigger", &body).await?;
+    let started = api.post_json("/simulate/trigger", &body).await?;
     ctx.require(
         "trigger the job",
         "202",
@@ -101,7 +101,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     // Kill the outage model's LLM once it has completed a day, while the job runs.
     let deadline = Instant::now() + Duration::from_secs(60);
     let before_kill = loop {
-        let s = api.get(&status_path).await?.body;
+        let s = api.get_json(&status_path).await?.body;
         let done = days_of(&s, "outage", "completed");
         if done >= 1 || Instant::now() >= deadline {
             break s;
@@ -195,7 +195,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
 
     // The LLM comes back on the same address; the same config again re-runs the failed days.
     let back = mock(ctx, &format!("127.0.0.1:{outage_port}"), "mock-outage-2")?;
-    let again = api.post("/simulate/trigger", &body).await?;
+    let again = api.post_json("/simulate/trigger", &body).await?;
     ctx.require(
         "re-trigger after the LLM returns",
         "202 for the same job",
@@ -235,7 +235,7 @@ fn progress_adds_up(status: &Value) -> bool {
     n("completed").checked_add(n("failed")) == Some(n("total_model_days"))
 }
 
-async fn wait_terminal(api: &Api, path: &str) -> Result<Value> {
+async fn wait_terminal(api: &Client, path: &str) -> Result<Value> {
     let status = api
         .wait_for(path, Duration::from_secs(90), |s| {
             matches!(
@@ -248,9 +248,9 @@ async fn wait_terminal(api: &Api, path: &str) -> Result<Value> {
 }
 
 /// Stored results of the job per model.
-async fn stored_days(api: &Api, job: &str) -> Result<BTreeMap<String, usize>> {
+async fn stored_days(api: &Client, job: &str) -> Result<BTreeMap<String, usize>> {
     let r = api
-        .get(&format!("/results?job_id={job}&detail=minimal&limit=100"))
+        .get_json(&format!("/results?job_id={job}&detail=minimal&limit=100"))
         .await?;
     let mut out = BTreeMap::new();
     for item in r.body["results"].as_array().into_iter().flatten() {

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tradeloom_client::{Client, Reply};
 use tradeloom_store::SqliteStore;
 
-use super::ctx::Ctx;
+use super::ctx::{Ctx, api_client};
 use super::error::{DrillError, chain};
-use super::http::{Api, Reply};
 
 type Result<T> = std::result::Result<T, DrillError>;
 
@@ -36,8 +36,10 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         &[(tradeloom_store::BUSY_TIMEOUT_ENV, busy.as_str())],
     )?;
     // Longer than PROMPT: a hang is observed as such, not cut short by the client.
-    let api = Api::new(&serve.url, PROMPT * 2)?;
-    let created = api.post("/workflows", &definition("drill-store")).await?;
+    let api = api_client(&serve.url, PROMPT * 2)?;
+    let created = api
+        .post_json("/workflows", &definition("drill-store"))
+        .await?;
     ctx.require(
         "create a workflow",
         "201",
@@ -49,7 +51,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .ok_or_else(|| DrillError::Observed(format!("no id in {}", created.body)))?
         .to_string();
     let first = api
-        .post(
+        .post_json(
             &format!("/workflows/{workflow}/runs"),
             &json!({"inputs": {}}),
         )
@@ -78,12 +80,14 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .map_err(DrillError::store("taking the write lock"))?;
 
     let start = api
-        .post(
+        .post_json(
             &format!("/workflows/{workflow}/runs"),
             &json!({"inputs": {}}),
         )
         .await;
-    let create = api.post("/workflows", &definition("drill-store-2")).await;
+    let create = api
+        .post_json("/workflows", &definition("drill-store-2"))
+        .await;
     let mut clear = true;
     let mut seen = Vec::new();
     for (what, reply) in [
@@ -114,7 +118,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         seen.join("; "),
         clear,
     );
-    let during = api.get(&run_path).await?;
+    let during = api.get_json(&run_path).await?;
     ctx.check(
         "reads still answer during the outage",
         "GET of the stored run: 200, the same body as before",
@@ -127,7 +131,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .map_err(DrillError::store("releasing the write lock"))?;
     store.pool().close().await;
 
-    let after = api.get(&run_path).await?;
+    let after = api.get_json(&run_path).await?;
     ctx.check(
         "stored data unchanged after the outage",
         "GET of the stored run: the same body as before",
@@ -135,7 +139,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         after.status == 200 && after.body == before,
     );
     let runs_after = run_ids(&api).await?;
-    let workflows = api.get("/workflows").await?.body;
+    let workflows = api.get_json("/workflows").await?.body;
     let names: Vec<&str> = workflows["workflows"]
         .as_array()
         .into_iter()
@@ -154,7 +158,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     );
 
     let again = api
-        .post(
+        .post_json(
             &format!("/workflows/{workflow}/runs"),
             &json!({"inputs": {}}),
         )
@@ -202,8 +206,8 @@ fn is_store_error(r: &Reply) -> bool {
 }
 
 /// Ids of every workflow run, sorted.
-async fn run_ids(api: &Api) -> Result<Vec<String>> {
-    let r = api.get("/workflow-runs?limit=200").await?;
+async fn run_ids(api: &Client) -> Result<Vec<String>> {
+    let r = api.get_json("/workflow-runs?limit=200").await?;
     let mut ids: Vec<String> = r.body["runs"]
         .as_array()
         .ok_or_else(|| {

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::ctx::{Ctx, pause};
+use super::ctx::{Ctx, api_client, pause};
 use super::error::DrillError;
-use super::http::Api;
 
 type Result<T> = std::result::Result<T, DrillError>;
 
@@ -32,8 +31,8 @@ fn definition() -> Value {
 /// Runs the drill.
 pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let mut serve = ctx.start_serve("serve-1", &[])?;
-    let api = Api::new(&serve.url, Duration::from_secs(20))?;
-    let created = api.post("/workflows", &definition()).await?;
+    let api = api_client(&serve.url, Duration::from_secs(20))?;
+    let created = api.post_json("/workflows", &definition()).await?;
     ctx.require(
         "create the workflow",
         "201",
@@ -47,7 +46,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let mut runs = Vec::new();
     for _ in 0..RUNS {
         let r = api
-            .post(
+            .post_json(
                 &format!("/workflows/{workflow}/runs"),
                 &json!({"inputs": {}}),
             )
@@ -73,7 +72,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     let in_flight = loop {
         let mut mid = 0;
         for run in &runs {
-            let v = api.get(&format!("/workflow-runs/{run}")).await?.body;
+            let v = api.get_json(&format!("/workflow-runs/{run}")).await?.body;
             let done = nodes_with(&v, "completed");
             if v["status"] == "running" && done > 0 && done < NODES {
                 mid += 1;
@@ -97,7 +96,7 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
     )?;
 
     let serve = ctx.start_serve("serve-2", &[])?;
-    let api = Api::new(&serve.url, Duration::from_secs(20))?;
+    let api = api_client(&serve.url, Duration::from_secs(20))?;
     ctx.check(
         "serve restarts on the same data dir",
         "answers on a new port",
@@ -124,7 +123,10 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         *statuses
             .entry(v["status"].as_str().unwrap_or("?").to_string())
             .or_insert(0usize) += 1;
-        let events = api.get(&format!("/workflow-runs/{run}/events")).await?.body;
+        let events = api
+            .get_json(&format!("/workflow-runs/{run}/events"))
+            .await?
+            .body;
         let mut completed: BTreeMap<String, usize> = BTreeMap::new();
         for e in events["events"].as_array().into_iter().flatten() {
             if e["kind"] == "node_completed" {

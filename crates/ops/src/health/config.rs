@@ -116,7 +116,7 @@ impl HealthConfig {
         if data_dir.join(CONFIG_FILE).exists() {
             return Ok((Self::load(data_dir)?, ConfigSource::File));
         }
-        let mut roles: Vec<String> = std::fs::read_dir(super::heartbeat::heartbeat_dir(data_dir))
+        let mut roles: Vec<String> = std::fs::read_dir(super::paths::heartbeat_dir(data_dir))
             .into_iter()
             .flatten()
             .flatten()

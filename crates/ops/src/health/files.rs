@@ -2,32 +2,18 @@
 //! `history.jsonl` (one line per check, bounded) and the atomic writes they share.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::HealthError;
+use super::paths::{history_path, meta_health_path};
 use super::report::{HealthReport, Sensors, Status};
 
 /// `history.jsonl` is moved to `history.1.jsonl` (replacing it) once it holds this many lines,
 /// so the history kept is between this many and twice this many checks (about 14 to 28 hours
 /// at the default 10 s interval).
 pub const HISTORY_MAX_LINES: usize = 5_000;
-
-/// `<data_dir>/health`.
-pub fn health_dir(data_dir: &Path) -> PathBuf {
-    tradeloom_core::DataDir::new(data_dir).health()
-}
-
-/// `<data_dir>/health/meta_health.json`.
-pub fn meta_health_path(data_dir: &Path) -> PathBuf {
-    health_dir(data_dir).join("meta_health.json")
-}
-
-/// `<data_dir>/health/history.jsonl`.
-pub fn history_path(data_dir: &Path) -> PathBuf {
-    health_dir(data_dir).join("history.jsonl")
-}
 
 /// One line of `history.jsonl`: the report without its details.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,13 +1,14 @@
 //! Heartbeat files: `<data_dir>/health/heartbeats/<role>.json` = `{"role", "pid", "at"}`,
 //! rewritten every few seconds by the process that runs the role.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::HealthError;
 use super::files::write_atomic;
+use super::paths::heartbeat_path;
 use super::report::{HeartbeatSeen, rfc3339};
 
 /// One heartbeat file's content.
@@ -18,16 +19,6 @@ pub struct Heartbeat {
     pub pid: u32,
     /// RFC 3339 UTC.
     pub at: String,
-}
-
-/// `<data_dir>/health/heartbeats`.
-pub fn heartbeat_dir(data_dir: &Path) -> PathBuf {
-    super::files::health_dir(data_dir).join("heartbeats")
-}
-
-/// The heartbeat file of `role`.
-pub fn heartbeat_path(data_dir: &Path, role: &str) -> PathBuf {
-    heartbeat_dir(data_dir).join(format!("{role}.json"))
 }
 
 /// Writes `role`'s heartbeat for this process at `at` (atomically: readers never see half a
@@ -127,6 +118,7 @@ pub fn pid_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::paths::heartbeat_dir;
 
     #[test]
     fn write_read_remove() {

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use tradeloom_store::{JobStatus, ModelDayStatus, NodeStatus, RunStatus, Store};
 
 use super::config::HealthConfig;
-use super::files::meta_health_path;
-use super::heartbeat::{heartbeat_dir, observe_heartbeat, read_heartbeat};
+use super::heartbeat::{observe_heartbeat, read_heartbeat};
+use super::paths::{heartbeat_dir, meta_health_path};
 use super::report::{FeedSeen, HealthReport, Observations, Probe, Status};
 
 /// How long a store or API probe may take before it counts as failed.

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::HealthError;
-use super::files::{append_line, health_dir};
+use super::files::append_line;
+use super::paths::health_dir;
 use super::report::{HealthReport, rfc3339};
 
 /// `action` of engaging the global kill switch.
