@@ -21,8 +21,9 @@ use tradeloom_client::{
     RunStatus, RunView, StartRun,
 };
 
-use crate::flow::{Submission, parse_inputs, prepare_submission, read_patch};
+use crate::flow::{Submission, prepare_submission, read_patch};
 use crate::table;
+use tradeloom_flow::document::parse_inputs;
 
 /// The default `--api`.
 const DEFAULT_API: &str = "http://127.0.0.1:8080";

@@ -28,11 +28,13 @@ fn fmt9(raw: i64) -> String {
 struct NotANumber(String);
 
 fn price_of(d: Decimal) -> Result<Price, NotANumber> {
-    d.to_price(d.decimals()).map_err(|e| NotANumber(e.to_string()))
+    d.to_price(d.decimals())
+        .map_err(|e| NotANumber(e.to_string()))
 }
 
 fn quantity_of(d: Decimal) -> Result<Quantity, NotANumber> {
-    d.to_quantity(d.decimals()).map_err(|e| NotANumber(e.to_string()))
+    d.to_quantity(d.decimals())
+        .map_err(|e| NotANumber(e.to_string()))
 }
 
 /// The job's `initial_cash` and `fee_bps` from its stored config (defaults 10000 and 10 bps, as
