@@ -2,6 +2,7 @@
 
 use tradeloom_core::table;
 
+use crate::api_key::ApiKey;
 use crate::job::JobReport;
 use crate::migration::MigrationInfo;
 use crate::results::ResultsPage;
@@ -98,4 +99,64 @@ pub fn migrations_text(status: &[MigrationInfo]) -> String {
         })
         .collect();
     table::render(&["version", "migration", "state"], &rows)
+}
+
+impl ApiKey {
+    /// The key as JSON for the terminal and scripts: id, name, role, prefix and times (never
+    /// the secret or its hash).
+    pub fn summary_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "prefix": self.prefix,
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at,
+            "revoked_at": self.revoked_at,
+        })
+    }
+
+    /// The key's times as `YYYY-MM-DD HH:MM:SS` (UTC), `–` when unset.
+    fn times(&self) -> [String; 3] {
+        [Some(self.created_at), self.last_used_at, self.revoked_at].map(|t| {
+            t.map_or("–".to_string(), |t| {
+                t.format("%Y-%m-%d %H:%M:%S").to_string()
+            })
+        })
+    }
+}
+
+/// A table of API keys (never the secrets): id, name, role, prefix, times and status.
+pub fn api_keys_table(keys: &[ApiKey]) -> String {
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            let [created, used, revoked] = k.times();
+            vec![
+                k.id.clone(),
+                k.name.clone(),
+                k.role.to_string(),
+                format!("{}…", k.prefix),
+                created,
+                used,
+                if k.is_revoked() {
+                    format!("revoked {revoked}")
+                } else {
+                    "active".to_string()
+                },
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "id",
+            "name",
+            "role",
+            "key",
+            "created",
+            "last used",
+            "status",
+        ],
+        &rows,
+    )
 }
