@@ -31,6 +31,7 @@ mod event;
 mod follow;
 mod reply;
 mod run;
+mod text;
 mod workflow;
 
 use std::fmt;
