@@ -14,7 +14,7 @@ use tradeloom_engine::{
 };
 
 pub use engine::{BASE_BARS, FAST, SLOW, engine_pass, synth_spec};
-pub use kill_switch::{Race, gate_pass, race};
+pub use kill_switch::{KillSwitchBench, Race, gate_pass, kill_switch_bench, race};
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,12 @@ pub enum BenchError {
     },
     #[error("the engine thread panicked")]
     Panicked,
+    /// A work folder of the workload could not be created.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn setup<E: std::fmt::Display>(e: E) -> BenchError {
