@@ -13,7 +13,9 @@ use tradeloom_engine::{
     Engine, EngineConfig, EngineError, FillModel, StrategyConfig, build_strategy,
 };
 
-pub use engine::{BASE_BARS, FAST, SLOW, engine_pass, synth_spec};
+pub use engine::{
+    BASE_BARS, FAST, SLOW, engine_pass, engine_row, engine_table, synth_spec, write_bench_spec,
+};
 pub use kill_switch::{KillSwitchBench, Race, gate_pass, kill_switch_bench, race};
 
 /// Why a benchmark could not run.
@@ -39,9 +41,11 @@ pub enum BenchError {
     },
     #[error("the engine thread panicked")]
     Panicked,
-    /// A work folder of the workload could not be created.
-    #[error("{path}: {source}")]
+    /// A work file or folder of the workload could not be written (`action`: `writing`,
+    /// `creating`).
+    #[error("{action} {}: {source}", path.display())]
     Io {
+        action: &'static str,
         path: std::path::PathBuf,
         source: std::io::Error,
     },

@@ -167,6 +167,7 @@ pub struct KillSwitchBench {
 
 fn work_dir(path: std::path::PathBuf) -> Result<std::path::PathBuf, BenchError> {
     std::fs::create_dir_all(&path).map_err(|source| BenchError::Io {
+        action: "creating",
         path: path.clone(),
         source,
     })?;
