@@ -11,8 +11,6 @@ use serde_json::json;
 use tradeloom_core::connectivity::Connectivity;
 use tradeloom_runs::{ExecuteError, Metadata, RunOptions, find_run, list_runs, verify_run};
 
-use crate::table;
-
 /// Peak resident memory of this process, from /proc (Linux); `None` elsewhere.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -265,43 +263,10 @@ pub fn data_universe(
     } else {
         None
     };
-    let names = universe.symbols();
-    let shown = if names.len() > 10 {
-        format!("{}, …", names[..10].join(", "))
-    } else {
-        names.join(", ")
-    };
-    let day = |d: Option<tradeloom_data::chrono::NaiveDate>| {
-        d.map_or("–".to_string(), |d| d.to_string())
-    };
-    let rows = vec![
-        ("folder", out.display().to_string()),
-        ("symbols", format!("{} ({shown})", names.len())),
-        (
-            "days",
-            format!(
-                "{} ({} → {})",
-                universe.trading_dates().len(),
-                day(universe.first_date()),
-                day(universe.last_date())
-            ),
-        ),
-        (
-            "files",
-            format!(
-                "{} bar files (SYMBOL.csv){}",
-                files.len(),
-                if news { " + news.jsonl" } else { "" }
-            ),
-        ),
-        (
-            "news",
-            news_items.map_or("not written (--no-news)".to_string(), |n| {
-                format!("{n} items")
-            }),
-        ),
-    ];
     println!("universe written (seed {seed})");
-    print!("{}", table::pairs(&rows));
+    print!(
+        "{}",
+        tradeloom_data::universe::universe_summary(&universe, out, files.len(), news_items)
+    );
     Ok(ExitCode::SUCCESS)
 }
