@@ -7,9 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 use tradeloom_agents::{SimEvent, load_config};
-use tradeloom_server::launch::{Batch, BatchOutcome};
+use tradeloom_server::launch::Batch;
 use tradeloom_server::leaderboard_of;
 use tradeloom_store::{JobStatus, ResultsFilter, Store};
 
@@ -77,58 +76,17 @@ pub fn simulate(
             }
         });
         let started = std::time::Instant::now();
-        let BatchOutcome { job, current, report, board } = batch.run(&config).await?;
+        let outcome = batch.run(&config).await?;
         bar.finish_and_clear();
-        crate::connectivity::record(
-            &tradeloom_agents::job_run_dir(data_dir, &job.id),
-            &readiness,
-            &probe,
-        );
+        let run_dir = tradeloom_agents::job_run_dir(data_dir, &outcome.job.id);
+        crate::connectivity::record(&run_dir, &readiness, &probe);
         printer.abort();
         if json_out {
-            println!(
-                "{}",
-                json!({
-                    "job_id": job.id,
-                    "status": if current { "current".to_string() } else { job.status.to_string() },
-                    "job_status": job.status,
-                    "progress": report.progress,
-                    "run_dir": tradeloom_agents::job_run_dir(data_dir, &job.id),
-                    "elapsed_ms": started.elapsed().as_millis() as u64,
-                    "leaderboard": board.models,
-                    "warnings": board.warnings,
-                })
-            );
+            println!("{}", outcome.json(&run_dir, started.elapsed()));
         } else {
-            if current {
-                println!("job {}: every model-day is already completed (status: current)", job.id);
-            }
-            let p = &report.progress;
-            let refused = if p.refused > 0 {
-                format!(", {} refused by the kill switch", p.refused)
-            } else {
-                String::new()
-            };
-            println!(
-                "job {}  {}  {} completed, {} failed{refused} of {} model-days  ({:.1} s)",
-                job.id,
-                job.status,
-                p.completed,
-                p.failed,
-                p.total_model_days,
-                started.elapsed().as_secs_f64()
-            );
-            if p.refused > 0 {
-                println!(
-                    "the kill switch (risk.kill_switch) refused {} model-day(s): run the same config again after `tradeloom killswitch release` to run them",
-                    p.refused
-                );
-            }
-            print!("{}", board.table(job.currency.code()));
-            print!("{}", board.warning_lines());
-            println!("run folder: {}", tradeloom_agents::job_run_dir(data_dir, &job.id).display());
+            print!("{}", outcome.text(&run_dir, started.elapsed()));
         }
-        Ok(match job.status {
+        Ok(match outcome.job.status {
             JobStatus::Completed => ExitCode::SUCCESS,
             _ => ExitCode::from(1),
         })
