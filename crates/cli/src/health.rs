@@ -104,10 +104,11 @@ pub fn run(data_dir: &Path, database_url: Option<&str>, args: &HealthArgs) -> Re
 
 /// Says what the check is based on (text mode; JSON reports carry `config_source`).
 fn print_config(data_dir: &Path, config: &HealthConfig, source: ConfigSource, json: bool) {
-    if let Some(note) = health::config_note(data_dir, config, source, EXIT_NOTHING_CONFIGURED) {
-        if !json {
-            println!("{note}");
-        }
+    if let (false, Some(note)) = (
+        json,
+        health::config_note(data_dir, config, source, EXIT_NOTHING_CONFIGURED),
+    ) {
+        println!("{note}");
     }
 }
 
