@@ -8,9 +8,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use tradeloom_server::{AuthMode, RateLimits};
-use tradeloom_store::{ApiKey, NewApiKey, Role};
-
-use crate::table;
+use tradeloom_store::{ApiKey, NewApiKey, Role, api_keys_table};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -144,27 +142,6 @@ fn trimmed(values: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn key_json(k: &ApiKey) -> serde_json::Value {
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "role": k.role,
-        "prefix": k.prefix,
-        "created_at": k.created_at,
-        "last_used_at": k.last_used_at,
-        "revoked_at": k.revoked_at,
-    })
-}
-
-/// A key's times as `YYYY-MM-DD HH:MM:SS` (UTC), `–` when unset.
-fn times(k: &ApiKey) -> [String; 3] {
-    [Some(k.created_at), k.last_used_at, k.revoked_at].map(|t| {
-        t.map_or("–".to_string(), |t| {
-            t.format("%Y-%m-%d %H:%M:%S").to_string()
-        })
-    })
-}
-
 /// `tradeloom keys …`.
 pub fn keys(data_dir: &Path, database_url: Option<&str>, command: KeysCommand) -> Result<ExitCode> {
     crate::store::runtime()?.block_on(async {
@@ -174,7 +151,7 @@ pub fn keys(data_dir: &Path, database_url: Option<&str>, command: KeysCommand) -
                 let (new, secret) = NewApiKey::generate(&name, role)?;
                 let key = store.create_api_key(&new).await?;
                 if json {
-                    let mut out = key_json(&key);
+                    let mut out = key.summary_json();
                     out["key"] = json!(secret);
                     println!("{out}");
                 } else {
@@ -189,45 +166,20 @@ pub fn keys(data_dir: &Path, database_url: Option<&str>, command: KeysCommand) -
             KeysCommand::List { json } => {
                 let keys = store.list_api_keys().await?;
                 if json {
-                    let list: Vec<_> = keys.iter().map(key_json).collect();
+                    let list: Vec<_> = keys.iter().map(ApiKey::summary_json).collect();
                     println!("{}", json!({"keys": list}));
                 } else if keys.is_empty() {
                     println!(
                         "no API keys; create one with `tradeloom keys create --name NAME --role admin`"
                     );
                 } else {
-                    let rows: Vec<Vec<String>> = keys
-                        .iter()
-                        .map(|k| {
-                            let [created, used, revoked] = times(k);
-                            vec![
-                                k.id.clone(),
-                                k.name.clone(),
-                                k.role.to_string(),
-                                format!("{}…", k.prefix),
-                                created,
-                                used,
-                                if k.is_revoked() {
-                                    format!("revoked {revoked}")
-                                } else {
-                                    "active".to_string()
-                                },
-                            ]
-                        })
-                        .collect();
-                    print!(
-                        "{}",
-                        table::render(
-                            &["id", "name", "role", "key", "created", "last used", "status"],
-                            &rows
-                        )
-                    );
+                    print!("{}", api_keys_table(&keys));
                 }
             }
             KeysCommand::Revoke { id, json } => {
                 let key = store.revoke_api_key(&id).await?;
                 if json {
-                    println!("{}", key_json(&key));
+                    println!("{}", key.summary_json());
                 } else {
                     println!("revoked API key `{}` ({}), id {}", key.name, key.role, key.id);
                 }

@@ -9,10 +9,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tradeloom_core::connectivity::Connectivity;
-use tradeloom_engine::Metrics;
 use tradeloom_runs::{ExecuteError, Metadata, RunOptions, find_run, list_runs, verify_run};
-
-use crate::table;
 
 /// Peak resident memory of this process, from /proc (Linux); `None` elsewhere.
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -20,47 +17,6 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-fn opt(x: Option<f64>, unit: &str) -> String {
-    x.map_or("–".to_string(), |v| format!("{v:.2}{unit}"))
-}
-
-fn metrics_rows(m: &Metrics, currency: &str) -> Vec<(&'static str, String)> {
-    let day =
-        |t: Option<tradeloom_core::UnixNanos>| t.map_or("–".to_string(), |t| t.date_string());
-    vec![
-        (
-            "period",
-            format!("{} → {} ({} bars)", day(m.start), day(m.end), m.bars),
-        ),
-        ("final equity", format!("{} {currency}", m.final_equity)),
-        ("net pnl", format!("{} {currency}", m.net_pnl)),
-        ("total return", format!("{:.2} %", m.total_return_pct)),
-        ("cagr", opt(m.cagr_pct, " %")),
-        ("sharpe", opt(m.sharpe, "")),
-        ("sortino", opt(m.sortino, "")),
-        (
-            "max drawdown",
-            format!(
-                "{:.2} % ({:.0} days)",
-                m.max_drawdown_pct, m.max_drawdown_duration_days
-            ),
-        ),
-        (
-            "trades",
-            format!("{} (win rate {})", m.trades, opt(m.win_rate_pct, " %")),
-        ),
-        ("profit factor", opt(m.profit_factor, "")),
-        ("fees", format!("{} {currency}", m.fees)),
-        (
-            "orders",
-            format!(
-                "{} ({} rejected), {} fills",
-                m.orders, m.rejected_orders, m.fills
-            ),
-        ),
-    ]
 }
 
 pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<ExitCode> {
@@ -116,26 +72,12 @@ pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<Exit
                 });
                 println!("{line}");
             } else {
-                let currency = outcome.metrics.initial_cash.currency().to_string();
                 println!(
                     "run {} completed in {:.2} s",
                     outcome.run_id,
                     elapsed_ms as f64 / 1000.0
                 );
-                let mut rows = vec![("name", outcome.metadata.name.clone())];
-                rows.push(("folder", outcome.run_dir.display().to_string()));
-                rows.extend(metrics_rows(&outcome.metrics, &currency));
-                if outcome.metadata.summary.as_ref().is_some_and(|s| s.halted) {
-                    rows.push((
-                        "kill switch",
-                        "ENGAGED (max drawdown breached; see journal)".to_string(),
-                    ));
-                }
-                rows.push((
-                    "report",
-                    outcome.run_dir.join("report.md").display().to_string(),
-                ));
-                print!("{}", table::pairs(&rows));
+                print!("{}", outcome.text());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -202,25 +144,6 @@ pub fn spec_validate(file: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn summary_cells(meta: &Metadata) -> Vec<String> {
-    let s = meta.summary.as_ref();
-    vec![
-        meta.run_id.clone(),
-        meta.name.clone(),
-        meta.status.as_str().to_string(),
-        meta.created_at
-            .get(..19)
-            .unwrap_or(&meta.created_at)
-            .replace('T', " "),
-        meta.strategy.clone(),
-        s.map_or("–".to_string(), |s| s.bars.to_string()),
-        s.map_or("–".to_string(), |s| s.trades.to_string()),
-        s.map_or("–".to_string(), |s| {
-            format!("{:.2} %", s.total_return_pct)
-        }),
-    ]
-}
-
 pub fn runs_list(data_dir: &Path, json: bool) -> Result<ExitCode> {
     let runs = list_runs(data_dir)?;
     if json {
@@ -232,23 +155,7 @@ pub fn runs_list(data_dir: &Path, json: bool) -> Result<ExitCode> {
         println!("no runs under {}", data_dir.join("runs").display());
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<Vec<String>> = runs.iter().map(|(_, m)| summary_cells(m)).collect();
-    print!(
-        "{}",
-        table::render(
-            &[
-                "RUN ID",
-                "NAME",
-                "STATUS",
-                "CREATED (UTC)",
-                "STRATEGY",
-                "BARS",
-                "TRADES",
-                "RETURN"
-            ],
-            &rows
-        )
-    );
+    print!("{}", tradeloom_runs::text::runs_table(&runs));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -265,39 +172,11 @@ pub fn runs_show(data_dir: &Path, id: &str, json: bool) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = vec![
-        ("run id", meta.run_id.clone()),
-        ("name", meta.name.clone()),
-        ("status", meta.status.as_str().to_string()),
-        ("folder", dir.display().to_string()),
-        ("created", meta.created_at.clone()),
-        ("strategy", meta.strategy.clone()),
-        ("fill model", meta.fill_model.clone()),
-        ("instruments", meta.instruments.join(", ")),
-    ];
-    if let Some(e) = &meta.error {
-        rows.push(("error", e.clone()));
-    }
-    if let Some(m) = metrics.and_then(|v| serde_json::from_value::<MetricsView>(v).ok()) {
-        rows.push(("final equity", m.final_equity));
-        rows.push(("total return", format!("{:.2} %", m.total_return_pct)));
-        rows.push(("sharpe", opt(m.sharpe, "")));
-        rows.push(("max drawdown", format!("{:.2} %", m.max_drawdown_pct)));
-        rows.push(("trades", m.trades.to_string()));
-    }
-    rows.push(("report", dir.join("report.md").display().to_string()));
-    print!("{}", table::pairs(&rows));
+    print!(
+        "{}",
+        tradeloom_runs::text::run_details(&dir, &meta, metrics)
+    );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The figures `runs show` prints, read back from metrics.json.
-#[derive(serde::Deserialize)]
-struct MetricsView {
-    final_equity: String,
-    total_return_pct: f64,
-    sharpe: Option<f64>,
-    max_drawdown_pct: f64,
-    trades: u64,
 }
 
 pub fn report(data_dir: &Path, id: &str) -> Result<ExitCode> {
@@ -317,29 +196,7 @@ pub fn verify(data_dir: &Path, id: &str, json: bool) -> Result<ExitCode> {
             json!({"run_id": report.run_id, "ok": report.ok(), "checks": report.checks})
         );
     } else {
-        for c in &report.checks {
-            let status = if c.ok { "ok" } else { "MISMATCH" };
-            let detail = match (&c.actual, &c.error) {
-                (_, Some(e)) => format!(" ({e})"),
-                (Some(a), None) if !c.ok => format!(" (expected {}, found {a})", c.expected),
-                _ => String::new(),
-            };
-            println!("{status:>8}  {}{detail}", c.file);
-        }
-        let failures = report.failures().count();
-        if failures == 0 {
-            println!(
-                "run {}: all {} hashes match",
-                report.run_id,
-                report.checks.len()
-            );
-        } else {
-            println!(
-                "run {}: {failures} of {} hashes do not match",
-                report.run_id,
-                report.checks.len()
-            );
-        }
+        print!("{}", report.text());
     }
     Ok(if report.ok() {
         ExitCode::SUCCESS
@@ -406,43 +263,10 @@ pub fn data_universe(
     } else {
         None
     };
-    let names = universe.symbols();
-    let shown = if names.len() > 10 {
-        format!("{}, …", names[..10].join(", "))
-    } else {
-        names.join(", ")
-    };
-    let day = |d: Option<tradeloom_data::chrono::NaiveDate>| {
-        d.map_or("–".to_string(), |d| d.to_string())
-    };
-    let rows = vec![
-        ("folder", out.display().to_string()),
-        ("symbols", format!("{} ({shown})", names.len())),
-        (
-            "days",
-            format!(
-                "{} ({} → {})",
-                universe.trading_dates().len(),
-                day(universe.first_date()),
-                day(universe.last_date())
-            ),
-        ),
-        (
-            "files",
-            format!(
-                "{} bar files (SYMBOL.csv){}",
-                files.len(),
-                if news { " + news.jsonl" } else { "" }
-            ),
-        ),
-        (
-            "news",
-            news_items.map_or("not written (--no-news)".to_string(), |n| {
-                format!("{n} items")
-            }),
-        ),
-    ];
     println!("universe written (seed {seed})");
-    print!("{}", table::pairs(&rows));
+    print!(
+        "{}",
+        tradeloom_data::universe::universe_summary(&universe, out, files.len(), news_items)
+    );
     Ok(ExitCode::SUCCESS)
 }

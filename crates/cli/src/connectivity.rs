@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::json;
 use tradeloom_net::connectivity::{
-    DEFAULT_PROBE_TIMEOUT, Endpoint, EnvRequirement, PROBE_FILE, ProbeReport, Provider,
-    ProviderKind, READINESS_FILE, Readiness, endpoints, env_is_set, now_rfc3339, probe, readiness,
+    PROBE_FILE, ProbeReport, Provider, READINESS_FILE, Readiness, api_provider, env_is_set,
+    now_rfc3339, probe_blocking, readiness, render_text,
 };
 
 /// `tradeloom connectivity` subcommands.
@@ -71,37 +71,9 @@ fn providers_of(file: &Path) -> Result<Vec<Provider>, String> {
     }
 }
 
-fn api_provider(url: &str) -> Provider {
-    Provider {
-        name: "tradeloom-api".to_string(),
-        kind: ProviderKind::Api,
-        env: vec![EnvRequirement {
-            var: "TRADELOOM_API_KEY".to_string(),
-            // Only when the API runs with --auth on.
-            required: false,
-        }],
-        endpoint: Some(Endpoint {
-            name: "tradeloom-api".to_string(),
-            // Written to connectivity files: without the credentials a URL may carry.
-            url: tradeloom_core::redact_userinfo(&format!("{}/health", url.trim_end_matches('/'))),
-        }),
-    }
-}
-
 /// Readiness of `providers` from this process's environment, and the probe of their endpoints.
 pub fn assess(providers: &[Provider]) -> Result<(Readiness, ProbeReport)> {
-    let readiness = readiness(providers, now_rfc3339(), env_is_set);
-    let endpoints = endpoints(providers);
-    let probe = if endpoints.is_empty() {
-        ProbeReport::empty(now_rfc3339())
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the probe's runtime")?
-            .block_on(probe(&endpoints, now_rfc3339(), DEFAULT_PROBE_TIMEOUT))
-    };
-    Ok((readiness, probe))
+    tradeloom_net::connectivity::assess(providers).context("cannot start the probe's runtime")
 }
 
 /// Writes `value` as pretty JSON (and a final newline) to `dir/name`, atomically.
@@ -146,13 +118,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     }
     let readiness = readiness(&providers, now_rfc3339(), env_is_set);
     let probe_report = if args.probe {
-        let endpoints = endpoints(&providers);
-        let report = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the probe's runtime")?
-            .block_on(probe(&endpoints, now_rfc3339(), DEFAULT_PROBE_TIMEOUT));
-        Some(report)
+        Some(probe_blocking(&providers).context("cannot start the probe's runtime")?)
     } else {
         None
     };
@@ -170,7 +136,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", json!({"readiness": readiness, "probe": probe_report}));
     } else {
-        print_human(&readiness, probe_report.as_ref());
+        print!("{}", render_text(&readiness, probe_report.as_ref()));
     }
     if !readiness.ready {
         let missing: Vec<String> = readiness
@@ -191,50 +157,4 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-fn print_human(readiness: &Readiness, probe: Option<&ProbeReport>) {
-    for p in &readiness.providers {
-        let kind = serde_json::to_value(p.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let state = if p.ready { "ready" } else { "NOT READY" };
-        println!("{state:>9}  {kind:<5}  {}", p.name);
-        for e in &p.env {
-            let set = if e.set { "set" } else { "not set" };
-            let need = if e.required { "required" } else { "optional" };
-            println!("           {} {set} ({need})", e.var);
-        }
-    }
-    if let Some(report) = probe {
-        for p in &report.probes {
-            let state = if p.skipped {
-                "skipped"
-            } else if p.ok {
-                "up"
-            } else {
-                "DOWN"
-            };
-            let detail = match (&p.status, &p.latency_ms, &p.error) {
-                (Some(s), Some(ms), None) => format!("HTTP {s}, {ms:.1} ms"),
-                (_, _, Some(e)) => e.clone(),
-                _ => String::new(),
-            };
-            println!("{state:>9}  probe  {} {}  {detail}", p.name, p.url);
-        }
-    }
-    println!(
-        "connectivity: {}{}",
-        if readiness.ready {
-            "ready"
-        } else {
-            "not ready"
-        },
-        match probe {
-            Some(r) if r.failures().next().is_some() => ", probe failed",
-            Some(_) => ", probe ok",
-            None => "",
-        }
-    );
 }

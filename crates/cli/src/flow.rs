@@ -6,12 +6,12 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::builder::RangedU64ValueParser;
-use serde_json::{Map, Value, json};
-use tradeloom_flow::{FlowError, FlowLimits, compile, compile_text_with, parse_definition};
-
-use crate::table;
+use serde_json::{Value, json};
+use tradeloom_flow::{
+    FlowError, FlowLimits, compile, compile_text_with, document, parse_definition,
+};
 
 /// The size limits of workflow definitions and patches (`serve`, `flow validate`); each at
 /// least 1, defaults those of [`FlowLimits::DEFAULT`].
@@ -76,71 +76,15 @@ pub fn validate(file: &Path, json_out: bool, limits: &FlowLimitOptions) -> Resul
     let origin = file.display().to_string();
     match compile_text_with(&text, &origin, &limits.limits()) {
         Ok(compiled) => {
-            let ir = &compiled.ir;
             if json_out {
-                let nodes: Vec<_> = ir
-                    .nodes()
-                    .iter()
-                    .map(|n| {
-                        let needs: Vec<&str> =
-                            n.needs().iter().map(|i| ir.nodes()[*i].id()).collect();
-                        json!({"id": n.id(), "type": n.kind().type_name(), "needs": needs})
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    json!({
-                        "valid": true, "name": ir.name(), "ir_hash": ir.hash(),
-                        "nodes": nodes, "warnings": compiled.warnings, "errors": [],
-                    })
-                );
+                println!("{}", document::compiled_json(&compiled));
             } else {
-                println!(
-                    "{}: workflow `{}` compiles: {} nodes, IR sha256 {}",
-                    origin,
-                    ir.name(),
-                    ir.nodes().len(),
-                    ir.hash()
-                );
-                let rows: Vec<Vec<String>> = ir
-                    .nodes()
-                    .iter()
-                    .map(|n| {
-                        let needs: Vec<&str> =
-                            n.needs().iter().map(|i| ir.nodes()[*i].id()).collect();
-                        vec![
-                            n.id().to_string(),
-                            n.kind().type_name().to_string(),
-                            needs.join(", "),
-                            n.when().map(ToString::to_string).unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    table::render(&["node", "type", "needs", "when"], &rows)
-                );
-                for w in &compiled.warnings {
-                    println!("warning: {w}");
-                }
+                print!("{}", document::compiled_text(&origin, &compiled));
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let errors: Vec<serde_json::Value> = match &e {
-                FlowError::Compile(list) => list
-                    .iter()
-                    .map(|c| {
-                        json!({
-                            "code": c.kind.code(), "path": c.path.to_string(),
-                            "line": c.location.as_ref().map(|l| l.line),
-                            "column": c.location.as_ref().map(|l| l.column),
-                            "message": c.message,
-                        })
-                    })
-                    .collect(),
-                other => vec![json!({"code": "parse", "message": other.to_string()})],
-            };
+            let errors = document::error_json(&e);
             if json_out {
                 println!("{}", json!({"valid": false, "errors": errors}));
             } else {
@@ -176,42 +120,12 @@ pub fn prepare_submission(file: &Path) -> Result<Option<Submission>> {
             ir_hash: compiled.ir.hash().to_string(),
         })),
         Err(e) => {
-            let count = match &e {
-                FlowError::Compile(list) => list.len(),
-                _ => 1,
-            };
+            let count = document::problem_count(&e);
             eprintln!("{e}");
             eprintln!("{origin}: {count} problem(s); nothing was submitted");
             Ok(None)
         }
     }
-}
-
-/// Reads `--inputs-json` and `--input NAME=VALUE` into one object.
-pub fn parse_inputs(pairs: &[String], inputs_json: Option<&str>) -> Result<Map<String, Value>> {
-    let mut inputs = match inputs_json {
-        None => Map::new(),
-        Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => map,
-            Ok(other) => bail!(
-                "--inputs-json must be a JSON object like {{\"symbol\": \"AAA\"}}, not {other}"
-            ),
-            Err(e) => bail!("--inputs-json is not valid JSON: {e}"),
-        },
-    };
-    for pair in pairs {
-        let Some((name, value)) = pair.split_once('=') else {
-            bail!("--input `{pair}` must be NAME=VALUE (e.g. --input symbol=AAA)");
-        };
-        let name = name.trim();
-        if name.is_empty() {
-            bail!("--input `{pair}` has no name before `=`");
-        }
-        let value =
-            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
-        inputs.insert(name.to_string(), value);
-    }
-    Ok(inputs)
 }
 
 /// Reads a patch document: JSON, or YAML; `-` is stdin. Must be an array of operations.
@@ -227,67 +141,5 @@ pub fn read_patch(path: &Path) -> Result<Value> {
             .with_context(|| format!("cannot read the patch {}", path.display()))?;
         (path.display().to_string(), text)
     };
-    // JSON first; YAML (a superset) for the rest, with the JSON error when it looked like JSON.
-    let value: Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        Err(json_error) => match yaml_serde::from_str::<Value>(&text) {
-            Ok(v) => v,
-            Err(_) if text.trim_start().starts_with(['[', '{']) => bail!(
-                "{origin}:{}:{}: not valid JSON: {json_error}",
-                json_error.line(),
-                json_error.column()
-            ),
-            Err(e) => bail!("{origin}: neither JSON nor YAML: {e}"),
-        },
-    };
-    match &value {
-        Value::Array(ops) if !ops.is_empty() => Ok(value),
-        Value::Array(_) => bail!("{origin}: the patch has no operations"),
-        _ => bail!(
-            "{origin}: a patch is an array of RFC 6902 operations, e.g. \
-             [{{\"op\": \"add\", \"path\": \"/nodes/-\", \"value\": {{...}}}}]"
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inputs_are_json_when_they_parse_else_strings() {
-        let m = parse_inputs(
-            &[
-                "n=5".into(),
-                "s=AAA".into(),
-                "b=true".into(),
-                "l=[1,2]".into(),
-                "q=\"5\"".into(),
-                "e=".into(),
-                "x=a=b".into(),
-            ],
-            Some(r#"{"n": 1, "keep": "k"}"#),
-        )
-        .unwrap();
-        assert_eq!(m["n"], json!(5));
-        assert_eq!(m["s"], json!("AAA"));
-        assert_eq!(m["b"], json!(true));
-        assert_eq!(m["l"], json!([1, 2]));
-        assert_eq!(m["q"], json!("5"));
-        assert_eq!(m["e"], json!(""));
-        assert_eq!(m["x"], json!("a=b"));
-        assert_eq!(m["keep"], json!("k"));
-    }
-
-    #[test]
-    fn bad_inputs_say_what_is_wrong() {
-        let e = parse_inputs(&["novalue".into()], None).unwrap_err();
-        assert!(e.to_string().contains("NAME=VALUE"), "{e}");
-        let e = parse_inputs(&["=1".into()], None).unwrap_err();
-        assert!(e.to_string().contains("no name"), "{e}");
-        let e = parse_inputs(&[], Some("[1]")).unwrap_err();
-        assert!(e.to_string().contains("JSON object"), "{e}");
-        let e = parse_inputs(&[], Some("{")).unwrap_err();
-        assert!(e.to_string().contains("not valid JSON"), "{e}");
-    }
+    Ok(document::parse_patch(&origin, &text)?)
 }

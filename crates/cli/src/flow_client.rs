@@ -18,11 +18,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tradeloom_client::{
     ApprovalFilter, Client, DecideRequest, Decision, Error as ClientError, FollowEnd, RunFilter,
-    RunStatus, RunView, StartRun,
+    RunStatus, StartRun,
 };
 
-use crate::flow::{Submission, parse_inputs, prepare_submission, read_patch};
-use crate::table;
+use crate::flow::{Submission, prepare_submission, read_patch};
+use tradeloom_flow::document::parse_inputs;
 
 /// The default `--api`.
 const DEFAULT_API: &str = "http://127.0.0.1:8080";
@@ -309,7 +309,7 @@ async fn follow(
         out["timed_out"] = Value::Bool(end == FollowEnd::TimedOut);
         print_json(&out);
     } else {
-        print!("{}", render_run(api, &view));
+        print!("{}", view.text(&api_flag(api)));
         match end {
             FollowEnd::Finished => println!("run {run_id} {status}"),
             FollowEnd::Waiting => println!(
@@ -338,68 +338,6 @@ fn api_flag(api: &Client) -> String {
     }
 }
 
-/// A run as text: summary, node table, pending approvals with the commands to decide them.
-fn render_run(api: &Client, view: &RunView) -> String {
-    let mut out = String::new();
-    let mut pairs = vec![
-        ("run", view.run_id.clone()),
-        (
-            "workflow",
-            format!(
-                "{} (id {}, version {})",
-                view.workflow_name, view.workflow_id, view.workflow_version
-            ),
-        ),
-        ("status", view.status.to_string()),
-        (
-            "IR",
-            format!("version {} ({})", view.ir_version, view.ir_hash),
-        ),
-    ];
-    if !view.patches.is_empty() {
-        pairs.push(("patches", view.patches.len().to_string()));
-    }
-    let error = view.error.clone().unwrap_or_default();
-    if !error.is_empty() {
-        pairs.push(("error", error));
-    }
-    out.push_str(&table::pairs(&pairs));
-    let rows: Vec<Vec<String>> = view
-        .nodes
-        .iter()
-        .map(|n| {
-            let mut status = n.status.to_string();
-            if n.removed {
-                status.push_str(" (removed)");
-            }
-            vec![
-                n.id.clone(),
-                n.node_type.clone().unwrap_or_else(|| "-".to_string()),
-                status,
-                n.attempts.to_string(),
-                n.error.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    out.push_str(&table::render(
-        &["node", "type", "status", "attempts", "error"],
-        &rows,
-    ));
-    let mut pending = view.pending_approvals().peekable();
-    if pending.peek().is_some() {
-        out.push_str("pending approvals:\n");
-        let flag = api_flag(api);
-        for a in pending {
-            let id = &a.id;
-            out.push_str(&format!(
-                "  {id}  node {}: {}  (expires {}, then {})\n    tradeloom approve {id}{flag}\n    tradeloom reject {id}{flag}\n",
-                a.node_id, a.prompt, a.expires_at, a.default_decision,
-            ));
-        }
-    }
-    out
-}
-
 /// `tradeloom flow status RUN_ID [--watch]`.
 pub fn status(opts: &ApiOptions, args: &StatusArgs) -> Result<ExitCode> {
     let timeout = args.timeout.map(seconds).transpose().context("--timeout")?;
@@ -410,7 +348,7 @@ pub fn status(opts: &ApiOptions, args: &StatusArgs) -> Result<ExitCode> {
             if args.json {
                 print_json(&view);
             } else {
-                print!("{}", render_run(&api, &view));
+                print!("{}", view.text(&api_flag(&api)));
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -492,28 +430,9 @@ pub fn runs(opts: &ApiOptions, args: &RunsArgs) -> Result<ExitCode> {
             print_json(&list);
             return Ok(ExitCode::SUCCESS);
         }
-        let rows: Vec<Vec<String>> = list
-            .runs
-            .iter()
-            .map(|r| {
-                vec![
-                    r.run_id.clone(),
-                    r.workflow_id.clone(),
-                    r.workflow_version.to_string(),
-                    r.status.to_string(),
-                    r.ir_version.to_string(),
-                    r.created_at.clone(),
-                    r.error.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        if rows.is_empty() {
-            println!("no workflow runs");
-        } else {
-            let header = [
-                "run", "workflow", "version", "status", "ir", "created", "error",
-            ];
-            print!("{}", table::render(&header, &rows));
+        match list.table() {
+            None => println!("no workflow runs"),
+            Some(table) => print!("{table}"),
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -575,30 +494,16 @@ pub fn approvals(opts: &ApiOptions, args: &ApprovalsArgs) -> Result<ExitCode> {
             print_json(&list);
             return Ok(ExitCode::SUCCESS);
         }
-        let rows: Vec<Vec<String>> = list
-            .approvals
-            .iter()
-            .map(|a| {
-                vec![
-                    a.id.clone(),
-                    a.run_id.clone(),
-                    a.node_id.clone(),
-                    a.status.to_string(),
-                    a.expires_at.clone(),
-                    a.prompt.clone(),
-                ]
-            })
-            .collect();
-        if rows.is_empty() {
-            let status = if args.status == "all" {
-                ""
-            } else {
-                &args.status
-            };
-            println!("no {status} approvals");
-        } else {
-            let header = ["approval", "run", "node", "status", "expires", "prompt"];
-            print!("{}", table::render(&header, &rows));
+        match list.table() {
+            None => {
+                let status = if args.status == "all" {
+                    ""
+                } else {
+                    &args.status
+                };
+                println!("no {status} approvals");
+            }
+            Some(table) => print!("{table}"),
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -12,8 +12,6 @@ use tradeloom_ops::health::{
     StoreAccess,
 };
 
-use crate::table;
-
 /// Options of `tradeloom health`.
 #[derive(clap::Args, Debug)]
 pub struct HealthArgs {
@@ -106,23 +104,11 @@ pub fn run(data_dir: &Path, database_url: Option<&str>, args: &HealthArgs) -> Re
 
 /// Says what the check is based on (text mode; JSON reports carry `config_source`).
 fn print_config(data_dir: &Path, config: &HealthConfig, source: ConfigSource, json: bool) {
-    if json {
-        return;
-    }
-    match source {
-        ConfigSource::File => {}
-        ConfigSource::Heartbeats => println!(
-            "no {}: checking the heartbeats found under {}: {}",
-            data_dir.join(health::CONFIG_FILE).display(),
-            health::heartbeat_dir(data_dir).display(),
-            config.roles.join(", ")
-        ),
-        ConfigSource::Nothing => println!(
-            "NOTHING CONFIGURED: no {} and no heartbeat files under {}; only the store and the \
-             data dir were checked (exit {EXIT_NOTHING_CONFIGURED})",
-            data_dir.join(health::CONFIG_FILE).display(),
-            health::heartbeat_dir(data_dir).display()
-        ),
+    if let (false, Some(note)) = (
+        json,
+        health::config_note(data_dir, config, source, EXIT_NOTHING_CONFIGURED),
+    ) {
+        println!("{note}");
     }
 }
 
@@ -146,30 +132,11 @@ fn print_report(report: &HealthReport, source: ConfigSource, json: bool) {
         }
         return;
     }
-    println!(
-        "status {}  rm_meta {:.3}  (checked {})",
-        report.status, report.rm_meta, report.checked_at
-    );
-    let rows: Vec<Vec<String>> = report
-        .sensors
-        .named()
-        .iter()
-        .map(|(name, value)| {
-            vec![
-                name.to_string(),
-                format!("{value:.2}"),
-                report.explain(name),
-            ]
-        })
-        .collect();
-    print!("{}", table::render(&["sensor", "value", "why"], &rows));
+    print!("{}", report.text());
 }
 
 fn print_actions(actions: &[health::ActionRecord]) {
     for a in actions {
-        println!(
-            "{}  recovery {}: {} ({})",
-            a.at, a.action, a.outcome, a.reason
-        );
+        println!("{}", a.line());
     }
 }

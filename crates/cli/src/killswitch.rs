@@ -84,13 +84,7 @@ fn print_state(state: &ScopeState, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(state)?);
     } else {
-        println!(
-            "{} kill switch {} by {}: {}",
-            state.scope,
-            if state.engaged { "ENGAGED" } else { "released" },
-            state.by.as_deref().unwrap_or("-"),
-            state.reason.as_deref().unwrap_or("-"),
-        );
+        println!("{}", state.summary());
     }
     Ok(())
 }
@@ -123,32 +117,9 @@ pub fn run(data_dir: &Path, command: KillSwitchCommand) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(&status)?);
             } else {
-                let global = &status.global;
-                let mut rows = vec![("global".to_string(), describe(global))];
-                for (id, s) in &status.runs {
-                    rows.push((format!("run:{id}"), describe(s)));
-                }
-                for (id, s) in &status.jobs {
-                    rows.push((format!("job:{id}"), describe(s)));
-                }
-                for (scope, text) in rows {
-                    println!("{scope:<44} {text}");
-                }
+                print!("{}", status.text());
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn describe(state: &ScopeState) -> String {
-    match (&state.since, state.engaged) {
-        (None, _) => "released (never engaged)".to_string(),
-        (Some(since), engaged) => format!(
-            "{} since {since} by {}: {}{}",
-            if engaged { "ENGAGED" } else { "released" },
-            state.by.as_deref().unwrap_or("-"),
-            state.reason.as_deref().unwrap_or("-"),
-            if state.flatten { " (flatten)" } else { "" },
-        ),
-    }
 }

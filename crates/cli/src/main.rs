@@ -34,7 +34,7 @@ mod serve;
 mod simulation;
 mod ssrf;
 mod store;
-mod table;
+use tradeloom_core::table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

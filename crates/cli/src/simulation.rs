@@ -7,86 +7,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 use tradeloom_agents::{SimEvent, load_config};
-use tradeloom_server::launch::{Batch, BatchOutcome};
-use tradeloom_server::{LeaderboardResponse, leaderboard_of};
+use tradeloom_server::launch::Batch;
+use tradeloom_server::leaderboard_of;
 use tradeloom_store::{JobStatus, ResultsFilter, Store};
 
 use crate::store::{open, runtime};
 use crate::table;
-
-/// An exact decimal fraction (`"0.016986"`) as a percentage with two decimals (`1.70 %`),
-/// rounded half away from zero in decimal, never through a float.
-fn pct(fraction: Option<&str>) -> String {
-    let Some(text) = fraction else {
-        return "–".to_string();
-    };
-    match tradeloom_core::Decimal::parse(text) {
-        Ok(d) => {
-            // raw × 10^-18 → hundredths of a percent: raw × 10^4 × 10^-18.
-            let raw = tradeloom_core::fixed::round_raw(
-                d.to_money(tradeloom_core::Currency::USD).raw(),
-                18,
-                4,
-            );
-            let percent = tradeloom_core::fixed::format_raw(raw * 100, 18, 2);
-            format!("{percent} %")
-        }
-        Err(_) => text.to_string(),
-    }
-}
-
-fn leaderboard_table(board: &LeaderboardResponse, currency: &str) -> String {
-    let rows: Vec<Vec<String>> = board
-        .models
-        .iter()
-        .map(|s| {
-            vec![
-                s.rank.to_string(),
-                s.model.clone(),
-                s.final_value
-                    .clone()
-                    .map_or("–".into(), |v| format!("{v} {currency}")),
-                pct(s.total_return.as_deref()),
-                s.sharpe.map_or("–".into(), |v| format!("{v:.2}")),
-                pct(s.max_drawdown.as_deref()),
-                s.trades.to_string(),
-                s.tool_calls.to_string(),
-                s.tool_errors.to_string(),
-                format!(
-                    "{}/{}",
-                    s.completed_days,
-                    s.completed_days + s.failed_days + s.refused_days
-                ),
-            ]
-        })
-        .collect();
-    table::render(
-        &[
-            "#",
-            "model",
-            "final value",
-            "return",
-            "sharpe",
-            "max dd",
-            "trades",
-            "tool calls",
-            "tool errors",
-            "days ok",
-        ],
-        &rows,
-    )
-}
-
-/// The leaderboard's warnings, one `warning: …` line each.
-fn warning_lines(board: &LeaderboardResponse) -> String {
-    board
-        .warnings
-        .iter()
-        .map(|w| format!("warning: {w}\n"))
-        .collect()
-}
 
 /// `tradeloom simulate CONFIG`: runs the job in this process with a progress bar, then prints
 /// the leaderboard. Exit 0 when every model-day completed (or nothing was left), 1 when some
@@ -149,58 +76,17 @@ pub fn simulate(
             }
         });
         let started = std::time::Instant::now();
-        let BatchOutcome { job, current, report, board } = batch.run(&config).await?;
+        let outcome = batch.run(&config).await?;
         bar.finish_and_clear();
-        crate::connectivity::record(
-            &tradeloom_agents::job_run_dir(data_dir, &job.id),
-            &readiness,
-            &probe,
-        );
+        let run_dir = tradeloom_agents::job_run_dir(data_dir, &outcome.job.id);
+        crate::connectivity::record(&run_dir, &readiness, &probe);
         printer.abort();
         if json_out {
-            println!(
-                "{}",
-                json!({
-                    "job_id": job.id,
-                    "status": if current { "current".to_string() } else { job.status.to_string() },
-                    "job_status": job.status,
-                    "progress": report.progress,
-                    "run_dir": tradeloom_agents::job_run_dir(data_dir, &job.id),
-                    "elapsed_ms": started.elapsed().as_millis() as u64,
-                    "leaderboard": board.models,
-                    "warnings": board.warnings,
-                })
-            );
+            println!("{}", outcome.json(&run_dir, started.elapsed()));
         } else {
-            if current {
-                println!("job {}: every model-day is already completed (status: current)", job.id);
-            }
-            let p = &report.progress;
-            let refused = if p.refused > 0 {
-                format!(", {} refused by the kill switch", p.refused)
-            } else {
-                String::new()
-            };
-            println!(
-                "job {}  {}  {} completed, {} failed{refused} of {} model-days  ({:.1} s)",
-                job.id,
-                job.status,
-                p.completed,
-                p.failed,
-                p.total_model_days,
-                started.elapsed().as_secs_f64()
-            );
-            if p.refused > 0 {
-                println!(
-                    "the kill switch (risk.kill_switch) refused {} model-day(s): run the same config again after `tradeloom killswitch release` to run them",
-                    p.refused
-                );
-            }
-            print!("{}", leaderboard_table(&board, job.currency.code()));
-            print!("{}", warning_lines(&board));
-            println!("run folder: {}", tradeloom_agents::job_run_dir(data_dir, &job.id).display());
+            print!("{}", outcome.text(&run_dir, started.elapsed()));
         }
-        Ok(match job.status {
+        Ok(match outcome.job.status {
             JobStatus::Completed => ExitCode::SUCCESS,
             _ => ExitCode::from(1),
         })
@@ -273,43 +159,7 @@ pub fn jobs_status(
             println!("{}", serde_json::to_string_pretty(&report)?);
             return Ok(ExitCode::SUCCESS);
         }
-        let job = &report.job;
-        let p = &report.progress;
-        println!(
-            "job {}  {}\n  {} model-days: {} completed, {} failed, {} refused, {} running, {} pending",
-            job.id,
-            job.status,
-            p.total_model_days,
-            p.completed,
-            p.failed,
-            p.refused,
-            p.running,
-            p.pending
-        );
-        if let Some(e) = &job.error {
-            println!("  error: {e}");
-        }
-        let rows: Vec<Vec<String>> = report
-            .model_days
-            .iter()
-            .map(|d| {
-                vec![
-                    d.date.to_string(),
-                    d.model.clone(),
-                    d.status.as_str().to_string(),
-                    d.portfolio_value.map_or("–".into(), |v| v.to_string()),
-                    d.duration_ms.map_or("–".into(), |ms| format!("{ms} ms")),
-                    d.error.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        print!(
-            "{}",
-            table::render(
-                &["date", "model", "status", "value", "took", "error"],
-                &rows
-            )
-        );
+        print!("{}", report.text());
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -371,8 +221,8 @@ pub fn results(
                     "job {}  {}  initial value {}",
                     board.job_id, board.status, board.initial_value
                 );
-                print!("{}", leaderboard_table(&board, job.currency.code()));
-                print!("{}", warning_lines(&board));
+                print!("{}", board.table(job.currency.code()));
+                print!("{}", board.warning_lines());
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -394,40 +244,7 @@ pub fn results(
             println!("{}", serde_json::to_string_pretty(&page)?);
             return Ok(ExitCode::SUCCESS);
         }
-        let rows: Vec<Vec<String>> = page
-            .items
-            .iter()
-            .map(|i| {
-                let d = &i.model_day;
-                let holdings: Vec<String> = i
-                    .holdings
-                    .iter()
-                    .map(|h| format!("{} {}", h.quantity, h.symbol))
-                    .collect();
-                vec![
-                    d.date.to_string(),
-                    d.model.clone(),
-                    d.cash.map_or("–".into(), |c| c.to_string()),
-                    d.portfolio_value.map_or("–".into(), |v| v.to_string()),
-                    i.trades.to_string(),
-                    holdings.join(", "),
-                ]
-            })
-            .collect();
-        print!(
-            "{}",
-            table::render(
-                &["date", "model", "cash", "value", "trades", "holdings"],
-                &rows
-            )
-        );
-        if page.total > page.items.len() as u64 {
-            println!(
-                "({} of {} shown; raise --limit or filter by --job/--model/--date)",
-                page.items.len(),
-                page.total
-            );
-        }
+        print!("{}", page.text());
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -451,20 +268,7 @@ pub fn db(
             println!("{}", serde_json::to_string_pretty(&status)?);
         } else {
             println!("database: {location}");
-            let rows: Vec<Vec<String>> = status
-                .iter()
-                .map(|m| {
-                    vec![
-                        m.version.to_string(),
-                        m.description.clone(),
-                        format!("{:?}", m.state).to_lowercase(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table::render(&["version", "migration", "state"], &rows)
-            );
+            print!("{}", tradeloom_store::migrations_text(&status));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -32,6 +32,7 @@ mod follow;
 mod reply;
 mod run;
 mod status;
+mod text;
 mod workflow;
 
 use std::fmt;

@@ -29,6 +29,7 @@ pub mod position;
 pub mod price;
 pub mod quantity;
 pub mod symbol;
+pub mod table;
 pub mod time;
 pub mod trace;
 

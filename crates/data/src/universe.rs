@@ -633,6 +633,54 @@ pub fn write_universe(universe: &Universe, dir: &Path) -> Result<Vec<PathBuf>, D
     Ok(paths)
 }
 
+/// The `key  value` summary of a universe written to `out` as `files` bar files, with
+/// `news_items` news items (`None`: news not written).
+pub fn universe_summary(
+    universe: &Universe,
+    out: &Path,
+    files: usize,
+    news_items: Option<usize>,
+) -> String {
+    let names = universe.symbols();
+    let shown = if names.len() > 10 {
+        format!("{}, …", names[..10].join(", "))
+    } else {
+        names.join(", ")
+    };
+    let day = |d: Option<NaiveDate>| d.map_or("–".to_string(), |d| d.to_string());
+    let rows = vec![
+        ("folder", out.display().to_string()),
+        ("symbols", format!("{} ({shown})", names.len())),
+        (
+            "days",
+            format!(
+                "{} ({} → {})",
+                universe.trading_dates().len(),
+                day(universe.first_date()),
+                day(universe.last_date())
+            ),
+        ),
+        (
+            "files",
+            format!(
+                "{files} bar files (SYMBOL.csv){}",
+                if news_items.is_some() {
+                    " + news.jsonl"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "news",
+            news_items.map_or("not written (--no-news)".to_string(), |n| {
+                format!("{n} items")
+            }),
+        ),
+    ];
+    tradeloom_core::table::pairs(&rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ pub mod compile;
 pub mod context;
 pub mod cron;
 pub mod definition;
+pub mod document;
 pub mod duration;
 pub mod error;
 pub mod field_path;

@@ -26,6 +26,10 @@ pub use tradeloom_core::connectivity::{
 
 use crate::address::is_loopback;
 
+mod assess;
+
+pub use assess::{api_provider, assess, probe_blocking, render_text};
+
 /// How long one probe may take, connection included.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -49,6 +49,7 @@ pub use report::{
     HEARTBEAT_SLOW_SECS, HealthReport, HeartbeatSeen, Observations, Probe, RoleDetail, Sensors,
     Status, evaluate, feed_state, heartbeat_score, rfc3339,
 };
+pub use summary::config_note;
 
 /// A health monitor failure: a bad config (where and what), or a file that cannot be written.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -22,6 +22,7 @@
 //! ```
 
 mod job;
+mod render;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use tradeloom_safety::{Durability, write_atomic};
 use tradeloom_store::{Store, StoreError};
 
 pub use job::reconcile_job;
+pub use render::render_text;
 pub use run::{reconcile_run, reconcile_run_with_store};
 
 /// The file every reconciliation writes into the folder it checked.

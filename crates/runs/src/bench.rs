@@ -13,8 +13,10 @@ use tradeloom_engine::{
     Engine, EngineConfig, EngineError, FillModel, StrategyConfig, build_strategy,
 };
 
-pub use engine::{BASE_BARS, FAST, SLOW, engine_pass, synth_spec};
-pub use kill_switch::{Race, gate_pass, race};
+pub use engine::{
+    BASE_BARS, FAST, SLOW, engine_pass, engine_row, engine_table, synth_spec, write_bench_spec,
+};
+pub use kill_switch::{KillSwitchBench, Race, gate_pass, kill_switch_bench, race};
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,14 @@ pub enum BenchError {
     },
     #[error("the engine thread panicked")]
     Panicked,
+    /// A work file or folder of the workload could not be written (`action`: `writing`,
+    /// `creating`).
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn setup<E: std::fmt::Display>(e: E) -> BenchError {

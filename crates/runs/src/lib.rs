@@ -20,6 +20,7 @@ pub mod metadata;
 pub mod report;
 pub mod runner;
 pub mod spec;
+pub mod text;
 pub mod verify;
 
 pub use error::RunError;

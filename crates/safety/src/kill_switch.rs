@@ -146,6 +146,32 @@ impl ScopeState {
             flatten: false,
         }
     }
+
+    /// One line after an engage or release: `<scope> kill switch ENGAGED by <who>: <why>`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} kill switch {} by {}: {}",
+            self.scope,
+            if self.engaged { "ENGAGED" } else { "released" },
+            self.by.as_deref().unwrap_or("-"),
+            self.reason.as_deref().unwrap_or("-"),
+        )
+    }
+
+    /// The state in a status listing: `ENGAGED since <when> by <who>: <why>`, or that it was
+    /// never engaged.
+    pub fn describe(&self) -> String {
+        match (&self.since, self.engaged) {
+            (None, _) => "released (never engaged)".to_string(),
+            (Some(since), engaged) => format!(
+                "{} since {since} by {}: {}{}",
+                if engaged { "ENGAGED" } else { "released" },
+                self.by.as_deref().unwrap_or("-"),
+                self.reason.as_deref().unwrap_or("-"),
+                if self.flatten { " (flatten)" } else { "" },
+            ),
+        }
+    }
 }
 
 /// One line of `<scope>.events.jsonl`.
@@ -163,6 +189,22 @@ pub struct Status {
     pub global: ScopeState,
     pub runs: BTreeMap<String, ScopeState>,
     pub jobs: BTreeMap<String, ScopeState>,
+}
+
+impl Status {
+    /// One line per kill switch: its scope (`global`, `run:<id>`, `job:<id>`) and its state.
+    pub fn text(&self) -> String {
+        let mut rows = vec![("global".to_string(), self.global.describe())];
+        for (id, s) in &self.runs {
+            rows.push((format!("run:{id}"), s.describe()));
+        }
+        for (id, s) in &self.jobs {
+            rows.push((format!("job:{id}"), s.describe()));
+        }
+        rows.iter()
+            .map(|(scope, text)| format!("{scope:<44} {text}\n"))
+            .collect()
+    }
 }
 
 /// An engaged kill switch that covers what was asked about.

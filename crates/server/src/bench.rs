@@ -4,10 +4,12 @@
 //! measure and report; deciding what is good is the caller's.
 
 mod results_load;
+mod simulate_report;
 mod simulation_job;
 mod workflow_runs;
 
 pub use results_load::{HttpFigures, results_load};
+pub use simulate_report::SimulateReport;
 pub use simulation_job::{JobFigures, timed_job};
 pub use workflow_runs::{WorkflowFigures, diamond_runs};
 

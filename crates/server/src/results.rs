@@ -328,3 +328,77 @@ pub async fn leaderboard_of(
 }
 
 pub use tradeloom_agents::initial_value;
+
+/// An exact decimal fraction (`"0.016986"`) as a percentage with two decimals (`1.70 %`),
+/// rounded half away from zero in decimal, never through a float.
+fn pct(fraction: Option<&str>) -> String {
+    let Some(text) = fraction else {
+        return "–".to_string();
+    };
+    match tradeloom_core::Decimal::parse(text) {
+        Ok(d) => {
+            // raw × 10^-18 → hundredths of a percent: raw × 10^4 × 10^-18.
+            let raw = tradeloom_core::fixed::round_raw(
+                d.to_money(tradeloom_core::Currency::USD).raw(),
+                18,
+                4,
+            );
+            let percent = tradeloom_core::fixed::format_raw(raw * 100, 18, 2);
+            format!("{percent} %")
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+impl LeaderboardResponse {
+    /// The standings as a terminal table, values in `currency`.
+    pub fn table(&self, currency: &str) -> String {
+        let rows: Vec<Vec<String>> = self
+            .models
+            .iter()
+            .map(|s| {
+                vec![
+                    s.rank.to_string(),
+                    s.model.clone(),
+                    s.final_value
+                        .clone()
+                        .map_or("–".into(), |v| format!("{v} {currency}")),
+                    pct(s.total_return.as_deref()),
+                    s.sharpe.map_or("–".into(), |v| format!("{v:.2}")),
+                    pct(s.max_drawdown.as_deref()),
+                    s.trades.to_string(),
+                    s.tool_calls.to_string(),
+                    s.tool_errors.to_string(),
+                    format!(
+                        "{}/{}",
+                        s.completed_days,
+                        s.completed_days + s.failed_days + s.refused_days
+                    ),
+                ]
+            })
+            .collect();
+        tradeloom_core::table::render(
+            &[
+                "#",
+                "model",
+                "final value",
+                "return",
+                "sharpe",
+                "max dd",
+                "trades",
+                "tool calls",
+                "tool errors",
+                "days ok",
+            ],
+            &rows,
+        )
+    }
+
+    /// The warnings, one `warning: …` line each.
+    pub fn warning_lines(&self) -> String {
+        self.warnings
+            .iter()
+            .map(|w| format!("warning: {w}\n"))
+            .collect()
+    }
+}

@@ -40,6 +40,7 @@ mod sql;
 mod sqlite;
 mod status_count;
 mod store;
+mod text;
 mod workflow;
 mod workflow_run;
 mod workflow_store;
@@ -92,6 +93,7 @@ pub use scratch::{ScratchDatabase, with_database};
 pub use sqlite::{BUSY_TIMEOUT, BUSY_TIMEOUT_ENV, ExclusiveLock, SqliteStore, busy_timeout};
 pub use status_count::StatusCounts;
 pub use store::Store;
+pub use text::{api_keys_table, migrations_text};
 pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};
 pub use workflow_run::{
     Approval, ApprovalChange, ApprovalStatus, Decision, NewApproval, NewEvent, NewPatch,

@@ -16,23 +16,9 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tradeloom_core::Bar;
 use tradeloom_data::{synth_bars, write_synth};
-use tradeloom_runs::bench::{BASE_BARS, FAST, SLOW, engine_pass, median, synth_spec};
-use tradeloom_runs::live::LiveRun;
-
-use crate::table;
-
-fn write_spec(dir: &Path, data: &Path, name: &str) -> Result<PathBuf> {
-    let spec = format!(
-        "name: bench-{name}\nmode: backtest\ninstruments: [{{symbol: SYN, price_precision: 2, size_precision: 0}}]\n\
-         data: [{{symbol: SYN, path: {}}}]\n\
-         strategy: {{name: sma_cross, params: {{fast: {FAST}, slow: {SLOW}, quantity: 1}}}}\n\
-         execution: {{fill_model: next_open}}\naccount: {{initial_cash: 1000000, currency: USD}}\n",
-        data.display()
-    );
-    let path = dir.join(format!("bench_{name}.yaml"));
-    std::fs::write(&path, spec).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
+use tradeloom_runs::bench::{
+    BASE_BARS, FAST, SLOW, engine_row, engine_table, synth_spec, write_bench_spec,
+};
 
 /// Runs `tradeloom run` as a child and returns (wall seconds, peak RSS bytes, fills).
 fn run_child(spec: &Path, data_dir: &Path) -> Result<(f64, Option<u64>, u64)> {
@@ -109,27 +95,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         eprintln!(
             "engine alone, {n} bars (3 passes without and 3 with live counters, alternating)…"
         );
-        let mut times = Vec::new();
-        let mut counted_times = Vec::new();
-        let mut fills = 0;
-        for _ in 0..3 {
-            let (t, f) = engine_pass(&base, n, None)?;
-            times.push(t);
-            fills = f;
-            let live = LiveRun::detached("bench");
-            counted_times.push(engine_pass(&base, n, Some(&live))?.0);
-        }
-        let secs = median(times);
-        let counted_secs = median(counted_times);
-        let mut row = json!({
-            "bars": n,
-            "engine_seconds": secs,
-            "engine_bars_per_second": n as f64 / secs,
-            "engine_ns_per_bar": secs * 1e9 / n as f64,
-            "engine_fills": fills,
-            "engine_live_counters_bars_per_second": n as f64 / counted_secs,
-            "live_counters_overhead_pct": (counted_secs / secs - 1.0) * 100.0,
-        });
+        let mut row = engine_row(&base, n)?;
         if !engine_only {
             for (format, ext) in [("csv", "csv"), ("parquet", "parquet")] {
                 let data = work.join(format!("syn_{n}.{ext}"));
@@ -137,7 +103,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     eprintln!("writing {}…", data.display());
                     write_synth(&synth_spec(n), &data)?;
                 }
-                let spec = write_spec(&work, &data, &format!("{format}_{n}"))?;
+                let spec = write_bench_spec(&work, &data, &format!("{format}_{n}"))?;
                 eprintln!("tradeloom run from {format}, {n} bars…");
                 let (wall, rss, fills) = run_child(&spec, &work.join("data"))?;
                 row[format!("run_{format}_seconds")] = json!(wall);
@@ -153,62 +119,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             json!({"benchmark": "engine", "strategy": format!("sma_cross fast {FAST} slow {SLOW}"), "results": results})
         );
     } else {
-        let mb = |v: &serde_json::Value| {
-            v.as_u64()
-                .map_or("–".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6))
-        };
-        let secs =
-            |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |s| format!("{s:.3} s"));
-        let rows: Vec<Vec<String>> = results
-            .iter()
-            .map(|r| {
-                vec![
-                    r["bars"].to_string(),
-                    format!(
-                        "{:.1} M",
-                        r["engine_bars_per_second"].as_f64().unwrap_or(0.0) / 1e6
-                    ),
-                    format!("{:.1}", r["engine_ns_per_bar"].as_f64().unwrap_or(0.0)),
-                    format!(
-                        "{:.1} M",
-                        r["engine_live_counters_bars_per_second"]
-                            .as_f64()
-                            .unwrap_or(0.0)
-                            / 1e6
-                    ),
-                    format!(
-                        "{:+.1} %",
-                        r["live_counters_overhead_pct"].as_f64().unwrap_or(0.0)
-                    ),
-                    secs(&r["run_csv_seconds"]),
-                    mb(&r["run_csv_peak_rss_bytes"]),
-                    secs(&r["run_parquet_seconds"]),
-                    mb(&r["run_parquet_peak_rss_bytes"]),
-                    r["engine_fills"].to_string(),
-                ]
-            })
-            .collect();
-        println!(
-            "sma_cross (fast {FAST}, slow {SLOW}) on synthetic 1-minute bars; engine = median of 3 passes; with counters = the live /metrics run counters on; run = `tradeloom run` wall time incl. process start and all artifacts"
-        );
-        print!(
-            "{}",
-            table::render(
-                &[
-                    "BARS",
-                    "ENGINE BARS/S",
-                    "NS/BAR",
-                    "WITH COUNTERS",
-                    "OVERHEAD",
-                    "RUN CSV",
-                    "RSS CSV",
-                    "RUN PARQUET",
-                    "RSS PARQUET",
-                    "FILLS"
-                ],
-                &rows
-            )
-        );
+        print!("{}", engine_table(&results));
     }
     if work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&work);

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use tradeloom_data::news::{synth_news, write_news};
 use tradeloom_data::universe::{UniverseSpec, synth_universe, write_universe};
-use tradeloom_server::bench::{results_load, timed_job};
+use tradeloom_server::bench::{SimulateReport, results_load, timed_job};
 use tradeloom_store::ScratchDatabase;
 
 use crate::store::runtime;
@@ -96,46 +96,20 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             eprintln!("GET /results?detail=minimal: {} requests over {} connections …", args.requests, args.concurrency);
         }
         let http = results_load(sim, args.requests, args.concurrency).await?;
+        let report = SimulateReport {
+            models: args.models,
+            days: args.days,
+            symbols: args.symbols,
+            concurrency: args.concurrency,
+            jobs,
+            http,
+        };
         if args.json {
-            println!(
-                "{}",
-                json!({
-                    "models": args.models, "days": args.days, "symbols": args.symbols,
-                    "jobs": jobs.iter().map(|j| json!({
-                        "backend": j.backend, "model_days": j.model_days, "failed": j.failed,
-                        "seconds": j.seconds, "model_days_per_second": j.rate(),
-                    })).collect::<Vec<_>>(),
-                    "results_http": {
-                        "requests": http.requests, "errors": http.errors, "concurrency": args.concurrency,
-                        "requests_per_second": http.rate(),
-                        "p50_ms": http.p50.as_secs_f64() * 1e3, "p99_ms": http.p99.as_secs_f64() * 1e3,
-                        "max_ms": http.max.as_secs_f64() * 1e3,
-                    },
-                })
-            );
+            println!("{}", report.json());
         } else {
-            for j in &jobs {
-                println!(
-                    "simulate {:<8} {} model-days ({} failed) in {:.2} s: {:.1} model-days/s",
-                    j.backend,
-                    j.model_days,
-                    j.failed,
-                    j.seconds,
-                    j.rate()
-                );
-            }
-            println!(
-                "GET /results?detail=minimal  {} requests, {} connections, {} errors: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                http.requests,
-                args.concurrency,
-                http.errors,
-                http.rate(),
-                http.p50.as_secs_f64() * 1e3,
-                http.p99.as_secs_f64() * 1e3,
-                http.max.as_secs_f64() * 1e3
-            );
+            print!("{}", report.text());
         }
-        let failed = jobs.iter().any(|j| j.failed > 0) || http.errors > 0;
+        let failed = report.failed();
         Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
     })
 }

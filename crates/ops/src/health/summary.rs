@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{HealthReport, Probe};
+use std::path::Path;
+
+use super::{ActionRecord, ConfigSource, HealthConfig, HealthReport, Probe};
 
 impl HealthReport {
     /// The sensors below 1 with their reasons (`all sensors 1.00` when none is).
@@ -74,6 +76,62 @@ fn probes(p: &BTreeMap<String, Probe>) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Says what a check is based on when it is not `health.yaml`: the heartbeat roles found, or
+/// that nothing is configured (then the command exits with `nothing_exit`).
+pub fn config_note(
+    data_dir: &Path,
+    config: &HealthConfig,
+    source: ConfigSource,
+    nothing_exit: u8,
+) -> Option<String> {
+    match source {
+        ConfigSource::File => None,
+        ConfigSource::Heartbeats => Some(format!(
+            "no {}: checking the heartbeats found under {}: {}",
+            data_dir.join(super::CONFIG_FILE).display(),
+            super::heartbeat_dir(data_dir).display(),
+            config.roles.join(", ")
+        )),
+        ConfigSource::Nothing => Some(format!(
+            "NOTHING CONFIGURED: no {} and no heartbeat files under {}; only the store and the \
+             data dir were checked (exit {nothing_exit})",
+            data_dir.join(super::CONFIG_FILE).display(),
+            super::heartbeat_dir(data_dir).display()
+        )),
+    }
+}
+
+impl HealthReport {
+    /// The status line and a table of the sensors with their explanations.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "status {}  rm_meta {:.3}  (checked {})\n",
+            self.status, self.rm_meta, self.checked_at
+        );
+        let rows: Vec<Vec<String>> = self
+            .sensors
+            .named()
+            .iter()
+            .map(|(name, value)| vec![name.to_string(), format!("{value:.2}"), self.explain(name)])
+            .collect();
+        out.push_str(&tradeloom_core::table::render(
+            &["sensor", "value", "why"],
+            &rows,
+        ));
+        out
+    }
+}
+
+impl ActionRecord {
+    /// `<at>  recovery <action>: <outcome> (<reason>)`.
+    pub fn line(&self) -> String {
+        format!(
+            "{}  recovery {}: {} ({})",
+            self.at, self.action, self.outcome, self.reason
+        )
+    }
 }
 
 #[cfg(test)]

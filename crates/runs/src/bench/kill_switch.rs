@@ -143,3 +143,150 @@ pub fn race(base: &[Bar], data_dir: &Path, delay: Duration) -> Result<Race, Benc
         engage_us: returned.duration_since(asked).as_secs_f64() * 1e6,
     })
 }
+
+/// The seed of the synthetic bars of [`kill_switch_bench`].
+const SEED: u64 = 11;
+
+/// The figures of `tradeloom bench killswitch` (medians over the repetitions).
+#[derive(Clone, Debug)]
+pub struct KillSwitchBench {
+    pub bars: u64,
+    pub repetitions: usize,
+    pub orders_per_pass: u64,
+    pub bars_per_s_without_gate: f64,
+    pub bars_per_s_with_gate: f64,
+    pub overhead_pct: f64,
+    /// Last accepted order → `engage` returned, µs.
+    pub gap_us: f64,
+    pub engage_us: f64,
+    pub accepted_before: usize,
+    /// Orders let through by a check that began after `engage` returned: must be 0.
+    pub accepted_after: usize,
+    pub in_flight: usize,
+}
+
+fn work_dir(path: std::path::PathBuf) -> Result<std::path::PathBuf, BenchError> {
+    std::fs::create_dir_all(&path).map_err(|source| BenchError::Io {
+        action: "creating",
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// `repetitions` (at least 1) gate passes over `bars` bars and engage races, in fresh folders
+/// under `work`; `seed` picks the points (50–250 ms into a run) where `engage` is called.
+pub fn kill_switch_bench(
+    bars: u64,
+    repetitions: usize,
+    work: &Path,
+    seed: u32,
+) -> Result<KillSwitchBench, BenchError> {
+    let repetitions = repetitions.max(1);
+    let base = super::bars(bars, SEED);
+    let gate_dir = work_dir(work.join("gate"))?;
+    let (mut plain, mut gated) = (Vec::new(), Vec::new());
+    let mut orders = 0;
+    for _ in 0..repetitions {
+        plain.push(gate_pass(&base, None)?.0);
+        let (rate, n) = gate_pass(&base, Some(&gate_dir))?;
+        gated.push(rate);
+        orders = n;
+    }
+    let (plain, gated) = (super::median(plain), super::median(gated));
+    let race_bars = super::bars(200_000, SEED);
+    let (mut gaps, mut engages) = (Vec::new(), Vec::new());
+    let (mut after, mut in_flight, mut before) = (0, 0, 0);
+    for i in 0..repetitions {
+        // 50–250 ms into the run, a different point each time.
+        let delay = 50
+            + u64::from(
+                seed.wrapping_mul(2_654_435_761)
+                    .wrapping_add(i as u32 * 7919)
+                    % 200,
+            );
+        let race_dir = work_dir(work.join(format!("race-{i}")))?;
+        let r = race(&race_bars, &race_dir, Duration::from_millis(delay))?;
+        gaps.push(r.gap_us);
+        engages.push(r.engage_us);
+        after += r.checked_after;
+        in_flight += r.in_flight;
+        before += r.accepted_before;
+    }
+    Ok(KillSwitchBench {
+        bars,
+        repetitions,
+        orders_per_pass: orders,
+        bars_per_s_without_gate: plain,
+        bars_per_s_with_gate: gated,
+        overhead_pct: (plain / gated - 1.0) * 100.0,
+        gap_us: super::median(gaps),
+        engage_us: super::median(engages),
+        accepted_before: before,
+        accepted_after: after,
+        in_flight,
+    })
+}
+
+impl KillSwitchBench {
+    /// The figures as one JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "bars": self.bars,
+            "repetitions": self.repetitions,
+            "orders_per_pass": self.orders_per_pass,
+            "bars_per_s_without_gate": self.bars_per_s_without_gate,
+            "bars_per_s_with_gate": self.bars_per_s_with_gate,
+            "overhead_pct": self.overhead_pct,
+            "last_accepted_before_engage_returned_us": self.gap_us,
+            "engage_us": self.engage_us,
+            "orders_accepted_before_engage": self.accepted_before,
+            "orders_accepted_after_engage": self.accepted_after,
+            "orders_in_flight_at_engage": self.in_flight,
+        })
+    }
+
+    /// The figures as text, one per line.
+    pub fn text(&self) -> String {
+        let (bars_n, repetitions, orders) = (self.bars, self.repetitions, self.orders_per_pass);
+        let mut out = format!(
+            "kill switch, {bars_n} bars × {repetitions} (medians), sma_cross 20/50 ({orders} orders per pass):\n"
+        );
+        out.push_str(&format!(
+            "  engine without gate        {:>12.0} bars/s\n",
+            self.bars_per_s_without_gate
+        ));
+        out.push_str(&format!(
+            "  engine with kill switch    {:>12.0} bars/s (cached check per bar, stat per order)\n",
+            self.bars_per_s_with_gate
+        ));
+        out.push_str(&format!(
+            "  overhead                   {:>12.2} %\n",
+            self.overhead_pct
+        ));
+        out.push_str(&format!(
+            "engage race, sma_cross 2/3, {repetitions} runs engaged 50–250 ms in:\n"
+        ));
+        out.push_str(&format!(
+            "  engage call                {:>12.0} µs\n",
+            self.engage_us
+        ));
+        out.push_str(&format!(
+            "  last accepted order → engage returned {:>8.0} µs before\n",
+            self.gap_us
+        ));
+        out.push_str(&format!(
+            "  orders accepted before     {:>12}\n",
+            self.accepted_before
+        ));
+        out.push_str(&format!(
+            "  orders accepted after      {:>12} (checked after engage returned; must be 0)\n",
+            self.accepted_after
+        ));
+        out.push_str(&format!(
+            "  orders in flight at engage {:>12} (checked before it returned, reported after)\n",
+            self.in_flight
+        ));
+        out
+    }
+}

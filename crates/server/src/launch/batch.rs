@@ -92,3 +92,62 @@ pub fn outbound_of_config(config: &ResolvedConfig) -> Result<Outbound, LaunchErr
     let secrets = SecretEnv::new(models.iter().filter_map(|m| m.api_key_env.clone()));
     Outbound::new(policy, secrets).map_err(|e| LaunchError::Outbound(e.to_string()))
 }
+
+impl BatchOutcome {
+    /// The outcome as one JSON object; `run_dir` is the job's folder, `elapsed` how long it ran.
+    pub fn json(
+        &self,
+        run_dir: &std::path::Path,
+        elapsed: std::time::Duration,
+    ) -> serde_json::Value {
+        let job = &self.job;
+        serde_json::json!({
+            "job_id": job.id,
+            "status": if self.current { "current".to_string() } else { job.status.to_string() },
+            "job_status": job.status,
+            "progress": self.report.progress,
+            "run_dir": run_dir,
+            "elapsed_ms": elapsed.as_millis() as u64,
+            "leaderboard": self.board.models,
+            "warnings": self.board.warnings,
+        })
+    }
+
+    /// The outcome as text: progress, what the kill switch refused, the leaderboard and its
+    /// warnings, and the job's folder `run_dir`.
+    pub fn text(&self, run_dir: &std::path::Path, elapsed: std::time::Duration) -> String {
+        let job = &self.job;
+        let mut out = String::new();
+        if self.current {
+            out.push_str(&format!(
+                "job {}: every model-day is already completed (status: current)\n",
+                job.id
+            ));
+        }
+        let p = &self.report.progress;
+        let refused = if p.refused > 0 {
+            format!(", {} refused by the kill switch", p.refused)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "job {}  {}  {} completed, {} failed{refused} of {} model-days  ({:.1} s)\n",
+            job.id,
+            job.status,
+            p.completed,
+            p.failed,
+            p.total_model_days,
+            elapsed.as_secs_f64()
+        ));
+        if p.refused > 0 {
+            out.push_str(&format!(
+                "the kill switch (risk.kill_switch) refused {} model-day(s): run the same config again after `tradeloom killswitch release` to run them\n",
+                p.refused
+            ));
+        }
+        out.push_str(&self.board.table(job.currency.code()));
+        out.push_str(&self.board.warning_lines());
+        out.push_str(&format!("run folder: {}\n", run_dir.display()));
+        out
+    }
+}

@@ -1,4 +1,4 @@
-//! Plain-text tables for the terminal.
+//! Plain-text tables for the terminal: left-aligned columns and aligned `key  value` pairs.
 
 /// Left-aligned columns separated by two spaces.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
