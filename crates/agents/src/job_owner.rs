@@ -58,20 +58,15 @@ pub async fn owned_elsewhere(store: &dyn Store, job_id: &str) -> Result<bool, St
 /// Marks every `pending`/`running` job whose recorded owner process is gone `interrupted`.
 /// Jobs with no recorded owner (never started, or started by an older version) are left alone.
 pub async fn interrupt_orphaned_jobs(store: &dyn Store) -> Result<Vec<InterruptedJob>, StoreError> {
-    let mut unfinished = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = store.list_jobs(200, offset).await?;
-        if page.is_empty() {
-            break;
-        }
-        offset += page.len() as u64;
-        unfinished.extend(
-            page.into_iter()
-                .filter(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running))
-                .map(|j| j.id),
-        );
-    }
+    // Newest first, as the jobs list shows them.
+    let unfinished: Vec<String> = store
+        .all_jobs()
+        .await?
+        .into_iter()
+        .rev()
+        .filter(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running))
+        .map(|j| j.id)
+        .collect();
     let mut interrupted = Vec::new();
     for job_id in unfinished {
         let Some(owner) = job_owner(store, &job_id).await? else {

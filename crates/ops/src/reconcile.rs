@@ -294,19 +294,7 @@ pub async fn resolve(
 
 /// Every job id of the store, oldest first.
 pub async fn all_job_ids(store: &dyn Store) -> Result<Vec<String>, StoreError> {
-    let mut ids = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = store.list_jobs(200, offset).await?;
-        if page.is_empty() {
-            break;
-        }
-        offset += page.len() as u64;
-        ids.extend(page.into_iter().map(|j| j.id));
-    }
-    // Listed newest first.
-    ids.reverse();
-    Ok(ids)
+    Ok(store.all_jobs().await?.into_iter().map(|j| j.id).collect())
 }
 
 /// The folder a job's result goes to: its run folder `<data_dir>/runs/<job_id>/` if the job

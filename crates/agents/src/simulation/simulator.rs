@@ -259,21 +259,14 @@ impl Simulator {
     pub async fn resume_interrupted(self: &Arc<Self>) -> Result<Vec<String>, AgentError> {
         // Journal the interruption of jobs whose process died before taking them over.
         crate::job_owner::interrupt_orphaned_jobs(&*self.store).await?;
-        let mut interrupted = Vec::new();
-        let mut offset = 0;
-        loop {
-            let page = self.store.list_jobs(200, offset).await?;
-            if page.is_empty() {
-                break;
-            }
-            offset += page.len() as u64;
-            interrupted.extend(
-                page.into_iter()
-                    .filter(|j| !j.status.is_terminal())
-                    .map(|j| j.id),
-            );
-        }
-        interrupted.reverse(); // oldest first
+        let interrupted: Vec<String> = self
+            .store
+            .all_jobs() // oldest first
+            .await?
+            .into_iter()
+            .filter(|j| !j.status.is_terminal())
+            .map(|j| j.id)
+            .collect();
         // A job another live process runs (e.g. `tradeloom simulate`) is not ours to resume.
         let mut mine = Vec::with_capacity(interrupted.len());
         for id in interrupted {
