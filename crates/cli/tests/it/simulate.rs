@@ -407,7 +407,13 @@ async fn kill_9_mid_job_then_restart_resumes_without_duplicates() {
                 ["pending", "running"].contains(&s["status"].as_str().unwrap()),
                 "the job finished before the kill: {s}"
             );
-            if done >= 4 {
+            // Kill while the slow model is inside a day (not between two), so that day's first
+            // attempt is cut off; a kill between days would leave nothing to run again.
+            let slow_day_running = s["details"].as_array().is_some_and(|days| {
+                days.iter()
+                    .any(|d| d["model"] == "a" && d["status"] == "running")
+            });
+            if done >= 4 && slow_day_running {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
