@@ -5,6 +5,7 @@
 
 mod engine;
 mod kill_switch;
+pub mod peer;
 
 use tradeloom_core::{Bar, Currency, Decimal, Instrument, InstrumentId, Money, Symbol, UnixNanos};
 use tradeloom_data::{SynthSpec, synth_bars};
