@@ -3,7 +3,10 @@
 //!
 //! Requests carry `Authorization: Bearer <key>`; `GET /ws` also takes `?api_key=<key>` because
 //! browsers cannot set headers on a WebSocket upgrade. The key's sha256 is looked up in the
-//! store on every request, so a revoked key stops working at once, in every process. Which role
+//! store and remembered under the store's read version (see [`tradeloom_store::ReadVersion`]):
+//! a key revoked through this server (a commit) stops working with the next request; one
+//! revoked by another process (`tradeloom keys revoke`, another server on the same database)
+//! within [`tradeloom_store::EXTERNAL_CHECK_EVERY`] (100 ms). Which role
 //! a request needs is [`required_role`]: reads need `viewer`, writes `operator`, deleting a
 //! workflow and anything under `/keys` `admin`; `/health`, `/openapi.json` and `/docs` are
 //! public. The caller is put in the request's extensions as a [`Principal`] (an extractor).
@@ -15,7 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{
@@ -26,7 +29,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tradeloom_store::{Role, api_key_hash};
+use tradeloom_store::{ReadVersion, Role, api_key_hash};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -162,12 +165,20 @@ pub fn accepts_query_key(method: &Method, path: &str) -> bool {
     *method == Method::GET && path == "/ws"
 }
 
+/// At most this many keys are remembered; past it the memory starts again.
+const MAX_CACHED_KEYS: usize = 10_000;
+
 /// The authentication state of a server.
 #[derive(Debug)]
 pub(crate) struct Auth {
     mode: AuthMode,
     /// When each key's use was last written to the store.
     touched: Mutex<HashMap<String, Instant>>,
+    /// Valid keys by the sha256 of their secret (never the secret), each with the store's read
+    /// version it was looked up under: used while the version is unchanged, so a revocation
+    /// (a commit) in this process is honoured by the next request, and one by another process
+    /// within [`tradeloom_store::EXTERNAL_CHECK_EVERY`].
+    keys: RwLock<HashMap<String, (ReadVersion, Principal)>>,
 }
 
 impl Auth {
@@ -175,7 +186,30 @@ impl Auth {
         Auth {
             mode,
             touched: Mutex::new(HashMap::new()),
+            keys: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The caller whose key hashes to `hash`, if it was valid under `version`.
+    fn cached_key(&self, hash: &str, version: ReadVersion) -> Option<Principal> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        match keys.get(hash) {
+            Some((v, principal)) if *v == version => Some(principal.clone()),
+            _ => None,
+        }
+    }
+
+    fn remember_key(&self, hash: String, version: ReadVersion, principal: Principal) {
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(hash, (version, principal));
+    }
+
+    /// Forgets every remembered key (a key was revoked through this server).
+    pub(crate) fn forget_keys(&self) {
+        self.keys.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn touched(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
@@ -209,6 +243,10 @@ impl AppState {
 
     pub fn auth_mode(&self) -> AuthMode {
         self.auth.mode
+    }
+
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
     }
 }
 
@@ -296,26 +334,39 @@ fn missing_key(req: &Request) -> ApiError {
 /// The caller presenting `key` when auth is required: 401 unless it is a valid, unrevoked key.
 async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let store = state.simulator.store();
-    let Some(found) = store.api_key_by_hash(&api_key_hash(key)).await? else {
-        return Err(unauthorized(
-            "invalid_key",
-            "the API key is unknown or revoked",
-        ));
+    let hash = api_key_hash(key);
+    // Taken before the look-up: a revocation committed after it changes the version.
+    let version = store.read_version().await?;
+    let principal = match state.auth.cached_key(&hash, version) {
+        Some(principal) => principal,
+        None => {
+            let Some(found) = store.api_key_by_hash(&hash).await? else {
+                return Err(unauthorized(
+                    "invalid_key",
+                    "the API key is unknown or revoked",
+                ));
+            };
+            let principal = Principal {
+                key_id: Some(found.id),
+                name: found.name,
+                role: found.role,
+            };
+            state.auth.remember_key(hash, version, principal.clone());
+            principal
+        }
     };
-    if state.auth.should_touch(&found.id, Instant::now()) {
+    if let Some(id) = &principal.key_id
+        && state.auth.should_touch(id, Instant::now())
+    {
         let store = std::sync::Arc::clone(store);
-        let id = found.id.clone();
+        let id = id.clone();
         tokio::spawn(async move {
             if let Err(e) = store.touch_api_key(&id).await {
                 tracing::warn!(key_id = %id, error = %e, "cannot record an API key's use");
             }
         });
     }
-    Ok(Principal {
-        key_id: Some(found.id),
-        name: found.name,
-        role: found.role,
-    })
+    Ok(principal)
 }
 
 /// The client address of `req` (from the connection), `unknown` when served without one.

@@ -1,6 +1,6 @@
-//! Workloads of `tradeloom bench simulate` and `tradeloom bench workflows`: a whole simulation
-//! job timed on a store, `GET /results?detail=minimal` under concurrent connections to the
-//! real API server, and diamond workflow runs on the embedded runtime `serve` runs. They
+//! Workloads of `tradeloom bench simulate`, `tradeloom bench api` and `tradeloom bench
+//! workflows`: a whole simulation job timed on a store, HTTP load (wrk or a built-in client)
+//! against API servers, and diamond workflow runs on the embedded runtime `serve` runs. They
 //! measure and report; deciding what is good is the caller's.
 
 mod results_load;
@@ -8,7 +8,7 @@ mod simulate_report;
 mod simulation_job;
 mod workflow_runs;
 
-pub use results_load::{HttpFigures, results_load};
+pub use results_load::{Budget, Generator, HttpFigures, load, results_load};
 pub use simulate_report::SimulateReport;
 pub use simulation_job::{JobFigures, timed_job};
 pub use workflow_runs::{WorkflowFigures, diamond_runs};

@@ -175,6 +175,8 @@ pub async fn revoke(
                 .with_details(json!({"id": id, "reason": "last_active_admin_key"})),
             other => other.into(),
         })?;
+    // The commit already changed the store's read version; forgetting is belt and braces.
+    state.auth().forget_keys();
     tracing::info!(key = %key.name, by = %principal.name, "API key revoked");
     Ok(Json(info(key)))
 }

@@ -18,6 +18,7 @@ mod meta_health;
 mod metrics;
 mod openapi;
 mod rate_limit;
+mod read_cache;
 mod request_trace;
 mod results;
 mod simulate;
@@ -75,6 +76,9 @@ pub struct AppState {
     /// Host and Origin checks; set with [`AppState::with_allowed_hosts`] and
     /// [`AppState::with_allowed_origins`], and the bound address by [`serve`].
     browser: Arc<browser::BrowserPolicy>,
+    /// Serialized answers of `GET /results` and `GET /simulate/status/{id}` under the store's
+    /// read version.
+    reads: Arc<read_cache::ResponseCache>,
 }
 
 impl AppState {
@@ -98,6 +102,7 @@ impl AppState {
             meta_health: MetaHealthSlot::default(),
             config_dir: None,
             browser: Arc::default(),
+            reads: Arc::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::response::Response;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::read_cache::{json_response, to_json};
 
 /// Query of `GET /results`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -81,7 +83,7 @@ fn bad_query(param: &str, message: String) -> ApiError {
 pub async fn results(
     State(state): State<AppState>,
     query: Result<Query<ResultsQuery>, QueryRejection>,
-) -> Result<Json<ResultsResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = query?;
     let full = match q.detail.as_deref() {
         None | Some("minimal") => false,
@@ -107,12 +109,16 @@ pub async fn results(
             format!("limit must be 1 to {MAX_PAGE}, got {limit}"),
         ));
     }
+    let offset = q.offset.unwrap_or(0);
     let store = state.simulator.store();
-    if let Some(job_id) = &q.job_id {
-        store
-            .job(job_id)
-            .await
-            .map_err(|e| ApiError::for_job(e, job_id))?;
+    // Taken before any read: a commit after it makes the kept answer stale, and so unused.
+    let version = store.read_version().await?;
+    let key = format!(
+        "results {:?}",
+        (&q.job_id, &q.model, date, full, limit, offset)
+    );
+    if let Some(body) = state.reads.get(&key, version) {
+        return Ok(json_response(body));
     }
     let filter = ResultsFilter {
         job_id: q.job_id.clone(),
@@ -120,21 +126,30 @@ pub async fn results(
         date,
         completed_only: true,
         limit,
-        offset: q.offset.unwrap_or(0),
+        offset,
     };
-    let page = store.results(&filter).await?;
-    if page.total == 0
-        && let Some(model) = &q.model
-        && !model_exists(store.as_ref(), q.job_id.as_deref(), model).await?
-    {
-        return Err(ApiError::not_found(
-            "unknown_model",
-            match &q.job_id {
-                Some(job) => format!("job {job} has no model `{model}`"),
-                None => format!("no job has a model `{model}`"),
-            },
-        )
-        .with_details(json!({"model": model})));
+    // No page answer shows a trade count: not counted.
+    let page = store.results_page(&filter, false).await?;
+    if page.total == 0 {
+        // Nothing matched: say why when a job or model does not exist.
+        if let Some(job_id) = &q.job_id {
+            store
+                .job(job_id)
+                .await
+                .map_err(|e| ApiError::for_job(e, job_id))?;
+        }
+        if let Some(model) = &q.model
+            && !model_exists(store.as_ref(), q.job_id.as_deref(), model).await?
+        {
+            return Err(ApiError::not_found(
+                "unknown_model",
+                match &q.job_id {
+                    Some(job) => format!("job {job} has no model `{model}`"),
+                    None => format!("no job has a model `{model}`"),
+                },
+            )
+            .with_details(json!({"model": model})));
+        }
     }
     let mut results = Vec::with_capacity(page.items.len());
     for item in page.items {
@@ -163,13 +178,15 @@ pub async fn results(
         });
     }
     let next = page.offset + results.len() as u64;
-    Ok(Json(ResultsResponse {
+    let body = to_json(&ResultsResponse {
         results,
         total: page.total,
         limit: page.limit,
         offset: page.offset,
         next_offset: (next < page.total).then_some(next),
-    }))
+    })?;
+    state.reads.put(key, version, body.clone());
+    Ok(json_response(body))
 }
 
 /// Whether any model-day (in `job_id`, if given) belongs to `model`, whatever its status.
@@ -179,14 +196,17 @@ async fn model_exists(
     model: &str,
 ) -> Result<bool, StoreError> {
     let page = store
-        .results(&ResultsFilter {
-            job_id: job_id.map(str::to_string),
-            model: Some(model.to_string()),
-            date: None,
-            completed_only: false,
-            limit: 1,
-            offset: 0,
-        })
+        .results_page(
+            &ResultsFilter {
+                job_id: job_id.map(str::to_string),
+                model: Some(model.to_string()),
+                date: None,
+                completed_only: false,
+                limit: 1,
+                offset: 0,
+            },
+            false,
+        )
         .await?;
     Ok(page.total > 0)
 }

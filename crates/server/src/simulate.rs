@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,6 +14,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::read_cache::{json_response, to_json};
 
 /// Body of `POST /simulate/trigger`: exactly one of `config` and `config_path`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -271,15 +273,27 @@ pub async fn trigger(
 pub async fn status(
     State(state): State<AppState>,
     job_id: Result<UrlPath<String>, PathRejection>,
-) -> Result<Json<JobStatusResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let UrlPath(job_id) = job_id?;
-    let report = state
-        .simulator
-        .store()
+    let store = state.simulator.store();
+    // Taken before any read: a commit after it makes the kept answer stale, and so unused.
+    let version = store.read_version().await?;
+    let key = format!("status {job_id:?}");
+    if let Some(body) = state.reads.get(&key, version) {
+        return Ok(json_response(body));
+    }
+    let report = store
         .job_report(&job_id)
         .await
         .map_err(|e| ApiError::for_job(e, &job_id))?;
-    Ok(Json(status_response(report)))
+    // `total_duration_seconds` runs on with the clock until the job finishes: only answers
+    // that do not depend on the time they are made are kept.
+    let timeless = report.job.finished_at.is_some() || report.job.started_at.is_none();
+    let body = to_json(&status_response(report))?;
+    if timeless {
+        state.reads.put(key, version, body.clone());
+    }
+    Ok(json_response(body))
 }
 
 /// The oldest pending or running job.

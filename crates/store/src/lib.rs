@@ -28,6 +28,7 @@ mod model_day_store;
 mod numeric;
 mod open;
 mod postgres;
+mod read_version;
 mod result_store;
 mod results;
 mod run_index;
@@ -83,6 +84,7 @@ pub use model_day::{
     ReasoningMessage, ToolCall, Trade, TradeAction,
 };
 pub use postgres::PgStore;
+pub use read_version::{EXTERNAL_CHECK_EVERY, ReadVersion};
 pub use results::{
     DailyValue, LeaderboardEntry, MAX_PAGE, ModelDayResult, RATIO_DECIMALS, Ratio, ResultsFilter,
     ResultsPage,

@@ -9,7 +9,10 @@ use sqlx::{AssertSqlSafe, Postgres};
 use tokio::sync::Mutex;
 
 use crate::error::StoreError;
-use crate::sql::{Backend, BoxFuture, Db, Done, Driver, On, Record, Statement, Tx, arguments};
+use crate::read_version::{Freshness, note_commit};
+use crate::sql::{
+    Backend, BoxFuture, Db, Done, Driver, On, Record, Statement, Tx, arguments, may_write,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -17,6 +20,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// See [`crate::read_version`].
+    freshness: Arc<Freshness>,
 }
 
 impl PgStore {
@@ -36,7 +41,10 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(StoreError::db("connect to PostgreSQL"))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            freshness: Arc::default(),
+        })
     }
 
     /// The connection pool, for callers that need a query the trait does not offer.
@@ -66,6 +74,21 @@ impl Db for PgStore {
     fn begin(&self) -> BoxFuture<'_, Result<Tx<Postgres>, sqlx::Error>> {
         Box::pin(async move { Ok(Tx::new(self.pool.begin_with("BEGIN").await?, None)) })
     }
+
+    fn freshness(&self) -> &Freshness {
+        &self.freshness
+    }
+
+    /// The current snapshot (`xmin:xmax:in-progress`): it changes whenever a transaction that
+    /// wrote begins or ends, in any session; read-only transactions take no id and leave it.
+    fn change_probe(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar::<_, String>("SELECT pg_current_snapshot()::text")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::db("ask PostgreSQL for its snapshot"))
+        })
+    }
 }
 
 impl Driver for Postgres {
@@ -74,7 +97,11 @@ impl Driver for Postgres {
             let args = arguments::<Postgres>(statement.args).map_err(sqlx::Error::Encode)?;
             let query = sqlx::query_with(AssertSqlSafe(statement.text), args);
             let done = match on {
-                On::Pool(pool) => query.execute(pool).await?,
+                On::Pool(pool) => {
+                    let done = query.execute(pool).await;
+                    note_commit();
+                    done?
+                }
                 On::Tx(conn) => query.execute(conn).await?,
             };
             Ok(Done(done.rows_affected()))
@@ -87,9 +114,16 @@ impl Driver for Postgres {
     ) -> BoxFuture<'_, Result<Vec<R>, sqlx::Error>> {
         Box::pin(async move {
             let args = arguments::<Postgres>(statement.args).map_err(sqlx::Error::Encode)?;
+            let writes = may_write(&statement.text);
             let query = sqlx::query_as_with(AssertSqlSafe(statement.text), args);
             match on {
-                On::Pool(pool) => query.fetch_all(pool).await,
+                On::Pool(pool) => {
+                    let rows = query.fetch_all(pool).await;
+                    if writes {
+                        note_commit();
+                    }
+                    rows
+                }
                 On::Tx(conn) => query.fetch_all(conn).await,
             }
         })
@@ -101,9 +135,16 @@ impl Driver for Postgres {
     ) -> BoxFuture<'_, Result<Option<R>, sqlx::Error>> {
         Box::pin(async move {
             let args = arguments::<Postgres>(statement.args).map_err(sqlx::Error::Encode)?;
+            let writes = may_write(&statement.text);
             let query = sqlx::query_as_with(AssertSqlSafe(statement.text), args);
             match on {
-                On::Pool(pool) => query.fetch_optional(pool).await,
+                On::Pool(pool) => {
+                    let rows = query.fetch_optional(pool).await;
+                    if writes {
+                        note_commit();
+                    }
+                    rows
+                }
                 On::Tx(conn) => query.fetch_optional(conn).await,
             }
         })

@@ -7,6 +7,7 @@ use crate::error::StoreError;
 use crate::job_store::JobStore;
 use crate::model_day::ModelDayStatus;
 use crate::model_day_store::{MODEL_DAY_SELECT, ModelDayRow, PageRow, unpack_holdings};
+use crate::read_version::ReadVersion;
 use crate::results::{DailyValue, LeaderboardEntry, ModelDayResult, ResultsFilter, ResultsPage};
 use crate::sql::{Db, page, sql, sql_offset};
 
@@ -15,6 +16,19 @@ use crate::sql::{Db, page, sql, sql_offset};
 pub trait ResultStore: Send + Sync {
     /// Model-days matching the filter with their holdings, paginated.
     async fn results(&self, filter: &ResultsFilter) -> Result<ResultsPage, StoreError>;
+
+    /// [`results`](ResultStore::results), counting each model-day's trades only when
+    /// `count_trades` (otherwise [`ModelDayResult::trades`] is 0: not counted).
+    async fn results_page(
+        &self,
+        filter: &ResultsFilter,
+        count_trades: bool,
+    ) -> Result<ResultsPage, StoreError>;
+
+    /// What the store holds now, as a [`ReadVersion`]: keep an answer under the version taken
+    /// before reading it, and serve it again while the version is unchanged (see
+    /// [`crate::EXTERNAL_CHECK_EVERY`] for changes made by other processes).
+    async fn read_version(&self) -> Result<ReadVersion, StoreError>;
 
     /// Per-model standings of a job, by model name; returns and drawdowns are measured from
     /// `initial_value`.
@@ -28,47 +42,89 @@ pub trait ResultStore: Send + Sync {
 #[async_trait]
 impl<D: Db> ResultStore for D {
     async fn results(&self, filter: &ResultsFilter) -> Result<ResultsPage, StoreError> {
-        const WHERE: &str = "WHERE ($1 IS NULL OR d.job_id = $1) \
-             AND ($2 IS NULL OR d.model = $2) AND ($3 IS NULL OR d.date = $3) \
-             AND (NOT $4 OR d.status = 'completed') ";
+        self.results_page(filter, true).await
+    }
+
+    async fn results_page(
+        &self,
+        filter: &ResultsFilter,
+        count_trades: bool,
+    ) -> Result<ResultsPage, StoreError> {
+        // Only the filters that are set, each a plain `column = $n`: a `($1 IS NULL OR
+        // d.job_id = $1)` would make SQLite walk an index across every job.
+        let mut conditions: Vec<String> = Vec::new();
+        let mut next = 0;
+        let mut placeholder = || {
+            next += 1;
+            format!("${next}")
+        };
+        if filter.job_id.is_some() {
+            conditions.push(format!("d.job_id = {}", placeholder()));
+        }
+        if filter.model.is_some() {
+            conditions.push(format!("d.model = {}", placeholder()));
+        }
+        if filter.date.is_some() {
+            conditions.push(format!("d.date = {}", placeholder()));
+        }
+        if filter.completed_only {
+            conditions.push("d.status = 'completed'".into());
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {} ", conditions.join(" AND "))
+        };
+        let (limit_at, offset_at) = (placeholder(), placeholder());
+        let bind = |mut statement: crate::sql::Statement| {
+            if let Some(job) = &filter.job_id {
+                statement = statement.bind(job);
+            }
+            if let Some(model) = &filter.model {
+                statement = statement.bind(model);
+            }
+            if let Some(date) = filter.date {
+                statement = statement.bind(date);
+            }
+            statement
+        };
         let limit = page(filter.limit);
+        let trade_count = if count_trades {
+            "(SELECT COUNT(*) FROM positions t WHERE t.job_id = p.job_id \
+              AND t.model = p.model AND t.date = p.date AND t.action <> 'hold')"
+        } else {
+            "CAST(0 AS BIGINT)"
+        };
         // The page first (walking the (date, model, job_id) index and stopping at
-        // LIMIT), then the holdings and trade count of those rows only. A window
+        // LIMIT), then the holdings (and trade count, if asked) of those rows only. A window
         // `COUNT(*) OVER ()` here would cost more than the separate count below.
-        let rows: Vec<PageRow> = sql(format!(
+        let rows: Vec<PageRow> = bind(sql(format!(
             "SELECT p.*, \
              (SELECT string_agg(h.symbol || ' ' || CAST(h.quantity AS TEXT) || ' ' || \
                 CAST(h.price AS TEXT) || ' ' || CAST(h.value AS TEXT), '|' ORDER BY h.seq) \
               FROM holdings h WHERE h.job_id = p.job_id AND h.model = p.model \
               AND h.date = p.date) AS holdings_packed, \
-             (SELECT COUNT(*) FROM positions t WHERE t.job_id = p.job_id \
-              AND t.model = p.model AND t.date = p.date AND t.action <> 'hold') AS trade_count \
-             FROM ({} {WHERE} ORDER BY d.date, d.model, d.job_id LIMIT $5 OFFSET $6) p \
-             ORDER BY p.date, p.model, p.job_id",
-            MODEL_DAY_SELECT
-        ))
-        .bind(filter.job_id.as_deref())
-        .bind(filter.model.as_deref())
-        .bind(filter.date)
-        .bind(filter.completed_only)
+             {trade_count} AS trade_count \
+             FROM ({MODEL_DAY_SELECT}{where_clause}\
+             ORDER BY d.date, d.model, d.job_id LIMIT {limit_at} OFFSET {offset_at}) p \
+             ORDER BY p.date, p.model, p.job_id"
+        )))
         .bind(limit)
         .bind(sql_offset(filter.offset))
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::db("read results"))?;
-        let total = if filter.offset == 0 && (rows.len() as i64) < limit {
-            // A short first page is everything.
-            rows.len() as i64
+        let total = if (filter.offset == 0 || !rows.is_empty()) && (rows.len() as i64) < limit {
+            // A short page that is not past the end ends the matches.
+            filter.offset.saturating_add(rows.len() as u64)
         } else {
-            let (n,): (i64,) = sql(format!("SELECT COUNT(*) FROM job_details d {WHERE}"))
-                .bind(filter.job_id.as_deref())
-                .bind(filter.model.as_deref())
-                .bind(filter.date)
-                .bind(filter.completed_only)
-                .fetch_one(self.pool())
-                .await
-                .map_err(StoreError::db("count results"))?;
-            n
+            let (n,): (i64,) = bind(sql(format!(
+                "SELECT COUNT(*) FROM job_details d {where_clause}"
+            )))
+            .fetch_one(self.pool())
+            .await
+            .map_err(StoreError::db("count results"))?;
+            u64::try_from(n).unwrap_or(0)
         };
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
@@ -82,10 +138,14 @@ impl<D: Db> ResultStore for D {
         }
         Ok(ResultsPage {
             items,
-            total: u64::try_from(total).unwrap_or(0),
+            total,
             limit: limit as u32,
             offset: filter.offset,
         })
+    }
+
+    async fn read_version(&self) -> Result<ReadVersion, StoreError> {
+        self.freshness().version(|| self.change_probe()).await
     }
 
     async fn leaderboard(

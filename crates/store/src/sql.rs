@@ -258,7 +258,10 @@ impl<DB: sqlx::Database> Tx<DB> {
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        let done = self.tx.commit().await;
+        // After the commit (see crate::read_version): readers that keep answers drop them.
+        crate::read_version::note_commit();
+        done
     }
 }
 
@@ -282,6 +285,23 @@ pub(crate) trait Db: Send + Sync + std::fmt::Debug + 'static {
     /// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite, behind the write gate, so
     /// writers queue instead of failing to upgrade a read lock; `BEGIN` on PostgreSQL.
     fn begin(&self) -> BoxFuture<'_, Result<Tx<Self::Driver>, sqlx::Error>>;
+
+    /// The store's outside-change state (see [`crate::read_version`]).
+    fn freshness(&self) -> &crate::read_version::Freshness;
+
+    /// An answer of the database that changes whenever anything committed, in any process
+    /// (SQLite: `PRAGMA data_version` on a connection of its own; PostgreSQL: the snapshot).
+    fn change_probe(&self) -> BoxFuture<'_, Result<String, StoreError>>;
+}
+
+/// Whether a statement run on a pool (autocommit) may write: anything but a plain `SELECT`
+/// (or `WITH … SELECT`, counted as a write to be safe). After one ends, the back ends call
+/// [`crate::read_version::note_commit`].
+pub(crate) fn may_write(text: &str) -> bool {
+    !text
+        .trim_start()
+        .get(..6)
+        .is_some_and(|head| head.eq_ignore_ascii_case("select"))
 }
 
 /// Waits for a store's write gate, if it has one.

@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Sqlite};
+use sqlx::{AssertSqlSafe, ConnectOptions, Sqlite};
 use tokio::sync::Mutex;
 
 use crate::error::StoreError;
+use crate::read_version::{Freshness, note_commit};
 use crate::sql::{
     Backend, BoxFuture, Db, Done, Driver, On, Record, Statement, Tx, arguments, lock_gate,
+    may_write,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -67,6 +70,12 @@ pub struct SqliteStore {
     /// in steps of milliseconds while the lock is held, and so wastes most of the time under
     /// contention).
     write_lock: Arc<Mutex<()>>,
+    /// See [`crate::read_version`].
+    freshness: Arc<Freshness>,
+    /// The connection `PRAGMA data_version` is asked on (its own: the pragma reports commits
+    /// of *other* connections), opened on first use, with how many were opened before it.
+    probe: Arc<Mutex<(u64, Option<SqliteConnection>)>>,
+    options: SqliteConnectOptions,
 }
 
 impl SqliteStore {
@@ -95,13 +104,16 @@ impl SqliteStore {
             .busy_timeout(busy_timeout()?);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::db("open the SQLite database"))?;
         Ok(Self {
             pool,
             path: path.to_path_buf(),
             write_lock: Arc::default(),
+            freshness: Arc::default(),
+            probe: Arc::default(),
+            options,
         })
     }
 
@@ -153,6 +165,44 @@ impl Db for SqliteStore {
             Ok(Tx::new(tx, gate))
         })
     }
+
+    fn freshness(&self) -> &Freshness {
+        &self.freshness
+    }
+
+    fn change_probe(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        Box::pin(async move {
+            let mut probe = self.probe.lock().await;
+            let (opened, conn) = &mut *probe;
+            if conn.is_none() {
+                *opened += 1;
+                *conn = Some(
+                    self.options
+                        .connect()
+                        .await
+                        .map_err(StoreError::db("open the SQLite change probe"))?,
+                );
+            }
+            let serial = *opened;
+            let Some(c) = conn.as_mut() else {
+                return Err(StoreError::Invalid(
+                    "the SQLite change probe is closed".into(),
+                ));
+            };
+            match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                .fetch_one(&mut *c)
+                .await
+            {
+                // Values of different connections are not comparable: the serial tells them
+                // apart, so a reopened probe always counts as a change.
+                Ok(v) => Ok(format!("{serial}:{v}")),
+                Err(e) => {
+                    *conn = None;
+                    Err(StoreError::db("ask SQLite for its data version")(e))
+                }
+            }
+        })
+    }
 }
 
 impl Driver for Sqlite {
@@ -161,7 +211,11 @@ impl Driver for Sqlite {
             let args = arguments::<Sqlite>(statement.args).map_err(sqlx::Error::Encode)?;
             let query = sqlx::query_with(AssertSqlSafe(statement.text), args);
             let done = match on {
-                On::Pool(pool) => query.execute(pool).await?,
+                On::Pool(pool) => {
+                    let done = query.execute(pool).await;
+                    note_commit();
+                    done?
+                }
                 On::Tx(conn) => query.execute(conn).await?,
             };
             Ok(Done(done.rows_affected()))
@@ -174,9 +228,16 @@ impl Driver for Sqlite {
     ) -> BoxFuture<'_, Result<Vec<R>, sqlx::Error>> {
         Box::pin(async move {
             let args = arguments::<Sqlite>(statement.args).map_err(sqlx::Error::Encode)?;
+            let writes = may_write(&statement.text);
             let query = sqlx::query_as_with(AssertSqlSafe(statement.text), args);
             match on {
-                On::Pool(pool) => query.fetch_all(pool).await,
+                On::Pool(pool) => {
+                    let rows = query.fetch_all(pool).await;
+                    if writes {
+                        note_commit();
+                    }
+                    rows
+                }
                 On::Tx(conn) => query.fetch_all(conn).await,
             }
         })
@@ -188,9 +249,16 @@ impl Driver for Sqlite {
     ) -> BoxFuture<'_, Result<Option<R>, sqlx::Error>> {
         Box::pin(async move {
             let args = arguments::<Sqlite>(statement.args).map_err(sqlx::Error::Encode)?;
+            let writes = may_write(&statement.text);
             let query = sqlx::query_as_with(AssertSqlSafe(statement.text), args);
             match on {
-                On::Pool(pool) => query.fetch_optional(pool).await,
+                On::Pool(pool) => {
+                    let row = query.fetch_optional(pool).await;
+                    if writes {
+                        note_commit();
+                    }
+                    row
+                }
                 On::Tx(conn) => query.fetch_optional(conn).await,
             }
         })

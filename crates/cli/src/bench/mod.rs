@@ -2,6 +2,7 @@
 //! output; the workloads are in the library crates they measure (`tradeloom_runs::bench`,
 //! `tradeloom_server::bench`).
 
+mod api;
 mod engine;
 mod killswitch;
 mod simulate;
@@ -24,6 +25,10 @@ pub enum BenchCommand {
     /// Model-days per second of simulation jobs with mock-llm (SQLite, and PostgreSQL when a URL
     /// is given), and `GET /results?detail=minimal` throughput and latency under concurrency.
     Simulate(simulate::Args),
+    /// Reads of the REST API beside FastAPI: `GET /results?detail=minimal` and
+    /// `GET /simulate/status/{id}` of a finished job, req/s, p50/p99 latency and server CPU time
+    /// per request of `tradeloom serve` and of FastAPI + uvicorn on the same SQLite file.
+    Api(api::Args),
     /// Diamond (4-node) workflow runs per second on the embedded runtime (SQLite, in-process
     /// queue), per-node scheduling overhead, and coordinator routing latency p50/p99.
     Workflows(workflows::Args),
@@ -36,5 +41,6 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Engine(args) => engine::run(&args),
         BenchCommand::Simulate(args) => simulate::run(&args),
         BenchCommand::Workflows(args) => workflows::run(&args),
+        BenchCommand::Api(args) => api::run(&args),
     }
 }

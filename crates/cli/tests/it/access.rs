@@ -280,11 +280,13 @@ async fn keys_and_roles_guard_every_route_but_the_public_ones() {
         (StatusCode::NOT_FOUND, Some("api_key_not_found"))
     );
 
-    // A key revoked with the CLI while the server runs stops working at once.
+    // A key revoked with the CLI (another process) while the server runs stops working within
+    // tradeloom_store::EXTERNAL_CHECK_EVERY (100 ms): the server remembers keys between checks.
     let (code, _, _) = send(c.get(url("/workflows")).bearer_auth(&doomed)).await;
     assert_eq!(code, StatusCode::OK);
     let out = tradeloom(d, &["keys", "revoke", "doomed"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    tokio::time::sleep(tradeloom_store::EXTERNAL_CHECK_EVERY).await;
     let (code, _, _) = send(c.get(url("/workflows")).bearer_auth(&doomed)).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
 

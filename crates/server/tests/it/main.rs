@@ -9,4 +9,5 @@ mod harness;
 mod metrics;
 mod openapi;
 mod outbound;
+mod reads;
 mod ws;
