@@ -27,7 +27,8 @@ pub struct ResultsFilter {
 pub struct ModelDayResult {
     #[serde(flatten)]
     pub model_day: ModelDay,
-    /// Trading actions (buy or sell) of the day.
+    /// Trading actions (buy or sell) of the day; 0 when not counted
+    /// ([`crate::ResultStore::results_page`] without `count_trades`).
     pub trades: u32,
     pub holdings: Vec<Holding>,
 }
