@@ -257,7 +257,7 @@ impl KillSwitchBench {
             self.bars_per_s_without_gate
         ));
         out.push_str(&format!(
-            "  engine with kill switch    {:>12.0} bars/s (cached check per bar, stat per order)\n",
+            "  engine with kill switch    {:>12.0} bars/s (one atomic load of the shared generation per bar and per order)\n",
             self.bars_per_s_with_gate
         ));
         out.push_str(&format!(
