@@ -15,7 +15,8 @@ use tradeloom_engine::{
 };
 
 pub use engine::{
-    BASE_BARS, FAST, SLOW, engine_pass, engine_row, engine_table, synth_spec, write_bench_spec,
+    BASE_BARS, ENGINE_PASSES, FAST, Pass, SLOW, VECTORBT_WARM_PY, WARM_SIZES, engine_pass,
+    engine_row, engine_table, synth_spec, vectorbt_warm, warm_row, warm_table, write_bench_spec,
 };
 pub use kill_switch::{KillSwitchBench, Race, gate_pass, kill_switch_bench, race};
 

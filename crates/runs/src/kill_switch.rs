@@ -3,25 +3,24 @@
 use std::sync::{Arc, Mutex};
 
 use tradeloom_engine::KillSwitchGate;
-use tradeloom_safety::{Engagement, KillSwitch, KillSwitchError, Scope};
+use tradeloom_safety::{Engagement, KillSwitch, KillSwitchError, Scope, Watch};
 
 /// The name recorded as `by` when the engine's drawdown limit engages a run's kill switch.
 pub const ENGINE_ACTOR: &str = "engine";
 
 /// Answers the engine from the global kill switch, the run's, and those of the runs that
-/// started it (a workflow run): every bar from the cache (re-read at most every
-/// [`tradeloom_safety::kill_switch::DEFAULT_REFRESH`]), before each order from the files.
-/// Engages the run's kill switch when the engine's drawdown limit trips.
+/// started it (a workflow run), through a [`Watch`]: every bar and before each order, one atomic
+/// load of the data dir's shared generation counter while nothing changed, the state files
+/// re-read when it moved; exact either way (an `engage` that returned, in any process, is seen
+/// by the next check). Engages the run's kill switch when the engine's drawdown limit trips.
 pub struct RunGate {
-    kill_switch: KillSwitch,
+    watch: Watch,
     run_id: String,
-    /// The run itself first, then the runs that started it.
-    run_ids: Vec<String>,
     /// Flatten on every engagement, whether or not the engagement asked for it (the spec's
     /// `risk.kill_switch.flatten`).
     flatten_default: bool,
-    current: Option<Engagement>,
-    detail: String,
+    /// The current engagement described for the engine, rebuilt only when it changes.
+    detail: Option<String>,
     errors: GateErrors,
 }
 
@@ -40,12 +39,10 @@ impl GateErrors {
 impl RunGate {
     pub fn new(kill_switch: KillSwitch, run_id: String) -> Self {
         Self {
-            kill_switch,
-            run_ids: vec![run_id.clone()],
+            watch: kill_switch.watch([run_id.as_str()], None),
             run_id,
             flatten_default: false,
-            current: None,
-            detail: String::new(),
+            detail: None,
             errors: GateErrors::default(),
         }
     }
@@ -53,7 +50,9 @@ impl RunGate {
     /// Also honours the kill switches of these runs (`run:<id>`), e.g. the workflow run that
     /// started this backtest.
     pub fn with_parent_runs(mut self, parents: impl IntoIterator<Item = String>) -> Self {
-        self.run_ids.extend(parents);
+        for id in parents {
+            self.watch.cover_run(&id);
+        }
         self
     }
 
@@ -68,51 +67,40 @@ impl RunGate {
         self.errors.clone()
     }
 
-    fn answer(&mut self, found: Option<Engagement>) -> Option<&str> {
-        match found {
-            Some(e) => {
-                if self.current.as_ref() != Some(&e) {
-                    self.detail = e.describe();
-                    self.current = Some(e);
-                }
-                Some(&self.detail)
-            }
-            None => {
-                self.current = None;
-                None
-            }
+    #[cold]
+    fn describe(&mut self) {
+        let described = self.watch.engagement().map(Engagement::describe);
+        if described != self.detail {
+            self.detail = described;
         }
     }
 }
 
 impl KillSwitchGate for RunGate {
+    #[inline]
     fn engaged(&mut self) -> Option<&str> {
-        let found = match self.run_ids.as_slice() {
-            // The common case without allocating: the hot loop asks every bar.
-            [only] => self.kill_switch.is_engaged(Some(only), None),
-            many => {
-                let ids: Vec<&str> = many.iter().map(String::as_str).collect();
-                self.kill_switch.is_engaged_any(&ids, None)
-            }
-        };
-        self.answer(found)
+        if self.watch.poll() {
+            self.describe();
+        }
+        self.detail.as_deref()
     }
 
+    /// The same exact check as [`RunGate::engaged`]: there is no cache to bypass.
+    #[inline]
     fn engaged_now(&mut self) -> Option<&str> {
-        let ids: Vec<&str> = self.run_ids.iter().map(String::as_str).collect();
-        let found = self.kill_switch.engaged_now(&ids, None);
-        self.answer(found)
+        self.engaged()
     }
 
     fn flatten(&self) -> bool {
-        self.current
-            .as_ref()
+        self.watch
+            .engagement()
             .is_some_and(|e| e.flatten || self.flatten_default)
     }
 
     fn on_engine_halt(&mut self, detail: &str) {
         let result = Scope::run(&self.run_id).and_then(|scope| {
-            self.kill_switch
+            self.watch
+                .kill_switch()
                 .engage(&scope, detail, ENGINE_ACTOR, self.flatten_default)
                 .map(|_| ())
         });

@@ -9,6 +9,12 @@
 //!
 //! Being files, the state survives restarts and is shared by every process on the data dir.
 //!
+//! **Seen at once, checked for free:** every change bumps a counter shared by every process on the
+//! host (`<scope>` files written durably first, then `killswitch/generation`, memory-mapped, see
+//! [`generation`]), and only then returns. A check loads that counter (one atomic load, no system
+//! call, no lock for a [`Watch`]) and re-reads the state files only when it moved, so the first
+//! check that starts after `engage` returned, in any process, refuses the order.
+//!
 //! **Fail-safe:** a state file that cannot be read or parsed counts as ENGAGED for
 //! [`KillSwitch::is_engaged`] (the engagement's reason names the file and the error), and
 //! [`KillSwitch::status`] returns [`KillSwitchError::Corrupt`] naming the file. An operator fixes it
@@ -19,14 +25,28 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file::{Durability, write_atomic};
 
-/// How long [`KillSwitch::is_engaged`] trusts what it read before it looks at the files again.
-pub const DEFAULT_REFRESH: Duration = Duration::from_millis(50);
+pub mod generation;
+
+use generation::Generation;
+
+/// Checks by a [`Watch`] between two looks at the files without a change announced (a `stat`
+/// of the generation file and of each scope's state file): they notice a state file edited by
+/// hand and a generation file deleted or replaced (a process keeps mapping the old page then;
+/// see [`generation`]). Amortised, they cost well under a nanosecond per check.
+pub const REVALIDATE_EVERY: u32 = 1 << 14;
+
+/// The same for the shared checks of [`KillSwitch::is_engaged`] and
+/// [`KillSwitch::engaged_now`] (agents, workflows, the API: a few checks per second).
+const SHARED_REVALIDATE_EVERY: u32 = 64;
+
+/// Answers of [`KillSwitch::engaged_now`] kept within one generation before they are dropped
+/// (many runs asked about by one server process).
+const SHARED_ANSWERS_MAX: usize = 256;
 
 /// A kill switch failure; every variant names what and where.
 #[derive(Debug, thiserror::Error)]
@@ -263,22 +283,79 @@ impl ScopeRef<'_> {
     }
 }
 
-/// What was last read of one scope's state file.
-struct Cached {
-    checked: Instant,
-    stamp: Option<(SystemTime, u64)>,
-    engagement: Option<Engagement>,
+/// Whether the kill switch changed since a check last read the state files: the shared
+/// generation counter when it is mapped, otherwise "always" (every check reads the files).
+#[derive(Debug)]
+struct Tracker {
+    dir: PathBuf,
+    generation: Option<Generation>,
+    /// The counter's value loaded right before the state files were last read.
+    seen: Option<u64>,
+    checks: u32,
+    /// `revalidate_every - 1` (a power of two): the checks whose low bits are all zero `stat`.
+    revalidate_mask: u32,
 }
 
-/// The kill switches of one data dir. Cheap to query: [`KillSwitch::is_engaged`] re-reads a
-/// scope's file only when its modification time or size changed, and looks at most once per
-/// refresh interval (50 ms by default).
+impl Tracker {
+    fn new(dir: &Path, revalidate_every: u32) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            // Where it cannot be mapped (a read-only folder), every check reads the files.
+            generation: Generation::open(dir).ok(),
+            seen: None,
+            checks: 0,
+            revalidate_mask: revalidate_every.next_power_of_two() - 1,
+        }
+    }
+
+    /// True while what was read last time is still the truth: nothing was engaged or released
+    /// since the counter was loaded before that read. One atomic load; once every
+    /// `revalidate_every` checks `false` regardless, so that the files are looked at (a `stat`
+    /// each) even without a change announced: a state file edited by hand, a generation file
+    /// deleted or replaced.
+    #[inline]
+    fn unchanged(&mut self) -> bool {
+        self.checks = self.checks.wrapping_add(1);
+        let Some(generation) = &self.generation else {
+            return false;
+        };
+        self.checks & self.revalidate_mask != 0 && Some(generation.load()) == self.seen
+    }
+
+    /// Before the state files are read again: the counter's value now (a change that bumps it
+    /// later is seen by the next check), from the file now at the path if it was replaced.
+    #[cold]
+    fn before_reading(&mut self) {
+        let reopen = match &self.generation {
+            Some(generation) => !generation.is_current(),
+            // Unmapped (say a read-only folder): every check reads the files; mapping is tried
+            // again once in a while.
+            None => self.checks & self.revalidate_mask == 0,
+        };
+        if reopen {
+            self.generation = Generation::open(&self.dir).ok();
+        }
+        self.seen = self.generation.as_ref().map(Generation::load);
+    }
+}
+
+/// Each scope's state as last parsed, while the generation did not move: the memory of
+/// [`KillSwitch::engaged_now`].
+#[derive(Debug)]
+struct Shared {
+    tracker: Tracker,
+    answers: Vec<(Scope, Option<Engagement>)>,
+}
+
+/// The kill switches of one data dir. Every check is exact (it sees every change whose
+/// `engage` or `release` returned, in any process on the host) and cheap: the state files are
+/// read only after the shared generation counter moved. [`KillSwitch::watch`] gives the
+/// lock-free check of one run for the engine's hot loop.
 pub struct KillSwitch {
     dir: PathBuf,
-    refresh: Duration,
-    cache: Mutex<Vec<(Scope, Cached)>>,
-    /// [`KillSwitch::engaged_now`]'s memory: each scope's state as last parsed, keyed by the
-    /// identity of the file it was parsed from.
+    shared: Mutex<Option<Shared>>,
+    /// Each scope's state as last parsed, keyed by the identity of the file it was parsed from
+    /// (what spares a parse where the generation cannot be mapped).
     fresh: Mutex<Vec<(Scope, FileKey, Option<Engagement>)>>,
 }
 
@@ -329,16 +406,9 @@ impl KillSwitch {
         std::fs::create_dir_all(&dir).map_err(|e| KillSwitchError::io(&dir, e))?;
         Ok(Self {
             dir,
-            refresh: DEFAULT_REFRESH,
-            cache: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
             fresh: Mutex::new(Vec::new()),
         })
-    }
-
-    /// Sets how long [`KillSwitch::is_engaged`] trusts its cache (zero: look every call).
-    pub fn with_refresh_interval(mut self, every: Duration) -> Self {
-        self.refresh = every;
-        self
     }
 
     /// The folder holding the files.
@@ -390,6 +460,11 @@ impl KillSwitch {
         if reason.trim().is_empty() {
             return Err(KillSwitchError::EmptyReason(action));
         }
+        // Mapped before anything is written: a change that could not be announced to running
+        // checks is refused whole. Mapped afresh each time, so the file now at the path is the
+        // one bumped even if it was deleted and re-created since this value was opened.
+        let generation = Generation::open(&self.dir)
+            .map_err(|e| KillSwitchError::io(&self.dir.join(generation::FILE_NAME), e))?;
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let state = ScopeState {
             scope: scope.to_string(),
@@ -413,31 +488,34 @@ impl KillSwitch {
             .map_err(|e| KillSwitchError::io(&self.state_path(scope), e.into()))?;
         write_atomic(&self.state_path(scope), text.as_bytes(), Durability::Synced)
             .map_err(|e| KillSwitchError::io(&e.path, e.source))?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|(s, _)| s != scope);
-        }
+        // The state is durable; only now may checks learn of it, and only after they can does
+        // the caller hear that it is done.
+        generation.bump();
         Ok(state)
     }
 
-    /// Forgets what was read: the next [`KillSwitch::is_engaged`] reads the files.
-    pub fn refresh(&self) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.clear();
-        }
-    }
-
     /// The engaged kill switch covering a run or job, if any: global first, then the run's,
-    /// then the job's. Unreadable state files count as engaged. Meant for every engine event:
-    /// within the refresh interval it only reads memory, and it allocates only when engaged.
+    /// then the job's. Unreadable state files count as engaged. Exact, like
+    /// [`KillSwitch::engaged_now`] (which it is, for one run).
     pub fn is_engaged(&self, run_id: Option<&str>, job_id: Option<&str>) -> Option<Engagement> {
-        self.is_engaged_any(run_id.as_slice(), job_id)
+        self.engaged_now(run_id.as_slice(), job_id)
     }
 
     /// [`KillSwitch::is_engaged`] for several run scopes at once (a backtest run started by a
     /// workflow run is covered by both runs' kill switches).
     pub fn is_engaged_any(&self, run_ids: &[&str], job_id: Option<&str>) -> Option<Engagement> {
-        let mut cache = match self.cache.lock() {
-            Ok(cache) => cache,
+        self.engaged_now(run_ids, job_id)
+    }
+
+    /// The engaged kill switch covering these runs or this job: the check right before an
+    /// order is accepted. Once [`KillSwitch::engage`] has returned in any process on the data
+    /// dir, this sees it. Costs a lock and one atomic load while nothing changed; after a
+    /// change, one `stat` per scope (a missing file is one failed `stat`) and a small JSON
+    /// parse per changed file. Where the generation counter cannot be mapped, every call
+    /// costs what a change costs.
+    pub fn engaged_now(&self, run_ids: &[&str], job_id: Option<&str>) -> Option<Engagement> {
+        let mut shared = match self.shared.lock() {
+            Ok(shared) => shared,
             // A panic elsewhere while holding the lock: stop trading rather than guess.
             Err(_) => {
                 return Some(Engagement {
@@ -450,41 +528,58 @@ impl KillSwitch {
                 });
             }
         };
-        let now = Instant::now();
-        if let Some(e) = self.lookup(&mut cache, ScopeRef::Global, now) {
-            return Some(e);
+        let shared = shared.get_or_insert_with(|| Shared {
+            tracker: Tracker::new(&self.dir, SHARED_REVALIDATE_EVERY),
+            answers: Vec::new(),
+        });
+        if !shared.tracker.unchanged() || shared.answers.len() > SHARED_ANSWERS_MAX {
+            shared.tracker.before_reading();
+            shared.answers.clear();
         }
-        for id in run_ids {
-            if let Some(e) = self.lookup(&mut cache, ScopeRef::Run(id), now) {
-                return Some(e);
-            }
-        }
-        if let Some(id) = job_id
-            && let Some(e) = self.lookup(&mut cache, ScopeRef::Job(id), now)
-        {
-            return Some(e);
-        }
-        None
-    }
-
-    /// The engaged kill switch covering these runs or this job, read from the files NOW (no
-    /// cache): the check right before an order is accepted. Once [`KillSwitch::engage`] has
-    /// returned in any process on the data dir, this sees it. Costs one `open` per scope (a
-    /// missing file is one failed `open`) and a small JSON parse per existing file.
-    pub fn engaged_now(&self, run_ids: &[&str], job_id: Option<&str>) -> Option<Engagement> {
         let scopes = std::iter::once(ScopeRef::Global)
             .chain(run_ids.iter().map(|id| ScopeRef::Run(id)))
             .chain(job_id.map(ScopeRef::Job));
         for wanted in scopes {
+            if let Some((_, known)) = shared.answers.iter().find(|(s, _)| wanted.is(s)) {
+                if known.is_some() {
+                    return known.clone();
+                }
+                continue;
+            }
             let Ok(scope) = wanted.owned().validated() else {
                 // An id that cannot name a file cannot have been engaged on its own.
                 continue;
             };
-            if let Some(e) = self.engagement_of(&scope) {
-                return Some(e);
+            let engagement = self.engagement_of(&scope);
+            shared.answers.push((scope, engagement.clone()));
+            if engagement.is_some() {
+                return engagement;
             }
         }
         None
+    }
+
+    /// A lock-free, exact check of the global scope, these runs' and this job's, for one
+    /// thread (the engine's gate): see [`Watch`].
+    pub fn watch<'a>(
+        self,
+        run_ids: impl IntoIterator<Item = &'a str>,
+        job_id: Option<&str>,
+    ) -> Watch {
+        let tracker = Tracker::new(&self.dir, REVALIDATE_EVERY);
+        let mut watch = Watch {
+            kill_switch: self,
+            scopes: vec![Scope::Global],
+            tracker,
+            current: None,
+        };
+        for id in run_ids {
+            watch.cover(ScopeRef::Run(id));
+        }
+        if let Some(id) = job_id {
+            watch.cover(ScopeRef::Job(id));
+        }
+        watch
     }
 
     /// What a scope's state file says now, unreadable counting as engaged. One `stat` when the
@@ -529,49 +624,6 @@ impl KillSwitch {
                 unreadable: true,
             }),
         }
-    }
-
-    fn lookup(
-        &self,
-        cache: &mut Vec<(Scope, Cached)>,
-        wanted: ScopeRef<'_>,
-        now: Instant,
-    ) -> Option<Engagement> {
-        let slot = cache.iter().position(|(s, _)| wanted.is(s));
-        if let Some(i) = slot
-            && now.duration_since(cache[i].1.checked) < self.refresh
-        {
-            return cache[i].1.engagement.clone();
-        }
-        let scope = match slot {
-            Some(i) => cache[i].0.clone(),
-            None => match wanted.owned().validated() {
-                Ok(scope) => scope,
-                // An id that cannot name a file cannot have been engaged on its own.
-                Err(_) => return None,
-            },
-        };
-        let path = self.state_path(&scope);
-        let stamp = std::fs::metadata(&path)
-            .ok()
-            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
-        if let Some(i) = slot
-            && cache[i].1.stamp == stamp
-        {
-            cache[i].1.checked = now;
-            return cache[i].1.engagement.clone();
-        }
-        let engagement = self.engagement_of(&scope);
-        let cached = Cached {
-            checked: now,
-            stamp,
-            engagement: engagement.clone(),
-        };
-        match slot {
-            Some(i) => cache[i].1 = cached,
-            None => cache.push((scope, cached)),
-        }
-        engagement
     }
 
     /// A scope's state file, `None` if it does not exist.
@@ -639,6 +691,79 @@ impl KillSwitch {
     }
 }
 
+/// The kill switch of one run (or job) as the engine's hot loop asks it: every check is one
+/// atomic load of the shared generation counter while nothing changed (no system call, no lock,
+/// no clock), and re-reads the covered scopes' state files when it moved. Exact: a check that
+/// starts after an `engage` returned, in any process on the host, sees it.
+#[derive(Debug)]
+pub struct Watch {
+    kill_switch: KillSwitch,
+    /// Global first, then runs, then the job: the order [`KillSwitch::engaged_now`] answers in.
+    scopes: Vec<Scope>,
+    tracker: Tracker,
+    current: Option<Engagement>,
+}
+
+impl Watch {
+    /// Also covers run `id` (say the workflow run that started this one).
+    pub fn cover_run(&mut self, id: &str) {
+        self.cover(ScopeRef::Run(id));
+    }
+
+    fn cover(&mut self, wanted: ScopeRef<'_>) {
+        // An id that cannot name a file cannot have been engaged on its own.
+        if let Ok(scope) = wanted.owned().validated()
+            && !self.scopes.contains(&scope)
+        {
+            self.scopes.push(scope);
+            // Read at the next check.
+            self.tracker.seen = None;
+        }
+    }
+
+    /// Looks: `true` when the state files were read again (the engagement may have changed),
+    /// `false` when nothing changed since the last look.
+    #[inline]
+    pub fn poll(&mut self) -> bool {
+        if self.tracker.unchanged() {
+            return false;
+        }
+        self.reread();
+        true
+    }
+
+    #[cold]
+    fn reread(&mut self) {
+        self.tracker.before_reading();
+        self.current = self
+            .scopes
+            .iter()
+            .find_map(|scope| self.kill_switch.engagement_of(scope));
+    }
+
+    /// The engagement found by the last [`Watch::poll`] (`None` before the first).
+    pub fn engagement(&self) -> Option<&Engagement> {
+        self.current.as_ref()
+    }
+
+    /// [`Watch::poll`], then [`Watch::engagement`].
+    pub fn check(&mut self) -> Option<&Engagement> {
+        self.poll();
+        self.current.as_ref()
+    }
+
+    /// The kill switch watched (to engage or release through it).
+    pub fn kill_switch(&self) -> &KillSwitch {
+        &self.kill_switch
+    }
+
+    /// Whether checks read the shared generation counter (`false`: the counter file cannot be
+    /// mapped, say a read-only folder, and every check reads the state files).
+    pub fn is_mapped(&self) -> bool {
+        self.tracker.generation.is_some()
+    }
+}
+
 fn append_line(path: &Path, line: &str) -> Result<(), KillSwitchError> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -660,9 +785,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path) -> KillSwitch {
-        KillSwitch::open(dir)
-            .unwrap()
-            .with_refresh_interval(Duration::ZERO)
+        KillSwitch::open(dir).unwrap()
     }
 
     #[test]
@@ -782,40 +905,141 @@ mod tests {
     }
 
     #[test]
-    fn another_process_engaging_is_seen_after_refresh() {
+    fn another_instance_engaging_is_seen_by_the_very_next_check() {
         let tmp = tempfile::tempdir().unwrap();
-        let watcher = KillSwitch::open(tmp.path())
-            .unwrap()
-            .with_refresh_interval(Duration::from_secs(3600));
-        assert_eq!(watcher.is_engaged(None, None), None);
-        open(tmp.path())
-            .engage(&Scope::Global, "stop", "ops", false)
+        let watcher = open(tmp.path());
+        let mut watch = open(tmp.path()).watch(["r1"], None);
+        assert!(watch.is_mapped());
+        assert_eq!(watcher.is_engaged(Some("r1"), None), None);
+        assert_eq!(watch.check(), None);
+        assert!(!watch.poll(), "nothing changed: no file read");
+        let operator = open(tmp.path());
+        for round in 0..50 {
+            operator
+                .engage(&Scope::Global, &format!("stop {round}"), "ops", false)
+                .unwrap();
+            // No refresh, no wait: the first check after `engage` returned sees it.
+            assert_eq!(
+                watcher.is_engaged(Some("r1"), None).unwrap().reason,
+                format!("stop {round}")
+            );
+            assert!(watch.poll(), "round {round}: the generation moved");
+            assert_eq!(watch.engagement().unwrap().reason, format!("stop {round}"));
+            assert!(!watch.poll());
+            operator.release(&Scope::Global, "go", "ops").unwrap();
+            assert_eq!(watcher.is_engaged(Some("r1"), None), None, "round {round}");
+            assert_eq!(watch.check(), None, "round {round}");
+        }
+        operator
+            .engage(&Scope::run("r1").unwrap(), "run stop", "ops", true)
             .unwrap();
+        let e = watch.check().unwrap();
         assert_eq!(
-            watcher.is_engaged(None, None),
-            None,
-            "cached within the interval"
+            (e.scope.clone(), e.flatten),
+            (Scope::Run("r1".into()), true)
         );
-        watcher.refresh();
-        assert!(watcher.is_engaged(None, None).is_some());
+        assert_eq!(
+            watcher.is_engaged(Some("r2"), None),
+            None,
+            "another run is not covered"
+        );
     }
 
     #[test]
-    fn engaged_now_ignores_the_cache_and_covers_every_run_scope() {
+    fn a_watch_covers_parent_runs_and_the_job_and_fails_safe() {
         let tmp = tempfile::tempdir().unwrap();
-        let watcher = KillSwitch::open(tmp.path())
-            .unwrap()
-            .with_refresh_interval(Duration::from_secs(3600));
+        let mut watch = open(tmp.path()).watch(["r1"], Some("j1"));
+        watch.cover_run("wf1");
+        watch.cover_run("../not-an-id");
+        let other = open(tmp.path());
+        assert_eq!(watch.check(), None);
+        other
+            .engage(&Scope::run("wf1").unwrap(), "workflow stop", "ops", true)
+            .unwrap();
+        assert_eq!(watch.check().unwrap().scope, Scope::Run("wf1".into()));
+        other
+            .release(&Scope::run("wf1").unwrap(), "ok", "ops")
+            .unwrap();
+        other
+            .engage(&Scope::job("j1").unwrap(), "job stop", "ops", false)
+            .unwrap();
+        assert_eq!(watch.check().unwrap().scope, Scope::Job("j1".into()));
+        other
+            .release(&Scope::job("j1").unwrap(), "ok", "ops")
+            .unwrap();
+        assert_eq!(watch.check(), None);
+        // A corrupt file written by hand (no engage, so no bump) is seen at the next look
+        // without a change announced (within REVALIDATE_EVERY checks), and counts as engaged.
+        std::fs::write(other.state_path(&Scope::Global), "not json").unwrap();
+        (0..=REVALIDATE_EVERY)
+            .find(|_| watch.poll())
+            .expect("looked within REVALIDATE_EVERY checks");
+        assert!(watch.engagement().unwrap().unreadable);
+        // And at once after any announced change.
+        other.release(&Scope::Global, "repaired", "ops").unwrap();
+        assert_eq!(watch.check(), None);
+        std::fs::write(other.state_path(&Scope::Global), "not json").unwrap();
+        other
+            .release(&Scope::run("zz").unwrap(), "unrelated", "ops")
+            .unwrap();
+        assert!(watch.check().unwrap().unreadable);
+    }
+
+    /// The data dir the child process of
+    /// [`an_engage_in_another_process_is_seen_by_the_next_check`] engages.
+    const CHILD_DIR_ENV: &str = "TRADELOOM_KILL_SWITCH_TEST_CHILD_DIR";
+
+    /// Run only as the child of the test below (`--ignored --exact`): engages the global kill
+    /// switch of the data dir it is given, then exits.
+    #[test]
+    #[ignore = "the child process of an_engage_in_another_process_is_seen_by_the_next_check"]
+    fn child_engages_the_global_kill_switch() {
+        let dir = std::env::var_os(CHILD_DIR_ENV).expect("run by the parent test");
+        open(Path::new(&dir))
+            .engage(&Scope::Global, "from another process", "child", false)
+            .unwrap();
+    }
+
+    #[test]
+    fn an_engage_in_another_process_is_seen_by_the_next_check() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut watch = open(tmp.path()).watch(["r1"], None);
+        let shared = open(tmp.path());
+        for _ in 0..1000 {
+            assert_eq!(watch.check(), None);
+            assert_eq!(shared.engaged_now(&["r1"], None), None);
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "kill_switch::tests::child_engages_the_global_kill_switch",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DIR_ENV, tmp.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child engaged");
+        // The child's engage returned before it exited: the very next check sees it.
+        assert!(watch.poll(), "the generation moved");
+        assert_eq!(watch.engagement().unwrap().reason, "from another process");
+        assert_eq!(
+            shared.engaged_now(&["r1"], None).unwrap().by,
+            "child",
+            "the shared check too"
+        );
+    }
+
+    #[test]
+    fn engaged_now_covers_every_run_scope() {
+        let tmp = tempfile::tempdir().unwrap();
+        let watcher = open(tmp.path());
         assert_eq!(watcher.is_engaged_any(&["wf1", "r1"], Some("j1")), None);
         let other = open(tmp.path());
         other
             .engage(&Scope::run("wf1").unwrap(), "workflow stop", "ops", true)
             .unwrap();
-        assert_eq!(
-            watcher.is_engaged_any(&["wf1", "r1"], Some("j1")),
-            None,
-            "the cached check still trusts what it read"
-        );
         let e = watcher.engaged_now(&["r1", "wf1"], Some("j1")).unwrap();
         assert_eq!(e.scope, Scope::Run("wf1".into()));
         assert!(e.flatten);
@@ -831,8 +1055,38 @@ mod tests {
             .release(&Scope::job("j1").unwrap(), "ok", "ops")
             .unwrap();
         assert_eq!(watcher.engaged_now(&["r1"], Some("j1")), None);
-        std::fs::write(other.state_path(&Scope::Global), "not json").unwrap();
-        assert!(watcher.engaged_now(&[], None).unwrap().unreadable);
+    }
+
+    #[test]
+    fn a_deleted_generation_file_is_noticed_and_engage_recreates_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut watch = open(tmp.path()).watch(["r1"], None);
+        let shared = open(tmp.path());
+        assert_eq!(watch.check(), None);
+        assert_eq!(shared.is_engaged(Some("r1"), None), None);
+        // Deleted (say by hand) while both map it: a new engage creates and bumps a new file
+        // that their old mappings do not see…
+        std::fs::remove_dir_all(tmp.path().join("killswitch")).unwrap();
+        open(tmp.path())
+            .engage(&Scope::Global, "after the wipe", "ops", false)
+            .unwrap();
+        // …until their next revalidation `stat` (every REVALIDATE_EVERY checks; 64 for the
+        // shared check), after which they map the new file and read the state.
+        let polls = (0..=REVALIDATE_EVERY)
+            .position(|_| watch.poll())
+            .expect("noticed within REVALIDATE_EVERY checks");
+        assert!(polls < REVALIDATE_EVERY as usize);
+        assert_eq!(watch.engagement().unwrap().reason, "after the wipe");
+        let noticed = (0..=SHARED_REVALIDATE_EVERY)
+            .find_map(|_| shared.is_engaged(Some("r1"), None))
+            .expect("noticed within SHARED_REVALIDATE_EVERY checks");
+        assert_eq!(noticed.reason, "after the wipe");
+        // From then on, at once again.
+        open(tmp.path())
+            .release(&Scope::Global, "ok", "ops")
+            .unwrap();
+        assert_eq!(watch.check(), None);
+        assert_eq!(shared.is_engaged(Some("r1"), None), None);
     }
 
     #[test]

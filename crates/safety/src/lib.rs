@@ -14,6 +14,6 @@ pub mod owner;
 
 pub use atomic_file::{Durability, WriteError, write_atomic};
 pub use kill_switch::{
-    DEFAULT_REFRESH, Engagement, KillSwitch, KillSwitchError, Scope, ScopeState, Status,
+    Engagement, KillSwitch, KillSwitchError, REVALIDATE_EVERY, Scope, ScopeState, Status, Watch,
 };
 pub use owner::{Liveness, ProcessOwner};

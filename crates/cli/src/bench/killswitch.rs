@@ -3,9 +3,9 @@
 //! `engage` returned (exit 1 if any was). Workloads in [`tradeloom_runs::bench`].
 //!
 //! * overhead: engine bars/s over synthetic 1-minute bars traded by `sma_cross` 20/50, without
-//!   a gate and with the data dir's kill switch as the gate (a cached check every bar, a `stat`
-//!   of each scope's file before each order, a read when it changed); the median of several
-//!   passes each;
+//!   a gate and with the data dir's kill switch as the gate (every bar and before each order,
+//!   one atomic load of the shared generation counter; the state files read when it moved); the
+//!   median of several passes each;
 //! * engage → last accepted order: a long backtest on one thread (`sma_cross` 2/3, an order
 //!   every few bars), `KillSwitch::engage` on another at a random point; the time between the
 //!   last accepted order and `engage` returning; the orders let through by a check that began
