@@ -4,56 +4,17 @@
 //! * engine alone: synthetic 1-minute bars in memory, `sma_cross` trading, a sink that discards
 //!   (bars/s and ns/bar; the median of three passes);
 //! * the same with the live run counters of `/metrics` (`tradeloom_runs::live`: a counting sink
-//!   and bars added per 4,096-bar chunk, as the runner does), and their overhead in percent;
-//! * end to end: `tradeloom run` as a child process on the same bars written to CSV and to
-//!   Parquet, artifacts included (wall seconds, and the child's own peak RSS from /proc).
+//!   and bars added per 4,096-bar chunk, as the runner does), and their overhead in percent.
+//!
+//! `tradeloom run` end to end (from CSV and Parquet, beside the peers) is `tradeloom bench run`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use serde_json::json;
 use tradeloom_core::Bar;
-use tradeloom_data::{synth_bars, write_synth};
-use tradeloom_runs::bench::{
-    BASE_BARS, FAST, SLOW, engine_row, engine_table, synth_spec, write_bench_spec,
-};
-
-/// Runs `tradeloom run` as a child and returns (wall seconds, peak RSS bytes, fills).
-fn run_child(spec: &Path, data_dir: &Path) -> Result<(f64, Option<u64>, u64)> {
-    let exe = std::env::current_exe().context("locating the tradeloom binary")?;
-    let started = Instant::now();
-    let output = Command::new(exe)
-        .arg("run")
-        .arg(spec)
-        .arg("--json")
-        .arg("--quiet")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .context("starting tradeloom run")?;
-    let wall = started.elapsed().as_secs_f64();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "tradeloom run {} failed: {}{}",
-            spec.display(),
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let last = stdout.lines().last().unwrap_or("{}");
-    let value: serde_json::Value = serde_json::from_str(last).context("parsing run --json")?;
-    let rss = value
-        .get("peak_rss_bytes")
-        .and_then(serde_json::Value::as_u64);
-    let fills = value
-        .pointer("/metrics/fills")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0);
-    Ok((wall, rss, fills))
-}
+use tradeloom_data::synth_bars;
+use tradeloom_runs::bench::{BASE_BARS, FAST, SLOW, engine_row, engine_table, synth_spec};
 
 /// The flags of `tradeloom bench engine`.
 #[derive(clap::Args)]
@@ -61,32 +22,17 @@ pub struct Args {
     /// Bars per measurement (repeat the flag for several sizes).
     #[arg(long = "bars", default_values_t = [1_000_000u64])]
     pub bars: Vec<u64>,
-    /// Skip the end-to-end runs (engine only).
+    /// Accepted for compatibility: this benchmark measures the engine alone (`tradeloom run` end
+    /// to end is `tradeloom bench run`).
     #[arg(long)]
     pub engine_only: bool,
-    /// Where to write the synthetic files (default: a temporary folder).
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
 
 /// `tradeloom bench engine`.
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let (sizes, engine_only, json) = (&args.bars, args.engine_only, args.json);
-    let work_dir = args.work_dir.as_deref();
-    let temp;
-    let work = match work_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            dir.to_path_buf()
-        }
-        None => {
-            temp = std::env::temp_dir().join(format!("tradeloom-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&temp)?;
-            temp
-        }
-    };
+    let (sizes, json) = (&args.bars, args.json);
     let base_n = sizes.iter().copied().max().unwrap_or(0).min(BASE_BARS);
     eprintln!("generating {base_n} synthetic 1-minute bars in memory…");
     let base: Vec<Bar> = synth_bars(&synth_spec(base_n)).collect();
@@ -95,23 +41,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         eprintln!(
             "engine alone, {n} bars (3 passes without and 3 with live counters, alternating)…"
         );
-        let mut row = engine_row(&base, n)?;
-        if !engine_only {
-            for (format, ext) in [("csv", "csv"), ("parquet", "parquet")] {
-                let data = work.join(format!("syn_{n}.{ext}"));
-                if !data.is_file() {
-                    eprintln!("writing {}…", data.display());
-                    write_synth(&synth_spec(n), &data)?;
-                }
-                let spec = write_bench_spec(&work, &data, &format!("{format}_{n}"))?;
-                eprintln!("tradeloom run from {format}, {n} bars…");
-                let (wall, rss, fills) = run_child(&spec, &work.join("data"))?;
-                row[format!("run_{format}_seconds")] = json!(wall);
-                row[format!("run_{format}_peak_rss_bytes")] = json!(rss);
-                row[format!("run_{format}_fills")] = json!(fills);
-            }
-        }
-        results.push(row);
+        results.push(engine_row(&base, n)?);
     }
     if json {
         println!(
@@ -120,9 +50,6 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         );
     } else {
         print!("{}", engine_table(&results));
-    }
-    if work_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&work);
     }
     Ok(ExitCode::SUCCESS)
 }
