@@ -169,12 +169,11 @@ fn writer_thread(rx: &Receiver<Job>, shared: &Shared) {
                 take(&mut slots, file);
                 if let Some(slot) = slots[file].as_mut()
                     && slot.error.is_none()
+                    && let Err(e) = write_chunk(slot, &bytes)
                 {
-                    if let Err(e) = write_chunk(slot, &bytes) {
-                        let error = (e.kind(), e.to_string());
-                        lock(&shared.errors)[file] = Some(error.clone());
-                        slot.error = Some(error);
-                    }
+                    let error = (e.kind(), e.to_string());
+                    lock(&shared.errors)[file] = Some(error.clone());
+                    slot.error = Some(error);
                 }
                 let mut bytes = bytes;
                 bytes.clear();
