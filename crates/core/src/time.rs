@@ -103,8 +103,16 @@ impl fmt::Display for UnixNanos {
 }
 
 impl Serialize for UnixNanos {
+    /// The [`fmt::Display`] text, written by [`write_rfc3339`] (the same bytes, without the
+    /// formatting machinery: journals serialise a timestamp per event).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let mut text = Vec::with_capacity(32);
+        write_rfc3339(&mut text, *self);
+        match std::str::from_utf8(&text) {
+            Ok(text) => serializer.serialize_str(text),
+            // Invariant: write_rfc3339 writes ASCII only.
+            Err(_) => serializer.collect_str(self),
+        }
     }
 }
 
@@ -238,6 +246,28 @@ pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialised_timestamps_are_their_display_text() {
+        for ts in [
+            0,
+            1_704_067_200_000_000_000,
+            1_704_067_200_250_000_000,
+            1_704_067_200_000_250_000,
+            1_704_067_200_000_000_250,
+            -86_400_000_000_001,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let ts = UnixNanos(ts);
+            assert_eq!(
+                serde_json::to_string(&ts).unwrap(),
+                format!("\"{ts}\""),
+                "{}",
+                ts.0
+            );
+        }
+    }
 
     #[test]
     fn round_trips_dates() {

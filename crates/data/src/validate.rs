@@ -9,6 +9,11 @@ use crate::error::RowError;
 /// informational, and real files carry float artifacts such as `397787.41249925003`).
 pub fn parse_volume(text: &[u8]) -> Result<i64, RowError> {
     use tradeloom_core::fixed::{DecimalError, parse_decimal_i128, round_raw};
+    // Most files hold whole volumes: up to 9 digits need no 128-bit arithmetic.
+    if !text.is_empty() && text.len() <= 9 && text.iter().all(u8::is_ascii_digit) {
+        let whole = text.iter().fold(0i64, |v, &c| v * 10 + i64::from(c - b'0'));
+        return Ok(whole * 1_000_000_000);
+    }
     let parsed = parse_decimal_i128(text, 18).map_err(|e| match e {
         DecimalError::Empty => RowError::Missing("volume".to_string()),
         source => RowError::Decimal {
@@ -90,5 +95,27 @@ impl Validator {
         }
         self.last = Some(bar.ts);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_and_fractional_volumes_parse_alike() {
+        for (text, raw) in [
+            ("0", 0),
+            ("1000", 1_000_000_000_000),
+            ("999999999", 999_999_999_000_000_000),
+            ("1000000000", 1_000_000_000_000_000_000),
+            ("1000.0", 1_000_000_000_000),
+            (" 12", 12_000_000_000),
+            ("397787.41249925003", 397_787_412_499_250),
+        ] {
+            assert_eq!(parse_volume(text.as_bytes()).unwrap(), raw, "{text}");
+        }
+        assert!(parse_volume(b"-1").is_err());
+        assert!(parse_volume(b"").is_err());
     }
 }

@@ -54,7 +54,6 @@ pub struct RunSink {
     fills: ArtifactWriter,
     trades: ArtifactWriter,
     equity: ArtifactWriter,
-    row: Vec<u8>,
     ts_writer: Rfc3339Writer,
     /// The last cash value written to equity.csv and its text (cash changes only on fills).
     cash_cache: (i128, Vec<u8>),
@@ -93,7 +92,6 @@ impl RunSink {
             fills,
             trades,
             equity,
-            row: Vec::with_capacity(256),
             ts_writer: Rfc3339Writer::default(),
             cash_cache: (i128::MIN, Vec::new()),
             error: None,
@@ -189,8 +187,7 @@ impl Sink for RunSink {
     }
 
     fn on_fill(&mut self, fill: &Fill, symbol: Symbol) {
-        let row = &mut self.row;
-        row.clear();
+        let row = self.fills.buffer();
         row.extend_from_slice(itoa::Buffer::new().format(fill.id).as_bytes());
         row.push(b',');
         row.extend_from_slice(fill.order_id.to_string().as_bytes());
@@ -209,14 +206,13 @@ impl Sink for RunSink {
         row.push(b',');
         row.extend_from_slice(fill.liquidity.as_str().as_bytes());
         row.push(b'\n');
-        let r = self.fills.write_all(&self.row);
+        let r = self.fills.commit();
         self.keep("fills.csv", r);
     }
 
     fn on_order_closed(&mut self, record: &OrderRecord<'_>) {
         let o = record.order;
-        let row = &mut self.row;
-        row.clear();
+        let row = self.orders.buffer();
         row.extend_from_slice(o.id.to_string().as_bytes());
         row.push(b',');
         row.extend_from_slice(record.symbol.as_str().as_bytes());
@@ -255,7 +251,7 @@ impl Sink for RunSink {
             text(row, reason);
         }
         row.push(b'\n');
-        let r = self.orders.write_all(&self.row);
+        let r = self.orders.commit();
         self.keep("orders.csv", r);
     }
 
@@ -270,8 +266,7 @@ impl Sink for RunSink {
 
     #[inline]
     fn on_equity(&mut self, point: &EquityPoint) {
-        let row = &mut self.row;
-        row.clear();
+        let row = self.equity.buffer();
         self.ts_writer.write(row, point.ts);
         row.push(b',');
         if self.cash_cache.0 != point.cash.raw() {
@@ -291,7 +286,7 @@ impl Sink for RunSink {
         // value back from equity.csv and converts it the same way, so both give the same bytes.
         self.sampler
             .push(point.ts, point.equity.as_f64(), point.drawdown_pct);
-        let r = self.equity.write_all(&self.row);
+        let r = self.equity.commit();
         self.keep("equity.csv", r);
     }
 }

@@ -1,11 +1,13 @@
 //! Workloads of `tradeloom bench engine` and `tradeloom bench killswitch`: the engine over
 //! synthetic 1-minute bars traded by `sma_cross`, timed without and with what a run adds (the
 //! live counters of `/metrics`, the kill switch gate), and the race between `engage` and a
-//! running engine. They measure and report; deciding what is good is the caller's.
+//! running engine; and of `tradeloom bench run`: whole `tradeloom run` processes beside the
+//! peers' (module [`run`]). They measure and report; deciding what is good is the caller's.
 
 mod engine;
 mod kill_switch;
 pub mod peer;
+pub mod run;
 
 use tradeloom_core::{Bar, Currency, Decimal, Instrument, InstrumentId, Money, Symbol, UnixNanos};
 use tradeloom_data::{SynthSpec, synth_bars};

@@ -1,12 +1,15 @@
 //! `journal.jsonl`: append-only, one JSON object per line, numbered from 1 (`seq`), with event
 //! times only.
 //!
-//! A line is handed to the writer in one piece, and a failed write (a full disk, a file size
-//! limit) closes the journal: what the writer had not flushed is dropped and the file is cut back
-//! to its last complete line, so the journal never ends in a partial line. Later appends fail.
+//! Lines are serialised straight into the artifact's buffer, and chunks of whole lines are
+//! hashed and written by the run's writer thread ([`crate::hashing`]). A failed write (a full
+//! disk, a file size limit) closes the journal: the writer thread drops every later chunk and cuts
+//! the file back to its last complete line, so the journal never ends in a partial line; the
+//! next append that hands a chunk over (and the end of the run) reports the error, and every
+//! append after it fails.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use serde::Serialize;
 
@@ -14,11 +17,8 @@ use crate::hashing::ArtifactWriter;
 
 /// Writes journal lines.
 pub struct Journal {
-    /// `None` once a write failed (the journal is closed).
-    out: Option<ArtifactWriter>,
+    out: ArtifactWriter,
     seq: u64,
-    event: Vec<u8>,
-    line: Vec<u8>,
     /// Why the journal was closed, repeated by later appends.
     closed: Option<(io::ErrorKind, String)>,
 }
@@ -26,66 +26,60 @@ pub struct Journal {
 impl Journal {
     pub fn new(out: ArtifactWriter) -> Self {
         Self {
-            out: Some(out),
+            out,
             seq: 0,
-            event: Vec::with_capacity(512),
-            line: Vec::with_capacity(512),
             closed: None,
         }
     }
 
     /// Appends one event (any value that serialises to a JSON object) as
-    /// `{"seq":N,<the event's fields>}`. On a write error the journal is closed (see the module
-    /// documentation) and this and every later append return the error.
+    /// `{"seq":N,<the event's fields>}`. Once a write failed the journal is closed (see the
+    /// module documentation) and this and every later append return the error.
     pub fn append<T: Serialize>(&mut self, event: &T) -> io::Result<()> {
         if let Some((kind, message)) = &self.closed {
             return Err(io::Error::new(*kind, message.clone()));
         }
-        self.event.clear();
-        serde_json::to_writer(&mut self.event, event).map_err(io::Error::other)?;
-        if self.event.first() != Some(&b'{') {
-            return Err(io::Error::other("journal events must be JSON objects"));
-        }
         let seq = self.seq + 1;
-        let mut num = itoa::Buffer::new();
-        self.line.clear();
-        self.line.extend_from_slice(b"{\"seq\":");
-        self.line.extend_from_slice(num.format(seq).as_bytes());
-        if self.event.len() > 2 {
-            self.line.push(b',');
-        }
-        self.line.extend_from_slice(&self.event[1..]);
-        self.line.push(b'\n');
-        let result = match self.out.as_mut() {
-            Some(out) => out.write_all(&self.line),
-            None => Err(io::Error::other("journal.jsonl is closed")),
-        };
-        match result {
+        let buf = self.out.buffer();
+        let start = buf.len();
+        buf.extend_from_slice(b"{\"seq\":");
+        buf.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        let body = buf.len();
+        let serialised = serde_json::to_writer(&mut *buf, event);
+        // The event's own `{` becomes the comma after `seq` (or goes, for an empty object).
+        let object = buf.get(body) == Some(&b'{') && buf.last() == Some(&b'}');
+        match serialised {
+            Ok(()) if object => {
+                if buf.len() - body == 2 {
+                    buf.truncate(body);
+                    buf.push(b'}');
+                } else {
+                    buf[body] = b',';
+                }
+                buf.push(b'\n');
+            }
             Ok(()) => {
-                self.seq = seq;
-                Ok(())
+                buf.truncate(start);
+                return Err(io::Error::other("journal events must be JSON objects"));
             }
-            Err(e) => Err(self.close_after(e)),
+            Err(e) => {
+                buf.truncate(start);
+                return Err(io::Error::other(e));
+            }
         }
+        self.seq = seq;
+        self.out.commit().map_err(|e| self.close_after(e))
     }
 
-    /// Closes the journal after `error`: drops the unflushed bytes and cuts the file back to
-    /// its last complete line. Returns the error to report.
+    /// Closes the journal after `error` (the writer thread has cut the file back to its last
+    /// complete line). Returns the error to report.
     fn close_after(&mut self, error: io::Error) -> io::Error {
-        let mut message = error.to_string();
-        if let Some(out) = self.out.take() {
-            // `into_parts` hands back the writer without flushing what it still buffers.
-            let (hashing, _unwritten) = out.into_parts();
-            let (_, _, mut file) = hashing.finish();
-            if let Err(cut) = cut_to_last_line(&mut file) {
-                message = format!("{message} (and cutting the partial last line failed: {cut})");
-            }
-        }
-        self.closed = Some((error.kind(), message.clone()));
-        io::Error::new(error.kind(), message)
+        let (kind, message) = (error.kind(), error.to_string());
+        self.closed = Some((kind, message.clone()));
+        io::Error::new(kind, message)
     }
 
-    /// Lines written (the `seq` of the last one).
+    /// Lines appended (the `seq` of the last one).
     pub fn len(&self) -> u64 {
         self.seq
     }
@@ -94,12 +88,12 @@ impl Journal {
         self.seq == 0
     }
 
-    /// The writer, to be flushed and hashed; an error if a write failed and closed the journal.
+    /// The writer, to be finished (flushed, hashed, synced); an error if a write failed and
+    /// closed the journal.
     pub fn into_inner(self) -> io::Result<ArtifactWriter> {
-        match (self.out, self.closed) {
-            (Some(out), _) => Ok(out),
-            (None, Some((kind, message))) => Err(io::Error::new(kind, message)),
-            (None, None) => Err(io::Error::other("journal.jsonl is closed")),
+        match self.closed {
+            None => Ok(self.out),
+            Some((kind, message)) => Err(io::Error::new(kind, message)),
         }
     }
 }
@@ -177,14 +171,21 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_failed_write_closes_the_journal() {
-        let out = create_artifact(std::path::Path::new("/dev/full")).unwrap();
+        let out = crate::hashing::ArtifactPipe::spawn()
+            .unwrap()
+            .create_lines(std::path::Path::new("/dev/full"))
+            .unwrap();
         let mut j = Journal::new(out);
-        let big = "z".repeat(300 * 1024); // more than the writer buffers, so it reaches the file
-        let err = j
-            .append(&serde_json::json!({"event": "a", "big": big}))
-            .unwrap_err();
+        let big = "z".repeat(10 * 1024);
+        let mut failed = None;
+        for i in 0..10_000 {
+            if let Err(e) = j.append(&serde_json::json!({"event": "a", "i": i, "big": big})) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let err = failed.expect("an append after the failed chunk reports it");
         assert!(err.to_string().contains("No space left"), "{err}");
-        assert_eq!(j.len(), 0, "the failed line is not counted");
         let again = j.append(&serde_json::json!({"event": "b"})).unwrap_err();
         assert!(again.to_string().contains("No space left"), "{again}");
         assert!(j.into_inner().is_err());

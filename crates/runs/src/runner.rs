@@ -25,7 +25,7 @@ use tradeloom_safety::KillSwitch;
 use crate::artifacts::{RunSink, SinkFiles};
 use crate::error::RunError;
 use crate::folder::RunFolder;
-use crate::hashing::{create_artifact, finish_artifact, sha256_bytes, sha256_file};
+use crate::hashing::{ArtifactPipe, finish_artifact, sha256_bytes, sha256_file};
 use crate::kill_switch::RunGate;
 use crate::live::{CountingSink, LiveRun};
 use crate::metadata::{DataInfo, FileHash, Metadata, RunStatus, RunSummary, SpecInfo};
@@ -448,10 +448,17 @@ impl StartedRun {
     }
 }
 
+/// The run's artifacts, written and hashed on one writer thread of their own.
 fn open_sink(folder: &RunFolder) -> Result<RunSink, RunError> {
+    let pipe = ArtifactPipe::spawn().map_err(|e| RunError::io(&folder.dir, e))?;
     let create = |name: &str| {
         let path = folder.file(name);
-        create_artifact(&path).map_err(|e| RunError::io(path, e))
+        let created = if name == "journal.jsonl" {
+            pipe.create_lines(&path)
+        } else {
+            pipe.create(&path)
+        };
+        created.map_err(|e| RunError::io(path, e))
     };
     RunSink::new(
         create("journal.jsonl")?,

@@ -9,56 +9,20 @@
 //! * warm process: the engine with every check on over 200k and 1M bars beside vectorbt's
 //!   `Portfolio.from_signals` timed warm (numba compiled first) on the same bars
 //!   (`bench/peers/vectorbt_warm.py`), and the ratio; "not installed (…)" without the peers' venv;
-//! * end to end: `tradeloom run` as a child process on the same bars written to CSV and to
-//!   Parquet, artifacts included (wall seconds, and the child's own peak RSS from /proc).
+//!
+//! `tradeloom run` end to end (from CSV and Parquet, beside the peers) is `tradeloom bench run`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::json;
 use tradeloom_core::Bar;
 use tradeloom_data::{synth_bars, write_synth};
 use tradeloom_runs::bench::{
     BASE_BARS, FAST, SLOW, WARM_SIZES, engine_row, engine_table, synth_spec, vectorbt_warm,
-    warm_row, warm_table, write_bench_spec,
+    warm_row, warm_table,
 };
-
-/// Runs `tradeloom run` as a child and returns (wall seconds, peak RSS bytes, fills).
-fn run_child(spec: &Path, data_dir: &Path) -> Result<(f64, Option<u64>, u64)> {
-    let exe = std::env::current_exe().context("locating the tradeloom binary")?;
-    let started = Instant::now();
-    let output = Command::new(exe)
-        .arg("run")
-        .arg(spec)
-        .arg("--json")
-        .arg("--quiet")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .context("starting tradeloom run")?;
-    let wall = started.elapsed().as_secs_f64();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "tradeloom run {} failed: {}{}",
-            spec.display(),
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let last = stdout.lines().last().unwrap_or("{}");
-    let value: serde_json::Value = serde_json::from_str(last).context("parsing run --json")?;
-    let rss = value
-        .get("peak_rss_bytes")
-        .and_then(serde_json::Value::as_u64);
-    let fills = value
-        .pointer("/metrics/fills")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0);
-    Ok((wall, rss, fills))
-}
 
 /// The flags of `tradeloom bench engine`.
 #[derive(clap::Args)]
@@ -66,7 +30,8 @@ pub struct Args {
     /// Bars per measurement (repeat the flag for several sizes).
     #[arg(long = "bars", default_values_t = [1_000_000u64])]
     pub bars: Vec<u64>,
-    /// Skip the end-to-end runs (engine only).
+    /// Accepted for compatibility: this benchmark measures the engine alone (`tradeloom run` end
+    /// to end is `tradeloom bench run`).
     #[arg(long)]
     pub engine_only: bool,
     /// Skip the warm-process comparison with vectorbt.
@@ -112,7 +77,7 @@ fn warm_comparison(work: &Path, gate_dir: &Path, repeat: usize) -> Result<Vec<se
 
 /// `tradeloom bench engine`.
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let (sizes, engine_only, json) = (&args.bars, args.engine_only, args.json);
+    let (sizes, json) = (&args.bars, args.json);
     let work_dir = args.work_dir.as_deref();
     let temp;
     let work = match work_dir {
@@ -135,23 +100,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         eprintln!(
             "engine, {n} bars (5 passes alone and 5 with the kill switch gate and live counters, alternating)…"
         );
-        let mut row = engine_row(&base, n, &gate_dir)?;
-        if !engine_only {
-            for (format, ext) in [("csv", "csv"), ("parquet", "parquet")] {
-                let data = work.join(format!("syn_{n}.{ext}"));
-                if !data.is_file() {
-                    eprintln!("writing {}…", data.display());
-                    write_synth(&synth_spec(n), &data)?;
-                }
-                let spec = write_bench_spec(&work, &data, &format!("{format}_{n}"))?;
-                eprintln!("tradeloom run from {format}, {n} bars…");
-                let (wall, rss, fills) = run_child(&spec, &work.join("data"))?;
-                row[format!("run_{format}_seconds")] = json!(wall);
-                row[format!("run_{format}_peak_rss_bytes")] = json!(rss);
-                row[format!("run_{format}_fills")] = json!(fills);
-            }
-        }
-        results.push(row);
+        results.push(engine_row(&base, n, &gate_dir)?);
     }
     let warm = if args.no_peer {
         Vec::new()

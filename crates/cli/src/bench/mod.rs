@@ -5,6 +5,7 @@
 mod api;
 mod engine;
 mod killswitch;
+mod run;
 mod simulate;
 mod workflows;
 
@@ -19,9 +20,12 @@ pub enum BenchCommand {
     /// from `engage` returning back to the last accepted order (exit 1 if any order was
     /// accepted after it returned).
     Killswitch(killswitch::Args),
-    /// Engine throughput, and end-to-end `tradeloom run` time and peak memory from CSV and
-    /// Parquet, on synthetic 1-minute bars traded by sma_cross.
+    /// Engine throughput on synthetic 1-minute bars traded by sma_cross (the engine alone, and
+    /// with the live run counters).
     Engine(engine::Args),
+    /// `tradeloom run` end to end as a whole process (wall, CPU, peak RSS) from CSV and from
+    /// Parquet, and backtesting.py, NautilusTrader and vectorbt on the same bars and strategy.
+    Run(run::Args),
     /// Model-days per second of simulation jobs with mock-llm (SQLite, and PostgreSQL when a URL
     /// is given), and `GET /results?detail=minimal` throughput and latency under concurrency.
     Simulate(simulate::Args),
@@ -39,6 +43,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Killswitch(args) => killswitch::run(&args),
         BenchCommand::Engine(args) => engine::run(&args),
+        BenchCommand::Run(args) => run::run(&args),
         BenchCommand::Simulate(args) => simulate::run(&args),
         BenchCommand::Workflows(args) => workflows::run(&args),
         BenchCommand::Api(args) => api::run(&args),

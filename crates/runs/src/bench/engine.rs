@@ -178,15 +178,8 @@ pub fn engine_row(base: &[Bar], n: u64, gate_dir: &Path) -> Result<serde_json::V
     }))
 }
 
-/// The rows of `tradeloom bench engine` (see [`engine_row`], with the `run_*` figures when
-/// measured) as a titled table.
+/// The rows of `tradeloom bench engine` (see [`engine_row`]) as a titled table.
 pub fn engine_table(results: &[serde_json::Value]) -> String {
-    let mb = |v: &serde_json::Value| {
-        v.as_u64()
-            .map_or("–".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6))
-    };
-    let secs =
-        |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |s| format!("{s:.3} s"));
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
     let rows: Vec<Vec<String>> = results
         .iter()
@@ -202,16 +195,12 @@ pub fn engine_table(results: &[serde_json::Value]) -> String {
                 format!("{:+.1} %", f(&r["checks_overhead_pct"])),
                 format!("{:+.1} %", f(&r["checks_cpu_overhead_pct"])),
                 format!("{:.0}", f(&r["checks_ns_per_order"])),
-                secs(&r["run_csv_seconds"]),
-                mb(&r["run_csv_peak_rss_bytes"]),
-                secs(&r["run_parquet_seconds"]),
-                mb(&r["run_parquet_peak_rss_bytes"]),
                 r["engine_fills"].to_string(),
             ]
         })
         .collect();
     let mut out = format!(
-        "sma_cross (fast {FAST}, slow {SLOW}) on synthetic 1-minute bars; medians of {ENGINE_PASSES} passes; engine = alone; all checks = with the kill switch gate and the live /metrics run counters, as `tradeloom run` sets them up; CPU = this process's CPU time per bar; overhead per order = the extra wall time over the orders placed; run = `tradeloom run` wall time incl. process start and all artifacts\n"
+        "sma_cross (fast {FAST}, slow {SLOW}) on synthetic 1-minute bars; medians of {ENGINE_PASSES} passes; engine = alone; all checks = with the kill switch gate and the live /metrics run counters, as `tradeloom run` sets them up; CPU = this process's CPU time per bar; overhead per order = the extra wall time over the orders placed\n"
     );
     out.push_str(&tradeloom_core::table::render(
         &[
@@ -225,10 +214,6 @@ pub fn engine_table(results: &[serde_json::Value]) -> String {
             "OVERHEAD",
             "CPU OVERHEAD",
             "NS/ORDER",
-            "RUN CSV",
-            "RSS CSV",
-            "RUN PARQUET",
-            "RSS PARQUET",
             "FILLS",
         ],
         &rows,
