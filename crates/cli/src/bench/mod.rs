@@ -24,8 +24,9 @@ pub enum BenchCommand {
     /// Model-days per second of simulation jobs with mock-llm (SQLite, and PostgreSQL when a URL
     /// is given), and `GET /results?detail=minimal` throughput and latency under concurrency.
     Simulate(simulate::Args),
-    /// Diamond (4-node) workflow runs per second on the embedded runtime (SQLite, in-process
-    /// queue), per-node scheduling overhead, and coordinator routing latency p50/p99.
+    /// Diamond (4-node) workflow runs submitted in a burst over the HTTP API of a `serve` on
+    /// loopback: runs/s, server CPU per run, submit → finished p50/p99 and alone; Temporal's dev
+    /// server beside it when installed; and the embedded runtime without HTTP.
     Workflows(workflows::Args),
 }
 
