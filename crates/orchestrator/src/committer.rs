@@ -83,11 +83,15 @@ async fn writer(
                 tracing::warn!(error = %e, writes = batch.len(), "a batch of run writes failed; committing them one by one");
                 let mut outcomes = Vec::with_capacity(batch.len());
                 for write in &batch {
-                    outcomes.push(match store.commit_batch(std::slice::from_ref(write)).await {
-                        // One write, one outcome.
-                        Ok(mut one) => one.pop().unwrap_or(Ok(TransitionOutcome::AlreadyApplied)),
-                        Err(e) => Err(e),
-                    });
+                    outcomes.push(
+                        match store.commit_batch(std::slice::from_ref(write)).await {
+                            // One write, one outcome.
+                            Ok(mut one) => {
+                                one.pop().unwrap_or(Ok(TransitionOutcome::AlreadyApplied))
+                            }
+                            Err(e) => Err(e),
+                        },
+                    );
                 }
                 outcomes
             }

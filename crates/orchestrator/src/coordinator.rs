@@ -32,8 +32,8 @@ use crate::plan::{
     DEFAULT_MAX_IN_FLIGHT, Graph, Input, Plan, RunState, decision_output, expiry_timer, node_task,
     plan,
 };
-use crate::signal::{SIGNAL_POOL, SignalEnvelope};
 use crate::signal::{Outcome, Signal, approval_id};
+use crate::signal::{SIGNAL_POOL, SignalEnvelope};
 
 /// How often a transition is recomputed when other signals of the same run keep winning.
 const MAX_CONFLICTS: u32 = 64;
@@ -209,7 +209,10 @@ impl Coordinator {
     pub fn release_run_notifier(&self, run_id: &str, notifier: Arc<Notify>) {
         let mut waiters = lock(&self.run_waiters);
         drop(notifier);
-        if waiters.get(run_id).is_some_and(|n| Arc::strong_count(n) == 1) {
+        if waiters
+            .get(run_id)
+            .is_some_and(|n| Arc::strong_count(n) == 1)
+        {
             waiters.remove(run_id);
         }
     }

@@ -12,10 +12,10 @@ use tradeloom_queue::{Delivery, NewTask, Queue};
 use tradeloom_store::Decision;
 
 use crate::coordinator::{Applied, AttemptContext, Coordinator};
-use tradeloom_flow::ir::NodeKind;
 use crate::nodes::{Attempt, NodeEnv, execute};
 use crate::signal::{Outcome, Signal};
 pub use crate::signal::{SIGNAL_POOL, SignalEnvelope};
+use tradeloom_flow::ir::NodeKind;
 
 /// How long a delivery stays leased without a heartbeat.
 pub const VISIBILITY: Duration = Duration::from_secs(30);

@@ -490,9 +490,18 @@ impl<D: Db> RunStore for D {
                 RunWrite::Transition(t) => {
                     let outcome = transition_head::<Self>(&mut tx, t, at).await?;
                     if matches!(outcome, Ok(TransitionOutcome::Applied { .. })) {
-                        nodes.extend(t.nodes.iter().map(|n| (t.run_id.as_str(), NodeRow::Change(n))));
+                        nodes.extend(
+                            t.nodes
+                                .iter()
+                                .map(|n| (t.run_id.as_str(), NodeRow::Change(n))),
+                        );
                         events.extend(t.events.iter().map(|e| {
-                            (t.run_id.as_str(), e.kind.as_str(), e.node_id.as_deref(), e.payload.clone())
+                            (
+                                t.run_id.as_str(),
+                                e.kind.as_str(),
+                                e.node_id.as_deref(),
+                                e.payload.clone(),
+                            )
                         }));
                         blobs.extend(&t.blobs);
                     }
@@ -830,7 +839,11 @@ async fn insert_blobs<D: Db>(
         .filter(|(hash, _)| seen.insert(hash.clone()))
         .collect();
     for chunk in unique.chunks(BATCH_ROWS) {
-        let mut insert = insert_values("INSERT INTO blobs (hash, kind, body, created_at)", chunk.len(), 4);
+        let mut insert = insert_values(
+            "INSERT INTO blobs (hash, kind, body, created_at)",
+            chunk.len(),
+            4,
+        );
         for (hash, b) in chunk {
             insert = insert.bind(hash).bind(&b.kind).bind(&b.body).bind(at);
         }

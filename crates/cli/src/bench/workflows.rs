@@ -89,7 +89,11 @@ impl ServeChild {
             };
             let line = line?;
             if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap_or_default().to_string();
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
             }
         };
         // Keep reading stdout so the child never blocks on a full pipe.
@@ -165,7 +169,11 @@ fn temporal(runs: usize, args: &Args) -> Result<Value, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let Some(line) = text.lines().rev().find(|l| l.starts_with('{')) else {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         return Err(format!("the harness failed ({}): {last}", out.status));
     };
     let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
@@ -177,12 +185,14 @@ fn temporal(runs: usize, args: &Args) -> Result<Value, String> {
 
 /// `tradeloom bench workflows`.
 pub fn run(args: &Args) -> Result<ExitCode> {
+    // The HTTP client of the API burst needs TLS set up even for plain http.
+    tradeloom_llm::install_crypto_provider();
     let binary = match &args.server_binary {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("the path of this binary")?,
     };
     let mut bursts = Vec::new();
-    for &runs in &args.runs {
+    for &runs in args.runs.iter().filter(|&&n| n > 0) {
         if !args.json {
             eprintln!(
                 "API: {runs} diamond runs over {} connections to {} serve…",

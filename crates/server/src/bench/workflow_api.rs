@@ -137,7 +137,9 @@ impl DiamondApi {
             match (status.as_str(), at) {
                 ("completed", Some(at)) => return Ok(at),
                 ("failed" | "cancelled", _) => {
-                    return Err(BenchError::RunEnded(json!({"run_id": run_id, "status": status})));
+                    return Err(BenchError::RunEnded(
+                        json!({"run_id": run_id, "status": status}),
+                    ));
                 }
                 _ => {}
             }
@@ -258,5 +260,7 @@ fn finished_at(body: &Value) -> Option<DateTime<Utc>> {
 /// From a client timestamp to a server one (same machine, same clock); zero if the server's
 /// is earlier (clock resolution).
 fn since(from: SystemTime, to: DateTime<Utc>) -> Duration {
-    SystemTime::from(to).duration_since(from).unwrap_or_default()
+    SystemTime::from(to)
+        .duration_since(from)
+        .unwrap_or_default()
 }

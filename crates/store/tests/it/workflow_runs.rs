@@ -251,12 +251,24 @@ async fn a_batch_applies_each_write_as_if_alone(t: Ctx) {
     ];
     let outcomes = s.commit_batch(&writes).await.expect("batch");
     assert_eq!(outcomes.len(), 6);
-    assert!(matches!(outcomes[0], Ok(TransitionOutcome::Applied { revision: 0 })));
-    assert!(matches!(outcomes[1], Ok(TransitionOutcome::Applied { revision: 1 })));
+    assert!(matches!(
+        outcomes[0],
+        Ok(TransitionOutcome::Applied { revision: 0 })
+    ));
+    assert!(matches!(
+        outcomes[1],
+        Ok(TransitionOutcome::Applied { revision: 1 })
+    ));
     assert!(matches!(&outcomes[2], Err(StoreError::Conflict(m)) if m.contains("revision 1")));
-    assert!(matches!(outcomes[3], Ok(TransitionOutcome::Applied { revision: 2 })));
+    assert!(matches!(
+        outcomes[3],
+        Ok(TransitionOutcome::Applied { revision: 2 })
+    ));
     assert!(matches!(outcomes[4], Ok(TransitionOutcome::AlreadyApplied)));
-    assert!(matches!(outcomes[5], Ok(TransitionOutcome::Applied { revision: 1 })));
+    assert!(matches!(
+        outcomes[5],
+        Ok(TransitionOutcome::Applied { revision: 1 })
+    ));
 
     let run = s.workflow_run(&id).await.expect("run");
     assert_eq!(
@@ -270,7 +282,10 @@ async fn a_batch_applies_each_write_as_if_alone(t: Ctx) {
         .collect();
     assert_eq!(
         got,
-        [("a", NodeStatus::Completed, 1), ("b", NodeStatus::Pending, 0)]
+        [
+            ("a", NodeStatus::Completed, 1),
+            ("b", NodeStatus::Pending, 0)
+        ]
     );
     let blob = s
         .blob(states[0].output_hash.as_deref().expect("output"))
