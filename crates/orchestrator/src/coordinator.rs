@@ -1,12 +1,14 @@
-//! [`Coordinator`]: applies signals to runs. It keeps nothing a run needs in memory — only
-//! caches: of content-addressed data (compiled IRs by definition hash, node outputs by blob
-//! hash), and of each active run's planning state at the revision it last committed or read,
-//! used only while the store's revision still matches — so any number of restarts lose
-//! nothing: every decision is checked against the store, planned ([`crate::plan`]) and
-//! committed as one transition keyed by the signal's id.
+//! [`Coordinator`]: applies signals to runs. The store is the log: every decision is planned
+//! ([`crate::plan`]) and committed as one transition keyed by the signal's id, checked against
+//! the run's revision, so any number of restarts lose nothing. In memory are caches: of
+//! content-addressed data (compiled IRs by definition hash, node outputs by blob hash), and of
+//! each active run — its row and planning state as this process last committed (or read) it.
+//! A signal is planned on that state without reading the store; if another process moved the
+//! run meanwhile, the commit is refused as a conflict and the run is read again.
 //!
-//! Signals of one run are applied one at a time in a process (they would conflict anyway); a
-//! signal reads the run's row, not all its node states, unless another process moved the run.
+//! Signals of one run are planned one at a time in a process; commits go through the
+//! [`Committer`] (group commit), in order, so a run's next signal may be planned while the last
+//! one's batch is being committed. A signal's effects (its tasks, the wake-ups) follow its commit.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -20,24 +22,25 @@ use tradeloom_flow::ir::{NodeKind, SimulationSource};
 use tradeloom_flow::{Context, FlowLimits, Ir, IrNode, RunInfo, compile_with, parse_definition};
 use tradeloom_queue::{NewTask, Queue};
 use tradeloom_store::{
-    ApprovalChange, ApprovalStatus, NewEvent, NodeChange, NodeState, NodeStatus, RunStatus, Store,
-    StoreError, Transition, TransitionOutcome, WorkflowRun,
+    ApprovalChange, ApprovalStatus, CreateRun, NewBlob, NewEvent, NodeChange, NodeState,
+    NodeStatus, RunStatus, RunWrite, Store, StoreError, Transition, TransitionOutcome, WorkflowRun,
 };
 
+use crate::committer::Committer;
 use crate::error::OrchestratorError;
 use crate::plan::{
     DEFAULT_MAX_IN_FLIGHT, Graph, Input, Plan, RunState, decision_output, expiry_timer, node_task,
     plan,
 };
+use crate::signal::{Outcome, Signal, approval_id};
 use crate::signal::{SIGNAL_POOL, SignalEnvelope};
-use crate::signal::{Signal, approval_id};
 
 /// How often a transition is recomputed when other signals of the same run keep winning.
 const MAX_CONFLICTS: u32 = 64;
 /// Node outputs kept in memory before the cache is cleared.
 const OUTPUT_CACHE_LIMIT: usize = 20_000;
 /// Runs whose planning state is kept in memory; idle ones are dropped beyond this.
-const RUN_CACHE_LIMIT: usize = 1_024;
+const RUN_CACHE_LIMIT: usize = 16_384;
 
 /// What [`Coordinator::apply`] did with a signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,11 +87,11 @@ impl AttemptContext {
 /// A compiled definition and its dependency index.
 type Compiled = (Arc<Ir>, Arc<Graph>);
 
-/// A run's planning state as of `revision` (see the module docs).
+/// A run's row and planning state as this process last committed or read them (see the
+/// module docs). Never of a finished run.
 #[derive(Debug)]
 struct CachedRun {
-    revision: i64,
-    definition_hash: Option<String>,
+    run: WorkflowRun,
     state: RunState,
     context: Context,
 }
@@ -102,8 +105,13 @@ pub struct Coordinator {
     queue: Arc<dyn Queue>,
     irs: Mutex<HashMap<String, Compiled>>,
     outputs: Mutex<HashMap<String, Value>>,
+    /// Hashes of blobs known to be stored (committed or read), so they are not written again.
+    stored_blobs: Mutex<std::collections::HashSet<String>>,
     runs: Mutex<HashMap<String, RunSlot>>,
     notify: Arc<Notify>,
+    /// Per-run wake-ups of [`crate::Runtime::wait_for`] callers.
+    run_waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    committer: Committer,
     /// Ids of runs that just failed or were cancelled: workers stop their running attempts.
     stopped: broadcast::Sender<String>,
     /// Nodes of one run queued or running at once, at most.
@@ -120,12 +128,15 @@ impl Coordinator {
     pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, notify: Arc<Notify>) -> Self {
         let (stopped, _) = broadcast::channel(1024);
         Coordinator {
+            committer: Committer::new(store.clone(), notify.clone()),
             store,
             queue,
             irs: Mutex::new(HashMap::new()),
             outputs: Mutex::new(HashMap::new()),
+            stored_blobs: Mutex::new(std::collections::HashSet::new()),
             runs: Mutex::new(HashMap::new()),
             notify,
+            run_waiters: Mutex::new(HashMap::new()),
             stopped,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             latencies: Mutex::new(None),
@@ -180,9 +191,42 @@ impl Coordinator {
         &self.queue
     }
 
-    /// Woken after every committed transition (the WebSocket hub listens).
+    /// Woken after every committed batch of transitions (the WebSocket hub listens).
     pub fn notify(&self) -> &Arc<Notify> {
         &self.notify
+    }
+
+    /// Woken after every committed transition of run `run_id`; call
+    /// [`Coordinator::release_run_notifier`] when done listening.
+    pub fn run_notifier(&self, run_id: &str) -> Arc<Notify> {
+        lock(&self.run_waiters)
+            .entry(run_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Gives back a notifier of [`Coordinator::run_notifier`].
+    pub fn release_run_notifier(&self, run_id: &str, notifier: Arc<Notify>) {
+        let mut waiters = lock(&self.run_waiters);
+        drop(notifier);
+        if waiters
+            .get(run_id)
+            .is_some_and(|n| Arc::strong_count(n) == 1)
+        {
+            waiters.remove(run_id);
+        }
+    }
+
+    /// Commits `write` with the writes of other runs submitted meanwhile (group commit); the
+    /// answer comes once its batch is committed.
+    pub(crate) async fn commit(&self, write: RunWrite) -> Result<TransitionOutcome, StoreError> {
+        let pending = self.committer.submit(write);
+        match pending.await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::Invalid(
+                "the workflow store writer stopped before answering".into(),
+            )),
+        }
     }
 
     /// Compiles (once per definition hash) the definition a run executes.
@@ -250,6 +294,7 @@ impl Coordinator {
             })
         })?;
         self.remember_output(hash, &value);
+        self.remember_stored(hash);
         Ok(value)
     }
 
@@ -261,6 +306,14 @@ impl Coordinator {
         cache.insert(hash.to_string(), value.clone());
     }
 
+    fn remember_stored(&self, hash: &str) {
+        let mut stored = lock(&self.stored_blobs);
+        if stored.len() >= OUTPUT_CACHE_LIMIT {
+            stored.clear();
+        }
+        stored.insert(hash.to_string());
+    }
+
     /// Stores a node output; returns its hash.
     pub async fn put_output(&self, output: &Value) -> Result<String, OrchestratorError> {
         let hash = self
@@ -268,6 +321,7 @@ impl Coordinator {
             .put_blob("node_output", &output.to_string())
             .await?;
         self.remember_output(&hash, output);
+        self.remember_stored(&hash);
         Ok(hash)
     }
 
@@ -323,27 +377,33 @@ impl Coordinator {
         lock(&self.runs).remove(run_id);
     }
 
-    /// The cached planning state of `run` if it is at the run's revision, else read afresh.
-    async fn planning_state(
+    /// Drops what this process holds of run `run_id` (it is read from the store next time).
+    pub(crate) async fn invalidate(&self, run_id: &str) {
+        let slot = self.run_slot(run_id);
+        *slot.lock().await = None;
+    }
+
+    /// What the cache holds of a run, or the run read from the store (`Err(run)` when it has
+    /// finished).
+    async fn cached_or_read(
         &self,
         cached: &mut Option<CachedRun>,
-        run: &WorkflowRun,
-        ir: &Ir,
-        graph: &Graph,
-    ) -> Result<CachedRun, OrchestratorError> {
-        if let Some(c) = cached.take()
-            && c.revision == run.revision
-            && c.definition_hash == run.definition_hash
-        {
-            return Ok(c);
+        run_id: &str,
+    ) -> Result<Result<CachedRun, WorkflowRun>, OrchestratorError> {
+        if let Some(c) = cached.take() {
+            return Ok(Ok(c));
         }
-        let (states, context) = self.read_states(run, ir).await?;
-        Ok(CachedRun {
-            revision: run.revision,
-            definition_hash: run.definition_hash.clone(),
-            state: RunState::new(ir, graph, &states),
+        let run = self.store.workflow_run(run_id).await?;
+        if run.status.is_terminal() {
+            return Ok(Err(run));
+        }
+        let (ir, graph) = self.workflow(&run).await?;
+        let (states, context) = self.read_states(&run, &ir).await?;
+        Ok(Ok(CachedRun {
+            state: RunState::new(&ir, &graph, &states),
+            run,
             context,
-        })
+        }))
     }
 
     /// What an attempt of node `node_id` reads (see [`AttemptContext`]); `None` once the run
@@ -353,24 +413,31 @@ impl Coordinator {
         run_id: &str,
         node_id: &str,
     ) -> Result<Option<AttemptContext>, OrchestratorError> {
-        let run = self.store.workflow_run(run_id).await?;
-        if run.status.is_terminal() {
-            return Ok(None);
-        }
-        let (ir, graph) = self.workflow(&run).await?;
+        let slot = self.run_slot(run_id);
+        let mut guard = slot.lock().await;
+        let cached = match self.cached_or_read(&mut guard, run_id).await? {
+            Ok(c) => c,
+            Err(_finished) => return Ok(None),
+        };
+        let (ir, graph) = match self.workflow(&cached.run).await {
+            Ok(c) => c,
+            Err(e) => {
+                *guard = Some(cached);
+                return Err(e);
+            }
+        };
         let Some(index) = graph.index_of(node_id) else {
+            *guard = Some(cached);
             return Ok(None);
         };
         let roots = referenced_roots(&ir.nodes()[index]);
-        let mut context = base_context(&run, &ir);
-        let slot = self.run_slot(run_id);
-        let mut guard = slot.lock().await;
-        let cached = self.planning_state(&mut guard, &run, &ir, &graph).await?;
+        let mut context = base_context(&cached.run, &ir);
         for root in &roots {
             if let Some(v) = cached.context.as_value().get(root) {
                 context.set_output(root, v.clone());
             }
         }
+        let run = cached.run.clone();
         *guard = Some(cached);
         Ok(Some(AttemptContext {
             run,
@@ -380,8 +447,51 @@ impl Coordinator {
         }))
     }
 
-    /// Applies `signal` to run `run_id` exactly once: read, plan, commit (recomputing when
-    /// another signal of the run won the race), then emit the planned tasks.
+    /// Creates run `create` and applies its [`Signal::Start`], both committed in one batch
+    /// (with whatever else is being committed). Returns the run as it starts.
+    pub async fn create_and_start(
+        &self,
+        create: CreateRun,
+    ) -> Result<WorkflowRun, OrchestratorError> {
+        let run = create.run();
+        let run_id = run.id.clone();
+        let (ir, graph) = self.workflow(&run).await?;
+        let slot = self.run_slot(&run_id);
+        let created = {
+            let mut guard = slot.lock().await;
+            let states: Vec<NodeState> = Vec::new();
+            *guard = Some(CachedRun {
+                state: RunState::new(&ir, &graph, &states),
+                context: base_context(&run, &ir),
+                run,
+            });
+            // Submitted while holding the run's lock: the start is planned (and committed) after.
+            self.committer.submit(RunWrite::Create(create))
+        };
+        let applied = self.apply(&run_id, &Signal::Start).await;
+        match created.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                self.invalidate(&run_id).await;
+                return Err(e.into());
+            }
+            Err(_) => {
+                return Err(OrchestratorError::Store(StoreError::Invalid(
+                    "the workflow store writer stopped before answering".into(),
+                )));
+            }
+        }
+        applied?;
+        let slot = self.run_slot(&run_id);
+        let guard = slot.lock().await;
+        match guard.as_ref() {
+            Some(c) => Ok(c.run.clone()),
+            None => Ok(self.store.workflow_run(&run_id).await?),
+        }
+    }
+
+    /// Applies `signal` to run `run_id` exactly once: plan, commit (recomputing when another
+    /// signal of the run won the race), then emit the planned tasks.
     /// Its log lines carry the run's `run_id` and `trace_id` and the signal's id.
     pub async fn apply(&self, run_id: &str, signal: &Signal) -> Result<Applied, OrchestratorError> {
         let span = tracing::info_span!(
@@ -410,29 +520,52 @@ impl Coordinator {
             let output = decision_output(approval_id, *decision, by, comment.as_deref(), *expired);
             self.put_output(&output).await?;
         }
+        // A completed node's output is stored with the transition, unless stored already.
+        let output_blob = match signal {
+            Signal::NodeFinished {
+                outcome:
+                    Outcome::Completed {
+                        output_hash,
+                        output,
+                    },
+                ..
+            } => Some((output_hash, output)),
+            _ => None,
+        };
         let slot = self.run_slot(run_id);
-        let mut guard = slot.lock().await;
         let mut conflicts = 0;
         loop {
-            let run = self.store.workflow_run(run_id).await?;
-            if run.status.is_terminal() {
-                *guard = None;
-                drop(guard);
-                self.forget(run_id);
-                return Ok(Applied::Stale);
-            }
-            let (ir, graph) = match self.workflow(&run).await {
-                Ok(c) => c,
-                Err(OrchestratorError::Definition { message, .. }) => {
-                    *guard = None;
+            let mut guard = slot.lock().await;
+            let mut cached = match self.cached_or_read(&mut guard, run_id).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(_finished)) => {
+                    drop(guard);
+                    self.forget(run_id);
+                    return Ok(Applied::Stale);
+                }
+                Err(OrchestratorError::Definition { .. }) => {
+                    drop(guard);
+                    let run = self.store.workflow_run(run_id).await?;
+                    let message = match self.workflow(&run).await {
+                        Err(OrchestratorError::Definition { message, .. }) => message,
+                        _ => "it cannot be compiled".to_string(),
+                    };
                     return self.fail_unrunnable(&run, &message).await;
                 }
                 Err(e) => return Err(e),
             };
-            let mut cached = self.planning_state(&mut guard, &run, &ir, &graph).await?;
+            let (ir, graph) = match self.workflow(&cached.run).await {
+                Ok(c) => c,
+                Err(OrchestratorError::Definition { message, .. }) => {
+                    drop(guard);
+                    let run = cached.run;
+                    return self.fail_unrunnable(&run, &message).await;
+                }
+                Err(e) => return Err(e),
+            };
             let planned = plan(
                 Input {
-                    run: &run,
+                    run: &cached.run,
                     state: &mut cached.state,
                     ir: &ir,
                     graph: &graph,
@@ -442,7 +575,7 @@ impl Coordinator {
                 },
                 signal,
             );
-            let (transition, tasks, more) = match planned {
+            let (mut transition, tasks, more) = match planned {
                 Plan::Stale => {
                     // Planning changed nothing: the state is still the run's.
                     *guard = Some(cached);
@@ -458,31 +591,50 @@ impl Coordinator {
                     more,
                 } => (transition, tasks, more),
             };
-            let status = transition.status.unwrap_or(run.status);
-            match self.store.commit_transition(&transition).await {
+            if let Some((hash, output)) = output_blob
+                && !lock(&self.stored_blobs).contains(hash.as_str())
+            {
+                transition.blobs.push(NewBlob {
+                    kind: "node_output".into(),
+                    body: output.to_string(),
+                });
+            }
+            let before = cached.run.status;
+            let status = transition.status.unwrap_or(before);
+            cached.run.advance(&transition, Utc::now());
+            // Submitted while holding the run's lock, so the run's next signal is planned on
+            // this one and committed after it.
+            let pending = self.committer.submit(RunWrite::Transition(*transition));
+            *guard = (!status.is_terminal()).then_some(cached);
+            drop(guard);
+            let outcome = match pending.await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(StoreError::Invalid(
+                    "the workflow store writer stopped before answering".into(),
+                )),
+            };
+            match outcome {
                 Ok(TransitionOutcome::Applied { revision }) => {
                     tracing::debug!(revision, tasks = tasks.len(), "signal applied");
-                    if status.is_terminal() {
-                        *guard = None;
-                        drop(guard);
-                        self.forget(run_id);
-                    } else {
-                        cached.revision = revision;
-                        *guard = Some(cached);
-                        drop(guard);
+                    if let Some((hash, output)) = output_blob {
+                        self.remember_output(hash, output);
+                        self.remember_stored(hash);
                     }
-                    if status != run.status {
+                    if status.is_terminal() {
+                        self.forget(run_id);
+                    }
+                    if status != before {
                         tracing::info!(status = status.as_str(), "workflow run is now {status}");
                     }
                     self.committed(run_id, status, revision, tasks, more).await;
                     return Ok(Applied::Committed { revision, status });
                 }
                 Ok(TransitionOutcome::AlreadyApplied) => {
-                    *guard = None;
+                    self.invalidate(run_id).await;
                     return Ok(Applied::AlreadyApplied);
                 }
                 Err(StoreError::Conflict(message)) => {
-                    *guard = None;
+                    self.invalidate(run_id).await;
                     conflicts += 1;
                     if conflicts >= MAX_CONFLICTS {
                         return Err(OrchestratorError::Conflict(format!(
@@ -493,7 +645,7 @@ impl Coordinator {
                     tokio::task::yield_now().await;
                 }
                 Err(e) => {
-                    *guard = None;
+                    self.invalidate(run_id).await;
                     return Err(e.into());
                 }
             }
@@ -503,7 +655,7 @@ impl Coordinator {
     /// After a transition of run `run_id` committed at `revision`: emits its tasks, posts a
     /// continuation when the signal left work undone (behind the signals already queued, so
     /// other runs go on meanwhile), stops the run's running attempts if it failed or was
-    /// cancelled, and wakes the listeners.
+    /// cancelled, and wakes the run's waiters (the batch's commit woke the other listeners).
     pub(crate) async fn committed(
         &self,
         run_id: &str,
@@ -527,7 +679,9 @@ impl Coordinator {
             // Nobody listening (no workers) is fine.
             let _ = self.stopped.send(run_id.to_string());
         }
-        self.notify.notify_waiters();
+        if let Some(waiters) = lock(&self.run_waiters).get(run_id) {
+            waiters.notify_waiters();
+        }
     }
 
     /// Fails a run whose definition cannot run any more (it no longer compiles, or it was
@@ -588,7 +742,7 @@ impl Coordinator {
             payload: json!({"status": RunStatus::Failed, "error": error}),
         });
         tracing::error!(run_id = %run.id, error = %error, "workflow run failed: its definition cannot run");
-        match self.store.commit_transition(&t).await? {
+        match self.commit(RunWrite::Transition(t)).await? {
             TransitionOutcome::Applied { revision } => {
                 self.forget(&run.id);
                 self.committed(&run.id, RunStatus::Failed, revision, Vec::new(), false)

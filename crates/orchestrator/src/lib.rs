@@ -4,6 +4,7 @@
 //! workers execute nodes and post completion signals. Everything a run needs to go on after a
 //! crash is in the store: start the runtime again and it re-emits what was in flight.
 
+mod committer;
 pub mod coordinator;
 mod error;
 pub mod nodes;

@@ -146,9 +146,15 @@ impl Coordinator {
                 applied_by: by.to_string(),
                 added_agent_nodes: added_agents,
             });
-            match self.store().commit_transition(&transition).await {
+            let status = transition.status.unwrap_or(run.status);
+            let outcome = self
+                .commit(tradeloom_store::RunWrite::Transition(transition))
+                .await;
+            // The run's definition changed (or another signal won): what this process holds of
+            // it is read again.
+            self.invalidate(run_id).await;
+            match outcome {
                 Ok(TransitionOutcome::Applied { revision }) => {
-                    let status = transition.status.unwrap_or(run.status);
                     self.committed(run_id, status, revision, tasks, more).await;
                     return Ok(PatchOutcome::Applied {
                         ir_version: version,

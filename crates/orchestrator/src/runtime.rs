@@ -15,8 +15,8 @@ use tradeloom_agents::Simulator;
 use tradeloom_net::{GuardedClient, SecretEnv, SsrfPolicy};
 use tradeloom_queue::Queue;
 use tradeloom_store::{
-    Approval, ApprovalStatus, Decision, NewWorkflowRun, NodeStatus, Patch, RunStatus, Store,
-    WorkflowRun,
+    Approval, ApprovalStatus, CreateRun, Decision, NewWorkflowRun, NodeStatus, Patch, RunStatus,
+    Store, WorkflowRun, WorkflowVersion,
 };
 
 use crate::coordinator::{Applied, Coordinator};
@@ -199,7 +199,7 @@ impl Runtime {
         self.coordinator.store()
     }
 
-    /// Woken after every committed transition.
+    /// Woken after every committed batch of transitions.
     pub fn notify(&self) -> Arc<Notify> {
         self.coordinator.notify().clone()
     }
@@ -361,8 +361,16 @@ impl Runtime {
         version: Option<u32>,
         inputs: &Map<String, Value>,
     ) -> Result<WorkflowRun, OrchestratorError> {
-        let store = self.store();
-        let v = store.workflow_version(workflow_id, version).await?;
+        let v = self.store().workflow_version(workflow_id, version).await?;
+        self.start_run_of(&v, inputs).await
+    }
+
+    /// Starts a run of workflow version `v` (as read by the caller).
+    pub async fn start_run_of(
+        &self,
+        v: &WorkflowVersion,
+        inputs: &Map<String, Value>,
+    ) -> Result<WorkflowRun, OrchestratorError> {
         let ir = self
             .coordinator
             .ir_of_definition(&v.definition_hash)
@@ -377,26 +385,23 @@ impl Runtime {
                 ),
                 errors,
             })?;
-        let run = store
-            .create_workflow_run(&NewWorkflowRun {
-                workflow_id: v.workflow_id.clone(),
-                workflow_version: v.version,
-                ir_hash: v.ir_hash.clone(),
-                definition_hash: v.definition_hash.clone(),
-                agent_nodes: ir.agent_node_count() as u32,
-                inputs: Value::Object(resolved),
-                nodes: ir.nodes().iter().map(|n| n.id().to_string()).collect(),
-            })
-            .await?;
+        let create = CreateRun::new(NewWorkflowRun {
+            workflow_id: v.workflow_id.clone(),
+            workflow_version: v.version,
+            ir_hash: v.ir_hash.clone(),
+            definition_hash: v.definition_hash.clone(),
+            agent_nodes: ir.agent_node_count() as u32,
+            inputs: Value::Object(resolved),
+            nodes: ir.nodes().iter().map(|n| n.id().to_string()).collect(),
+        });
         tracing::info!(
-            run_id = %run.id,
-            trace_id = %tradeloom_core::trace_id(&run.id),
+            run_id = %create.id,
+            trace_id = %tradeloom_core::trace_id(&create.id),
             workflow_id = %v.workflow_id,
             workflow_version = v.version,
             "workflow run created"
         );
-        self.coordinator.apply(&run.id, &Signal::Start).await?;
-        Ok(store.workflow_run(&run.id).await?)
+        self.coordinator.create_and_start(create).await
     }
 
     /// Cancels an unfinished run: its nodes still to run are skipped, running attempts stop,
@@ -579,15 +584,21 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<WorkflowRun, OrchestratorError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let notify = self.notify();
-        loop {
+        // Woken by the run's own commits only; the timeout covers commits of other processes.
+        let notify = self.coordinator.run_notifier(run_id);
+        let result = loop {
             let notified = notify.notified();
-            let run = self.store().workflow_run(run_id).await?;
+            let run = match self.store().workflow_run(run_id).await {
+                Ok(run) => run,
+                Err(e) => break Err(e.into()),
+            };
             if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
-                return Ok(run);
+                break Ok(run);
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
-        }
+        };
+        self.coordinator.release_run_notifier(run_id, notify);
+        result
     }
 }
 

@@ -11,10 +11,11 @@ use tracing::Instrument;
 use tradeloom_queue::{Delivery, NewTask, Queue};
 use tradeloom_store::Decision;
 
-use crate::coordinator::{Applied, Coordinator};
+use crate::coordinator::{Applied, AttemptContext, Coordinator};
 use crate::nodes::{Attempt, NodeEnv, execute};
 use crate::signal::{Outcome, Signal};
 pub use crate::signal::{SIGNAL_POOL, SignalEnvelope};
+use tradeloom_flow::ir::NodeKind;
 
 /// How long a delivery stays leased without a heartbeat.
 pub const VISIBILITY: Duration = Duration::from_secs(30);
@@ -95,26 +96,49 @@ async fn handle_node_task(env: &Arc<WorkerEnv>, delivery: Delivery) {
 async fn handle_parsed_task(env: &Arc<WorkerEnv>, task: NodeTask, delivery: Delivery) {
     let queue = env.queue().clone();
     let coordinator = &env.coordinator;
-    let started = Signal::NodeStarted {
-        node: task.node_id.clone(),
-        attempt: task.attempt,
-    };
-    match coordinator.apply(&task.run_id, &started).await {
-        Ok(Applied::Committed { .. } | Applied::Nothing | Applied::AlreadyApplied) => {}
-        Ok(Applied::Stale) => {
+    let read = match coordinator
+        .attempt_context(&task.run_id, &task.node_id)
+        .await
+    {
+        Ok(Some(read)) => read,
+        // The run finished, or a patch removed the node: its transition settled the node.
+        Ok(None) => {
             let _ = queue.ack(&delivery.lease).await;
             return;
         }
         Err(e) => {
-            tracing::error!(run_id = %task.run_id, node = %task.node_id, error = %e, "cannot start a node; retrying");
+            tracing::error!(run_id = %task.run_id, node = %task.node_id, error = %e, "cannot read the run of a node; retrying");
             let _ = queue
                 .nack(&delivery.lease, Some(Duration::from_secs(1)))
                 .await;
             return;
         }
+    };
+    // A `transform` node computes its output from the context and nothing else, at once: it is
+    // recorded started and finished in one transition (its completion signal). Every other
+    // node is marked running (committed) before it runs.
+    if !matches!(read.node().kind(), NodeKind::Transform(_)) {
+        let started = Signal::NodeStarted {
+            node: task.node_id.clone(),
+            attempt: task.attempt,
+        };
+        match coordinator.apply(&task.run_id, &started).await {
+            Ok(Applied::Committed { .. } | Applied::Nothing | Applied::AlreadyApplied) => {}
+            Ok(Applied::Stale) => {
+                let _ = queue.ack(&delivery.lease).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(run_id = %task.run_id, node = %task.node_id, error = %e, "cannot start a node; retrying");
+                let _ = queue
+                    .nack(&delivery.lease, Some(Duration::from_secs(1)))
+                    .await;
+                return;
+            }
+        }
     }
     tracing::info!("node started");
-    let outcome = run_attempt(env, &task, &delivery).await;
+    let outcome = run_attempt(env, &task, &delivery, read).await;
     let Some(outcome) = outcome else {
         // The run failed or was cancelled (its transition settled the node), or a patch
         // removed the node.
@@ -166,23 +190,10 @@ async fn run_attempt(
     env: &Arc<WorkerEnv>,
     task: &NodeTask,
     delivery: &Delivery,
+    read: AttemptContext,
 ) -> Option<Outcome> {
     let coordinator = &env.coordinator;
     let mut cancelled = env.cancellations.subscribe();
-    let read = match coordinator
-        .attempt_context(&task.run_id, &task.node_id)
-        .await
-    {
-        Ok(Some(read)) => read,
-        // The run finished, or a patch removed the node: its transition settled the node.
-        Ok(None) => return None,
-        Err(e) => {
-            return Some(Outcome::Failed {
-                error: format!("cannot read the run: {e}"),
-                retryable: true,
-            });
-        }
-    };
     let node = read.node();
     let attempt = Attempt {
         run_id: &task.run_id,
@@ -230,15 +241,10 @@ async fn run_attempt(
         _ = cancel => return None,
     };
     Some(match result {
-        Ok(output) => match coordinator.put_output(&output).await {
-            Ok(output_hash) => Outcome::Completed {
-                output_hash,
-                output,
-            },
-            Err(e) => Outcome::Failed {
-                error: format!("cannot store the output: {e}"),
-                retryable: true,
-            },
+        // The coordinator stores the output with the completion's transition.
+        Ok(output) => Outcome::Completed {
+            output_hash: tradeloom_store::blob_hash(&output.to_string()),
+            output,
         },
         Err(e) => Outcome::Failed {
             error: e.message,
@@ -281,6 +287,53 @@ async fn consume<F, Fut>(
     }
 }
 
+/// Like [`consume`], but with up to `limit` deliveries handled at once (each in its own task,
+/// aborted with the loop). Handlers that mostly wait for their commit let signals of many runs
+/// share a batch.
+async fn consume_concurrently<F, Fut>(
+    queue: Arc<dyn Queue>,
+    pool: &str,
+    consumer: &str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    limit: usize,
+    mut handle: F,
+) where
+    F: FnMut(Delivery) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        while running.try_join_next().is_some() {}
+        if running.len() >= limit.max(1) {
+            tokio::select! {
+                _ = running.join_next() => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        let delivery = tokio::select! {
+            d = queue.dequeue(pool, consumer, VISIBILITY, POLL) => d,
+            _ = shutdown.changed() => return,
+        };
+        match delivery {
+            Ok(Some(d)) => {
+                running.spawn(handle(d));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(pool, error = %e, "dequeue failed");
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+/// Signals one coordinator loop applies at once.
+const SIGNALS_IN_FLIGHT: usize = 256;
+
 /// Why a delivery of the signal or timer pool is retried.
 #[derive(Debug, thiserror::Error)]
 enum DeliveryError {
@@ -320,11 +373,12 @@ pub async fn coordinator_loop(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let queue = coordinator.queue().clone();
-    consume(
+    consume_concurrently(
         queue.clone(),
         SIGNAL_POOL,
         &consumer,
         shutdown,
+        SIGNALS_IN_FLIGHT,
         |delivery| {
             let coordinator = coordinator.clone();
             let queue = queue.clone();

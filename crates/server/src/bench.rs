@@ -6,11 +6,13 @@
 mod results_load;
 mod simulate_report;
 mod simulation_job;
+mod workflow_api;
 mod workflow_runs;
 
 pub use results_load::{Budget, Generator, HttpFigures, load, results_load};
 pub use simulate_report::SimulateReport;
 pub use simulation_job::{JobFigures, timed_job};
+pub use workflow_api::{BurstFigures, DiamondApi, diamond_definition, percentile};
 pub use workflow_runs::{WorkflowFigures, diamond_runs};
 
 /// Why a benchmark could not run.

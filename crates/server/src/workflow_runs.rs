@@ -130,7 +130,7 @@ pub async fn start(
             .check_workflow_run(&crate::auth::Principal::anonymous(), ir.agent_node_count())?;
     }
     let run = rt
-        .start_run(&id, Some(version.version), &body.inputs)
+        .start_run_of(&version, &body.inputs)
         .await
         .map_err(|e| match e {
             OrchestratorError::Invalid { message, errors } => {

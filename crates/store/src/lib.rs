@@ -98,7 +98,7 @@ pub use store::Store;
 pub use text::{api_keys_table, migrations_text};
 pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};
 pub use workflow_run::{
-    Approval, ApprovalChange, ApprovalStatus, Decision, NewApproval, NewEvent, NewPatch,
-    NewWorkflowRun, NodeChange, NodeState, NodeStatus, Patch, RunEvent, RunStatus, Transition,
-    TransitionOutcome, WorkflowRun,
+    Approval, ApprovalChange, ApprovalStatus, CreateRun, Decision, NewApproval, NewBlob, NewEvent,
+    NewPatch, NewWorkflowRun, NodeChange, NodeState, NodeStatus, Patch, RunEvent, RunStatus,
+    RunWrite, Transition, TransitionOutcome, WorkflowRun,
 };

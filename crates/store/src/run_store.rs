@@ -8,10 +8,12 @@ use sqlx::FromRow;
 use sqlx::types::Json;
 
 use crate::error::StoreError;
-use crate::sql::{Db, corrupt, lock_event_order, now, page, sql, sql_offset};
+use crate::sql::{
+    Db, Driver, Tx, corrupt, insert_values, lock_event_order, now, page, sql, sql_offset,
+};
 use crate::workflow_run::{
-    ApprovalChange, NewWorkflowRun, NodeState, RunEvent, RunStatus, Transition, TransitionOutcome,
-    WorkflowRun,
+    ApprovalChange, CreateRun, NewBlob, NewWorkflowRun, NodeChange, NodeState, NodeStatus,
+    RunEvent, RunStatus, RunWrite, Transition, TransitionOutcome, WorkflowRun,
 };
 
 #[derive(FromRow)]
@@ -148,6 +150,17 @@ pub trait RunStore: Send + Sync {
     /// [`StoreError::Conflict`] when the run is no longer at `expect_revision`;
     /// [`StoreError::NotFound`] when there is no such run.
     async fn commit_transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError>;
+
+    /// Commits `writes` in one database transaction (group commit): each write is applied or
+    /// refused on its own exactly as [`RunStore::create_workflow_run`] and
+    /// [`RunStore::commit_transition`] would (a refused one writes nothing), in order, so a
+    /// later write may build on an earlier one of the same run. One outcome per write: a
+    /// creation is `Applied { revision: 0 }`. `Err` when the batch as a whole could not be
+    /// committed (nothing of it was).
+    async fn commit_batch(
+        &self,
+        writes: &[RunWrite],
+    ) -> Result<Vec<Result<TransitionOutcome, StoreError>>, StoreError>;
 
     /// Events with `seq > after_seq`, oldest first, at most `limit` (0 → 100, capped at
     /// [`crate::MAX_PAGE`]): every event of the log (runs' and jobs'), or those of one workflow
@@ -443,6 +456,89 @@ impl<D: Db> RunStore for D {
         })
     }
 
+    async fn commit_batch(
+        &self,
+        writes: &[RunWrite],
+    ) -> Result<Vec<Result<TransitionOutcome, StoreError>>, StoreError> {
+        let at = now();
+        let mut tx = self
+            .begin()
+            .await
+            .map_err(StoreError::db("begin a batch of run writes"))?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        // What the applied writes add, written below in a few multi-row statements.
+        let mut nodes: Vec<(&str, NodeRow<'_>)> = Vec::new();
+        let mut events: Vec<(&str, &str, Option<&str>, Value)> = Vec::new();
+        let mut blobs: Vec<&NewBlob> = Vec::new();
+        for write in writes {
+            match write {
+                RunWrite::Create(c) => {
+                    insert_run_row::<Self>(&mut tx, c).await?;
+                    for node in &c.new.nodes {
+                        nodes.push((c.id.as_str(), NodeRow::Pending(node, c.created_at)));
+                    }
+                    events.push((
+                        c.id.as_str(),
+                        "run_created",
+                        None,
+                        serde_json::json!({
+                            "workflow_id": c.new.workflow_id, "version": c.new.workflow_version
+                        }),
+                    ));
+                    outcomes.push(Ok(TransitionOutcome::Applied { revision: 0 }));
+                }
+                RunWrite::Transition(t) => {
+                    let outcome = transition_head::<Self>(&mut tx, t, at).await?;
+                    if matches!(outcome, Ok(TransitionOutcome::Applied { .. })) {
+                        nodes.extend(
+                            t.nodes
+                                .iter()
+                                .map(|n| (t.run_id.as_str(), NodeRow::Change(n))),
+                        );
+                        events.extend(t.events.iter().map(|e| {
+                            (
+                                t.run_id.as_str(),
+                                e.kind.as_str(),
+                                e.node_id.as_deref(),
+                                e.payload.clone(),
+                            )
+                        }));
+                        blobs.extend(&t.blobs);
+                    }
+                    outcomes.push(outcome);
+                }
+            }
+        }
+        insert_blobs::<Self>(&mut tx, &blobs, at).await?;
+        upsert_nodes::<Self>(&mut tx, &nodes, at).await?;
+        if !events.is_empty() {
+            lock_event_order::<Self>(&mut tx).await?;
+        }
+        for chunk in events.chunks(BATCH_ROWS) {
+            let mut insert = insert_values(
+                "INSERT INTO workflow_events (run_id, kind, node_id, payload, at)",
+                chunk.len(),
+                5,
+            );
+            for (run_id, kind, node_id, payload) in chunk {
+                insert = insert
+                    .bind(*run_id)
+                    .bind(*kind)
+                    .bind(*node_id)
+                    .bind(sqlx::types::Json(payload.clone()))
+                    .bind(at);
+            }
+            insert
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("append events"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit a batch of run writes"))?;
+        Ok(outcomes)
+    }
+
     async fn events(
         &self,
         filter: EventFilter<'_>,
@@ -519,4 +615,304 @@ impl<D: Db> RunStore for D {
             .map_err(StoreError::db("commit a job event"))?;
         Ok(seq)
     }
+}
+
+/// Rows per multi-row statement of a batch: far below both back ends' limits on bound
+/// parameters (SQLite 32,766, PostgreSQL 65,535) at 8 columns.
+const BATCH_ROWS: usize = 500;
+
+/// A node state row a batch writes: a new run's `pending` node, or a transition's change.
+enum NodeRow<'a> {
+    Pending(&'a str, DateTime<Utc>),
+    Change(&'a NodeChange),
+}
+
+impl NodeRow<'_> {
+    fn node_id(&self) -> &str {
+        match self {
+            NodeRow::Pending(id, _) => id,
+            NodeRow::Change(n) => &n.node_id,
+        }
+    }
+}
+
+async fn insert_run_row<D: Db>(tx: &mut Tx<D::Driver>, c: &CreateRun) -> Result<(), StoreError> {
+    sql(
+        "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
+         inputs, created_at, definition_hash, agent_nodes_spawned) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8)",
+    )
+    .bind(&c.id)
+    .bind(&c.new.workflow_id)
+    .bind(c.new.workflow_version as i32)
+    .bind(&c.new.ir_hash)
+    .bind(sqlx::types::Json(&c.new.inputs))
+    .bind(c.created_at)
+    .bind(&c.new.definition_hash)
+    .bind(i32::try_from(c.new.agent_nodes).unwrap_or(i32::MAX))
+    .execute(tx)
+    .await
+    .map_err(StoreError::db("create a workflow run"))?;
+    Ok(())
+}
+
+/// The part of a transition that decides whether it applies: its signal (at most once), its
+/// run's revision, its patch and its approvals. Node states, events and blobs of applied
+/// transitions are written afterwards, for the whole batch at once. A refused transition
+/// leaves nothing behind. `Err` only for a database failure (the batch is lost).
+async fn transition_head<D: Db>(
+    tx: &mut Tx<D::Driver>,
+    t: &Transition,
+    at: DateTime<Utc>,
+) -> Result<Result<TransitionOutcome, StoreError>, StoreError> {
+    // Closing an approval can be refused after the run row moved: undo to here then.
+    let savepoint = t
+        .approvals
+        .iter()
+        .any(|a| matches!(a, ApprovalChange::Close { .. }));
+    if savepoint {
+        sql("SAVEPOINT transition")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("begin a transition"))?;
+    }
+    let applied = sql(
+        "INSERT INTO workflow_signals (run_id, signal_id, applied_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (run_id, signal_id) DO NOTHING",
+    )
+    .bind(&t.run_id)
+    .bind(&t.signal_id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::db("record a signal"))?;
+    if applied.rows_affected() == 0 {
+        release(tx, savepoint).await?;
+        return Ok(Ok(TransitionOutcome::AlreadyApplied));
+    }
+    let finished = t.status.filter(|s| s.is_terminal()).map(|_| at);
+    let patch = t.patch.as_ref();
+    let moved = sql("UPDATE workflow_runs SET revision = revision + 1, \
+         status = COALESCE($3, status), tokens = tokens + $4, \
+         ir_hash = COALESCE($5, ir_hash), error = COALESCE($6, error), \
+         finished_at = COALESCE($7, finished_at), \
+         definition_hash = COALESCE($8, definition_hash), \
+         ir_version = ir_version + $9, agent_nodes_spawned = agent_nodes_spawned + $10 \
+         WHERE id = $1 AND revision = $2")
+    .bind(&t.run_id)
+    .bind(t.expect_revision)
+    .bind(t.status.map(|s| s.as_str()))
+    .bind(t.tokens_delta)
+    .bind(patch.map(|p| p.ir_hash.as_str()))
+    .bind(t.error.as_deref())
+    .bind(finished)
+    .bind(patch.map(|p| p.definition_hash.as_str()))
+    .bind(i32::from(patch.is_some()))
+    .bind(patch.map_or(0, |p| {
+        i32::try_from(p.added_agent_nodes).unwrap_or(i32::MAX)
+    }))
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::db("advance a workflow run"))?;
+    if moved.rows_affected() == 0 {
+        sql("DELETE FROM workflow_signals WHERE run_id = $1 AND signal_id = $2")
+            .bind(&t.run_id)
+            .bind(&t.signal_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("forget a refused signal"))?;
+        release(tx, savepoint).await?;
+        let revision: Option<(i64,)> = sql("SELECT revision FROM workflow_runs WHERE id = $1")
+            .bind(&t.run_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::db("read a workflow run's revision"))?;
+        return Ok(Err(match revision {
+            None => StoreError::not_found(format!("workflow run {}", t.run_id)),
+            Some((revision,)) => StoreError::Conflict(format!(
+                "workflow run {} is at revision {revision}, not {}; read it again",
+                t.run_id, t.expect_revision
+            )),
+        }));
+    }
+    if let Some(p) = patch {
+        let (ir_version,): (i32,) = sql("SELECT ir_version FROM workflow_runs WHERE id = $1")
+            .bind(&t.run_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::db("read the run's IR version"))?;
+        sql(
+            "INSERT INTO workflow_patches (run_id, ir_version, operations, \
+             definition_hash, ir_hash, applied_by, applied_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.run_id)
+        .bind(ir_version)
+        .bind(sqlx::types::Json(&p.operations))
+        .bind(&p.definition_hash)
+        .bind(&p.ir_hash)
+        .bind(&p.applied_by)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db("record a patch"))?;
+    }
+    for change in &t.approvals {
+        match change {
+            ApprovalChange::Create(a) => {
+                sql(
+                    "INSERT INTO workflow_approvals (id, run_id, node_id, attempt, \
+                     prompt, status, default_decision, approvers, expires_at, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9)",
+                )
+                .bind(&a.id)
+                .bind(&t.run_id)
+                .bind(&a.node_id)
+                .bind(a.attempt as i32)
+                .bind(&a.prompt)
+                .bind(a.default_decision.as_str())
+                .bind(a.approvers.as_ref().map(sqlx::types::Json))
+                .bind(a.expires_at)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("create an approval"))?;
+            }
+            ApprovalChange::Close {
+                id,
+                status,
+                decision,
+                by,
+                comment,
+            } => {
+                let closed = sql("UPDATE workflow_approvals SET status = $2, decision = $3, \
+                     decided_by = $4, comment = $5, decided_at = $6 \
+                     WHERE id = $1 AND status = 'pending'")
+                .bind(id)
+                .bind(status.as_str())
+                .bind(decision.map(|d| d.as_str()))
+                .bind(by.as_deref())
+                .bind(comment.as_deref())
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("close an approval"))?;
+                if closed.rows_affected() == 0 {
+                    sql("ROLLBACK TO SAVEPOINT transition")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("undo a refused transition"))?;
+                    release(tx, savepoint).await?;
+                    return Ok(Err(StoreError::Conflict(format!(
+                        "approval {id} is not pending"
+                    ))));
+                }
+            }
+        }
+    }
+    release(tx, savepoint).await?;
+    Ok(Ok(TransitionOutcome::Applied {
+        revision: t.expect_revision + 1,
+    }))
+}
+
+async fn release<DB: Driver>(tx: &mut Tx<DB>, savepoint: bool) -> Result<(), StoreError> {
+    if savepoint {
+        sql("RELEASE SAVEPOINT transition")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("end a transition"))?;
+    }
+    Ok(())
+}
+
+/// Stores the batch's blobs (each hash once) unless they are there already.
+async fn insert_blobs<D: Db>(
+    tx: &mut Tx<D::Driver>,
+    blobs: &[&NewBlob],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<(String, &NewBlob)> = blobs
+        .iter()
+        .map(|b| (crate::blob_hash(&b.body), *b))
+        .filter(|(hash, _)| seen.insert(hash.clone()))
+        .collect();
+    for chunk in unique.chunks(BATCH_ROWS) {
+        let mut insert = insert_values(
+            "INSERT INTO blobs (hash, kind, body, created_at)",
+            chunk.len(),
+            4,
+        );
+        for (hash, b) in chunk {
+            insert = insert.bind(hash).bind(&b.kind).bind(&b.body).bind(at);
+        }
+        insert.text.push_str(" ON CONFLICT (hash) DO NOTHING");
+        insert
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("store blobs"))?;
+    }
+    Ok(())
+}
+
+/// Writes node states: the last row of each (run, node) of the batch wins, as if each had been
+/// written in turn (PostgreSQL refuses to update one row twice in a statement).
+async fn upsert_nodes<D: Db>(
+    tx: &mut Tx<D::Driver>,
+    rows: &[(&str, NodeRow<'_>)],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut last: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::with_capacity(rows.len());
+    for (i, (run_id, row)) in rows.iter().enumerate() {
+        last.insert((*run_id, row.node_id()), i);
+    }
+    let kept: Vec<&(&str, NodeRow<'_>)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, (run_id, row))| last.get(&(*run_id, row.node_id())) == Some(i))
+        .map(|(_, r)| r)
+        .collect();
+    for chunk in kept.chunks(BATCH_ROWS) {
+        let mut insert = insert_values(
+            "INSERT INTO workflow_node_states (run_id, node_id, status, attempts, \
+             output_hash, error, updated_at, not_before)",
+            chunk.len(),
+            8,
+        );
+        for (run_id, row) in chunk {
+            insert = match row {
+                NodeRow::Pending(node, created) => insert
+                    .bind(*run_id)
+                    .bind(*node)
+                    .bind(NodeStatus::Pending.as_str())
+                    .bind(0i32)
+                    .bind(None::<String>)
+                    .bind(None::<String>)
+                    .bind(*created)
+                    .bind(None::<DateTime<Utc>>),
+                NodeRow::Change(n) => insert
+                    .bind(*run_id)
+                    .bind(&n.node_id)
+                    .bind(n.status.as_str())
+                    .bind(n.attempts as i32)
+                    .bind(n.output_hash.as_deref())
+                    .bind(n.error.as_deref())
+                    .bind(at)
+                    .bind(n.not_before),
+            };
+        }
+        insert.text.push_str(
+            " ON CONFLICT (run_id, node_id) DO UPDATE SET status = excluded.status, \
+             attempts = excluded.attempts, output_hash = excluded.output_hash, \
+             error = excluded.error, updated_at = excluded.updated_at, \
+             not_before = excluded.not_before",
+        );
+        insert
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("write node states"))?;
+    }
+    Ok(())
 }

@@ -147,6 +147,30 @@ pub struct WorkflowRun {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl WorkflowRun {
+    /// Applies to this run what committing `t` writes to its row ([`crate::RunStore`]), with
+    /// `at` as the finishing time if `t` ends the run: for a caller that keeps runs in memory.
+    pub fn advance(&mut self, t: &Transition, at: DateTime<Utc>) {
+        self.revision += 1;
+        if let Some(status) = t.status {
+            self.status = status;
+            if status.is_terminal() && self.finished_at.is_none() {
+                self.finished_at = Some(at);
+            }
+        }
+        self.tokens += t.tokens_delta;
+        if let Some(p) = &t.patch {
+            self.ir_hash = p.ir_hash.clone();
+            self.definition_hash = Some(p.definition_hash.clone());
+            self.ir_version += 1;
+            self.agent_nodes_spawned += p.added_agent_nodes;
+        }
+        if let Some(e) = &t.error {
+            self.error = Some(e.clone());
+        }
+    }
+}
+
 /// One node of a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NodeState {
@@ -271,6 +295,64 @@ pub struct Transition {
     pub error: Option<String>,
     pub approvals: Vec<ApprovalChange>,
     pub events: Vec<NewEvent>,
+    /// Blobs (e.g. node outputs) the transition refers to, stored with it unless their hash is
+    /// there already.
+    pub blobs: Vec<NewBlob>,
+}
+
+/// A content-addressed blob to store (its hash is [`crate::blob_hash`] of `body`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewBlob {
+    pub kind: String,
+    pub body: String,
+}
+
+/// A run to create with its id and creation time chosen by the caller, so that the caller can
+/// go on with the run (plan its start) before the creation is committed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateRun {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub new: NewWorkflowRun,
+}
+
+impl CreateRun {
+    /// A fresh UUIDv7 id and the store's clock (UTC, microseconds).
+    pub fn new(new: NewWorkflowRun) -> Self {
+        CreateRun {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: crate::sql::now(),
+            new,
+        }
+    }
+
+    /// The run as the store holds it once created: `pending`, revision 0.
+    pub fn run(&self) -> WorkflowRun {
+        WorkflowRun {
+            id: self.id.clone(),
+            workflow_id: self.new.workflow_id.clone(),
+            workflow_version: self.new.workflow_version,
+            ir_hash: self.new.ir_hash.clone(),
+            definition_hash: Some(self.new.definition_hash.clone()),
+            ir_version: 1,
+            agent_nodes_spawned: self.new.agent_nodes,
+            status: RunStatus::Pending,
+            inputs: self.new.inputs.clone(),
+            tokens: 0,
+            revision: 0,
+            error: None,
+            created_at: self.created_at,
+            finished_at: None,
+        }
+    }
+}
+
+/// One write of a batch ([`crate::RunStore::commit_batch`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunWrite {
+    /// A new `pending` run, its nodes `pending`, and its `run_created` event.
+    Create(CreateRun),
+    Transition(Transition),
 }
 
 impl Transition {
@@ -292,6 +374,7 @@ impl Transition {
             error: None,
             approvals: Vec::new(),
             events: Vec::new(),
+            blobs: Vec::new(),
         }
     }
 }

@@ -33,8 +33,9 @@ pub enum BenchCommand {
     /// `GET /simulate/status/{id}` of a finished job, req/s, p50/p99 latency and server CPU time
     /// per request of `tradeloom serve` and of FastAPI + uvicorn on the same SQLite file.
     Api(api::Args),
-    /// Diamond (4-node) workflow runs per second on the embedded runtime (SQLite, in-process
-    /// queue), per-node scheduling overhead, and coordinator routing latency p50/p99.
+    /// Diamond (4-node) workflow runs submitted in a burst over the HTTP API of a `serve` on
+    /// loopback: runs/s, server CPU per run, submit → finished p50/p99 and alone; Temporal's dev
+    /// server beside it when installed; and the embedded runtime without HTTP.
     Workflows(workflows::Args),
 }
 

@@ -1,67 +1,301 @@
-//! `tradeloom bench workflows`: how fast the embedded runtime drives diamond workflow runs
-//! (the workload is [`tradeloom_server::bench::diamond_runs`]).
+//! `tradeloom bench workflows`: diamond workflow runs (four `transform` nodes, a → b, c → d)
+//! submitted in a burst over the real HTTP API to a `tradeloom serve` on loopback (this binary,
+//! or `--server-binary`), with the server's CPU time per run; Temporal's dev server beside it on
+//! the same burst when the peers' venv has it; and the embedded runtime alone
+//! ([`tradeloom_server::bench::diamond_runs`]).
 
-use std::process::ExitCode;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use serde_json::json;
-use tradeloom_server::bench::diamond_runs;
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use tradeloom_runs::bench::peer;
+use tradeloom_server::bench::{DiamondApi, diamond_runs, percentile};
+
+/// The harness of the Temporal peer (written to a scratch folder when it runs).
+const TEMPORAL_DIAMOND: &str = include_str!("../../../../bench/peers/temporal_diamond.py");
 
 /// The flags of `tradeloom bench workflows`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Runs per measurement (repeat the flag for several sizes).
-    #[arg(long = "runs", default_values_t = [1_000usize, 10_000])]
+    /// Runs per burst over the API (repeat the flag for several sizes).
+    #[arg(long = "runs", default_values_t = [2_000usize])]
     pub runs: Vec<usize>,
-    /// Runs submitted at once (the rest wait their turn).
+    /// Concurrent client connections submitting a burst.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Runs submitted one at a time (each waits for the previous) for the "alone" latency.
+    #[arg(long, default_value_t = 20)]
+    pub alone: usize,
+    /// The `tradeloom` binary to serve the API with (default: this one), e.g. an older build to
+    /// compare against.
+    #[arg(long)]
+    pub server_binary: Option<PathBuf>,
+    /// Runs on the embedded runtime, no HTTP (repeatable; 0 skips it).
+    #[arg(long = "embedded-runs", default_values_t = [2_000usize])]
+    pub embedded_runs: Vec<usize>,
+    /// Embedded runtime: runs submitted at once (the rest wait their turn).
     #[arg(long, default_value_t = 256)]
     pub in_flight: usize,
+    /// Skip the Temporal peer.
+    #[arg(long)]
+    pub no_peer: bool,
     #[arg(long)]
     pub json: bool,
 }
 
-/// `tradeloom bench workflows`.
-pub fn run(args: &Args) -> Result<ExitCode> {
-    let (sizes, in_flight, json_out) = (&args.runs, args.in_flight, args.json);
+/// A `tradeloom serve` child process on a loopback port, killed when dropped.
+struct ServeChild {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServeChild {
+    fn start(binary: &PathBuf) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let log = std::fs::File::create(dir.path().join("serve.log"))?;
+        let mut child = Command::new(binary)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--rate-limit-global",
+                "0",
+                "--rate-limit-per-key",
+                "0",
+                "--rate-limit-runs-light",
+                "0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {} serve", binary.display()))?;
+        let stdout = child.stdout.take().context("serve's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let Some(line) = lines.next() else {
+                let _ = child.kill();
+                bail!(
+                    "{} serve exited before listening; see its log in {}",
+                    binary.display(),
+                    dir.path().display()
+                );
+            };
+            let line = line?;
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        // Keep reading stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ServeChild {
+            child,
+            url,
+            _dir: dir,
+        })
+    }
+
+    fn cpu_seconds(&self) -> Result<f64> {
+        Ok(peer::process_cpu_seconds(self.child.id())?)
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The API figures of one burst size.
+fn api_burst(binary: &PathBuf, runs: usize, args: &Args) -> Result<Value> {
+    let serve = ServeChild::start(binary)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let mut all = Vec::new();
-    for &runs in sizes {
-        if !json_out {
-            eprintln!("measuring {runs} diamond runs ({in_flight} in flight)…");
+    rt.block_on(async {
+        let api = DiamondApi::create(&serve.url, "bench-diamond").await?;
+        // The first run warms the server's caches; it is not counted.
+        let mut alone = api.alone(args.alone + 1).await?;
+        alone.remove(alone.len() / 2);
+        let cpu0 = serve.cpu_seconds()?;
+        let burst = api.burst(runs, args.connections).await?;
+        let cpu = serve.cpu_seconds()? - cpu0;
+        Ok(json!({
+            "runs": burst.runs,
+            "connections": args.connections,
+            "seconds": burst.wall.as_secs_f64(),
+            "runs_per_s": burst.rate(),
+            "submit_seconds": burst.submit_wall.as_secs_f64(),
+            "server_cpu_ms_per_run": cpu * 1e3 / burst.runs.max(1) as f64,
+            "p50_ms": ms(burst.p(50.0)),
+            "p99_ms": ms(burst.p(99.0)),
+            "alone_runs": alone.len(),
+            "alone_p50_ms": ms(percentile(&alone, 50.0)),
+            "alone_p99_ms": ms(percentile(&alone, 99.0)),
+        }))
+    })
+}
+
+/// The Temporal peer's figures for a burst of `runs`, or why there are none.
+fn temporal(runs: usize, args: &Args) -> Result<Value, String> {
+    let python = peer::peer_python()?;
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let script = peer::write_script(scratch.path(), "temporal_diamond.py", TEMPORAL_DIAMOND)
+        .map_err(|e| e.to_string())?;
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(["--runs", &runs.to_string()])
+        .args(["--connections", &args.connections.to_string()])
+        .args(["--alone", &args.alone.min(10).to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = text.lines().rev().find(|l| l.starts_with('{')) else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(format!("the harness failed ({}): {last}", out.status));
+    };
+    let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    match v["error"].as_str() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(v),
+    }
+}
+
+/// `tradeloom bench workflows`.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    // The HTTP client of the API burst needs TLS set up even for plain http.
+    tradeloom_llm::install_crypto_provider();
+    let binary = match &args.server_binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("the path of this binary")?,
+    };
+    let mut bursts = Vec::new();
+    for &runs in args.runs.iter().filter(|&&n| n > 0) {
+        if !args.json {
+            eprintln!(
+                "API: {runs} diamond runs over {} connections to {} serve…",
+                args.connections,
+                binary.display()
+            );
+        }
+        let ours = api_burst(&binary, runs, args)?;
+        if !args.json {
+            println!(
+                "tradeloom API  x{:>5}: {:>7.1} runs/s ({:.2} s; submitted in {:.2} s), {:.2} CPU-ms per run in the server; submit → finished p50 {:.1} ms p99 {:.1} ms; alone p50 {:.2} ms p99 {:.2} ms",
+                ours["runs"].as_u64().unwrap_or(0),
+                ours["runs_per_s"].as_f64().unwrap_or(0.0),
+                ours["seconds"].as_f64().unwrap_or(0.0),
+                ours["submit_seconds"].as_f64().unwrap_or(0.0),
+                ours["server_cpu_ms_per_run"].as_f64().unwrap_or(0.0),
+                ours["p50_ms"].as_f64().unwrap_or(0.0),
+                ours["p99_ms"].as_f64().unwrap_or(0.0),
+                ours["alone_p50_ms"].as_f64().unwrap_or(0.0),
+                ours["alone_p99_ms"].as_f64().unwrap_or(0.0),
+            );
+        }
+        let peer = if args.no_peer {
+            Err("skipped (--no-peer)".to_string())
+        } else {
+            if !args.json {
+                eprintln!("Temporal: the same burst to `temporal server start-dev`…");
+            }
+            temporal(runs, args)
+        };
+        let peer_json = match &peer {
+            Ok(t) => {
+                let ratio = ours["runs_per_s"].as_f64().unwrap_or(0.0)
+                    / t["runs_per_s"].as_f64().unwrap_or(f64::NAN);
+                if !args.json {
+                    println!(
+                        "Temporal      x{:>5}: {:>7.1} runs/s ({:.2} s), {:.2} CPU-ms per run in the server (+{:.2} in its Python worker and client); p50 {:.1} ms p99 {:.1} ms; alone p50 {:.2} ms  [{}]",
+                        t["runs"].as_u64().unwrap_or(0),
+                        t["runs_per_s"].as_f64().unwrap_or(0.0),
+                        t["seconds"].as_f64().unwrap_or(0.0),
+                        t["server_cpu_ms_per_run"].as_f64().unwrap_or(0.0),
+                        t["worker_client_cpu_ms_per_run"].as_f64().unwrap_or(0.0),
+                        t["p50_ms"].as_f64().unwrap_or(0.0),
+                        t["p99_ms"].as_f64().unwrap_or(0.0),
+                        t["alone_p50_ms"].as_f64().unwrap_or(0.0),
+                        t["version"].as_str().unwrap_or("?"),
+                    );
+                    println!("tradeloom / Temporal: {ratio:.1}× the runs/s");
+                }
+                json!({"figures": t, "ratio_runs_per_s": ratio})
+            }
+            Err(reason) => {
+                if !args.json {
+                    println!("Temporal: not available here ({reason})");
+                }
+                json!({"not_available": reason})
+            }
+        };
+        bursts.push(json!({"tradeloom": ours, "temporal": peer_json}));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let mut embedded = Vec::new();
+    for &runs in args.embedded_runs.iter().filter(|&&n| n > 0) {
+        if !args.json {
+            eprintln!(
+                "embedded: {runs} diamond runs ({} in flight), no HTTP…",
+                args.in_flight
+            );
         }
         let dir = tempfile::tempdir()?;
-        let f = rt.block_on(diamond_runs(dir.path(), runs, in_flight))?;
-        if !json_out {
+        let cpu0 = peer::self_cpu_seconds();
+        let f = rt.block_on(diamond_runs(dir.path(), runs, args.in_flight))?;
+        let cpu_ms = (peer::self_cpu_seconds() - cpu0) * 1e3 / runs as f64;
+        if !args.json {
             println!(
-                "diamond x{:>6}: {:>7.1} runs/s ({:.2} s), {:>6.0} µs per node, routing p50 {} µs p99 {} µs over {} completion signals",
+                "embedded      x{:>5}: {:>7.1} runs/s ({:.2} s), {:.2} CPU-ms per run, {:>5.0} µs per node, routing p50 {} µs p99 {} µs over {} completion signals",
                 f.runs,
                 f.rate(),
                 f.wall.as_secs_f64(),
+                cpu_ms,
                 f.per_node_us,
                 f.route_p50_us,
                 f.route_p99_us,
                 f.signals
             );
         }
-        all.push(f);
+        embedded.push(json!({
+            "runs": f.runs, "seconds": f.wall.as_secs_f64(),
+            "runs_per_s": f.rate(),
+            "cpu_ms_per_run": cpu_ms,
+            "per_node_us": f.per_node_us,
+            "routing_p50_us": f.route_p50_us, "routing_p99_us": f.route_p99_us,
+            "signals": f.signals,
+        }));
     }
-    if json_out {
-        let out: Vec<_> = all
-            .iter()
-            .map(|f| {
-                json!({
-                    "runs": f.runs, "seconds": f.wall.as_secs_f64(),
-                    "runs_per_s": f.rate(),
-                    "per_node_us": f.per_node_us,
-                    "routing_p50_us": f.route_p50_us, "routing_p99_us": f.route_p99_us,
-                    "signals": f.signals,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(out));
+    if args.json {
+        println!(
+            "{}",
+            json!({"server_binary": binary.display().to_string(), "api": bursts, "embedded": embedded})
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

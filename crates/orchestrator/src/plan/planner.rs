@@ -139,6 +139,11 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             else {
                 return Plan::Stale;
             };
+            if p.current(node, *attempt, &[NodeStatus::Queued]).is_some() {
+                // Started and finished in one transition (a `transform` node is not marked
+                // running on its own: it finishes at once and has no effects to guard).
+                p.event("node_started", Some(node), json!({"attempt": attempt}));
+            }
             match outcome {
                 Outcome::Completed {
                     output_hash,

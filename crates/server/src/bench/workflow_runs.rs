@@ -1,14 +1,14 @@
 //! Diamond workflow runs on the embedded runtime.
 //!
 //! A diamond of four `transform` nodes (a → b, c → d) does no work of its own, so the time is
-//! the runtime's: creating the run, four node emissions, starts and completions committed to
-//! SQLite, the in-process queue, the workers and the coordinator loop.
+//! the runtime's: creating the run, four node emissions and completions committed to SQLite
+//! (group-committed with other runs'), the in-process queue, the workers and the coordinator.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, json};
+use serde_json::Map;
 use tradeloom_flow::{compile, from_json_value};
 use tradeloom_orchestrator::{Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
@@ -53,13 +53,7 @@ pub async fn diamond_runs(
 ) -> Result<WorkflowFigures, BenchError> {
     let db = dir.join("bench.db");
     let store = tradeloom_store::open_store(&db.display().to_string()).await?;
-    let def = from_json_value(&json!({"name": "diamond", "nodes": [
-        {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
-        {"id": "b", "type": "transform", "needs": ["a"], "config": {"output": {"b": "{{ a.x }}"}}},
-        {"id": "c", "type": "transform", "needs": ["a"], "config": {"output": {"c": "{{ a.x }}"}}},
-        {"id": "d", "type": "transform", "needs": ["b", "c"], "config": {"output": {"d": "{{ b.b }}"}}},
-    ]}))
-    .map_err(setup)?;
+    let def = from_json_value(&super::diamond_definition("diamond")).map_err(setup)?;
     let compiled = compile(&def).map_err(|e| BenchError::Setup(format!("{e:?}")))?;
     let v = store
         .create_workflow(&NewWorkflowVersion {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::json;
 use tradeloom_store::EventFilter;
 use tradeloom_store::{
-    NewEvent, NewWorkflowRun, NewWorkflowVersion, NodeChange, NodeStatus, RunStatus, Store,
-    StoreError, Transition, TransitionOutcome,
+    CreateRun, NewBlob, NewEvent, NewWorkflowRun, NewWorkflowVersion, NodeChange, NodeStatus,
+    RunStatus, RunWrite, Store, StoreError, Transition, TransitionOutcome,
 };
 
 use crate::Ctx;
@@ -15,6 +15,7 @@ use crate::backend_tests;
 
 backend_tests!(
     transitions_apply_exactly_once,
+    a_batch_applies_each_write_as_if_alone,
     concurrent_transitions_have_one_winner,
     status_counts_group_every_table,
 );
@@ -189,6 +190,120 @@ async fn transitions_apply_exactly_once(t: Ctx) {
         s.workflow_run("nope").await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// A batch creates runs and commits transitions in order, each applied or refused on its own:
+/// a refused one (stale revision, a signal seen before) leaves nothing, the others commit.
+async fn a_batch_applies_each_write_as_if_alone(t: Ctx) {
+    let s = &*t.store;
+    let existing = new_run(s, "batch").await;
+    let create = CreateRun::new(NewWorkflowRun {
+        workflow_id: existing.workflow_id.clone(),
+        workflow_version: existing.workflow_version,
+        ir_hash: existing.ir_hash.clone(),
+        definition_hash: existing.definition_hash.clone().expect("definition"),
+        agent_nodes: 0,
+        inputs: json!({}),
+        nodes: vec!["a".into(), "b".into()],
+    });
+    let id = create.id.clone();
+    let queued = |signal: &str, revision: i64, n: &str| {
+        let mut t = transition(&id, signal, revision);
+        t.nodes = vec![node(n, NodeStatus::Queued, 1)];
+        t.tokens_delta = 1;
+        t.events = vec![NewEvent {
+            kind: format!("{n}_queued"),
+            node_id: Some(n.into()),
+            payload: json!({}),
+        }];
+        t
+    };
+    let mut start = queued("start", 0, "a");
+    start.status = Some(RunStatus::Running);
+    let mut done = transition(&id, "a-done", 1);
+    done.nodes = vec![NodeChange {
+        output_hash: Some(tradeloom_store::blob_hash(r#"{"x":1}"#)),
+        ..node("a", NodeStatus::Completed, 1)
+    }];
+    done.blobs = vec![NewBlob {
+        kind: "node_output".into(),
+        body: r#"{"x":1}"#.into(),
+    }];
+    done.events = vec![NewEvent {
+        kind: "a_completed".into(),
+        node_id: Some("a".into()),
+        payload: json!({}),
+    }];
+    let writes = vec![
+        RunWrite::Create(create.clone()),
+        RunWrite::Transition(start.clone()),
+        // Planned on a revision the run has left: refused, nothing of it written.
+        RunWrite::Transition(queued("stale", 0, "b")),
+        RunWrite::Transition(done),
+        // The same signal again: applied once.
+        RunWrite::Transition(start),
+        // Another run's transition in the same batch.
+        RunWrite::Transition({
+            let mut t = transition(&existing.id, "start", 0);
+            t.status = Some(RunStatus::Running);
+            t
+        }),
+    ];
+    let outcomes = s.commit_batch(&writes).await.expect("batch");
+    assert_eq!(outcomes.len(), 6);
+    assert!(matches!(
+        outcomes[0],
+        Ok(TransitionOutcome::Applied { revision: 0 })
+    ));
+    assert!(matches!(
+        outcomes[1],
+        Ok(TransitionOutcome::Applied { revision: 1 })
+    ));
+    assert!(matches!(&outcomes[2], Err(StoreError::Conflict(m)) if m.contains("revision 1")));
+    assert!(matches!(
+        outcomes[3],
+        Ok(TransitionOutcome::Applied { revision: 2 })
+    ));
+    assert!(matches!(outcomes[4], Ok(TransitionOutcome::AlreadyApplied)));
+    assert!(matches!(
+        outcomes[5],
+        Ok(TransitionOutcome::Applied { revision: 1 })
+    ));
+
+    let run = s.workflow_run(&id).await.expect("run");
+    assert_eq!(
+        (run.status, run.revision, run.tokens, run.created_at),
+        (RunStatus::Running, 2, 1, create.created_at)
+    );
+    let states = s.node_states(&id).await.expect("states");
+    let got: Vec<(&str, NodeStatus, u32)> = states
+        .iter()
+        .map(|n| (n.node_id.as_str(), n.status, n.attempts))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", NodeStatus::Completed, 1),
+            ("b", NodeStatus::Pending, 0)
+        ]
+    );
+    let blob = s
+        .blob(states[0].output_hash.as_deref().expect("output"))
+        .await
+        .expect("blob stored with its transition");
+    assert_eq!(blob.body, r#"{"x":1}"#);
+    let kinds: Vec<String> = s
+        .events(EventFilter::Run(&id), 0, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["run_created", "a_queued", "a_completed"]);
+    assert_eq!(
+        s.workflow_run(&existing.id).await.expect("other").status,
+        RunStatus::Running
+    );
 }
 
 async fn concurrent_transitions_have_one_winner(t: Ctx) {
