@@ -208,8 +208,15 @@ async fn a_retrigger_or_a_deleted_job_changes_what_is_served() {
         .unwrap();
     let fresh_state = AppState::new(Arc::clone(&kept.simulator));
     for uri in &uris(&job) {
-        let now = read(&kept, uri).await;
-        let fresh = read(&fresh_state, uri).await;
+        let (mut now, mut fresh) = (read(&kept, uri).await, read(&fresh_state, uri).await);
+        // The re-opened job runs on the clock (never kept): compare all but its duration.
+        for (_, _, body) in [&mut now, &mut fresh] {
+            let mut v: Value = serde_json::from_str(body).unwrap();
+            if let Some(d) = v.get_mut("total_duration_seconds") {
+                *d = Value::Null;
+            }
+            *body = v.to_string();
+        }
         assert_eq!(now, fresh, "{uri}: after the change, what SQL gives");
     }
     let (_, _, page) = read(&kept, &format!("/results?job_id={job}")).await;

@@ -262,26 +262,26 @@ async fn runs_index(t: Ctx) {
 }
 
 /// The read version (what `GET /results` keeps answers under) moves with every write of this
-/// process, before the writer's call returns, and stays put over reads; a results page without
+/// process, before the writer's call returns; a results page without
 /// trade counts is the same page with `trades` 0.
 async fn read_version_moves_with_every_commit(t: Ctx) {
     let s = &*t.store;
     let job = create(s, "version", &["a", "b"], &[2, 3]).await;
+    // (That reads move nothing is not checked here: other tests of this process commit
+    // meanwhile, and the version counts every commit of the process.)
     let v0 = s.read_version().await.expect("version");
-    let page = s.results(&ResultsFilter::default()).await.expect("results");
-    assert_eq!(s.read_version().await.expect("version"), v0, "reads move nothing");
-    assert_eq!(page.total, 0);
     finish(s, &ModelDayKey::new(&job.id, "a", date(2)), "10100").await;
     let v1 = s.read_version().await.expect("version");
     assert_ne!(v1, v0, "a completed model-day moves the version");
     s.retry_failed_model_days(&job.id).await.expect("retry");
     let v2 = s.read_version().await.expect("version");
     assert_ne!(v2, v1, "a re-trigger's write moves the version");
-    let counted = s.results(&ResultsFilter::default()).await.expect("results");
-    let uncounted = s
-        .results_page(&ResultsFilter::default(), false)
-        .await
-        .expect("results");
+    let done = ResultsFilter {
+        completed_only: true,
+        ..ResultsFilter::default()
+    };
+    let counted = s.results(&done).await.expect("results");
+    let uncounted = s.results_page(&done, false).await.expect("results");
     assert_eq!(counted.items.len(), 1);
     assert_eq!(counted.items[0].trades, 1, "one buy, one hold");
     assert_eq!(uncounted.items[0].trades, 0, "not counted");
