@@ -21,8 +21,8 @@ pub enum BenchCommand {
     /// Engine throughput, and end-to-end `tradeloom run` time and peak memory from CSV and
     /// Parquet, on synthetic 1-minute bars traded by sma_cross.
     Engine(engine::Args),
-    /// Model-days per second of simulation jobs with mock-llm (SQLite, and PostgreSQL when a URL
-    /// is given), and `GET /results?detail=minimal` throughput and latency under concurrency.
+    /// Model-days per second and CPU-ms per model-day of simulation jobs with mock-llm (SQLite,
+    /// and PostgreSQL when a URL is given).
     Simulate(simulate::Args),
     /// Diamond (4-node) workflow runs per second on the embedded runtime (SQLite, in-process
     /// queue), per-node scheduling overhead, and coordinator routing latency p50/p99.
