@@ -1,9 +1,10 @@
 //! [`GuardedClient`]: HTTP requests that connect only to addresses [`check_url`] accepted.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{AUTHORIZATION, COOKIE, HeaderMap, LOCATION, PROXY_AUTHORIZATION};
@@ -40,9 +41,15 @@ pub struct GuardedResponse {
 /// one a moment later (DNS rebinding) cannot reach the private one. This was preferred to doing
 /// the check inside a custom [`Resolve`]: reqwest never consults a resolver for IP-literal hosts
 /// (they would need a second, separate check), and a refusal raised inside the resolver comes
-/// back wrapped in reqwest's connect error instead of as an [`SsrfError`]. The price is a
-/// client, and so a connection, per request: no pooling, which the workflows' occasional calls
-/// do not need.
+/// back wrapped in reqwest's connect error instead of as an [`SsrfError`].
+///
+/// Those pinned clients are kept (in a small cache shared by the clones of one
+/// `GuardedClient`) and reused by later requests whose check resolved the same host to the
+/// same addresses, so their connections are pooled and kept alive: an agent's LLM calls reuse
+/// one connection instead of building a client (which loads the system's root certificates)
+/// and connecting for each call. The guarantee is unchanged: every request is still checked
+/// first, and a cached client can only connect to the addresses its key names, which are the
+/// ones this request's check accepted; an answer that changed gets a client of its own.
 ///
 /// The clients ignore proxy environment variables (a proxy would connect on our behalf to
 /// unchecked addresses), follow no redirects themselves ([`GuardedClient::send`] re-checks and
@@ -50,6 +57,20 @@ pub struct GuardedResponse {
 #[derive(Debug, Clone)]
 pub struct GuardedClient {
     policy: SsrfPolicy,
+    /// Pinned clients by the host and addresses they may connect to.
+    pinned: Arc<Mutex<HashMap<PinKey, reqwest::Client>>>,
+}
+
+/// Pinned clients kept at most; when full the cache starts over (the clients of requests in
+/// flight live on in their requests).
+const MAX_PINNED_CLIENTS: usize = 64;
+
+/// What a pinned client is built from: the URL's host as reqwest looks it up, and the checked
+/// addresses it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PinKey {
+    host: Option<String>,
+    addrs: Vec<SocketAddr>,
 }
 
 impl GuardedClient {
@@ -61,7 +82,10 @@ impl GuardedClient {
     pub fn new(policy: SsrfPolicy) -> Result<Self, AllowHostError> {
         policy.validate()?;
         install_crypto_provider();
-        Ok(Self { policy })
+        Ok(Self {
+            policy,
+            pinned: Arc::default(),
+        })
     }
 
     /// A client under the default policy (public addresses only), which cannot fail.
@@ -69,6 +93,7 @@ impl GuardedClient {
         install_crypto_provider();
         Self {
             policy: SsrfPolicy::default(),
+            pinned: Arc::default(),
         }
     }
 
@@ -78,11 +103,15 @@ impl GuardedClient {
     }
 
     /// This client with another limit for a whole exchange (e.g. an LLM call's timeout, or a
-    /// short health probe); everything else in the policy stays.
+    /// short health probe); everything else in the policy stays, and so do the pinned clients
+    /// (the limit is applied around each exchange, not by the clients).
     pub fn with_timeout(&self, timeout: std::time::Duration) -> Self {
         let mut policy = self.policy.clone();
         policy.timeout = timeout;
-        Self { policy }
+        Self {
+            policy,
+            pinned: Arc::clone(&self.pinned),
+        }
     }
 
     /// Applies the guard to `url` without connecting (see [`check_url`]): to refuse a
@@ -188,22 +217,47 @@ impl GuardedClient {
         body: Option<Vec<u8>>,
     ) -> Result<reqwest::Response, SsrfError> {
         let url = target.url.as_str();
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .dns_resolver(Arc::new(RefuseResolver));
-        if let Some(host) = target.url.host_str() {
-            // The key is the host as the URL spells it (a trailing dot included): that is the
-            // name reqwest looks the override up by.
-            builder = builder.resolve_to_addrs(host, &target.addrs);
-        }
-        let client = builder.build().map_err(|e| http_error(url, e))?;
+        let client = self.pinned_client(target).map_err(|e| http_error(url, e))?;
         let mut request = client.request(method, target.url.clone()).headers(headers);
         if let Some(body) = body {
             request = request.body(body);
         }
         request.send().await.map_err(|e| http_error(url, e))
+    }
+
+    /// The client pinned to `target`'s checked addresses: a cached one, or a new one.
+    fn pinned_client(&self, target: &CheckedTarget) -> Result<reqwest::Client, reqwest::Error> {
+        let key = PinKey {
+            // The host as the URL spells it (a trailing dot included): that is the name
+            // reqwest looks the override up by.
+            host: target.url.host_str().map(str::to_owned),
+            addrs: target.addrs.clone(),
+        };
+        if let Some(client) = self.lock_pinned().get(&key) {
+            return Ok(client.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(RefuseResolver));
+        if let Some(host) = &key.host {
+            builder = builder.resolve_to_addrs(host, &key.addrs);
+        }
+        let client = builder.build()?;
+        let mut pinned = self.lock_pinned();
+        if pinned.len() >= MAX_PINNED_CLIENTS {
+            pinned.clear();
+        }
+        pinned.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn lock_pinned(&self) -> std::sync::MutexGuard<'_, HashMap<PinKey, reqwest::Client>> {
+        // A poisoned lock only means a thread panicked between two map operations; the map
+        // itself is still whole.
+        self.pinned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reads `response`'s body within `max_response_bytes`.

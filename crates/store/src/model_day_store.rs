@@ -16,13 +16,20 @@ use crate::model_day::{
     ReasoningMessage, ToolCall, Trade,
 };
 use crate::numeric::Num;
-use crate::sql::{Db, corrupt, currency, insert_values, now, sql};
+use crate::sql::{Db, corrupt, currency, insert_values, lock_event_order, now, sql};
 
 /// `SELECT` of model-days with their job's currency; append `WHERE …`.
 pub(crate) const MODEL_DAY_SELECT: &str = "SELECT d.job_id, d.model, d.date, d.status, d.attempts, d.started_at, d.finished_at, \
      d.duration_ms, d.error, d.steps, d.tool_calls, d.tool_errors, d.cash, d.portfolio_value, \
      j.currency, j.currency_precision \
      FROM job_details d JOIN jobs j ON j.id = d.job_id ";
+
+/// The columns of [`ModelDayRow`] as a `RETURNING` clause of an `UPDATE job_details`: the
+/// job's currency through subqueries, so a write hands back the row without a second query.
+const MODEL_DAY_RETURNING: &str = " RETURNING job_id, model, date, status, attempts, started_at, \
+     finished_at, duration_ms, error, steps, tool_calls, tool_errors, cash, portfolio_value, \
+     (SELECT j.currency FROM jobs j WHERE j.id = job_details.job_id) AS currency, \
+     (SELECT j.currency_precision FROM jobs j WHERE j.id = job_details.job_id) AS currency_precision";
 
 #[derive(FromRow)]
 pub(crate) struct ModelDayRow {
@@ -55,6 +62,10 @@ impl ModelDayRow {
 
     pub(crate) fn started_at(&self) -> Option<DateTime<Utc>> {
         self.started_at
+    }
+
+    pub(crate) fn attempts(&self) -> i32 {
+        self.attempts
     }
 
     pub(crate) fn into_model_day(self) -> Result<ModelDay, StoreError> {
@@ -295,6 +306,17 @@ pub trait ModelDayStore: Send + Sync {
         outcome: &ModelDayOutcome,
     ) -> Result<ModelDay, StoreError>;
 
+    /// [`complete_model_day`](ModelDayStore::complete_model_day) and the job event that reports
+    /// it (`kind`, `payload`, as [`RunStore::append_job_event`](crate::RunStore::append_job_event)
+    /// appends it) in the same transaction: the day and its event are kept or lost together.
+    async fn complete_model_day_logged(
+        &self,
+        key: &ModelDayKey,
+        outcome: &ModelDayOutcome,
+        kind: &str,
+        payload: &Value,
+    ) -> Result<ModelDay, StoreError>;
+
     /// Fails a pending or running model-day with `error` (no session counts).
     /// [`StoreError::Conflict`] if completed.
     async fn fail_model_day(&self, key: &ModelDayKey, error: &str) -> Result<ModelDay, StoreError> {
@@ -355,22 +377,26 @@ impl<D: Db> ModelDayStore for D {
             .ok()
             .and_then(|d| at.checked_sub_signed(d))
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let done = sql(
+        // One statement: the claimed row comes back through RETURNING.
+        let claimed: Option<ModelDayRow> = sql(format!(
             "UPDATE job_details SET status = 'running', attempts = attempts + 1, \
              started_at = $4, finished_at = NULL, duration_ms = NULL, error = NULL \
              WHERE job_id = $1 AND model = $2 AND date = $3 \
-             AND (status = 'pending' OR (status = 'running' AND started_at < $5))",
-        )
+             AND (status = 'pending' OR (status = 'running' AND started_at < $5)){MODEL_DAY_RETURNING}"
+        ))
         .bind(&key.job_id)
         .bind(&key.model)
         .bind(key.date)
         .bind(at)
         .bind(stale)
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await
         .map_err(StoreError::db("claim a model-day"))?;
-        let day = self.model_day(key).await?;
-        Ok((done.rows_affected() == 1).then_some(day))
+        match claimed {
+            Some(row) => row.into_model_day().map(Some),
+            // Not claimable: NotFound if it does not exist at all.
+            None => self.model_day(key).await.map(|_| None),
+        }
     }
 
     async fn complete_model_day(
@@ -378,195 +404,23 @@ impl<D: Db> ModelDayStore for D {
         key: &ModelDayKey,
         outcome: &ModelDayOutcome,
     ) -> Result<ModelDay, StoreError> {
-        use crate::numeric::Num;
-        let at = now();
-        let mut tx = self
-            .begin()
-            .await
-            .map_err(StoreError::db("begin completing a model-day"))?;
-        // A no-op write first: it takes the row lock on PostgreSQL (SQLite already
-        // holds the write lock), so the status read below cannot go stale.
-        sql("UPDATE job_details SET status = status \
-             WHERE job_id = $1 AND model = $2 AND date = $3")
-        .bind(&key.job_id)
-        .bind(&key.model)
-        .bind(key.date)
-        .execute(&mut tx)
-        .await
-        .map_err(StoreError::db("lock a model-day"))?;
-        let row: Option<ModelDayRow> = sql(format!(
-            "{MODEL_DAY_SELECT}WHERE d.job_id = $1 AND d.model = $2 AND d.date = $3"
-        ))
-        .bind(&key.job_id)
-        .bind(&key.model)
-        .bind(key.date)
-        .fetch_optional(&mut tx)
-        .await
-        .map_err(StoreError::db("read a model-day"))?;
-        let row = row.ok_or_else(|| StoreError::not_found(key.to_string()))?;
-        match row.status() {
-            "running" => {}
-            "completed" => {
-                return Err(StoreError::Conflict(format!("{key} is already completed")));
-            }
-            other => {
-                return Err(StoreError::Conflict(format!(
-                    "{key} is {other}, not running; claim it before completing it"
-                )));
-            }
+        complete(self, key, outcome, None).await
+    }
+
+    async fn complete_model_day_logged(
+        &self,
+        key: &ModelDayKey,
+        outcome: &ModelDayOutcome,
+        kind: &str,
+        payload: &Value,
+    ) -> Result<ModelDay, StoreError> {
+        if kind.trim().is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "event kind of job {} is empty",
+                key.job_id
+            )));
         }
-        let ccy = row.currency()?;
-        let duration_ms = row.started_at().map(|s| (at - s).num_milliseconds().max(0));
-        for symbol in outcome
-            .holdings
-            .iter()
-            .map(|h| h.symbol.as_str())
-            .chain(outcome.trades.iter().filter_map(|t| t.symbol.as_deref()))
-        {
-            check_symbol(symbol, key)?;
-        }
-        let cash = same_currency(outcome.cash, ccy, "cash", key)?;
-        let value = same_currency(outcome.portfolio_value, ccy, "portfolio value", key)?;
-        for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
-            sql(format!(
-                "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
-            ))
-            .bind(&key.job_id)
-            .bind(&key.model)
-            .bind(key.date)
-            .execute(&mut tx)
-            .await
-            .map_err(StoreError::db("delete rows of an earlier attempt"))?;
-        }
-        // Multi-row INSERTs (a few round trips, not one per row), in chunks that stay
-        // far below both back ends' limits on bound parameters.
-        const CHUNK: usize = 256;
-        for (chunk_no, chunk) in outcome.trades.chunks(CHUNK).enumerate() {
-            let mut insert = insert_values(
-                "INSERT INTO positions (job_id, model, date, seq, step, action, symbol, \
-                 quantity, price, fee, cash_after)",
-                chunk.len(),
-                11,
-            );
-            for (i, t) in chunk.iter().enumerate() {
-                insert = insert
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .bind((chunk_no * CHUNK + i) as i32)
-                    .bind(step_param(t.step)?)
-                    .bind(t.action.as_str())
-                    .bind(t.symbol.as_deref())
-                    .bind(Num::from_decimal(t.quantity))
-                    .bind(Num::from_decimal(t.price))
-                    .bind(same_currency(t.fee, ccy, "a trade's fee", key)?)
-                    .bind(same_currency(
-                        t.cash_after,
-                        ccy,
-                        "a trade's cash after",
-                        key,
-                    )?);
-            }
-            insert
-                .execute(&mut tx)
-                .await
-                .map_err(StoreError::db("insert trades"))?;
-        }
-        for (chunk_no, chunk) in outcome.holdings.chunks(CHUNK).enumerate() {
-            let mut insert = insert_values(
-                "INSERT INTO holdings (job_id, model, date, seq, symbol, quantity, price, value)",
-                chunk.len(),
-                8,
-            );
-            for (i, h) in chunk.iter().enumerate() {
-                insert = insert
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .bind((chunk_no * CHUNK + i) as i32)
-                    .bind(&h.symbol)
-                    .bind(Num::from_decimal(h.quantity))
-                    .bind(Num::from_decimal(h.price))
-                    .bind(same_currency(h.value, ccy, "a holding's value", key)?);
-            }
-            insert
-                .execute(&mut tx)
-                .await
-                .map_err(StoreError::db("insert holdings"))?;
-        }
-        for (chunk_no, chunk) in outcome.reasoning.chunks(CHUNK).enumerate() {
-            let mut insert = insert_values(
-                "INSERT INTO reasoning_logs (job_id, model, date, seq, step, role, \
-                 content, tool_calls, created_at)",
-                chunk.len(),
-                9,
-            );
-            for (i, m) in chunk.iter().enumerate() {
-                insert = insert
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .bind((chunk_no * CHUNK + i) as i32)
-                    .bind(step_param(m.step)?)
-                    .bind(&m.role)
-                    .bind(&m.content)
-                    .bind(m.tool_calls.as_ref().map(Json))
-                    .bind(m.created_at);
-            }
-            insert
-                .execute(&mut tx)
-                .await
-                .map_err(StoreError::db("insert reasoning messages"))?;
-        }
-        for (chunk_no, chunk) in outcome.tool_calls.chunks(CHUNK).enumerate() {
-            let mut insert = insert_values(
-                "INSERT INTO tool_usage (job_id, model, date, seq, step, tool_name, \
-                 args, result, latency_ms, error, created_at)",
-                chunk.len(),
-                11,
-            );
-            for (i, c) in chunk.iter().enumerate() {
-                insert = insert
-                    .bind(&key.job_id)
-                    .bind(&key.model)
-                    .bind(key.date)
-                    .bind((chunk_no * CHUNK + i) as i32)
-                    .bind(step_param(c.step)?)
-                    .bind(&c.tool)
-                    .bind(Json(&c.args))
-                    .bind(c.result.as_ref().map(Json))
-                    .bind(c.latency_ms)
-                    .bind(c.error.as_deref())
-                    .bind(c.created_at);
-            }
-            insert
-                .execute(&mut tx)
-                .await
-                .map_err(StoreError::db("insert tool calls"))?;
-        }
-        sql(
-            "UPDATE job_details SET status = 'completed', finished_at = $4, \
-             duration_ms = $5, error = NULL, steps = $6, tool_errors = $7, cash = $8, \
-             portfolio_value = $9, tool_calls = $10 \
-             WHERE job_id = $1 AND model = $2 AND date = $3",
-        )
-        .bind(&key.job_id)
-        .bind(&key.model)
-        .bind(key.date)
-        .bind(at)
-        .bind(duration_ms)
-        .bind(step_param(outcome.steps)?)
-        .bind(step_param(outcome.tool_errors())?)
-        .bind(cash)
-        .bind(value)
-        .bind(step_param(outcome.tool_call_count())?)
-        .execute(&mut tx)
-        .await
-        .map_err(StoreError::db("mark a model-day completed"))?;
-        tx.commit()
-            .await
-            .map_err(StoreError::db("commit a completed model-day"))?;
-        self.model_day(key).await
+        complete(self, key, outcome, Some((kind, payload))).await
     }
 
     async fn stop_model_day(
@@ -731,6 +585,218 @@ impl<D: Db> ModelDayStore for D {
         .map_err(StoreError::db("read a model-day's tool usage"))?;
         rows.into_iter().map(ToolRow::into_call).collect()
     }
+}
+
+/// Completes a claimed model-day with everything it produced and, if given, the job event
+/// reporting it, in one transaction (see [`ModelDayStore::complete_model_day`]).
+async fn complete<D: Db>(
+    db: &D,
+    key: &ModelDayKey,
+    outcome: &ModelDayOutcome,
+    event: Option<(&str, &Value)>,
+) -> Result<ModelDay, StoreError> {
+    let at = now();
+    let mut tx = db
+        .begin()
+        .await
+        .map_err(StoreError::db("begin completing a model-day"))?;
+    // A no-op write that takes the row lock on PostgreSQL (SQLite already holds the write
+    // lock) and returns the row, so its status cannot go stale before the commit.
+    let row: Option<ModelDayRow> = sql(format!(
+        "UPDATE job_details SET status = status \
+         WHERE job_id = $1 AND model = $2 AND date = $3{MODEL_DAY_RETURNING}"
+    ))
+    .bind(&key.job_id)
+    .bind(&key.model)
+    .bind(key.date)
+    .fetch_optional(&mut tx)
+    .await
+    .map_err(StoreError::db("lock a model-day"))?;
+    let row = row.ok_or_else(|| StoreError::not_found(key.to_string()))?;
+    match row.status() {
+        "running" => {}
+        "completed" => {
+            return Err(StoreError::Conflict(format!("{key} is already completed")));
+        }
+        other => {
+            return Err(StoreError::Conflict(format!(
+                "{key} is {other}, not running; claim it before completing it"
+            )));
+        }
+    }
+    let ccy = row.currency()?;
+    let duration_ms = row.started_at().map(|s| (at - s).num_milliseconds().max(0));
+    for symbol in outcome
+        .holdings
+        .iter()
+        .map(|h| h.symbol.as_str())
+        .chain(outcome.trades.iter().filter_map(|t| t.symbol.as_deref()))
+    {
+        check_symbol(symbol, key)?;
+    }
+    let cash = same_currency(outcome.cash, ccy, "cash", key)?;
+    let value = same_currency(outcome.portfolio_value, ccy, "portfolio value", key)?;
+    // Rows are only written by a completion, which a completed day refuses: an earlier
+    // attempt can have left rows only if this is not the first claim.
+    let earlier_attempts = row.attempts() > 1;
+    for table in ["positions", "holdings", "reasoning_logs", "tool_usage"]
+        .into_iter()
+        .filter(|_| earlier_attempts)
+    {
+        sql(format!(
+            "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
+        ))
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("delete rows of an earlier attempt"))?;
+    }
+    // Multi-row INSERTs (a few round trips, not one per row), in chunks that stay
+    // far below both back ends' limits on bound parameters.
+    const CHUNK: usize = 256;
+    for (chunk_no, chunk) in outcome.trades.chunks(CHUNK).enumerate() {
+        let mut insert = insert_values(
+            "INSERT INTO positions (job_id, model, date, seq, step, action, symbol, \
+             quantity, price, fee, cash_after)",
+            chunk.len(),
+            11,
+        );
+        for (i, t) in chunk.iter().enumerate() {
+            insert = insert
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .bind((chunk_no * CHUNK + i) as i32)
+                .bind(step_param(t.step)?)
+                .bind(t.action.as_str())
+                .bind(t.symbol.as_deref())
+                .bind(Num::from_decimal(t.quantity))
+                .bind(Num::from_decimal(t.price))
+                .bind(same_currency(t.fee, ccy, "a trade's fee", key)?)
+                .bind(same_currency(
+                    t.cash_after,
+                    ccy,
+                    "a trade's cash after",
+                    key,
+                )?);
+        }
+        insert
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("insert trades"))?;
+    }
+    for (chunk_no, chunk) in outcome.holdings.chunks(CHUNK).enumerate() {
+        let mut insert = insert_values(
+            "INSERT INTO holdings (job_id, model, date, seq, symbol, quantity, price, value)",
+            chunk.len(),
+            8,
+        );
+        for (i, h) in chunk.iter().enumerate() {
+            insert = insert
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .bind((chunk_no * CHUNK + i) as i32)
+                .bind(&h.symbol)
+                .bind(Num::from_decimal(h.quantity))
+                .bind(Num::from_decimal(h.price))
+                .bind(same_currency(h.value, ccy, "a holding's value", key)?);
+        }
+        insert
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("insert holdings"))?;
+    }
+    for (chunk_no, chunk) in outcome.reasoning.chunks(CHUNK).enumerate() {
+        let mut insert = insert_values(
+            "INSERT INTO reasoning_logs (job_id, model, date, seq, step, role, \
+             content, tool_calls, created_at)",
+            chunk.len(),
+            9,
+        );
+        for (i, m) in chunk.iter().enumerate() {
+            insert = insert
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .bind((chunk_no * CHUNK + i) as i32)
+                .bind(step_param(m.step)?)
+                .bind(&m.role)
+                .bind(&m.content)
+                .bind(m.tool_calls.as_ref().map(Json))
+                .bind(m.created_at);
+        }
+        insert
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("insert reasoning messages"))?;
+    }
+    for (chunk_no, chunk) in outcome.tool_calls.chunks(CHUNK).enumerate() {
+        let mut insert = insert_values(
+            "INSERT INTO tool_usage (job_id, model, date, seq, step, tool_name, \
+             args, result, latency_ms, error, created_at)",
+            chunk.len(),
+            11,
+        );
+        for (i, c) in chunk.iter().enumerate() {
+            insert = insert
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .bind((chunk_no * CHUNK + i) as i32)
+                .bind(step_param(c.step)?)
+                .bind(&c.tool)
+                .bind(Json(&c.args))
+                .bind(c.result.as_ref().map(Json))
+                .bind(c.latency_ms)
+                .bind(c.error.as_deref())
+                .bind(c.created_at);
+        }
+        insert
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("insert tool calls"))?;
+    }
+    let done: ModelDayRow = sql(format!(
+        "UPDATE job_details SET status = 'completed', finished_at = $4, \
+         duration_ms = $5, error = NULL, steps = $6, tool_errors = $7, cash = $8, \
+         portfolio_value = $9, tool_calls = $10 \
+         WHERE job_id = $1 AND model = $2 AND date = $3{MODEL_DAY_RETURNING}"
+    ))
+    .bind(&key.job_id)
+    .bind(&key.model)
+    .bind(key.date)
+    .bind(at)
+    .bind(duration_ms)
+    .bind(step_param(outcome.steps)?)
+    .bind(step_param(outcome.tool_errors())?)
+    .bind(cash)
+    .bind(value)
+    .bind(step_param(outcome.tool_call_count())?)
+    .fetch_one(&mut tx)
+    .await
+    .map_err(StoreError::db("mark a model-day completed"))?;
+    if let Some((kind, payload)) = event {
+        // Last, so that PostgreSQL's event-order lock is held only for the commit.
+        lock_event_order::<D>(&mut tx).await?;
+        sql(
+            "INSERT INTO workflow_events (job_id, kind, node_id, payload, at) \
+             VALUES ($1, $2, NULL, $3, $4)",
+        )
+        .bind(&key.job_id)
+        .bind(kind)
+        .bind(Json(payload))
+        .bind(now())
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("append a job event"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(StoreError::db("commit a completed model-day"))?;
+    done.into_model_day()
 }
 
 async fn model_day_row<D: Db>(db: &D, key: &ModelDayKey) -> Result<ModelDayRow, StoreError> {

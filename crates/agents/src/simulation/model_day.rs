@@ -121,27 +121,24 @@ pub(super) async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError>
     write_model_day(&ctx.data_dir, &key.job_id, &key.model, key.date, &report)?;
     match (&report.outcome, &report.error) {
         (Some(outcome), _) => {
-            ctx.store.complete_model_day(key, outcome).await?;
             let trades = outcome
                 .trades
                 .iter()
                 .filter(|t| t.action != TradeAction::Hold)
                 .count();
-            record(
-                &*ctx.store,
-                &key.job_id,
-                "model_day_completed",
-                json!({
-                    "model": key.model,
-                    "date": key.date,
-                    "trades": trades,
-                    "tool_calls": report.tool_call_count(),
-                    // Exact decimal text, never a float.
-                    "portfolio_value": outcome.portfolio_value.to_string(),
-                    "currency": outcome.portfolio_value.currency().code(),
-                }),
-            )
-            .await?;
+            // The day and its event in one transaction: one commit per model-day.
+            let event = json!({
+                "model": key.model,
+                "date": key.date,
+                "trades": trades,
+                "tool_calls": report.tool_call_count(),
+                // Exact decimal text, never a float.
+                "portfolio_value": outcome.portfolio_value.to_string(),
+                "currency": outcome.portfolio_value.currency().code(),
+            });
+            ctx.store
+                .complete_model_day_logged(key, outcome, "model_day_completed", &event)
+                .await?;
             tracing::info!(
                 trades,
                 tool_calls = report.tool_call_count(),

@@ -108,7 +108,14 @@ async fn prepare(args: &Args, work: &Path, data: &Path) -> Result<(String, Strin
         "end_date": last.to_string(), "max_steps": 12,
     });
     let db = data.join("tradeloom.db");
-    let (figures, sim) = timed_job("sqlite", &db.display().to_string(), work, &config).await?;
+    let (figures, sim) = timed_job(
+        "sqlite",
+        &db.display().to_string(),
+        work,
+        &config,
+        tradeloom_runs::bench::peer::self_cpu_seconds,
+    )
+    .await?;
     mock_task.abort();
     if figures.failed > 0 {
         bail!("{} model-days of the bench job failed", figures.failed);

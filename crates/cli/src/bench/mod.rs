@@ -26,8 +26,8 @@ pub enum BenchCommand {
     /// `tradeloom run` end to end as a whole process (wall, CPU, peak RSS) from CSV and from
     /// Parquet, and backtesting.py, NautilusTrader and vectorbt on the same bars and strategy.
     Run(run::Args),
-    /// Model-days per second of simulation jobs with mock-llm (SQLite, and PostgreSQL when a URL
-    /// is given), and `GET /results?detail=minimal` throughput and latency under concurrency.
+    /// Model-days per second and CPU-ms per model-day of simulation jobs with mock-llm (SQLite,
+    /// and PostgreSQL when a URL is given).
     Simulate(simulate::Args),
     /// Reads of the REST API beside FastAPI: `GET /results?detail=minimal` and
     /// `GET /simulate/status/{id}` of a finished job, req/s, p50/p99 latency and server CPU time

@@ -1,7 +1,6 @@
-//! `tradeloom bench simulate`: model-days per second of a whole simulation job against
-//! mock-llm (zero latency, in this process, over loopback HTTP) on SQLite and PostgreSQL, then
-//! `GET /results?detail=minimal` requests per second and latency percentiles under concurrent
-//! connections to the real API server. Workloads in [`tradeloom_server::bench`].
+//! `tradeloom bench simulate`: model-days per second, and CPU milliseconds per model-day, of a
+//! whole simulation job against mock-llm (zero latency, in this process, over loopback HTTP)
+//! on SQLite and PostgreSQL. Workloads in [`tradeloom_server::bench`].
 
 use std::process::ExitCode;
 
@@ -9,7 +8,8 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use tradeloom_data::news::{synth_news, write_news};
 use tradeloom_data::universe::{UniverseSpec, synth_universe, write_universe};
-use tradeloom_server::bench::{SimulateReport, results_load, timed_job};
+use tradeloom_runs::bench::peer::self_cpu_seconds;
+use tradeloom_server::bench::{SimulateReport, timed_job};
 use tradeloom_store::ScratchDatabase;
 
 use crate::store::runtime;
@@ -36,12 +36,6 @@ pub struct Args {
     /// Also measure on PostgreSQL (a scratch database is created there and dropped).
     #[arg(long, env = "TRADELOOM_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
-    /// Requests of the HTTP measurement.
-    #[arg(long, default_value_t = 20_000)]
-    pub requests: usize,
-    /// Concurrent connections of the HTTP measurement.
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -84,25 +78,26 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             );
         }
         let sqlite_path = work.path().join("sqlite").join("tradeloom.db");
-        let (sqlite, sim) = timed_job("sqlite", &sqlite_path.display().to_string(), work.path(), &config).await?;
+        let (sqlite, _) = timed_job(
+            "sqlite",
+            &sqlite_path.display().to_string(),
+            work.path(),
+            &config,
+            self_cpu_seconds,
+        )
+        .await?;
         let mut jobs = vec![sqlite];
         if let Some(base) = &args.postgres_url {
             let scratch = ScratchDatabase::create(base, "tl_bench").await?;
-            let result = timed_job("postgres", scratch.url(), work.path(), &config).await;
+            let result = timed_job("postgres", scratch.url(), work.path(), &config, self_cpu_seconds).await;
             scratch.drop_database().await?;
             jobs.push(result?.0);
         }
-        if !args.json {
-            eprintln!("GET /results?detail=minimal: {} requests over {} connections …", args.requests, args.concurrency);
-        }
-        let http = results_load(sim, args.requests, args.concurrency).await?;
         let report = SimulateReport {
             models: args.models,
             days: args.days,
             symbols: args.symbols,
-            concurrency: args.concurrency,
             jobs,
-            http,
         };
         if args.json {
             println!("{}", report.json());

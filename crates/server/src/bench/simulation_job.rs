@@ -17,6 +17,9 @@ pub struct JobFigures {
     pub model_days: u64,
     pub failed: u64,
     pub seconds: f64,
+    /// CPU seconds this process spent meanwhile (every thread: the simulator, the in-process
+    /// mock-llm and, on SQLite, the database); a PostgreSQL server's own CPU is not in it.
+    pub cpu_seconds: f64,
 }
 
 impl JobFigures {
@@ -24,16 +27,22 @@ impl JobFigures {
     pub fn rate(&self) -> f64 {
         self.model_days as f64 / self.seconds.max(1e-9)
     }
+
+    /// CPU milliseconds of this process per model-day.
+    pub fn cpu_ms_per_model_day(&self) -> f64 {
+        self.cpu_seconds * 1e3 / (self.model_days.max(1) as f64)
+    }
 }
 
 /// Runs the simulation `config` (JSON, paths relative to `data_dir`) to its end on the store at
 /// `location`, its models' endpoints on loopback; returns its figures and the simulator (with
-/// the job's results in its store).
+/// the job's results in its store). `cpu_seconds` reads this process's CPU time so far.
 pub async fn timed_job(
     backend: &'static str,
     location: &str,
     data_dir: &Path,
     config: &serde_json::Value,
+    cpu_seconds: fn() -> f64,
 ) -> Result<(JobFigures, Arc<Simulator>), BenchError> {
     let store = tradeloom_store::open_store(location)
         .await
@@ -59,15 +68,17 @@ pub async fn timed_job(
         },
     );
     let resolved = config_from_value(config, data_dir)?;
-    let started = Instant::now();
+    let (started, cpu_started) = (Instant::now(), cpu_seconds());
     let (_, job) = run_to_end(&sim, &resolved).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu_seconds() - cpu_started;
     let progress = sim.store().job_report(&job.id).await?.progress;
     let figures = JobFigures {
         backend,
         model_days: progress.completed + progress.failed,
         failed: progress.failed,
         seconds,
+        cpu_seconds,
     };
     Ok((figures, sim))
 }
