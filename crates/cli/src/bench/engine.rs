@@ -30,10 +30,6 @@ pub struct Args {
     /// Bars per measurement (repeat the flag for several sizes).
     #[arg(long = "bars", default_values_t = [1_000_000u64])]
     pub bars: Vec<u64>,
-    /// Accepted for compatibility: this benchmark measures the engine alone (`tradeloom run` end
-    /// to end is `tradeloom bench run`).
-    #[arg(long)]
-    pub engine_only: bool,
     /// Skip the warm-process comparison with vectorbt.
     #[arg(long)]
     pub no_peer: bool,
