@@ -5,13 +5,16 @@
 //! - commits of this process: bumped after every statement or transaction that may have written
 //!   ends ([`note_commit`], called by the back ends and by `Tx::commit`), so a write through this
 //!   process changes the version before the writer's call returns;
-//! - changes seen from outside: at most every [`EXTERNAL_CHECK_EVERY`], the first reader that
-//!   finds the last check older than that asks the database whether anything committed since
-//!   (SQLite: `PRAGMA data_version` on a connection of its own, which changes with every commit
-//!   of any other connection, in any process; PostgreSQL: `pg_current_snapshot()`, which changes
-//!   with every transaction that wrote, in any session) and bumps the counter when it did. Other
-//!   readers wait for that check, so a commit made by another process is in the version of
-//!   every read that starts [`EXTERNAL_CHECK_EVERY`] or more after it.
+//! - changes seen from outside: the database is asked whether anything committed since the last
+//!   check (SQLite: `PRAGMA data_version` on a connection of its own, which changes with every
+//!   commit of any other connection, in any process; PostgreSQL: `pg_current_snapshot()`, which
+//!   changes with every transaction that wrote, in any session) and the counter is bumped when it
+//!   did. A commit made by another process is in the version of every read that starts
+//!   [`EXTERNAL_CHECK_EVERY`] or more after it: a reader that finds the last check that old
+//!   waits for a check. Under steady traffic nobody waits: the first reader that finds the last
+//!   check [`REFRESH_AHEAD`] old runs the next check itself while the others go on with the
+//!   version they have (still within the bound), so the check is paid by one request, not by
+//!   every request in flight when it falls due.
 //!
 //! Whoever keeps something under a version must take the version *before* reading what it
 //! keeps: a commit that lands in between then changes the version, and the kept answer is
@@ -27,6 +30,9 @@ use crate::error::StoreError;
 /// A change made by another process (another `serve` on the same database, `tradeloom keys
 /// revoke`, a worker) is seen by reads that start this long after it commits.
 pub const EXTERNAL_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// From this age of the last check on, one reader runs the next check while the others go on.
+const REFRESH_AHEAD: Duration = Duration::from_millis(75);
 
 /// Commits of this process (every store in it).
 static LOCAL_COMMITS: AtomicU64 = AtomicU64::new(0);
@@ -73,9 +79,10 @@ impl Freshness {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
-    fn due(&self, now: u64) -> bool {
+    /// Whether the last check is `age` or more old at `now` (or there was none).
+    fn older_than(&self, now: u64, age: Duration) -> bool {
         let at = self.checked_at.load(Ordering::SeqCst);
-        at == u64::MAX || now.saturating_sub(at) >= EXTERNAL_CHECK_EVERY.as_nanos() as u64
+        at == u64::MAX || now.saturating_sub(at) >= age.as_nanos() as u64
     }
 
     /// The current version; asks the database (`probe`: an answer that changes whenever
@@ -88,27 +95,48 @@ impl Freshness {
         // The local half first: taken before any check or read that follows.
         let local = LOCAL_COMMITS.load(Ordering::SeqCst);
         let started = self.since_base();
-        if self.due(started) {
-            let mut seen = self.last_seen.lock().await;
+        if self.older_than(started, EXTERNAL_CHECK_EVERY) {
+            let seen = self.last_seen.lock().await;
             // Another reader may have checked while this one waited: a check that began
             // after this read began is as good as its own.
             let at = self.checked_at.load(Ordering::SeqCst);
             if at == u64::MAX || at < started {
-                let begun = self.since_base();
-                let answer = probe().await?;
-                if seen.as_deref() != Some(answer.as_str()) {
-                    if seen.is_some() {
-                        self.epoch.fetch_add(1, Ordering::SeqCst);
-                    }
-                    *seen = Some(answer);
+                self.check(seen, probe).await?;
+            }
+        } else if self.older_than(started, REFRESH_AHEAD) {
+            // Still within the bound: check ahead if nobody else is, never wait for it.
+            if let Ok(seen) = self.last_seen.try_lock() {
+                if self.older_than(self.since_base(), REFRESH_AHEAD) {
+                    self.check(seen, probe).await?;
                 }
-                self.checked_at.store(begun, Ordering::SeqCst);
             }
         }
         Ok(ReadVersion {
             local,
             external: self.epoch.load(Ordering::SeqCst),
         })
+    }
+
+    /// Asks the database and moves the outside epoch when its answer changed.
+    async fn check<F, Fut>(
+        &self,
+        mut seen: tokio::sync::MutexGuard<'_, Option<String>>,
+        probe: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, StoreError>>,
+    {
+        let begun = self.since_base();
+        let answer = probe().await?;
+        if seen.as_deref() != Some(answer.as_str()) {
+            if seen.is_some() {
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+            }
+            *seen = Some(answer);
+        }
+        self.checked_at.store(begun, Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -139,5 +167,47 @@ mod tests {
         f.checked_at.store(u64::MAX, Ordering::SeqCst);
         let v4 = f.version(|| async { Ok("b".to_string()) }).await.unwrap();
         assert_eq!(v4.external, v3.external + 1);
+    }
+
+    /// A `Freshness` whose last check was `age` ago.
+    fn checked_ago(age: Duration) -> Freshness {
+        let f = Freshness {
+            base: Instant::now() - Duration::from_secs(10),
+            ..Freshness::default()
+        };
+        f.checked_at
+            .store(f.since_base() - age.as_nanos() as u64, Ordering::SeqCst);
+        f
+    }
+
+    #[tokio::test]
+    async fn a_check_falling_due_is_run_by_one_reader_while_the_others_go_on() {
+        // Between REFRESH_AHEAD and the bound: the reader that finds the lock free checks.
+        let f = checked_ago(Duration::from_millis(85));
+        *f.last_seen.lock().await = Some("a".into());
+        let v = f.version(|| async { Ok("b".to_string()) }).await.unwrap();
+        assert_eq!(v.external, 1, "the check ahead saw the outside commit");
+
+        // While a check is in flight, a reader within the bound does not wait for it (a reader
+        // that waited would hang here: the lock is held until the end of the test).
+        let f = checked_ago(Duration::from_millis(85));
+        let _in_flight = f.last_seen.lock().await;
+        let v = tokio::time::timeout(
+            Duration::from_secs(5),
+            f.version(|| async { Err(StoreError::Invalid("not this reader's check".into())) }),
+        )
+        .await
+        .expect("a reader within the bound never waits for another's check")
+        .unwrap();
+        assert_eq!(v.external, 0);
+
+        // Past the bound, a reader waits for a check (here it runs it: the lock is free).
+        let f = checked_ago(Duration::from_millis(150));
+        *f.last_seen.lock().await = Some("a".into());
+        let v = f.version(|| async { Ok("b".to_string()) }).await.unwrap();
+        assert_eq!(
+            v.external, 1,
+            "past the bound the outside commit is always seen"
+        );
     }
 }
