@@ -99,6 +99,17 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
+/// How far `x` is below `peak`, in percent of `peak` (0 at or above it, or without a positive
+/// peak).
+#[inline]
+fn fall_pct(peak: f64, x: f64) -> f64 {
+    if x >= peak || peak <= 0.0 {
+        0.0
+    } else {
+        (peak - x) / peak * 100.0
+    }
+}
+
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then(|| round6(x))
 }
@@ -115,6 +126,9 @@ pub(crate) struct Analyzer {
     // drawdown
     peak: f64,
     peak_ts: UnixNanos,
+    /// The lowest equity since `peak` was set: the deepest drawdown under this peak, folded
+    /// into `max_dd` when a new peak starts (one division per peak instead of one per point).
+    trough: f64,
     max_dd: f64,
     max_dd_duration: i64,
     // daily returns (Welford)
@@ -152,6 +166,7 @@ impl Analyzer {
             exposed_points: 0,
             peak: x,
             peak_ts: UnixNanos(0),
+            trough: x,
             max_dd: 0.0,
             max_dd_duration: 0,
             day: None,
@@ -190,9 +205,9 @@ impl Analyzer {
         }
     }
 
-    /// Records equity at the end of a timestamp; returns the drawdown in percent.
+    /// Records equity at the end of a timestamp.
     #[inline]
-    pub(crate) fn on_equity(&mut self, ts: UnixNanos, equity: Money, exposed: bool) -> f64 {
+    pub(crate) fn on_equity(&mut self, ts: UnixNanos, equity: Money, exposed: bool) {
         let x = equity.as_f64();
         if self.start.is_none() {
             self.start = Some(ts);
@@ -220,23 +235,33 @@ impl Analyzer {
         }
         self.day_close = x;
         if x >= self.peak {
+            self.settle_trough();
             self.peak = x;
+            self.trough = x;
             self.peak_ts = ts;
-            0.0
         } else {
-            let dd = if self.peak > 0.0 {
-                (self.peak - x) / self.peak * 100.0
-            } else {
-                0.0
-            };
-            if dd > self.max_dd {
-                self.max_dd = dd;
-            }
+            self.trough = self.trough.min(x);
             let duration = ts.0 - self.peak_ts.0;
             if duration > self.max_dd_duration {
                 self.max_dd_duration = duration;
             }
-            dd
+        }
+    }
+
+    /// The drawdown of `equity` from the running peak in percent (≥ 0), after
+    /// [`Analyzer::on_equity`] recorded it.
+    #[inline]
+    pub(crate) fn drawdown_pct(&self, equity: Money) -> f64 {
+        fall_pct(self.peak, equity.as_f64())
+    }
+
+    /// Folds the deepest drawdown under the current peak into the maximum. The fall in percent
+    /// only grows as equity falls (each rounded step of [`fall_pct`] is monotonic), so the
+    /// drawdown at the trough is exactly the largest of that peak's points.
+    fn settle_trough(&mut self) {
+        let dd = fall_pct(self.peak, self.trough);
+        if dd > self.max_dd {
+            self.max_dd = dd;
         }
     }
 
@@ -269,6 +294,7 @@ impl Analyzer {
             self.push_return(close);
             self.day = None;
         }
+        self.settle_trough();
         let money = |raw: i128| Money::from_raw(raw, self.currency);
         let initial = self.initial.as_f64();
         let fin = final_equity.as_f64();
@@ -359,10 +385,14 @@ mod tests {
     #[test]
     fn drawdown_and_duration() {
         let mut a = Analyzer::new(usd(100));
-        assert_eq!(a.on_equity(day(0), usd(100), false), 0.0);
-        assert_eq!(a.on_equity(day(1), usd(120), true), 0.0);
-        assert!((a.on_equity(day(2), usd(90), true) - 25.0).abs() < 1e-12);
+        a.on_equity(day(0), usd(100), false);
+        assert_eq!(a.drawdown_pct(usd(100)), 0.0);
+        a.on_equity(day(1), usd(120), true);
+        assert_eq!(a.drawdown_pct(usd(120)), 0.0);
+        a.on_equity(day(2), usd(90), true);
+        assert!((a.drawdown_pct(usd(90)) - 25.0).abs() < 1e-12);
         a.on_equity(day(3), usd(110), true);
+        assert!((a.drawdown_pct(usd(110)) - 100.0 / 12.0).abs() < 1e-12);
         a.on_equity(day(4), usd(121), false);
         let m = a.finish(usd(121), usd(0), 5, 0, 0, 0);
         assert_eq!(m.max_drawdown_pct, 25.0);
@@ -396,5 +426,23 @@ mod tests {
         let expected = mean / std * 252f64.sqrt();
         assert!((m.sharpe.unwrap() - round6(expected)).abs() < 1e-9, "{m:?}");
         assert!(m.profit_factor.is_none(), "no trades, no profit factor");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn max_drawdown_is_the_largest_point_drawdown(
+            moves in proptest::collection::vec(-40i64..40, 1..200),
+        ) {
+            let mut a = Analyzer::new(usd(100));
+            let mut equity = 100i64;
+            let mut largest = 0.0f64;
+            for (k, step) in moves.iter().enumerate() {
+                equity = (equity + step).max(1);
+                a.on_equity(day(k as i64), usd(equity), true);
+                largest = largest.max(a.drawdown_pct(usd(equity)));
+            }
+            let m = a.finish(usd(equity), usd(0), moves.len() as u64, 0, 0, 0);
+            proptest::prop_assert_eq!(m.max_drawdown_pct, round6(largest));
+        }
     }
 }

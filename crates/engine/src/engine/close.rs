@@ -10,6 +10,36 @@ use crate::analysis::EquityPoint;
 use crate::config::MarginCallAction;
 use crate::sink::Sink;
 
+/// What the maintenance margin's arithmetic errors name.
+const MAINTENANCE: &str = "maintenance margin";
+
+/// Percent raw at 10^-9: `pct` of `base` is `base × pct ÷ PCT_SCALE`.
+const PCT_SCALE: i128 = 100 * 1_000_000_000;
+
+/// `pct` percent (raw at 10^-9) of `base`, truncated toward zero.
+fn pct_of(base: i128, pct: i64) -> Option<i128> {
+    mul_div(base, i128::from(pct), PCT_SCALE)
+}
+
+/// Whether `x ≤ pct_of(base, pct)`, checked once per timestamp. For `base ≥ 0` and `pct ≥ 0`
+/// the limit is `⌊base·pct ÷ PCT_SCALE⌋`, and an integer is at most the floor of a number
+/// exactly when it is at most the number: `x·PCT_SCALE ≤ base·pct`. Two multiplications
+/// instead of the three 128-bit divisions of [`mul_div`] (which cost more than the rest of a
+/// bar); the same answer, and where a product overflows the division decides (and fails where
+/// it fails, naming `what`).
+#[inline]
+fn at_most_pct_of(x: i128, base: i128, pct: i64, what: &'static str) -> Result<bool, ArithmeticError> {
+    let pct = i128::from(pct);
+    if base >= 0
+        && pct >= 0
+        && let (Some(lhs), Some(rhs)) = (x.checked_mul(PCT_SCALE), base.checked_mul(pct))
+    {
+        return Ok(lhs <= rhs);
+    }
+    let limit = mul_div(base, pct, PCT_SCALE).ok_or(ArithmeticError(what))?;
+    Ok(x <= limit)
+}
+
 impl Engine {
     /// Closes timestamp `ts` once every bar of it has been processed.
     pub(super) fn close_timestamp<S: Sink>(
@@ -31,7 +61,9 @@ impl Engine {
                     .ok_or(ArithmeticError("gross exposure"))?;
             }
         }
-        let drawdown_pct = self.analyzer.on_equity(ts, equity, exposed);
+        self.analyzer.on_equity(ts, equity, exposed);
+        // Only what the sink keeps needs it (and the drawdown limit's message, when it trips).
+        let drawdown_pct = self.analyzer.drawdown_pct(equity);
         sink.on_equity(&EquityPoint {
             ts,
             cash: self.account.cash(),
@@ -41,9 +73,8 @@ impl Engine {
         });
         if let (Some(pct), false) = (self.config.risk.max_drawdown_pct_raw, self.halted) {
             self.peak_equity = self.peak_equity.max(equity.raw());
-            let allowed = mul_div(self.peak_equity, i128::from(pct), 100 * 1_000_000_000)
-                .ok_or(ArithmeticError("drawdown limit"))?;
-            if self.peak_equity - equity.raw() > allowed {
+            let fall = self.peak_equity - equity.raw();
+            if !at_most_pct_of(fall, self.peak_equity, pct, "drawdown limit")? {
                 let peak = Money::from_raw(self.peak_equity, equity.currency());
                 let detail = format!(
                     "equity {equity} is {drawdown_pct:.2}% below its peak {peak}, above max_drawdown_pct {}",
@@ -68,9 +99,8 @@ impl Engine {
         }
         if self.config.account_kind == AccountKind::Margin && self.margin_call.is_none() {
             let pct = self.config.margin.maintenance_pct_raw;
-            let maintenance = mul_div(gross, i128::from(pct), 100 * 1_000_000_000)
-                .ok_or(ArithmeticError("maintenance margin"))?;
-            if equity.raw() <= maintenance {
+            if at_most_pct_of(equity.raw(), gross, pct, MAINTENANCE)? {
+                let maintenance = pct_of(gross, pct).ok_or(ArithmeticError(MAINTENANCE))?;
                 self.call_margin(ts, equity, maintenance, gross, sink)?;
             }
         }
@@ -116,5 +146,53 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn by_division(x: i128, base: i128, pct: i64) -> Option<bool> {
+        pct_of(base, pct).map(|limit| x <= limit)
+    }
+
+    #[test]
+    fn at_the_limit_and_one_past_it() {
+        // 25 % of 1_000_000_001 is 250_000_000.25, truncated to 250_000_000.
+        let pct = 25_000_000_000;
+        assert!(at_most_pct_of(250_000_000, 1_000_000_001, pct, "t").unwrap());
+        assert!(!at_most_pct_of(250_000_001, 1_000_000_001, pct, "t").unwrap());
+        assert!(at_most_pct_of(-5, 0, 0, "t").unwrap());
+        assert!(!at_most_pct_of(1, 0, pct, "t").unwrap());
+        // Overflowing products fall back to the division, and fail where it fails.
+        assert_eq!(
+            at_most_pct_of(i128::MAX, i128::MAX / 2, pct, "t").ok(),
+            by_division(i128::MAX, i128::MAX / 2, pct)
+        );
+        assert!(at_most_pct_of(0, i128::MAX, i64::MAX, "t").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_division(
+            x in any::<i128>(),
+            base in any::<i128>(),
+            pct in any::<i64>(),
+            near in -3i128..3,
+            small in any::<bool>(),
+        ) {
+            // Half the cases near the limit, where an off-by-one would show.
+            let (x, base) = if small {
+                let base = base >> 64;
+                (pct_of(base, pct).map_or(x, |l| l.saturating_add(near)), base)
+            } else {
+                (x, base)
+            };
+            prop_assert_eq!(at_most_pct_of(x, base, pct, "t").ok(), by_division(x, base, pct));
+        }
     }
 }
