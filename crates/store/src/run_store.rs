@@ -354,7 +354,7 @@ impl<D: Db> RunStore for D {
             lock_event_order::<Self>(&mut tx).await?;
         }
         for chunk in events.chunks(BATCH_ROWS) {
-            let mut insert = insert_values(
+            let mut insert = rows_of::<Self>(
                 "INSERT INTO workflow_events (run_id, kind, node_id, payload, at)",
                 chunk.len(),
                 5,
@@ -506,12 +506,30 @@ fn lineage_refused(t: &Transition, lineage: u64) -> StoreError {
     ))
 }
 
-/// `$first, …, $(first + n - 1)`.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `$first, …, $(first + n - 1)` on PostgreSQL; `?, …` (n of them) on SQLite, where a
+/// statement's placeholders must then all be `?`. sqlx binds a numbered SQLite parameter by
+/// asking SQLite for its name, a scan of every parameter of the statement: quadratic in the
+/// parameters of a multi-row statement (thousands), which was half the CPU of a burst of runs.
+fn placeholders<D: Db>(first: usize, n: usize) -> String {
+    match D::BACKEND {
+        Backend::Postgres => (first..first + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Backend::Sqlite => vec!["?"; n].join(", "),
+    }
+}
+
+/// `head VALUES (…), (…)`: a multi-row statement of `rows` rows of `columns` values, bound row
+/// by row (see [`placeholders`] for the SQLite form).
+fn rows_of<D: Db>(head: &str, rows: usize, columns: usize) -> crate::sql::Statement {
+    match D::BACKEND {
+        Backend::Postgres => insert_values(head, rows, columns),
+        Backend::Sqlite => {
+            let row = format!("({})", placeholders::<D>(1, columns));
+            sql(format!("{head} VALUES {}", vec![row; rows].join(", ")))
+        }
+    }
 }
 
 #[derive(FromRow)]
@@ -557,7 +575,7 @@ async fn batch_heads<D: Db>(
         })
         .collect();
     for chunk in creates.chunks(BATCH_ROWS) {
-        let mut insert = insert_values(
+        let mut insert = rows_of::<D>(
             "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
              inputs, created_at, definition_hash, agent_nodes_spawned)",
             chunk.len(),
@@ -598,7 +616,7 @@ async fn batch_heads<D: Db>(
     for chunk in to_read.chunks(BATCH_ROWS) {
         let mut query = sql(format!(
             "SELECT id, revision FROM workflow_runs WHERE id IN ({}){lock}",
-            placeholders(1, chunk.len())
+            placeholders::<D>(1, chunk.len())
         ));
         for id in chunk {
             query = query.bind(*id);
@@ -625,7 +643,7 @@ async fn batch_heads<D: Db>(
     let mut stored: Vec<SignalRow> = Vec::new();
     for chunk in asked.chunks(BATCH_ROWS) {
         let pairs = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .map(|i| format!("({})", placeholders::<D>(2 * i + 1, 2)))
             .collect::<Vec<_>>()
             .join(", ");
         let mut query = sql(format!(
@@ -707,7 +725,7 @@ async fn batch_heads<D: Db>(
     }
 
     for chunk in signals.chunks(BATCH_ROWS) {
-        let mut insert = insert_values(
+        let mut insert = rows_of::<D>(
             "INSERT INTO workflow_signals (run_id, signal_id, applied_at)",
             chunk.len(),
             3,
@@ -732,7 +750,7 @@ async fn batch_heads<D: Db>(
             if i > 0 {
                 text.push_str(", ");
             }
-            text.push_str(&format!("({})", placeholders(7 * i + 1, 7)));
+            text.push_str(&format!("({})", placeholders::<D>(7 * i + 1, 7)));
         }
         text.push_str(
             ") AS v WHERE workflow_runs.id = v.column1 AND workflow_runs.revision = v.column7",
@@ -951,7 +969,7 @@ async fn insert_blobs<D: Db>(
         .filter(|(hash, _)| seen.insert(hash.clone()))
         .collect();
     for chunk in unique.chunks(BATCH_ROWS) {
-        let mut insert = insert_values(
+        let mut insert = rows_of::<D>(
             "INSERT INTO blobs (hash, kind, body, created_at)",
             chunk.len(),
             4,
@@ -987,7 +1005,7 @@ async fn upsert_nodes<D: Db>(
         .map(|(_, r)| r)
         .collect();
     for chunk in kept.chunks(BATCH_ROWS) {
-        let mut insert = insert_values(
+        let mut insert = rows_of::<D>(
             "INSERT INTO workflow_node_states (run_id, node_id, status, attempts, \
              output_hash, error, updated_at, not_before)",
             chunk.len(),
