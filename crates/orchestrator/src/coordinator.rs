@@ -94,6 +94,35 @@ struct CachedRun {
     run: WorkflowRun,
     state: RunState,
     context: Context,
+    /// The chain of plans this state belongs to (see
+    /// [`Transition::lineage`](tradeloom_store::Transition::lineage)): new with every read
+    /// of the store, kept while transitions are planned one on top of another.
+    lineage: u64,
+}
+
+/// A write submitted with the next transition [`Coordinator::apply_in_span`] commits, and
+/// then its answer.
+#[derive(Default)]
+struct Prefix {
+    write: Option<RunWrite>,
+    pending: Option<crate::committer::Pending>,
+}
+
+/// The span of one signal's log lines: the run's `run_id` and `trace_id` and the signal's id.
+fn signal_span(run_id: &str, signal: &Signal) -> tracing::Span {
+    tracing::info_span!(
+        "signal",
+        run_id = %run_id,
+        trace_id = %tradeloom_core::trace_id(run_id),
+        signal = %signal.id()
+    )
+}
+
+/// Lineage ids of this process.
+static LINEAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn new_lineage() -> u64 {
+    LINEAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// One run's cache entry; its lock also serialises the run's signals in this process.
@@ -403,6 +432,7 @@ impl Coordinator {
             state: RunState::new(&ir, &graph, &states),
             run,
             context,
+            lineage: new_lineage(),
         }))
     }
 
@@ -457,22 +487,38 @@ impl Coordinator {
         let run_id = run.id.clone();
         let (ir, graph) = self.workflow(&run).await?;
         let slot = self.run_slot(&run_id);
-        let created = {
+        {
             let mut guard = slot.lock().await;
             let states: Vec<NodeState> = Vec::new();
             *guard = Some(CachedRun {
                 state: RunState::new(&ir, &graph, &states),
                 context: base_context(&run, &ir),
                 run,
+                lineage: new_lineage(),
             });
-            // Submitted while holding the run's lock: the start is planned (and committed) after.
-            self.committer.submit(RunWrite::Create(create))
+        }
+        // The creation is submitted with the start's transition, so both share a batch.
+        let mut create = Prefix {
+            write: Some(RunWrite::Create(create)),
+            pending: None,
         };
-        let applied = self.apply(&run_id, &Signal::Start).await;
+        let applied = self
+            .apply_in_span(&run_id, &Signal::Start, &mut create)
+            .instrument(signal_span(&run_id, &Signal::Start))
+            .await;
+        let created = match (create.write.take(), create.pending.take()) {
+            (Some(write), _) => self.committer.submit(write),
+            (None, Some(pending)) => pending,
+            (None, None) => {
+                return Err(OrchestratorError::Store(StoreError::Invalid(
+                    "a run's creation was neither submitted nor kept".into(),
+                )));
+            }
+        };
         match created.await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                self.invalidate(&run_id).await;
+                *slot.lock().await = None;
                 return Err(e.into());
             }
             Err(_) => {
@@ -494,19 +540,20 @@ impl Coordinator {
     /// signal of the run won the race), then emit the planned tasks.
     /// Its log lines carry the run's `run_id` and `trace_id` and the signal's id.
     pub async fn apply(&self, run_id: &str, signal: &Signal) -> Result<Applied, OrchestratorError> {
-        let span = tracing::info_span!(
-            "signal",
-            run_id = %run_id,
-            trace_id = %tradeloom_core::trace_id(run_id),
-            signal = %signal.id()
-        );
-        self.apply_in_span(run_id, signal).instrument(span).await
+        let mut none = Prefix::default();
+        self.apply_in_span(run_id, signal, &mut none)
+            .instrument(signal_span(run_id, signal))
+            .await
     }
 
+    /// [`Coordinator::apply`], submitting `prefix.write` (if any) together with the first
+    /// transition it commits; its answer is left in `prefix.pending`. Without a transition to
+    /// commit, `prefix.write` is left for the caller.
     async fn apply_in_span(
         &self,
         run_id: &str,
         signal: &Signal,
+        prefix: &mut Prefix,
     ) -> Result<Applied, OrchestratorError> {
         if let Signal::Decided {
             approval_id,
@@ -599,12 +646,22 @@ impl Coordinator {
                     body: output.to_string(),
                 });
             }
+            transition.lineage = Some(cached.lineage);
             let before = cached.run.status;
             let status = transition.status.unwrap_or(before);
             cached.run.advance(&transition, Utc::now());
             // Submitted while holding the run's lock, so the run's next signal is planned on
             // this one and committed after it.
-            let pending = self.committer.submit(RunWrite::Transition(*transition));
+            let pending = match prefix.write.take() {
+                Some(first) => {
+                    let (first, pending) = self
+                        .committer
+                        .submit_pair(first, RunWrite::Transition(*transition));
+                    prefix.pending = Some(first);
+                    pending
+                }
+                None => self.committer.submit(RunWrite::Transition(*transition)),
+            };
             *guard = (!status.is_terminal()).then_some(cached);
             drop(guard);
             let outcome = match pending.await {
@@ -629,12 +686,15 @@ impl Coordinator {
                     self.committed(run_id, status, revision, tasks, more).await;
                     return Ok(Applied::Committed { revision, status });
                 }
+                // What was planned on this transition is dropped: the slot this signal
+                // planned on, not whichever the run has now (a finished run's entry may
+                // have been replaced meanwhile), is read again.
                 Ok(TransitionOutcome::AlreadyApplied) => {
-                    self.invalidate(run_id).await;
+                    *slot.lock().await = None;
                     return Ok(Applied::AlreadyApplied);
                 }
                 Err(StoreError::Conflict(message)) => {
-                    self.invalidate(run_id).await;
+                    *slot.lock().await = None;
                     conflicts += 1;
                     if conflicts >= MAX_CONFLICTS {
                         return Err(OrchestratorError::Conflict(format!(
@@ -645,7 +705,7 @@ impl Coordinator {
                     tokio::task::yield_now().await;
                 }
                 Err(e) => {
-                    self.invalidate(run_id).await;
+                    *slot.lock().await = None;
                     return Err(e.into());
                 }
             }

@@ -63,12 +63,31 @@ pub async fn node_worker(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let queue = env.queue().clone();
-    consume(queue, &pool, &consumer, shutdown, |delivery| {
+    let handle = |delivery: Delivery| {
         let env = env.clone();
         async move { handle_node_task(&env, delivery).await }
-    })
-    .await;
+    };
+    if pool == TRANSFORM_POOL {
+        // A transform node computes at once; what a worker waits for is its completion's
+        // commit, so one worker takes several at a time (a pool limit still caps them).
+        consume_concurrently(
+            queue,
+            &pool,
+            &consumer,
+            shutdown,
+            TRANSFORMS_IN_FLIGHT,
+            handle,
+        )
+        .await;
+    } else {
+        consume(queue, &pool, &consumer, shutdown, handle).await;
+    }
 }
+
+/// The pool of `transform` nodes.
+const TRANSFORM_POOL: &str = "transform";
+/// Transform tasks one worker has in hand at once (each mostly waiting for its commit).
+const TRANSFORMS_IN_FLIGHT: usize = 32;
 
 async fn handle_node_task(env: &Arc<WorkerEnv>, delivery: Delivery) {
     let queue = env.queue().clone();
@@ -154,13 +173,27 @@ async fn handle_parsed_task(env: &Arc<WorkerEnv>, task: NodeTask, delivery: Deli
             tracing::warn!(error = %error, retryable, "node failed");
         }
     }
+    let signal = Signal::NodeFinished {
+        node: task.node_id.clone(),
+        attempt: task.attempt,
+        outcome,
+    };
+    // Applied here rather than posted to the signal pool for a coordinator loop to take: the
+    // same transition, without serializing the signal (and the output) through the queue and
+    // two more hand-offs between tasks. The node's task is acknowledged once the completion is
+    // committed; if applying fails, the signal goes to the signal pool, whose consumers retry.
+    match coordinator.route(&task.run_id, &signal).await {
+        Ok(_) => {
+            let _ = queue.ack(&delivery.lease).await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot apply a completion here; posting it to the signal pool");
+        }
+    }
     let envelope = SignalEnvelope {
         run_id: task.run_id.clone(),
-        signal: Signal::NodeFinished {
-            node: task.node_id.clone(),
-            attempt: task.attempt,
-            outcome,
-        },
+        signal,
     };
     let posted = match serde_json::to_value(&envelope) {
         Ok(payload) => queue

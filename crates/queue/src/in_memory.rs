@@ -134,12 +134,15 @@ impl Queue for InMemoryQueue {
             }
             let wake = p.next_change().map_or(deadline, |t| t.min(deadline));
             let notify = Arc::clone(&p.notify);
-            // Created before the lock is released, so a `notify_waiters` from an enqueue that
-            // gets the lock right after us still reaches this future.
+            // Registered as a waiter before the lock is released, so a wake-up from an
+            // enqueue that gets the lock right after us reaches this future (and, being
+            // registered, each of several such consumers gets its own).
             let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             drop(pools);
             tokio::select! {
-                () = notified => {}
+                () = &mut notified => {}
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
@@ -315,7 +318,10 @@ impl Pool {
                 state: TaskState::Queued,
             },
         );
-        self.notify.notify_waiters();
+        // One task, one consumer to wake (a woken consumer that drops its wait passes the
+        // wake-up on): waking every idle consumer of the pool for each task made all but one
+        // lock the queue to find nothing.
+        self.notify.notify_one();
         id
     }
 
@@ -454,7 +460,12 @@ impl Pool {
             self.dedup.remove(&key);
         }
         self.acked_total += 1;
-        self.notify.notify_waiters();
+        if self.limit.is_some() {
+            // The lease freed room under the limit. Without a limit an ack makes nothing
+            // deliverable, and a consumer waiting for a lease to run out wakes up early at
+            // worst.
+            self.notify.notify_waiters();
+        }
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! [`RunStore`]: workflow runs — created, advanced by transitions — and the event log that runs
 //! and simulation jobs share.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -9,7 +11,7 @@ use sqlx::types::Json;
 
 use crate::error::StoreError;
 use crate::sql::{
-    Db, Driver, Tx, corrupt, insert_values, lock_event_order, now, page, sql, sql_offset,
+    Backend, Db, Driver, Tx, corrupt, insert_values, lock_event_order, now, page, sql, sql_offset,
 };
 use crate::workflow_run::{
     ApprovalChange, CreateRun, NewBlob, NewWorkflowRun, NodeChange, NodeState, NodeStatus,
@@ -154,7 +156,9 @@ pub trait RunStore: Send + Sync {
     /// Commits `writes` in one database transaction (group commit): each write is applied or
     /// refused on its own exactly as [`RunStore::create_workflow_run`] and
     /// [`RunStore::commit_transition`] would (a refused one writes nothing), in order, so a
-    /// later write may build on an earlier one of the same run. One outcome per write: a
+    /// later write may build on an earlier one of the same run. A transition of a
+    /// [lineage](Transition::lineage) with an earlier transition refused in `writes` is refused
+    /// as a [`StoreError::Conflict`] without being tried. One outcome per write: a
     /// creation is `Applied { revision: 0 }`. `Err` when the batch as a whole could not be
     /// committed (nothing of it was).
     async fn commit_batch(
@@ -187,57 +191,19 @@ pub trait RunStore: Send + Sync {
 #[async_trait]
 impl<D: Db> RunStore for D {
     async fn create_workflow_run(&self, new: &NewWorkflowRun) -> Result<WorkflowRun, StoreError> {
-        let at = now();
-        let id = uuid::Uuid::now_v7().to_string();
-        let mut tx = self
-            .begin()
-            .await
-            .map_err(StoreError::db("begin creating a workflow run"))?;
-        sql(
-            "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
-             inputs, created_at, definition_hash, agent_nodes_spawned) \
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8)",
-        )
-        .bind(&id)
-        .bind(&new.workflow_id)
-        .bind(new.workflow_version as i32)
-        .bind(&new.ir_hash)
-        .bind(sqlx::types::Json(&new.inputs))
-        .bind(at)
-        .bind(&new.definition_hash)
-        .bind(i32::try_from(new.agent_nodes).unwrap_or(i32::MAX))
-        .execute(&mut tx)
-        .await
-        .map_err(StoreError::db("create a workflow run"))?;
-        for node in &new.nodes {
-            sql(
-                "INSERT INTO workflow_node_states (run_id, node_id, status, updated_at) \
-                 VALUES ($1, $2, 'pending', $3)",
-            )
-            .bind(&id)
-            .bind(node)
-            .bind(at)
-            .execute(&mut tx)
-            .await
-            .map_err(StoreError::db("create a node state"))?;
+        // The same rows as a creation in a batch (`RunWrite::Create`): one way to write a run.
+        let create = CreateRun::new(new.clone());
+        let mut outcomes = self
+            .commit_batch(std::slice::from_ref(&RunWrite::Create(create.clone())))
+            .await?;
+        match outcomes.pop() {
+            Some(Ok(_)) => self.workflow_run(&create.id).await,
+            Some(Err(e)) => Err(e),
+            None => Err(StoreError::Invalid(format!(
+                "creating workflow run {} gave no outcome",
+                create.id
+            ))),
         }
-        lock_event_order::<Self>(&mut tx).await?;
-        sql(
-            "INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
-             VALUES ($1, 'run_created', NULL, $2, $3)",
-        )
-        .bind(&id)
-        .bind(sqlx::types::Json(
-            serde_json::json!({"workflow_id": new.workflow_id, "version": new.workflow_version}),
-        ))
-        .bind(at)
-        .execute(&mut tx)
-        .await
-        .map_err(StoreError::db("append an event"))?;
-        tx.commit()
-            .await
-            .map_err(StoreError::db("commit a new workflow run"))?;
-        self.workflow_run(&id).await
     }
 
     async fn workflow_run(&self, run_id: &str) -> Result<WorkflowRun, StoreError> {
@@ -305,15 +271,53 @@ impl<D: Db> RunStore for D {
             .begin()
             .await
             .map_err(StoreError::db("begin a batch of run writes"))?;
-        let mut outcomes = Vec::with_capacity(writes.len());
+        // Many plain transitions (no patch, no approval) are decided together, a few statements
+        // for the batch; otherwise each transition is tried in turn (`transition_head`).
+        let transitions = writes
+            .iter()
+            .filter(|w| matches!(w, RunWrite::Transition(_)))
+            .count();
+        let plain = writes.iter().all(|w| match w {
+            RunWrite::Create(_) => true,
+            RunWrite::Transition(t) => t.patch.is_none() && t.approvals.is_empty(),
+        });
+        let outcomes = if plain && transitions >= BATCHED_HEADS_FROM {
+            batch_heads::<Self>(&mut tx, writes, at).await?
+        } else {
+            let mut outcomes = Vec::with_capacity(writes.len());
+            // Lineages with a refused transition in this batch (see `Transition::lineage`).
+            let mut broken: HashSet<u64> = HashSet::new();
+            for write in writes {
+                match write {
+                    RunWrite::Create(c) => {
+                        insert_run_row::<Self>(&mut tx, c).await?;
+                        outcomes.push(Ok(TransitionOutcome::Applied { revision: 0 }));
+                    }
+                    RunWrite::Transition(t) => {
+                        if let Some(lineage) = t.lineage.filter(|l| broken.contains(l)) {
+                            outcomes.push(Err(lineage_refused(t, lineage)));
+                            continue;
+                        }
+                        let outcome = transition_head::<Self>(&mut tx, t, at).await?;
+                        if !matches!(outcome, Ok(TransitionOutcome::Applied { .. })) {
+                            broken.extend(t.lineage);
+                        }
+                        outcomes.push(outcome);
+                    }
+                }
+            }
+            outcomes
+        };
         // What the applied writes add, written below in a few multi-row statements.
         let mut nodes: Vec<(&str, NodeRow<'_>)> = Vec::new();
         let mut events: Vec<(&str, &str, Option<&str>, Value)> = Vec::new();
         let mut blobs: Vec<&NewBlob> = Vec::new();
-        for write in writes {
+        for (write, outcome) in writes.iter().zip(&outcomes) {
+            if !matches!(outcome, Ok(TransitionOutcome::Applied { .. })) {
+                continue;
+            }
             match write {
                 RunWrite::Create(c) => {
-                    insert_run_row::<Self>(&mut tx, c).await?;
                     for node in &c.new.nodes {
                         nodes.push((c.id.as_str(), NodeRow::Pending(node, c.created_at)));
                     }
@@ -325,27 +329,22 @@ impl<D: Db> RunStore for D {
                             "workflow_id": c.new.workflow_id, "version": c.new.workflow_version
                         }),
                     ));
-                    outcomes.push(Ok(TransitionOutcome::Applied { revision: 0 }));
                 }
                 RunWrite::Transition(t) => {
-                    let outcome = transition_head::<Self>(&mut tx, t, at).await?;
-                    if matches!(outcome, Ok(TransitionOutcome::Applied { .. })) {
-                        nodes.extend(
-                            t.nodes
-                                .iter()
-                                .map(|n| (t.run_id.as_str(), NodeRow::Change(n))),
-                        );
-                        events.extend(t.events.iter().map(|e| {
-                            (
-                                t.run_id.as_str(),
-                                e.kind.as_str(),
-                                e.node_id.as_deref(),
-                                e.payload.clone(),
-                            )
-                        }));
-                        blobs.extend(&t.blobs);
-                    }
-                    outcomes.push(outcome);
+                    nodes.extend(
+                        t.nodes
+                            .iter()
+                            .map(|n| (t.run_id.as_str(), NodeRow::Change(n))),
+                    );
+                    events.extend(t.events.iter().map(|e| {
+                        (
+                            t.run_id.as_str(),
+                            e.kind.as_str(),
+                            e.node_id.as_deref(),
+                            e.payload.clone(),
+                        )
+                    }));
+                    blobs.extend(&t.blobs);
                 }
             }
         }
@@ -355,7 +354,7 @@ impl<D: Db> RunStore for D {
             lock_event_order::<Self>(&mut tx).await?;
         }
         for chunk in events.chunks(BATCH_ROWS) {
-            let mut insert = insert_values(
+            let mut insert = rows_of::<Self>(
                 "INSERT INTO workflow_events (run_id, kind, node_id, payload, at)",
                 chunk.len(),
                 5,
@@ -494,6 +493,297 @@ async fn insert_run_row<D: Db>(tx: &mut Tx<D::Driver>, c: &CreateRun) -> Result<
     .await
     .map_err(StoreError::db("create a workflow run"))?;
     Ok(())
+}
+
+/// Plain transitions in a batch from which they are decided together ([`batch_heads`]):
+/// below this, the few statements per transition cost less than the batch's reads.
+const BATCHED_HEADS_FROM: usize = 4;
+
+fn lineage_refused(t: &Transition, lineage: u64) -> StoreError {
+    StoreError::Conflict(format!(
+        "workflow run {}: signal `{}` was planned on a transition of lineage {lineage} that was refused in this batch; read it again",
+        t.run_id, t.signal_id
+    ))
+}
+
+/// `$first, …, $(first + n - 1)` on PostgreSQL; `?, …` (n of them) on SQLite, where a
+/// statement's placeholders must then all be `?`. sqlx binds a numbered SQLite parameter by
+/// asking SQLite for its name, a scan of every parameter of the statement: quadratic in the
+/// parameters of a multi-row statement (thousands), which was half the CPU of a burst of runs.
+fn placeholders<D: Db>(first: usize, n: usize) -> String {
+    match D::BACKEND {
+        Backend::Postgres => (first..first + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Backend::Sqlite => vec!["?"; n].join(", "),
+    }
+}
+
+/// `head VALUES (…), (…)`: a multi-row statement of `rows` rows of `columns` values, bound row
+/// by row (see [`placeholders`] for the SQLite form).
+fn rows_of<D: Db>(head: &str, rows: usize, columns: usize) -> crate::sql::Statement {
+    match D::BACKEND {
+        Backend::Postgres => insert_values(head, rows, columns),
+        Backend::Sqlite => {
+            let row = format!("({})", placeholders::<D>(1, columns));
+            sql(format!("{head} VALUES {}", vec![row; rows].join(", ")))
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct RevisionRow {
+    id: String,
+    revision: i64,
+}
+
+#[derive(FromRow)]
+struct SignalRow {
+    run_id: String,
+    signal_id: String,
+}
+
+/// A run's row after the applied transitions of a batch.
+struct RunChange<'a> {
+    /// The revision read at the start of the batch (the update's guard).
+    read: i64,
+    revision: i64,
+    status: Option<&'a str>,
+    tokens: i64,
+    error: Option<&'a str>,
+    finished: bool,
+}
+
+/// Decides every write of a batch of creations and plain transitions (no patch, no approval)
+/// with a few statements for the whole batch, exactly as `insert_run_row` and
+/// `transition_head` would one by one: the creations are inserted; the runs' revisions and
+/// the signals already applied are read (the runs' rows locked on PostgreSQL; SQLite's writer
+/// holds the database); each transition is then applied or refused in order in memory, and
+/// the applied ones' signals and run rows written at the end. `Err` only for a database
+/// failure (the batch is lost, and the caller commits its writes one by one).
+async fn batch_heads<D: Db>(
+    tx: &mut Tx<D::Driver>,
+    writes: &[RunWrite],
+    at: DateTime<Utc>,
+) -> Result<Vec<Result<TransitionOutcome, StoreError>>, StoreError> {
+    let creates: Vec<&CreateRun> = writes
+        .iter()
+        .filter_map(|w| match w {
+            RunWrite::Create(c) => Some(c),
+            RunWrite::Transition(_) => None,
+        })
+        .collect();
+    for chunk in creates.chunks(BATCH_ROWS) {
+        let mut insert = rows_of::<D>(
+            "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
+             inputs, created_at, definition_hash, agent_nodes_spawned)",
+            chunk.len(),
+            9,
+        );
+        for c in chunk {
+            insert = insert
+                .bind(&c.id)
+                .bind(&c.new.workflow_id)
+                .bind(c.new.workflow_version as i32)
+                .bind(&c.new.ir_hash)
+                .bind(RunStatus::Pending.as_str())
+                .bind(sqlx::types::Json(&c.new.inputs))
+                .bind(c.created_at)
+                .bind(&c.new.definition_hash)
+                .bind(i32::try_from(c.new.agent_nodes).unwrap_or(i32::MAX));
+        }
+        insert
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("create workflow runs"))?;
+    }
+    let mut revisions: HashMap<&str, i64> = creates.iter().map(|c| (c.id.as_str(), 0)).collect();
+    let mut wanted: HashSet<&str> = HashSet::new();
+    let mut to_read: Vec<&str> = Vec::new();
+    for w in writes {
+        if let RunWrite::Transition(t) = w
+            && !revisions.contains_key(t.run_id.as_str())
+            && wanted.insert(t.run_id.as_str())
+        {
+            to_read.push(t.run_id.as_str());
+        }
+    }
+    let lock = match D::BACKEND {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    for chunk in to_read.chunks(BATCH_ROWS) {
+        let mut query = sql(format!(
+            "SELECT id, revision FROM workflow_runs WHERE id IN ({}){lock}",
+            placeholders::<D>(1, chunk.len())
+        ));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        let rows: Vec<RevisionRow> = query
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::db("read workflow runs' revisions"))?;
+        for row in rows {
+            if let Some(id) = wanted.get(row.id.as_str()) {
+                revisions.insert(id, row.revision);
+            }
+        }
+    }
+    let asked: Vec<(&str, &str)> = writes
+        .iter()
+        .filter_map(|w| match w {
+            RunWrite::Transition(t) if revisions.contains_key(t.run_id.as_str()) => {
+                Some((t.run_id.as_str(), t.signal_id.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut stored: Vec<SignalRow> = Vec::new();
+    for chunk in asked.chunks(BATCH_ROWS) {
+        let pairs = (0..chunk.len())
+            .map(|i| format!("({})", placeholders::<D>(2 * i + 1, 2)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut query = sql(format!(
+            "SELECT run_id, signal_id FROM workflow_signals WHERE (run_id, signal_id) IN (VALUES {pairs})"
+        ));
+        for (run_id, signal_id) in chunk {
+            query = query.bind(*run_id).bind(*signal_id);
+        }
+        let rows: Vec<SignalRow> = query
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::db("read applied signals"))?;
+        stored.extend(rows);
+    }
+    let mut applied: HashSet<(&str, &str)> = stored
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.signal_id.as_str()))
+        .collect();
+
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let mut broken: HashSet<u64> = HashSet::new();
+    let mut changes: HashMap<&str, RunChange<'_>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    let mut signals: Vec<(&str, &str)> = Vec::new();
+    for w in writes {
+        let t = match w {
+            RunWrite::Create(_) => {
+                outcomes.push(Ok(TransitionOutcome::Applied { revision: 0 }));
+                continue;
+            }
+            RunWrite::Transition(t) => t,
+        };
+        if let Some(lineage) = t.lineage.filter(|l| broken.contains(l)) {
+            outcomes.push(Err(lineage_refused(t, lineage)));
+            continue;
+        }
+        let run_id = t.run_id.as_str();
+        let outcome = match revisions.get(run_id).copied() {
+            None => Err(StoreError::not_found(format!("workflow run {run_id}"))),
+            Some(_) if applied.contains(&(run_id, t.signal_id.as_str())) => {
+                Ok(TransitionOutcome::AlreadyApplied)
+            }
+            Some(revision) if revision != t.expect_revision => Err(StoreError::Conflict(format!(
+                "workflow run {run_id} is at revision {revision}, not {}; read it again",
+                t.expect_revision
+            ))),
+            Some(revision) => {
+                let next = revision + 1;
+                revisions.insert(run_id, next);
+                applied.insert((run_id, t.signal_id.as_str()));
+                signals.push((run_id, t.signal_id.as_str()));
+                let change = changes.entry(run_id).or_insert_with(|| {
+                    order.push(run_id);
+                    RunChange {
+                        read: revision,
+                        revision,
+                        status: None,
+                        tokens: 0,
+                        error: None,
+                        finished: false,
+                    }
+                });
+                change.revision = next;
+                if let Some(status) = t.status {
+                    change.status = Some(status.as_str());
+                    change.finished |= status.is_terminal();
+                }
+                change.tokens += t.tokens_delta;
+                if let Some(e) = &t.error {
+                    change.error = Some(e.as_str());
+                }
+                Ok(TransitionOutcome::Applied { revision: next })
+            }
+        };
+        if !matches!(outcome, Ok(TransitionOutcome::Applied { .. })) {
+            broken.extend(t.lineage);
+        }
+        outcomes.push(outcome);
+    }
+
+    for chunk in signals.chunks(BATCH_ROWS) {
+        let mut insert = rows_of::<D>(
+            "INSERT INTO workflow_signals (run_id, signal_id, applied_at)",
+            chunk.len(),
+            3,
+        );
+        for (run_id, signal_id) in chunk {
+            insert = insert.bind(*run_id).bind(*signal_id).bind(at);
+        }
+        insert
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("record signals"))?;
+    }
+    for chunk in order.chunks(BATCH_ROWS) {
+        let mut text = String::from(
+            "UPDATE workflow_runs SET revision = v.column2, \
+             status = COALESCE(v.column3, workflow_runs.status), \
+             tokens = workflow_runs.tokens + v.column4, \
+             error = COALESCE(v.column5, workflow_runs.error), \
+             finished_at = COALESCE(v.column6, workflow_runs.finished_at) FROM (VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&format!("({})", placeholders::<D>(7 * i + 1, 7)));
+        }
+        text.push_str(
+            ") AS v WHERE workflow_runs.id = v.column1 AND workflow_runs.revision = v.column7",
+        );
+        let mut update = sql(text);
+        for run_id in chunk {
+            let Some(c) = changes.get(run_id) else {
+                continue; // unreachable: `order` lists the keys of `changes`
+            };
+            update = update
+                .bind(*run_id)
+                .bind(c.revision)
+                .bind(c.status)
+                .bind(c.tokens)
+                .bind(c.error)
+                .bind(c.finished.then_some(at))
+                .bind(c.read);
+        }
+        let moved = update
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("advance workflow runs"))?;
+        if moved.rows_affected() != chunk.len() as u64 {
+            // The rows were read in this transaction (and locked on PostgreSQL): another writer
+            // cannot have moved them, so this is a fault; nothing of the batch is kept.
+            return Err(StoreError::Invalid(format!(
+                "advancing {} workflow runs moved {}",
+                chunk.len(),
+                moved.rows_affected()
+            )));
+        }
+    }
+    Ok(outcomes)
 }
 
 /// The part of a transition that decides whether it applies: its signal (at most once), its
@@ -679,7 +969,7 @@ async fn insert_blobs<D: Db>(
         .filter(|(hash, _)| seen.insert(hash.clone()))
         .collect();
     for chunk in unique.chunks(BATCH_ROWS) {
-        let mut insert = insert_values(
+        let mut insert = rows_of::<D>(
             "INSERT INTO blobs (hash, kind, body, created_at)",
             chunk.len(),
             4,
@@ -715,7 +1005,7 @@ async fn upsert_nodes<D: Db>(
         .map(|(_, r)| r)
         .collect();
     for chunk in kept.chunks(BATCH_ROWS) {
-        let mut insert = insert_values(
+        let mut insert = rows_of::<D>(
             "INSERT INTO workflow_node_states (run_id, node_id, status, attempts, \
              output_hash, error, updated_at, not_before)",
             chunk.len(),

@@ -104,6 +104,10 @@ impl SqliteStore {
             .busy_timeout(busy_timeout()?);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A connection to a local file does not go bad the way a network one does; the
+            // default ping before every acquire was a round trip to the connection's thread
+            // per statement run on the pool and per transaction.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(StoreError::db("open the SQLite database"))?;

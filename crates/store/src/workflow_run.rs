@@ -285,6 +285,15 @@ pub struct Transition {
     pub signal_id: String,
     /// The revision the transition was computed from.
     pub expect_revision: i64,
+    /// Set by a writer that plans a run's transitions one on top of another before the earlier
+    /// ones are committed: the id of that chain of plans. A revision is a count, so it cannot
+    /// tell two histories of the same length apart; a transition planned on a refused one
+    /// could match the revision that some other write (another process, a cancel, a patch)
+    /// moved the run to. So once a transition of a lineage is refused, every later one of
+    /// the same lineage is refused as a conflict too ([`crate::RunStore::commit_batch`] within
+    /// its batch; the writer across batches). `None`: planned on the run as read from the
+    /// store, checked by its revision alone.
+    pub lineage: Option<u64>,
     pub nodes: Vec<NodeChange>,
     /// A new run status, if it changes.
     pub status: Option<RunStatus>,
@@ -367,6 +376,7 @@ impl Transition {
             run_id: run_id.into(),
             signal_id: signal_id.into(),
             expect_revision,
+            lineage: None,
             nodes: Vec::new(),
             status: None,
             tokens_delta: 0,

@@ -12,4 +12,5 @@ mod recovery;
 mod runs;
 mod scale;
 mod settlement;
+mod stale_plans;
 mod supervision;

@@ -69,19 +69,28 @@ pub async fn diamond_runs(
         Runtime::new(store.clone(), Arc::new(InMemoryQueue::new()), config, None).map_err(setup)?;
     runtime.start().await.map_err(setup)?;
     runtime.coordinator().record_latencies(true);
-    // Runs are started while fewer than `in_flight` are unfinished; finishes are counted from
-    // the event log (one reader), not by polling each run.
+    // Runs are started while fewer than `in_flight` are unfinished, each start in its own task
+    // (as concurrent API requests would: a start waits for its commit, and starts share
+    // batches); finishes are counted from the event log (one reader), not by polling each run.
     let started = Instant::now();
     let mut submitted = 0usize;
     let mut finished = 0usize;
     let mut after_seq = 0i64;
+    let mut starts = tokio::task::JoinSet::new();
     while finished < runs {
         while submitted < runs && submitted - finished < in_flight.max(1) {
-            runtime
-                .start_run(&v.workflow_id, None, &Map::new())
-                .await
-                .map_err(setup)?;
+            let runtime = runtime.clone();
+            let workflow_id = v.workflow_id.clone();
+            starts.spawn(async move {
+                runtime
+                    .start_run(&workflow_id, None, &Map::new())
+                    .await
+                    .map(|_| ())
+            });
             submitted += 1;
+        }
+        while let Some(joined) = starts.try_join_next() {
+            joined.map_err(BenchError::Panicked)?.map_err(setup)?;
         }
         let events = store.events(EventFilter::All, after_seq, 10_000).await?;
         for e in &events {
@@ -101,6 +110,9 @@ pub async fn diamond_runs(
         }
     }
     let wall = started.elapsed();
+    while let Some(joined) = starts.join_next().await {
+        joined.map_err(BenchError::Panicked)?.map_err(setup)?;
+    }
     let mut latencies = runtime.coordinator().take_latencies();
     runtime.shutdown().await;
     latencies.sort_unstable();

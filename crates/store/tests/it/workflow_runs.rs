@@ -16,6 +16,7 @@ use crate::backend_tests;
 backend_tests!(
     transitions_apply_exactly_once,
     a_batch_applies_each_write_as_if_alone,
+    a_refused_transitions_lineage_is_refused_after_it,
     concurrent_transitions_have_one_winner,
     status_counts_group_every_table,
 );
@@ -304,6 +305,66 @@ async fn a_batch_applies_each_write_as_if_alone(t: Ctx) {
         s.workflow_run(&existing.id).await.expect("other").status,
         RunStatus::Running
     );
+}
+
+/// A transition planned on a refused one (same lineage) is refused even where the run's
+/// revision matches it; one planned on the run as stored is not. Both ways a batch is decided:
+/// a few transitions one by one, many together.
+async fn a_refused_transitions_lineage_is_refused_after_it(t: Ctx) {
+    let s = &*t.store;
+    for many in [false, true] {
+        let run = new_run(s, if many { "many" } else { "few" }).await;
+        let mut moved = transition(&run.id, "elsewhere", 0);
+        moved.status = Some(RunStatus::Running);
+        assert_eq!(
+            s.commit_transition(&moved).await.expect("moved"),
+            TransitionOutcome::Applied { revision: 1 }
+        );
+        let chained = |signal: &str, revision: i64, node_id: &str| {
+            let mut t = transition(&run.id, signal, revision);
+            t.lineage = Some(7);
+            t.nodes = vec![node(node_id, NodeStatus::Queued, 1)];
+            t
+        };
+        let mut writes = vec![
+            // Planned on revision 0, which the run has left.
+            RunWrite::Transition(chained("first", 0, "a")),
+            // Planned on `first`: expects revision 1, which the run is at, but not through it.
+            RunWrite::Transition(chained("second", 1, "b")),
+            // Planned on the run as stored.
+            RunWrite::Transition(transition(&run.id, "fresh", 1)),
+        ];
+        if many {
+            writes.push(RunWrite::Transition(transition("no-such-run", "x", 0)));
+            writes.push(RunWrite::Transition(transition(&run.id, "fresh", 2)));
+        }
+        let outcomes = s.commit_batch(&writes).await.expect("batch");
+        assert!(
+            matches!(&outcomes[0], Err(StoreError::Conflict(m)) if m.contains("revision 1")),
+            "{:?}",
+            outcomes[0]
+        );
+        assert!(
+            matches!(&outcomes[1], Err(StoreError::Conflict(m)) if m.contains("lineage 7")),
+            "{:?}",
+            outcomes[1]
+        );
+        assert!(matches!(
+            outcomes[2],
+            Ok(TransitionOutcome::Applied { revision: 2 })
+        ));
+        if many {
+            assert!(matches!(outcomes[3], Err(StoreError::NotFound { .. })));
+            assert!(matches!(outcomes[4], Ok(TransitionOutcome::AlreadyApplied)));
+        }
+        let states = s.node_states(&run.id).await.expect("states");
+        assert!(
+            states.iter().all(|n| n.status == NodeStatus::Pending),
+            "nothing of the refused lineage was written: {states:?}"
+        );
+        let now = s.workflow_run(&run.id).await.expect("run");
+        assert_eq!((now.status, now.revision), (RunStatus::Running, 2));
+    }
 }
 
 async fn concurrent_transitions_have_one_winner(t: Ctx) {
