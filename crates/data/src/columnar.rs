@@ -226,7 +226,8 @@ impl ColumnarBars {
                 close: Price::from_raw(raw[3], pp),
                 volume,
             };
-            if let Err(message) = self.validator.check(&bar) {
+            // The prices were rounded to whole multiples of the precision's step above.
+            if let Err(message) = self.validator.check_ordered(&bar) {
                 self.rows = row - 1;
                 return Some(Err(self.row_error(row, message)));
             }

@@ -15,7 +15,7 @@ use tradeloom_core::fixed::{DecimalError, parse_decimal};
 use tradeloom_core::{Bar, Instrument, InstrumentId, Price, Quantity};
 
 use crate::error::{DataError, Place, RowError};
-use crate::timestamp::parse_timestamp;
+use crate::timestamp::{TimestampParser, parse_timestamp};
 use crate::validate::{Validator, parse_volume};
 
 const TIMESTAMP_NAMES: [&str; 6] = ["timestamp", "time", "date", "datetime", "ts", "open_time"];
@@ -142,6 +142,49 @@ fn split<'a>(
     scratch
 }
 
+/// What [`split_plain`] found at the start of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scan {
+    /// A line of `len` bytes (its `\n` included) without quotes, split into fields (their
+    /// ends before any trailing `\r`).
+    Plain(usize),
+    /// A line of `len` bytes with a quote: split it with [`split`].
+    Quoted(usize),
+    /// No `\n` in the buffer: the line continues past it.
+    Partial,
+}
+
+/// Finds the first line of `buf` and splits it in the same pass (the common case: no quotes).
+#[inline]
+fn split_plain(buf: &[u8], fields: &mut Vec<(usize, usize)>) -> Scan {
+    fields.clear();
+    let mut start = 0;
+    for (i, &c) in buf.iter().enumerate() {
+        match c {
+            b',' => {
+                fields.push((start, i));
+                start = i + 1;
+            }
+            b'\n' => {
+                let mut end = i;
+                while end > start && buf[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                fields.push((start, end));
+                return Scan::Plain(i + 1);
+            }
+            b'"' => {
+                return match buf[i..].iter().position(|&c| c == b'\n') {
+                    Some(n) => Scan::Quoted(i + n + 1),
+                    None => Scan::Partial,
+                };
+            }
+            _ => {}
+        }
+    }
+    Scan::Partial
+}
+
 fn trim_line(line: &[u8]) -> &[u8] {
     let mut end = line.len();
     while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
@@ -172,18 +215,24 @@ pub struct CsvBars {
     reader: BufReader<HashingFile>,
     line: Vec<u8>,
     line_no: u64,
-    columns: Columns,
     names: Vec<String>,
     pending_first: Option<Vec<u8>>,
-    fields: Vec<(usize, usize)>,
-    scratch: Vec<u8>,
-    validator: Validator,
-    instrument: InstrumentId,
-    price_precision: u8,
-    size_precision: u8,
+    rows: RowParser,
     read: u64,
     total: u64,
     done: bool,
+}
+
+/// Turns the fields of a row into a validated bar.
+struct RowParser {
+    columns: Columns,
+    fields: Vec<(usize, usize)>,
+    scratch: Vec<u8>,
+    validator: Validator,
+    timestamps: TimestampParser,
+    instrument: InstrumentId,
+    price_precision: u8,
+    size_precision: u8,
 }
 
 impl CsvBars {
@@ -283,15 +332,18 @@ impl CsvBars {
             } else {
                 line_no
             },
-            columns,
             names,
             pending_first,
-            fields,
-            scratch,
-            validator: Validator::new(instrument.symbol.as_str(), instrument.price_precision),
-            instrument: instrument.id,
-            price_precision: instrument.price_precision,
-            size_precision: instrument.size_precision,
+            rows: RowParser {
+                columns,
+                fields,
+                scratch,
+                validator: Validator::new(instrument.symbol.as_str(), instrument.price_precision),
+                timestamps: TimestampParser::default(),
+                instrument: instrument.id,
+                price_precision: instrument.price_precision,
+                size_precision: instrument.size_precision,
+            },
             read,
             total,
             done: false,
@@ -325,9 +377,24 @@ impl CsvBars {
             message,
         }
     }
+}
 
+impl RowParser {
+    /// Splits `line` (without its line end) and parses it.
     fn parse_line(&mut self, line: &[u8]) -> Result<Bar, RowError> {
         let data = split(line, &mut self.fields, &mut self.scratch);
+        if std::ptr::eq(data, line) {
+            return self.parse_fields(line);
+        }
+        // Quoted: the unquoted fields are in `scratch`.
+        let scratch = std::mem::take(&mut self.scratch);
+        let result = self.parse_fields(&scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    /// Parses the row whose fields [`RowParser::fields`] holds as ranges of `data`.
+    fn parse_fields(&mut self, data: &[u8]) -> Result<Bar, RowError> {
         let fields = &self.fields;
         let c = self.columns;
         if fields.len() < c.needed() {
@@ -340,12 +407,12 @@ impl CsvBars {
             let (a, b) = fields[i];
             &data[a..b]
         };
-        let ts = parse_timestamp(field(c.ts))?;
+        let ts = self.timestamps.parse(field(c.ts))?;
         let pp = self.price_precision;
-        let price = |name: &str, i: usize| -> Result<Price, RowError> {
+        let price = |name: &str, i: usize| -> Result<(Price, u8), RowError> {
             let text = field(i);
             match parse_decimal(text) {
-                Ok(p) => Ok(Price::from_raw(p.raw, pp)),
+                Ok(p) => Ok((Price::from_raw(p.raw, pp), p.decimals)),
                 Err(DecimalError::Empty) => Err(RowError::Missing(name.to_string())),
                 Err(source) => Err(RowError::Decimal {
                     field: name.to_string(),
@@ -353,15 +420,27 @@ impl CsvBars {
                 }),
             }
         };
-        let open = price("open", c.open)?;
-        let high = price("high", c.high)?;
-        let low = price("low", c.low)?;
-        let close = price("close", c.close)?;
+        let (open, open_dp) = price("open", c.open)?;
+        let (high, high_dp) = price("high", c.high)?;
+        let (low, low_dp) = price("low", c.low)?;
+        let (close, close_dp) = price("close", c.close)?;
         let volume = match c.volume {
             Some(i) => Quantity::from_raw(parse_volume(field(i))?, self.size_precision)
                 .map_err(|_| RowError::NegativeQuantity)?,
             None => Quantity::ZERO,
         };
+        // The decimals the parser counted decide precision as `Validator::check` would.
+        let limit = self.validator.price_precision();
+        for (name, p, decimals) in [
+            ("open", open, open_dp),
+            ("high", high, high_dp),
+            ("low", low, low_dp),
+            ("close", close, close_dp),
+        ] {
+            if decimals > limit {
+                self.validator.precision(name, p)?;
+            }
+        }
         let bar = Bar {
             instrument: self.instrument,
             ts,
@@ -371,7 +450,7 @@ impl CsvBars {
             close,
             volume,
         };
-        self.validator.check(&bar)?;
+        self.validator.check_ordered(&bar)?;
         Ok(bar)
     }
 }
@@ -384,39 +463,92 @@ impl Iterator for CsvBars {
             return None;
         }
         loop {
-            let mut line = std::mem::take(&mut self.line);
             if let Some(first) = self.pending_first.take() {
-                line = first;
-            } else {
-                line.clear();
-                match self.reader.read_until(b'\n', &mut line) {
-                    Ok(0) => {
-                        self.done = true;
-                        return None;
-                    }
-                    Ok(n) => self.read += n as u64,
-                    Err(source) => {
-                        self.done = true;
-                        return Some(Err(DataError::Io {
-                            path: self.path.clone(),
-                            source,
-                        }));
-                    }
+                self.line_no += 1;
+                let result = self.rows.parse_line(trim_line(&first));
+                return Some(self.row_result(result));
+            }
+            // Most lines lie whole in the reader's buffer: split and parse them there.
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(DataError::Io {
+                        path: self.path.clone(),
+                        source,
+                    }));
                 }
-            }
-            self.line_no += 1;
-            let trimmed_len = trim_line(&line).len();
-            if line[..trimmed_len].trim_ascii().is_empty() {
-                self.line = line;
-                continue;
-            }
-            let result = self.parse_line(&line[..trimmed_len]);
-            self.line = line;
-            return Some(result.map_err(|e| {
+            };
+            if buf.is_empty() {
                 self.done = true;
-                self.error(e.to_string())
-            }));
+                return None;
+            }
+            let (len, result) = match split_plain(buf, &mut self.rows.fields) {
+                Scan::Plain(len) => {
+                    let f = &self.rows.fields;
+                    let blank = f.len() == 1 && buf[f[0].0..f[0].1].trim_ascii().is_empty();
+                    (len, (!blank).then(|| self.rows.parse_fields(buf)))
+                }
+                Scan::Quoted(len) => {
+                    let line = trim_line(&buf[..len]);
+                    let blank = line.trim_ascii().is_empty();
+                    (len, (!blank).then(|| self.rows.parse_line(line)))
+                }
+                Scan::Partial => match self.read_long_line() {
+                    Ok(Some(result)) => return Some(result),
+                    Ok(None) => continue,
+                    Err(()) => return None,
+                },
+            };
+            self.reader.consume(len);
+            self.read += len as u64;
+            self.line_no += 1;
+            if let Some(result) = result {
+                return Some(self.row_result(result));
+            }
         }
+    }
+}
+
+impl CsvBars {
+    fn row_result(&mut self, result: Result<Bar, RowError>) -> Result<Bar, DataError> {
+        result.map_err(|e| {
+            self.done = true;
+            self.error(e.to_string())
+        })
+    }
+
+    /// Reads a line that continues past the reader's buffer (or the last line, without a
+    /// line end) through a copy. `Ok(None)`: a blank line; `Err(())`: the end of the file.
+    #[cold]
+    fn read_long_line(&mut self) -> Result<Option<Result<Bar, DataError>>, ()> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => {
+                self.done = true;
+                self.line = line;
+                return Err(());
+            }
+            Ok(n) => self.read += n as u64,
+            Err(source) => {
+                self.done = true;
+                self.line = line;
+                return Ok(Some(Err(DataError::Io {
+                    path: self.path.clone(),
+                    source,
+                })));
+            }
+        }
+        self.line_no += 1;
+        let trimmed = trim_line(&line);
+        let result = if trimmed.trim_ascii().is_empty() {
+            None
+        } else {
+            Some(self.rows.parse_line(trimmed))
+        };
+        self.line = line;
+        Ok(result.map(|r| self.row_result(r)))
     }
 }
 

@@ -52,7 +52,12 @@ impl Validator {
         }
     }
 
-    fn precision(&self, field: &str, price: Price) -> Result<(), RowError> {
+    /// The precision limit checked (decimals).
+    pub(crate) fn price_precision(&self) -> u8 {
+        self.price_precision
+    }
+
+    pub(crate) fn precision(&self, field: &str, price: Price) -> Result<(), RowError> {
         if price.raw() % self.step != 0 {
             let text =
                 tradeloom_core::fixed::format_raw(i128::from(price.raw()), FIXED_PRECISION, 0);
@@ -81,6 +86,13 @@ impl Validator {
                 self.precision(field, p)?;
             }
         }
+        self.check_ordered(bar)
+    }
+
+    /// [`Validator::check`] without the precision check, for a loader that checked the
+    /// decimals as it parsed.
+    #[inline]
+    pub(crate) fn check_ordered(&mut self, bar: &Bar) -> Result<(), RowError> {
         bar.validate()?;
         if let Some(last) = self.last {
             if bar.ts == last {

@@ -3,7 +3,7 @@
 //! For a backtest run, positions, cash, realised PnL and fees are recomputed from the fills in
 //! `journal.jsonl` with the exact fixed-point types of `tradeloom-core` (never `f64`), and
 //! compared with everything that reports them: the journal's own `position_changed` and
-//! `run_finished` events, `equity.csv`, `fills.csv` (row by row), `orders.csv`, `trades.csv`,
+//! `run_finished` events, `equity.parquet` (last row), `fills.csv` (row by row), `orders.csv`, `trades.csv`,
 //! `metrics.json`, `metadata.json` and, when the run is indexed there, the store. For a
 //! simulation job, every model's model-days are replayed from the starting cash with the stored
 //! trade rows and compared with the stored cash, holdings, portfolio values, tool calls and the

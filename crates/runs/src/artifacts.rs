@@ -1,20 +1,22 @@
-//! The run folder's CSV artifacts and the engine [`Sink`] that writes them with the journal.
+//! The run folder's CSV artifacts and the engine [`Sink`] that writes them with the journal and
+//! the equity curve (`equity.parquet`, see [`crate::equity`]).
 //!
 //! | file | one row per | columns |
 //! | --- | --- | --- |
 //! | `orders.csv` | order, when it reaches a terminal state | order_id, symbol, side, type, quantity, price, trigger_price, time_in_force, reduce_only, status, filled_quantity, avg_fill_price, created_ts, closed_ts, reason |
 //! | `fills.csv` | execution | fill_id, order_id, ts, symbol, side, quantity, price, fee, liquidity |
 //! | `trades.csv` | round trip (open ones last, with empty exit) | trade_id, symbol, side, quantity, entry_ts, entry_price, exit_ts, exit_price, gross_pnl, fees, net_pnl, bars, status |
-//! | `equity.csv` | timestamp | ts, cash, equity, drawdown_pct, gross_exposure |
+//! | `equity.parquet` | timestamp | ts, cash, equity, gross_exposure (exact decimals) |
 
 use std::io::{self, Write};
 
 use tradeloom_core::fixed::{MONEY_PRECISION, write_raw};
-use tradeloom_core::time::{Rfc3339Writer, write_rfc3339};
+use tradeloom_core::time::write_rfc3339;
 use tradeloom_core::{Event, Fill, Money, OrderSide, Price, Quantity, Symbol, UnixNanos};
 use tradeloom_engine::sink::OrderRecord;
 use tradeloom_engine::{EquityPoint, Sink, Trade};
 
+use crate::equity::EquityWriter;
 use crate::hashing::ArtifactWriter;
 use crate::journal::Journal;
 use crate::report::{EquitySampler, TradeRows};
@@ -22,7 +24,6 @@ use crate::report::{EquitySampler, TradeRows};
 pub const ORDERS_HEADER: &str = "order_id,symbol,side,type,quantity,price,trigger_price,time_in_force,reduce_only,status,filled_quantity,avg_fill_price,created_ts,closed_ts,reason\n";
 pub const FILLS_HEADER: &str = "fill_id,order_id,ts,symbol,side,quantity,price,fee,liquidity\n";
 pub const TRADES_HEADER: &str = "trade_id,symbol,side,quantity,entry_ts,entry_price,exit_ts,exit_price,gross_pnl,fees,net_pnl,bars,status\n";
-pub const EQUITY_HEADER: &str = "ts,cash,equity,drawdown_pct,gross_exposure\n";
 
 fn money(out: &mut Vec<u8>, m: Money) {
     write_raw(out, m.raw(), MONEY_PRECISION, m.currency().precision());
@@ -53,10 +54,8 @@ pub struct RunSink {
     orders: ArtifactWriter,
     fills: ArtifactWriter,
     trades: ArtifactWriter,
-    equity: ArtifactWriter,
-    ts_writer: Rfc3339Writer,
-    /// The last cash value written to equity.csv and its text (cash changes only on fills).
-    cash_cache: (i128, Vec<u8>),
+    /// `None` once a write of it failed (the error is kept).
+    equity: Option<EquityWriter<ArtifactWriter>>,
     error: Option<io::Error>,
     pub sampler: EquitySampler,
     pub trade_rows: TradeRows,
@@ -80,20 +79,17 @@ impl RunSink {
         mut orders: ArtifactWriter,
         mut fills: ArtifactWriter,
         mut trades: ArtifactWriter,
-        mut equity: ArtifactWriter,
+        equity: EquityWriter<ArtifactWriter>,
     ) -> io::Result<Self> {
         orders.write_all(ORDERS_HEADER.as_bytes())?;
         fills.write_all(FILLS_HEADER.as_bytes())?;
         trades.write_all(TRADES_HEADER.as_bytes())?;
-        equity.write_all(EQUITY_HEADER.as_bytes())?;
         Ok(Self {
             journal: Journal::new(journal),
             orders,
             fills,
             trades,
-            equity,
-            ts_writer: Rfc3339Writer::default(),
-            cash_cache: (i128::MIN, Vec::new()),
+            equity: Some(equity),
             error: None,
             sampler: EquitySampler::default(),
             trade_rows: TradeRows::default(),
@@ -122,12 +118,20 @@ impl RunSink {
             return Err(e);
         }
         let journal_lines = self.journal.len();
+        let equity = self
+            .equity
+            .ok_or_else(|| io::Error::other("equity.parquet was not written"))?
+            .finish()
+            .map_err(|e| {
+                let e = io::Error::from(e);
+                io::Error::new(e.kind(), format!("cannot write equity.parquet: {e}"))
+            })?;
         Ok(SinkFiles {
             journal: self.journal.into_inner()?,
             orders: self.orders,
             fills: self.fills,
             trades: self.trades,
-            equity: self.equity,
+            equity,
             sampler: self.sampler,
             trade_rows: self.trade_rows,
             journal_lines,
@@ -266,27 +270,16 @@ impl Sink for RunSink {
 
     #[inline]
     fn on_equity(&mut self, point: &EquityPoint) {
-        let row = self.equity.buffer();
-        self.ts_writer.write(row, point.ts);
-        row.push(b',');
-        if self.cash_cache.0 != point.cash.raw() {
-            self.cash_cache.0 = point.cash.raw();
-            self.cash_cache.1.clear();
-            money(&mut self.cash_cache.1, point.cash);
-        }
-        row.extend_from_slice(&self.cash_cache.1);
-        row.push(b',');
-        money(row, point.equity);
-        row.push(b',');
-        row.extend_from_slice(ryu::Buffer::new().format(point.drawdown_pct).as_bytes());
-        row.push(b',');
-        money(row, point.gross_exposure);
-        row.push(b'\n');
-        // The chart samples `Money::as_f64` of the exact value; a re-render parses the same
-        // value back from equity.csv and converts it the same way, so both give the same bytes.
+        // The chart samples `Money::as_f64` of the exact value; a re-render reads the same value
+        // back from equity.parquet and derives the drawdown the same way, so both give the same
+        // bytes.
         self.sampler
             .push(point.ts, point.equity.as_f64(), point.drawdown_pct);
-        let r = self.equity.commit();
-        self.keep("equity.csv", r);
+        if let Some(writer) = self.equity.as_mut()
+            && let Err(e) = writer.push(point)
+        {
+            self.equity = None;
+            self.keep("equity.parquet", Err(e.into()));
+        }
     }
 }

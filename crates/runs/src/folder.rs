@@ -3,7 +3,7 @@
 //! ```text
 //! <data_dir>/runs/<run_id>/   run_id: a UUIDv7, so ids sort by creation time
 //!   run_spec.yaml  metadata.json  journal.jsonl  metrics.json
-//!   orders.csv  fills.csv  trades.csv  equity.csv  report.md  equity.svg
+//!   orders.csv  fills.csv  trades.csv  equity.parquet  report.md  equity.svg
 //!   connectivity_readiness.json  connectivity_probe.json   (when the caller assessed them)
 //! ```
 //!

@@ -1,5 +1,6 @@
 //! runs: what a run is on disk — the run spec, the run folder with its append-only journal,
-//! metadata with the sha256 of every input and artifact, metrics, CSV artifacts and the report —
+//! metadata with the sha256 of every input and artifact, metrics, CSV artifacts, the equity curve
+//! (Parquet) and the report —
 //! and the runner that turns a spec into a finished (or failed) run folder.
 //!
 //! The engine below it stays pure; this crate owns files and the wall clock (which appears only
@@ -9,6 +10,7 @@
 pub mod artifacts;
 pub mod bench;
 mod connectivity;
+pub mod equity;
 pub mod error;
 pub mod folder;
 pub mod hashing;

@@ -434,30 +434,15 @@ pub fn parse_written_ts(text: &str) -> Option<UnixNanos> {
     )
 }
 
-/// Rebuilds the chart sampler from `equity.csv`.
-pub fn sample_equity_csv(path: &Path) -> Result<EquitySampler, RunError> {
-    let file = std::fs::File::open(path).map_err(|e| RunError::io(path, e))?;
+/// Rebuilds the chart sampler from `equity.parquet` (the drawdown derived as the engine does).
+pub fn sample_equity(path: &Path) -> Result<EquitySampler, RunError> {
+    let file = crate::equity::EquityFile::open(path)?;
+    let mut drawdown = crate::equity::Drawdown::new(file.initial_cash());
     let mut sampler = EquitySampler::default();
-    for (i, line) in BufReader::with_capacity(1 << 20, file).lines().enumerate() {
-        let line = line.map_err(|e| RunError::io(path, e))?;
-        if i == 0 {
-            continue;
-        }
-        let corrupt = || RunError::Corrupt {
-            path: path.to_path_buf(),
-            message: format!("line {}: not an equity row: {line}", i + 1),
-        };
-        let mut f = line.split(',');
-        let ts = f.next().and_then(parse_written_ts).ok_or_else(corrupt)?;
-        let _cash = f.next();
-        let equity = f
-            .next()
-            .and_then(|s| tradeloom_core::fixed::parse_decimal_i128(s.as_bytes(), 18).ok())
-            .map(|p| tradeloom_core::Money::from_raw(p.raw, tradeloom_core::Currency::USD).as_f64())
-            .ok_or_else(corrupt)?;
-        let dd: f64 = f.next().and_then(|s| s.parse().ok()).ok_or_else(corrupt)?;
-        sampler.push(ts, equity, dd);
-    }
+    file.for_each(|row| {
+        let dd = drawdown.next(row.equity);
+        sampler.push(row.ts, row.equity.as_f64(), dd);
+    })?;
     Ok(sampler)
 }
 

@@ -23,6 +23,7 @@ use tradeloom_engine::{Engine, Metrics, Summary, build_strategy};
 use tradeloom_safety::KillSwitch;
 
 use crate::artifacts::{RunSink, SinkFiles};
+use crate::equity::{EQUITY_FILE, EquityWriter, MoneyLayout};
 use crate::error::RunError;
 use crate::folder::RunFolder;
 use crate::hashing::{ArtifactPipe, finish_artifact, sha256_bytes, sha256_file};
@@ -173,7 +174,7 @@ pub fn execute<'s>(
     run.write_inputs(&normalised, options.connectivity.as_ref())?;
 
     let hasher = hash_columnar_data(&readers, &spec);
-    let mut sink = open_sink(&run.folder).map_err(|e| run.fail(e))?;
+    let mut sink = open_sink(&run.folder, &spec).map_err(|e| run.fail(e))?;
     // Listed for `/metrics` of this process until the run ends.
     let live = crate::live::register(&run.folder.run_id);
     let result = drive(
@@ -449,7 +450,7 @@ impl StartedRun {
 }
 
 /// The run's artifacts, written and hashed on one writer thread of their own.
-fn open_sink(folder: &RunFolder) -> Result<RunSink, RunError> {
+fn open_sink(folder: &RunFolder, spec: &ResolvedSpec) -> Result<RunSink, RunError> {
     let pipe = ArtifactPipe::spawn().map_err(|e| RunError::io(&folder.dir, e))?;
     let create = |name: &str| {
         let path = folder.file(name);
@@ -460,12 +461,17 @@ fn open_sink(folder: &RunFolder) -> Result<RunSink, RunError> {
         };
         created.map_err(|e| RunError::io(path, e))
     };
+    let initial_cash = spec.engine.initial_cash;
+    let layout = MoneyLayout::for_run(&spec.instruments, initial_cash);
+    let equity_path = folder.file(EQUITY_FILE);
+    let equity = EquityWriter::new(create(EQUITY_FILE)?, layout, initial_cash)
+        .map_err(|e| RunError::io(&equity_path, e.into()))?;
     RunSink::new(
         create("journal.jsonl")?,
         create("orders.csv")?,
         create("fills.csv")?,
         create("trades.csv")?,
-        create("equity.csv")?,
+        equity,
     )
     .map_err(|e| RunError::io(&folder.dir, e))
 }
@@ -595,7 +601,7 @@ fn finish_files(
         ("orders.csv", files.orders),
         ("fills.csv", files.fills),
         ("trades.csv", files.trades),
-        ("equity.csv", files.equity),
+        (EQUITY_FILE, files.equity),
     ] {
         let (sha256, bytes) =
             finish_artifact(writer).map_err(|e| RunError::io(folder.file(name), e))?;
@@ -726,7 +732,7 @@ pub fn rerender_report(run_dir: &Path) -> Result<PathBuf, RunError> {
         Err(e) => return Err(RunError::io(&metrics_path, e)),
     };
     let trades = crate::report::read_trades_csv(&run_dir.join("trades.csv"))?;
-    let sampler = crate::report::sample_equity_csv(&run_dir.join("equity.csv"))?;
+    let sampler = crate::report::sample_equity(&run_dir.join(EQUITY_FILE))?;
     let header = report_header(
         &meta,
         strategy_label(&spec),

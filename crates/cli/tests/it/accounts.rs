@@ -27,6 +27,14 @@ fn csv_rows(dir: &Path, file: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
+/// Every row of the run's `equity.parquet`.
+fn equity_rows(dir: &Path) -> Vec<tradeloom_runs::equity::EquityRow> {
+    let file = tradeloom_runs::equity::EquityFile::open(&dir.join("equity.parquet")).unwrap();
+    let mut rows = Vec::new();
+    file.for_each(|r| rows.push(r)).unwrap();
+    rows
+}
+
 fn column(header: &[String], name: &str) -> usize {
     header.iter().position(|h| h == name).unwrap()
 }
@@ -67,14 +75,12 @@ fn assert_never_short_nor_overdrawn(dir: &Path, initial_cash: &str, what: &str) 
             k + 2
         );
     }
-    let (h, equity) = csv_rows(dir, "equity.csv");
-    let c = column(&h, "cash");
-    for (k, row) in equity.iter().enumerate() {
+    for (k, row) in equity_rows(dir).iter().enumerate() {
         assert!(
-            !row[c].starts_with('-'),
-            "{what}: equity.csv row {} has cash {}",
-            k + 2,
-            row[c]
+            row.cash.raw() >= 0,
+            "{what}: equity.parquet row {} has cash {}",
+            k + 1,
+            row.cash
         );
     }
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
@@ -201,21 +207,18 @@ fn a_margin_account_stops_at_the_margin_call() {
             submitted_after.is_empty(),
             "{fill_model}: {submitted_after:?}"
         );
-        let (h, equity) = csv_rows(&run, "equity.csv");
-        let (ts, eq) = (column(&h, "ts"), column(&h, "equity"));
-        let before: Vec<&str> = equity
+        let call_ts = tradeloom_runs::report::parse_written_ts(&call_ts).unwrap();
+        let equity = equity_rows(&run);
+        let before: Vec<i128> = equity
             .iter()
-            .filter(|r| r[ts] < call_ts)
-            .map(|r| r[eq].as_str())
+            .filter(|r| r.ts < call_ts)
+            .map(|r| r.equity.raw())
             .collect();
-        assert!(
-            before.iter().all(|e| !e.starts_with('-') && *e != "0.00"),
-            "{fill_model}"
-        );
-        let after: Vec<&str> = equity
+        assert!(before.iter().all(|e| *e > 0), "{fill_model}");
+        let after: Vec<i128> = equity
             .iter()
-            .filter(|r| r[ts] > call_ts)
-            .map(|r| r[eq].as_str())
+            .filter(|r| r.ts > call_ts)
+            .map(|r| r.equity.raw())
             .collect();
         assert!(
             after.len() > 100,

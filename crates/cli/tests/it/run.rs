@@ -10,7 +10,7 @@ const ARTIFACTS: [&str; 10] = [
     "orders.csv",
     "fills.csv",
     "trades.csv",
-    "equity.csv",
+    "equity.parquet",
     "report.md",
     "equity.svg",
 ];
@@ -112,7 +112,7 @@ fn same_spec_and_data_give_byte_identical_journal_and_metrics() {
         "orders.csv",
         "fills.csv",
         "trades.csv",
-        "equity.csv",
+        "equity.parquet",
         "run_spec.yaml",
         "equity.svg",
     ] {

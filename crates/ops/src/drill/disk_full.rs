@@ -24,7 +24,7 @@ const ARTIFACTS: &[&str] = &[
     "orders.csv",
     "fills.csv",
     "trades.csv",
-    "equity.csv",
+    "equity.parquet",
 ];
 
 /// Runs the drill.

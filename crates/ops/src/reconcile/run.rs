@@ -2,7 +2,7 @@
 //! compared with every file that reports them.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -477,27 +477,23 @@ fn csv_rows(path: &Path) -> Result<Vec<(usize, Vec<String>)>, ReconcileError> {
     Ok(rows)
 }
 
-/// The last row of `equity.csv` (read from the end: the file has a row per bar) and its line
-/// number is not needed, only its fields.
-fn last_equity_row(path: &Path) -> Result<Option<Vec<String>>, ReconcileError> {
-    let mut file = std::fs::File::open(path).map_err(|e| ReconcileError::io(path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| ReconcileError::io(path, e))?
-        .len();
-    let start = len.saturating_sub(64 * 1024);
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| ReconcileError::io(path, e))?;
-    let mut tail = String::new();
-    file.read_to_string(&mut tail)
-        .map_err(|e| ReconcileError::io(path, e))?;
-    let mut lines = tail.lines().filter(|l| !l.trim().is_empty());
-    let last = lines.next_back();
-    match last {
-        Some(l) if l.starts_with("ts,") => Ok(None),
-        Some(l) => Ok(Some(l.split(',').map(str::to_string).collect())),
-        None => Ok(None),
+/// The last row of `equity.parquet` (only its last row group is read).
+fn last_equity_row(
+    path: &Path,
+    currency: Currency,
+) -> Result<Option<tradeloom_runs::equity::EquityRow>, ReconcileError> {
+    let file = tradeloom_runs::equity::EquityFile::open(path).map_err(super::run_error)?;
+    if file.currency() != currency {
+        return Err(ReconcileError::corrupt(
+            path,
+            None,
+            format!(
+                "amounts are in {}; the run's account is in {currency}",
+                file.currency()
+            ),
+        ));
     }
+    file.last().map_err(super::run_error)
 }
 
 fn read_json(path: &Path) -> Result<Value, ReconcileError> {
@@ -572,7 +568,13 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         .unwrap_or(Account::new(AccountKind::Margin, initial));
     let finished = j.finished_cash.is_some();
     journal_checks(&j, &account, currency, &mut checks);
-    equity_csv_checks(&file("equity.csv"), &j, &account, currency, &mut checks)?;
+    equity_curve_checks(
+        &file(tradeloom_runs::equity::EQUITY_FILE),
+        &j,
+        &account,
+        currency,
+        &mut checks,
+    )?;
     fills_csv_checks(&file("fills.csv"), &j, currency, &mut checks)?;
     checks.push(orders_csv_check(&file("orders.csv"), &j, finished)?);
     checks.push(trades_csv_check(&file("trades.csv"), &j)?);
@@ -683,56 +685,44 @@ fn journal_checks(j: &Journal, account: &Account, currency: Currency, checks: &m
     }
 }
 
-/// The last row of `equity.csv`: cash, final equity and (positions on one side) gross exposure.
-fn equity_csv_checks(
+/// The last row of `equity.parquet`: cash, final equity and (positions on one side) gross
+/// exposure.
+fn equity_curve_checks(
     equity_path: &Path,
     j: &Journal,
     account: &Account,
     currency: Currency,
     checks: &mut Vec<Check>,
 ) -> Result<(), ReconcileError> {
-    let last = last_equity_row(equity_path)?;
-    if let Some(row) = &last {
-        let get = |k: usize, name: &str| -> Result<Money, ReconcileError> {
-            let text = row.get(k).map(String::as_str).unwrap_or("");
-            Money::parse(text, currency).map_err(|e| {
-                ReconcileError::corrupt(
-                    equity_path,
-                    None,
-                    format!("last row: `{name}` `{text}` is not a decimal amount ({e})"),
-                )
-            })
-        };
-        let (cash, equity, gross) = (
-            get(1, "cash")?,
-            get(2, "equity")?,
-            get(4, "gross_exposure")?,
-        );
-        checks.push(Check::money("equity_csv.cash", account.cash(), cash));
-        if let Some(e) = j.finished_equity {
-            checks.push(Check::money("equity_csv.final_equity", e, equity));
+    match last_equity_row(equity_path, currency)? {
+        Some(row) => {
+            let (cash, equity, gross) = (row.cash, row.equity, row.gross_exposure);
+            checks.push(Check::money("equity_curve.cash", account.cash(), cash));
+            if let Some(e) = j.finished_equity {
+                checks.push(Check::money("equity_curve.final_equity", e, equity));
+            }
+            // Equity = cash + Σ net × mark. With every open position on one side, |equity −
+            // cash| is the gross exposure exactly; with mixed sides the marks cannot be
+            // separated.
+            let signs: std::collections::BTreeSet<i64> = j
+                .positions
+                .values()
+                .map(|p| p.net_raw().signum())
+                .filter(|s| *s != 0)
+                .collect();
+            if signs.len() <= 1 {
+                let expected =
+                    Money::from_raw((equity.raw() - account.cash().raw()).abs(), currency);
+                checks.push(Check::money("equity_curve.gross_exposure", expected, gross));
+            }
         }
-        // Equity = cash + Σ net × mark. With every open position on one side, |equity − cash|
-        // is the gross exposure exactly; with mixed sides the marks cannot be separated.
-        let signs: std::collections::BTreeSet<i64> = j
-            .positions
-            .values()
-            .map(|p| p.net_raw().signum())
-            .filter(|s| *s != 0)
-            .collect();
-        if signs.len() <= 1 {
-            let expected = Money::from_raw((equity.raw() - account.cash().raw()).abs(), currency);
-            checks.push(Check::money("equity_csv.gross_exposure", expected, gross));
-        }
-    } else {
-        checks.push(Check::verdict(
-            "equity_csv.rows",
+        None => checks.push(Check::verdict(
+            "equity_curve.rows",
             false,
             "at least one row",
             "no rows",
-        ));
+        )),
     }
-
     Ok(())
 }
 
