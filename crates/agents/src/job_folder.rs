@@ -1,19 +1,22 @@
 //! The run folder of a simulation job, `<data_dir>/runs/<job_id>/`: `BOOTSTRAP.md` (YAML
 //! front matter + the prompt every session starts from), `job_config.json`, and per model-day
-//! `agents/<model>/<date>/` with `transcript.jsonl` (every message), `tool_calls.jsonl`,
-//! `llm_calls.jsonl` (latency, attempts, token usage) and `summary.json`. Files are written to a
-//! temporary name and renamed, so a crash never leaves half a file; a re-run replaces them.
+//! one file, `agents/<model>/<date>.json`: a JSON object with `summary` (status, steps, cash,
+//! holdings, trades, counts, usage), `transcript` (every message), `tool_calls` and `llm_calls`
+//! (latency, attempts, token usage of each call); a day that ended before its session began has
+//! only `summary`. One file, not a folder of four, because creating files is most of what the
+//! run folder costs a model-day (an inode each). Files are written to a temporary name and
+//! renamed, so a crash never leaves half a file; a re-run replaces them.
 
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tradeloom_store::{Job, ModelDayStatus};
+use tradeloom_store::{Job, ModelDayStatus, ReasoningMessage, ToolCall};
 
 use crate::config::ResolvedConfig;
 use crate::error::AgentError;
-use crate::session::{SYSTEM_PROMPT, SessionReport};
+use crate::session::{LlmCall, SYSTEM_PROMPT, SessionReport};
 use crate::tools::TOOL_NAMES;
 
 /// `<data_dir>/runs/<job_id>`.
@@ -21,12 +24,12 @@ pub fn job_dir(data_dir: &Path, job_id: &str) -> PathBuf {
     tradeloom_core::DataDir::new(data_dir).run(job_id)
 }
 
-/// `<job_dir>/agents/<model>/<date>`.
-pub fn model_day_dir(data_dir: &Path, job_id: &str, model: &str, date: NaiveDate) -> PathBuf {
+/// `<job_dir>/agents/<model>/<date>.json`: the file of one model-day.
+pub fn model_day_file(data_dir: &Path, job_id: &str, model: &str, date: NaiveDate) -> PathBuf {
     job_dir(data_dir, job_id)
         .join("agents")
         .join(model)
-        .join(date.to_string())
+        .join(format!("{date}.json"))
 }
 
 fn io_error(path: &Path, e: impl std::fmt::Display) -> AgentError {
@@ -45,15 +48,25 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
         .map_err(|e| io_error(&e.path, e.source))
 }
 
-fn jsonl<T: Serialize>(items: &[T]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for item in items {
-        // Serialising our own plain structs cannot fail.
-        if serde_json::to_writer(&mut out, item).is_ok() {
-            out.push(b'\n');
-        }
+/// The file of one model-day, serialised straight from the session's report (no copy).
+#[derive(Serialize)]
+struct ModelDayFile<'a> {
+    summary: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transcript: Option<&'a [ReasoningMessage]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<&'a [ToolCall]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    llm_calls: Option<&'a [LlmCall]>,
+}
+
+impl ModelDayFile<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        // Serialising our own plain structs and JSON values cannot fail.
+        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        out.push(b'\n');
+        out
     }
-    out
 }
 
 /// Writes `BOOTSTRAP.md` and `job_config.json` of a job (idempotent).
@@ -110,7 +123,7 @@ and a session message such as the one shown. Each model-day's transcript, tool c
     Ok(dir)
 }
 
-/// Writes the files of one finished (completed, failed or refused) model-day. `summary.json`
+/// Writes the file of one finished (completed, failed or refused) model-day. Its `summary`
 /// counts the tool calls the model made (`tool_calls`) and those that failed (`tool_errors`).
 pub fn write_model_day(
     data_dir: &Path,
@@ -119,10 +132,6 @@ pub fn write_model_day(
     date: NaiveDate,
     report: &SessionReport,
 ) -> Result<(), AgentError> {
-    let dir = model_day_dir(data_dir, job_id, model, date);
-    write_atomic(&dir.join("transcript.jsonl"), &jsonl(&report.reasoning))?;
-    write_atomic(&dir.join("tool_calls.jsonl"), &jsonl(&report.tool_calls))?;
-    write_atomic(&dir.join("llm_calls.jsonl"), &jsonl(&report.llm_calls))?;
     let summary = match &report.outcome {
         Some(o) => json!({
             "model": model, "date": date.to_string(), "status": "completed",
@@ -139,9 +148,15 @@ pub fn write_model_day(
             "usage": report.usage(),
         }),
     };
+    let file = ModelDayFile {
+        summary: &summary,
+        transcript: Some(&report.reasoning),
+        tool_calls: Some(&report.tool_calls),
+        llm_calls: Some(&report.llm_calls),
+    };
     write_atomic(
-        &dir.join("summary.json"),
-        &serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+        &model_day_file(data_dir, job_id, model, date),
+        &file.bytes(),
     )
 }
 
@@ -155,13 +170,18 @@ pub fn write_model_day_error(
     status: ModelDayStatus,
     error: &str,
 ) -> Result<(), AgentError> {
-    let dir = model_day_dir(data_dir, job_id, model, date);
     let summary: Value = json!({
         "model": model, "date": date.to_string(), "status": status.as_str(), "steps": 0,
         "tool_calls": 0, "tool_errors": 0, "error": error,
     });
+    let file = ModelDayFile {
+        summary: &summary,
+        transcript: None,
+        tool_calls: None,
+        llm_calls: None,
+    };
     write_atomic(
-        &dir.join("summary.json"),
-        &serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+        &model_day_file(data_dir, job_id, model, date),
+        &file.bytes(),
     )
 }

@@ -26,7 +26,7 @@ pub use config::{
 };
 pub use config_dir::{ConfigDir, ConfigFile, ConfigPathError, MAX_CONFIG_BYTES};
 pub use error::AgentError;
-pub use job_folder::{job_dir, model_day_dir};
+pub use job_folder::{job_dir, model_day_file};
 pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_elsewhere};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};
 pub use schema::validate as validate_arguments;

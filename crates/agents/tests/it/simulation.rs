@@ -164,15 +164,33 @@ async fn three_models_five_days(market: &Market, sim: Arc<Simulator>) {
         "{bootstrap}"
     );
     assert!(bootstrap.contains(&format!("job_id: {}", job.id)));
-    let day_dir = dir.join("agents").join("mom").join("2025-01-03");
-    for f in [
-        "transcript.jsonl",
-        "tool_calls.jsonl",
-        "llm_calls.jsonl",
-        "summary.json",
-    ] {
-        assert!(day_dir.join(f).is_file(), "{f}");
-    }
+    let day_file = dir.join("agents").join("mom").join("2025-01-03.json");
+    let day: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&day_file).unwrap()).unwrap();
+    assert_eq!(day["summary"]["status"], "completed", "{day}");
+    assert_eq!(day["summary"]["date"], "2025-01-03");
+    // The transcript opens with the system prompt and the session message; every LLM call and
+    // tool call of the day is there too.
+    let transcript = day["transcript"].as_array().unwrap();
+    assert_eq!(transcript[0]["role"], "system");
+    assert_eq!(transcript[1]["role"], "user");
+    let steps = day["summary"]["steps"].as_u64().unwrap();
+    assert_eq!(day["llm_calls"].as_array().unwrap().len() as u64, steps);
+    assert_eq!(
+        day["tool_calls"].as_array().unwrap().len() as u64,
+        day["summary"]["tool_calls"].as_u64().unwrap()
+    );
+    // Nothing else per day: no folder, no leftover temporary file.
+    let names: Vec<String> = std::fs::read_dir(dir.join("agents").join("mom"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.ends_with(".json") && !n.starts_with('.')),
+        "{names:?}"
+    );
 
     // Same config again: nothing to do.
     let (again, same) = run_to_end(&sim, &resolved).await.unwrap();

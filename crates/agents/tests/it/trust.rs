@@ -53,9 +53,9 @@ fn summary(market: &Market, job_id: &str, model: &str, date: &str) -> Value {
         .join(job_id)
         .join("agents")
         .join(model)
-        .join(date)
-        .join("summary.json");
-    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+        .join(format!("{date}.json"));
+    let day: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    day["summary"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

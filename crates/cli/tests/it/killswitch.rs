@@ -359,20 +359,16 @@ fn model_days(
         let model = model.unwrap();
         for day in std::fs::read_dir(model.path()).unwrap() {
             let day = day.unwrap().path();
-            let summary: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(day.join("summary.json")).unwrap()).unwrap();
-            // A refused day ran no session and has no tool_calls.jsonl.
-            let calls_file = day.join("tool_calls.jsonl");
-            let calls = if calls_file.exists() {
-                lines(&calls_file)
-            } else {
-                Vec::new()
-            };
+            let file: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&day).unwrap()).unwrap();
+            let summary = file["summary"].clone();
+            // A refused day ran no session and has no `tool_calls`.
+            let calls = file["tool_calls"].as_array().cloned().unwrap_or_default();
             out.push((
                 format!(
                     "{}/{}",
                     model.file_name().to_string_lossy(),
-                    day.file_name().unwrap().to_string_lossy()
+                    day.file_stem().unwrap().to_string_lossy()
                 ),
                 summary,
                 calls,

@@ -372,14 +372,13 @@ fn folder_trades(data: &Path, job_id: &str) -> BTreeMap<(String, String), usize>
     for model in std::fs::read_dir(&agents).unwrap() {
         let model = model.unwrap();
         for day in std::fs::read_dir(model.path()).unwrap() {
-            let day = day.unwrap();
-            let summary: Value =
-                serde_json::from_slice(&std::fs::read(day.path().join("summary.json")).unwrap())
-                    .unwrap();
+            let day = day.unwrap().path();
+            let file: Value = serde_json::from_slice(&std::fs::read(&day).unwrap()).unwrap();
+            let summary = &file["summary"];
             if summary["status"] == "completed" {
                 let key = (
                     model.file_name().into_string().unwrap(),
-                    day.file_name().into_string().unwrap(),
+                    day.file_stem().unwrap().to_string_lossy().into_owned(),
                 );
                 out.insert(key, summary["trades"].as_array().unwrap().len());
             }
