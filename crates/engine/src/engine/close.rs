@@ -28,7 +28,12 @@ fn pct_of(base: i128, pct: i64) -> Option<i128> {
 /// bar); the same answer, and where a product overflows the division decides (and fails where
 /// it fails, naming `what`).
 #[inline]
-fn at_most_pct_of(x: i128, base: i128, pct: i64, what: &'static str) -> Result<bool, ArithmeticError> {
+fn at_most_pct_of(
+    x: i128,
+    base: i128,
+    pct: i64,
+    what: &'static str,
+) -> Result<bool, ArithmeticError> {
     let pct = i128::from(pct);
     if base >= 0
         && pct >= 0
@@ -62,13 +67,13 @@ impl Engine {
             }
         }
         self.analyzer.on_equity(ts, equity, exposed);
-        // Only what the sink keeps needs it (and the drawdown limit's message, when it trips).
-        let drawdown_pct = self.analyzer.drawdown_pct(equity);
+        // The point's drawdown (a division) is computed here and nowhere else on this path, so
+        // a sink that drops points (the engine benchmarks) does not pay for it.
         sink.on_equity(&EquityPoint {
             ts,
             cash: self.account.cash(),
             equity,
-            drawdown_pct,
+            drawdown_pct: self.analyzer.drawdown_pct(equity),
             gross_exposure: Money::from_raw(gross, equity.currency()),
         });
         if let (Some(pct), false) = (self.config.risk.max_drawdown_pct_raw, self.halted) {
@@ -76,6 +81,7 @@ impl Engine {
             let fall = self.peak_equity - equity.raw();
             if !at_most_pct_of(fall, self.peak_equity, pct, "drawdown limit")? {
                 let peak = Money::from_raw(self.peak_equity, equity.currency());
+                let drawdown_pct = self.analyzer.drawdown_pct(equity);
                 let detail = format!(
                     "equity {equity} is {drawdown_pct:.2}% below its peak {peak}, above max_drawdown_pct {}",
                     tradeloom_core::fixed::format_raw(i128::from(pct), 9, 0)

@@ -292,6 +292,11 @@ pub fn warm_row(
             let theirs = p["from_signals_ms"].as_f64().unwrap_or(f64::NAN);
             row["vectorbt"] = p.clone();
             row["vectorbt_over_engine"] = serde_json::json!(theirs / ours_ms);
+            // CPU time does not grow with the machine's load as wall time does.
+            let theirs_cpu = p["from_signals_cpu_ms"].as_f64().unwrap_or(f64::NAN);
+            row["vectorbt_over_engine_cpu"] = serde_json::json!(theirs_cpu / ours_cpu_ms);
+            row["engine_checked_cpu_ns_per_bar"] = serde_json::json!(ours_cpu_ms * 1e6 / n);
+            row["vectorbt_cpu_ns_per_bar"] = serde_json::json!(theirs_cpu * 1e6 / n);
         }
         Err(why) => row["vectorbt_error"] = serde_json::json!(why),
     }
@@ -314,6 +319,8 @@ pub fn warm_table(rows: &[serde_json::Value]) -> String {
                     String::new(),
                     String::new(),
                     String::new(),
+                    String::new(),
+                    String::new(),
                 ],
                 None => vec![
                     r["bars"].to_string(),
@@ -323,6 +330,14 @@ pub fn warm_table(rows: &[serde_json::Value]) -> String {
                     ms(&r["vectorbt"]["from_signals_cpu_ms"]),
                     ms(&r["vectorbt"]["signals_and_portfolio_ms"]),
                     r["vectorbt_over_engine"]
+                        .as_f64()
+                        .map_or("–".to_string(), |x| format!("{x:.1}×")),
+                    format!(
+                        "{} / {}",
+                        ms(&r["engine_checked_cpu_ns_per_bar"]),
+                        ms(&r["vectorbt_cpu_ns_per_bar"])
+                    ),
+                    r["vectorbt_over_engine_cpu"]
                         .as_f64()
                         .map_or("–".to_string(), |x| format!("{x:.1}×")),
                     format!("{} / {}", r["engine_orders"], r["vectorbt"]["orders"]),
@@ -342,6 +357,8 @@ pub fn warm_table(rows: &[serde_json::Value]) -> String {
             "CPU MS",
             "WITH SIGNALS MS",
             "VECTORBT / ENGINE",
+            "CPU NS/BAR (ENGINE / VBT)",
+            "CPU RATIO",
             "ORDERS (ENGINE / VBT)",
         ],
         &rendered,
