@@ -105,10 +105,10 @@ impl Freshness {
             }
         } else if self.older_than(started, REFRESH_AHEAD) {
             // Still within the bound: check ahead if nobody else is, never wait for it.
-            if let Ok(seen) = self.last_seen.try_lock() {
-                if self.older_than(self.since_base(), REFRESH_AHEAD) {
-                    self.check(seen, probe).await?;
-                }
+            if let Ok(seen) = self.last_seen.try_lock()
+                && self.older_than(self.since_base(), REFRESH_AHEAD)
+            {
+                self.check(seen, probe).await?;
             }
         }
         Ok(ReadVersion {
