@@ -140,18 +140,27 @@ where
     runtime.shutdown().await;
 }
 
+/// A database of its own on the PostgreSQL of [`PG_ENV`]; `None` (with a note) when the variable
+/// is not set; a panic when it is set and PostgreSQL is unusable (never a silent pass).
+pub async fn postgres_scratch() -> Option<ScratchDatabase> {
+    let Ok(base) = std::env::var(PG_ENV) else {
+        eprintln!("note: {PG_ENV} is not set; skipping the PostgreSQL variant");
+        return None;
+    };
+    let scratch = ScratchDatabase::create(&base, "tl_orch")
+        .await
+        .unwrap_or_else(|e| panic!("{PG_ENV}={base} is set but PostgreSQL is unusable: {e}"));
+    Some(scratch)
+}
+
 pub async fn run_postgres<F, Fut>(body: F)
 where
     F: FnOnce(Env) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Ok(base) = std::env::var(PG_ENV) else {
-        eprintln!("note: {PG_ENV} is not set; skipping the PostgreSQL variant");
+    let Some(scratch) = postgres_scratch().await else {
         return;
     };
-    let scratch = ScratchDatabase::create(&base, "tl_orch")
-        .await
-        .unwrap_or_else(|e| panic!("{PG_ENV}={base} is set but PostgreSQL is unusable: {e}"));
     let env = runtime_on(scratch.url(), TempDir::new().unwrap()).await;
     let runtime = env.runtime.clone();
     let result = tokio::spawn(body(env)).await;

@@ -17,11 +17,11 @@ use tradeloom_flow::{compile, from_json_value};
 use tradeloom_orchestrator::{Applied, Coordinator, Outcome, Signal};
 use tradeloom_queue::InMemoryQueue;
 use tradeloom_store::{
-    CreateRun, NewWorkflowRun, NewWorkflowVersion, NodeStatus, RunStatus, ScratchDatabase, Store,
-    blob_hash, open_store,
+    CreateRun, NewWorkflowRun, NewWorkflowVersion, NodeStatus, RunStatus, Store, blob_hash,
+    open_store,
 };
 
-use crate::harness::PG_ENV;
+use crate::harness::postgres_scratch;
 
 fn diamond() -> Value {
     json!({"name": "diamond", "nodes": [
@@ -138,13 +138,9 @@ async fn plans_on_a_refused_transition_are_refused_sqlite() {
 
 #[tokio::test]
 async fn plans_on_a_refused_transition_are_refused_postgres() {
-    let Ok(base) = std::env::var(PG_ENV) else {
-        eprintln!("note: {PG_ENV} is not set; skipping the PostgreSQL variant");
+    let Some(scratch) = postgres_scratch().await else {
         return;
     };
-    let scratch = ScratchDatabase::create(&base, "tl_orch")
-        .await
-        .unwrap_or_else(|e| panic!("{PG_ENV}={base} is set but PostgreSQL is unusable: {e}"));
     let store = open_store(scratch.url()).await.unwrap();
     plans_on_a_refused_transition_are_refused(store).await;
     scratch.drop_database().await.unwrap();
