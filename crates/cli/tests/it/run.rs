@@ -181,3 +181,43 @@ fn runs_list_and_show() {
     assert_eq!(json["metrics"]["fills"], 1);
     assert_ne!(json["metrics"]["fees"], "0.00");
 }
+
+/// A run whose drawdown limit trips journals one `kill_switch_engaged` (the engine's, event time
+/// only): the durable run kill switch it engages is not echoed back as an `operator` engagement
+/// carrying a wall-clock time, so two runs give the same journal.
+#[test]
+fn a_tripped_drawdown_limit_is_journaled_once_and_deterministically() {
+    let data = tempfile::tempdir().unwrap();
+    let specs = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(repo().join("examples/specs/goog_sma_cross.yaml")).unwrap();
+    let data_path = repo().join("examples/data/goog_1d.csv");
+    let text = example
+        .replace("max_drawdown_pct: 50", "max_drawdown_pct: 0.5")
+        .replace("quantity: 10}", "quantity: 200}")
+        .replace("../data/goog_1d.csv", &data_path.display().to_string());
+    assert!(
+        text.contains("max_drawdown_pct: 0.5"),
+        "the example's risk line moved"
+    );
+    let spec = specs.path().join("tripping.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let (_, dir_a) = run_json(data.path(), &spec);
+    let (_, dir_b) = run_json(data.path(), &spec);
+    let journal = std::fs::read_to_string(dir_a.join("journal.jsonl")).unwrap();
+    let engaged: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains("\"event\":\"kill_switch_engaged\""))
+        .collect();
+    assert_eq!(engaged.len(), 1, "one engagement, got {engaged:#?}");
+    assert!(
+        engaged[0].contains("\"reason\":\"max_drawdown\""),
+        "{}",
+        engaged[0]
+    );
+    assert!(
+        std::fs::read(dir_a.join("journal.jsonl")).unwrap()
+            == std::fs::read(dir_b.join("journal.jsonl")).unwrap(),
+        "journal.jsonl differs between two runs of a spec whose drawdown limit trips"
+    );
+}

@@ -93,6 +93,10 @@ impl Engine {
                 });
                 if let Some(gate) = self.gate.as_mut() {
                     gate.on_engine_halt(&detail);
+                    // The gate reports this very engagement (now durable, its text with a
+                    // wall-clock time) on its next poll: it is this event, not another, so it
+                    // is neither journaled again nor let into the journal's text.
+                    self.gate_halt.get_or_insert_with(|| detail.clone());
                 }
                 sink.on_event(&Event::KillSwitchEngaged {
                     ts,

@@ -26,9 +26,12 @@ impl Engine {
         } else {
             gate.engaged()
         };
+        // Once the run's own limit halted it, the gate's answer is that engagement (or a later
+        // one of no consequence: trading is over); the journal keeps the engine's text.
+        let halted = self.halted;
         match (answer, &mut self.gate_halt) {
             (Some(now), Some(before)) => {
-                if now != before.as_str() {
+                if !halted && now != before.as_str() {
                     // Another engagement (say the global one after the run's): keep the
                     // newest reason for the rejections.
                     now.clone_into(before);
