@@ -31,10 +31,12 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Decimal128Type, TimeUnit, TimestampNanosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, Encoding};
-use parquet::data_type::{FixedLenByteArray, FixedLenByteArrayType, Int64Type};
+use parquet::data_type::{
+    DataType as ParquetType, FixedLenByteArray, FixedLenByteArrayType, Int64Type,
+};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 use tradeloom_core::fixed::MONEY_PRECISION;
@@ -313,35 +315,20 @@ impl<W: Write + Send> EquityWriter<W> {
             return Ok(());
         }
         let mut group = self.file.next_row_group()?;
-        let mut column = group.next_column()?.ok_or_else(missing_column)?;
-        column
-            .typed::<Int64Type>()
-            .write_batch(&self.ts, None, None)?;
-        column.close()?;
+        write_column::<Int64Type, W>(&mut group, &mut self.ts)?;
         match &mut self.money {
             Money3::Narrow(cols) => {
                 for values in cols.iter_mut() {
-                    let mut column = group.next_column()?.ok_or_else(missing_column)?;
-                    column
-                        .typed::<Int64Type>()
-                        .write_batch(values, None, None)?;
-                    column.close()?;
-                    values.clear();
+                    write_column::<Int64Type, W>(&mut group, values)?;
                 }
             }
             Money3::Wide(cols) => {
                 for values in cols.iter_mut() {
-                    let mut column = group.next_column()?.ok_or_else(missing_column)?;
-                    column
-                        .typed::<FixedLenByteArrayType>()
-                        .write_batch(values, None, None)?;
-                    column.close()?;
-                    values.clear();
+                    write_column::<FixedLenByteArrayType, W>(&mut group, values)?;
                 }
             }
         }
         group.close()?;
-        self.ts.clear();
         Ok(())
     }
 
@@ -350,6 +337,18 @@ impl<W: Write + Send> EquityWriter<W> {
         self.write_group()?;
         Ok(self.file.into_inner()?)
     }
+}
+
+/// Writes the next column of `group` from `values` (a row group's worth) and empties them.
+fn write_column<T: ParquetType, W: Write + Send>(
+    group: &mut SerializedRowGroupWriter<'_, W>,
+    values: &mut Vec<T::T>,
+) -> Result<(), EquityError> {
+    let mut column = group.next_column()?.ok_or_else(missing_column)?;
+    column.typed::<T>().write_batch(values, None, None)?;
+    column.close()?;
+    values.clear();
+    Ok(())
 }
 
 fn missing_column() -> parquet::errors::ParquetError {
