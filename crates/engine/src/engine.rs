@@ -17,6 +17,7 @@ use tradeloom_core::{
 use crate::analysis::{Analyzer, Metrics};
 use crate::config::EngineConfig;
 use crate::gate::KillSwitchGate;
+use crate::scan::ScanFields;
 use crate::sink::Sink;
 use crate::strategy::{Command, Strategy, StrategyContext};
 use crate::trade::TradeTracker;
@@ -201,6 +202,28 @@ impl Engine {
     /// Processes one bar. Bars must come in non-decreasing time order.
     #[inline]
     pub fn on_bar<S: Sink>(&mut self, bar: &Bar, sink: &mut S) -> Result<(), EngineError> {
+        self.on_event(bar, None, sink)
+    }
+
+    /// Processes one scan row: exactly like [`Engine::on_bar`] with `bar` (flat at the row's
+    /// price), except that the strategy is called through [`Strategy::on_scan`] with the row's
+    /// fields.
+    pub fn on_scan<S: Sink>(
+        &mut self,
+        bar: &Bar,
+        fields: &ScanFields,
+        sink: &mut S,
+    ) -> Result<(), EngineError> {
+        self.on_event(bar, Some(fields), sink)
+    }
+
+    #[inline]
+    fn on_event<S: Sink>(
+        &mut self,
+        bar: &Bar,
+        fields: Option<&ScanFields>,
+        sink: &mut S,
+    ) -> Result<(), EngineError> {
         let i = bar.instrument.index();
         if i >= self.instruments.len() {
             return Err(EngineError::UnknownInstrument(bar.instrument.0));
@@ -229,7 +252,12 @@ impl Engine {
         if self.gate_halt.is_some() {
             self.flatten_if_asked(i, bar, sink)?;
         }
-        self.with_strategy(i, bar.ts, |strategy, ctx| strategy.on_bar(ctx, bar));
+        match fields {
+            None => self.with_strategy(i, bar.ts, |strategy, ctx| strategy.on_bar(ctx, bar)),
+            Some(fields) => self.with_strategy(i, bar.ts, |strategy, ctx| {
+                strategy.on_scan(ctx, bar, fields)
+            }),
+        }
         if !self.commands.is_empty() {
             self.process_commands(bar.ts, Some(bar), sink)?;
         }

@@ -1,5 +1,6 @@
 //! The [`Strategy`] trait and the [`StrategyContext`] a strategy trades through.
 
+use crate::scan::ScanFields;
 use tradeloom_core::{
     Bar, Fill, Instrument, InstrumentId, OrderId, OrderSide, OrderType, Position, Price, Quantity,
     TimeInForce, UnixNanos,
@@ -14,6 +15,13 @@ pub trait Strategy: Send {
     /// Called for every bar of the strategy's instrument, after resting orders were matched
     /// against it.
     fn on_bar(&mut self, ctx: &mut StrategyContext<'_>, bar: &Bar);
+    /// Called for every scan row of the strategy's instrument in a paper run fed by scans (see
+    /// [`crate::Engine::on_scan`]): `bar` is flat at the row's price, `fields` are the row's
+    /// numeric fields. By default the strategy sees only the bar.
+    fn on_scan(&mut self, ctx: &mut StrategyContext<'_>, bar: &Bar, fields: &ScanFields) {
+        let _ = fields;
+        self.on_bar(ctx, bar);
+    }
     /// Called after each fill of one of the strategy's orders.
     fn on_fill(&mut self, _ctx: &mut StrategyContext<'_>, _fill: &Fill) {}
     /// Called once after the last bar; orders submitted here are cancelled at the end of the run.

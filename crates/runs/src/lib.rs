@@ -19,6 +19,7 @@ pub mod journal;
 pub mod kill_switch;
 pub mod live;
 pub mod metadata;
+pub mod paper;
 pub mod report;
 pub mod runner;
 pub mod spec;

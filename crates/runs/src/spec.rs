@@ -145,6 +145,12 @@ pub struct RunSpec {
     pub account: AccountSpec,
     #[serde(default)]
     pub risk: RiskConfig,
+    /// Paper runs: where the market data comes from (see [`crate::paper::FeedSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<crate::paper::FeedSpec>,
+    /// Paper runs: stop at this time (RFC 3339, e.g. `2026-12-31T00:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<String>,
 }
 
 impl RunSpec {

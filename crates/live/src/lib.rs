@@ -1,0 +1,47 @@
+//! live: the live layer of tradeloom — the feeds of paper runs (a replay of bar files on the wall
+//! clock, a scan directory through the bridge and the feature map, a WebSocket bar stream), the
+//! scan-file bridge, and the event-driven trader. Every feed implements
+//! [`tradeloom_runs::paper::Feed`]; the paper runner in `tradeloom-runs` drives the same engine
+//! loop as a backtest with it.
+
+pub mod bridge;
+pub mod replay;
+pub mod scan_dir;
+pub mod trader;
+pub mod websocket;
+
+use std::path::PathBuf;
+
+use tradeloom_net::SsrfPolicy;
+use tradeloom_runs::RunError;
+use tradeloom_runs::paper::{Feed, FeedSpec};
+use tradeloom_runs::spec::ResolvedSpec;
+
+/// What opening a feed needs besides the spec.
+#[derive(Clone, Debug, Default)]
+pub struct FeedOptions {
+    /// The data dir (feature maps and bridge state live under it).
+    pub data_dir: PathBuf,
+    /// The outbound guard's policy: a WebSocket feed's address must pass it.
+    pub policy: SsrfPolicy,
+}
+
+/// Opens the feed a paper spec names. Errors name the spec field at fault.
+pub fn open_feed(spec: &ResolvedSpec, options: &FeedOptions) -> Result<Box<dyn Feed>, RunError> {
+    let Some(feed) = spec.spec.feed.as_ref() else {
+        return Err(RunError::Spec {
+            place: spec.path.display().to_string(),
+            message: "feed: a paper spec needs a `feed:` section".to_string(),
+        });
+    };
+    let _ = options;
+    let unavailable = |kind: &str| RunError::Spec {
+        place: spec.path.display().to_string(),
+        message: format!("feed.type: `{kind}` is not available in this build"),
+    };
+    match feed {
+        FeedSpec::Replay(_) => Err(unavailable("replay")),
+        FeedSpec::ScanDir(_) => Err(unavailable("scan_dir")),
+        FeedSpec::Websocket(_) => Err(unavailable("websocket")),
+    }
+}

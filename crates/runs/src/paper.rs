@@ -1,0 +1,10 @@
+//! Paper runs: the same engine loop as a backtest, fed by a live [`Feed`] on the wall clock.
+
+pub mod feed;
+pub mod feed_spec;
+
+pub use feed::{Feed, FeedError, FeedEvent, FeedPoll, FeedPosition, Scan, ScanRow, StopSignal};
+pub use feed_spec::{
+    FeedSpec, ReplayFeedSpec, ReplaySpeed, ScanDirFeedSpec, WebsocketFeedSpec, WebsocketFields,
+    WebsocketPreset,
+};
