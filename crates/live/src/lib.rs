@@ -39,7 +39,7 @@ pub fn open_feed(spec: &ResolvedSpec, options: &FeedOptions) -> Result<Box<dyn F
         message: format!("feed.type: `{kind}` is not available in this build"),
     };
     match feed {
-        FeedSpec::Replay(_) => Err(unavailable("replay")),
+        FeedSpec::Replay(replay) => Ok(Box::new(replay::ReplayFeed::open(spec, replay)?)),
         FeedSpec::ScanDir(feed) => Ok(Box::new(scan_dir::ScanDirFeed::open(spec, feed, options)?)),
         FeedSpec::Websocket(_) => Err(unavailable("websocket")),
     }
