@@ -409,7 +409,8 @@ impl Bridge {
             return Ok(None);
         }
         let now = Instant::now();
-        let mut ready: Vec<(FileKey, Instant)> = Vec::new();
+        // Every pending file with its key and whether it can be read now.
+        let mut files: Vec<(FileKey, Instant, bool)> = Vec::new();
         let mut recheck: Option<Instant> = None;
         let settle = self.options.settle;
         pending.retain(|name, p| {
@@ -439,19 +440,26 @@ impl Bridge {
                 }
                 None => false,
             };
-            if p.complete || stable {
-                ready.push((key, p.observed));
-                return false;
+            let ready = p.complete || stable;
+            if !ready {
+                if p.last.map(|(len, mtime, _)| (len, mtime)) != Some(now_state) {
+                    p.last = Some((now_state.0, now_state.1, now));
+                }
+                let at = p.last.map_or(now, |(_, _, at)| at) + settle;
+                recheck = Some(recheck.map_or(at, |r: Instant| r.min(at)));
             }
-            if p.last.map(|(len, mtime, _)| (len, mtime)) != Some(now_state) {
-                p.last = Some((now_state.0, now_state.1, now));
-            }
-            let at = p.last.map_or(now, |(_, _, at)| at) + settle;
-            recheck = Some(recheck.map_or(at, |r: Instant| r.min(at)));
+            files.push((key, p.observed, ready));
             true
         });
-        ready.sort();
-        for (key, observed) in ready {
+        // In order; a file that is not ready yet holds back the later ones (else reading them
+        // would move the cursor past it). It is ready within `settle` unless it is still being
+        // written, and then its modification time moves it behind them.
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, observed, ready) in files {
+            if !ready {
+                break;
+            }
+            pending.remove(&key.1);
             if self.cursor.is_new(&key) {
                 self.read_and_publish(key, observed)?;
             }
