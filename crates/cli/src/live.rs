@@ -52,7 +52,8 @@ pub fn stop_on_signals(stop: StopSignal) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the signal listener")?;
-    let mut signals = runtime.block_on(async { tradeloom_server::launch::StopSignals::install() })?;
+    let mut signals =
+        runtime.block_on(async { tradeloom_server::launch::StopSignals::install() })?;
     std::thread::Builder::new()
         .name("signals".to_string())
         .spawn(move || {
@@ -92,7 +93,11 @@ pub fn bridge(data_dir: &Path, args: &BridgeArgs) -> Result<ExitCode> {
         "bridge: watching {} into map `{}` (after {})",
         args.watch.display(),
         args.map,
-        bridge.cursor().last_file.as_deref().unwrap_or("nothing yet")
+        bridge
+            .cursor()
+            .last_file
+            .as_deref()
+            .unwrap_or("nothing yet")
     );
     let stop = StopSignal::new();
     stop_on_signals(stop.clone())?;
@@ -160,10 +165,8 @@ pub fn trader(data_dir: &Path, args: &TraderArgs) -> Result<ExitCode> {
         );
     };
     let map = tradeloom_live::scan_dir::map_name(&spec, &feed_spec);
-    let trader_map = tradeloom_live::bridge::open_map(
-        data_dir,
-        &tradeloom_live::trader::trader_map_name(&map),
-    )?;
+    let trader_map =
+        tradeloom_live::bridge::open_map(data_dir, &tradeloom_live::trader::trader_map_name(&map))?;
     let feed = tradeloom_live::open_feed(
         &spec,
         &tradeloom_live::FeedOptions {

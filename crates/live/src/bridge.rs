@@ -180,10 +180,7 @@ impl Bridge {
     }
 
     /// The same with a map opened by the caller (shared with a trader in this process).
-    pub fn with_map(
-        options: BridgeOptions,
-        map: Arc<dyn FeatureMap>,
-    ) -> Result<Self, BridgeError> {
+    pub fn with_map(options: BridgeOptions, map: Arc<dyn FeatureMap>) -> Result<Self, BridgeError> {
         match std::fs::metadata(&options.watch) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -483,13 +480,11 @@ impl Bridge {
         match rows {
             Some(rows) => {
                 let updated_at = to_datetime(mtime);
-                let seq = self.cursor.last_seq.max(
-                    self.map
-                        .latest()
-                        .ok()
-                        .flatten()
-                        .map_or(0, |s| s.seq),
-                ) + 1;
+                let seq = self
+                    .cursor
+                    .last_seq
+                    .max(self.map.latest().ok().flatten().map_or(0, |s| s.seq))
+                    + 1;
                 if let Some(hook) = self.hook.as_mut() {
                     hook(&Published {
                         seq,

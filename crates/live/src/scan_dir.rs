@@ -127,13 +127,13 @@ impl ScanDirFeed {
         }
         let map = open_map(&options.data_dir, &name)
             .map_err(|e| spec_error(spec, format!("{field}: {e}")))?;
-        let mut bridge_options = BridgeOptions::new(watch_dir(spec, feed), &name, &options.data_dir);
+        let mut bridge_options =
+            BridgeOptions::new(watch_dir(spec, feed), &name, &options.data_dir);
         bridge_options.key = feed.symbol_field.clone();
         let bridge = Bridge::with_map(bridge_options, map.clone()).map_err(|e| match e {
-            BridgeError::Watch { path, message } => spec_error(
-                spec,
-                format!("feed.path: {}: {message}", path.display()),
-            ),
+            BridgeError::Watch { path, message } => {
+                spec_error(spec, format!("feed.path: {}: {message}", path.display()))
+            }
             other => spec_error(spec, other.to_string()),
         })?;
         let after = map
@@ -200,7 +200,11 @@ impl ScanDirFeed {
         for (symbol, row) in snap.values.iter() {
             let Some(&(instrument, precision)) = self.instruments.get(symbol) else {
                 self.stats.unknown_symbols.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(scan = snap.seq, symbol, "row of a symbol the spec does not trade");
+                tracing::debug!(
+                    scan = snap.seq,
+                    symbol,
+                    "row of a symbol the spec does not trade"
+                );
                 continue;
             };
             let Value::Object(row) = row else {
@@ -219,10 +223,7 @@ impl ScanDirFeed {
                     continue;
                 }
             };
-            let values = names
-                .iter()
-                .map(|n| row.get(n).and_then(number))
-                .collect();
+            let values = names.iter().map(|n| row.get(n).and_then(number)).collect();
             rows.push(ScanRow {
                 bar: Bar {
                     instrument,
@@ -295,16 +296,11 @@ fn price(cell: Option<&Value>, precision: u8) -> Result<Price, String> {
         // Exponents or more than 9 decimals: through the float, rounded at 9 decimals.
         Err(_) => (value * 1e9).round() as i128,
     };
-    let rounded = tradeloom_core::fixed::round_raw(
-        raw,
-        tradeloom_core::fixed::FIXED_PRECISION,
-        precision,
-    );
+    let rounded =
+        tradeloom_core::fixed::round_raw(raw, tradeloom_core::fixed::FIXED_PRECISION, precision);
     let raw = i64::try_from(rounded).map_err(|_| format!("`{text}` is out of range"))?;
     if raw <= 0 {
-        return Err(format!(
-            "`{text}` rounds to zero at {precision} decimals"
-        ));
+        return Err(format!("`{text}` rounds to zero at {precision} decimals"));
     }
     Ok(Price::from_raw(raw, precision))
 }
@@ -370,12 +366,24 @@ mod tests {
     #[test]
     fn prices_round_to_the_precision_and_bad_ones_say_why() {
         let p = |v: Value| price(Some(&v), 2);
-        assert_eq!(p(serde_json::json!(97000.505)).unwrap().raw(), 97_000_510_000_000);
+        assert_eq!(
+            p(serde_json::json!(97000.505)).unwrap().raw(),
+            97_000_510_000_000
+        );
         assert_eq!(p(serde_json::json!("1.234")).unwrap().raw(), 1_230_000_000);
         assert_eq!(p(serde_json::json!(12)).unwrap().raw(), 12_000_000_000);
-        assert_eq!(p(serde_json::json!(1e-3)).unwrap_err(), "`0.001` rounds to zero at 2 decimals");
-        assert_eq!(p(serde_json::json!("abc")).unwrap_err(), "must be a number, got `abc`");
-        assert_eq!(p(serde_json::json!(-1.0)).unwrap_err(), "must be a positive number, got `-1.0`");
+        assert_eq!(
+            p(serde_json::json!(1e-3)).unwrap_err(),
+            "`0.001` rounds to zero at 2 decimals"
+        );
+        assert_eq!(
+            p(serde_json::json!("abc")).unwrap_err(),
+            "must be a number, got `abc`"
+        );
+        assert_eq!(
+            p(serde_json::json!(-1.0)).unwrap_err(),
+            "must be a positive number, got `-1.0`"
+        );
         assert_eq!(price(None, 2).unwrap_err(), "is missing");
         assert_eq!(
             p(serde_json::json!(true)).unwrap_err(),

@@ -379,11 +379,8 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let err = MapValues::from_pairs(vec![
-            ("A".into(), Value::Null),
-            ("A".into(), Value::Null),
-        ])
-        .unwrap_err();
+        let err = MapValues::from_pairs(vec![("A".into(), Value::Null), ("A".into(), Value::Null)])
+            .unwrap_err();
         assert_eq!(err.to_string(), "key `A` appears twice in one update");
     }
 }

@@ -70,7 +70,10 @@ fn scan(source: &str, secs: i64, rows: &[(&str, f64)]) -> MapUpdate {
 /// update's time, source and values.
 pub fn sequence_starts_at_one_and_publish_replaces(open: Open<'_>) {
     let map = open(&fresh_name("replace"));
-    assert!(map.latest().expect("latest").is_none(), "a new map is empty");
+    assert!(
+        map.latest().expect("latest").is_none(),
+        "a new map is empty"
+    );
     let first = map
         .publish(scan("scan-1.csv", 1, &[("AAA", 1.0), ("BBB", 2.0)]))
         .expect("publish");
@@ -84,7 +87,12 @@ pub fn sequence_starts_at_one_and_publish_replaces(open: Open<'_>) {
     assert_eq!(latest.source, "scan-2.csv");
     assert_eq!(latest.updated_at, at(2));
     assert_eq!(latest.name, map.name());
-    assert_eq!(latest.values.len(), 1, "publish replaces: {:?}", latest.values);
+    assert_eq!(
+        latest.values.len(),
+        1,
+        "publish replaces: {:?}",
+        latest.values
+    );
     assert_eq!(latest.values.get("CCC"), Some(&json!({"price": 3.0})));
     assert_eq!(latest.values.get("AAA"), None);
 }
@@ -100,13 +108,19 @@ pub fn set_keeps_the_other_keys(open: Open<'_>) {
     assert_eq!(snap.seq, 2);
     assert_eq!(snap.source, "trader");
     assert_eq!(snap.values.get("AAA"), Some(&json!({"price": 1.0})));
-    assert_eq!(snap.values.get("pnl:2026-12-06"), Some(&json!({"pnl": "12.50"})));
+    assert_eq!(
+        snap.values.get("pnl:2026-12-06"),
+        Some(&json!({"pnl": "12.50"}))
+    );
     let snap = map
         .set("pnl:2026-12-06", json!({"pnl": "13.00"}), "trader", at(6))
         .expect("set");
     assert_eq!(snap.seq, 3);
     assert_eq!(snap.values.len(), 2, "a set replaces the key's value");
-    assert_eq!(snap.values.get("pnl:2026-12-06"), Some(&json!({"pnl": "13.00"})));
+    assert_eq!(
+        snap.values.get("pnl:2026-12-06"),
+        Some(&json!({"pnl": "13.00"}))
+    );
 }
 
 /// Publishers on several threads at once: every update gets its own sequence number, and the
@@ -166,12 +180,18 @@ pub fn wait_next_wakes_on_publish(open: Open<'_>) {
     let map = open(&fresh_name("wake"));
     let waiter = {
         let map = map.clone();
-        std::thread::spawn(move || map.wait_next(0, Duration::from_secs(30)).expect("wait_next"))
+        std::thread::spawn(move || {
+            map.wait_next(0, Duration::from_secs(30))
+                .expect("wait_next")
+        })
     };
     std::thread::sleep(Duration::from_millis(50));
     map.publish(scan("scan-1.csv", 1, &[("AAA", 1.0)]))
         .expect("publish");
-    let got = waiter.join().expect("waiter").expect("woken with a snapshot");
+    let got = waiter
+        .join()
+        .expect("waiter")
+        .expect("woken with a snapshot");
     assert_eq!((got.seq, got.source.as_str()), (1, "scan-1.csv"));
 }
 
@@ -201,7 +221,10 @@ pub fn subscriber_sees_every_update_in_order(open: Open<'_>) {
             .expect("next")
             .expect("an update within 30 s");
         assert_eq!(snap.source, format!("scan-{}", snap.seq));
-        assert_eq!(snap.values.get("AAA"), Some(&json!({"price": snap.seq as f64})));
+        assert_eq!(
+            snap.values.get("AAA"),
+            Some(&json!({"price": snap.seq as f64}))
+        );
         seen.push(snap.seq);
     }
     publisher.join().expect("publisher");
@@ -225,7 +248,10 @@ pub fn reopened_map_goes_on(open: Open<'_>) {
             .expect("publish");
     }
     let map = open(&name);
-    let latest = map.latest().expect("latest").expect("the reopened map's snapshot");
+    let latest = map
+        .latest()
+        .expect("latest")
+        .expect("the reopened map's snapshot");
     assert_eq!((latest.seq, latest.source.as_str()), (2, "scan-2.csv"));
     assert_eq!(latest.updated_at, at(2));
     assert_eq!(latest.values.get("BBB"), Some(&json!({"price": 2.0})));

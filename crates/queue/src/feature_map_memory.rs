@@ -111,12 +111,11 @@ impl InMemoryFeatureMap {
         if let Some(mirror) = &self.mirror {
             let mut written = lock(&mirror.written);
             if snap.seq > *written {
-                let bytes = serde_json::to_vec(&snap.to_json()).map_err(|e| {
-                    FeatureMapError::File {
+                let bytes =
+                    serde_json::to_vec(&snap.to_json()).map_err(|e| FeatureMapError::File {
                         path: mirror.path.clone(),
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
                 write_file_atomic(&mirror.path, &bytes, false).map_err(|e| {
                     FeatureMapError::File {
                         path: mirror.path.clone(),

@@ -26,7 +26,15 @@ struct BridgeProcess {
 
 fn start_bridge(data_dir: &Path, watch: &Path, lines: Arc<Mutex<Vec<Announced>>>) -> BridgeProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tradeloom"))
-        .args(["bridge", "--map", "scans", "--json", "--rescan-ms", "300", "--watch"])
+        .args([
+            "bridge",
+            "--map",
+            "scans",
+            "--json",
+            "--rescan-ms",
+            "300",
+            "--watch",
+        ])
         .arg(watch)
         .arg("--data-dir")
         .arg(data_dir)
@@ -188,7 +196,10 @@ fn bridge_survives_producer_restarts_partial_files_and_its_own_kill_9() {
         missing.is_empty() && extra.is_empty(),
         "lost scans: {missing:?}; scans never written: {extra:?}"
     );
-    assert!(files == written, "every scan published once, in write order");
+    assert!(
+        files == written,
+        "every scan published once, in write order"
+    );
     assert!(
         published.iter().all(|l| l.rows == 3),
         "a scan read half-written: {:?}",
@@ -210,10 +221,9 @@ fn bridge_survives_producer_restarts_partial_files_and_its_own_kill_9() {
     assert_eq!(values["BBB"]["symbol"], "BBB");
     assert!(map["updated_at"].as_str().unwrap().ends_with('Z'));
     // The cursor remembers the last file.
-    let cursor: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("maps/scans.bridge.json")).unwrap(),
-    )
-    .unwrap();
+    let cursor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("maps/scans.bridge.json")).unwrap())
+            .unwrap();
     assert_eq!(cursor["last_file"], last.as_str());
     assert_eq!(cursor["last_seq"], published.len() as u64);
 }
@@ -226,7 +236,11 @@ fn a_malformed_file_is_skipped_and_the_bridge_goes_on() {
     std::fs::write(watch.join("a-1.csv"), "symbol,price\nAAA,1\n").unwrap();
     std::fs::write(watch.join("a-2.jsonl"), "{\"symbol\": \"AAA\"\nnot json\n").unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    std::fs::write(watch.join("a-3.jsonl"), "{\"symbol\": \"AAA\", \"price\": 2}\n").unwrap();
+    std::fs::write(
+        watch.join("a-3.jsonl"),
+        "{\"symbol\": \"AAA\", \"price\": 2}\n",
+    )
+    .unwrap();
     let lines = Arc::new(Mutex::new(Vec::new()));
     let mut bridge = start_bridge(data.path(), &watch, lines.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -247,10 +261,9 @@ fn a_malformed_file_is_skipped_and_the_bridge_goes_on() {
         files,
         BTreeMap::from([(1, "a-1.csv".to_string()), (2, "a-3.jsonl".to_string())])
     );
-    let cursor: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("maps/scans.bridge.json")).unwrap(),
-    )
-    .unwrap();
+    let cursor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("maps/scans.bridge.json")).unwrap())
+            .unwrap();
     assert_eq!(cursor["malformed"], 1);
 }
 
@@ -260,7 +273,13 @@ fn bad_bridge_and_map_input_are_clear_errors() {
     let missing: PathBuf = data.path().join("nowhere");
     let out = tradeloom(
         data.path(),
-        &["bridge", "--watch", missing.to_str().unwrap(), "--map", "scans"],
+        &[
+            "bridge",
+            "--watch",
+            missing.to_str().unwrap(),
+            "--map",
+            "scans",
+        ],
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -270,10 +289,20 @@ fn bad_bridge_and_map_input_are_clear_errors() {
     );
     let out = tradeloom(
         data.path(),
-        &["bridge", "--watch", data.path().to_str().unwrap(), "--map", "a/b"],
+        &[
+            "bridge",
+            "--watch",
+            data.path().to_str().unwrap(),
+            "--map",
+            "a/b",
+        ],
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("invalid map name `a/b`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid map name `a/b`"),
+        "{}",
+        stderr(&out)
+    );
     let out = tradeloom(data.path(), &["map", "show", "absent", "--json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

@@ -31,7 +31,10 @@ fn wait_for_scan(data: &Path, map: &str, seq: u64) -> serde_json::Value {
         {
             return m;
         }
-        assert!(Instant::now() < deadline, "the trader never processed scan {seq}");
+        assert!(
+            Instant::now() < deadline,
+            "the trader never processed scan {seq}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -63,10 +66,17 @@ fn trader_trades_scans_and_publishes_its_state_and_pnl() {
     // The trader starts with state `running` and no scan.
     let deadline = Instant::now() + Duration::from_secs(60);
     while map_json(&data, "scans.trader").is_none() {
-        assert!(Instant::now() < deadline, "the trader never published its state");
+        assert!(
+            Instant::now() < deadline,
+            "the trader never published its state"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    write_scan(&scans, "scan-1.csv", "symbol,price,score\nAAA,100.00,0.9\nZZZ,1,0.9\n");
+    write_scan(
+        &scans,
+        "scan-1.csv",
+        "symbol,price,score\nAAA,100.00,0.9\nZZZ,1,0.9\n",
+    );
     wait_for_scan(&data, "scans.trader", 1);
     write_scan(&scans, "scan-2.csv", "symbol,price,score\nAAA,110.50,0.1\n");
     let trader = wait_for_scan(&data, "scans.trader", 2);
@@ -78,10 +88,23 @@ fn trader_trades_scans_and_publishes_its_state_and_pnl() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(exit.success(), "SIGTERM is a graceful stop: {exit}\n{out}\n{err}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        exit.success(),
+        "SIGTERM is a graceful stop: {exit}\n{out}\n{err}"
+    );
     let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let run_dir = Path::new(last["run_dir"].as_str().unwrap()).to_path_buf();
 
@@ -89,7 +112,10 @@ fn trader_trades_scans_and_publishes_its_state_and_pnl() {
     let fills = std::fs::read_to_string(run_dir.join("fills.csv")).unwrap();
     let rows: Vec<&str> = fills.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{fills}");
-    assert!(rows[0].contains("100.00") && rows[1].contains("110.50"), "{fills}");
+    assert!(
+        rows[0].contains("100.00") && rows[1].contains("110.50"),
+        "{fills}"
+    );
     let orders = std::fs::read_to_string(run_dir.join("orders.csv")).unwrap();
     assert_eq!(orders.lines().skip(1).count(), 2, "{orders}");
 
@@ -133,5 +159,9 @@ fn trader_refuses_a_spec_without_a_scan_dir_feed() {
     let spec = super::repo().join("examples/specs/goog_sma_cross.yaml");
     let out = tradeloom(dir.path(), &["trader", spec.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
-    assert!(stderr(&out).contains("needs `feed: {type: scan_dir"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("needs `feed: {type: scan_dir"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -95,13 +95,19 @@ impl Rule {
             (None, None) => {
                 return Err(StrategyError::new(
                     threshold.0,
-                    format!("missing: the rule on `{}` needs `above` or `below`", rule.field),
+                    format!(
+                        "missing: the rule on `{}` needs `above` or `below`",
+                        rule.field
+                    ),
                 ));
             }
         };
         if !value.is_finite() {
             let param = if above { threshold.0 } else { threshold.1 };
-            return Err(StrategyError::new(param, format!("{value} must be a finite number")));
+            return Err(StrategyError::new(
+                param,
+                format!("{value} must be a finite number"),
+            ));
         }
         Ok(Self {
             field: rule.field.clone(),
@@ -253,7 +259,7 @@ mod tests {
             &default_params(),
             &[
                 Some(0.5),
-                Some(0.9), // crosses above 0.8: buy
+                Some(0.9),  // crosses above 0.8: buy
                 Some(0.95), // still above: no second entry
                 Some(0.5),
                 Some(0.1), // below 0.2: close
@@ -286,7 +292,10 @@ mod tests {
             "enter": {"field": "score", "above": 0.8},
             "exit": {"field": "score", "above": 0.95}
         }));
-        let got = run(&p, &[Some(0.9), Some(0.97), Some(0.9), Some(0.5), Some(0.9)]);
+        let got = run(
+            &p,
+            &[Some(0.9), Some(0.97), Some(0.9), Some(0.5), Some(0.9)],
+        );
         use OrderSide::{Buy, Sell};
         assert_eq!(got, vec![vec![Buy], vec![Sell], vec![], vec![], vec![Buy]]);
     }

@@ -291,15 +291,16 @@ mod columnar {
                 let reader =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
                         .and_then(|b| b.build())
-                        .map_err(|e| fail(path, None, format!("not a readable Parquet file: {e}")))?;
+                        .map_err(|e| {
+                            fail(path, None, format!("not a readable Parquet file: {e}"))
+                        })?;
                 reader
                     .collect::<Result<_, _>>()
                     .map_err(|e| fail(path, None, format!("Parquet data: {e}")))?
             }
             _ => {
-                let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(|e| {
-                    fail(path, None, format!("not a readable Arrow IPC file: {e}"))
-                })?;
+                let reader = arrow::ipc::reader::FileReader::try_new(file, None)
+                    .map_err(|e| fail(path, None, format!("not a readable Arrow IPC file: {e}")))?;
                 reader
                     .collect::<Result<_, _>>()
                     .map_err(|e| fail(path, None, format!("Arrow IPC data: {e}")))?
@@ -408,11 +409,31 @@ mod tests {
     fn bad_files_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            ("a.csv", "symbol,price\nAAA,1\nAAA,2\n", "line 3: `symbol` `AAA` appears twice"),
-            ("b.csv", "symbol,price\nAAA,1,2\n", "line 2: 3 cells, but the header has 2"),
-            ("c.csv", "symbol,price\nAAA,1\nBB", "no line end (a partial write?)"),
-            ("d.csv", "price\n1\n", "line 2: no `symbol` (the key column)"),
-            ("e.jsonl", "{\"symbol\":\"A\"}\n[1]\n", "line 2: expected a JSON object, got an array"),
+            (
+                "a.csv",
+                "symbol,price\nAAA,1\nAAA,2\n",
+                "line 3: `symbol` `AAA` appears twice",
+            ),
+            (
+                "b.csv",
+                "symbol,price\nAAA,1,2\n",
+                "line 2: 3 cells, but the header has 2",
+            ),
+            (
+                "c.csv",
+                "symbol,price\nAAA,1\nBB",
+                "no line end (a partial write?)",
+            ),
+            (
+                "d.csv",
+                "price\n1\n",
+                "line 2: no `symbol` (the key column)",
+            ),
+            (
+                "e.jsonl",
+                "{\"symbol\":\"A\"}\n[1]\n",
+                "line 2: expected a JSON object, got an array",
+            ),
             ("f.jsonl", "{\"symbol\":\"A\"\n", "line 1: not JSON"),
             ("g.csv", "", "empty: expected a header line"),
         ];

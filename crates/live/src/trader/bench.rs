@@ -70,7 +70,8 @@ pub fn scan_latency(work: &Path, scans: u64) -> Result<LatencyFigures, String> {
     let scan_dir = work.join("scans");
     std::fs::create_dir_all(&scan_dir).map_err(|e| format!("{}: {e}", scan_dir.display()))?;
     let spec_path = work.join("bench-live.yaml");
-    std::fs::write(&spec_path, LATENCY_SPEC).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    std::fs::write(&spec_path, LATENCY_SPEC)
+        .map_err(|e| format!("{}: {e}", spec_path.display()))?;
     let spec = load_spec(&spec_path).map_err(|e| e.to_string())?;
     let feed = open_feed(
         &spec,
@@ -116,7 +117,11 @@ pub fn scan_latency(work: &Path, scans: u64) -> Result<LatencyFigures, String> {
         let name = format!("scan-{i:08}.csv");
         let tmp = scan_dir.join(format!(".{name}.tmp"));
         let score = if i % 2 == 1 { "0.9" } else { "0.1" };
-        let text = format!("symbol,price,score\nAAA,{}.{:02},{score}\n", 100 + i % 7, i % 100);
+        let text = format!(
+            "symbol,price,score\nAAA,{}.{:02},{score}\n",
+            100 + i % 7,
+            i % 100
+        );
         if let Err(e) = std::fs::write(&tmp, text) {
             failure = Some(format!("{}: {e}", tmp.display()));
             break;
@@ -147,7 +152,9 @@ pub fn scan_latency(work: &Path, scans: u64) -> Result<LatencyFigures, String> {
     }
     let cpu = tradeloom_runs::bench::peer::self_cpu_seconds() - cpu;
     stop.stop();
-    let result = run.join().map_err(|_| "the paper run panicked".to_string())?;
+    let result = run
+        .join()
+        .map_err(|_| "the paper run panicked".to_string())?;
     result?;
     if let Some(f) = failure {
         return Err(f);
@@ -178,7 +185,12 @@ pub fn scan_latency(work: &Path, scans: u64) -> Result<LatencyFigures, String> {
 
 /// The same synthetic bars through `tradeloom_runs::execute` (a backtest) and a paper run with
 /// `feed: {type: replay, speed: max}`: bars/s of each (the best of `repeat` passes).
-pub fn paper_vs_backtest(work: &Path, bars: u64, repeat: usize) -> Result<ThroughputFigures, String> {
+pub fn paper_vs_backtest(
+    work: &Path,
+    bars: u64,
+    repeat: usize,
+) -> Result<ThroughputFigures, String> {
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
     let data = work.join(format!("syn_{bars}.csv"));
     if !data.is_file() {
         tradeloom_data::write_synth(&tradeloom_runs::bench::synth_spec(bars), &data)

@@ -122,7 +122,11 @@ fn a_restarted_bridge_reads_on_after_the_last_file_and_keeps_the_sequence() {
     let watch = data.path().join("in");
     std::fs::create_dir_all(&watch).unwrap();
     for i in 1..=3 {
-        std::fs::write(watch.join(format!("s-{i}.csv")), format!("symbol,price\nAAA,{i}\n")).unwrap();
+        std::fs::write(
+            watch.join(format!("s-{i}.csv")),
+            format!("symbol,price\nAAA,{i}\n"),
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
     let run = |expect_after: u64, expect_last: u64| {
@@ -138,14 +142,22 @@ fn a_restarted_bridge_reads_on_after_the_last_file_and_keeps_the_sequence() {
             after = s.seq;
         }
         // Nothing more comes (no file is published twice).
-        assert!(map.wait_next(after, Duration::from_millis(400)).unwrap().is_none());
+        assert!(
+            map.wait_next(after, Duration::from_millis(400))
+                .unwrap()
+                .is_none()
+        );
         stop.stop();
         handle.join().unwrap().unwrap();
         seen
     };
     assert_eq!(
         run(0, 3),
-        vec![(1, "s-1.csv".into()), (2, "s-2.csv".into()), (3, "s-3.csv".into())]
+        vec![
+            (1, "s-1.csv".into()),
+            (2, "s-2.csv".into()),
+            (3, "s-3.csv".into())
+        ]
     );
     std::fs::write(watch.join("s-4.csv"), "symbol,price\nAAA,4\n").unwrap();
     assert_eq!(run(3, 4), vec![(4, "s-4.csv".into())]);

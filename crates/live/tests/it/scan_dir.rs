@@ -102,7 +102,11 @@ fn scans_become_rows_of_the_specs_instruments() {
     let mirror = dir.path().join("data/maps/scan-trader.json");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !mirror.is_file() {
-        assert!(Instant::now() < deadline, "{} never written", mirror.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            mirror.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -162,10 +166,17 @@ fn bad_feed_fields_name_the_field() {
     };
     let mut bad = feed_spec();
     bad.path = "missing".to_string();
-    let err = ScanDirFeed::open(&spec, &bad, &options).unwrap_err().to_string();
-    assert!(err.contains("feed.path:") && err.contains("missing"), "{err}");
+    let err = ScanDirFeed::open(&spec, &bad, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("feed.path:") && err.contains("missing"),
+        "{err}"
+    );
     let mut bad = feed_spec();
     bad.map = Some("a b".to_string());
-    let err = ScanDirFeed::open(&spec, &bad, &options).unwrap_err().to_string();
+    let err = ScanDirFeed::open(&spec, &bad, &options)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("feed.map: invalid map name `a b`"), "{err}");
 }

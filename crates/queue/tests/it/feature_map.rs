@@ -96,7 +96,10 @@ fn the_mirror_file_has_the_documented_shape() {
     assert!(read_map_file(dir.path(), "other").unwrap().is_none());
     std::fs::write(map_file(dir.path(), "broken"), "{\"name\": \"broken\"}").unwrap();
     let err = read_map_file(dir.path(), "broken").unwrap_err().to_string();
-    assert!(err.contains("broken.json") && err.contains("`seq` is missing"), "{err}");
+    assert!(
+        err.contains("broken.json") && err.contains("`seq` is missing"),
+        "{err}"
+    );
     // No temporary file is left beside it.
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
