@@ -111,11 +111,12 @@ impl WebsocketFeed {
         instruments: &[Instrument],
         policy: &SsrfPolicy,
     ) -> Result<Self, WebsocketFeedError> {
-        let decoder = Decoder::new(spec.preset, spec.fields.as_ref(), instruments).map_err(|m| {
-            // The decoder's messages already start with their field.
-            let field = m.split(':').next().unwrap_or("feed.fields").to_string();
-            WebsocketFeedError { field, message: m }
-        })?;
+        let decoder =
+            Decoder::new(spec.preset, spec.fields.as_ref(), instruments).map_err(|m| {
+                // The decoder's messages already start with their field.
+                let field = m.split(':').next().unwrap_or("feed.fields").to_string();
+                WebsocketFeedError { field, message: m }
+            })?;
         let backoff_ms = spec.backoff_ms.unwrap_or(DEFAULT_BACKOFF_MS);
         let max_backoff_ms = spec.max_backoff_ms.unwrap_or(DEFAULT_MAX_BACKOFF_MS);
         if backoff_ms == 0 {

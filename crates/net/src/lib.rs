@@ -42,7 +42,7 @@ pub use policy::{
     DEFAULT_TIMEOUT, SsrfPolicy,
 };
 pub use secret_env::{SECRET_ENV_PREFIXES, SecretEnv, SecretEnvError};
-pub use websocket::{GuardedWebSocket, WebSocketConnection, WebSocketTransport, connect_websocket};
 /// The WebSocket library the guarded connections use (its `Message`, errors), so callers need
 /// no second copy.
 pub use tokio_tungstenite;
+pub use websocket::{GuardedWebSocket, WebSocketConnection, WebSocketTransport, connect_websocket};

@@ -215,7 +215,10 @@ mod tests {
             .unwrap_err();
         assert!(e.is_refusal(), "{e}");
         assert!(matches!(e.kind, SsrfErrorKind::Blocked { .. }), "{e}");
-        assert!(e.to_string().contains("127.0.0.1 is blocked (loopback"), "{e}");
+        assert!(
+            e.to_string().contains("127.0.0.1 is blocked (loopback"),
+            "{e}"
+        );
         // By name too.
         let url = format!("ws://localhost:{}/stream", addr.port());
         let e = connect_websocket(&SsrfPolicy::default(), &url)
@@ -268,7 +271,11 @@ mod tests {
         let e = connect_websocket(&policy, &format!("ws://{addr}/admin/ws"))
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("path `/admin/ws` is blocked (under `/admin`)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("path `/admin/ws` is blocked (under `/admin`)"),
+            "{e}"
+        );
         for scheme in ["http", "https", "ftp"] {
             let e = connect_websocket(&policy, &format!("{scheme}://{addr}/"))
                 .await

@@ -70,7 +70,9 @@ impl FieldPath {
     /// one key. Errors name the problem.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         if text.is_empty() {
-            return Err("must not be empty (a key like `price` or a JSON pointer like `/k/c`)".into());
+            return Err(
+                "must not be empty (a key like `price` or a JSON pointer like `/k/c`)".into(),
+            );
         }
         let segments = match text.strip_prefix('/') {
             None => vec![text.to_string()],
@@ -167,8 +169,13 @@ impl Decoder {
 
     /// Reads one text message; `Err` is the reason it is malformed.
     pub(crate) fn decode(&self, text: &str) -> Result<Decoded, String> {
-        let root: &RawValue = serde_json::from_str(text)
-            .map_err(|e| format!("not JSON ({})", e.classify_name()))?;
+        let root: &RawValue = serde_json::from_str(text).map_err(|e| {
+            let why = match e.classify() {
+                serde_json::error::Category::Eof => "cut short",
+                _ => "syntax",
+            };
+            format!("not JSON ({why})")
+        })?;
         match &self.format {
             Format::BinanceKline => self.binance(root),
             Format::Fields(paths) => self.generic(root, paths),
@@ -177,15 +184,15 @@ impl Decoder {
 
     fn binance(&self, root: &RawValue) -> Result<Decoded, String> {
         let top = object(root, "the message")?;
+        // `{"result": null, "id": 1}` answers a SUBSCRIBE request.
+        if top.contains_key("id") && top.contains_key("result") {
+            return Ok(Decoded::Ignored);
+        }
         // The combined stream wraps each event: {"stream": "btcusdt@kline_1m", "data": {…}}.
         let (event, prefix) = match (top.get("stream"), top.get("data")) {
             (Some(_), Some(data)) => (object(data, "data")?, "data."),
             _ => (top, ""),
         };
-        // `{"result": null, "id": 1}` answers a SUBSCRIBE request.
-        if prefix.is_empty() && top.contains_key("id") && top.contains_key("result") {
-            return Ok(Decoded::Ignored);
-        }
         if let Some(e) = event.get("e") {
             let kind = string(e, &format!("{prefix}e"))?;
             if kind != "kline" {
@@ -220,7 +227,11 @@ impl Decoder {
         let ts = epoch_millis(number_text(get("t")?, &ts_name)?.as_str(), &ts_name)?;
         let price = |key: &str| -> Result<Price, String> {
             let name = format!("{k_name}.{key}");
-            parse_price(&number_text(get(key)?, &name)?, target.price_precision, &name)
+            parse_price(
+                &number_text(get(key)?, &name)?,
+                target.price_precision,
+                &name,
+            )
         };
         let volume_name = format!("{k_name}.v");
         let volume = parse_volume(
@@ -228,7 +239,16 @@ impl Decoder {
             target.size_precision,
             &volume_name,
         )?;
-        bar(target, ts, price("o")?, price("h")?, price("l")?, price("c")?, volume, &symbol)
+        bar(
+            target,
+            ts,
+            price("o")?,
+            price("h")?,
+            price("l")?,
+            price("c")?,
+            volume,
+            &symbol,
+        )
     }
 
     fn generic(&self, root: &RawValue, paths: &FieldPaths) -> Result<Decoded, String> {
@@ -517,7 +537,10 @@ mod tests {
         let cases: Vec<(String, &str)> = vec![
             (format!("{{not json {secret}"), "not JSON (syntax)"),
             ("[1,2]".to_string(), "the message is not a JSON object"),
-            (format!(r#"{{"e":"trade","s":"{secret}"}}"#), "field `e`: `trade` is not a kline event"),
+            (
+                format!(r#"{{"e":"trade","s":"{secret}"}}"#),
+                "field `e`: `trade` is not a kline event",
+            ),
             (r#"{"e":"kline"}"#.to_string(), "field `k` is missing"),
             (
                 kline("DOGEUSDT", 0, "1", true),
@@ -527,7 +550,10 @@ mod tests {
                 kline("BTCUSDT", 0, "100.123", true),
                 "field `k.c`: `100.123` has more decimal places than the instrument's price precision 2",
             ),
-            (kline("BTCUSDT", 0, "abc", true), "field `k.c`: `abc` is not a decimal number"),
+            (
+                kline("BTCUSDT", 0, "abc", true),
+                "field `k.c`: `abc` is not a decimal number",
+            ),
             (
                 kline("BTCUSDT", 0, "1", true).replace(r#""o":"100.00000000""#, r#""o":null"#),
                 "field `k.o`: expected a number or a numeric string, found null",
@@ -545,7 +571,9 @@ mod tests {
                 "bar of BTCUSDT at 1970-01-01T00:00:00Z: high 101.50 is below max(open, close) 200.00",
             ),
             (
-                format!(r#"{{"stream":"x","data":{{"e":"kline","k":{{"x":true,"s":"BTCUSDT","t":"{secret}"}}}}}}"#),
+                format!(
+                    r#"{{"stream":"x","data":{{"e":"kline","k":{{"x":true,"s":"BTCUSDT","t":"{secret}"}}}}}}"#
+                ),
                 "field `data.k.t`: `sekrit-listen-key-123` is not a time in epoch milliseconds",
             ),
         ];
@@ -579,9 +607,9 @@ mod tests {
         assert_eq!(bar.ts.to_string(), "2026-03-02T09:00:00.500Z");
         assert_eq!(bar.volume.raw(), 3_000_000_000);
         // Epoch milliseconds as a number.
-        let bar = the_bar(d.decode(
-            r#"{"meta":{"sym":"ETHUSDT"},"time":1700000000000,"p":[1,2,1,2],"a/b":0}"#,
-        ));
+        let bar = the_bar(
+            d.decode(r#"{"meta":{"sym":"ETHUSDT"},"time":1700000000000,"p":[1,2,1,2],"a/b":0}"#),
+        );
         assert_eq!(bar.ts, UnixNanos(1_700_000_000_000_000_000));
         let e = d
             .decode(r#"{"meta":{},"time":1,"p":[1,2,1,2],"a/b":0}"#)
@@ -619,11 +647,17 @@ mod tests {
             &instruments(),
         )
         .unwrap_err();
-        assert!(e.starts_with("feed.fields: not used with `preset: binance_kline`"), "{e}");
+        assert!(
+            e.starts_with("feed.fields: not used with `preset: binance_kline`"),
+            "{e}"
+        );
         let mut f = default_fields();
         f.close = "/a/~2".into();
         let e = Decoder::new(None, Some(&f), &instruments()).unwrap_err();
-        assert!(e.starts_with("feed.fields.close: `/a/~2` is not a JSON pointer"), "{e}");
+        assert!(
+            e.starts_with("feed.fields.close: `/a/~2` is not a JSON pointer"),
+            "{e}"
+        );
         f.close = String::new();
         let e = Decoder::new(None, Some(&f), &instruments()).unwrap_err();
         assert!(e.starts_with("feed.fields.close: must not be empty"), "{e}");
