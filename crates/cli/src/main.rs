@@ -29,6 +29,7 @@ mod health;
 mod interruption;
 mod killswitch;
 mod metrics_cmd;
+mod paper;
 mod reconcile;
 mod serve;
 mod simulation;
@@ -80,14 +81,23 @@ enum LogFormatArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a run spec (backtest) and write its run folder.
+    /// Run a run spec and write its run folder: a backtest to its end, a paper run (`mode:
+    /// paper`) until Ctrl-C, SIGTERM, its `stop_at` or its feed's end.
     Run {
-        /// The run spec (YAML).
-        spec: PathBuf,
+        /// The run spec (YAML); not with `--resume`.
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        spec: Option<PathBuf>,
+        /// Continue the paper run with this id (or a unique prefix) whose process died.
+        #[arg(long, value_name = "RUN_ID")]
+        resume: Option<String>,
+        /// Paper runs: allow the feed to connect to this host or host:port whatever it
+        /// resolves to (repeatable; the outbound guard blocks private addresses otherwise).
+        #[arg(long = "http-allow", value_name = "HOST")]
+        http_allow: Vec<String>,
         /// Print one JSON object as the last line of stdout instead of the summary table.
         #[arg(long)]
         json: bool,
-        /// No progress bar.
+        /// No progress bar (no progress lines for a paper run).
         #[arg(long)]
         quiet: bool,
     },
@@ -439,7 +449,24 @@ fn main() -> ExitCode {
     let data_dir = cli.data_dir;
     let db_url = cli.database_url.as_deref();
     let result = match cli.command {
-        Command::Run { spec, json, quiet } => commands::run(&spec, &data_dir, json, quiet),
+        Command::Run {
+            spec,
+            resume,
+            http_allow,
+            json,
+            quiet,
+        } => match (spec, resume) {
+            (_, Some(id)) => paper::run(
+                paper::Target::Resume(&id),
+                &data_dir,
+                http_allow,
+                json,
+                quiet,
+                None,
+            ),
+            (Some(spec), None) => commands::run(&spec, &data_dir, http_allow, json, quiet),
+            (None, None) => Err(anyhow::anyhow!("a run spec or --resume RUN_ID is required")),
+        },
         Command::Spec { command } => match command {
             SpecCommand::Schema => commands::spec_schema(),
             SpecCommand::Validate { file } => commands::spec_validate(&file),

@@ -22,9 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tradeloom_core::connectivity::{Provider, ProviderKind};
 use tradeloom_core::duration::{DurationSyntax, HOURS, MILLISECONDS, MINUTES, SECONDS};
-use tradeloom_core::{
-    AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol, UnixNanos,
-};
+use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol, UnixNanos};
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{
@@ -735,7 +733,10 @@ risk: {max_drawdown_pct: 50}
         assert_eq!(p.stop_at, Some(UnixNanos(1_798_675_200_000_000_000)));
         assert_eq!(p.snapshot_every, DEFAULT_SNAPSHOT_EVERY);
         assert_eq!(p.max_data_age, Some(std::time::Duration::from_secs(90)));
-        let r = check(&paper("feed: {type: replay, speed: 60}\nsnapshot_every: 5\n")).unwrap();
+        let r = check(&paper(
+            "feed: {type: replay, speed: 60}\nsnapshot_every: 5\n",
+        ))
+        .unwrap();
         assert_eq!(r.paper.unwrap().snapshot_every, 5);
         assert!(check(GOOD).unwrap().paper.is_none());
     }
@@ -748,7 +749,10 @@ risk: {max_drawdown_pct: 50}
             "spec.yaml:10: stop_at: `tomorrow` is not an RFC 3339 time; expected e.g. `2026-12-31T00:00:00Z`"
         );
         let e = error_of(&paper("feed: {type: replay}\nmax_data_age: 5 minutes\n"));
-        assert!(e.starts_with("spec.yaml:10: max_data_age: invalid duration `5 minutes`"), "{e}");
+        assert!(
+            e.starts_with("spec.yaml:10: max_data_age: invalid duration `5 minutes`"),
+            "{e}"
+        );
         let e = error_of(&paper("feed: {type: replay}\nsnapshot_every: 0\n"));
         assert_eq!(
             e,
@@ -766,8 +770,12 @@ risk: {max_drawdown_pct: 50}
         );
         let e = error_of(&paper("feed: {type: replay, speed: fast}\n"));
         assert!(e.starts_with("spec.yaml:9:"), "{e}");
-        assert!(e.contains("speed: expected `max` or a positive number"), "{e}");
-        let no_data = paper("feed: {type: replay}\n").replace("data: [{symbol: GOOG, path: goog.csv}]\n", "");
+        assert!(
+            e.contains("speed: expected `max` or a positive number"),
+            "{e}"
+        );
+        let no_data =
+            paper("feed: {type: replay}\n").replace("data: [{symbol: GOOG, path: goog.csv}]\n", "");
         let e = error_of(&no_data);
         assert_eq!(
             e,

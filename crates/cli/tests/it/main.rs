@@ -18,6 +18,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod outbound;
+mod paper;
 mod reconcile;
 mod run;
 mod service;
