@@ -6,8 +6,11 @@
 
 mod committer;
 pub mod coordinator;
+pub mod engine_runs;
 mod error;
 pub mod nodes;
+#[cfg(any())] // TEMP-PAPER
+mod paper_events;
 pub mod patch;
 pub mod plan;
 pub mod runtime;
@@ -17,6 +20,7 @@ pub mod signal;
 pub mod worker;
 
 pub use coordinator::{Applied, Coordinator, Snapshot};
+pub use engine_runs::{EngineMode, EngineRuns, StartError, StartedEngineRun, StopOutcome};
 pub use error::OrchestratorError;
 pub use patch::PatchOutcome;
 pub use runtime::{NodeView, RunView, Runtime, RuntimeConfig};

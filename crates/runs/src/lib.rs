@@ -35,3 +35,5 @@ pub use runner::{
 };
 pub use spec::{RunSpec, load_spec};
 pub use verify::{VerifyReport, verify_run};
+/// The equity point paper observers receive, for crates above that do not depend on the engine.
+pub use tradeloom_engine::EquityPoint;
