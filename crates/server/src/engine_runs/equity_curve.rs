@@ -135,7 +135,7 @@ mod tests {
         }
         d.finish()
             .iter()
-            .map(|r| (r.ts.0 / 1_000_000_000))
+            .map(|r| r.ts.0 / 1_000_000_000)
             .collect()
     }
 
