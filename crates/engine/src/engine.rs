@@ -26,7 +26,10 @@ use crate::venue::Outcome;
 mod close;
 mod kill_switch;
 mod matching;
+mod paper;
 mod submission;
+
+pub use paper::EngineState;
 
 /// A failure that stops the run. Bad orders are not errors (they are rejected and journaled);
 /// these are broken inputs or broken invariants.
@@ -112,6 +115,8 @@ pub struct Engine {
     gate_halt: Option<String>,
     /// Why a margin call stopped trading, once one has.
     margin_call: Option<String>,
+    /// Why the data is too old to trade on (a paper run's `max_data_age`), while it is.
+    stale_data: Option<String>,
     peak_equity: i128,
     bars: u64,
     orders: u64,
@@ -177,6 +182,7 @@ impl Engine {
             gate: None,
             gate_halt: None,
             margin_call: None,
+            stale_data: None,
             bars: 0,
             orders: 0,
             fills: 0,

@@ -27,7 +27,7 @@ pub use config::{
     ConfigError, EngineConfig, ExecutionConfig, KillSwitchConfig, MarginCallAction, MarginConfig,
     MarginRule, RiskConfig, Slippage,
 };
-pub use engine::{Engine, EngineError, Summary};
+pub use engine::{Engine, EngineError, EngineState, Summary};
 pub use fill_model::FillModel;
 pub use gate::KillSwitchGate;
 pub use risk::RiskRejection;

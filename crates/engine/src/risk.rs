@@ -27,6 +27,11 @@ pub enum RiskRejection {
         /// What the margin call said.
         reason: String,
     },
+    /// A paper run's market data is older than its `max_data_age`.
+    StaleData {
+        /// How old the data is and the limit.
+        reason: String,
+    },
     /// A reduce-only order would open or grow a position.
     ReduceOnly {
         /// The order's side.
@@ -130,6 +135,7 @@ impl RiskRejection {
         match self {
             RiskRejection::Halted | RiskRejection::KillSwitch { .. } => "risk.kill_switch",
             RiskRejection::MarginCall { .. } => "risk.margin_call",
+            RiskRejection::StaleData { .. } => "risk.stale_data",
             RiskRejection::ReduceOnly { .. } => "order.reduce_only",
             RiskRejection::LotSize { .. }
             | RiskRejection::BelowMinimum { .. }
@@ -157,6 +163,7 @@ impl fmt::Display for RiskRejection {
                 f,
                 "trading is halted for the rest of the run (margin call: {reason})"
             ),
+            RiskRejection::StaleData { reason } => write!(f, "stale market data: {reason}"),
             RiskRejection::ReduceOnly {
                 side,
                 quantity,
@@ -259,6 +266,8 @@ pub(crate) struct RiskView<'a> {
     pub kill_switch: Option<&'a str>,
     /// Why a margin call stopped trading, if one has.
     pub margin_call: Option<&'a str>,
+    /// Why the market data is too old to trade on (a paper run's `max_data_age`), if it is.
+    pub stale_data: Option<&'a str>,
     /// Cash accounts: raw quantity of the working sells of the order's instrument (they will
     /// reduce the position when they fill).
     pub working_sells_raw: i64,
@@ -283,6 +292,11 @@ pub(crate) fn check(
     }
     if let Some(reason) = view.margin_call {
         return Err(Box::new(RiskRejection::MarginCall {
+            reason: reason.to_string(),
+        }));
+    }
+    if let Some(reason) = view.stale_data {
+        return Err(Box::new(RiskRejection::StaleData {
             reason: reason.to_string(),
         }));
     }

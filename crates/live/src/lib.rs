@@ -40,7 +40,7 @@ pub fn open_feed(spec: &ResolvedSpec, options: &FeedOptions) -> Result<Box<dyn F
         message: format!("feed.type: `{kind}` is not available in this build"),
     };
     match feed {
-        FeedSpec::Replay(_) => Err(unavailable("replay")),
+        FeedSpec::Replay(replay) => Ok(Box::new(replay::ReplayFeed::open(spec, replay)?)),
         FeedSpec::ScanDir(_) => Err(unavailable("scan_dir")),
         FeedSpec::Websocket(_) => Err(unavailable("websocket")),
     }

@@ -7,6 +7,10 @@
 //! | `fills.csv` | execution | fill_id, order_id, ts, symbol, side, quantity, price, fee, liquidity |
 //! | `trades.csv` | round trip (open ones last, with empty exit) | trade_id, symbol, side, quantity, entry_ts, entry_price, exit_ts, exit_price, gross_pnl, fees, net_pnl, bars, status |
 //! | `equity.parquet` | timestamp | ts, cash, equity, gross_exposure (exact decimals) |
+//!
+//! A paper run's `orders.csv` and `fills.csv` end with one more column, `wall_ts` (when the row
+//! was written, RFC 3339 UTC with nanoseconds), and its journal lines with a `wall_ts` field; a
+//! backtest's files have neither.
 
 use std::io::{self, Write};
 
@@ -59,6 +63,8 @@ pub struct RunSink {
     error: Option<io::Error>,
     pub sampler: EquitySampler,
     pub trade_rows: TradeRows,
+    /// `,<wall_ts>` of a paper run's CSV rows (`None`: a backtest's rows, without the column).
+    wall_column: Option<Vec<u8>>,
 }
 
 /// The writers of a finished sink, to be flushed and hashed.
@@ -76,16 +82,34 @@ pub struct SinkFiles {
 impl RunSink {
     pub fn new(
         journal: ArtifactWriter,
+        orders: ArtifactWriter,
+        fills: ArtifactWriter,
+        trades: ArtifactWriter,
+        equity: EquityWriter<ArtifactWriter>,
+    ) -> io::Result<Self> {
+        Self::with_journal(Journal::new(journal), orders, fills, trades, equity, false)
+    }
+
+    /// A sink writing to `journal` (possibly [resumed](Journal::resumed)); with `wall_clock`
+    /// (a paper run) `orders.csv` and `fills.csv` get a `wall_ts` column, set by
+    /// [`RunSink::set_wall_ts`] like the journal's field.
+    pub fn with_journal(
+        journal: Journal,
         mut orders: ArtifactWriter,
         mut fills: ArtifactWriter,
         mut trades: ArtifactWriter,
         equity: EquityWriter<ArtifactWriter>,
+        wall_clock: bool,
     ) -> io::Result<Self> {
-        orders.write_all(ORDERS_HEADER.as_bytes())?;
-        fills.write_all(FILLS_HEADER.as_bytes())?;
+        let with_wall = |header: &str| match wall_clock {
+            true => format!("{},wall_ts\n", header.trim_end()),
+            false => header.to_string(),
+        };
+        orders.write_all(with_wall(ORDERS_HEADER).as_bytes())?;
+        fills.write_all(with_wall(FILLS_HEADER).as_bytes())?;
         trades.write_all(TRADES_HEADER.as_bytes())?;
         Ok(Self {
-            journal: Journal::new(journal),
+            journal,
             orders,
             fills,
             trades,
@@ -93,7 +117,36 @@ impl RunSink {
             error: None,
             sampler: EquitySampler::default(),
             trade_rows: TradeRows::default(),
+            wall_column: wall_clock.then(|| b",".to_vec()),
         })
+    }
+
+    /// The wall-clock time of what is written next (a paper run): the journal's `wall_ts`
+    /// field and the CSV files' `wall_ts` column. Does nothing for a backtest's sink.
+    pub fn set_wall_ts(&mut self, wall: &str) {
+        if let Some(column) = self.wall_column.as_mut() {
+            column.clear();
+            column.push(b',');
+            column.extend_from_slice(wall.as_bytes());
+            self.journal.set_wall_ts(Some(wall));
+        }
+    }
+
+    /// Hands every buffered row to the writer thread, so that readers of the folder see them.
+    pub fn hand_over(&mut self) {
+        let r = self.journal.hand_over();
+        self.keep("journal.jsonl", r);
+        let r = self.orders.hand_over();
+        self.keep("orders.csv", r);
+        let r = self.fills.hand_over();
+        self.keep("fills.csv", r);
+        let r = self.trades.hand_over();
+        self.keep("trades.csv", r);
+    }
+
+    /// The first write error met so far, if any (the run then fails).
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
     }
 
     /// Keeps the first failure, naming the file it happened in (the run folder's name of it).
@@ -209,6 +262,9 @@ impl Sink for RunSink {
         money(row, fill.fee);
         row.push(b',');
         row.extend_from_slice(fill.liquidity.as_str().as_bytes());
+        if let Some(wall) = &self.wall_column {
+            row.extend_from_slice(wall);
+        }
         row.push(b'\n');
         let r = self.fills.commit();
         self.keep("fills.csv", r);
@@ -253,6 +309,9 @@ impl Sink for RunSink {
         row.push(b',');
         if let Some(reason) = record.reason {
             text(row, reason);
+        }
+        if let Some(wall) = &self.wall_column {
+            row.extend_from_slice(wall);
         }
         row.push(b'\n');
         let r = self.orders.commit();

@@ -27,6 +27,12 @@ pub enum RunError {
     /// The data dir's kill switch could not be opened or written.
     #[error("kill switch: {0}")]
     KillSwitch(#[from] tradeloom_safety::KillSwitchError),
+    /// A paper run's feed failed (the run is marked failed).
+    #[error("{0}")]
+    Feed(#[from] crate::paper::FeedError),
+    /// A paper run cannot be resumed (completed, still running, or its state does not fit).
+    #[error("{0}")]
+    Resume(String),
     /// A run folder's files are not what tradeloom wrote.
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },

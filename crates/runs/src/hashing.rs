@@ -125,6 +125,36 @@ impl ArtifactPipe {
         self.open(path, true)
     }
 
+    /// Opens an existing file of lines to append to (a resumed paper run's journal): it is cut
+    /// to its first `keep` bytes, which are hashed, and later writes go after them.
+    pub fn append_lines(&self, path: &Path, keep: u64) -> io::Result<ArtifactWriter> {
+        let mut file = File::options().read(true).write(true).open(path)?;
+        file.set_len(keep)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut read = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            read += n as u64;
+        }
+        if read != keep {
+            return Err(io::Error::other(format!(
+                "read {read} bytes of the {keep} to keep"
+            )));
+        }
+        Ok(self.add(Slot {
+            file,
+            hasher,
+            bytes: keep,
+            error: None,
+            whole_lines: true,
+        }))
+    }
+
     fn open(&self, path: &Path, whole_lines: bool) -> io::Result<ArtifactWriter> {
         let file = File::options()
             .read(true)
@@ -132,24 +162,27 @@ impl ArtifactPipe {
             .create(true)
             .truncate(true)
             .open(path)?;
-        let slot = Slot {
+        Ok(self.add(Slot {
             file,
             hasher: Sha256::new(),
             bytes: 0,
             error: None,
             whole_lines,
-        };
+        }))
+    }
+
+    fn add(&self, slot: Slot) -> ArtifactWriter {
         let index = {
             let mut files = lock(&self.shared.files);
             files.push(Some(slot));
             lock(&self.shared.errors).push(None);
             files.len() - 1
         };
-        Ok(ArtifactWriter {
+        ArtifactWriter {
             buf: Vec::with_capacity(CHUNK + 4096),
             file: index,
             pipe: self.clone(),
-        })
+        }
     }
 }
 
@@ -260,6 +293,18 @@ impl ArtifactWriter {
             self.ship()?;
         }
         Ok(())
+    }
+
+    /// Hands whatever is buffered to the writer thread now (a paper run's folder grows while
+    /// it runs). Returns the file's first write error once the writer thread has met one.
+    pub fn hand_over(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return match self.failed() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
+        self.ship()
     }
 
     /// Drops what is buffered and not yet handed over (after a row could not be completed).

@@ -21,6 +21,11 @@ pub struct Journal {
     seq: u64,
     /// Why the journal was closed, repeated by later appends.
     closed: Option<(io::ErrorKind, String)>,
+    /// `,"wall_ts":"…"}` ending every line of a paper run (`None`: a backtest's lines).
+    wall_suffix: Option<Vec<u8>>,
+    /// A resumed paper run: the lines already in the file, which the regenerated lines must
+    /// repeat exactly (they are checked, not written again), and how far they were checked.
+    existing: Option<(Vec<u8>, usize)>,
 }
 
 impl Journal {
@@ -29,7 +34,41 @@ impl Journal {
             out,
             seq: 0,
             closed: None,
+            wall_suffix: None,
+            existing: None,
         }
+    }
+
+    /// A journal whose file already holds `existing` (whole lines; `out` appends after them):
+    /// the next appends regenerate those lines and must equal them byte for byte; they are
+    /// checked, not written, and a difference closes the journal with an error naming the
+    /// line. Appends after them are written.
+    pub fn resumed(out: ArtifactWriter, existing: Vec<u8>) -> Self {
+        let mut journal = Self::new(out);
+        if !existing.is_empty() {
+            journal.existing = Some((existing, 0));
+        }
+        journal
+    }
+
+    /// Lines of the existing file not regenerated yet (0 once the regenerated lines caught up).
+    pub fn pending_existing(&self) -> usize {
+        self.existing
+            .as_ref()
+            .map_or(0, |(bytes, at)| bytes[*at..].iter().filter(|&&b| b == b'\n').count())
+    }
+
+    /// Ends every later line with `"wall_ts"` (RFC 3339 UTC with nanoseconds), or with nothing.
+    pub fn set_wall_ts(&mut self, wall: Option<&str>) {
+        self.wall_suffix = wall.map(|w| format!(",\"wall_ts\":\"{w}\"}}").into_bytes());
+    }
+
+    /// Hands what is buffered to the writer thread (so that a reader sees it soon).
+    pub fn hand_over(&mut self) -> io::Result<()> {
+        if let Some((kind, message)) = &self.closed {
+            return Err(io::Error::new(*kind, message.clone()));
+        }
+        self.out.hand_over().map_err(|e| self.close_after(e))
     }
 
     /// Appends one event (any value that serialises to a JSON object) as
@@ -56,6 +95,10 @@ impl Journal {
                 } else {
                     buf[body] = b',';
                 }
+                if let Some(suffix) = &self.wall_suffix {
+                    buf.pop();
+                    buf.extend_from_slice(suffix);
+                }
                 buf.push(b'\n');
             }
             Ok(()) => {
@@ -68,6 +111,24 @@ impl Journal {
             }
         }
         self.seq = seq;
+        if let Some((existing, at)) = self.existing.as_mut() {
+            let len = buf.len() - start;
+            let matches = existing.get(*at..*at + len) == Some(&buf[start..]);
+            buf.truncate(start);
+            if !matches {
+                let message = format!(
+                    "resume: journal line {seq} regenerated from state/inputs.jsonl differs from \
+                     the line in journal.jsonl"
+                );
+                self.closed = Some((io::ErrorKind::InvalidData, message.clone()));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+            }
+            *at += len;
+            if *at == existing.len() {
+                self.existing = None;
+            }
+            return Ok(());
+        }
         self.out.commit().map_err(|e| self.close_after(e))
     }
 

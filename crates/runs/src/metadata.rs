@@ -100,6 +100,10 @@ pub struct Metadata {
     /// Why the run failed or was interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why a paper run stopped: `stopped` (asked to), `stop_at` (the spec's time came) or
+    /// `feed_end` (the feed had no more data). Absent for backtests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
     /// The process that runs (ran) it, so that a later process can tell a live run from one
     /// whose process died. Absent in runs written by versions before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,9 +2,17 @@
 
 pub mod feed;
 pub mod feed_spec;
+pub mod feed_state;
+mod gate;
+pub mod inputs;
+pub mod resume;
+pub mod runner;
+pub mod snapshot;
 
 pub use feed::{Feed, FeedError, FeedEvent, FeedPoll, FeedPosition, Scan, ScanRow, StopSignal};
 pub use feed_spec::{
     FeedSpec, ReplayFeedSpec, ReplaySpeed, ScanDirFeedSpec, WebsocketFeedSpec, WebsocketFields,
     WebsocketPreset,
 };
+pub use resume::resume_spec;
+pub use runner::{PaperObserver, PaperOptions, run_paper};

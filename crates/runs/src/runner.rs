@@ -27,6 +27,7 @@ use crate::equity::{EQUITY_FILE, EquityWriter, MoneyLayout};
 use crate::error::RunError;
 use crate::folder::RunFolder;
 use crate::hashing::{ArtifactPipe, finish_artifact, sha256_bytes, sha256_file};
+use crate::journal::Journal;
 use crate::kill_switch::RunGate;
 use crate::live::{CountingSink, LiveRun};
 use crate::metadata::{DataInfo, FileHash, Metadata, RunStatus, RunSummary, SpecInfo};
@@ -130,7 +131,7 @@ impl ExecuteError {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -169,7 +170,7 @@ pub fn execute<'s>(
         .with_flatten_default(flatten_default);
     let gate_errors = gate.errors();
     engine.set_kill_switch_gate(Box::new(gate));
-    let meta = initial_metadata(&spec, &folder.run_id, &normalised);
+    let meta = initial_metadata(&spec, &folder.run_id, &normalised, "backtest");
     let mut run = StartedRun {
         folder,
         meta,
@@ -227,6 +228,11 @@ fn open_inputs(spec: &ResolvedSpec) -> Result<(Vec<BarReader>, Engine), RunError
         let inst = &spec.instruments[source.instrument.index()];
         readers.push(open_bars(&source.path, source.format, inst)?);
     }
+    Ok((readers, build_engine(spec)?))
+}
+
+/// The engine with one strategy per instrument, as the spec says.
+pub(crate) fn build_engine(spec: &ResolvedSpec) -> Result<Engine, RunError> {
     let strategies = spec
         .instruments
         .iter()
@@ -236,12 +242,15 @@ fn open_inputs(spec: &ResolvedSpec) -> Result<(Vec<BarReader>, Engine), RunError
             place: spec.path.display().to_string(),
             message: e.to_string(),
         })?;
-    let engine = Engine::new(spec.engine.clone(), spec.instruments.clone(), strategies)?;
-    Ok((readers, engine))
+    Ok(Engine::new(
+        spec.engine.clone(),
+        spec.instruments.clone(),
+        strategies,
+    )?)
 }
 
 /// The spec as `run_spec.yaml` holds it.
-fn normalise(spec: &ResolvedSpec) -> Result<String, RunError> {
+pub(crate) fn normalise(spec: &ResolvedSpec) -> Result<String, RunError> {
     yaml_serde::to_string(&spec.spec).map_err(|e| RunError::Spec {
         place: spec.path.display().to_string(),
         message: format!("cannot normalise the spec: {e}"),
@@ -249,12 +258,17 @@ fn normalise(spec: &ResolvedSpec) -> Result<String, RunError> {
 }
 
 /// `metadata.json` of a run that has just started.
-fn initial_metadata(spec: &ResolvedSpec, run_id: &str, normalised: &str) -> Metadata {
+pub(crate) fn initial_metadata(
+    spec: &ResolvedSpec,
+    run_id: &str,
+    normalised: &str,
+    mode: &str,
+) -> Metadata {
     Metadata {
         run_id: run_id.to_string(),
         name: spec.spec.name.clone(),
         status: RunStatus::Running,
-        mode: "backtest".to_string(),
+        mode: mode.to_string(),
         venue: spec.spec.venue.clone(),
         strategy: spec.spec.strategy.name().to_string(),
         fill_model: spec.engine.fill_model.to_string(),
@@ -268,6 +282,7 @@ fn initial_metadata(spec: &ResolvedSpec, run_id: &str, normalised: &str) -> Meta
         finished_at: None,
         duration_ms: None,
         error: None,
+        stop_reason: None,
         owner: Some(tradeloom_safety::ProcessOwner::current()),
         spec: SpecInfo {
             source_path: spec.path.display().to_string(),
@@ -294,7 +309,7 @@ fn initial_metadata(spec: &ResolvedSpec, run_id: &str, normalised: &str) -> Meta
 }
 
 /// `(index of the data source, (sha256, bytes))` of the sources hashed on a second thread.
-type ColumnarHashes = Vec<(usize, (String, u64))>;
+pub(crate) type ColumnarHashes = Vec<(usize, (String, u64))>;
 
 /// Hashes the data files that are not CSV on a second thread (CSV files are hashed by their
 /// readers as they stream).
@@ -323,7 +338,7 @@ fn hash_columnar_data(
 
 /// The `(sha256, bytes)` of every data source, in spec order: streamed by the readers, hashed
 /// on the second thread, or (a reader that stopped early) read again.
-fn data_hashes(
+pub(crate) fn data_hashes(
     spec: &ResolvedSpec,
     streamed: StreamedHashes,
     columnar: Result<ColumnarHashes, RunError>,
@@ -344,16 +359,16 @@ fn data_hashes(
 }
 
 /// A run whose folder exists: from here on every failure marks it failed.
-struct StartedRun {
-    folder: RunFolder,
-    meta: Metadata,
-    started: Instant,
+pub(crate) struct StartedRun {
+    pub(crate) folder: RunFolder,
+    pub(crate) meta: Metadata,
+    pub(crate) started: Instant,
 }
 
 impl StartedRun {
     /// Marks the run failed with `error` (best effort: the original error matters more than a
     /// second one while writing the metadata).
-    fn fail(&mut self, error: RunError) -> ExecuteError {
+    pub(crate) fn fail(&mut self, error: RunError) -> ExecuteError {
         tracing::error!(error = %error, "run failed");
         self.meta.status = RunStatus::Failed;
         self.meta.error = Some(error.to_string());
@@ -368,7 +383,7 @@ impl StartedRun {
     }
 
     /// `metadata.json` saying `running`, `run_spec.yaml`, and the connectivity files.
-    fn write_inputs(
+    pub(crate) fn write_inputs(
         &mut self,
         normalised: &str,
         connectivity: Option<&Connectivity>,
@@ -389,7 +404,7 @@ impl StartedRun {
 
     /// Flushes and hashes the artifacts, writes metrics and report, and seals `metadata.json`
     /// as `completed`.
-    fn seal(
+    pub(crate) fn seal(
         mut self,
         sink: RunSink,
         summary: Summary,
@@ -458,27 +473,47 @@ impl StartedRun {
 
 /// The run's artifacts, written and hashed on one writer thread of their own.
 fn open_sink(folder: &RunFolder, spec: &ResolvedSpec) -> Result<RunSink, RunError> {
+    open_sink_with(folder, spec, None, false)
+}
+
+/// The run's artifacts; with `existing` (a resumed paper run: the journal's whole lines on
+/// disk) the journal is appended to after checking that the run regenerates those lines, and
+/// the other files are written anew. `wall_clock`: a paper run's `wall_ts` fields and columns.
+pub(crate) fn open_sink_with(
+    folder: &RunFolder,
+    spec: &ResolvedSpec,
+    existing: Option<Vec<u8>>,
+    wall_clock: bool,
+) -> Result<RunSink, RunError> {
     let pipe = ArtifactPipe::spawn().map_err(|e| RunError::io(&folder.dir, e))?;
     let create = |name: &str| {
         let path = folder.file(name);
-        let created = if name == "journal.jsonl" {
-            pipe.create_lines(&path)
-        } else {
-            pipe.create(&path)
-        };
-        created.map_err(|e| RunError::io(path, e))
+        pipe.create(&path).map_err(|e| RunError::io(path, e))
+    };
+    let journal_path = folder.file("journal.jsonl");
+    let journal = match existing {
+        None => Journal::new(
+            pipe.create_lines(&journal_path)
+                .map_err(|e| RunError::io(&journal_path, e))?,
+        ),
+        Some(lines) => Journal::resumed(
+            pipe.append_lines(&journal_path, lines.len() as u64)
+                .map_err(|e| RunError::io(&journal_path, e))?,
+            lines,
+        ),
     };
     let initial_cash = spec.engine.initial_cash;
     let layout = MoneyLayout::for_run(&spec.instruments, initial_cash);
     let equity_path = folder.file(EQUITY_FILE);
     let equity = EquityWriter::new(create(EQUITY_FILE)?, layout, initial_cash)
         .map_err(|e| RunError::io(&equity_path, e.into()))?;
-    RunSink::new(
-        create("journal.jsonl")?,
+    RunSink::with_journal(
+        journal,
         create("orders.csv")?,
         create("fills.csv")?,
         create("trades.csv")?,
         equity,
+        wall_clock,
     )
     .map_err(|e| RunError::io(&folder.dir, e))
 }
@@ -487,7 +522,7 @@ fn open_sink(folder: &RunFolder, spec: &ResolvedSpec) -> Result<RunSink, RunErro
 const CHUNK: usize = 4096;
 
 /// Content hashes computed by the readers while streaming, per data source.
-type StreamedHashes = Vec<Option<(String, u64)>>;
+pub(crate) type StreamedHashes = Vec<Option<(String, u64)>>;
 
 /// Runs the engine over the bars. A reader thread parses and validates the files while this
 /// thread runs the engine and writes the artifacts; chunks of bars are recycled, so the steady
@@ -598,7 +633,7 @@ fn drive(
 }
 
 /// Flushes and hashes the sink's files.
-fn finish_files(
+pub(crate) fn finish_files(
     files: SinkFiles,
     folder: &RunFolder,
     artifacts: &mut BTreeMap<String, FileHash>,

@@ -2,7 +2,7 @@
 //!
 //! ```yaml
 //! name: goog-sma-cross
-//! mode: backtest                 # backtest | paper (paper is not supported yet)
+//! mode: backtest                 # backtest | paper (a paper run also needs `feed:`)
 //! venue: sim
 //! instruments: [{symbol: GOOG, price_precision: 2, size_precision: 0}]
 //! data: [{symbol: GOOG, path: ../data/goog_1d.csv}]   # relative to the spec file
@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tradeloom_core::connectivity::{Provider, ProviderKind};
-use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol};
+use tradeloom_core::duration::{DurationSyntax, HOURS, MILLISECONDS, MINUTES, SECONDS};
+use tradeloom_core::{
+    AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol, UnixNanos,
+};
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{
@@ -30,8 +33,8 @@ use tradeloom_engine::{
 
 use crate::error::RunError;
 
-/// `backtest` replays historical data on a simulated clock; `paper` (live data, simulated fills)
-/// is planned.
+/// `backtest` replays historical data on a simulated clock; `paper` runs the same engine on a
+/// live feed (`feed:`) on the wall clock, with simulated fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -132,12 +135,14 @@ pub struct RunSpec {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// `backtest` (or `paper`, not supported yet).
+    /// `backtest` or `paper`.
     pub mode: Mode,
     /// A venue label for metadata (default `sim`).
     #[serde(default = "default_venue")]
     pub venue: String,
     pub instruments: Vec<InstrumentSpec>,
+    /// The bar files: required by a backtest and a paper run's `replay` feed.
+    #[serde(default)]
     pub data: Vec<DataSpec>,
     pub strategy: StrategyConfig,
     #[serde(default)]
@@ -151,7 +156,35 @@ pub struct RunSpec {
     /// Paper runs: stop at this time (RFC 3339, e.g. `2026-12-31T00:00:00Z`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_at: Option<String>,
+    /// Paper runs: write `state/snapshot.json` every this many events (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_every: Option<u64>,
+    /// Paper runs: refuse orders (`risk.stale_data`) on data older than this (`90s`, `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_data_age: Option<String>,
 }
+
+/// The paper-run settings of a spec, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaperSettings {
+    /// `feed:`.
+    pub feed: crate::paper::FeedSpec,
+    /// `stop_at:`.
+    pub stop_at: Option<UnixNanos>,
+    /// `snapshot_every:` (default [`DEFAULT_SNAPSHOT_EVERY`]).
+    pub snapshot_every: u64,
+    /// `max_data_age:`.
+    pub max_data_age: Option<std::time::Duration>,
+}
+
+/// Events between two snapshots of a paper run when the spec does not say.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
+
+/// The units `max_data_age:` accepts.
+const DATA_AGE: DurationSyntax = DurationSyntax {
+    units: &[MILLISECONDS, SECONDS, MINUTES, HOURS],
+    examples: &["90s", "5m", "500ms"],
+};
 
 impl RunSpec {
     /// The providers of the run for `connectivity_readiness.json`: the venue and each data file.
@@ -193,6 +226,8 @@ pub struct ResolvedSpec {
     pub instruments: Vec<Instrument>,
     pub data: Vec<DataSource>,
     pub engine: EngineConfig,
+    /// The paper settings (`Some` exactly when `mode: paper`).
+    pub paper: Option<PaperSettings>,
 }
 
 /// The JSON Schema of a run spec.
@@ -252,13 +287,10 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
     if spec.name.trim().is_empty() {
         return Err(err("name", None, "name: must not be empty".to_string()));
     }
-    if spec.mode == Mode::Paper {
-        return Err(err(
-            "mode",
-            Some("paper"),
-            "mode: `paper` is not supported yet; use `backtest`".to_string(),
-        ));
-    }
+    let paper = paper_settings(&spec, &err)?;
+    let needs_data = paper
+        .as_ref()
+        .is_none_or(|p| matches!(p.feed, crate::paper::FeedSpec::Replay(_)));
     let currency = Currency::from_code(&spec.account.currency).map_err(|e| {
         err(
             "currency",
@@ -410,7 +442,8 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
             format,
         });
     }
-    if let Some(missing) = instruments.iter().find(|i| !covered.contains(&i.id)) {
+    let missing = instruments.iter().find(|i| !covered.contains(&i.id));
+    if let Some(missing) = missing.filter(|_| needs_data || !spec.data.is_empty()) {
         return Err(err(
             "data",
             None,
@@ -459,7 +492,92 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
         instruments,
         data,
         engine,
+        paper,
     })
+}
+
+/// Checks the paper fields: `feed:` (required by and only allowed in a paper spec), `stop_at:`,
+/// `snapshot_every:` and `max_data_age:`.
+fn paper_settings(
+    spec: &RunSpec,
+    err: &dyn Fn(&str, Option<&str>, String) -> RunError,
+) -> Result<Option<PaperSettings>, RunError> {
+    if spec.mode == Mode::Backtest {
+        let only_paper = [
+            ("feed", spec.feed.is_some()),
+            ("stop_at", spec.stop_at.is_some()),
+            ("snapshot_every", spec.snapshot_every.is_some()),
+            ("max_data_age", spec.max_data_age.is_some()),
+        ];
+        if let Some((field, _)) = only_paper.iter().find(|(_, given)| *given) {
+            return Err(err(
+                field,
+                None,
+                format!("{field}: only a paper run has `{field}:` (this spec has mode: backtest)"),
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(feed) = spec.feed.clone() else {
+        return Err(err(
+            "mode",
+            Some("paper"),
+            "feed: a paper run needs a `feed:` section, e.g. `feed: {type: replay, speed: max}`"
+                .to_string(),
+        ));
+    };
+    if matches!(feed, crate::paper::FeedSpec::Replay(_)) && spec.data.is_empty() {
+        return Err(err(
+            "feed",
+            None,
+            "data: a `replay` feed replays the spec's `data:` files; there are none".to_string(),
+        ));
+    }
+    let stop_at = match &spec.stop_at {
+        Some(text) => Some(parse_rfc3339(text).ok_or_else(|| {
+            err(
+                "stop_at",
+                None,
+                format!(
+                    "stop_at: `{text}` is not an RFC 3339 time; expected e.g. `2026-12-31T00:00:00Z`"
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let snapshot_every = match spec.snapshot_every {
+        Some(0) => {
+            return Err(err(
+                "snapshot_every",
+                None,
+                "snapshot_every: must be at least 1 (events between snapshots)".to_string(),
+            ));
+        }
+        Some(n) => n,
+        None => DEFAULT_SNAPSHOT_EVERY,
+    };
+    let max_data_age = match &spec.max_data_age {
+        Some(text) => {
+            let ms = DATA_AGE
+                .parse_ms(text)
+                .map_err(|e| err("max_data_age", None, format!("max_data_age: {e}")))?;
+            Some(std::time::Duration::from_millis(ms))
+        }
+        None => None,
+    };
+    Ok(Some(PaperSettings {
+        feed,
+        stop_at,
+        snapshot_every,
+        max_data_age,
+    }))
+}
+
+/// An RFC 3339 time (`2026-12-31T00:00:00Z`, any offset) as nanoseconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Option<UnixNanos> {
+    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    let nanos = t.timestamp_nanos_opt()?;
+    Some(UnixNanos(nanos))
 }
 
 #[cfg(test)]
@@ -528,7 +646,7 @@ risk: {max_drawdown_pct: 50}
         let e = error_of(&GOOD.replace("mode: backtest", "mode: paper"));
         assert_eq!(
             e,
-            "spec.yaml:2: mode: `paper` is not supported yet; use `backtest`"
+            "spec.yaml:2: feed: a paper run needs a `feed:` section, e.g. `feed: {type: replay, speed: max}`"
         );
         let e = error_of(&GOOD.replace("{symbol: GOOG, path", "{symbol: GOG, path"));
         assert_eq!(
@@ -597,10 +715,83 @@ risk: {max_drawdown_pct: 50}
         );
     }
 
+    fn paper(extra: &str) -> String {
+        format!("{}{extra}", GOOD.replace("mode: backtest", "mode: paper"))
+    }
+
+    #[test]
+    fn a_paper_spec_is_resolved_with_its_settings() {
+        let r = check(&paper(
+            "feed: {type: replay, speed: max}\nstop_at: 2026-12-31T00:00:00Z\nmax_data_age: 90s\n",
+        ))
+        .unwrap();
+        let p = r.paper.unwrap();
+        assert_eq!(
+            p.feed,
+            crate::paper::FeedSpec::Replay(crate::paper::ReplayFeedSpec {
+                speed: crate::paper::ReplaySpeed::Max
+            })
+        );
+        assert_eq!(p.stop_at, Some(UnixNanos(1_798_675_200_000_000_000)));
+        assert_eq!(p.snapshot_every, DEFAULT_SNAPSHOT_EVERY);
+        assert_eq!(p.max_data_age, Some(std::time::Duration::from_secs(90)));
+        let r = check(&paper("feed: {type: replay, speed: 60}\nsnapshot_every: 5\n")).unwrap();
+        assert_eq!(r.paper.unwrap().snapshot_every, 5);
+        assert!(check(GOOD).unwrap().paper.is_none());
+    }
+
+    #[test]
+    fn paper_fields_name_the_line_and_field() {
+        let e = error_of(&paper("feed: {type: replay}\nstop_at: tomorrow\n"));
+        assert_eq!(
+            e,
+            "spec.yaml:10: stop_at: `tomorrow` is not an RFC 3339 time; expected e.g. `2026-12-31T00:00:00Z`"
+        );
+        let e = error_of(&paper("feed: {type: replay}\nmax_data_age: 5 minutes\n"));
+        assert!(e.starts_with("spec.yaml:10: max_data_age: invalid duration `5 minutes`"), "{e}");
+        let e = error_of(&paper("feed: {type: replay}\nsnapshot_every: 0\n"));
+        assert_eq!(
+            e,
+            "spec.yaml:10: snapshot_every: must be at least 1 (events between snapshots)"
+        );
+        let e = error_of(&format!("{GOOD}feed: {{type: replay}}\n"));
+        assert_eq!(
+            e,
+            "spec.yaml:9: feed: only a paper run has `feed:` (this spec has mode: backtest)"
+        );
+        let e = error_of(&format!("{GOOD}stop_at: 2026-12-31T00:00:00Z\n"));
+        assert_eq!(
+            e,
+            "spec.yaml:9: stop_at: only a paper run has `stop_at:` (this spec has mode: backtest)"
+        );
+        let e = error_of(&paper("feed: {type: replay, speed: fast}\n"));
+        assert!(e.starts_with("spec.yaml:9:"), "{e}");
+        assert!(e.contains("speed: expected `max` or a positive number"), "{e}");
+        let no_data = paper("feed: {type: replay}\n").replace("data: [{symbol: GOOG, path: goog.csv}]\n", "");
+        let e = error_of(&no_data);
+        assert_eq!(
+            e,
+            "spec.yaml:8: data: a `replay` feed replays the spec's `data:` files; there are none"
+        );
+        // Other feeds need no data.
+        let scan = paper("feed: {type: scan_dir, path: scans}\n")
+            .replace("data: [{symbol: GOOG, path: goog.csv}]\n", "");
+        assert!(check(&scan).unwrap().data.is_empty());
+    }
+
     #[test]
     fn schema_lists_the_fields() {
         let s = schema().to_string();
-        for field in ["instruments", "fill_model", "max_drawdown_pct", "sma_cross"] {
+        for field in [
+            "instruments",
+            "fill_model",
+            "max_drawdown_pct",
+            "sma_cross",
+            "feed",
+            "stop_at",
+            "snapshot_every",
+            "max_data_age",
+        ] {
             assert!(s.contains(field), "{field} missing from the schema");
         }
     }

@@ -128,6 +128,13 @@ impl Engine {
             } else {
                 self.margin_call.as_deref()
             },
+            // The kill switch's and a margin call's liquidations are safety actions: they go
+            // through on old data too.
+            stale_data: if liquidation {
+                None
+            } else {
+                self.stale_data.as_deref()
+            },
             working_sells_raw,
             reserved_cash: Money::from_raw(reserved, self.account.currency()),
         };

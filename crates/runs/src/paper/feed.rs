@@ -90,6 +90,13 @@ pub trait Feed: Send {
     /// Skips everything at or before `position` (called once, before the first poll, when a run
     /// is resumed), so nothing is processed twice.
     fn resume_after(&mut self, position: FeedPosition);
+
+    /// The feed's own clock, against which a paper run measures the age of its data
+    /// (`max_data_age`): a replay's clock runs on the replayed data's time. `None` (the
+    /// default): the wall clock.
+    fn clock(&self) -> Option<UnixNanos> {
+        None
+    }
 }
 
 /// A failure that ends a paper run (the run is marked failed; its folder is sealed).

@@ -1,0 +1,83 @@
+//! `state/feed.json`: how a paper run's feed is doing, rewritten atomically at least once a
+//! second while the run runs (the health monitor reads it).
+//!
+//! ```json
+//! {"run_id": "…", "kind": "replay", "updated_at": "…", "last_event_at": "…",
+//!  "last_data_ts": "…", "connected": true, "events": 120, "malformed": 0, "stale": false,
+//!  "stopped": false}
+//! ```
+//! Times are RFC 3339 UTC, or null before the first event.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tradeloom_core::UnixNanos;
+use tradeloom_safety::{Durability, write_atomic};
+
+use crate::error::RunError;
+use crate::paper::snapshot::rfc3339;
+
+/// The file's path in a run folder.
+pub const FEED_FILE: &str = "state/feed.json";
+
+/// `state/feed.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedState {
+    pub run_id: String,
+    /// The feed's kind (`replay`, `scan_dir`, `websocket`).
+    pub kind: String,
+    /// When this file was written.
+    pub updated_at: String,
+    /// When the last event arrived (wall clock).
+    pub last_event_at: Option<String>,
+    /// The time of the last bar or scan (the data's own time).
+    pub last_data_ts: Option<String>,
+    /// Whether the feed's source is connected (the last status it reported).
+    pub connected: bool,
+    /// Events received (bars, scans, malformed messages, status changes).
+    pub events: u64,
+    /// Malformed messages among them.
+    pub malformed: u64,
+    /// Whether the data is older than the spec's `max_data_age` (false without one).
+    pub stale: bool,
+    /// Whether the run has stopped.
+    pub stopped: bool,
+}
+
+impl FeedState {
+    pub fn new(run_id: &str, kind: &str, connected: bool) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            kind: kind.to_string(),
+            updated_at: String::new(),
+            last_event_at: None,
+            last_data_ts: None,
+            connected,
+            events: 0,
+            malformed: 0,
+            stale: false,
+            stopped: false,
+        }
+    }
+
+    /// Notes an event that arrived at `wall` carrying data of time `data_ts`.
+    pub fn on_event(&mut self, wall: UnixNanos, data_ts: Option<UnixNanos>) {
+        self.events += 1;
+        self.last_event_at = Some(rfc3339(wall));
+        if let Some(ts) = data_ts {
+            self.last_data_ts = Some(rfc3339(ts));
+        }
+    }
+
+    /// Writes the file atomically into `run_dir`, stamped now.
+    pub fn write(&mut self, run_dir: &Path) -> Result<(), RunError> {
+        self.updated_at = crate::runner::now_rfc3339();
+        let path = run_dir.join(FEED_FILE);
+        let mut text = serde_json::to_vec(self).map_err(|e| RunError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        text.push(b'\n');
+        write_atomic(&path, &text, Durability::Renamed).map_err(|e| RunError::io(e.path, e.source))
+    }
+}
