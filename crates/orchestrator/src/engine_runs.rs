@@ -257,12 +257,6 @@ impl EngineRuns {
         })
     }
 
-    // TEMP-PAPER
-    #[allow(clippy::needless_pass_by_value, unused_variables)]
-    fn run_paper(&self, spec: ResolvedSpec, p: Vec<String>, s: StopSignal, h: &tokio::runtime::Handle, o: &mut (dyn FnMut(&str, &Path) + Send)) -> Result<tradeloom_runs::RunOutcome, ExecuteError> {
-        Err(ExecuteError::Rejected(RunError::NotFound("TEMP-PAPER".into())))
-    }
-
     fn run_backtest(
         &self,
         spec: ResolvedSpec,

@@ -9,7 +9,6 @@ pub mod coordinator;
 pub mod engine_runs;
 mod error;
 pub mod nodes;
-#[cfg(any())] // TEMP-PAPER
 mod paper_events;
 pub mod patch;
 pub mod plan;

@@ -142,16 +142,26 @@ fn load(text: &str, roots: &Roots) -> Result<ResolvedSpec, ApiError> {
             }))
         })?;
     }
-    if let Some(tradeloom_runs::paper::FeedSpec::ScanDir(scan)) = resolved.spec.feed.as_mut() {
-        let given = scan.path.clone();
+    // The scan folder of a `scan_dir` feed is a path too (in the spec and its checked copy).
+    let scan_path = match resolved.spec.feed.as_ref() {
+        Some(tradeloom_runs::paper::FeedSpec::ScanDir(scan)) => Some(scan.path.clone()),
+        _ => None,
+    };
+    if let Some(given) = scan_path {
         let dir = roots.resolve(&given, true).map_err(|reason| {
-            ApiError::bad_request(
-                "invalid_data_path",
-                format!("feed.path `{given}` {reason}"),
-            )
-            .with_details(json!({"field": "spec.feed.path", "path": given, "reason": reason}))
+            ApiError::bad_request("invalid_data_path", format!("feed.path `{given}` {reason}"))
+                .with_details(json!({"field": "spec.feed.path", "path": given, "reason": reason}))
         })?;
-        scan.path = dir.display().to_string();
+        let dir = dir.display().to_string();
+        let feeds = [
+            resolved.spec.feed.as_mut(),
+            resolved.paper.as_mut().map(|p| &mut p.feed),
+        ];
+        for feed in feeds.into_iter().flatten() {
+            if let tradeloom_runs::paper::FeedSpec::ScanDir(scan) = feed {
+                scan.path = dir.clone();
+            }
+        }
     }
     Ok(resolved)
 }

@@ -378,3 +378,170 @@ async fn a_viewer_reads_runs_but_cannot_start_or_stop_them() {
     assert_eq!(status, Status::OK, "{list}");
     assert_eq!(list["runs"][0]["run_id"], id);
 }
+
+/// A paper spec replaying the first `bars` days of GOOG at `speed` (days per second × 86,400).
+fn paper_spec(name: &str, speed: u64) -> String {
+    format!(
+        "name: {name}\nmode: paper\nfeed: {{type: replay, speed: {speed}}}\n\
+         instruments: [{{symbol: GOOG, price_precision: 2, size_precision: 0}}]\n\
+         data: [{{symbol: GOOG, path: bars/goog_short.csv}}]\n\
+         strategy: {{name: sma_cross, params: {{fast: 3, slow: 6, quantity: 10}}}}\n\
+         execution: {{fill_model: next_open}}\n\
+         account: {{initial_cash: 100000, currency: USD}}\n"
+    )
+}
+
+/// The first `rows` bars of GOOG as `bars/goog_short.csv`.
+fn seed_short_bars(data_dir: &Path, rows: usize) {
+    std::fs::create_dir_all(data_dir.join("bars")).unwrap();
+    let text = std::fs::read_to_string(GOOG).unwrap();
+    let short: Vec<&str> = text.lines().take(rows + 1).collect();
+    std::fs::write(data_dir.join("bars/goog_short.csv"), short.join("\n") + "\n").unwrap();
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+async fn ws_connect(s: &Server, query: &str) -> Ws {
+    let url = format!("ws://{}/ws{query}", s.addr);
+    tokio_tungstenite::connect_async(url.as_str()).await.unwrap().0
+}
+
+/// The next event message (pings skipped), within 20 s.
+async fn ws_next(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream is open")
+            .expect("a valid frame");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posted_paper_run_streams_events_resumes_by_seq_and_stops_sealed() {
+    let s = serve(|s| s).await;
+    seed_short_bars(&s.data_dir(), 600);
+    // 100 days a second: 6 s for the whole file, stopped well before.
+    let (status, started) = post(&s, "/runs", json!({"spec": paper_spec("paper-api", 8_640_000)})).await;
+    assert_eq!(status, Status::ACCEPTED, "{started}");
+    assert_eq!(started["mode"], "paper");
+    let id = started["run_id"].as_str().unwrap().to_string();
+
+    let (_, run) = get(&s, &format!("/runs/{id}")).await;
+    assert_eq!((run["mode"].as_str(), run["active"].as_bool()), (Some("paper"), Some(true)), "{run}");
+    let (_, listed) = get(&s, "/runs?mode=paper").await;
+    assert_eq!(listed["runs"][0]["run_id"], id.as_str());
+    error(
+        get(&s, &format!("/runs/{id}/equity")).await,
+        Status::CONFLICT,
+        "run_in_progress",
+    );
+
+    // Live: order, fill and equity events of this run only, in increasing seq.
+    let mut ws = ws_connect(&s, &format!("?engine_run_id={id}&after_seq=0")).await;
+    let mut received: Vec<Value> = Vec::new();
+    let kinds_seen = |r: &[Value], k: &str| r.iter().filter(|e| e["kind"] == k).count();
+    while kinds_seen(&received, "fill") < 2 || kinds_seen(&received, "equity") < 2 {
+        let event = ws_next(&mut ws).await;
+        assert_eq!(event["engine_run_id"], id.as_str(), "{event}");
+        assert_eq!((event["run_id"].clone(), event["job_id"].clone()), (Value::Null, Value::Null));
+        received.push(event);
+    }
+    assert!(received.windows(2).all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
+    let order = received.iter().find(|e| e["kind"] == "order").unwrap();
+    assert!(order["payload"]["event"].as_str().unwrap().starts_with("order_"), "{order}");
+    assert!(order["payload"]["wall_ts"].is_string(), "{order}");
+    let fill = received.iter().find(|e| e["kind"] == "fill").unwrap();
+    assert_eq!(fill["payload"]["event"], "order_filled", "{fill}");
+    let equity = received.iter().find(|e| e["kind"] == "equity").unwrap();
+    for field in ["cash", "equity", "gross_exposure"] {
+        let text = equity["payload"][field].as_str().unwrap_or_else(|| panic!("{equity}"));
+        assert!(text.parse::<f64>().is_ok() && text.contains('.'), "exact decimal text: {equity}");
+    }
+    drop(ws);
+
+    // Resume: reconnecting after the seq of an event in the middle gives exactly the events
+    // after it, none twice, none skipped.
+    let middle = received.len() / 2;
+    let after = received[middle]["seq"].as_i64().unwrap();
+    let mut ws = ws_connect(&s, &format!("?engine_run_id={id}&after_seq={after}")).await;
+    for expected in &received[middle + 1..] {
+        assert_eq!(&ws_next(&mut ws).await, expected);
+    }
+
+    // Stop: graceful, completed, sealed.
+    let (status, stopped) = post(&s, &format!("/runs/{id}/stop"), json!({})).await;
+    assert_eq!(status, Status::OK, "{stopped}");
+    assert_eq!((stopped["status"].as_str(), stopped["stop_reason"].as_str()), (Some("completed"), Some("stopped")));
+    let run = until_finished(&s, &id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["stop_reason"], "stopped");
+    let dir = s.data_dir().join("runs").join(&id);
+    let report = tradeloom_runs::verify_run(&dir).unwrap();
+    assert!(report.ok(), "every hash matches: {:?}", report.failures().collect::<Vec<_>>());
+    // The stream ends the run with `run_finished`, after every fill it wrote.
+    let mut rest = Vec::new();
+    loop {
+        let event = ws_next(&mut ws).await;
+        let done = event["kind"] == "run_finished";
+        rest.push(event);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(rest.last().unwrap()["payload"]["status"], "completed");
+    let fills_streamed = received[middle + 1..]
+        .iter()
+        .chain(&received[..=middle])
+        .chain(&rest)
+        .filter(|e| e["kind"] == "fill")
+        .count() as u64;
+    let (_, fills) = get(&s, &format!("/runs/{id}/fills?limit=1")).await;
+    assert_eq!(fills["total"].as_u64(), Some(fills_streamed), "one fill event per fill");
+    assert!(fills["columns"].as_array().unwrap().contains(&json!("wall_ts")), "{fills}");
+    let (status, curve) = get(&s, &format!("/runs/{id}/equity?max_points=10")).await;
+    assert_eq!(status, Status::OK, "{curve}");
+    assert!(curve["points"].as_array().unwrap().len() <= 10);
+
+    // Stopped already.
+    error(
+        post(&s, &format!("/runs/{id}/stop"), json!({})).await,
+        Status::CONFLICT,
+        "run_finished",
+    );
+    // A backtest cannot be stopped while it runs, and an unknown engine run has no stream.
+    error(
+        get(&s, "/ws?engine_run_id=nope").await,
+        Status::NOT_FOUND,
+        "run_not_found",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paper_spec_with_a_bad_feed_is_refused_naming_the_field() {
+    let s = serve(|s| s).await;
+    seed_short_bars(&s.data_dir(), 50);
+    let spec = paper_spec("bad", 1).replace("speed: 1", "speed: fast");
+    let v = error(post(&s, "/runs", json!({"spec": spec})).await, Status::BAD_REQUEST, "invalid_spec");
+    assert!(v["message"].as_str().unwrap().contains("speed"), "{v}");
+    let spec = paper_spec("bad", 1).replace("feed: {type: replay, speed: 1}\n", "");
+    let v = error(post(&s, "/runs", json!({"spec": spec})).await, Status::BAD_REQUEST, "invalid_spec");
+    assert!(v["message"].as_str().unwrap().contains("feed"), "{v}");
+    let spec = paper_spec("bad", 1).replace(
+        "feed: {type: replay, speed: 1}",
+        "feed: {type: scan_dir, path: ../scans}",
+    );
+    let v = error(post(&s, "/runs", json!({"spec": spec})).await, Status::BAD_REQUEST, "invalid_data_path");
+    assert_eq!(v["details"]["field"], "spec.feed.path", "{v}");
+    let (_, all) = get(&s, "/runs").await;
+    assert_eq!(all["total"], 0, "{all}");
+}
