@@ -221,7 +221,9 @@ impl EngineRuns {
                 // Never started: the spec, data or feed was refused (or the thread died).
                 return match task.await {
                     Ok(Err(ExecuteError::Rejected(e))) => Err(StartError::Rejected(e)),
-                    Ok(Err(ExecuteError::Failed(f))) => Err(StartError::Internal(f.error.to_string())),
+                    Ok(Err(ExecuteError::Failed(f))) => {
+                        Err(StartError::Internal(f.error.to_string()))
+                    }
                     Ok(Ok(_)) => Err(StartError::Internal(
                         "the run ended without reporting its start".to_string(),
                     )),

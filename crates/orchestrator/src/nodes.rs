@@ -571,8 +571,8 @@ fn spec_file(env: &NodeEnv, spec_path: &Template, context: &Value) -> Result<Pat
         .render_string(context)
         .map_err(|e| NodeError::permanent(format!("spec_path: {e}")))?;
     // Run specs come from the config folder too; the message names `spec_path`.
-    let file = tradeloom_agents::ConfigDir::resolve_in(env.config_dir.as_ref(), &path).map_err(
-        |e| {
+    let file =
+        tradeloom_agents::ConfigDir::resolve_in(env.config_dir.as_ref(), &path).map_err(|e| {
             NodeError::permanent(match e {
                 tradeloom_agents::ConfigPathError::Disabled => {
                     "spec_path is disabled: this server reads no run specs; start `tradeloom \
@@ -583,8 +583,7 @@ fn spec_file(env: &NodeEnv, spec_path: &Template, context: &Value) -> Result<Pat
                     format!("spec_path `{requested}` {reason}")
                 }
             })
-        },
-    )?;
+        })?;
     Ok(file.path)
 }
 

@@ -64,8 +64,9 @@ async fn find(state: &AppState, id: &str) -> Result<(PathBuf, Metadata), ApiErro
     let id = id.to_string();
     tokio::task::spawn_blocking(move || {
         let dir = tradeloom_runs::find_run(&data_dir, &id).map_err(|e| match e {
-            RunError::NotFound(m) => ApiError::not_found("run_not_found", m)
-                .with_details(json!({"run_id": id})),
+            RunError::NotFound(m) => {
+                ApiError::not_found("run_not_found", m).with_details(json!({"run_id": id}))
+            }
             other => folder_error(other),
         })?;
         let meta = Metadata::read(&dir).map_err(folder_error)?;

@@ -10,7 +10,10 @@ use tradeloom_server::AuthMode;
 
 use crate::harness::serve;
 
-const GOOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/data/goog_1d.csv");
+const GOOG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/data/goog_1d.csv"
+);
 
 fn spec(data_path: &str) -> String {
     format!(
@@ -31,7 +34,10 @@ async fn a_backtest_started_by_the_client_reads_back() {
     let client = server.client(None);
 
     let started = client.start_engine_run(&spec("goog.csv")).await.unwrap();
-    assert_eq!((started.mode.as_str(), started.status.as_str()), ("backtest", "running"));
+    assert_eq!(
+        (started.mode.as_str(), started.status.as_str()),
+        ("backtest", "running")
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let run = loop {
         let run = client.engine_run(&started.run_id).await.unwrap();
@@ -71,8 +77,14 @@ async fn a_backtest_started_by_the_client_reads_back() {
 
     let e = client.stop_engine_run(&started.run_id).await.unwrap_err();
     let api = e.api().unwrap();
-    assert_eq!((api.status, api.code.as_str()), (StatusCode::CONFLICT, "run_finished"));
-    let e = client.start_engine_run(&spec("../goog.csv")).await.unwrap_err();
+    assert_eq!(
+        (api.status, api.code.as_str()),
+        (StatusCode::CONFLICT, "run_finished")
+    );
+    let e = client
+        .start_engine_run(&spec("../goog.csv"))
+        .await
+        .unwrap_err();
     let api = e.api().unwrap();
     assert_eq!(
         (api.status, api.code.as_str()),

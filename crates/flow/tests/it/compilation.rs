@@ -244,7 +244,8 @@ fn config_shapes_per_type() {
     assert!(error("type: paper, config: {}").contains("missing field `spec_path`"));
     assert!(error("type: paper, config: {spec_path: \" \"}").contains("must not be empty"));
     assert!(
-        error("type: paper, config: {spec_path: a.yaml, speed: 2}").contains("unknown field `speed`")
+        error("type: paper, config: {spec_path: a.yaml, speed: 2}")
+            .contains("unknown field `speed`")
     );
     assert!(error("type: wait").contains("missing field `duration_ms`"));
     assert!(

@@ -118,8 +118,11 @@ mod tests {
 
     fn row(i: u64, equity_cents: i64) -> EquityRow {
         let usd = Currency::from_code("USD").unwrap();
-        let m = Money::parse(&format!("{}.{:02}", equity_cents / 100, equity_cents % 100), usd)
-            .unwrap();
+        let m = Money::parse(
+            &format!("{}.{:02}", equity_cents / 100, equity_cents % 100),
+            usd,
+        )
+        .unwrap();
         EquityRow {
             ts: UnixNanos(i as i64 * 1_000_000_000),
             cash: m,
@@ -133,10 +136,7 @@ mod tests {
         for (i, v) in values.iter().enumerate() {
             d.push(row(i as u64, *v));
         }
-        d.finish()
-            .iter()
-            .map(|r| r.ts.0 / 1_000_000_000)
-            .collect()
+        d.finish().iter().map(|r| r.ts.0 / 1_000_000_000).collect()
     }
 
     #[test]
@@ -147,7 +147,9 @@ mod tests {
     #[test]
     fn buckets_keep_first_min_max_last_in_time_order() {
         // 16 rows into 8 points: 2 buckets of 8 rows.
-        let values = [50, 40, 90, 10, 55, 60, 70, 65, 65, 20, 30, 99, 5, 40, 41, 42];
+        let values = [
+            50, 40, 90, 10, 55, 60, 70, 65, 65, 20, 30, 99, 5, 40, 41, 42,
+        ];
         let kept = curve(&values, 8);
         assert_eq!(kept, vec![0, 2, 3, 7, 8, 11, 12, 15]);
     }
@@ -160,7 +162,11 @@ mod tests {
             .collect();
         for max_points in [4, 5, 16, 100, 999] {
             let kept = curve(&values, max_points);
-            assert!(kept.len() as u64 <= max_points, "{max_points}: {}", kept.len());
+            assert!(
+                kept.len() as u64 <= max_points,
+                "{max_points}: {}",
+                kept.len()
+            );
             assert!(kept.contains(&6_661), "the trough at {max_points}");
             assert!(kept.contains(&10_007), "the peak at {max_points}");
             assert_eq!(kept.first(), Some(&0));

@@ -118,7 +118,10 @@ fn load(text: &str, roots: &Roots) -> Result<ResolvedSpec, ApiError> {
     if text.len() > MAX_SPEC_BYTES {
         return Err(ApiError::bad_request(
             "invalid_spec",
-            format!("spec: {} bytes, more than the {MAX_SPEC_BYTES} taken", text.len()),
+            format!(
+                "spec: {} bytes, more than the {MAX_SPEC_BYTES} taken",
+                text.len()
+            ),
         )
         .with_details(json!({"field": "spec"})));
     }
@@ -211,7 +214,9 @@ pub(crate) async fn start(state: &AppState, text: &str) -> Result<StartedEngineR
             StartError::Rejected(RunError::Spec { place, message }) => {
                 if message.starts_with("feed") {
                     ApiError::bad_request("invalid_feed", format!("{place}: {message}"))
-                        .with_details(json!({"field": "spec.feed", "place": place, "reason": message}))
+                        .with_details(
+                            json!({"field": "spec.feed", "place": place, "reason": message}),
+                        )
                 } else {
                     invalid_spec(&place, &message)
                 }
@@ -344,6 +349,11 @@ mod tests {
             assert!(e.contains(reason), "{given}: {e}");
         }
         #[cfg(unix)]
-        assert!(roots.resolve("link.csv", false).unwrap_err().contains("symlink"));
+        assert!(
+            roots
+                .resolve("link.csv", false)
+                .unwrap_err()
+                .contains("symlink")
+        );
     }
 }

@@ -13,7 +13,10 @@ use tradeloom_store::Role;
 
 use crate::harness::{Server, key, serve};
 
-const GOOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/data/goog_1d.csv");
+const GOOG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/data/goog_1d.csv"
+);
 
 /// A backtest spec named `name` over `bars/goog.csv` of the data dir.
 fn backtest_spec(name: &str, data_path: &str) -> String {
@@ -105,7 +108,10 @@ async fn start_backtest(s: &Server, name: &str) -> String {
     )
     .await;
     assert_eq!(status, Status::ACCEPTED, "{v}");
-    assert_eq!((v["mode"].as_str(), v["status"].as_str()), (Some("backtest"), Some("running")));
+    assert_eq!(
+        (v["mode"].as_str(), v["status"].as_str()),
+        (Some("backtest"), Some("running"))
+    );
     v["run_id"].as_str().unwrap().to_string()
 }
 
@@ -117,7 +123,10 @@ async fn a_posted_backtest_completes_and_reads_back() {
     let run = until_finished(&s, &id).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["mode"], "backtest");
-    assert_eq!(run["metrics"]["final_equity"], "112583.70", "the golden result");
+    assert_eq!(
+        run["metrics"]["final_equity"], "112583.70",
+        "the golden result"
+    );
     assert!(run["spec"]["yaml"].as_str().unwrap().contains("goog-api"));
     assert_eq!(run["data"][0]["path"], "bars/goog.csv");
     let artifacts: Vec<&str> = run["artifacts"]
@@ -126,7 +135,12 @@ async fn a_posted_backtest_completes_and_reads_back() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    for name in ["journal.jsonl", "fills.csv", "equity.parquet", "metrics.json"] {
+    for name in [
+        "journal.jsonl",
+        "fills.csv",
+        "equity.parquet",
+        "metrics.json",
+    ] {
         assert!(artifacts.contains(&name), "{artifacts:?}");
     }
 
@@ -145,10 +159,16 @@ async fn a_posted_backtest_completes_and_reads_back() {
         offset = page["next_offset"].as_u64();
     }
     assert_eq!(seen.len() as u64, fills_total);
-    let ids: std::collections::BTreeSet<&str> =
-        seen.iter().map(|f| f["fill_id"].as_str().unwrap()).collect();
+    let ids: std::collections::BTreeSet<&str> = seen
+        .iter()
+        .map(|f| f["fill_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), seen.len(), "no fill twice");
-    assert!(seen[0]["price"].is_string() && seen[0]["quantity"] == "10", "{}", seen[0]);
+    assert!(
+        seen[0]["price"].is_string() && seen[0]["quantity"] == "10",
+        "{}",
+        seen[0]
+    );
     for artifact in ["orders", "trades"] {
         let (status, page) = get(&s, &format!("/runs/{id}/{artifact}?limit=3")).await;
         assert_eq!(status, Status::OK, "{page}");
@@ -178,7 +198,11 @@ async fn a_posted_backtest_completes_and_reads_back() {
         assert_eq!(status, Status::OK, "{curve}");
         assert_eq!(curve["downsampled"], true);
         let points = curve["points"].as_array().unwrap();
-        assert!(points.len() <= max_points, "{} > {max_points}", points.len());
+        assert!(
+            points.len() <= max_points,
+            "{} > {max_points}",
+            points.len()
+        );
         assert!(points.contains(min), "the trough {min} at {max_points}");
         assert!(points.contains(max), "the peak {max} at {max_points}");
         assert_eq!(points.first(), all.first());
@@ -241,7 +265,10 @@ async fn runs_are_listed_newest_first_filtered_and_paged() {
 
     // A unique prefix and `latest` name a run too.
     let (status, latest) = get(&s, "/runs/latest").await;
-    assert_eq!((status, latest["run_id"].as_str()), (Status::OK, Some(ids[2].as_str())));
+    assert_eq!(
+        (status, latest["run_id"].as_str()),
+        (Status::OK, Some(ids[2].as_str()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +278,11 @@ async fn bad_inputs_are_4xx_json_naming_the_field() {
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret.csv");
     std::fs::write(&secret, "TOPSECRET-VALUE,1,2\n").unwrap();
-    std::fs::write(s.data_dir().join("bars/junk.csv"), "TOPSECRET-JUNK;x\n1;2\n").unwrap();
+    std::fs::write(
+        s.data_dir().join("bars/junk.csv"),
+        "TOPSECRET-JUNK;x\n1;2\n",
+    )
+    .unwrap();
 
     for (q, param) in [
         ("mode=live", "mode"),
@@ -259,31 +290,78 @@ async fn bad_inputs_are_4xx_json_naming_the_field() {
         ("limit=0", "limit"),
         ("limit=501", "limit"),
     ] {
-        let v = error(get(&s, &format!("/runs?{q}")).await, Status::BAD_REQUEST, "invalid_query");
+        let v = error(
+            get(&s, &format!("/runs?{q}")).await,
+            Status::BAD_REQUEST,
+            "invalid_query",
+        );
         assert_eq!(v["details"]["param"], param, "{v}");
     }
-    error(get(&s, "/runs?sort=x").await, Status::BAD_REQUEST, "invalid_query");
-    error(get(&s, "/runs/nope").await, Status::NOT_FOUND, "run_not_found");
-    error(get(&s, "/runs/nope/equity").await, Status::NOT_FOUND, "run_not_found");
-    error(get(&s, "/runs/nope/fills").await, Status::NOT_FOUND, "run_not_found");
-    error(post(&s, "/runs/nope/stop", json!({})).await, Status::NOT_FOUND, "run_not_found");
+    error(
+        get(&s, "/runs?sort=x").await,
+        Status::BAD_REQUEST,
+        "invalid_query",
+    );
+    error(
+        get(&s, "/runs/nope").await,
+        Status::NOT_FOUND,
+        "run_not_found",
+    );
+    error(
+        get(&s, "/runs/nope/equity").await,
+        Status::NOT_FOUND,
+        "run_not_found",
+    );
+    error(
+        get(&s, "/runs/nope/fills").await,
+        Status::NOT_FOUND,
+        "run_not_found",
+    );
+    error(
+        post(&s, "/runs/nope/stop", json!({})).await,
+        Status::NOT_FOUND,
+        "run_not_found",
+    );
 
-    error(post(&s, "/runs", json!({})).await, Status::BAD_REQUEST, "invalid_body");
+    error(
+        post(&s, "/runs", json!({})).await,
+        Status::BAD_REQUEST,
+        "invalid_body",
+    );
     error(
         post(&s, "/runs", json!({"spec": "x", "extra": 1})).await,
         Status::BAD_REQUEST,
         "invalid_body",
     );
-    let v = error(post(&s, "/runs", json!({"spec": ""})).await, Status::BAD_REQUEST, "invalid_spec");
-    assert_eq!(v["details"]["field"], "spec");
     let v = error(
-        post(&s, "/runs", json!({"spec": "name: x\nmode: backtest\nbogus: 1\n"})).await,
+        post(&s, "/runs", json!({"spec": ""})).await,
         Status::BAD_REQUEST,
         "invalid_spec",
     );
-    assert!(v["details"]["place"].as_str().unwrap().starts_with("spec.yaml:"), "{v}");
+    assert_eq!(v["details"]["field"], "spec");
+    let v = error(
+        post(
+            &s,
+            "/runs",
+            json!({"spec": "name: x\nmode: backtest\nbogus: 1\n"}),
+        )
+        .await,
+        Status::BAD_REQUEST,
+        "invalid_spec",
+    );
+    assert!(
+        v["details"]["place"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.yaml:"),
+        "{v}"
+    );
     let spec = backtest_spec("x", "bars/goog.csv").replace("fast: 10", "fast: 0");
-    let v = error(post(&s, "/runs", json!({"spec": spec})).await, Status::BAD_REQUEST, "invalid_spec");
+    let v = error(
+        post(&s, "/runs", json!({"spec": spec})).await,
+        Status::BAD_REQUEST,
+        "invalid_spec",
+    );
     assert!(v["message"].as_str().unwrap().contains("fast"), "{v}");
 
     let secret_text = secret.display().to_string();
@@ -300,16 +378,27 @@ async fn bad_inputs_are_4xx_json_naming_the_field() {
             "invalid_data_path",
         );
         assert_eq!(v["details"]["field"], "spec.data[0].path", "{v}");
-        assert!(v["message"].as_str().unwrap().contains(reason), "{path}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(reason),
+            "{path}: {v}"
+        );
         assert!(!v.to_string().contains("TOPSECRET"), "{v}");
     }
     let v = error(
-        post(&s, "/runs", json!({"spec": backtest_spec("x", "bars/junk.csv")})).await,
+        post(
+            &s,
+            "/runs",
+            json!({"spec": backtest_spec("x", "bars/junk.csv")}),
+        )
+        .await,
         Status::BAD_REQUEST,
         "invalid_market_data",
     );
     assert_eq!(v["details"]["field"], "spec.data[0].path", "{v}");
-    assert!(!v.to_string().contains("TOPSECRET"), "never the file's contents: {v}");
+    assert!(
+        !v.to_string().contains("TOPSECRET"),
+        "never the file's contents: {v}"
+    );
     // Nothing was started by any of them.
     let (_, all) = get(&s, "/runs").await;
     assert_eq!(all["total"], 0, "{all}");
@@ -350,9 +439,14 @@ async fn a_viewer_reads_runs_but_cannot_start_or_stop_them() {
     .await;
     let v = error((status, v), Status::FORBIDDEN, "forbidden");
     assert_eq!(v["details"]["required_role"], "operator", "{v}");
-    let (status, v) =
-        call(&http, reqwest::Method::POST, format!("{}/runs", s.base), None, Some(spec.clone()))
-            .await;
+    let (status, v) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/runs", s.base),
+        None,
+        Some(spec.clone()),
+    )
+    .await;
     error((status, v), Status::UNAUTHORIZED, "unauthorized");
     let (status, started) = call(
         &http,
@@ -373,8 +467,14 @@ async fn a_viewer_reads_runs_but_cannot_start_or_stop_them() {
     )
     .await;
     error((status, v), Status::FORBIDDEN, "forbidden");
-    let (status, list) =
-        call(&http, reqwest::Method::GET, format!("{}/runs", s.base), Some(&viewer), None).await;
+    let (status, list) = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{}/runs", s.base),
+        Some(&viewer),
+        None,
+    )
+    .await;
     assert_eq!(status, Status::OK, "{list}");
     assert_eq!(list["runs"][0]["run_id"], id);
 }
@@ -396,16 +496,22 @@ fn seed_short_bars(data_dir: &Path, rows: usize) {
     std::fs::create_dir_all(data_dir.join("bars")).unwrap();
     let text = std::fs::read_to_string(GOOG).unwrap();
     let short: Vec<&str> = text.lines().take(rows + 1).collect();
-    std::fs::write(data_dir.join("bars/goog_short.csv"), short.join("\n") + "\n").unwrap();
+    std::fs::write(
+        data_dir.join("bars/goog_short.csv"),
+        short.join("\n") + "\n",
+    )
+    .unwrap();
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws_connect(s: &Server, query: &str) -> Ws {
     let url = format!("ws://{}/ws{query}", s.addr);
-    tokio_tungstenite::connect_async(url.as_str()).await.unwrap().0
+    tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap()
+        .0
 }
 
 /// The next event message (pings skipped), within 20 s.
@@ -431,13 +537,22 @@ async fn a_posted_paper_run_streams_events_resumes_by_seq_and_stops_sealed() {
     let s = serve(|s| s).await;
     seed_short_bars(&s.data_dir(), 600);
     // 100 days a second: 6 s for the whole file, stopped well before.
-    let (status, started) = post(&s, "/runs", json!({"spec": paper_spec("paper-api", 8_640_000)})).await;
+    let (status, started) = post(
+        &s,
+        "/runs",
+        json!({"spec": paper_spec("paper-api", 8_640_000)}),
+    )
+    .await;
     assert_eq!(status, Status::ACCEPTED, "{started}");
     assert_eq!(started["mode"], "paper");
     let id = started["run_id"].as_str().unwrap().to_string();
 
     let (_, run) = get(&s, &format!("/runs/{id}")).await;
-    assert_eq!((run["mode"].as_str(), run["active"].as_bool()), (Some("paper"), Some(true)), "{run}");
+    assert_eq!(
+        (run["mode"].as_str(), run["active"].as_bool()),
+        (Some("paper"), Some(true)),
+        "{run}"
+    );
     let (_, listed) = get(&s, "/runs?mode=paper").await;
     assert_eq!(listed["runs"][0]["run_id"], id.as_str());
     error(
@@ -453,19 +568,37 @@ async fn a_posted_paper_run_streams_events_resumes_by_seq_and_stops_sealed() {
     while kinds_seen(&received, "fill") < 2 || kinds_seen(&received, "equity") < 2 {
         let event = ws_next(&mut ws).await;
         assert_eq!(event["engine_run_id"], id.as_str(), "{event}");
-        assert_eq!((event["run_id"].clone(), event["job_id"].clone()), (Value::Null, Value::Null));
+        assert_eq!(
+            (event["run_id"].clone(), event["job_id"].clone()),
+            (Value::Null, Value::Null)
+        );
         received.push(event);
     }
-    assert!(received.windows(2).all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
+    assert!(
+        received
+            .windows(2)
+            .all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64())
+    );
     let order = received.iter().find(|e| e["kind"] == "order").unwrap();
-    assert!(order["payload"]["event"].as_str().unwrap().starts_with("order_"), "{order}");
+    assert!(
+        order["payload"]["event"]
+            .as_str()
+            .unwrap()
+            .starts_with("order_"),
+        "{order}"
+    );
     assert!(order["payload"]["wall_ts"].is_string(), "{order}");
     let fill = received.iter().find(|e| e["kind"] == "fill").unwrap();
     assert_eq!(fill["payload"]["event"], "order_filled", "{fill}");
     let equity = received.iter().find(|e| e["kind"] == "equity").unwrap();
     for field in ["cash", "equity", "gross_exposure"] {
-        let text = equity["payload"][field].as_str().unwrap_or_else(|| panic!("{equity}"));
-        assert!(text.parse::<f64>().is_ok() && text.contains('.'), "exact decimal text: {equity}");
+        let text = equity["payload"][field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{equity}"));
+        assert!(
+            text.parse::<f64>().is_ok() && text.contains('.'),
+            "exact decimal text: {equity}"
+        );
     }
     drop(ws);
 
@@ -481,13 +614,20 @@ async fn a_posted_paper_run_streams_events_resumes_by_seq_and_stops_sealed() {
     // Stop: graceful, completed, sealed.
     let (status, stopped) = post(&s, &format!("/runs/{id}/stop"), json!({})).await;
     assert_eq!(status, Status::OK, "{stopped}");
-    assert_eq!((stopped["status"].as_str(), stopped["stop_reason"].as_str()), (Some("completed"), Some("stopped")));
+    assert_eq!(
+        (stopped["status"].as_str(), stopped["stop_reason"].as_str()),
+        (Some("completed"), Some("stopped"))
+    );
     let run = until_finished(&s, &id).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["stop_reason"], "stopped");
     let dir = s.data_dir().join("runs").join(&id);
     let report = tradeloom_runs::verify_run(&dir).unwrap();
-    assert!(report.ok(), "every hash matches: {:?}", report.failures().collect::<Vec<_>>());
+    assert!(
+        report.ok(),
+        "every hash matches: {:?}",
+        report.failures().collect::<Vec<_>>()
+    );
     // The stream ends the run with `run_finished`, after every fill it wrote.
     let mut rest = Vec::new();
     loop {
@@ -506,8 +646,18 @@ async fn a_posted_paper_run_streams_events_resumes_by_seq_and_stops_sealed() {
         .filter(|e| e["kind"] == "fill")
         .count() as u64;
     let (_, fills) = get(&s, &format!("/runs/{id}/fills?limit=1")).await;
-    assert_eq!(fills["total"].as_u64(), Some(fills_streamed), "one fill event per fill");
-    assert!(fills["columns"].as_array().unwrap().contains(&json!("wall_ts")), "{fills}");
+    assert_eq!(
+        fills["total"].as_u64(),
+        Some(fills_streamed),
+        "one fill event per fill"
+    );
+    assert!(
+        fills["columns"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("wall_ts")),
+        "{fills}"
+    );
     let (status, curve) = get(&s, &format!("/runs/{id}/equity?max_points=10")).await;
     assert_eq!(status, Status::OK, "{curve}");
     assert!(curve["points"].as_array().unwrap().len() <= 10);
@@ -531,16 +681,28 @@ async fn a_paper_spec_with_a_bad_feed_is_refused_naming_the_field() {
     let s = serve(|s| s).await;
     seed_short_bars(&s.data_dir(), 50);
     let spec = paper_spec("bad", 1).replace("speed: 1", "speed: fast");
-    let v = error(post(&s, "/runs", json!({"spec": spec})).await, Status::BAD_REQUEST, "invalid_spec");
+    let v = error(
+        post(&s, "/runs", json!({"spec": spec})).await,
+        Status::BAD_REQUEST,
+        "invalid_spec",
+    );
     assert!(v["message"].as_str().unwrap().contains("speed"), "{v}");
     let spec = paper_spec("bad", 1).replace("feed: {type: replay, speed: 1}\n", "");
-    let v = error(post(&s, "/runs", json!({"spec": spec})).await, Status::BAD_REQUEST, "invalid_spec");
+    let v = error(
+        post(&s, "/runs", json!({"spec": spec})).await,
+        Status::BAD_REQUEST,
+        "invalid_spec",
+    );
     assert!(v["message"].as_str().unwrap().contains("feed"), "{v}");
     let spec = paper_spec("bad", 1).replace(
         "feed: {type: replay, speed: 1}",
         "feed: {type: scan_dir, path: ../scans}",
     );
-    let v = error(post(&s, "/runs", json!({"spec": spec})).await, Status::BAD_REQUEST, "invalid_data_path");
+    let v = error(
+        post(&s, "/runs", json!({"spec": spec})).await,
+        Status::BAD_REQUEST,
+        "invalid_data_path",
+    );
     assert_eq!(v["details"]["field"], "spec.feed.path", "{v}");
     let (_, all) = get(&s, "/runs").await;
     assert_eq!(all["total"], 0, "{all}");

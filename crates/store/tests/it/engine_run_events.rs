@@ -35,7 +35,10 @@ async fn engine_run_events_share_the_sequence_and_filter_by_run(t: Ctx) {
         .await
         .expect("append");
     assert_eq!(seqs.len(), 3);
-    assert!(seqs[0] > started && seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(
+        seqs[0] > started && seqs.windows(2).all(|w| w[0] < w[1]),
+        "{seqs:?}"
+    );
     s.append_engine_run_events("run-b", &events(&["equity"]))
         .await
         .expect("other run");
@@ -43,7 +46,12 @@ async fn engine_run_events_share_the_sequence_and_filter_by_run(t: Ctx) {
         .append_engine_run_events("run-a", &events(&["run_finished"]))
         .await
         .expect("more");
-    assert!(s.append_engine_run_events("run-a", &[]).await.expect("none").is_empty());
+    assert!(
+        s.append_engine_run_events("run-a", &[])
+            .await
+            .expect("none")
+            .is_empty()
+    );
 
     let a = s
         .events(EventFilter::EngineRun("run-a"), 0, 100)
@@ -60,7 +68,10 @@ async fn engine_run_events_share_the_sequence_and_filter_by_run(t: Ctx) {
         .events(EventFilter::EngineRun("run-a"), seqs[1], 100)
         .await
         .expect("after");
-    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![seqs[2], more[0]]);
+    assert_eq!(
+        after.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![seqs[2], more[0]]
+    );
     let all = s.events(EventFilter::All, 0, 100).await.expect("all");
     assert_eq!(all.len(), 6);
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
@@ -80,7 +91,10 @@ async fn engine_run_events_share_the_sequence_and_filter_by_run(t: Ctx) {
         }
     }
     // Nothing of a refused batch was written.
-    assert_eq!(s.events(EventFilter::All, 0, 100).await.expect("all").len(), 6);
+    assert_eq!(
+        s.events(EventFilter::All, 0, 100).await.expect("all").len(),
+        6
+    );
 }
 
 async fn an_event_belongs_to_exactly_one_owner(t: Ctx) {
@@ -151,7 +165,10 @@ async fn sqlite_migration_0011_keeps_events_and_their_seq() {
     let store = tradeloom_store::open_store(&path.display().to_string())
         .await
         .expect("migrate");
-    let old = store.events(EventFilter::Job("j1"), 0, 10).await.expect("old");
+    let old = store
+        .events(EventFilter::Job("j1"), 0, 10)
+        .await
+        .expect("old");
     assert_eq!(old.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
     let seqs = store
         .append_engine_run_events("r", &events(&["fill"]))
