@@ -34,10 +34,6 @@ pub fn open_feed(spec: &ResolvedSpec, options: &FeedOptions) -> Result<Box<dyn F
             message: "feed: a paper spec needs a `feed:` section".to_string(),
         });
     };
-    let unavailable = |kind: &str| RunError::Spec {
-        place: spec.path.display().to_string(),
-        message: format!("feed.type: `{kind}` is not available in this build"),
-    };
     match feed {
         FeedSpec::Replay(replay) => Ok(Box::new(replay::ReplayFeed::open(spec, replay)?)),
         FeedSpec::ScanDir(feed) => Ok(Box::new(scan_dir::ScanDirFeed::open(spec, feed, options)?)),
