@@ -384,7 +384,10 @@ fn run_feed_detail(feed: &FeedConfig, seen: &RunFeedSeen, now: DateTime<Utc>) ->
     if score < FEED_FRESH {
         why.push(match state.last_event_at {
             Some(_) => format!("no event for {:.1} s", age.as_secs_f64()),
-            None => format!("no event since the run started {:.1} s ago", age.as_secs_f64()),
+            None => format!(
+                "no event since the run started {:.1} s ago",
+                age.as_secs_f64()
+            ),
         });
     }
     match state.updated_at {
@@ -490,7 +493,10 @@ pub fn evaluate(
         let path = match &feed.source {
             FeedSource::Path(path) => path,
             FeedSource::Run(_) | FeedSource::PaperRuns => {
-                let runs = observations.run_feeds.iter().filter(|r| r.feed == feed.name);
+                let runs = observations
+                    .run_feeds
+                    .iter()
+                    .filter(|r| r.feed == feed.name);
                 for seen in runs {
                     let key = match &feed.source {
                         FeedSource::PaperRuns => format!("{}:{}", feed.name, seen.run_id),
@@ -956,7 +962,10 @@ mod tests {
             ..Observations::default()
         };
         let r = evaluate(&c, &obs, t0());
-        assert_eq!(r.details.feeds["run:r1"].error.as_deref(), Some("no such file"));
+        assert_eq!(
+            r.details.feeds["run:r1"].error.as_deref(),
+            Some("no such file")
+        );
         assert_eq!(r.sensors.m3_data_freshness, FEED_DEAD);
         let text = serde_json::to_string(&r).unwrap();
         let back: HealthReport = serde_json::from_str(&text).unwrap();
