@@ -129,10 +129,9 @@ pub fn run_paper(
     feed: Box<dyn Feed>,
     mut options: PaperOptions<'_>,
 ) -> Result<RunOutcome, ExecuteError> {
-    let observer = options.observer.take();
-    let mut observer = observer;
+    let mut observer = options.observer.take();
     let result = run(spec, feed, options, &mut observer);
-    if let Some(o) = observer.as_deref_mut() {
+    if let Some(o) = observer {
         let outcome = match &result {
             Ok(outcome) => Ok(outcome.clone()),
             Err(e) => Err(e.to_string()),
@@ -142,11 +141,11 @@ pub fn run_paper(
     result
 }
 
-fn run<'a>(
+fn run(
     spec: SpecSource<'_>,
     mut feed: Box<dyn Feed>,
     options: PaperOptions<'_>,
-    observer: &mut Option<&'a mut dyn PaperObserver>,
+    observer: &mut Option<&mut dyn PaperObserver>,
 ) -> Result<RunOutcome, ExecuteError> {
     let started = Instant::now();
     let reject = ExecuteError::Rejected;
