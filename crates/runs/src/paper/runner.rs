@@ -258,6 +258,7 @@ fn run(
             Some(o) => Some(&mut **o),
             None => None,
         },
+        started_wall: wall_now(),
         replaying: false,
         since_snapshot: 0,
     };
@@ -373,6 +374,8 @@ struct Machine<'o> {
     seen_at_last_ts: Vec<u32>,
     feed_state: FeedState,
     observer: Option<&'o mut dyn PaperObserver>,
+    /// When this process started the run (the age of a feed that has delivered nothing).
+    started_wall: UnixNanos,
     /// Catching up on recorded inputs: nothing is recorded or reported.
     replaying: bool,
     since_snapshot: u64,
@@ -696,11 +699,7 @@ impl Machine<'_> {
         clock: Option<UnixNanos>,
     ) -> Result<(), RunError> {
         let wall = wall_now();
-        let current = self
-            .engine
-            .as_ref()
-            .and_then(|e| e.state().ok())
-            .and_then(|s| s.ts);
+        let current = self.engine.as_ref().and_then(Engine::last_ts);
         let data_ts = match &event {
             FeedEvent::Bar(bar) => {
                 if self.position.last_bar_ts == Some(bar.ts)
@@ -762,18 +761,17 @@ impl Machine<'_> {
     }
 
     fn write_feed_state(&mut self, feed: &dyn Feed) -> Result<(), RunError> {
-        let last = self.position.last_bar_ts.or_else(|| {
-            self.engine
-                .as_ref()
-                .and_then(|e| e.state().ok())
-                .and_then(|s| s.ts)
-        });
-        self.feed_state.stale = match last {
-            Some(ts) => self
-                .stale_reason(feed.clock().unwrap_or_else(wall_now), ts)
-                .is_some(),
-            None => false,
+        // A feed that never delivered anything is as old as the run.
+        let last = self
+            .position
+            .last_bar_ts
+            .or_else(|| self.engine.as_ref().and_then(Engine::last_ts))
+            .unwrap_or(self.started_wall);
+        let clock = match self.position.last_bar_ts {
+            Some(_) => feed.clock().unwrap_or_else(wall_now),
+            None => wall_now(),
         };
+        self.feed_state.stale = self.stale_reason(clock, last).is_some();
         self.feed_state.write(&self.run_dir)
     }
 
