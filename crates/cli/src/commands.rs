@@ -19,7 +19,36 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-pub fn run(spec: &Path, data_dir: &Path, json: bool, quiet: bool) -> Result<ExitCode> {
+pub fn run(
+    spec: &Path,
+    data_dir: &Path,
+    http_allow: Vec<String>,
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    // A paper spec runs on the wall clock until stopped; a spec that does not load is
+    // reported by the backtest path as before.
+    if let Ok(loaded) = tradeloom_runs::load_spec(spec)
+        && loaded.paper.is_some()
+    {
+        let connectivity = crate::connectivity::assess(&loaded.spec.connectivity_providers())?;
+        let connectivity = Some(Connectivity {
+            readiness: connectivity.0,
+            probe: connectivity.1,
+        });
+        return crate::paper::run(
+            crate::paper::Target::Spec(Box::new(loaded)),
+            data_dir,
+            http_allow,
+            json,
+            quiet,
+            connectivity,
+        );
+    }
+    if !http_allow.is_empty() {
+        eprintln!("error: --http-allow is for paper runs (mode: paper); this spec is a backtest");
+        return Ok(ExitCode::from(2));
+    }
     let started = Instant::now();
     let show_bar = !json && !quiet && std::io::stdout().is_terminal();
     let bar = ProgressBar::hidden();

@@ -28,7 +28,9 @@ mod flow_client;
 mod health;
 mod interruption;
 mod killswitch;
+mod live;
 mod metrics_cmd;
+mod paper;
 mod reconcile;
 mod serve;
 mod simulation;
@@ -80,14 +82,23 @@ enum LogFormatArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a run spec (backtest) and write its run folder.
+    /// Run a run spec and write its run folder: a backtest to its end, a paper run (`mode:
+    /// paper`) until Ctrl-C, SIGTERM, its `stop_at` or its feed's end.
     Run {
-        /// The run spec (YAML).
-        spec: PathBuf,
+        /// The run spec (YAML); not with `--resume`.
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        spec: Option<PathBuf>,
+        /// Continue the paper run with this id (or a unique prefix) whose process died.
+        #[arg(long, value_name = "RUN_ID")]
+        resume: Option<String>,
+        /// Paper runs: allow the feed to connect to this host or host:port whatever it
+        /// resolves to (repeatable; the outbound guard blocks private addresses otherwise).
+        #[arg(long = "http-allow", value_name = "HOST")]
+        http_allow: Vec<String>,
         /// Print one JSON object as the last line of stdout instead of the summary table.
         #[arg(long)]
         json: bool,
-        /// No progress bar.
+        /// No progress bar (no progress lines for a paper run).
         #[arg(long)]
         quiet: bool,
     },
@@ -231,6 +242,18 @@ enum Command {
     Metrics {
         #[command(subcommand)]
         command: metrics_cmd::MetricsCommand,
+    },
+    /// The scan bridge: publish every new scan file of a directory (Arrow IPC, Parquet, CSV,
+    /// JSON lines) into a feature map, until SIGTERM or Ctrl-C.
+    Bridge(live::BridgeArgs),
+    /// The event-driven trader: a paper run of a `scan_dir` spec that trades each scan the
+    /// bridge publishes and publishes its state and per-day PnL into `<map>.trader`; until
+    /// SIGTERM or Ctrl-C (graceful) or `stop_at`.
+    Trader(live::TraderArgs),
+    /// Feature maps (the bridge's scans, a trader's state).
+    Map {
+        #[command(subcommand)]
+        command: live::MapCommand,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -433,13 +456,31 @@ fn main() -> ExitCode {
             | Command::Serve(_)
             | Command::Health(_)
             | Command::Metrics { .. }
+            | Command::Trader(_)
     ) {
         interruption::sweep_runs(&cli.data_dir);
     }
     let data_dir = cli.data_dir;
     let db_url = cli.database_url.as_deref();
     let result = match cli.command {
-        Command::Run { spec, json, quiet } => commands::run(&spec, &data_dir, json, quiet),
+        Command::Run {
+            spec,
+            resume,
+            http_allow,
+            json,
+            quiet,
+        } => match (spec, resume) {
+            (_, Some(id)) => paper::run(
+                paper::Target::Resume(&id),
+                &data_dir,
+                http_allow,
+                json,
+                quiet,
+                None,
+            ),
+            (Some(spec), None) => commands::run(&spec, &data_dir, http_allow, json, quiet),
+            (None, None) => Err(anyhow::anyhow!("a run spec or --resume RUN_ID is required")),
+        },
         Command::Spec { command } => match command {
             SpecCommand::Schema => commands::spec_schema(),
             SpecCommand::Validate { file } => commands::spec_validate(&file),
@@ -470,6 +511,9 @@ fn main() -> ExitCode {
             } => commands::data_universe(symbols, days, seed, &start, &out, !no_news),
         },
         Command::Bench { command } => bench::run(command),
+        Command::Bridge(args) => live::bridge(&data_dir, &args),
+        Command::Map { command } => live::map(&data_dir, &command),
+        Command::Trader(args) => live::trader(&data_dir, &args),
         Command::Simulate {
             config,
             json,

@@ -34,14 +34,41 @@ pub fn open_feed(spec: &ResolvedSpec, options: &FeedOptions) -> Result<Box<dyn F
             message: "feed: a paper spec needs a `feed:` section".to_string(),
         });
     };
-    let _ = options;
-    let unavailable = |kind: &str| RunError::Spec {
-        place: spec.path.display().to_string(),
-        message: format!("feed.type: `{kind}` is not available in this build"),
-    };
     match feed {
         FeedSpec::Replay(replay) => Ok(Box::new(replay::ReplayFeed::open(spec, replay)?)),
-        FeedSpec::ScanDir(_) => Err(unavailable("scan_dir")),
-        FeedSpec::Websocket(_) => Err(unavailable("websocket")),
+        FeedSpec::ScanDir(feed) => Ok(Box::new(scan_dir::ScanDirFeed::open(spec, feed, options)?)),
+        FeedSpec::Websocket(ws) => {
+            websocket::WebsocketFeed::open(ws, &spec.instruments, &options.policy)
+                .map(|feed| Box::new(feed) as Box<dyn Feed>)
+                .map_err(|e| RunError::Spec {
+                    place: spec_place(spec, &e.field),
+                    message: e.message,
+                })
+        }
     }
+}
+
+/// `spec_path:line` of the line under `feed:` that sets `field`'s last part (`feed.url` →
+/// the first `url:` line after `feed:`), or the spec path alone.
+fn spec_place(spec: &ResolvedSpec, field: &str) -> String {
+    let path = spec.path.display().to_string();
+    let key = field.rsplit('.').next().unwrap_or(field);
+    let mut in_feed = false;
+    for (i, line) in spec.text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("feed:") {
+            in_feed = true;
+            if key == "feed" {
+                return format!("{path}:{}", i + 1);
+            }
+        }
+        if in_feed
+            && (trimmed.starts_with(&format!("{key}:"))
+                || line.contains(&format!(" {key}:"))
+                || line.contains(&format!("{{{key}:")))
+        {
+            return format!("{path}:{}", i + 1);
+        }
+    }
+    path
 }

@@ -129,7 +129,9 @@ impl Feed for ReplayFeed {
             (ReplaySpeed::Max, _) | (_, None) => self.last_ts,
             (ReplaySpeed::Factor(speed), Some((wall, ts))) => {
                 let elapsed = wall.elapsed().as_nanos() as f64 * speed;
-                Some(UnixNanos(ts.0.saturating_add(elapsed.min(i64::MAX as f64) as i64)))
+                Some(UnixNanos(
+                    ts.0.saturating_add(elapsed.min(i64::MAX as f64) as i64),
+                ))
             }
         }
     }

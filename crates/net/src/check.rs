@@ -42,20 +42,50 @@ pub struct CheckedTarget {
 /// every remaining name is also read the way `inet_aton(3)` would, so no resolver can see an
 /// address the guard did not.
 pub async fn check_url(policy: &SsrfPolicy, url_text: &str) -> Result<CheckedTarget, SsrfError> {
+    check_target(policy, url_text, Schemes::Http).await
+}
+
+/// [`check_url`] for WebSocket URLs: `ws`/`wss` instead of `http`/`https`, everything else the
+/// same (allow-list, resolved addresses, deny paths); `ws` defaults to port 80, `wss` to 443.
+pub async fn check_websocket_url(
+    policy: &SsrfPolicy,
+    url_text: &str,
+) -> Result<CheckedTarget, SsrfError> {
+    check_target(policy, url_text, Schemes::WebSocket).await
+}
+
+/// The URL schemes a check accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schemes {
+    /// `http`, `https`.
+    Http,
+    /// `ws`, `wss`.
+    WebSocket,
+}
+
+async fn check_target(
+    policy: &SsrfPolicy,
+    url_text: &str,
+    schemes: Schemes,
+) -> Result<CheckedTarget, SsrfError> {
     let fail = |kind| SsrfError::new(url_text, kind);
     let rules = policy
         .host_rules()
         .map_err(|e| fail(SsrfErrorKind::Policy(e)))?;
     let url =
         Url::parse(url_text.trim()).map_err(|e| fail(SsrfErrorKind::InvalidUrl(e.to_string())))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(fail(SsrfErrorKind::BadScheme(url.scheme().to_owned())));
+    match (schemes, url.scheme()) {
+        (Schemes::Http, "http" | "https") | (Schemes::WebSocket, "ws" | "wss") => {}
+        (Schemes::Http, other) => return Err(fail(SsrfErrorKind::BadScheme(other.to_owned()))),
+        (Schemes::WebSocket, other) => {
+            return Err(fail(SsrfErrorKind::BadWebSocketScheme(other.to_owned())));
+        }
     }
     let host = match url.host_str() {
         Some(h) if !h.is_empty() => normalize(h),
         _ => return Err(fail(SsrfErrorKind::NoHost)),
     };
-    // Known for http and https; 0 never happens.
+    // Known for http, https, ws and wss; 0 never happens.
     let port = url.port_or_known_default().unwrap_or(0);
     let allow_listed = rules.iter().any(|r| r.matches(&host, &url));
 

@@ -59,6 +59,7 @@ impl SsrfError {
             self.kind,
             SsrfErrorKind::InvalidUrl(_)
                 | SsrfErrorKind::BadScheme(_)
+                | SsrfErrorKind::BadWebSocketScheme(_)
                 | SsrfErrorKind::NoHost
                 | SsrfErrorKind::BlockedHost { .. }
                 | SsrfErrorKind::Blocked { .. }
@@ -78,6 +79,9 @@ pub enum SsrfErrorKind {
     /// Only `http` and `https` are fetched.
     #[error("scheme `{0}` is not allowed; only http and https")]
     BadScheme(String),
+    /// Only `ws` and `wss` are WebSocket URLs.
+    #[error("scheme `{0}` is not allowed; only ws and wss")]
+    BadWebSocketScheme(String),
     /// The URL has no host.
     #[error("the URL has no host")]
     NoHost,
@@ -116,6 +120,16 @@ pub enum SsrfErrorKind {
     /// Connecting, sending or reading failed.
     #[error("request failed: {0}")]
     Http(String),
+    /// No checked address accepted a TCP connection (each attempt's error, joined).
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// TLS of a `wss://` connection failed (configuration, handshake or certificate).
+    #[error("TLS failed: {0}")]
+    Tls(String),
+    /// The WebSocket handshake failed (the server answered something else than 101, or the
+    /// connection broke).
+    #[error("WebSocket handshake failed: {0}")]
+    Handshake(String),
 }
 
 fn blocked_text(host: &str, addr: &IpAddr, block: &AddressBlock) -> String {

@@ -9,6 +9,12 @@
 //! trade rows and compared with the stored cash, holdings, portfolio values, tool calls and the
 //! leaderboard.
 //!
+//! A paper run is reconciled the same way, live or stopped: its books are also compared with
+//! `state/snapshot.json` (replayed up to the snapshot's journal line); while it runs, the
+//! reports it writes only when it stops (`metrics.json`, `equity.parquet`, `trades.csv`,
+//! `run_finished`) are [skipped](Check::skipped), and `fills.csv` may trail the journal. A last
+//! journal or CSV line cut short (a run killed mid-write) is ignored and noted.
+//!
 //! Each comparison is one [`Check`]; a [`Reconciliation`] passes when every check does. Errors
 //! (a missing or unreadable file, a journal line that is not JSON) are [`ReconcileError`]s naming
 //! the file and line, never failed checks.
@@ -54,9 +60,29 @@ pub struct Check {
     pub expected: Value,
     pub observed: Value,
     pub difference: Value,
+    /// The check could not be made yet (a paper run still running has no `metrics.json`);
+    /// it counts as passed and `observed` says why.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
+/// `observed` of a check skipped because the run has not finished.
+pub const SKIPPED_RUNNING: &str = "skipped (run still running)";
+
 impl Check {
+    /// A check that cannot be made yet: `what` it would compare, `why` not (e.g.
+    /// [`SKIPPED_RUNNING`]).
+    pub fn skipped(name: impl Into<String>, what: impl Into<String>, why: &str) -> Self {
+        Self {
+            name: name.into(),
+            passed: true,
+            expected: Value::String(what.into()),
+            observed: Value::String(why.to_string()),
+            difference: Value::Null,
+            skipped: true,
+        }
+    }
+
     /// Exact money: passes when equal to the last unit of 10^-18.
     pub fn money(name: impl Into<String>, expected: Money, observed: Money) -> Self {
         let diff = Money::from_raw(observed.raw() - expected.raw(), expected.currency());
@@ -66,6 +92,7 @@ impl Check {
             expected: Value::String(expected.to_string()),
             observed: Value::String(observed.to_string()),
             difference: Value::String(diff.to_string()),
+            skipped: false,
         }
     }
 
@@ -77,6 +104,7 @@ impl Check {
             expected: Value::String(format_raw(expected, 9, 0)),
             observed: Value::String(format_raw(observed, 9, 0)),
             difference: Value::String(format_raw(observed - expected, 9, 0)),
+            skipped: false,
         }
     }
 
@@ -89,6 +117,7 @@ impl Check {
             expected: Value::String(expected.to_string()),
             observed: Value::String(observed.to_string()),
             difference: Value::String(format_raw(o - e, 18, 0)),
+            skipped: false,
         }
     }
 
@@ -101,6 +130,7 @@ impl Check {
             observed: Value::from(observed),
             // Counts stay far below i64::MAX.
             difference: Value::from(observed as i64 - expected as i64),
+            skipped: false,
         }
     }
 
@@ -117,6 +147,7 @@ impl Check {
             expected: Value::String(expected),
             observed: Value::String(observed),
             difference: Value::Null,
+            skipped: false,
         }
     }
 
@@ -133,6 +164,7 @@ impl Check {
             expected: Value::String(expected.into()),
             observed: Value::String(observed.into()),
             difference: Value::Null,
+            skipped: false,
         }
     }
 }
@@ -169,6 +201,10 @@ pub struct Reconciliation {
     /// RFC 3339, UTC, when the reconciliation ran.
     pub checked_at: String,
     pub checks: Vec<Check>,
+    /// What was tolerated and should be known (a journal's last line cut short by a kill, a
+    /// run still running); not failures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Reconciliation {
@@ -178,7 +214,13 @@ impl Reconciliation {
             subject,
             checked_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             checks,
+            notes: Vec::new(),
         }
+    }
+
+    /// The checks skipped because they cannot be made yet.
+    pub fn skipped(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.skipped)
     }
 
     /// The checks that did not pass.

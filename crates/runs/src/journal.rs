@@ -53,9 +53,9 @@ impl Journal {
 
     /// Lines of the existing file not regenerated yet (0 once the regenerated lines caught up).
     pub fn pending_existing(&self) -> usize {
-        self.existing
-            .as_ref()
-            .map_or(0, |(bytes, at)| bytes[*at..].iter().filter(|&&b| b == b'\n').count())
+        self.existing.as_ref().map_or(0, |(bytes, at)| {
+            bytes[*at..].iter().filter(|&&b| b == b'\n').count()
+        })
     }
 
     /// Ends every later line with `"wall_ts"` (RFC 3339 UTC with nanoseconds), or with nothing.

@@ -22,9 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tradeloom_core::connectivity::{Provider, ProviderKind};
 use tradeloom_core::duration::{DurationSyntax, HOURS, MILLISECONDS, MINUTES, SECONDS};
-use tradeloom_core::{
-    AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol, UnixNanos,
-};
+use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol, UnixNanos};
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{
@@ -248,6 +246,14 @@ pub fn load_spec(path: &Path) -> Result<ResolvedSpec, RunError> {
 /// Parses spec text; errors carry `path:line:column`.
 pub fn parse_spec(text: &str, path: &Path) -> Result<RunSpec, RunError> {
     yaml_serde::from_str::<RunSpec>(text).map_err(|e| {
+        // `feed:` is a tagged enum: its content is buffered, so an error inside it has no
+        // position of its own. Parsed alone, its error is reported at its line.
+        if let Ok(value) = yaml_serde::from_str::<yaml_serde::Value>(text)
+            && let Some(feed) = value.get("feed")
+            && let Err(fe) = yaml_serde::from_value::<crate::paper::FeedSpec>(feed.clone())
+        {
+            return spec_error(path, text, "feed", None, format!("feed: {fe}"));
+        }
         let line_column = e.location().map(|l| (l.line(), l.column()));
         let (place, message) =
             tradeloom_core::locate_error(&path.display().to_string(), e.to_string(), line_column);
@@ -735,7 +741,10 @@ risk: {max_drawdown_pct: 50}
         assert_eq!(p.stop_at, Some(UnixNanos(1_798_675_200_000_000_000)));
         assert_eq!(p.snapshot_every, DEFAULT_SNAPSHOT_EVERY);
         assert_eq!(p.max_data_age, Some(std::time::Duration::from_secs(90)));
-        let r = check(&paper("feed: {type: replay, speed: 60}\nsnapshot_every: 5\n")).unwrap();
+        let r = check(&paper(
+            "feed: {type: replay, speed: 60}\nsnapshot_every: 5\n",
+        ))
+        .unwrap();
         assert_eq!(r.paper.unwrap().snapshot_every, 5);
         assert!(check(GOOD).unwrap().paper.is_none());
     }
@@ -748,7 +757,10 @@ risk: {max_drawdown_pct: 50}
             "spec.yaml:10: stop_at: `tomorrow` is not an RFC 3339 time; expected e.g. `2026-12-31T00:00:00Z`"
         );
         let e = error_of(&paper("feed: {type: replay}\nmax_data_age: 5 minutes\n"));
-        assert!(e.starts_with("spec.yaml:10: max_data_age: invalid duration `5 minutes`"), "{e}");
+        assert!(
+            e.starts_with("spec.yaml:10: max_data_age: invalid duration `5 minutes`"),
+            "{e}"
+        );
         let e = error_of(&paper("feed: {type: replay}\nsnapshot_every: 0\n"));
         assert_eq!(
             e,
@@ -765,9 +777,13 @@ risk: {max_drawdown_pct: 50}
             "spec.yaml:9: stop_at: only a paper run has `stop_at:` (this spec has mode: backtest)"
         );
         let e = error_of(&paper("feed: {type: replay, speed: fast}\n"));
-        assert!(e.starts_with("spec.yaml:9:"), "{e}");
-        assert!(e.contains("speed: expected `max` or a positive number"), "{e}");
-        let no_data = paper("feed: {type: replay}\n").replace("data: [{symbol: GOOG, path: goog.csv}]\n", "");
+        assert!(e.starts_with("spec.yaml:9: feed: "), "{e}");
+        assert!(
+            e.contains("speed: expected `max` or a positive number"),
+            "{e}"
+        );
+        let no_data =
+            paper("feed: {type: replay}\n").replace("data: [{symbol: GOOG, path: goog.csv}]\n", "");
         let e = error_of(&no_data);
         assert_eq!(
             e,
@@ -777,6 +793,16 @@ risk: {max_drawdown_pct: 50}
         let scan = paper("feed: {type: scan_dir, path: scans}\n")
             .replace("data: [{symbol: GOOG, path: goog.csv}]\n", "");
         assert!(check(&scan).unwrap().data.is_empty());
+        let e = error_of(&paper("feed: {type: replay, sped: 1}\n"));
+        assert!(
+            e.starts_with("spec.yaml:9: feed: unknown field `sped`"),
+            "{e}"
+        );
+        let e = error_of(&paper("feed: {type: carrier_pigeon}\n"));
+        assert!(
+            e.starts_with("spec.yaml:9: feed: unknown variant `carrier_pigeon`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!     path: feeds/prices.csv              # relative to the data dir: a file or a directory
 //!     stale_after: 30s                    # defaults 30s / 120s
 //!     dead_after: 120s
+//!   - run: 0197a3c2-…                     # a paper run's state/feed.json (name optional)
+//!     stale_after: 30s                    # `max_age` is the same setting
+//!   - run: "paper:*"                      # every running paper run
 //! api: http://127.0.0.1:8080              # optional; M4 checks GET {api}/health
 //! ```
 
@@ -55,20 +58,39 @@ pub enum ConfigSource {
 /// One data feed of M3.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedConfig {
+    /// Unique among the feeds; for a run feed written or `run:<id>` (`paper` for `paper:*`).
     pub name: String,
-    /// As written: relative to the data dir (or absolute). A file's modification time, or for
-    /// a directory the newest modification time of the files directly in it.
-    pub path: PathBuf,
+    /// What is watched.
+    pub source: FeedSource,
     /// Older than this (strictly) is stale.
     pub stale_after: Duration,
     /// Older than this (strictly) is dead; longer than `stale_after`.
     pub dead_after: Duration,
 }
 
+/// What a feed entry watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedSource {
+    /// `path:` as written: relative to the data dir (or absolute). A file's modification time,
+    /// or for a directory the newest modification time of the files directly in it.
+    Path(PathBuf),
+    /// `run: ID`: one paper run (a full id, a unique prefix or `latest`), through its
+    /// `state/feed.json`: the age of its last event, whether its process still updates the file.
+    Run(String),
+    /// `run: "paper:*"`: every paper run whose status is `running`, each as a feed of its own.
+    PaperRuns,
+}
+
+/// `run:` of the entry that watches every running paper run.
+pub const ALL_PAPER_RUNS: &str = "paper:*";
+
 impl FeedConfig {
-    /// The feed's path on disk.
-    pub fn resolve(&self, data_dir: &Path) -> PathBuf {
-        data_dir.join(&self.path)
+    /// The feed's path on disk, for a `path:` feed.
+    pub fn resolve(&self, data_dir: &Path) -> Option<PathBuf> {
+        match &self.source {
+            FeedSource::Path(p) => Some(data_dir.join(p)),
+            FeedSource::Run(_) | FeedSource::PaperRuns => None,
+        }
     }
 }
 
@@ -86,9 +108,13 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFeed {
-    name: String,
-    path: PathBuf,
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default)]
+    run: Option<String>,
+    #[serde(default, alias = "max_age")]
     stale_after: Option<String>,
     #[serde(default)]
     dead_after: Option<String>,
@@ -167,7 +193,63 @@ impl HealthConfig {
         };
         let mut feeds: Vec<FeedConfig> = Vec::with_capacity(raw.feeds.len());
         for (i, f) in raw.feeds.into_iter().enumerate() {
-            let name = f.name.trim().to_string();
+            let source = match (f.path, f.run) {
+                (Some(_), Some(run)) => {
+                    return Err(HealthError::Config {
+                        place: place("run", Some(&run)),
+                        message: format!(
+                            "feeds[{i}]: give either `path` (a file or directory) or `run` (a paper run id or \"{ALL_PAPER_RUNS}\"), not both"
+                        ),
+                    });
+                }
+                (None, None) => {
+                    return Err(HealthError::Config {
+                        place: place("feeds", None),
+                        message: format!(
+                            "feeds[{i}]: missing `path` (a file or directory) or `run` (a paper run id or \"{ALL_PAPER_RUNS}\")"
+                        ),
+                    });
+                }
+                (Some(path), None) => {
+                    if path.as_os_str().is_empty() {
+                        return Err(HealthError::Config {
+                            place: place("path", None),
+                            message: format!("feeds[{i}].path: must not be empty"),
+                        });
+                    }
+                    if f.name.is_none() {
+                        return Err(HealthError::Config {
+                            place: place("path", path.to_str()),
+                            message: format!(
+                                "feeds[{i}]: missing field `name` (a `path` feed needs a name)"
+                            ),
+                        });
+                    }
+                    FeedSource::Path(path)
+                }
+                (None, Some(run)) => {
+                    let run = run.trim().to_string();
+                    if run == ALL_PAPER_RUNS {
+                        FeedSource::PaperRuns
+                    } else if !run.is_empty()
+                        && run.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    {
+                        FeedSource::Run(run)
+                    } else {
+                        return Err(HealthError::Config {
+                            place: place("run", None),
+                            message: format!(
+                                "feeds[{i}].run: `{run}` is not a run id (hex digits and dashes, a unique prefix, `latest`) nor \"{ALL_PAPER_RUNS}\""
+                            ),
+                        });
+                    }
+                }
+            };
+            let name = match (&f.name, &source) {
+                (Some(name), _) => name.trim().to_string(),
+                (None, FeedSource::Run(id)) => format!("run:{id}"),
+                (None, _) => "paper".to_string(),
+            };
             if name.is_empty() {
                 return Err(HealthError::Config {
                     place: place("name", None),
@@ -180,12 +262,6 @@ impl HealthConfig {
                     message: format!(
                         "feeds[{i}].name: feed `{name}` is listed twice; feed names must be unique"
                     ),
-                });
-            }
-            if f.path.as_os_str().is_empty() {
-                return Err(HealthError::Config {
-                    place: place("path", None),
-                    message: format!("feeds[{i}].path: must not be empty"),
                 });
             }
             let duration = |key: &str, text: &Option<String>, default: Duration| match text {
@@ -209,7 +285,7 @@ impl HealthConfig {
             }
             feeds.push(FeedConfig {
                 name,
-                path: f.path,
+                source,
                 stale_after,
                 dead_after,
             });
@@ -330,8 +406,57 @@ mod tests {
         assert_eq!(c.feeds[0].dead_after, Duration::from_secs(2));
         assert_eq!(c.feeds[1].stale_after, DEFAULT_STALE_AFTER);
         assert_eq!(c.feeds[1].dead_after, DEFAULT_DEAD_AFTER);
+        assert_eq!(c.feeds[1].source, FeedSource::Path("feeds/news".into()));
         assert_eq!(c.api.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(parse("# nothing\n\n").unwrap(), HealthConfig::default());
+    }
+
+    #[test]
+    fn run_feeds() {
+        let c = parse(
+            "feeds:\n  - run: 0197a3c2-7f10\n    max_age: 10s\n    dead_after: 1m\n  - run: \"paper:*\"\n  - name: mine\n    run: latest\n",
+        )
+        .unwrap();
+        assert_eq!(c.feeds[0].name, "run:0197a3c2-7f10");
+        assert_eq!(c.feeds[0].source, FeedSource::Run("0197a3c2-7f10".into()));
+        assert_eq!(c.feeds[0].stale_after, Duration::from_secs(10));
+        assert_eq!(c.feeds[0].dead_after, Duration::from_secs(60));
+        assert_eq!(c.feeds[1].name, "paper");
+        assert_eq!(c.feeds[1].source, FeedSource::PaperRuns);
+        assert_eq!(c.feeds[1].stale_after, DEFAULT_STALE_AFTER);
+        assert_eq!(c.feeds[2].name, "mine");
+        assert_eq!(c.feeds[1].resolve(Path::new("/d")), None);
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                "feeds:\n  - name: a\n    path: a.csv\n    run: x\n",
+                &[
+                    "/d/health.yaml:4:",
+                    "feeds[0]: give either `path`",
+                    "not both",
+                ],
+            ),
+            (
+                "feeds:\n  - name: a\n    stale_after: 1s\n",
+                &["/d/health.yaml:1:", "feeds[0]: missing `path`", "or `run`"],
+            ),
+            (
+                "feeds:\n  - run: ../etc\n",
+                &[
+                    "/d/health.yaml:2:",
+                    "feeds[0].run: `../etc` is not a run id",
+                ],
+            ),
+            (
+                "feeds:\n  - run: \"paper:*\"\n  - run: \"paper:*\"\n",
+                &["feeds[1].name: feed `paper` is listed twice"],
+            ),
+        ];
+        for (text, wanted) in cases {
+            let err = parse(text).unwrap_err();
+            for w in wanted {
+                assert!(err.contains(w), "{text:?}: `{err}` lacks `{w}`");
+            }
+        }
     }
 
     #[test]

@@ -11,10 +11,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tradeloom_store::{JobStatus, ModelDayStatus, NodeStatus, RunStatus, Store};
 
-use super::config::HealthConfig;
+use super::config::{FeedSource, HealthConfig};
 use super::heartbeat::{observe_heartbeat, read_heartbeat};
 use super::paths::{heartbeat_dir, meta_health_path};
-use super::report::{FeedSeen, HealthReport, Observations, Probe, Status};
+use super::report::{
+    FeedSeen, HealthReport, Observations, Probe, RunFeedSeen, RunFeedState, Status,
+};
 
 /// How long a store or API probe may take before it counts as failed.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -57,11 +59,14 @@ pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
     let feeds = config
         .feeds
         .iter()
-        .map(|f| FeedSeen {
-            name: f.name.clone(),
-            modified: newest_modification(&f.resolve(data_dir)),
+        .filter_map(|f| {
+            f.resolve(data_dir).map(|path| FeedSeen {
+                name: f.name.clone(),
+                modified: newest_modification(&path),
+            })
         })
         .collect();
+    let run_feeds = observe_run_feeds(config, data_dir);
 
     let mut control_plane = BTreeMap::new();
     let store = match reach_store(&env.store).await {
@@ -112,9 +117,139 @@ pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
     Observations {
         heartbeats,
         feeds,
+        run_feeds,
         control_plane,
         coherence,
     }
+}
+
+/// The paper runs of every `run:` feed with their `state/feed.json`: one run for `run: ID`,
+/// every paper run whose status is `running` for `run: "paper:*"`.
+fn observe_run_feeds(config: &HealthConfig, data_dir: &Path) -> Vec<RunFeedSeen> {
+    let mut seen = Vec::new();
+    let wants_runs = config
+        .feeds
+        .iter()
+        .any(|f| !matches!(f.source, FeedSource::Path(_)));
+    if !wants_runs {
+        return seen;
+    }
+    for feed in &config.feeds {
+        match &feed.source {
+            FeedSource::Path(_) => {}
+            FeedSource::Run(id) => match tradeloom_runs::find_run(data_dir, id) {
+                Ok(dir) => seen.push(read_run_feed(&feed.name, data_dir, &dir)),
+                Err(e) => seen.push(RunFeedSeen {
+                    feed: feed.name.clone(),
+                    run_id: id.clone(),
+                    path: format!("runs/{id}/{FEED_STATE_FILE}"),
+                    state: Err(e.to_string()),
+                }),
+            },
+            FeedSource::PaperRuns => {
+                for (dir, meta) in tradeloom_runs::list_runs(data_dir).unwrap_or_default() {
+                    if meta.mode == "paper" && meta.status == tradeloom_runs::RunStatus::Running {
+                        seen.push(read_run_feed(&feed.name, data_dir, &dir));
+                    }
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// A paper run's feed state file, relative to its folder.
+pub const FEED_STATE_FILE: &str = "state/feed.json";
+
+/// `state/feed.json` of the run in `run_dir` as the monitor reads it.
+fn read_run_feed(feed: &str, data_dir: &Path, run_dir: &Path) -> RunFeedSeen {
+    let meta = tradeloom_runs::Metadata::read(run_dir);
+    let run_id = meta.as_ref().map_or_else(
+        |_| {
+            run_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        },
+        |m| m.run_id.clone(),
+    );
+    let file = run_dir.join(FEED_STATE_FILE);
+    let shown = file
+        .strip_prefix(data_dir)
+        .unwrap_or(&file)
+        .display()
+        .to_string();
+    let state = (|| -> Result<RunFeedState, String> {
+        let meta = meta.map_err(|e| e.to_string())?;
+        if meta.mode != "paper" {
+            return Err(format!(
+                "run {} is a {} run; only paper runs have a feed",
+                meta.run_id, meta.mode
+            ));
+        }
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            format!(
+                "{}: {e} (the run has not started its feed yet, or was written by an older version)",
+                file.display()
+            )
+        })?;
+        let mut state = parse_feed_state(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        state.started_at = DateTime::parse_from_rfc3339(&meta.created_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc));
+        Ok(state)
+    })();
+    RunFeedSeen {
+        feed: feed.to_string(),
+        run_id,
+        path: shown,
+        state,
+    }
+}
+
+/// Parses `state/feed.json` (`{"run_id", "kind", "updated_at", "last_event_at", "last_data_ts",
+/// "connected", "events", "malformed", "stale", "stopped"}`, times RFC 3339 or null). Errors
+/// name the field.
+pub(crate) fn parse_feed_state(text: &str) -> Result<RunFeedState, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let time = |key: &str| -> Result<Option<DateTime<Utc>>, String> {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(t)) => DateTime::parse_from_rfc3339(t)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|e| format!("`{key}`: `{t}` is not RFC 3339 ({e})")),
+            Some(_) => Err(format!("`{key}` must be an RFC 3339 string or null")),
+        }
+    };
+    let flag = |key: &str| -> Result<Option<bool>, String> {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(format!("`{key}` must be true or false")),
+        }
+    };
+    let count = |key: &str| -> Result<u64, String> {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(0),
+            Some(n) => n
+                .as_u64()
+                .ok_or_else(|| format!("`{key}` must be a non-negative integer")),
+        }
+    };
+    if !v.is_object() {
+        return Err("not a JSON object".into());
+    }
+    Ok(RunFeedState {
+        kind: v.get("kind").and_then(|k| k.as_str()).map(str::to_string),
+        updated_at: time("updated_at")?,
+        last_event_at: time("last_event_at")?,
+        started_at: None,
+        connected: flag("connected")?,
+        events: count("events")?,
+        malformed: count("malformed")?,
+        stale: flag("stale")?.unwrap_or(false),
+        stopped: flag("stopped")?.unwrap_or(false),
+    })
 }
 
 /// Bytes the disk probe writes: a whole block, so a full disk cannot absorb it.
@@ -427,13 +562,13 @@ mod tests {
             feeds: vec![
                 FeedConfig {
                     name: "prices".into(),
-                    path: "feeds/prices.csv".into(),
+                    source: FeedSource::Path("feeds/prices.csv".into()),
                     stale_after: Duration::from_secs(30),
                     dead_after: Duration::from_secs(120),
                 },
                 FeedConfig {
                     name: "news".into(),
-                    path: "feeds/news".into(),
+                    source: FeedSource::Path("feeds/news".into()),
                     stale_after: Duration::from_secs(30),
                     dead_after: Duration::from_secs(120),
                 },

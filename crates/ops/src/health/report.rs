@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::config::HealthConfig;
+use super::config::{FeedConfig, FeedSource, HealthConfig};
 
 /// A heartbeat older than this (strictly) scores 0.5 (the reference's M2).
 pub const HEARTBEAT_SLOW_SECS: f64 = 30.0;
@@ -159,14 +159,50 @@ pub struct FeedSeen {
     pub modified: Result<DateTime<Utc>, String>,
 }
 
+/// What was read of one paper run's `state/feed.json` (a `run:` feed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunFeedSeen {
+    /// The config entry's name.
+    pub feed: String,
+    /// The run's full id.
+    pub run_id: String,
+    /// The file, relative to the data dir (for reports).
+    pub path: String,
+    /// The file's content, or why there is none.
+    pub state: Result<RunFeedState, String>,
+}
+
+/// The fields of `state/feed.json` the monitor uses (times already parsed), and when the run
+/// started (the age of a feed that has delivered nothing yet counts from there).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunFeedState {
+    /// `replay`, `scan_dir`, `websocket`.
+    pub kind: Option<String>,
+    /// When the run last rewrote the file (at least once a second while it runs).
+    pub updated_at: Option<DateTime<Utc>>,
+    /// When the feed last delivered an event (wall clock).
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// The run's `created_at`.
+    pub started_at: Option<DateTime<Utc>>,
+    pub connected: Option<bool>,
+    pub events: u64,
+    pub malformed: u64,
+    /// The run itself judges its data stale (`max_data_age`).
+    pub stale: bool,
+    /// The run has stopped.
+    pub stopped: bool,
+}
+
 /// Everything the sensors are computed from, gathered by [`super::observe`] (or built by a
 /// test).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observations {
     /// One entry per expected role.
     pub heartbeats: BTreeMap<String, HeartbeatSeen>,
-    /// One entry per configured feed.
+    /// One entry per configured `path:` feed.
     pub feeds: Vec<FeedSeen>,
+    /// One entry per paper run of a `run:` feed (`paper:*` gives one per running paper run).
+    pub run_feeds: Vec<RunFeedSeen>,
     /// `store`, `api`, `queue` — whichever apply.
     pub control_plane: BTreeMap<String, Probe>,
     /// `kill_switch`, `store_enums`, `meta_files`, `reconcile` — whichever ran.
@@ -207,6 +243,23 @@ pub struct FeedDetail {
     pub dead_after_seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A `run:` feed's paper run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// A `run:` feed's kind (`replay`, `scan_dir`, `websocket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// A `run:` feed's source is connected (a WebSocket), as the run last said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// A `run:` feed's events and malformed messages so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<u64>,
+    /// When the run last rewrote `state/feed.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
 }
 
 /// Why each sensor has its value.
@@ -279,6 +332,95 @@ pub fn feed_state(
     }
 }
 
+/// The detail of one paper run's feed: the worst of the data's age (since its last event, or
+/// since the run started when none came yet), the age of the run's own update of the file (a
+/// killed process stops updating it), and the run's own verdict (`stale`). A stopped run's
+/// feed is dead: it no longer delivers.
+fn run_feed_detail(feed: &FeedConfig, seen: &RunFeedSeen, now: DateTime<Utc>) -> FeedDetail {
+    let mut detail = FeedDetail {
+        state: "dead".into(),
+        score: FEED_DEAD,
+        path: seen.path.clone(),
+        modified_at: None,
+        age_seconds: None,
+        stale_after_seconds: feed.stale_after.as_secs_f64(),
+        dead_after_seconds: feed.dead_after.as_secs_f64(),
+        error: None,
+        run_id: Some(seen.run_id.clone()),
+        kind: None,
+        connected: None,
+        events: None,
+        malformed: None,
+        updated_at: None,
+    };
+    let state = match &seen.state {
+        Ok(state) => state,
+        Err(e) => {
+            detail.error = Some(e.clone());
+            return detail;
+        }
+    };
+    detail.kind = state.kind.clone();
+    detail.connected = state.connected;
+    detail.events = Some(state.events);
+    detail.malformed = Some(state.malformed);
+    detail.updated_at = state.updated_at.map(rfc3339);
+    detail.modified_at = state.last_event_at.map(rfc3339);
+    let age_of = |t: DateTime<Utc>| {
+        std::time::Duration::from_millis((now - t).num_milliseconds().max(0).unsigned_abs())
+    };
+    if state.stopped {
+        detail.error = Some("the run has stopped; its feed delivers nothing more".into());
+        return detail;
+    }
+    let Some(since) = state.last_event_at.or(state.started_at) else {
+        detail.error = Some("no event yet and no start time".into());
+        return detail;
+    };
+    let age = age_of(since);
+    detail.age_seconds = Some(age.as_secs_f64());
+    let (mut name, mut score) = feed_state(age, feed.stale_after, feed.dead_after);
+    let mut why = Vec::new();
+    if score < FEED_FRESH {
+        why.push(match state.last_event_at {
+            Some(_) => format!("no event for {:.1} s", age.as_secs_f64()),
+            None => format!(
+                "no event since the run started {:.1} s ago",
+                age.as_secs_f64()
+            ),
+        });
+    }
+    match state.updated_at {
+        Some(updated) => {
+            let silent = age_of(updated);
+            let (n, s) = feed_state(silent, feed.stale_after, feed.dead_after);
+            if s < score {
+                (name, score) = (n, s);
+            }
+            if s < FEED_FRESH {
+                why.push(format!(
+                    "the run's process has not updated state/feed.json for {:.1} s (stopped or killed?)",
+                    silent.as_secs_f64()
+                ));
+            }
+        }
+        None => why.push("state/feed.json has no updated_at".into()),
+    }
+    if state.stale && score > FEED_STALE {
+        (name, score) = ("stale", FEED_STALE);
+        why.push("the run reports its data stale (older than max_data_age)".into());
+    }
+    if state.connected == Some(false) {
+        why.push("disconnected".into());
+    }
+    detail.state = name.into();
+    detail.score = score;
+    if !why.is_empty() {
+        detail.error = Some(why.join("; "));
+    }
+    detail
+}
+
 fn fraction_ok(probes: &BTreeMap<String, Probe>) -> f64 {
     if probes.is_empty() {
         return 1.0;
@@ -348,6 +490,25 @@ pub fn evaluate(
 
     let mut m3: f64 = 1.0;
     for feed in &config.feeds {
+        let path = match &feed.source {
+            FeedSource::Path(path) => path,
+            FeedSource::Run(_) | FeedSource::PaperRuns => {
+                let runs = observations
+                    .run_feeds
+                    .iter()
+                    .filter(|r| r.feed == feed.name);
+                for seen in runs {
+                    let key = match &feed.source {
+                        FeedSource::PaperRuns => format!("{}:{}", feed.name, seen.run_id),
+                        _ => feed.name.clone(),
+                    };
+                    let detail = run_feed_detail(feed, seen, now);
+                    m3 = m3.min(detail.score);
+                    details.feeds.insert(key, detail);
+                }
+                continue;
+            }
+        };
         let modified = observations
             .feeds
             .iter()
@@ -356,12 +517,18 @@ pub fn evaluate(
         let mut detail = FeedDetail {
             state: "dead".into(),
             score: FEED_DEAD,
-            path: feed.path.display().to_string(),
+            path: path.display().to_string(),
             modified_at: None,
             age_seconds: None,
             stale_after_seconds: feed.stale_after.as_secs_f64(),
             dead_after_seconds: feed.dead_after.as_secs_f64(),
             error: None,
+            run_id: None,
+            kind: None,
+            connected: None,
+            events: None,
+            malformed: None,
+            updated_at: None,
         };
         match modified {
             Ok(at) => {
@@ -429,7 +596,9 @@ mod tests {
                 .iter()
                 .map(|(name, stale, dead)| FeedConfig {
                     name: name.to_string(),
-                    path: PathBuf::from(format!("feeds/{name}.csv")),
+                    source: crate::health::FeedSource::Path(PathBuf::from(format!(
+                        "feeds/{name}.csv"
+                    ))),
                     stale_after: Duration::from_secs(*stale),
                     dead_after: Duration::from_secs(*dead),
                 })
@@ -586,6 +755,7 @@ mod tests {
             }],
             control_plane: healthy_control(),
             coherence: BTreeMap::from([("kill_switch".to_string(), Probe::ok())]),
+            run_feeds: Vec::new(),
         };
         let walk: Vec<Status> = [
             (t0(), t0()),
@@ -665,6 +835,7 @@ mod tests {
                 }],
                 control_plane: healthy_control(),
                 coherence: BTreeMap::new(),
+                run_feeds: Vec::new(),
             },
             t0(),
         );
@@ -684,5 +855,144 @@ mod tests {
         assert_eq!(v["details"]["feeds"]["prices"]["state"], "fresh");
         let back: HealthReport = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
+    }
+
+    fn run_config(source: crate::health::FeedSource, name: &str) -> HealthConfig {
+        HealthConfig {
+            feeds: vec![FeedConfig {
+                name: name.into(),
+                source,
+                stale_after: Duration::from_secs(30),
+                dead_after: Duration::from_secs(120),
+            }],
+            ..HealthConfig::default()
+        }
+    }
+
+    fn run_seen(feed: &str, run_id: &str, state: Result<RunFeedState, String>) -> RunFeedSeen {
+        RunFeedSeen {
+            feed: feed.into(),
+            run_id: run_id.into(),
+            path: format!("runs/{run_id}/state/feed.json"),
+            state,
+        }
+    }
+
+    /// A live paper run whose last event is `event_age` s old and whose process rewrote
+    /// feed.json `update_age` s ago.
+    fn live(event_age: f64, update_age: f64) -> RunFeedState {
+        RunFeedState {
+            kind: Some("websocket".into()),
+            updated_at: Some(t0() - secs(update_age)),
+            last_event_at: Some(t0() - secs(event_age)),
+            started_at: Some(t0() - secs(3600.0)),
+            connected: Some(true),
+            events: 12,
+            malformed: 1,
+            stale: false,
+            stopped: false,
+        }
+    }
+
+    #[test]
+    fn a_silent_paper_run_feed_lowers_m3() {
+        use crate::health::FeedSource;
+        let c = run_config(FeedSource::Run("r1".into()), "run:r1");
+        let eval = |state: RunFeedState| {
+            let obs = Observations {
+                run_feeds: vec![run_seen("run:r1", "r1", Ok(state))],
+                control_plane: healthy_control(),
+                ..Observations::default()
+            };
+            evaluate(&c, &obs, t0())
+        };
+        // Fresh: an event 1 s ago, the file rewritten just now.
+        let r = eval(live(1.0, 0.5));
+        assert_eq!(r.sensors.m3_data_freshness, FEED_FRESH);
+        let d = &r.details.feeds["run:r1"];
+        assert_eq!(
+            (d.state.as_str(), d.run_id.as_deref(), d.events, d.malformed),
+            ("fresh", Some("r1"), Some(12), Some(1))
+        );
+        assert_eq!(d.error, None);
+        // The feed went silent (the run still updates the file): stale, then dead.
+        let r = eval(live(31.0, 0.5));
+        assert_eq!(r.sensors.m3_data_freshness, FEED_STALE);
+        assert_eq!(r.status, Status::Degraded);
+        let d = &r.details.feeds["run:r1"];
+        assert_eq!(d.state, "stale");
+        assert_eq!(d.age_seconds, Some(31.0));
+        assert_eq!(d.error.as_deref(), Some("no event for 31.0 s"));
+        assert_eq!(eval(live(121.0, 0.5)).sensors.m3_data_freshness, FEED_DEAD);
+        // The run's process stopped rewriting the file (killed -9): its feed is dead too.
+        let r = eval(live(1.0, 200.0));
+        assert_eq!(r.details.feeds["run:r1"].state, "dead");
+        assert!(
+            r.details.feeds["run:r1"]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("has not updated state/feed.json for 200.0 s"),
+            "{:?}",
+            r.details.feeds["run:r1"]
+        );
+        // The run's own stale verdict, and a disconnected source, are shown.
+        let mut state = live(1.0, 0.5);
+        state.stale = true;
+        state.connected = Some(false);
+        let r = eval(state);
+        assert_eq!(r.details.feeds["run:r1"].state, "stale");
+        assert_eq!(
+            r.details.feeds["run:r1"].error.as_deref(),
+            Some("the run reports its data stale (older than max_data_age); disconnected")
+        );
+        // No event yet: the age counts from the run's start.
+        let mut state = live(0.0, 0.5);
+        state.last_event_at = None;
+        state.started_at = Some(t0() - secs(45.0));
+        let r = eval(state);
+        assert_eq!(r.details.feeds["run:r1"].state, "stale");
+        // A stopped run delivers nothing more.
+        let mut state = live(1.0, 0.5);
+        state.stopped = true;
+        assert_eq!(eval(state).details.feeds["run:r1"].state, "dead");
+        // No feed.json: dead with the reason.
+        let obs = Observations {
+            run_feeds: vec![run_seen("run:r1", "r1", Err("no such file".into()))],
+            ..Observations::default()
+        };
+        let r = evaluate(&c, &obs, t0());
+        assert_eq!(
+            r.details.feeds["run:r1"].error.as_deref(),
+            Some("no such file")
+        );
+        assert_eq!(r.sensors.m3_data_freshness, FEED_DEAD);
+        let text = serde_json::to_string(&r).unwrap();
+        let back: HealthReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn every_running_paper_run_is_a_feed_of_its_own() {
+        use crate::health::FeedSource;
+        let c = run_config(FeedSource::PaperRuns, "paper");
+        let obs = Observations {
+            run_feeds: vec![
+                run_seen("paper", "aaa", Ok(live(1.0, 0.2))),
+                run_seen("paper", "bbb", Ok(live(40.0, 0.2))),
+                run_seen("other", "ccc", Ok(live(500.0, 0.2))),
+            ],
+            control_plane: healthy_control(),
+            ..Observations::default()
+        };
+        let r = evaluate(&c, &obs, t0());
+        let names: Vec<&String> = r.details.feeds.keys().collect();
+        assert_eq!(names, ["paper:aaa", "paper:bbb"]);
+        assert_eq!(r.sensors.m3_data_freshness, FEED_STALE);
+        assert_eq!(r.details.feeds["paper:bbb"].state, "stale");
+        // None running: nothing to watch, M3 stays 1.
+        let r = evaluate(&c, &Observations::default(), t0());
+        assert!(r.details.feeds.is_empty());
+        assert_eq!(r.sensors.m3_data_freshness, 1.0);
     }
 }

@@ -32,7 +32,14 @@ pub fn render_text(result: &Reconciliation, path: &Path) -> String {
         .map(|c| {
             vec![
                 c.name.clone(),
-                if c.passed { "ok" } else { "MISMATCH" }.to_string(),
+                if c.skipped {
+                    "skipped"
+                } else if c.passed {
+                    "ok"
+                } else {
+                    "MISMATCH"
+                }
+                .to_string(),
                 cell(&c.expected),
                 cell(&c.observed),
                 cell(&c.difference),
@@ -57,11 +64,20 @@ pub fn render_text(result: &Reconciliation, path: &Path) -> String {
             result.checks.len() - shown.len()
         ));
     }
+    for note in &result.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    let skipped = result.skipped().count();
     out.push_str(&format!(
-        "\n{}: {} of {} checks passed; {}\n",
+        "\n{}: {} of {} checks passed{}; {}\n",
         if result.passed { "PASSED" } else { "FAILED" },
-        result.checks.len() - failed,
-        result.checks.len(),
+        result.checks.len() - failed - skipped,
+        result.checks.len() - skipped,
+        if skipped > 0 {
+            format!(" ({skipped} skipped)")
+        } else {
+            String::new()
+        },
         path.display()
     ));
     out

@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
 
 mod health;
+mod paper;
 mod reconcile;

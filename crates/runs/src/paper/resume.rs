@@ -132,7 +132,10 @@ pub(crate) fn reopen(data_dir: &Path, id: &str) -> Result<Reopened, RunError> {
 /// The whole lines of a journal before the first line of an ending event, and the reason of an
 /// interruption among the cut lines.
 fn kept_lines(mut journal: Vec<u8>) -> (Vec<u8>, Option<String>) {
-    let whole = journal.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let whole = journal
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
     journal.truncate(whole);
     let mut at = 0;
     let mut interrupted = None;

@@ -521,7 +521,10 @@ impl Machine<'_> {
             return Err(e);
         }
         if let Some(e) = self.sink.error() {
-            return Err(RunError::io(&self.run_dir, std::io::Error::new(e.kind(), e.to_string())));
+            return Err(RunError::io(
+                &self.run_dir,
+                std::io::Error::new(e.kind(), e.to_string()),
+            ));
         }
         if !self.replaying && self.since_snapshot >= self.paper.snapshot_every {
             self.snapshot()?;
@@ -688,9 +691,17 @@ impl Machine<'_> {
 
     /// Records and processes one event of the feed (a bar out of order becomes a malformed
     /// event; one processed already is skipped).
-    fn on_feed_event(&mut self, event: FeedEvent, clock: Option<UnixNanos>) -> Result<(), RunError> {
+    fn on_feed_event(
+        &mut self,
+        event: FeedEvent,
+        clock: Option<UnixNanos>,
+    ) -> Result<(), RunError> {
         let wall = wall_now();
-        let current = self.engine.as_ref().and_then(|e| e.state().ok()).and_then(|s| s.ts);
+        let current = self
+            .engine
+            .as_ref()
+            .and_then(|e| e.state().ok())
+            .and_then(|s| s.ts);
         let data_ts = match &event {
             FeedEvent::Bar(bar) => {
                 if self.position.last_bar_ts == Some(bar.ts)
@@ -752,10 +763,12 @@ impl Machine<'_> {
     }
 
     fn write_feed_state(&mut self, feed: &dyn Feed) -> Result<(), RunError> {
-        let last = self
-            .position
-            .last_bar_ts
-            .or_else(|| self.engine.as_ref().and_then(|e| e.state().ok()).and_then(|s| s.ts));
+        let last = self.position.last_bar_ts.or_else(|| {
+            self.engine
+                .as_ref()
+                .and_then(|e| e.state().ok())
+                .and_then(|s| s.ts)
+        });
         self.feed_state.stale = match last {
             Some(ts) => self
                 .stale_reason(feed.clock().unwrap_or_else(wall_now), ts)
@@ -765,14 +778,16 @@ impl Machine<'_> {
         self.feed_state.write(&self.run_dir)
     }
 
-    /// Stops: a `run_stopped` line, the last snapshot, the engine's finish (open orders
+    /// Stops: the last snapshot, a `run_stopped` line, the engine's finish (open orders
     /// cancelled, open trades reported), and `state/feed.json` saying stopped.
     fn stop(&mut self, reason: StopReason) -> Result<Summary, RunError> {
+        // The snapshot first: it describes the state after the last event, as every other
+        // snapshot does (a run killed while stopping is resumed from it).
+        self.snapshot()?;
         let wall = wall_now();
         self.sink.set_wall_ts(&wall_text(wall));
         self.sink
             .journal_extra(&json!({"event": "run_stopped", "stop_reason": reason.as_str()}));
-        self.snapshot()?;
         let engine = self.engine.take().ok_or_else(|| RunError::Corrupt {
             path: PathBuf::new(),
             message: "the paper run's engine has finished".to_string(),

@@ -54,7 +54,9 @@ impl BookState {
             .iter()
             .map(|o| {
                 let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
-                if let (Some(map), Some(inst)) = (v.as_object_mut(), instruments.get(o.instrument.index())) {
+                if let (Some(map), Some(inst)) =
+                    (v.as_object_mut(), instruments.get(o.instrument.index()))
+                {
                     map.insert("symbol".to_string(), Value::from(inst.symbol.as_str()));
                 }
                 v

@@ -1,0 +1,542 @@
+//! Paper runs (`mode: paper`) through the binary: a replay at `speed: max` fills exactly as the
+//! backtest; a run killed -9 and resumed loses and repeats nothing; the kill switch; SIGTERM,
+//! `stop_at` and the feed's end stop and seal the folder; spec errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{repo, run_json, stderr, stdout, tradeloom, write_spec};
+
+/// The GOOG example as a paper spec replayed at `speed`, with `extra` lines appended.
+fn paper_spec(dir: &Path, name: &str, speed: &str, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("examples/specs/goog_sma_cross.yaml")).unwrap();
+    let data = repo().join("examples/data/goog_1d.csv");
+    let text = text
+        .replace(
+            "mode: backtest",
+            &format!("mode: paper\nfeed: {{type: replay, speed: {speed}}}"),
+        )
+        .replace("../data/goog_1d.csv", data.to_str().unwrap());
+    write_spec(dir, name, &format!("{text}{extra}"))
+}
+
+/// The GOOG example as a backtest (data path absolute).
+fn backtest_spec(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("examples/specs/goog_sma_cross.yaml")).unwrap();
+    let data = repo().join("examples/data/goog_1d.csv");
+    let text = text.replace("../data/goog_1d.csv", data.to_str().unwrap());
+    write_spec(dir, "backtest.yaml", &text)
+}
+
+/// Starts `tradeloom ARGS --data-dir DIR` without waiting for it.
+fn spawn(data_dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tradeloom"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `check` every 20 ms until it returns `Some` (a minute at most: then the test fails).
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(x) = check() {
+            return x;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The only run folder under the data dir, once it exists.
+fn the_run_dir(data_dir: &Path) -> PathBuf {
+    wait_for("the run folder", || {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(data_dir.join("runs"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("metadata.json").is_file())
+            .collect();
+        (dirs.len() == 1).then(|| dirs[0].clone())
+    })
+}
+
+fn metadata(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap()
+}
+
+fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Lines of a CSV file (header excluded) with the `wall_ts` column (the last) removed if the
+/// header has one.
+fn rows_without_wall(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let wall = header.ends_with(",wall_ts");
+    lines
+        .map(|l| match wall {
+            true => l[..l.rfind(',').unwrap()].to_string(),
+            false => l.to_string(),
+        })
+        .collect()
+}
+
+/// Complete lines of the file (0 when it does not exist yet).
+fn line_count(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+fn finish(child: Child) -> std::process::Output {
+    child.wait_with_output().unwrap()
+}
+
+fn verify_ok(data_dir: &Path, run_id: &str) {
+    let out = tradeloom(data_dir, &["verify", run_id]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn a_replay_at_max_speed_fills_exactly_as_the_backtest() {
+    let data = tempfile::tempdir().unwrap();
+    let (bt, bt_dir) = run_json(data.path(), &backtest_spec(data.path()));
+    assert_eq!(bt["status"], "completed");
+    let spec = paper_spec(data.path(), "paper.yaml", "max", "");
+    let (paper, dir) = run_json(data.path(), &spec);
+    assert_eq!(paper["status"], "completed");
+    assert_eq!(paper["stop_reason"], "feed_end");
+    let backtest_fills = rows_without_wall(&bt_dir.join("fills.csv"));
+    assert!(backtest_fills.len() > 10, "the strategy trades");
+    assert_eq!(rows_without_wall(&dir.join("fills.csv")), backtest_fills);
+    assert_eq!(
+        rows_without_wall(&dir.join("orders.csv")),
+        rows_without_wall(&bt_dir.join("orders.csv"))
+    );
+    assert_eq!(paper["metrics"], bt["metrics"]);
+    let meta = metadata(&dir);
+    assert_eq!(meta["mode"], "paper");
+    assert_eq!(meta["stop_reason"], "feed_end");
+    // Paper files carry the wall clock; the backtest's do not.
+    let header = std::fs::read_to_string(dir.join("fills.csv")).unwrap();
+    assert!(
+        header
+            .starts_with("fill_id,order_id,ts,symbol,side,quantity,price,fee,liquidity,wall_ts\n")
+    );
+    let lines = journal(&dir);
+    assert!(lines.iter().all(|l| {
+        l["wall_ts"]
+            .as_str()
+            .is_some_and(|w| w.ends_with('Z') && w.len() == 30)
+    }));
+    assert!(journal(&bt_dir).iter().all(|l| l.get("wall_ts").is_none()));
+    assert_eq!(lines.last().unwrap()["event"], "run_finished");
+    for state in [
+        "state/inputs.jsonl",
+        "state/snapshot.json",
+        "state/feed.json",
+    ] {
+        assert!(
+            meta["artifacts"][state]["sha256"].is_string(),
+            "{state} hashed"
+        );
+    }
+    let feed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/feed.json")).unwrap())
+            .unwrap();
+    assert_eq!(feed["kind"], "replay");
+    assert_eq!(feed["stopped"], true);
+    assert_eq!(feed["events"], 2148);
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/snapshot.json")).unwrap())
+            .unwrap();
+    assert_eq!(snapshot["events"], 2148);
+    assert_eq!(snapshot["strategy"]["name"], "sma_cross");
+    verify_ok(data.path(), meta["run_id"].as_str().unwrap());
+}
+
+/// Net position per symbol from fills.csv rows (side is the 5th column, quantity the 6th).
+fn net_position(rows: &[String]) -> i64 {
+    rows.iter()
+        .map(|r| {
+            let cols: Vec<&str> = r.split(',').collect();
+            let q: i64 = cols[5].parse().unwrap();
+            if cols[4] == "BUY" { q } else { -q }
+        })
+        .sum()
+}
+
+/// A decimal with at most two places, in cents.
+fn cents(text: &str) -> i128 {
+    let (units, frac) = text.split_once('.').unwrap_or((text, ""));
+    let frac = format!("{frac:0<2}");
+    assert!(frac.len() == 2, "{text}");
+    let sign = if units.starts_with('-') { -1 } else { 1 };
+    units.parse::<i128>().unwrap() * 100 + sign * frac.parse::<i128>().unwrap()
+}
+
+/// Cash the fills of fills.csv rows took (buys) less what they brought (sells), fees included,
+/// in cents.
+fn cash_spent(rows: &[String]) -> i128 {
+    rows.iter()
+        .map(|r| {
+            let cols: Vec<&str> = r.split(',').collect();
+            let notional = cols[5].parse::<i128>().unwrap() * cents(cols[6]);
+            let fee = cents(cols[7]);
+            if cols[4] == "BUY" {
+                notional + fee
+            } else {
+                fee - notional
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn a_paper_run_killed_and_resumed_loses_and_repeats_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let (_, bt_dir) = run_json(data.path(), &backtest_spec(data.path()));
+    let expected = rows_without_wall(&bt_dir.join("fills.csv"));
+    let runs = tempfile::tempdir().unwrap();
+    // About 2,150 daily bars in roughly 8 seconds; snapshots every 100 events.
+    let spec = paper_spec(
+        data.path(),
+        "slow.yaml",
+        "30000000",
+        "snapshot_every: 100\n",
+    );
+    let mut child = spawn(runs.path(), &["run", spec.to_str().unwrap(), "--json"]);
+    let dir = the_run_dir(runs.path());
+    let inputs = dir.join("state/inputs.jsonl");
+    wait_for("some inputs processed and a snapshot", || {
+        (line_count(&inputs) > 700 && dir.join("state/snapshot.json").is_file()).then_some(())
+    });
+    child.kill().unwrap();
+    let killed = finish(child);
+    assert!(!killed.status.success());
+    let meta = metadata(&dir);
+    assert_eq!(meta["status"], "running", "a killed run is left running");
+    let before = rows_without_wall(&dir.join("fills.csv"));
+    let run_id = meta["run_id"].as_str().unwrap().to_string();
+
+    let out = tradeloom(runs.path(), &["run", "--resume", &run_id, "--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let last: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "completed");
+    assert_eq!(last["stop_reason"], "feed_end");
+    let after = rows_without_wall(&dir.join("fills.csv"));
+    assert_eq!(
+        after, expected,
+        "the same fills as without the interruption"
+    );
+    assert!(
+        after.starts_with(&before),
+        "the fills before the kill are kept"
+    );
+    let fill_ids: std::collections::BTreeSet<&str> =
+        after.iter().map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(fill_ids.len(), after.len(), "no fill duplicated");
+    let lines = journal(&dir);
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=lines.len() as u64).collect::<Vec<_>>(),
+        "seq without gaps"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "run_resumed").count(),
+        1
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "run_started").count(),
+        1,
+        "the engine started once"
+    );
+    let bars: Vec<u64> = std::fs::read_to_string(&inputs)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "bar")
+        .map(|v| v["bar"]["ts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bars.len(), 2148, "every bar processed once");
+    assert!(bars.windows(2).all(|w| w[0] < w[1]));
+    // The books balance: the run's final cash is the initial cash less what the fills cost.
+    let finished = lines.iter().find(|l| l["event"] == "run_finished").unwrap();
+    assert_eq!(
+        cents(finished["cash"].as_str().unwrap()),
+        10_000_000 - cash_spent(&after),
+        "cash from fills.csv"
+    );
+    verify_ok(runs.path(), &run_id);
+
+    // A completed run cannot be resumed; nor can a backtest.
+    let out = tradeloom(runs.path(), &["run", "--resume", &run_id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is completed"), "{}", stderr(&out));
+    let bt_id = metadata(&bt_dir)["run_id"].as_str().unwrap().to_string();
+    let out = tradeloom(data.path(), &["run", "--resume", &bt_id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("only paper runs can be resumed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tradeloom(
+        runs.path(),
+        &["run", spec.to_str().unwrap(), "--resume", &run_id],
+    );
+    assert_eq!(out.status.code(), Some(2), "a spec and --resume together");
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_the_folder_is_sealed() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = paper_spec(data.path(), "slow.yaml", "3000000", "");
+    let child = spawn(data.path(), &["run", spec.to_str().unwrap(), "--json"]);
+    let dir = the_run_dir(data.path());
+    wait_for("a few bars", || {
+        (line_count(&dir.join("state/inputs.jsonl")) > 20).then_some(())
+    });
+    // The journal grows while the run runs.
+    wait_for("journal lines on disk", || {
+        (line_count(&dir.join("journal.jsonl")) > 5).then_some(())
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = finish(child);
+    assert!(
+        out.status.success(),
+        "exit 0: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let meta = metadata(&dir);
+    assert_eq!(meta["status"], "completed");
+    assert_eq!(meta["stop_reason"], "stopped");
+    let lines = journal(&dir);
+    let stopped = lines
+        .iter()
+        .position(|l| l["event"] == "run_stopped")
+        .unwrap();
+    assert_eq!(lines[stopped]["stop_reason"], "stopped");
+    assert_eq!(lines.last().unwrap()["event"], "run_finished");
+    verify_ok(data.path(), meta["run_id"].as_str().unwrap());
+}
+
+#[test]
+fn stop_at_stops_the_run() {
+    let data = tempfile::tempdir().unwrap();
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let spec = paper_spec(
+        data.path(),
+        "stop_at.yaml",
+        "1000000",
+        &format!(
+            "stop_at: {}\n",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ),
+    );
+    let (json, dir) = run_json(data.path(), &spec);
+    assert_eq!(json["status"], "completed");
+    assert_eq!(json["stop_reason"], "stop_at");
+    let meta = metadata(&dir);
+    assert_eq!(meta["stop_reason"], "stop_at");
+    let bars = json["metrics"]["bars"].as_u64().unwrap();
+    assert!(bars > 0 && bars < 2148, "stopped mid-replay: {bars} bars");
+    verify_ok(data.path(), meta["run_id"].as_str().unwrap());
+}
+
+/// Engages the kill switch of `run_id` while it runs; returns when the engage returned.
+fn engage(data_dir: &Path, run_id: &str, flatten: bool) -> chrono::DateTime<chrono::Utc> {
+    let mut args = vec![
+        "killswitch",
+        "engage",
+        "--run",
+        run_id,
+        "--reason",
+        "paper drill",
+        "--by",
+        "ops",
+    ];
+    if flatten {
+        args.push("--flatten");
+    }
+    let out = tradeloom(data_dir, &args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    chrono::Utc::now()
+}
+
+fn kill_switch_during_a_run(flatten: bool) {
+    let data = tempfile::tempdir().unwrap();
+    let spec = paper_spec(data.path(), "slow.yaml", "30000000", "");
+    let child = spawn(data.path(), &["run", spec.to_str().unwrap(), "--json"]);
+    let dir = the_run_dir(data.path());
+    let run_id = metadata(&dir)["run_id"].as_str().unwrap().to_string();
+    wait_for("a few fills", || {
+        (line_count(&dir.join("fills.csv")) > 4).then_some(())
+    });
+    let engaged_at = engage(data.path(), &run_id, flatten);
+    let out = finish(child);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let lines = journal(&dir);
+    let at = lines
+        .iter()
+        .position(|l| l["event"] == "kill_switch_engaged")
+        .expect("the engagement is journaled");
+    let wall = |l: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(l["wall_ts"].as_str().unwrap()).unwrap()
+    };
+    let liquidations: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "kill_switch_liquidation")
+        .map(|l| &l["order_id"])
+        .collect();
+    for l in &lines {
+        if l["event"] == "order_accepted" {
+            let id = &l["order_id"];
+            if liquidations.contains(&id) {
+                continue;
+            }
+            assert!(
+                wall(l) <= engaged_at,
+                "order {id} accepted after the engage returned"
+            );
+        }
+    }
+    assert!(
+        lines[at..]
+            .iter()
+            .filter(|l| l["event"] == "order_rejected")
+            .all(|l| l["code"] == "risk.kill_switch")
+    );
+    let rejected = lines[at..]
+        .iter()
+        .filter(|l| l["code"] == "risk.kill_switch")
+        .count();
+    assert!(rejected > 0, "the strategy kept trying and was refused");
+    let fills = rows_without_wall(&dir.join("fills.csv"));
+    if flatten {
+        assert_eq!(liquidations.len(), 1, "one liquidation order");
+        assert_eq!(net_position(&fills), 0, "the position is closed");
+    } else {
+        assert!(liquidations.is_empty());
+        assert_ne!(net_position(&fills), 0, "the position is kept");
+    }
+    verify_ok(data.path(), &run_id);
+}
+
+#[test]
+fn an_engaged_kill_switch_refuses_every_later_order_of_a_paper_run() {
+    kill_switch_during_a_run(false);
+}
+
+#[test]
+fn an_engaged_kill_switch_with_flatten_closes_the_paper_position() {
+    kill_switch_during_a_run(true);
+}
+
+#[test]
+fn paper_spec_errors_name_the_line_and_field() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = paper_spec(data.path(), "bad.yaml", "max", "stop_at: soon\n");
+    let out = tradeloom(data.path(), &["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bad.yaml:13: stop_at: `soon` is not an RFC 3339 time"),
+        "{}",
+        stderr(&out)
+    );
+    let spec = paper_spec(data.path(), "age.yaml", "max", "max_data_age: 5 parsecs\n");
+    let out = tradeloom(data.path(), &["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("age.yaml:13: max_data_age: invalid duration `5 parsecs`"),
+        "{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(backtest_spec(data.path())).unwrap();
+    let spec = write_spec(
+        data.path(),
+        "bt.yaml",
+        &format!("{text}feed: {{type: replay}}\n"),
+    );
+    let out = tradeloom(data.path(), &["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bt.yaml:12: feed: only a paper run has `feed:`"),
+        "{}",
+        stderr(&out)
+    );
+    let spec = write_spec(
+        data.path(),
+        "nofeed.yaml",
+        &text.replace("mode: backtest", "mode: paper"),
+    );
+    let out = tradeloom(data.path(), &["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("nofeed.yaml:4: feed: a paper run needs a `feed:` section"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tradeloom(data.path(), &["run", "--resume", "nosuchrun"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !data.path().join("runs").exists()
+            || std::fs::read_dir(data.path().join("runs")).unwrap().count() == 0
+    );
+}
+
+#[test]
+fn orders_on_data_older_than_max_data_age_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    // A replay's data age is measured on its clock (the replayed time). At a billion times
+    // real time, the microseconds between a bar's delivery and its processing are many
+    // seconds of replayed time, far more than 1 ms: every bar is stale.
+    let spec = paper_spec(
+        data.path(),
+        "stale.yaml",
+        "1000000000",
+        "max_data_age: 1ms\n",
+    );
+    let (json, dir) = run_json(data.path(), &spec);
+    assert_eq!(json["status"], "completed");
+    let lines = journal(&dir);
+    let rejected: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "order_rejected")
+        .collect();
+    assert!(!rejected.is_empty(), "the strategy tried to trade");
+    for r in &rejected {
+        assert_eq!(r["code"], "risk.stale_data");
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("more than max_data_age"),
+            "{r}"
+        );
+    }
+    assert!(!lines.iter().any(|l| l["event"] == "order_accepted"));
+    // At speed max the replay clock is the last bar's time: never stale.
+    let spec = paper_spec(data.path(), "max.yaml", "max", "max_data_age: 1ms\n");
+    let (_, dir) = run_json(data.path(), &spec);
+    assert!(!journal(&dir).iter().any(|l| l["code"] == "risk.stale_data"));
+}
