@@ -174,6 +174,29 @@ impl EngineRuns {
         }
     }
 
+    /// Stops every paper run of this process gracefully and waits up to `within` for them to
+    /// end (a server that shuts down seals its paper runs; backtests are left to finish).
+    /// Returns the ids of the paper runs that had not ended in time.
+    pub async fn stop_all(&self, within: std::time::Duration) -> Vec<String> {
+        let paper: Vec<(String, watch::Receiver<bool>)> = lock(&self.runs)
+            .iter()
+            .filter(|(_, a)| a.mode == EngineMode::Paper)
+            .map(|(id, a)| (id.clone(), a.finished.clone()))
+            .collect();
+        for (id, _) in &paper {
+            self.stop(id);
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        let mut late = Vec::new();
+        for (id, mut finished) in paper {
+            let ended = tokio::time::timeout_at(deadline, finished.wait_for(|done| *done)).await;
+            if !matches!(ended, Ok(Ok(_))) {
+                late.push(id);
+            }
+        }
+        late
+    }
+
     /// Waits until run `run_id` has ended (at once when it is not running in this process).
     pub async fn wait(&self, run_id: &str) {
         let finished = lock(&self.runs).get(run_id).map(|a| a.finished.clone());

@@ -62,8 +62,11 @@ pub struct RunOptions<'a> {
     /// Called once the run's folder exists with `metadata.json` saying `running`, before the
     /// first bar: with the run id and the folder (a server answers "started" with the id).
     /// Not called for a spec rejected before a folder was created.
-    pub on_start: Option<&'a mut dyn FnMut(&str, &Path)>,
+    pub on_start: Option<StartHook<'a>>,
 }
+
+/// [`RunOptions::on_start`]: called with the run id and its folder.
+pub type StartHook<'a> = &'a mut dyn FnMut(&str, &Path);
 
 /// The spec of a run: a file to load, or a spec already loaded.
 #[derive(Debug)]

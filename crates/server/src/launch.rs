@@ -225,6 +225,15 @@ impl Server {
         // simulation jobs of this process are marked interrupted (they resume likewise), and
         // the heartbeats go.
         self.scheduler.abort();
+        // Paper runs of this server stop gracefully: open orders cancelled, folders sealed.
+        let late = self
+            .runtime
+            .engine_runs()
+            .stop_all(std::time::Duration::from_secs(30))
+            .await;
+        if !late.is_empty() {
+            tracing::warn!(runs = ?late, "paper runs had not stopped after 30 s; they stay `running` (resume them with `tradeloom run --resume ID`)");
+        }
         self.runtime.shutdown().await;
         for job_id in self.simulator.running_jobs().await {
             let reason = "interrupted: serve was stopped; the job resumes at the next start";

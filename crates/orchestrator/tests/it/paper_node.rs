@@ -194,6 +194,27 @@ async fn a_paper_node_outputs_its_run_id_at_once_and_the_run_goes_on_until_stopp
         engine_runs(&s).stop(&run_id),
         StopOutcome::NotActive
     ));
+
+    // A server shutting down stops every paper run it runs, sealed.
+    let mut ids = Vec::new();
+    for name in ["again-1", "again-2"] {
+        let view = run_workflow(
+            &s,
+            json!({"name": name, "nodes": [
+                {"id": "p", "type": "paper", "config": {"spec_path": "paper.yaml"}}
+            ]}),
+        )
+        .await;
+        let out = output(&s.store, &view, "p").await;
+        ids.push(out["run_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(engine_runs(&s).active().len(), 2);
+    let late = engine_runs(&s).stop_all(Duration::from_secs(30)).await;
+    assert!(late.is_empty(), "{late:?}");
+    for id in &ids {
+        assert_eq!(metadata(&s, id)["stop_reason"], "stopped");
+    }
+    assert!(engine_runs(&s).active().is_empty());
     s.runtime.shutdown().await;
 }
 

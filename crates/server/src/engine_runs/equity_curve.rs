@@ -60,7 +60,7 @@ impl Downsampler {
             self.points.push(row);
             return;
         }
-        if i % self.bucket_rows == 0 {
+        if i.is_multiple_of(self.bucket_rows) {
             self.flush();
         }
         match &mut self.bucket {
