@@ -25,6 +25,7 @@ mod service;
 mod simulate;
 mod ssrf;
 mod universe;
+mod websocket_feed;
 mod workflow_examples;
 mod workflow_kill;
 mod workflows;
