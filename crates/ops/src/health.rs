@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 pub use config::{
-    ALL_PAPER_RUNS, CONFIG_FILE, ConfigSource, DEFAULT_DEAD_AFTER, DEFAULT_STALE_AFTER,
-    FeedConfig, FeedSource, HealthConfig, parse_duration,
+    ALL_PAPER_RUNS, CONFIG_FILE, ConfigSource, DEFAULT_DEAD_AFTER, DEFAULT_STALE_AFTER, FeedConfig,
+    FeedSource, HealthConfig, parse_duration,
 };
 pub use files::{HISTORY_MAX_LINES, HistoryEntry, history, latest, record};
 pub use heartbeat::{
@@ -36,8 +36,8 @@ pub use heartbeat::{
 };
 pub use monitor::{HEARTBEAT_EVERY, Monitor, MonitoredProcess, ProbeFuture, ReportSlot};
 pub use observe::{
-    Environment, FEED_STATE_FILE, PROBE_TIMEOUT, QueueAccess, StoreAccess, disk_writable, newest_modification,
-    observe, probe_disk,
+    Environment, FEED_STATE_FILE, PROBE_TIMEOUT, QueueAccess, StoreAccess, disk_writable,
+    newest_modification, observe, probe_disk,
 };
 pub use paths::{health_dir, heartbeat_dir, heartbeat_path, history_path, meta_health_path};
 pub use recovery::{
@@ -47,8 +47,7 @@ pub use recovery::{
 pub use report::{
     Details, FEED_DEAD, FEED_FRESH, FEED_STALE, FeedDetail, FeedSeen, HEARTBEAT_DEAD_SECS,
     HEARTBEAT_SLOW_SECS, HealthReport, HeartbeatSeen, Observations, Probe, RoleDetail, RunFeedSeen,
-    RunFeedState, Sensors,
-    Status, evaluate, feed_state, heartbeat_score, rfc3339,
+    RunFeedState, Sensors, Status, evaluate, feed_state, heartbeat_score, rfc3339,
 };
 pub use summary::config_note;
 

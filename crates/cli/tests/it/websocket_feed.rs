@@ -1,7 +1,8 @@
 //! A paper run on a WebSocket feed through the binary: `tradeloom run` against a local server
 //! that speaks Binance's kline stream format, which drops the connection mid-stream and resends
 //! its last closed kline after the reconnect; a malformed message is journaled and counted;
-//! SIGTERM stops the run (exit 0) and the folder reconciles and verifies. Without
+//! the silent feed shows stale in `tradeloom health`; SIGTERM stops the run (exit 0) and the
+//! folder reconciles and verifies. Without
 //! `--http-allow` the loopback address is refused before anything runs.
 
 use std::path::Path;
@@ -95,11 +96,23 @@ fn a_paper_run_on_a_websocket_feed_reconnects_and_processes_no_bar_twice() {
 
     // Without the allow-list the loopback address is refused, naming the field.
     let out = tradeloom(data.path(), &["run", spec.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let err = stderr(&out);
-    assert!(err.contains("ws.yaml:3: feed.url: ws://127.0.0.1:"), "{err}");
+    assert!(
+        err.contains("ws.yaml:3: feed.url: ws://127.0.0.1:"),
+        "{err}"
+    );
     assert!(err.contains("is blocked (loopback"), "{err}");
-    assert!(!err.contains("streams="), "the URL's query is not echoed: {err}");
+    assert!(
+        !err.contains("streams="),
+        "the URL's query is not echoed: {err}"
+    );
     assert_eq!(connections.load(Ordering::SeqCst), 0);
 
     let child = Command::new(env!("CARGO_BIN_EXE_tradeloom"))
@@ -133,9 +146,51 @@ fn a_paper_run_on_a_websocket_feed_reconnects_and_processes_no_bar_twice() {
             .collect()
     };
     while bar_inputs(&dir).len() < 10 {
-        assert!(Instant::now() < bound, "bars so far: {:?}", bar_inputs(&dir));
+        assert!(
+            Instant::now() < bound,
+            "bars so far: {:?}",
+            bar_inputs(&dir)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The server is silent now: the health monitor's `paper:*` feed goes stale.
+    std::fs::write(
+        data.path().join("health.yaml"),
+        "feeds:\n  - run: \"paper:*\"\n    max_age: 2s\n    dead_after: 1h\n",
+    )
+    .unwrap();
+    let run_id = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let key = format!("paper:{run_id}");
+    // (Right after the start feed.json may still say `connected: false`, also stale; wait for
+    // the silence itself.)
+    let report = loop {
+        assert!(Instant::now() < bound, "the feed never went stale");
+        let out = tradeloom(data.path(), &["health", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let error = report["details"]["feeds"][&key]["error"]
+            .as_str()
+            .unwrap_or("");
+        if error.starts_with("no event for ") {
+            break report;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(report["sensors"]["m3_data_freshness"], 0.7, "{report}");
+    let feed = &report["details"]["feeds"][&key];
+    assert_eq!(feed["state"], "stale", "{report}");
+    assert_eq!(feed["kind"], "websocket");
+    assert_eq!(feed["connected"], true);
+    assert_eq!(feed["malformed"], 1);
+    let out = tradeloom(data.path(), &["health"]);
+    let text = stdout(&out);
+    assert!(
+        text.lines().any(|l| l.starts_with("m3_data_freshness")
+            && l.contains("0.70")
+            && l.contains(&format!("paper:{run_id} stale"))),
+        "{text}"
+    );
+
     // Ten bars processed: the resent kline 4 came before 5–9, so it has been seen too.
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -143,7 +198,12 @@ fn a_paper_run_on_a_websocket_feed_reconnects_and_processes_no_bar_twice() {
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit 0: {}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "exit 0: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 
     // Every bar once, in order: 0..9 (kline 4 was received twice).
     let expected: Vec<i64> = (0..10).map(|i| (T0 + i * MINUTE) * 1_000_000).collect();
@@ -156,7 +216,10 @@ fn a_paper_run_on_a_websocket_feed_reconnects_and_processes_no_bar_twice() {
         .filter(|l| l["event"] == "feed_malformed")
         .collect();
     assert_eq!(malformed.len(), 1, "{malformed:?}");
-    assert_eq!(malformed[0]["reason"], "field `k.c`: `x` is not a decimal number");
+    assert_eq!(
+        malformed[0]["reason"],
+        "field `k.c`: `x` is not a decimal number"
+    );
     let statuses: Vec<bool> = journal
         .iter()
         .filter(|l| l["event"] == "feed_status")
@@ -170,8 +233,7 @@ fn a_paper_run_on_a_websocket_feed_reconnects_and_processes_no_bar_twice() {
     assert_eq!(feed["malformed"], 1);
     assert_eq!(feed["stopped"], true);
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["status"], "completed");
     assert_eq!(meta["stop_reason"], "stopped");
     let run_id = meta["run_id"].as_str().unwrap();

@@ -232,9 +232,7 @@ impl HealthConfig {
                     if run == ALL_PAPER_RUNS {
                         FeedSource::PaperRuns
                     } else if !run.is_empty()
-                        && run
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && run.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     {
                         FeedSource::Run(run)
                     } else {
@@ -431,7 +429,11 @@ mod tests {
         let cases: [(&str, &[&str]); 4] = [
             (
                 "feeds:\n  - name: a\n    path: a.csv\n    run: x\n",
-                &["/d/health.yaml:4:", "feeds[0]: give either `path`", "not both"],
+                &[
+                    "/d/health.yaml:4:",
+                    "feeds[0]: give either `path`",
+                    "not both",
+                ],
             ),
             (
                 "feeds:\n  - name: a\n    stale_after: 1s\n",
@@ -439,7 +441,10 @@ mod tests {
             ),
             (
                 "feeds:\n  - run: ../etc\n",
-                &["/d/health.yaml:2:", "feeds[0].run: `../etc` is not a run id"],
+                &[
+                    "/d/health.yaml:2:",
+                    "feeds[0].run: `../etc` is not a run id",
+                ],
             ),
             (
                 "feeds:\n  - run: \"paper:*\"\n  - run: \"paper:*\"\n",

@@ -211,8 +211,7 @@ fn read_run_feed(feed: &str, data_dir: &Path, run_dir: &Path) -> RunFeedSeen {
 /// "connected", "events", "malformed", "stale", "stopped"}`, times RFC 3339 or null). Errors
 /// name the field.
 pub(crate) fn parse_feed_state(text: &str) -> Result<RunFeedState, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let time = |key: &str| -> Result<Option<DateTime<Utc>>, String> {
         match v.get(key) {
             None | Some(serde_json::Value::Null) => Ok(None),

@@ -384,7 +384,10 @@ fn run_feed_detail(feed: &FeedConfig, seen: &RunFeedSeen, now: DateTime<Utc>) ->
     if score < FEED_FRESH {
         why.push(match state.last_event_at {
             Some(_) => format!("no event for {:.1} s", age.as_secs_f64()),
-            None => format!("no event since the run started {:.1} s ago", age.as_secs_f64()),
+            None => format!(
+                "no event since the run started {:.1} s ago",
+                age.as_secs_f64()
+            ),
         });
     }
     match state.updated_at {
@@ -494,7 +497,10 @@ pub fn evaluate(
         let path = match &feed.source {
             FeedSource::Path(path) => path,
             FeedSource::Run(_) | FeedSource::PaperRuns => {
-                let runs = observations.run_feeds.iter().filter(|r| r.feed == feed.name);
+                let runs = observations
+                    .run_feeds
+                    .iter()
+                    .filter(|r| r.feed == feed.name);
                 for seen in runs {
                     let key = match &feed.source {
                         FeedSource::PaperRuns => format!("{}:{}", feed.name, seen.run_id),
@@ -949,7 +955,10 @@ mod tests {
         state.connected = Some(false);
         let r = eval(state);
         assert_eq!(r.details.feeds["run:r1"].state, "stale");
-        assert_eq!(r.details.feeds["run:r1"].error.as_deref(), Some("disconnected"));
+        assert_eq!(
+            r.details.feeds["run:r1"].error.as_deref(),
+            Some("disconnected")
+        );
         // No event yet: the age counts from the run's start.
         let mut state = live(0.0, 0.5);
         state.last_event_at = None;
@@ -966,7 +975,10 @@ mod tests {
             ..Observations::default()
         };
         let r = evaluate(&c, &obs, t0());
-        assert_eq!(r.details.feeds["run:r1"].error.as_deref(), Some("no such file"));
+        assert_eq!(
+            r.details.feeds["run:r1"].error.as_deref(),
+            Some("no such file")
+        );
         assert_eq!(r.sensors.m3_data_freshness, FEED_DEAD);
         let text = serde_json::to_string(&r).unwrap();
         let back: HealthReport = serde_json::from_str(&text).unwrap();

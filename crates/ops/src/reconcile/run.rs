@@ -215,9 +215,8 @@ fn read_lines(path: &Path) -> Result<(Vec<String>, Option<String>), ReconcileErr
                 buf.pop();
             }
         }
-        let text = String::from_utf8(std::mem::take(&mut buf)).map_err(|_| {
-            ReconcileError::corrupt(path, Some(lines.len() + 1), "not UTF-8 text")
-        })?;
+        let text = String::from_utf8(std::mem::take(&mut buf))
+            .map_err(|_| ReconcileError::corrupt(path, Some(lines.len() + 1), "not UTF-8 text"))?;
         if !complete {
             // Nothing can follow a piece without a newline.
             let mut rest = Vec::new();
@@ -727,11 +726,7 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
     }
     let fees = Money::from_raw(j.fees, currency);
     let reported_equity = if running {
-        checks.push(Check::skipped(
-            "metrics",
-            "metrics.json",
-            SKIPPED_RUNNING,
-        ));
+        checks.push(Check::skipped("metrics", "metrics.json", SKIPPED_RUNNING));
         None
     } else {
         metrics_checks(
@@ -850,7 +845,11 @@ fn snapshot_checks(
     let path = Path::new(SNAPSHOT_FILE);
     let amount = |text: &str, field: &str| {
         Money::parse(text, currency).map_err(|e| {
-            ReconcileError::corrupt(path, None, format!("`{field}`: `{text}` is not a decimal amount ({e})"))
+            ReconcileError::corrupt(
+                path,
+                None,
+                format!("`{field}`: `{text}` is not a decimal amount ({e})"),
+            )
         })
     };
     let cash = amount(&snapshot.cash, "cash")?;
@@ -862,7 +861,10 @@ fn snapshot_checks(
                 ReconcileError::corrupt(
                     path,
                     None,
-                    format!("`positions[{i}].quantity`: `{}` is not a decimal ({e})", p.quantity),
+                    format!(
+                        "`positions[{i}].quantity`: `{}` is not a decimal ({e})",
+                        p.quantity
+                    ),
                 )
             })?
             .raw;
@@ -968,15 +970,15 @@ fn journal_checks(
         ));
     } else {
         checks.push(Check::verdict(
-        "journal.run_finished",
-        finished,
-        "run_finished",
-        if finished {
-            "run_finished"
-        } else {
-            "missing (the run did not finish)"
-        },
-    ));
+            "journal.run_finished",
+            finished,
+            "run_finished",
+            if finished {
+                "run_finished"
+            } else {
+                "missing (the run did not finish)"
+            },
+        ));
     }
     if let Some(cash) = j.finished_cash {
         checks.push(Check::money("journal.cash", account.cash(), cash));
@@ -1029,18 +1031,16 @@ fn equity_curve_checks(
 
 /// `fills.csv`, row by row, against the journal's fills. While the run runs, the file may
 /// trail the journal: its rows must be the journal's first ones.
-fn fills_csv_checks(
-    csv: &[(usize, FillRow)],
-    j: &Journal,
-    running: bool,
-    checks: &mut Vec<Check>,
-) {
+fn fills_csv_checks(csv: &[(usize, FillRow)], j: &Journal, running: bool, checks: &mut Vec<Check>) {
     if running {
         let ok = csv.len() <= j.fills.len();
         checks.push(Check::verdict(
             "fills_csv.rows",
             ok,
-            format!("at most {} (the journal's fills; run still running)", j.fills.len()),
+            format!(
+                "at most {} (the journal's fills; run still running)",
+                j.fills.len()
+            ),
             csv.len().to_string(),
         ));
     } else {

@@ -145,9 +145,16 @@ fn a_paper_run_reconciles_live_and_stopped_and_its_feed_is_watched() {
     wait_for("the run folder", || {
         std::fs::read_dir(&runs).is_ok_and(|mut d| d.next().is_some())
     });
-    let dir = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let dir = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let run_id = dir.file_name().unwrap().to_string_lossy().into_owned();
-    wait_for("400 events in feed.json", || feed_json(&dir)["events"] == 400);
+    wait_for("400 events in feed.json", || {
+        feed_json(&dir)["events"] == 400
+    });
     wait_for("the snapshot's journal lines on disk", || {
         let snapshot: serde_json::Value = std::fs::read_to_string(dir.join("state/snapshot.json"))
             .ok()
@@ -161,13 +168,21 @@ fn a_paper_run_reconciles_live_and_stopped_and_its_feed_is_watched() {
     // Live: passes, with the stop-time reports skipped.
     let live = reconcile_run(&dir).unwrap();
     assert!(live.passed, "{:?}", live.failed().collect::<Vec<_>>());
-    for name in ["metrics", "equity_curve", "trades_csv.closed", "journal.run_finished"] {
+    for name in [
+        "metrics",
+        "equity_curve",
+        "trades_csv.closed",
+        "journal.run_finished",
+    ] {
         let c = live.check(name).unwrap_or_else(|| panic!("no {name}"));
         assert!(c.skipped, "{name}: {c:?}");
         assert_eq!(c.observed, SKIPPED_RUNNING);
     }
     let snapshot_cash = live.check("snapshot.cash").unwrap();
-    assert!(snapshot_cash.passed && !snapshot_cash.skipped, "{snapshot_cash:?}");
+    assert!(
+        snapshot_cash.passed && !snapshot_cash.skipped,
+        "{snapshot_cash:?}"
+    );
     assert!(live.check("snapshot.position.GOOG.quantity").is_some());
     assert!(live.notes.iter().any(|n| n.contains("still running")));
     let text = tradeloom_ops::reconcile::render_text(&live, Path::new("r.json"));
@@ -182,28 +197,47 @@ fn a_paper_run_reconciles_live_and_stopped_and_its_feed_is_watched() {
     let obs = rt.block_on(observe(&config, &env(data_dir)));
     let now = chrono::Utc::now();
     let report = evaluate(&config, &obs, now);
-    assert_eq!(report.sensors.m3_data_freshness, 1.0, "{:?}", report.details.feeds);
+    assert_eq!(
+        report.sensors.m3_data_freshness, 1.0,
+        "{:?}",
+        report.details.feeds
+    );
     let mine = &report.details.feeds["mine"];
     assert_eq!(mine.state, "fresh");
     assert_eq!(mine.run_id.as_deref(), Some(run_id.as_str()));
     assert_eq!(mine.kind.as_deref(), Some("websocket"));
     assert_eq!(mine.events, Some(400));
-    assert!(report.details.feeds.contains_key(&format!("paper:{run_id}")));
+    assert!(
+        report
+            .details
+            .feeds
+            .contains_key(&format!("paper:{run_id}"))
+    );
     let later = evaluate(&config, &obs, now + chrono::Duration::seconds(45));
     assert_eq!(later.sensors.m3_data_freshness, 0.7);
     let mine = &later.details.feeds["mine"];
     assert_eq!(mine.state, "stale");
-    assert!(mine.error.as_deref().unwrap().contains("no event for"), "{mine:?}");
+    assert!(
+        mine.error.as_deref().unwrap().contains("no event for"),
+        "{mine:?}"
+    );
 
     // More bars, then stop: sealed, everything reconciles.
     allowed.store(600, Ordering::SeqCst);
-    wait_for("600 events in feed.json", || feed_json(&dir)["events"] == 600);
+    wait_for("600 events in feed.json", || {
+        feed_json(&dir)["events"] == 600
+    });
     stop.stop();
     let outcome = runner.join().unwrap().unwrap();
     assert_eq!(outcome.status, tradeloom_runs::RunStatus::Completed);
     let done = reconcile_run(&dir).unwrap();
     assert!(done.passed, "{:?}", done.failed().collect::<Vec<_>>());
-    assert_eq!(done.skipped().count(), 0, "{:?}", done.skipped().collect::<Vec<_>>());
+    assert_eq!(
+        done.skipped().count(),
+        0,
+        "{:?}",
+        done.skipped().collect::<Vec<_>>()
+    );
     assert!(done.check("metrics.fees").is_some());
     assert!(done.check("snapshot.cash").unwrap().passed);
     assert!(done.notes.is_empty(), "{:?}", done.notes);
@@ -220,7 +254,12 @@ fn a_paper_run_reconciles_live_and_stopped_and_its_feed_is_watched() {
             .unwrap()
             .contains("stopped")
     );
-    assert!(!report.details.feeds.contains_key(&format!("paper:{run_id}")));
+    assert!(
+        !report
+            .details
+            .feeds
+            .contains_key(&format!("paper:{run_id}"))
+    );
 
     // A last line cut short (killed -9 mid-write) is ignored and noted.
     let journal = dir.join("journal.jsonl");
