@@ -651,10 +651,11 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
     let running = meta.status == RunStatus::Running;
     let mut notes = Vec::new();
     if running {
-        notes.push(format!(
+        notes.push(
             "the run is still running (or its process died without marking it): the reports it \
              writes when it stops are skipped, and fills.csv may trail the journal"
-        ));
+                .to_string(),
+        );
     }
     // While the run writes, the CSV files are read before the journal, so that the journal
     // holds at least every fill and order they show.
