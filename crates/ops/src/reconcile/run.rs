@@ -635,11 +635,25 @@ fn metric_count(metrics: &Value, key: &str, path: &Path) -> Result<u64, Reconcil
 }
 
 fn run_currency(run_dir: &Path) -> Result<Currency, ReconcileError> {
+    /// Only `account.currency` is needed: the rest of the spec is not re-validated here (a
+    /// field this version cannot read back must not stop the books from being checked).
+    #[derive(Deserialize)]
+    struct SpecAccount {
+        account: AccountCurrency,
+    }
+    #[derive(Deserialize)]
+    struct AccountCurrency {
+        #[serde(default)]
+        currency: Option<String>,
+    }
     let path = run_dir.join("run_spec.yaml");
     let text = std::fs::read_to_string(&path).map_err(|e| ReconcileError::io(&path, e))?;
-    let spec = tradeloom_runs::spec::parse_spec(&text, &path)
-        .map_err(|e| ReconcileError::corrupt(&path, None, e.to_string()))?;
-    Currency::from_code(&spec.account.currency)
+    let spec: SpecAccount = yaml_serde::from_str(&text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        ReconcileError::corrupt(&path, line, format!("account.currency: {e}"))
+    })?;
+    let code = spec.account.currency.unwrap_or_else(|| "USD".to_string());
+    Currency::from_code(&code)
         .map_err(|e| ReconcileError::corrupt(&path, None, format!("account.currency: {e}")))
 }
 
