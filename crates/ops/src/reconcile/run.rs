@@ -563,14 +563,19 @@ fn read_fills_csv(path: &Path, currency: Currency) -> Result<FillsCsv, Reconcile
 
 /// The lines of a CSV file after its header, with line numbers (a last line without its
 /// newline, cut short by a kill, is left out).
-fn csv_rows(path: &Path) -> Result<Vec<(usize, Vec<String>)>, ReconcileError> {
-    let (lines, _) = read_lines(path)?;
-    Ok(lines
+/// CSV rows with their line numbers, and the line number of a last line cut short.
+type CsvRows = (Vec<(usize, Vec<String>)>, Option<usize>);
+
+fn csv_rows(path: &Path) -> Result<CsvRows, ReconcileError> {
+    let (lines, tail) = read_lines(path)?;
+    let cut = tail.filter(|t| !t.is_empty()).map(|_| lines.len() + 1);
+    let rows = lines
         .iter()
         .enumerate()
         .skip(1)
         .map(|(i, text)| (i + 1, text.split(',').map(str::to_string).collect()))
-        .collect())
+        .collect();
+    Ok((rows, cut))
 }
 
 /// The last row of `equity.parquet` (only its last row group is read).
@@ -679,7 +684,12 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         None
     };
     let fills_csv = read_fills_csv(&file("fills.csv"), currency)?;
-    let orders_rows = csv_rows(&file("orders.csv"))?;
+    let (orders_rows, orders_cut) = csv_rows(&file("orders.csv"))?;
+    if let Some(line) = orders_cut {
+        notes.push(format!(
+            "orders.csv:{line}: the last line is cut short and was ignored"
+        ));
+    }
     let journal_path = file("journal.jsonl");
     let snapshot_at = snapshot.as_ref().map(|s| s.journal_lines);
     let j = read_journal(&journal_path, currency, snapshot_at)?;
@@ -1142,6 +1152,7 @@ fn orders_csv_check(
 /// `trades.csv`: its closed trades, as many as the journal's.
 fn trades_csv_check(trades_path: &Path, j: &Journal) -> Result<Check, ReconcileError> {
     let closed = csv_rows(trades_path)?
+        .0
         .iter()
         .filter(|(_, r)| r.last().map(String::as_str) == Some("closed"))
         .count() as u64;
