@@ -28,6 +28,7 @@ mod flow_client;
 mod health;
 mod interruption;
 mod killswitch;
+mod live;
 mod metrics_cmd;
 mod paper;
 mod reconcile;
@@ -242,6 +243,18 @@ enum Command {
         #[command(subcommand)]
         command: metrics_cmd::MetricsCommand,
     },
+    /// The scan bridge: publish every new scan file of a directory (Arrow IPC, Parquet, CSV,
+    /// JSON lines) into a feature map, until SIGTERM or Ctrl-C.
+    Bridge(live::BridgeArgs),
+    /// The event-driven trader: a paper run of a `scan_dir` spec that trades each scan the
+    /// bridge publishes and publishes its state and per-day PnL into `<map>.trader`; until
+    /// SIGTERM or Ctrl-C (graceful) or `stop_at`.
+    Trader(live::TraderArgs),
+    /// Feature maps (the bridge's scans, a trader's state).
+    Map {
+        #[command(subcommand)]
+        command: live::MapCommand,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -443,6 +456,7 @@ fn main() -> ExitCode {
             | Command::Serve(_)
             | Command::Health(_)
             | Command::Metrics { .. }
+            | Command::Trader(_)
     ) {
         interruption::sweep_runs(&cli.data_dir);
     }
@@ -497,6 +511,9 @@ fn main() -> ExitCode {
             } => commands::data_universe(symbols, days, seed, &start, &out, !no_news),
         },
         Command::Bench { command } => bench::run(command),
+        Command::Bridge(args) => live::bridge(&data_dir, &args),
+        Command::Map { command } => live::map(&data_dir, &command),
+        Command::Trader(args) => live::trader(&data_dir, &args),
         Command::Simulate {
             config,
             json,

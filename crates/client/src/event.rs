@@ -15,6 +15,9 @@ pub struct RunEvent {
     pub run_id: Option<String>,
     /// Set on events of simulation jobs, never on a run's.
     pub job_id: Option<String>,
+    /// Set on events of engine runs (paper runs' `order`, `fill`, `equity`), never on others.
+    #[serde(default)]
+    pub engine_run_id: Option<String>,
     /// e.g. `node_queued`, `node_completed`, `approval_requested`, `run_finished`.
     pub kind: String,
     pub node_id: Option<String>,

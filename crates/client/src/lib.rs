@@ -26,6 +26,7 @@
 //! sent as `Authorization: Bearer` and never appears in an error or in `Debug`.
 
 mod approval;
+mod engine_run;
 mod error;
 mod event;
 mod follow;
@@ -46,6 +47,10 @@ use serde_json::Value;
 
 pub use approval::{
     Approval, ApprovalFilter, ApprovalList, ApprovalStatus, DecideRequest, Decision,
+};
+pub use engine_run::{
+    ArtifactRows, EngineRunFilter, EngineRunList, EngineRunStarted, EngineRunStopped,
+    EngineRunSummary, EquityCurve, EquityPoint, RunTable,
 };
 pub use error::{ApiError, Error, UrlParseError, detail_lines};
 pub use event::{EventPage, RunEvent};

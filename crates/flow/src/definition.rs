@@ -101,6 +101,8 @@ pub enum NodeType {
     Simulate,
     /// A backtest run from a run spec.
     Backtest,
+    /// A paper run from a run spec, started in the background (outputs its id at once).
+    Paper,
     /// Builds an output from templates; no side effects.
     Transform,
     /// Sleeps.
@@ -111,12 +113,13 @@ pub enum NodeType {
 
 impl NodeType {
     /// Every known type name.
-    pub const KNOWN: [&'static str; 7] = [
+    pub const KNOWN: [&'static str; 8] = [
         "agent",
         "http",
         "hitl",
         "simulate",
         "backtest",
+        "paper",
         "transform",
         "wait",
     ];
@@ -128,6 +131,7 @@ impl NodeType {
             NodeType::Hitl => "hitl",
             NodeType::Simulate => "simulate",
             NodeType::Backtest => "backtest",
+            NodeType::Paper => "paper",
             NodeType::Transform => "transform",
             NodeType::Wait => "wait",
             NodeType::Unknown(name) => name,
@@ -147,6 +151,7 @@ impl From<String> for NodeType {
             "hitl" => NodeType::Hitl,
             "simulate" => NodeType::Simulate,
             "backtest" => NodeType::Backtest,
+            "paper" => NodeType::Paper,
             "transform" => NodeType::Transform,
             "wait" => NodeType::Wait,
             _ => NodeType::Unknown(name),

@@ -136,6 +136,12 @@ pub struct BacktestNode {
     pub spec_path: Template,
 }
 
+/// `type: paper`, compiled.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PaperNode {
+    pub spec_path: Template,
+}
+
 /// `type: transform`, compiled.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TransformNode {
@@ -156,6 +162,7 @@ pub enum NodeKind {
     Hitl(HitlNode),
     Simulate(SimulateNode),
     Backtest(BacktestNode),
+    Paper(PaperNode),
     Transform(TransformNode),
     Wait(WaitNode),
     /// A type this version does not know; the runtime skips it with a warning event.
@@ -174,6 +181,7 @@ impl NodeKind {
             NodeKind::Hitl(_) => "hitl",
             NodeKind::Simulate(_) => "simulate",
             NodeKind::Backtest(_) => "backtest",
+            NodeKind::Paper(_) => "paper",
             NodeKind::Transform(_) => "transform",
             NodeKind::Wait(_) => "wait",
             NodeKind::Unknown { type_name, .. } => type_name,
@@ -191,6 +199,7 @@ impl NodeKind {
             NodeKind::Hitl(c) => to_value(c),
             NodeKind::Simulate(c) => to_value(c),
             NodeKind::Backtest(c) => to_value(c),
+            NodeKind::Paper(c) => to_value(c),
             NodeKind::Transform(c) => to_value(c),
             NodeKind::Wait(c) => to_value(c),
             NodeKind::Unknown { config, .. } => config.clone(),

@@ -239,6 +239,16 @@ pub struct BacktestConfig {
     pub spec_path: String,
 }
 
+/// `type: paper`: starts a paper run of the spec (`mode: paper` with a `feed:`) and outputs
+/// `{"run_id", "run_dir", "status": "running"}` at once; the run goes on until its `stop_at`,
+/// the feed's end or `POST /runs/{id}/stop`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperConfig {
+    /// Template: path of the run spec.
+    pub spec_path: String,
+}
+
 /// `type: transform`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

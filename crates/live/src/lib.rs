@@ -34,14 +34,9 @@ pub fn open_feed(spec: &ResolvedSpec, options: &FeedOptions) -> Result<Box<dyn F
             message: "feed: a paper spec needs a `feed:` section".to_string(),
         });
     };
-    let _ = options;
-    let unavailable = |kind: &str| RunError::Spec {
-        place: spec.path.display().to_string(),
-        message: format!("feed.type: `{kind}` is not available in this build"),
-    };
     match feed {
         FeedSpec::Replay(replay) => Ok(Box::new(replay::ReplayFeed::open(spec, replay)?)),
-        FeedSpec::ScanDir(_) => Err(unavailable("scan_dir")),
+        FeedSpec::ScanDir(feed) => Ok(Box::new(scan_dir::ScanDirFeed::open(spec, feed, options)?)),
         FeedSpec::Websocket(ws) => {
             websocket::WebsocketFeed::open(ws, &spec.instruments, &options.policy)
                 .map(|feed| Box::new(feed) as Box<dyn Feed>)

@@ -35,6 +35,31 @@ impl Histogram {
         })
     }
 
+    /// A histogram from what another recorder counted: `(le, observations ≤ le)` per finite
+    /// bound (non-decreasing counts, at most `count`), their sum and their count.
+    pub fn from_cumulative(
+        cumulative: &[(f64, u64)],
+        sum: f64,
+        count: u64,
+    ) -> Result<Self, MetricError> {
+        let bounds: Vec<f64> = cumulative.iter().map(|(b, _)| *b).collect();
+        let mut histogram = Self::new(&bounds)?;
+        let mut previous = 0;
+        for (i, (_, c)) in cumulative.iter().enumerate() {
+            if *c < previous || *c > count {
+                return Err(MetricError::Buckets(format!(
+                    "{cumulative:?} (count {count}): cumulative counts must not decrease nor exceed the count"
+                )));
+            }
+            histogram.counts[i] = c - previous;
+            previous = *c;
+        }
+        histogram.counts[bounds.len()] = count - previous;
+        histogram.sum = sum;
+        histogram.count = count;
+        Ok(histogram)
+    }
+
     /// Records one observation (NaN is ignored: it has no bucket).
     pub fn observe(&mut self, value: f64) {
         if value.is_nan() {
@@ -81,6 +106,19 @@ mod tests {
         assert_eq!(h.cumulative().collect::<Vec<_>>(), vec![(0.1, 2), (1.0, 4)]);
         assert_eq!(h.count(), 5);
         assert!((h.sum() - 4.65).abs() < 1e-12);
+    }
+
+    #[test]
+    fn from_cumulative_renders_the_same_buckets() {
+        let mut h = Histogram::new(&[0.1, 1.0]).unwrap();
+        for v in [0.05, 0.5, 0.7, 3.0] {
+            h.observe(v);
+        }
+        let cumulative: Vec<_> = h.cumulative().collect();
+        let copy = Histogram::from_cumulative(&cumulative, h.sum(), h.count()).unwrap();
+        assert_eq!(copy, h);
+        assert!(Histogram::from_cumulative(&[(0.1, 2), (1.0, 1)], 0.0, 2).is_err());
+        assert!(Histogram::from_cumulative(&[(0.1, 3)], 0.0, 2).is_err());
     }
 
     #[test]

@@ -127,6 +127,12 @@ pub const RUN_ORDER_REJECTIONS_TOTAL: MetricName = metric(
     "Rejected orders of a run by rejection code, e.g. `risk.kill_switch` (journal `order_rejected`).",
     &["run_id", "name", "code"],
 );
+pub const SCAN_TO_ORDER_SECONDS: MetricName = metric(
+    "tradeloom_scan_to_order_seconds",
+    MetricKind::Histogram,
+    "Seconds from a scan file's observation by the bridge to the first order accepted while processing it (paper runs fed by scans, in this process).",
+    &["run_id", "name"],
+);
 pub const CONNECTIVITY_READY: MetricName = metric(
     "tradeloom_connectivity_ready",
     MetricKind::Gauge,
@@ -254,6 +260,7 @@ pub const ALL: &[MetricName] = &[
     RUN_ORDERS_TOTAL,
     RUN_REJECTED_ORDERS_TOTAL,
     RUNS,
+    SCAN_TO_ORDER_SECONDS,
     WORKFLOW_NODES,
     WORKFLOW_RUNS,
 ];

@@ -88,6 +88,8 @@ pub struct RunFigures {
     pub final_equity: Option<(String, String)>,
     /// The counters are those of a run in progress in this process.
     pub live: bool,
+    /// Scan → first accepted order latencies of a paper run in progress in this process.
+    pub scan_to_order: Option<tradeloom_runs::live::LatencySnapshot>,
 }
 
 /// One provider of `connectivity_readiness.json`.
@@ -329,6 +331,7 @@ impl ArtifactCollector {
                     run.fills = l.fills;
                     run.rejected_orders = l.rejected_orders;
                     run.rejections = l.rejections.clone();
+                    run.scan_to_order = l.scan_to_order.clone();
                     run.live = true;
                 } else if !finished || run.rejected_orders > 0 {
                     cached.journal.advance(&dir.join("journal.jsonl"))?;
@@ -415,6 +418,7 @@ fn read_folder(dir: &Path, name: &str) -> Result<FolderFigures, ArtifactMetricsE
             rejections: BTreeMap::new(),
             final_equity: None,
             live: false,
+            scan_to_order: None,
         };
         let metrics_path = dir.join("metrics.json");
         // metrics.json is written (not atomically) before metadata.json says `completed`.
@@ -500,6 +504,14 @@ pub fn render_folders(
                     &[id[0], id[1], ("code", code)],
                     *n as f64,
                 )?;
+            }
+            if let Some(latency) = &run.scan_to_order {
+                let histogram = tradeloom_metrics::Histogram::from_cumulative(
+                    &latency.cumulative,
+                    latency.sum_seconds,
+                    latency.count,
+                )?;
+                registry.histogram(&names::SCAN_TO_ORDER_SECONDS, &id, &histogram)?;
             }
             if let Some((equity, currency)) = &run.final_equity
                 && let Ok(value) = equity.parse::<f64>()

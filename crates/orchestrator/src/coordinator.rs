@@ -984,6 +984,7 @@ fn referenced_roots(node: &IrNode) -> BTreeSet<String> {
             }
         },
         NodeKind::Backtest(b) => templates.push(&b.spec_path),
+        NodeKind::Paper(p) => templates.push(&p.spec_path),
         NodeKind::Transform(t) => {
             templates.extend(t.output.templates().into_iter().map(|(_, t)| t))
         }

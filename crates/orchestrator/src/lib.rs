@@ -6,8 +6,10 @@
 
 mod committer;
 pub mod coordinator;
+pub mod engine_runs;
 mod error;
 pub mod nodes;
+mod paper_events;
 pub mod patch;
 pub mod plan;
 pub mod runtime;
@@ -17,6 +19,7 @@ pub mod signal;
 pub mod worker;
 
 pub use coordinator::{Applied, Coordinator, Snapshot};
+pub use engine_runs::{EngineMode, EngineRuns, StartError, StartedEngineRun, StopOutcome};
 pub use error::OrchestratorError;
 pub use patch::PatchOutcome;
 pub use runtime::{NodeView, RunView, Runtime, RuntimeConfig};

@@ -10,9 +10,10 @@ use serde_json::{Map, Value, json};
 use tradeloom_agents::Simulator;
 use tradeloom_agents::TriggerOutcome;
 use tradeloom_flow::ir::{
-    AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, SimulateNode, SimulationSource,
+    AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, PaperNode, SimulateNode,
+    SimulationSource,
 };
-use tradeloom_flow::{Context, IrNode};
+use tradeloom_flow::{Context, IrNode, Template};
 use tradeloom_llm::{
     ChatRequest, LlmError, LlmProvider, Message, OpenAiProvider, ProviderConfig, ToolSpec,
 };
@@ -59,6 +60,8 @@ pub struct NodeEnv {
     pub base_dir: PathBuf,
     /// Where `config_path` and `spec_path` may point (see [`crate::RuntimeConfig::config_dir`]).
     pub config_dir: Option<tradeloom_agents::ConfigDir>,
+    /// The engine runs of this process; `paper` nodes start theirs here.
+    pub engine_runs: Arc<crate::engine_runs::EngineRuns>,
 }
 
 /// One attempt of one node.
@@ -86,6 +89,7 @@ pub async fn execute(
         NodeKind::Agent(agent_node) => agent(env, coordinator, agent_node, &a).await,
         NodeKind::Simulate(s) => simulate(env, s, context, a.run_id).await,
         NodeKind::Backtest(b) => backtest(env, b, context, a.run_id).await,
+        NodeKind::Paper(p) => paper(env, p, context, a.run_id).await,
         NodeKind::Hitl(_) => Err(NodeError::permanent(
             "hitl nodes are decided by approvals, not run by workers",
         )),
@@ -560,19 +564,15 @@ async fn simulate(
     }))
 }
 
-async fn backtest(
-    env: &NodeEnv,
-    b: &BacktestNode,
-    context: &Value,
-    workflow_run_id: &str,
-) -> Result<Value, NodeError> {
-    let path = b
-        .spec_path
+/// The run spec file a `backtest` or `paper` node's `spec_path` names, inside the config
+/// folder.
+fn spec_file(env: &NodeEnv, spec_path: &Template, context: &Value) -> Result<PathBuf, NodeError> {
+    let path = spec_path
         .render_string(context)
         .map_err(|e| NodeError::permanent(format!("spec_path: {e}")))?;
     // Run specs come from the config folder too; the message names `spec_path`.
-    let path = tradeloom_agents::ConfigDir::resolve_in(env.config_dir.as_ref(), &path)
-        .map_err(|e| {
+    let file =
+        tradeloom_agents::ConfigDir::resolve_in(env.config_dir.as_ref(), &path).map_err(|e| {
             NodeError::permanent(match e {
                 tradeloom_agents::ConfigPathError::Disabled => {
                     "spec_path is disabled: this server reads no run specs; start `tradeloom \
@@ -583,8 +583,17 @@ async fn backtest(
                     format!("spec_path `{requested}` {reason}")
                 }
             })
-        })?
-        .path;
+        })?;
+    Ok(file.path)
+}
+
+async fn backtest(
+    env: &NodeEnv,
+    b: &BacktestNode,
+    context: &Value,
+    workflow_run_id: &str,
+) -> Result<Value, NodeError> {
+    let path = spec_file(env, &b.spec_path, context)?;
     let data_dir = env.data_dir.clone();
     // The workflow run's kill switch covers the backtest it starts, as do the global one and
     // the backtest run's own.
@@ -619,4 +628,41 @@ async fn backtest(
         kill_switch_note(&env.data_dir, workflow_run_id),
     );
     Ok(Value::Object(out))
+}
+
+/// Starts a paper run of the spec and outputs its id at once; the run goes on in this process
+/// (see [`crate::engine_runs`]) until its `stop_at`, its feed's end or `POST /runs/{id}/stop`.
+/// The workflow run's kill switch covers it.
+async fn paper(
+    env: &NodeEnv,
+    p: &PaperNode,
+    context: &Value,
+    workflow_run_id: &str,
+) -> Result<Value, NodeError> {
+    let path = spec_file(env, &p.spec_path, context)?;
+    let spec = tokio::task::spawn_blocking(move || tradeloom_runs::load_spec(&path))
+        .await
+        .map_err(|e| NodeError::transient(format!("paper task: {e}")))?
+        .map_err(|e| NodeError::permanent(format!("paper: {e}")))?;
+    if crate::engine_runs::EngineMode::of(&spec) != crate::engine_runs::EngineMode::Paper {
+        return Err(NodeError::permanent(
+            "paper: the spec's mode is not `paper` (use a `backtest` node for backtests)",
+        ));
+    }
+    let started = env
+        .engine_runs
+        .start(spec, vec![workflow_run_id.to_string()])
+        .await
+        .map_err(|e| match e {
+            crate::engine_runs::StartError::Busy { .. } => {
+                NodeError::transient(format!("paper: {e}"))
+            }
+            other => NodeError::permanent(format!("paper: {other}")),
+        })?;
+    Ok(json!({
+        "run_id": started.run_id,
+        "run_dir": started.run_dir.display().to_string(),
+        "status": "running",
+        "kill_switch": kill_switch_note(&env.data_dir, workflow_run_id),
+    }))
 }

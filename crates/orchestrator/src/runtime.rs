@@ -20,6 +20,7 @@ use tradeloom_store::{
 };
 
 use crate::coordinator::{Applied, Coordinator};
+use crate::engine_runs::EngineRuns;
 use crate::error::OrchestratorError;
 use crate::nodes::NodeEnv;
 use crate::patch::PatchOutcome;
@@ -27,7 +28,15 @@ use crate::signal::Signal;
 use crate::worker::{WorkerEnv, coordinator_loop, node_worker, timer_worker};
 
 /// Node types with workers.
-pub const WORKER_POOLS: [&str; 6] = ["transform", "wait", "http", "agent", "simulate", "backtest"];
+pub const WORKER_POOLS: [&str; 7] = [
+    "transform",
+    "wait",
+    "http",
+    "agent",
+    "simulate",
+    "backtest",
+    "paper",
+];
 
 /// Settings of the runtime.
 #[derive(Clone, Debug)]
@@ -169,6 +178,13 @@ impl Runtime {
                 .with_flow_limits(config.flow_limits),
         );
         let cancellations = coordinator.stopped_runs().clone();
+        // Paper runs' events wake `/ws` through the coordinator's notifier.
+        let engine_runs = Arc::new(EngineRuns::new(
+            config.data_dir.clone(),
+            Some(coordinator.store().clone()),
+            coordinator.notify().clone(),
+            config.ssrf.clone(),
+        ));
         let env = Arc::new(WorkerEnv {
             coordinator: coordinator.clone(),
             nodes: NodeEnv {
@@ -178,6 +194,7 @@ impl Runtime {
                 data_dir: config.data_dir.clone(),
                 base_dir: config.base_dir.clone(),
                 config_dir: config.config_dir.clone(),
+                engine_runs,
             },
             cancellations,
         });
@@ -197,6 +214,12 @@ impl Runtime {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         self.coordinator.store()
+    }
+
+    /// The backtests and paper runs this process runs in the background (started by
+    /// `backtest`/`paper` nodes and by `POST /runs`).
+    pub fn engine_runs(&self) -> &Arc<EngineRuns> {
+        &self.env.nodes.engine_runs
     }
 
     /// Woken after every committed batch of transitions.

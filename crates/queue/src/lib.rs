@@ -40,14 +40,26 @@
 //!
 //! [`conformance`] holds the behaviour every implementation must show, as async functions an
 //! implementation's tests call.
+//!
+//! The crate also holds the [`FeatureMap`] (the latest value per key of a named map with a
+//! sequence number and update notification: the live layer's scan bridge publishes into it and
+//! traders follow it), its in-process implementation [`InMemoryFeatureMap`] and its
+//! conformance suite [`feature_map_conformance`].
 
 pub mod conformance;
 mod error;
+pub mod feature_map;
+pub mod feature_map_conformance;
+mod feature_map_memory;
 mod in_memory;
 mod queue;
 mod task;
 
 pub use error::QueueError;
+pub use feature_map::{
+    FeatureMap, FeatureMapError, MapSnapshot, MapUpdate, MapValues, Subscription,
+};
+pub use feature_map_memory::InMemoryFeatureMap;
 pub use in_memory::InMemoryQueue;
 pub use queue::{MAX_POOL_NAME_LEN, PoolStats, Queue, validate_pool};
 pub use task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, TaskId};

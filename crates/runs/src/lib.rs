@@ -34,4 +34,6 @@ pub use runner::{
     ExecuteError, Progress, RunOptions, RunOutcome, SpecSource, execute, rerender_report,
 };
 pub use spec::{RunSpec, load_spec};
+/// The equity point paper observers receive, for crates above that do not depend on the engine.
+pub use tradeloom_engine::EquityPoint;
 pub use verify::{VerifyReport, verify_run};

@@ -59,6 +59,10 @@ pub struct RunOptions<'a> {
     /// The readiness and probe of the spec's providers, assessed by the caller before the run:
     /// written into the folder and hashed into `metadata.json` before it is sealed.
     pub connectivity: Option<Connectivity>,
+    /// Called once the run's folder exists with `metadata.json` saying `running`, before the
+    /// first bar: with the run id and the folder (a server answers "started" with the id).
+    /// Not called for a spec rejected before a folder was created.
+    pub on_start: Option<&'a mut dyn FnMut(&str, &Path)>,
 }
 
 /// The spec of a run: a file to load, or a spec already loaded.
@@ -173,6 +177,9 @@ pub fn execute<'s>(
         started,
     };
     run.write_inputs(&normalised, options.connectivity.as_ref())?;
+    if let Some(on_start) = options.on_start.as_mut() {
+        on_start(&run.folder.run_id, &run.folder.dir);
+    }
 
     let hasher = hash_columnar_data(&readers, &spec);
     let mut sink = open_sink(&run.folder, &spec).map_err(|e| run.fail(e))?;

@@ -246,6 +246,14 @@ pub fn load_spec(path: &Path) -> Result<ResolvedSpec, RunError> {
 /// Parses spec text; errors carry `path:line:column`.
 pub fn parse_spec(text: &str, path: &Path) -> Result<RunSpec, RunError> {
     yaml_serde::from_str::<RunSpec>(text).map_err(|e| {
+        // `feed:` is a tagged enum: its content is buffered, so an error inside it has no
+        // position of its own. Parsed alone, its error is reported at its line.
+        if let Ok(value) = yaml_serde::from_str::<yaml_serde::Value>(text)
+            && let Some(feed) = value.get("feed")
+            && let Err(fe) = yaml_serde::from_value::<crate::paper::FeedSpec>(feed.clone())
+        {
+            return spec_error(path, text, "feed", None, format!("feed: {fe}"));
+        }
         let line_column = e.location().map(|l| (l.line(), l.column()));
         let (place, message) =
             tradeloom_core::locate_error(&path.display().to_string(), e.to_string(), line_column);
@@ -769,7 +777,7 @@ risk: {max_drawdown_pct: 50}
             "spec.yaml:9: stop_at: only a paper run has `stop_at:` (this spec has mode: backtest)"
         );
         let e = error_of(&paper("feed: {type: replay, speed: fast}\n"));
-        assert!(e.starts_with("spec.yaml:9:"), "{e}");
+        assert!(e.starts_with("spec.yaml:9: feed: "), "{e}");
         assert!(
             e.contains("speed: expected `max` or a positive number"),
             "{e}"
@@ -785,6 +793,16 @@ risk: {max_drawdown_pct: 50}
         let scan = paper("feed: {type: scan_dir, path: scans}\n")
             .replace("data: [{symbol: GOOG, path: goog.csv}]\n", "");
         assert!(check(&scan).unwrap().data.is_empty());
+        let e = error_of(&paper("feed: {type: replay, sped: 1}\n"));
+        assert!(
+            e.starts_with("spec.yaml:9: feed: unknown field `sped`"),
+            "{e}"
+        );
+        let e = error_of(&paper("feed: {type: carrier_pigeon}\n"));
+        assert!(
+            e.starts_with("spec.yaml:9: feed: unknown variant `carrier_pigeon`"),
+            "{e}"
+        );
     }
 
     #[test]

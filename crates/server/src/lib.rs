@@ -8,6 +8,7 @@
 mod auth;
 pub mod bench;
 mod browser;
+mod engine_runs;
 mod error;
 mod health;
 mod keys;
@@ -79,6 +80,9 @@ pub struct AppState {
     /// Serialized answers of `GET /results` and `GET /simulate/status/{id}` under the store's
     /// read version.
     reads: Arc<read_cache::ResponseCache>,
+    /// Engine runs started by `POST /runs` when there is no workflow runtime (with one, its
+    /// registry is used: see [`AppState::engine_runs`]).
+    engine_runs: Arc<tradeloom_orchestrator::EngineRuns>,
 }
 
 impl AppState {
@@ -89,13 +93,15 @@ impl AppState {
         let artifacts = Arc::new(tradeloom_ops::artifact_metrics::ArtifactCollector::new(
             simulator.options().data_dir.clone(),
         ));
+        let event_hub = EventHub::new();
+        let engine_runs = own_engine_runs(&simulator, &event_hub);
         Self {
             simulator,
             started: Instant::now(),
             auth: Arc::new(auth::Auth::new(AuthMode::Off)),
             limiter: Arc::new(RateLimiter::new(RateLimits::unlimited())),
             runtime: None,
-            event_hub: EventHub::new(),
+            event_hub,
             event_stream: EventStreamOptions::default(),
             http_metrics: Arc::default(),
             artifacts,
@@ -103,12 +109,24 @@ impl AppState {
             config_dir: None,
             browser: Arc::default(),
             reads: Arc::default(),
+            engine_runs,
+        }
+    }
+
+    /// The engine runs (backtests and paper runs) of this process: the workflow runtime's
+    /// registry when there is one (so `POST /runs/{id}/stop` reaches runs of `paper` nodes),
+    /// else the server's own.
+    pub fn engine_runs(&self) -> &Arc<tradeloom_orchestrator::EngineRuns> {
+        match &self.runtime {
+            Some(rt) => rt.engine_runs(),
+            None => &self.engine_runs,
         }
     }
 
     /// Wakes `GET /ws` connections through `hub` (share it with writers of events in this
     /// process). The workflow runtime's notifier and the simulator are listened to anyway.
     pub fn with_event_hub(mut self, hub: EventHub) -> Self {
+        self.engine_runs = own_engine_runs(&self.simulator, &hub);
         self.event_hub = hub;
         self
     }
@@ -130,6 +148,20 @@ impl AppState {
         self.runtime = Some(runtime);
         self
     }
+}
+
+/// The server's own registry of engine runs: paper runs' events go to the simulator's store and
+/// wake `/ws` through `hub`; WebSocket feeds pass the simulator's outbound policy.
+fn own_engine_runs(
+    simulator: &Simulator,
+    hub: &EventHub,
+) -> Arc<tradeloom_orchestrator::EngineRuns> {
+    Arc::new(tradeloom_orchestrator::EngineRuns::new(
+        simulator.options().data_dir.clone(),
+        Some(Arc::clone(simulator.store())),
+        hub.notifier(),
+        simulator.options().outbound.http.policy().clone(),
+    ))
 }
 
 /// Every route of the API, each registered with its documented handler: the router and the
@@ -169,6 +201,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(kill_switch::engage))
         .routes(routes!(kill_switch::release))
         .routes(routes!(ws::stream))
+        .routes(routes!(engine_runs::list, engine_runs::start))
+        .routes(routes!(engine_runs::get_one))
+        .routes(routes!(engine_runs::equity))
+        .routes(routes!(engine_runs::fills))
+        .routes(routes!(engine_runs::orders))
+        .routes(routes!(engine_runs::trades))
+        .routes(routes!(engine_runs::stop))
 }
 
 /// The OpenAPI 3.1 document of the API (what `GET /openapi.json` serves).

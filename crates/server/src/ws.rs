@@ -1,7 +1,9 @@
 //! `GET /ws`: the live event stream. Every event of the store's event log (workflow runs'
 //! node/approval/patch/run events and simulation jobs' trading events) is sent as one JSON text
-//! message `{"seq", "run_id", "job_id", "kind", "node_id", "payload", "at"}`, in strictly
-//! increasing `seq`, optionally only those of one run (`?run_id=`) or one job (`?job_id=`).
+//! message `{"seq", "run_id", "job_id", "engine_run_id", "kind", "node_id", "payload", "at"}`, in
+//! strictly increasing `seq`, optionally only those of one workflow run (`?run_id=`), one job
+//! (`?job_id=`) or one engine run (`?engine_run_id=`: a paper run's `order`, `fill`, `equity`
+//! and `run_finished` events; `run_id` stays the workflow run's, so old clients are unchanged).
 //!
 //! The store is the only source: a connection replays what is stored after `?after_seq=` page
 //! by page, then keeps reading on from the last `seq` it sent whenever it is woken — by the
@@ -89,9 +91,11 @@ enum Filter {
     All,
     Run(String),
     Job(String),
+    /// An engine run (a paper run's `order`, `fill`, `equity` events), by its run folder's id.
+    EngineRun(String),
 }
 
-const PARAMS: &str = "run_id, job_id, after_seq (and api_key)";
+const PARAMS: &str = "run_id, job_id, engine_run_id, after_seq (and api_key)";
 
 /// The checked query of `GET /ws`.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,11 +111,12 @@ fn bad_param(code: &'static str, message: String, param: &str, value: &str) -> A
 /// Checks the query parameters: each at most once, no unknown ones, `after_seq` a non-negative
 /// integer, `run_id` and `job_id` non-empty and not both.
 fn parse_query(pairs: &[(String, String)]) -> Result<StreamQuery, ApiError> {
-    let (mut run_id, mut job_id, mut after_seq) = (None, None, None);
+    let (mut run_id, mut job_id, mut engine_run_id, mut after_seq) = (None, None, None, None);
     for (name, value) in pairs {
         let slot = match name.as_str() {
             "run_id" => &mut run_id,
             "job_id" => &mut job_id,
+            "engine_run_id" => &mut engine_run_id,
             "after_seq" => &mut after_seq,
             // Read by the auth layer.
             "api_key" => continue,
@@ -151,7 +156,11 @@ fn parse_query(pairs: &[(String, String)]) -> Result<StreamQuery, ApiError> {
                 )
             })?,
     };
-    for (name, value) in [("run_id", run_id), ("job_id", job_id)] {
+    for (name, value) in [
+        ("run_id", run_id),
+        ("job_id", job_id),
+        ("engine_run_id", engine_run_id),
+    ] {
         if value.is_some_and(|v| v.trim().is_empty()) {
             return Err(bad_param(
                 "invalid_filter",
@@ -161,17 +170,18 @@ fn parse_query(pairs: &[(String, String)]) -> Result<StreamQuery, ApiError> {
             ));
         }
     }
-    let filter = match (run_id, job_id) {
-        (Some(run), Some(job)) => {
+    let filter = match (run_id, job_id, engine_run_id) {
+        (Some(run), None, None) => Filter::Run(run.to_string()),
+        (None, Some(job), None) => Filter::Job(job.to_string()),
+        (None, None, Some(engine)) => Filter::EngineRun(engine.to_string()),
+        (None, None, None) => Filter::All,
+        (run, job, engine) => {
             return Err(ApiError::bad_request(
                 "conflicting_filters",
-                "give run_id or job_id, not both (or neither for every event)",
+                "give one of run_id, job_id and engine_run_id (or none for every event)",
             )
-            .with_details(json!({"run_id": run, "job_id": job})));
+            .with_details(json!({"run_id": run, "job_id": job, "engine_run_id": engine})));
         }
-        (Some(run), None) => Filter::Run(run.to_string()),
-        (None, Some(job)) => Filter::Job(job.to_string()),
-        (None, None) => Filter::All,
     };
     Ok(StreamQuery { filter, after_seq })
 }
@@ -182,10 +192,11 @@ fn parse_query(pairs: &[(String, String)]) -> Result<StreamQuery, ApiError> {
     params(
         ("run_id" = Option<String>, Query, min_length = 1, description = "Only this workflow run's events (not with `job_id`)."),
         ("job_id" = Option<String>, Query, min_length = 1, description = "Only this simulation job's events (not with `run_id`)."),
+        ("engine_run_id" = Option<String>, Query, min_length = 1, description = "Only this engine run's events: a paper run's `order`, `fill`, `equity` and `run_finished` (the id of `GET /runs`; not with `run_id` or `job_id`)."),
         ("after_seq" = Option<i64>, Query, minimum = 0, description = "Send events with a larger seq (default 0: everything stored)."),
     ),
     responses(
-        (status = 101, description = "WebSocket: one JSON text message per event, `{\"seq\", \"run_id\", \"job_id\", \"kind\", \"node_id\", \"payload\", \"at\"}`"),
+        (status = 101, description = "WebSocket: one JSON text message per event, `{\"seq\", \"run_id\", \"job_id\", \"engine_run_id\", \"kind\", \"node_id\", \"payload\", \"at\"}`"),
         (status = 400, description = "A bad query parameter, or not a WebSocket upgrade request", body = crate::ErrorBody),
         (status = 404, description = "No such run or job", body = crate::ErrorBody),
     )
@@ -213,6 +224,16 @@ pub async fn stream(
         Filter::Job(id) => {
             store.job(id).await.map_err(|e| ApiError::for_job(e, id))?;
         }
+        Filter::EngineRun(id) => {
+            let data_dir = &state.simulator.options().data_dir;
+            if !engine_run_exists(data_dir, id) {
+                return Err(ApiError::not_found(
+                    "run_not_found",
+                    format!("no engine run with id `{id}` (see GET /runs)"),
+                )
+                .with_details(json!({"engine_run_id": id})));
+            }
+        }
     }
     let upgrade = upgrade.map_err(|rejection| {
         let status = match rejection.status() {
@@ -235,6 +256,19 @@ pub async fn stream(
         cursor: query.after_seq,
     };
     Ok(upgrade.on_upgrade(move |socket| connection.run(socket)))
+}
+
+/// Whether `id` (a full run id, nothing else: no path is built from other text) names a run
+/// folder of the data dir.
+fn engine_run_exists(data_dir: &std::path::Path, id: &str) -> bool {
+    let plain = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    plain
+        && tradeloom_core::DataDir::new(data_dir)
+            .run(id)
+            .join("metadata.json")
+            .is_file()
 }
 
 /// One client's stream.
@@ -376,6 +410,7 @@ impl Connection {
             Filter::All => EventFilter::All,
             Filter::Run(id) => EventFilter::Run(id),
             Filter::Job(id) => EventFilter::Job(id),
+            Filter::EngineRun(id) => EventFilter::EngineRun(id),
         };
         self.store.events(filter, self.cursor, limit).await
     }
@@ -423,6 +458,11 @@ mod tests {
                 "duplicate_parameter",
             ),
             (&[("since", "1")][..], "unknown_parameter"),
+            (
+                &[("engine_run_id", "e"), ("job_id", "j")][..],
+                "conflicting_filters",
+            ),
+            (&[("engine_run_id", "")][..], "invalid_filter"),
         ] {
             let e = q(pairs).unwrap_err();
             assert_eq!(

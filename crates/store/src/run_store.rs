@@ -91,13 +91,15 @@ impl NodeStateRow {
     }
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "seq, run_id, job_id, kind, node_id, payload, at";
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, run_id, job_id, engine_run_id, kind, node_id, payload, at";
 
 #[derive(FromRow)]
 pub(crate) struct EventRow {
     seq: i64,
     run_id: Option<String>,
     job_id: Option<String>,
+    engine_run_id: Option<String>,
     kind: String,
     node_id: Option<String>,
     payload: Json<Value>,
@@ -110,6 +112,7 @@ impl EventRow {
             seq: self.seq,
             run_id: self.run_id,
             job_id: self.job_id,
+            engine_run_id: self.engine_run_id,
             kind: self.kind,
             node_id: self.node_id,
             payload: self.payload.0,
@@ -127,6 +130,9 @@ pub enum EventFilter<'a> {
     Run(&'a str),
     /// The events of one simulation job.
     Job(&'a str),
+    /// The events of one engine run (a paper run's `order`, `fill` and `equity` events), by
+    /// its run folder's id.
+    EngineRun(&'a str),
 }
 
 /// Workflow runs, their node states and the event log.
@@ -186,6 +192,15 @@ pub trait RunStore: Send + Sync {
         kind: &str,
         payload: &serde_json::Value,
     ) -> Result<i64, StoreError>;
+
+    /// Appends events of engine run `engine_run_id` (a run folder's id; engine runs are not
+    /// rows of the store, so any non-empty id is taken) in one transaction, in order, and
+    /// returns their `seq`s. [`StoreError::Invalid`] for an empty id or `kind`.
+    async fn append_engine_run_events(
+        &self,
+        engine_run_id: &str,
+        events: &[(String, serde_json::Value)],
+    ) -> Result<Vec<i64>, StoreError>;
 }
 
 #[async_trait]
@@ -408,6 +423,14 @@ impl<D: Db> RunStore for D {
                 .bind(job_id),
                 "read job events",
             ),
+            EventFilter::EngineRun(id) => (
+                sql(format!(
+                    "SELECT {EVENT_COLUMNS} FROM workflow_events \
+                 WHERE engine_run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                ))
+                .bind(id),
+                "read engine run events",
+            ),
         };
         let rows: Vec<EventRow> = query
             .bind(after_seq)
@@ -453,6 +476,53 @@ impl<D: Db> RunStore for D {
             .await
             .map_err(StoreError::db("commit a job event"))?;
         Ok(seq)
+    }
+
+    async fn append_engine_run_events(
+        &self,
+        engine_run_id: &str,
+        events: &[(String, serde_json::Value)],
+    ) -> Result<Vec<i64>, StoreError> {
+        if engine_run_id.trim().is_empty() {
+            return Err(StoreError::Invalid("engine run id is empty".to_string()));
+        }
+        if let Some((i, _)) = events
+            .iter()
+            .enumerate()
+            .find(|(_, (kind, _))| kind.trim().is_empty())
+        {
+            return Err(StoreError::Invalid(format!(
+                "event {i} of engine run {engine_run_id} has an empty kind"
+            )));
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self
+            .begin()
+            .await
+            .map_err(StoreError::db("begin appending engine run events"))?;
+        lock_event_order::<Self>(&mut tx).await?;
+        let at = now();
+        let mut seqs = Vec::with_capacity(events.len());
+        for (kind, payload) in events {
+            let (seq,): (i64,) = sql(
+                "INSERT INTO workflow_events (engine_run_id, kind, node_id, payload, at) \
+                 VALUES ($1, $2, NULL, $3, $4) RETURNING seq",
+            )
+            .bind(engine_run_id)
+            .bind(kind.as_str())
+            .bind(sqlx::types::Json(payload))
+            .bind(at)
+            .fetch_one(&mut tx)
+            .await
+            .map_err(StoreError::db("append an engine run event"))?;
+            seqs.push(seq);
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit engine run events"))?;
+        Ok(seqs)
     }
 }
 

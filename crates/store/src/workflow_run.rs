@@ -398,14 +398,16 @@ pub enum TransitionOutcome {
     AlreadyApplied,
 }
 
-/// One event of the store's event log: of a workflow run (`run_id` set) or of a simulation
-/// job (`job_id` set), never both. `seq` increases across all runs and jobs of the store, in
-/// commit order, and is never reused.
+/// One event of the store's event log: of a workflow run (`run_id` set), of a simulation job
+/// (`job_id` set) or of an engine run (`engine_run_id` set: a paper run's `order`, `fill` and
+/// `equity` events), exactly one of them. `seq` increases across all runs and jobs of the
+/// store, in commit order, and is never reused.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunEvent {
     pub seq: i64,
     pub run_id: Option<String>,
     pub job_id: Option<String>,
+    pub engine_run_id: Option<String>,
     pub kind: String,
     pub node_id: Option<String>,
     pub payload: Value,

@@ -5,6 +5,7 @@
 mod api;
 mod engine;
 mod killswitch;
+mod live;
 mod run;
 mod simulate;
 mod workflows;
@@ -20,6 +21,10 @@ pub enum BenchCommand {
     /// from `engage` returning back to the last accepted order (exit 1 if any order was
     /// accepted after it returned).
     Killswitch(killswitch::Args),
+    /// The live layer: scan→order latency p50/p99/p999 through an in-process producer, the
+    /// bridge and a paper run of the signal strategy, CPU per scan; bars/s of a paper run at
+    /// `speed: max` beside the same backtest.
+    Live(live::Args),
     /// Engine throughput on synthetic 1-minute bars traded by sma_cross (the engine alone, and
     /// with the live run counters).
     Engine(engine::Args),
@@ -44,6 +49,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Killswitch(args) => killswitch::run(&args),
         BenchCommand::Engine(args) => engine::run(&args),
+        BenchCommand::Live(args) => live::run(&args),
         BenchCommand::Run(args) => run::run(&args),
         BenchCommand::Simulate(args) => simulate::run(&args),
         BenchCommand::Workflows(args) => workflows::run(&args),

@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 mod bad_input;
+mod bridge;
 mod commands;
 mod connectivity;
 mod docs;
@@ -24,6 +25,7 @@ mod run;
 mod service;
 mod simulate;
 mod ssrf;
+mod trader;
 mod universe;
 mod websocket_feed;
 mod workflow_examples;

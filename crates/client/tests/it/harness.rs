@@ -29,6 +29,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The server's data dir.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     /// A client of this server with `key`.
     pub fn client(&self, key: Option<&str>) -> Client {
         Client::builder(&self.base)

@@ -4,11 +4,13 @@ mod buy_and_hold;
 mod cross;
 mod mean_reversion;
 mod params;
+mod signal;
 
 pub use buy_and_hold::{BuyAndHold, BuyAndHoldParams};
 pub use cross::{CrossParams, EmaCross, SmaCross};
 pub use mean_reversion::{MeanReversion, MeanReversionParams};
 pub use params::StrategyError;
+pub use signal::{Signal, SignalParams, SignalRule, SignalSide};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,9 @@ pub enum StrategyConfig {
     EmaCross(CrossParams),
     /// Z-score mean reversion on a rolling window of closes.
     MeanReversion(MeanReversionParams),
+    /// Rules over scan fields (paper runs fed by a scan directory): enter on a cross of one
+    /// field's threshold, exit on another rule; does nothing with plain bars.
+    Signal(SignalParams),
 }
 
 impl StrategyConfig {
@@ -45,6 +50,7 @@ impl StrategyConfig {
             StrategyConfig::SmaCross(_) => "sma_cross",
             StrategyConfig::EmaCross(_) => "ema_cross",
             StrategyConfig::MeanReversion(_) => "mean_reversion",
+            StrategyConfig::Signal(_) => "signal",
         }
     }
 
@@ -64,5 +70,6 @@ pub fn build_strategy(
         StrategyConfig::SmaCross(p) => Box::new(SmaCross::new(p, instrument)?),
         StrategyConfig::EmaCross(p) => Box::new(EmaCross::new(p, instrument)?),
         StrategyConfig::MeanReversion(p) => Box::new(MeanReversion::new(p, instrument)?),
+        StrategyConfig::Signal(p) => Box::new(Signal::new(p, instrument)?),
     })
 }

@@ -14,13 +14,13 @@ use crate::duration::parse_duration_ms;
 use crate::error::CompileErrorKind as Kind;
 use crate::field_path::FieldPath;
 use crate::ir::{
-    AgentNode, BacktestNode, HeaderSource, HitlNode, HttpNode, NodeKind, SimulateNode,
+    AgentNode, BacktestNode, HeaderSource, HitlNode, HttpNode, NodeKind, PaperNode, SimulateNode,
     SimulationSource, TransformNode, WaitNode,
 };
 use crate::limits::{MAX_AGENT_STEPS, MAX_EXPIRY_MS, MAX_WAIT_MS, describe_ms};
 use crate::node_config::{
     AGENT_TOOLS, AgentConfig, BacktestConfig, HeaderConfig, HitlConfig, HttpConfig, ModelConfig,
-    SimulateConfig, TransformConfig, WaitConfig, is_env_name, is_sensitive_header,
+    PaperConfig, SimulateConfig, TransformConfig, WaitConfig, is_env_name, is_sensitive_header,
 };
 
 impl<'d> Compiler<'d> {
@@ -83,6 +83,16 @@ impl<'d> Compiler<'d> {
                     return None;
                 }
                 NodeKind::Backtest(BacktestNode {
+                    spec_path: self.template(scope, &c.spec_path, &cat.key("spec_path"))?,
+                })
+            }
+            NodeType::Paper => {
+                let c: PaperConfig = self.config(&config, &cat)?;
+                if c.spec_path.trim().is_empty() {
+                    self.error(Kind::Config, cat.key("spec_path"), "must not be empty");
+                    return None;
+                }
+                NodeKind::Paper(PaperNode {
                     spec_path: self.template(scope, &c.spec_path, &cat.key("spec_path"))?,
                 })
             }

@@ -241,6 +241,12 @@ fn config_shapes_per_type() {
     );
     assert!(error("type: simulate").contains("needs `config_path` (a file) or `config` (inline)"));
     assert!(error("type: backtest, config: {}").contains("missing field `spec_path`"));
+    assert!(error("type: paper, config: {}").contains("missing field `spec_path`"));
+    assert!(error("type: paper, config: {spec_path: \" \"}").contains("must not be empty"));
+    assert!(
+        error("type: paper, config: {spec_path: a.yaml, speed: 2}")
+            .contains("unknown field `speed`")
+    );
     assert!(error("type: wait").contains("missing field `duration_ms`"));
     assert!(
         error(
@@ -256,6 +262,7 @@ fn config_shapes_per_type() {
         "type: simulate, config: {config_path: \"sims/{{ run.id }}.yaml\"}",
         "type: simulate, config: {config: {days: 5}}",
         "type: backtest, config: {spec_path: specs/goog.yaml}",
+        "type: paper, config: {spec_path: \"specs/{{ run.id }}.yaml\"}",
         "type: http, config: {method: DELETE, url: \"{{ run.id }}\"}",
         "type: http, config: {method: PUT, url: \"https://x/{{ run.id }}\", headers: {X-Run: \"{{ run.id }}\"}, body: {a: [\"{{ run.hash }}\"]}}",
         "type: transform, retries: {max_attempts: 3, backoff_ms: 100, backoff_multiplier: 1.5, max_backoff_ms: 200}, timeout_ms: 5",
@@ -276,7 +283,7 @@ nodes:
     assert_eq!(
         c.warnings,
         [
-            "wf.yaml:4:19: nodes[1].type: unknown node type `teleport` (known: agent, http, hitl, simulate, backtest, transform, wait); the runtime will skip node `t`",
+            "wf.yaml:4:19: nodes[1].type: unknown node type `teleport` (known: agent, http, hitl, simulate, backtest, paper, transform, wait); the runtime will skip node `t`",
             "wf.yaml:5:41: nodes[2].needs: node `after` will always be skipped: every node it needs (`t`) is skipped",
         ]
     );

@@ -7,4 +7,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
+mod feature_map;
 mod in_memory;

@@ -35,7 +35,7 @@ impl FeedSpec {
 }
 
 /// `speed:` of a replay: `max` (as fast as the engine goes) or a factor of real time.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub enum ReplaySpeed {
     /// `max`.
@@ -69,6 +69,16 @@ impl<'de> Deserialize<'de> for ReplaySpeed {
             Raw::Number(n) => Err(serde::de::Error::custom(format!(
                 "speed: expected `max` or a positive number, got {n}"
             ))),
+        }
+    }
+}
+
+/// Written as the spec says it: `max`, or the number (so `run_spec.yaml` reads back).
+impl Serialize for ReplaySpeed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ReplaySpeed::Max => s.serialize_str("max"),
+            ReplaySpeed::Factor(n) => s.serialize_f64(*n),
         }
     }
 }
@@ -184,4 +194,25 @@ fn default_close() -> String {
 }
 fn default_volume() -> String {
     "volume".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_speed_reads_back_as_it_was_written() {
+        for text in [
+            "{type: replay, speed: max}",
+            "{type: replay, speed: 60}",
+            "{type: replay, speed: 0.5}",
+        ] {
+            let feed: FeedSpec = yaml_serde::from_str(text).unwrap();
+            let written = yaml_serde::to_string(&feed).unwrap();
+            let again: FeedSpec = yaml_serde::from_str(&written).unwrap();
+            assert_eq!(again, feed, "{text} was written as {written}");
+        }
+        let max: FeedSpec = yaml_serde::from_str("{type: replay, speed: max}").unwrap();
+        assert!(yaml_serde::to_string(&max).unwrap().contains("speed: max"));
+    }
 }

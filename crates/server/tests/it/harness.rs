@@ -22,6 +22,13 @@ pub struct Server {
     _dir: TempDir,
 }
 
+impl Server {
+    /// The server's data dir (run folders go to `runs/` under it).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
+mod engine_runs;
 mod errors;
 mod guard;
 mod harness;

@@ -231,7 +231,14 @@ async fn resume(location: &str) {
             .copied()
             .collect::<std::collections::BTreeSet<_>>(),
         [
-            "at", "job_id", "kind", "node_id", "payload", "run_id", "seq"
+            "at",
+            "engine_run_id",
+            "job_id",
+            "kind",
+            "node_id",
+            "payload",
+            "run_id",
+            "seq"
         ]
         .into()
     );
