@@ -20,6 +20,7 @@ mod logs;
 mod metrics;
 mod outbound;
 mod paper;
+mod paper_reconcile;
 mod reconcile;
 mod run;
 mod service;

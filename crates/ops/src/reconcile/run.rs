@@ -667,9 +667,18 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
     let currency = run_currency(run_dir)?;
     let file = |name: &str| -> PathBuf { run_dir.join(name) };
     let paper = meta.mode == "paper";
-    let running = meta.status == RunStatus::Running;
+    // A paper run killed before it stopped is `running` until a later process marks it
+    // `interrupted` (listing runs does); either way its folder is not sealed yet.
+    let interrupted = paper && meta.status == RunStatus::Interrupted;
+    let running = meta.status == RunStatus::Running || interrupted;
     let mut notes = Vec::new();
-    if running {
+    if interrupted {
+        notes.push(
+            "the run was interrupted (its process died) and not resumed yet: the reports it \
+             writes when it stops are skipped (`tradeloom run --resume` finishes it)"
+                .to_string(),
+        );
+    } else if running {
         notes.push(
             "the run is still running (or its process died without marking it): the reports it \
              writes when it stops are skipped, and fills.csv may trail the journal"
