@@ -7,6 +7,8 @@
 //! time: the first bar's time plus the wall time since it was delivered, times the speed; at
 //! `speed: max` the time of the last bar delivered, so data is never stale.
 
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
 use tradeloom_core::{Bar, UnixNanos};
@@ -17,9 +19,17 @@ use tradeloom_runs::paper::{
 };
 use tradeloom_runs::spec::ResolvedSpec;
 
-/// The spec's bar files played on the wall clock.
+/// Bars parsed per chunk on the reader thread.
+const CHUNK: usize = 1024;
+
+/// A chunk of bars from the reader thread, or the error that ended reading.
+type Chunk = Result<Vec<Bar>, String>;
+
+/// The spec's bar files played on the wall clock (parsed ahead on a reader thread of their
+/// own, as a backtest's are).
 pub struct ReplayFeed {
-    bars: MergedBars,
+    chunks: Receiver<Chunk>,
+    ready: VecDeque<Bar>,
     speed: ReplaySpeed,
     /// The next bar, read but not delivered yet.
     next: Option<Bar>,
@@ -45,8 +55,39 @@ impl ReplayFeed {
 
     /// A replay of `bars` at `speed`.
     pub fn new(bars: MergedBars, speed: ReplaySpeed) -> Self {
+        let (tx, chunks) = sync_channel::<Chunk>(8);
+        std::thread::spawn(move || {
+            let mut bars = bars;
+            loop {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                let mut error = None;
+                while chunk.len() < CHUNK {
+                    match bars.next() {
+                        Some(Ok(bar)) => chunk.push(bar),
+                        Some(Err(e)) => {
+                            error = Some(e.to_string());
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                let last = chunk.len() < CHUNK || error.is_some();
+                // A closed channel: the feed was dropped (the run ended).
+                if !chunk.is_empty() && tx.send(Ok(chunk)).is_err() {
+                    return;
+                }
+                if let Some(e) = error {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                if last {
+                    return;
+                }
+            }
+        });
         Self {
-            bars,
+            chunks,
+            ready: VecDeque::new(),
             speed,
             next: None,
             skip_through: None,
@@ -56,24 +97,29 @@ impl ReplayFeed {
         }
     }
 
-    /// The next bar not skipped, read ahead.
-    fn peek(&mut self) -> Result<Option<Bar>, FeedError> {
+    /// The next bar not skipped, read ahead; `None` when the reader has none within `wait`
+    /// (or none ever: then `ended`).
+    fn peek(&mut self, wait: Duration) -> Result<Option<Bar>, FeedError> {
         while self.next.is_none() && !self.ended {
-            match self.bars.next() {
-                Some(Ok(bar)) => {
-                    if self.skip_through.is_some_and(|t| bar.ts <= t) {
-                        continue;
-                    }
-                    self.next = Some(bar);
+            if let Some(bar) = self.ready.pop_front() {
+                if self.skip_through.is_some_and(|t| bar.ts <= t) {
+                    continue;
                 }
-                Some(Err(e)) => {
+                self.next = Some(bar);
+                continue;
+            }
+            match self.chunks.recv_timeout(wait) {
+                Ok(Ok(chunk)) => self.ready.extend(chunk),
+                Ok(Err(message)) => {
                     self.ended = true;
                     return Err(FeedError {
                         feed: "replay",
-                        message: e.to_string(),
+                        message,
                     });
                 }
-                None => self.ended = true,
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                // The reader thread is done.
+                Err(RecvTimeoutError::Disconnected) => self.ended = true,
             }
         }
         Ok(self.next)
@@ -96,8 +142,12 @@ impl Feed for ReplayFeed {
     }
 
     fn poll(&mut self, wait: Duration) -> Result<FeedPoll, FeedError> {
-        let Some(bar) = self.peek()? else {
-            return Ok(FeedPoll::Ended);
+        let Some(bar) = self.peek(wait)? else {
+            return Ok(if self.ended {
+                FeedPoll::Ended
+            } else {
+                FeedPoll::Idle
+            });
         };
         let due = self.due_in(&bar);
         if due > wait {
@@ -174,7 +224,8 @@ mod tests {
     #[test]
     fn at_max_speed_every_bar_comes_at_once_then_the_end() {
         let (_dir, mut feed) = feed_of(BARS, ReplaySpeed::Max);
-        let zero = Duration::ZERO;
+        // Long enough for the reader thread; at max speed a ready bar comes at once.
+        let zero = Duration::from_secs(5);
         let a = bar_ts(feed.poll(zero).unwrap()).unwrap();
         let b = bar_ts(feed.poll(zero).unwrap()).unwrap();
         assert_eq!(b - a, 1_000_000_000);
@@ -186,7 +237,7 @@ mod tests {
     #[test]
     fn at_real_time_a_bar_waits_for_its_time_and_a_poll_never_blocks_longer_than_asked() {
         let (_dir, mut feed) = feed_of(BARS, ReplaySpeed::Factor(1.0));
-        assert!(bar_ts(feed.poll(Duration::ZERO).unwrap()).is_some());
+        assert!(bar_ts(feed.poll(Duration::from_secs(5)).unwrap()).is_some());
         let asked = Instant::now();
         // The next bar is a second away: a 50 ms poll comes back idle after about 50 ms.
         assert!(matches!(
@@ -207,10 +258,10 @@ mod tests {
             last_bar_ts: Some(UnixNanos(1_704_067_201_000_000_000)),
             last_scan_seq: None,
         });
-        let ts = bar_ts(feed.poll(Duration::ZERO).unwrap()).unwrap();
+        let ts = bar_ts(feed.poll(Duration::from_secs(5)).unwrap()).unwrap();
         assert_eq!(ts, 1_704_067_202_000_000_000);
         assert!(matches!(
-            feed.poll(Duration::ZERO).unwrap(),
+            feed.poll(Duration::from_secs(5)).unwrap(),
             FeedPoll::Ended
         ));
     }

@@ -231,6 +231,16 @@ fn a_paper_run_killed_and_resumed_loses_and_repeats_nothing() {
     let before = rows_without_wall(&dir.join("fills.csv"));
     let run_id = meta["run_id"].as_str().unwrap().to_string();
 
+    // Resumed, and killed again: a resumption is itself recorded and replayed.
+    let mut child = spawn(runs.path(), &["run", "--resume", &run_id, "--json"]);
+    wait_for("more inputs processed after the resume", || {
+        (line_count(&inputs) > 1400).then_some(())
+    });
+    child.kill().unwrap();
+    assert!(!finish(child).status.success());
+    let mid = rows_without_wall(&dir.join("fills.csv"));
+    assert!(mid.starts_with(&before));
+
     let out = tradeloom(runs.path(), &["run", "--resume", &run_id, "--json"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let last: serde_json::Value =
@@ -256,9 +266,17 @@ fn a_paper_run_killed_and_resumed_loses_and_repeats_nothing() {
         (1..=lines.len() as u64).collect::<Vec<_>>(),
         "seq without gaps"
     );
-    assert_eq!(
-        lines.iter().filter(|l| l["event"] == "run_resumed").count(),
-        1
+    let resumed: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "run_resumed")
+        .collect();
+    assert_eq!(resumed.len(), 2);
+    assert!(
+        resumed[1]["interrupted"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("interrupted")),
+        "{}",
+        resumed[1]
     );
     assert_eq!(
         lines.iter().filter(|l| l["event"] == "run_started").count(),
@@ -539,4 +557,40 @@ fn orders_on_data_older_than_max_data_age_are_refused() {
     let spec = paper_spec(data.path(), "max.yaml", "max", "max_data_age: 1ms\n");
     let (_, dir) = run_json(data.path(), &spec);
     assert!(!journal(&dir).iter().any(|l| l["code"] == "risk.stale_data"));
+}
+
+#[test]
+fn a_resume_whose_rebuilt_state_differs_from_the_snapshot_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = paper_spec(data.path(), "slow.yaml", "30000000", "snapshot_every: 50\n");
+    let mut child = spawn(data.path(), &["run", spec.to_str().unwrap()]);
+    let dir = the_run_dir(data.path());
+    let snapshot_path = dir.join("state/snapshot.json");
+    wait_for("a snapshot", || snapshot_path.is_file().then_some(()));
+    child.kill().unwrap();
+    assert!(!finish(child).status.success());
+    let run_id = metadata(&dir)["run_id"].as_str().unwrap().to_string();
+    let mut snapshot: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&snapshot_path).unwrap()).unwrap();
+    snapshot["cash"] = serde_json::Value::from("1.00");
+    std::fs::write(&snapshot_path, snapshot.to_string()).unwrap();
+    let journal_before = std::fs::read(dir.join("journal.jsonl")).unwrap();
+    let out = tradeloom(data.path(), &["run", "--resume", &run_id]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("differs from state/snapshot.json") && err.contains("cash was \"1.00\""),
+        "{err}"
+    );
+    assert!(
+        std::fs::read(dir.join("journal.jsonl"))
+            .unwrap()
+            .starts_with(
+                &journal_before[..journal_before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)]
+            ),
+        "the journal's lines are kept"
+    );
 }

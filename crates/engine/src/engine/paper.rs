@@ -46,6 +46,11 @@ impl Engine {
         self.stale_data = why;
     }
 
+    /// The time of the last event processed (`None` before the first).
+    pub fn last_ts(&self) -> Option<UnixNanos> {
+        self.current_ts
+    }
+
     /// The state now.
     pub fn state(&self) -> Result<EngineState, EngineError> {
         Ok(EngineState {

@@ -129,10 +129,9 @@ pub fn run_paper(
     feed: Box<dyn Feed>,
     mut options: PaperOptions<'_>,
 ) -> Result<RunOutcome, ExecuteError> {
-    let observer = options.observer.take();
-    let mut observer = observer;
+    let mut observer = options.observer.take();
     let result = run(spec, feed, options, &mut observer);
-    if let Some(o) = observer.as_deref_mut() {
+    if let Some(o) = observer {
         let outcome = match &result {
             Ok(outcome) => Ok(outcome.clone()),
             Err(e) => Err(e.to_string()),
@@ -142,11 +141,11 @@ pub fn run_paper(
     result
 }
 
-fn run<'a>(
+fn run(
     spec: SpecSource<'_>,
     mut feed: Box<dyn Feed>,
     options: PaperOptions<'_>,
-    observer: &mut Option<&'a mut dyn PaperObserver>,
+    observer: &mut Option<&mut dyn PaperObserver>,
 ) -> Result<RunOutcome, ExecuteError> {
     let started = Instant::now();
     let reject = ExecuteError::Rejected;
@@ -259,6 +258,7 @@ fn run<'a>(
             Some(o) => Some(&mut **o),
             None => None,
         },
+        started_wall: wall_now(),
         replaying: false,
         since_snapshot: 0,
     };
@@ -374,6 +374,8 @@ struct Machine<'o> {
     seen_at_last_ts: Vec<u32>,
     feed_state: FeedState,
     observer: Option<&'o mut dyn PaperObserver>,
+    /// When this process started the run (the age of a feed that has delivered nothing).
+    started_wall: UnixNanos,
     /// Catching up on recorded inputs: nothing is recorded or reported.
     replaying: bool,
     since_snapshot: u64,
@@ -697,11 +699,7 @@ impl Machine<'_> {
         clock: Option<UnixNanos>,
     ) -> Result<(), RunError> {
         let wall = wall_now();
-        let current = self
-            .engine
-            .as_ref()
-            .and_then(|e| e.state().ok())
-            .and_then(|s| s.ts);
+        let current = self.engine.as_ref().and_then(Engine::last_ts);
         let data_ts = match &event {
             FeedEvent::Bar(bar) => {
                 if self.position.last_bar_ts == Some(bar.ts)
@@ -763,18 +761,17 @@ impl Machine<'_> {
     }
 
     fn write_feed_state(&mut self, feed: &dyn Feed) -> Result<(), RunError> {
-        let last = self.position.last_bar_ts.or_else(|| {
-            self.engine
-                .as_ref()
-                .and_then(|e| e.state().ok())
-                .and_then(|s| s.ts)
-        });
-        self.feed_state.stale = match last {
-            Some(ts) => self
-                .stale_reason(feed.clock().unwrap_or_else(wall_now), ts)
-                .is_some(),
-            None => false,
+        // A feed that never delivered anything is as old as the run.
+        let last = self
+            .position
+            .last_bar_ts
+            .or_else(|| self.engine.as_ref().and_then(Engine::last_ts))
+            .unwrap_or(self.started_wall);
+        let clock = match self.position.last_bar_ts {
+            Some(_) => feed.clock().unwrap_or_else(wall_now),
+            None => wall_now(),
         };
+        self.feed_state.stale = self.stale_reason(clock, last).is_some();
         self.feed_state.write(&self.run_dir)
     }
 
@@ -806,5 +803,236 @@ impl Machine<'_> {
         self.feed_state.stopped = true;
         self.feed_state.write(&self.run_dir)?;
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use tradeloom_core::{Bar, InstrumentId, Price, Quantity};
+    use tradeloom_safety::Scope;
+
+    use super::*;
+    use crate::paper::FeedError;
+    use crate::spec::{ResolvedSpec, parse_spec, resolve};
+
+    const SPEC: &str = "name: unit
+mode: paper
+feed: {type: scan_dir, path: scans}
+instruments: [{symbol: ABC, price_precision: 2, size_precision: 0}]
+strategy: {name: sma_cross, params: {fast: 2, slow: 4, quantity: 1}}
+execution: {fill_model: next_open}
+account: {initial_cash: 10000, currency: USD}
+snapshot_every: 7
+";
+
+    fn spec() -> ResolvedSpec {
+        let path = Path::new("unit.yaml");
+        resolve(parse_spec(SPEC, path).unwrap(), path, SPEC.to_string()).unwrap()
+    }
+
+    /// Daily bars whose closes swing up and down (the crossover trades often).
+    fn bars(n: usize) -> Vec<Bar> {
+        (0..n)
+            .map(|i| {
+                let wave = [0, 3, 6, 8, 6, 3, 0, -3, -6, -8, -6, -3][i % 12];
+                let p = Price::from_raw((100 + wave + (i as i64 % 5)) * 1_000_000_000, 2);
+                Bar {
+                    instrument: InstrumentId(0),
+                    ts: UnixNanos(1_700_000_000_000_000_000 + i as i64 * 86_400_000_000_000),
+                    open: p,
+                    high: p,
+                    low: p,
+                    close: p,
+                    volume: Quantity::from_raw(1_000_000_000, 0).unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    /// Plays a script of polls; `Ended` once it is done. Resuming skips bars at or before the
+    /// position.
+    struct ScriptFeed {
+        script: VecDeque<Result<FeedPoll, FeedError>>,
+        /// Engages the global kill switch of this data dir when the script reaches this many
+        /// items left.
+        engage_at: Option<(usize, KillSwitch)>,
+    }
+
+    impl ScriptFeed {
+        fn bars(bars: &[Bar]) -> Self {
+            Self {
+                script: bars
+                    .iter()
+                    .map(|b| Ok(FeedPoll::Event(FeedEvent::Bar(*b))))
+                    .collect(),
+                engage_at: None,
+            }
+        }
+    }
+
+    impl Feed for ScriptFeed {
+        fn kind(&self) -> &'static str {
+            "script"
+        }
+
+        fn poll(&mut self, _wait: Duration) -> Result<FeedPoll, FeedError> {
+            if let Some((left, kill_switch)) = &self.engage_at
+                && self.script.len() == *left
+            {
+                kill_switch
+                    .engage(&Scope::Global, "unit drill", "test", false)
+                    .unwrap();
+                self.engage_at = None;
+            }
+            self.script.pop_front().unwrap_or(Ok(FeedPoll::Ended))
+        }
+
+        fn resume_after(&mut self, position: FeedPosition) {
+            self.script.retain(|p| match p {
+                Ok(FeedPoll::Event(FeedEvent::Bar(b))) => {
+                    position.last_bar_ts.is_none_or(|t| b.ts > t)
+                }
+                _ => true,
+            });
+        }
+    }
+
+    fn run_with(
+        data_dir: &Path,
+        feed: ScriptFeed,
+        resume: Option<&str>,
+    ) -> Result<RunOutcome, ExecuteError> {
+        let mut options = PaperOptions::new(data_dir, StopSignal::new());
+        options.resume = resume.map(str::to_string);
+        let spec = match resume {
+            Some(id) => crate::paper::resume_spec(data_dir, id).unwrap(),
+            None => spec(),
+        };
+        run_paper(SpecSource::Loaded(Box::new(spec)), Box::new(feed), options)
+    }
+
+    /// fills.csv or orders.csv rows without the last column (`wall_ts`).
+    fn rows(dir: &Path, name: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        text.lines()
+            .map(|l| l[..l.rfind(',').unwrap()].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_run_resumed_from_any_kill_point_ends_as_the_uninterrupted_run() {
+        let all = bars(200);
+        let whole = tempfile::tempdir().unwrap();
+        let expected = run_with(whole.path(), ScriptFeed::bars(&all), None).unwrap();
+        assert_eq!(expected.metadata.stop_reason.as_deref(), Some("feed_end"));
+        let expected_fills = rows(&expected.run_dir, "fills.csv");
+        assert!(expected_fills.len() > 20, "the strategy trades");
+        let expected_orders = rows(&expected.run_dir, "orders.csv");
+
+        // Kill points: how much of the journal reached the disk (a fraction of its bytes, cut
+        // mid-line), and whether an input was recorded but not processed.
+        for (journal_kept, unprocessed_input) in
+            [(0.0, false), (0.37, true), (0.81, false), (1.0, true)]
+        {
+            let data = tempfile::tempdir().unwrap();
+            let mut feed = ScriptFeed::bars(&all[..120]);
+            feed.script.push_back(Err(FeedError {
+                feed: "script",
+                message: "connection lost".to_string(),
+            }));
+            let Err(ExecuteError::Failed(failed)) = run_with(data.path(), feed, None) else {
+                panic!("the feed's error fails the run");
+            };
+            let dir = failed.run_dir.clone();
+            // What a kill -9 leaves: the journal's tail not written, a partial line.
+            let journal = std::fs::read(dir.join("journal.jsonl")).unwrap();
+            let cut = (journal.len() as f64 * journal_kept) as usize;
+            std::fs::write(dir.join("journal.jsonl"), &journal[..cut]).unwrap();
+            let inputs_path = dir.join(INPUTS_FILE);
+            let mut inputs = std::fs::read_to_string(&inputs_path).unwrap();
+            if unprocessed_input {
+                let events = read_inputs(&inputs_path)
+                    .unwrap()
+                    .iter()
+                    .filter_map(Input::n)
+                    .max()
+                    .unwrap();
+                let next = Input::of_feed(&FeedEvent::Bar(all[120]), events + 1, 1, None);
+                inputs.push_str(&serde_json::to_string(&next).unwrap());
+                inputs.push('\n');
+            }
+            inputs.push_str("{\"kind\":\"bar\",\"n\":99");
+            std::fs::write(&inputs_path, inputs).unwrap();
+
+            let resumed = run_with(data.path(), ScriptFeed::bars(&all), Some(&failed.run_id))
+                .unwrap_or_else(|e| panic!("resume at {journal_kept}: {e}"));
+            assert_eq!(resumed.status, RunStatus::Completed);
+            assert_eq!(rows(&dir, "fills.csv"), expected_fills, "at {journal_kept}");
+            assert_eq!(
+                rows(&dir, "orders.csv"),
+                expected_orders,
+                "at {journal_kept}"
+            );
+            assert_eq!(resumed.metrics.bars, 200);
+            let text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            for (i, l) in lines.iter().enumerate() {
+                assert_eq!(l["seq"], i as u64 + 1);
+                assert!(l["wall_ts"].is_string());
+            }
+            assert_eq!(
+                lines.iter().filter(|l| l["event"] == "run_resumed").count(),
+                1
+            );
+            assert!(
+                !lines.iter().any(|l| l["event"] == "run_failed"),
+                "the failure's lines were cut"
+            );
+            let report = crate::verify_run(&dir).unwrap();
+            assert!(report.ok(), "{:?}", report.failures().collect::<Vec<_>>());
+        }
+    }
+
+    use crate::metadata::RunStatus;
+
+    #[test]
+    fn the_kill_switch_is_asked_while_the_feed_is_quiet() {
+        let data = tempfile::tempdir().unwrap();
+        let all = bars(30);
+        let mut feed = ScriptFeed::bars(&all);
+        // After the 30 bars the feed is quiet; the global kill switch is engaged then.
+        for _ in 0..5 {
+            feed.script.push_back(Ok(FeedPoll::Idle));
+        }
+        feed.engage_at = Some((3, KillSwitch::open(data.path()).unwrap()));
+        let outcome = run_with(data.path(), feed, None).unwrap();
+        let text = std::fs::read_to_string(outcome.run_dir.join("journal.jsonl")).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let engaged = lines
+            .iter()
+            .position(|l| l["event"] == "kill_switch_engaged")
+            .expect("journaled while the feed was quiet");
+        let stopped = lines
+            .iter()
+            .position(|l| l["event"] == "run_stopped")
+            .unwrap();
+        assert!(engaged < stopped, "before the run stopped");
+        let inputs = read_inputs(&outcome.run_dir.join(INPUTS_FILE)).unwrap();
+        assert!(inputs.iter().any(|i| matches!(i, Input::Idle { .. })));
+        assert!(inputs.iter().any(|i| matches!(
+            i,
+            Input::Gate {
+                engaged: Some(_),
+                ..
+            }
+        )));
     }
 }
