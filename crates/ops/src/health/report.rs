@@ -334,8 +334,8 @@ pub fn feed_state(
 
 /// The detail of one paper run's feed: the worst of the data's age (since its last event, or
 /// since the run started when none came yet), the age of the run's own update of the file (a
-/// killed process stops updating it), and the run's own verdict (`stale`). A stopped run's
-/// feed is dead: it no longer delivers.
+/// killed process stops updating it), the run's own verdict (`stale`) and a disconnected
+/// source (at least stale). A stopped run's feed is dead: it no longer delivers.
 fn run_feed_detail(feed: &FeedConfig, seen: &RunFeedSeen, now: DateTime<Utc>) -> FeedDetail {
     let mut detail = FeedDetail {
         state: "dead".into(),
@@ -410,7 +410,11 @@ fn run_feed_detail(feed: &FeedConfig, seen: &RunFeedSeen, now: DateTime<Utc>) ->
         (name, score) = ("stale", FEED_STALE);
         why.push("the run reports its data stale (older than max_data_age)".into());
     }
+    // A disconnected source that keeps retrying reports status events, not data: not fresh.
     if state.connected == Some(false) {
+        if score > FEED_STALE {
+            (name, score) = ("stale", FEED_STALE);
+        }
         why.push("disconnected".into());
     }
     detail.state = name.into();
@@ -945,6 +949,15 @@ mod tests {
         assert_eq!(
             r.details.feeds["run:r1"].error.as_deref(),
             Some("the run reports its data stale (older than max_data_age); disconnected")
+        );
+        // Disconnected alone: stale, whatever the last event's age.
+        let mut state = live(1.0, 0.5);
+        state.connected = Some(false);
+        let r = eval(state);
+        assert_eq!(r.details.feeds["run:r1"].state, "stale");
+        assert_eq!(
+            r.details.feeds["run:r1"].error.as_deref(),
+            Some("disconnected")
         );
         // No event yet: the age counts from the run's start.
         let mut state = live(0.0, 0.5);

@@ -563,14 +563,19 @@ fn read_fills_csv(path: &Path, currency: Currency) -> Result<FillsCsv, Reconcile
 
 /// The lines of a CSV file after its header, with line numbers (a last line without its
 /// newline, cut short by a kill, is left out).
-fn csv_rows(path: &Path) -> Result<Vec<(usize, Vec<String>)>, ReconcileError> {
-    let (lines, _) = read_lines(path)?;
-    Ok(lines
+/// CSV rows with their line numbers, and the line number of a last line cut short.
+type CsvRows = (Vec<(usize, Vec<String>)>, Option<usize>);
+
+fn csv_rows(path: &Path) -> Result<CsvRows, ReconcileError> {
+    let (lines, tail) = read_lines(path)?;
+    let cut = tail.filter(|t| !t.is_empty()).map(|_| lines.len() + 1);
+    let rows = lines
         .iter()
         .enumerate()
         .skip(1)
         .map(|(i, text)| (i + 1, text.split(',').map(str::to_string).collect()))
-        .collect())
+        .collect();
+    Ok((rows, cut))
 }
 
 /// The last row of `equity.parquet` (only its last row group is read).
@@ -635,11 +640,25 @@ fn metric_count(metrics: &Value, key: &str, path: &Path) -> Result<u64, Reconcil
 }
 
 fn run_currency(run_dir: &Path) -> Result<Currency, ReconcileError> {
+    /// Only `account.currency` is needed: the rest of the spec is not re-validated here (a
+    /// field this version cannot read back must not stop the books from being checked).
+    #[derive(Deserialize)]
+    struct SpecAccount {
+        account: AccountCurrency,
+    }
+    #[derive(Deserialize)]
+    struct AccountCurrency {
+        #[serde(default)]
+        currency: Option<String>,
+    }
     let path = run_dir.join("run_spec.yaml");
     let text = std::fs::read_to_string(&path).map_err(|e| ReconcileError::io(&path, e))?;
-    let spec = tradeloom_runs::spec::parse_spec(&text, &path)
-        .map_err(|e| ReconcileError::corrupt(&path, None, e.to_string()))?;
-    Currency::from_code(&spec.account.currency)
+    let spec: SpecAccount = yaml_serde::from_str(&text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        ReconcileError::corrupt(&path, line, format!("account.currency: {e}"))
+    })?;
+    let code = spec.account.currency.unwrap_or_else(|| "USD".to_string());
+    Currency::from_code(&code)
         .map_err(|e| ReconcileError::corrupt(&path, None, format!("account.currency: {e}")))
 }
 
@@ -648,13 +667,23 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
     let currency = run_currency(run_dir)?;
     let file = |name: &str| -> PathBuf { run_dir.join(name) };
     let paper = meta.mode == "paper";
-    let running = meta.status == RunStatus::Running;
+    // A paper run killed before it stopped is `running` until a later process marks it
+    // `interrupted` (listing runs does); either way its folder is not sealed yet.
+    let interrupted = paper && meta.status == RunStatus::Interrupted;
+    let running = meta.status == RunStatus::Running || interrupted;
     let mut notes = Vec::new();
-    if running {
-        notes.push(format!(
+    if interrupted {
+        notes.push(
+            "the run was interrupted (its process died) and not resumed yet: the reports it \
+             writes when it stops are skipped (`tradeloom run --resume` finishes it)"
+                .to_string(),
+        );
+    } else if running {
+        notes.push(
             "the run is still running (or its process died without marking it): the reports it \
              writes when it stops are skipped, and fills.csv may trail the journal"
-        ));
+                .to_string(),
+        );
     }
     // While the run writes, the CSV files are read before the journal, so that the journal
     // holds at least every fill and order they show.
@@ -664,7 +693,12 @@ fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileE
         None
     };
     let fills_csv = read_fills_csv(&file("fills.csv"), currency)?;
-    let orders_rows = csv_rows(&file("orders.csv"))?;
+    let (orders_rows, orders_cut) = csv_rows(&file("orders.csv"))?;
+    if let Some(line) = orders_cut {
+        notes.push(format!(
+            "orders.csv:{line}: the last line is cut short and was ignored"
+        ));
+    }
     let journal_path = file("journal.jsonl");
     let snapshot_at = snapshot.as_ref().map(|s| s.journal_lines);
     let j = read_journal(&journal_path, currency, snapshot_at)?;
@@ -1127,6 +1161,7 @@ fn orders_csv_check(
 /// `trades.csv`: its closed trades, as many as the journal's.
 fn trades_csv_check(trades_path: &Path, j: &Journal) -> Result<Check, ReconcileError> {
     let closed = csv_rows(trades_path)?
+        .0
         .iter()
         .filter(|(_, r)| r.last().map(String::as_str) == Some("closed"))
         .count() as u64;

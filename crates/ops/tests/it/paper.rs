@@ -53,7 +53,7 @@ fn spec_file(data_dir: &Path) -> PathBuf {
     std::fs::write(
         &spec,
         format!(
-            "name: paper-rec\nmode: paper\nfeed: {{type: replay, speed: 1}}\nsnapshot_every: 50\n\
+            "name: paper-rec\nmode: paper\nfeed: {{type: replay, speed: max}}\nsnapshot_every: 50\n\
              instruments: [{{symbol: GOOG, price_precision: 2, size_precision: 0}}]\n\
              data: [{{symbol: GOOG, path: {}}}]\n\
              strategy: {{name: sma_cross, params: {{fast: 10, slow: 20, quantity: 10}}}}\n\
