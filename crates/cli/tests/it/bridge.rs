@@ -76,7 +76,7 @@ fn scan_text(i: u64) -> String {
 fn write_scan(dir: &Path, i: u64) -> String {
     let name = format!("scan-{i:06}.csv");
     let text = scan_text(i);
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         let mut f = std::fs::File::create(dir.join(&name)).unwrap();
         let (a, b) = text.split_at(text.len() / 2 + 3);
         f.write_all(a.as_bytes()).unwrap();
