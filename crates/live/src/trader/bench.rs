@@ -227,6 +227,7 @@ pub fn paper_vs_backtest(
                 progress: None,
                 parent_runs: Vec::new(),
                 connectivity: None,
+                on_start: None,
             },
         )
         .map_err(|e| e.to_string())?;
