@@ -62,8 +62,11 @@ pub struct RunOptions<'a> {
     /// Called once the run's folder exists with `metadata.json` saying `running`, before the
     /// first bar: with the run id and the folder (a server answers "started" with the id).
     /// Not called for a spec rejected before a folder was created.
-    pub on_start: Option<&'a mut dyn FnMut(&str, &Path)>,
+    pub on_start: Option<OnStart<'a>>,
 }
+
+/// [`RunOptions::on_start`]: told the run id and the run's folder.
+pub type OnStart<'a> = &'a mut dyn FnMut(&str, &Path);
 
 /// The spec of a run: a file to load, or a spec already loaded.
 #[derive(Debug)]
