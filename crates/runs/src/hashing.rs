@@ -93,11 +93,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs before any of a pipe's writers hands bytes to the writer thread (see
+/// [`ArtifactPipe::with_barrier`]).
+pub type Barrier = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
 /// The writer thread of a run's artifacts; [`ArtifactPipe::create`] opens files on it.
 #[derive(Clone)]
 pub struct ArtifactPipe {
     tx: SyncSender<Job>,
     shared: Arc<Shared>,
+    barrier: Option<Barrier>,
 }
 
 impl ArtifactPipe {
@@ -110,7 +115,19 @@ impl ArtifactPipe {
         std::thread::Builder::new()
             .name("artifacts".to_string())
             .spawn(move || writer_thread(&rx, &thread_shared))?;
-        Ok(Self { tx, shared })
+        Ok(Self {
+            tx,
+            shared,
+            barrier: None,
+        })
+    }
+
+    /// Runs `barrier` before every hand-over of any writer opened on this pipe afterwards (a
+    /// paper run writes its buffered `state/inputs.jsonl` records there, so the outputs of an
+    /// input never reach the files before the input does). A hand-over fails with its error.
+    pub fn with_barrier(mut self, barrier: Barrier) -> Self {
+        self.barrier = Some(barrier);
+        self
     }
 
     /// Creates (or truncates) an artifact file written through this pipe. It is opened for
@@ -325,6 +342,9 @@ impl ArtifactWriter {
             self.buf.clear();
             return Err(e);
         }
+        if let Some(barrier) = &self.pipe.barrier {
+            barrier()?;
+        }
         let next = lock(&self.pipe.shared.pool)
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(CHUNK + 4096));
@@ -445,6 +465,49 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), want_b);
         assert_eq!((ha, na), (sha256_bytes(&want_a), want_a.len() as u64));
         assert_eq!((hb, nb), (sha256_bytes(&want_b), want_b.len() as u64));
+    }
+
+    #[test]
+    fn the_barrier_runs_before_every_hand_over_and_its_error_fails_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let barrier: Barrier = {
+            let (calls, failing) = (Arc::clone(&calls), Arc::clone(&failing));
+            Arc::new(move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                match failing.load(Ordering::SeqCst) {
+                    true => Err(io::Error::other("inputs not written")),
+                    false => Ok(()),
+                }
+            })
+        };
+        let pipe = ArtifactPipe::spawn().unwrap().with_barrier(barrier);
+        let mut w = pipe.create(&dir.path().join("a")).unwrap();
+        w.buffer().extend_from_slice(b"row\n");
+        w.commit().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing handed over yet");
+        w.hand_over().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        w.buffer().extend_from_slice(&vec![b'x'; CHUNK]);
+        w.commit().unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "a full chunk is handed over"
+        );
+        failing.store(true, Ordering::SeqCst);
+        w.buffer().extend_from_slice(b"more\n");
+        let e = w.hand_over().unwrap_err();
+        assert!(e.to_string().contains("inputs not written"), "{e}");
+        failing.store(false, Ordering::SeqCst);
+        let (_, bytes) = w.finish().unwrap();
+        assert_eq!(
+            bytes,
+            4 + CHUNK as u64 + 5,
+            "what failed to go is handed over at the end"
+        );
     }
 
     /// `/dev/full` fails every write with ENOSPC, as a full disk does.

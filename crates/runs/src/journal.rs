@@ -60,7 +60,19 @@ impl Journal {
 
     /// Ends every later line with `"wall_ts"` (RFC 3339 UTC with nanoseconds), or with nothing.
     pub fn set_wall_ts(&mut self, wall: Option<&str>) {
-        self.wall_suffix = wall.map(|w| format!(",\"wall_ts\":\"{w}\"}}").into_bytes());
+        match (wall, self.wall_suffix.as_mut()) {
+            // A paper run sets it per event: the buffer is reused.
+            (Some(w), Some(suffix)) => {
+                suffix.clear();
+                suffix.extend_from_slice(b",\"wall_ts\":\"");
+                suffix.extend_from_slice(w.as_bytes());
+                suffix.extend_from_slice(b"\"}");
+            }
+            (Some(w), None) => {
+                self.wall_suffix = Some(format!(",\"wall_ts\":\"{w}\"}}").into_bytes());
+            }
+            (None, _) => self.wall_suffix = None,
+        }
     }
 
     /// Hands what is buffered to the writer thread (so that a reader sees it soon).

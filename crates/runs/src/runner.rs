@@ -26,7 +26,7 @@ use crate::artifacts::{RunSink, SinkFiles};
 use crate::equity::{EQUITY_FILE, EquityWriter, MoneyLayout};
 use crate::error::RunError;
 use crate::folder::RunFolder;
-use crate::hashing::{ArtifactPipe, finish_artifact, sha256_bytes, sha256_file};
+use crate::hashing::{ArtifactPipe, Barrier, finish_artifact, sha256_bytes, sha256_file};
 use crate::journal::Journal;
 use crate::kill_switch::RunGate;
 use crate::live::{CountingSink, LiveRun};
@@ -476,19 +476,25 @@ impl StartedRun {
 
 /// The run's artifacts, written and hashed on one writer thread of their own.
 fn open_sink(folder: &RunFolder, spec: &ResolvedSpec) -> Result<RunSink, RunError> {
-    open_sink_with(folder, spec, None, false)
+    open_sink_with(folder, spec, None, false, None)
 }
 
 /// The run's artifacts; with `existing` (a resumed paper run: the journal's whole lines on
 /// disk) the journal is appended to after checking that the run regenerates those lines, and
 /// the other files are written anew. `wall_clock`: a paper run's `wall_ts` fields and columns.
+/// `barrier`: runs before any of the files' bytes are handed to the writer thread (see
+/// [`ArtifactPipe::with_barrier`]).
 pub(crate) fn open_sink_with(
     folder: &RunFolder,
     spec: &ResolvedSpec,
     existing: Option<Vec<u8>>,
     wall_clock: bool,
+    barrier: Option<Barrier>,
 ) -> Result<RunSink, RunError> {
-    let pipe = ArtifactPipe::spawn().map_err(|e| RunError::io(&folder.dir, e))?;
+    let mut pipe = ArtifactPipe::spawn().map_err(|e| RunError::io(&folder.dir, e))?;
+    if let Some(barrier) = barrier {
+        pipe = pipe.with_barrier(barrier);
+    }
     let create = |name: &str| {
         let path = folder.file(name);
         pipe.create(&path).map_err(|e| RunError::io(path, e))

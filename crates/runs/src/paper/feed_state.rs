@@ -42,6 +42,10 @@ pub struct FeedState {
     pub stale: bool,
     /// Whether the run has stopped.
     pub stopped: bool,
+    /// The times of the last event and data, formatted into the fields above when the file is
+    /// written (not per event).
+    #[serde(skip)]
+    pending: Option<(UnixNanos, Option<UnixNanos>)>,
 }
 
 impl FeedState {
@@ -57,20 +61,25 @@ impl FeedState {
             malformed: 0,
             stale: false,
             stopped: false,
+            pending: None,
         }
     }
 
     /// Notes an event that arrived at `wall` carrying data of time `data_ts`.
     pub fn on_event(&mut self, wall: UnixNanos, data_ts: Option<UnixNanos>) {
         self.events += 1;
-        self.last_event_at = Some(rfc3339(wall));
-        if let Some(ts) = data_ts {
-            self.last_data_ts = Some(rfc3339(ts));
-        }
+        let data_ts = data_ts.or(self.pending.and_then(|(_, data)| data));
+        self.pending = Some((wall, data_ts));
     }
 
     /// Writes the file atomically into `run_dir`, stamped now.
     pub fn write(&mut self, run_dir: &Path) -> Result<(), RunError> {
+        if let Some((wall, data_ts)) = self.pending.take() {
+            self.last_event_at = Some(rfc3339(wall));
+            if let Some(ts) = data_ts {
+                self.last_data_ts = Some(rfc3339(ts));
+            }
+        }
         self.updated_at = crate::runner::now_rfc3339();
         let path = run_dir.join(FEED_FILE);
         let mut text = serde_json::to_vec(self).map_err(|e| RunError::Corrupt {
@@ -79,5 +88,34 @@ impl FeedState {
         })?;
         text.push(b'\n');
         write_atomic(&path, &text, Durability::Renamed).map_err(|e| RunError::io(e.path, e.source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_holds_the_last_event_and_the_last_data_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = FeedState::new("r1", "replay", true);
+        state.on_event(
+            UnixNanos(1_700_000_000_000_000_000),
+            Some(UnixNanos(86_400_000_000_000)),
+        );
+        state.on_event(UnixNanos(1_700_000_001_000_000_000), None);
+        state.write(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FEED_FILE)).unwrap();
+        let read: FeedState = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.events, 2);
+        assert_eq!(read.last_event_at.as_deref(), Some("2023-11-14T22:13:21Z"));
+        assert_eq!(read.last_data_ts.as_deref(), Some("1970-01-02T00:00:00Z"));
+        // An event without data after the write keeps the data time written.
+        state.on_event(UnixNanos(1_700_000_002_000_000_000), None);
+        state.write(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FEED_FILE)).unwrap();
+        let read: FeedState = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.last_event_at.as_deref(), Some("2023-11-14T22:13:22Z"));
+        assert_eq!(read.last_data_ts.as_deref(), Some("1970-01-02T00:00:00Z"));
     }
 }

@@ -160,7 +160,15 @@ impl GateHandle {
 
     /// Passes the engine's own halt (its drawdown limit) on to the live kill switch.
     fn on_engine_halt(&self, detail: &str) {
-        if let Source::Live(gate) = &mut lock(&self.0).source {
+        let core = &mut *lock(&self.0);
+        if let Source::Live(gate) = &mut core.source {
+            // The inputs that led to the halt reach their file before the kill switch's
+            // engagement reaches its own.
+            if let Err(e) = lock(&core.log).flush()
+                && core.error.is_none()
+            {
+                core.error = Some(e);
+            }
             gate.on_engine_halt(detail);
         }
     }

@@ -4,9 +4,13 @@
 //! deterministic, so replaying these through a fresh engine rebuilds the run exactly (how
 //! `tradeloom run --resume` continues a run killed at any point).
 //!
-//! One JSON object per line with a `kind`. Lines are written with one `write` each (no user
-//! space buffer), so whatever a killed process processed is in the file; a partial last line
-//! (the write the kill interrupted) was never processed and is dropped on resume.
+//! One JSON object per line with a `kind`. Lines are buffered and handed to the kernel in
+//! batches ([`InputLog::flush`]), always before anything produced from them is: the run's
+//! artifact pipe flushes the log before it hands journal, CSV or equity bytes to its writer
+//! thread (see [`crate::hashing::ArtifactPipe::with_barrier`]), and the runner flushes it before
+//! every snapshot and at every hand-over tick. So after a kill the file covers every event the
+//! other files show; events recorded in a lost batch had left no trace and are delivered again
+//! by the feed. A partial last line (a write the kill interrupted) is dropped on resume.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -219,11 +223,16 @@ pub fn scan_of(
     })
 }
 
-/// Appends lines to `state/inputs.jsonl`.
+/// Buffered records are handed to the kernel once they reach this many bytes (or earlier, at a
+/// [flush](InputLog::flush)).
+const BATCH: usize = 64 * 1024;
+
+/// Appends lines to `state/inputs.jsonl`, buffered (see the module documentation).
 pub struct InputLog {
     file: File,
     path: PathBuf,
-    line: Vec<u8>,
+    /// Whole lines not handed to the kernel yet.
+    buf: Vec<u8>,
 }
 
 impl InputLog {
@@ -233,11 +242,7 @@ impl InputLog {
             std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
         }
         let file = File::create(path).map_err(|e| RunError::io(path, e))?;
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-            line: Vec::with_capacity(512),
-        })
+        Ok(Self::with(file, path))
     }
 
     /// Opens the file of a resumed run after its last whole line (a partial one is cut off).
@@ -251,31 +256,61 @@ impl InputLog {
         use std::io::Seek;
         file.seek(io::SeekFrom::Start(end))
             .map_err(|e| RunError::io(path, e))?;
-        Ok(Self {
+        Ok(Self::with(file, path))
+    }
+
+    fn with(file: File, path: &Path) -> Self {
+        Self {
             file,
             path: path.to_path_buf(),
-            line: Vec::with_capacity(512),
-        })
+            buf: Vec::with_capacity(BATCH + 4096),
+        }
     }
 
-    /// Writes one record as a line, in one `write` call.
+    /// Appends one record as a line to the buffer; hands the buffer to the kernel once it holds
+    /// [`BATCH`] bytes.
     pub fn write(&mut self, input: &Input) -> Result<(), RunError> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, input).map_err(|e| RunError::Corrupt {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        self.line.push(b'\n');
-        self.file
-            .write_all(&self.line)
-            .map_err(|e| RunError::io(&self.path, e))
+        let start = self.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, input) {
+            self.buf.truncate(start);
+            return Err(RunError::Corrupt {
+                path: self.path.clone(),
+                message: e.to_string(),
+            });
+        }
+        self.buf.push(b'\n');
+        if self.buf.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
     }
 
-    /// Makes the file durable (at the end of the run).
-    pub fn sync(&self) -> Result<(), RunError> {
+    /// Hands the buffered lines to the kernel (one `write` unless it is interrupted), so that
+    /// they survive the process.
+    pub fn flush(&mut self) -> Result<(), RunError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.write_all(&self.buf);
+        // Written or not, the lines are not retried: a failed write fails the run.
+        self.buf.clear();
+        written.map_err(|e| RunError::io(&self.path, e))
+    }
+
+    /// Flushes and makes the file durable (at the end of the run).
+    pub fn sync(&mut self) -> Result<(), RunError> {
+        self.flush()?;
         self.file
             .sync_data()
             .map_err(|e| RunError::io(&self.path, e))
+    }
+}
+
+impl Drop for InputLog {
+    fn drop(&mut self) {
+        // A run that fails still leaves every recorded input in the file (its error is
+        // reported already; a failure here would only repeat one).
+        let _ = self.flush();
     }
 }
 
@@ -343,6 +378,9 @@ mod tests {
         // Reopened for appending: the partial line is cut, new lines follow the whole ones.
         let mut log = InputLog::append(&path).unwrap();
         log.write(&Input::Idle { n: 3, wall: 10 }).unwrap();
+        // Buffered until flushed.
+        assert_eq!(read_inputs(&path).unwrap().len(), 3);
+        log.flush().unwrap();
         let back = read_inputs(&path).unwrap();
         assert_eq!(back.len(), 4);
         assert_eq!(back[3], Input::Idle { n: 3, wall: 10 });

@@ -28,6 +28,7 @@ use tradeloom_safety::KillSwitch;
 use crate::artifacts::RunSink;
 use crate::error::RunError;
 use crate::folder::RunFolder;
+use crate::hashing::Barrier;
 use crate::hashing::sha256_file;
 use crate::kill_switch::RunGate;
 use crate::live::{LiveGuard, LiveRun};
@@ -227,7 +228,17 @@ fn run(
     let mut engine = engine;
     engine.set_kill_switch_gate(gate.engine_gate());
     let existing = prior.as_ref().map(|p| p.journal.clone());
-    let sink = match open_sink_with(&run.folder, &spec, existing, true) {
+    // Nothing derived from an input reaches the files before the input does.
+    let barrier: Barrier = {
+        let log = Arc::clone(&log);
+        Arc::new(move || {
+            log.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .flush()
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+    };
+    let sink = match open_sink_with(&run.folder, &spec, existing, true, Some(barrier)) {
         Ok(sink) => sink,
         Err(e) => return Err(run.fail(e)),
     };
@@ -259,6 +270,7 @@ fn run(
             None => None,
         },
         started_wall: wall_now(),
+        wall_text: WallText::default(),
         replaying: false,
         since_snapshot: 0,
     };
@@ -296,6 +308,8 @@ fn run(
     let (summary, reason) = match result {
         Ok(x) => x,
         Err(e) => {
+            // The recorded inputs first, as every other hand-over (a failed run is resumed).
+            let _ = log.lock().unwrap_or_else(PoisonError::into_inner).flush();
             sink.set_wall_ts(&wall_text(wall_now()));
             sink.journal_extra(&json!({"event": "run_failed", "error": e.to_string()}));
             if let Ok(files) = sink.finish() {
@@ -345,6 +359,42 @@ fn wall_text(wall: UnixNanos) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// Formats wall-clock times as [`wall_text`] does, one per event: the text up to the second
+/// is reused while the second stays the same, only the nanoseconds are written anew.
+#[derive(Default)]
+struct WallText {
+    /// The second (since the epoch) `text` begins with.
+    second: Option<i64>,
+    /// `2026-12-06T16:31:44.` and, after [`WallText::format`], the nanoseconds and `Z`.
+    text: String,
+}
+
+impl WallText {
+    /// `wall` as RFC 3339 UTC with nanoseconds (`2026-12-06T16:31:44.123456789Z`).
+    fn format(&mut self, wall: UnixNanos) -> &str {
+        const NANOS: i64 = 1_000_000_000;
+        let second = wall.0.div_euclid(NANOS);
+        if self.second != Some(second) {
+            let mut text = wall_text(UnixNanos(second.saturating_mul(NANOS)));
+            // Without the nanoseconds and the `Z` (always nine digits, see `wall_text`).
+            text.truncate(text.len().saturating_sub(10));
+            self.text = text;
+            self.second = Some(second);
+        }
+        let prefix = self.text.find('.').map_or(self.text.len(), |i| i + 1);
+        self.text.truncate(prefix);
+        let mut nanos = wall.0.rem_euclid(NANOS);
+        let mut digits = [b'0'; 9];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        self.text.extend(digits.iter().map(|&d| char::from(d)));
+        self.text.push('Z');
+        &self.text
+    }
+}
+
 /// Notes a bar of `instrument` at `ts` processed.
 fn note_bar(position: &mut FeedPosition, seen: &mut Vec<u32>, instrument: u32, ts: UnixNanos) {
     if position.last_bar_ts != Some(ts) {
@@ -376,6 +426,8 @@ struct Machine<'o> {
     observer: Option<&'o mut dyn PaperObserver>,
     /// When this process started the run (the age of a feed that has delivered nothing).
     started_wall: UnixNanos,
+    /// The text of the last event's `wall_ts`.
+    wall_text: WallText,
     /// Catching up on recorded inputs: nothing is recorded or reported.
     replaying: bool,
     since_snapshot: u64,
@@ -443,7 +495,7 @@ impl Machine<'_> {
             // Answers of the kill switch are the gate's (see `gate.rs`).
             Input::Gate { .. } => return Ok(None),
         };
-        self.sink.set_wall_ts(&wall_text(wall));
+        self.sink.set_wall_ts(self.wall_text.format(wall));
         let engine = engine_of(&mut self.engine)?;
         let mut sink = PaperSink {
             sink: &mut self.sink,
@@ -534,7 +586,8 @@ impl Machine<'_> {
         Ok(first_accept)
     }
 
-    /// Records `input` in `state/inputs.jsonl`, then processes it.
+    /// Records `input` in `state/inputs.jsonl` (buffered: see [`crate::paper::inputs`]), then
+    /// processes it.
     fn record_and_apply(&mut self, input: &Input) -> Result<Option<Instant>, RunError> {
         self.log
             .lock()
@@ -563,7 +616,17 @@ impl Machine<'_> {
 
     fn snapshot(&mut self) -> Result<(), RunError> {
         self.since_snapshot = 0;
+        // A resumed run replays the recorded inputs up to the snapshot's event.
+        self.flush_inputs()?;
         self.snapshot_now()?.write(&self.run_dir)
+    }
+
+    /// Hands the buffered records of `state/inputs.jsonl` to the kernel.
+    fn flush_inputs(&self) -> Result<(), RunError> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush()
     }
 
     /// Replays the recorded inputs of a resumed run, checks the state against the snapshot,
@@ -677,6 +740,8 @@ impl Machine<'_> {
             }
             if last_hand_over.elapsed() >= HAND_OVER_EVERY {
                 last_hand_over = Instant::now();
+                // Also when nothing was written: a quiet feed's inputs reach the file too.
+                self.flush_inputs()?;
                 self.sink.hand_over();
             }
             if last_feed_state.elapsed() >= FEED_STATE_EVERY {
@@ -999,6 +1064,28 @@ snapshot_every: 7
     }
 
     use crate::metadata::RunStatus;
+
+    #[test]
+    fn wall_text_is_formatted_as_chrono_does() {
+        let mut text = WallText::default();
+        for wall in [
+            1_796_580_016_990_969_822,
+            1_796_580_016_000_000_000,
+            1_796_580_016_000_000_007,
+            1_796_580_016_999_999_999,
+            1_796_580_017_000_000_001,
+            1_796_580_017_100_000_000,
+            0,
+            -1,
+            -1_000_000_000,
+        ] {
+            assert_eq!(
+                text.format(UnixNanos(wall)),
+                wall_text(UnixNanos(wall)),
+                "{wall}"
+            );
+        }
+    }
 
     #[test]
     fn the_kill_switch_is_asked_while_the_feed_is_quiet() {
