@@ -55,6 +55,19 @@ pub enum BarError {
 }
 
 impl Bar {
+    /// A flat bar: open = high = low = close = `price`, no volume (a scan row's price, a quote).
+    pub fn flat(instrument: InstrumentId, ts: UnixNanos, price: Price) -> Self {
+        Self {
+            instrument,
+            ts,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: Quantity::ZERO,
+        }
+    }
+
     /// Checks `high ≥ max(open, close) ≥ min(open, close) ≥ low > 0`.
     pub fn validate(&self) -> Result<(), BarError> {
         for (field, value) in [

@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
-use tradeloom_core::{Bar, InstrumentId, Price, Quantity, UnixNanos};
+use tradeloom_core::{Bar, InstrumentId, Price, UnixNanos};
 use tradeloom_engine::ScanFields;
 use tradeloom_queue::{FeatureMap, MapSnapshot};
 use tradeloom_runs::RunError;
@@ -225,15 +225,7 @@ impl ScanDirFeed {
             };
             let values = names.iter().map(|n| row.get(n).and_then(number)).collect();
             rows.push(ScanRow {
-                bar: Bar {
-                    instrument,
-                    ts,
-                    open: price,
-                    high: price,
-                    low: price,
-                    close: price,
-                    volume: Quantity::ZERO,
-                },
+                bar: Bar::flat(instrument, ts, price),
                 fields: ScanFields::new(names.clone(), values),
             });
         }

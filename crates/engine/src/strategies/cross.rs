@@ -172,15 +172,7 @@ mod tests {
             .iter()
             .map(|close| {
                 let p = Price::parse(close, 2).unwrap();
-                let bar = Bar {
-                    instrument: inst.id,
-                    ts: UnixNanos(0),
-                    open: p,
-                    high: p,
-                    low: p,
-                    close: p,
-                    volume: Quantity::ZERO,
-                };
+                let bar = Bar::flat(inst.id, UnixNanos(0), p);
                 let mut commands = Vec::new();
                 let mut ctx = StrategyContext {
                     ts: bar.ts,

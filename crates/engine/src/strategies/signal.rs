@@ -214,15 +214,7 @@ mod tests {
         let mut next_order_id = 0;
         let names: Arc<[String]> = vec!["score".to_string()].into();
         let p = Price::parse("100", 2).unwrap();
-        let bar = Bar {
-            instrument: inst.id,
-            ts: UnixNanos(0),
-            open: p,
-            high: p,
-            low: p,
-            close: p,
-            volume: Quantity::ZERO,
-        };
+        let bar = Bar::flat(inst.id, UnixNanos(0), p);
         scores
             .iter()
             .enumerate()
@@ -316,15 +308,7 @@ mod tests {
         let mut next_order_id = 0;
         let mut commands = Vec::new();
         let p = Price::parse("100", 2).unwrap();
-        let bar = Bar {
-            instrument: inst.id,
-            ts: UnixNanos(0),
-            open: p,
-            high: p,
-            low: p,
-            close: p,
-            volume: Quantity::ZERO,
-        };
+        let bar = Bar::flat(inst.id, UnixNanos(0), p);
         let mut ctx = StrategyContext {
             ts: UnixNanos(0),
             instrument: &inst,
