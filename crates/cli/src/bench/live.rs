@@ -30,8 +30,18 @@ pub struct Args {
     /// Where to write scans, data and run folders (default: a temporary folder).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Run one part only: `latency` (scan→order) or `throughput` (paper vs backtest).
+    #[arg(long, value_enum)]
+    pub only: Option<Part>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// The two parts of `bench live`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Latency,
+    Throughput,
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
@@ -41,43 +51,58 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&work)?;
-    eprintln!("scan→order latency over {} scans…", args.scans);
-    let latency = scan_latency(&work.join("latency"), args.scans).map_err(|e| anyhow!(e))?;
-    eprintln!("paper at speed: max vs backtest over {} bars…", args.bars);
-    let throughput = paper_vs_backtest(&work.join("throughput"), args.bars, args.repeat)
-        .map_err(|e| anyhow!(e))?;
+    let wants = |part: Part| args.only.is_none_or(|only| only == part);
+    let latency = if wants(Part::Latency) {
+        eprintln!("scan→order latency over {} scans…", args.scans);
+        Some(scan_latency(&work.join("latency"), args.scans).map_err(|e| anyhow!(e))?)
+    } else {
+        None
+    };
+    let throughput = if wants(Part::Throughput) {
+        eprintln!("paper at speed: max vs backtest over {} bars…", args.bars);
+        Some(
+            paper_vs_backtest(&work.join("throughput"), args.bars, args.repeat)
+                .map_err(|e| anyhow!(e))?,
+        )
+    } else {
+        None
+    };
     if args.json {
         println!("{}", json!({"latency": latency, "throughput": throughput}));
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "scan → order latency, in-process ({} scans, {} orders)",
-        latency.scans, latency.orders
-    );
-    println!(
-        "  from the rename     p50 {:>8.1} µs   p99 {:>8.1} µs   p999 {:>8.1} µs   max {:>9.1} µs",
-        latency.p50_us, latency.p99_us, latency.p999_us, latency.max_us
-    );
-    println!(
-        "  from the bridge     p50 {:>8.1} µs   p99 {:>8.1} µs   (tradeloom_scan_to_order_seconds)",
-        latency.observed_p50_us, latency.observed_p99_us
-    );
-    println!(
-        "  CPU per scan        {:>8.1} µs (producer, bridge and trader)",
-        latency.cpu_us_per_scan
-    );
-    println!(
-        "paper run at speed: max vs backtest ({} bars, sma_cross)",
-        throughput.bars
-    );
-    println!(
-        "  backtest            {:>12.0} bars/s",
-        throughput.backtest_bars_per_s
-    );
-    println!(
-        "  paper (replay max)  {:>12.0} bars/s",
-        throughput.paper_bars_per_s
-    );
-    println!("  ratio               {:>12.2}", throughput.ratio);
+    if let Some(latency) = latency {
+        println!(
+            "scan → order latency, in-process ({} scans, {} orders)",
+            latency.scans, latency.orders
+        );
+        println!(
+            "  from the rename     p50 {:>8.1} µs   p99 {:>8.1} µs   p999 {:>8.1} µs   max {:>9.1} µs",
+            latency.p50_us, latency.p99_us, latency.p999_us, latency.max_us
+        );
+        println!(
+            "  from the bridge     p50 {:>8.1} µs   p99 {:>8.1} µs   (tradeloom_scan_to_order_seconds)",
+            latency.observed_p50_us, latency.observed_p99_us
+        );
+        println!(
+            "  CPU per scan        {:>8.1} µs (producer, bridge and trader)",
+            latency.cpu_us_per_scan
+        );
+    }
+    if let Some(throughput) = throughput {
+        println!(
+            "paper run at speed: max vs backtest ({} bars, sma_cross)",
+            throughput.bars
+        );
+        println!(
+            "  backtest            {:>12.0} bars/s",
+            throughput.backtest_bars_per_s
+        );
+        println!(
+            "  paper (replay max)  {:>12.0} bars/s",
+            throughput.paper_bars_per_s
+        );
+        println!("  ratio               {:>12.2}", throughput.ratio);
+    }
     Ok(ExitCode::SUCCESS)
 }
