@@ -22,6 +22,7 @@ mod access;
 mod bench;
 mod commands;
 mod connectivity;
+mod deploy;
 mod drill;
 mod flow;
 mod flow_client;
@@ -254,6 +255,12 @@ enum Command {
     Map {
         #[command(subcommand)]
         command: live::MapCommand,
+    },
+    /// Deployment files: `deploy systemd` writes unit files with restart policies and
+    /// resource limits.
+    Deploy {
+        #[command(subcommand)]
+        command: deploy::DeployCommand,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -511,6 +518,7 @@ fn main() -> ExitCode {
             } => commands::data_universe(symbols, days, seed, &start, &out, !no_news),
         },
         Command::Bench { command } => bench::run(command),
+        Command::Deploy { command } => deploy::run(&command),
         Command::Bridge(args) => live::bridge(&data_dir, &args),
         Command::Map { command } => live::map(&data_dir, &command),
         Command::Trader(args) => live::trader(&data_dir, &args),

@@ -16,8 +16,10 @@ use crate::flow::FlowLimitOptions;
 /// The flags of `tradeloom serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: String,
+    /// The address to listen on (default 127.0.0.1:8080, or `API_HOST`:`API_PORT` when either
+    /// is set).
+    #[arg(long, env = "TRADELOOM_ADDR")]
+    addr: Option<String>,
     /// Simulation jobs run at once; a trigger beyond it answers 409.
     #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 1)]
     max_concurrent_jobs: usize,
@@ -152,6 +154,21 @@ impl ServeArgs {
     }
 }
 
+/// `--addr`/`TRADELOOM_ADDR`, else `API_HOST`:`API_PORT` (the names reference document 002
+/// uses), each defaulting to 127.0.0.1 and 8080.
+fn listen_addr(flag: Option<&str>) -> String {
+    if let Some(addr) = flag {
+        return addr.to_string();
+    }
+    let host = std::env::var("API_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("API_PORT").unwrap_or_else(|_| "8080".into());
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
@@ -166,7 +183,8 @@ pub fn serve(data_dir: &Path, database_url: Option<&str>, args: &ServeArgs) -> R
         // First: a stop signal during start-up is then handled once serving, not fatal.
         let mut signals = StopSignals::install()?;
         let options = args.options(data_dir, database_url)?;
-        let server = Server::start(options, bind(&args.addr).await?).await?;
+        let server =
+            Server::start(options, bind(&listen_addr(args.addr.as_deref())).await?).await?;
         let local = server.local_addr();
         println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)");
         std::io::stdout().flush()?;

@@ -7,6 +7,7 @@ mod bad_input;
 mod bridge;
 mod commands;
 mod connectivity;
+mod deploy;
 mod docs;
 mod drills;
 mod flow;
