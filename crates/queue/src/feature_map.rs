@@ -202,6 +202,14 @@ pub enum FeatureMapError {
     /// The mirror file could not be written or read.
     #[error("feature map file {}: {message}", path.display())]
     File { path: PathBuf, message: String },
+    /// The back end of a networked map (Redis) failed or answered something unreadable; the
+    /// message names the map.
+    #[error("feature map `{name}` on {backend}: {detail}")]
+    Backend {
+        name: String,
+        backend: &'static str,
+        detail: String,
+    },
 }
 
 /// A named map of the latest value per key with a sequence number and update notification.
