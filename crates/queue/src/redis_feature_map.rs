@@ -172,8 +172,10 @@ impl RedisFeatureMap {
         let mut step = |conn: &mut Connection| -> Result<Value, RedisError> {
             loop {
                 redis::cmd("WATCH").arg(&self.seq_key).exec(conn)?;
-                let applied: Option<u64> =
-                    redis::cmd("ZSCORE").arg(&self.ops_key).arg(&op).query(conn)?;
+                let applied: Option<u64> = redis::cmd("ZSCORE")
+                    .arg(&self.ops_key)
+                    .arg(&op)
+                    .query(conn)?;
                 if let Some(seq) = applied {
                     // A retry of an update whose reply was lost: it is there already.
                     redis::cmd("UNWATCH").exec(conn)?;
@@ -244,12 +246,18 @@ impl RedisFeatureMap {
     }
 
     /// The oldest retained snapshot after `after`, waiting up to `block` (zero: only looks).
-    fn read_after(&self, after: u64, block: Duration) -> Result<Option<MapSnapshot>, FeatureMapError> {
+    fn read_after(
+        &self,
+        after: u64,
+        block: Duration,
+    ) -> Result<Option<MapSnapshot>, FeatureMapError> {
         let mut step = |conn: &mut Connection| -> Result<Value, RedisError> {
             let mut xread = redis::cmd("XREAD");
             if !block.is_zero() {
                 // Whole ms, at least 1: `BLOCK 0` would wait forever.
-                xread.arg("BLOCK").arg(block.as_millis().clamp(1, u64::MAX as u128) as u64);
+                xread
+                    .arg("BLOCK")
+                    .arg(block.as_millis().clamp(1, u64::MAX as u128) as u64);
             }
             xread
                 .arg("COUNT")

@@ -192,7 +192,10 @@ impl RedisQueue {
             let mut conn = self.inner.manager.clone();
             match call.invoke_async::<T>(&mut conn).await {
                 Ok(value) => return Ok(value),
-                Err(e) if transient(&e) && started.elapsed() + backoff < self.inner.options.retry_for => {
+                Err(e)
+                    if transient(&e)
+                        && started.elapsed() + backoff < self.inner.options.retry_for =>
+                {
                     tracing::warn!(error = %e, retry_in = ?backoff, "redis queue: connection lost; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -435,7 +438,9 @@ fn dead_letter(pool: &str, entry: &str, fields: &[String]) -> Result<DeadLetter,
         pool: pool.to_string(),
         task: TaskId::new(field("task")?),
         payload: serde_json::from_str(field("payload")?).map_err(|e| bad("payload", &e))?,
-        attempts: field("attempts")?.parse().map_err(|e| bad("attempts", &e))?,
+        attempts: field("attempts")?
+            .parse()
+            .map_err(|e| bad("attempts", &e))?,
         reason,
         last_consumer: field("consumer")?.to_string(),
         dead_at: DateTime::<Utc>::from_timestamp_millis(dead_at_ms)
@@ -479,7 +484,11 @@ fn unreadable(detail: String) -> QueueError {
 }
 
 fn held(answer: i64, lease: &Lease) -> Result<(), QueueError> {
-    if answer == 1 { Ok(()) } else { Err(lost(lease)) }
+    if answer == 1 {
+        Ok(())
+    } else {
+        Err(lost(lease))
+    }
 }
 
 fn lost(lease: &Lease) -> QueueError {
@@ -517,19 +526,37 @@ mod tests {
     #[test]
     fn dead_letters_are_read_back_from_their_fields() {
         let fields: Vec<String> = [
-            "task", "t1", "payload", "{\"a\":1}", "attempts", "3", "reason", "lease_expired",
-            "consumer", "w2", "dead_at", "1780000000123",
+            "task",
+            "t1",
+            "payload",
+            "{\"a\":1}",
+            "attempts",
+            "3",
+            "reason",
+            "lease_expired",
+            "consumer",
+            "w2",
+            "dead_at",
+            "1780000000123",
         ]
         .map(String::from)
         .to_vec();
         let dead = dead_letter("p", "1-0", &fields).unwrap();
         assert_eq!(
-            (dead.task.as_str(), dead.attempts, dead.reason, dead.last_consumer.as_str()),
+            (
+                dead.task.as_str(),
+                dead.attempts,
+                dead.reason,
+                dead.last_consumer.as_str()
+            ),
             ("t1", 3, DeadReason::LeaseExpired, "w2")
         );
         assert_eq!(dead.payload, serde_json::json!({"a": 1}));
         assert_eq!(dead.dead_at.timestamp_millis(), 1_780_000_000_123);
         let err = dead_letter("p", "1-0", &fields[..4]).unwrap_err();
-        assert!(err.to_string().contains("dead letter 1-0 has no `reason`"), "{err}");
+        assert!(
+            err.to_string().contains("dead letter 1-0 has no `reason`"),
+            "{err}"
+        );
     }
 }

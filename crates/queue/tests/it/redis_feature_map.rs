@@ -57,7 +57,9 @@ fn update(i: u64) -> MapUpdate {
 #[test]
 fn the_map_goes_on_after_its_connections_are_killed() {
     const DB: u8 = 14;
-    let Some(url) = url("feature map") else { return };
+    let Some(url) = url("feature map") else {
+        return;
+    };
     let scratch = Scratch::new(&with_db(&url, DB));
     let map = open(&scratch, "scans");
     let subscriber = {
@@ -94,7 +96,9 @@ fn the_map_goes_on_after_its_connections_are_killed() {
 /// The history is capped near its length, never below it.
 #[test]
 fn history_is_capped() {
-    let Some(url) = url("feature map") else { return };
+    let Some(url) = url("feature map") else {
+        return;
+    };
     let scratch = Scratch::new(&url);
     let map = RedisFeatureMap::open(&scratch.url, &scratch.prefix, "capped")
         .unwrap()

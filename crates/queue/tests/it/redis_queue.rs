@@ -19,7 +19,12 @@ const LONG: Duration = Duration::from_secs(60);
 async fn connect(scratch: &Scratch, options: RedisQueueOptions) -> RedisQueue {
     RedisQueue::connect(&scratch.url, &scratch.prefix, options)
         .await
-        .unwrap_or_else(|e| panic!("{ENV}={} is set but the queue cannot connect: {e}", scratch.url))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{ENV}={} is set but the queue cannot connect: {e}",
+                scratch.url
+            )
+        })
 }
 
 /// A queue under a fresh prefix, or `None` when the suite is skipped.
@@ -103,7 +108,10 @@ async fn handles_on_one_prefix_share_the_queue() {
             .is_none(),
         "leased through one handle, held against the other"
     );
-    producer.ack(&d.lease).await.expect("a lease is valid in every process");
+    producer
+        .ack(&d.lease)
+        .await
+        .expect("a lease is valid in every process");
     assert_eq!(worker.stats("transform").await.unwrap().acked_total, 1);
     // Another prefix is another queue.
     let other = Scratch::new(&url);
@@ -113,7 +121,10 @@ async fn handles_on_one_prefix_share_the_queue() {
         .await
         .unwrap();
     assert_eq!(stranger.stats("transform").await.unwrap().ready, 0);
-    assert!(format!("{stranger:?}").contains(&other.prefix), "{stranger:?}");
+    assert!(
+        format!("{stranger:?}").contains(&other.prefix),
+        "{stranger:?}"
+    );
 }
 
 /// Acked and dead-lettered tasks leave no task data behind: only the pool's bookkeeping keys
@@ -146,7 +157,10 @@ async fn finished_tasks_leave_no_data_behind() {
     }
     assert_eq!(seen, 4);
     let stats = q.stats("p").await.unwrap();
-    assert_eq!((stats.ready, stats.delayed, stats.leased, stats.dead), (0, 0, 0, 2));
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.leased, stats.dead),
+        (0, 0, 0, 2)
+    );
     let mut keys: Vec<String> = scratch
         .keys()
         .into_iter()
@@ -181,7 +195,8 @@ async fn the_queue_goes_on_after_its_connections_are_killed() {
     let waiter = {
         let q = Arc::clone(&q);
         tokio::spawn(async move {
-            q.dequeue("idle", "waiter", LONG, Duration::from_secs(20)).await
+            q.dequeue("idle", "waiter", LONG, Duration::from_secs(20))
+                .await
         })
     };
     let tasks = 200;
@@ -215,7 +230,10 @@ async fn the_queue_goes_on_after_its_connections_are_killed() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         killed += kill_clients_of_db(&url, DB);
     }
-    assert!(killed > 0, "no connection of database {DB} was found to kill");
+    assert!(
+        killed > 0,
+        "no connection of database {DB} was found to kill"
+    );
     q.enqueue(NewTask::new("idle", json!("after the kill")))
         .await
         .unwrap();
@@ -232,7 +250,13 @@ async fn the_queue_goes_on_after_its_connections_are_killed() {
         "a task acked twice: {times_acked:?}"
     );
     let stats = q.stats("work").await.unwrap();
-    assert_eq!((stats.ready, stats.leased, stats.acked_total), (0, 0, tasks as u64));
+    assert_eq!(
+        (stats.ready, stats.leased, stats.acked_total),
+        (0, 0, tasks as u64)
+    );
     let woke = waiter.await.unwrap().expect("the waiter's dequeue");
-    assert_eq!(woke.expect("the waiter got the task").payload, json!("after the kill"));
+    assert_eq!(
+        woke.expect("the waiter got the task").payload,
+        json!("after the kill")
+    );
 }

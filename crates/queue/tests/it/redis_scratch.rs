@@ -81,8 +81,14 @@ fn connect(url: &str) -> redis::Connection {
 /// what a network failure or a Redis restart does to the queue's connections. Returns how many.
 pub fn kill_clients_of_db(url: &str, db: u8) -> usize {
     let mut conn = connect(url);
-    let me: i64 = redis::cmd("CLIENT").arg("ID").query(&mut conn).expect("CLIENT ID");
-    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).expect("CLIENT LIST");
+    let me: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query(&mut conn)
+        .expect("CLIENT ID");
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut conn)
+        .expect("CLIENT LIST");
     let db_field = format!("db={db}");
     let mut killed = 0;
     for line in list.lines() {
