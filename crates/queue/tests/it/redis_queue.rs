@@ -260,3 +260,25 @@ async fn the_queue_goes_on_after_its_connections_are_killed() {
         json!("after the kill")
     );
 }
+
+/// `requeue_expired` turns leases that ran out into deliverable tasks and says how many; the
+/// next call finds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_expired_counts_the_leases_that_ran_out() {
+    let Some((q, _scratch)) = queue(RedisQueueOptions::default()).await else {
+        return;
+    };
+    q.enqueue(NewTask::new("p", json!("a"))).await.unwrap();
+    q.enqueue(NewTask::new("p", json!("b"))).await.unwrap();
+    let short = Duration::from_millis(300);
+    let d = q.dequeue("p", "dead", short, Duration::ZERO).await.unwrap();
+    assert!(d.is_some());
+    assert_eq!(q.requeue_expired("p").await.unwrap(), 0, "still leased");
+    assert_eq!(q.requeue_expired("unused").await.unwrap(), 0);
+    tokio::time::sleep(short * 2).await;
+    assert_eq!(q.requeue_expired("p").await.unwrap(), 1);
+    assert_eq!(q.requeue_expired("p").await.unwrap(), 0);
+    let stats = q.stats("p").await.unwrap();
+    assert_eq!((stats.ready, stats.leased), (2, 0));
+    assert!(q.requeue_expired("bad pool").await.is_err());
+}
