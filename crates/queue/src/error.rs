@@ -28,4 +28,12 @@ pub enum QueueError {
     /// An argument the queue cannot accept; `what` names it (e.g. `visibility`).
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },
+    /// The back end of a networked queue failed: unreachable after the retries, or an answer
+    /// the queue cannot read. `backend` names it (`redis`); the outcome of the operation is
+    /// unknown, and at-least-once delivery covers it (a lost delivery's lease runs out).
+    #[error("queue back end {backend}: {detail}")]
+    Backend {
+        backend: &'static str,
+        detail: String,
+    },
 }

@@ -14,9 +14,9 @@
 //! [`InMemoryFeatureMap`](crate::InMemoryFeatureMap) is the in-process implementation; with a
 //! mirror folder it also writes every snapshot atomically to `<folder>/<name>.json` (the shape
 //! of [`MapSnapshot::to_json`]) so that other processes (`tradeloom map show NAME --json`) can
-//! read it, and it resumes its sequence from that file. A Redis implementation is to drop in
-//! behind the same trait and pass the same [`feature_map_conformance`](crate::feature_map_conformance)
-//! suite.
+//! read it, and it resumes its sequence from that file. With the `redis` feature,
+//! `RedisFeatureMap` keeps a map in Redis for processes on several hosts; both pass the same
+//! [`feature_map_conformance`](crate::feature_map_conformance) suite.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -202,6 +202,14 @@ pub enum FeatureMapError {
     /// The mirror file could not be written or read.
     #[error("feature map file {}: {message}", path.display())]
     File { path: PathBuf, message: String },
+    /// The back end of a networked map (Redis) failed or answered something unreadable; the
+    /// message names the map.
+    #[error("feature map `{name}` on {backend}: {detail}")]
+    Backend {
+        name: String,
+        backend: &'static str,
+        detail: String,
+    },
 }
 
 /// A named map of the latest value per key with a sequence number and update notification.

@@ -1,6 +1,6 @@
 //! queue: the work queues workflow workers take tasks from, behind one [`Queue`] trait with an
-//! in-process implementation ([`InMemoryQueue`]); a Redis Streams implementation (consumer
-//! groups) is to drop in behind the same trait for cluster mode. It must not depend on the
+//! in-process implementation ([`InMemoryQueue`]) and, with the `redis` feature, one on Redis
+//! Streams with consumer groups for the cluster mode (`RedisQueue`). It must not depend on the
 //! engine, the store, the flow compiler or anything HTTP: those build on it.
 //!
 //! # Model
@@ -43,8 +43,9 @@
 //!
 //! The crate also holds the [`FeatureMap`] (the latest value per key of a named map with a
 //! sequence number and update notification: the live layer's scan bridge publishes into it and
-//! traders follow it), its in-process implementation [`InMemoryFeatureMap`] and its
-//! conformance suite [`feature_map_conformance`].
+//! traders follow it), its in-process implementation [`InMemoryFeatureMap`], with the `redis`
+//! feature one in Redis (`RedisFeatureMap`), and its conformance suite
+//! [`feature_map_conformance`].
 
 pub mod conformance;
 mod error;
@@ -53,6 +54,10 @@ pub mod feature_map_conformance;
 mod feature_map_memory;
 mod in_memory;
 mod queue;
+#[cfg(feature = "redis")]
+pub mod redis_feature_map;
+#[cfg(feature = "redis")]
+pub mod redis_queue;
 mod task;
 
 pub use error::QueueError;
@@ -62,4 +67,8 @@ pub use feature_map::{
 pub use feature_map_memory::InMemoryFeatureMap;
 pub use in_memory::InMemoryQueue;
 pub use queue::{MAX_POOL_NAME_LEN, PoolStats, Queue, validate_pool};
+#[cfg(feature = "redis")]
+pub use redis_feature_map::RedisFeatureMap;
+#[cfg(feature = "redis")]
+pub use redis_queue::{RedisQueue, RedisQueueOptions};
 pub use task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, TaskId};
