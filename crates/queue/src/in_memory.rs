@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
 use crate::error::QueueError;
-use crate::queue::{PoolStats, Queue, validate_pool};
+use crate::queue::{PoolStats, Queue, check_visibility, validate_dequeue, validate_pool};
 use crate::task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, TaskId};
 
 /// Durations beyond this (about 30 years) are cut to it, so that no deadline overflows the
@@ -110,14 +110,7 @@ impl Queue for InMemoryQueue {
         visibility: Duration,
         wait: Duration,
     ) -> Result<Option<Delivery>, QueueError> {
-        validate_pool(pool)?;
-        if consumer.is_empty() {
-            return Err(QueueError::Invalid {
-                what: "consumer",
-                detail: "the consumer name is empty".into(),
-            });
-        }
-        check_visibility(visibility)?;
+        validate_dequeue(pool, consumer, visibility)?;
         let deadline = later(Instant::now(), wait);
         loop {
             let mut pools = self.inner.pools.lock().await;
@@ -217,16 +210,6 @@ impl Queue for InMemoryQueue {
         p.reap(Instant::now(), self.inner.max_attempts);
         Ok(p.dead.clone())
     }
-}
-
-fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
-    if visibility.is_zero() {
-        return Err(QueueError::Invalid {
-            what: "visibility",
-            detail: "a lease of zero duration expires at once; give a timeout above zero".into(),
-        });
-    }
-    Ok(())
 }
 
 fn lost(lease: &Lease) -> QueueError {

@@ -124,6 +124,34 @@ pub fn validate_pool(pool: &str) -> Result<(), QueueError> {
     })
 }
 
+/// The arguments every [`Queue::dequeue`] checks first: the pool name, a consumer name, and a
+/// lease above zero.
+pub(crate) fn validate_dequeue(
+    pool: &str,
+    consumer: &str,
+    visibility: Duration,
+) -> Result<(), QueueError> {
+    validate_pool(pool)?;
+    if consumer.is_empty() {
+        return Err(QueueError::Invalid {
+            what: "consumer",
+            detail: "the consumer name is empty".into(),
+        });
+    }
+    check_visibility(visibility)
+}
+
+/// A lease (or an extension) must be above zero.
+pub(crate) fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
+    if visibility.is_zero() {
+        return Err(QueueError::Invalid {
+            what: "visibility",
+            detail: "a lease of zero duration expires at once; give a timeout above zero".into(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,7 +66,7 @@ use redis::{AsyncConnectionConfig, Client, FromRedisValue, RedisError, Script, S
 use tokio::time::Instant;
 
 use crate::error::QueueError;
-use crate::queue::{PoolStats, Queue, validate_pool};
+use crate::queue::{PoolStats, Queue, check_visibility, validate_dequeue, validate_pool};
 use crate::task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, TaskId};
 
 /// The scripts of every queue operation (one script, so one `EVALSHA` cached per server).
@@ -290,14 +290,7 @@ impl Queue for RedisQueue {
         visibility: Duration,
         wait: Duration,
     ) -> Result<Option<Delivery>, QueueError> {
-        validate_pool(pool)?;
-        if consumer.is_empty() {
-            return Err(QueueError::Invalid {
-                what: "consumer",
-                detail: "the consumer name is empty".into(),
-            });
-        }
-        check_visibility(visibility)?;
+        validate_dequeue(pool, consumer, visibility)?;
         let visibility = visibility.min(LONGEST);
         let deadline = Instant::now() + wait.min(LONGEST);
         loop {
@@ -498,16 +491,6 @@ fn lost(lease: &Lease) -> QueueError {
         consumer: lease.consumer.clone(),
         attempt: lease.attempt,
     }
-}
-
-fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
-    if visibility.is_zero() {
-        return Err(QueueError::Invalid {
-            what: "visibility",
-            detail: "a lease of zero duration expires at once; give a timeout above zero".into(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
