@@ -13,7 +13,7 @@ use tradeloom_store::{Holding, ModelDayOutcome, ReasoningMessage, ToolCall};
 
 use crate::book::{Book, BookError};
 use crate::order_gate::{OrderGate, day_refusal};
-use crate::tools::{SessionView, ToolBox, tool_specs};
+use crate::tools::{SessionView, ToolBox, shared_tool_specs};
 
 /// The system prompt: identical for every model and day, so providers can cache the prefix
 /// (system prompt + tool specs); everything that varies is in the user message.
@@ -159,7 +159,7 @@ pub async fn run_session_gated(
     limits: SessionLimits,
     gate: Option<OrderGate>,
 ) -> SessionReport {
-    let mut messages = vec![
+    let messages = vec![
         Message::system(SYSTEM_PROMPT),
         Message::user(session_prompt(&view, symbols, model_name)),
     ];
@@ -179,7 +179,12 @@ pub async fn run_session_gated(
         };
     }
     let mut tools = ToolBox::new(view, book).with_gate(gate.clone());
-    let specs = tool_specs();
+    // The conversation and the tools move into each request and back out of it: no copy of
+    // either per step.
+    let mut request = ChatRequest {
+        messages,
+        tools: shared_tool_specs().to_vec(),
+    };
     let mut refused = false;
     let mut tool_errors = 0u32;
     let mut step = 0u32;
@@ -191,10 +196,6 @@ pub async fn run_session_gated(
             ));
         }
         step += 1;
-        let request = ChatRequest {
-            messages: messages.clone(),
-            tools: specs.clone(),
-        };
         let started = Instant::now();
         let response = match provider.chat(&request).await {
             Ok(r) => r,
@@ -221,18 +222,20 @@ pub async fn run_session_gated(
         });
         let assistant = response.message;
         reasoning.push(log(step, &assistant));
-        messages.push(assistant.clone());
         // A reply cut off by the token limit is not an answer: its summary (or its last tool
         // call's arguments) is incomplete, and taking it as the day's end would hide that.
         if response.finish_reason.as_deref() == Some("length") {
+            request.messages.push(assistant);
             break Some(format!(
                 "{TRUNCATED_CODE}: the model's reply at step {step} was cut off by max_tokens \
                  (finish_reason length); raise max_tokens of model `{model_name}`"
             ));
         }
         if assistant.tool_calls.is_empty() {
+            request.messages.push(assistant);
             break None;
         }
+        let mut answers = Vec::with_capacity(assistant.tool_calls.len());
         let (last_error, refusal) = answer_tool_calls(
             &mut tools,
             step,
@@ -240,8 +243,10 @@ pub async fn run_session_gated(
             &mut tool_errors,
             &mut tool_calls,
             &mut reasoning,
-            &mut messages,
+            &mut answers,
         );
+        request.messages.push(assistant);
+        request.messages.append(&mut answers);
         if let Some(refusal) = refusal {
             refused = true;
             break Some(format!(

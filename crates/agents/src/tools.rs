@@ -30,6 +30,17 @@ const MAX_ORDER_QUANTITY: u64 = 100_000_000;
 
 /// The tools' specs as offered to the model (stable order and text, part of the cached prefix).
 pub fn tool_specs() -> Vec<ToolSpec> {
+    shared_tool_specs().to_vec()
+}
+
+/// [`tool_specs`], built once per process: every session offers them and every tool call
+/// checks its arguments against them.
+pub fn shared_tool_specs() -> &'static [ToolSpec] {
+    static SPECS: std::sync::LazyLock<Vec<ToolSpec>> = std::sync::LazyLock::new(build_tool_specs);
+    &SPECS
+}
+
+fn build_tool_specs() -> Vec<ToolSpec> {
     let order = |verb: &str| {
         json!({
             "type": "object",
@@ -281,7 +292,7 @@ impl<'a> ToolBox<'a> {
         name: &str,
         arguments: &str,
     ) -> (Value, Result<Value, ToolError>) {
-        let Some(spec) = tool_specs().into_iter().find(|t| t.name == name) else {
+        let Some(spec) = shared_tool_specs().iter().find(|t| t.name == name) else {
             let args = serde_json::from_str(arguments)
                 .unwrap_or_else(|_| Value::String(arguments.to_string()));
             return (

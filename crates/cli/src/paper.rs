@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::json;
 use tradeloom_core::connectivity::Connectivity;
-use tradeloom_core::{Event, UnixNanos};
+use tradeloom_core::{Event, Money, UnixNanos};
 use tradeloom_engine::EquityPoint;
 use tradeloom_live::{FeedOptions, open_feed};
 use tradeloom_net::SsrfPolicy;
@@ -35,7 +35,8 @@ struct Progress {
     events: u64,
     orders: u64,
     fills: u64,
-    equity: Option<String>,
+    /// The last equity point's equity (formatted only when a line is printed).
+    equity: Option<Money>,
     run_id: String,
 }
 
@@ -61,7 +62,7 @@ impl PaperObserver for Progress {
     }
 
     fn on_equity(&mut self, point: &EquityPoint) {
-        self.equity = Some(point.equity.to_string());
+        self.equity = Some(point.equity);
         self.report();
     }
 }
@@ -78,7 +79,8 @@ impl Progress {
             self.events,
             self.orders,
             self.fills,
-            self.equity.as_deref().unwrap_or("-")
+            self.equity
+                .map_or_else(|| "-".to_string(), |e| e.to_string())
         );
     }
 }

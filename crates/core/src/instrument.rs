@@ -59,6 +59,11 @@ impl Bps {
 
     /// `amount × rate`, rounded half away from zero to the currency's precision.
     pub fn of_money(self, amount: Money) -> Money {
+        if self.raw == 0 {
+            // What the product and the rounding below give for a zero rate, without their
+            // 128-bit divisions (a frictionless run pays them on every fill).
+            return Money::zero(amount.currency());
+        }
         let raw = fixed::mul_div(amount.raw(), i128::from(self.raw), BPS_DENOMINATOR)
             .unwrap_or(i128::MAX);
         Money::from_raw(raw, amount.currency()).rounded()

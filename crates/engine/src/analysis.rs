@@ -110,6 +110,16 @@ fn fall_pct(peak: f64, x: f64) -> f64 {
     }
 }
 
+/// A raw amount below which every amount converts ([`Money::as_f64`]) to a float strictly
+/// below that of `peak_raw`. Two amounts with the same float differ by at most a few units in
+/// the last place of their 53-bit mantissa (relative 2^-50) plus the rounding of the low 64
+/// bits (2^12 raw units); the margin here is 2^-32 of the peak plus 2^48 raw units (0.00028
+/// units of money), far wider than that.
+fn near_peak_raw(peak_raw: i128) -> i128 {
+    let margin = (peak_raw.unsigned_abs() >> 32) as i128 + (1 << 48);
+    peak_raw.saturating_sub(margin)
+}
+
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then(|| round6(x))
 }
@@ -123,12 +133,19 @@ pub(crate) struct Analyzer {
     end: Option<UnixNanos>,
     points: u64,
     exposed_points: u64,
-    // drawdown
+    // drawdown: the peak as a float (as [`Money::as_f64`] converts it, the figure every
+    // percentage is computed from) and as the raw amount it was converted from, so that most
+    // points are compared in integers; see [`Analyzer::is_new_peak`].
     peak: f64,
+    peak_raw: i128,
+    /// Raw amounts at or below this convert to a float below `peak` (see [`near_peak_raw`]).
+    near_peak_raw: i128,
     peak_ts: UnixNanos,
-    /// The lowest equity since `peak` was set: the deepest drawdown under this peak, folded
-    /// into `max_dd` when a new peak starts (one division per peak instead of one per point).
-    trough: f64,
+    /// The lowest equity (raw) since `peak` was set: the deepest drawdown under this peak,
+    /// folded into `max_dd` when a new peak starts (one conversion and division per peak
+    /// instead of one per point; the conversion is monotonic, so the float of the lowest raw
+    /// amount is the lowest float).
+    trough_raw: i128,
     max_dd: f64,
     max_dd_duration: i64,
     // daily returns (Welford)
@@ -136,7 +153,8 @@ pub(crate) struct Analyzer {
     /// `[start, end)` of `day` in nanoseconds: most points fall in the current day, and this
     /// spares them the divisions of `day_index` and `weekday`.
     day_span: (i64, i64),
-    day_close: f64,
+    /// The last equity (raw) of `day`, converted when the day's return is taken.
+    day_close_raw: i128,
     prev_close: f64,
     n_returns: u64,
     mean: f64,
@@ -165,13 +183,15 @@ impl Analyzer {
             points: 0,
             exposed_points: 0,
             peak: x,
+            peak_raw: initial.raw(),
+            near_peak_raw: near_peak_raw(initial.raw()),
             peak_ts: UnixNanos(0),
-            trough: x,
+            trough_raw: initial.raw(),
             max_dd: 0.0,
             max_dd_duration: 0,
             day: None,
             day_span: (0, 0),
-            day_close: x,
+            day_close_raw: initial.raw(),
             prev_close: x,
             n_returns: 0,
             mean: 0.0,
@@ -205,10 +225,12 @@ impl Analyzer {
         }
     }
 
-    /// Records equity at the end of a timestamp.
+    /// Records equity at the end of a timestamp. Integer comparisons only, but for a new peak
+    /// (and the first point of a day): every figure is the one the float of each point would
+    /// give (a property test checks this against the conversion per point).
     #[inline]
     pub(crate) fn on_equity(&mut self, ts: UnixNanos, equity: Money, exposed: bool) {
-        let x = equity.as_f64();
+        let raw = equity.raw();
         if self.start.is_none() {
             self.start = Some(ts);
             self.peak_ts = ts;
@@ -221,7 +243,7 @@ impl Analyzer {
             match self.day {
                 Some(d) if d == day => {}
                 Some(_) => {
-                    let close = self.day_close;
+                    let close = self.money_f64(self.day_close_raw);
                     self.push_return(close);
                     self.day = Some(day);
                 }
@@ -233,19 +255,42 @@ impl Analyzer {
                 self.weekend = true;
             }
         }
-        self.day_close = x;
-        if x >= self.peak {
+        self.day_close_raw = raw;
+        if let Some(x) = self.is_new_peak(raw) {
             self.settle_trough();
             self.peak = x;
-            self.trough = x;
+            self.peak_raw = raw;
+            self.near_peak_raw = near_peak_raw(raw);
+            self.trough_raw = raw;
             self.peak_ts = ts;
         } else {
-            self.trough = self.trough.min(x);
+            self.trough_raw = self.trough_raw.min(raw);
             let duration = ts.0 - self.peak_ts.0;
             if duration > self.max_dd_duration {
                 self.max_dd_duration = duration;
             }
         }
+    }
+
+    /// The float of equity `raw` when it is at or above the peak as floats compare (`x ≥
+    /// peak`), `None` when below. The conversion is monotonic, so a raw amount at or above
+    /// `peak_raw` is a new peak and one at or below `near_peak_raw` is not; only in between
+    /// (within a few float steps of the peak) are the floats compared.
+    #[inline]
+    fn is_new_peak(&self, raw: i128) -> Option<f64> {
+        if raw >= self.peak_raw {
+            return Some(self.money_f64(raw));
+        }
+        if raw <= self.near_peak_raw {
+            return None;
+        }
+        let x = self.money_f64(raw);
+        (x >= self.peak).then_some(x)
+    }
+
+    #[inline]
+    fn money_f64(&self, raw: i128) -> f64 {
+        Money::from_raw(raw, self.currency).as_f64()
     }
 
     /// The drawdown of `equity` from the running peak in percent (≥ 0), after
@@ -259,7 +304,7 @@ impl Analyzer {
     /// only grows as equity falls (each rounded step of [`fall_pct`] is monotonic), so the
     /// drawdown at the trough is exactly the largest of that peak's points.
     fn settle_trough(&mut self) {
-        let dd = fall_pct(self.peak, self.trough);
+        let dd = fall_pct(self.peak, self.money_f64(self.trough_raw));
         if dd > self.max_dd {
             self.max_dd = dd;
         }
@@ -290,7 +335,7 @@ impl Analyzer {
         rejected: u64,
     ) -> Metrics {
         if self.day.is_some() {
-            let close = self.day_close;
+            let close = self.money_f64(self.day_close_raw);
             self.push_return(close);
             self.day = None;
         }
@@ -426,6 +471,131 @@ mod tests {
         let expected = mean / std * 252f64.sqrt();
         assert!((m.sharpe.unwrap() - round6(expected)).abs() < 1e-9, "{m:?}");
         assert!(m.profit_factor.is_none(), "no trades, no profit factor");
+    }
+
+    /// The figures that depend on the float of each point, as computed before the integer
+    /// comparisons: a float per point for the peak, the trough and the day's close.
+    struct FloatReference {
+        peak: f64,
+        peak_ts: i64,
+        trough: f64,
+        max_dd: f64,
+        max_dd_duration: i64,
+        day: Option<i64>,
+        day_close: f64,
+        closes: Vec<f64>,
+    }
+
+    impl FloatReference {
+        fn new(initial: Money) -> Self {
+            let x = initial.as_f64();
+            Self {
+                peak: x,
+                peak_ts: 0,
+                trough: x,
+                max_dd: 0.0,
+                max_dd_duration: 0,
+                day: None,
+                day_close: x,
+                closes: Vec::new(),
+            }
+        }
+
+        fn on_equity(&mut self, ts: UnixNanos, equity: Money) -> f64 {
+            let x = equity.as_f64();
+            if self.day.is_none() {
+                self.peak_ts = ts.0;
+            }
+            let day = ts.0.div_euclid(NANOS_PER_DAY);
+            if self.day.is_some_and(|d| d != day) {
+                self.closes.push(self.day_close);
+            }
+            self.day = Some(day);
+            self.day_close = x;
+            if x >= self.peak {
+                self.max_dd = self.max_dd.max(fall_pct(self.peak, self.trough));
+                self.peak = x;
+                self.trough = x;
+                self.peak_ts = ts.0;
+            } else {
+                self.trough = self.trough.min(x);
+                self.max_dd_duration = self.max_dd_duration.max(ts.0 - self.peak_ts);
+            }
+            fall_pct(self.peak, x)
+        }
+    }
+
+    /// Equity paths that walk around the peak by a few raw units and by amounts that round to
+    /// the same float as the peak, the cases the integer comparisons must decide as floats do.
+    fn near_peak_path() -> impl proptest::strategy::Strategy<Value = Vec<(u8, i64)>> {
+        proptest::collection::vec((0u8..4, -40i64..40), 1..300)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integer_comparisons_give_the_figures_of_a_float_per_point(
+            initial in 1i64..10_000_000,
+            path in near_peak_path(),
+        ) {
+            let unit = 1_000_000_000_000_000_000i128;
+            let initial = Money::from_raw(i128::from(initial) * unit, Currency::USD);
+            let mut a = Analyzer::new(initial);
+            let mut r = FloatReference::new(initial);
+            let mut raw = initial.raw();
+            for (k, (kind, step)) in path.iter().enumerate() {
+                let step = i128::from(*step);
+                raw = match kind {
+                    // Raw units: below the float's resolution.
+                    0 => raw + step,
+                    // Around the last float step of the amount (2^-52 of it).
+                    1 => raw + step * (raw.abs() >> 52).max(1),
+                    // Cents.
+                    2 => raw + step * unit / 100,
+                    // Back to exactly the peak, or a step off it.
+                    _ => a.peak_raw + step.signum(),
+                };
+                let equity = Money::from_raw(raw, Currency::USD);
+                // Several points a day, so that day closes and peaks interleave.
+                let ts = day(k as i64 / 3);
+                a.on_equity(ts, equity, true);
+                let expected_dd = r.on_equity(ts, equity);
+                proptest::prop_assert_eq!(a.drawdown_pct(equity), expected_dd);
+                proptest::prop_assert_eq!(a.peak, r.peak);
+            }
+            let m = a.finish(Money::from_raw(raw, Currency::USD), usd(0), path.len() as u64, 0, 0, 0);
+            r.max_dd = r.max_dd.max(fall_pct(r.peak, r.trough));
+            proptest::prop_assert_eq!(m.max_drawdown_pct, round6(r.max_dd));
+            proptest::prop_assert_eq!(
+                m.max_drawdown_duration_days,
+                round6(r.max_dd_duration as f64 / NANOS_PER_DAY as f64)
+            );
+            // The returns: every day's close as a float, in order.
+            r.closes.push(r.day_close);
+            let mut reference = Analyzer::new(initial);
+            for close in &r.closes {
+                reference.push_return(*close);
+            }
+            proptest::prop_assert_eq!(a.n_returns, reference.n_returns);
+            proptest::prop_assert_eq!(a.mean, reference.mean);
+            proptest::prop_assert_eq!(a.m2, reference.m2);
+            proptest::prop_assert_eq!(a.downside_sq, reference.downside_sq);
+        }
+    }
+
+    #[test]
+    fn amounts_that_convert_to_the_peak_float_are_peaks() {
+        // A raw amount a unit below the peak converts to the same float: as floats compare,
+        // it is a new peak (its drawdown 0), and the drawdown duration does not grow.
+        let peak = Money::from_raw(123_456_789_000_000_000_000_000, Currency::USD);
+        let below = Money::from_raw(peak.raw() - 1, Currency::USD);
+        assert_eq!(peak.as_f64(), below.as_f64());
+        let mut a = Analyzer::new(peak);
+        a.on_equity(day(0), below, true);
+        a.on_equity(day(1), below, true);
+        assert_eq!(a.peak_raw, below.raw());
+        assert_eq!(a.peak_ts, day(1));
+        let m = a.finish(below, usd(0), 2, 0, 0, 0);
+        assert_eq!(m.max_drawdown_duration_days, 0.0);
     }
 
     proptest::proptest! {

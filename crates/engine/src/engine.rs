@@ -16,7 +16,7 @@ use tradeloom_core::{
 
 use crate::analysis::{Analyzer, Metrics};
 use crate::config::EngineConfig;
-use crate::gate::KillSwitchGate;
+use crate::gate::{GateEpoch, KillSwitchGate};
 use crate::scan::ScanFields;
 use crate::sink::Sink;
 use crate::strategy::{Command, Strategy, StrategyContext};
@@ -111,6 +111,12 @@ pub struct Engine {
     current_ts: Option<UnixNanos>,
     halted: bool,
     gate: Option<Box<dyn KillSwitchGate>>,
+    /// The gate's epoch (see [`KillSwitchGate::epoch`]) as of its last answer.
+    gate_epoch: Option<GateEpoch>,
+    /// The epoch counter's value loaded right before the gate's last answer.
+    gate_seen: u64,
+    /// Bars that may still go without asking the gate while its epoch counter stays put.
+    gate_skips: u32,
     /// What the gate last said stops orders (`None`: orders may pass).
     gate_halt: Option<String>,
     /// Why a margin call stopped trading, once one has.
@@ -180,6 +186,9 @@ impl Engine {
             current_ts: None,
             halted: false,
             gate: None,
+            gate_epoch: None,
+            gate_seen: 0,
+            gate_skips: 0,
             gate_halt: None,
             margin_call: None,
             stale_data: None,
@@ -192,6 +201,8 @@ impl Engine {
 
     /// Lets `gate` stop new orders; it is asked once per bar. See [`KillSwitchGate`].
     pub fn set_kill_switch_gate(&mut self, gate: Box<dyn KillSwitchGate>) {
+        self.gate_epoch = gate.epoch();
+        self.gate_skips = 0;
         self.gate = Some(gate);
     }
 

@@ -26,20 +26,25 @@ impl<const SQUARES: bool> Window<SQUARES> {
     #[inline]
     fn push(&mut self, raw: i64) {
         let cap = self.values.len();
-        if self.len == cap {
-            let old = i128::from(self.values[self.next]);
-            self.sum -= old;
+        // The sums in locals, stored once: updated in place around the store into the ring,
+        // each bar waited on its own store of the sum (a store-forwarding chain).
+        let (mut sum, mut sum_sq) = (self.sum, self.sum_sq);
+        let full = self.len == cap;
+        let slot = &mut self.values[self.next];
+        if full {
+            let old = i128::from(*slot);
+            sum -= old;
             if SQUARES {
-                self.sum_sq -= old * old;
+                sum_sq -= old * old;
             }
         } else {
             self.len += 1;
         }
-        self.values[self.next] = raw;
+        *slot = raw;
         let v = i128::from(raw);
-        self.sum += v;
+        self.sum = sum + v;
         if SQUARES {
-            self.sum_sq += v * v;
+            self.sum_sq = sum_sq + v * v;
         }
         self.next += 1;
         if self.next == cap {

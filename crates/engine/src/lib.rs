@@ -29,7 +29,7 @@ pub use config::{
 };
 pub use engine::{Engine, EngineError, EngineState, Summary};
 pub use fill_model::FillModel;
-pub use gate::KillSwitchGate;
+pub use gate::{GateEpoch, KillSwitchGate};
 pub use risk::RiskRejection;
 pub use scan::ScanFields;
 pub use sink::{NullSink, Sink};

@@ -22,8 +22,15 @@ use tradeloom_runs::spec::ResolvedSpec;
 /// Bars parsed per chunk on the reader thread.
 const CHUNK: usize = 1024;
 
-/// A chunk of bars from the reader thread, or the error that ended reading.
-type Chunk = Result<Vec<Bar>, String>;
+/// What the reader thread sends.
+enum Chunk {
+    /// The next bars, in time order.
+    Bars(Vec<Bar>),
+    /// Reading failed; nothing follows.
+    Error(String),
+    /// Every file was read to the end: the hashes of their bytes (see [`Feed::data_hashes`]).
+    End(Vec<Option<(String, u64)>>),
+}
 
 /// The spec's bar files played on the wall clock (parsed ahead on a reader thread of their
 /// own, as a backtest's are).
@@ -40,6 +47,8 @@ pub struct ReplayFeed {
     /// The time of the last bar delivered.
     last_ts: Option<UnixNanos>,
     ended: bool,
+    /// The data files' hashes, once the reader read them to the end.
+    hashes: Vec<Option<(String, u64)>>,
 }
 
 impl ReplayFeed {
@@ -73,14 +82,20 @@ impl ReplayFeed {
                 }
                 let last = chunk.len() < CHUNK || error.is_some();
                 // A closed channel: the feed was dropped (the run ended).
-                if !chunk.is_empty() && tx.send(Ok(chunk)).is_err() {
+                if !chunk.is_empty() && tx.send(Chunk::Bars(chunk)).is_err() {
                     return;
                 }
                 if let Some(e) = error {
-                    let _ = tx.send(Err(e));
+                    let _ = tx.send(Chunk::Error(e));
                     return;
                 }
                 if last {
+                    let hashes = bars
+                        .into_readers()
+                        .iter()
+                        .map(|r| r.content_sha256())
+                        .collect();
+                    let _ = tx.send(Chunk::End(hashes));
                     return;
                 }
             }
@@ -94,6 +109,7 @@ impl ReplayFeed {
             origin: None,
             last_ts: None,
             ended: false,
+            hashes: Vec::new(),
         }
     }
 
@@ -109,8 +125,12 @@ impl ReplayFeed {
                 continue;
             }
             match self.chunks.recv_timeout(wait) {
-                Ok(Ok(chunk)) => self.ready.extend(chunk),
-                Ok(Err(message)) => {
+                Ok(Chunk::Bars(chunk)) => self.ready.extend(chunk),
+                Ok(Chunk::End(hashes)) => {
+                    self.hashes = hashes;
+                    self.ended = true;
+                }
+                Ok(Chunk::Error(message)) => {
                     self.ended = true;
                     return Err(FeedError {
                         feed: "replay",
@@ -174,6 +194,10 @@ impl Feed for ReplayFeed {
         }
     }
 
+    fn data_hashes(&mut self) -> Vec<Option<(String, u64)>> {
+        std::mem::take(&mut self.hashes)
+    }
+
     fn clock(&self) -> Option<UnixNanos> {
         match (self.speed, self.origin) {
             (ReplaySpeed::Max, _) | (_, None) => self.last_ts,
@@ -232,6 +256,10 @@ mod tests {
         assert_eq!(feed.clock(), Some(UnixNanos(b)), "never stale at max speed");
         assert!(bar_ts(feed.poll(zero).unwrap()).is_some());
         assert!(matches!(feed.poll(zero).unwrap(), FeedPoll::Ended));
+        // Read to the end: the file's bytes were hashed on the way.
+        let hashes = feed.data_hashes();
+        let digest = tradeloom_runs::hashing::sha256_bytes(BARS.as_bytes());
+        assert_eq!(hashes, vec![Some((digest, BARS.len() as u64))]);
     }
 
     #[test]

@@ -115,15 +115,172 @@ struct MockRequest {
     messages: Vec<InMessage>,
     #[serde(default)]
     stream: Option<bool>,
-    /// Offered tools; only `function.name` is read.
+    /// Offered tools; only `function.name` is read (the rest is skipped, not built).
     #[serde(default)]
-    tools: Option<Vec<Value>>,
+    tools: Option<Vec<OfferedTool>>,
     /// Read only by `echo-params`.
     #[serde(default)]
     temperature: Option<f64>,
     /// Read only by `echo-params`.
     #[serde(default)]
     max_tokens: Option<u64>,
+}
+
+/// An offered tool as the mock reads it: its `function.name` when that is a string, else
+/// nothing; any other JSON value is accepted and skipped, as a lenient server would.
+#[derive(Debug)]
+struct OfferedTool(Option<String>);
+
+impl<'de> Deserialize<'de> for OfferedTool {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(FieldOf {
+                key: "function",
+                then: FieldOf {
+                    key: "name",
+                    then: StringValue,
+                },
+            })
+            .map(OfferedTool)
+    }
+}
+
+/// A visitor of any JSON value yielding what `then` makes of the value at `key` when it is an
+/// object that has it (the last such key wins, as in `serde_json::Value`), else `None`.
+#[derive(Clone, Copy)]
+struct FieldOf<V> {
+    key: &'static str,
+    then: V,
+}
+
+/// A visitor of any JSON value yielding it when it is a string.
+#[derive(Clone, Copy)]
+struct StringValue;
+
+/// What a lenient seed makes of a value: `None` for a value of another shape.
+trait Lenient<'de>: serde::de::DeserializeSeed<'de, Value = Option<String>> + Copy {}
+
+impl<'de> Lenient<'de> for StringValue {}
+
+impl<'de, V: Lenient<'de>> Lenient<'de> for FieldOf<V> {}
+
+impl<'de, V: Lenient<'de>> serde::de::DeserializeSeed<'de> for FieldOf<V> {
+    type Value = Option<String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for StringValue {
+    type Value = Option<String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// The visitor methods of a value that is not the shape looked for.
+macro_rules! skip_other_shapes {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    };
+}
+
+impl<'de, V: Lenient<'de>> serde::de::Visitor<'de> for FieldOf<V> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "any JSON value")
+    }
+
+    skip_other_shapes!();
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(is_key) = map.next_key_seed(KeyIs(self.key))? {
+            if is_key {
+                found = map.next_value_seed(self.then)?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether an object's key is the one looked for (compared in place, not allocated).
+#[derive(Clone, Copy)]
+struct KeyIs(&'static str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIs {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyIs {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StringValue {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "any JSON value")
+    }
+
+    skip_other_shapes!();
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Some(text.to_owned()))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
 }
 
 async fn chat_completions(
@@ -162,10 +319,9 @@ async fn chat_completions(
     };
     let tools: Vec<String> = request
         .tools
-        .iter()
+        .into_iter()
         .flatten()
-        .filter_map(|tool| tool.pointer("/function/name")?.as_str())
-        .map(str::to_owned)
+        .filter_map(|tool| tool.0)
         .collect();
     let messages: Vec<Message> = request
         .messages
@@ -399,5 +555,39 @@ impl IntoResponse for ApiError {
             r#"{"error":{"message":"mock error","type":"server_error"}}"#.to_owned()
         });
         json_response(self.status, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offered_tools_are_read_leniently() {
+        let tools: Vec<OfferedTool> = serde_json::from_str(
+            r#"[{"type": "function", "function": {"name": "buy", "parameters": {"properties": [1, {"name": "x"}]}}},
+                "text", 3, null, true, [{"function": {"name": "nested"}}],
+                {"function": {"name": 5}}, {"function": "f"}, {"name": "top"},
+                {"function": {"description": "d", "name": "calc", "strict": false}},
+                {"function": {"name": "first"}, "function": {"name": "last"}}]"#,
+        )
+        .expect("any JSON values");
+        let names: Vec<Option<&str>> = tools.iter().map(|t| t.0.as_deref()).collect();
+        assert_eq!(
+            names,
+            [
+                Some("buy"),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some("calc"),
+                Some("last")
+            ]
+        );
     }
 }

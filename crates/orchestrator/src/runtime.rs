@@ -606,6 +606,33 @@ impl Runtime {
         run_id: &str,
         timeout: Duration,
     ) -> Result<WorkflowRun, OrchestratorError> {
+        self.wait_until(run_id, timeout, RunStatus::is_terminal)
+            .await
+    }
+
+    /// Waits until run `run_id` has settled — finished, or waiting for an approval with
+    /// nothing else in flight — or `timeout` passes; returns its last state. What
+    /// `GET /workflow-runs/{id}?wait_ms=` answers after.
+    pub async fn wait_settled(
+        &self,
+        run_id: &str,
+        timeout: Duration,
+    ) -> Result<WorkflowRun, OrchestratorError> {
+        self.wait_until(run_id, timeout, |status| {
+            status.is_terminal() || status == RunStatus::Waiting
+        })
+        .await
+    }
+
+    /// Reads run `run_id` after each of its commits in this process (and at least every
+    /// 200 ms, for commits of other processes) until `settled` holds for its status or
+    /// `timeout` passes; its last state.
+    async fn wait_until(
+        &self,
+        run_id: &str,
+        timeout: Duration,
+        settled: impl Fn(RunStatus) -> bool,
+    ) -> Result<WorkflowRun, OrchestratorError> {
         let deadline = tokio::time::Instant::now() + timeout;
         // Woken by the run's own commits only; the timeout covers commits of other processes.
         let notify = self.coordinator.run_notifier(run_id);
@@ -615,10 +642,12 @@ impl Runtime {
                 Ok(run) => run,
                 Err(e) => break Err(e.into()),
             };
-            if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if settled(run.status) || now >= deadline {
                 break Ok(run);
             }
-            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+            let nap = Duration::from_millis(200).min(deadline - now);
+            let _ = tokio::time::timeout(nap, notified).await;
         };
         self.coordinator.release_run_notifier(run_id, notify);
         result

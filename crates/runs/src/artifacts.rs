@@ -239,7 +239,7 @@ pub fn trade_fields(t: &Trade) -> Vec<String> {
 
 impl Sink for RunSink {
     fn on_event(&mut self, event: &Event) {
-        let r = self.journal.append(event);
+        let r = self.journal.append_event(event);
         self.keep("journal.jsonl", r);
     }
 

@@ -59,11 +59,31 @@ impl<W: Write> Write for HashingWriter<W> {
 enum Job {
     /// Hash and append `bytes` to file `file`.
     Write { file: usize, bytes: Vec<u8> },
-    /// Sync file `file` and answer its digest and size (or its error).
+    /// Answer file `file`'s digest and size (or its error) and sync it on a thread of its own.
     Finish {
         file: usize,
-        reply: SyncSender<io::Result<(String, u64)>>,
+        reply: SyncSender<io::Result<Finishing>>,
     },
+}
+
+/// An artifact whose bytes are all written and hashed, on its way to disk: its `fdatasync`
+/// runs on a thread of its own, so that the artifacts of a run are synced at the same time
+/// (the file system commits them together) while the caller goes on.
+pub struct Finishing {
+    pub sha256: String,
+    pub bytes: u64,
+    sync: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Finishing {
+    /// Waits until the file's data is on disk; its sha256 and size, or the sync's error.
+    pub fn wait(self) -> io::Result<(String, u64)> {
+        if let Some(sync) = self.sync {
+            sync.join()
+                .map_err(|_| io::Error::other("the thread syncing an artifact panicked"))??;
+        }
+        Ok((self.sha256, self.bytes))
+    }
 }
 
 /// One file of the writer thread.
@@ -278,12 +298,29 @@ fn start_writeback(file: &File, offset: u64, len: usize) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: usize) {}
 
-fn finish_slot(slot: Slot) -> io::Result<(String, u64)> {
+fn finish_slot(slot: Slot) -> io::Result<Finishing> {
     if let Some((kind, message)) = slot.error {
         return Err(io::Error::new(kind, message));
     }
-    slot.file.sync_data()?;
-    Ok((hex::encode(slot.hasher.finalize()), slot.bytes))
+    let sha256 = hex::encode(slot.hasher.finalize());
+    let file = Arc::new(slot.file);
+    let on_thread = Arc::clone(&file);
+    let sync = match std::thread::Builder::new()
+        .name("artifact-sync".to_string())
+        .spawn(move || on_thread.sync_data())
+    {
+        Ok(handle) => Some(handle),
+        // No thread to be had: sync here.
+        Err(_) => {
+            file.sync_data()?;
+            None
+        }
+    };
+    Ok(Finishing {
+        sha256,
+        bytes: slot.bytes,
+        sync,
+    })
 }
 
 /// A buffered artifact file whose chunks are hashed and written on the run's writer thread.
@@ -360,7 +397,13 @@ impl ArtifactWriter {
 
     /// Hands over what is buffered, waits until the file is hashed and on disk, and returns
     /// its sha256 and size (or the first error met writing it).
-    pub fn finish(mut self) -> io::Result<(String, u64)> {
+    pub fn finish(self) -> io::Result<(String, u64)> {
+        self.start_finish()?.wait()
+    }
+
+    /// Hands over what is buffered and waits until the file is written and hashed; its sync
+    /// to disk is under way when this returns ([`Finishing::wait`] waits for it).
+    pub fn start_finish(mut self) -> io::Result<Finishing> {
         if !self.buf.is_empty() {
             self.ship()?;
         }

@@ -2,11 +2,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use tradeloom_engine::KillSwitchGate;
-use tradeloom_safety::{Engagement, KillSwitch, KillSwitchError, Scope, Watch};
+use tradeloom_engine::{GateEpoch, KillSwitchGate};
+use tradeloom_safety::{Engagement, KillSwitch, KillSwitchError, REVALIDATE_EVERY, Scope, Watch};
 
 /// The name recorded as `by` when the engine's drawdown limit engages a run's kill switch.
 pub const ENGINE_ACTOR: &str = "engine";
+
+/// Bars the engine goes at most without asking the gate while the shared generation counter
+/// stays put (see [`KillSwitchGate::epoch`]); the watch revalidates this many times more
+/// often per check, so the files are still looked at every [`REVALIDATE_EVERY`] bars.
+pub const GATE_RECHECK: u32 = 64;
 
 /// Answers the engine from the global kill switch, the run's, and those of the runs that
 /// started it (a workflow run), through a [`Watch`]: every bar and before each order, one atomic
@@ -39,7 +44,9 @@ impl GateErrors {
 impl RunGate {
     pub fn new(kill_switch: KillSwitch, run_id: String) -> Self {
         Self {
-            watch: kill_switch.watch([run_id.as_str()], None),
+            watch: kill_switch
+                .watch([run_id.as_str()], None)
+                .revalidating_every(REVALIDATE_EVERY / GATE_RECHECK),
             run_id,
             flatten_default: false,
             detail: None,
@@ -89,6 +96,15 @@ impl KillSwitchGate for RunGate {
     #[inline]
     fn engaged_now(&mut self) -> Option<&str> {
         self.engaged()
+    }
+
+    /// The data dir's shared generation counter: every engage and release bumps it before it
+    /// returns, and [`RunGate::engaged`] answers from the state files read after loading it.
+    fn epoch(&self) -> Option<GateEpoch> {
+        self.watch.generation_counter().map(|counter| GateEpoch {
+            counter,
+            recheck: GATE_RECHECK,
+        })
     }
 
     fn flatten(&self) -> bool {

@@ -216,21 +216,66 @@ impl Drop for LiveGuard {
     }
 }
 
-/// A [`Sink`] that counts order events into a [`LiveRun`] and passes everything on.
+/// A [`Sink`] that counts order events into a [`LiveRun`] and passes everything on. Orders
+/// and fills are counted in plain fields and added to the shared counters with each chunk's
+/// bars ([`CountingSink::add_bars`]) and when the sink is dropped: no atomic operation per
+/// event. Rejections (rare, counted by code) go to the shared counters at once.
 pub struct CountingSink<'a, S> {
     inner: &'a mut S,
     live: &'a LiveRun,
+    /// Orders submitted since the last flush.
+    orders: u64,
+    /// Fills since the last flush.
+    fills: u64,
 }
 
 impl<'a, S: Sink> CountingSink<'a, S> {
     pub fn new(inner: &'a mut S, live: &'a LiveRun) -> Self {
-        Self { inner, live }
+        Self {
+            inner,
+            live,
+            orders: 0,
+            fills: 0,
+        }
+    }
+}
+
+impl<S> CountingSink<'_, S> {
+    /// Adds `n` processed bars, and the orders and fills counted since the last call, to the
+    /// run's counters.
+    pub fn add_bars(&mut self, n: u64) {
+        self.flush();
+        self.live.add_bars(n);
+    }
+
+    /// Adds the orders and fills counted so far to the run's counters.
+    pub fn flush(&mut self) {
+        if self.orders != 0 {
+            self.live.orders.fetch_add(self.orders, Ordering::Relaxed);
+            self.orders = 0;
+        }
+        if self.fills != 0 {
+            self.live.fills.fetch_add(self.fills, Ordering::Relaxed);
+            self.fills = 0;
+        }
+    }
+}
+
+impl<S> Drop for CountingSink<'_, S> {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
 impl<S: Sink> Sink for CountingSink<'_, S> {
+    #[inline]
     fn on_event(&mut self, event: &Event) {
-        self.live.observe(event);
+        match event {
+            Event::OrderSubmitted { .. } => self.orders += 1,
+            Event::OrderFilled { .. } => self.fills += 1,
+            Event::OrderRejected { .. } => self.live.observe(event),
+            _ => {}
+        }
         self.inner.on_event(event);
     }
     fn on_fill(&mut self, fill: &Fill, symbol: Symbol) {
@@ -272,14 +317,47 @@ mod tests {
             ts: UnixNanos(1),
             order_id: OrderId(2),
         });
-        assert_eq!(sink.events.len(), 4, "every event is passed on");
+        counting.on_event(&Event::OrderSubmitted {
+            ts: UnixNanos(1),
+            order_id: OrderId(2),
+            symbol: tradeloom_core::Symbol::new("T").unwrap(),
+            side: tradeloom_core::OrderSide::Buy,
+            order_type: tradeloom_core::OrderType::Market,
+            quantity: tradeloom_core::Quantity::from_int(1, 0),
+            price: None,
+            trigger_price: None,
+            time_in_force: tradeloom_core::TimeInForce::Gtc,
+            reduce_only: false,
+        });
+        assert_eq!(
+            live.snapshot().orders,
+            0,
+            "orders are added with the next chunk's bars"
+        );
+        counting.add_bars(1);
+        assert_eq!((live.snapshot().orders, live.snapshot().bars), (1, 4107));
+        counting.on_event(&Event::OrderSubmitted {
+            ts: UnixNanos(2),
+            order_id: OrderId(3),
+            symbol: tradeloom_core::Symbol::new("T").unwrap(),
+            side: tradeloom_core::OrderSide::Sell,
+            order_type: tradeloom_core::OrderType::Market,
+            quantity: tradeloom_core::Quantity::from_int(1, 0),
+            price: None,
+            trigger_price: None,
+            time_in_force: tradeloom_core::TimeInForce::Gtc,
+            reduce_only: false,
+        });
+        drop(counting);
+        assert_eq!(sink.events.len(), 6, "every event is passed on");
         let snap = snapshot()
             .into_iter()
             .find(|s| s.run_id == "live-test-1")
             .unwrap();
         assert_eq!(
             (snap.bars, snap.orders, snap.fills, snap.rejected_orders),
-            (4106, 0, 0, 3)
+            (4107, 2, 0, 3),
+            "the sink's drop adds what it counted"
         );
         assert_eq!(
             snap.rejections,

@@ -129,13 +129,108 @@ impl Metadata {
 
     /// Writes `metadata.json` atomically (temporary file, fsync, rename).
     pub fn write(&self, run_dir: &Path) -> Result<(), RunError> {
-        let path = run_dir.join("metadata.json");
+        self.write_as(run_dir, Durability::Synced)
+    }
+
+    fn text(&self, path: &Path) -> Result<String, RunError> {
         let mut text = serde_json::to_string_pretty(self).map_err(|e| RunError::Corrupt {
-            path: path.clone(),
+            path: path.to_path_buf(),
             message: e.to_string(),
         })?;
         text.push('\n');
-        write_atomic(&path, text.as_bytes(), Durability::Synced)
-            .map_err(|e| RunError::io(e.path, e.source))
+        Ok(text)
+    }
+
+    fn write_as(&self, run_dir: &Path, durability: Durability) -> Result<(), RunError> {
+        let path = run_dir.join("metadata.json");
+        let text = self.text(&path)?;
+        write_atomic(&path, text.as_bytes(), durability).map_err(|e| RunError::io(e.path, e.source))
+    }
+
+    /// Writes `metadata.json` atomically (temporary file, rename) and syncs it and the folder
+    /// on a thread of its own: a run's first metadata, which the run need not wait for
+    /// ([`MetadataSync::wait`] before the run is sealed).
+    pub(crate) fn write_syncing(&self, run_dir: &Path) -> Result<MetadataSync, RunError> {
+        self.write_as(run_dir, Durability::Renamed)?;
+        let (path, dir) = (run_dir.join("metadata.json"), run_dir.to_path_buf());
+        let sync = move || -> Result<(), RunError> {
+            let file = std::fs::File::open(&path).map_err(|e| RunError::io(&path, e))?;
+            file.sync_all().map_err(|e| RunError::io(&path, e))?;
+            // Persisting the names in the folder, best effort as `write_atomic` does.
+            if let Ok(d) = std::fs::File::open(&dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        };
+        Ok(MetadataSync(
+            std::thread::Builder::new()
+                .name("metadata-sync".to_string())
+                .spawn(sync)
+                .map_err(|e| RunError::io(run_dir, e))?,
+        ))
+    }
+
+    /// Writes `metadata.json` under its temporary name and syncs it; [`StagedMetadata::commit`]
+    /// renames it into place. Between the two the caller waits for what must be on disk
+    /// before the metadata says so (the artifacts whose hashes it holds).
+    pub(crate) fn stage(&self, run_dir: &Path) -> Result<StagedMetadata, RunError> {
+        let path = run_dir.join("metadata.json");
+        let text = self.text(&path)?;
+        let tmp = run_dir.join(format!(".metadata.json.{}.tmp", std::process::id()));
+        let written = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            file.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RunError::io(&tmp, e));
+        }
+        Ok(StagedMetadata {
+            tmp,
+            path,
+            dir: run_dir.to_path_buf(),
+        })
+    }
+}
+
+/// The sync of a run's first `metadata.json` (see [`Metadata::write_syncing`]).
+pub(crate) struct MetadataSync(std::thread::JoinHandle<Result<(), RunError>>);
+
+impl MetadataSync {
+    /// Waits until the metadata and its folder entry are on disk.
+    pub(crate) fn wait(self) -> Result<(), RunError> {
+        self.0.join().unwrap_or_else(|_| {
+            Err(RunError::Corrupt {
+                path: std::path::PathBuf::from("metadata.json"),
+                message: "the thread syncing it panicked".to_string(),
+            })
+        })
+    }
+}
+
+/// `metadata.json`'s next content, on disk under a temporary name (see [`Metadata::stage`]).
+pub(crate) struct StagedMetadata {
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl StagedMetadata {
+    /// Renames it into place and syncs the folder (best effort, as `write_atomic` does).
+    pub(crate) fn commit(self) -> Result<(), RunError> {
+        if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(RunError::io(&self.path, e));
+        }
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Removes the temporary file (the metadata is written otherwise).
+    pub(crate) fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }

@@ -26,11 +26,13 @@ use crate::artifacts::{RunSink, SinkFiles};
 use crate::equity::{EQUITY_FILE, EquityWriter, MoneyLayout};
 use crate::error::RunError;
 use crate::folder::RunFolder;
-use crate::hashing::{ArtifactPipe, Barrier, finish_artifact, sha256_bytes, sha256_file};
+use crate::hashing::{ArtifactPipe, Barrier, Finishing, sha256_bytes, sha256_file};
 use crate::journal::Journal;
 use crate::kill_switch::RunGate;
 use crate::live::{CountingSink, LiveRun};
-use crate::metadata::{DataInfo, FileHash, Metadata, RunStatus, RunSummary, SpecInfo};
+use crate::metadata::{
+    DataInfo, FileHash, Metadata, MetadataSync, RunStatus, RunSummary, SpecInfo,
+};
 use crate::report::{ReportHeader, render_markdown, render_svg};
 use crate::spec::{ResolvedSpec, load_spec};
 
@@ -179,7 +181,7 @@ pub fn execute<'s>(
         meta,
         started,
     };
-    run.write_inputs(&normalised, options.connectivity.as_ref())?;
+    let first_sync = run.write_inputs_syncing(&normalised, options.connectivity.as_ref())?;
     if let Some(on_start) = options.on_start.as_mut() {
         on_start(&run.folder.run_id, &run.folder.dir);
     }
@@ -220,7 +222,7 @@ pub fn execute<'s>(
         info.sha256 = Some(sha);
         info.bytes = Some(bytes);
     }
-    run.seal(sink, summary, &spec)
+    run.seal_after(sink, summary, &spec, Some(first_sync))
 }
 
 /// The data readers and the engine with its strategies: everything that can reject a spec
@@ -391,13 +393,38 @@ impl StartedRun {
         normalised: &str,
         connectivity: Option<&Connectivity>,
     ) -> Result<(), ExecuteError> {
+        self.write_connectivity(connectivity);
+        if let Err(e) = self.meta.write(&self.folder.dir) {
+            return Err(self.fail(e));
+        }
+        self.write_spec(normalised)
+    }
+
+    /// [`StartedRun::write_inputs`] whose `metadata.json` is synced to disk on a thread of its
+    /// own while the run goes on (a backtest: [`StartedRun::seal_after`] waits for it before the
+    /// run is sealed).
+    pub(crate) fn write_inputs_syncing(
+        &mut self,
+        normalised: &str,
+        connectivity: Option<&Connectivity>,
+    ) -> Result<MetadataSync, ExecuteError> {
+        self.write_connectivity(connectivity);
+        let sync = match self.meta.write_syncing(&self.folder.dir) {
+            Ok(sync) => sync,
+            Err(e) => return Err(self.fail(e)),
+        };
+        self.write_spec(normalised)?;
+        Ok(sync)
+    }
+
+    fn write_connectivity(&mut self, connectivity: Option<&Connectivity>) {
         if let Some(connectivity) = connectivity {
             let hashes = crate::connectivity::write_files(&self.folder.dir, connectivity);
             self.meta.artifacts.extend(hashes);
         }
-        if let Err(e) = self.meta.write(&self.folder.dir) {
-            return Err(self.fail(e));
-        }
+    }
+
+    fn write_spec(&mut self, normalised: &str) -> Result<(), ExecuteError> {
         let spec_path = self.folder.file("run_spec.yaml");
         if let Err(e) = std::fs::write(&spec_path, normalised) {
             return Err(self.fail(RunError::io(spec_path, e)));
@@ -408,23 +435,44 @@ impl StartedRun {
     /// Flushes and hashes the artifacts, writes metrics and report, and seals `metadata.json`
     /// as `completed`.
     pub(crate) fn seal(
-        mut self,
+        self,
         sink: RunSink,
         summary: Summary,
         spec: &ResolvedSpec,
     ) -> Result<RunOutcome, ExecuteError> {
+        self.seal_after(sink, summary, spec, None)
+    }
+
+    /// [`StartedRun::seal`] of a run whose first metadata is still being synced (`first`).
+    ///
+    /// What must be on disk before `metadata.json` says `completed` (every artifact it hashes,
+    /// and the first metadata) is synced all at once, while the metrics and the report are
+    /// written and the new metadata is synced under a temporary name; only then is it renamed
+    /// into place.
+    pub(crate) fn seal_after(
+        mut self,
+        sink: RunSink,
+        summary: Summary,
+        spec: &ResolvedSpec,
+        first: Option<MetadataSync>,
+    ) -> Result<RunOutcome, ExecuteError> {
+        let first_synced = |first: Option<MetadataSync>| first.map_or(Ok(()), MetadataSync::wait);
         let files = match sink.finish() {
             Ok(files) => files,
             Err(e) => {
+                let _ = first_synced(first);
                 let e = RunError::io(&self.folder.dir, e);
                 return Err(self.fail(e));
             }
         };
         let journal_events = files.journal_lines;
-        let (sampler, trade_rows) =
-            match finish_files(files, &self.folder, &mut self.meta.artifacts) {
+        let (sampler, trade_rows, syncing) =
+            match start_finish_files(files, &self.folder, &mut self.meta.artifacts) {
                 Ok(x) => x,
-                Err(e) => return Err(self.fail(e)),
+                Err(e) => {
+                    let _ = first_synced(first);
+                    return Err(self.fail(e));
+                }
             };
         let metrics = summary.metrics.clone();
         self.meta.summary = Some(RunSummary {
@@ -448,11 +496,27 @@ impl StartedRun {
         );
         match outputs {
             Ok(hashes) => self.meta.artifacts.extend(hashes),
-            Err(e) => return Err(self.fail(e)),
+            Err(e) => {
+                let _ = syncing.wait();
+                let _ = first_synced(first);
+                return Err(self.fail(e));
+            }
         }
         self.meta.finished_at = Some(now_rfc3339());
         self.meta.duration_ms = Some(self.started.elapsed().as_millis() as u64);
-        if let Err(e) = self.meta.write(&self.folder.dir) {
+        let staged = match self.meta.stage(&self.folder.dir) {
+            Ok(staged) => staged,
+            Err(e) => {
+                let _ = syncing.wait();
+                let _ = first_synced(first);
+                return Err(self.fail(e));
+            }
+        };
+        if let Err(e) = syncing.wait().and(first_synced(first)) {
+            staged.discard();
+            return Err(self.fail(e));
+        }
+        if let Err(e) = staged.commit() {
             return Err(self.fail(e));
         }
         tracing::info!(
@@ -598,7 +662,7 @@ fn drive(
             break;
         }
         count += chunk.len() as u64;
-        live.add_bars(chunk.len() as u64);
+        sink.add_bars(chunk.len() as u64);
         last_progress = progress;
         if count >= next_report {
             next_report = count + PROGRESS_EVERY;
@@ -641,12 +705,49 @@ fn drive(
     Ok((engine.finish(sink)?, hashes))
 }
 
-/// Flushes and hashes the sink's files.
+/// Flushes and hashes the sink's files and waits until they are on disk.
 pub(crate) fn finish_files(
     files: SinkFiles,
     folder: &RunFolder,
     artifacts: &mut BTreeMap<String, FileHash>,
 ) -> Result<(crate::report::EquitySampler, crate::report::TradeRows), RunError> {
+    let (sampler, trade_rows, syncing) = start_finish_files(files, folder, artifacts)?;
+    syncing.wait()?;
+    Ok((sampler, trade_rows))
+}
+
+/// Artifacts written and hashed whose syncs to disk are under way (all at once).
+#[must_use = "the artifacts are on disk only once waited for"]
+pub(crate) struct Syncing(Vec<(PathBuf, Finishing)>);
+
+impl Syncing {
+    /// Waits until every file is on disk; the first error, naming its file.
+    pub(crate) fn wait(self) -> Result<(), RunError> {
+        let mut first = None;
+        for (path, finishing) in self.0 {
+            if let (Err(e), None) = (finishing.wait(), &first) {
+                first = Some(RunError::io(path, e));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Flushes and hashes the sink's files (their hashes go into `artifacts`) and starts syncing
+/// them to disk, all at once.
+pub(crate) fn start_finish_files(
+    files: SinkFiles,
+    folder: &RunFolder,
+    artifacts: &mut BTreeMap<String, FileHash>,
+) -> Result<
+    (
+        crate::report::EquitySampler,
+        crate::report::TradeRows,
+        Syncing,
+    ),
+    RunError,
+> {
+    let mut syncing = Vec::with_capacity(5);
     for (name, writer) in [
         ("journal.jsonl", files.journal),
         ("orders.csv", files.orders),
@@ -654,11 +755,25 @@ pub(crate) fn finish_files(
         ("trades.csv", files.trades),
         (EQUITY_FILE, files.equity),
     ] {
-        let (sha256, bytes) =
-            finish_artifact(writer).map_err(|e| RunError::io(folder.file(name), e))?;
-        artifacts.insert(name.to_string(), FileHash { sha256, bytes });
+        let path = folder.file(name);
+        let finishing = match writer.start_finish() {
+            Ok(f) => f,
+            Err(e) => {
+                // The files already under way still reach the disk before the run is failed.
+                let _ = Syncing(syncing).wait();
+                return Err(RunError::io(path, e));
+            }
+        };
+        artifacts.insert(
+            name.to_string(),
+            FileHash {
+                sha256: finishing.sha256.clone(),
+                bytes: finishing.bytes,
+            },
+        );
+        syncing.push((path, finishing));
     }
-    Ok((files.sampler, files.trade_rows))
+    Ok((files.sampler, files.trade_rows, Syncing(syncing)))
 }
 
 /// The header of the report, from the spec and the metadata.

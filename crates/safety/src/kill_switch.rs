@@ -25,6 +25,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use serde::{Deserialize, Serialize};
 
@@ -761,6 +762,24 @@ impl Watch {
     /// mapped, say a read-only folder, and every check reads the state files).
     pub fn is_mapped(&self) -> bool {
         self.tracker.generation.is_some()
+    }
+
+    /// The shared generation counter the checks load (`None` where it cannot be mapped). While
+    /// it holds the value it had right before a [`Watch::poll`], every engagement and release
+    /// that returned before that poll was seen by it, and another poll would find nothing
+    /// new (but for the revalidation every [`REVALIDATE_EVERY`] checks). After a poll it may be
+    /// another counter (the file was replaced): ask again.
+    pub fn generation_counter(&self) -> Option<&'static AtomicU64> {
+        self.tracker.generation.as_ref().map(Generation::counter)
+    }
+
+    /// Revalidates (see [`REVALIDATE_EVERY`]) every `checks` checks instead, rounded up to a
+    /// power of two: for a caller that polls only every so many of its own checks while
+    /// [`Watch::generation_counter`] stays put, so that the files are still looked at as often
+    /// in its terms.
+    pub fn revalidating_every(mut self, checks: u32) -> Self {
+        self.tracker.revalidate_mask = checks.max(1).next_power_of_two() - 1;
+        self
     }
 }
 

@@ -242,24 +242,52 @@ fn for_run(e: OrchestratorError, run_id: &str) -> ApiError {
     }
 }
 
+/// The longest `wait_ms` of `GET /workflow-runs/{id}`.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Answer once the run has settled (finished, or waiting for an approval) or after this
+    /// many milliseconds, whichever comes first (0 to 60000; default 0: at once). A long poll:
+    /// the answer comes with the run's last commit, not at a polling interval.
+    pub wait_ms: Option<u64>,
+}
+
 /// A run: status, every node's state (outputs by blob hash), IR version, patches, approvals.
 #[utoipa::path(
     get, path = "/workflow-runs/{id}", tag = "workflow runs", operation_id = "get_workflow_run",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = String, Path, description = "The run's id"), RunQuery),
     responses(
         (status = 200, description = "The run with its nodes, patches and approvals", body = Object),
+        (status = 400, description = "A malformed or too long `wait_ms`", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
     )
 )]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    query: Result<Query<RunQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id?;
-    let view = runtime(&state)?
-        .view(&id)
-        .await
-        .map_err(|e| for_run(e, &id))?;
+    let Query(q) = query?;
+    let rt = runtime(&state)?;
+    match q.wait_ms {
+        None | Some(0) => {}
+        Some(ms) if ms > MAX_WAIT_MS => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("wait_ms must be 0 to {MAX_WAIT_MS}, got {ms}"),
+            )
+            .with_details(json!({"param": "wait_ms"})));
+        }
+        Some(ms) => {
+            rt.wait_settled(&id, std::time::Duration::from_millis(ms))
+                .await
+                .map_err(|e| for_run(e, &id))?;
+        }
+    }
+    let view = rt.view(&id).await.map_err(|e| for_run(e, &id))?;
     Ok(Json(serde_json::to_value(view).unwrap_or(Value::Null)))
 }
 

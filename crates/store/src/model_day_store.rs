@@ -16,7 +16,9 @@ use crate::model_day::{
     ReasoningMessage, ToolCall, Trade,
 };
 use crate::numeric::Num;
-use crate::sql::{Db, corrupt, currency, insert_values, lock_event_order, now, sql};
+use crate::sql::{
+    Arg, Backend, Db, Statement, corrupt, currency, insert_values, lock_event_order, now, sql,
+};
 
 /// `SELECT` of model-days with their job's currency; append `WHERE …`.
 pub(crate) const MODEL_DAY_SELECT: &str = "SELECT d.job_id, d.model, d.date, d.status, d.attempts, d.started_at, d.finished_at, \
@@ -317,6 +319,23 @@ pub trait ModelDayStore: Send + Sync {
         payload: &Value,
     ) -> Result<ModelDay, StoreError>;
 
+    /// What a worker calls when the model-day it claimed (`claim`, as
+    /// [`claim_model_day`](ModelDayStore::claim_model_day) returned it) is done: completes it
+    /// with everything it produced and the job event that reports it (`kind`, `payload`), in
+    /// one transaction, as [`complete_model_day_logged`](ModelDayStore::complete_model_day_logged)
+    /// does, but as one batch of statements (SQLite: one round trip between `BEGIN` and
+    /// `COMMIT`; PostgreSQL: one statement) and nothing read back. The day must still be
+    /// running under this claim (same attempt): [`StoreError::Conflict`] if it is completed,
+    /// not running, or claimed again since; [`StoreError::Invalid`] if money is not in the
+    /// job's currency.
+    async fn complete_claimed_model_day(
+        &self,
+        claim: &ModelDay,
+        outcome: &ModelDayOutcome,
+        kind: &str,
+        payload: &Value,
+    ) -> Result<(), StoreError>;
+
     /// Fails a pending or running model-day with `error` (no session counts).
     /// [`StoreError::Conflict`] if completed.
     async fn fail_model_day(&self, key: &ModelDayKey, error: &str) -> Result<ModelDay, StoreError> {
@@ -421,6 +440,16 @@ impl<D: Db> ModelDayStore for D {
             )));
         }
         complete(self, key, outcome, Some((kind, payload))).await
+    }
+
+    async fn complete_claimed_model_day(
+        &self,
+        claim: &ModelDay,
+        outcome: &ModelDayOutcome,
+        kind: &str,
+        payload: &Value,
+    ) -> Result<(), StoreError> {
+        complete_claimed(self, claim, outcome, kind, payload).await
     }
 
     async fn stop_model_day(
@@ -797,6 +826,404 @@ async fn complete<D: Db>(
         .await
         .map_err(StoreError::db("commit a completed model-day"))?;
     done.into_model_day()
+}
+
+/// A statement built of parts. PostgreSQL: `$n` placeholders, the model-day's key bound once as
+/// `$1`–`$3` and named by every part. SQLite: anonymous `?` placeholders bound in order
+/// (sqlx-sqlite looks each named one up by its name, a scan of all of them, so a statement of n
+/// named placeholders costs O(n²) to bind); each use of the key binds it again.
+struct Batch {
+    statement: Statement,
+    key: ModelDayKey,
+    pg: bool,
+}
+
+impl Batch {
+    fn new(key: &ModelDayKey, pg: bool) -> Self {
+        let mut statement = sql(String::with_capacity(4096));
+        if pg {
+            statement = statement.bind(&key.job_id).bind(&key.model).bind(key.date);
+        }
+        Batch {
+            statement,
+            key: key.clone(),
+            pg,
+        }
+    }
+
+    /// Appends `text`.
+    fn push(&mut self, text: &str) {
+        self.statement.text.push_str(text);
+    }
+
+    /// Appends a placeholder for `value`.
+    fn arg(&mut self, value: impl Into<Arg>) {
+        self.statement.args.push(value.into());
+        if self.pg {
+            let n = self.statement.args.len();
+            self.statement.text.push('$');
+            self.statement.text.push_str(&n.to_string());
+        } else {
+            self.statement.text.push('?');
+        }
+    }
+
+    /// Appends a placeholder of the key's job id.
+    fn job_id(&mut self) {
+        if self.pg {
+            self.push("$1");
+        } else {
+            self.arg(self.key.job_id.clone());
+        }
+    }
+
+    /// Appends `job_id = …, model = …, date = …` (with `sep` between, e.g. ` AND `) or, without
+    /// names, the three values.
+    fn key(&mut self, named: bool, sep: &str) {
+        let names: [&str; 3] = if named {
+            ["job_id = ", "model = ", "date = "]
+        } else {
+            ["", "", ""]
+        };
+        if self.pg {
+            self.push(&format!(
+                "{}$1{sep}{}$2{sep}{}$3",
+                names[0], names[1], names[2]
+            ));
+        } else {
+            self.push(names[0]);
+            self.arg(self.key.job_id.clone());
+            self.push(sep);
+            self.push(names[1]);
+            self.arg(self.key.model.clone());
+            self.push(sep);
+            self.push(names[2]);
+            self.arg(self.key.date);
+        }
+    }
+
+    /// Appends `VALUES (key, seq, …), …` of `rows`, each row's own values written by `row` (a
+    /// `, ` before each); `seq` is the row's index.
+    fn values<T>(
+        &mut self,
+        rows: &[T],
+        mut row: impl FnMut(&mut Self, &T) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.push(" VALUES ");
+        for (seq, item) in rows.iter().enumerate() {
+            if seq > 0 {
+                self.push(", ");
+            }
+            self.push("(");
+            self.key(false, ", ");
+            self.push(", ");
+            let seq = i32::try_from(seq)
+                .map_err(|_| StoreError::Invalid(format!("{seq} rows are too many")))?;
+            self.arg(seq);
+            row(self, item)?;
+            self.push(")");
+        }
+        Ok(())
+    }
+
+    /// `, value` (a placeholder for it).
+    fn then(&mut self, value: impl Into<Arg>) {
+        self.push(", ");
+        self.arg(value);
+    }
+}
+
+/// See [`ModelDayStore::complete_claimed_model_day`].
+async fn complete_claimed<D: Db>(
+    db: &D,
+    claim: &ModelDay,
+    outcome: &ModelDayOutcome,
+    kind: &str,
+    payload: &Value,
+) -> Result<(), StoreError> {
+    let key = ModelDayKey::new(&claim.job_id, claim.model.clone(), claim.date);
+    let key = &key;
+    if kind.trim().is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "event kind of job {} is empty",
+            key.job_id
+        )));
+    }
+    for symbol in outcome
+        .holdings
+        .iter()
+        .map(|h| h.symbol.as_str())
+        .chain(outcome.trades.iter().filter_map(|t| t.symbol.as_deref()))
+    {
+        check_symbol(symbol, key)?;
+    }
+    // Every amount in the currency of the cash; the statement checks that it is the job's.
+    let ccy = outcome.cash.currency();
+    let at = now();
+    let duration_ms = claim.started_at.map(|s| (at - s).num_milliseconds().max(0));
+    let attempts = i32::try_from(claim.attempts)
+        .map_err(|_| StoreError::Invalid(format!("{key}: attempts out of range")))?;
+    let pg = D::BACKEND == Backend::Postgres;
+    let mut b = Batch::new(key, pg);
+    // The day itself: only if it is still running under this claim and the job's currency is
+    // that of the amounts. SQLite runs the parts in order in one transaction (the RETURNING row
+    // says the update matched); PostgreSQL runs one statement whose other parts are data-
+    // modifying CTEs that write only if it matched.
+    b.push(if pg { "WITH d AS (" } else { "" });
+    b.push("UPDATE job_details SET status = 'completed', error = NULL, finished_at = ");
+    b.arg(at);
+    b.push(", duration_ms = ");
+    b.arg(duration_ms);
+    b.push(", steps = ");
+    b.arg(step_param(outcome.steps)?);
+    b.push(", tool_errors = ");
+    b.arg(step_param(outcome.tool_errors())?);
+    b.push(", tool_calls = ");
+    b.arg(step_param(outcome.tool_call_count())?);
+    b.push(", cash = ");
+    b.arg(Num::from_money(outcome.cash));
+    b.push(", portfolio_value = ");
+    b.arg(same_currency(
+        outcome.portfolio_value,
+        ccy,
+        "portfolio value",
+        key,
+    )?);
+    b.push(" WHERE ");
+    b.key(true, " AND ");
+    b.push(" AND status = 'running' AND attempts = ");
+    b.arg(attempts);
+    b.push(" AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = ");
+    b.job_id();
+    b.push(" AND j.currency = ");
+    b.arg(ccy.code());
+    b.push(" AND j.currency_precision = ");
+    b.arg(i32::from(ccy.precision()));
+    b.push(if pg {
+        ") RETURNING 1)"
+    } else {
+        ") RETURNING 1;\n"
+    });
+    // Rows of an earlier attempt (only a later claim can find any) go first. On PostgreSQL
+    // the CTEs of one statement run in no set order, so they go in a statement of their own.
+    let earlier_attempts = claim.attempts > 1;
+    if earlier_attempts && !pg {
+        for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
+            b.push(&format!("DELETE FROM {table} WHERE "));
+            b.key(true, " AND ");
+            b.push(";\n");
+        }
+    }
+    // Each table's rows: one multi-row INSERT, written only when the update matched.
+    let mut part = 0;
+    let mut insert = |b: &mut Batch, head: &str| {
+        part += 1;
+        if pg {
+            b.push(&format!(", i{part} AS ("));
+        }
+        b.push(head);
+    };
+    let end = |b: &mut Batch| b.push(if pg { ")" } else { ";\n" });
+    // PostgreSQL: `INSERT … SELECT … FROM (VALUES …) v WHERE EXISTS (SELECT 1 FROM d)`.
+    let gated = |b: &mut Batch| {
+        if pg {
+            b.push(" SELECT * FROM (");
+        }
+    };
+    let gate_end = |b: &mut Batch, columns: &str| {
+        if pg {
+            b.push(&format!(
+                ") AS v ({columns}) WHERE EXISTS (SELECT 1 FROM d)"
+            ));
+        }
+    };
+    if !outcome.trades.is_empty() {
+        let columns =
+            "job_id, model, date, seq, step, action, symbol, quantity, price, fee, cash_after";
+        insert(&mut b, &format!("INSERT INTO positions ({columns})"));
+        gated(&mut b);
+        b.values(&outcome.trades, |b, t| {
+            b.then(step_param(t.step)?);
+            b.then(t.action.as_str());
+            b.then(t.symbol.as_deref());
+            b.then(Num::from_decimal(t.quantity));
+            b.then(Num::from_decimal(t.price));
+            b.then(same_currency(t.fee, ccy, "a trade's fee", key)?);
+            b.then(same_currency(
+                t.cash_after,
+                ccy,
+                "a trade's cash after",
+                key,
+            )?);
+            Ok(())
+        })?;
+        gate_end(&mut b, columns);
+        end(&mut b);
+    }
+    if !outcome.holdings.is_empty() {
+        let columns = "job_id, model, date, seq, symbol, quantity, price, value";
+        insert(&mut b, &format!("INSERT INTO holdings ({columns})"));
+        gated(&mut b);
+        b.values(&outcome.holdings, |b, h| {
+            b.then(h.symbol.as_str());
+            b.then(Num::from_decimal(h.quantity));
+            b.then(Num::from_decimal(h.price));
+            b.then(same_currency(h.value, ccy, "a holding's value", key)?);
+            Ok(())
+        })?;
+        gate_end(&mut b, columns);
+        end(&mut b);
+    }
+    if !outcome.reasoning.is_empty() {
+        let columns = "job_id, model, date, seq, step, role, content, tool_calls, created_at";
+        insert(&mut b, &format!("INSERT INTO reasoning_logs ({columns})"));
+        gated(&mut b);
+        b.values(&outcome.reasoning, |b, m| {
+            b.then(step_param(m.step)?);
+            b.then(m.role.as_str());
+            b.then(m.content.as_str());
+            b.then(m.tool_calls.as_ref().map(Json));
+            b.then(m.created_at);
+            Ok(())
+        })?;
+        gate_end(&mut b, columns);
+        end(&mut b);
+    }
+    if !outcome.tool_calls.is_empty() {
+        let columns = "job_id, model, date, seq, step, tool_name, args, result, latency_ms, error, created_at";
+        insert(&mut b, &format!("INSERT INTO tool_usage ({columns})"));
+        gated(&mut b);
+        b.values(&outcome.tool_calls, |b, c| {
+            b.then(step_param(c.step)?);
+            b.then(c.tool.as_str());
+            b.then(Json(&c.args));
+            b.then(c.result.as_ref().map(Json));
+            b.then(c.latency_ms);
+            b.then(c.error.as_deref());
+            b.then(c.created_at);
+            Ok(())
+        })?;
+        gate_end(&mut b, columns);
+        end(&mut b);
+    }
+    // The event last. On PostgreSQL it is the statement's own part, and takes the event-order
+    // lock (see `lock_event_order`) before its row takes a `seq`; the lock is held to the
+    // commit, which is the end of the statement.
+    if pg {
+        b.push(" INSERT INTO workflow_events (job_id, kind, node_id, payload, at) SELECT ");
+    } else {
+        b.push("INSERT INTO workflow_events (job_id, kind, node_id, payload, at) VALUES (");
+    }
+    b.job_id();
+    b.push(", ");
+    b.arg(kind);
+    b.push(", NULL, ");
+    b.arg(Json(payload));
+    b.push(", ");
+    b.arg(now());
+    if pg {
+        b.push(" FROM d, (SELECT pg_advisory_xact_lock(7314200007)) AS l");
+    } else {
+        b.push(")");
+    }
+    let matched = if pg {
+        if earlier_attempts {
+            let mut tx = db
+                .begin()
+                .await
+                .map_err(StoreError::db("begin completing a model-day"))?;
+            for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
+                sql(format!(
+                    "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
+                ))
+                .bind(&key.job_id)
+                .bind(&key.model)
+                .bind(key.date)
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("delete rows of an earlier attempt"))?;
+            }
+            let done = b
+                .statement
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("complete a model-day"))?;
+            if done.rows_affected() == 1 {
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("commit a completed model-day"))?;
+            }
+            done.rows_affected() == 1
+        } else {
+            let done = b
+                .statement
+                .execute(db.pool())
+                .await
+                .map_err(StoreError::db("complete a model-day"))?;
+            done.rows_affected() == 1
+        }
+    } else {
+        let mut tx = db
+            .begin()
+            .await
+            .map_err(StoreError::db("begin completing a model-day"))?;
+        let written: Result<Vec<(i32,)>, _> = b.statement.fetch_all(&mut tx).await;
+        match written {
+            Ok(rows) if rows.len() == 1 => {
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("commit a completed model-day"))?;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                drop(tx);
+                // Say why the day could not complete, if that is why the batch failed (a
+                // later claim's rows would collide with ours).
+                not_completable(db, claim, ccy).await?;
+                return Err(StoreError::db("complete a model-day")(e));
+            }
+        }
+    };
+    if matched {
+        return Ok(());
+    }
+    not_completable(db, claim, ccy).await?;
+    Err(StoreError::Conflict(format!(
+        "{key} could not be completed"
+    )))
+}
+
+/// Why the model-day of `claim` cannot be completed with amounts in `ccy` (as an error), or
+/// `Ok` if it can.
+async fn not_completable<D: Db>(db: &D, claim: &ModelDay, ccy: Currency) -> Result<(), StoreError> {
+    let key = ModelDayKey::new(&claim.job_id, claim.model.clone(), claim.date);
+    let row = model_day_row(db, &key).await?;
+    let job_ccy = row.currency()?;
+    match row.status() {
+        "running" => {}
+        "completed" => {
+            return Err(StoreError::Conflict(format!("{key} is already completed")));
+        }
+        other => {
+            return Err(StoreError::Conflict(format!(
+                "{key} is {other}, not running; claim it before completing it"
+            )));
+        }
+    }
+    if i64::from(row.attempts()) != i64::from(claim.attempts) {
+        return Err(StoreError::Conflict(format!(
+            "{key} was claimed again (attempt {}) since this claim (attempt {})",
+            row.attempts(),
+            claim.attempts
+        )));
+    }
+    if job_ccy != ccy {
+        return Err(StoreError::Invalid(format!(
+            "cash of {key} is in {ccy}, but the job's currency is {job_ccy}"
+        )));
+    }
+    Ok(())
 }
 
 async fn model_day_row<D: Db>(db: &D, key: &ModelDayKey) -> Result<ModelDayRow, StoreError> {

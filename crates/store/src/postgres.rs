@@ -92,6 +92,23 @@ impl Db for PgStore {
 }
 
 impl Driver for Postgres {
+    fn execute_all(
+        conn: &mut sqlx::PgConnection,
+        statements: Vec<Statement>,
+    ) -> BoxFuture<'_, Result<Vec<u64>, sqlx::Error>> {
+        Box::pin(async move {
+            let mut changes = Vec::with_capacity(statements.len());
+            for statement in statements {
+                let args = arguments::<Postgres>(statement.args).map_err(sqlx::Error::Encode)?;
+                let done = sqlx::query_with(AssertSqlSafe(statement.text), args)
+                    .execute(&mut *conn)
+                    .await?;
+                changes.push(done.rows_affected());
+            }
+            Ok(changes)
+        })
+    }
+
     fn execute(on: On<'_, Self>, statement: Statement) -> BoxFuture<'_, Result<Done, sqlx::Error>> {
         Box::pin(async move {
             let args = arguments::<Postgres>(statement.args).map_err(sqlx::Error::Encode)?;

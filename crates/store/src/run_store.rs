@@ -11,7 +11,8 @@ use sqlx::types::Json;
 
 use crate::error::StoreError;
 use crate::sql::{
-    Backend, Db, Driver, Tx, corrupt, insert_values, lock_event_order, now, page, sql, sql_offset,
+    Backend, Db, Driver, Statement, Tx, corrupt, event_order_lock, insert_values, lock_event_order,
+    now, page, sql, sql_offset,
 };
 use crate::workflow_run::{
     ApprovalChange, CreateRun, NewBlob, NewWorkflowRun, NodeChange, NodeState, NodeStatus,
@@ -286,8 +287,9 @@ impl<D: Db> RunStore for D {
             .begin()
             .await
             .map_err(StoreError::db("begin a batch of run writes"))?;
-        // Many plain transitions (no patch, no approval) are decided together, a few statements
-        // for the batch; otherwise each transition is tried in turn (`transition_head`).
+        // Plain transitions (no patch, no approval) are decided together, with one read for
+        // the batch (on PostgreSQL from a few of them on: below, the few statements per
+        // transition cost less); otherwise each transition is tried in turn (`transition_head`).
         let transitions = writes
             .iter()
             .filter(|w| matches!(w, RunWrite::Transition(_)))
@@ -296,8 +298,12 @@ impl<D: Db> RunStore for D {
             RunWrite::Create(_) => true,
             RunWrite::Transition(t) => t.patch.is_none() && t.approvals.is_empty(),
         });
-        let outcomes = if plain && transitions >= BATCHED_HEADS_FROM {
-            batch_heads::<Self>(&mut tx, writes, at).await?
+        let batched =
+            plain && (Self::BACKEND == Backend::Sqlite || transitions >= BATCHED_HEADS_FROM);
+        // What the batch writes once its transitions are decided, run as one script.
+        let mut script = Script::default();
+        let outcomes = if batched {
+            batch_heads::<Self>(&mut tx, writes, at, &mut script).await?
         } else {
             let mut outcomes = Vec::with_capacity(writes.len());
             // Lineages with a refused transition in this batch (see `Transition::lineage`).
@@ -363,10 +369,12 @@ impl<D: Db> RunStore for D {
                 }
             }
         }
-        insert_blobs::<Self>(&mut tx, &blobs, at).await?;
-        upsert_nodes::<Self>(&mut tx, &nodes, at).await?;
-        if !events.is_empty() {
-            lock_event_order::<Self>(&mut tx).await?;
+        insert_blobs::<Self>(&mut script, &blobs, at);
+        upsert_nodes::<Self>(&mut script, &nodes, at);
+        if !events.is_empty()
+            && let Some(lock) = event_order_lock::<Self>()
+        {
+            script.push(lock);
         }
         for chunk in events.chunks(BATCH_ROWS) {
             let mut insert = rows_of::<Self>(
@@ -382,11 +390,9 @@ impl<D: Db> RunStore for D {
                     .bind(sqlx::types::Json(payload.clone()))
                     .bind(at);
             }
-            insert
-                .execute(&mut tx)
-                .await
-                .map_err(StoreError::db("append events"))?;
+            script.push(insert);
         }
+        script.run(&mut tx).await?;
         tx.commit()
             .await
             .map_err(StoreError::db("commit a batch of run writes"))?;
@@ -614,6 +620,52 @@ struct SignalRow {
     signal_id: String,
 }
 
+/// A row of the batch's one read on SQLite: a run's revision (`signal_id` null) or a signal
+/// already applied (`revision` null).
+#[derive(FromRow)]
+struct HeadRow {
+    run_id: String,
+    revision: Option<i64>,
+    signal_id: Option<String>,
+}
+
+/// The writes of a batch once its transitions are decided, run in order as one script
+/// ([`Tx::execute_all`]: on SQLite one hand-off to the connection's thread rather than one
+/// per statement), with the row counts some of them must reach.
+#[derive(Default)]
+struct Script {
+    statements: Vec<Statement>,
+    /// Position in `statements`, the rows it must touch, and what it does.
+    expected: Vec<(usize, u64, &'static str)>,
+}
+
+impl Script {
+    fn push(&mut self, statement: Statement) {
+        self.statements.push(statement);
+    }
+
+    fn push_expecting(&mut self, statement: Statement, rows: u64, what: &'static str) {
+        self.expected.push((self.statements.len(), rows, what));
+        self.statements.push(statement);
+    }
+
+    /// Runs the statements; `Err` if one fails or a checked count is off (a fault: nothing
+    /// of the batch is kept, as the caller drops the transaction).
+    async fn run<DB: Driver>(self, tx: &mut Tx<DB>) -> Result<(), StoreError> {
+        let changes = tx
+            .execute_all(self.statements)
+            .await
+            .map_err(StoreError::db("write a batch of run writes"))?;
+        for (at, rows, what) in self.expected {
+            let moved = changes.get(at).copied().unwrap_or(0);
+            if moved != rows {
+                return Err(StoreError::Invalid(format!("{what} {rows} moved {moved}")));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A run's row after the applied transitions of a batch.
 struct RunChange<'a> {
     /// The revision read at the start of the batch (the update's guard).
@@ -626,16 +678,18 @@ struct RunChange<'a> {
 }
 
 /// Decides every write of a batch of creations and plain transitions (no patch, no approval)
-/// with a few statements for the whole batch, exactly as `insert_run_row` and
-/// `transition_head` would one by one: the creations are inserted; the runs' revisions and
-/// the signals already applied are read (the runs' rows locked on PostgreSQL; SQLite's writer
-/// holds the database); each transition is then applied or refused in order in memory, and
-/// the applied ones' signals and run rows written at the end. `Err` only for a database
+/// exactly as `insert_run_row` and `transition_head` would one by one: the revisions of the
+/// runs not created in the batch and the signals of theirs already applied are read (the
+/// runs' rows locked on PostgreSQL; SQLite's writer holds the database; a run created in the
+/// batch has none: its id was new, and signals go with their run); each transition is then
+/// applied or refused in order in memory. The creations, the applied signals and the run rows
+/// are added to `script`, written with the rest of the batch. `Err` only for a database
 /// failure (the batch is lost, and the caller commits its writes one by one).
-async fn batch_heads<D: Db>(
+async fn batch_heads<'w, D: Db>(
     tx: &mut Tx<D::Driver>,
-    writes: &[RunWrite],
+    writes: &'w [RunWrite],
     at: DateTime<Utc>,
+    script: &mut Script,
 ) -> Result<Vec<Result<TransitionOutcome, StoreError>>, StoreError> {
     let creates: Vec<&CreateRun> = writes
         .iter()
@@ -663,70 +717,117 @@ async fn batch_heads<D: Db>(
                 .bind(&c.new.definition_hash)
                 .bind(i32::try_from(c.new.agent_nodes).unwrap_or(i32::MAX));
         }
-        insert
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db("create workflow runs"))?;
+        script.push(insert);
     }
     let mut revisions: HashMap<&str, i64> = creates.iter().map(|c| (c.id.as_str(), 0)).collect();
     let mut wanted: HashSet<&str> = HashSet::new();
     let mut to_read: Vec<&str> = Vec::new();
+    let mut asked: Vec<(&str, &str)> = Vec::new();
     for w in writes {
         if let RunWrite::Transition(t) = w
             && !revisions.contains_key(t.run_id.as_str())
-            && wanted.insert(t.run_id.as_str())
         {
-            to_read.push(t.run_id.as_str());
+            if wanted.insert(t.run_id.as_str()) {
+                to_read.push(t.run_id.as_str());
+            }
+            asked.push((t.run_id.as_str(), t.signal_id.as_str()));
         }
     }
-    let lock = match D::BACKEND {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
-    };
-    for chunk in to_read.chunks(BATCH_ROWS) {
-        let mut query = sql(format!(
-            "SELECT id, revision FROM workflow_runs WHERE id IN ({}){lock}",
-            placeholders::<D>(1, chunk.len())
-        ));
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        let rows: Vec<RevisionRow> = query
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::db("read workflow runs' revisions"))?;
-        for row in rows {
-            if let Some(id) = wanted.get(row.id.as_str()) {
-                revisions.insert(id, row.revision);
-            }
-        }
-    }
-    let asked: Vec<(&str, &str)> = writes
-        .iter()
-        .filter_map(|w| match w {
-            RunWrite::Transition(t) if revisions.contains_key(t.run_id.as_str()) => {
-                Some((t.run_id.as_str(), t.signal_id.as_str()))
-            }
-            _ => None,
-        })
-        .collect();
     let mut stored: Vec<SignalRow> = Vec::new();
-    for chunk in asked.chunks(BATCH_ROWS) {
-        let pairs = (0..chunk.len())
-            .map(|i| format!("({})", placeholders::<D>(2 * i + 1, 2)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut query = sql(format!(
-            "SELECT run_id, signal_id FROM workflow_signals WHERE (run_id, signal_id) IN (VALUES {pairs})"
-        ));
-        for (run_id, signal_id) in chunk {
-            query = query.bind(*run_id).bind(*signal_id);
+    match D::BACKEND {
+        // One read: every statement is a round trip to the connection's thread.
+        Backend::Sqlite => {
+            let reads = to_read
+                .len()
+                .div_ceil(BATCH_ROWS)
+                .max(asked.len().div_ceil(BATCH_ROWS));
+            for k in 0..reads {
+                let part = k * BATCH_ROWS..(k + 1) * BATCH_ROWS;
+                let runs = to_read
+                    .get(part.start..part.end.min(to_read.len()))
+                    .unwrap_or_default();
+                let pairs = asked
+                    .get(part.start..part.end.min(asked.len()))
+                    .unwrap_or_default();
+                let mut selects = Vec::new();
+                if !runs.is_empty() {
+                    selects.push(format!(
+                        "SELECT id AS run_id, revision, NULL AS signal_id FROM workflow_runs \
+                         WHERE id IN ({})",
+                        placeholders::<D>(1, runs.len())
+                    ));
+                }
+                if !pairs.is_empty() {
+                    selects.push(format!(
+                        "SELECT run_id, NULL AS revision, signal_id FROM workflow_signals \
+                         WHERE (run_id, signal_id) IN (VALUES {})",
+                        vec!["(?, ?)"; pairs.len()].join(", ")
+                    ));
+                }
+                let mut query = sql(selects.join(" UNION ALL "));
+                for id in runs {
+                    query = query.bind(*id);
+                }
+                for (run_id, signal_id) in pairs {
+                    query = query.bind(*run_id).bind(*signal_id);
+                }
+                let rows: Vec<HeadRow> = query
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("read workflow runs' revisions and signals"))?;
+                for row in rows {
+                    match (row.revision, row.signal_id) {
+                        (Some(revision), _) => {
+                            if let Some(id) = wanted.get(row.run_id.as_str()) {
+                                revisions.insert(id, revision);
+                            }
+                        }
+                        (None, Some(signal_id)) => stored.push(SignalRow {
+                            run_id: row.run_id,
+                            signal_id,
+                        }),
+                        (None, None) => {}
+                    }
+                }
+            }
         }
-        let rows: Vec<SignalRow> = query
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::db("read applied signals"))?;
-        stored.extend(rows);
+        Backend::Postgres => {
+            for chunk in to_read.chunks(BATCH_ROWS) {
+                let mut query = sql(format!(
+                    "SELECT id, revision FROM workflow_runs WHERE id IN ({}) FOR UPDATE",
+                    placeholders::<D>(1, chunk.len())
+                ));
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                let rows: Vec<RevisionRow> = query
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("read workflow runs' revisions"))?;
+                for row in rows {
+                    if let Some(id) = wanted.get(row.id.as_str()) {
+                        revisions.insert(id, row.revision);
+                    }
+                }
+            }
+            for chunk in asked.chunks(BATCH_ROWS) {
+                let pairs = (0..chunk.len())
+                    .map(|i| format!("({})", placeholders::<D>(2 * i + 1, 2)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut query = sql(format!(
+                    "SELECT run_id, signal_id FROM workflow_signals WHERE (run_id, signal_id) IN (VALUES {pairs})"
+                ));
+                for (run_id, signal_id) in chunk {
+                    query = query.bind(*run_id).bind(*signal_id);
+                }
+                let rows: Vec<SignalRow> = query
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("read applied signals"))?;
+                stored.extend(rows);
+            }
+        }
     }
     let mut applied: HashSet<(&str, &str)> = stored
         .iter()
@@ -803,10 +904,7 @@ async fn batch_heads<D: Db>(
         for (run_id, signal_id) in chunk {
             insert = insert.bind(*run_id).bind(*signal_id).bind(at);
         }
-        insert
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db("record signals"))?;
+        script.push(insert);
     }
     for chunk in order.chunks(BATCH_ROWS) {
         let mut text = String::from(
@@ -839,19 +937,9 @@ async fn batch_heads<D: Db>(
                 .bind(c.finished.then_some(at))
                 .bind(c.read);
         }
-        let moved = update
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db("advance workflow runs"))?;
-        if moved.rows_affected() != chunk.len() as u64 {
-            // The rows were read in this transaction (and locked on PostgreSQL): another writer
-            // cannot have moved them, so this is a fault; nothing of the batch is kept.
-            return Err(StoreError::Invalid(format!(
-                "advancing {} workflow runs moved {}",
-                chunk.len(),
-                moved.rows_affected()
-            )));
-        }
+        // The rows were read in this transaction (and locked on PostgreSQL): another writer
+        // cannot have moved them, so a count off is a fault.
+        script.push_expecting(update, chunk.len() as u64, "advancing workflow runs:");
     }
     Ok(outcomes)
 }
@@ -1027,11 +1115,7 @@ async fn release<DB: Driver>(tx: &mut Tx<DB>, savepoint: bool) -> Result<(), Sto
 }
 
 /// Stores the batch's blobs (each hash once) unless they are there already.
-async fn insert_blobs<D: Db>(
-    tx: &mut Tx<D::Driver>,
-    blobs: &[&NewBlob],
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+fn insert_blobs<D: Db>(script: &mut Script, blobs: &[&NewBlob], at: DateTime<Utc>) {
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<(String, &NewBlob)> = blobs
         .iter()
@@ -1048,21 +1132,13 @@ async fn insert_blobs<D: Db>(
             insert = insert.bind(hash).bind(&b.kind).bind(&b.body).bind(at);
         }
         insert.text.push_str(" ON CONFLICT (hash) DO NOTHING");
-        insert
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db("store blobs"))?;
+        script.push(insert);
     }
-    Ok(())
 }
 
 /// Writes node states: the last row of each (run, node) of the batch wins, as if each had been
 /// written in turn (PostgreSQL refuses to update one row twice in a statement).
-async fn upsert_nodes<D: Db>(
-    tx: &mut Tx<D::Driver>,
-    rows: &[(&str, NodeRow<'_>)],
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+fn upsert_nodes<D: Db>(script: &mut Script, rows: &[(&str, NodeRow<'_>)], at: DateTime<Utc>) {
     let mut last: std::collections::HashMap<(&str, &str), usize> =
         std::collections::HashMap::with_capacity(rows.len());
     for (i, (run_id, row)) in rows.iter().enumerate() {
@@ -1109,10 +1185,6 @@ async fn upsert_nodes<D: Db>(
              error = excluded.error, updated_at = excluded.updated_at, \
              not_before = excluded.not_before",
         );
-        insert
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db("write node states"))?;
+        script.push(insert);
     }
-    Ok(())
 }

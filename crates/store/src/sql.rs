@@ -240,6 +240,15 @@ pub(crate) trait Driver: sqlx::Database {
         on: On<'_, Self>,
         statement: Statement,
     ) -> BoxFuture<'_, Result<Option<R>, sqlx::Error>>;
+
+    /// Runs `statements` in order inside a transaction; the rows each one touched. SQLite
+    /// runs them as one script: one hand-off to the connection's thread instead of one per
+    /// statement (their placeholders must then be `?`, bound in order across the script).
+    /// PostgreSQL runs them one by one.
+    fn execute_all(
+        conn: &mut Self::Connection,
+        statements: Vec<Statement>,
+    ) -> BoxFuture<'_, Result<Vec<u64>, sqlx::Error>>;
 }
 
 /// A write transaction; on SQLite it also holds the store's write gate until it ends.
@@ -247,6 +256,16 @@ pub(crate) trait Driver: sqlx::Database {
 pub(crate) struct Tx<DB: sqlx::Database> {
     tx: sqlx::Transaction<'static, DB>,
     _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl<DB: Driver> Tx<DB> {
+    /// [`Driver::execute_all`] in this transaction.
+    pub(crate) fn execute_all(
+        &mut self,
+        statements: Vec<Statement>,
+    ) -> BoxFuture<'_, Result<Vec<u64>, sqlx::Error>> {
+        DB::execute_all(&mut *self.tx, statements)
+    }
 }
 
 impl<DB: sqlx::Database> Tx<DB> {
@@ -318,15 +337,23 @@ pub(crate) async fn lock_gate(gate: Option<Arc<Mutex<()>>>) -> Option<OwnedMutex
 /// the last seq relies on). BIGSERIAL alone hands out values in insert order, not commit order.
 /// SQLite needs nothing: its writers are serialised (`BEGIN IMMEDIATE`).
 pub(crate) async fn lock_event_order<D: Db>(tx: &mut Tx<D::Driver>) -> Result<(), StoreError> {
-    match D::BACKEND {
-        Backend::Sqlite => Ok(()),
-        Backend::Postgres => {
-            sql("SELECT pg_advisory_xact_lock(7314200007)")
-                .execute(tx)
+    match event_order_lock::<D>() {
+        None => Ok(()),
+        Some(lock) => {
+            lock.execute(tx)
                 .await
                 .map_err(StoreError::db("lock the event log"))?;
             Ok(())
         }
+    }
+}
+
+/// The statement of [`lock_event_order`], for a script of statements run in order
+/// ([`Tx::execute_all`]); `None` on SQLite.
+pub(crate) fn event_order_lock<D: Db>() -> Option<Statement> {
+    match D::BACKEND {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(sql("SELECT pg_advisory_xact_lock(7314200007)")),
     }
 }
 

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -210,6 +211,44 @@ impl Db for SqliteStore {
 }
 
 impl Driver for Sqlite {
+    fn execute_all(
+        conn: &mut SqliteConnection,
+        statements: Vec<Statement>,
+    ) -> BoxFuture<'_, Result<Vec<u64>, sqlx::Error>> {
+        Box::pin(async move {
+            let mut text = String::new();
+            let mut values = Vec::new();
+            for statement in statements {
+                // Numbered placeholders would each name an argument of the whole script.
+                debug_assert!(
+                    !statement.text.contains('$'),
+                    "a statement of a SQLite script binds `?` placeholders: {}",
+                    statement.text
+                );
+                if !text.is_empty() {
+                    text.push_str(";\n");
+                }
+                text.push_str(&statement.text);
+                values.extend(statement.args);
+            }
+            if text.is_empty() {
+                return Ok(Vec::new());
+            }
+            let args = arguments::<Sqlite>(values).map_err(sqlx::Error::Encode)?;
+            // sqlx-sqlite runs every statement of the text in turn, binding `?`s in order
+            // across them, and reports each one's changes.
+            let query = sqlx::query_with(AssertSqlSafe(text), args);
+            let mut results = sqlx::Executor::fetch_many(conn, query);
+            let mut changes = Vec::new();
+            while let Some(item) = results.try_next().await? {
+                if let sqlx::Either::Left(done) = item {
+                    changes.push(done.rows_affected());
+                }
+            }
+            Ok(changes)
+        })
+    }
+
     fn execute(on: On<'_, Self>, statement: Statement) -> BoxFuture<'_, Result<Done, sqlx::Error>> {
         Box::pin(async move {
             let args = arguments::<Sqlite>(statement.args).map_err(sqlx::Error::Encode)?;

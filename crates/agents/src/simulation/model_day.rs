@@ -63,7 +63,7 @@ pub(super) enum DayEnd {
 /// then fails with that error; a re-trigger runs the day again).
 pub(super) async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError> {
     let started = Instant::now();
-    let Some(_claimed) = ctx.store.claim_model_day(&ctx.key, STALE_AFTER).await? else {
+    let Some(claim) = ctx.store.claim_model_day(&ctx.key, STALE_AFTER).await? else {
         return Ok(DayEnd::NotClaimed);
     };
     let key = &ctx.key;
@@ -137,7 +137,7 @@ pub(super) async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError>
                 "currency": outcome.portfolio_value.currency().code(),
             });
             ctx.store
-                .complete_model_day_logged(key, outcome, "model_day_completed", &event)
+                .complete_claimed_model_day(&claim, outcome, "model_day_completed", &event)
                 .await?;
             tracing::info!(
                 trades,

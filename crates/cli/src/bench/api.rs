@@ -48,8 +48,28 @@ pub struct Args {
     pub days: usize,
     #[arg(long, default_value_t = 8)]
     pub symbols: usize,
+    /// Pin each server to CPU 1 and wrk to CPU 0 (`taskset`, one wrk thread), so the load
+    /// generator does not compete with the server for a core (other processes still may).
+    #[arg(long)]
+    pub pin: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+/// The CPUs of `--pin`: the servers', the load generator's.
+const PIN_SERVER: &str = "1";
+const PIN_GENERATOR: &str = "0";
+
+/// `program` as a command, under `taskset -c cpus` when given (taskset execs it: same pid).
+fn pinned(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 /// A child process killed when dropped.
@@ -133,8 +153,8 @@ async fn prepare(args: &Args, work: &Path, data: &Path) -> Result<(String, Strin
 }
 
 /// `tradeloom serve` on `data`, auth required, no rate limits, logs at warn.
-fn start_tradeloom(binary: &Path, data: &Path) -> Result<Server> {
-    let mut child = Command::new(binary)
+fn start_tradeloom(binary: &Path, data: &Path, cpus: Option<&str>) -> Result<Server> {
+    let mut child = pinned(binary, cpus)
         .arg("--data-dir")
         .arg(data)
         .args(["--log-level", "warn", "serve", "--addr", "127.0.0.1:0"])
@@ -165,7 +185,7 @@ fn start_tradeloom(binary: &Path, data: &Path) -> Result<Server> {
 }
 
 /// The FastAPI peer on `db`, or why it cannot run.
-fn start_fastapi(scratch: &Path, db: &Path) -> Result<Server, String> {
+fn start_fastapi(scratch: &Path, db: &Path, cpus: Option<&str>) -> Result<Server, String> {
     let python = peer::peer_python()?;
     let script = peer::write_script(scratch, "fastapi_results.py", FASTAPI_PEER)
         .map_err(|e| format!("not installed (cannot write the peer script: {e})"))?;
@@ -173,7 +193,7 @@ fn start_fastapi(scratch: &Path, db: &Path) -> Result<Server, String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
         .port();
-    let child = Command::new(&python)
+    let child = pinned(&python, cpus)
         .arg(&script)
         .arg("--db")
         .arg(db)
@@ -293,7 +313,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let work = tempfile::TempDir::new().context("cannot create a temporary folder")?;
     let data = work.path().join("data");
     std::fs::create_dir_all(&data)?;
-    let generator = Generator::pick(budget);
+    let server_cpus = args.pin.then_some(PIN_SERVER);
+    if args.pin && std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        bail!("--pin needs two CPUs");
+    }
+    let generator = Generator::pick(budget, args.pin.then_some(PIN_GENERATOR));
     runtime()?.block_on(async {
         if !args.json {
             eprintln!(
@@ -303,8 +327,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
         let (job_id, key) = prepare(args, work.path(), &data).await?;
         let db = data.join("tradeloom.db");
-        let mut tradeloom = start_tradeloom(&binary, &data)?;
-        let mut fastapi = start_fastapi(work.path(), &db);
+        let mut tradeloom = start_tradeloom(&binary, &data, server_cpus)?;
+        let mut fastapi = start_fastapi(work.path(), &db, server_cpus);
         let endpoints = [
             (
                 "GET /results?detail=minimal",
@@ -334,6 +358,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
              fastapi: FastAPI + uvicorn, 1 worker, same SQLite file, same key check\n",
             binary.display()
         ));
+        if let Some(cpus) = server_cpus {
+            text.push_str(&format!(
+                "pinned: each server on CPU {cpus}, the load generator on CPU {PIN_GENERATOR} (taskset)\n"
+            ));
+        }
         let mut errors = 0;
         for (label, path) in &endpoints {
             let ours_url = format!("{}{path}", tradeloom.base);
@@ -422,6 +451,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     "load_generator": generator.describe(),
                     "server_binary": binary.display().to_string(),
                     "fastapi_workers": 1, "endpoints": report,
+                    "server_cpus": server_cpus, "generator_cpus": args.pin.then_some(PIN_GENERATOR),
                 })
             );
         } else {

@@ -304,3 +304,71 @@ async fn serve_and_flow_validate_take_the_limits_as_flags() {
     }
     assert_eq!(view["status"], "completed", "{view}");
 }
+
+/// `GET /workflow-runs/{id}?wait_ms=` answers when the run settles: finished, or waiting for
+/// an approval; before that only when `wait_ms` runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_answers_when_the_run_settles() {
+    let data = TempDir::new().unwrap();
+    let api = Service::serve(data.path(), "1");
+    let c = client();
+    let url = format!("{}/workflows", api.url);
+    let start = |definition: Value| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            let (code, created) = send(c.post(&url).json(&definition)).await;
+            assert_eq!(code, StatusCode::CREATED, "{created}");
+            let id = created["id"].as_str().unwrap().to_string();
+            let (code, run) = send(c.post(format!("{url}/{id}/runs")).json(&json!({}))).await;
+            assert_eq!(code, StatusCode::CREATED, "{run}");
+            run["run_id"].as_str().unwrap().to_string()
+        }
+    };
+    let runs = format!("{}/workflow-runs", api.url);
+
+    // One request, answered once the wait node and the transform after it are done.
+    let run = start(json!({"name": "pause", "nodes": [
+        {"id": "pause", "type": "wait", "config": {"duration_ms": 300}},
+        {"id": "after", "type": "transform", "needs": ["pause"], "config": {"output": {"x": 1}}}]}))
+    .await;
+    let (code, view) = send(c.get(format!("{runs}/{run}?wait_ms=30000"))).await;
+    assert_eq!(code, StatusCode::OK, "{view}");
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["nodes"][1]["status"], "completed", "{view}");
+
+    // A run that waits for an approval has settled too.
+    let run = start(json!({"name": "gate", "nodes": [
+        {"id": "ask", "type": "hitl", "config": {"prompt": "?", "expires_after": "1h", "default": "reject"}}]}))
+    .await;
+    let (code, view) = send(c.get(format!("{runs}/{run}?wait_ms=30000"))).await;
+    assert_eq!(
+        (code, view["status"].as_str()),
+        (StatusCode::OK, Some("waiting")),
+        "{view}"
+    );
+
+    // Not settled within wait_ms: the run as it is then.
+    let run = start(json!({"name": "long", "nodes": [
+        {"id": "pause", "type": "wait", "config": {"duration_ms": 60000}}]}))
+    .await;
+    let (code, view) = send(c.get(format!("{runs}/{run}?wait_ms=50"))).await;
+    assert_eq!(
+        (code, view["status"].as_str()),
+        (StatusCode::OK, Some("running")),
+        "{view}"
+    );
+
+    let (code, e) = send(c.get(format!("{runs}/{run}?wait_ms=60001"))).await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query")),
+        "{e}"
+    );
+    let (code, e) = send(c.get(format!("{runs}/nope?wait_ms=100"))).await;
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("run_not_found")),
+        "{e}"
+    );
+}

@@ -21,6 +21,14 @@ fn pct_of(base: i128, pct: i64) -> Option<i128> {
     mul_div(base, i128::from(pct), PCT_SCALE)
 }
 
+/// Whether `a × b` surely fits an `i128`: their magnitudes need at most 127 bits together.
+/// Two bit counts instead of a checked 128-bit multiplication (a call into the compiler's
+/// runtime, costlier than the product).
+#[inline]
+fn product_fits(a: i128, b: i128) -> bool {
+    a.unsigned_abs().leading_zeros() + b.unsigned_abs().leading_zeros() >= 129
+}
+
 /// Whether `x ≤ pct_of(base, pct)`, checked once per timestamp. For `base ≥ 0` and `pct ≥ 0`
 /// the limit is `⌊base·pct ÷ PCT_SCALE⌋`, and an integer is at most the floor of a number
 /// exactly when it is at most the number: `x·PCT_SCALE ≤ base·pct`. Two multiplications
@@ -35,11 +43,13 @@ fn at_most_pct_of(
     what: &'static str,
 ) -> Result<bool, ArithmeticError> {
     let pct = i128::from(pct);
-    if base >= 0
-        && pct >= 0
-        && let (Some(lhs), Some(rhs)) = (x.checked_mul(PCT_SCALE), base.checked_mul(pct))
-    {
-        return Ok(lhs <= rhs);
+    if base >= 0 && pct >= 0 {
+        if product_fits(x, PCT_SCALE) && product_fits(base, pct) {
+            return Ok(x * PCT_SCALE <= base * pct);
+        }
+        if let (Some(lhs), Some(rhs)) = (x.checked_mul(PCT_SCALE), base.checked_mul(pct)) {
+            return Ok(lhs <= rhs);
+        }
     }
     let limit = mul_div(base, pct, PCT_SCALE).ok_or(ArithmeticError(what))?;
     Ok(x <= limit)
@@ -187,6 +197,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn product_fits_only_where_the_checked_product_does(a in any::<i128>(), b in any::<i128>(), sa in 0u32..128, sb in 0u32..128) {
+            // Operands of every size, not only near the full width.
+            let (a, b) = (a >> sa, b >> sb);
+            if product_fits(a, b) {
+                prop_assert!(a.checked_mul(b).is_some());
+            }
+        }
+
         #[test]
         fn agrees_with_the_division(
             x in any::<i128>(),

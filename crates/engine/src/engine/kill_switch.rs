@@ -1,6 +1,8 @@
 //! The operator's kill switch: the gate polled, working orders cancelled on engagement, and
 //! positions flattened with reduce-only market orders when asked (also for a margin call).
 
+use std::sync::atomic::Ordering;
+
 use tradeloom_core::{Bar, Event, KillReason, OrderId, OrderSide, UnixNanos};
 
 use super::{Engine, EngineError};
@@ -9,10 +11,31 @@ use crate::strategy::OrderRequest;
 
 impl Engine {
     /// Asks the gate whether orders may pass (`fresh`: from the source of truth, before an
-    /// order is accepted; otherwise its cheap per-bar answer). On engagement: a
+    /// order is accepted; otherwise its cheap per-bar answer, not even asked while the gate's
+    /// epoch counter stays put, see [`crate::KillSwitchGate::epoch`]). On engagement: a
     /// `kill_switch_engaged` event and every working order cancelled; on release: a
     /// `kill_switch_released` event.
+    #[inline]
     pub(super) fn poll_gate<S: Sink>(
+        &mut self,
+        ts: UnixNanos,
+        sink: &mut S,
+        fresh: bool,
+    ) -> Result<(), EngineError> {
+        if !fresh && let Some(epoch) = self.gate_epoch {
+            // One load on most bars: nothing that could change the answer happened since the
+            // gate last answered.
+            let now = epoch.counter.load(Ordering::Acquire);
+            if now == self.gate_seen && self.gate_skips > 0 {
+                self.gate_skips -= 1;
+                return Ok(());
+            }
+            self.gate_seen = now;
+        }
+        self.ask_gate(ts, sink, fresh)
+    }
+
+    fn ask_gate<S: Sink>(
         &mut self,
         ts: UnixNanos,
         sink: &mut S,
@@ -26,6 +49,7 @@ impl Engine {
         } else {
             gate.engaged()
         };
+
         // Once the run's own limit halted it, the gate's answer is that engagement (or a later
         // one of no consequence: trading is over); the journal keeps the engine's text.
         let halted = self.halted;
@@ -52,6 +76,18 @@ impl Engine {
                 sink.on_event(&Event::KillSwitchReleased { ts });
             }
             (None, None) => {}
+        }
+        if !fresh && let Some(gate) = self.gate.as_ref() {
+            let before = self.gate_epoch.map(|e| e.counter);
+            self.gate_epoch = gate.epoch();
+            self.gate_skips = match self.gate_epoch {
+                // The value loaded before this answer was of this very counter.
+                Some(epoch) if before.is_some_and(|b| std::ptr::eq(b, epoch.counter)) => {
+                    epoch.recheck.saturating_sub(1)
+                }
+                // Another counter now (or none): ask again on the next bar, after loading it.
+                _ => 0,
+            };
         }
         Ok(())
     }

@@ -502,3 +502,114 @@ fn the_drawdown_limit_reports_its_halt_to_the_gate() {
     assert!(halts[0].contains("max_drawdown_pct 10"), "{}", halts[0]);
     assert_eq!(r.rejection(2).0, "risk.kill_switch");
 }
+
+/// A gate with an epoch counter: engaged while `engaged` is set; counts how often it is asked
+/// per bar (`asks`) and before orders (`order_checks`).
+struct EpochGate {
+    counter: &'static std::sync::atomic::AtomicU64,
+    engaged: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    asks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    order_checks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tradeloom_engine::KillSwitchGate for EpochGate {
+    fn engaged(&mut self) -> Option<&str> {
+        self.asks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.engaged
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some("global kill switch engaged by ops: stop")
+    }
+
+    fn engaged_now(&mut self) -> Option<&str> {
+        self.order_checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.engaged
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some("global kill switch engaged by ops: stop")
+    }
+
+    fn epoch(&self) -> Option<tradeloom_engine::GateEpoch> {
+        Some(tradeloom_engine::GateEpoch {
+            counter: self.counter,
+            recheck: 4,
+        })
+    }
+}
+
+/// With an epoch the engine asks its gate once every `recheck` bars while the counter stays
+/// put, still checks before every order, and sees an engagement announced by the counter on
+/// the very next bar: a working order is cancelled there instead of filling.
+#[test]
+fn an_epoch_gate_is_asked_when_its_counter_moves_and_every_few_bars() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+    for announce in [true, false] {
+        let counter: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(7)));
+        let engaged = Arc::new(AtomicBool::new(false));
+        let asks = Arc::new(AtomicUsize::new(0));
+        let order_checks = Arc::new(AtomicUsize::new(0));
+        let mut engine = tradeloom_engine::Engine::new(
+            resolved(
+                execution(FillModel::NextOpen),
+                RiskConfig::default(),
+                AccountKind::Margin,
+                "100000",
+            ),
+            vec![instrument(0, "TEST")],
+            vec![Box::new(Script::new().submit(9, market(OrderSide::Buy, 1))) as Box<dyn Strategy>],
+        )
+        .unwrap();
+        engine.set_kill_switch_gate(Box::new(EpochGate {
+            counter,
+            engaged: Arc::clone(&engaged),
+            asks: Arc::clone(&asks),
+            order_checks: Arc::clone(&order_checks),
+        }));
+        let bars = daily(&[HUNDRED; 16]);
+        let mut sink = tradeloom_engine::sink::VecSink::default();
+        for (k, bar) in bars.iter().enumerate() {
+            if k == 10 {
+                // Engaged after the order of bar 9 was accepted, before bar 10 fills it.
+                engaged.store(true, Ordering::SeqCst);
+                if announce {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            engine.on_bar(bar, &mut sink).unwrap();
+            if k == 8 {
+                // Bars 0–8 (nine polls): asked on the first and then every fourth.
+                assert_eq!(asks.load(Ordering::SeqCst), 3, "announce {announce}");
+            }
+        }
+        engine.finish(&mut sink).unwrap();
+        assert_eq!(
+            order_checks.load(Ordering::SeqCst),
+            1,
+            "the order was checked"
+        );
+        let (ts, cancelled) = sink
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::KillSwitchEngaged { ts, .. } => Some((
+                    *ts,
+                    sink.events.iter().any(|c| {
+                        matches!(c, Event::OrderCancelled { ts: t, reason: "kill_switch", .. } if t == ts)
+                    }),
+                )),
+                _ => None,
+            })
+            .expect("the engagement is journaled");
+        if announce {
+            assert_eq!(ts, at(10, 0), "seen on the bar after the counter moved");
+            assert!(cancelled, "the working order is cancelled, not filled");
+            assert!(sink.fills.is_empty());
+        } else {
+            // Unannounced (a state file edited by hand): seen at the next recheck (bar 12),
+            // after the order filled at bar 10's open.
+            assert_eq!(ts, at(12, 0));
+            assert_eq!(sink.fills.len(), 1);
+        }
+    }
+}

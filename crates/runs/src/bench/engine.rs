@@ -76,7 +76,7 @@ pub fn engine_pass(
                     for bar in chunk {
                         engine.on_bar(&shifted(bar, round, span), &mut counting)?;
                     }
-                    live.add_bars(chunk.len() as u64);
+                    counting.add_bars(chunk.len() as u64);
                 }
                 None => {
                     for bar in chunk {

@@ -75,6 +75,10 @@ impl KillSwitchGate for TimedGate {
     fn flatten(&self) -> bool {
         self.inner.flatten()
     }
+
+    fn epoch(&self) -> Option<tradeloom_engine::GateEpoch> {
+        self.inner.epoch()
+    }
 }
 
 /// One engage race.

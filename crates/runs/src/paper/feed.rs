@@ -97,6 +97,13 @@ pub trait Feed: Send {
     fn clock(&self) -> Option<UnixNanos> {
         None
     }
+
+    /// The `(sha256, bytes)` of each of the spec's data files, in spec order, that the feed
+    /// read to the end and hashed while reading (a replay); `None` or missing entries are
+    /// hashed when the run is sealed. Asked once, after the run's last poll.
+    fn data_hashes(&mut self) -> Vec<Option<(String, u64)>> {
+        Vec::new()
+    }
 }
 
 /// A failure that ends a paper run (the run is marked failed; its folder is sealed).

@@ -4,24 +4,32 @@
 //! deterministic, so replaying these through a fresh engine rebuilds the run exactly (how
 //! `tradeloom run --resume` continues a run killed at any point).
 //!
-//! One JSON object per line with a `kind`. Lines are buffered and handed to the kernel in
-//! batches ([`InputLog::flush`]), always before anything produced from them is: the run's
-//! artifact pipe flushes the log before it hands journal, CSV or equity bytes to its writer
-//! thread (see [`crate::hashing::ArtifactPipe::with_barrier`]), and the runner flushes it before
-//! every snapshot and at every hand-over tick. So after a kill the file covers every event the
-//! other files show; events recorded in a lost batch had left no trace and are delivered again
-//! by the feed. A partial last line (a write the kill interrupted) is dropped on resume.
+//! One JSON object per line with a `kind`. Lines are buffered and written in batches by a
+//! writer thread of the log's own (which also hashes them, and writes `state/snapshot.json`
+//! in their order: a snapshot never describes an event the file lacks). They reach the kernel
+//! always before anything produced from them does: the run's artifact pipe
+//! [flushes](InputLog::flush) the log — waits until the writer thread has written every line
+//! so far — before it hands journal, CSV or equity bytes to its own writer thread (see
+//! [`crate::hashing::ArtifactPipe::with_barrier`]), and the runner flushes it at every
+//! hand-over tick. So after a kill the file covers every event the other files show; events
+//! recorded in a lost batch had left no trace and are delivered again by the feed. A partial
+//! last line (a write the kill interrupted) is dropped on resume.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
 
 use serde::{Deserialize, Serialize};
 use tradeloom_core::{Bar, InstrumentId, Price, Quantity, UnixNanos};
 use tradeloom_engine::ScanFields;
 
 use crate::error::RunError;
+use crate::paper::snapshot::{SNAPSHOT_FILE, Snapshot};
 use crate::paper::{FeedEvent, Scan, ScanRow};
 
 /// The file's path in a run folder.
@@ -196,6 +204,69 @@ impl Input {
     }
 }
 
+impl Input {
+    /// Appends the record's JSON (the line without its `\n`) to `out`: exactly the bytes
+    /// `serde_json::to_writer` writes, formatted by hand for the records written per event
+    /// (a bar, the kill switch's answer, an idle poll) and through serde for the others.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut int = itoa::Buffer::new();
+        let field = |out: &mut Vec<u8>, name: &[u8], value: &str| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value.as_bytes());
+        };
+        match self {
+            Input::Bar {
+                n,
+                wall,
+                bar,
+                stale,
+            } => {
+                field(out, b"{\"kind\":\"bar\",\"n\":", int.format(*n));
+                field(out, b",\"wall\":", int.format(*wall));
+                field(out, b",\"bar\":{\"i\":", int.format(bar.i));
+                field(out, b",\"ts\":", int.format(bar.ts));
+                field(out, b",\"o\":", int.format(bar.o));
+                field(out, b",\"h\":", int.format(bar.h));
+                field(out, b",\"l\":", int.format(bar.l));
+                field(out, b",\"c\":", int.format(bar.c));
+                field(out, b",\"v\":", int.format(bar.v));
+                field(out, b",\"pp\":", int.format(bar.pp));
+                field(out, b",\"sp\":", int.format(bar.sp));
+                out.push(b'}');
+                if let Some(stale) = stale {
+                    out.extend_from_slice(b",\"stale\":");
+                    serde_json::to_writer(&mut *out, stale)?;
+                }
+                out.push(b'}');
+            }
+            Input::Idle { n, wall } => {
+                field(out, b"{\"kind\":\"idle\",\"n\":", int.format(*n));
+                field(out, b",\"wall\":", int.format(*wall));
+                out.push(b'}');
+            }
+            Input::Gate {
+                call,
+                engaged,
+                flatten,
+            } => {
+                field(out, b"{\"kind\":\"gate\",\"call\":", int.format(*call));
+                out.extend_from_slice(b",\"engaged\":");
+                match engaged {
+                    Some(why) => serde_json::to_writer(&mut *out, why)?,
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(if *flatten {
+                    b",\"flatten\":true}"
+                } else {
+                    b",\"flatten\":false}"
+                });
+            }
+            _ => serde_json::to_writer(&mut *out, self)?,
+        }
+        Ok(())
+    }
+}
+
 /// A recorded scan rebuilt for the engine.
 pub fn scan_of(
     seq: u64,
@@ -223,16 +294,59 @@ pub fn scan_of(
     })
 }
 
-/// Buffered records are handed to the kernel once they reach this many bytes (or earlier, at a
-/// [flush](InputLog::flush)).
+/// Buffered records are handed to the writer thread once they reach this many bytes (or
+/// earlier, at a [flush](InputLog::flush)).
 const BATCH: usize = 64 * 1024;
+/// Batches and snapshots on their way to the writer thread before [`InputLog::write`] waits.
+const IN_FLIGHT: usize = 16;
 
-/// Appends lines to `state/inputs.jsonl`, buffered (see the module documentation).
+/// What the log asks of its writer thread, done in the order asked.
+enum Job {
+    /// Append these whole lines to `state/inputs.jsonl`.
+    Lines(Vec<u8>),
+    /// Replace `state/snapshot.json` of this run folder.
+    Snapshot(Box<Snapshot>, PathBuf),
+}
+
+/// The writer thread's first failure: the file and what the system said.
+type Failure = (PathBuf, io::ErrorKind, String);
+
+/// What the writer thread reports back.
+#[derive(Default)]
+struct Progress {
+    /// Jobs done (written, or dropped after a failure).
+    done: u64,
+    failure: Option<Failure>,
+}
+
+#[derive(Default)]
+struct Shared {
+    progress: Mutex<Progress>,
+    changed: Condvar,
+    /// Spent batches, for reuse.
+    pool: Mutex<Vec<Vec<u8>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data behind the lock: a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The file, its digest and its size, handed back by the writer thread when it ends.
+type Written = (File, Sha256, u64);
+
+/// Appends records to `state/inputs.jsonl` (and writes `state/snapshot.json` in their order)
+/// through a writer thread of its own; see the module documentation.
 pub struct InputLog {
-    file: File,
     path: PathBuf,
-    /// Whole lines not handed to the kernel yet.
+    /// Whole lines not handed to the writer thread yet.
     buf: Vec<u8>,
+    /// `None` once [`InputLog::sync`] ended the writer thread.
+    tx: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<Written>>,
+    shared: Arc<Shared>,
+    /// Jobs sent to the writer thread.
+    sent: u64,
 }
 
 impl InputLog {
@@ -242,7 +356,7 @@ impl InputLog {
             std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
         }
         let file = File::create(path).map_err(|e| RunError::io(path, e))?;
-        Ok(Self::with(file, path))
+        Self::with(file, path, Sha256::new(), 0)
     }
 
     /// Opens the file of a resumed run after its last whole line (a partial one is cut off).
@@ -253,25 +367,59 @@ impl InputLog {
             .open(path)
             .map_err(|e| RunError::io(path, e))?;
         let end = crate::journal::cut_to_last_line(&mut file).map_err(|e| RunError::io(path, e))?;
-        use std::io::Seek;
+        // The digest covers the whole file: the lines kept, then those appended.
+        use std::io::{Read, Seek};
+        file.seek(io::SeekFrom::Start(0))
+            .map_err(|e| RunError::io(path, e))?;
+        let mut hasher = Sha256::new();
+        let mut block = vec![0u8; 1 << 16];
+        let mut read = 0u64;
+        while read < end {
+            let n = file.read(&mut block).map_err(|e| RunError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            let n = n.min(usize::try_from(end - read).unwrap_or(n));
+            hasher.update(&block[..n]);
+            read += n as u64;
+        }
+        if read != end {
+            return Err(RunError::io(
+                path,
+                io::Error::other(format!("read {read} of its {end} bytes")),
+            ));
+        }
         file.seek(io::SeekFrom::Start(end))
             .map_err(|e| RunError::io(path, e))?;
-        Ok(Self::with(file, path))
+        Self::with(file, path, hasher, end)
     }
 
-    fn with(file: File, path: &Path) -> Self {
-        Self {
-            file,
+    fn with(file: File, path: &Path, hasher: Sha256, bytes: u64) -> Result<Self, RunError> {
+        let (tx, rx) = sync_channel(IN_FLIGHT);
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let owned = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("paper-inputs".to_string())
+                .spawn(move || write_jobs(&rx, &shared, &owned, (file, hasher, bytes)))
+                .map_err(|e| RunError::io(path, e))?
+        };
+        Ok(Self {
             path: path.to_path_buf(),
             buf: Vec::with_capacity(BATCH + 4096),
-        }
+            tx: Some(tx),
+            thread: Some(thread),
+            shared,
+            sent: 0,
+        })
     }
 
-    /// Appends one record as a line to the buffer; hands the buffer to the kernel once it holds
-    /// [`BATCH`] bytes.
+    /// Appends one record as a line to the buffer; hands the buffer to the writer thread once
+    /// it holds [`BATCH`] bytes.
     pub fn write(&mut self, input: &Input) -> Result<(), RunError> {
         let start = self.buf.len();
-        if let Err(e) = serde_json::to_writer(&mut self.buf, input) {
+        if let Err(e) = input.write_json(&mut self.buf) {
             self.buf.truncate(start);
             return Err(RunError::Corrupt {
                 path: self.path.clone(),
@@ -280,37 +428,153 @@ impl InputLog {
         }
         self.buf.push(b'\n');
         if self.buf.len() >= BATCH {
-            self.flush()?;
+            self.hand_over()?;
         }
         Ok(())
     }
 
-    /// Hands the buffered lines to the kernel (one `write` unless it is interrupted), so that
-    /// they survive the process.
+    /// Writes `snapshot` into `run_dir` (atomically) once every record buffered or handed over
+    /// so far is in `state/inputs.jsonl`; does not wait for it. A failure fails a later call.
+    pub fn snapshot(&mut self, snapshot: Snapshot, run_dir: &Path) -> Result<(), RunError> {
+        self.hand_over()?;
+        self.send(Job::Snapshot(Box::new(snapshot), run_dir.to_path_buf()))
+    }
+
+    /// Hands the buffered lines to the kernel and waits until it has them (and everything
+    /// handed over before), so that they survive the process.
     pub fn flush(&mut self) -> Result<(), RunError> {
+        self.hand_over()?;
+        let mut progress = lock(&self.shared.progress);
+        while progress.done < self.sent && progress.failure.is_none() {
+            progress = self
+                .shared
+                .changed
+                .wait(progress)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        match &progress.failure {
+            Some(failure) => Err(failed(failure)),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes, ends the writer thread and makes the file durable (at the end of the run);
+    /// returns the file's sha256 (hex) and size. Later writes fail.
+    pub fn sync(&mut self) -> Result<(String, u64), RunError> {
+        self.flush()?;
+        self.tx = None;
+        let (file, hasher, bytes) = self.join()?;
+        file.sync_data().map_err(|e| RunError::io(&self.path, e))?;
+        Ok((hex::encode(hasher.finalize()), bytes))
+    }
+
+    /// Sends the buffered lines to the writer thread (without waiting for them).
+    fn hand_over(&mut self) -> Result<(), RunError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let written = self.file.write_all(&self.buf);
-        // Written or not, the lines are not retried: a failed write fails the run.
-        self.buf.clear();
-        written.map_err(|e| RunError::io(&self.path, e))
+        let next = lock(&self.shared.pool)
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BATCH + 4096));
+        let lines = std::mem::replace(&mut self.buf, next);
+        self.send(Job::Lines(lines))
     }
 
-    /// Flushes and makes the file durable (at the end of the run).
-    pub fn sync(&mut self) -> Result<(), RunError> {
-        self.flush()?;
-        self.file
-            .sync_data()
-            .map_err(|e| RunError::io(&self.path, e))
+    fn send(&mut self, job: Job) -> Result<(), RunError> {
+        if let Some(failure) = &lock(&self.shared.progress).failure {
+            return Err(failed(failure));
+        }
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            return Err(RunError::io(
+                &self.path,
+                io::Error::other("the input log was closed"),
+            ));
+        }
+        self.sent += 1;
+        Ok(())
     }
+
+    /// Waits for the writer thread to end (its channel closed) and takes the file back.
+    fn join(&mut self) -> Result<Written, RunError> {
+        let thread = self.thread.take().ok_or_else(|| {
+            RunError::io(&self.path, io::Error::other("the input log was closed"))
+        })?;
+        let written = thread.join().map_err(|_| {
+            RunError::io(
+                &self.path,
+                io::Error::other("the input log's writer thread panicked"),
+            )
+        })?;
+        match &lock(&self.shared.progress).failure {
+            Some(failure) => Err(failed(failure)),
+            None => Ok(written),
+        }
+    }
+}
+
+fn failed((path, kind, message): &Failure) -> RunError {
+    RunError::io(path, io::Error::new(*kind, message.clone()))
+}
+
+/// The writer thread: does the jobs in order until the channel closes; after a failure the
+/// later jobs are dropped (and reported by the log's next call). Of several snapshots waiting,
+/// only the last is written (after every line sent before it): renaming a file over another
+/// can wait for the disk, and a snapshot replaced before it was written told nothing.
+fn write_jobs(rx: &Receiver<Job>, shared: &Shared, path: &Path, written: Written) -> Written {
+    let (mut file, mut hasher, mut bytes) = written;
+    let mut jobs: Vec<Job> = Vec::with_capacity(IN_FLIGHT + 1);
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        jobs.extend(rx.try_iter());
+        let last_snapshot = jobs.iter().rposition(|j| matches!(j, Job::Snapshot(..)));
+        let count = jobs.len() as u64;
+        let mut result = Ok(());
+        for (i, job) in jobs.drain(..).enumerate() {
+            let failed = result.is_err() || lock(&shared.progress).failure.is_some();
+            result = match &job {
+                _ if failed => result,
+                Job::Lines(lines) => match file.write_all(lines) {
+                    Ok(()) => {
+                        hasher.update(lines);
+                        bytes += lines.len() as u64;
+                        Ok(())
+                    }
+                    Err(e) => Err((path.to_path_buf(), e.kind(), e.to_string())),
+                },
+                Job::Snapshot(..) if Some(i) != last_snapshot => Ok(()),
+                Job::Snapshot(snapshot, run_dir) => snapshot.write(run_dir).map_err(|e| match e {
+                    RunError::Io { path, source } => (path, source.kind(), source.to_string()),
+                    other => (
+                        run_dir.join(SNAPSHOT_FILE),
+                        io::ErrorKind::Other,
+                        other.to_string(),
+                    ),
+                }),
+            };
+            if let Job::Lines(mut lines) = job {
+                lines.clear();
+                lock(&shared.pool).push(lines);
+            }
+        }
+        let mut progress = lock(&shared.progress);
+        progress.done += count;
+        if let Err(failure) = result {
+            progress.failure.get_or_insert(failure);
+        }
+        drop(progress);
+        shared.changed.notify_all();
+    }
+    (file, hasher, bytes)
 }
 
 impl Drop for InputLog {
     fn drop(&mut self) {
         // A run that fails still leaves every recorded input in the file (its error is
         // reported already; a failure here would only repeat one).
-        let _ = self.flush();
+        let _ = self.hand_over();
+        self.tx = None;
+        let _ = self.join();
     }
 }
 
@@ -384,5 +648,106 @@ mod tests {
         let back = read_inputs(&path).unwrap();
         assert_eq!(back.len(), 4);
         assert_eq!(back[3], Input::Idle { n: 3, wall: 10 });
+    }
+
+    #[test]
+    fn the_writer_thread_hashes_the_file_and_writes_the_newest_snapshot_after_its_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(INPUTS_FILE);
+        let snapshot = |events: u64| Snapshot {
+            run_id: "r".to_string(),
+            written_at: String::new(),
+            events,
+            journal_lines: 0,
+            last_bar_ts: None,
+            last_scan_seq: None,
+            last_event_ts: None,
+            strategy: serde_json::Value::Null,
+            book: crate::paper::snapshot::BookState {
+                cash: "1".to_string(),
+                equity: "1".to_string(),
+                positions: Vec::new(),
+                working_orders: Vec::new(),
+            },
+        };
+        let mut log = InputLog::create(&path).unwrap();
+        for n in 1..=5000 {
+            log.write(&Input::Idle { n, wall: 7 }).unwrap();
+            if n.is_multiple_of(100) {
+                log.snapshot(snapshot(n), dir.path()).unwrap();
+            }
+        }
+        log.flush().unwrap();
+        // The snapshot on disk never describes an event the inputs lack.
+        let written = Snapshot::read(dir.path()).unwrap().unwrap();
+        assert_eq!(written.events, 5000, "the newest is written last");
+        assert_eq!(read_inputs(&path).unwrap().len(), 5000);
+        let (sha256, bytes) = log.sync().unwrap();
+        assert_eq!((sha256, bytes), crate::hashing::sha256_file(&path).unwrap());
+        assert!(
+            log.write(&Input::Idle { n: 1, wall: 1 }).is_ok(),
+            "buffered"
+        );
+        assert!(log.flush().is_err(), "closed after sync");
+        drop(log);
+        // Appending: the digest covers the lines kept and those appended.
+        let mut log = InputLog::append(&path).unwrap();
+        log.write(&Input::Idle { n: 5001, wall: 8 }).unwrap();
+        let (sha256, bytes) = log.sync().unwrap();
+        assert_eq!((sha256, bytes), crate::hashing::sha256_file(&path).unwrap());
+        assert_eq!(read_inputs(&path).unwrap().len(), 5001);
+    }
+
+    #[test]
+    fn records_formatted_by_hand_are_the_bytes_serde_writes() {
+        let bar = |i: u32, raw: i64, pp: u8| BarRecord {
+            i,
+            ts: raw.wrapping_mul(7),
+            o: raw,
+            h: raw.saturating_add(1),
+            l: raw.saturating_sub(1),
+            c: raw.wrapping_neg(),
+            v: raw / 3,
+            pp,
+            sp: pp / 2,
+        };
+        let mut inputs = Vec::new();
+        for (k, raw) in [0, 1, -1, 9, 10, 123_456_789_000, i64::MIN, i64::MAX]
+            .into_iter()
+            .enumerate()
+        {
+            let k = k as u64;
+            inputs.push(Input::Bar {
+                n: k,
+                wall: raw,
+                bar: bar(k as u32 * 1_000_000, raw, (k as u8).wrapping_mul(37)),
+                stale: None,
+            });
+            inputs.push(Input::Bar {
+                n: u64::MAX - k,
+                wall: raw.wrapping_neg(),
+                bar: bar(u32::MAX - k as u32, raw, 255),
+                stale: Some(format!("old \"{raw}\"\n\\ é \u{1}")),
+            });
+            inputs.push(Input::Idle { n: k, wall: raw });
+            inputs.push(Input::Gate {
+                call: k * 1_000_003,
+                engaged: k.is_multiple_of(2).then(|| format!("operator: \"stop\" \t{k}")),
+                flatten: k.is_multiple_of(3),
+            });
+        }
+        inputs.push(Input::Malformed {
+            n: 3,
+            wall: 4,
+            reason: "bad".to_string(),
+        });
+        for input in &inputs {
+            let mut out = Vec::new();
+            input.write_json(&mut out).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(input).unwrap()
+            );
+        }
     }
 }

@@ -305,6 +305,7 @@ fn run(
         log,
         ..
     } = machine;
+    let data_read = feed.data_hashes();
     let (summary, reason) = match result {
         Ok(x) => x,
         Err(e) => {
@@ -322,15 +323,19 @@ fn run(
         }
     };
     let sealed = (|| -> Result<(), RunError> {
-        log.lock().unwrap_or_else(PoisonError::into_inner).sync()?;
-        for name in [INPUTS_FILE, SNAPSHOT_FILE, FEED_FILE] {
+        // Hashed by the log's writer thread as it wrote.
+        let (sha256, bytes) = log.lock().unwrap_or_else(PoisonError::into_inner).sync()?;
+        run.meta
+            .artifacts
+            .insert(INPUTS_FILE.to_string(), FileHash { sha256, bytes });
+        for name in [SNAPSHOT_FILE, FEED_FILE] {
             let path = run.folder.file(name);
             let (sha256, bytes) = sha256_file(&path).map_err(|e| RunError::io(&path, e))?;
             run.meta
                 .artifacts
                 .insert(name.to_string(), FileHash { sha256, bytes });
         }
-        let hashes = data_hashes(&spec, Vec::new(), Ok(Vec::new()))?;
+        let hashes = data_hashes(&spec, data_read, Ok(Vec::new()))?;
         for (info, (sha, bytes)) in run.meta.data.iter_mut().zip(hashes) {
             info.sha256 = Some(sha);
             info.bytes = Some(bytes);
@@ -395,6 +400,15 @@ impl WallText {
     }
 }
 
+/// Wall-clock time from `since` to `now`; unbounded when the clock went back (so a periodic
+/// task runs and restarts its period from `now` instead of waiting for the clock to catch up).
+fn elapsed(since: UnixNanos, now: UnixNanos) -> Duration {
+    match u64::try_from(now.0.saturating_sub(since.0)) {
+        Ok(ns) => Duration::from_nanos(ns),
+        Err(_) => Duration::MAX,
+    }
+}
+
 /// Notes a bar of `instrument` at `ts` processed.
 fn note_bar(position: &mut FeedPosition, seen: &mut Vec<u32>, instrument: u32, ts: UnixNanos) {
     if position.last_bar_ts != Some(ts) {
@@ -439,7 +453,26 @@ struct PaperSink<'a> {
     live: &'a LiveRun,
     observer: Option<&'a mut dyn PaperObserver>,
     wall: UnixNanos,
+    /// Formats `wall` into the sink's `wall_ts` when the event writes its first line (most
+    /// bars write none); `None` once done.
+    stamp: Option<&'a mut WallText>,
     first_accept: Option<Instant>,
+}
+
+impl PaperSink<'_> {
+    /// Sets the sink's `wall_ts` to this event's wall time, if not done yet.
+    #[inline]
+    fn stamp(&mut self) {
+        if let Some(text) = self.stamp.take() {
+            self.sink.set_wall_ts(text.format(self.wall));
+        }
+    }
+
+    /// Journals a line that is not an engine event, stamped with the event's wall time.
+    fn journal_extra(&mut self, line: &Value) {
+        self.stamp();
+        self.sink.journal_extra(line);
+    }
 }
 
 impl Sink for PaperSink<'_> {
@@ -447,6 +480,7 @@ impl Sink for PaperSink<'_> {
         if self.first_accept.is_none() && matches!(event, Event::OrderAccepted { .. }) {
             self.first_accept = Some(Instant::now());
         }
+        self.stamp();
         self.live.observe(event);
         self.sink.on_event(event);
         if let Some(o) = self.observer.as_deref_mut() {
@@ -455,10 +489,12 @@ impl Sink for PaperSink<'_> {
     }
 
     fn on_fill(&mut self, fill: &Fill, symbol: Symbol) {
+        self.stamp();
         self.sink.on_fill(fill, symbol);
     }
 
     fn on_order_closed(&mut self, record: &OrderRecord<'_>) {
+        self.stamp();
         self.sink.on_order_closed(record);
     }
 
@@ -495,7 +531,6 @@ impl Machine<'_> {
             // Answers of the kill switch are the gate's (see `gate.rs`).
             Input::Gate { .. } => return Ok(None),
         };
-        self.sink.set_wall_ts(self.wall_text.format(wall));
         let engine = engine_of(&mut self.engine)?;
         let mut sink = PaperSink {
             sink: &mut self.sink,
@@ -505,6 +540,7 @@ impl Machine<'_> {
                 _ => None,
             },
             wall,
+            stamp: Some(&mut self.wall_text),
             first_accept: None,
         };
         let corrupt = |message: String| RunError::Corrupt {
@@ -544,15 +580,14 @@ impl Machine<'_> {
                 self.feed_state.on_event(wall, Some(scan.ts));
             }
             Input::Malformed { reason, .. } => {
-                sink.sink
-                    .journal_extra(&json!({"event": "feed_malformed", "reason": reason}));
+                sink.journal_extra(&json!({"event": "feed_malformed", "reason": reason}));
                 self.feed_state.on_event(wall, None);
                 self.feed_state.malformed += 1;
             }
             Input::Status {
                 connected, detail, ..
             } => {
-                sink.sink.journal_extra(
+                sink.journal_extra(
                     &json!({"event": "feed_status", "connected": connected, "detail": detail}),
                 );
                 self.feed_state.on_event(wall, None);
@@ -564,7 +599,7 @@ impl Machine<'_> {
                 if let Some(why) = interrupted {
                     line["interrupted"] = Value::from(why.as_str());
                 }
-                sink.sink.journal_extra(&line);
+                sink.journal_extra(&line);
             }
             Input::Gate { .. } => {}
         }
@@ -616,9 +651,13 @@ impl Machine<'_> {
 
     fn snapshot(&mut self) -> Result<(), RunError> {
         self.since_snapshot = 0;
-        // A resumed run replays the recorded inputs up to the snapshot's event.
-        self.flush_inputs()?;
-        self.snapshot_now()?.write(&self.run_dir)
+        let snapshot = self.snapshot_now()?;
+        // Written after the recorded inputs it covers (a resumed run replays them up to the
+        // snapshot's event), by the log's writer thread.
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot(snapshot, &self.run_dir)
     }
 
     /// Hands the buffered records of `state/inputs.jsonl` to the kernel.
@@ -712,16 +751,20 @@ impl Machine<'_> {
         Ok(())
     }
 
-    /// Polls the feed and processes what it delivers until a stop.
+    /// Polls the feed and processes what it delivers until a stop. The wall clock is read once
+    /// per poll: right after it returns, the time of the event it delivered and of the checks
+    /// before the next poll.
     fn run_live(&mut self, feed: &mut dyn Feed, stop: &StopSignal) -> Result<StopReason, RunError> {
-        let mut last_hand_over = Instant::now();
-        let mut last_feed_state = Instant::now();
+        let mut now = wall_now();
+        let mut last_hand_over = now;
+        let mut last_feed_state = now;
+        let mut last_gate_check = now;
+        let mut busy = false;
         self.write_feed_state(feed)?;
         loop {
             if stop.is_stopped() {
                 return Ok(StopReason::Stopped);
             }
-            let now = wall_now();
             let mut wait = POLL;
             if let Some(at) = self.paper.stop_at {
                 if now >= at {
@@ -730,40 +773,51 @@ impl Machine<'_> {
                 let left = u64::try_from(at.0 - now.0).unwrap_or(0);
                 wait = wait.min(Duration::from_nanos(left));
             }
-            let started = self.engine.as_ref().is_some_and(|e| e.bars() > 0);
-            if started && self.gate.changed() {
-                let idle = Input::Idle {
-                    n: self.events + 1,
-                    wall: now.0,
-                };
-                self.record_and_apply(&idle)?;
+            // While bars flow the engine asks the kill switch every bar; a quiet feed (or one
+            // delivering no bars) is covered here at least every poll.
+            if !busy || elapsed(last_gate_check, now) >= POLL {
+                last_gate_check = now;
+                let started = self.engine.as_ref().is_some_and(|e| e.bars() > 0);
+                if started && self.gate.changed() {
+                    let idle = Input::Idle {
+                        n: self.events + 1,
+                        wall: now.0,
+                    };
+                    self.record_and_apply(&idle)?;
+                }
             }
-            if last_hand_over.elapsed() >= HAND_OVER_EVERY {
-                last_hand_over = Instant::now();
+            if elapsed(last_hand_over, now) >= HAND_OVER_EVERY {
+                last_hand_over = now;
                 // Also when nothing was written: a quiet feed's inputs reach the file too.
                 self.flush_inputs()?;
                 self.sink.hand_over();
             }
-            if last_feed_state.elapsed() >= FEED_STATE_EVERY {
-                last_feed_state = Instant::now();
+            if elapsed(last_feed_state, now) >= FEED_STATE_EVERY {
+                last_feed_state = now;
                 self.write_feed_state(feed)?;
             }
-            match feed.poll(wait)? {
+            let polled = feed.poll(wait)?;
+            now = wall_now();
+            busy = false;
+            match polled {
                 FeedPoll::Idle => {}
                 FeedPoll::Ended => return Ok(StopReason::FeedEnd),
-                FeedPoll::Event(event) => self.on_feed_event(event, feed.clock())?,
+                FeedPoll::Event(event) => {
+                    busy = matches!(event, FeedEvent::Bar(_) | FeedEvent::Scan(_));
+                    self.on_feed_event(event, now, feed.clock())?;
+                }
             }
         }
     }
 
-    /// Records and processes one event of the feed (a bar out of order becomes a malformed
-    /// event; one processed already is skipped).
+    /// Records and processes one event of the feed that arrived at `wall` (a bar out of order
+    /// becomes a malformed event; one processed already is skipped).
     fn on_feed_event(
         &mut self,
         event: FeedEvent,
+        wall: UnixNanos,
         clock: Option<UnixNanos>,
     ) -> Result<(), RunError> {
-        let wall = wall_now();
         let current = self.engine.as_ref().and_then(Engine::last_ts);
         let data_ts = match &event {
             FeedEvent::Bar(bar) => {
@@ -862,6 +916,7 @@ impl Machine<'_> {
                 None => None,
             },
             wall,
+            stamp: None,
             first_accept: None,
         };
         let summary = engine.finish(&mut sink)?;

@@ -9,6 +9,10 @@
 //! only says "something changed since you last looked"; after a restart every watcher reads the
 //! state files on its first check anyway.
 //!
+//! Each process maps each counter file once and keeps the mapping for its lifetime (one page per
+//! file; see [`Generation::counter`]), so that the engine can read the counter inline on every
+//! bar without a call through its gate.
+//!
 //! The file is created (zero) by the first process that needs it and never deleted, truncated or
 //! rewritten by tradeloom. If someone deletes it (or the whole folder) while processes run, a
 //! process still maps the unlinked old page: [`Generation::is_current`] (one `stat`) tells, and
@@ -19,7 +23,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The counter's file name inside the kill switch folder.
@@ -28,21 +32,18 @@ pub const FILE_NAME: &str = "generation";
 /// Bytes of the file and of the mapping.
 const LEN: usize = std::mem::size_of::<u64>();
 
+/// Every counter file this process has mapped, by (device, inode), with its mapping. A
+/// mapping is never unmapped, so it also keeps its inode from being reused for another file
+/// while the process lives: an identity found here is the very file it was mapped from.
+static MAPPED: Mutex<Vec<((u64, u64), &'static AtomicU64)>> = Mutex::new(Vec::new());
+
 /// One process's shared mapping of `<killswitch>/generation`.
 pub struct Generation {
-    counter: NonNull<AtomicU64>,
+    counter: &'static AtomicU64,
     path: PathBuf,
     /// The mapped file's (device, inode): what [`Generation::is_current`] compares.
     identity: (u64, u64),
 }
-
-// SAFETY: the mapping is process-wide memory owned by this value until `Drop` unmaps it; the
-// only access is through `AtomicU64`, which is Sync.
-#[allow(unsafe_code)]
-unsafe impl Send for Generation {}
-// SAFETY: as above: shared access only through atomic operations.
-#[allow(unsafe_code)]
-unsafe impl Sync for Generation {}
 
 impl std::fmt::Debug for Generation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,7 +71,15 @@ impl Generation {
             file.set_len(LEN as u64)?;
         }
         let identity = identity(&meta);
-        let counter = map(&file)?;
+        let mut mapped = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
+        let counter = match mapped.iter().find(|(id, _)| *id == identity) {
+            Some((_, counter)) => *counter,
+            None => {
+                let counter = map(&file)?;
+                mapped.push((identity, counter));
+                counter
+            }
+        };
         Ok(Self {
             counter,
             path,
@@ -78,26 +87,23 @@ impl Generation {
         })
     }
 
-    #[allow(unsafe_code)] // a reference into the mapping this value owns
-    fn counter(&self) -> &AtomicU64 {
-        // SAFETY: `counter` points at the start of a live, page-aligned, read-write shared
-        // mapping of at least 8 bytes (see `map`), unmapped only in `Drop`.
-        unsafe { self.counter.as_ref() }
+    /// The shared counter itself, valid for the life of the process (the mapping is never
+    /// unmapped): what the engine loads on every bar to know whether to ask its gate.
+    pub fn counter(&self) -> &'static AtomicU64 {
+        self.counter
     }
 
     /// The counter now. Acquire: whatever the changer wrote before its increment (the state
     /// file) is visible to what the caller does after this load.
     #[inline]
     pub fn load(&self) -> u64 {
-        self.counter().load(Ordering::Acquire)
+        self.counter.load(Ordering::Acquire)
     }
 
     /// Increments the counter (after a change is durable, before reporting it done); returns the
     /// new value.
     pub fn bump(&self) -> u64 {
-        self.counter()
-            .fetch_add(1, Ordering::SeqCst)
-            .wrapping_add(1)
+        self.counter.fetch_add(1, Ordering::SeqCst).wrapping_add(1)
     }
 
     /// Whether `<dir>/generation` is still the file this maps (not deleted or replaced since).
@@ -107,27 +113,16 @@ impl Generation {
     }
 }
 
-impl Drop for Generation {
-    #[allow(unsafe_code)] // unmaps what `map` mapped
-    fn drop(&mut self) {
-        // SAFETY: the pointer and length are those `map` got from mmap; nothing borrows the
-        // mapping past `self`.
-        unsafe {
-            libc::munmap(self.counter.as_ptr().cast(), LEN);
-        }
-    }
-}
-
 #[cfg(unix)]
 fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     (meta.dev(), meta.ino())
 }
 
-/// Maps the first 8 bytes of `file` shared and read-write. The file descriptor may be closed
-/// afterwards: the mapping keeps the file.
+/// Maps the first 8 bytes of `file` shared and read-write, for the life of the process. The file
+/// descriptor may be closed afterwards: the mapping keeps the file.
 #[allow(unsafe_code)] // mmap of a file we opened; the result is checked before use
-fn map(file: &File) -> io::Result<NonNull<AtomicU64>> {
+fn map(file: &File) -> io::Result<&'static AtomicU64> {
     use std::os::fd::AsRawFd;
     // SAFETY: a fresh mapping chosen by the kernel (no fixed address), of a file at least LEN
     // bytes long (extended above); the result is checked against MAP_FAILED.
@@ -144,8 +139,12 @@ fn map(file: &File) -> io::Result<NonNull<AtomicU64>> {
     if ptr == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    // mmap returns page-aligned memory, aligned for AtomicU64.
-    NonNull::new(ptr.cast::<AtomicU64>()).ok_or_else(|| io::Error::other("mmap returned null"))
+    if ptr.is_null() {
+        return Err(io::Error::other("mmap returned null"));
+    }
+    // SAFETY: a live, page-aligned (so aligned for AtomicU64), read-write shared mapping of at
+    // least 8 bytes that is never unmapped; every access to it goes through the atomic.
+    Ok(unsafe { &*ptr.cast::<AtomicU64>() })
 }
 
 #[cfg(test)]
@@ -159,6 +158,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let a = Generation::open(tmp.path()).unwrap();
         let b = Generation::open(tmp.path()).unwrap();
+        assert!(
+            std::ptr::eq(a.counter(), b.counter()),
+            "one mapping per file"
+        );
         assert_eq!((a.load(), b.load()), (0, 0));
         assert_eq!(a.bump(), 1);
         assert_eq!(b.load(), 1, "seen through the other mapping at once");
@@ -182,6 +185,10 @@ mod tests {
         assert!(!old.is_current());
         let new = Generation::open(tmp.path()).unwrap();
         assert!(new.is_current() && !old.is_current());
+        assert!(
+            !std::ptr::eq(new.counter(), old.counter()),
+            "the re-created file is mapped afresh"
+        );
         new.bump();
         assert_eq!(old.load(), 0, "the unlinked page no longer moves");
     }

@@ -43,18 +43,28 @@ pub enum Budget {
 /// Which load generator sends the requests.
 #[derive(Clone, Debug)]
 pub enum Generator {
-    /// `wrk` at this path, with this many threads.
-    Wrk { path: PathBuf, threads: usize },
+    /// `wrk` at this path, with this many threads, pinned to these CPUs (`taskset -c`) if
+    /// given.
+    Wrk {
+        path: PathBuf,
+        threads: usize,
+        cpus: Option<String>,
+    },
     /// reqwest clients in this process, one keep-alive connection each.
     BuiltIn,
 }
 
 impl Generator {
     /// `wrk` if it is on PATH (and the budget is a duration: wrk has no request count),
-    /// otherwise the built-in client.
-    pub fn pick(budget: Budget) -> Generator {
+    /// otherwise the built-in client. With `cpus` (a `taskset -c` list) wrk runs there with one
+    /// thread per CPU listed; without, with two threads wherever the scheduler puts them.
+    pub fn pick(budget: Budget, cpus: Option<&str>) -> Generator {
         match (budget, find_on_path("wrk")) {
-            (Budget::Duration(_), Some(path)) => Generator::Wrk { path, threads: 2 },
+            (Budget::Duration(_), Some(path)) => Generator::Wrk {
+                path,
+                threads: cpus.map_or(2, |c| c.split(',').count()),
+                cpus: cpus.map(str::to_string),
+            },
             _ => Generator::BuiltIn,
         }
     }
@@ -62,7 +72,16 @@ impl Generator {
     /// For the report: `wrk (2 threads)` or `built-in (reqwest)`.
     pub fn describe(&self) -> String {
         match self {
-            Generator::Wrk { threads, .. } => format!("wrk ({threads} threads)"),
+            Generator::Wrk {
+                threads,
+                cpus: None,
+                ..
+            } => format!("wrk ({threads} threads)"),
+            Generator::Wrk {
+                threads,
+                cpus: Some(cpus),
+                ..
+            } => format!("wrk ({threads} threads, on CPU {cpus})"),
             Generator::BuiltIn => "built-in (reqwest, in the bench process)".to_string(),
         }
     }
@@ -93,12 +112,27 @@ pub async fn load(
     budget: Budget,
 ) -> Result<HttpFigures, BenchError> {
     match (generator, budget) {
-        (Generator::Wrk { path, threads }, Budget::Duration(d)) => {
-            let (path, url) = (path.clone(), url.to_string());
+        (
+            Generator::Wrk {
+                path,
+                threads,
+                cpus,
+            },
+            Budget::Duration(d),
+        ) => {
+            let (path, url, cpus) = (path.clone(), url.to_string(), cpus.clone());
             let bearer = bearer.map(str::to_string);
             let threads = (*threads).clamp(1, connections.max(1));
             tokio::task::spawn_blocking(move || {
-                wrk(&path, &url, bearer.as_deref(), connections, threads, d)
+                wrk(
+                    &path,
+                    cpus.as_deref(),
+                    &url,
+                    bearer.as_deref(),
+                    connections,
+                    threads,
+                    d,
+                )
             })
             .await
             .map_err(BenchError::Panicked)?
@@ -171,16 +205,25 @@ async fn builtin(
     })
 }
 
-/// Runs `wrk --latency` and reads its report.
+/// Runs `wrk --latency` (under `taskset -c cpus` when given) and reads its report.
+#[allow(clippy::too_many_arguments)]
 fn wrk(
     path: &Path,
+    cpus: Option<&str>,
     url: &str,
     bearer: Option<&str>,
     connections: usize,
     threads: usize,
     duration: Duration,
 ) -> Result<HttpFigures, BenchError> {
-    let mut command = Command::new(path);
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(path);
+            c
+        }
+        None => Command::new(path),
+    };
     command
         .arg("--latency")
         .args(["-t", &threads.to_string()])

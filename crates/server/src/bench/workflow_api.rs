@@ -2,9 +2,11 @@
 //!
 //! The client records the wall-clock time just before each `POST /workflows/{id}/runs`; when
 //! every run has finished it reads each run's `finished_at` (the server's clock: same machine)
-//! from `GET /workflow-runs`, so submit → finished is measured without polling granularity and
-//! the client does not load the server while the burst runs (it polls only the oldest
-//! unfinished run, every 10 ms, to know when to stop).
+//! from `GET /workflow-runs`, so submit → finished is measured without polling granularity.
+//! The client waits for a run with the server's long poll (`GET /workflow-runs/{id}?wait_ms=`,
+//! answered with the run's last commit), so it does not load the server while runs go on:
+//! during a burst it waits for the oldest unfinished run only. A server without the long poll
+//! answers at once and is polled (every 1 ms alone, 10 ms in a burst), as before.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -114,11 +116,15 @@ impl DiamondApi {
         }
     }
 
-    /// The run's status and `finished_at`.
+    /// The run's status and `finished_at`, once it has settled or after 10 s (the server's
+    /// long poll, `wait_ms`; a server without it answers at once).
     async fn state(&self, run_id: &str) -> Result<(String, Option<DateTime<Utc>>), BenchError> {
         let body: Value = self
             .client
-            .get(format!("{}/workflow-runs/{run_id}", self.base))
+            .get(format!(
+                "{}/workflow-runs/{run_id}?wait_ms=10000",
+                self.base
+            ))
             .send()
             .await
             .map_err(http)?
@@ -129,7 +135,8 @@ impl DiamondApi {
         Ok((status, finished_at(&body)))
     }
 
-    /// Waits until run `run_id` has finished, polling every `every`; its `finished_at`.
+    /// Waits until run `run_id` has finished, asking again every `every` (after each long
+    /// poll); its `finished_at`.
     async fn finished(&self, run_id: &str, every: Duration) -> Result<DateTime<Utc>, BenchError> {
         let started = Instant::now();
         loop {

@@ -14,6 +14,7 @@ backend_tests!(
     claim_and_complete_atomically,
     failed_completion_writes_nothing,
     concurrent_completions_of_one_job,
+    a_claimed_day_completes_in_one_batch,
 );
 
 const LEASE: Duration = Duration::from_secs(600);
@@ -171,4 +172,114 @@ async fn concurrent_completions_of_one_job(t: Ctx) {
     assert_eq!(report.progress.running, 1);
     assert_eq!(t.count("reasoning_logs").await, 8 * 40);
     assert_eq!(t.count("positions").await, 8 * 2);
+}
+
+/// `complete_claimed_model_day`: the day, its rows and its event in one batch, and only under
+/// the claim that ran it.
+async fn a_claimed_day_completes_in_one_batch(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "batch", &["m1", "m2"], &[2]).await;
+    let key = ModelDayKey::new(&job.id, "m1", date(2));
+    let result = outcome("10017.5617283945", 5);
+    let event = serde_json::json!({"model": "m1", "n": 1});
+    let claim = s
+        .claim_model_day(&key, LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+
+    // Amounts in another currency than the job's: refused, nothing written.
+    let eur = Currency::from_code("EUR").expect("EUR");
+    let mut in_eur = outcome("1", 3);
+    in_eur.cash = Money::parse("2500.5", eur).expect("amount");
+    in_eur.portfolio_value = Money::parse("1", eur).expect("amount");
+    in_eur.trades.clear();
+    in_eur.holdings.clear();
+    let err = s
+        .complete_claimed_model_day(&claim, &in_eur, "model_day_completed", &event)
+        .await;
+    assert!(
+        matches!(&err, Err(StoreError::Invalid(m)) if m.contains("EUR")),
+        "{err:?}"
+    );
+    assert_eq!(t.count("reasoning_logs").await, 0);
+    let events = t.count("workflow_events").await;
+
+    // Claimed again since (a takeover of a stale claim): this claim may not complete it.
+    let newer = s
+        .claim_model_day(&key, Duration::ZERO)
+        .await
+        .expect("claim")
+        .expect("taken over");
+    assert_eq!(newer.attempts, 2);
+    let err = s
+        .complete_claimed_model_day(&claim, &result, "model_day_completed", &event)
+        .await;
+    assert!(
+        matches!(&err, Err(StoreError::Conflict(m)) if m.contains("claimed again")),
+        "{err:?}"
+    );
+    for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
+        assert_eq!(
+            t.count(table).await,
+            0,
+            "{table} after a refused completion"
+        );
+    }
+    assert_eq!(t.count("workflow_events").await, events);
+
+    // The newer claim completes it: the same rows as `complete_model_day` writes, and the event.
+    s.complete_claimed_model_day(&newer, &result, "model_day_completed", &event)
+        .await
+        .expect("complete");
+    let day = s.model_day(&key).await.expect("day");
+    assert_eq!(day.status, ModelDayStatus::Completed);
+    assert_eq!(day.attempts, 2);
+    assert_eq!(day.steps, Some(3));
+    assert_eq!(day.tool_errors, Some(1));
+    assert_eq!(day.cash, Some(usd("2500.5")));
+    assert_eq!(day.portfolio_value, Some(usd("10017.5617283945")));
+    assert!(day.duration_ms.is_some_and(|d| d >= 0));
+    assert_eq!(s.trades(&key).await.expect("trades"), result.trades);
+    assert_eq!(s.holdings(&key).await.expect("holdings"), result.holdings);
+    assert_eq!(
+        s.reasoning_logs(&key).await.expect("logs"),
+        result.reasoning
+    );
+    assert_eq!(s.tool_usage(&key).await.expect("tools"), result.tool_calls);
+    assert_eq!(t.count("workflow_events").await, events + 1);
+
+    // Completed: a second completion is refused and changes nothing.
+    let again = s
+        .complete_claimed_model_day(&newer, &outcome("1", 9), "model_day_completed", &event)
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::Conflict(m)) if m.contains("already completed")),
+        "{again:?}"
+    );
+    assert_eq!(t.count("reasoning_logs").await, 5);
+    assert_eq!(t.count("workflow_events").await, events + 1);
+
+    // A day without trades, holdings or messages completes too (only its row and event).
+    let other = ModelDayKey::new(&job.id, "m2", date(2));
+    let first = s
+        .claim_model_day(&other, LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let empty = tradeloom_store::ModelDayOutcome {
+        trades: Vec::new(),
+        holdings: Vec::new(),
+        reasoning: Vec::new(),
+        tool_calls: Vec::new(),
+        ..outcome("2500.5", 1)
+    };
+    s.complete_claimed_model_day(&first, &empty, "model_day_completed", &event)
+        .await
+        .expect("complete an empty day");
+    let day = s.model_day(&other).await.expect("day");
+    assert_eq!(day.status, ModelDayStatus::Completed);
+    assert_eq!((day.tool_calls, day.tool_errors), (Some(0), Some(0)));
+    assert_eq!(t.count("workflow_events").await, events + 2);
+    assert_eq!(t.count("reasoning_logs").await, 5);
 }
