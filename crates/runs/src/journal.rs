@@ -333,7 +333,7 @@ fn str_field(out: &mut Vec<u8>, name: &str, value: &str) {
 fn text_field(out: &mut Vec<u8>, name: &str, value: &str) -> bool {
     if value
         .bytes()
-        .any(|c| c == b'"' || c == b'\\' || c < 0x20 || c >= 0x7f)
+        .any(|c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))
     {
         return false;
     }
@@ -636,7 +636,7 @@ mod tests {
                 } else {
                     // Only a cancel reason that needs escaping is left to serde_json.
                     let escaped = matches!(&event, Event::OrderCancelled { reason, .. }
-                        if reason.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20 || c >= 0x7f));
+                        if reason.bytes().any(|c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c)));
                     prop_assert!(escaped, "{:?} not written by hand", event);
                 }
             }

@@ -685,9 +685,9 @@ struct RunChange<'a> {
 /// applied or refused in order in memory. The creations, the applied signals and the run rows
 /// are added to `script`, written with the rest of the batch. `Err` only for a database
 /// failure (the batch is lost, and the caller commits its writes one by one).
-async fn batch_heads<'w, D: Db>(
+async fn batch_heads<D: Db>(
     tx: &mut Tx<D::Driver>,
-    writes: &'w [RunWrite],
+    writes: &[RunWrite],
     at: DateTime<Utc>,
     script: &mut Script,
 ) -> Result<Vec<Result<TransitionOutcome, StoreError>>, StoreError> {
