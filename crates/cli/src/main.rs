@@ -163,8 +163,18 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
-    /// Serve the REST API (simulation jobs, results, health, /docs).
+    /// Serve the REST API (simulation jobs, results, health, /docs) and run workflows: every
+    /// role in one process, or those of --roles in a cluster (--redis-url).
     Serve(serve::ServeArgs),
+    /// Everything in one process on the embedded default (SQLite, in-process queue): `serve`
+    /// with every role.
+    Up(serve::ServeArgs),
+    /// A cluster's coordinator process: applies workflow signals, fires approval timers and
+    /// schedules (`serve --roles coordinator`; needs --redis-url).
+    Coordinator(serve::ServeArgs),
+    /// A cluster's worker process: runs workflow nodes of --pool P… with --concurrency N loops
+    /// per pool (`serve --roles worker`; needs --redis-url).
+    Worker(serve::ServeArgs),
     /// API keys of the REST API (operating on the store directly).
     Keys {
         #[command(subcommand)]
@@ -437,7 +447,11 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let role = match cli.command {
-        Command::Serve(_) | Command::MockLlm { .. } => logging::Role::LongRunning,
+        Command::Serve(_)
+        | Command::Up(_)
+        | Command::Coordinator(_)
+        | Command::Worker(_)
+        | Command::MockLlm { .. } => logging::Role::LongRunning,
         _ => logging::Role::OneShot,
     };
     #[cfg(unix)]
@@ -461,6 +475,9 @@ fn main() -> ExitCode {
             | Command::Verify { .. }
             | Command::Reconcile { .. }
             | Command::Serve(_)
+            | Command::Up(_)
+            | Command::Coordinator(_)
+            | Command::Worker(_)
             | Command::Health(_)
             | Command::Metrics { .. }
             | Command::Trader(_)
@@ -540,7 +557,20 @@ fn main() -> ExitCode {
             DbCommand::Migrate { json } => simulation::db(&data_dir, db_url, true, json),
             DbCommand::Status { json } => simulation::db(&data_dir, db_url, false, json),
         },
-        Command::Serve(args) => serve::serve(&data_dir, db_url, &args),
+        Command::Serve(args) => serve::serve(&data_dir, db_url, &args, None),
+        Command::Up(args) => serve::serve(
+            &data_dir,
+            db_url,
+            &args,
+            Some(("up", "api,coordinator,worker")),
+        ),
+        Command::Coordinator(args) => serve::serve(
+            &data_dir,
+            db_url,
+            &args,
+            Some(("coordinator", "coordinator")),
+        ),
+        Command::Worker(args) => serve::serve(&data_dir, db_url, &args, Some(("worker", "worker"))),
         Command::Keys { command } => access::keys(&data_dir, db_url, command),
         Command::MockLlm { addr } => serve::mock_llm(&addr),
         Command::Flow { api, command } => match command {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tradeloom_net::{Outbound, SecretEnv, SsrfPolicy};
-use tradeloom_server::launch::{ServeOptions, Server, StopSignals};
+use tradeloom_server::launch::{RedisSettings, Roles, ServeOptions, Server, StopSignals};
 
 use crate::access::ServeAccess;
 use crate::flow::FlowLimitOptions;
@@ -31,6 +31,93 @@ pub struct ServeArgs {
     #[arg(long, env = "TRADELOOM_HEALTH_INTERVAL", default_value = "10s",
           value_parser = tradeloom_ops::health::parse_duration)]
     health_interval: Duration,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// A command with fixed roles: its name and its roles (`("worker", "worker")`).
+pub type FixedRoles = (&'static str, &'static str);
+
+/// How a process joins a cluster: the shared Redis, its roles and pools, its stop.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// The roles of this process, comma-separated: `api` (HTTP API, simulation jobs, engine
+    /// runs), `coordinator` (workflow signals, approval timers, schedules), `worker` (workflow
+    /// nodes). Default: all three. Fewer need --redis-url.
+    #[arg(long, env = "TRADELOOM_ROLES")]
+    roles: Option<String>,
+    /// The Redis of a cluster (`redis://host:port[/db]`): the workflow queue and the process
+    /// registry live there, shared by every process with the same URL and --redis-prefix.
+    /// Without it the queue is in-process and every role runs here.
+    #[arg(long, env = "TRADELOOM_REDIS_URL")]
+    redis_url: Option<String>,
+    /// The key prefix of the cluster's keys in Redis.
+    #[arg(long, env = "TRADELOOM_REDIS_PREFIX", default_value = "tradeloom:")]
+    redis_prefix: String,
+    /// With the worker role: run nodes of this pool only (transform, wait, http, agent,
+    /// simulate, backtest, paper). Repeatable or comma-separated; default every pool.
+    #[arg(long = "pool", env = "TRADELOOM_POOLS", value_delimiter = ',')]
+    pools: Vec<String>,
+    /// At a stop signal (SIGTERM, SIGINT), how long in-flight workflow work may run on before
+    /// it is handed back to the queue for another process.
+    #[arg(long, env = "TRADELOOM_DRAIN_GRACE", default_value = "30s",
+          value_parser = tradeloom_ops::health::parse_duration)]
+    drain_grace: Duration,
+}
+
+impl ClusterArgs {
+    /// The roles: `--roles`, or those of `fixed` (the command and its roles) for `up`,
+    /// `coordinator` and `worker`.
+    fn roles(&self, fixed: Option<FixedRoles>) -> Result<Roles> {
+        let mut roles = match (fixed, &self.roles) {
+            (Some((command, roles)), Some(_)) => anyhow::bail!(
+                "--roles: `tradeloom {command}` runs the roles {roles}; use `tradeloom serve --roles …` to choose roles"
+            ),
+            (Some((_, roles)), None) => Roles::parse(roles),
+            (None, Some(list)) => Roles::parse(list),
+            (None, None) => Ok(Roles::all()),
+        }
+        .map_err(|e| anyhow::anyhow!("--roles: {e}"))?;
+        let pools: Vec<String> = trimmed(&self.pools).map(str::to_string).collect();
+        if !pools.is_empty() {
+            if !roles.worker {
+                anyhow::bail!("--pool: only a process with the worker role runs pools");
+            }
+            tradeloom_orchestrator::runtime::LoopRoles::workers(&pools)
+                .map_err(|e| anyhow::anyhow!("--pool: {e}"))?;
+        }
+        roles.pools = pools;
+        Ok(roles)
+    }
+
+    fn redis(&self) -> Result<Option<RedisSettings>> {
+        let Some(url) = self
+            .redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(None);
+        };
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("unix://"))
+        {
+            anyhow::bail!(
+                "--redis-url {}: a Redis URL starts with redis:// (e.g. redis://127.0.0.1:6379)",
+                tradeloom_core::redact_userinfo(url)
+            );
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.chars().any(char::is_whitespace) {
+            anyhow::bail!(
+                "--redis-prefix: give a non-empty prefix without spaces, e.g. `tradeloom:`"
+            );
+        }
+        Ok(Some(RedisSettings {
+            url: url.to_string(),
+            prefix: self.redis_prefix.clone(),
+        }))
+    }
 }
 
 /// `serve` settings of the workflow runtime.
@@ -67,8 +154,13 @@ pub struct WorkflowOptions {
         value_delimiter = ','
     )]
     pub llm_key_env: Vec<String>,
-    /// Concurrent workers per node type.
-    #[arg(long, env = "TRADELOOM_WORKFLOW_WORKERS", default_value_t = 8)]
+    /// Concurrent workers per node type (`--concurrency` is the same flag).
+    #[arg(
+        long,
+        alias = "concurrency",
+        env = "TRADELOOM_WORKFLOW_WORKERS",
+        default_value_t = 8
+    )]
     pub workflow_workers: usize,
     /// At most this many `agent` nodes run at once (0: no limit beyond the workers).
     #[arg(long, env = "TRADELOOM_AGENT_CONCURRENCY", default_value_t = 0)]
@@ -131,8 +223,21 @@ fn trimmed(values: &[String]) -> impl Iterator<Item = &str> {
 }
 
 impl ServeArgs {
-    fn options(&self, data_dir: &Path, database_url: Option<&str>) -> Result<ServeOptions> {
+    fn options(
+        &self,
+        data_dir: &Path,
+        database_url: Option<&str>,
+        fixed_role: Option<FixedRoles>,
+    ) -> Result<ServeOptions> {
         let outbound = self.workflows.outbound()?;
+        let roles = self.cluster.roles(fixed_role)?;
+        let redis = self.cluster.redis()?;
+        if !roles.is_all() && redis.is_none() {
+            anyhow::bail!(
+                "roles {} need --redis-url (or TRADELOOM_REDIS_URL): the processes of a cluster share their workflow queue through Redis",
+                roles.names().join(",")
+            );
+        }
         Ok(ServeOptions {
             data_dir: data_dir.to_path_buf(),
             store_location: crate::store::location(data_dir, database_url),
@@ -150,6 +255,9 @@ impl ServeArgs {
             flow_limits: self.workflows.limits.limits(),
             schedule_tick: Duration::from_secs(self.workflows.schedule_tick_secs),
             health_interval: self.health_interval,
+            roles,
+            redis,
+            drain_grace: self.cluster.drain_grace,
         })
     }
 }
@@ -175,18 +283,32 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("--addr {addr}: cannot listen there"))
 }
 
-/// `tradeloom serve`: the REST API until SIGTERM or SIGINT. Interrupted jobs of an earlier
-/// process resume first.
-pub fn serve(data_dir: &Path, database_url: Option<&str>, args: &ServeArgs) -> Result<ExitCode> {
+/// `tradeloom serve` (and `up`, `coordinator`, `worker`, which are `serve` with fixed roles):
+/// the roles of this process until SIGTERM or SIGINT. Interrupted jobs of an earlier process
+/// resume first.
+pub fn serve(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    args: &ServeArgs,
+    fixed_role: Option<FixedRoles>,
+) -> Result<ExitCode> {
     tradeloom_llm::install_crypto_provider();
     crate::store::runtime()?.block_on(async {
         // First: a stop signal during start-up is then handled once serving, not fatal.
         let mut signals = StopSignals::install()?;
-        let options = args.options(data_dir, database_url)?;
-        let server =
-            Server::start(options, bind(&listen_addr(args.addr.as_deref())).await?).await?;
-        let local = server.local_addr();
-        println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)");
+        let options = args.options(data_dir, database_url, fixed_role)?;
+        let listener = match options.roles.api {
+            true => Some(bind(&listen_addr(args.addr.as_deref())).await?),
+            false => None,
+        };
+        let roles = options.roles.names().join(",");
+        let server = Server::start(options, listener).await?;
+        match server.local_addr() {
+            Some(local) => {
+                println!("tradeloom API listening on http://{local} (docs: http://{local}/docs)")
+            }
+            None => println!("tradeloom {roles} running as {}", server.process_id()),
+        }
         std::io::stdout().flush()?;
         server.serve_until_stopped(&mut signals).await?;
         Ok(ExitCode::SUCCESS)

@@ -445,10 +445,26 @@ impl Coordinator {
     ) -> Result<Option<AttemptContext>, OrchestratorError> {
         let slot = self.run_slot(run_id);
         let mut guard = slot.lock().await;
-        let cached = match self.cached_or_read(&mut guard, run_id).await? {
+        let from_cache = guard.is_some();
+        let mut cached = match self.cached_or_read(&mut guard, run_id).await? {
             Ok(c) => c,
             Err(_finished) => return Ok(None),
         };
+        // A node's task is emitted once the node is queued; a cache that does not show it
+        // queued or running predates that commit (made by another process): read again.
+        if from_cache {
+            let graph = self.workflow(&cached.run).await?.1;
+            let current = matches!(
+                cached.state.status_of(&graph, node_id),
+                Some(NodeStatus::Queued | NodeStatus::Running)
+            );
+            if !current {
+                cached = match self.cached_or_read(&mut None, run_id).await? {
+                    Ok(c) => c,
+                    Err(_finished) => return Ok(None),
+                };
+            }
+        }
         let (ir, graph) = match self.workflow(&cached.run).await {
             Ok(c) => c,
             Err(e) => {
@@ -583,6 +599,10 @@ impl Coordinator {
         let mut conflicts = 0;
         loop {
             let mut guard = slot.lock().await;
+            // What another process committed is not in this process's cache: a signal that
+            // looks stale, or changes nothing, on cached state is planned again on the run as
+            // stored before it is dropped.
+            let from_cache = guard.is_some();
             let mut cached = match self.cached_or_read(&mut guard, run_id).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(_finished)) => {
@@ -623,6 +643,10 @@ impl Coordinator {
                 signal,
             );
             let (mut transition, tasks, more) = match planned {
+                Plan::Stale | Plan::Nothing if from_cache => {
+                    *guard = None;
+                    continue;
+                }
                 Plan::Stale => {
                     // Planning changed nothing: the state is still the run's.
                     *guard = Some(cached);
@@ -829,6 +853,51 @@ impl Coordinator {
     /// After a restart: re-emits every queued or running node and every approval timer of the
     /// unfinished runs, and moves each run on (a run created just before the crash starts).
     /// Returns how many runs it resumed.
+    /// Re-emits the work of unfinished runs whose revision has not moved for `stall`, and
+    /// advances them: how a coordinator takes over the runs of one that died between a
+    /// commit and its effects (the tasks it was about to enqueue). Tasks and timers are
+    /// deduplicated per attempt, so work still queued or held by a live worker is not doubled.
+    /// `seen` carries each run's revision and since when it has had it, from one sweep to the
+    /// next; returns how many runs were re-emitted.
+    pub async fn sweep_stalled(
+        &self,
+        seen: &mut HashMap<String, (i64, Instant)>,
+        stall: std::time::Duration,
+    ) -> Result<usize, OrchestratorError> {
+        let now = Instant::now();
+        let mut current: HashMap<String, (i64, Instant)> = HashMap::new();
+        let mut swept = 0;
+        for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Waiting] {
+            let mut offset = 0;
+            loop {
+                let runs = self
+                    .store
+                    .list_workflow_runs(Some(status), 500, offset)
+                    .await?;
+                if runs.is_empty() {
+                    break;
+                }
+                offset += runs.len() as u64;
+                for run in runs {
+                    let since = match seen.get(&run.id) {
+                        Some((revision, since)) if *revision == run.revision => *since,
+                        _ => now,
+                    };
+                    if now.duration_since(since) >= stall {
+                        tracing::info!(run_id = %run.id, revision = run.revision, "re-emitting the work of a stalled run");
+                        self.resume(&run).await?;
+                        swept += 1;
+                        current.insert(run.id.clone(), (run.revision, now));
+                    } else {
+                        current.insert(run.id.clone(), (run.revision, since));
+                    }
+                }
+            }
+        }
+        *seen = current;
+        Ok(swept)
+    }
+
     pub async fn recover(&self) -> Result<usize, OrchestratorError> {
         let mut resumed = 0;
         for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Waiting] {

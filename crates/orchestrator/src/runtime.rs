@@ -25,7 +25,7 @@ use crate::error::OrchestratorError;
 use crate::nodes::NodeEnv;
 use crate::patch::PatchOutcome;
 use crate::signal::Signal;
-use crate::worker::{WorkerEnv, coordinator_loop, node_worker, timer_worker};
+use crate::worker::{InFlight, WorkerEnv, coordinator_loop, node_worker, timer_worker};
 
 /// Node types with workers.
 pub const WORKER_POOLS: [&str; 7] = [
@@ -37,6 +37,74 @@ pub const WORKER_POOLS: [&str; 7] = [
     "backtest",
     "paper",
 ];
+
+/// Which consume loops a runtime starts. `serve` alone runs them all; a cluster splits them over
+/// `coordinator` processes (signals, approval timers, recovery of unfinished runs at start) and
+/// `worker` processes (node tasks of the pools they name). A runtime with neither still starts,
+/// cancels and inspects runs: the API role of a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoopRoles {
+    /// Signal consumers, the approval timers, and the recovery of unfinished runs at start.
+    pub coordinator: bool,
+    /// The node-type pools to run workers for, each one of [`WORKER_POOLS`].
+    pub pools: Vec<String>,
+}
+
+impl LoopRoles {
+    /// Every loop: the embedded default.
+    pub fn all() -> Self {
+        LoopRoles {
+            coordinator: true,
+            pools: WORKER_POOLS.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// No loop: a runtime that only starts, cancels and inspects runs.
+    pub fn none() -> Self {
+        LoopRoles {
+            coordinator: false,
+            pools: Vec::new(),
+        }
+    }
+
+    /// Workers of `pools` (every pool when empty) and nothing else; an unknown pool is refused
+    /// with the list of known ones.
+    pub fn workers(pools: &[String]) -> Result<Self, String> {
+        if pools.is_empty() {
+            return Ok(LoopRoles {
+                coordinator: false,
+                ..LoopRoles::all()
+            });
+        }
+        let mut chosen: Vec<String> = Vec::new();
+        for pool in pools {
+            if !WORKER_POOLS.contains(&pool.as_str()) {
+                return Err(format!(
+                    "unknown pool `{pool}`; the pools are {}",
+                    WORKER_POOLS.join(", ")
+                ));
+            }
+            if !chosen.contains(pool) {
+                chosen.push(pool.clone());
+            }
+        }
+        Ok(LoopRoles {
+            coordinator: false,
+            pools: chosen,
+        })
+    }
+}
+
+/// What [`Runtime::drain`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DrainReport {
+    /// Consume loops that stopped on their own within the grace period (their work done).
+    pub stopped: usize,
+    /// Loops still busy at the end of the grace period, stopped.
+    pub aborted: usize,
+    /// Deliveries of those loops given back to the queue (deliverable at once elsewhere).
+    pub handed_back: usize,
+}
 
 /// Settings of the runtime.
 #[derive(Clone, Debug)]
@@ -66,6 +134,8 @@ pub struct RuntimeConfig {
     pub max_in_flight_per_run: usize,
     /// Size limits of definitions and patches (runs compile their definition within them).
     pub flow_limits: tradeloom_flow::FlowLimits,
+    /// The loops [`Runtime::start`] starts (default: all).
+    pub roles: LoopRoles,
 }
 
 impl RuntimeConfig {
@@ -81,6 +151,7 @@ impl RuntimeConfig {
             pool_limits: HashMap::new(),
             max_in_flight_per_run: crate::plan::DEFAULT_MAX_IN_FLIGHT,
             flow_limits: tradeloom_flow::FlowLimits::DEFAULT,
+            roles: LoopRoles::all(),
         }
     }
 }
@@ -93,7 +164,16 @@ pub struct Runtime {
     config: RuntimeConfig,
     shutdown: watch::Sender<bool>,
     handles: Mutex<Vec<LoopHandle>>,
+    in_flight: Arc<InFlight>,
+    /// With the coordinator role: re-emits the work of stalled runs (see [`STALL_AFTER`]).
+    sweeper: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// A run whose revision has not moved this long has its work re-emitted by a coordinator:
+/// another coordinator may have died between committing its transition and enqueuing the
+/// tasks. Longer than a node's completion takes to be applied, so a live run is rarely touched
+/// (and a duplicate task of one is recognised by its attempt's dedup key).
+pub const STALL_AFTER: Duration = Duration::from_secs(15);
 
 /// One consume loop the runtime started: a worker of a node-type pool, a coordinator or the
 /// timers.
@@ -185,6 +265,7 @@ impl Runtime {
             coordinator.notify().clone(),
             config.ssrf.clone(),
         ));
+        let in_flight = Arc::new(InFlight::new());
         let env = Arc::new(WorkerEnv {
             coordinator: coordinator.clone(),
             nodes: NodeEnv {
@@ -197,6 +278,7 @@ impl Runtime {
                 engine_runs,
             },
             cancellations,
+            in_flight: in_flight.clone(),
         });
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Runtime {
@@ -205,6 +287,8 @@ impl Runtime {
             config,
             shutdown,
             handles: Mutex::new(Vec::new()),
+            in_flight,
+            sweeper: Mutex::new(None),
         }))
     }
 
@@ -227,25 +311,65 @@ impl Runtime {
         self.coordinator.notify().clone()
     }
 
-    /// Re-emits the work of unfinished runs (after a restart) and starts the workers. Returns
-    /// how many runs were resumed.
+    /// Starts the loops of the configured [`LoopRoles`]; with the coordinator role, first
+    /// re-emits the work of unfinished runs (after a restart). Returns how many runs were
+    /// resumed.
     pub async fn start(self: &Arc<Self>) -> Result<usize, OrchestratorError> {
         let queue = self.coordinator.queue();
         for (pool, limit) in &self.config.pool_limits {
             queue.set_pool_limit(pool, Some(*limit)).await?;
         }
+        let roles = &self.config.roles;
+        // Consumer names are unique per process, so the leases of two processes never mix.
+        let process = std::process::id();
         let mut handles = Vec::new();
-        for pool in WORKER_POOLS {
+        for pool in &roles.pools {
             for i in 0..self.config.workers_per_pool.max(1) {
-                handles.push(self.spawn_loop(pool, format!("{pool}-{i}")));
+                handles.push(self.spawn_loop(pool, format!("{pool}-{process}-{i}")));
             }
         }
-        for i in 0..self.config.coordinators.max(1) {
-            handles.push(self.spawn_loop(COORDINATOR_GROUP, format!("coordinator-{i}")));
+        if roles.coordinator {
+            for i in 0..self.config.coordinators.max(1) {
+                handles
+                    .push(self.spawn_loop(COORDINATOR_GROUP, format!("coordinator-{process}-{i}")));
+            }
+            handles.push(self.spawn_loop(TIMERS_GROUP, format!("timers-{process}")));
         }
-        handles.push(self.spawn_loop(TIMERS_GROUP, "timers".into()));
         lock(&self.handles).extend(handles);
-        self.coordinator.recover().await
+        if !roles.coordinator {
+            return Ok(0);
+        }
+        let resumed = self.coordinator.recover().await?;
+        let coordinator = self.coordinator.clone();
+        let mut shutdown = self.shutdown.subscribe();
+        *lock(&self.sweeper) = Some(tokio::spawn(async move {
+            let mut seen = HashMap::new();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(STALL_AFTER / 3) => {}
+                    _ = shutdown.changed() => return,
+                }
+                if let Err(e) = coordinator.sweep_stalled(&mut seen, STALL_AFTER).await {
+                    tracing::warn!(error = %e, "cannot sweep stalled workflow runs");
+                }
+            }
+        }));
+        Ok(resumed)
+    }
+
+    /// The loops this runtime starts.
+    pub fn roles(&self) -> &LoopRoles {
+        &self.config.roles
+    }
+
+    /// Concurrent workers per pool.
+    pub fn workers_per_pool(&self) -> usize {
+        self.config.workers_per_pool.max(1)
+    }
+
+    /// Deliveries (node attempts, signals, timers) this process is handling now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Starts one consume loop of `group` (a worker pool, `coordinator` or `timers`).
@@ -256,11 +380,13 @@ impl Runtime {
                 self.coordinator.clone(),
                 consumer.clone(),
                 shutdown,
+                self.in_flight.clone(),
             )),
             TIMERS_GROUP => tokio::spawn(timer_worker(
                 self.coordinator.clone(),
                 consumer.clone(),
                 shutdown,
+                self.in_flight.clone(),
             )),
             pool => tokio::spawn(node_worker(
                 self.env.clone(),
@@ -367,14 +493,52 @@ impl Runtime {
         Ok(requeued)
     }
 
-    /// Stops the workers (running attempts are abandoned; a restart runs them again).
+    /// Stops the workers at once: running attempts are abandoned and their deliveries given
+    /// back to the queue (a restart, or another process, runs them again).
     pub async fn shutdown(&self) {
+        self.drain(Duration::ZERO).await;
+    }
+
+    /// A graceful stop: the loops take no more work; what they hold gets `grace` to finish;
+    /// loops still busy then are stopped and their deliveries given back to the queue at once
+    /// (with the next attempt number), so no lease is left held.
+    pub async fn drain(&self, grace: Duration) -> DrainReport {
         let _ = self.shutdown.send(true);
-        let handles: Vec<LoopHandle> = lock(&self.handles).drain(..).collect();
-        for h in handles {
-            h.handle.abort();
-            let _ = h.handle.await;
+        let sweeper = lock(&self.sweeper).take();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+            let _ = sweeper.await;
         }
+        let handles: Vec<LoopHandle> = lock(&self.handles).drain(..).collect();
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut report = DrainReport::default();
+        for h in handles {
+            let mut handle = h.handle;
+            if tokio::time::timeout_at(deadline, &mut handle).await.is_ok() {
+                report.stopped += 1;
+            } else {
+                handle.abort();
+                let _ = handle.await;
+                report.aborted += 1;
+            }
+        }
+        let queue = self.coordinator.queue();
+        for lease in self.in_flight.take_all() {
+            match queue.nack(&lease, None).await {
+                Ok(()) => report.handed_back += 1,
+                Err(e) => tracing::warn!(pool = %lease.pool, task = %lease.task, error = %e,
+                    "cannot hand a delivery back; it is redelivered when its lease runs out"),
+            }
+        }
+        if report.aborted > 0 || report.handed_back > 0 {
+            tracing::info!(
+                stopped = report.stopped,
+                aborted = report.aborted,
+                handed_back = report.handed_back,
+                "workflow loops stopped"
+            );
+        }
+        report
     }
 
     /// Starts a run of workflow `workflow_id` (its latest version unless `version`).

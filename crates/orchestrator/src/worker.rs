@@ -2,13 +2,15 @@
 //! a lease heartbeat, and cancellation), store the output and post the completion signal to
 //! the coordinator's signal pool. The coordinator loop takes signals and applies them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::Instrument;
-use tradeloom_queue::{Delivery, NewTask, Queue};
+use tradeloom_queue::{Delivery, Lease, NewTask, Queue};
 use tradeloom_store::Decision;
 
 use crate::coordinator::{Applied, AttemptContext, Coordinator};
@@ -39,6 +41,48 @@ struct TimerTask {
     attempt: u32,
 }
 
+/// The leases this process's consume loops hold now: what `GET /cluster` counts as in flight,
+/// and what a stop hands back to the queue when the grace period ends before the work does.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    leases: Mutex<HashMap<u64, Lease>>,
+    next: AtomicU64,
+}
+
+impl InFlight {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn insert(&self, lease: &Lease) -> u64 {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.leases).insert(token, lease.clone());
+        token
+    }
+
+    fn remove(&self, token: u64) {
+        lock(&self.leases).remove(&token);
+    }
+
+    /// How many deliveries are being handled now.
+    pub fn len(&self) -> usize {
+        lock(&self.leases).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every lease still held, forgotten here (their handlers were stopped).
+    pub fn take_all(&self) -> Vec<Lease> {
+        lock(&self.leases).drain().map(|(_, lease)| lease).collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What workers share.
 #[derive(Debug)]
 pub struct WorkerEnv {
@@ -47,6 +91,8 @@ pub struct WorkerEnv {
     /// Ids of runs that failed or were cancelled: running attempts of them stop (the
     /// coordinator's [`Coordinator::stopped_runs`]).
     pub cancellations: broadcast::Sender<String>,
+    /// The deliveries this process's loops are handling.
+    pub in_flight: Arc<InFlight>,
 }
 
 impl WorkerEnv {
@@ -76,11 +122,13 @@ pub async fn node_worker(
             &consumer,
             shutdown,
             TRANSFORMS_IN_FLIGHT,
+            env.in_flight.clone(),
             handle,
         )
         .await;
     } else {
-        consume(queue, &pool, &consumer, shutdown, handle).await;
+        let in_flight = env.in_flight.clone();
+        consume(queue, &pool, &consumer, shutdown, in_flight, handle).await;
     }
 }
 
@@ -290,12 +338,14 @@ fn unreachable_heartbeat() -> Result<serde_json::Value, crate::nodes::NodeError>
     Err(crate::nodes::NodeError::transient("heartbeat stopped"))
 }
 
-/// Takes deliveries of `pool` and hands each to `handle` until `shutdown` fires.
+/// Takes deliveries of `pool` and hands each to `handle` until `shutdown` fires; a delivery in
+/// hand when it fires is finished first (the runtime's stop bounds that by its grace period).
 async fn consume<F, Fut>(
     queue: Arc<dyn Queue>,
     pool: &str,
     consumer: &str,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    in_flight: Arc<InFlight>,
     mut handle: F,
 ) where
     F: FnMut(Delivery) -> Fut,
@@ -310,7 +360,11 @@ async fn consume<F, Fut>(
             _ = shutdown.changed() => return,
         };
         match delivery {
-            Ok(Some(d)) => handle(d).await,
+            Ok(Some(d)) => {
+                let token = in_flight.insert(&d.lease);
+                handle(d).await;
+                in_flight.remove(token);
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(pool, error = %e, "dequeue failed");
@@ -322,13 +376,15 @@ async fn consume<F, Fut>(
 
 /// Like [`consume`], but with up to `limit` deliveries handled at once (each in its own task,
 /// aborted with the loop). Handlers that mostly wait for their commit let signals of many runs
-/// share a batch.
+/// share a batch. When `shutdown` fires, no more are taken and the loop returns once those in
+/// hand are done.
 async fn consume_concurrently<F, Fut>(
     queue: Arc<dyn Queue>,
     pool: &str,
     consumer: &str,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     limit: usize,
+    in_flight: Arc<InFlight>,
     mut handle: F,
 ) where
     F: FnMut(Delivery) -> Fut,
@@ -337,23 +393,29 @@ async fn consume_concurrently<F, Fut>(
     let mut running = tokio::task::JoinSet::new();
     loop {
         if *shutdown.borrow() {
-            return;
+            break;
         }
         while running.try_join_next().is_some() {}
         if running.len() >= limit.max(1) {
             tokio::select! {
                 _ = running.join_next() => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             }
             continue;
         }
         let delivery = tokio::select! {
             d = queue.dequeue(pool, consumer, VISIBILITY, POLL) => d,
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         };
         match delivery {
             Ok(Some(d)) => {
-                running.spawn(handle(d));
+                let token = in_flight.insert(&d.lease);
+                let in_flight = in_flight.clone();
+                let work = handle(d);
+                running.spawn(async move {
+                    work.await;
+                    in_flight.remove(token);
+                });
             }
             Ok(None) => {}
             Err(e) => {
@@ -362,6 +424,7 @@ async fn consume_concurrently<F, Fut>(
             }
         }
     }
+    while running.join_next().await.is_some() {}
 }
 
 /// Signals one coordinator loop applies at once.
@@ -404,6 +467,7 @@ pub async fn coordinator_loop(
     coordinator: Arc<Coordinator>,
     consumer: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    in_flight: Arc<InFlight>,
 ) {
     let queue = coordinator.queue().clone();
     consume_concurrently(
@@ -412,6 +476,7 @@ pub async fn coordinator_loop(
         &consumer,
         shutdown,
         SIGNALS_IN_FLIGHT,
+        in_flight,
         |delivery| {
             let coordinator = coordinator.clone();
             let queue = queue.clone();
@@ -444,6 +509,7 @@ pub async fn timer_worker(
     coordinator: Arc<Coordinator>,
     consumer: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    in_flight: Arc<InFlight>,
 ) {
     let queue = coordinator.queue().clone();
     consume(
@@ -451,6 +517,7 @@ pub async fn timer_worker(
         crate::plan::TIMER_POOL,
         &consumer,
         shutdown,
+        in_flight,
         |delivery| {
             let coordinator = coordinator.clone();
             let queue = queue.clone();

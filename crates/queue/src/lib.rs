@@ -47,6 +47,7 @@
 //! feature one in Redis (`RedisFeatureMap`), and its conformance suite
 //! [`feature_map_conformance`].
 
+pub mod cluster;
 pub mod conformance;
 mod error;
 pub mod feature_map;
@@ -60,6 +61,9 @@ pub mod redis_feature_map;
 pub mod redis_queue;
 mod task;
 
+#[cfg(feature = "redis")]
+pub use cluster::RedisRegistry;
+pub use cluster::{InMemoryRegistry, ProcessEntry, Registry};
 pub use error::QueueError;
 pub use feature_map::{
     FeatureMap, FeatureMapError, MapSnapshot, MapUpdate, MapValues, Subscription,

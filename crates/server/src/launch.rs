@@ -1,7 +1,9 @@
-//! The wiring of `tradeloom serve`: the store, the simulator (resuming interrupted jobs), the
-//! workflow runtime over an in-process queue, the schedule loop, the meta health monitor and
-//! the API state, served until a stop signal, then handed back cleanly (unfinished runs and
-//! jobs resume at the next start, heartbeats are removed).
+//! The wiring of `tradeloom serve` (and of `coordinator` and `worker`, which are `serve` with
+//! some roles): the store, the simulator (resuming interrupted jobs), the workflow runtime over
+//! an in-process queue — or, with Redis, the cluster's queue — the schedule loop, the meta
+//! health monitor, the process registry and the API state, served until a stop signal, then
+//! handed back cleanly (in-flight work finishes within a grace period or goes back to the
+//! queue, unfinished runs and jobs resume, heartbeats and the registry entry are removed).
 //!
 //! The command line turns flags into [`ServeOptions`] and a bound listener;
 //! [`Server::start`] does the rest.
@@ -20,10 +22,13 @@ use tradeloom_agents::{AgentError, ConfigDir, Simulator, SimulatorOptions};
 use tradeloom_flow::FlowLimits;
 use tradeloom_net::{Outbound, SsrfPolicy};
 use tradeloom_ops::health::{HealthError, Monitor};
+use tradeloom_orchestrator::runtime::LoopRoles;
 use tradeloom_orchestrator::schedule::Scheduler;
 use tradeloom_orchestrator::{OrchestratorError, Runtime, RuntimeConfig};
+use tradeloom_queue::{InMemoryRegistry, ProcessEntry, QueueError, Registry};
 use tradeloom_store::{Store, StoreError};
 
+use crate::cluster::ClusterView;
 use crate::{AppState, AuthMode, MetaHealthSlot, RateLimits};
 
 pub use batch::{Batch, BatchOutcome, outbound_of_config};
@@ -33,6 +38,100 @@ pub use signals::StopSignals;
 /// How long in-flight requests get to finish after a stop signal (open WebSockets would hold a
 /// graceful shutdown forever).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long in-flight workflow work (node attempts, signals) gets to finish after a stop signal
+/// before it is handed back to the queue.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+/// The roles a process runs: `api` (the HTTP API, simulation jobs, engine runs),
+/// `coordinator` (applies workflow signals, approval timers, schedules) and `worker` (runs
+/// nodes of its pools). `serve` runs all three.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub coordinator: bool,
+    pub worker: bool,
+    /// The worker's node-type pools; empty: every pool.
+    pub pools: Vec<String>,
+}
+
+/// The role names, in the order they are listed.
+pub const ROLE_NAMES: [&str; 3] = ["api", "coordinator", "worker"];
+
+impl Roles {
+    /// Every role: the embedded default.
+    pub fn all() -> Self {
+        Roles {
+            api: true,
+            coordinator: true,
+            worker: true,
+            pools: Vec::new(),
+        }
+    }
+
+    /// Parses `api,coordinator,worker` (any non-empty subset, any order).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut roles = Roles {
+            api: false,
+            coordinator: false,
+            worker: false,
+            pools: Vec::new(),
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "api" => roles.api = true,
+                "coordinator" => roles.coordinator = true,
+                "worker" => roles.worker = true,
+                other => {
+                    return Err(format!(
+                        "unknown role `{other}`; the roles are {}",
+                        ROLE_NAMES.join(", ")
+                    ));
+                }
+            }
+        }
+        if !(roles.api || roles.coordinator || roles.worker) {
+            return Err(format!(
+                "no role given; the roles are {}",
+                ROLE_NAMES.join(", ")
+            ));
+        }
+        Ok(roles)
+    }
+
+    /// Whether every role runs here (no cluster needed).
+    pub fn is_all(&self) -> bool {
+        self.api && self.coordinator && self.worker && self.pools.is_empty()
+    }
+
+    /// The names of the roles, as `GET /cluster` lists them.
+    pub fn names(&self) -> Vec<String> {
+        ROLE_NAMES
+            .iter()
+            .zip([self.api, self.coordinator, self.worker])
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    fn loops(&self) -> Result<LoopRoles, String> {
+        let mut loops = if self.worker {
+            LoopRoles::workers(&self.pools)?
+        } else {
+            LoopRoles::none()
+        };
+        loops.coordinator = self.coordinator;
+        Ok(loops)
+    }
+}
+
+/// The Redis of a cluster: the workflow queue and the process registry live there, under
+/// `prefix`, shared by every process given the same URL and prefix.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: String,
+    pub prefix: String,
+}
 
 /// Everything `tradeloom serve` is told, checked.
 #[derive(Clone, Debug)]
@@ -68,6 +167,12 @@ pub struct ServeOptions {
     pub schedule_tick: Duration,
     /// Time between the in-process meta health checks.
     pub health_interval: Duration,
+    /// The roles of this process (default: all).
+    pub roles: Roles,
+    /// The cluster's Redis; `None`: the in-process queue (every role must then run here).
+    pub redis: Option<RedisSettings>,
+    /// How long in-flight workflow work gets to finish at a stop ([`DRAIN_GRACE`]).
+    pub drain_grace: Duration,
 }
 
 /// Why `serve` could not start or stopped with an error.
@@ -105,19 +210,33 @@ pub enum LaunchError {
     },
     #[error("the API server stopped")]
     Stopped(#[source] std::io::Error),
+    /// Bad roles, or a cluster setting missing.
+    #[error("{0}")]
+    Roles(String),
+    /// The cluster's Redis (URL redacted).
+    #[error("cannot use the Redis at {location}: {source}")]
+    Redis {
+        location: String,
+        #[source]
+        source: QueueError,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// A started `serve`: every part running, the listener bound but not yet answering.
+/// A started `serve`: every part running, the listener (with the `api` role) bound but not yet
+/// answering.
 pub struct Server {
-    listener: tokio::net::TcpListener,
-    local: SocketAddr,
+    listener: Option<tokio::net::TcpListener>,
+    local: Option<SocketAddr>,
     state: AppState,
     simulator: Arc<Simulator>,
     runtime: Arc<Runtime>,
-    scheduler: Arc<tokio::task::JoinHandle<()>>,
+    /// With the coordinator role.
+    scheduler: Option<Arc<tokio::task::JoinHandle<()>>>,
     monitor: Monitor,
+    registration: Registration,
+    drain_grace: Duration,
 }
 
 impl Server {
@@ -125,8 +244,20 @@ impl Server {
     /// starts the schedule loop and the health monitor, and logs how the API is guarded.
     pub async fn start(
         options: ServeOptions,
-        listener: tokio::net::TcpListener,
+        listener: Option<tokio::net::TcpListener>,
     ) -> Result<Self, LaunchError> {
+        if options.roles.api != listener.is_some() {
+            return Err(LaunchError::Roles(
+                "a process answers HTTP exactly when it has the `api` role".into(),
+            ));
+        }
+        if !options.roles.is_all() && options.redis.is_none() {
+            return Err(LaunchError::Roles(format!(
+                "roles {} without --redis-url: processes share their workflow queue through Redis, so a process with only some roles needs --redis-url (or TRADELOOM_REDIS_URL)",
+                options.roles.names().join(",")
+            )));
+        }
+        let loops = options.roles.loops().map_err(LaunchError::Roles)?;
         let store = tradeloom_store::open_store(&options.store_location)
             .await
             .map_err(|source| LaunchError::Store {
@@ -142,38 +273,62 @@ impl Server {
                 outbound: options.outbound.clone(),
             },
         );
-        let resumed = simulator.resume_interrupted().await?;
-        if !resumed.is_empty() {
-            tracing::info!(jobs = ?resumed, "resuming interrupted simulation jobs");
+        if options.roles.api {
+            let resumed = simulator.resume_interrupted().await?;
+            if !resumed.is_empty() {
+                tracing::info!(jobs = ?resumed, "resuming interrupted simulation jobs");
+            }
         }
-        let runtime = workflow_runtime(&options, store, simulator.clone())?;
+        let (queue, registry) = cluster_backends(options.redis.as_ref()).await?;
+        let runtime = workflow_runtime(&options, store, queue, loops, simulator.clone())?;
         let resumed_runs = runtime.start().await.map_err(LaunchError::Workflows)?;
         if resumed_runs > 0 {
             tracing::info!(runs = resumed_runs, "resumed unfinished workflow runs");
         }
-        let scheduler = Scheduler::new(runtime.store().clone(), runtime.clone())
-            .with_flow_limits(options.flow_limits)
-            .spawn(options.schedule_tick);
-        let scheduler = Arc::new(scheduler);
-        let local = listener.local_addr()?;
-        let auth = options
-            .auth
-            .unwrap_or_else(|| AuthMode::default_for(local.ip()));
-        access_log::log_access(
-            simulator.store().as_ref(),
-            auth,
-            local.ip(),
-            &options.rate_limits,
-        )
-        .await;
+        let scheduler = options.roles.coordinator.then(|| {
+            Arc::new(
+                Scheduler::new(runtime.store().clone(), runtime.clone())
+                    .with_flow_limits(options.flow_limits)
+                    .spawn(options.schedule_tick),
+            )
+        });
+        let local = match &listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let auth = options.auth.unwrap_or_else(|| {
+            local.map_or(AuthMode::Required, |local| {
+                AuthMode::default_for(local.ip())
+            })
+        });
+        if let Some(local) = local {
+            access_log::log_access(
+                simulator.store().as_ref(),
+                auth,
+                local.ip(),
+                &options.rate_limits,
+            )
+            .await;
+        }
         let meta_health = MetaHealthSlot::default();
         let monitor = Monitor::start(
             &options.data_dir,
             options.health_interval,
             simulator.store().clone(),
-            Arc::new(ServeProcess::new(runtime.clone(), scheduler.clone())),
+            Arc::new(ServeProcess::new(
+                runtime.clone(),
+                scheduler.clone(),
+                options.roles.api,
+            )),
             meta_health.clone(),
         )?;
+        let registration = Registration::start(
+            registry,
+            runtime.clone(),
+            &options.roles,
+            local.map(|a| a.to_string()),
+        )
+        .await?;
         let state = AppState::new(simulator.clone())
             .with_auth(auth)
             .with_rate_limits(options.rate_limits)
@@ -181,7 +336,14 @@ impl Server {
             .with_meta_health(meta_health)
             .with_config_dir(options.config_dir)
             .with_allowed_hosts(options.allowed_hosts)
-            .with_allowed_origins(options.allowed_origins);
+            .with_allowed_origins(options.allowed_origins)
+            .with_cluster(registration.view());
+        tracing::info!(
+            process = %registration.id(),
+            roles = %options.roles.names().join(","),
+            queue = if options.redis.is_some() { "redis" } else { "in-process" },
+            "started"
+        );
         Ok(Self {
             listener,
             local,
@@ -190,41 +352,64 @@ impl Server {
             runtime,
             scheduler,
             monitor,
+            registration,
+            drain_grace: options.drain_grace,
         })
     }
 
-    /// The address the API answers on.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address the API answers on (`None` without the `api` role).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local
+    }
+
+    /// This process's id in the cluster's registry.
+    pub fn process_id(&self) -> &str {
+        self.registration.id()
     }
 
     /// Serves until SIGTERM or SIGINT, then stops accepting, gives in-flight requests
     /// [`STOP_GRACE`] to finish, and hands back what is in flight.
-    pub async fn serve_until_stopped(self, signals: &mut StopSignals) -> Result<(), LaunchError> {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut server = Box::pin(crate::serve(self.listener, self.state, async move {
-            let _ = stopped.await;
-        }));
-        let signal = tokio::select! {
-            r = &mut server => return r.map_err(LaunchError::Stopped),
-            signal = signals.recv() => signal,
-        };
-        tracing::info!(
-            signal,
-            "stopping: no new connections, in-flight requests finish"
-        );
-        let _ = stop.send(());
-        match tokio::time::timeout(STOP_GRACE, &mut server).await {
-            Ok(r) => r.map_err(LaunchError::Stopped)?,
-            Err(_) => tracing::warn!(
-                grace_secs = STOP_GRACE.as_secs(),
-                "requests still open after the grace period are closed"
-            ),
+    pub async fn serve_until_stopped(
+        mut self,
+        signals: &mut StopSignals,
+    ) -> Result<(), LaunchError> {
+        match self.listener.take() {
+            Some(listener) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let mut server = Box::pin(crate::serve(listener, self.state.clone(), async move {
+                    let _ = stopped.await;
+                }));
+                let signal = tokio::select! {
+                    r = &mut server => return r.map_err(LaunchError::Stopped),
+                    signal = signals.recv() => signal,
+                };
+                tracing::info!(
+                    signal,
+                    "stopping: no new connections, in-flight requests finish"
+                );
+                self.registration.set_draining();
+                let _ = stop.send(());
+                match tokio::time::timeout(STOP_GRACE, &mut server).await {
+                    Ok(r) => r.map_err(LaunchError::Stopped)?,
+                    Err(_) => tracing::warn!(
+                        grace_secs = STOP_GRACE.as_secs(),
+                        "requests still open after the grace period are closed"
+                    ),
+                }
+            }
+            None => {
+                let signal = signals.recv().await;
+                tracing::info!(signal, "stopping: no new work is taken");
+                self.registration.set_draining();
+            }
         }
-        // The workflow runtime's loops stop (unfinished runs resume at the next start),
-        // simulation jobs of this process are marked interrupted (they resume likewise), and
-        // the heartbeats go.
-        self.scheduler.abort();
+        // The workflow runtime's loops take no more work; what they hold finishes within the
+        // grace period or goes back to the queue (unfinished runs resume at the next start or
+        // on another process), simulation jobs of this process are marked interrupted (they
+        // resume likewise), and the heartbeats and the registry entry go.
+        if let Some(scheduler) = &self.scheduler {
+            scheduler.abort();
+        }
         // Paper runs of this server stop gracefully: open orders cancelled, folders sealed.
         let late = self
             .runtime
@@ -234,7 +419,7 @@ impl Server {
         if !late.is_empty() {
             tracing::warn!(runs = ?late, "paper runs had not stopped after 30 s; they stay `running` (resume them with `tradeloom run --resume ID`)");
         }
-        self.runtime.shutdown().await;
+        let drained = self.runtime.drain(self.drain_grace).await;
         for job_id in self.simulator.running_jobs().await {
             let reason = "interrupted: serve was stopped; the job resumes at the next start";
             if let Err(e) = self.simulator.store().interrupt_job(&job_id, reason).await {
@@ -242,15 +427,174 @@ impl Server {
             }
         }
         self.monitor.stop().await;
-        tracing::info!("stopped");
+        self.registration.stop().await;
+        tracing::info!(
+            finished_loops = drained.stopped,
+            handed_back = drained.handed_back,
+            "stopped"
+        );
         Ok(())
     }
 }
 
-/// The workflow runtime `serve` runs, over an in-process queue.
+/// The workflow queue and the process registry: in-process, or the cluster's on Redis.
+async fn cluster_backends(
+    redis: Option<&RedisSettings>,
+) -> Result<(Arc<dyn tradeloom_queue::Queue>, Arc<dyn Registry>), LaunchError> {
+    let Some(redis) = redis else {
+        return Ok((
+            Arc::new(tradeloom_queue::InMemoryQueue::new()),
+            Arc::new(InMemoryRegistry::new()),
+        ));
+    };
+    let failed = |source| LaunchError::Redis {
+        location: tradeloom_core::redact_userinfo(&redis.url).to_string(),
+        source,
+    };
+    redis_backends(redis).await.map_err(failed)
+}
+
+#[cfg(feature = "redis")]
+async fn redis_backends(
+    redis: &RedisSettings,
+) -> Result<(Arc<dyn tradeloom_queue::Queue>, Arc<dyn Registry>), QueueError> {
+    let queue = tradeloom_queue::RedisQueue::connect(
+        &redis.url,
+        &redis.prefix,
+        tradeloom_queue::RedisQueueOptions::default(),
+    )
+    .await?;
+    let registry = tradeloom_queue::RedisRegistry::connect(&redis.url, &redis.prefix).await?;
+    Ok((Arc::new(queue), Arc::new(registry)))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_backends(
+    _: &RedisSettings,
+) -> Result<(Arc<dyn tradeloom_queue::Queue>, Arc<dyn Registry>), QueueError> {
+    Err(QueueError::Invalid {
+        what: "Redis URL",
+        detail: "this build of tradeloom-server has no Redis support (the `redis` feature)".into(),
+    })
+}
+
+/// This process's entry in the cluster's registry, rewritten every
+/// [`tradeloom_queue::cluster::HEARTBEAT_EVERY`] with its in-flight count, removed at the end.
+struct Registration {
+    registry: Arc<dyn Registry>,
+    id: String,
+    entry: Arc<std::sync::Mutex<ProcessEntry>>,
+    beat: tokio::task::JoinHandle<()>,
+}
+
+impl Registration {
+    async fn start(
+        registry: Arc<dyn Registry>,
+        runtime: Arc<Runtime>,
+        roles: &Roles,
+        addr: Option<String>,
+    ) -> Result<Self, LaunchError> {
+        let host = hostname();
+        let now = chrono::Utc::now();
+        let entry = ProcessEntry {
+            id: ProcessEntry::new_id(&host),
+            roles: roles.names(),
+            pools: runtime.roles().pools.clone(),
+            concurrency: runtime.workers_per_pool(),
+            host,
+            pid: std::process::id(),
+            addr,
+            started_at: now,
+            heartbeat_at: now,
+            in_flight: 0,
+            state: "running".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        // The first write is checked: a cluster process that cannot register does not start.
+        registry
+            .heartbeat(&entry)
+            .await
+            .map_err(|source| LaunchError::Redis {
+                location: "the process registry".into(),
+                source,
+            })?;
+        let id = entry.id.clone();
+        let entry = Arc::new(std::sync::Mutex::new(entry));
+        let beat = tokio::spawn({
+            let (registry, entry) = (registry.clone(), entry.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(tradeloom_queue::cluster::HEARTBEAT_EVERY).await;
+                    let current = {
+                        let mut e = entry.lock().unwrap_or_else(|p| p.into_inner());
+                        e.heartbeat_at = chrono::Utc::now();
+                        e.in_flight = runtime.in_flight();
+                        e.clone()
+                    };
+                    if let Err(e) = registry.heartbeat(&current).await {
+                        tracing::warn!(error = %e, "cannot write this process's registry entry");
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            registry,
+            id,
+            entry,
+            beat,
+        })
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn view(&self) -> ClusterView {
+        ClusterView {
+            registry: self.registry.clone(),
+            self_id: self.id().to_string(),
+        }
+    }
+
+    /// Marks the entry `draining` at once (a stop signal came).
+    fn set_draining(&self) {
+        let current = {
+            let mut e = self.entry.lock().unwrap_or_else(|p| p.into_inner());
+            e.state = "draining".into();
+            e.clone()
+        };
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            let _ = registry.heartbeat(&current).await;
+        });
+    }
+
+    /// Stops the heartbeat and removes the entry.
+    async fn stop(self) {
+        self.beat.abort();
+        let _ = self.beat.await;
+        if let Err(e) = self.registry.remove(&self.id).await {
+            tracing::warn!(error = %e, "cannot remove this process's registry entry; it expires on its own");
+        }
+    }
+}
+
+/// The host name (`HOSTNAME`, else `/etc/hostname`, else `localhost`).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The workflow runtime of this process over `queue`, running the loops of `loops`.
 fn workflow_runtime(
     options: &ServeOptions,
     store: Arc<dyn Store>,
+    queue: Arc<dyn tradeloom_queue::Queue>,
+    loops: LoopRoles,
     simulator: Arc<Simulator>,
 ) -> Result<Arc<Runtime>, LaunchError> {
     let mut config = RuntimeConfig::new(options.data_dir.clone());
@@ -265,6 +609,6 @@ fn workflow_runtime(
     }
     config.ssrf = options.ssrf.clone();
     config.secrets = options.outbound.secrets.clone();
-    let queue: Arc<dyn tradeloom_queue::Queue> = Arc::new(tradeloom_queue::InMemoryQueue::new());
+    config.roles = loops;
     Runtime::new(store, queue, config, Some(simulator)).map_err(LaunchError::Workflows)
 }

@@ -8,6 +8,7 @@
 mod auth;
 pub mod bench;
 mod browser;
+pub mod cluster;
 mod engine_runs;
 mod error;
 mod health;
@@ -83,6 +84,8 @@ pub struct AppState {
     /// Engine runs started by `POST /runs` when there is no workflow runtime (with one, its
     /// registry is used: see [`AppState::engine_runs`]).
     engine_runs: Arc<tradeloom_orchestrator::EngineRuns>,
+    /// The process registry `GET /cluster` lists; set with [`AppState::with_cluster`].
+    cluster: Option<cluster::ClusterView>,
 }
 
 impl AppState {
@@ -110,7 +113,14 @@ impl AppState {
             browser: Arc::default(),
             reads: Arc::default(),
             engine_runs,
+            cluster: None,
         }
+    }
+
+    /// Lists the processes of `view`'s registry at `GET /cluster`.
+    pub fn with_cluster(mut self, view: cluster::ClusterView) -> Self {
+        self.cluster = Some(view);
+        self
     }
 
     /// The engine runs (backtests and paper runs) of this process: the workflow runtime's
@@ -208,6 +218,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(engine_runs::orders))
         .routes(routes!(engine_runs::trades))
         .routes(routes!(engine_runs::stop))
+        .routes(routes!(cluster::cluster))
 }
 
 /// The OpenAPI 3.1 document of the API (what `GET /openapi.json` serves).

@@ -186,3 +186,78 @@ fn serve_takes_its_address_from_the_environment() {
         assert!(!line.contains(":8080"), "{env:?}: {line:?}");
     }
 }
+
+/// Every command line of the container deployments (`command:` of deploy/compose.yaml, `args:`
+/// of deploy/k8s, the Dockerfile's `CMD`), as the binary's argument parser sees it.
+fn deployment_command_lines() -> Vec<(String, Vec<String>)> {
+    let mut lines = Vec::new();
+    let strings = |v: &yaml_serde::Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let compose: yaml_serde::Value = yaml_serde::from_str(
+        &std::fs::read_to_string(crate::repo().join("deploy/compose.yaml")).unwrap(),
+    )
+    .unwrap();
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        let image = service.get("image").and_then(|i| i.as_str()).unwrap_or("");
+        let ours = image.starts_with("tradeloom") || service.get("<<").is_some();
+        if let (true, Some(command)) = (ours, service.get("command")) {
+            lines.push((
+                format!("compose {}", name.as_str().unwrap()),
+                strings(command),
+            ));
+        }
+    }
+    for entry in std::fs::read_dir(crate::repo().join("deploy/k8s")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in text.split("\n---\n") {
+            let v: yaml_serde::Value = yaml_serde::from_str(doc).unwrap();
+            if v["kind"].as_str() != Some("Deployment") {
+                continue;
+            }
+            for c in v["spec"]["template"]["spec"]["containers"]
+                .as_sequence()
+                .unwrap()
+            {
+                let file = path.file_name().unwrap().to_string_lossy().into_owned();
+                lines.push((format!("k8s {file}"), strings(&c["args"])));
+            }
+        }
+    }
+    let dockerfile = std::fs::read_to_string(crate::repo().join("Dockerfile")).unwrap();
+    let cmd = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("the Dockerfile has a CMD");
+    let cmd: Vec<String> = serde_json::from_str(cmd).unwrap();
+    lines.push(("Dockerfile CMD".into(), cmd));
+    lines
+}
+
+#[test]
+fn container_deployments_run_commands_the_binary_accepts() {
+    let lines = deployment_command_lines();
+    // api, coordinator, two workers in compose; three Deployments; the Dockerfile.
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    for (source, args) in &lines {
+        // Parsed up to `--help`: an unknown command, flag or bad value fails before it.
+        let mut with_help: Vec<&str> = args.iter().map(String::as_str).collect();
+        with_help.push("--help");
+        let o = tradeloom(tmp.path(), &with_help);
+        assert!(
+            o.status.success(),
+            "{source}: `tradeloom {}` is refused: {}",
+            args.join(" "),
+            stderr(&o)
+        );
+    }
+    // And the parser does refuse a misspelt flag this way.
+    let o = tradeloom(tmp.path(), &["worker", "--concurrenzy", "2", "--help"]);
+    assert!(!o.status.success());
+}

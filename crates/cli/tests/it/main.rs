@@ -5,6 +5,7 @@ mod access;
 mod accounts;
 mod bad_input;
 mod bridge;
+mod cluster;
 mod commands;
 mod connectivity;
 mod deploy;

@@ -28,7 +28,7 @@ pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Probe> + Send + 'a>>;
 /// The process the monitor runs in: its loops (a [`Supervisor`]), its roles and its queue.
 pub trait MonitoredProcess: Supervisor + 'static {
     /// The roles whose heartbeats the process writes, in a fixed order.
-    fn roles(&self) -> &'static [&'static str];
+    fn roles(&self) -> Vec<&'static str>;
     /// Each role with whether it is alive right now (a role whose loops all died is not).
     fn roles_alive(&self) -> Vec<(&'static str, bool)>;
     /// Whether the process's queue answers (within [`super::PROBE_TIMEOUT`]).
@@ -38,7 +38,7 @@ pub trait MonitoredProcess: Supervisor + 'static {
 /// The monitor of a process; [`Monitor::stop`] ends it and removes the heartbeats.
 pub struct Monitor {
     data_dir: PathBuf,
-    roles: &'static [&'static str],
+    roles: Vec<&'static str>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -77,7 +77,7 @@ impl Monitor {
             t.abort();
             let _ = t.await;
         }
-        for role in self.roles {
+        for role in &self.roles {
             remove_heartbeat(&self.data_dir, role);
         }
     }

@@ -12,6 +12,8 @@ mod conformance;
 mod feature_map;
 mod in_memory;
 #[cfg(feature = "redis")]
+mod redis_cluster;
+#[cfg(feature = "redis")]
 mod redis_feature_map;
 #[cfg(feature = "redis")]
 mod redis_queue;

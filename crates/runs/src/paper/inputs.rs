@@ -732,7 +732,9 @@ mod tests {
             inputs.push(Input::Idle { n: k, wall: raw });
             inputs.push(Input::Gate {
                 call: k * 1_000_003,
-                engaged: k.is_multiple_of(2).then(|| format!("operator: \"stop\" \t{k}")),
+                engaged: k
+                    .is_multiple_of(2)
+                    .then(|| format!("operator: \"stop\" \t{k}")),
                 flatten: k.is_multiple_of(3),
             });
         }

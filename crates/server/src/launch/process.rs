@@ -10,19 +10,25 @@ use tradeloom_ops::health::{
 use tradeloom_orchestrator::Runtime;
 use tradeloom_orchestrator::runtime::{COORDINATOR_GROUP, TIMERS_GROUP};
 
-/// The roles whose heartbeats `serve` writes.
+/// The roles whose heartbeats `serve` writes when it runs every role.
 pub const SERVE_ROLES: [&str; 4] = ["api", "coordinator", "workers", "scheduler"];
 
-/// The workflow runtime and the schedule loop of a `serve` process.
+/// The workflow runtime and the schedule loop of a `serve`, `coordinator` or `worker` process.
 pub struct ServeProcess {
     runtime: Arc<Runtime>,
-    scheduler: Arc<JoinHandle<()>>,
+    /// `None` without the coordinator role (the schedule loop runs with it).
+    scheduler: Option<Arc<JoinHandle<()>>>,
+    api: bool,
 }
 
 impl ServeProcess {
-    /// The process of `runtime` and `scheduler`.
-    pub fn new(runtime: Arc<Runtime>, scheduler: Arc<JoinHandle<()>>) -> Self {
-        Self { runtime, scheduler }
+    /// The process of `runtime` and `scheduler`, answering the API when `api`.
+    pub fn new(runtime: Arc<Runtime>, scheduler: Option<Arc<JoinHandle<()>>>, api: bool) -> Self {
+        Self {
+            runtime,
+            scheduler,
+            api,
+        }
     }
 }
 
@@ -54,8 +60,17 @@ impl Supervisor for ServeProcess {
 }
 
 impl MonitoredProcess for ServeProcess {
-    fn roles(&self) -> &'static [&'static str] {
-        &SERVE_ROLES
+    fn roles(&self) -> Vec<&'static str> {
+        let roles = self.runtime.roles();
+        SERVE_ROLES
+            .into_iter()
+            .filter(|role| match *role {
+                "api" => self.api,
+                "coordinator" => roles.coordinator,
+                "workers" => !roles.pools.is_empty(),
+                _ => self.scheduler.is_some(),
+            })
+            .collect()
     }
 
     fn roles_alive(&self) -> Vec<(&'static str, bool)> {
@@ -69,12 +84,18 @@ impl MonitoredProcess for ServeProcess {
             .iter()
             .filter(|g| g.group != COORDINATOR_GROUP && g.group != TIMERS_GROUP)
             .all(|g| g.finished < g.total);
-        vec![
-            ("api", true),
-            ("coordinator", group_alive(COORDINATOR_GROUP)),
-            ("workers", workers),
-            ("scheduler", !self.scheduler.is_finished()),
-        ]
+        self.roles()
+            .into_iter()
+            .map(|role| {
+                let alive = match role {
+                    "api" => true,
+                    "coordinator" => group_alive(COORDINATOR_GROUP),
+                    "workers" => workers,
+                    _ => self.scheduler.as_ref().is_some_and(|s| !s.is_finished()),
+                };
+                (role, alive)
+            })
+            .collect()
     }
 
     fn probe_queue(&self) -> ProbeFuture<'_> {

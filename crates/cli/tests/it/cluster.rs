@@ -1,0 +1,335 @@
+//! The cluster mode as separate processes on PostgreSQL and Redis (issue 16), when both
+//! `TRADELOOM_TEST_POSTGRES_URL` and `TRADELOOM_TEST_REDIS_URL` are set (skipped with a note
+//! otherwise; set and unreachable, the test fails): `serve --roles api`, two `coordinator`s and
+//! two `worker`s on one scratch database and one Redis key prefix. Every process shows in
+//! `GET /cluster`; workflow runs complete while a worker and a coordinator are killed with
+//! SIGKILL, each `http` effect arriving under one idempotency key per node; a killed process
+//! drops out of the registry; SIGTERM stops a worker with exit 0, its entry removed and no
+//! lease left held.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::{Value, json};
+use tradeloom_queue::{Queue, RedisQueue, RedisQueueOptions};
+use tradeloom_store::ScratchDatabase;
+
+use crate::service::Service;
+
+const PG_ENV: &str = "TRADELOOM_TEST_POSTGRES_URL";
+const REDIS_ENV: &str = "TRADELOOM_TEST_REDIS_URL";
+
+/// (idempotency key, run id) of every request the sink received, duplicates included.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn sink() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/effect",
+        post(move |headers: HeaderMap, body: String| {
+            let s = s.clone();
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                s.lock()
+                    .unwrap()
+                    .push((key, body["run"].as_str().unwrap_or("").to_string()));
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                "{\"ok\": true}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// A `coordinator` or `worker` process: its child and the id it printed.
+struct Member {
+    child: Child,
+    id: String,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn member(command: &str, common: &[String], extra: &[&str]) -> Member {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tradeloom"))
+        .arg(command)
+        .args(common)
+        .args(extra)
+        .current_dir(crate::repo())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("tradeloom starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let id = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_else(|| panic!("no process id in {line:?}"))
+        .to_string();
+    assert!(
+        line.contains(&format!("tradeloom {command} running as")),
+        "{line:?}"
+    );
+    Member { child, id }
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET {url}");
+    r.json().await.unwrap()
+}
+
+/// The ids and roles `GET /cluster` lists.
+async fn members(client: &reqwest::Client, api: &str) -> BTreeMap<String, Vec<String>> {
+    let body = get(client, format!("{api}/cluster")).await;
+    assert_eq!(body["mode"], "redis", "{body}");
+    body["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let roles = p["roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
+            (p["id"].as_str().unwrap().to_string(), roles)
+        })
+        .collect()
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the process did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_of_processes_survives_kills_and_stops_cleanly() {
+    let (Ok(pg), Ok(redis)) = (std::env::var(PG_ENV), std::env::var(REDIS_ENV)) else {
+        eprintln!("note: {PG_ENV} and {REDIS_ENV} are not both set; skipping the cluster test");
+        return;
+    };
+    let db = ScratchDatabase::create(&pg, "tl_cluster")
+        .await
+        .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
+    let prefix = format!("tl-test-{}:", uuid::Uuid::now_v7().simple());
+    let data = tempfile::tempdir().unwrap();
+    let (sink_url, seen) = sink().await;
+    tradeloom_llm::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let common: Vec<String> = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--database-url",
+        db.url(),
+        "--redis-url",
+        &redis,
+        "--redis-prefix",
+        &prefix,
+        "--http-allow",
+        "127.0.0.1",
+        "--drain-grace",
+        "5s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    // The API alone first: it creates the schema; coordinators and workers join.
+    let mut api_args: Vec<&str> = common.iter().map(String::as_str).skip(2).collect();
+    api_args.extend([
+        "--roles",
+        "api",
+        "--rate-limit-per-key",
+        "0",
+        "--rate-limit-runs-light",
+        "0",
+    ]);
+    let api = Service::serve_with(data.path(), &api_args, &[]);
+    let mut coordinators = vec![
+        member("coordinator", &common, &[]),
+        member("coordinator", &common, &[]),
+    ];
+    let mut workers = vec![
+        member("worker", &common, &["--concurrency", "2"]),
+        member(
+            "worker",
+            &common,
+            &["--pool", "transform,wait,http", "--concurrency", "2"],
+        ),
+    ];
+    let listed = members(&client, &api.url).await;
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    for c in &coordinators {
+        assert_eq!(listed[&c.id], ["coordinator"]);
+    }
+    for w in &workers {
+        assert_eq!(listed[&w.id], ["worker"]);
+    }
+    assert_eq!(listed.values().filter(|r| *r == &["api"]).count(), 1);
+
+    let r = client
+        .post(format!("{}/workflows", api.url))
+        .json(&json!({"name": "cluster-test", "nodes": [
+            {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
+            {"id": "b", "type": "wait", "needs": ["a"], "config": {"duration_ms": 150}},
+            {"id": "c", "type": "http", "needs": ["a"],
+             "config": {"method": "POST", "url": format!("{sink_url}/effect"), "body": {"run": "{{ run.id }}"}}},
+            {"id": "d", "type": "transform", "needs": ["b", "c"], "config": {"output": {"y": "{{ a.x }}"}}},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let workflow = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut runs = Vec::new();
+    for _ in 0..30 {
+        let r = client
+            .post(format!("{}/workflows/{workflow}/runs", api.url))
+            .json(&json!({"inputs": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        runs.push(
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // Mid-flight: one worker and one coordinator die without a word.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dead_worker = workers.remove(0);
+    let dead_coordinator = coordinators.remove(0);
+    let dead = [dead_worker.id.clone(), dead_coordinator.id.clone()];
+    drop(dead_worker);
+    drop(dead_coordinator);
+
+    // Their leases run out (30 s) and the survivors finish every run.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for run in &runs {
+        loop {
+            let body = get(&client, format!("{}/workflow-runs/{run}", api.url)).await;
+            match body["status"].as_str().unwrap() {
+                "completed" => break,
+                "failed" | "cancelled" => panic!("run {run} ended {}", body),
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run} did not finish: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Each run's http effect arrived under one idempotency key (retries reuse it).
+    let seen = seen.lock().unwrap().clone();
+    let keys_per_run: BTreeMap<&str, BTreeSet<&str>> =
+        seen.iter().fold(BTreeMap::new(), |mut m, (key, run)| {
+            m.entry(run.as_str()).or_default().insert(key.as_str());
+            m
+        });
+    assert_eq!(keys_per_run.len(), runs.len(), "every run's effect arrived");
+    for (run, keys) in &keys_per_run {
+        assert_eq!(keys.len(), 1, "run {run} sent its effect under {keys:?}");
+    }
+
+    // The killed processes drop out of the registry when their entries expire.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = members(&client, &api.url).await;
+        if dead.iter().all(|id| !listed.contains_key(id)) {
+            assert_eq!(listed.len(), 3, "{listed:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "killed processes still listed: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // SIGTERM: exit 0, the entry removed at once, no lease held.
+    let mut worker = workers.remove(0);
+    sigterm(&worker.child);
+    let status = wait_exit(&mut worker.child, Duration::from_secs(20));
+    assert!(status.success(), "worker exited {status}");
+    assert!(!members(&client, &api.url).await.contains_key(&worker.id));
+    let mut coordinator = coordinators.remove(0);
+    sigterm(&coordinator.child);
+    assert!(wait_exit(&mut coordinator.child, Duration::from_secs(20)).success());
+    let queue = RedisQueue::connect(&redis, &prefix, RedisQueueOptions::default())
+        .await
+        .unwrap();
+    for pool in ["transform", "wait", "http", "agent", "signals", "timer"] {
+        let stats = queue.stats(pool).await.unwrap();
+        assert_eq!(stats.leased, 0, "pool {pool}: {stats:?}");
+    }
+    let listed = members(&client, &api.url).await;
+    assert_eq!(listed.len(), 1, "only the API is left: {listed:?}");
+    drop(api);
+    cleanup(&redis, &prefix);
+    db.drop_database().await.unwrap();
+}
+
+/// Deletes the test's keys.
+fn cleanup(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut con)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _ = redis::cmd("DEL").arg(keys).exec(&mut con);
+    }
+}
