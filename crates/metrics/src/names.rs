@@ -205,6 +205,12 @@ pub const QUEUE_DEAD_LETTERS: MetricName = metric(
     "Tasks of a workflow queue pool given up on after their last attempt.",
     &["pool"],
 );
+pub const RATE_LIMIT_LOCAL_FALLBACKS_TOTAL: MetricName = metric(
+    "tradeloom_rate_limit_local_fallbacks_total",
+    MetricKind::Counter,
+    "Rate-limit checks of this process decided on its own buckets because the Redis holding the shared budgets did not answer (present when the limits are shared).",
+    &[],
+);
 pub const LLM_REQUESTS_TOTAL: MetricName = metric(
     "tradeloom_llm_requests_total",
     MetricKind::Counter,
@@ -252,6 +258,7 @@ pub const ALL: &[MetricName] = &[
     QUEUE_DEAD_LETTERS,
     QUEUE_DEPTH,
     QUEUE_LEASED,
+    RATE_LIMIT_LOCAL_FALLBACKS_TOTAL,
     RUN_BARS_TOTAL,
     RUN_FILLS_TOTAL,
     RUN_FINAL_EQUITY,

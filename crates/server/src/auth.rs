@@ -401,7 +401,11 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
     let principal = match authenticated {
         Ok(principal) => principal,
         Err(refusal) => {
-            if let Err(e) = state.limiter().check_unauthenticated(&client_address(&req)) {
+            if let Err(e) = state
+                .limiter()
+                .check_unauthenticated(&client_address(&req))
+                .await
+            {
                 return e.into_response();
             }
             return match required {
@@ -411,7 +415,7 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
             };
         }
     };
-    if let Err(e) = state.limiter().check_global() {
+    if let Err(e) = state.limiter().check_global().await {
         return e.into_response();
     }
     if let Some(required) = required {
@@ -419,7 +423,7 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
             Some(id) => format!("key:{id}"),
             None => format!("ip:{}", client_address(&req)),
         };
-        if let Err(e) = state.limiter().check_client(&client) {
+        if let Err(e) = state.limiter().check_client(&client).await {
             return e.into_response();
         }
         if !principal.role.allows(required) {

@@ -213,6 +213,13 @@ pub enum LaunchError {
     /// Bad roles, or a cluster setting missing.
     #[error("{0}")]
     Roles(String),
+    /// The cluster's Redis for shared rate limits or the `/ws` event bus (URL redacted).
+    #[error("cannot use the Redis at {location} for {what}: {message}")]
+    RedisShared {
+        location: String,
+        what: &'static str,
+        message: String,
+    },
     /// The cluster's Redis (URL redacted).
     #[error("cannot use the Redis at {location}: {source}")]
     Redis {
@@ -237,6 +244,8 @@ pub struct Server {
     monitor: Monitor,
     registration: Registration,
     drain_grace: Duration,
+    /// The `/ws` event bus's reader and publisher (with Redis).
+    bus_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -338,6 +347,13 @@ impl Server {
             .with_allowed_hosts(options.allowed_hosts)
             .with_allowed_origins(options.allowed_origins)
             .with_cluster(registration.view());
+        let (state, bus_tasks) = match &options.redis {
+            Some(redis) => {
+                let (api, limits) = (options.roles.api, options.rate_limits);
+                shared_through_redis(state, redis, &runtime, api, limits).await?
+            }
+            None => (state, Vec::new()),
+        };
         tracing::info!(
             process = %registration.id(),
             roles = %options.roles.names().join(","),
@@ -354,6 +370,7 @@ impl Server {
             monitor,
             registration,
             drain_grace: options.drain_grace,
+            bus_tasks,
         })
     }
 
@@ -427,6 +444,9 @@ impl Server {
             }
         }
         self.monitor.stop().await;
+        for task in &self.bus_tasks {
+            task.abort();
+        }
         self.registration.stop().await;
         tracing::info!(
             finished_loops = drained.stopped,
@@ -435,6 +455,60 @@ impl Server {
         );
         Ok(())
     }
+}
+
+/// With Redis: the API's rate limits kept there (every `serve` on it spends the same budgets),
+/// its `/ws` connections woken by commits of any process, and this process's commits announced
+/// to the others. Returns the state and the event bus's tasks.
+#[cfg(feature = "redis")]
+async fn shared_through_redis(
+    state: AppState,
+    redis: &RedisSettings,
+    runtime: &Arc<Runtime>,
+    api: bool,
+    rate_limits: RateLimits,
+) -> Result<(AppState, Vec<tokio::task::JoinHandle<()>>), LaunchError> {
+    let failed = |what: &'static str, message: String| LaunchError::RedisShared {
+        location: tradeloom_core::redact_userinfo(&redis.url).to_string(),
+        what,
+        message,
+    };
+    let mut state = state;
+    let mut tasks = Vec::new();
+    let bus = crate::RedisEventBus::connect(&redis.url, &redis.prefix)
+        .await
+        .map_err(|e| failed("the /ws event bus", e.to_string()))?;
+    if api {
+        let limiter = crate::RateLimiter::redis(rate_limits, &redis.url, &redis.prefix)
+            .await
+            .map_err(|e| failed("rate limits", e.to_string()))?;
+        state = state.with_rate_limiter(Arc::new(limiter));
+        tasks.push(bus.spawn_wakeups(&state.event_hub().notifier()));
+    }
+    // Every committed batch of this process's workflow runtime is announced (the runtime's
+    // notifier, not the hub the reader wakes: a wake-up never publishes again).
+    let notify = runtime.notify();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            notify.notified().await;
+            if let Err(e) = bus.publish(0).await {
+                tracing::debug!(error = %e, "cannot announce a commit on the event bus");
+            }
+        }
+    }));
+    Ok((state, tasks))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn shared_through_redis(
+    state: AppState,
+    _: &RedisSettings,
+    _: &Arc<Runtime>,
+    _: bool,
+    _: RateLimits,
+) -> Result<(AppState, Vec<tokio::task::JoinHandle<()>>), LaunchError> {
+    // Not reached: without the feature, the queue's connection already failed.
+    Ok((state, Vec::new()))
 }
 
 /// The workflow queue and the process registry: in-process, or the cluster's on Redis.

@@ -3,7 +3,9 @@
 //! document (`/openapi.json`, generated from the routes themselves) with a docs page (`/docs`). Handlers only translate HTTP to the agents and store crates; every
 //! error is JSON `{error, message, details}` and every response carries `x-request-id`.
 //! API keys with roles (`/keys`) and rate limits guard every route but `/health` and the docs
-//! (see the `auth` and `rate_limit` modules).
+//! (see the `auth` and `rate_limit` modules). With the `redis` feature the rate limits can be
+//! shared by every server on one Redis and `/ws` connections woken across processes
+//! ([`RateLimiter::redis`], [`RedisEventBus`]).
 
 mod auth;
 pub mod bench;
@@ -11,6 +13,8 @@ mod browser;
 pub mod cluster;
 mod engine_runs;
 mod error;
+#[cfg(feature = "redis")]
+mod event_bus;
 mod health;
 mod keys;
 mod kill_switch;
@@ -44,8 +48,12 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use auth::{AuthMode, Principal, accepts_query_key, required_role};
 pub use browser::is_origin;
 pub use error::{ApiError, ErrorBody};
+#[cfg(feature = "redis")]
+pub use event_bus::{EventBusError, RedisEventBus};
 pub use meta_health::MetaHealthSlot;
 pub use metrics::{artifacts_app, serve_artifacts};
+#[cfg(feature = "redis")]
+pub use rate_limit::SharedLimitsError;
 pub use rate_limit::{RateLimiter, RateLimits, RunTier};
 pub use results::{LeaderboardResponse, initial_value, leaderboard_of};
 pub use ws::{EventHub, EventStreamOptions};

@@ -1,7 +1,8 @@
 //! `GET /metrics`: Prometheus text exposition of the API's HTTP traffic (requests by method,
 //! matched route and status; latency histograms), the store's jobs, model-days, workflow runs
 //! and workflow nodes by status (counted at scrape time, one `GROUP BY` per table), the depth of
-//! the workflow queue's pools, this process's LLM calls (`tradeloom_llm::call_metrics`), the
+//! the workflow queue's pools, rate-limit checks decided locally while the Redis of shared
+//! limits was away, this process's LLM calls (`tradeloom_llm::call_metrics`), the
 //! data dir's run folders, kill switches and latest health check (the same
 //! [`ArtifactCollector`](tradeloom_ops::artifact_metrics::ArtifactCollector) as `tradeloom
 //! metrics export`; runs in progress in this process count live), and uptime.
@@ -224,6 +225,15 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
                 })
                 .map_err(metric_error)?;
         }
+    }
+    if state.limiter().is_shared() {
+        registry
+            .counter(
+                &names::RATE_LIMIT_LOCAL_FALLBACKS_TOTAL,
+                &[],
+                state.limiter().local_fallbacks() as f64,
+            )
+            .map_err(metric_error)?;
     }
     tradeloom_llm::call_metrics::render_into(&mut registry).map_err(metric_error)?;
     let artifacts = state.artifacts.clone();

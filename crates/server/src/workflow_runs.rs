@@ -120,15 +120,14 @@ pub async fn start(
         .coordinator()
         .ir_of_definition(&version.definition_hash)
         .await?;
-    if let Some(p) = principal.as_ref() {
-        state
-            .limiter()
-            .check_workflow_run(p, ir.agent_node_count())?;
-    } else {
-        state
-            .limiter()
-            .check_workflow_run(&crate::auth::Principal::anonymous(), ir.agent_node_count())?;
-    }
+    let anonymous = crate::auth::Principal::anonymous();
+    state
+        .limiter()
+        .check_workflow_run(
+            principal.as_deref().unwrap_or(&anonymous),
+            ir.agent_node_count(),
+        )
+        .await?;
     let run = rt
         .start_run_of(&version, &body.inputs)
         .await
