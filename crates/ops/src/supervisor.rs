@@ -319,15 +319,14 @@ impl ProcessSupervisor {
         {
             let mut inner = locked(&self.inner);
             let index = index_of(&inner.snapshot, id)?;
-            let record = &mut inner.snapshot.processes[index];
+            let Inner { snapshot, children } = &mut *inner;
+            let record = &mut snapshot.processes[index];
             match record.state {
                 ProcessState::Running | ProcessState::Stopping => {
                     record.stop_requested = true;
                     record.resume = false;
                     record.state = ProcessState::Stopping;
-                    if let Some(pid) = record.pid {
-                        child::signal_group(pid, libc::SIGTERM);
-                    }
+                    signal_run(children, record, libc::SIGTERM);
                 }
                 ProcessState::Backoff => {
                     record.state = ProcessState::Stopped;
@@ -401,16 +400,15 @@ impl ProcessSupervisor {
         }
         let ids: Vec<String> = {
             let mut inner = locked(&self.inner);
+            let Inner { snapshot, children } = &mut *inner;
             let mut ids = Vec::new();
-            for record in inner.snapshot.processes.iter_mut() {
+            for record in snapshot.processes.iter_mut() {
                 match record.state {
                     ProcessState::Running | ProcessState::Stopping => {
                         record.stop_requested = true;
                         record.resume = true;
                         record.state = ProcessState::Stopping;
-                        if let Some(pid) = record.pid {
-                            child::signal_group(pid, libc::SIGTERM);
-                        }
+                        signal_run(children, record, libc::SIGTERM);
                         ids.push(record.id.clone());
                     }
                     ProcessState::Backoff => {
@@ -457,25 +455,25 @@ impl ProcessSupervisor {
         let mut killed = false;
         loop {
             self.tick(Utc::now());
+            let elapsed = started.elapsed();
             let stopping: Vec<u32> = {
                 let inner = locked(&self.inner);
-                inner
+                let stopping: Vec<&ProcessRecord> = inner
                     .snapshot
                     .processes
                     .iter()
                     .filter(|r| ids.contains(&r.id) && r.state == ProcessState::Stopping)
-                    .filter_map(|r| r.pid)
-                    .collect()
+                    .collect();
+                if !killed && elapsed >= grace {
+                    for record in &stopping {
+                        signal_run(&inner.children, record, libc::SIGKILL);
+                    }
+                    killed = true;
+                }
+                stopping.iter().filter_map(|r| r.pid).collect()
             };
             if stopping.is_empty() {
                 return;
-            }
-            let elapsed = started.elapsed();
-            if !killed && elapsed >= grace {
-                for pid in &stopping {
-                    child::signal_group(*pid, libc::SIGKILL);
-                }
-                killed = true;
             }
             if elapsed >= grace + Duration::from_secs(5) {
                 tracing::warn!(
@@ -747,6 +745,23 @@ impl ProcessSupervisor {
         if let Err(e) = record::save(&self.data_dir, &inner.snapshot) {
             tracing::warn!(error = %e, "runtime state not saved");
         }
+    }
+}
+
+/// Sends `signal` to the process group of `record`'s current run if it is still that process:
+/// a child of this supervisor keeps its pid until reaped, a re-adopted one is checked in `/proc`
+/// first (its pid may have been reused).
+fn signal_run(children: &HashMap<String, Child>, record: &ProcessRecord, signal: libc::c_int) {
+    let Some(pid) = record.pid else {
+        return;
+    };
+    let same_process = children.contains_key(&record.id)
+        || record
+            .identity
+            .as_ref()
+            .is_some_and(|i| child::liveness(i) == child::Liveness::Alive);
+    if same_process {
+        child::signal_group(pid, signal);
     }
 }
 

@@ -97,10 +97,11 @@ pub fn liveness(identity: &Identity) -> Liveness {
     if matches!(state, 'Z' | 'X' | 'x') {
         return Liveness::Zombie;
     }
-    // The start time alone could match a process started in the same tick; the command line
-    // settles it.
+    // The start time alone could match a process started in the same tick; the arguments
+    // settle it. Not the executable's path: an upgrade may have moved it, and the old child
+    // must still be recognised rather than started a second time.
     match cmdline_of(identity.pid) {
-        Some(cmdline) if cmdline == identity.cmdline => Liveness::Alive,
+        Some(cmdline) if cmdline.get(1..) == identity.cmdline.get(1..) => Liveness::Alive,
         _ => Liveness::Gone,
     }
 }
@@ -320,4 +321,70 @@ pub fn signal_name(signal: i32) -> String {
         _ => return format!("signal {signal}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn this_process() -> Identity {
+        let pid = std::process::id();
+        Identity {
+            pid,
+            start_ticks: stat_of(pid).unwrap().1,
+            boot_id: boot_id(),
+            cmdline: cmdline_of(pid).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_pid_is_the_recorded_process_only_while_start_time_command_line_and_boot_match() {
+        let me = this_process();
+        assert_eq!(liveness(&me), Liveness::Alive);
+        let other_start = Identity {
+            start_ticks: me.start_ticks + 1,
+            ..me.clone()
+        };
+        let mut other_cmdline = me.clone();
+        other_cmdline.cmdline.push("--other".into());
+        let other_boot = Identity {
+            boot_id: "another-boot".into(),
+            ..me.clone()
+        };
+        let no_such_pid = Identity {
+            pid: 0x3fff_fff0,
+            ..me.clone()
+        };
+        for identity in [other_start, other_cmdline, other_boot, no_such_pid] {
+            assert_eq!(liveness(&identity), Liveness::Gone, "{identity:?}");
+        }
+        // Not a child of this process: nothing to reap.
+        assert_eq!(reap(1), None);
+    }
+
+    #[test]
+    fn limits_never_exceed_this_processs_hard_limits() {
+        let asked = ResourceLimits {
+            memory_mb: Some(u64::MAX / MIB),
+            cpu_seconds: Some(10),
+            open_files: Some(u64::MAX),
+            processes: None,
+        };
+        let got = effective_limits(&asked);
+        let capped = |asked: u64, resource, scale: u64| match hard_limit(resource) {
+            libc::RLIM_INFINITY => asked,
+            hard => asked.min(hard / scale),
+        };
+        assert_eq!(got.cpu_seconds, Some(capped(10, libc::RLIMIT_CPU, 1)));
+        assert_eq!(
+            got.open_files,
+            Some(capped(u64::MAX, libc::RLIMIT_NOFILE, 1))
+        );
+        assert_eq!(
+            got.memory_mb,
+            Some(capped(u64::MAX / MIB, libc::RLIMIT_AS, MIB))
+        );
+        assert_eq!(got.processes, None, "not asked: left as inherited");
+    }
 }
