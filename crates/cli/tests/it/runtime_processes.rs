@@ -33,6 +33,23 @@ async fn supervisor(data_dir: &Path) -> Arc<ProcessSupervisor> {
         .unwrap()
 }
 
+/// Kills the children of a supervisor when its test fails half-way, so no bridge outlives the
+/// test (a passing test shuts its supervisors down itself).
+struct KillOnPanic(Arc<ProcessSupervisor>);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for pid in self.0.list().iter().filter_map(|r| r.pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
 /// A bridge on `<data_dir>/<watch>` into map `map`.
 fn bridge(sup: &ProcessSupervisor, name: &str, watch: &str, extra: Value) -> Value {
     let mut spec = json!({
@@ -81,6 +98,25 @@ fn kill9(pid: u32) {
     assert!(status.success(), "kill -9 {pid}");
 }
 
+/// Waits until `pid` has a SIGTERM handler (bit 15 of `SigCgt` in `/proc/<pid>/status`), so a
+/// SIGTERM ends it gracefully rather than by the signal's default action.
+async fn wait_until_catching_sigterm(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0);
+        if caught {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid} never handles SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Whether `pid` is a running process (a zombie counts as ended).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -120,6 +156,7 @@ fn data_dir() -> (TempDir, PathBuf) {
 async fn a_child_killed_with_sigkill_is_restarted_within_its_policy() {
     let (_dir, data) = data_dir();
     let sup = supervisor(&data).await;
+    let _guard = KillOnPanic(Arc::clone(&sup));
     let on_failure = start(&sup, bridge(&sup, "on-failure", "scans", json!({}))).await;
     let never = start(
         &sup,
@@ -153,6 +190,35 @@ async fn a_child_killed_with_sigkill_is_restarted_within_its_policy() {
         "{reason}"
     );
 
+    // A clean exit (a bridge exits 0 on SIGTERM) is restarted by `always` only.
+    let always = start(
+        &sup,
+        bridge(&sup, "clean-always", "scans", json!({"restart": "always"})),
+    )
+    .await;
+    let clean = start(&sup, bridge(&sup, "clean-on-failure", "scans", json!({}))).await;
+    for pid in [always.pid.unwrap(), clean.pid.unwrap()] {
+        wait_until_catching_sigterm(pid).await;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let exited = wait_for(&sup, "clean-on-failure", "exited", |r| {
+        r.state == ProcessState::Exited
+    })
+    .await;
+    assert_eq!(exited.history[0].exit_code, Some(0), "{exited:#?}");
+    let again = wait_for(&sup, "clean-always", "restarted", |r| {
+        r.state == ProcessState::Running && r.history.len() == 2
+    })
+    .await;
+    assert_eq!(again.history[0].exit_code, Some(0));
+    sup.stop_child("clean-always", None).await.unwrap();
+    sup.remove("clean-always").unwrap();
+    sup.remove("clean-on-failure").unwrap();
+
     // The snapshot on disk says the same.
     let snapshot: Value =
         serde_json::from_slice(&std::fs::read(data.join("state/runtime_state.json")).unwrap())
@@ -175,6 +241,7 @@ async fn a_child_killed_with_sigkill_is_restarted_within_its_policy() {
 async fn a_crash_loop_stops_at_the_start_limit_and_is_failed() {
     let (_dir, data) = data_dir();
     let sup = supervisor(&data).await;
+    let _guard = KillOnPanic(Arc::clone(&sup));
     let spec = bridge(
         &sup,
         "loop",
@@ -195,6 +262,11 @@ async fn a_crash_loop_stops_at_the_start_limit_and_is_failed() {
             "each run exits with an error: {run:?}"
         );
     }
+    // Exponential back-off: 50 ms before the second start, 100 ms before the third.
+    let gap = |n: usize| {
+        (failed.history[n].started_at - failed.history[n - 1].ended_at.unwrap()).num_milliseconds()
+    };
+    assert!(gap(1) >= 50 && gap(2) >= 100, "{failed:#?}");
     let reason = failed.reason.clone().unwrap();
     assert!(
         reason.contains("start limit") && reason.contains("3 starts within 60 s"),
@@ -220,6 +292,7 @@ async fn a_crash_loop_stops_at_the_start_limit_and_is_failed() {
 async fn a_new_supervisor_readopts_live_children_and_restarts_dead_ones() {
     let (_dir, data) = data_dir();
     let first = supervisor(&data).await;
+    let first_guard = KillOnPanic(Arc::clone(&first));
     let keep = start(&first, bridge(&first, "readopt-keep", "scans", json!({}))).await;
     let dies = start(&first, bridge(&first, "readopt-dies", "scans", json!({}))).await;
     let (keep_pid, dies_pid) = (keep.pid.unwrap(), dies.pid.unwrap());
@@ -232,12 +305,15 @@ async fn a_new_supervisor_readopts_live_children_and_restarts_dead_ones() {
 
     // The supervisor goes away (as when `serve` is killed); its children do not.
     first.detach().await;
+    // Not killed on a later failure: `second` has them (and `first`'s pids grow stale).
+    drop(first_guard);
     drop(first);
     assert!(alive(keep_pid) && alive(dies_pid));
     kill9(dies_pid);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let second = supervisor(&data).await;
+    let _second_guard = KillOnPanic(Arc::clone(&second));
     let kept = second.get("readopt-keep").unwrap();
     assert_eq!(kept.state, ProcessState::Running);
     assert_eq!(kept.pid, Some(keep_pid), "re-adopted, not started again");
@@ -276,6 +352,7 @@ async fn a_new_supervisor_readopts_live_children_and_restarts_dead_ones() {
     assert!(processes_with_arg("readopt-keep").is_empty());
     drop(second);
     let third = supervisor(&data).await;
+    let _third_guard = KillOnPanic(Arc::clone(&third));
     for id in ["readopt-keep", "readopt-dies"] {
         let r = third.get(id).unwrap();
         assert_eq!(r.state, ProcessState::Running, "{r:#?}");
@@ -309,6 +386,7 @@ async fn resource_limits_are_set_on_the_child() {
     let sup = ProcessSupervisor::start(&data, exe(), options)
         .await
         .unwrap();
+    let _guard = KillOnPanic(Arc::clone(&sup));
     // Above a ceiling: refused, naming the field.
     let err = sup
         .parse_spec(json!({"kind": "mock-llm", "args": {"addr": "127.0.0.1:0"}, "limits": {"open_files": 100000}}))
@@ -437,6 +515,7 @@ mod api {
         )
         .await
         .unwrap();
+        let _guard = KillOnPanic(Arc::clone(&sup));
         let server = serve(dir.path(), Some(Arc::clone(&sup))).await;
         let http = reqwest::Client::new();
         let url = |p: &str| format!("{}/runtime/processes{p}", server.base);
