@@ -78,7 +78,7 @@ pub enum SupervisorError {
 }
 
 /// How a supervisor runs its children.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SupervisorOptions {
     /// Children that run or wait to restart at once, at most (1 to [`MAX_RECORDS`]); one more
     /// is refused with [`SupervisorError::TooManyChildren`]. Default 16.
@@ -93,6 +93,20 @@ pub struct SupervisorOptions {
     pub poll_interval: Duration,
     /// How long a stopped child has between SIGTERM and SIGKILL. Default 10 s.
     pub stop_grace: Duration,
+}
+
+/// The environment's names only: its values may be secrets (a Redis URL with a password).
+impl std::fmt::Debug for SupervisorOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("SupervisorOptions")
+            .field("max_children", &self.max_children)
+            .field("limits", &self.limits)
+            .field("env", &env)
+            .field("poll_interval", &self.poll_interval)
+            .field("stop_grace", &self.stop_grace)
+            .finish()
+    }
 }
 
 impl Default for SupervisorOptions {
@@ -849,6 +863,20 @@ mod tests {
         assert_eq!(r.starts_since(now - chrono::TimeDelta::seconds(60)), 3);
         r.window_start = now - chrono::TimeDelta::seconds(30);
         assert_eq!(r.starts_since(now - chrono::TimeDelta::seconds(60)), 2);
+    }
+
+    #[test]
+    fn options_never_show_environment_values() {
+        let options = SupervisorOptions {
+            env: vec![(
+                "TRADELOOM_REDIS_URL".into(),
+                "redis://:hunter2@10.0.0.5:6379".into(),
+            )],
+            ..SupervisorOptions::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(shown.contains("TRADELOOM_REDIS_URL"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

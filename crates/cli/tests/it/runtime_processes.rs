@@ -381,6 +381,7 @@ async fn resource_limits_are_set_on_the_child() {
             open_files: Some(512),
             processes: Some(4096),
         },
+        env: vec![("TRADELOOM_SUPERVISOR_TEST".into(), "given".into())],
         ..options()
     };
     let sup = ProcessSupervisor::start(&data, exe(), options)
@@ -406,6 +407,13 @@ async fn resource_limits_are_set_on_the_child() {
     // Still running after a moment: the limits leave it room to work.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(alive(pid), "{:#?}", sup.get("llm").unwrap());
+    // The supervisor's extra environment reaches the child.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"TRADELOOM_SUPERVISOR_TEST=given")
+    );
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let want = |n: Option<u64>| {
         let n = n.unwrap().to_string();
@@ -629,6 +637,44 @@ mod api {
         assert_eq!(
             (status, body["error"].as_str()),
             (503, Some("supervisor_disabled"))
+        );
+
+        // Documented, with every schema the operations refer to.
+        let doc: Value = http
+            .get(format!("{}/openapi.json", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for (path, method) in [
+            ("/runtime/processes", "post"),
+            ("/runtime/processes", "get"),
+            ("/runtime/processes/{id}", "get"),
+            ("/runtime/processes/{id}", "delete"),
+            ("/runtime/processes/{id}/stop", "post"),
+            ("/runtime/processes/{id}/restart", "post"),
+        ] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        }
+        let text = doc.to_string();
+        for name in [
+            "ProcessSpecBody",
+            "ProcessView",
+            "ProcessList",
+            "RunView",
+            "LimitsView",
+        ] {
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+            assert!(
+                text.contains(&format!("#/components/schemas/{name}")),
+                "{name}"
+            );
+        }
+        assert!(
+            doc["paths"]["/runtime/processes"]["post"]["responses"]["422"].is_object()
+                && doc["paths"]["/runtime/processes"]["post"]["responses"]["409"].is_object()
         );
 
         // Without a supervisor: 503.
