@@ -27,6 +27,7 @@ mod rate_limit;
 mod read_cache;
 mod request_trace;
 mod results;
+mod runtime_processes;
 mod simulate;
 mod workflow_runs;
 mod workflows;
@@ -83,6 +84,9 @@ pub struct AppState {
     meta_health: MetaHealthSlot,
     /// The folder `config_path` may name files in; set with [`AppState::with_config_dir`].
     config_dir: Option<Arc<tradeloom_agents::ConfigDir>>,
+    /// Supervised child processes (`/runtime/processes`); set with
+    /// [`AppState::with_process_supervisor`], without it those routes answer 503.
+    process_supervisor: Option<Arc<tradeloom_ops::supervisor::ProcessSupervisor>>,
     /// Host and Origin checks; set with [`AppState::with_allowed_hosts`] and
     /// [`AppState::with_allowed_origins`], and the bound address by [`serve`].
     browser: Arc<browser::BrowserPolicy>,
@@ -118,6 +122,7 @@ impl AppState {
             artifacts,
             meta_health: MetaHealthSlot::default(),
             config_dir: None,
+            process_supervisor: None,
             browser: Arc::default(),
             reads: Arc::default(),
             engine_runs,
@@ -218,6 +223,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(kill_switch::status))
         .routes(routes!(kill_switch::engage))
         .routes(routes!(kill_switch::release))
+        .routes(routes!(runtime_processes::start, runtime_processes::list))
+        .routes(routes!(
+            runtime_processes::get_one,
+            runtime_processes::remove
+        ))
+        .routes(routes!(runtime_processes::stop))
+        .routes(routes!(runtime_processes::restart))
         .routes(routes!(ws::stream))
         .routes(routes!(engine_runs::list, engine_runs::start))
         .routes(routes!(engine_runs::get_one))
@@ -241,6 +253,16 @@ impl AppState {
     /// `config_path` is refused.
     pub fn with_config_dir(mut self, dir: Option<tradeloom_agents::ConfigDir>) -> Self {
         self.config_dir = dir.map(Arc::new);
+        self
+    }
+
+    /// Serves `/runtime/processes` from `supervisor` (start it with
+    /// [`tradeloom_ops::supervisor::ProcessSupervisor::start`]).
+    pub fn with_process_supervisor(
+        mut self,
+        supervisor: Arc<tradeloom_ops::supervisor::ProcessSupervisor>,
+    ) -> Self {
+        self.process_supervisor = Some(supervisor);
         self
     }
 }

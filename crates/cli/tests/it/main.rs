@@ -25,6 +25,7 @@ mod paper;
 mod paper_reconcile;
 mod reconcile;
 mod run;
+mod runtime_processes;
 mod service;
 mod simulate;
 mod ssrf;
