@@ -258,6 +258,7 @@ impl ServeArgs {
             roles,
             redis,
             drain_grace: self.cluster.drain_grace,
+            supervisor_executable: std::env::current_exe().ok(),
         })
     }
 }

@@ -173,6 +173,10 @@ pub struct ServeOptions {
     pub redis: Option<RedisSettings>,
     /// How long in-flight workflow work gets to finish at a stop ([`DRAIN_GRACE`]).
     pub drain_grace: Duration,
+    /// The `tradeloom` executable supervised children run (`POST /runtime/processes`); `None`:
+    /// no supervisor (those routes answer 503). Given by the command line, never guessed here
+    /// (in a test, the current executable is the test binary).
+    pub supervisor_executable: Option<PathBuf>,
 }
 
 /// Why `serve` could not start or stopped with an error.
@@ -246,6 +250,8 @@ pub struct Server {
     drain_grace: Duration,
     /// The `/ws` event bus's reader and publisher (with Redis).
     bus_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Children started over `POST /runtime/processes` (with the api role).
+    supervisor: Option<Arc<tradeloom_ops::supervisor::ProcessSupervisor>>,
 }
 
 impl Server {
@@ -267,6 +273,7 @@ impl Server {
             )));
         }
         let loops = options.roles.loops().map_err(LaunchError::Roles)?;
+        let store_location = options.store_location.clone();
         let store = tradeloom_store::open_store(&options.store_location)
             .await
             .map_err(|source| LaunchError::Store {
@@ -343,10 +350,20 @@ impl Server {
             .with_rate_limits(options.rate_limits)
             .with_runtime(runtime.clone())
             .with_meta_health(meta_health)
-            .with_config_dir(options.config_dir)
-            .with_allowed_hosts(options.allowed_hosts)
-            .with_allowed_origins(options.allowed_origins)
+            .with_config_dir(options.config_dir.clone())
+            .with_allowed_hosts(options.allowed_hosts.clone())
+            .with_allowed_origins(options.allowed_origins.clone())
             .with_cluster(registration.view());
+        let supervisor = match (&options.supervisor_executable, options.roles.api) {
+            (Some(executable), true) => {
+                process_supervisor(&options, &store_location, executable.clone()).await
+            }
+            _ => None,
+        };
+        let state = match &supervisor {
+            Some(s) => state.with_process_supervisor(s.clone()),
+            None => state,
+        };
         let (state, bus_tasks) = match &options.redis {
             Some(redis) => {
                 let (api, limits) = (options.roles.api, options.rate_limits);
@@ -371,6 +388,7 @@ impl Server {
             registration,
             drain_grace: options.drain_grace,
             bus_tasks,
+            supervisor,
         })
     }
 
@@ -426,6 +444,11 @@ impl Server {
         // resume likewise), and the heartbeats and the registry entry go.
         if let Some(scheduler) = &self.scheduler {
             scheduler.abort();
+        }
+        // Supervised children get SIGTERM, then SIGKILL after the grace; the next start of
+        // this data dir's supervisor starts them again (see `state/runtime_state.json`).
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.shutdown(STOP_GRACE).await;
         }
         // Paper runs of this server stop gracefully: open orders cancelled, folders sealed.
         let late = self
@@ -509,6 +532,38 @@ async fn shared_through_redis(
 ) -> Result<(AppState, Vec<tokio::task::JoinHandle<()>>), LaunchError> {
     // Not reached: without the feature, the queue's connection already failed.
     Ok((state, Vec::new()))
+}
+
+/// The supervisor of `POST /runtime/processes`, its children told where the store and the
+/// cluster's Redis are (a flag given to `serve` is not in their environment). `None` with a
+/// warning when another process already supervises this data dir, or it cannot start.
+async fn process_supervisor(
+    options: &ServeOptions,
+    store_location: &str,
+    executable: PathBuf,
+) -> Option<Arc<tradeloom_ops::supervisor::ProcessSupervisor>> {
+    use tradeloom_ops::supervisor::{ProcessSupervisor, SupervisorOptions};
+    let mut settings = SupervisorOptions::default();
+    if store_location.starts_with("postgres") {
+        settings
+            .env
+            .push(("TRADELOOM_DATABASE_URL".into(), store_location.to_string()));
+    }
+    if let Some(redis) = &options.redis {
+        settings
+            .env
+            .push(("TRADELOOM_REDIS_URL".into(), redis.url.clone()));
+        settings
+            .env
+            .push(("TRADELOOM_REDIS_PREFIX".into(), redis.prefix.clone()));
+    }
+    match ProcessSupervisor::start(&options.data_dir, executable, settings).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no process supervisor: /runtime/processes answers 503");
+            None
+        }
+    }
 }
 
 /// The workflow queue and the process registry: in-process, or the cluster's on Redis.

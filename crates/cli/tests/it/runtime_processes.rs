@@ -691,3 +691,72 @@ mod api {
         );
     }
 }
+
+/// `tradeloom serve` runs the supervisor: a child started over `POST /runtime/processes` runs,
+/// and a SIGTERM of `serve` stops it with serve (exit 0); the next `serve` on the data dir
+/// starts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_supervises_children_started_over_the_api() {
+    let (_dir, data) = data_dir();
+    let mut serve = crate::service::Service::serve_with(&data, &[], &[]);
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/runtime/processes", serve.url))
+        .json(
+            &json!({"kind": "bridge", "name": "scans", "args": {"watch": "scans", "map": "scans"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let pid_of = |v: &Value| v["pid"].as_u64().map(|p| p as u32);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let v: Value = client
+            .get(format!("{}/runtime/processes/scans", serve.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let (Some(pid), "running") = (pid_of(&v), v["state"].as_str().unwrap_or("")) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the child never ran: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(alive(pid));
+    wait_until_catching_sigterm(serve.child.id()).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = serve.child.wait().unwrap();
+    assert!(exit.success(), "serve exited {exit}");
+    assert!(!alive(pid), "the child outlived serve");
+    // The next serve on the data dir starts it again.
+    let serve = crate::service::Service::serve_with(&data, &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: Value = client
+            .get(format!("{}/runtime/processes/scans", serve.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let (Some(new), "running") = (pid_of(&v), v["state"].as_str().unwrap_or("")) {
+            assert_ne!(new, pid);
+            assert!(alive(new));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child was not started again: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
