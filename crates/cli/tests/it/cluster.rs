@@ -333,3 +333,192 @@ fn cleanup(url: &str, prefix: &str) {
         let _ = redis::cmd("DEL").arg(keys).exec(&mut con);
     }
 }
+
+/// A Redis of the test's own (`redis-server` on a free port, AOF with `appendfsync always`, in a
+/// temporary folder), killed with SIGKILL when dropped.
+struct OwnRedis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Self::spawn(port, dir.path());
+        OwnRedis { child, port, dir }
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> Child {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (the Redis restart test runs one of its own)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Killed without a word (SIGKILL), then started again on the same port and files: what
+    /// it had acknowledged is in its append-only file.
+    fn crash_and_restart(&mut self, down_for: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down_for);
+        self.child = Self::spawn(self.port, self.dir.path());
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis dies (SIGKILL) and comes back while workflow runs are in flight: the API, the
+/// coordinator and the worker reconnect on their own and every run completes, each `http`
+/// effect under one idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_run_processes_reconnect_and_nothing_is_lost() {
+    let (Ok(pg), Ok(_)) = (std::env::var(PG_ENV), std::env::var(REDIS_ENV)) else {
+        eprintln!(
+            "note: {PG_ENV} and {REDIS_ENV} are not both set; skipping the Redis restart test"
+        );
+        return;
+    };
+    let db = ScratchDatabase::create(&pg, "tl_cluster")
+        .await
+        .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
+    let mut redis = OwnRedis::start();
+    let data = tempfile::tempdir().unwrap();
+    let (sink_url, seen) = sink().await;
+    tradeloom_llm::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let common: Vec<String> = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--database-url",
+        db.url(),
+        "--redis-url",
+        &redis.url(),
+        "--http-allow",
+        "127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut api_args: Vec<&str> = common.iter().map(String::as_str).skip(2).collect();
+    api_args.extend([
+        "--roles",
+        "api",
+        "--rate-limit-per-key",
+        "0",
+        "--rate-limit-runs-light",
+        "0",
+    ]);
+    let api = Service::serve_with(data.path(), &api_args, &[]);
+    let _coordinator = member("coordinator", &common, &[]);
+    let _worker = member("worker", &common, &["--concurrency", "2"]);
+
+    let r = client
+        .post(format!("{}/workflows", api.url))
+        .json(&json!({"name": "redis-restart", "nodes": [
+            {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
+            {"id": "b", "type": "wait", "needs": ["a"], "config": {"duration_ms": 400}},
+            {"id": "c", "type": "http", "needs": ["b"],
+             "config": {"method": "POST", "url": format!("{sink_url}/effect"), "body": {"run": "{{ run.id }}"}}},
+            {"id": "d", "type": "transform", "needs": ["c"], "config": {"output": {"y": "{{ a.x }}"}}},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let workflow = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut runs = Vec::new();
+    for _ in 0..20 {
+        let r = client
+            .post(format!("{}/workflows/{workflow}/runs", api.url))
+            .json(&json!({"inputs": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        runs.push(
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    redis.crash_and_restart(Duration::from_secs(2));
+
+    let deadline = Instant::now() + Duration::from_secs(150);
+    for run in &runs {
+        loop {
+            let body = get(&client, format!("{}/workflow-runs/{run}", api.url)).await;
+            match body["status"].as_str().unwrap() {
+                "completed" => break,
+                "failed" | "cancelled" => panic!("run {run} ended {body}"),
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run} did not finish: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let seen = seen.lock().unwrap().clone();
+    let keys_per_run: BTreeMap<&str, BTreeSet<&str>> =
+        seen.iter().fold(BTreeMap::new(), |mut m, (key, run)| {
+            m.entry(run.as_str()).or_default().insert(key.as_str());
+            m
+        });
+    assert_eq!(keys_per_run.len(), runs.len(), "every run's effect arrived");
+    for (run, keys) in &keys_per_run {
+        assert_eq!(keys.len(), 1, "run {run} sent its effect under {keys:?}");
+    }
+    // Every process is registered again after the restart.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = members(&client, &api.url).await;
+        if listed.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every process is back: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(api);
+    db.drop_database().await.unwrap();
+}
