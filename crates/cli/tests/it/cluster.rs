@@ -522,3 +522,222 @@ async fn redis_restarted_mid_run_processes_reconnect_and_nothing_is_lost() {
     drop(api);
     db.drop_database().await.unwrap();
 }
+
+/// The chaos test of issue 16: three workers and two coordinators as processes on PostgreSQL
+/// and Redis, `TRADELOOM_CHAOS_RUNS` workflow runs (default 500) and a workflow whose
+/// `simulate` node runs a simulation job, and 20 kills (SIGKILL) of random workers and
+/// coordinators at random moments, each replaced by a new process. Every run completes, each
+/// run's `http` effect arrives under one idempotency key, and the simulation's model-days are
+/// each stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_chaos_twenty_kills_of_workers_and_coordinators_lose_and_repeat_nothing() {
+    let (Ok(pg), Ok(redis)) = (std::env::var(PG_ENV), std::env::var(REDIS_ENV)) else {
+        eprintln!("note: {PG_ENV} and {REDIS_ENV} are not both set; skipping the chaos test");
+        return;
+    };
+    let n_runs: usize = std::env::var("TRADELOOM_CHAOS_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    let seed: u64 = std::env::var("TRADELOOM_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_261_206);
+    eprintln!("chaos: {n_runs} runs, kill schedule seed {seed} (TRADELOOM_KILL_SEED replays it)");
+    let mut rng = seed;
+    let mut next = |below: u64| {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (rng >> 33) % below
+    };
+    let db = ScratchDatabase::create(&pg, "tl_chaos")
+        .await
+        .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
+    let prefix = format!("tl-test-{}:", uuid::Uuid::now_v7().simple());
+    let data = tempfile::tempdir().unwrap();
+    let (sink_url, seen) = sink().await;
+    let mock = Service::mock_llm();
+    tradeloom_llm::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let common: Vec<String> = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--database-url",
+        db.url(),
+        "--redis-url",
+        &redis,
+        "--redis-prefix",
+        &prefix,
+        "--http-allow",
+        "127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut api_args: Vec<&str> = common.iter().map(String::as_str).skip(2).collect();
+    api_args.extend([
+        "--roles",
+        "api",
+        "--rate-limit-per-key",
+        "0",
+        "--rate-limit-runs-light",
+        "0",
+    ]);
+    let api = Service::serve_with(data.path(), &api_args, &[]);
+    // Slot 0-1: coordinators; 2-4: workers.
+    let start = |slot: usize| match slot {
+        0 | 1 => member("coordinator", &common, &[]),
+        _ => member("worker", &common, &["--concurrency", "4"]),
+    };
+    let mut members: Vec<Member> = (0..5).map(start).collect();
+
+    let post = |url: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let r = client.post(&url).json(&body).send().await.unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            assert!(status.is_success(), "POST {url}: {status} {body}");
+            body
+        }
+    };
+    let effects = post(
+        format!("{}/workflows", api.url),
+        json!({"name": "chaos", "nodes": [
+            {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
+            {"id": "b", "type": "wait", "needs": ["a"], "config": {"duration_ms": 50}},
+            {"id": "c", "type": "http", "needs": ["a"],
+             "config": {"method": "POST", "url": format!("{sink_url}/effect"), "body": {"run": "{{ run.id }}"}}},
+            {"id": "d", "type": "transform", "needs": ["b", "c"], "config": {"output": {"y": "{{ a.x }}"}}},
+        ]}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let simulation = post(
+        format!("{}/workflows", api.url),
+        json!({"name": "chaos-simulation", "nodes": [
+            {"id": "sim", "type": "simulate", "timeout_ms": 600_000, "config": {"config": {
+                "models": [
+                    {"name": "momentum", "base_url": format!("{}/v1", mock.url), "model": "momentum"},
+                    {"name": "buy_and_hold", "base_url": format!("{}/v1", mock.url), "model": "buy_and_hold"},
+                ],
+                "universe": {"path": "examples/universe"},
+                "symbols": ["AAA", "BBB", "CCC"],
+                "start_date": "2025-01-02", "end_date": "2025-01-31",
+                "initial_cash": 10000, "reference_price": "open", "fee_bps": 10,
+            }}},
+        ]}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sim_run = post(
+        format!("{}/workflows/{simulation}/runs", api.url),
+        json!({"inputs": {}}),
+    )
+    .await["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Runs go in while processes die: 20 kills spread over the submissions.
+    let mut runs = Vec::new();
+    let kill_every = (n_runs / 20).max(1);
+    let mut kills = 0;
+    for i in 0..n_runs {
+        let body = post(
+            format!("{}/workflows/{effects}/runs", api.url),
+            json!({"inputs": {}}),
+        )
+        .await;
+        runs.push(body["run_id"].as_str().unwrap().to_string());
+        if (i + 1) % kill_every == 0 && kills < 20 {
+            tokio::time::sleep(Duration::from_millis(next(200))).await;
+            let slot = next(5) as usize;
+            members[slot] = start(slot); // the old one is killed (SIGKILL) as it is dropped
+            kills += 1;
+        }
+    }
+    while kills < 20 {
+        tokio::time::sleep(Duration::from_millis(next(300))).await;
+        let slot = next(5) as usize;
+        members[slot] = start(slot);
+        kills += 1;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for run in runs.iter().chain([&sim_run]) {
+        loop {
+            let body = get(&client, format!("{}/workflow-runs/{run}", api.url)).await;
+            match body["status"].as_str().unwrap() {
+                "completed" => break,
+                "failed" | "cancelled" => panic!("run {run} ended {body}"),
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run} did not finish: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let seen = seen.lock().unwrap().clone();
+    let keys_per_run: BTreeMap<&str, BTreeSet<&str>> =
+        seen.iter().fold(BTreeMap::new(), |mut m, (key, run)| {
+            m.entry(run.as_str()).or_default().insert(key.as_str());
+            m
+        });
+    assert_eq!(keys_per_run.len(), runs.len(), "every run's effect arrived");
+    for (run, keys) in &keys_per_run {
+        assert_eq!(keys.len(), 1, "run {run} sent its effect under {keys:?}");
+    }
+    // The simulation: each model-day once, both models over every session.
+    let sim = get(&client, format!("{}/workflow-runs/{sim_run}", api.url)).await;
+    let output = sim["nodes"][0]["output"].as_str().unwrap().to_string();
+    let blob = get(&client, format!("{}/blobs/{output}", api.url)).await;
+    let job = blob["content"]["job_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{blob}"))
+        .to_string();
+    let results = get(
+        &client,
+        format!("{}/results?job_id={job}&limit=500", api.url),
+    )
+    .await;
+    let days: Vec<(String, String)> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().into(),
+                r["date"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let unique: BTreeSet<&(String, String)> = days.iter().collect();
+    assert_eq!(
+        unique.len(),
+        days.len(),
+        "a model-day is stored twice: {days:?}"
+    );
+    assert_eq!(results["total"].as_u64().unwrap() as usize, days.len());
+    let per_model: BTreeMap<&str, usize> =
+        days.iter().fold(BTreeMap::new(), |mut m, (model, _)| {
+            *m.entry(model.as_str()).or_default() += 1;
+            m
+        });
+    assert_eq!(per_model.len(), 2, "{per_model:?}");
+    assert_eq!(
+        per_model["momentum"], per_model["buy_and_hold"],
+        "{per_model:?}"
+    );
+    drop(members);
+    drop(api);
+    cleanup(&redis, &prefix);
+    db.drop_database().await.unwrap();
+}
