@@ -42,6 +42,18 @@ pub struct Args {
     /// Skip the Temporal peer.
     #[arg(long)]
     pub no_peer: bool,
+    /// Also run each burst on a cluster of processes — `serve --roles api`, one `coordinator`
+    /// and this many `worker`s on PostgreSQL and Redis (repeatable: `--cluster-workers 1
+    /// --cluster-workers 2 --cluster-workers 4`) — beside `serve` alone on the same PostgreSQL.
+    /// Needs --postgres-url and --redis-url.
+    #[arg(long = "cluster-workers")]
+    pub cluster_workers: Vec<usize>,
+    /// A PostgreSQL server for the cluster figures (a scratch database is created per cluster).
+    #[arg(long, env = "TRADELOOM_BENCH_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// A Redis for the cluster figures (a fresh key prefix per cluster, deleted afterwards).
+    #[arg(long, env = "TRADELOOM_BENCH_REDIS_URL")]
+    pub redis_url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -55,7 +67,11 @@ struct ServeChild {
 
 impl ServeChild {
     fn start(binary: &PathBuf) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
+        Self::start_with(binary, &[], tempfile::tempdir()?)
+    }
+
+    /// `serve` with `extra` flags on data dir `dir`.
+    fn start_with(binary: &PathBuf, extra: &[String], dir: tempfile::TempDir) -> Result<Self> {
         let log = std::fs::File::create(dir.path().join("serve.log"))?;
         let mut child = Command::new(binary)
             .arg("--data-dir")
@@ -71,6 +87,7 @@ impl ServeChild {
                 "--rate-limit-runs-light",
                 "0",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -121,15 +138,173 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// A `coordinator` or `worker` child of a benchmark cluster, killed when dropped.
+struct MemberChild(Child);
+
+impl MemberChild {
+    fn start(
+        binary: &PathBuf,
+        command: &str,
+        flags: &[String],
+        dir: &std::path::Path,
+    ) -> Result<Self> {
+        let log = std::fs::File::create(
+            dir.join(format!("{command}-{}.log", uuid::Uuid::now_v7().simple())),
+        )?;
+        let mut child = Command::new(binary)
+            .arg("--data-dir")
+            .arg(dir)
+            .arg(command)
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {} {command}", binary.display()))?;
+        let stdout = child.stdout.take().context("the child's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        match lines.next() {
+            Some(Ok(line)) if line.contains("running as") => {}
+            _ => {
+                let _ = child.kill();
+                bail!("{command} did not start; see its log in {}", dir.display());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Ok(MemberChild(child))
+    }
+}
+
+impl Drop for MemberChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The processes serving one burst: `serve` alone, or a cluster (its API first).
+struct Servers {
+    api: ServeChild,
+    members: Vec<MemberChild>,
+    /// The scratch database and key prefix to drop afterwards.
+    scratch: Option<(tradeloom_store::ScratchDatabase, String, String)>,
+}
+
+impl Servers {
+    fn cpu_seconds(&self) -> Result<f64> {
+        let mut total = self.api.cpu_seconds()?;
+        for m in &self.members {
+            total += peer::process_cpu_seconds(m.0.id())?;
+        }
+        Ok(total)
+    }
+}
+
+/// Where a burst runs.
+#[derive(Clone, Copy, Debug)]
+enum Setup {
+    /// `serve` on its SQLite file (the embedded default).
+    Embedded,
+    /// `serve` alone on a scratch PostgreSQL database.
+    ServePostgres,
+    /// `serve --roles api`, a coordinator and this many workers on PostgreSQL and Redis.
+    Cluster(usize),
+}
+
+fn start_servers(
+    binary: &PathBuf,
+    setup: Setup,
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Servers> {
+    let (Setup::ServePostgres | Setup::Cluster(_)) = setup else {
+        return Ok(Servers {
+            api: ServeChild::start(binary)?,
+            members: Vec::new(),
+            scratch: None,
+        });
+    };
+    let (Some(pg), Some(redis)) = (&args.postgres_url, &args.redis_url) else {
+        bail!("--cluster-workers needs --postgres-url and --redis-url");
+    };
+    let db = rt
+        .block_on(tradeloom_store::ScratchDatabase::create(pg, "tl_bench"))
+        .with_context(|| {
+            format!(
+                "--postgres-url {}: cannot create a scratch database",
+                tradeloom_core::redact_userinfo(pg)
+            )
+        })?;
+    let prefix = format!("tl-bench-{}:", uuid::Uuid::now_v7().simple());
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_path_buf();
+    let mut flags: Vec<String> = vec!["--database-url".into(), db.url().into()];
+    if let Setup::Cluster(_) = setup {
+        flags.extend([
+            "--redis-url".into(),
+            redis.clone(),
+            "--redis-prefix".into(),
+            prefix.clone(),
+        ]);
+    }
+    let mut api_flags = flags.clone();
+    if let Setup::Cluster(_) = setup {
+        api_flags.extend(["--roles".into(), "api".into()]);
+    }
+    let api = ServeChild::start_with(binary, &api_flags, dir)?;
+    let mut members = Vec::new();
+    if let Setup::Cluster(workers) = setup {
+        members.push(MemberChild::start(binary, "coordinator", &flags, &data)?);
+        for _ in 0..workers {
+            members.push(MemberChild::start(binary, "worker", &flags, &data)?);
+        }
+    }
+    Ok(Servers {
+        api,
+        members,
+        scratch: Some((db, redis.clone(), prefix)),
+    })
+}
+
+/// Drops the scratch database and deletes the key prefix of a cluster.
+fn stop_servers(servers: Servers, rt: &tokio::runtime::Runtime) {
+    let Servers {
+        api,
+        members,
+        scratch,
+    } = servers;
+    drop(members);
+    drop(api);
+    if let Some((db, redis, prefix)) = scratch {
+        let _ = rt.block_on(db.drop_database());
+        if let Ok(client) = redis::Client::open(redis.as_str())
+            && let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2))
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query(&mut con)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _ = redis::cmd("DEL").arg(keys).exec(&mut con);
+            }
+        }
+    }
+}
+
 /// The API figures of one burst size.
 fn api_burst(binary: &PathBuf, runs: usize, args: &Args) -> Result<Value> {
-    let serve = ServeChild::start(binary)?;
+    api_burst_on(binary, runs, args, Setup::Embedded)
+}
+
+/// The API figures of one burst size on `setup`; CPU time is that of every process serving it.
+fn api_burst_on(binary: &PathBuf, runs: usize, args: &Args, setup: Setup) -> Result<Value> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    rt.block_on(async {
-        let api = DiamondApi::create(&serve.url, "bench-diamond").await?;
+    let serve = start_servers(binary, setup, args, &rt)?;
+    let figures = rt.block_on(async {
+        let api = DiamondApi::create(&serve.api.url, "bench-diamond").await?;
         // The first run warms the server's caches; it is not counted.
         let mut alone = api.alone(args.alone + 1).await?;
         alone.remove(alone.len() / 2);
@@ -149,7 +324,25 @@ fn api_burst(binary: &PathBuf, runs: usize, args: &Args) -> Result<Value> {
             "alone_p50_ms": ms(percentile(&alone, 50.0)),
             "alone_p99_ms": ms(percentile(&alone, 99.0)),
         }))
-    })
+    });
+    stop_servers(serve, &rt);
+    figures
+}
+
+/// Prints one line of API figures.
+fn print_api(label: &str, f: &Value) {
+    println!(
+        "{label:<14}x{:>5}: {:>7.1} runs/s ({:.2} s; submitted in {:.2} s), {:.2} CPU-ms per run in the server processes; submit → finished p50 {:.1} ms p99 {:.1} ms; alone p50 {:.2} ms p99 {:.2} ms",
+        f["runs"].as_u64().unwrap_or(0),
+        f["runs_per_s"].as_f64().unwrap_or(0.0),
+        f["seconds"].as_f64().unwrap_or(0.0),
+        f["submit_seconds"].as_f64().unwrap_or(0.0),
+        f["server_cpu_ms_per_run"].as_f64().unwrap_or(0.0),
+        f["p50_ms"].as_f64().unwrap_or(0.0),
+        f["p99_ms"].as_f64().unwrap_or(0.0),
+        f["alone_p50_ms"].as_f64().unwrap_or(0.0),
+        f["alone_p99_ms"].as_f64().unwrap_or(0.0),
+    );
 }
 
 /// The Temporal peer's figures for a burst of `runs`, or why there are none.
@@ -251,7 +444,32 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 json!({"not_available": reason})
             }
         };
-        bursts.push(json!({"tradeloom": ours, "temporal": peer_json}));
+        let mut cluster = Vec::new();
+        if !args.cluster_workers.is_empty() {
+            let mut setups = vec![("serve PG", Setup::ServePostgres)];
+            for &w in &args.cluster_workers {
+                setups.push(("cluster", Setup::Cluster(w.max(1))));
+            }
+            for (label, setup) in setups {
+                if !args.json {
+                    eprintln!("{setup:?}: {runs} diamond runs…");
+                }
+                let f = api_burst_on(&binary, runs, args, setup)?;
+                let workers = match setup {
+                    Setup::Cluster(w) => w,
+                    _ => 0,
+                };
+                if !args.json {
+                    let label = match setup {
+                        Setup::Cluster(w) => format!("{label} 1c+{w}w"),
+                        _ => label.to_string(),
+                    };
+                    print_api(&label, &f);
+                }
+                cluster.push(json!({"setup": label, "workers": workers, "figures": f}));
+            }
+        }
+        bursts.push(json!({"tradeloom": ours, "temporal": peer_json, "cluster": cluster}));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
