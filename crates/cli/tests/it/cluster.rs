@@ -10,50 +10,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
-use axum::routing::post;
 use serde_json::{Value, json};
 use tradeloom_queue::{Queue, RedisQueue, RedisQueueOptions};
 use tradeloom_store::ScratchDatabase;
 
+use crate::effects::{assert_one_key_per_run, sink};
 use crate::service::Service;
 
 const PG_ENV: &str = "TRADELOOM_TEST_POSTGRES_URL";
 const REDIS_ENV: &str = "TRADELOOM_TEST_REDIS_URL";
-
-/// (idempotency key, run id) of every request the sink received, duplicates included.
-type Seen = Arc<Mutex<Vec<(String, String)>>>;
-
-async fn sink() -> (String, Seen) {
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let app = axum::Router::new().route(
-        "/effect",
-        post(move |headers: HeaderMap, body: String| {
-            let s = s.clone();
-            async move {
-                let key = headers
-                    .get("idempotency-key")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                s.lock()
-                    .unwrap()
-                    .push((key, body["run"].as_str().unwrap_or("").to_string()));
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                "{\"ok\": true}"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
 
 /// A `coordinator` or `worker` process: its child and the id it printed.
 struct Member {
@@ -122,6 +89,41 @@ async fn members(client: &reqwest::Client, api: &str) -> BTreeMap<String, Vec<St
         .collect()
 }
 
+/// `serve --roles api` with the cluster's flags `common` (after their `--data-dir DIR`), no
+/// rate limits.
+fn api_process(data: &std::path::Path, common: &[String]) -> Service {
+    let mut args: Vec<&str> = common.iter().map(String::as_str).skip(2).collect();
+    args.extend([
+        "--roles",
+        "api",
+        "--rate-limit-per-key",
+        "0",
+        "--rate-limit-runs-light",
+        "0",
+    ]);
+    Service::serve_with(data, &args, &[])
+}
+
+/// Waits until every run of `runs` has completed (fails at once on another final status).
+async fn wait_completed(client: &reqwest::Client, api: &str, runs: &[String], within: Duration) {
+    let deadline = Instant::now() + within;
+    for run in runs {
+        loop {
+            let body = get(client, format!("{api}/workflow-runs/{run}")).await;
+            match body["status"].as_str().unwrap() {
+                "completed" => break,
+                "failed" | "cancelled" => panic!("run {run} ended {body}"),
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run} did not finish: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -155,7 +157,7 @@ async fn redis_cluster_of_processes_survives_kills_and_stops_cleanly() {
         .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
     let prefix = format!("tl-test-{}:", uuid::Uuid::now_v7().simple());
     let data = tempfile::tempdir().unwrap();
-    let (sink_url, seen) = sink().await;
+    let (sink_url, seen) = sink(Duration::from_millis(30)).await;
     tradeloom_llm::install_crypto_provider();
     let client = reqwest::Client::new();
     let common: Vec<String> = [
@@ -177,16 +179,7 @@ async fn redis_cluster_of_processes_survives_kills_and_stops_cleanly() {
     .collect();
 
     // The API alone first: it creates the schema; coordinators and workers join.
-    let mut api_args: Vec<&str> = common.iter().map(String::as_str).skip(2).collect();
-    api_args.extend([
-        "--roles",
-        "api",
-        "--rate-limit-per-key",
-        "0",
-        "--rate-limit-runs-light",
-        "0",
-    ]);
-    let api = Service::serve_with(data.path(), &api_args, &[]);
+    let api = api_process(data.path(), &common);
     let mut coordinators = vec![
         member("coordinator", &common, &[]),
         member("coordinator", &common, &[]),
@@ -251,33 +244,9 @@ async fn redis_cluster_of_processes_survives_kills_and_stops_cleanly() {
     drop(dead_coordinator);
 
     // Their leases run out (30 s) and the survivors finish every run.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for run in &runs {
-        loop {
-            let body = get(&client, format!("{}/workflow-runs/{run}", api.url)).await;
-            match body["status"].as_str().unwrap() {
-                "completed" => break,
-                "failed" | "cancelled" => panic!("run {run} ended {}", body),
-                _ => {}
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {run} did not finish: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    wait_completed(&client, &api.url, &runs, Duration::from_secs(120)).await;
     // Each run's http effect arrived under one idempotency key (retries reuse it).
-    let seen = seen.lock().unwrap().clone();
-    let keys_per_run: BTreeMap<&str, BTreeSet<&str>> =
-        seen.iter().fold(BTreeMap::new(), |mut m, (key, run)| {
-            m.entry(run.as_str()).or_default().insert(key.as_str());
-            m
-        });
-    assert_eq!(keys_per_run.len(), runs.len(), "every run's effect arrived");
-    for (run, keys) in &keys_per_run {
-        assert_eq!(keys.len(), 1, "run {run} sent its effect under {keys:?}");
-    }
+    assert_one_key_per_run(&seen, &runs);
 
     // The killed processes drop out of the registry when their entries expire.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -415,7 +384,7 @@ async fn redis_restarted_mid_run_processes_reconnect_and_nothing_is_lost() {
         .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
     let mut redis = OwnRedis::start();
     let data = tempfile::tempdir().unwrap();
-    let (sink_url, seen) = sink().await;
+    let (sink_url, seen) = sink(Duration::from_millis(30)).await;
     tradeloom_llm::install_crypto_provider();
     let client = reqwest::Client::new();
     let common: Vec<String> = [
@@ -431,16 +400,7 @@ async fn redis_restarted_mid_run_processes_reconnect_and_nothing_is_lost() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut api_args: Vec<&str> = common.iter().map(String::as_str).skip(2).collect();
-    api_args.extend([
-        "--roles",
-        "api",
-        "--rate-limit-per-key",
-        "0",
-        "--rate-limit-runs-light",
-        "0",
-    ]);
-    let api = Service::serve_with(data.path(), &api_args, &[]);
+    let api = api_process(data.path(), &common);
     let _coordinator = member("coordinator", &common, &[]);
     let _worker = member("worker", &common, &["--concurrency", "2"]);
 
@@ -480,32 +440,8 @@ async fn redis_restarted_mid_run_processes_reconnect_and_nothing_is_lost() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     redis.crash_and_restart(Duration::from_secs(2));
 
-    let deadline = Instant::now() + Duration::from_secs(150);
-    for run in &runs {
-        loop {
-            let body = get(&client, format!("{}/workflow-runs/{run}", api.url)).await;
-            match body["status"].as_str().unwrap() {
-                "completed" => break,
-                "failed" | "cancelled" => panic!("run {run} ended {body}"),
-                _ => {}
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {run} did not finish: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    let seen = seen.lock().unwrap().clone();
-    let keys_per_run: BTreeMap<&str, BTreeSet<&str>> =
-        seen.iter().fold(BTreeMap::new(), |mut m, (key, run)| {
-            m.entry(run.as_str()).or_default().insert(key.as_str());
-            m
-        });
-    assert_eq!(keys_per_run.len(), runs.len(), "every run's effect arrived");
-    for (run, keys) in &keys_per_run {
-        assert_eq!(keys.len(), 1, "run {run} sent its effect under {keys:?}");
-    }
+    wait_completed(&client, &api.url, &runs, Duration::from_secs(150)).await;
+    assert_one_key_per_run(&seen, &runs);
     // Every process is registered again after the restart.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -556,7 +492,7 @@ async fn redis_chaos_twenty_kills_of_workers_and_coordinators_lose_and_repeat_no
         .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
     let prefix = format!("tl-test-{}:", uuid::Uuid::now_v7().simple());
     let data = tempfile::tempdir().unwrap();
-    let (sink_url, seen) = sink().await;
+    let (sink_url, seen) = sink(Duration::from_millis(30)).await;
     let mock = Service::mock_llm();
     tradeloom_llm::install_crypto_provider();
     let client = reqwest::Client::new();
@@ -575,16 +511,7 @@ async fn redis_chaos_twenty_kills_of_workers_and_coordinators_lose_and_repeat_no
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut api_args: Vec<&str> = common.iter().map(String::as_str).skip(2).collect();
-    api_args.extend([
-        "--roles",
-        "api",
-        "--rate-limit-per-key",
-        "0",
-        "--rate-limit-runs-light",
-        "0",
-    ]);
-    let api = Service::serve_with(data.path(), &api_args, &[]);
+    let api = api_process(data.path(), &common);
     // Slot 0-1: coordinators; 2-4: workers.
     let start = |slot: usize| match slot {
         0 | 1 => member("coordinator", &common, &[]),
@@ -669,32 +596,9 @@ async fn redis_chaos_twenty_kills_of_workers_and_coordinators_lose_and_repeat_no
         kills += 1;
     }
 
-    let deadline = Instant::now() + Duration::from_secs(300);
-    for run in runs.iter().chain([&sim_run]) {
-        loop {
-            let body = get(&client, format!("{}/workflow-runs/{run}", api.url)).await;
-            match body["status"].as_str().unwrap() {
-                "completed" => break,
-                "failed" | "cancelled" => panic!("run {run} ended {body}"),
-                _ => {}
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {run} did not finish: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let seen = seen.lock().unwrap().clone();
-    let keys_per_run: BTreeMap<&str, BTreeSet<&str>> =
-        seen.iter().fold(BTreeMap::new(), |mut m, (key, run)| {
-            m.entry(run.as_str()).or_default().insert(key.as_str());
-            m
-        });
-    assert_eq!(keys_per_run.len(), runs.len(), "every run's effect arrived");
-    for (run, keys) in &keys_per_run {
-        assert_eq!(keys.len(), 1, "run {run} sent its effect under {keys:?}");
-    }
+    let all: Vec<String> = runs.iter().chain([&sim_run]).cloned().collect();
+    wait_completed(&client, &api.url, &all, Duration::from_secs(300)).await;
+    assert_one_key_per_run(&seen, &runs);
     // The simulation: each model-day once, both models over every session.
     let sim = get(&client, format!("{}/workflow-runs/{sim_run}", api.url)).await;
     let output = sim["nodes"][0]["output"].as_str().unwrap().to_string();

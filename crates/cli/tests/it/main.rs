@@ -11,6 +11,7 @@ mod connectivity;
 mod deploy;
 mod docs;
 mod drills;
+mod effects;
 mod flow;
 mod flow_client;
 mod golden;

@@ -4,45 +4,12 @@
 //! each `http` effect delivered under one idempotency key per node.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
-use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::effects::sink;
 use crate::service::Service;
-
-/// (idempotency key, run id) of every request the sink received, duplicates included.
-type Seen = Arc<Mutex<Vec<(String, String)>>>;
-
-async fn sink() -> (String, Seen) {
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let app = axum::Router::new().route(
-        "/effect",
-        post(move |headers: HeaderMap, body: String| {
-            let s = s.clone();
-            async move {
-                let key = headers
-                    .get("idempotency-key")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                let run = body["run"].as_str().unwrap_or("").to_string();
-                s.lock().unwrap().push((key, run));
-                // Slow enough that some kills land while a request is in flight.
-                tokio::time::sleep(Duration::from_millis(40)).await;
-                "{\"ok\": true}"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
 
 /// A small deterministic generator (the seed is printed so a failure can be replayed).
 struct Lcg(u64);
@@ -96,7 +63,7 @@ async fn coordinator_killed_20_times_every_run_completes_exactly_once() {
     eprintln!("kill schedule seed: {seed} (set TRADELOOM_KILL_SEED to replay)");
     let mut rng = Lcg(seed);
     let data = tempfile::tempdir().unwrap();
-    let (sink_url, seen) = sink().await;
+    let (sink_url, seen) = sink(Duration::from_millis(40)).await;
     tradeloom_llm::install_crypto_provider();
     let client = reqwest::Client::new();
     let args = [
