@@ -2,9 +2,10 @@
 //! each new one, whole, into a [`FeatureMap`] under the next sequence number with the file's
 //! modification time.
 //!
-//! - **Detection**: inotify events (through `notify`) wake the bridge at once; a rescan of the
-//!   directory every [`BridgeOptions::rescan`] is the safety net for missed events (network
-//!   file systems, a full event queue). Files are ordered by modification time, then name; a
+//! - **Detection**: the directory's events ([`watch::DirWatch`]: inotify on Linux, waited for on
+//!   the bridge's own thread) wake the bridge at once; a rescan of the directory every
+//!   [`BridgeOptions::rescan`] is the safety net for missed events (network file systems, a
+//!   full event queue). Files are ordered by modification time, then name; a
 //!   file at or before the last one read is old and ignored.
 //! - **Never half a file**: dotfiles, `*.tmp` and `*.partial` are never read (a producer writes
 //!   there and renames). A file renamed into the directory or closed after writing is read at
@@ -12,28 +13,32 @@
 //!   when its size and modification time are the same across two checks
 //!   [`BridgeOptions::settle`] apart.
 //! - **Restarts**: the last file read is kept in `<data_dir>/maps/<map>.bridge.json`
-//!   ([`Cursor`]); a restarted bridge reads on after it and never publishes a file twice. The
-//!   map itself is mirrored to `<data_dir>/maps/<map>.json` and keeps its sequence.
+//!   ([`Cursor`], rewritten in place after each file by [`CursorFile`]: microseconds, and a
+//!   kill at any point leaves the old or the new cursor); a restarted bridge reads on after it
+//!   and never publishes a file twice. The map itself is mirrored to
+//!   `<data_dir>/maps/<map>.json` behind its updates (within
+//!   [`MIRROR_DELAY`](tradeloom_queue::MIRROR_DELAY), and at once when the bridge stops); its
+//!   sequence goes on from the cursor or that file, whichever is further.
 //! - **Bad files**: a malformed file is logged, counted and skipped; never fatal.
 
 pub mod cursor;
 pub mod scan_file;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
-use notify::{EventKind, RecursiveMode, Watcher};
 use tradeloom_queue::{FeatureMap, InMemoryFeatureMap, MapUpdate, MapValues};
 use tradeloom_runs::paper::StopSignal;
 
-pub use cursor::Cursor;
 use cursor::FileKey;
+pub use cursor::{Cursor, CursorFile};
 pub use scan_file::{ScanFileError, ScanFormat, read_scan};
+use watch::{Change, DirWatch};
 
 /// How often the stop signal is checked while nothing happens.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -125,14 +130,23 @@ struct Pending {
     last: Option<(u64, i128, Instant)>,
 }
 
-/// The scan bridge: open it, then [`Bridge::run`] it until stopped.
+/// The scan bridge: open it, then [`Bridge::run`] it until stopped, or call [`Bridge::step`]
+/// from a loop of one's own (the `scan_dir` feed does, on the paper run's thread).
 pub struct Bridge {
     options: BridgeOptions,
     map: Arc<dyn FeatureMap>,
     cursor: Cursor,
-    cursor_path: PathBuf,
+    cursor_file: CursorFile,
     stats: Arc<BridgeStats>,
     hook: Option<PublishHook>,
+    /// The directory's events.
+    watch: DirWatch,
+    /// Files seen but not read yet, by name.
+    pending: HashMap<String, Pending>,
+    /// When the directory is listed next.
+    next_rescan: Instant,
+    /// Events of the last wait (kept to reuse its allocation).
+    changes: Vec<Change>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -210,18 +224,31 @@ impl Bridge {
                 watch: options.watch.display().to_string(),
                 ..Cursor::default()
             });
-        let latest = map.latest().map_err(|e| BridgeError::Map {
+        let map_error = |e: tradeloom_queue::FeatureMapError| BridgeError::Map {
             map: options.map.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let latest = map.latest().map_err(map_error)?;
         cursor.catch_up(latest.as_deref());
+        // The map's file is written behind its updates, so it may lag the cursor, which is
+        // written after each one: the sequence goes on from whichever is further.
+        map.continue_after(cursor.last_seq).map_err(map_error)?;
+        let watch = DirWatch::new(&options.watch).map_err(|e| BridgeError::Watch {
+            path: options.watch.clone(),
+            message: format!("cannot watch: {e}"),
+        })?;
         Ok(Self {
             options,
             map,
             cursor,
-            cursor_path,
+            cursor_file: CursorFile::new(cursor_path),
             stats: Arc::new(BridgeStats::default()),
             hook: None,
+            watch,
+            pending: HashMap::new(),
+            // The first step lists the directory: the files that came before the watch.
+            next_rescan: Instant::now(),
+            changes: Vec::new(),
         })
     }
 
@@ -246,38 +273,13 @@ impl Bridge {
         &self.cursor
     }
 
-    /// Watches and publishes until `stop` is raised. Errors only when the directory cannot be
-    /// watched or the cursor cannot be saved.
+    /// Publishes until `stop` is raised, then writes the map's file. Errors only when the
+    /// cursor or the map cannot be saved.
     pub fn run(&mut self, stop: &StopSignal) -> Result<(), BridgeError> {
-        let (tx, rx) = channel();
-        let mut watcher = notify::recommended_watcher(tx).map_err(|e| BridgeError::Watch {
-            path: self.options.watch.clone(),
-            message: format!("cannot watch: {e}"),
-        })?;
-        watcher
-            .watch(&self.options.watch, RecursiveMode::NonRecursive)
-            .map_err(|e| BridgeError::Watch {
-                path: self.options.watch.clone(),
-                message: format!("cannot watch: {e}"),
-            })?;
-        let mut pending: HashMap<String, Pending> = HashMap::new();
-        let mut next_rescan = Instant::now();
         while !stop.is_stopped() {
-            let now = Instant::now();
-            if now >= next_rescan {
-                self.rescan(&mut pending, now);
-                next_rescan = now + self.options.rescan;
-            }
-            let recheck = self.process(&mut pending)?;
-            let mut wait = next_rescan
-                .saturating_duration_since(Instant::now())
-                .min(STOP_CHECK);
-            if let Some(at) = recheck {
-                wait = wait.min(at.saturating_duration_since(Instant::now()));
-            }
-            self.receive(&rx, wait, &mut pending);
+            self.step(Instant::now() + STOP_CHECK, usize::MAX)?;
         }
-        Ok(())
+        self.flush()
     }
 
     /// Spawns [`Bridge::run`] on a thread of its own.
@@ -290,76 +292,74 @@ impl Bridge {
             .spawn(move || self.run(&stop))
     }
 
-    /// Waits at most `wait` for watcher events and notes the files they name.
-    fn receive(
-        &self,
-        rx: &Receiver<notify::Result<notify::Event>>,
-        wait: Duration,
-        pending: &mut HashMap<String, Pending>,
-    ) {
-        let first = match rx.recv_timeout(wait) {
-            Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => return,
-            Err(RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(wait);
-                return;
+    /// Publishes the complete files that are pending, at most `limit` of them (in order), waiting
+    /// for new files until `until` if none is; returns how many were published or skipped as
+    /// malformed. The directory's events wake it at once.
+    pub fn step(&mut self, until: Instant, limit: usize) -> Result<usize, BridgeError> {
+        loop {
+            let now = Instant::now();
+            if now >= self.next_rescan {
+                self.rescan(now);
+                self.next_rescan = now + self.options.rescan;
             }
-        };
-        let observed = Instant::now();
-        for event in std::iter::once(first).chain(rx.try_iter()) {
-            let event = match event {
-                Ok(event) => event,
-                Err(e) => {
-                    // An overflowed event queue and the like: the next rescan catches up.
-                    tracing::warn!(map = %self.options.map, "watch error: {e}");
-                    continue;
-                }
-            };
-            let complete = matches!(
-                event.kind,
-                EventKind::Modify(notify::event::ModifyKind::Name(
-                    notify::event::RenameMode::To | notify::event::RenameMode::Both
-                )) | EventKind::Access(notify::event::AccessKind::Close(
-                    notify::event::AccessMode::Write
-                ))
-            );
-            let removed = matches!(
-                event.kind,
-                EventKind::Remove(_)
-                    | EventKind::Modify(notify::event::ModifyKind::Name(
-                        notify::event::RenameMode::From
-                    ))
-            );
-            // A rename with both ends names the old path first and the new one last.
-            let paths: &[PathBuf] = match event.kind {
-                EventKind::Modify(notify::event::ModifyKind::Name(
-                    notify::event::RenameMode::Both,
-                )) => event.paths.get(1..).unwrap_or_default(),
-                _ => &event.paths,
-            };
-            for path in paths {
-                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                if ScanFormat::of(name).is_none() {
-                    continue;
-                }
-                if removed {
-                    pending.remove(name);
-                    continue;
-                }
-                let entry = pending.entry(name.to_string()).or_insert(Pending {
-                    observed,
-                    complete: false,
-                    last: None,
-                });
-                entry.complete |= complete;
+            let (read, recheck) = self.process(limit)?;
+            let now = Instant::now();
+            if read > 0 || now >= until {
+                return Ok(read);
             }
+            let mut wake = until.min(self.next_rescan);
+            if let Some(at) = recheck {
+                wake = wake.min(at);
+            }
+            self.receive(wake.saturating_duration_since(now));
         }
     }
 
+    /// Writes the map's file now (what a stop does).
+    pub fn flush(&self) -> Result<(), BridgeError> {
+        self.map.flush().map_err(|e| BridgeError::Map {
+            map: self.options.map.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Waits at most `wait` for the directory's events and notes the files they name.
+    fn receive(&mut self, wait: Duration) {
+        let mut changes = std::mem::take(&mut self.changes);
+        changes.clear();
+        if let Err(e) = self.watch.wait(wait, &mut changes) {
+            tracing::warn!(map = %self.options.map, "watch error: {e}");
+            // The next rescan catches up; not at once, so a broken watch cannot spin.
+            std::thread::sleep(wait);
+        }
+        let observed = Instant::now();
+        for change in changes.drain(..) {
+            match change {
+                Change::File { name, complete } => {
+                    if ScanFormat::of(&name).is_none() {
+                        continue;
+                    }
+                    let entry = self.pending.entry(name).or_insert(Pending {
+                        observed,
+                        complete: false,
+                        last: None,
+                    });
+                    entry.complete |= complete;
+                }
+                Change::Removed { name } => {
+                    self.pending.remove(&name);
+                }
+                Change::Lost => {
+                    tracing::warn!(map = %self.options.map, "file events were lost; listing the directory");
+                    self.next_rescan = observed;
+                }
+            }
+        }
+        self.changes = changes;
+    }
+
     /// Lists the directory and notes every scan file newer than the cursor.
-    fn rescan(&self, pending: &mut HashMap<String, Pending>, now: Instant) {
+    fn rescan(&mut self, now: Instant) {
         let entries = match std::fs::read_dir(&self.options.watch) {
             Ok(entries) => entries,
             Err(e) => {
@@ -373,7 +373,7 @@ impl Bridge {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if ScanFormat::of(name).is_none() || pending.contains_key(name) {
+            if ScanFormat::of(name).is_none() || self.pending.contains_key(name) {
                 continue;
             }
             let Ok(meta) = entry.metadata() else { continue };
@@ -384,7 +384,7 @@ impl Bridge {
                 continue;
             };
             if self.cursor.is_new(&(mtime_ns(modified), name.to_string())) {
-                pending.insert(
+                self.pending.insert(
                     name.to_string(),
                     Pending {
                         observed: now,
@@ -396,15 +396,24 @@ impl Bridge {
         }
     }
 
-    /// Reads and publishes every pending file that is complete, in order; returns when the
-    /// next file that is not yet known to be complete should be checked again.
-    fn process(
+    /// Reads and publishes the pending files that are complete, in order, at most `limit`;
+    /// returns how many it read and when the next file that is not yet known to be complete
+    /// should be checked again.
+    fn process(&mut self, limit: usize) -> Result<(usize, Option<Instant>), BridgeError> {
+        if self.pending.is_empty() {
+            return Ok((0, None));
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let result = self.process_pending(&mut pending, limit);
+        self.pending = pending;
+        result
+    }
+
+    fn process_pending(
         &mut self,
         pending: &mut HashMap<String, Pending>,
-    ) -> Result<Option<Instant>, BridgeError> {
-        if pending.is_empty() {
-            return Ok(None);
-        }
+        limit: usize,
+    ) -> Result<(usize, Option<Instant>), BridgeError> {
         let now = Instant::now();
         // Every pending file with its key and whether it can be read now.
         let mut files: Vec<(FileKey, Instant, bool)> = Vec::new();
@@ -452,16 +461,18 @@ impl Bridge {
         // would move the cursor past it). It is ready within `settle` unless it is still being
         // written, and then its modification time moves it behind them.
         files.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut read = 0;
         for (key, observed, ready) in files {
-            if !ready {
+            if !ready || read >= limit {
                 break;
             }
             pending.remove(&key.1);
             if self.cursor.is_new(&key) {
                 self.read_and_publish(key, observed)?;
+                read += 1;
             }
         }
-        Ok(recheck)
+        Ok((read, recheck))
     }
 
     /// Reads one complete file and publishes it (or counts it as malformed); moves the cursor.
@@ -532,8 +543,8 @@ impl Bridge {
         }
         self.cursor.last_file = Some(name);
         self.cursor.last_mtime_ns = Some(mtime);
-        self.cursor
-            .save(&self.cursor_path)
+        self.cursor_file
+            .save(&self.cursor)
             .map_err(BridgeError::Cursor)
     }
 }

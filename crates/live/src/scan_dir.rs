@@ -1,14 +1,16 @@
 //! The `scan_dir` feed of paper runs: `feed: {type: scan_dir, path, symbol_field, price_field,
 //! map}`.
 //!
-//! The feed runs the [bridge](crate::bridge) **in this process**, on a thread of its own: it
-//! watches `path` (relative to the spec file), publishes each scan into the feature map `map`
-//! (default: the spec's name), mirrored to `<data_dir>/maps/<map>.json` like `tradeloom bridge`
-//! does, and the feed follows that map with a blocking wait — no polling, so a scan reaches the
-//! engine a few microseconds after the bridge publishes it. (Following a map that a separate
-//! `tradeloom bridge` process publishes would need a cross-process notification, which the
-//! file mirror is not; a Redis map is the way for that.) Two processes must not bridge the same
-//! map at once.
+//! The feed runs the [bridge](crate::bridge) **in this process, on the paper run's own
+//! thread**: while the run waits for its next event, the feed waits on the directory's events
+//! ([`Bridge::step`]), so a scan file renamed into `path` (relative to the spec file) wakes the
+//! run's thread itself — no thread in between — which reads it, publishes it into the feature
+//! map `map` (default: the spec's name; mirrored to `<data_dir>/maps/<map>.json` like
+//! `tradeloom bridge` does), takes it from the map and hands it to the engine. The bridge is
+//! asked for one scan at a time, only when the feed has taken every update of the map, so the
+//! feed never falls behind the map's history. (Following a map that a separate `tradeloom
+//! bridge` process publishes would need a cross-process notification, which the file mirror is
+//! not; a Redis map is the way for that.) Two processes must not bridge the same map at once.
 //!
 //! Each map update becomes one [`FeedEvent::Scan`]: the rows of the spec's instruments, in the
 //! scan's order, each with a flat bar at `price_field` (rounded to the instrument's price
@@ -25,8 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tradeloom_core::{Bar, InstrumentId, Price, UnixNanos};
@@ -34,7 +35,7 @@ use tradeloom_engine::ScanFields;
 use tradeloom_queue::{FeatureMap, MapSnapshot};
 use tradeloom_runs::RunError;
 use tradeloom_runs::paper::{
-    Feed, FeedError, FeedEvent, FeedPoll, FeedPosition, Scan, ScanDirFeedSpec, ScanRow, StopSignal,
+    Feed, FeedError, FeedEvent, FeedPoll, FeedPosition, Scan, ScanDirFeedSpec, ScanRow,
 };
 use tradeloom_runs::spec::ResolvedSpec;
 
@@ -54,7 +55,7 @@ pub struct ScanDirStats {
     pub skipped: AtomicU64,
 }
 
-/// The `scan_dir` feed: an in-process bridge and a subscription to its map.
+/// The `scan_dir` feed: a bridge stepped on the run's thread and a subscription to its map.
 pub struct ScanDirFeed {
     map: Arc<dyn FeatureMap>,
     after: u64,
@@ -62,8 +63,7 @@ pub struct ScanDirFeed {
     symbol_field: String,
     price_field: String,
     pending: VecDeque<FeedEvent>,
-    bridge_stop: StopSignal,
-    bridge: Option<JoinHandle<Result<(), BridgeError>>>,
+    bridge: Bridge,
     bridge_stats: Arc<BridgeStats>,
     stats: Arc<ScanDirStats>,
 }
@@ -141,10 +141,6 @@ impl ScanDirFeed {
             .map_err(|e| spec_error(spec, format!("{field}: {e}")))?
             .map_or(0, |s| s.seq);
         let bridge_stats = bridge.stats();
-        let bridge_stop = StopSignal::new();
-        let handle = bridge
-            .spawn(bridge_stop.clone())
-            .map_err(|e| RunError::io(watch_dir(spec, feed), e))?;
         Ok(Self {
             map,
             after,
@@ -156,8 +152,7 @@ impl ScanDirFeed {
             symbol_field: feed.symbol_field.clone(),
             price_field: feed.price_field.clone(),
             pending: VecDeque::new(),
-            bridge_stop,
-            bridge: Some(handle),
+            bridge,
             bridge_stats,
             stats: Arc::new(ScanDirStats::default()),
         })
@@ -238,20 +233,12 @@ impl ScanDirFeed {
             rows,
         }));
     }
+}
 
-    fn bridge_failure(&mut self) -> Option<FeedError> {
-        if !self.bridge.as_ref().is_some_and(|h| h.is_finished()) {
-            return None;
-        }
-        let message = match self.bridge.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => e.to_string(),
-            Some(Err(_)) => "the bridge thread panicked".to_string(),
-            _ => "the bridge stopped".to_string(),
-        };
-        Some(FeedError {
-            feed: "scan_dir",
-            message,
-        })
+fn feed_error(message: String) -> FeedError {
+    FeedError {
+        feed: "scan_dir",
+        message,
     }
 }
 
@@ -306,15 +293,15 @@ impl Feed for ScanDirFeed {
         if let Some(event) = self.pending.pop_front() {
             return Ok(FeedPoll::Event(event));
         }
-        let got = self
-            .map
-            .wait_next(self.after, wait)
-            .map_err(|e| FeedError {
-                feed: "scan_dir",
-                message: e.to_string(),
-            })?;
-        match got {
-            Some(snap) => {
+        let until = Instant::now() + wait;
+        loop {
+            // What the map holds after the last update taken (published by the bridge below,
+            // or by another publisher of this process).
+            let got = self
+                .map
+                .wait_next(self.after, Duration::ZERO)
+                .map_err(|e| feed_error(e.to_string()))?;
+            if let Some(snap) = got {
                 if snap.seq > self.after + 1 && self.after > 0 {
                     self.stats
                         .skipped
@@ -322,15 +309,18 @@ impl Feed for ScanDirFeed {
                 }
                 self.after = snap.seq;
                 self.convert(&snap);
-                Ok(self
+                return Ok(self
                     .pending
                     .pop_front()
-                    .map_or(FeedPoll::Idle, FeedPoll::Event))
+                    .map_or(FeedPoll::Idle, FeedPoll::Event));
             }
-            None => match self.bridge_failure() {
-                Some(e) => Err(e),
-                None => Ok(FeedPoll::Idle),
-            },
+            if Instant::now() >= until {
+                return Ok(FeedPoll::Idle);
+            }
+            // One file at a time: the map never holds more than the feed has taken plus one.
+            self.bridge
+                .step(until, 1)
+                .map_err(|e| feed_error(e.to_string()))?;
         }
     }
 
@@ -343,9 +333,9 @@ impl Feed for ScanDirFeed {
 
 impl Drop for ScanDirFeed {
     fn drop(&mut self) {
-        self.bridge_stop.stop();
-        if let Some(handle) = self.bridge.take() {
-            let _ = handle.join();
+        // The map's file shows the last scan once the run stops.
+        if let Err(e) = self.bridge.flush() {
+            tracing::warn!("{e}");
         }
     }
 }

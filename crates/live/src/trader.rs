@@ -8,7 +8,11 @@
 //!   "equity", "last_scan_seq", "last_scan_source", "scans", "orders", "fills", "updated_at"}`
 //!   (money and quantities as exact decimal strings), after every scan and at the stop;
 //! - `pnl:YYYY-MM-DD` (UTC days of the scans' times): `{"date", "start_equity", "equity",
-//!   "pnl"}`, the equity change of that day.
+//!   "pnl"}`, the equity change of that day, published with the state when it changed.
+//!
+//! Both are published after the scan's order, never on the way to it (an equity point comes
+//! while a scan is processed, before the strategy decides); the map's file follows within
+//! [`MIRROR_DELAY`](tradeloom_queue::MIRROR_DELAY) and at once at the stop.
 //!
 //! [`TraderObserver`] is the [`PaperObserver`] that does this and records the scan→order
 //! latency into the run's live counters (`tradeloom_scan_to_order_seconds` on `/metrics`).
@@ -65,6 +69,9 @@ pub struct TraderObserver {
     last_ts: UnixNanos,
     /// The equity of the last point.
     prev_equity: Option<Money>,
+    /// The day whose PnL changed since it was last published (published after the scan's
+    /// order, not on the way to it).
+    pnl_due: bool,
     record: Option<SharedRecord>,
     publish_errors: u64,
 }
@@ -105,6 +112,7 @@ impl TraderObserver {
             fills: 0,
             last_ts: UnixNanos(0),
             prev_equity: None,
+            pnl_due: false,
             record: None,
             publish_errors: 0,
         }
@@ -134,7 +142,28 @@ impl TraderObserver {
         }
     }
 
+    /// Publishes `pnl:<day>` of the current day if it changed since it was last published.
+    fn publish_pnl(&mut self) {
+        if !std::mem::take(&mut self.pnl_due) {
+            return;
+        }
+        let (Some((day, start)), Some(equity)) = (self.day.clone(), self.prev_equity) else {
+            return;
+        };
+        let pnl = equity.checked_sub(start).ok();
+        self.set(
+            &format!("pnl:{day}"),
+            json!({
+                "date": day,
+                "start_equity": start.to_string(),
+                "equity": equity.to_string(),
+                "pnl": pnl.map(|p| p.to_string()),
+            }),
+        );
+    }
+
     fn publish_state(&mut self, status: &str) {
+        self.publish_pnl();
         let positions: serde_json::Map<String, Value> = self
             .positions
             .iter()
@@ -188,6 +217,8 @@ impl PaperObserver for TraderObserver {
         }
     }
 
+    /// Notes the point; its day's PnL is published with the next state (an equity point comes
+    /// while a scan is processed, before its order: publishing waits until after it).
     fn on_equity(&mut self, point: &EquityPoint) {
         self.cash = Some(point.cash);
         self.equity = Some(point.equity);
@@ -197,20 +228,15 @@ impl PaperObserver for TraderObserver {
             Some((d, start)) if *d == day => *start,
             // A new day starts from the equity the last one ended with (the first from its
             // first point).
-            _ => self.prev_equity.unwrap_or(point.equity),
+            _ => {
+                // The day that ends gets its last figure first.
+                self.publish_pnl();
+                self.prev_equity.unwrap_or(point.equity)
+            }
         };
-        self.day = Some((day.clone(), start));
-        let pnl = point.equity.checked_sub(start).ok();
-        self.set(
-            &format!("pnl:{day}"),
-            json!({
-                "date": day,
-                "start_equity": start.to_string(),
-                "equity": point.equity.to_string(),
-                "pnl": pnl.map(|p| p.to_string()),
-            }),
-        );
+        self.day = Some((day, start));
         self.prev_equity = Some(point.equity);
+        self.pnl_due = true;
     }
 
     fn on_scan(&mut self, scan: &Scan, first_accept: Option<Instant>) {
@@ -240,5 +266,9 @@ impl PaperObserver for TraderObserver {
     fn on_stop(&mut self, outcome: &Result<RunOutcome, String>) {
         let status = if outcome.is_ok() { "stopped" } else { "failed" };
         self.publish_state(status);
+        // Other processes see the final state as soon as the run has stopped.
+        if let Err(e) = self.map.flush() {
+            tracing::warn!(map = %self.map.name(), "cannot write the trader map's file: {e}");
+        }
     }
 }

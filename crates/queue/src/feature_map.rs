@@ -12,9 +12,11 @@
 //! the gap).
 //!
 //! [`InMemoryFeatureMap`](crate::InMemoryFeatureMap) is the in-process implementation; with a
-//! mirror folder it also writes every snapshot atomically to `<folder>/<name>.json` (the shape
-//! of [`MapSnapshot::to_json`]) so that other processes (`tradeloom map show NAME --json`) can
-//! read it, and it resumes its sequence from that file. With the `redis` feature,
+//! mirror folder it also writes the latest snapshot atomically to `<folder>/<name>.json` (the
+//! shape of [`MapSnapshot::to_json`]) from a thread of its own, at most
+//! [`MIRROR_DELAY`](crate::MIRROR_DELAY) after an update and at once on
+//! [`FeatureMap::flush`] and drop, so that other processes (`tradeloom map show NAME --json`)
+//! can read it; it resumes its sequence from that file. With the `redis` feature,
 //! `RedisFeatureMap` keeps a map in Redis for processes on several hosts; both pass the same
 //! [`feature_map_conformance`](crate::feature_map_conformance) suite.
 
@@ -241,6 +243,17 @@ pub trait FeatureMap: Send + Sync {
         after: u64,
         timeout: Duration,
     ) -> Result<Option<Arc<MapSnapshot>>, FeatureMapError>;
+
+    /// Makes the next update's sequence at least `seq + 1` (never lowers it). For a publisher
+    /// that keeps its own record of the sequences it published (the bridge's cursor), when the
+    /// map's kept copy may lag behind that record (a mirror file written after the update).
+    fn continue_after(&self, seq: u64) -> Result<(), FeatureMapError>;
+
+    /// Writes what the map keeps beyond the process (a mirror file) up to the latest update,
+    /// now; a no-op for maps that write every update at once or keep nothing.
+    fn flush(&self) -> Result<(), FeatureMapError> {
+        Ok(())
+    }
 }
 
 /// A cursor over a map's updates: each [`Subscription::next`] returns the next snapshot after

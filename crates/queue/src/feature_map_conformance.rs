@@ -123,6 +123,34 @@ pub fn set_keeps_the_other_keys(open: Open<'_>) {
     );
 }
 
+/// `continue_after` raises the sequence the next update gets, never lowers it, and leaves the
+/// latest snapshot as it was.
+pub fn continue_after_raises_the_next_sequence(open: Open<'_>) {
+    let map = open(&fresh_name("continue"));
+    map.continue_after(0).expect("continue_after");
+    let first = map
+        .publish(scan("scan-1.csv", 1, &[("AAA", 1.0)]))
+        .expect("publish");
+    assert_eq!(first.seq, 1, "continue_after(0) changes nothing");
+    map.continue_after(41).expect("continue_after");
+    let latest = map.latest().expect("latest").expect("a snapshot");
+    assert_eq!(
+        (latest.seq, latest.source.as_str()),
+        (1, "scan-1.csv"),
+        "the latest snapshot stays"
+    );
+    map.continue_after(7).expect("continue_after");
+    let next = map
+        .publish(scan("scan-42.csv", 2, &[("AAA", 2.0)]))
+        .expect("publish");
+    assert_eq!(next.seq, 42, "the sequence goes on after 41, not after 7");
+    let after = map
+        .wait_next(1, Duration::ZERO)
+        .expect("wait_next")
+        .expect("the update after 1");
+    assert_eq!(after.seq, 42, "a subscriber at 1 gets 42 next");
+}
+
 /// Publishers on several threads at once: every update gets its own sequence number, and the
 /// latest has the highest.
 pub fn concurrent_publishers_get_distinct_sequences(open: Open<'_>) {

@@ -68,7 +68,7 @@ pub use error::QueueError;
 pub use feature_map::{
     FeatureMap, FeatureMapError, MapSnapshot, MapUpdate, MapValues, Subscription,
 };
-pub use feature_map_memory::InMemoryFeatureMap;
+pub use feature_map_memory::{InMemoryFeatureMap, MIRROR_DELAY};
 pub use in_memory::InMemoryQueue;
 pub use queue::{MAX_POOL_NAME_LEN, PoolStats, Queue, validate_pool};
 #[cfg(feature = "redis")]

@@ -310,6 +310,24 @@ impl FeatureMap for RedisFeatureMap {
         })
     }
 
+    fn continue_after(&self, seq: u64) -> Result<(), FeatureMapError> {
+        // The sequence key only ever rises: one script, so a concurrent update cannot be lost
+        // between reading and writing it (an update WATCHes the key and retries).
+        let mut step = |conn: &mut Connection| -> Result<(), RedisError> {
+            redis::cmd("EVAL")
+                .arg(
+                    "local c = tonumber(redis.call('GET', KEYS[1]) or '0') \
+                     if c < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end \
+                     return 1",
+                )
+                .arg(1)
+                .arg(&self.seq_key)
+                .arg(seq)
+                .exec(conn)
+        };
+        self.with_conn(Duration::ZERO, &mut step)
+    }
+
     fn latest(&self) -> Result<Option<Arc<MapSnapshot>>, FeatureMapError> {
         let mut step = |conn: &mut Connection| -> Result<Value, RedisError> {
             redis::cmd("XREVRANGE")

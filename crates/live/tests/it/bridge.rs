@@ -171,3 +171,81 @@ fn a_missing_directory_is_a_clear_error() {
         .to_string();
     assert!(err.starts_with("--watch ") && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn the_map_file_shows_the_last_scan_once_the_bridge_stops() {
+    let data = tempfile::tempdir().unwrap();
+    let watch = data.path().join("in");
+    std::fs::create_dir_all(&watch).unwrap();
+    let map: Arc<dyn FeatureMap> = open_map(data.path(), "scans").unwrap();
+    let bridge = Bridge::with_map(options(&watch, data.path()), map.clone()).unwrap();
+    let stop = StopSignal::new();
+    let handle = bridge.spawn(stop.clone()).unwrap();
+    for i in 1..=20 {
+        write_renamed(&watch, &format!("s-{i:02}.csv"), |p| {
+            std::fs::write(p, format!("symbol,price\nAAA,{i}\n")).unwrap()
+        });
+    }
+    let mut after = 0;
+    while after < 20 {
+        after = next(&map, after).seq;
+    }
+    stop.stop();
+    handle.join().unwrap().unwrap();
+    // Written behind the updates, but whole and up to date when `run` returns (the map is
+    // still open here: this is the bridge's flush, not the map's drop).
+    let file = tradeloom_queue::feature_map::read_map_file(&data.path().join("maps"), "scans")
+        .unwrap()
+        .unwrap();
+    assert_eq!((file.seq, file.source.as_str()), (20, "s-20.csv"));
+    drop(map);
+}
+
+/// A bridge killed after publishing leaves a cursor that is ahead of the map's file (the file
+/// is written behind the updates): a restart goes on from the cursor, so the sequence a trader
+/// recorded is never handed out again for another file.
+#[test]
+fn a_restart_goes_on_from_the_cursor_when_the_map_file_lags_behind_it() {
+    let data = tempfile::tempdir().unwrap();
+    let watch = data.path().join("in");
+    std::fs::create_dir_all(&watch).unwrap();
+    let maps = data.path().join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    // What a kill leaves: the map's file at scan 3, the cursor at scan 5 (files 4 and 5 were
+    // published and may have been traded; they are gone from the directory since).
+    std::fs::write(
+        maps.join("scans.json"),
+        r#"{"name":"scans","seq":3,"updated_at":"2026-12-06T10:00:00.000000000Z","source":"s-3.csv","values":{"AAA":{"symbol":"AAA","price":3}}}"#,
+    )
+    .unwrap();
+    let cursor = tradeloom_live::bridge::Cursor {
+        map: "scans".to_string(),
+        watch: watch.display().to_string(),
+        last_file: Some("s-5.csv".to_string()),
+        last_mtime_ns: Some(1_780_000_000_000_000_000),
+        last_seq: 5,
+        published: 5,
+        malformed: 0,
+    };
+    cursor
+        .save(&tradeloom_live::bridge::Cursor::path(&maps, "scans"))
+        .unwrap();
+    std::fs::write(watch.join("s-6.csv"), "symbol,price\nAAA,6\n").unwrap();
+
+    let map: Arc<dyn FeatureMap> = open_map(data.path(), "scans").unwrap();
+    let bridge = Bridge::with_map(options(&watch, data.path()), map.clone()).unwrap();
+    let stop = StopSignal::new();
+    let handle = bridge.spawn(stop.clone()).unwrap();
+    let s = next(&map, 3);
+    stop.stop();
+    handle.join().unwrap().unwrap();
+    assert_eq!((s.seq, s.source.as_str()), (6, "s-6.csv"));
+    let cursor =
+        tradeloom_live::bridge::Cursor::load(&tradeloom_live::bridge::Cursor::path(&maps, "scans"))
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (cursor.last_seq, cursor.last_file.as_deref()),
+        (6, Some("s-6.csv"))
+    );
+}

@@ -40,6 +40,7 @@ conformance_on_redis!(
     wait_next_wakes_on_publish,
     subscriber_sees_every_update_in_order,
     reopened_map_goes_on,
+    continue_after_raises_the_next_sequence,
 );
 
 fn update(i: u64) -> MapUpdate {
