@@ -94,6 +94,10 @@ pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
     };
     let made = match sweep.run(data_dir, jobs, &mut on_progress) {
         Ok(made) => made,
+        Err(e @ SweepError::Busy(_)) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));
@@ -110,7 +114,7 @@ pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
                 || w.runs.iter().any(|p| p.status == PointStatus::Failed)
         });
     if args.json {
-        println!("{}", sweep.result());
+        println!("{}", serde_json::to_string(&sweep.result())?);
     } else {
         if let Ok(table) = std::fs::read_to_string(sweep.dir.join("table.md")) {
             print!("{table}");

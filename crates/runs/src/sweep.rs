@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tradeloom_core::{DataDir, UnixNanos};
-use tradeloom_safety::{Durability, write_atomic};
+use tradeloom_safety::{Durability, Liveness, ProcessOwner, write_atomic};
 
 use crate::RunError;
 use crate::runner::{ExecuteError, RunOptions, RunOutcome, execute};
@@ -65,6 +65,9 @@ pub enum SweepError {
     /// No sweep with that id (or more than one).
     #[error("{0}")]
     NotFound(String),
+    /// Another live process is running the sweep.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl SweepError {
@@ -184,6 +187,10 @@ pub struct SweepState {
     pub walk_forward: Option<WalkForward>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<WindowRun>,
+    /// The process running the sweep (or that ran it last): a resume refuses to run a sweep
+    /// whose owner still runs, and a running sweep whose owner died reads as `interrupted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ProcessOwner>,
 }
 
 /// What to sweep.
@@ -321,6 +328,7 @@ impl Sweep {
             points,
             walk_forward: request.walk_forward,
             windows,
+            owner: Some(ProcessOwner::current()),
         };
         let base = BaseSpec::new(&spec_path, request.base.text)?;
         let sweep = Sweep {
@@ -411,6 +419,7 @@ impl Sweep {
         progress: &mut dyn FnMut(SweepProgress),
     ) -> Result<usize, SweepError> {
         let started = Instant::now();
+        self.claim()?;
         let mut made = 0;
         let mut tasks = Vec::new();
         for (i, p) in self.state.points.iter().enumerate() {
@@ -458,6 +467,24 @@ impl Sweep {
         self.save()?;
         self.write_reports()?;
         Ok(made)
+    }
+
+    /// Makes this process the sweep's owner, unless another live process runs it.
+    fn claim(&mut self) -> Result<(), SweepError> {
+        let me = ProcessOwner::current();
+        if self.state.status == SweepStatus::Running
+            && let Some(owner) = &self.state.owner
+            && owner.pid != me.pid
+            && matches!(owner.liveness(), Liveness::Alive | Liveness::Unknown(_))
+        {
+            return Err(SweepError::Busy(format!(
+                "sweep {} is being run by process {} on `{}`; wait for it, or stop it first",
+                self.state.sweep_id, owner.pid, owner.host
+            )));
+        }
+        self.state.owner = Some(me);
+        self.state.status = SweepStatus::Running;
+        self.save()
     }
 
     /// The spec of one task: the point's values, and the window's range for walk-forward runs.
@@ -572,7 +599,7 @@ impl Sweep {
 
     /// The sweep's JSON (what `tradeloom sweep --json` prints last and `GET /sweeps/{id}`
     /// answers once the sweep has finished).
-    pub fn result(&self) -> Value {
+    pub fn result(&self) -> SweepResult {
         result_of(&self.state)
     }
 
@@ -616,7 +643,8 @@ pub fn read_state(dir: &Path) -> Result<SweepState, SweepError> {
     serde_json::from_str(&text).map_err(|e| SweepError::io(&path, e))
 }
 
-/// `{sweep_id, status: "running", done, total}` of a sweep still running.
+/// `{sweep_id, status, done, total}` of a sweep still running (`running`), or whose process died
+/// before it finished (`interrupted`: `tradeloom sweep --resume` finishes it).
 pub fn progress_of(state: &SweepState) -> Value {
     let count = |runs: &[PointRun], f: fn(&PointRun) -> bool| runs.iter().filter(|p| f(p)).count();
     let valid = |p: &PointRun| p.status != PointStatus::Invalid;
@@ -626,7 +654,12 @@ pub fn progress_of(state: &SweepState) -> Value {
         total += count(&w.runs, valid) + 1;
         done += count(&w.runs, PointRun::finished) + usize::from(w.out_of_sample.finished());
     }
-    json!({"sweep_id": state.sweep_id, "status": "running", "done": done, "total": total})
+    let gone = state
+        .owner
+        .as_ref()
+        .is_some_and(|o| matches!(o.liveness(), Liveness::Gone(_)));
+    let status = if gone { "interrupted" } else { "running" };
+    json!({"sweep_id": state.sweep_id, "status": status, "done": done, "total": total})
 }
 
 /// Indices of the completed points, best first.
@@ -651,26 +684,39 @@ fn best_of(metric: Metric, points: &[PointRun]) -> Option<usize> {
     })
 }
 
+/// The result of a finished sweep, its fields in the documented order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepResult {
+    pub sweep_id: String,
+    /// The metric's name.
+    pub metric: String,
+    /// The completed points in grid order: `{params, run_id, metrics}`.
+    pub runs: Vec<Value>,
+    /// The first point of the ranking, `null` when no run has the metric.
+    pub best: Option<Value>,
+    /// With `--walk-forward`: the windows and the combined out-of-sample figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub walk_forward: Option<Value>,
+}
+
 /// See [`Sweep::result`].
-pub fn result_of(state: &SweepState) -> Value {
+pub fn result_of(state: &SweepState) -> SweepResult {
     let metric = state.metric;
-    let runs: Vec<Value> = state
-        .points
-        .iter()
-        .filter(|p| p.status == PointStatus::Completed)
-        .map(PointRun::summary)
-        .collect();
-    let best = best_of(metric, &state.points).map(|i| state.points[i].summary());
-    let mut out = json!({
-        "sweep_id": state.sweep_id,
-        "metric": metric.name(),
-        "runs": runs,
-        "best": best,
-    });
-    if let (Some(wf), Some(obj)) = (&state.walk_forward, out.as_object_mut()) {
-        obj.insert("walk_forward".to_string(), walk_forward_of(state, wf));
+    SweepResult {
+        sweep_id: state.sweep_id.clone(),
+        metric: metric.name().to_string(),
+        runs: state
+            .points
+            .iter()
+            .filter(|p| p.status == PointStatus::Completed)
+            .map(PointRun::summary)
+            .collect(),
+        best: best_of(metric, &state.points).map(|i| state.points[i].summary()),
+        walk_forward: state
+            .walk_forward
+            .as_ref()
+            .map(|wf| walk_forward_of(state, wf)),
     }
-    out
 }
 
 fn walk_forward_of(state: &SweepState, wf: &WalkForward) -> Value {

@@ -85,6 +85,7 @@ fn sweep_error(e: SweepError) -> ApiError {
         }
         SweepError::Data(_) => invalid("invalid_market_data", "spec.data", e.to_string()),
         SweepError::NotFound(m) => ApiError::not_found("sweep_not_found", m),
+        SweepError::Busy(m) => ApiError::new(StatusCode::CONFLICT, "sweep_busy", m),
         SweepError::Io { .. } => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "sweep_folder_unusable",
@@ -215,7 +216,8 @@ pub async fn start(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-/// A sweep's progress while it runs (`{sweep_id, status: "running", done, total}`), then its
+/// A sweep's progress while it runs (`{sweep_id, status: "running", done, total}`; `interrupted`
+/// when the process running it died), then its
 /// result: `{sweep_id, metric, runs: [{params, run_id, metrics}], best}` (and `walk_forward`).
 #[utoipa::path(
     get, path = "/sweeps/{id}", tag = "runs", operation_id = "get_sweep",
@@ -236,7 +238,7 @@ pub async fn get_one(
         let state = read_state(Path::new(&dir)).map_err(sweep_error)?;
         Ok(Json(match state.status {
             SweepStatus::Running => progress_of(&state),
-            SweepStatus::Completed => result_of(&state),
+            SweepStatus::Completed => serde_json::to_value(result_of(&state)).map_err(internal)?,
         }))
     })
     .await

@@ -422,6 +422,18 @@ fn a_killed_sweep_resumes_without_rerunning_finished_points() {
         if let Some((dir, state)) = state_file()
             && completed(&state).len() >= 2
         {
+            // While its process runs, the sweep is not run a second time.
+            let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+            let out = tradeloom(data.path(), &["sweep", "--resume", &id]);
+            assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains(&format!(
+                    "sweep {id} is being run by process {}",
+                    child.id()
+                )),
+                "{}",
+                stderr(&out)
+            );
             break Some(dir);
         }
         if Instant::now() > deadline {
@@ -432,13 +444,28 @@ fn a_killed_sweep_resumes_without_rerunning_finished_points() {
     child.kill().unwrap();
     child.wait().unwrap();
     let dir = dir.expect("two points completed within the deadline");
-    let before = completed(&read_json(&dir.join("sweep.json")));
+    let state = read_json(&dir.join("sweep.json"));
+    assert_eq!(state["status"], "running");
+    assert_eq!(state["owner"]["pid"], child.id());
+    let before = completed(&state);
     assert!(
         before.len() < 6,
         "killed before the end ({} done)",
         before.len()
     );
     let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    // Its process died: the API reads the sweep as interrupted.
+    {
+        let api = Service::serve_with(data.path(), &[], &[]);
+        tradeloom_llm::install_crypto_provider();
+        let url = format!("{}/sweeps/{}", api.url, &id[..13]);
+        let body: Value = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() });
+        assert_eq!(body["status"], "interrupted", "{body}");
+        assert_eq!(body["done"].as_u64(), Some(before.len() as u64), "{body}");
+        assert_eq!(body["total"], 6);
+    }
     let out = tradeloom(data.path(), &["sweep", "--resume", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
     let result = last_json(&tradeloom(
