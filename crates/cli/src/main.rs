@@ -37,6 +37,7 @@ mod serve;
 mod simulation;
 mod ssrf;
 mod store;
+mod sweep;
 use tradeloom_core::table;
 
 use std::path::PathBuf;
@@ -103,6 +104,9 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// A parameter sweep: one run per point of a grid of spec values, in parallel and
+    /// resumable, ranked by a metric with a heat map; optionally walk-forward.
+    Sweep(sweep::SweepArgs),
     /// Run spec tools.
     Spec {
         #[command(subcommand)]
@@ -505,6 +509,7 @@ fn main() -> ExitCode {
             (Some(spec), None) => commands::run(&spec, &data_dir, http_allow, json, quiet),
             (None, None) => Err(anyhow::anyhow!("a run spec or --resume RUN_ID is required")),
         },
+        Command::Sweep(args) => sweep::run(&data_dir, &args),
         Command::Spec { command } => match command {
             SpecCommand::Schema => commands::spec_schema(),
             SpecCommand::Validate { file } => commands::spec_validate(&file),

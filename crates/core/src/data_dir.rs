@@ -8,6 +8,7 @@
 //!   killswitch/           kill switch state files and their audit log
 //!   health/               the health monitor's files (meta_health.json, history.jsonl, heartbeats/)
 //!   drills/               drill reports
+//!   sweeps/<id>/          parameter sweeps (sweep.json, table.md, heatmap.svg)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ pub const KILL_SWITCH: &str = "killswitch";
 pub const HEALTH: &str = "health";
 /// The folder of drill reports.
 pub const DRILLS: &str = "drills";
+/// The folder of parameter sweeps.
+pub const SWEEPS: &str = "sweeps";
 /// The file name of the embedded database.
 pub const DATABASE: &str = "tradeloom.db";
 
@@ -70,6 +73,16 @@ impl DataDir {
     /// `<root>/health`.
     pub fn health(&self) -> PathBuf {
         self.root.join(HEALTH)
+    }
+
+    /// `<root>/sweeps`.
+    pub fn sweeps(&self) -> PathBuf {
+        self.root.join(SWEEPS)
+    }
+
+    /// `<root>/sweeps/<id>`.
+    pub fn sweep(&self, id: &str) -> PathBuf {
+        self.sweeps().join(id)
     }
 
     /// `<root>/drills`.

@@ -23,6 +23,7 @@ pub mod paper;
 pub mod report;
 pub mod runner;
 pub mod spec;
+pub mod sweep;
 pub mod text;
 pub mod verify;
 

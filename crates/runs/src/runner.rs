@@ -193,6 +193,7 @@ pub fn execute<'s>(
     let result = drive(
         engine,
         MergedBars::new(readers),
+        spec.window,
         &mut sink,
         &mut options,
         live.counters(),
@@ -603,6 +604,7 @@ pub(crate) type StreamedHashes = Vec<Option<(String, u64)>>;
 fn drive(
     mut engine: Engine,
     bars: MergedBars,
+    window: crate::spec::BarWindow,
     sink: &mut RunSink,
     options: &mut RunOptions<'_>,
     live: &LiveRun,
@@ -622,7 +624,9 @@ fn drive(
             let mut error = None;
             while chunk.len() < CHUNK {
                 match bars.next() {
-                    Some(Ok(bar)) => chunk.push(bar),
+                    Some(Ok(bar)) if window.contains(bar.ts) => chunk.push(bar),
+                    // Outside `window:`: read and checked, not run.
+                    Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         error = Some(e);
                         break;
@@ -690,9 +694,14 @@ fn drive(
     }
     let hashes = produced?;
     if count == 0 {
+        let message = if window == crate::spec::BarWindow::default() {
+            "the data files contain no bars"
+        } else {
+            "the data files contain no bars inside `window:`"
+        };
         return Err(RunError::Spec {
             place: "data".to_string(),
-            message: "the data files contain no bars".to_string(),
+            message: message.to_string(),
         });
     }
     if let Some(report) = options.progress.as_mut() {

@@ -160,6 +160,45 @@ pub struct RunSpec {
     /// Paper runs: refuse orders (`risk.stale_data`) on data older than this (`90s`, `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_data_age: Option<String>,
+    /// Backtests: run only the bars in this time range (walk-forward sweeps set it); the data
+    /// files are still read, checked and hashed whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSpec>,
+}
+
+/// `window:` of a backtest: `start` (inclusive) and `end` (exclusive), each a date
+/// (`2010-01-01`, midnight UTC) or an RFC 3339 time; either may be left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+/// `window:` checked: the bars a backtest runs are those with `start <= ts < end`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BarWindow {
+    pub start: Option<UnixNanos>,
+    pub end: Option<UnixNanos>,
+}
+
+impl BarWindow {
+    /// Whether a bar at `ts` is inside the window.
+    pub fn contains(&self, ts: UnixNanos) -> bool {
+        self.start.is_none_or(|s| ts >= s) && self.end.is_none_or(|e| ts < e)
+    }
+}
+
+/// A date (`2010-01-01`, midnight UTC) or an RFC 3339 time.
+pub fn parse_time(text: &str) -> Option<UnixNanos> {
+    if let Some(t) = parse_rfc3339(text) {
+        return Some(t);
+    }
+    let date = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
+    let nanos = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt()?;
+    Some(UnixNanos(nanos))
 }
 
 /// The paper-run settings of a spec, checked.
@@ -226,6 +265,8 @@ pub struct ResolvedSpec {
     pub engine: EngineConfig,
     /// The paper settings (`Some` exactly when `mode: paper`).
     pub paper: Option<PaperSettings>,
+    /// `window:` (a backtest runs only the bars inside it).
+    pub window: BarWindow,
 }
 
 /// The JSON Schema of a run spec.
@@ -491,6 +532,7 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
             err(key, None, e)
         })?;
     engine.strategy_name = spec.strategy.name().to_string();
+    let window = bar_window(&spec, &err)?;
     Ok(ResolvedSpec {
         spec,
         path: path.to_path_buf(),
@@ -499,7 +541,54 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
         data,
         engine,
         paper,
+        window,
     })
+}
+
+/// Checks `window:`: backtests only, times that parse, start before end.
+fn bar_window(
+    spec: &RunSpec,
+    err: &dyn Fn(&str, Option<&str>, String) -> RunError,
+) -> Result<BarWindow, RunError> {
+    let Some(w) = &spec.window else {
+        return Ok(BarWindow::default());
+    };
+    if spec.mode == Mode::Paper {
+        return Err(err(
+            "window",
+            None,
+            "window: only a backtest has `window:` (this spec has mode: paper)".to_string(),
+        ));
+    }
+    let time = |field: &str, text: &Option<String>| -> Result<Option<UnixNanos>, RunError> {
+        match text {
+            None => Ok(None),
+            Some(t) => parse_time(t).map(Some).ok_or_else(|| {
+                err(
+                    field,
+                    None,
+                    format!(
+                        "window.{field}: `{t}` is not a date or an RFC 3339 time; expected e.g. \
+                         `2010-01-01` or `2010-01-01T00:00:00Z`"
+                    ),
+                )
+            }),
+        }
+    };
+    let window = BarWindow {
+        start: time("start", &w.start)?,
+        end: time("end", &w.end)?,
+    };
+    if let (Some(s), Some(e)) = (window.start, window.end)
+        && s >= e
+    {
+        return Err(err(
+            "window",
+            None,
+            "window: `start` must be before `end`".to_string(),
+        ));
+    }
+    Ok(window)
 }
 
 /// Checks the paper fields: `feed:` (required by and only allowed in a paper spec), `stop_at:`,
@@ -802,6 +891,40 @@ risk: {max_drawdown_pct: 50}
         assert!(
             e.starts_with("spec.yaml:9: feed: unknown variant `carrier_pigeon`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_window_is_checked_and_resolved() {
+        let r = check(&format!(
+            "{GOOD}window: {{start: 2006-01-01, end: 2007-01-01T12:00:00Z}}\n"
+        ))
+        .unwrap();
+        assert_eq!(r.window.start, parse_time("2006-01-01"));
+        assert_eq!(r.window.start, Some(UnixNanos(1_136_073_600_000_000_000)));
+        assert!(r.window.contains(UnixNanos(1_136_073_600_000_000_000)));
+        assert!(
+            !r.window.contains(r.window.end.unwrap()),
+            "the end is excluded"
+        );
+        assert_eq!(check(GOOD).unwrap().window, BarWindow::default());
+        let e = error_of(&format!("{GOOD}window: {{start: yesterday}}\n"));
+        assert_eq!(
+            e,
+            "spec.yaml:9: window.start: `yesterday` is not a date or an RFC 3339 time; expected e.g. `2010-01-01` or `2010-01-01T00:00:00Z`"
+        );
+        let e = error_of(&format!(
+            "{GOOD}window: {{start: 2007-01-01, end: 2006-01-01}}\n"
+        ));
+        assert_eq!(e, "spec.yaml:9: window: `start` must be before `end`");
+        let e = error_of(&format!("{GOOD}window: {{begin: 2007-01-01}}\n"));
+        assert!(e.contains("unknown field `begin`"), "{e}");
+        let e = error_of(&paper(
+            "feed: {type: replay}\nwindow: {start: 2007-01-01}\n",
+        ));
+        assert_eq!(
+            e,
+            "spec.yaml:10: window: only a backtest has `window:` (this spec has mode: paper)"
         );
     }
 

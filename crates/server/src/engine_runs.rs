@@ -11,7 +11,7 @@
 
 mod artifact_table;
 mod equity_curve;
-mod launcher;
+pub(crate) mod launcher;
 
 use std::path::{Path, PathBuf};
 

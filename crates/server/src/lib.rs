@@ -29,6 +29,7 @@ mod request_trace;
 mod results;
 mod runtime_processes;
 mod simulate;
+mod sweeps;
 mod workflow_runs;
 mod workflows;
 mod ws;
@@ -238,6 +239,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(engine_runs::orders))
         .routes(routes!(engine_runs::trades))
         .routes(routes!(engine_runs::stop))
+        .routes(routes!(sweeps::start))
+        .routes(routes!(sweeps::get_one))
         .routes(routes!(cluster::cluster))
 }
 

@@ -498,7 +498,7 @@ tradeloom db statuz
         problems,
         [
             "x.md:7: `tradeloom runz list`: `tradeloom` has no subcommand `runz` (it has: run, \
-             spec, runs, report, reconcile, verify, data, simulate, jobs, results, db, serve, \
+             sweep, spec, runs, report, reconcile, verify, data, simulate, jobs, results, db, serve, \
              up, coordinator, worker, keys, mock-llm, ssrf-check, flow, approve, reject, approvals, \
              killswitch, drill, \
              health, connectivity, metrics, bridge, trader, map, deploy, bench, help)",

@@ -30,6 +30,7 @@ mod runtime_processes;
 mod service;
 mod simulate;
 mod ssrf;
+mod sweep;
 mod trader;
 mod universe;
 mod websocket_feed;

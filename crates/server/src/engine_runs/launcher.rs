@@ -29,12 +29,12 @@ const MAX_SPEC_BYTES: usize = 1024 * 1024;
 const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// The folders a posted spec may read from, canonical; relative paths resolve against the first.
-struct Roots {
-    dirs: Vec<PathBuf>,
+pub(crate) struct Roots {
+    pub(crate) dirs: Vec<PathBuf>,
 }
 
 impl Roots {
-    fn of(state: &AppState) -> Result<Self, ApiError> {
+    pub(crate) fn of(state: &AppState) -> Result<Self, ApiError> {
         let data_dir = &state.simulator.options().data_dir;
         let internal = |e: std::io::Error| {
             ApiError::new(
@@ -54,7 +54,7 @@ impl Roots {
     }
 
     /// The file `given` names, if it lies inside one of the folders.
-    fn resolve(&self, given: &str, want_dir: bool) -> Result<PathBuf, String> {
+    pub(crate) fn resolve(&self, given: &str, want_dir: bool) -> Result<PathBuf, String> {
         let path = Path::new(given.trim());
         if path.as_os_str().is_empty() {
             return Err("is empty".to_string());
