@@ -188,14 +188,20 @@ impl RedisQueue {
     async fn run<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, QueueError> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(25);
+        let mut retried = false;
         loop {
             let mut conn = self.inner.manager.clone();
             match call.invoke_async::<T>(&mut conn).await {
                 Ok(value) => return Ok(value),
+                // At least one retry: a call whose reply timed out on a connection that died
+                // under it has used up the whole retry time by itself; its operation id makes
+                // the retry apply at most once.
                 Err(e)
                     if transient(&e)
-                        && started.elapsed() + backoff < self.inner.options.retry_for =>
+                        && (!retried
+                            || started.elapsed() + backoff < self.inner.options.retry_for) =>
                 {
+                    retried = true;
                     tracing::warn!(error = %e, retry_in = ?backoff, "redis queue: connection lost; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
