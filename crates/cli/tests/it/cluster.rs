@@ -104,6 +104,42 @@ fn api_process(data: &std::path::Path, common: &[String]) -> Service {
     Service::serve_with(data, &args, &[])
 }
 
+/// Creates workflow `definition`; its id.
+async fn create_workflow(client: &reqwest::Client, api: &str, definition: Value) -> String {
+    let r = client
+        .post(format!("{api}/workflows"))
+        .json(&definition)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Starts `n` runs of `workflow` without inputs; their ids.
+async fn start_runs(client: &reqwest::Client, api: &str, workflow: &str, n: usize) -> Vec<String> {
+    let mut runs = Vec::new();
+    for _ in 0..n {
+        let r = client
+            .post(format!("{api}/workflows/{workflow}/runs"))
+            .json(&json!({"inputs": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        runs.push(
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    runs
+}
+
 /// Waits until every run of `runs` has completed (fails at once on another final status).
 async fn wait_completed(client: &reqwest::Client, api: &str, runs: &[String], within: Duration) {
     let deadline = Instant::now() + within;
@@ -202,39 +238,19 @@ async fn redis_cluster_of_processes_survives_kills_and_stops_cleanly() {
     }
     assert_eq!(listed.values().filter(|r| *r == &["api"]).count(), 1);
 
-    let r = client
-        .post(format!("{}/workflows", api.url))
-        .json(&json!({"name": "cluster-test", "nodes": [
+    let workflow = create_workflow(
+        &client,
+        &api.url,
+        json!({"name": "cluster-test", "nodes": [
             {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
             {"id": "b", "type": "wait", "needs": ["a"], "config": {"duration_ms": 150}},
             {"id": "c", "type": "http", "needs": ["a"],
              "config": {"method": "POST", "url": format!("{sink_url}/effect"), "body": {"run": "{{ run.id }}"}}},
             {"id": "d", "type": "transform", "needs": ["b", "c"], "config": {"output": {"y": "{{ a.x }}"}}},
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let workflow = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut runs = Vec::new();
-    for _ in 0..30 {
-        let r = client
-            .post(format!("{}/workflows/{workflow}/runs", api.url))
-            .json(&json!({"inputs": {}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        runs.push(
-            r.json::<Value>().await.unwrap()["run_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
+        ]}),
+    )
+    .await;
+    let runs = start_runs(&client, &api.url, &workflow, 30).await;
     // Mid-flight: one worker and one coordinator die without a word.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let dead_worker = workers.remove(0);
@@ -404,39 +420,19 @@ async fn redis_restarted_mid_run_processes_reconnect_and_nothing_is_lost() {
     let _coordinator = member("coordinator", &common, &[]);
     let _worker = member("worker", &common, &["--concurrency", "2"]);
 
-    let r = client
-        .post(format!("{}/workflows", api.url))
-        .json(&json!({"name": "redis-restart", "nodes": [
+    let workflow = create_workflow(
+        &client,
+        &api.url,
+        json!({"name": "redis-restart", "nodes": [
             {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
             {"id": "b", "type": "wait", "needs": ["a"], "config": {"duration_ms": 400}},
             {"id": "c", "type": "http", "needs": ["b"],
              "config": {"method": "POST", "url": format!("{sink_url}/effect"), "body": {"run": "{{ run.id }}"}}},
             {"id": "d", "type": "transform", "needs": ["c"], "config": {"output": {"y": "{{ a.x }}"}}},
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let workflow = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut runs = Vec::new();
-    for _ in 0..20 {
-        let r = client
-            .post(format!("{}/workflows/{workflow}/runs", api.url))
-            .json(&json!({"inputs": {}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        runs.push(
-            r.json::<Value>().await.unwrap()["run_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
+        ]}),
+    )
+    .await;
+    let runs = start_runs(&client, &api.url, &workflow, 20).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     redis.crash_and_restart(Duration::from_secs(2));
 
