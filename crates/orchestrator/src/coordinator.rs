@@ -867,31 +867,18 @@ impl Coordinator {
         let now = Instant::now();
         let mut current: HashMap<String, (i64, Instant)> = HashMap::new();
         let mut swept = 0;
-        for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Waiting] {
-            let mut offset = 0;
-            loop {
-                let runs = self
-                    .store
-                    .list_workflow_runs(Some(status), 500, offset)
-                    .await?;
-                if runs.is_empty() {
-                    break;
-                }
-                offset += runs.len() as u64;
-                for run in runs {
-                    let since = match seen.get(&run.id) {
-                        Some((revision, since)) if *revision == run.revision => *since,
-                        _ => now,
-                    };
-                    if now.duration_since(since) >= stall {
-                        tracing::info!(run_id = %run.id, revision = run.revision, "re-emitting the work of a stalled run");
-                        self.resume(&run).await?;
-                        swept += 1;
-                        current.insert(run.id.clone(), (run.revision, now));
-                    } else {
-                        current.insert(run.id.clone(), (run.revision, since));
-                    }
-                }
+        for run in self.unfinished_runs().await? {
+            let since = match seen.get(&run.id) {
+                Some((revision, since)) if *revision == run.revision => *since,
+                _ => now,
+            };
+            if now.duration_since(since) >= stall {
+                tracing::info!(run_id = %run.id, revision = run.revision, "re-emitting the work of a stalled run");
+                self.resume(&run).await?;
+                swept += 1;
+                current.insert(run.id.clone(), (run.revision, now));
+            } else {
+                current.insert(run.id.clone(), (run.revision, since));
             }
         }
         *seen = current;
@@ -899,7 +886,16 @@ impl Coordinator {
     }
 
     pub async fn recover(&self) -> Result<usize, OrchestratorError> {
-        let mut resumed = 0;
+        let runs = self.unfinished_runs().await?;
+        for run in &runs {
+            self.resume(run).await?;
+        }
+        Ok(runs.len())
+    }
+
+    /// Every run not yet finished (pending, running or waiting), read page by page.
+    async fn unfinished_runs(&self) -> Result<Vec<WorkflowRun>, OrchestratorError> {
+        let mut unfinished = Vec::new();
         for status in [RunStatus::Pending, RunStatus::Running, RunStatus::Waiting] {
             let mut offset = 0;
             loop {
@@ -911,13 +907,10 @@ impl Coordinator {
                     break;
                 }
                 offset += runs.len() as u64;
-                for run in runs {
-                    self.resume(&run).await?;
-                    resumed += 1;
-                }
+                unfinished.extend(runs);
             }
         }
-        Ok(resumed)
+        Ok(unfinished)
     }
 
     async fn resume(&self, run: &WorkflowRun) -> Result<(), OrchestratorError> {
