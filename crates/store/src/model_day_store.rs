@@ -926,6 +926,40 @@ impl Batch {
         Ok(())
     }
 
+    /// One multi-row INSERT of `rows` into `table` (nothing without rows), written only when
+    /// the day's update matched: on SQLite a statement of the script after it; on PostgreSQL
+    /// the data-modifying CTE `iN AS (INSERT … SELECT * FROM (VALUES …) AS v (columns) WHERE
+    /// EXISTS (SELECT 1 FROM d))`, `N` counted by `part`.
+    fn insert_rows<T>(
+        &mut self,
+        part: &mut usize,
+        table: &str,
+        columns: &str,
+        rows: &[T],
+        row: impl FnMut(&mut Self, &T) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        *part += 1;
+        if self.pg {
+            self.push(&format!(", i{part} AS ("));
+        }
+        self.push(&format!("INSERT INTO {table} ({columns})"));
+        if self.pg {
+            self.push(" SELECT * FROM (");
+        }
+        self.values(rows, row)?;
+        if self.pg {
+            self.push(&format!(
+                ") AS v ({columns}) WHERE EXISTS (SELECT 1 FROM d))"
+            ));
+        } else {
+            self.push(";\n");
+        }
+        Ok(())
+    }
+
     /// `, value` (a placeholder for it).
     fn then(&mut self, value: impl Into<Arg>) {
         self.push(", ");
@@ -1016,33 +1050,12 @@ async fn complete_claimed<D: Db>(
     }
     // Each table's rows: one multi-row INSERT, written only when the update matched.
     let mut part = 0;
-    let mut insert = |b: &mut Batch, head: &str| {
-        part += 1;
-        if pg {
-            b.push(&format!(", i{part} AS ("));
-        }
-        b.push(head);
-    };
-    let end = |b: &mut Batch| b.push(if pg { ")" } else { ";\n" });
-    // PostgreSQL: `INSERT … SELECT … FROM (VALUES …) v WHERE EXISTS (SELECT 1 FROM d)`.
-    let gated = |b: &mut Batch| {
-        if pg {
-            b.push(" SELECT * FROM (");
-        }
-    };
-    let gate_end = |b: &mut Batch, columns: &str| {
-        if pg {
-            b.push(&format!(
-                ") AS v ({columns}) WHERE EXISTS (SELECT 1 FROM d)"
-            ));
-        }
-    };
-    if !outcome.trades.is_empty() {
-        let columns =
-            "job_id, model, date, seq, step, action, symbol, quantity, price, fee, cash_after";
-        insert(&mut b, &format!("INSERT INTO positions ({columns})"));
-        gated(&mut b);
-        b.values(&outcome.trades, |b, t| {
+    b.insert_rows(
+        &mut part,
+        "positions",
+        "job_id, model, date, seq, step, action, symbol, quantity, price, fee, cash_after",
+        &outcome.trades,
+        |b, t| {
             b.then(step_param(t.step)?);
             b.then(t.action.as_str());
             b.then(t.symbol.as_deref());
@@ -1056,44 +1069,41 @@ async fn complete_claimed<D: Db>(
                 key,
             )?);
             Ok(())
-        })?;
-        gate_end(&mut b, columns);
-        end(&mut b);
-    }
-    if !outcome.holdings.is_empty() {
-        let columns = "job_id, model, date, seq, symbol, quantity, price, value";
-        insert(&mut b, &format!("INSERT INTO holdings ({columns})"));
-        gated(&mut b);
-        b.values(&outcome.holdings, |b, h| {
+        },
+    )?;
+    b.insert_rows(
+        &mut part,
+        "holdings",
+        "job_id, model, date, seq, symbol, quantity, price, value",
+        &outcome.holdings,
+        |b, h| {
             b.then(h.symbol.as_str());
             b.then(Num::from_decimal(h.quantity));
             b.then(Num::from_decimal(h.price));
             b.then(same_currency(h.value, ccy, "a holding's value", key)?);
             Ok(())
-        })?;
-        gate_end(&mut b, columns);
-        end(&mut b);
-    }
-    if !outcome.reasoning.is_empty() {
-        let columns = "job_id, model, date, seq, step, role, content, tool_calls, created_at";
-        insert(&mut b, &format!("INSERT INTO reasoning_logs ({columns})"));
-        gated(&mut b);
-        b.values(&outcome.reasoning, |b, m| {
+        },
+    )?;
+    b.insert_rows(
+        &mut part,
+        "reasoning_logs",
+        "job_id, model, date, seq, step, role, content, tool_calls, created_at",
+        &outcome.reasoning,
+        |b, m| {
             b.then(step_param(m.step)?);
             b.then(m.role.as_str());
             b.then(m.content.as_str());
             b.then(m.tool_calls.as_ref().map(Json));
             b.then(m.created_at);
             Ok(())
-        })?;
-        gate_end(&mut b, columns);
-        end(&mut b);
-    }
-    if !outcome.tool_calls.is_empty() {
-        let columns = "job_id, model, date, seq, step, tool_name, args, result, latency_ms, error, created_at";
-        insert(&mut b, &format!("INSERT INTO tool_usage ({columns})"));
-        gated(&mut b);
-        b.values(&outcome.tool_calls, |b, c| {
+        },
+    )?;
+    b.insert_rows(
+        &mut part,
+        "tool_usage",
+        "job_id, model, date, seq, step, tool_name, args, result, latency_ms, error, created_at",
+        &outcome.tool_calls,
+        |b, c| {
             b.then(step_param(c.step)?);
             b.then(c.tool.as_str());
             b.then(Json(&c.args));
@@ -1102,10 +1112,8 @@ async fn complete_claimed<D: Db>(
             b.then(c.error.as_deref());
             b.then(c.created_at);
             Ok(())
-        })?;
-        gate_end(&mut b, columns);
-        end(&mut b);
-    }
+        },
+    )?;
     // The event last. On PostgreSQL it is the statement's own part, and takes the event-order
     // lock (see `lock_event_order`) before its row takes a `seq`; the lock is held to the
     // commit, which is the end of the statement.
