@@ -230,14 +230,9 @@ impl ServeArgs {
         fixed_role: Option<FixedRoles>,
     ) -> Result<ServeOptions> {
         let outbound = self.workflows.outbound()?;
+        // Roles without Redis are refused by the launch, which owns that rule.
         let roles = self.cluster.roles(fixed_role)?;
         let redis = self.cluster.redis()?;
-        if !roles.is_all() && redis.is_none() {
-            anyhow::bail!(
-                "roles {} need --redis-url (or TRADELOOM_REDIS_URL): the processes of a cluster share their workflow queue through Redis",
-                roles.names().join(",")
-            );
-        }
         Ok(ServeOptions {
             data_dir: data_dir.to_path_buf(),
             store_location: crate::store::location(data_dir, database_url),

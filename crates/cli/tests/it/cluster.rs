@@ -89,6 +89,38 @@ async fn members(client: &reqwest::Client, api: &str) -> BTreeMap<String, Vec<St
         .collect()
 }
 
+/// A scratch database on the server of `TRADELOOM_TEST_POSTGRES_URL` (`pg`), named `prefix_…`.
+async fn scratch_database(pg: &str, prefix: &str) -> ScratchDatabase {
+    ScratchDatabase::create(pg, prefix)
+        .await
+        .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"))
+}
+
+/// The flags every process of a test cluster shares: its data dir, database, Redis (and key
+/// prefix), the loopback let through the SSRF guard, then `extra`.
+fn cluster_args(
+    data: &std::path::Path,
+    database: &str,
+    redis: &str,
+    prefix: Option<&str>,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = vec![
+        "--data-dir".to_string(),
+        data.to_str().unwrap().to_string(),
+        "--database-url".into(),
+        database.into(),
+        "--redis-url".into(),
+        redis.into(),
+    ];
+    if let Some(prefix) = prefix {
+        args.extend(["--redis-prefix".into(), prefix.into()]);
+    }
+    args.extend(["--http-allow".into(), "127.0.0.1".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// `serve --roles api` with the cluster's flags `common` (after their `--data-dir DIR`), no
 /// rate limits.
 fn api_process(data: &std::path::Path, common: &[String]) -> Service {
@@ -160,14 +192,6 @@ async fn wait_completed(client: &reqwest::Client, api: &str, runs: &[String], wi
     }
 }
 
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
@@ -188,31 +212,19 @@ async fn redis_cluster_of_processes_survives_kills_and_stops_cleanly() {
         eprintln!("note: {PG_ENV} and {REDIS_ENV} are not both set; skipping the cluster test");
         return;
     };
-    let db = ScratchDatabase::create(&pg, "tl_cluster")
-        .await
-        .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
+    let db = scratch_database(&pg, "tl_cluster").await;
     let prefix = format!("tl-test-{}:", uuid::Uuid::now_v7().simple());
     let data = tempfile::tempdir().unwrap();
     let (sink_url, seen) = sink(Duration::from_millis(30)).await;
     tradeloom_llm::install_crypto_provider();
     let client = reqwest::Client::new();
-    let common: Vec<String> = [
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--database-url",
+    let common = cluster_args(
+        data.path(),
         db.url(),
-        "--redis-url",
         &redis,
-        "--redis-prefix",
-        &prefix,
-        "--http-allow",
-        "127.0.0.1",
-        "--drain-grace",
-        "5s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        Some(&prefix),
+        &["--drain-grace", "5s"],
+    );
 
     // The API alone first: it creates the schema; coordinators and workers join.
     let api = api_process(data.path(), &common);
@@ -281,12 +293,12 @@ async fn redis_cluster_of_processes_survives_kills_and_stops_cleanly() {
 
     // SIGTERM: exit 0, the entry removed at once, no lease held.
     let mut worker = workers.remove(0);
-    sigterm(&worker.child);
+    crate::sigterm(worker.child.id());
     let status = wait_exit(&mut worker.child, Duration::from_secs(20));
     assert!(status.success(), "worker exited {status}");
     assert!(!members(&client, &api.url).await.contains_key(&worker.id));
     let mut coordinator = coordinators.remove(0);
-    sigterm(&coordinator.child);
+    crate::sigterm(coordinator.child.id());
     assert!(wait_exit(&mut coordinator.child, Duration::from_secs(20)).success());
     let queue = RedisQueue::connect(&redis, &prefix, RedisQueueOptions::default())
         .await
@@ -395,27 +407,13 @@ async fn redis_restarted_mid_run_processes_reconnect_and_nothing_is_lost() {
         );
         return;
     };
-    let db = ScratchDatabase::create(&pg, "tl_cluster")
-        .await
-        .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
+    let db = scratch_database(&pg, "tl_cluster").await;
     let mut redis = OwnRedis::start();
     let data = tempfile::tempdir().unwrap();
     let (sink_url, seen) = sink(Duration::from_millis(30)).await;
     tradeloom_llm::install_crypto_provider();
     let client = reqwest::Client::new();
-    let common: Vec<String> = [
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--database-url",
-        db.url(),
-        "--redis-url",
-        &redis.url(),
-        "--http-allow",
-        "127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let common = cluster_args(data.path(), db.url(), &redis.url(), None, &[]);
     let api = api_process(data.path(), &common);
     let _coordinator = member("coordinator", &common, &[]);
     let _worker = member("worker", &common, &["--concurrency", "2"]);
@@ -483,30 +481,14 @@ async fn redis_chaos_twenty_kills_of_workers_and_coordinators_lose_and_repeat_no
             .wrapping_add(1_442_695_040_888_963_407);
         (rng >> 33) % below
     };
-    let db = ScratchDatabase::create(&pg, "tl_chaos")
-        .await
-        .unwrap_or_else(|e| panic!("{PG_ENV}={pg} is set but unusable: {e}"));
+    let db = scratch_database(&pg, "tl_chaos").await;
     let prefix = format!("tl-test-{}:", uuid::Uuid::now_v7().simple());
     let data = tempfile::tempdir().unwrap();
     let (sink_url, seen) = sink(Duration::from_millis(30)).await;
     let mock = Service::mock_llm();
     tradeloom_llm::install_crypto_provider();
     let client = reqwest::Client::new();
-    let common: Vec<String> = [
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--database-url",
-        db.url(),
-        "--redis-url",
-        &redis,
-        "--redis-prefix",
-        &prefix,
-        "--http-allow",
-        "127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let common = cluster_args(data.path(), db.url(), &redis, Some(&prefix), &[]);
     let api = api_process(data.path(), &common);
     // Slot 0-1: coordinators; 2-4: workers.
     let start = |slot: usize| match slot {
@@ -640,4 +622,53 @@ async fn redis_chaos_twenty_kills_of_workers_and_coordinators_lose_and_repeat_no
     drop(api);
     cleanup(&redis, &prefix);
     db.drop_database().await.unwrap();
+}
+
+/// Bad cluster settings are refused before anything starts, each naming the flag and what is
+/// allowed; no service is needed.
+#[test]
+fn bad_cluster_settings_name_the_flag() {
+    let data = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["worker"], "--redis-url"),
+        (&["coordinator"], "--redis-url"),
+        (
+            &["serve", "--roles", "api,bogus"],
+            "unknown role `bogus`; the roles are api, coordinator, worker",
+        ),
+        (
+            &[
+                "worker",
+                "--redis-url",
+                "redis://127.0.0.1:1",
+                "--pool",
+                "nope",
+            ],
+            "--pool: unknown pool `nope`; the pools are transform, wait, http",
+        ),
+        (
+            &["serve", "--redis-url", "http://127.0.0.1:6379"],
+            "--redis-url http://127.0.0.1:6379: a Redis URL starts with redis://",
+        ),
+        (
+            &["worker", "--roles", "api"],
+            "--roles: `tradeloom worker` runs the roles worker",
+        ),
+    ];
+    for (args, expected) in cases {
+        let o = crate::tradeloom(data.path(), args);
+        assert!(
+            !o.status.success(),
+            "`tradeloom {}` was accepted",
+            args.join(" ")
+        );
+        let err = crate::stderr(&o);
+        assert!(
+            err.contains(expected),
+            "`tradeloom {}`: {err}",
+            args.join(" ")
+        );
+    }
+    // Nothing of a process was left behind: no heartbeat, no store.
+    assert!(!data.path().join("health/heartbeats").exists());
 }

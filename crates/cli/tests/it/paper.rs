@@ -333,11 +333,7 @@ fn sigterm_stops_gracefully_and_the_folder_is_sealed() {
     wait_for("journal lines on disk", || {
         (line_count(&dir.join("journal.jsonl")) > 5).then_some(())
     });
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::sigterm(child.id());
     let out = finish(child);
     assert!(
         out.status.success(),

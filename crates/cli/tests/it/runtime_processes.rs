@@ -199,11 +199,7 @@ async fn a_child_killed_with_sigkill_is_restarted_within_its_policy() {
     let clean = start(&sup, bridge(&sup, "clean-on-failure", "scans", json!({}))).await;
     for pid in [always.pid.unwrap(), clean.pid.unwrap()] {
         wait_until_catching_sigterm(pid).await;
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        crate::sigterm(pid);
     }
     let exited = wait_for(&sup, "clean-on-failure", "exited", |r| {
         r.state == ProcessState::Exited
@@ -692,6 +688,30 @@ mod api {
     }
 }
 
+/// The pid of supervised process `name` of the server at `url` once it is `running` (within
+/// 10 s).
+async fn running_pid(client: &reqwest::Client, url: &str, name: &str) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: Value = client
+            .get(format!("{url}/runtime/processes/{name}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let (Some(pid), "running") = (v["pid"].as_u64(), v["state"].as_str().unwrap_or("")) {
+            return pid as u32;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {name} is not running: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `tradeloom serve` runs the supervisor: a child started over `POST /runtime/processes` runs,
 /// and a SIGTERM of `serve` stops it with serve (exit 0); the next `serve` on the data dir
 /// starts it again.
@@ -709,54 +729,16 @@ async fn serve_supervises_children_started_over_the_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let pid_of = |v: &Value| v["pid"].as_u64().map(|p| p as u32);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        let v: Value = client
-            .get(format!("{}/runtime/processes/scans", serve.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let (Some(pid), "running") = (pid_of(&v), v["state"].as_str().unwrap_or("")) {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "the child never ran: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let pid = running_pid(&client, &serve.url, "scans").await;
     assert!(alive(pid));
     wait_until_catching_sigterm(serve.child.id()).await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &serve.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::sigterm(serve.child.id());
     let exit = serve.child.wait().unwrap();
     assert!(exit.success(), "serve exited {exit}");
     assert!(!alive(pid), "the child outlived serve");
     // The next serve on the data dir starts it again.
     let serve = crate::service::Service::serve_with(&data, &[], &[]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v: Value = client
-            .get(format!("{}/runtime/processes/scans", serve.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let (Some(new), "running") = (pid_of(&v), v["state"].as_str().unwrap_or("")) {
-            assert_ne!(new, pid);
-            assert!(alive(new));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child was not started again: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let new = running_pid(&client, &serve.url, "scans").await;
+    assert_ne!(new, pid);
+    assert!(alive(new));
 }

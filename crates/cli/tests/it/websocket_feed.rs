@@ -192,11 +192,7 @@ fn a_paper_run_on_a_websocket_feed_reconnects_and_processes_no_bar_twice() {
     );
 
     // Ten bars processed: the resent kline 4 came before 5–9, so it has been seen too.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::sigterm(child.id());
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
