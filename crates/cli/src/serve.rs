@@ -55,7 +55,8 @@ pub struct ClusterArgs {
     #[arg(long, env = "TRADELOOM_REDIS_PREFIX", default_value = "tradeloom:")]
     redis_prefix: String,
     /// With the worker role: run nodes of this pool only (transform, wait, http, agent,
-    /// simulate, backtest, paper). Repeatable or comma-separated; default every pool.
+    /// simulate, backtest, paper; sweep: the runs of parameter sweeps). Repeatable or
+    /// comma-separated; default every pool.
     #[arg(long = "pool", env = "TRADELOOM_POOLS", value_delimiter = ',')]
     pools: Vec<String>,
     /// At a stop signal (SIGTERM, SIGINT), how long in-flight workflow work may run on before

@@ -1,4 +1,5 @@
-//! `tradeloom sweep`: a parameter sweep of a run spec over a grid, in this process.
+//! `tradeloom sweep`: a parameter sweep of a run spec over a grid, on this process's threads or,
+//! with `--redis-url`, on the `sweep` pool of a cluster's worker processes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +52,77 @@ pub struct SweepArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Run the points on the workers of the cluster with this Redis (`redis://host:port`):
+    /// each `tradeloom worker` (or `serve`) taking the `sweep` pool runs them, one per core.
+    /// The workers must share this data dir (run folders are written there) and read the
+    /// spec's data files at the same paths.
+    #[arg(long, env = "TRADELOOM_REDIS_URL", conflicts_with = "jobs")]
+    redis_url: Option<String>,
+    /// The key prefix of the cluster's keys in Redis.
+    #[arg(long, env = "TRADELOOM_REDIS_PREFIX", default_value = "tradeloom:")]
+    redis_prefix: String,
+}
+
+/// Where the sweep's runs go.
+enum Runners {
+    Threads(usize),
+    Cluster {
+        runner: tradeloom_orchestrator::sweep_points::ClusterRunner,
+        workers: usize,
+        runtime: tokio::runtime::Runtime,
+    },
+}
+
+/// The cluster's queue, once it is checked that some worker takes the `sweep` pool.
+fn cluster(url: &str, prefix: &str) -> Result<Runners, String> {
+    use tradeloom_queue::cluster::Registry;
+    let shown = tradeloom_core::redact_userinfo(url).to_string();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+    {
+        return Err(format!(
+            "--redis-url {shown}: a Redis URL starts with redis:// (e.g. redis://127.0.0.1:6379)"
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (queue, workers) = runtime.block_on(async {
+        let registry = tradeloom_queue::RedisRegistry::connect(url, prefix)
+            .await
+            .map_err(|e| format!("--redis-url {shown}: {e}"))?;
+        let workers = registry
+            .list()
+            .await
+            .map_err(|e| format!("--redis-url {shown}: {e}"))?
+            .iter()
+            .filter(|p| tradeloom_orchestrator::sweep_points::takes_sweeps(p))
+            .count();
+        let queue = tradeloom_queue::RedisQueue::connect(
+            url,
+            prefix,
+            tradeloom_queue::RedisQueueOptions::default(),
+        )
+        .await
+        .map_err(|e| format!("--redis-url {shown}: {e}"))?;
+        Ok::<_, String>((queue, workers))
+    })?;
+    if workers == 0 {
+        return Err(format!(
+            "--redis-url {shown}: no worker process of the cluster (prefix `{prefix}`) takes the \
+             `sweep` pool; start one (`tradeloom worker --redis-url … --database-url …`) or run \
+             the sweep here without --redis-url"
+        ));
+    }
+    Ok(Runners::Cluster {
+        runner: tradeloom_orchestrator::sweep_points::ClusterRunner {
+            queue: std::sync::Arc::new(queue),
+            handle: runtime.handle().clone(),
+        },
+        workers,
+        runtime,
+    })
 }
 
 pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
@@ -68,7 +140,22 @@ pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(if e.is_input_error() { 2 } else { 1 }));
         }
     };
-    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    let runners = match args.redis_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => match cluster(url, &args.redis_prefix) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        _ => Runners::Threads(args.jobs.unwrap_or_else(default_jobs).max(1)),
+    };
+    let on = match &runners {
+        Runners::Threads(jobs) => format!("on {jobs} threads"),
+        Runners::Cluster { workers, .. } => {
+            format!("on the cluster's workers ({workers} process(es) take the `sweep` pool)")
+        }
+    };
     let show = !args.json && !args.quiet;
     let total = sweep.total();
     if show {
@@ -76,11 +163,11 @@ pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
         if args.resume.is_some() {
             let completed = sweep.completed();
             eprintln!(
-                "sweep {id}: resumed; {completed} of {total} runs already completed, {} to run on {jobs} threads",
+                "sweep {id}: resumed; {completed} of {total} runs already completed, {} to run {on}",
                 total - completed
             );
         } else {
-            eprintln!("sweep {id}: {total} runs on {jobs} threads");
+            eprintln!("sweep {id}: {total} runs {on}");
         }
     }
     let started = Instant::now();
@@ -92,7 +179,14 @@ pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
             eprintln!("sweep: {}/{} runs done, eta {eta}", p.done, p.total);
         }
     };
-    let made = match sweep.run(data_dir, jobs, &mut on_progress) {
+    let ran = match &runners {
+        Runners::Threads(jobs) => sweep.run(data_dir, *jobs, &mut on_progress),
+        Runners::Cluster { runner, .. } => sweep.run_with(runner, &mut on_progress),
+    };
+    if let Runners::Cluster { runtime, .. } = runners {
+        runtime.shutdown_background();
+    }
+    let made = match ran {
         Ok(made) => made,
         Err(e @ SweepError::Busy(_)) => {
             eprintln!("error: {e}");

@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod secret_env;
 pub mod signal;
+pub mod sweep_points;
 pub mod worker;
 
 pub use coordinator::{Applied, Coordinator, Snapshot};

@@ -28,7 +28,7 @@ use crate::signal::Signal;
 use crate::worker::{InFlight, WorkerEnv, coordinator_loop, node_worker, timer_worker};
 
 /// Node types with workers.
-pub const WORKER_POOLS: [&str; 7] = [
+pub const WORKER_POOLS: [&str; 8] = [
     "transform",
     "wait",
     "http",
@@ -36,6 +36,7 @@ pub const WORKER_POOLS: [&str; 7] = [
     "simulate",
     "backtest",
     "paper",
+    crate::sweep_points::SWEEP_POOL,
 ];
 
 /// Which consume loops a runtime starts. `serve` alone runs them all; a cluster splits them over
@@ -324,7 +325,14 @@ impl Runtime {
         let process = std::process::id();
         let mut handles = Vec::new();
         for pool in &roles.pools {
-            for i in 0..self.config.workers_per_pool.max(1) {
+            // A sweep run keeps a core busy from start to end: no more of them than cores.
+            let loops = if pool == crate::sweep_points::SWEEP_POOL {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                self.config.workers_per_pool.clamp(1, cores)
+            } else {
+                self.config.workers_per_pool.max(1)
+            };
+            for i in 0..loops {
                 handles.push(self.spawn_loop(pool, format!("{pool}-{process}-{i}")));
             }
         }
@@ -384,6 +392,13 @@ impl Runtime {
             )),
             TIMERS_GROUP => tokio::spawn(timer_worker(
                 self.coordinator.clone(),
+                consumer.clone(),
+                shutdown,
+                self.in_flight.clone(),
+            )),
+            crate::sweep_points::SWEEP_POOL => tokio::spawn(crate::sweep_points::sweep_worker(
+                self.coordinator.queue().clone(),
+                self.config.data_dir.clone(),
                 consumer.clone(),
                 shutdown,
                 self.in_flight.clone(),

@@ -340,7 +340,7 @@ fn unreachable_heartbeat() -> Result<serde_json::Value, crate::nodes::NodeError>
 
 /// Takes deliveries of `pool` and hands each to `handle` until `shutdown` fires; a delivery in
 /// hand when it fires is finished first (the runtime's stop bounds that by its grace period).
-async fn consume<F, Fut>(
+pub(crate) async fn consume<F, Fut>(
     queue: Arc<dyn Queue>,
     pool: &str,
     consumer: &str,

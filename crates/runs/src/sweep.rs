@@ -18,10 +18,11 @@
 pub mod grid;
 pub mod heatmap;
 pub mod metric;
+pub mod points;
 pub mod walk_forward;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -30,10 +31,10 @@ use tradeloom_core::{DataDir, UnixNanos};
 use tradeloom_safety::{Durability, Liveness, ProcessOwner, write_atomic};
 
 use crate::RunError;
-use crate::runner::{ExecuteError, RunOptions, RunOutcome, execute};
 use crate::spec::ResolvedSpec;
 pub use grid::{BaseSpec, Grid, Point};
 pub use metric::Metric;
+pub use points::{LocalRunner, PointJob, PointOutcome, PointRunner};
 pub use walk_forward::{DateRange, WalkForward};
 
 /// The state file of a sweep folder.
@@ -235,6 +236,17 @@ enum Task {
     Test(usize),
 }
 
+impl Task {
+    /// The run's name in [`PointJob::key`].
+    fn key(self) -> String {
+        match self {
+            Task::Point(i) => format!("p{i}"),
+            Task::Train(w, i) => format!("w{w}-p{i}"),
+            Task::Test(w) => format!("w{w}-test"),
+        }
+    }
+}
+
 impl Sweep {
     /// Plans a sweep — every key and every point checked before anything runs — and writes its
     /// folder with `sweep.json` (every point pending).
@@ -410,12 +422,26 @@ impl Sweep {
                 .sum::<usize>()
     }
 
-    /// Runs whatever has not completed (pending and failed runs) on `jobs` threads, then
-    /// writes `table.md` and `heatmap.svg`. Returns the number of runs made.
+    /// Runs whatever has not completed (pending and failed runs) on `jobs` threads of this
+    /// process, then writes `table.md` and `heatmap.svg`. Returns the number of runs made.
     pub fn run(
         &mut self,
         data_dir: &Path,
         jobs: usize,
+        progress: &mut dyn FnMut(SweepProgress),
+    ) -> Result<usize, SweepError> {
+        let runner = LocalRunner {
+            data_dir: data_dir.to_path_buf(),
+            jobs,
+        };
+        self.run_with(&runner, progress)
+    }
+
+    /// [`Sweep::run`] with the runs made by `runner` (this process's threads, or a cluster's
+    /// workers).
+    pub fn run_with(
+        &mut self,
+        runner: &dyn PointRunner,
         progress: &mut dyn FnMut(SweepProgress),
     ) -> Result<usize, SweepError> {
         let started = Instant::now();
@@ -434,7 +460,7 @@ impl Sweep {
                 }
             }
         }
-        made += self.run_tasks(data_dir, tasks, jobs, started, progress)?;
+        made += self.run_tasks(runner, tasks, started, progress)?;
         let mut tests = Vec::new();
         for w in 0..self.state.windows.len() {
             let window = &mut self.state.windows[w];
@@ -462,7 +488,7 @@ impl Sweep {
                 }
             }
         }
-        made += self.run_tasks(data_dir, tests, jobs, started, progress)?;
+        made += self.run_tasks(runner, tests, started, progress)?;
         self.state.status = SweepStatus::Completed;
         self.save()?;
         self.write_reports()?;
@@ -487,9 +513,9 @@ impl Sweep {
         self.save()
     }
 
-    /// The spec of one task: the point's values, and the window's range for walk-forward runs.
-    fn spec_of(&self, task: Task) -> Result<ResolvedSpec, SweepError> {
-        let (point, range) = match task {
+    /// The job of one task: the point's values, and the window's range for walk-forward runs.
+    fn job_of(&self, task: Task) -> PointJob {
+        let (params, window) = match task {
             Task::Point(i) => (&self.state.points[i].params, None),
             Task::Train(w, i) => (
                 &self.state.windows[w].runs[i].params,
@@ -500,11 +526,19 @@ impl Sweep {
                 Some(&self.state.windows[w].test),
             ),
         };
-        let extra: Vec<(&str, yaml_serde::Value)> = range
-            .map(|r| ("window", r.window_value()))
-            .into_iter()
-            .collect();
-        self.base.resolve(point, &extra)
+        PointJob {
+            sweep_id: self.state.sweep_id.clone(),
+            key: task.key(),
+            spec_path: self.base.path.display().to_string(),
+            spec_text: self.base.text.clone(),
+            params: params.clone(),
+            window: window.cloned(),
+        }
+    }
+
+    /// The spec of one task (checked before any run is handed out).
+    fn spec_of(&self, task: Task) -> Result<ResolvedSpec, SweepError> {
+        self.job_of(task).spec_with(&self.base)
     }
 
     fn slot(&mut self, task: Task) -> &mut PointRun {
@@ -517,19 +551,22 @@ impl Sweep {
 
     fn run_tasks(
         &mut self,
-        data_dir: &Path,
+        runner: &dyn PointRunner,
         tasks: Vec<Task>,
-        jobs: usize,
         started: Instant,
         progress: &mut dyn FnMut(SweepProgress),
     ) -> Result<usize, SweepError> {
         if tasks.is_empty() {
             return Ok(0);
         }
-        let mut specs = Vec::with_capacity(tasks.len());
+        let mut jobs = Vec::with_capacity(tasks.len());
+        let mut by_key = HashMap::with_capacity(tasks.len());
         for task in tasks {
             match self.spec_of(task) {
-                Ok(spec) => specs.push((task, spec)),
+                Ok(_) => {
+                    by_key.insert(task.key(), task);
+                    jobs.push(self.job_of(task));
+                }
                 Err(e) => {
                     let slot = self.slot(task);
                     slot.status = PointStatus::Failed;
@@ -539,48 +576,28 @@ impl Sweep {
         }
         let total = self.total();
         let before = self.done();
-        let next = AtomicUsize::new(0);
-        let (tx, rx) = std::sync::mpsc::channel::<(Task, Result<RunOutcome, ExecuteError>)>();
         let mut made = 0;
         let mut first_error = None;
-        std::thread::scope(|scope| {
-            for _ in 0..jobs.clamp(1, specs.len().max(1)) {
-                let tx = tx.clone();
-                let (specs, next) = (&specs, &next);
-                scope.spawn(move || {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((task, spec)) = specs.get(i) else {
-                            break;
-                        };
-                        let options = RunOptions {
-                            data_dir: data_dir.to_path_buf(),
-                            ..RunOptions::default()
-                        };
-                        let outcome = execute(spec.clone(), options);
-                        if tx.send((*task, outcome)).is_err() {
-                            break;
-                        }
-                    }
-                });
+        let ran = runner.run(jobs, &mut |key, outcome| {
+            // A key reported twice (a cluster task delivered again) counts once.
+            let Some(task) = by_key.remove(key) else {
+                return;
+            };
+            made += 1;
+            record(self.slot(task), outcome);
+            if let Err(e) = self.save() {
+                first_error.get_or_insert(e);
             }
-            drop(tx);
-            for (task, outcome) in rx {
-                made += 1;
-                record(self.slot(task), outcome);
-                if let Err(e) = self.save() {
-                    first_error.get_or_insert(e);
-                }
-                let done = self.done();
-                let new = done.saturating_sub(before).max(1);
-                let per_run = started.elapsed() / new as u32;
-                progress(SweepProgress {
-                    done,
-                    total,
-                    eta: Some(per_run * total.saturating_sub(done) as u32),
-                });
-            }
+            let done = self.done();
+            let new = done.saturating_sub(before).max(1);
+            let per_run = started.elapsed() / new as u32;
+            progress(SweepProgress {
+                done,
+                total,
+                eta: Some(per_run * total.saturating_sub(done) as u32),
+            });
         });
+        ran?;
         match first_error {
             Some(e) => Err(e),
             None => Ok(made),
@@ -615,23 +632,18 @@ impl Sweep {
     }
 }
 
-fn record(slot: &mut PointRun, outcome: Result<RunOutcome, ExecuteError>) {
+fn record(slot: &mut PointRun, outcome: PointOutcome) {
     match outcome {
-        Ok(outcome) => {
+        PointOutcome::Completed { run_id, metrics } => {
             slot.status = PointStatus::Completed;
-            slot.run_id = Some(outcome.run_id);
-            slot.metrics = serde_json::to_value(&outcome.metrics).ok();
+            slot.run_id = Some(run_id);
+            slot.metrics = Some(metrics);
             slot.error = None;
         }
-        Err(ExecuteError::Rejected(e)) => {
+        PointOutcome::Failed { run_id, error } => {
             slot.status = PointStatus::Failed;
-            slot.run_id = None;
-            slot.error = Some(e.to_string());
-        }
-        Err(ExecuteError::Failed(f)) => {
-            slot.status = PointStatus::Failed;
-            slot.run_id = Some(f.run_id);
-            slot.error = Some(f.error.to_string());
+            slot.run_id = run_id;
+            slot.error = Some(error);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The sweeps API: `POST /sweeps` starts a parameter sweep of a run spec in this server (its runs
-//! on every core, one after another sweep), `GET /sweeps/{id}` answers its progress while it
+//! on every core, one after another sweep; on a cluster, on the workers of the `sweep` pool), `GET /sweeps/{id}` answers its progress while it
 //! runs and then the JSON `tradeloom sweep --json` prints.
 //!
 //! A spec is YAML text or a path under the server's config folder; its data paths must lie in
@@ -18,6 +18,8 @@ use tradeloom_runs::sweep::{
     progress_of, read_state, result_of,
 };
 use utoipa::ToSchema;
+
+use tradeloom_orchestrator::sweep_points::{ClusterRunner, takes_sweeps};
 
 use crate::AppState;
 use crate::engine_runs::launcher::Roots;
@@ -145,12 +147,56 @@ fn base_spec(roots: &Roots, text: &str) -> Result<BaseSpec, ApiError> {
 }
 
 /// Starts a parameter sweep of a run spec; its runs go on in the server.
+/// On a cluster (a Redis registry and a workflow runtime), the runner that hands the sweep's runs
+/// to the workers of the `sweep` pool; `None` on the embedded server (its own cores).
+async fn cluster_runner(
+    state: &AppState,
+    jobs_given: bool,
+) -> Result<Option<ClusterRunner>, ApiError> {
+    let (Some(view), Some(runtime)) = (state.cluster.as_ref(), state.runtime.as_ref()) else {
+        return Ok(None);
+    };
+    if view.registry.kind() != "redis" {
+        return Ok(None);
+    }
+    if jobs_given {
+        return Err(invalid(
+            "invalid_jobs",
+            "jobs",
+            "jobs: on a cluster a sweep runs on the workers of the `sweep` pool, one run per \
+             core of each; leave `jobs` out"
+                .to_string(),
+        ));
+    }
+    let processes = view.registry.list().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry_unavailable",
+            format!("the cluster's registry: {e}"),
+        )
+    })?;
+    if !processes.iter().any(takes_sweeps) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_sweep_workers",
+            "no worker process of the cluster takes the `sweep` pool; start one \
+             (`tradeloom worker`) and try again"
+                .to_string(),
+        ));
+    }
+    Ok(Some(ClusterRunner {
+        queue: runtime.coordinator().queue().clone(),
+        handle: tokio::runtime::Handle::current(),
+    }))
+}
+
 #[utoipa::path(
     post, path = "/sweeps", tag = "runs", operation_id = "start_sweep",
     request_body = StartSweepRequest,
     responses(
         (status = 202, description = "The sweep is planned (every point checked) and running; follow it with `GET /sweeps/{id}`", body = StartedSweep),
-        (status = 400, description = "A bad spec (`invalid_spec`), grid (`invalid_grid`, `details.key` names the key), walk-forward (`invalid_walk_forward`), data path (`invalid_data_path`) or market data", body = ErrorBody),
+        (status = 400, description = "A bad spec (`invalid_spec`), grid (`invalid_grid`, `details.key` names the key), walk-forward (`invalid_walk_forward`), data path (`invalid_data_path`) or market data; `jobs` on a cluster (`invalid_jobs`)", body = ErrorBody),
+        (status = 503, description = "On a cluster: no worker takes the `sweep` pool (`no_sweep_workers`), or the registry did not answer (`registry_unavailable`)", body = ErrorBody),
     )
 )]
 pub async fn start(
@@ -182,6 +228,7 @@ pub async fn start(
         .map(WalkForward::parse)
         .transpose()
         .map_err(sweep_error)?;
+    let cluster = cluster_runner(&state, body.jobs.is_some()).await?;
     let roots = Roots::of(&state)?;
     let base = base_spec(&roots, &body.spec)?;
     let data_dir = state.simulator.options().data_dir.clone();
@@ -208,7 +255,11 @@ pub async fn start(
     std::thread::spawn(move || {
         let mut sweep = sweep;
         let id = sweep.state.sweep_id.clone();
-        match sweep.run(&data_dir, jobs, &mut |_| {}) {
+        let ran = match cluster {
+            Some(runner) => sweep.run_with(&runner, &mut |_| {}),
+            None => sweep.run(&data_dir, jobs, &mut |_| {}),
+        };
+        match ran {
             Ok(made) => tracing::info!(sweep_id = %id, runs = made, "sweep finished"),
             Err(e) => tracing::error!(sweep_id = %id, error = %e, "sweep stopped"),
         }

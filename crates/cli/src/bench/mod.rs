@@ -6,6 +6,7 @@ mod api;
 mod engine;
 mod killswitch;
 mod live;
+mod procs;
 mod run;
 mod simulate;
 mod workflows;

@@ -12,6 +12,7 @@ use tradeloom_runs::bench::peer::self_cpu_seconds;
 use tradeloom_server::bench::{SimulateReport, timed_job};
 use tradeloom_store::ScratchDatabase;
 
+use super::procs::{Setup, start_servers, stop_servers};
 use crate::store::runtime;
 
 /// The mock-llm policies the benchmark's models cycle through.
@@ -36,6 +37,15 @@ pub struct Args {
     /// Also measure on PostgreSQL (a scratch database is created there and dropped).
     #[arg(long, env = "TRADELOOM_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
+    /// Also run the models as a workflow of one `simulate` node per model over the API: on
+    /// `serve` alone on PostgreSQL, then on a cluster of `serve --roles api`, one `coordinator`
+    /// and this many `worker`s on PostgreSQL and Redis (repeatable: `--cluster-workers 1
+    /// --cluster-workers 2 --cluster-workers 4`). Needs --postgres-url and --redis-url.
+    #[arg(long = "cluster-workers")]
+    pub cluster_workers: Vec<usize>,
+    /// A Redis for the cluster figures (a fresh key prefix per cluster, deleted afterwards).
+    #[arg(long, env = "TRADELOOM_BENCH_REDIS_URL")]
+    pub redis_url: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -44,6 +54,10 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<ExitCode> {
     if args.models == 0 || args.days == 0 || args.symbols == 0 {
         anyhow::bail!("--models, --days and --symbols must be at least 1");
+    }
+    if !args.cluster_workers.is_empty() && (args.postgres_url.is_none() || args.redis_url.is_none())
+    {
+        anyhow::bail!("--cluster-workers needs --postgres-url and --redis-url");
     }
     tradeloom_llm::install_crypto_provider();
     let work = tempfile::TempDir::new().context("cannot create a temporary folder")?;
@@ -60,7 +74,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         universe.first_date().context("empty universe")?,
         universe.last_date().context("empty universe")?,
     );
-    runtime()?.block_on(async {
+    // Kept running to the end: mock-llm serves the cluster's processes too.
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let mock = format!("http://{}/v1", listener.local_addr()?);
         tokio::spawn(tradeloom_mock_llm::serve_mock(listener));
@@ -68,7 +84,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .map(|i| json!({"name": format!("m{:02}", i + 1), "base_url": mock, "model": policy(i), "max_retries": 0}))
             .collect();
         let config = json!({
-            "models": models, "universe": {"path": udir}, "start_date": first.to_string(),
+            "models": models.clone(), "universe": {"path": udir}, "start_date": first.to_string(),
             "end_date": last.to_string(), "max_steps": 12,
         });
         if !args.json {
@@ -105,6 +121,160 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             print!("{}", report.text());
         }
         let failed = report.failed();
-        Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        Ok::<_, anyhow::Error>((failed, models, mock))
+    })?;
+    let (failed, models, _mock) = outcome;
+    if !args.cluster_workers.is_empty() {
+        let shared = json!({
+            "universe": {"path": udir}, "start_date": first.to_string(),
+            "end_date": last.to_string(), "max_steps": 12,
+        });
+        let mut figures = Vec::new();
+        let mut setups = vec![Setup::ServePostgres];
+        setups.extend(
+            args.cluster_workers
+                .iter()
+                .map(|&w| Setup::Cluster(w.max(1))),
+        );
+        for setup in setups {
+            if !args.json {
+                eprintln!(
+                    "{setup:?}: {} simulate nodes, one model each…",
+                    models.len()
+                );
+            }
+            let f = workflow_of_models(&rt, setup, &models, &shared, args)?;
+            if !args.json {
+                println!(
+                    "{:<16} {:>7.1} model-days/s ({} model-days in {:.2} s), {:.2} CPU-ms per model-day in every process",
+                    label(setup),
+                    f["model_days_per_s"].as_f64().unwrap_or(0.0),
+                    f["model_days"].as_u64().unwrap_or(0),
+                    f["seconds"].as_f64().unwrap_or(0.0),
+                    f["cpu_ms_per_model_day"].as_f64().unwrap_or(0.0),
+                );
+            }
+            figures.push(json!({"setup": label(setup), "figures": f}));
+        }
+        if args.json {
+            println!("{}", json!({"workflow_of_models": figures}));
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+fn label(setup: Setup) -> String {
+    match setup {
+        Setup::Cluster(w) => format!("cluster 1c+{w}w"),
+        Setup::ServePostgres => "serve PG".to_string(),
+        Setup::Embedded => "serve".to_string(),
+    }
+}
+
+/// One workflow run of one `simulate` node per model on the processes of `setup`: model-days
+/// per second from the submission to the run's end, and the CPU time of every process.
+fn workflow_of_models(
+    rt: &tokio::runtime::Runtime,
+    setup: Setup,
+    models: &[serde_json::Value],
+    shared: &serde_json::Value,
+    args: &Args,
+) -> Result<serde_json::Value> {
+    let binary = std::env::current_exe().context("the path of this binary")?;
+    // The models' LLM is mock-llm on loopback, behind the SSRF guard.
+    let servers = start_servers(
+        &binary,
+        setup,
+        args.postgres_url.as_deref(),
+        args.redis_url.as_deref(),
+        &["--http-allow".to_string(), "127.0.0.1".to_string()],
+        rt,
+    )?;
+    let result = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let api = servers.api.url.clone();
+        let nodes: Vec<serde_json::Value> = models
+            .iter()
+            .map(|m| {
+                let mut config = shared.clone();
+                config["models"] = json!([m]);
+                json!({"id": m["name"], "type": "simulate", "timeout_ms": 3_600_000,
+                       "config": {"config": config}})
+            })
+            .collect();
+        let created: serde_json::Value = client
+            .post(format!("{api}/workflows"))
+            .json(&json!({"name": "bench-models", "nodes": nodes}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let workflow = created["id"]
+            .as_str()
+            .context("no workflow id")?
+            .to_string();
+        let cpu0 = servers.cpu_seconds()?;
+        let started = std::time::Instant::now();
+        let run: serde_json::Value = client
+            .post(format!("{api}/workflows/{workflow}/runs"))
+            .json(&json!({"inputs": {}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let run_id = run["run_id"].as_str().context("no run id")?.to_string();
+        let view = loop {
+            let view: serde_json::Value = client
+                .get(format!("{api}/workflow-runs/{run_id}?wait_ms=1000"))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            match view["status"].as_str() {
+                Some("completed") => break view,
+                Some("failed" | "cancelled") => {
+                    anyhow::bail!("the workflow run ended {}: {view}", view["status"])
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = servers.cpu_seconds()? - cpu0;
+        // Each node's output names its job; the model-days are those the jobs completed.
+        let mut model_days = 0u64;
+        for node in view["nodes"].as_array().context("no nodes")? {
+            let blob = node["output"].as_str().context("a node without output")?;
+            let output: serde_json::Value = client
+                .get(format!("{api}/blobs/{blob}"))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let job = output["content"]["job_id"].as_str().context("no job id")?;
+            let status: serde_json::Value = client
+                .get(format!("{api}/simulate/status/{job}"))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            model_days += status["progress"]["completed"].as_u64().unwrap_or(0);
+        }
+        Ok(json!({
+            "model_days": model_days,
+            "seconds": seconds,
+            "model_days_per_s": model_days as f64 / seconds.max(1e-9),
+            "cpu_ms_per_model_day": cpu * 1e3 / (model_days.max(1) as f64),
+        }))
+    });
+    stop_servers(servers, rt);
+    result
 }

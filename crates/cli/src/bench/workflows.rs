@@ -4,15 +4,16 @@
 //! the same burst when the peers' venv has it; and the embedded runtime alone
 //! ([`tradeloom_server::bench::diamond_runs`]).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use tradeloom_runs::bench::peer;
 use tradeloom_server::bench::{DiamondApi, diamond_runs, percentile};
+
+use super::procs::{Setup, start_servers, stop_servers};
 
 /// The harness of the Temporal peer (written to a scratch folder when it runs).
 const TEMPORAL_DIAMOND: &str = include_str!("../../../../bench/peers/temporal_diamond.py");
@@ -58,237 +59,8 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A `tradeloom serve` child process on a loopback port, killed when dropped.
-struct ServeChild {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ServeChild {
-    fn start(binary: &PathBuf) -> Result<Self> {
-        Self::start_with(binary, &[], tempfile::tempdir()?)
-    }
-
-    /// `serve` with `extra` flags on data dir `dir`.
-    fn start_with(binary: &PathBuf, extra: &[String], dir: tempfile::TempDir) -> Result<Self> {
-        let log = std::fs::File::create(dir.path().join("serve.log"))?;
-        let mut child = Command::new(binary)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--rate-limit-global",
-                "0",
-                "--rate-limit-per-key",
-                "0",
-                "--rate-limit-runs-light",
-                "0",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {} serve", binary.display()))?;
-        let stdout = child.stdout.take().context("serve's stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let Some(line) = lines.next() else {
-                let _ = child.kill();
-                bail!(
-                    "{} serve exited before listening; see its log in {}",
-                    binary.display(),
-                    dir.path().display()
-                );
-            };
-            let line = line?;
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-            }
-        };
-        // Keep reading stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(ServeChild {
-            child,
-            url,
-            _dir: dir,
-        })
-    }
-
-    fn cpu_seconds(&self) -> Result<f64> {
-        Ok(peer::process_cpu_seconds(self.child.id())?)
-    }
-}
-
-impl Drop for ServeChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// A `coordinator` or `worker` child of a benchmark cluster, killed when dropped.
-struct MemberChild(Child);
-
-impl MemberChild {
-    fn start(
-        binary: &PathBuf,
-        command: &str,
-        flags: &[String],
-        dir: &std::path::Path,
-    ) -> Result<Self> {
-        let log = std::fs::File::create(
-            dir.join(format!("{command}-{}.log", uuid::Uuid::now_v7().simple())),
-        )?;
-        let mut child = Command::new(binary)
-            .arg("--data-dir")
-            .arg(dir)
-            .arg(command)
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {} {command}", binary.display()))?;
-        let stdout = child.stdout.take().context("the child's stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        match lines.next() {
-            Some(Ok(line)) if line.contains("running as") => {}
-            _ => {
-                let _ = child.kill();
-                bail!("{command} did not start; see its log in {}", dir.display());
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Ok(MemberChild(child))
-    }
-}
-
-impl Drop for MemberChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The processes serving one burst: `serve` alone, or a cluster (its API first).
-struct Servers {
-    api: ServeChild,
-    members: Vec<MemberChild>,
-    /// The scratch database and key prefix to drop afterwards.
-    scratch: Option<(tradeloom_store::ScratchDatabase, String, String)>,
-}
-
-impl Servers {
-    fn cpu_seconds(&self) -> Result<f64> {
-        let mut total = self.api.cpu_seconds()?;
-        for m in &self.members {
-            total += peer::process_cpu_seconds(m.0.id())?;
-        }
-        Ok(total)
-    }
-}
-
-/// Where a burst runs.
-#[derive(Clone, Copy, Debug)]
-enum Setup {
-    /// `serve` on its SQLite file (the embedded default).
-    Embedded,
-    /// `serve` alone on a scratch PostgreSQL database.
-    ServePostgres,
-    /// `serve --roles api`, a coordinator and this many workers on PostgreSQL and Redis.
-    Cluster(usize),
-}
-
-fn start_servers(
-    binary: &PathBuf,
-    setup: Setup,
-    args: &Args,
-    rt: &tokio::runtime::Runtime,
-) -> Result<Servers> {
-    let (Setup::ServePostgres | Setup::Cluster(_)) = setup else {
-        return Ok(Servers {
-            api: ServeChild::start(binary)?,
-            members: Vec::new(),
-            scratch: None,
-        });
-    };
-    let (Some(pg), Some(redis)) = (&args.postgres_url, &args.redis_url) else {
-        bail!("--cluster-workers needs --postgres-url and --redis-url");
-    };
-    let db = rt
-        .block_on(tradeloom_store::ScratchDatabase::create(pg, "tl_bench"))
-        .with_context(|| {
-            format!(
-                "--postgres-url {}: cannot create a scratch database",
-                tradeloom_core::redact_userinfo(pg)
-            )
-        })?;
-    let prefix = format!("tl-bench-{}:", uuid::Uuid::now_v7().simple());
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().to_path_buf();
-    let mut flags: Vec<String> = vec!["--database-url".into(), db.url().into()];
-    if let Setup::Cluster(_) = setup {
-        flags.extend([
-            "--redis-url".into(),
-            redis.clone(),
-            "--redis-prefix".into(),
-            prefix.clone(),
-        ]);
-    }
-    let mut api_flags = flags.clone();
-    if let Setup::Cluster(_) = setup {
-        api_flags.extend(["--roles".into(), "api".into()]);
-    }
-    let api = ServeChild::start_with(binary, &api_flags, dir)?;
-    let mut members = Vec::new();
-    if let Setup::Cluster(workers) = setup {
-        members.push(MemberChild::start(binary, "coordinator", &flags, &data)?);
-        for _ in 0..workers {
-            members.push(MemberChild::start(binary, "worker", &flags, &data)?);
-        }
-    }
-    Ok(Servers {
-        api,
-        members,
-        scratch: Some((db, redis.clone(), prefix)),
-    })
-}
-
-/// Drops the scratch database and deletes the key prefix of a cluster.
-fn stop_servers(servers: Servers, rt: &tokio::runtime::Runtime) {
-    let Servers {
-        api,
-        members,
-        scratch,
-    } = servers;
-    drop(members);
-    drop(api);
-    if let Some((db, redis, prefix)) = scratch {
-        let _ = rt.block_on(db.drop_database());
-        if let Ok(client) = redis::Client::open(redis.as_str())
-            && let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2))
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query(&mut con)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _ = redis::cmd("DEL").arg(keys).exec(&mut con);
-            }
-        }
-    }
 }
 
 /// The API figures of one burst size.
@@ -302,7 +74,14 @@ fn api_burst_on(binary: &PathBuf, runs: usize, args: &Args, setup: Setup) -> Res
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let serve = start_servers(binary, setup, args, &rt)?;
+    let serve = start_servers(
+        binary,
+        setup,
+        args.postgres_url.as_deref(),
+        args.redis_url.as_deref(),
+        &[],
+        &rt,
+    )?;
     let figures = rt.block_on(async {
         let api = DiamondApi::create(&serve.api.url, "bench-diamond").await?;
         // The first run warms the server's caches; it is not counted.

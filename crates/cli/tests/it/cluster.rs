@@ -672,3 +672,176 @@ fn bad_cluster_settings_name_the_flag() {
     // Nothing of a process was left behind: no heartbeat, no store.
     assert!(!data.path().join("health/heartbeats").exists());
 }
+
+/// A sweep over the cluster's workers (`tradeloom sweep --redis-url`, and `POST /sweeps` on a
+/// `serve --roles api`): refused while no worker takes the `sweep` pool; with two workers every
+/// point completes with the metrics a sweep on this process's threads gives, also when one
+/// worker is stopped mid-sweep (its runs handed back to the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sweep_runs_on_the_workers_of_the_cluster() {
+    let (Ok(pg), Ok(redis)) = (std::env::var(PG_ENV), std::env::var(REDIS_ENV)) else {
+        eprintln!(
+            "note: {PG_ENV} and {REDIS_ENV} are not both set; skipping the cluster sweep test"
+        );
+        return;
+    };
+    const SPEC: &str = "examples/specs/goog_sma_cross.yaml";
+    const GRID: &str = "strategy.params.fast=5,10,15,strategy.params.slow=20..50:10";
+    let db = scratch_database(&pg, "tl_sweep").await;
+    let prefix = format!("tl-test-{}:", uuid::Uuid::now_v7().simple());
+    let data = tempfile::tempdir().unwrap();
+    tradeloom_llm::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let common = cluster_args(
+        data.path(),
+        db.url(),
+        &redis,
+        Some(&prefix),
+        &["--drain-grace", "1ms"],
+    );
+    let sweep = |extra: &[&str]| {
+        let mut args = vec!["sweep", SPEC, "--grid", GRID, "--json"];
+        args.extend(extra);
+        crate::tradeloom(data.path(), &args)
+    };
+    let cluster_flags = [
+        "--redis-url",
+        redis.as_str(),
+        "--redis-prefix",
+        prefix.as_str(),
+    ];
+
+    // Alone on this process's threads: the reference.
+    let local = sweep(&["--jobs", "2"]);
+    assert!(local.status.success(), "{}", crate::stderr(&local));
+    let local: Value = serde_json::from_str(crate::stdout(&local).lines().last().unwrap()).unwrap();
+
+    // The API first (it creates the schema); no worker yet: refused, naming why. The API reads
+    // specs and data inside its data dir.
+    std::fs::create_dir_all(data.path().join("specs")).unwrap();
+    std::fs::create_dir_all(data.path().join("data")).unwrap();
+    std::fs::copy(
+        crate::repo().join(SPEC),
+        data.path().join("specs/goog.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        crate::repo().join("examples/data/goog_1d.csv"),
+        data.path().join("data/goog_1d.csv"),
+    )
+    .unwrap();
+    let api = api_process(data.path(), &common);
+    let out = sweep(&cluster_flags);
+    assert_eq!(out.status.code(), Some(2), "{}", crate::stderr(&out));
+    assert!(
+        crate::stderr(&out).contains("no worker process of the cluster"),
+        "{}",
+        crate::stderr(&out)
+    );
+    let r = client
+        .post(format!("{}/sweeps", api.url))
+        .json(&json!({"spec": "specs/goog.yaml", "grid": GRID}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "no_sweep_workers"
+    );
+
+    let mut workers = vec![
+        member(
+            "worker",
+            &common,
+            &["--pool", "sweep", "--concurrency", "1"],
+        ),
+        member("worker", &common, &["--concurrency", "1"]),
+    ];
+    let args: Vec<&str> = cluster_flags.iter().copied().chain(["--quiet"]).collect();
+    let cli = Command::new(env!("CARGO_BIN_EXE_tradeloom"))
+        .args(["sweep", SPEC, "--grid", GRID, "--json", "--data-dir"])
+        .arg(data.path())
+        .args(&args)
+        .current_dir(crate::repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-sweep, one worker is told to stop: what it holds goes back to the queue at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut stopped = workers.remove(0);
+    crate::sigterm(stopped.child.id());
+    assert!(wait_exit(&mut stopped.child, Duration::from_secs(20)).success());
+    let out = tokio::task::spawn_blocking(move || cli.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::stderr(&out));
+    let on_cluster: Value =
+        serde_json::from_str(crate::stdout(&out).lines().last().unwrap()).unwrap();
+    let metrics = |v: &Value| -> Vec<(Value, Value)> {
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["params"].clone(), r["metrics"].clone()))
+            .collect()
+    };
+    assert_eq!(metrics(&on_cluster).len(), 12);
+    assert_eq!(metrics(&on_cluster), metrics(&local));
+    assert_eq!(on_cluster["best"]["params"], local["best"]["params"]);
+    // The runs were made by the workers: each completed run's folder is in the data dir.
+    for run in on_cluster["runs"].as_array().unwrap() {
+        let id = run["run_id"].as_str().unwrap();
+        assert!(
+            data.path()
+                .join("runs")
+                .join(id)
+                .join("metrics.json")
+                .is_file()
+        );
+    }
+
+    // The same over the API.
+    let r = client
+        .post(format!("{}/sweeps", api.url))
+        .json(&json!({"spec": "specs/goog.yaml", "grid": GRID, "jobs": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_jobs");
+    let r = client
+        .post(format!("{}/sweeps", api.url))
+        .json(&json!({"spec": "specs/goog.yaml", "grid": GRID}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["sweep_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let over_api = loop {
+        let body = get(&client, format!("{}/sweeps/{id}", api.url)).await;
+        if body.get("runs").is_some() {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweep did not finish: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(metrics(&over_api), metrics(&local));
+    let queue = RedisQueue::connect(&redis, &prefix, RedisQueueOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(queue.stats("sweep").await.unwrap().leased, 0);
+    drop(workers);
+    drop(api);
+    cleanup(&redis, &prefix);
+    db.drop_database().await.unwrap();
+}

@@ -335,7 +335,7 @@ pub struct HealthArgs {
 }
 
 /// The workflow pools a worker may run (`tradeloom worker --pool`).
-const POOLS: [&str; 7] = [
+const POOLS: [&str; 8] = [
     "transform",
     "wait",
     "http",
@@ -343,6 +343,7 @@ const POOLS: [&str; 7] = [
     "simulate",
     "backtest",
     "paper",
+    "sweep",
 ];
 
 /// A validated spec.

@@ -15,3 +15,4 @@ mod scale;
 mod settlement;
 mod stale_plans;
 mod supervision;
+mod sweep_points;
