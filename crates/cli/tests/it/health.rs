@@ -4,7 +4,8 @@
 //! nothing asserts on time. With `TRADELOOM_TEST_REDIS_URL` (skipped with a note otherwise; set
 //! and unreachable, the tests fail): `tradeloom health --redis-url` counts the processes of a
 //! Redis process registry against `processes:`, entries written by the test and a real
-//! `tradeloom worker` that registers and leaves.
+//! `tradeloom worker` that registers and leaves; `serve --redis-url` checks them in-process.
+//! Embedded, `serve` checks `processes:` against its own registry (itself).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -460,4 +461,94 @@ async fn redis_health_sees_a_real_worker_register_and_leave() {
     assert_eq!(r["sensors"]["m1_process"], 0.0, "{r}");
     assert_eq!(r["details"]["cluster_roles"]["worker"]["running"], 0, "{r}");
     assert_eq!(r["details"]["control_plane"]["registry"]["ok"], true, "{r}");
+}
+
+/// Polls `GET /health/meta` until a report satisfies `done`; returns it.
+async fn until_api_report(
+    client: &reqwest::Client,
+    url: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        if let Some(report) = api_report(client, url).await
+            && done(&report)
+        {
+            return report;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "GET /health/meta never reported what was awaited: {:?}",
+            api_report(client, url).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_serve_checks_processes_against_its_own_registry() {
+    tradeloom_llm::install_crypto_provider();
+    let data = data_dir_with("processes: {api: 1, coordinator: 1, worker: 1}\n");
+    let serve = Service::serve_with(data.path(), &["--health-interval", "200ms"], &[]);
+    let client = reqwest::Client::new();
+    let r = until_api_report(&client, &serve.url, |r| {
+        r["details"]["cluster"]
+            .as_object()
+            .is_some_and(|c| !c.is_empty())
+    })
+    .await;
+    // The one process fills a slot of each of its three roles.
+    assert_eq!(r["sensors"]["m1_process"], 1.0, "{r}");
+    assert_eq!(r["details"]["control_plane"]["registry"]["ok"], true, "{r}");
+    let cluster = r["details"]["cluster"].as_object().unwrap();
+    assert_eq!(cluster.len(), 1, "{r}");
+    let me = cluster.values().next().unwrap();
+    assert_eq!(me["pid"].as_u64(), Some(u64::from(serve.child.id())), "{r}");
+    assert_eq!(
+        me["roles"],
+        serde_json::json!(["api", "coordinator", "worker"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_serve_checks_processes_against_the_cluster_registry() {
+    tradeloom_llm::install_crypto_provider();
+    use tradeloom_queue::Registry;
+    let Some(redis) = RedisPrefix::new("serve registry") else {
+        return;
+    };
+    let data = data_dir_with("processes: {api: 1, worker: 2}\n");
+    let serve = Service::serve_with(
+        data.path(),
+        &[
+            "--health-interval",
+            "200ms",
+            "--redis-url",
+            &redis.url,
+            "--redis-prefix",
+            &redis.prefix,
+        ],
+        &[],
+    );
+    let client = reqwest::Client::new();
+    // Itself alone: api 1/1, worker 1/2.
+    let r = until_api_report(&client, &serve.url, |r| {
+        r["sensors"]["m1_process"] == 2.0 / 3.0
+    })
+    .await;
+    assert_eq!(r["details"]["cluster_roles"]["worker"]["running"], 1, "{r}");
+    // Another worker registers in the cluster's registry: the serve's monitor sees it.
+    redis
+        .registry()
+        .await
+        .heartbeat(&registered("w-other", &["worker"], &["agent"]))
+        .await
+        .unwrap();
+    let r = until_api_report(&client, &serve.url, |r| r["sensors"]["m1_process"] == 1.0).await;
+    assert_eq!(
+        r["details"]["cluster"]["w-other"]["pools"],
+        serde_json::json!(["agent"]),
+        "{r}"
+    );
+    assert_eq!(r["details"]["cluster"].as_object().unwrap().len(), 2, "{r}");
 }

@@ -54,7 +54,10 @@ impl HealthReport {
                             }),
                     );
                     if !d.cluster_roles.is_empty() && parts.is_empty() {
-                        parts.push("every expected process registered within 30 s".into());
+                        parts.push(match d.registry_error {
+                            None => "every expected process registered within 30 s".into(),
+                            Some(_) => "no registered process listed".into(),
+                        });
                     }
                 }
                 if parts.is_empty() {
@@ -83,8 +86,9 @@ impl HealthReport {
 }
 
 impl HealthReport {
-    /// `processes worker 2/3, coordinator 2/2` (running of expected), with why none could be
-    /// counted when the registry could not be listed; nothing without `processes:`.
+    /// `processes coordinator 2/2, worker 2/3` (filled of expected slots), noting when the
+    /// registry could not be listed (the `registry` check says why); nothing without
+    /// `processes:`.
     fn slots(&self) -> Option<String> {
         let d = &self.details;
         if d.cluster_roles.is_empty() {
@@ -96,8 +100,8 @@ impl HealthReport {
             .map(|(role, r)| format!("{role} {}/{}", r.running.min(r.expected), r.expected))
             .collect();
         let mut line = format!("processes {}", counts.join(", "));
-        if let Some(e) = &d.registry_error {
-            line.push_str(&format!(" (registry: {e})"));
+        if d.registry_error.is_some() {
+            line.push_str(" (the registry was not listed)");
         }
         Some(line)
     }
@@ -334,7 +338,11 @@ mod tests {
         );
         assert_eq!(
             report.explain("m1_process"),
-            "processes worker 0/3 (registry: listing the process registry (redis): refused)"
+            "processes worker 0/3 (the registry was not listed)"
+        );
+        assert_eq!(
+            report.explain("m2_heartbeat"),
+            "no registered process listed"
         );
         assert!(
             report
