@@ -1,9 +1,11 @@
 //! `tradeloom health [--watch]`: the meta health monitor's check (crate `tradeloom-ops`), once
 //! or until interrupted. `tradeloom serve` runs the same monitor in-process
-//! ([`tradeloom_ops::health::Monitor`]).
+//! ([`tradeloom_ops::health::Monitor`]). With `--redis-url` the check also lists the cluster's
+//! process registry (`processes:` in health.yaml).
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -11,6 +13,7 @@ use tradeloom_ops::health::{
     self, ConfigSource, Environment, HealthConfig, HealthReport, QueueAccess, RateLimit, Recovery,
     StoreAccess,
 };
+use tradeloom_queue::{RedisRegistry, Registry};
 
 /// Options of `tradeloom health`.
 #[derive(clap::Args, Debug)]
@@ -24,6 +27,14 @@ pub struct HealthArgs {
     /// Print the report as one JSON object (with `--watch`, one line per status change).
     #[arg(long)]
     pub json: bool,
+    /// The cluster's Redis (`redis://host:port[/db]`): its process registry is listed, each
+    /// registered process shown, and `processes:` in health.yaml checked against it. A Redis
+    /// that does not answer is reported (the `registry` check), not an error.
+    #[arg(long, env = "TRADELOOM_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// The key prefix of the cluster's keys in Redis (the one its processes were given).
+    #[arg(long, env = "TRADELOOM_REDIS_PREFIX", default_value = crate::serve::DEFAULT_REDIS_PREFIX)]
+    pub redis_prefix: String,
 }
 
 /// Exit code of `tradeloom health` when nothing is configured: no `health.yaml` and no
@@ -41,13 +52,30 @@ pub fn run(data_dir: &Path, database_url: Option<&str>, args: &HealthArgs) -> Re
             return Ok(ExitCode::from(2));
         }
     };
-    let env = Environment {
-        data_dir: data_dir.to_path_buf(),
-        store: StoreAccess::Location(crate::store::location(data_dir, database_url)),
-        queue: QueueAccess::ViaApi,
-    };
+    let redis = crate::serve::redis_settings(args.redis_url.as_deref(), &args.redis_prefix)?;
     let recovery = Recovery::new(data_dir, RateLimit::default());
     crate::store::runtime()?.block_on(async {
+        // Connected at the first listing and again after a failed one: a Redis that is down is
+        // reported by each check, and `--watch` sees it come back.
+        let registry = match &redis {
+            Some(redis) => {
+                let registry = RedisRegistry::connect_lazily(&redis.url, &redis.prefix)
+                    .with_context(|| {
+                        format!(
+                            "--redis-url {}",
+                            tradeloom_core::redact_userinfo(&redis.url)
+                        )
+                    })?;
+                Some(Arc::new(registry) as Arc<dyn Registry>)
+            }
+            None => None,
+        };
+        let env = Environment {
+            data_dir: data_dir.to_path_buf(),
+            store: StoreAccess::Location(crate::store::location(data_dir, database_url)),
+            queue: QueueAccess::ViaApi,
+            registry,
+        };
         let first = health::cycle(&config, &env, None, &recovery)
             .await
             .context("recording the health check")?;

@@ -52,7 +52,7 @@ pub struct ClusterArgs {
     #[arg(long, env = "TRADELOOM_REDIS_URL")]
     redis_url: Option<String>,
     /// The key prefix of the cluster's keys in Redis.
-    #[arg(long, env = "TRADELOOM_REDIS_PREFIX", default_value = "tradeloom:")]
+    #[arg(long, env = "TRADELOOM_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
     redis_prefix: String,
     /// With the worker role: run nodes of this pool only (transform, wait, http, agent,
     /// simulate, backtest, paper; sweep: the runs of parameter sweeps). Repeatable or
@@ -92,33 +92,33 @@ impl ClusterArgs {
     }
 
     fn redis(&self) -> Result<Option<RedisSettings>> {
-        let Some(url) = self
-            .redis_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-        else {
-            return Ok(None);
-        };
-        if !(url.starts_with("redis://")
-            || url.starts_with("rediss://")
-            || url.starts_with("unix://"))
-        {
-            anyhow::bail!(
-                "--redis-url {}: a Redis URL starts with redis:// (e.g. redis://127.0.0.1:6379)",
-                tradeloom_core::redact_userinfo(url)
-            );
-        }
-        if self.redis_prefix.is_empty() || self.redis_prefix.chars().any(char::is_whitespace) {
-            anyhow::bail!(
-                "--redis-prefix: give a non-empty prefix without spaces, e.g. `tradeloom:`"
-            );
-        }
-        Ok(Some(RedisSettings {
-            url: url.to_string(),
-            prefix: self.redis_prefix.clone(),
-        }))
+        redis_settings(self.redis_url.as_deref(), &self.redis_prefix)
     }
+}
+
+/// The default of `--redis-prefix` (env `TRADELOOM_REDIS_PREFIX`) of every command that joins
+/// or watches a cluster.
+pub const DEFAULT_REDIS_PREFIX: &str = "tradeloom:";
+
+/// `--redis-url` and `--redis-prefix` checked; `None` without a URL (or an empty one).
+pub fn redis_settings(url: Option<&str>, prefix: &str) -> Result<Option<RedisSettings>> {
+    let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+    {
+        anyhow::bail!(
+            "--redis-url {}: a Redis URL starts with redis:// (e.g. redis://127.0.0.1:6379)",
+            tradeloom_core::redact_userinfo(url)
+        );
+    }
+    if prefix.is_empty() || prefix.chars().any(char::is_whitespace) {
+        anyhow::bail!("--redis-prefix: give a non-empty prefix without spaces, e.g. `tradeloom:`");
+    }
+    Ok(Some(RedisSettings {
+        url: url.to_string(),
+        prefix: prefix.to_string(),
+    }))
 }
 
 /// `serve` settings of the workflow runtime.

@@ -2,7 +2,8 @@
 //! control plane and data coherence of one data dir, their product `rm_meta`, a status
 //! (GREEN > 0.8 ≥ DEGRADED > 0.5 ≥ CRITICAL > 0.2 ≥ DEAD), and rate-limited recovery actions.
 //!
-//! One check is [`observe`] (files, processes, store, API, queue — the I/O) followed by
+//! One check is [`observe`] (files, processes, store, API, queue, the cluster's process
+//! registry — the I/O) followed by
 //! [`evaluate`] (a pure function of the observations and `now`), then [`record`]
 //! (`meta_health.json`, `history.jsonl`) and the [`Recovery`] actions. `tradeloom health` runs
 //! one check or a loop of them; `tradeloom serve` runs the loop in-process, writes heartbeats
@@ -28,7 +29,7 @@ use chrono::Utc;
 
 pub use config::{
     ALL_PAPER_RUNS, CONFIG_FILE, ConfigSource, DEFAULT_DEAD_AFTER, DEFAULT_STALE_AFTER, FeedConfig,
-    FeedSource, HealthConfig, parse_duration,
+    FeedSource, HealthConfig, PROCESS_ROLES, parse_duration,
 };
 pub use files::{HISTORY_MAX_LINES, HistoryEntry, history, latest, record};
 pub use heartbeat::{
@@ -45,9 +46,10 @@ pub use recovery::{
     RateLimit, Recovery, RequeueFuture, SUPPRESSED, Supervisor, actions_path,
 };
 pub use report::{
-    Details, FEED_DEAD, FEED_FRESH, FEED_STALE, FeedDetail, FeedSeen, HEARTBEAT_DEAD_SECS,
-    HEARTBEAT_SLOW_SECS, HealthReport, HeartbeatSeen, Observations, Probe, RoleDetail, RunFeedSeen,
-    RunFeedState, Sensors, Status, evaluate, feed_state, heartbeat_score, rfc3339,
+    ClusterProcessDetail, ClusterRoleDetail, Details, FEED_DEAD, FEED_FRESH, FEED_STALE,
+    FeedDetail, FeedSeen, HEARTBEAT_DEAD_SECS, HEARTBEAT_SLOW_SECS, HealthReport, HeartbeatSeen,
+    NO_REGISTRY, Observations, PROCESS_RUNNING, Probe, RoleDetail, RunFeedSeen, RunFeedState,
+    Sensors, Status, evaluate, feed_state, heartbeat_score, rfc3339,
 };
 pub use summary::config_note;
 

@@ -3,7 +3,7 @@
 //! monitor (five sensors, `rm_meta`, recovery actions) — and the process supervisor that keeps
 //! `tradeloom` children (traders, bridges, workers) running under restart policies and limits.
 //!
-//! It sits above `runs` and `store` and below `server` and `cli`: both the API and the command
+//! It sits above `runs`, `store` and `queue` (whose process registry the monitor reads) and below `server` and `cli`: both the API and the command
 //! line call the same functions.
 
 pub mod artifact_metrics;

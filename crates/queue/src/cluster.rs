@@ -149,21 +149,42 @@ mod redis_registry {
         }
     }
 
+    fn client(url: &str) -> Result<Client, QueueError> {
+        Client::open(url).map_err(|e| QueueError::Invalid {
+            what: "Redis URL",
+            detail: e.to_string(),
+        })
+    }
+
+    fn manager_config() -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(2))
+    }
+
     impl RedisRegistry {
         /// Connects to the Redis at `url`, with the keys under `prefix` (the queue's).
         pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
-            let client = Client::open(url).map_err(|e| QueueError::Invalid {
-                what: "Redis URL",
-                detail: e.to_string(),
-            })?;
-            let config = ConnectionManagerConfig::new()
-                .set_response_timeout(Some(Duration::from_secs(5)))
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_max_delay(Duration::from_secs(2));
-            let manager = client
-                .get_connection_manager_with_config(config)
+            let manager = client(url)?
+                .get_connection_manager_with_config(manager_config())
                 .await
                 .map_err(backend)?;
+            Ok(Self {
+                manager,
+                prefix: prefix.to_string(),
+            })
+        }
+
+        /// A registry that connects at its first command rather than now, and again at the
+        /// next command after a failed connection (one retry each time): only a malformed
+        /// `url` fails here. For a reader such as the health monitor, which must report a Redis
+        /// that is down when it starts — each [`Registry::list`] fails fast with the reason —
+        /// and see it come back. Call it inside a tokio runtime.
+        pub fn connect_lazily(url: &str, prefix: &str) -> Result<Self, QueueError> {
+            let config = manager_config().set_number_of_retries(1);
+            let manager =
+                ConnectionManager::new_lazy_with_config(client(url)?, config).map_err(backend)?;
             Ok(Self {
                 manager,
                 prefix: prefix.to_string(),

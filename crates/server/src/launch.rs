@@ -327,10 +327,13 @@ impl Server {
             .await;
         }
         let meta_health = MetaHealthSlot::default();
+        // The registry this process registers in (Redis, or embedded the in-memory one that
+        // holds this process alone), so that `processes:` in health.yaml is checked in-process.
         let monitor = Monitor::start(
             &options.data_dir,
             options.health_interval,
             simulator.store().clone(),
+            Some(registry.clone()),
             Arc::new(ServeProcess::new(
                 runtime.clone(),
                 scheduler.clone(),

@@ -23,9 +23,9 @@ const PG_ENV: &str = "TRADELOOM_TEST_POSTGRES_URL";
 const REDIS_ENV: &str = "TRADELOOM_TEST_REDIS_URL";
 
 /// A `coordinator` or `worker` process: its child and the id it printed.
-struct Member {
-    child: Child,
-    id: String,
+pub(crate) struct Member {
+    pub(crate) child: Child,
+    pub(crate) id: String,
 }
 
 impl Drop for Member {
@@ -35,7 +35,8 @@ impl Drop for Member {
     }
 }
 
-fn member(command: &str, common: &[String], extra: &[&str]) -> Member {
+/// Starts `tradeloom COMMAND COMMON… EXTRA…` and reads the id it prints first.
+pub(crate) fn member(command: &str, common: &[String], extra: &[&str]) -> Member {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tradeloom"))
         .arg(command)
         .args(common)
@@ -192,7 +193,7 @@ async fn wait_completed(client: &reqwest::Client, api: &str, runs: &[String], wi
     }
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -315,7 +316,7 @@ async fn redis_cluster_of_processes_survives_kills_and_stops_cleanly() {
 }
 
 /// Deletes the test's keys.
-fn cleanup(url: &str, prefix: &str) {
+pub(crate) fn cleanup(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else {
         return;
     };

@@ -12,8 +12,10 @@
 //!     stale_after: 30s                    # `max_age` is the same setting
 //!   - run: "paper:*"                      # every running paper run
 //! api: http://127.0.0.1:8080              # optional; M4 checks GET {api}/health
+//! processes: {api: 1, coordinator: 2, worker: 3}   # M1/M2 of the process registry; optional
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,7 +42,15 @@ pub struct HealthConfig {
     pub feeds: Vec<FeedConfig>,
     /// Base URL of the API (`http://` on a loopback address); M4 asks `GET {api}/health`.
     pub api: Option<String>,
+    /// How many processes of each role ([`PROCESS_ROLES`]) must be registered in the cluster's
+    /// process registry (`processes:`); each count is at least 1. Empty: the registry's entries
+    /// are shown but expected of nobody.
+    pub processes: BTreeMap<String, u32>,
 }
+
+/// The roles a process registers with (`serve --roles`, `coordinator`, `worker`): the keys of
+/// `processes:`. Not the heartbeat roles of `roles:` (there the worker loops are `workers`).
+pub const PROCESS_ROLES: [&str; 3] = ["api", "coordinator", "worker"];
 
 /// Where the config of a check came from ([`HealthConfig::load_or_discover`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -103,6 +113,9 @@ struct RawConfig {
     feeds: Vec<RawFeed>,
     #[serde(default)]
     api: Option<String>,
+    /// Counts are read as signed, so that `0` and `-1` get the same message naming the role.
+    #[serde(default)]
+    processes: BTreeMap<String, i64>,
 }
 
 #[derive(Deserialize)]
@@ -314,7 +327,44 @@ impl HealthConfig {
                 Some(url.trim_end_matches('/').to_string())
             }
         };
-        Ok(Self { roles, feeds, api })
+        let mut processes = BTreeMap::new();
+        for (role, count) in raw.processes {
+            let place = match line_after(text, "processes", &role) {
+                Some(line) => format!("{origin_text}:{line}"),
+                None => origin_text.clone(),
+            };
+            if !PROCESS_ROLES.contains(&role.as_str()) {
+                let hint = match role.strip_suffix('s') {
+                    Some(singular) if PROCESS_ROLES.contains(&singular) => {
+                        format!(" (a process registers the role `{singular}`)")
+                    }
+                    _ => String::new(),
+                };
+                return Err(HealthError::Config {
+                    place,
+                    message: format!(
+                        "processes.{role}: unknown role `{role}`; the roles of registered processes are {}{hint}",
+                        PROCESS_ROLES.join(", ")
+                    ),
+                });
+            }
+            let count = u32::try_from(count)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| HealthError::Config {
+                    place,
+                    message: format!(
+                        "processes.{role}: `{count}` is not a positive number of processes (leave the role out to expect none)"
+                    ),
+                })?;
+            processes.insert(role, count);
+        }
+        Ok(Self {
+            roles,
+            feeds,
+            api,
+            processes,
+        })
     }
 }
 
@@ -331,6 +381,21 @@ fn line_of(text: &str, key: &str, value: Option<&str>) -> Option<usize> {
     let pattern = format!("{key}:");
     let hit = |line: &str| line.contains(&pattern) && value.is_none_or(|v| line.contains(v));
     text.lines().position(hit).map(|i| i + 1)
+}
+
+/// The 1-based line of the first line mentioning `key:` at or after the first line mentioning
+/// `section:` (`processes: {worker: 0}` and the block form alike).
+fn line_after(text: &str, section: &str, key: &str) -> Option<usize> {
+    let start = line_of(text, section, None)?;
+    let pattern = format!("{key}:");
+    text.lines()
+        .skip(start - 1)
+        .position(|line| {
+            line.split_once(&format!("{section}:"))
+                .map_or(line, |(_, rest)| rest)
+                .contains(&pattern)
+        })
+        .map(|i| start + i)
 }
 
 /// Health intervals and timeouts: no days.
@@ -509,6 +574,58 @@ mod tests {
             (
                 "api: https://127.0.0.1:8080\n",
                 &["/d/health.yaml:1:", "expected an http:// URL"],
+            ),
+        ];
+        for (text, wanted) in cases {
+            let err = parse(text).unwrap_err();
+            for w in wanted {
+                assert!(err.contains(w), "{text:?}: `{err}` lacks `{w}`");
+            }
+        }
+    }
+
+    #[test]
+    fn expected_processes_per_role() {
+        let c = parse("roles: [api]\nprocesses: {api: 1, coordinator: 2, worker: 3}\n").unwrap();
+        assert_eq!(
+            c.processes,
+            BTreeMap::from([
+                ("api".to_string(), 1),
+                ("coordinator".to_string(), 2),
+                ("worker".to_string(), 3)
+            ])
+        );
+        let c = parse("processes:\n  worker: 2\n").unwrap();
+        assert_eq!(c.processes, BTreeMap::from([("worker".to_string(), 2)]));
+        assert!(parse("roles: [api]\n").unwrap().processes.is_empty());
+        let cases: [(&str, &[&str]); 5] = [
+            (
+                "roles: [api]\nprocesses:\n  api: 1\n  workers: 3\n",
+                &[
+                    "/d/health.yaml:4:",
+                    "processes.workers: unknown role `workers`",
+                    "api, coordinator, worker",
+                    "registers the role `worker`",
+                ],
+            ),
+            (
+                "processes: {api: 1, worker: 0}\n",
+                &[
+                    "/d/health.yaml:1:",
+                    "processes.worker: `0` is not a positive number",
+                ],
+            ),
+            (
+                "api: http://127.0.0.1:8080\nprocesses:\n  api: -1\n",
+                &["/d/health.yaml:3:", "processes.api: `-1`"],
+            ),
+            (
+                "processes:\n  worker: three\n",
+                &["/d/health.yaml:2:", "processes.worker", "invalid type"],
+            ),
+            (
+                "processes: [worker]\n",
+                &["/d/health.yaml:1:", "processes", "expected a map"],
             ),
         ];
         for (text, wanted) in cases {

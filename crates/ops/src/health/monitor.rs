@@ -9,6 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
+use tradeloom_queue::cluster::Registry;
 use tradeloom_store::Store;
 
 use super::{
@@ -44,12 +45,14 @@ pub struct Monitor {
 
 impl Monitor {
     /// Writes the heartbeats of the roles that are alive every [`HEARTBEAT_EVERY`], and checks
-    /// health every `interval`, keeping the latest report in `slot`. Fails on a bad
+    /// health every `interval`, keeping the latest report in `slot`; `registry` is the
+    /// cluster's process registry the process registers in (for `processes:`). Fails on a bad
     /// `health.yaml` at start; later a bad one is logged and the last good one kept.
     pub fn start(
         data_dir: &Path,
         interval: Duration,
         store: Arc<dyn Store>,
+        registry: Option<Arc<dyn Registry>>,
         process: Arc<dyn MonitoredProcess>,
         slot: ReportSlot,
     ) -> Result<Self, HealthError> {
@@ -61,6 +64,7 @@ impl Monitor {
             config,
             data_dir.clone(),
             store,
+            registry,
             process.clone(),
             slot,
         ));
@@ -99,6 +103,7 @@ async fn check_every(
     mut config: HealthConfig,
     data_dir: PathBuf,
     store: Arc<dyn Store>,
+    registry: Option<Arc<dyn Registry>>,
     process: Arc<dyn MonitoredProcess>,
     slot: ReportSlot,
 ) {
@@ -117,6 +122,7 @@ async fn check_every(
             data_dir: data_dir.clone(),
             store: StoreAccess::Shared(store.clone()),
             queue: QueueAccess::Checked(process.probe_queue().await),
+            registry: registry.clone(),
         };
         let supervisor: &dyn Supervisor = process.as_ref();
         match cycle(&config, &env, Some(supervisor), &recovery).await {

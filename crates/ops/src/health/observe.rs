@@ -1,5 +1,5 @@
 //! Gathering [`Observations`]: heartbeat files and their processes, feed modification times,
-//! the store, the API and the queue, and the coherence checks. Everything with a clock or a
+//! the store, the API and the queue, the cluster's process registry, and the coherence checks. Everything with a clock or a
 //! socket is here; [`super::evaluate`] turns the result into a report.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tradeloom_queue::cluster::{ProcessEntry, Registry};
 use tradeloom_store::{JobStatus, ModelDayStatus, NodeStatus, RunStatus, Store};
 
 use super::config::{FeedSource, HealthConfig};
@@ -18,7 +19,7 @@ use super::report::{
     FeedSeen, HealthReport, Observations, Probe, RunFeedSeen, RunFeedState, Status,
 };
 
-/// How long a store or API probe may take before it counts as failed.
+/// How long a store, API or registry probe may take before it counts as failed.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How the store is reached.
@@ -46,6 +47,9 @@ pub struct Environment {
     pub data_dir: std::path::PathBuf,
     pub store: StoreAccess,
     pub queue: QueueAccess,
+    /// The cluster's process registry (`serve`'s own, or the Redis one `tradeloom health
+    /// --redis-url` connects to); `None`: no registry, so `processes:` cannot be met.
+    pub registry: Option<Arc<dyn Registry>>,
 }
 
 /// Gathers every observation `config` asks for.
@@ -104,6 +108,10 @@ pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
     if let Some(api) = api {
         control_plane.insert("api".to_string(), api);
     }
+    let registry = match &env.registry {
+        Some(registry) => Some(list_registry(registry.as_ref()).await),
+        None => None,
+    };
 
     let mut coherence = BTreeMap::new();
     coherence.insert("kill_switch".to_string(), kill_switch_check(data_dir));
@@ -120,6 +128,20 @@ pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
         run_feeds,
         control_plane,
         coherence,
+        registry,
+    }
+}
+
+/// Every live entry of `registry`, or why there is none, within [`PROBE_TIMEOUT`].
+async fn list_registry(registry: &dyn Registry) -> Result<Vec<ProcessEntry>, String> {
+    let kind = registry.kind();
+    match tokio::time::timeout(PROBE_TIMEOUT, registry.list()).await {
+        Ok(Ok(entries)) => Ok(entries),
+        Ok(Err(e)) => Err(format!("listing the process registry ({kind}): {e}")),
+        Err(_) => Err(format!(
+            "the process registry ({kind}) did not answer within {} s",
+            PROBE_TIMEOUT.as_secs()
+        )),
     }
 }
 
@@ -526,6 +548,7 @@ mod tests {
             data_dir: dir.to_path_buf(),
             store: StoreAccess::Location(dir.join("tradeloom.db").display().to_string()),
             queue: QueueAccess::ViaApi,
+            registry: None,
         }
     }
 
@@ -574,6 +597,7 @@ mod tests {
                 },
             ],
             api: None,
+            processes: BTreeMap::new(),
         };
         // Nothing there yet: no store, no feeds, no heartbeats.
         let obs = observe(&config, &env(d)).await;
@@ -629,6 +653,88 @@ mod tests {
         let obs = observe(&config, &env(d)).await;
         assert!(!obs.coherence["kill_switch"].ok);
         assert!(!obs.coherence["meta_files"].ok);
+    }
+
+    /// A registry that fails, or never answers.
+    #[derive(Debug)]
+    struct Broken {
+        hangs: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Registry for Broken {
+        async fn heartbeat(&self, _: &ProcessEntry) -> Result<(), tradeloom_queue::QueueError> {
+            Ok(())
+        }
+
+        async fn remove(&self, _: &str) -> Result<(), tradeloom_queue::QueueError> {
+            Ok(())
+        }
+
+        async fn list(&self) -> Result<Vec<ProcessEntry>, tradeloom_queue::QueueError> {
+            if self.hangs {
+                std::future::pending::<()>().await;
+            }
+            Err(tradeloom_queue::QueueError::Backend {
+                backend: "redis",
+                detail: "Connection refused (os error 111)".into(),
+            })
+        }
+
+        fn kind(&self) -> &'static str {
+            "redis"
+        }
+    }
+
+    #[tokio::test]
+    async fn the_registry_is_listed_within_the_probe_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HealthConfig::default();
+        // No registry: nothing listed.
+        assert_eq!(observe(&config, &env(dir.path())).await.registry, None);
+        // An in-memory one: its entries.
+        let memory = tradeloom_queue::InMemoryRegistry::new();
+        let now = Utc::now();
+        let entry = ProcessEntry {
+            id: "h-1-ab".into(),
+            roles: vec!["worker".into()],
+            pools: vec!["http".into()],
+            concurrency: 1,
+            host: "h".into(),
+            pid: 1,
+            addr: None,
+            started_at: now,
+            heartbeat_at: now,
+            in_flight: 0,
+            state: "running".into(),
+            version: "0".into(),
+        };
+        memory.heartbeat(&entry).await.unwrap();
+        let with = |registry: Arc<dyn Registry>| Environment {
+            registry: Some(registry),
+            ..env(dir.path())
+        };
+        let obs = observe(&config, &with(Arc::new(memory))).await;
+        assert_eq!(obs.registry, Some(Ok(vec![entry])));
+        // A failing one: the error, naming the registry.
+        let obs = observe(&config, &with(Arc::new(Broken { hangs: false }))).await;
+        let error = obs.registry.unwrap().unwrap_err();
+        assert!(
+            error.starts_with("listing the process registry (redis): ")
+                && error.contains("Connection refused"),
+            "{error}"
+        );
+        // A hung one: given up after PROBE_TIMEOUT.
+        let started = std::time::Instant::now();
+        let obs = observe(&config, &with(Arc::new(Broken { hangs: true }))).await;
+        assert_eq!(
+            obs.registry,
+            Some(Err(format!(
+                "the process registry (redis) did not answer within {} s",
+                PROBE_TIMEOUT.as_secs()
+            )))
+        );
+        assert!(started.elapsed() < PROBE_TIMEOUT * 2);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use tradeloom_queue::cluster::ProcessEntry;
 
 use super::config::{FeedConfig, FeedSource, HealthConfig};
 
@@ -71,9 +72,12 @@ impl std::fmt::Display for Status {
 /// The five sensors, each in `[0, 1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sensors {
-    /// M1: the fraction of expected roles whose process is alive.
+    /// M1: `(alive roles + filled process slots) / (expected roles + expected slots)`: a role of
+    /// `roles:` is alive when its heartbeat file's process runs; a role of `processes:` expecting
+    /// `n` has `min(running registered processes with the role, n)` of its `n` slots filled.
     pub m1_process: f64,
-    /// M2: the worst heartbeat score (age > 60 s → 0, > 30 s → 0.5, else 1).
+    /// M2: the worst heartbeat score (age > 60 s → 0, > 30 s → 0.5, else 1) of the heartbeat
+    /// files and of the registry entries of the processes `processes:` expects.
     pub m2_heartbeat: f64,
     /// M3: the worst feed score (fresh 1, stale 0.7, dead 0).
     pub m3_data_freshness: f64,
@@ -207,7 +211,16 @@ pub struct Observations {
     pub control_plane: BTreeMap<String, Probe>,
     /// `kill_switch`, `store_enums`, `meta_files`, `reconcile` — whichever ran.
     pub coherence: BTreeMap<String, Probe>,
+    /// The cluster's process registry as listed, or why it could not be; `None`: the check had
+    /// no registry to list.
+    pub registry: Option<Result<Vec<ProcessEntry>, String>>,
 }
+
+/// The state of a registry entry whose process takes work (the other is `draining`).
+pub const PROCESS_RUNNING: &str = "running";
+
+/// Why `processes:` could not be checked when the check was given no registry.
+pub const NO_REGISTRY: &str = "no process registry to list: `processes:` in health.yaml needs the cluster's Redis (`tradeloom health --redis-url URL [--redis-prefix P]`, or TRADELOOM_REDIS_URL)";
 
 /// One role in a report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -262,13 +275,59 @@ pub struct FeedDetail {
     pub updated_at: Option<String>,
 }
 
+/// One process of the cluster's registry in a report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterProcessDetail {
+    /// `api`, `coordinator`, `worker`.
+    pub roles: Vec<String>,
+    pub host: String,
+    pub pid: u32,
+    /// The worker's node-type pools (empty without the `worker` role).
+    pub pools: Vec<String>,
+    /// Tasks it holds a lease on.
+    pub in_flight: usize,
+    /// `running`, or `draining` (stopping: it fills no slot).
+    pub state: String,
+    /// When it last wrote its entry (RFC 3339, its own clock).
+    pub heartbeat_at: String,
+    pub age_seconds: f64,
+    /// The M2 score of its entry's age.
+    pub heartbeat: f64,
+    /// It has a role of `processes:`: its heartbeat counts in M2 and, while `running`, it fills
+    /// a slot of each such role in M1. Otherwise it is shown only.
+    pub expected: bool,
+    /// The API address, for a process with the `api` role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+}
+
+/// One role of `processes:` in a report: `min(running, expected)` of its `expected` slots are
+/// filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRoleDetail {
+    pub expected: u32,
+    /// Registered processes with the role whose state is `running`.
+    pub running: u32,
+}
+
 /// Why each sensor has its value.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Details {
+    /// The roles of `roles:` (heartbeat files).
     pub processes: BTreeMap<String, RoleDetail>,
     pub feeds: BTreeMap<String, FeedDetail>,
     pub control_plane: BTreeMap<String, Probe>,
     pub coherence: BTreeMap<String, Probe>,
+    /// Every process of the cluster's registry, by id (empty without a registry).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cluster: BTreeMap<String, ClusterProcessDetail>,
+    /// The roles of `processes:` with their slots.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cluster_roles: BTreeMap<String, ClusterRoleDetail>,
+    /// Why the registry could not be listed (with `processes:`, the `registry` probe of
+    /// `control_plane` fails with it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_error: Option<String>,
 }
 
 /// One health check: the object `tradeloom health --json`, `GET /health/meta` and
@@ -425,6 +484,83 @@ fn run_feed_detail(feed: &FeedConfig, seen: &RunFeedSeen, now: DateTime<Utc>) ->
     detail
 }
 
+/// The process slots of `processes:` and the worst heartbeat of the processes it expects.
+struct Slots {
+    expected: u64,
+    filled: u64,
+    worst_heartbeat: f64,
+}
+
+/// Fills `details.cluster`, `cluster_roles` and `registry_error` from the registry's listing.
+/// A registry that could not be listed (or none) lists nobody: every slot is missing.
+fn cluster_details(
+    config: &HealthConfig,
+    registry: Option<&Result<Vec<ProcessEntry>, String>>,
+    now: DateTime<Utc>,
+    details: &mut Details,
+) -> Slots {
+    let listed: &[ProcessEntry] = match registry {
+        Some(Ok(entries)) => entries,
+        Some(Err(e)) => {
+            details.registry_error = Some(e.clone());
+            &[]
+        }
+        None => {
+            if !config.processes.is_empty() {
+                details.registry_error = Some(NO_REGISTRY.to_string());
+            }
+            &[]
+        }
+    };
+    let mut worst_heartbeat: f64 = 1.0;
+    for entry in listed {
+        let age = age_seconds(now, entry.heartbeat_at);
+        let heartbeat = heartbeat_score(age);
+        let expected = entry.roles.iter().any(|r| config.processes.contains_key(r));
+        if expected {
+            worst_heartbeat = worst_heartbeat.min(heartbeat);
+        }
+        details.cluster.insert(
+            entry.id.clone(),
+            ClusterProcessDetail {
+                roles: entry.roles.clone(),
+                host: entry.host.clone(),
+                pid: entry.pid,
+                pools: entry.pools.clone(),
+                in_flight: entry.in_flight,
+                state: entry.state.clone(),
+                heartbeat_at: rfc3339(entry.heartbeat_at),
+                age_seconds: age,
+                heartbeat,
+                expected,
+                addr: entry.addr.clone(),
+            },
+        );
+    }
+    let (mut expected, mut filled) = (0u64, 0u64);
+    for (role, &want) in &config.processes {
+        let running = listed
+            .iter()
+            .filter(|e| e.state == PROCESS_RUNNING && e.roles.iter().any(|r| r == role))
+            .count();
+        let running = u32::try_from(running).unwrap_or(u32::MAX);
+        expected += u64::from(want);
+        filled += u64::from(running.min(want));
+        details.cluster_roles.insert(
+            role.clone(),
+            ClusterRoleDetail {
+                expected: want,
+                running,
+            },
+        );
+    }
+    Slots {
+        expected,
+        filled,
+        worst_heartbeat,
+    }
+}
+
 fn fraction_ok(probes: &BTreeMap<String, Probe>) -> f64 {
     if probes.is_empty() {
         return 1.0;
@@ -486,10 +622,13 @@ pub fn evaluate(
         m2 = m2.min(detail.heartbeat);
         details.processes.insert(role.clone(), detail);
     }
-    let m1 = if config.roles.is_empty() {
+    let slots = cluster_details(config, observations.registry.as_ref(), now, &mut details);
+    m2 = m2.min(slots.worst_heartbeat);
+    let expected = config.roles.len() as u64 + slots.expected;
+    let m1 = if expected == 0 {
         1.0
     } else {
-        alive as f64 / config.roles.len() as f64
+        (alive as u64 + slots.filled) as f64 / expected as f64
     };
 
     let mut m3: f64 = 1.0;
@@ -551,6 +690,13 @@ pub fn evaluate(
     }
 
     details.control_plane = observations.control_plane.clone();
+    if !config.processes.is_empty() {
+        let probe = match &details.registry_error {
+            None => Probe::ok(),
+            Some(e) => Probe::failed(e.clone()),
+        };
+        details.control_plane.insert("registry".to_string(), probe);
+    }
     details.coherence = observations.coherence.clone();
     let m4 = fraction_ok(&details.control_plane);
     let m5 = if details.coherence.values().all(|p| p.ok) {
@@ -608,6 +754,7 @@ mod tests {
                 })
                 .collect(),
             api: None,
+            processes: BTreeMap::new(),
         }
     }
 
@@ -760,6 +907,7 @@ mod tests {
             control_plane: healthy_control(),
             coherence: BTreeMap::from([("kill_switch".to_string(), Probe::ok())]),
             run_feeds: Vec::new(),
+            registry: None,
         };
         let walk: Vec<Status> = [
             (t0(), t0()),
@@ -840,6 +988,7 @@ mod tests {
                 control_plane: healthy_control(),
                 coherence: BTreeMap::new(),
                 run_feeds: Vec::new(),
+                registry: None,
             },
             t0(),
         );
@@ -859,6 +1008,198 @@ mod tests {
         assert_eq!(v["details"]["feeds"]["prices"]["state"], "fresh");
         let back: HealthReport = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// A registry entry of process `id` whose last heartbeat is `age` s old.
+    pub(crate) fn registered(id: &str, roles: &[&str], age: f64, state: &str) -> ProcessEntry {
+        ProcessEntry {
+            id: id.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            pools: if roles.contains(&"worker") {
+                vec!["http".into(), "transform".into()]
+            } else {
+                Vec::new()
+            },
+            concurrency: 2,
+            host: "node-a".into(),
+            pid: 4000 + id.len() as u32,
+            addr: None,
+            started_at: t0() - secs(600.0),
+            heartbeat_at: t0() - secs(age),
+            in_flight: 1,
+            state: state.into(),
+            version: "0.1.0".into(),
+        }
+    }
+
+    /// `roles: [api]` (its heartbeat fresh) and `processes: {coordinator: 1, worker: 3}`.
+    fn cluster_config() -> HealthConfig {
+        HealthConfig {
+            processes: BTreeMap::from([("coordinator".to_string(), 1), ("worker".to_string(), 3)]),
+            ..config(&["api"], &[])
+        }
+    }
+
+    fn cluster_obs(registry: Option<Result<Vec<ProcessEntry>, String>>) -> Observations {
+        Observations {
+            heartbeats: BTreeMap::from([("api".to_string(), beat(1.0, true))]),
+            control_plane: healthy_control(),
+            registry,
+            ..Observations::default()
+        }
+    }
+
+    fn full_cluster() -> Vec<ProcessEntry> {
+        vec![
+            registered("c1", &["coordinator"], 1.0, "running"),
+            registered("w1", &["worker"], 1.0, "running"),
+            registered("w2", &["worker"], 2.0, "running"),
+            registered("w3", &["worker"], 0.5, "running"),
+        ]
+    }
+
+    #[test]
+    fn registered_processes_fill_the_slots_of_m1() {
+        let c = cluster_config();
+        // All present: 1 role alive + 1 coordinator + 3 workers of 1 + 1 + 3.
+        let r = evaluate(&c, &cluster_obs(Some(Ok(full_cluster()))), t0());
+        assert_eq!(r.sensors.m1_process, 1.0);
+        assert_eq!(r.sensors.m2_heartbeat, 1.0);
+        assert_eq!(r.status, Status::Green);
+        assert_eq!(r.details.control_plane["registry"], Probe::ok());
+        assert_eq!(
+            r.details.cluster_roles["worker"],
+            ClusterRoleDetail {
+                expected: 3,
+                running: 3
+            }
+        );
+        let w2 = &r.details.cluster["w2"];
+        assert_eq!(w2.roles, ["worker"]);
+        assert_eq!(w2.pools, ["http", "transform"]);
+        assert_eq!((w2.host.as_str(), w2.pid), ("node-a", 4002));
+        assert_eq!((w2.in_flight, w2.state.as_str()), (1, "running"));
+        assert_eq!(w2.heartbeat_at, "2026-03-25T09:59:58.000Z");
+        assert_eq!(
+            (w2.age_seconds, w2.heartbeat, w2.expected),
+            (2.0, 1.0, true)
+        );
+        assert_eq!(r.details.registry_error, None);
+
+        // One of three workers missing: (1 + 1 + 2) / (1 + 1 + 3).
+        let mut two_workers = full_cluster();
+        two_workers.retain(|e| e.id != "w3");
+        let r = evaluate(&c, &cluster_obs(Some(Ok(two_workers.clone()))), t0());
+        assert_eq!(r.sensors.m1_process, 0.8);
+        assert_eq!(r.status, Status::Degraded);
+        assert_eq!(r.details.cluster_roles["worker"].running, 2);
+        assert!(!r.details.cluster.contains_key("w3"));
+
+        // A draining worker is listed but fills no slot; a fourth running one fills no extra.
+        let mut draining = two_workers.clone();
+        draining.push(registered("w3", &["worker"], 0.5, "draining"));
+        let r = evaluate(&c, &cluster_obs(Some(Ok(draining))), t0());
+        assert_eq!(r.sensors.m1_process, 0.8);
+        assert_eq!(r.details.cluster["w3"].state, "draining");
+        let mut four = full_cluster();
+        four.push(registered("w4", &["worker"], 0.5, "running"));
+        let r = evaluate(&c, &cluster_obs(Some(Ok(four))), t0());
+        assert_eq!(r.sensors.m1_process, 1.0);
+        assert_eq!(r.details.cluster_roles["worker"].running, 4);
+
+        // A process of every role (`serve`) fills a slot of each; the api heartbeat file is dead.
+        let serve = vec![registered(
+            "s1",
+            &["api", "coordinator", "worker"],
+            1.0,
+            "running",
+        )];
+        let mut obs = cluster_obs(Some(Ok(serve)));
+        obs.heartbeats.insert("api".to_string(), beat(1.0, false));
+        let r = evaluate(&c, &obs, t0());
+        // (0 + 1 + 1) / (1 + 1 + 3)
+        assert_eq!(r.sensors.m1_process, 0.4);
+        assert_eq!(r.status, Status::Critical);
+    }
+
+    #[test]
+    fn a_stale_registry_heartbeat_lowers_m2() {
+        let c = cluster_config();
+        for (age, score, status) in [
+            (30.0, 1.0, Status::Green),
+            (45.0, 0.5, Status::Critical),
+            (61.0, 0.0, Status::Dead),
+        ] {
+            let mut entries = full_cluster();
+            entries[2] = registered("w2", &["worker"], age, "running");
+            let r = evaluate(&c, &cluster_obs(Some(Ok(entries))), t0());
+            assert_eq!(r.sensors.m2_heartbeat, score, "age {age}");
+            assert_eq!(r.details.cluster["w2"].heartbeat, score);
+            assert_eq!(r.details.cluster["w2"].age_seconds, age);
+            // A stale process still holds its slot: the registry lists it.
+            assert_eq!(r.sensors.m1_process, 1.0);
+            assert_eq!(r.status, status, "age {age}");
+        }
+        // A process of a role nobody expects is shown, its heartbeat counted nowhere.
+        let mut entries = full_cluster();
+        entries.push(registered("a1", &["api"], 500.0, "running"));
+        let r = evaluate(&c, &cluster_obs(Some(Ok(entries))), t0());
+        assert_eq!(r.sensors.m2_heartbeat, 1.0);
+        let a1 = &r.details.cluster["a1"];
+        assert_eq!((a1.heartbeat, a1.expected), (0.0, false));
+    }
+
+    #[test]
+    fn an_unlistable_registry_leaves_the_slots_empty_and_fails_the_registry_probe() {
+        let c = cluster_config();
+        let error = "listing the process registry (redis): connection refused";
+        let r = evaluate(&c, &cluster_obs(Some(Err(error.into()))), t0());
+        // (1 + 0) / (1 + 4)
+        assert_eq!(r.sensors.m1_process, 0.2);
+        assert_eq!(r.details.control_plane["registry"], Probe::failed(error));
+        assert_eq!(r.sensors.m4_control_plane, 0.5);
+        assert_eq!(r.details.registry_error.as_deref(), Some(error));
+        assert_eq!(r.details.cluster_roles["worker"].running, 0);
+        assert!(r.details.cluster.is_empty());
+        assert_eq!(r.status, Status::Dead);
+        // No registry at all (`tradeloom health` without --redis-url): the same, saying so.
+        let r = evaluate(&c, &cluster_obs(None), t0());
+        assert_eq!(r.sensors.m1_process, 0.2);
+        assert_eq!(
+            r.details.control_plane["registry"],
+            Probe::failed(NO_REGISTRY)
+        );
+    }
+
+    #[test]
+    fn without_processes_the_registry_is_only_shown() {
+        let c = config(&["api"], &[]);
+        let entries = vec![
+            registered("w1", &["worker"], 1.0, "running"),
+            registered("w2", &["worker"], 90.0, "draining"),
+        ];
+        let r = evaluate(&c, &cluster_obs(Some(Ok(entries))), t0());
+        assert_eq!(
+            (r.sensors.m1_process, r.sensors.m2_heartbeat, r.status),
+            (1.0, 1.0, Status::Green)
+        );
+        assert!(!r.details.control_plane.contains_key("registry"));
+        assert!(r.details.cluster_roles.is_empty());
+        assert_eq!(r.details.cluster.len(), 2);
+        assert!(!r.details.cluster["w2"].expected);
+        // The report round-trips with its cluster details.
+        let back: HealthReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        // Unreachable: said, but no sensor moves.
+        let r = evaluate(&c, &cluster_obs(Some(Err("down".into()))), t0());
+        assert_eq!(r.rm_meta, 1.0);
+        assert_eq!(r.details.registry_error.as_deref(), Some("down"));
+        assert!(!r.details.control_plane.contains_key("registry"));
+        // No registry and no `processes:`: nothing about the cluster in the report.
+        let v = serde_json::to_value(evaluate(&c, &cluster_obs(None), t0())).unwrap();
+        for key in ["cluster", "cluster_roles", "registry_error"] {
+            assert!(v["details"].get(key).is_none(), "{key}: {v}");
+        }
     }
 
     fn run_config(source: crate::health::FeedSource, name: &str) -> HealthConfig {

@@ -18,6 +18,7 @@ async fn unreconciled_books_fail_coherence_and_engage_the_kill_switch() {
         data_dir: dir.path().to_path_buf(),
         store: StoreAccess::Location(location),
         queue: QueueAccess::ViaApi,
+        registry: None,
     };
     let config = HealthConfig::default();
     let recovery = Recovery::new(dir.path(), RateLimit::default());

@@ -92,6 +92,7 @@ fn env(data_dir: &Path) -> Environment {
         data_dir: data_dir.to_path_buf(),
         store: StoreAccess::Location(data_dir.join("tradeloom.db").display().to_string()),
         queue: QueueAccess::ViaApi,
+        registry: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The process registry on Redis ([`RedisRegistry`]), when `TRADELOOM_TEST_REDIS_URL` is set:
 //! two handles (processes) see each other's entries, a removed entry is gone at once, and an
-//! entry whose process stopped writing disappears when its time-to-live runs out.
+//! entry whose process stopped writing disappears when its time-to-live runs out. A lazily
+//! connected registry reports a Redis that is not there, without Redis.
 
 use std::time::Duration;
 
@@ -97,4 +98,43 @@ async fn redis_registry_entries_of_silent_processes_expire() {
     assert!(r.list().await.unwrap().is_empty());
     // The stale id was dropped from the set too: nothing is left under the prefix.
     assert!(scratch.keys().is_empty(), "{:?}", scratch.keys());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_registry_connected_lazily_lists_what_the_others_wrote() {
+    let Some(url) = url("registry") else { return };
+    let scratch = Scratch::new(&url);
+    let writer = registry(&scratch).await;
+    writer.heartbeat(&entry("w1", &["worker"])).await.unwrap();
+    let reader = RedisRegistry::connect_lazily(&scratch.url, &scratch.prefix).unwrap();
+    let ids: Vec<String> = reader
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["w1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazily_connected_registry_fails_each_listing_fast_while_nothing_listens() {
+    // A port nobody listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = RedisRegistry::connect_lazily(&format!("redis://127.0.0.1:{port}"), "p:").unwrap();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let error = r.list().await.unwrap_err().to_string();
+        assert!(error.contains("redis"), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert!(RedisRegistry::connect_lazily("http://127.0.0.1:6379", "p:").is_err());
 }
