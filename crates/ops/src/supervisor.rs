@@ -13,7 +13,8 @@
 //! supervisor on the same data dir re-adopts a child that still runs — the pid must still be
 //! the same process (start time, command line and boot id from `/proc`, never the pid alone) —
 //! and applies the restart policy to one that died meanwhile. One supervisor per data dir
-//! (`state/runtime.lock`).
+//! (`state/runtime.lock`). `state/server_state.json` says which process supervises the data dir
+//! and how the previous one ended (a crash is logged at the next start).
 //!
 //! Linux only (`/proc`, `setrlimit`, process groups).
 
@@ -35,7 +36,8 @@ use tokio::task::JoinHandle;
 
 pub use child::{Identity, boot_id};
 pub use record::{
-    HISTORY_LEN, LOGS_DIR, ProcessRecord, ProcessState, RunEntry, STATE_FILE, Snapshot,
+    HISTORY_LEN, LOGS_DIR, PreviousServer, ProcessRecord, ProcessState, RunEntry,
+    SERVER_STATE_FILE, STATE_FILE, ServerState, Snapshot,
 };
 pub use spec::{
     AddrArgs, Backoff, BridgeArgs, CoordinatorArgs, HealthArgs, KindArgs, MAX_BURST, ProcessKind,
@@ -139,6 +141,8 @@ pub struct ProcessSupervisor {
     closed: AtomicBool,
     task: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<File>>,
+    /// `state/server_state.json`.
+    server: Mutex<ServerState>,
 }
 
 impl std::fmt::Debug for ProcessSupervisor {
@@ -155,7 +159,48 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Takes the data dir's supervisor lock, or says who holds it.
+/// This process's `state/server_state.json` at its start, with how the previous supervisor of
+/// the data dir ended (logged when it crashed).
+fn server_state_at_start(data_dir: &Path, snapshot: &Snapshot) -> ServerState {
+    let previous = record::load_server(data_dir).map(|p| {
+        let ended = if p.state == "running" {
+            "crashed"
+        } else {
+            p.state.as_str()
+        };
+        if ended == "crashed" {
+            let children = snapshot
+                .processes
+                .iter()
+                .filter(|r| r.state.is_active())
+                .count();
+            tracing::warn!(
+                pid = p.pid,
+                started_at = %p.started_at,
+                children,
+                "the previous supervisor of this data dir ended without a shutdown; its children are re-adopted or restarted"
+            );
+        }
+        PreviousServer {
+            pid: p.pid,
+            started_at: p.started_at,
+            ended: ended.to_string(),
+        }
+    });
+    ServerState {
+        pid: std::process::id(),
+        boot_id: boot_id(),
+        started_at: Utc::now(),
+        state: "running".to_string(),
+        stopped_at: None,
+        previous,
+    }
+}
+
+/// Takes the data dir's supervisor lock, or says who holds it. A lock that was just released
+/// can stay held for a moment by a process this one forked meanwhile (a child between `fork`
+/// and `exec` shares the descriptor, close-on-exec or not): it is asked again for half a second
+/// before the data dir counts as supervised by another process.
 #[allow(unsafe_code)] // flock: an fd we own and two integers
 fn take_lock(data_dir: &Path) -> Result<File, SupervisorError> {
     use std::os::fd::AsRawFd;
@@ -165,17 +210,22 @@ fn take_lock(data_dir: &Path) -> Result<File, SupervisorError> {
         .write(true)
         .open(data_dir.join(LOCK_FILE))
         .map_err(|e| SupervisorError::Io(format!("opening {LOCK_FILE}: {e}")))?;
-    // SAFETY: flock on a descriptor this function owns; the lock ends when the file is closed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
+    for attempt in 0..20 {
+        // SAFETY: flock on a descriptor this function owns; the lock ends when the file is
+        // closed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
+        }
         let e = std::io::Error::last_os_error();
-        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
-            SupervisorError::Locked
-        } else {
-            SupervisorError::Io(format!("locking {LOCK_FILE}: {e}"))
-        });
+        if e.kind() != std::io::ErrorKind::WouldBlock {
+            return Err(SupervisorError::Io(format!("locking {LOCK_FILE}: {e}")));
+        }
+        if attempt < 19 {
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
-    Ok(file)
+    Err(SupervisorError::Locked)
 }
 
 impl ProcessSupervisor {
@@ -203,7 +253,9 @@ impl ProcessSupervisor {
             .map_err(|e| SupervisorError::Io(format!("the data dir: {e}")))?;
         let lock = take_lock(&data_dir)?;
         let snapshot = record::load(&data_dir).map_err(SupervisorError::Io)?;
+        let server = server_state_at_start(&data_dir, &snapshot);
         let supervisor = Arc::new(Self {
+            server: Mutex::new(server),
             data_dir,
             executable,
             options,
@@ -220,12 +272,34 @@ impl ProcessSupervisor {
             supervisor.recover(&mut inner, Utc::now());
             supervisor.save(&inner);
         }
+        supervisor.save_server();
         let task = tokio::spawn(watch(
             Arc::downgrade(&supervisor),
             supervisor.options.poll_interval,
         ));
         *locked(&supervisor.task) = Some(task);
         Ok(supervisor)
+    }
+
+    /// This supervisor's `state/server_state.json`.
+    pub fn server_state(&self) -> ServerState {
+        locked(&self.server).clone()
+    }
+
+    fn save_server(&self) {
+        if let Err(e) = record::save_server(&self.data_dir, &locked(&self.server)) {
+            tracing::warn!(error = %e, "server state not saved");
+        }
+    }
+
+    /// Records how this supervisor ended (`stopped` or `detached`).
+    fn record_end(&self, how: &str) {
+        {
+            let mut server = locked(&self.server);
+            server.state = how.to_string();
+            server.stopped_at = Some(Utc::now());
+        }
+        self.save_server();
     }
 
     /// The options it runs with.
@@ -438,6 +512,7 @@ impl ProcessSupervisor {
             ids
         };
         self.wait_stopped(&ids, grace).await;
+        self.record_end("stopped");
         self.end_watch().await;
     }
 
@@ -447,6 +522,7 @@ impl ProcessSupervisor {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.record_end("detached");
         self.end_watch().await;
     }
 

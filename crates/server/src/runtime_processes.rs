@@ -123,6 +123,11 @@ pub struct ProcessList {
     pub active: usize,
     /// The most that may (one more is refused with 409).
     pub max_children: usize,
+    /// The supervising process (`state/server_state.json`): `pid`, `started_at`, `state`, and
+    /// how the previous supervisor of the data dir ended (`previous.ended`: `stopped`,
+    /// `detached` or `crashed`).
+    #[schema(value_type = Object)]
+    pub supervisor: Value,
 }
 
 fn time(at: chrono::DateTime<chrono::Utc>) -> String {
@@ -278,6 +283,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ProcessList>, Ap
         processes: records.into_iter().map(view).collect(),
         active,
         max_children: supervisor.options().max_children,
+        supervisor: serde_json::to_value(supervisor.server_state()).unwrap_or(Value::Null),
     }))
 }
 

@@ -289,6 +289,18 @@ async fn a_new_supervisor_readopts_live_children_and_restarts_dead_ones() {
     let (_dir, data) = data_dir();
     let first = supervisor(&data).await;
     let first_guard = KillOnPanic(Arc::clone(&first));
+    // `state/server_state.json` names the supervising process; the first has no predecessor.
+    let server = first.server_state();
+    assert_eq!(
+        (server.pid, server.state.as_str()),
+        (std::process::id(), "running")
+    );
+    assert!(server.previous.is_none(), "{server:?}");
+    let on_disk: tradeloom_ops::supervisor::ServerState = serde_json::from_slice(
+        &std::fs::read(data.join(tradeloom_ops::supervisor::SERVER_STATE_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk, server);
     let keep = start(&first, bridge(&first, "readopt-keep", "scans", json!({}))).await;
     let dies = start(&first, bridge(&first, "readopt-dies", "scans", json!({}))).await;
     let (keep_pid, dies_pid) = (keep.pid.unwrap(), dies.pid.unwrap());
@@ -310,6 +322,8 @@ async fn a_new_supervisor_readopts_live_children_and_restarts_dead_ones() {
 
     let second = supervisor(&data).await;
     let _second_guard = KillOnPanic(Arc::clone(&second));
+    let previous = second.server_state().previous.unwrap();
+    assert_eq!(previous.ended, "detached");
     let kept = second.get("readopt-keep").unwrap();
     assert_eq!(kept.state, ProcessState::Running);
     assert_eq!(kept.pid, Some(keep_pid), "re-adopted, not started again");
@@ -349,12 +363,28 @@ async fn a_new_supervisor_readopts_live_children_and_restarts_dead_ones() {
     drop(second);
     let third = supervisor(&data).await;
     let _third_guard = KillOnPanic(Arc::clone(&third));
+    assert_eq!(third.server_state().previous.unwrap().ended, "stopped");
     for id in ["readopt-keep", "readopt-dies"] {
         let r = third.get(id).unwrap();
         assert_eq!(r.state, ProcessState::Running, "{r:#?}");
         assert_eq!(processes_with_arg(id), [r.pid.unwrap()]);
     }
     third.shutdown(Duration::from_secs(5)).await;
+    drop(third);
+    // A supervisor killed outright leaves its file saying `running`: the next one reports it.
+    let path = data.join(tradeloom_ops::supervisor::SERVER_STATE_FILE);
+    let mut left: tradeloom_ops::supervisor::ServerState =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    left.state = "running".into();
+    left.stopped_at = None;
+    std::fs::write(&path, serde_json::to_vec(&left).unwrap()).unwrap();
+    let fourth = supervisor(&data).await;
+    let previous = fourth.server_state().previous.unwrap();
+    assert_eq!(
+        (previous.ended.as_str(), previous.pid),
+        ("crashed", left.pid)
+    );
+    fourth.shutdown(Duration::from_secs(5)).await;
 }
 
 /// `Max open files  256  256  files` → (soft, hard) of the line starting with `name`.

@@ -1,6 +1,7 @@
 //! What the supervisor knows of each child — its spec, state, current pid and run history — and
 //! the snapshot of all of it, `state/runtime_state.json` under the data dir, written atomically
-//! (a temporary file, fsync, rename) on every change.
+//! (a temporary file, fsync, rename) on every change; and `state/server_state.json`, the
+//! supervising process itself (who, since when, and whether it stopped cleanly).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -202,9 +203,14 @@ pub fn load(data_dir: &Path) -> Result<Snapshot, String> {
 
 /// Writes the snapshot atomically: readers see the old file or the new one, never a part.
 pub fn save(data_dir: &Path, snapshot: &Snapshot) -> Result<(), String> {
-    let path = data_dir.join(STATE_FILE);
-    let tmp: PathBuf = data_dir.join(format!("{STATE_FILE}.tmp"));
-    let bytes = serde_json::to_vec_pretty(snapshot).map_err(|e| e.to_string())?;
+    write_json(data_dir, STATE_FILE, snapshot)
+}
+
+/// Writes `value` as pretty JSON to `file` under the data dir: a temporary file, fsync, rename.
+fn write_json(data_dir: &Path, file: &str, value: &impl Serialize) -> Result<(), String> {
+    let path = data_dir.join(file);
+    let tmp: PathBuf = data_dir.join(format!("{file}.tmp"));
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&bytes)?;
@@ -215,5 +221,48 @@ pub fn save(data_dir: &Path, snapshot: &Snapshot) -> Result<(), String> {
         }
         Ok(())
     };
-    write().map_err(|e| format!("writing {STATE_FILE}: {e}"))
+    write().map_err(|e| format!("writing {file}: {e}"))
+}
+
+/// The supervising process's file, relative to the data dir.
+pub const SERVER_STATE_FILE: &str = "state/server_state.json";
+
+/// `state/server_state.json`: the process supervising the data dir.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerState {
+    pub pid: u32,
+    pub boot_id: String,
+    pub started_at: DateTime<Utc>,
+    /// `running` while it supervises; `stopped` after a shutdown (its children stopped, started
+    /// again by the next supervisor); `detached` (its children left running, re-adopted by the
+    /// next one).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// How the previous supervisor of the data dir ended: `stopped`, `detached`, or `crashed`
+    /// (its file still said `running`: it died without a shutdown, and this one re-adopted or
+    /// restarted its children); none for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousServer>,
+}
+
+/// The previous supervisor, as [`ServerState::previous`] records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreviousServer {
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    /// `stopped`, `detached` or `crashed`.
+    pub ended: String,
+}
+
+/// Reads `state/server_state.json`; `None` when there is none or it is unreadable (it is a
+/// record, never needed to recover the children).
+pub fn load_server(data_dir: &Path) -> Option<ServerState> {
+    let bytes = std::fs::read(data_dir.join(SERVER_STATE_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes `state/server_state.json` atomically.
+pub fn save_server(data_dir: &Path, state: &ServerState) -> Result<(), String> {
+    write_json(data_dir, SERVER_STATE_FILE, state)
 }
