@@ -167,6 +167,17 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     })
 }
 
+/// `GET url`'s JSON body; an error status is an error.
+async fn get_json(client: &reqwest::Client, url: String) -> Result<serde_json::Value> {
+    Ok(client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
 fn label(setup: Setup) -> String {
     match setup {
         Setup::Cluster(w) => format!("cluster 1c+{w}w"),
@@ -230,13 +241,11 @@ fn workflow_of_models(
             .await?;
         let run_id = run["run_id"].as_str().context("no run id")?.to_string();
         let view = loop {
-            let view: serde_json::Value = client
-                .get(format!("{api}/workflow-runs/{run_id}?wait_ms=1000"))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let view: serde_json::Value = get_json(
+                &client,
+                format!("{api}/workflow-runs/{run_id}?wait_ms=1000"),
+            )
+            .await?;
             match view["status"].as_str() {
                 Some("completed") => break view,
                 Some("failed" | "cancelled") => {
@@ -251,21 +260,11 @@ fn workflow_of_models(
         let mut model_days = 0u64;
         for node in view["nodes"].as_array().context("no nodes")? {
             let blob = node["output"].as_str().context("a node without output")?;
-            let output: serde_json::Value = client
-                .get(format!("{api}/blobs/{blob}"))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let output: serde_json::Value =
+                get_json(&client, format!("{api}/blobs/{blob}")).await?;
             let job = output["content"]["job_id"].as_str().context("no job id")?;
-            let status: serde_json::Value = client
-                .get(format!("{api}/simulate/status/{job}"))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let status: serde_json::Value =
+                get_json(&client, format!("{api}/simulate/status/{job}")).await?;
             model_days += status["progress"]["completed"].as_u64().unwrap_or(0);
         }
         Ok(json!({
