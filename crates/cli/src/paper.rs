@@ -73,7 +73,7 @@ impl Progress {
     fn report(&mut self) {
         // Called every equity point (every bar): the clock is read once in 1,024 calls.
         self.calls = self.calls.wrapping_add(1);
-        if self.quiet || self.calls % 1024 != 0 || self.last.elapsed() < PROGRESS_EVERY {
+        if self.quiet || !self.calls.is_multiple_of(1024) || self.last.elapsed() < PROGRESS_EVERY {
             return;
         }
         self.last = Instant::now();

@@ -1432,12 +1432,26 @@ snapshot_every: 7
 
     /// Resumes run `id` with a replay of `all` and checks it ends as `expected` did.
     fn resume_and_compare(data_dir: &Path, id: &str, all: &[Bar], expected: &RunOutcome) {
+        resume_and_compare_by(data_dir, id, all, expected, |row| row);
+    }
+
+    /// The same, comparing rows of fills.csv and orders.csv as `normalise` leaves them.
+    fn resume_and_compare_by(
+        data_dir: &Path,
+        id: &str,
+        all: &[Bar],
+        expected: &RunOutcome,
+        normalise: fn(String) -> String,
+    ) {
         let resumed = run_spec_with(data_dir, spec(), ScriptFeed::replayed(all, 0, 32), Some(id))
             .unwrap_or_else(|e| panic!("resume: {e}"));
         assert_eq!(resumed.status, RunStatus::Completed);
         let dir = &resumed.run_dir;
         for name in ["fills.csv", "orders.csv"] {
-            assert_eq!(rows(dir, name), rows(&expected.run_dir, name), "{name}");
+            let of = |dir: &Path| -> Vec<String> {
+                rows(dir, name).into_iter().map(normalise).collect()
+            };
+            assert_eq!(of(dir), of(&expected.run_dir), "{name}");
         }
         assert_eq!(resumed.metrics.bars, all.len() as u64);
         let text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
@@ -1565,6 +1579,58 @@ snapshot_every: 7
             "{recorded:?}"
         );
         resume_and_compare(data.path(), &failed.run_id, &all, &expected);
+    }
+
+    #[test]
+    fn a_kill_switch_engaged_mid_replay_is_answered_at_the_same_questions_on_resume() {
+        let work = tempfile::tempdir().unwrap();
+        let (spec_of, all) = replay_spec(work.path(), &bars(200));
+        // 25 batches of 8; the global kill switch is engaged after the 10th.
+        let whole = tempfile::tempdir().unwrap();
+        let mut feed = ScriptFeed::replayed(&all, 0, 8);
+        feed.engage_at = Some((15, KillSwitch::open(whole.path()).unwrap()));
+        let expected = run_spec_with(whole.path(), spec_of.clone(), feed, None).unwrap();
+        let text = std::fs::read_to_string(expected.run_dir.join("journal.jsonl")).unwrap();
+        assert!(
+            text.contains("kill_switch_engaged"),
+            "engaged while bars flowed"
+        );
+        assert!(
+            text.contains("risk.kill_switch"),
+            "and later orders refused"
+        );
+
+        let data = tempfile::tempdir().unwrap();
+        let mut feed = ScriptFeed::replayed(&all[..120], 0, 8);
+        feed.script.push_back(Err(FeedError {
+            feed: "script",
+            message: "connection lost".to_string(),
+        }));
+        feed.engage_at = Some((6, KillSwitch::open(data.path()).unwrap()));
+        let Err(ExecuteError::Failed(failed)) = run_spec_with(data.path(), spec_of, feed, None)
+        else {
+            panic!("the feed's error fails the run");
+        };
+        let inputs = read_inputs(&failed.run_dir.join(INPUTS_FILE)).unwrap();
+        assert!(inputs.iter().any(|i| matches!(
+            i,
+            Input::Gate {
+                engaged: Some(_),
+                ..
+            }
+        )));
+        // The replay asks every question; the live run answered most without asking. The two
+        // runs' engagements differ only in their wall time, named in the rejections' reason.
+        resume_and_compare_by(
+            data.path(),
+            &failed.run_id,
+            &all,
+            &expected,
+            |row| match row.find(" at 20") {
+                Some(at) => row[..at].to_string(),
+                None => row,
+            },
+        );
     }
 
     #[test]
