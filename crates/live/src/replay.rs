@@ -6,16 +6,20 @@
 //! Its clock (against which the run measures the age of data, `max_data_age`) is the replayed
 //! time: the first bar's time plus the wall time since it was delivered, times the speed; at
 //! `speed: max` the time of the last bar delivered, so data is never stale.
+//!
+//! Bars are delivered as [`FeedPoll::Replayed`], numbered in the order of
+//! [`tradeloom_runs::paper::replay_bars`] (a resumed run reads them back from the files): at
+//! `speed: max` every bar parsed ahead at once (up to a chunk of 1,024), otherwise one at a
+//! time, when it is due.
 
-use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
 use tradeloom_core::{Bar, UnixNanos};
-use tradeloom_data::{MergedBars, open_bars};
+use tradeloom_data::MergedBars;
 use tradeloom_runs::RunError;
 use tradeloom_runs::paper::{
-    Feed, FeedError, FeedEvent, FeedPoll, FeedPosition, ReplayFeedSpec, ReplaySpeed,
+    Feed, FeedError, FeedPoll, FeedPosition, ReplayFeedSpec, ReplaySpeed, replay_bars,
 };
 use tradeloom_runs::spec::ResolvedSpec;
 
@@ -36,10 +40,12 @@ enum Chunk {
 /// own, as a backtest's are).
 pub struct ReplayFeed {
     chunks: Receiver<Chunk>,
-    ready: VecDeque<Bar>,
+    /// Bars parsed and not delivered yet: `ready[at..]`.
+    ready: Vec<Bar>,
+    at: usize,
+    /// The number of `ready[at]` in the replayed sequence (bars skipped count too).
+    index: u64,
     speed: ReplaySpeed,
-    /// The next bar, read but not delivered yet.
-    next: Option<Bar>,
     /// Bars at or before this time are skipped (a resumed run).
     skip_through: Option<UnixNanos>,
     /// The wall time and data time of the first bar delivered (the pace's origin).
@@ -54,12 +60,7 @@ pub struct ReplayFeed {
 impl ReplayFeed {
     /// Opens the spec's `data:` files (errors name the file).
     pub fn open(spec: &ResolvedSpec, feed: &ReplayFeedSpec) -> Result<Self, RunError> {
-        let mut readers = Vec::with_capacity(spec.data.len());
-        for source in &spec.data {
-            let inst = &spec.instruments[source.instrument.index()];
-            readers.push(open_bars(&source.path, source.format, inst)?);
-        }
-        Ok(Self::new(MergedBars::new(readers), feed.speed))
+        Ok(Self::new(replay_bars(spec)?, feed.speed))
     }
 
     /// A replay of `bars` at `speed`.
@@ -102,9 +103,10 @@ impl ReplayFeed {
         });
         Self {
             chunks,
-            ready: VecDeque::new(),
+            ready: Vec::new(),
+            at: 0,
+            index: 0,
             speed,
-            next: None,
             skip_through: None,
             origin: None,
             last_ts: None,
@@ -113,19 +115,23 @@ impl ReplayFeed {
         }
     }
 
-    /// The next bar not skipped, read ahead; `None` when the reader has none within `wait`
-    /// (or none ever: then `ended`).
+    /// The next bar not skipped, read ahead (at `ready[at]`); `None` when the reader has none
+    /// within `wait` (or none ever: then `ended`).
     fn peek(&mut self, wait: Duration) -> Result<Option<Bar>, FeedError> {
-        while self.next.is_none() && !self.ended {
-            if let Some(bar) = self.ready.pop_front() {
+        while !self.ended {
+            if let Some(bar) = self.ready.get(self.at) {
                 if self.skip_through.is_some_and(|t| bar.ts <= t) {
+                    self.at += 1;
+                    self.index += 1;
                     continue;
                 }
-                self.next = Some(bar);
-                continue;
+                return Ok(Some(*bar));
             }
             match self.chunks.recv_timeout(wait) {
-                Ok(Chunk::Bars(chunk)) => self.ready.extend(chunk),
+                Ok(Chunk::Bars(chunk)) => {
+                    self.ready = chunk;
+                    self.at = 0;
+                }
                 Ok(Chunk::End(hashes)) => {
                     self.hashes = hashes;
                     self.ended = true;
@@ -142,7 +148,26 @@ impl ReplayFeed {
                 Err(RecvTimeoutError::Disconnected) => self.ended = true,
             }
         }
-        Ok(self.next)
+        Ok(None)
+    }
+
+    /// Delivers `ready[at..end]`.
+    fn deliver(&mut self, end: usize) -> FeedPoll {
+        let bars = if self.at == 0 && end == self.ready.len() {
+            std::mem::take(&mut self.ready)
+        } else {
+            self.ready[self.at..end].to_vec()
+        };
+        let from = self.index;
+        self.index += bars.len() as u64;
+        self.at = end.min(self.ready.len());
+        if self.origin.is_none()
+            && let Some(first) = bars.first()
+        {
+            self.origin = Some((Instant::now(), first.ts));
+        }
+        self.last_ts = bars.last().map(|b| b.ts);
+        FeedPoll::Replayed { from, bars }
     }
 
     /// How long until `bar` is due (zero when it is).
@@ -169,6 +194,16 @@ impl Feed for ReplayFeed {
                 FeedPoll::Idle
             });
         };
+        if matches!(self.speed, ReplaySpeed::Max) {
+            // Every bar parsed is due; those to skip come first (the data is in time order),
+            // but a bar to skip further on still ends the batch (its numbers stay contiguous).
+            let rest = &self.ready[self.at..];
+            let end = match self.skip_through {
+                Some(t) => rest.iter().position(|b| b.ts <= t).unwrap_or(rest.len()),
+                None => rest.len(),
+            };
+            return Ok(self.deliver(self.at + end));
+        }
         let due = self.due_in(&bar);
         if due > wait {
             std::thread::sleep(wait);
@@ -177,21 +212,11 @@ impl Feed for ReplayFeed {
         if !due.is_zero() {
             std::thread::sleep(due);
         }
-        self.next = None;
-        if self.origin.is_none() {
-            self.origin = Some((Instant::now(), bar.ts));
-        }
-        self.last_ts = Some(bar.ts);
-        Ok(FeedPoll::Event(FeedEvent::Bar(bar)))
+        Ok(self.deliver(self.at + 1))
     }
 
     fn resume_after(&mut self, position: FeedPosition) {
         self.skip_through = position.last_bar_ts;
-        if let Some(bar) = self.next
-            && position.last_bar_ts.is_some_and(|t| bar.ts <= t)
-        {
-            self.next = None;
-        }
     }
 
     fn data_hashes(&mut self) -> Vec<Option<(String, u64)>> {
@@ -215,6 +240,7 @@ impl Feed for ReplayFeed {
 mod tests {
     use super::*;
     use tradeloom_core::{Currency, Instrument, InstrumentId, Symbol};
+    use tradeloom_data::open_bars;
 
     fn feed_of(csv: &str, speed: ReplaySpeed) -> (tempfile::TempDir, ReplayFeed) {
         let dir = tempfile::tempdir().unwrap();
@@ -238,24 +264,31 @@ mod tests {
 2024-01-01T00:00:01Z,10.5,11,10,10.75,100\n\
 2024-01-01T00:00:02Z,10.75,11,10,10.25,100\n";
 
-    fn bar_ts(poll: FeedPoll) -> Option<i64> {
+    /// The number of the first bar and the bars' times.
+    fn replayed(poll: FeedPoll) -> Option<(u64, Vec<i64>)> {
         match poll {
-            FeedPoll::Event(FeedEvent::Bar(b)) => Some(b.ts.0),
+            FeedPoll::Replayed { from, bars } => {
+                Some((from, bars.iter().map(|b| b.ts.0).collect()))
+            }
             _ => None,
         }
     }
 
     #[test]
-    fn at_max_speed_every_bar_comes_at_once_then_the_end() {
+    fn at_max_speed_every_bar_parsed_comes_at_once_then_the_end() {
         let (_dir, mut feed) = feed_of(BARS, ReplaySpeed::Max);
-        // Long enough for the reader thread; at max speed a ready bar comes at once.
-        let zero = Duration::from_secs(5);
-        let a = bar_ts(feed.poll(zero).unwrap()).unwrap();
-        let b = bar_ts(feed.poll(zero).unwrap()).unwrap();
-        assert_eq!(b - a, 1_000_000_000);
-        assert_eq!(feed.clock(), Some(UnixNanos(b)), "never stale at max speed");
-        assert!(bar_ts(feed.poll(zero).unwrap()).is_some());
-        assert!(matches!(feed.poll(zero).unwrap(), FeedPoll::Ended));
+        // Long enough for the reader thread; at max speed the ready bars come together.
+        let wait = Duration::from_secs(5);
+        let (from, ts) = replayed(feed.poll(wait).unwrap()).unwrap();
+        assert_eq!(from, 0);
+        assert_eq!(ts.len(), 3);
+        assert_eq!(ts[1] - ts[0], 1_000_000_000);
+        assert_eq!(
+            feed.clock(),
+            Some(UnixNanos(ts[2])),
+            "never stale at max speed"
+        );
+        assert!(matches!(feed.poll(wait).unwrap(), FeedPoll::Ended));
         // Read to the end: the file's bytes were hashed on the way.
         let hashes = feed.data_hashes();
         let digest = tradeloom_runs::hashing::sha256_bytes(BARS.as_bytes());
@@ -265,7 +298,8 @@ mod tests {
     #[test]
     fn at_real_time_a_bar_waits_for_its_time_and_a_poll_never_blocks_longer_than_asked() {
         let (_dir, mut feed) = feed_of(BARS, ReplaySpeed::Factor(1.0));
-        assert!(bar_ts(feed.poll(Duration::from_secs(5)).unwrap()).is_some());
+        let (from, ts) = replayed(feed.poll(Duration::from_secs(5)).unwrap()).unwrap();
+        assert_eq!((from, ts.len()), (0, 1), "one bar at a time");
         let asked = Instant::now();
         // The next bar is a second away: a 50 ms poll comes back idle after about 50 ms.
         assert!(matches!(
@@ -274,20 +308,20 @@ mod tests {
         ));
         assert!(asked.elapsed() < Duration::from_millis(900));
         // Waiting long enough delivers it, no earlier than its time.
-        let b = bar_ts(feed.poll(Duration::from_secs(2)).unwrap()).unwrap();
+        let (from, ts) = replayed(feed.poll(Duration::from_secs(2)).unwrap()).unwrap();
         assert!(asked.elapsed() >= Duration::from_millis(900));
-        assert_eq!(b, 1_704_067_201_000_000_000);
+        assert_eq!((from, ts), (1, vec![1_704_067_201_000_000_000]));
     }
 
     #[test]
-    fn resuming_skips_what_was_processed() {
+    fn resuming_skips_what_was_processed_and_keeps_counting() {
         let (_dir, mut feed) = feed_of(BARS, ReplaySpeed::Max);
         feed.resume_after(FeedPosition {
             last_bar_ts: Some(UnixNanos(1_704_067_201_000_000_000)),
             last_scan_seq: None,
         });
-        let ts = bar_ts(feed.poll(Duration::from_secs(5)).unwrap()).unwrap();
-        assert_eq!(ts, 1_704_067_202_000_000_000);
+        let replayed = replayed(feed.poll(Duration::from_secs(5)).unwrap()).unwrap();
+        assert_eq!(replayed, (2, vec![1_704_067_202_000_000_000]));
         assert!(matches!(
             feed.poll(Duration::from_secs(5)).unwrap(),
             FeedPoll::Ended

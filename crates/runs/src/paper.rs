@@ -16,3 +16,5 @@ pub use feed_spec::{
 };
 pub use resume::resume_spec;
 pub use runner::{PaperObserver, PaperOptions, run_paper};
+
+pub use crate::runner::replay_bars;

@@ -229,12 +229,24 @@ pub fn execute<'s>(
 /// The data readers and the engine with its strategies: everything that can reject a spec
 /// before a folder exists.
 fn open_inputs(spec: &ResolvedSpec) -> Result<(Vec<BarReader>, Engine), RunError> {
+    Ok((data_readers(spec)?, build_engine(spec)?))
+}
+
+/// A reader of each of the spec's `data:` files, in spec order (errors name the file).
+pub(crate) fn data_readers(spec: &ResolvedSpec) -> Result<Vec<BarReader>, RunError> {
     let mut readers = Vec::with_capacity(spec.data.len());
     for source in &spec.data {
         let inst = &spec.instruments[source.instrument.index()];
         readers.push(open_bars(&source.path, source.format, inst)?);
     }
-    Ok((readers, build_engine(spec)?))
+    Ok(readers)
+}
+
+/// The bars of the spec's `data:` files merged in time order, as a backtest reads them (and a
+/// paper run's replay feed delivers them; [`FeedPoll::Replayed`](crate::paper::FeedPoll)
+/// numbers them in this order).
+pub fn replay_bars(spec: &ResolvedSpec) -> Result<MergedBars, RunError> {
+    Ok(MergedBars::new(data_readers(spec)?))
 }
 
 /// The engine with one strategy per instrument, as the spec says.

@@ -47,6 +47,7 @@ fn poll(feed: &mut ScanDirFeed) -> FeedEvent {
             FeedPoll::Event(e) => return e,
             FeedPoll::Idle => assert!(Instant::now() < deadline, "no event within 20 s"),
             FeedPoll::Ended => panic!("a scan_dir feed never ends"),
+            FeedPoll::Replayed { .. } => panic!("a scan_dir feed replays no data files"),
         }
     }
 }

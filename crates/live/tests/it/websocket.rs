@@ -136,6 +136,7 @@ fn collect(feed: &mut WebsocketFeed, done: impl Fn(&Seen) -> bool) -> Seen {
             FeedPoll::Event(FeedEvent::Scan(_)) => panic!("a websocket feed delivers no scans"),
             FeedPoll::Idle => {}
             FeedPoll::Ended => panic!("the feed ended"),
+            FeedPoll::Replayed { .. } => panic!("a websocket feed replays no data files"),
         }
     }
     seen

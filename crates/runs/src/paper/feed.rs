@@ -64,6 +64,19 @@ pub struct ScanRow {
 pub enum FeedPoll {
     /// The next event.
     Event(FeedEvent),
+    /// Bars of the spec's `data:` files, merged in time order as a backtest reads them (a
+    /// replay): the bars numbered `from`, `from + 1`, … of that sequence (from 0, counting the
+    /// bars a resumed run's feed skipped), all due now. A resumed run reads them back from the
+    /// files instead of from `state/inputs.jsonl` (see
+    /// [`Input::Replay`](crate::paper::inputs::Input::Replay)). The feed's
+    /// [`clock`](Feed::clock) is that of the last of them; each earlier one is as old as the
+    /// last (they were due together).
+    Replayed {
+        /// The number of the first bar in the merged sequence.
+        from: u64,
+        /// The bars, in time order; never empty.
+        bars: Vec<Bar>,
+    },
     /// Nothing arrived within the wait.
     Idle,
     /// The feed has nothing more, ever (a replay at its end); the run stops as if asked to.

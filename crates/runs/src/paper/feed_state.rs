@@ -72,6 +72,13 @@ impl FeedState {
         self.pending = Some((wall, data_ts));
     }
 
+    /// Notes `count` events that arrived at `wall`, the last carrying data of time `data_ts` (a
+    /// replay's bars processed together).
+    pub fn on_events(&mut self, count: u64, wall: UnixNanos, data_ts: UnixNanos) {
+        self.events += count;
+        self.pending = Some((wall, Some(data_ts)));
+    }
+
     /// Writes the file atomically into `run_dir`, stamped now.
     pub fn write(&mut self, run_dir: &Path) -> Result<(), RunError> {
         if let Some((wall, data_ts)) = self.pending.take() {

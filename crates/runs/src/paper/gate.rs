@@ -6,11 +6,17 @@
 //! to `state/inputs.jsonl` with the number of the question it answered, before the engine acts
 //! on it. Replaying, it answers from those records instead. The engine asks the same questions
 //! in the same order for the same inputs, so the answers land where they did.
+//!
+//! Live, most questions are answered without asking, as a backtest's engine does with the
+//! kill switch's [`GateEpoch`]: while the data dir's generation counter holds (and at most
+//! [`GateEpoch::recheck`] questions in a row) the last answer stands. Such questions are still
+//! counted, so the numbers match those of a replay, which answers every question.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tradeloom_engine::KillSwitchGate;
+use tradeloom_engine::{GateEpoch, KillSwitchGate};
 
 use crate::error::RunError;
 use crate::kill_switch::RunGate;
@@ -42,6 +48,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
+    /// The live kill switch's generation counter (`None` replaying).
+    fn epoch(&self) -> Option<GateEpoch> {
+        match &self.source {
+            Source::Live(gate) => gate.epoch(),
+            Source::Replay(_) => None,
+        }
+    }
+
     fn ask(&mut self, fresh: bool) {
         self.calls += 1;
         match &mut self.source {
@@ -82,7 +96,7 @@ impl Core {
 
 /// A handle on the gate the engine holds: the runner peeks at it and switches it to live.
 #[derive(Clone)]
-pub struct GateHandle(Arc<Mutex<Core>>);
+pub struct GateHandle(Arc<Mutex<Core>>, Arc<AtomicBool>);
 
 impl GateHandle {
     /// A gate answering from recorded changes (`Input::Gate` records, in order).
@@ -107,13 +121,16 @@ impl GateHandle {
     }
 
     fn with(source: Source, log: Arc<Mutex<InputLog>>) -> Self {
-        Self(Arc::new(Mutex::new(Core {
-            source,
-            calls: 0,
-            answer: (None, false),
-            log,
-            error: None,
-        })))
+        Self(
+            Arc::new(Mutex::new(Core {
+                source,
+                calls: 0,
+                answer: (None, false),
+                log,
+                error: None,
+            })),
+            Arc::new(AtomicBool::new(false)),
+        )
     }
 
     /// Switches a replaying gate to `gate` (the question count and the last answer carry on);
@@ -134,7 +151,8 @@ impl GateHandle {
     }
 
     /// Whether the kill switch's answer differs from the engine's last one (asked while the feed
-    /// is quiet; does not count as a question).
+    /// is quiet; does not count as a question). When it does, the engine's next question is
+    /// asked, whatever the generation counter says (a state file edited by hand moves none).
     pub fn changed(&self) -> bool {
         let mut core = lock(&self.0);
         let Source::Live(gate) = &mut core.source else {
@@ -142,7 +160,11 @@ impl GateHandle {
         };
         let now = gate.engaged().map(str::to_string);
         let flatten = gate.flatten();
-        (now, flatten) != core.answer
+        let changed = (now, flatten) != core.answer;
+        if changed {
+            self.1.store(true, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// The first failure to record a change.
@@ -155,6 +177,10 @@ impl GateHandle {
         Box::new(EngineGate {
             core: self.clone(),
             detail: None,
+            epoch: None,
+            seen: 0,
+            skips: 0,
+            unasked: 0,
         })
     }
 
@@ -178,14 +204,47 @@ impl GateHandle {
 struct EngineGate {
     core: GateHandle,
     detail: Option<String>,
+    /// The live kill switch's generation counter, once a question was asked live.
+    epoch: Option<GateEpoch>,
+    /// The counter's value loaded before the last question asked.
+    seen: u64,
+    /// Questions still answered without asking while the counter holds.
+    skips: u32,
+    /// Questions answered without asking since the last asked (counted then).
+    unasked: u64,
 }
 
 impl EngineGate {
     fn ask(&mut self, fresh: bool) -> Option<&str> {
+        if !fresh && let Some(epoch) = self.epoch {
+            // As the engine does with a backtest's gate (`Engine::poll_gate`): one load on most
+            // bars, the answer standing while nothing that could change it happened.
+            let now = epoch.counter.load(Ordering::Acquire);
+            if now == self.seen && self.skips > 0 && !self.core.1.load(Ordering::Relaxed) {
+                self.skips -= 1;
+                self.unasked += 1;
+                return self.detail.as_deref();
+            }
+            self.seen = now;
+        }
+        self.core.1.store(false, Ordering::Relaxed);
         let mut core = lock(&self.core.0);
+        core.calls += std::mem::take(&mut self.unasked);
         core.ask(fresh);
         if core.answer.0 != self.detail {
             self.detail.clone_from(&core.answer.0);
+        }
+        if !fresh {
+            let before = self.epoch.map(|e| e.counter);
+            self.epoch = core.epoch();
+            self.skips = match self.epoch {
+                // The value loaded before this answer was of this very counter.
+                Some(epoch) if before.is_some_and(|b| std::ptr::eq(b, epoch.counter)) => {
+                    epoch.recheck.saturating_sub(1)
+                }
+                // Another counter now (or none): asked again next time, after loading it.
+                _ => 0,
+            };
         }
         drop(core);
         self.detail.as_deref()

@@ -103,6 +103,21 @@ pub enum Input {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stale: Option<String>,
     },
+    /// Bars of a replay feed, read back from the spec's data files on resume (see
+    /// [`FeedPoll::Replayed`](crate::paper::FeedPoll::Replayed)): bars `from` to
+    /// `from + count - 1` of the files merged in time order, processed as events `n` to
+    /// `n + count - 1`, all at wall time `wall`. `last_ts` (the last bar's time) and `digest`
+    /// ([`bars_digest`] of the bars) tell whether the files still hold those bars.
+    Replay {
+        /// The number of the first of its events.
+        n: u64,
+        wall: i64,
+        from: u64,
+        count: u64,
+        last_ts: i64,
+        /// 16 hex digits.
+        digest: String,
+    },
     /// A scan.
     Scan {
         n: u64,
@@ -143,9 +158,11 @@ pub enum Input {
 }
 
 impl Input {
-    /// The event number (`None` for a gate change, which is not an event).
+    /// The event number (of the last of its events for a [`Input::Replay`]; `None` for a gate
+    /// change, which is not an event).
     pub fn n(&self) -> Option<u64> {
         match self {
+            Input::Replay { n, count, .. } => Some((n + count).saturating_sub(1)),
             Input::Bar { n, .. }
             | Input::Scan { n, .. }
             | Input::Malformed { n, .. }
@@ -239,6 +256,23 @@ impl Input {
                 }
                 out.push(b'}');
             }
+            Input::Replay {
+                n,
+                wall,
+                from,
+                count,
+                last_ts,
+                digest,
+            } => {
+                field(out, b"{\"kind\":\"replay\",\"n\":", int.format(*n));
+                field(out, b",\"wall\":", int.format(*wall));
+                field(out, b",\"from\":", int.format(*from));
+                field(out, b",\"count\":", int.format(*count));
+                field(out, b",\"last_ts\":", int.format(*last_ts));
+                out.extend_from_slice(b",\"digest\":");
+                serde_json::to_writer(&mut *out, digest)?;
+                out.push(b'}');
+            }
             Input::Idle { n, wall } => {
                 field(out, b"{\"kind\":\"idle\",\"n\":", int.format(*n));
                 field(out, b",\"wall\":", int.format(*wall));
@@ -265,6 +299,33 @@ impl Input {
         }
         Ok(())
     }
+}
+
+/// A digest of `bars` (their instruments, times, prices and volumes), as 16 hex digits: what
+/// an [`Input::Replay`] records so that a resumed run knows the data files it reads the bars
+/// back from still hold them. Not cryptographic (the data files' sha256 is in `metadata.json`);
+/// it tells an edited or replaced file from the one the run read.
+pub fn bars_digest(bars: &[Bar]) -> String {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for bar in bars {
+        // One multiplication per bar (the replay's hot path); the rotations keep each field's
+        // bits apart.
+        let x = (bar.ts.0 as u64)
+            ^ (bar.open.raw() as u64).rotate_left(9)
+            ^ (bar.high.raw() as u64).rotate_left(18)
+            ^ (bar.low.raw() as u64).rotate_left(27)
+            ^ (bar.close.raw() as u64).rotate_left(36)
+            ^ (bar.volume.raw() as u64).rotate_left(45)
+            ^ u64::from(bar.instrument.0).rotate_left(54);
+        h = (h ^ x).wrapping_mul(K).rotate_left(29);
+    }
+    let mut text = String::with_capacity(16);
+    for i in (0..16).rev() {
+        let d = ((h >> (i * 4)) & 0xf) as u8;
+        text.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+    }
+    text
 }
 
 /// A recorded scan rebuilt for the engine.
@@ -625,6 +686,14 @@ mod tests {
                 flatten: true,
             },
             Input::Idle { n: 2, wall: 9 },
+            Input::Replay {
+                n: 3,
+                wall: 10,
+                from: 0,
+                count: 1,
+                last_ts: bar.ts.0,
+                digest: bars_digest(&[bar]),
+            },
         ];
         let mut log = InputLog::create(&path).unwrap();
         for input in &inputs {
@@ -632,7 +701,7 @@ mod tests {
         }
         drop(log);
         let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("{\"kind\":\"bar\",\"n\":3");
+        text.push_str("{\"kind\":\"bar\",\"n\":4");
         std::fs::write(&path, &text).unwrap();
         assert_eq!(read_inputs(&path).unwrap(), inputs);
         let Input::Bar { bar: record, .. } = &inputs[0] else {
@@ -641,13 +710,13 @@ mod tests {
         assert_eq!(record.to_bar().unwrap(), bar);
         // Reopened for appending: the partial line is cut, new lines follow the whole ones.
         let mut log = InputLog::append(&path).unwrap();
-        log.write(&Input::Idle { n: 3, wall: 10 }).unwrap();
+        log.write(&Input::Idle { n: 4, wall: 11 }).unwrap();
         // Buffered until flushed.
-        assert_eq!(read_inputs(&path).unwrap().len(), 3);
+        assert_eq!(read_inputs(&path).unwrap().len(), 4);
         log.flush().unwrap();
         let back = read_inputs(&path).unwrap();
-        assert_eq!(back.len(), 4);
-        assert_eq!(back[3], Input::Idle { n: 3, wall: 10 });
+        assert_eq!(back.len(), 5);
+        assert_eq!(back[4], Input::Idle { n: 4, wall: 11 });
     }
 
     #[test]
@@ -699,6 +768,43 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_of_bars_changes_with_any_field_of_any_bar_and_their_order() {
+        let bar = |i: i64| Bar {
+            instrument: InstrumentId(0),
+            ts: UnixNanos(1_700_000_000_000_000_000 + i * 60_000_000_000),
+            open: Price::from_raw(100_000_000_000 + i, 2),
+            high: Price::from_raw(101_000_000_000 + i, 2),
+            low: Price::from_raw(99_000_000_000 + i, 2),
+            close: Price::from_raw(100_500_000_000 + i, 2),
+            volume: Quantity::from_raw(7_000_000_000, 0).unwrap(),
+        };
+        let bars: Vec<Bar> = (0..50).map(bar).collect();
+        let digest = bars_digest(&bars);
+        assert_eq!(digest.len(), 16);
+        assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()));
+        let edits: [fn(&mut Bar); 7] = [
+            |b| b.instrument = InstrumentId(1),
+            |b| b.ts = UnixNanos(b.ts.0 + 1),
+            |b| b.open = Price::from_raw(b.open.raw() + 1, 2),
+            |b| b.high = Price::from_raw(b.high.raw() + 1, 2),
+            |b| b.low = Price::from_raw(b.low.raw() - 1, 2),
+            |b| b.close = Price::from_raw(b.close.raw() + 1_000_000_000, 2),
+            |b| b.volume = Quantity::from_raw(8_000_000_000, 0).unwrap(),
+        ];
+        for at in [0, 17, 49] {
+            for edit in edits {
+                let mut changed = bars.clone();
+                edit(&mut changed[at]);
+                assert_ne!(bars_digest(&changed), digest, "bar {at}");
+            }
+        }
+        let mut swapped = bars.clone();
+        swapped.swap(3, 4);
+        assert_ne!(bars_digest(&swapped), digest);
+        assert_ne!(bars_digest(&bars[..49]), digest);
+    }
+
+    #[test]
     fn records_formatted_by_hand_are_the_bytes_serde_writes() {
         let bar = |i: u32, raw: i64, pp: u8| BarRecord {
             i,
@@ -730,6 +836,14 @@ mod tests {
                 stale: Some(format!("old \"{raw}\"\n\\ é \u{1}")),
             });
             inputs.push(Input::Idle { n: k, wall: raw });
+            inputs.push(Input::Replay {
+                n: u64::MAX - k,
+                wall: raw,
+                from: k * 1_000_003,
+                count: k + 1,
+                last_ts: raw.wrapping_neg(),
+                digest: format!("{:016x}", raw as u64),
+            });
             inputs.push(Input::Gate {
                 call: k * 1_000_003,
                 engaged: k

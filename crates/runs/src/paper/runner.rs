@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tradeloom_core::connectivity::Connectivity;
-use tradeloom_core::{Event, Fill, Instrument, Symbol, UnixNanos};
+use tradeloom_core::{Bar, Event, Fill, Instrument, Symbol, UnixNanos};
+use tradeloom_data::MergedBars;
 use tradeloom_engine::sink::OrderRecord;
 use tradeloom_engine::{Engine, EquityPoint, Sink, Summary, Trade};
 use tradeloom_safety::KillSwitch;
@@ -35,15 +36,15 @@ use crate::live::{LiveGuard, LiveRun};
 use crate::metadata::FileHash;
 use crate::paper::feed_state::{FEED_FILE, FeedState};
 use crate::paper::gate::GateHandle;
-use crate::paper::inputs::{INPUTS_FILE, Input, InputLog, read_inputs, scan_of};
+use crate::paper::inputs::{INPUTS_FILE, Input, InputLog, bars_digest, read_inputs, scan_of};
 use crate::paper::resume::{Reopened, reopen};
 use crate::paper::snapshot::{BookState, SNAPSHOT_FILE, Snapshot, rfc3339};
 use crate::paper::{Feed, FeedEvent, FeedPoll, FeedPosition, FeedSpec, Scan, StopSignal};
 use crate::runner::{
     ExecuteError, RunOutcome, SpecSource, StartedRun, build_engine, data_hashes, finish_files,
-    initial_metadata, normalise, open_sink_with,
+    initial_metadata, normalise, open_sink_with, replay_bars,
 };
-use crate::spec::{PaperSettings, load_spec};
+use crate::spec::{PaperSettings, ResolvedSpec, load_spec};
 
 /// What a paper run needs besides its spec and feed.
 pub struct PaperOptions<'a> {
@@ -272,7 +273,9 @@ fn run(
         started_wall: wall_now(),
         wall_text: WallText::default(),
         replaying: false,
+        verify: None,
         since_snapshot: 0,
+        scratch_seen: Vec::new(),
     };
     if let Some(o) = machine.observer.as_deref_mut() {
         o.on_start(&machine.run_id, &machine.run_dir);
@@ -280,7 +283,7 @@ fn run(
 
     let result = (|| -> Result<(Summary, StopReason), RunError> {
         if let Some(prior) = &prior {
-            machine.catch_up(&recorded, prior)?;
+            machine.catch_up(&recorded, prior, &spec)?;
             if let Some(run_gate) = run_gate {
                 machine.gate.go_live(run_gate).map_err(RunError::Resume)?;
             }
@@ -444,7 +447,53 @@ struct Machine<'o> {
     wall_text: WallText,
     /// Catching up on recorded inputs: nothing is recorded or reported.
     replaying: bool,
+    /// While catching up: the snapshot the state is checked against after its event.
+    verify: Option<Snapshot>,
     since_snapshot: u64,
+    /// Reused by [`Machine::plain_run`].
+    scratch_seen: Vec<u32>,
+}
+
+/// A resumed run's replay feed read back from the data files: the bars that
+/// [`Input::Replay`] records name.
+struct ReplayData {
+    bars: MergedBars,
+    /// The number of the next bar `bars` yields.
+    next: u64,
+}
+
+impl ReplayData {
+    /// Reads bars `from..from + count` into `out`; errors when the files hold fewer, or when
+    /// bars before `from` were read already (the records are not in order).
+    fn read(&mut self, n: u64, from: u64, count: u64, out: &mut Vec<Bar>) -> Result<(), RunError> {
+        if from < self.next {
+            return Err(RunError::Corrupt {
+                path: PathBuf::from(INPUTS_FILE),
+                message: format!(
+                    "input {n}: replays bars from {from}, but bars up to {} were replayed already",
+                    self.next
+                ),
+            });
+        }
+        out.clear();
+        while self.next < from + count {
+            let bar = match self.bars.next() {
+                Some(bar) => bar?,
+                None => {
+                    return Err(RunError::Resume(format!(
+                        "{INPUTS_FILE} input {n} replays bars {from} to {} of the data files, but                          they hold only {} bars: they changed since the run read them; the run                          cannot be resumed",
+                        from + count - 1,
+                        self.next
+                    )));
+                }
+            };
+            if self.next >= from {
+                out.push(bar);
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
 }
 
 /// The engine's sink in a paper run: the run folder's writer, the live counters, the observer.
@@ -530,6 +579,13 @@ impl Machine<'_> {
             | Input::Resumed { n, wall, .. } => (*n, UnixNanos(*wall)),
             // Answers of the kill switch are the gate's (see `gate.rs`).
             Input::Gate { .. } => return Ok(None),
+            // Their bars come from the data files (see `catch_up`).
+            Input::Replay { n, .. } => {
+                return Err(RunError::Corrupt {
+                    path: PathBuf::from(INPUTS_FILE),
+                    message: format!("input {n}: replayed bars without their data"),
+                });
+            }
         };
         let engine = engine_of(&mut self.engine)?;
         let mut sink = PaperSink {
@@ -601,11 +657,54 @@ impl Machine<'_> {
                 }
                 sink.journal_extra(&line);
             }
-            Input::Gate { .. } => {}
+            Input::Gate { .. } | Input::Replay { .. } => {}
         }
         let first_accept = sink.first_accept;
-        self.events = n;
-        self.since_snapshot += 1;
+        self.check_errors()?;
+        self.after_event(n)?;
+        Ok(first_accept)
+    }
+
+    /// Processes `bars` as events `n`, `n + 1`, … all at `wall` (a replay's batch, recorded
+    /// first when live; not stale, none processed already, in order: see
+    /// [`Machine::plain_run`]).
+    fn apply_bars(&mut self, n: u64, wall: UnixNanos, bars: &[Bar]) -> Result<(), RunError> {
+        let Some(last) = bars.last() else {
+            return Ok(());
+        };
+        engine_of(&mut self.engine)?.set_stale_data(None);
+        // Every bar has the same wall time: its text is set once, by the first that writes.
+        let mut stamped = false;
+        for (k, bar) in (0..).zip(bars) {
+            let engine = engine_of(&mut self.engine)?;
+            let mut sink = PaperSink {
+                sink: &mut self.sink,
+                live: self.live.counters(),
+                observer: match self.observer.as_mut() {
+                    Some(o) if !self.replaying => Some(&mut **o),
+                    _ => None,
+                },
+                wall,
+                stamp: (!stamped).then_some(&mut self.wall_text),
+                first_accept: None,
+            };
+            engine.on_bar(bar, &mut sink)?;
+            stamped |= sink.stamp.is_none();
+            note_bar(
+                &mut self.position,
+                &mut self.seen_at_last_ts,
+                bar.instrument.0,
+                bar.ts,
+            );
+            self.after_event(n + k)?;
+        }
+        self.live.counters().add_bars(bars.len() as u64);
+        self.feed_state.on_events(bars.len() as u64, wall, last.ts);
+        self.check_errors()
+    }
+
+    /// Fails the run on a failure to record a kill switch answer or to write the folder.
+    fn check_errors(&mut self) -> Result<(), RunError> {
         if let Some(e) = self.gate.take_error() {
             return Err(e);
         }
@@ -615,10 +714,26 @@ impl Machine<'_> {
                 std::io::Error::new(e.kind(), e.to_string()),
             ));
         }
-        if !self.replaying && self.since_snapshot >= self.paper.snapshot_every {
+        Ok(())
+    }
+
+    /// Event `n` was processed: counts it; then, catching up, checks the state against the
+    /// snapshot of that event, or, live, writes a snapshot when one is due.
+    #[inline]
+    fn after_event(&mut self, n: u64) -> Result<(), RunError> {
+        self.events = n;
+        self.since_snapshot += 1;
+        if self.replaying {
+            if self.verify.as_ref().is_some_and(|s| s.events == n)
+                && let Some(snapshot) = self.verify.take()
+            {
+                self.check(&snapshot)?;
+            }
+        } else if self.since_snapshot >= self.paper.snapshot_every {
+            self.check_errors()?;
             self.snapshot()?;
         }
-        Ok(first_accept)
+        Ok(())
     }
 
     /// Records `input` in `state/inputs.jsonl` (buffered: see [`crate::paper::inputs`]), then
@@ -670,25 +785,55 @@ impl Machine<'_> {
 
     /// Replays the recorded inputs of a resumed run, checks the state against the snapshot,
     /// and records and journals the resumption.
-    fn catch_up(&mut self, recorded: &[Input], prior: &Reopened) -> Result<(), RunError> {
+    /// Bars of a replay ([`Input::Replay`]) are read back from the spec's data files.
+    fn catch_up(
+        &mut self,
+        recorded: &[Input],
+        prior: &Reopened,
+        spec: &ResolvedSpec,
+    ) -> Result<(), RunError> {
         self.replaying = true;
-        let mut checked = prior.snapshot.is_none();
+        self.verify = prior.snapshot.clone();
+        let mut data: Option<ReplayData> = None;
+        let mut bars = Vec::new();
         for input in recorded {
-            self.apply(input)?;
-            if let Some(snapshot) = &prior.snapshot
-                && input.n() == Some(snapshot.events)
-            {
-                self.check(snapshot)?;
-                checked = true;
+            let Input::Replay {
+                n,
+                wall,
+                from,
+                count,
+                last_ts,
+                digest,
+            } = input
+            else {
+                self.apply(input)?;
+                continue;
+            };
+            let data = match &mut data {
+                Some(data) => data,
+                None => data.insert(ReplayData {
+                    bars: replay_bars(spec)?,
+                    next: 0,
+                }),
+            };
+            data.read(*n, *from, *count, &mut bars)?;
+            if bars.last().map(|b| b.ts.0) != Some(*last_ts) || bars_digest(&bars) != *digest {
+                return Err(RunError::Resume(format!(
+                    "run {}: bars {from} to {} of the data files are not those {INPUTS_FILE} \
+                     input {n} recorded (last time {}, digest {digest}): the files changed since \
+                     the run read them; the run cannot be resumed",
+                    self.run_id,
+                    from + count - 1,
+                    rfc3339(UnixNanos(*last_ts)),
+                )));
             }
+            self.apply_bars(*n, UnixNanos(*wall), &bars)?;
         }
-        if !checked {
+        if let Some(snapshot) = self.verify.take() {
             return Err(RunError::Resume(format!(
                 "run {}: state/snapshot.json is after event {} but state/inputs.jsonl records \
                  only {} events; the run cannot be resumed",
-                self.run_id,
-                prior.snapshot.as_ref().map_or(0, |s| s.events),
-                self.events
+                self.run_id, snapshot.events, self.events
             )));
         }
         let pending = self.sink.journal.pending_existing();
@@ -806,6 +951,10 @@ impl Machine<'_> {
                     busy = matches!(event, FeedEvent::Bar(_) | FeedEvent::Scan(_));
                     self.on_feed_event(event, now, feed.clock())?;
                 }
+                FeedPoll::Replayed { from, bars } => {
+                    busy = true;
+                    self.on_replayed(from, &bars, now, feed.clock())?;
+                }
             }
         }
     }
@@ -862,6 +1011,81 @@ impl Machine<'_> {
             o.on_scan(scan, first_accept);
         }
         Ok(())
+    }
+
+    /// Records and processes bars `from`, `from + 1`, … of a replay that arrived together at
+    /// `wall` (`clock`: the feed's clock, that of the last bar). Runs of bars processed as they
+    /// come are recorded as one [`Input::Replay`] each; a bar processed already (a resumed
+    /// run) or out of order, and every bar of stale data, goes through
+    /// [`Machine::on_feed_event`] (a stale bar's record carries its reason).
+    fn on_replayed(
+        &mut self,
+        from: u64,
+        bars: &[Bar],
+        wall: UnixNanos,
+        clock: Option<UnixNanos>,
+    ) -> Result<(), RunError> {
+        let Some(last) = bars.last() else {
+            return Ok(());
+        };
+        let clock = clock.unwrap_or(wall);
+        if self.stale_reason(clock, last.ts).is_some() {
+            for bar in bars {
+                // As old as the last bar: they were due together.
+                let own = UnixNanos(clock.0.saturating_sub(last.ts.0.saturating_sub(bar.ts.0)));
+                self.on_feed_event(FeedEvent::Bar(*bar), wall, Some(own))?;
+            }
+            return Ok(());
+        }
+        let mut at = 0;
+        while at < bars.len() {
+            let run = self.plain_run(&bars[at..]);
+            if run == 0 {
+                self.on_feed_event(FeedEvent::Bar(bars[at]), wall, Some(clock))?;
+                at += 1;
+                continue;
+            }
+            let batch = &bars[at..at + run];
+            let n = self.events + 1;
+            let record = Input::Replay {
+                n,
+                wall: wall.0,
+                from: from + at as u64,
+                count: run as u64,
+                last_ts: batch[run - 1].ts.0,
+                digest: bars_digest(batch),
+            };
+            self.log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .write(&record)?;
+            self.apply_bars(n, wall, batch)?;
+            at += run;
+        }
+        Ok(())
+    }
+
+    /// How many of `bars`, from the first, are processed as they come: none processed already
+    /// (a resumed run's feed delivers the bars of the last processed time again), none older
+    /// than the bar before.
+    fn plain_run(&mut self, bars: &[Bar]) -> usize {
+        let mut current = self.engine.as_ref().and_then(Engine::last_ts);
+        let mut last = self.position.last_bar_ts;
+        let seen = &mut self.scratch_seen;
+        seen.clone_from(&self.seen_at_last_ts);
+        for (k, bar) in bars.iter().enumerate() {
+            let done = last == Some(bar.ts) && seen.contains(&bar.instrument.0);
+            if done || current.is_some_and(|c| bar.ts < c) {
+                return k;
+            }
+            if last != Some(bar.ts) {
+                last = Some(bar.ts);
+                seen.clear();
+            }
+            seen.push(bar.instrument.0);
+            current = Some(bar.ts);
+        }
+        bars.len()
     }
 
     /// Why data of time `ts` is too old at `clock` (`max_data_age`), if it is.
@@ -990,6 +1214,23 @@ snapshot_every: 7
                 engage_at: None,
             }
         }
+
+        /// `bars` (the first numbered `from`) as a replay feed delivers them, `chunk` at a time.
+        fn replayed(bars: &[Bar], from: u64, chunk: usize) -> Self {
+            Self {
+                script: (from..)
+                    .step_by(chunk)
+                    .zip(bars.chunks(chunk))
+                    .map(|(from, bars)| {
+                        Ok(FeedPoll::Replayed {
+                            from,
+                            bars: bars.to_vec(),
+                        })
+                    })
+                    .collect(),
+                engage_at: None,
+            }
+        }
     }
 
     impl Feed for ScriptFeed {
@@ -1010,9 +1251,14 @@ snapshot_every: 7
         }
 
         fn resume_after(&mut self, position: FeedPosition) {
-            self.script.retain(|p| match p {
-                Ok(FeedPoll::Event(FeedEvent::Bar(b))) => {
-                    position.last_bar_ts.is_none_or(|t| b.ts > t)
+            let after = |b: &Bar| position.last_bar_ts.is_none_or(|t| b.ts > t);
+            self.script.retain_mut(|p| match p {
+                Ok(FeedPoll::Event(FeedEvent::Bar(b))) => after(b),
+                Ok(FeedPoll::Replayed { from, bars }) => {
+                    let skipped = bars.iter().take_while(|b| !after(b)).count();
+                    bars.drain(..skipped);
+                    *from += skipped as u64;
+                    !bars.is_empty()
                 }
                 _ => true,
             });
@@ -1024,11 +1270,21 @@ snapshot_every: 7
         feed: ScriptFeed,
         resume: Option<&str>,
     ) -> Result<RunOutcome, ExecuteError> {
+        run_spec_with(data_dir, spec(), feed, resume)
+    }
+
+    /// Runs `spec` (a new run), or resumes run `resume` (its own spec).
+    fn run_spec_with(
+        data_dir: &Path,
+        spec: ResolvedSpec,
+        feed: ScriptFeed,
+        resume: Option<&str>,
+    ) -> Result<RunOutcome, ExecuteError> {
         let mut options = PaperOptions::new(data_dir, StopSignal::new());
         options.resume = resume.map(str::to_string);
         let spec = match resume {
             Some(id) => crate::paper::resume_spec(data_dir, id).unwrap(),
-            None => spec(),
+            None => spec,
         };
         run_paper(SpecSource::Loaded(Box::new(spec)), Box::new(feed), options)
     }
@@ -1119,6 +1375,298 @@ snapshot_every: 7
     }
 
     use crate::metadata::RunStatus;
+
+    /// The unit spec replaying `bars` written to a CSV file in `dir` at `speed: max`, and the
+    /// bars as the data files give them back.
+    fn replay_spec(dir: &Path, bars: &[Bar]) -> (ResolvedSpec, Vec<Bar>) {
+        let mut csv = String::from("ts,open,high,low,close,volume\n");
+        for b in bars {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{}\n",
+                rfc3339(b.ts),
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume
+            ));
+        }
+        let data = dir.join("abc.csv");
+        std::fs::write(&data, csv).unwrap();
+        let text = SPEC
+            .replace(
+                "feed: {type: scan_dir, path: scans}",
+                "feed: {type: replay, speed: max}",
+            )
+            .replace(
+                "instruments:",
+                &format!(
+                    "data: [{{symbol: ABC, path: {}}}]\ninstruments:",
+                    data.display()
+                ),
+            );
+        let path = dir.join("unit.yaml");
+        let spec = resolve(parse_spec(&text, &path).unwrap(), &path, text.clone()).unwrap();
+        let read = replay_bars(&spec)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(read.len(), bars.len());
+        (spec, read)
+    }
+
+    /// The records of `state/inputs.jsonl` by kind.
+    fn kinds(dir: &Path) -> std::collections::BTreeMap<String, usize> {
+        let mut kinds = std::collections::BTreeMap::new();
+        for line in std::fs::read_to_string(dir.join(INPUTS_FILE))
+            .unwrap()
+            .lines()
+        {
+            let v: Value = serde_json::from_str(line).unwrap();
+            *kinds
+                .entry(v["kind"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        kinds
+    }
+
+    /// Resumes run `id` with a replay of `all` and checks it ends as `expected` did.
+    fn resume_and_compare(data_dir: &Path, id: &str, all: &[Bar], expected: &RunOutcome) {
+        resume_and_compare_by(data_dir, id, all, expected, |row| row);
+    }
+
+    /// The same, comparing rows of fills.csv and orders.csv as `normalise` leaves them.
+    fn resume_and_compare_by(
+        data_dir: &Path,
+        id: &str,
+        all: &[Bar],
+        expected: &RunOutcome,
+        normalise: fn(String) -> String,
+    ) {
+        let resumed = run_spec_with(data_dir, spec(), ScriptFeed::replayed(all, 0, 32), Some(id))
+            .unwrap_or_else(|e| panic!("resume: {e}"));
+        assert_eq!(resumed.status, RunStatus::Completed);
+        let dir = &resumed.run_dir;
+        for name in ["fills.csv", "orders.csv"] {
+            let of = |dir: &Path| -> Vec<String> {
+                rows(dir, name).into_iter().map(normalise).collect()
+            };
+            assert_eq!(of(dir), of(&expected.run_dir), "{name}");
+        }
+        assert_eq!(resumed.metrics.bars, all.len() as u64);
+        let text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let l: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(l["seq"], i as u64 + 1);
+        }
+        let report = crate::verify_run(dir).unwrap();
+        assert!(report.ok(), "{:?}", report.failures().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_replay_run_records_positions_and_resumed_from_any_kill_point_ends_as_the_whole_run() {
+        let work = tempfile::tempdir().unwrap();
+        let (spec_of, all) = replay_spec(work.path(), &bars(200));
+        let whole = tempfile::tempdir().unwrap();
+        let expected = run_spec_with(
+            whole.path(),
+            spec_of.clone(),
+            ScriptFeed::replayed(&all, 0, 32),
+            None,
+        )
+        .unwrap();
+        assert!(
+            rows(&expected.run_dir, "fills.csv").len() > 20,
+            "the strategy trades"
+        );
+        // One record per batch, no bar's values.
+        let recorded = kinds(&expected.run_dir);
+        assert_eq!(recorded.get("replay"), Some(&7), "{recorded:?}");
+        assert_eq!(recorded.get("bar"), None);
+        // The wall time of a batch's journal lines is the batch's.
+        let inputs = read_inputs(&expected.run_dir.join(INPUTS_FILE)).unwrap();
+        let Some(Input::Replay { wall, count, .. }) = inputs.get(1) else {
+            panic!("{inputs:?}")
+        };
+        assert_eq!(*count, 32);
+        let stamp = wall_text(UnixNanos(*wall));
+        let text = std::fs::read_to_string(expected.run_dir.join("journal.jsonl")).unwrap();
+        assert!(
+            text.contains(&stamp),
+            "a line of the second batch has its wall time"
+        );
+
+        for (journal_kept, unprocessed_input) in
+            [(0.0, false), (0.37, true), (0.81, false), (1.0, true)]
+        {
+            let data = tempfile::tempdir().unwrap();
+            let mut feed = ScriptFeed::replayed(&all[..120], 0, 32);
+            feed.script.push_back(Err(FeedError {
+                feed: "script",
+                message: "connection lost".to_string(),
+            }));
+            let Err(ExecuteError::Failed(failed)) =
+                run_spec_with(data.path(), spec_of.clone(), feed, None)
+            else {
+                panic!("the feed's error fails the run");
+            };
+            let dir = failed.run_dir.clone();
+            let journal = std::fs::read(dir.join("journal.jsonl")).unwrap();
+            let cut = (journal.len() as f64 * journal_kept) as usize;
+            std::fs::write(dir.join("journal.jsonl"), &journal[..cut]).unwrap();
+            let inputs_path = dir.join(INPUTS_FILE);
+            let mut inputs = std::fs::read_to_string(&inputs_path).unwrap();
+            if unprocessed_input {
+                // Recorded, then killed before processing it: the resumed run processes it.
+                let batch = &all[120..125];
+                let next = Input::Replay {
+                    n: 121,
+                    wall: 1,
+                    from: 120,
+                    count: 5,
+                    last_ts: batch[4].ts.0,
+                    digest: bars_digest(batch),
+                };
+                inputs.push_str(&serde_json::to_string(&next).unwrap());
+                inputs.push('\n');
+            }
+            inputs.push_str("{\"kind\":\"replay\",\"n\":99");
+            std::fs::write(&inputs_path, inputs).unwrap();
+            resume_and_compare(data.path(), &failed.run_id, &all, &expected);
+        }
+    }
+
+    #[test]
+    fn a_replay_run_recorded_bar_by_bar_resumes_and_goes_on_with_positions() {
+        let work = tempfile::tempdir().unwrap();
+        let (spec_of, all) = replay_spec(work.path(), &bars(200));
+        let whole = tempfile::tempdir().unwrap();
+        let expected = run_spec_with(
+            whole.path(),
+            spec_of.clone(),
+            ScriptFeed::replayed(&all, 0, 50),
+            None,
+        )
+        .unwrap();
+        let lost = || {
+            Err(FeedError {
+                feed: "script",
+                message: "connection lost".to_string(),
+            })
+        };
+        // Recorded as before positions were: one `bar` record with its values per bar.
+        let data = tempfile::tempdir().unwrap();
+        let mut feed = ScriptFeed::bars(&all[..70]);
+        feed.script.push_back(lost());
+        let Err(ExecuteError::Failed(failed)) =
+            run_spec_with(data.path(), spec_of.clone(), feed, None)
+        else {
+            panic!("the feed's error fails the run");
+        };
+        assert_eq!(kinds(&failed.run_dir).get("bar"), Some(&70));
+        // Resumed with positions, failed again: the log holds both kinds.
+        let mut feed = ScriptFeed::replayed(&all[..150], 0, 16);
+        feed.script.push_back(lost());
+        let Err(ExecuteError::Failed(_)) =
+            run_spec_with(data.path(), spec(), feed, Some(&failed.run_id))
+        else {
+            panic!("the feed's error fails the resumed run");
+        };
+        let recorded = kinds(&failed.run_dir);
+        assert_eq!(recorded.get("bar"), Some(&70));
+        assert!(
+            recorded.get("replay").is_some_and(|&n| n >= 5),
+            "{recorded:?}"
+        );
+        resume_and_compare(data.path(), &failed.run_id, &all, &expected);
+    }
+
+    #[test]
+    fn a_kill_switch_engaged_mid_replay_is_answered_at_the_same_questions_on_resume() {
+        let work = tempfile::tempdir().unwrap();
+        let (spec_of, all) = replay_spec(work.path(), &bars(200));
+        // 25 batches of 8; the global kill switch is engaged after the 10th.
+        let whole = tempfile::tempdir().unwrap();
+        let mut feed = ScriptFeed::replayed(&all, 0, 8);
+        feed.engage_at = Some((15, KillSwitch::open(whole.path()).unwrap()));
+        let expected = run_spec_with(whole.path(), spec_of.clone(), feed, None).unwrap();
+        let text = std::fs::read_to_string(expected.run_dir.join("journal.jsonl")).unwrap();
+        assert!(
+            text.contains("kill_switch_engaged"),
+            "engaged while bars flowed"
+        );
+        assert!(
+            text.contains("risk.kill_switch"),
+            "and later orders refused"
+        );
+
+        let data = tempfile::tempdir().unwrap();
+        let mut feed = ScriptFeed::replayed(&all[..120], 0, 8);
+        feed.script.push_back(Err(FeedError {
+            feed: "script",
+            message: "connection lost".to_string(),
+        }));
+        feed.engage_at = Some((6, KillSwitch::open(data.path()).unwrap()));
+        let Err(ExecuteError::Failed(failed)) = run_spec_with(data.path(), spec_of, feed, None)
+        else {
+            panic!("the feed's error fails the run");
+        };
+        let inputs = read_inputs(&failed.run_dir.join(INPUTS_FILE)).unwrap();
+        assert!(inputs.iter().any(|i| matches!(
+            i,
+            Input::Gate {
+                engaged: Some(_),
+                ..
+            }
+        )));
+        // The replay asks every question; the live run answered most without asking. The two
+        // runs' engagements differ only in their wall time, named in the rejections' reason.
+        resume_and_compare_by(
+            data.path(),
+            &failed.run_id,
+            &all,
+            &expected,
+            |row| match row.find(" at 20") {
+                Some(at) => row[..at].to_string(),
+                None => row,
+            },
+        );
+    }
+
+    #[test]
+    fn a_replay_run_whose_data_changed_is_not_resumed() {
+        let work = tempfile::tempdir().unwrap();
+        let original = bars(100);
+        let (spec_of, all) = replay_spec(work.path(), &original);
+        let data = tempfile::tempdir().unwrap();
+        let mut feed = ScriptFeed::replayed(&all[..60], 0, 20);
+        feed.script.push_back(Err(FeedError {
+            feed: "script",
+            message: "connection lost".to_string(),
+        }));
+        let Err(ExecuteError::Failed(failed)) = run_spec_with(data.path(), spec_of, feed, None)
+        else {
+            panic!("the feed's error fails the run");
+        };
+        // One price of a bar the run processed is edited.
+        let mut edited = original.clone();
+        let up = Price::from_raw(edited[30].close.raw() + 1_000_000_000, 2);
+        (edited[30].high, edited[30].close) = (up, up);
+        replay_spec(work.path(), &edited);
+        let Err(e) = run_spec_with(
+            data.path(),
+            spec(),
+            ScriptFeed::replayed(&edited, 0, 20),
+            Some(&failed.run_id),
+        ) else {
+            panic!("resumed over changed data");
+        };
+        let message = e.to_string();
+        assert!(
+            message.contains("bars 20 to 39 of the data files are not those"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn wall_text_is_formatted_as_chrono_does() {
