@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, env = "TRADELOOM_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
     /// Also run the models as a workflow of one `simulate` node per model over the API: on
-    /// `serve` alone on PostgreSQL, then on a cluster of `serve --roles api`, one `coordinator`
+    /// `serve` alone on SQLite (as `tradeloom up` runs) and on PostgreSQL, then on a cluster of `serve --roles api`, one `coordinator`
     /// and this many `worker`s on PostgreSQL and Redis (repeatable: `--cluster-workers 1
     /// --cluster-workers 2 --cluster-workers 4`). Needs --postgres-url and --redis-url.
     #[arg(long = "cluster-workers")]
@@ -130,7 +130,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             "end_date": last.to_string(), "max_steps": 12,
         });
         let mut figures = Vec::new();
-        let mut setups = vec![Setup::ServePostgres];
+        // `serve` on its SQLite file is what `tradeloom up` runs.
+        let mut setups = vec![Setup::Embedded, Setup::ServePostgres];
         setups.extend(
             args.cluster_workers
                 .iter()
@@ -182,7 +183,7 @@ fn label(setup: Setup) -> String {
     match setup {
         Setup::Cluster(w) => format!("cluster 1c+{w}w"),
         Setup::ServePostgres => "serve PG".to_string(),
-        Setup::Embedded => "serve".to_string(),
+        Setup::Embedded => "up (SQLite)".to_string(),
     }
 }
 
