@@ -126,6 +126,17 @@ fn cluster(url: &str, prefix: &str) -> Result<Runners, String> {
 }
 
 pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
+    // The cluster is checked before the sweep's folder is made: a refusal leaves nothing.
+    let runners = match args.redis_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => match cluster(url, &args.redis_prefix) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        _ => Runners::Threads(args.jobs.unwrap_or_else(default_jobs).max(1)),
+    };
     let sweep = match (&args.resume, &args.spec, &args.grid) {
         (Some(id), _, _) => Sweep::open(data_dir, id),
         (None, Some(spec), Some(grid)) => create(data_dir, spec, grid, args),
@@ -139,16 +150,6 @@ pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(if e.is_input_error() { 2 } else { 1 }));
         }
-    };
-    let runners = match args.redis_url.as_deref().map(str::trim) {
-        Some(url) if !url.is_empty() => match cluster(url, &args.redis_prefix) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        },
-        _ => Runners::Threads(args.jobs.unwrap_or_else(default_jobs).max(1)),
     };
     let on = match &runners {
         Runners::Threads(jobs) => format!("on {jobs} threads"),

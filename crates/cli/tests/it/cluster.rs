@@ -739,6 +739,13 @@ async fn redis_sweep_runs_on_the_workers_of_the_cluster() {
         "{}",
         crate::stderr(&out)
     );
+    // Refused before anything was written: only the local sweep's folder is there.
+    assert_eq!(
+        std::fs::read_dir(data.path().join("sweeps"))
+            .unwrap()
+            .count(),
+        1
+    );
     let r = client
         .post(format!("{}/sweeps", api.url))
         .json(&json!({"spec": "specs/goog.yaml", "grid": GRID}))
