@@ -59,7 +59,7 @@ pub struct SweepArgs {
     #[arg(long, env = "TRADELOOM_REDIS_URL", conflicts_with = "jobs")]
     redis_url: Option<String>,
     /// The key prefix of the cluster's keys in Redis.
-    #[arg(long, env = "TRADELOOM_REDIS_PREFIX", default_value = "tradeloom:")]
+    #[arg(long, env = "TRADELOOM_REDIS_PREFIX", default_value = crate::serve::DEFAULT_REDIS_PREFIX)]
     redis_prefix: String,
 }
 
@@ -73,16 +73,11 @@ enum Runners {
     },
 }
 
-/// The cluster's queue, once it is checked that some worker takes the `sweep` pool.
+/// The cluster's queue (`url` and `prefix` checked by [`crate::serve::redis_settings`]), once
+/// it is checked that some worker takes the `sweep` pool.
 fn cluster(url: &str, prefix: &str) -> Result<Runners, String> {
     use tradeloom_queue::cluster::Registry;
     let shown = tradeloom_core::redact_userinfo(url).to_string();
-    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
-    {
-        return Err(format!(
-            "--redis-url {shown}: a Redis URL starts with redis:// (e.g. redis://127.0.0.1:6379)"
-        ));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -127,15 +122,16 @@ fn cluster(url: &str, prefix: &str) -> Result<Runners, String> {
 
 pub fn run(data_dir: &Path, args: &SweepArgs) -> Result<ExitCode> {
     // The cluster is checked before the sweep's folder is made: a refusal leaves nothing.
-    let runners = match args.redis_url.as_deref().map(str::trim) {
-        Some(url) if !url.is_empty() => match cluster(url, &args.redis_prefix) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        },
-        _ => Runners::Threads(args.jobs.unwrap_or_else(default_jobs).max(1)),
+    let cluster = crate::serve::redis_settings(args.redis_url.as_deref(), &args.redis_prefix)
+        .map_err(|e| e.to_string())
+        .and_then(|redis| redis.map(|r| cluster(&r.url, &r.prefix)).transpose());
+    let runners = match cluster {
+        Ok(Some(runners)) => runners,
+        Ok(None) => Runners::Threads(args.jobs.unwrap_or_else(default_jobs).max(1)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
     };
     let sweep = match (&args.resume, &args.spec, &args.grid) {
         (Some(id), _, _) => Sweep::open(data_dir, id),
