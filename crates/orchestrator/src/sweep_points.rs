@@ -20,7 +20,7 @@ use tracing::Instrument;
 use tradeloom_queue::{Delivery, NewTask, Queue};
 use tradeloom_runs::sweep::{PointJob, PointOutcome, PointRunner, SweepError};
 
-use crate::worker::{InFlight, VISIBILITY, consume};
+use crate::worker::{InFlight, VISIBILITY, consume, post_then_ack};
 
 /// The pool of sweep runs.
 pub const SWEEP_POOL: &str = "sweep";
@@ -212,23 +212,5 @@ async fn run_sweep_task(
         key: task.job.key,
         outcome,
     };
-    let posted = match serde_json::to_value(&reply) {
-        Ok(payload) => queue
-            .enqueue(NewTask::new(task.reply_to, payload))
-            .await
-            .map(|_| ()),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode a sweep outcome");
-            Ok(())
-        }
-    };
-    match posted {
-        Ok(()) => {
-            let _ = queue.ack(&d.lease).await;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot post a sweep outcome; the run goes again");
-            let _ = queue.nack(&d.lease, Some(Duration::from_secs(1))).await;
-        }
-    }
+    post_then_ack(queue, &d.lease, &task.reply_to, &reply, "sweep outcome").await;
 }

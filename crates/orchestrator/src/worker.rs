@@ -243,25 +243,40 @@ async fn handle_parsed_task(env: &Arc<WorkerEnv>, task: NodeTask, delivery: Deli
         run_id: task.run_id.clone(),
         signal,
     };
-    let posted = match serde_json::to_value(&envelope) {
-        Ok(payload) => queue
-            .enqueue(NewTask::new(SIGNAL_POOL, payload))
-            .await
-            .map(|_| ()),
+    post_then_ack(
+        &queue,
+        &delivery.lease,
+        SIGNAL_POOL,
+        &envelope,
+        "completion signal",
+    )
+    .await;
+}
+
+/// Posts `message` to `pool`, then acknowledges `lease`; if the post fails the delivery goes
+/// back to the queue (in a second) to be handled again. A message that cannot be encoded is
+/// logged and the delivery acknowledged (handling it again would fail the same way).
+pub(crate) async fn post_then_ack(
+    queue: &Arc<dyn Queue>,
+    lease: &Lease,
+    pool: &str,
+    message: &impl Serialize,
+    what: &str,
+) {
+    let posted = match serde_json::to_value(message) {
+        Ok(payload) => queue.enqueue(NewTask::new(pool, payload)).await.map(|_| ()),
         Err(e) => {
-            tracing::error!(error = %e, "cannot encode a completion signal");
+            tracing::error!(error = %e, "cannot encode a {what}");
             Ok(())
         }
     };
     match posted {
         Ok(()) => {
-            let _ = queue.ack(&delivery.lease).await;
+            let _ = queue.ack(lease).await;
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot post a completion signal; the task runs again");
-            let _ = queue
-                .nack(&delivery.lease, Some(Duration::from_secs(1)))
-                .await;
+            tracing::error!(error = %e, "cannot post a {what}; the task runs again");
+            let _ = queue.nack(lease, Some(Duration::from_secs(1))).await;
         }
     }
 }
