@@ -536,11 +536,6 @@ impl Sweep {
         }
     }
 
-    /// The spec of one task (checked before any run is handed out).
-    fn spec_of(&self, task: Task) -> Result<ResolvedSpec, SweepError> {
-        self.job_of(task).spec_with(&self.base)
-    }
-
     fn slot(&mut self, task: Task) -> &mut PointRun {
         match task {
             Task::Point(i) => &mut self.state.points[i],
@@ -562,10 +557,12 @@ impl Sweep {
         let mut jobs = Vec::with_capacity(tasks.len());
         let mut by_key = HashMap::with_capacity(tasks.len());
         for task in tasks {
-            match self.spec_of(task) {
+            // Every spec is checked before any run is handed out.
+            let job = self.job_of(task);
+            match job.spec_with(&self.base) {
                 Ok(_) => {
-                    by_key.insert(task.key(), task);
-                    jobs.push(self.job_of(task));
+                    by_key.insert(job.key.clone(), task);
+                    jobs.push(job);
                 }
                 Err(e) => {
                     let slot = self.slot(task);
