@@ -1376,6 +1376,24 @@ snapshot_every: 7
 
     use crate::metadata::RunStatus;
 
+    /// 200 bars replayed in batches of `batch` without interruption (the run folder under
+    /// `whole`): the spec (its data file in `work`), the bars, and the run.
+    fn replayed_whole(
+        work: &Path,
+        whole: &Path,
+        batch: usize,
+    ) -> (ResolvedSpec, Vec<Bar>, RunOutcome) {
+        let (spec_of, all) = replay_spec(work, &bars(200));
+        let expected = run_spec_with(
+            whole,
+            spec_of.clone(),
+            ScriptFeed::replayed(&all, 0, batch),
+            None,
+        )
+        .unwrap();
+        (spec_of, all, expected)
+    }
+
     /// The unit spec replaying `bars` written to a CSV file in `dir` at `speed: max`, and the
     /// bars as the data files give them back.
     fn replay_spec(dir: &Path, bars: &[Bar]) -> (ResolvedSpec, Vec<Bar>) {
@@ -1465,16 +1483,8 @@ snapshot_every: 7
 
     #[test]
     fn a_replay_run_records_positions_and_resumed_from_any_kill_point_ends_as_the_whole_run() {
-        let work = tempfile::tempdir().unwrap();
-        let (spec_of, all) = replay_spec(work.path(), &bars(200));
-        let whole = tempfile::tempdir().unwrap();
-        let expected = run_spec_with(
-            whole.path(),
-            spec_of.clone(),
-            ScriptFeed::replayed(&all, 0, 32),
-            None,
-        )
-        .unwrap();
+        let (work, whole) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (spec_of, all, expected) = replayed_whole(work.path(), whole.path(), 32);
         assert!(
             rows(&expected.run_dir, "fills.csv").len() > 20,
             "the strategy trades"
@@ -1538,16 +1548,8 @@ snapshot_every: 7
 
     #[test]
     fn a_replay_run_recorded_bar_by_bar_resumes_and_goes_on_with_positions() {
-        let work = tempfile::tempdir().unwrap();
-        let (spec_of, all) = replay_spec(work.path(), &bars(200));
-        let whole = tempfile::tempdir().unwrap();
-        let expected = run_spec_with(
-            whole.path(),
-            spec_of.clone(),
-            ScriptFeed::replayed(&all, 0, 50),
-            None,
-        )
-        .unwrap();
+        let (work, whole) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (spec_of, all, expected) = replayed_whole(work.path(), whole.path(), 50);
         let lost = || {
             Err(FeedError {
                 feed: "script",
