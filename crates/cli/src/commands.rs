@@ -208,12 +208,50 @@ pub fn runs_show(data_dir: &Path, id: &str, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn report(data_dir: &Path, id: &str) -> Result<ExitCode> {
+pub fn report(data_dir: &Path, id: &str, open: bool) -> Result<ExitCode> {
     let dir = find_run(data_dir, id)?;
     let path = tradeloom_runs::rerender_report(&dir)
         .with_context(|| format!("re-rendering the report of {}", dir.display()))?;
+    let html = dir.join(tradeloom_runs::report::REPORT_HTML);
     println!("{}", path.display());
+    println!("{}", html.display());
+    if open {
+        open_in_browser(&html)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens `file` with `$BROWSER` (a command; `%s` in it is replaced by the file, else the file
+/// is its last argument), else the desktop's opener (`xdg-open`, or `open` on macOS). Returns
+/// once the opener has been started, failing when none could be.
+fn open_in_browser(file: &Path) -> Result<()> {
+    let target = file.display().to_string();
+    let (program, args): (String, Vec<String>) = match std::env::var("BROWSER") {
+        Ok(browser) if !browser.trim().is_empty() => {
+            let mut words: Vec<String> = browser.split_whitespace().map(str::to_string).collect();
+            let program = words.remove(0);
+            if words.iter().any(|w| w.contains("%s")) {
+                let words = words.iter().map(|w| w.replace("%s", &target)).collect();
+                (program, words)
+            } else {
+                words.push(target.clone());
+                (program, words)
+            }
+        }
+        _ if cfg!(target_os = "macos") => ("open".to_string(), vec![target.clone()]),
+        _ => ("xdg-open".to_string(), vec![target.clone()]),
+    };
+    std::process::Command::new(&program)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open report.html with `{program}`: {e}; open the file printed above, or \
+                 set $BROWSER to a browser command"
+            )
+        })
 }
 
 pub fn verify(data_dir: &Path, id: &str, json: bool) -> Result<ExitCode> {

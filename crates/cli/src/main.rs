@@ -117,10 +117,14 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
-    /// Re-render report.md and equity.svg of a run from its files.
+    /// Re-render report.md, equity.svg and report.html of a run from its files; prints their
+    /// paths.
     Report {
         /// Run id, a unique prefix of one, or `latest`.
         id: String,
+        /// Then open report.html in a browser ($BROWSER, else xdg-open / open).
+        #[arg(long)]
+        open: bool,
     },
     /// Recompute the books of a backtest run (from its journal's fills) or a simulation job
     /// (replaying its model-days) and compare them with every report and the store; writes
@@ -518,7 +522,7 @@ fn main() -> ExitCode {
             RunsCommand::List { json } => commands::runs_list(&data_dir, json),
             RunsCommand::Show { id, json } => commands::runs_show(&data_dir, &id, json),
         },
-        Command::Report { id } => commands::report(&data_dir, &id),
+        Command::Report { id, open } => commands::report(&data_dir, &id, open),
         Command::Verify { id, json } => commands::verify(&data_dir, &id, json),
         Command::Reconcile { id, json } => reconcile::run(&data_dir, db_url, &id, json),
         Command::Data { command } => match command {

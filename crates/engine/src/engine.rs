@@ -262,6 +262,7 @@ impl Engine {
         self.current_ts = Some(bar.ts);
         self.bars += 1;
         self.bar_counts[i] += 1;
+        sink.on_bar(bar);
         if !self.working.is_empty() {
             self.match_working(bar, sink)?;
         }

@@ -1,7 +1,7 @@
 //! [`Sink`]: where the engine reports. The run folder writer implements it; so do tests and
 //! benchmarks. Called synchronously, in event order.
 
-use tradeloom_core::{Event, Fill, Order, Price, Symbol, UnixNanos};
+use tradeloom_core::{Bar, Event, Fill, Order, Price, Symbol, UnixNanos};
 
 use crate::analysis::EquityPoint;
 use crate::trade::Trade;
@@ -23,6 +23,9 @@ pub struct OrderRecord<'a> {
 
 /// Receives everything the engine reports. Every method has an empty default.
 pub trait Sink {
+    /// A bar the engine accepted (in time order), before anything it triggers is reported.
+    #[inline]
+    fn on_bar(&mut self, _bar: &Bar) {}
     /// A journal event.
     fn on_event(&mut self, _event: &Event) {}
     /// An execution.

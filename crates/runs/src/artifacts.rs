@@ -16,10 +16,11 @@ use std::io::{self, Write};
 
 use tradeloom_core::fixed::{MONEY_PRECISION, write_raw};
 use tradeloom_core::time::write_rfc3339;
-use tradeloom_core::{Event, Fill, Money, OrderSide, Price, Quantity, Symbol, UnixNanos};
+use tradeloom_core::{Bar, Event, Fill, Money, OrderSide, Price, Quantity, Symbol, UnixNanos};
 use tradeloom_engine::sink::OrderRecord;
 use tradeloom_engine::{EquityPoint, Sink, Trade};
 
+use crate::chart::ChartSampler;
 use crate::equity::EquityWriter;
 use crate::hashing::ArtifactWriter;
 use crate::journal::Journal;
@@ -62,6 +63,8 @@ pub struct RunSink {
     equity: Option<EquityWriter<ArtifactWriter>>,
     error: Option<io::Error>,
     pub sampler: EquitySampler,
+    /// Candles and fill markers for `chart.json`.
+    pub chart: ChartSampler,
     pub trade_rows: TradeRows,
     /// `,<wall_ts>` of a paper run's CSV rows (`None`: a backtest's rows, without the column).
     wall_column: Option<Vec<u8>>,
@@ -75,6 +78,7 @@ pub struct SinkFiles {
     pub trades: ArtifactWriter,
     pub equity: ArtifactWriter,
     pub sampler: EquitySampler,
+    pub chart: ChartSampler,
     pub trade_rows: TradeRows,
     pub journal_lines: u64,
 }
@@ -116,6 +120,7 @@ impl RunSink {
             equity: Some(equity),
             error: None,
             sampler: EquitySampler::default(),
+            chart: ChartSampler::default(),
             trade_rows: TradeRows::default(),
             wall_column: wall_clock.then(|| b",".to_vec()),
         })
@@ -186,6 +191,7 @@ impl RunSink {
             trades: self.trades,
             equity,
             sampler: self.sampler,
+            chart: self.chart,
             trade_rows: self.trade_rows,
             journal_lines,
         })
@@ -238,12 +244,18 @@ pub fn trade_fields(t: &Trade) -> Vec<String> {
 }
 
 impl Sink for RunSink {
+    #[inline]
+    fn on_bar(&mut self, bar: &Bar) {
+        self.chart.push_bar(bar);
+    }
+
     fn on_event(&mut self, event: &Event) {
         let r = self.journal.append_event(event);
         self.keep("journal.jsonl", r);
     }
 
     fn on_fill(&mut self, fill: &Fill, symbol: Symbol) {
+        self.chart.push_fill(fill, symbol);
         let row = self.fills.buffer();
         row.extend_from_slice(itoa::Buffer::new().format(fill.id).as_bytes());
         row.push(b',');

@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod bench;
+pub mod chart;
 mod connectivity;
 pub mod equity;
 pub mod error;

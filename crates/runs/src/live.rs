@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tradeloom_core::{Event, Fill, Symbol};
+use tradeloom_core::{Bar, Event, Fill, Symbol};
 use tradeloom_engine::sink::OrderRecord;
 use tradeloom_engine::{EquityPoint, Sink, Trade};
 
@@ -268,6 +268,10 @@ impl<S> Drop for CountingSink<'_, S> {
 }
 
 impl<S: Sink> Sink for CountingSink<'_, S> {
+    #[inline]
+    fn on_bar(&mut self, bar: &Bar) {
+        self.inner.on_bar(bar);
+    }
     #[inline]
     fn on_event(&mut self, event: &Event) {
         match event {

@@ -500,3 +500,137 @@ mod tests {
         assert_eq!(parse_written_ts("garbage"), None);
     }
 }
+
+/// `report.html`'s file name in a run folder.
+pub const REPORT_HTML: &str = "report.html";
+
+/// TradingView lightweight-charts (Apache-2.0), vendored: see `assets/vendor/`.
+const CHART_LIBRARY: &str =
+    include_str!("../../../assets/vendor/lightweight-charts/lightweight-charts.standalone.production.js");
+const CHARTS_JS: &str = include_str!("../../../assets/common/charts.js");
+const REPORT_JS: &str = include_str!("../../../assets/report/report.js");
+const REPORT_CSS: &str = include_str!("../../../assets/report/report.css");
+
+/// Text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON to embed in a `<script type="application/json">`: `<` only occurs inside strings in
+/// JSON, where `\u003c` means the same, so no `</script>` can end the element early.
+fn script_json(json: &str) -> String {
+    json.trim_end().replace('<', "\\u003c")
+}
+
+/// Renders `report.html`: self-contained (the chart library, the data and the code inline; no
+/// network), with interactive price (candles and trade markers), equity and drawdown charts,
+/// every metric and the listed trades. `chart` is the run's `chart.json` text. The same inputs
+/// give the same bytes.
+pub fn render_html(
+    header: &ReportHeader,
+    metrics: &Value,
+    chart: &str,
+    sampler: &EquitySampler,
+    trades: &TradeRows,
+) -> String {
+    let c = html_escape(&header.currency);
+    let equity: Vec<Value> = sampler
+        .buckets
+        .iter()
+        .map(|b| serde_json::json!([b.ts, b.equity, b.drawdown]))
+        .collect();
+    let rows: Vec<&Vec<String>> = trades.head.iter().chain(trades.tail.iter()).collect();
+    let data = serde_json::json!({
+        "header": {
+            "name": header.name, "run_id": header.run_id, "status": header.status,
+            "strategy": header.strategy, "instruments": header.instruments,
+            "fill_model": header.fill_model, "costs": header.costs,
+            "currency": header.currency, "error": header.error,
+        },
+        "metrics": metrics,
+        "equity": equity,
+        "trades": {"total": trades.total, "rows": rows},
+    });
+    // chart.json goes in as it is (already JSON), beside the rest.
+    let data = serde_json::to_string(&data).unwrap_or_else(|_| "{}".to_string());
+    let data = format!(
+        "{},\"chart\":{}}}",
+        data.strip_suffix('}').unwrap_or("{"),
+        chart.trim_end()
+    );
+    let card = |label: &str, value: String| {
+        format!(
+            "<div><span>{}</span><b>{}</b></div>",
+            html_escape(label),
+            html_escape(&value)
+        )
+    };
+    let summary = [
+        card(
+            "Final equity",
+            format!("{} {}", metric(metrics, "final_equity"), header.currency),
+        ),
+        card("Total return", pct(metrics, "total_return_pct")),
+        card("Max drawdown", pct(metrics, "max_drawdown_pct")),
+        card("Sharpe", ratio(metrics, "sharpe")),
+        card("Trades", metric(metrics, "trades")),
+        card("Win rate", pct(metrics, "win_rate_pct")),
+    ]
+    .join("");
+    let error = header
+        .error
+        .as_ref()
+        .map(|e| format!("<p class=\"neg\">Error: {}</p>", html_escape(e)))
+        .unwrap_or_default();
+    let mut html = String::with_capacity(CHART_LIBRARY.len() + data.len() + 8192);
+    let _ = write!(
+        html,
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<title>{title} — tradeloom report</title>
+<style>{css}</style></head>
+<body><main>
+<h1>{title}</h1>
+<p class="sub">Run <code>{run_id}</code> · {status} · {strategy} · {instruments} · fill model {fill_model} · {costs} · {c}</p>
+{error}<div class="summary">{summary}</div>
+<h2>Price and trades</h2><div class="card"><div id="price" class="chart"></div><div id="price-note" class="note"></div></div>
+<h2>Equity</h2><div class="card"><div id="equity" class="chart"></div></div>
+<h2>Drawdown (%)</h2><div class="card"><div id="drawdown" class="chart"></div></div>
+<h2>Metrics</h2><div class="card"><table class="kv"><tbody id="metrics"></tbody></table></div>
+<h2>Trades</h2><div class="card"><div id="trades-note" class="note"></div><div class="scroll"><table><thead><tr id="trades-head"></tr></thead><tbody id="trades-body"></tbody></table></div></div>
+<p class="note">Written by tradeloom. Charts: TradingView Lightweight Charts™ (Apache-2.0), https://www.tradingview.com/</p>
+</main>
+<script type="application/json" id="tl-data">{data}</script>
+<script>{lib}</script>
+<script>{charts}</script>
+<script>{app}</script>
+</body></html>
+"#,
+        title = html_escape(&header.name),
+        css = REPORT_CSS,
+        run_id = html_escape(&header.run_id),
+        status = html_escape(&header.status),
+        strategy = html_escape(&header.strategy),
+        instruments = html_escape(&header.instruments),
+        fill_model = html_escape(&header.fill_model),
+        costs = html_escape(&header.costs),
+        data = script_json(&data),
+        lib = CHART_LIBRARY,
+        charts = CHARTS_JS,
+        app = REPORT_JS,
+    );
+    html
+}

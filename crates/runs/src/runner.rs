@@ -33,7 +33,8 @@ use crate::live::{CountingSink, LiveRun};
 use crate::metadata::{
     DataInfo, FileHash, Metadata, MetadataSync, RunStatus, RunSummary, SpecInfo,
 };
-use crate::report::{ReportHeader, render_markdown, render_svg};
+use crate::chart::CHART_FILE;
+use crate::report::{REPORT_HTML, ReportHeader, render_html, render_markdown, render_svg};
 use crate::spec::{ResolvedSpec, load_spec};
 
 /// How often (in bars) progress is reported.
@@ -479,7 +480,7 @@ impl StartedRun {
             }
         };
         let journal_events = files.journal_lines;
-        let (sampler, trade_rows, syncing) =
+        let (inputs, syncing) =
             match start_finish_files(files, &self.folder, &mut self.meta.artifacts) {
                 Ok(x) => x,
                 Err(e) => {
@@ -499,14 +500,7 @@ impl StartedRun {
             margin_call: summary.margin_call,
         });
         self.meta.status = RunStatus::Completed;
-        let outputs = write_outputs(
-            &self.folder,
-            spec,
-            &self.meta,
-            &metrics,
-            &sampler,
-            &trade_rows,
-        );
+        let outputs = write_outputs(&self.folder, spec, &self.meta, &metrics, &inputs);
         match outputs {
             Ok(hashes) => self.meta.artifacts.extend(hashes),
             Err(e) => {
@@ -726,15 +720,23 @@ fn drive(
     Ok((engine.finish(sink)?, hashes))
 }
 
+/// What the reports are drawn from besides the metrics: the sampled equity curve, the candles
+/// and fill markers, and the listed trades.
+pub(crate) struct ReportInputs {
+    pub(crate) sampler: crate::report::EquitySampler,
+    pub(crate) chart: crate::chart::ChartSampler,
+    pub(crate) trades: crate::report::TradeRows,
+}
+
 /// Flushes and hashes the sink's files and waits until they are on disk.
 pub(crate) fn finish_files(
     files: SinkFiles,
     folder: &RunFolder,
     artifacts: &mut BTreeMap<String, FileHash>,
-) -> Result<(crate::report::EquitySampler, crate::report::TradeRows), RunError> {
-    let (sampler, trade_rows, syncing) = start_finish_files(files, folder, artifacts)?;
+) -> Result<ReportInputs, RunError> {
+    let (inputs, syncing) = start_finish_files(files, folder, artifacts)?;
     syncing.wait()?;
-    Ok((sampler, trade_rows))
+    Ok(inputs)
 }
 
 /// Artifacts written and hashed whose syncs to disk are under way (all at once).
@@ -760,14 +762,7 @@ pub(crate) fn start_finish_files(
     files: SinkFiles,
     folder: &RunFolder,
     artifacts: &mut BTreeMap<String, FileHash>,
-) -> Result<
-    (
-        crate::report::EquitySampler,
-        crate::report::TradeRows,
-        Syncing,
-    ),
-    RunError,
-> {
+) -> Result<(ReportInputs, Syncing), RunError> {
     let mut syncing = Vec::with_capacity(5);
     for (name, writer) in [
         ("journal.jsonl", files.journal),
@@ -794,7 +789,12 @@ pub(crate) fn start_finish_files(
         );
         syncing.push((path, finishing));
     }
-    Ok((files.sampler, files.trade_rows, Syncing(syncing)))
+    let inputs = ReportInputs {
+        sampler: files.sampler,
+        chart: files.chart,
+        trades: files.trade_rows,
+    };
+    Ok((inputs, Syncing(syncing)))
 }
 
 /// The header of the report, from the spec and the metadata.
@@ -861,8 +861,7 @@ fn write_outputs(
     spec: &ResolvedSpec,
     meta: &Metadata,
     metrics: &Metrics,
-    sampler: &crate::report::EquitySampler,
-    trades: &crate::report::TradeRows,
+    inputs: &ReportInputs,
 ) -> Result<Vec<(String, FileHash)>, RunError> {
     let metrics_value = serde_json::to_value(metrics).map_err(|e| RunError::Corrupt {
         path: folder.file("metrics.json"),
@@ -881,13 +880,22 @@ fn write_outputs(
         costs_label(&spec.spec),
         spec.engine.initial_cash.currency().to_string(),
     );
-    let report = render_markdown(&header, &metrics_value, trades);
-    let svg = render_svg(sampler, &header.currency);
+    let report = render_markdown(&header, &metrics_value, &inputs.trades);
+    let svg = render_svg(&inputs.sampler, &header.currency);
+    let symbols: Vec<String> = spec
+        .instruments
+        .iter()
+        .map(|i| i.symbol.as_str().to_string())
+        .collect();
+    let chart = inputs.chart.to_json(&symbols);
+    let html = render_html(&header, &metrics_value, &chart, &inputs.sampler, &inputs.trades);
     let mut hashes = Vec::new();
     for (name, text) in [
         ("metrics.json", metrics_text),
         ("report.md", report),
         ("equity.svg", svg),
+        (CHART_FILE, chart),
+        (REPORT_HTML, html),
     ] {
         let path = folder.file(name);
         std::fs::write(&path, &text).map_err(|e| RunError::io(&path, e))?;
@@ -928,7 +936,21 @@ pub fn rerender_report(run_dir: &Path) -> Result<PathBuf, RunError> {
     );
     let report = render_markdown(&header, &metrics, &trades);
     let svg = render_svg(&sampler, &header.currency);
-    for (name, text) in [("report.md", report), ("equity.svg", svg)] {
+    // The candles come from the bars, which are not in the folder: the run's chart.json is
+    // reused (a folder written before it existed gets an empty one).
+    let chart_path = run_dir.join(CHART_FILE);
+    let chart = match std::fs::read_to_string(&chart_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::chart::empty_json(),
+        Err(e) => return Err(RunError::io(&chart_path, e)),
+    };
+    let html = render_html(&header, &metrics, &chart, &sampler, &trades);
+    for (name, text) in [
+        ("report.md", report),
+        ("equity.svg", svg),
+        (CHART_FILE, chart),
+        (REPORT_HTML, html),
+    ] {
         let path = run_dir.join(name);
         std::fs::write(&path, &text).map_err(|e| RunError::io(&path, e))?;
         meta.artifacts.insert(

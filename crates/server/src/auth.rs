@@ -138,13 +138,14 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
 }
 
 /// The role a request needs, or `None` for the public routes (`/health`, `/metrics`,
-/// `/openapi.json`, `/docs…`). Paths are compared as the router sees them (undecoded).
+/// `/openapi.json`, `/docs…`, the dashboard's `/` and `/ui/…`). Paths are compared as the router sees them (undecoded).
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if path == "/health"
         || path == "/metrics"
         || path == "/openapi.json"
         || path == "/docs"
         || path.starts_with("/docs/")
+        || crate::dashboard::is_dashboard_path(path)
     {
         return None;
     }

@@ -19,6 +19,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tradeloom_runs::equity::{EQUITY_FILE, EquityFile};
@@ -64,9 +65,12 @@ async fn find(state: &AppState, id: &str) -> Result<(PathBuf, Metadata), ApiErro
     let id = id.to_string();
     tokio::task::spawn_blocking(move || {
         let dir = tradeloom_runs::find_run(&data_dir, &id).map_err(|e| match e {
-            RunError::NotFound(m) => {
-                ApiError::not_found("run_not_found", m).with_details(json!({"run_id": id}))
-            }
+            // The store's message names the data dir's folder: not the API's to show.
+            RunError::NotFound(_) => ApiError::not_found(
+                "run_not_found",
+                format!("no run `{id}` (a full id, a unique prefix of one, or `latest`)"),
+            )
+            .with_details(json!({"run_id": id})),
             other => folder_error(other),
         })?;
         let meta = Metadata::read(&dir).map_err(folder_error)?;
@@ -722,4 +726,155 @@ pub async fn stop(
     let (_, meta) = find(&state, &id).await?;
     let (status, stopped) = launcher::stop(&state, &meta).await?;
     Ok((status, Json(stopped)))
+}
+
+/// A finished run's `chart.json`: each instrument's price as at most 2,048 candles
+/// (`[time_s, open, high, low, close]`, exact decimals), and its fills as trade markers
+/// (`[time_s, symbol, side, quantity, price]`, at most 5,000; `fills_total` counts them all).
+#[utoipa::path(
+    get, path = "/runs/{id}/chart", tag = "runs", operation_id = "get_engine_run_chart",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "`{format, instruments: [{symbol, bars_per_candle, candles}], fills_total, fills}`", body = Object),
+        (status = 404, description = "No such run, or a run folder without chart.json (written before it existed, or failed)", body = ErrorBody),
+        (status = 409, description = "The run is still running: chart.json is written when it stops", body = ErrorBody),
+    )
+)]
+pub async fn chart(
+    State(state): State<AppState>,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let UrlPath(id) = id?;
+    let (dir, meta) = find(&state, &id).await?;
+    if meta.status == RunStatus::Running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_in_progress",
+            format!(
+                "run `{}` is still running: its chart.json is written when it stops",
+                meta.run_id
+            ),
+        )
+        .with_details(json!({"run_id": meta.run_id, "status": "running"})));
+    }
+    let file = tradeloom_runs::chart::CHART_FILE;
+    match tokio::fs::read(dir.join(file)).await {
+        Ok(bytes) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(
+            "artifact_not_found",
+            format!("run `{}` has no {file}", meta.run_id),
+        )
+        .with_details(json!({"run_id": meta.run_id, "artifact": file}))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "run_folder_unreadable",
+            format!("{file}: {e}"),
+        )),
+    }
+}
+
+/// A page of a run's journal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JournalPage {
+    pub run_id: String,
+    /// The journal's lines, each a JSON object as written.
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<Value>,
+    /// Lines in the journal (so far, for a running run).
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+    pub next_offset: Option<u64>,
+    /// `false` while the run is running (the journal still grows).
+    pub complete: bool,
+}
+
+/// A page of a run's `journal.jsonl` (every engine event and the run's own lifecycle entries,
+/// in order).
+#[utoipa::path(
+    get, path = "/runs/{id}/journal", tag = "runs", operation_id = "get_engine_run_journal",
+    params(("id" = String, Path, description = "The run's id"), RowsQuery),
+    responses(
+        (status = 200, description = "One page of journal entries, in journal order", body = JournalPage),
+        (status = 400, description = "A bad `limit` or `offset`", body = ErrorBody),
+        (status = 404, description = "No such run, or no journal.jsonl", body = ErrorBody),
+    )
+)]
+pub async fn journal(
+    State(state): State<AppState>,
+    id: Result<UrlPath<String>, PathRejection>,
+    query: Result<Query<RowsQuery>, QueryRejection>,
+) -> Result<Json<JournalPage>, ApiError> {
+    let UrlPath(id) = id?;
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=MAX_ROWS).contains(&limit) {
+        return Err(bad_query(
+            "limit",
+            format!("limit: {limit} is not between 1 and {MAX_ROWS}"),
+        ));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let (dir, meta) = find(&state, &id).await?;
+    let complete = meta.status != RunStatus::Running;
+    let path = dir.join("journal.jsonl");
+    let run_id = meta.run_id.clone();
+    let page = tokio::task::spawn_blocking(move || -> Result<(Vec<Value>, u64), ApiError> {
+        use std::io::BufRead;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ApiError::not_found(
+                    "artifact_not_found",
+                    format!("run `{run_id}` has no journal.jsonl"),
+                )
+                .with_details(json!({"run_id": run_id, "artifact": "journal.jsonl"})));
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "run_folder_unreadable",
+                    format!("journal.jsonl: {e}"),
+                ));
+            }
+        };
+        let mut entries = Vec::new();
+        let mut total = 0u64;
+        for line in std::io::BufReader::new(file).split(b'\n') {
+            let Ok(line) = line else { break };
+            // A growing journal's last line may be partial: it does not parse and is left out.
+            let in_page = total >= offset && (entries.len() as u64) < limit;
+            if in_page {
+                match serde_json::from_slice::<Value>(&line) {
+                    Ok(v) => entries.push(v),
+                    Err(_) => continue,
+                }
+            }
+            total += 1;
+        }
+        Ok((entries, total))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("journal task: {e}"),
+        )
+    })??;
+    let (entries, total) = page;
+    let next = offset.saturating_add(entries.len() as u64);
+    Ok(Json(JournalPage {
+        run_id: meta.run_id,
+        entries,
+        total,
+        limit,
+        offset,
+        next_offset: (next < total).then_some(next),
+        complete,
+    }))
 }

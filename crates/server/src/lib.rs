@@ -10,6 +10,7 @@
 mod auth;
 pub mod bench;
 mod browser;
+pub mod dashboard;
 pub mod cluster;
 mod engine_runs;
 mod error;
@@ -23,6 +24,7 @@ pub mod logging;
 mod meta_health;
 mod metrics;
 mod openapi;
+mod ops_views;
 mod rate_limit;
 mod read_cache;
 mod request_trace;
@@ -239,6 +241,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(engine_runs::orders))
         .routes(routes!(engine_runs::trades))
         .routes(routes!(engine_runs::stop))
+        .routes(routes!(engine_runs::chart))
+        .routes(routes!(engine_runs::journal))
+        .routes(routes!(ops_views::me))
+        .routes(routes!(ops_views::jobs))
+        .routes(routes!(ops_views::health_history))
+        .routes(routes!(ops_views::drills))
+        .routes(routes!(ops_views::reconciliations))
         .routes(routes!(sweeps::start))
         .routes(routes!(sweeps::get_one))
         .routes(routes!(cluster::cluster))
@@ -275,6 +284,8 @@ pub fn app(state: AppState) -> Router {
     let (routes, doc) = api_routes().split_for_parts();
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::complete(doc)))
+        // The dashboard's static files (not API routes: not in /openapi.json).
+        .merge(dashboard::routes())
         .fallback(not_found)
         // Inside the guard and the metrics: rewrites the router's own non-JSON errors (405,
         // extractor rejections) into the JSON error shape.

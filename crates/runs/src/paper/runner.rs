@@ -525,6 +525,11 @@ impl PaperSink<'_> {
 }
 
 impl Sink for PaperSink<'_> {
+    #[inline]
+    fn on_bar(&mut self, bar: &Bar) {
+        self.sink.on_bar(bar);
+    }
+
     fn on_event(&mut self, event: &Event) {
         if self.first_accept.is_none() && matches!(event, Event::OrderAccepted { .. }) {
             self.first_accept = Some(Instant::now());

@@ -1,0 +1,122 @@
+//! The web dashboard: `GET /` and `GET /ui/<file>`, static files embedded in the binary (no
+//! CDN, no Node at build time; sources in `assets/dashboard/`, shared charts in
+//! `assets/common/`, TradingView lightweight-charts vendored in `assets/vendor/`).
+//!
+//! The files are public (they hold no data): the page asks for an API key once, keeps it in the
+//! browser's `sessionStorage`, and sends it as `Authorization: Bearer` on every API call (and
+//! `?api_key=` on `/ws`), so the dashboard sees and does exactly what the key's role allows.
+//! Every answer carries a strict Content-Security-Policy (scripts and connections to this
+//! origin only; inline styles allowed, which the chart library sets) and `X-Frame-Options: DENY`.
+
+use axum::Router;
+use axum::extract::Path as UrlPath;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../../assets/dashboard/index.html"),
+    },
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../assets/dashboard/app.js"),
+    },
+    Asset {
+        name: "style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../../assets/dashboard/style.css"),
+    },
+    Asset {
+        name: "charts.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../assets/common/charts.js"),
+    },
+    Asset {
+        name: "lightweight-charts.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!(
+            "../../../assets/vendor/lightweight-charts/lightweight-charts.standalone.production.js"
+        ),
+    },
+];
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Whether `path` is one of the dashboard's (public) paths.
+pub fn is_dashboard_path(path: &str) -> bool {
+    path == "/" || path.starts_with("/ui/")
+}
+
+/// The dashboard's routes (merged beside the API's).
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(index))
+        .route("/ui/{file}", get(file))
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    serve(&ASSETS[0], &headers)
+}
+
+async fn file(UrlPath(name): UrlPath<String>, headers: HeaderMap) -> Response {
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(asset) => serve(asset, &headers),
+        None => ApiError::not_found(
+            "asset_not_found",
+            "no such dashboard file; the dashboard is at /",
+        )
+        .into_response(),
+    }
+}
+
+fn etag(asset: &Asset) -> String {
+    let digest = Sha256::digest(asset.body);
+    format!("\"{}\"", hex::encode(&digest[..12]))
+}
+
+fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
+    let tag = etag(asset);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    // Revalidated on every load (cheap with the ETag), so an upgraded binary serves its own.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
