@@ -2,7 +2,7 @@
 
 use crate::{repo, run_json, stderr, stdout, tradeloom};
 
-const ARTIFACTS: [&str; 10] = [
+const ARTIFACTS: [&str; 12] = [
     "run_spec.yaml",
     "metadata.json",
     "journal.jsonl",
@@ -13,6 +13,8 @@ const ARTIFACTS: [&str; 10] = [
     "equity.parquet",
     "report.md",
     "equity.svg",
+    "chart.json",
+    "report.html",
 ];
 
 #[test]
@@ -151,13 +153,88 @@ fn report_rerenders_identical_bytes() {
     let (json, dir) = run_json(data.path(), &spec);
     let before_md = std::fs::read(dir.join("report.md")).unwrap();
     let before_svg = std::fs::read(dir.join("equity.svg")).unwrap();
+    let before_html = std::fs::read(dir.join("report.html")).unwrap();
     std::fs::remove_file(dir.join("report.md")).unwrap();
+    std::fs::remove_file(dir.join("report.html")).unwrap();
     let out = tradeloom(data.path(), &["report", json["run_id"].as_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(dir.join("report.md")).unwrap(), before_md);
     assert_eq!(std::fs::read(dir.join("equity.svg")).unwrap(), before_svg);
+    assert_eq!(std::fs::read(dir.join("report.html")).unwrap(), before_html);
+    assert!(stdout(&out).contains("report.html"), "{}", stdout(&out));
     let verify = tradeloom(data.path(), &["verify", "latest"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
+}
+
+/// report.html is one self-contained file: the chart library, the code and the run's data
+/// inline, nothing fetched (its policy forbids it), and text from the spec cannot break out of
+/// the page.
+#[test]
+fn report_html_is_self_contained_and_escapes_the_runs_text() {
+    let data = tempfile::tempdir().unwrap();
+    let spec_text = std::fs::read_to_string(repo().join("examples/specs/goog_sma_cross.yaml"))
+        .unwrap()
+        .replace("name: goog-sma-cross", "name: \"</script><script>alert(1)</script>\"")
+        .replace("../data/goog_1d.csv", &repo().join("examples/data/goog_1d.csv").display().to_string());
+    let spec = data.path().join("spec.yaml");
+    std::fs::write(&spec, spec_text).unwrap();
+    let (_, dir) = run_json(data.path(), &spec);
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("default-src 'none'"), "a policy forbidding the network");
+    for remote in ["src=\"http", "href=\"http", "src='http", "<link", "import("] {
+        assert!(!html.contains(remote), "report.html loads `{remote}`");
+    }
+    assert!(html.contains("TradingView Lightweight Charts"), "the library is inline");
+    assert_eq!(html.matches("<script").count(), 4, "data, library, charts, report");
+    assert!(!html.contains("<script>alert(1)"), "the name is escaped");
+    assert!(html.contains("&lt;/script&gt;&lt;script&gt;alert(1)"));
+    // The inline data is the run's: every metric and the chart's candles and fills.
+    let start = html.find("<script type=\"application/json\" id=\"tl-data\">").unwrap();
+    let rest = &html[start..];
+    let json_text = &rest[rest.find('>').unwrap() + 1..rest.find("</script>").unwrap()];
+    let data_json: serde_json::Value = serde_json::from_str(json_text).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(data_json["metrics"], metrics);
+    assert_eq!(data_json["header"]["name"], "</script><script>alert(1)</script>");
+    assert_eq!(data_json["chart"]["instruments"][0]["candles"].as_array().unwrap().len(), 2148);
+    assert_eq!(data_json["chart"]["fills_total"], metrics["fills"]);
+    assert_eq!(data_json["trades"]["total"], metrics["trades"].as_u64().unwrap() + 1);
+}
+
+/// `report --open` hands report.html to `$BROWSER` (here a script that records its argument).
+#[test]
+fn report_open_hands_the_html_to_the_browser_command() {
+    let data = tempfile::tempdir().unwrap();
+    let (json, dir) = run_json(data.path(), &repo().join("examples/specs/goog_sma_cross.yaml"));
+    let record = data.path().join("opened.txt");
+    let script = data.path().join("browser.sh");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$1\" > {}\n", record.display())).unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tradeloom"))
+        .args(["report", json["run_id"].as_str().unwrap(), "--open", "--data-dir"])
+        .arg(data.path())
+        .env("BROWSER", &script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !record.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let opened = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(opened.trim(), dir.join("report.html").display().to_string());
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_tradeloom"))
+        .args(["report", "latest", "--open", "--data-dir"])
+        .arg(data.path())
+        .env("BROWSER", "/nonexistent/browser")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("cannot open report.html"), "{}", stderr(&missing));
 }
 
 #[test]

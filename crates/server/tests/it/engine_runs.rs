@@ -707,3 +707,55 @@ async fn a_paper_spec_with_a_bad_feed_is_refused_naming_the_field() {
     let (_, all) = get(&s, "/runs").await;
     assert_eq!(all["total"], 0, "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_run_serves_its_chart_and_its_journal_page_by_page() {
+    let s = serve(|s| s).await;
+    seed_bars(&s.data_dir());
+    let id = start_backtest(&s, "goog-chart").await;
+    let run = until_finished(&s, &id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+
+    let (status, chart) = get(&s, &format!("/runs/{id}/chart")).await;
+    assert_eq!(status, Status::OK, "{chart}");
+    let goog = &chart["instruments"][0];
+    assert_eq!(goog["symbol"], "GOOG");
+    // 2,148 daily bars fit in the 4,096 candles: one bar each, the first being the first bar.
+    assert_eq!(goog["bars_per_candle"], 1);
+    assert_eq!(goog["candles"].as_array().unwrap().len(), 2148);
+    assert_eq!(goog["candles"][0], json!([1_092_873_600, 100.0, 104.06, 95.96, 100.34]));
+    assert_eq!(chart["fills_total"], run["metrics"]["fills"]);
+    assert_eq!(chart["fills"].as_array().unwrap().len(), 187);
+
+    let (status, first) = get(&s, &format!("/runs/{id}/journal?limit=2")).await;
+    assert_eq!(status, Status::OK, "{first}");
+    assert_eq!(first["entries"][0]["event"], "run_started");
+    assert_eq!(first["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(first["complete"], true);
+    let total = first["total"].as_u64().unwrap();
+    assert_eq!(first["next_offset"], 2);
+    let (_, last) = get(
+        &s,
+        &format!("/runs/{id}/journal?limit=5&offset={}", total - 1),
+    )
+    .await;
+    assert_eq!(last["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(last["next_offset"], Value::Null);
+    assert_eq!(last["entries"][0]["seq"], total, "entries are the journal's lines in order");
+
+    error(
+        get(&s, &format!("/runs/{id}/journal?limit=0")).await,
+        Status::BAD_REQUEST,
+        "invalid_query",
+    );
+    let missing = error(
+        get(&s, "/runs/no-such-run/chart").await,
+        Status::NOT_FOUND,
+        "run_not_found",
+    );
+    let message = missing["message"].as_str().unwrap();
+    assert!(
+        !message.contains(s.data_dir().to_str().unwrap()),
+        "no server path in an error: {message}"
+    );
+}

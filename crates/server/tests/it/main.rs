@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
+mod dashboard;
 mod engine_runs;
 mod errors;
 mod guard;
