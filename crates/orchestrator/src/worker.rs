@@ -571,6 +571,15 @@ pub async fn timer_worker(
                         Ok(NotifyOutcome::Retry(after)) => {
                             let _ = queue.nack(&delivery.lease, Some(after)).await;
                         }
+                        // Nothing left to ask about: the run or approval is gone, or the run's
+                        // definition no longer compiles (the run is failed for that).
+                        Err(
+                            e @ (crate::OrchestratorError::NotFound(_)
+                            | crate::OrchestratorError::Definition { .. }),
+                        ) => {
+                            tracing::warn!(approval_id = %timer.approval_id, error = %e, "approval message dropped");
+                            let _ = queue.ack(&delivery.lease).await;
+                        }
                         // The store or the queue failed, not the webhook: like any timer.
                         Err(source) => {
                             let e = DeliveryError::Notify {
