@@ -20,6 +20,11 @@ pub struct ServeArgs {
     /// is set).
     #[arg(long, env = "TRADELOOM_ADDR")]
     addr: Option<String>,
+    /// The URL approvers' browsers reach this API at (e.g. `https://tradeloom.example.com`,
+    /// behind a proxy): the base of the approval links `hitl` nodes send to chat. Default: the
+    /// address listened on. Its host is accepted in `Host` like an --allowed-host.
+    #[arg(long, env = "TRADELOOM_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Simulation jobs run at once; a trigger beyond it answers 409.
     #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 1)]
     max_concurrent_jobs: usize,
@@ -224,6 +229,34 @@ fn trimmed(values: &[String]) -> impl Iterator<Item = &str> {
 }
 
 impl ServeArgs {
+    /// `--public-url`, checked: `http(s)://host[:port][/path]`, without a trailing `/`.
+    fn public_url(&self) -> Result<Option<String>> {
+        let Some(text) = self
+            .public_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        let bad = |why: &str| {
+            anyhow::anyhow!(
+                "--public-url {text}: {why}; give the URL approvers' browsers reach this server at, e.g. https://tradeloom.example.com"
+            )
+        };
+        let url = reqwest::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("there is no host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(bad("a base URL has no query, fragment or user name"));
+        }
+        Ok(Some(text.trim_end_matches('/').to_string()))
+    }
+
     fn options(
         &self,
         data_dir: &Path,
@@ -246,6 +279,7 @@ impl ServeArgs {
             config_dir: self.access.config_dir()?,
             allowed_hosts: self.access.allowed_hosts(),
             allowed_origins: self.access.allow_origins()?,
+            public_url: self.public_url()?,
             workflow_workers: self.workflows.workflow_workers,
             agent_concurrency: self.workflows.agent_concurrency,
             flow_limits: self.workflows.limits.limits(),

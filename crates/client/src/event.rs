@@ -144,6 +144,25 @@ impl RunEvent {
                 }
                 line
             }
+            "approval_notified" => format!(
+                "approval {} posted to {} for {} (attempt {})",
+                s("approval_id"),
+                s("format"),
+                s("approver"),
+                s("attempt")
+            ),
+            "approval_notify_failed" => {
+                let retry = match p.get("retry_in_ms").and_then(Value::as_u64) {
+                    Some(ms) => format!("; retrying in {ms} ms"),
+                    None => "; not retried (decide over the API or CLI)".to_string(),
+                };
+                format!(
+                    "cannot post approval {} to chat (attempt {}): {}{retry}",
+                    s("approval_id"),
+                    s("attempt"),
+                    s("reason")
+                )
+            }
             "patch_applied" => {
                 let removed = p
                     .get("removed")
@@ -210,5 +229,14 @@ mod tests {
         let e = json!({"seq": 9, "kind": "run_finished", "node_id": null,
             "payload": {"status": "failed", "error": "boom"}, "at": "2026-01-02T03:04:05Z"});
         assert_eq!(describe_event(&e), "03:04:05Z  run: failed: boom");
+        let e = json!({"seq": 4, "kind": "approval_notify_failed", "node_id": "review",
+            "payload": {"approval_id": "ap1", "attempt": 1, "status": 500,
+                        "reason": "the webhook answered 500 Internal Server Error",
+                        "will_retry": true, "retry_in_ms": 2000},
+            "at": "2026-01-02T03:04:05Z"});
+        assert_eq!(
+            describe_event(&e),
+            "03:04:05Z  node review: cannot post approval ap1 to chat (attempt 1): the webhook answered 500 Internal Server Error; retrying in 2000 ms"
+        );
     }
 }

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::definition::{InputDecl, Limits, Schedule};
 use crate::limits::{MAX_BACKOFF_MS, MIN_BACKOFF_MS};
-use crate::node_config::{Decision, HttpMethod, ModelConfig, SecretRef};
+use crate::node_config::{ChatId, Decision, HttpMethod, ModelConfig, SecretRef, WebhookFormat};
 use crate::predicate::Predicate;
 use crate::template::{JsonTemplate, RenderError, Template};
 
@@ -112,6 +112,34 @@ pub struct HitlNode {
     pub expires_after_ms: u64,
     pub default: Decision,
     pub approvers: Option<Vec<String>>,
+    /// Absent from the IR's JSON when not set, so the hashes of IRs without it are unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify: Option<HitlNotify>,
+}
+
+/// A `hitl` node's `notify`, compiled (see [`crate::node_config::NotifyConfig`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HitlNotify {
+    /// The webhook's URL as written, or the variable holding it.
+    pub url: WebhookUrl,
+    pub format: WebhookFormat,
+    pub chat_id: Option<ChatId>,
+    pub approver: String,
+    /// Without a trailing `/`; `None`: the runtime's public URL.
+    pub link_base: Option<String>,
+    /// At most the node's `expires_after_ms`.
+    pub link_expires_after_ms: u64,
+    pub forwardable: bool,
+}
+
+/// Where a webhook's URL comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookUrl {
+    /// Written in the definition.
+    Text(String),
+    /// Read from the named (allow-listed) environment variable when the message is sent.
+    Secret(SecretRef),
 }
 
 /// Where a simulation's config comes from.

@@ -32,7 +32,7 @@ pub use context::{Context, RunInfo};
 pub use definition::{Definition, NodeDef, NodeType, from_json_value, parse_definition};
 pub use error::{CompileError, CompileErrorKind, FlowError};
 pub use field_path::FieldPath;
-pub use ir::{Ir, IrNode, NodeIdSet, NodeKind, RetryPolicy};
+pub use ir::{HitlNotify, Ir, IrNode, NodeIdSet, NodeKind, RetryPolicy, WebhookUrl};
 pub use limits::FlowLimits;
 pub use patch::{
     PatchError, PatchOp, Patched, RunState, apply_patch, parse_patch, validate_patch,

@@ -4,7 +4,8 @@
 //! ```yaml
 //! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY, temperature: 0.2, max_tokens: 512, timeout_ms: 30000}, prompt: "Assess {{ inputs.symbol }}", tools: [calc], max_steps: 8}}
 //! - {id: post, type: http, config: {method: POST, url: "https://hooks.example.com/x", headers: {X-Run: "{{ run.id }}", Authorization: {env: TRADELOOM_SECRET_HOOK, prefix: "Bearer "}}, body: {text: "{{ think.answer }}"}}}
-//! - {id: review, type: hitl, config: {prompt: "Trade?", expires_after: 1h, default: reject, approvers: [ops]}}
+//! - {id: review, type: hitl, config: {prompt: "Trade?", expires_after: 1h, default: reject, approvers: [ops],
+//!     notify: {webhook: {url: {env: TRADELOOM_SECRET_HOOK}, format: slack}, approver: ops}}}
 //! - {id: sim, type: simulate, config: {config_path: sims/base.yaml}}     # or config: {config: {...}}
 //! - {id: bt, type: backtest, config: {spec_path: specs/goog.yaml}}
 //! - {id: shape, type: transform, config: {output: {y: "{{ a.x }}"}}}
@@ -217,6 +218,74 @@ pub struct HitlConfig {
     /// Who may decide; none means anyone who can reach the run.
     #[serde(default)]
     pub approvers: Option<Vec<String>>,
+    /// A chat message with one-click approve/reject links, sent when the approval is created.
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
+}
+
+/// `hitl.config.notify`: post the approval to a Slack- or Telegram-compatible webhook with an
+/// approve and a reject link, each signed, expiring, single-use and bound to `approver`.
+///
+/// ```yaml
+/// notify:
+///   webhook: {url: {env: TRADELOOM_SECRET_SLACK_HOOK}, format: slack}
+///   approver: bob                       # the links decide as `bob`
+///   link_base: "https://tradeloom.example.com"   # default: serve --public-url
+///   link_expires_after: 30m             # default and at most: the approval's expires_after
+///   forwardable: false                  # default: the link also needs bob's API key
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub webhook: WebhookConfig,
+    /// The API key name the links decide as; one of `approvers` when those are given.
+    pub approver: String,
+    /// `http(s)://host[:port][/prefix]` the links start with (the server's address as the
+    /// approver's browser reaches it); default: the server's `--public-url`.
+    #[serde(default)]
+    pub link_base: Option<String>,
+    /// Duration text; the links stop working after it (and in any case when the approval
+    /// expires). Default: the approval's `expires_after`.
+    #[serde(default)]
+    pub link_expires_after: Option<String>,
+    /// Whether a link decides on its own (anyone holding it acts as `approver`), or needs the
+    /// approver's own API key too (the default, `false`).
+    #[serde(default)]
+    pub forwardable: bool,
+}
+
+/// The webhook a [`NotifyConfig`] posts to.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The webhook's URL, or an environment variable holding it (`{env: NAME}`): Slack webhook
+    /// and Telegram bot URLs carry their credential in the path, and definitions are readable
+    /// by every viewer.
+    pub url: HeaderConfig,
+    pub format: WebhookFormat,
+    /// Telegram's `chat_id` (a number or an `@channel` name); required for `telegram`, refused
+    /// for `slack`.
+    #[serde(default)]
+    pub chat_id: Option<ChatId>,
+}
+
+/// The message shape a webhook takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// `{"text", "blocks"}` with URL buttons (Slack incoming webhooks, Mattermost, …).
+    Slack,
+    /// `{"chat_id", "text", "reply_markup": {"inline_keyboard"}}` (the Bot API's
+    /// `sendMessage`).
+    Telegram,
+}
+
+/// A Telegram chat: its numeric id or `@username`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ChatId {
+    Number(i64),
+    Name(String),
 }
 
 /// `type: simulate`: exactly one of `config_path` and `config`.

@@ -30,7 +30,7 @@ use crate::committer::Committer;
 use crate::error::OrchestratorError;
 use crate::plan::{
     DEFAULT_MAX_IN_FLIGHT, Graph, Input, Plan, RunState, decision_output, expiry_timer, node_task,
-    plan,
+    notify_task, plan,
 };
 use crate::signal::{Outcome, Signal, approval_id};
 use crate::signal::{SIGNAL_POOL, SignalEnvelope};
@@ -950,6 +950,14 @@ impl Coordinator {
                         s.attempts,
                         approval.expires_at,
                     ));
+                    // Its chat message, unless it was delivered or given up on: the task may
+                    // have been lost with a process (an in-process queue) before it went out.
+                    if let NodeKind::Hitl(h) = node.kind()
+                        && h.notify.is_some()
+                        && !self.notify_settled(&run.id, &id).await?
+                    {
+                        tasks.push(notify_task(&run.id, &id, &s.node_id, s.attempts));
+                    }
                 }
                 _ => {}
             }
@@ -963,6 +971,35 @@ impl Coordinator {
         )
         .await?;
         Ok(())
+    }
+
+    /// Whether approval `approval_id`'s chat message was delivered (`approval_notified`) or
+    /// given up on (`approval_notify_failed` without a retry), from the run's events.
+    async fn notify_settled(
+        &self,
+        run_id: &str,
+        approval_id: &str,
+    ) -> Result<bool, OrchestratorError> {
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .events(tradeloom_store::EventFilter::Run(run_id), after, 1000)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(false);
+            };
+            after = last.seq;
+            let settled = page.iter().any(|e| {
+                e.payload.get("approval_id").and_then(Value::as_str) == Some(approval_id)
+                    && (e.kind == "approval_notified"
+                        || (e.kind == "approval_notify_failed"
+                            && e.payload.get("will_retry") == Some(&Value::Bool(false))))
+            });
+            if settled {
+                return Ok(true);
+            }
+        }
     }
 
     /// Starts (or stops) recording how long each completion signal takes to route: read the

@@ -4,6 +4,8 @@
 //! workers execute nodes and post completion signals. Everything a run needs to go on after a
 //! crash is in the store: start the runtime again and it re-emits what was in flight.
 
+pub mod approval_link;
+pub mod approval_notify;
 mod committer;
 pub mod coordinator;
 pub mod engine_runs;

@@ -19,6 +19,7 @@ use tradeloom_store::{
     Store, WorkflowRun, WorkflowVersion,
 };
 
+use crate::approval_notify::ApprovalNotifier;
 use crate::coordinator::{Applied, Coordinator};
 use crate::engine_runs::EngineRuns;
 use crate::error::OrchestratorError;
@@ -137,6 +138,12 @@ pub struct RuntimeConfig {
     pub flow_limits: tradeloom_flow::FlowLimits,
     /// The loops [`Runtime::start`] starts (default: all).
     pub roles: LoopRoles,
+    /// The base URL of approval links a `hitl` node's `notify` sends when it sets no
+    /// `link_base` (`serve --public-url`, else the address the API is bound to).
+    pub public_url: Option<String>,
+    /// The wait before the second attempt to post an approval to chat (each later one waits
+    /// four times longer); default [`crate::approval_notify::DEFAULT_NOTIFY_BACKOFF`].
+    pub notify_backoff: Duration,
 }
 
 impl RuntimeConfig {
@@ -153,6 +160,8 @@ impl RuntimeConfig {
             max_in_flight_per_run: crate::plan::DEFAULT_MAX_IN_FLIGHT,
             flow_limits: tradeloom_flow::FlowLimits::DEFAULT,
             roles: LoopRoles::all(),
+            public_url: None,
+            notify_backoff: crate::approval_notify::DEFAULT_NOTIFY_BACKOFF,
         }
     }
 }
@@ -161,6 +170,8 @@ impl RuntimeConfig {
 #[derive(Debug)]
 pub struct Runtime {
     coordinator: Arc<Coordinator>,
+    /// Posts new approvals to chat (the timer loop's `approval_notify` tasks).
+    notifier: Arc<ApprovalNotifier>,
     env: Arc<WorkerEnv>,
     config: RuntimeConfig,
     shutdown: watch::Sender<bool>,
@@ -266,6 +277,12 @@ impl Runtime {
             coordinator.notify().clone(),
             config.ssrf.clone(),
         ));
+        let notifier = Arc::new(ApprovalNotifier::new(
+            http.clone(),
+            config.secrets.clone(),
+            config.public_url.clone(),
+            config.notify_backoff,
+        ));
         let in_flight = Arc::new(InFlight::new());
         let env = Arc::new(WorkerEnv {
             coordinator: coordinator.clone(),
@@ -284,6 +301,7 @@ impl Runtime {
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Runtime {
             coordinator,
+            notifier,
             env,
             config,
             shutdown,
@@ -392,6 +410,7 @@ impl Runtime {
             )),
             TIMERS_GROUP => tokio::spawn(timer_worker(
                 self.coordinator.clone(),
+                self.notifier.clone(),
                 consumer.clone(),
                 shutdown,
                 self.in_flight.clone(),

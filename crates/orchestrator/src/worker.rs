@@ -13,6 +13,7 @@ use tracing::Instrument;
 use tradeloom_queue::{Delivery, Lease, NewTask, Queue};
 use tradeloom_store::Decision;
 
+use crate::approval_notify::{ApprovalNotifier, NotifyOutcome};
 use crate::coordinator::{Applied, AttemptContext, Coordinator};
 use crate::nodes::{Attempt, NodeEnv, execute};
 use crate::signal::{Outcome, Signal};
@@ -459,6 +460,11 @@ enum DeliveryError {
         approval_id: String,
         source: crate::OrchestratorError,
     },
+    #[error("posting approval {approval_id} to chat: {source}")]
+    Notify {
+        approval_id: String,
+        source: crate::OrchestratorError,
+    },
 }
 
 /// Acks a delivery whose work is done (or that is malformed), nacks it for a retry in a second
@@ -522,40 +528,85 @@ pub async fn coordinator_loop(
 /// Fires approval-expiry timers until `shutdown` fires.
 pub async fn timer_worker(
     coordinator: Arc<Coordinator>,
+    notifier: Arc<ApprovalNotifier>,
     consumer: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
     in_flight: Arc<InFlight>,
 ) {
     let queue = coordinator.queue().clone();
-    consume(
+    // Concurrently: a slow webhook must not hold up the expiry of other approvals.
+    consume_concurrently(
         queue.clone(),
         crate::plan::TIMER_POOL,
         &consumer,
         shutdown,
+        TIMERS_IN_FLIGHT,
         in_flight,
-        |delivery| {
+        move |delivery| {
             let coordinator = coordinator.clone();
+            let notifier = notifier.clone();
             let queue = queue.clone();
             async move {
-                let outcome =
-                    match serde_json::from_value::<TimerTask>(delivery.payload.clone()) {
-                        Ok(timer) => expire(&coordinator, &timer).await.map_err(|source| {
-                            DeliveryError::Expiry {
+                let timer = match serde_json::from_value::<TimerTask>(delivery.payload.clone()) {
+                    Ok(timer) => timer,
+                    Err(e) => {
+                        tracing::error!(error = %e, "malformed timer dropped");
+                        settle(&queue, &delivery, Ok(())).await;
+                        return;
+                    }
+                };
+                if timer.kind == "approval_notify" {
+                    let outcome = notifier
+                        .deliver(
+                            &coordinator,
+                            &timer.run_id,
+                            &timer.approval_id,
+                            delivery.attempt(),
+                        )
+                        .await;
+                    match outcome {
+                        Ok(NotifyOutcome::Done) => {
+                            let _ = queue.ack(&delivery.lease).await;
+                        }
+                        Ok(NotifyOutcome::Retry(after)) => {
+                            let _ = queue.nack(&delivery.lease, Some(after)).await;
+                        }
+                        // Nothing left to ask about: the run or approval is gone, or the run's
+                        // definition no longer compiles (the run is failed for that).
+                        Err(
+                            e @ (crate::OrchestratorError::NotFound(_)
+                            | crate::OrchestratorError::Definition { .. }),
+                        ) => {
+                            tracing::warn!(approval_id = %timer.approval_id, error = %e, "approval message dropped");
+                            let _ = queue.ack(&delivery.lease).await;
+                        }
+                        // The store or the queue failed, not the webhook: like any timer.
+                        Err(source) => {
+                            let e = DeliveryError::Notify {
                                 approval_id: timer.approval_id.clone(),
                                 source,
-                            }
-                        }),
-                        Err(e) => {
-                            tracing::error!(error = %e, "malformed timer dropped");
-                            Ok(())
+                            };
+                            settle(&queue, &delivery, Err(e)).await;
                         }
-                    };
+                    }
+                    return;
+                }
+                let outcome =
+                    expire(&coordinator, &timer)
+                        .await
+                        .map_err(|source| DeliveryError::Expiry {
+                            approval_id: timer.approval_id.clone(),
+                            source,
+                        });
                 settle(&queue, &delivery, outcome).await;
             }
         },
     )
     .await;
 }
+
+/// Timer tasks (expiries, approval notifications) one timer loop handles at once.
+const TIMERS_IN_FLIGHT: usize = 32;
 
 async fn expire(
     coordinator: &Arc<Coordinator>,

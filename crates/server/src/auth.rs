@@ -138,7 +138,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
 }
 
 /// The role a request needs, or `None` for the public routes (`/health`, `/metrics`,
-/// `/openapi.json`, `/docs…`, the dashboard's `/` and `/ui/…`). Paths are compared as the router sees them (undecoded).
+/// `/openapi.json`, `/docs…`, the dashboard's `/` and `/ui/…`, and approval links
+/// `/approvals/links/{token}`, whose token is their credential). Paths are compared as the
+/// router sees them (undecoded).
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if path == "/health"
         || path == "/metrics"
@@ -146,6 +148,7 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         || path == "/docs"
         || path.starts_with("/docs/")
         || crate::dashboard::is_dashboard_path(path)
+        || crate::approval_links::is_link(path)
     {
         return None;
     }
@@ -419,7 +422,9 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
     if let Err(e) = state.limiter().check_global().await {
         return e.into_response();
     }
-    if let Some(required) = required {
+    // Approval links are public but spend the caller's budget like a guarded route, so a
+    // client cannot try tokens (or keys, on links that need one) at the global rate.
+    if required.is_some() || crate::approval_links::is_link(&path) {
         let client = match &principal.key_id {
             Some(id) => format!("key:{id}"),
             None => format!("ip:{}", client_address(&req)),
@@ -427,9 +432,11 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
         if let Err(e) = state.limiter().check_client(&client).await {
             return e.into_response();
         }
-        if !principal.role.allows(required) {
-            return forbidden(&method, &path, required, &principal).into_response();
-        }
+    }
+    if let Some(required) = required
+        && !principal.role.allows(required)
+    {
+        return forbidden(&method, &path, required, &principal).into_response();
     }
     req.extensions_mut().insert(principal);
     next.run(req).await
@@ -505,6 +512,10 @@ mod tests {
             (&post, "/keys", Some(Role::Admin)),
             (&delete, "/keys/k1", Some(Role::Admin)),
             (&get, "/keys/k1", Some(Role::Admin)),
+            (&get, "/approvals/links/abc.def", None),
+            (&post, "/approvals/links/abc.def", None),
+            (&post, "/approvals/links/abc/def", Some(Role::Operator)),
+            (&get, "/approvals/links", Some(Role::Viewer)),
         ];
         for (method, path, role) in cases {
             assert_eq!(required_role(method, path), role, "{method} {path}");

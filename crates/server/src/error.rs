@@ -168,7 +168,7 @@ impl From<JsonRejection> for ApiError {
 /// The most a JSON request body may have (axum's default body limit, kept).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-fn payload_too_large() -> ApiError {
+pub(crate) fn payload_too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
@@ -213,7 +213,8 @@ pub(crate) async fn json_errors(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
+    // JSON, or the HTML error page an approval link answers a browser with.
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
@@ -222,7 +223,8 @@ pub(crate) async fn json_errors(
         Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
         Err(_) => String::new(),
     };
-    let path = uri.path();
+    // An approval link's token is its credential: never echoed.
+    let path = crate::approval_links::redacted_path(uri.path());
     let error = match status {
         StatusCode::METHOD_NOT_ALLOWED => {
             let allowed = parts

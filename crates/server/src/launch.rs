@@ -158,6 +158,10 @@ pub struct ServeOptions {
     pub allowed_hosts: Vec<String>,
     /// Web origins whose pages may call the API (CORS).
     pub allowed_origins: Vec<String>,
+    /// The URL approvers' browsers reach this API at (`serve --public-url`): the base of
+    /// approval links sent to chat. `None`: the address the API is bound to (unless that is
+    /// `0.0.0.0`/`::`, which no browser can reach; then nodes must set `notify.link_base`).
+    pub public_url: Option<String>,
     /// Concurrent workers per node type (at least 1 is used).
     pub workflow_workers: usize,
     /// At most this many `agent` nodes at once (0: no limit beyond the workers).
@@ -296,7 +300,17 @@ impl Server {
             }
         }
         let (queue, registry) = cluster_backends(options.redis.as_ref()).await?;
-        let runtime = workflow_runtime(&options, store, queue, loops, simulator.clone())?;
+        let local = match &listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let public_url = options.public_url.clone().or_else(|| {
+            local
+                .filter(|a| !a.ip().is_unspecified())
+                .map(|a| format!("http://{a}"))
+        });
+        let runtime =
+            workflow_runtime(&options, store, queue, loops, simulator.clone(), public_url)?;
         let resumed_runs = runtime.start().await.map_err(LaunchError::Workflows)?;
         if resumed_runs > 0 {
             tracing::info!(runs = resumed_runs, "resumed unfinished workflow runs");
@@ -308,10 +322,6 @@ impl Server {
                     .spawn(options.schedule_tick),
             )
         });
-        let local = match &listener {
-            Some(l) => Some(l.local_addr()?),
-            None => None,
-        };
         let auth = options.auth.unwrap_or_else(|| {
             local.map_or(AuthMode::Required, |local| {
                 AuthMode::default_for(local.ip())
@@ -354,7 +364,7 @@ impl Server {
             .with_runtime(runtime.clone())
             .with_meta_health(meta_health)
             .with_config_dir(options.config_dir.clone())
-            .with_allowed_hosts(options.allowed_hosts.clone())
+            .with_allowed_hosts(allowed_hosts(&options))
             .with_allowed_origins(options.allowed_origins.clone())
             .with_cluster(registration.view());
         let supervisor = match (&options.supervisor_executable, options.roles.api) {
@@ -711,6 +721,21 @@ impl Registration {
     }
 }
 
+/// `--allowed-host` names, and the host of `--public-url`: approvers' browsers come by that
+/// name.
+fn allowed_hosts(options: &ServeOptions) -> Vec<String> {
+    let mut hosts = options.allowed_hosts.clone();
+    if let Some(host) = options
+        .public_url
+        .as_deref()
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+    {
+        hosts.push(host);
+    }
+    hosts
+}
+
 /// The host name (`HOSTNAME`, else `/etc/hostname`, else `localhost`).
 fn hostname() -> String {
     std::env::var("HOSTNAME")
@@ -728,6 +753,7 @@ fn workflow_runtime(
     queue: Arc<dyn tradeloom_queue::Queue>,
     loops: LoopRoles,
     simulator: Arc<Simulator>,
+    public_url: Option<String>,
 ) -> Result<Arc<Runtime>, LaunchError> {
     let mut config = RuntimeConfig::new(options.data_dir.clone());
     config.base_dir = options.base_dir.clone();
@@ -742,5 +768,6 @@ fn workflow_runtime(
     config.ssrf = options.ssrf.clone();
     config.secrets = options.outbound.secrets.clone();
     config.roles = loops;
+    config.public_url = public_url;
     Runtime::new(store, queue, config, Some(simulator)).map_err(LaunchError::Workflows)
 }

@@ -7,6 +7,7 @@
 //! shared by every server on one Redis and `/ws` connections woken across processes
 //! ([`RateLimiter::redis`], [`RedisEventBus`]).
 
+mod approval_links;
 mod auth;
 pub mod bench;
 mod browser;
@@ -220,6 +221,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workflow_runs::approvals))
         .routes(routes!(workflow_runs::approval))
         .routes(routes!(workflow_runs::decide))
+        .routes(routes!(approval_links::page, approval_links::decide))
         .routes(routes!(workflow_runs::blob))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
@@ -310,10 +312,16 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
+    let shown = if approval_links::redacted_path(uri.path()) == uri.path() {
+        uri.to_string()
+    } else {
+        // Something under /approvals/links/: a token is never echoed.
+        approval_links::redacted_path(uri.path()).into_owned()
+    };
     ApiError::new(
         StatusCode::NOT_FOUND,
         "route_not_found",
-        format!("no route {uri}; see /docs for the API"),
+        format!("no route {shown}; see /docs for the API"),
     )
 }
 

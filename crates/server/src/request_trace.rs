@@ -28,7 +28,8 @@ pub async fn request_span(request: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        // An approval link's token is its credential: never logged.
+        path = %crate::approval_links::redacted_path(request.uri().path()),
         request_id = %request_id,
         trace_id = %trace
     );

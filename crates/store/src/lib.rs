@@ -16,6 +16,7 @@
 //! ```
 
 mod api_key;
+mod approval_link_store;
 mod approval_store;
 mod error;
 mod health_store;
@@ -49,6 +50,7 @@ mod workflow_store;
 /// Every resource trait of [`Store`], so that `use tradeloom_store::prelude::*;` brings all of
 /// a store's methods into scope.
 pub mod prelude {
+    pub use crate::approval_link_store::ApprovalLinkStore;
     pub use crate::approval_store::ApprovalStore;
     pub use crate::health_store::HealthStore;
     pub use crate::job_store::JobStore;
@@ -62,6 +64,7 @@ pub mod prelude {
     pub use crate::workflow_store::WorkflowStore;
 }
 
+pub use approval_link_store::{APPROVAL_LINK_KEY_BYTES, ApprovalLinkStore};
 pub use approval_store::ApprovalStore;
 pub use health_store::HealthStore;
 pub use job_store::{ALL_JOBS_PAGE, JobStore};

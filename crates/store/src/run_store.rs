@@ -194,6 +194,18 @@ pub trait RunStore: Send + Sync {
         payload: &serde_json::Value,
     ) -> Result<i64, StoreError>;
 
+    /// Appends an event of workflow run `run_id` outside a transition (e.g.
+    /// `approval_notify_failed`: what happened to a side effect, which changes no state) and
+    /// returns its `seq`. [`StoreError::NotFound`] when there is no such run,
+    /// [`StoreError::Invalid`] for an empty `kind`.
+    async fn append_run_event(
+        &self,
+        run_id: &str,
+        kind: &str,
+        node_id: Option<&str>,
+        payload: &serde_json::Value,
+    ) -> Result<i64, StoreError>;
+
     /// Appends events of engine run `engine_run_id` (a run folder's id; engine runs are not
     /// rows of the store, so any non-empty id is taken) in one transaction, in order, and
     /// returns their `seq`s. [`StoreError::Invalid`] for an empty id or `kind`.
@@ -481,6 +493,46 @@ impl<D: Db> RunStore for D {
         tx.commit()
             .await
             .map_err(StoreError::db("commit a job event"))?;
+        Ok(seq)
+    }
+
+    async fn append_run_event(
+        &self,
+        run_id: &str,
+        kind: &str,
+        node_id: Option<&str>,
+        payload: &serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        if kind.trim().is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "event kind of run {run_id} is empty"
+            )));
+        }
+        let mut tx = self
+            .begin()
+            .await
+            .map_err(StoreError::db("begin appending a run event"))?;
+        lock_event_order::<Self>(&mut tx).await?;
+        // Through `workflow_runs`, so an unknown run is NotFound rather than a foreign-key
+        // error.
+        let seq: Option<(i64,)> = sql(
+            "INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
+             SELECT id, $2, $3, $4, $5 FROM workflow_runs WHERE id = $1 RETURNING seq",
+        )
+        .bind(run_id)
+        .bind(kind)
+        .bind(node_id.map(str::to_string))
+        .bind(sqlx::types::Json(payload))
+        .bind(now())
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(StoreError::db("append a run event"))?;
+        let Some((seq,)) = seq else {
+            return Err(StoreError::not_found(format!("workflow run {run_id}")));
+        };
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit a run event"))?;
         Ok(seq)
     }
 

@@ -2,6 +2,7 @@
 //! (`Arc<dyn Store>`). Each resource has its own trait and file; bring their methods into scope
 //! with `use tradeloom_store::prelude::*;`.
 
+use crate::approval_link_store::ApprovalLinkStore;
 use crate::approval_store::ApprovalStore;
 use crate::health_store::HealthStore;
 use crate::job_store::JobStore;
@@ -23,6 +24,7 @@ pub trait Store:
     + WorkflowStore
     + RunStore
     + ApprovalStore
+    + ApprovalLinkStore
     + KeyStore
     + ScheduleStore
     + RunIndexStore
@@ -38,6 +40,7 @@ impl<T> Store for T where
         + WorkflowStore
         + RunStore
         + ApprovalStore
+        + ApprovalLinkStore
         + KeyStore
         + ScheduleStore
         + RunIndexStore

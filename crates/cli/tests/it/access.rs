@@ -585,6 +585,49 @@ async fn allowed_hosts_and_origins_are_configured_on_serve() {
     assert_eq!(body["error"], "cross_origin_refused");
 }
 
+/// `--public-url` (the base of approval links sent to chat): checked before anything starts,
+/// and its host answered like an `--allowed-host`, since approvers' browsers come by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_url_is_checked_and_its_host_is_answered() {
+    let data = TempDir::new().unwrap();
+    for (url, expected) in [
+        (
+            "ftp://approvals.lan",
+            "--public-url ftp://approvals.lan: the scheme must be http or https",
+        ),
+        ("approvals.lan", "--public-url approvals.lan: relative URL"),
+        (
+            "https://approvals.lan/?x=1",
+            "a base URL has no query, fragment or user name",
+        ),
+    ] {
+        let out = tradeloom(data.path(), &["serve", "--public-url", url]);
+        assert!(!out.status.success(), "--public-url {url} was accepted");
+        assert!(stderr(&out).contains(expected), "{url}: {}", stderr(&out));
+    }
+    let api = Service::serve_with(
+        data.path(),
+        &["--public-url", "https://approvals.lan/tradeloom/"],
+        &[],
+    );
+    let port = api.url.rsplit(':').next().unwrap().to_string();
+    let url = format!("{}/workflows", api.url);
+    let (code, body, _) = send(
+        client()
+            .get(&url)
+            .header("host", format!("approvals.lan:{port}")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, body, _) = send(
+        client()
+            .get(&url)
+            .header("host", format!("other.lan:{port}")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::MISDIRECTED_REQUEST, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_paths_stay_inside_the_config_dir_and_errors_never_echo_files() {
     let data = TempDir::new().unwrap();

@@ -63,6 +63,29 @@ fn every_problem_is_reported_with_its_line() {
 }
 
 #[test]
+fn a_bad_notify_block_is_reported_with_its_field() {
+    let data = TempDir::new().unwrap();
+    let file = data.path().join("chat.yaml");
+    std::fs::write(
+        &file,
+        "name: chat\nnodes:\n  - id: review\n    type: hitl\n    config:\n      prompt: ok?\n      expires_after: 1h\n      default: reject\n      approvers: [bob]\n      notify:\n        webhook: {url: \"https://api.telegram.org/bot123:TOKEN/sendMessage\", format: telegram}\n        approver: carol\n        link_expires_after: 2h\n",
+    )
+    .unwrap();
+    let out = tradeloom(data.path(), &["flow", "validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for expected in [
+        "chat.yaml:11:",
+        "nodes[0].config.notify.webhook.chat_id: node `review`: format `telegram` needs the chat",
+        "nodes[0].config.notify.approver: node `review`: `carol` is not one of the node's approvers (bob)",
+        "nodes[0].config.notify.link_expires_after: node `review`: 2h (7200000 ms) is longer than the approval's expires_after",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("TOKEN"), "the webhook URL is echoed: {err}");
+}
+
+#[test]
 fn every_example_workflow_compiles_without_warnings() {
     let data = TempDir::new().unwrap();
     let mut files: Vec<_> = std::fs::read_dir(repo().join("examples/workflows"))

@@ -14,13 +14,14 @@ use crate::duration::parse_duration_ms;
 use crate::error::CompileErrorKind as Kind;
 use crate::field_path::FieldPath;
 use crate::ir::{
-    AgentNode, BacktestNode, HeaderSource, HitlNode, HttpNode, NodeKind, PaperNode, SimulateNode,
-    SimulationSource, TransformNode, WaitNode,
+    AgentNode, BacktestNode, HeaderSource, HitlNode, HitlNotify, HttpNode, NodeKind, PaperNode,
+    SimulateNode, SimulationSource, TransformNode, WaitNode, WebhookUrl,
 };
 use crate::limits::{MAX_AGENT_STEPS, MAX_EXPIRY_MS, MAX_WAIT_MS, describe_ms};
 use crate::node_config::{
-    AGENT_TOOLS, AgentConfig, BacktestConfig, HeaderConfig, HitlConfig, HttpConfig, ModelConfig,
-    PaperConfig, SimulateConfig, TransformConfig, WaitConfig, is_env_name, is_sensitive_header,
+    AGENT_TOOLS, AgentConfig, BacktestConfig, ChatId, HeaderConfig, HitlConfig, HttpConfig,
+    ModelConfig, NotifyConfig, PaperConfig, SimulateConfig, TransformConfig, WaitConfig,
+    WebhookFormat, is_env_name, is_sensitive_header,
 };
 
 impl<'d> Compiler<'d> {
@@ -193,11 +194,167 @@ impl<'d> Compiler<'d> {
                 }
             }
         }
+        let notify = match &c.notify {
+            Some(n) => {
+                Some(self.notify(id, n, c.approvers.as_deref(), expires, &at.key("notify"))?)
+            }
+            None => None,
+        };
         Some(HitlNode {
             prompt: prompt?,
             expires_after_ms: expires?,
             default: c.default,
             approvers: c.approvers,
+            notify,
+        })
+    }
+
+    /// A `hitl` node's `notify`: the webhook, the approver (one of `approvers` when given), the
+    /// links' base and expiry (at most the approval's, `expires_ms` when it is valid). URLs are
+    /// not echoed in errors: a webhook URL may carry its credential.
+    fn notify(
+        &mut self,
+        id: &str,
+        n: &NotifyConfig,
+        approvers: Option<&[String]>,
+        expires_ms: Option<u64>,
+        at: &FieldPath,
+    ) -> Option<HitlNotify> {
+        let mut ok = true;
+        let hook = at.key("webhook");
+        let url = match &n.webhook.url {
+            HeaderConfig::Text(url) => {
+                let url = url.trim();
+                let rest = url
+                    .strip_prefix("https://")
+                    .or_else(|| url.strip_prefix("http://"));
+                if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                    self.error(
+                        Kind::Config,
+                        hook.key("url"),
+                        format!(
+                            "node `{id}`: the webhook URL must be an http:// or https:// URL with a host (or `{{env: NAME}}` naming a variable that holds it)"
+                        ),
+                    );
+                    ok = false;
+                }
+                WebhookUrl::Text(url.to_string())
+            }
+            HeaderConfig::Secret(secret) => {
+                if !is_env_name(&secret.env) {
+                    self.error(
+                        Kind::Config,
+                        hook.key("url").key("env"),
+                        "is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit); it names the variable that holds the webhook URL, never the URL itself",
+                    );
+                    ok = false;
+                }
+                WebhookUrl::Secret(secret.clone())
+            }
+        };
+        match (n.webhook.format, &n.webhook.chat_id) {
+            (WebhookFormat::Telegram, None) => {
+                self.error(
+                    Kind::Config,
+                    hook.key("chat_id"),
+                    format!(
+                        "node `{id}`: format `telegram` needs the chat to post to: `chat_id: -1001234567890` or `chat_id: \"@channel\"`"
+                    ),
+                );
+                ok = false;
+            }
+            (WebhookFormat::Telegram, Some(ChatId::Name(name))) if name.trim().is_empty() => {
+                self.error(Kind::Config, hook.key("chat_id"), "must not be empty");
+                ok = false;
+            }
+            (WebhookFormat::Slack, Some(_)) => {
+                self.error(
+                    Kind::Config,
+                    hook.key("chat_id"),
+                    format!(
+                        "node `{id}`: `chat_id` is for format `telegram`; a Slack webhook posts to the channel it was made for"
+                    ),
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        let approver = n.approver.trim();
+        if approver.is_empty() {
+            self.error(
+                Kind::Config,
+                at.key("approver"),
+                "must not be empty: name the API key the links decide as",
+            );
+            ok = false;
+        } else if let Some(approvers) = approvers
+            && !approvers.iter().any(|a| a == approver)
+        {
+            self.error(
+                Kind::Config,
+                at.key("approver"),
+                format!(
+                    "node `{id}`: `{approver}` is not one of the node's approvers ({}), so the links could not decide",
+                    approvers.join(", ")
+                ),
+            );
+            ok = false;
+        }
+        let link_base = match &n.link_base {
+            Some(base) => {
+                let base = base.trim().trim_end_matches('/');
+                let rest = base
+                    .strip_prefix("https://")
+                    .or_else(|| base.strip_prefix("http://"));
+                let host = rest.map(|r| r.split('/').next().unwrap_or_default());
+                let valid = host.is_some_and(|h| !h.is_empty() && !h.contains('@'))
+                    && !base.contains(['?', '#', ' ']);
+                if !valid {
+                    self.error(
+                        Kind::Config,
+                        at.key("link_base"),
+                        format!(
+                            "node `{id}`: `{base}` is not a base URL: give `http(s)://host[:port][/path]` as the approver's browser reaches this server, without a query, fragment or user name"
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(base.to_string())
+            }
+            None => None,
+        };
+        let link_expires_after_ms = match &n.link_expires_after {
+            Some(text) => match parse_duration_ms(text) {
+                Ok(ms) => match expires_ms {
+                    Some(approval) if ms > approval => {
+                        self.error(
+                            Kind::Duration,
+                            at.key("link_expires_after"),
+                            format!(
+                                "node `{id}`: {text} ({ms} ms) is longer than the approval's expires_after ({approval} ms); a link cannot outlive its approval"
+                            ),
+                        );
+                        ok = false;
+                        ms
+                    }
+                    _ => ms,
+                },
+                Err(e) => {
+                    self.error(Kind::Duration, at.key("link_expires_after"), e);
+                    ok = false;
+                    0
+                }
+            },
+            None => expires_ms.unwrap_or(0),
+        };
+        ok.then(|| HitlNotify {
+            url,
+            format: n.webhook.format,
+            chat_id: n.webhook.chat_id.clone(),
+            approver: approver.to_string(),
+            link_base,
+            link_expires_after_ms,
+            forwardable: n.forwardable,
         })
     }
 

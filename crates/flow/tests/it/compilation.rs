@@ -376,3 +376,99 @@ fn secret_headers_are_references_never_values() {
         assert!(errors.contains(expected), "{bad}: {errors}");
     }
 }
+
+#[test]
+fn hitl_notify_blocks_compile_and_bad_ones_name_the_field() {
+    let hitl = |notify: &str| {
+        format!(
+            "name: t\nnodes:\n  - {{id: review, type: hitl, config: {{prompt: p, expires_after: 1h, default: reject, approvers: [alice, bob], notify: {notify}}}}}\n"
+        )
+    };
+    let c = compiled(&hitl(
+        "{webhook: {url: {env: TRADELOOM_SECRET_HOOK}, format: telegram, chat_id: -100123}, approver: bob, link_base: \"http://127.0.0.1:8080/\", link_expires_after: 30m, forwardable: true}",
+    ));
+    let NodeKind::Hitl(h) = c.ir.node("review").unwrap().kind() else {
+        panic!("review is a hitl node")
+    };
+    let n = h.notify.as_ref().unwrap();
+    assert_eq!(n.approver, "bob");
+    assert_eq!(n.link_base.as_deref(), Some("http://127.0.0.1:8080"));
+    assert_eq!(n.link_expires_after_ms, 1_800_000);
+    assert!(n.forwardable);
+    // Defaults: the approval's expiry, not forwardable, the server's public URL.
+    let c = compiled(&hitl(
+        "{webhook: {url: \"https://hooks.example.com/x\", format: slack}, approver: alice}",
+    ));
+    let NodeKind::Hitl(h) = c.ir.node("review").unwrap().kind() else {
+        panic!("review is a hitl node")
+    };
+    let n = h.notify.as_ref().unwrap();
+    assert_eq!(
+        (
+            n.link_expires_after_ms,
+            n.forwardable,
+            n.link_base.as_deref()
+        ),
+        (3_600_000, false, None)
+    );
+
+    let error = |notify: &str| lines(&errors_of(&hitl(notify)));
+    let cases = [
+        (
+            "{webhook: {url: \"https://h.example/x\", format: slack}, approver: carol}",
+            "nodes[0].config.notify.approver: node `review`: `carol` is not one of the node's approvers (alice, bob)",
+        ),
+        (
+            "{webhook: {url: \"https://h.example/x\", format: telegram}, approver: bob}",
+            "nodes[0].config.notify.webhook.chat_id: node `review`: format `telegram` needs the chat",
+        ),
+        (
+            "{webhook: {url: \"https://h.example/x\", format: slack, chat_id: 5}, approver: bob}",
+            "nodes[0].config.notify.webhook.chat_id: node `review`: `chat_id` is for format `telegram`",
+        ),
+        (
+            "{webhook: {url: \"ftp://h.example/secret-token\", format: slack}, approver: bob}",
+            "nodes[0].config.notify.webhook.url: node `review`: the webhook URL must be an http:// or https:// URL",
+        ),
+        (
+            "{webhook: {url: {env: \"not a name\"}, format: slack}, approver: bob}",
+            "nodes[0].config.notify.webhook.url.env: is not an environment variable name",
+        ),
+        (
+            "{webhook: {url: \"https://h.example/x\", format: teams}, approver: bob}",
+            "nodes[0].config.notify.webhook.format: unknown variant `teams`, expected `slack` or `telegram`",
+        ),
+        (
+            "{webhook: {url: \"https://h.example/x\", format: slack}, approver: bob, link_expires_after: 2h}",
+            "nodes[0].config.notify.link_expires_after: node `review`: 2h (7200000 ms) is longer than the approval's expires_after (3600000 ms)",
+        ),
+        (
+            "{webhook: {url: \"https://h.example/x\", format: slack}, approver: bob, link_expires_after: soon}",
+            "nodes[0].config.notify.link_expires_after: invalid duration `soon`",
+        ),
+        (
+            "{webhook: {url: \"https://h.example/x\", format: slack}, approver: bob, link_base: \"tradeloom.example\"}",
+            "nodes[0].config.notify.link_base: node `review`: `tradeloom.example` is not a base URL",
+        ),
+        (
+            "{webhook: {url: \"https://h.example/x\", format: slack}, approver: \" \"}",
+            "nodes[0].config.notify.approver: must not be empty",
+        ),
+        (
+            "{webhook: {url: \"https://h.example/x\", format: slack}, approver: bob, sign: true}",
+            "nodes[0].config.notify.sign: unknown field `sign`",
+        ),
+    ];
+    for (notify, expected) in cases {
+        let e = error(notify);
+        assert!(
+            e.contains(expected),
+            "{notify}\n  gave: {e}\n  expected: {expected}"
+        );
+    }
+    // A webhook URL is never echoed: it may carry its credential in the path.
+    assert!(
+        !error("{webhook: {url: \"ftp://h.example/secret-token\", format: slack}, approver: bob}")
+            .contains("secret-token")
+    );
+}

@@ -12,7 +12,7 @@ use crate::signal::approval_id;
 
 use super::planner::Planner;
 
-use super::tasks::{MAX_DELAY_MS, after, expiry_timer};
+use super::tasks::{MAX_DELAY_MS, after, expiry_timer, notify_task};
 
 impl<'a> Planner<'a> {
     /// Skips and emits until nothing changes (a skip can settle the needs of further nodes),
@@ -123,6 +123,7 @@ impl<'a> Planner<'a> {
                 FlowDecision::Reject => Decision::Reject,
             };
             let approvers = h.approvers.clone();
+            let notify = h.notify.is_some();
             self.update(i, |slot| {
                 slot.status = NodeStatus::Waiting;
                 slot.attempts = attempt;
@@ -149,6 +150,10 @@ impl<'a> Planner<'a> {
                 attempt,
                 expires_at,
             ));
+            if notify {
+                self.tasks
+                    .push(notify_task(&self.run.id, &approval, &id, attempt));
+            }
             return;
         }
         let not_before = match node.kind() {

@@ -25,7 +25,7 @@ pub use planner::{
     DEFAULT_MAX_IN_FLIGHT, Input, MAX_NODES_PER_SIGNAL, Plan, decision_output, plan,
 };
 pub use state::{Graph, RunState};
-pub use tasks::{MAX_DELAY_MS, TIMER_POOL, after, expiry_timer, node_task, pool_of};
+pub use tasks::{MAX_DELAY_MS, TIMER_POOL, after, expiry_timer, node_task, notify_task, pool_of};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-//! The tasks the planner emits: node tasks on their type's pool and approval-expiry timers,
-//! and the delay bound they are scheduled within.
+//! The tasks the planner emits: node tasks on their type's pool, approval-expiry timers and
+//! approval notifications, and the delay bound they are scheduled within.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
@@ -8,7 +8,7 @@ use tradeloom_flow::ir::NodeKind;
 use tradeloom_flow::IrNode;
 use tradeloom_queue::NewTask;
 
-/// Pool of the approval-expiry timers.
+/// Pool of the approval-expiry timers (and of approval notifications).
 pub const TIMER_POOL: &str = "timer";
 
 /// The longest delay the runtime schedules (a `wait`, an approval's expiry, a retry back-off):
@@ -55,6 +55,17 @@ pub fn expiry_timer(
     )
     .with_dedup_key(format!("expire/{approval_id}"))
     .with_not_before(expires_at)
+}
+
+/// The task that posts a new approval to its node's chat webhook (`notify`), on the timer pool
+/// at once; see [`crate::approval_notify`].
+pub fn notify_task(run_id: &str, approval_id: &str, node: &str, attempt: u32) -> NewTask {
+    NewTask::new(
+        TIMER_POOL,
+        json!({"kind": "approval_notify", "run_id": run_id, "approval_id": approval_id,
+               "node_id": node, "attempt": attempt}),
+    )
+    .with_dedup_key(format!("notify/{approval_id}"))
 }
 
 /// `now` plus `ms` milliseconds, or `None` when that is beyond [`MAX_DELAY_MS`] (or beyond what

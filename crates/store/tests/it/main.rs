@@ -3,6 +3,7 @@
 //! is created for the test and dropped after it, so tests run in parallel.
 
 mod api_keys;
+mod approval_links;
 mod engine_run_events;
 mod fixtures;
 mod job_events;
