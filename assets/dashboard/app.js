@@ -259,6 +259,11 @@
   }
 
   async function runPage(id) {
+    // The chart and the curve are asked for at once with the run (a finished run's answer them;
+    // a running one's refuse with 409 and are not used).
+    const quiet = (p) => { p.catch(() => { }); return p; };
+    const chartP = quiet(api("/runs/" + encodeURIComponent(id) + "/chart"));
+    const curveP = quiet(api("/runs/" + encodeURIComponent(id) + "/equity?max_points=2000"));
     const run = await api("/runs/" + encodeURIComponent(id));
     const meta = run.metadata || run;
     const metrics = run.metrics || {};
@@ -290,12 +295,12 @@
     const dd = keep(TC.lineChart(ddEl, [], { height: 140, area: true }));
     const here = current();
     if (!running) {
-      api("/runs/" + meta.run_id + "/chart").then((chart) => {
+      chartP.then((chart) => {
         if (!here()) return;
         const p = keep(TC.priceChart(priceEl, chart, null));
         priceNote.textContent = p.symbol ? p.symbol + " · " + chart.instruments[0].bars_per_candle + " bar(s) per candle · " + chart.fills.length + " of " + chart.fills_total + " fills marked" : "no price data";
       }).catch((e) => { priceNote.textContent = e.message; });
-      const curve = await api("/runs/" + meta.run_id + "/equity?max_points=2000");
+      const curve = await curveP;
       if (!here()) return;
       const pts = TC.increasing(curve.points.map((p) => ({ time: toSeconds(p.ts), value: Number(p.equity) })));
       eq.series.setData(pts); dd.series.setData(drawdownOf(pts));

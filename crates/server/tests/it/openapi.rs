@@ -105,8 +105,12 @@ fn operations(doc: &Value) -> BTreeMap<(String, String), Value> {
 }
 
 /// Routes that serve the document and its viewer, not the API: not in the document.
+/// Routes that are not the API's: the document itself, Swagger UI and the dashboard's files.
 fn is_docs_route(path: &str) -> bool {
-    path == "/openapi.json" || path == "/docs" || path.starts_with("/docs/")
+    path == "/openapi.json"
+        || path == "/docs"
+        || path.starts_with("/docs/")
+        || tradeloom_server::dashboard::is_dashboard_path(path)
 }
 
 /// The path templates the router holds, read from its `Debug` output (axum has no public list
