@@ -240,7 +240,10 @@ mod tests {
         assert_eq!(c["symbol"], "GOOG");
         assert_eq!(c["bars_per_candle"], 1);
         assert_eq!(c["candles"].as_array().unwrap().len(), 10);
-        assert_eq!(c["candles"][3], serde_json::json!([180, 102, 105, 100, 103]));
+        assert_eq!(
+            c["candles"][3],
+            serde_json::json!([180, 102, 105, 100, 103])
+        );
     }
 
     #[test]
@@ -260,7 +263,10 @@ mod tests {
         let candles = v["instruments"][0]["candles"].as_array().unwrap();
         assert!(candles.len() <= MAX_CANDLES, "{}", candles.len());
         assert_eq!(v["instruments"][0]["bars_per_candle"], 16);
-        let high = candles.iter().map(|c| c[2].as_f64().unwrap()).fold(0.0, f64::max);
+        let high = candles
+            .iter()
+            .map(|c| c[2].as_f64().unwrap())
+            .fold(0.0, f64::max);
         let low = candles
             .iter()
             .map(|c| c[3].as_f64().unwrap())
@@ -293,6 +299,9 @@ mod tests {
         let v = parsed(&s);
         assert_eq!(v["fills_total"], MAX_MARKERS as u64 + 3);
         assert_eq!(v["fills"].as_array().unwrap().len(), MAX_MARKERS);
-        assert_eq!(v["fills"][0], serde_json::json!([5, "GOOG", "BUY", 10, 101.5]));
+        assert_eq!(
+            v["fills"][0],
+            serde_json::json!([5, "GOOG", "BUY", 10, 101.5])
+        );
     }
 }

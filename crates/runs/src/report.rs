@@ -460,53 +460,13 @@ pub fn read_trades_csv(path: &Path) -> Result<TradeRows, RunError> {
     Ok(rows)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampler_bounds_memory_and_keeps_troughs() {
-        let mut s = EquitySampler::default();
-        for i in 0..100_000i64 {
-            let dd = if i == 54_321 { 42.0 } else { 0.0 };
-            s.push(UnixNanos(i), i as f64, dd);
-        }
-        assert!(
-            s.len() <= SAMPLER_BUCKETS && s.len() > SAMPLER_BUCKETS / 2,
-            "{}",
-            s.len()
-        );
-        assert_eq!(s.buckets.last().unwrap().equity, 99_999.0);
-        assert!(s.buckets.iter().any(|b| b.drawdown == 42.0));
-    }
-
-    #[test]
-    fn sampler_is_exact_for_short_series() {
-        let mut s = EquitySampler::default();
-        for i in 0..10i64 {
-            s.push(UnixNanos(i), i as f64, 0.0);
-        }
-        assert_eq!(s.len(), 10);
-    }
-
-    #[test]
-    fn parses_written_timestamps() {
-        let t = UnixNanos::from_parts(2024, 1, 2, 3, 4, 5, 120_000_000).unwrap();
-        assert_eq!(parse_written_ts(&t.to_string()), Some(t));
-        assert_eq!(
-            parse_written_ts("2004-08-19T00:00:00Z"),
-            UnixNanos::from_date(2004, 8, 19)
-        );
-        assert_eq!(parse_written_ts("garbage"), None);
-    }
-}
-
 /// `report.html`'s file name in a run folder.
 pub const REPORT_HTML: &str = "report.html";
 
 /// TradingView lightweight-charts (Apache-2.0), vendored: see `assets/vendor/`.
-const CHART_LIBRARY: &str =
-    include_str!("../../../assets/vendor/lightweight-charts/lightweight-charts.standalone.production.js");
+const CHART_LIBRARY: &str = include_str!(
+    "../../../assets/vendor/lightweight-charts/lightweight-charts.standalone.production.js"
+);
 const CHARTS_JS: &str = include_str!("../../../assets/common/charts.js");
 const REPORT_JS: &str = include_str!("../../../assets/report/report.js");
 const REPORT_CSS: &str = include_str!("../../../assets/report/report.css");
@@ -633,4 +593,45 @@ pub fn render_html(
         app = REPORT_JS,
     );
     html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_bounds_memory_and_keeps_troughs() {
+        let mut s = EquitySampler::default();
+        for i in 0..100_000i64 {
+            let dd = if i == 54_321 { 42.0 } else { 0.0 };
+            s.push(UnixNanos(i), i as f64, dd);
+        }
+        assert!(
+            s.len() <= SAMPLER_BUCKETS && s.len() > SAMPLER_BUCKETS / 2,
+            "{}",
+            s.len()
+        );
+        assert_eq!(s.buckets.last().unwrap().equity, 99_999.0);
+        assert!(s.buckets.iter().any(|b| b.drawdown == 42.0));
+    }
+
+    #[test]
+    fn sampler_is_exact_for_short_series() {
+        let mut s = EquitySampler::default();
+        for i in 0..10i64 {
+            s.push(UnixNanos(i), i as f64, 0.0);
+        }
+        assert_eq!(s.len(), 10);
+    }
+
+    #[test]
+    fn parses_written_timestamps() {
+        let t = UnixNanos::from_parts(2024, 1, 2, 3, 4, 5, 120_000_000).unwrap();
+        assert_eq!(parse_written_ts(&t.to_string()), Some(t));
+        assert_eq!(
+            parse_written_ts("2004-08-19T00:00:00Z"),
+            UnixNanos::from_date(2004, 8, 19)
+        );
+        assert_eq!(parse_written_ts("garbage"), None);
+    }
 }

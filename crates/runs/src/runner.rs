@@ -23,6 +23,7 @@ use tradeloom_engine::{Engine, Metrics, Summary, build_strategy};
 use tradeloom_safety::KillSwitch;
 
 use crate::artifacts::{RunSink, SinkFiles};
+use crate::chart::CHART_FILE;
 use crate::equity::{EQUITY_FILE, EquityWriter, MoneyLayout};
 use crate::error::RunError;
 use crate::folder::RunFolder;
@@ -33,7 +34,6 @@ use crate::live::{CountingSink, LiveRun};
 use crate::metadata::{
     DataInfo, FileHash, Metadata, MetadataSync, RunStatus, RunSummary, SpecInfo,
 };
-use crate::chart::CHART_FILE;
 use crate::report::{REPORT_HTML, ReportHeader, render_html, render_markdown, render_svg};
 use crate::spec::{ResolvedSpec, load_spec};
 
@@ -888,7 +888,13 @@ fn write_outputs(
         .map(|i| i.symbol.as_str().to_string())
         .collect();
     let chart = inputs.chart.to_json(&symbols);
-    let html = render_html(&header, &metrics_value, &chart, &inputs.sampler, &inputs.trades);
+    let html = render_html(
+        &header,
+        &metrics_value,
+        &chart,
+        &inputs.sampler,
+        &inputs.trades,
+    );
     let mut hashes = Vec::new();
     for (name, text) in [
         ("metrics.json", metrics_text),

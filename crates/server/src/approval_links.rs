@@ -449,20 +449,9 @@ fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
     response
 }
 
-/// Text for HTML.
+/// Text for HTML (the run report's escaping).
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    tradeloom_runs::report::html_escape(text)
 }
 
 #[cfg(test)]

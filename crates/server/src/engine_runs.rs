@@ -518,19 +518,25 @@ pub struct ArtifactRows {
     pub complete: bool,
 }
 
-async fn artifact_rows(
-    state: &AppState,
-    id: &str,
-    artifact: &'static str,
-    q: RowsQuery,
-) -> Result<Json<ArtifactRows>, ApiError> {
-    let limit = q.limit.unwrap_or(500);
+/// A page's `limit`: `default` when absent, else 1 to [`MAX_ROWS`].
+fn rows_limit(limit: Option<u64>, default: u64) -> Result<u64, ApiError> {
+    let limit = limit.unwrap_or(default);
     if !(1..=MAX_ROWS).contains(&limit) {
         return Err(bad_query(
             "limit",
             format!("limit: {limit} is not between 1 and {MAX_ROWS}"),
         ));
     }
+    Ok(limit)
+}
+
+async fn artifact_rows(
+    state: &AppState,
+    id: &str,
+    artifact: &'static str,
+    q: RowsQuery,
+) -> Result<Json<ArtifactRows>, ApiError> {
+    let limit = rows_limit(q.limit, 500)?;
     let offset = q.offset.unwrap_or(0);
     let (dir, meta) = find(state, id).await?;
     let complete = meta.status != RunStatus::Running;
@@ -811,13 +817,7 @@ pub async fn journal(
 ) -> Result<Json<JournalPage>, ApiError> {
     let UrlPath(id) = id?;
     let Query(q) = query?;
-    let limit = q.limit.unwrap_or(200);
-    if !(1..=MAX_ROWS).contains(&limit) {
-        return Err(bad_query(
-            "limit",
-            format!("limit: {limit} is not between 1 and {MAX_ROWS}"),
-        ));
-    }
+    let limit = rows_limit(q.limit, 200)?;
     let offset = q.offset.unwrap_or(0);
     let (dir, meta) = find(&state, &id).await?;
     let complete = meta.status != RunStatus::Running;

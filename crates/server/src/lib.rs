@@ -11,8 +11,8 @@ mod approval_links;
 mod auth;
 pub mod bench;
 mod browser;
-pub mod dashboard;
 pub mod cluster;
+pub mod dashboard;
 mod engine_runs;
 mod error;
 #[cfg(feature = "redis")]

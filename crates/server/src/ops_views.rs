@@ -67,13 +67,11 @@ pub struct LimitQuery {
 fn limit_of(q: &LimitQuery) -> Result<usize, ApiError> {
     let limit = q.limit.unwrap_or(500);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(
-            ApiError::bad_request(
-                "invalid_query",
-                format!("limit: {limit} is not between 1 and {MAX_LIMIT}"),
-            )
-            .with_details(json!({"param": "limit"})),
-        );
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit: {limit} is not between 1 and {MAX_LIMIT}"),
+        )
+        .with_details(json!({"param": "limit"})));
     }
     Ok(limit)
 }
@@ -164,9 +162,7 @@ pub async fn reconciliations(
                 continue;
             };
             for entry in entries.flatten() {
-                let path = entry
-                    .path()
-                    .join(tradeloom_ops::reconcile::RESULT_FILE);
+                let path = entry.path().join(tradeloom_ops::reconcile::RESULT_FILE);
                 if let Ok(text) = std::fs::read_to_string(&path)
                     && let Ok(value) = serde_json::from_str::<Value>(&text)
                     && value.is_object()
@@ -222,11 +218,7 @@ pub async fn jobs(
     }
     let offset = q.offset.unwrap_or(0);
     // One more than asked tells whether another page follows.
-    let mut jobs = state
-        .simulator
-        .store()
-        .list_jobs(limit + 1, offset)
-        .await?;
+    let mut jobs = state.simulator.store().list_jobs(limit + 1, offset).await?;
     let more = jobs.len() > limit as usize;
     jobs.truncate(limit as usize);
     let jobs: Vec<Value> = jobs

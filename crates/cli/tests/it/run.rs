@@ -174,47 +174,92 @@ fn report_html_is_self_contained_and_escapes_the_runs_text() {
     let data = tempfile::tempdir().unwrap();
     let spec_text = std::fs::read_to_string(repo().join("examples/specs/goog_sma_cross.yaml"))
         .unwrap()
-        .replace("name: goog-sma-cross", "name: \"</script><script>alert(1)</script>\"")
-        .replace("../data/goog_1d.csv", &repo().join("examples/data/goog_1d.csv").display().to_string());
+        .replace(
+            "name: goog-sma-cross",
+            "name: \"</script><script>alert(1)</script>\"",
+        )
+        .replace(
+            "../data/goog_1d.csv",
+            &repo()
+                .join("examples/data/goog_1d.csv")
+                .display()
+                .to_string(),
+        );
     let spec = data.path().join("spec.yaml");
     std::fs::write(&spec, spec_text).unwrap();
     let (_, dir) = run_json(data.path(), &spec);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html.contains("default-src 'none'"), "a policy forbidding the network");
+    assert!(
+        html.contains("default-src 'none'"),
+        "a policy forbidding the network"
+    );
     for remote in ["src=\"http", "href=\"http", "src='http", "<link", "import("] {
         assert!(!html.contains(remote), "report.html loads `{remote}`");
     }
-    assert!(html.contains("TradingView Lightweight Charts"), "the library is inline");
-    assert_eq!(html.matches("<script").count(), 4, "data, library, charts, report");
+    assert!(
+        html.contains("TradingView Lightweight Charts"),
+        "the library is inline"
+    );
+    assert_eq!(
+        html.matches("<script").count(),
+        4,
+        "data, library, charts, report"
+    );
     assert!(!html.contains("<script>alert(1)"), "the name is escaped");
     assert!(html.contains("&lt;/script&gt;&lt;script&gt;alert(1)"));
     // The inline data is the run's: every metric and the chart's candles and fills.
-    let start = html.find("<script type=\"application/json\" id=\"tl-data\">").unwrap();
+    let start = html
+        .find("<script type=\"application/json\" id=\"tl-data\">")
+        .unwrap();
     let rest = &html[start..];
     let json_text = &rest[rest.find('>').unwrap() + 1..rest.find("</script>").unwrap()];
     let data_json: serde_json::Value = serde_json::from_str(json_text).unwrap();
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(data_json["metrics"], metrics);
-    assert_eq!(data_json["header"]["name"], "</script><script>alert(1)</script>");
-    assert_eq!(data_json["chart"]["instruments"][0]["candles"].as_array().unwrap().len(), 2148);
+    assert_eq!(
+        data_json["header"]["name"],
+        "</script><script>alert(1)</script>"
+    );
+    assert_eq!(
+        data_json["chart"]["instruments"][0]["candles"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2148
+    );
     assert_eq!(data_json["chart"]["fills_total"], metrics["fills"]);
-    assert_eq!(data_json["trades"]["total"], metrics["trades"].as_u64().unwrap() + 1);
+    assert_eq!(
+        data_json["trades"]["total"],
+        metrics["trades"].as_u64().unwrap() + 1
+    );
 }
 
 /// `report --open` hands report.html to `$BROWSER` (here a script that records its argument).
 #[test]
 fn report_open_hands_the_html_to_the_browser_command() {
     let data = tempfile::tempdir().unwrap();
-    let (json, dir) = run_json(data.path(), &repo().join("examples/specs/goog_sma_cross.yaml"));
+    let (json, dir) = run_json(
+        data.path(),
+        &repo().join("examples/specs/goog_sma_cross.yaml"),
+    );
     let record = data.path().join("opened.txt");
     let script = data.path().join("browser.sh");
-    std::fs::write(&script, format!("#!/bin/sh\necho \"$1\" > {}\n", record.display())).unwrap();
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", record.display()),
+    )
+    .unwrap();
     let mut perms = std::fs::metadata(&script).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&script, perms).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tradeloom"))
-        .args(["report", json["run_id"].as_str().unwrap(), "--open", "--data-dir"])
+        .args([
+            "report",
+            json["run_id"].as_str().unwrap(),
+            "--open",
+            "--data-dir",
+        ])
         .arg(data.path())
         .env("BROWSER", &script)
         .output()
@@ -234,7 +279,11 @@ fn report_open_hands_the_html_to_the_browser_command() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
-    assert!(stderr(&missing).contains("cannot open report.html"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("cannot open report.html"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]

@@ -723,7 +723,10 @@ async fn a_finished_run_serves_its_chart_and_its_journal_page_by_page() {
     // 2,148 daily bars fit in the 4,096 candles: one bar each, the first being the first bar.
     assert_eq!(goog["bars_per_candle"], 1);
     assert_eq!(goog["candles"].as_array().unwrap().len(), 2148);
-    assert_eq!(goog["candles"][0], json!([1_092_873_600, 100.0, 104.06, 95.96, 100.34]));
+    assert_eq!(
+        goog["candles"][0],
+        json!([1_092_873_600, 100.0, 104.06, 95.96, 100.34])
+    );
     assert_eq!(chart["fills_total"], run["metrics"]["fills"]);
     assert_eq!(chart["fills"].as_array().unwrap().len(), 187);
 
@@ -741,7 +744,10 @@ async fn a_finished_run_serves_its_chart_and_its_journal_page_by_page() {
     .await;
     assert_eq!(last["entries"].as_array().unwrap().len(), 1);
     assert_eq!(last["next_offset"], Value::Null);
-    assert_eq!(last["entries"][0]["seq"], total, "entries are the journal's lines in order");
+    assert_eq!(
+        last["entries"][0]["seq"], total,
+        "entries are the journal's lines in order"
+    );
 
     error(
         get(&s, &format!("/runs/{id}/journal?limit=0")).await,
