@@ -189,12 +189,8 @@ pub fn trader(data_dir: &Path, args: &TraderArgs) -> Result<ExitCode> {
         tradeloom_runs::SpecSource::Loaded(Box::new(spec)),
         feed,
         PaperOptions {
-            data_dir: data_dir.to_path_buf(),
-            stop,
-            resume: None,
-            parent_runs: Vec::new(),
-            connectivity: None,
             observer: Some(&mut observer),
+            ..PaperOptions::new(data_dir, stop)
         },
     );
     match outcome {

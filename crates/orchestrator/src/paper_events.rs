@@ -188,12 +188,9 @@ impl EngineRuns {
             SpecSource::Loaded(Box::new(spec)),
             feed,
             PaperOptions {
-                data_dir: self.data_dir().to_path_buf(),
-                stop,
-                resume: None,
                 parent_runs,
-                connectivity: None,
                 observer: Some(&mut observer),
+                ..PaperOptions::new(self.data_dir(), stop)
             },
         );
         drop(observer);

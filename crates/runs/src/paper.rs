@@ -15,6 +15,6 @@ pub use feed_spec::{
     WebsocketPreset,
 };
 pub use resume::resume_spec;
-pub use runner::{PaperObserver, PaperOptions, run_paper};
+pub use runner::{PaperObserver, PaperOptions, SNAPSHOT_INTERVAL, run_paper};
 
 pub use crate::runner::replay_bars;

@@ -154,7 +154,8 @@ pub struct RunSpec {
     /// Paper runs: stop at this time (RFC 3339, e.g. `2026-12-31T00:00:00Z`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_at: Option<String>,
-    /// Paper runs: write `state/snapshot.json` every this many events (default 1000).
+    /// Paper runs: write `state/snapshot.json` every this many events (default 1000), at most
+    /// once per [`SNAPSHOT_INTERVAL`](crate::paper::SNAPSHOT_INTERVAL) of wall time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_every: Option<u64>,
     /// Paper runs: refuse orders (`risk.stale_data`) on data older than this (`90s`, `5m`).

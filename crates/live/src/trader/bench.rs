@@ -98,12 +98,8 @@ pub fn scan_latency(work: &Path, scans: u64) -> Result<LatencyFigures, String> {
                 SpecSource::Loaded(Box::new(spec)),
                 feed,
                 PaperOptions {
-                    data_dir,
-                    stop,
-                    resume: None,
-                    parent_runs: Vec::new(),
-                    connectivity: None,
                     observer: Some(&mut observer),
+                    ..PaperOptions::new(data_dir, stop)
                 },
             )
             .map(|_| ())
@@ -246,14 +242,7 @@ pub fn paper_vs_backtest(
         run_paper(
             SpecSource::Loaded(Box::new(resolved)),
             feed,
-            PaperOptions {
-                data_dir: data_dir.clone(),
-                stop: StopSignal::new(),
-                resume: None,
-                parent_runs: Vec::new(),
-                connectivity: None,
-                observer: None,
-            },
+            PaperOptions::new(data_dir.clone(), StopSignal::new()),
         )
         .map_err(|e| e.to_string())?;
         best_paper = best_paper.min(start.elapsed().as_secs_f64());

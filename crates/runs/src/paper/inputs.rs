@@ -375,8 +375,8 @@ type Failure = (PathBuf, io::ErrorKind, String);
 /// What the writer thread reports back.
 #[derive(Default)]
 struct Progress {
-    /// Jobs done (written, or dropped after a failure).
-    done: u64,
+    /// [`Job::Lines`] done (written, or dropped after a failure).
+    lines_done: u64,
     failure: Option<Failure>,
 }
 
@@ -406,8 +406,8 @@ pub struct InputLog {
     tx: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<Written>>,
     shared: Arc<Shared>,
-    /// Jobs sent to the writer thread.
-    sent: u64,
+    /// [`Job::Lines`] sent to the writer thread.
+    lines_sent: u64,
 }
 
 impl InputLog {
@@ -472,7 +472,7 @@ impl InputLog {
             tx: Some(tx),
             thread: Some(thread),
             shared,
-            sent: 0,
+            lines_sent: 0,
         })
     }
 
@@ -501,12 +501,14 @@ impl InputLog {
         self.send(Job::Snapshot(Box::new(snapshot), run_dir.to_path_buf()))
     }
 
-    /// Hands the buffered lines to the kernel and waits until it has them (and everything
-    /// handed over before), so that they survive the process.
+    /// Hands the buffered lines to the kernel and waits until it has them (and every line
+    /// handed over before), so that they survive the process. Snapshots sent before are not
+    /// waited for (the writer thread writes them after the lines it holds): a flush is what
+    /// the run's other files wait for before each hand-over, and a snapshot is only a check.
     pub fn flush(&mut self) -> Result<(), RunError> {
         self.hand_over()?;
         let mut progress = lock(&self.shared.progress);
-        while progress.done < self.sent && progress.failure.is_none() {
+        while progress.lines_done < self.lines_sent && progress.failure.is_none() {
             progress = self
                 .shared
                 .changed
@@ -519,8 +521,9 @@ impl InputLog {
         }
     }
 
-    /// Flushes, ends the writer thread and makes the file durable (at the end of the run);
-    /// returns the file's sha256 (hex) and size. Later writes fail.
+    /// Flushes, ends the writer thread (once it has written every snapshot sent too) and
+    /// makes the file durable (at the end of the run); returns the file's sha256 (hex) and
+    /// size. Later writes fail.
     pub fn sync(&mut self) -> Result<(String, u64), RunError> {
         self.flush()?;
         self.tx = None;
@@ -538,7 +541,9 @@ impl InputLog {
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(BATCH + 4096));
         let lines = std::mem::replace(&mut self.buf, next);
-        self.send(Job::Lines(lines))
+        self.send(Job::Lines(lines))?;
+        self.lines_sent += 1;
+        Ok(())
     }
 
     fn send(&mut self, job: Job) -> Result<(), RunError> {
@@ -552,7 +557,6 @@ impl InputLog {
                 io::Error::other("the input log was closed"),
             ));
         }
-        self.sent += 1;
         Ok(())
     }
 
@@ -578,55 +582,71 @@ fn failed((path, kind, message): &Failure) -> RunError {
     RunError::io(path, io::Error::new(*kind, message.clone()))
 }
 
-/// The writer thread: does the jobs in order until the channel closes; after a failure the
-/// later jobs are dropped (and reported by the log's next call). Of several snapshots waiting,
-/// only the last is written (after every line sent before it): renaming a file over another
-/// can wait for the disk, and a snapshot replaced before it was written told nothing.
+/// The writer thread: writes the lines in the order sent until the channel closes; after a
+/// failure the later jobs are dropped (and reported by the log's next call). Of the jobs
+/// waiting, the lines are written first and reported done (what [`InputLog::flush`] waits
+/// for), then the last snapshot among them: it covers only lines sent before it, which are
+/// written by then. The snapshots before it are not written: renaming a file over another can
+/// wait for the disk, and a snapshot replaced before it was written told nothing.
 fn write_jobs(rx: &Receiver<Job>, shared: &Shared, path: &Path, written: Written) -> Written {
     let (mut file, mut hasher, mut bytes) = written;
     let mut jobs: Vec<Job> = Vec::with_capacity(IN_FLIGHT + 1);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
         jobs.extend(rx.try_iter());
-        let last_snapshot = jobs.iter().rposition(|j| matches!(j, Job::Snapshot(..)));
-        let count = jobs.len() as u64;
-        let mut result = Ok(());
-        for (i, job) in jobs.drain(..).enumerate() {
-            let failed = result.is_err() || lock(&shared.progress).failure.is_some();
-            result = match &job {
-                _ if failed => result,
-                Job::Lines(lines) => match file.write_all(lines) {
-                    Ok(()) => {
-                        hasher.update(lines);
-                        bytes += lines.len() as u64;
-                        Ok(())
+        let mut failed = lock(&shared.progress).failure.is_some();
+        let mut failure = None;
+        let mut lines_done = 0;
+        let mut snapshot = None;
+        for job in jobs.drain(..) {
+            match job {
+                Job::Lines(mut lines) => {
+                    lines_done += 1;
+                    if !failed {
+                        match file.write_all(&lines) {
+                            Ok(()) => {
+                                hasher.update(&lines);
+                                bytes += lines.len() as u64;
+                            }
+                            Err(e) => {
+                                failed = true;
+                                failure = Some((path.to_path_buf(), e.kind(), e.to_string()));
+                            }
+                        }
                     }
-                    Err(e) => Err((path.to_path_buf(), e.kind(), e.to_string())),
-                },
-                Job::Snapshot(..) if Some(i) != last_snapshot => Ok(()),
-                Job::Snapshot(snapshot, run_dir) => snapshot.write(run_dir).map_err(|e| match e {
-                    RunError::Io { path, source } => (path, source.kind(), source.to_string()),
-                    other => (
-                        run_dir.join(SNAPSHOT_FILE),
-                        io::ErrorKind::Other,
-                        other.to_string(),
-                    ),
-                }),
-            };
-            if let Job::Lines(mut lines) = job {
-                lines.clear();
-                lock(&shared.pool).push(lines);
+                    lines.clear();
+                    lock(&shared.pool).push(lines);
+                }
+                Job::Snapshot(s, run_dir) => snapshot = Some((s, run_dir)),
             }
         }
-        let mut progress = lock(&shared.progress);
-        progress.done += count;
-        if let Err(failure) = result {
-            progress.failure.get_or_insert(failure);
+        report(shared, lines_done, failure);
+        if let (false, Some((snapshot, run_dir))) = (failed, snapshot)
+            && let Err(e) = snapshot.write(&run_dir)
+        {
+            let failure = match e {
+                RunError::Io { path, source } => (path, source.kind(), source.to_string()),
+                other => (
+                    run_dir.join(SNAPSHOT_FILE),
+                    io::ErrorKind::Other,
+                    other.to_string(),
+                ),
+            };
+            report(shared, 0, Some(failure));
         }
-        drop(progress);
-        shared.changed.notify_all();
     }
     (file, hasher, bytes)
+}
+
+/// Adds `lines` jobs done to the progress, keeps the first failure, and wakes the waiters.
+fn report(shared: &Shared, lines: u64, failure: Option<Failure>) {
+    let mut progress = lock(&shared.progress);
+    progress.lines_done += lines;
+    if let Some(failure) = failure {
+        progress.failure.get_or_insert(failure);
+    }
+    drop(progress);
+    shared.changed.notify_all();
 }
 
 impl Drop for InputLog {
@@ -747,12 +767,19 @@ mod tests {
             }
         }
         log.flush().unwrap();
-        // The snapshot on disk never describes an event the inputs lack.
-        let written = Snapshot::read(dir.path()).unwrap().unwrap();
-        assert_eq!(written.events, 5000, "the newest is written last");
+        // A flush waits for the lines, not the snapshots; the snapshot on disk never
+        // describes an event the inputs lack.
         assert_eq!(read_inputs(&path).unwrap().len(), 5000);
+        if let Some(written) = Snapshot::read(dir.path()).unwrap() {
+            assert!(written.events <= 5000, "{}", written.events);
+        }
         let (sha256, bytes) = log.sync().unwrap();
         assert_eq!((sha256, bytes), crate::hashing::sha256_file(&path).unwrap());
+        let written = Snapshot::read(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            written.events, 5000,
+            "the newest is written last, before sync returns"
+        );
         assert!(
             log.write(&Input::Idle { n: 1, wall: 1 }).is_ok(),
             "buffered"

@@ -5,7 +5,9 @@
 //! processed exactly as a backtest processes a bar; the journal gets a `wall_ts` on every line,
 //! `orders.csv` and `fills.csv` a `wall_ts` column. The folder grows while the run runs (what
 //! is written is handed to the writer thread at least every 200 ms), `state/feed.json` is
-//! rewritten every second, `state/snapshot.json` every `snapshot_every` events. The kill switch
+//! rewritten every second, `state/snapshot.json` every `snapshot_every` events but at most once
+//! per [`SNAPSHOT_INTERVAL`] (a snapshot due sooner is written once that has passed, by the
+//! next event or while the feed is quiet, and always when the run stops). The kill switch
 //! is asked every bar and before every order, as in a backtest, and also while the feed is
 //! quiet. On stop the engine finishes as a backtest does (open orders cancelled), and the folder
 //! is sealed and hashed.
@@ -60,6 +62,9 @@ pub struct PaperOptions<'a> {
     pub connectivity: Option<Connectivity>,
     /// Told about the run as it goes (the runs API streams it, the trader measures latency).
     pub observer: Option<&'a mut dyn PaperObserver>,
+    /// The least wall-clock time between two snapshots ([`SNAPSHOT_INTERVAL`]; zero: one
+    /// every `snapshot_every` events, however fast they come).
+    pub snapshot_interval: Duration,
 }
 
 impl PaperOptions<'_> {
@@ -72,6 +77,7 @@ impl PaperOptions<'_> {
             parent_runs: Vec::new(),
             connectivity: None,
             observer: None,
+            snapshot_interval: SNAPSHOT_INTERVAL,
         }
     }
 }
@@ -121,6 +127,11 @@ const POLL: Duration = Duration::from_millis(100);
 const HAND_OVER_EVERY: Duration = Duration::from_millis(200);
 /// How often `state/feed.json` is rewritten.
 const FEED_STATE_EVERY: Duration = Duration::from_secs(1);
+/// The least wall-clock time between two snapshots of a run (by default): a fast replay
+/// processes `snapshot_every` events in well under a millisecond, and a snapshot that is
+/// replaced so soon tells nothing (a resumed run rebuilds its state from the recorded inputs;
+/// the snapshot is what that state is checked against).
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs a paper spec until the stop signal, `stop_at`, or the feed's end, and seals the folder
 /// (`metadata.json` `completed` with a `stop_reason`, or `failed`). Blocking: call it from a
@@ -271,6 +282,8 @@ fn run(
             None => None,
         },
         started_wall: wall_now(),
+        last_snapshot: wall_now(),
+        snapshot_interval: options.snapshot_interval,
         wall_text: WallText::default(),
         replaying: false,
         verify: None,
@@ -443,6 +456,10 @@ struct Machine<'o> {
     observer: Option<&'o mut dyn PaperObserver>,
     /// When this process started the run (the age of a feed that has delivered nothing).
     started_wall: UnixNanos,
+    /// When the last snapshot was taken (or the run started, in this process).
+    last_snapshot: UnixNanos,
+    /// [`PaperOptions::snapshot_interval`].
+    snapshot_interval: Duration,
     /// The text of the last event's `wall_ts`.
     wall_text: WallText,
     /// Catching up on recorded inputs: nothing is recorded or reported.
@@ -666,7 +683,7 @@ impl Machine<'_> {
         }
         let first_accept = sink.first_accept;
         self.check_errors()?;
-        self.after_event(n)?;
+        self.after_event(n, wall)?;
         Ok(first_accept)
     }
 
@@ -701,7 +718,7 @@ impl Machine<'_> {
                 bar.instrument.0,
                 bar.ts,
             );
-            self.after_event(n + k)?;
+            self.after_event(n + k, wall)?;
         }
         self.live.counters().add_bars(bars.len() as u64);
         self.feed_state.on_events(bars.len() as u64, wall, last.ts);
@@ -722,10 +739,11 @@ impl Machine<'_> {
         Ok(())
     }
 
-    /// Event `n` was processed: counts it; then, catching up, checks the state against the
-    /// snapshot of that event, or, live, writes a snapshot when one is due.
+    /// Event `n` (processed at `wall`) was processed: counts it; then, catching up, checks
+    /// the state against the snapshot of that event, or, live, writes a snapshot when one is
+    /// due.
     #[inline]
-    fn after_event(&mut self, n: u64) -> Result<(), RunError> {
+    fn after_event(&mut self, n: u64, wall: UnixNanos) -> Result<(), RunError> {
         self.events = n;
         self.since_snapshot += 1;
         if self.replaying {
@@ -734,9 +752,21 @@ impl Machine<'_> {
             {
                 self.check(&snapshot)?;
             }
-        } else if self.since_snapshot >= self.paper.snapshot_every {
+        } else {
+            self.snapshot_if_due(wall)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot if `snapshot_every` events were processed since the last one and
+    /// the snapshot interval has passed at `now`.
+    #[inline]
+    fn snapshot_if_due(&mut self, now: UnixNanos) -> Result<(), RunError> {
+        if self.since_snapshot >= self.paper.snapshot_every
+            && elapsed(self.last_snapshot, now) >= self.snapshot_interval
+        {
             self.check_errors()?;
-            self.snapshot()?;
+            self.snapshot(now)?;
         }
         Ok(())
     }
@@ -769,8 +799,10 @@ impl Machine<'_> {
         ))
     }
 
-    fn snapshot(&mut self) -> Result<(), RunError> {
+    /// Takes a snapshot (at wall time `now`) and has the log's writer thread write it.
+    fn snapshot(&mut self, now: UnixNanos) -> Result<(), RunError> {
         self.since_snapshot = 0;
+        self.last_snapshot = now;
         let snapshot = self.snapshot_now()?;
         // Written after the recorded inputs it covers (a resumed run replays them up to the
         // snapshot's event), by the log's writer thread.
@@ -946,6 +978,8 @@ impl Machine<'_> {
                 last_feed_state = now;
                 self.write_feed_state(feed)?;
             }
+            // A snapshot put off by the interval is written once it passed, events or not.
+            self.snapshot_if_due(now)?;
             let polled = feed.poll(wait)?;
             now = wall_now();
             busy = false;
@@ -1127,9 +1161,10 @@ impl Machine<'_> {
     /// cancelled, open trades reported), and `state/feed.json` saying stopped.
     fn stop(&mut self, reason: StopReason) -> Result<Summary, RunError> {
         // The snapshot first: it describes the state after the last event, as every other
-        // snapshot does (a run killed while stopping is resumed from it).
-        self.snapshot()?;
+        // snapshot does (a run killed while stopping is resumed from it); whenever the last
+        // one was.
         let wall = wall_now();
+        self.snapshot(wall)?;
         self.sink.set_wall_ts(&wall_text(wall));
         self.sink
             .journal_extra(&json!({"event": "run_stopped", "stop_reason": reason.as_str()}));
@@ -1278,20 +1313,34 @@ snapshot_every: 7
         run_spec_with(data_dir, spec(), feed, resume)
     }
 
-    /// Runs `spec` (a new run), or resumes run `resume` (its own spec).
+    /// Runs `spec` (a new run), or resumes run `resume` (its own spec), with a snapshot every
+    /// `snapshot_every` events however fast they come (so that a resume checks its state
+    /// against snapshots at any point).
     fn run_spec_with(
         data_dir: &Path,
         spec: ResolvedSpec,
         feed: ScriptFeed,
         resume: Option<&str>,
     ) -> Result<RunOutcome, ExecuteError> {
+        run_spec_paced(data_dir, spec, Box::new(feed), resume, Duration::ZERO)
+    }
+
+    /// [`run_spec_with`] with at most one snapshot per `snapshot_interval`.
+    fn run_spec_paced(
+        data_dir: &Path,
+        spec: ResolvedSpec,
+        feed: Box<dyn Feed>,
+        resume: Option<&str>,
+        snapshot_interval: Duration,
+    ) -> Result<RunOutcome, ExecuteError> {
         let mut options = PaperOptions::new(data_dir, StopSignal::new());
         options.resume = resume.map(str::to_string);
+        options.snapshot_interval = snapshot_interval;
         let spec = match resume {
             Some(id) => crate::paper::resume_spec(data_dir, id).unwrap(),
             None => spec,
         };
-        run_paper(SpecSource::Loaded(Box::new(spec)), Box::new(feed), options)
+        run_paper(SpecSource::Loaded(Box::new(spec)), feed, options)
     }
 
     /// fills.csv or orders.csv rows without the last column (`wall_ts`).
@@ -1731,5 +1780,162 @@ snapshot_every: 7
                 ..
             }
         )));
+    }
+
+    /// The snapshot in `dir`, as JSON.
+    fn snapshot_json(dir: &Path) -> Option<Value> {
+        let text = std::fs::read_to_string(dir.join(SNAPSHOT_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    #[test]
+    fn snapshots_wait_for_their_interval_and_a_run_resumed_without_one_ends_as_the_whole_run() {
+        let (work, whole) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (spec_of, all, expected) = replayed_whole(work.path(), whole.path(), 32);
+        let hour = Duration::from_secs(3600);
+        let lost = || {
+            Err(FeedError {
+                feed: "script",
+                message: "connection lost".to_string(),
+            })
+        };
+
+        // Paced at one an hour: 120 events, a snapshot due every 7, none written.
+        let data = tempfile::tempdir().unwrap();
+        let mut feed = ScriptFeed::replayed(&all[..120], 0, 32);
+        feed.script.push_back(lost());
+        let Err(ExecuteError::Failed(failed)) =
+            run_spec_paced(data.path(), spec_of.clone(), Box::new(feed), None, hour)
+        else {
+            panic!("the feed's error fails the run");
+        };
+        assert_eq!(snapshot_json(&failed.run_dir), None);
+        // Unpaced, the same run leaves the snapshot of its last seventh event.
+        let unpaced = tempfile::tempdir().unwrap();
+        let mut feed = ScriptFeed::replayed(&all[..120], 0, 32);
+        feed.script.push_back(lost());
+        let Err(ExecuteError::Failed(other)) =
+            run_spec_with(unpaced.path(), spec_of.clone(), feed, None)
+        else {
+            panic!("the feed's error fails the run");
+        };
+        assert_eq!(snapshot_json(&other.run_dir).unwrap()["events"], 119);
+
+        // Resumed (paced too): nothing lost or processed twice, and the stop's snapshot is
+        // written and sealed whatever the interval.
+        let resumed = run_spec_paced(
+            data.path(),
+            spec(),
+            Box::new(ScriptFeed::replayed(&all, 0, 32)),
+            Some(&failed.run_id),
+            hour,
+        )
+        .unwrap();
+        let dir = &resumed.run_dir;
+        for name in ["fills.csv", "orders.csv"] {
+            assert_eq!(rows(dir, name), rows(&expected.run_dir, name), "{name}");
+        }
+        assert_eq!(resumed.metrics.bars, 200);
+        let events = read_inputs(&dir.join(INPUTS_FILE))
+            .unwrap()
+            .iter()
+            .filter_map(Input::n)
+            .max()
+            .unwrap();
+        assert_eq!(events, 201, "200 bars and the resumption");
+        let snapshot = snapshot_json(dir).unwrap();
+        assert_eq!(snapshot["events"], events);
+        let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+        let stopped = journal
+            .lines()
+            .position(|l| l.contains("\"event\":\"run_stopped\""))
+            .unwrap();
+        assert_eq!(
+            snapshot["journal_lines"], stopped as u64,
+            "taken before run_stopped"
+        );
+        assert!(resumed.metadata.artifacts.contains_key(SNAPSHOT_FILE));
+        let report = crate::verify_run(dir).unwrap();
+        assert!(report.ok(), "{:?}", report.failures().collect::<Vec<_>>());
+    }
+
+    /// A script's polls, then idle polls (each waiting up to 10 ms) until `quiet_until` says
+    /// so or 20 s passed; then the end.
+    struct QuietAfter {
+        script: ScriptFeed,
+        quiet_until: Box<dyn FnMut() -> bool + Send>,
+        /// Set by the first idle poll.
+        deadline: Option<Instant>,
+    }
+
+    impl Feed for QuietAfter {
+        fn kind(&self) -> &'static str {
+            "script"
+        }
+
+        fn poll(&mut self, wait: Duration) -> Result<FeedPoll, FeedError> {
+            if !self.script.script.is_empty() {
+                return self.script.poll(wait);
+            }
+            let deadline = *self
+                .deadline
+                .get_or_insert_with(|| Instant::now() + Duration::from_secs(20));
+            if (self.quiet_until)() || Instant::now() > deadline {
+                return Ok(FeedPoll::Ended);
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(10)));
+            Ok(FeedPoll::Idle)
+        }
+
+        fn resume_after(&mut self, position: FeedPosition) {
+            self.script.resume_after(position);
+        }
+    }
+
+    #[test]
+    fn a_snapshot_put_off_by_its_interval_is_written_while_the_feed_is_quiet() {
+        let work = tempfile::tempdir().unwrap();
+        let (spec_of, all) = replay_spec(work.path(), &bars(20));
+        let data = tempfile::tempdir().unwrap();
+        let runs = data.path().join("runs");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let quiet_until = {
+            let seen = Arc::clone(&seen);
+            Box::new(move || {
+                let Some(dir) = std::fs::read_dir(&runs)
+                    .ok()
+                    .and_then(|mut d| d.next())
+                    .and_then(Result::ok)
+                else {
+                    return false;
+                };
+                let events = snapshot_json(&dir.path()).map(|s| s["events"].clone());
+                let mut seen = seen.lock().unwrap();
+                if let Some(events) = events
+                    && seen.last() != Some(&events)
+                {
+                    seen.push(events);
+                }
+                !seen.is_empty()
+            })
+        };
+        // One batch of 20: snapshots due at events 7 and 14 (not yet: the interval), and at 20.
+        let feed = QuietAfter {
+            script: ScriptFeed::replayed(&all, 0, 20),
+            quiet_until,
+            deadline: None,
+        };
+        let outcome = run_spec_paced(
+            data.path(),
+            spec_of,
+            Box::new(feed),
+            None,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert_eq!(outcome.metrics.bars, 20);
+        // Seen before the feed ended: the one snapshot, after the last event.
+        assert_eq!(*seen.lock().unwrap(), vec![Value::from(20)]);
+        assert_eq!(snapshot_json(&outcome.run_dir).unwrap()["events"], 20);
     }
 }
