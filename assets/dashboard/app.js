@@ -274,6 +274,7 @@
       h("h1", {}, (meta.name || run.run_id || id) + " "),
       h("p", { class: "muted" }, "Run ", h("code", {}, meta.run_id || id), " · ", meta.mode, " · ", pill(meta.status), " · ", meta.strategy || "",
         running ? h("span", {}, " · ", h("span", { id: "live-dot" })) : null),
+      meta.error ? h("p", { class: "neg", id: "run-error" }, "Error: " + meta.error) : null,
       running ? operator(h("button", { type: "button", class: "danger", id: "stop-run", onclick: async () => {
         if (!(await confirmBox("Stop this paper run?", "Open orders are cancelled, the journal flushed and the folder sealed."))) return;
         try { await api("/runs/" + meta.run_id + "/stop", { method: "POST", body: {} }); banner("Stop requested.", true); }
@@ -300,7 +301,12 @@
         const p = keep(TC.priceChart(priceEl, chart, null));
         priceNote.textContent = p.symbol ? p.symbol + " · " + chart.instruments[0].bars_per_candle + " bar(s) per candle · " + chart.fills.length + " of " + chart.fills_total + " fills marked" : "no price data";
       }).catch((e) => { priceNote.textContent = e.message; });
-      const curve = await curveP;
+      let curve;
+      try { curve = await curveP; } catch (e) {
+        // A run that failed before writing its curve still shows the rest.
+        equityNote.textContent = e.message;
+        return;
+      }
       if (!here()) return;
       const pts = TC.increasing(curve.points.map((p) => ({ time: toSeconds(p.ts), value: Number(p.equity) })));
       eq.series.setData(pts); dd.series.setData(drawdownOf(pts));
@@ -682,9 +688,24 @@
         try { put(procs, h("pre", {}, JSON.stringify(await api("/cluster"), null, 2))); } catch (_) { put(procs, h("p", { class: "muted" }, e.message)); }
       }
       const text = await apiText("/metrics");
-      const wanted = /^(tradeloom_[a-z_]+_total|tradeloom_[a-z_]+)(\{[^}]*\})? /;
-      const lines = text.split("\n").filter((l) => !l.startsWith("#") && wanted.test(l) && !/_bucket\{/.test(l)).slice(0, 80);
-      put(metrics, table(["series", "value"], lines, (l) => { const i = l.lastIndexOf(" "); return h("tr", {}, h("td", {}, l.slice(0, i)), h("td", {}, l.slice(i + 1))); }));
+      const series = text.split("\n").filter((l) => l && !l.startsWith("#")).map((l) => {
+        const i = l.lastIndexOf(" ");
+        const key = l.slice(0, i), value = Number(l.slice(i + 1));
+        const name = key.replace(/\{.*$/, "");
+        const status = (key.match(/status="(\d)/) || [])[1];
+        return { key, name, value, status };
+      }).filter((x) => x.name.startsWith("tradeloom_"));
+      const sum = (f) => series.filter(f).reduce((a, x) => a + x.value, 0);
+      const requests = sum((x) => x.name === "tradeloom_http_requests_total");
+      const byClass = (c) => sum((x) => x.name === "tradeloom_http_requests_total" && x.status === c);
+      const latency = sum((x) => x.name === "tradeloom_http_request_duration_seconds_sum") / Math.max(1, sum((x) => x.name === "tradeloom_http_request_duration_seconds_count"));
+      const other = series.filter((x) => !x.name.startsWith("tradeloom_http_") && !x.name.endsWith("_bucket"));
+      put(metrics,
+        h("div", { class: "grid" },
+          ...[["HTTP requests", requests], ["2xx", byClass("2")], ["4xx", byClass("4")], ["5xx", byClass("5")], ["mean latency", (latency * 1000).toFixed(2) + " ms"]]
+            .map(([k, v]) => h("div", { class: "stat" }, h("span", {}, k), h("b", {}, String(v))))),
+        h("details", {}, h("summary", {}, other.length + " other series (jobs, runs, health, connectivity …)"),
+          table(["series", "value"], other, (x) => h("tr", {}, h("td", { class: "wrap" }, x.key), h("td", {}, String(x.value))))));
     }
     await Promise.all([loadHealth().catch((e) => banner(e.message)), loadKill(), loadRest().catch((e) => banner(e.message))]);
     every(5000, () => { loadHealth().catch(() => { }); loadKill().catch(() => { }); });

@@ -9,7 +9,7 @@
 //   TRADELOOM_SCREENSHOT_DIR where each page's screenshot goes (default ./screenshots)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { spawn, spawnSync, execFileSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import fs from "node:fs";
 import os from "node:os";
@@ -119,6 +119,16 @@ before(async () => {
     const out = JSON.parse(run(["run", path.join(configDir, "specs", spec), "--data-dir", dataDir, "--json"]));
     (ids.backtests = ids.backtests || []).push(out.run_id);
   }
+  // And one that fails midway (a malformed row 1,000): its page still shows what it wrote.
+  const goog = fs.readFileSync(path.join(configDir, "data", "goog_1d.csv"), "utf8").split("\n");
+  goog[999] = "2008-01-01,abc,1,1,1,1";
+  fs.writeFileSync(path.join(configDir, "data", "goog_broken.csv"), goog.join("\n"));
+  const broken = path.join(configDir, "specs", "goog_broken.yaml");
+  fs.writeFileSync(broken, fs.readFileSync(path.join(configDir, "specs", "goog_sma_cross.yaml"), "utf8")
+    .replace("name: goog-sma-cross", "name: goog-broken").replace("goog_1d.csv", "goog_broken.csv"));
+  const failed = spawnSync(bin, ["run", broken, "--data-dir", dataDir, "--json"], { encoding: "utf8" });
+  assert.equal(failed.status, 1, "a failed run exits 1: " + failed.stderr);
+  ids.failed = JSON.parse(failed.stdout).run_id;
   operatorKey = JSON.parse(run(["keys", "create", "--name", "ops", "--role", "operator", "--json", "--data-dir", dataDir])).key;
   viewerKey = JSON.parse(run(["keys", "create", "--name", "watcher", "--role", "viewer", "--json", "--data-dir", dataDir])).key;
 
@@ -188,6 +198,11 @@ test("every page loads with real data", { skip: !enabled }, async () => {
   await p.click("[data-tab=Journal]");
   await p.waitForFunction(() => /entries/.test(document.body.textContent));
   await shot(p, "run");
+
+  await visit(p, "#/runs/" + ids.failed);
+  assert.match(await p.textContent("#run-error"), /row|decimal/, "the run's error is shown");
+  await p.waitForSelector("#metrics");
+  await shot(p, "run-failed");
 
   await visit(p, `#/compare/${ids.backtests[0]}/${ids.backtests[1]}`);
   await p.waitForSelector(".chart canvas");
