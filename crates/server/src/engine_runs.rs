@@ -141,6 +141,32 @@ pub struct EngineRunList {
     pub next_offset: Option<u64>,
 }
 
+/// The server's own folders (its config folder and data dir, as given and canonical), each
+/// with a trailing `/`: what a run's error must not show an API client.
+fn server_folders(state: &AppState) -> Vec<String> {
+    let mut dirs: Vec<PathBuf> = vec![data_dir(state)];
+    if let Some(config) = state.config_dir.as_ref() {
+        dirs.push(config.root().to_path_buf());
+    }
+    let canonical: Vec<PathBuf> = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
+    let mut out: Vec<String> = dirs
+        .into_iter()
+        .chain(canonical)
+        .map(|d| format!("{}/", d.display().to_string().trim_end_matches('/')))
+        .filter(|d| d.len() > 1)
+        .collect();
+    // Longest first, so a folder inside another is cut whole.
+    out.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    out.dedup();
+    out
+}
+
+/// A run's error as an API client may see it: paths inside the server's folders made relative
+/// to them (`/srv/tradeloom/config/data/x.csv:12: …` → `data/x.csv:12: …`).
+fn client_error(error: Option<String>, folders: &[String]) -> Option<String> {
+    error.map(|e| folders.iter().fold(e, |e, dir| e.replace(dir.as_str(), "")))
+}
+
 fn summary_of(meta: Metadata, active: bool) -> EngineRunSummary {
     let (final_equity, total_return_pct) = match meta.summary {
         Some(s) => (Some(s.final_equity), Some(s.total_return_pct)),
@@ -229,12 +255,14 @@ pub async fn list(
         })
         .collect();
     let total = matching.len() as u64;
+    let folders = server_folders(&state);
     let page: Vec<EngineRunSummary> = matching
         .into_iter()
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(limit as usize)
-        .map(|m| {
+        .map(|mut m| {
             let active = state.engine_runs().is_active(&m.run_id);
+            m.error = client_error(m.error.take(), &folders);
             summary_of(m, active)
         })
         .collect();
@@ -290,6 +318,9 @@ pub async fn get_one(
     let UrlPath(id) = id?;
     let (dir, meta) = find(&state, &id).await?;
     let active = state.engine_runs().is_active(&meta.run_id);
+    let folders = server_folders(&state);
+    let mut meta = meta;
+    meta.error = client_error(meta.error.take(), &folders);
     let view = tokio::task::spawn_blocking(move || run_view(&dir, meta, active))
         .await
         .map_err(|e| {
@@ -877,4 +908,44 @@ pub async fn journal(
         next_offset: (next < total).then_some(next),
         complete,
     }))
+}
+
+#[cfg(test)]
+mod client_error_tests {
+    use super::client_error;
+
+    #[test]
+    fn a_runs_error_shows_no_server_folder() {
+        let folders = vec![
+            "/srv/tl/config/sub/".to_string(),
+            "/srv/tl/config/".to_string(),
+            "/srv/tl/data/".to_string(),
+        ];
+        let e = client_error(
+            Some(
+                "/srv/tl/config/specs/../data/x.csv:1000: open: `abc` is not a decimal number"
+                    .into(),
+            ),
+            &folders,
+        );
+        assert_eq!(
+            e.as_deref(),
+            Some("specs/../data/x.csv:1000: open: `abc` is not a decimal number")
+        );
+        let e = client_error(
+            Some("cannot write /srv/tl/data/runs/r1/fills.csv: disk full".into()),
+            &folders,
+        );
+        assert_eq!(
+            e.as_deref(),
+            Some("cannot write runs/r1/fills.csv: disk full")
+        );
+        let e = client_error(Some("/etc/elsewhere/x.csv: gone".into()), &folders);
+        assert_eq!(
+            e.as_deref(),
+            Some("/etc/elsewhere/x.csv: gone"),
+            "a path the user gave stays"
+        );
+        assert_eq!(client_error(None, &folders), None);
+    }
 }
