@@ -503,7 +503,11 @@
           try { const r = await api("/workflows/" + encodeURIComponent(id) + "/runs", { method: "POST", body: { inputs: parsed } }); location.hash = "#/wruns/" + r.run_id; }
           catch (e) { banner("Not started: " + e.message); }
         } }, "Start run")))),
-      h("h2", {}, "Definition"), h("pre", {}, JSON.stringify(wf.definition || wf, null, 2)));
+      h("h2", {}, "Versions"),
+      table(["version", "IR hash", "definition hash", "created"], wf.versions || [], (v) => h("tr", {},
+        h("td", {}, v.version), h("td", {}, h("code", {}, String(v.ir_hash || "").slice(0, 16))),
+        h("td", {}, h("code", {}, String(v.definition_hash || "").slice(0, 16))), h("td", {}, fmtTime(v.created_at)))),
+      h("h2", {}, "Definition (version " + (wf.version || "") + ")"), h("pre", {}, JSON.stringify(wf.definition || wf, null, 2)));
   }
 
   function dagSvg(nodes, onPick) {

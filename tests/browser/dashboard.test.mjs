@@ -224,6 +224,7 @@ test("every page loads with real data", { skip: !enabled }, async () => {
   assert.match(await p.textContent("body"), /approve-then-trade/);
   await shot(p, "workflows");
   await visit(p, "#/workflows/" + ids.workflow);
+  assert.match(await p.textContent("main"), /Versions[\s\S]*Definition \(version 1\)/);
   await shot(p, "workflow");
   await visit(p, "#/wruns/" + ids.wrun);
   await p.waitForSelector("#dag g.node[data-node=review][data-status=waiting]");
