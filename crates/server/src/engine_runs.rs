@@ -42,6 +42,26 @@ fn bad_query(param: &str, message: String) -> ApiError {
     ApiError::bad_request("invalid_query", message).with_details(json!({"param": param}))
 }
 
+/// 404 `artifact_not_found`: run `run_id` has no `artifact` (yet, or ever).
+fn no_artifact(run_id: &str, artifact: &str) -> ApiError {
+    ApiError::not_found(
+        "artifact_not_found",
+        format!("run `{run_id}` has no {artifact}"),
+    )
+    .with_details(json!({"run_id": run_id, "artifact": artifact}))
+}
+
+/// 409 `run_in_progress`: `artifact` is written when run `run_id` stops (`follow`: where to
+/// look meanwhile, or empty).
+fn written_at_stop(run_id: &str, artifact: &str, follow: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "run_in_progress",
+        format!("run `{run_id}` is still running: its {artifact} is written when it stops{follow}"),
+    )
+    .with_details(json!({"run_id": run_id, "status": "running"}))
+}
+
 /// The data dir of the server.
 fn data_dir(state: &AppState) -> PathBuf {
     state.simulator.options().data_dir.clone()
@@ -462,24 +482,15 @@ pub async fn equity(
     }
     let (dir, meta) = find(&state, &id).await?;
     if meta.status == RunStatus::Running {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_in_progress",
-            format!(
-                "run `{}` is still running: its equity.parquet is written when it stops; follow \
-                 its `equity` events on /ws?engine_run_id={}",
-                meta.run_id, meta.run_id
-            ),
-        )
-        .with_details(json!({"run_id": meta.run_id, "status": "running"})));
+        let follow = format!(
+            "; follow its `equity` events on /ws?engine_run_id={}",
+            meta.run_id
+        );
+        return Err(written_at_stop(&meta.run_id, EQUITY_FILE, &follow));
     }
     let path = dir.join(EQUITY_FILE);
     if !path.is_file() {
-        return Err(ApiError::not_found(
-            "artifact_not_found",
-            format!("run `{}` has no {EQUITY_FILE}", meta.run_id),
-        )
-        .with_details(json!({"run_id": meta.run_id, "artifact": EQUITY_FILE})));
+        return Err(no_artifact(&meta.run_id, EQUITY_FILE));
     }
     let run_id = meta.run_id.clone();
     let curve = tokio::task::spawn_blocking(move || -> Result<EquityCurve, RunError> {
@@ -575,11 +586,7 @@ async fn artifact_rows(
     let text = match tokio::fs::read(&path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(
-                "artifact_not_found",
-                format!("run `{}` has no {artifact}", meta.run_id),
-            )
-            .with_details(json!({"run_id": meta.run_id, "artifact": artifact})));
+            return Err(no_artifact(&meta.run_id, artifact));
         }
         Err(e) => {
             return Err(ApiError::new(
@@ -783,29 +790,17 @@ pub async fn chart(
 ) -> Result<axum::response::Response, ApiError> {
     let UrlPath(id) = id?;
     let (dir, meta) = find(&state, &id).await?;
-    if meta.status == RunStatus::Running {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_in_progress",
-            format!(
-                "run `{}` is still running: its chart.json is written when it stops",
-                meta.run_id
-            ),
-        )
-        .with_details(json!({"run_id": meta.run_id, "status": "running"})));
-    }
     let file = tradeloom_runs::chart::CHART_FILE;
+    if meta.status == RunStatus::Running {
+        return Err(written_at_stop(&meta.run_id, file, ""));
+    }
     match tokio::fs::read(dir.join(file)).await {
         Ok(bytes) => Ok((
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             bytes,
         )
             .into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(
-            "artifact_not_found",
-            format!("run `{}` has no {file}", meta.run_id),
-        )
-        .with_details(json!({"run_id": meta.run_id, "artifact": file}))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(no_artifact(&meta.run_id, file)),
         Err(e) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "run_folder_unreadable",
@@ -859,11 +854,7 @@ pub async fn journal(
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ApiError::not_found(
-                    "artifact_not_found",
-                    format!("run `{run_id}` has no journal.jsonl"),
-                )
-                .with_details(json!({"run_id": run_id, "artifact": "journal.jsonl"})));
+                return Err(no_artifact(&run_id, "journal.jsonl"));
             }
             Err(e) => {
                 return Err(ApiError::new(
