@@ -747,6 +747,8 @@ async fn running_pid(client: &reqwest::Client, url: &str, name: &str) -> u32 {
 /// starts it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_supervises_children_started_over_the_api() {
+    // reqwest's TLS needs a provider (other tests install it too; this one may run alone).
+    tradeloom_llm::install_crypto_provider();
     let (_dir, data) = data_dir();
     let mut serve = crate::service::Service::serve_with(&data, &[], &[]);
     let client = reqwest::Client::new();
@@ -767,8 +769,14 @@ async fn serve_supervises_children_started_over_the_api() {
     assert!(exit.success(), "serve exited {exit}");
     assert!(!alive(pid), "the child outlived serve");
     // The next serve on the data dir starts it again.
-    let serve = crate::service::Service::serve_with(&data, &[], &[]);
+    let mut serve = crate::service::Service::serve_with(&data, &[], &[]);
     let new = running_pid(&client, &serve.url, "scans").await;
     assert_ne!(new, pid);
     assert!(alive(new));
+    // Stopped gracefully, so the child goes too (a SIGKILL of serve, as when the test's
+    // `Service` is dropped, leaves children to be re-adopted: they would outlive the test).
+    wait_until_catching_sigterm(serve.child.id()).await;
+    crate::sigterm(serve.child.id());
+    assert!(serve.child.wait().unwrap().success());
+    assert!(!alive(new), "the child outlived the second serve");
 }
