@@ -243,13 +243,7 @@ pub async fn list(
             ));
         }
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad_query(
-            "limit",
-            format!("limit: {limit} is not between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = ApiError::page_limit(q.limit, 50, MAX_LIMIT)?;
     let offset = q.offset.unwrap_or(0);
     let name = q.name.map(|n| n.to_lowercase());
     let data_dir = data_dir(&state);
@@ -560,16 +554,9 @@ pub struct ArtifactRows {
     pub complete: bool,
 }
 
-/// A page's `limit`: `default` when absent, else 1 to [`MAX_ROWS`].
+/// A page's `limit` of artifact rows: `default` when absent, else 1 to [`MAX_ROWS`].
 fn rows_limit(limit: Option<u64>, default: u64) -> Result<u64, ApiError> {
-    let limit = limit.unwrap_or(default);
-    if !(1..=MAX_ROWS).contains(&limit) {
-        return Err(bad_query(
-            "limit",
-            format!("limit: {limit} is not between 1 and {MAX_ROWS}"),
-        ));
-    }
-    Ok(limit)
+    ApiError::page_limit(limit, default, MAX_ROWS)
 }
 
 async fn artifact_rows(

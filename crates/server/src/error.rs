@@ -51,6 +51,23 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A page's `limit` query parameter: `default` when absent, else it must be 1 to `max`
+    /// (400 `invalid_query` with `details.param` = `limit` otherwise).
+    pub(crate) fn page_limit<T>(limit: Option<T>, default: T, max: T) -> Result<T, Self>
+    where
+        T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+    {
+        let limit = limit.unwrap_or(default);
+        if limit < T::from(1) || limit > max {
+            return Err(Self::bad_request(
+                "invalid_query",
+                format!("limit: {limit} is not between 1 and {max}"),
+            )
+            .with_details(serde_json::json!({"param": "limit"})));
+        }
+        Ok(limit)
+    }
+
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }

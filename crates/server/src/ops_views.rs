@@ -65,15 +65,7 @@ pub struct LimitQuery {
 }
 
 fn limit_of(q: &LimitQuery) -> Result<usize, ApiError> {
-    let limit = q.limit.unwrap_or(500);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit: {limit} is not between 1 and {MAX_LIMIT}"),
-        )
-        .with_details(json!({"param": "limit"})));
-    }
-    Ok(limit)
+    ApiError::page_limit(q.limit, 500, MAX_LIMIT)
 }
 
 /// The meta health monitor's checks, oldest first (`{"checked_at", "rm_meta", "status",
@@ -208,14 +200,7 @@ pub async fn jobs(
     query: Result<Query<JobsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit: {limit} is not between 1 and 500"),
-        )
-        .with_details(json!({"param": "limit"})));
-    }
+    let limit = ApiError::page_limit(q.limit, 50, 500)?;
     let offset = q.offset.unwrap_or(0);
     // One more than asked tells whether another page follows.
     let mut jobs = state.simulator.store().list_jobs(limit + 1, offset).await?;
