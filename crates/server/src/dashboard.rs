@@ -69,12 +69,12 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 async fn index(headers: HeaderMap) -> Response {
-    serve(&ASSETS[0], &headers)
+    serve(0, &headers)
 }
 
 async fn file(UrlPath(name): UrlPath<String>, headers: HeaderMap) -> Response {
-    match ASSETS.iter().find(|a| a.name == name) {
-        Some(asset) => serve(asset, &headers),
+    match ASSETS.iter().position(|a| a.name == name) {
+        Some(index) => serve(index, &headers),
         None => ApiError::not_found(
             "asset_not_found",
             "no such dashboard file; the dashboard is at /",
@@ -83,13 +83,23 @@ async fn file(UrlPath(name): UrlPath<String>, headers: HeaderMap) -> Response {
     }
 }
 
-fn etag(asset: &Asset) -> String {
-    let digest = Sha256::digest(asset.body);
-    format!("\"{}\"", hex::encode(&digest[..12]))
+/// The ETag of `ASSETS[index]`, every asset hashed once on first use: the files are part of
+/// the binary and never change while it runs.
+fn etag(index: usize) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..12])))
+            .collect()
+    });
+    &tags[index]
 }
 
-fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
-    let tag = etag(asset);
+/// `ASSETS[index]` (a 304 when `If-None-Match` has its ETag), with the dashboard's headers.
+fn serve(index: usize, headers: &HeaderMap) -> Response {
+    let asset = &ASSETS[index];
+    let tag = etag(index);
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -100,7 +110,7 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
         ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
     };
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, v);
     }
     // Revalidated on every load (cheap with the ETag), so an upgraded binary serves its own.
