@@ -416,8 +416,11 @@
     const series = {};
     const colors = ["#0969da", "#bf8700", "#1a7f37", "#8250df", "#cf222e", "#57606a", "#0550ae", "#953800"];
     const here = current();
+    // The model-days table shows one page of the status answer's details.
+    const DAYS = 100;
+    let daysOffset = 0;
     async function refresh() {
-      const s = await api("/simulate/status/" + encodeURIComponent(id));
+      const s = await api("/simulate/status/" + encodeURIComponent(id) + "?details_limit=" + DAYS + "&details_offset=" + daysOffset);
       if (!here()) return s.status;
       const p = s.progress, pct = p.total_model_days ? Math.round(100 * (p.completed + p.failed + (p.refused || 0)) / p.total_model_days) : 0;
       put(progress, h("p", {}, pill(s.status), " ", progressText(p), " ", h("progress", { max: 100, value: pct }), " " + pct + " %"));
@@ -441,10 +444,15 @@
         series[m].setData(byModel[m].sort((a, b) => (a.time < b.time ? -1 : 1)));
       });
       chart.chart.timeScale().fitContent();
+      const turn = (offset) => { daysOffset = offset; refresh(); };
       put(days, table(["model", "date", "status", "value", "steps", "tool calls", "ms", ""], s.details, (d) => h("tr", {},
         h("td", {}, d.model), h("td", {}, d.date), h("td", {}, pill(d.status)), h("td", {}, d.portfolio_value || "–"), h("td", {}, fmtNum(d.steps, 0)),
         h("td", {}, fmtNum(d.tool_calls, 0)), h("td", {}, fmtNum(d.duration_ms, 0)),
-        h("td", {}, d.status === "completed" ? h("button", { type: "button", onclick: () => modelDay(id, d.model, d.date) }, "Reasoning") : ""))));
+        h("td", {}, d.status === "completed" ? h("button", { type: "button", onclick: () => modelDay(id, d.model, d.date) }, "Reasoning") : ""))),
+        h("div", { class: "row" },
+          h("button", { type: "button", disabled: daysOffset === 0, onclick: () => turn(Math.max(0, daysOffset - DAYS)) }, "‹ Prev"),
+          h("span", { class: "muted" }, s.details_total ? (daysOffset + 1) + "–" + (daysOffset + s.details.length) + " of " + s.details_total : "0 model-days"),
+          h("button", { type: "button", disabled: !s.details_next_offset, onclick: () => turn(s.details_next_offset) }, "Next ›")));
       return s.status;
     }
     async function modelDay(job, model, date) {

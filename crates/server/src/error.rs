@@ -57,13 +57,26 @@ impl ApiError {
     where
         T: Copy + PartialOrd + From<u8> + std::fmt::Display,
     {
+        Self::limit_param("limit", limit, default, max)
+    }
+
+    /// [`ApiError::page_limit`] for a limit parameter named `param`.
+    pub(crate) fn limit_param<T>(
+        param: &'static str,
+        limit: Option<T>,
+        default: T,
+        max: T,
+    ) -> Result<T, Self>
+    where
+        T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+    {
         let limit = limit.unwrap_or(default);
         if limit < T::from(1) || limit > max {
             return Err(Self::bad_request(
                 "invalid_query",
-                format!("limit: {limit} is not between 1 and {max}"),
+                format!("{param}: {limit} is not between 1 and {max}"),
             )
-            .with_details(serde_json::json!({"param": "limit"})));
+            .with_details(serde_json::json!({"param": param})));
         }
         Ok(limit)
     }

@@ -1,8 +1,8 @@
 //! `POST /simulate/trigger`, `GET /simulate/status/{job_id}`, `GET /simulate/current`.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tradeloom_agents::{ConfigDir, ConfigPathError, TriggerOutcome, config_from_value};
 use tradeloom_store::{Job, JobReport};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -97,7 +97,44 @@ pub struct JobStatusResponse {
     pub total_duration_seconds: Option<f64>,
     pub error: Option<String>,
     pub config_hash: String,
+    /// One page of the job's model-days, sorted by date then model: `details_limit` of them
+    /// from `details_offset` (see [`DetailsQuery`]).
     pub details: Vec<ModelDayDetail>,
+    /// How many model-days the job has (`details` is one page of them).
+    pub details_total: u64,
+    /// The position of `details[0]` among them.
+    pub details_offset: usize,
+    /// The `details_offset` of the next page; absent on the last page.
+    pub details_next_offset: Option<usize>,
+}
+
+/// Which page of model-days `GET /simulate/status/{job_id}` and `GET /simulate/current`
+/// answer with: a job of 10 models × 250 days has 2,500 of them, and most polls only read
+/// `status` and `progress`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DetailsQuery {
+    /// Model-days to skip (default 0).
+    pub details_offset: Option<usize>,
+    /// Model-days in the page, 1 to 10000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
+    pub details_limit: Option<usize>,
+}
+
+/// The default and the largest page of model-days in a status answer.
+const DETAILS_DEFAULT: usize = 100;
+const DETAILS_MAX: usize = 10_000;
+
+/// A checked [`DetailsQuery`]: `(offset, limit)`.
+fn details_page(q: &DetailsQuery) -> Result<(usize, usize), ApiError> {
+    let limit = ApiError::limit_param(
+        "details_limit",
+        q.details_limit,
+        DETAILS_DEFAULT,
+        DETAILS_MAX,
+    )?;
+    Ok((q.details_offset.unwrap_or(0), limit))
 }
 
 fn config_field<'a>(job: &'a Job, field: &str) -> Option<&'a Value> {
@@ -124,9 +161,12 @@ fn job_date_range(job: &Job) -> Vec<NaiveDate> {
         .collect()
 }
 
-pub(crate) fn status_response(report: JobReport) -> JobStatusResponse {
+/// The status answer of `report` with model-days `offset..offset + limit` as its details.
+pub(crate) fn status_response(report: JobReport, offset: usize, limit: usize) -> JobStatusResponse {
     let job = &report.job;
     let end = job.finished_at.unwrap_or_else(Utc::now);
+    let total = report.model_days.len();
+    let next = offset.saturating_add(limit);
     JobStatusResponse {
         job_id: job.id.clone(),
         status: job.status.to_string(),
@@ -148,9 +188,14 @@ pub(crate) fn status_response(report: JobReport) -> JobStatusResponse {
             .map(|s| (end - s).num_milliseconds() as f64 / 1000.0),
         error: job.error.clone(),
         config_hash: job.config_hash.clone(),
+        details_total: total as u64,
+        details_offset: offset,
+        details_next_offset: (next < total).then_some(next),
         details: report
             .model_days
             .into_iter()
+            .skip(offset)
+            .take(limit)
             .map(|d| ModelDayDetail {
                 model: d.model,
                 date: d.date,
@@ -261,24 +306,28 @@ pub async fn trigger(
     ))
 }
 
-/// Status, progress and every model-day of a job.
+/// Status, progress and one page of the model-days of a job.
 #[utoipa::path(
     get, path = "/simulate/status/{job_id}", tag = "simulate", operation_id = "simulation_status",
-    params(("job_id" = String, Path, description = "The job id from the trigger")),
+    params(("job_id" = String, Path, description = "The job id from the trigger"), DetailsQuery),
     responses(
-        (status = 200, description = "The job, its progress and every model-day", body = JobStatusResponse),
+        (status = 200, description = "The job, its progress and a page of its model-days", body = JobStatusResponse),
+        (status = 400, description = "A bad `details_limit` or `details_offset` (`invalid_query`)", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     )
 )]
 pub async fn status(
     State(state): State<AppState>,
     job_id: Result<UrlPath<String>, PathRejection>,
+    query: Result<Query<DetailsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let UrlPath(job_id) = job_id?;
+    let Query(query) = query?;
+    let (offset, limit) = details_page(&query)?;
     let store = state.simulator.store();
     // Taken before any read: a commit after it makes the kept answer stale, and so unused.
     let version = store.read_version().await?;
-    let key = format!("status {job_id:?}");
+    let key = format!("status {job_id:?} {offset} {limit}");
     if let Some(body) = state.reads.get(&key, version) {
         return Ok(json_response(body));
     }
@@ -289,22 +338,29 @@ pub async fn status(
     // `total_duration_seconds` runs on with the clock until the job finishes: only answers
     // that do not depend on the time they are made are kept.
     let timeless = report.job.finished_at.is_some() || report.job.started_at.is_none();
-    let body = to_json(&status_response(report))?;
+    let body = to_json(&status_response(report, offset, limit))?;
     if timeless {
         state.reads.put(key, version, body.clone());
     }
     Ok(json_response(body))
 }
 
-/// The oldest pending or running job.
+/// The oldest pending or running job, with a page of its model-days.
 #[utoipa::path(
     get, path = "/simulate/current", tag = "simulate", operation_id = "current_simulation",
+    params(DetailsQuery),
     responses(
+        (status = 400, description = "A bad `details_limit` or `details_offset` (`invalid_query`)", body = ErrorBody),
         (status = 200, description = "The oldest pending or running job", body = JobStatusResponse),
         (status = 404, description = "No active simulation job", body = ErrorBody),
     )
 )]
-pub async fn current(State(state): State<AppState>) -> Result<Json<JobStatusResponse>, ApiError> {
+pub async fn current(
+    State(state): State<AppState>,
+    query: Result<Query<DetailsQuery>, QueryRejection>,
+) -> Result<Json<JobStatusResponse>, ApiError> {
+    let Query(query) = query?;
+    let (offset, limit) = details_page(&query)?;
     let store = state.simulator.store();
     let Some(job) = store.current_job().await? else {
         return Err(ApiError::not_found(
@@ -312,5 +368,9 @@ pub async fn current(State(state): State<AppState>) -> Result<Json<JobStatusResp
             "no active simulation job",
         ));
     };
-    Ok(Json(status_response(store.job_report(&job.id).await?)))
+    Ok(Json(status_response(
+        store.job_report(&job.id).await?,
+        offset,
+        limit,
+    )))
 }

@@ -96,7 +96,8 @@ pub async fn run(ctx: &mut Ctx) -> Result<()> {
         .as_str()
         .ok_or_else(|| DrillError::Observed(format!("no job_id in {}", started.body)))?
         .to_string();
-    let status_path = format!("/simulate/status/{job}");
+    // Every model-day of the job in one answer (it has a few).
+    let status_path = format!("/simulate/status/{job}?details_limit=10000");
 
     // Kill the outage model's LLM once it has completed a day, while the job runs.
     let deadline = Instant::now() + Duration::from_secs(60);
