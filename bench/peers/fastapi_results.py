@@ -123,10 +123,15 @@ async def results(request: Request, detail: str = "minimal", limit: int = 100, o
 
 
 @app.get("/simulate/status/{job_id}")
-async def status(request: Request, job_id: str):
+async def status(request: Request, job_id: str, details_offset: int = 0,
+                 details_limit: int = 100):
     refused = authenticated(request)
     if refused is not None:
         return refused
+    if not 1 <= details_limit <= 10_000:
+        return error(400, "invalid_query",
+                     f"details_limit: {details_limit} is not between 1 and 10000",
+                     {"param": "details_limit"})
     job = DB.execute(
         "SELECT id, status, config, created_at, started_at, finished_at, error, config_hash, "
         "currency_precision FROM jobs WHERE id = ?",
@@ -136,19 +141,23 @@ async def status(request: Request, job_id: str):
         return error(404, "job_not_found", f"no job with id `{job_id}`", {"job_id": job_id})
     jid, jstatus, config, created, started, finished, jerror, chash, precision = job
     config = json.loads(config)
+    progress = {"total_model_days": 0, "completed": 0, "failed": 0, "refused": 0,
+                "pending": 0, "running": 0}
+    for dstatus, count in DB.execute(
+        "SELECT status, COUNT(*) FROM job_details WHERE job_id = ? GROUP BY status", (job_id,)
+    ):
+        progress["total_model_days"] += count
+        progress[dstatus] += count
+    # One page of the model-days, as tradeloom answers it.
     days = DB.execute(
         "SELECT model, date, status, error, attempts, started_at, finished_at, duration_ms, "
         "steps, tool_calls, tool_errors, portfolio_value FROM job_details WHERE job_id = ? "
-        "ORDER BY date, model",
-        (job_id,),
+        "ORDER BY date, model LIMIT ? OFFSET ?",
+        (job_id, details_limit, details_offset),
     ).fetchall()
-    progress = {"total_model_days": 0, "completed": 0, "failed": 0, "refused": 0,
-                "pending": 0, "running": 0}
     details = []
     for model, date, dstatus, derror, attempts, dstart, dfinish, ms, steps, calls, errs, value \
             in days:
-        progress["total_model_days"] += 1
-        progress[dstatus] += 1
         details.append({
             "model": model, "date": date, "status": dstatus, "error": derror,
             "attempts": attempts, "started_at": timestamp(dstart),
@@ -171,7 +180,10 @@ async def status(request: Request, job_id: str):
         "progress": progress, "created_at": timestamp(created),
         "started_at": timestamp(started), "completed_at": timestamp(finished),
         "total_duration_seconds": duration, "error": jerror, "config_hash": chash,
-        "details": details,
+        "details": details, "details_total": progress["total_model_days"],
+        "details_offset": details_offset,
+        "details_next_offset": following if (following := details_offset + details_limit)
+        < progress["total_model_days"] else None,
     })
 
 

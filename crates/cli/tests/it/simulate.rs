@@ -115,24 +115,47 @@ async fn three_models_five_days_over_http() {
     assert_eq!(status["progress"]["completed"], 15);
     assert_eq!(status["details"].as_array().unwrap().len(), 15);
     assert_eq!(
-        (&status["details_total"], &status["details_offset"], &status["details_next_offset"]),
+        (
+            &status["details_total"],
+            &status["details_offset"],
+            &status["details_next_offset"]
+        ),
         (&json!(15), &json!(0), &Value::Null)
     );
     // The model-days page by page: 4 from 0, then the last 3 from 12, in the same order.
     let page = |q: &str| get(&client, format!("{}/simulate/status/{job_id}?{q}", api.url));
     let (code, first) = page("details_limit=4").await;
     assert_eq!(code, StatusCode::OK, "{first}");
-    assert_eq!(first["details"].as_array().unwrap()[..], status["details"].as_array().unwrap()[..4]);
-    assert_eq!((&first["details_total"], &first["details_next_offset"]), (&json!(15), &json!(4)));
+    assert_eq!(
+        first["details"].as_array().unwrap()[..],
+        status["details"].as_array().unwrap()[..4]
+    );
+    assert_eq!(
+        (&first["details_total"], &first["details_next_offset"]),
+        (&json!(15), &json!(4))
+    );
     let (_, last) = page("details_limit=4&details_offset=12").await;
-    assert_eq!(last["details"].as_array().unwrap()[..], status["details"].as_array().unwrap()[12..]);
+    assert_eq!(
+        last["details"].as_array().unwrap()[..],
+        status["details"].as_array().unwrap()[12..]
+    );
     assert_eq!(last["details_next_offset"], Value::Null, "{last}");
     let (_, past) = page("details_offset=99").await;
-    assert_eq!((past["details"].as_array().unwrap().len(), &past["progress"]), (0, &status["progress"]));
-    for (q, param) in [("details_limit=0", "details_limit"), ("details_limit=10001", "details_limit")] {
+    assert_eq!(
+        (past["details"].as_array().unwrap().len(), &past["progress"]),
+        (0, &status["progress"])
+    );
+    for (q, param) in [
+        ("details_limit=0", "details_limit"),
+        ("details_limit=10001", "details_limit"),
+    ] {
         let (code, e) = page(q).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{q}: {e}");
-        assert_eq!((e["error"].as_str(), e["details"]["param"].as_str()), (Some("invalid_query"), Some(param)), "{e}");
+        assert_eq!(
+            (e["error"].as_str(), e["details"]["param"].as_str()),
+            (Some("invalid_query"), Some(param)),
+            "{e}"
+        );
     }
     for q in ["details_limit=many", "detail_limit=4"] {
         let (code, e) = page(q).await;

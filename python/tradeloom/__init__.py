@@ -1,0 +1,154 @@
+"""tradeloom from Python: run backtests with the same engine, and into the same run folders, as
+the ``tradeloom`` command.
+
+>>> import tradeloom
+>>> result = tradeloom.backtest("examples/specs/goog_sma_cross.yaml")
+>>> result.metrics["total_return"], result.fills.num_rows
+
+``spec`` is a run spec file or the same spec as a dict; ``data`` replaces the spec's bar files
+with frames (pandas, polars or pyarrow), one per instrument. Every run writes a run folder under
+the data dir (``data_dir=``, else ``$TRADELOOM_DATA_DIR``, else ``tradeloom-data``) with its
+journal, hashes, metrics and report, exactly as ``tradeloom run`` does; ``tradeloom verify
+RUN_ID`` checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+__all__ = ["backtest", "Result", "SpecError", "RunFailed", "__version__"]
+
+from ._tradeloom import RunFailed, SpecError, __version__
+from ._tradeloom import run_spec as _run_spec, run_spec_text as _run_spec_text
+
+SpecLike = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+
+
+class Result:
+    """A finished run: its id, folder, metrics and tables (read from the run folder)."""
+
+    def __init__(self, run_id: str, run_dir: str, status: str) -> None:
+        self.run_id = run_id
+        self.run_dir = Path(run_dir)
+        self.status = status
+        with open(self.run_dir / "metrics.json", encoding="utf-8") as f:
+            self.metrics: dict = json.load(f)
+        self._tables: dict = {}
+
+    def _csv(self, name: str):
+        if name not in self._tables:
+            import pyarrow.csv as pacsv
+
+            # Every column as text first: exact decimals stay exact (cast them as you need).
+            path = self.run_dir / f"{name}.csv"
+            with open(path, encoding="utf-8") as f:
+                columns = f.readline().rstrip("\n").split(",")
+            options = pacsv.ConvertOptions(column_types={c: "string" for c in columns})
+            self._tables[name] = pacsv.read_csv(path, convert_options=options)
+        return self._tables[name]
+
+    @property
+    def fills(self):
+        """``fills.csv`` as a ``pyarrow.Table`` (one row per execution)."""
+        return self._csv("fills")
+
+    @property
+    def orders(self):
+        """``orders.csv`` as a ``pyarrow.Table`` (one row per order, final state)."""
+        return self._csv("orders")
+
+    @property
+    def trades(self):
+        """``trades.csv`` as a ``pyarrow.Table`` (one row per round trip)."""
+        return self._csv("trades")
+
+    @property
+    def equity(self):
+        """``equity.parquet`` as a ``pyarrow.Table`` (cash, equity, exposure per timestamp)."""
+        if "equity" not in self._tables:
+            import pyarrow.parquet as pq
+
+            self._tables["equity"] = pq.read_table(self.run_dir / "equity.parquet")
+        return self._tables["equity"]
+
+    def __repr__(self) -> str:
+        return f"Result(run_id={self.run_id!r}, status={self.status!r}, run_dir={str(self.run_dir)!r})"
+
+
+def _data_dir(data_dir: Optional[Union[str, "os.PathLike[str]"]]) -> Path:
+    if data_dir is not None:
+        return Path(data_dir)
+    return Path(os.environ.get("TRADELOOM_DATA_DIR", "tradeloom-data"))
+
+
+def _arrow_table(frame: Any, symbol: str):
+    """A pyarrow Table from a pyarrow Table, a pandas or a polars DataFrame."""
+    import pyarrow as pa
+
+    if isinstance(frame, pa.Table):
+        return frame
+    if hasattr(frame, "to_arrow"):  # polars
+        return frame.to_arrow()
+    if type(frame).__module__.startswith("pandas"):
+        index = frame.index
+        # A DatetimeIndex (the usual pandas bars) becomes the timestamp column.
+        keep_index = getattr(index, "dtype", None) is not None and str(index.dtype).startswith("datetime64")
+        return pa.Table.from_pandas(frame, preserve_index=keep_index)
+    raise TypeError(
+        f"data[{symbol!r}]: expected a pyarrow Table or a pandas/polars DataFrame, "
+        f"got {type(frame).__name__}"
+    )
+
+
+def _write_frames(data: Any, folder: Path) -> dict:
+    """Writes each frame of ``data`` (a dict of frames by symbol, or one frame: key ``""``,
+    the spec's only instrument) as Parquet into ``folder``, named by the sha256 of its bytes,
+    so the run folder's spec points at a file that stays; ``{symbol: path}``."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frames = dict(data) if isinstance(data, Mapping) else {"": data}
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for symbol, frame in frames.items():
+        if not isinstance(symbol, str):
+            raise TypeError(f"data: keys are symbols (str), got {symbol!r}")
+        sink = pa.BufferOutputStream()
+        pq.write_table(_arrow_table(frame, symbol), sink)
+        blob = sink.getvalue().to_pybytes()
+        path = folder / f"{hashlib.sha256(blob).hexdigest()}.parquet"
+        if not path.exists():
+            partial = path.with_suffix(".partial")
+            partial.write_bytes(blob)
+            os.replace(partial, path)
+        paths[symbol] = os.fspath(path.resolve())
+    return paths
+
+
+def backtest(
+    spec: SpecLike,
+    data: Any = None,
+    data_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+) -> Result:
+    """Runs a backtest of ``spec`` and returns its :class:`Result`.
+
+    ``spec`` is a run spec file (YAML) or the spec as a dict (its relative paths resolve
+    against the current folder). ``data``, a frame (pandas, polars or pyarrow) for a
+    one-instrument spec or a dict of frames by symbol, replaces the spec's bar files: each is
+    written as Parquet under ``<data_dir>/frames/`` (named by its sha256) and hashed into the
+    run like any bar file. Raises :class:`SpecError` if the spec or data is refused (no run
+    folder is made) and :class:`RunFailed` if the run fails (its folder says why)."""
+    target = _data_dir(data_dir)
+    paths = None if data is None else _write_frames(data, target / "frames")
+    if isinstance(spec, Mapping):
+        text = json.dumps(spec)
+        place = os.path.join(os.getcwd(), "<spec dict>")
+        run_id, run_dir, status = _run_spec_text(text, place, os.fspath(target), paths)
+    else:
+        run_id, run_dir, status = _run_spec(os.fspath(spec), os.fspath(target), paths)
+    return Result(run_id, run_dir, status)
