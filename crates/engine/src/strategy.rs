@@ -361,7 +361,8 @@ impl<'a> StrategyContext<'a> {
         commands: &'a mut Vec<Command>,
         next_order_id: &'a mut u64,
     ) -> Self {
-        let cash = Money::parse("100000", tradeloom_core::Currency::USD).unwrap_or(Money::zero(tradeloom_core::Currency::USD));
+        let cash = Money::parse("100000", tradeloom_core::Currency::USD)
+            .unwrap_or(Money::zero(tradeloom_core::Currency::USD));
         let account: &'static Account = Box::leak(Box::new(Account::new(
             tradeloom_core::AccountKind::Margin,
             cash,
@@ -448,9 +449,10 @@ impl<'a> StrategyContext<'a> {
 
     /// The working orders of the instrument `key` names.
     pub fn open_orders_of(&self, key: impl InstrumentKey) -> impl Iterator<Item = &Order> + '_ {
-        let id = key.index_in(self.instruments).map(|i| self.instruments[i].id);
-        self.open_orders()
-            .filter(move |o| Some(o.instrument) == id)
+        let id = key
+            .index_in(self.instruments)
+            .map(|i| self.instruments[i].id);
+        self.open_orders().filter(move |o| Some(o.instrument) == id)
     }
 
     fn reserve_id(&mut self) -> OrderId {
@@ -553,7 +555,8 @@ impl<'a> StrategyContext<'a> {
     /// Cancels every working order of the instrument `key` names.
     pub fn cancel_all_of(&mut self, key: impl InstrumentKey) {
         if let Some(i) = key.index_in(self.instruments) {
-            self.commands.push(Command::CancelAll(self.instruments[i].id));
+            self.commands
+                .push(Command::CancelAll(self.instruments[i].id));
         }
     }
 }

@@ -37,7 +37,7 @@ pub use runner::{
     ExecuteError, Progress, RunOptions, RunOutcome, SpecSource, execute, rerender_report,
 };
 pub use spec::{RunSpec, StrategySpec, load_spec, load_spec_with};
-pub use user_strategy::{UserStrategies, run_with_strategies};
 /// The equity point paper observers receive, for crates above that do not depend on the engine.
 pub use tradeloom_engine::EquityPoint;
+pub use user_strategy::{UserStrategies, run_with_strategies};
 pub use verify::{VerifyReport, verify_run};

@@ -26,8 +26,7 @@ use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, S
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{
-    EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig, Strategies,
-    StrategyConfig,
+    EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig, Strategies, StrategyConfig,
 };
 
 use crate::error::RunError;
@@ -57,6 +56,10 @@ pub struct UserStrategySpec {
     pub params: serde_json::Value,
 }
 
+/// How an error in a built-in's parameters starts (they are checked from a copy, so the YAML
+/// parser cannot place them; [`parse_spec`] reports them at the `strategy:` line).
+const STRATEGY_PARAMS: &str = "strategy.params: ";
+
 impl<'de> Deserialize<'de> for StrategySpec {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = UserStrategySpec::deserialize(deserializer)?;
@@ -70,7 +73,7 @@ impl<'de> Deserialize<'de> for StrategySpec {
         }
         StrategyConfig::deserialize(serde_json::Value::Object(map))
             .map(StrategySpec::Builtin)
-            .map_err(serde::de::Error::custom)
+            .map_err(|e| serde::de::Error::custom(format!("{STRATEGY_PARAMS}{e}")))
     }
 }
 
@@ -346,26 +349,26 @@ impl ResolvedSpec {
         let name = self.spec.strategy.name();
         match &self.spec.strategy {
             StrategySpec::Builtin(config) => {
-                config
-                    .build(&self.instruments)
-                    .map_err(|e| RunError::Spec {
-                        place: place(),
-                        message: format!("{e} (strategy `{name}`)"),
-                    })
+                config.build(&self.instruments).map_err(|e| RunError::Spec {
+                    place: place(),
+                    message: format!("{e} (strategy `{name}`)"),
+                })
             }
-            StrategySpec::User(user) => match self
-                .user_strategies
-                .build(name, &user.params, &self.instruments)
-            {
-                Some(built) => built.map_err(|message| RunError::Spec {
-                    place: place(),
-                    message: format!("{message} (strategy `{name}`)"),
-                }),
-                None => Err(RunError::Spec {
-                    place: place(),
-                    message: unknown_strategy(name, &self.user_strategies),
-                }),
-            },
+            StrategySpec::User(user) => {
+                match self
+                    .user_strategies
+                    .build(name, &user.params, &self.instruments)
+                {
+                    Some(built) => built.map_err(|message| RunError::Spec {
+                        place: place(),
+                        message: format!("{message} (strategy `{name}`)"),
+                    }),
+                    None => Err(RunError::Spec {
+                        place: place(),
+                        message: unknown_strategy(name, &self.user_strategies),
+                    }),
+                }
+            }
         }
     }
 }
@@ -419,12 +422,15 @@ pub fn parse_spec(text: &str, path: &Path) -> Result<RunSpec, RunError> {
         {
             return spec_error(path, text, "feed", None, format!("feed: {fe}"));
         }
-        // A built-in strategy's parameters are checked from a buffered copy: without a
-        // position of their own, they are reported at the `strategy:` line.
-        if e.location().is_none() && e.to_string().contains("strategy") {
-            return spec_error(path, text, "strategy", None, e.to_string());
-        }
         let line_column = e.location().map(|l| (l.line(), l.column()));
+        // A built-in strategy's parameters are checked from a copy: reported at the
+        // `strategy:` line (the parser's position would be the document's start).
+        let shown = e.to_string();
+        if let Some(at) = shown.find(STRATEGY_PARAMS) {
+            let (_, message) =
+                tradeloom_core::locate_error("", shown[at..].to_string(), line_column);
+            return spec_error(path, text, "strategy", None, message);
+        }
         let (place, message) =
             tradeloom_core::locate_error(&path.display().to_string(), e.to_string(), line_column);
         RunError::Spec { place, message }
@@ -648,7 +654,11 @@ pub fn resolve_with(
     match &spec.strategy {
         StrategySpec::Builtin(config) => {
             config.build(&instruments).map_err(|e| {
-                err("params", None, format!("{e} (strategy `{}`)", config.name()))
+                err(
+                    "params",
+                    None,
+                    format!("{e} (strategy `{}`)", config.name()),
+                )
             })?;
         }
         StrategySpec::User(u) => match user.build(&u.name, &u.params, &instruments) {

@@ -51,7 +51,8 @@ use crate::spec::load_spec_with;
 
 /// Builds a run's strategies from the spec's `params` (JSON) and the run's instruments; an
 /// error is a message about the parameters.
-type Factory = dyn Fn(&serde_json::Value, &[Instrument]) -> Result<Strategies, String> + Send + Sync;
+type Factory =
+    dyn Fn(&serde_json::Value, &[Instrument]) -> Result<Strategies, String> + Send + Sync;
 
 /// The strategies of the user's own a run spec may name, each with the factory that builds it.
 /// Names are those of `strategy.name` in a spec; a built-in's name cannot be taken.

@@ -95,7 +95,8 @@ impl Strategy for SmaBracket {
             return;
         }
         // Cancel yesterday's unfilled entry (at most one works while flat).
-        if let Some(id) = ctx.open_orders().next().map(|o| o.id) {
+        let unfilled = ctx.open_orders().next().map(|o| o.id);
+        if let Some(id) = unfilled {
             ctx.cancel(id);
         }
         if !self.sma.is_ready() {
@@ -107,13 +108,21 @@ impl Strategy for SmaBracket {
         let c = bar.close.raw() / self.tick;
         let bracket = if scaled > self.sma.sum() {
             Bracket {
-                entry: OrderRequest::buy(self.quantity).with_limit(self.at(c, -self.entry_pct, false)),
+                entry: OrderRequest::buy(self.quantity).with_limit(self.at(
+                    c,
+                    -self.entry_pct,
+                    false,
+                )),
                 take_profit: Some(self.at(c, self.target_pct, false)),
                 stop_loss: Some(StopLoss::Stop(self.at(c, -self.stop_pct, false))),
             }
         } else if scaled < self.sma.sum() {
             Bracket {
-                entry: OrderRequest::sell(self.quantity).with_limit(self.at(c, self.entry_pct, true)),
+                entry: OrderRequest::sell(self.quantity).with_limit(self.at(
+                    c,
+                    self.entry_pct,
+                    true,
+                )),
                 take_profit: Some(self.at(c, -self.target_pct, true)),
                 stop_loss: Some(StopLoss::Stop(self.at(c, self.stop_pct, true))),
             }

@@ -27,9 +27,17 @@ fn main() -> ExitCode {
         data_dir,
         ..RunOptions::default()
     };
-    match run_with_strategies(&spec, &tradeloom_example_rust_strategy::strategies(), options) {
+    match run_with_strategies(
+        &spec,
+        &tradeloom_example_rust_strategy::strategies(),
+        options,
+    ) {
         Ok(outcome) => {
-            println!("run {} completed: {}", outcome.run_id, outcome.run_dir.display());
+            println!(
+                "run {} completed: {}",
+                outcome.run_id,
+                outcome.run_dir.display()
+            );
             println!(
                 "trades {}, final equity {}",
                 outcome.metrics.trades, outcome.metrics.final_equity

@@ -39,18 +39,32 @@ fn the_example_writes_a_run_folder_that_verifies_and_matches_the_golden_trades()
     assert_eq!(outcome.metrics.final_equity.to_string(), "104723.30");
     // trades.csv: closed round trips (the last one is still open at the end).
     let trades = std::fs::read_to_string(outcome.run_dir.join("trades.csv")).unwrap();
-    let closed = trades.lines().skip(1).filter(|l| l.ends_with(",closed")).count();
+    let closed = trades
+        .lines()
+        .skip(1)
+        .filter(|l| l.ends_with(",closed"))
+        .count();
     let golden = std::fs::read_to_string(GOLDEN).unwrap().lines().count() - 1;
     assert_eq!(closed, golden);
     // The legs are linked to their entry in orders.csv.
     let orders = std::fs::read_to_string(outcome.run_dir.join("orders.csv")).unwrap();
-    assert!(orders.lines().next().unwrap().ends_with(",parent_id,oco_id"));
+    assert!(
+        orders
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",parent_id,oco_id")
+    );
     // Every round trip had two legs (one filled, the other cancelled by it), and so does the
     // trade still open at the end (both legs cancelled then).
     let legs = orders
         .lines()
         .skip(1)
-        .filter(|l| l.split(',').nth(15).is_some_and(|parent| parent.starts_with("O-")))
+        .filter(|l| {
+            l.split(',')
+                .nth(15)
+                .is_some_and(|parent| parent.starts_with("O-"))
+        })
         .count();
     assert_eq!(legs, 2 * (golden + 1));
     let spec = std::fs::read_to_string(outcome.run_dir.join("run_spec.yaml")).unwrap();
@@ -65,26 +79,43 @@ fn without_the_factory_the_name_is_a_clear_error() {
     assert!(matches!(err, ExecuteError::Rejected(_)));
     let message = err.to_string();
     assert!(
-        message.contains("spec.yaml:9: strategy.name: unknown variant `sma_bracket`, expected one of `buy_and_hold`"),
+        message.contains("spec.yaml:10: strategy.name: unknown variant `sma_bracket`, expected one of `buy_and_hold`"),
         "{message}"
     );
     // Bad parameters are the factory's errors, naming the field.
     let bad = dir.path().join("bad.yaml");
     let text = std::fs::read_to_string(SPEC)
         .unwrap()
-        .replace("../data/goog_1d.csv", &format!("{}/../data/goog_1d.csv", env!("CARGO_MANIFEST_DIR")))
+        .replace(
+            "../data/goog_1d.csv",
+            &format!("{}/../data/goog_1d.csv", env!("CARGO_MANIFEST_DIR")),
+        )
         .replace("stop_pct: 5", "stop_pct: 1");
     std::fs::write(&bad, text).unwrap();
-    let err = run_with_strategies(&bad, &tradeloom_example_rust_strategy::strategies(), options(dir.path()))
-        .unwrap_err();
+    let err = run_with_strategies(
+        &bad,
+        &tradeloom_example_rust_strategy::strategies(),
+        options(dir.path()),
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
             .contains("strategy.params.stop_pct: 1 must be greater than entry_pct (1) (strategy `sma_bracket`)"),
         "{err}"
     );
-    let text = std::fs::read_to_string(&bad).unwrap().replace("stop_pct: 1", "stop_pct: 5, colour: 3");
+    let text = std::fs::read_to_string(&bad)
+        .unwrap()
+        .replace("stop_pct: 1", "stop_pct: 5, colour: 3");
     std::fs::write(&bad, text).unwrap();
-    let err = run_with_strategies(&bad, &tradeloom_example_rust_strategy::strategies(), options(dir.path()))
-        .unwrap_err();
-    assert!(err.to_string().contains("strategy.params: unknown field `colour`"), "{err}");
+    let err = run_with_strategies(
+        &bad,
+        &tradeloom_example_rust_strategy::strategies(),
+        options(dir.path()),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("strategy.params: unknown field `colour`"),
+        "{err}"
+    );
 }

@@ -218,7 +218,10 @@ impl Engine {
             ));
         };
         let from = from.with_precision(inst.price_precision);
-        Ok((trail.trigger(request.side, from, inst.tick_size), from.raw()))
+        Ok((
+            trail.trigger(request.side, from, inst.tick_size),
+            from.raw(),
+        ))
     }
 
     /// After a bar the trailing stop at `idx` did not reach: its best price takes in the bar's

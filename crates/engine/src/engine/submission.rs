@@ -109,16 +109,16 @@ impl Engine {
         let created = match trail_problem {
             Some(problem) => Err(tradeloom_core::OrderError::Invalid(problem, id)),
             None => Order::new(
-            id,
-            inst.id,
-            request.side,
-            request.order_type,
-            request.quantity,
-            request.price,
-            request.trigger_price,
-            request.time_in_force,
-            request.reduce_only,
-            ts,
+                id,
+                inst.id,
+                request.side,
+                request.order_type,
+                request.quantity,
+                request.price,
+                request.trigger_price,
+                request.time_in_force,
+                request.reduce_only,
+                ts,
             ),
         };
         let mut order = match created {

@@ -17,7 +17,14 @@ fn long_bracket(limit: &str, tp: &str, sl: &str) -> Bracket {
 fn fill_summary(run: &Run) -> Vec<(u64, OrderSide, String, String)> {
     run.fills()
         .iter()
-        .map(|f| (f.order_id.0, f.side, f.quantity.to_string(), f.price.to_string()))
+        .map(|f| {
+            (
+                f.order_id.0,
+                f.side,
+                f.quantity.to_string(),
+                f.price.to_string(),
+            )
+        })
         .collect()
 }
 
@@ -78,8 +85,8 @@ fn legs_activate_on_the_entry_fill_and_the_take_profit_cancels_the_stop() {
 fn both_legs_inside_one_bar_the_stop_loss_fills() {
     let bars = daily(&[
         ("100", "101", "99", "100"),
-        ("100", "100", "97", "98"),  // entry fills at 98
-        ("98", "106", "94", "100"),  // TP 105 and SL 95 both inside: the stop-loss
+        ("100", "100", "97", "98"), // entry fills at 98
+        ("98", "106", "94", "100"), // TP 105 and SL 95 both inside: the stop-loss
     ]);
     let script = Script::new().bracket(0, long_bracket("98", "105", "95"));
     let run = crate::fixture::run(frictionless(FillModel::NextOpen), &bars, script);
@@ -158,9 +165,9 @@ fn a_market_entry_at_the_open_lets_its_legs_fill_in_the_same_bar() {
 fn a_fill_of_one_leg_reduces_the_other() {
     let bars = daily(&[
         ("100", "101", "99", "100"),
-        ("100", "100", "97", "98"),  // entry fills 10 at 98; the script sells 4 at the close
-        ("98", "99", "97", "98"),    // the market sell of 4 fills at the open
-        ("98", "106", "97", "105"),  // TP of 10 fills only the 6 held (reduce-only)
+        ("100", "100", "97", "98"), // entry fills 10 at 98; the script sells 4 at the close
+        ("98", "99", "97", "98"),   // the market sell of 4 fills at the open
+        ("98", "106", "97", "105"), // TP of 10 fills only the 6 held (reduce-only)
     ]);
     let script = Script::new()
         .bracket(0, long_bracket("98", "105", "95"))
@@ -250,7 +257,10 @@ fn bad_brackets_and_trails_are_rejected_with_the_field() {
         let (code, reason) = run.rejection(1);
         assert_eq!(code, "order.invalid");
         assert_eq!(reason, format!("order O-000001: {message}"));
-        assert_eq!(run.sink.orders_closed, 1, "the rejected entry is in orders.csv");
+        assert_eq!(
+            run.sink.orders_closed, 1,
+            "the rejected entry is in orders.csv"
+        );
     }
     let trailing = OrderRequest::trailing_stop(OrderSide::Sell, qty(1), Trail::default());
     let run = crate::fixture::run(
@@ -273,12 +283,10 @@ fn a_trailing_stop_follows_the_high_and_fills_when_hit() {
         ("103", "103", "98", "99"),  // hits 102 on the way down
     ]);
     let trail = Trail::offset(px("2"));
-    let script = Script::new()
-        .submit(0, OrderRequest::buy(qty(10)))
-        .submit(
-            0,
-            OrderRequest::trailing_stop(OrderSide::Sell, qty(10), trail).reduce_only(),
-        );
+    let script = Script::new().submit(0, OrderRequest::buy(qty(10))).submit(
+        0,
+        OrderRequest::trailing_stop(OrderSide::Sell, qty(10), trail).reduce_only(),
+    );
     let run = crate::fixture::run(frictionless(FillModel::BarClose), &bars, script);
     assert_eq!(
         fill_summary(&run),

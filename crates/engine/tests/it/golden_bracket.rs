@@ -85,7 +85,11 @@ fn limit_brackets_match_backtesting_py_trade_by_trade() {
         .iter()
         .filter(|t| !t.is_open())
         .map(|t| {
-            let size = if t.side == OrderSide::Buy { "10" } else { "-10" };
+            let size = if t.side == OrderSide::Buy {
+                "10"
+            } else {
+                "-10"
+            };
             vec![
                 size.to_string(),
                 index_of(t.entry_ts),

@@ -9,7 +9,9 @@ use tradeloom_core::{
 };
 use tradeloom_engine::sink::VecSink;
 use tradeloom_engine::strategies::RotationParams;
-use tradeloom_engine::{Engine, FillModel, OrderRequest, Strategy, StrategyConfig, StrategyContext};
+use tradeloom_engine::{
+    Engine, FillModel, OrderRequest, Strategy, StrategyConfig, StrategyContext,
+};
 
 use crate::fixture::*;
 
@@ -208,11 +210,13 @@ fn momentum_rotation_holds_the_leader_across_precisions() {
         vec![(0, "BUY".to_string(), "9".to_string(), "112.00".to_string())]
     );
     assert_eq!(summary.positions[0].signed_quantity_string(), "9");
-    assert!(StrategyConfig::MomentumRotation(RotationParams {
-        lookback: 0,
-        rebalance_every: 1,
-        notional: Decimal::parse("1000").unwrap(),
-    })
-    .build(&instruments)
-    .is_err_and(|e| e.to_string() == "strategy.params.lookback: must be at least 1"));
+    assert!(
+        StrategyConfig::MomentumRotation(RotationParams {
+            lookback: 0,
+            rebalance_every: 1,
+            notional: Decimal::parse("1000").unwrap(),
+        })
+        .build(&instruments)
+        .is_err_and(|e| e.to_string() == "strategy.params.lookback: must be at least 1")
+    );
 }
