@@ -262,13 +262,14 @@ pub struct BracketIds {
 }
 
 /// A request from a strategy, queued until the engine processes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Command {
     Submit {
         id: OrderId,
         instrument: InstrumentId,
         request: OrderRequest,
-        links: OrderLinks,
+        /// A bracket entry's legs (boxed: rare, and large next to a plain order).
+        links: Option<Box<OrderLinks>>,
     },
     Cancel(OrderId),
     CancelAll(InstrumentId),
@@ -471,10 +472,7 @@ impl<'a> StrategyContext<'a> {
             id,
             instrument,
             request,
-            links: OrderLinks {
-                trail: request.trail,
-                ..OrderLinks::default()
-            },
+            links: None,
         });
         id
     }
@@ -507,7 +505,7 @@ impl<'a> StrategyContext<'a> {
             id: entry,
             instrument,
             request,
-            links: OrderLinks {
+            links: Some(Box::new(OrderLinks {
                 trail: request.trail,
                 take_profit_id: take_profit,
                 take_profit: bracket.take_profit,
@@ -515,7 +513,7 @@ impl<'a> StrategyContext<'a> {
                 stop_loss: stop_loss_price,
                 stop_loss_trail,
                 ..OrderLinks::default()
-            },
+            })),
         });
         BracketIds {
             entry,

@@ -48,6 +48,8 @@ impl Engine {
                             });
                             continue;
                         }
+                        let mut links = links.map_or_else(OrderLinks::default, |l| *l);
+                        links.trail = links.trail.or(request.trail);
                         if links.take_profit_id.is_some() || links.stop_loss_id.is_some() {
                             self.register_bracket(id, &links);
                         }

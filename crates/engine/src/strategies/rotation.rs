@@ -141,7 +141,7 @@ impl Strategy for Rotation {
             return;
         }
         self.first_bars += 1;
-        if self.first_bars % self.every != 0 {
+        if !self.first_bars.is_multiple_of(self.every) {
             return;
         }
         let leader = self.leader();
