@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::fill::Liquidity;
 use crate::money::Money;
-use crate::order::{OrderId, OrderSide, OrderType, TimeInForce};
+use crate::order::{OrderId, OrderLinks, OrderSide, OrderType, TimeInForce};
 use crate::price::Price;
 use crate::quantity::{Quantity, SignedQuantity};
 use crate::symbol::Symbol;
@@ -62,6 +62,27 @@ pub enum Event {
         time_in_force: TimeInForce,
         /// Whether it may only reduce the position.
         reduce_only: bool,
+        /// Bracket links and the trail of a trailing stop (absent for a plain order): a leg's
+        /// `parent_id` and `oco_id`, an entry's `take_profit_id`/`take_profit` and
+        /// `stop_loss_id`/`stop_loss`/`stop_loss_trail`, a trailing stop's `trail`.
+        #[serde(flatten)]
+        links: Option<Box<OrderLinks>>,
+    },
+    /// A working order changed: a trailing stop's trigger followed the price (`reason`
+    /// `trailing`), or a bracket leg was reduced because the other leg filled (`reason`
+    /// `oco`).
+    OrderUpdated {
+        /// When it happened (event time).
+        ts: UnixNanos,
+        /// The order.
+        order_id: OrderId,
+        /// The order's quantity now.
+        quantity: Quantity,
+        /// The trigger price now, for stop kinds.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trigger_price: Option<Price>,
+        /// `trailing` or `oco`.
+        reason: &'static str,
     },
     /// The venue accepted an order after the pre-trade checks.
     OrderAccepted {
@@ -251,6 +272,7 @@ impl Event {
         match self {
             Event::RunStarted { ts, .. }
             | Event::OrderSubmitted { ts, .. }
+            | Event::OrderUpdated { ts, .. }
             | Event::OrderAccepted { ts, .. }
             | Event::OrderRejected { ts, .. }
             | Event::OrderTriggered { ts, .. }

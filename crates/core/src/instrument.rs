@@ -47,6 +47,11 @@ impl Bps {
         Self::parse(&format!("{value}"))
     }
 
+    /// A rate from its raw value at 10^-9 bp (`100_000_000_000` is 1 %).
+    pub const fn from_raw(raw: i64) -> Self {
+        Self { raw }
+    }
+
     /// The raw value at 10^-9 bp.
     pub const fn raw(self) -> i64 {
         self.raw

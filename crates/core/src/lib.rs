@@ -48,7 +48,9 @@ pub use fixed::{DecimalError, FIXED_PRECISION, FIXED_SCALAR};
 pub use id_ref::{IdRefError, resolve_id};
 pub use instrument::{Bps, Instrument, InstrumentError, InstrumentId};
 pub use money::Money;
-pub use order::{Order, OrderError, OrderId, OrderSide, OrderStatus, OrderType, TimeInForce};
+pub use order::{
+    Order, OrderError, OrderId, OrderLinks, OrderSide, OrderStatus, OrderType, TimeInForce, Trail,
+};
 pub use position::{Position, PositionChange};
 pub use price::Price;
 pub use quantity::{Quantity, SignedQuantity};

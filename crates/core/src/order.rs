@@ -12,7 +12,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::error::ArithmeticError;
-use crate::instrument::InstrumentId;
+use crate::instrument::{Bps, InstrumentId};
 use crate::price::Price;
 use crate::quantity::Quantity;
 use crate::time::UnixNanos;
@@ -81,6 +81,10 @@ pub enum OrderType {
     Stop,
     /// Becomes a limit order once the trigger price trades.
     StopLimit,
+    /// A stop whose trigger follows the best price by a [`Trail`]: at the end of every bar
+    /// that did not trigger it, the trigger moves toward the market (never away); once the
+    /// trigger trades it becomes a market order, like [`OrderType::Stop`].
+    TrailingStop,
 }
 
 impl OrderType {
@@ -91,12 +95,16 @@ impl OrderType {
             OrderType::Limit => "LIMIT",
             OrderType::Stop => "STOP",
             OrderType::StopLimit => "STOP_LIMIT",
+            OrderType::TrailingStop => "TRAILING_STOP",
         }
     }
 
     /// Whether the kind has a trigger price (stop kinds).
     pub const fn has_trigger(self) -> bool {
-        matches!(self, OrderType::Stop | OrderType::StopLimit)
+        matches!(
+            self,
+            OrderType::Stop | OrderType::StopLimit | OrderType::TrailingStop
+        )
     }
 
     /// Whether the kind has a limit price.
@@ -125,6 +133,117 @@ impl TimeInForce {
             TimeInForce::Ioc => "IOC",
             TimeInForce::Day => "DAY",
         }
+    }
+}
+
+/// How far a trailing stop's trigger stays from the best price seen: a price `offset`, a
+/// percentage `pct` (in basis points: 1 % = 100 bps), or both, in which case the wider of the
+/// two distances applies. At least one is set and each is positive (checked when the order is
+/// submitted).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize)]
+pub struct Trail {
+    /// Distance as a price amount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<Price>,
+    /// Distance as a fraction of the best price, in basis points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bps: Option<Bps>,
+}
+
+impl Trail {
+    /// A trail by a price amount.
+    pub const fn offset(offset: Price) -> Self {
+        Self {
+            offset: Some(offset),
+            bps: None,
+        }
+    }
+
+    /// A trail by a percentage given in basis points (`Bps::parse("150")` = 1.5 %).
+    pub const fn bps(bps: Bps) -> Self {
+        Self {
+            offset: None,
+            bps: Some(bps),
+        }
+    }
+
+    /// Why the trail is unusable, naming the field; `None` when it is fine.
+    pub fn problem(&self) -> Option<String> {
+        match (self.offset, self.bps) {
+            (None, None) => Some("a trailing stop needs trail.offset or trail.bps".to_string()),
+            (Some(o), _) if !o.is_positive() => {
+                Some(format!("trail.offset must be positive, got {o}"))
+            }
+            (_, Some(b)) if b.is_zero() => Some("trail.bps must be positive, got 0".to_string()),
+            _ => None,
+        }
+    }
+
+    /// The trigger a stop on `side` takes when the best price seen is `best`: below it for a
+    /// sell (protecting a long), above it for a buy, by the wider of the two distances, rounded
+    /// away from the market to a multiple of `tick` (so the distance is never smaller than
+    /// asked). A sell trigger never goes below one tick.
+    pub fn trigger(&self, side: OrderSide, best: Price, tick: Price) -> Price {
+        let by_offset = self.offset.map_or(0, |o| o.raw());
+        let by_bps = self.bps.map_or(0, |b| b.of_price(best).raw());
+        let distance = by_offset.max(by_bps);
+        let step = tick.raw().max(1);
+        let raw = match side {
+            OrderSide::Sell => {
+                let raw = best.raw().saturating_sub(distance);
+                (raw.div_euclid(step) * step).max(step)
+            }
+            OrderSide::Buy => {
+                let raw = best.raw().saturating_add(distance);
+                let down = raw.div_euclid(step) * step;
+                if down == raw {
+                    raw
+                } else {
+                    down.saturating_add(step)
+                }
+            }
+        };
+        Price::from_raw(raw, best.precision())
+    }
+}
+
+/// How an order is tied to others: the legs of a bracket point to their entry (`parent_id`)
+/// and to each other (`oco_id`: one cancels the other), a trailing stop carries its trail, and
+/// a bracket's entry names the legs its fill will activate. All empty for a plain order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize)]
+pub struct OrderLinks {
+    /// The bracket entry whose fill activated this leg.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<OrderId>,
+    /// The other leg of the bracket: a fill of either reduces the other by the same quantity
+    /// (cancelling it once nothing remains).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oco_id: Option<OrderId>,
+    /// The trail of a trailing stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trail: Option<Trail>,
+    /// On a bracket's entry: the take-profit leg's id, activated by the entry's fill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub take_profit_id: Option<OrderId>,
+    /// On a bracket's entry: the take-profit leg's limit price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub take_profit: Option<Price>,
+    /// On a bracket's entry: the stop-loss leg's id, activated by the entry's fill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_loss_id: Option<OrderId>,
+    /// On a bracket's entry: the stop-loss leg's trigger price (absent for a trailing leg,
+    /// whose trigger follows from its trail and the entry's fill price).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_loss: Option<Price>,
+    /// On a bracket's entry: the trail of a trailing stop-loss leg.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_loss_trail: Option<Trail>,
+}
+
+impl OrderLinks {
+    /// Whether nothing ties the order to another and it has no trail.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -242,6 +361,9 @@ pub struct Order {
     pub reduce_only: bool,
     /// When it was created.
     pub created_ts: UnixNanos,
+    /// Bracket links and the trail of a trailing stop (empty for a plain order).
+    #[serde(skip_serializing_if = "OrderLinks::is_empty")]
+    pub links: OrderLinks,
     status: OrderStatus,
     filled: Quantity,
 }
@@ -266,6 +388,9 @@ impl Order {
         if quantity.is_zero() {
             return invalid("quantity must be positive");
         }
+        if order_type == OrderType::TrailingStop && price.is_some() {
+            return invalid("a limit price is not allowed on TRAILING_STOP orders");
+        }
         if order_type.has_limit() != price.is_some() {
             return invalid(if order_type.has_limit() {
                 "a limit price is required"
@@ -277,7 +402,7 @@ impl Order {
             return invalid(if order_type.has_trigger() {
                 "a trigger price is required"
             } else {
-                "a trigger price is only allowed on STOP and STOP_LIMIT orders"
+                "a trigger price is only allowed on STOP, STOP_LIMIT and TRAILING_STOP orders"
             });
         }
         if price.is_some_and(|p| !p.is_positive())
@@ -296,6 +421,7 @@ impl Order {
             time_in_force,
             reduce_only,
             created_ts,
+            links: OrderLinks::default(),
             status: OrderStatus::Initialized,
             filled: Quantity::ZERO.with_precision(quantity.precision()),
         })
@@ -418,6 +544,35 @@ impl Order {
             ],
             OrderStatus::Expired,
         )
+    }
+
+    /// Moves a trailing stop's trigger (before it triggered).
+    pub fn set_trigger(&mut self, trigger: Price) -> Result<(), OrderError> {
+        if self.order_type != OrderType::TrailingStop || !self.status.is_open() {
+            return Err(OrderError::InvalidTransition {
+                id: self.id,
+                action: "move the trigger of",
+                from: self.order_type.as_str(),
+            });
+        }
+        self.trigger_price = Some(trigger);
+        Ok(())
+    }
+
+    /// Takes `by` off a working order's quantity (the other leg of a bracket filled). What
+    /// remains must stay above what has filled; a caller that would leave nothing cancels the
+    /// order instead.
+    pub fn reduce_quantity(&mut self, by: Quantity) -> Result<(), OrderError> {
+        let reduced = self.quantity.checked_sub(by)?;
+        if !self.status.is_open() || by.is_zero() || reduced <= self.filled {
+            return Err(OrderError::Overfill {
+                id: self.id,
+                fill: by.to_string(),
+                remaining: self.remaining().to_string(),
+            });
+        }
+        self.quantity = reduced;
+        Ok(())
     }
 
     /// Records a fill; an order can never fill beyond its quantity.

@@ -4,14 +4,15 @@
 //! 1. when the timestamp advances, the previous one is closed: equity is marked at the closes,
 //!    recorded, and the drawdown limit is checked (a breach engages the kill switch);
 //! 2. working orders of the bar's instrument are matched against it (expiry, fills, triggers);
-//! 3. the bar's strategy sees the bar and submits or cancels orders;
+//! 3. the bar's strategy (the instrument's, or the one portfolio strategy) sees the bar and
+//!    submits or cancels orders;
 //! 4. each new order passes pre-trade risk, is accepted, and under `bar_close` fills at the close
 //!    if it is marketable; fills update the account, the position and the trade record, and the
 //!    strategy is told of each fill.
 
 use tradeloom_core::{
     Account, ArithmeticError, Bar, Event, Instrument, Money, Order, OrderError, OrderId, Position,
-    Price, UnixNanos,
+    Price, Trail, UnixNanos,
 };
 
 use crate::analysis::{Analyzer, Metrics};
@@ -23,6 +24,7 @@ use crate::strategy::{Command, Strategy, StrategyContext};
 use crate::trade::TradeTracker;
 use crate::venue::Outcome;
 
+mod bracket;
 mod close;
 mod kill_switch;
 mod matching;
@@ -74,14 +76,17 @@ pub struct Summary {
     pub margin_call: bool,
 }
 
+/// An order working at the venue.
 #[derive(Clone, Debug)]
-struct Working {
-    order: Order,
+pub(crate) struct Working {
+    pub(crate) order: Order,
     submitted_ts: UnixNanos,
     filled_notional: i128,
     /// Submitted by the engine to flatten a position for an engaged kill switch or a margin
     /// call.
     liquidation: bool,
+    /// A trailing stop's best price so far (highest for a sell, lowest for a buy), raw.
+    best: i64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +94,30 @@ enum Action {
     Outcome(Outcome),
     Expire,
     CancelIoc,
+    /// A trailing stop the bar did not reach: its trigger follows the bar's extreme.
+    Trail,
+}
+
+/// The legs of a bracket whose entry has not filled yet.
+#[derive(Clone, Copy, Debug)]
+struct PendingBracket {
+    entry: OrderId,
+    take_profit: Option<(OrderId, Price)>,
+    stop_loss: Option<(OrderId, PendingStop)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PendingStop {
+    Stop(Price),
+    Trailing(Trail),
+}
+
+/// The strategies of a run: one per instrument, or one for the whole portfolio.
+pub enum Strategies {
+    /// Instance `i` sees the bars of instrument `i` only (one per instrument).
+    PerInstrument(Vec<Box<dyn Strategy>>),
+    /// One instance sees the bars of every instrument and may trade any of them.
+    Portfolio(Box<dyn Strategy>),
 }
 
 /// The deterministic event loop; see the module documentation.
@@ -96,6 +125,8 @@ pub struct Engine {
     config: EngineConfig,
     instruments: Vec<Instrument>,
     strategies: Vec<Box<dyn Strategy>>,
+    /// One strategy sees every instrument (see [`Strategies::Portfolio`]).
+    portfolio: bool,
     positions: Vec<Position>,
     marks: Vec<Option<Price>>,
     bar_counts: Vec<u64>,
@@ -105,6 +136,11 @@ pub struct Engine {
     working: Vec<Working>,
     commands: Vec<Command>,
     actions: Vec<(OrderId, Action)>,
+    /// Brackets whose entry works and has not filled.
+    pending: Vec<PendingBracket>,
+    /// Bracket legs activated by an entry filled at a bar's open, still to be matched against
+    /// that bar.
+    same_bar: Vec<OrderId>,
     next_order_id: u64,
     next_fill_id: u64,
     next_trade_id: u64,
@@ -137,10 +173,32 @@ impl Engine {
         instruments: Vec<Instrument>,
         strategies: Vec<Box<dyn Strategy>>,
     ) -> Result<Self, EngineError> {
+        Self::with_strategies(config, instruments, Strategies::PerInstrument(strategies))
+    }
+
+    /// An engine for `instruments` (index i has id i) with one strategy seeing them all.
+    pub fn portfolio(
+        config: EngineConfig,
+        instruments: Vec<Instrument>,
+        strategy: Box<dyn Strategy>,
+    ) -> Result<Self, EngineError> {
+        Self::with_strategies(config, instruments, Strategies::Portfolio(strategy))
+    }
+
+    /// An engine for `instruments` (index i has id i) with `strategies` in either mode.
+    pub fn with_strategies(
+        config: EngineConfig,
+        instruments: Vec<Instrument>,
+        strategies: Strategies,
+    ) -> Result<Self, EngineError> {
         if instruments.is_empty() {
             return Err(EngineError::Config("no instruments".to_string()));
         }
-        if instruments.len() != strategies.len() {
+        let (strategies, portfolio) = match strategies {
+            Strategies::PerInstrument(s) => (s, false),
+            Strategies::Portfolio(s) => (vec![s], true),
+        };
+        if !portfolio && instruments.len() != strategies.len() {
             return Err(EngineError::Config(format!(
                 "{} instruments but {} strategies",
                 instruments.len(),
@@ -177,9 +235,12 @@ impl Engine {
             config,
             instruments,
             strategies,
+            portfolio,
             working: Vec::with_capacity(16),
             commands: Vec::with_capacity(16),
             actions: Vec::with_capacity(16),
+            pending: Vec::new(),
+            same_bar: Vec::new(),
             next_order_id: 0,
             next_fill_id: 0,
             next_trade_id: 0,
@@ -338,7 +399,8 @@ impl Engine {
         })
     }
 
-    /// Calls strategy `i` with its context at `ts`.
+    /// Calls the strategy of instrument `i` (the portfolio strategy, in portfolio mode) with
+    /// its context at `ts`, the event being on instrument `i`.
     #[inline]
     fn with_strategy(
         &mut self,
@@ -346,23 +408,19 @@ impl Engine {
         ts: UnixNanos,
         call: impl FnOnce(&mut dyn Strategy, &mut StrategyContext<'_>),
     ) {
-        let open_orders = self.open_orders(i);
+        let s = if self.portfolio { 0 } else { i };
         let mut ctx = StrategyContext {
             ts,
-            instrument: &self.instruments[i],
-            position: &self.positions[i],
-            open_orders,
+            current: i,
+            instruments: &self.instruments,
+            positions: &self.positions,
+            marks: &self.marks,
+            account: &self.account,
+            working: &self.working,
             commands: &mut self.commands,
             next_order_id: &mut self.next_order_id,
         };
-        call(self.strategies[i].as_mut(), &mut ctx);
-    }
-
-    fn open_orders(&self, instrument: usize) -> usize {
-        self.working
-            .iter()
-            .filter(|w| w.order.instrument.index() == instrument)
-            .count()
+        call(self.strategies[s].as_mut(), &mut ctx);
     }
 
     fn start<S: Sink>(&mut self, ts: UnixNanos, sink: &mut S) -> Result<(), EngineError> {

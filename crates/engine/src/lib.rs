@@ -27,12 +27,15 @@ pub use config::{
     ConfigError, EngineConfig, ExecutionConfig, KillSwitchConfig, MarginCallAction, MarginConfig,
     MarginRule, RiskConfig, Slippage,
 };
-pub use engine::{Engine, EngineError, EngineState, Summary};
+pub use engine::{Engine, EngineError, EngineState, Strategies, Summary};
 pub use fill_model::FillModel;
 pub use gate::{GateEpoch, KillSwitchGate};
 pub use risk::RiskRejection;
 pub use scan::ScanFields;
 pub use sink::{NullSink, Sink};
 pub use strategies::{StrategyConfig, StrategyError, build_strategy};
-pub use strategy::{OrderRequest, Strategy, StrategyContext};
+pub use strategy::{
+    Bracket, BracketIds, InstrumentKey, OrderRequest, QueuedOrders, StopLoss, Strategy,
+    StrategyContext,
+};
 pub use trade::Trade;

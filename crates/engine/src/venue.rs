@@ -49,7 +49,7 @@ pub(crate) fn match_order(order: &Order, bar: &Bar, path: &[Price; 4]) -> Outcom
         },
         OrderType::Limit => match_limit(side, order.price, path, false),
         OrderType::StopLimit if triggered_before => match_limit(side, order.price, path, false),
-        OrderType::Stop | OrderType::StopLimit => {
+        OrderType::Stop | OrderType::StopLimit | OrderType::TrailingStop => {
             let Some(trigger) = order.trigger_price else {
                 return Outcome::Rest;
             };
@@ -64,7 +64,7 @@ pub(crate) fn match_order(order: &Order, bar: &Bar, path: &[Price; 4]) -> Outcom
             let Some((k, at)) = hit else {
                 return Outcome::Rest;
             };
-            if order.order_type == OrderType::Stop {
+            if order.order_type != OrderType::StopLimit {
                 return Outcome::Fill {
                     price: at,
                     liquidity: Liquidity::Taker,
@@ -126,7 +126,7 @@ pub(crate) fn marketable_at(order: &Order, close: Price) -> Option<(Price, bool)
             .price
             .filter(|&l| limit_reached(side, close, l))
             .map(|_| (close, false)),
-        OrderType::Stop => order
+        OrderType::Stop | OrderType::TrailingStop => order
             .trigger_price
             .filter(|&t| stop_reached(side, close, t))
             .map(|_| (close, true)),

@@ -3,7 +3,7 @@
 //!
 //! | file | one row per | columns |
 //! | --- | --- | --- |
-//! | `orders.csv` | order, when it reaches a terminal state | order_id, symbol, side, type, quantity, price, trigger_price, time_in_force, reduce_only, status, filled_quantity, avg_fill_price, created_ts, closed_ts, reason |
+//! | `orders.csv` | order, when it reaches a terminal state | order_id, symbol, side, type, quantity, price, trigger_price, time_in_force, reduce_only, status, filled_quantity, avg_fill_price, created_ts, closed_ts, reason, parent_id, oco_id (a bracket leg's entry and other leg) |
 //! | `fills.csv` | execution | fill_id, order_id, ts, symbol, side, quantity, price, fee, liquidity |
 //! | `trades.csv` | round trip (open ones last, with empty exit) | trade_id, symbol, side, quantity, entry_ts, entry_price, exit_ts, exit_price, gross_pnl, fees, net_pnl, bars, status |
 //! | `equity.parquet` | timestamp | ts, cash, equity, gross_exposure (exact decimals) |
@@ -26,7 +26,7 @@ use crate::hashing::ArtifactWriter;
 use crate::journal::Journal;
 use crate::report::{EquitySampler, TradeRows};
 
-pub const ORDERS_HEADER: &str = "order_id,symbol,side,type,quantity,price,trigger_price,time_in_force,reduce_only,status,filled_quantity,avg_fill_price,created_ts,closed_ts,reason\n";
+pub const ORDERS_HEADER: &str = "order_id,symbol,side,type,quantity,price,trigger_price,time_in_force,reduce_only,status,filled_quantity,avg_fill_price,created_ts,closed_ts,reason,parent_id,oco_id\n";
 pub const FILLS_HEADER: &str = "fill_id,order_id,ts,symbol,side,quantity,price,fee,liquidity\n";
 pub const TRADES_HEADER: &str = "trade_id,symbol,side,quantity,entry_ts,entry_price,exit_ts,exit_price,gross_pnl,fees,net_pnl,bars,status\n";
 
@@ -321,6 +321,14 @@ impl Sink for RunSink {
         row.push(b',');
         if let Some(reason) = record.reason {
             text(row, reason);
+        }
+        row.push(b',');
+        if let Some(id) = o.links.parent_id {
+            row.extend_from_slice(id.to_string().as_bytes());
+        }
+        row.push(b',');
+        if let Some(id) = o.links.oco_id {
+            row.extend_from_slice(id.to_string().as_bytes());
         }
         if let Some(wall) = &self.wall_column {
             row.extend_from_slice(wall);

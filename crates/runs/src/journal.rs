@@ -214,7 +214,12 @@ pub(crate) fn write_event(out: &mut Vec<u8>, event: &Event) -> bool {
             trigger_price,
             time_in_force,
             reduce_only,
+            links,
         } => {
+            if links.is_some() {
+                // Rare (brackets, trailing stops): left to serde_json.
+                return false;
+            }
             head(out, "order_submitted", *ts);
             order_field(out, *order_id);
             symbol_field(out, *symbol);
@@ -558,6 +563,7 @@ mod tests {
                                 trigger_price,
                                 time_in_force,
                                 reduce_only,
+                                links: None,
                             }
                         }
                     ),

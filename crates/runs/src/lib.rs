@@ -26,6 +26,7 @@ pub mod runner;
 pub mod spec;
 pub mod sweep;
 pub mod text;
+pub mod user_strategy;
 pub mod verify;
 
 pub use error::RunError;
@@ -35,7 +36,8 @@ pub use metadata::{Metadata, RunStatus};
 pub use runner::{
     ExecuteError, Progress, RunOptions, RunOutcome, SpecSource, execute, rerender_report,
 };
-pub use spec::{RunSpec, load_spec};
+pub use spec::{RunSpec, StrategySpec, load_spec, load_spec_with};
 /// The equity point paper observers receive, for crates above that do not depend on the engine.
 pub use tradeloom_engine::EquityPoint;
+pub use user_strategy::{UserStrategies, run_with_strategies};
 pub use verify::{VerifyReport, verify_run};

@@ -332,6 +332,7 @@ mod tests {
             trigger_price: None,
             time_in_force: tradeloom_core::TimeInForce::Gtc,
             reduce_only: false,
+            links: None,
         });
         assert_eq!(
             live.snapshot().orders,
@@ -351,6 +352,7 @@ mod tests {
             trigger_price: None,
             time_in_force: tradeloom_core::TimeInForce::Gtc,
             reduce_only: false,
+            links: None,
         });
         drop(counting);
         assert_eq!(sink.events.len(), 6, "every event is passed on");

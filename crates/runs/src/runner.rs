@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tradeloom_core::connectivity::Connectivity;
 use tradeloom_data::{BarReader, MergedBars, open_bars};
-use tradeloom_engine::{Engine, Metrics, Summary, build_strategy};
+use tradeloom_engine::{Engine, Metrics, Summary};
 use tradeloom_safety::KillSwitch;
 
 use crate::artifacts::{RunSink, SinkFiles};
@@ -250,18 +250,10 @@ pub fn replay_bars(spec: &ResolvedSpec) -> Result<MergedBars, RunError> {
     Ok(MergedBars::new(data_readers(spec)?))
 }
 
-/// The engine with one strategy per instrument, as the spec says.
+/// The engine with the spec's strategies (one per instrument, or one portfolio strategy).
 pub(crate) fn build_engine(spec: &ResolvedSpec) -> Result<Engine, RunError> {
-    let strategies = spec
-        .instruments
-        .iter()
-        .map(|inst| build_strategy(&spec.spec.strategy, inst))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| RunError::Spec {
-            place: spec.path.display().to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(Engine::new(
+    let strategies = spec.build_strategies()?;
+    Ok(Engine::with_strategies(
         spec.engine.clone(),
         spec.instruments.clone(),
         strategies,

@@ -26,10 +26,80 @@ use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, S
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
 use tradeloom_engine::{
-    EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig, StrategyConfig,
+    EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig, Strategies, StrategyConfig,
 };
 
 use crate::error::RunError;
+use crate::user_strategy::UserStrategies;
+
+/// `strategy: {name: ..., params: {...}}`: a built-in (its parameters checked strictly when
+/// the spec is parsed) or a strategy of the user's own, registered with [`UserStrategies`]
+/// (its parameters are checked by its factory). A name that is neither is an error when the
+/// spec is resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StrategySpec {
+    /// A built-in strategy.
+    Builtin(StrategyConfig),
+    /// A strategy of the user's own.
+    User(UserStrategySpec),
+}
+
+/// `strategy:` naming a strategy of the user's own.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserStrategySpec {
+    /// The name it was registered under.
+    pub name: String,
+    /// Its parameters, as its factory reads them.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub params: serde_json::Value,
+}
+
+/// How an error in a built-in's parameters starts (they are checked from a copy, so the YAML
+/// parser cannot place them; [`parse_spec`] reports them at the `strategy:` line).
+const STRATEGY_PARAMS: &str = "strategy.params: ";
+
+impl<'de> Deserialize<'de> for StrategySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = UserStrategySpec::deserialize(deserializer)?;
+        if !StrategyConfig::NAMES.contains(&raw.name.as_str()) {
+            return Ok(StrategySpec::User(raw));
+        }
+        let mut map = serde_json::Map::new();
+        map.insert("name".to_string(), serde_json::Value::String(raw.name));
+        if !raw.params.is_null() {
+            map.insert("params".to_string(), raw.params);
+        }
+        StrategyConfig::deserialize(serde_json::Value::Object(map))
+            .map(StrategySpec::Builtin)
+            .map_err(|e| serde::de::Error::custom(format!("{STRATEGY_PARAMS}{e}")))
+    }
+}
+
+impl StrategySpec {
+    /// The strategy's name as written in the spec.
+    pub fn name(&self) -> &str {
+        match self {
+            StrategySpec::Builtin(c) => c.name(),
+            StrategySpec::User(u) => &u.name,
+        }
+    }
+
+    /// The built-in's configuration, if it is one.
+    pub fn builtin(&self) -> Option<&StrategyConfig> {
+        match self {
+            StrategySpec::Builtin(c) => Some(c),
+            StrategySpec::User(_) => None,
+        }
+    }
+}
+
+impl From<StrategyConfig> for StrategySpec {
+    fn from(config: StrategyConfig) -> Self {
+        StrategySpec::Builtin(config)
+    }
+}
 
 /// `backtest` replays historical data on a simulated clock; `paper` runs the same engine on a
 /// live feed (`feed:`) on the wall clock, with simulated fills.
@@ -142,7 +212,7 @@ pub struct RunSpec {
     /// The bar files: required by a backtest and a paper run's `replay` feed.
     #[serde(default)]
     pub data: Vec<DataSpec>,
-    pub strategy: StrategyConfig,
+    pub strategy: StrategySpec,
     #[serde(default)]
     pub execution: ExecutionConfig,
     pub account: AccountSpec,
@@ -268,6 +338,57 @@ pub struct ResolvedSpec {
     pub paper: Option<PaperSettings>,
     /// `window:` (a backtest runs only the bars inside it).
     pub window: BarWindow,
+    /// The strategies of the user's own the spec may name (empty for `tradeloom run`).
+    pub user_strategies: UserStrategies,
+}
+
+impl ResolvedSpec {
+    /// The run's strategy instances, as the spec says; errors name the parameter.
+    pub fn build_strategies(&self) -> Result<Strategies, RunError> {
+        let place = || self.path.display().to_string();
+        let name = self.spec.strategy.name();
+        match &self.spec.strategy {
+            StrategySpec::Builtin(config) => {
+                config.build(&self.instruments).map_err(|e| RunError::Spec {
+                    place: place(),
+                    message: format!("{e} (strategy `{name}`)"),
+                })
+            }
+            StrategySpec::User(user) => {
+                match self
+                    .user_strategies
+                    .build(name, &user.params, &self.instruments)
+                {
+                    Some(built) => built.map_err(|message| RunError::Spec {
+                        place: place(),
+                        message: format!("{message} (strategy `{name}`)"),
+                    }),
+                    None => Err(RunError::Spec {
+                        place: place(),
+                        message: unknown_strategy(name, &self.user_strategies),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// `strategy.name: unknown variant …` listing the built-ins and the registered names.
+fn unknown_strategy(name: &str, user: &UserStrategies) -> String {
+    let quoted = |n: &str| format!("`{n}`");
+    let builtins: Vec<String> = StrategyConfig::NAMES.iter().map(|n| quoted(n)).collect();
+    let registered: Vec<String> = user.names().map(quoted).collect();
+    let hint = if registered.is_empty() {
+        " (a strategy of your own runs through tradeloom_runs::run_with_strategies, which \
+         registers its name)"
+            .to_string()
+    } else {
+        format!(", or one registered: {}", registered.join(", "))
+    };
+    format!(
+        "strategy.name: unknown variant `{name}`, expected one of {}{hint}",
+        builtins.join(", ")
+    )
 }
 
 /// The JSON Schema of a run spec.
@@ -275,14 +396,19 @@ pub fn schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RunSpec)).unwrap_or(serde_json::Value::Null)
 }
 
-/// Reads, parses and validates a spec file.
+/// Reads, parses and validates a spec file (its strategy a built-in).
 pub fn load_spec(path: &Path) -> Result<ResolvedSpec, RunError> {
+    load_spec_with(path, &UserStrategies::new())
+}
+
+/// Reads, parses and validates a spec file whose strategy may be one of `user`'s.
+pub fn load_spec_with(path: &Path, user: &UserStrategies) -> Result<ResolvedSpec, RunError> {
     let text = std::fs::read_to_string(path).map_err(|e| RunError::Spec {
         place: path.display().to_string(),
         message: format!("cannot read the spec: {e}"),
     })?;
     let spec = parse_spec(&text, path)?;
-    resolve(spec, path, text)
+    resolve_with(spec, path, text, user)
 }
 
 /// Parses spec text; errors carry `path:line:column`.
@@ -297,6 +423,14 @@ pub fn parse_spec(text: &str, path: &Path) -> Result<RunSpec, RunError> {
             return spec_error(path, text, "feed", None, format!("feed: {fe}"));
         }
         let line_column = e.location().map(|l| (l.line(), l.column()));
+        // A built-in strategy's parameters are checked from a copy: reported at the
+        // `strategy:` line (the parser's position would be the document's start).
+        let shown = e.to_string();
+        if let Some(at) = shown.find(STRATEGY_PARAMS) {
+            let (_, message) =
+                tradeloom_core::locate_error("", shown[at..].to_string(), line_column);
+            return spec_error(path, text, "strategy", None, message);
+        }
         let (place, message) =
             tradeloom_core::locate_error(&path.display().to_string(), e.to_string(), line_column);
         RunError::Spec { place, message }
@@ -327,8 +461,18 @@ fn spec_error(
     RunError::Spec { place, message }
 }
 
-/// Semantic checks: everything the YAML shape cannot say.
+/// Semantic checks: everything the YAML shape cannot say (the strategy a built-in).
 pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec, RunError> {
+    resolve_with(spec, path, text, &UserStrategies::new())
+}
+
+/// Semantic checks, the strategy a built-in or one of `user`'s.
+pub fn resolve_with(
+    spec: RunSpec,
+    path: &Path,
+    text: String,
+    user: &UserStrategies,
+) -> Result<ResolvedSpec, RunError> {
     let err = |key: &str, value: Option<&str>, message: String| {
         spec_error(path, &text, key, value, message)
     };
@@ -498,14 +642,38 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
             format!("data: no data source for instrument `{}`", missing.symbol),
         ));
     }
-    for inst in &instruments {
-        spec.strategy.validate(inst).map_err(|e| {
-            err(
-                "params",
-                None,
-                format!("{e} (strategy `{}`)", spec.strategy.name()),
-            )
-        })?;
+    if let Some(name) = user.shadowed_builtin() {
+        return Err(err(
+            "name",
+            None,
+            format!(
+                "strategy.name: `{name}` is a built-in strategy's name; register your strategy under another one"
+            ),
+        ));
+    }
+    match &spec.strategy {
+        StrategySpec::Builtin(config) => {
+            config.build(&instruments).map_err(|e| {
+                err(
+                    "params",
+                    None,
+                    format!("{e} (strategy `{}`)", config.name()),
+                )
+            })?;
+        }
+        StrategySpec::User(u) => match user.build(&u.name, &u.params, &instruments) {
+            None => {
+                return Err(err("name", Some(&u.name), unknown_strategy(&u.name, user)));
+            }
+            Some(Err(message)) => {
+                return Err(err(
+                    "params",
+                    None,
+                    format!("{message} (strategy `{}`)", u.name),
+                ));
+            }
+            Some(Ok(_)) => {}
+        },
     }
     let account_kind = match spec.account.kind {
         AccountType::Margin => AccountKind::Margin,
@@ -543,6 +711,7 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
         engine,
         paper,
         window,
+        user_strategies: user.clone(),
     })
 }
 

@@ -347,3 +347,34 @@ fn a_tripped_drawdown_limit_is_journaled_once_and_deterministically() {
         "journal.jsonl differs between two runs of a spec whose drawdown limit trips"
     );
 }
+
+#[test]
+fn a_portfolio_strategy_trades_two_instruments_of_different_precisions() {
+    let data = tempfile::tempdir().unwrap();
+    let spec = repo().join("examples/specs/universe_rotation.yaml");
+    let (json, dir) = run_json(data.path(), &spec);
+    assert_eq!(json["status"], "completed");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["strategy"], "momentum_rotation");
+    // fills.csv: fill_id,order_id,ts,symbol,side,quantity,price,fee,liquidity
+    let fills = std::fs::read_to_string(dir.join("fills.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = fills
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let of = |symbol: &str| rows.iter().filter(|r| r[3] == symbol).count();
+    assert!(of("AAA") > 0 && of("BBB") > 0, "{fills}");
+    for r in &rows {
+        let (quantity, price) = (r[5], r[6]);
+        let decimals = |s: &str| s.split('.').nth(1).map_or(0, str::len);
+        match r[3] {
+            "AAA" => assert_eq!((decimals(quantity), decimals(price)), (0, 2), "{r:?}"),
+            _ => assert_eq!((decimals(quantity), decimals(price)), (3, 4), "{r:?}"),
+        }
+    }
+    let id = json["run_id"].as_str().unwrap();
+    let ok = tradeloom(data.path(), &["verify", id]);
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+}

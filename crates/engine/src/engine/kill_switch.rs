@@ -153,6 +153,15 @@ impl Engine {
                 detail: self.gate_halt.clone().unwrap_or_default(),
             });
         }
-        self.submit(id, i, request, ts, bar, sink, true)
+        self.submit(
+            id,
+            i,
+            request,
+            tradeloom_core::OrderLinks::default(),
+            ts,
+            bar,
+            sink,
+            true,
+        )
     }
 }

@@ -2,7 +2,7 @@
 //! and position allow), and orders leaving the book.
 
 use tradeloom_core::{
-    AccountKind, ArithmeticError, Bar, Event, Fill, Liquidity, Money, Order, OrderSide,
+    AccountKind, ArithmeticError, Bar, Event, Fill, Liquidity, Money, Order, OrderId, OrderSide,
     OrderStatus, OrderType, Price, Quantity, TimeInForce, UnixNanos,
 };
 
@@ -13,7 +13,8 @@ use crate::sink::{OrderRecord, Sink};
 use crate::venue::{self, Outcome};
 
 impl Engine {
-    /// Matches the working orders of the bar's instrument against it.
+    /// Matches the working orders of the bar's instrument against it (then the bracket legs
+    /// an entry filled at this bar's open activated, against the same bar).
     pub(super) fn match_working<S: Sink>(
         &mut self,
         bar: &Bar,
@@ -21,23 +22,52 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let path = intrabar_path(bar);
         self.actions.clear();
+        let mut contingent = false;
         for w in &self.working {
             if w.order.instrument != bar.instrument || w.submitted_ts >= bar.ts {
                 continue;
             }
-            let order = &w.order;
-            if order.time_in_force == TimeInForce::Day
-                && bar.ts.day_index() > order.created_ts.day_index()
-            {
-                self.actions.push((order.id, Action::Expire));
-                continue;
-            }
-            let outcome = venue::match_order(order, bar, &path);
-            self.actions.push((order.id, Action::Outcome(outcome)));
-            if order.time_in_force == TimeInForce::Ioc && !matches!(outcome, Outcome::Fill { .. }) {
-                self.actions.push((order.id, Action::CancelIoc));
-            }
+            contingent |= w.order.links.oco_id.is_some();
+            Self::plan(&w.order, bar, &path, &mut self.actions);
         }
+        if contingent {
+            self.resolve_oco_conflicts(bar.open);
+        }
+        self.apply_actions(bar, sink)?;
+        while !self.same_bar.is_empty() {
+            let ids = std::mem::take(&mut self.same_bar);
+            self.actions.clear();
+            for w in self.working.iter().filter(|w| ids.contains(&w.order.id)) {
+                Self::plan(&w.order, bar, &path, &mut self.actions);
+            }
+            self.resolve_oco_conflicts(bar.open);
+            self.apply_actions(bar, sink)?;
+        }
+        Ok(())
+    }
+
+    /// What `bar` does to working `order`, appended to `actions`.
+    #[inline]
+    fn plan(order: &Order, bar: &Bar, path: &[Price; 4], actions: &mut Vec<(OrderId, Action)>) {
+        if order.time_in_force == TimeInForce::Day
+            && bar.ts.day_index() > order.created_ts.day_index()
+        {
+            actions.push((order.id, Action::Expire));
+            return;
+        }
+        let outcome = venue::match_order(order, bar, path);
+        if outcome == Outcome::Rest && order.order_type == OrderType::TrailingStop {
+            actions.push((order.id, Action::Trail));
+        } else {
+            actions.push((order.id, Action::Outcome(outcome)));
+        }
+        if order.time_in_force == TimeInForce::Ioc && !matches!(outcome, Outcome::Fill { .. }) {
+            actions.push((order.id, Action::CancelIoc));
+        }
+    }
+
+    /// Applies the actions planned for `bar`, in order (an order already gone is skipped).
+    fn apply_actions<S: Sink>(&mut self, bar: &Bar, sink: &mut S) -> Result<(), EngineError> {
         let mut k = 0;
         while k < self.actions.len() {
             let (id, action) = self.actions[k];
@@ -57,6 +87,7 @@ impl Engine {
                 Action::CancelIoc => {
                     self.cancel_where(bar.ts, "ioc_unfilled", sink, |o| o.id == id)?;
                 }
+                Action::Trail => self.trail(idx, bar, sink)?,
                 Action::Outcome(Outcome::Rest) => {}
                 Action::Outcome(Outcome::Triggered) => {
                     self.working[idx].order.trigger()?;
@@ -77,7 +108,10 @@ impl Engine {
                             order_id: id,
                         });
                     }
-                    self.fill(idx, price, liquidity, bar.ts, sink)?;
+                    // A market order filled at the open: everything else in the bar comes
+                    // after it.
+                    let at_open = self.working[idx].order.order_type == OrderType::Market;
+                    self.fill(idx, price, liquidity, bar.ts, at_open, sink)?;
                 }
             }
         }
@@ -85,13 +119,15 @@ impl Engine {
     }
 
     /// Fills the working order at `idx` (all of what remains, or for a reduce-only order what
-    /// still reduces the position).
+    /// still reduces the position). `at_open`: a market order filled at a bar's open (a
+    /// bracket entry's legs then also match the rest of that bar).
     pub(super) fn fill<S: Sink>(
         &mut self,
         idx: usize,
         price: Price,
         liquidity: Liquidity,
         ts: UnixNanos,
+        at_open: bool,
         sink: &mut S,
     ) -> Result<(), EngineError> {
         let order = &self.working[idx].order;
@@ -113,7 +149,9 @@ impl Engine {
             quantity = quantity.min(inst.quantity(reducible));
         }
         let price = match order.order_type {
-            OrderType::Market | OrderType::Stop if liquidity == Liquidity::Taker => {
+            OrderType::Market | OrderType::Stop | OrderType::TrailingStop
+                if liquidity == Liquidity::Taker =>
+            {
                 venue::slip(price, side, self.config.slippage, inst.tick_size)
             }
             _ => price,
@@ -204,6 +242,7 @@ impl Engine {
             self.analyzer.on_trade(&trade);
             sink.on_trade(&trade);
         }
+        let oco = self.working[idx].order.links.oco_id;
         let status = self.working[idx].order.status();
         if status == OrderStatus::Filled {
             self.close_order(idx, ts, None, sink);
@@ -214,6 +253,15 @@ impl Engine {
             // The rest of a clamped reduce-only order would increase the position.
             let id = self.working[idx].order.id;
             self.cancel_where(ts, "reduce_only", sink, |o| o.id == id)?;
+        }
+        if let Some(sibling) = oco {
+            self.reduce_oco(sibling, quantity, ts, sink)?;
+        }
+        if !self.pending.is_empty()
+            && let Some(k) = self.pending.iter().position(|p| p.entry == fill.order_id)
+        {
+            let bracket = self.pending.remove(k);
+            self.activate_bracket(bracket, i, side, quantity, price, ts, at_open, sink)?;
         }
         self.with_strategy(i, ts, |strategy, ctx| strategy.on_fill(ctx, &fill));
         Ok(())
@@ -302,8 +350,11 @@ impl Engine {
         sink: &mut S,
     ) {
         let w = self.working.remove(idx);
-        let inst = &self.instruments[w.order.instrument.index()];
         let filled = w.order.filled().raw();
+        if filled == 0 && !self.pending.is_empty() {
+            self.drop_pending(w.order.id);
+        }
+        let inst = &self.instruments[w.order.instrument.index()];
         let avg_price = (filled > 0).then(|| {
             let q = i128::from(filled);
             let raw = (w.filled_notional + q / 2) / q;

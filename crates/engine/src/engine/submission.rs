@@ -2,7 +2,8 @@
 //! accepted (and, under `bar_close`, filled at once when marketable).
 
 use tradeloom_core::{
-    AccountKind, Bar, Event, Liquidity, Money, Order, OrderId, OrderSide, UnixNanos,
+    AccountKind, Bar, Event, Liquidity, Money, Order, OrderId, OrderLinks, OrderSide, OrderType,
+    UnixNanos,
 };
 
 use super::{Engine, EngineError, Working};
@@ -28,8 +29,36 @@ impl Engine {
                         id,
                         instrument,
                         request,
-                    } => self.submit(id, instrument.index(), request, ts, bar, sink, false)?,
+                        links,
+                    } => {
+                        let i = instrument.index();
+                        if i >= self.instruments.len() {
+                            self.orders += 1;
+                            self.rejected += 1;
+                            sink.on_event(&Event::OrderRejected {
+                                ts,
+                                order_id: id,
+                                code: "order.invalid",
+                                reason: format!(
+                                    "order {id}: instrument: the run has no instrument with id {} ({} instruments, ids 0 to {})",
+                                    instrument.0,
+                                    self.instruments.len(),
+                                    self.instruments.len() - 1
+                                ),
+                            });
+                            continue;
+                        }
+                        let mut links = links.map_or_else(OrderLinks::default, |l| *l);
+                        links.trail = links.trail.or(request.trail);
+                        if links.take_profit_id.is_some() || links.stop_loss_id.is_some() {
+                            self.register_bracket(id, &links);
+                        }
+                        self.submit(id, i, request, links, ts, bar, sink, false)?;
+                    }
                     Command::Cancel(id) => {
+                        if !self.pending.is_empty() {
+                            self.drop_pending_leg(id);
+                        }
                         self.cancel_where(ts, "cancelled", sink, |o| o.id == id)?;
                     }
                     Command::CancelAll(instrument) => {
@@ -52,7 +81,8 @@ impl Engine {
         &mut self,
         id: OrderId,
         i: usize,
-        request: OrderRequest,
+        mut request: OrderRequest,
+        mut links: OrderLinks,
         ts: UnixNanos,
         bar: Option<&Bar>,
         sink: &mut S,
@@ -64,21 +94,39 @@ impl Engine {
             // not the per-bar cache.
             self.poll_gate(ts, sink, true)?;
         }
+        // A trailing stop's trigger starts from a price; a problem is an invalid order.
+        let mut best = 0;
+        let mut trail_problem = None;
+        if request.order_type == OrderType::TrailingStop {
+            match self.trailing_start(i, &request, &links) {
+                Ok((trigger, from)) => {
+                    request.trigger_price = Some(trigger);
+                    links.trail = links.trail.or(request.trail);
+                    best = from;
+                }
+                Err(problem) => trail_problem = Some(problem),
+            }
+        }
         let inst = &self.instruments[i];
-        let mut order = match Order::new(
-            id,
-            inst.id,
-            request.side,
-            request.order_type,
-            request.quantity,
-            request.price,
-            request.trigger_price,
-            request.time_in_force,
-            request.reduce_only,
-            ts,
-        ) {
+        let created = match trail_problem {
+            Some(problem) => Err(tradeloom_core::OrderError::Invalid(problem, id)),
+            None => Order::new(
+                id,
+                inst.id,
+                request.side,
+                request.order_type,
+                request.quantity,
+                request.price,
+                request.trigger_price,
+                request.time_in_force,
+                request.reduce_only,
+                ts,
+            ),
+        };
+        let mut order = match created {
             Ok(order) => order,
             Err(e) => {
+                self.drop_pending(id);
                 self.rejected += 1;
                 sink.on_event(&Event::OrderRejected {
                     ts,
@@ -100,12 +148,39 @@ impl Engine {
             trigger_price: order.trigger_price,
             time_in_force: order.time_in_force,
             reduce_only: order.reduce_only,
+            links: (!links.is_empty()).then(|| Box::new(links)),
         });
+        order.links = links;
         order.submit()?;
+        let bracket = links.take_profit_id.is_some() || links.stop_loss_id.is_some();
+        if let Some(problem) = bracket
+            .then(|| self.bracket_problem(&order, inst, &links))
+            .flatten()
+        {
+            order.reject()?;
+            // The field, not `drop_pending`: `inst` still borrows the instruments.
+            self.pending.retain(|p| p.entry != id);
+            self.rejected += 1;
+            let reason = format!("order {id}: {problem}");
+            sink.on_event(&Event::OrderRejected {
+                ts,
+                order_id: id,
+                code: "order.invalid",
+                reason: reason.clone(),
+            });
+            sink.on_order_closed(&OrderRecord {
+                order: &order,
+                symbol: inst.symbol,
+                avg_price: None,
+                closed_ts: ts,
+                reason: Some(&reason),
+            });
+            return Ok(());
+        }
         // A cash account checks what its position and cash will be once the orders already
         // working fill, not only what they are now.
         let (working_sells_raw, reserved) = if self.config.account_kind == AccountKind::Cash {
-            self.working_commitments(i)?
+            self.working_commitments(i, links.oco_id)?
         } else {
             (0, 0)
         };
@@ -140,6 +215,8 @@ impl Engine {
         };
         if let Err(rejection) = risk::check(&order, inst, &view) {
             order.reject()?;
+            // The field, not `drop_pending`: `inst` still borrows the instruments.
+            self.pending.retain(|p| p.entry != id);
             self.rejected += 1;
             let reason = rejection.to_string();
             sink.on_event(&Event::OrderRejected {
@@ -170,6 +247,7 @@ impl Engine {
             submitted_ts: ts,
             filled_notional: 0,
             liquidation,
+            best,
         });
         if let Some((price, triggered)) = immediate {
             let idx = self.working.len() - 1;
@@ -177,7 +255,7 @@ impl Engine {
                 self.working[idx].order.trigger()?;
                 sink.on_event(&Event::OrderTriggered { ts, order_id: id });
             }
-            self.fill(idx, price, Liquidity::Taker, ts, sink)?;
+            self.fill(idx, price, Liquidity::Taker, ts, false, sink)?;
         }
         Ok(())
     }
@@ -185,13 +263,26 @@ impl Engine {
     /// What working orders commit a cash account to: the raw quantity of working sells of
     /// instrument `i` (they will reduce its position), and the cash that working buys of every
     /// instrument will spend (notional at their limit or trigger price, or the last close for a
-    /// market order, plus the taker fee). Sell proceeds are not counted until they fill.
-    pub(super) fn working_commitments(&self, i: usize) -> Result<(i64, i128), EngineError> {
+    /// market order, plus the taker fee). Sell proceeds are not counted until they fill. The two
+    /// legs of a bracket count once (one cancels the other), and `except` (the OCO partner of
+    /// the order being checked) not at all.
+    pub(super) fn working_commitments(
+        &self,
+        i: usize,
+        except: Option<OrderId>,
+    ) -> Result<(i64, i128), EngineError> {
         let mut sells: i64 = 0;
         let mut reserved: i128 = 0;
         let currency = self.account.currency();
         for w in &self.working {
             let order = &w.order;
+            if Some(order.id) == except
+                || order.links.oco_id.is_some_and(|partner| {
+                    partner < order.id && self.working.iter().any(|w| w.order.id == partner)
+                })
+            {
+                continue;
+            }
             let k = order.instrument.index();
             let remaining = order.remaining();
             match order.side {

@@ -174,14 +174,13 @@ mod tests {
                 let p = Price::parse(close, 2).unwrap();
                 let bar = Bar::flat(inst.id, UnixNanos(0), p);
                 let mut commands = Vec::new();
-                let mut ctx = StrategyContext {
-                    ts: bar.ts,
-                    instrument: &inst,
-                    position: &position,
-                    open_orders: 0,
-                    commands: &mut commands,
-                    next_order_id: &mut next_order_id,
-                };
+                let mut ctx = StrategyContext::for_test(
+                    bar.ts,
+                    &inst,
+                    &position,
+                    &mut commands,
+                    &mut next_order_id,
+                );
                 strategy.on_bar(&mut ctx, &bar);
                 commands
                     .iter()

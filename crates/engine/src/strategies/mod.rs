@@ -4,18 +4,21 @@ mod buy_and_hold;
 mod cross;
 mod mean_reversion;
 mod params;
+mod rotation;
 mod signal;
 
 pub use buy_and_hold::{BuyAndHold, BuyAndHoldParams};
 pub use cross::{CrossParams, EmaCross, SmaCross};
 pub use mean_reversion::{MeanReversion, MeanReversionParams};
 pub use params::StrategyError;
+pub use rotation::{Rotation, RotationParams};
 pub use signal::{Signal, SignalParams, SignalRule, SignalSide};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tradeloom_core::Instrument;
 
+use crate::engine::Strategies;
 use crate::strategy::Strategy;
 
 /// `strategy: {name: ..., params: {...}}` in a run spec. Unknown names and unknown parameters
@@ -40,6 +43,9 @@ pub enum StrategyConfig {
     /// Rules over scan fields (paper runs fed by a scan directory): enter on a cross of one
     /// field's threshold, exit on another rule; does nothing with plain bars.
     Signal(SignalParams),
+    /// Portfolio: hold the instrument with the best return over `lookback` bars, `notional`
+    /// worth of it, re-deciding every `rebalance_every` bars of the first instrument.
+    MomentumRotation(RotationParams),
 }
 
 impl StrategyConfig {
@@ -51,16 +57,49 @@ impl StrategyConfig {
             StrategyConfig::EmaCross(_) => "ema_cross",
             StrategyConfig::MeanReversion(_) => "mean_reversion",
             StrategyConfig::Signal(_) => "signal",
+            StrategyConfig::MomentumRotation(_) => "momentum_rotation",
         }
+    }
+
+    /// The names of the built-in strategies, as written in run specs.
+    pub const NAMES: [&'static str; 6] = [
+        "buy_and_hold",
+        "sma_cross",
+        "ema_cross",
+        "mean_reversion",
+        "signal",
+        "momentum_rotation",
+    ];
+
+    /// Whether one instance trades every instrument of the run (see [`Strategies`]).
+    pub fn is_portfolio(&self) -> bool {
+        matches!(self, StrategyConfig::MomentumRotation(_))
     }
 
     /// Checks the parameters against an instrument (quantity precision, periods).
     pub fn validate(&self, instrument: &Instrument) -> Result<(), StrategyError> {
-        build_strategy(self, instrument).map(|_| ())
+        self.build(std::slice::from_ref(instrument)).map(|_| ())
+    }
+
+    /// The strategies of a run on `instruments`: one instance per instrument, or one portfolio
+    /// instance; errors name the parameter.
+    pub fn build(&self, instruments: &[Instrument]) -> Result<Strategies, StrategyError> {
+        if let StrategyConfig::MomentumRotation(p) = self {
+            return Ok(Strategies::Portfolio(Box::new(Rotation::new(
+                p,
+                instruments,
+            )?)));
+        }
+        instruments
+            .iter()
+            .map(|inst| build_strategy(self, inst))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Strategies::PerInstrument)
     }
 }
 
-/// Builds the strategy instance for one instrument; errors name the parameter.
+/// Builds the strategy instance for one instrument; errors name the parameter. A portfolio
+/// strategy built this way sees that one instrument only (use [`StrategyConfig::build`]).
 pub fn build_strategy(
     config: &StrategyConfig,
     instrument: &Instrument,
@@ -71,5 +110,8 @@ pub fn build_strategy(
         StrategyConfig::EmaCross(p) => Box::new(EmaCross::new(p, instrument)?),
         StrategyConfig::MeanReversion(p) => Box::new(MeanReversion::new(p, instrument)?),
         StrategyConfig::Signal(p) => Box::new(Signal::new(p, instrument)?),
+        StrategyConfig::MomentumRotation(p) => {
+            Box::new(Rotation::new(p, std::slice::from_ref(instrument))?)
+        }
     })
 }

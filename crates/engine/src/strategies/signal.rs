@@ -156,7 +156,7 @@ impl Strategy for Signal {
         let enter_now = self.enter.holds(fields);
         let crossed = enter_now && !self.entered_before;
         self.entered_before = enter_now;
-        if ctx.open_orders() > 0 {
+        if ctx.open_orders_of(ctx.instrument().id).next().is_some() {
             return;
         }
         if ctx.net_raw() == 0 {
@@ -221,14 +221,13 @@ mod tests {
             .map(|(i, score)| {
                 let fields = ScanFields::new(names.clone(), vec![*score]);
                 let mut commands = Vec::new();
-                let mut ctx = StrategyContext {
-                    ts: UnixNanos(i as i64),
-                    instrument: &inst,
-                    position: &position,
-                    open_orders: 0,
-                    commands: &mut commands,
-                    next_order_id: &mut next_order_id,
-                };
+                let mut ctx = StrategyContext::for_test(
+                    UnixNanos(i as i64),
+                    &inst,
+                    &position,
+                    &mut commands,
+                    &mut next_order_id,
+                );
                 strategy.on_scan(&mut ctx, &bar, &fields);
                 let mut sides = Vec::new();
                 for c in &commands {
@@ -309,14 +308,13 @@ mod tests {
         let mut commands = Vec::new();
         let p = Price::parse("100", 2).unwrap();
         let bar = Bar::flat(inst.id, UnixNanos(0), p);
-        let mut ctx = StrategyContext {
-            ts: UnixNanos(0),
-            instrument: &inst,
-            position: &position,
-            open_orders: 0,
-            commands: &mut commands,
-            next_order_id: &mut next_order_id,
-        };
+        let mut ctx = StrategyContext::for_test(
+            UnixNanos(0),
+            &inst,
+            &position,
+            &mut commands,
+            &mut next_order_id,
+        );
         strategy.on_bar(&mut ctx, &bar);
         assert!(commands.is_empty());
     }

@@ -81,6 +81,7 @@ pub fn daily(rows: &[(&str, &str, &str, &str)]) -> Vec<Bar> {
 #[derive(Clone, Copy, Debug)]
 pub enum Step {
     Submit(OrderRequest),
+    Bracket(tradeloom_engine::Bracket),
     Cancel(OrderId),
 }
 
@@ -103,6 +104,11 @@ impl Script {
         self
     }
 
+    pub fn bracket(mut self, bar: usize, bracket: tradeloom_engine::Bracket) -> Self {
+        self.steps.push((bar, Step::Bracket(bracket)));
+        self
+    }
+
     pub fn cancel(mut self, bar: usize, id: u64) -> Self {
         self.steps.push((bar, Step::Cancel(OrderId(id))));
         self
@@ -121,6 +127,9 @@ impl Strategy for Script {
                 match step {
                     Step::Submit(request) => {
                         ctx.submit(request);
+                    }
+                    Step::Bracket(bracket) => {
+                        ctx.bracket(bracket);
                     }
                     Step::Cancel(id) => ctx.cancel(id),
                 }
@@ -263,6 +272,7 @@ pub fn order_id(event: &Event) -> Option<OrderId> {
         | Event::OrderFilled { order_id, .. }
         | Event::OrderCancelled { order_id, .. }
         | Event::OrderExpired { order_id, .. }
+        | Event::OrderUpdated { order_id, .. }
         | Event::FillLimited { order_id, .. } => Some(*order_id),
         _ => None,
     }
@@ -279,6 +289,7 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::OrderFilled { .. } => "order_filled",
         Event::OrderCancelled { .. } => "order_cancelled",
         Event::OrderExpired { .. } => "order_expired",
+        Event::OrderUpdated { .. } => "order_updated",
         Event::PositionChanged { .. } => "position_changed",
         Event::RiskLimitBreached { .. } => "risk_limit_breached",
         Event::KillSwitchEngaged { .. } => "kill_switch_engaged",

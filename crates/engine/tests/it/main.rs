@@ -4,8 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod brackets;
 mod fixture;
 mod golden;
+mod golden_bracket;
 mod invariants;
 mod lifecycle;
+mod portfolio;
 mod risk;
