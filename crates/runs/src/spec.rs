@@ -25,11 +25,10 @@ use tradeloom_core::duration::{DurationSyntax, HOURS, MILLISECONDS, MINUTES, SEC
 use tradeloom_core::{AccountKind, Currency, Decimal, Instrument, InstrumentId, Symbol, UnixNanos};
 use tradeloom_data::DataFormat;
 use tradeloom_engine::config::DecimalSchema;
-use tradeloom_engine::{
-    EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig, StrategyConfig,
-};
+use tradeloom_engine::{EngineConfig, ExecutionConfig, MarginConfig, MarginRule, RiskConfig};
 
 use crate::error::RunError;
+use crate::script::{ResolvedScript, StrategySpec, resolve_script};
 
 /// `backtest` replays historical data on a simulated clock; `paper` runs the same engine on a
 /// live feed (`feed:`) on the wall clock, with simulated fills.
@@ -142,7 +141,8 @@ pub struct RunSpec {
     /// The bar files: required by a backtest and a paper run's `replay` feed.
     #[serde(default)]
     pub data: Vec<DataSpec>,
-    pub strategy: StrategyConfig,
+    /// A built-in (`{name, params}`) or a sandboxed script (`{script, class, params}`).
+    pub strategy: StrategySpec,
     #[serde(default)]
     pub execution: ExecutionConfig,
     pub account: AccountSpec,
@@ -268,6 +268,8 @@ pub struct ResolvedSpec {
     pub paper: Option<PaperSettings>,
     /// `window:` (a backtest runs only the bars inside it).
     pub window: BarWindow,
+    /// The script of `strategy: {script: …}`, checked (`None` for a built-in).
+    pub script: Option<ResolvedScript>,
 }
 
 /// The JSON Schema of a run spec.
@@ -498,15 +500,28 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
             format!("data: no data source for instrument `{}`", missing.symbol),
         ));
     }
-    for inst in &instruments {
-        spec.strategy.validate(inst).map_err(|e| {
-            err(
-                "params",
+    let script = match &spec.strategy {
+        StrategySpec::Builtin(config) => {
+            for inst in &instruments {
+                config.validate(inst).map_err(|e| {
+                    err("params", None, format!("{e} (strategy `{}`)", config.name()))
+                })?;
+            }
+            None
+        }
+        StrategySpec::Script(_) if spec.mode == Mode::Paper => {
+            return Err(err(
+                "script",
                 None,
-                format!("{e} (strategy `{}`)", spec.strategy.name()),
-            )
-        })?;
-    }
+                "strategy.script: script strategies run in backtests only (a paper run needs a \
+                 built-in strategy)"
+                    .to_string(),
+            ));
+        }
+        StrategySpec::Script(s) => {
+            Some(resolve_script(s, spec_dir).map_err(|(key, message)| err(key, None, message))?)
+        }
+    };
     let account_kind = match spec.account.kind {
         AccountType::Margin => AccountKind::Margin,
         AccountType::Cash => AccountKind::Cash,
@@ -532,7 +547,7 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
             };
             err(key, None, e)
         })?;
-    engine.strategy_name = spec.strategy.name().to_string();
+    engine.strategy_name = spec.strategy.name();
     let window = bar_window(&spec, &err)?;
     Ok(ResolvedSpec {
         spec,
@@ -543,6 +558,7 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
         engine,
         paper,
         window,
+        script,
     })
 }
 

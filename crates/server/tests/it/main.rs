@@ -14,6 +14,7 @@ mod metrics;
 mod openapi;
 mod outbound;
 mod reads;
+mod script_runs;
 mod redis_event_bus;
 mod redis_proxy;
 mod redis_rate_limit;
