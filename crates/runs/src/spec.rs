@@ -298,6 +298,14 @@ pub fn parse_spec(text: &str, path: &Path) -> Result<RunSpec, RunError> {
         {
             return spec_error(path, text, "feed", None, format!("feed: {fe}"));
         }
+        // `strategy:` is read whole before its form (built-in or script) is known, so its
+        // errors have no position of their own either: reported at its line.
+        if let Ok(value) = yaml_serde::from_str::<yaml_serde::Value>(text)
+            && let Some(strategy) = value.get("strategy")
+            && let Err(se) = yaml_serde::from_value::<StrategySpec>(strategy.clone())
+        {
+            return spec_error(path, text, "strategy", None, se.to_string());
+        }
         let line_column = e.location().map(|l| (l.line(), l.column()));
         let (place, message) =
             tradeloom_core::locate_error(&path.display().to_string(), e.to_string(), line_column);

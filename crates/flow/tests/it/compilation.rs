@@ -283,7 +283,7 @@ nodes:
     assert_eq!(
         c.warnings,
         [
-            "wf.yaml:4:19: nodes[1].type: unknown node type `teleport` (known: agent, http, hitl, simulate, backtest, paper, transform, wait); the runtime will skip node `t`",
+            "wf.yaml:4:19: nodes[1].type: unknown node type `teleport` (known: agent, http, hitl, simulate, backtest, paper, script, transform, wait); the runtime will skip node `t`",
             "wf.yaml:5:41: nodes[2].needs: node `after` will always be skipped: every node it needs (`t`) is skipped",
         ]
     );
@@ -488,23 +488,23 @@ fn script_nodes_are_checked_as_text_with_limits_in_range() {
     for (config, expected) in [
         (
             "{script: ../x.py}",
-            "wf.yaml:3:39: nodes[0].config.script: `../x.py` may not contain `..`",
+            "nodes[0].config.script: `../x.py` may not contain `..`",
         ),
         (
             "{script: /etc/x.py}",
-            "wf.yaml:3:39: nodes[0].config.script: `/etc/x.py` is absolute",
+            "nodes[0].config.script: `/etc/x.py` is absolute",
         ),
         (
             "{script: skills/x.sh}",
-            "wf.yaml:3:39: nodes[0].config.script: `skills/x.sh` is not a Python file",
+            "nodes[0].config.script: `skills/x.sh` is not a Python file",
         ),
         (
             "{script: skills/x.py, function: 'do it'}",
-            "wf.yaml:3:39: nodes[0].config.function: `do it` is not a Python function name",
+            "nodes[0].config.function: `do it` is not a Python function name",
         ),
         (
             "{script: skills/x.py, limits: {memory_mb: 1}}",
-            "wf.yaml:3:39: nodes[0].config.limits.memory_mb: limits.memory_mb: 1 is outside 64–16384",
+            "nodes[0].config.limits.memory_mb: limits.memory_mb: 1 is outside 64–16384",
         ),
         (
             "{script: skills/x.py, limits: {memory: 1}}",
@@ -515,5 +515,6 @@ fn script_nodes_are_checked_as_text_with_limits_in_range() {
         let errors = errors_of(&text);
         let got = lines(&errors);
         assert!(got.contains(expected), "{config}: {got}");
+        assert!(got.starts_with("wf.yaml:3:"), "{config}: names the line: {got}");
     }
 }
