@@ -276,28 +276,36 @@ _NETWORK_FILES = ("socket.py", "connection.py", "client.py", "request.py")
 
 
 def _classify(exc):
-    """Which sandbox rule (if any) an exception most likely hit: the parent names the limit."""
+    """Which sandbox rule (if any) an exception most likely hit: the parent names the limit.
+    Wrapped errors count too (urllib's URLError around the refused socket, `raise … from`)."""
     if isinstance(exc, MemoryError):
         return "memory"
-    if isinstance(exc, RecursionError):
-        return "exception"
-    if isinstance(exc, OSError) and exc.errno in (1, 13, 97):  # EPERM, EACCES, EAFNOSUPPORT
-        frames = traceback.extract_tb(exc.__traceback__)
-        names = [f.name for f in frames]
-        files = [os.path.basename(f.filename) for f in frames]
-        if any(n in _PROCESS_CALLS for n in names):
-            return "process"
-        if any(f in _NETWORK_FILES for f in files) or "socket" in str(exc).lower():
-            return "network"
-        if exc.filename is not None:
-            return "filesystem"
-        if exc.errno == 1 and frames and frames[-1].name in ("<module>", "on_bar", "on_start",
-                                                             "on_fill", "on_stop", "main"):
-            # os.fork() and friends called directly show only the user's frame.
-            return "process"
-        return "filesystem" if exc.errno == 13 else "process"
     if isinstance(exc, ScriptError):
         return "script"
+    seen = []
+    current = exc
+    while current is not None and len(seen) < 8 and current not in seen:
+        seen.append(current)
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException) and reason not in seen:
+            seen.append(reason)
+        current = current.__cause__ or current.__context__
+    for candidate in seen:
+        if isinstance(candidate, MemoryError):
+            return "memory"
+        if isinstance(candidate, OSError) and candidate.errno in (1, 13, 97):  # EPERM, EACCES, EAFNOSUPPORT
+            frames = traceback.extract_tb(exc.__traceback__) + traceback.extract_tb(
+                candidate.__traceback__)
+            names = [f.name for f in frames]
+            files = [os.path.basename(f.filename) for f in frames]
+            if any(n in _PROCESS_CALLS for n in names):
+                return "process"
+            if any(f in _NETWORK_FILES for f in files) or "socket" in str(candidate).lower():
+                return "network"
+            if candidate.filename is not None:
+                return "filesystem"
+            # os.fork() and friends called directly show only the user's frame.
+            return "filesystem" if candidate.errno == 13 else "process"
     return "exception"
 
 
