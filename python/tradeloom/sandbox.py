@@ -358,8 +358,13 @@ class _StrategyHost:
                 raise ScriptError("class %s has no %s method" % (name, method))
         self.ctx = Context(message.get("instrument", {}))
         self.batching = bool(message.get("batching", True))
+        # Whether fills need a round trip: not when the class keeps the base's `on_fill`
+        # (the position and the order ids then reach the context with the next message).
+        self.wants_fills = getattr(type(self.strategy), "on_fill", Strategy.on_fill) \
+            is not Strategy.on_fill
         self.snapshot = None
         self.batch = None
+        self.held = []
 
     def _drain(self):
         commands = self.ctx._commands
@@ -368,7 +373,7 @@ class _StrategyHost:
 
     def start(self, message):
         self.ctx._update(message)
-        self.strategy.on_start(self.ctx)
+        getattr(self.strategy, "on_start", Strategy.on_start.__get__(self.strategy))(self.ctx)
         return {"type": "done", "commands": self._drain()}
 
     def _take_snapshot(self):
@@ -385,18 +390,23 @@ class _StrategyHost:
     def bars(self, message):
         ctx = self.ctx
         ctx._update(message)
-        rows = message["bars"]
-        if len(rows) > 1 and not (self.batching and self._take_snapshot()):
-            rows = rows[:1]
-        self.batch = rows if len(rows) > 1 else None
+        keep = message.get("keep", 0)
+        full = self.held[:6 * keep] + message["bars"] if keep else message["bars"]
+        flat = full
+        if len(flat) > 6 and not (self.batching and self._take_snapshot()):
+            flat = flat[:6]
+        self.batch = flat if len(flat) > 6 else None
         on_bar = self.strategy.on_bar
         consumed = 0
-        for row in rows:
+        it = iter(flat)
+        for ts, o, h, l, c, v in zip(it, it, it, it, it, it):
             consumed += 1
-            ctx.ts = row[0]
-            on_bar(ctx, Bar(row[0], row[1], row[2], row[3], row[4], row[5]))
+            ctx.ts = ts
+            on_bar(ctx, Bar(ts, o, h, l, c, v))
             if ctx._commands:
                 break
+        # The bars sent but not run stay here; the next batch may start with them ("keep").
+        self.held = full[6 * consumed:]
         reply = {"type": "done", "consumed": consumed, "commands": self._drain()}
         if not self.batching:
             reply["batching"] = False
@@ -406,7 +416,7 @@ class _StrategyHost:
         """Back to the state after the first `keep` bars of the last batch (which produced no
         commands), re-running them from the snapshot taken before the batch."""
         keep = message["keep"]
-        if self.snapshot is None or self.batch is None or keep >= len(self.batch):
+        if self.snapshot is None or self.batch is None or keep >= len(self.batch) // 6:
             raise ScriptError("protocol: rewind without a batch to rewind")
         data, next_ref = self.snapshot
         self.strategy = pickle.loads(data)
@@ -414,15 +424,17 @@ class _StrategyHost:
         for ref in [r for r in self.ctx._orders if r > next_ref]:
             del self.ctx._orders[ref]
         on_bar = self.strategy.on_bar
-        for row in self.batch[:keep]:
-            self.ctx.ts = row[0]
-            on_bar(self.ctx, Bar(row[0], row[1], row[2], row[3], row[4], row[5]))
+        it = iter(self.batch[:6 * keep])
+        for ts, o, h, l, c, v in zip(it, it, it, it, it, it):
+            self.ctx.ts = ts
+            on_bar(self.ctx, Bar(ts, o, h, l, c, v))
             if self.ctx._commands:
                 raise ScriptError(
                     "the strategy is not deterministic: re-running bar ts=%d for a rewind "
                     "produced orders it did not produce the first time (keep state on self, "
-                    "not in module globals, and use no clocks or unseeded randomness)" % row[0])
+                    "not in module globals, and use no clocks or unseeded randomness)" % ts)
         self.batch = None
+        self.held = []
         return {"type": "done", "commands": []}
 
     def fill(self, message):
@@ -434,12 +446,14 @@ class _StrategyHost:
             order.id = f["order_id"]
         fill = Fill(message.get("ts", 0), f["order_id"], order, f["side"], f["quantity"],
                     f["price"], f.get("fee"))
-        self.strategy.on_fill(self.ctx, fill)
+        on_fill = getattr(self.strategy, "on_fill", None)
+        if on_fill is not None:
+            on_fill(self.ctx, fill)
         return {"type": "done", "commands": self._drain()}
 
     def stop(self, message):
         self.ctx._update(message)
-        self.strategy.on_stop(self.ctx)
+        getattr(self.strategy, "on_stop", Strategy.on_stop.__get__(self.strategy))(self.ctx)
         return {"type": "done", "commands": self._drain()}
 
 
@@ -515,7 +529,8 @@ def serve(stdin=None, stdout=None):
                     host = _StrategyHost(message)
                     handlers = {"start": host.start, "bars": host.bars, "fill": host.fill,
                                 "stop": host.stop, "rewind": host.rewind}
-                send({"type": "ready", "batching": getattr(host, "batching", False)})
+                send({"type": "ready", "batching": getattr(host, "batching", False),
+                      "fills": getattr(host, "wants_fills", False)})
                 continue
             handler = handlers.get(kind)
             if handler is None:

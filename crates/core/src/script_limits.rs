@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// `limits:` of a script strategy or a workflow `script` node. Every field is optional; the
 /// defaults are the documented constants below, and each field has a range (a value outside it
 /// is an error naming the field).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptLimits {
     /// Address space of the child in MiB (RLIMIT_AS): default 1024, 64–16384.
@@ -156,6 +158,10 @@ mod tests {
             open_files: Some(100_000),
             ..ScriptLimits::default()
         };
-        assert!(bad.effective().unwrap_err().starts_with("limits.open_files"));
+        assert!(
+            bad.effective()
+                .unwrap_err()
+                .starts_with("limits.open_files")
+        );
     }
 }

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use tradeloom_agents::Simulator;
 use tradeloom_agents::TriggerOutcome;
 use tradeloom_flow::ir::{
-    AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, PaperNode, ScriptNode,
-    SimulateNode, SimulationSource,
+    AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, PaperNode, ScriptNode, SimulateNode,
+    SimulationSource,
 };
 use tradeloom_flow::{Context, IrNode, Template};
 use tradeloom_llm::{
@@ -640,8 +640,8 @@ async fn script(env: &NodeEnv, s: &ScriptNode, context: &Value) -> Result<Value,
         .input
         .render(context)
         .map_err(|e| NodeError::permanent(format!("input: {e}")))?;
-    let file =
-        tradeloom_agents::ConfigDir::resolve_in(env.config_dir.as_ref(), &s.script).map_err(|e| {
+    let file = tradeloom_agents::ConfigDir::resolve_in(env.config_dir.as_ref(), &s.script)
+        .map_err(|e| {
             NodeError::permanent(match e {
                 tradeloom_agents::ConfigPathError::Disabled => {
                     "script is disabled: this server reads no files; start `tradeloom serve \

@@ -7,8 +7,8 @@
 mod engine;
 mod kill_switch;
 pub mod peer;
-mod sandbox;
 pub mod run;
+mod sandbox;
 
 use tradeloom_core::{Bar, Currency, Decimal, Instrument, InstrumentId, Money, Symbol, UnixNanos};
 use tradeloom_data::{SynthSpec, synth_bars};

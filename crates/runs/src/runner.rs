@@ -34,8 +34,8 @@ use crate::live::{CountingSink, LiveRun};
 use crate::metadata::{
     DataInfo, FileHash, Metadata, MetadataSync, RunStatus, RunSummary, SpecInfo,
 };
-use crate::script::ScriptRun;
 use crate::report::{REPORT_HTML, ReportHeader, render_html, render_markdown, render_svg};
+use crate::script::ScriptRun;
 use crate::spec::{ResolvedSpec, load_spec};
 
 /// How often (in bars) progress is reported.
@@ -153,8 +153,7 @@ pub fn execute<'s>(
         SpecSource::File(path) => load_spec(path).map_err(reject)?,
         SpecSource::Loaded(spec) => *spec,
     };
-    let (readers, mut engine, scripts) =
-        open_inputs(&spec, &options.data_dir).map_err(reject)?;
+    let (readers, mut engine, scripts) = open_inputs(&spec, &options.data_dir).map_err(reject)?;
     let kill_switch = KillSwitch::open(&options.data_dir).map_err(|e| reject(e.into()))?;
     let normalised = normalise(&spec).map_err(reject)?;
 

@@ -512,7 +512,11 @@ pub fn resolve(spec: RunSpec, path: &Path, text: String) -> Result<ResolvedSpec,
         StrategySpec::Builtin(config) => {
             for inst in &instruments {
                 config.validate(inst).map_err(|e| {
-                    err("params", None, format!("{e} (strategy `{}`)", config.name()))
+                    err(
+                        "params",
+                        None,
+                        format!("{e} (strategy `{}`)", config.name()),
+                    )
                 })?;
             }
             None

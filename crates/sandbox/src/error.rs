@@ -44,9 +44,7 @@ pub enum SandboxError {
     )]
     RunTimeout(u64),
     /// RLIMIT_CPU (SIGXCPU).
-    #[error(
-        "the script used up its CPU time limit of {0} s (limits.cpu_seconds) and was stopped"
-    )]
+    #[error("the script used up its CPU time limit of {0} s (limits.cpu_seconds) and was stopped")]
     CpuLimit(u64),
     /// The child ended without saying why (a signal, an exit code); `stderr` is its last
     /// output.
@@ -62,9 +60,9 @@ pub enum SandboxError {
 
 fn refusal_text(refusal: Refusal, memory_mb: u64) -> String {
     match refusal {
-        Refusal::Memory => format!(
-            "the script ran out of memory: its limit is {memory_mb} MiB (limits.memory_mb)"
-        ),
+        Refusal::Memory => {
+            format!("the script ran out of memory: its limit is {memory_mb} MiB (limits.memory_mb)")
+        }
         Refusal::Network => {
             "the script tried to use the network, which the sandbox does not allow".to_string()
         }

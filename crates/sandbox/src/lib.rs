@@ -22,11 +22,9 @@ mod strategy;
 pub use confine::landlock_abi;
 pub use error::{Refusal, SandboxError};
 pub use interpreter::{Interpreter, PYTHON_ENV, SANDBOX_ENV, SandboxPolicy};
-pub use tradeloom_core::script_limits::{
-    EffectiveScriptLimits as EffectiveLimits, ScriptLimits as Limits,
-};
 pub use process::{PROTOCOL, RUNNER, Reply, SandboxReport, ScriptProcess, ScriptSpec};
 pub use skill::run_skill;
-pub use strategy::{
-    DEFAULT_MAX_BATCH, FailureSlot, Lookahead, ScriptOptions, ScriptStrategy,
+pub use strategy::{DEFAULT_MAX_BATCH, FailureSlot, Lookahead, ScriptOptions, ScriptStrategy};
+pub use tradeloom_core::script_limits::{
+    EffectiveScriptLimits as EffectiveLimits, ScriptLimits as Limits,
 };

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::EffectiveLimits;
 use crate::confine::{self, Access, Confinement, Ruleset, resource};
 use crate::error::{Refusal, SandboxError};
 use crate::interpreter::{Interpreter, SandboxPolicy};
-use crate::EffectiveLimits;
 
 /// The child side of the protocol: `python/tradeloom/sandbox.py`, run with `python3 -c`.
 pub const RUNNER: &str = include_str!("../../../python/tradeloom/sandbox.py");
@@ -66,6 +66,9 @@ pub enum Reply {
     Ready {
         #[serde(default)]
         batching: bool,
+        /// Whether the strategy has an `on_fill` of its own (else fills need no round trip).
+        #[serde(default = "yes")]
+        fills: bool,
     },
     Done {
         #[serde(default)]
@@ -84,6 +87,10 @@ pub enum Reply {
         #[serde(default)]
         traceback: String,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Why the watchdog killed the child.
@@ -141,7 +148,9 @@ impl ScriptProcess {
         let scratch = tempfile::Builder::new()
             .prefix("tradeloom-sandbox-")
             .tempdir()
-            .map_err(|e| SandboxError::Unavailable(format!("cannot create a scratch folder: {e}")))?;
+            .map_err(|e| {
+                SandboxError::Unavailable(format!("cannot create a scratch folder: {e}"))
+            })?;
         let script_dir = spec
             .script
             .parent()
@@ -370,7 +379,8 @@ impl ScriptProcess {
             Ok(_) => {}
         }
         let reply = serde_json::from_slice::<Reply>(&self.line).map_err(|e| {
-            let shown = String::from_utf8_lossy(&self.line[..self.line.len().min(200)]).into_owned();
+            let shown =
+                String::from_utf8_lossy(&self.line[..self.line.len().min(200)]).into_owned();
             SandboxError::Protocol(format!("unreadable reply ({e}): {shown}"))
         });
         match reply {

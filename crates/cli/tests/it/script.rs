@@ -20,7 +20,10 @@ fn project(name: &str, body: &str) -> tempfile::TempDir {
 }
 
 fn goog() -> PathBuf {
-    repo().join("examples/data/goog_1d.csv").canonicalize().unwrap()
+    repo()
+        .join("examples/data/goog_1d.csv")
+        .canonicalize()
+        .unwrap()
 }
 
 fn spec(strategy: &str, fill_model: &str, risk: &str) -> String {
@@ -85,9 +88,17 @@ fn a_python_sma_cross_trades_exactly_like_the_built_in() {
         let trades = b["metrics"]["trades"].as_u64().unwrap();
         assert!(trades > 20, "the data makes many trades ({trades})");
         for name in ["orders.csv", "fills.csv", "trades.csv"] {
-            assert_eq!(read(&b_dir, name), read(&s_dir, name), "{fill_model}: {name}");
+            assert_eq!(
+                read(&b_dir, name),
+                read(&s_dir, name),
+                "{fill_model}: {name}"
+            );
         }
-        assert_eq!(journal_events(&b_dir), journal_events(&s_dir), "{fill_model}");
+        assert_eq!(
+            journal_events(&b_dir),
+            journal_events(&s_dir),
+            "{fill_model}"
+        );
         assert_eq!(b["metrics"], s["metrics"]);
         // Batched and one bar per round trip: byte-identical journals.
         assert_eq!(read(&s_dir, "journal.jsonl"), read(&u_dir, "journal.jsonl"));
@@ -159,6 +170,41 @@ fn an_engine_fill_inside_a_batch_rewinds_the_script_to_the_same_journal() {
         "the drawdown limit liquidates (the case under test)"
     );
     assert_eq!(journal, read(&s_dir, "journal.jsonl"));
+
+    // A strategy without `on_fill` gets no fill messages: the liquidation is seen as a changed
+    // position at the next bar of the batch, and the child is rewound there.
+    std::fs::write(project.path().join("strategies/sma.py"), sma_cross_py()).unwrap();
+    let params = "params: {fast: 10, slow: 20, quantity: 200}";
+    let batched = write_spec(
+        project.path(),
+        "sma_batched.yaml",
+        &spec(
+            &format!("{{script: strategies/sma.py, class: SmaCross, {params}}}"),
+            "next_open",
+            risk,
+        ),
+    );
+    let single = write_spec(
+        project.path(),
+        "sma_single.yaml",
+        &spec(
+            &format!("{{script: strategies/sma.py, class: SmaCross, {params}, batch: 1}}"),
+            "next_open",
+            risk,
+        ),
+    );
+    let builtin = write_spec(
+        project.path(),
+        "sma_builtin.yaml",
+        &spec(&format!("{{name: sma_cross, {params}}}"), "next_open", risk),
+    );
+    let (_, b_dir) = run_json(data.path(), &batched);
+    let (_, s_dir) = run_json(data.path(), &single);
+    let (_, r_dir) = run_json(data.path(), &builtin);
+    let journal = read(&b_dir, "journal.jsonl");
+    assert!(journal.contains("kill_switch_liquidation"), "liquidated");
+    assert_eq!(journal, read(&s_dir, "journal.jsonl"));
+    assert_eq!(journal_events(&b_dir), journal_events(&r_dir));
 }
 
 #[test]
@@ -177,7 +223,10 @@ fn an_exception_fails_the_run_with_the_traceback() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("ValueError: close above 200"), "{err}");
-    assert!(err.contains("strategies/boom.py\", line 6, in on_bar"), "{err}");
+    assert!(
+        err.contains("strategies/boom.py\", line 6, in on_bar"),
+        "{err}"
+    );
     let runs: Vec<_> = std::fs::read_dir(data.path().join("runs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -191,7 +240,10 @@ fn an_exception_fails_the_run_with_the_traceback() {
     );
     let journal = read(&runs[0], "journal.jsonl");
     let last = journal.lines().last().unwrap();
-    assert!(last.contains("\"run_failed\"") && last.contains("Traceback"), "{last}");
+    assert!(
+        last.contains("\"run_failed\"") && last.contains("Traceback"),
+        "{last}"
+    );
 }
 
 #[test]
@@ -287,6 +339,9 @@ fn script_fields_are_checked_with_their_line() {
         assert!(!out.status.success());
         let err = stderr(&out);
         assert!(err.contains(expected), "{strategy}: {err}");
-        assert!(err.contains("bad.yaml:5"), "{strategy}: names the line: {err}");
+        assert!(
+            err.contains("bad.yaml:5"),
+            "{strategy}: names the line: {err}"
+        );
     }
 }

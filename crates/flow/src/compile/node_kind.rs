@@ -21,8 +21,7 @@ use crate::limits::{MAX_AGENT_STEPS, MAX_EXPIRY_MS, MAX_WAIT_MS, describe_ms};
 use crate::node_config::{
     AGENT_TOOLS, AgentConfig, BacktestConfig, ChatId, HeaderConfig, HitlConfig, HttpConfig,
     ModelConfig, NotifyConfig, PaperConfig, ScriptConfig, SimulateConfig, TransformConfig,
-    WaitConfig,
-    WebhookFormat, is_env_name, is_sensitive_header,
+    WaitConfig, WebhookFormat, is_env_name, is_sensitive_header,
 };
 
 impl<'d> Compiler<'d> {
@@ -46,7 +45,10 @@ impl<'d> Compiler<'d> {
                 c.script
             ))
         } else if path.extension().is_none_or(|e| e != "py") {
-            Some(format!("`{}` is not a Python file (expected .py)", c.script))
+            Some(format!(
+                "`{}` is not a Python file (expected .py)",
+                c.script
+            ))
         } else {
             None
         };

@@ -515,6 +515,9 @@ fn script_nodes_are_checked_as_text_with_limits_in_range() {
         let errors = errors_of(&text);
         let got = lines(&errors);
         assert!(got.contains(expected), "{config}: {got}");
-        assert!(got.starts_with("wf.yaml:3:"), "{config}: names the line: {got}");
+        assert!(
+            got.starts_with("wf.yaml:3:"),
+            "{config}: names the line: {got}"
+        );
     }
 }

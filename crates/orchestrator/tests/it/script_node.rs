@@ -125,7 +125,11 @@ async fn hostile_skills_fail_their_node_naming_the_limit() {
     for (script, input, expected) in [
         ("skills/spin.py", json!(null), "limits.call_timeout_ms"),
         ("skills/exfiltrate.py", json!({"url": url}), "network"),
-        ("skills/missing.py", json!(null), "does not exist in the config folder"),
+        (
+            "skills/missing.py",
+            json!(null),
+            "does not exist in the config folder",
+        ),
     ] {
         let view = run_workflow(
             &s,

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tradeloom_sandbox::{
-    Limits, Refusal, SandboxError, SandboxPolicy, ScriptSpec, run_skill,
-};
+use tradeloom_sandbox::{Limits, Refusal, SandboxError, SandboxPolicy, ScriptSpec, run_skill};
 
 /// A project folder with one skill script `skill.py` holding `body`.
 fn project(body: &str) -> tempfile::TempDir {
@@ -132,7 +130,8 @@ fn a_fork_bomb_is_refused() {
 
 #[test]
 fn allocating_10_gb_fails_on_the_memory_limit() {
-    let dir = project("def main(input):\n    block = bytearray(10 * 1024 ** 3)\n    return len(block)\n");
+    let dir =
+        project("def main(input):\n    block = bytearray(10 * 1024 ** 3)\n    return len(block)\n");
     let limits = Limits {
         memory_mb: Some(512),
         ..Limits::default()
@@ -244,7 +243,10 @@ fn a_script_folder_holding_the_data_dir_is_not_readable() {
         &json!({"path": data.join("tradeloom.db").display().to_string()}),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("file the sandbox does not allow"), "{e}");
+    assert!(
+        e.to_string().contains("file the sandbox does not allow"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -260,7 +262,10 @@ fn writing_outside_scratch_is_refused() {
         json!({"path": target.display().to_string()}),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("file the sandbox does not allow"), "{e}");
+    assert!(
+        e.to_string().contains("file the sandbox does not allow"),
+        "{e}"
+    );
     assert!(!target.exists());
     // Not next to the script either.
     let beside = dir.path().join("planted.txt");
@@ -270,17 +275,25 @@ fn writing_outside_scratch_is_refused() {
         json!({"path": beside.display().to_string()}),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("file the sandbox does not allow"), "{e}");
+    assert!(
+        e.to_string().contains("file the sandbox does not allow"),
+        "{e}"
+    );
     assert!(!beside.exists());
 }
 
 #[test]
 fn an_exception_carries_the_traceback_without_server_paths() {
-    let dir = project("def helper(x):\n    raise ValueError('bad input %r' % x)\n\ndef main(input):\n    helper(input)\n");
+    let dir = project(
+        "def helper(x):\n    raise ValueError('bad input %r' % x)\n\ndef main(input):\n    helper(input)\n",
+    );
     let e = run(dir.path(), Limits::default(), json!(7)).unwrap_err();
     let text = e.to_string();
     assert!(text.contains("ValueError: bad input 7"), "{text}");
-    assert!(text.contains("skills/skill.py\", line 2, in helper"), "{text}");
+    assert!(
+        text.contains("skills/skill.py\", line 2, in helper"),
+        "{text}"
+    );
     let folder = dir.path().display().to_string();
     assert!(!text.contains(&folder), "{text}");
 }
@@ -295,7 +308,10 @@ fn a_missing_interpreter_is_a_clear_error() {
     let e = run_with(&policy, dir.path(), Limits::default(), json!(null)).unwrap_err();
     assert!(matches!(e, SandboxError::Unavailable(_)), "{e:?}");
     let text = e.to_string();
-    assert!(text.contains("/nonexistent/python3` was not found"), "{text}");
+    assert!(
+        text.contains("/nonexistent/python3` was not found"),
+        "{text}"
+    );
     assert!(text.contains("TRADELOOM_PYTHON"), "{text}");
 }
 

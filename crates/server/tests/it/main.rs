@@ -14,10 +14,10 @@ mod metrics;
 mod openapi;
 mod outbound;
 mod reads;
-mod script_runs;
 mod redis_event_bus;
 mod redis_proxy;
 mod redis_rate_limit;
+mod script_runs;
 // The Redis scaffolding of tradeloom-queue's suites: the variable that enables them, a key
 // prefix per test deleted afterwards, `CLIENT KILL` of a database's connections.
 #[path = "../../../queue/tests/it/redis_scratch.rs"]

@@ -96,7 +96,10 @@ async fn a_script_outside_the_server_folders_is_refused() {
     std::fs::write(&elsewhere, "").unwrap();
     for (given, reason) in [
         ("../x.py", "may not contain `..`"),
-        (elsewhere.to_str().unwrap(), "is outside the folders the server reads"),
+        (
+            elsewhere.to_str().unwrap(),
+            "is outside the folders the server reads",
+        ),
         ("strategies/missing.py", "does not exist"),
     ] {
         let (status, v) = post(
