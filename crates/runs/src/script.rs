@@ -166,6 +166,9 @@ pub struct ScriptRun {
     pub failure: Arc<FailureSlot>,
 }
 
+/// One strategy per instrument, in instrument order.
+pub(crate) type Strategies = Vec<Box<dyn Strategy>>;
+
 /// One strategy per instrument: built-ins, or a sandboxed child each for a script (started
 /// here: a missing interpreter, a missing class or an exception while loading rejects the
 /// spec).
@@ -173,7 +176,7 @@ pub(crate) fn build_strategies(
     spec: &ResolvedSpec,
     lookahead: bool,
     protected: &[PathBuf],
-) -> Result<(Vec<Box<dyn Strategy>>, Option<ScriptRun>), RunError> {
+) -> Result<(Strategies, Option<ScriptRun>), RunError> {
     let line = spec
         .text
         .lines()
