@@ -631,6 +631,37 @@ async fn backtest(
     Ok(Value::Object(out))
 }
 
+/// Where the `script` nodes of `ir` name files that `config_dir` does not hold (or no config
+/// folder at all): `(field path, problem)` for each, checked when a workflow is validated or
+/// stored so that a missing skill is reported before any run.
+pub fn script_file_problems(
+    ir: &tradeloom_flow::Ir,
+    config_dir: Option<&tradeloom_agents::ConfigDir>,
+) -> Vec<(String, String)> {
+    ir.nodes()
+        .iter()
+        .filter_map(|node| {
+            let NodeKind::Script(s) = node.kind() else {
+                return None;
+            };
+            let path = format!("nodes[{}].config.script", node.definition_index());
+            match tradeloom_agents::ConfigDir::resolve_in(config_dir, &s.script) {
+                Ok(_) => None,
+                Err(tradeloom_agents::ConfigPathError::Disabled) => Some((
+                    path,
+                    format!(
+                        "`{}`: no config folder to read skills from (`--config-dir DIR`)",
+                        s.script
+                    ),
+                )),
+                Err(tradeloom_agents::ConfigPathError::Refused { requested, reason }) => {
+                    Some((path, format!("`{requested}` {reason}")))
+                }
+            }
+        })
+        .collect()
+}
+
 /// Runs the skill of a `script` node in the sandbox (see `tradeloom_sandbox`): the rendered
 /// `input` in, the function's JSON return value out. The file must lie inside the config
 /// folder; the data dir is never readable by the skill. A failure names the limit hit or carries

@@ -345,3 +345,44 @@ fn script_fields_are_checked_with_their_line() {
         );
     }
 }
+
+#[test]
+fn flow_validate_checks_the_skills_of_script_nodes_in_the_config_folder() {
+    let config = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(config.path().join("skills")).unwrap();
+    std::fs::write(
+        config.path().join("skills/momentum.py"),
+        std::fs::read_to_string(repo().join("examples/skills/momentum.py")).unwrap(),
+    )
+    .unwrap();
+    let wf = write_spec(
+        config.path(),
+        "wf.yaml",
+        "name: skills\nnodes:\n  - {id: a, type: script, config: {script: skills/momentum.py, input: {closes: [1, 2]}}}\n  \
+         - {id: b, type: script, config: {script: skills/missing.py}}\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let dir = config.path().to_str().unwrap();
+    let out = tradeloom(
+        data.path(),
+        &[
+            "flow",
+            "validate",
+            wf.to_str().unwrap(),
+            "--config-dir",
+            dir,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "nodes[1].config.script: `skills/missing.py` does not exist in the config folder"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("nodes[0]"), "{err}");
+    // Without the config folder only the text is checked (the server checks the files).
+    let out = tradeloom(data.path(), &["flow", "validate", wf.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
