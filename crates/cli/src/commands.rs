@@ -162,6 +162,16 @@ pub fn spec_validate(file: &Path) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+    if let Some(script) = &spec.script
+        && !script.path.is_file()
+    {
+        eprintln!(
+            "error: {}: strategy.script `{}` not found (paths are relative to the spec file)",
+            file.display(),
+            script.given
+        );
+        return Ok(ExitCode::from(2));
+    }
     println!(
         "{}: valid ({} `{}`, {} instrument(s), fill model {})",
         file.display(),

@@ -70,12 +70,41 @@ impl FlowLimitOptions {
 
 /// Prints the compiled workflow (topological order, IR hash, warnings) or every problem.
 /// Exit 0 when it compiles, 2 when it does not.
-pub fn validate(file: &Path, json_out: bool, limits: &FlowLimitOptions) -> Result<ExitCode> {
+pub fn validate(
+    file: &Path,
+    json_out: bool,
+    limits: &FlowLimitOptions,
+    config_dir: Option<&Path>,
+) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the workflow {}", file.display()))?;
     let origin = file.display().to_string();
     match compile_text_with(&text, &origin, &limits.limits()) {
         Ok(compiled) => {
+            // With the server's config folder, the skills of `script` nodes must be in it.
+            if let Some(dir) = config_dir {
+                let dir = tradeloom_agents::ConfigDir::new(dir)
+                    .with_context(|| format!("cannot use the config folder {}", dir.display()))?;
+                let problems =
+                    tradeloom_orchestrator::nodes::script_file_problems(&compiled.ir, Some(&dir));
+                if !problems.is_empty() {
+                    if json_out {
+                        let errors: Vec<_> = problems
+                            .iter()
+                            .map(|(path, message)| {
+                                json!({"code": "script_path", "path": path, "message": message})
+                            })
+                            .collect();
+                        println!("{}", json!({"valid": false, "errors": errors}));
+                    } else {
+                        for (path, message) in &problems {
+                            eprintln!("{origin}: {path}: {message}");
+                        }
+                        eprintln!("{}: {} problem(s); nothing was run", origin, problems.len());
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+            }
             if json_out {
                 println!("{}", document::compiled_json(&compiled));
             } else {

@@ -368,6 +368,10 @@ enum FlowCommand {
         json: bool,
         #[command(flatten)]
         limits: flow::FlowLimitOptions,
+        /// The server's config folder: the skills of `script` nodes must be files in it (as
+        /// `serve --config-dir` requires when they run).
+        #[arg(long)]
+        config_dir: Option<PathBuf>,
     },
     /// Compile a workflow locally, create it (or a new version of it) on the server and start a
     /// run; `--wait` follows it (exit 0 completed, 1 failed/cancelled, 3 waiting for approval,
@@ -583,7 +587,12 @@ fn main() -> ExitCode {
         Command::Keys { command } => access::keys(&data_dir, db_url, command),
         Command::MockLlm { addr } => serve::mock_llm(&addr),
         Command::Flow { api, command } => match command {
-            FlowCommand::Validate { file, json, limits } => flow::validate(&file, json, &limits),
+            FlowCommand::Validate {
+                file,
+                json,
+                limits,
+                config_dir,
+            } => flow::validate(&file, json, &limits, config_dir.as_deref()),
             FlowCommand::Submit(args) => flow_client::submit(&api, &args),
             FlowCommand::Status(args) => flow_client::status(&api, &args),
             FlowCommand::Patch(args) => flow_client::patch(&api, &args),

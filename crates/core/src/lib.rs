@@ -28,6 +28,7 @@ pub mod order;
 pub mod position;
 pub mod price;
 pub mod quantity;
+pub mod script_limits;
 pub mod symbol;
 pub mod table;
 pub mod time;

@@ -103,6 +103,8 @@ pub enum NodeType {
     Backtest,
     /// A paper run from a run spec, started in the background (outputs its id at once).
     Paper,
+    /// Runs a sandboxed Python skill: JSON in, JSON out.
+    Script,
     /// Builds an output from templates; no side effects.
     Transform,
     /// Sleeps.
@@ -113,13 +115,14 @@ pub enum NodeType {
 
 impl NodeType {
     /// Every known type name.
-    pub const KNOWN: [&'static str; 8] = [
+    pub const KNOWN: [&'static str; 9] = [
         "agent",
         "http",
         "hitl",
         "simulate",
         "backtest",
         "paper",
+        "script",
         "transform",
         "wait",
     ];
@@ -132,6 +135,7 @@ impl NodeType {
             NodeType::Simulate => "simulate",
             NodeType::Backtest => "backtest",
             NodeType::Paper => "paper",
+            NodeType::Script => "script",
             NodeType::Transform => "transform",
             NodeType::Wait => "wait",
             NodeType::Unknown(name) => name,
@@ -152,6 +156,7 @@ impl From<String> for NodeType {
             "simulate" => NodeType::Simulate,
             "backtest" => NodeType::Backtest,
             "paper" => NodeType::Paper,
+            "script" => NodeType::Script,
             "transform" => NodeType::Transform,
             "wait" => NodeType::Wait,
             _ => NodeType::Unknown(name),

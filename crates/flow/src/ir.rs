@@ -170,6 +170,16 @@ pub struct PaperNode {
     pub spec_path: Template,
 }
 
+/// `type: script`, compiled: the path checked as text (relative, no `..`, a `.py` file), the
+/// limits in range.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScriptNode {
+    pub script: String,
+    pub function: String,
+    pub input: JsonTemplate,
+    pub limits: tradeloom_core::script_limits::ScriptLimits,
+}
+
 /// `type: transform`, compiled.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TransformNode {
@@ -191,6 +201,7 @@ pub enum NodeKind {
     Simulate(SimulateNode),
     Backtest(BacktestNode),
     Paper(PaperNode),
+    Script(ScriptNode),
     Transform(TransformNode),
     Wait(WaitNode),
     /// A type this version does not know; the runtime skips it with a warning event.
@@ -210,6 +221,7 @@ impl NodeKind {
             NodeKind::Simulate(_) => "simulate",
             NodeKind::Backtest(_) => "backtest",
             NodeKind::Paper(_) => "paper",
+            NodeKind::Script(_) => "script",
             NodeKind::Transform(_) => "transform",
             NodeKind::Wait(_) => "wait",
             NodeKind::Unknown { type_name, .. } => type_name,
@@ -228,6 +240,7 @@ impl NodeKind {
             NodeKind::Simulate(c) => to_value(c),
             NodeKind::Backtest(c) => to_value(c),
             NodeKind::Paper(c) => to_value(c),
+            NodeKind::Script(c) => to_value(c),
             NodeKind::Transform(c) => to_value(c),
             NodeKind::Wait(c) => to_value(c),
             NodeKind::Unknown { config, .. } => config.clone(),

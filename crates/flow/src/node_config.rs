@@ -8,6 +8,7 @@
 //!     notify: {webhook: {url: {env: TRADELOOM_SECRET_HOOK}, format: slack}, approver: ops}}}
 //! - {id: sim, type: simulate, config: {config_path: sims/base.yaml}}     # or config: {config: {...}}
 //! - {id: bt, type: backtest, config: {spec_path: specs/goog.yaml}}
+//! - {id: score, type: script, config: {script: skills/score.py, function: main, input: {px: "{{ a.x }}"}, limits: {memory_mb: 256}}}
 //! - {id: shape, type: transform, config: {output: {y: "{{ a.x }}"}}}
 //! - {id: pause, type: wait, config: {duration_ms: 200}}
 //! ```
@@ -316,6 +317,24 @@ pub struct BacktestConfig {
 pub struct PaperConfig {
     /// Template: path of the run spec.
     pub spec_path: String,
+}
+
+/// `type: script`: runs `function(input)` of a Python skill in the sandbox; its return value
+/// (JSON) is the node's output.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// The skill's file, relative to the server's config folder (no `..`, not absolute).
+    pub script: String,
+    /// The function to call (default `main`).
+    #[serde(default)]
+    pub function: Option<String>,
+    /// Any JSON, strings being templates: the function's argument. Absent means `null`.
+    #[serde(default)]
+    pub input: Value,
+    /// The sandbox's limits (see the "Sandboxed scripts" page), each in its range.
+    #[serde(default)]
+    pub limits: Option<tradeloom_core::script_limits::ScriptLimits>,
 }
 
 /// `type: transform`.

@@ -1087,6 +1087,7 @@ fn referenced_roots(node: &IrNode) -> BTreeSet<String> {
         NodeKind::Transform(t) => {
             templates.extend(t.output.templates().into_iter().map(|(_, t)| t))
         }
+        NodeKind::Script(s) => templates.extend(s.input.templates().into_iter().map(|(_, t)| t)),
         NodeKind::Wait(_) | NodeKind::Unknown { .. } => {}
     }
     for t in templates {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use tradeloom_agents::Simulator;
 use tradeloom_agents::TriggerOutcome;
 use tradeloom_flow::ir::{
-    AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, PaperNode, SimulateNode,
+    AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, PaperNode, ScriptNode, SimulateNode,
     SimulationSource,
 };
 use tradeloom_flow::{Context, IrNode, Template};
@@ -90,6 +90,7 @@ pub async fn execute(
         NodeKind::Simulate(s) => simulate(env, s, context, a.run_id).await,
         NodeKind::Backtest(b) => backtest(env, b, context, a.run_id).await,
         NodeKind::Paper(p) => paper(env, p, context, a.run_id).await,
+        NodeKind::Script(s) => script(env, s, context).await,
         NodeKind::Hitl(_) => Err(NodeError::permanent(
             "hitl nodes are decided by approvals, not run by workers",
         )),
@@ -628,6 +629,83 @@ async fn backtest(
         kill_switch_note(&env.data_dir, workflow_run_id),
     );
     Ok(Value::Object(out))
+}
+
+/// Where the `script` nodes of `ir` name files that `config_dir` does not hold (or no config
+/// folder at all): `(field path, problem)` for each, checked when a workflow is validated or
+/// stored so that a missing skill is reported before any run.
+pub fn script_file_problems(
+    ir: &tradeloom_flow::Ir,
+    config_dir: Option<&tradeloom_agents::ConfigDir>,
+) -> Vec<(String, String)> {
+    ir.nodes()
+        .iter()
+        .filter_map(|node| {
+            let NodeKind::Script(s) = node.kind() else {
+                return None;
+            };
+            let path = format!("nodes[{}].config.script", node.definition_index());
+            match tradeloom_agents::ConfigDir::resolve_in(config_dir, &s.script) {
+                Ok(_) => None,
+                Err(tradeloom_agents::ConfigPathError::Disabled) => Some((
+                    path,
+                    format!(
+                        "`{}`: no config folder to read skills from (`--config-dir DIR`)",
+                        s.script
+                    ),
+                )),
+                Err(tradeloom_agents::ConfigPathError::Refused { requested, reason }) => {
+                    Some((path, format!("`{requested}` {reason}")))
+                }
+            }
+        })
+        .collect()
+}
+
+/// Runs the skill of a `script` node in the sandbox (see `tradeloom_sandbox`): the rendered
+/// `input` in, the function's JSON return value out. The file must lie inside the config
+/// folder; the data dir is never readable by the skill. A failure names the limit hit or carries
+/// the Python traceback; it is permanent (the same script fails the same way again).
+async fn script(env: &NodeEnv, s: &ScriptNode, context: &Value) -> Result<Value, NodeError> {
+    let input = s
+        .input
+        .render(context)
+        .map_err(|e| NodeError::permanent(format!("input: {e}")))?;
+    let file = tradeloom_agents::ConfigDir::resolve_in(env.config_dir.as_ref(), &s.script)
+        .map_err(|e| {
+            NodeError::permanent(match e {
+                tradeloom_agents::ConfigPathError::Disabled => {
+                    "script is disabled: this server reads no files; start `tradeloom serve \
+                     --config-dir DIR` to allow skills under DIR"
+                        .to_string()
+                }
+                tradeloom_agents::ConfigPathError::Refused { requested, reason } => {
+                    format!("script `{requested}` {reason}")
+                }
+            })
+        })?;
+    let limits = s
+        .limits
+        .effective()
+        .map_err(|e| NodeError::permanent(format!("script: {e}")))?;
+    let (display, function) = (s.script.clone(), s.function.clone());
+    let protected = vec![env.data_dir.clone()];
+    tokio::task::spawn_blocking(move || {
+        tradeloom_sandbox::run_skill(
+            &tradeloom_sandbox::SandboxPolicy::from_env(),
+            &tradeloom_sandbox::ScriptSpec {
+                script: &file.path,
+                display: &display,
+                limits,
+                protected: &protected,
+            },
+            &function,
+            &input,
+        )
+    })
+    .await
+    .map_err(|e| NodeError::transient(format!("script task: {e}")))?
+    .map_err(|e| NodeError::permanent(format!("script `{}`: {e}", s.script)))
 }
 
 /// Starts a paper run of the spec and outputs its id at once; the run goes on in this process

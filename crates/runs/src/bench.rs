@@ -8,6 +8,7 @@ mod engine;
 mod kill_switch;
 pub mod peer;
 pub mod run;
+mod sandbox;
 
 use tradeloom_core::{Bar, Currency, Decimal, Instrument, InstrumentId, Money, Symbol, UnixNanos};
 use tradeloom_data::{SynthSpec, synth_bars};
@@ -21,6 +22,7 @@ pub use engine::{
     engine_row, engine_table, synth_spec, vectorbt_warm, warm_row, warm_table, write_bench_spec,
 };
 pub use kill_switch::{KillSwitchBench, Race, gate_pass, kill_switch_bench, race};
+pub use sandbox::{SMA_CROSS_PY, SandboxPass, sandbox_pass, sandbox_row};
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]

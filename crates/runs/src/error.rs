@@ -33,6 +33,10 @@ pub enum RunError {
     /// A paper run cannot be resumed (completed, still running, or its state does not fit).
     #[error("{0}")]
     Resume(String),
+    /// A sandboxed script strategy failed or was stopped (the message names the limit or
+    /// carries the Python traceback).
+    #[error("strategy script: {0}")]
+    Script(String),
     /// A run folder's files are not what tradeloom wrote.
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },

@@ -35,6 +35,7 @@ use crate::metadata::{
     DataInfo, FileHash, Metadata, MetadataSync, RunStatus, RunSummary, SpecInfo,
 };
 use crate::report::{REPORT_HTML, ReportHeader, render_html, render_markdown, render_svg};
+use crate::script::ScriptRun;
 use crate::spec::{ResolvedSpec, load_spec};
 
 /// How often (in bars) progress is reported.
@@ -152,7 +153,7 @@ pub fn execute<'s>(
         SpecSource::File(path) => load_spec(path).map_err(reject)?,
         SpecSource::Loaded(spec) => *spec,
     };
-    let (readers, mut engine) = open_inputs(&spec).map_err(reject)?;
+    let (readers, mut engine, scripts) = open_inputs(&spec, &options.data_dir).map_err(reject)?;
     let kill_switch = KillSwitch::open(&options.data_dir).map_err(|e| reject(e.into()))?;
     let normalised = normalise(&spec).map_err(reject)?;
 
@@ -166,7 +167,7 @@ pub fn execute<'s>(
     let _in_run = span.enter();
     tracing::info!(
         name = %spec.spec.name,
-        strategy = spec.spec.strategy.name(),
+        strategy = %spec.spec.strategy.name(),
         instruments = spec.instruments.len(),
         "run started"
     );
@@ -198,7 +199,14 @@ pub fn execute<'s>(
         &mut sink,
         &mut options,
         live.counters(),
+        scripts.as_ref(),
     );
+    // The script children are stopped (and their scratch folders removed) with the engine,
+    // which `drive` consumed; a script's failure is the run's.
+    let result = match scripts.as_ref().and_then(|s| s.failure.take()) {
+        Some(e) => Err(RunError::Script(e.to_string())),
+        None => result,
+    };
     let columnar_hashes = hasher.join().unwrap_or_else(|_| {
         Err(RunError::Corrupt {
             path: PathBuf::new(),
@@ -229,8 +237,13 @@ pub fn execute<'s>(
 
 /// The data readers and the engine with its strategies: everything that can reject a spec
 /// before a folder exists.
-fn open_inputs(spec: &ResolvedSpec) -> Result<(Vec<BarReader>, Engine), RunError> {
-    Ok((data_readers(spec)?, build_engine(spec)?))
+fn open_inputs(
+    spec: &ResolvedSpec,
+    data_dir: &Path,
+) -> Result<(Vec<BarReader>, Engine, Option<ScriptRun>), RunError> {
+    let readers = data_readers(spec)?;
+    let (engine, scripts) = build_engine(spec, true, data_dir)?;
+    Ok((readers, engine, scripts))
 }
 
 /// A reader of each of the spec's `data:` files, in spec order (errors name the file).
@@ -250,14 +263,21 @@ pub fn replay_bars(spec: &ResolvedSpec) -> Result<MergedBars, RunError> {
     Ok(MergedBars::new(data_readers(spec)?))
 }
 
-/// The engine with the spec's strategies (one per instrument, or one portfolio strategy).
-pub(crate) fn build_engine(spec: &ResolvedSpec) -> Result<Engine, RunError> {
-    let strategies = spec.build_strategies()?;
-    Ok(Engine::with_strategies(
-        spec.engine.clone(),
-        spec.instruments.clone(),
-        strategies,
-    )?)
+/// The engine with the spec's strategies (one per instrument, one portfolio strategy, or a
+/// sandboxed child per instrument for a script), and what the runner watches of script
+/// strategies (`lookahead`: whether the bars will be published ahead, as a backtest does;
+/// `data_dir`: never readable by a script).
+pub(crate) fn build_engine(
+    spec: &ResolvedSpec,
+    lookahead: bool,
+    data_dir: &Path,
+) -> Result<(Engine, Option<ScriptRun>), RunError> {
+    let protected = [data_dir.to_path_buf()];
+    let (strategies, scripts) = crate::script::build_strategies(spec, lookahead, &protected)?;
+    Ok((
+        Engine::with_strategies(spec.engine.clone(), spec.instruments.clone(), strategies)?,
+        scripts,
+    ))
 }
 
 /// The spec as `run_spec.yaml` holds it.
@@ -281,7 +301,7 @@ pub(crate) fn initial_metadata(
         status: RunStatus::Running,
         mode: mode.to_string(),
         venue: spec.spec.venue.clone(),
-        strategy: spec.spec.strategy.name().to_string(),
+        strategy: spec.spec.strategy.name(),
         fill_model: spec.engine.fill_model.to_string(),
         instruments: spec
             .instruments
@@ -606,7 +626,10 @@ fn drive(
     sink: &mut RunSink,
     options: &mut RunOptions<'_>,
     live: &LiveRun,
+    scripts: Option<&ScriptRun>,
 ) -> Result<(Summary, StreamedHashes), RunError> {
+    let lookahead = scripts.and_then(|s| s.lookahead.clone());
+    let failure = scripts.map(|s| s.failure.clone());
     let sink = &mut CountingSink::new(sink, live);
     type Chunk = (Vec<tradeloom_core::Bar>, (u64, u64));
     // Deep enough to absorb a whole columnar record batch (65,536 rows) decoded in one go.
@@ -653,14 +676,22 @@ fn drive(
     let mut next_report = PROGRESS_EVERY;
     let mut engine_error = None;
     let mut last_progress = (0, 0);
+    let mut script_failed = false;
     for (chunk, progress) in rx.iter() {
+        if let Some(lookahead) = &lookahead {
+            lookahead.publish(&chunk);
+        }
         for bar in &chunk {
             if let Err(e) = engine.on_bar(bar, sink) {
                 engine_error = Some(e);
                 break;
             }
+            if failure.as_ref().is_some_and(|f| f.is_set()) {
+                script_failed = true;
+                break;
+            }
         }
-        if engine_error.is_some() {
+        if engine_error.is_some() || script_failed {
             break;
         }
         count += chunk.len() as u64;
@@ -690,6 +721,10 @@ fn drive(
     if let Some(e) = engine_error {
         return Err(e.into());
     }
+    if script_failed {
+        // The caller takes the script's error from the failure slot.
+        return Err(RunError::Script(String::new()));
+    }
     let hashes = produced?;
     if count == 0 {
         let message = if window == crate::spec::BarWindow::default() {
@@ -709,7 +744,11 @@ fn drive(
             total: last_progress.1,
         });
     }
-    Ok((engine.finish(sink)?, hashes))
+    let summary = engine.finish(sink)?;
+    if failure.as_ref().is_some_and(|f| f.is_set()) {
+        return Err(RunError::Script(String::new()));
+    }
+    Ok((summary, hashes))
 }
 
 /// What the reports are drawn from besides the metrics: the sampled equity curve, the candles
@@ -811,10 +850,11 @@ pub fn report_header(
 
 /// `sma_cross (fast=10, slow=20, quantity=10)` from the normalised spec.
 pub fn strategy_label(spec: &crate::spec::RunSpec) -> String {
-    let params = serde_json::to_value(&spec.strategy)
-        .ok()
-        .and_then(|v| v.get("params").cloned())
-        .and_then(|p| p.as_object().cloned())
+    let params = spec
+        .strategy
+        .params_value()
+        .as_object()
+        .cloned()
         .map(|o| {
             o.iter()
                 .map(|(k, v)| match v {

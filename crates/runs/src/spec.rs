@@ -30,12 +30,14 @@ use tradeloom_engine::{
 };
 
 use crate::error::RunError;
+use crate::script::{ResolvedScript, ScriptStrategySpec, resolve_script};
 use crate::user_strategy::UserStrategies;
 
-/// `strategy: {name: ..., params: {...}}`: a built-in (its parameters checked strictly when
+/// `strategy:` — `{name: ..., params: {...}}`: a built-in (its parameters checked strictly when
 /// the spec is parsed) or a strategy of the user's own, registered with [`UserStrategies`]
-/// (its parameters are checked by its factory). A name that is neither is an error when the
-/// spec is resolved.
+/// (its parameters are checked by its factory; a name that is neither is an error when the
+/// spec is resolved); or `{script: strategies/x.py, class: MyStrategy, params: {...}}`: a
+/// Python class run in the sandbox (see [`crate::script`]).
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StrategySpec {
@@ -43,6 +45,8 @@ pub enum StrategySpec {
     Builtin(StrategyConfig),
     /// A strategy of the user's own.
     User(UserStrategySpec),
+    /// A Python class run in a sandboxed child process.
+    Script(ScriptStrategySpec),
 }
 
 /// `strategy:` naming a strategy of the user's own.
@@ -62,7 +66,15 @@ const STRATEGY_PARAMS: &str = "strategy.params: ";
 
 impl<'de> Deserialize<'de> for StrategySpec {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = UserStrategySpec::deserialize(deserializer)?;
+        // The shape decides: a `script` key is a script strategy; anything else is named.
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.get("script").is_some() {
+            return serde_json::from_value(value)
+                .map(StrategySpec::Script)
+                .map_err(serde::de::Error::custom);
+        }
+        let raw: UserStrategySpec =
+            serde_json::from_value(value).map_err(serde::de::Error::custom)?;
         if !StrategyConfig::NAMES.contains(&raw.name.as_str()) {
             return Ok(StrategySpec::User(raw));
         }
@@ -78,11 +90,13 @@ impl<'de> Deserialize<'de> for StrategySpec {
 }
 
 impl StrategySpec {
-    /// The strategy's name as written in the spec.
-    pub fn name(&self) -> &str {
+    /// The strategy's name in metadata and journals: as written in the spec (`sma_cross`), or
+    /// `script:strategies/x.py:MyStrategy`.
+    pub fn name(&self) -> String {
         match self {
-            StrategySpec::Builtin(c) => c.name(),
-            StrategySpec::User(u) => &u.name,
+            StrategySpec::Builtin(c) => c.name().to_string(),
+            StrategySpec::User(u) => u.name.clone(),
+            StrategySpec::Script(s) => format!("script:{}:{}", s.script, s.class),
         }
     }
 
@@ -90,7 +104,19 @@ impl StrategySpec {
     pub fn builtin(&self) -> Option<&StrategyConfig> {
         match self {
             StrategySpec::Builtin(c) => Some(c),
-            StrategySpec::User(_) => None,
+            StrategySpec::User(_) | StrategySpec::Script(_) => None,
+        }
+    }
+
+    /// The built-in's parameters, a user strategy's or the script's `params`, for labels.
+    pub fn params_value(&self) -> serde_json::Value {
+        match self {
+            StrategySpec::Builtin(c) => serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.get("params").cloned())
+                .unwrap_or(serde_json::Value::Null),
+            StrategySpec::User(u) => u.params.clone(),
+            StrategySpec::Script(s) => serde_json::Value::Object(s.params.clone()),
         }
     }
 }
@@ -212,6 +238,7 @@ pub struct RunSpec {
     /// The bar files: required by a backtest and a paper run's `replay` feed.
     #[serde(default)]
     pub data: Vec<DataSpec>,
+    /// A built-in (`{name, params}`) or a sandboxed script (`{script, class, params}`).
     pub strategy: StrategySpec,
     #[serde(default)]
     pub execution: ExecutionConfig,
@@ -340,13 +367,15 @@ pub struct ResolvedSpec {
     pub window: BarWindow,
     /// The strategies of the user's own the spec may name (empty for `tradeloom run`).
     pub user_strategies: UserStrategies,
+    /// The script of `strategy: {script: …}`, checked (`None` otherwise).
+    pub script: Option<ResolvedScript>,
 }
 
 impl ResolvedSpec {
     /// The run's strategy instances, as the spec says; errors name the parameter.
     pub fn build_strategies(&self) -> Result<Strategies, RunError> {
         let place = || self.path.display().to_string();
-        let name = self.spec.strategy.name();
+        let name = &self.spec.strategy.name();
         match &self.spec.strategy {
             StrategySpec::Builtin(config) => {
                 config.build(&self.instruments).map_err(|e| RunError::Spec {
@@ -369,6 +398,13 @@ impl ResolvedSpec {
                     }),
                 }
             }
+            StrategySpec::Script(s) => Err(RunError::Spec {
+                place: place(),
+                message: format!(
+                    "strategy.script `{}`: a script strategy is started by the runner (crate::script)",
+                    s.script
+                ),
+            }),
         }
     }
 }
@@ -421,6 +457,14 @@ pub fn parse_spec(text: &str, path: &Path) -> Result<RunSpec, RunError> {
             && let Err(fe) = yaml_serde::from_value::<crate::paper::FeedSpec>(feed.clone())
         {
             return spec_error(path, text, "feed", None, format!("feed: {fe}"));
+        }
+        // `strategy:` is read whole before its form (built-in or script) is known, so its
+        // errors have no position of their own either: reported at its line.
+        if let Ok(value) = yaml_serde::from_str::<yaml_serde::Value>(text)
+            && let Some(strategy) = value.get("strategy")
+            && let Err(se) = yaml_serde::from_value::<StrategySpec>(strategy.clone())
+        {
+            return spec_error(path, text, "strategy", None, se.to_string());
         }
         let line_column = e.location().map(|l| (l.line(), l.column()));
         // A built-in strategy's parameters are checked from a copy: reported at the
@@ -651,7 +695,7 @@ pub fn resolve_with(
             ),
         ));
     }
-    match &spec.strategy {
+    let script = match &spec.strategy {
         StrategySpec::Builtin(config) => {
             config.build(&instruments).map_err(|e| {
                 err(
@@ -660,6 +704,7 @@ pub fn resolve_with(
                     format!("{e} (strategy `{}`)", config.name()),
                 )
             })?;
+            None
         }
         StrategySpec::User(u) => match user.build(&u.name, &u.params, &instruments) {
             None => {
@@ -672,9 +717,21 @@ pub fn resolve_with(
                     format!("{message} (strategy `{}`)", u.name),
                 ));
             }
-            Some(Ok(_)) => {}
+            Some(Ok(_)) => None,
         },
-    }
+        StrategySpec::Script(_) if spec.mode == Mode::Paper => {
+            return Err(err(
+                "script",
+                None,
+                "strategy.script: script strategies run in backtests only (a paper run needs a \
+                 built-in strategy)"
+                    .to_string(),
+            ));
+        }
+        StrategySpec::Script(s) => {
+            Some(resolve_script(s, spec_dir).map_err(|(key, message)| err(key, None, message))?)
+        }
+    };
     let account_kind = match spec.account.kind {
         AccountType::Margin => AccountKind::Margin,
         AccountType::Cash => AccountKind::Cash,
@@ -700,7 +757,7 @@ pub fn resolve_with(
             };
             err(key, None, e)
         })?;
-    engine.strategy_name = spec.strategy.name().to_string();
+    engine.strategy_name = spec.strategy.name();
     let window = bar_window(&spec, &err)?;
     Ok(ResolvedSpec {
         spec,
@@ -712,6 +769,7 @@ pub fn resolve_with(
         paper,
         window,
         user_strategies: user.clone(),
+        script,
     })
 }
 

@@ -129,6 +129,7 @@ fn compile_body(
     body: &Value,
     limits: &FlowLimits,
     secrets: &SecretEnv,
+    config_dir: Option<&tradeloom_agents::ConfigDir>,
 ) -> Result<(Compiled, NewWorkflowVersion), ApiError> {
     let definition = from_json_value(body).map_err(|e| match e {
         FlowError::Invalid { path, message } => invalid(vec![
@@ -154,6 +155,16 @@ fn compile_body(
             return Err(invalid(all));
         }
     };
+    // A `script` node's skill must be a file of the config folder, as when it runs.
+    let missing = tradeloom_orchestrator::nodes::script_file_problems(&compiled.ir, config_dir);
+    if !missing.is_empty() {
+        return Err(invalid(
+            missing
+                .into_iter()
+                .map(|(path, message)| json!({"code": "script_path", "path": path, "message": message}))
+                .collect(),
+        ));
+    }
     let new = NewWorkflowVersion {
         name: definition.name.clone(),
         definition: definition.to_json_value().to_string(),
@@ -193,6 +204,7 @@ pub async fn create(
         &body,
         &flow_limits(&state),
         &state.simulator.options().outbound.secrets,
+        state.config_dir.as_deref(),
     )?;
     let saved = state
         .simulator
@@ -235,6 +247,7 @@ pub async fn update(
         &body,
         &flow_limits(&state),
         &state.simulator.options().outbound.secrets,
+        state.config_dir.as_deref(),
     )?;
     let (saved, changed) = state
         .simulator

@@ -8,6 +8,7 @@ mod killswitch;
 mod live;
 mod procs;
 mod run;
+mod sandbox;
 mod simulate;
 mod workflows;
 
@@ -29,6 +30,9 @@ pub enum BenchCommand {
     /// Engine throughput on synthetic 1-minute bars traded by sma_cross (the engine alone, and
     /// with the live run counters).
     Engine(engine::Args),
+    /// Bars/s of the Python SMA cross run in the sandbox (batched, as a backtest runs it) beside
+    /// the built-in Rust sma_cross on the same synthetic bars; checks both made the same fills.
+    Sandbox(sandbox::Args),
     /// `tradeloom run` end to end as a whole process (wall, CPU, peak RSS) from CSV and from
     /// Parquet, and backtesting.py, NautilusTrader and vectorbt on the same bars and strategy.
     Run(run::Args),
@@ -52,6 +56,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Engine(args) => engine::run(&args),
         BenchCommand::Live(args) => live::run(&args),
         BenchCommand::Run(args) => run::run(&args),
+        BenchCommand::Sandbox(args) => sandbox::run(&args),
         BenchCommand::Simulate(args) => simulate::run(&args),
         BenchCommand::Workflows(args) => workflows::run(&args),
         BenchCommand::Api(args) => api::run(&args),

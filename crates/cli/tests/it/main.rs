@@ -27,6 +27,7 @@ mod paper_reconcile;
 mod reconcile;
 mod run;
 mod runtime_processes;
+mod script;
 mod service;
 mod simulate;
 mod ssrf;

@@ -15,16 +15,77 @@ use crate::error::CompileErrorKind as Kind;
 use crate::field_path::FieldPath;
 use crate::ir::{
     AgentNode, BacktestNode, HeaderSource, HitlNode, HitlNotify, HttpNode, NodeKind, PaperNode,
-    SimulateNode, SimulationSource, TransformNode, WaitNode, WebhookUrl,
+    ScriptNode, SimulateNode, SimulationSource, TransformNode, WaitNode, WebhookUrl,
 };
 use crate::limits::{MAX_AGENT_STEPS, MAX_EXPIRY_MS, MAX_WAIT_MS, describe_ms};
 use crate::node_config::{
     AGENT_TOOLS, AgentConfig, BacktestConfig, ChatId, HeaderConfig, HitlConfig, HttpConfig,
-    ModelConfig, NotifyConfig, PaperConfig, SimulateConfig, TransformConfig, WaitConfig,
-    WebhookFormat, is_env_name, is_sensitive_header,
+    ModelConfig, NotifyConfig, PaperConfig, ScriptConfig, SimulateConfig, TransformConfig,
+    WaitConfig, WebhookFormat, is_env_name, is_sensitive_header,
 };
 
 impl<'d> Compiler<'d> {
+    /// `type: script`: the path is checked as text here (compiling does no I/O); the runtime
+    /// resolves it inside the config folder.
+    fn script(&mut self, scope: &Scope<'_>, c: ScriptConfig, at: &FieldPath) -> Option<ScriptNode> {
+        let path = std::path::Path::new(c.script.trim());
+        let problem = if c.script.trim().is_empty() {
+            Some("must not be empty".to_string())
+        } else if path.is_absolute() {
+            Some(format!(
+                "`{}` is absolute; name a file relative to the config folder",
+                c.script
+            ))
+        } else if path
+            .components()
+            .any(|p| p == std::path::Component::ParentDir)
+        {
+            Some(format!(
+                "`{}` may not contain `..`; name a file inside the config folder",
+                c.script
+            ))
+        } else if path.extension().is_none_or(|e| e != "py") {
+            Some(format!(
+                "`{}` is not a Python file (expected .py)",
+                c.script
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.error(Kind::Config, at.key("script"), problem);
+            return None;
+        }
+        let function = c.function.unwrap_or_else(|| "main".to_string());
+        let identifier = !function.is_empty()
+            && !function.starts_with(|ch: char| ch.is_ascii_digit())
+            && function.chars().all(|ch| ch.is_alphanumeric() || ch == '_');
+        if !identifier {
+            self.error(
+                Kind::Config,
+                at.key("function"),
+                format!("`{function}` is not a Python function name"),
+            );
+            return None;
+        }
+        let limits = c.limits.unwrap_or_default();
+        if let Err(e) = limits.effective() {
+            let field = e
+                .strip_prefix("limits.")
+                .and_then(|r| r.split(':').next())
+                .unwrap_or("limits")
+                .to_string();
+            self.error(Kind::Config, at.key("limits").key(&field), e);
+            return None;
+        }
+        Some(ScriptNode {
+            script: c.script.trim().to_string(),
+            function,
+            input: self.json_template(scope, &c.input, &at.key("input"))?,
+            limits,
+        })
+    }
+
     /// Deserialises a node's config into `T`, reporting the failing field.
     pub(super) fn config<T: DeserializeOwned>(
         &mut self,
@@ -96,6 +157,10 @@ impl<'d> Compiler<'d> {
                 NodeKind::Paper(PaperNode {
                     spec_path: self.template(scope, &c.spec_path, &cat.key("spec_path"))?,
                 })
+            }
+            NodeType::Script => {
+                let c: ScriptConfig = self.config(&config, &cat)?;
+                NodeKind::Script(self.script(scope, c, &cat)?)
             }
             NodeType::Transform => {
                 let c: TransformConfig = self.config(&config, &cat)?;

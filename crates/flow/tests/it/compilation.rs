@@ -283,7 +283,7 @@ nodes:
     assert_eq!(
         c.warnings,
         [
-            "wf.yaml:4:19: nodes[1].type: unknown node type `teleport` (known: agent, http, hitl, simulate, backtest, paper, transform, wait); the runtime will skip node `t`",
+            "wf.yaml:4:19: nodes[1].type: unknown node type `teleport` (known: agent, http, hitl, simulate, backtest, paper, script, transform, wait); the runtime will skip node `t`",
             "wf.yaml:5:41: nodes[2].needs: node `after` will always be skipped: every node it needs (`t`) is skipped",
         ]
     );
@@ -471,4 +471,53 @@ fn hitl_notify_blocks_compile_and_bad_ones_name_the_field() {
         !error("{webhook: {url: \"ftp://h.example/secret-token\", format: slack}, approver: bob}")
             .contains("secret-token")
     );
+}
+
+#[test]
+fn script_nodes_are_checked_as_text_with_limits_in_range() {
+    let c = compiled(
+        "name: s\nnodes:\n  - {id: a, type: transform, config: {output: {x: 1}}}\n  \
+         - {id: b, type: script, needs: [a], config: {script: skills/x.py, input: {v: \"{{ a.x }}\"}, limits: {memory_mb: 256}}}\n",
+    );
+    let NodeKind::Script(script) = c.ir.node("b").unwrap().kind() else {
+        panic!("b is a script node")
+    };
+    assert_eq!(script.script, "skills/x.py");
+    assert_eq!(script.function, "main");
+    assert_eq!(script.limits.memory_mb, Some(256));
+    for (config, expected) in [
+        (
+            "{script: ../x.py}",
+            "nodes[0].config.script: `../x.py` may not contain `..`",
+        ),
+        (
+            "{script: /etc/x.py}",
+            "nodes[0].config.script: `/etc/x.py` is absolute",
+        ),
+        (
+            "{script: skills/x.sh}",
+            "nodes[0].config.script: `skills/x.sh` is not a Python file",
+        ),
+        (
+            "{script: skills/x.py, function: 'do it'}",
+            "nodes[0].config.function: `do it` is not a Python function name",
+        ),
+        (
+            "{script: skills/x.py, limits: {memory_mb: 1}}",
+            "nodes[0].config.limits.memory_mb: limits.memory_mb: 1 is outside 64–16384",
+        ),
+        (
+            "{script: skills/x.py, limits: {memory: 1}}",
+            "unknown field `memory`",
+        ),
+    ] {
+        let text = format!("name: s\nnodes:\n  - {{id: a, type: script, config: {config}}}\n");
+        let errors = errors_of(&text);
+        let got = lines(&errors);
+        assert!(got.contains(expected), "{config}: {got}");
+        assert!(
+            got.starts_with("wf.yaml:3:"),
+            "{config}: names the line: {got}"
+        );
+    }
 }

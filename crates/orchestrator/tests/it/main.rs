@@ -12,6 +12,7 @@ mod patches;
 mod recovery;
 mod runs;
 mod scale;
+mod script_node;
 mod settlement;
 mod stale_plans;
 mod supervision;

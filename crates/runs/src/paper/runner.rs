@@ -172,7 +172,8 @@ fn run(
             message: "mode: a paper run needs `mode: paper` and a `feed:`".to_string(),
         }));
     };
-    let engine = build_engine(&spec).map_err(reject)?;
+    // Script strategies are refused in paper specs (`resolve`), so there is nothing to watch.
+    let (engine, _) = build_engine(&spec, false, &options.data_dir).map_err(reject)?;
     let kill_switch = KillSwitch::open(&options.data_dir).map_err(|e| reject(e.into()))?;
     let strategy = serde_json::to_value(&spec.spec.strategy).unwrap_or(Value::Null);
 

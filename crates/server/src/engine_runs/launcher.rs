@@ -145,6 +145,21 @@ fn load(text: &str, roots: &Roots) -> Result<ResolvedSpec, ApiError> {
             }))
         })?;
     }
+    // A script strategy's file: inside the allowed folders like the data (never an arbitrary
+    // file of the server's), checked on its text before anything is opened.
+    if let Some(script) = resolved.script.as_mut() {
+        script.path = roots.resolve(&script.given, false).map_err(|reason| {
+            ApiError::bad_request(
+                "invalid_script_path",
+                format!("strategy.script `{}` {reason}", script.given),
+            )
+            .with_details(json!({
+                "field": "spec.strategy.script",
+                "path": script.given,
+                "reason": reason,
+            }))
+        })?;
+    }
     // The scan folder of a `scan_dir` feed is a path too (in the spec and its checked copy).
     let scan_path = match resolved.spec.feed.as_ref() {
         Some(tradeloom_runs::paper::FeedSpec::ScanDir(scan)) => Some(scan.path.clone()),
