@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use tradeloom_runs::spec::{DataSpec, ResolvedSpec, parse_spec, resolve};
+use tradeloom_runs::spec::{DataSpec, ResolvedSpec, parse_spec, read_spec_text, resolve};
 use tradeloom_runs::{ExecuteError, RunError, RunOptions, execute};
 
 pyo3::create_exception!(
@@ -38,13 +38,7 @@ enum Source {
 /// instrument) in place of its own.
 fn load(source: Source, data: BTreeMap<String, PathBuf>) -> Result<ResolvedSpec, RunError> {
     let (text, place) = match source {
-        Source::File(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| RunError::Spec {
-                place: path.display().to_string(),
-                message: format!("cannot read the spec: {e}"),
-            })?;
-            (text, path)
-        }
+        Source::File(path) => (read_spec_text(&path)?, path),
         Source::Text { text, place } => (text, place),
     };
     let mut spec = parse_spec(&text, &place)?;

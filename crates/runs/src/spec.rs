@@ -437,12 +437,17 @@ pub fn load_spec(path: &Path) -> Result<ResolvedSpec, RunError> {
     load_spec_with(path, &UserStrategies::new())
 }
 
-/// Reads, parses and validates a spec file whose strategy may be one of `user`'s.
-pub fn load_spec_with(path: &Path, user: &UserStrategies) -> Result<ResolvedSpec, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RunError::Spec {
+/// The text of the spec file at `path`; the error names the file.
+pub fn read_spec_text(path: &Path) -> Result<String, RunError> {
+    std::fs::read_to_string(path).map_err(|e| RunError::Spec {
         place: path.display().to_string(),
         message: format!("cannot read the spec: {e}"),
-    })?;
+    })
+}
+
+/// Reads, parses and validates a spec file whose strategy may be one of `user`'s.
+pub fn load_spec_with(path: &Path, user: &UserStrategies) -> Result<ResolvedSpec, RunError> {
+    let text = read_spec_text(path)?;
     let spec = parse_spec(&text, path)?;
     resolve_with(spec, path, text, user)
 }

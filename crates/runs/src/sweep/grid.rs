@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::SweepError;
 use crate::RunError;
-use crate::spec::{ResolvedSpec, parse_spec, resolve};
+use crate::spec::{ResolvedSpec, parse_spec, read_spec_text, resolve};
 
 /// The most points a grid may have.
 pub const MAX_POINTS: usize = 10_000;
@@ -265,12 +265,7 @@ impl BaseSpec {
 
     /// Reads the spec file at `path`.
     pub fn load(path: &Path) -> Result<Self, SweepError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SweepError::Spec(RunError::Spec {
-                place: path.display().to_string(),
-                message: format!("cannot read the spec: {e}"),
-            })
-        })?;
+        let text = read_spec_text(path).map_err(SweepError::Spec)?;
         Self::new(path, text)
     }
 
