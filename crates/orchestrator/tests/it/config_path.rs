@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tempfile::TempDir;
 use tradeloom_agents::{Simulator, SimulatorOptions};
-use tradeloom_flow::{compile, from_json_value};
 use tradeloom_orchestrator::{RunView, Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
-use tradeloom_store::{EventFilter, NewWorkflowVersion, Store, open_store};
+use tradeloom_store::{EventFilter, Store, open_store};
+
+use crate::harness::start_definition;
 
 pub struct Setup {
     pub runtime: Arc<Runtime>,
@@ -57,27 +58,10 @@ pub async fn run_simulate_node(s: &Setup, path: &str) -> (RunView, String) {
     // Workflow names are unique in a store: one per call.
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let def = from_json_value(&json!({"name": format!("sim-{n}"), "nodes": [
+    let definition = json!({"name": format!("sim-{n}"), "nodes": [
         {"id": "sim", "type": "simulate", "config": {"config_path": path}}
-    ]}))
-    .unwrap();
-    let compiled = compile(&def).unwrap();
-    let workflow = s
-        .store
-        .create_workflow(&NewWorkflowVersion {
-            name: def.name.clone(),
-            definition: def.to_json_value().to_string(),
-            ir: compiled.ir.canonical_json(),
-        })
-        .await
-        .unwrap()
-        .workflow_id;
-    let run = s
-        .runtime
-        .start_run(&workflow, None, &Map::new())
-        .await
-        .unwrap()
-        .id;
+    ]});
+    let run = start_definition(&s.store, &s.runtime, &definition).await;
     for _ in 0..400 {
         let view = s.runtime.view(&run).await.unwrap();
         if view.status.is_terminal() {

@@ -88,6 +88,43 @@ impl Env {
     }
 }
 
+/// Stores `definition` as a workflow (compiled with the default limits) and starts a run of it
+/// without inputs; the run's id.
+pub async fn start_definition(
+    store: &Arc<dyn Store>,
+    runtime: &Runtime,
+    definition: &Value,
+) -> String {
+    let def = from_json_value(definition).unwrap();
+    let compiled = tradeloom_flow::compile(&def).unwrap();
+    let workflow = store
+        .create_workflow(&NewWorkflowVersion {
+            name: def.name.clone(),
+            definition: def.to_json_value().to_string(),
+            ir: compiled.ir.canonical_json(),
+        })
+        .await
+        .unwrap()
+        .workflow_id;
+    runtime
+        .start_run(&workflow, None, &Map::new())
+        .await
+        .unwrap()
+        .id
+}
+
+/// Waits for run `run_id` to end (any terminal status), failing after 30 s.
+pub async fn until_terminal(runtime: &Runtime, run_id: &str) -> RunView {
+    for _ in 0..1200 {
+        let v = runtime.view(run_id).await.unwrap();
+        if v.status.is_terminal() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("run {run_id} never finished");
+}
+
 /// Node id → status.
 pub fn statuses(view: &RunView) -> BTreeMap<String, NodeStatus> {
     view.nodes

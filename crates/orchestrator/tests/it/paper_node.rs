@@ -14,6 +14,8 @@ use tradeloom_queue::InMemoryQueue;
 use tradeloom_safety::{KillSwitch, Scope};
 use tradeloom_store::{EventFilter, NewWorkflowVersion, RunStatus, Store, open_store};
 
+use crate::harness::{start_definition, until_terminal};
+
 const GOOG: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../examples/data/goog_1d.csv"
@@ -65,36 +67,8 @@ async fn setup(speed: &str) -> Setup {
 }
 
 async fn run_workflow(s: &Setup, definition: Value) -> RunView {
-    let def = from_json_value(&definition).unwrap();
-    let compiled = compile(&def).unwrap();
-    let workflow = s
-        .store
-        .create_workflow(&NewWorkflowVersion {
-            name: def.name.clone(),
-            definition: def.to_json_value().to_string(),
-            ir: compiled.ir.canonical_json(),
-        })
-        .await
-        .unwrap()
-        .workflow_id;
-    let id = s
-        .runtime
-        .start_run(&workflow, None, &Map::new())
-        .await
-        .unwrap()
-        .id;
-    finished(&s.runtime, &id).await
-}
-
-async fn finished(runtime: &Runtime, run_id: &str) -> RunView {
-    for _ in 0..1200 {
-        let v = runtime.view(run_id).await.unwrap();
-        if v.status.is_terminal() {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("run {run_id} never finished");
+    let id = start_definition(&s.store, &s.runtime, &definition).await;
+    until_terminal(&s.runtime, &id).await
 }
 
 async fn output(store: &Arc<dyn Store>, view: &RunView, node: &str) -> Value {
@@ -252,7 +226,7 @@ async fn the_workflow_runs_kill_switch_covers_its_paper_runs() {
             false,
         )
         .unwrap();
-    let view = finished(&s.runtime, &id).await;
+    let view = until_terminal(&s.runtime, &id).await;
     assert_eq!(view.status, RunStatus::Completed, "{:?}", view.error);
     let out = output(&s.store, &view, "p").await;
     assert_eq!(out["kill_switch"]["scope"], format!("run:{id}"), "{out}");

@@ -3,14 +3,14 @@
 //! run goes on to fail cleanly.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tempfile::TempDir;
-use tradeloom_flow::{compile, from_json_value};
 use tradeloom_orchestrator::{RunView, Runtime, RuntimeConfig};
 use tradeloom_queue::InMemoryQueue;
-use tradeloom_store::{NewWorkflowVersion, Store, open_store};
+use tradeloom_store::{Store, open_store};
+
+use crate::harness::{start_definition, until_terminal};
 
 const MOMENTUM_PY: &str = include_str!("../../../../examples/skills/momentum.py");
 
@@ -50,32 +50,8 @@ async fn setup() -> Setup {
 }
 
 async fn run_workflow(s: &Setup, definition: Value) -> RunView {
-    let def = from_json_value(&definition).unwrap();
-    let compiled = compile(&def).unwrap();
-    let workflow = s
-        .store
-        .create_workflow(&NewWorkflowVersion {
-            name: def.name.clone(),
-            definition: def.to_json_value().to_string(),
-            ir: compiled.ir.canonical_json(),
-        })
-        .await
-        .unwrap()
-        .workflow_id;
-    let id = s
-        .runtime
-        .start_run(&workflow, None, &Map::new())
-        .await
-        .unwrap()
-        .id;
-    for _ in 0..1200 {
-        let v = s.runtime.view(&id).await.unwrap();
-        if v.status.is_terminal() {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("run {id} never finished");
+    let id = start_definition(&s.store, &s.runtime, &definition).await;
+    until_terminal(&s.runtime, &id).await
 }
 
 fn node(view: &RunView, id: &str) -> Value {
