@@ -64,6 +64,7 @@ impl Engine {
                     Command::CancelAll(instrument) => {
                         self.cancel_where(ts, "cancelled", sink, |o| o.instrument == instrument)?;
                     }
+                    Command::Fail(reason) => return Err(EngineError::Strategy(reason)),
                 }
             }
             if self.commands.is_empty() {
