@@ -147,13 +147,13 @@ def main():
         print(f"peers: not installed ({python}; run bench/peers/setup)")
         return
     out = subprocess.run(
-        [str(python), str(REPO / "bench/peers/backtesting_warm.py"), str(bars), str(FAST),
+        [str(python), str(REPO / "bench/peers/backtesting_run.py"), str(bars), str(FAST),
          str(SLOW), str(CASH)],
         capture_output=True, text=True,
     )
     if out.returncode == 0:
         bt = json.loads(out.stdout.strip().splitlines()[-1])
-        wall, cpu = bt["wall_ms"] / 1e3, bt["cpu_ms"] / 1e3
+        wall, cpu = bt["run_wall_ms"] / 1e3, bt["run_cpu_ms"] / 1e3
         row(f"backtesting.py {bt['version']} Backtest.run()", n, wall, cpu,
             f"trades {bt['trades']} (tradeloom {res_p.metrics['trades']})")
         print(f"  Python strategy vs backtesting.py: {wall / wall_p:.1f}x wall, "

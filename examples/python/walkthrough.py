@@ -35,23 +35,29 @@ trades = python.trades.to_pandas()
 print(trades[["entry_ts", "exit_ts", "side", "quantity", "net_pnl"]].head())
 
 # %% [markdown]
-# ## A strategy of your own: a stop under every entry
+# ## A strategy of your own: a bracket around every entry
 
 # %%
-class StopUnder(tradeloom.Strategy):
-    """Buys the first bar of each 20, with a stop-loss 3 % below the close."""
+class Bracketed(tradeloom.Strategy):
+    """Buys the first bar of each 20 when flat, with a take-profit 5 % above the close and a
+    stop-loss 3 % below it."""
 
-    def __init__(self, every=20, quantity=10, stop=0.03):
-        super().__init__(every=every, quantity=quantity, stop=stop)
-        self.every, self.quantity, self.stop, self.n = every, quantity, stop, 0
+    def __init__(self, every=20, quantity=10, take=0.05, stop=0.03):
+        super().__init__(every=every, quantity=quantity, take=take, stop=stop)
+        self.every, self.quantity, self.take, self.stop, self.n = every, quantity, take, stop, 0
 
     def on_bar(self, ctx, bar):
         self.n += 1
         if self.n % self.every == 1 and ctx.position() == 0:
-            ctx.bracket("buy", self.quantity, stop_loss=bar.close * (1 - self.stop))
+            ctx.bracket(
+                "buy",
+                self.quantity,
+                take_profit=bar.close * (1 + self.take),
+                stop_loss=bar.close * (1 - self.stop),
+            )
 
 
-result = tradeloom.backtest(SPEC, strategy=StopUnder())
+result = tradeloom.backtest(SPEC, strategy=Bracketed())
 equity = result.equity.to_pandas()
 print(result.metrics["total_return_pct"], len(equity), "equity points")
 
@@ -59,7 +65,7 @@ print(result.metrics["total_return_pct"], len(equity), "equity points")
 try:
     import matplotlib.pyplot as plt  # optional
 
-    equity.plot(x="ts", y="equity", title="StopUnder on GOOG")
+    equity.plot(x="ts", y="equity", title="Bracketed on GOOG")
     plt.show()
 except ImportError:
     pass

@@ -3,7 +3,8 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyFloat;
+use pyo3::intern;
+use pyo3::types::{PyFloat, PyString};
 use tradeloom_engine::indicator::{Cross, CrossDetector, Ema, RollingStats, Sma};
 
 use crate::values::raw9;
@@ -207,11 +208,12 @@ impl PyCrossover {
     }
 
     /// Feeds the current fast and slow values; returns `"up"`, `"down"` or `None`.
-    fn update(
+    fn update<'py>(
         &mut self,
-        fast: &Bound<'_, PyAny>,
-        slow: &Bound<'_, PyAny>,
-    ) -> PyResult<Option<&'static str>> {
+        fast: &Bound<'py, PyAny>,
+        slow: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyString>>> {
+        let py = fast.py();
         let sign = match (fast.cast::<PySma>(), slow.cast::<PySma>()) {
             (Ok(f), Ok(s)) => {
                 let (f, s) = (f.borrow(), s.borrow());
@@ -227,9 +229,10 @@ impl PyCrossover {
                 (f > s) as i32 - (f < s) as i32
             }
         };
+        // Interned: no string is made per update.
         Ok(self.inner.update(sign).map(|c| match c {
-            Cross::Up => "up",
-            Cross::Down => "down",
+            Cross::Up => intern!(py, "up").clone(),
+            Cross::Down => intern!(py, "down").clone(),
         }))
     }
 }
