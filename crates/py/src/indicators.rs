@@ -2,8 +2,8 @@
 //! `RollingStd`, `Crossover`): the same code the built-in strategies run, each `update` O(1).
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyString};
 use tradeloom_engine::indicator::{Cross, CrossDetector, Ema, RollingStats, Sma};
 
