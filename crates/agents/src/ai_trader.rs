@@ -125,7 +125,9 @@ pub fn map_config(
 
 /// A value short and plain enough to quote in an error (an enumeration's name, not a secret).
 fn is_short_name(s: &str) -> bool {
-    s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    s.len() <= 40
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 /// AI-Trader's placeholder for a value that belongs in `.env` ("Optional: YOUR_OPENAI_API_KEY,
@@ -326,9 +328,9 @@ impl Mapper {
                     },
                     _ => self.unmapped(&field, "expected a positive amount"),
                 },
-                "verbose" => self.notes.push(
-                    "agent_config.verbose is not used: logs follow --log-level".to_string(),
-                ),
+                "verbose" => self
+                    .notes
+                    .push("agent_config.verbose is not used: logs follow --log-level".to_string()),
                 _ => self.unmapped(&field, "unknown field of agent_config"),
             }
         }
@@ -420,12 +422,18 @@ mod tests {
             "colour",
             "universe",
         ] {
-            assert!(names.contains(&expected), "{expected} missing from {names:?}");
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
         }
         assert_eq!(names.len(), 8, "{names:?}");
         let text = err.to_string();
         assert!(text.starts_with("f.json: 8 fields of the AI-Trader config cannot be mapped: "));
-        assert!(!text.contains("sk-secret"), "the key is never quoted: {text}");
+        assert!(
+            !text.contains("sk-secret"),
+            "the key is never quoted: {text}"
+        );
         assert!(text.contains("BaseAgentCrypto"), "{text}");
     }
 }

@@ -151,7 +151,10 @@ enum Command {
     /// Run a simulation job (LLM models trading daily sessions) in this process.
     Simulate {
         /// The simulation config (YAML or JSON); not with `--ai-trader-config`.
-        #[arg(required_unless_present = "ai_trader_config", conflicts_with = "ai_trader_config")]
+        #[arg(
+            required_unless_present = "ai_trader_config",
+            conflicts_with = "ai_trader_config"
+        )]
         config: Option<PathBuf>,
         /// An AI-Trader `default_config.json` instead of a simulation config: mapped field by
         /// field (exit 2 naming every field that cannot be); needs `--universe`.

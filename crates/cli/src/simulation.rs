@@ -287,11 +287,20 @@ pub fn jobs_resume(
         let mut events = batch.subscribe();
         let printer = tokio::spawn(async move {
             while let Ok(event) = events.recv().await {
-                if let SimEvent::ModelDayFinished { model, date, status, error, .. } = event
+                if let SimEvent::ModelDayFinished {
+                    model,
+                    date,
+                    status,
+                    error,
+                    ..
+                } = event
                     && !quiet
                     && !json_out
                 {
-                    eprintln!("  {date} {model}: {status}{}", error.map(|e| format!(": {e}")).unwrap_or_default());
+                    eprintln!(
+                        "  {date} {model}: {status}{}",
+                        error.map(|e| format!(": {e}")).unwrap_or_default()
+                    );
                 }
             }
         });

@@ -176,8 +176,7 @@ impl From<AgentError> for ApiError {
                 action,
                 ..
             } => {
-                let allowed: Vec<&str> =
-                    action.allowed_from().iter().map(|s| s.as_str()).collect();
+                let allowed: Vec<&str> = action.allowed_from().iter().map(|s| s.as_str()).collect();
                 let details = json!({
                     "job_id": job_id,
                     "status": status.as_str(),

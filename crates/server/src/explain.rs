@@ -110,12 +110,14 @@ pub async fn explain(
             } else {
                 format!("job {} has no model `{model}`", job.id)
             };
-            return Err(ApiError::not_found("model_day_not_found", what).with_details(json!({
-                "job_id": job.id,
-                "model": model,
-                "date": date,
-                "models": models,
-            })));
+            return Err(
+                ApiError::not_found("model_day_not_found", what).with_details(json!({
+                    "job_id": job.id,
+                    "model": model,
+                    "date": date,
+                    "models": models,
+                })),
+            );
         }
         Err(e) => return Err(e.into()),
     };

@@ -124,7 +124,10 @@ pub async fn news(
         Cutoff::Session(date) => session_clock(date, config.config.reference_price),
     };
     let query = q.q.unwrap_or_default();
-    let symbol = q.symbol.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let symbol = q
+        .symbol
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
     let job_id = job.id.clone();
     let found = tokio::task::spawn_blocking(move || {
         search_config_news(&config, &query, symbol.as_deref(), limit, as_of)
@@ -170,4 +173,3 @@ enum Cutoff {
     Session(NaiveDate),
     At(DateTime<Utc>),
 }
-

@@ -278,7 +278,11 @@ pub async fn trigger(
         )
         .with_details(json!({"field": "universe"})));
     }
-    let config = match (request.config, request.config_path, request.ai_trader_config) {
+    let config = match (
+        request.config,
+        request.config_path,
+        request.ai_trader_config,
+    ) {
         (None, None, Some(ai)) => {
             let mapped = tradeloom_agents::ai_trader::map_config(
                 &ai,

@@ -355,8 +355,10 @@ impl<D: Db> JobStore for D {
         let set_status = match action {
             JobAction::Cancel => "status = 'cancelled', finished_at = $3",
             JobAction::Pause => "status = 'paused', finished_at = NULL",
-            JobAction::Resume => "status = 'running', started_at = COALESCE(started_at, $3), \
-                                  finished_at = NULL",
+            JobAction::Resume => {
+                "status = 'running', started_at = COALESCE(started_at, $3), \
+                                  finished_at = NULL"
+            }
         };
         let mut update = sql(format!(
             "UPDATE jobs SET {set_status} WHERE id = $1 AND status = $2 AND status IN ({})",
@@ -368,9 +370,9 @@ impl<D: Db> JobStore for D {
             update = update.bind(at);
         }
         let done = update
-        .execute(&mut tx)
-        .await
-        .map_err(StoreError::db("change a job's status"))?;
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("change a job's status"))?;
         if done.rows_affected() == 0 {
             drop(tx);
             return Ok(JobControl::Refused(self.job(job_id).await?));

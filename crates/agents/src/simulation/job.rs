@@ -12,9 +12,7 @@ use tracing::Instrument;
 
 use tradeloom_llm::LlmProvider;
 
-use tradeloom_store::{
-    Job, JobStatus, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter,
-};
+use tradeloom_store::{Job, JobStatus, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter};
 
 use super::market::{Market, ProviderError, load_market, provider_for};
 use super::model_day::{

@@ -9,7 +9,7 @@ use serde_json::json;
 use tradeloom_agents::{
     AgentError, Simulator, SimulatorOptions, TriggerOutcome, config_from_value,
 };
-use tradeloom_store::{JobStatus, JobAction, ModelDayStatus, Store, open_store};
+use tradeloom_store::{JobAction, JobStatus, ModelDayStatus, Store, open_store};
 
 use crate::{Market, start_mock};
 
@@ -39,7 +39,12 @@ fn slow_config(base: &str) -> serde_json::Value {
     })
 }
 
-async fn until(store: &dyn Store, job_id: &str, what: &str, pred: impl Fn(&tradeloom_store::JobReport) -> bool) {
+async fn until(
+    store: &dyn Store,
+    job_id: &str,
+    what: &str,
+    pred: impl Fn(&tradeloom_store::JobReport) -> bool,
+) {
     for _ in 0..800 {
         let report = store.job_report(job_id).await.unwrap();
         if pred(&report) {
@@ -60,7 +65,10 @@ async fn pause_holds_the_job_across_a_restart_and_resume_finishes_it() {
         panic!("expected a new job");
     };
     let store = Arc::clone(sim.store());
-    until(&*store, &job.id, "2 days done", |r| r.progress.completed >= 2).await;
+    until(&*store, &job.id, "2 days done", |r| {
+        r.progress.completed >= 2
+    })
+    .await;
     let paused = sim.pause(&job.id, "tester").await.unwrap();
     assert_eq!(paused.status, JobStatus::Paused);
     until(&*store, &job.id, "idle", |r| r.progress.running == 0).await;
@@ -76,7 +84,9 @@ async fn pause_holds_the_job_across_a_restart_and_resume_finishes_it() {
     assert_eq!(held.job.status, JobStatus::Paused);
     assert!(held.progress.pending > 0, "{:?}", held.progress);
     // A trigger of the same config does not run it.
-    assert!(matches!(sim.trigger(&config).await.unwrap(), TriggerOutcome::Paused(j) if j.id == job.id));
+    assert!(
+        matches!(sim.trigger(&config).await.unwrap(), TriggerOutcome::Paused(j) if j.id == job.id)
+    );
     // A "restarted" simulator on the same store leaves it paused.
     let restarted = simulator(&market).await;
     assert!(restarted.resume_interrupted().await.unwrap().is_empty());
@@ -89,8 +99,16 @@ async fn pause_holds_the_job_across_a_restart_and_resume_finishes_it() {
     let resumed = restarted.resume(&job.id, "tester").await.unwrap();
     assert_eq!(resumed.status, JobStatus::Running);
     match restarted.resume(&job.id, "tester").await {
-        Err(AgentError::JobState { job_id, status, action, .. }) => {
-            assert_eq!((job_id, status, action), (job.id.clone(), JobStatus::Running, JobAction::Resume));
+        Err(AgentError::JobState {
+            job_id,
+            status,
+            action,
+            ..
+        }) => {
+            assert_eq!(
+                (job_id, status, action),
+                (job.id.clone(), JobStatus::Running, JobAction::Resume)
+            );
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -98,7 +116,10 @@ async fn pause_holds_the_job_across_a_restart_and_resume_finishes_it() {
     let done = store.job_report(&job.id).await.unwrap();
     assert_eq!(done.job.status, JobStatus::Completed);
     assert_eq!(done.progress.completed, 14);
-    assert!(done.model_days.iter().all(|d| d.attempts == 1), "no day ran twice");
+    assert!(
+        done.model_days.iter().all(|d| d.attempts == 1),
+        "no day ran twice"
+    );
 }
 
 /// A resume that comes while the paused job's driver is still finishing its in-flight days is
@@ -113,7 +134,10 @@ async fn a_quick_resume_is_taken_up_by_the_same_driver() {
         panic!("expected a new job");
     };
     let store = Arc::clone(sim.store());
-    until(&*store, &job.id, "a day done", |r| r.progress.completed >= 1).await;
+    until(&*store, &job.id, "a day done", |r| {
+        r.progress.completed >= 1
+    })
+    .await;
     sim.pause(&job.id, "tester").await.unwrap();
     sim.resume(&job.id, "tester").await.unwrap();
     until(&*store, &job.id, "done", |r| r.job.status.is_terminal()).await;
@@ -133,9 +157,15 @@ async fn cancel_ends_the_job_and_its_days_not_started() {
         panic!("expected a new job");
     };
     let store = Arc::clone(sim.store());
-    until(&*store, &job.id, "2 days done", |r| r.progress.completed >= 2).await;
+    until(&*store, &job.id, "2 days done", |r| {
+        r.progress.completed >= 2
+    })
+    .await;
     let mut events = sim.subscribe();
-    assert_eq!(sim.cancel(&job.id, "tester").await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(
+        sim.cancel(&job.id, "tester").await.unwrap().status,
+        JobStatus::Cancelled
+    );
     until(&*store, &job.id, "idle", |r| r.progress.running == 0).await;
     let report = store.job_report(&job.id).await.unwrap();
     assert_eq!(report.job.status, JobStatus::Cancelled);
@@ -149,7 +179,8 @@ async fn cancel_ends_the_job_and_its_days_not_started() {
     // The driver announced the end with the cancelled status.
     let finished = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Ok(tradeloom_agents::SimEvent::JobFinished { status, .. }) = events.recv().await {
+            if let Ok(tradeloom_agents::SimEvent::JobFinished { status, .. }) = events.recv().await
+            {
                 return status;
             }
         }
@@ -159,10 +190,15 @@ async fn cancel_ends_the_job_and_its_days_not_started() {
     assert_eq!(finished, JobStatus::Cancelled);
     assert!(matches!(
         sim.pause(&job.id, "tester").await,
-        Err(AgentError::JobState { status: JobStatus::Cancelled, .. })
+        Err(AgentError::JobState {
+            status: JobStatus::Cancelled,
+            ..
+        })
     ));
     assert!(matches!(
         sim.cancel("no-such-job", "tester").await,
-        Err(AgentError::Store(tradeloom_store::StoreError::NotFound { .. }))
+        Err(AgentError::Store(
+            tradeloom_store::StoreError::NotFound { .. }
+        ))
     ));
 }

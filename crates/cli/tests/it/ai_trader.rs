@@ -78,8 +78,14 @@ fn simulate_takes_an_ai_trader_config() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let v: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
     assert_eq!(v["job_status"], "completed", "{v}");
-    assert_eq!(v["progress"]["completed"], 4, "1 enabled model × 4 trading days: {v}");
-    assert_eq!(v["leaderboard"][0]["model"], "mom-v1", "named by its signature");
+    assert_eq!(
+        v["progress"]["completed"], 4,
+        "1 enabled model × 4 trading days: {v}"
+    );
+    assert_eq!(
+        v["leaderboard"][0]["model"], "mom-v1",
+        "named by its signature"
+    );
 
     std::fs::write(&file, bad_ai_config(&mock).to_string()).unwrap();
     let bad = tradeloom(
@@ -94,9 +100,15 @@ fn simulate_takes_an_ai_trader_config() {
     );
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     let err = stderr(&bad);
-    assert!(err.contains("5 fields of the AI-Trader config cannot be mapped"), "{err}");
+    assert!(
+        err.contains("5 fields of the AI-Trader config cannot be mapped"),
+        "{err}"
+    );
     for field in BAD_FIELDS {
-        assert!(err.contains(&format!("`{field}`")), "{field} not named: {err}");
+        assert!(
+            err.contains(&format!("`{field}`")),
+            "{field} not named: {err}"
+        );
     }
     assert!(!err.contains("sk-live"), "the key is never shown: {err}");
     // --universe goes with --ai-trader-config.
@@ -168,7 +180,11 @@ async fn the_api_maps_ai_trader_configs_and_answers_what_its_clients_read() {
     for item in items {
         let pnl = &item["daily_pnl"];
         let value = usd(pnl["portfolio_value"].as_str().unwrap());
-        assert_eq!(usd(pnl["previous_value"].as_str().unwrap()), previous, "{item}");
+        assert_eq!(
+            usd(pnl["previous_value"].as_str().unwrap()),
+            previous,
+            "{item}"
+        );
         assert_eq!(
             usd(pnl["profit"].as_str().unwrap()),
             value.checked_sub(previous).unwrap(),
@@ -183,7 +199,10 @@ async fn the_api_maps_ai_trader_configs_and_answers_what_its_clients_read() {
     }
     // The minimal answer stays as it was.
     let (_, minimal) = get(&client, format!("{}/results?job_id={job_id}", api.url)).await;
-    assert!(minimal["results"][0].get("daily_pnl").is_none(), "{minimal}");
+    assert!(
+        minimal["results"][0].get("daily_pnl").is_none(),
+        "{minimal}"
+    );
 
     // `universe` without `ai_trader_config` is refused.
     let (code, refused) = post(
@@ -213,7 +232,10 @@ async fn news_and_explain(client: &reqwest::Client, api: &str, job_id: &str) {
         .map(|i| i["timestamp"].as_str().unwrap())
         .collect();
     assert!(stamps.contains(&"2025-01-16T12:00:00Z"), "{stamps:?}");
-    assert!(stamps.iter().all(|t| *t <= "2025-01-16T14:30:00Z"), "{stamps:?}");
+    assert!(
+        stamps.iter().all(|t| *t <= "2025-01-16T14:30:00Z"),
+        "{stamps:?}"
+    );
     assert_eq!(stamps[0], "2025-01-16T12:00:00Z", "newest first");
     let (_, before) = get(
         client,
@@ -229,11 +251,18 @@ async fn news_and_explain(client: &reqwest::Client, api: &str, job_id: &str) {
         "{before}"
     );
     // A symbol and search terms narrow it.
-    let (_, aaa) = get(client, format!("{api}/news?as_of=2025-01-10&symbol=AAA&q=closes")).await;
+    let (_, aaa) = get(
+        client,
+        format!("{api}/news?as_of=2025-01-10&symbol=AAA&q=closes"),
+    )
+    .await;
     let aaa = aaa["items"].as_array().unwrap();
     assert!(!aaa.is_empty());
     for item in aaa {
-        assert!(item["symbols"].as_array().unwrap().contains(&json!("AAA")), "{item}");
+        assert!(
+            item["symbols"].as_array().unwrap().contains(&json!("AAA")),
+            "{item}"
+        );
     }
     let (_, small) = get(client, format!("{api}/news?as_of=2025-01-31&limit=3")).await;
     assert_eq!(small["items"].as_array().unwrap().len(), 3);
@@ -249,7 +278,10 @@ async fn news_and_explain(client: &reqwest::Client, api: &str, job_id: &str) {
         assert_eq!(e["details"]["param"], param, "{e}");
     }
     let (code, e) = get(client, format!("{api}/news?as_of=2025-01-06&job_id=nope")).await;
-    assert_eq!((code, e["error"].as_str()), (StatusCode::NOT_FOUND, Some("job_not_found")));
+    assert_eq!(
+        (code, e["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("job_not_found"))
+    );
 
     // One model-day explained: its reasoning, tool calls and trades.
     let (code, day) = get(
@@ -264,19 +296,41 @@ async fn news_and_explain(client: &reqwest::Client, api: &str, job_id: &str) {
     assert!(reasoning.iter().any(|m| m["role"] == "assistant"), "{day}");
     let calls = day["tool_calls"].as_array().unwrap();
     assert_eq!(
-        calls.iter().filter(|c| c["step"].as_u64() > Some(0)).count() as u64,
+        calls
+            .iter()
+            .filter(|c| c["step"].as_u64() > Some(0))
+            .count() as u64,
         day["model_day"]["tool_calls"].as_u64().unwrap(),
         "{day}"
     );
-    assert!(day["trades"].is_array() && day["holdings"].is_array(), "{day}");
+    assert!(
+        day["trades"].is_array() && day["holdings"].is_array(),
+        "{day}"
+    );
     for (query, code, error) in [
-        ("model=nobody&date=2025-01-03", StatusCode::NOT_FOUND, "model_day_not_found"),
-        ("model=mom-v1&date=2025-01-04", StatusCode::NOT_FOUND, "model_day_not_found"),
-        ("model=mom-v1&date=03/01/2025", StatusCode::BAD_REQUEST, "invalid_query"),
+        (
+            "model=nobody&date=2025-01-03",
+            StatusCode::NOT_FOUND,
+            "model_day_not_found",
+        ),
+        (
+            "model=mom-v1&date=2025-01-04",
+            StatusCode::NOT_FOUND,
+            "model_day_not_found",
+        ),
+        (
+            "model=mom-v1&date=03/01/2025",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
         ("date=2025-01-03", StatusCode::BAD_REQUEST, "invalid_query"),
     ] {
         let (got, e) = get(client, format!("{api}/simulate/{job_id}/explain?{query}")).await;
-        assert_eq!((got, e["error"].as_str()), (code, Some(error)), "{query}: {e}");
+        assert_eq!(
+            (got, e["error"].as_str()),
+            (code, Some(error)),
+            "{query}: {e}"
+        );
     }
     let (_, nobody) = get(
         client,
@@ -284,7 +338,12 @@ async fn news_and_explain(client: &reqwest::Client, api: &str, job_id: &str) {
     )
     .await;
     assert_eq!(nobody["details"]["models"], json!(["mom-v1"]), "{nobody}");
-    assert!(nobody["message"].as_str().unwrap().contains("no model `nobody`"));
+    assert!(
+        nobody["message"]
+            .as_str()
+            .unwrap()
+            .contains("no model `nobody`")
+    );
     let (code, _) = get(
         client,
         format!("{api}/simulate/nope/explain?model=mom-v1&date=2025-01-03"),
@@ -368,7 +427,13 @@ async fn the_default_endpoint_and_key_come_from_the_environment() {
     )
     .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{refused}");
-    assert!(refused["message"].as_str().unwrap().contains("OPENAI_API_KEY"), "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("OPENAI_API_KEY"),
+        "{refused}"
+    );
     assert!(!refused.to_string().contains(SECRET));
     drop(api);
     for file in files(data.path()) {

@@ -41,10 +41,7 @@ fn assert_state_conflict(code: StatusCode, body: &Value, job_id: &str, status: &
     assert_eq!(body["error"], "invalid_job_state", "{body}");
     assert_eq!(body["details"]["job_id"], job_id, "{body}");
     assert_eq!(body["details"]["status"], status, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains(job_id),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains(job_id), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,8 +95,7 @@ async fn pause_survives_a_restart_and_resume_finishes_the_job() {
         assert_eq!(missing["error"], "job_not_found");
         assert_eq!(missing["details"]["job_id"], "no-such-job");
         // A trigger of the same config does not override the pause.
-        let (code, retrigger) =
-            post(&client, format!("{}/simulate/trigger", api.url), &body).await;
+        let (code, retrigger) = post(&client, format!("{}/simulate/trigger", api.url), &body).await;
         assert_eq!(code, StatusCode::CONFLICT, "{retrigger}");
         assert_eq!(retrigger["error"], "job_paused");
         assert_eq!(retrigger["details"]["job_id"], job_id.as_str());
@@ -257,7 +253,8 @@ async fn a_job_started_under_the_kill_switch_is_not_current_after_release() {
     )
     .await;
     assert_eq!(code, StatusCode::OK, "{engaged}");
-    let body = json!({"config": config(&mock, &[("a", "momentum"), ("b", "buy_and_hold")], "2025-01-06")});
+    let body =
+        json!({"config": config(&mock, &[("a", "momentum"), ("b", "buy_and_hold")], "2025-01-06")});
     let (code, started) = post(&client, format!("{}/simulate/trigger", api.url), &body).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{started}");
     let job_id = started["job_id"].as_str().unwrap().to_string();
@@ -289,7 +286,10 @@ async fn a_job_started_under_the_kill_switch_is_not_current_after_release() {
     assert_eq!(progress(&done, "completed"), 6);
     assert_eq!(done["last_simulation_date"], "2025-01-06");
     let (code, now) = post(&client, format!("{}/simulate/trigger", api.url), &body).await;
-    assert_eq!((code, now["status"].as_str()), (StatusCode::OK, Some("current")));
+    assert_eq!(
+        (code, now["status"].as_str()),
+        (StatusCode::OK, Some("current"))
+    );
     assert_eq!(now["last_simulation_date"], "2025-01-06");
 }
 
@@ -310,7 +310,10 @@ fn jobs_pause_resume_cancel_from_the_command_line() {
         ),
     )
     .unwrap();
-    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_tradeloom"))
+    // The store exists before two processes open it (neither races the other's migrations).
+    let migrated = tradeloom(data.path(), &["db", "migrate"]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let sim = std::process::Command::new(env!("CARGO_BIN_EXE_tradeloom"))
         .args(["--data-dir", data.path().to_str().unwrap(), "simulate"])
         .arg(&cfg)
         .arg("--json")
@@ -324,8 +327,10 @@ fn jobs_pause_resume_cancel_from_the_command_line() {
         serde_json::from_str(&stdout(&out)).unwrap()
     };
     let mut job_id = String::new();
+    let mut last = String::new();
     for _ in 0..600 {
         let list = tradeloom(data.path(), &["jobs", "list", "--json"]);
+        last = format!("{}{}", stdout(&list), stderr(&list));
         if let Ok(Value::Array(jobs)) = serde_json::from_str::<Value>(&stdout(&list))
             && let Some(job) = jobs.first()
         {
@@ -336,14 +341,26 @@ fn jobs_pause_resume_cancel_from_the_command_line() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!job_id.is_empty(), "the job never appeared");
+    if job_id.is_empty() {
+        let out = sim.wait_with_output().unwrap();
+        panic!(
+            "the job never appeared: {last}; simulate: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let paused = tradeloom(data.path(), &["jobs", "pause", &job_id[..8], "--json"]);
     assert!(paused.status.success(), "{}", stderr(&paused));
     let v: Value = serde_json::from_str(stdout(&paused).trim()).unwrap();
     assert_eq!(v["status"], "paused", "{v}");
     // The `simulate` process stops at the pause (its job is not completed: exit 1).
     let out = sim.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let end: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(end["job_status"], "paused", "{end}");
@@ -360,7 +377,12 @@ fn jobs_pause_resume_cancel_from_the_command_line() {
     );
     // Resume runs the rest in this process.
     let resumed = tradeloom(data.path(), &["jobs", "resume", &job_id, "--json"]);
-    assert!(resumed.status.success(), "{}{}", stdout(&resumed), stderr(&resumed));
+    assert!(
+        resumed.status.success(),
+        "{}{}",
+        stdout(&resumed),
+        stderr(&resumed)
+    );
     let v: Value = serde_json::from_str(stdout(&resumed).lines().last().unwrap()).unwrap();
     assert_eq!(v["job_status"], "completed", "{v}");
     assert_eq!(v["progress"]["completed"], 14, "{v}");

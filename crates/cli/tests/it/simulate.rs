@@ -35,7 +35,11 @@ pub(crate) fn config(mock: &Service, list: &[(&str, &str)], end: &str) -> Value 
     })
 }
 
-pub(crate) async fn post(client: &reqwest::Client, url: String, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: &Value,
+) -> (StatusCode, Value) {
     let r = client.post(url).json(body).send().await.unwrap();
     let status = r.status();
     (status, r.json().await.unwrap())
@@ -56,7 +60,9 @@ pub(crate) async fn wait_done(client: &reqwest::Client, api: &str, job_id: &str)
     for _ in 0..1200 {
         let (code, status) = get(client, format!("{api}/simulate/status/{job_id}")).await;
         assert_eq!(code, StatusCode::OK, "{status}");
-        if ["completed", "partial", "failed", "cancelled"].contains(&status["status"].as_str().unwrap()) {
+        if ["completed", "partial", "failed", "cancelled"]
+            .contains(&status["status"].as_str().unwrap())
+        {
             return status;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -109,7 +115,13 @@ async fn three_models_five_days_over_http() {
     // Every trading date, as AI-Trader's clients read it (the 4th and 5th are a weekend).
     assert_eq!(
         started["date_range"],
-        json!(["2025-01-02", "2025-01-03", "2025-01-06", "2025-01-07", "2025-01-08"])
+        json!([
+            "2025-01-02",
+            "2025-01-03",
+            "2025-01-06",
+            "2025-01-07",
+            "2025-01-08"
+        ])
     );
     assert_eq!(started["last_simulation_date"], Value::Null);
     assert_eq!(started["models"], json!(["mom", "rev", "bh"]));

@@ -28,7 +28,9 @@ async fn complete(s: &dyn Store, key: &ModelDayKey, value: &str) {
 }
 
 async fn control(s: &dyn Store, job_id: &str, action: JobAction) -> JobControl {
-    s.control_job(job_id, action, "alice").await.expect("control")
+    s.control_job(job_id, action, "alice")
+        .await
+        .expect("control")
 }
 
 fn done(c: JobControl) -> tradeloom_store::Job {
@@ -49,13 +51,22 @@ async fn pause_resume_cancel_follow_the_allowed_transitions(t: Ctx) {
     let s = &*t.store;
     let job = create(s, "ctl", &["m1"], &[2, 3]).await;
     // Resume of a job that is not paused: refused, unchanged.
-    assert_eq!(refused(control(s, &job.id, JobAction::Resume).await), JobStatus::Pending);
+    assert_eq!(
+        refused(control(s, &job.id, JobAction::Resume).await),
+        JobStatus::Pending
+    );
     s.mark_job_running(&job.id).await.expect("running");
-    assert_eq!(refused(control(s, &job.id, JobAction::Resume).await), JobStatus::Running);
+    assert_eq!(
+        refused(control(s, &job.id, JobAction::Resume).await),
+        JobStatus::Running
+    );
     let paused = done(control(s, &job.id, JobAction::Pause).await);
     assert_eq!(paused.status, JobStatus::Paused);
     assert!(!paused.status.is_terminal());
-    assert_eq!(refused(control(s, &job.id, JobAction::Pause).await), JobStatus::Paused);
+    assert_eq!(
+        refused(control(s, &job.id, JobAction::Pause).await),
+        JobStatus::Paused
+    );
     // The paused job still holds its config's slot: no second job of the same config.
     let dup = s
         .create_job(crate::fixtures::new_job("ctl", &["m1"], &[2, 3]))
@@ -69,10 +80,14 @@ async fn pause_resume_cancel_follow_the_allowed_transitions(t: Ctx) {
     let ended = s.refresh_job_status(&job.id).await.expect("refresh");
     assert_eq!(ended.status, JobStatus::Completed);
     for action in [JobAction::Pause, JobAction::Resume, JobAction::Cancel] {
-        assert_eq!(refused(control(s, &job.id, action).await), JobStatus::Completed);
+        assert_eq!(
+            refused(control(s, &job.id, action).await),
+            JobStatus::Completed
+        );
     }
     assert!(matches!(
-        s.control_job("no-such-job", JobAction::Pause, "alice").await,
+        s.control_job("no-such-job", JobAction::Pause, "alice")
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     // Each action that happened is journaled with who asked and the status before.
@@ -113,7 +128,10 @@ async fn a_paused_job_starts_no_day_and_keeps_its_status(t: Ctx) {
         .expect("claimed");
     done(control(s, &job.id, JobAction::Pause).await);
     assert!(
-        s.claim_model_day(&k2, LEASE).await.expect("claim").is_none(),
+        s.claim_model_day(&k2, LEASE)
+            .await
+            .expect("claim")
+            .is_none(),
         "no day of a paused job starts"
     );
     // The day in flight finishes and is kept; the job stays paused while days are left.
@@ -126,7 +144,12 @@ async fn a_paused_job_starts_no_day_and_keeps_its_status(t: Ctx) {
     // `current` lists pending and running jobs only.
     assert!(s.current_job().await.expect("current").is_none());
     done(control(s, &job.id, JobAction::Resume).await);
-    assert!(s.claim_model_day(&k2, LEASE).await.expect("claim").is_some());
+    assert!(
+        s.claim_model_day(&k2, LEASE)
+            .await
+            .expect("claim")
+            .is_some()
+    );
 }
 
 async fn a_cancel_stops_the_days_not_started_and_a_retrigger_runs_them(t: Ctx) {
@@ -252,7 +275,10 @@ async fn sqlite_migration_0013_keeps_jobs_days_and_their_children() {
         .model_day(&ModelDayKey::new("j1", "m", date(2)))
         .await
         .expect("day");
-    assert_eq!((day.status, day.tool_calls), (ModelDayStatus::Completed, Some(2)));
+    assert_eq!(
+        (day.status, day.tool_calls),
+        (ModelDayStatus::Completed, Some(2))
+    );
     assert_eq!(
         store
             .trades(&ModelDayKey::new("j1", "m", date(2)))
