@@ -293,6 +293,17 @@ impl Simulator {
                 "model-days refused by the kill switch (risk.kill_switch); trigger the same config again after release to run them"
             );
         }
+        if job.status == JobStatus::Cancelled {
+            // Its in-flight days are done: nobody runs it any more (a trigger of its config
+            // from any process may run the cancelled days).
+            record(
+                &*self.store,
+                job_id,
+                crate::job_owner::RELEASE_EVENT,
+                json!({"reason": "cancelled", "owner": tradeloom_safety::ProcessOwner::current()}),
+            )
+            .await?;
+        }
         for warning in job_warnings(&*self.store, &job).await? {
             tracing::warn!(warning = %warning, "simulation job warning");
         }

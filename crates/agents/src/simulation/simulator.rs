@@ -146,6 +146,16 @@ impl Simulator {
                 self.store.reset_running_model_days(&job.id).await?;
                 return Ok(TriggerOutcome::Started { job, resumed: true });
             }
+            if job.status == JobStatus::Cancelled {
+                // Its in-flight days may still be finishing (here or in another process)…
+                if self.running.lock().await.contains(&job.id)
+                    || crate::job_owner::owned_elsewhere(&*self.store, &job.id).await?
+                {
+                    return Ok(TriggerOutcome::AlreadyRunning(job));
+                }
+                // … or were left `running` by a process that died after the cancel.
+                self.store.reset_running_model_days(&job.id).await?;
+            }
             if self.store.retry_failed_model_days(&job.id).await? == 0 {
                 return Ok(TriggerOutcome::Current(job));
             }

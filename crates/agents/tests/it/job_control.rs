@@ -195,6 +195,22 @@ async fn cancel_ends_the_job_and_its_days_not_started() {
             ..
         })
     ));
+    // A trigger of the same config runs the cancelled days (the cancelled job is released).
+    for _ in 0..100 {
+        if sim.running_jobs().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = sim.trigger(&config).await.unwrap();
+    assert!(
+        matches!(&again, TriggerOutcome::Started { job: j, resumed: true } if j.id == job.id),
+        "{again:?}"
+    );
+    until(&*store, &job.id, "done", |r| r.job.status.is_terminal()).await;
+    let rerun = store.job_report(&job.id).await.unwrap();
+    assert_eq!(rerun.job.status, JobStatus::Completed);
+    assert_eq!(rerun.progress.completed, 14);
     assert!(matches!(
         sim.cancel("no-such-job", "tester").await,
         Err(AgentError::Store(
