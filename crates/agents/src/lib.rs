@@ -5,6 +5,7 @@
 //!
 //! [`LlmProvider`]: tradeloom_llm::LlmProvider
 
+pub mod ai_trader;
 mod book;
 mod calc;
 mod config;
@@ -12,6 +13,8 @@ mod config_dir;
 mod error;
 mod job_folder;
 mod job_owner;
+mod news_search;
+pub mod openai_env;
 mod order_gate;
 mod schema;
 mod session;
@@ -28,6 +31,7 @@ pub use config_dir::{ConfigDir, ConfigFile, ConfigPathError, MAX_CONFIG_BYTES};
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_file};
 pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_elsewhere};
+pub use news_search::{NewsHit, search_config_news};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};
 pub use schema::validate as validate_arguments;
 pub use session::{
@@ -35,7 +39,7 @@ pub use session::{
     run_session_gated, session_prompt,
 };
 pub use simulation::{
-    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings, run_to_end,
-    tool_use_warnings,
+    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings,
+    resume_to_end, run_to_end, tool_use_warnings,
 };
-pub use tools::{SessionView, TOOL_NAMES, ToolBox, ToolError, tool_specs};
+pub use tools::{SessionView, TOOL_NAMES, ToolBox, ToolError, session_clock, tool_specs};
