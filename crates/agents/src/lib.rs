@@ -42,6 +42,6 @@ pub use simulation::{
     tool_use_warnings,
 };
 pub use tools::{
-    ALL_TOOL_NAMES, MAX_BARS, SessionView, TOOL_NAMES, ToolBox, ToolError, all_tool_specs, call_calc,
-    tool_spec, tool_specs,
+    ALL_TOOL_NAMES, MAX_BARS, SessionView, TOOL_NAMES, ToolBox, ToolError, all_tool_specs,
+    call_calc, tool_spec, tool_specs,
 };

@@ -234,10 +234,7 @@ impl Evidence {
     fn describe(&self) -> String {
         let mut parts = Vec::new();
         if let Some((first, last)) = self.closes {
-            parts.push(format!(
-                "closes {first} → {last} over {} bars",
-                self.bars
-            ));
+            parts.push(format!("closes {first} → {last} over {} bars", self.bars));
         }
         if let Some(price) = self.price {
             parts.push(format!("price {price}"));
@@ -512,11 +509,13 @@ fn analyst(task: &Task) -> Value {
     let hash = fnv1a(task.text.as_bytes());
     let argued = argued_side(&task.text);
     let evidence = Evidence::of(task);
-    let stance = argued.or_else(|| evidence.trend()).unwrap_or(match hash % 3 {
-        0 => Stance::Bull,
-        1 => Stance::Bear,
-        _ => Stance::Neutral,
-    });
+    let stance = argued
+        .or_else(|| evidence.trend())
+        .unwrap_or(match hash % 3 {
+            0 => Stance::Bull,
+            1 => Stance::Bear,
+            _ => Stance::Neutral,
+        });
     let confidence = format!("0.{}", 50 + (hash >> 8) % 50);
     let symbol = task.symbol();
     let points = stance.points();

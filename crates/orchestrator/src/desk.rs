@@ -121,12 +121,24 @@ pub async fn open_desk(
     })
 }
 
+/// `<data_dir>/workflow-orders/<workflow_run_id>/<node_id>.json`: the output of the order a
+/// workflow run's node executed, written (synced) once its run folder is sealed. An attempt that
+/// finds it answers with it instead of ordering again: a node retried after a crash, or
+/// re-emitted by a coordinator, never executes its order twice.
+pub fn order_record(data_dir: &Path, workflow_run_id: &str, node_id: &str) -> PathBuf {
+    data_dir
+        .join("workflow-orders")
+        .join(workflow_run_id)
+        .join(format!("{node_id}.json"))
+}
+
 /// Runs an `order` node: the proposal rendered and read, executed on a fresh book of the
 /// market's `initial_cash` with the kill switches of the global scope and of the workflow run
 /// in front of it, and journaled in a new run folder. A proposal that holds makes no order and
 /// no folder. Output: `run_id`, `run_dir`, `status` (`filled`, `not_filled`, `refused`,
 /// `no_order`), `fills`, `reason` (when nothing filled), `as_of`, `reference_price`, `proposal`,
-/// `cash_after`.
+/// `cash_after`; `replayed: true` when an earlier attempt of the node executed it (see
+/// [`order_record`]).
 pub async fn order(
     env: &NodeEnv,
     node: &OrderNode,
@@ -134,6 +146,13 @@ pub async fn order(
     workflow_run_id: &str,
     node_id: &str,
 ) -> Result<Value, NodeError> {
+    let record_file = order_record(&env.data_dir, workflow_run_id, node_id);
+    if let Ok(text) = std::fs::read_to_string(&record_file)
+        && let Ok(mut done) = serde_json::from_str::<Value>(&text)
+    {
+        done["replayed"] = json!(true);
+        return Ok(done);
+    }
     let rendered = node
         .proposal
         .render(context)
@@ -174,10 +193,19 @@ pub async fn order(
             created_at,
             started,
         };
-        record
-            .write(&folder)
-            .map_err(|e| NodeError::transient(format!("run folder {}: {e}", folder.dir.display())))?;
-        Ok(record.output(&folder))
+        record.write(&folder).map_err(|e| {
+            NodeError::transient(format!("run folder {}: {e}", folder.dir.display()))
+        })?;
+        let output = record.output(&folder);
+        // The order is executed: from now on every attempt of this node answers with it.
+        if let Err(e) = tradeloom_safety::write_atomic(
+            &record_file,
+            output.to_string().as_bytes(),
+            tradeloom_safety::Durability::Synced,
+        ) {
+            tracing::warn!(error = %e, "order record not saved");
+        }
+        Ok(output)
     })
     .await
     .map_err(|e| NodeError::transient(format!("order task: {e}")))?
@@ -295,10 +323,8 @@ impl OrderRecord<'_> {
             Side::Buy => OrderSide::Buy,
             Side::Sell => OrderSide::Sell,
         };
-        let quantity = Quantity::from_int(
-            u32::try_from(self.proposal.quantity).unwrap_or(u32::MAX),
-            0,
-        );
+        let quantity =
+            Quantity::from_int(u32::try_from(self.proposal.quantity).unwrap_or(u32::MAX), 0);
         let limit = self
             .proposal
             .limit
@@ -317,14 +343,14 @@ impl OrderRecord<'_> {
             ts,
             strategy: self.name.to_string(),
             fill_model,
-            instruments: symbol.iter().cloned().collect(),
+            instruments: symbol.iter().copied().collect(),
             initial_cash: self.desk.initial_cash,
         }];
         if let Some(symbol) = &symbol {
             events.push(Event::OrderSubmitted {
                 ts,
                 order_id,
-                symbol: symbol.clone(),
+                symbol: *symbol,
                 side,
                 order_type: if limit.is_some() {
                     OrderType::Limit
@@ -345,7 +371,7 @@ impl OrderRecord<'_> {
                         ts,
                         order_id,
                         fill_id: 1,
-                        symbol: symbol.clone(),
+                        symbol: *symbol,
                         side,
                         quantity: e.quantity,
                         price: e.price,
@@ -502,7 +528,11 @@ impl OrderRecord<'_> {
     fn equity(&self) -> Money {
         let view = self.desk.view();
         self.book
-            .mark(|s| view.reference_price(s).ok().or_else(|| view.closing_price(s)))
+            .mark(|s| {
+                view.reference_price(s)
+                    .ok()
+                    .or_else(|| view.closing_price(s))
+            })
             .map_or(self.book.cash(), |(_, total)| total)
     }
 }

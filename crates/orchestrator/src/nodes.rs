@@ -370,7 +370,13 @@ async fn agent(
                 let result = run_patch(coordinator, a, &call.arguments).await;
                 (args, result)
             } else {
-                market_tool(toolbox.as_mut(), &node.tools, step, &call.name, &call.arguments)
+                market_tool(
+                    toolbox.as_mut(),
+                    &node.tools,
+                    step,
+                    &call.name,
+                    &call.arguments,
+                )
             };
             let mut entry = json!({"step": step, "tool": call.name, "arguments": args});
             if let Some(e) = result.get("error") {
@@ -450,7 +456,8 @@ fn market_tool(
     name: &str,
     arguments: &str,
 ) -> (Value, Value) {
-    let raw = || serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.into()));
+    let raw =
+        || serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.into()));
     if !allowed.iter().any(|t| t == name) {
         let error = format!("unknown tool `{name}`; available: {}", allowed.join(", "));
         return (raw(), json!({ "error": error }));

@@ -16,13 +16,14 @@ use crate::error::CompileErrorKind as Kind;
 use crate::field_path::FieldPath;
 use crate::ir::{
     AgentNode, BacktestNode, HeaderSource, HitlNode, HitlNotify, HttpNode, MarketNode, NodeKind,
-    OrderNode, PaperNode, ScriptNode, SimulateNode, SimulationSource, TransformNode, WaitNode, WebhookUrl,
+    OrderNode, PaperNode, ScriptNode, SimulateNode, SimulationSource, TransformNode, WaitNode,
+    WebhookUrl,
 };
 use crate::limits::{MAX_AGENT_STEPS, MAX_EXPIRY_MS, MAX_WAIT_MS, describe_ms};
 use crate::node_config::{
     AGENT_TOOLS, AgentConfig, BacktestConfig, ChatId, HeaderConfig, HitlConfig, HttpConfig,
-    MARKET_TOOLS, MarketConfig, ModelConfig, NotifyConfig, OrderConfig, PaperConfig, ScriptConfig, SimulateConfig, TransformConfig,
-    WaitConfig, WebhookFormat, is_env_name, is_sensitive_header,
+    MARKET_TOOLS, MarketConfig, ModelConfig, NotifyConfig, OrderConfig, PaperConfig, ScriptConfig,
+    SimulateConfig, TransformConfig, WaitConfig, WebhookFormat, is_env_name, is_sensitive_header,
 };
 
 impl<'d> Compiler<'d> {
@@ -650,7 +651,11 @@ impl<'d> Compiler<'d> {
             }
             for (k, symbol) in symbols.iter().enumerate() {
                 if symbol.trim().is_empty() {
-                    self.error(Kind::Config, at.key("symbols").index(k), "must not be empty");
+                    self.error(
+                        Kind::Config,
+                        at.key("symbols").index(k),
+                        "must not be empty",
+                    );
                     ok = false;
                 }
             }

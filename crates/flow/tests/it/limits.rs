@@ -310,7 +310,10 @@ fn market_tools_need_a_market_and_typos_get_a_suggestion() {
         "model": model, "prompt": "go", "tools": ["get_bars"],
         "market": {"universe": " ", "as_of": "2025-01-02", "initial_cash": 0, "currency": "XX", "fee_bps": 10000, "reference_price": "noon"}}}));
     assert_eq!(r.len(), 1, "{r:?}");
-    assert!(r[0].starts_with("nodes[0].config.market.reference_price: unknown variant `noon`"), "{r:?}");
+    assert!(
+        r[0].starts_with("nodes[0].config.market.reference_price: unknown variant `noon`"),
+        "{r:?}"
+    );
     let r = node_errors(json!({"id": "a", "type": "agent", "config": {
         "model": model, "prompt": "go", "tools": ["get_bars"],
         "market": {"universe": " ", "as_of": "2025-01-02", "initial_cash": 0, "currency": "usd"}}}));

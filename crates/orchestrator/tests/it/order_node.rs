@@ -173,7 +173,11 @@ async fn the_trading_team_fills_on_approve_and_orders_nothing_on_reject() {
     let s = statuses(&view);
     assert_eq!(
         (s["order"], s["stop"], s["vetoed"]),
-        (NodeStatus::Completed, NodeStatus::Skipped, NodeStatus::Skipped),
+        (
+            NodeStatus::Completed,
+            NodeStatus::Skipped,
+            NodeStatus::Skipped
+        ),
         "{s:?}"
     );
     let trader = desk.output(&view, "trader").await;
@@ -383,7 +387,13 @@ async fn orders_refused_by_the_kill_switch_limit_or_cash_say_why() {
         (&json!("not_filled"), &json!("order.limit_not_reached")),
         "{order}"
     );
-    assert!(order["reason"].as_str().unwrap().contains("limit 1: the open reference price on 2025-02-03 is 442.49"), "{order}");
+    assert!(
+        order["reason"]
+            .as_str()
+            .unwrap()
+            .contains("limit 1: the open reference price on 2025-02-03 is 442.49"),
+        "{order}"
+    );
 
     // More than the cash pays for: refused by the book, as in a simulation.
     let workflow = desk
@@ -398,7 +408,10 @@ async fn orders_refused_by_the_kill_switch_limit_or_cash_say_why() {
     let order = desk.output(&desk.finished(&run).await, "order").await;
     assert_eq!(order["code"], "account.insufficient_cash", "{order}");
     assert!(
-        order["reason"].as_str().unwrap().starts_with("insufficient cash"),
+        order["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("insufficient cash"),
         "{order}"
     );
 
@@ -429,4 +442,51 @@ async fn orders_refused_by_the_kill_switch_limit_or_cash_say_why() {
         "{error}"
     );
     desk.runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_order_node_answers_with_its_first_order_and_orders_once() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let env = tradeloom_orchestrator::nodes::NodeEnv {
+        http: tradeloom_net::GuardedClient::strict(),
+        secrets: tradeloom_net::SecretEnv::default(),
+        simulator: None,
+        data_dir: data.clone(),
+        base_dir: repo(),
+        config_dir: None,
+        engine_runs: Arc::new(tradeloom_orchestrator::EngineRuns::new(
+            data.clone(),
+            None,
+            Arc::new(tokio::sync::Notify::new()),
+            tradeloom_net::SsrfPolicy::default(),
+        )),
+    };
+    let definition = from_json_value(&json!({"name": "once", "nodes": [
+        {"id": "buy", "type": "order", "config": {
+            "market": {"universe": "examples/universe", "as_of": "2025-02-03"},
+            "proposal": {"symbol": "AAA", "side": "buy", "quantity": 3}}}
+    ]}))
+    .unwrap();
+    let ir = compile(&definition).unwrap().ir;
+    let tradeloom_flow::ir::NodeKind::Order(node) = ir.node("buy").unwrap().kind() else {
+        panic!("buy is an order node")
+    };
+    let context = json!({"inputs": {}});
+    let order =
+        |run: &'static str| tradeloom_orchestrator::desk::order(&env, node, &context, run, "buy");
+    let first = order("run-1").await.unwrap();
+    assert_eq!(first["status"], "filled", "{first}");
+    assert!(first.get("replayed").is_none(), "{first}");
+    // The same node of the same run again (a retry, a re-emitted task): no second order.
+    let again = order("run-1").await.unwrap();
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(again["run_id"], first["run_id"]);
+    assert_eq!(again["fills"], first["fills"]);
+    let folders = || std::fs::read_dir(data.join("runs")).unwrap().count();
+    assert_eq!(folders(), 1);
+    // Another run's node orders for itself.
+    let other = order("run-2").await.unwrap();
+    assert_ne!(other["run_id"], first["run_id"]);
+    assert_eq!(folders(), 2);
 }

@@ -171,7 +171,13 @@ async fn a_workflow_with_an_unknown_agent_tool_is_422_naming_the_node_and_the_to
     let errors = v["details"]["errors"].as_array().unwrap();
     let lines: Vec<String> = errors
         .iter()
-        .map(|e| format!("{}: {}", e["path"].as_str().unwrap(), e["message"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["path"].as_str().unwrap(),
+                e["message"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(
@@ -179,7 +185,9 @@ async fn a_workflow_with_an_unknown_agent_tool_is_422_naming_the_node_and_the_to
         "nodes[0].config.tools[0]: node `analyst`: unknown tool `get_bar` (did you mean `get_bars`?); workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news"
     );
     assert!(
-        lines[1].starts_with("nodes[1].config.market: node `trader`: tool `get_price` reads the market"),
+        lines[1].starts_with(
+            "nodes[1].config.market: node `trader`: tool `get_price` reads the market"
+        ),
         "{lines:?}"
     );
 }
