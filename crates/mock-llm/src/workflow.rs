@@ -921,6 +921,90 @@ mod tests {
     }
 
     #[test]
+    fn an_analyst_with_market_tools_reads_them_and_follows_the_trend() {
+        let opening = [Message::user(
+            "Assess the stock. Answer in JSON.\nInputs: {\"symbol\": \"AAA\"}",
+        )];
+        let tools = ["get_bars", "get_price", "search_news", "calc"];
+        assert_eq!(
+            called(WorkflowRole::Analyst, &opening, &tools),
+            vec![
+                (
+                    "get_bars".to_owned(),
+                    json!({"symbol": "AAA", "days": ANALYST_BARS})
+                ),
+                ("get_price".to_owned(), json!({"symbol": "AAA"})),
+                (
+                    "search_news".to_owned(),
+                    json!({"query": "AAA", "limit": 3})
+                ),
+            ]
+        );
+        for (first, last, stance) in [("100.00", "104.50", "bull"), ("100.00", "95.25", "bear")] {
+            let bars = json!({"symbol": "AAA", "count": 2, "bars": [
+                {"date": "2025-03-03", "close": first}, {"date": "2025-03-04", "close": last}]});
+            let messages = after_call(
+                &opening,
+                "get_bars",
+                &json!({"symbol": "AAA"}),
+                &bars.to_string(),
+            );
+            let answer = answered(WorkflowRole::Analyst, &messages, &tools);
+            assert_eq!(answer["stance"], stance, "{answer}");
+            assert_eq!(answer["data"]["bars"], 2, "{answer}");
+            assert_eq!(answer["data"]["last_bar"], "2025-03-04", "{answer}");
+        }
+        // Without market tools it answers at once, as before.
+        assert!(
+            answered(WorkflowRole::Analyst, &opening, &["calc"])
+                .get("data")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_trader_with_market_tools_cuts_a_buy_to_its_cash() {
+        let opening = [Message::user(
+            "Propose an order.\nInputs: {\"symbol\": \"AAA\", \"a\": {\"stance\": \"bull\"}, \"b\": {\"stance\": \"bull\"}, \"c\": {\"stance\": \"bull\"}}",
+        )];
+        let tools = ["get_price", "get_portfolio"];
+        assert_eq!(
+            called(WorkflowRole::Trader, &opening, &tools),
+            vec![
+                ("get_price".to_owned(), json!({"symbol": "AAA"})),
+                ("get_portfolio".to_owned(), json!({})),
+            ]
+        );
+        let mut messages = opening.to_vec();
+        messages.push(Message {
+            role: Role::Assistant,
+            content: None,
+            tool_calls: vec![
+                ToolCallRequest {
+                    id: "p".into(),
+                    name: "get_price".into(),
+                    arguments: "{}".into(),
+                },
+                ToolCallRequest {
+                    id: "b".into(),
+                    name: "get_portfolio".into(),
+                    arguments: "{}".into(),
+                },
+            ],
+            tool_call_id: None,
+        });
+        messages.push(Message::tool("p", r#"{"price": "400.00"}"#));
+        messages.push(Message::tool("b", r#"{"cash": "10000.00"}"#));
+        let answer = answered(WorkflowRole::Trader, &messages, &tools);
+        // 3 bull, 0 bear: 30 wanted, 24 affordable (99 % of 10,000 at 400).
+        assert_eq!(
+            (&answer["action"], &answer["quantity"], &answer["price"]),
+            (&json!("buy"), &json!(24), &json!("400")),
+            "{answer}"
+        );
+    }
+
+    #[test]
     fn calculator_calls_calc_then_answers_its_value() {
         let opening = [Message::user(
             "Work it out.\ncalc: (100 - 4) * 2\ncalc: 1 + 1",
