@@ -282,6 +282,20 @@ async fn trading_team_orders_when_approved_and_stops_when_rejected() {
     );
     let (status, listed) = send(api.client.get(format!("{}/runs/{order_run}", api.url))).await;
     assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["mode"], "order", "{listed}");
+    // The exporter counts the order from its journal; a report is not made for it.
+    let out = crate::tradeloom(data.path(), &["metrics", "export"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fills = text
+        .lines()
+        .find(|l| l.starts_with("tradeloom_run_fills_total{") && l.contains(order_run))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(fills.ends_with(" 1"), "{fills}");
+    let out = crate::tradeloom(data.path(), &["report", order_run]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("workflow `order` node"), "{err}");
 
     // Rejected: the stop branch runs and no order is made.
     let runs_before = std::fs::read_dir(data.path().join("runs")).unwrap().count();
