@@ -292,10 +292,12 @@ async fn trading_team_orders_when_approved_and_stops_when_rejected() {
         .find(|l| l.starts_with("tradeloom_run_fills_total{") && l.contains(order_run))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(fills.ends_with(" 1"), "{fills}");
-    let out = crate::tradeloom(data.path(), &["report", order_run]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("workflow `order` node"), "{err}");
+    for command in ["report", "reconcile"] {
+        let out = crate::tradeloom(data.path(), &[command, order_run]);
+        assert!(!out.status.success(), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("workflow `order` node"), "{command}: {err}");
+    }
 
     // Rejected: the stop branch runs and no order is made.
     let runs_before = std::fs::read_dir(data.path().join("runs")).unwrap().count();
