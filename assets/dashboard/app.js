@@ -398,7 +398,7 @@
 
   function progressText(p) {
     if (!p) return "";
-    return p.completed + " / " + p.total_model_days + " model-days done" + (p.failed ? ", " + p.failed + " failed" : "") + (p.running ? ", " + p.running + " running" : "");
+    return p.completed + " / " + p.total_model_days + " model-days done" + (p.failed ? ", " + p.failed + " failed" : "") + (p.cancelled ? ", " + p.cancelled + " cancelled" : "") + (p.running ? ", " + p.running + " running" : "");
   }
 
   async function jobPage(id) {
@@ -422,8 +422,9 @@
     async function refresh() {
       const s = await api("/simulate/status/" + encodeURIComponent(id) + "?details_limit=" + DAYS + "&details_offset=" + daysOffset);
       if (!here()) return s.status;
-      const p = s.progress, pct = p.total_model_days ? Math.round(100 * (p.completed + p.failed + (p.refused || 0)) / p.total_model_days) : 0;
-      put(progress, h("p", {}, pill(s.status), " ", progressText(p), " ", h("progress", { max: 100, value: pct }), " " + pct + " %"));
+      const p = s.progress, pct = p.total_model_days ? Math.round(100 * (p.completed + p.failed + (p.refused || 0) + (p.cancelled || 0)) / p.total_model_days) : 0;
+      put(progress, h("p", {}, pill(s.status), " ", progressText(p), " ", h("progress", { max: 100, value: pct }), " " + pct + " %"),
+        operator(jobControls(s.status)));
       try {
         const lb = await api("/results/leaderboard?job_id=" + encodeURIComponent(id));
         put(board, table(["#", "model", "final value", "return", "sharpe", "max dd", "trades", "tool calls", "days"], lb.models, (m) => h("tr", {},
@@ -454,6 +455,24 @@
           h("span", { class: "muted" }, s.details_total ? (daysOffset + 1) + "–" + (daysOffset + s.details.length) + " of " + s.details_total : "0 model-days"),
           h("button", { type: "button", disabled: !s.details_next_offset, onclick: () => turn(s.details_next_offset) }, "Next ›")));
       return s.status;
+    }
+    // Pause / Resume / Cancel, as the job's status allows (the API answers 409 otherwise).
+    function jobControls(st) {
+      const act = (action, done) => async () => {
+        if (action === "cancel" && !(await confirmBox("Cancel this job?", "Model-days not started are cancelled; those running finish. Triggering the same config again runs the cancelled days."))) return;
+        try {
+          await api("/simulate/" + encodeURIComponent(id) + "/" + action, { method: "POST" });
+          banner("Job " + done + ".", true);
+        } catch (e) { banner("Not " + done + ": " + e.message); }
+        refresh().catch(() => { });
+      };
+      const unfinished = ["pending", "running", "interrupted", "paused"].includes(st);
+      if (!unfinished) return null;
+      return h("div", { class: "row", id: "job-controls" },
+        st === "paused"
+          ? h("button", { type: "button", class: "ok", id: "job-resume", onclick: act("resume", "resumed") }, "Resume")
+          : h("button", { type: "button", id: "job-pause", onclick: act("pause", "paused") }, "Pause"),
+        h("button", { type: "button", class: "danger", id: "job-cancel", onclick: act("cancel", "cancelled") }, "Cancel"));
     }
     async function modelDay(job, model, date) {
       const r = await api("/results?job_id=" + encodeURIComponent(job) + "&model=" + encodeURIComponent(model) + "&date=" + date + "&detail=full");

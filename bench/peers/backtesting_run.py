@@ -5,12 +5,15 @@ Usage: python backtesting_run.py BARS.csv FAST SLOW CASH
 The work of `tradeloom run` on the bench spec: SMA(FAST) and SMA(SLOW) of closes; on a cross up
 close any short and buy 1, on a cross down close any long and sell 1; market orders filled at the
 next bar's open (backtesting.py's default, `trade_on_close=False`), no commission. Prints one JSON
-line: closed round trips and final equity (cash + the open position at the last close).
+line: closed round trips and final equity (cash + the open position at the last close), and the
+wall and CPU milliseconds of `Backtest(...).run()` alone (`run_wall_ms`, `run_cpu_ms`: the
+figure a warm process compares, bench/python_strategies.py).
 """
 
 import importlib.metadata
 import json
 import sys
+import time
 import warnings
 
 import pandas as pd
@@ -42,7 +45,10 @@ frame = pd.read_csv(path, index_col="timestamp", parse_dates=["timestamp"])
 frame.columns = [c.capitalize() for c in frame.columns]
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
+    wall, cpu = time.perf_counter(), time.process_time()
     stats = Backtest(frame, SmaCross, cash=cash, commission=0.0).run()
+    run_cpu_ms = (time.process_time() - cpu) * 1e3
+    run_wall_ms = (time.perf_counter() - wall) * 1e3
 
 print(
     json.dumps(
@@ -52,6 +58,8 @@ print(
             "bars": len(frame),
             "trades": int(stats["# Trades"]),
             "final_equity": float(stats["Equity Final [$]"]),
+            "run_wall_ms": run_wall_ms,
+            "run_cpu_ms": run_cpu_ms,
         }
     )
 )

@@ -3,10 +3,11 @@ the ``tradeloom`` command.
 
 >>> import tradeloom
 >>> result = tradeloom.backtest("examples/specs/goog_sma_cross.yaml")
->>> result.metrics["total_return"], result.fills.num_rows
+>>> result.metrics["total_return_pct"], result.fills.num_rows
 
-``spec`` is a run spec file or the same spec as a dict; ``data`` replaces the spec's bar files
-with frames (pandas, polars or pyarrow), one per instrument. Every run writes a run folder under
+``spec`` is a run spec file or the same spec as a dict; ``strategy`` a
+:class:`tradeloom.Strategy` object run in process in place of the spec's strategy; ``data``
+replaces the spec's bar files with frames (pandas, polars or pyarrow), one per instrument. Every run writes a run folder under
 the data dir (``data_dir=``, else ``$TRADELOOM_DATA_DIR``, else ``tradeloom-data``) with its
 journal, hashes, metrics and report, exactly as ``tradeloom run`` does; ``tradeloom verify
 RUN_ID`` checks it.
@@ -19,10 +20,38 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-__all__ = ["backtest", "Result", "SpecError", "RunFailed", "__version__"]
+__all__ = [
+    "backtest",
+    "Result",
+    "Strategy",
+    "Context",
+    "Bar",
+    "Fill",
+    "Order",
+    "SMA",
+    "EMA",
+    "RollingStd",
+    "Crossover",
+    "SpecError",
+    "RunFailed",
+    "__version__",
+]
 
-from ._tradeloom import RunFailed, SpecError, __version__
+from ._tradeloom import (
+    EMA,
+    SMA,
+    Bar,
+    Context,
+    Crossover,
+    Fill,
+    Order,
+    RollingStd,
+    RunFailed,
+    SpecError,
+    __version__,
+)
 from ._tradeloom import run_spec as _run_spec, run_spec_text as _run_spec_text
+from .strategy import Strategy, _describe
 
 SpecLike = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
@@ -132,23 +161,49 @@ def _write_frames(data: Any, folder: Path) -> dict:
 
 def backtest(
     spec: SpecLike,
+    strategy: Optional[Strategy] = None,
     data: Any = None,
     data_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
 ) -> Result:
     """Runs a backtest of ``spec`` and returns its :class:`Result`.
 
     ``spec`` is a run spec file (YAML) or the spec as a dict (its relative paths resolve
-    against the current folder). ``data``, a frame (pandas, polars or pyarrow) for a
+    against the current folder). ``strategy``, an instance of a :class:`Strategy` subclass,
+    runs in this process in place of the spec's strategy (which may then be left out); the
+    run's spec records it as ``python:module.Class`` with its ``params``. An object runs once:
+    make a new one for each backtest. ``data``, a frame (pandas, polars or pyarrow) for a
     one-instrument spec or a dict of frames by symbol, replaces the spec's bar files: each is
     written as Parquet under ``<data_dir>/frames/`` (named by its sha256) and hashed into the
     run like any bar file. Raises :class:`SpecError` if the spec or data is refused (no run
     folder is made) and :class:`RunFailed` if the run fails (its folder says why)."""
+    described = None if strategy is None else _describe(strategy)
     target = _data_dir(data_dir)
+    if strategy is not None:
+        if getattr(strategy, "_tradeloom_ran", False):
+            raise ValueError(
+                "strategy: this object already ran a backtest (its state, indicators "
+                "included, is that run's); make a new one for each backtest"
+            )
     paths = None if data is None else _write_frames(data, target / "frames")
-    if isinstance(spec, Mapping):
-        text = json.dumps(spec)
-        place = os.path.join(os.getcwd(), "<spec dict>")
-        run_id, run_dir, status = _run_spec_text(text, place, os.fspath(target), paths)
-    else:
-        run_id, run_dir, status = _run_spec(os.fspath(spec), os.fspath(target), paths)
+    if strategy is not None:
+        strategy._tradeloom_ran = True
+    try:
+        if isinstance(spec, Mapping):
+            spec = dict(spec)
+            if described is not None:
+                spec["strategy"] = {"name": described[1]}
+            text = json.dumps(spec)
+            place = os.path.join(os.getcwd(), "<spec dict>")
+            run_id, run_dir, status = _run_spec_text(
+                text, place, os.fspath(target), paths, described
+            )
+        else:
+            run_id, run_dir, status = _run_spec(
+                os.fspath(spec), os.fspath(target), paths, described
+            )
+    except SpecError:
+        # Refused before the strategy saw a bar: the object is still fresh.
+        if strategy is not None:
+            strategy._tradeloom_ran = False
+        raise
     return Result(run_id, run_dir, status)

@@ -133,6 +133,7 @@ before(async () => {
   viewerKey = JSON.parse(run(["keys", "create", "--name", "watcher", "--role", "viewer", "--json", "--data-dir", dataDir])).key;
 
   const mock = await service(["mock-llm", "--addr", "127.0.0.1:0"]);
+  ids.mock = mock;
   fs.mkdirSync(path.join(configDir, "simulations"), { recursive: true });
   fs.writeFileSync(path.join(configDir, "simulations", "browser.yaml"), [
     "models:",
@@ -348,4 +349,44 @@ test("a viewer key sees no operator buttons, and the API refuses the action if f
   assert.equal(state.data.global.engaged, false, "the viewer did not engage it");
   await p.context().close();
   noPageErrors();
+});
+
+test("a running job is paused, resumed and cancelled from its page", { skip: !enabled }, async () => {
+  // Slow model-days (~300 ms per LLM call), so that the job is still running between clicks.
+  const started = await api("POST", "/simulate/trigger", { config: {
+    models: [{ name: "slow", base_url: ids.mock + "/v1", model: "fault-slow-300" }],
+    universe: { path: path.join(configDir, "universe") },
+    start_date: "2025-01-02", end_date: "2025-02-28", max_steps: 6,
+  } });
+  assert.equal(started.status, 202, JSON.stringify(started.data));
+  const job = started.data.job_id;
+  const status = async () => (await api("GET", "/simulate/status/" + job + "?details_limit=1")).data;
+  try {
+    const viewer = await page(viewerKey);
+    await visit(viewer, "#/jobs/" + job);
+    await viewer.waitForSelector("#job-progress .pill");
+    assert.equal(await viewer.$("#job-controls"), null, "a viewer gets no job controls");
+    await viewer.context().close();
+
+    const p = await page(operatorKey);
+    await visit(p, "#/jobs/" + job);
+    await p.click("#job-pause");
+    await until("the job paused", async () => (await status()).status === "paused");
+    await p.waitForSelector("#job-resume");
+    assert.match(await p.textContent("#job-progress"), /paused/);
+    await shot(p, "job-paused");
+    await p.click("#job-resume");
+    await until("the job running again", async () => (await status()).status === "running");
+    await p.waitForSelector("#job-pause");
+    await p.click("#job-cancel");
+    await p.click("#confirm-ok");
+    await until("the job cancelled", async () => (await status()).status === "cancelled");
+    await p.waitForFunction(() => !document.getElementById("job-controls"));
+    const end = await status();
+    assert.ok(end.progress.cancelled > 0, JSON.stringify(end.progress));
+    await p.context().close();
+    noPageErrors();
+  } finally {
+    await api("POST", "/simulate/" + job + "/cancel");
+  }
 });

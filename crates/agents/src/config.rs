@@ -39,6 +39,9 @@ pub struct ModelConfig {
     /// Unique within the job; names the model's results and run folder.
     pub name: String,
     /// Any OpenAI-compatible endpoint, e.g. `https://api.openai.com/v1`, `http://127.0.0.1:8089/v1`.
+    /// Left out, the default endpoint `OPENAI_API_BASE` of the environment (see
+    /// [`crate::openai_env`]), whose key `OPENAI_API_KEY` (when set) the model then uses.
+    #[serde(default)]
     pub base_url: String,
     /// Sent as the request's `model`.
     pub model: String,
@@ -57,6 +60,10 @@ pub struct ModelConfig {
     /// Retries on 429, 5xx and timeouts; default 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// The first retry's delay bound in milliseconds, doubling per retry (jittered, at most
+    /// 30 s); default 500.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
 }
 
 /// A folder of daily bar files, one per symbol.
@@ -339,8 +346,23 @@ fn resolve(
         return Err(err("models", "at least one model is required".into()));
     }
     let mut seen = std::collections::BTreeSet::new();
-    for (i, model) in config.models.iter().enumerate() {
+    for (i, model) in config.models.iter_mut().enumerate() {
         let field = format!("models[{i}]");
+        if model.base_url.trim().is_empty() {
+            let Some(endpoint) = crate::openai_env::default_endpoint() else {
+                return Err(err(
+                    &format!("{field}.base_url"),
+                    format!(
+                        "no endpoint: give `base_url`, or set {} to the default endpoint",
+                        crate::openai_env::BASE_ENV
+                    ),
+                ));
+            };
+            model.base_url = endpoint;
+            if model.api_key_env.is_none() && crate::openai_env::default_key_is_set() {
+                model.api_key_env = Some(crate::openai_env::KEY_ENV.to_string());
+            }
+        }
         let name = model.name.trim();
         if name.is_empty()
             || name.len() > 64

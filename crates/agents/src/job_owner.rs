@@ -13,6 +13,10 @@ use tradeloom_store::{EventFilter, JobStatus, Store, StoreError};
 /// The event that names a job's owner (its payload's `owner`).
 pub const OWNER_EVENT: &str = "job_started";
 
+/// The event a driver writes when it stops for a pause: the job has no owner until a driver
+/// starts it again (so a resume from another process runs it).
+pub const RELEASE_EVENT: &str = "job_released";
+
 /// A job that [`interrupt_orphaned_jobs`] marked interrupted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InterruptedJob {
@@ -20,7 +24,8 @@ pub struct InterruptedJob {
     pub reason: String,
 }
 
-/// The owner recorded by the latest `job_started` event of the job, if any.
+/// The owner recorded by the latest `job_started` event of the job, if any and not released
+/// since (a `job_released` event of a driver that stopped for a pause).
 pub async fn job_owner(
     store: &dyn Store,
     job_id: &str,
@@ -33,9 +38,13 @@ pub async fn job_owner(
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        for event in page.iter().filter(|e| e.kind == OWNER_EVENT) {
-            // An event written before owners were recorded has none; it says nothing.
-            if let Ok(o) = serde_json::from_value::<ProcessOwner>(event.payload["owner"].clone()) {
+        for event in &page {
+            if event.kind == RELEASE_EVENT {
+                owner = None;
+            } else if event.kind == OWNER_EVENT
+                // An event written before owners were recorded has none; it says nothing.
+                && let Ok(o) = serde_json::from_value::<ProcessOwner>(event.payload["owner"].clone())
+            {
                 owner = Some(o);
             }
         }

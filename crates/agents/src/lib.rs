@@ -6,6 +6,7 @@
 //!
 //! [`LlmProvider`]: tradeloom_llm::LlmProvider
 
+pub mod ai_trader;
 mod book;
 mod calc;
 mod config;
@@ -14,6 +15,8 @@ mod desk;
 mod error;
 mod job_folder;
 mod job_owner;
+mod news_search;
+pub mod openai_env;
 mod order_gate;
 mod schema;
 mod session;
@@ -31,6 +34,7 @@ pub use desk::{Market, OrderOutcome, Proposal, Side, execute_proposal};
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_file};
 pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_elsewhere};
+pub use news_search::{NewsHit, search_config_news};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};
 pub use schema::validate as validate_arguments;
 pub use session::{
@@ -38,10 +42,10 @@ pub use session::{
     run_session_gated, session_prompt,
 };
 pub use simulation::{
-    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings, run_to_end,
-    tool_use_warnings,
+    SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings,
+    resume_to_end, run_to_end, tool_use_warnings,
 };
 pub use tools::{
     ALL_TOOL_NAMES, MAX_BARS, SessionView, TOOL_NAMES, ToolBox, ToolError, all_tool_specs,
-    call_calc, tool_spec, tool_specs,
+    call_calc, session_clock, tool_spec, tool_specs,
 };

@@ -195,6 +195,17 @@ impl ToolError {
     }
 }
 
+/// The clock of a session on `date` trading at `reference`: 14:30 UTC (the open) or 21:00 UTC
+/// (the close). News published after it is not visible to the session.
+pub fn session_clock(date: NaiveDate, reference: ReferencePrice) -> DateTime<Utc> {
+    let (h, m) = match reference {
+        ReferencePrice::Open => (14, 30),
+        ReferencePrice::Close => (21, 0),
+    };
+    date.and_hms_opt(h, m, 0)
+        .map_or_else(Utc::now, |t| t.and_utc())
+}
+
 /// What one session may see: its date, the time within it and the market data up to then.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionView<'a> {
@@ -207,13 +218,7 @@ pub struct SessionView<'a> {
 impl SessionView<'_> {
     /// The session's clock: 14:30 UTC (the open) or 21:00 UTC (the close) of its date.
     pub fn as_of(&self) -> DateTime<Utc> {
-        let (h, m) = match self.reference {
-            ReferencePrice::Open => (14, 30),
-            ReferencePrice::Close => (21, 0),
-        };
-        self.date
-            .and_hms_opt(h, m, 0)
-            .map_or_else(Utc::now, |t| t.and_utc())
+        session_clock(self.date, self.reference)
     }
 
     /// The price trades execute at for `symbol` today.

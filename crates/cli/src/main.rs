@@ -150,8 +150,20 @@ enum Command {
     },
     /// Run a simulation job (LLM models trading daily sessions) in this process.
     Simulate {
-        /// The simulation config (YAML or JSON).
-        config: PathBuf,
+        /// The simulation config (YAML or JSON); not with `--ai-trader-config`.
+        #[arg(
+            required_unless_present = "ai_trader_config",
+            conflicts_with = "ai_trader_config"
+        )]
+        config: Option<PathBuf>,
+        /// An AI-Trader `default_config.json` instead of a simulation config: mapped field by
+        /// field (exit 2 naming every field that cannot be); needs `--universe`.
+        #[arg(long, value_name = "FILE", requires = "universe")]
+        ai_trader_config: Option<PathBuf>,
+        /// With `--ai-trader-config`: the folder of daily bars to trade (one SYMBOL.csv per
+        /// symbol, news.jsonl beside them).
+        #[arg(long, value_name = "DIR", requires = "ai_trader_config")]
+        universe: Option<PathBuf>,
         /// Print one JSON object instead of the leaderboard table.
         #[arg(long)]
         json: bool,
@@ -159,7 +171,7 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// List simulation jobs and show their status.
+    /// List simulation jobs, show their status, pause, resume or cancel them.
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
@@ -404,6 +416,33 @@ enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Pause a job: no new model-day starts (those in flight finish), completed days are kept;
+    /// it stays paused until `jobs resume` (a server restart does not resume it).
+    Pause {
+        /// Job id, a unique prefix of one, or `latest`.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused job and run the rest of it in this process (as `simulate` does), unless
+    /// a live server still runs it (it carries on by itself).
+    Resume {
+        /// Job id, a unique prefix of one, or `latest`.
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Cancel an unfinished job: its model-days not started are `cancelled`, those in flight
+    /// finish; triggering the same config again runs the cancelled days.
+    Cancel {
+        /// Job id, a unique prefix of one, or `latest`.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -554,15 +593,44 @@ fn main() -> ExitCode {
         Command::Trader(args) => live::trader(&data_dir, &args),
         Command::Simulate {
             config,
+            ai_trader_config,
+            universe,
             json,
             quiet,
-        } => simulation::simulate(&config, &data_dir, db_url, json, quiet),
+        } => {
+            let source = match (config, ai_trader_config, universe) {
+                (_, Some(file), Some(universe)) => {
+                    simulation::ConfigSource::AiTrader { file, universe }
+                }
+                (Some(file), _, _) => simulation::ConfigSource::File(file),
+                // clap requires one of the two, and --universe with --ai-trader-config.
+                _ => simulation::ConfigSource::Missing,
+            };
+            simulation::simulate(&source, &data_dir, db_url, json, quiet)
+        }
         Command::Jobs { command } => match command {
             JobsCommand::List { limit, json } => {
                 simulation::jobs_list(&data_dir, db_url, limit, json)
             }
             JobsCommand::Status { id, json } => {
                 simulation::jobs_status(&data_dir, db_url, &id, json)
+            }
+            JobsCommand::Pause { id, json } => simulation::jobs_control(
+                &data_dir,
+                db_url,
+                &id,
+                tradeloom_store::JobAction::Pause,
+                json,
+            ),
+            JobsCommand::Cancel { id, json } => simulation::jobs_control(
+                &data_dir,
+                db_url,
+                &id,
+                tradeloom_store::JobAction::Cancel,
+                json,
+            ),
+            JobsCommand::Resume { id, json, quiet } => {
+                simulation::jobs_resume(&data_dir, db_url, &id, json, quiet)
             }
         },
         Command::Results(args) => simulation::results(&data_dir, db_url, &args),

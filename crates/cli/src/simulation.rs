@@ -2,15 +2,15 @@
 //! `results` and `db`.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use tradeloom_agents::{SimEvent, load_config};
+use tradeloom_agents::{ResolvedConfig, SimEvent, load_config};
 use tradeloom_server::launch::Batch;
 use tradeloom_server::leaderboard_of;
-use tradeloom_store::{JobStatus, ResultsFilter, Store};
+use tradeloom_store::{JobAction, JobControl, JobStatus, ResultsFilter, Store};
 
 use crate::store::{open, runtime};
 use crate::table;
@@ -18,14 +18,59 @@ use crate::table;
 /// `tradeloom simulate CONFIG`: runs the job in this process with a progress bar, then prints
 /// the leaderboard. Exit 0 when every model-day completed (or nothing was left), 1 when some
 /// failed.
+/// Where `simulate` reads its config.
+pub enum ConfigSource {
+    /// A simulation config file.
+    File(PathBuf),
+    /// An AI-Trader `default_config.json` and the universe it trades.
+    AiTrader { file: PathBuf, universe: PathBuf },
+    /// Neither (clap prevents it).
+    Missing,
+}
+
+impl ConfigSource {
+    /// The resolved config; an AI-Trader config's notes (fields accepted but not used, models
+    /// left out) go to stderr.
+    fn load(&self, quiet: bool) -> Result<ResolvedConfig> {
+        match self {
+            ConfigSource::File(path) => Ok(load_config(path)?),
+            ConfigSource::AiTrader { file, universe } => {
+                let shown = file.display().to_string();
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("--ai-trader-config {shown}"))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{shown}:{}: not JSON: {e}", e.line()))?;
+                // Relative paths (the universe) are the caller's, as for any command argument.
+                let universe = std::path::absolute(universe).unwrap_or_else(|_| universe.clone());
+                let mapped = tradeloom_agents::ai_trader::map_config(
+                    &value,
+                    Some(&universe.display().to_string()),
+                    &shown,
+                )?;
+                if !quiet {
+                    for note in &mapped.notes {
+                        eprintln!("note: {shown}: {note}");
+                    }
+                }
+                let base = std::env::current_dir().context("no current directory")?;
+                tradeloom_agents::config_from_value(&mapped.config, &base)
+                    .with_context(|| format!("{shown} (mapped from AI-Trader)"))
+            }
+            ConfigSource::Missing => {
+                anyhow::bail!("a simulation config or --ai-trader-config FILE is required")
+            }
+        }
+    }
+}
+
 pub fn simulate(
-    config_path: &Path,
+    source: &ConfigSource,
     data_dir: &Path,
     database_url: Option<&str>,
     json_out: bool,
     quiet: bool,
 ) -> Result<ExitCode> {
-    let config = load_config(config_path)?;
+    let config = source.load(quiet || json_out)?;
     // Assessed before the job runs; written into its folder once its id is known.
     let (readiness, probe) = crate::connectivity::assess(&config.connectivity_providers())?;
     let rt = runtime()?;
@@ -161,6 +206,117 @@ pub fn jobs_status(
         }
         print!("{}", report.text());
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Who a command-line pause, resume or cancel is journaled as.
+fn cli_caller() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.trim().is_empty() => format!("cli:{}", user.trim()),
+        _ => "cli".to_string(),
+    }
+}
+
+/// `tradeloom jobs pause|cancel ID`: changes the job's status in the store; the process that
+/// runs the job (a `serve`, a `simulate`) sees it before its next model-day starts.
+pub fn jobs_control(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    id: &str,
+    action: JobAction,
+    json_out: bool,
+) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(data_dir, database_url).await?;
+        crate::interruption::sweep_jobs(store.as_ref()).await;
+        let id = resolve_job(store.as_ref(), id).await?;
+        let job = match store.control_job(&id, action, &cli_caller()).await? {
+            JobControl::Done(job) => job,
+            JobControl::Refused(job) => {
+                let allowed: Vec<&str> =
+                    action.allowed_from().iter().map(|s| s.as_str()).collect();
+                anyhow::bail!(
+                    "job {} is {}: `jobs {action}` needs a job that is {}",
+                    job.id,
+                    job.status,
+                    allowed.join(" or ")
+                );
+            }
+        };
+        let p = store.job_report(&job.id).await?.progress;
+        if json_out {
+            println!(
+                "{}",
+                serde_json::json!({"job_id": job.id, "action": action, "status": job.status, "progress": p})
+            );
+        } else {
+            println!(
+                "job {}  {}  {} completed, {} cancelled, {} pending, {} running of {} model-days",
+                job.id,
+                job.status,
+                p.completed,
+                p.cancelled,
+                p.pending,
+                p.running,
+                p.total_model_days
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `tradeloom jobs resume ID`: resumes a paused job and runs the rest here, as `simulate`
+/// does (exit 0 when every model-day completed, 1 otherwise).
+pub fn jobs_resume(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    id: &str,
+    json_out: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let store = open(data_dir, database_url).await?;
+        crate::interruption::sweep_jobs(store.as_ref()).await;
+        let id = resolve_job(store.as_ref(), id).await?;
+        let job = store.job(&id).await?;
+        let base_dir = std::env::current_dir().context("no current directory")?;
+        let config = tradeloom_agents::config_from_value(&job.config, &base_dir)
+            .with_context(|| format!("the stored config of job {id}"))?;
+        let batch = Batch::new(store, data_dir.to_path_buf(), base_dir, &config)?;
+        let mut events = batch.subscribe();
+        let printer = tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if let SimEvent::ModelDayFinished {
+                    model,
+                    date,
+                    status,
+                    error,
+                    ..
+                } = event
+                    && !quiet
+                    && !json_out
+                {
+                    eprintln!(
+                        "  {date} {model}: {status}{}",
+                        error.map(|e| format!(": {e}")).unwrap_or_default()
+                    );
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let outcome = batch.resume(&id, &cli_caller()).await?;
+        printer.abort();
+        let run_dir = tradeloom_agents::job_run_dir(data_dir, &outcome.job.id);
+        if json_out {
+            println!("{}", outcome.json(&run_dir, started.elapsed()));
+        } else {
+            print!("{}", outcome.text(&run_dir, started.elapsed()));
+        }
+        Ok(match outcome.job.status {
+            JobStatus::Completed => ExitCode::SUCCESS,
+            _ => ExitCode::from(1),
+        })
     })
 }
 

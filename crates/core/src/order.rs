@@ -241,9 +241,26 @@ pub struct OrderLinks {
 }
 
 impl OrderLinks {
+    /// No links and no trail: what a plain order has.
+    pub const NONE: OrderLinks = OrderLinks {
+        parent_id: None,
+        oco_id: None,
+        trail: None,
+        take_profit_id: None,
+        take_profit: None,
+        stop_loss_id: None,
+        stop_loss: None,
+        stop_loss_trail: None,
+    };
+
     /// Whether nothing ties the order to another and it has no trail.
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        *self == Self::NONE
+    }
+
+    /// Boxed, or `None` when empty (as [`Order::links`] stores them).
+    pub fn boxed(self) -> Option<Box<OrderLinks>> {
+        (!self.is_empty()).then(|| Box::new(self))
     }
 }
 
@@ -361,9 +378,11 @@ pub struct Order {
     pub reduce_only: bool,
     /// When it was created.
     pub created_ts: UnixNanos,
-    /// Bracket links and the trail of a trailing stop (empty for a plain order).
-    #[serde(skip_serializing_if = "OrderLinks::is_empty")]
-    pub links: OrderLinks,
+    /// Bracket links and the trail of a trailing stop; `None` for a plain order. Kept out of
+    /// line (most orders have none, and orders move through the engine by value); read them
+    /// with [`Order::links`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<Box<OrderLinks>>,
     status: OrderStatus,
     filled: Quantity,
 }
@@ -421,10 +440,15 @@ impl Order {
             time_in_force,
             reduce_only,
             created_ts,
-            links: OrderLinks::default(),
+            links: None,
             status: OrderStatus::Initialized,
             filled: Quantity::ZERO.with_precision(quantity.precision()),
         })
+    }
+
+    /// Its bracket links and trail ([`OrderLinks::NONE`] for a plain order).
+    pub fn links(&self) -> &OrderLinks {
+        self.links.as_deref().unwrap_or(&OrderLinks::NONE)
     }
 
     /// A market order, GTC, not reduce-only.

@@ -57,6 +57,10 @@ pub enum EngineError {
     /// An order broke its life cycle (an engine bug).
     #[error(transparent)]
     Order(#[from] OrderError),
+    /// The strategy ended the run ([`crate::StrategyContext::fail`]): the reason is its own
+    /// (a Python strategy's carries the traceback).
+    #[error("{0}")]
+    Strategy(String),
 }
 
 /// The final state of a run.

@@ -273,6 +273,8 @@ pub(crate) enum Command {
     },
     Cancel(OrderId),
     CancelAll(InstrumentId),
+    /// Ends the run as failed (see [`StrategyContext::fail`]).
+    Fail(String),
 }
 
 /// Something that names an instrument of the run: its [`InstrumentId`], its [`Symbol`], its
@@ -454,6 +456,23 @@ impl<'a> StrategyContext<'a> {
             .index_in(self.instruments)
             .map(|i| self.instruments[i].id);
         self.open_orders().filter(move |o| Some(o.instrument) == id)
+    }
+
+    /// The id the next order queued in this callback will carry (orders are numbered in the
+    /// order they are queued: a bracket takes the entry's, then its take-profit's, then its
+    /// stop-loss's). A layer that queues orders on a strategy's behalf (the Python package)
+    /// hands ids out before replaying the orders here.
+    pub fn next_order_id(&self) -> OrderId {
+        OrderId(*self.next_order_id + 1)
+    }
+
+    /// Ends the run as failed with `reason`: the engine stops when it applies this callback's
+    /// queue (what was queued before is applied, nothing after) and returns
+    /// [`crate::EngineError::Strategy`]; a run folder is marked failed, its journal's
+    /// `run_failed` event carrying the reason. The strategy may still be called for the rest
+    /// of the event being processed (`on_bar` after a failing `on_fill` of the same bar).
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        self.commands.push(Command::Fail(reason.into()));
     }
 
     fn reserve_id(&mut self) -> OrderId {

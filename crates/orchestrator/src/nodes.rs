@@ -565,6 +565,13 @@ async fn simulate(
             .await
             .map_err(|e| NodeError::transient(format!("simulation job {}: {e}", job.id)))?,
         TriggerOutcome::Current(job) => job,
+        TriggerOutcome::Paused(job) => {
+            return Err(NodeError::permanent(format!(
+                "simulation job {} of this config is paused; resume it (POST /simulate/{}/resume) \
+                 or cancel it, then run the node again",
+                job.id, job.id
+            )));
+        }
         TriggerOutcome::AlreadyRunning(job) => loop {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             let now = store

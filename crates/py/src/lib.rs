@@ -6,13 +6,23 @@
 //! specs given as dicts and data given as frames into files, and reads the run folder's tables
 //! back as Arrow tables.
 
+mod indicators;
+mod strategy;
+mod values;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use tradeloom_runs::spec::{DataSpec, ResolvedSpec, parse_spec, read_spec_text, resolve};
-use tradeloom_runs::{ExecuteError, RunError, RunOptions, execute};
+use pyo3::types::PyTuple;
+use tradeloom_runs::spec::{
+    DataSpec, ResolvedSpec, StrategySpec, UserStrategySpec, parse_spec, read_spec_text,
+    resolve_with,
+};
+use tradeloom_runs::{ExecuteError, RunError, RunOptions, UserStrategies, execute};
+
+use crate::strategy::{Hooks, PythonStrategy};
 
 pyo3::create_exception!(
     _tradeloom,
@@ -34,14 +44,80 @@ enum Source {
     Text { text: String, place: PathBuf },
 }
 
+/// A strategy object from Python: its name in the run (`python:module.Class`), its `params`
+/// (JSON) and its callbacks.
+struct PyStrategySource {
+    name: String,
+    params: serde_json::Value,
+    hooks: Hooks,
+}
+
+impl PyStrategySource {
+    /// The strategies a spec naming this one may use. The factory runs when the spec is
+    /// resolved (a check) and again when the engine is built: each gets the same object.
+    fn registry(self) -> UserStrategies {
+        let name = self.name.clone();
+        UserStrategies::new().portfolio(
+            &name,
+            move |_: &serde_json::Value, instruments: &[tradeloom_core::Instrument]| {
+                Python::attach(|py| {
+                    PythonStrategy::new(
+                        py,
+                        self.name.clone(),
+                        self.hooks.clone_ref(py),
+                        instruments,
+                    )
+                    .map_err(|e| e.to_string())
+                })
+            },
+        )
+    }
+}
+
+/// A spec file's text with `strategy:` added when it has none (a Python strategy object
+/// replaces it anyway); the file's own text otherwise, so errors keep their lines.
+fn with_strategy_key(text: String, name: &str) -> String {
+    let Ok(yaml_serde::Value::Mapping(mut map)) = yaml_serde::from_str::<yaml_serde::Value>(&text)
+    else {
+        return text;
+    };
+    let key = yaml_serde::Value::String("strategy".to_string());
+    if map.contains_key(&key) {
+        return text;
+    }
+    let mut strategy = yaml_serde::Mapping::new();
+    strategy.insert(
+        yaml_serde::Value::String("name".to_string()),
+        yaml_serde::Value::String(name.to_string()),
+    );
+    map.insert(key, yaml_serde::Value::Mapping(strategy));
+    serde_json::to_string(&map).unwrap_or(text)
+}
+
 /// The spec of `source` with the bar files of `data` (symbol → file; `""` for the spec's only
-/// instrument) in place of its own.
-fn load(source: Source, data: BTreeMap<String, PathBuf>) -> Result<ResolvedSpec, RunError> {
+/// instrument) in place of its own, and `python`'s strategy in place of the spec's.
+fn load(
+    source: Source,
+    data: BTreeMap<String, PathBuf>,
+    python: Option<PyStrategySource>,
+) -> Result<ResolvedSpec, RunError> {
     let (text, place) = match source {
         Source::File(path) => (read_spec_text(&path)?, path),
         Source::Text { text, place } => (text, place),
     };
+    let text = match &python {
+        Some(p) => with_strategy_key(text, &p.name),
+        None => text,
+    };
     let mut spec = parse_spec(&text, &place)?;
+    let mut user = UserStrategies::new();
+    if let Some(python) = python {
+        spec.strategy = StrategySpec::User(UserStrategySpec {
+            name: python.name.clone(),
+            params: python.params.clone(),
+        });
+        user = python.registry();
+    }
     let refuse = |message: String| RunError::Spec {
         place: place.display().to_string(),
         message,
@@ -76,19 +152,21 @@ fn load(source: Source, data: BTreeMap<String, PathBuf>) -> Result<ResolvedSpec,
             }),
         }
     }
-    resolve(spec, &place, text)
+    resolve_with(spec, &place, text, &user)
 }
 
 /// Runs `source` to a run folder under `data_dir`; `(run_id, run_dir, status)`. The
-/// interpreter's lock is released while the engine runs.
+/// interpreter's lock is released while the engine runs, unless a Python strategy runs in it.
 fn run(
     py: Python<'_>,
     source: Source,
     data: BTreeMap<String, PathBuf>,
     data_dir: PathBuf,
+    python: Option<PyStrategySource>,
 ) -> PyResult<(String, String, String)> {
-    let outcome = py.detach(|| {
-        let spec = load(source, data).map_err(ExecuteError::Rejected)?;
+    let python_strategy = python.is_some();
+    let go = move || {
+        let spec = load(source, data, python).map_err(ExecuteError::Rejected)?;
         execute(
             spec,
             RunOptions {
@@ -96,7 +174,13 @@ fn run(
                 ..RunOptions::default()
             },
         )
-    });
+    };
+    let outcome = if python_strategy {
+        // The engine calls the strategy on this thread: keep the lock for the whole run.
+        go()
+    } else {
+        py.detach(go)
+    };
     match outcome {
         Ok(run) => Ok((
             run.run_id,
@@ -118,37 +202,56 @@ fn run(
 /// Raises `SpecError` when the spec or its data is refused (nothing written), `RunFailed`
 /// (with the run id and folder) when the run started and failed.
 #[pyfunction]
-#[pyo3(signature = (spec_path, data_dir, data=None))]
+#[pyo3(signature = (spec_path, data_dir, data=None, strategy=None))]
 fn run_spec(
     py: Python<'_>,
     spec_path: PathBuf,
     data_dir: PathBuf,
     data: Option<BTreeMap<String, PathBuf>>,
+    strategy: Option<&Bound<'_, PyTuple>>,
 ) -> PyResult<(String, String, String)> {
+    let python = strategy.map(strategy_source).transpose()?;
     run(
         py,
         Source::File(spec_path),
         data.unwrap_or_default(),
         data_dir,
+        python,
     )
+}
+
+/// `(object, name, params_json, hooks)` from the Python side as a [`PyStrategySource`].
+fn strategy_source(given: &Bound<'_, PyTuple>) -> PyResult<PyStrategySource> {
+    let (object, name, params, hooks): (Bound<'_, PyAny>, String, String, Bound<'_, PyTuple>) =
+        given.extract()?;
+    let params: serde_json::Value = serde_json::from_str(&params)
+        .map_err(|e| SpecError::new_err(format!("strategy.params: {e}")))?;
+    Ok(PyStrategySource {
+        name,
+        params,
+        hooks: strategy::hooks(&object, &hooks)?,
+    })
 }
 
 /// [`run_spec`] of spec text (YAML or JSON); its relative paths resolve against the folder of
 /// `place`, which also names the spec in errors.
 #[pyfunction]
-#[pyo3(signature = (text, place, data_dir, data=None))]
+#[pyo3(signature = (text, place, data_dir, data=None, strategy=None))]
 fn run_spec_text(
     py: Python<'_>,
     text: String,
     place: PathBuf,
     data_dir: PathBuf,
     data: Option<BTreeMap<String, PathBuf>>,
+    strategy: Option<&Bound<'_, PyTuple>>,
 ) -> PyResult<(String, String, String)> {
+    let python = strategy.map(strategy_source).transpose()?;
     run(
         py,
         Source::Text { text, place },
         data.unwrap_or_default(),
         data_dir,
+        python,
     )
 }
 
@@ -156,6 +259,14 @@ fn run_spec_text(
 fn _tradeloom(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_spec, m)?)?;
     m.add_function(wrap_pyfunction!(run_spec_text, m)?)?;
+    m.add_class::<strategy::Context>()?;
+    m.add_class::<strategy::PyBar>()?;
+    m.add_class::<strategy::PyFill>()?;
+    m.add_class::<strategy::PyOrder>()?;
+    m.add_class::<indicators::PySma>()?;
+    m.add_class::<indicators::PyEma>()?;
+    m.add_class::<indicators::PyRollingStd>()?;
+    m.add_class::<indicators::PyCrossover>()?;
     m.add("SpecError", m.py().get_type::<SpecError>())?;
     m.add("RunFailed", m.py().get_type::<RunFailed>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

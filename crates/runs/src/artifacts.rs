@@ -323,11 +323,11 @@ impl Sink for RunSink {
             text(row, reason);
         }
         row.push(b',');
-        if let Some(id) = o.links.parent_id {
+        if let Some(id) = o.links().parent_id {
             row.extend_from_slice(id.to_string().as_bytes());
         }
         row.push(b',');
-        if let Some(id) = o.links.oco_id {
+        if let Some(id) = o.links().oco_id {
             row.extend_from_slice(id.to_string().as_bytes());
         }
         if let Some(wall) = &self.wall_column {

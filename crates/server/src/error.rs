@@ -170,6 +170,27 @@ impl From<AgentError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "job_running", e.to_string())
                     .with_details(details)
             }
+            AgentError::JobState {
+                ref job_id,
+                status,
+                action,
+                ..
+            } => {
+                let allowed: Vec<&str> = action.allowed_from().iter().map(|s| s.as_str()).collect();
+                let details = json!({
+                    "job_id": job_id,
+                    "status": status.as_str(),
+                    "action": action.as_str(),
+                    "allowed_from": allowed,
+                });
+                ApiError::new(StatusCode::CONFLICT, "invalid_job_state", e.to_string())
+                    .with_details(details)
+            }
+            AgentError::AiTraderConfig { ref fields, .. } => {
+                let details = json!({"fields": fields});
+                ApiError::bad_request("invalid_ai_trader_config", e.to_string())
+                    .with_details(details)
+            }
             AgentError::Store(s) => s.into(),
             AgentError::Io { .. } => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io_error", e.to_string())

@@ -17,6 +17,7 @@ mod engine_runs;
 mod error;
 #[cfg(feature = "redis")]
 mod event_bus;
+mod explain;
 mod health;
 mod keys;
 mod kill_switch;
@@ -24,6 +25,7 @@ pub mod launch;
 pub mod logging;
 mod meta_health;
 mod metrics;
+mod news;
 mod openapi;
 mod ops_views;
 mod rate_limit;
@@ -200,6 +202,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(simulate::trigger))
         .routes(routes!(simulate::status))
         .routes(routes!(simulate::current))
+        .routes(routes!(simulate::pause))
+        .routes(routes!(simulate::resume))
+        .routes(routes!(simulate::cancel))
+        .routes(routes!(explain::explain))
+        .routes(routes!(news::news))
         .routes(routes!(results::results))
         .routes(routes!(results::leaderboard))
         .routes(routes!(health::health))

@@ -11,7 +11,8 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use tradeloom_store::{MAX_PAGE, ModelDayKey, ResultsFilter, Store, StoreError};
+use tradeloom_core::Money;
+use tradeloom_store::{MAX_PAGE, ModelDayKey, Ratio, ResultsFilter, Store, StoreError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -28,7 +29,8 @@ pub struct ResultsQuery {
     /// `YYYY-MM-DD`.
     #[param(format = Date)]
     pub date: Option<String>,
-    /// `minimal` (default) or `full` (adds trades, holdings detail, reasoning and tool calls).
+    /// `minimal` (default) or `full` (adds `positions`, `daily_pnl`, and trades, holdings
+    /// detail, reasoning and tool calls).
     #[param(pattern = "^(minimal|full)$")]
     pub detail: Option<String>,
     /// Page size, 1 to 1000 (default 100).
@@ -49,10 +51,31 @@ pub struct ResultItem {
     pub holdings: BTreeMap<String, String>,
     /// Cash plus every holding at the day's close.
     pub portfolio_value: String,
+    /// `detail=full` only: symbol → quantity at the end of the day, and `CASH` → cash (the
+    /// shape AI-Trader's clients read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub positions: Option<BTreeMap<String, String>>,
+    /// `detail=full` only: the day's profit and loss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_pnl: Option<DailyPnl>,
     /// `detail=full` only: trades, holdings with prices, reasoning, tool calls, timings.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub full: Option<Value>,
+}
+
+/// A model-day's profit and loss against the end of the model's previous completed day (its
+/// initial cash on its first day). Exact decimal strings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyPnl {
+    /// Cash plus holdings at the day's close.
+    pub portfolio_value: String,
+    /// The value the day started from.
+    pub previous_value: String,
+    /// `portfolio_value - previous_value`.
+    pub profit: String,
+    /// `profit / previous_value × 100`, rounded half away from zero at 10 decimal places.
+    pub return_pct: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,13 +175,39 @@ pub async fn results(
         }
     }
     let mut results = Vec::with_capacity(page.items.len());
+    // Initial values of the jobs on the page, for the first day's PnL of each model.
+    let mut initial: BTreeMap<String, Money> = BTreeMap::new();
     for item in page.items {
         let day = &item.model_day;
-        let extra = if full {
+        let (extra, positions, daily_pnl) = if full {
             let key = day.key();
-            Some(full_detail(store.as_ref(), &key, &item).await?)
+            let mut positions: BTreeMap<String, String> = item
+                .holdings
+                .iter()
+                .map(|h| (h.symbol.clone(), h.quantity.to_string()))
+                .collect();
+            if let Some(cash) = day.cash {
+                positions.insert("CASH".into(), cash.to_string());
+            }
+            let previous = match store.previous_completed_model_day(&key).await? {
+                Some(prev) => prev.portfolio_value,
+                None => Some(match initial.get(&day.job_id) {
+                    Some(v) => *v,
+                    None => {
+                        let job = store.job(&day.job_id).await?;
+                        let v = initial_value(&job.config, job.currency);
+                        initial.insert(day.job_id.clone(), v);
+                        v
+                    }
+                }),
+            };
+            (
+                Some(full_detail(store.as_ref(), &key, &item).await?),
+                Some(positions),
+                daily_pnl(day.portfolio_value, previous),
+            )
         } else {
-            None
+            (None, None, None)
         };
         results.push(ResultItem {
             job_id: day.job_id.clone(),
@@ -174,6 +223,8 @@ pub async fn results(
                 .portfolio_value
                 .map(|v| v.to_string())
                 .unwrap_or_default(),
+            positions,
+            daily_pnl,
             full: extra,
         });
     }
@@ -187,6 +238,23 @@ pub async fn results(
     })?;
     state.reads.put(key, version, body.clone());
     Ok(json_response(body))
+}
+
+/// The PnL of a day that ended at `value` and started from `previous`; `None` without both.
+fn daily_pnl(value: Option<Money>, previous: Option<Money>) -> Option<DailyPnl> {
+    let (value, previous) = (value?, previous?);
+    let profit = value.checked_sub(previous).ok()?;
+    let return_pct = profit
+        .raw()
+        .checked_mul(100)
+        .and_then(|n| Ratio::of(n, previous.raw()))
+        .map(|r| r.to_string());
+    Some(DailyPnl {
+        portfolio_value: value.to_string(),
+        previous_value: previous.to_string(),
+        profit: profit.to_string(),
+        return_pct,
+    })
 }
 
 /// Whether any model-day (in `job_id`, if given) belongs to `model`, whatever its status.

@@ -1,4 +1,5 @@
-//! `POST /simulate/trigger`, `GET /simulate/status/{job_id}`, `GET /simulate/current`.
+//! `POST /simulate/trigger`, `GET /simulate/status/{job_id}`, `GET /simulate/current`, and a
+//! user's control of a job: `POST /simulate/{job_id}/pause`, `/resume`, `/cancel`.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -9,14 +10,15 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tradeloom_agents::{ConfigDir, ConfigPathError, TriggerOutcome, config_from_value};
-use tradeloom_store::{Job, JobReport};
+use tradeloom_store::{Job, JobAction, JobReport, ModelDayStatus};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::read_cache::{json_response, to_json};
 
-/// Body of `POST /simulate/trigger`: exactly one of `config` and `config_path`.
+/// Body of `POST /simulate/trigger`: exactly one of `config`, `config_path` and
+/// `ai_trader_config`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
@@ -26,6 +28,14 @@ pub struct TriggerRequest {
     /// A YAML or JSON config file in the server's config folder (`serve --config-dir DIR`),
     /// relative to it; without a config folder `config_path` is refused.
     pub config_path: Option<String>,
+    /// An AI-Trader `default_config.json` object (reference document 002), mapped to a
+    /// simulation config; a 400 `invalid_ai_trader_config` names every field it cannot map
+    /// (`details.fields`). Needs `universe`.
+    #[schema(value_type = Option<Object>)]
+    pub ai_trader_config: Option<Value>,
+    /// With `ai_trader_config` only: the folder of daily bars to trade (an AI-Trader config
+    /// names no market data), relative to the server's working directory.
+    pub universe: Option<String>,
 }
 
 /// Answer of a trigger.
@@ -34,9 +44,13 @@ pub struct TriggerResponse {
     pub job_id: String,
     /// `pending` or `running` for a started job; `current` when nothing was left to run.
     pub status: String,
-    /// `[start_date, end_date]` of the config.
+    /// Every trading date of the job, in order (the config's `start_date`..`end_date` on the
+    /// universe's calendar), as AI-Trader's clients read it.
     #[schema(value_type = Vec<String>)]
-    pub date_range: [NaiveDate; 2],
+    pub date_range: Vec<NaiveDate>,
+    /// The latest date on which a model-day of the job completed (absent before any did).
+    #[schema(value_type = Option<String>)]
+    pub last_simulation_date: Option<NaiveDate>,
     pub models: Vec<String>,
     /// Whether an earlier job with the same config was picked up again.
     pub resumed: bool,
@@ -50,6 +64,8 @@ pub struct Progress {
     pub failed: u64,
     /// Refused by the kill switch; a trigger after release runs them.
     pub refused: u64,
+    /// Stopped by a cancel before they started; a trigger of the same config runs them.
+    pub cancelled: u64,
     pub pending: u64,
     pub running: u64,
 }
@@ -59,8 +75,8 @@ pub struct ModelDayDetail {
     pub model: String,
     #[schema(value_type = String)]
     pub date: NaiveDate,
-    /// `pending`, `running`, `completed`, `failed` or `refused` (by the kill switch; `error`
-    /// starts with `risk.kill_switch`).
+    /// `pending`, `running`, `completed`, `failed`, `refused` (by the kill switch; `error`
+    /// starts with `risk.kill_switch`) or `cancelled` (by a cancel of the job).
     pub status: String,
     pub error: Option<String>,
     pub attempts: u32,
@@ -81,10 +97,15 @@ pub struct ModelDayDetail {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobStatusResponse {
     pub job_id: String,
-    /// `pending`, `running`, `completed`, `partial`, `failed` or `interrupted`.
+    /// `pending`, `running`, `completed`, `partial`, `failed`, `interrupted`, `paused` or
+    /// `cancelled`.
     pub status: String,
+    /// Every trading date of the job, in order.
     #[schema(value_type = Vec<String>)]
     pub date_range: Vec<NaiveDate>,
+    /// The latest date on which a model-day of the job completed (absent before any did).
+    #[schema(value_type = Option<String>)]
+    pub last_simulation_date: Option<NaiveDate>,
     pub models: Vec<String>,
     pub progress: Progress,
     #[schema(value_type = String)]
@@ -153,12 +174,17 @@ fn job_models(job: &Job) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn job_date_range(job: &Job) -> Vec<NaiveDate> {
-    ["start_date", "end_date"]
+/// Every date of the job's model-days, in order, and the latest with a completed one.
+fn job_dates(report: &JobReport) -> (Vec<NaiveDate>, Option<NaiveDate>) {
+    let dates: std::collections::BTreeSet<NaiveDate> =
+        report.model_days.iter().map(|d| d.date).collect();
+    let last = report
+        .model_days
         .iter()
-        .filter_map(|f| config_field(job, f).and_then(Value::as_str))
-        .filter_map(|d| d.parse().ok())
-        .collect()
+        .filter(|d| d.status == ModelDayStatus::Completed)
+        .map(|d| d.date)
+        .max();
+    (dates.into_iter().collect(), last)
 }
 
 /// The status answer of `report` with model-days `offset..offset + limit` as its details.
@@ -167,16 +193,19 @@ pub(crate) fn status_response(report: JobReport, offset: usize, limit: usize) ->
     let end = job.finished_at.unwrap_or_else(Utc::now);
     let total = report.model_days.len();
     let next = offset.saturating_add(limit);
+    let (date_range, last_simulation_date) = job_dates(&report);
     JobStatusResponse {
         job_id: job.id.clone(),
         status: job.status.to_string(),
-        date_range: job_date_range(job),
+        date_range,
+        last_simulation_date,
         models: job_models(job),
         progress: Progress {
             total_model_days: report.progress.total_model_days,
             completed: report.progress.completed,
             failed: report.progress.failed,
             refused: report.progress.refused,
+            cancelled: report.progress.cancelled,
             pending: report.progress.pending,
             running: report.progress.running,
         },
@@ -232,8 +261,8 @@ fn config_path_error(e: ConfigPathError) -> ApiError {
     responses(
         (status = 202, description = "Job started (or resumed, or already running)", body = TriggerResponse),
         (status = 200, description = "Nothing left to run: `status` is `current`", body = TriggerResponse),
-        (status = 400, description = "Malformed JSON, an invalid config, or a `config_path` refused (`config_path_disabled`, `invalid_config_path`)", body = ErrorBody),
-        (status = 409, description = "MAX_CONCURRENT_JOBS jobs are running; `details.running_job_id`", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, an invalid config, a `config_path` refused (`config_path_disabled`, `invalid_config_path`), or an `ai_trader_config` with fields that cannot be mapped (`invalid_ai_trader_config`, every one in `details.fields`)", body = ErrorBody),
+        (status = 409, description = "MAX_CONCURRENT_JOBS jobs are running (`job_running`, `details.running_job_id`), or the job of this config is paused (`job_paused`, `details.job_id`: resume or cancel it)", body = ErrorBody),
     )
 )]
 pub async fn trigger(
@@ -242,9 +271,28 @@ pub async fn trigger(
 ) -> Result<(StatusCode, Json<TriggerResponse>), ApiError> {
     let Json(request) = body?;
     let base = state.simulator.options().base_dir.clone();
-    let config = match (request.config, request.config_path) {
-        (Some(config), None) => config_from_value(&config, &base)?,
-        (None, Some(path)) => {
+    if request.universe.is_some() && request.ai_trader_config.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`universe` goes with `ai_trader_config` only (a config names its own `universe`)",
+        )
+        .with_details(json!({"field": "universe"})));
+    }
+    let config = match (
+        request.config,
+        request.config_path,
+        request.ai_trader_config,
+    ) {
+        (None, None, Some(ai)) => {
+            let mapped = tradeloom_agents::ai_trader::map_config(
+                &ai,
+                request.universe.as_deref(),
+                "ai_trader_config",
+            )?;
+            config_from_value(&mapped.config, &base)?
+        }
+        (Some(config), None, None) => config_from_value(&config, &base)?,
+        (None, Some(path), None) => {
             let dir = state.config_dir.as_deref();
             let file = ConfigDir::resolve_in(dir, &path).map_err(config_path_error)?;
             // resolve_in only succeeds with a folder.
@@ -256,11 +304,11 @@ pub async fn trigger(
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_request",
-                "give exactly one of `config` (an inline config object) and `config_path`",
+                "give exactly one of `config` (an inline config object), `config_path` and \
+                 `ai_trader_config` (an AI-Trader default_config.json object, with `universe`)",
             ));
         }
     };
-    let date_range = [config.config.start_date, config.config.end_date];
     let models = config.model_names();
     let outcome = state.simulator.trigger(&config).await?;
     let (code, job, status, resumed, message) = match outcome {
@@ -292,13 +340,28 @@ pub async fn trigger(
             false,
             "every model-day of this config is already completed",
         ),
+        TriggerOutcome::Paused(job) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_paused",
+                format!(
+                    "the job of this config, {}, is paused: resume it with POST /simulate/{}/resume \
+                     (or cancel it, then trigger again)",
+                    job.id, job.id
+                ),
+            )
+            .with_details(json!({"job_id": job.id, "status": job.status.as_str()})));
+        }
     };
+    let (date_range, last_simulation_date) =
+        job_dates(&state.simulator.store().job_report(&job.id).await?);
     Ok((
         code,
         Json(TriggerResponse {
             job_id: job.id,
             status,
             date_range,
+            last_simulation_date,
             models,
             resumed,
             message: message.to_string(),
@@ -373,4 +436,114 @@ pub async fn current(
         offset,
         limit,
     )))
+}
+
+/// Answer of `POST /simulate/{job_id}/pause`, `/resume` and `/cancel`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobControlResponse {
+    pub job_id: String,
+    /// `pause`, `resume` or `cancel`.
+    pub action: String,
+    /// The job's status after it: `paused`, `running` or `cancelled` (or, for a pause that
+    /// came as the last days were in flight, how the job ended).
+    pub status: String,
+    /// Who asked: the API key's name (`anonymous` when auth is off); journaled with the action.
+    pub by: String,
+    pub progress: Progress,
+}
+
+async fn control(
+    state: &AppState,
+    principal: Option<&crate::auth::Principal>,
+    job_id: &str,
+    action: JobAction,
+) -> Result<Json<JobControlResponse>, ApiError> {
+    let by = principal.map_or_else(|| "anonymous".to_string(), |p| p.name.clone());
+    let sim = &state.simulator;
+    let done = match action {
+        JobAction::Pause => sim.pause(job_id, &by).await,
+        JobAction::Resume => sim.resume(job_id, &by).await,
+        JobAction::Cancel => sim.cancel(job_id, &by).await,
+    };
+    let job = done.map_err(|e| match e {
+        tradeloom_agents::AgentError::Store(s) => ApiError::for_job(s, job_id),
+        other => other.into(),
+    })?;
+    let p = sim.store().job_report(&job.id).await?.progress;
+    Ok(Json(JobControlResponse {
+        job_id: job.id,
+        action: action.as_str().to_string(),
+        status: job.status.to_string(),
+        by,
+        progress: Progress {
+            total_model_days: p.total_model_days,
+            completed: p.completed,
+            failed: p.failed,
+            refused: p.refused,
+            cancelled: p.cancelled,
+            pending: p.pending,
+            running: p.running,
+        },
+    }))
+}
+
+/// Pauses a job: no new model-day starts (those in flight finish), its completed days are
+/// kept, and it stays `paused` — across server restarts and re-triggers of its config — until
+/// resumed or cancelled.
+#[utoipa::path(
+    post, path = "/simulate/{job_id}/pause", tag = "simulate", operation_id = "pause_simulation",
+    params(("job_id" = String, Path, description = "The job id from the trigger")),
+    responses(
+        (status = 200, description = "Paused (`status` is `paused`)", body = JobControlResponse),
+        (status = 404, description = "No such job (`job_not_found`, `details.job_id`)", body = ErrorBody),
+        (status = 409, description = "The job is not pending, running or interrupted (`invalid_job_state`; `details.job_id`, `details.status`, `details.allowed_from`)", body = ErrorBody),
+    )
+)]
+pub async fn pause(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    job_id: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<JobControlResponse>, ApiError> {
+    let UrlPath(job_id) = job_id?;
+    control(&state, principal.as_deref(), &job_id, JobAction::Pause).await
+}
+
+/// Resumes a paused job: it is `running` again and its remaining model-days run.
+#[utoipa::path(
+    post, path = "/simulate/{job_id}/resume", tag = "simulate", operation_id = "resume_simulation",
+    params(("job_id" = String, Path, description = "The job id from the trigger")),
+    responses(
+        (status = 200, description = "Resumed (`status` is `running`)", body = JobControlResponse),
+        (status = 404, description = "No such job (`job_not_found`, `details.job_id`)", body = ErrorBody),
+        (status = 409, description = "The job is not paused (`invalid_job_state`; `details.job_id`, `details.status`, `details.allowed_from`), or MAX_CONCURRENT_JOBS other jobs are running (`job_running`; it stays paused)", body = ErrorBody),
+    )
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    job_id: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<JobControlResponse>, ApiError> {
+    let UrlPath(job_id) = job_id?;
+    control(&state, principal.as_deref(), &job_id, JobAction::Resume).await
+}
+
+/// Cancels an unfinished (pending, running, interrupted or paused) job: its model-days not
+/// started are `cancelled`, those in flight finish, and the job is `cancelled`. Triggering the
+/// same config again runs the cancelled days.
+#[utoipa::path(
+    post, path = "/simulate/{job_id}/cancel", tag = "simulate", operation_id = "cancel_simulation",
+    params(("job_id" = String, Path, description = "The job id from the trigger")),
+    responses(
+        (status = 200, description = "Cancelled (`status` is `cancelled`)", body = JobControlResponse),
+        (status = 404, description = "No such job (`job_not_found`, `details.job_id`)", body = ErrorBody),
+        (status = 409, description = "The job has finished (`invalid_job_state`; `details.job_id`, `details.status`, `details.allowed_from`)", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    job_id: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<JobControlResponse>, ApiError> {
+    let UrlPath(job_id) = job_id?;
+    control(&state, principal.as_deref(), &job_id, JobAction::Cancel).await
 }

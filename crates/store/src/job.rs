@@ -29,6 +29,13 @@ pub enum JobStatus {
     /// its running model-days are pending again and it resumes when triggered again or when
     /// `serve` starts. Not terminal.
     Interrupted,
+    /// Paused by a user ([`crate::JobStore::control_job`]): its completed model-days are kept,
+    /// no new one starts (in-flight ones finish), and nothing resumes it but a resume — not a
+    /// trigger of the same config, not a restarted server. Not terminal.
+    Paused,
+    /// Cancelled by a user: its model-days that had not started are `cancelled`. Terminal; a
+    /// trigger of the same config runs the cancelled days again.
+    Cancelled,
 }
 
 impl JobStatus {
@@ -40,6 +47,8 @@ impl JobStatus {
             JobStatus::Partial => "partial",
             JobStatus::Failed => "failed",
             JobStatus::Interrupted => "interrupted",
+            JobStatus::Paused => "paused",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
@@ -47,7 +56,7 @@ impl JobStatus {
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobStatus::Completed | JobStatus::Partial | JobStatus::Failed
+            JobStatus::Completed | JobStatus::Partial | JobStatus::Failed | JobStatus::Cancelled
         )
     }
 }
@@ -69,13 +78,90 @@ impl FromStr for JobStatus {
             "partial" => JobStatus::Partial,
             "failed" => JobStatus::Failed,
             "interrupted" => JobStatus::Interrupted,
+            "paused" => JobStatus::Paused,
+            "cancelled" => JobStatus::Cancelled,
             other => {
                 return Err(format!(
-                    "unknown job status `{other}`; expected pending, running, completed, partial, failed or interrupted"
+                    "unknown job status `{other}`; expected pending, running, completed, partial, failed, interrupted, paused or cancelled"
                 ));
             }
         })
     }
+}
+
+/// A user's control of a job (`POST /simulate/{job_id}/pause|resume|cancel`, `tradeloom jobs
+/// pause|resume|cancel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    /// `pending`, `running` or `interrupted` → `paused`.
+    Pause,
+    /// `paused` → `running`.
+    Resume,
+    /// Any unfinished status (`pending`, `running`, `interrupted`, `paused`) → `cancelled`,
+    /// its model-days not started → `cancelled`.
+    Cancel,
+}
+
+impl JobAction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobAction::Pause => "pause",
+            JobAction::Resume => "resume",
+            JobAction::Cancel => "cancel",
+        }
+    }
+
+    /// The statuses a job may have for this action.
+    pub const fn allowed_from(self) -> &'static [JobStatus] {
+        match self {
+            JobAction::Pause => &[
+                JobStatus::Pending,
+                JobStatus::Running,
+                JobStatus::Interrupted,
+            ],
+            JobAction::Resume => &[JobStatus::Paused],
+            JobAction::Cancel => &[
+                JobStatus::Pending,
+                JobStatus::Running,
+                JobStatus::Interrupted,
+                JobStatus::Paused,
+            ],
+        }
+    }
+
+    /// The status the action leads to.
+    pub const fn target(self) -> JobStatus {
+        match self {
+            JobAction::Pause => JobStatus::Paused,
+            JobAction::Resume => JobStatus::Running,
+            JobAction::Cancel => JobStatus::Cancelled,
+        }
+    }
+
+    /// The kind of the job event that records it.
+    pub const fn event_kind(self) -> &'static str {
+        match self {
+            JobAction::Pause => "job_paused",
+            JobAction::Resume => "job_resumed",
+            JobAction::Cancel => "job_cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`crate::JobStore::control_job`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobControl {
+    /// The job after the action.
+    Done(Job),
+    /// The job's status does not allow the action; the job as it is (unchanged).
+    Refused(Job),
 }
 
 /// What a job is asked to do. `models × dates` model-days are created, all pending.
@@ -113,22 +199,30 @@ pub struct JobProgress {
     pub failed: u64,
     /// Model-days the kill switch refused; they run again on the next trigger.
     pub refused: u64,
+    /// Model-days a cancel stopped before they started; they run again on the next trigger.
+    pub cancelled: u64,
     pub pending: u64,
     pub running: u64,
 }
 
 impl JobProgress {
+    /// Model-days that ended without results: failed, refused or cancelled.
+    pub const fn not_completed(&self) -> u64 {
+        self.failed + self.refused + self.cancelled
+    }
+
     /// The job status these counts imply: anything pending or running → running (or pending if
     /// nothing started yet); otherwise completed, failed (none completed) or partial. A day
-    /// refused by the kill switch is not completed: it counts as failed does.
+    /// refused by the kill switch or cancelled is not completed: it counts as failed does.
+    /// (A user's pause or cancel overrides it: see [`crate::JobStore::refresh_job_status`].)
     pub fn derived_status(&self, started: bool) -> JobStatus {
         if self.pending + self.running > 0 {
-            if started || self.completed + self.failed + self.refused + self.running > 0 {
+            if started || self.completed + self.not_completed() + self.running > 0 {
                 JobStatus::Running
             } else {
                 JobStatus::Pending
             }
-        } else if self.failed + self.refused == 0 {
+        } else if self.not_completed() == 0 {
             JobStatus::Completed
         } else if self.completed == 0 {
             JobStatus::Failed
@@ -193,6 +287,7 @@ mod tests {
             completed,
             failed,
             refused: 0,
+            cancelled: 0,
             pending,
             running,
         };
@@ -203,6 +298,13 @@ mod tests {
             ..JobProgress::default()
         };
         assert_eq!(refused(3, 1).derived_status(true), JobStatus::Partial);
+        let cancelled = JobProgress {
+            total_model_days: 4,
+            completed: 1,
+            cancelled: 3,
+            ..JobProgress::default()
+        };
+        assert_eq!(cancelled.derived_status(true), JobStatus::Partial);
         assert_eq!(refused(0, 4).derived_status(true), JobStatus::Failed);
         assert_eq!(p(0, 0, 4, 0).derived_status(false), JobStatus::Pending);
         assert_eq!(p(0, 0, 4, 0).derived_status(true), JobStatus::Running);

@@ -7,7 +7,7 @@ use sqlx::FromRow;
 use sqlx::types::Json;
 
 use crate::error::StoreError;
-use crate::job::{Job, JobProgress, JobReport, NewJob};
+use crate::job::{Job, JobAction, JobControl, JobProgress, JobReport, JobStatus, NewJob};
 use crate::model_day::ModelDayStatus;
 use crate::model_day_store::{MODEL_DAY_SELECT, ModelDayRow};
 use crate::run_store::RunStore;
@@ -88,8 +88,21 @@ pub trait JobStore: Send + Sync {
 
     /// Recomputes the job's status from its model-days (all completed → completed; none left
     /// and some failed → partial, or failed if all did; otherwise running) and stores it with
-    /// `finished_at` when terminal.
+    /// `finished_at` when terminal. A `cancelled` job stays cancelled, and a `paused` one stays
+    /// paused while model-days are left.
     async fn refresh_job_status(&self, job_id: &str) -> Result<Job, StoreError>;
+
+    /// A user's pause, resume or cancel (see [`JobAction`] for what each allows), in one
+    /// transaction, with a `job_paused` / `job_resumed` / `job_cancelled` event naming `by`
+    /// (who asked: an API key's name, `cli`) and the status before. [`JobControl::Refused`]
+    /// with the job unchanged when its status does not allow the action;
+    /// [`StoreError::NotFound`] if there is no such job.
+    async fn control_job(
+        &self,
+        job_id: &str,
+        action: JobAction,
+        by: &str,
+    ) -> Result<JobControl, StoreError>;
 
     /// Deletes a job and, by cascade, everything of it. [`StoreError::NotFound`] if absent.
     async fn delete_job(&self, job_id: &str) -> Result<(), StoreError>;
@@ -297,7 +310,15 @@ impl<D: Db> JobStore for D {
     async fn refresh_job_status(&self, job_id: &str) -> Result<Job, StoreError> {
         let job = self.job(job_id).await?;
         let progress = progress(self, job_id).await?;
-        let status = progress.derived_status(job.started_at.is_some());
+        let derived = progress.derived_status(job.started_at.is_some());
+        let status = match job.status {
+            // A user's cancel is final.
+            JobStatus::Cancelled => JobStatus::Cancelled,
+            // Paused stays paused while anything is left; a pause that came as the last days
+            // were in flight leaves nothing to resume: the job ends as its days say.
+            JobStatus::Paused if !derived.is_terminal() => JobStatus::Paused,
+            _ => derived,
+        };
         let finished = status.is_terminal().then(now);
         sql("UPDATE jobs SET status = $2, \
              finished_at = CASE WHEN $3 IS NULL THEN NULL \
@@ -310,6 +331,77 @@ impl<D: Db> JobStore for D {
         .await
         .map_err(StoreError::db("update a job's status"))?;
         self.job(job_id).await
+    }
+
+    async fn control_job(
+        &self,
+        job_id: &str,
+        action: JobAction,
+        by: &str,
+    ) -> Result<JobControl, StoreError> {
+        let before = self.job(job_id).await?;
+        let allowed: Vec<String> = action
+            .allowed_from()
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let at = now();
+        let mut tx = self
+            .begin()
+            .await
+            .map_err(StoreError::db("begin a job control"))?;
+        // Conditional on the status read above: a change in between refuses rather than
+        // acting on a status nobody saw.
+        let set_status = match action {
+            JobAction::Cancel => "status = 'cancelled', finished_at = $3",
+            JobAction::Pause => "status = 'paused', finished_at = NULL",
+            JobAction::Resume => {
+                "status = 'running', started_at = COALESCE(started_at, $3), \
+                                  finished_at = NULL"
+            }
+        };
+        let mut update = sql(format!(
+            "UPDATE jobs SET {set_status} WHERE id = $1 AND status = $2 AND status IN ({})",
+            allowed.join(", ")
+        ))
+        .bind(job_id)
+        .bind(before.status.as_str());
+        if action != JobAction::Pause {
+            update = update.bind(at);
+        }
+        let done = update
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("change a job's status"))?;
+        if done.rows_affected() == 0 {
+            drop(tx);
+            return Ok(JobControl::Refused(self.job(job_id).await?));
+        }
+        let mut cancelled_days = 0;
+        if action == JobAction::Cancel {
+            // Days not started are cancelled; days in flight finish and keep their outcome.
+            cancelled_days = sql(
+                "UPDATE job_details SET status = 'cancelled', finished_at = $2, \
+                 error = $3 WHERE job_id = $1 AND status = 'pending'",
+            )
+            .bind(job_id)
+            .bind(at)
+            .bind(format!("cancelled by {by}"))
+            .execute(&mut tx)
+            .await
+            .map_err(StoreError::db("cancel a job's model-days"))?
+            .rows_affected();
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit a job control"))?;
+        let mut payload = serde_json::json!({"by": by, "from": before.status.as_str()});
+        if action == JobAction::Cancel {
+            payload["cancelled_model_days"] = cancelled_days.into();
+        }
+        self.append_job_event(job_id, action.event_kind(), &payload)
+            .await?;
+        Ok(JobControl::Done(self.job(job_id).await?))
     }
 
     async fn delete_job(&self, job_id: &str) -> Result<(), StoreError> {
@@ -346,6 +438,7 @@ impl<D: Db> JobStore for D {
                 ModelDayStatus::Completed => progress.completed += 1,
                 ModelDayStatus::Failed => progress.failed += 1,
                 ModelDayStatus::Refused => progress.refused += 1,
+                ModelDayStatus::Cancelled => progress.cancelled += 1,
             }
         }
         Ok(JobReport {
@@ -373,6 +466,7 @@ async fn progress<D: Db>(db: &D, job_id: &str) -> Result<JobProgress, StoreError
             "completed" => p.completed += n,
             "failed" => p.failed += n,
             "refused" => p.refused += n,
+            "cancelled" => p.cancelled += n,
             other => {
                 return Err(StoreError::Corrupt {
                     what: "job_details.status",

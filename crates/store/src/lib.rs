@@ -80,7 +80,7 @@ pub use workflow_store::WorkflowStore;
 
 pub use api_key::{ApiKey, NewApiKey, Role, SECRET_PREFIX, api_key_hash};
 pub use error::StoreError;
-pub use job::{Job, JobProgress, JobReport, JobStatus, NewJob, config_hash};
+pub use job::{Job, JobAction, JobControl, JobProgress, JobReport, JobStatus, NewJob, config_hash};
 pub use migration::{MigrationInfo, MigrationState};
 pub use model_day::{
     Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ModelDayStop,

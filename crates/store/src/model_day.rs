@@ -49,6 +49,9 @@ pub enum ModelDayStatus {
     /// `risk.kill_switch`). Like a failed day it has no results and runs again when the same
     /// config is triggered again.
     Refused,
+    /// Not started because its job was cancelled (`POST /simulate/{job_id}/cancel`). No
+    /// results; it runs when the same config is triggered again.
+    Cancelled,
 }
 
 impl ModelDayStatus {
@@ -59,6 +62,7 @@ impl ModelDayStatus {
             ModelDayStatus::Completed => "completed",
             ModelDayStatus::Failed => "failed",
             ModelDayStatus::Refused => "refused",
+            ModelDayStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -79,9 +83,10 @@ impl FromStr for ModelDayStatus {
             "completed" => ModelDayStatus::Completed,
             "failed" => ModelDayStatus::Failed,
             "refused" => ModelDayStatus::Refused,
+            "cancelled" => ModelDayStatus::Cancelled,
             other => {
                 return Err(format!(
-                    "unknown model-day status `{other}`; expected pending, running, completed, failed or refused"
+                    "unknown model-day status `{other}`; expected pending, running, completed, failed, refused or cancelled"
                 ));
             }
         })

@@ -291,7 +291,9 @@ pub trait ModelDayStore: Send + Sync {
 
     /// Claims a model-day for a worker: `pending → running`, or takes over one that has been
     /// `running` for longer than `stale_after` (its worker crashed). Returns `None` if it is
-    /// done, failed, or freshly running elsewhere; [`StoreError::NotFound`] if it does not exist.
+    /// done, failed, or freshly running elsewhere, or its job is `paused` or `cancelled` (checked
+    /// in the same statement, so no day starts once a pause has committed);
+    /// [`StoreError::NotFound`] if it does not exist.
     async fn claim_model_day(
         &self,
         key: &ModelDayKey,
@@ -356,12 +358,19 @@ pub trait ModelDayStore: Send + Sync {
     /// many were reset.
     async fn reset_running_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
 
-    /// Re-opens a finished job for a re-trigger: every `failed` or `refused` model-day back to
+    /// Re-opens a finished job for a re-trigger: every `failed`, `refused` or `cancelled` model-day back to
     /// `pending` (error and session counts cleared) and, if there was any, the job back to `pending`. Completed model-days
     /// are untouched. Returns how many were reset.
     async fn retry_failed_model_days(&self, job_id: &str) -> Result<u64, StoreError>;
 
     async fn model_day(&self, key: &ModelDayKey) -> Result<ModelDay, StoreError>;
+
+    /// The latest completed model-day of the same job and model before `key`'s date (the day
+    /// whose end-of-day book `key` started from); `None` for the model's first day.
+    async fn previous_completed_model_day(
+        &self,
+        key: &ModelDayKey,
+    ) -> Result<Option<ModelDay>, StoreError>;
 
     async fn trades(&self, key: &ModelDayKey) -> Result<Vec<Trade>, StoreError>;
 
@@ -401,7 +410,9 @@ impl<D: Db> ModelDayStore for D {
             "UPDATE job_details SET status = 'running', attempts = attempts + 1, \
              started_at = $4, finished_at = NULL, duration_ms = NULL, error = NULL \
              WHERE job_id = $1 AND model = $2 AND date = $3 \
-             AND (status = 'pending' OR (status = 'running' AND started_at < $5)){MODEL_DAY_RETURNING}"
+             AND (status = 'pending' OR (status = 'running' AND started_at < $5)) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 \
+                             AND j.status IN ('paused', 'cancelled')){MODEL_DAY_RETURNING}"
         ))
         .bind(&key.job_id)
         .bind(&key.model)
@@ -538,7 +549,7 @@ impl<D: Db> ModelDayStore for D {
             "UPDATE job_details SET status = 'pending', started_at = NULL, \
              finished_at = NULL, duration_ms = NULL, error = NULL, steps = NULL, \
              tool_calls = NULL, tool_errors = NULL \
-             WHERE job_id = $1 AND status IN ('failed', 'refused')",
+             WHERE job_id = $1 AND status IN ('failed', 'refused', 'cancelled')",
         )
         .bind(job_id)
         .execute(&mut tx)
@@ -562,6 +573,23 @@ impl<D: Db> ModelDayStore for D {
 
     async fn model_day(&self, key: &ModelDayKey) -> Result<ModelDay, StoreError> {
         model_day_row(self, key).await?.into_model_day()
+    }
+
+    async fn previous_completed_model_day(
+        &self,
+        key: &ModelDayKey,
+    ) -> Result<Option<ModelDay>, StoreError> {
+        let row: Option<ModelDayRow> = sql(format!(
+            "{MODEL_DAY_SELECT}WHERE d.job_id = $1 AND d.model = $2 AND d.date < $3 \
+             AND d.status = 'completed' ORDER BY d.date DESC LIMIT 1"
+        ))
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(StoreError::db("read the previous model-day"))?;
+        row.map(ModelDayRow::into_model_day).transpose()
     }
 
     async fn trades(&self, key: &ModelDayKey) -> Result<Vec<Trade>, StoreError> {

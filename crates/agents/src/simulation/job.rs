@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use tradeloom_llm::LlmProvider;
 
-use tradeloom_store::{Job, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter};
+use tradeloom_store::{Job, JobStatus, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter};
 
 use super::market::{Market, ProviderError, load_market, provider_for};
 use super::model_day::{
@@ -42,6 +42,11 @@ impl Simulator {
             Err(e) => return self.fail_job(job_id, &format!("kill switch: {e}")).await,
         };
         let job = self.store.job(job_id).await?;
+        // Paused or cancelled by a user before this driver began: nothing to run.
+        if matches!(job.status, JobStatus::Paused | JobStatus::Cancelled) {
+            tracing::info!(status = job.status.as_str(), "simulation job not run");
+            return Ok(job);
+        }
         let config = match config_from_value(&job.config, &self.options.base_dir) {
             Ok(c) => c,
             Err(e) => return self.fail_job(job_id, &e.to_string()).await,
@@ -75,6 +80,14 @@ impl Simulator {
         };
         let mut dates = by_date.into_iter();
         while let Some((date, models)) = dates.next() {
+            // A user's pause or cancel, from this process or another: looked at before each
+            // date (the store's claim stops the days of a date that has begun).
+            let now = self.store.job(job_id).await?;
+            match now.status {
+                JobStatus::Paused => return self.release(now).await,
+                JobStatus::Cancelled => break,
+                _ => {}
+            }
             // Engaged before the date starts: this date and every later one are refused.
             if let Some(engagement) = shared.gate.engaged_now() {
                 let reason = day_refusal(&engagement);
@@ -97,7 +110,26 @@ impl Simulator {
                 break;
             }
         }
+        // Paused during the last date with days left: the job waits for a resume, unfinished.
+        let now = self.store.refresh_job_status(job_id).await?;
+        if now.status == JobStatus::Paused {
+            return self.release(now).await;
+        }
         self.finish_job(job_id).await
+    }
+
+    /// Stops driving a paused job: journals that this process no longer owns it (a resume from
+    /// any process may run it) and returns it.
+    async fn release(&self, job: Job) -> Result<Job, AgentError> {
+        tracing::info!("simulation job paused: its driver stops");
+        record(
+            &*self.store,
+            &job.id,
+            crate::job_owner::RELEASE_EVENT,
+            json!({"reason": "paused", "owner": tradeloom_safety::ProcessOwner::current()}),
+        )
+        .await?;
+        Ok(job)
     }
 
     /// Writes the job's bootstrap files, records and announces its start; returns the symbols
@@ -260,6 +292,17 @@ impl Simulator {
                 refused = progress.refused,
                 "model-days refused by the kill switch (risk.kill_switch); trigger the same config again after release to run them"
             );
+        }
+        if job.status == JobStatus::Cancelled {
+            // Its in-flight days are done: nobody runs it any more (a trigger of its config
+            // from any process may run the cancelled days).
+            record(
+                &*self.store,
+                job_id,
+                crate::job_owner::RELEASE_EVENT,
+                json!({"reason": "cancelled", "owner": tradeloom_safety::ProcessOwner::current()}),
+            )
+            .await?;
         }
         for warning in job_warnings(&*self.store, &job).await? {
             tracing::warn!(warning = %warning, "simulation job warning");

@@ -70,11 +70,17 @@ pub(super) fn provider_for(
         .ok_or_else(|| ProviderError::NotInConfig(model.to_string()))?;
     let mut settings = ProviderConfig::new(m.base_url.clone(), m.model.clone());
     if let Some(var) = &m.api_key_env {
-        let key = outbound.secrets.read(var).map_err(|e| ProviderError::Key {
-            model: model.to_string(),
-            message: e.to_string(),
-        })?;
+        let key = match crate::openai_env::default_key(var, &m.base_url) {
+            Some(key) => key,
+            None => outbound.secrets.read(var).map_err(|e| ProviderError::Key {
+                model: model.to_string(),
+                message: e.to_string(),
+            })?,
+        };
         settings.api_key = Some(key);
+    }
+    if let Some(ms) = m.backoff_ms {
+        settings.backoff_base = Duration::from_millis(ms);
     }
     settings.temperature = m.temperature;
     settings.max_tokens = m.max_tokens;

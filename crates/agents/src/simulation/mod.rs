@@ -6,11 +6,13 @@
 //! [`Simulator::resume_interrupted`] (called when the server starts) puts it back to `pending`
 //! and carries on, so no completed model-day is lost and none is written twice.
 
+mod control;
 mod job;
 mod market;
 mod model_day;
 mod simulator;
 mod warnings;
 
+pub use control::resume_to_end;
 pub use simulator::{SimEvent, Simulator, SimulatorOptions, TriggerOutcome, run_to_end};
 pub use warnings::{job_run_dir, job_warnings, tool_use_warnings};

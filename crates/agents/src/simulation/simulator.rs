@@ -53,6 +53,8 @@ pub enum TriggerOutcome {
     AlreadyRunning(Job),
     /// Every model-day of this config is completed: nothing to run.
     Current(Job),
+    /// The job of this config is paused: nothing runs until it is resumed.
+    Paused(Job),
 }
 
 /// Settings of the worker.
@@ -130,6 +132,10 @@ impl Simulator {
         let value = config.to_value();
         let hash = config_hash(&value);
         if let Some(job) = self.store.find_job_by_config_hash(&hash).await? {
+            // A user paused it: a trigger does not override that; a resume does.
+            if job.status == JobStatus::Paused {
+                return Ok(TriggerOutcome::Paused(job));
+            }
             if !job.status.is_terminal() {
                 if self.running.lock().await.contains(&job.id)
                     || crate::job_owner::owned_elsewhere(&*self.store, &job.id).await?
@@ -139,6 +145,16 @@ impl Simulator {
                 // Interrupted (e.g. killed): resume it.
                 self.store.reset_running_model_days(&job.id).await?;
                 return Ok(TriggerOutcome::Started { job, resumed: true });
+            }
+            if job.status == JobStatus::Cancelled {
+                // Its in-flight days may still be finishing (here or in another process)…
+                if self.running.lock().await.contains(&job.id)
+                    || crate::job_owner::owned_elsewhere(&*self.store, &job.id).await?
+                {
+                    return Ok(TriggerOutcome::AlreadyRunning(job));
+                }
+                // … or were left `running` by a process that died after the cancel.
+                self.store.reset_running_model_days(&job.id).await?;
             }
             if self.store.retry_failed_model_days(&job.id).await? == 0 {
                 return Ok(TriggerOutcome::Current(job));
@@ -179,6 +195,7 @@ impl Simulator {
         for (i, m) in config.config.models.iter().enumerate() {
             let place = |field: &str| format!("{}: models[{i}].{field}", config.origin);
             if let Some(var) = &m.api_key_env
+                && !crate::openai_env::is_default_key(var, &m.base_url)
                 && let Err(e) = outbound.secrets.check(var)
             {
                 return Err(AgentError::Config {
@@ -216,6 +233,10 @@ impl Simulator {
         {
             let running = self.running.lock().await;
             if let Some(job) = &existing {
+                // Paused by a user (its driver may still be finishing in-flight days).
+                if job.status == JobStatus::Paused {
+                    return Ok(TriggerOutcome::Paused(job.clone()));
+                }
                 // Asking again for a running config is not a new job: report it.
                 if running.contains(&job.id) {
                     return Ok(TriggerOutcome::AlreadyRunning(job.clone()));
@@ -241,37 +262,38 @@ impl Simulator {
         Ok(outcome)
     }
 
-    /// Runs `job_id` on a background task (registered as running until it ends).
+    /// Runs `job_id` on a background task (registered as running until it ends or is paused).
     async fn spawn(self: &Arc<Self>, job_id: String) {
         self.running.lock().await.insert(job_id.clone());
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            if let Err(e) = me.run_job(&job_id).await {
-                tracing::error!(job_id = %job_id, error = %e, "simulation job stopped");
-            }
-            me.running.lock().await.remove(&job_id);
-        });
+        self.spawn_driver(job_id);
     }
 
     /// Jobs left `pending` or `running` by a previous process (e.g. killed): their running
     /// model-days go back to pending and the jobs run again in the background, up to
-    /// `max_concurrent_jobs` at once; the rest wait their turn. Returns the resumed job ids.
+    /// `max_concurrent_jobs` at once; the rest wait their turn. `paused` jobs stay paused.
+    /// Returns the resumed job ids.
     pub async fn resume_interrupted(self: &Arc<Self>) -> Result<Vec<String>, AgentError> {
         // Journal the interruption of jobs whose process died before taking them over.
         crate::job_owner::interrupt_orphaned_jobs(&*self.store).await?;
-        let interrupted: Vec<String> = self
+        let unfinished: Vec<Job> = self
             .store
             .all_jobs() // oldest first
             .await?
             .into_iter()
             .filter(|j| !j.status.is_terminal())
-            .map(|j| j.id)
             .collect();
         // A job another live process runs (e.g. `tradeloom simulate`) is not ours to resume.
-        let mut mine = Vec::with_capacity(interrupted.len());
-        for id in interrupted {
-            if !crate::job_owner::owned_elsewhere(&*self.store, &id).await? {
-                mine.push(id);
+        // A paused job is not resumed: only a user's resume does that; the days its dead
+        // process left running go back to pending for then.
+        let mut mine = Vec::with_capacity(unfinished.len());
+        for job in unfinished {
+            if crate::job_owner::owned_elsewhere(&*self.store, &job.id).await? {
+                continue;
+            }
+            if job.status == JobStatus::Paused {
+                self.store.reset_running_model_days(&job.id).await?;
+            } else {
+                mine.push(job.id);
             }
         }
         let interrupted = mine;
@@ -295,10 +317,7 @@ impl Simulator {
                     // Popped in its own statement so the lock is not held while the job runs.
                     let next = queue.lock().await.pop_front();
                     let Some(job_id) = next else { break };
-                    if let Err(e) = me.run_job(&job_id).await {
-                        tracing::error!(job_id = %job_id, error = %e, "resumed simulation job stopped");
-                    }
-                    me.running.lock().await.remove(&job_id);
+                    me.drive_until_held(&job_id).await;
                 }
             });
         }
@@ -362,7 +381,9 @@ pub async fn run_to_end(
 ) -> Result<(TriggerOutcome, Job), AgentError> {
     let outcome = simulator.prepare(config).await?;
     let job = match &outcome {
-        TriggerOutcome::Current(job) | TriggerOutcome::AlreadyRunning(job) => job.clone(),
+        TriggerOutcome::Current(job)
+        | TriggerOutcome::AlreadyRunning(job)
+        | TriggerOutcome::Paused(job) => job.clone(),
         TriggerOutcome::Started { job, .. } => {
             simulator.running.lock().await.insert(job.id.clone());
             let result = simulator.run_job(&job.id).await;

@@ -3,6 +3,7 @@
 
 mod access;
 mod accounts;
+mod ai_trader;
 mod bad_input;
 mod bridge;
 mod cluster;
@@ -16,6 +17,7 @@ mod flow;
 mod flow_client;
 mod golden;
 mod health;
+mod job_control;
 mod killswitch;
 mod layering;
 mod lifecycle;
@@ -59,6 +61,10 @@ pub fn tradeloom(data_dir: &Path, args: &[&str]) -> Output {
         .arg("--data-dir")
         .arg(data_dir)
         .current_dir(repo())
+        // The default model endpoint and key of the environment stay out of tests that do not
+        // set them.
+        .env_remove("OPENAI_API_BASE")
+        .env_remove("OPENAI_API_KEY")
         .output()
         .expect("tradeloom runs")
 }

@@ -26,6 +26,8 @@ impl Service {
         cmd.args(args)
             .current_dir(crate::repo())
             .env("RUST_LOG", "warn")
+            .env_remove("OPENAI_API_BASE")
+            .env_remove("OPENAI_API_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in extra_env {

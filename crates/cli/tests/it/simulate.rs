@@ -13,7 +13,7 @@ use tradeloom_core::{Currency, Money, Price, Quantity};
 use crate::service::Service;
 use crate::{repo, stderr, stdout, tradeloom};
 
-fn models(mock: &Service, list: &[(&str, &str)]) -> Value {
+pub(crate) fn models(mock: &Service, list: &[(&str, &str)]) -> Value {
     Value::Array(
         list.iter()
             .map(|(name, policy)| {
@@ -24,7 +24,7 @@ fn models(mock: &Service, list: &[(&str, &str)]) -> Value {
 }
 
 /// A config over the shipped universe from 2025-01-02 to `end`.
-fn config(mock: &Service, list: &[(&str, &str)], end: &str) -> Value {
+pub(crate) fn config(mock: &Service, list: &[(&str, &str)], end: &str) -> Value {
     json!({
         "models": models(mock, list),
         "universe": {"path": repo().join("examples/universe")},
@@ -35,13 +35,17 @@ fn config(mock: &Service, list: &[(&str, &str)], end: &str) -> Value {
     })
 }
 
-async fn post(client: &reqwest::Client, url: String, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: &Value,
+) -> (StatusCode, Value) {
     let r = client.post(url).json(body).send().await.unwrap();
     let status = r.status();
     (status, r.json().await.unwrap())
 }
 
-async fn get(client: &reqwest::Client, url: String) -> (StatusCode, Value) {
+pub(crate) async fn get(client: &reqwest::Client, url: String) -> (StatusCode, Value) {
     let r = client.get(url).send().await.unwrap();
     assert!(
         r.headers().contains_key("x-request-id"),
@@ -52,11 +56,13 @@ async fn get(client: &reqwest::Client, url: String) -> (StatusCode, Value) {
 }
 
 /// Polls the job until it is terminal.
-async fn wait_done(client: &reqwest::Client, api: &str, job_id: &str) -> Value {
+pub(crate) async fn wait_done(client: &reqwest::Client, api: &str, job_id: &str) -> Value {
     for _ in 0..1200 {
         let (code, status) = get(client, format!("{api}/simulate/status/{job_id}")).await;
         assert_eq!(code, StatusCode::OK, "{status}");
-        if ["completed", "partial", "failed"].contains(&status["status"].as_str().unwrap()) {
+        if ["completed", "partial", "failed", "cancelled"]
+            .contains(&status["status"].as_str().unwrap())
+        {
             return status;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -87,7 +93,7 @@ fn closes() -> BTreeMap<String, BTreeMap<String, Price>> {
     out
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     tradeloom_llm::install_crypto_provider();
     reqwest::Client::new()
 }
@@ -106,7 +112,18 @@ async fn three_models_five_days_over_http() {
 
     let (code, started) = post(&client, format!("{}/simulate/trigger", api.url), &body).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{started}");
-    assert_eq!(started["date_range"], json!(["2025-01-02", "2025-01-08"]));
+    // Every trading date, as AI-Trader's clients read it (the 4th and 5th are a weekend).
+    assert_eq!(
+        started["date_range"],
+        json!([
+            "2025-01-02",
+            "2025-01-03",
+            "2025-01-06",
+            "2025-01-07",
+            "2025-01-08"
+        ])
+    );
+    assert_eq!(started["last_simulation_date"], Value::Null);
     assert_eq!(started["models"], json!(["mom", "rev", "bh"]));
     let job_id = started["job_id"].as_str().unwrap().to_string();
     let status = wait_done(&client, &api.url, &job_id).await;

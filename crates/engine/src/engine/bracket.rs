@@ -138,7 +138,7 @@ impl Engine {
                 oco_id: sl_id,
                 ..OrderLinks::default()
             };
-            self.submit(id, i, request, links, ts, None, sink, false)?;
+            self.submit(id, i, request, links.boxed(), ts, None, sink, false)?;
         }
         if let Some((id, stop)) = bracket.stop_loss {
             let (request, trail) = match stop {
@@ -156,7 +156,16 @@ impl Engine {
                 trail,
                 ..OrderLinks::default()
             };
-            self.submit(id, i, request.reduce_only(), links, ts, None, sink, false)?;
+            self.submit(
+                id,
+                i,
+                request.reduce_only(),
+                links.boxed(),
+                ts,
+                None,
+                sink,
+                false,
+            )?;
         }
         if same_bar {
             for id in [tp_id, sl_id].into_iter().flatten() {
@@ -235,7 +244,7 @@ impl Engine {
         let inst = &self.instruments[bar.instrument.index()];
         let (precision, tick) = (inst.price_precision, inst.tick_size);
         let w = &mut self.working[idx];
-        let Some(trail) = w.order.links.trail else {
+        let Some(trail) = w.order.links().trail else {
             return Ok(());
         };
         let side = w.order.side;
@@ -273,7 +282,7 @@ impl Engine {
             let Some(wa) = self.working.iter().find(|w| w.order.id == id_a) else {
                 continue;
             };
-            let Some(sibling) = wa.order.links.oco_id else {
+            let Some(sibling) = wa.order.links().oco_id else {
                 continue;
             };
             let a_is_stop = wa.order.order_type != OrderType::Limit;

@@ -153,15 +153,6 @@ impl Engine {
                 detail: self.gate_halt.clone().unwrap_or_default(),
             });
         }
-        self.submit(
-            id,
-            i,
-            request,
-            tradeloom_core::OrderLinks::default(),
-            ts,
-            bar,
-            sink,
-            true,
-        )
+        self.submit(id, i, request, None, ts, bar, sink, true)
     }
 }

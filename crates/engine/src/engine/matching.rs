@@ -27,7 +27,7 @@ impl Engine {
             if w.order.instrument != bar.instrument || w.submitted_ts >= bar.ts {
                 continue;
             }
-            contingent |= w.order.links.oco_id.is_some();
+            contingent |= w.order.links().oco_id.is_some();
             Self::plan(&w.order, bar, &path, &mut self.actions);
         }
         if contingent {
@@ -242,7 +242,7 @@ impl Engine {
             self.analyzer.on_trade(&trade);
             sink.on_trade(&trade);
         }
-        let oco = self.working[idx].order.links.oco_id;
+        let oco = self.working[idx].order.links().oco_id;
         let status = self.working[idx].order.status();
         if status == OrderStatus::Filled {
             self.close_order(idx, ts, None, sink);

@@ -48,10 +48,15 @@ impl Engine {
                             });
                             continue;
                         }
-                        let mut links = links.map_or_else(OrderLinks::default, |l| *l);
-                        links.trail = links.trail.or(request.trail);
-                        if links.take_profit_id.is_some() || links.stop_loss_id.is_some() {
-                            self.register_bracket(id, &links);
+                        let mut links = links;
+                        if let Some(trail) = request.trail {
+                            let l = links.get_or_insert_default();
+                            l.trail = l.trail.or(Some(trail));
+                        }
+                        if let Some(l) = links.as_deref()
+                            && (l.take_profit_id.is_some() || l.stop_loss_id.is_some())
+                        {
+                            self.register_bracket(id, l);
                         }
                         self.submit(id, i, request, links, ts, bar, sink, false)?;
                     }
@@ -64,6 +69,7 @@ impl Engine {
                     Command::CancelAll(instrument) => {
                         self.cancel_where(ts, "cancelled", sink, |o| o.instrument == instrument)?;
                     }
+                    Command::Fail(reason) => return Err(EngineError::Strategy(reason)),
                 }
             }
             if self.commands.is_empty() {
@@ -82,7 +88,7 @@ impl Engine {
         id: OrderId,
         i: usize,
         mut request: OrderRequest,
-        mut links: OrderLinks,
+        mut links: Option<Box<OrderLinks>>,
         ts: UnixNanos,
         bar: Option<&Bar>,
         sink: &mut S,
@@ -98,10 +104,13 @@ impl Engine {
         let mut best = 0;
         let mut trail_problem = None;
         if request.order_type == OrderType::TrailingStop {
-            match self.trailing_start(i, &request, &links) {
+            match self.trailing_start(i, &request, links.as_deref().unwrap_or(&OrderLinks::NONE)) {
                 Ok((trigger, from)) => {
                     request.trigger_price = Some(trigger);
-                    links.trail = links.trail.or(request.trail);
+                    if let Some(trail) = request.trail {
+                        let l = links.get_or_insert_default();
+                        l.trail = l.trail.or(Some(trail));
+                    }
                     best = from;
                 }
                 Err(problem) => trail_problem = Some(problem),
@@ -148,13 +157,14 @@ impl Engine {
             trigger_price: order.trigger_price,
             time_in_force: order.time_in_force,
             reduce_only: order.reduce_only,
-            links: (!links.is_empty()).then(|| Box::new(links)),
+            links: links.clone().filter(|l| !l.is_empty()),
         });
-        order.links = links;
+        order.links = links.filter(|l| !l.is_empty());
         order.submit()?;
-        let bracket = links.take_profit_id.is_some() || links.stop_loss_id.is_some();
+        let bracket =
+            order.links().take_profit_id.is_some() || order.links().stop_loss_id.is_some();
         if let Some(problem) = bracket
-            .then(|| self.bracket_problem(&order, inst, &links))
+            .then(|| self.bracket_problem(&order, inst, order.links()))
             .flatten()
         {
             order.reject()?;
@@ -180,7 +190,7 @@ impl Engine {
         // A cash account checks what its position and cash will be once the orders already
         // working fill, not only what they are now.
         let (working_sells_raw, reserved) = if self.config.account_kind == AccountKind::Cash {
-            self.working_commitments(i, links.oco_id)?
+            self.working_commitments(i, order.links().oco_id)?
         } else {
             (0, 0)
         };
@@ -277,7 +287,7 @@ impl Engine {
         for w in &self.working {
             let order = &w.order;
             if Some(order.id) == except
-                || order.links.oco_id.is_some_and(|partner| {
+                || order.links().oco_id.is_some_and(|partner| {
                     partner < order.id && self.working.iter().any(|w| w.order.id == partner)
                 })
             {

@@ -2,13 +2,14 @@
 //! reduce-only, fees, slippage, trades, multi-instrument equity and engine errors.
 
 use tradeloom_core::{
-    AccountKind, Bps, Currency, Event, Liquidity, OrderSide, TimeInForce, UnixNanos,
+    AccountKind, Bar, Bps, Currency, Event, InstrumentId, Liquidity, OrderId, OrderSide, Quantity,
+    TimeInForce, UnixNanos,
 };
 use tradeloom_engine::{EngineError, FillModel, OrderRequest, RiskConfig, Strategy};
 
 use crate::fixture::{
     Script, at, bar, daily, dec, execution, frictionless, instrument, px, qty, resolved, run,
-    run_on, try_run,
+    run_on, try_run, usd,
 };
 
 const BUY: OrderSide = OrderSide::Buy;
@@ -639,4 +640,95 @@ fn a_strategy_cancels_a_resting_order_before_it_can_fill() {
     let r = run(frictionless(FillModel::NextOpen), &bars, script);
     assert_eq!(r.cancellation(1), (at(1, 0), "cancelled"));
     assert_eq!(r.fill_rows(), vec![row(2, "1", "8.50", "0.00")]);
+}
+
+/// Buys on its first bar (checking the id it was told in advance), fails on its third.
+struct FailsOnThirdBar {
+    seen: usize,
+    told: Vec<(OrderId, OrderId)>,
+}
+
+impl Strategy for FailsOnThirdBar {
+    fn on_bar(&mut self, ctx: &mut tradeloom_engine::StrategyContext<'_>, _bar: &Bar) {
+        self.seen += 1;
+        match self.seen {
+            1 => {
+                let told = ctx.next_order_id();
+                let got = ctx.buy(Quantity::from_int(1, 0));
+                self.told.push((told, got));
+                let told = ctx.next_order_id();
+                let got = ctx.sell(Quantity::from_int(1, 0));
+                self.told.push((told, got));
+            }
+            3 => {
+                ctx.buy(Quantity::from_int(5, 0));
+                ctx.fail("the user's strategy raised ValueError: bad");
+                ctx.buy(Quantity::from_int(7, 0));
+            }
+            _ => assert!(self.seen < 3, "called after failing"),
+        }
+    }
+}
+
+#[test]
+fn a_strategy_that_fails_stops_the_run_with_its_reason_after_what_it_queued_before() {
+    let bars = daily(&[
+        ("10", "10", "10", "10"),
+        ("11", "11", "11", "11"),
+        ("12", "12", "12", "12"),
+        ("13", "13", "13", "13"),
+    ]);
+    let mut engine = tradeloom_engine::Engine::new(
+        frictionless(FillModel::BarClose),
+        vec![instrument(0, "TEST")],
+        vec![Box::new(FailsOnThirdBar {
+            seen: 0,
+            told: Vec::new(),
+        })],
+    )
+    .unwrap();
+    let mut sink = tradeloom_engine::sink::VecSink::default();
+    engine.on_bar(&bars[0], &mut sink).unwrap();
+    engine.on_bar(&bars[1], &mut sink).unwrap();
+    let err = engine.on_bar(&bars[2], &mut sink).unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Strategy(r) if r == "the user's strategy raised ValueError: bad"),
+        "{err:?}"
+    );
+    // Orders 1 and 2 on the first bar; the buy of 5 queued before `fail` was applied (order 3),
+    // the buy of 7 after it was not.
+    let quantities: Vec<String> = sink.fills.iter().map(|f| f.quantity.to_string()).collect();
+    assert_eq!(quantities, ["1", "1", "5"]);
+}
+
+#[test]
+fn next_order_id_is_the_id_the_next_queued_order_carries() {
+    let mut strategy = FailsOnThirdBar {
+        seen: 0,
+        told: Vec::new(),
+    };
+    let instruments = [instrument(0, "TEST")];
+    let positions = [tradeloom_core::Position::flat(
+        InstrumentId(0),
+        Currency::USD,
+        2,
+        0,
+    )];
+    let account = tradeloom_core::Account::new(tradeloom_core::AccountKind::Margin, usd("1000"));
+    let mut queued = tradeloom_engine::QueuedOrders::default();
+    let mut ctx = tradeloom_engine::StrategyContext::detached(
+        at(0, 0),
+        InstrumentId(0),
+        &instruments,
+        &positions,
+        &[None],
+        &account,
+        &mut queued,
+    );
+    let bar = daily(&[("10", "10", "10", "10")])[0];
+    strategy.on_bar(&mut ctx, &bar);
+    assert_eq!(
+        strategy.told,
+        [(OrderId(1), OrderId(1)), (OrderId(2), OrderId(2))]
+    );
 }

@@ -53,9 +53,14 @@ impl Batch {
         self.simulator.subscribe()
     }
 
-    /// Runs (or resumes) the job of `config` to its end.
-    pub async fn run(&self, config: &ResolvedConfig) -> Result<BatchOutcome, LaunchError> {
-        let (outcome, job) = tradeloom_agents::run_to_end(&self.simulator, config).await?;
+    /// Resumes the paused job `job_id` (its stored config, whose models' endpoints this batch's
+    /// outbound access must allow) and runs it here to its end; `by` is journaled.
+    pub async fn resume(&self, job_id: &str, by: &str) -> Result<BatchOutcome, LaunchError> {
+        let job = tradeloom_agents::resume_to_end(&self.simulator, job_id, by).await?;
+        self.outcome(job, false).await
+    }
+
+    async fn outcome(&self, job: Job, current: bool) -> Result<BatchOutcome, LaunchError> {
         let board = leaderboard_of(self.store.as_ref(), &job)
             .await
             .map_err(|e| LaunchError::Leaderboard(e.message))?;
@@ -65,11 +70,18 @@ impl Batch {
             .await
             .map_err(LaunchError::Report)?;
         Ok(BatchOutcome {
-            current: matches!(outcome, TriggerOutcome::Current(_)),
+            current,
             job,
             report,
             board,
         })
+    }
+
+    /// Runs (or resumes) the job of `config` to its end.
+    pub async fn run(&self, config: &ResolvedConfig) -> Result<BatchOutcome, LaunchError> {
+        let (outcome, job) = tradeloom_agents::run_to_end(&self.simulator, config).await?;
+        self.outcome(job, matches!(outcome, TriggerOutcome::Current(_)))
+            .await
     }
 }
 
@@ -125,11 +137,14 @@ impl BatchOutcome {
             ));
         }
         let p = &self.report.progress;
-        let refused = if p.refused > 0 {
+        let mut refused = if p.refused > 0 {
             format!(", {} refused by the kill switch", p.refused)
         } else {
             String::new()
         };
+        if p.cancelled > 0 {
+            refused.push_str(&format!(", {} cancelled", p.cancelled));
+        }
         out.push_str(&format!(
             "job {}  {}  {} completed, {} failed{refused} of {} model-days  ({:.1} s)\n",
             job.id,
@@ -143,6 +158,12 @@ impl BatchOutcome {
             out.push_str(&format!(
                 "the kill switch (risk.kill_switch) refused {} model-day(s): run the same config again after `tradeloom killswitch release` to run them\n",
                 p.refused
+            ));
+        }
+        if job.status == tradeloom_store::JobStatus::Paused {
+            out.push_str(&format!(
+                "the job is paused: `tradeloom jobs resume {}` (or POST /simulate/{}/resume) runs the rest\n",
+                job.id, job.id
             ));
         }
         out.push_str(&self.board.table(job.currency.code()));

@@ -6,6 +6,7 @@ mod api_keys;
 mod approval_links;
 mod engine_run_events;
 mod fixtures;
+mod job_control;
 mod job_events;
 mod jobs;
 mod model_days;
