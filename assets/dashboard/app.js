@@ -205,7 +205,7 @@
   // ---------- pages: runs ----------
   async function runsPage(params) {
     const form = h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); load(0); } },
-      h("select", { id: "f-mode" }, ["all", "backtest", "paper"].map((m) => h("option", { value: m }, "mode: " + m))),
+      h("select", { id: "f-mode" }, ["all", "backtest", "paper", "order"].map((m) => h("option", { value: m }, "mode: " + m))),
       h("select", { id: "f-status" }, ["all", "running", "completed", "failed", "interrupted"].map((m) => h("option", { value: m }, "status: " + m))),
       h("input", { id: "f-name", placeholder: "name contains…" }),
       h("button", { type: "submit" }, "Filter"),

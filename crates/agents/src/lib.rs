@@ -1,7 +1,8 @@
-//! agents: LLM trading agents for tradeloom — the tools a model trades with (prices, portfolio,
-//! orders, a safe calculator, news), one model-day session loop over any [`LlmProvider`], and
-//! simulation jobs that run many models over many dates against the store, resumably. It does
-//! not know HTTP servers or the CLI: the server and the binary build on it.
+//! agents: LLM trading agents for tradeloom — the tools a model trades with (prices, bars,
+//! portfolio, orders, a safe calculator, news), the desk workflow nodes use them from, one
+//! model-day session loop over any [`LlmProvider`], and simulation jobs that run many models
+//! over many dates against the store, resumably. It does not know HTTP servers or the CLI: the
+//! server and the binary build on it.
 //!
 //! [`LlmProvider`]: tradeloom_llm::LlmProvider
 
@@ -10,6 +11,7 @@ mod book;
 mod calc;
 mod config;
 mod config_dir;
+mod desk;
 mod error;
 mod job_folder;
 mod job_owner;
@@ -28,6 +30,7 @@ pub use config::{
     initial_value, load_config,
 };
 pub use config_dir::{ConfigDir, ConfigFile, ConfigPathError, MAX_CONFIG_BYTES};
+pub use desk::{Market, OrderOutcome, Proposal, Side, execute_proposal};
 pub use error::AgentError;
 pub use job_folder::{job_dir, model_day_file};
 pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_elsewhere};
@@ -42,4 +45,7 @@ pub use simulation::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings,
     resume_to_end, run_to_end, tool_use_warnings,
 };
-pub use tools::{SessionView, TOOL_NAMES, ToolBox, ToolError, session_clock, tool_specs};
+pub use tools::{
+    ALL_TOOL_NAMES, MAX_BARS, SessionView, TOOL_NAMES, ToolBox, ToolError, all_tool_specs,
+    call_calc, session_clock, tool_spec, tool_specs,
+};

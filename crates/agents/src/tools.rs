@@ -1,7 +1,8 @@
-//! The tools a model trades with: `get_price`, `get_portfolio`, `buy`, `sell`, `calc` and
-//! `search_news`. Every call is checked against its JSON schema; an invalid call, an
-//! impossible trade or a look-ahead request comes back to the model as a tool error (the
-//! text of `Err`), never as a crash.
+//! The tools a model trades with: `get_price`, `get_bars`, `get_portfolio`, `buy`, `sell`,
+//! `calc` and `search_news`. Simulations offer [`TOOL_NAMES`]; workflow agents offer the market
+//! tools their node lists (see [`crate::desk`]). Every call is checked against its JSON schema;
+//! an invalid call, an impossible trade or a look-ahead request comes back to the model as a
+//! tool error (the text of `Err`), never as a crash.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
@@ -15,7 +16,7 @@ use crate::config::ReferencePrice;
 use crate::order_gate::{OrderGate, refusal};
 use crate::schema;
 
-/// Names of the tools, in the order they are offered.
+/// Names of the tools a simulation session offers, in the order they are offered.
 pub const TOOL_NAMES: [&str; 6] = [
     "get_price",
     "get_portfolio",
@@ -25,8 +26,25 @@ pub const TOOL_NAMES: [&str; 6] = [
     "search_news",
 ];
 
+/// Every tool implemented here: [`TOOL_NAMES`] and `get_bars` (offered to workflow agents).
+pub const ALL_TOOL_NAMES: [&str; 7] = [
+    "get_price",
+    "get_portfolio",
+    "buy",
+    "sell",
+    "calc",
+    "search_news",
+    "get_bars",
+];
+
 /// Largest order size a tool accepts (shares).
-const MAX_ORDER_QUANTITY: u64 = 100_000_000;
+pub const MAX_ORDER_QUANTITY: u64 = 100_000_000;
+
+/// Most bars one `get_bars` call returns.
+pub const MAX_BARS: u64 = 250;
+
+/// Bars `get_bars` returns when the call does not say.
+const DEFAULT_BARS: u64 = 20;
 
 /// The tools' specs as offered to the model (stable order and text, part of the cached prefix).
 pub fn tool_specs() -> Vec<ToolSpec> {
@@ -36,8 +54,25 @@ pub fn tool_specs() -> Vec<ToolSpec> {
 /// [`tool_specs`], built once per process: every session offers them and every tool call
 /// checks its arguments against them.
 pub fn shared_tool_specs() -> &'static [ToolSpec] {
+    static SPECS: std::sync::LazyLock<Vec<ToolSpec>> = std::sync::LazyLock::new(|| {
+        all_tool_specs()
+            .iter()
+            .filter(|t| TOOL_NAMES.contains(&t.name.as_str()))
+            .cloned()
+            .collect()
+    });
+    &SPECS
+}
+
+/// The specs of every tool in [`ALL_TOOL_NAMES`], built once per process.
+pub fn all_tool_specs() -> &'static [ToolSpec] {
     static SPECS: std::sync::LazyLock<Vec<ToolSpec>> = std::sync::LazyLock::new(build_tool_specs);
     &SPECS
+}
+
+/// The spec of tool `name`, if it is one of [`ALL_TOOL_NAMES`].
+pub fn tool_spec(name: &str) -> Option<&'static ToolSpec> {
+    all_tool_specs().iter().find(|t| t.name == name)
 }
 
 fn build_tool_specs() -> Vec<ToolSpec> {
@@ -101,6 +136,20 @@ fn build_tool_specs() -> Vec<ToolSpec> {
                     "limit": {"type": "integer", "minimum": 1, "maximum": 20}
                 },
                 "required": ["query"],
+                "additionalProperties": false
+            }),
+        },
+        ToolSpec {
+            name: "get_bars".into(),
+            description: format!("Daily bars (open, high, low, close, volume) of a symbol, oldest first: the last `days` complete trading days up to `end` (default and at most: the session's date when prices are taken at the close, the day before it when they are taken at the open). Future dates are refused. At most {MAX_BARS} bars."),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "symbol": {"type": "string", "minLength": 1, "maxLength": 31},
+                    "days": {"type": "integer", "minimum": 1, "maximum": MAX_BARS, "description": format!("How many bars (default {DEFAULT_BARS})")},
+                    "end": {"type": "string", "format": "date", "description": "YYYY-MM-DD, the last date wanted; at or before the session date"}
+                },
+                "required": ["symbol"],
                 "additionalProperties": false
             }),
         },
@@ -218,15 +267,59 @@ pub struct ToolBox<'a> {
     book: Book,
     executions: Vec<(u32, Execution)>,
     gate: Option<OrderGate>,
+    /// The tools this box answers; `None`: a simulation's ([`TOOL_NAMES`]).
+    offered: Option<Vec<&'static ToolSpec>>,
 }
 
 impl<'a> ToolBox<'a> {
+    /// A simulation session's tools ([`TOOL_NAMES`]).
     pub fn new(view: SessionView<'a>, book: Book) -> Self {
         Self {
             view,
             book,
             executions: Vec::new(),
             gate: None,
+            offered: None,
+        }
+    }
+
+    /// Answers only the tools named in `names` (each of [`ALL_TOOL_NAMES`]; others are
+    /// refused with the error listing the known tools).
+    pub fn offering(mut self, names: &[&str]) -> Result<Self, ToolError> {
+        let mut offered = Vec::with_capacity(names.len());
+        for name in names {
+            offered.push(tool_spec(name).ok_or_else(|| ToolError::UnknownTool {
+                name: (*name).to_string(),
+                available: ALL_TOOL_NAMES.join(", "),
+            })?);
+        }
+        self.offered = Some(offered);
+        Ok(self)
+    }
+
+    /// The specs of the tools this box answers, in the order they are offered.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        match &self.offered {
+            Some(offered) => offered.iter().map(|t| (*t).clone()).collect(),
+            None => shared_tool_specs().to_vec(),
+        }
+    }
+
+    fn offered_spec(&self, name: &str) -> Option<&'static ToolSpec> {
+        match &self.offered {
+            Some(offered) => offered.iter().find(|t| t.name == name).copied(),
+            None => shared_tool_specs().iter().find(|t| t.name == name),
+        }
+    }
+
+    fn offered_names(&self) -> String {
+        match &self.offered {
+            Some(offered) => offered
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => TOOL_NAMES.join(", "),
         }
     }
 
@@ -297,46 +390,24 @@ impl<'a> ToolBox<'a> {
         name: &str,
         arguments: &str,
     ) -> (Value, Result<Value, ToolError>) {
-        let Some(spec) = shared_tool_specs().iter().find(|t| t.name == name) else {
+        let Some(spec) = self.offered_spec(name) else {
             let args = serde_json::from_str(arguments)
                 .unwrap_or_else(|_| Value::String(arguments.to_string()));
             return (
                 args,
                 Err(ToolError::UnknownTool {
                     name: name.to_string(),
-                    available: TOOL_NAMES.join(", "),
+                    available: self.offered_names(),
                 }),
             );
         };
-        let text = if arguments.trim().is_empty() {
-            "{}"
-        } else {
-            arguments
+        let args = match checked_arguments(spec, arguments) {
+            Ok(args) => args,
+            Err(failed) => return failed,
         };
-        let args: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                return (
-                    Value::String(arguments.to_string()),
-                    Err(ToolError::NotJson {
-                        name: name.to_string(),
-                        reason: e.to_string(),
-                    }),
-                );
-            }
-        };
-        let problems = schema::validate(&spec.parameters, &args);
-        if !problems.is_empty() {
-            return (
-                args,
-                Err(ToolError::InvalidArguments {
-                    name: name.to_string(),
-                    problems: problems.join("; "),
-                }),
-            );
-        }
         let result = match name {
             "get_price" => self.get_price(&args),
+            "get_bars" => self.get_bars(&args),
             "get_portfolio" => self.get_portfolio(),
             "buy" | "sell" => self.trade(step, name == "buy", &args),
             "calc" => calc::evaluate(str_arg(&args, "expression"))
@@ -393,6 +464,51 @@ impl<'a> ToolBox<'a> {
             out["previous_close"] = json!(prev.close.to_string());
         }
         Ok(out)
+    }
+
+    /// The last complete bars up to `end`: a bar is complete once its day closed, so with
+    /// prices taken at the open the session's own bar is never among them.
+    fn get_bars(&self, args: &Value) -> Result<Value, ToolError> {
+        let symbol = str_arg(args, "symbol");
+        self.view.known_symbol(symbol)?;
+        let end = match args.get("end").and_then(Value::as_str) {
+            // The schema checked the format.
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|e| ToolError::BadDate(e.to_string()))?,
+            None => self.view.date,
+        };
+        if end > self.view.date {
+            return Err(ToolError::Future {
+                date: end,
+                today: self.view.date,
+            });
+        }
+        // The schema checked 1 ≤ days ≤ MAX_BARS.
+        let days = args
+            .get("days")
+            .and_then(Value::as_u64)
+            .unwrap_or(DEFAULT_BARS) as usize;
+        let complete = |date: NaiveDate| match self.view.reference {
+            ReferencePrice::Open => date < self.view.date,
+            ReferencePrice::Close => date <= self.view.date,
+        };
+        let bars = self.view.universe.bars(symbol).unwrap_or_default();
+        let upto = bars.partition_point(|b| b.date <= end && complete(b.date));
+        let window = &bars[upto.saturating_sub(days)..upto];
+        let rows: Vec<Value> = window
+            .iter()
+            .map(|bar| {
+                json!({
+                    "date": bar.date.to_string(),
+                    "open": bar.open.to_string(),
+                    "high": bar.high.to_string(),
+                    "low": bar.low.to_string(),
+                    "close": bar.close.to_string(),
+                    "volume": bar.volume.to_string(),
+                })
+            })
+            .collect();
+        Ok(json!({"symbol": symbol, "count": rows.len(), "bars": rows}))
     }
 
     fn get_portfolio(&self) -> Result<Value, ToolError> {
@@ -472,6 +588,68 @@ impl<'a> ToolBox<'a> {
             })
             .collect();
         json!({"results": results})
+    }
+}
+
+/// The model's raw `arguments` for tool `spec` parsed (empty text is `{}`) and checked against
+/// its schema; on failure, what to log and the error for the model.
+fn checked_arguments(
+    spec: &ToolSpec,
+    arguments: &str,
+) -> Result<Value, (Value, Result<Value, ToolError>)> {
+    let name = spec.name.as_str();
+    let text = if arguments.trim().is_empty() {
+        "{}"
+    } else {
+        arguments
+    };
+    let args: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err((
+                Value::String(arguments.to_string()),
+                Err(ToolError::NotJson {
+                    name: name.to_string(),
+                    reason: e.to_string(),
+                }),
+            ));
+        }
+    };
+    let problems = schema::validate(&spec.parameters, &args);
+    if !problems.is_empty() {
+        return Err((
+            args,
+            Err(ToolError::InvalidArguments {
+                name: name.to_string(),
+                problems: problems.join("; "),
+            }),
+        ));
+    }
+    Ok(args)
+}
+
+/// The `calc` tool of an agent that has no market (a workflow agent without `market`): the
+/// arguments checked against the same schema as in a session. Returns the parsed arguments
+/// and the result (`{"result": ...}`) or the error for the model.
+pub fn call_calc(arguments: &str) -> (Value, Result<Value, ToolError>) {
+    let Some(spec) = tool_spec("calc") else {
+        // Unreachable: `calc` is one of the specs built above.
+        return (
+            Value::Null,
+            Err(ToolError::UnknownTool {
+                name: "calc".into(),
+                available: ALL_TOOL_NAMES.join(", "),
+            }),
+        );
+    };
+    match checked_arguments(spec, arguments) {
+        Ok(args) => {
+            let result = calc::evaluate(str_arg(&args, "expression"))
+                .map(|v| json!({"result": calc::format_result(v)}))
+                .map_err(ToolError::from);
+            (args, result)
+        }
+        Err(failed) => failed,
     }
 }
 

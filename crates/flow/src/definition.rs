@@ -103,6 +103,8 @@ pub enum NodeType {
     Backtest,
     /// A paper run from a run spec, started in the background (outputs its id at once).
     Paper,
+    /// Executes an approved order proposal on a simulated book, journaled in a run folder.
+    Order,
     /// Runs a sandboxed Python skill: JSON in, JSON out.
     Script,
     /// Builds an output from templates; no side effects.
@@ -115,13 +117,14 @@ pub enum NodeType {
 
 impl NodeType {
     /// Every known type name.
-    pub const KNOWN: [&'static str; 9] = [
+    pub const KNOWN: [&'static str; 10] = [
         "agent",
         "http",
         "hitl",
         "simulate",
         "backtest",
         "paper",
+        "order",
         "script",
         "transform",
         "wait",
@@ -135,6 +138,7 @@ impl NodeType {
             NodeType::Simulate => "simulate",
             NodeType::Backtest => "backtest",
             NodeType::Paper => "paper",
+            NodeType::Order => "order",
             NodeType::Script => "script",
             NodeType::Transform => "transform",
             NodeType::Wait => "wait",
@@ -156,6 +160,7 @@ impl From<String> for NodeType {
             "simulate" => NodeType::Simulate,
             "backtest" => NodeType::Backtest,
             "paper" => NodeType::Paper,
+            "order" => NodeType::Order,
             "script" => NodeType::Script,
             "transform" => NodeType::Transform,
             "wait" => NodeType::Wait,

@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::definition::{InputDecl, Limits, Schedule};
 use crate::limits::{MAX_BACKOFF_MS, MIN_BACKOFF_MS};
-use crate::node_config::{ChatId, Decision, HttpMethod, ModelConfig, SecretRef, WebhookFormat};
+use crate::node_config::{
+    ChatId, Decision, HttpMethod, ModelConfig, ReferencePrice, SecretRef, WebhookFormat,
+};
 use crate::predicate::Predicate;
 use crate::template::{JsonTemplate, RenderError, Template};
 
@@ -83,6 +85,30 @@ pub struct AgentNode {
     pub prompt: Template,
     pub tools: Vec<String>,
     pub max_steps: u32,
+    /// Absent from the IR's JSON when not set, so the hashes of IRs without it are unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market: Option<MarketNode>,
+}
+
+/// `market:` of an `agent` or `order` node, compiled: defaults filled in, `as_of` a template.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MarketNode {
+    pub universe: String,
+    pub news: Option<String>,
+    pub symbols: Option<Vec<String>>,
+    pub as_of: Template,
+    pub reference_price: ReferencePrice,
+    pub initial_cash: tradeloom_core::Decimal,
+    /// An ISO code the compiler checked.
+    pub currency: String,
+    pub fee_bps: tradeloom_core::Decimal,
+}
+
+/// `type: order`, compiled.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OrderNode {
+    pub market: MarketNode,
+    pub proposal: JsonTemplate,
 }
 
 /// An `http` header's value, compiled.
@@ -201,6 +227,7 @@ pub enum NodeKind {
     Simulate(SimulateNode),
     Backtest(BacktestNode),
     Paper(PaperNode),
+    Order(OrderNode),
     Script(ScriptNode),
     Transform(TransformNode),
     Wait(WaitNode),
@@ -221,6 +248,7 @@ impl NodeKind {
             NodeKind::Simulate(_) => "simulate",
             NodeKind::Backtest(_) => "backtest",
             NodeKind::Paper(_) => "paper",
+            NodeKind::Order(_) => "order",
             NodeKind::Script(_) => "script",
             NodeKind::Transform(_) => "transform",
             NodeKind::Wait(_) => "wait",
@@ -240,6 +268,7 @@ impl NodeKind {
             NodeKind::Simulate(c) => to_value(c),
             NodeKind::Backtest(c) => to_value(c),
             NodeKind::Paper(c) => to_value(c),
+            NodeKind::Order(c) => to_value(c),
             NodeKind::Script(c) => to_value(c),
             NodeKind::Transform(c) => to_value(c),
             NodeKind::Wait(c) => to_value(c),

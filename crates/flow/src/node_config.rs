@@ -2,7 +2,9 @@
 //! parsed by the compiler (see [`crate::template`]); unknown fields are errors.
 //!
 //! ```yaml
-//! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY, temperature: 0.2, max_tokens: 512, timeout_ms: 30000}, prompt: "Assess {{ inputs.symbol }}", tools: [calc], max_steps: 8}}
+//! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY, temperature: 0.2, max_tokens: 512, timeout_ms: 30000}, prompt: "Assess {{ inputs.symbol }}", tools: [calc, get_bars], max_steps: 8,
+//!     market: {universe: examples/universe, as_of: "{{ inputs.as_of }}"}}}
+//! - {id: buy, type: order, config: {market: {universe: examples/universe, as_of: "{{ inputs.as_of }}"}, proposal: "{{ think.json }}"}}
 //! - {id: post, type: http, config: {method: POST, url: "https://hooks.example.com/x", headers: {X-Run: "{{ run.id }}", Authorization: {env: TRADELOOM_SECRET_HOOK, prefix: "Bearer "}}, body: {text: "{{ think.answer }}"}}}
 //! - {id: review, type: hitl, config: {prompt: "Trade?", expires_after: 1h, default: reject, approvers: [ops],
 //!     notify: {webhook: {url: {env: TRADELOOM_SECRET_HOOK}, format: slack}, approver: ops}}}
@@ -58,8 +60,85 @@ impl ModelConfig {
     pub const MAX_RETRIES: u32 = 10;
 }
 
-/// The tools a workflow agent may be given (`config.tools`); the orchestrator implements each.
-pub const AGENT_TOOLS: [&str; 2] = ["calc", "patch_workflow"];
+/// The tools a workflow agent may be given (`config.tools`); the orchestrator implements each
+/// (the market tools and `calc` with the simulations' own code).
+pub const AGENT_TOOLS: [&str; 6] = [
+    "calc",
+    "get_bars",
+    "get_portfolio",
+    "get_price",
+    "patch_workflow",
+    "search_news",
+];
+
+/// The tools that read the market: an agent given one of them needs `config.market`.
+pub const MARKET_TOOLS: [&str; 4] = ["get_bars", "get_portfolio", "get_price", "search_news"];
+
+/// Which price of the as-of date's bar orders execute at, as in a simulation config: `open`
+/// (the node runs at 14:30 UTC of `as_of` and sees nothing of the day after the open) or
+/// `close` (at 21:00 UTC, seeing the whole day's bar).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferencePrice {
+    #[default]
+    Open,
+    Close,
+}
+
+/// `market:` of `agent` and `order` nodes: the daily bars and news the market tools read, the
+/// date they are seen as of, and the simulated book orders execute on. Paths are those of an
+/// inline simulation config: relative ones resolve against the server's base folder.
+///
+/// ```yaml
+/// market:
+///   universe: examples/universe        # a folder of daily bar files, one per symbol
+///   news: examples/universe/news.jsonl # default: <universe>/news.jsonl when it exists
+///   symbols: [AAA, BBB]                # default: every symbol of the universe
+///   as_of: "{{ inputs.as_of }}"        # template rendering to YYYY-MM-DD
+///   reference_price: open              # or close; default open
+///   initial_cash: 10000                # the book's cash (default 10000)
+///   currency: USD                      # default USD
+///   fee_bps: 10                        # fee on each trade's notional (default 10)
+/// ```
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketConfig {
+    /// The folder of daily bar files.
+    pub universe: String,
+    /// A news corpus (JSONL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub news: Option<String>,
+    /// A subset of the universe's symbols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<Vec<String>>,
+    /// Template: the as-of date (`YYYY-MM-DD`); nothing after it is ever shown or traded on.
+    pub as_of: String,
+    #[serde(default)]
+    pub reference_price: ReferencePrice,
+    /// Cash of the book, more than zero; default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_cash: Option<tradeloom_core::Decimal>,
+    /// ISO code; default `USD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Fee in basis points of each trade's notional (two decimals at most); default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_bps: Option<tradeloom_core::Decimal>,
+}
+
+/// `type: order`: executes an approved proposal on the simulated book of `market` at the
+/// as-of date's reference price, through the kill switch; the fill is journaled in a run
+/// folder. Output: `{"run_id", "run_dir", "status": "filled" | "not_filled" | "refused" |
+/// "no_order", "fills": [...], "reason"?}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderConfig {
+    pub market: MarketConfig,
+    /// Any JSON, strings being templates, rendering to `{symbol, side, quantity, limit?}`
+    /// (`side` buy, sell or hold; `action` is read when `side` is absent). Typically
+    /// `"{{ trader.json }}"`.
+    pub proposal: Value,
+}
 
 fn default_max_steps() -> u32 {
     10
@@ -78,6 +157,9 @@ pub struct AgentConfig {
     /// Model turns at most, 1 to [`crate::limits::MAX_AGENT_STEPS`] (default 10).
     #[serde(default = "default_max_steps")]
     pub max_steps: u32,
+    /// The market the market tools ([`MARKET_TOOLS`]) read; required when one is listed.
+    #[serde(default)]
+    pub market: Option<MarketConfig>,
 }
 
 /// An HTTP method an `http` node may use.

@@ -374,6 +374,64 @@ pub fn added_agent_nodes(current: &Definition, patched: &Definition) -> usize {
         .count()
 }
 
+/// What a patch may not do to orders: add or change an `order` node, or change or remove a
+/// `hitl` node an `order` node needs (directly or through other nodes). An order executes only
+/// as the stored definition says, behind the approvals it was written behind; a patch (an
+/// agent's above all) may remove an order node, never create or redirect one.
+fn order_guard(
+    current: &Definition,
+    patched: &Definition,
+    before_by_id: &HashMap<&str, &NodeDef>,
+    after_by_id: &HashMap<&str, &NodeDef>,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for (i, node) in patched.nodes.iter().enumerate() {
+        if node.node_type != NodeType::Order {
+            continue;
+        }
+        match before_by_id.get(node.id.as_str()) {
+            Some(before) if *before == node => {}
+            Some(_) => reasons.push(format!(
+                "nodes[{i}]: node `{}` is an order node; a patch may not change it",
+                node.id
+            )),
+            None => reasons.push(format!(
+                "nodes[{i}]: node `{}` is an order node; a patch may not add one (orders come from the stored definition)",
+                node.id
+            )),
+        }
+    }
+    // The approvals guarding the current definition's orders.
+    let mut guarding: BTreeSet<&str> = BTreeSet::new();
+    let mut stack: Vec<&str> = current
+        .nodes
+        .iter()
+        .filter(|n| n.node_type == NodeType::Order)
+        .flat_map(|n| n.needs.iter().map(String::as_str))
+        .collect();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(node) = before_by_id.get(id) {
+            if node.node_type == NodeType::Hitl {
+                guarding.insert(id);
+            }
+            stack.extend(node.needs.iter().map(String::as_str));
+        }
+    }
+    for id in guarding {
+        match after_by_id.get(id) {
+            Some(after) if before_by_id.get(id) == Some(after) => {}
+            _ => reasons.push(format!(
+                "node `{id}` is an approval an order node needs; a patch may not change or remove it"
+            )),
+        }
+    }
+    reasons
+}
+
 /// Nodes by id, the first of each id winning (ids are unique in a definition that compiles).
 fn by_id(definition: &Definition) -> HashMap<&str, &NodeDef> {
     let mut map = HashMap::with_capacity(definition.nodes.len());
@@ -411,7 +469,9 @@ pub fn validate_patch(
 /// - it removes or changes a completed node (completed nodes are immutable);
 /// - it introduces a node of an unknown type;
 /// - it adds agent nodes beyond `limits.max_agent_nodes` for the run
-///   (`agent_nodes_spawned + added > max`).
+///   (`agent_nodes_spawned + added > max`);
+/// - it adds or changes an `order` node, or changes or removes a `hitl` node an `order` node
+///   needs (directly or transitively).
 ///
 /// The limits applied are the current definition's. When the patch does not apply or its result
 /// does not parse, the reasons stop there (nothing else can be checked).
@@ -487,6 +547,7 @@ pub fn validate_patch_with(
             ));
         }
     }
+    reasons.extend(order_guard(current, &patched, &before_by_id, &after_by_id));
     let added = added_agent_nodes(current, &patched);
     let total = state.agent_nodes_spawned as usize + added;
     if added > 0 && total > limits.max_agent_nodes as usize {

@@ -8,8 +8,8 @@
 //!
 //! | policy | answer |
 //! | --- | --- |
-//! | `analyst` | `{"stance": "bull"\|"bear"\|"neutral", "confidence": "0.50".."0.99", "symbol": "AAPL"\|null, "summary": "..."}` |
-//! | `trader` | `{"action": "buy"\|"sell"\|"hold", "symbol": "AAPL"\|null, "quantity": 20, "bull": 4, "bear": 2, "rationale": "..."}` |
+//! | `analyst` | `{"stance": "bull"\|"bear"\|"neutral", "confidence": "0.50".."0.99", "symbol": "AAPL"\|null, "summary": "...", "data"?: {"bars", "last_bar", "last_close", "price", "headlines", "latest_news"}}` |
+//! | `trader` | `{"action": "buy"\|"sell"\|"hold", "symbol": "AAPL"\|null, "quantity": 20, "bull": 4, "bear": 2, "rationale": "...", "price"?: "101.5"}` |
 //! | `risk_manager` | `{"approved": true, "max_quantity": 100, "reason": "..."}` |
 //! | `patcher` | calls `patch_workflow` once, then `{"patched": true\|false, "result": <tool result>}` |
 //! | `calculator` | calls `calc` once, then `{"value": <result>}` |
@@ -17,13 +17,20 @@
 //! What each reads from the message ("a field" is, in this order: a key of the `Inputs` JSON,
 //! searched breadth-first through nested objects; a `"key": value` pair anywhere in the text; a
 //! line `key: value`):
-//! - `analyst`: the side named by the first `argue the bull` / `argue the bear` (any case) is
-//!   its stance; without one, the stance and confidence come from a hash of the message. The
-//!   `symbol` field names the instrument.
+//! - `analyst`: with market tools offered (`get_bars`, `get_price`, `search_news`) and a
+//!   `symbol`, first calls each of them once, in one step (`get_bars` for 5 bars, `search_news`
+//!   for the symbol, 3 results). The side named by the first `argue the bull` / `argue the
+//!   bear` (any case) is its stance; without one, the trend of the bars (last close above the
+//!   first: bull, below: bear); without bars, the stance and confidence come from a hash of the
+//!   message. The summary ends with what the tools showed, and `data` holds it (the number of
+//!   bars and the date of the last, the last close, the price, the number of headlines and the
+//!   newest one's time). The `symbol` field names the instrument.
 //! - `trader`: counts the stances in the message — every `"stance": "<word>"` pair (so the
 //!   outputs of analysts passed as inputs count), or, when there is none, the words
 //!   `bull`/`bullish` and `bear`/`bearish`. More bull → buy, more bear → sell, a tie → hold;
-//!   the quantity is 10 per stance of margin (0 for hold).
+//!   the quantity is 10 per stance of margin (0 for hold). With `get_price` / `get_portfolio`
+//!   offered it first calls them (one step), answers the price, and cuts a buy to what 99 %
+//!   of the cash pays for.
 //! - `risk_manager`: the `quantity` field (an integer or integer text) against the `limit` or
 //!   `max_quantity` field (default 100): approved when quantity ≤ limit; `max_quantity` is the
 //!   limit. No quantity → not approved.
@@ -79,12 +86,166 @@ impl WorkflowRole {
         let task = Task::read(messages);
         let offered = |name: &str| tools.iter().any(|tool| tool == name);
         match self {
-            WorkflowRole::Analyst => answer(analyst(&task)),
-            WorkflowRole::Trader => answer(trader(&task)),
+            WorkflowRole::Analyst => match market_calls(&task, tools, ANALYST_TOOLS) {
+                Some(calls) => calls,
+                None => answer(analyst(&task)),
+            },
+            WorkflowRole::Trader => match market_calls(&task, tools, TRADER_TOOLS) {
+                Some(calls) => calls,
+                None => answer(trader(&task)),
+            },
             WorkflowRole::RiskManager => answer(risk_manager(&task)),
             WorkflowRole::Patcher => patcher(&task, offered("patch_workflow")),
             WorkflowRole::Calculator => calculator(&task, offered("calc")),
         }
+    }
+}
+
+/// The market tools an analyst calls when offered, in this order.
+const ANALYST_TOOLS: &[&str] = &["get_bars", "get_price", "search_news"];
+
+/// The market tools a trader calls when offered, in this order.
+const TRADER_TOOLS: &[&str] = &["get_price", "get_portfolio"];
+
+/// Bars an analyst asks `get_bars` for.
+const ANALYST_BARS: u64 = 5;
+
+/// The first turn of a role with market tools: one call of each of `wanted` that is offered,
+/// all in one step, for the task's symbol. `None` once any tool has answered, or when none is
+/// offered or the task names no symbol.
+fn market_calls(task: &Task, tools: &[String], wanted: &[&str]) -> Option<Reply> {
+    if !task.results.is_empty() {
+        return None;
+    }
+    let symbol = task.symbol()?;
+    let calls: Vec<(String, Value)> = wanted
+        .iter()
+        .filter(|name| tools.iter().any(|t| t == *name))
+        .map(|name| {
+            let args = match *name {
+                "get_bars" => json!({"symbol": symbol, "days": ANALYST_BARS}),
+                "search_news" => json!({"query": symbol, "limit": 3}),
+                "get_portfolio" => json!({}),
+                _ => json!({ "symbol": symbol }),
+            };
+            ((*name).to_owned(), args)
+        })
+        .collect();
+    (!calls.is_empty()).then(|| Reply::calls(calls))
+}
+
+/// A decimal text or number of a tool result as `f64` (the mock's own arithmetic; the book
+/// stays exact on the server).
+fn number(value: Option<&Value>) -> Option<f64> {
+    match value? {
+        Value::String(text) => text.trim().parse().ok(),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
+/// What the market tools answered: the trend of the bars, the price, the headlines.
+#[derive(Debug, Default)]
+struct Evidence {
+    /// First and last close of the bars.
+    closes: Option<(f64, f64)>,
+    bars: usize,
+    /// Date of the last bar.
+    last_bar: Option<String>,
+    price: Option<f64>,
+    headlines: Option<usize>,
+    /// Timestamp of the newest headline.
+    latest_news: Option<String>,
+    cash: Option<f64>,
+}
+
+impl Evidence {
+    fn of(task: &Task) -> Evidence {
+        let mut evidence = Evidence::default();
+        if let Some(bars) = task
+            .result_of("get_bars")
+            .and_then(|r| r.get("bars"))
+            .and_then(Value::as_array)
+        {
+            evidence.bars = bars.len();
+            let close = |bar: Option<&Value>| number(bar.and_then(|b| b.get("close")));
+            if let (Some(first), Some(last)) = (close(bars.first()), close(bars.last())) {
+                evidence.closes = Some((first, last));
+            }
+            evidence.last_bar = bars
+                .iter()
+                .filter_map(|b| b.get("date").and_then(Value::as_str))
+                .max()
+                .map(str::to_owned);
+        }
+        evidence.price = number(task.result_of("get_price").and_then(|r| r.get("price")));
+        evidence.headlines = task
+            .result_of("search_news")
+            .and_then(|r| r.get("results"))
+            .and_then(Value::as_array)
+            .map(Vec::len);
+        evidence.latest_news = task
+            .result_of("search_news")
+            .and_then(|r| r.get("results"))
+            .and_then(Value::as_array)
+            .and_then(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("timestamp").and_then(Value::as_str))
+                    .max()
+                    .map(str::to_owned)
+            });
+        evidence.cash = number(task.result_of("get_portfolio").and_then(|r| r.get("cash")));
+        evidence
+    }
+
+    /// The stance the bars' trend gives: up is bull, down is bear (two bars at least).
+    fn trend(&self) -> Option<Stance> {
+        let (first, last) = self.closes?;
+        if self.bars < 2 || first == last {
+            return None;
+        }
+        Some(if last > first {
+            Stance::Bull
+        } else {
+            Stance::Bear
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.closes.is_none()
+            && self.price.is_none()
+            && self.headlines.is_none()
+            && self.cash.is_none()
+    }
+
+    /// The figures as JSON (the analyst's `data`).
+    fn to_value(&self) -> Value {
+        json!({
+            "bars": self.bars,
+            "last_bar": self.last_bar,
+            "last_close": self.closes.map(|(_, last)| last.to_string()),
+            "price": self.price.map(|p| p.to_string()),
+            "headlines": self.headlines,
+            "latest_news": self.latest_news,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((first, last)) = self.closes {
+            parts.push(format!("closes {first} → {last} over {} bars", self.bars));
+        }
+        if let Some(price) = self.price {
+            parts.push(format!("price {price}"));
+        }
+        if let Some(n) = self.headlines {
+            parts.push(format!("{n} headline(s)"));
+        }
+        if let Some(cash) = self.cash {
+            parts.push(format!("cash {cash}"));
+        }
+        parts.join(", ")
     }
 }
 
@@ -347,11 +508,14 @@ fn argued_side(text: &str) -> Option<Stance> {
 fn analyst(task: &Task) -> Value {
     let hash = fnv1a(task.text.as_bytes());
     let argued = argued_side(&task.text);
-    let stance = argued.unwrap_or(match hash % 3 {
-        0 => Stance::Bull,
-        1 => Stance::Bear,
-        _ => Stance::Neutral,
-    });
+    let evidence = Evidence::of(task);
+    let stance = argued
+        .or_else(|| evidence.trend())
+        .unwrap_or(match hash % 3 {
+            0 => Stance::Bull,
+            1 => Stance::Bear,
+            _ => Stance::Neutral,
+        });
     let confidence = format!("0.{}", 50 + (hash >> 8) % 50);
     let symbol = task.symbol();
     let points = stance.points();
@@ -376,12 +540,19 @@ fn analyst(task: &Task) -> Value {
             summary.push_str(&format!(" Answers {opposing} {side} view{s}."));
         }
     }
-    json!({
+    if !evidence.is_empty() {
+        summary.push_str(&format!(" Data: {}.", evidence.describe()));
+    }
+    let mut out = json!({
         "stance": stance.as_str(),
         "confidence": confidence,
         "symbol": symbol,
         "summary": summary,
-    })
+    });
+    if !evidence.is_empty() {
+        out["data"] = evidence.to_value();
+    }
+    out
 }
 
 fn trader(task: &Task) -> Value {
@@ -394,7 +565,15 @@ fn trader(task: &Task) -> Value {
         ("hold", 0)
     };
     let symbol = task.symbol();
-    let quantity = margin * UNITS_PER_STANCE;
+    let evidence = Evidence::of(task);
+    let mut quantity = margin * UNITS_PER_STANCE;
+    // A buy the cash cannot pay for is cut to what it can (fees aside: 99 % of the cash).
+    if action == "buy"
+        && let (Some(price), Some(cash)) = (evidence.price, evidence.cash)
+        && price > 0.0
+    {
+        quantity = quantity.min((cash * 0.99 / price).floor().max(0.0) as u64);
+    }
     let rationale = format!(
         "{} bull vs {} bear views ({} neutral): {}.",
         tally.bull,
@@ -408,14 +587,18 @@ fn trader(task: &Task) -> Value {
             ),
         }
     );
-    json!({
+    let mut out = json!({
         "action": action,
         "symbol": symbol,
         "quantity": quantity,
         "bull": tally.bull,
         "bear": tally.bear,
         "rationale": rationale,
-    })
+    });
+    if let Some(price) = evidence.price {
+        out["price"] = json!(price.to_string());
+    }
+    out
 }
 
 fn risk_manager(task: &Task) -> Value {
@@ -734,6 +917,90 @@ mod tests {
                 .unwrap()
                 .starts_with("the ```json block is not JSON"),
             "{bad}"
+        );
+    }
+
+    #[test]
+    fn an_analyst_with_market_tools_reads_them_and_follows_the_trend() {
+        let opening = [Message::user(
+            "Assess the stock. Answer in JSON.\nInputs: {\"symbol\": \"AAA\"}",
+        )];
+        let tools = ["get_bars", "get_price", "search_news", "calc"];
+        assert_eq!(
+            called(WorkflowRole::Analyst, &opening, &tools),
+            vec![
+                (
+                    "get_bars".to_owned(),
+                    json!({"symbol": "AAA", "days": ANALYST_BARS})
+                ),
+                ("get_price".to_owned(), json!({"symbol": "AAA"})),
+                (
+                    "search_news".to_owned(),
+                    json!({"query": "AAA", "limit": 3})
+                ),
+            ]
+        );
+        for (first, last, stance) in [("100.00", "104.50", "bull"), ("100.00", "95.25", "bear")] {
+            let bars = json!({"symbol": "AAA", "count": 2, "bars": [
+                {"date": "2025-03-03", "close": first}, {"date": "2025-03-04", "close": last}]});
+            let messages = after_call(
+                &opening,
+                "get_bars",
+                &json!({"symbol": "AAA"}),
+                &bars.to_string(),
+            );
+            let answer = answered(WorkflowRole::Analyst, &messages, &tools);
+            assert_eq!(answer["stance"], stance, "{answer}");
+            assert_eq!(answer["data"]["bars"], 2, "{answer}");
+            assert_eq!(answer["data"]["last_bar"], "2025-03-04", "{answer}");
+        }
+        // Without market tools it answers at once, as before.
+        assert!(
+            answered(WorkflowRole::Analyst, &opening, &["calc"])
+                .get("data")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_trader_with_market_tools_cuts_a_buy_to_its_cash() {
+        let opening = [Message::user(
+            "Propose an order.\nInputs: {\"symbol\": \"AAA\", \"a\": {\"stance\": \"bull\"}, \"b\": {\"stance\": \"bull\"}, \"c\": {\"stance\": \"bull\"}}",
+        )];
+        let tools = ["get_price", "get_portfolio"];
+        assert_eq!(
+            called(WorkflowRole::Trader, &opening, &tools),
+            vec![
+                ("get_price".to_owned(), json!({"symbol": "AAA"})),
+                ("get_portfolio".to_owned(), json!({})),
+            ]
+        );
+        let mut messages = opening.to_vec();
+        messages.push(Message {
+            role: Role::Assistant,
+            content: None,
+            tool_calls: vec![
+                ToolCallRequest {
+                    id: "p".into(),
+                    name: "get_price".into(),
+                    arguments: "{}".into(),
+                },
+                ToolCallRequest {
+                    id: "b".into(),
+                    name: "get_portfolio".into(),
+                    arguments: "{}".into(),
+                },
+            ],
+            tool_call_id: None,
+        });
+        messages.push(Message::tool("p", r#"{"price": "400.00"}"#));
+        messages.push(Message::tool("b", r#"{"cash": "10000.00"}"#));
+        let answer = answered(WorkflowRole::Trader, &messages, &tools);
+        // 3 bull, 0 bear: 30 wanted, 24 affordable (99 % of 10,000 at 400).
+        assert_eq!(
+            (&answer["action"], &answer["quantity"], &answer["price"]),
+            (&json!("buy"), &json!(24), &json!("400")),
+            "{answer}"
         );
     }
 

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `runs/<id>/metadata.json` | `tradeloom_runs{status}`, `tradeloom_run_info{run_id,name,strategy,status}` |
 //! | `runs/<id>/metrics.json` (finished runs) | `tradeloom_run_bars_total`, `_orders_total`, `_fills_total`, `_rejected_orders_total`, `tradeloom_run_final_equity{currency}` |
-//! | `runs/<id>/journal.jsonl` | `tradeloom_run_order_rejections_total{code}`; orders, fills and rejections of runs without `metrics.json` (running in another process, or failed) |
+//! | `runs/<id>/journal.jsonl` | `tradeloom_run_order_rejections_total{code}`; orders, fills and rejections of runs without `metrics.json` (running in another process, failed, or a workflow `order` node's run) |
 //! | `runs/<id>/connectivity_*.json` (run and job folders) | `tradeloom_connectivity_ready`, `tradeloom_connectivity_probe_up`, `tradeloom_connectivity_probe_latency_seconds` |
 //! | `killswitch/*.state.json` | `tradeloom_kill_switch_engaged{scope}` |
 //! | `health/meta_health.json` | `tradeloom_health_rm_meta`, `_sensor{sensor}`, `_status{status}`, `_checked_timestamp_seconds` |
@@ -323,7 +323,9 @@ impl ArtifactCollector {
             };
             let mut figures = cached.figures.clone();
             if let Some(run) = figures.run.as_mut() {
-                let finished = run.status == RunStatus::Completed;
+                // A completed run without metrics.json (a workflow order's) is counted from
+                // its journal too.
+                let finished = run.status == RunStatus::Completed && run.bars.is_some();
                 let in_process = live.iter().find(|l| l.run_id == run.run_id);
                 if let Some(l) = in_process.filter(|_| !finished) {
                     run.bars = Some(l.bars);

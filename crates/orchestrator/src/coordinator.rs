@@ -1064,7 +1064,14 @@ fn referenced_roots(node: &IrNode) -> BTreeSet<String> {
     }
     let mut templates: Vec<&tradeloom_flow::Template> = Vec::new();
     match node.kind() {
-        NodeKind::Agent(a) => templates.push(&a.prompt),
+        NodeKind::Agent(a) => {
+            templates.push(&a.prompt);
+            templates.extend(a.market.as_ref().map(|m| &m.as_of));
+        }
+        NodeKind::Order(o) => {
+            templates.push(&o.market.as_of);
+            templates.extend(o.proposal.templates().into_iter().map(|(_, t)| t));
+        }
         NodeKind::Http(h) => {
             templates.push(&h.url);
             templates.extend(h.headers.values().filter_map(|source| match source {

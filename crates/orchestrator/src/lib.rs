@@ -8,6 +8,7 @@ pub mod approval_link;
 pub mod approval_notify;
 mod committer;
 pub mod coordinator;
+pub mod desk;
 pub mod engine_runs;
 mod error;
 pub mod nodes;

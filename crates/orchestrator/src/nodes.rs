@@ -7,8 +7,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
-use tradeloom_agents::Simulator;
-use tradeloom_agents::TriggerOutcome;
+use tradeloom_agents::{Simulator, ToolBox, TriggerOutcome};
 use tradeloom_flow::ir::{
     AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, PaperNode, ScriptNode, SimulateNode,
     SimulationSource,
@@ -90,6 +89,7 @@ pub async fn execute(
         NodeKind::Simulate(s) => simulate(env, s, context, a.run_id).await,
         NodeKind::Backtest(b) => backtest(env, b, context, a.run_id).await,
         NodeKind::Paper(p) => paper(env, p, context, a.run_id).await,
+        NodeKind::Order(o) => crate::desk::order(env, o, context, a.run_id, a.node.id()).await,
         NodeKind::Script(s) => script(env, s, context).await,
         NodeKind::Hitl(_) => Err(NodeError::permanent(
             "hitl nodes are decided by approvals, not run by workers",
@@ -200,21 +200,19 @@ pub const AGENT_SYSTEM_PROMPT: &str = "You are one step of an automated trading 
 Do the task in the user message. Use the tools offered when they help. When the task asks for \
 JSON, answer with one JSON object and nothing else.";
 
+/// The spec of a workflow agent's tool: `patch_workflow`, or one of the simulations' tools
+/// (`calc` and the market tools, with the simulations' schemas and descriptions).
 fn tool_spec(name: &str) -> Option<ToolSpec> {
     match name {
-        "calc" => Some(ToolSpec {
-            name: "calc".into(),
-            description: "Evaluate an arithmetic expression (+ - * / ^, parentheses, sqrt, abs, min, max, ln, exp).".into(),
-            parameters: json!({"type": "object", "properties": {"expression": {"type": "string"}},
-                               "required": ["expression"], "additionalProperties": false}),
-        }),
         "patch_workflow" => Some(ToolSpec {
             name: "patch_workflow".into(),
             description: "Change the running workflow with RFC 6902 JSON Patch operations on its definition document (e.g. add a node with {\"op\":\"add\",\"path\":\"/nodes/-\",\"value\":{...}}). Completed nodes cannot change.".into(),
             parameters: json!({"type": "object", "properties": {"operations": {"type": "array", "items": {"type": "object"}}},
                                "required": ["operations"], "additionalProperties": false}),
         }),
-        _ => None,
+        other => tradeloom_agents::tool_spec(other)
+            .filter(|_| AGENT_TOOLS.contains(&other))
+            .cloned(),
     }
 }
 
@@ -259,10 +257,43 @@ async fn agent(
     for name in &node.tools {
         tools.push(tool_spec(name).ok_or_else(|| {
             NodeError::permanent(format!(
-                "unknown tool `{name}`; workflow agents have: {}",
+                "node `{}`: unknown tool `{name}`; workflow agents have: {}",
+                a.node.id(),
                 AGENT_TOOLS.join(", ")
             ))
         })?);
+    }
+    // The market tools (and `calc`) answer from the simulations' tool box, bound to the
+    // node's market as of its date.
+    let desk = match &node.market {
+        Some(m) => Some(crate::desk::open_desk(env, m, context).await?),
+        None => None,
+    };
+    let box_tools: Vec<&str> = node
+        .tools
+        .iter()
+        .map(String::as_str)
+        .filter(|t| *t != "patch_workflow")
+        .collect();
+    let mut toolbox = match &desk {
+        Some(d) => Some(
+            ToolBox::new(d.view(), d.book())
+                .offering(&box_tools)
+                .map_err(|e| NodeError::permanent(format!("tools: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(d) = &desk {
+        // Before the inputs line: policies read the JSON after `Inputs:` to the end.
+        let note = format!(
+            "\nAs of: {} ({} prices); nothing after that is available.",
+            d.as_of,
+            d.reference.as_str()
+        );
+        match prompt.rfind("\nInputs: ") {
+            Some(at) => prompt.insert_str(at, &note),
+            None => prompt.push_str(&note),
+        }
     }
     let mut config = ProviderConfig::new(node.model.base_url.clone(), node.model.model.clone());
     if let Some(var) = &node.model.api_key_env {
@@ -286,6 +317,8 @@ async fn agent(
     let mut messages = vec![Message::system(AGENT_SYSTEM_PROMPT), Message::user(prompt)];
     let mut usage = (0u64, 0u64, 0u64);
     let mut tool_calls = 0u32;
+    let mut tool_errors = 0u32;
+    let mut calls_log = Vec::new();
     for step in 1..=node.max_steps {
         let request = ChatRequest {
             messages: messages.clone(),
@@ -309,19 +342,48 @@ async fn agent(
                 }
                 None => Value::Null,
             };
-            return Ok(json!({
+            let mut out = json!({
                 "content": content,
                 "json": parsed,
                 "steps": step,
                 "tool_calls": tool_calls,
                 "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.2},
-            }));
+            });
+            if !calls_log.is_empty() {
+                out["tool_errors"] = json!(tool_errors);
+                out["calls"] = Value::Array(std::mem::take(&mut calls_log));
+            }
+            if let Some(d) = &desk {
+                out["as_of"] = json!(d.as_of.to_string());
+            }
+            return Ok(out);
         }
         let calls = message.tool_calls.clone();
         messages.push(message);
         for call in calls {
             tool_calls += 1;
-            let result = run_tool(coordinator, a, &node.tools, &call.name, &call.arguments).await;
+            let (args, result) = if call.name == "patch_workflow"
+                && node.tools.iter().any(|t| t == "patch_workflow")
+            {
+                let args = serde_json::from_str(&call.arguments)
+                    .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+                let result = run_patch(coordinator, a, &call.arguments).await;
+                (args, result)
+            } else {
+                market_tool(
+                    toolbox.as_mut(),
+                    &node.tools,
+                    step,
+                    &call.name,
+                    &call.arguments,
+                )
+            };
+            let mut entry = json!({"step": step, "tool": call.name, "arguments": args});
+            if let Some(e) = result.get("error") {
+                tool_errors += 1;
+                entry["error"] = e.clone();
+            }
+            calls_log.push(entry);
             messages.push(Message::tool(call.id, result.to_string()));
         }
     }
@@ -383,43 +445,53 @@ pub fn answer_json(content: &str) -> Option<Value> {
     None
 }
 
-/// A tool call's result as the model sees it; errors are results too (the model may recover).
-async fn run_tool(
-    coordinator: &Arc<Coordinator>,
-    a: &Attempt<'_>,
+/// A call of a tool other than `patch_workflow`: answered by the node's tool box (the
+/// simulations' tools, bound to its market) or, for `calc` without a market, by the same
+/// calculator with the same argument schema. Returns the arguments (for the log) and the
+/// result as the model sees it; errors are results too (the model may recover).
+fn market_tool(
+    toolbox: Option<&mut ToolBox<'_>>,
     allowed: &[String],
+    step: u32,
     name: &str,
     arguments: &str,
-) -> Value {
+) -> (Value, Value) {
+    let raw =
+        || serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.into()));
     if !allowed.iter().any(|t| t == name) {
-        return json!({"error": format!("unknown tool `{name}`; available: {}", allowed.join(", "))});
+        let error = format!("unknown tool `{name}`; available: {}", allowed.join(", "));
+        return (raw(), json!({ "error": error }));
     }
+    let (args, result) = match toolbox {
+        Some(tools) => tools.call(step, name, arguments),
+        None if name == "calc" => tradeloom_agents::call_calc(arguments),
+        None => {
+            let error = format!("tool `{name}` reads the market; the node has no `market`");
+            return (raw(), json!({ "error": error }));
+        }
+    };
+    match result {
+        Ok(v) => (args, v),
+        Err(e) => (args, json!({"error": e.to_string()})),
+    }
+}
+
+/// A `patch_workflow` call's result as the model sees it.
+async fn run_patch(coordinator: &Arc<Coordinator>, a: &Attempt<'_>, arguments: &str) -> Value {
     let args: Value = match serde_json::from_str(arguments) {
         Ok(v) => v,
         Err(e) => return json!({"error": format!("arguments are not JSON: {e}")}),
     };
-    match name {
-        "calc" => match args.get("expression").and_then(Value::as_str) {
-            Some(expression) => match tradeloom_agents::calc_evaluate(expression) {
-                Ok(v) => json!({"value": tradeloom_agents::calc_format(v)}),
-                Err(e) => json!({"error": e.to_string()}),
-            },
-            None => json!({"error": "`expression` (a string) is required"}),
-        },
-        "patch_workflow" => {
-            let Some(operations) = args.get("operations") else {
-                return json!({"error": "`operations` (an array of JSON Patch operations) is required"});
-            };
-            let by = format!("agent:{}", a.node.id());
-            match coordinator.patch(a.run_id, operations, &by).await {
-                Ok(PatchOutcome::Applied { ir_version }) => json!({"ir_version": ir_version}),
-                Ok(PatchOutcome::Rejected { reasons }) => {
-                    json!({"error": "patch rejected", "reasons": reasons})
-                }
-                Err(e) => json!({"error": e.to_string()}),
-            }
+    let Some(operations) = args.get("operations") else {
+        return json!({"error": "`operations` (an array of JSON Patch operations) is required"});
+    };
+    let by = format!("agent:{}", a.node.id());
+    match coordinator.patch(a.run_id, operations, &by).await {
+        Ok(PatchOutcome::Applied { ir_version }) => json!({"ir_version": ir_version}),
+        Ok(PatchOutcome::Rejected { reasons }) => {
+            json!({"error": "patch rejected", "reasons": reasons})
         }
-        other => json!({"error": format!("unknown tool `{other}`")}),
+        Err(e) => json!({"error": e.to_string()}),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::signal::Signal;
 use crate::worker::{InFlight, WorkerEnv, coordinator_loop, node_worker, timer_worker};
 
 /// Node types with workers.
-pub const WORKER_POOLS: [&str; 9] = [
+pub const WORKER_POOLS: [&str; 10] = [
     "transform",
     "wait",
     "http",
@@ -37,6 +37,7 @@ pub const WORKER_POOLS: [&str; 9] = [
     "simulate",
     "backtest",
     "paper",
+    "order",
     "script",
     crate::sweep_points::SWEEP_POOL,
 ];

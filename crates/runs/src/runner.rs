@@ -952,6 +952,14 @@ fn write_outputs(
 /// hashes in `metadata.json`.
 pub fn rerender_report(run_dir: &Path) -> Result<PathBuf, RunError> {
     let mut meta = Metadata::read(run_dir)?;
+    if meta.mode == "order" {
+        return Err(RunError::Spec {
+            place: run_dir.join("run_spec.yaml").display().to_string(),
+            message: "the run of a workflow `order` node (mode: order) has a journal, \
+                      orders.csv and fills.csv but no report"
+                .to_string(),
+        });
+    }
     let spec_path = run_dir.join("run_spec.yaml");
     let spec_text = std::fs::read_to_string(&spec_path).map_err(|e| RunError::io(&spec_path, e))?;
     let spec = crate::spec::parse_spec(&spec_text, &spec_path)?;

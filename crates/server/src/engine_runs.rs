@@ -110,8 +110,8 @@ async fn find(state: &AppState, id: &str) -> Result<(PathBuf, Metadata), ApiErro
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EngineRunsQuery {
-    /// `backtest`, `paper`, or `all` (the default).
-    #[param(pattern = "^(backtest|paper|all)$")]
+    /// `backtest`, `paper`, `order` (a workflow `order` node's run), or `all` (the default).
+    #[param(pattern = "^(backtest|paper|order|all)$")]
     pub mode: Option<String>,
     /// `running`, `completed`, `failed`, `interrupted`, or `all` (the default).
     #[param(pattern = "^(running|completed|failed|interrupted|all)$")]
@@ -223,11 +223,11 @@ pub async fn list(
     let Query(q) = query?;
     let mode = match q.mode.as_deref() {
         None | Some("all") => None,
-        Some(m @ ("backtest" | "paper")) => Some(m.to_string()),
+        Some(m @ ("backtest" | "paper" | "order")) => Some(m.to_string()),
         Some(other) => {
             return Err(bad_query(
                 "mode",
-                format!("mode: `{other}` is not one of backtest, paper, all"),
+                format!("mode: `{other}` is not one of backtest, paper, order, all"),
             ));
         }
     };

@@ -126,6 +126,114 @@ async fn momentum_reads_news_and_prices_only_up_to_the_session() {
     assert!(result.get("previous_close").is_some(), "{result}");
 }
 
+#[test]
+fn get_bars_returns_complete_bars_up_to_the_session_and_no_later() {
+    let market = Market::create();
+    let news = NewsCorpus::empty();
+    let sym = market.universe.symbols()[0].to_string();
+    let dates: Vec<String> = market
+        .universe
+        .bars(&sym)
+        .unwrap()
+        .iter()
+        .map(|b| b.date.to_string())
+        .collect();
+    let bars_of = |result: &serde_json::Value| -> Vec<String> {
+        result["bars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["date"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (reference, last) in [
+        (ReferencePrice::Open, "2025-01-03"),
+        (ReferencePrice::Close, "2025-01-06"),
+    ] {
+        let view = SessionView {
+            universe: &market.universe,
+            news: &news,
+            date: date("2025-01-06"),
+            reference,
+        };
+        // Workflow agents are offered the market tools without buy/sell.
+        let mut tools = ToolBox::new(view, book())
+            .offering(&["get_bars", "get_price"])
+            .unwrap();
+        let all = tools
+            .call(
+                1,
+                "get_bars",
+                &format!(r#"{{"symbol": "{sym}", "days": 250}}"#),
+            )
+            .1
+            .unwrap();
+        let got = bars_of(&all);
+        let upto = dates.iter().position(|d| d == last).unwrap();
+        assert_eq!(got, dates[..=upto], "{reference:?}");
+        assert_eq!(all["count"], got.len());
+        // `days` takes the last ones, oldest first; `end` moves the window back.
+        let two = tools
+            .call(
+                1,
+                "get_bars",
+                &format!(r#"{{"symbol": "{sym}", "days": 2, "end": "2025-01-03"}}"#),
+            )
+            .1
+            .unwrap();
+        assert_eq!(bars_of(&two), ["2025-01-02", "2025-01-03"]);
+        let err = tools
+            .call(
+                1,
+                "get_bars",
+                &format!(r#"{{"symbol": "{sym}", "end": "2025-01-07"}}"#),
+            )
+            .1
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no look-ahead"), "{err}");
+        let err = tools
+            .call(
+                1,
+                "get_bars",
+                &format!(r#"{{"symbol": "{sym}", "days": 0}}"#),
+            )
+            .1
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("invalid arguments for `get_bars`"), "{err}");
+        // A tool the node was not given is refused, naming those it has.
+        let err = tools
+            .call(
+                1,
+                "buy",
+                &format!(r#"{{"symbol": "{sym}", "quantity": 1}}"#),
+            )
+            .1
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown tool `buy`; available tools: get_bars, get_price"
+        );
+    }
+    // Simulations keep their own tools: no get_bars there.
+    let view = SessionView {
+        universe: &market.universe,
+        news: &news,
+        date: date("2025-01-06"),
+        reference: ReferencePrice::Open,
+    };
+    let mut tools = ToolBox::new(view, book());
+    assert!(tools.specs().iter().all(|t| t.name != "get_bars"));
+    let err = tools
+        .call(1, "get_bars", &format!(r#"{{"symbol": "{sym}"}}"#))
+        .1
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("unknown tool `get_bars`"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_refuse_look_ahead_and_bad_calls() {
     let market = Market::create();

@@ -165,7 +165,9 @@ const AGENTS: [&str; 9] = [
 
 /// Runs the trading team up to its approval and checks what the agents handed each other.
 async fn team_until_review(api: &Api, workflow: &str, symbol: &str) -> (String, Value) {
-    let run = api.start_run(workflow, json!({"symbol": symbol})).await;
+    let run = api
+        .start_run(workflow, json!({"symbol": symbol, "as_of": "2025-03-05"}))
+        .await;
     let view = api.wait_for(&run, "waiting").await;
     assert_eq!(
         statuses(&view, &AGENTS),
@@ -197,7 +199,10 @@ async fn team_until_review(api: &Api, workflow: &str, symbol: &str) -> (String, 
     }
     let trader = api.output(&view, "trader").await;
     let trade = trader["json"].clone();
-    assert_eq!(trader["tool_calls"], 0, "{trader}");
+    // The price and the book, read as of the run's date.
+    assert_eq!(trader["tool_calls"], 2, "{trader}");
+    assert_eq!(trader["tool_errors"], 0, "{trader}");
+    assert_eq!(trader["as_of"], "2025-03-05", "{trader}");
     assert_eq!(trade["symbol"], symbol, "{trade}");
     assert_eq!(
         (trade["bull"].clone(), trade["bear"].clone()),
@@ -209,7 +214,13 @@ async fn team_until_review(api: &Api, workflow: &str, symbol: &str) -> (String, 
         std::cmp::Ordering::Equal => ("hold", 0),
     };
     assert_eq!(trade["action"], action, "{trade}");
-    assert_eq!(trade["quantity"], quantity, "{trade}");
+    // A buy is cut to what the cash pays for.
+    let proposed = trade["quantity"].as_u64().unwrap();
+    if action == "buy" {
+        assert!(proposed > 0 && proposed <= quantity, "{trade}");
+    } else {
+        assert_eq!(proposed, quantity, "{trade}");
+    }
     let risk = api.output(&view, "risk").await["json"].clone();
     assert_eq!(risk["approved"], true, "{risk}");
     assert_eq!(risk["max_quantity"], 100, "{risk}");
@@ -229,8 +240,10 @@ async fn trading_team_orders_when_approved_and_stops_when_rejected() {
         .create_workflow(&example("trading-team.yaml", &format!("{}/v1", mock.url)))
         .await;
 
-    // Approved: the order is written from the trader's proposal.
-    let (run, trade) = team_until_review(&api, &workflow, "MSFT").await;
+    // Approved: the trader's proposal is executed on the simulated book at the as-of date's
+    // open, and journaled in a run folder that `tradeloom verify` accepts.
+    let (run, trade) = team_until_review(&api, &workflow, "AAA").await;
+    assert_eq!(trade["action"], "buy", "{trade}");
     let approval = api.pending_approval(&run).await;
     assert_eq!(approval["node_id"], "review");
     api.decide(approval["id"].as_str().unwrap(), "approve", "go")
@@ -241,20 +254,54 @@ async fn trading_team_orders_when_approved_and_stops_when_rejected() {
         ["completed", "completed", "skipped", "skipped"],
         "{view:#}"
     );
+    let order = api.output(&view, "order").await;
+    assert_eq!(order["status"], "filled", "{order}");
+    let open = std::fs::read_to_string(repo().join("examples/universe/AAA.csv"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("2025-03-05,"))
+        .unwrap()
+        .split(',')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let fill = &order["fills"][0];
     assert_eq!(
-        api.output(&view, "order").await,
-        json!({
-            "symbol": "MSFT",
-            "side": trade["action"],
-            "quantity": trade["quantity"],
-            "max_quantity": 100,
-            "approved_by": "test",
-            "rationale": trade["rationale"],
-        })
+        (&fill["symbol"], &fill["side"], &fill["price"]),
+        (&json!("AAA"), &json!("buy"), &json!(open)),
+        "{order}"
     );
+    assert_eq!(fill["quantity"], trade["quantity"].to_string(), "{order}");
+    let order_run = order["run_id"].as_str().unwrap();
+    let out = crate::tradeloom(data.path(), &["verify", order_run]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, listed) = send(api.client.get(format!("{}/runs/{order_run}", api.url))).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["mode"], "order", "{listed}");
+    // The exporter counts the order from its journal; a report is not made for it.
+    let out = crate::tradeloom(data.path(), &["metrics", "export"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fills = text
+        .lines()
+        .find(|l| l.starts_with("tradeloom_run_fills_total{") && l.contains(order_run))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(fills.ends_with(" 1"), "{fills}");
+    for command in ["report", "reconcile"] {
+        let out = crate::tradeloom(data.path(), &[command, order_run]);
+        assert!(!out.status.success(), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("workflow `order` node"), "{command}: {err}");
+    }
 
     // Rejected: the stop branch runs and no order is made.
-    let (run, _) = team_until_review(&api, &workflow, "AAPL").await;
+    let runs_before = std::fs::read_dir(data.path().join("runs")).unwrap().count();
+    let (run, _) = team_until_review(&api, &workflow, "BBB").await;
     let approval = api.pending_approval(&run).await;
     api.decide(approval["id"].as_str().unwrap(), "reject", "not today")
         .await;
@@ -266,7 +313,12 @@ async fn trading_team_orders_when_approved_and_stops_when_rejected() {
     );
     assert_eq!(
         api.output(&view, "stop").await,
-        json!({"symbol": "AAPL", "rejected_by": "test", "comment": "not today"})
+        json!({"symbol": "BBB", "rejected_by": "test", "comment": "not today"})
+    );
+    assert_eq!(
+        std::fs::read_dir(data.path().join("runs")).unwrap().count(),
+        runs_before,
+        "no order, no run folder"
     );
 }
 

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::compiler::Compiler;
 
+use super::names::suggestion;
 use super::node::Scope;
 
 use crate::definition::{NodeDef, NodeType};
@@ -14,14 +15,15 @@ use crate::duration::parse_duration_ms;
 use crate::error::CompileErrorKind as Kind;
 use crate::field_path::FieldPath;
 use crate::ir::{
-    AgentNode, BacktestNode, HeaderSource, HitlNode, HitlNotify, HttpNode, NodeKind, PaperNode,
-    ScriptNode, SimulateNode, SimulationSource, TransformNode, WaitNode, WebhookUrl,
+    AgentNode, BacktestNode, HeaderSource, HitlNode, HitlNotify, HttpNode, MarketNode, NodeKind,
+    OrderNode, PaperNode, ScriptNode, SimulateNode, SimulationSource, TransformNode, WaitNode,
+    WebhookUrl,
 };
 use crate::limits::{MAX_AGENT_STEPS, MAX_EXPIRY_MS, MAX_WAIT_MS, describe_ms};
 use crate::node_config::{
     AGENT_TOOLS, AgentConfig, BacktestConfig, ChatId, HeaderConfig, HitlConfig, HttpConfig,
-    ModelConfig, NotifyConfig, PaperConfig, ScriptConfig, SimulateConfig, TransformConfig,
-    WaitConfig, WebhookFormat, is_env_name, is_sensitive_header,
+    MARKET_TOOLS, MarketConfig, ModelConfig, NotifyConfig, OrderConfig, PaperConfig, ScriptConfig,
+    SimulateConfig, TransformConfig, WaitConfig, WebhookFormat, is_env_name, is_sensitive_header,
 };
 
 impl<'d> Compiler<'d> {
@@ -156,6 +158,15 @@ impl<'d> Compiler<'d> {
                 }
                 NodeKind::Paper(PaperNode {
                     spec_path: self.template(scope, &c.spec_path, &cat.key("spec_path"))?,
+                })
+            }
+            NodeType::Order => {
+                let c: OrderConfig = self.config(&config, &cat)?;
+                let market = self.market(scope, c.market, &cat.key("market"));
+                let proposal = self.json_template(scope, &c.proposal, &cat.key("proposal"));
+                NodeKind::Order(OrderNode {
+                    market: market?,
+                    proposal: proposal?,
                 })
             }
             NodeType::Script => {
@@ -544,7 +555,8 @@ impl<'d> Compiler<'d> {
                     Kind::Config,
                     at.key("tools").index(k),
                     format!(
-                        "node `{id}`: unknown tool `{tool}`; workflow agents have: {}",
+                        "node `{id}`: unknown tool `{tool}`{}; workflow agents have: {}",
+                        suggestion(tool, &AGENT_TOOLS),
                         AGENT_TOOLS.join(", ")
                     ),
                 );
@@ -576,12 +588,119 @@ impl<'d> Compiler<'d> {
             self.error(Kind::Config, at.key("prompt"), "must not be empty");
             ok = false;
         }
+        let market_tools: Vec<&str> = c
+            .tools
+            .iter()
+            .map(String::as_str)
+            .filter(|t| MARKET_TOOLS.contains(t))
+            .collect();
+        let market = match c.market {
+            Some(m) => match self.market(scope, m, &at.key("market")) {
+                Some(m) => Some(m),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => {
+                if let Some(first) = market_tools.first() {
+                    self.error(
+                        Kind::Config,
+                        at.key("market"),
+                        format!(
+                            "node `{id}`: tool `{first}` reads the market; give `market` (at \
+                             least `universe`, a folder of daily bars, and `as_of`, e.g. \
+                             \"{{{{ inputs.as_of }}}}\")"
+                        ),
+                    );
+                    ok = false;
+                }
+                None
+            }
+        };
         let prompt = self.template(scope, &c.prompt, &at.key("prompt"))?;
         ok.then_some(AgentNode {
             model: c.model,
             prompt,
             tools: c.tools,
             max_steps: c.max_steps,
+            market,
+        })
+    }
+
+    /// `market:` of an agent or order node: the paths as text (compiling does no I/O; the
+    /// runtime reads them), `as_of` a template, the book's settings in range.
+    fn market(&mut self, scope: &Scope<'_>, c: MarketConfig, at: &FieldPath) -> Option<MarketNode> {
+        let mut ok = true;
+        if c.universe.trim().is_empty() {
+            self.error(Kind::Config, at.key("universe"), "must not be empty");
+            ok = false;
+        }
+        if c.news.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            self.error(Kind::Config, at.key("news"), "must not be empty");
+            ok = false;
+        }
+        if let Some(symbols) = &c.symbols {
+            if symbols.is_empty() {
+                self.error(
+                    Kind::Config,
+                    at.key("symbols"),
+                    "must list at least one symbol (leave it out for all)",
+                );
+                ok = false;
+            }
+            for (k, symbol) in symbols.iter().enumerate() {
+                if symbol.trim().is_empty() {
+                    self.error(
+                        Kind::Config,
+                        at.key("symbols").index(k),
+                        "must not be empty",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let initial_cash = c
+            .initial_cash
+            .unwrap_or_else(|| tradeloom_core::Decimal::from_int(10_000));
+        if initial_cash.is_negative() || initial_cash.is_zero() {
+            self.error(
+                Kind::Config,
+                at.key("initial_cash"),
+                format!("must be more than zero, got {initial_cash}"),
+            );
+            ok = false;
+        }
+        let currency = c.currency.unwrap_or_else(|| "USD".to_string());
+        if let Err(e) = tradeloom_core::Currency::from_code(&currency) {
+            self.error(Kind::Config, at.key("currency"), e.to_string());
+            ok = false;
+        }
+        let fee_bps = c
+            .fee_bps
+            .unwrap_or_else(|| tradeloom_core::Decimal::from_int(10));
+        if let Err(e) = tradeloom_core::Bps::fee_rate(fee_bps) {
+            self.error(Kind::Config, at.key("fee_bps"), e.to_string());
+            ok = false;
+        }
+        if c.as_of.trim().is_empty() {
+            self.error(
+                Kind::Config,
+                at.key("as_of"),
+                "must not be empty (a date YYYY-MM-DD or a template such as \"{{ inputs.as_of }}\")",
+            );
+            return None;
+        }
+        let as_of = self.template(scope, &c.as_of, &at.key("as_of"))?;
+        ok.then_some(MarketNode {
+            universe: c.universe.trim().to_string(),
+            news: c.news.map(|n| n.trim().to_string()),
+            symbols: c.symbols,
+            as_of,
+            reference_price: c.reference_price,
+            initial_cash,
+            currency,
+            fee_bps,
         })
     }
 

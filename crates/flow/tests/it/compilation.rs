@@ -283,7 +283,7 @@ nodes:
     assert_eq!(
         c.warnings,
         [
-            "wf.yaml:4:19: nodes[1].type: unknown node type `teleport` (known: agent, http, hitl, simulate, backtest, paper, script, transform, wait); the runtime will skip node `t`",
+            "wf.yaml:4:19: nodes[1].type: unknown node type `teleport` (known: agent, http, hitl, simulate, backtest, paper, order, script, transform, wait); the runtime will skip node `t`",
             "wf.yaml:5:41: nodes[2].needs: node `after` will always be skipped: every node it needs (`t`) is skipped",
         ]
     );

@@ -282,6 +282,76 @@ fn retries_are_bounded_in_attempts_and_back_off() {
 }
 
 #[test]
+fn market_tools_need_a_market_and_typos_get_a_suggestion() {
+    let model = json!({"base_url": "http://127.0.0.1:8080/v1", "model": "m"});
+    let r = node_errors(json!({"id": "analyst", "type": "agent", "config": {
+        "model": model, "prompt": "go", "tools": ["get_bar"]}}));
+    assert_eq!(
+        r,
+        [
+            "nodes[0].config.tools[0]: node `analyst`: unknown tool `get_bar` (did you mean `get_bars`?); workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news"
+        ]
+    );
+    let r = node_errors(json!({"id": "analyst", "type": "agent", "config": {
+        "model": model, "prompt": "go", "tools": ["calc", "get_bars"]}}));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0].starts_with("nodes[0].config.market: node `analyst`: tool `get_bars` reads the market; give `market`"),
+        "{r:?}"
+    );
+    // calc alone needs no market; a market with its tools compiles.
+    let compiles = |node: Value| compile_value(&json!({"name": "t", "nodes": [node]})).is_ok();
+    assert!(compiles(json!({"id": "a", "type": "agent", "config": {
+        "model": model, "prompt": "go", "tools": ["calc"]}})));
+    assert!(compiles(json!({"id": "a", "type": "agent", "config": {
+        "model": model, "prompt": "go", "tools": ["get_bars", "search_news", "get_price", "get_portfolio"],
+        "market": {"universe": "u", "as_of": "2025-01-02"}}})));
+    let r = node_errors(json!({"id": "a", "type": "agent", "config": {
+        "model": model, "prompt": "go", "tools": ["get_bars"],
+        "market": {"universe": " ", "as_of": "2025-01-02", "initial_cash": 0, "currency": "XX", "fee_bps": 10000, "reference_price": "noon"}}}));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0].starts_with("nodes[0].config.market.reference_price: unknown variant `noon`"),
+        "{r:?}"
+    );
+    let r = node_errors(json!({"id": "a", "type": "agent", "config": {
+        "model": model, "prompt": "go", "tools": ["get_bars"],
+        "market": {"universe": " ", "as_of": "2025-01-02", "initial_cash": 0, "currency": "usd"}}}));
+    let mut fields: Vec<&str> = r.iter().map(|l| l.split(':').next().unwrap()).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "nodes[0].config.market.currency",
+            "nodes[0].config.market.initial_cash",
+            "nodes[0].config.market.universe",
+        ],
+        "{r:?}"
+    );
+}
+
+#[test]
+fn order_nodes_need_a_market_and_a_proposal() {
+    let r = node_errors(json!({"id": "buy", "type": "order", "config": {"proposal": {}}}));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0].starts_with("nodes[0].config: missing field `market`"),
+        "{r:?}"
+    );
+    let r = node_errors(json!({"id": "buy", "type": "order", "config": {
+        "market": {"universe": "u", "as_of": "{{ inputs.as_of }}"},
+        "proposal": {"symbol": "AAA", "side": "buy", "quantity": 1}}}));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].starts_with("nodes[0].config.market.as_of"), "{r:?}");
+    assert!(r[0].contains("as_of"), "{r:?}");
+    let v = json!({"name": "t", "inputs": {"as_of": {}}, "nodes": [
+        {"id": "buy", "type": "order", "config": {
+            "market": {"universe": "u", "as_of": "{{ inputs.as_of }}"},
+            "proposal": {"symbol": "AAA", "side": "buy", "quantity": 1}}}]});
+    assert!(compile_value(&v).is_ok());
+}
+
+#[test]
 fn agent_tools_must_exist() {
     let r = node_errors(json!({"id": "think", "type": "agent", "config": {
         "model": {"base_url": "http://127.0.0.1:8080/v1", "model": "m"},
@@ -289,7 +359,7 @@ fn agent_tools_must_exist() {
     assert_eq!(
         r,
         [
-            "nodes[0].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, patch_workflow"
+            "nodes[0].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news"
         ]
     );
     let r = node_errors(json!({"id": "think", "type": "agent", "config": {

@@ -442,3 +442,68 @@ fn patch_depth_is_limited_and_every_reason_is_given() {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");
     }
 }
+
+#[test]
+fn patches_may_not_create_or_redirect_orders() {
+    let market = json!({"universe": "examples/universe", "as_of": "2025-03-05"});
+    let trading = from_json(json!({"name": "t", "nodes": [
+        {"id": "propose", "type": "transform", "config": {"output": {"symbol": "AAA", "side": "buy", "quantity": 5}}},
+        {"id": "check", "type": "transform", "needs": ["propose"]},
+        {"id": "review", "type": "hitl", "needs": ["check"], "config": {"prompt": "Buy?", "expires_after": "1h", "default": "reject"}},
+        {"id": "order", "type": "order", "needs": ["review"], "when": "review.decision == \"approve\"",
+         "config": {"market": market, "proposal": "{{ propose }}"}}
+    ]}));
+    let refused = |patch: Value| match validate_patch(&trading, &ops(patch), &state(&[])) {
+        Ok(_) => panic!("patch accepted"),
+        Err(reasons) => reasons,
+    };
+    // A new order node, even behind its own approval.
+    let r = refused(json!([{"op": "add", "path": "/nodes/-", "value":
+        {"id": "more", "type": "order", "needs": ["review"], "config": {"market": market,
+         "proposal": {"symbol": "AAA", "side": "buy", "quantity": 500}}}}]));
+    assert_eq!(
+        r,
+        [
+            "nodes[4]: node `more` is an order node; a patch may not add one (orders come from the stored definition)"
+        ]
+    );
+    // A bigger quantity, or an order that no longer waits for the approval.
+    let r = refused(
+        json!([{"op": "replace", "path": "/nodes/3/config/proposal", "value":
+        {"symbol": "AAA", "side": "buy", "quantity": 500}}]),
+    );
+    assert_eq!(
+        r,
+        ["nodes[3]: node `order` is an order node; a patch may not change it"]
+    );
+    let r = refused(json!([{"op": "remove", "path": "/nodes/3/when"}]));
+    assert_eq!(
+        r,
+        ["nodes[3]: node `order` is an order node; a patch may not change it"]
+    );
+    // The approval it waits for may not be turned into something that always approves.
+    let r = refused(json!([{"op": "replace", "path": "/nodes/2", "value":
+        {"id": "review", "type": "transform", "needs": ["check"], "config": {"output": {"decision": "approve"}}}}]));
+    assert_eq!(
+        r,
+        ["node `review` is an approval an order node needs; a patch may not change or remove it"]
+    );
+    // Other nodes upstream may change, and an order node may be removed.
+    validate_patch(
+        &trading,
+        &ops(json!([{"op": "add", "path": "/nodes/1/config", "value": {"output": {"ok": true}}}])),
+        &state(&[]),
+    )
+    .unwrap();
+    let without = validate_patch(
+        &trading,
+        &ops(json!([{"op": "remove", "path": "/nodes/3"}])),
+        &state(&[]),
+    )
+    .unwrap();
+    assert_eq!(without.nodes.len(), 3);
+}
+
+fn from_json(value: Value) -> Definition {
+    tradeloom_flow::from_json_value(&value).unwrap()
+}

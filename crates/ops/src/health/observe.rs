@@ -431,9 +431,9 @@ async fn store_enums_check(store: &Arc<dyn Store>) -> Probe {
     }
 }
 
-/// The books of the most recent completed run reconcile (positions, cash, PnL and fees from its
-/// journal's fills against its reports; see [`crate::reconcile`]). `None` when there is no
-/// completed run. A run's verdict is kept while its journal and metrics files are unchanged, so a
+/// The books of the most recent completed backtest or paper run reconcile (positions, cash, PnL
+/// and fees from its journal's fills against its reports; see [`crate::reconcile`]). `None` when
+/// there is no such run. A run's verdict is kept while its journal and metrics files are unchanged, so a
 /// monitor checking every few seconds reads a large journal once.
 fn latest_run_books_check(data_dir: &Path) -> Option<Probe> {
     type Seen = (
@@ -447,7 +447,10 @@ fn latest_run_books_check(data_dir: &Path) -> Option<Probe> {
     let (dir, _) = runs
         .iter()
         .rev()
-        .find(|(_, meta)| meta.status == tradeloom_runs::RunStatus::Completed)?;
+        // A workflow `order` node's folder (mode `order`) has no reports to reconcile against.
+        .find(|(_, meta)| {
+            meta.status == tradeloom_runs::RunStatus::Completed && meta.mode != "order"
+        })?;
     let stamp: Vec<Option<std::time::SystemTime>> = ["journal.jsonl", "metrics.json", "fills.csv"]
         .iter()
         .map(|f| {

@@ -664,6 +664,17 @@ fn run_currency(run_dir: &Path) -> Result<Currency, ReconcileError> {
 
 fn file_checks(run_dir: &Path) -> Result<(String, Vec<Check>, Books), ReconcileError> {
     let meta = Metadata::read(run_dir).map_err(super::run_error)?;
+    if meta.mode == "order" {
+        return Err(ReconcileError::Corrupt {
+            path: run_dir.join("metadata.json"),
+            line: None,
+            message: format!(
+                "run {} is a workflow `order` node's run (mode: order): it has no reports to \
+                 reconcile its journal against; `tradeloom verify` checks its files",
+                meta.run_id
+            ),
+        });
+    }
     let currency = run_currency(run_dir)?;
     let file = |name: &str| -> PathBuf { run_dir.join(name) };
     let paper = meta.mode == "paper";

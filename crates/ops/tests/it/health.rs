@@ -52,3 +52,34 @@ async fn unreconciled_books_fail_coherence_and_engage_the_kill_switch() {
     let journal = std::fs::read_to_string(dir.path().join("health/actions.jsonl")).unwrap();
     assert!(journal.contains("does not reconcile"), "{journal}");
 }
+
+#[tokio::test]
+async fn a_workflow_orders_folder_is_not_taken_for_the_latest_run_to_reconcile() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = run_folder(dir.path());
+    let location = dir.path().join("tradeloom.db").display().to_string();
+    tradeloom_store::open_store(&location).await.unwrap();
+    let env = Environment {
+        data_dir: dir.path().to_path_buf(),
+        store: StoreAccess::Location(location),
+        queue: QueueAccess::ViaApi,
+        registry: None,
+    };
+    // A newer completed folder of an `order` node: a journal and fills, no reports.
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("metadata.json")).unwrap())
+            .unwrap();
+    let id = "ffffffff-ffff-7fff-bfff-ffffffffffff";
+    meta["run_id"] = serde_json::json!(id);
+    meta["mode"] = serde_json::json!("order");
+    meta["artifacts"] = serde_json::json!({});
+    let order_dir = run_dir.parent().unwrap().join(id);
+    std::fs::create_dir_all(&order_dir).unwrap();
+    std::fs::write(order_dir.join("metadata.json"), meta.to_string()).unwrap();
+    std::fs::write(order_dir.join("journal.jsonl"), "").unwrap();
+    let config = HealthConfig::default();
+    let recovery = Recovery::new(dir.path(), RateLimit::default());
+    let cycle = cycle(&config, &env, None, &recovery).await.unwrap();
+    assert_eq!(cycle.report.sensors.m5_coherence, 1.0, "{:?}", cycle.report);
+    assert_eq!(cycle.report.status, Status::Green, "{:?}", cycle.report);
+}

@@ -100,7 +100,15 @@ async fn the_trading_team_example_reads_fenced_answers() {
             .replace("http://127.0.0.1:8089/v1", &llm)
             .replace("model: analyst", "model: fenced-analyst")
             .replace("model: trader", "model: fenced-trader")
-            .replace("model: risk_manager", "model: fenced-risk_manager");
+            .replace("model: risk_manager", "model: fenced-risk_manager")
+            // The harness's runtime resolves relative paths in its temporary folder.
+            .replace(
+                "universe: examples/universe",
+                &format!(
+                    "universe: {}/../../examples/universe",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+            );
         let definition = tradeloom_flow::parse_definition(&text, "trading-team.yaml").unwrap();
         let id = env.define(definition.to_json_value()).await;
         // A limit of 0 refuses any trade: the risk manager vetoes it and no human is asked.

@@ -7,6 +7,7 @@ mod agent_answers;
 mod config_path;
 mod harness;
 mod kill_switch;
+mod order_node;
 mod paper_node;
 mod patches;
 mod recovery;

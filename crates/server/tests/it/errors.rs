@@ -143,3 +143,51 @@ async fn extractor_rejections_are_json_on_every_route() {
         json_error(status, &content_type, &body, code);
     }
 }
+
+#[tokio::test]
+async fn a_workflow_with_an_unknown_agent_tool_is_422_naming_the_node_and_the_tool() {
+    let (state, _store, _dir) = state().await;
+    let definition = serde_json::json!({"name": "team", "nodes": [
+        {"id": "analyst", "type": "agent", "config": {
+            "model": {"base_url": "http://127.0.0.1:8089/v1", "model": "analyst"},
+            "prompt": "Assess AAA.", "tools": ["get_bar"],
+            "market": {"universe": "examples/universe", "as_of": "2025-03-05"}}},
+        {"id": "trader", "type": "agent", "config": {
+            "model": {"base_url": "http://127.0.0.1:8089/v1", "model": "trader"},
+            "prompt": "Trade AAA.", "tools": ["get_price"]}}
+    ]});
+    let (status, content_type, body) = oneshot(
+        state,
+        request(
+            Method::POST,
+            "/workflows",
+            Some("application/json"),
+            Body::from(definition.to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let v = json_error(status, &content_type, &body, "invalid_workflow");
+    let errors = v["details"]["errors"].as_array().unwrap();
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["path"].as_str().unwrap(),
+                e["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        "nodes[0].config.tools[0]: node `analyst`: unknown tool `get_bar` (did you mean `get_bars`?); workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news"
+    );
+    assert!(
+        lines[1].starts_with(
+            "nodes[1].config.market: node `trader`: tool `get_price` reads the market"
+        ),
+        "{lines:?}"
+    );
+}
