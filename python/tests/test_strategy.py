@@ -189,6 +189,19 @@ class Context(Scratch):
             self.assertEqual(last, close)
             self.assertAlmostEqual(equity, cash + position * last, places=4)
 
+    def test_bars_kept_by_the_strategy_keep_their_values(self):
+        kept, seen = [], []
+
+        class Keeper(tradeloom.Strategy):
+            def on_bar(self, ctx, bar):
+                seen.append((bar.ts, bar.close))
+                if len(seen) % 3 == 0:
+                    kept.append(bar)  # every third bar kept; the others may be refilled
+
+        tradeloom.backtest(self.spec(), strategy=Keeper(), data_dir=self.data_dir)
+        self.assertGreater(len(kept), 100)
+        self.assertEqual([(b.ts, b.close) for b in kept], seen[2::3])
+
     def test_two_instruments_one_object(self):
         data = REPO / "examples" / "data" / "goog_1d.csv"
         spec = self.spec(

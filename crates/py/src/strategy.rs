@@ -25,8 +25,9 @@ use tradeloom_engine::{Bracket, OrderRequest, StopLoss, Strategy, StrategyContex
 use crate::values::{float, price, quantity};
 
 /// One bar, as `on_bar` receives it: prices as floats (`open` … `volume`) and exactly as
-/// integers at 10^-9 (`open_raw` … `volume_raw`).
-#[pyclass(module = "tradeloom", name = "Bar", frozen)]
+/// integers at 10^-9 (`open_raw` … `volume_raw`). Read-only from Python; the engine refills
+/// the object of the previous bar when nothing else holds it (no allocation per bar).
+#[pyclass(module = "tradeloom", name = "Bar")]
 pub(crate) struct PyBar {
     #[pyo3(get)]
     symbol: Py<PyString>,
@@ -701,6 +702,8 @@ pub(crate) struct PythonStrategy {
     symbols: Vec<Py<PyString>>,
     format_exception: Py<PyAny>,
     failed: bool,
+    /// The last bar passed to `on_bar`, refilled for the next one when only this holds it.
+    bar: Option<Py<PyBar>>,
 }
 
 impl PythonStrategy {
@@ -722,6 +725,7 @@ impl PythonStrategy {
                 .getattr("format_exception")?
                 .unbind(),
             failed: false,
+            bar: None,
         })
     }
 
@@ -812,19 +816,43 @@ impl Strategy for PythonStrategy {
         }
         let symbol = bar.instrument.index();
         Python::attach(|py| {
-            let symbol = self.symbols[symbol].clone_ref(py);
-            self.call(py, ctx, "on_bar", |py| {
-                let bar = PyBar {
-                    symbol,
-                    ts: bar.ts.0,
-                    open_raw: bar.open.raw(),
-                    high_raw: bar.high.raw(),
-                    low_raw: bar.low.raw(),
-                    close_raw: bar.close.raw(),
-                    volume_raw: bar.volume.raw(),
-                };
-                Ok(Some(Py::new(py, bar)?.into_any()))
-            })
+            let make = || PyBar {
+                symbol: self.symbols[symbol].clone_ref(py),
+                ts: bar.ts.0,
+                open_raw: bar.open.raw(),
+                high_raw: bar.high.raw(),
+                low_raw: bar.low.raw(),
+                close_raw: bar.close.raw(),
+                volume_raw: bar.volume.raw(),
+            };
+            // The previous bar's object, if the strategy kept no reference to it.
+            let refilled = self
+                .bar
+                .as_ref()
+                .filter(|b| b.get_refcnt(py) == 1)
+                .filter(|b| match b.try_borrow_mut(py) {
+                    Ok(mut slot) => {
+                        *slot = make();
+                        true
+                    }
+                    Err(_) => false,
+                })
+                .map(|b| b.clone_ref(py));
+            let object = match refilled {
+                Some(b) => Ok(b),
+                None => Py::new(py, make()),
+            };
+            let object = match object {
+                Ok(object) => object,
+                Err(e) => {
+                    self.failed = true;
+                    let message = self.describe(py, &e, "on_bar", ctx.ts());
+                    ctx.fail(message);
+                    return;
+                }
+            };
+            self.bar = Some(object.clone_ref(py));
+            self.call(py, ctx, "on_bar", |_| Ok(Some(object.into_any())));
         });
     }
 
