@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde_json::Value;
 use sqlx::FromRow;
 use sqlx::types::Json;
@@ -12,12 +12,12 @@ use tradeloom_core::{Currency, Money};
 
 use crate::error::StoreError;
 use crate::model_day::{
-    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ModelDayStop,
-    ReasoningMessage, ToolCall, Trade,
+    ClaimedCompletion, Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus,
+    ModelDayStop, ReasoningMessage, ToolCall, Trade,
 };
 use crate::numeric::Num;
 use crate::sql::{
-    Arg, Backend, Db, Statement, corrupt, currency, insert_values, lock_event_order, now, sql,
+    Arg, Backend, Db, Statement, Tx, corrupt, currency, insert_values, lock_event_order, now, sql,
 };
 
 /// `SELECT` of model-days with their job's currency; append `WHERE …`.
@@ -298,6 +298,18 @@ pub trait ModelDayStore: Send + Sync {
         stale_after: Duration,
     ) -> Result<Option<ModelDay>, StoreError>;
 
+    /// [`claim_model_day`](ModelDayStore::claim_model_day) of the days of `models` on `date`
+    /// of job `job_id`, in one statement (a worker's date at once): returns the days it
+    /// claimed, in no set order. A model whose day is done, failed, freshly running elsewhere
+    /// or does not exist is left out.
+    async fn claim_model_days(
+        &self,
+        job_id: &str,
+        date: NaiveDate,
+        models: &[String],
+        stale_after: Duration,
+    ) -> Result<Vec<ModelDay>, StoreError>;
+
     /// Completes a claimed (running) model-day with everything it produced, in one
     /// transaction: rows left by an earlier attempt are replaced, never duplicated.
     /// [`StoreError::Conflict`] if it is already completed or not claimed;
@@ -335,6 +347,18 @@ pub trait ModelDayStore: Send + Sync {
         kind: &str,
         payload: &Value,
     ) -> Result<(), StoreError>;
+
+    /// [`complete_claimed_model_day`](ModelDayStore::complete_claimed_model_day) of several
+    /// claimed days (a worker's date) in one transaction: one commit for them all, so a day is
+    /// durable when its answer is `Ok`, and a process killed before the commit leaves every day
+    /// of the batch `running` (to be reset and run again). If any day cannot be completed, or
+    /// the batch fails, nothing of it is kept and each day is then completed on its own, in
+    /// order, with its own answer (as `complete_claimed_model_day` gives it). Returns each
+    /// day's answer, in the order of `days`.
+    async fn complete_claimed_model_days(
+        &self,
+        days: &[ClaimedCompletion<'_>],
+    ) -> Vec<Result<(), StoreError>>;
 
     /// Fails a pending or running model-day with `error` (no session counts).
     /// [`StoreError::Conflict`] if completed.
@@ -418,6 +442,53 @@ impl<D: Db> ModelDayStore for D {
         }
     }
 
+    async fn claim_model_days(
+        &self,
+        job_id: &str,
+        date: NaiveDate,
+        models: &[String],
+        stale_after: std::time::Duration,
+    ) -> Result<Vec<ModelDay>, StoreError> {
+        let at = now();
+        let stale = chrono::Duration::from_std(stale_after)
+            .ok()
+            .and_then(|d| at.checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let mut claimed = Vec::with_capacity(models.len());
+        // Far below both back ends' limits on bound parameters.
+        for chunk in models.chunks(512) {
+            let mut text = String::with_capacity(512 + chunk.len() * 6);
+            text.push_str(
+                "UPDATE job_details SET status = 'running', attempts = attempts + 1, \
+                 started_at = $3, finished_at = NULL, duration_ms = NULL, error = NULL \
+                 WHERE job_id = $1 AND date = $2 \
+                 AND (status = 'pending' OR (status = 'running' AND started_at < $4)) \
+                 AND model IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push('$');
+                text.push_str(&(i + 5).to_string());
+            }
+            text.push(')');
+            text.push_str(MODEL_DAY_RETURNING);
+            let mut statement = sql(text).bind(job_id).bind(date).bind(at).bind(stale);
+            for model in chunk {
+                statement = statement.bind(model);
+            }
+            let rows: Vec<ModelDayRow> = statement
+                .fetch_all(self.pool())
+                .await
+                .map_err(StoreError::db("claim a date's model-days"))?;
+            for row in rows {
+                claimed.push(row.into_model_day()?);
+            }
+        }
+        Ok(claimed)
+    }
+
     async fn complete_model_day(
         &self,
         key: &ModelDayKey,
@@ -449,7 +520,31 @@ impl<D: Db> ModelDayStore for D {
         kind: &str,
         payload: &Value,
     ) -> Result<(), StoreError> {
-        complete_claimed(self, claim, outcome, kind, payload).await
+        complete_claimed(self, claim, outcome, kind, payload, now()).await
+    }
+
+    async fn complete_claimed_model_days(
+        &self,
+        days: &[ClaimedCompletion<'_>],
+    ) -> Vec<Result<(), StoreError>> {
+        if days.len() > 1 && complete_claimed_batch(self, days).await.is_ok() {
+            return days.iter().map(|_| Ok(())).collect();
+        }
+        let mut answers = Vec::with_capacity(days.len());
+        for day in days {
+            answers.push(
+                complete_claimed(
+                    self,
+                    day.claim,
+                    day.outcome,
+                    day.kind,
+                    day.payload,
+                    day.finished_at.trunc_subsecs(6),
+                )
+                .await,
+            );
+        }
+        answers
     }
 
     async fn stop_model_day(
@@ -967,14 +1062,26 @@ impl Batch {
     }
 }
 
-/// See [`ModelDayStore::complete_claimed_model_day`].
-async fn complete_claimed<D: Db>(
-    db: &D,
+/// The statement that completes one claimed model-day (see
+/// [`ModelDayStore::complete_claimed_model_day`]), checked and built but not run.
+struct ClaimedStatement {
+    statement: Statement,
+    key: ModelDayKey,
+    /// The currency of the amounts (the statement checks it is the job's).
+    ccy: Currency,
+    /// An earlier attempt may have left rows (PostgreSQL deletes them in statements of their
+    /// own; SQLite's script does it).
+    earlier_attempts: bool,
+}
+
+/// Checks and builds the statement completing `claim` (finished at `at`).
+fn claimed_statement<D: Db>(
     claim: &ModelDay,
     outcome: &ModelDayOutcome,
     kind: &str,
     payload: &Value,
-) -> Result<(), StoreError> {
+    at: DateTime<Utc>,
+) -> Result<ClaimedStatement, StoreError> {
     let key = ModelDayKey::new(&claim.job_id, claim.model.clone(), claim.date);
     let key = &key;
     if kind.trim().is_empty() {
@@ -993,7 +1100,6 @@ async fn complete_claimed<D: Db>(
     }
     // Every amount in the currency of the cash; the statement checks that it is the job's.
     let ccy = outcome.cash.currency();
-    let at = now();
     let duration_ms = claim.started_at.map(|s| (at - s).num_milliseconds().max(0));
     let attempts = i32::try_from(claim.attempts)
         .map_err(|_| StoreError::Invalid(format!("{key}: attempts out of range")))?;
@@ -1134,25 +1240,124 @@ async fn complete_claimed<D: Db>(
     } else {
         b.push(")");
     }
+    Ok(ClaimedStatement {
+        statement: b.statement,
+        key: key.clone(),
+        ccy,
+        earlier_attempts,
+    })
+}
+
+/// The rows an earlier attempt of `key` may have left, deleted in `tx` (PostgreSQL; SQLite's
+/// completion script deletes them itself).
+async fn delete_earlier_rows<D: Db>(
+    tx: &mut Tx<D::Driver>,
+    key: &ModelDayKey,
+) -> Result<(), StoreError> {
+    for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
+        sql(format!(
+            "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
+        ))
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db("delete rows of an earlier attempt"))?;
+    }
+    Ok(())
+}
+
+/// The fast path of [`ModelDayStore::complete_claimed_model_days`]: every day in one
+/// transaction, committed only if each day's update matched (its claim still holds). `Err`
+/// (nothing kept) if any day cannot be completed or the database failed; the caller then
+/// completes the days one by one, which says why.
+async fn complete_claimed_batch<D: Db>(
+    db: &D,
+    days: &[ClaimedCompletion<'_>],
+) -> Result<(), StoreError> {
+    let mut statements = Vec::with_capacity(days.len());
+    for day in days {
+        statements.push(claimed_statement::<D>(
+            day.claim,
+            day.outcome,
+            day.kind,
+            day.payload,
+            day.finished_at.trunc_subsecs(6),
+        )?);
+    }
+    let unmatched =
+        || StoreError::Conflict("a model-day of the batch could not be completed".into());
+    let mut tx = db
+        .begin()
+        .await
+        .map_err(StoreError::db("begin completing model-days"))?;
+    if D::BACKEND == Backend::Postgres {
+        // One statement per day (each with its own numbered placeholders), one commit.
+        for day in statements {
+            if day.earlier_attempts {
+                delete_earlier_rows::<D>(&mut tx, &day.key).await?;
+            }
+            let done = day
+                .statement
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("complete a model-day"))?;
+            if done.rows_affected() != 1 {
+                return Err(unmatched());
+            }
+        }
+    } else {
+        // The days' scripts (`?` placeholders, bound in order) as one script: one hand-off to
+        // the connection's thread. Each day's update returns one row if it matched.
+        let n = statements.len();
+        let mut script = sql(String::with_capacity(
+            statements.iter().map(|d| d.statement.text.len() + 2).sum(),
+        ));
+        for day in statements {
+            if !script.text.is_empty() {
+                script.text.push_str(";\n");
+            }
+            script.text.push_str(&day.statement.text);
+            script.args.extend(day.statement.args);
+        }
+        let rows: Vec<(i32,)> = script
+            .fetch_all(&mut tx)
+            .await
+            .map_err(StoreError::db("complete model-days"))?;
+        if rows.len() != n {
+            return Err(unmatched());
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(StoreError::db("commit completed model-days"))
+}
+
+/// See [`ModelDayStore::complete_claimed_model_day`]; the day finished at `at`.
+async fn complete_claimed<D: Db>(
+    db: &D,
+    claim: &ModelDay,
+    outcome: &ModelDayOutcome,
+    kind: &str,
+    payload: &Value,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let ClaimedStatement {
+        statement,
+        key,
+        ccy,
+        earlier_attempts,
+    } = claimed_statement::<D>(claim, outcome, kind, payload, at)?;
+    let pg = D::BACKEND == Backend::Postgres;
     let matched = if pg {
         if earlier_attempts {
             let mut tx = db
                 .begin()
                 .await
                 .map_err(StoreError::db("begin completing a model-day"))?;
-            for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
-                sql(format!(
-                    "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
-                ))
-                .bind(&key.job_id)
-                .bind(&key.model)
-                .bind(key.date)
-                .execute(&mut tx)
-                .await
-                .map_err(StoreError::db("delete rows of an earlier attempt"))?;
-            }
-            let done = b
-                .statement
+            delete_earlier_rows::<D>(&mut tx, &key).await?;
+            let done = statement
                 .execute(&mut tx)
                 .await
                 .map_err(StoreError::db("complete a model-day"))?;
@@ -1163,8 +1368,7 @@ async fn complete_claimed<D: Db>(
             }
             done.rows_affected() == 1
         } else {
-            let done = b
-                .statement
+            let done = statement
                 .execute(db.pool())
                 .await
                 .map_err(StoreError::db("complete a model-day"))?;
@@ -1175,7 +1379,7 @@ async fn complete_claimed<D: Db>(
             .begin()
             .await
             .map_err(StoreError::db("begin completing a model-day"))?;
-        let written: Result<Vec<(i32,)>, _> = b.statement.fetch_all(&mut tx).await;
+        let written: Result<Vec<(i32,)>, _> = statement.fetch_all(&mut tx).await;
         match written {
             Ok(rows) if rows.len() == 1 => {
                 tx.commit()

@@ -16,7 +16,8 @@ use tradeloom_store::{Job, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFil
 
 use super::market::{Market, ProviderError, load_market, provider_for};
 use super::model_day::{
-    DayContext, DayEnd, record, record_day_stopped, run_model_day, whole_shares,
+    DayContext, DayEnd, STALE_AFTER, commit_finished, record, record_day_stopped, run_claimed_day,
+    whole_shares,
 };
 use super::simulator::{SimEvent, Simulator};
 use super::warnings::job_warnings;
@@ -157,9 +158,10 @@ impl Simulator {
         Ok((symbols, by_date))
     }
 
-    /// Runs the model-days of one date, models in parallel; keeps each completed day's book.
-    /// Returns a model the kill switch refused, if any. A store or disk failure stops the job
-    /// (see `stop_on_error`).
+    /// Runs the model-days of one date, models in parallel: claims them in one statement, runs
+    /// their sessions, and completes the finished ones together in one transaction; keeps each
+    /// completed day's book. Returns a model the kill switch refused, if any. A store or disk
+    /// failure stops the job (see `stop_on_error`).
     async fn run_date(
         &self,
         job_id: &str,
@@ -169,8 +171,14 @@ impl Simulator {
         books: &mut HashMap<String, Book>,
     ) -> Result<Option<String>, AgentError> {
         let config = &shared.config;
+        // Days done or running elsewhere are not claimed, and not run.
+        let claims = self
+            .store
+            .claim_model_days(job_id, date, &models, STALE_AFTER)
+            .await?;
         let mut tasks = tokio::task::JoinSet::new();
-        for model in models {
+        for claim in claims {
+            let model = claim.model.clone();
             let ctx = DayContext {
                 store: Arc::clone(&self.store),
                 data_dir: self.options.data_dir.clone(),
@@ -197,23 +205,21 @@ impl Simulator {
                 async move {
                     // The semaphore is never closed.
                     let _permit = permits.acquire_owned().await.ok();
-                    let model = ctx.key.model.clone();
-                    (model, run_model_day(ctx).await)
+                    (model, run_claimed_day(ctx, claim).await)
                 }
                 .instrument(span),
             );
         }
         let mut first_error = None;
         let mut refused = None;
+        let mut finished = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((model, Ok(DayEnd::Completed(book)))) => {
-                    books.insert(model, book);
-                }
+                Ok((_, Ok(DayEnd::Finished(day)))) => finished.push(*day),
                 Ok((model, Ok(DayEnd::Refused))) => {
                     refused.get_or_insert(model);
                 }
-                Ok((_, Ok(DayEnd::Failed | DayEnd::NotClaimed))) => {}
+                Ok((_, Ok(DayEnd::Failed))) => {}
                 Ok((_, Err(e))) => {
                     first_error.get_or_insert(e);
                 }
@@ -225,9 +231,14 @@ impl Simulator {
                 }
             }
         }
+        // The finished days are completed even if another day of the date failed the job;
+        // in model order, so a date's events are in the same order on every run.
+        finished.sort_by(|a, b| a.model().cmp(b.model()));
+        let committed = commit_finished(&*self.store, &self.events, finished, books).await;
         if let Some(e) = first_error {
             return Err(e);
         }
+        committed?;
         Ok(refused)
     }
 
