@@ -931,6 +931,9 @@ struct Batch {
     statement: Statement,
     key: ModelDayKey,
     pg: bool,
+    /// SQLite: the key's date as sqlx-sqlite writes a `NaiveDate` (`%F`), formatted once
+    /// rather than for every row that binds it.
+    date_text: String,
 }
 
 impl Batch {
@@ -943,6 +946,11 @@ impl Batch {
             statement,
             key: key.clone(),
             pg,
+            date_text: if pg {
+                String::new()
+            } else {
+                key.date.format("%F").to_string()
+            },
         }
     }
 
@@ -993,7 +1001,7 @@ impl Batch {
             self.arg(self.key.model.clone());
             self.push(sep);
             self.push(names[2]);
-            self.arg(self.key.date);
+            self.arg(self.date_text.clone());
         }
     }
 
@@ -1059,6 +1067,17 @@ impl Batch {
     fn then(&mut self, value: impl Into<Arg>) {
         self.push(", ");
         self.arg(value);
+    }
+
+    /// `, json` (a placeholder for it). SQLite stores JSON as the text sqlx-sqlite would write
+    /// (`serde_json::to_string`), so it is bound as that text, written once from the borrowed
+    /// value instead of a deep copy of it; PostgreSQL binds `jsonb`.
+    fn then_json(&mut self, value: Option<&Value>) {
+        if self.pg {
+            self.then(value.map(Json));
+        } else {
+            self.then(value.map(Value::to_string));
+        }
     }
 }
 
@@ -1199,7 +1218,7 @@ fn claimed_statement<D: Db>(
             b.then(step_param(m.step)?);
             b.then(m.role.as_str());
             b.then(m.content.as_str());
-            b.then(m.tool_calls.as_ref().map(Json));
+            b.then_json(m.tool_calls.as_ref());
             b.then(m.created_at);
             Ok(())
         },
@@ -1212,8 +1231,8 @@ fn claimed_statement<D: Db>(
         |b, c| {
             b.then(step_param(c.step)?);
             b.then(c.tool.as_str());
-            b.then(Json(&c.args));
-            b.then(c.result.as_ref().map(Json));
+            b.then_json(Some(&c.args));
+            b.then_json(c.result.as_ref());
             b.then(c.latency_ms);
             b.then(c.error.as_deref());
             b.then(c.created_at);
@@ -1292,40 +1311,30 @@ async fn complete_claimed_batch<D: Db>(
         .begin()
         .await
         .map_err(StoreError::db("begin completing model-days"))?;
-    if D::BACKEND == Backend::Postgres {
-        // One statement per day (each with its own numbered placeholders), one commit.
-        for day in statements {
+    // Each day's statement as `complete_claimed_model_day` runs it (so a prepared statement
+    // of its shape is reused from the connection's cache; one script of every day would be a
+    // new text each time), in one transaction with one commit.
+    for day in statements {
+        let matched = if D::BACKEND == Backend::Postgres {
             if day.earlier_attempts {
                 delete_earlier_rows::<D>(&mut tx, &day.key).await?;
             }
-            let done = day
-                .statement
+            day.statement
                 .execute(&mut tx)
                 .await
+                .map_err(StoreError::db("complete a model-day"))?
+                .rows_affected()
+                == 1
+        } else {
+            // The update's RETURNING row says it matched.
+            let rows: Vec<(i32,)> = day
+                .statement
+                .fetch_all(&mut tx)
+                .await
                 .map_err(StoreError::db("complete a model-day"))?;
-            if done.rows_affected() != 1 {
-                return Err(unmatched());
-            }
-        }
-    } else {
-        // The days' scripts (`?` placeholders, bound in order) as one script: one hand-off to
-        // the connection's thread. Each day's update returns one row if it matched.
-        let n = statements.len();
-        let mut script = sql(String::with_capacity(
-            statements.iter().map(|d| d.statement.text.len() + 2).sum(),
-        ));
-        for day in statements {
-            if !script.text.is_empty() {
-                script.text.push_str(";\n");
-            }
-            script.text.push_str(&day.statement.text);
-            script.args.extend(day.statement.args);
-        }
-        let rows: Vec<(i32,)> = script
-            .fetch_all(&mut tx)
-            .await
-            .map_err(StoreError::db("complete model-days"))?;
-        if rows.len() != n {
+            rows.len() == 1
+        };
+        if !matched {
             return Err(unmatched());
         }
     }
