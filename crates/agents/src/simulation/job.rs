@@ -12,12 +12,12 @@ use tracing::Instrument;
 
 use tradeloom_llm::LlmProvider;
 
-use tradeloom_store::{Job, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter};
+use tradeloom_store::{Job, ModelDay, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter};
 
 use super::market::{Market, ProviderError, load_market, provider_for};
 use super::model_day::{
-    DayContext, DayEnd, STALE_AFTER, commit_finished, record, record_day_stopped, run_claimed_day,
-    whole_shares,
+    DayContext, DayEnd, FinishedDay, STALE_AFTER, commit_finished, record, record_day_stopped,
+    run_claimed_day, whole_shares,
 };
 use super::simulator::{SimEvent, Simulator};
 use super::warnings::job_warnings;
@@ -74,31 +74,93 @@ impl Simulator {
             providers,
             gate,
         };
-        let mut dates = by_date.into_iter();
-        while let Some((date, models)) = dates.next() {
-            // Engaged before the date starts: this date and every later one are refused.
-            if let Some(engagement) = shared.gate.engaged_now() {
-                let reason = day_refusal(&engagement);
-                let rest = std::iter::once((date, models)).chain(dates).collect();
-                self.refuse_days(job_id, rest, &reason).await?;
-                break;
-            }
-            // The kill switch stopped a day: the job stops too, so that every model's days
-            // stay in date order (a later day never completes before an earlier one), and the
-            // rest waits for a trigger after release.
-            if let Some(model) = self
-                .run_date(job_id, date, models, &shared, &mut books)
-                .await?
-            {
-                let reason = format!(
-                    "{KILL_SWITCH_CODE}: model-day not traded: the job stopped when the kill switch \
-                     refused model `{model}` on {date}; it runs when the job is triggered again after release"
-                );
-                self.refuse_days(job_id, dates.collect(), &reason).await?;
-                break;
-            }
-        }
+        // The previous date's completions commit while the next date's sessions run; it is
+        // settled before anything else is written and at every way out.
+        let mut committing = None;
+        let driven = self
+            .drive_dates(job_id, by_date, &shared, &mut books, &mut committing)
+            .await;
+        let settled = settle(committing.take()).await;
+        driven?;
+        settled?;
         self.finish_job(job_id).await
+    }
+
+    /// Runs the dates in order. Each date's finished days are committed (one transaction) on
+    /// a task of their own while the next date, claimed first, runs its sessions: the next
+    /// date's books are in memory already, and its commit waits for this one, so no day
+    /// completes before an earlier one and a day is announced only once it is durable.
+    async fn drive_dates(
+        &self,
+        job_id: &str,
+        by_date: BTreeMap<NaiveDate, Vec<String>>,
+        shared: &JobShared,
+        books: &mut HashMap<String, Book>,
+        committing: &mut Option<Committing>,
+    ) -> Result<(), AgentError> {
+        let mut dates = by_date.into_iter().peekable();
+        // The next date's claims, taken before the previous date's commit started.
+        let mut claimed: Option<(NaiveDate, Vec<ModelDay>)> = None;
+        while let Some((date, models)) = dates.next() {
+            let claims = match claimed.take() {
+                Some((day, claims)) if day == date => claims,
+                _ => {
+                    settle(committing.take()).await?;
+                    // Engaged before the date starts: this date and every later one are refused.
+                    if let Some(engagement) = shared.gate.engaged_now() {
+                        let reason = day_refusal(&engagement);
+                        let rest = std::iter::once((date, models)).chain(dates).collect();
+                        return self.refuse_days(job_id, rest, &reason).await;
+                    }
+                    // Days done or running elsewhere are not claimed, and not run.
+                    self.store
+                        .claim_model_days(job_id, date, &models, STALE_AFTER)
+                        .await?
+                }
+            };
+            let run = self.run_sessions(job_id, date, claims, shared, books).await;
+            for day in &run.finished {
+                books.insert(day.model().to_string(), day.book().clone());
+            }
+            // The previous date is durable before this one is written.
+            settle(committing.take()).await?;
+            let next_claimable = run.error.is_none()
+                && run.refused.is_none()
+                && dates.peek().is_some()
+                && shared.gate.engaged_now().is_none();
+            if !next_claimable {
+                let committed = commit_finished(&*self.store, &self.events, run.finished).await;
+                if let Some(e) = run.error {
+                    return Err(e);
+                }
+                committed?;
+                // The kill switch stopped a day: the job stops too, so that every model's days
+                // stay in date order (a later day never completes before an earlier one), and
+                // the rest waits for a trigger after release.
+                if let Some(model) = run.refused {
+                    let reason = format!(
+                        "{KILL_SWITCH_CODE}: model-day not traded: the job stopped when the kill switch \
+                         refused model `{model}` on {date}; it runs when the job is triggered again after release"
+                    );
+                    return self.refuse_days(job_id, dates.collect(), &reason).await;
+                }
+                // An engaged kill switch is found at the top of the next date.
+                continue;
+            }
+            if let Some((next, next_models)) = dates.peek() {
+                let claims = self
+                    .store
+                    .claim_model_days(job_id, *next, next_models, STALE_AFTER)
+                    .await?;
+                claimed = Some((*next, claims));
+            }
+            let (store, events) = (Arc::clone(&self.store), self.events.clone());
+            *committing = Some(tokio::spawn(
+                async move { commit_finished(&*store, &events, run.finished).await }
+                    .instrument(tracing::Span::current()),
+            ));
+        }
+        Ok(())
     }
 
     /// Writes the job's bootstrap files, records and announces its start; returns the symbols
@@ -158,24 +220,19 @@ impl Simulator {
         Ok((symbols, by_date))
     }
 
-    /// Runs the model-days of one date, models in parallel: claims them in one statement, runs
-    /// their sessions, and completes the finished ones together in one transaction; keeps each
-    /// completed day's book. Returns a model the kill switch refused, if any. A store or disk
-    /// failure stops the job (see `stop_on_error`).
-    async fn run_date(
+    /// Runs the sessions of a date's claimed model-days, models in parallel, starting from
+    /// `books`. Failed and refused days are recorded as they end; finished ones come back to be
+    /// completed together. A store or disk failure comes back as `error` (the job then stops,
+    /// see `stop_on_error`).
+    async fn run_sessions(
         &self,
         job_id: &str,
         date: NaiveDate,
-        models: Vec<String>,
+        claims: Vec<ModelDay>,
         shared: &JobShared,
-        books: &mut HashMap<String, Book>,
-    ) -> Result<Option<String>, AgentError> {
+        books: &HashMap<String, Book>,
+    ) -> DateRun {
         let config = &shared.config;
-        // Days done or running elsewhere are not claimed, and not run.
-        let claims = self
-            .store
-            .claim_model_days(job_id, date, &models, STALE_AFTER)
-            .await?;
         let mut tasks = tokio::task::JoinSet::new();
         for claim in claims {
             let model = claim.model.clone();
@@ -210,36 +267,32 @@ impl Simulator {
                 .instrument(span),
             );
         }
-        let mut first_error = None;
-        let mut refused = None;
-        let mut finished = Vec::new();
+        let mut run = DateRun {
+            finished: Vec::new(),
+            refused: None,
+            error: None,
+        };
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((_, Ok(DayEnd::Finished(day)))) => finished.push(*day),
+                Ok((_, Ok(DayEnd::Finished(day)))) => run.finished.push(*day),
                 Ok((model, Ok(DayEnd::Refused))) => {
-                    refused.get_or_insert(model);
+                    run.refused.get_or_insert(model);
                 }
                 Ok((_, Ok(DayEnd::Failed))) => {}
                 Ok((_, Err(e))) => {
-                    first_error.get_or_insert(e);
+                    run.error.get_or_insert(e);
                 }
                 Err(e) => {
-                    first_error.get_or_insert(AgentError::Io {
+                    run.error.get_or_insert(AgentError::Io {
                         path: "model-day task".into(),
                         message: e.to_string(),
                     });
                 }
             }
         }
-        // The finished days are completed even if another day of the date failed the job;
-        // in model order, so a date's events are in the same order on every run.
-        finished.sort_by(|a, b| a.model().cmp(b.model()));
-        let committed = commit_finished(&*self.store, &self.events, finished, books).await;
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        committed?;
-        Ok(refused)
+        // Completed in model order, so a date's events are in the same order on every run.
+        run.finished.sort_by(|a, b| a.model().cmp(b.model()));
+        run
     }
 
     /// Records, logs and announces how the job ended.
@@ -394,6 +447,31 @@ impl Simulator {
             books.insert(model, book);
         }
         Ok(books)
+    }
+}
+
+/// How a date's sessions ended.
+struct DateRun {
+    /// Days to complete, in model order (the finished days are completed even if another day
+    /// of the date stopped the job).
+    finished: Vec<FinishedDay>,
+    /// A model the kill switch refused.
+    refused: Option<String>,
+    /// The first store or disk failure.
+    error: Option<AgentError>,
+}
+
+/// A date's completions committing on a task of their own.
+type Committing = tokio::task::JoinHandle<Result<(), AgentError>>;
+
+/// Waits for a date's completions to be committed; their error, or the task's.
+async fn settle(committing: Option<Committing>) -> Result<(), AgentError> {
+    match committing {
+        None => Ok(()),
+        Some(task) => task.await.map_err(|e| AgentError::Io {
+            path: "model-day commit task".into(),
+            message: e.to_string(),
+        })?,
     }
 }
 

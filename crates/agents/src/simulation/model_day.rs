@@ -1,7 +1,6 @@
 //! One model-day: run the session of a claimed day and record how it ended; a date's
 //! finished days are completed in the store together.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,6 +82,11 @@ pub(super) struct FinishedDay {
 impl FinishedDay {
     pub(super) fn model(&self) -> &str {
         &self.claim.model
+    }
+
+    /// The book to carry to the next date.
+    pub(super) fn book(&self) -> &Book {
+        &self.book
     }
 }
 
@@ -212,15 +216,17 @@ pub(super) async fn run_claimed_day(
 
 /// Completes the finished days of a date in the store, each with its `model_day_completed`
 /// event, in one transaction (one commit for the date, not one per model-day); then logs and
-/// announces each completed day and keeps its book in `books`. A day is announced only once
-/// its commit is done, so a day reported complete is durable. Returns the first store error
-/// (the days completed before it are kept).
+/// announces each completed day. A day is announced only once its commit is done, so a day
+/// reported complete is durable. Returns the first store error (the days completed before it
+/// are kept).
 pub(super) async fn commit_finished(
     store: &dyn Store,
     events: &broadcast::Sender<SimEvent>,
     days: Vec<FinishedDay>,
-    books: &mut HashMap<String, Book>,
 ) -> Result<(), AgentError> {
+    if days.is_empty() {
+        return Ok(());
+    }
     let completions: Vec<ClaimedCompletion<'_>> = days
         .iter()
         .map(|d| ClaimedCompletion {
@@ -251,14 +257,13 @@ pub(super) async fn commit_finished(
             });
         let _ = events.send(SimEvent::ModelDayFinished {
             job_id: day.claim.job_id,
+            model: day.claim.model,
             date: day.claim.date,
             status: ModelDayStatus::Completed.as_str().to_string(),
             error: None,
             portfolio_value: Some(value),
             duration_ms: day.duration_ms,
-            model: day.claim.model.clone(),
         });
-        books.insert(day.claim.model, day.book);
     }
     match first_error {
         Some(e) => Err(e.into()),
