@@ -237,6 +237,20 @@ impl ModelDayOutcome {
     }
 }
 
+/// One claimed model-day's completion, as
+/// [`crate::ModelDayStore::complete_claimed_model_days`] writes it: the claim (as
+/// [`crate::ModelDayStore::claim_model_day`] returned it), what the day produced, the job event
+/// that reports it (`kind`, `payload`) and when it finished.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimedCompletion<'a> {
+    pub claim: &'a ModelDay,
+    pub outcome: &'a ModelDayOutcome,
+    pub kind: &'a str,
+    pub payload: &'a serde_json::Value,
+    /// When the day's session ended (`finished_at`; `duration_ms` counts from the claim).
+    pub finished_at: DateTime<Utc>,
+}
+
 /// How a model-day ended without results ([`crate::ModelDayStore::stop_model_day`]): `failed` or
 /// `refused`, why, and what its session did before it ended (`None` when no session ran).
 #[derive(Clone, Debug, PartialEq, Eq)]

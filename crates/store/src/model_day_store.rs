@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde_json::Value;
 use sqlx::FromRow;
 use sqlx::types::Json;
@@ -12,12 +12,12 @@ use tradeloom_core::{Currency, Money};
 
 use crate::error::StoreError;
 use crate::model_day::{
-    Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ModelDayStop,
-    ReasoningMessage, ToolCall, Trade,
+    ClaimedCompletion, Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus,
+    ModelDayStop, ReasoningMessage, ToolCall, Trade,
 };
 use crate::numeric::Num;
 use crate::sql::{
-    Arg, Backend, Db, Statement, corrupt, currency, insert_values, lock_event_order, now, sql,
+    Arg, Backend, Db, Statement, Tx, corrupt, currency, insert_values, lock_event_order, now, sql,
 };
 
 /// `SELECT` of model-days with their job's currency; append `WHERE …`.
@@ -300,6 +300,19 @@ pub trait ModelDayStore: Send + Sync {
         stale_after: Duration,
     ) -> Result<Option<ModelDay>, StoreError>;
 
+    /// [`claim_model_day`](ModelDayStore::claim_model_day) of the days of `models` on `date`
+    /// of job `job_id`, in one statement (a worker's date at once): returns the days it
+    /// claimed, in no set order. A model whose day is done, failed, freshly running elsewhere
+    /// or does not exist is left out; nothing is claimed while the job is `paused` or
+    /// `cancelled` (checked in the same statement).
+    async fn claim_model_days(
+        &self,
+        job_id: &str,
+        date: NaiveDate,
+        models: &[String],
+        stale_after: Duration,
+    ) -> Result<Vec<ModelDay>, StoreError>;
+
     /// Completes a claimed (running) model-day with everything it produced, in one
     /// transaction: rows left by an earlier attempt are replaced, never duplicated.
     /// [`StoreError::Conflict`] if it is already completed or not claimed;
@@ -337,6 +350,18 @@ pub trait ModelDayStore: Send + Sync {
         kind: &str,
         payload: &Value,
     ) -> Result<(), StoreError>;
+
+    /// [`complete_claimed_model_day`](ModelDayStore::complete_claimed_model_day) of several
+    /// claimed days (a worker's date) in one transaction: one commit for them all, so a day is
+    /// durable when its answer is `Ok`, and a process killed before the commit leaves every day
+    /// of the batch `running` (to be reset and run again). If any day cannot be completed, or
+    /// the batch fails, nothing of it is kept and each day is then completed on its own, in
+    /// order, with its own answer (as `complete_claimed_model_day` gives it). Returns each
+    /// day's answer, in the order of `days`.
+    async fn complete_claimed_model_days(
+        &self,
+        days: &[ClaimedCompletion<'_>],
+    ) -> Vec<Result<(), StoreError>>;
 
     /// Fails a pending or running model-day with `error` (no session counts).
     /// [`StoreError::Conflict`] if completed.
@@ -429,6 +454,55 @@ impl<D: Db> ModelDayStore for D {
         }
     }
 
+    async fn claim_model_days(
+        &self,
+        job_id: &str,
+        date: NaiveDate,
+        models: &[String],
+        stale_after: std::time::Duration,
+    ) -> Result<Vec<ModelDay>, StoreError> {
+        let at = now();
+        let stale = chrono::Duration::from_std(stale_after)
+            .ok()
+            .and_then(|d| at.checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let mut claimed = Vec::with_capacity(models.len());
+        // Far below both back ends' limits on bound parameters.
+        for chunk in models.chunks(512) {
+            let mut text = String::with_capacity(512 + chunk.len() * 6);
+            text.push_str(
+                "UPDATE job_details SET status = 'running', attempts = attempts + 1, \
+                 started_at = $3, finished_at = NULL, duration_ms = NULL, error = NULL \
+                 WHERE job_id = $1 AND date = $2 \
+                 AND (status = 'pending' OR (status = 'running' AND started_at < $4)) \
+                 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 \
+                                 AND j.status IN ('paused', 'cancelled')) \
+                 AND model IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push('$');
+                text.push_str(&(i + 5).to_string());
+            }
+            text.push(')');
+            text.push_str(MODEL_DAY_RETURNING);
+            let mut statement = sql(text).bind(job_id).bind(date).bind(at).bind(stale);
+            for model in chunk {
+                statement = statement.bind(model);
+            }
+            let rows: Vec<ModelDayRow> = statement
+                .fetch_all(self.pool())
+                .await
+                .map_err(StoreError::db("claim a date's model-days"))?;
+            for row in rows {
+                claimed.push(row.into_model_day()?);
+            }
+        }
+        Ok(claimed)
+    }
+
     async fn complete_model_day(
         &self,
         key: &ModelDayKey,
@@ -460,7 +534,31 @@ impl<D: Db> ModelDayStore for D {
         kind: &str,
         payload: &Value,
     ) -> Result<(), StoreError> {
-        complete_claimed(self, claim, outcome, kind, payload).await
+        complete_claimed(self, claim, outcome, kind, payload, now()).await
+    }
+
+    async fn complete_claimed_model_days(
+        &self,
+        days: &[ClaimedCompletion<'_>],
+    ) -> Vec<Result<(), StoreError>> {
+        if days.len() > 1 && complete_claimed_batch(self, days).await.is_ok() {
+            return days.iter().map(|_| Ok(())).collect();
+        }
+        let mut answers = Vec::with_capacity(days.len());
+        for day in days {
+            answers.push(
+                complete_claimed(
+                    self,
+                    day.claim,
+                    day.outcome,
+                    day.kind,
+                    day.payload,
+                    day.finished_at.trunc_subsecs(6),
+                )
+                .await,
+            );
+        }
+        answers
     }
 
     async fn stop_model_day(
@@ -864,6 +962,9 @@ struct Batch {
     statement: Statement,
     key: ModelDayKey,
     pg: bool,
+    /// SQLite: the key's date as sqlx-sqlite writes a `NaiveDate` (`%F`), formatted once
+    /// rather than for every row that binds it.
+    date_text: String,
 }
 
 impl Batch {
@@ -876,6 +977,11 @@ impl Batch {
             statement,
             key: key.clone(),
             pg,
+            date_text: if pg {
+                String::new()
+            } else {
+                key.date.format("%F").to_string()
+            },
         }
     }
 
@@ -926,7 +1032,7 @@ impl Batch {
             self.arg(self.key.model.clone());
             self.push(sep);
             self.push(names[2]);
-            self.arg(self.key.date);
+            self.arg(self.date_text.clone());
         }
     }
 
@@ -993,16 +1099,39 @@ impl Batch {
         self.push(", ");
         self.arg(value);
     }
+
+    /// `, json` (a placeholder for it). SQLite stores JSON as the text sqlx-sqlite would write
+    /// (`serde_json::to_string`), so it is bound as that text, written once from the borrowed
+    /// value instead of a deep copy of it; PostgreSQL binds `jsonb`.
+    fn then_json(&mut self, value: Option<&Value>) {
+        if self.pg {
+            self.then(value.map(Json));
+        } else {
+            self.then(value.map(Value::to_string));
+        }
+    }
 }
 
-/// See [`ModelDayStore::complete_claimed_model_day`].
-async fn complete_claimed<D: Db>(
-    db: &D,
+/// The statement that completes one claimed model-day (see
+/// [`ModelDayStore::complete_claimed_model_day`]), checked and built but not run.
+struct ClaimedStatement {
+    statement: Statement,
+    key: ModelDayKey,
+    /// The currency of the amounts (the statement checks it is the job's).
+    ccy: Currency,
+    /// An earlier attempt may have left rows (PostgreSQL deletes them in statements of their
+    /// own; SQLite's script does it).
+    earlier_attempts: bool,
+}
+
+/// Checks and builds the statement completing `claim` (finished at `at`).
+fn claimed_statement<D: Db>(
     claim: &ModelDay,
     outcome: &ModelDayOutcome,
     kind: &str,
     payload: &Value,
-) -> Result<(), StoreError> {
+    at: DateTime<Utc>,
+) -> Result<ClaimedStatement, StoreError> {
     let key = ModelDayKey::new(&claim.job_id, claim.model.clone(), claim.date);
     let key = &key;
     if kind.trim().is_empty() {
@@ -1021,7 +1150,6 @@ async fn complete_claimed<D: Db>(
     }
     // Every amount in the currency of the cash; the statement checks that it is the job's.
     let ccy = outcome.cash.currency();
-    let at = now();
     let duration_ms = claim.started_at.map(|s| (at - s).num_milliseconds().max(0));
     let attempts = i32::try_from(claim.attempts)
         .map_err(|_| StoreError::Invalid(format!("{key}: attempts out of range")))?;
@@ -1121,7 +1249,7 @@ async fn complete_claimed<D: Db>(
             b.then(step_param(m.step)?);
             b.then(m.role.as_str());
             b.then(m.content.as_str());
-            b.then(m.tool_calls.as_ref().map(Json));
+            b.then_json(m.tool_calls.as_ref());
             b.then(m.created_at);
             Ok(())
         },
@@ -1134,8 +1262,8 @@ async fn complete_claimed<D: Db>(
         |b, c| {
             b.then(step_param(c.step)?);
             b.then(c.tool.as_str());
-            b.then(Json(&c.args));
-            b.then(c.result.as_ref().map(Json));
+            b.then_json(Some(&c.args));
+            b.then_json(c.result.as_ref());
             b.then(c.latency_ms);
             b.then(c.error.as_deref());
             b.then(c.created_at);
@@ -1162,25 +1290,114 @@ async fn complete_claimed<D: Db>(
     } else {
         b.push(")");
     }
+    Ok(ClaimedStatement {
+        statement: b.statement,
+        key: key.clone(),
+        ccy,
+        earlier_attempts,
+    })
+}
+
+/// The rows an earlier attempt of `key` may have left, deleted in `tx` (PostgreSQL; SQLite's
+/// completion script deletes them itself).
+async fn delete_earlier_rows<D: Db>(
+    tx: &mut Tx<D::Driver>,
+    key: &ModelDayKey,
+) -> Result<(), StoreError> {
+    for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
+        sql(format!(
+            "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
+        ))
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db("delete rows of an earlier attempt"))?;
+    }
+    Ok(())
+}
+
+/// The fast path of [`ModelDayStore::complete_claimed_model_days`]: every day in one
+/// transaction, committed only if each day's update matched (its claim still holds). `Err`
+/// (nothing kept) if any day cannot be completed or the database failed; the caller then
+/// completes the days one by one, which says why.
+async fn complete_claimed_batch<D: Db>(
+    db: &D,
+    days: &[ClaimedCompletion<'_>],
+) -> Result<(), StoreError> {
+    let mut statements = Vec::with_capacity(days.len());
+    for day in days {
+        statements.push(claimed_statement::<D>(
+            day.claim,
+            day.outcome,
+            day.kind,
+            day.payload,
+            day.finished_at.trunc_subsecs(6),
+        )?);
+    }
+    let unmatched =
+        || StoreError::Conflict("a model-day of the batch could not be completed".into());
+    let mut tx = db
+        .begin()
+        .await
+        .map_err(StoreError::db("begin completing model-days"))?;
+    // Each day's statement as `complete_claimed_model_day` runs it (so a prepared statement
+    // of its shape is reused from the connection's cache; one script of every day would be a
+    // new text each time), in one transaction with one commit.
+    for day in statements {
+        let matched = if D::BACKEND == Backend::Postgres {
+            if day.earlier_attempts {
+                delete_earlier_rows::<D>(&mut tx, &day.key).await?;
+            }
+            day.statement
+                .execute(&mut tx)
+                .await
+                .map_err(StoreError::db("complete a model-day"))?
+                .rows_affected()
+                == 1
+        } else {
+            // The update's RETURNING row says it matched.
+            let rows: Vec<(i32,)> = day
+                .statement
+                .fetch_all(&mut tx)
+                .await
+                .map_err(StoreError::db("complete a model-day"))?;
+            rows.len() == 1
+        };
+        if !matched {
+            return Err(unmatched());
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(StoreError::db("commit completed model-days"))
+}
+
+/// See [`ModelDayStore::complete_claimed_model_day`]; the day finished at `at`.
+async fn complete_claimed<D: Db>(
+    db: &D,
+    claim: &ModelDay,
+    outcome: &ModelDayOutcome,
+    kind: &str,
+    payload: &Value,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let ClaimedStatement {
+        statement,
+        key,
+        ccy,
+        earlier_attempts,
+    } = claimed_statement::<D>(claim, outcome, kind, payload, at)?;
+    let pg = D::BACKEND == Backend::Postgres;
     let matched = if pg {
         if earlier_attempts {
             let mut tx = db
                 .begin()
                 .await
                 .map_err(StoreError::db("begin completing a model-day"))?;
-            for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
-                sql(format!(
-                    "DELETE FROM {table} WHERE job_id = $1 AND model = $2 AND date = $3"
-                ))
-                .bind(&key.job_id)
-                .bind(&key.model)
-                .bind(key.date)
-                .execute(&mut tx)
-                .await
-                .map_err(StoreError::db("delete rows of an earlier attempt"))?;
-            }
-            let done = b
-                .statement
+            delete_earlier_rows::<D>(&mut tx, &key).await?;
+            let done = statement
                 .execute(&mut tx)
                 .await
                 .map_err(StoreError::db("complete a model-day"))?;
@@ -1191,8 +1408,7 @@ async fn complete_claimed<D: Db>(
             }
             done.rows_affected() == 1
         } else {
-            let done = b
-                .statement
+            let done = statement
                 .execute(db.pool())
                 .await
                 .map_err(StoreError::db("complete a model-day"))?;
@@ -1203,7 +1419,7 @@ async fn complete_claimed<D: Db>(
             .begin()
             .await
             .map_err(StoreError::db("begin completing a model-day"))?;
-        let written: Result<Vec<(i32,)>, _> = b.statement.fetch_all(&mut tx).await;
+        let written: Result<Vec<(i32,)>, _> = statement.fetch_all(&mut tx).await;
         match written {
             Ok(rows) if rows.len() == 1 => {
                 tx.commit()

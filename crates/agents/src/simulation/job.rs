@@ -12,11 +12,14 @@ use tracing::Instrument;
 
 use tradeloom_llm::LlmProvider;
 
-use tradeloom_store::{Job, JobStatus, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter};
+use tradeloom_store::{
+    Job, JobStatus, ModelDay, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter,
+};
 
 use super::market::{Market, ProviderError, load_market, provider_for};
 use super::model_day::{
-    DayContext, DayEnd, record, record_day_stopped, run_model_day, whole_shares,
+    DayContext, DayEnd, FinishedDay, STALE_AFTER, commit_finished, record, record_day_stopped,
+    run_claimed_day, whole_shares,
 };
 use super::simulator::{SimEvent, Simulator};
 use super::warnings::job_warnings;
@@ -78,37 +81,17 @@ impl Simulator {
             providers,
             gate,
         };
-        let mut dates = by_date.into_iter();
-        while let Some((date, models)) = dates.next() {
-            // A user's pause or cancel, from this process or another: looked at before each
-            // date (the store's claim stops the days of a date that has begun).
-            let now = self.store.job(job_id).await?;
-            match now.status {
-                JobStatus::Paused => return self.release(now).await,
-                JobStatus::Cancelled => break,
-                _ => {}
-            }
-            // Engaged before the date starts: this date and every later one are refused.
-            if let Some(engagement) = shared.gate.engaged_now() {
-                let reason = day_refusal(&engagement);
-                let rest = std::iter::once((date, models)).chain(dates).collect();
-                self.refuse_days(job_id, rest, &reason).await?;
-                break;
-            }
-            // The kill switch stopped a day: the job stops too, so that every model's days
-            // stay in date order (a later day never completes before an earlier one), and the
-            // rest waits for a trigger after release.
-            if let Some(model) = self
-                .run_date(job_id, date, models, &shared, &mut books)
-                .await?
-            {
-                let reason = format!(
-                    "{KILL_SWITCH_CODE}: model-day not traded: the job stopped when the kill switch \
-                     refused model `{model}` on {date}; it runs when the job is triggered again after release"
-                );
-                self.refuse_days(job_id, dates.collect(), &reason).await?;
-                break;
-            }
+        // The previous date's completions commit while the next date's sessions run; it is
+        // settled before anything else is written and at every way out.
+        let mut committing = None;
+        let driven = self
+            .drive_dates(job_id, by_date, &shared, &mut books, &mut committing)
+            .await;
+        let settled = settle(committing.take()).await;
+        let paused = driven?;
+        settled?;
+        if let Some(job) = paused {
+            return self.release(job).await;
         }
         // Paused during the last date with days left: the job waits for a resume, unfinished.
         let now = self.store.refresh_job_status(job_id).await?;
@@ -130,6 +113,101 @@ impl Simulator {
         )
         .await?;
         Ok(job)
+    }
+
+    /// A user's pause or cancel, from this process or another: `Some(status)` when the job
+    /// should not start another date.
+    async fn stopped_by_user(&self, job_id: &str) -> Result<Option<Job>, AgentError> {
+        let now = self.store.job(job_id).await?;
+        Ok(matches!(now.status, JobStatus::Paused | JobStatus::Cancelled).then_some(now))
+    }
+
+    /// Runs the dates in order. Each date's finished days are committed (one transaction) on
+    /// a task of their own while the next date, claimed first, runs its sessions: the next
+    /// date's books are in memory already, and its commit waits for this one, so no day
+    /// completes before an earlier one and a day is announced only once it is durable. A
+    /// user's pause or cancel is looked at before each date is claimed (the store's claim also
+    /// refuses the days of a paused or cancelled job): `Some(job)` when paused, for the caller
+    /// to release it; a date already claimed runs to its end.
+    async fn drive_dates(
+        &self,
+        job_id: &str,
+        by_date: BTreeMap<NaiveDate, Vec<String>>,
+        shared: &JobShared,
+        books: &mut HashMap<String, Book>,
+        committing: &mut Option<Committing>,
+    ) -> Result<Option<Job>, AgentError> {
+        let mut dates = by_date.into_iter().peekable();
+        // The next date's claims, taken before the previous date's commit started.
+        let mut claimed: Option<(NaiveDate, Vec<ModelDay>)> = None;
+        while let Some((date, models)) = dates.next() {
+            let claims = match claimed.take() {
+                Some((day, claims)) if day == date => claims,
+                _ => {
+                    settle(committing.take()).await?;
+                    if let Some(job) = self.stopped_by_user(job_id).await? {
+                        return Ok((job.status == JobStatus::Paused).then_some(job));
+                    }
+                    // Engaged before the date starts: this date and every later one are refused.
+                    if let Some(engagement) = shared.gate.engaged_now() {
+                        let reason = day_refusal(&engagement);
+                        let rest = std::iter::once((date, models)).chain(dates).collect();
+                        self.refuse_days(job_id, rest, &reason).await?;
+                        return Ok(None);
+                    }
+                    // Days done or running elsewhere are not claimed, and not run.
+                    self.store
+                        .claim_model_days(job_id, date, &models, STALE_AFTER)
+                        .await?
+                }
+            };
+            let run = self.run_sessions(job_id, date, claims, shared, books).await;
+            for day in &run.finished {
+                books.insert(day.model().to_string(), day.book().clone());
+            }
+            // The previous date is durable before this one is written.
+            settle(committing.take()).await?;
+            let next_claimable = run.error.is_none()
+                && run.refused.is_none()
+                && dates.peek().is_some()
+                && shared.gate.engaged_now().is_none();
+            if !next_claimable {
+                let committed = commit_finished(&*self.store, &self.events, run.finished).await;
+                if let Some(e) = run.error {
+                    return Err(e);
+                }
+                committed?;
+                // The kill switch stopped a day: the job stops too, so that every model's days
+                // stay in date order (a later day never completes before an earlier one), and
+                // the rest waits for a trigger after release.
+                if let Some(model) = run.refused {
+                    let reason = format!(
+                        "{KILL_SWITCH_CODE}: model-day not traded: the job stopped when the kill switch \
+                         refused model `{model}` on {date}; it runs when the job is triggered again after release"
+                    );
+                    self.refuse_days(job_id, dates.collect(), &reason).await?;
+                    return Ok(None);
+                }
+                // An engaged kill switch (or a pause) is found at the top of the next date.
+                continue;
+            }
+            // Not paused or cancelled: the next date is claimed now (else the top of the next
+            // date finds out and stops).
+            let stopped = self.stopped_by_user(job_id).await?.is_some();
+            if let Some((next, next_models)) = dates.peek().filter(|_| !stopped) {
+                let claims = self
+                    .store
+                    .claim_model_days(job_id, *next, next_models, STALE_AFTER)
+                    .await?;
+                claimed = Some((*next, claims));
+            }
+            let (store, events) = (Arc::clone(&self.store), self.events.clone());
+            *committing = Some(tokio::spawn(
+                async move { commit_finished(&*store, &events, run.finished).await }
+                    .instrument(tracing::Span::current()),
+            ));
+        }
+        Ok(None)
     }
 
     /// Writes the job's bootstrap files, records and announces its start; returns the symbols
@@ -189,20 +267,22 @@ impl Simulator {
         Ok((symbols, by_date))
     }
 
-    /// Runs the model-days of one date, models in parallel; keeps each completed day's book.
-    /// Returns a model the kill switch refused, if any. A store or disk failure stops the job
-    /// (see `stop_on_error`).
-    async fn run_date(
+    /// Runs the sessions of a date's claimed model-days, models in parallel, starting from
+    /// `books`. Failed and refused days are recorded as they end; finished ones come back to be
+    /// completed together. A store or disk failure comes back as `error` (the job then stops,
+    /// see `stop_on_error`).
+    async fn run_sessions(
         &self,
         job_id: &str,
         date: NaiveDate,
-        models: Vec<String>,
+        claims: Vec<ModelDay>,
         shared: &JobShared,
-        books: &mut HashMap<String, Book>,
-    ) -> Result<Option<String>, AgentError> {
+        books: &HashMap<String, Book>,
+    ) -> DateRun {
         let config = &shared.config;
         let mut tasks = tokio::task::JoinSet::new();
-        for model in models {
+        for claim in claims {
+            let model = claim.model.clone();
             let ctx = DayContext {
                 store: Arc::clone(&self.store),
                 data_dir: self.options.data_dir.clone(),
@@ -229,38 +309,37 @@ impl Simulator {
                 async move {
                     // The semaphore is never closed.
                     let _permit = permits.acquire_owned().await.ok();
-                    let model = ctx.key.model.clone();
-                    (model, run_model_day(ctx).await)
+                    (model, run_claimed_day(ctx, claim).await)
                 }
                 .instrument(span),
             );
         }
-        let mut first_error = None;
-        let mut refused = None;
+        let mut run = DateRun {
+            finished: Vec::new(),
+            refused: None,
+            error: None,
+        };
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((model, Ok(DayEnd::Completed(book)))) => {
-                    books.insert(model, book);
-                }
+                Ok((_, Ok(DayEnd::Finished(day)))) => run.finished.push(*day),
                 Ok((model, Ok(DayEnd::Refused))) => {
-                    refused.get_or_insert(model);
+                    run.refused.get_or_insert(model);
                 }
-                Ok((_, Ok(DayEnd::Failed | DayEnd::NotClaimed))) => {}
+                Ok((_, Ok(DayEnd::Failed))) => {}
                 Ok((_, Err(e))) => {
-                    first_error.get_or_insert(e);
+                    run.error.get_or_insert(e);
                 }
                 Err(e) => {
-                    first_error.get_or_insert(AgentError::Io {
+                    run.error.get_or_insert(AgentError::Io {
                         path: "model-day task".into(),
                         message: e.to_string(),
                     });
                 }
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        Ok(refused)
+        // Completed in model order, so a date's events are in the same order on every run.
+        run.finished.sort_by(|a, b| a.model().cmp(b.model()));
+        run
     }
 
     /// Records, logs and announces how the job ended.
@@ -426,6 +505,31 @@ impl Simulator {
             books.insert(model, book);
         }
         Ok(books)
+    }
+}
+
+/// How a date's sessions ended.
+struct DateRun {
+    /// Days to complete, in model order (the finished days are completed even if another day
+    /// of the date stopped the job).
+    finished: Vec<FinishedDay>,
+    /// A model the kill switch refused.
+    refused: Option<String>,
+    /// The first store or disk failure.
+    error: Option<AgentError>,
+}
+
+/// A date's completions committing on a task of their own.
+type Committing = tokio::task::JoinHandle<Result<(), AgentError>>;
+
+/// Waits for a date's completions to be committed; their error, or the task's.
+async fn settle(committing: Option<Committing>) -> Result<(), AgentError> {
+    match committing {
+        None => Ok(()),
+        Some(task) => task.await.map_err(|e| AgentError::Io {
+            path: "model-day commit task".into(),
+            message: e.to_string(),
+        })?,
     }
 }
 

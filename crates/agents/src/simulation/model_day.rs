@@ -1,8 +1,11 @@
-//! One model-day: claim it, run its session, and record how it ended.
+//! One model-day: run the session of a claimed day and record how it ended; a date's
+//! finished days are completed in the store together.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -10,7 +13,10 @@ use tradeloom_core::{Decimal, Money, Quantity};
 
 use tradeloom_llm::LlmProvider;
 
-use tradeloom_store::{ModelDayKey, ModelDayStatus, ModelDayStop, Store, StoreError, TradeAction};
+use tradeloom_store::{
+    ClaimedCompletion, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus, ModelDayStop, Store,
+    StoreError, TradeAction,
+};
 
 use super::market::{Market, ProviderError};
 use super::simulator::SimEvent;
@@ -24,7 +30,7 @@ use crate::tools::SessionView;
 
 /// How long a `running` model-day may go without finishing before another worker may take it
 /// over. Interrupted days are reset on start-up, so this only matters for a worker that hangs.
-const STALE_AFTER: Duration = Duration::from_secs(3600);
+pub(super) const STALE_AFTER: Duration = Duration::from_secs(3600);
 
 pub(super) fn whole_shares(quantity: Decimal) -> Result<Quantity, AgentError> {
     quantity.to_quantity(0).map_err(|e| {
@@ -50,22 +56,50 @@ pub(super) struct DayContext {
 
 /// How one model-day task ended.
 pub(super) enum DayEnd {
-    /// With the book to carry to the next date.
-    Completed(Book),
+    /// Its session produced an outcome: to be completed in the store with the other days of
+    /// its date (see [`commit_finished`]).
+    Finished(Box<FinishedDay>),
+    /// Failed, and recorded so.
     Failed,
     /// The kill switch stopped it: the job stops after this date.
     Refused,
-    /// Done or running elsewhere.
-    NotClaimed,
 }
 
-/// Claims, runs and records one model-day. `Err` when the store or the disk failed (the job
-/// then fails with that error; a re-trigger runs the day again).
-pub(super) async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError> {
+/// A model-day whose session produced an outcome, not yet completed in the store.
+pub(super) struct FinishedDay {
+    claim: ModelDay,
+    outcome: ModelDayOutcome,
+    /// The `model_day_completed` event's payload.
+    payload: Value,
+    trades: usize,
+    tool_calls: u32,
+    finished_at: DateTime<Utc>,
+    duration_ms: u64,
+    /// The book to carry to the next date.
+    book: Book,
+}
+
+impl FinishedDay {
+    pub(super) fn model(&self) -> &str {
+        &self.claim.model
+    }
+
+    /// The book to carry to the next date.
+    pub(super) fn book(&self) -> &Book {
+        &self.book
+    }
+}
+
+/// Runs and records one model-day that `claim` claimed. A session that produced an outcome
+/// comes back as [`DayEnd::Finished`], written to its file but not yet to the store (the
+/// caller completes a date's days together); a failed or refused one is recorded here. `Err`
+/// when the store or the disk failed (the job then fails with that error; a re-trigger runs
+/// the day again).
+pub(super) async fn run_claimed_day(
+    ctx: DayContext,
+    claim: ModelDay,
+) -> Result<DayEnd, AgentError> {
     let started = Instant::now();
-    let Some(claim) = ctx.store.claim_model_day(&ctx.key, STALE_AFTER).await? else {
-        return Ok(DayEnd::NotClaimed);
-    };
     let key = &ctx.key;
     let finished =
         |status: &str, error: Option<String>, value: Option<Money>| SimEvent::ModelDayFinished {
@@ -107,7 +141,7 @@ pub(super) async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError>
         max_steps: ctx.config.config.max_steps,
         max_tool_errors: ctx.config.config.max_tool_errors,
     };
-    let report = run_session_gated(
+    let mut report = run_session_gated(
         &*provider,
         &key.model,
         view,
@@ -119,39 +153,37 @@ pub(super) async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError>
     .await;
     // Files first: if the process dies before the store commit, the day re-runs and replaces them.
     write_model_day(&ctx.data_dir, &key.job_id, &key.model, key.date, &report)?;
-    match (&report.outcome, &report.error) {
-        (Some(outcome), _) => {
+    match report.outcome.take() {
+        Some(outcome) => {
             let trades = outcome
                 .trades
                 .iter()
                 .filter(|t| t.action != TradeAction::Hold)
                 .count();
-            // The day and its event in one transaction: one commit per model-day.
-            let event = json!({
+            let tool_calls = report.tool_call_count();
+            let payload = json!({
                 "model": key.model,
                 "date": key.date,
                 "trades": trades,
-                "tool_calls": report.tool_call_count(),
+                "tool_calls": tool_calls,
                 // Exact decimal text, never a float.
                 "portfolio_value": outcome.portfolio_value.to_string(),
                 "currency": outcome.portfolio_value.currency().code(),
             });
-            ctx.store
-                .complete_claimed_model_day(&claim, outcome, "model_day_completed", &event)
-                .await?;
-            tracing::info!(
+            Ok(DayEnd::Finished(Box::new(FinishedDay {
+                claim,
+                outcome,
+                payload,
                 trades,
-                tool_calls = report.tool_call_count(),
-                portfolio_value = %outcome.portfolio_value,
-                "model-day completed"
-            );
-            let _ = ctx
-                .events
-                .send(finished("completed", None, Some(outcome.portfolio_value)));
-            Ok(DayEnd::Completed(report.final_book))
+                tool_calls,
+                finished_at: Utc::now(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                book: report.final_book,
+            })))
         }
-        (None, error) => {
-            let error = error
+        None => {
+            let error = report
+                .error
                 .clone()
                 .unwrap_or_else(|| "the session ended without an outcome".into());
             let status = if report.refused {
@@ -179,6 +211,63 @@ pub(super) async fn run_model_day(ctx: DayContext) -> Result<DayEnd, AgentError>
                 _ => DayEnd::Failed,
             })
         }
+    }
+}
+
+/// Completes the finished days of a date in the store, each with its `model_day_completed`
+/// event, in one transaction (one commit for the date, not one per model-day); then logs and
+/// announces each completed day. A day is announced only once its commit is done, so a day
+/// reported complete is durable. Returns the first store error (the days completed before it
+/// are kept).
+pub(super) async fn commit_finished(
+    store: &dyn Store,
+    events: &broadcast::Sender<SimEvent>,
+    days: Vec<FinishedDay>,
+) -> Result<(), AgentError> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let completions: Vec<ClaimedCompletion<'_>> = days
+        .iter()
+        .map(|d| ClaimedCompletion {
+            claim: &d.claim,
+            outcome: &d.outcome,
+            kind: "model_day_completed",
+            payload: &d.payload,
+            finished_at: d.finished_at,
+        })
+        .collect();
+    let answers = store.complete_claimed_model_days(&completions).await;
+    drop(completions);
+    let mut first_error = None;
+    for (day, answer) in days.into_iter().zip(answers) {
+        if let Err(e) = answer {
+            first_error.get_or_insert(e);
+            continue;
+        }
+        let value = day.outcome.portfolio_value;
+        tracing::info_span!("model_day", model = %day.claim.model, date = %day.claim.date)
+            .in_scope(|| {
+                tracing::info!(
+                    trades = day.trades,
+                    tool_calls = day.tool_calls,
+                    portfolio_value = %value,
+                    "model-day completed"
+                );
+            });
+        let _ = events.send(SimEvent::ModelDayFinished {
+            job_id: day.claim.job_id,
+            model: day.claim.model,
+            date: day.claim.date,
+            status: ModelDayStatus::Completed.as_str().to_string(),
+            error: None,
+            portfolio_value: Some(value),
+            duration_ms: day.duration_ms,
+        });
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
 }
 

@@ -354,6 +354,19 @@ async fn an_interrupted_job_resumes_without_duplicates() {
         .await
         .unwrap()
         .unwrap();
+    // The rest of that date claimed at once, as a worker does before running a date; its
+    // completions (one transaction for the date) never committed.
+    let rest = store
+        .claim_model_days(
+            &job.id,
+            date("2025-01-02"),
+            &["a".to_string(), "b".to_string()],
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let rest: Vec<&str> = rest.iter().map(|d| d.model.as_str()).collect();
+    assert_eq!(rest, ["b"], "a's day is running already");
     // "Crash": the process is gone; a new simulator on the same store resumes the job.
     let resumed = sim.resume_interrupted().await.unwrap();
     assert_eq!(resumed, vec![job.id.clone()]);
@@ -370,11 +383,13 @@ async fn an_interrupted_job_resumes_without_duplicates() {
     assert_eq!(finished.status, JobStatus::Completed);
     let report = store.job_report(&job.id).await.unwrap();
     assert_eq!(report.progress.completed, 8, "2 models × 4 days");
-    assert_eq!(
-        store.model_day(&k).await.unwrap().attempts,
-        2,
-        "the interrupted day ran again"
-    );
+    for k in [&k, &ModelDayKey::new(&job.id, "b", date("2025-01-02"))] {
+        assert_eq!(
+            store.model_day(k).await.unwrap().attempts,
+            2,
+            "the interrupted day {k} ran again"
+        );
+    }
     // Trades of each day exist once: re-counting through the store matches the day's trade count.
     let page = store
         .results(&ResultsFilter {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tradeloom_core::{Currency, Money};
-use tradeloom_store::{ModelDayKey, ModelDayStatus, StoreError};
+use tradeloom_store::{ClaimedCompletion, ModelDayKey, ModelDayStatus, StoreError};
 
 use crate::Ctx;
 use crate::backend_tests;
@@ -15,6 +15,7 @@ backend_tests!(
     failed_completion_writes_nothing,
     concurrent_completions_of_one_job,
     a_claimed_day_completes_in_one_batch,
+    a_date_is_claimed_and_completed_at_once,
 );
 
 const LEASE: Duration = Duration::from_secs(600);
@@ -282,4 +283,128 @@ async fn a_claimed_day_completes_in_one_batch(t: Ctx) {
     assert_eq!((day.tool_calls, day.tool_errors), (Some(0), Some(0)));
     assert_eq!(t.count("workflow_events").await, events + 2);
     assert_eq!(t.count("reasoning_logs").await, 5);
+}
+
+/// `claim_model_days` claims a date's days in one statement; `complete_claimed_model_days`
+/// completes them in one transaction, or, when one of them cannot complete, each on its own
+/// with its own answer.
+async fn a_date_is_claimed_and_completed_at_once(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "date-batch", &["m1", "m2", "m3"], &[2, 3]).await;
+    let models: Vec<String> = ["m1", "m2", "m3", "nope"].map(String::from).to_vec();
+    let key = |m: &str, d: u32| ModelDayKey::new(&job.id, m, date(d));
+    // m3's day is already running elsewhere (freshly): not claimed; nor is a missing model.
+    s.claim_model_day(&key("m3", 2), LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let mut claims = s
+        .claim_model_days(&job.id, date(2), &models, LEASE)
+        .await
+        .expect("claim a date");
+    claims.sort_by(|a, b| a.model.cmp(&b.model));
+    let claimed: Vec<(&str, u32)> = claims
+        .iter()
+        .map(|c| (c.model.as_str(), c.attempts))
+        .collect();
+    assert_eq!(claimed, [("m1", 1), ("m2", 1)]);
+    assert!(claims.iter().all(|c| c.status == ModelDayStatus::Running));
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.date == date(2) && c.started_at.is_some())
+    );
+    // Claimed already: a second claim of the date gets nothing.
+    let again = s
+        .claim_model_days(&job.id, date(2), &models, LEASE)
+        .await
+        .expect("claim again");
+    assert!(again.is_empty(), "{again:?}");
+
+    // Both complete in one transaction, each with its rows and its event.
+    let (r1, r2) = (outcome("100", 4), outcome("200", 6));
+    let (e1, e2) = (
+        serde_json::json!({"model": "m1"}),
+        serde_json::json!({"model": "m2"}),
+    );
+    let events = t.count("workflow_events").await;
+    let finished_at = chrono::Utc::now();
+    let days = [
+        ClaimedCompletion {
+            claim: &claims[0],
+            outcome: &r1,
+            kind: "model_day_completed",
+            payload: &e1,
+            finished_at,
+        },
+        ClaimedCompletion {
+            claim: &claims[1],
+            outcome: &r2,
+            kind: "model_day_completed",
+            payload: &e2,
+            finished_at,
+        },
+    ];
+    let answers = s.complete_claimed_model_days(&days).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    for (m, r) in [("m1", &r1), ("m2", &r2)] {
+        let day = s.model_day(&key(m, 2)).await.expect("day");
+        assert_eq!(day.status, ModelDayStatus::Completed, "{m}");
+        assert_eq!(day.portfolio_value, Some(r.portfolio_value));
+        assert!(day.duration_ms.is_some_and(|d| d >= 0));
+        assert_eq!(
+            s.reasoning_logs(&key(m, 2)).await.expect("logs"),
+            r.reasoning
+        );
+        assert_eq!(s.trades(&key(m, 2)).await.expect("trades"), r.trades);
+        assert_eq!(s.holdings(&key(m, 2)).await.expect("holdings"), r.holdings);
+        assert_eq!(s.tool_usage(&key(m, 2)).await.expect("tools"), r.tool_calls);
+    }
+    assert_eq!(t.count("reasoning_logs").await, 10);
+    assert_eq!(t.count("workflow_events").await, events + 2);
+
+    // The next date: m2's day is taken over by another worker after the claim, so its
+    // completion is refused; the batch falls back to one by one and m1's day still completes.
+    let mut claims = s
+        .claim_model_days(&job.id, date(3), &models, LEASE)
+        .await
+        .expect("claim date 3");
+    claims.sort_by(|a, b| a.model.cmp(&b.model));
+    assert_eq!(claims.len(), 3);
+    s.claim_model_day(&key("m2", 3), Duration::ZERO)
+        .await
+        .expect("claim")
+        .expect("taken over");
+    let r3 = outcome("300", 2);
+    let days: Vec<ClaimedCompletion<'_>> = claims
+        .iter()
+        .take(2)
+        .map(|claim| ClaimedCompletion {
+            claim,
+            outcome: &r3,
+            kind: "model_day_completed",
+            payload: &e1,
+            finished_at,
+        })
+        .collect();
+    let answers = s.complete_claimed_model_days(&days).await;
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert!(
+        matches!(&answers[1], Err(StoreError::Conflict(m)) if m.contains("claimed again")),
+        "{answers:?}"
+    );
+    assert_eq!(
+        s.model_day(&key("m1", 3)).await.expect("day").status,
+        ModelDayStatus::Completed
+    );
+    let m2 = s.model_day(&key("m2", 3)).await.expect("day");
+    assert_eq!((m2.status, m2.attempts), (ModelDayStatus::Running, 2));
+    assert!(
+        s.reasoning_logs(&key("m2", 3))
+            .await
+            .expect("logs")
+            .is_empty()
+    );
+    assert_eq!(t.count("reasoning_logs").await, 12);
+    assert_eq!(t.count("workflow_events").await, events + 3);
 }
