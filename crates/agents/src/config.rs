@@ -64,6 +64,10 @@ pub struct ModelConfig {
     /// 30 s); default 500.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_ms: Option<u64>,
+    /// `tool_choice` sent with each request: `auto` (default), `required` (the model must call
+    /// a tool: small local models that answer in text under `auto`) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<tradeloom_llm::ToolChoice>,
 }
 
 /// A folder of daily bar files, one per symbol.
@@ -545,6 +549,33 @@ mod tests {
         assert!(resolved.universe_dir.is_absolute());
         assert!(resolved.universe_dir.ends_with("uni"));
         assert_eq!(resolved.news_path, None);
+    }
+
+    #[test]
+    fn tool_choice_per_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = GOOD.replace(
+            "model: momentum",
+            "model: momentum\n    tool_choice: required",
+        );
+        let resolved = load_config(&write(dir.path(), &text)).unwrap();
+        assert_eq!(
+            resolved.config.models[0].tool_choice,
+            Some(tradeloom_llm::ToolChoice::Required)
+        );
+        assert_eq!(
+            load_config(&write(dir.path(), GOOD)).unwrap().config.models[0].tool_choice,
+            None
+        );
+        let bad = GOOD.replace(
+            "model: momentum",
+            "model: momentum\n    tool_choice: always",
+        );
+        let e = load_config(&write(dir.path(), &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sim.yaml") && e.contains("tool_choice"), "{e}");
+        assert!(e.contains("`auto`, `required`, `none`"), "{e}");
     }
 
     #[test]

@@ -13,4 +13,6 @@ pub mod wire;
 
 pub use openai::{OpenAiProvider, ProviderConfig, install_crypto_provider};
 pub use provider::{LlmError, LlmProvider};
-pub use types::{ChatRequest, ChatResponse, Message, Role, ToolCallRequest, ToolSpec, Usage};
+pub use types::{
+    ChatRequest, ChatResponse, Message, Role, ToolCallRequest, ToolChoice, ToolSpec, Usage,
+};

@@ -16,6 +16,7 @@ use tradeloom_net::{GuardedClient, SsrfError, SsrfErrorKind};
 use crate::backoff::{Backoff, parse_retry_after};
 use crate::call_metrics;
 use crate::provider::{LlmError, LlmProvider};
+use crate::types::ToolChoice;
 use crate::types::{ChatRequest, ChatResponse, Role};
 use crate::wire::{RequestBody, ResponseBody};
 
@@ -61,6 +62,8 @@ pub struct ProviderConfig {
     pub backoff_base: Duration,
     /// Cap of the back-off and of a server's `Retry-After`. Default 20 s.
     pub backoff_max: Duration,
+    /// `tool_choice` of requests that offer tools. Default `auto`.
+    pub tool_choice: ToolChoice,
 }
 
 impl ProviderConfig {
@@ -82,6 +85,7 @@ impl ProviderConfig {
             max_retries: Self::DEFAULT_MAX_RETRIES,
             backoff_base: Self::DEFAULT_BACKOFF_BASE,
             backoff_max: Self::DEFAULT_BACKOFF_MAX,
+            tool_choice: ToolChoice::Auto,
         }
     }
 }
@@ -98,6 +102,7 @@ impl fmt::Debug for ProviderConfig {
             .field("max_retries", &self.max_retries)
             .field("backoff_base", &self.backoff_base)
             .field("backoff_max", &self.backoff_max)
+            .field("tool_choice", &self.tool_choice)
             .finish()
     }
 }
@@ -295,6 +300,7 @@ impl LlmProvider for OpenAiProvider {
             request,
             self.config.temperature,
             self.config.max_tokens,
+            self.config.tool_choice,
         );
         let body = serde_json::to_vec(&body)
             .map_err(|error| LlmError::Config(format!("cannot encode the request: {error}")))?;

@@ -87,6 +87,29 @@ pub struct ChatRequest {
     pub tools: Vec<ToolSpec>,
 }
 
+/// `tool_choice` of a request that offers tools: `auto` (the model decides; the default),
+/// `required` (it must call one) or `none` (it may not). Small local models (llama.cpp) often
+/// answer in text under `auto`; `required` makes them call a tool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolChoice {
+    #[default]
+    Auto,
+    Required,
+    None,
+}
+
+impl ToolChoice {
+    /// As the request sends it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ToolChoice::Auto => "auto",
+            ToolChoice::Required => "required",
+            ToolChoice::None => "none",
+        }
+    }
+}
+
 /// Tokens a call consumed, as the server reported them (zero where it reported nothing).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {

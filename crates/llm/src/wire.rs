@@ -7,7 +7,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::types::{ChatRequest, Message, Role, ToolCallRequest, ToolSpec, Usage};
+use crate::types::{ChatRequest, Message, Role, ToolCallRequest, ToolChoice, ToolSpec, Usage};
 
 // ---- requests ----------------------------------------------------------------------------
 
@@ -32,12 +32,13 @@ impl<'a> RequestBody<'a> {
         request: &'a ChatRequest,
         temperature: Option<f64>,
         max_tokens: Option<u32>,
+        tool_choice: ToolChoice,
     ) -> Self {
         RequestBody {
             model,
             messages: request.messages.iter().map(OutMessage::from).collect(),
             tools: request.tools.iter().map(OutTool::from).collect(),
-            tool_choice: (!request.tools.is_empty()).then_some("auto"),
+            tool_choice: (!request.tools.is_empty()).then_some(tool_choice.as_str()),
             temperature,
             max_tokens,
         }
@@ -349,7 +350,14 @@ mod tests {
                 parameters: json!({"type": "object"}),
             }],
         };
-        let body = serde_json::to_value(RequestBody::new("m", &request, Some(0.0), None)).unwrap();
+        let body = serde_json::to_value(RequestBody::new(
+            "m",
+            &request,
+            Some(0.0),
+            None,
+            ToolChoice::Auto,
+        ))
+        .unwrap();
         assert_eq!(
             body,
             json!({
@@ -372,12 +380,43 @@ mod tests {
     }
 
     #[test]
+    fn tool_choice_is_the_configured_one() {
+        let request = ChatRequest {
+            messages: vec![Message::user("hi")],
+            tools: vec![ToolSpec {
+                name: "get_price".into(),
+                description: "price".into(),
+                parameters: json!({"type": "object"}),
+            }],
+        };
+        for (choice, text) in [
+            (ToolChoice::Auto, "auto"),
+            (ToolChoice::Required, "required"),
+            (ToolChoice::None, "none"),
+        ] {
+            let body =
+                serde_json::to_value(RequestBody::new("m", &request, None, None, choice)).unwrap();
+            assert_eq!(body["tool_choice"], text);
+        }
+        let parsed: ToolChoice = serde_json::from_value(json!("required")).unwrap();
+        assert_eq!(parsed, ToolChoice::Required);
+        assert!(serde_json::from_value::<ToolChoice>(json!("always")).is_err());
+    }
+
+    #[test]
     fn request_without_tools_has_no_tool_choice() {
         let request = ChatRequest {
             messages: vec![Message::user("hi")],
             tools: vec![],
         };
-        let body = serde_json::to_value(RequestBody::new("m", &request, None, Some(5))).unwrap();
+        let body = serde_json::to_value(RequestBody::new(
+            "m",
+            &request,
+            None,
+            Some(5),
+            ToolChoice::Required,
+        ))
+        .unwrap();
         assert_eq!(
             body,
             json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})

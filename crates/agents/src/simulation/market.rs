@@ -90,6 +90,9 @@ pub(super) fn provider_for(
     if let Some(n) = m.max_retries {
         settings.max_retries = n;
     }
+    if let Some(choice) = m.tool_choice {
+        settings.tool_choice = choice;
+    }
     OpenAiProvider::new(settings, &outbound.http)
         .map(|p| Arc::new(p) as Arc<dyn LlmProvider>)
         .map_err(|e| ProviderError::Client(e.to_string()))
