@@ -95,16 +95,18 @@ impl Simulator {
     /// while the driver was ending (the job is `running` again), in which case it runs on.
     pub(super) async fn drive_until_held(&self, job_id: &str) {
         loop {
+            // Ended for a pause or a cancel: a resume or a re-trigger may have come meanwhile.
             let held = match self.run_job(job_id).await {
-                Ok(job) => job.status == JobStatus::Paused,
+                Ok(job) => matches!(job.status, JobStatus::Paused | JobStatus::Cancelled),
                 Err(e) => {
                     tracing::error!(job_id = %job_id, error = %e, "simulation job stopped");
                     false
                 }
             };
             let mut running = self.running.lock().await;
-            // Only a driver that ended for a pause runs again, and only if the job was resumed
-            // since (a job left running for other reasons is not looped on).
+            // Only a driver that ended for a pause or a cancel runs again, and only if the job
+            // was resumed or re-triggered since (a job left running for other reasons is not
+            // looped on).
             let resumed = held
                 && matches!(
                     self.store.job(job_id).await.map(|j| j.status),

@@ -237,8 +237,9 @@ impl Simulator {
                 if job.status == JobStatus::Paused {
                     return Ok(TriggerOutcome::Paused(job.clone()));
                 }
-                // Asking again for a running config is not a new job: report it.
-                if running.contains(&job.id) {
+                // Asking again for a running config is not a new job: report it. A cancelled
+                // job whose driver is still ending is re-opened below; that driver runs on.
+                if running.contains(&job.id) && job.status != JobStatus::Cancelled {
                     return Ok(TriggerOutcome::AlreadyRunning(job.clone()));
                 }
                 // Nothing left to do is an answer even while the worker is busy.
@@ -257,15 +258,15 @@ impl Simulator {
         }
         let outcome = self.prepare(config).await?;
         if let TriggerOutcome::Started { job, .. } = &outcome {
-            self.spawn(job.id.clone()).await;
+            // A driver still ending after a cancel sees the job running again and runs on
+            // (`drive_until_held`); otherwise a new one starts.
+            let mut running = self.running.lock().await;
+            if running.insert(job.id.clone()) {
+                drop(running);
+                self.spawn_driver(job.id.clone());
+            }
         }
         Ok(outcome)
-    }
-
-    /// Runs `job_id` on a background task (registered as running until it ends or is paused).
-    async fn spawn(self: &Arc<Self>, job_id: String) {
-        self.running.lock().await.insert(job_id.clone());
-        self.spawn_driver(job_id);
     }
 
     /// Jobs left `pending` or `running` by a previous process (e.g. killed): their running
