@@ -223,6 +223,7 @@ enum Queued {
     Bracket(Bracket),
     Cancel(OrderId),
     CancelAll(InstrumentId),
+    Close(InstrumentId),
 }
 
 /// The strategy's view of the run at one callback and the way to trade (`ctx` in Python).
@@ -597,20 +598,13 @@ impl Context {
     fn close_position(&mut self, symbol: Option<&str>) -> PyResult<Option<u64>> {
         self.check_active("close_position")?;
         let i = self.index(symbol, "close_position")?;
-        let net = self.nets[i];
-        if net == 0 {
+        // Positions do not move during a callback: the engine's `close_position_of`, replayed,
+        // finds the position seen here and queues the order under the id taken now.
+        if self.nets[i] == 0 {
             return Ok(None);
         }
-        let inst = &self.instruments[i];
-        let side = if net > 0 {
-            OrderSide::Sell
-        } else {
-            OrderSide::Buy
-        };
-        let q = tradeloom_core::Quantity::from_raw(net.abs(), inst.size_precision)
-            .map_err(|e| PyValueError::new_err(format!("close_position: {e}")))?;
-        let request = OrderRequest::market(side, q).on(inst.id);
-        Ok(Some(self.submit(request)))
+        self.queued.push(Queued::Close(self.instruments[i].id));
+        Ok(Some(self.take_id()))
     }
 
     /// Cancels order `order_id` (nothing if it no longer works).
@@ -774,6 +768,9 @@ impl PythonStrategy {
                 }
                 Queued::Cancel(id) => ctx.cancel(id),
                 Queued::CancelAll(id) => ctx.cancel_all_of(id),
+                Queued::Close(id) => {
+                    ctx.close_position_of(id);
+                }
             }
         }
     }
