@@ -68,6 +68,10 @@ pub struct ModelConfig {
     /// a tool: small local models that answer in text under `auto`) or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<tradeloom_llm::ToolChoice>,
+    /// Memory and reflection: after each completed day the model writes a short lesson, and
+    /// its next sessions carry its last lessons and decisions. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::memory::MemoryConfig>,
 }
 
 /// A folder of daily bar files, one per symbol.
@@ -404,6 +408,9 @@ fn resolve(
                 &format!("{field}.temperature"),
                 format!("temperature must be between 0 and 2, got {t}"),
             ));
+        }
+        if let Some(Err((name, message))) = model.memory.as_ref().map(|m| m.check()) {
+            return Err(err(&format!("{field}.memory.{name}"), message));
         }
     }
     if config.end_date < config.start_date {

@@ -132,22 +132,26 @@ pub fn write_model_day(
     date: NaiveDate,
     report: &SessionReport,
 ) -> Result<(), AgentError> {
-    let summary = match &report.outcome {
+    let mut summary = match &report.outcome {
         Some(o) => json!({
             "model": model, "date": date.to_string(), "status": "completed",
             "steps": report.steps, "cash": o.cash, "portfolio_value": o.portfolio_value,
             "holdings": o.holdings, "trades": o.trades,
             "tool_calls": report.tool_call_count(), "tool_errors": report.tool_errors(),
-            "usage": report.usage(),
+            "content_tool_calls": report.content_tool_calls, "usage": report.usage(),
         }),
         None => json!({
             "model": model, "date": date.to_string(),
             "status": if report.refused { "refused" } else { "failed" },
             "steps": report.steps, "error": report.error,
             "tool_calls": report.tool_call_count(), "tool_errors": report.tool_errors(),
-            "usage": report.usage(),
+            "content_tool_calls": report.content_tool_calls, "usage": report.usage(),
         }),
     };
+    // What the model remembers of the day, when its memory is on.
+    if let Some(memory) = report.outcome.as_ref().and_then(|o| o.memory.clone()) {
+        summary["memory"] = memory;
+    }
     let file = ModelDayFile {
         summary: &summary,
         transcript: Some(&report.reasoning),

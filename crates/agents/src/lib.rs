@@ -15,6 +15,7 @@ mod desk;
 mod error;
 mod job_folder;
 mod job_owner;
+pub mod memory;
 mod news_search;
 pub mod openai_env;
 mod order_gate;
@@ -38,8 +39,8 @@ pub use news_search::{NewsHit, search_config_news};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};
 pub use schema::validate as validate_arguments;
 pub use session::{
-    LlmCall, SYSTEM_PROMPT, SessionLimits, SessionReport, TRUNCATED_CODE, run_session,
-    run_session_gated, session_prompt,
+    LlmCall, SYSTEM_PROMPT, SessionExtras, SessionLimits, SessionReport, TRUNCATED_CODE,
+    run_session, run_session_gated, session_prompt,
 };
 pub use simulation::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings,

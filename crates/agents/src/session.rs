@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tradeloom_core::Money;
-use tradeloom_llm::{ChatRequest, LlmProvider, Message, Role, Usage};
+use tradeloom_llm::{ChatRequest, LlmProvider, Message, Role, Usage, content_tool_calls};
 use tradeloom_store::{Holding, ModelDayOutcome, ReasoningMessage, ToolCall};
 
 use crate::book::{Book, BookError};
@@ -52,6 +52,10 @@ pub struct LlmCall {
 #[derive(Debug)]
 pub struct SessionReport {
     pub steps: u32,
+    /// Tool calls the model wrote in its text instead of `tool_calls` (small local models),
+    /// recognised because they named an offered tool with arguments its schema accepts; they
+    /// are among the session's tool calls too.
+    pub content_tool_calls: u32,
     pub error: Option<String>,
     /// The kill switch stopped the session (engaged when it began, or it refused an order):
     /// the day is `refused`, not failed; `error` says why and starts with `risk.kill_switch`.
@@ -109,7 +113,7 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn log(step: u32, message: &Message) -> ReasoningMessage {
+pub(crate) fn log(step: u32, message: &Message) -> ReasoningMessage {
     let tool_calls = (!message.tool_calls.is_empty()).then(|| {
         Value::Array(
             message
@@ -128,6 +132,15 @@ fn log(step: u32, message: &Message) -> ReasoningMessage {
     }
 }
 
+/// What a simulation adds to a session: the kill switch in front of it and the model's memory.
+#[derive(Clone, Debug, Default)]
+pub struct SessionExtras {
+    pub gate: Option<OrderGate>,
+    /// The memory section (see [`crate::memory::memory_section`]), appended to the session
+    /// message after its machine-readable lines.
+    pub memory: Option<String>,
+}
+
 /// Runs one model-day of `model_name` with `provider`, starting from `book`.
 pub async fn run_session(
     provider: &dyn LlmProvider,
@@ -137,7 +150,16 @@ pub async fn run_session(
     book: Book,
     limits: SessionLimits,
 ) -> SessionReport {
-    run_session_gated(provider, model_name, view, symbols, book, limits, None).await
+    run_session_gated(
+        provider,
+        model_name,
+        view,
+        symbols,
+        book,
+        limits,
+        SessionExtras::default(),
+    )
+    .await
 }
 
 /// What the model is told when its reply is cut off, and why the day fails.
@@ -157,18 +179,22 @@ pub async fn run_session_gated(
     symbols: &[&str],
     book: Book,
     limits: SessionLimits,
-    gate: Option<OrderGate>,
+    extras: SessionExtras,
 ) -> SessionReport {
-    let messages = vec![
-        Message::system(SYSTEM_PROMPT),
-        Message::user(session_prompt(&view, symbols, model_name)),
-    ];
+    let SessionExtras { gate, memory } = extras;
+    let mut opening = session_prompt(&view, symbols, model_name);
+    if let Some(memory) = memory {
+        opening.push_str("\n\n");
+        opening.push_str(&memory);
+    }
+    let messages = vec![Message::system(SYSTEM_PROMPT), Message::user(opening)];
     let mut reasoning: Vec<ReasoningMessage> = messages.iter().map(|m| log(0, m)).collect();
     let mut tool_calls = Vec::new();
     let mut llm_calls = Vec::new();
     if let Some(engagement) = gate.as_ref().and_then(OrderGate::engaged_now) {
         return SessionReport {
             steps: 0,
+            content_tool_calls: 0,
             error: Some(day_refusal(&engagement)),
             refused: true,
             reasoning,
@@ -187,6 +213,7 @@ pub async fn run_session_gated(
     };
     let mut refused = false;
     let mut tool_errors = 0u32;
+    let mut content_calls = 0u32;
     let mut step = 0u32;
     let error = loop {
         if step >= limits.max_steps {
@@ -220,7 +247,19 @@ pub async fn run_session_gated(
             finish_reason: response.finish_reason.clone(),
             error: None,
         });
-        let assistant = response.message;
+        let mut assistant = response.message;
+        // A call written in the text (small local models): taken when it names an offered
+        // tool and its arguments pass the tool's schema; counted apart.
+        if assistant.tool_calls.is_empty()
+            && response.finish_reason.as_deref() != Some("length")
+            && let Some(text) = assistant.content.as_deref()
+        {
+            let calls = content_tool_calls(text, &request.tools, |spec, args| {
+                crate::schema::validate(&spec.parameters, args).is_empty()
+            });
+            content_calls += calls.len() as u32;
+            assistant.tool_calls = calls;
+        }
         reasoning.push(log(step, &assistant));
         // A reply cut off by the token limit is not an answer: its summary (or its last tool
         // call's arguments) is incomplete, and taking it as the day's end would hide that.
@@ -273,6 +312,7 @@ pub async fn run_session_gated(
     };
     let report = SessionReport {
         steps: step,
+        content_tool_calls: content_calls,
         error,
         refused,
         reasoning,
@@ -304,6 +344,7 @@ fn with_outcome(tools: &ToolBox<'_>, mut report: SessionReport) -> SessionReport
                 holdings,
                 reasoning: report.reasoning.clone(),
                 tool_calls: report.tool_calls.clone(),
+                memory: None,
             });
         }
         Err(e) => {

@@ -49,6 +49,19 @@ pub struct ModelConfig {
     /// [`ModelConfig::MAX_RETRIES`] (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// `tool_choice` sent with each request that offers tools: `auto` (the server's default),
+    /// `required` (small local models that answer in text under `auto`) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+}
+
+/// `agent.model.tool_choice`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolChoice {
+    Auto,
+    Required,
+    None,
 }
 
 impl ModelConfig {

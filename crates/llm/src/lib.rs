@@ -6,11 +6,13 @@
 
 mod backoff;
 pub mod call_metrics;
+mod content_calls;
 mod openai;
 mod provider;
 mod types;
 pub mod wire;
 
+pub use content_calls::content_tool_calls;
 pub use openai::{OpenAiProvider, ProviderConfig, install_crypto_provider};
 pub use provider::{LlmError, LlmProvider};
 pub use types::{

@@ -52,7 +52,8 @@ pub struct ProviderConfig {
     /// Completion token limit; omitted from the request when `None`.
     pub max_tokens: Option<u32>,
     /// Limit of one attempt, from sending the request to the end of the response body.
-    /// Default 60 s.
+    /// Default [`ProviderConfig::default_timeout`] of the endpoint: 60 s, or 300 s for a
+    /// model served on this machine or the local network.
     pub timeout: Duration,
     /// Retries after the first attempt for retryable failures (429, 408, 5xx other than 501
     /// and 505, timeouts, connection errors). Default 4, so at most 5 attempts.
@@ -68,6 +69,10 @@ pub struct ProviderConfig {
 
 impl ProviderConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The default timeout of an endpoint on loopback or a private address: such models are
+    /// often served from a CPU (llama.cpp on two cores took 10–33 s for a first call of
+    /// ~1,000 prompt tokens, and prompts grow with each step).
+    pub const DEFAULT_LOCAL_TIMEOUT: Duration = Duration::from_secs(300);
     pub const DEFAULT_MAX_RETRIES: u32 = 4;
     pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(500);
     pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(20);
@@ -75,17 +80,48 @@ impl ProviderConfig {
     /// A configuration with no API key, the server's default sampling and the default timeout,
     /// retries and back-off.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        let base_url = base_url.into();
         ProviderConfig {
-            base_url: base_url.into(),
+            timeout: Self::default_timeout(&base_url),
+            base_url,
             model: model.into(),
             api_key: None,
             temperature: None,
             max_tokens: None,
-            timeout: Self::DEFAULT_TIMEOUT,
             max_retries: Self::DEFAULT_MAX_RETRIES,
             backoff_base: Self::DEFAULT_BACKOFF_BASE,
             backoff_max: Self::DEFAULT_BACKOFF_MAX,
             tool_choice: ToolChoice::Auto,
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// The timeout an endpoint gets unless configured: [`Self::DEFAULT_LOCAL_TIMEOUT`] when its
+    /// host is `localhost`, a loopback or a private (RFC 1918, unique-local) address, or ends in
+    /// `.local`; [`Self::DEFAULT_TIMEOUT`] otherwise.
+    pub fn default_timeout(base_url: &str) -> Duration {
+        let local = reqwest::Url::parse(base_url.trim())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .is_some_and(|host| {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                match host.parse::<std::net::IpAddr>() {
+                    Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private(),
+                    Ok(std::net::IpAddr::V6(ip)) => {
+                        ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00
+                    }
+                    Err(_) => {
+                        host == "localhost"
+                            || host.ends_with(".localhost")
+                            || host.ends_with(".local")
+                    }
+                }
+            });
+        if local {
+            Self::DEFAULT_LOCAL_TIMEOUT
+        } else {
+            Self::DEFAULT_TIMEOUT
         }
     }
 }
@@ -477,6 +513,36 @@ mod tests {
             assert_eq!(
                 chat_completions_url(base).unwrap().as_str(),
                 "http://127.0.0.1:8089/v1/chat/completions"
+            );
+        }
+    }
+
+    #[test]
+    fn local_endpoints_get_the_cpu_model_timeout() {
+        for local in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost:8080/v1",
+            "http://[::1]:8080/v1",
+            "http://192.168.1.20:8080/v1",
+            "http://10.0.0.5/v1",
+            "http://gpu-box.local:8080/v1",
+        ] {
+            assert_eq!(
+                ProviderConfig::new(local, "m").timeout,
+                ProviderConfig::DEFAULT_LOCAL_TIMEOUT,
+                "{local}"
+            );
+        }
+        for remote in [
+            "https://api.openai.com/v1",
+            "http://8.8.8.8/v1",
+            "http://localhost.example.com/v1",
+            "not a url",
+        ] {
+            assert_eq!(
+                ProviderConfig::new(remote, "m").timeout,
+                ProviderConfig::DEFAULT_TIMEOUT,
+                "{remote}"
             );
         }
     }

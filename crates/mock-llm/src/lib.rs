@@ -19,15 +19,22 @@
 //! `fault-http-500`, `fault-http-429` (with `Retry-After: 1`), `fault-malformed-body` (200, not
 //! JSON), `fault-truncated` (a reply cut off by the token limit, `finish_reason: "length"`),
 //! `fault-slow-<ms>` (then momentum) and `flaky-<n>-<policy>`, whose first `n` requests
-//! per conversation step fail with 500 (the only state the server keeps). Answer styles of
+//! per conversation step fail with 500 (the only state the server keeps);
+//! `content-<bare|fenced|tagged>-<policy>` writes `policy`'s tool calls in the reply's text
+//! (the whole reply, a ```` ```json ```` fence, or `<tool_call>` blocks) as small local models do. Answer styles of
 //! real small models: `fenced-<role>` (the role's JSON in a ```` ```json ```` fence between
 //! sentences) and `prose-<role>` (a sentence, no JSON); `echo-params` answers with the
-//! request's `model`, `temperature` and `max_tokens`.
+//! request's `model`, `temperature` and `max_tokens` (and `tool_choice` when it was sent).
+//!
+//! A reflection request of a model with memory (its user message starts `Reflection on session
+//! date:`) gets a lesson from the trading policies, `fault-slow-*` and `no-tools`, derived from the
+//! request alone (`reflection.rs`).
 
 mod completion;
 mod conversation;
 mod hash;
 mod policy;
+mod reflection;
 mod strategy;
 mod workflow;
 
@@ -124,6 +131,9 @@ struct MockRequest {
     /// Read only by `echo-params`.
     #[serde(default)]
     max_tokens: Option<u64>,
+    /// Read only by `echo-params`.
+    #[serde(default)]
+    tool_choice: Option<Value>,
 }
 
 /// An offered tool as the mock reads it: its `function.name` when that is a string, else
@@ -329,17 +339,28 @@ async fn chat_completions(
         .map(|message| message.into_message(Role::User))
         .collect();
 
-    // Unwrap `flaky-*` layers: each fails the first n requests of a conversation step.
+    // Unwrap `flaky-*` layers (each fails the first n requests of a conversation step) and
+    // `content-*` ones (the calls go in the text).
     let mut policy = &policy;
     let mut depth = 0u8;
-    while let Policy::Flaky { failures, then } = policy {
-        let key = flaky_key(name, depth, &messages);
-        if state.should_fail(key, *failures) {
-            return ApiError::server_error("mock fault: flaky server error, try again")
-                .into_response();
+    let mut in_content = None;
+    loop {
+        match policy {
+            Policy::Flaky { failures, then } => {
+                let key = flaky_key(name, depth, &messages);
+                if state.should_fail(key, *failures) {
+                    return ApiError::server_error("mock fault: flaky server error, try again")
+                        .into_response();
+                }
+                policy = then;
+                depth = depth.saturating_add(1);
+            }
+            Policy::InContent { style, then } => {
+                in_content = Some(*style);
+                policy = then;
+            }
+            _ => break,
         }
-        policy = then;
-        depth = depth.saturating_add(1);
     }
 
     let conversation = Conversation::read(&messages);
@@ -349,18 +370,27 @@ async fn chat_completions(
         .first()
         .map_or("AAA", String::as_str)
         .to_owned();
+    let reflection = reflection::request(&messages);
     let reply = match policy {
+        // A reflection on a day (tradeloom-agents' memory): a lesson from the request alone.
+        Policy::Trade(_) | Policy::Slow(_) | Policy::NoTools if reflection.is_some() => {
+            Reply::answer(reflection::lesson(reflection.unwrap_or_default()))
+        }
         Policy::Trade(strategy) => strategy.respond(&conversation),
         Policy::Workflow(role) => role.respond(&messages, &tools),
         Policy::StyledWorkflow(role, style) => match role.respond(&messages, &tools) {
             Reply::Answer(text) => Reply::answer(styled(&text, *style)),
             calls => calls,
         },
-        Policy::EchoParams => Reply::answer(
-            json!({"model": name, "temperature": request.temperature,
-                   "max_tokens": request.max_tokens})
-            .to_string(),
-        ),
+        Policy::EchoParams => {
+            let mut echo = json!({"model": name, "temperature": request.temperature,
+                                  "max_tokens": request.max_tokens});
+            // Only when sent: requests without tools carry none.
+            if let Some(choice) = &request.tool_choice {
+                echo["tool_choice"] = choice.clone();
+            }
+            Reply::answer(echo.to_string())
+        }
         Policy::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             Strategy::Momentum.respond(&conversation)
@@ -399,9 +429,13 @@ async fn chat_completions(
                 .into_response();
         }
         // Unwrapped by the loop above.
-        Policy::Flaky { .. } => {
-            return ApiError::server_error("mock: nested flaky policy").into_response();
+        Policy::Flaky { .. } | Policy::InContent { .. } => {
+            return ApiError::server_error("mock: nested policy").into_response();
         }
+    };
+    let reply = match (in_content, reply) {
+        (Some(style), Reply::Calls(calls)) => Reply::answer(style.write(&calls)),
+        (_, reply) => reply,
     };
     match completion::render(name, &body, &messages, conversation.step, reply) {
         Ok(text) => json_response(StatusCode::OK, text),

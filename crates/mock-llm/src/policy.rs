@@ -43,6 +43,47 @@ pub(crate) enum Policy {
         failures: u32,
         then: Box<Policy>,
     },
+    /// `content-<style>-<policy>`: `then`'s tool calls written in the reply's text, as small
+    /// local models write them, instead of `tool_calls`.
+    InContent {
+        style: ContentStyle,
+        then: Box<Policy>,
+    },
+}
+
+/// How a [`Policy::InContent`] writes its calls: `bare` (the reply is the call's JSON, or an
+/// array of them), `fenced` (in a ```` ```json ```` fence after a sentence) or `tagged`
+/// (`<tool_call>…</tool_call>` blocks, as Qwen2.5 writes them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ContentStyle {
+    Bare,
+    Fenced,
+    Tagged,
+}
+
+impl ContentStyle {
+    /// `calls` (name, JSON arguments text) written in this style.
+    pub fn write(self, calls: &[(String, String)]) -> String {
+        let objects: Vec<String> = calls
+            .iter()
+            .map(|(name, arguments)| format!(r#"{{"name": "{name}", "arguments": {arguments}}}"#))
+            .collect();
+        let list = || match objects.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        match self {
+            ContentStyle::Bare => list(),
+            ContentStyle::Fenced => {
+                format!("I will use a tool for this.\n\n```json\n{}\n```", list())
+            }
+            ContentStyle::Tagged => objects
+                .iter()
+                .map(|o| format!("<tool_call>\n{o}\n</tool_call>"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
 }
 
 /// How a [`Policy::StyledWorkflow`] writes its final answer.
@@ -53,7 +94,7 @@ pub(crate) enum AnswerStyle {
 }
 
 /// The names `/v1/models` lists and the unknown-model error suggests; `<...>` are parameters.
-pub(crate) const POLICY_NAMES: [&str; 22] = [
+pub(crate) const POLICY_NAMES: [&str; 23] = [
     "momentum",
     "mean_reversion",
     "buy_and_hold",
@@ -76,6 +117,7 @@ pub(crate) const POLICY_NAMES: [&str; 22] = [
     "fault-truncated",
     "fault-slow-<ms>",
     "flaky-<n>-<policy>",
+    "content-<bare|fenced|tagged>-<policy>",
 ];
 
 impl Policy {
@@ -113,6 +155,18 @@ impl Policy {
                     Policy::Trade(Strategy::Random(seed.parse().ok()?))
                 } else if let Some(ms) = name.strip_prefix("fault-slow-") {
                     Policy::Slow(ms.parse().ok()?)
+                } else if let Some(rest) = name.strip_prefix("content-") {
+                    let (style, then) = rest.split_once('-')?;
+                    let style = match style {
+                        "bare" => ContentStyle::Bare,
+                        "fenced" => ContentStyle::Fenced,
+                        "tagged" => ContentStyle::Tagged,
+                        _ => return None,
+                    };
+                    Policy::InContent {
+                        style,
+                        then: Box::new(Policy::parse(then)?),
+                    }
                 } else if let Some(rest) = name.strip_prefix("flaky-") {
                     let (failures, then) = rest.split_once('-')?;
                     Policy::Flaky {

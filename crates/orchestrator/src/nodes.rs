@@ -313,11 +313,21 @@ async fn agent(
     if let Some(n) = node.model.max_retries {
         config.max_retries = n;
     }
+    if let Some(choice) = node.model.tool_choice {
+        config.tool_choice = match choice {
+            tradeloom_flow::node_config::ToolChoice::Auto => tradeloom_llm::ToolChoice::Auto,
+            tradeloom_flow::node_config::ToolChoice::Required => {
+                tradeloom_llm::ToolChoice::Required
+            }
+            tradeloom_flow::node_config::ToolChoice::None => tradeloom_llm::ToolChoice::None,
+        };
+    }
     let provider = OpenAiProvider::new(config, &env.http).map_err(llm_error)?;
     let mut messages = vec![Message::system(AGENT_SYSTEM_PROMPT), Message::user(prompt)];
     let mut usage = (0u64, 0u64, 0u64);
     let mut tool_calls = 0u32;
     let mut tool_errors = 0u32;
+    let mut content_calls = 0u32;
     let mut calls_log = Vec::new();
     for step in 1..=node.max_steps {
         let request = ChatRequest {
@@ -328,7 +338,18 @@ async fn agent(
         usage.0 += response.usage.prompt_tokens;
         usage.1 += response.usage.completion_tokens;
         usage.2 += response.usage.total_tokens;
-        let message = response.message;
+        let mut message = response.message;
+        // A call written in the text (small local models): taken when it names an offered
+        // tool and its arguments pass the tool's schema; counted apart.
+        if message.tool_calls.is_empty()
+            && response.finish_reason.as_deref() != Some("length")
+            && let Some(text) = message.content.as_deref()
+        {
+            message.tool_calls = tradeloom_llm::content_tool_calls(text, &tools, |spec, args| {
+                tradeloom_agents::validate_arguments(&spec.parameters, args).is_empty()
+            });
+            content_calls += message.tool_calls.len() as u32;
+        }
         if message.tool_calls.is_empty() {
             let content = message.content.unwrap_or_default();
             let parsed = match answer_json(&content) {
@@ -349,6 +370,9 @@ async fn agent(
                 "tool_calls": tool_calls,
                 "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.2},
             });
+            if content_calls > 0 {
+                out["content_tool_calls"] = json!(content_calls);
+            }
             if !calls_log.is_empty() {
                 out["tool_errors"] = json!(tool_errors);
                 out["calls"] = Value::Array(std::mem::take(&mut calls_log));

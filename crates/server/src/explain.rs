@@ -1,5 +1,7 @@
 //! `GET /simulate/{job_id}/explain?model=&date=`: one model-day as one document — how it ended,
-//! the model's reasoning, its tool calls and its trades, from what the store holds of it.
+//! the model's reasoning (its reflection's messages after the session's last step, when its
+//! memory is on), its tool calls, its trades and what it remembers of the day, from what the
+//! store holds of it.
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -49,6 +51,11 @@ pub struct ExplainResponse {
     /// End-of-day holdings (quantity, price, value).
     #[schema(value_type = Vec<Object>)]
     pub holdings: Value,
+    /// What the model remembers of the day when its memory is on (decisions, change in value,
+    /// the reflection's lesson; see `GET /simulate/{job_id}/memory`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub memory: Option<Value>,
 }
 
 fn bad_query(param: &str, message: String) -> ApiError {
@@ -125,6 +132,12 @@ pub async fn explain(
     let tool_usage = store.tool_usage(&key).await?;
     let trades = store.trades(&key).await?;
     let holdings = store.holdings(&key).await?;
+    let memory = store
+        .model_day_memories(&job.id, Some(&model))
+        .await?
+        .into_iter()
+        .find(|day| day.date == date)
+        .map(|day| day.memory);
     Ok(Json(ExplainResponse {
         job_id: job.id,
         model,
@@ -134,6 +147,7 @@ pub async fn explain(
         tool_calls: to_value(&tool_usage),
         trades: to_value(&trades),
         holdings: to_value(&holdings),
+        memory,
     }))
 }
 

@@ -23,6 +23,7 @@ mod keys;
 mod kill_switch;
 pub mod launch;
 pub mod logging;
+mod memory;
 mod meta_health;
 mod metrics;
 mod news;
@@ -206,6 +207,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(simulate::resume))
         .routes(routes!(simulate::cancel))
         .routes(routes!(explain::explain))
+        .routes(routes!(memory::memory))
         .routes(routes!(news::news))
         .routes(routes!(results::results))
         .routes(routes!(results::leaderboard))

@@ -83,8 +83,8 @@ pub use error::StoreError;
 pub use job::{Job, JobAction, JobControl, JobProgress, JobReport, JobStatus, NewJob, config_hash};
 pub use migration::{MigrationInfo, MigrationState};
 pub use model_day::{
-    ClaimedCompletion, Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus,
-    ModelDayStop, ReasoningMessage, ToolCall, Trade, TradeAction,
+    ClaimedCompletion, Holding, ModelDay, ModelDayKey, ModelDayMemory, ModelDayOutcome,
+    ModelDayStatus, ModelDayStop, ReasoningMessage, ToolCall, Trade, TradeAction,
 };
 pub use postgres::PgStore;
 pub use read_version::{EXTERNAL_CHECK_EVERY, ReadVersion};

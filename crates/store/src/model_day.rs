@@ -222,6 +222,9 @@ pub struct ModelDayOutcome {
     pub holdings: Vec<Holding>,
     pub reasoning: Vec<ReasoningMessage>,
     pub tool_calls: Vec<ToolCall>,
+    /// What the model remembers of the day (the agents' memory entry, JSON), when its memory is
+    /// on: read back by [`crate::ModelDayStore::model_day_memories`].
+    pub memory: Option<Value>,
 }
 
 impl ModelDayOutcome {
@@ -274,4 +277,12 @@ impl ModelDayStop {
             tool_errors: None,
         }
     }
+}
+
+/// What a model remembers of one completed day (see [`ModelDayOutcome::memory`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelDayMemory {
+    pub model: String,
+    pub date: NaiveDate,
+    pub memory: Value,
 }

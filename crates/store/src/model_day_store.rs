@@ -12,8 +12,8 @@ use tradeloom_core::{Currency, Money};
 
 use crate::error::StoreError;
 use crate::model_day::{
-    ClaimedCompletion, Holding, ModelDay, ModelDayKey, ModelDayOutcome, ModelDayStatus,
-    ModelDayStop, ReasoningMessage, ToolCall, Trade,
+    ClaimedCompletion, Holding, ModelDay, ModelDayKey, ModelDayMemory, ModelDayOutcome,
+    ModelDayStatus, ModelDayStop, ReasoningMessage, ToolCall, Trade,
 };
 use crate::numeric::Num;
 use crate::sql::{
@@ -404,6 +404,14 @@ pub trait ModelDayStore: Send + Sync {
     async fn reasoning_logs(&self, key: &ModelDayKey) -> Result<Vec<ReasoningMessage>, StoreError>;
 
     async fn tool_usage(&self, key: &ModelDayKey) -> Result<Vec<ToolCall>, StoreError>;
+
+    /// What the models of job `job_id` remember: every completed day that stored a memory
+    /// entry, by model then date; only `model`'s when given.
+    async fn model_day_memories(
+        &self,
+        job_id: &str,
+        model: Option<&str>,
+    ) -> Result<Vec<ModelDayMemory>, StoreError>;
 }
 
 #[async_trait]
@@ -740,6 +748,33 @@ impl<D: Db> ModelDayStore for D {
         .map_err(StoreError::db("read a model-day's tool usage"))?;
         rows.into_iter().map(ToolRow::into_call).collect()
     }
+
+    async fn model_day_memories(
+        &self,
+        job_id: &str,
+        model: Option<&str>,
+    ) -> Result<Vec<ModelDayMemory>, StoreError> {
+        const SELECT: &str = "SELECT model, date, memory FROM job_details \
+             WHERE job_id = $1 AND status = 'completed' AND memory IS NOT NULL";
+        let statement = match model {
+            Some(model) => sql(format!("{SELECT} AND model = $2 ORDER BY date"))
+                .bind(job_id)
+                .bind(model),
+            None => sql(format!("{SELECT} ORDER BY model, date")).bind(job_id),
+        };
+        let rows: Vec<(String, NaiveDate, Json<Value>)> = statement
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::db("read a job's model memories"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(model, date, memory)| ModelDayMemory {
+                model,
+                date,
+                memory: memory.0,
+            })
+            .collect())
+    }
 }
 
 /// Completes a claimed model-day with everything it produced and, if given, the job event
@@ -917,7 +952,7 @@ async fn complete<D: Db>(
     let done: ModelDayRow = sql(format!(
         "UPDATE job_details SET status = 'completed', finished_at = $4, \
          duration_ms = $5, error = NULL, steps = $6, tool_errors = $7, cash = $8, \
-         portfolio_value = $9, tool_calls = $10 \
+         portfolio_value = $9, tool_calls = $10, memory = $11 \
          WHERE job_id = $1 AND model = $2 AND date = $3{MODEL_DAY_RETURNING}"
     ))
     .bind(&key.job_id)
@@ -930,6 +965,7 @@ async fn complete<D: Db>(
     .bind(cash)
     .bind(value)
     .bind(step_param(outcome.tool_call_count())?)
+    .bind(outcome.memory.as_ref().map(Json))
     .fetch_one(&mut tx)
     .await
     .map_err(StoreError::db("mark a model-day completed"))?;
@@ -1104,10 +1140,16 @@ impl Batch {
     /// (`serde_json::to_string`), so it is bound as that text, written once from the borrowed
     /// value instead of a deep copy of it; PostgreSQL binds `jsonb`.
     fn then_json(&mut self, value: Option<&Value>) {
+        self.push(", ");
+        self.arg_json(value);
+    }
+
+    /// A placeholder for `json`, bound as [`Batch::then_json`] binds it.
+    fn arg_json(&mut self, value: Option<&Value>) {
         if self.pg {
-            self.then(value.map(Json));
+            self.arg(value.map(Json));
         } else {
-            self.then(value.map(Value::to_string));
+            self.arg(value.map(Value::to_string));
         }
     }
 }
@@ -1170,6 +1212,8 @@ fn claimed_statement<D: Db>(
     b.arg(step_param(outcome.tool_errors())?);
     b.push(", tool_calls = ");
     b.arg(step_param(outcome.tool_call_count())?);
+    b.push(", memory = ");
+    b.arg_json(outcome.memory.as_ref());
     b.push(", cash = ");
     b.arg(Num::from_money(outcome.cash));
     b.push(", portfolio_value = ");

@@ -27,6 +27,7 @@ use crate::book::Book;
 use crate::config::{ResolvedConfig, config_from_value};
 use crate::error::AgentError;
 use crate::job_folder::{write_bootstrap, write_model_day_error};
+use crate::memory::{MemoryEntry, entries_of};
 use crate::order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal};
 
 impl Simulator {
@@ -65,6 +66,7 @@ impl Simulator {
         self.store.mark_job_running(job_id).await?;
         let (symbols, by_date) = self.start_job(&job, &config, &market).await?;
         let mut books = self.starting_books(&job, &config).await?;
+        let mut memories = self.starting_memories(job_id, &config).await?;
         let providers = config
             .model_names()
             .into_iter()
@@ -85,7 +87,13 @@ impl Simulator {
         // settled before anything else is written and at every way out.
         let mut committing = None;
         let driven = self
-            .drive_dates(job_id, by_date, &shared, &mut books, &mut committing)
+            .drive_dates(
+                job_id,
+                by_date,
+                &shared,
+                (&mut books, &mut memories),
+                &mut committing,
+            )
             .await;
         let settled = settle(committing.take()).await;
         let paused = driven?;
@@ -134,7 +142,7 @@ impl Simulator {
         job_id: &str,
         by_date: BTreeMap<NaiveDate, Vec<String>>,
         shared: &JobShared,
-        books: &mut HashMap<String, Book>,
+        (books, memories): (&mut HashMap<String, Book>, &mut Memories),
         committing: &mut Option<Committing>,
     ) -> Result<Option<Job>, AgentError> {
         let mut dates = by_date.into_iter().peekable();
@@ -161,9 +169,15 @@ impl Simulator {
                         .await?
                 }
             };
-            let run = self.run_sessions(job_id, date, claims, shared, books).await;
+            let run = self
+                .run_sessions(job_id, date, claims, shared, (books, memories))
+                .await;
             for day in &run.finished {
                 books.insert(day.model().to_string(), day.book().clone());
+                if let Some(entry) = day.memory() {
+                    Arc::make_mut(memories.entry(day.model().to_string()).or_default())
+                        .push(entry.clone());
+                }
             }
             // The previous date is durable before this one is written.
             settle(committing.take()).await?;
@@ -277,7 +291,7 @@ impl Simulator {
         date: NaiveDate,
         claims: Vec<ModelDay>,
         shared: &JobShared,
-        books: &HashMap<String, Book>,
+        (books, memories): (&HashMap<String, Book>, &Memories),
     ) -> DateRun {
         let config = &shared.config;
         let mut tasks = tokio::task::JoinSet::new();
@@ -301,6 +315,10 @@ impl Simulator {
                 symbols: Arc::clone(&shared.symbols),
                 events: self.events.clone(),
                 gate: shared.gate.clone(),
+                memory: config.model(&model).and_then(|m| m.memory).map(|settings| {
+                    let entries = memories.get(&model).cloned().unwrap_or_default();
+                    (settings, entries)
+                }),
             };
             let permits = Arc::clone(&shared.permits);
             // A child of the job's span: its lines carry job_id and trace_id too.
@@ -459,6 +477,31 @@ impl Simulator {
         Ok(job)
     }
 
+    /// What each model with memory remembers of its completed days (a resumed job's models
+    /// carry on from what they stored).
+    async fn starting_memories(
+        &self,
+        job_id: &str,
+        config: &ResolvedConfig,
+    ) -> Result<Memories, AgentError> {
+        let with_memory = config.config.models.iter().any(|m| m.memory.is_some());
+        let mut memories = Memories::new();
+        if !with_memory {
+            return Ok(memories);
+        }
+        let mut by_model: BTreeMap<String, Vec<(NaiveDate, serde_json::Value)>> = BTreeMap::new();
+        for day in self.store.model_day_memories(job_id, None).await? {
+            by_model
+                .entry(day.model)
+                .or_default()
+                .push((day.date, day.memory));
+        }
+        for (model, stored) in by_model {
+            memories.insert(model, Arc::new(entries_of(stored)));
+        }
+        Ok(memories)
+    }
+
     /// Each model's book after its last completed model-day (initial cash if none).
     pub(super) async fn starting_books(
         &self,
@@ -507,6 +550,9 @@ impl Simulator {
         Ok(books)
     }
 }
+
+/// What each model with memory remembers, in date order (shared with its day's task).
+type Memories = HashMap<String, Arc<Vec<MemoryEntry>>>;
 
 /// How a date's sessions ended.
 struct DateRun {

@@ -24,8 +24,9 @@ use crate::book::Book;
 use crate::config::ResolvedConfig;
 use crate::error::AgentError;
 use crate::job_folder::{write_model_day, write_model_day_error};
+use crate::memory::{MemoryConfig, MemoryEntry, memory_section, reflect};
 use crate::order_gate::OrderGate;
-use crate::session::{SessionLimits, run_session_gated};
+use crate::session::{SessionExtras, SessionLimits, SessionReport, run_session_gated};
 use crate::tools::SessionView;
 
 /// How long a `running` model-day may go without finishing before another worker may take it
@@ -52,6 +53,8 @@ pub(super) struct DayContext {
     pub(super) symbols: Arc<Vec<String>>,
     pub(super) events: broadcast::Sender<SimEvent>,
     pub(super) gate: OrderGate,
+    /// The model's memory settings and what it remembers of its earlier days (date order).
+    pub(super) memory: Option<(MemoryConfig, Arc<Vec<MemoryEntry>>)>,
 }
 
 /// How one model-day task ended.
@@ -77,6 +80,8 @@ pub(super) struct FinishedDay {
     duration_ms: u64,
     /// The book to carry to the next date.
     book: Book,
+    /// What the model remembers of this day, when its memory is on.
+    memory: Option<MemoryEntry>,
 }
 
 impl FinishedDay {
@@ -87,6 +92,11 @@ impl FinishedDay {
     /// The book to carry to the next date.
     pub(super) fn book(&self) -> &Book {
         &self.book
+    }
+
+    /// What the model remembers of this day, when its memory is on.
+    pub(super) fn memory(&self) -> Option<&MemoryEntry> {
+        self.memory.as_ref()
     }
 }
 
@@ -141,6 +151,13 @@ pub(super) async fn run_claimed_day(
         max_steps: ctx.config.config.max_steps,
         max_tool_errors: ctx.config.config.max_tool_errors,
     };
+    let extras = SessionExtras {
+        gate: Some(ctx.gate.clone()),
+        memory: ctx
+            .memory
+            .as_ref()
+            .and_then(|(config, entries)| memory_section(config, entries)),
+    };
     let mut report = run_session_gated(
         &*provider,
         &key.model,
@@ -148,9 +165,13 @@ pub(super) async fn run_claimed_day(
         &symbols,
         ctx.book.clone(),
         limits,
-        Some(ctx.gate.clone()),
+        extras,
     )
     .await;
+    let memory = match &ctx.memory {
+        Some((config, entries)) => remember(&ctx, &*provider, config, entries, &mut report).await,
+        None => None,
+    };
     // Files first: if the process dies before the store commit, the day re-runs and replaces them.
     write_model_day(&ctx.data_dir, &key.job_id, &key.model, key.date, &report)?;
     match report.outcome.take() {
@@ -179,6 +200,7 @@ pub(super) async fn run_claimed_day(
                 finished_at: Utc::now(),
                 duration_ms: started.elapsed().as_millis() as u64,
                 book: report.final_book,
+                memory,
             })))
         }
         None => {
@@ -212,6 +234,57 @@ pub(super) async fn run_claimed_day(
             })
         }
     }
+}
+
+/// What the model remembers of a day that produced an outcome: its decisions, the change in
+/// value and, when `config.reflect`, the lesson of a reflection call, whose messages and LLM call
+/// join the day's transcript (after the session's last step). The entry is stored with the day.
+/// A failed reflection leaves the day completed, without a lesson, and says why.
+async fn remember(
+    ctx: &DayContext,
+    provider: &dyn LlmProvider,
+    config: &MemoryConfig,
+    entries: &[MemoryEntry],
+    report: &mut SessionReport,
+) -> Option<MemoryEntry> {
+    let outcome = report.outcome.as_mut()?;
+    let currency = outcome.portfolio_value.currency();
+    let previous = entries
+        .last()
+        .and_then(|e| e.value(currency))
+        .unwrap_or(ctx.config.initial_cash);
+    let mut entry = MemoryEntry::of_day(
+        ctx.key.date,
+        &outcome.trades,
+        outcome.portfolio_value,
+        previous,
+    );
+    if config.reflect {
+        let summary = report
+            .reasoning
+            .iter()
+            .rev()
+            .find(|m| m.role == "assistant")
+            .map_or("", |m| m.content.as_str())
+            .to_string();
+        let step = report.steps + 1;
+        let reflection = reflect(provider, &ctx.key.model, &entry, &summary, step).await;
+        entry.reflection_usage = Some(reflection.call.usage);
+        match reflection.lesson {
+            Ok(lesson) => entry.lesson = Some(lesson),
+            Err(e) => {
+                tracing::warn!(error = %e, "reflection failed: the day is kept without a lesson");
+                entry.reflection_error = Some(e);
+            }
+        }
+        outcome
+            .reasoning
+            .extend(reflection.messages.iter().cloned());
+        report.reasoning.extend(reflection.messages);
+        report.llm_calls.push(reflection.call);
+    }
+    outcome.memory = serde_json::to_value(&entry).ok();
+    Some(entry)
 }
 
 /// Completes the finished days of a date in the store, each with its `model_day_completed`

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod job_control;
+mod memory;
 mod session;
 mod simulation;
 mod trust;

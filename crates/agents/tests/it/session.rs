@@ -377,3 +377,67 @@ async fn faulty_models_fail_with_a_reason() {
         Some("max_steps (1) reached without a final answer")
     );
 }
+
+/// Small local models write tool calls in their text: bare JSON, a fenced block or Qwen's
+/// `<tool_call>` tags. Each is taken as the call it names (counted apart) and the session
+/// trades exactly as with real `tool_calls`; a call naming no offered tool stays text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_written_in_the_text_are_recognised() {
+    let market = Market::create();
+    let news = NewsCorpus::load(&market.universe_dir().join("news.jsonl")).unwrap();
+    let base = start_mock().await;
+    let view = SessionView {
+        universe: &market.universe,
+        news: &news,
+        date: date("2025-01-03"),
+        reference: ReferencePrice::Open,
+    };
+    let symbols = market.universe.symbols();
+    let reference = run_session(
+        &*provider(&base, "momentum"),
+        "m",
+        view,
+        &symbols,
+        book(),
+        LIMITS,
+    )
+    .await;
+    assert_eq!(reference.error, None);
+    assert_eq!(reference.content_tool_calls, 0);
+    let trades = |r: &tradeloom_agents::SessionReport| {
+        r.outcome
+            .as_ref()
+            .unwrap()
+            .trades
+            .iter()
+            .map(|t| (t.action, t.symbol.clone(), t.quantity, t.price))
+            .collect::<Vec<_>>()
+    };
+    for style in ["bare", "fenced", "tagged"] {
+        let p = provider(&base, &format!("content-{style}-momentum"));
+        let report = run_session(&*p, "m", view, &symbols, book(), LIMITS).await;
+        assert_eq!(report.error, None, "{style}: {:?}", report.reasoning);
+        assert_eq!(
+            report.content_tool_calls,
+            reference.tool_call_count(),
+            "{style}"
+        );
+        assert_eq!(trades(&report), trades(&reference), "{style}");
+    }
+    // An unknown tool in the text: no call; the reply is the day's answer.
+    let p = provider(&base, "content-bare-fault-unknown-tool");
+    let report = run_session(&*p, "m", view, &symbols, book(), LIMITS).await;
+    assert_eq!(report.error, None);
+    assert_eq!(
+        (report.content_tool_calls, report.tool_call_count()),
+        (0, 0)
+    );
+    assert!(report.outcome.unwrap().trades.is_empty());
+    // Arguments the schema refuses (a quantity that is not a number): no call either.
+    let p = provider(&base, "content-tagged-fault-bad-args");
+    let report = run_session(&*p, "m", view, &symbols, book(), LIMITS).await;
+    assert_eq!(
+        (report.content_tool_calls, report.tool_call_count()),
+        (0, 0)
+    );
+}

@@ -43,6 +43,11 @@ pub struct Args {
     /// --cluster-workers 2 --cluster-workers 4`). Needs --postgres-url and --redis-url.
     #[arg(long = "cluster-workers")]
     pub cluster_workers: Vec<usize>,
+    /// Also measure memory and reflection (SQLite): the job with every model's memory off,
+    /// then on with a reflection per model-day and N = 0, 5 and 20 lessons carried; prints
+    /// model-days/s and the tokens per model-day of each.
+    #[arg(long)]
+    pub memory: bool,
     /// A Redis for the cluster figures (a fresh key prefix per cluster, deleted afterwards).
     #[arg(long, env = "TRADELOOM_BENCH_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -102,6 +107,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             self_cpu_seconds,
         )
         .await?;
+        let memory = if args.memory {
+            Some(memory_figures(work.path(), &config, args.json).await?)
+        } else {
+            None
+        };
         let mut jobs = vec![sqlite];
         if let Some(base) = &args.postgres_url {
             let scratch = ScratchDatabase::create(base, "tl_bench").await?;
@@ -117,8 +127,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         };
         if args.json {
             println!("{}", report.json());
+            if let Some(memory) = &memory {
+                println!("{}", json!({"memory": memory}));
+            }
         } else {
             print!("{}", report.text());
+            if let Some(memory) = &memory {
+                print_memory(memory);
+            }
         }
         let failed = report.failed();
         Ok::<_, anyhow::Error>((failed, models, mock))
@@ -166,6 +182,119 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The memory variants of `--memory`: a label and each model's `memory` block (none: off).
+fn memory_variants() -> Vec<(&'static str, Option<serde_json::Value>)> {
+    // The token bound is lifted so that N really is N.
+    let on = |n: u32| Some(json!({"lessons": n, "max_tokens": 8000, "reflect": true}));
+    vec![
+        ("off", None),
+        ("reflect, N=0", on(0)),
+        ("reflect, N=5", on(5)),
+        ("reflect, N=20", on(20)),
+    ]
+}
+
+/// `--memory`: the job once per variant of [`memory_variants`], each on a store of its own;
+/// model-days/s, CPU-ms and tokens (prompt, completion) per model-day from the model-day files.
+async fn memory_figures(
+    work: &std::path::Path,
+    config: &serde_json::Value,
+    quiet: bool,
+) -> Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for (i, (label, memory)) in memory_variants().into_iter().enumerate() {
+        let mut config = config.clone();
+        for model in config["models"].as_array_mut().into_iter().flatten() {
+            if let Some(memory) = &memory {
+                model["memory"] = memory.clone();
+            }
+        }
+        if !quiet {
+            eprintln!("memory: {label} …");
+        }
+        let data = work.join(format!("memory-{i}"));
+        std::fs::create_dir_all(&data)?;
+        let db = data.join("tradeloom.db").display().to_string();
+        // Relative paths of the config resolve against `work`, where the universe is.
+        let (figures, sim) = timed_job("sqlite", &db, work, &config, self_cpu_seconds).await?;
+        let (prompt, completion) = job_tokens(&sim, work).await?;
+        let days = figures.model_days.max(1) as f64;
+        out.push(json!({
+            "variant": label,
+            "model_days": figures.model_days,
+            "failed": figures.failed,
+            "model_days_per_s": figures.rate(),
+            "cpu_ms_per_model_day": figures.cpu_ms_per_model_day(),
+            "prompt_tokens_per_model_day": prompt as f64 / days,
+            "completion_tokens_per_model_day": completion as f64 / days,
+        }));
+    }
+    Ok(out)
+}
+
+/// Prompt and completion tokens of every completed model-day of the simulator's (one) job, as
+/// its model-day files record them (the reflection's call included).
+async fn job_tokens(
+    sim: &tradeloom_agents::Simulator,
+    data_dir: &std::path::Path,
+) -> Result<(u64, u64)> {
+    let store = sim.store();
+    let job = store
+        .list_jobs(1, 0)
+        .await?
+        .into_iter()
+        .next()
+        .context("the benchmark's job is missing")?;
+    let (mut prompt, mut completion) = (0u64, 0u64);
+    let mut offset = 0;
+    loop {
+        let page = store
+            .results(&tradeloom_store::ResultsFilter {
+                job_id: Some(job.id.clone()),
+                completed_only: true,
+                limit: tradeloom_store::MAX_PAGE,
+                offset,
+                ..Default::default()
+            })
+            .await?;
+        offset += page.items.len() as u64;
+        for item in &page.items {
+            let day = &item.model_day;
+            let file = tradeloom_agents::model_day_file(data_dir, &job.id, &day.model, day.date);
+            let text: serde_json::Value = serde_json::from_slice(&std::fs::read(&file)?)?;
+            let usage = &text["summary"]["usage"];
+            prompt += usage["prompt_tokens"].as_u64().unwrap_or(0);
+            completion += usage["completion_tokens"].as_u64().unwrap_or(0);
+        }
+        if page.items.is_empty() || offset >= page.total {
+            break;
+        }
+    }
+    Ok((prompt, completion))
+}
+
+fn print_memory(rows: &[serde_json::Value]) {
+    println!("memory and reflection (SQLite, one store per variant):");
+    println!(
+        "  {:<14} {:>13} {:>15} {:>22} {:>26}",
+        "variant",
+        "model-days/s",
+        "CPU-ms per day",
+        "prompt tokens per day",
+        "completion tokens per day"
+    );
+    for r in rows {
+        println!(
+            "  {:<14} {:>13.1} {:>15.2} {:>22.0} {:>26.0}",
+            r["variant"].as_str().unwrap_or(""),
+            r["model_days_per_s"].as_f64().unwrap_or(0.0),
+            r["cpu_ms_per_model_day"].as_f64().unwrap_or(0.0),
+            r["prompt_tokens_per_model_day"].as_f64().unwrap_or(0.0),
+            r["completion_tokens_per_model_day"].as_f64().unwrap_or(0.0),
+        );
+    }
 }
 
 /// `GET url`'s JSON body; an error status is an error.

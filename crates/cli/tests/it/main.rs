@@ -22,6 +22,7 @@ mod killswitch;
 mod layering;
 mod lifecycle;
 mod logs;
+mod memory;
 mod metrics;
 mod outbound;
 mod paper;

@@ -61,3 +61,28 @@ nodes:
     );
     assert!(lines(&errors).contains("top_k"), "{}", lines(&errors));
 }
+
+#[test]
+fn tool_choice_compiles_and_a_bad_one_names_its_field() {
+    let c = compiled(
+        r#"
+name: opts
+nodes:
+  - {id: a, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: m, tool_choice: required}, tools: [calc], prompt: "hi"}}
+"#,
+    );
+    let json = c.ir.canonical_json();
+    assert!(json.contains(r#""tool_choice":"required""#), "{json}");
+    let errors = errors_of(
+        r#"
+name: opts
+nodes:
+  - {id: a, type: agent, config: {model: {base_url: "http://x/v1", model: m, tool_choice: always}, prompt: "hi"}}
+"#,
+    );
+    let text = lines(&errors);
+    assert!(
+        text.contains("tool_choice") && text.contains("always"),
+        "{text}"
+    );
+}

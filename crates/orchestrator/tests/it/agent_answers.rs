@@ -161,3 +161,35 @@ async fn model_options_reach_the_request() {
     })
     .await;
 }
+
+/// A small model writing its `calc` call in the text (Qwen's `<tool_call>` tags) gets it run,
+/// counted apart; `tool_choice` reaches the request of a node that offers tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tool_calls_in_the_text_run_and_tool_choice_is_sent() {
+    run_sqlite(|env| async move {
+        let llm = mock_llm().await;
+        let id = env
+            .define(json!({"name": "small-models", "nodes": [
+                {"id": "calc", "type": "agent",
+                 "config": {"model": {"base_url": llm, "model": "content-tagged-calculator"},
+                            "tools": ["calc"],
+                            "prompt": "Work it out.\ncalc: (2 + 3) * 4"}},
+                {"id": "echo", "type": "agent",
+                 "config": {"model": {"base_url": llm, "model": "echo-params",
+                                      "tool_choice": "required"},
+                            "tools": ["calc"],
+                            "prompt": "Which parameters did you get? Answer in JSON."}},
+            ]}))
+            .await;
+        let run = env.start(&id, json!({})).await;
+        let view = env.wait_status(&run, RunStatus::Completed).await;
+        let calc = env.output(&view, "calc").await;
+        assert_eq!(calc["json"]["value"], "20", "{calc}");
+        assert_eq!(calc["content_tool_calls"], 1, "{calc}");
+        assert_eq!(calc["tool_calls"], 1, "{calc}");
+        let echo = env.output(&view, "echo").await;
+        assert_eq!(echo["json"]["tool_choice"], "required", "{echo}");
+        assert!(echo.get("content_tool_calls").is_none(), "{echo}");
+    })
+    .await;
+}

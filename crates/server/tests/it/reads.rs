@@ -73,6 +73,7 @@ fn outcome(value: &str) -> ModelDayOutcome {
             error: None,
             created_at: at,
         }],
+        memory: None,
     }
 }
 

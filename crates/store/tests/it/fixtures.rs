@@ -110,6 +110,7 @@ pub fn outcome(value: &str, messages: usize) -> ModelDayOutcome {
                 created_at: at,
             },
         ],
+        memory: None,
     }
 }
 

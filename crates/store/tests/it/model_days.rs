@@ -16,6 +16,7 @@ backend_tests!(
     concurrent_completions_of_one_job,
     a_claimed_day_completes_in_one_batch,
     a_date_is_claimed_and_completed_at_once,
+    memories_are_kept_with_their_days,
 );
 
 const LEASE: Duration = Duration::from_secs(600);
@@ -407,4 +408,76 @@ async fn a_date_is_claimed_and_completed_at_once(t: Ctx) {
     );
     assert_eq!(t.count("reasoning_logs").await, 12);
     assert_eq!(t.count("workflow_events").await, events + 3);
+}
+
+/// A day's memory entry is stored with it by every completion path (one day, a claimed batch)
+/// and read back by model and date; days without one, and unfinished days, are not listed.
+async fn memories_are_kept_with_their_days(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "memory", &["a", "b"], &[2, 3]).await;
+    let key = |m: &str, d: u32| ModelDayKey::new(&job.id, m, date(d));
+    let entry = |d: u32| serde_json::json!({"date": format!("2025-01-0{d}"), "lesson": format!("lesson {d}"), "decisions": ["buy 1 AAA at 10.5"]});
+    // One day completed on its own.
+    s.claim_model_day(&key("a", 2), LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let mut with_memory = outcome("101", 2);
+    with_memory.memory = Some(entry(2));
+    s.complete_model_day(&key("a", 2), &with_memory)
+        .await
+        .expect("complete");
+    // b's day without memory.
+    s.claim_model_day(&key("b", 2), LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    s.complete_model_day(&key("b", 2), &outcome("99", 2))
+        .await
+        .expect("complete");
+    // Date 3 claimed and completed as a batch; b's day 3 stays running.
+    let claims = s
+        .claim_model_days(&job.id, date(3), &["a".to_string()], LEASE)
+        .await
+        .expect("claim a date");
+    s.claim_model_day(&key("b", 3), LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let mut third = outcome("102", 2);
+    third.memory = Some(entry(3));
+    let payload = serde_json::json!({});
+    let days = [ClaimedCompletion {
+        claim: &claims[0],
+        outcome: &third,
+        kind: "model_day_completed",
+        payload: &payload,
+        finished_at: chrono::Utc::now(),
+    }];
+    let answers = s.complete_claimed_model_days(&days).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let all = s.model_day_memories(&job.id, None).await.expect("memories");
+    let listed: Vec<(&str, u32)> = all
+        .iter()
+        .map(|m| (m.model.as_str(), chrono::Datelike::day(&m.date)))
+        .collect();
+    assert_eq!(listed, [("a", 2), ("a", 3)]);
+    assert_eq!(all[0].memory, entry(2));
+    assert_eq!(all[1].memory, entry(3));
+    let only_b = s
+        .model_day_memories(&job.id, Some("b"))
+        .await
+        .expect("memories");
+    assert!(only_b.is_empty());
+    let only_a = s
+        .model_day_memories(&job.id, Some("a"))
+        .await
+        .expect("memories");
+    assert_eq!(only_a.len(), 2);
+    assert!(
+        s.model_day_memories("no-such-job", None)
+            .await
+            .expect("memories")
+            .is_empty()
+    );
 }
