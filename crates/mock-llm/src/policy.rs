@@ -53,7 +53,7 @@ pub(crate) enum AnswerStyle {
 }
 
 /// The names `/v1/models` lists and the unknown-model error suggests; `<...>` are parameters.
-pub(crate) const POLICY_NAMES: [&str; 22] = [
+pub(crate) const POLICY_NAMES: [&str; 23] = [
     "momentum",
     "mean_reversion",
     "buy_and_hold",
@@ -63,6 +63,7 @@ pub(crate) const POLICY_NAMES: [&str; 22] = [
     "risk_manager",
     "patcher",
     "calculator",
+    "skill_user",
     "no-tools",
     "fenced-<role>",
     "prose-<role>",
