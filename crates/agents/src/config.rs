@@ -396,12 +396,11 @@ pub async fn resolve_agents(
             continue;
         };
         let place = format!("{}: models[{i}].agent", config.origin);
-        let wanted = tradeloom_core::DefinitionRef::parse(&agent).map_err(|message| {
-            AgentError::Config {
+        let wanted =
+            tradeloom_core::DefinitionRef::parse(&agent).map_err(|message| AgentError::Config {
                 place: place.clone(),
                 message,
-            }
-        })?;
+            })?;
         let version = store
             .definition_version(
                 tradeloom_store::DefinitionKind::Agent,

@@ -38,7 +38,6 @@ pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_el
 pub use news_search::{NewsHit, search_config_news};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};
 pub use schema::{SCHEMA_KEYWORDS, schema_problems, validate as validate_arguments};
-pub use skill_definition::{MAX_SKILL_SOURCE, SkillDefinition};
 pub use session::{
     LlmCall, SYSTEM_PROMPT, SessionLimits, SessionReport, TRUNCATED_CODE, run_session,
     run_session_gated, session_prompt,
@@ -47,6 +46,7 @@ pub use simulation::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings,
     resume_to_end, run_to_end, tool_use_warnings,
 };
+pub use skill_definition::{MAX_SKILL_SOURCE, SkillDefinition};
 pub use tools::{
     ALL_TOOL_NAMES, MAX_BARS, SessionView, TOOL_NAMES, ToolBox, ToolError, all_tool_specs,
     call_calc, session_clock, tool_spec, tool_specs,

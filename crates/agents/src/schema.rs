@@ -354,8 +354,17 @@ mod tests {
         let bad = json!({"type": ["object"], "properties": {"p": {"pattern": "^a"}}, "oneOf": []});
         let problems = schema_problems(&bad, "input_schema");
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].starts_with("`input_schema.oneOf`: keyword `oneOf`"), "{problems:?}");
-        assert!(problems[1].starts_with("`input_schema.properties.p.pattern`"), "{problems:?}");
-        assert!(problems[2].starts_with("`input_schema.type` must be one of"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("`input_schema.oneOf`: keyword `oneOf`"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("`input_schema.properties.p.pattern`"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].starts_with("`input_schema.type` must be one of"),
+            "{problems:?}"
+        );
     }
 }

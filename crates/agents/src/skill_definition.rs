@@ -84,7 +84,9 @@ impl SkillDefinition {
             ));
         }
         let identifier = |s: &str| {
-            s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         };
         if !identifier(&self.function) {
@@ -120,7 +122,10 @@ impl SkillDefinition {
     pub fn output_problems(&self, output: &Value) -> Vec<String> {
         validate(&self.output_schema, output)
             .into_iter()
-            .map(|p| p.replace("`arguments", "`output").replace("argument `", "field `"))
+            .map(|p| {
+                p.replace("`arguments", "`output")
+                    .replace("argument `", "field `")
+            })
             .collect()
     }
 
@@ -156,7 +161,10 @@ mod tests {
             .into_iter()
             .map(|(f, _)| f)
             .collect();
-        assert_eq!(fields, ["function", "input_schema", "input_schema", "limits"]);
+        assert_eq!(
+            fields,
+            ["function", "input_schema", "input_schema", "limits"]
+        );
     }
 
     #[test]

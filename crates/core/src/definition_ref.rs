@@ -31,13 +31,9 @@ impl DefinitionRef {
     pub fn parse(text: &str) -> Result<Self, String> {
         let (name, version) = match text.split_once('@') {
             Some((name, v)) => {
-                let n = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| {
-                        format!("`{text}`: the version after `@` must be a whole number from 1")
-                    })?;
+                let n = v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("`{text}`: the version after `@` must be a whole number from 1")
+                })?;
                 (name, Some(n))
             }
             None => (text, None),
@@ -84,7 +80,16 @@ mod tests {
         let latest = DefinitionRef::parse("risk-desk_2").unwrap();
         assert_eq!(latest.version, None);
         assert_eq!(latest.pinned(7).to_string(), "risk-desk_2@7");
-        for bad in ["", "Analyst", "a@0", "a@", "a@x", "@2", "a b", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Analyst",
+            "a@0",
+            "a@",
+            "a@x",
+            "@2",
+            "a b",
+            &"a".repeat(65),
+        ] {
             assert!(DefinitionRef::parse(bad).is_err(), "{bad}");
         }
         assert!(DefinitionRef::parse("a@0").unwrap_err().contains("from 1"));

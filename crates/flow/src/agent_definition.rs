@@ -144,7 +144,15 @@ mod tests {
             .collect();
         assert_eq!(
             fields,
-            ["name", "model.base_url", "model.temperature", "tools[0]", "tools[1]", "tools[3]", "memory"]
+            [
+                "name",
+                "model.base_url",
+                "model.temperature",
+                "tools[0]",
+                "tools[1]",
+                "tools[3]",
+                "memory"
+            ]
         );
     }
 }

@@ -93,10 +93,7 @@ impl ModelConfig {
         {
             out.push((
                 "timeout_ms",
-                format!(
-                    "must be 1 to {} (one hour), got {ms}",
-                    Self::MAX_TIMEOUT_MS
-                ),
+                format!("must be 1 to {} (one hour), got {ms}", Self::MAX_TIMEOUT_MS),
             ));
         }
         if let Some(n) = self.max_retries

@@ -779,7 +779,14 @@ mod tests {
 
     #[test]
     fn names_parse() {
-        for name in ["analyst", "trader", "risk_manager", "patcher", "calculator", "skill_user"] {
+        for name in [
+            "analyst",
+            "trader",
+            "risk_manager",
+            "patcher",
+            "calculator",
+            "skill_user",
+        ] {
             assert!(WorkflowRole::parse(name).is_some(), "{name}");
         }
         assert_eq!(
@@ -1094,7 +1101,12 @@ mod tests {
             called(WorkflowRole::SkillUser, &messages, &tools),
             vec![("skill_momentum".to_owned(), json!({"closes": [1, 2]}))]
         );
-        let after = after_call(&messages, "skill_momentum", &json!({"closes": [1, 2]}), r#"{"signal":"buy"}"#);
+        let after = after_call(
+            &messages,
+            "skill_momentum",
+            &json!({"closes": [1, 2]}),
+            r#"{"signal":"buy"}"#,
+        );
         assert_eq!(
             answered(WorkflowRole::SkillUser, &after, &tools),
             json!({"tool": "skill_momentum", "result": {"signal": "buy"}})

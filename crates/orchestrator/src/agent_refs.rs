@@ -34,7 +34,11 @@ pub async fn resolve_definition_refs(
             continue;
         };
         let at = format!("nodes[{i}].config");
-        if let Some(agent) = config.get("agent").and_then(Value::as_str).map(str::to_owned) {
+        if let Some(agent) = config
+            .get("agent")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        {
             match resolve_agent(store, &agent).await? {
                 Ok((pinned, definition)) => {
                     apply_agent(config, &pinned, definition);
@@ -56,10 +60,8 @@ pub async fn resolve_definition_refs(
                 .await
             {
                 Ok(v) if skill.version.is_none() => {
-                    *tool = Value::String(format!(
-                        "{SKILL_TOOL_PREFIX}{}",
-                        skill.pinned(v.version)
-                    ));
+                    *tool =
+                        Value::String(format!("{SKILL_TOOL_PREFIX}{}", skill.pinned(v.version)));
                     changed = true;
                 }
                 Ok(_) => {}
@@ -115,10 +117,7 @@ async fn resolve_agent(
 /// Writes the agent's model, system prompt and tools into a node's `config`.
 fn apply_agent(config: &mut Map<String, Value>, pinned: &DefinitionRef, agent: AgentDefinition) {
     config.remove("agent");
-    config.insert(
-        "resolved_agent".into(),
-        Value::String(pinned.to_string()),
-    );
+    config.insert("resolved_agent".into(), Value::String(pinned.to_string()));
     config.insert(
         "model".into(),
         serde_json::to_value(&agent.model).unwrap_or(Value::Null),

@@ -265,11 +265,10 @@ async fn agent(
     let mut tools = Vec::new();
     let mut skills = Vec::new();
     for name in &node.tools {
-        if let Some(skill) =
-            crate::skill_tool::SkillTool::load(&**coordinator.store(), name).await
+        if let Some(skill) = crate::skill_tool::SkillTool::load(&**coordinator.store(), name).await
         {
-            let skill = skill
-                .map_err(|e| NodeError::permanent(format!("node `{}`: {e}", a.node.id())))?;
+            let skill =
+                skill.map_err(|e| NodeError::permanent(format!("node `{}`: {e}", a.node.id())))?;
             tools.push(skill.spec());
             skills.push(skill);
             continue;
@@ -334,7 +333,11 @@ async fn agent(
     }
     let provider = OpenAiProvider::new(config, &env.http).map_err(llm_error)?;
     // A registered agent's instructions follow the workflow's own (a stable prefix).
-    let system = match node.system_prompt.as_deref().filter(|p| !p.trim().is_empty()) {
+    let system = match node
+        .system_prompt
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
         Some(own) => format!("{AGENT_SYSTEM_PROMPT}\n\n{own}"),
         None => AGENT_SYSTEM_PROMPT.to_string(),
     };

@@ -81,7 +81,10 @@ impl SkillTool {
             Ok(v) => v,
             Err(e) => {
                 let error = format!("arguments of `{}` are not JSON: {e}", self.tool_name);
-                return (Value::String(arguments.to_string()), json!({ "error": error }));
+                return (
+                    Value::String(arguments.to_string()),
+                    json!({ "error": error }),
+                );
             }
         };
         let problems = self.definition.input_problems(&input);

@@ -93,8 +93,7 @@ pub trait DefinitionStore: Send + Sync {
     ) -> Result<(DefinitionVersion, bool), StoreError>;
 
     /// [`StoreError::NotFound`] if absent or deleted.
-    async fn definition(&self, kind: DefinitionKind, name: &str)
-    -> Result<Definition, StoreError>;
+    async fn definition(&self, kind: DefinitionKind, name: &str) -> Result<Definition, StoreError>;
 
     /// Definitions of `kind` by name, deleted ones left out.
     async fn list_definitions(
@@ -194,9 +193,9 @@ impl<D: Db> DefinitionStore for D {
                 .execute(&mut tx)
                 .await
                 .map_err(|e| match StoreError::db("create a definition")(e) {
-                    StoreError::Conflict(_) => StoreError::Conflict(format!(
-                        "{kind} `{name}` exists; update it instead"
-                    )),
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("{kind} `{name}` exists; update it instead"))
+                    }
                     other => other,
                 })?;
                 1
@@ -229,10 +228,8 @@ impl<D: Db> DefinitionStore for D {
             .await
             .map_err(StoreError::db("begin updating a definition"))?;
         // Takes the row lock on PostgreSQL first, so concurrent updates get distinct numbers.
-        let locked = sql(
-            "UPDATE definitions SET updated_at = updated_at \
-             WHERE kind = $1 AND name = $2 AND deleted_at IS NULL",
-        )
+        let locked = sql("UPDATE definitions SET updated_at = updated_at \
+             WHERE kind = $1 AND name = $2 AND deleted_at IS NULL")
         .bind(kind.as_str())
         .bind(name)
         .execute(&mut tx)
@@ -282,11 +279,7 @@ impl<D: Db> DefinitionStore for D {
         ))
     }
 
-    async fn definition(
-        &self,
-        kind: DefinitionKind,
-        name: &str,
-    ) -> Result<Definition, StoreError> {
+    async fn definition(&self, kind: DefinitionKind, name: &str) -> Result<Definition, StoreError> {
         let row: Option<DefinitionRow> = sql(format!(
             "SELECT {DEFINITION_COLUMNS} FROM definitions \
              WHERE kind = $1 AND name = $2 AND deleted_at IS NULL"
@@ -364,10 +357,8 @@ impl<D: Db> DefinitionStore for D {
     }
 
     async fn delete_definition(&self, kind: DefinitionKind, name: &str) -> Result<(), StoreError> {
-        let done = sql(
-            "UPDATE definitions SET deleted_at = $3 \
-             WHERE kind = $1 AND name = $2 AND deleted_at IS NULL",
-        )
+        let done = sql("UPDATE definitions SET deleted_at = $3 \
+             WHERE kind = $1 AND name = $2 AND deleted_at IS NULL")
         .bind(kind.as_str())
         .bind(name)
         .bind(now())

@@ -53,11 +53,21 @@ async fn a_model_naming_a_registered_agent_runs_with_its_pinned_version() {
     };
     let store = sim.store();
     store
-        .create_definition(DefinitionKind::Agent, "analyst", &agent(&base, "momentum"), &by)
+        .create_definition(
+            DefinitionKind::Agent,
+            "analyst",
+            &agent(&base, "momentum"),
+            &by,
+        )
         .await
         .unwrap();
     store
-        .update_definition(DefinitionKind::Agent, "analyst", &agent(&base, "buy_and_hold"), &by)
+        .update_definition(
+            DefinitionKind::Agent,
+            "analyst",
+            &agent(&base, "buy_and_hold"),
+            &by,
+        )
         .await
         .unwrap();
 
@@ -71,9 +81,15 @@ async fn a_model_naming_a_registered_agent_runs_with_its_pinned_version() {
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
     let model = &job.config["models"][0];
     assert_eq!(model["resolved_agent"], "analyst@1", "{model}");
-    assert_eq!(model["model"], "momentum", "version 1's model, not the latest");
+    assert_eq!(
+        model["model"], "momentum",
+        "version 1's model, not the latest"
+    );
     assert_eq!(model["base_url"], base.as_str());
-    assert_eq!(model["tool_choice"], "required", "given beside `agent`, kept");
+    assert_eq!(
+        model["tool_choice"], "required",
+        "given beside `agent`, kept"
+    );
     assert!(model.get("agent").is_none(), "{model}");
     let report = store.job_report(&job.id).await.unwrap();
     assert_eq!(report.progress.completed, 2, "1 model × 2 days");
@@ -105,12 +121,20 @@ async fn unknown_agents_and_mixed_fields_are_errors_naming_them() {
         name: "anonymous".into(),
     };
     sim.store()
-        .create_definition(DefinitionKind::Agent, "analyst", &agent(&base, "momentum"), &by)
+        .create_definition(
+            DefinitionKind::Agent,
+            "analyst",
+            &agent(&base, "momentum"),
+            &by,
+        )
         .await
         .unwrap();
     for (reference, wanted) in [
         ("nobody", "no agent `nobody`"),
-        ("analyst@7", "no version 7 of agent `analyst` (its latest is 1)"),
+        (
+            "analyst@7",
+            "no version 7 of agent `analyst` (its latest is 1)",
+        ),
     ] {
         let c = config_from_value(
             &config(json!([{"name": "a", "agent": reference}])),
@@ -120,16 +144,25 @@ async fn unknown_agents_and_mixed_fields_are_errors_naming_them() {
         let e = run_to_end(&sim, &c).await.unwrap_err();
         assert!(matches!(e, AgentError::Config { .. }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("models[0].agent") && text.contains(wanted), "{text}");
+        assert!(
+            text.contains("models[0].agent") && text.contains(wanted),
+            "{text}"
+        );
     }
-    assert!(sim.store().all_jobs().await.unwrap().is_empty(), "no job was made");
+    assert!(
+        sim.store().all_jobs().await.unwrap().is_empty(),
+        "no job was made"
+    );
     let e = config_from_value(
         &config(json!([{"name": "a", "agent": "analyst", "model": "m"}])),
         market.root(),
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("models[0].model") && e.contains("not both"), "{e}");
+    assert!(
+        e.contains("models[0].model") && e.contains("not both"),
+        "{e}"
+    );
     let e = config_from_value(
         &config(json!([{"name": "a", "agent": "Analyst@x"}])),
         market.root(),

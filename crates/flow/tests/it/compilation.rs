@@ -256,17 +256,24 @@ fn config_shapes_per_type() {
     );
     assert!(error(&format!("{agent}tools: []}}")).contains("nodes[0].config: needs `model`"));
     assert!(
-        error(&format!("{agent}agent: \"Analyst@0\"}}")).contains("nodes[0].config.agent: `Analyst@0`")
+        error(&format!("{agent}agent: \"Analyst@0\"}}"))
+            .contains("nodes[0].config.agent: `Analyst@0`")
     );
     assert!(
-        error(&format!("{agent}agent: a@2, tools: [\"skill:Bad\", \"skill:ok@1\", \"skill:ok@1\"]}}"))
-            .contains("nodes[0].config.tools[0]: `Bad`")
+        error(&format!(
+            "{agent}agent: a@2, tools: [\"skill:Bad\", \"skill:ok@1\", \"skill:ok@1\"]}}"
+        ))
+        .contains("nodes[0].config.tools[0]: `Bad`")
     );
     assert!(
-        error(&format!("{agent}agent: a@2, tools: [\"skill:ok@1\", \"skill:ok@1\"]}}"))
-            .contains("nodes[0].config.tools[1]: `skill:ok@1` is listed twice")
+        error(&format!(
+            "{agent}agent: a@2, tools: [\"skill:ok@1\", \"skill:ok@1\"]}}"
+        ))
+        .contains("nodes[0].config.tools[1]: `skill:ok@1` is listed twice")
     );
-    let ok = compiled(&node(&format!("{agent}agent: a, tools: [calc, \"skill:momentum\"]}}")));
+    let ok = compiled(&node(&format!(
+        "{agent}agent: a, tools: [calc, \"skill:momentum\"]}}"
+    )));
     let NodeKind::Agent(a) = ok.ir.node("n").unwrap().kind() else {
         panic!("n is an agent")
     };

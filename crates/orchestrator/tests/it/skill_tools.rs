@@ -35,7 +35,12 @@ async fn register(env: &Env, llm: &str, output_schema: Value) {
         "output_schema": output_schema,
         "limits": {"memory_mb": 256, "call_timeout_ms": 5000}});
     env.store
-        .create_definition(DefinitionKind::Skill, "momentum", &skill.to_string(), &ops())
+        .create_definition(
+            DefinitionKind::Skill,
+            "momentum",
+            &skill.to_string(),
+            &ops(),
+        )
         .await
         .unwrap();
     let agent = json!({"name": "quant", "model": {"base_url": llm, "model": "skill_user", "max_retries": 0},
@@ -144,13 +149,23 @@ async fn a_run_naming_an_unknown_agent_or_skill_does_not_start() {
                     "prompt": "hi", "tools": ["skill:missing"]}}
             ]}))
             .await;
-        let e = env.runtime.start_run(&id, None, &Default::default()).await.unwrap_err();
+        let e = env
+            .runtime
+            .start_run(&id, None, &Default::default())
+            .await
+            .unwrap_err();
         let OrchestratorError::Unresolved { errors, .. } = e else {
             panic!("{e:?}")
         };
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].starts_with("nodes[0].config.agent: `nobody@2`: no agent `nobody`"), "{errors:?}");
-        assert!(errors[1].starts_with("nodes[1].config.tools[0]: `skill:missing`: no skill `missing`"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("nodes[0].config.agent: `nobody@2`: no agent `nobody`"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("nodes[1].config.tools[0]: `skill:missing`: no skill `missing`"),
+            "{errors:?}"
+        );
     })
     .await;
 }

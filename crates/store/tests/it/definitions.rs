@@ -6,7 +6,10 @@ use tradeloom_store::{Author, DefinitionKind, StoreError};
 use crate::Ctx;
 use crate::backend_tests;
 
-backend_tests!(definitions_are_versioned, deleted_definitions_keep_their_numbers);
+backend_tests!(
+    definitions_are_versioned,
+    deleted_definitions_keep_their_numbers
+);
 
 fn key(id: &str) -> Author {
     Author {
@@ -45,14 +48,24 @@ async fn definitions_are_versioned(t: Ctx) {
         .update_definition(agent, "analyst", r#"{"v":2}"#, &key("b"))
         .await
         .expect("update");
-    assert_eq!((v2.version, changed, v2.created_by.as_str()), (2, true, "key-b"));
+    assert_eq!(
+        (v2.version, changed, v2.created_by.as_str()),
+        (2, true, "key-b")
+    );
     let d = s.definition(agent, "analyst").await.expect("definition");
     assert_eq!(
-        (d.latest_version, d.owner_key_id.as_deref(), d.owner_name.as_str()),
+        (
+            d.latest_version,
+            d.owner_key_id.as_deref(),
+            d.owner_name.as_str()
+        ),
         (2, Some("a"), "key-a"),
         "the owner stays the creator"
     );
-    let latest = s.definition_version(agent, "analyst", None).await.expect("latest");
+    let latest = s
+        .definition_version(agent, "analyst", None)
+        .await
+        .expect("latest");
     assert_eq!((latest.version, latest.body.as_str()), (2, r#"{"v":2}"#));
     let first = s
         .definition_version(agent, "analyst", Some(1))
@@ -63,11 +76,23 @@ async fn definitions_are_versioned(t: Ctx) {
         s.definition_version(agent, "analyst", Some(9)).await,
         Err(StoreError::NotFound { what }) if what.contains("version 9") && what.contains("latest is 2")
     ));
-    let versions = s.definition_versions(agent, "analyst").await.expect("versions");
-    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+    let versions = s
+        .definition_versions(agent, "analyst")
+        .await
+        .expect("versions");
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
     let listed = s.list_definitions(agent, 100, 0).await.expect("list");
     assert_eq!(listed.len(), 1);
-    assert_eq!(s.list_definitions(DefinitionKind::Skill, 100, 0).await.expect("skills").len(), 1);
+    assert_eq!(
+        s.list_definitions(DefinitionKind::Skill, 100, 0)
+            .await
+            .expect("skills")
+            .len(),
+        1
+    );
     assert!(matches!(
         s.update_definition(agent, "nobody", "{}", &key("a")).await,
         Err(StoreError::NotFound { what }) if what == "agent `nobody`"
@@ -84,7 +109,9 @@ async fn deleted_definitions_keep_their_numbers(t: Ctx) {
     s.update_definition(skill, "momentum", r#"{"v":2}"#, &key("a"))
         .await
         .expect("update");
-    s.delete_definition(skill, "momentum").await.expect("delete");
+    s.delete_definition(skill, "momentum")
+        .await
+        .expect("delete");
     assert!(matches!(
         s.delete_definition(skill, "momentum").await,
         Err(StoreError::NotFound { .. })
@@ -92,20 +119,41 @@ async fn deleted_definitions_keep_their_numbers(t: Ctx) {
     for missing in [
         s.definition_version(skill, "momentum", Some(1)).await.err(),
         s.definition_version(skill, "momentum", None).await.err(),
-        s.update_definition(skill, "momentum", "{}", &key("a")).await.err(),
+        s.update_definition(skill, "momentum", "{}", &key("a"))
+            .await
+            .err(),
     ] {
-        assert!(matches!(missing, Some(StoreError::NotFound { .. })), "{missing:?}");
+        assert!(
+            matches!(missing, Some(StoreError::NotFound { .. })),
+            "{missing:?}"
+        );
     }
-    assert!(s.list_definitions(skill, 100, 0).await.expect("list").is_empty());
+    assert!(
+        s.list_definitions(skill, 100, 0)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     // The rows stay; created again, the name continues at version 3 under its new owner.
     assert_eq!(t.count("definition_versions").await, 2);
     let again = s
-        .create_definition(skill, "momentum", r#"{"v":3}"#, &Author { key_id: None, name: "anonymous".into() })
+        .create_definition(
+            skill,
+            "momentum",
+            r#"{"v":3}"#,
+            &Author {
+                key_id: None,
+                name: "anonymous".into(),
+            },
+        )
         .await
         .expect("create again");
     assert_eq!(again.version, 3);
     let d = s.definition(skill, "momentum").await.expect("definition");
     assert_eq!((d.owner_key_id, d.owner_name.as_str()), (None, "anonymous"));
-    let v1 = s.definition_version(skill, "momentum", Some(1)).await.expect("v1");
+    let v1 = s
+        .definition_version(skill, "momentum", Some(1))
+        .await
+        .expect("v1");
     assert_eq!(v1.body, r#"{"v":1}"#);
 }
