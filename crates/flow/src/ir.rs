@@ -232,7 +232,7 @@ pub struct WaitNode {
 /// What a node does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeKind {
-    Agent(AgentNode),
+    Agent(Box<AgentNode>),
     Http(HttpNode),
     Hitl(HitlNode),
     Simulate(SimulateNode),

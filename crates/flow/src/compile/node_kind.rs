@@ -126,7 +126,7 @@ impl<'d> Compiler<'d> {
         Some(match &node.node_type {
             NodeType::Agent => {
                 let c: AgentConfig = self.config(&config, &cat)?;
-                NodeKind::Agent(self.agent(scope, c, &cat)?)
+                NodeKind::Agent(Box::new(self.agent(scope, c, &cat)?))
             }
             NodeType::Http => {
                 let c: HttpConfig = self.config(&config, &cat)?;
