@@ -44,7 +44,18 @@ pub struct ModelConfig {
     #[serde(default)]
     pub base_url: String,
     /// Sent as the request's `model`.
+    #[serde(default)]
     pub model: String,
+    /// A registered agent (`POST /agents`) whose model block this model uses: `name` (its
+    /// latest version when the job is created) or `name@version`. Exclusive with `base_url`,
+    /// `model`, `api_key_env`, `temperature`, `max_tokens`, `timeout_ms` and `max_retries`
+    /// (the agent gives them); `backoff_ms` and `tool_choice` may be given with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The agent version (`name@version`) the job resolved `agent` to, with the fields it
+    /// gave: recorded in the job's config so that a re-trigger is the same job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_agent: Option<String>,
     /// The name of the environment variable holding the API key (never the key itself). Under
     /// `tradeloom serve` it must be on the operator's allow-list (`--llm-key-env`, or a
     /// `TRADELOOM_LLM_KEY_` name); `tradeloom simulate` allows the names its config file gives.
@@ -340,6 +351,124 @@ fn absolute(base: &Path, path: &str) -> PathBuf {
     std::path::absolute(&joined).unwrap_or(joined)
 }
 
+/// The first field of `model` that an `agent` reference gives and that is set anyway.
+fn agent_exclusive_field(model: &ModelConfig) -> Option<&'static str> {
+    [
+        ("base_url", !model.base_url.is_empty()),
+        ("model", !model.model.is_empty()),
+        ("api_key_env", model.api_key_env.is_some()),
+        ("temperature", model.temperature.is_some()),
+        ("max_tokens", model.max_tokens.is_some()),
+        ("timeout_ms", model.timeout_ms.is_some()),
+        ("max_retries", model.max_retries.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(field, given)| given.then_some(field))
+}
+
+/// The model block of a stored agent definition (the fields a simulation model takes from it;
+/// the rest of the definition is for workflow agents).
+#[derive(Deserialize)]
+struct AgentModelBlock {
+    base_url: String,
+    model: String,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_retries: Option<u32>,
+    #[serde(default)]
+    tool_choice: Option<tradeloom_llm::ToolChoice>,
+}
+
+/// `config` with every model's `agent` reference resolved from `store`: the agent's version
+/// (the latest now, when the reference names none) gives the model its `base_url`, `model`,
+/// `api_key_env`, `temperature`, `max_tokens`, `timeout_ms` and `max_retries` (and its `memory`
+/// settings and `tool_choice` when the model gives none), and is recorded
+/// as `resolved_agent: name@version` in place of `agent`, so the job's config (and its hash)
+/// pins it. A config without references comes back unchanged. An unknown agent or version is
+/// an error naming the model's field and the reference.
+pub async fn resolve_agents(
+    config: &ResolvedConfig,
+    store: &dyn tradeloom_store::DefinitionStore,
+) -> Result<ResolvedConfig, AgentError> {
+    let mut out = config.clone();
+    for (i, model) in out.config.models.iter_mut().enumerate() {
+        let Some(agent) = model.agent.take() else {
+            continue;
+        };
+        let place = format!("{}: models[{i}].agent", config.origin);
+        let wanted =
+            tradeloom_core::DefinitionRef::parse(&agent).map_err(|message| AgentError::Config {
+                place: place.clone(),
+                message,
+            })?;
+        let version = store
+            .definition_version(
+                tradeloom_store::DefinitionKind::Agent,
+                &wanted.name,
+                wanted.version,
+            )
+            .await
+            .map_err(|e| match e {
+                tradeloom_store::StoreError::NotFound { what } => AgentError::Config {
+                    place: place.clone(),
+                    message: format!("`{agent}`: no {what}; register it with POST /agents"),
+                },
+                other => AgentError::Store(other),
+            })?;
+        let body: Value = serde_json::from_str(&version.body).map_err(|e| AgentError::Config {
+            place: place.clone(),
+            message: format!("agent `{agent}` is stored unreadably: {e}"),
+        })?;
+        let block: AgentModelBlock = body
+            .get("model")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .ok()
+            .flatten()
+            .ok_or_else(|| AgentError::Config {
+                place: place.clone(),
+                message: format!("agent `{agent}` has no readable `model` block"),
+            })?;
+        model.base_url = block.base_url;
+        model.model = block.model;
+        model.api_key_env = block.api_key_env;
+        model.temperature = block.temperature;
+        model.max_tokens = block.max_tokens;
+        model.timeout_ms = block.timeout_ms;
+        model.max_retries = block.max_retries;
+        if model.tool_choice.is_none() {
+            model.tool_choice = block.tool_choice;
+        }
+        // The agent's memory settings, unless the model gives its own.
+        if model.memory.is_none()
+            && let Some(memory) = body.get("memory").filter(|m| !m.is_null())
+        {
+            let settings: crate::memory::MemoryConfig = serde_json::from_value(memory.clone())
+                .map_err(|e| AgentError::Config {
+                    place: place.clone(),
+                    message: format!("agent `{agent}`: memory: {e}"),
+                })?;
+            if let Err((field, message)) = settings.check() {
+                return Err(AgentError::Config {
+                    place: place.clone(),
+                    message: format!("agent `{agent}`: memory.{field}: {message}"),
+                });
+            }
+            model.memory = Some(settings);
+        }
+        model.resolved_agent = Some(wanted.pinned(version.version).to_string());
+    }
+    Ok(out)
+}
+
 /// Semantic checks the YAML shape cannot express.
 fn resolve(
     mut config: SimulationConfig,
@@ -356,7 +485,21 @@ fn resolve(
     let mut seen = std::collections::BTreeSet::new();
     for (i, model) in config.models.iter_mut().enumerate() {
         let field = format!("models[{i}]");
-        if model.base_url.trim().is_empty() {
+        if let Some(agent) = &model.agent {
+            if let Err(e) = tradeloom_core::DefinitionRef::parse(agent) {
+                return Err(err(&format!("{field}.agent"), e));
+            }
+            if let Some(given) = agent_exclusive_field(model) {
+                return Err(err(
+                    &format!("{field}.{given}"),
+                    format!(
+                        "`{given}` comes from agent `{agent}`; give `agent` or the model's \
+                         fields, not both"
+                    ),
+                ));
+            }
+        }
+        if model.agent.is_none() && model.base_url.trim().is_empty() {
             let Some(endpoint) = crate::openai_env::default_endpoint() else {
                 return Err(err(
                     &format!("{field}.base_url"),
@@ -391,6 +534,10 @@ fn resolve(
                 &format!("{field}.name"),
                 format!("model name `{name}` is used twice; names must be unique within a job"),
             ));
+        }
+        if model.agent.is_some() {
+            // Its endpoint is checked when the job is created (`resolve_agents`).
+            continue;
         }
         if !(model.base_url.starts_with("http://") || model.base_url.starts_with("https://")) {
             return Err(err(

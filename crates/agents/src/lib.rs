@@ -22,13 +22,14 @@ mod order_gate;
 mod schema;
 mod session;
 mod simulation;
+mod skill_definition;
 mod tools;
 
 pub use book::{Book, BookError, Execution, Shortfall};
 pub use calc::{CalcError, evaluate as calc_evaluate, format_result as calc_format};
 pub use config::{
     ModelConfig, PathRef, ReferencePrice, ResolvedConfig, SimulationConfig, config_from_value,
-    initial_value, load_config,
+    initial_value, load_config, resolve_agents,
 };
 pub use config_dir::{ConfigDir, ConfigFile, ConfigPathError, MAX_CONFIG_BYTES};
 pub use desk::{Market, OrderOutcome, Proposal, Side, execute_proposal};
@@ -37,7 +38,7 @@ pub use job_folder::{job_dir, model_day_file};
 pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_elsewhere};
 pub use news_search::{NewsHit, search_config_news};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};
-pub use schema::validate as validate_arguments;
+pub use schema::{SCHEMA_KEYWORDS, schema_problems, validate as validate_arguments};
 pub use session::{
     LlmCall, SYSTEM_PROMPT, SessionExtras, SessionLimits, SessionReport, TRUNCATED_CODE,
     run_session, run_session_gated, session_prompt,
@@ -46,6 +47,7 @@ pub use simulation::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings,
     resume_to_end, run_to_end, tool_use_warnings,
 };
+pub use skill_definition::{MAX_SKILL_SOURCE, SkillDefinition};
 pub use tools::{
     ALL_TOOL_NAMES, MAX_BARS, SessionView, TOOL_NAMES, ToolBox, ToolError, all_tool_specs,
     call_calc, session_clock, tool_spec, tool_specs,

@@ -1,7 +1,8 @@
-//! A small JSON Schema validator for tool arguments. The tools' schemas are ours and use only
-//! `type`, `properties`, `required`, `additionalProperties: false`, `minimum`, `maximum`,
-//! `minLength`, `maxLength`, `enum` and `format: date`; this checks exactly those, and every
-//! problem is reported with the argument's name so the model can fix its call.
+//! A small JSON Schema validator for tool arguments and skills' inputs and outputs. It checks
+//! `type`, `properties`, `required`, `additionalProperties: false`, `items`, `minItems`,
+//! `maxItems`, `minimum`, `maximum`, `minLength`, `maxLength`, `enum` and `format: date`
+//! ([`schema_problems`] refuses a registered schema using anything else), and every problem is
+//! reported with the argument's name so the model can fix its call.
 
 use serde_json::Value;
 
@@ -11,6 +12,112 @@ pub fn validate(schema: &Value, value: &Value) -> Vec<String> {
     let mut errors = Vec::new();
     check(schema, value, "arguments", &mut errors);
     errors
+}
+
+/// The keywords [`validate`] checks, and annotations it may ignore.
+pub const SCHEMA_KEYWORDS: [&str; 16] = [
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "enum",
+    "format",
+    "description",
+    "title",
+    "default",
+];
+
+const SCHEMA_TYPES: [&str; 7] = [
+    "null", "boolean", "integer", "number", "string", "array", "object",
+];
+
+/// Every way `schema` (at `path`, e.g. `input_schema`) uses JSON Schema that [`validate`]
+/// would not enforce: a keyword it does not know, a `type` it does not know, a malformed
+/// `properties`, `required` or `enum`. A schema a user registers must pass, so that what it
+/// says is what is checked.
+pub fn schema_problems(schema: &Value, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    schema_walk(schema, path, &mut out);
+    out
+}
+
+fn schema_walk(schema: &Value, path: &str, out: &mut Vec<String>) {
+    let Some(map) = schema.as_object() else {
+        out.push(format!("`{path}` must be a JSON Schema object"));
+        return;
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    for key in keys {
+        let value = &map[key];
+        let at = format!("{path}.{key}");
+        match key.as_str() {
+            "type" => {
+                if !value.as_str().is_some_and(|t| SCHEMA_TYPES.contains(&t)) {
+                    out.push(format!(
+                        "`{at}` must be one of {} (one type, not a list)",
+                        SCHEMA_TYPES.join(", ")
+                    ));
+                }
+            }
+            "properties" => match value.as_object() {
+                Some(props) => {
+                    let mut names: Vec<&String> = props.keys().collect();
+                    names.sort();
+                    for name in names {
+                        schema_walk(&props[name], &format!("{at}.{name}"), out);
+                    }
+                }
+                None => out.push(format!("`{at}` must be an object of schemas")),
+            },
+            "items" => schema_walk(value, &at, out),
+            "required" => {
+                if !value
+                    .as_array()
+                    .is_some_and(|r| r.iter().all(Value::is_string))
+                {
+                    out.push(format!("`{at}` must be a list of property names"));
+                }
+            }
+            "additionalProperties" => {
+                if !value.is_boolean() {
+                    out.push(format!("`{at}` must be true or false"));
+                }
+            }
+            "enum" => {
+                if !value.is_array() {
+                    out.push(format!("`{at}` must be a list"));
+                }
+            }
+            "minimum" | "maximum" => {
+                if !value.is_number() {
+                    out.push(format!("`{at}` must be a number"));
+                }
+            }
+            "minLength" | "maxLength" | "minItems" | "maxItems" => {
+                if !value.is_u64() {
+                    out.push(format!("`{at}` must be a whole number"));
+                }
+            }
+            "format" => {
+                if value.as_str() != Some("date") {
+                    out.push(format!("`{at}`: only `date` (YYYY-MM-DD) is checked"));
+                }
+            }
+            "description" | "title" | "default" => {}
+            other => out.push(format!(
+                "`{at}`: keyword `{other}` is not supported; use {}",
+                SCHEMA_KEYWORDS.join(", ")
+            )),
+        }
+    }
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -64,6 +171,26 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
         ));
     }
     match value {
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check(item_schema, item, &format!("{path}[{i}]"), errors);
+                }
+            }
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && (items.len() as u64) < min
+            {
+                errors.push(format!("`{path}` must have at least {min} items"));
+            }
+            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                && (items.len() as u64) > max
+            {
+                errors.push(format!(
+                    "`{path}` must have at most {max} items, got {}",
+                    items.len()
+                ));
+            }
+        }
         Value::Object(map) => {
             let properties = schema.get("properties").and_then(Value::as_object);
             if let Some(required) = schema.get("required").and_then(Value::as_array) {
@@ -208,6 +335,36 @@ mod tests {
                 "`arguments.quantity` must be an integer, got number 1.5",
                 "`arguments.symbol` must have at least 1 characters",
             ]
+        );
+    }
+
+    #[test]
+    fn checks_array_items_and_refuses_unsupported_keywords() {
+        let s = json!({"type": "object", "properties": {"closes": {"type": "array", "items": {"type": "number"}, "minItems": 2}}});
+        assert!(validate(&s, &json!({"closes": [1, 2.5]})).is_empty());
+        assert_eq!(
+            validate(&s, &json!({"closes": [1, "x"]})),
+            vec!["`arguments.closes[1]` must be a number, got string \"x\""]
+        );
+        assert_eq!(
+            validate(&s, &json!({"closes": [1]})),
+            vec!["`arguments.closes` must have at least 2 items"]
+        );
+        assert!(schema_problems(&s, "input_schema").is_empty());
+        let bad = json!({"type": ["object"], "properties": {"p": {"pattern": "^a"}}, "oneOf": []});
+        let problems = schema_problems(&bad, "input_schema");
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with("`input_schema.oneOf`: keyword `oneOf`"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("`input_schema.properties.p.pattern`"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].starts_with("`input_schema.type` must be one of"),
+            "{problems:?}"
         );
     }
 }

@@ -81,7 +81,18 @@ impl RetryPolicy {
 /// `type: agent`, compiled.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AgentNode {
-    pub model: ModelConfig,
+    /// `None` only while `agent` is unresolved (resolved when a run starts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelConfig>,
+    /// A registered agent to resolve when a run starts (`name` or `name@version`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The agent version the run resolved (`name@version`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_agent: Option<String>,
+    /// Added to the system prompt of workflow agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
     pub prompt: Template,
     pub tools: Vec<String>,
     pub max_steps: u32,
@@ -221,7 +232,7 @@ pub struct WaitNode {
 /// What a node does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeKind {
-    Agent(AgentNode),
+    Agent(Box<AgentNode>),
     Http(HttpNode),
     Hitl(HitlNode),
     Simulate(SimulateNode),

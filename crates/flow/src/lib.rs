@@ -10,6 +10,7 @@
 //! Plain data and pure functions: no I/O, no clocks, no async. Running nodes is the
 //! coordinator's job.
 
+pub mod agent_definition;
 pub mod compile;
 pub mod context;
 pub mod cron;
@@ -27,6 +28,7 @@ pub mod source;
 pub mod template;
 pub mod value_path;
 
+pub use agent_definition::AgentDefinition;
 pub use compile::{Compiled, compile, compile_text, compile_text_with, compile_with};
 pub use context::{Context, RunInfo};
 pub use definition::{Definition, NodeDef, NodeType, from_json_value, parse_definition};

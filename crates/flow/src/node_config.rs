@@ -65,6 +65,61 @@ pub enum ToolChoice {
 }
 
 impl ModelConfig {
+    /// Every problem of the block as `(field, message)`: the base URL's scheme, an empty model,
+    /// an `api_key_env` that is not a variable name (never echoed: it may be a pasted key), and
+    /// the ranges of the numbers. The workflow compiler and agent definitions check the same.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let url = &self.base_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            out.push((
+                "base_url",
+                format!("`{url}` must start with http:// or https://"),
+            ));
+        }
+        if self.model.trim().is_empty() {
+            out.push(("model", "must not be empty".to_string()));
+        }
+        if let Some(env) = &self.api_key_env
+            && !is_env_name(env)
+        {
+            out.push((
+                "api_key_env",
+                "is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit); it names the variable that holds the API key, never the key itself".to_string(),
+            ));
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            out.push(("temperature", format!("must be between 0 and 2, got {t}")));
+        }
+        if let Some(n) = self.max_tokens
+            && !(1..=Self::MAX_TOKENS).contains(&n)
+        {
+            out.push((
+                "max_tokens",
+                format!("must be 1 to {}, got {n}", Self::MAX_TOKENS),
+            ));
+        }
+        if let Some(ms) = self.timeout_ms
+            && !(1..=Self::MAX_TIMEOUT_MS).contains(&ms)
+        {
+            out.push((
+                "timeout_ms",
+                format!("must be 1 to {} (one hour), got {ms}", Self::MAX_TIMEOUT_MS),
+            ));
+        }
+        if let Some(n) = self.max_retries
+            && n > Self::MAX_RETRIES
+        {
+            out.push((
+                "max_retries",
+                format!("must be 0 to {}, got {n}", Self::MAX_RETRIES),
+            ));
+        }
+        out
+    }
+
     /// The largest `max_tokens`.
     pub const MAX_TOKENS: u32 = 1_000_000;
     /// The largest `timeout_ms` (one hour).
@@ -83,6 +138,16 @@ pub const AGENT_TOOLS: [&str; 6] = [
     "patch_workflow",
     "search_news",
 ];
+
+/// The prefix of a tool that calls a registered skill: `skill:momentum`, `skill:momentum@2`.
+pub const SKILL_TOOL_PREFIX: &str = "skill:";
+
+/// The skill a tool name calls (`skill:momentum@2`), or `None` for another tool. `Err` says
+/// what is wrong with a `skill:` name.
+pub fn skill_tool(tool: &str) -> Option<Result<tradeloom_core::DefinitionRef, String>> {
+    tool.strip_prefix(SKILL_TOOL_PREFIX)
+        .map(tradeloom_core::DefinitionRef::parse)
+}
 
 /// The tools that read the market: an agent given one of them needs `config.market`.
 pub const MARKET_TOOLS: [&str; 4] = ["get_bars", "get_portfolio", "get_price", "search_news"];
@@ -161,10 +226,27 @@ fn default_max_steps() -> u32 {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
-    pub model: ModelConfig,
+    /// The endpoint. Give `model` or `agent`, not both.
+    #[serde(default)]
+    pub model: Option<ModelConfig>,
+    /// A registered agent (`POST /agents`): `name` (its latest version when a run starts) or
+    /// `name@version`. The node uses its model, its system prompt, and its tools before the
+    /// node's own `tools`. Resolved when a run starts, into `model`, `system_prompt`, `tools`
+    /// and `resolved_agent`.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The agent version (`name@version`) a run resolved `agent` to: recorded by the runtime,
+    /// not written by hand.
+    #[serde(default)]
+    pub resolved_agent: Option<String>,
+    /// Instructions added to the system prompt of workflow agents.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
     /// Template: the task given to the agent.
     pub prompt: String,
-    /// Tool names the agent may call (unique, each one of [`AGENT_TOOLS`]).
+    /// Tool names the agent may call (unique, each one of [`AGENT_TOOLS`] or `skill:NAME`,
+    /// `skill:NAME@VERSION`: a registered skill, pinned to its latest version when a run
+    /// starts).
     #[serde(default)]
     pub tools: Vec<String>,
     /// Model turns at most, 1 to [`crate::limits::MAX_AGENT_STEPS`] (default 10).

@@ -89,7 +89,9 @@ pub struct ChatRequest {
 
 /// `tool_choice` of a request that offers tools: `auto` (the model decides; the default),
 /// `required` (it must call one) or `none` (it may not). Small local models (llama.cpp) often
-/// answer in text under `auto`; `required` makes them call a tool.
+/// answer in text under `auto`; `required` makes them call a tool. `required` applies until a
+/// tool has answered in the conversation; then `auto` is sent, so that the model can end its
+/// turn with an answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolChoice {

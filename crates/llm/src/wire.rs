@@ -34,6 +34,13 @@ impl<'a> RequestBody<'a> {
         max_tokens: Option<u32>,
         tool_choice: ToolChoice,
     ) -> Self {
+        // `required` forces the conversation's first tool call only: once a tool has answered,
+        // the model may answer in text (else it could never end its turn).
+        let called = request.messages.iter().any(|m| m.role == Role::Tool);
+        let tool_choice = match tool_choice {
+            ToolChoice::Required if called => ToolChoice::Auto,
+            other => other,
+        };
         RequestBody {
             model,
             messages: request.messages.iter().map(OutMessage::from).collect(),
@@ -396,6 +403,18 @@ mod tests {
         ] {
             let body =
                 serde_json::to_value(RequestBody::new("m", &request, None, None, choice)).unwrap();
+            assert_eq!(body["tool_choice"], text);
+        }
+        // After a tool has answered, `required` becomes `auto`: the model may end its turn.
+        let mut later = request.clone();
+        later.messages.push(Message::tool("call_1", "{}"));
+        for (choice, text) in [
+            (ToolChoice::Auto, "auto"),
+            (ToolChoice::Required, "auto"),
+            (ToolChoice::None, "none"),
+        ] {
+            let body =
+                serde_json::to_value(RequestBody::new("m", &later, None, None, choice)).unwrap();
             assert_eq!(body["tool_choice"], text);
         }
         let parsed: ToolChoice = serde_json::from_value(json!("required")).unwrap();

@@ -94,7 +94,7 @@ pub(crate) enum AnswerStyle {
 }
 
 /// The names `/v1/models` lists and the unknown-model error suggests; `<...>` are parameters.
-pub(crate) const POLICY_NAMES: [&str; 23] = [
+pub(crate) const POLICY_NAMES: [&str; 24] = [
     "momentum",
     "mean_reversion",
     "buy_and_hold",
@@ -104,6 +104,7 @@ pub(crate) const POLICY_NAMES: [&str; 23] = [
     "risk_manager",
     "patcher",
     "calculator",
+    "skill_user",
     "no-tools",
     "fenced-<role>",
     "prose-<role>",

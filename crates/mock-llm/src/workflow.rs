@@ -13,6 +13,7 @@
 //! | `risk_manager` | `{"approved": true, "max_quantity": 100, "reason": "..."}` |
 //! | `patcher` | calls `patch_workflow` once, then `{"patched": true\|false, "result": <tool result>}` |
 //! | `calculator` | calls `calc` once, then `{"value": <result>}` |
+//! | `skill_user` | calls the first `skill_*` tool offered once, then `{"result": <tool result>}` |
 //!
 //! What each reads from the message ("a field" is, in this order: a key of the `Inputs` JSON,
 //! searched breadth-first through nested objects; a `"key": value` pair anywhere in the text; a
@@ -43,6 +44,11 @@
 //!   after the result answers `{"value": <its "value" or "result" field, else the whole
 //!   result>}`, or `{"value": null, "error": ...}` when the tool failed. Without the tool or the
 //!   line it answers `{"value": null, "reason": "..."}`.
+//! - `skill_user`: with a tool named `skill_…` offered (a registered skill) and no result of it
+//!   yet, calls the first one with the object of the first fenced ```` ```json ```` block of
+//!   the message as its arguments; after the result answers `{"tool": <its name>, "result":
+//!   <the result>}`. Without such a tool or block it answers `{"result": null, "reason":
+//!   "..."}`.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -60,6 +66,7 @@ pub(crate) enum WorkflowRole {
     RiskManager,
     Patcher,
     Calculator,
+    SkillUser,
 }
 
 /// The risk manager's limit when the message states none.
@@ -77,6 +84,7 @@ impl WorkflowRole {
             "risk_manager" | "risk-manager" => WorkflowRole::RiskManager,
             "patcher" => WorkflowRole::Patcher,
             "calculator" => WorkflowRole::Calculator,
+            "skill_user" | "skill-user" => WorkflowRole::SkillUser,
             _ => return None,
         })
     }
@@ -97,6 +105,7 @@ impl WorkflowRole {
             WorkflowRole::RiskManager => answer(risk_manager(&task)),
             WorkflowRole::Patcher => patcher(&task, offered("patch_workflow")),
             WorkflowRole::Calculator => calculator(&task, offered("calc")),
+            WorkflowRole::SkillUser => skill_user(&task, tools),
         }
     }
 }
@@ -699,6 +708,22 @@ fn calculator(task: &Task, offered: bool) -> Reply {
     }
 }
 
+fn skill_user(task: &Task, tools: &[String]) -> Reply {
+    let Some(tool) = tools.iter().find(|t| t.starts_with("skill_")) else {
+        return answer(json!({"result": null, "reason": "no skill_ tool offered"}));
+    };
+    if let Some(result) = task.result_of(tool) {
+        return answer(json!({"tool": tool, "result": result}));
+    }
+    match json_block(&task.text).map(serde_json::from_str::<Value>) {
+        Some(Ok(arguments @ Value::Object(_))) => Reply::calls([(tool.clone(), arguments)]),
+        _ => answer(json!({
+            "result": null,
+            "reason": "no ```json block holding an object in the prompt",
+        })),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,7 +779,14 @@ mod tests {
 
     #[test]
     fn names_parse() {
-        for name in ["analyst", "trader", "risk_manager", "patcher", "calculator"] {
+        for name in [
+            "analyst",
+            "trader",
+            "risk_manager",
+            "patcher",
+            "calculator",
+            "skill_user",
+        ] {
             assert!(WorkflowRole::parse(name).is_some(), "{name}");
         }
         assert_eq!(
@@ -1058,5 +1090,30 @@ mod tests {
         let task = Task::read(&[Message::user("symbol: AAPL (Apple)\nInputs: not json")]);
         assert_eq!(task.inputs, None);
         assert_eq!(task.symbol().as_deref(), Some("AAPL"));
+    }
+
+    #[test]
+    fn skill_user_calls_the_skill_with_the_json_block_then_answers_its_result() {
+        let prompt = "Score it.\n```json\n{\"closes\": [1, 2]}\n```";
+        let messages = [Message::system("workflow"), Message::user(prompt)];
+        let tools = ["calc", "skill_momentum"];
+        assert_eq!(
+            called(WorkflowRole::SkillUser, &messages, &tools),
+            vec![("skill_momentum".to_owned(), json!({"closes": [1, 2]}))]
+        );
+        let after = after_call(
+            &messages,
+            "skill_momentum",
+            &json!({"closes": [1, 2]}),
+            r#"{"signal":"buy"}"#,
+        );
+        assert_eq!(
+            answered(WorkflowRole::SkillUser, &after, &tools),
+            json!({"tool": "skill_momentum", "result": {"signal": "buy"}})
+        );
+        assert_eq!(
+            answered(WorkflowRole::SkillUser, &messages, &["calc"])["result"],
+            Value::Null
+        );
     }
 }

@@ -21,6 +21,13 @@ pub enum OrchestratorError {
         message: String,
         errors: Vec<String>,
     },
+    /// The workflow's `agent` nodes name registered agents or skills that do not resolve (when
+    /// a run starts): every one, with its field.
+    #[error("{message}")]
+    Unresolved {
+        message: String,
+        errors: Vec<String>,
+    },
     /// The stored workflow no longer compiles (e.g. written by another version).
     #[error("workflow definition {hash}: {message}")]
     Definition { hash: String, message: String },

@@ -4,6 +4,7 @@
 //! workers execute nodes and post completion signals. Everything a run needs to go on after a
 //! crash is in the store: start the runtime again and it re-emits what was in flight.
 
+pub mod agent_refs;
 pub mod approval_link;
 pub mod approval_notify;
 mod committer;
@@ -19,6 +20,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod secret_env;
 pub mod signal;
+pub mod skill_tool;
 pub mod sweep_points;
 pub mod worker;
 

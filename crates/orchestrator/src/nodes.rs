@@ -12,6 +12,7 @@ use tradeloom_flow::ir::{
     AgentNode, BacktestNode, HeaderSource, HttpNode, NodeKind, PaperNode, ScriptNode, SimulateNode,
     SimulationSource,
 };
+use tradeloom_flow::node_config::skill_tool;
 use tradeloom_flow::{Context, IrNode, Template};
 use tradeloom_llm::{
     ChatRequest, LlmError, LlmProvider, Message, OpenAiProvider, ProviderConfig, ToolSpec,
@@ -253,8 +254,25 @@ async fn agent(
         prompt.push_str("\nInputs: ");
         prompt.push_str(&Value::Object(inputs).to_string());
     }
+    let model = node.model.as_ref().ok_or_else(|| {
+        NodeError::permanent(format!(
+            "node `{}`: agent `{}` was not resolved when the run started (an `agent` reference \
+             added by a patch is not resolved: give `model`)",
+            a.node.id(),
+            node.agent.as_deref().unwrap_or_default()
+        ))
+    })?;
     let mut tools = Vec::new();
+    let mut skills = Vec::new();
     for name in &node.tools {
+        if let Some(skill) = crate::skill_tool::SkillTool::load(&**coordinator.store(), name).await
+        {
+            let skill =
+                skill.map_err(|e| NodeError::permanent(format!("node `{}`: {e}", a.node.id())))?;
+            tools.push(skill.spec());
+            skills.push(skill);
+            continue;
+        }
         tools.push(tool_spec(name).ok_or_else(|| {
             NodeError::permanent(format!(
                 "node `{}`: unknown tool `{name}`; workflow agents have: {}",
@@ -273,7 +291,7 @@ async fn agent(
         .tools
         .iter()
         .map(String::as_str)
-        .filter(|t| *t != "patch_workflow")
+        .filter(|t| *t != "patch_workflow" && skill_tool(t).is_none())
         .collect();
     let mut toolbox = match &desk {
         Some(d) => Some(
@@ -295,8 +313,8 @@ async fn agent(
             None => prompt.push_str(&note),
         }
     }
-    let mut config = ProviderConfig::new(node.model.base_url.clone(), node.model.model.clone());
-    if let Some(var) = &node.model.api_key_env {
+    let mut config = ProviderConfig::new(model.base_url.clone(), model.model.clone());
+    if let Some(var) = &model.api_key_env {
         let key = env
             .secrets
             .read(var)
@@ -305,15 +323,15 @@ async fn agent(
     }
     // Sampling and limits as the definition sets them (the compiler checked their ranges);
     // the provider's defaults otherwise.
-    config.temperature = node.model.temperature;
-    config.max_tokens = node.model.max_tokens;
-    if let Some(ms) = node.model.timeout_ms {
+    config.temperature = model.temperature;
+    config.max_tokens = model.max_tokens;
+    if let Some(ms) = model.timeout_ms {
         config.timeout = std::time::Duration::from_millis(ms);
     }
-    if let Some(n) = node.model.max_retries {
+    if let Some(n) = model.max_retries {
         config.max_retries = n;
     }
-    if let Some(choice) = node.model.tool_choice {
+    if let Some(choice) = model.tool_choice {
         config.tool_choice = match choice {
             tradeloom_flow::node_config::ToolChoice::Auto => tradeloom_llm::ToolChoice::Auto,
             tradeloom_flow::node_config::ToolChoice::Required => {
@@ -323,7 +341,16 @@ async fn agent(
         };
     }
     let provider = OpenAiProvider::new(config, &env.http).map_err(llm_error)?;
-    let mut messages = vec![Message::system(AGENT_SYSTEM_PROMPT), Message::user(prompt)];
+    // A registered agent's instructions follow the workflow's own (a stable prefix).
+    let system = match node
+        .system_prompt
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
+        Some(own) => format!("{AGENT_SYSTEM_PROMPT}\n\n{own}"),
+        None => AGENT_SYSTEM_PROMPT.to_string(),
+    };
+    let mut messages = vec![Message::system(system), Message::user(prompt)];
     let mut usage = (0u64, 0u64, 0u64);
     let mut tool_calls = 0u32;
     let mut tool_errors = 0u32;
@@ -386,7 +413,12 @@ async fn agent(
         messages.push(message);
         for call in calls {
             tool_calls += 1;
-            let (args, result) = if call.name == "patch_workflow"
+            let skill = skills.iter().find(|s| s.tool_name == call.name);
+            let (args, result) = if let Some(skill) = skill {
+                skill
+                    .call(&call.arguments, vec![env.data_dir.clone()])
+                    .await
+            } else if call.name == "patch_workflow"
                 && node.tools.iter().any(|t| t == "patch_workflow")
             {
                 let args = serde_json::from_str(&call.arguments)

@@ -588,16 +588,16 @@ impl Runtime {
         self.start_run_of(&v, inputs).await
     }
 
-    /// Starts a run of workflow version `v` (as read by the caller).
+    /// Starts a run of workflow version `v` (as read by the caller). Registered agents and
+    /// skills its `agent` nodes name are resolved now (see [`crate::agent_refs`]): the run
+    /// executes, and records as its definition, the version with them pinned.
     pub async fn start_run_of(
         &self,
         v: &WorkflowVersion,
         inputs: &Map<String, Value>,
     ) -> Result<WorkflowRun, OrchestratorError> {
-        let ir = self
-            .coordinator
-            .ir_of_definition(&v.definition_hash)
-            .await?;
+        let (definition_hash, ir_hash) = self.pin_definition_refs(v).await?;
+        let ir = self.coordinator.ir_of_definition(&definition_hash).await?;
         let resolved = ir
             .resolve_inputs(inputs)
             .map_err(|errors| OrchestratorError::Invalid {
@@ -611,8 +611,8 @@ impl Runtime {
         let create = CreateRun::new(NewWorkflowRun {
             workflow_id: v.workflow_id.clone(),
             workflow_version: v.version,
-            ir_hash: v.ir_hash.clone(),
-            definition_hash: v.definition_hash.clone(),
+            ir_hash,
+            definition_hash,
             agent_nodes: ir.agent_node_count() as u32,
             inputs: Value::Object(resolved),
             nodes: ir.nodes().iter().map(|n| n.id().to_string()).collect(),
@@ -625,6 +625,47 @@ impl Runtime {
             "workflow run created"
         );
         self.coordinator.create_and_start(create).await
+    }
+
+    /// The definition and IR hashes a run of `v` executes: `v`'s own when its agent nodes name
+    /// no registered agent or unpinned skill, else those of the definition with them resolved
+    /// (both stored as blobs).
+    async fn pin_definition_refs(
+        &self,
+        v: &WorkflowVersion,
+    ) -> Result<(String, String), OrchestratorError> {
+        let store = self.store();
+        let blob = store.blob(&v.definition_hash).await?;
+        let Ok(definition) = serde_json::from_str::<Value>(&blob.body) else {
+            // Not JSON: compiling it reports why (`ir_of_definition`).
+            return Ok((v.definition_hash.clone(), v.ir_hash.clone()));
+        };
+        let Some(resolved) =
+            crate::agent_refs::resolve_definition_refs(&**store, &definition).await?
+        else {
+            return Ok((v.definition_hash.clone(), v.ir_hash.clone()));
+        };
+        let definition_hash = store
+            .put_blob("workflow_definition", &resolved.to_string())
+            .await?;
+        // What a registered agent brings may not fit the node (e.g. a market tool without
+        // `market`): the caller's mistake, said as such.
+        let ir = self
+            .coordinator
+            .ir_of_definition(&definition_hash)
+            .await
+            .map_err(|e| match e {
+                OrchestratorError::Definition { message, .. } => OrchestratorError::Unresolved {
+                    message: format!(
+                        "with its registered agents and skills resolved, the workflow does not \
+                         compile: {message}"
+                    ),
+                    errors: vec![message],
+                },
+                other => other,
+            })?;
+        let ir_hash = store.put_blob("workflow_ir", &ir.canonical_json()).await?;
+        Ok((definition_hash, ir_hash))
     }
 
     /// Cancels an unfinished run: its nodes still to run are skipped, running attempts stop,

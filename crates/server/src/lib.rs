@@ -1,5 +1,6 @@
 //! server: the tradeloom REST API (axum) — simulation jobs (`/simulate/*`), results and the
-//! leaderboard (`/results*`), workflow definitions (`/workflows*`), `/health`, and an OpenAPI 3
+//! leaderboard (`/results*`), workflow definitions (`/workflows*`), agents and skills
+//! (`/agents*`, `/skills*`), `/health`, and an OpenAPI 3
 //! document (`/openapi.json`, generated from the routes themselves) with a docs page (`/docs`). Handlers only translate HTTP to the agents and store crates; every
 //! error is JSON `{error, message, details}` and every response carries `x-request-id`.
 //! API keys with roles (`/keys`) and rate limits guard every route but `/health` and the docs
@@ -7,12 +8,14 @@
 //! shared by every server on one Redis and `/ws` connections woken across processes
 //! ([`RateLimiter::redis`], [`RedisEventBus`]).
 
+mod agents;
 mod approval_links;
 mod auth;
 pub mod bench;
 mod browser;
 pub mod cluster;
 pub mod dashboard;
+mod definitions;
 mod engine_runs;
 mod error;
 #[cfg(feature = "redis")]
@@ -35,6 +38,7 @@ mod request_trace;
 mod results;
 mod runtime_processes;
 mod simulate;
+mod skills;
 mod sweeps;
 mod workflow_runs;
 mod workflows;
@@ -221,6 +225,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
             workflows::delete
         ))
         .routes(routes!(workflows::get_version))
+        .routes(routes!(agents::create, agents::list))
+        .routes(routes!(agents::get_one, agents::update, agents::delete))
+        .routes(routes!(agents::get_version))
+        .routes(routes!(skills::create, skills::list))
+        .routes(routes!(skills::get_one, skills::update, skills::delete))
+        .routes(routes!(skills::get_version))
         .routes(routes!(workflow_runs::start))
         .routes(routes!(workflow_runs::list))
         .routes(routes!(workflow_runs::get_one))

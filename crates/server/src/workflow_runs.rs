@@ -31,6 +31,12 @@ impl From<OrchestratorError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
                     .with_details(json!({"errors": errors}))
             }
+            OrchestratorError::Unresolved { message, errors } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unresolved_reference",
+                message,
+            )
+            .with_details(json!({"errors": errors})),
             OrchestratorError::Definition { .. } => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "workflow_definition",
@@ -88,7 +94,7 @@ pub struct StartRunResponse {
     responses(
         (status = 201, description = "The run is created and queued", body = StartRunResponse),
         (status = 404, description = "No such workflow or version", body = ErrorBody),
-        (status = 422, description = "Bad inputs; `details.errors` lists each", body = ErrorBody),
+        (status = 422, description = "Bad inputs (`invalid_inputs`), or registered agents or skills its `agent` nodes name that do not resolve (`unresolved_reference`); `details.errors` lists each", body = ErrorBody),
         (status = 429, description = "Rate limited (see Retry-After)", body = ErrorBody),
     )
 )]

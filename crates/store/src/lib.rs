@@ -18,6 +18,8 @@
 mod api_key;
 mod approval_link_store;
 mod approval_store;
+mod definition;
+mod definition_store;
 mod error;
 mod health_store;
 mod job;
@@ -52,6 +54,7 @@ mod workflow_store;
 pub mod prelude {
     pub use crate::approval_link_store::ApprovalLinkStore;
     pub use crate::approval_store::ApprovalStore;
+    pub use crate::definition_store::DefinitionStore;
     pub use crate::health_store::HealthStore;
     pub use crate::job_store::JobStore;
     pub use crate::key_store::KeyStore;
@@ -66,6 +69,11 @@ pub mod prelude {
 
 pub use approval_link_store::{APPROVAL_LINK_KEY_BYTES, ApprovalLinkStore};
 pub use approval_store::ApprovalStore;
+pub use definition::{
+    Author, Definition, DefinitionKind, DefinitionVersion, MAX_DEFINITION_NAME,
+    check_definition_name,
+};
+pub use definition_store::DefinitionStore;
 pub use health_store::HealthStore;
 pub use job_store::{ALL_JOBS_PAGE, JobStore};
 pub use key_store::KeyStore;

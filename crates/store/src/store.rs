@@ -4,6 +4,7 @@
 
 use crate::approval_link_store::ApprovalLinkStore;
 use crate::approval_store::ApprovalStore;
+use crate::definition_store::DefinitionStore;
 use crate::health_store::HealthStore;
 use crate::job_store::JobStore;
 use crate::key_store::KeyStore;
@@ -14,7 +15,7 @@ use crate::run_store::RunStore;
 use crate::schedule_store::ScheduleStore;
 use crate::workflow_store::WorkflowStore;
 
-/// Persistence of simulation jobs, workflows and runs: the union of the resource stores, over
+/// Persistence of simulation jobs, workflows, runs, agents and skills: the union of the resource stores, over
 /// SQLite ([`crate::SqliteStore`]) or PostgreSQL ([`crate::PgStore`]).
 pub trait Store:
     HealthStore
@@ -25,6 +26,7 @@ pub trait Store:
     + RunStore
     + ApprovalStore
     + ApprovalLinkStore
+    + DefinitionStore
     + KeyStore
     + ScheduleStore
     + RunIndexStore
@@ -41,6 +43,7 @@ impl<T> Store for T where
         + RunStore
         + ApprovalStore
         + ApprovalLinkStore
+        + DefinitionStore
         + KeyStore
         + ScheduleStore
         + RunIndexStore

@@ -115,10 +115,14 @@ impl Simulator {
         ids
     }
 
-    /// Checks `config` and its market data and creates (or re-opens) its job without running it:
+    /// Checks `config` (its `agent` references resolved and pinned, see
+    /// [`crate::resolve_agents`]) and its market data and creates (or re-opens) its job without
+    /// running it:
     /// `Started` for a new job or one with model-days left (interrupted, or failed and
     /// kill-switch-refused ones reset to pending), `Current` when every model-day is completed.
     pub async fn prepare(&self, config: &ResolvedConfig) -> Result<TriggerOutcome, AgentError> {
+        // Agent references are pinned before anything is hashed or stored.
+        let config = &crate::config::resolve_agents(config, &*self.store).await?;
         self.check_outbound(config).await?;
         let market = {
             let config = config.clone();
@@ -228,6 +232,7 @@ impl Simulator {
         config: &ResolvedConfig,
     ) -> Result<TriggerOutcome, AgentError> {
         let _serial = self.trigger_lock.lock().await;
+        let config = &crate::config::resolve_agents(config, &*self.store).await?;
         let hash = config_hash(&config.to_value());
         let existing = self.store.find_job_by_config_hash(&hash).await?;
         {

@@ -2,6 +2,7 @@
 //! loopback HTTP; the store is a real SQLite file.
 #![allow(clippy::unwrap_used)]
 
+mod agent_refs;
 mod job_control;
 mod memory;
 mod session;

@@ -160,7 +160,7 @@ nodes:
         "nodes[0].config.duration_ms: node `pause`: 18446744073709551615 ms is more than the maximum of 31622400000 ms (366 days)",
         "nodes[1].retries.max_attempts: node `call`: 1000000 attempts is more than the maximum of 20",
         "nodes[1].retries.backoff_ms: node `call`: 0 ms is less than the minimum of 100 ms",
-        "nodes[2].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news",
+        "nodes[2].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news, and registered skills as `skill:NAME`",
         "4 problem(s)",
     ] {
         assert!(err.contains(needle), "`{needle}` not in\n{err}");

@@ -22,7 +22,7 @@ use crate::ir::{
 use crate::limits::{MAX_AGENT_STEPS, MAX_EXPIRY_MS, MAX_WAIT_MS, describe_ms};
 use crate::node_config::{
     AGENT_TOOLS, AgentConfig, BacktestConfig, ChatId, HeaderConfig, HitlConfig, HttpConfig,
-    MARKET_TOOLS, MarketConfig, ModelConfig, NotifyConfig, OrderConfig, PaperConfig, ScriptConfig,
+    MARKET_TOOLS, MarketConfig, NotifyConfig, OrderConfig, PaperConfig, ScriptConfig,
     SimulateConfig, TransformConfig, WaitConfig, WebhookFormat, is_env_name, is_sensitive_header,
 };
 
@@ -126,7 +126,7 @@ impl<'d> Compiler<'d> {
         Some(match &node.node_type {
             NodeType::Agent => {
                 let c: AgentConfig = self.config(&config, &cat)?;
-                NodeKind::Agent(self.agent(scope, c, &cat)?)
+                NodeKind::Agent(Box::new(self.agent(scope, c, &cat)?))
             }
             NodeType::Http => {
                 let c: HttpConfig = self.config(&config, &cat)?;
@@ -476,73 +476,36 @@ impl<'d> Compiler<'d> {
     ) -> Option<AgentNode> {
         let mut ok = true;
         let model_at = at.key("model");
-        let url = &c.model.base_url;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            self.error(
-                Kind::Config,
-                model_at.key("base_url"),
-                format!("`{url}` must start with http:// or https://"),
-            );
-            ok = false;
-        }
-        if c.model.model.trim().is_empty() {
-            self.error(Kind::Config, model_at.key("model"), "must not be empty");
-            ok = false;
-        }
-        if let Some(env) = &c.model.api_key_env
-            && !is_env_name(env)
-        {
-            self.error(
-                Kind::Config,
-                model_at.key("api_key_env"),
-                // The value is not echoed: it may be the key itself, pasted by mistake.
-                "is not an environment variable name (A-Z, 0-9, `_`; not starting with a digit); it names the variable that holds the API key, never the key itself",
-            );
-            ok = false;
-        }
-        let model = &c.model;
-        if let Some(t) = model.temperature
-            && !(0.0..=2.0).contains(&t)
-        {
-            self.error(
-                Kind::Config,
-                model_at.key("temperature"),
-                format!("must be between 0 and 2, got {t}"),
-            );
-            ok = false;
-        }
-        if let Some(n) = model.max_tokens
-            && !(1..=ModelConfig::MAX_TOKENS).contains(&n)
-        {
-            self.error(
-                Kind::Config,
-                model_at.key("max_tokens"),
-                format!("must be 1 to {}, got {n}", ModelConfig::MAX_TOKENS),
-            );
-            ok = false;
-        }
-        if let Some(ms) = model.timeout_ms
-            && !(1..=ModelConfig::MAX_TIMEOUT_MS).contains(&ms)
-        {
-            self.error(
-                Kind::Config,
-                model_at.key("timeout_ms"),
-                format!(
-                    "must be 1 to {} (one hour), got {ms}",
-                    ModelConfig::MAX_TIMEOUT_MS
-                ),
-            );
-            ok = false;
-        }
-        if let Some(n) = model.max_retries
-            && n > ModelConfig::MAX_RETRIES
-        {
-            self.error(
-                Kind::Config,
-                model_at.key("max_retries"),
-                format!("must be 0 to {}, got {n}", ModelConfig::MAX_RETRIES),
-            );
-            ok = false;
+        match (&c.model, &c.agent) {
+            (Some(model), None) => {
+                for (field, message) in model.problems() {
+                    self.error(Kind::Config, model_at.key(field), message);
+                    ok = false;
+                }
+            }
+            (None, Some(agent)) => {
+                if let Err(e) = tradeloom_core::DefinitionRef::parse(agent) {
+                    self.error(Kind::Config, at.key("agent"), e);
+                    ok = false;
+                }
+            }
+            (Some(_), Some(_)) => {
+                self.error(
+                    Kind::Config,
+                    at.key("agent"),
+                    "give `model` (an endpoint) or `agent` (a registered agent), not both",
+                );
+                ok = false;
+            }
+            (None, None) => {
+                self.error(
+                    Kind::Config,
+                    at.clone(),
+                    "needs `model` (an endpoint) or `agent` (a registered agent, `name` or \
+                     `name@version`)",
+                );
+                ok = false;
+            }
         }
         let id = &self.def.nodes[scope.node].id;
         let mut seen = BTreeSet::new();
@@ -550,12 +513,25 @@ impl<'d> Compiler<'d> {
             if tool.trim().is_empty() {
                 self.error(Kind::Config, at.key("tools").index(k), "must not be empty");
                 ok = false;
+            } else if let Some(skill) = crate::node_config::skill_tool(tool) {
+                if let Err(e) = skill {
+                    self.error(Kind::Config, at.key("tools").index(k), e);
+                    ok = false;
+                } else if !seen.insert(tool) {
+                    self.error(
+                        Kind::Config,
+                        at.key("tools").index(k),
+                        format!("`{tool}` is listed twice"),
+                    );
+                    ok = false;
+                }
             } else if !AGENT_TOOLS.contains(&tool.as_str()) {
                 self.error(
                     Kind::Config,
                     at.key("tools").index(k),
                     format!(
-                        "node `{id}`: unknown tool `{tool}`{}; workflow agents have: {}",
+                        "node `{id}`: unknown tool `{tool}`{}; workflow agents have: {}, and \
+                         registered skills as `skill:NAME`",
                         suggestion(tool, &AGENT_TOOLS),
                         AGENT_TOOLS.join(", ")
                     ),
@@ -621,6 +597,9 @@ impl<'d> Compiler<'d> {
         let prompt = self.template(scope, &c.prompt, &at.key("prompt"))?;
         ok.then_some(AgentNode {
             model: c.model,
+            agent: c.agent,
+            resolved_agent: c.resolved_agent,
+            system_prompt: c.system_prompt,
             prompt,
             tools: c.tools,
             max_steps: c.max_steps,

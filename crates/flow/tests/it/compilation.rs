@@ -248,6 +248,36 @@ fn config_shapes_per_type() {
             .contains("unknown field `speed`")
     );
     assert!(error("type: wait").contains("missing field `duration_ms`"));
+    // A registered agent instead of `model`; skills as tools.
+    let agent = "type: agent, config: {prompt: p, ";
+    assert!(
+        error(&format!("{agent}agent: analyst, model: {{base_url: \"http://x\", model: m}}}}"))
+            .contains("nodes[0].config.agent: give `model` (an endpoint) or `agent` (a registered agent), not both")
+    );
+    assert!(error(&format!("{agent}tools: []}}")).contains("nodes[0].config: needs `model`"));
+    assert!(
+        error(&format!("{agent}agent: \"Analyst@0\"}}"))
+            .contains("nodes[0].config.agent: `Analyst@0`")
+    );
+    assert!(
+        error(&format!(
+            "{agent}agent: a@2, tools: [\"skill:Bad\", \"skill:ok@1\", \"skill:ok@1\"]}}"
+        ))
+        .contains("nodes[0].config.tools[0]: `Bad`")
+    );
+    assert!(
+        error(&format!(
+            "{agent}agent: a@2, tools: [\"skill:ok@1\", \"skill:ok@1\"]}}"
+        ))
+        .contains("nodes[0].config.tools[1]: `skill:ok@1` is listed twice")
+    );
+    let ok = compiled(&node(&format!(
+        "{agent}agent: a, tools: [calc, \"skill:momentum\"]}}"
+    )));
+    let NodeKind::Agent(a) = ok.ir.node("n").unwrap().kind() else {
+        panic!("n is an agent")
+    };
+    assert_eq!((a.agent.as_deref(), a.model.is_none()), (Some("a"), true));
     assert!(
         error(
             "type: http, config: {method: GET, url: \"https://x\", headers: {\"bad header\": v}}"

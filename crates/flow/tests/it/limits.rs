@@ -289,7 +289,7 @@ fn market_tools_need_a_market_and_typos_get_a_suggestion() {
     assert_eq!(
         r,
         [
-            "nodes[0].config.tools[0]: node `analyst`: unknown tool `get_bar` (did you mean `get_bars`?); workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news"
+            "nodes[0].config.tools[0]: node `analyst`: unknown tool `get_bar` (did you mean `get_bars`?); workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news, and registered skills as `skill:NAME`"
         ]
     );
     let r = node_errors(json!({"id": "analyst", "type": "agent", "config": {
@@ -359,7 +359,7 @@ fn agent_tools_must_exist() {
     assert_eq!(
         r,
         [
-            "nodes[0].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news"
+            "nodes[0].config.tools[1]: node `think`: unknown tool `shell`; workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news, and registered skills as `skill:NAME`"
         ]
     );
     let r = node_errors(json!({"id": "think", "type": "agent", "config": {

@@ -15,6 +15,7 @@ mod runs;
 mod scale;
 mod script_node;
 mod settlement;
+mod skill_tools;
 mod stale_plans;
 mod supervision;
 mod sweep_points;

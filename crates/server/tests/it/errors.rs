@@ -182,7 +182,7 @@ async fn a_workflow_with_an_unknown_agent_tool_is_422_naming_the_node_and_the_to
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(
         lines[0],
-        "nodes[0].config.tools[0]: node `analyst`: unknown tool `get_bar` (did you mean `get_bars`?); workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news"
+        "nodes[0].config.tools[0]: node `analyst`: unknown tool `get_bar` (did you mean `get_bars`?); workflow agents have: calc, get_bars, get_portfolio, get_price, patch_workflow, search_news, and registered skills as `skill:NAME`"
     );
     assert!(
         lines[1].starts_with(

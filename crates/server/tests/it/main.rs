@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod agents;
 mod approval_links;
 mod approvals;
 mod dashboard;

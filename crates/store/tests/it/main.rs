@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod approval_links;
+mod definitions;
 mod engine_run_events;
 mod fixtures;
 mod job_control;
