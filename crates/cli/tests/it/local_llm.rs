@@ -7,7 +7,8 @@
 //! server lists at `/models`; for the workflow each agent's own model when the server lists it —
 //! mock-llm's roles — else that first model). `TRADELOOM_TEST_LLM_TIMEOUT_MS` bounds one model
 //! request (default 600000: a 0.5B model on two CPU cores answers a long prompt in tens of
-//! seconds) and `TRADELOOM_TEST_LLM_TOOL_CHOICE` sets the simulation models' `tool_choice`.
+//! seconds), `TRADELOOM_TEST_LLM_MAX_TOKENS` its `max_tokens` (default 1024), and
+//! `TRADELOOM_TEST_LLM_TOOL_CHOICE` sets the simulation models' `tool_choice`.
 //! Each test gives up after 30 minutes. Outcomes the model decides are not asserted: a day may
 //! fail (with its reason recorded) and the risk manager may veto the trade; what must hold is that
 //! every model-day and the run end, and nothing crashes or hangs.
@@ -33,7 +34,10 @@ struct LocalLlm {
     listed: Vec<String>,
     /// `TRADELOOM_TEST_LLM_MODEL`.
     chosen: Option<String>,
+    /// `TRADELOOM_TEST_LLM_TIMEOUT_MS`: each model request's `timeout_ms`.
     timeout_ms: u64,
+    /// `TRADELOOM_TEST_LLM_MAX_TOKENS`: each model request's `max_tokens`.
+    max_tokens: u64,
 }
 
 impl LocalLlm {
@@ -83,18 +87,15 @@ impl LocalLlm {
             chosen.is_some() || !listed.is_empty(),
             "TRADELOOM_TEST_LLM_URL={url} lists no model at /models: set TRADELOOM_TEST_LLM_MODEL"
         );
-        let timeout_ms = match std::env::var("TRADELOOM_TEST_LLM_TIMEOUT_MS") {
-            Ok(ms) => ms.parse().unwrap_or_else(|_| {
-                panic!("TRADELOOM_TEST_LLM_TIMEOUT_MS `{ms}` is not a number of milliseconds")
-            }),
-            Err(_) => 600_000,
-        };
+        let timeout_ms = number("TRADELOOM_TEST_LLM_TIMEOUT_MS", 600_000);
+        let max_tokens = number("TRADELOOM_TEST_LLM_MAX_TOKENS", 1024);
         eprintln!("{test}: {url}, models listed: {listed:?}, chosen: {chosen:?}");
         Some(LocalLlm {
             url,
             listed,
             chosen,
             timeout_ms,
+            max_tokens,
         })
     }
 
@@ -137,6 +138,16 @@ impl LocalLlm {
     }
 }
 
+/// The whole number in variable `name`, or `default` when it is unset.
+fn number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} `{text}` is not a whole number")),
+        Err(_) => default,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_llm_simulation_ends_every_model_day_completed_or_failed_with_a_reason() {
     let Some(llm) =
@@ -153,7 +164,7 @@ async fn local_llm_simulation_ends_every_model_day_completed_or_failed_with_a_re
         "timeout_ms": llm.timeout_ms,
         "max_retries": 1,
         "temperature": 0,
-        "max_tokens": 1024,
+        "max_tokens": llm.max_tokens,
     });
     if let Ok(choice) = std::env::var("TRADELOOM_TEST_LLM_TOOL_CHOICE") {
         model["tool_choice"] = json!(choice);
@@ -294,6 +305,7 @@ async fn local_llm_trading_team_completes_on_the_approve_path() {
         model["model"] = json!(llm.agent_model(&wanted));
         model["timeout_ms"] = json!(llm.timeout_ms.min(3_600_000));
         model["max_retries"] = json!(1);
+        model["max_tokens"] = json!(llm.max_tokens);
         // The node's attempt limit covers its model calls and tools.
         node["timeout_ms"] = json!(llm.timeout_ms.saturating_mul(4).min(86_400_000));
     }
