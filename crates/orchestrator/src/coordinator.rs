@@ -21,7 +21,6 @@ use tracing::Instrument;
 use tradeloom_flow::ir::{NodeKind, SimulationSource};
 use tradeloom_flow::{Context, FlowLimits, Ir, IrNode, RunInfo, compile_with, parse_definition};
 use tradeloom_queue::{NewTask, Queue};
-use tradeloom_store::AdmissionStore;
 use tradeloom_store::{
     ApprovalChange, ApprovalStatus, CreateRun, NewBlob, NewEvent, NodeChange, NodeState,
     NodeStatus, RunStatus, RunWrite, Store, StoreError, Transition, TransitionOutcome, WorkflowRun,

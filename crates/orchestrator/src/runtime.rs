@@ -15,7 +15,7 @@ use tradeloom_agents::Simulator;
 use tradeloom_net::{GuardedClient, SecretEnv, SsrfPolicy};
 use tradeloom_queue::Queue;
 use tradeloom_store::{
-    Admission, AdmissionStore, Approval, ApprovalStatus, CreateRun, Decision, NewWorkflowRun,
+    Admission, Approval, ApprovalStatus, CreateRun, Decision, NewWorkflowRun,
     NodeStatus, Patch, RunPriority, RunStatus,
     Store, WorkflowRun, WorkflowVersion,
 };

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tempfile::TempDir;
 use tradeloom_orchestrator::{LoopRoles, OrchestratorError, Runtime};
-use tradeloom_queue::InMemoryQueue;
+use tradeloom_queue::{InMemoryQueue, Queue};
 use tradeloom_store::{
     ApprovalStatus, NodeStatus, RunEvent, RunPriority, RunStatus, Store, open_store,
 };
@@ -274,6 +274,7 @@ async fn a_high_priority_runs_node_is_taken_first_under_a_backlog() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(queue.stats("wait").await.unwrap().ready, 3);
     let mut order = Vec::new();
+    let mut held = Vec::new();
     for _ in 0..3 {
         let d = queue
             .dequeue("wait", "probe", Duration::from_secs(30), Duration::ZERO)
@@ -283,7 +284,11 @@ async fn a_high_priority_runs_node_is_taken_first_under_a_backlog() {
         let run_id = d.payload["run_id"].as_str().unwrap().to_string();
         let priority = started.iter().find(|(id, _)| *id == run_id).unwrap().1;
         order.push(priority);
-        queue.nack(&d.lease, None).await.unwrap();
+        held.push(d.lease);
+    }
+    // Given back (in the order taken), they wait again in priority order for the worker.
+    for lease in &held {
+        queue.nack(lease, None).await.unwrap();
     }
     assert_eq!(
         order,
