@@ -15,9 +15,8 @@ use tradeloom_agents::Simulator;
 use tradeloom_net::{GuardedClient, SecretEnv, SsrfPolicy};
 use tradeloom_queue::Queue;
 use tradeloom_store::{
-    Admission, Approval, ApprovalStatus, CreateRun, Decision, NewWorkflowRun,
-    NodeStatus, Patch, RunPriority, RunStatus,
-    Store, WorkflowRun, WorkflowVersion,
+    Admission, Approval, ApprovalStatus, CreateRun, Decision, NewWorkflowRun, NodeStatus, Patch,
+    RunPriority, RunStatus, Store, WorkflowRun, WorkflowVersion,
 };
 
 use crate::approval_notify::ApprovalNotifier;

@@ -145,7 +145,10 @@ pub async fn priorities_order_deliveries(q: Arc<dyn Queue>) {
     q.enqueue(NewTask::new(&delayed, json!("low")).with_priority(Priority::Low))
         .await
         .expect("enqueue");
-    assert_eq!(take(&*q, &delayed, "c1", LONG).await.payload, json!("normal"));
+    assert_eq!(
+        take(&*q, &delayed, "c1", LONG).await.payload,
+        json!("normal")
+    );
     sleep(SHORT + Duration::from_millis(50)).await;
     assert_eq!(
         take(&*q, &delayed, "c1", LONG).await.payload,

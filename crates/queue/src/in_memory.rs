@@ -674,7 +674,12 @@ mod tests {
         assert_eq!(first.payload, json!("high-1"));
         assert_eq!(
             order,
-            [json!("high-2"), json!("normal-1"), json!("normal-2"), json!("low-1")]
+            [
+                json!("high-2"),
+                json!("normal-1"),
+                json!("normal-2"),
+                json!("low-1")
+            ]
         );
         assert_consistent(&pool);
         // A nacked task keeps its priority.

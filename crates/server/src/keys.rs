@@ -119,7 +119,9 @@ pub async fn create(
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "invalid_request",
-                        format!("max_concurrent_runs: expected a whole number of at least 1, got {v}"),
+                        format!(
+                            "max_concurrent_runs: expected a whole number of at least 1, got {v}"
+                        ),
                     )
                     .with_details(json!({"field": "max_concurrent_runs", "value": v}))
                 })?,

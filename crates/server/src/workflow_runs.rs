@@ -120,17 +120,16 @@ fn requested_priority(value: Option<&Value>) -> Result<RunPriority, ApiError> {
     let Some(value) = value else {
         return Ok(RunPriority::Normal);
     };
-    value
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                format!("priority: expected `high`, `normal` or `low`, got {value}"),
-            )
-            .with_details(json!({"field": "priority", "value": value, "allowed": ["high", "normal", "low"]}))
-        })
+    value.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("priority: expected `high`, `normal` or `low`, got {value}"),
+        )
+        .with_details(
+            json!({"field": "priority", "value": value, "allowed": ["high", "normal", "low"]}),
+        )
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -406,7 +405,12 @@ pub async fn cancel(
 
 /// A pause or resume the run's status does not allow: 409 `invalid_run_state` naming the
 /// run, its status and the statuses the action applies to.
-fn for_control(e: OrchestratorError, run_id: &str, status: Option<RunStatus>, allowed: &[RunStatus]) -> ApiError {
+fn for_control(
+    e: OrchestratorError,
+    run_id: &str,
+    status: Option<RunStatus>,
+    allowed: &[RunStatus],
+) -> ApiError {
     match e {
         OrchestratorError::Conflict(message) => {
             ApiError::new(StatusCode::CONFLICT, "invalid_run_state", message).with_details(json!({
@@ -439,7 +443,12 @@ pub async fn pause(
     let rt = runtime(&state)?;
     if let Err(e) = rt.pause(&id, &by).await {
         let status = rt.store().workflow_run(&id).await.ok().map(|r| r.status);
-        return Err(for_control(e, &id, status, &tradeloom_orchestrator::runtime::PAUSABLE));
+        return Err(for_control(
+            e,
+            &id,
+            status,
+            &tradeloom_orchestrator::runtime::PAUSABLE,
+        ));
     }
     let view = rt.view(&id).await.map_err(|e| for_run(e, &id))?;
     Ok(Json(serde_json::to_value(view).unwrap_or(Value::Null)))

@@ -134,7 +134,10 @@ impl Slots {
         .map_err(StoreError::db("read the API keys' run limits"))?;
         let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(Slots {
-            by_workflow: by_workflow.into_iter().map(|(k, n)| (k, count(n))).collect(),
+            by_workflow: by_workflow
+                .into_iter()
+                .map(|(k, n)| (k, count(n)))
+                .collect(),
             by_key: by_key.into_iter().map(|(k, n)| (k, count(n))).collect(),
             key_limits: key_limits
                 .into_iter()
@@ -247,8 +250,10 @@ async fn promote_in<D: Db>(
     }
     lock_event_order::<D>(tx).await?;
     for id in promoted.iter().filter(|id| Some(id.as_str()) != candidate) {
-        sql("INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
-             VALUES ($1, 'run_admitted', NULL, $2, $3)")
+        sql(
+            "INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
+             VALUES ($1, 'run_admitted', NULL, $2, $3)",
+        )
         .bind(id.as_str())
         .bind(sqlx::types::Json(json!({})))
         .bind(at)
@@ -312,8 +317,10 @@ impl<D: Db> AdmissionStore for D {
             events.push(("run_queued", json!(reached)));
         }
         for (kind, payload) in events {
-            sql("INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
-                 VALUES ($1, $2, NULL, $3, $4)")
+            sql(
+                "INSERT INTO workflow_events (run_id, kind, node_id, payload, at) \
+                 VALUES ($1, $2, NULL, $3, $4)",
+            )
             .bind(create.id.as_str())
             .bind(kind)
             .bind(sqlx::types::Json(payload))

@@ -106,6 +106,5 @@ pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_has
 pub use workflow_run::{
     Approval, ApprovalChange, ApprovalStatus, CreateRun, Decision, NewApproval, NewBlob, NewEvent,
     NewPatch, NewWorkflowRun, NodeChange, NodeState, NodeStatus, Patch, RunEvent, RunPriority,
-    RunStatus,
-    RunWrite, Transition, TransitionOutcome, WorkflowRun,
+    RunStatus, RunWrite, Transition, TransitionOutcome, WorkflowRun,
 };

@@ -635,7 +635,11 @@ pub(crate) async fn insert_run_row<D: Db>(
     .bind(i32::try_from(c.new.agent_nodes).unwrap_or(i32::MAX))
     .bind(c.new.priority.as_str())
     .bind(c.new.api_key_id.as_deref())
-    .bind(c.new.workflow_limit.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+    .bind(
+        c.new
+            .workflow_limit
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+    )
     .execute(tx)
     .await
     .map_err(StoreError::db("create a workflow run"))?;
@@ -790,7 +794,11 @@ async fn batch_heads<D: Db>(
                 .bind(i32::try_from(c.new.agent_nodes).unwrap_or(i32::MAX))
                 .bind(c.new.priority.as_str())
                 .bind(c.new.api_key_id.as_deref())
-                .bind(c.new.workflow_limit.map(|n| i32::try_from(n).unwrap_or(i32::MAX)));
+                .bind(
+                    c.new
+                        .workflow_limit
+                        .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                );
         }
         script.push(insert);
     }

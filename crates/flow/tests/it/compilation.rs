@@ -221,11 +221,20 @@ fn agent_nodes_are_checked_and_limited() {
 
 #[test]
 fn max_concurrent_runs_is_kept_and_must_admit_a_run() {
-    let text = "name: limited\nlimits: {max_concurrent_runs: 2}\nnodes:\n  - {id: a, type: transform}\n";
+    let text =
+        "name: limited\nlimits: {max_concurrent_runs: 2}\nnodes:\n  - {id: a, type: transform}\n";
     let c = compiled(text);
     assert_eq!(c.ir.limits().max_concurrent_runs, Some(2));
-    assert_eq!(compiled("name: free\nnodes:\n  - {id: a, type: transform}\n").ir.limits().max_concurrent_runs, None);
-    let errors = errors_of("name: stuck\nlimits: {max_concurrent_runs: 0}\nnodes:\n  - {id: a, type: transform}\n");
+    assert_eq!(
+        compiled("name: free\nnodes:\n  - {id: a, type: transform}\n")
+            .ir
+            .limits()
+            .max_concurrent_runs,
+        None
+    );
+    let errors = errors_of(
+        "name: stuck\nlimits: {max_concurrent_runs: 0}\nnodes:\n  - {id: a, type: transform}\n",
+    );
     assert_eq!(errors.len(), 1, "{}", lines(&errors));
     assert_eq!(errors[0].kind, Kind::Limit);
     let message = errors[0].to_string();

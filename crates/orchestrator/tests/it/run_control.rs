@@ -113,7 +113,11 @@ async fn a_running_node_finishes_during_a_pause_and_its_result_is_kept(env: Env)
 
     env.runtime.resume(&run, "ops").await.unwrap();
     let view = env.wait_status(&run, RunStatus::Completed).await;
-    assert_eq!(sink.count("/slow"), 1, "its result was kept, not recomputed");
+    assert_eq!(
+        sink.count("/slow"),
+        1,
+        "its result was kept, not recomputed"
+    );
     assert_eq!(statuses(&view)["next"], NodeStatus::Completed);
 }
 
@@ -136,7 +140,11 @@ async fn an_approval_that_expires_during_a_pause_is_decided_on_resume(env: Env) 
         .await
         .unwrap()
         .remove(0);
-    assert_eq!(approval.status, ApprovalStatus::Pending, "not decided while paused");
+    assert_eq!(
+        approval.status,
+        ApprovalStatus::Pending,
+        "not decided while paused"
+    );
     assert!(approval.expires_at < Utc::now());
     assert_eq!(
         env.runtime.view(&run).await.unwrap().status,
@@ -146,7 +154,11 @@ async fn an_approval_that_expires_during_a_pause_is_decided_on_resume(env: Env) 
     env.runtime.resume(&run, "ops").await.unwrap();
     let view = env.wait_status(&run, RunStatus::Completed).await;
     let approval = env.store.approval(&approval.id).await.unwrap();
-    assert_eq!(approval.status, ApprovalStatus::Expired, "its default took effect");
+    assert_eq!(
+        approval.status,
+        ApprovalStatus::Expired,
+        "its default took effect"
+    );
     assert_eq!(statuses(&view)["go"], NodeStatus::Completed);
     let events = env.events(&run).await;
     assert!(
@@ -186,7 +198,10 @@ async fn pause_and_resume_refuse_runs_in_other_states(env: Env) {
         );
     }
     let missing = env.runtime.pause("no-such-run", "ops").await.unwrap_err();
-    assert!(matches!(missing, OrchestratorError::NotFound(_)), "{missing}");
+    assert!(
+        matches!(missing, OrchestratorError::NotFound(_)),
+        "{missing}"
+    );
 }
 
 async fn runtime_on(store: &Arc<dyn Store>) -> Arc<Runtime> {
@@ -332,9 +347,9 @@ async fn a_queued_run_starts_when_a_slot_frees_across_a_restart() {
     let store = open_store(&location).await.unwrap();
     let first_runtime = runtime_on(&store).await;
     let definition = json!({"name": "one-at-a-time", "limits": {"max_concurrent_runs": 1},
-        "nodes": [
-            {"id": "review", "type": "hitl", "config": {"prompt": "?", "expires_after": "1h", "default": "approve"}},
-        ]});
+    "nodes": [
+        {"id": "review", "type": "hitl", "config": {"prompt": "?", "expires_after": "1h", "default": "approve"}},
+    ]});
     let first = start_definition(&store, &first_runtime, &definition).await;
     let workflow = store.workflow_run(&first).await.unwrap().workflow_id;
     let version = store.workflow_version(&workflow, None).await.unwrap();

@@ -170,7 +170,10 @@ async fn a_run_is_paused_and_resumed_over_http() {
         .collect();
     assert_eq!(
         kinds,
-        [("run_paused", &json!("ops")), ("run_resumed", &json!("ops"))],
+        [
+            ("run_paused", &json!("ops")),
+            ("run_resumed", &json!("ops"))
+        ],
         "journaled with the calling key's name"
     );
 
@@ -230,7 +233,13 @@ async fn a_run_starts_at_the_priority_asked_and_a_bad_one_is_422() {
         );
     }
     // Nothing was started by the refused requests.
-    assert_eq!(api.get("/workflow-runs").await["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        api.get("/workflow-runs").await["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,7 +131,10 @@ async fn a_start_beyond_a_workflow_limit_is_queued_and_promoted_by_priority(t: C
         .events(EventFilter::Run(&urgent.id), 0, 10)
         .await
         .expect("events");
-    assert_eq!(kinds(&events), ["run_created", "run_queued", "run_admitted"]);
+    assert_eq!(
+        kinds(&events),
+        ["run_created", "run_queued", "run_admitted"]
+    );
     // A paused run holds its slot; a finished one frees it.
     set_status(s, &urgent.id, RunStatus::Paused).await;
     assert!(s.promote_queued_runs().await.expect("promote").is_empty());
@@ -154,11 +157,13 @@ async fn a_keys_limit_counts_its_runs_across_workflows(t: Ctx) {
     let (other, _) = NewApiKey::generate("free", Role::Operator).expect("key");
     let free = s.create_api_key(&other).await.expect("create");
     assert_eq!(free.max_concurrent_runs, None);
-    assert!(NewApiKey::generate("zero", Role::Viewer)
-        .expect("key")
-        .0
-        .with_max_concurrent_runs(Some(0))
-        .is_err());
+    assert!(
+        NewApiKey::generate("zero", Role::Viewer)
+            .expect("key")
+            .0
+            .with_max_concurrent_runs(Some(0))
+            .is_err()
+    );
 
     let one = workflow(s, "one").await;
     let two = workflow(s, "two").await;

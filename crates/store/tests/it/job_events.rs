@@ -4,8 +4,7 @@
 use serde_json::json;
 use tradeloom_store::EventFilter;
 use tradeloom_store::{
-    NewEvent, NewWorkflowRun, NewWorkflowVersion, Store, StoreError, Transition,
-    open_store,
+    NewEvent, NewWorkflowRun, NewWorkflowVersion, Store, StoreError, Transition, open_store,
 };
 
 use crate::backend_tests;

@@ -446,7 +446,10 @@ async fn a_run_is_paused_and_resumed_by_transitions(t: Ctx) {
     }];
     s.commit_transition(&pause).await.expect("pause");
     let paused = s.workflow_run(&run.id).await.expect("run");
-    assert_eq!((paused.status, paused.finished_at), (RunStatus::Paused, None));
+    assert_eq!(
+        (paused.status, paused.finished_at),
+        (RunStatus::Paused, None)
+    );
     let listed = s
         .list_workflow_runs(Some(RunStatus::Paused), 10, 0)
         .await
@@ -524,7 +527,12 @@ async fn sqlite_migration_0015_keeps_runs_and_their_children() {
         .expect("migrate");
     let run = store.workflow_run("r1").await.expect("run");
     assert_eq!(
-        (run.status, run.revision, run.ir_version, run.agent_nodes_spawned),
+        (
+            run.status,
+            run.revision,
+            run.ir_version,
+            run.agent_nodes_spawned
+        ),
         (RunStatus::Waiting, 4, 2, 1)
     );
     assert_eq!(run.inputs, json!({"x": 1}));
@@ -558,7 +566,12 @@ async fn sqlite_migration_0015_keeps_runs_and_their_children() {
         .expect("fk check");
     assert_eq!(check, 0);
     store.delete_workflow("w1").await.expect("delete");
-    for table in ["workflow_runs", "workflow_node_states", "workflow_approvals", "workflow_signals"] {
+    for table in [
+        "workflow_runs",
+        "workflow_node_states",
+        "workflow_approvals",
+        "workflow_signals",
+    ] {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         let (left,): (i64,) = sqlx::query_as(sql).fetch_one(&raw).await.expect("count");
         assert_eq!(left, 0, "{table} rows cascade from the deleted workflow");
