@@ -297,7 +297,7 @@ impl<D: Db> AdmissionStore for D {
                 .map_err(StoreError::db("create a workflow run's nodes"))?;
         }
         let (promoted, held) = promote_in::<Self>(&mut tx, Some(&create.id)).await?;
-        let admitted = promoted.iter().any(|id| *id == create.id);
+        let admitted = promoted.contains(&create.id);
         if !admitted && refuse {
             // Dropping the transaction rolls the run back: nothing was created.
             let reached = held.ok_or_else(|| {

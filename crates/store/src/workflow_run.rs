@@ -79,6 +79,8 @@ status_enum!(
     }
 );
 
+// `status_enum!` takes no attributes per variant, so `#[default]` cannot be derived.
+#[allow(clippy::derivable_impls)]
 impl Default for RunPriority {
     fn default() -> Self {
         RunPriority::Normal
