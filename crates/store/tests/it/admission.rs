@@ -117,7 +117,7 @@ async fn a_start_beyond_a_workflow_limit_is_queued_and_promoted_by_priority(t: C
     set_status(s, &first.id, RunStatus::Completed).await;
     assert_eq!(
         s.promote_queued_runs().await.expect("promote"),
-        [urgent.id.clone()]
+        std::slice::from_ref(&urgent.id)
     );
     assert_eq!(
         s.workflow_run(&urgent.id).await.expect("run").status,
@@ -141,7 +141,7 @@ async fn a_start_beyond_a_workflow_limit_is_queued_and_promoted_by_priority(t: C
     set_status(s, &urgent.id, RunStatus::Cancelled).await;
     assert_eq!(
         s.promote_queued_runs().await.expect("promote"),
-        [older.id.clone()]
+        std::slice::from_ref(&older.id)
     );
     assert!(s.promote_queued_runs().await.expect("promote").is_empty());
 }
