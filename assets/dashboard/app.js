@@ -591,20 +591,35 @@
       put(nodeBox, h("h2", {}, "Node " + n.id), h("p", {}, pill(n.status), " ", n.type || "", " · attempts " + n.attempts, n.error ? h("span", { class: "neg" }, " · " + n.error) : null),
         h("pre", { class: "node-output" }, out === null ? "(no output yet)" : JSON.stringify(out, null, 2)));
     }
+    // Pause (no new node starts; running ones finish) or Resume, as the run's status allows
+    // (the API answers 409 otherwise).
+    function runControl(st) {
+      const act = (action, done) => async () => {
+        try {
+          await api("/workflow-runs/" + encodeURIComponent(id) + "/" + action, { method: "POST" });
+          banner("Run " + done + ".", true);
+        } catch (e) { banner("Not " + done + ": " + e.message); }
+        refresh().catch(() => { });
+      };
+      if (st === "queued") return null; // held back by a concurrency limit: cancel only
+      return st === "paused"
+        ? h("button", { type: "button", class: "ok", id: "resume-run", onclick: act("resume", "resumed") }, "Resume run")
+        : h("button", { type: "button", id: "pause-run", onclick: act("pause", "paused") }, "Pause run");
+    }
     async function refresh() {
       const r = await api("/workflow-runs/" + encodeURIComponent(id));
       const terminal = ["completed", "failed", "cancelled"].includes(r.status);
       put(info, h("p", {}, pill(r.status), " ", h("a", { href: "#/workflows/" + r.workflow_id }, r.workflow_name || r.workflow_id), " v" + r.workflow_version,
-        " · IR version " + r.ir_version + " · created " + fmtTime(r.created_at) + (r.finished_at ? " · finished " + fmtTime(r.finished_at) : ""),
+        (r.priority && r.priority !== "normal" ? " · " + r.priority + " priority" : "") + " · IR version " + r.ir_version + " · created " + fmtTime(r.created_at) + (r.finished_at ? " · finished " + fmtTime(r.finished_at) : ""),
         r.error ? h("span", { class: "neg" }, " · " + r.error) : null),
         h("details", {}, h("summary", {}, "Inputs"), h("pre", {}, JSON.stringify(r.inputs, null, 2))),
         (r.approvals || []).filter((a) => a.status === "pending").length ? h("p", {}, "Waiting for approval: ", h("a", { href: "#/approvals" }, "open the inbox")) : null,
-        terminal ? null : operator(h("button", { type: "button", class: "danger", id: "cancel-run", onclick: async () => {
+        terminal ? null : operator(h("span", { class: "row", id: "run-controls" }, runControl(r.status), h("button", { type: "button", class: "danger", id: "cancel-run", onclick: async () => {
           const reason = await confirmBox("Cancel this run?", "Running nodes are stopped and nothing new starts.", "reason");
           if (reason === null) return;
           try { await api("/workflow-runs/" + encodeURIComponent(id) + "/cancel", { method: "POST", body: { reason: reason } }); refresh(); }
           catch (e) { banner("Not cancelled: " + e.message); }
-        } }, "Cancel run")));
+        } }, "Cancel run"))));
       put(dag, dagSvg(r.nodes || [], pick));
       put(patches, (r.patches || []).length ? h("pre", {}, JSON.stringify(r.patches, null, 2)) : h("p", { class: "muted" }, "No patches; IR version " + r.ir_version + "."));
     }

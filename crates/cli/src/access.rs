@@ -20,6 +20,10 @@ pub enum KeysCommand {
         /// viewer (reads), operator (reads and writes) or admin (everything, and /keys).
         #[arg(long)]
         role: Role,
+        /// Workflow runs the key may have active at once (at least 1; default: no limit); a
+        /// start beyond it is queued, or refused with `"on_limit": "reject"`.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_concurrent_runs: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -147,8 +151,14 @@ pub fn keys(data_dir: &Path, database_url: Option<&str>, command: KeysCommand) -
     crate::store::runtime()?.block_on(async {
         let store = crate::store::open(data_dir, database_url).await?;
         match command {
-            KeysCommand::Create { name, role, json } => {
+            KeysCommand::Create {
+                name,
+                role,
+                max_concurrent_runs,
+                json,
+            } => {
                 let (new, secret) = NewApiKey::generate(&name, role)?;
+                let new = new.with_max_concurrent_runs(max_concurrent_runs)?;
                 let key = store.create_api_key(&new).await?;
                 if json {
                     let mut out = key.summary_json();

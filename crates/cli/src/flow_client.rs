@@ -1,6 +1,7 @@
-//! Client commands of a running `tradeloom serve`: `flow submit|status|patch|cancel|runs`,
-//! `approve`, `reject` and `approvals`. They talk to the REST API only (never to the store), so
-//! they work against a server on another machine.
+//! Client commands of a running `tradeloom serve`:
+//! `flow submit|status|patch|cancel|pause|resume|runs`, `approve`, `reject` and `approvals`.
+//! They talk to the REST API only (never to the store), so they work against a server on
+//! another machine.
 //!
 //! Exit codes: 0 success (a followed run completed); 1 an API or connection error, or a followed
 //! run that failed or was cancelled; 2 bad input found before any request (a definition that
@@ -62,6 +63,10 @@ pub struct SubmitArgs {
     /// Run inputs as one JSON object (`--input` values override its keys).
     #[arg(long = "inputs-json", value_name = "JSON")]
     pub inputs_json: Option<String>,
+    /// The run's priority: its ready nodes are taken from the work queues before those of runs
+    /// of a lower priority (default: normal).
+    #[arg(long, value_parser = ["high", "normal", "low"])]
+    pub priority: Option<String>,
     /// Follow the run: print each node transition, stop when it finishes (exit 0 completed,
     /// 1 failed or cancelled) or waits for approval (exit 3).
     #[arg(long)]
@@ -113,10 +118,20 @@ pub struct CancelArgs {
     pub json: bool,
 }
 
+/// `tradeloom flow pause` and `tradeloom flow resume`.
+#[derive(Args)]
+pub struct ControlArgs {
+    /// Workflow run id, a unique prefix of one, or `latest`.
+    pub run_id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `tradeloom flow runs`.
 #[derive(Args)]
 pub struct RunsArgs {
-    /// Only runs in this status: pending, running, waiting, completed, failed, cancelled.
+    /// Only runs in this status: pending, running, waiting, paused, completed, failed,
+    /// cancelled.
     #[arg(long)]
     pub status: Option<String>,
     #[arg(long, default_value_t = 50)]
@@ -262,6 +277,7 @@ pub fn submit(opts: &ApiOptions, args: &SubmitArgs) -> Result<ExitCode> {
         let start = StartRun {
             inputs,
             version: Some(workflow.version),
+            priority: args.priority.clone(),
         };
         let started = api.start_run(&workflow.id, &start).await?;
         let run_id = started.run_id;
@@ -408,6 +424,34 @@ pub fn cancel(opts: &ApiOptions, args: &CancelArgs) -> Result<ExitCode> {
     execute(opts, |api| async move {
         let run_id = resolve_run(&api, &args.run_id).await?;
         let view = api.cancel_run(&run_id, args.reason.as_deref()).await?;
+        if args.json {
+            print_json(&view);
+        } else {
+            println!("run {run_id} {}", view.status);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `tradeloom flow pause RUN_ID`.
+pub fn pause(opts: &ApiOptions, args: &ControlArgs) -> Result<ExitCode> {
+    execute(opts, |api| async move {
+        let run_id = resolve_run(&api, &args.run_id).await?;
+        let view = api.pause_run(&run_id).await?;
+        if args.json {
+            print_json(&view);
+        } else {
+            println!("run {run_id} {}", view.status);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `tradeloom flow resume RUN_ID`.
+pub fn resume(opts: &ApiOptions, args: &ControlArgs) -> Result<ExitCode> {
+    execute(opts, |api| async move {
+        let run_id = resolve_run(&api, &args.run_id).await?;
+        let view = api.resume_run(&run_id).await?;
         if args.json {
             print_json(&view);
         } else {

@@ -396,6 +396,11 @@ enum FlowCommand {
     Patch(flow_client::PatchArgs),
     /// Cancel an unfinished run.
     Cancel(flow_client::CancelArgs),
+    /// Pause a pending, running or waiting run: no new node starts until it is resumed (nodes
+    /// already running finish; timers that fall due meanwhile take effect on resume).
+    Pause(flow_client::ControlArgs),
+    /// Resume a paused run.
+    Resume(flow_client::ControlArgs),
     /// Workflow runs, newest first.
     Runs(flow_client::RunsArgs),
 }
@@ -665,6 +670,8 @@ fn main() -> ExitCode {
             FlowCommand::Status(args) => flow_client::status(&api, &args),
             FlowCommand::Patch(args) => flow_client::patch(&api, &args),
             FlowCommand::Cancel(args) => flow_client::cancel(&api, &args),
+            FlowCommand::Pause(args) => flow_client::pause(&api, &args),
+            FlowCommand::Resume(args) => flow_client::resume(&api, &args),
             FlowCommand::Runs(args) => flow_client::runs(&api, &args),
         },
         Command::Killswitch { command } => killswitch::run(&data_dir, command),

@@ -187,6 +187,14 @@ impl RunEvent {
                     format!("cancelled by {}: {reason}", s("by"))
                 }
             }
+            "run_paused" => format!("paused by {} (was {})", s("by"), s("was")),
+            "run_resumed" => format!("resumed by {}", s("by")),
+            "run_queued" => format!(
+                "queued: the {} limit of {} concurrent run(s) is reached",
+                s("limit"),
+                s("max_concurrent_runs")
+            ),
+            "run_admitted" => "admitted: a concurrency slot freed".to_string(),
             "run_finished" => {
                 let error = s("error");
                 if error.is_empty() {

@@ -1,4 +1,4 @@
-//! Workflow runs: start, read, list, cancel and patch (`/workflows/{id}/runs`,
+//! Workflow runs: start, read, list, cancel, pause, resume and patch (`/workflows/{id}/runs`,
 //! `/workflow-runs…`). Times are kept as the RFC 3339 text the API sends.
 
 use serde::{Deserialize, Serialize};
@@ -11,9 +11,11 @@ use crate::{Client, Error};
 status_enum!(
     /// Status of a workflow run.
     RunStatus {
+        Queued => "queued",
         Pending => "pending",
         Running => "running",
         Waiting => "waiting",
+        Paused => "paused",
         Completed => "completed",
         Failed => "failed",
         Cancelled => "cancelled",
@@ -51,6 +53,10 @@ pub struct StartRun {
     /// The workflow version to run (default: the latest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
+    /// `high`, `normal` (the server's default) or `low`: the run's ready nodes are taken from
+    /// the work queues before those of runs of a lower priority.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
 }
 
 /// The answer of `POST /workflows/{id}/runs`: the run is created and queued.
@@ -102,6 +108,9 @@ pub struct RunView {
     pub workflow_name: String,
     pub workflow_version: u32,
     pub status: RunStatus,
+    /// `high`, `normal` or `low` (absent from servers before run priorities).
+    #[serde(default)]
+    pub priority: Option<String>,
     pub ir_version: u32,
     pub ir_hash: String,
     pub definition_hash: Option<String>,
@@ -205,6 +214,27 @@ impl Client {
         self.post(
             &["workflow-runs", run_id, "cancel"],
             &Cancel { reason },
+            "a workflow run",
+        )
+        .await
+    }
+
+    /// Pauses a pending, running or waiting run (409 `invalid_run_state` otherwise); the
+    /// paused run.
+    pub async fn pause_run(&self, run_id: &str) -> Result<RunView, Error> {
+        self.post(
+            &["workflow-runs", run_id, "pause"],
+            &serde_json::json!({}),
+            "a workflow run",
+        )
+        .await
+    }
+
+    /// Resumes a paused run (409 `invalid_run_state` otherwise); the resumed run.
+    pub async fn resume_run(&self, run_id: &str) -> Result<RunView, Error> {
+        self.post(
+            &["workflow-runs", run_id, "resume"],
+            &serde_json::json!({}),
             "a workflow run",
         )
         .await

@@ -5,6 +5,7 @@
 //! inputs: {symbol: {default: GOOG}}          # run inputs; one without a default is required
 //! schedule: {cron: "0 6 * * *", timezone: UTC, missed: skip}   # optional
 //! limits: {max_agent_nodes: 5, max_patch_depth: 10}          # optional; these are the defaults
+//!                                             # (and max_concurrent_runs: N, none by default)
 //! nodes:
 //!   - {id: a, type: transform, config: {output: {x: 1}}}
 //!   - {id: b, type: wait, needs: [a], config: {duration_ms: 200}}
@@ -271,6 +272,11 @@ pub struct Limits {
     /// Patches a run may accept (default 10).
     #[serde(default = "Limits::default_max_patch_depth")]
     pub max_patch_depth: u32,
+    /// Runs of this workflow that may be active at once — pending, running, waiting for an
+    /// approval or paused (at least 1; absent: no limit). A start beyond it is `queued` until a
+    /// run finishes, or refused when the request says `on_limit: reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_runs: Option<u32>,
 }
 
 impl Limits {
@@ -290,6 +296,7 @@ impl Default for Limits {
         Limits {
             max_agent_nodes: Limits::default_max_agent_nodes(),
             max_patch_depth: Limits::default_max_patch_depth(),
+            max_concurrent_runs: None,
         }
     }
 }

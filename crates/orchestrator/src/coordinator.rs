@@ -763,6 +763,12 @@ impl Coordinator {
             // Nobody listening (no workers) is fine.
             let _ = self.stopped.send(run_id.to_string());
         }
+        if status.is_terminal() {
+            // The run freed a slot of its concurrency limits: queued runs may start.
+            if let Err(e) = Box::pin(self.admit_queued()).await {
+                tracing::warn!(error = %e, "cannot admit queued workflow runs; the sweeper retries");
+            }
+        }
         if let Some(waiters) = lock(&self.run_waiters).get(run_id) {
             waiters.notify_waiters();
         }
@@ -867,6 +873,8 @@ impl Coordinator {
         let now = Instant::now();
         let mut current: HashMap<String, (i64, Instant)> = HashMap::new();
         let mut swept = 0;
+        // Slots freed by a process that died before admitting the queued runs behind them.
+        self.admit_queued().await?;
         for run in self.unfinished_runs().await? {
             let since = match seen.get(&run.id) {
                 Some((revision, since)) if *revision == run.revision => *since,
@@ -885,7 +893,29 @@ impl Coordinator {
         Ok(swept)
     }
 
+    /// Moves queued runs whose concurrency limits have room to `pending` and starts them
+    /// (see [`tradeloom_store::AdmissionStore`]); returns how many.
+    pub async fn admit_queued(&self) -> Result<usize, OrchestratorError> {
+        let promoted = self.store.promote_queued_runs().await?;
+        let n = promoted.len();
+        self.start_admitted(promoted).await;
+        Ok(n)
+    }
+
+    /// Starts runs that admission moved from `queued` to `pending`. A failure is logged: the
+    /// run is `pending` in the store, and recovery (or the sweeper) starts it.
+    pub(crate) async fn start_admitted(&self, run_ids: Vec<String>) {
+        for run_id in run_ids {
+            if let Err(e) = Box::pin(self.apply(&run_id, &Signal::Start)).await {
+                tracing::error!(run_id = %run_id, error = %e, "cannot start an admitted workflow run");
+            }
+        }
+    }
+
     pub async fn recover(&self) -> Result<usize, OrchestratorError> {
+        // Queued runs with room (slots freed while no coordinator ran) become pending first,
+        // and start below with the others.
+        self.store.promote_queued_runs().await?;
         let runs = self.unfinished_runs().await?;
         for run in &runs {
             self.resume(run).await?;
@@ -938,26 +968,10 @@ impl Coordinator {
             };
             match s.status {
                 NodeStatus::Queued | NodeStatus::Running => {
-                    tasks.push(node_task(&run.id, node, s.attempts, s.not_before));
+                    tasks.push(node_task(run, node, s.attempts, s.not_before));
                 }
                 NodeStatus::Waiting => {
-                    let id = approval_id(&run.id, &s.node_id, s.attempts);
-                    let approval = self.store.approval(&id).await?;
-                    tasks.push(expiry_timer(
-                        &run.id,
-                        &id,
-                        &s.node_id,
-                        s.attempts,
-                        approval.expires_at,
-                    ));
-                    // Its chat message, unless it was delivered or given up on: the task may
-                    // have been lost with a process (an in-process queue) before it went out.
-                    if let NodeKind::Hitl(h) = node.kind()
-                        && h.notify.is_some()
-                        && !self.notify_settled(&run.id, &id).await?
-                    {
-                        tasks.push(notify_task(&run.id, &id, &s.node_id, s.attempts));
-                    }
+                    tasks.extend(self.approval_tasks(&run.id, node, s).await?);
                 }
                 _ => {}
             }
@@ -970,6 +984,55 @@ impl Coordinator {
             },
         )
         .await?;
+        Ok(())
+    }
+
+    /// The tasks of a waiting `hitl` node's approval: its expiry timer (at its deadline, at
+    /// once if that passed) and its chat message, unless that was delivered or given up on (the
+    /// task may have been lost with a process, or dropped during a pause, before it went out).
+    async fn approval_tasks(
+        &self,
+        run_id: &str,
+        node: &IrNode,
+        state: &NodeState,
+    ) -> Result<Vec<NewTask>, OrchestratorError> {
+        let id = approval_id(run_id, &state.node_id, state.attempts);
+        let approval = self.store.approval(&id).await?;
+        let mut tasks = vec![expiry_timer(
+            run_id,
+            &id,
+            &state.node_id,
+            state.attempts,
+            approval.expires_at,
+        )];
+        if let NodeKind::Hitl(h) = node.kind()
+            && h.notify.is_some()
+            && !self.notify_settled(run_id, &id).await?
+        {
+            tasks.push(notify_task(run_id, &id, &state.node_id, state.attempts));
+        }
+        Ok(tasks)
+    }
+
+    /// After run `run_id` was resumed: sets the timers of its waiting approvals again. A timer
+    /// that fell due during the pause was dropped (an expiry does not take effect in a paused
+    /// run), so it fires now; one still ahead keeps its deadline (its task is deduplicated).
+    pub(crate) async fn rearm_approvals(&self, run_id: &str) -> Result<(), OrchestratorError> {
+        let run = self.store.workflow_run(run_id).await?;
+        if run.status.is_terminal() || run.status == RunStatus::Paused {
+            return Ok(());
+        }
+        let (ir, graph) = self.workflow(&run).await?;
+        let mut tasks = Vec::new();
+        for s in self.store.node_states(run_id).await? {
+            if s.status != NodeStatus::Waiting {
+                continue;
+            }
+            if let Some(node) = graph.index_of(&s.node_id).map(|i| &ir.nodes()[i]) {
+                tasks.extend(self.approval_tasks(run_id, node, &s).await?);
+            }
+        }
+        self.emit(tasks).await;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! [`OrchestratorError`].
 
 use tradeloom_queue::QueueError;
-use tradeloom_store::StoreError;
+use tradeloom_store::{LimitReached, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
@@ -35,6 +35,14 @@ pub enum OrchestratorError {
     Store(StoreError),
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+    /// A start refused (not queued, as asked) because a concurrency limit is full.
+    #[error(
+        "the {} limit of {} concurrent run(s) is reached ({} active)",
+        .0.limit.as_str(),
+        .0.max_concurrent_runs,
+        .0.active
+    )]
+    LimitReached(LimitReached),
 }
 
 impl From<StoreError> for OrchestratorError {

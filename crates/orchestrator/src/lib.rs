@@ -28,5 +28,7 @@ pub use coordinator::{Applied, Coordinator, Snapshot};
 pub use engine_runs::{EngineMode, EngineRuns, StartError, StartedEngineRun, StopOutcome};
 pub use error::OrchestratorError;
 pub use patch::PatchOutcome;
-pub use runtime::{DrainReport, LoopRoles, NodeView, RunView, Runtime, RuntimeConfig};
+pub use runtime::{
+    DrainReport, LoopRoles, NodeView, RunView, Runtime, RuntimeConfig, StartOptions,
+};
 pub use signal::{Outcome, Signal};

@@ -15,8 +15,8 @@ use tradeloom_agents::Simulator;
 use tradeloom_net::{GuardedClient, SecretEnv, SsrfPolicy};
 use tradeloom_queue::Queue;
 use tradeloom_store::{
-    Approval, ApprovalStatus, CreateRun, Decision, NewWorkflowRun, NodeStatus, Patch, RunStatus,
-    Store, WorkflowRun, WorkflowVersion,
+    Admission, Approval, ApprovalStatus, CreateRun, Decision, NewWorkflowRun, NodeStatus, Patch,
+    RunPriority, RunStatus, Store, WorkflowRun, WorkflowVersion,
 };
 
 use crate::approval_notify::ApprovalNotifier;
@@ -27,6 +27,23 @@ use crate::nodes::NodeEnv;
 use crate::patch::PatchOutcome;
 use crate::signal::Signal;
 use crate::worker::{InFlight, WorkerEnv, coordinator_loop, node_worker, timer_worker};
+
+/// How [`Runtime::start_run_with`] starts a run.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// The priority its node tasks are queued at.
+    pub priority: RunPriority,
+    /// The API key starting it: recorded with the run and counted against the key's limit.
+    pub api_key_id: Option<String>,
+    /// That key's `max_concurrent_runs`, as the caller authenticated it.
+    pub key_limit: Option<u32>,
+    /// Over a limit, refuse the start ([`OrchestratorError::LimitReached`]) rather than
+    /// queue the run.
+    pub refuse_over_limit: bool,
+}
+
+/// The statuses a run can be paused from.
+pub const PAUSABLE: [RunStatus; 3] = [RunStatus::Pending, RunStatus::Running, RunStatus::Waiting];
 
 /// Node types with workers.
 pub const WORKER_POOLS: [&str; 10] = [
@@ -239,6 +256,8 @@ pub struct RunView {
     pub workflow_name: String,
     pub workflow_version: u32,
     pub status: RunStatus,
+    /// `high`, `normal` or `low`: the priority its node tasks are queued at.
+    pub priority: RunPriority,
     pub ir_version: u32,
     pub ir_hash: String,
     pub definition_hash: Option<String>,
@@ -588,14 +607,43 @@ impl Runtime {
         self.start_run_of(&v, inputs).await
     }
 
-    /// Starts a run of workflow version `v` (as read by the caller). Registered agents and
-    /// skills its `agent` nodes name are resolved now (see [`crate::agent_refs`]): the run
-    /// executes, and records as its definition, the version with them pinned.
+    /// Starts a run of workflow version `v` (as read by the caller), at `normal` priority.
     pub async fn start_run_of(
         &self,
         v: &WorkflowVersion,
         inputs: &Map<String, Value>,
     ) -> Result<WorkflowRun, OrchestratorError> {
+        self.start_run_at(v, inputs, RunPriority::Normal).await
+    }
+
+    /// Starts a run of workflow version `v` whose node tasks are queued at `priority`.
+    pub async fn start_run_at(
+        &self,
+        v: &WorkflowVersion,
+        inputs: &Map<String, Value>,
+        priority: RunPriority,
+    ) -> Result<WorkflowRun, OrchestratorError> {
+        let options = StartOptions {
+            priority,
+            ..StartOptions::default()
+        };
+        self.start_run_with(v, inputs, &options).await
+    }
+
+    /// Starts a run of workflow version `v` as `options` say. Registered agents and skills its
+    /// `agent` nodes name are resolved now (see [`crate::agent_refs`]): the run executes, and
+    /// records as its definition, the version with them pinned. Under a concurrency limit (the
+    /// definition's `limits.max_concurrent_runs`, the key's `max_concurrent_runs`) the start
+    /// is decided by admission in one store transaction: the run is `pending` and starts, or
+    /// is `queued` until a slot frees, or — with `refuse_over_limit` — is not created
+    /// ([`OrchestratorError::LimitReached`]).
+    pub async fn start_run_with(
+        &self,
+        v: &WorkflowVersion,
+        inputs: &Map<String, Value>,
+        options: &StartOptions,
+    ) -> Result<WorkflowRun, OrchestratorError> {
+        let priority = options.priority;
         let (definition_hash, ir_hash) = self.pin_definition_refs(v).await?;
         let ir = self.coordinator.ir_of_definition(&definition_hash).await?;
         let resolved = ir
@@ -616,15 +664,44 @@ impl Runtime {
             agent_nodes: ir.agent_node_count() as u32,
             inputs: Value::Object(resolved),
             nodes: ir.nodes().iter().map(|n| n.id().to_string()).collect(),
+            priority,
+            api_key_id: options.api_key_id.clone(),
+            workflow_limit: ir.limits().max_concurrent_runs,
         });
         tracing::info!(
             run_id = %create.id,
             trace_id = %tradeloom_core::trace_id(&create.id),
             workflow_id = %v.workflow_id,
             workflow_version = v.version,
+            priority = priority.as_str(),
             "workflow run created"
         );
-        self.coordinator.create_and_start(create).await
+        if create.new.workflow_limit.is_none() && options.key_limit.is_none() {
+            return self.coordinator.create_and_start(create).await;
+        }
+        // Under a limit: admission decides, in one transaction, and may admit queued runs
+        // ahead of this one too.
+        let (admission, admitted) = self
+            .store()
+            .admit_workflow_run(&create, options.refuse_over_limit)
+            .await?;
+        self.coordinator.start_admitted(admitted).await;
+        match admission {
+            Admission::Admitted(run) => {
+                self.coordinator.apply(&run.id, &Signal::Start).await?;
+                Ok(self.store().workflow_run(&run.id).await?)
+            }
+            Admission::Queued { run, reached } => {
+                tracing::info!(
+                    run_id = %run.id,
+                    limit = reached.limit.as_str(),
+                    max_concurrent_runs = reached.max_concurrent_runs,
+                    "workflow run queued behind a concurrency limit"
+                );
+                Ok(run)
+            }
+            Admission::Refused(reached) => Err(OrchestratorError::LimitReached(reached)),
+        }
     }
 
     /// The definition and IR hashes a run of `v` executes: `v`'s own when its agent nodes name
@@ -694,6 +771,65 @@ impl Runtime {
                 "run {run_id} is already {}",
                 run.status
             )));
+        }
+        Ok(self.store().workflow_run(run_id).await?)
+    }
+
+    /// Pauses an unfinished (pending, running or waiting) run: no new node starts until it is
+    /// resumed; nodes already running finish and their results are kept; a timer (a `wait`
+    /// node, an approval's expiry) that falls due meanwhile takes effect on resume. The run
+    /// stays `paused` across restarts. [`OrchestratorError::Conflict`] for a run in another
+    /// status.
+    pub async fn pause(&self, run_id: &str, by: &str) -> Result<WorkflowRun, OrchestratorError> {
+        let signal = Signal::Pause {
+            by: by.to_string(),
+            request: uuid::Uuid::now_v7().to_string(),
+        };
+        self.control(run_id, &signal, &PAUSABLE).await
+    }
+
+    /// Resumes a paused run: nodes held back start, timers that fell due during the pause take
+    /// effect now. [`OrchestratorError::Conflict`] for a run that is not paused.
+    pub async fn resume(&self, run_id: &str, by: &str) -> Result<WorkflowRun, OrchestratorError> {
+        let signal = Signal::Resume {
+            by: by.to_string(),
+            request: uuid::Uuid::now_v7().to_string(),
+        };
+        let run = self.control(run_id, &signal, &[RunStatus::Paused]).await?;
+        self.coordinator.rearm_approvals(run_id).await?;
+        Ok(run)
+    }
+
+    /// Applies a pause or resume `signal` to a run in one of the `allowed` statuses.
+    async fn control(
+        &self,
+        run_id: &str,
+        signal: &Signal,
+        allowed: &[RunStatus],
+    ) -> Result<WorkflowRun, OrchestratorError> {
+        let refused = |run: &WorkflowRun| {
+            OrchestratorError::Conflict(format!(
+                "run {run_id} is {}; only a {} run can be {}",
+                run.status,
+                allowed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                if matches!(signal, Signal::Pause { .. }) {
+                    "paused"
+                } else {
+                    "resumed"
+                }
+            ))
+        };
+        let run = self.store().workflow_run(run_id).await?;
+        if !allowed.contains(&run.status) {
+            return Err(refused(&run));
+        }
+        if self.coordinator.apply(run_id, signal).await? == Applied::Stale {
+            let run = self.store().workflow_run(run_id).await?;
+            return Err(refused(&run));
         }
         Ok(self.store().workflow_run(run_id).await?)
     }
@@ -827,6 +963,7 @@ impl Runtime {
             workflow_name,
             workflow_version: run.workflow_version,
             status: run.status,
+            priority: run.priority,
             ir_version: run.ir_version,
             ir_hash: run.ir_hash,
             definition_hash: run.definition_hash,

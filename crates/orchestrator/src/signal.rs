@@ -66,6 +66,19 @@ pub enum Signal {
         by: String,
         reason: Option<String>,
     },
+    /// A user paused the run: no new node starts until it is resumed (nodes already running
+    /// finish, and their results are kept). `request` is unique per request, so a run can be
+    /// paused again after a resume.
+    Pause {
+        by: String,
+        request: String,
+    },
+    /// A user resumed a paused run: what was held back starts, timers that fell due during the
+    /// pause take effect now.
+    Resume {
+        by: String,
+        request: String,
+    },
 }
 
 impl Signal {
@@ -79,6 +92,8 @@ impl Signal {
             Signal::NodeFinished { node, attempt, .. } => format!("{node}#{attempt}:finished"),
             Signal::Decided { node, attempt, .. } => format!("{node}#{attempt}:decided"),
             Signal::Cancel { .. } => "cancel".to_string(),
+            Signal::Pause { request, .. } => format!("pause:{request}"),
+            Signal::Resume { request, .. } => format!("resume:{request}"),
         }
     }
 }

@@ -29,7 +29,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::error::QueueError;
 use crate::queue::Queue;
-use crate::task::{DeadReason, Delivery, NewTask, TaskId};
+use crate::task::{DeadReason, Delivery, NewTask, Priority, TaskId};
 
 /// A lease long enough never to run out during a test.
 const LONG: Duration = Duration::from_secs(60);
@@ -96,6 +96,66 @@ pub async fn fifo_order(q: Arc<dyn Queue>) {
     assert_empty(&*q, &pool, "all ten are leased").await;
     let stats = q.stats(&pool).await.expect("stats");
     assert_eq!((stats.ready, stats.delayed, stats.leased), (0, 0, 10));
+}
+
+/// Under a backlog, deliverable high-priority tasks go before normal ones before low ones,
+/// first come first served within a priority; a nacked task keeps its priority, and a delayed
+/// one competes at its priority once due.
+pub async fn priorities_order_deliveries(q: Arc<dyn Queue>) {
+    let pool = fresh_pool("priority");
+    let backlog = [
+        ("low-1", Priority::Low),
+        ("normal-1", Priority::Normal),
+        ("normal-2", Priority::Normal),
+        ("high-1", Priority::High),
+        ("low-2", Priority::Low),
+        ("high-2", Priority::High),
+    ];
+    for (name, priority) in backlog {
+        q.enqueue(NewTask::new(&pool, json!(name)).with_priority(priority))
+            .await
+            .expect("enqueue");
+    }
+    let first = take(&*q, &pool, "c1", LONG).await;
+    assert_eq!(first.payload, json!("high-1"));
+    q.nack(&first.lease, None).await.expect("nack");
+    let mut order = Vec::new();
+    for _ in 0..backlog.len() {
+        let d = take(&*q, &pool, "c1", LONG).await;
+        order.push(d.payload.as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(
+        order,
+        ["high-2", "high-1", "normal-1", "normal-2", "low-1", "low-2"],
+        "by priority, then first come (a nacked high task is behind the high one waiting)"
+    );
+    assert_empty(&*q, &pool, "all six are leased").await;
+
+    let delayed = fresh_pool("priority-delayed");
+    q.enqueue(NewTask::new(&delayed, json!("normal")))
+        .await
+        .expect("enqueue");
+    q.enqueue(
+        NewTask::new(&delayed, json!("high-later"))
+            .with_priority(Priority::High)
+            .with_delay(SHORT),
+    )
+    .await
+    .expect("enqueue");
+    q.enqueue(NewTask::new(&delayed, json!("low")).with_priority(Priority::Low))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        take(&*q, &delayed, "c1", LONG).await.payload,
+        json!("normal")
+    );
+    sleep(SHORT + Duration::from_millis(50)).await;
+    assert_eq!(
+        take(&*q, &delayed, "c1", LONG).await.payload,
+        json!("high-later"),
+        "once due, the high task goes before the low one that waited longer"
+    );
+    assert_eq!(take(&*q, &delayed, "c1", LONG).await.payload, json!("low"));
 }
 
 /// An ack removes the task for good; its lease is then gone.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::error::QueueError;
 use crate::queue::{PoolStats, Queue, check_visibility, validate_dequeue, validate_pool};
-use crate::task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, TaskId};
+use crate::task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, Priority, TaskId};
 
 /// Durations beyond this (about 30 years) are cut to it, so that no deadline overflows the
 /// clock; for a queue that is as good as never.
@@ -221,13 +221,60 @@ fn lost(lease: &Lease) -> QueueError {
     }
 }
 
+/// The waiting tasks of a pool: per [`Priority`], by the instant they become (or became)
+/// deliverable. The first deliverable task is the first due one of the most urgent priority
+/// that has one.
+#[derive(Default)]
+struct Waiting {
+    by_priority: [BTreeMap<Slot, TaskId>; 3],
+}
+
+impl Waiting {
+    fn insert(&mut self, priority: Priority, slot: Slot, id: TaskId) {
+        self.by_priority[priority.rank()].insert(slot, id);
+    }
+
+    fn len(&self) -> usize {
+        self.by_priority.iter().map(BTreeMap::len).sum()
+    }
+
+    /// Tasks deliverable at `now`.
+    fn due(&self, now: Instant) -> usize {
+        self.by_priority
+            .iter()
+            .map(|q| q.range(..=(now, u64::MAX)).count())
+            .sum()
+    }
+
+    /// The earliest instant any waiting task is (or was) due.
+    fn first_due(&self) -> Option<Instant> {
+        self.by_priority
+            .iter()
+            .filter_map(|q| q.first_key_value().map(|(slot, _)| slot.0))
+            .min()
+    }
+
+    /// Removes and returns the task to deliver at `now`, if any is due.
+    fn take_due(&mut self, now: Instant) -> Option<TaskId> {
+        self.by_priority.iter_mut().find_map(|q| {
+            let entry = q.first_entry()?;
+            (entry.key().0 <= now).then(|| entry.remove())
+        })
+    }
+
+    #[cfg(test)]
+    fn ids(&self) -> impl Iterator<Item = &TaskId> {
+        self.by_priority.iter().flat_map(BTreeMap::values)
+    }
+}
+
 /// One pool. Invariant: every task is in exactly one of `queued` and `leased`, and its `state`
 /// says which (a leased task's state holds its slot in `leased`).
 struct Pool {
     name: String,
     tasks: HashMap<TaskId, Task>,
-    /// Waiting tasks by the instant they become (or became) deliverable.
-    queued: BTreeMap<Slot, TaskId>,
+    /// Waiting tasks, by priority and due instant.
+    queued: Waiting,
     /// Leased tasks by the instant their lease runs out.
     leased: BTreeMap<Slot, TaskId>,
     /// Dedup key → the pending task that holds it.
@@ -243,6 +290,7 @@ struct Pool {
 struct Task {
     payload: Value,
     dedup_key: Option<String>,
+    priority: Priority,
     /// Deliveries so far.
     attempt: u32,
     state: TaskState,
@@ -258,7 +306,7 @@ impl Pool {
         Pool {
             name: name.to_owned(),
             tasks: HashMap::new(),
-            queued: BTreeMap::new(),
+            queued: Waiting::default(),
             leased: BTreeMap::new(),
             dedup: HashMap::new(),
             dead: Vec::new(),
@@ -288,7 +336,7 @@ impl Pool {
         };
         let id = TaskId::generate();
         let slot = self.slot(due);
-        self.queued.insert(slot, id.clone());
+        self.queued.insert(task.priority, slot, id.clone());
         if let Some(key) = &task.dedup_key {
             self.dedup.insert(key.clone(), id.clone());
         }
@@ -297,6 +345,7 @@ impl Pool {
             Task {
                 payload: task.payload,
                 dedup_key: task.dedup_key,
+                priority: task.priority,
                 attempt: 0,
                 state: TaskState::Queued,
             },
@@ -363,7 +412,8 @@ impl Pool {
             });
         } else {
             task.state = TaskState::Queued;
-            self.queued.insert(slot, id);
+            let priority = task.priority;
+            self.queued.insert(priority, slot, id);
         }
     }
 
@@ -377,11 +427,7 @@ impl Pool {
             return None;
         }
         loop {
-            let entry = self.queued.first_entry()?;
-            if entry.key().0 > now {
-                return None;
-            }
-            let id = entry.remove();
+            let id = self.queued.take_due(now)?;
             let expiry = self.slot(later(now, visibility));
             let Some(task) = self.tasks.get_mut(&id) else {
                 continue; // unreachable by the pool invariant
@@ -414,7 +460,7 @@ impl Pool {
     fn next_change(&self) -> Option<Instant> {
         let expiry = self.leased.first_key_value().map(|(slot, _)| slot.0);
         let due = if self.has_room() {
-            self.queued.first_key_value().map(|(slot, _)| slot.0)
+            self.queued.first_due()
         } else {
             None
         };
@@ -480,7 +526,7 @@ impl Pool {
     }
 
     fn stats(&self, now: Instant) -> PoolStats {
-        let ready = self.queued.range(..=(now, u64::MAX)).count();
+        let ready = self.queued.due(now);
         PoolStats {
             ready,
             delayed: self.queued.len() - ready,
@@ -503,7 +549,7 @@ mod tests {
     /// Checks the pool invariant stated on [`Pool`].
     fn assert_consistent(pool: &Pool) {
         assert_eq!(pool.tasks.len(), pool.queued.len() + pool.leased.len());
-        for id in pool.queued.values() {
+        for id in pool.queued.ids() {
             assert!(matches!(pool.tasks[id].state, TaskState::Queued));
         }
         for (slot, id) in &pool.leased {
@@ -586,7 +632,7 @@ mod tests {
         assert_eq!(pool.take(now, "c", VIS).unwrap().payload, json!("first"));
         assert_eq!(pool.take(now, "c", VIS).unwrap().payload, json!("past"));
         assert!(pool.take(now, "c", VIS).is_none());
-        let due = pool.queued.first_key_value().unwrap().0.0;
+        let due = pool.queued.first_due().unwrap();
         assert!(due > now + Duration::from_secs(3599) && due <= now + Duration::from_secs(3600));
     }
 
@@ -606,6 +652,46 @@ mod tests {
         let stats = q.stats("p").await.unwrap();
         assert_eq!((stats.ready, stats.leased), (2, 0));
         assert!(q.requeue_expired("bad pool").await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn higher_priorities_go_first_and_fifo_within_one() {
+        let mut pool = Pool::new("p");
+        let now = Instant::now();
+        let task = |name: &str, priority| NewTask::new("p", json!(name)).with_priority(priority);
+        pool.enqueue(task("low-1", Priority::Low), now);
+        pool.enqueue(task("normal-1", Priority::Normal), now);
+        pool.enqueue(task("high-1", Priority::High), now);
+        pool.enqueue(task("normal-2", Priority::Normal), now);
+        pool.enqueue(task("high-2", Priority::High), now);
+        // Due later: a high task waits for its time, whatever its priority.
+        pool.enqueue(task("high-later", Priority::High).with_delay(VIS), now);
+        assert_eq!(pool.stats(now).ready, 5);
+        let first = pool.take(now, "c", VIS).unwrap();
+        let order: Vec<Value> = std::iter::from_fn(|| pool.take(now, "c", VIS))
+            .map(|d| d.payload)
+            .collect();
+        assert_eq!(first.payload, json!("high-1"));
+        assert_eq!(
+            order,
+            [
+                json!("high-2"),
+                json!("normal-1"),
+                json!("normal-2"),
+                json!("low-1")
+            ]
+        );
+        assert_consistent(&pool);
+        // A nacked task keeps its priority.
+        pool.nack(&first.lease, now, None).unwrap();
+        pool.enqueue(task("normal-3", Priority::Normal), now);
+        assert_eq!(pool.take(now, "c", VIS).unwrap().payload, json!("high-1"));
+        assert_eq!(pool.take(now, "c", VIS).unwrap().payload, json!("normal-3"));
+        assert_eq!(
+            pool.take(now + VIS, "c", VIS).unwrap().payload,
+            json!("high-later")
+        );
+        assert_consistent(&pool);
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! keeps an applied-set of signal ids; a task's [`TaskId`] is stable across redeliveries).
 //!
 //! A pool may have a **concurrency limit** ([`Queue::set_pool_limit`]): no delivery while that
-//! many of its tasks are leased. Tasks can be **delayed** ([`NotBefore`]), which serves retries
+//! many of its tasks are leased. Tasks have a [`Priority`]: a pool delivers its deliverable
+//! high-priority tasks before normal ones before low ones. Tasks can be **delayed** ([`NotBefore`]), which serves retries
 //! with backoff and durable timers, and **deduplicated** by a key, which makes emitting a task
 //! idempotent.
 //!
@@ -75,4 +76,4 @@ pub use queue::{MAX_POOL_NAME_LEN, PoolStats, Queue, validate_pool};
 pub use redis_feature_map::RedisFeatureMap;
 #[cfg(feature = "redis")]
 pub use redis_queue::{RedisQueue, RedisQueueOptions};
-pub use task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, TaskId};
+pub use task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, Priority, TaskId};

@@ -35,9 +35,11 @@ pub struct PoolStats {
 /// # Semantics every implementation keeps ([`crate::conformance`] checks them)
 ///
 /// - **Pools** are independent: order, limits and counts of one never affect another.
-/// - **Order:** among the deliverable tasks of a pool, the one that became deliverable first
-///   goes first — enqueue order for tasks enqueued without delay, their due time for delayed
-///   ones, the time of the nack or of the lease's expiry for redeliveries.
+/// - **Order:** among the deliverable tasks of a pool, those of the highest
+///   [`Priority`](crate::Priority) go first; within a priority, the one that became deliverable
+///   first goes first — enqueue order for tasks enqueued without delay, their due time for
+///   delayed ones, the time of the nack or of the lease's expiry for redeliveries. A task keeps
+///   its priority across redeliveries.
 /// - **Leases:** [`dequeue`](Queue::dequeue) leases the task to the consumer for `visibility`.
 ///   Before the lease runs out nobody else gets the task. Once it has run out the task is
 ///   delivered again with `attempt + 1`, and the old lease is lost: `ack`, `nack` and `extend`

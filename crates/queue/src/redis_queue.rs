@@ -8,36 +8,38 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `stream` | stream, consumer group `workers` | one entry `{task: <id>}` per deliverable or leased task; the group's pending list holds the leased ones with their delivery counts |
-//! | `tasks` | hash | task id → JSON metadata (stream entry, attempts of earlier entries, dedup key, current lease's attempt and consumer) |
+//! | `stream` | stream, consumer group `workers` | one entry `{task: <id>}` per leased task (or one whose lease ran out), added as it is leased; the group's pending list holds them with their delivery counts |
+//! | `tasks` | hash | task id → JSON metadata (stream entry, attempts of earlier entries, dedup key, current lease's attempt and consumer, priority) |
+//! | `ready` | sorted set | task id → priority rank × 10¹³ + the time (ms) it was made ready (one past the last one's if that is later, so order holds within a ms): deliverable tasks waiting for a consumer |
 //! | `payloads` | hash | task id → payload (JSON text) |
 //! | `dedup` | hash | dedup key → id of the pending task holding it |
 //! | `leases` | sorted set | task id → lease expiry (ms, Redis server time) |
-//! | `expired` | sorted set | task id → expiry of a lease that ran out (deliverable again) |
+//! | `expired` | sorted set | task id → priority rank × 10¹³ + expiry of a lease that ran out (deliverable again) |
 //! | `delayed` | sorted set | task id → due time (ms) of a task not yet in the stream |
 //! | `dead` | stream | dead letters: `task`, `payload`, `attempts`, `reason`, `consumer`, `dead_at` (ms) |
 //! | `conf` | hash | `limit` |
-//! | `counts` | hash | `acked`, `redelivered` |
+//! | `counts` | hash | `acked`, `redelivered`, `ready_at` (when the last task was made ready, ms) |
 //! | `wake` | list | at most one token; idle consumers wait on it with `BLPOP` |
 //! | `ops` | sorted set | ids of calls already applied (two minutes), so a call retried after a lost reply is applied once |
 //!
 //! # How the operations map onto Redis
 //!
-//! - `enqueue` adds the payload and an entry to the stream (`XADD`), or to `delayed`; a pending
-//!   dedup key returns its holder's id.
+//! - `enqueue` adds the payload and the task to `ready`, or to `delayed`; a pending dedup key
+//!   returns its holder's id.
 //! - `dequeue` runs one script: leases that ran out move to `expired` (or to the dead-letter
-//!   stream after the last attempt), delayed tasks that fell due move to the stream in the order
-//!   of their due times, then — if the pool's limit leaves room — whichever became deliverable
-//!   first is leased: the oldest expired lease (claimed again with `XCLAIM`) or the oldest unread
-//!   entry (`XREADGROUP`). The attempt number is the entry's delivery count in the group's
-//!   pending list plus the deliveries of the entries the task had before a nack moved it to the
-//!   end of the stream. Nothing deliverable: the consumer waits on `wake` with `BLPOP` (on a
+//!   stream after the last attempt), delayed tasks that fell due move to `ready` at their due
+//!   times, then — if the pool's limit leaves room — the task of the highest priority that
+//!   became deliverable first is leased: an expired lease (claimed again with `XCLAIM`) or a
+//!   ready task (added to the stream and read at once with `XREADGROUP`, so the group counts its
+//!   deliveries). Unread stream entries (left by a version without priorities) go first. The
+//!   attempt number is the entry's delivery count in the group's pending list plus the
+//!   deliveries of the entries the task had before a nack gave it back. Nothing deliverable: the consumer waits on `wake` with `BLPOP` (on a
 //!   connection of its own) until a wake-up or the moment a lease runs out or a delayed task
 //!   falls due, whichever is first — no polling.
 //! - `ack`, `nack` and `extend` check the lease atomically in the same script (the task's current
 //!   lease is unexpired and has this attempt and consumer), so a consumer whose lease ran out can
-//!   never touch the next holder's delivery. `ack` is `XACK` + `XDEL`; `nack` re-adds the task
-//!   at the end of the stream or to `delayed`.
+//!   never touch the next holder's delivery. `ack` is `XACK` + `XDEL`; `nack` removes the
+//!   task's entry and puts it back in `ready` (behind what waits at its priority) or `delayed`.
 //!
 //! Leases are per delivery (each `dequeue` gives its own visibility), which `XAUTOCLAIM`'s one
 //! minimum idle time cannot express; so lease expiry lives in `leases` and an expired entry is
@@ -72,10 +74,10 @@ use crate::task::{DeadLetter, DeadReason, Delivery, Lease, NewTask, NotBefore, T
 /// The scripts of every queue operation (one script, so one `EVALSHA` cached per server).
 const SCRIPT: &str = include_str!("redis_queue.lua");
 
-/// The keys of one pool, in the order the script takes them (`KEYS[1..=12]`).
-const POOL_KEYS: [&str; 12] = [
+/// The keys of one pool, in the order the script takes them (`KEYS[1..=13]`).
+const POOL_KEYS: [&str; 13] = [
     "stream", "tasks", "payloads", "dedup", "leases", "expired", "delayed", "dead", "conf",
-    "counts", "wake", "ops",
+    "counts", "wake", "ops", "ready",
 ];
 
 /// Durations beyond this (about 30 years) are cut to it; for a queue that is as good as never.
@@ -284,7 +286,8 @@ impl Queue for RedisQueue {
             .arg(payload)
             .arg(task.dedup_key.as_deref().unwrap_or(""))
             .arg(mode)
-            .arg(ms);
+            .arg(ms)
+            .arg(task.priority.rank());
         let held: String = self.run(&call).await?;
         Ok(TaskId::new(held))
     }

@@ -51,6 +51,32 @@ pub enum NotBefore {
     At(DateTime<Utc>),
 }
 
+/// How urgent a task is. Among the deliverable tasks of a pool, every `High` one goes before any
+/// `Normal` one, and every `Normal` one before any `Low` one; within a priority the order is the
+/// pool's usual one (first deliverable, first delivered). A delayed task competes at its
+/// priority once it is due.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    /// Every priority, most urgent first.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    /// 0 for `High`, 1 for `Normal`, 2 for `Low`: the position in [`Priority::ALL`].
+    pub const fn rank(self) -> usize {
+        match self {
+            Priority::High => 0,
+            Priority::Normal => 1,
+            Priority::Low => 2,
+        }
+    }
+}
+
 /// A task to enqueue. Build it with [`NewTask::new`] and the `with_*` methods.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewTask {
@@ -64,6 +90,8 @@ pub struct NewTask {
     pub dedup_key: Option<String>,
     /// Delayed delivery; `None` means at once.
     pub not_before: Option<NotBefore>,
+    /// Delivered before tasks of lower priority ([`Priority`]); `Normal` unless set.
+    pub priority: Priority,
 }
 
 impl NewTask {
@@ -74,7 +102,13 @@ impl NewTask {
             payload,
             dedup_key: None,
             not_before: None,
+            priority: Priority::Normal,
         }
+    }
+
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     pub fn with_dedup_key(mut self, key: impl Into<String>) -> Self {

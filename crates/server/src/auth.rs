@@ -97,6 +97,8 @@ pub struct Principal {
     /// The key's name, or `anonymous`.
     pub name: String,
     pub role: Role,
+    /// The key's `max_concurrent_runs` (workflow runs it may have active at once).
+    pub max_concurrent_runs: Option<u32>,
 }
 
 impl Principal {
@@ -106,6 +108,7 @@ impl Principal {
             key_id: None,
             name: "anonymous".into(),
             role: Role::Admin,
+            max_concurrent_runs: None,
         }
     }
 }
@@ -354,6 +357,7 @@ async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError
                 key_id: Some(found.id),
                 name: found.name,
                 role: found.role,
+                max_concurrent_runs: found.max_concurrent_runs,
             };
             state.auth.remember_key(hash, version, principal.clone());
             principal

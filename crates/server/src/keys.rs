@@ -24,6 +24,11 @@ pub struct CreateKeyRequest {
     /// `viewer`, `operator` or `admin`.
     #[schema(schema_with = crate::openapi::role_schema)]
     pub role: String,
+    /// Workflow runs this key may have active at once (pending, running, waiting or paused;
+    /// at least 1; absent: no limit). A start beyond it is queued, or refused with
+    /// `"on_limit": "reject"`.
+    #[schema(value_type = Option<u32>, minimum = 1)]
+    pub max_concurrent_runs: Option<serde_json::Value>,
 }
 
 /// An API key as listed (never its secret or hash).
@@ -35,6 +40,9 @@ pub struct KeyInfo {
     pub role: String,
     /// The first characters of the secret, to tell keys apart.
     pub prefix: String,
+    /// Workflow runs the key may have active at once; absent: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_runs: Option<u32>,
     #[schema(value_type = String)]
     pub created_at: DateTime<Utc>,
     #[schema(value_type = Option<String>)]
@@ -63,6 +71,7 @@ fn info(k: ApiKey) -> KeyInfo {
         name: k.name,
         role: k.role.to_string(),
         prefix: k.prefix,
+        max_concurrent_runs: k.max_concurrent_runs,
         created_at: k.created_at,
         last_used_at: k.last_used_at,
         revoked_at: k.revoked_at,
@@ -85,6 +94,7 @@ fn require_admin(principal: &Principal, method: Method, path: &str) -> Result<()
     responses(
         (status = 201, description = "The new key with its secret, shown this once", body = CreatedKey),
         (status = 400, description = "Bad name or role", body = ErrorBody),
+        (status = 422, description = "A `max_concurrent_runs` that is not a whole number of at least 1 (`invalid_request`, `details.field`)", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
     )
 )]
@@ -99,12 +109,31 @@ pub async fn create(
         ApiError::bad_request("invalid_role", message)
             .with_details(json!({"role": req.role, "expected": ["viewer", "operator", "admin"]}))
     })?;
+    let max_concurrent_runs = match &req.max_concurrent_runs {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|n| *n >= 1)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_request",
+                        format!(
+                            "max_concurrent_runs: expected a whole number of at least 1, got {v}"
+                        ),
+                    )
+                    .with_details(json!({"field": "max_concurrent_runs", "value": v}))
+                })?,
+        ),
+    };
     let (new, secret) = NewApiKey::generate(&req.name, role).map_err(|e| match e {
         StoreError::Invalid(m) => {
             ApiError::bad_request("invalid_key_name", m).with_details(json!({"name": req.name}))
         }
         other => other.into(),
     })?;
+    let new = new.with_max_concurrent_runs(max_concurrent_runs)?;
     let key = state
         .simulator
         .store()

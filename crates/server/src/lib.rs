@@ -235,6 +235,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workflow_runs::list))
         .routes(routes!(workflow_runs::get_one))
         .routes(routes!(workflow_runs::cancel))
+        .routes(routes!(workflow_runs::pause))
+        .routes(routes!(workflow_runs::resume))
         .routes(routes!(workflow_runs::patch))
         .routes(routes!(workflow_runs::events))
         .routes(routes!(workflow_runs::approvals))

@@ -523,6 +523,7 @@ mod tests {
             key_id: Some(id.into()),
             name: id.into(),
             role: Role::Operator,
+            max_concurrent_runs: None,
         }
     }
 

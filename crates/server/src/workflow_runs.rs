@@ -1,5 +1,5 @@
 //! Workflow runs and approvals: `POST /workflows/{id}/runs`, `GET /workflow-runs[/{id}]`,
-//! `/workflow-runs/{id}/cancel|patch|events`, `GET /approvals`, `POST /approvals/{id}/decide`,
+//! `/workflow-runs/{id}/cancel|pause|resume|patch|events`, `GET /approvals`, `POST /approvals/{id}/decide`,
 //! and `GET /blobs/{hash}` for outputs referenced by hash. Handlers translate HTTP to the
 //! orchestrator's [`Runtime`].
 
@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tradeloom_orchestrator::{OrchestratorError, PatchOutcome, Runtime};
-use tradeloom_store::{ApprovalStatus, Decision, EventFilter, RunStatus, StoreError};
+use tradeloom_orchestrator::{OrchestratorError, PatchOutcome, Runtime, StartOptions};
+use tradeloom_store::{ApprovalStatus, Decision, EventFilter, RunPriority, RunStatus, StoreError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -48,9 +48,27 @@ impl From<OrchestratorError> for ApiError {
                 "queue_unavailable",
                 q.to_string(),
             ),
+            OrchestratorError::LimitReached(reached) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "concurrency_limit",
+                format!(
+                    "{e}; start it without `\"on_limit\": \"reject\"` to queue it until a run finishes",
+                    e = OrchestratorError::LimitReached(reached)
+                ),
+            )
+            .with_details(json!({
+                "limit": reached.limit,
+                "max_concurrent_runs": reached.max_concurrent_runs,
+                "active": reached.active,
+                "retry_after_s": LIMIT_RETRY_AFTER_S,
+            })),
         }
     }
 }
+
+/// The `Retry-After` of a start refused by a concurrency limit: when a slot frees is not
+/// known, so a short poll.
+pub const LIMIT_RETRY_AFTER_S: u64 = 5;
 
 fn runtime(state: &AppState) -> Result<&Arc<Runtime>, ApiError> {
     state.runtime.as_ref().ok_or_else(|| {
@@ -76,6 +94,48 @@ pub struct StartRunRequest {
     pub inputs: Map<String, Value>,
     /// A version of the workflow (default: the latest).
     pub version: Option<u32>,
+    /// `high`, `normal` (the default) or `low`: the run's ready nodes are taken from the work
+    /// queues before those of runs of a lower priority.
+    #[schema(value_type = Option<String>, example = "high")]
+    pub priority: Option<Value>,
+    /// What a start does when the workflow's or the API key's `max_concurrent_runs` is full:
+    /// `queue` (the default: the run is created `queued` and starts when a slot frees) or
+    /// `reject` (nothing is created; 429 `concurrency_limit` with `Retry-After`).
+    #[schema(value_type = Option<String>, example = "reject")]
+    pub on_limit: Option<Value>,
+}
+
+/// Whether a start over a limit is refused (`on_limit: reject`) rather than queued (`queue`,
+/// the default); anything else is 422 `invalid_request` naming the field.
+fn refuse_over_limit(value: Option<&Value>) -> Result<bool, ApiError> {
+    match value.map(|v| (v, v.as_str())) {
+        None | Some((_, Some("queue"))) => Ok(false),
+        Some((_, Some("reject"))) => Ok(true),
+        Some((v, _)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("on_limit: expected `queue` or `reject`, got {v}"),
+        )
+        .with_details(json!({"field": "on_limit", "value": v, "allowed": ["queue", "reject"]}))),
+    }
+}
+
+/// The run priority a start request asks for: `normal` when absent; anything but `high`,
+/// `normal` or `low` is 422 `invalid_request` naming the field.
+fn requested_priority(value: Option<&Value>) -> Result<RunPriority, ApiError> {
+    let Some(value) = value else {
+        return Ok(RunPriority::Normal);
+    };
+    value.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("priority: expected `high`, `normal` or `low`, got {value}"),
+        )
+        .with_details(
+            json!({"field": "priority", "value": value, "allowed": ["high", "normal", "low"]}),
+        )
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,6 +144,8 @@ pub struct StartRunResponse {
     pub workflow_id: String,
     pub workflow_version: u32,
     pub status: String,
+    /// `high`, `normal` or `low`.
+    pub priority: String,
 }
 
 /// Starts a run of a workflow.
@@ -92,10 +154,10 @@ pub struct StartRunResponse {
     params(("id" = String, Path, description = "The workflow's id")),
     request_body = StartRunRequest,
     responses(
-        (status = 201, description = "The run is created and queued", body = StartRunResponse),
+        (status = 201, description = "The run is created: `status` is `running` (or `pending`), or `queued` when a concurrency limit (the workflow's `limits.max_concurrent_runs`, the API key's `max_concurrent_runs`) is full; a queued run starts when a slot frees, most urgent priority first, then oldest", body = StartRunResponse),
         (status = 404, description = "No such workflow or version", body = ErrorBody),
-        (status = 422, description = "Bad inputs (`invalid_inputs`), or registered agents or skills its `agent` nodes name that do not resolve (`unresolved_reference`); `details.errors` lists each", body = ErrorBody),
-        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorBody),
+        (status = 422, description = "Bad inputs (`invalid_inputs`; `details.errors` lists each), registered agents or skills its `agent` nodes name that do not resolve (`unresolved_reference`; `details.errors` lists each), or a `priority` other than high, normal or low (`invalid_request`; `details.field` is `priority`)", body = ErrorBody),
+        (status = 429, description = "Rate limited (`rate_limited`), or, with `\"on_limit\": \"reject\"`, a concurrency limit is full (`concurrency_limit`; `details.limit` is `workflow` or `api_key`, `details.max_concurrent_runs`, `details.active`); see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn start(
@@ -106,6 +168,8 @@ pub async fn start(
 ) -> Result<(StatusCode, Json<StartRunResponse>), ApiError> {
     let Path(id) = id?;
     let Json(body) = body?;
+    let priority = requested_priority(body.priority.as_ref())?;
+    let refuse = refuse_over_limit(body.on_limit.as_ref())?;
     let rt = runtime(&state)?;
     let store = rt.store();
     let version = store
@@ -135,7 +199,16 @@ pub async fn start(
         )
         .await?;
     let run = rt
-        .start_run_of(&version, &body.inputs)
+        .start_run_with(
+            &version,
+            &body.inputs,
+            &StartOptions {
+                priority,
+                api_key_id: principal.as_deref().and_then(|p| p.key_id.clone()),
+                key_limit: principal.as_deref().and_then(|p| p.max_concurrent_runs),
+                refuse_over_limit: refuse,
+            },
+        )
         .await
         .map_err(|e| match e {
             OrchestratorError::Invalid { message, errors } => {
@@ -151,6 +224,7 @@ pub async fn start(
             workflow_id: run.workflow_id,
             workflow_version: run.workflow_version,
             status: run.status.to_string(),
+            priority: run.priority.to_string(),
         }),
     ))
 }
@@ -159,9 +233,9 @@ pub async fn start(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
-    /// `pending`, `running`, `waiting`, `completed`, `failed`, `cancelled`, or `all` (the
-    /// default).
-    #[param(pattern = "^(pending|running|waiting|completed|failed|cancelled|all)$")]
+    /// `queued`, `pending`, `running`, `waiting`, `paused`, `completed`, `failed`,
+    /// `cancelled`, or `all` (the default).
+    #[param(pattern = "^(queued|pending|running|waiting|paused|completed|failed|cancelled|all)$")]
     pub status: Option<String>,
     pub limit: Option<u32>,
     pub offset: Option<u64>,
@@ -173,6 +247,8 @@ pub struct RunSummary {
     pub workflow_id: String,
     pub workflow_version: u32,
     pub status: String,
+    /// `high`, `normal` or `low`.
+    pub priority: String,
     pub ir_version: u32,
     pub error: Option<String>,
     pub created_at: String,
@@ -227,6 +303,7 @@ pub async fn list(
                 workflow_id: r.workflow_id,
                 workflow_version: r.workflow_version,
                 status: r.status.to_string(),
+                priority: r.priority.to_string(),
                 ir_version: r.ir_version,
                 error: r.error,
                 created_at: r.created_at.to_rfc3339(),
@@ -328,6 +405,83 @@ pub async fn cancel(
     rt.cancel(&id, &by, reason)
         .await
         .map_err(|e| for_run(e, &id))?;
+    let view = rt.view(&id).await.map_err(|e| for_run(e, &id))?;
+    Ok(Json(serde_json::to_value(view).unwrap_or(Value::Null)))
+}
+
+/// A pause or resume the run's status does not allow: 409 `invalid_run_state` naming the
+/// run, its status and the statuses the action applies to.
+fn for_control(
+    e: OrchestratorError,
+    run_id: &str,
+    status: Option<RunStatus>,
+    allowed: &[RunStatus],
+) -> ApiError {
+    match e {
+        OrchestratorError::Conflict(message) => {
+            ApiError::new(StatusCode::CONFLICT, "invalid_run_state", message).with_details(json!({
+                "run_id": run_id,
+                "status": status,
+                "allowed_from": allowed,
+            }))
+        }
+        other => for_run(other, run_id),
+    }
+}
+
+/// Pauses a run: no new node starts until it is resumed.
+#[utoipa::path(
+    post, path = "/workflow-runs/{id}/pause", tag = "workflow runs", operation_id = "pause_workflow_run",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The paused run (`status` is `paused`), as `GET /workflow-runs/{id}`. Nodes already running finish and their results are kept; timers (wait nodes, approval expiries) keep their deadlines and one that falls due during the pause takes effect on resume. The run stays paused across restarts.", body = Object),
+        (status = 404, description = "No such run (`run_not_found`)", body = ErrorBody),
+        (status = 409, description = "The run is not pending, running or waiting, e.g. it has finished or is paused already (`invalid_run_state`; `details.run_id`, `details.status`, `details.allowed_from`)", body = ErrorBody),
+    )
+)]
+pub async fn pause(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    let by = caller(principal.as_deref());
+    let rt = runtime(&state)?;
+    if let Err(e) = rt.pause(&id, &by).await {
+        let status = rt.store().workflow_run(&id).await.ok().map(|r| r.status);
+        return Err(for_control(
+            e,
+            &id,
+            status,
+            &tradeloom_orchestrator::runtime::PAUSABLE,
+        ));
+    }
+    let view = rt.view(&id).await.map_err(|e| for_run(e, &id))?;
+    Ok(Json(serde_json::to_value(view).unwrap_or(Value::Null)))
+}
+
+/// Resumes a paused run.
+#[utoipa::path(
+    post, path = "/workflow-runs/{id}/resume", tag = "workflow runs", operation_id = "resume_workflow_run",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The resumed run, as `GET /workflow-runs/{id}`: nodes held back start, timers that fell due during the pause take effect now", body = Object),
+        (status = 404, description = "No such run (`run_not_found`)", body = ErrorBody),
+        (status = 409, description = "The run is not paused (`invalid_run_state`; `details.run_id`, `details.status`, `details.allowed_from`)", body = ErrorBody),
+    )
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    let by = caller(principal.as_deref());
+    let rt = runtime(&state)?;
+    if let Err(e) = rt.resume(&id, &by).await {
+        let status = rt.store().workflow_run(&id).await.ok().map(|r| r.status);
+        return Err(for_control(e, &id, status, &[RunStatus::Paused]));
+    }
     let view = rt.view(&id).await.map_err(|e| for_run(e, &id))?;
     Ok(Json(serde_json::to_value(view).unwrap_or(Value::Null)))
 }
@@ -592,6 +746,7 @@ mod tests {
             key_id: Some(format!("id-{name}")),
             name: name.into(),
             role: Role::Operator,
+            max_concurrent_runs: None,
         }
     }
 

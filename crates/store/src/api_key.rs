@@ -78,6 +78,9 @@ pub struct NewApiKey {
     pub key_hash: String,
     /// The first characters of the secret, for listings.
     pub prefix: String,
+    /// Workflow runs the key may have active at once (pending, running, waiting or paused);
+    /// a start beyond it is queued or refused. `None`: no limit.
+    pub max_concurrent_runs: Option<u32>,
 }
 
 impl NewApiKey {
@@ -97,8 +100,20 @@ impl NewApiKey {
             role,
             key_hash: api_key_hash(&secret),
             prefix: secret[..DISPLAY_PREFIX_LEN].to_string(),
+            max_concurrent_runs: None,
         };
         Ok((key, secret))
+    }
+
+    /// This key limited to `max` active workflow runs at once (at least 1).
+    pub fn with_max_concurrent_runs(mut self, max: Option<u32>) -> Result<Self, StoreError> {
+        if max == Some(0) {
+            return Err(StoreError::Invalid(
+                "max_concurrent_runs must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
+        self.max_concurrent_runs = max;
+        Ok(self)
     }
 }
 
@@ -117,6 +132,8 @@ pub struct ApiKey {
     pub role: Role,
     /// The first characters of the secret (`tl_` and 8 hex digits).
     pub prefix: String,
+    /// Workflow runs the key may have active at once; `None`: no limit.
+    pub max_concurrent_runs: Option<u32>,
     pub created_at: DateTime<Utc>,
     /// Updated by the server at most about once a minute per key.
     pub last_used_at: Option<DateTime<Utc>>,
@@ -143,7 +160,7 @@ pub(crate) fn check_key_name(name: &str) -> Result<(), StoreError> {
 }
 
 pub(crate) const API_KEY_COLUMNS: &str =
-    "id, name, role, prefix, created_at, last_used_at, revoked_at";
+    "id, name, role, prefix, max_concurrent_runs, created_at, last_used_at, revoked_at";
 
 #[derive(FromRow)]
 pub(crate) struct ApiKeyRow {
@@ -151,6 +168,7 @@ pub(crate) struct ApiKeyRow {
     name: String,
     role: String,
     prefix: String,
+    max_concurrent_runs: Option<i32>,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
@@ -163,6 +181,7 @@ impl ApiKeyRow {
             id: self.id,
             name: self.name,
             prefix: self.prefix,
+            max_concurrent_runs: self.max_concurrent_runs.and_then(|n| u32::try_from(n).ok()),
             created_at: self.created_at,
             last_used_at: self.last_used_at,
             revoked_at: self.revoked_at,

@@ -38,13 +38,14 @@ impl<D: Db> KeyStore for D {
             name: new.name.clone(),
             role: new.role,
             prefix: new.prefix.clone(),
+            max_concurrent_runs: new.max_concurrent_runs,
             created_at: now(),
             last_used_at: None,
             revoked_at: None,
         };
         let inserted = sql(
-            "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, \
+             max_concurrent_runs) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&key.id)
         .bind(&key.name)
@@ -52,6 +53,10 @@ impl<D: Db> KeyStore for D {
         .bind(&new.key_hash)
         .bind(&key.prefix)
         .bind(key.created_at)
+        .bind(
+            key.max_concurrent_runs
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        )
         .execute(self.pool())
         .await
         .map_err(StoreError::db("create an API key"));

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission_store;
 mod api_key;
 mod approval_link_store;
 mod approval_store;
@@ -52,6 +53,7 @@ mod workflow_store;
 /// Every resource trait of [`Store`], so that `use tradeloom_store::prelude::*;` brings all of
 /// a store's methods into scope.
 pub mod prelude {
+    pub use crate::admission_store::AdmissionStore;
     pub use crate::approval_link_store::ApprovalLinkStore;
     pub use crate::approval_store::ApprovalStore;
     pub use crate::definition_store::DefinitionStore;
@@ -67,6 +69,7 @@ pub mod prelude {
     pub use crate::workflow_store::WorkflowStore;
 }
 
+pub use admission_store::{ACTIVE_STATUSES, Admission, AdmissionStore, LimitKind, LimitReached};
 pub use approval_link_store::{APPROVAL_LINK_KEY_BYTES, ApprovalLinkStore};
 pub use approval_store::ApprovalStore;
 pub use definition::{
@@ -110,6 +113,6 @@ pub use text::{api_keys_table, migrations_text};
 pub use workflow::{Blob, NewWorkflowVersion, Workflow, WorkflowVersion, blob_hash};
 pub use workflow_run::{
     Approval, ApprovalChange, ApprovalStatus, CreateRun, Decision, NewApproval, NewBlob, NewEvent,
-    NewPatch, NewWorkflowRun, NodeChange, NodeState, NodeStatus, Patch, RunEvent, RunStatus,
-    RunWrite, Transition, TransitionOutcome, WorkflowRun,
+    NewPatch, NewWorkflowRun, NodeChange, NodeState, NodeStatus, Patch, RunEvent, RunPriority,
+    RunStatus, RunWrite, Transition, TransitionOutcome, WorkflowRun,
 };

@@ -29,6 +29,9 @@ pub(crate) struct RunRowWf {
     ir_version: i32,
     agent_nodes_spawned: i32,
     status: String,
+    priority: String,
+    api_key_id: Option<String>,
+    workflow_limit: Option<i32>,
     inputs: Json<Value>,
     tokens: i64,
     revision: i64,
@@ -44,6 +47,12 @@ impl RunRowWf {
                 .status
                 .parse()
                 .map_err(corrupt("workflow_runs.status"))?,
+            priority: self
+                .priority
+                .parse()
+                .map_err(corrupt("workflow_runs.priority"))?,
+            api_key_id: self.api_key_id,
+            workflow_limit: self.workflow_limit.and_then(|n| u32::try_from(n).ok()),
             id: self.id,
             workflow_id: self.workflow_id,
             workflow_version: u32::try_from(self.workflow_version).unwrap_or(0),
@@ -62,7 +71,8 @@ impl RunRowWf {
 }
 
 pub(crate) const WORKFLOW_RUN_COLUMNS: &str = "id, workflow_id, workflow_version, ir_hash, \
-     definition_hash, ir_version, agent_nodes_spawned, status, inputs, tokens, revision, error, created_at, finished_at";
+     definition_hash, ir_version, agent_nodes_spawned, status, priority, api_key_id, \
+     workflow_limit, inputs, tokens, revision, error, created_at, finished_at";
 
 #[derive(FromRow)]
 pub(crate) struct NodeStateRow {
@@ -323,7 +333,7 @@ impl<D: Db> RunStore for D {
             for write in writes {
                 match write {
                     RunWrite::Create(c) => {
-                        insert_run_row::<Self>(&mut tx, c).await?;
+                        insert_run_row::<Self>(&mut tx, c, RunStatus::Pending).await?;
                         outcomes.push(Ok(TransitionOutcome::Applied { revision: 0 }));
                     }
                     RunWrite::Transition(t) => {
@@ -586,7 +596,7 @@ impl<D: Db> RunStore for D {
 
 /// Rows per multi-row statement of a batch: far below both back ends' limits on bound
 /// parameters (SQLite 32,766, PostgreSQL 65,535) at 8 columns.
-const BATCH_ROWS: usize = 500;
+pub(crate) const BATCH_ROWS: usize = 500;
 
 /// A node state row a batch writes: a new run's `pending` node, or a transition's change.
 enum NodeRow<'a> {
@@ -603,20 +613,33 @@ impl NodeRow<'_> {
     }
 }
 
-async fn insert_run_row<D: Db>(tx: &mut Tx<D::Driver>, c: &CreateRun) -> Result<(), StoreError> {
+/// Inserts the row of run `c` in `status` (`pending`, or `queued` by admission).
+pub(crate) async fn insert_run_row<D: Db>(
+    tx: &mut Tx<D::Driver>,
+    c: &CreateRun,
+    status: RunStatus,
+) -> Result<(), StoreError> {
     sql(
         "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
-         inputs, created_at, definition_hash, agent_nodes_spawned) \
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8)",
+         inputs, created_at, definition_hash, agent_nodes_spawned, priority, api_key_id, \
+         workflow_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&c.id)
     .bind(&c.new.workflow_id)
     .bind(c.new.workflow_version as i32)
     .bind(&c.new.ir_hash)
+    .bind(status.as_str())
     .bind(sqlx::types::Json(&c.new.inputs))
     .bind(c.created_at)
     .bind(&c.new.definition_hash)
     .bind(i32::try_from(c.new.agent_nodes).unwrap_or(i32::MAX))
+    .bind(c.new.priority.as_str())
+    .bind(c.new.api_key_id.as_deref())
+    .bind(
+        c.new
+            .workflow_limit
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+    )
     .execute(tx)
     .await
     .map_err(StoreError::db("create a workflow run"))?;
@@ -650,7 +673,7 @@ fn placeholders<D: Db>(first: usize, n: usize) -> String {
 
 /// `head VALUES (…), (…)`: a multi-row statement of `rows` rows of `columns` values, bound row
 /// by row (see [`placeholders`] for the SQLite form).
-fn rows_of<D: Db>(head: &str, rows: usize, columns: usize) -> crate::sql::Statement {
+pub(crate) fn rows_of<D: Db>(head: &str, rows: usize, columns: usize) -> crate::sql::Statement {
     match D::BACKEND {
         Backend::Postgres => insert_values(head, rows, columns),
         Backend::Sqlite => {
@@ -753,9 +776,10 @@ async fn batch_heads<D: Db>(
     for chunk in creates.chunks(BATCH_ROWS) {
         let mut insert = rows_of::<D>(
             "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
-             inputs, created_at, definition_hash, agent_nodes_spawned)",
+             inputs, created_at, definition_hash, agent_nodes_spawned, priority, api_key_id, \
+             workflow_limit)",
             chunk.len(),
-            9,
+            12,
         );
         for c in chunk {
             insert = insert
@@ -767,7 +791,14 @@ async fn batch_heads<D: Db>(
                 .bind(sqlx::types::Json(&c.new.inputs))
                 .bind(c.created_at)
                 .bind(&c.new.definition_hash)
-                .bind(i32::try_from(c.new.agent_nodes).unwrap_or(i32::MAX));
+                .bind(i32::try_from(c.new.agent_nodes).unwrap_or(i32::MAX))
+                .bind(c.new.priority.as_str())
+                .bind(c.new.api_key_id.as_deref())
+                .bind(
+                    c.new
+                        .workflow_limit
+                        .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                );
         }
         script.push(insert);
     }

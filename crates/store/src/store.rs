@@ -2,6 +2,7 @@
 //! (`Arc<dyn Store>`). Each resource has its own trait and file; bring their methods into scope
 //! with `use tradeloom_store::prelude::*;`.
 
+use crate::admission_store::AdmissionStore;
 use crate::approval_link_store::ApprovalLinkStore;
 use crate::approval_store::ApprovalStore;
 use crate::definition_store::DefinitionStore;
@@ -24,6 +25,7 @@ pub trait Store:
     + ResultStore
     + WorkflowStore
     + RunStore
+    + AdmissionStore
     + ApprovalStore
     + ApprovalLinkStore
     + DefinitionStore
@@ -41,6 +43,7 @@ impl<T> Store for T where
         + ResultStore
         + WorkflowStore
         + RunStore
+        + AdmissionStore
         + ApprovalStore
         + ApprovalLinkStore
         + DefinitionStore

@@ -110,6 +110,7 @@ impl ApiKey {
             "name": self.name,
             "role": self.role,
             "prefix": self.prefix,
+            "max_concurrent_runs": self.max_concurrent_runs,
             "created_at": self.created_at,
             "last_used_at": self.last_used_at,
             "revoked_at": self.revoked_at,

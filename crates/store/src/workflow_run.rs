@@ -52,16 +52,40 @@ macro_rules! status_enum {
 }
 
 status_enum!(
-    /// Status of a workflow run.
+    /// Status of a workflow run. `queued`: a concurrency limit (the workflow's or the API
+    /// key's `max_concurrent_runs`) was full when it was started; it becomes `pending` when a
+    /// slot frees. `paused`: a user paused it; no new node starts until it is resumed (nodes
+    /// already running finish and their results are kept).
     RunStatus {
+        Queued => "queued",
         Pending => "pending",
         Running => "running",
         Waiting => "waiting",
+        Paused => "paused",
         Completed => "completed",
         Failed => "failed",
         Cancelled => "cancelled",
     }
 );
+
+status_enum!(
+    /// How urgent a run is: the ready nodes of `high` runs are taken from the work queues before
+    /// those of `normal` runs, and those before `low` ones (first come, first served within a
+    /// priority). Chosen when the run starts; `normal` unless given.
+    RunPriority {
+        High => "high",
+        Normal => "normal",
+        Low => "low",
+    }
+);
+
+// `status_enum!` takes no attributes per variant, so `#[default]` cannot be derived.
+#[allow(clippy::derivable_impls)]
+impl Default for RunPriority {
+    fn default() -> Self {
+        RunPriority::Normal
+    }
+}
 
 status_enum!(
     /// Status of an approval of a `hitl` node.
@@ -117,6 +141,12 @@ pub struct NewWorkflowRun {
     pub agent_nodes: u32,
     pub inputs: Value,
     pub nodes: Vec<String>,
+    /// Stored with the run; its node tasks are queued at this priority.
+    pub priority: RunPriority,
+    /// The API key that started it (counted against the key's `max_concurrent_runs`).
+    pub api_key_id: Option<String>,
+    /// The definition's `limits.max_concurrent_runs`, if any.
+    pub workflow_limit: Option<u32>,
 }
 
 /// A run as stored.
@@ -136,6 +166,12 @@ pub struct WorkflowRun {
     /// Agent nodes the run has had: those of its definition plus every one patches added.
     pub agent_nodes_spawned: u32,
     pub status: RunStatus,
+    /// Its node tasks are queued at this priority (chosen at start).
+    pub priority: RunPriority,
+    /// The API key that started it, if any.
+    pub api_key_id: Option<String>,
+    /// The `limits.max_concurrent_runs` of the definition it was started with, if any.
+    pub workflow_limit: Option<u32>,
     pub inputs: Value,
     /// Emitted minus consumed tasks: the run is complete when it reaches zero with nothing
     /// waiting.
@@ -346,6 +382,9 @@ impl CreateRun {
             ir_version: 1,
             agent_nodes_spawned: self.new.agent_nodes,
             status: RunStatus::Pending,
+            priority: self.new.priority,
+            api_key_id: self.new.api_key_id.clone(),
+            workflow_limit: self.new.workflow_limit,
             inputs: self.new.inputs.clone(),
             tokens: 0,
             revision: 0,

@@ -210,6 +210,7 @@ impl<'d> Compiler<'d> {
         self.check_indirect_reads(&deps, &components);
 
         self.check_agent_limit();
+        self.check_concurrency_limit();
         let order = topological_order(&deps, &def.nodes);
         if !cyclic {
             self.check_depth(&deps, &order);
@@ -384,6 +385,17 @@ impl<'d> Compiler<'d> {
             );
         }
         any
+    }
+
+    /// `limits.max_concurrent_runs`, when given, admits at least one run.
+    pub(super) fn check_concurrency_limit(&mut self) {
+        if self.def.limits.max_concurrent_runs == Some(0) {
+            self.error(
+                Kind::Limit,
+                FieldPath::root().key("limits").key("max_concurrent_runs"),
+                "limits.max_concurrent_runs is 0, which would queue every run for ever; give at least 1, or leave it out for no limit".to_string(),
+            );
+        }
     }
 
     pub(super) fn check_agent_limit(&mut self) {

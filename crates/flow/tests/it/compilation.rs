@@ -220,6 +220,38 @@ fn agent_nodes_are_checked_and_limited() {
 }
 
 #[test]
+fn max_concurrent_runs_is_kept_and_must_admit_a_run() {
+    let text =
+        "name: limited\nlimits: {max_concurrent_runs: 2}\nnodes:\n  - {id: a, type: transform}\n";
+    let c = compiled(text);
+    assert_eq!(c.ir.limits().max_concurrent_runs, Some(2));
+    assert_eq!(
+        compiled("name: free\nnodes:\n  - {id: a, type: transform}\n")
+            .ir
+            .limits()
+            .max_concurrent_runs,
+        None
+    );
+    let errors = errors_of(
+        "name: stuck\nlimits: {max_concurrent_runs: 0}\nnodes:\n  - {id: a, type: transform}\n",
+    );
+    assert_eq!(errors.len(), 1, "{}", lines(&errors));
+    assert_eq!(errors[0].kind, Kind::Limit);
+    let message = errors[0].to_string();
+    assert!(
+        message.starts_with("wf.yaml:2:") && message.contains("limits.max_concurrent_runs is 0"),
+        "{message}"
+    );
+    let negative = tradeloom_flow::parse_definition(
+        "name: neg\nlimits: {max_concurrent_runs: -1}\nnodes:\n  - {id: a, type: transform}\n",
+        "wf.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(negative.contains("max_concurrent_runs"), "{negative}");
+}
+
+#[test]
 fn config_shapes_per_type() {
     let node = |config: &str| format!("name: t\nnodes:\n  - {{id: n, {config}}}\n");
     let error = |config: &str| lines(&errors_of(&node(config)));

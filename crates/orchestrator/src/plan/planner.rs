@@ -87,6 +87,11 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
     if run.status.is_terminal() {
         return Plan::Stale;
     }
+    if run.status == RunStatus::Queued && !matches!(signal, Signal::Cancel { .. }) {
+        // Held back by a concurrency limit: nothing happens to it until admission makes it
+        // `pending` (and starts it), but it can be cancelled.
+        return Plan::Stale;
+    }
     let mut p = Planner {
         run,
         ir,
@@ -122,6 +127,10 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             let Some(i) = p.current(node, *attempt, &[NodeStatus::Queued]) else {
                 return Plan::Stale;
             };
+            if run.status == RunStatus::Paused {
+                // No new node starts in a paused run; its task is emitted again on resume.
+                return Plan::Stale;
+            }
             p.update(i, |slot| {
                 slot.status = NodeStatus::Running;
                 slot.not_before = None;
@@ -139,7 +148,13 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             else {
                 return Plan::Stale;
             };
-            if p.current(node, *attempt, &[NodeStatus::Queued]).is_some() {
+            let started_now = p.current(node, *attempt, &[NodeStatus::Queued]).is_some();
+            if started_now && run.status == RunStatus::Paused {
+                // A node that had not started when the run was paused does not start now
+                // (its task is emitted again on resume).
+                return Plan::Stale;
+            }
+            if started_now {
                 // Started and finished in one transition (a `transform` node is not marked
                 // running on its own: it finishes at once and has no effects to guard).
                 p.event("node_started", Some(node), json!({"attempt": attempt}));
@@ -169,6 +184,11 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             let Some(i) = p.current(node, *attempt, &[NodeStatus::Waiting]) else {
                 return Plan::Stale;
             };
+            if *expired && run.status == RunStatus::Paused {
+                // An expiry that falls due during a pause takes effect on resume, which sets
+                // the approval's timer again (its deadline passed: it fires at once).
+                return Plan::Stale;
+            }
             let output = decision_output(approval_id, *decision, by, comment.as_deref(), *expired);
             // The coordinator stored this output as a blob before planning.
             let output_hash = tradeloom_store::blob_hash(&output.to_string());
@@ -206,6 +226,40 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             p.cancel(by, reason.as_deref());
             return p.finish(signal);
         }
+        Signal::Pause { by, .. } => {
+            if !matches!(
+                run.status,
+                RunStatus::Pending | RunStatus::Running | RunStatus::Waiting
+            ) {
+                return Plan::Stale;
+            }
+            p.status = RunStatus::Paused;
+            p.event("run_paused", None, json!({"by": by, "was": run.status}));
+            return p.finish(signal);
+        }
+        Signal::Resume { by, .. } => {
+            if run.status != RunStatus::Paused {
+                return Plan::Stale;
+            }
+            p.status = RunStatus::Running;
+            p.event("run_resumed", None, json!({"by": by}));
+            // The tasks of nodes queued before or during the pause were dropped unstarted (or
+            // lost with a restart), and those of running nodes may have been: emit them again,
+            // keeping their `not_before` (a `wait` whose deadline passed runs at once). Tasks
+            // are deduplicated per attempt, so one still queued or held is not doubled.
+            for i in 0..p.state.slots.len() {
+                let slot = p.slot(i);
+                if matches!(slot.status, NodeStatus::Queued | NodeStatus::Running) {
+                    let (attempt, not_before) = (slot.attempts, slot.not_before);
+                    p.task(i, attempt, not_before);
+                }
+            }
+        }
+    }
+    if p.status == RunStatus::Paused {
+        // Nothing new starts in a paused run: results are recorded, nothing is emitted.
+        p.tasks.clear();
+        return p.finish(signal);
     }
     if !p.status.is_terminal() {
         p.advance(context);
@@ -410,7 +464,7 @@ impl<'a> Planner<'a> {
     }
 
     pub(super) fn task(&mut self, i: usize, attempt: u32, not_before: Option<DateTime<Utc>>) {
-        let task = node_task(&self.run.id, self.node(i), attempt, not_before);
+        let task = node_task(self.run, self.node(i), attempt, not_before);
         self.tasks.push(task);
     }
 

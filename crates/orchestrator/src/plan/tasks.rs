@@ -6,7 +6,8 @@ use serde_json::json;
 use tradeloom_flow::ir::NodeKind;
 
 use tradeloom_flow::IrNode;
-use tradeloom_queue::NewTask;
+use tradeloom_queue::{NewTask, Priority};
+use tradeloom_store::{RunPriority, WorkflowRun};
 
 /// Pool of the approval-expiry timers (and of approval notifications).
 pub const TIMER_POOL: &str = "timer";
@@ -21,22 +22,33 @@ pub fn pool_of(kind: &NodeKind) -> &str {
     kind.type_name()
 }
 
-/// The task of attempt `attempt` of `node`, deduplicated per attempt so re-emitting it (after a
-/// restart) is harmless.
+/// The task of attempt `attempt` of `node` of `run`, at the run's priority, deduplicated per
+/// attempt so re-emitting it (after a restart) is harmless.
 pub fn node_task(
-    run_id: &str,
+    run: &WorkflowRun,
     node: &IrNode,
     attempt: u32,
     not_before: Option<DateTime<Utc>>,
 ) -> NewTask {
+    let run_id = &run.id;
     let task = NewTask::new(
         pool_of(node.kind()),
         json!({"run_id": run_id, "node_id": node.id(), "attempt": attempt}),
     )
-    .with_dedup_key(format!("{run_id}/{}/{attempt}", node.id()));
+    .with_dedup_key(format!("{run_id}/{}/{attempt}", node.id()))
+    .with_priority(queue_priority(run.priority));
     match not_before {
         Some(at) => task.with_not_before(at),
         None => task,
+    }
+}
+
+/// The queue priority of a run's tasks.
+pub fn queue_priority(priority: RunPriority) -> Priority {
+    match priority {
+        RunPriority::High => Priority::High,
+        RunPriority::Normal => Priority::Normal,
+        RunPriority::Low => Priority::Low,
     }
 }
 

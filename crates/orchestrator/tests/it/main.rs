@@ -11,6 +11,7 @@ mod order_node;
 mod paper_node;
 mod patches;
 mod recovery;
+mod run_control;
 mod runs;
 mod scale;
 mod script_node;

@@ -40,6 +40,9 @@ async fn stored_run(store: &Arc<dyn Store>, definition: Value) -> String {
             agent_nodes: 0,
             inputs: json!({}),
             nodes,
+            priority: Default::default(),
+            api_key_id: None,
+            workflow_limit: None,
         })
         .await
         .unwrap()

@@ -74,6 +74,9 @@ async fn plans_on_a_refused_transition_are_refused(store: Arc<dyn Store>) {
             agent_nodes: 0,
             inputs: json!({}),
             nodes: ir.nodes().iter().map(|n| n.id().to_string()).collect(),
+            priority: Default::default(),
+            api_key_id: None,
+            workflow_limit: None,
         }))
         .await
         .unwrap();

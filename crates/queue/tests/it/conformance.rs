@@ -23,6 +23,7 @@ macro_rules! on_paused_clock {
 
 on_paused_clock!(
     fifo_order,
+    priorities_order_deliveries,
     ack_removes,
     nack_requeues_at_once,
     nack_with_retry_after_delays,

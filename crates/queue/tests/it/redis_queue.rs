@@ -50,6 +50,7 @@ macro_rules! conformance_on_redis {
 
 conformance_on_redis!(
     fifo_order,
+    priorities_order_deliveries,
     ack_removes,
     nack_requeues_at_once,
     nack_with_retry_after_delays,

@@ -18,6 +18,7 @@ mod reads;
 mod redis_event_bus;
 mod redis_proxy;
 mod redis_rate_limit;
+mod run_control;
 mod script_runs;
 // The Redis scaffolding of tradeloom-queue's suites: the variable that enables them, a key
 // prefix per test deleted afterwards, `CLIENT KILL` of a database's connections.

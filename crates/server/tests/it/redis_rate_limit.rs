@@ -36,6 +36,7 @@ fn key(id: &str) -> Principal {
         key_id: Some(id.into()),
         name: id.into(),
         role: Role::Operator,
+        max_concurrent_runs: None,
     }
 }
 

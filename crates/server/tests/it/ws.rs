@@ -109,6 +109,9 @@ async fn new_run(s: &dyn Store, name: &str) -> Run {
             agent_nodes: 0,
             inputs: json!({}),
             nodes: vec!["a".into(), "b".into()],
+            priority: Default::default(),
+            api_key_id: None,
+            workflow_limit: None,
         })
         .await
         .unwrap();

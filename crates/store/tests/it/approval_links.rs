@@ -37,6 +37,9 @@ async fn run_with_approval(s: &dyn Store) -> String {
             agent_nodes: 0,
             inputs: json!({}),
             nodes: vec!["a".into()],
+            priority: Default::default(),
+            api_key_id: None,
+            workflow_limit: None,
         })
         .await
         .expect("run");

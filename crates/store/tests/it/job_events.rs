@@ -3,10 +3,8 @@
 
 use serde_json::json;
 use tradeloom_store::EventFilter;
-use tradeloom_store::prelude::*;
 use tradeloom_store::{
-    NewEvent, NewWorkflowRun, NewWorkflowVersion, SqliteStore, Store, StoreError, Transition,
-    open_store,
+    NewEvent, NewWorkflowRun, NewWorkflowVersion, Store, StoreError, Transition, open_store,
 };
 
 use crate::backend_tests;
@@ -35,6 +33,9 @@ async fn new_run(s: &dyn Store, name: &str) -> tradeloom_store::WorkflowRun {
         agent_nodes: 0,
         inputs: json!({}),
         nodes: vec!["a".into()],
+        priority: Default::default(),
+        api_key_id: None,
+        workflow_limit: None,
     })
     .await
     .expect("run")
@@ -251,18 +252,43 @@ async fn migration_0007_keeps_seq_values_on_sqlite() {
             .await
             .expect("raw events")
     };
+    // Written with SQL of the 0006 schema: today's store writes columns it did not have.
     let (kept, deleted_seq) = {
-        let old = SqliteStore::open_unmigrated(&path)
-            .await
-            .expect("open at 0006");
         let raw = sqlx::SqlitePool::connect(&format!("sqlite://{location}"))
             .await
             .expect("raw pool");
-        let keep = new_run(&old, "keep").await;
-        queue_a(&old, &keep.id, 0).await;
-        let gone = new_run(&old, "gone").await;
+        let at = chrono::Utc::now();
+        for name in ["keep", "gone"] {
+            for statement in [
+                "INSERT INTO blobs (hash, kind, body, created_at) VALUES ($1, 'workflow_ir', $1, $2)",
+                "INSERT INTO workflows (id, name, latest_version, created_at, updated_at) \
+                 VALUES ($1, $1, 1, $2, $2)",
+                "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, \
+                 inputs, created_at, definition_hash) VALUES ($1, $1, 1, $1, 'pending', '{}', $2, $1)",
+                "INSERT INTO workflow_events (run_id, kind, payload, at) \
+                 VALUES ($1, 'run_created', '{}', $2)",
+            ] {
+                sqlx::query(statement)
+                    .bind(name)
+                    .bind(at)
+                    .execute(&raw)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            if name == "keep" {
+                sqlx::query(
+                    "INSERT INTO workflow_events (run_id, kind, payload, at) \
+                     VALUES ('keep', 'node_queued', '{}', $1)",
+                )
+                .bind(at)
+                .execute(&raw)
+                .await
+                .expect("node_queued");
+            }
+        }
         let gone_seq = read(&raw).await.last().expect("events").0;
-        old.delete_workflow(&gone.workflow_id)
+        sqlx::query("DELETE FROM workflows WHERE id = 'gone'")
+            .execute(&raw)
             .await
             .expect("delete");
         let kept = read(&raw).await;

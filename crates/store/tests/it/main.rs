@@ -2,6 +2,7 @@
 //! when `TRADELOOM_TEST_POSTGRES_URL` is set, against PostgreSQL in a database of its own that
 //! is created for the test and dropped after it, so tests run in parallel.
 
+mod admission;
 mod api_keys;
 mod approval_links;
 mod definitions;

@@ -19,6 +19,7 @@ backend_tests!(
     a_refused_transitions_lineage_is_refused_after_it,
     concurrent_transitions_have_one_winner,
     status_counts_group_every_table,
+    a_run_is_paused_and_resumed_by_transitions,
 );
 
 async fn new_run(s: &dyn Store, name: &str) -> tradeloom_store::WorkflowRun {
@@ -38,6 +39,9 @@ async fn new_run(s: &dyn Store, name: &str) -> tradeloom_store::WorkflowRun {
         agent_nodes: 0,
         inputs: json!({"symbol": "AAA"}),
         nodes: vec!["a".into(), "b".into()],
+        priority: Default::default(),
+        api_key_id: None,
+        workflow_limit: None,
     })
     .await
     .expect("run")
@@ -206,6 +210,9 @@ async fn a_batch_applies_each_write_as_if_alone(t: Ctx) {
         agent_nodes: 0,
         inputs: json!({}),
         nodes: vec!["a".into(), "b".into()],
+        priority: Default::default(),
+        api_key_id: None,
+        workflow_limit: None,
     });
     let id = create.id.clone();
     let queued = |signal: &str, revision: i64, n: &str| {
@@ -420,4 +427,153 @@ async fn status_counts_group_every_table(t: Ctx) {
         counts.workflow_nodes,
         pairs(&[("pending", 3), ("running", 1)])
     );
+}
+
+/// `paused` is a status the store keeps (migration 0015): a run goes to it and back by
+/// transitions, is listed under it, and is not finished by it.
+async fn a_run_is_paused_and_resumed_by_transitions(t: Ctx) {
+    let s = &*t.store;
+    let run = new_run(s, "pausable").await;
+    let mut start = transition(&run.id, "start", 0);
+    start.status = Some(RunStatus::Running);
+    s.commit_transition(&start).await.expect("start");
+    let mut pause = transition(&run.id, "pause:1", 1);
+    pause.status = Some(RunStatus::Paused);
+    pause.events = vec![NewEvent {
+        kind: "run_paused".into(),
+        node_id: None,
+        payload: json!({"by": "ops", "was": "running"}),
+    }];
+    s.commit_transition(&pause).await.expect("pause");
+    let paused = s.workflow_run(&run.id).await.expect("run");
+    assert_eq!(
+        (paused.status, paused.finished_at),
+        (RunStatus::Paused, None)
+    );
+    let listed = s
+        .list_workflow_runs(Some(RunStatus::Paused), 10, 0)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, run.id);
+    assert_eq!(t.text("SELECT status FROM workflow_runs").await, "paused");
+
+    let mut resume = transition(&run.id, "resume:1", 2);
+    resume.status = Some(RunStatus::Running);
+    s.commit_transition(&resume).await.expect("resume");
+    assert_eq!(
+        s.workflow_run(&run.id).await.expect("run").status,
+        RunStatus::Running
+    );
+    let kinds: Vec<String> = s
+        .events(EventFilter::Run(&run.id), 0, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["run_created", "run_paused"]);
+}
+
+/// Migration 0015 rebuilds SQLite's workflow_runs (to widen its status CHECK): the runs and
+/// every row that references them (node states, signals, events, approvals) survive, `paused`
+/// is accepted, and foreign keys are enforced afterwards (deleting the workflow cascades).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migration_0015_keeps_runs_and_their_children() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let path = dir.path().join("old.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .expect("pool");
+    sqlx::migrate!("migrations/sqlite")
+        .run_to(13, &pool)
+        .await
+        .expect("migrate to 13");
+    let at = chrono::Utc::now();
+    for statement in [
+        "INSERT INTO blobs (hash, kind, body, created_at) VALUES ('h', 'workflow_ir', '{}', ?1)",
+        "INSERT INTO workflows (id, name, latest_version, created_at, updated_at) \
+         VALUES ('w1', 'old', 1, ?1, ?1)",
+        "INSERT INTO workflow_runs (id, workflow_id, workflow_version, ir_hash, status, inputs, \
+         tokens, revision, created_at, definition_hash, ir_version, agent_nodes_spawned) \
+         VALUES ('r1', 'w1', 1, 'h', 'waiting', '{\"x\":1}', 0, 4, ?1, 'h', 2, 1)",
+        "INSERT INTO workflow_node_states (run_id, node_id, status, attempts, updated_at) \
+         VALUES ('r1', 'review', 'waiting', 1, ?1)",
+        "INSERT INTO workflow_signals (run_id, signal_id, applied_at) VALUES ('r1', 'start', ?1)",
+        "INSERT INTO workflow_events (run_id, kind, payload, at) \
+         VALUES ('r1', 'run_started', '{}', ?1)",
+        "INSERT INTO workflow_approvals (id, run_id, node_id, attempt, prompt, status, \
+         default_decision, expires_at, created_at) \
+         VALUES ('a1', 'r1', 'review', 1, '?', 'pending', 'reject', ?1, ?1)",
+    ] {
+        sqlx::query(statement)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    pool.close().await;
+
+    let location = path.display().to_string();
+    let store = tradeloom_store::open_store(&location)
+        .await
+        .expect("migrate");
+    let run = store.workflow_run("r1").await.expect("run");
+    assert_eq!(
+        (
+            run.status,
+            run.revision,
+            run.ir_version,
+            run.agent_nodes_spawned
+        ),
+        (RunStatus::Waiting, 4, 2, 1)
+    );
+    assert_eq!(run.inputs, json!({"x": 1}));
+    assert_eq!(store.node_states("r1").await.expect("states").len(), 1);
+    assert_eq!(store.approval("a1").await.expect("approval").run_id, "r1");
+    assert_eq!(
+        store
+            .events(EventFilter::Run("r1"), 0, 10)
+            .await
+            .expect("events")
+            .len(),
+        1
+    );
+    // The signal applied before the migration still counts.
+    let mut again = transition("r1", "start", 4);
+    again.status = Some(RunStatus::Running);
+    assert_eq!(
+        store.commit_transition(&again).await.expect("again"),
+        TransitionOutcome::AlreadyApplied
+    );
+    let mut pause = transition("r1", "pause:1", 4);
+    pause.status = Some(RunStatus::Paused);
+    store.commit_transition(&pause).await.expect("paused");
+
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{location}"))
+        .await
+        .expect("raw");
+    let (check,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pragma_foreign_key_check")
+        .fetch_one(&raw)
+        .await
+        .expect("fk check");
+    assert_eq!(check, 0);
+    store.delete_workflow("w1").await.expect("delete");
+    for table in [
+        "workflow_runs",
+        "workflow_node_states",
+        "workflow_approvals",
+        "workflow_signals",
+    ] {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        let (left,): (i64,) = sqlx::query_as(sql).fetch_one(&raw).await.expect("count");
+        assert_eq!(left, 0, "{table} rows cascade from the deleted workflow");
+    }
 }
