@@ -513,7 +513,7 @@ tradeloom db statuz
             "x.md:18: `shw ID`: `tradeloom runs` has no subcommand `shw` (it has: list, show, \
              help)",
             "x.md:19: `submitt`: `tradeloom flow` has no subcommand `submitt` (it has: validate, \
-             submit, status, patch, cancel, runs, help)",
+             submit, status, patch, cancel, pause, resume, runs, help)",
             "x.md:20: `serve [--auth required|off] [--adrr X]`: `tradeloom serve` does not \
              accept `--adrr`",
         ]
