@@ -988,16 +988,17 @@ impl Runtime {
             .await
     }
 
-    /// Waits until run `run_id` has settled — finished, or waiting for an approval with
-    /// nothing else in flight — or `timeout` passes; returns its last state. What
+    /// Waits until run `run_id` has settled — finished, waiting for an approval with nothing
+    /// else in flight, or paused — or `timeout` passes; returns its last state. What
     /// `GET /workflow-runs/{id}?wait_ms=` answers after.
     pub async fn wait_settled(
         &self,
         run_id: &str,
         timeout: Duration,
     ) -> Result<WorkflowRun, OrchestratorError> {
+        // Paused waits for a person, as an approval does; queued moves on by itself.
         self.wait_until(run_id, timeout, |status| {
-            status.is_terminal() || status == RunStatus::Waiting
+            status.is_terminal() || matches!(status, RunStatus::Waiting | RunStatus::Paused)
         })
         .await
     }

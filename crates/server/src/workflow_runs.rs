@@ -330,7 +330,7 @@ pub const MAX_WAIT_MS: u64 = 60_000;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RunQuery {
-    /// Answer once the run has settled (finished, or waiting for an approval) or after this
+    /// Answer once the run has settled (finished, waiting for an approval, or paused) or after this
     /// many milliseconds, whichever comes first (0 to 60000; default 0: at once). A long poll:
     /// the answer comes with the run's last commit, not at a polling interval.
     pub wait_ms: Option<u64>,

@@ -42,6 +42,18 @@ async fn a_wait_that_falls_due_during_a_pause_runs_on_resume(env: Env) {
     let run = env.start(&id, json!({})).await;
     let paused = env.runtime.pause(&run, "ops").await.unwrap();
     assert_eq!(paused.status, RunStatus::Paused);
+    // A long poll answers at once: a paused run waits for a person, as an approval does.
+    let polled = std::time::Instant::now();
+    let settled = env
+        .runtime
+        .wait_settled(&run, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(settled.status, RunStatus::Paused);
+    assert!(
+        polled.elapsed() < Duration::from_secs(10),
+        "the poll waited for its timeout"
+    );
     // Well past the wait's deadline: nothing started.
     tokio::time::sleep(Duration::from_millis(900)).await;
     let view = env.runtime.view(&run).await.unwrap();
