@@ -339,69 +339,21 @@ impl<D: Db> JobStore for D {
         action: JobAction,
         by: &str,
     ) -> Result<JobControl, StoreError> {
-        let before = self.job(job_id).await?;
-        let allowed: Vec<String> = action
-            .allowed_from()
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
-        let at = now();
-        let mut tx = self
-            .begin()
-            .await
-            .map_err(StoreError::db("begin a job control"))?;
-        // Conditional on the status read above: a change in between refuses rather than
-        // acting on a status nobody saw.
-        let set_status = match action {
-            JobAction::Cancel => "status = 'cancelled', finished_at = $3",
-            JobAction::Pause => "status = 'paused', finished_at = NULL",
-            JobAction::Resume => {
-                "status = 'running', started_at = COALESCE(started_at, $3), \
-                                  finished_at = NULL"
+        let mut before = self.job(job_id).await?;
+        // A job that moved between two statuses the action is allowed from (a driver taking a
+        // `pending` job to `running` right then) is acted on as it is now; a few times at most.
+        for _ in 0..3 {
+            match control_job_once(self, &before, action, by).await? {
+                JobControl::Refused(now)
+                    if now.status != before.status
+                        && action.allowed_from().contains(&now.status) =>
+                {
+                    before = now;
+                }
+                answer => return Ok(answer),
             }
-        };
-        let mut update = sql(format!(
-            "UPDATE jobs SET {set_status} WHERE id = $1 AND status = $2 AND status IN ({})",
-            allowed.join(", ")
-        ))
-        .bind(job_id)
-        .bind(before.status.as_str());
-        if action != JobAction::Pause {
-            update = update.bind(at);
         }
-        let done = update
-            .execute(&mut tx)
-            .await
-            .map_err(StoreError::db("change a job's status"))?;
-        if done.rows_affected() == 0 {
-            drop(tx);
-            return Ok(JobControl::Refused(self.job(job_id).await?));
-        }
-        let mut cancelled_days = 0;
-        if action == JobAction::Cancel {
-            // Days not started are cancelled; days in flight finish and keep their outcome.
-            cancelled_days = sql(
-                "UPDATE job_details SET status = 'cancelled', finished_at = $2, \
-                 error = $3 WHERE job_id = $1 AND status = 'pending'",
-            )
-            .bind(job_id)
-            .bind(at)
-            .bind(format!("cancelled by {by}"))
-            .execute(&mut tx)
-            .await
-            .map_err(StoreError::db("cancel a job's model-days"))?
-            .rows_affected();
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::db("commit a job control"))?;
-        let mut payload = serde_json::json!({"by": by, "from": before.status.as_str()});
-        if action == JobAction::Cancel {
-            payload["cancelled_model_days"] = cancelled_days.into();
-        }
-        self.append_job_event(job_id, action.event_kind(), &payload)
-            .await?;
-        Ok(JobControl::Done(self.job(job_id).await?))
+        control_job_once(self, &before, action, by).await
     }
 
     async fn delete_job(&self, job_id: &str) -> Result<(), StoreError> {
@@ -502,6 +454,78 @@ async fn jobs_from<D: Db>(db: &D, page_size: u32) -> Result<Vec<Job>, StoreError
             return Ok(jobs);
         }
     }
+}
+
+/// One attempt of [`JobStore::control_job`] on the job as `before` read it.
+async fn control_job_once<D: Db>(
+    db: &D,
+    before: &Job,
+    action: JobAction,
+    by: &str,
+) -> Result<JobControl, StoreError> {
+    let job_id = before.id.as_str();
+    let allowed: Vec<String> = action
+        .allowed_from()
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let at = now();
+    let mut tx = db
+        .begin()
+        .await
+        .map_err(StoreError::db("begin a job control"))?;
+    // Conditional on the status read above: a change in between refuses rather than
+    // acting on a status nobody saw.
+    let set_status = match action {
+        JobAction::Cancel => "status = 'cancelled', finished_at = $3",
+        JobAction::Pause => "status = 'paused', finished_at = NULL",
+        JobAction::Resume => {
+            "status = 'running', started_at = COALESCE(started_at, $3), \
+                              finished_at = NULL"
+        }
+    };
+    let mut update = sql(format!(
+        "UPDATE jobs SET {set_status} WHERE id = $1 AND status = $2 AND status IN ({})",
+        allowed.join(", ")
+    ))
+    .bind(job_id)
+    .bind(before.status.as_str());
+    if action != JobAction::Pause {
+        update = update.bind(at);
+    }
+    let done = update
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("change a job's status"))?;
+    if done.rows_affected() == 0 {
+        drop(tx);
+        return Ok(JobControl::Refused(db.job(job_id).await?));
+    }
+    let mut cancelled_days = 0;
+    if action == JobAction::Cancel {
+        // Days not started are cancelled; days in flight finish and keep their outcome.
+        cancelled_days = sql(
+            "UPDATE job_details SET status = 'cancelled', finished_at = $2, \
+             error = $3 WHERE job_id = $1 AND status = 'pending'",
+        )
+        .bind(job_id)
+        .bind(at)
+        .bind(format!("cancelled by {by}"))
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("cancel a job's model-days"))?
+        .rows_affected();
+    }
+    tx.commit()
+        .await
+        .map_err(StoreError::db("commit a job control"))?;
+    let mut payload = serde_json::json!({"by": by, "from": before.status.as_str()});
+    if action == JobAction::Cancel {
+        payload["cancelled_model_days"] = cancelled_days.into();
+    }
+    db.append_job_event(job_id, action.event_kind(), &payload)
+        .await?;
+    Ok(JobControl::Done(db.job(job_id).await?))
 }
 
 #[cfg(test)]
