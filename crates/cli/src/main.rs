@@ -32,6 +32,7 @@ mod killswitch;
 mod live;
 mod metrics_cmd;
 mod paper;
+mod paper_order;
 mod reconcile;
 mod serve;
 mod simulation;
@@ -245,6 +246,10 @@ enum Command {
         #[command(flatten)]
         args: flow_client::ApprovalsArgs,
     },
+    /// Send one order to a running paper run whose spec has `external_orders: true`: the run
+    /// records and journals it, checks it with its kill switch and pre-trade risk, and fills it
+    /// on a later bar; waits for the fill.
+    Order(paper_order::OrderArgs),
     /// The kill switch (global, per run, per job): engaged, it stops every order of `tradeloom
     /// run` on this data dir.
     Killswitch {
@@ -675,6 +680,7 @@ fn main() -> ExitCode {
             FlowCommand::Runs(args) => flow_client::runs(&api, &args),
         },
         Command::Killswitch { command } => killswitch::run(&data_dir, command),
+        Command::Order(args) => paper_order::run(&data_dir, args),
         Command::Metrics { command } => metrics_cmd::run(&data_dir, command),
         Command::Connectivity { command } => connectivity::run(command),
         Command::Drill { command } => drill::run(&data_dir, command),

@@ -118,9 +118,22 @@ pub struct MarketNode {
 /// `type: order`, compiled.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OrderNode {
-    pub market: MarketNode,
+    /// `None` only with `paper_run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market: Option<MarketNode>,
     pub proposal: JsonTemplate,
+    /// A running paper run's id (empty when rendered: the simulated book).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paper_run: Option<Template>,
+    /// How long to wait for a paper run's fill (default [`DEFAULT_WAIT_FILL_MS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_fill_ms: Option<u64>,
 }
+
+/// How long an `order` node waits for a paper run's fill when it does not say.
+pub const DEFAULT_WAIT_FILL_MS: u64 = 10_000;
+/// The longest an `order` node may wait for a paper run's fill.
+pub const MAX_WAIT_FILL_MS: u64 = 600_000;
 
 /// An `http` header's value, compiled.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -207,11 +207,26 @@ pub struct MarketConfig {
 /// `type: order`: executes an approved proposal on the simulated book of `market` at the
 /// as-of date's reference price, through the kill switch; the fill is journaled in a run
 /// folder. Output: `{"run_id", "run_dir", "status": "filled" | "not_filled" | "refused" |
-/// "no_order", "fills": [...], "reason"?}`.
+/// "no_order", "fills": [...], "reason"?}`. With `paper_run` (rendering to a run id), the
+/// order goes to that running paper run instead (`external_orders: true` in its spec), which
+/// journals it and fills it on its next bar; the status is then `filled`,
+/// `partially_filled`, `accepted` (still working after `wait_fill_ms`), `refused`,
+/// `cancelled`, `expired` or `no_order`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderConfig {
-    pub market: MarketConfig,
+    /// The simulated book; required unless `paper_run` is given (then used when `paper_run`
+    /// renders empty).
+    #[serde(default)]
+    pub market: Option<MarketConfig>,
+    /// Template: the id of a running paper run to send the order to (empty: the simulated
+    /// book of `market`).
+    #[serde(default)]
+    pub paper_run: Option<String>,
+    /// How long to wait for a paper run's fill, 0 to 600000 ms (default 10000); the order
+    /// keeps working in the run after that.
+    #[serde(default)]
+    pub wait_fill_ms: Option<u64>,
     /// Any JSON, strings being templates, rendering to `{symbol, side, quantity, limit?}`
     /// (`side` buy, sell or hold; `action` is read when `side` is absent). Typically
     /// `"{{ trader.json }}"`.

@@ -1132,7 +1132,8 @@ fn referenced_roots(node: &IrNode) -> BTreeSet<String> {
             templates.extend(a.market.as_ref().map(|m| &m.as_of));
         }
         NodeKind::Order(o) => {
-            templates.push(&o.market.as_of);
+            templates.extend(o.market.as_ref().map(|m| &m.as_of));
+            templates.extend(o.paper_run.as_ref());
             templates.extend(o.proposal.templates().into_iter().map(|(_, t)| t));
         }
         NodeKind::Http(h) => {

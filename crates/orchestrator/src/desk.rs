@@ -158,7 +158,23 @@ pub async fn order(
         .render(context)
         .map_err(|e| NodeError::permanent(format!("proposal: {e}")))?;
     let proposal = Proposal::from_value(&rendered).map_err(NodeError::permanent)?;
-    let desk = open_desk(env, &node.market, context).await?;
+    if let Some(template) = &node.paper_run {
+        let run = template
+            .render_string(context)
+            .map_err(|e| NodeError::permanent(format!("paper_run: {e}")))?;
+        let run = run.trim();
+        if !run.is_empty() {
+            return paper_order(env, node, run, proposal, rendered, workflow_run_id, node_id)
+                .await;
+        }
+    }
+    let Some(market) = &node.market else {
+        return Err(NodeError::permanent(
+            "paper_run: rendered empty and the node has no `market` to trade on instead \
+             (give the run a paper run id, or the node a market)",
+        ));
+    };
+    let desk = open_desk(env, market, context).await?;
     let Some(proposal) = proposal else {
         return Ok(json!({
             "run_id": null,
@@ -173,7 +189,7 @@ pub async fn order(
         .map_err(|e| NodeError::permanent(format!("kill switch: {e}")))?;
     let data_dir = env.data_dir.clone();
     let name = format!("workflow:{workflow_run_id}/{node_id}");
-    let market = node.market.clone();
+    let market = market.clone();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -209,6 +225,99 @@ pub async fn order(
     })
     .await
     .map_err(|e| NodeError::transient(format!("order task: {e}")))?
+}
+
+/// The `client_order_id` of a workflow run's `order` node: the same for every attempt of the
+/// node, so a retried node waits for its order instead of sending a second one.
+pub fn paper_client_order_id(workflow_run_id: &str, node_id: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let mut id = format!("wf:{}:{}", clean(workflow_run_id), clean(node_id));
+    id.truncate(128);
+    id
+}
+
+/// Sends an approved proposal to the running paper run `run_id` (see
+/// [`tradeloom_runs::paper::orders`]): the run records it, journals it, submits it through its
+/// kill switch and pre-trade risk, and fills it on a later bar. Waits up to the node's
+/// `wait_fill_ms` for the fill. Output: `target: "paper"`, `run_id`, `run_dir`,
+/// `client_order_id`, `order_id`, `status`, `fills`, `code`/`reason` when refused or cancelled,
+/// `proposal`.
+async fn paper_order(
+    env: &NodeEnv,
+    node: &OrderNode,
+    run_id: &str,
+    proposal: Option<Proposal>,
+    rendered: Value,
+    workflow_run_id: &str,
+    node_id: &str,
+) -> Result<Value, NodeError> {
+    use tradeloom_runs::paper::orders::{self, ExternalOrder, SendWait};
+    let Some(proposal) = proposal else {
+        return Ok(json!({
+            "target": "paper",
+            "run_id": run_id,
+            "status": "no_order",
+            "fills": [],
+            "reason": "the proposal holds (side `hold` or quantity 0): nothing to execute",
+            "proposal": rendered,
+        }));
+    };
+    let order = ExternalOrder {
+        client_order_id: paper_client_order_id(workflow_run_id, node_id),
+        source: format!("workflow:{workflow_run_id}/{node_id}"),
+        symbol: proposal.symbol.clone(),
+        side: match proposal.side {
+            Side::Buy => orders::Side::Buy,
+            Side::Sell => orders::Side::Sell,
+        },
+        quantity: proposal.quantity.to_string(),
+        limit: proposal.limit.map(|l| l.to_string()),
+    };
+    let wait = SendWait {
+        fill: std::time::Duration::from_millis(
+            node.wait_fill_ms
+                .unwrap_or(tradeloom_flow::ir::DEFAULT_WAIT_FILL_MS),
+        ),
+        ..SendWait::default()
+    };
+    let data_dir = env.data_dir.clone();
+    let run = run_id.to_string();
+    let sent = tokio::task::spawn_blocking(move || orders::send(&data_dir, &run, &order, wait))
+        .await
+        .map_err(|e| NodeError::transient(format!("order task: {e}")))?;
+    let reply = match sent {
+        Ok(reply) => reply,
+        Err(e) if e.is_transient() => return Err(NodeError::transient(format!("paper_run: {e}"))),
+        Err(e) => return Err(NodeError::permanent(format!("paper_run: {e}"))),
+    };
+    let mut out = json!({
+        "target": "paper",
+        "run_id": reply.run_id,
+        "run_dir": env.data_dir.join("runs").join(run_id).display().to_string(),
+        "client_order_id": reply.client_order_id,
+        "order_id": reply.order_id,
+        "status": reply.status,
+        "submitted_ts": reply.submitted_ts,
+        "fills": reply.fills,
+        "proposal": proposal.to_value(),
+    });
+    if let Some(code) = &reply.code {
+        out["code"] = json!(code);
+    }
+    if let Some(reason) = &reply.reason {
+        out["reason"] = json!(reason);
+    }
+    Ok(out)
 }
 
 /// One executed (or refused) order and what the run folder says of it.

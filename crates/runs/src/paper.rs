@@ -5,6 +5,7 @@ pub mod feed_spec;
 pub mod feed_state;
 mod gate;
 pub mod inputs;
+pub mod orders;
 pub mod resume;
 pub mod runner;
 pub mod snapshot;

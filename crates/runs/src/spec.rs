@@ -258,6 +258,12 @@ pub struct RunSpec {
     /// Paper runs: refuse orders (`risk.stale_data`) on data older than this (`90s`, `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_data_age: Option<String>,
+    /// Paper runs: accept orders submitted from outside the strategy (a workflow's `order`
+    /// node with `paper_run:`, `tradeloom order`): read from the run folder's
+    /// `state/orders/inbox/`, recorded as inputs, checked by the kill switch and pre-trade risk
+    /// like the strategy's own. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_orders: Option<bool>,
     /// Backtests: run only the bars in this time range (walk-forward sweeps set it); the data
     /// files are still read, checked and hashed whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,6 +316,8 @@ pub struct PaperSettings {
     pub snapshot_every: u64,
     /// `max_data_age:`.
     pub max_data_age: Option<std::time::Duration>,
+    /// `external_orders:` (default false).
+    pub external_orders: bool,
 }
 
 /// Events between two snapshots of a paper run when the spec does not say.
@@ -836,6 +844,7 @@ fn paper_settings(
             ("stop_at", spec.stop_at.is_some()),
             ("snapshot_every", spec.snapshot_every.is_some()),
             ("max_data_age", spec.max_data_age.is_some()),
+            ("external_orders", spec.external_orders.is_some()),
         ];
         if let Some((field, _)) = only_paper.iter().find(|(_, given)| *given) {
             return Err(err(
@@ -898,6 +907,7 @@ fn paper_settings(
         stop_at,
         snapshot_every,
         max_data_age,
+        external_orders: spec.external_orders.unwrap_or(false),
     }))
 }
 
@@ -1173,6 +1183,7 @@ risk: {max_drawdown_pct: 50}
             "stop_at",
             "snapshot_every",
             "max_data_age",
+            "external_orders",
         ] {
             assert!(s.contains(field), "{field} missing from the schema");
         }

@@ -622,3 +622,66 @@ fn a_resume_whose_rebuilt_state_differs_from_the_snapshot_is_refused() {
         "the journal's lines are kept"
     );
 }
+
+#[test]
+fn tradeloom_order_trades_a_paper_run_that_accepts_external_orders() {
+    let data = tempfile::tempdir().unwrap();
+    // The shipped paper desk (AAA, `strategy: manual`), its data path made absolute.
+    let text = std::fs::read_to_string(repo().join("examples/specs/team_paper.yaml")).unwrap();
+    let csv = repo().join("examples/universe/AAA.csv");
+    let text = text
+        .replace("../universe/AAA.csv", csv.to_str().unwrap())
+        .replace("speed: 86400", "speed: 432000");
+    let spec = write_spec(data.path(), "desk.yaml", &text);
+    let child = spawn(data.path(), &["run", spec.to_str().unwrap(), "--quiet"]);
+    let dir = the_run_dir(data.path());
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    wait_for("a bar", || {
+        (line_count(&dir.join("state/inputs.jsonl")) > 1).then_some(())
+    });
+
+    let order = |args: &[&str]| {
+        let mut all = vec!["order", id.as_str()];
+        all.extend_from_slice(args);
+        tradeloom(data.path(), &all)
+    };
+    let bought = order(&[
+        "--symbol", "AAA", "--side", "buy", "--quantity", "5", "--id", "first", "--json",
+    ]);
+    assert!(bought.status.success(), "{}{}", stdout(&bought), stderr(&bought));
+    let reply: serde_json::Value = serde_json::from_str(stdout(&bought).trim()).unwrap();
+    assert_eq!(reply["status"], "filled", "{reply}");
+    assert_eq!(reply["source"], "cli");
+    assert_eq!(reply["fills"][0]["quantity"], "5");
+    // The same id again sends nothing: the answer is shown.
+    let again = order(&["--symbol", "AAA", "--side", "buy", "--quantity", "5", "--id", "first"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("first"), "{}", stdout(&again));
+    // A symbol the run does not trade: refused, exit 1, the field named.
+    let wrong = order(&["--symbol", "ZZZ", "--side", "buy", "--quantity", "1"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", stdout(&wrong));
+    assert!(stdout(&wrong).contains("symbol: `ZZZ` is not an instrument"), "{}", stdout(&wrong));
+    // A run that does not exist: exit 2.
+    let missing = tradeloom(
+        data.path(),
+        &["order", "nope", "--symbol", "AAA", "--side", "buy", "--quantity", "1"],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("paper run `nope` not found"), "{}", stderr(&missing));
+
+    crate::sigterm(child.id());
+    let out = finish(child);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = journal(&dir);
+    let external: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "external_order")
+        .collect();
+    assert_eq!(external.len(), 1, "the second request was not sent");
+    assert_eq!(external[0]["client_order_id"], "first");
+    verify_ok(data.path(), &id);
+    // A stopped run takes no orders.
+    let late = order(&["--symbol", "AAA", "--side", "buy", "--quantity", "1"]);
+    assert_eq!(late.status.code(), Some(2));
+    assert!(stderr(&late).contains("only a running paper run takes orders"), "{}", stderr(&late));
+}

@@ -1,10 +1,12 @@
 //! Hooks of paper runs: the kill switch polled while the feed is quiet, orders refused on data
-//! older than the run allows, and the engine's state for a run's snapshot.
+//! older than the run allows, orders from outside the strategies (a workflow's `order` node),
+//! and the engine's state for a run's snapshot.
 
-use tradeloom_core::{Money, Order, Position, Price, UnixNanos};
+use tradeloom_core::{InstrumentId, Money, Order, OrderId, Position, Price, UnixNanos};
 
 use super::{Engine, EngineError};
 use crate::sink::Sink;
+use crate::strategy::OrderRequest;
 
 /// The engine's state between two events, for a paper run's `state/snapshot.json`.
 #[derive(Clone, Debug)]
@@ -38,6 +40,39 @@ impl Engine {
             Some(ts) => self.poll_gate(ts, sink, false),
             None => Ok(()),
         }
+    }
+
+    /// The id the next order will have (the strategies' or [`Engine::submit_external`]'s).
+    pub fn next_order_id(&self) -> OrderId {
+        OrderId(self.next_order_id + 1)
+    }
+
+    /// Submits an order that no strategy placed (an operator's, a workflow `order` node's) at
+    /// the time of the last event: numbered after the strategies' orders so far, asked of the
+    /// kill switch and pre-trade risk exactly like theirs (a refusal is an `order_rejected`
+    /// event, not an error), then working until a later bar fills it under the run's fill
+    /// model. Returns the order's id.
+    ///
+    /// Errors when no event was processed yet (there is no time or price to order at) or
+    /// `instrument` is not one of the run's.
+    pub fn submit_external<S: Sink>(
+        &mut self,
+        instrument: InstrumentId,
+        request: OrderRequest,
+        sink: &mut S,
+    ) -> Result<OrderId, EngineError> {
+        let Some(ts) = self.current_ts else {
+            return Err(EngineError::Config(
+                "no bar was processed yet: there is no price to order at".to_string(),
+            ));
+        };
+        if instrument.index() >= self.instruments.len() {
+            return Err(EngineError::UnknownInstrument(instrument.0));
+        }
+        self.next_order_id += 1;
+        let id = OrderId(self.next_order_id);
+        self.submit(id, instrument.index(), request, None, ts, None, sink, false)?;
+        Ok(id)
     }
 
     /// While `Some(why)`, every new order except a kill switch's or a margin call's

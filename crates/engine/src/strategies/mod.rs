@@ -2,6 +2,7 @@
 
 mod buy_and_hold;
 mod cross;
+mod manual;
 mod mean_reversion;
 mod params;
 mod rotation;
@@ -9,6 +10,7 @@ mod signal;
 
 pub use buy_and_hold::{BuyAndHold, BuyAndHoldParams};
 pub use cross::{CrossParams, EmaCross, SmaCross};
+pub use manual::Manual;
 pub use mean_reversion::{MeanReversion, MeanReversionParams};
 pub use params::StrategyError;
 pub use rotation::{Rotation, RotationParams};
@@ -46,6 +48,9 @@ pub enum StrategyConfig {
     /// Portfolio: hold the instrument with the best return over `lookback` bars, `notional`
     /// worth of it, re-deciding every `rebalance_every` bars of the first instrument.
     MomentumRotation(RotationParams),
+    /// Places no orders of its own: the account is traded from outside (a paper run with
+    /// `external_orders: true`, traded by a workflow's `order` node).
+    Manual,
 }
 
 impl StrategyConfig {
@@ -58,17 +63,19 @@ impl StrategyConfig {
             StrategyConfig::MeanReversion(_) => "mean_reversion",
             StrategyConfig::Signal(_) => "signal",
             StrategyConfig::MomentumRotation(_) => "momentum_rotation",
+            StrategyConfig::Manual => "manual",
         }
     }
 
     /// The names of the built-in strategies, as written in run specs.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "buy_and_hold",
         "sma_cross",
         "ema_cross",
         "mean_reversion",
         "signal",
         "momentum_rotation",
+        "manual",
     ];
 
     /// Whether one instance trades every instrument of the run (see [`Strategies`]).
@@ -113,5 +120,6 @@ pub fn build_strategy(
         StrategyConfig::MomentumRotation(p) => {
             Box::new(Rotation::new(p, std::slice::from_ref(instrument))?)
         }
+        StrategyConfig::Manual => Box::new(Manual),
     })
 }

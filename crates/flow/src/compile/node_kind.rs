@@ -162,11 +162,63 @@ impl<'d> Compiler<'d> {
             }
             NodeType::Order => {
                 let c: OrderConfig = self.config(&config, &cat)?;
-                let market = self.market(scope, c.market, &cat.key("market"));
+                let mut ok = true;
+                if c.market.is_none() && c.paper_run.is_none() {
+                    self.error(
+                        Kind::Config,
+                        cat.key("market"),
+                        "an order node needs `market` (a simulated book) or `paper_run` (a \
+                         running paper run's id), or both",
+                    );
+                    ok = false;
+                }
+                if let Some(ms) = c.wait_fill_ms
+                    && ms > crate::ir::MAX_WAIT_FILL_MS
+                {
+                    self.error(
+                        Kind::Config,
+                        cat.key("wait_fill_ms"),
+                        format!(
+                            "{ms} is more than the maximum of {}",
+                            crate::ir::MAX_WAIT_FILL_MS
+                        ),
+                    );
+                    ok = false;
+                }
+                if c.wait_fill_ms.is_some() && c.paper_run.is_none() {
+                    self.error(
+                        Kind::Config,
+                        cat.key("wait_fill_ms"),
+                        "only an order sent to a paper run (`paper_run`) waits for its fill",
+                    );
+                    ok = false;
+                }
+                let market = match c.market {
+                    Some(m) => Some(self.market(scope, m, &cat.key("market"))),
+                    None => None,
+                };
+                let paper_run = match &c.paper_run {
+                    Some(t) => Some(self.template(scope, t, &cat.key("paper_run"))),
+                    None => None,
+                };
                 let proposal = self.json_template(scope, &c.proposal, &cat.key("proposal"));
+                let market = match market {
+                    Some(m) => Some(m?),
+                    None => None,
+                };
+                let paper_run = match paper_run {
+                    Some(t) => Some(t?),
+                    None => None,
+                };
+                let proposal = proposal?;
+                if !ok {
+                    return None;
+                }
                 NodeKind::Order(OrderNode {
-                    market: market?,
-                    proposal: proposal?,
+                    market,
+                    proposal,
+                    paper_run,
+                    wait_fill_ms: c.wait_fill_ms,
                 })
             }
             NodeType::Script => {

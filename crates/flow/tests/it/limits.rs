@@ -335,9 +335,28 @@ fn order_nodes_need_a_market_and_a_proposal() {
     let r = node_errors(json!({"id": "buy", "type": "order", "config": {"proposal": {}}}));
     assert_eq!(r.len(), 1, "{r:?}");
     assert!(
-        r[0].starts_with("nodes[0].config: missing field `market`"),
+        r[0].starts_with("nodes[0].config.market: an order node needs `market`"),
         "{r:?}"
     );
+    // A paper run instead of a market; waiting for a fill only with one; at most 10 minutes.
+    let r = node_errors(json!({"id": "buy", "type": "order", "config": {
+        "paper_run": "run-1", "wait_fill_ms": 600001,
+        "proposal": {"symbol": "AAA", "side": "buy", "quantity": 1}}}));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(
+        r[0].starts_with("nodes[0].config.wait_fill_ms: 600001 is more than the maximum of 600000"),
+        "{r:?}"
+    );
+    let r = node_errors(json!({"id": "buy", "type": "order", "config": {
+        "market": {"universe": "u", "as_of": "2025-01-02"}, "wait_fill_ms": 5,
+        "proposal": {"symbol": "AAA", "side": "buy", "quantity": 1}}}));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].contains("only an order sent to a paper run"), "{r:?}");
+    let v = json!({"name": "t", "inputs": {"paper": {}}, "nodes": [
+        {"id": "buy", "type": "order", "config": {
+            "paper_run": "{{ inputs.paper }}", "wait_fill_ms": 0,
+            "proposal": {"symbol": "AAA", "side": "buy", "quantity": 1}}}]});
+    assert!(compile_value(&v).is_ok());
     let r = node_errors(json!({"id": "buy", "type": "order", "config": {
         "market": {"universe": "u", "as_of": "{{ inputs.as_of }}"},
         "proposal": {"symbol": "AAA", "side": "buy", "quantity": 1}}}));

@@ -490,3 +490,175 @@ async fn a_retried_order_node_answers_with_its_first_order_and_orders_once() {
     assert_ne!(other["run_id"], first["run_id"]);
     assert_eq!(folders(), 2);
 }
+
+/// A paper run of the shipped universe's AAA that accepts external orders: its bars replayed
+/// five days a second, traded only from outside (`strategy: manual`). Started in a thread of its
+/// own in `data`; stopped by the returned signal.
+fn start_paper_desk(
+    data: &Path,
+    external_orders: bool,
+) -> (
+    String,
+    tradeloom_runs::paper::StopSignal,
+    std::thread::JoinHandle<()>,
+) {
+    use tradeloom_runs::paper::{PaperOptions, StopSignal, run_paper};
+    use tradeloom_runs::runner::SpecSource;
+    std::fs::create_dir_all(data).unwrap();
+    let spec_path = data.join(format!("desk-{external_orders}.yaml"));
+    let universe = repo().join("examples/universe/AAA.csv");
+    std::fs::write(
+        &spec_path,
+        format!(
+            "name: desk\nmode: paper\nfeed: {{type: replay, speed: 432000}}\n\
+             external_orders: {external_orders}\n\
+             instruments: [{{symbol: AAA, price_precision: 2, size_precision: 0}}]\n\
+             data: [{{symbol: AAA, path: {}}}]\n\
+             strategy: {{name: manual}}\nexecution: {{fill_model: next_open}}\n\
+             account: {{initial_cash: 10000, currency: USD, type: cash}}\n",
+            universe.display()
+        ),
+    )
+    .unwrap();
+    let spec = tradeloom_runs::load_spec(&spec_path).unwrap();
+    let feed = tradeloom_live::open_feed(&spec, &tradeloom_live::FeedOptions::default()).unwrap();
+    let stop = StopSignal::new();
+    let options = PaperOptions::new(data, stop.clone());
+    let before: Vec<PathBuf> = std::fs::read_dir(data.join("runs"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    let thread = std::thread::spawn(move || {
+        run_paper(SpecSource::Loaded(Box::new(spec)), feed, options).unwrap();
+    });
+    // The run's folder, once it has processed a bar (state/feed.json counts events).
+    for _ in 0..400 {
+        let found = std::fs::read_dir(data.join("runs"))
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .find(|p| !before.contains(p))
+            })
+            .unwrap_or_default();
+        if let Some(dir) = found {
+            let events = std::fs::read(dir.join("state/feed.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v["events"].as_u64())
+                .unwrap_or(0);
+            if events > 0 {
+                let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+                return (id, stop, thread);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("the paper run did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_node_sends_the_approved_proposal_to_a_running_paper_run() {
+    let desk = Desk::start().await;
+    let (paper, stop, thread) = start_paper_desk(&desk.data, true);
+    let workflow = desk
+        .define(&json!({"name": "to-paper",
+            "inputs": {"paper_run": {"default": ""}, "quantity": {"default": 5}},
+            "nodes": [
+                {"id": "order", "type": "order", "config": {
+                    "paper_run": "{{ inputs.paper_run }}",
+                    "wait_fill_ms": 5000,
+                    "proposal": {"symbol": "AAA", "side": "buy", "quantity": "{{ inputs.quantity }}"}}}
+            ]}))
+        .await;
+    let run = desk
+        .run(&workflow, json!({"paper_run": paper.clone()}))
+        .await;
+    let view = desk.finished(&run).await;
+    let out = desk.output(&view, "order").await;
+    assert_eq!(out["target"], "paper", "{out}");
+    assert_eq!(out["run_id"], paper.as_str());
+    assert_eq!(out["status"], "filled", "{out}");
+    assert_eq!(out["fills"][0]["quantity"], "5");
+    let order_id = out["order_id"].as_str().unwrap().to_string();
+
+    // A second run positions on top of the first: the paper run carries the book.
+    let second = desk
+        .run(&workflow, json!({"paper_run": paper.clone(), "quantity": 2}))
+        .await;
+    let second = desk.output(&desk.finished(&second).await, "order").await;
+    assert_eq!(second["status"], "filled", "{second}");
+    assert_ne!(second["order_id"].as_str().unwrap(), order_id);
+
+    // The same node of the same run again (a retry): the order is not sent twice.
+    let definition = from_json_value(&json!({"name": "again", "nodes": [
+        {"id": "order", "type": "order", "config": {
+            "paper_run": paper.clone(),
+            "proposal": {"symbol": "AAA", "side": "buy", "quantity": 5}}}
+    ]}))
+    .unwrap();
+    let ir = compile(&definition).unwrap().ir;
+    let tradeloom_flow::ir::NodeKind::Order(node) = ir.node("order").unwrap().kind() else {
+        panic!("an order node")
+    };
+    let env = tradeloom_orchestrator::nodes::NodeEnv {
+        http: tradeloom_net::GuardedClient::strict(),
+        secrets: tradeloom_net::SecretEnv::default(),
+        simulator: None,
+        data_dir: desk.data.clone(),
+        base_dir: repo(),
+        config_dir: None,
+        engine_runs: Arc::new(tradeloom_orchestrator::EngineRuns::new(
+            desk.data.clone(),
+            None,
+            Arc::new(tokio::sync::Notify::new()),
+            tradeloom_net::SsrfPolicy::default(),
+        )),
+    };
+    let again = tradeloom_orchestrator::desk::order(&env, node, &json!({"inputs": {}}), &run, "order")
+        .await
+        .unwrap();
+    assert_eq!(again["order_id"], out["order_id"], "{again}");
+    assert_eq!(again["fills"], out["fills"]);
+
+    stop.stop();
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    let run_dir = desk.data.join("runs").join(&paper);
+    let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap();
+    let externals: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "external_order")
+        .collect();
+    assert_eq!(externals.len(), 2, "one line per order, none for the retry");
+    assert_eq!(externals[0]["source"], format!("workflow:{run}/order"));
+    let report = tradeloom_runs::verify_run(&run_dir).unwrap();
+    assert!(report.ok(), "{:?}", report.failures().collect::<Vec<_>>());
+
+    // A run that stopped takes no orders: the node fails, saying so.
+    let late = desk.run(&workflow, json!({"paper_run": paper.clone()})).await;
+    let view = until_terminal(&desk.runtime, &late).await;
+    assert_eq!(view.status, RunStatus::Failed);
+    let error = view.nodes[0].error.clone().unwrap();
+    assert!(error.contains("only a running paper run takes orders"), "{error}");
+
+    // Nor does a running paper run whose spec does not accept them.
+    let (closed, stop, thread) = start_paper_desk(&desk.data, false);
+    let refused = desk.run(&workflow, json!({"paper_run": closed})).await;
+    let view = until_terminal(&desk.runtime, &refused).await;
+    assert_eq!(view.status, RunStatus::Failed);
+    let error = view.nodes[0].error.clone().unwrap();
+    assert!(error.contains("external_orders: true"), "{error}");
+    // An id that is no run of the data dir.
+    let missing = desk.run(&workflow, json!({"paper_run": "../../etc"})).await;
+    let view = until_terminal(&desk.runtime, &missing).await;
+    assert!(
+        view.nodes[0].error.clone().unwrap().contains("not found"),
+        "{:?}",
+        view.nodes[0].error
+    );
+    stop.stop();
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    desk.runtime.shutdown().await;
+}

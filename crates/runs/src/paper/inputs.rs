@@ -148,6 +148,13 @@ pub enum Input {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         interrupted: Option<String>,
     },
+    /// An order from outside the strategy (see [`crate::paper::orders`]), checked against the
+    /// run's instruments before it was recorded: submitted at the time of the last bar.
+    Order {
+        n: u64,
+        wall: i64,
+        order: crate::paper::orders::ExternalOrder,
+    },
     /// The kill switch's answer changed at the engine's `call`-th question to it (not an
     /// event: it happens while one is processed).
     Gate {
@@ -168,6 +175,7 @@ impl Input {
             | Input::Malformed { n, .. }
             | Input::Status { n, .. }
             | Input::Idle { n, .. }
+            | Input::Order { n, .. }
             | Input::Resumed { n, .. } => Some(*n),
             Input::Gate { .. } => None,
         }

@@ -39,6 +39,7 @@ use crate::metadata::FileHash;
 use crate::paper::feed_state::{FEED_FILE, FeedState};
 use crate::paper::gate::GateHandle;
 use crate::paper::inputs::{INPUTS_FILE, Input, InputLog, bars_digest, read_inputs, scan_of};
+use crate::paper::orders::{self, Externals, INBOX_DIR, INBOX_EVERY};
 use crate::paper::resume::{Reopened, reopen};
 use crate::paper::snapshot::{BookState, SNAPSHOT_FILE, Snapshot, rfc3339};
 use crate::paper::{Feed, FeedEvent, FeedPoll, FeedPosition, FeedSpec, Scan, StopSignal};
@@ -290,7 +291,14 @@ fn run(
         verify: None,
         since_snapshot: 0,
         scratch_seen: Vec::new(),
+        externals: Externals::default(),
     };
+    if paper.external_orders {
+        let inbox = machine.run_dir.join(INBOX_DIR);
+        if let Err(e) = std::fs::create_dir_all(&inbox) {
+            return Err(run.fail(RunError::io(&inbox, e)));
+        }
+    }
     if let Some(o) = machine.observer.as_deref_mut() {
         o.on_start(&machine.run_id, &machine.run_dir);
     }
@@ -470,6 +478,8 @@ struct Machine<'o> {
     since_snapshot: u64,
     /// Reused by [`Machine::plain_run`].
     scratch_seen: Vec<u32>,
+    /// The orders from outside the strategy and their replies (`external_orders: true`).
+    externals: Externals,
 }
 
 /// A resumed run's replay feed read back from the data files: the bars that
@@ -524,6 +534,8 @@ struct PaperSink<'a> {
     /// bars write none); `None` once done.
     stamp: Option<&'a mut WallText>,
     first_accept: Option<Instant>,
+    /// Told every engine event: the replies of external orders follow them.
+    externals: &'a mut Externals,
 }
 
 impl PaperSink<'_> {
@@ -554,6 +566,7 @@ impl Sink for PaperSink<'_> {
         }
         self.stamp();
         self.live.observe(event);
+        self.externals.observe(event);
         self.sink.on_event(event);
         if let Some(o) = self.observer.as_deref_mut() {
             o.on_event(event, self.wall);
@@ -599,6 +612,7 @@ impl Machine<'_> {
             | Input::Malformed { n, wall, .. }
             | Input::Status { n, wall, .. }
             | Input::Idle { n, wall }
+            | Input::Order { n, wall, .. }
             | Input::Resumed { n, wall, .. } => (*n, UnixNanos(*wall)),
             // Answers of the kill switch are the gate's (see `gate.rs`).
             Input::Gate { .. } => return Ok(None),
@@ -621,6 +635,7 @@ impl Machine<'_> {
             wall,
             stamp: Some(&mut self.wall_text),
             first_accept: None,
+            externals: &mut self.externals,
         };
         let corrupt = |message: String| RunError::Corrupt {
             path: PathBuf::from(INPUTS_FILE),
@@ -673,6 +688,18 @@ impl Machine<'_> {
                 self.feed_state.connected = *connected;
             }
             Input::Idle { .. } => engine.poll_kill_switch(&mut sink)?,
+            Input::Order { order, .. } => {
+                let checked = orders::check(order, &self.instruments).map_err(corrupt)?;
+                let ts = engine.last_ts().ok_or_else(|| {
+                    corrupt("an external order before the first bar".to_string())
+                })?;
+                let id = engine.next_order_id();
+                sink.journal_extra(&orders::journal_line(order, id));
+                sink.externals.recorded(&order.client_order_id);
+                sink.externals
+                    .track(&self.run_id, id, &rfc3339(ts), order.clone());
+                engine.submit_external(checked.instrument, checked.request, &mut sink)?;
+            }
             Input::Resumed { interrupted, .. } => {
                 let mut line = json!({"event": "run_resumed", "after_events": n - 1});
                 if let Some(why) = interrupted {
@@ -685,6 +712,9 @@ impl Machine<'_> {
         let first_accept = sink.first_accept;
         self.check_errors()?;
         self.after_event(n, wall)?;
+        if !self.replaying {
+            self.externals.write(&self.run_dir)?;
+        }
         Ok(first_accept)
     }
 
@@ -710,6 +740,7 @@ impl Machine<'_> {
                 wall,
                 stamp: (!stamped).then_some(&mut self.wall_text),
                 first_accept: None,
+                externals: &mut self.externals,
             };
             engine.on_bar(bar, &mut sink)?;
             stamped |= sink.stamp.is_none();
@@ -723,6 +754,9 @@ impl Machine<'_> {
         }
         self.live.counters().add_bars(bars.len() as u64);
         self.feed_state.on_events(bars.len() as u64, wall, last.ts);
+        if !self.replaying {
+            self.externals.write(&self.run_dir)?;
+        }
         self.check_errors()
     }
 
@@ -884,6 +918,8 @@ impl Machine<'_> {
         }
         self.replaying = false;
         self.since_snapshot = 0;
+        // What the process that died may not have written.
+        self.externals.write(&self.run_dir)?;
         let resumed = Input::Resumed {
             n: self.events + 1,
             wall: wall_now().0,
@@ -942,6 +978,7 @@ impl Machine<'_> {
         let mut last_hand_over = now;
         let mut last_feed_state = now;
         let mut last_gate_check = now;
+        let mut last_inbox = now;
         let mut busy = false;
         self.write_feed_state(feed)?;
         loop {
@@ -968,6 +1005,10 @@ impl Machine<'_> {
                     };
                     self.record_and_apply(&idle)?;
                 }
+            }
+            if self.paper.external_orders && elapsed(last_inbox, now) >= INBOX_EVERY {
+                last_inbox = now;
+                self.take_orders(now)?;
             }
             if elapsed(last_hand_over, now) >= HAND_OVER_EVERY {
                 last_hand_over = now;
@@ -1160,6 +1201,47 @@ impl Machine<'_> {
 
     /// Stops: the last snapshot, a `run_stopped` line, the engine's finish (open orders
     /// cancelled, open trades reported), and `state/feed.json` saying stopped.
+    /// Takes the requests of the inbox (see [`crate::paper::orders`]) at wall time `wall`: each
+    /// that the run can use is recorded, submitted and removed; each other one is answered
+    /// `refused` and removed. A request the run recorded already (the process died before
+    /// removing it) is removed.
+    fn take_orders(&mut self, wall: UnixNanos) -> Result<(), RunError> {
+        for (path, parsed) in orders::take_inbox(&self.run_dir) {
+            let order = match parsed {
+                Ok(order) => order,
+                Err(reason) => {
+                    orders::refuse_unusable(&self.run_dir, &self.run_id, &path, None, reason)?;
+                    continue;
+                }
+            };
+            if self.externals.knows(&order.client_order_id) {
+                std::fs::remove_file(&path).map_err(|e| RunError::io(&path, e))?;
+                continue;
+            }
+            let unusable = if self.engine.as_ref().and_then(Engine::last_ts).is_none() {
+                Some("the paper run has processed no bar yet: there is no price to order at".to_string())
+            } else {
+                orders::check(&order, &self.instruments).err()
+            };
+            if let Some(reason) = unusable {
+                orders::refuse_unusable(&self.run_dir, &self.run_id, &path, Some(order), reason)?;
+                continue;
+            }
+            let id = order.client_order_id.clone();
+            let input = Input::Order {
+                n: self.events + 1,
+                wall: wall.0,
+                order,
+            };
+            self.record_and_apply(&input)?;
+            // Recorded before the request goes: a run that dies in between finds it recorded.
+            self.flush_inputs()?;
+            std::fs::remove_file(&path).map_err(|e| RunError::io(&path, e))?;
+            tracing::info!(client_order_id = %id, "external order taken");
+        }
+        Ok(())
+    }
+
     fn stop(&mut self, reason: StopReason) -> Result<Summary, RunError> {
         // The snapshot first: it describes the state after the last event, as every other
         // snapshot does (a run killed while stopping is resumed from it); whenever the last
@@ -1183,8 +1265,25 @@ impl Machine<'_> {
             wall,
             stamp: None,
             first_accept: None,
+            externals: &mut self.externals,
         };
         let summary = engine.finish(&mut sink)?;
+        // Working external orders were cancelled (`run_end`); requests not taken never will be.
+        self.externals.write(&self.run_dir)?;
+        if self.paper.external_orders {
+            for (path, parsed) in orders::take_inbox(&self.run_dir) {
+                orders::refuse_unusable(
+                    &self.run_dir,
+                    &self.run_id,
+                    &path,
+                    parsed.ok(),
+                    format!(
+                        "the paper run stopped ({}) before it took the order",
+                        reason.as_str()
+                    ),
+                )?;
+            }
+        }
         self.feed_state.stopped = true;
         self.feed_state.write(&self.run_dir)?;
         Ok(summary)
