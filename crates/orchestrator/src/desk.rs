@@ -164,8 +164,7 @@ pub async fn order(
             .map_err(|e| NodeError::permanent(format!("paper_run: {e}")))?;
         let run = run.trim();
         if !run.is_empty() {
-            return paper_order(env, node, run, proposal, rendered, workflow_run_id, node_id)
-                .await;
+            return paper_order(env, node, run, proposal, rendered, workflow_run_id, node_id).await;
         }
     }
     let Some(market) = &node.market else {

@@ -133,7 +133,11 @@ impl Feed for DeskFeed {
     }
 }
 
-fn run(data_dir: &Path, steps: Vec<Step>, resume: Option<&str>) -> Result<RunOutcome, ExecuteError> {
+fn run(
+    data_dir: &Path,
+    steps: Vec<Step>,
+    resume: Option<&str>,
+) -> Result<RunOutcome, ExecuteError> {
     let spec_path = data_dir.join("desk.yaml");
     std::fs::write(&spec_path, SPEC).unwrap();
     let mut options = PaperOptions::new(data_dir, StopSignal::new());
@@ -197,17 +201,27 @@ fn an_external_order_is_journaled_filled_on_the_next_bar_and_answered() {
     assert_eq!(sell.fills[0].price, "103.00");
     assert_eq!(outcome.metrics.fills, 2);
 
-    for (id, needle) in [("bad-symbol", "symbol: `XYZ`"), ("bad-quantity", "quantity")] {
+    for (id, needle) in [
+        ("bad-symbol", "symbol: `XYZ`"),
+        ("bad-quantity", "quantity"),
+    ] {
         let reply = orders::read_reply(dir, id).unwrap();
         assert_eq!(reply.status, OrderStatus::Refused);
         assert_eq!(reply.code.as_deref(), Some("order.invalid"));
         assert_eq!(reply.order_id, None);
-        assert!(reply.reason.as_deref().unwrap().contains(needle), "{reply:?}");
+        assert!(
+            reply.reason.as_deref().unwrap().contains(needle),
+            "{reply:?}"
+        );
     }
     let big = orders::read_reply(dir, "too-big").unwrap();
     assert_eq!(big.status, OrderStatus::Refused, "{big:?}");
     assert!(big.order_id.is_some(), "risk refused it in the engine");
-    assert!(big.code.as_deref().unwrap().starts_with("account.") || big.code.as_deref().unwrap().starts_with("risk."), "{big:?}");
+    assert!(
+        big.code.as_deref().unwrap().starts_with("account.")
+            || big.code.as_deref().unwrap().starts_with("risk."),
+        "{big:?}"
+    );
 
     // The journal names each external order before the engine's lines about it.
     let lines = journal(dir);
@@ -215,7 +229,11 @@ fn an_external_order_is_journaled_filled_on_the_next_bar_and_answered() {
         .iter()
         .filter(|l| l["event"] == "external_order")
         .collect();
-    assert_eq!(externals.len(), 3, "the two unusable requests are not journaled");
+    assert_eq!(
+        externals.len(),
+        3,
+        "the two unusable requests are not journaled"
+    );
     assert_eq!(externals[0]["client_order_id"], "buy-1");
     assert_eq!(externals[0]["source"], "test");
     let at = lines
@@ -233,7 +251,12 @@ fn an_external_order_is_journaled_filled_on_the_next_bar_and_answered() {
     // Sealed and hashed; the inbox is empty; an answered id is not sent again.
     let report = verify_run(dir).unwrap();
     assert!(report.ok(), "{:?}", report.failures().collect::<Vec<_>>());
-    assert_eq!(std::fs::read_dir(dir.join(orders::INBOX_DIR)).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.join(orders::INBOX_DIR))
+            .unwrap()
+            .count(),
+        0
+    );
     assert!(matches!(
         orders::submit(dir, &order("buy-1", Side::Buy, "1")),
         Err(SubmitError::Duplicate(_))

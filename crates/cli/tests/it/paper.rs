@@ -646,28 +646,67 @@ fn tradeloom_order_trades_a_paper_run_that_accepts_external_orders() {
         tradeloom(data.path(), &all)
     };
     let bought = order(&[
-        "--symbol", "AAA", "--side", "buy", "--quantity", "5", "--id", "first", "--json",
+        "--symbol",
+        "AAA",
+        "--side",
+        "buy",
+        "--quantity",
+        "5",
+        "--id",
+        "first",
+        "--json",
     ]);
-    assert!(bought.status.success(), "{}{}", stdout(&bought), stderr(&bought));
+    assert!(
+        bought.status.success(),
+        "{}{}",
+        stdout(&bought),
+        stderr(&bought)
+    );
     let reply: serde_json::Value = serde_json::from_str(stdout(&bought).trim()).unwrap();
     assert_eq!(reply["status"], "filled", "{reply}");
     assert_eq!(reply["source"], "cli");
     assert_eq!(reply["fills"][0]["quantity"], "5");
     // The same id again sends nothing: the answer is shown.
-    let again = order(&["--symbol", "AAA", "--side", "buy", "--quantity", "5", "--id", "first"]);
+    let again = order(&[
+        "--symbol",
+        "AAA",
+        "--side",
+        "buy",
+        "--quantity",
+        "5",
+        "--id",
+        "first",
+    ]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains("first"), "{}", stdout(&again));
     // A symbol the run does not trade: refused, exit 1, the field named.
     let wrong = order(&["--symbol", "ZZZ", "--side", "buy", "--quantity", "1"]);
     assert_eq!(wrong.status.code(), Some(1), "{}", stdout(&wrong));
-    assert!(stdout(&wrong).contains("symbol: `ZZZ` is not an instrument"), "{}", stdout(&wrong));
+    assert!(
+        stdout(&wrong).contains("symbol: `ZZZ` is not an instrument"),
+        "{}",
+        stdout(&wrong)
+    );
     // A run that does not exist: exit 2.
     let missing = tradeloom(
         data.path(),
-        &["order", "nope", "--symbol", "AAA", "--side", "buy", "--quantity", "1"],
+        &[
+            "order",
+            "nope",
+            "--symbol",
+            "AAA",
+            "--side",
+            "buy",
+            "--quantity",
+            "1",
+        ],
     );
     assert_eq!(missing.status.code(), Some(2));
-    assert!(stderr(&missing).contains("paper run `nope` not found"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("paper run `nope` not found"),
+        "{}",
+        stderr(&missing)
+    );
 
     crate::sigterm(child.id());
     let out = finish(child);
@@ -683,5 +722,9 @@ fn tradeloom_order_trades_a_paper_run_that_accepts_external_orders() {
     // A stopped run takes no orders.
     let late = order(&["--symbol", "AAA", "--side", "buy", "--quantity", "1"]);
     assert_eq!(late.status.code(), Some(2));
-    assert!(stderr(&late).contains("only a running paper run takes orders"), "{}", stderr(&late));
+    assert!(
+        stderr(&late).contains("only a running paper run takes orders"),
+        "{}",
+        stderr(&late)
+    );
 }

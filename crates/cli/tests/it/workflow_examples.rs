@@ -165,9 +165,19 @@ const AGENTS: [&str; 9] = [
 
 /// Runs the trading team up to its approval and checks what the agents handed each other.
 async fn team_until_review(api: &Api, workflow: &str, symbol: &str) -> (String, Value) {
-    let run = api
-        .start_run(workflow, json!({"symbol": symbol, "as_of": "2025-03-05"}))
-        .await;
+    team_until_review_with(
+        api,
+        workflow,
+        json!({"symbol": symbol, "as_of": "2025-03-05"}),
+    )
+    .await
+}
+
+/// [`team_until_review`] with the run's inputs (`symbol` and `as_of` among them).
+async fn team_until_review_with(api: &Api, workflow: &str, inputs: Value) -> (String, Value) {
+    let symbol = inputs["symbol"].as_str().unwrap().to_owned();
+    let symbol = symbol.as_str();
+    let run = api.start_run(workflow, inputs).await;
     let view = api.wait_for(&run, "waiting").await;
     assert_eq!(
         statuses(&view, &AGENTS),
@@ -401,4 +411,88 @@ async fn daily_simulation_posts_its_leaderboard() {
         )
     );
     assert!(posts.try_recv().is_err(), "the webhook was called once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trading_team_sends_the_approved_order_to_a_running_paper_run() {
+    let data = TempDir::new().unwrap();
+    let mock = Service::mock_llm();
+    let serve = Service::serve_with(data.path(), &["--http-allow", "127.0.0.1"], &[]);
+    let api = Api {
+        url: serve.url.clone(),
+        client: client(),
+    };
+    // The shipped paper desk, run from the repository root as the README says.
+    let mut desk = std::process::Command::new(env!("CARGO_BIN_EXE_tradeloom"))
+        .args([
+            "run",
+            "examples/specs/team_paper.yaml",
+            "--quiet",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .current_dir(repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let paper = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let found = std::fs::read_dir(data.path().join("runs"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    std::fs::read_to_string(p.join("state/inputs.jsonl"))
+                        .is_ok_and(|t| t.lines().count() > 1)
+                });
+            if let Some(dir) = found {
+                break dir.file_name().unwrap().to_str().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "the paper desk did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let workflow = api
+        .create_workflow(&example("trading-team.yaml", &format!("{}/v1", mock.url)))
+        .await;
+    let (run, trade) = team_until_review_with(
+        &api,
+        &workflow,
+        json!({"symbol": "AAA", "as_of": "2025-03-05", "paper_run": paper}),
+    )
+    .await;
+    let approval = api.pending_approval(&run).await;
+    api.decide(approval["id"].as_str().unwrap(), "approve", "go")
+        .await;
+    let view = api.wait_for(&run, "completed").await;
+    let order = api.output(&view, "order").await;
+    assert_eq!(order["target"], "paper", "{order}");
+    assert_eq!(order["run_id"], paper.as_str());
+    assert_eq!(order["status"], "filled", "{order}");
+    assert_eq!(
+        order["fills"][0]["quantity"],
+        trade["quantity"].to_string(),
+        "{order}"
+    );
+    // The desk's journal names the workflow run the order came from.
+    let journal =
+        std::fs::read_to_string(data.path().join("runs").join(&paper).join("journal.jsonl"))
+            .unwrap();
+    let line = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["event"] == "external_order")
+        .unwrap();
+    assert_eq!(line["source"], format!("workflow:{run}/order"), "{line}");
+    assert_eq!(line["symbol"], "AAA");
+    crate::sigterm(desk.id());
+    assert!(desk.wait().unwrap().success());
+    let out = crate::tradeloom(data.path(), &["verify", &paper]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

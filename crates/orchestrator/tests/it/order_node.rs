@@ -533,10 +533,7 @@ fn start_paper_desk(
     // The run's folder, once it has processed a bar (state/feed.json counts events).
     for _ in 0..400 {
         let found = std::fs::read_dir(data.join("runs"))
-            .map(|d| {
-                d.map(|e| e.unwrap().path())
-                    .find(|p| !before.contains(p))
-            })
+            .map(|d| d.map(|e| e.unwrap().path()).find(|p| !before.contains(p)))
             .unwrap_or_default();
         if let Some(dir) = found {
             let events = std::fs::read(dir.join("state/feed.json"))
@@ -560,13 +557,13 @@ async fn an_order_node_sends_the_approved_proposal_to_a_running_paper_run() {
     let (paper, stop, thread) = start_paper_desk(&desk.data, true);
     let workflow = desk
         .define(&json!({"name": "to-paper",
-            "inputs": {"paper_run": {"default": ""}, "quantity": {"default": 5}},
-            "nodes": [
-                {"id": "order", "type": "order", "config": {
-                    "paper_run": "{{ inputs.paper_run }}",
-                    "wait_fill_ms": 5000,
-                    "proposal": {"symbol": "AAA", "side": "buy", "quantity": "{{ inputs.quantity }}"}}}
-            ]}))
+        "inputs": {"paper_run": {"default": ""}, "quantity": {"default": 5}},
+        "nodes": [
+            {"id": "order", "type": "order", "config": {
+                "paper_run": "{{ inputs.paper_run }}",
+                "wait_fill_ms": 5000,
+                "proposal": {"symbol": "AAA", "side": "buy", "quantity": "{{ inputs.quantity }}"}}}
+        ]}))
         .await;
     let run = desk
         .run(&workflow, json!({"paper_run": paper.clone()}))
@@ -581,7 +578,10 @@ async fn an_order_node_sends_the_approved_proposal_to_a_running_paper_run() {
 
     // A second run positions on top of the first: the paper run carries the book.
     let second = desk
-        .run(&workflow, json!({"paper_run": paper.clone(), "quantity": 2}))
+        .run(
+            &workflow,
+            json!({"paper_run": paper.clone(), "quantity": 2}),
+        )
         .await;
     let second = desk.output(&desk.finished(&second).await, "order").await;
     assert_eq!(second["status"], "filled", "{second}");
@@ -612,9 +612,10 @@ async fn an_order_node_sends_the_approved_proposal_to_a_running_paper_run() {
             tradeloom_net::SsrfPolicy::default(),
         )),
     };
-    let again = tradeloom_orchestrator::desk::order(&env, node, &json!({"inputs": {}}), &run, "order")
-        .await
-        .unwrap();
+    let again =
+        tradeloom_orchestrator::desk::order(&env, node, &json!({"inputs": {}}), &run, "order")
+            .await
+            .unwrap();
     assert_eq!(again["order_id"], out["order_id"], "{again}");
     assert_eq!(again["fills"], out["fills"]);
 
@@ -635,11 +636,16 @@ async fn an_order_node_sends_the_approved_proposal_to_a_running_paper_run() {
     assert!(report.ok(), "{:?}", report.failures().collect::<Vec<_>>());
 
     // A run that stopped takes no orders: the node fails, saying so.
-    let late = desk.run(&workflow, json!({"paper_run": paper.clone()})).await;
+    let late = desk
+        .run(&workflow, json!({"paper_run": paper.clone()}))
+        .await;
     let view = until_terminal(&desk.runtime, &late).await;
     assert_eq!(view.status, RunStatus::Failed);
     let error = view.nodes[0].error.clone().unwrap();
-    assert!(error.contains("only a running paper run takes orders"), "{error}");
+    assert!(
+        error.contains("only a running paper run takes orders"),
+        "{error}"
+    );
 
     // Nor does a running paper run whose spec does not accept them.
     let (closed, stop, thread) = start_paper_desk(&desk.data, false);

@@ -357,7 +357,10 @@ pub fn send(
     let taken = match wait_reply(&run_dir, id, wait.take, |_| true) {
         Some(reply) => reply,
         None if withdraw(&run_dir, id) => {
-            return Err(SendError::NotTaken(run_id.to_string(), wait.take.as_millis()));
+            return Err(SendError::NotTaken(
+                run_id.to_string(),
+                wait.take.as_millis(),
+            ));
         }
         // Taken between the last look and the withdrawal: its reply follows.
         None => wait_reply(&run_dir, id, wait.take, |_| true)

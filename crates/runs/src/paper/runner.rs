@@ -690,9 +690,9 @@ impl Machine<'_> {
             Input::Idle { .. } => engine.poll_kill_switch(&mut sink)?,
             Input::Order { order, .. } => {
                 let checked = orders::check(order, &self.instruments).map_err(corrupt)?;
-                let ts = engine.last_ts().ok_or_else(|| {
-                    corrupt("an external order before the first bar".to_string())
-                })?;
+                let ts = engine
+                    .last_ts()
+                    .ok_or_else(|| corrupt("an external order before the first bar".to_string()))?;
                 let id = engine.next_order_id();
                 sink.journal_extra(&orders::journal_line(order, id));
                 sink.externals.recorded(&order.client_order_id);
@@ -1219,7 +1219,10 @@ impl Machine<'_> {
                 continue;
             }
             let unusable = if self.engine.as_ref().and_then(Engine::last_ts).is_none() {
-                Some("the paper run has processed no bar yet: there is no price to order at".to_string())
+                Some(
+                    "the paper run has processed no bar yet: there is no price to order at"
+                        .to_string(),
+                )
             } else {
                 orders::check(&order, &self.instruments).err()
             };
