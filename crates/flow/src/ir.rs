@@ -99,6 +99,9 @@ pub struct AgentNode {
     /// Absent from the IR's JSON when not set, so the hashes of IRs without it are unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub market: Option<MarketNode>,
+    /// The paper run whose account `get_portfolio` shows (empty when rendered: a fresh book).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paper_run: Option<Template>,
 }
 
 /// `market:` of an `agent` or `order` node, compiled: defaults filled in, `as_of` a template.

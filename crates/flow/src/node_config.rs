@@ -270,6 +270,11 @@ pub struct AgentConfig {
     /// The market the market tools ([`MARKET_TOOLS`]) read; required when one is listed.
     #[serde(default)]
     pub market: Option<MarketConfig>,
+    /// Template: a running paper run (`external_orders: true`) whose account `get_portfolio`
+    /// shows instead of a fresh book of the market's `initial_cash` (empty when rendered: the
+    /// fresh book). Needs `market`.
+    #[serde(default)]
+    pub paper_run: Option<String>,
 }
 
 /// An HTTP method an `http` node may use.

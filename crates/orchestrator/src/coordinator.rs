@@ -1130,6 +1130,7 @@ fn referenced_roots(node: &IrNode) -> BTreeSet<String> {
         NodeKind::Agent(a) => {
             templates.push(&a.prompt);
             templates.extend(a.market.as_ref().map(|m| &m.as_of));
+            templates.extend(a.paper_run.as_ref());
         }
         NodeKind::Order(o) => {
             templates.extend(o.market.as_ref().map(|m| &m.as_of));

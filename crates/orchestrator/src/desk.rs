@@ -50,6 +50,44 @@ impl Desk {
     }
 }
 
+/// The account of the running paper run `run_id` (its `state/account.json`, at most a second
+/// old while it runs) as a book in the desk's currency, with the desk's fee: what an agent's
+/// `get_portfolio` shows when its node names the paper run its team trades. Errors name
+/// `paper_run`; a short position (a margin desk) cannot be shown as a book of holdings.
+pub fn paper_book(env: &NodeEnv, desk: &Desk, run_id: &str) -> Result<Book, NodeError> {
+    use tradeloom_runs::paper::orders;
+    let fail = |message: String| NodeError::permanent(format!("paper_run: {message}"));
+    let account = orders::read_account(&env.data_dir, run_id).map_err(|e| {
+        if e.is_transient() {
+            NodeError::transient(format!("paper_run: {e}"))
+        } else {
+            fail(e.to_string())
+        }
+    })?;
+    let currency = desk.initial_cash.currency();
+    let cash = tradeloom_core::Decimal::parse(&account.cash)
+        .map_err(|e| fail(format!("cash `{}`: {e}", account.cash)))?
+        .to_money(currency);
+    let mut holdings = Vec::new();
+    for p in &account.positions {
+        let symbol = p["symbol"].as_str().unwrap_or_default().to_string();
+        let text = p["quantity"].as_str().unwrap_or_default();
+        if text.starts_with('-') {
+            return Err(fail(format!(
+                "paper run `{run_id}` is short {text} {symbol}: get_portfolio shows holdings \
+                 only (use `type: cash` for a desk of agents)"
+            )));
+        }
+        let quantity = Quantity::parse(text, 0).map_err(|e| {
+            fail(format!(
+                "position `{symbol}` of {text}: not whole shares, as agents' books hold: {e}"
+            ))
+        })?;
+        holdings.push((symbol, quantity));
+    }
+    Ok(Book::with_holdings(cash, holdings, desk.fee))
+}
+
 /// Relative paths of a definition resolve against the server's base folder, as those of an
 /// inline simulation config do.
 fn resolve(base: &Path, path: &str) -> PathBuf {

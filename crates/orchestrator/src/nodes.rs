@@ -293,13 +293,27 @@ async fn agent(
         .map(String::as_str)
         .filter(|t| *t != "patch_workflow" && skill_tool(t).is_none())
         .collect();
-    let mut toolbox = match &desk {
-        Some(d) => Some(
-            ToolBox::new(d.view(), d.book())
+    // The book `get_portfolio` shows: a paper run's account, or a fresh one.
+    let paper_run = match &node.paper_run {
+        Some(t) => t
+            .render_string(context)
+            .map_err(|e| NodeError::permanent(format!("paper_run: {e}")))?
+            .trim()
+            .to_string(),
+        None => String::new(),
+    };
+    let book = match &desk {
+        Some(d) if !paper_run.is_empty() => Some(crate::desk::paper_book(env, d, &paper_run)?),
+        Some(d) => Some(d.book()),
+        None => None,
+    };
+    let mut toolbox = match (&desk, book) {
+        (Some(d), Some(book)) => Some(
+            ToolBox::new(d.view(), book)
                 .offering(&box_tools)
                 .map_err(|e| NodeError::permanent(format!("tools: {e}")))?,
         ),
-        None => None,
+        _ => None,
     };
     if let Some(d) = &desk {
         // Before the inputs line: policies read the JSON after `Inputs:` to the end.

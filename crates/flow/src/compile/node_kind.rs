@@ -646,6 +646,28 @@ impl<'d> Compiler<'d> {
                 None
             }
         };
+        let paper_run = match &c.paper_run {
+            Some(_) if market.is_none() => {
+                self.error(
+                    Kind::Config,
+                    at.key("paper_run"),
+                    format!(
+                        "node `{id}`: `paper_run` is the account `get_portfolio` shows; give \
+                         `market` too"
+                    ),
+                );
+                ok = false;
+                None
+            }
+            Some(t) => match self.template(scope, t, &at.key("paper_run")) {
+                Some(t) => Some(t),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
         let prompt = self.template(scope, &c.prompt, &at.key("prompt"))?;
         ok.then_some(AgentNode {
             model: c.model,
@@ -656,6 +678,7 @@ impl<'d> Compiler<'d> {
             tools: c.tools,
             max_steps: c.max_steps,
             market,
+            paper_run,
         })
     }
 

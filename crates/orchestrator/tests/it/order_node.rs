@@ -619,6 +619,37 @@ async fn an_order_node_sends_the_approved_proposal_to_a_running_paper_run() {
     assert_eq!(again["order_id"], out["order_id"], "{again}");
     assert_eq!(again["fills"], out["fills"]);
 
+    // The book an agent's `get_portfolio` shows for this paper run: 7 held, the cash spent
+    // (the account file follows the fills within a second).
+    let desk_market = tradeloom_orchestrator::desk::open_desk(
+        &env,
+        &tradeloom_flow::ir::MarketNode {
+            universe: "examples/universe".into(),
+            news: None,
+            symbols: None,
+            as_of: tradeloom_flow::Template::parse("2025-03-05").unwrap(),
+            reference_price: tradeloom_flow::node_config::ReferencePrice::Open,
+            initial_cash: tradeloom_core::Decimal::from_int(10_000),
+            currency: "USD".into(),
+            fee_bps: tradeloom_core::Decimal::from_int(0),
+        },
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    let mut held = None;
+    for _ in 0..100 {
+        let book = tradeloom_orchestrator::desk::paper_book(&env, &desk_market, &paper).unwrap();
+        held = book.quantity("AAA").map(|q| q.to_string());
+        if held.as_deref() == Some("7") {
+            let start = tradeloom_core::Money::parse("10000", book.currency()).unwrap();
+            assert!(book.cash().raw() < start.raw(), "{:?}", book.cash());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(held.as_deref(), Some("7"), "the paper account's holdings");
+
     stop.stop();
     tokio::task::spawn_blocking(move || thread.join().unwrap())
         .await

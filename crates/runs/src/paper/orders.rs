@@ -323,17 +323,7 @@ pub fn send(
     order: &ExternalOrder,
     wait: SendWait,
 ) -> Result<OrderReply, SendError> {
-    if run_id.is_empty()
-        || !run_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(SendError::NotFound(run_id.to_string()));
-    }
-    let run_dir = data_dir.join("runs").join(run_id);
-    if !run_dir.is_dir() {
-        return Err(SendError::NotFound(run_id.to_string()));
-    }
+    let run_dir = paper_run_dir(data_dir, run_id)?;
     check_client_id(&order.client_order_id).map_err(SubmitError::BadId)?;
     let id = order.client_order_id.as_str();
     let known = read_reply(&run_dir, id).is_some() || inbox_path(&run_dir, id).exists();
@@ -370,6 +360,67 @@ pub fn send(
         return Ok(taken);
     }
     Ok(wait_reply(&run_dir, id, wait.fill, |r| r.status.is_final()).unwrap_or(taken))
+}
+
+/// The paper account file, under the run folder: rewritten at least every second while the
+/// run runs (with `state/feed.json`), right after the run takes an order, and at the stop.
+pub const ACCOUNT_FILE: &str = "state/account.json";
+
+/// A paper run's account as `state/account.json` says (money and quantities exact decimals).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub run_id: String,
+    /// When it was written (RFC 3339, wall clock).
+    pub updated_at: String,
+    /// The time of the last bar processed (RFC 3339), if any.
+    pub last_bar_ts: Option<String>,
+    pub cash: String,
+    pub equity: String,
+    /// `[{symbol, quantity (signed), avg_price, realized, mark}]`.
+    pub positions: Vec<Value>,
+    pub working_orders: Vec<Value>,
+}
+
+/// The account of the paper run `run_id` of `data_dir` (one that accepts external orders).
+pub fn read_account(data_dir: &Path, run_id: &str) -> Result<Account, SendError> {
+    let run_dir = paper_run_dir(data_dir, run_id)?;
+    if !run_dir.join(INBOX_DIR).is_dir() {
+        return Err(SendError::NotAccepting(run_id.to_string()));
+    }
+    let path = run_dir.join(ACCOUNT_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        SendError::Metadata(format!(
+            "run `{run_id}`: {ACCOUNT_FILE} cannot be read: {e}"
+        ))
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| SendError::Metadata(format!("run `{run_id}`: {ACCOUNT_FILE}: {e}")))
+}
+
+/// The folder of paper run `run_id` (a full id) of `data_dir`.
+fn paper_run_dir(data_dir: &Path, run_id: &str) -> Result<PathBuf, SendError> {
+    if run_id.is_empty()
+        || !run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(SendError::NotFound(run_id.to_string()));
+    }
+    let run_dir = data_dir.join("runs").join(run_id);
+    if !run_dir.is_dir() {
+        return Err(SendError::NotFound(run_id.to_string()));
+    }
+    Ok(run_dir)
+}
+
+/// Writes `state/account.json` of a run.
+pub(crate) fn write_account(
+    run_dir: &Path,
+    account: &Account,
+) -> Result<(), crate::error::RunError> {
+    let path = run_dir.join(ACCOUNT_FILE);
+    let bytes = serde_json::to_vec_pretty(account).unwrap_or_default();
+    write_atomic(&path, &bytes).map_err(|e| crate::error::RunError::io(&path, e))
 }
 
 /// A request checked against the run's instruments: what the engine is given.

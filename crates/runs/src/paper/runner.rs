@@ -353,7 +353,9 @@ fn run(
         run.meta
             .artifacts
             .insert(INPUTS_FILE.to_string(), FileHash { sha256, bytes });
-        for name in [SNAPSHOT_FILE, FEED_FILE] {
+        let account = run.folder.file(orders::ACCOUNT_FILE).is_file();
+        let names = [SNAPSHOT_FILE, FEED_FILE, orders::ACCOUNT_FILE];
+        for name in names.into_iter().take(if account { 3 } else { 2 }) {
             let path = run.folder.file(name);
             let (sha256, bytes) = sha256_file(&path).map_err(|e| RunError::io(&path, e))?;
             run.meta
@@ -1196,7 +1198,32 @@ impl Machine<'_> {
             None => wall_now(),
         };
         self.feed_state.stale = self.stale_reason(clock, last).is_some();
-        self.feed_state.write(&self.run_dir)
+        self.feed_state.write(&self.run_dir)?;
+        self.write_account()
+    }
+
+    /// Rewrites `state/account.json` (runs that accept external orders only).
+    fn write_account(&self) -> Result<(), RunError> {
+        if !self.paper.external_orders {
+            return Ok(());
+        }
+        let Some(engine) = self.engine.as_ref() else {
+            return Ok(());
+        };
+        let state = engine.state()?;
+        let book = BookState::of(&state, &self.instruments);
+        orders::write_account(
+            &self.run_dir,
+            &orders::Account {
+                run_id: self.run_id.clone(),
+                updated_at: wall_text(wall_now()),
+                last_bar_ts: self.position.last_bar_ts.map(rfc3339),
+                cash: book.cash,
+                equity: book.equity,
+                positions: book.positions,
+                working_orders: book.working_orders,
+            },
+        )
     }
 
     /// Stops: the last snapshot, a `run_stopped` line, the engine's finish (open orders
@@ -1241,6 +1268,7 @@ impl Machine<'_> {
             self.flush_inputs()?;
             std::fs::remove_file(&path).map_err(|e| RunError::io(&path, e))?;
             tracing::info!(client_order_id = %id, "external order taken");
+            self.write_account()?;
         }
         Ok(())
     }
@@ -1273,6 +1301,35 @@ impl Machine<'_> {
         let summary = engine.finish(&mut sink)?;
         // Working external orders were cancelled (`run_end`); requests not taken never will be.
         self.externals.write(&self.run_dir)?;
+        if self.paper.external_orders {
+            // The account as the run ends: nothing works any more.
+            let positions = summary
+                .positions
+                .iter()
+                .zip(&self.instruments)
+                .filter(|(p, _)| !p.is_flat())
+                .map(|(p, inst)| {
+                    json!({
+                        "symbol": inst.symbol.as_str(),
+                        "quantity": p.signed_quantity().to_string(),
+                        "avg_price": p.avg_price().map(|x| x.to_string()),
+                        "realized": p.realized().to_string(),
+                    })
+                })
+                .collect();
+            orders::write_account(
+                &self.run_dir,
+                &orders::Account {
+                    run_id: self.run_id.clone(),
+                    updated_at: wall_text(wall_now()),
+                    last_bar_ts: self.position.last_bar_ts.map(rfc3339),
+                    cash: summary.cash.to_string(),
+                    equity: summary.equity.to_string(),
+                    positions,
+                    working_orders: Vec::new(),
+                },
+            )?;
+        }
         if self.paper.external_orders {
             for (path, parsed) in orders::take_inbox(&self.run_dir) {
                 orders::refuse_unusable(
