@@ -693,7 +693,7 @@ fn main() -> ExitCode {
         },
         Command::Killswitch { command } => killswitch::run(&data_dir, command),
         Command::Metrics { command } => metrics_cmd::run(&data_dir, command),
-        Command::Connectivity { command } => connectivity::run(command),
+        Command::Connectivity { command } => connectivity::run(command, &data_dir, db_url),
         Command::Drill { command } => drill::run(&data_dir, command),
         Command::Health(args) => health::run(&data_dir, db_url, &args),
         Command::Agents { api, command } => {
