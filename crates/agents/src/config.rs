@@ -176,8 +176,9 @@ impl ResolvedConfig {
     }
 
     /// The providers of the job for `connectivity_readiness.json` and the probe: each model
-    /// (its `api_key_env`, required when named, and `GET {base_url}/models`), the universe and
-    /// the news corpus (local files) and the simulated book the models trade on.
+    /// (its `api_key_env`, required when named, and `GET {base_url}/models`; no endpoint for a
+    /// model whose `agent` is not resolved yet), the universe and the news corpus (local files)
+    /// and the simulated book the models trade on.
     pub fn connectivity_providers(&self) -> Vec<Provider> {
         let mut providers: Vec<Provider> = self
             .config
@@ -194,7 +195,9 @@ impl ResolvedConfig {
                         required: true,
                     })
                     .collect(),
-                endpoint: Some(Endpoint {
+                // A model that names an agent not resolved yet ([`resolve_agents`]) has no
+                // endpoint to probe: the agent's is known once resolved.
+                endpoint: m.agent.is_none().then(|| Endpoint {
                     name: m.name.clone(),
                     // Shown in connectivity files: never the credentials of a base_url.
                     url: tradeloom_core::redact_userinfo(&format!(
@@ -802,6 +805,14 @@ mod tests {
         let r = tradeloom_net::connectivity::readiness(&providers, "t".into(), |_| false);
         assert!(!r.ready);
         assert_eq!(r.missing(), vec![("b", "TL_TEST_KEY_B")]);
+
+        // A model naming an agent has no endpoint until the agent is resolved (never `/models`).
+        let text = GOOD.replace("universe:", "  - {name: c, agent: analyst@2}\nuniverse:");
+        let unresolved = load_config(&write(dir.path(), &text)).unwrap();
+        let providers = unresolved.connectivity_providers();
+        assert_eq!(providers[1].name, "c");
+        assert!(providers[1].endpoint.is_none(), "{:?}", providers[1]);
+        assert!(providers[1].env.is_empty());
     }
 
     #[test]

@@ -201,7 +201,7 @@ fn explain(e: &anyhow::Error) -> String {
 }
 
 /// Runs a client command: API and connection errors are printed and exit 1.
-fn execute<F>(opts: &ApiOptions, work: impl FnOnce(Client) -> F) -> Result<ExitCode>
+pub(crate) fn execute<F>(opts: &ApiOptions, work: impl FnOnce(Client) -> F) -> Result<ExitCode>
 where
     F: Future<Output = Result<ExitCode>>,
 {
@@ -234,7 +234,7 @@ fn with_hint(resolved: Result<String, ClientError>, hint: &str) -> Result<String
 }
 
 /// Prints `value` as pretty JSON with its keys sorted, as the API's own JSON reads.
-fn print_json(value: &impl Serialize) {
+pub(crate) fn print_json(value: &impl Serialize) {
     match serde_json::to_value(value) {
         Ok(v) => println!(
             "{}",

@@ -34,6 +34,7 @@ mod metrics_cmd;
 mod paper;
 mod paper_order;
 mod reconcile;
+mod registry;
 mod serve;
 mod simulation;
 mod ssrf;
@@ -224,6 +225,22 @@ enum Command {
         api: flow_client::ApiOptions,
         #[command(subcommand)]
         command: FlowCommand,
+    },
+    /// Registered agents on a `tradeloom serve` (`--api`): list, show, create, update, delete,
+    /// versions.
+    Agents {
+        #[command(flatten)]
+        api: flow_client::ApiOptions,
+        #[command(subcommand)]
+        command: registry::RegistryCommand,
+    },
+    /// Registered skills on a `tradeloom serve` (`--api`): list, show, create, update, delete,
+    /// versions.
+    Skills {
+        #[command(flatten)]
+        api: flow_client::ApiOptions,
+        #[command(subcommand)]
+        command: registry::RegistryCommand,
     },
     /// Approve a pending approval of a workflow run (its `hitl` node continues down `approve`).
     Approve {
@@ -682,9 +699,15 @@ fn main() -> ExitCode {
         Command::Killswitch { command } => killswitch::run(&data_dir, command),
         Command::Order(args) => paper_order::run(&data_dir, args),
         Command::Metrics { command } => metrics_cmd::run(&data_dir, command),
-        Command::Connectivity { command } => connectivity::run(command),
+        Command::Connectivity { command } => connectivity::run(command, &data_dir, db_url),
         Command::Drill { command } => drill::run(&data_dir, command),
         Command::Health(args) => health::run(&data_dir, db_url, &args),
+        Command::Agents { api, command } => {
+            registry::run(tradeloom_client::DefinitionKind::Agent, &api, &command)
+        }
+        Command::Skills { api, command } => {
+            registry::run(tradeloom_client::DefinitionKind::Skill, &api, &command)
+        }
         Command::Approve { api, args } => flow_client::decide(&api, &args, true),
         Command::Reject { api, args } => flow_client::decide(&api, &args, false),
         Command::Approvals { api, args } => flow_client::approvals(&api, &args),

@@ -71,8 +71,16 @@ pub fn simulate(
     quiet: bool,
 ) -> Result<ExitCode> {
     let config = source.load(quiet || json_out)?;
-    // Assessed before the job runs; written into its folder once its id is known.
-    let (readiness, probe) = crate::connectivity::assess(&config.connectivity_providers())?;
+    // Assessed before the job runs (a model's `agent` resolved from the store as the job will);
+    // written into its folder once its id is known.
+    let (providers, unresolved) =
+        crate::connectivity::config_providers(&config, data_dir, database_url);
+    let (readiness, mut probe) = crate::connectivity::assess(&providers)?;
+    probe.probes.extend(
+        unresolved
+            .iter()
+            .map(crate::connectivity::UnresolvedAgent::skipped),
+    );
     let rt = runtime()?;
     rt.block_on(async {
         let store = open(data_dir, database_url).await?;

@@ -1,8 +1,8 @@
 //! client: a typed async client of the tradeloom REST API (`tradeloom serve`): workflows,
-//! workflow runs (submit, follow, patch, cancel) and approvals, with the API's JSON errors as a
-//! typed [`Error`]. The `tradeloom` CLI's client commands and the drills use it; it depends on
-//! no server-side crate (only `tradeloom-core` for id prefixes), so a program that drives a
-//! tradeloom server can depend on it alone.
+//! workflow runs (submit, follow, patch, cancel), approvals, and registered agents and skills,
+//! with the API's JSON errors as a typed [`Error`]. The `tradeloom` CLI's client commands and
+//! the drills use it; it depends on no server-side crate (only `tradeloom-core` for id
+//! prefixes), so a program that drives a tradeloom server can depend on it alone.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), tradeloom_client::Error> {
@@ -26,6 +26,7 @@
 //! sent as `Authorization: Bearer` and never appears in an error or in `Debug`.
 
 mod approval;
+mod definition;
 mod engine_run;
 mod error;
 mod event;
@@ -47,6 +48,10 @@ use serde_json::Value;
 
 pub use approval::{
     Approval, ApprovalFilter, ApprovalList, ApprovalStatus, DecideRequest, Decision,
+};
+pub use definition::{
+    DefinitionDetail, DefinitionInfo, DefinitionKind, DefinitionList, DefinitionVersionInfo,
+    SavedDefinition,
 };
 pub use engine_run::{
     ArtifactRows, EngineRunFilter, EngineRunList, EngineRunStarted, EngineRunStopped,

@@ -1,9 +1,10 @@
 //! Terminal text of what the API returns: a run with its nodes and pending approvals, a list
-//! of runs, a list of approvals.
+//! of runs, a list of approvals, registered agents and skills.
 
 use tradeloom_core::table;
 
 use crate::approval::ApprovalList;
+use crate::definition::{DefinitionDetail, DefinitionKind, DefinitionList};
 use crate::run::{RunList, RunView};
 
 impl RunView {
@@ -114,5 +115,96 @@ impl ApprovalList {
             .collect();
         let header = ["approval", "run", "node", "status", "expires", "prompt"];
         (!rows.is_empty()).then(|| table::render(&header, &rows))
+    }
+}
+
+impl DefinitionList {
+    /// A table of the agents or skills; `None` when there are none.
+    pub fn table(&self) -> Option<String> {
+        let rows: Vec<Vec<String>> = self
+            .items
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    d.latest_version.to_string(),
+                    d.owner.clone(),
+                    d.updated_at.clone(),
+                ]
+            })
+            .collect();
+        let header = ["name", "latest", "owner", "updated"];
+        (!rows.is_empty()).then(|| table::render(&header, &rows))
+    }
+}
+
+impl DefinitionDetail {
+    /// The version as text: who wrote it and when, how it stands among the versions, and its
+    /// definition as pretty JSON (a file `update` reads back as it is).
+    pub fn text(&self, kind: DefinitionKind) -> String {
+        let latest = self.info.latest_version;
+        let of = if self.version == latest {
+            format!("{} of {latest} (the latest)", self.version)
+        } else {
+            format!("{} of {latest}", self.version)
+        };
+        let written = self
+            .versions
+            .iter()
+            .find(|v| v.version == self.version)
+            .map_or_else(String::new, |v| format!(" at {}", v.created_at));
+        let mut pairs = vec![
+            (kind_label(kind), self.info.name.clone()),
+            ("version", of),
+            ("owner", self.info.owner.clone()),
+            ("written by", format!("{}{written}", self.created_by)),
+        ];
+        let description = self.definition.get("description").and_then(|v| v.as_str());
+        if let Some(d) = description.filter(|d| !d.is_empty()) {
+            pairs.push(("description", d.to_string()));
+        }
+        if let Some(model) = self.definition.get("model") {
+            let name = model.get("model").and_then(|v| v.as_str()).unwrap_or("?");
+            let url = model
+                .get("base_url")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            pairs.push(("model", format!("{name} at {url}")));
+        }
+        if let Some(tools) = self.definition.get("tools").and_then(|t| t.as_array()) {
+            let tools: Vec<&str> = tools.iter().filter_map(|t| t.as_str()).collect();
+            pairs.push(("tools", tools.join(", ")));
+        }
+        let mut out = table::pairs(&pairs);
+        out.push_str("definition:\n");
+        out.push_str(
+            &serde_json::to_string_pretty(&self.definition)
+                .unwrap_or_else(|_| self.definition.to_string()),
+        );
+        out.push('\n');
+        out
+    }
+
+    /// A table of every version, oldest first, the latest marked.
+    pub fn versions_table(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .versions
+            .iter()
+            .map(|v| {
+                let mut version = v.version.to_string();
+                if v.version == self.info.latest_version {
+                    version.push_str(" (latest)");
+                }
+                vec![version, v.created_by.clone(), v.created_at.clone()]
+            })
+            .collect();
+        table::render(&["version", "written by", "created"], &rows)
+    }
+}
+
+fn kind_label(kind: DefinitionKind) -> &'static str {
+    match kind {
+        DefinitionKind::Agent => "agent",
+        DefinitionKind::Skill => "skill",
     }
 }

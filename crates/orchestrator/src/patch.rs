@@ -1,11 +1,15 @@
 //! Runtime patches: RFC 6902 operations on a running workflow's definition, vetted by
-//! [`tradeloom_flow::validate_patch`] and committed as a new IR version together with the
-//! nodes it makes ready, in one transition.
+//! [`tradeloom_flow::validate_patch`], with the registered agents and skills of the nodes they
+//! add resolved as at a run's start, and committed as a new IR version together with the nodes
+//! it makes ready, in one transition.
 
 use chrono::Utc;
 use serde_json::{Value, json};
 use tradeloom_flow::patch::patch_from_value;
-use tradeloom_flow::{Context, Ir, Patched, RunState, parse_definition, validate_patch_with};
+use tradeloom_flow::{
+    Compiled, Context, Definition, Ir, Patched, RunState, compile_with, from_json_value,
+    parse_definition, validate_patch_with,
+};
 use tradeloom_queue::NewTask;
 use tradeloom_store::{
     ApprovalChange, ApprovalStatus, NewEvent, NewPatch, NodeChange, NodeState, NodeStatus,
@@ -29,7 +33,8 @@ pub enum PatchOutcome {
 impl Coordinator {
     /// Applies `operations` (a JSON array of RFC 6902 operations on the run's definition
     /// document) to run `run_id` on behalf of `by`. [`OrchestratorError::Conflict`] if the run
-    /// has finished.
+    /// has finished; [`OrchestratorError::Unresolved`] if the patched definition names an agent
+    /// or skill that is not registered (nothing changes).
     pub async fn patch(
         &self,
         run_id: &str,
@@ -88,6 +93,12 @@ impl Coordinator {
                 Ok(p) => p,
                 Err(reasons) => return Ok(PatchOutcome::Rejected { reasons }),
             };
+            // The agents and skills an added node names are resolved and pinned as when a run
+            // starts: the run executes, and records, the versions current at the patch.
+            let Patched {
+                definition: patched,
+                compiled,
+            } = self.resolve_refs(patched, compiled).await?;
             // An agent (or an API caller) must not name a variable the operator did not allow.
             let secret_problems =
                 crate::secret_env::definition_problems(&patched, self.secret_env());
@@ -166,6 +177,48 @@ impl Coordinator {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// `patched` with the registered agents and unpinned skills of its agent nodes resolved
+    /// ([`crate::agent_refs::resolve_definition_refs`]) and compiled again, or as it is when it
+    /// names none. One that does not resolve is [`OrchestratorError::Unresolved`], as at start.
+    async fn resolve_refs(
+        &self,
+        patched: Definition,
+        compiled: Compiled,
+    ) -> Result<Patched, OrchestratorError> {
+        let document = patched.to_json_value();
+        let Some(resolved) =
+            crate::agent_refs::resolve_definition_refs(&**self.store(), &document).await?
+        else {
+            return Ok(Patched {
+                definition: patched,
+                compiled,
+            });
+        };
+        // What a registered agent brings may not fit the node (e.g. a market tool without
+        // `market`): the caller's mistake, said as at start.
+        let unfit = |message: String| OrchestratorError::Unresolved {
+            message: format!(
+                "with its registered agents and skills resolved, the workflow does not compile: \
+                 {message}"
+            ),
+            errors: vec![message],
+        };
+        let definition = from_json_value(&resolved).map_err(|e| unfit(e.to_string()))?;
+        let compiled = compile_with(&definition, self.flow_limits()).map_err(|errors| {
+            unfit(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        Ok(Patched {
+            definition,
+            compiled,
+        })
     }
 
     /// Plans the patched run as if an `Advance` signal came: what the new IR makes ready.

@@ -495,7 +495,7 @@ pub async fn resume(
         (status = 200, description = "`{\"run_id\", \"ir_version\"}`", body = Object),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run has finished", body = ErrorBody),
-        (status = 422, description = "Rejected: `details.errors` (and `errors`) list every reason (a patch over max_patch_operations or max_patch_bytes gets that reason alone)", body = ErrorBody),
+        (status = 422, description = "Rejected (`patch_rejected`): `details.errors` (and `errors`) list every reason (a patch over max_patch_operations or max_patch_bytes gets that reason alone); or an added agent node names an agent or skill that is not registered (`unresolved_reference`, as at a run's start)", body = ErrorBody),
     )
 )]
 pub async fn patch(

@@ -317,3 +317,111 @@ fn verify_covers_every_file_of_the_run_folder() {
         "files of the run folder that verify does not check"
     );
 }
+
+/// The probes of `connectivity check CONFIG --probe --json --data-dir DATA`, its stderr and exit
+/// code.
+fn probes_of(config: &str, data: &Path) -> (Vec<Value>, String, Option<i32>) {
+    let out = check(
+        &[
+            config,
+            "--probe",
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    let printed: Value = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    let probes = printed["probe"]["probes"].as_array().unwrap().clone();
+    (probes, stderr(&out), out.status.code())
+}
+
+/// A model that names a registered agent is probed at the agent's endpoint, resolved from the
+/// store the agent was registered in; without that store, or when the store has no such agent,
+/// it is named and skipped with the reason — never a probe of an empty URL.
+#[test]
+fn a_model_naming_an_agent_is_probed_at_the_agents_endpoint_or_skipped_saying_why() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let mock = Service::mock_llm();
+    let config = write_config(
+        dir.path(),
+        "  - {name: desk, agent: analyst}\n  - {name: ghost, agent: nobody@2}\n",
+    );
+
+    // No store under the data dir: nothing is created, both are skipped, saying why.
+    let (probes, err, code) = probes_of(&config, &data);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !data.join("tradeloom.db").exists(),
+        "a check creates no store"
+    );
+    assert_eq!(probes.len(), 2, "{probes:?}");
+    assert_eq!(probes[0]["name"], "desk");
+    assert_eq!(probes[0]["url"], "agent:analyst");
+    assert_eq!(probes[0]["skipped"], true);
+    let reason = probes[0]["error"].as_str().unwrap();
+    assert!(
+        reason.contains("model `desk` names agent `analyst`") && reason.contains("no store at"),
+        "{reason}"
+    );
+    assert!(
+        err.contains("note: model `desk` names agent `analyst`")
+            && err.contains("note: model `ghost` names agent `nobody@2`"),
+        "{err}"
+    );
+
+    // The agent registered on a server over that data dir: its endpoint is probed.
+    let api = Service::serve(&data, "1");
+    let agent = dir.path().join("analyst.yaml");
+    std::fs::write(
+        &agent,
+        format!(
+            "name: analyst\nmodel: {{base_url: '{}/v1', model: momentum}}\n",
+            mock.url
+        ),
+    )
+    .unwrap();
+    let out = tradeloom(
+        &data,
+        &[
+            "agents",
+            "create",
+            agent.to_str().unwrap(),
+            "--api",
+            &api.url,
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let solo_dir = dir.path().join("solo");
+    std::fs::create_dir(&solo_dir).unwrap();
+    let solo = write_config(&solo_dir, "  - {name: desk, agent: analyst}\n");
+    let (probes, err, code) = probes_of(&solo, &data);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("note:"), "{err}");
+    assert_eq!(probes.len(), 1, "{probes:?}");
+    assert_eq!(probes[0]["name"], "desk");
+    assert_eq!(probes[0]["url"], format!("{}/v1/models", mock.url));
+    assert_eq!(
+        (&probes[0]["ok"], &probes[0]["status"]),
+        (&Value::Bool(true), &Value::from(200))
+    );
+
+    // An agent the store does not have: that model is skipped with the store's answer, the
+    // other is probed.
+    let (probes, err, code) = probes_of(&config, &data);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("note: model `ghost` names agent `nobody@2`")
+            && err.contains("no agent `nobody`")
+            && !err.contains("model `desk`"),
+        "{err}"
+    );
+    assert_eq!(probes.len(), 2, "{probes:?}");
+    assert_eq!(probes[0]["url"], format!("{}/v1/models", mock.url));
+    assert_eq!(
+        (&probes[1]["name"], &probes[1]["skipped"]),
+        (&Value::from("ghost"), &Value::Bool(true))
+    );
+}

@@ -499,8 +499,8 @@ tradeloom db statuz
         [
             "x.md:7: `tradeloom runz list`: `tradeloom` has no subcommand `runz` (it has: run, \
              sweep, spec, runs, report, reconcile, verify, data, simulate, jobs, results, db, serve, \
-             up, coordinator, worker, keys, mock-llm, ssrf-check, flow, approve, reject, approvals, \
-             order, killswitch, drill, \
+             up, coordinator, worker, keys, mock-llm, ssrf-check, flow, agents, skills, approve, \
+             reject, approvals, order, killswitch, drill, \
              health, connectivity, metrics, bridge, trader, map, deploy, bench, help)",
             "x.md:8: `$ tradeloom killswitch engage --reason \"x --flaten\" --flaten [--run ID | \
              --job ID]`: `tradeloom killswitch engage` does not accept `--flaten`",

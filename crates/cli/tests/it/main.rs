@@ -29,6 +29,7 @@ mod outbound;
 mod paper;
 mod paper_reconcile;
 mod reconcile;
+mod registry;
 mod run;
 mod runtime_processes;
 mod script;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod definitions;
 mod engine_runs;
 mod harness;
 mod raw;

@@ -184,6 +184,53 @@ mod tests {
     }
 
     #[test]
+    fn a_run_paused_before_it_started_starts_on_resume() {
+        let one = ir(json!({"name": "one", "nodes": [{"id": "a", "type": "transform"}]}));
+        let resume = Signal::Resume {
+            by: "ops".into(),
+            request: "r".into(),
+        };
+        let kinds =
+            |t: &Transition| -> Vec<String> { t.events.iter().map(|e| e.kind.clone()).collect() };
+        // Paused while pending: no node has left `pending`.
+        let t = commit(&one, RunStatus::Paused, &resume, Utc::now());
+        assert_eq!(t.status, Some(RunStatus::Running));
+        let events = kinds(&t);
+        assert_eq!(events[..2], ["run_resumed", "run_started"], "{events:?}");
+        assert_eq!(events.iter().filter(|k| *k == "run_started").count(), 1);
+
+        // Paused after it started: its node was queued; resuming is not starting.
+        let graph = Graph::new(&one);
+        let queued = NodeState {
+            node_id: "a".into(),
+            status: NodeStatus::Queued,
+            attempts: 1,
+            output_hash: None,
+            error: None,
+            not_before: None,
+            updated_at: Utc::now(),
+        };
+        let mut state = RunState::new(&one, &graph, &[queued]);
+        let paused = run(RunStatus::Paused);
+        let planned = plan(
+            Input {
+                run: &paused,
+                state: &mut state,
+                ir: &one,
+                graph: &graph,
+                context: &mut context(),
+                now: Utc::now(),
+                max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            },
+            &resume,
+        );
+        let Plan::Commit { transition, .. } = planned else {
+            panic!("expected a commit");
+        };
+        assert_eq!(kinds(&transition), ["run_resumed"]);
+    }
+
+    #[test]
     fn a_wide_run_is_emitted_in_bounded_batches() {
         let nodes: Vec<Value> = (0..1000)
             .map(|i| json!({"id": format!("n{i}"), "type": "transform"}))

@@ -243,6 +243,11 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
             }
             p.status = RunStatus::Running;
             p.event("run_resumed", None, json!({"by": by}));
+            // A run paused while `pending` never took its `Start` (it found the run paused):
+            // it starts now.
+            if p.state.untouched() {
+                p.event("run_started", None, json!({"ir_hash": run.ir_hash}));
+            }
             // The tasks of nodes queued before or during the pause were dropped unstarted (or
             // lost with a restart), and those of running nodes may have been: emit them again,
             // keeping their `not_before` (a `wait` whose deadline passed runs at once). Tasks

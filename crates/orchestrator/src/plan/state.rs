@@ -177,6 +177,16 @@ impl RunState {
         }
     }
 
+    /// Whether no node has left `pending`: the run's `Start` has not taken effect (starting
+    /// queues or skips at least one node).
+    pub fn untouched(&self) -> bool {
+        self.others.is_empty()
+            && self
+                .slots
+                .iter()
+                .all(|s| s.status == NodeStatus::Pending && s.attempts == 0)
+    }
+
     /// Nodes queued or running.
     pub fn in_flight(&self) -> usize {
         self.in_flight

@@ -425,3 +425,85 @@ async fn a_queued_run_starts_when_a_slot_frees_across_a_restart() {
     );
     restarted.shutdown().await;
 }
+
+/// A run paused while `pending` — admitted from `queued` but not started yet — records
+/// `run_started` when a resume actually starts it: once, after `run_resumed`. The runtime has
+/// no loops (no sweeper admits or starts runs behind the test); its coordinator still applies
+/// the API's signals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_paused_before_it_started_emits_run_started_on_resume() {
+    let dir = TempDir::new().unwrap();
+    let location = dir.path().join("tradeloom.db").display().to_string();
+    let store = open_store(&location).await.unwrap();
+    let mut api_only = config(true);
+    api_only.roles = LoopRoles::none();
+    let runtime = Runtime::new(
+        store.clone(),
+        Arc::new(InMemoryQueue::new()),
+        api_only,
+        None,
+    )
+    .unwrap();
+    runtime.start().await.unwrap();
+    let definition = json!({"name": "pause-pending", "limits": {"max_concurrent_runs": 1},
+    "nodes": [
+        {"id": "review", "type": "hitl", "config": {"prompt": "?", "expires_after": "1h", "default": "reject"}},
+    ]});
+    let first = start_definition(&store, &runtime, &definition).await;
+    assert_eq!(
+        store.workflow_run(&first).await.unwrap().status,
+        RunStatus::Waiting
+    );
+    let workflow = store.workflow_run(&first).await.unwrap().workflow_id;
+    let version = store.workflow_version(&workflow, None).await.unwrap();
+    let second = runtime
+        .start_run_of(&version, &serde_json::Map::new())
+        .await
+        .unwrap();
+    assert_eq!(second.status, RunStatus::Queued);
+    // The first run ends elsewhere and admission moves the second to `pending` without
+    // starting it: the moment a pause can find it before its start.
+    let run = store.workflow_run(&first).await.unwrap();
+    let mut end = tradeloom_store::Transition::new(&first, "ended-elsewhere", run.revision);
+    end.status = Some(RunStatus::Cancelled);
+    store.commit_transition(&end).await.unwrap();
+    assert_eq!(
+        store.promote_queued_runs().await.unwrap(),
+        std::slice::from_ref(&second.id)
+    );
+    assert_eq!(
+        store.workflow_run(&second.id).await.unwrap().status,
+        RunStatus::Pending
+    );
+
+    let paused = runtime.pause(&second.id, "ops").await.unwrap();
+    assert_eq!(paused.status, RunStatus::Paused);
+    let resumed = runtime.resume(&second.id, "ops").await.unwrap();
+    assert_eq!(
+        resumed.status,
+        RunStatus::Waiting,
+        "started: its approval is requested"
+    );
+    let kinds: Vec<String> = store
+        .events(tradeloom_store::EventFilter::Run(&second.id), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    let at = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| k == kind)
+            .unwrap_or_else(|| panic!("no `{kind}` in {kinds:?}"))
+    };
+    assert!(at("run_paused") < at("run_resumed"), "{kinds:?}");
+    assert!(at("run_resumed") < at("run_started"), "{kinds:?}");
+    assert!(at("run_started") < at("approval_requested"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "run_started").count(),
+        1,
+        "{kinds:?}"
+    );
+    runtime.shutdown().await;
+}

@@ -1,13 +1,13 @@
 //! Workflow agents that name a registered agent (`agent: quant`) and call registered skills as
 //! tools (`skill:momentum`), against mock-llm's `skill_user`: resolved and pinned when the run
-//! starts, the skill run in the sandbox with its input and output checked, its failures handed
-//! back to the model as tool errors.
+//! starts (or when a patch adds the node), the skill run in the sandbox with its input and
+//! output checked, its failures handed back to the model as tool errors.
 
 use serde_json::{Value, json};
-use tradeloom_orchestrator::OrchestratorError;
-use tradeloom_store::{Author, DefinitionKind, RunStatus};
+use tradeloom_orchestrator::{OrchestratorError, PatchOutcome};
+use tradeloom_store::{Author, DefinitionKind, NodeStatus, RunStatus};
 
-use crate::harness::{Env, run_sqlite};
+use crate::harness::{Env, run_sqlite, statuses};
 
 const MOMENTUM_PY: &str = include_str!("../../../../examples/skills/momentum.py");
 
@@ -166,6 +166,72 @@ async fn a_run_naming_an_unknown_agent_or_skill_does_not_start() {
             errors[1].starts_with("nodes[1].config.tools[0]: `skill:missing`: no skill `missing`"),
             "{errors:?}"
         );
+    })
+    .await;
+}
+
+/// An agent node added by a runtime patch is resolved as at start (the agent and its skills
+/// pinned, `resolved_agent` recorded in the run's definition) and runs; one naming an agent
+/// that is not registered refuses the patch as a start is refused, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_node_added_by_a_patch_is_resolved_as_at_start() {
+    run_sqlite(|env| async move {
+        let llm = mock_llm().await;
+        register(
+            &env,
+            &llm,
+            json!({"type": "object", "properties": {"signal": {"enum": ["buy", "sell", "hold", "none"]}},
+                   "required": ["signal"]}),
+        )
+        .await;
+        let id = env
+            .define(json!({"name": "gated-score",
+                "limits": {"max_agent_nodes": 2, "max_patch_depth": 2}, "nodes": [
+                {"id": "review", "type": "hitl",
+                 "config": {"prompt": "?", "expires_after": "1h", "default": "reject"}}]}))
+            .await;
+        let run = env.start(&id, json!({})).await;
+        env.wait_status(&run, RunStatus::Waiting).await;
+
+        let ghost = json!([{"op": "add", "path": "/nodes/-", "value": {"id": "ghost", "type": "agent",
+            "config": {"agent": "nobody", "prompt": "hi"}}}]);
+        let e = env.runtime.patch(&run, &ghost, "ops").await.unwrap_err();
+        let OrchestratorError::Unresolved { errors, .. } = e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            errors[0].starts_with("nodes[1].config.agent: `nobody`: no agent `nobody`"),
+            "{errors:?}"
+        );
+        assert_eq!(env.runtime.view(&run).await.unwrap().ir_version, 1);
+
+        let score = workflow(json!([100, 101, 102, 103, 104, 110]));
+        let add = json!([{"op": "add", "path": "/nodes/-", "value": score["nodes"][0]}]);
+        let outcome = env.runtime.patch(&run, &add, "ops").await.unwrap();
+        assert_eq!(outcome, PatchOutcome::Applied { ir_version: 2 });
+        let view = env.runtime.view(&run).await.unwrap();
+        let hash = view.definition_hash.clone().unwrap();
+        let definition: Value =
+            serde_json::from_str(&env.store.blob(&hash).await.unwrap().body).unwrap();
+        let config = &definition["nodes"][1]["config"];
+        assert_eq!(config["resolved_agent"], "quant@1", "{config}");
+        assert!(config.get("agent").is_none(), "{config}");
+        assert_eq!(config["tools"], json!(["skill:momentum@1"]), "{config}");
+        assert_eq!(config["model"]["model"], "skill_user", "{config}");
+
+        // The added node runs with the agent's model and calls its skill.
+        let mut done = None;
+        for _ in 0..400 {
+            let v = env.runtime.view(&run).await.unwrap();
+            if statuses(&v).get("score") == Some(&NodeStatus::Completed) {
+                done = Some(v);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let view = done.expect("the added agent node completed");
+        let out = env.output(&view, "score").await;
+        assert_eq!(out["json"]["result"]["output"]["signal"], "buy", "{out}");
     })
     .await;
 }

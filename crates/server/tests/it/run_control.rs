@@ -418,3 +418,49 @@ async fn the_run_page_offers_pause_then_resume_in_a_browser() {
         "{dom}"
     );
 }
+
+/// An agent node naming an agent that is not registered keeps a run from starting, and keeps
+/// a patch that adds one from applying: the same 422 `unresolved_reference` naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_agent_refuses_a_start_and_a_patch_alike() {
+    let api = api().await;
+    let ghost =
+        json!({"id": "ghost", "type": "agent", "config": {"agent": "nobody", "prompt": "hi"}});
+    let ghostly = api
+        .workflow(json!({"name": "ghostly", "nodes": [ghost]}))
+        .await;
+    let (status, start) = api
+        .post(&format!("/workflows/{ghostly}/runs"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{start}");
+    assert_eq!(start["error"], "unresolved_reference");
+
+    let gate = api
+        .workflow(
+            json!({"name": "gate", "limits": {"max_agent_nodes": 1, "max_patch_depth": 1},
+            "nodes": [{"id": "review", "type": "hitl",
+                       "config": {"prompt": "?", "expires_after": "1h", "default": "reject"}}]}),
+        )
+        .await;
+    let (status, started) = api
+        .post(&format!("/workflows/{gate}/runs"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let run = started["run_id"].as_str().unwrap().to_string();
+    api.wait_status(&run, "waiting").await;
+    let (status, patched) = api
+        .post(
+            &format!("/workflow-runs/{run}/patch"),
+            &json!([{"op": "add", "path": "/nodes/-", "value": ghost}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{patched}");
+    assert_eq!(patched["error"], start["error"], "{patched}");
+    let reason = patched["details"]["errors"][0].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("nodes[1].config.agent: `nobody`: no agent `nobody`"),
+        "{patched}"
+    );
+    let view = api.get(&format!("/workflow-runs/{run}")).await;
+    assert_eq!(view["ir_version"], 1, "nothing changed: {view}");
+}
