@@ -99,6 +99,10 @@ pub struct AgentNode {
     /// Absent from the IR's JSON when not set, so the hashes of IRs without it are unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub market: Option<MarketNode>,
+    /// The node's `json` once its attempts are exhausted without a usable answer (see
+    /// [`crate::node_config::AgentConfig::fallback`]). Absent from the IR's JSON when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<JsonTemplate>,
 }
 
 /// `market:` of an `agent` or `order` node, compiled: defaults filled in, `as_of` a template.

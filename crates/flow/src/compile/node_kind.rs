@@ -594,6 +594,16 @@ impl<'d> Compiler<'d> {
                 None
             }
         };
+        let fallback = match &c.fallback {
+            Some(value) => match self.json_template(scope, value, &at.key("fallback")) {
+                Some(t) => Some(t),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
         let prompt = self.template(scope, &c.prompt, &at.key("prompt"))?;
         ok.then_some(AgentNode {
             model: c.model,
@@ -604,6 +614,7 @@ impl<'d> Compiler<'d> {
             tools: c.tools,
             max_steps: c.max_steps,
             market,
+            fallback,
         })
     }
 
