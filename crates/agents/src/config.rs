@@ -119,7 +119,9 @@ fn session_tool_problem(tool: &str) -> Option<String> {
     }
     if tool.starts_with("skill:") {
         return Some(
-            "registered skills are tools of workflow agent nodes only; simulations cannot call              them (use the agent in a workflow `agent` node, or register a version of it              without the skill)"
+            "registered skills are tools of workflow agent nodes only; simulations cannot call \
+             them (use the agent in a workflow `agent` node, or register a version of it \
+             without the skill)"
                 .to_string(),
         );
     }

@@ -326,7 +326,9 @@ async fn an_agent_listing_a_tool_simulations_lack_is_refused() {
         (
             "skilled",
             "skill:momentum",
-            "registered skills are tools of workflow agent nodes only",
+            "registered skills are tools of workflow agent nodes only; simulations cannot call \
+             them (use the agent in a workflow `agent` node, or register a version of it without \
+             the skill)",
         ),
     ] {
         let body = json!({"name": name,
