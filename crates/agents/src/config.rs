@@ -46,10 +46,11 @@ pub struct ModelConfig {
     /// Sent as the request's `model`.
     #[serde(default)]
     pub model: String,
-    /// A registered agent (`POST /agents`) whose model block this model uses: `name` (its
-    /// latest version when the job is created) or `name@version`. Exclusive with `base_url`,
-    /// `model`, `api_key_env`, `temperature`, `max_tokens`, `timeout_ms` and `max_retries`
-    /// (the agent gives them); `backoff_ms` and `tool_choice` may be given with it.
+    /// A registered agent (`POST /agents`) whose model block, system prompt and tools this
+    /// model uses: `name` (its latest version when the job is created) or `name@version`.
+    /// Exclusive with `base_url`, `model`, `api_key_env`, `temperature`, `max_tokens`,
+    /// `timeout_ms`, `max_retries`, `system_prompt` and `tools` (the agent gives them);
+    /// `backoff_ms` and `tool_choice` may be given with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// The agent version (`name@version`) the job resolved `agent` to, with the fields it
@@ -83,6 +84,51 @@ pub struct ModelConfig {
     /// its next sessions carry its last lessons and decisions. Off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<crate::memory::MemoryConfig>,
+    /// Instructions added after the simulation's system prompt (at most
+    /// [`MAX_SYSTEM_PROMPT`] bytes): a registered agent's `system_prompt`, or written here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// The tools the session offers besides `buy` and `sell` (which every session has, to
+    /// trade): some of [`SESSION_TOOLS`], each once. Absent: the simulation's own set
+    /// ([`crate::TOOL_NAMES`]). A registered agent that lists tools gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+}
+
+/// The tools a model's (or its agent's) `tools` may name: the market tools and `calc`. `buy`
+/// and `sell` are offered to every session whatever it lists (a session trades through them);
+/// listing them is allowed and changes nothing.
+pub const SESSION_TOOLS: [&str; 5] = [
+    "calc",
+    "get_bars",
+    "get_portfolio",
+    "get_price",
+    "search_news",
+];
+
+/// The tools every session offers.
+pub const ORDER_TOOLS: [&str; 2] = ["buy", "sell"];
+
+/// The longest `system_prompt` of a model, in bytes (a registered agent's limit).
+pub const MAX_SYSTEM_PROMPT: usize = 32 * 1024;
+
+/// What is wrong with tool `tool` of a model's `tools`, or `None` when a session has it.
+fn session_tool_problem(tool: &str) -> Option<String> {
+    if SESSION_TOOLS.contains(&tool) || ORDER_TOOLS.contains(&tool) {
+        return None;
+    }
+    if tool.starts_with("skill:") {
+        return Some(
+            "registered skills are tools of workflow agent nodes only; simulations cannot call \
+             them (use the agent in a workflow `agent` node, or register a version of it \
+             without the skill)"
+                .to_string(),
+        );
+    }
+    Some(format!(
+        "simulations have no tool `{tool}`; a session offers {}, and always buy and sell",
+        SESSION_TOOLS.join(", ")
+    ))
 }
 
 /// A folder of daily bar files, one per symbol.
@@ -364,6 +410,8 @@ fn agent_exclusive_field(model: &ModelConfig) -> Option<&'static str> {
         ("max_tokens", model.max_tokens.is_some()),
         ("timeout_ms", model.timeout_ms.is_some()),
         ("max_retries", model.max_retries.is_some()),
+        ("system_prompt", model.system_prompt.is_some()),
+        ("tools", model.tools.is_some()),
     ]
     .into_iter()
     .find_map(|(field, given)| given.then_some(field))
@@ -467,7 +515,35 @@ pub async fn resolve_agents(
             }
             model.memory = Some(settings);
         }
-        model.resolved_agent = Some(wanted.pinned(version.version).to_string());
+        let pinned = wanted.pinned(version.version).to_string();
+        // The agent's instructions and tools; a tool a session does not have refuses the job.
+        model.system_prompt = body
+            .get("system_prompt")
+            .and_then(Value::as_str)
+            .filter(|p| !p.trim().is_empty())
+            .map(str::to_string);
+        let tools: Vec<String> = body
+            .get("tools")
+            .and_then(Value::as_array)
+            .map(|tools| {
+                tools
+                    .iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for tool in &tools {
+            if let Some(reason) = session_tool_problem(tool) {
+                return Err(AgentError::AgentTool {
+                    place: place.clone(),
+                    agent: pinned,
+                    tool: tool.clone(),
+                    reason,
+                });
+            }
+        }
+        model.tools = (!tools.is_empty()).then_some(tools);
+        model.resolved_agent = Some(pinned);
     }
     Ok(out)
 }
@@ -537,6 +613,31 @@ fn resolve(
                 &format!("{field}.name"),
                 format!("model name `{name}` is used twice; names must be unique within a job"),
             ));
+        }
+        if let Some(prompt) = &model.system_prompt
+            && prompt.len() > MAX_SYSTEM_PROMPT
+        {
+            return Err(err(
+                &format!("{field}.system_prompt"),
+                format!(
+                    "{} bytes is more than the maximum of {MAX_SYSTEM_PROMPT}",
+                    prompt.len()
+                ),
+            ));
+        }
+        if let Some(tools) = &model.tools {
+            let mut listed = std::collections::BTreeSet::new();
+            for (k, tool) in tools.iter().enumerate() {
+                if let Some(problem) = session_tool_problem(tool) {
+                    return Err(err(&format!("{field}.tools[{k}]"), problem));
+                }
+                if !listed.insert(tool) {
+                    return Err(err(
+                        &format!("{field}.tools[{k}]"),
+                        format!("`{tool}` is listed twice"),
+                    ));
+                }
+            }
         }
         if model.agent.is_some() {
             // Its endpoint is checked when the job is created (`resolve_agents`).

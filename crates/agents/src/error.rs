@@ -8,6 +8,15 @@ pub enum AgentError {
     /// The config is wrong; `place` is `file:line:column`, `file: field` or `config`.
     #[error("{place}: {message}")]
     Config { place: String, message: String },
+    /// A registered agent a simulation model names lists a tool a simulation session does not
+    /// have (`patch_workflow`, a `skill:`): the job is refused. `agent` is `name@version`.
+    #[error("{place}: agent `{agent}` lists tool `{tool}`: {reason}")]
+    AgentTool {
+        place: String,
+        agent: String,
+        tool: String,
+        reason: String,
+    },
     /// The universe or news files could not be read.
     #[error(transparent)]
     Data(#[from] DataError),

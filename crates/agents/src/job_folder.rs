@@ -69,6 +69,51 @@ impl ModelDayFile<'_> {
     }
 }
 
+/// The `BOOTSTRAP.md` section of models whose sessions differ from the common system prompt: a
+/// model (or its agent) with its own `system_prompt`, added after it, or its own `tools`.
+/// Empty when every model uses the common prompt and tools.
+fn own_instructions(config: &crate::config::SimulationConfig) -> String {
+    let mut out = String::new();
+    for m in &config.models {
+        if m.system_prompt.is_none() && m.tools.is_none() {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str(
+                "
+## Models with their own instructions or tools
+",
+            );
+        }
+        let agent = m
+            .resolved_agent
+            .as_deref()
+            .map(|a| format!(" (agent `{a}`)"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "
+### `{}`{agent}
+
+",
+            m.name
+        ));
+        if let Some(tools) = &m.tools {
+            out.push_str(&format!(
+                "Tools: {}, and buy and sell; the system prompt describes only these.
+
+",
+                tools.join(", ")
+            ));
+        }
+        if let Some(prompt) = &m.system_prompt {
+            out.push_str(&format!(
+                "Added after the system prompt:\n\n```text\n{prompt}\n```\n"
+            ));
+        }
+    }
+    out
+}
+
 /// Writes `BOOTSTRAP.md` and `job_config.json` of a job (idempotent).
 pub fn write_bootstrap(
     data_dir: &Path,
@@ -114,9 +159,10 @@ and a session message such as the one shown. Each model-day's transcript, tool c
         c.reference_price.as_str(),
         symbols.join(", "),
     );
+    let own = own_instructions(c);
     write_atomic(
         &dir.join("BOOTSTRAP.md"),
-        format!("{front}{body}").as_bytes(),
+        format!("{front}{body}{own}").as_bytes(),
     )?;
     let config_json = serde_json::to_vec_pretty(&job.config).unwrap_or_default();
     write_atomic(&dir.join("job_config.json"), &config_json)?;

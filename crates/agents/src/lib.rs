@@ -28,8 +28,8 @@ mod tools;
 pub use book::{Book, BookError, Execution, Shortfall};
 pub use calc::{CalcError, evaluate as calc_evaluate, format_result as calc_format};
 pub use config::{
-    ModelConfig, PathRef, ReferencePrice, ResolvedConfig, SimulationConfig, config_from_value,
-    initial_value, load_config, resolve_agents,
+    MAX_SYSTEM_PROMPT, ModelConfig, ORDER_TOOLS, PathRef, ReferencePrice, ResolvedConfig,
+    SESSION_TOOLS, SimulationConfig, config_from_value, initial_value, load_config, resolve_agents,
 };
 pub use config_dir::{ConfigDir, ConfigFile, ConfigPathError, MAX_CONFIG_BYTES};
 pub use desk::{Market, OrderOutcome, Proposal, Side, execute_proposal};
@@ -41,7 +41,7 @@ pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refus
 pub use schema::{SCHEMA_KEYWORDS, schema_problems, validate as validate_arguments};
 pub use session::{
     LlmCall, SYSTEM_PROMPT, SessionExtras, SessionLimits, SessionReport, TRUNCATED_CODE,
-    run_session, run_session_gated, session_prompt,
+    run_session, run_session_gated, session_prompt, system_prompt_for,
 };
 pub use simulation::{
     SimEvent, Simulator, SimulatorOptions, TriggerOutcome, job_run_dir, job_warnings,

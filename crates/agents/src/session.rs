@@ -12,8 +12,9 @@ use tradeloom_llm::{ChatRequest, LlmProvider, Message, Role, Usage, content_tool
 use tradeloom_store::{Holding, ModelDayOutcome, ReasoningMessage, ToolCall};
 
 use crate::book::{Book, BookError};
+use crate::config::ORDER_TOOLS;
 use crate::order_gate::{OrderGate, day_refusal};
-use crate::tools::{SessionView, ToolBox, shared_tool_specs};
+use crate::tools::{ALL_TOOL_NAMES, SessionView, ToolBox};
 
 /// The system prompt: identical for every model and day, so providers can cache the prefix
 /// (system prompt + tool specs); everything that varies is in the user message.
@@ -26,6 +27,47 @@ Each session you manage one portfolio for one trading day. Use the tools:\n\
 - buy / sell: whole shares at today's reference price, with a fee; no short selling, no borrowing.\n\
 Think about risk and diversification. When you have finished trading for the day, reply with a \
 short summary of what you did and why, without calling any tool.";
+
+/// How [`SYSTEM_PROMPT`] describes each tool, in its order (`buy` and `sell` share a line).
+const TOOL_LINES: [(&str, &str); 6] = [
+    (
+        "get_portfolio",
+        "- get_portfolio: your cash and positions.\n",
+    ),
+    (
+        "get_price",
+        "- get_price: today's known prices (and past bars); the future is not available.\n",
+    ),
+    (
+        "get_bars",
+        "- get_bars: a symbol's past daily bars (open, high, low, close, volume).\n",
+    ),
+    ("search_news", "- search_news: news published up to now.\n"),
+    ("calc", "- calc: arithmetic.\n"),
+    (
+        "buy",
+        "- buy / sell: whole shares at today's reference price, with a fee; no short selling, no borrowing.\n",
+    ),
+];
+
+/// The system prompt of a session offering `tools`: [`SYSTEM_PROMPT`] for the simulation's
+/// own set ([`crate::TOOL_NAMES`]), else the same text describing only the tools offered.
+pub fn system_prompt_for(tools: &[&str]) -> String {
+    let mut out = String::from(
+        "You are a disciplined portfolio manager trading US equities in a daily simulation.\n\
+Each session you manage one portfolio for one trading day. Use the tools:\n",
+    );
+    for (tool, line) in TOOL_LINES {
+        if tools.contains(&tool) {
+            out.push_str(line);
+        }
+    }
+    out.push_str(
+        "Think about risk and diversification. When you have finished trading for the day, reply with a \
+short summary of what you did and why, without calling any tool.",
+    );
+    out
+}
 
 /// The session's limits.
 #[derive(Clone, Copy, Debug)]
@@ -132,13 +174,20 @@ pub(crate) fn log(step: u32, message: &Message) -> ReasoningMessage {
     }
 }
 
-/// What a simulation adds to a session: the kill switch in front of it and the model's memory.
+/// What a simulation adds to a session: the kill switch in front of it, the model's memory,
+/// and the instructions and tools of the model (or of the agent it names).
 #[derive(Clone, Debug, Default)]
 pub struct SessionExtras {
     pub gate: Option<OrderGate>,
     /// The memory section (see [`crate::memory::memory_section`]), appended to the session
     /// message after its machine-readable lines.
     pub memory: Option<String>,
+    /// Added after the system prompt, separated by a blank line (as a workflow agent node adds
+    /// a registered agent's `system_prompt`).
+    pub instructions: Option<String>,
+    /// The tools offered besides `buy` and `sell` (names of [`crate::SESSION_TOOLS`]); `None`:
+    /// the simulation's own set.
+    pub tools: Option<Vec<String>>,
 }
 
 /// Runs one model-day of `model_name` with `provider`, starting from `book`.
@@ -181,13 +230,33 @@ pub async fn run_session_gated(
     limits: SessionLimits,
     extras: SessionExtras,
 ) -> SessionReport {
-    let SessionExtras { gate, memory } = extras;
+    let SessionExtras {
+        gate,
+        memory,
+        instructions,
+        tools: offered,
+    } = extras;
     let mut opening = session_prompt(&view, symbols, model_name);
     if let Some(memory) = memory {
         opening.push_str("\n\n");
         opening.push_str(&memory);
     }
-    let messages = vec![Message::system(SYSTEM_PROMPT), Message::user(opening)];
+    // The tools in the order of every tool's spec, `buy` and `sell` always among them.
+    let offered: Option<Vec<&str>> = offered.as_ref().map(|listed| {
+        ALL_TOOL_NAMES
+            .into_iter()
+            .filter(|t| ORDER_TOOLS.contains(t) || listed.iter().any(|l| l.as_str() == *t))
+            .collect()
+    });
+    let mut system = match &offered {
+        Some(names) => system_prompt_for(names),
+        None => SYSTEM_PROMPT.to_string(),
+    };
+    if let Some(own) = instructions.as_deref().filter(|p| !p.trim().is_empty()) {
+        system.push_str("\n\n");
+        system.push_str(own);
+    }
+    let messages = vec![Message::system(system), Message::user(opening)];
     let mut reasoning: Vec<ReasoningMessage> = messages.iter().map(|m| log(0, m)).collect();
     let mut tool_calls = Vec::new();
     let mut llm_calls = Vec::new();
@@ -204,12 +273,32 @@ pub async fn run_session_gated(
             final_book: book,
         };
     }
-    let mut tools = ToolBox::new(view, book).with_gate(gate.clone());
+    let tools = match &offered {
+        None => ToolBox::new(view, book),
+        // Every name comes from ALL_TOOL_NAMES (filtered above): `offering` accepts them.
+        Some(names) => match ToolBox::new(view, book.clone()).offering(names) {
+            Ok(t) => t,
+            Err(e) => {
+                return SessionReport {
+                    steps: 0,
+                    content_tool_calls: 0,
+                    error: Some(format!("tools: {e}")),
+                    refused: false,
+                    reasoning,
+                    tool_calls,
+                    llm_calls,
+                    outcome: None,
+                    final_book: book,
+                };
+            }
+        },
+    };
+    let mut tools = tools.with_gate(gate.clone());
     // The conversation and the tools move into each request and back out of it: no copy of
     // either per step.
     let mut request = ChatRequest {
         messages,
-        tools: shared_tool_specs().to_vec(),
+        tools: tools.specs(),
     };
     let mut refused = false;
     let mut tool_errors = 0u32;
@@ -406,4 +495,21 @@ fn answer_tool_calls(
 fn close_day(tools: &ToolBox<'_>) -> Result<(Vec<Holding>, Money), BookError> {
     let view = *tools.view();
     tools.book().mark(|s| view.closing_price(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_prompt_describes_the_tools_offered() {
+        assert_eq!(system_prompt_for(&crate::TOOL_NAMES), SYSTEM_PROMPT);
+        let few = system_prompt_for(&["calc", "get_bars", "buy", "sell"]);
+        assert!(few.contains("- calc: arithmetic.\n"), "{few}");
+        assert!(few.contains("- get_bars: "), "{few}");
+        assert!(few.contains("- buy / sell: "), "{few}");
+        assert!(!few.contains("get_price"), "{few}");
+        assert!(!few.contains("search_news"), "{few}");
+        assert!(few.ends_with("without calling any tool."), "{few}");
+    }
 }

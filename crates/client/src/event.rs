@@ -109,6 +109,9 @@ impl RunEvent {
                 None => format!("queued ({})", s("type")),
             },
             "node_started" => format!("running (attempt {})", s("attempt")),
+            "node_completed" if p.get("fallback") == Some(&Value::Bool(true)) => {
+                format!("completed with its fallback: {}", s("fallback_reason"))
+            }
             "node_completed" => "completed".to_string(),
             "node_retrying" => format!(
                 "attempt {} failed: {}; retrying in {} ms (attempt {} of {})",
@@ -245,6 +248,14 @@ mod tests {
         assert_eq!(
             describe_event(&e),
             "03:04:05Z  node review: cannot post approval ap1 to chat (attempt 1): the webhook answered 500 Internal Server Error; retrying in 2000 ms"
+        );
+        let e = json!({"seq": 5, "kind": "node_completed", "node_id": "risk",
+            "payload": {"attempt": 3, "output": "h", "fallback": true,
+                        "fallback_reason": "agent answer has no JSON object: I think so"},
+            "at": "2026-01-02T03:04:05Z"});
+        assert_eq!(
+            describe_event(&e),
+            "03:04:05Z  node risk: completed with its fallback: agent answer has no JSON object: I think so"
         );
     }
 }

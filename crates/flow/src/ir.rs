@@ -102,6 +102,10 @@ pub struct AgentNode {
     /// The paper run whose account `get_portfolio` shows (empty when rendered: a fresh book).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paper_run: Option<Template>,
+    /// The node's `json` once its attempts are exhausted without a usable answer (see
+    /// [`crate::node_config::AgentConfig::fallback`]). Absent from the IR's JSON when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<JsonTemplate>,
 }
 
 /// `market:` of an `agent` or `order` node, compiled: defaults filled in, `as_of` a template.

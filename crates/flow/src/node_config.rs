@@ -3,7 +3,7 @@
 //!
 //! ```yaml
 //! - {id: think, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: qwen, api_key_env: LLM_KEY, temperature: 0.2, max_tokens: 512, timeout_ms: 30000}, prompt: "Assess {{ inputs.symbol }}", tools: [calc, get_bars], max_steps: 8,
-//!     market: {universe: examples/universe, as_of: "{{ inputs.as_of }}"}}}
+//!     market: {universe: examples/universe, as_of: "{{ inputs.as_of }}"}, fallback: {stance: neutral}}}
 //! - {id: buy, type: order, config: {market: {universe: examples/universe, as_of: "{{ inputs.as_of }}"}, proposal: "{{ think.json }}"}}
 //! - {id: post, type: http, config: {method: POST, url: "https://hooks.example.com/x", headers: {X-Run: "{{ run.id }}", Authorization: {env: TRADELOOM_SECRET_HOOK, prefix: "Bearer "}}, body: {text: "{{ think.answer }}"}}}
 //! - {id: review, type: hitl, config: {prompt: "Trade?", expires_after: 1h, default: reject, approvers: [ops],
@@ -275,6 +275,13 @@ pub struct AgentConfig {
     /// fresh book). Needs `market`.
     #[serde(default)]
     pub paper_run: Option<String>,
+    /// Any JSON, strings being templates: the node's `json` when its attempts are exhausted
+    /// without a usable answer (no JSON object where the prompt asks for one, an answer cut
+    /// off by `max_tokens`, or `max_steps` reached without a final answer). The output then
+    /// carries `fallback: true` and `fallback_reason`. Never used for an unreachable endpoint,
+    /// an HTTP error, a timeout or a bad configuration: those still fail the node.
+    #[serde(default)]
+    pub fallback: Option<Value>,
 }
 
 /// An HTTP method an `http` node may use.

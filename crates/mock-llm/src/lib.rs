@@ -23,8 +23,10 @@
 //! `content-<bare|fenced|tagged>-<policy>` writes `policy`'s tool calls in the reply's text
 //! (the whole reply, a ```` ```json ```` fence, or `<tool_call>` blocks) as small local models do. Answer styles of
 //! real small models: `fenced-<role>` (the role's JSON in a ```` ```json ```` fence between
-//! sentences) and `prose-<role>` (a sentence, no JSON); `echo-params` answers with the
-//! request's `model`, `temperature` and `max_tokens` (and `tool_choice` when it was sent).
+//! sentences) and `prose-<role>` (a sentence, no JSON); `prose` answers every request, of any
+//! role, with that sentence and never calls a tool. `echo-params` answers with the request's
+//! `model`, `temperature` and `max_tokens` (and `tool_choice` when it was sent); `echo-request`
+//! with its `model`, system message (`system`) and offered tool names (`tools`).
 //!
 //! A reflection request of a model with memory (its user message starts `Reflection on session
 //! date:`) gets a lesson from the trading policies, `fault-slow-*` and `no-tools`, derived from the
@@ -391,6 +393,16 @@ async fn chat_completions(
             }
             Reply::answer(echo.to_string())
         }
+        Policy::EchoRequest => {
+            let system: Vec<&str> = messages
+                .iter()
+                .filter(|m| m.role == Role::System)
+                .filter_map(|m| m.content.as_deref())
+                .collect();
+            let echo = json!({"model": name, "system": system.join("\n\n"), "tools": &tools});
+            Reply::answer(echo.to_string())
+        }
+        Policy::Prose => Reply::answer(PROSE_ANSWER),
         Policy::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             Strategy::Momentum.respond(&conversation)
@@ -456,11 +468,12 @@ fn styled(json_answer: &str, style: AnswerStyle) -> String {
                 "Here is my assessment:\n\n```json\n{pretty}\n```\n\nLet me know if you need more detail."
             )
         }
-        AnswerStyle::Prose => {
-            "I have looked at the request carefully and I think it is reasonable.".to_owned()
-        }
+        AnswerStyle::Prose => PROSE_ANSWER.to_owned(),
     }
 }
+
+/// The answer of `prose` and `prose-<role>`: a sentence, no JSON.
+const PROSE_ANSWER: &str = "I have looked at the request carefully and I think it is reasonable.";
 
 /// Conversation-step identity for `flaky-*`: policy name, first user message, assistant turns.
 fn flaky_key(name: &str, depth: u8, messages: &[Message]) -> u64 {

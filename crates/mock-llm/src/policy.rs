@@ -20,6 +20,13 @@ pub(crate) enum Policy {
     /// `echo-params`: answers one JSON object with the request's `model`, `temperature` and
     /// `max_tokens` (`null` when absent), to check what a client sent.
     EchoParams,
+    /// `echo-request`: answers one JSON object with the request's `model`, its system
+    /// message(s) (`system`, joined by a blank line) and the names of the offered tools
+    /// (`tools`, in the order offered), to check the prompt and tool set a client sent.
+    EchoRequest,
+    /// `prose`: every request, whatever it asks, gets one sentence with no JSON and no tool
+    /// call (a small model that never answers usable JSON).
+    Prose,
     /// Every turn: `buy` with truncated JSON arguments.
     MalformedJson,
     /// Every turn: `buy` with a quantity that is not a number.
@@ -94,7 +101,7 @@ pub(crate) enum AnswerStyle {
 }
 
 /// The names `/v1/models` lists and the unknown-model error suggests; `<...>` are parameters.
-pub(crate) const POLICY_NAMES: [&str; 24] = [
+pub(crate) const POLICY_NAMES: [&str; 26] = [
     "momentum",
     "mean_reversion",
     "buy_and_hold",
@@ -107,8 +114,10 @@ pub(crate) const POLICY_NAMES: [&str; 24] = [
     "skill_user",
     "no-tools",
     "fenced-<role>",
+    "prose",
     "prose-<role>",
     "echo-params",
+    "echo-request",
     "fault-malformed-json",
     "fault-bad-args",
     "fault-unknown-tool",
@@ -147,6 +156,8 @@ impl Policy {
             "fault-truncated" => Policy::Truncated,
             "no-tools" => Policy::NoTools,
             "echo-params" => Policy::EchoParams,
+            "echo-request" => Policy::EchoRequest,
+            "prose" => Policy::Prose,
             _ => {
                 if let Some(role) = name.strip_prefix("fenced-") {
                     Policy::StyledWorkflow(WorkflowRole::parse(role)?, AnswerStyle::Fenced)
@@ -232,6 +243,8 @@ mod tests {
             ))
         );
         assert_eq!(Policy::parse("echo-params"), Some(Policy::EchoParams));
+        assert_eq!(Policy::parse("echo-request"), Some(Policy::EchoRequest));
+        assert_eq!(Policy::parse("prose"), Some(Policy::Prose));
         assert_eq!(
             Policy::parse("risk_manager"),
             Some(Policy::Workflow(WorkflowRole::RiskManager))

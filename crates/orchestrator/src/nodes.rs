@@ -234,12 +234,65 @@ fn llm_error(e: LlmError) -> NodeError {
     }
 }
 
+/// Why an agent attempt ended without an output.
+enum AgentStop {
+    /// The model answered, but nothing usable: no JSON object where the task asks for one, an
+    /// answer cut off by `max_tokens`, or `max_steps` spent without a final answer. The node's
+    /// `fallback` stands in once its attempts are exhausted. `content` is the last answer's text.
+    Answer {
+        error: NodeError,
+        content: Option<String>,
+    },
+    /// Anything else (the endpoint, a secret, a template, the market): never replaced by the
+    /// fallback.
+    Node(NodeError),
+}
+
+impl From<NodeError> for AgentStop {
+    fn from(e: NodeError) -> Self {
+        AgentStop::Node(e)
+    }
+}
+
+/// The longest `fallback_reason`, in bytes (the reason quotes the model's answer).
+const MAX_FALLBACK_REASON: usize = 300;
+
+/// Runs one attempt of an agent node; when its answer is not usable and this is its last
+/// attempt (the failure is not retried, or the node's `max_attempts` is reached), its
+/// `fallback` is the output, marked `fallback: true` with the reason.
 async fn agent(
     env: &NodeEnv,
     coordinator: &Arc<Coordinator>,
     node: &AgentNode,
     a: &Attempt<'_>,
 ) -> Result<Value, NodeError> {
+    let (error, content) = match agent_attempt(env, coordinator, node, a).await {
+        Ok(output) => return Ok(output),
+        Err(AgentStop::Node(e)) => return Err(e),
+        Err(AgentStop::Answer { error, content }) => (error, content),
+    };
+    let last = !error.retryable || a.attempt >= a.node.retry().max_attempts;
+    let Some(fallback) = node.fallback.as_ref().filter(|_| last) else {
+        return Err(error);
+    };
+    let json = fallback
+        .render(a.context.as_value())
+        .map_err(|e| NodeError::permanent(format!("fallback: {e}")))?;
+    Ok(json!({
+        "content": content.unwrap_or_default(),
+        "json": json,
+        "fallback": true,
+        "fallback_reason": truncate(&error.message, MAX_FALLBACK_REASON),
+        "attempt": a.attempt,
+    }))
+}
+
+async fn agent_attempt(
+    env: &NodeEnv,
+    coordinator: &Arc<Coordinator>,
+    node: &AgentNode,
+    a: &Attempt<'_>,
+) -> Result<Value, AgentStop> {
     let context = a.context.as_value();
     let mut prompt = node
         .prompt
@@ -396,11 +449,19 @@ async fn agent(
             let parsed = match answer_json(&content) {
                 Some(v) => v,
                 None if expects_json => {
+                    let cut = if response.finish_reason.as_deref() == Some("length") {
+                        " (cut off by max_tokens: finish_reason length)"
+                    } else {
+                        ""
+                    };
                     // Another attempt (if the node's retries allow) may answer properly.
-                    return Err(NodeError::transient(format!(
-                        "agent answer has no JSON object: {}",
-                        truncate(content.trim(), 200)
-                    )));
+                    return Err(AgentStop::Answer {
+                        error: NodeError::transient(format!(
+                            "agent answer has no JSON object{cut}: {}",
+                            truncate(content.trim(), 200)
+                        )),
+                        content: Some(content),
+                    });
                 }
                 None => Value::Null,
             };
@@ -457,10 +518,13 @@ async fn agent(
             messages.push(Message::tool(call.id, result.to_string()));
         }
     }
-    Err(NodeError::permanent(format!(
-        "the agent did not finish within max_steps ({})",
-        node.max_steps
-    )))
+    Err(AgentStop::Answer {
+        error: NodeError::permanent(format!(
+            "the agent did not finish within max_steps ({}): its last turn still called tools",
+            node.max_steps
+        )),
+        content: None,
+    })
 }
 
 /// Whether a task asks for a JSON answer: its prompt names JSON (as the system prompt tells the

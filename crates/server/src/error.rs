@@ -160,6 +160,20 @@ impl From<AgentError> for ApiError {
                 let details = json!({"place": place, "reason": message});
                 ApiError::bad_request("invalid_config", e.to_string()).with_details(details)
             }
+            AgentError::AgentTool {
+                ref place,
+                ref agent,
+                ref tool,
+                ..
+            } => {
+                let details = json!({"place": place, "agent": agent, "tool": tool});
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unsupported_agent_tool",
+                    e.to_string(),
+                )
+                .with_details(details)
+            }
             AgentError::Data(_) => ApiError::bad_request("invalid_market_data", e.to_string()),
             AgentError::Busy {
                 ref running_job_id,

@@ -263,6 +263,7 @@ fn config_path_error(e: ConfigPathError) -> ApiError {
         (status = 200, description = "Nothing left to run: `status` is `current`", body = TriggerResponse),
         (status = 400, description = "Malformed JSON, an invalid config, a `config_path` refused (`config_path_disabled`, `invalid_config_path`), or an `ai_trader_config` with fields that cannot be mapped (`invalid_ai_trader_config`, every one in `details.fields`)", body = ErrorBody),
         (status = 409, description = "MAX_CONCURRENT_JOBS jobs are running (`job_running`, `details.running_job_id`), or the job of this config is paused (`job_paused`, `details.job_id`: resume or cancel it)", body = ErrorBody),
+        (status = 422, description = "A model names a registered agent that lists a tool simulations do not have (`unsupported_agent_tool`, `details: {place, agent, tool}`)", body = ErrorBody),
     )
 )]
 pub async fn trigger(

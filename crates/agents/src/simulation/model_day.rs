@@ -151,12 +151,15 @@ pub(super) async fn run_claimed_day(
         max_steps: ctx.config.config.max_steps,
         max_tool_errors: ctx.config.config.max_tool_errors,
     };
+    let model = ctx.config.model(&key.model);
     let extras = SessionExtras {
         gate: Some(ctx.gate.clone()),
         memory: ctx
             .memory
             .as_ref()
             .and_then(|(config, entries)| memory_section(config, entries)),
+        instructions: model.and_then(|m| m.system_prompt.clone()),
+        tools: model.and_then(|m| m.tools.clone()),
     };
     let mut report = run_session_gated(
         &*provider,

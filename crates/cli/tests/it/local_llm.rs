@@ -11,7 +11,12 @@
 //! `TRADELOOM_TEST_LLM_TOOL_CHOICE` sets the simulation models' `tool_choice`.
 //! Each test gives up after 30 minutes. Outcomes the model decides are not asserted: a day may
 //! fail (with its reason recorded) and the risk manager may veto the trade; what must hold is that
-//! every model-day and the run end, and nothing crashes or hangs.
+//! every model-day and the run end, and nothing crashes or hangs. The trading team's run must end
+//! `completed`, on the approve or the veto path: an agent without a usable answer takes its
+//! `fallback` (the risk manager's refuses), and every node that did records why.
+//!
+//! mock-llm stands in for a model that never answers usable JSON:
+//! `TRADELOOM_TEST_LLM_URL=http://127.0.0.1:8089/v1 TRADELOOM_TEST_LLM_MODEL=prose`.
 
 use std::time::{Duration, Instant};
 
@@ -277,9 +282,9 @@ async fn local_llm_simulation_ends_every_model_day_completed_or_failed_with_a_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_llm_trading_team_completes_on_the_approve_path() {
+async fn local_llm_trading_team_completes_with_every_fallback_recorded() {
     let Some(llm) =
-        LocalLlm::from_env("local_llm_trading_team_completes_on_the_approve_path").await
+        LocalLlm::from_env("local_llm_trading_team_completes_with_every_fallback_recorded").await
     else {
         return;
     };
@@ -293,12 +298,16 @@ async fn local_llm_trading_team_completes_on_the_approve_path() {
     let mut definition = tradeloom_flow::parse_definition(&text, "trading-team.yaml")
         .unwrap()
         .to_json_value();
-    let mut agents = 0;
+    let mut agents = Vec::new();
     for node in definition["nodes"].as_array_mut().unwrap() {
         if node["type"] != "agent" {
             continue;
         }
-        agents += 1;
+        agents.push(node["id"].as_str().unwrap().to_string());
+        assert!(
+            node["config"]["fallback"].is_object(),
+            "every agent of the example has a fallback: {node}"
+        );
         let model = &mut node["config"]["model"];
         let wanted = model["model"].as_str().unwrap().to_string();
         model["base_url"] = json!(llm.url);
@@ -309,7 +318,7 @@ async fn local_llm_trading_team_completes_on_the_approve_path() {
         // The node's attempt limit covers its model calls and tools.
         node["timeout_ms"] = json!(llm.timeout_ms.saturating_mul(4).min(86_400_000));
     }
-    assert_eq!(agents, 9, "the trading team has nine agents");
+    assert_eq!(agents.len(), 9, "the trading team has nine agents");
 
     let (code, created) = post(&http, format!("{}/workflows", api.url), &definition).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
@@ -386,6 +395,46 @@ async fn local_llm_trading_team_completes_on_the_approve_path() {
         path.join(" ")
     );
     assert_eq!(node_status("risk"), "completed", "{view:#}");
+    // Each agent answered or fell back; one that fell back says why, in its output and in its
+    // `node_completed` event.
+    let mut fell_back = Vec::new();
+    for id in &agents {
+        assert_eq!(node_status(id), "completed", "{view:#}");
+        let node = view["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id.as_str())
+            .unwrap();
+        let hash = node["output"].as_str().unwrap();
+        let (code, blob) = get(&http, format!("{}/blobs/{hash}", api.url)).await;
+        assert_eq!(code, StatusCode::OK, "{blob}");
+        let output = &blob["content"];
+        if output["fallback"] == true {
+            let reason = output["fallback_reason"].as_str().unwrap_or_default();
+            assert!(
+                !reason.trim().is_empty(),
+                "{id} fell back without a reason: {output}"
+            );
+            assert!(
+                node["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("completed with its fallback: ")),
+                "{node}"
+            );
+            fell_back.push(format!("{id} ({reason})"));
+        }
+    }
+    eprintln!("fell back: {fell_back:?}");
+    let (code, events) = get(&http, format!("{}/workflow-runs/{run}/events", api.url)).await;
+    assert_eq!(code, StatusCode::OK, "{events}");
+    let marked = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "node_completed" && e["payload"]["fallback"] == true)
+        .count();
+    assert_eq!(marked, fell_back.len(), "{events:#}");
     if approved {
         // The risk manager let it through and the human approved: the order node ran.
         assert_eq!(node_status("review"), "completed", "{view:#}");

@@ -668,6 +668,16 @@ impl<'d> Compiler<'d> {
             },
             None => None,
         };
+        let fallback = match &c.fallback {
+            Some(value) => match self.json_template(scope, value, &at.key("fallback")) {
+                Some(t) => Some(t),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
         let prompt = self.template(scope, &c.prompt, &at.key("prompt"))?;
         ok.then_some(AgentNode {
             model: c.model,
@@ -679,6 +689,7 @@ impl<'d> Compiler<'d> {
             max_steps: c.max_steps,
             market,
             paper_run,
+            fallback,
         })
     }
 

@@ -86,3 +86,52 @@ nodes:
         "{text}"
     );
 }
+
+#[test]
+fn a_fallback_compiles_as_a_template_and_bad_ones_name_their_field() {
+    let c = compiled(
+        r#"
+name: fb
+inputs: {symbol: {}}
+nodes:
+  - {id: a, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: m}, prompt: "Answer in JSON",
+     fallback: {stance: neutral, symbol: "{{ inputs.symbol }}", confidence: "0"}}}
+"#,
+    );
+    let json = c.ir.canonical_json();
+    assert!(json.contains(r#""fallback":{"#), "{json}");
+    assert!(json.contains(r#""stance":"neutral""#), "{json}");
+    // Without it the IR (and so its hash) is what it was before the field existed.
+    let plain = compiled(
+        r#"
+name: fb
+nodes:
+  - {id: a, type: agent, config: {model: {base_url: "http://127.0.0.1:8080/v1", model: m}, prompt: "hi"}}
+"#,
+    );
+    assert!(!plain.ir.canonical_json().contains("fallback"));
+
+    let errors = errors_of(
+        r#"
+name: fb
+nodes:
+  - {id: a, type: agent, config: {model: {base_url: "http://x/v1", model: m}, prompt: "hi",
+     fallback: {reason: "{{ nobody.json }}"}}}
+  - {id: b, type: agent, config: {model: {base_url: "http://x/v1", model: m}, prompt: "hi",
+     fallback: {reason: "{{ inputs.missing }}"}}}
+  - {id: c, type: agent, config: {model: {base_url: "http://x/v1", model: m}, prompt: "hi",
+     fallback: "{{ unclosed"}}
+  - {id: d, type: agent, config: {model: {base_url: "http://x/v1", model: m}, prompt: "hi",
+     fallback: {summary: "{{ d.json }}"}}}
+"#,
+    );
+    let text = lines(&errors);
+    for needle in [
+        "nodes[0].config.fallback.reason: `nobody.json` reads unknown node `nobody`",
+        "nodes[1].config.fallback.reason: `inputs.missing` reads input `missing`",
+        "nodes[2].config.fallback:",
+        "nodes[3].config.fallback.summary: `d.json` reads the output of `d` itself",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+}

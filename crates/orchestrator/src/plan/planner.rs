@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use tradeloom_flow::ir::NodeKind;
 use tradeloom_flow::{Context, Ir, IrNode};
 use tradeloom_queue::NewTask;
 use tradeloom_store::{
@@ -164,7 +165,10 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
                     output_hash,
                     output,
                 } => {
-                    p.complete(i, output_hash.clone(), *attempt);
+                    let fallback = matches!(p.node(i).kind(), NodeKind::Agent(_))
+                        .then(|| fallback_note(output))
+                        .flatten();
+                    p.complete(i, output_hash.clone(), *attempt, fallback);
                     context.set_output(node, output.clone());
                 }
                 Outcome::Failed { error, retryable } => {
@@ -273,6 +277,21 @@ pub fn plan(input: Input<'_>, signal: &Signal) -> Plan {
     p.finish(signal)
 }
 
+/// The reason an agent node's output is its `fallback` (`{"fallback": true, "fallback_reason":
+/// …}`, written by the agent executor), or `None` for any other output.
+fn fallback_note(output: &Value) -> Option<String> {
+    if output.get("fallback") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    Some(
+        output
+            .get("fallback_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("no usable answer")
+            .to_string(),
+    )
+}
+
 /// The output of a decided `hitl` node.
 pub fn decision_output(
     approval_id: &str,
@@ -328,19 +347,32 @@ impl<'a> Planner<'a> {
         (s.attempts == attempt && statuses.contains(&s.status)).then_some(i)
     }
 
-    pub(super) fn complete(&mut self, i: usize, output_hash: String, attempt: u32) {
+    /// Completes node `i` with the output stored as `output_hash`; `fallback` is the reason
+    /// when an agent node's `fallback` stood in for an answer (see [`fallback_note`]), recorded
+    /// in the `node_completed` event and as the node's note.
+    pub(super) fn complete(
+        &mut self,
+        i: usize,
+        output_hash: String,
+        attempt: u32,
+        fallback: Option<String>,
+    ) {
+        let note = fallback
+            .as_ref()
+            .map(|reason| format!("completed with its fallback: {reason}"));
         self.update(i, |slot| {
             slot.status = NodeStatus::Completed;
             slot.output_hash = Some(output_hash.clone());
-            slot.error = None;
+            slot.error = note;
             slot.not_before = None;
         });
         let id = self.node(i).id().to_string();
-        self.event(
-            "node_completed",
-            Some(&id),
-            json!({"attempt": attempt, "output": output_hash}),
-        );
+        let mut payload = json!({"attempt": attempt, "output": output_hash});
+        if let Some(reason) = fallback {
+            payload["fallback"] = json!(true);
+            payload["fallback_reason"] = json!(reason);
+        }
+        self.event("node_completed", Some(&id), payload);
     }
 
     pub(super) fn fail_attempt(&mut self, i: usize, attempt: u32, error: &str, retryable: bool) {

@@ -193,3 +193,193 @@ async fn tool_calls_in_the_text_run_and_tool_choice_is_sent() {
     })
     .await;
 }
+
+/// A risk manager of `model` whose `fallback` refuses the trade, tried `attempts` times.
+async fn risk_with_fallback(env: &Env, llm: &str, model: &str, attempts: u32) -> String {
+    env.define(json!({"name": format!("fallback-{model}"), "nodes": [
+        {"id": "trade", "type": "transform", "config": {"output": {"action": "buy", "quantity": 500}}},
+        {"id": "risk", "type": "agent", "needs": ["trade"],
+         "config": {"model": {"base_url": llm, "model": model, "max_retries": 0},
+                    "prompt": "You are the risk manager. Answer with a JSON object: approved, max_quantity and reason.",
+                    "tools": ["calc"], "max_steps": 2,
+                    "fallback": {"approved": false, "reason": "no usable answer for {{ trade.action }}"}},
+         "inputs": {"trade": "{{ trade }}", "limit": "100"},
+         "retries": {"max_attempts": attempts, "backoff_ms": 100}},
+        {"id": "vetoed", "type": "transform", "needs": ["risk"], "when": "risk.json.approved != true",
+         "config": {"output": {"reason": "{{ risk.json.reason }}", "fell_back": "{{ risk.fallback }}"}}},
+        {"id": "go", "type": "transform", "needs": ["risk"], "when": "risk.json.approved == true"},
+    ]}))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fallback_stands_in_once_the_attempts_give_no_json() {
+    run_sqlite(|env| async move {
+        let llm = mock_llm().await;
+        let id = risk_with_fallback(&env, &llm, "prose", 2).await;
+        let run = env.start(&id, json!({})).await;
+        let view = env.wait_status(&run, RunStatus::Completed).await;
+        let risk = env.output(&view, "risk").await;
+        assert_eq!(risk["fallback"], true, "{risk}");
+        assert_eq!(
+            risk["json"],
+            json!({"approved": false, "reason": "no usable answer for buy"})
+        );
+        let reason = risk["fallback_reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("agent answer has no JSON object: I have looked"),
+            "{reason}"
+        );
+        assert_eq!(risk["attempt"], 2, "both attempts were made first: {risk}");
+        let node = view.nodes.iter().find(|n| n.id == "risk").unwrap();
+        assert_eq!((node.status, node.attempts), (NodeStatus::Completed, 2));
+        assert_eq!(
+            node.error.as_deref(),
+            Some(format!("completed with its fallback: {reason}").as_str())
+        );
+        let s = statuses(&view);
+        assert_eq!(
+            (s["vetoed"], s["go"]),
+            (NodeStatus::Completed, NodeStatus::Skipped)
+        );
+        let vetoed = env.output(&view, "vetoed").await;
+        assert_eq!(
+            vetoed,
+            json!({"reason": "no usable answer for buy", "fell_back": true})
+        );
+        // The journal says why: one retry, then a completion marked as the fallback.
+        let events = env.events(&run).await;
+        let of_risk: Vec<_> = events
+            .iter()
+            .filter(|e| e.node_id.as_deref() == Some("risk"))
+            .collect();
+        assert_eq!(
+            of_risk.iter().filter(|e| e.kind == "node_retrying").count(),
+            1
+        );
+        let completed = of_risk.iter().find(|e| e.kind == "node_completed").unwrap();
+        assert_eq!(
+            completed.payload["fallback"], true,
+            "{:?}",
+            completed.payload
+        );
+        assert_eq!(completed.payload["fallback_reason"], reason);
+        assert!(of_risk.iter().all(|e| e.kind != "node_failed"));
+    })
+    .await;
+}
+
+/// `max_steps` spent on bad tool calls is not an answer either: the fallback at once (that
+/// failure is not retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fallback_stands_in_when_max_steps_pass_without_an_answer() {
+    run_sqlite(|env| async move {
+        let llm = mock_llm().await;
+        let id = risk_with_fallback(&env, &llm, "fault-unknown-tool", 3).await;
+        let run = env.start(&id, json!({})).await;
+        let view = env.wait_status(&run, RunStatus::Completed).await;
+        let risk = env.output(&view, "risk").await;
+        assert_eq!(risk["fallback"], true, "{risk}");
+        assert_eq!(risk["attempt"], 1, "not retried: {risk}");
+        assert!(
+            risk["fallback_reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("the agent did not finish within max_steps (2)"),
+            "{risk}"
+        );
+    })
+    .await;
+}
+
+/// An endpoint that cannot be reached is not a bad answer: the node fails after its attempts,
+/// fallback or not, and so does the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_error_never_takes_the_fallback() {
+    run_sqlite(|env| async move {
+        let closed = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            format!("http://{}/v1", listener.local_addr().unwrap())
+        };
+        let id = risk_with_fallback(&env, &closed, "prose", 2).await;
+        let run = env.start(&id, json!({})).await;
+        let view = env.wait_status(&run, RunStatus::Failed).await;
+        let risk = view.nodes.iter().find(|n| n.id == "risk").unwrap();
+        assert_eq!((risk.status, risk.attempts), (NodeStatus::Failed, 2));
+        let error = risk.error.as_deref().unwrap();
+        assert!(error.contains("cannot reach"), "{error}");
+        assert!(risk.output.is_none());
+        assert_eq!(statuses(&view)["vetoed"], NodeStatus::Skipped);
+    })
+    .await;
+}
+
+/// The shipped trading team with a model that never answers JSON: every agent falls back, the
+/// risk manager refuses, and the run ends `completed` through `vetoed` with the reasons recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_trading_team_completes_on_its_fallbacks_with_a_prose_model() {
+    run_sqlite(|env| async move {
+        let llm = mock_llm().await;
+        let text = include_str!("../../../../examples/workflows/trading-team.yaml")
+            .replace("http://127.0.0.1:8089/v1", &llm)
+            .replace("model: analyst", "model: prose")
+            .replace("model: trader", "model: prose")
+            .replace("model: risk_manager", "model: prose")
+            // Three attempts each as shipped, with shorter pauses between them.
+            .replace("backoff_ms: 500", "backoff_ms: 100")
+            .replace(
+                "universe: examples/universe",
+                &format!(
+                    "universe: {}/../../examples/universe",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+            );
+        let definition = tradeloom_flow::parse_definition(&text, "trading-team.yaml").unwrap();
+        let id = env.define(definition.to_json_value()).await;
+        let run = env.start(&id, json!({})).await;
+        let view = env.wait_status(&run, RunStatus::Completed).await;
+        let agents = [
+            "fundamental",
+            "technical",
+            "news",
+            "bull_1",
+            "bear_1",
+            "bull_2",
+            "bear_2",
+            "trader",
+            "risk",
+        ];
+        for node in agents {
+            let out = env.output(&view, node).await;
+            assert_eq!(out["fallback"], true, "{node}: {out}");
+            assert_eq!(out["attempt"], 3, "{node}: {out}");
+            assert!(
+                out["fallback_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("agent answer has no JSON object")),
+                "{node}: {out}"
+            );
+        }
+        assert_eq!(env.output(&view, "trader").await["json"]["action"], "hold");
+        let s = statuses(&view);
+        assert_eq!(
+            (s["vetoed"], s["review"], s["order"]),
+            (
+                NodeStatus::Completed,
+                NodeStatus::Skipped,
+                NodeStatus::Skipped
+            ),
+            "{s:?}"
+        );
+        let vetoed = env.output(&view, "vetoed").await;
+        assert_eq!(vetoed["reason"], "risk manager: no usable answer");
+        let fell_back = env
+            .events(&run)
+            .await
+            .iter()
+            .filter(|e| e.kind == "node_completed" && e.payload["fallback"] == true)
+            .count();
+        assert_eq!(fell_back, agents.len());
+    })
+    .await;
+}

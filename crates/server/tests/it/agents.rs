@@ -307,3 +307,61 @@ async fn invalid_agents_and_skills_are_422_naming_every_field() {
         "{v}"
     );
 }
+
+/// A simulation model naming an agent whose tools a simulation does not have is refused when
+/// the job is created: 422 naming the agent's version and the tool; no job is made.
+#[tokio::test]
+async fn a_simulation_refuses_an_agent_with_a_tool_it_lacks() {
+    let s = serve(|s| s).await;
+    let c = Client::new();
+    let agents = format!("{}/agents", s.base);
+    for (name, tool) in [("planner", "patch_workflow"), ("skilled", "skill:momentum")] {
+        if tool.starts_with("skill:") {
+            let (status, v) = call(
+                &c,
+                Method::POST,
+                &format!("{}/skills", s.base),
+                "",
+                Some(momentum()),
+            )
+            .await;
+            assert_eq!(status, 201, "{v}");
+        }
+        let agent = json!({"name": name,
+                           "model": {"base_url": "http://127.0.0.1:9/v1", "model": "momentum"},
+                           "tools": ["calc", tool]});
+        let (status, v) = call(&c, Method::POST, &agents, "", Some(agent)).await;
+        assert_eq!(status, 201, "{v}");
+        let config = json!({
+            "models": [{"name": "a", "agent": name}],
+            "universe": {"path": concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/universe")},
+            "start_date": "2025-01-02",
+            "end_date": "2025-01-03",
+        });
+        let (status, v) = call(
+            &c,
+            Method::POST,
+            &format!("{}/simulate/trigger", s.base),
+            "",
+            Some(json!({"config": config})),
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (422, Some("unsupported_agent_tool")),
+            "{v}"
+        );
+        assert_eq!(v["details"]["agent"], format!("{name}@1"), "{v}");
+        assert_eq!(v["details"]["tool"], tool, "{v}");
+        assert_eq!(v["details"]["place"], "config: models[0].agent", "{v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("agent `{name}@1` lists tool `{tool}`")),
+            "{message}"
+        );
+    }
+    assert!(
+        s.store.all_jobs().await.unwrap().is_empty(),
+        "no job was made"
+    );
+}
