@@ -242,17 +242,22 @@ impl Simulator {
                 if job.status == JobStatus::Paused {
                     return Ok(TriggerOutcome::Paused(job.clone()));
                 }
+                // Nothing left to do is an answer even while the worker is busy, and while
+                // the job's own driver is still ending.
+                if job.status == JobStatus::Completed {
+                    return Ok(TriggerOutcome::Current(job.clone()));
+                }
                 // Asking again for a running config is not a new job: report it. A cancelled
                 // job whose driver is still ending is re-opened below; that driver runs on.
                 if running.contains(&job.id) && job.status != JobStatus::Cancelled {
                     return Ok(TriggerOutcome::AlreadyRunning(job.clone()));
                 }
-                // Nothing left to do is an answer even while the worker is busy.
-                if job.status == JobStatus::Completed {
-                    return Ok(TriggerOutcome::Current(job.clone()));
-                }
             }
-            if running.len() >= self.options.max_concurrent_jobs.max(1) {
+            // A cancelled job re-opened while its driver is still ending takes no second slot.
+            let reopened = existing
+                .as_ref()
+                .is_some_and(|job| running.contains(&job.id));
+            if running.len() - usize::from(reopened) >= self.options.max_concurrent_jobs.max(1) {
                 let mut ids: Vec<&String> = running.iter().collect();
                 ids.sort();
                 return Err(AgentError::Busy {
