@@ -2,6 +2,7 @@
 //! folder's inbox, recorded, journaled, checked by the kill switch and pre-trade risk, filled
 //! on the next bar, answered in `state/orders/<id>.json`, and replayed identically by a
 //! resumed run.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

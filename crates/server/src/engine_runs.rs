@@ -63,7 +63,7 @@ fn written_at_stop(run_id: &str, artifact: &str, follow: &str) -> ApiError {
 }
 
 /// The data dir of the server.
-fn data_dir(state: &AppState) -> PathBuf {
+pub(crate) fn data_dir(state: &AppState) -> PathBuf {
     state.simulator.options().data_dir.clone()
 }
 

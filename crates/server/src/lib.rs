@@ -32,6 +32,7 @@ mod metrics;
 mod news;
 mod openapi;
 mod ops_views;
+mod paper_orders;
 mod rate_limit;
 mod read_cache;
 mod request_trace;
@@ -264,6 +265,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(engine_runs::orders))
         .routes(routes!(engine_runs::trades))
         .routes(routes!(engine_runs::stop))
+        .routes(routes!(paper_orders::place))
         .routes(routes!(engine_runs::chart))
         .routes(routes!(engine_runs::journal))
         .routes(routes!(ops_views::me))

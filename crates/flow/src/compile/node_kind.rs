@@ -193,14 +193,12 @@ impl<'d> Compiler<'d> {
                     );
                     ok = false;
                 }
-                let market = match c.market {
-                    Some(m) => Some(self.market(scope, m, &cat.key("market"))),
-                    None => None,
-                };
-                let paper_run = match &c.paper_run {
-                    Some(t) => Some(self.template(scope, t, &cat.key("paper_run"))),
-                    None => None,
-                };
+                // Every part is compiled (and its errors reported) before any is given up on.
+                let market = c.market.map(|m| self.market(scope, m, &cat.key("market")));
+                let paper_run = c
+                    .paper_run
+                    .as_ref()
+                    .map(|t| self.template(scope, t, &cat.key("paper_run")));
                 let proposal = self.json_template(scope, &c.proposal, &cat.key("proposal"));
                 let market = match market {
                     Some(m) => Some(m?),

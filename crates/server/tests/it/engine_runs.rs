@@ -765,3 +765,136 @@ async fn a_finished_run_serves_its_chart_and_its_journal_page_by_page() {
         "no server path in an error: {message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_orders_into_a_paper_run_that_accepts_external_orders() {
+    let s = serve(|s| s.with_auth(AuthMode::Required)).await;
+    seed_short_bars(&s.data_dir(), 600);
+    let viewer = key(&*s.store, "viewer", Role::Viewer).await;
+    let operator = key(&*s.store, "operator", Role::Operator).await;
+    let http = reqwest::Client::new();
+    let as_key = |k: &str, method: reqwest::Method, path: String, body: Option<Value>| {
+        let (http, base, k) = (http.clone(), s.base.clone(), k.to_string());
+        async move { call(&http, method, format!("{base}{path}"), Some(&k), body).await }
+    };
+    // A desk: manual, cash, taking external orders; 10 days a second (60 s for the file).
+    let spec = paper_spec("desk", 864_000)
+        .replace(
+            "strategy: {name: sma_cross, params: {fast: 3, slow: 6, quantity: 10}}",
+            "strategy: {name: manual}\nexternal_orders: true",
+        )
+        .replace("currency: USD}", "currency: USD, type: cash}");
+    let (status, started) = as_key(
+        &operator,
+        reqwest::Method::POST,
+        "/runs".into(),
+        Some(json!({"spec": spec})),
+    )
+    .await;
+    assert_eq!(status, Status::ACCEPTED, "{started}");
+    let id = started["run_id"].as_str().unwrap().to_string();
+    // Its first bars.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let order = |body: Value| {
+        as_key(
+            &operator,
+            reqwest::Method::POST,
+            format!("/runs/{id}/orders"),
+            Some(body),
+        )
+    };
+
+    let (status, filled) = order(json!({"symbol": "GOOG", "side": "buy", "quantity": "10",
+        "client_order_id": "first", "wait_ms": 10000}))
+    .await;
+    assert_eq!(status, Status::OK, "{filled}");
+    assert_eq!(filled["status"], "filled", "{filled}");
+    assert_eq!(filled["fills"][0]["quantity"], "10");
+    // Bound to the key that sent it, whatever the body says.
+    assert!(
+        filled["source"].as_str().unwrap().starts_with("api:"),
+        "{filled}"
+    );
+    assert_ne!(filled["source"], "api:anonymous");
+    // The same id again: that order's state, nothing sent.
+    let (status, again) = order(json!({"symbol": "GOOG", "side": "buy", "quantity": "10",
+        "client_order_id": "first"}))
+    .await;
+    assert_eq!(status, Status::OK, "{again}");
+    assert_eq!(again["order_id"], filled["order_id"]);
+    // The run refuses what it cannot use: an answer, naming the field.
+    let (status, refused) = order(json!({"symbol": "MSFT", "side": "buy", "quantity": "1"})).await;
+    assert_eq!(status, Status::OK, "{refused}");
+    assert_eq!(
+        (refused["status"].as_str(), refused["code"].as_str()),
+        (Some("refused"), Some("order.invalid")),
+        "{refused}"
+    );
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("symbol: `MSFT`")
+    );
+    // Bad requests.
+    error(
+        order(json!({"symbol": "GOOG", "side": "short", "quantity": "1"})).await,
+        Status::BAD_REQUEST,
+        "invalid_body",
+    );
+    error(
+        order(json!({"symbol": "GOOG", "side": "buy", "quantity": "1", "wait_ms": 60001})).await,
+        Status::BAD_REQUEST,
+        "invalid_order",
+    );
+    let bad = error(
+        order(json!({"symbol": "GOOG", "side": "buy", "quantity": "1", "client_order_id": "../x"}))
+            .await,
+        Status::UNPROCESSABLE_ENTITY,
+        "invalid_order",
+    );
+    assert_eq!(bad["details"]["field"], "client_order_id");
+    // A viewer may not order.
+    let (status, v) = as_key(
+        &viewer,
+        reqwest::Method::POST,
+        format!("/runs/{id}/orders"),
+        Some(json!({"symbol": "GOOG", "side": "buy", "quantity": "1"})),
+    )
+    .await;
+    error((status, v), Status::FORBIDDEN, "forbidden");
+    error(
+        as_key(
+            &operator,
+            reqwest::Method::POST,
+            "/runs/nope/orders".into(),
+            Some(json!({"symbol": "GOOG", "side": "buy", "quantity": "1"})),
+        )
+        .await,
+        Status::NOT_FOUND,
+        "run_not_found",
+    );
+    // Stopped, it takes no more orders.
+    let (status, stopped) = as_key(
+        &operator,
+        reqwest::Method::POST,
+        format!("/runs/{id}/stop"),
+        None,
+    )
+    .await;
+    assert_eq!(status, Status::OK, "{stopped}");
+    error(
+        order(json!({"symbol": "GOOG", "side": "buy", "quantity": "1"})).await,
+        Status::CONFLICT,
+        "run_finished",
+    );
+    // The journal names the order and its source.
+    let journal =
+        std::fs::read_to_string(s.data_dir().join("runs").join(&id).join("journal.jsonl")).unwrap();
+    let line: Value = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["event"] == "external_order")
+        .unwrap();
+    assert_eq!(line["source"], filled["source"]);
+}
