@@ -982,3 +982,52 @@ fn a_script_paper_run_leaves_no_script_process_when_killed_or_stopped() {
     );
     verify_ok(runs.path(), &run_id);
 }
+
+#[test]
+fn a_script_exception_fails_the_paper_run_with_its_traceback() {
+    let project = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("raising.py"),
+        "from tradeloom.sandbox import Strategy\n\n\nclass Raising(Strategy):\n    \
+         def __init__(self):\n        self.bars = 0\n\n    def on_bar(self, ctx, bar):\n        \
+         self.bars += 1\n        if self.bars == 40:\n            return 1 / 0\n",
+    )
+    .unwrap();
+    let paper = script_spec(
+        project.path(),
+        "paper.yaml",
+        "mode: paper\nfeed: {type: replay, speed: max}",
+        Some("{script: raising.py, class: Raising}"),
+    );
+    let out = tradeloom(data.path(), &["run", paper.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let dir = the_run_dir(data.path());
+    let meta = metadata(&dir);
+    assert_eq!(meta["status"], "failed");
+    let error = meta["error"].as_str().unwrap();
+    assert!(error.contains("ZeroDivisionError"), "{error}");
+    assert!(
+        error.contains("raising.py\", line 11"),
+        "the traceback: {error}"
+    );
+    let failed = journal(&dir).pop().unwrap();
+    assert_eq!(failed["event"], "run_failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("ZeroDivisionError")
+    );
+    // The folder is left as every failed paper run's (resumable).
+    let feed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/feed.json")).unwrap())
+            .unwrap();
+    assert_eq!(feed["stopped"], true);
+}
