@@ -89,8 +89,9 @@ pub struct EffectiveScriptLimits {
     pub cpu_seconds: u64,
     /// Milliseconds of wall time per call.
     pub call_timeout_ms: u64,
-    /// Seconds of wall time in all.
-    pub run_timeout_seconds: u64,
+    /// Seconds of wall time in all; `None`: no budget for the whole script (a paper run's
+    /// script, which runs as long as the run: its calls and its CPU time are still bounded).
+    pub run_timeout_seconds: Option<u64>,
     /// Open files at most.
     pub open_files: u64,
     /// MiB of the largest file written.
@@ -104,7 +105,7 @@ impl Default for EffectiveScriptLimits {
             memory_mb: MEMORY_MB.default,
             cpu_seconds: CPU_SECONDS.default,
             call_timeout_ms: CALL_TIMEOUT_MS.default,
-            run_timeout_seconds: RUN_TIMEOUT_SECONDS.default,
+            run_timeout_seconds: Some(RUN_TIMEOUT_SECONDS.default),
             open_files: OPEN_FILES.default,
             file_size_mb: FILE_SIZE_MB.default,
         })
@@ -129,7 +130,7 @@ impl ScriptLimits {
             memory_mb: pick(self.memory_mb, &MEMORY_MB)?,
             cpu_seconds: pick(self.cpu_seconds, &CPU_SECONDS)?,
             call_timeout_ms: pick(self.call_timeout_ms, &CALL_TIMEOUT_MS)?,
-            run_timeout_seconds: pick(self.run_timeout_seconds, &RUN_TIMEOUT_SECONDS)?,
+            run_timeout_seconds: Some(pick(self.run_timeout_seconds, &RUN_TIMEOUT_SECONDS)?),
             open_files: pick(self.open_files, &OPEN_FILES)?,
             file_size_mb: pick(self.file_size_mb, &FILE_SIZE_MB)?,
         })

@@ -641,6 +641,7 @@ impl OrderRecord<'_> {
                 source_path: self.name.to_string(),
                 source_sha256: spec_sha.clone(),
                 sha256: spec_sha,
+                script_path: None,
             },
             data,
             artifacts: [

@@ -47,6 +47,10 @@ pub struct SpecInfo {
     pub source_sha256: String,
     /// sha256 of `run_spec.yaml` in the run folder (the normalised spec).
     pub sha256: String,
+    /// The absolute path of a script strategy's file (`strategy.script` is relative to the
+    /// spec file; a resumed paper run starts the script from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_path: Option<String>,
 }
 
 /// One data file of a run.

@@ -319,6 +319,12 @@ pub(crate) fn initial_metadata(
             source_path: spec.path.display().to_string(),
             source_sha256: sha256_bytes(spec.text.as_bytes()),
             sha256: sha256_bytes(normalised.as_bytes()),
+            script_path: spec.script.as_ref().map(|s| {
+                std::path::absolute(&s.path)
+                    .unwrap_or_else(|_| s.path.clone())
+                    .display()
+                    .to_string()
+            }),
         },
         data: spec
             .data

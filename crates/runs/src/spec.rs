@@ -732,17 +732,25 @@ pub fn resolve_with(
             }
             Some(Ok(_)) => None,
         },
-        StrategySpec::Script(_) if spec.mode == Mode::Paper => {
-            return Err(err(
-                "script",
-                None,
-                "strategy.script: script strategies run in backtests only (a paper run needs a \
-                 built-in strategy)"
-                    .to_string(),
-            ));
-        }
         StrategySpec::Script(s) => {
-            Some(resolve_script(s, spec_dir).map_err(|(key, message)| err(key, None, message))?)
+            let mut script =
+                resolve_script(s, spec_dir).map_err(|(key, message)| err(key, None, message))?;
+            if spec.mode == Mode::Paper {
+                // A paper run lasts until it is stopped: its script's calls and CPU time are
+                // bounded, its whole life is not.
+                if s.limits.is_some_and(|l| l.run_timeout_seconds.is_some()) {
+                    return Err(err(
+                        "run_timeout_seconds",
+                        None,
+                        "strategy.limits.run_timeout_seconds: a paper run's script has no \
+                         wall-clock budget for the whole run (it runs until the run stops); \
+                         remove it (call_timeout_ms and cpu_seconds still apply)"
+                            .to_string(),
+                    ));
+                }
+                script.limits.run_timeout_seconds = None;
+            }
+            Some(script)
         }
     };
     let account_kind = match spec.account.kind {

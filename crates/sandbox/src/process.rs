@@ -276,7 +276,7 @@ impl ScriptProcess {
             stop: AtomicBool::new(false),
         });
         let base = Instant::now();
-        let run_budget = Duration::from_secs(limits.run_timeout_seconds);
+        let run_budget = limits.run_timeout_seconds.map(Duration::from_secs);
         let watchdog = {
             let (watch, child) = (watch.clone(), child.clone());
             std::thread::Builder::new()
@@ -286,7 +286,7 @@ impl ScriptProcess {
                         std::thread::sleep(WATCHDOG_TICK);
                         let now = base.elapsed();
                         let call = watch.call_deadline.load(Ordering::Acquire);
-                        let reason = if now >= run_budget {
+                        let reason = if run_budget.is_some_and(|budget| now >= budget) {
                             FIRED_RUN
                         } else if call != 0 && now.as_nanos() as u64 >= call {
                             FIRED_CALL
@@ -425,7 +425,8 @@ impl ScriptProcess {
         let status = self.wait_exit(Duration::from_secs(2));
         let e = match self.watch.fired.load(Ordering::Acquire) {
             FIRED_CALL => SandboxError::CallTimeout(self.limits.call_timeout_ms),
-            FIRED_RUN => SandboxError::RunTimeout(self.limits.run_timeout_seconds),
+            // Only fired with a budget.
+            FIRED_RUN => SandboxError::RunTimeout(self.limits.run_timeout_seconds.unwrap_or(0)),
             _ => match status {
                 Some(s) if s.signal() == Some(libc::SIGXCPU) => {
                     SandboxError::CpuLimit(self.limits.cpu_seconds)

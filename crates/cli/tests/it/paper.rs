@@ -728,3 +728,306 @@ fn tradeloom_order_trades_a_paper_run_that_accepts_external_orders() {
         stderr(&late)
     );
 }
+
+/// The Python `sma_cross` example (`goog_sma_cross_script.yaml`) with absolute paths: `mode` is
+/// `backtest` or a paper mode with its feed; `strategy` replaces the example's strategy block
+/// when given (its script relative to `project`).
+fn script_spec(project: &Path, name: &str, mode: &str, strategy: Option<&str>) -> PathBuf {
+    let text =
+        std::fs::read_to_string(repo().join("examples/specs/goog_sma_cross_script.yaml")).unwrap();
+    let data = repo().join("examples/data/goog_1d.csv");
+    let script = repo().join("examples/strategies/sma_cross.py");
+    let mut text = text
+        .replace("mode: backtest", mode)
+        .replace("../data/goog_1d.csv", data.to_str().unwrap())
+        .replace("../strategies/sma_cross.py", script.to_str().unwrap());
+    if let Some(strategy) = strategy {
+        let start = text.find("strategy:\n").unwrap();
+        let end = text.find("execution:").unwrap();
+        text.replace_range(start..end, &format!("strategy: {strategy}\n"));
+    }
+    write_spec(project, name, &text)
+}
+
+/// The live children of process `pid` whose command is Python (the sandboxed scripts).
+fn python_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            parent == Some(pid) && comm.starts_with("python")
+        })
+        .collect()
+}
+
+/// Whether process `pid` still runs (a zombie nobody reaped has ended).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+#[test]
+fn a_script_strategy_replayed_at_max_speed_fills_exactly_as_its_backtest() {
+    let project = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let backtest = script_spec(project.path(), "bt.yaml", "mode: backtest", None);
+    let (bt, bt_dir) = run_json(data.path(), &backtest);
+    assert_eq!(bt["status"], "completed", "{bt}");
+    let paper = script_spec(
+        project.path(),
+        "paper.yaml",
+        "mode: paper\nfeed: {type: replay, speed: max}",
+        None,
+    );
+    let (run, dir) = run_json(data.path(), &paper);
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["stop_reason"], "feed_end");
+    let fills = rows_without_wall(&bt_dir.join("fills.csv"));
+    assert!(fills.len() > 10, "the strategy trades");
+    assert_eq!(rows_without_wall(&dir.join("fills.csv")), fills);
+    assert_eq!(
+        rows_without_wall(&dir.join("orders.csv")),
+        rows_without_wall(&bt_dir.join("orders.csv"))
+    );
+    assert_eq!(run["metrics"], bt["metrics"]);
+    // And the built-in strategy's fills, which the script reproduces.
+    let (_, builtin_dir) = run_json(data.path(), &backtest_spec(data.path()));
+    assert_eq!(rows_without_wall(&builtin_dir.join("fills.csv")), fills);
+    let meta = metadata(&dir);
+    assert_eq!(meta["mode"], "paper");
+    assert!(
+        journal(&dir)
+            .iter()
+            .any(|l| l["event"] == "run_started" && l.to_string().contains("script:")),
+        "the journal names the script"
+    );
+    verify_ok(data.path(), meta["run_id"].as_str().unwrap());
+
+    // A paper run has no wall-clock budget for its script's whole life.
+    let text = std::fs::read_to_string(&paper).unwrap().replace(
+        "call_timeout_ms: 5000}",
+        "call_timeout_ms: 5000, run_timeout_seconds: 60}",
+    );
+    let budget = write_spec(project.path(), "budget.yaml", &text);
+    let out = tradeloom(data.path(), &["run", budget.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "budget.yaml:13: strategy.limits.run_timeout_seconds: a paper run's script has no \
+             wall-clock budget"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The Python `sma_cross` that hangs at its `hang_at`-th bar while the file `flag` exists: a
+/// script the watchdog kills once, and that runs through once the file is gone.
+const HANGING_PY: &str = r#"
+import os
+
+
+class Hanging(SmaCross):
+    def __init__(self, hang_at, flag, **params):
+        super().__init__(**params)
+        self.hang_at = hang_at
+        self.flag = flag
+        self.bars = 0
+
+    def on_bar(self, ctx, bar):
+        self.bars += 1
+        if self.bars == self.hang_at and os.path.exists(self.flag):
+            while True:
+                pass
+        super().on_bar(ctx, bar)
+"#;
+
+#[test]
+fn a_script_killed_by_its_call_budget_fails_the_paper_run_which_resumes_to_the_same_fills() {
+    let project = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let sma = std::fs::read_to_string(repo().join("examples/strategies/sma_cross.py")).unwrap();
+    std::fs::write(
+        project.path().join("hanging.py"),
+        format!("{sma}\n{HANGING_PY}"),
+    )
+    .unwrap();
+    let flag = project.path().join("hang");
+    std::fs::write(&flag, "").unwrap();
+    let strategy = format!(
+        "{{script: hanging.py, class: Hanging, params: {{hang_at: 1200, flag: {}, fast: 10, \
+         slow: 20, quantity: 10}}, limits: {{call_timeout_ms: 1000}}}}",
+        flag.display()
+    );
+    let (bt, bt_dir) = run_json(
+        data.path(),
+        &script_spec(project.path(), "bt.yaml", "mode: backtest", None),
+    );
+    assert_eq!(bt["status"], "completed");
+    let expected = rows_without_wall(&bt_dir.join("fills.csv"));
+    let paper = script_spec(
+        project.path(),
+        "paper.yaml",
+        "mode: paper\nfeed: {type: replay, speed: max}\nsnapshot_every: 100",
+        Some(&strategy),
+    );
+    let out = tradeloom(data.path(), &["run", paper.to_str().unwrap(), "--json"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let dir = wait_for("the failed run", || {
+        std::fs::read_dir(data.path().join("runs"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| metadata(p)["mode"] == "paper")
+    });
+    let meta = metadata(&dir);
+    assert_eq!(meta["status"], "failed");
+    let error = meta["error"].as_str().unwrap();
+    assert!(error.contains("limits.call_timeout_ms"), "{error}");
+    let lines = journal(&dir);
+    let failed = lines.last().unwrap();
+    assert_eq!(failed["event"], "run_failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("limits.call_timeout_ms")
+    );
+    let before = rows_without_wall(&dir.join("fills.csv"));
+    assert!(before.len() > 5 && before.len() < expected.len());
+    assert!(expected.starts_with(&before));
+
+    // The resumed run's fresh script replays the recorded bars from the start, then goes on.
+    std::fs::remove_file(&flag).unwrap();
+    let run_id = meta["run_id"].as_str().unwrap();
+    let out = tradeloom(data.path(), &["run", "--resume", run_id, "--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let meta = metadata(&dir);
+    assert_eq!(meta["status"], "completed");
+    assert_eq!(meta["stop_reason"], "feed_end");
+    assert_eq!(rows_without_wall(&dir.join("fills.csv")), expected);
+    let lines = journal(&dir);
+    assert!(!lines.iter().any(|l| l["event"] == "run_failed"));
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "run_resumed").count(),
+        1
+    );
+    verify_ok(data.path(), run_id);
+}
+
+#[test]
+fn a_script_paper_run_leaves_no_script_process_when_killed_or_stopped() {
+    let project = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (_, bt_dir) = run_json(
+        data.path(),
+        &script_spec(project.path(), "bt.yaml", "mode: backtest", None),
+    );
+    let runs = tempfile::tempdir().unwrap();
+    let spec = script_spec(
+        project.path(),
+        "slow.yaml",
+        "mode: paper\nfeed: {type: replay, speed: 30000000}\nsnapshot_every: 100",
+        None,
+    );
+    let mut child = spawn(runs.path(), &["run", spec.to_str().unwrap(), "--json"]);
+    let dir = the_run_dir(runs.path());
+    let inputs = dir.join("state/inputs.jsonl");
+    wait_for("some bars processed", || {
+        (line_count(&inputs) > 300).then_some(())
+    });
+    let scripts = python_children(child.id());
+    assert_eq!(scripts.len(), 1, "one sandboxed script for one instrument");
+    child.kill().unwrap();
+    assert!(!finish(child).status.success());
+    // The script sees its input closed and exits.
+    wait_for("the script of the killed run to end", || {
+        (!alive(scripts[0])).then_some(())
+    });
+    let run_id = metadata(&dir)["run_id"].as_str().unwrap().to_string();
+
+    let child = spawn(runs.path(), &["run", "--resume", &run_id, "--json"]);
+    let scripts = wait_for("the resumed run's script", || {
+        let s = python_children(child.id());
+        (!s.is_empty()).then_some(s)
+    });
+    wait_for("more bars processed", || {
+        (line_count(&inputs) > 900).then_some(())
+    });
+    crate::sigterm(child.id());
+    let out = finish(child);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        scripts.iter().all(|p| !alive(*p)),
+        "the script ended with the run"
+    );
+    let meta = metadata(&dir);
+    assert_eq!(meta["status"], "completed");
+    assert_eq!(meta["stop_reason"], "stopped");
+    let fills = rows_without_wall(&dir.join("fills.csv"));
+    let expected = rows_without_wall(&bt_dir.join("fills.csv"));
+    assert!(fills.len() > 5, "the run traded");
+    assert!(
+        expected.starts_with(&fills),
+        "the backtest's fills up to the stop"
+    );
+    verify_ok(runs.path(), &run_id);
+}
+
+#[test]
+fn a_script_exception_fails_the_paper_run_with_its_traceback() {
+    let project = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("raising.py"),
+        "from tradeloom.sandbox import Strategy\n\n\nclass Raising(Strategy):\n    \
+         def __init__(self):\n        self.bars = 0\n\n    def on_bar(self, ctx, bar):\n        \
+         self.bars += 1\n        if self.bars == 40:\n            return 1 / 0\n",
+    )
+    .unwrap();
+    let paper = script_spec(
+        project.path(),
+        "paper.yaml",
+        "mode: paper\nfeed: {type: replay, speed: max}",
+        Some("{script: raising.py, class: Raising}"),
+    );
+    let out = tradeloom(data.path(), &["run", paper.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let dir = the_run_dir(data.path());
+    let meta = metadata(&dir);
+    assert_eq!(meta["status"], "failed");
+    let error = meta["error"].as_str().unwrap();
+    assert!(error.contains("ZeroDivisionError"), "{error}");
+    assert!(
+        error.contains("raising.py\", line 11"),
+        "the traceback: {error}"
+    );
+    let failed = journal(&dir).pop().unwrap();
+    assert_eq!(failed["event"], "run_failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("ZeroDivisionError")
+    );
+    // The folder is left as every failed paper run's (resumable).
+    let feed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/feed.json")).unwrap())
+            .unwrap();
+    assert_eq!(feed["stopped"], true);
+}

@@ -41,6 +41,10 @@ pub fn resume_spec(data_dir: &Path, run_id: &str) -> Result<ResolvedSpec, RunErr
     }
     let mut resolved = resolve(spec, &spec_path, text)?;
     resolved.path = PathBuf::from(&meta.spec.source_path);
+    // The script as it was read when the run started, not relative to the run folder.
+    if let (Some(script), Some(path)) = (&mut resolved.script, &meta.spec.script_path) {
+        script.path = PathBuf::from(path);
+    }
     Ok(resolved)
 }
 

@@ -27,6 +27,7 @@ use tradeloom_data::MergedBars;
 use tradeloom_engine::sink::OrderRecord;
 use tradeloom_engine::{Engine, EquityPoint, Sink, Summary, Trade};
 use tradeloom_safety::KillSwitch;
+use tradeloom_sandbox::FailureSlot;
 
 use crate::artifacts::RunSink;
 use crate::error::RunError;
@@ -173,8 +174,9 @@ fn run(
             message: "mode: a paper run needs `mode: paper` and a `feed:`".to_string(),
         }));
     };
-    // Script strategies are refused in paper specs (`resolve`), so there is nothing to watch.
-    let (engine, _) = build_engine(&spec, false, &options.data_dir).map_err(reject)?;
+    // No lookahead: a paper run's bars arrive as they come, so a script gets one bar per round
+    // trip (the same requests as a backtest's batches: see `tradeloom_sandbox::ScriptStrategy`).
+    let (engine, scripts) = build_engine(&spec, false, &options.data_dir).map_err(reject)?;
     let kill_switch = KillSwitch::open(&options.data_dir).map_err(|e| reject(e.into()))?;
     let strategy = serde_json::to_value(&spec.spec.strategy).unwrap_or(Value::Null);
 
@@ -292,6 +294,7 @@ fn run(
         since_snapshot: 0,
         scratch_seen: Vec::new(),
         externals: Externals::default(),
+        script_failure: scripts.map(|s| s.failure),
     };
     if paper.external_orders {
         let inbox = machine.run_dir.join(INBOX_DIR);
@@ -482,6 +485,8 @@ struct Machine<'o> {
     scratch_seen: Vec<u32>,
     /// The orders from outside the strategy and their replies (`external_orders: true`).
     externals: Externals,
+    /// Where script strategies record the failure that fails the run.
+    script_failure: Option<Arc<FailureSlot>>,
 }
 
 /// A resumed run's replay feed read back from the data files: the bars that
@@ -746,6 +751,10 @@ impl Machine<'_> {
             };
             engine.on_bar(bar, &mut sink)?;
             stamped |= sink.stamp.is_none();
+            // The run fails at the bar its script failed on, as at an engine error.
+            if let Some(e) = self.script_error() {
+                return Err(e);
+            }
             note_bar(
                 &mut self.position,
                 &mut self.seen_at_last_ts,
@@ -762,8 +771,21 @@ impl Machine<'_> {
         self.check_errors()
     }
 
-    /// Fails the run on a failure to record a kill switch answer or to write the folder.
+    /// The failure of a script strategy, if one failed (its reason or traceback).
+    fn script_error(&self) -> Option<RunError> {
+        let slot = self.script_failure.as_ref().filter(|s| s.is_set())?;
+        Some(RunError::Script(slot.take().map_or_else(
+            || "the script failed".to_string(),
+            |e| e.to_string(),
+        )))
+    }
+
+    /// Fails the run on a script strategy's failure, a failure to record a kill switch answer
+    /// or to write the folder.
     fn check_errors(&mut self) -> Result<(), RunError> {
+        if let Some(e) = self.script_error() {
+            return Err(e);
+        }
         if let Some(e) = self.gate.take_error() {
             return Err(e);
         }
@@ -1298,7 +1320,11 @@ impl Machine<'_> {
             first_accept: None,
             externals: &mut self.externals,
         };
+        // Finishing stops the script strategies' children (their `on_stop` first).
         let summary = engine.finish(&mut sink)?;
+        if let Some(e) = self.script_error() {
+            return Err(e);
+        }
         // Working external orders were cancelled (`run_end`); requests not taken never will be.
         self.externals.write(&self.run_dir)?;
         if self.paper.external_orders {
