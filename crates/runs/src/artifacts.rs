@@ -14,6 +14,9 @@
 
 use std::io::{self, Write};
 
+use arrow::array::RecordBatch;
+use arrow::error::ArrowError;
+
 use tradeloom_core::fixed::{MONEY_PRECISION, write_raw};
 use tradeloom_core::time::write_rfc3339;
 use tradeloom_core::{Bar, Event, Fill, Money, OrderSide, Price, Quantity, Symbol, UnixNanos};
@@ -78,6 +81,18 @@ struct CsvTables {
     orders: CsvColumns,
     fills: CsvColumns,
     trades: CsvColumns,
+}
+
+impl CsvTables {
+    /// The run's tables: these with the equity curve's batch.
+    fn finish(self, equity: Result<RecordBatch, ArrowError>) -> Result<RunTables, ArrowError> {
+        Ok(RunTables {
+            orders: self.orders.finish()?,
+            fills: self.fills.finish()?,
+            trades: self.trades.finish()?,
+            equity: equity?,
+        })
+    }
 }
 
 /// The writers of a finished sink, to be flushed and hashed.
@@ -212,15 +227,8 @@ impl RunSink {
             .ok_or_else(|| io::Error::other("equity.parquet was not written"))?;
         let tables = match (self.tables, equity.take_table()) {
             (Some(csv), Some(equity)) => Some(
-                (|| {
-                    Ok::<_, arrow::error::ArrowError>(RunTables {
-                        orders: csv.orders.finish()?,
-                        fills: csv.fills.finish()?,
-                        trades: csv.trades.finish()?,
-                        equity: equity?,
-                    })
-                })()
-                .map_err(|e| io::Error::other(format!("cannot build the run's tables: {e}")))?,
+                csv.finish(equity)
+                    .map_err(|e| io::Error::other(format!("cannot build the run's tables: {e}")))?,
             ),
             _ => None,
         };
