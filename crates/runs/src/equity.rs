@@ -326,9 +326,10 @@ impl<W: Write + Send> EquityWriter<W> {
         self.ts.push(point.ts.0);
         if let Some(recorded) = self.recorded.as_mut() {
             recorded.ts.push(point.ts.0);
-            for (col, v) in recorded.money.iter_mut().zip(values) {
-                col.push(v);
-            }
+            let [cash, equity, exposure] = &mut recorded.money;
+            cash.push(values[0]);
+            equity.push(values[1]);
+            exposure.push(values[2]);
         }
         match &mut self.money {
             // In range: `Rescale` bounds narrow values to 18 digits.
