@@ -16,9 +16,11 @@ import tradeloom
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "examples" / "specs" / "goog_sma_cross.yaml"
 sys.path.insert(0, str(REPO / "examples" / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sma_cross import SmaCross  # noqa: E402
 from bracket_dip import BracketDip  # noqa: E402
+from test_tables import read_as_files  # noqa: E402
 
 
 def journal(run_dir: Path):
@@ -179,6 +181,8 @@ class Context(Scratch):
         # Entries carry their OCO legs: a take-profit and a stop-loss per filled entry.
         legs = [o for o in orders if o["parent_id"]]
         self.assertGreater(len(legs), 10)
+        # Legs, cancels and their reasons: the table is still the file's rows, field for field.
+        self.assertTrue(result.orders.equals(read_as_files(result.run_dir, "orders")))
         self.assertEqual(len(strategy.filled), result.fills.num_rows)
         self.assertEqual(seen[0][0], "GOOG")
         self.assertEqual(seen[0][1], "GOOG")

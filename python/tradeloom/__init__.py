@@ -57,51 +57,53 @@ SpecLike = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
 
 class Result:
-    """A finished run: its id, folder, metrics and tables (read from the run folder)."""
+    """A finished run: its id, folder, metrics and tables.
 
-    def __init__(self, run_id: str, run_dir: str, status: str) -> None:
+    The tables were built in Rust while the run wrote its folder and reach pyarrow through the
+    Arrow C stream interface without a copy; the folder's files are not read back (they are the
+    run's record, for ``tradeloom verify``)."""
+
+    def __init__(self, run_id: str, run_dir: str, status: str, tables: Mapping[str, Any]) -> None:
         self.run_id = run_id
         self.run_dir = Path(run_dir)
         self.status = status
         with open(self.run_dir / "metrics.json", encoding="utf-8") as f:
             self.metrics: dict = json.load(f)
+        # name -> tradeloom._tradeloom.ArrowTable (``__arrow_c_stream__``); a pyarrow.Table once
+        # asked for.
+        self._arrow = dict(tables)
         self._tables: dict = {}
 
-    def _csv(self, name: str):
+    def _table(self, name: str):
         if name not in self._tables:
-            import pyarrow.csv as pacsv
+            import pyarrow as pa
 
-            # Every column as text first: exact decimals stay exact (cast them as you need).
-            path = self.run_dir / f"{name}.csv"
-            with open(path, encoding="utf-8") as f:
-                columns = f.readline().rstrip("\n").split(",")
-            options = pacsv.ConvertOptions(column_types={c: "string" for c in columns})
-            self._tables[name] = pacsv.read_csv(path, convert_options=options)
+            self._tables[name] = pa.table(self._arrow[name])
         return self._tables[name]
 
     @property
     def fills(self):
-        """``fills.csv`` as a ``pyarrow.Table`` (one row per execution)."""
-        return self._csv("fills")
+        """The rows of ``fills.csv`` as a ``pyarrow.Table`` (one row per execution; every column
+        a string, exactly as in the file: cast decimals as you need)."""
+        return self._table("fills")
 
     @property
     def orders(self):
-        """``orders.csv`` as a ``pyarrow.Table`` (one row per order, final state)."""
-        return self._csv("orders")
+        """The rows of ``orders.csv`` as a ``pyarrow.Table`` (one row per order, final state;
+        string columns as in the file)."""
+        return self._table("orders")
 
     @property
     def trades(self):
-        """``trades.csv`` as a ``pyarrow.Table`` (one row per round trip)."""
-        return self._csv("trades")
+        """The rows of ``trades.csv`` as a ``pyarrow.Table`` (one row per round trip; string
+        columns as in the file)."""
+        return self._table("trades")
 
     @property
     def equity(self):
-        """``equity.parquet`` as a ``pyarrow.Table`` (cash, equity, exposure per timestamp)."""
-        if "equity" not in self._tables:
-            import pyarrow.parquet as pq
-
-            self._tables["equity"] = pq.read_table(self.run_dir / "equity.parquet")
-        return self._tables["equity"]
+        """The rows of ``equity.parquet`` as a ``pyarrow.Table`` (ts, cash, equity,
+        gross_exposure: a UTC timestamp and exact decimals, as a reader of the file gets them)."""
+        return self._table("equity")
 
     def __repr__(self) -> str:
         return f"Result(run_id={self.run_id!r}, status={self.status!r}, run_dir={str(self.run_dir)!r})"
@@ -194,11 +196,11 @@ def backtest(
                 spec["strategy"] = {"name": described[1]}
             text = json.dumps(spec)
             place = os.path.join(os.getcwd(), "<spec dict>")
-            run_id, run_dir, status = _run_spec_text(
+            run_id, run_dir, status, tables = _run_spec_text(
                 text, place, os.fspath(target), paths, described
             )
         else:
-            run_id, run_dir, status = _run_spec(
+            run_id, run_dir, status, tables = _run_spec(
                 os.fspath(spec), os.fspath(target), paths, described
             )
     except SpecError:
@@ -206,4 +208,4 @@ def backtest(
         if strategy is not None:
             strategy._tradeloom_ran = False
         raise
-    return Result(run_id, run_dir, status)
+    return Result(run_id, run_dir, status, tables)

@@ -13,19 +13,26 @@ class SpecError(ValueError):
 class RunFailed(RuntimeError):
     """The run started and failed; ``args`` are (message, run_id, run_dir)."""
 
+class ArrowTable:
+    """One of a run's tables (orders, fills, trades, equity), built in Rust during the run;
+    ``pyarrow.table(t)`` imports it without a copy through the Arrow C stream interface."""
+
+    num_rows: int
+    def __arrow_c_stream__(self, requested_schema: Optional[object] = None) -> object: ...
+
 def run_spec(
     spec_path: str,
     data_dir: str,
     data: Optional[Dict[str, str]] = None,
     strategy: Optional[Tuple[Any, str, str, Tuple[str, ...]]] = None,
-) -> Tuple[str, str, str]: ...
+) -> Tuple[str, str, str, Dict[str, ArrowTable]]: ...
 def run_spec_text(
     text: str,
     place: str,
     data_dir: str,
     data: Optional[Dict[str, str]] = None,
     strategy: Optional[Tuple[Any, str, str, Tuple[str, ...]]] = None,
-) -> Tuple[str, str, str]: ...
+) -> Tuple[str, str, str, Dict[str, ArrowTable]]: ...
 
 class Bar:
     """One bar: prices as floats and exactly as integers at 10^-9 (``*_raw``)."""

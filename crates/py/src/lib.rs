@@ -3,11 +3,13 @@
 //! It runs a spec file through the same [`tradeloom_runs::execute`] as `tradeloom run`, so a
 //! run started from Python writes the same run folder (journal, hashes, metrics, report) as
 //! one started from the command line. The Python side (python/tradeloom/__init__.py) turns
-//! specs given as dicts and data given as frames into files, and reads the run folder's tables
-//! back as Arrow tables.
+//! specs given as dicts and data given as frames into files. A run's tables (orders, fills,
+//! trades, equity) are built as Arrow batches while its files are written and handed to
+//! pyarrow without a copy ([`table::ArrowTable`]); nothing is read back from the folder.
 
 mod indicators;
 mod strategy;
+mod table;
 mod values;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,11 @@ use tradeloom_runs::spec::{
 use tradeloom_runs::{ExecuteError, RunError, RunOptions, UserStrategies, execute};
 
 use crate::strategy::{Hooks, PythonStrategy};
+use crate::table::ArrowTable;
+
+/// What a run returns to Python: `(run_id, run_dir, status, tables)`, with `tables` the
+/// run's [`ArrowTable`]s by name (`orders`, `fills`, `trades`, `equity`).
+type Finished = (String, String, String, BTreeMap<&'static str, ArrowTable>);
 
 pyo3::create_exception!(
     _tradeloom,
@@ -155,7 +162,7 @@ fn load(
     resolve_with(spec, &place, text, &user)
 }
 
-/// Runs `source` to a run folder under `data_dir`; `(run_id, run_dir, status)`. The
+/// Runs `source` to a run folder under `data_dir`; see [`Finished`]. The
 /// interpreter's lock is released while the engine runs, unless a Python strategy runs in it.
 fn run(
     py: Python<'_>,
@@ -163,7 +170,7 @@ fn run(
     data: BTreeMap<String, PathBuf>,
     data_dir: PathBuf,
     python: Option<PyStrategySource>,
-) -> PyResult<(String, String, String)> {
+) -> PyResult<Finished> {
     let python_strategy = python.is_some();
     let go = move || {
         let spec = load(source, data, python).map_err(ExecuteError::Rejected)?;
@@ -171,6 +178,7 @@ fn run(
             spec,
             RunOptions {
                 data_dir,
+                tables: true,
                 ..RunOptions::default()
             },
         )
@@ -182,11 +190,30 @@ fn run(
         py.detach(go)
     };
     match outcome {
-        Ok(run) => Ok((
-            run.run_id,
-            run.run_dir.display().to_string(),
-            run.status.as_str().to_string(),
-        )),
+        Ok(run) => {
+            let tables = run
+                .tables
+                .map(|t| {
+                    BTreeMap::from([
+                        ("orders", ArrowTable::new(t.orders)),
+                        ("fills", ArrowTable::new(t.fills)),
+                        ("trades", ArrowTable::new(t.trades)),
+                        ("equity", ArrowTable::new(t.equity)),
+                    ])
+                })
+                .ok_or_else(|| {
+                    PyRuntimeError::new_err(format!(
+                        "run {} completed without its tables (a bug: please report it)",
+                        run.run_id
+                    ))
+                })?;
+            Ok((
+                run.run_id,
+                run.run_dir.display().to_string(),
+                run.status.as_str().to_string(),
+                tables,
+            ))
+        }
         Err(ExecuteError::Rejected(e)) => Err(SpecError::new_err(e.to_string())),
         Err(ExecuteError::Failed(failed)) => Err(RunFailed::new_err((
             failed.error.to_string(),
@@ -197,7 +224,8 @@ fn run(
 }
 
 /// Runs the spec file `spec_path` to a run folder under `data_dir`, with the bar files of
-/// `data` (symbol → file) in place of the spec's; returns `(run_id, run_dir, status)`.
+/// `data` (symbol → file) in place of the spec's; returns `(run_id, run_dir, status, tables)`
+/// (`tables`: `ArrowTable`s by name).
 ///
 /// Raises `SpecError` when the spec or its data is refused (nothing written), `RunFailed`
 /// (with the run id and folder) when the run started and failed.
@@ -209,7 +237,7 @@ fn run_spec(
     data_dir: PathBuf,
     data: Option<BTreeMap<String, PathBuf>>,
     strategy: Option<&Bound<'_, PyTuple>>,
-) -> PyResult<(String, String, String)> {
+) -> PyResult<Finished> {
     let python = strategy.map(strategy_source).transpose()?;
     run(
         py,
@@ -244,7 +272,7 @@ fn run_spec_text(
     data_dir: PathBuf,
     data: Option<BTreeMap<String, PathBuf>>,
     strategy: Option<&Bound<'_, PyTuple>>,
-) -> PyResult<(String, String, String)> {
+) -> PyResult<Finished> {
     let python = strategy.map(strategy_source).transpose()?;
     run(
         py,
@@ -259,6 +287,7 @@ fn run_spec_text(
 fn _tradeloom(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_spec, m)?)?;
     m.add_function(wrap_pyfunction!(run_spec_text, m)?)?;
+    m.add_class::<ArrowTable>()?;
     m.add_class::<strategy::Context>()?;
     m.add_class::<strategy::PyBar>()?;
     m.add_class::<strategy::PyFill>()?;

@@ -14,6 +14,9 @@
 
 use std::io::{self, Write};
 
+use arrow::array::RecordBatch;
+use arrow::error::ArrowError;
+
 use tradeloom_core::fixed::{MONEY_PRECISION, write_raw};
 use tradeloom_core::time::write_rfc3339;
 use tradeloom_core::{Bar, Event, Fill, Money, OrderSide, Price, Quantity, Symbol, UnixNanos};
@@ -25,6 +28,7 @@ use crate::equity::EquityWriter;
 use crate::hashing::ArtifactWriter;
 use crate::journal::Journal;
 use crate::report::{EquitySampler, TradeRows};
+use crate::tables::{CsvColumns, RunTables};
 
 pub const ORDERS_HEADER: &str = "order_id,symbol,side,type,quantity,price,trigger_price,time_in_force,reduce_only,status,filled_quantity,avg_fill_price,created_ts,closed_ts,reason,parent_id,oco_id\n";
 pub const FILLS_HEADER: &str = "fill_id,order_id,ts,symbol,side,quantity,price,fee,liquidity\n";
@@ -68,6 +72,27 @@ pub struct RunSink {
     pub trade_rows: TradeRows,
     /// `,<wall_ts>` of a paper run's CSV rows (`None`: a backtest's rows, without the column).
     wall_column: Option<Vec<u8>>,
+    /// The CSV rows as Arrow columns too, once [`RunSink::record_tables`] asked for them.
+    tables: Option<CsvTables>,
+}
+
+/// The CSV artifacts' rows kept as Arrow columns (see [`crate::tables`]).
+struct CsvTables {
+    orders: CsvColumns,
+    fills: CsvColumns,
+    trades: CsvColumns,
+}
+
+impl CsvTables {
+    /// The run's tables: these with the equity curve's batch.
+    fn finish(self, equity: Result<RecordBatch, ArrowError>) -> Result<RunTables, ArrowError> {
+        Ok(RunTables {
+            orders: self.orders.finish()?,
+            fills: self.fills.finish()?,
+            trades: self.trades.finish()?,
+            equity: equity?,
+        })
+    }
 }
 
 /// The writers of a finished sink, to be flushed and hashed.
@@ -81,6 +106,8 @@ pub struct SinkFiles {
     pub chart: ChartSampler,
     pub trade_rows: TradeRows,
     pub journal_lines: u64,
+    /// The tables, when [`RunSink::record_tables`] asked for them.
+    pub tables: Option<RunTables>,
 }
 
 impl RunSink {
@@ -123,7 +150,26 @@ impl RunSink {
             chart: ChartSampler::default(),
             trade_rows: TradeRows::default(),
             wall_column: wall_clock.then(|| b",".to_vec()),
+            tables: None,
         })
+    }
+
+    /// Keeps every row written from now on as Arrow columns too, returned by
+    /// [`RunSink::finish`] in [`SinkFiles::tables`] (call it before the first bar).
+    pub fn record_tables(&mut self) {
+        let wall = if self.wall_column.is_some() {
+            ",wall_ts"
+        } else {
+            ""
+        };
+        self.tables = Some(CsvTables {
+            orders: CsvColumns::new(&format!("{}{wall}", ORDERS_HEADER.trim_end())),
+            fills: CsvColumns::new(&format!("{}{wall}", FILLS_HEADER.trim_end())),
+            trades: CsvColumns::new(TRADES_HEADER),
+        });
+        if let Some(equity) = self.equity.as_mut() {
+            equity.record();
+        }
     }
 
     /// The wall-clock time of what is written next (a paper run): the journal's `wall_ts`
@@ -176,14 +222,20 @@ impl RunSink {
             return Err(e);
         }
         let journal_lines = self.journal.len();
-        let equity = self
+        let mut equity = self
             .equity
-            .ok_or_else(|| io::Error::other("equity.parquet was not written"))?
-            .finish()
-            .map_err(|e| {
-                let e = io::Error::from(e);
-                io::Error::new(e.kind(), format!("cannot write equity.parquet: {e}"))
-            })?;
+            .ok_or_else(|| io::Error::other("equity.parquet was not written"))?;
+        let tables = match (self.tables, equity.take_table()) {
+            (Some(csv), Some(equity)) => Some(
+                csv.finish(equity)
+                    .map_err(|e| io::Error::other(format!("cannot build the run's tables: {e}")))?,
+            ),
+            _ => None,
+        };
+        let equity = equity.finish().map_err(|e| {
+            let e = io::Error::from(e);
+            io::Error::new(e.kind(), format!("cannot write equity.parquet: {e}"))
+        })?;
         Ok(SinkFiles {
             journal: self.journal.into_inner()?,
             orders: self.orders,
@@ -194,6 +246,7 @@ impl RunSink {
             chart: self.chart,
             trade_rows: self.trade_rows,
             journal_lines,
+            tables,
         })
     }
 }
@@ -257,6 +310,7 @@ impl Sink for RunSink {
     fn on_fill(&mut self, fill: &Fill, symbol: Symbol) {
         self.chart.push_fill(fill, symbol);
         let row = self.fills.buffer();
+        let start = row.len();
         row.extend_from_slice(itoa::Buffer::new().format(fill.id).as_bytes());
         row.push(b',');
         row.extend_from_slice(fill.order_id.to_string().as_bytes());
@@ -277,6 +331,9 @@ impl Sink for RunSink {
         if let Some(wall) = &self.wall_column {
             row.extend_from_slice(wall);
         }
+        if let Some(tables) = self.tables.as_mut() {
+            tables.fills.push_line(&row[start..]);
+        }
         row.push(b'\n');
         let r = self.fills.commit();
         self.keep("fills.csv", r);
@@ -285,6 +342,7 @@ impl Sink for RunSink {
     fn on_order_closed(&mut self, record: &OrderRecord<'_>) {
         let o = record.order;
         let row = self.orders.buffer();
+        let start = row.len();
         row.extend_from_slice(o.id.to_string().as_bytes());
         row.push(b',');
         row.extend_from_slice(record.symbol.as_str().as_bytes());
@@ -333,6 +391,9 @@ impl Sink for RunSink {
         if let Some(wall) = &self.wall_column {
             row.extend_from_slice(wall);
         }
+        if let Some(tables) = self.tables.as_mut() {
+            tables.orders.push_line(&row[start..]);
+        }
         row.push(b'\n');
         let r = self.orders.commit();
         self.keep("orders.csv", r);
@@ -342,6 +403,9 @@ impl Sink for RunSink {
         let fields = trade_fields(trade);
         let mut line = fields.join(",");
         line.push('\n');
+        if let Some(tables) = self.tables.as_mut() {
+            tables.trades.push_fields(&fields);
+        }
         self.trade_rows.push(fields);
         let r = self.trades.write_all(line.as_bytes());
         self.keep("trades.csv", r);

@@ -26,6 +26,7 @@ pub mod runner;
 pub mod script;
 pub mod spec;
 pub mod sweep;
+pub mod tables;
 pub mod text;
 pub mod user_strategy;
 pub mod verify;

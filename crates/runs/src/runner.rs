@@ -37,6 +37,7 @@ use crate::metadata::{
 use crate::report::{REPORT_HTML, ReportHeader, render_html, render_markdown, render_svg};
 use crate::script::ScriptRun;
 use crate::spec::{ResolvedSpec, load_spec};
+use crate::tables::RunTables;
 
 /// How often (in bars) progress is reported.
 const PROGRESS_EVERY: u64 = 1 << 16;
@@ -67,6 +68,9 @@ pub struct RunOptions<'a> {
     /// first bar: with the run id and the folder (a server answers "started" with the id).
     /// Not called for a spec rejected before a folder was created.
     pub on_start: Option<StartHook<'a>>,
+    /// Keep the run's orders, fills, trades and equity curve as Arrow record batches in
+    /// [`RunOutcome::tables`] as well (built while the files are written, not read back).
+    pub tables: bool,
 }
 
 /// [`RunOptions::on_start`]: called with the run id and its folder.
@@ -108,6 +112,9 @@ pub struct RunOutcome {
     pub metrics: Metrics,
     #[serde(skip)]
     pub metadata: Metadata,
+    /// The run's tables, when [`RunOptions::tables`] asked for them.
+    #[serde(skip)]
+    pub tables: Option<RunTables>,
 }
 
 /// A run that failed after its folder was created.
@@ -190,6 +197,9 @@ pub fn execute<'s>(
 
     let hasher = hash_columnar_data(&readers, &spec);
     let mut sink = open_sink(&run.folder, &spec).map_err(|e| run.fail(e))?;
+    if options.tables {
+        sink.record_tables();
+    }
     // Listed for `/metrics` of this process until the run ends.
     let live = crate::live::register(&run.folder.run_id);
     let result = drive(
@@ -489,7 +499,7 @@ impl StartedRun {
         first: Option<MetadataSync>,
     ) -> Result<RunOutcome, ExecuteError> {
         let first_synced = |first: Option<MetadataSync>| first.map_or(Ok(()), MetadataSync::wait);
-        let files = match sink.finish() {
+        let mut files = match sink.finish() {
             Ok(files) => files,
             Err(e) => {
                 let _ = first_synced(first);
@@ -498,6 +508,7 @@ impl StartedRun {
             }
         };
         let journal_events = files.journal_lines;
+        let tables = files.tables.take();
         let (inputs, syncing) =
             match start_finish_files(files, &self.folder, &mut self.meta.artifacts) {
                 Ok(x) => x,
@@ -559,6 +570,7 @@ impl StartedRun {
             status: RunStatus::Completed,
             metrics,
             metadata: self.meta,
+            tables,
         })
     }
 }

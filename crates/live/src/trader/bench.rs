@@ -224,6 +224,7 @@ pub fn paper_vs_backtest(
                 parent_runs: Vec::new(),
                 connectivity: None,
                 on_start: None,
+                tables: false,
             },
         )
         .map_err(|e| e.to_string())?;
