@@ -106,6 +106,10 @@ pub struct AgentNode {
     /// [`crate::node_config::AgentConfig::fallback`]). Absent from the IR's JSON when not set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<JsonTemplate>,
+    /// The JSON Schema the answer's JSON must meet (see
+    /// [`crate::node_config::AgentConfig::output_schema`]). Absent from the IR's JSON when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
 }
 
 /// `market:` of an `agent` or `order` node, compiled: defaults filled in, `as_of` a template.

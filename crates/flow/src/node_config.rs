@@ -282,6 +282,11 @@ pub struct AgentConfig {
     /// an HTTP error, a timeout or a bad configuration: those still fail the node.
     #[serde(default)]
     pub fallback: Option<Value>,
+    /// A JSON Schema the answer's JSON must meet (`type`, `properties`, `required`, `enum`, …:
+    /// the keywords of skills' schemas). An answer that does not (a field missing, a value
+    /// of the wrong type) is not usable: retried, then `fallback`, like an answer without JSON.
+    #[serde(default)]
+    pub output_schema: Option<Value>,
 }
 
 /// An HTTP method an `http` node may use.

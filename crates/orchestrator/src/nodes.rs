@@ -448,7 +448,7 @@ async fn agent_attempt(
             let content = message.content.unwrap_or_default();
             let parsed = match answer_json(&content) {
                 Some(v) => v,
-                None if expects_json => {
+                None if expects_json || node.output_schema.is_some() => {
                     let cut = if response.finish_reason.as_deref() == Some("length") {
                         " (cut off by max_tokens: finish_reason length)"
                     } else {
@@ -465,6 +465,29 @@ async fn agent_attempt(
                 }
                 None => Value::Null,
             };
+            if let Some(schema) = &node.output_schema {
+                let unsupported = tradeloom_agents::schema_problems(schema, "output_schema");
+                if !unsupported.is_empty() {
+                    return Err(AgentStop::Node(NodeError::permanent(
+                        unsupported.join("; "),
+                    )));
+                }
+                let problems = tradeloom_agents::validate_arguments(schema, &parsed);
+                if !problems.is_empty() {
+                    let problems: Vec<String> = problems
+                        .iter()
+                        .map(|p| p.replacen("arguments", "answer", 1))
+                        .collect();
+                    // Another attempt may answer properly; then `fallback`.
+                    return Err(AgentStop::Answer {
+                        error: NodeError::transient(format!(
+                            "agent answer does not match output_schema: {}",
+                            truncate(&problems.join("; "), 300)
+                        )),
+                        content: Some(content),
+                    });
+                }
+            }
             let mut out = json!({
                 "content": content,
                 "json": parsed,

@@ -676,6 +676,19 @@ impl<'d> Compiler<'d> {
             },
             None => None,
         };
+        if let Some(schema) = &c.output_schema
+            && !schema.is_object()
+        {
+            self.error(
+                Kind::Config,
+                at.key("output_schema"),
+                format!(
+                    "node `{id}`: must be a JSON Schema object, e.g. {{type: object, required: \
+                     [approved], properties: {{approved: {{type: boolean}}}}}}"
+                ),
+            );
+            ok = false;
+        }
         let prompt = self.template(scope, &c.prompt, &at.key("prompt"))?;
         ok.then_some(AgentNode {
             model: c.model,
@@ -688,6 +701,7 @@ impl<'d> Compiler<'d> {
             market,
             paper_run,
             fallback,
+            output_schema: c.output_schema,
         })
     }
 

@@ -383,3 +383,58 @@ async fn the_trading_team_completes_on_its_fallbacks_with_a_prose_model() {
     })
     .await;
 }
+
+/// An answer whose JSON does not meet the node's `output_schema` (a field missing, a value of
+/// the wrong type) is no more usable than prose: retried, then the fallback; one that meets it
+/// is the node's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_that_breaks_the_output_schema_takes_the_fallback() {
+    run_sqlite(|env| async move {
+        let llm = mock_llm().await;
+        let define = |name: &str, required: Value| {
+            let env = &env;
+            let llm = llm.clone();
+            let name = name.to_string();
+            async move {
+                env.define(json!({"name": name, "nodes": [
+                    {"id": "trade", "type": "transform", "config": {"output": {"action": "buy", "quantity": 500}}},
+                    {"id": "risk", "type": "agent", "needs": ["trade"],
+                     "config": {"model": {"base_url": llm, "model": "risk_manager", "max_retries": 0},
+                                "prompt": "You are the risk manager. Approve the trade only if its quantity is within the limit. Answer with a JSON object: approved, max_quantity and reason.",
+                                "output_schema": {"type": "object", "required": required,
+                                    "properties": {"approved": {"type": "boolean"}, "reason": {"type": "string"}}},
+                                "fallback": {"approved": false, "reason": "no usable verdict"}},
+                     "inputs": {"trade": "{{ trade }}", "limit": "100"},
+                     "retries": {"max_attempts": 2, "backoff_ms": 100}},
+                    {"id": "vetoed", "type": "transform", "needs": ["risk"], "when": "risk.json.approved != true",
+                     "config": {"output": {"reason": "{{ risk.json.reason }}"}}},
+                ]}))
+                .await
+            }
+        };
+        // The mock's risk manager answers approved, max_quantity and reason: a schema asking
+        // for a `verdict` it never writes is broken by every answer.
+        let broken = define("schema-broken", json!(["approved", "verdict"])).await;
+        let run = env.start(&broken, json!({})).await;
+        let view = env.wait_status(&run, RunStatus::Completed).await;
+        let risk = env.output(&view, "risk").await;
+        assert_eq!(risk["fallback"], true, "{risk}");
+        assert_eq!(risk["attempt"], 2, "{risk}");
+        let reason = risk["fallback_reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("agent answer does not match output_schema:")
+                && reason.contains("verdict"),
+            "{reason}"
+        );
+        assert_eq!(env.output(&view, "vetoed").await["reason"], "no usable verdict");
+        // A schema the answers meet: the model's own verdict.
+        let met = define("schema-met", json!(["approved", "reason"])).await;
+        let run = env.start(&met, json!({})).await;
+        let view = env.wait_status(&run, RunStatus::Completed).await;
+        let risk = env.output(&view, "risk").await;
+        assert!(risk.get("fallback").is_none(), "{risk}");
+        assert_eq!(risk["json"]["approved"], false, "{risk}");
+        assert_eq!(risk["json"]["max_quantity"], 100, "{risk}");
+    })
+    .await;
+}
