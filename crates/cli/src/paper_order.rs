@@ -55,7 +55,7 @@ pub fn run(data_dir: &Path, args: OrderArgs) -> Result<ExitCode> {
     let id = args
         .id
         .clone()
-        .unwrap_or_else(|| format!("cli:{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ")));
+        .unwrap_or_else(|| orders::timed_client_id("cli"));
     if let Err(e) = orders::check_client_id(&id) {
         eprintln!("error: --id: {e}");
         return Ok(ExitCode::from(2));

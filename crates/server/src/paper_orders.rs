@@ -125,7 +125,7 @@ pub async fn place(
     }
     let client_order_id = body
         .client_order_id
-        .unwrap_or_else(|| format!("api:{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ")));
+        .unwrap_or_else(|| orders::timed_client_id("api"));
     let order = ExternalOrder {
         client_order_id,
         source: format!("api:{}", principal.key_id.as_deref().unwrap_or("anonymous")),

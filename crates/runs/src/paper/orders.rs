@@ -217,6 +217,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// A `client_order_id` for a sender that was given none: `prefix:` and the UTC time to the
+/// nanosecond (`cli:20261207T181500.123456789Z`).
+pub fn timed_client_id(prefix: &str) -> String {
+    format!(
+        "{prefix}:{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ")
+    )
+}
+
 /// Puts `order` into the inbox of the paper run in `run_dir`. Refuses an id the run answered
 /// or holds already.
 pub fn submit(run_dir: &Path, order: &ExternalOrder) -> Result<(), SubmitError> {

@@ -356,9 +356,11 @@ fn run(
         run.meta
             .artifacts
             .insert(INPUTS_FILE.to_string(), FileHash { sha256, bytes });
-        let account = run.folder.file(orders::ACCOUNT_FILE).is_file();
-        let names = [SNAPSHOT_FILE, FEED_FILE, orders::ACCOUNT_FILE];
-        for name in names.into_iter().take(if account { 3 } else { 2 }) {
+        let mut names = vec![SNAPSHOT_FILE, FEED_FILE];
+        if paper.external_orders {
+            names.push(orders::ACCOUNT_FILE);
+        }
+        for name in names {
             let path = run.folder.file(name);
             let (sha256, bytes) = sha256_file(&path).map_err(|e| RunError::io(&path, e))?;
             run.meta
