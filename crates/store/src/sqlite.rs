@@ -32,6 +32,40 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// unavailable store answers with an error quickly instead of queueing writers for 30 s).
 pub const BUSY_TIMEOUT_ENV: &str = "TRADELOOM_SQLITE_BUSY_TIMEOUT_MS";
 
+/// The file beside the database that openers lock while they migrate it.
+fn migration_lock_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".migrate.lock");
+    db.with_file_name(name)
+}
+
+/// Holds an exclusive lock (`flock`) on [`migration_lock_path`] until dropped: across
+/// processes and across openers of one process (each has its own open file). The lock file is
+/// left in place: removing it would let a third opener lock a new file while the second holds
+/// the old one.
+async fn migration_lock(db: &Path) -> Result<std::fs::File, StoreError> {
+    let path = migration_lock_path(db);
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| StoreError::Io {
+        path: shown.clone(),
+        source: std::io::Error::other(e),
+    })?
+    .map_err(|source| StoreError::Io {
+        path: shown,
+        source,
+    })
+}
+
 /// [`BUSY_TIMEOUT`], or [`BUSY_TIMEOUT_ENV`] when it is set.
 pub fn busy_timeout() -> Result<Duration, StoreError> {
     match std::env::var(BUSY_TIMEOUT_ENV) {
@@ -83,6 +117,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let store = Self::open_unmigrated(path).await?;
+        // sqlx's migrator takes no lock on SQLite: two processes opening a new file at once
+        // (a `serve` and a `tradeloom run`, two workers) both applied migration 1 and the
+        // second failed ("table jobs already exists"). An exclusive lock on a file beside the
+        // database serialises the openers; the second finds the migrations applied.
+        let _migrating = migration_lock(path).await?;
         MIGRATOR.run(&store.pool).await?;
         Ok(store)
     }

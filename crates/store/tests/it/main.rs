@@ -11,6 +11,7 @@ mod fixtures;
 mod job_control;
 mod job_events;
 mod jobs;
+mod migrations;
 mod model_days;
 mod queries;
 mod schedules;
