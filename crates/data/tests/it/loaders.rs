@@ -394,3 +394,145 @@ fn inspect_eurusd_hourly_and_reports_errors_in_place() {
             .contains("bad.csv:3: duplicate timestamp")
     );
 }
+
+/// An Arrow IPC file of `bars` with the timestamp column in `unit` and the volume column as
+/// `Int64` or `Float64`: the layouts pandas, polars and pyarrow's CSV reader give (all decoded
+/// on the loader's column-wise path), or, with `text_prices`, the prices as decimal strings
+/// (decoded cell by cell).
+fn write_arrow_layout(
+    path: &Path,
+    rows: &[(i64, [f64; 4], i64)],
+    unit: arrow::datatypes::TimeUnit,
+    int_volume: bool,
+    text_prices: bool,
+) {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+    };
+    use arrow::datatypes::TimeUnit;
+
+    let secs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let ts: ArrayRef = match unit {
+        TimeUnit::Second => Arc::new(TimestampSecondArray::from(secs).with_timezone("UTC")),
+        TimeUnit::Millisecond => Arc::new(
+            TimestampMillisecondArray::from(secs.iter().map(|s| s * 1_000).collect::<Vec<_>>())
+                .with_timezone("UTC"),
+        ),
+        TimeUnit::Microsecond => Arc::new(TimestampMicrosecondArray::from(
+            secs.iter().map(|s| s * 1_000_000).collect::<Vec<_>>(),
+        )),
+        TimeUnit::Nanosecond => Arc::new(TimestampNanosecondArray::from(
+            secs.iter().map(|s| s * 1_000_000_000).collect::<Vec<_>>(),
+        )),
+    };
+    let price = |k: usize| -> ArrayRef {
+        if text_prices {
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| format!("{:.2}", r.1[k]))
+                    .collect::<Vec<_>>(),
+            ))
+        } else {
+            Arc::new(Float64Array::from(
+                rows.iter().map(|r| r.1[k]).collect::<Vec<_>>(),
+            ))
+        }
+    };
+    let volume: ArrayRef = if int_volume {
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        ))
+    } else {
+        Arc::new(Float64Array::from(
+            rows.iter().map(|r| r.2 as f64).collect::<Vec<_>>(),
+        ))
+    };
+    let batch = RecordBatch::try_from_iter([
+        ("timestamp", ts),
+        ("open", price(0)),
+        ("high", price(1)),
+        ("low", price(2)),
+        ("close", price(3)),
+        ("volume", volume),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = arrow::ipc::writer::FileWriter::try_new(file, &batch.schema()).unwrap();
+    // Two batches, so rows are numbered across batches.
+    let half = batch.num_rows() / 2;
+    writer.write(&batch.slice(0, half)).unwrap();
+    writer
+        .write(&batch.slice(half, batch.num_rows() - half))
+        .unwrap();
+    writer.finish().unwrap();
+}
+
+#[test]
+fn frames_from_pandas_and_pyarrow_decode_like_the_cell_by_cell_path() {
+    use arrow::datatypes::TimeUnit;
+
+    let dir = tempfile::tempdir().unwrap();
+    let inst = instrument(0, "SYN", 2);
+    let rows: Vec<(i64, [f64; 4], i64)> = (0..1_000)
+        .map(|i| {
+            let base = 100.0 + (i % 37) as f64 * 0.25;
+            (
+                1_704_067_200 + i * 60,
+                [base, base + 0.5, base - 0.75, base + 0.01],
+                1_000 + i,
+            )
+        })
+        .collect();
+    let reference = dir.path().join("text.arrow");
+    write_arrow_layout(&reference, &rows, TimeUnit::Second, true, true);
+    let expected = read_all(&reference, &inst).unwrap();
+    assert_eq!(expected.len(), 1_000);
+    for unit in [
+        TimeUnit::Second,
+        TimeUnit::Millisecond,
+        TimeUnit::Microsecond,
+        TimeUnit::Nanosecond,
+    ] {
+        for int_volume in [true, false] {
+            let path = dir.path().join(format!("{unit:?}-{int_volume}.arrow"));
+            write_arrow_layout(&path, &rows, unit, int_volume, false);
+            assert_eq!(
+                read_all(&path, &inst).unwrap(),
+                expected,
+                "{unit:?}, int volume {int_volume}"
+            );
+        }
+    }
+
+    // The same bad row is the same error on both paths, at the same row.
+    let mut bad = rows.clone();
+    bad[700].2 = -5;
+    let errors: Vec<String> = [true, false]
+        .into_iter()
+        .map(|text_prices| {
+            let path = dir.path().join(format!("negative-{text_prices}.arrow"));
+            write_arrow_layout(&path, &bad, TimeUnit::Second, true, text_prices);
+            let result: Vec<Result<Bar, DataError>> =
+                open_bars(&path, None, &inst).unwrap().collect();
+            assert_eq!(result.iter().filter(|r| r.is_ok()).count(), 700);
+            let err = result.last().unwrap().as_ref().unwrap_err();
+            assert_eq!(err.place(), Some(Place::Row(701)), "{err}");
+            err.to_string().replace("negative-true", "negative-false")
+        })
+        .collect();
+    assert_eq!(errors[0], errors[1]);
+
+    // A timestamp in seconds too far out for nanoseconds: out of range, on both paths.
+    let mut far = rows.clone();
+    far[10].0 = i64::MAX / 100;
+    for text_prices in [true, false] {
+        let path = dir.path().join(format!("far-{text_prices}.arrow"));
+        write_arrow_layout(&path, &far, TimeUnit::Second, true, text_prices);
+        let err = read_all(&path, &inst).unwrap_err();
+        assert_eq!(err.place(), Some(Place::Row(11)), "{err}");
+        assert!(err.to_string().contains("out of range"), "{err}");
+    }
+}
