@@ -15,7 +15,11 @@ async fn stores_opened_at_once_on_a_new_file_all_migrate_it() {
             let path = path.clone();
             tokio::spawn(async move { SqliteStore::open(&path).await })
         });
-        for (i, opened) in futures_util::future::join_all(opens).await.into_iter().enumerate() {
+        for (i, opened) in futures_util::future::join_all(opens)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             let store = opened.expect("task").unwrap_or_else(|e| {
                 panic!("round {round}: opener {i} failed: {e}");
             });
