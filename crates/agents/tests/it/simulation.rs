@@ -184,7 +184,9 @@ async fn three_models_five_days(market: &Market, sim: Arc<Simulator>) {
     let text = std::fs::read_to_string(dir.join("agents").join("mom.jsonl")).unwrap();
     let dates: Vec<String> = text
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["summary"]["date"].to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["summary"]["date"].to_string()
+        })
         .collect();
     let mut sorted = dates.clone();
     sorted.sort();

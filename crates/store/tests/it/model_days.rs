@@ -484,11 +484,14 @@ async fn memories_are_kept_with_their_days(t: Ctx) {
     );
 }
 
-
 /// Every column of `table`'s rows of `model`, as text (NULL as `None`), in `seq` order.
 async fn rows_of(t: &Ctx, table: &str, columns: &str, model: &str) -> Vec<Vec<Option<String>>> {
     // `job_details` has one row per model and date here, and no seq.
-    let order = if table == "job_details" { "date" } else { "seq" };
+    let order = if table == "job_details" {
+        "date"
+    } else {
+        "seq"
+    };
     use sqlx::Row;
     let n = columns.split(',').count();
     let select: Vec<String> = columns
@@ -551,7 +554,9 @@ async fn a_batched_completion_stores_the_rows_a_single_one_does(t: Ctx) {
         .await
         .expect("claim")
         .expect("claimed");
-    s.complete_model_day(&key("one"), &o).await.expect("complete");
+    s.complete_model_day(&key("one"), &o)
+        .await
+        .expect("complete");
     let mut claims = s
         .claim_model_days(&job.id, date(2), &["two".into(), "three".into()], LEASE)
         .await
@@ -576,7 +581,10 @@ async fn a_batched_completion_stores_the_rows_a_single_one_does(t: Ctx) {
             "seq, step, action, symbol, quantity, price, fee, cash_after",
         ),
         ("holdings", "seq, symbol, quantity, price, value"),
-        ("reasoning_logs", "seq, step, role, content, tool_calls, created_at"),
+        (
+            "reasoning_logs",
+            "seq, step, role, content, tool_calls, created_at",
+        ),
         (
             "tool_usage",
             "seq, step, tool_name, args, result, latency_ms, error, created_at",
@@ -613,7 +621,10 @@ async fn a_batched_completion_stores_the_rows_a_single_one_does(t: Ctx) {
     assert_eq!(logs[1].content, o.reasoning[1].content);
     assert_eq!(logs[3].tool_calls, o.reasoning[3].tool_calls);
     assert_eq!(s.trades(&key("two")).await.expect("trades"), o.trades);
-    assert_eq!(s.holdings(&key("three")).await.expect("holdings"), o.holdings);
+    assert_eq!(
+        s.holdings(&key("three")).await.expect("holdings"),
+        o.holdings
+    );
 }
 
 /// A date's batch whose second day breaks a constraint when its rows are inserted (two holdings
