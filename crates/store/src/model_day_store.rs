@@ -1011,9 +1011,8 @@ mod rows_param {
     pub(super) const TOOL_USAGE: usize = 18;
 }
 
-/// The tables a completion writes rows to, with their columns after the key and `seq`, and how
-/// each column's value is read from a row of its JSON array (`{v}` is the row's JSON, `{i}` the
-/// value's index in the row).
+/// The tables a completion writes rows to: the `$n` of their rows' parameter and their columns
+/// after the key and `seq`, in the order of a row's values, with how each is carried.
 const ROW_TABLES: [(&str, usize, &[(&str, ColumnType)]); 4] = [
     (
         "positions",
