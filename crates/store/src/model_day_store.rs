@@ -1013,7 +1013,7 @@ mod rows_param {
 
 /// The tables a completion writes rows to: the `$n` of their rows' parameter and their columns
 /// after the key and `seq`, in the order of a row's values, with how each is carried.
-const ROW_TABLES: [(&str, usize, &[(&str, ColumnType)]); 4] = [
+const ROW_TABLES: [RowTable; 4] = [
     (
         "positions",
         rows_param::POSITIONS,
@@ -1062,6 +1062,9 @@ const ROW_TABLES: [(&str, usize, &[(&str, ColumnType)]); 4] = [
         ],
     ),
 ];
+
+/// A table of [`ROW_TABLES`]: its name, the `$n` of its rows, its columns and their types.
+type RowTable = (&'static str, usize, &'static [(&'static str, ColumnType)]);
 
 /// How a column's value is carried in a row's JSON and turned back into the column's type.
 #[derive(Clone, Copy)]
