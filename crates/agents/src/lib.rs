@@ -34,7 +34,7 @@ pub use config::{
 pub use config_dir::{ConfigDir, ConfigFile, ConfigPathError, MAX_CONFIG_BYTES};
 pub use desk::{Market, OrderOutcome, Proposal, Side, execute_proposal};
 pub use error::AgentError;
-pub use job_folder::{job_dir, model_day_file};
+pub use job_folder::{job_dir, model_day_log, model_day_record, model_day_records};
 pub use job_owner::{InterruptedJob, interrupt_orphaned_jobs, job_owner, owned_elsewhere};
 pub use news_search::{NewsHit, search_config_news};
 pub use order_gate::{KILL_SWITCH_CODE, OrderGate, day_refusal, is_refusal, refusal};

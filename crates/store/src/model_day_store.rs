@@ -990,167 +990,293 @@ async fn complete<D: Db>(
     done.into_model_day()
 }
 
-/// A statement built of parts. PostgreSQL: `$n` placeholders, the model-day's key bound once as
-/// `$1`–`$3` and named by every part. SQLite: anonymous `?` placeholders bound in order
-/// (sqlx-sqlite looks each named one up by its name, a scan of all of them, so a statement of n
-/// named placeholders costs O(n²) to bind); each use of the key binds it again.
-struct Batch {
-    statement: Statement,
-    key: ModelDayKey,
-    pg: bool,
-    /// SQLite: the key's date as sqlx-sqlite writes a `NaiveDate` (`%F`), formatted once
-    /// rather than for every row that binds it.
-    date_text: String,
+/// The completion of one claimed model-day as one statement of a fixed text (see
+/// [`claimed_text`]): the day's key, counts and amounts as scalar parameters, and each table's
+/// rows as one parameter, a JSON array of rows (each row an array of its values), which the
+/// statement unpacks (`json_each` in SQLite, `json_array_elements` in PostgreSQL). One text for
+/// every day, whatever its row counts, so each connection prepares it once and reuses it
+/// (PostgreSQL parsed and planned a statement of a new text for most days before).
+///
+/// Values keep the text they had as bound parameters, so the rows stored are the same: decimals
+/// as [`Num`]'s text, JSON columns as JSON text inside a JSON string, timestamps as sqlx writes
+/// them to SQLite (RFC 3339, `AutoSi`) or, for PostgreSQL, to the microsecond it keeps.
+mod rows_param {
+    /// The `$n` of each parameter of the completion statement.
+    pub(super) const JOB_ID: usize = 1;
+    pub(super) const MODEL: usize = 2;
+    pub(super) const DATE: usize = 3;
+    pub(super) const POSITIONS: usize = 15;
+    pub(super) const HOLDINGS: usize = 16;
+    pub(super) const REASONING: usize = 17;
+    pub(super) const TOOL_USAGE: usize = 18;
 }
 
-impl Batch {
-    fn new(key: &ModelDayKey, pg: bool) -> Self {
-        let mut statement = sql(String::with_capacity(4096));
-        if pg {
-            statement = statement.bind(&key.job_id).bind(&key.model).bind(key.date);
-        }
-        Batch {
-            statement,
-            key: key.clone(),
-            pg,
-            date_text: if pg {
-                String::new()
-            } else {
-                key.date.format("%F").to_string()
-            },
-        }
-    }
+/// The tables a completion writes rows to: the `$n` of their rows' parameter and their columns
+/// after the key and `seq`, in the order of a row's values, with how each is carried.
+const ROW_TABLES: [RowTable; 4] = [
+    (
+        "positions",
+        rows_param::POSITIONS,
+        &[
+            ("step", ColumnType::Int),
+            ("action", ColumnType::Text),
+            ("symbol", ColumnType::Text),
+            ("quantity", ColumnType::Numeric),
+            ("price", ColumnType::Numeric),
+            ("fee", ColumnType::Numeric),
+            ("cash_after", ColumnType::Numeric),
+        ],
+    ),
+    (
+        "holdings",
+        rows_param::HOLDINGS,
+        &[
+            ("symbol", ColumnType::Text),
+            ("quantity", ColumnType::Numeric),
+            ("price", ColumnType::Numeric),
+            ("value", ColumnType::Numeric),
+        ],
+    ),
+    (
+        "reasoning_logs",
+        rows_param::REASONING,
+        &[
+            ("step", ColumnType::Int),
+            ("role", ColumnType::Text),
+            ("content", ColumnType::Text),
+            ("tool_calls", ColumnType::Json),
+            ("created_at", ColumnType::Time),
+        ],
+    ),
+    (
+        "tool_usage",
+        rows_param::TOOL_USAGE,
+        &[
+            ("step", ColumnType::Int),
+            ("tool_name", ColumnType::Text),
+            ("args", ColumnType::Json),
+            ("result", ColumnType::Json),
+            ("latency_ms", ColumnType::BigInt),
+            ("error", ColumnType::Text),
+            ("created_at", ColumnType::Time),
+        ],
+    ),
+];
 
-    /// Appends `text`.
-    fn push(&mut self, text: &str) {
-        self.statement.text.push_str(text);
-    }
+/// A table of [`ROW_TABLES`]: its name, the `$n` of its rows, its columns and their types.
+type RowTable = (&'static str, usize, &'static [(&'static str, ColumnType)]);
 
-    /// Appends a placeholder for `value`.
-    fn arg(&mut self, value: impl Into<Arg>) {
-        self.statement.args.push(value.into());
-        if self.pg {
-            let n = self.statement.args.len();
-            self.statement.text.push('$');
-            self.statement.text.push_str(&n.to_string());
-        } else {
-            self.statement.text.push('?');
+/// How a column's value is carried in a row's JSON and turned back into the column's type.
+#[derive(Clone, Copy)]
+enum ColumnType {
+    Int,
+    BigInt,
+    Text,
+    /// [`Num`]'s text.
+    Numeric,
+    /// JSON text, as a JSON string.
+    Json,
+    /// A timestamp's text.
+    Time,
+}
+
+impl ColumnType {
+    /// The SQL reading the value at index `i` of row `v` as this type.
+    fn read(self, pg: bool, v: &str, i: usize) -> String {
+        if !pg {
+            // SQLite: `->>` gives INTEGER for a JSON integer, TEXT for a string, NULL for null:
+            // what binding the value gave.
+            return format!("{v} ->> {i}");
         }
-    }
-
-    /// Appends a placeholder of the key's job id.
-    fn job_id(&mut self) {
-        if self.pg {
-            self.push("$1");
-        } else {
-            self.arg(self.key.job_id.clone());
-        }
-    }
-
-    /// Appends `job_id = …, model = …, date = …` (with `sep` between, e.g. ` AND `) or, without
-    /// names, the three values.
-    fn key(&mut self, named: bool, sep: &str) {
-        let names: [&str; 3] = if named {
-            ["job_id = ", "model = ", "date = "]
-        } else {
-            ["", "", ""]
+        let cast = match self {
+            ColumnType::Int => "::int",
+            ColumnType::BigInt => "::bigint",
+            ColumnType::Text => "",
+            ColumnType::Numeric => "::numeric",
+            ColumnType::Json => "::jsonb",
+            ColumnType::Time => "::timestamptz",
         };
-        if self.pg {
-            self.push(&format!(
-                "{}$1{sep}{}$2{sep}{}$3",
-                names[0], names[1], names[2]
-            ));
+        format!("({v} ->> {i}){cast}")
+    }
+}
+
+/// The text of the statement completing a claimed model-day on `pg` (else SQLite), deleting an
+/// earlier attempt's rows first when `earlier_attempts` (SQLite; PostgreSQL deletes them in
+/// statements of their own, see [`delete_earlier_rows`]). Parameters: `$1`–`$3` the key, `$4`
+/// finished at, `$5` duration ms, `$6` steps, `$7` tool errors, `$8` tool calls, `$9` memory,
+/// `$10` cash, `$11` portfolio value, `$12` the claim's attempts, `$13`/`$14` the currency of the
+/// amounts (code, precision), `$15`–`$18` the rows of each table (see [`ROW_TABLES`]), `$19` the
+/// event's kind, `$20` its payload, `$21` its time.
+///
+/// The day is updated only if it is still running under this claim and the job's currency is
+/// that of the amounts. SQLite runs the parts in order in one transaction (the RETURNING row
+/// says the update matched; the caller rolls back if not). PostgreSQL runs one statement whose
+/// other parts are data-modifying CTEs that write only if it matched; the event takes the
+/// event-order lock (see `lock_event_order`) before its row takes a `seq`, held to the commit.
+fn claimed_text(pg: bool, earlier_attempts: bool) -> String {
+    let mut text = String::with_capacity(4096);
+    let key = "job_id = $1 AND model = $2 AND date = $3";
+    if pg {
+        text.push_str("WITH d AS (");
+    }
+    text.push_str(&format!(
+        "UPDATE job_details SET status = 'completed', error = NULL, finished_at = $4, \
+         duration_ms = $5, steps = $6, tool_errors = $7, tool_calls = $8, memory = $9, \
+         cash = $10, portfolio_value = $11 \
+         WHERE {key} AND status = 'running' AND attempts = $12 \
+         AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = $1 AND j.currency = $13 \
+         AND j.currency_precision = $14) RETURNING 1"
+    ));
+    text.push_str(if pg { ")" } else { ";\n" });
+    if earlier_attempts && !pg {
+        for (table, _, _) in ROW_TABLES {
+            text.push_str(&format!("DELETE FROM {table} WHERE {key};\n"));
+        }
+    }
+    for (part, (table, param, columns)) in ROW_TABLES.iter().enumerate() {
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        let values: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| ty.read(pg, "r.v", i))
+            .collect();
+        let (seq, from) = if pg {
+            (
+                "(r.n - 1)::int",
+                format!(
+                    "json_array_elements(${param}::json) WITH ORDINALITY AS r (v, n) \
+                     WHERE EXISTS (SELECT 1 FROM d)"
+                ),
+            )
         } else {
-            self.push(names[0]);
-            self.arg(self.key.job_id.clone());
-            self.push(sep);
-            self.push(names[1]);
-            self.arg(self.key.model.clone());
-            self.push(sep);
-            self.push(names[2]);
-            self.arg(self.date_text.clone());
+            // json_each's `key` of an array element is its index; `value` its JSON.
+            (
+                "r.key",
+                format!("(SELECT key, value AS v FROM json_each(${param})) AS r"),
+            )
+        };
+        if pg {
+            text.push_str(&format!(", i{} AS (", part + 1));
+        }
+        text.push_str(&format!(
+            "INSERT INTO {table} (job_id, model, date, seq, {}) SELECT ${}, ${}, ${}, {seq}, {} FROM {from}",
+            names.join(", "),
+            rows_param::JOB_ID,
+            rows_param::MODEL,
+            rows_param::DATE,
+            values.join(", "),
+        ));
+        text.push_str(if pg { ")" } else { ";\n" });
+    }
+    if pg {
+        text.push_str(
+            " INSERT INTO workflow_events (job_id, kind, node_id, payload, at) \
+             SELECT $1, $19, NULL, $20, $21 \
+             FROM d, (SELECT pg_advisory_xact_lock(7314200007)) AS l",
+        );
+    } else {
+        text.push_str(
+            "INSERT INTO workflow_events (job_id, kind, node_id, payload, at) \
+             VALUES ($1, $19, NULL, $20, $21)",
+        );
+    }
+    text
+}
+
+/// The texts of [`claimed_text`], built once: PostgreSQL, SQLite, SQLite after an earlier attempt.
+fn claimed_texts(pg: bool, earlier_attempts: bool) -> &'static str {
+    static TEXTS: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+        [
+            claimed_text(true, false),
+            claimed_text(false, false),
+            claimed_text(false, true),
+        ]
+    });
+    match (pg, earlier_attempts) {
+        (true, _) => &TEXTS[0],
+        (false, false) => &TEXTS[1],
+        (false, true) => &TEXTS[2],
+    }
+}
+
+/// One table's rows as the JSON array parameter of the completion statement.
+struct RowsJson {
+    out: String,
+    pg: bool,
+    /// At the start of a row (no `,` before its first value).
+    row_start: bool,
+}
+
+impl RowsJson {
+    fn new(pg: bool) -> Self {
+        RowsJson {
+            out: String::from("["),
+            pg,
+            row_start: true,
         }
     }
 
-    /// Appends `VALUES (key, seq, …), …` of `rows`, each row's own values written by `row` (a
-    /// `, ` before each); `seq` is the row's index.
-    fn values<T>(
-        &mut self,
-        rows: &[T],
-        mut row: impl FnMut(&mut Self, &T) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.push(" VALUES ");
-        for (seq, item) in rows.iter().enumerate() {
-            if seq > 0 {
-                self.push(", ");
+    fn row(&mut self) {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        self.out.push('[');
+        self.row_start = true;
+    }
+
+    fn end_row(&mut self) {
+        self.out.push(']');
+    }
+
+    fn sep(&mut self) {
+        if !self.row_start {
+            self.out.push(',');
+        }
+        self.row_start = false;
+    }
+
+    fn int(&mut self, value: i64) {
+        self.sep();
+        self.out.push_str(&value.to_string());
+    }
+
+    /// A JSON string of `value` (null if `None`).
+    fn text(&mut self, value: Option<&str>) {
+        self.sep();
+        match value {
+            // Writing a string into a String cannot fail.
+            Some(text) => {
+                let quoted = serde_json::to_string(text).unwrap_or_default();
+                self.out.push_str(&quoted);
             }
-            self.push("(");
-            self.key(false, ", ");
-            self.push(", ");
-            let seq = i32::try_from(seq)
-                .map_err(|_| StoreError::Invalid(format!("{seq} rows are too many")))?;
-            self.arg(seq);
-            row(self, item)?;
-            self.push(")");
+            None => self.out.push_str("null"),
         }
-        Ok(())
     }
 
-    /// One multi-row INSERT of `rows` into `table` (nothing without rows), written only when
-    /// the day's update matched: on SQLite a statement of the script after it; on PostgreSQL
-    /// the data-modifying CTE `iN AS (INSERT … SELECT * FROM (VALUES …) AS v (columns) WHERE
-    /// EXISTS (SELECT 1 FROM d))`, `N` counted by `part`.
-    fn insert_rows<T>(
-        &mut self,
-        part: &mut usize,
-        table: &str,
-        columns: &str,
-        rows: &[T],
-        row: impl FnMut(&mut Self, &T) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        *part += 1;
-        if self.pg {
-            self.push(&format!(", i{part} AS ("));
-        }
-        self.push(&format!("INSERT INTO {table} ({columns})"));
-        if self.pg {
-            self.push(" SELECT * FROM (");
-        }
-        self.values(rows, row)?;
-        if self.pg {
-            self.push(&format!(
-                ") AS v ({columns}) WHERE EXISTS (SELECT 1 FROM d))"
-            ));
+    fn num(&mut self, value: Num) {
+        self.text(Some(&value.text()));
+    }
+
+    /// JSON text as a JSON string: the text SQLite stores, or PostgreSQL's `jsonb` input.
+    fn json(&mut self, value: Option<&Value>) {
+        let text = value.map(Value::to_string);
+        self.text(text.as_deref());
+    }
+
+    /// A timestamp as the back end keeps it bound: SQLite's text as sqlx-sqlite writes it,
+    /// PostgreSQL's to the microsecond (sqlx truncates to it).
+    fn time(&mut self, at: DateTime<Utc>) {
+        let text = if self.pg {
+            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         } else {
-            self.push(";\n");
-        }
-        Ok(())
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+        };
+        self.text(Some(&text));
     }
 
-    /// `, value` (a placeholder for it).
-    fn then(&mut self, value: impl Into<Arg>) {
-        self.push(", ");
-        self.arg(value);
-    }
-
-    /// `, json` (a placeholder for it). SQLite stores JSON as the text sqlx-sqlite would write
-    /// (`serde_json::to_string`), so it is bound as that text, written once from the borrowed
-    /// value instead of a deep copy of it; PostgreSQL binds `jsonb`.
-    fn then_json(&mut self, value: Option<&Value>) {
-        self.push(", ");
-        self.arg_json(value);
-    }
-
-    /// A placeholder for `json`, bound as [`Batch::then_json`] binds it.
-    fn arg_json(&mut self, value: Option<&Value>) {
-        if self.pg {
-            self.arg(value.map(Json));
-        } else {
-            self.arg(value.map(Value::to_string));
-        }
+    fn finish(mut self) -> String {
+        self.out.push(']');
+        self.out
     }
 }
 
@@ -1196,146 +1322,91 @@ fn claimed_statement<D: Db>(
     let attempts = i32::try_from(claim.attempts)
         .map_err(|_| StoreError::Invalid(format!("{key}: attempts out of range")))?;
     let pg = D::BACKEND == Backend::Postgres;
-    let mut b = Batch::new(key, pg);
-    // The day itself: only if it is still running under this claim and the job's currency is
-    // that of the amounts. SQLite runs the parts in order in one transaction (the RETURNING row
-    // says the update matched); PostgreSQL runs one statement whose other parts are data-
-    // modifying CTEs that write only if it matched.
-    b.push(if pg { "WITH d AS (" } else { "" });
-    b.push("UPDATE job_details SET status = 'completed', error = NULL, finished_at = ");
-    b.arg(at);
-    b.push(", duration_ms = ");
-    b.arg(duration_ms);
-    b.push(", steps = ");
-    b.arg(step_param(outcome.steps)?);
-    b.push(", tool_errors = ");
-    b.arg(step_param(outcome.tool_errors())?);
-    b.push(", tool_calls = ");
-    b.arg(step_param(outcome.tool_call_count())?);
-    b.push(", memory = ");
-    b.arg_json(outcome.memory.as_ref());
-    b.push(", cash = ");
-    b.arg(Num::from_money(outcome.cash));
-    b.push(", portfolio_value = ");
-    b.arg(same_currency(
-        outcome.portfolio_value,
-        ccy,
-        "portfolio value",
-        key,
-    )?);
-    b.push(" WHERE ");
-    b.key(true, " AND ");
-    b.push(" AND status = 'running' AND attempts = ");
-    b.arg(attempts);
-    b.push(" AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = ");
-    b.job_id();
-    b.push(" AND j.currency = ");
-    b.arg(ccy.code());
-    b.push(" AND j.currency_precision = ");
-    b.arg(i32::from(ccy.precision()));
-    b.push(if pg {
-        ") RETURNING 1)"
-    } else {
-        ") RETURNING 1;\n"
-    });
-    // Rows of an earlier attempt (only a later claim can find any) go first. On PostgreSQL
-    // the CTEs of one statement run in no set order, so they go in a statement of their own.
     let earlier_attempts = claim.attempts > 1;
-    if earlier_attempts && !pg {
-        for table in ["positions", "holdings", "reasoning_logs", "tool_usage"] {
-            b.push(&format!("DELETE FROM {table} WHERE "));
-            b.key(true, " AND ");
-            b.push(";\n");
-        }
+
+    let mut positions = RowsJson::new(pg);
+    for t in &outcome.trades {
+        positions.row();
+        positions.int(i64::from(step_param(t.step)?));
+        positions.text(Some(t.action.as_str()));
+        positions.text(t.symbol.as_deref());
+        positions.num(Num::from_decimal(t.quantity));
+        positions.num(Num::from_decimal(t.price));
+        positions.num(same_currency(t.fee, ccy, "a trade's fee", key)?);
+        positions.num(same_currency(
+            t.cash_after,
+            ccy,
+            "a trade's cash after",
+            key,
+        )?);
+        positions.end_row();
     }
-    // Each table's rows: one multi-row INSERT, written only when the update matched.
-    let mut part = 0;
-    b.insert_rows(
-        &mut part,
-        "positions",
-        "job_id, model, date, seq, step, action, symbol, quantity, price, fee, cash_after",
-        &outcome.trades,
-        |b, t| {
-            b.then(step_param(t.step)?);
-            b.then(t.action.as_str());
-            b.then(t.symbol.as_deref());
-            b.then(Num::from_decimal(t.quantity));
-            b.then(Num::from_decimal(t.price));
-            b.then(same_currency(t.fee, ccy, "a trade's fee", key)?);
-            b.then(same_currency(
-                t.cash_after,
-                ccy,
-                "a trade's cash after",
-                key,
-            )?);
-            Ok(())
-        },
-    )?;
-    b.insert_rows(
-        &mut part,
-        "holdings",
-        "job_id, model, date, seq, symbol, quantity, price, value",
-        &outcome.holdings,
-        |b, h| {
-            b.then(h.symbol.as_str());
-            b.then(Num::from_decimal(h.quantity));
-            b.then(Num::from_decimal(h.price));
-            b.then(same_currency(h.value, ccy, "a holding's value", key)?);
-            Ok(())
-        },
-    )?;
-    b.insert_rows(
-        &mut part,
-        "reasoning_logs",
-        "job_id, model, date, seq, step, role, content, tool_calls, created_at",
-        &outcome.reasoning,
-        |b, m| {
-            b.then(step_param(m.step)?);
-            b.then(m.role.as_str());
-            b.then(m.content.as_str());
-            b.then_json(m.tool_calls.as_ref());
-            b.then(m.created_at);
-            Ok(())
-        },
-    )?;
-    b.insert_rows(
-        &mut part,
-        "tool_usage",
-        "job_id, model, date, seq, step, tool_name, args, result, latency_ms, error, created_at",
-        &outcome.tool_calls,
-        |b, c| {
-            b.then(step_param(c.step)?);
-            b.then(c.tool.as_str());
-            b.then_json(Some(&c.args));
-            b.then_json(c.result.as_ref());
-            b.then(c.latency_ms);
-            b.then(c.error.as_deref());
-            b.then(c.created_at);
-            Ok(())
-        },
-    )?;
-    // The event last. On PostgreSQL it is the statement's own part, and takes the event-order
-    // lock (see `lock_event_order`) before its row takes a `seq`; the lock is held to the
-    // commit, which is the end of the statement.
-    if pg {
-        b.push(" INSERT INTO workflow_events (job_id, kind, node_id, payload, at) SELECT ");
+    let mut holdings = RowsJson::new(pg);
+    for h in &outcome.holdings {
+        holdings.row();
+        holdings.text(Some(&h.symbol));
+        holdings.num(Num::from_decimal(h.quantity));
+        holdings.num(Num::from_decimal(h.price));
+        holdings.num(same_currency(h.value, ccy, "a holding's value", key)?);
+        holdings.end_row();
+    }
+    let mut reasoning = RowsJson::new(pg);
+    for m in &outcome.reasoning {
+        reasoning.row();
+        reasoning.int(i64::from(step_param(m.step)?));
+        reasoning.text(Some(&m.role));
+        reasoning.text(Some(&m.content));
+        reasoning.json(m.tool_calls.as_ref());
+        reasoning.time(m.created_at);
+        reasoning.end_row();
+    }
+    let mut tools = RowsJson::new(pg);
+    for c in &outcome.tool_calls {
+        tools.row();
+        tools.int(i64::from(step_param(c.step)?));
+        tools.text(Some(&c.tool));
+        tools.json(Some(&c.args));
+        tools.json(c.result.as_ref());
+        tools.int(c.latency_ms);
+        tools.text(c.error.as_deref());
+        tools.time(c.created_at);
+        tools.end_row();
+    }
+    // The memory column: JSON text on SQLite (as sqlx-sqlite writes it), `jsonb` on PostgreSQL.
+    let memory: Arg = if pg {
+        outcome.memory.as_ref().map(Json).into()
     } else {
-        b.push("INSERT INTO workflow_events (job_id, kind, node_id, payload, at) VALUES (");
-    }
-    b.job_id();
-    b.push(", ");
-    b.arg(kind);
-    b.push(", NULL, ");
-    b.arg(Json(payload));
-    b.push(", ");
-    b.arg(now());
-    if pg {
-        b.push(" FROM d, (SELECT pg_advisory_xact_lock(7314200007)) AS l");
-    } else {
-        b.push(")");
-    }
+        outcome.memory.as_ref().map(Value::to_string).into()
+    };
+    let statement = sql(claimed_texts(pg, earlier_attempts))
+        .bind(&key.job_id)
+        .bind(&key.model)
+        .bind(key.date)
+        .bind(at)
+        .bind(duration_ms)
+        .bind(step_param(outcome.steps)?)
+        .bind(step_param(outcome.tool_errors())?)
+        .bind(step_param(outcome.tool_call_count())?)
+        .bind(memory)
+        .bind(Num::from_money(outcome.cash))
+        .bind(same_currency(
+            outcome.portfolio_value,
+            ccy,
+            "portfolio value",
+            key,
+        )?)
+        .bind(attempts)
+        .bind(ccy.code())
+        .bind(i32::from(ccy.precision()))
+        .bind(positions.finish())
+        .bind(holdings.finish())
+        .bind(reasoning.finish())
+        .bind(tools.finish())
+        .bind(kind)
+        .bind(Json(payload))
+        .bind(now());
     Ok(ClaimedStatement {
-        statement: b.statement,
+        statement,
         key: key.clone(),
         ccy,
         earlier_attempts,

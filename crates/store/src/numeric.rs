@@ -68,7 +68,7 @@ impl Num {
             .map_err(|e| NumError::Unparsable(e.to_string()))
     }
 
-    fn text(self) -> String {
+    pub(crate) fn text(self) -> String {
         fixed::format_raw(self.0, MONEY_PRECISION, 0)
     }
 }

@@ -101,7 +101,7 @@ impl FinishedDay {
 }
 
 /// Runs and records one model-day that `claim` claimed. A session that produced an outcome
-/// comes back as [`DayEnd::Finished`], written to its file but not yet to the store (the
+/// comes back as [`DayEnd::Finished`], written to its model's file but not yet to the store (the
 /// caller completes a date's days together); a failed or refused one is recorded here. `Err`
 /// when the store or the disk failed (the job then fails with that error; a re-trigger runs
 /// the day again).
@@ -175,7 +175,8 @@ pub(super) async fn run_claimed_day(
         Some((config, entries)) => remember(&ctx, &*provider, config, entries, &mut report).await,
         None => None,
     };
-    // Files first: if the process dies before the store commit, the day re-runs and replaces them.
+    // The file first: if the process dies before the store commit, the day re-runs and its new
+    // line replaces this one.
     write_model_day(&ctx.data_dir, &key.job_id, &key.model, key.date, &report)?;
     match report.outcome.take() {
         Some(outcome) => {

@@ -172,13 +172,14 @@ async fn lessons_are_stored_and_carried_into_later_sessions() {
     }
 
     // The model-day file carries the entry too.
-    let file = tradeloom_agents::model_day_file(
+    let text = tradeloom_agents::model_day_record(
         &market.root().join("data"),
         &job.id,
         "mem",
         date(days[2]),
-    );
-    let text: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(text["summary"]["memory"]["lesson"], json!(mem[2].lesson));
 
     // Deterministic: the same config on another store remembers the same things.

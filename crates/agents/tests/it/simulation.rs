@@ -164,9 +164,9 @@ async fn three_models_five_days(market: &Market, sim: Arc<Simulator>) {
         "{bootstrap}"
     );
     assert!(bootstrap.contains(&format!("job_id: {}", job.id)));
-    let day_file = dir.join("agents").join("mom").join("2025-01-03.json");
-    let day: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&day_file).unwrap()).unwrap();
+    let data = market.root().join("data");
+    let days = tradeloom_agents::model_day_records(&data, &job.id, "mom").unwrap();
+    let day = &days[&"2025-01-03".parse::<chrono::NaiveDate>().unwrap()];
     assert_eq!(day["summary"]["status"], "completed", "{day}");
     assert_eq!(day["summary"]["date"], "2025-01-03");
     // The transcript opens with the system prompt and the session message; every LLM call and
@@ -180,17 +180,24 @@ async fn three_models_five_days(market: &Market, sim: Arc<Simulator>) {
         day["tool_calls"].as_array().unwrap().len() as u64,
         day["summary"]["tool_calls"].as_u64().unwrap()
     );
-    // Nothing else per day: no folder, no leftover temporary file.
-    let names: Vec<String> = std::fs::read_dir(dir.join("agents").join("mom"))
+    // One line per model-day, in date order, in one file per model; no file per day.
+    let text = std::fs::read_to_string(dir.join("agents").join("mom.jsonl")).unwrap();
+    let dates: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["summary"]["date"].to_string()
+        })
+        .collect();
+    let mut sorted = dates.clone();
+    sorted.sort();
+    assert_eq!(dates, sorted);
+    assert_eq!(dates.len(), days.len());
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("agents"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(
-        names
-            .iter()
-            .all(|n| n.ends_with(".json") && !n.starts_with('.')),
-        "{names:?}"
-    );
+    names.sort();
+    assert!(names.iter().all(|n| n.ends_with(".jsonl")), "{names:?}");
 
     // Same config again: nothing to do.
     let (again, same) = run_to_end(&sim, &resolved).await.unwrap();

@@ -47,14 +47,14 @@ fn usd(text: &str) -> Money {
 }
 
 fn summary(market: &Market, job_id: &str, model: &str, date: &str) -> Value {
-    let path = market
-        .root()
-        .join("data/runs")
-        .join(job_id)
-        .join("agents")
-        .join(model)
-        .join(format!("{date}.json"));
-    let day: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let day = tradeloom_agents::model_day_record(
+        &market.root().join("data"),
+        job_id,
+        model,
+        date.parse().unwrap(),
+    )
+    .unwrap()
+    .unwrap();
     day["summary"].clone()
 }
 

@@ -235,7 +235,7 @@ async fn memory_figures(
 }
 
 /// Prompt and completion tokens of every completed model-day of the simulator's (one) job, as
-/// its model-day files record them (the reflection's call included).
+/// its models' files record them (the reflection's call included).
 async fn job_tokens(
     sim: &tradeloom_agents::Simulator,
     data_dir: &std::path::Path,
@@ -248,28 +248,16 @@ async fn job_tokens(
         .next()
         .context("the benchmark's job is missing")?;
     let (mut prompt, mut completion) = (0u64, 0u64);
-    let mut offset = 0;
-    loop {
-        let page = store
-            .results(&tradeloom_store::ResultsFilter {
-                job_id: Some(job.id.clone()),
-                completed_only: true,
-                limit: tradeloom_store::MAX_PAGE,
-                offset,
-                ..Default::default()
-            })
-            .await?;
-        offset += page.items.len() as u64;
-        for item in &page.items {
-            let day = &item.model_day;
-            let file = tradeloom_agents::model_day_file(data_dir, &job.id, &day.model, day.date);
-            let text: serde_json::Value = serde_json::from_slice(&std::fs::read(&file)?)?;
-            let usage = &text["summary"]["usage"];
+    // The benchmark's config names its models.
+    let models = job.config["models"].as_array().into_iter().flatten();
+    for model in models.filter_map(|m| m["name"].as_str()) {
+        for day in tradeloom_agents::model_day_records(data_dir, &job.id, model)?.values() {
+            if day["summary"]["status"] != "completed" {
+                continue;
+            }
+            let usage = &day["summary"]["usage"];
             prompt += usage["prompt_tokens"].as_u64().unwrap_or(0);
             completion += usage["completion_tokens"].as_u64().unwrap_or(0);
-        }
-        if page.items.is_empty() || offset >= page.total {
-            break;
         }
     }
     Ok((prompt, completion))

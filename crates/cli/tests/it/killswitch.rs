@@ -348,31 +348,21 @@ async fn the_api_engages_and_releases_with_roles_and_the_state_survives_a_restar
     assert_eq!(who, [("engage", "ops-desk"), ("release", "ops-desk")]);
 }
 
-/// Model-day folders of a job: (model/date, summary, tool calls).
+/// Model-days of a job, from its models' files: (model/date, summary, tool calls).
 fn model_days(
     data: &std::path::Path,
     job_id: &str,
 ) -> Vec<(String, serde_json::Value, Vec<serde_json::Value>)> {
     let mut out = Vec::new();
     let agents = data.join("runs").join(job_id).join("agents");
-    for model in std::fs::read_dir(&agents).unwrap() {
-        let model = model.unwrap();
-        for day in std::fs::read_dir(model.path()).unwrap() {
-            let day = day.unwrap().path();
-            let file: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&day).unwrap()).unwrap();
-            let summary = file["summary"].clone();
+    for file in std::fs::read_dir(&agents).unwrap() {
+        let path = file.unwrap().path();
+        let model = path.file_stem().unwrap().to_string_lossy().into_owned();
+        for (date, day) in tradeloom_agents::model_day_records(data, job_id, &model).unwrap() {
+            let summary = day["summary"].clone();
             // A refused day ran no session and has no `tool_calls`.
-            let calls = file["tool_calls"].as_array().cloned().unwrap_or_default();
-            out.push((
-                format!(
-                    "{}/{}",
-                    model.file_name().to_string_lossy(),
-                    day.file_stem().unwrap().to_string_lossy()
-                ),
-                summary,
-                calls,
-            ));
+            let calls = day["tool_calls"].as_array().cloned().unwrap_or_default();
+            out.push((format!("{model}/{date}"), summary, calls));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -430,21 +430,18 @@ async fn bad_requests_get_json_errors() {
     );
 }
 
-/// Files of the job's run folder: model-day → trades as written next to the store commit.
+/// The job's run folder (a file per model, the last line of a date is the day's): completed
+/// model-day → trades, as written next to the store commit.
 fn folder_trades(data: &Path, job_id: &str) -> BTreeMap<(String, String), usize> {
     let mut out = BTreeMap::new();
     let agents: PathBuf = data.join("runs").join(job_id).join("agents");
-    for model in std::fs::read_dir(&agents).unwrap() {
-        let model = model.unwrap();
-        for day in std::fs::read_dir(model.path()).unwrap() {
-            let day = day.unwrap().path();
-            let file: Value = serde_json::from_slice(&std::fs::read(&day).unwrap()).unwrap();
-            let summary = &file["summary"];
+    for file in std::fs::read_dir(&agents).unwrap() {
+        let path = file.unwrap().path();
+        let model = path.file_stem().unwrap().to_string_lossy().into_owned();
+        for (date, day) in tradeloom_agents::model_day_records(data, job_id, &model).unwrap() {
+            let summary = &day["summary"];
             if summary["status"] == "completed" {
-                let key = (
-                    model.file_name().into_string().unwrap(),
-                    day.file_stem().unwrap().to_string_lossy().into_owned(),
-                );
+                let key = (model.clone(), date.to_string());
                 out.insert(key, summary["trades"].as_array().unwrap().len());
             }
         }

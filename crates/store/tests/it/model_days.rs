@@ -17,6 +17,8 @@ backend_tests!(
     a_claimed_day_completes_in_one_batch,
     a_date_is_claimed_and_completed_at_once,
     memories_are_kept_with_their_days,
+    a_batched_completion_stores_the_rows_a_single_one_does,
+    a_batch_with_a_bad_day_rolls_back_as_a_unit,
 );
 
 const LEASE: Duration = Duration::from_secs(600);
@@ -480,4 +482,197 @@ async fn memories_are_kept_with_their_days(t: Ctx) {
             .expect("memories")
             .is_empty()
     );
+}
+
+/// Every column of `table`'s rows of `model`, as text (NULL as `None`), in `seq` order.
+async fn rows_of(t: &Ctx, table: &str, columns: &str, model: &str) -> Vec<Vec<Option<String>>> {
+    // `job_details` has one row per model and date here, and no seq.
+    let order = if table == "job_details" {
+        "date"
+    } else {
+        "seq"
+    };
+    use sqlx::Row;
+    let n = columns.split(',').count();
+    let select: Vec<String> = columns
+        .split(',')
+        .map(|c| format!("CAST({} AS TEXT)", c.trim()))
+        .collect();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM {table} WHERE model = $1 ORDER BY {order}",
+        select.join(", ")
+    ));
+    match &t.raw {
+        crate::Raw::Sqlite(p) => sqlx::query(sql)
+            .bind(model)
+            .fetch_all(p)
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| (0..n).map(|i| r.get::<Option<String>, _>(i)).collect())
+            .collect(),
+        crate::Raw::Postgres(p) => sqlx::query(sql)
+            .bind(model)
+            .fetch_all(p)
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| (0..n).map(|i| r.get::<Option<String>, _>(i)).collect())
+            .collect(),
+    }
+}
+
+/// An outcome with the values a completion must carry exactly: sub-microsecond times, quotes,
+/// backslashes, newlines and non-ASCII text, a JSON `null` result (not SQL NULL), no tool calls
+/// on a message, a tool error, many decimals, a memory entry.
+fn awkward_outcome() -> tradeloom_store::ModelDayOutcome {
+    use chrono::TimeZone;
+    let mut o = outcome("10017.561728394500000001", 6);
+    let at = chrono::Utc
+        .timestamp_opt(1_735_828_200, 123_456_789)
+        .single()
+        .expect("time");
+    o.reasoning[1].content = "quote \" backslash \\ newline \n tab \t é 🚀 {\"json\": [1]}".into();
+    o.reasoning[2].created_at = at;
+    o.reasoning[3].tool_calls = Some(serde_json::json!([{"x": 1.5, "s": "é\"\n", "n": null}]));
+    o.tool_calls[0].result = Some(serde_json::Value::Null);
+    o.tool_calls[0].created_at = at;
+    o.tool_calls[1].args = serde_json::json!({"q": "it's", "deep": {"a": [true, false, 1e3]}});
+    o.trades[0].price = tradeloom_core::Decimal::parse("0.000000000000000001").expect("price");
+    o.memory = Some(serde_json::json!({"lesson": "ünïcode \"quoted\""}));
+    o
+}
+
+/// The completion of a claimed batch (rows passed as one JSON parameter per table) stores the
+/// same rows, column for column, as `complete_model_day` (rows bound one value at a time).
+async fn a_batched_completion_stores_the_rows_a_single_one_does(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "same-rows", &["one", "two", "three"], &[2]).await;
+    let o = awkward_outcome();
+    let key = |m: &str| ModelDayKey::new(&job.id, m, date(2));
+    s.claim_model_day(&key("one"), LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    s.complete_model_day(&key("one"), &o)
+        .await
+        .expect("complete");
+    let mut claims = s
+        .claim_model_days(&job.id, date(2), &["two".into(), "three".into()], LEASE)
+        .await
+        .expect("claim a date");
+    claims.sort_by(|a, b| b.model.cmp(&a.model));
+    let payload = serde_json::json!({"e": "é"});
+    let days: Vec<ClaimedCompletion<'_>> = claims
+        .iter()
+        .map(|claim| ClaimedCompletion {
+            claim,
+            outcome: &o,
+            kind: "model_day_completed",
+            payload: &payload,
+            finished_at: chrono::Utc::now(),
+        })
+        .collect();
+    let answers = s.complete_claimed_model_days(&days).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let tables = [
+        (
+            "positions",
+            "seq, step, action, symbol, quantity, price, fee, cash_after",
+        ),
+        ("holdings", "seq, symbol, quantity, price, value"),
+        (
+            "reasoning_logs",
+            "seq, step, role, content, tool_calls, created_at",
+        ),
+        (
+            "tool_usage",
+            "seq, step, tool_name, args, result, latency_ms, error, created_at",
+        ),
+    ];
+    for (table, columns) in tables {
+        let single = rows_of(&t, table, columns, "one").await;
+        assert!(!single.is_empty(), "{table}");
+        for batched in ["two", "three"] {
+            assert_eq!(
+                rows_of(&t, table, columns, batched).await,
+                single,
+                "{table} of {batched}"
+            );
+        }
+    }
+    // The day's own columns too (its times differ).
+    let own = "cash, portfolio_value, steps, tool_calls, tool_errors, memory, status";
+    let single = rows_of(&t, "job_details", own, "one").await;
+    assert_eq!(single.len(), 1);
+    assert_eq!(rows_of(&t, "job_details", own, "two").await, single);
+    assert_eq!(rows_of(&t, "job_details", own, "three").await, single);
+    // Read back through the store: the outcome exactly (PostgreSQL keeps times to the
+    // microsecond, SQLite as given).
+    let micros = |at: chrono::DateTime<chrono::Utc>| match &t.raw {
+        crate::Raw::Postgres(_) => chrono::SubsecRound::trunc_subsecs(at, 6),
+        crate::Raw::Sqlite(_) => at,
+    };
+    let tools = s.tool_usage(&key("two")).await.expect("tools");
+    assert_eq!(tools[0].result, Some(serde_json::Value::Null));
+    assert_eq!(tools[0].created_at, micros(o.tool_calls[0].created_at));
+    assert_eq!(tools[1].args, o.tool_calls[1].args);
+    let logs = s.reasoning_logs(&key("three")).await.expect("logs");
+    assert_eq!(logs[1].content, o.reasoning[1].content);
+    assert_eq!(logs[3].tool_calls, o.reasoning[3].tool_calls);
+    assert_eq!(s.trades(&key("two")).await.expect("trades"), o.trades);
+    assert_eq!(
+        s.holdings(&key("three")).await.expect("holdings"),
+        o.holdings
+    );
+}
+
+/// A date's batch whose second day breaks a constraint when its rows are inserted (two holdings
+/// of one symbol) keeps nothing of the first day from the batch: the batch rolls back as a
+/// unit, then each day completes on its own — the first with its rows, the second refused.
+async fn a_batch_with_a_bad_day_rolls_back_as_a_unit(t: Ctx) {
+    let s = &*t.store;
+    let job = create(s, "unit", &["good", "bad"], &[2]).await;
+    let claims = {
+        let mut c = s
+            .claim_model_days(&job.id, date(2), &["good".into(), "bad".into()], LEASE)
+            .await
+            .expect("claim a date");
+        c.sort_by(|a, b| b.model.cmp(&a.model));
+        c
+    };
+    let good = outcome("100", 3);
+    let mut bad = outcome("100", 3);
+    bad.holdings[1].symbol = bad.holdings[0].symbol.clone();
+    let payload = serde_json::json!({});
+    let days: Vec<ClaimedCompletion<'_>> = claims
+        .iter()
+        .zip([&good, &bad])
+        .map(|(claim, outcome)| ClaimedCompletion {
+            claim,
+            outcome,
+            kind: "model_day_completed",
+            payload: &payload,
+            finished_at: chrono::Utc::now(),
+        })
+        .collect();
+    assert_eq!(days[0].claim.model, "good");
+    let events = t.count("workflow_events").await;
+    let answers = s.complete_claimed_model_days(&days).await;
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert!(answers[1].is_err(), "{answers:?}");
+    let key = |m: &str| ModelDayKey::new(&job.id, m, date(2));
+    assert_eq!(
+        s.model_day(&key("good")).await.expect("day").status,
+        ModelDayStatus::Completed
+    );
+    let bad_day = s.model_day(&key("bad")).await.expect("day");
+    assert_eq!(bad_day.status, ModelDayStatus::Running);
+    // Only the good day's rows and event: nothing of the bad day, nothing twice.
+    assert_eq!(t.count("holdings").await, 2);
+    assert_eq!(t.count("positions").await, 2);
+    assert_eq!(t.count("reasoning_logs").await, 3);
+    assert_eq!(t.count("tool_usage").await, 2);
+    assert_eq!(t.count("workflow_events").await, events + 1);
+    assert!(s.holdings(&key("bad")).await.expect("holdings").is_empty());
 }
