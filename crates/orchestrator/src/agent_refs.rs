@@ -13,6 +13,20 @@ use tradeloom_store::{DefinitionKind, Store, StoreError};
 
 use crate::error::OrchestratorError;
 
+/// Whether `definition` (a workflow definition's JSON) has no `agent` node: then
+/// [`resolve_definition_refs`] has nothing to resolve in it, whatever the store holds, so a
+/// run of it executes the definition as it is.
+pub fn names_no_agents(definition: &Value) -> bool {
+    definition
+        .get("nodes")
+        .and_then(Value::as_array)
+        .is_none_or(|nodes| {
+            !nodes
+                .iter()
+                .any(|n| n.get("type").and_then(Value::as_str) == Some("agent"))
+        })
+}
+
 /// `definition` (a workflow definition's JSON) with every agent reference and unpinned skill
 /// tool resolved from `store`, or `None` when it has none. Every reference that does not
 /// resolve is an [`OrchestratorError::Unresolved`] naming its field (`nodes[2].config.agent`).
@@ -158,5 +172,27 @@ fn apply_agent(config: &mut Map<String, Value>, pinned: &DefinitionRef, agent: A
             "tools".into(),
             Value::Array(tools.into_iter().map(Value::String).collect()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::names_no_agents;
+
+    #[test]
+    fn only_a_definition_with_an_agent_node_has_references_to_pin() {
+        let transforms = json!({"name": "d", "nodes": [
+            {"id": "a", "type": "transform", "config": {"output": {"x": 1}}},
+            {"id": "b", "type": "http", "needs": ["a"], "config": {"url": "http://x"}},
+        ]});
+        assert!(names_no_agents(&transforms));
+        assert!(names_no_agents(&json!({"name": "empty"})));
+        let with_agent = json!({"name": "d", "nodes": [
+            {"id": "a", "type": "transform", "config": {}},
+            {"id": "b", "type": "agent", "config": {"agent": "analyst"}},
+        ]});
+        assert!(!names_no_agents(&with_agent));
     }
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tracing::Instrument;
 use tradeloom_flow::ir::{NodeKind, SimulationSource};
 use tradeloom_flow::{Context, FlowLimits, Ir, IrNode, RunInfo, compile_with, parse_definition};
@@ -138,8 +138,9 @@ pub struct Coordinator {
     stored_blobs: Mutex<std::collections::HashSet<String>>,
     runs: Mutex<HashMap<String, RunSlot>>,
     notify: Arc<Notify>,
-    /// Per-run wake-ups of [`crate::Runtime::wait_for`] callers.
-    run_waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Per-run wake-ups of [`crate::Runtime::wait_for`] callers, each with the status of the
+    /// run's last commit in this process.
+    run_waiters: Mutex<HashMap<String, watch::Sender<Option<RunStatus>>>>,
     committer: Committer,
     /// Ids of runs that just failed or were cancelled: workers stop their running attempts.
     stopped: broadcast::Sender<String>,
@@ -225,23 +226,22 @@ impl Coordinator {
         &self.notify
     }
 
-    /// Woken after every committed transition of run `run_id`; call
-    /// [`Coordinator::release_run_notifier`] when done listening.
-    pub fn run_notifier(&self, run_id: &str) -> Arc<Notify> {
+    /// Changes after every committed transition of run `run_id` to the status it committed
+    /// (`None` until the first); a watch, so a commit that lands while its listener is busy is
+    /// seen at its next `changed()`, never lost. Call [`Coordinator::release_run_notifier`]
+    /// when done listening.
+    pub fn run_notifier(&self, run_id: &str) -> watch::Receiver<Option<RunStatus>> {
         lock(&self.run_waiters)
             .entry(run_id.to_string())
-            .or_default()
-            .clone()
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
     }
 
-    /// Gives back a notifier of [`Coordinator::run_notifier`].
-    pub fn release_run_notifier(&self, run_id: &str, notifier: Arc<Notify>) {
+    /// Gives back a listener of [`Coordinator::run_notifier`].
+    pub fn release_run_notifier(&self, run_id: &str, notifier: watch::Receiver<Option<RunStatus>>) {
         let mut waiters = lock(&self.run_waiters);
         drop(notifier);
-        if waiters
-            .get(run_id)
-            .is_some_and(|n| Arc::strong_count(n) == 1)
-        {
+        if waiters.get(run_id).is_some_and(|n| n.receiver_count() == 0) {
             waiters.remove(run_id);
         }
     }
@@ -770,7 +770,7 @@ impl Coordinator {
             }
         }
         if let Some(waiters) = lock(&self.run_waiters).get(run_id) {
-            waiters.notify_waiters();
+            waiters.send_replace(Some(status));
         }
     }
 

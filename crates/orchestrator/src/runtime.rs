@@ -198,7 +198,14 @@ pub struct Runtime {
     in_flight: Arc<InFlight>,
     /// With the coordinator role: re-emits the work of stalled runs (see [`STALL_AFTER`]).
     sweeper: Mutex<Option<JoinHandle<()>>>,
+    /// Hashes of definitions without `agent` nodes: a run of one executes it as it is, so its
+    /// start reads and parses nothing to pin (definitions are content-addressed: a hash's
+    /// answer never changes). At most [`PLAIN_DEFINITIONS`].
+    plain_definitions: Mutex<std::collections::HashSet<String>>,
 }
+
+/// Definition hashes [`Runtime::plain_definitions`] keeps before it starts again.
+const PLAIN_DEFINITIONS: usize = 4_096;
 
 /// A run whose revision has not moved this long has its work re-emitted by a coordinator:
 /// another coordinator may have died between committing its transition and enqueuing the
@@ -329,6 +336,7 @@ impl Runtime {
             handles: Mutex::new(Vec::new()),
             in_flight,
             sweeper: Mutex::new(None),
+            plain_definitions: Mutex::new(std::collections::HashSet::new()),
         }))
     }
 
@@ -711,12 +719,24 @@ impl Runtime {
         &self,
         v: &WorkflowVersion,
     ) -> Result<(String, String), OrchestratorError> {
+        let as_it_is = || (v.definition_hash.clone(), v.ir_hash.clone());
+        if lock(&self.plain_definitions).contains(&v.definition_hash) {
+            return Ok(as_it_is());
+        }
         let store = self.store();
         let blob = store.blob(&v.definition_hash).await?;
         let Ok(definition) = serde_json::from_str::<Value>(&blob.body) else {
             // Not JSON: compiling it reports why (`ir_of_definition`).
-            return Ok((v.definition_hash.clone(), v.ir_hash.clone()));
+            return Ok(as_it_is());
         };
+        if crate::agent_refs::names_no_agents(&definition) {
+            let mut plain = lock(&self.plain_definitions);
+            if plain.len() >= PLAIN_DEFINITIONS {
+                plain.clear();
+            }
+            plain.insert(v.definition_hash.clone());
+            return Ok(as_it_is());
+        }
         let Some(resolved) =
             crate::agent_refs::resolve_definition_refs(&**store, &definition).await?
         else {
@@ -1003,9 +1023,11 @@ impl Runtime {
         .await
     }
 
-    /// Reads run `run_id` after each of its commits in this process (and at least every
-    /// 200 ms, for commits of other processes) until `settled` holds for its status or
-    /// `timeout` passes; its last state.
+    /// Reads run `run_id` until `settled` holds for its status or `timeout` passes; its last
+    /// state. It is read at once, after each commit of it in this process that committed a
+    /// settled status (a commit of a status that is not settled is not worth a read: the
+    /// run's next commit wakes the waiter again), and at least every 200 ms, for commits of
+    /// other processes.
     async fn wait_until(
         &self,
         run_id: &str,
@@ -1013,28 +1035,56 @@ impl Runtime {
         settled: impl Fn(RunStatus) -> bool,
     ) -> Result<WorkflowRun, OrchestratorError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        // Woken by the run's own commits only; the timeout covers commits of other processes.
-        let notify = self.coordinator.run_notifier(run_id);
+        // Marks the commits before this call as seen: the first read below covers them.
+        let mut commits = self.coordinator.run_notifier(run_id);
+        commits.borrow_and_update();
         let result = loop {
-            let notified = notify.notified();
             let run = match self.store().workflow_run(run_id).await {
                 Ok(run) => run,
                 Err(e) => break Err(e.into()),
             };
-            let now = tokio::time::Instant::now();
-            if settled(run.status) || now >= deadline {
+            if settled(run.status) || tokio::time::Instant::now() >= deadline {
                 break Ok(run);
             }
-            let nap = Duration::from_millis(200).min(deadline - now);
-            let _ = tokio::time::timeout(nap, notified).await;
+            let nap_until =
+                (tokio::time::Instant::now() + Duration::from_millis(200)).min(deadline);
+            next_read(&mut commits, nap_until, &settled).await;
         };
-        self.coordinator.release_run_notifier(run_id, notify);
+        self.coordinator.release_run_notifier(run_id, commits);
         result
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits until a waiter of [`Runtime::wait_until`] should read its run again: a commit of this
+/// process committed a settled status (or one whose status is unknown), or `nap_until` came
+/// (the waiter's nap, for commits of other processes, or its deadline).
+async fn next_read(
+    commits: &mut watch::Receiver<Option<RunStatus>>,
+    nap_until: tokio::time::Instant,
+    settled: &impl Fn(RunStatus) -> bool,
+) {
+    loop {
+        match tokio::time::timeout_at(nap_until, commits.changed()).await {
+            // The nap ended: read (another process may have moved the run).
+            Err(_) => return,
+            Ok(Ok(())) => {
+                let committed = *commits.borrow_and_update();
+                if committed.is_none_or(settled) {
+                    return;
+                }
+            }
+            // The coordinator dropped the run's sender (it never does while a receiver is
+            // registered); reading at the nap's pace is still right.
+            Ok(Err(_)) => {
+                tokio::time::sleep_until(nap_until).await;
+                return;
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -1069,5 +1119,65 @@ fn stored_node_view(s: &tradeloom_store::NodeState, removed: bool) -> NodeView {
         not_before: s.not_before,
         needs: Vec::new(),
         removed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terminal(status: RunStatus) -> bool {
+        status.is_terminal()
+    }
+
+    /// Far enough that a `next_read` that returned did so on a commit, not on its nap.
+    fn no_nap() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[tokio::test]
+    async fn a_settled_commit_made_while_the_waiter_was_reading_is_not_lost() {
+        let (sender, mut commits) = watch::channel(None);
+        commits.borrow_and_update();
+        // Both commits land before the waiter listens again (it was reading the store).
+        sender.send_replace(Some(RunStatus::Running));
+        sender.send_replace(Some(RunStatus::Completed));
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            next_read(&mut commits, no_nap(), &terminal),
+        )
+        .await
+        .expect("the completed commit wakes the waiter");
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_settles_nothing_is_not_read_and_the_next_one_is() {
+        let (sender, mut commits) = watch::channel(None);
+        commits.borrow_and_update();
+        sender.send_replace(Some(RunStatus::Running));
+        let mut waiting = Box::pin(next_read(&mut commits, no_nap(), &terminal));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+                .await
+                .is_err(),
+            "a commit of `running` is not worth a read of the run"
+        );
+        sender.send_replace(Some(RunStatus::Failed));
+        tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the failed commit wakes the waiter");
+    }
+
+    #[tokio::test]
+    async fn the_nap_still_ends_the_wait_for_other_processes_commits() {
+        let (_sender, mut commits) = watch::channel(None::<RunStatus>);
+        commits.borrow_and_update();
+        let nap_until = tokio::time::Instant::now() + Duration::from_millis(20);
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            next_read(&mut commits, nap_until, &terminal),
+        )
+        .await
+        .expect("without commits of this process the waiter reads at the end of its nap");
     }
 }

@@ -291,11 +291,17 @@ impl Driver for Sqlite {
     fn execute(on: On<'_, Self>, statement: Statement) -> BoxFuture<'_, Result<Done, sqlx::Error>> {
         Box::pin(async move {
             let args = arguments::<Sqlite>(statement.args).map_err(sqlx::Error::Encode)?;
+            // A plain `SELECT` run for its success alone (the health check's `SELECT 1`)
+            // writes nothing: it must not move the read version, or every answer the API
+            // keeps under it would be dropped and built again at once.
+            let writes = may_write(&statement.text);
             let query = sqlx::query_with(AssertSqlSafe(statement.text), args);
             let done = match on {
                 On::Pool(pool) => {
                     let done = query.execute(pool).await;
-                    note_commit();
+                    if writes {
+                        note_commit();
+                    }
                     done?
                 }
                 On::Tx(conn) => query.execute(conn).await?,

@@ -83,7 +83,14 @@ pub async fn observe(config: &HealthConfig, env: &Environment) -> Observations {
             None
         }
     };
-    control_plane.insert("disk".to_string(), probe_disk(data_dir));
+    // The probe syncs a file: off the async workers, which serve requests meanwhile.
+    let disk = {
+        let dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || probe_disk(&dir))
+            .await
+            .unwrap_or_else(|e| Probe::failed(format!("the disk probe did not finish: {e}")))
+    };
+    control_plane.insert("disk".to_string(), disk);
     let api = match &config.api {
         Some(url) => Some(probe_api(url).await),
         None => None,

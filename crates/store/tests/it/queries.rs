@@ -17,6 +17,7 @@ backend_tests!(
     leaderboard_per_model,
     runs_index,
     read_version_moves_with_every_commit,
+    a_health_check_moves_no_read_version,
 );
 
 async fn results_filters_and_pagination(t: Ctx) {
@@ -259,6 +260,33 @@ async fn runs_index(t: Ctx) {
         s.run("nope").await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// The health monitor's `SELECT 1` (every 10 s in `serve`) writes nothing, so it leaves the
+/// read version where it is: when it moved it, every answer the API kept was dropped at once
+/// and the requests in flight all read through SQL together (the start-up stall of the sixth
+/// pass in docs/src/benchmarks.md).
+async fn a_health_check_moves_no_read_version(t: Ctx) {
+    let s = &*t.store;
+    // Other tests of this process commit meanwhile (and on PostgreSQL every transaction of
+    // the server moves the version), so one unmoved try in many is the evidence: a check
+    // that moved the version would move it every time.
+    let mut unmoved = 0;
+    for _ in 0..40 {
+        let v0 = s.read_version().await.expect("version");
+        s.health().await.expect("health");
+        if s.read_version().await.expect("version") == v0 {
+            unmoved += 1;
+            if unmoved == 3 {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!(
+        "a health check moved the read version {} times of 40",
+        40 - unmoved
+    );
 }
 
 /// The read version (what `GET /results` keeps answers under) moves with every write of this
