@@ -80,7 +80,7 @@ class Backtest(unittest.TestCase):
                 )
         # The frame is kept under frames/, named by its hash, and the run points at it.
         spec_text = (result.run_dir / "run_spec.yaml").read_text()
-        frames = list((self.data_dir / "frames").glob("*.parquet"))
+        frames = list((self.data_dir / "frames").glob("*.arrow"))
         self.assertTrue(frames and any(f.name in spec_text for f in frames), spec_text)
 
     def test_a_spec_dict(self):

@@ -134,14 +134,23 @@ def _arrow_table(frame: Any, symbol: str):
     )
 
 
+# Rows per record batch of a frame's file: the reader decodes a batch at a time, so a frame of
+# millions of rows in one chunk is cut into batches this long (the size the run's reader uses).
+_FRAME_BATCH_ROWS = 65_536
+
+
 def _write_frames(data: Any, folder: Path) -> dict:
     """Writes each frame of ``data`` (a dict of frames by symbol, or one frame: key ``""``,
-    the spec's only instrument) as Parquet into ``folder``, named by the sha256 of its bytes,
-    so the run folder's spec points at a file that stays; ``{symbol: path}``."""
+    the spec's only instrument) as an Arrow IPC file into ``folder``, named by the sha256 of
+    its bytes, so the run folder's spec points at a file that stays; ``{symbol: path}``.
+
+    Arrow IPC, not Parquet: the columns are written as they are in memory (no encoding, no
+    compression) and the run reads them back without decoding, which for a warm notebook loop
+    is most of what ``data=`` costs. A frame already kept (the same bytes) is not written
+    again."""
     import hashlib
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     frames = dict(data) if isinstance(data, Mapping) else {"": data}
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,16 +158,45 @@ def _write_frames(data: Any, folder: Path) -> dict:
     for symbol, frame in frames.items():
         if not isinstance(symbol, str):
             raise TypeError(f"data: keys are symbols (str), got {symbol!r}")
-        sink = pa.BufferOutputStream()
-        pq.write_table(_arrow_table(frame, symbol), sink)
-        blob = sink.getvalue().to_pybytes()
-        path = folder / f"{hashlib.sha256(blob).hexdigest()}.parquet"
-        if not path.exists():
-            partial = path.with_suffix(".partial")
-            partial.write_bytes(blob)
-            os.replace(partial, path)
+        table = _arrow_table(frame, symbol)
+        # Streamed to a partial file and hashed on the way: no copy of the whole frame in
+        # memory (a 1M-row frame is ~48 MB); renamed to its hash, or dropped if already kept.
+        partial = folder / f".frame.{os.getpid()}.{id(table):x}.partial"
+        try:
+            with open(partial, "wb") as raw:
+                hashing = _HashingWriter(raw, hashlib.sha256())
+                with pa.ipc.new_file(pa.PythonFile(hashing, mode="w"), table.schema) as writer:
+                    for batch in table.to_batches(max_chunksize=_FRAME_BATCH_ROWS):
+                        writer.write_batch(batch)
+            path = folder / f"{hashing.hasher.hexdigest()}.arrow"
+            if path.exists():
+                partial.unlink()
+            else:
+                os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         paths[symbol] = os.fspath(path.resolve())
     return paths
+
+
+class _HashingWriter:
+    """A binary file that hashes what is written to it (for ``pyarrow.PythonFile``)."""
+
+    def __init__(self, raw, hasher) -> None:
+        self.raw = raw
+        self.hasher = hasher
+        self.closed = False
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        self.hasher.update(view)
+        return self.raw.write(view)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def backtest(
@@ -175,7 +213,7 @@ def backtest(
     run's spec records it as ``python:module.Class`` with its ``params``. An object runs once:
     make a new one for each backtest. ``data``, a frame (pandas, polars or pyarrow) for a
     one-instrument spec or a dict of frames by symbol, replaces the spec's bar files: each is
-    written as Parquet under ``<data_dir>/frames/`` (named by its sha256) and hashed into the
+    written as an Arrow IPC file under ``<data_dir>/frames/`` (named by its sha256) and hashed into the
     run like any bar file. Raises :class:`SpecError` if the spec or data is refused (no run
     folder is made) and :class:`RunFailed` if the run fails (its folder says why)."""
     described = None if strategy is None else _describe(strategy)
