@@ -97,7 +97,11 @@ impl Simulator {
         loop {
             // Ended for a pause or a cancel: a resume or a re-trigger may have come meanwhile.
             let held = match self.run_job(job_id).await {
-                Ok(job) => matches!(job.status, JobStatus::Paused | JobStatus::Cancelled),
+                // `pending`: re-triggered after the cancel while this driver was ending.
+                Ok(job) => matches!(
+                    job.status,
+                    JobStatus::Paused | JobStatus::Cancelled | JobStatus::Pending
+                ),
                 Err(e) => {
                     tracing::error!(job_id = %job_id, error = %e, "simulation job stopped");
                     false
@@ -107,10 +111,11 @@ impl Simulator {
             // Only a driver that ended for a pause or a cancel runs again, and only if the job
             // was resumed or re-triggered since (a job left running for other reasons is not
             // looped on).
+            // (A resume makes it `running`; a re-trigger of a cancelled job, `pending`.)
             let resumed = held
                 && matches!(
                     self.store.job(job_id).await.map(|j| j.status),
-                    Ok(JobStatus::Running)
+                    Ok(JobStatus::Running | JobStatus::Pending)
                 );
             if !resumed {
                 running.remove(job_id);

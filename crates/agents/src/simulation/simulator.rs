@@ -151,14 +151,19 @@ impl Simulator {
                 return Ok(TriggerOutcome::Started { job, resumed: true });
             }
             if job.status == JobStatus::Cancelled {
-                // Its in-flight days may still be finishing (here or in another process)…
-                if self.running.lock().await.contains(&job.id)
-                    || crate::job_owner::owned_elsewhere(&*self.store, &job.id).await?
-                {
-                    return Ok(TriggerOutcome::AlreadyRunning(job));
+                // Its in-flight days may still be finishing. In this process, its driver is
+                // re-opened below and runs on (`drive_until_held`; [`Simulator::trigger`] takes
+                // no second slot for it): its running days are its own, not reset. Answering
+                // "already running" here left the job cancelled, its days never re-run.
+                let ending_here = self.running.lock().await.contains(&job.id);
+                if !ending_here {
+                    // In another process: that one is still at it.
+                    if crate::job_owner::owned_elsewhere(&*self.store, &job.id).await? {
+                        return Ok(TriggerOutcome::AlreadyRunning(job));
+                    }
+                    // … or left `running` by a process that died after the cancel.
+                    self.store.reset_running_model_days(&job.id).await?;
                 }
-                // … or were left `running` by a process that died after the cancel.
-                self.store.reset_running_model_days(&job.id).await?;
             }
             if self.store.retry_failed_model_days(&job.id).await? == 0 {
                 return Ok(TriggerOutcome::Current(job));
