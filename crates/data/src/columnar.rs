@@ -150,24 +150,7 @@ impl ColumnarBars {
         if ts_col.null_count() > 0 {
             return None;
         }
-        let (ts, ts_mult): (&[i64], i64) = match ts_col.data_type() {
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-                (ts_col.as_primitive::<TimestampNanosecondType>().values(), 1)
-            }
-            DataType::Timestamp(TimeUnit::Microsecond, _) => (
-                ts_col.as_primitive::<TimestampMicrosecondType>().values(),
-                1_000,
-            ),
-            DataType::Timestamp(TimeUnit::Millisecond, _) => (
-                ts_col.as_primitive::<TimestampMillisecondType>().values(),
-                1_000_000,
-            ),
-            DataType::Timestamp(TimeUnit::Second, _) => (
-                ts_col.as_primitive::<TimestampSecondType>().values(),
-                1_000_000_000,
-            ),
-            _ => return None,
-        };
+        let (ts, ts_mult) = timestamp_values(ts_col.as_ref())?;
         let mut cols: [&[f64]; 4] = [&[]; 4];
         for (slot, idx) in cols.iter_mut().zip([c.open, c.high, c.low, c.close]) {
             let col = batch.column(idx);
@@ -238,26 +221,19 @@ impl ColumnarBars {
                     Quantity::from_raw((v * 1e9).round() as i64, self.size_precision)
                         .unwrap_or(Quantity::ZERO)
                 }
-                // As the cell path: an exact integer at 10^-9, then a quantity.
-                Volume::Int(vol) => {
-                    let raw = match vol[i].checked_mul(1_000_000_000) {
-                        Some(raw) => raw,
-                        None => {
-                            self.rows = row - 1;
-                            let e = RowError::OutOfRange {
-                                what: "volume".to_string(),
-                            };
-                            return Some(Err(self.row_error(row, e)));
-                        }
-                    };
-                    match Quantity::from_raw(raw, self.size_precision) {
-                        Ok(q) => q,
-                        Err(_) => {
-                            self.rows = row - 1;
-                            return Some(Err(self.row_error(row, RowError::NegativeQuantity)));
-                        }
+                // Through the cell path's conversion: the same quantity and the same errors.
+                Volume::Int(vol) => match Numeric::Exact(i128::from(vol[i]), 0)
+                    .to_raw(FIXED_PRECISION, "volume")
+                    .and_then(|raw| {
+                        Quantity::from_raw(raw, self.size_precision)
+                            .map_err(|_| RowError::NegativeQuantity)
+                    }) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        self.rows = row - 1;
+                        return Some(Err(self.row_error(row, e)));
                     }
-                }
+                },
                 Volume::None => Quantity::ZERO,
             };
             let pp = self.price_precision;
@@ -447,32 +423,37 @@ fn numeric(array: &dyn Array, i: usize, name: &str) -> Result<Numeric, RowError>
     })
 }
 
+/// A timestamp column's values and what turns one into nanoseconds; `None` for another type.
+fn timestamp_values(array: &dyn Array) -> Option<(&[i64], i64)> {
+    let DataType::Timestamp(unit, _) = array.data_type() else {
+        return None;
+    };
+    Some(match unit {
+        TimeUnit::Second => (
+            array.as_primitive::<TimestampSecondType>().values(),
+            1_000_000_000,
+        ),
+        TimeUnit::Millisecond => (
+            array.as_primitive::<TimestampMillisecondType>().values(),
+            1_000_000,
+        ),
+        TimeUnit::Microsecond => (
+            array.as_primitive::<TimestampMicrosecondType>().values(),
+            1_000,
+        ),
+        TimeUnit::Nanosecond => (array.as_primitive::<TimestampNanosecondType>().values(), 1),
+    })
+}
+
 fn timestamp(array: &dyn Array, i: usize) -> Result<UnixNanos, RowError> {
     if array.is_null(i) {
         return Err(RowError::MissingTimestamp);
     }
     let overflow = || RowError::TimestampOutOfRange;
+    if let Some((values, mult)) = timestamp_values(array) {
+        return Ok(UnixNanos(values[i].checked_mul(mult).ok_or_else(overflow)?));
+    }
     Ok(match array.data_type() {
-        DataType::Timestamp(unit, _) => {
-            let (v, mult) = match unit {
-                TimeUnit::Second => (
-                    array.as_primitive::<TimestampSecondType>().value(i),
-                    1_000_000_000,
-                ),
-                TimeUnit::Millisecond => (
-                    array.as_primitive::<TimestampMillisecondType>().value(i),
-                    1_000_000,
-                ),
-                TimeUnit::Microsecond => (
-                    array.as_primitive::<TimestampMicrosecondType>().value(i),
-                    1_000,
-                ),
-                TimeUnit::Nanosecond => {
-                    (array.as_primitive::<TimestampNanosecondType>().value(i), 1)
-                }
-            };
-            UnixNanos(v.checked_mul(mult).ok_or_else(overflow)?)
-        }
         DataType::Date32 => UnixNanos(
             i64::from(array.as_primitive::<Date32Type>().value(i))
                 .checked_mul(NANOS_PER_DAY)
