@@ -169,11 +169,10 @@ def _write_frames(data: Any, folder: Path) -> dict:
                     for batch in table.to_batches(max_chunksize=_FRAME_BATCH_ROWS):
                         writer.write_batch(batch)
             path = folder / f"{hashing.hasher.hexdigest()}.arrow"
-            if path.exists():
-                partial.unlink()
-            else:
+            if not path.exists():
                 os.replace(partial, path)
         finally:
+            # Already kept (the same bytes), or the write failed: the partial file goes.
             partial.unlink(missing_ok=True)
         paths[symbol] = os.fspath(path.resolve())
     return paths

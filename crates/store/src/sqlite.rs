@@ -46,7 +46,7 @@ fn migration_lock_path(db: &Path) -> PathBuf {
 async fn migration_lock(db: &Path) -> Result<std::fs::File, StoreError> {
     let path = migration_lock_path(db);
     let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || {
+    let locked = tokio::task::spawn_blocking(move || {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -55,15 +55,13 @@ async fn migration_lock(db: &Path) -> Result<std::fs::File, StoreError> {
         file.lock()?;
         Ok(file)
     })
-    .await
-    .map_err(|e| StoreError::Io {
-        path: shown.clone(),
-        source: std::io::Error::other(e),
-    })?
-    .map_err(|source| StoreError::Io {
-        path: shown,
-        source,
-    })
+    .await;
+    locked
+        .unwrap_or_else(|joined| Err(std::io::Error::other(joined)))
+        .map_err(|source| StoreError::Io {
+            path: shown,
+            source,
+        })
 }
 
 /// [`BUSY_TIMEOUT`], or [`BUSY_TIMEOUT_ENV`] when it is set.
