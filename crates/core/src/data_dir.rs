@@ -4,6 +4,8 @@
 //! <data_dir>/
 //!   tradeloom.db          the embedded SQLite store (when no database URL is given)
 //!   runs/<id>/            run folders of backtests, and the folders of simulation jobs
+//!   running/<id>          an empty marker per run that may be running (the runs a start-up
+//!                         checks for interruption; `running/.complete` once every one has it)
 //!   jobs/<id>/            results of simulation jobs that have no folder under runs/
 //!   killswitch/           kill switch state files and their audit log
 //!   health/               the health monitor's files (meta_health.json, history.jsonl, heartbeats/)
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 /// The folder of run folders (and of simulation jobs' folders).
 pub const RUNS: &str = "runs";
+/// The folder of markers of runs that may be running.
+pub const RUNNING: &str = "running";
 /// The folder of job results without a run folder.
 pub const JOBS: &str = "jobs";
 /// The folder of kill switch state.
@@ -53,6 +57,11 @@ impl DataDir {
     /// `<root>/runs/<id>`: a run's folder, or a simulation job's.
     pub fn run(&self, id: &str) -> PathBuf {
         self.runs().join(id)
+    }
+
+    /// `<root>/running`: the index of runs that may be running.
+    pub fn running(&self) -> PathBuf {
+        self.root.join(RUNNING)
     }
 
     /// `<root>/jobs`.

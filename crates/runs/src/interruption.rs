@@ -4,6 +4,9 @@
 //! killed writer had half written) is cut off, a `run_interrupted` line with the reason is
 //! appended to the journal, and `metadata.json` gets the status and the reason as its error.
 //!
+//! The runs looked at are those of the index of running runs ([`crate::running`]), not every
+//! run of the data dir.
+//!
 //! Runs with no recorded owner (written before owners were recorded) and runs owned by a process
 //! on another host are left alone: nothing here can tell whether they still run.
 
@@ -16,7 +19,6 @@ use serde::Serialize;
 use tradeloom_safety::Liveness;
 
 use crate::error::RunError;
-use crate::folder::list_runs;
 use crate::journal::cut_to_last_line;
 use crate::metadata::{Metadata, RunStatus};
 
@@ -39,8 +41,24 @@ pub struct InterruptedRun {
 /// is logged and skipped; it is tried again next time.
 pub fn mark_interrupted_runs(data_dir: &Path) -> Result<Vec<InterruptedRun>, RunError> {
     let mut marked = Vec::new();
-    for (dir, meta) in list_runs(data_dir)? {
+    for dir in crate::running::candidates(data_dir)? {
+        let meta = match Metadata::read(&dir) {
+            Ok(meta) => meta,
+            // Removed, or not yet written by a run that is starting: nothing to mark.
+            Err(_) if !dir.join("metadata.json").exists() => {
+                if !dir.exists() {
+                    crate::running::unmark(&dir);
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(run_dir = %dir.display(), error = %e, "run metadata unreadable");
+                continue;
+            }
+        };
         if meta.status != RunStatus::Running {
+            // Left by a process that died between writing the metadata and removing it.
+            crate::running::unmark(&dir);
             continue;
         }
         let Some(owner) = &meta.owner else { continue };

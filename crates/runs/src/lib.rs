@@ -23,6 +23,7 @@ pub mod metadata;
 pub mod paper;
 pub mod report;
 pub mod runner;
+pub mod running;
 pub mod script;
 pub mod spec;
 pub mod sweep;

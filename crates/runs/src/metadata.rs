@@ -2,7 +2,7 @@
 //! every data file and of every artifact. The only file of a run that holds wall-clock time.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tradeloom_safety::{Durability, write_atomic};
@@ -133,7 +133,7 @@ impl Metadata {
 
     /// Writes `metadata.json` atomically (temporary file, fsync, rename).
     pub fn write(&self, run_dir: &Path) -> Result<(), RunError> {
-        self.write_as(run_dir, Durability::Synced)
+        self.write_as(run_dir, Durability::Synced, false).map(drop)
     }
 
     fn text(&self, path: &Path) -> Result<String, RunError> {
@@ -145,19 +145,43 @@ impl Metadata {
         Ok(text)
     }
 
-    fn write_as(&self, run_dir: &Path, durability: Durability) -> Result<(), RunError> {
+    /// Writes it atomically; a `running` run is put in the index of running runs first
+    /// ([`crate::running`], synced unless `index_synced_by_caller`), any other status is taken
+    /// out of it after.
+    fn write_as(
+        &self,
+        run_dir: &Path,
+        durability: Durability,
+        index_synced_by_caller: bool,
+    ) -> Result<Option<PathBuf>, RunError> {
         let path = run_dir.join("metadata.json");
         let text = self.text(&path)?;
-        write_atomic(&path, text.as_bytes(), durability).map_err(|e| RunError::io(e.path, e.source))
+        let index = match self.status {
+            RunStatus::Running => crate::running::create_marker(run_dir)?,
+            _ => None,
+        };
+        if let (Some(index), false) = (&index, index_synced_by_caller) {
+            crate::running::sync_index(index)?;
+        }
+        write_atomic(&path, text.as_bytes(), durability)
+            .map_err(|e| RunError::io(e.path, e.source))?;
+        if self.status != RunStatus::Running {
+            crate::running::unmark(run_dir);
+        }
+        Ok(index)
     }
 
     /// Writes `metadata.json` atomically (temporary file, rename) and syncs it and the folder
     /// on a thread of its own: a run's first metadata, which the run need not wait for
     /// ([`MetadataSync::wait`] before the run is sealed).
     pub(crate) fn write_syncing(&self, run_dir: &Path) -> Result<MetadataSync, RunError> {
-        self.write_as(run_dir, Durability::Renamed)?;
+        let index = self.write_as(run_dir, Durability::Renamed, true)?;
         let (path, dir) = (run_dir.join("metadata.json"), run_dir.to_path_buf());
         let sync = move || -> Result<(), RunError> {
+            // The run's marker reaches the disk before its `running` metadata does.
+            if let Some(index) = &index {
+                crate::running::sync_index(index)?;
+            }
             let file = std::fs::File::open(&path).map_err(|e| RunError::io(&path, e))?;
             file.sync_all().map_err(|e| RunError::io(&path, e))?;
             // Persisting the names in the folder, best effort as `write_atomic` does.
@@ -194,6 +218,7 @@ impl Metadata {
             tmp,
             path,
             dir: run_dir.to_path_buf(),
+            running: self.status == RunStatus::Running,
         })
     }
 }
@@ -218,6 +243,9 @@ pub(crate) struct StagedMetadata {
     tmp: std::path::PathBuf,
     path: std::path::PathBuf,
     dir: std::path::PathBuf,
+    /// Whether it says `running` (else the run leaves the index of running runs once it is in
+    /// place).
+    running: bool,
 }
 
 impl StagedMetadata {
@@ -229,6 +257,9 @@ impl StagedMetadata {
         }
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();
+        }
+        if !self.running {
+            crate::running::unmark(&self.dir);
         }
         Ok(())
     }
