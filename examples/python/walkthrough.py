@@ -65,7 +65,10 @@ print(result.metrics["total_return_pct"], len(equity), "equity points")
 try:
     import matplotlib.pyplot as plt  # optional
 
-    equity.plot(x="ts", y="equity", title="Bracketed on GOOG")
+    # The money columns are exact decimals (Python `Decimal` in pandas): floats to plot them.
+    equity.assign(equity=equity["equity"].astype(float)).plot(
+        x="ts", y="equity", title="Bracketed on GOOG"
+    )
     plt.show()
 except ImportError:
     pass

@@ -3,8 +3,8 @@
 //! It runs a spec file through the same [`tradeloom_runs::execute`] as `tradeloom run`, so a
 //! run started from Python writes the same run folder (journal, hashes, metrics, report) as
 //! one started from the command line. The Python side (python/tradeloom/__init__.py) turns
-//! specs given as dicts and data given as frames into files. A run's tables (orders, fills,
-//! trades, equity) are built as Arrow batches while its files are written and handed to
+//! specs given as dicts and data given as frames into files. A run's CSV tables (orders, fills,
+//! trades) are built as Arrow batches while its files are written and handed to
 //! pyarrow without a copy ([`table::ArrowTable`]); nothing is read back from the folder.
 
 mod indicators;
@@ -28,7 +28,8 @@ use crate::strategy::{Hooks, PythonStrategy};
 use crate::table::ArrowTable;
 
 /// What a run returns to Python: `(run_id, run_dir, status, tables)`, with `tables` the
-/// run's [`ArrowTable`]s by name (`orders`, `fills`, `trades`, `equity`).
+/// run's [`ArrowTable`]s by name (`orders`, `fills`, `trades`; the equity curve is read from
+/// `equity.parquet` when asked for).
 type Finished = (String, String, String, BTreeMap<&'static str, ArrowTable>);
 
 pyo3::create_exception!(
@@ -198,7 +199,6 @@ fn run(
                         ("orders", ArrowTable::new(t.orders)),
                         ("fills", ArrowTable::new(t.fills)),
                         ("trades", ArrowTable::new(t.trades)),
-                        ("equity", ArrowTable::new(t.equity)),
                     ])
                 })
                 .ok_or_else(|| {

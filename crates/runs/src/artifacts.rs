@@ -14,7 +14,6 @@
 
 use std::io::{self, Write};
 
-use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 
 use tradeloom_core::fixed::{MONEY_PRECISION, write_raw};
@@ -84,13 +83,12 @@ struct CsvTables {
 }
 
 impl CsvTables {
-    /// The run's tables: these with the equity curve's batch.
-    fn finish(self, equity: Result<RecordBatch, ArrowError>) -> Result<RunTables, ArrowError> {
+    /// The run's tables.
+    fn finish(self) -> Result<RunTables, ArrowError> {
         Ok(RunTables {
             orders: self.orders.finish()?,
             fills: self.fills.finish()?,
             trades: self.trades.finish()?,
-            equity: equity?,
         })
     }
 }
@@ -167,9 +165,6 @@ impl RunSink {
             fills: CsvColumns::new(&format!("{}{wall}", FILLS_HEADER.trim_end())),
             trades: CsvColumns::new(TRADES_HEADER),
         });
-        if let Some(equity) = self.equity.as_mut() {
-            equity.record();
-        }
     }
 
     /// The wall-clock time of what is written next (a paper run): the journal's `wall_ts`
@@ -222,15 +217,15 @@ impl RunSink {
             return Err(e);
         }
         let journal_lines = self.journal.len();
-        let mut equity = self
+        let equity = self
             .equity
             .ok_or_else(|| io::Error::other("equity.parquet was not written"))?;
-        let tables = match (self.tables, equity.take_table()) {
-            (Some(csv), Some(equity)) => Some(
-                csv.finish(equity)
+        let tables = match self.tables {
+            Some(csv) => Some(
+                csv.finish()
                     .map_err(|e| io::Error::other(format!("cannot build the run's tables: {e}")))?,
             ),
-            _ => None,
+            None => None,
         };
         let equity = equity.finish().map_err(|e| {
             let e = io::Error::from(e);

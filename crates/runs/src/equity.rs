@@ -22,7 +22,6 @@
 //! The file is written deterministically (the same rows give the same bytes): row groups of
 //! [`ROWS_PER_GROUP`] rows, no wall-clock time in it.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -45,7 +44,6 @@ use tradeloom_core::{Currency, Instrument, Money, UnixNanos};
 use tradeloom_engine::EquityPoint;
 
 use crate::error::RunError;
-use crate::tables::EquityColumns;
 
 /// The file's name in a run folder.
 pub const EQUITY_FILE: &str = "equity.parquet";
@@ -203,10 +201,6 @@ pub struct EquityWriter<W: Write + Send> {
     money: Money3,
     /// The last cash raw value and its rescaled value (cash changes only on fills).
     cash_cache: (i128, i128),
-    /// The rows written, kept for [`EquityWriter::take_table`] once [`EquityWriter::record`]
-    /// asked for them.
-    recorded: Option<EquityColumns>,
-    initial_cash: Money,
 }
 
 impl<W: Write + Send> EquityWriter<W> {
@@ -263,35 +257,7 @@ impl<W: Write + Send> EquityWriter<W> {
             ts: Vec::with_capacity(ROWS_PER_GROUP),
             money,
             cash_cache: (i128::MIN, 0),
-            recorded: None,
-            initial_cash,
         })
-    }
-
-    /// Keeps every row pushed from now on for [`EquityWriter::take_table`].
-    pub fn record(&mut self) {
-        self.recorded.get_or_insert_with(EquityColumns::new);
-    }
-
-    /// The rows kept since [`EquityWriter::record`] as an Arrow batch with the file's columns,
-    /// types and key-value metadata (what a reader of the finished file gets); `None` when
-    /// nothing was recorded.
-    pub fn take_table(&mut self) -> Option<Result<RecordBatch, arrow::error::ArrowError>> {
-        let recorded = self.recorded.take()?;
-        let metadata = HashMap::from([
-            (KEY_FORMAT.to_string(), FORMAT.to_string()),
-            (
-                KEY_CURRENCY.to_string(),
-                self.initial_cash.currency().code().to_string(),
-            ),
-            (KEY_INITIAL_CASH.to_string(), self.initial_cash.to_string()),
-        ]);
-        Some(recorded.finish(
-            MONEY_COLUMNS,
-            self.layout.precision(),
-            self.layout.scale,
-            metadata,
-        ))
     }
 
     fn rescale(
@@ -324,13 +290,6 @@ impl<W: Write + Send> EquityWriter<W> {
             self.rescale("gross_exposure", point.gross_exposure, point.ts)?,
         ];
         self.ts.push(point.ts.0);
-        if let Some(recorded) = self.recorded.as_mut() {
-            recorded.ts.push(point.ts.0);
-            let [cash, equity, exposure] = &mut recorded.money;
-            cash.push(values[0]);
-            equity.push(values[1]);
-            exposure.push(values[2]);
-        }
         match &mut self.money {
             // In range: `Rescale` bounds narrow values to 18 digits.
             Money3::Narrow(cols) => {

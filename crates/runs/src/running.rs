@@ -69,7 +69,10 @@ pub(crate) fn unmark(run_dir: &Path) {
 /// The run folders the sweep must look at: the indexed ones, or every run folder once for a
 /// data dir whose index is not yet complete (then the index is completed). Oldest first.
 pub(crate) fn candidates(data_dir: &Path) -> Result<Vec<PathBuf>, RunError> {
-    let (runs, index) = (DataDir::new(data_dir).runs(), DataDir::new(data_dir).running());
+    let (runs, index) = (
+        DataDir::new(data_dir).runs(),
+        DataDir::new(data_dir).running(),
+    );
     if index.join(COMPLETE).is_file() {
         let entries = match std::fs::read_dir(&index) {
             Ok(entries) => entries,
