@@ -168,7 +168,8 @@ fn parse_decimal_fast(text: &[u8]) -> Option<Parsed<i64>> {
     if !seen_digit || int_part > 9_000_000_000 {
         return None;
     }
-    let raw = (int_part * 1_000_000_000 + frac * 10u64.pow(9 - frac_digits)) as i64;
+    // A table, not `pow`: a runtime exponent is a loop, on every price of every row.
+    let raw = (int_part * 1_000_000_000 + frac * POW10[(9 - frac_digits) as usize] as u64) as i64;
     Some(Parsed {
         raw: if negative { -raw } else { raw },
         decimals: significant,
@@ -293,6 +294,10 @@ pub fn write_raw<B: ByteSink>(out: &mut B, raw: i128, scale: u8, min_decimals: u
     let abs = raw.unsigned_abs();
     let (int_part, mut frac) = if scale == 0 {
         (abs, 0u64)
+    } else if let (Ok(small), Some(&pow)) = (u64::try_from(abs), POW10.get(usize::from(scale))) {
+        // Prices and quantities (and small money): one 64-bit division, not a 128-bit call.
+        let pow = pow as u64;
+        (u128::from(small / pow), small % pow)
     } else {
         let pow = 10u128.pow(u32::from(scale));
         let q = abs / pow;
@@ -484,6 +489,37 @@ mod tests {
             write_raw(&mut out, raw, scale, min);
             assert_eq!(String::from_utf8(out).unwrap(), expect);
             assert_eq!(stack_format(raw, scale, min).as_str(), expect);
+        }
+    }
+
+    /// Either side of the 64-bit boundary (one path divides in 64 bits, the other in 128), at
+    /// every scale: the digits a decimal rendering of the integer gives.
+    #[test]
+    fn write_raw_is_the_same_on_either_side_of_64_bits() {
+        let edge = i128::from(u64::MAX);
+        for raw in [
+            edge - 1,
+            edge,
+            edge + 1,
+            -edge,
+            -(edge + 1),
+            1_000_000_000_000_000_000,
+        ] {
+            for scale in 0..=18u8 {
+                let digits = format!("{:0>width$}", raw.unsigned_abs(), width = 20);
+                let (int, frac) = digits.split_at(digits.len() - usize::from(scale));
+                let int = int.trim_start_matches('0');
+                let int = if int.is_empty() { "0" } else { int };
+                let frac = frac.trim_end_matches('0');
+                let sign = if raw < 0 { "-" } else { "" };
+                let expect = match frac {
+                    "" => format!("{sign}{int}"),
+                    f => format!("{sign}{int}.{f}"),
+                };
+                let mut out = Vec::new();
+                write_raw(&mut out, raw, scale, 0);
+                assert_eq!(String::from_utf8(out).unwrap(), expect, "{raw} at {scale}");
+            }
         }
     }
 

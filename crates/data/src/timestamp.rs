@@ -110,7 +110,7 @@ fn day_and_time(days: i64, mut rest: &[u8]) -> Option<UnixNanos> {
             if n == 0 || n > 9 {
                 return None;
             }
-            frac = i64::from(digits(&rest[1..1 + n])?) * 10i64.pow(9 - n as u32);
+            frac = i64::from(digits(&rest[1..1 + n])?) * tradeloom_core::fixed::POW10[9 - n];
             rest = &rest[1 + n..];
         }
         if hour > 23 || minute > 59 || second > 59 {
