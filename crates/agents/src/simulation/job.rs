@@ -12,8 +12,10 @@ use tracing::Instrument;
 
 use tradeloom_llm::LlmProvider;
 
+use tokio::sync::broadcast;
 use tradeloom_store::{
-    Job, JobStatus, ModelDay, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter,
+    Backend, Job, JobStatus, ModelDay, ModelDayKey, ModelDayStatus, ModelDayStop, ResultsFilter,
+    Store,
 };
 
 use super::market::{Market, ProviderError, load_market, provider_for};
@@ -83,19 +85,19 @@ impl Simulator {
             providers,
             gate,
         };
-        // The previous date's completions commit while the next date's sessions run; it is
-        // settled before anything else is written and at every way out.
-        let mut committing = None;
+        // Earlier dates' completions commit while later dates' sessions run; they are settled
+        // before anything else is written and at every way out.
+        let mut commits = Commits::default();
         let driven = self
             .drive_dates(
                 job_id,
                 by_date,
                 &shared,
                 (&mut books, &mut memories),
-                &mut committing,
+                &mut commits,
             )
             .await;
-        let settled = settle(committing.take()).await;
+        let settled = commits.settle(&*self.store, &self.events).await;
         let paused = driven?;
         settled?;
         if let Some(job) = paused {
@@ -132,18 +134,19 @@ impl Simulator {
 
     /// Runs the dates in order. Each date's finished days are committed (one transaction) on
     /// a task of their own while the next date, claimed first, runs its sessions: the next
-    /// date's books are in memory already, and its commit waits for this one, so no day
-    /// completes before an earlier one and a day is announced only once it is durable. A
-    /// user's pause or cancel is looked at before each date is claimed (the store's claim also
-    /// refuses the days of a paused or cancelled job): `Some(job)` when paused, for the caller
-    /// to release it; a date already claimed runs to its end.
+    /// date's books are in memory already. One commit runs at a time; dates that end while it
+    /// runs are committed together by the next one (see [`Commits`]), so no day completes
+    /// before an earlier one and a day is announced only once it is durable. A user's pause or
+    /// cancel is looked at before each date is claimed (the store's claim also refuses the days
+    /// of a paused or cancelled job): `Some(job)` when paused, for the caller to release it; a
+    /// date already claimed runs to its end.
     async fn drive_dates(
         &self,
         job_id: &str,
         by_date: BTreeMap<NaiveDate, Vec<String>>,
         shared: &JobShared,
         (books, memories): (&mut HashMap<String, Book>, &mut Memories),
-        committing: &mut Option<Committing>,
+        commits: &mut Commits,
     ) -> Result<Option<Job>, AgentError> {
         let mut dates = by_date.into_iter().peekable();
         // The next date's claims, taken before the previous date's commit started.
@@ -152,7 +155,7 @@ impl Simulator {
             let claims = match claimed.take() {
                 Some((day, claims)) if day == date => claims,
                 _ => {
-                    settle(committing.take()).await?;
+                    commits.settle(&*self.store, &self.events).await?;
                     if let Some(job) = self.stopped_by_user(job_id).await? {
                         return Ok((job.status == JobStatus::Paused).then_some(job));
                     }
@@ -179,14 +182,14 @@ impl Simulator {
                         .push(entry.clone());
                 }
             }
-            // The previous date is durable before this one is written.
-            settle(committing.take()).await?;
             let next_claimable = run.error.is_none()
                 && run.refused.is_none()
                 && dates.peek().is_some()
                 && shared.gate.engaged_now().is_none();
             if !next_claimable {
-                let committed = commit_finished(&*self.store, &self.events, run.finished).await;
+                // After the earlier dates, which are durable before this one is written.
+                commits.add(run.finished);
+                let committed = commits.settle(&*self.store, &self.events).await;
                 if let Some(e) = run.error {
                     return Err(e);
                 }
@@ -205,6 +208,12 @@ impl Simulator {
                 // An engaged kill switch (or a pause) is found at the top of the next date.
                 continue;
             }
+            // SQLite has one writer: a claim during a commit would wait for its lock in the busy
+            // handler's sleeps, so the earlier dates are committed first. PostgreSQL locks rows,
+            // and the claim's rows are not the commit's: there it runs beside the commit.
+            if self.store.backend() == Backend::Sqlite {
+                commits.wait_running().await?;
+            }
             // Not paused or cancelled: the next date is claimed now (else the top of the next
             // date finds out and stops).
             let stopped = self.stopped_by_user(job_id).await?.is_some();
@@ -215,11 +224,9 @@ impl Simulator {
                     .await?;
                 claimed = Some((*next, claims));
             }
-            let (store, events) = (Arc::clone(&self.store), self.events.clone());
-            *committing = Some(tokio::spawn(
-                async move { commit_finished(&*store, &events, run.finished).await }
-                    .instrument(tracing::Span::current()),
-            ));
+            commits
+                .hand_over(run.finished, &self.store, &self.events)
+                .await?;
         }
         Ok(None)
     }
@@ -567,6 +574,84 @@ struct DateRun {
 
 /// A date's completions committing on a task of their own.
 type Committing = tokio::task::JoinHandle<Result<(), AgentError>>;
+
+/// How many ended dates may wait for the running commit before the next date waits for it
+/// too: their finished days (transcripts included) are held in memory until committed.
+const MAX_WAITING_DATES: usize = 4;
+
+/// A job's finished days on their way to the store. At most one commit runs, on a task of its
+/// own, while later dates' sessions run; the dates that end meanwhile wait, and the next commit
+/// takes them all, in date order, in one transaction. When commits are slower than sessions
+/// (PostgreSQL's statements and the commit's `fsync`), each commit then carries several dates
+/// instead of the sessions waiting for every date's commit in turn.
+#[derive(Default)]
+struct Commits {
+    /// The commit on its way: earlier dates than any waiting.
+    running: Option<Committing>,
+    /// Finished days of the dates ended since, in date order.
+    waiting: Vec<FinishedDay>,
+    /// How many dates `waiting` holds (a date without a finished day counts).
+    waiting_dates: usize,
+}
+
+impl Commits {
+    /// Adds a date's finished days after those handed over before.
+    fn add(&mut self, days: Vec<FinishedDay>) {
+        self.waiting.extend(days);
+        self.waiting_dates += 1;
+    }
+
+    /// Waits for the running commit; its error, or its task's. After an error the waiting
+    /// days are dropped, never committed after a date that was not: they stay `running` in
+    /// the store and run again after a reset.
+    async fn wait_running(&mut self) -> Result<(), AgentError> {
+        let done = settle(self.running.take()).await;
+        if done.is_err() {
+            self.waiting.clear();
+            self.waiting_dates = 0;
+        }
+        done
+    }
+
+    /// Makes every day handed over durable: waits for the running commit, then commits the
+    /// waiting dates here. The first error.
+    async fn settle(
+        &mut self,
+        store: &dyn Store,
+        events: &broadcast::Sender<SimEvent>,
+    ) -> Result<(), AgentError> {
+        self.wait_running().await?;
+        self.waiting_dates = 0;
+        commit_finished(store, events, std::mem::take(&mut self.waiting)).await
+    }
+
+    /// Hands over a date's finished days: they start committing at once if no commit runs (or
+    /// once it ends, when [`MAX_WAITING_DATES`] dates wait), else they wait for the next.
+    async fn hand_over(
+        &mut self,
+        days: Vec<FinishedDay>,
+        store: &Arc<dyn Store>,
+        events: &broadcast::Sender<SimEvent>,
+    ) -> Result<(), AgentError> {
+        self.add(days);
+        let busy = self
+            .running
+            .as_ref()
+            .is_some_and(|task| !task.is_finished());
+        if busy && self.waiting_dates < MAX_WAITING_DATES {
+            return Ok(());
+        }
+        self.wait_running().await?;
+        self.waiting_dates = 0;
+        let days = std::mem::take(&mut self.waiting);
+        let (store, events) = (Arc::clone(store), events.clone());
+        self.running = Some(tokio::spawn(
+            async move { commit_finished(&*store, &events, days).await }
+                .instrument(tracing::Span::current()),
+        ));
+        Ok(())
+    }
+}
 
 /// Waits for a date's completions to be committed; their error, or the task's.
 async fn settle(committing: Option<Committing>) -> Result<(), AgentError> {
