@@ -14,7 +14,7 @@ class RunFailed(RuntimeError):
     """The run started and failed; ``args`` are (message, run_id, run_dir)."""
 
 class ArrowTable:
-    """One of a run's tables (orders, fills, trades, equity), built in Rust during the run;
+    """One of a run's CSV tables (orders, fills, trades), built in Rust during the run;
     ``pyarrow.table(t)`` imports it without a copy through the Arrow C stream interface."""
 
     num_rows: int
