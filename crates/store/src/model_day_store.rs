@@ -352,9 +352,10 @@ pub trait ModelDayStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// [`complete_claimed_model_day`](ModelDayStore::complete_claimed_model_day) of several
-    /// claimed days (a worker's date) in one transaction: one commit for them all, so a day is
-    /// durable when its answer is `Ok`, and a process killed before the commit leaves every day
-    /// of the batch `running` (to be reset and run again). If any day cannot be completed, or
+    /// claimed days (a worker's date, or several) in one transaction (PostgreSQL: one statement
+    /// for them all; SQLite: each day's statements in turn): one commit for them all, so a day
+    /// is durable when its answer is `Ok`, and a process killed before the commit leaves every
+    /// day of the batch `running` (to be reset and run again). If any day cannot be completed, or
     /// the batch fails, nothing of it is kept and each day is then completed on its own, in
     /// order, with its own answer (as `complete_claimed_model_day` gives it). Returns each
     /// day's answer, in the order of `days`.
@@ -1284,26 +1285,35 @@ impl RowsJson {
     }
 }
 
-/// The statement that completes one claimed model-day (see
-/// [`ModelDayStore::complete_claimed_model_day`]), checked and built but not run.
-struct ClaimedStatement {
-    statement: Statement,
+/// What completing one claimed model-day writes, checked and encoded but not bound: the
+/// day's values and its rows (see [`RowsJson`]), for one day's statement or a batch's.
+struct ClaimedParts {
     key: ModelDayKey,
     /// The currency of the amounts (the statement checks it is the job's).
     ccy: Currency,
     /// An earlier attempt may have left rows (PostgreSQL deletes them in statements of their
     /// own; SQLite's script does it).
     earlier_attempts: bool,
+    at: DateTime<Utc>,
+    duration_ms: Option<i64>,
+    steps: i32,
+    tool_errors: i32,
+    tool_calls: i32,
+    cash: Num,
+    portfolio_value: Num,
+    attempts: i32,
+    /// The JSON array of each table's rows, in the order of [`ROW_TABLES`].
+    rows: [String; 4],
 }
 
-/// Checks and builds the statement completing `claim` (finished at `at`).
-fn claimed_statement<D: Db>(
+/// Checks and encodes what completing `claim` (finished at `at`) writes.
+fn claimed_parts(
+    pg: bool,
     claim: &ModelDay,
     outcome: &ModelDayOutcome,
     kind: &str,
-    payload: &Value,
     at: DateTime<Utc>,
-) -> Result<ClaimedStatement, StoreError> {
+) -> Result<ClaimedParts, StoreError> {
     let key = ModelDayKey::new(&claim.job_id, claim.model.clone(), claim.date);
     let key = &key;
     if kind.trim().is_empty() {
@@ -1325,7 +1335,6 @@ fn claimed_statement<D: Db>(
     let duration_ms = claim.started_at.map(|s| (at - s).num_milliseconds().max(0));
     let attempts = i32::try_from(claim.attempts)
         .map_err(|_| StoreError::Invalid(format!("{key}: attempts out of range")))?;
-    let pg = D::BACKEND == Backend::Postgres;
     let earlier_attempts = claim.attempts > 1;
 
     let mut positions = RowsJson::new(pg);
@@ -1376,44 +1385,83 @@ fn claimed_statement<D: Db>(
         tools.time(c.created_at);
         tools.end_row();
     }
+    Ok(ClaimedParts {
+        key: key.clone(),
+        ccy,
+        earlier_attempts,
+        at,
+        duration_ms,
+        steps: step_param(outcome.steps)?,
+        tool_errors: step_param(outcome.tool_errors())?,
+        tool_calls: step_param(outcome.tool_call_count())?,
+        cash: Num::from_money(outcome.cash),
+        portfolio_value: same_currency(outcome.portfolio_value, ccy, "portfolio value", key)?,
+        attempts,
+        rows: [
+            positions.finish(),
+            holdings.finish(),
+            reasoning.finish(),
+            tools.finish(),
+        ],
+    })
+}
+
+/// The statement that completes one claimed model-day (see
+/// [`ModelDayStore::complete_claimed_model_day`]), checked and built but not run.
+struct ClaimedStatement {
+    statement: Statement,
+    key: ModelDayKey,
+    /// The currency of the amounts (the statement checks it is the job's).
+    ccy: Currency,
+    /// See [`ClaimedParts::earlier_attempts`].
+    earlier_attempts: bool,
+}
+
+/// Checks and builds the statement completing `claim` (finished at `at`).
+fn claimed_statement<D: Db>(
+    claim: &ModelDay,
+    outcome: &ModelDayOutcome,
+    kind: &str,
+    payload: &Value,
+    at: DateTime<Utc>,
+) -> Result<ClaimedStatement, StoreError> {
+    let pg = D::BACKEND == Backend::Postgres;
+    let parts = claimed_parts(pg, claim, outcome, kind, at)?;
+    let [positions, holdings, reasoning, tools] = parts.rows;
+    let key = parts.key;
     // The memory column: JSON text on SQLite (as sqlx-sqlite writes it), `jsonb` on PostgreSQL.
     let memory: Arg = if pg {
         outcome.memory.as_ref().map(Json).into()
     } else {
         outcome.memory.as_ref().map(Value::to_string).into()
     };
-    let statement = sql(claimed_texts(pg, earlier_attempts))
+    let statement = sql(claimed_texts(pg, parts.earlier_attempts))
         .bind(&key.job_id)
         .bind(&key.model)
         .bind(key.date)
-        .bind(at)
-        .bind(duration_ms)
-        .bind(step_param(outcome.steps)?)
-        .bind(step_param(outcome.tool_errors())?)
-        .bind(step_param(outcome.tool_call_count())?)
+        .bind(parts.at)
+        .bind(parts.duration_ms)
+        .bind(parts.steps)
+        .bind(parts.tool_errors)
+        .bind(parts.tool_calls)
         .bind(memory)
-        .bind(Num::from_money(outcome.cash))
-        .bind(same_currency(
-            outcome.portfolio_value,
-            ccy,
-            "portfolio value",
-            key,
-        )?)
-        .bind(attempts)
-        .bind(ccy.code())
-        .bind(i32::from(ccy.precision()))
-        .bind(positions.finish())
-        .bind(holdings.finish())
-        .bind(reasoning.finish())
-        .bind(tools.finish())
+        .bind(parts.cash)
+        .bind(parts.portfolio_value)
+        .bind(parts.attempts)
+        .bind(parts.ccy.code())
+        .bind(i32::from(parts.ccy.precision()))
+        .bind(positions)
+        .bind(holdings)
+        .bind(reasoning)
+        .bind(tools)
         .bind(kind)
         .bind(Json(payload))
         .bind(now());
     Ok(ClaimedStatement {
         statement,
-        key: key.clone(),
-        ccy,
-        earlier_attempts,
+        key,
+        ccy: parts.ccy,
+        earlier_attempts: parts.earlier_attempts,
     })
 }
 
@@ -1437,6 +1485,101 @@ async fn delete_earlier_rows<D: Db>(
     Ok(())
 }
 
+/// The text of the statement completing a batch of claimed model-days on PostgreSQL, every day
+/// at once (one round trip and one executor start-up, where a statement per day took one each).
+/// Parameters: `$1` the days, a JSON array of one array per day (see [`batch_days_json`]); `$2`–`$5`
+/// the rows of each table (see [`ROW_TABLES`]), a JSON array of each day's array of rows, in the
+/// order of the days.
+///
+/// As [`claimed_text`] for one day: a day is updated only if it is still running under its claim
+/// and the job's currency is that of its amounts, and only an updated day's rows and event are
+/// written; the caller checks that every day was (the statement's rows are the events) and rolls
+/// back if not. The events are appended in the order of the days, under the event-order lock.
+fn batch_text() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut text = String::with_capacity(4096);
+        text.push_str(
+            "WITH b AS (SELECT x.n AS di, x.v ->> 0 AS job_id, x.v ->> 1 AS model, \
+             (x.v ->> 2)::date AS date, (x.v ->> 3)::timestamptz AS finished_at, \
+             (x.v ->> 4)::bigint AS duration_ms, (x.v ->> 5)::int AS steps, \
+             (x.v ->> 6)::int AS tool_errors, (x.v ->> 7)::int AS tool_calls, \
+             (x.v ->> 8)::jsonb AS memory, (x.v ->> 9)::numeric AS cash, \
+             (x.v ->> 10)::numeric AS portfolio_value, (x.v ->> 11)::int AS attempts, \
+             x.v ->> 12 AS currency, (x.v ->> 13)::int AS currency_precision, \
+             x.v ->> 14 AS kind, (x.v ->> 15)::jsonb AS payload, (x.v ->> 16)::timestamptz AS at \
+             FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x (v, n)), \
+             d AS (UPDATE job_details t SET status = 'completed', error = NULL, \
+             finished_at = b.finished_at, duration_ms = b.duration_ms, steps = b.steps, \
+             tool_errors = b.tool_errors, tool_calls = b.tool_calls, memory = b.memory, \
+             cash = b.cash, portfolio_value = b.portfolio_value FROM b \
+             WHERE t.job_id = b.job_id AND t.model = b.model AND t.date = b.date \
+             AND t.status = 'running' AND t.attempts = b.attempts \
+             AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = b.job_id AND j.currency = b.currency \
+             AND j.currency_precision = b.currency_precision) \
+             RETURNING b.di, b.job_id, b.model, b.date, b.kind, b.payload, b.at)",
+        );
+        for (part, (table, _, columns)) in ROW_TABLES.iter().enumerate() {
+            let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+            let values: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ty))| ty.read(true, "r.v", i))
+                .collect();
+            text.push_str(&format!(
+                ", i{n} AS (INSERT INTO {table} (job_id, model, date, seq, {}) \
+                 SELECT d.job_id, d.model, d.date, (r.n - 1)::int, {} \
+                 FROM d JOIN jsonb_array_elements(${p}::jsonb) WITH ORDINALITY AS e (rows, di) \
+                 ON e.di = d.di, jsonb_array_elements(e.rows) WITH ORDINALITY AS r (v, n))",
+                names.join(", "),
+                values.join(", "),
+                n = part + 1,
+                p = part + 2,
+            ));
+        }
+        text.push_str(
+            " INSERT INTO workflow_events (job_id, kind, node_id, payload, at) \
+             SELECT d.job_id, d.kind, NULL, d.payload, d.at \
+             FROM d, (SELECT pg_advisory_xact_lock(7314200007)) AS l ORDER BY d.di",
+        );
+        text
+    });
+    &TEXT
+}
+
+/// The days of a batch as [`batch_text`]'s `$1`: per day its key, finished at, duration ms,
+/// steps, tool errors, tool calls, memory (JSON text), cash, portfolio value, the claim's
+/// attempts, the currency of the amounts (code, precision), the event's kind, payload (JSON
+/// text) and time.
+fn batch_days_json(days: &[(&ClaimedParts, &ClaimedCompletion<'_>)]) -> String {
+    let mut out = RowsJson::new(true);
+    let at = now();
+    for (parts, day) in days {
+        out.row();
+        out.text(Some(&parts.key.job_id));
+        out.text(Some(&parts.key.model));
+        out.text(Some(&parts.key.date.to_string()));
+        out.time(parts.at);
+        match parts.duration_ms {
+            Some(ms) => out.int(ms),
+            None => out.text(None),
+        }
+        out.int(i64::from(parts.steps));
+        out.int(i64::from(parts.tool_errors));
+        out.int(i64::from(parts.tool_calls));
+        out.json(day.outcome.memory.as_ref());
+        out.num(parts.cash);
+        out.num(parts.portfolio_value);
+        out.int(i64::from(parts.attempts));
+        out.text(Some(parts.ccy.code()));
+        out.int(i64::from(parts.ccy.precision()));
+        out.text(Some(day.kind));
+        out.json(Some(day.payload));
+        out.time(at);
+        out.end_row();
+    }
+    out.finish()
+}
+
 /// The fast path of [`ModelDayStore::complete_claimed_model_days`]: every day in one
 /// transaction, committed only if each day's update matched (its claim still holds). `Err`
 /// (nothing kept) if any day cannot be completed or the database failed; the caller then
@@ -1445,6 +1588,9 @@ async fn complete_claimed_batch<D: Db>(
     db: &D,
     days: &[ClaimedCompletion<'_>],
 ) -> Result<(), StoreError> {
+    if D::BACKEND == Backend::Postgres {
+        return complete_claimed_batch_pg(db, days).await;
+    }
     let mut statements = Vec::with_capacity(days.len());
     for day in days {
         statements.push(claimed_statement::<D>(
@@ -1455,8 +1601,6 @@ async fn complete_claimed_batch<D: Db>(
             day.finished_at.trunc_subsecs(6),
         )?);
     }
-    let unmatched =
-        || StoreError::Conflict("a model-day of the batch could not be completed".into());
     let mut tx = db
         .begin()
         .await
@@ -1465,28 +1609,69 @@ async fn complete_claimed_batch<D: Db>(
     // of its shape is reused from the connection's cache; one script of every day would be a
     // new text each time), in one transaction with one commit.
     for day in statements {
-        let matched = if D::BACKEND == Backend::Postgres {
-            if day.earlier_attempts {
-                delete_earlier_rows::<D>(&mut tx, &day.key).await?;
-            }
-            day.statement
-                .execute(&mut tx)
-                .await
-                .map_err(StoreError::db("complete a model-day"))?
-                .rows_affected()
-                == 1
-        } else {
-            // The update's RETURNING row says it matched.
-            let rows: Vec<(i32,)> = day
-                .statement
-                .fetch_all(&mut tx)
-                .await
-                .map_err(StoreError::db("complete a model-day"))?;
-            rows.len() == 1
-        };
-        if !matched {
-            return Err(unmatched());
+        // The update's RETURNING row says it matched.
+        let rows: Vec<(i32,)> = day
+            .statement
+            .fetch_all(&mut tx)
+            .await
+            .map_err(StoreError::db("complete a model-day"))?;
+        if rows.len() != 1 {
+            return Err(batch_unmatched());
         }
+    }
+    tx.commit()
+        .await
+        .map_err(StoreError::db("commit completed model-days"))
+}
+
+/// A day of a batch could not be completed (the batch is rolled back).
+fn batch_unmatched() -> StoreError {
+    StoreError::Conflict("a model-day of the batch could not be completed".into())
+}
+
+/// [`complete_claimed_batch`] on PostgreSQL: the rows an earlier attempt of a day left are
+/// deleted, then one statement ([`batch_text`]) completes every day, in one transaction.
+async fn complete_claimed_batch_pg<D: Db>(
+    db: &D,
+    days: &[ClaimedCompletion<'_>],
+) -> Result<(), StoreError> {
+    let mut parts = Vec::with_capacity(days.len());
+    for day in days {
+        parts.push(claimed_parts(
+            true,
+            day.claim,
+            day.outcome,
+            day.kind,
+            day.finished_at.trunc_subsecs(6),
+        )?);
+    }
+    let pairs: Vec<(&ClaimedParts, &ClaimedCompletion<'_>)> = parts.iter().zip(days).collect();
+    let mut statement = sql(batch_text()).bind(batch_days_json(&pairs));
+    for table in 0..ROW_TABLES.len() {
+        let mut rows = String::from("[");
+        for (i, day) in parts.iter().enumerate() {
+            if i > 0 {
+                rows.push(',');
+            }
+            rows.push_str(&day.rows[table]);
+        }
+        rows.push(']');
+        statement = statement.bind(rows);
+    }
+    let mut tx = db
+        .begin()
+        .await
+        .map_err(StoreError::db("begin completing model-days"))?;
+    for day in parts.iter().filter(|p| p.earlier_attempts) {
+        delete_earlier_rows::<D>(&mut tx, &day.key).await?;
+    }
+    let done = statement
+        .execute(&mut tx)
+        .await
+        .map_err(StoreError::db("complete model-days"))?;
+    // One event per day completed.
+    if done.rows_affected() != days.len() as u64 {
+        return Err(batch_unmatched());
     }
     tx.commit()
         .await

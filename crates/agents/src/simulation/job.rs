@@ -137,9 +137,10 @@ impl Simulator {
     /// date's books are in memory already. One commit runs at a time; dates that end while it
     /// runs are committed together by the next one (see [`Commits`]), so no day completes
     /// before an earlier one and a day is announced only once it is durable. A user's pause or
-    /// cancel is looked at before each date is claimed (the store's claim also refuses the days
-    /// of a paused or cancelled job): `Some(job)` when paused, for the caller to release it; a
-    /// date already claimed runs to its end.
+    /// cancel stops the claims (the store's claim refuses the days of a paused or cancelled
+    /// job, and the job is read when a claim got nothing or no date is claimed ahead):
+    /// `Some(job)` when paused, for the caller to release it; a date already claimed runs to
+    /// its end.
     async fn drive_dates(
         &self,
         job_id: &str,
@@ -214,15 +215,18 @@ impl Simulator {
             if self.store.backend() == Backend::Sqlite {
                 commits.wait_running().await?;
             }
-            // Not paused or cancelled: the next date is claimed now (else the top of the next
-            // date finds out and stops).
-            let stopped = self.stopped_by_user(job_id).await?.is_some();
-            if let Some((next, next_models)) = dates.peek().filter(|_| !stopped) {
+            // The next date is claimed now. The claim is the pause check: it claims nothing of a
+            // paused or cancelled job (in the same statement), and a date claimed before a pause
+            // runs to its end. Nothing claimed: the top of the next date reads the job and stops,
+            // or claims again (its days were done or running elsewhere).
+            if let Some((next, next_models)) = dates.peek() {
                 let claims = self
                     .store
                     .claim_model_days(job_id, *next, next_models, STALE_AFTER)
                     .await?;
-                claimed = Some((*next, claims));
+                if !claims.is_empty() {
+                    claimed = Some((*next, claims));
+                }
             }
             commits
                 .hand_over(run.finished, &self.store, &self.events)

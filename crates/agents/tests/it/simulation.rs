@@ -77,6 +77,182 @@ async fn three_models_five_days_on_postgres() {
     }
 }
 
+/// Commits slower than sessions (PostgreSQL): a second connection holds `reasoning_logs` in
+/// SHARE mode, so the first date's completion waits on its lock while the next dates' sessions
+/// run (claims and sessions do not write that table). The dates that end meanwhile wait and
+/// are committed together by the next commit: with six dates, the first commits alone, the
+/// next four together (then the driver waits: at most four dates wait), the last alone. Each
+/// day completes once, in date order, and is announced only once durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dates_ending_during_a_slow_commit_commit_together_on_postgres() {
+    let Ok(base) = std::env::var("TRADELOOM_TEST_POSTGRES_URL") else {
+        eprintln!("note: TRADELOOM_TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant");
+        return;
+    };
+    let scratch = tradeloom_store::ScratchDatabase::create(&base, "tl_agents")
+        .await
+        .unwrap_or_else(|e| panic!("TRADELOOM_TEST_POSTGRES_URL={base} is set but unusable: {e}"));
+    let market = Market::create();
+    let sim = simulator_at(&market, scratch.url()).await;
+    let url = scratch.url().to_string();
+    let outcome =
+        tokio::spawn(async move { commits_during_a_held_lock(&market, sim, &url).await }).await;
+    scratch.drop_database().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn commits_during_a_held_lock(market: &Market, sim: Arc<Simulator>, url: &str) {
+    use sqlx::Connection;
+    let count = |text: &'static str| sqlx::query_scalar::<_, i64>(text);
+    let base = start_mock().await;
+    let mut events = sim.subscribe();
+    let models = ["a", "b", "c"];
+    let value = config(
+        &base,
+        &[
+            ("a", "momentum"),
+            ("b", "mean_reversion"),
+            ("c", "buy_and_hold"),
+        ],
+        "2025-01-09",
+    );
+    let dates: Vec<chrono::NaiveDate> = [
+        "2025-01-02",
+        "2025-01-03",
+        "2025-01-06",
+        "2025-01-07",
+        "2025-01-08",
+        "2025-01-09",
+    ]
+    .into_iter()
+    .map(date)
+    .collect();
+    let resolved = config_from_value(&value, market.root()).unwrap();
+
+    let mut holder = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE reasoning_logs IN SHARE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let job = {
+        let sim = Arc::clone(&sim);
+        tokio::spawn(async move { run_to_end(&sim, &resolved).await })
+    };
+    // Every day claimed (the last date is claimed once the fifth date's sessions have ended)
+    // while the first date's completion waits for the lock.
+    let total = (models.len() * dates.len()) as i64;
+    let mut polls = 0;
+    loop {
+        let waiting = count(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted \
+             AND relation = 'reasoning_logs'::regclass",
+        )
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+        let running = count("SELECT count(*) FROM job_details WHERE status = 'running'")
+            .fetch_one(&mut holder)
+            .await
+            .unwrap();
+        if waiting > 0 && running == total {
+            break;
+        }
+        assert!(!job.is_finished(), "the job ended while the lock was held");
+        polls += 1;
+        assert!(
+            polls < 6000,
+            "the job never reached its sixth date ({running} days running)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Nothing is durable yet, so nothing is announced.
+    let completed = count("SELECT count(*) FROM job_details WHERE status = 'completed'")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(completed, 0);
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, SimEvent::ModelDayFinished { .. }),
+            "announced before its commit: {e:?}"
+        );
+    }
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let (_, job) = job.await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+
+    // Announced once each, in date order per model.
+    let mut announced: Vec<(String, chrono::NaiveDate)> = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let SimEvent::ModelDayFinished {
+            model,
+            date,
+            status,
+            ..
+        } = e
+        {
+            assert_eq!(status, "completed", "{model} {date}");
+            announced.push((model, date));
+        }
+    }
+    assert_eq!(announced.len(), models.len() * dates.len(), "{announced:?}");
+    for model in models {
+        let days: Vec<_> = announced
+            .iter()
+            .filter(|(m, _)| m == model)
+            .map(|(_, d)| *d)
+            .collect();
+        assert_eq!(days, dates, "{model}");
+    }
+    job_events_tell_the_job(sim.store().as_ref(), &job.id, announced.len()).await;
+
+    // The transaction that completed each day (its row's xmin) also appended its event; the
+    // dates' transactions are, in order: the first date, the next four, the last.
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let days: Vec<(String, chrono::NaiveDate, i64)> = sqlx::query_as(
+        "SELECT model, date, xmin::text::bigint FROM job_details \
+         WHERE job_id = $1 ORDER BY date, model",
+    )
+    .bind(&job.id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let logged: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT payload->>'model', payload->>'date', xmin::text::bigint FROM workflow_events \
+         WHERE job_id = $1 AND kind = 'model_day_completed'",
+    )
+    .bind(&job.id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(logged.len(), days.len());
+    for (model, day, tx) in &days {
+        let event = logged
+            .iter()
+            .find(|(m, d, _)| m == model && *d == day.to_string())
+            .unwrap_or_else(|| panic!("no event of {model} {day}"));
+        assert_eq!(
+            event.2, *tx,
+            "{model} {day}: event and day in one transaction"
+        );
+    }
+    let tx_of = |d: chrono::NaiveDate| {
+        let txs: std::collections::BTreeSet<i64> = days
+            .iter()
+            .filter(|(_, day, _)| *day == d)
+            .map(|(_, _, tx)| *tx)
+            .collect();
+        assert_eq!(txs.len(), 1, "{d}: a date's days in one transaction");
+        txs.into_iter().next().unwrap()
+    };
+    let txs: Vec<i64> = dates.iter().map(|d| tx_of(*d)).collect();
+    assert!(txs[0] < txs[1] && txs[4] < txs[5], "{txs:?}");
+    assert!(txs[1..5].iter().all(|tx| *tx == txs[1]), "{txs:?}");
+}
+
 async fn three_models_five_days(market: &Market, sim: Arc<Simulator>) {
     let base = start_mock().await;
     let mut events = sim.subscribe();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tradeloom_core::{Currency, Money};
-use tradeloom_store::{ClaimedCompletion, ModelDayKey, ModelDayStatus, StoreError};
+use tradeloom_store::{ClaimedCompletion, EventFilter, ModelDayKey, ModelDayStatus, StoreError};
 
 use crate::Ctx;
 use crate::backend_tests;
@@ -410,6 +410,53 @@ async fn a_date_is_claimed_and_completed_at_once(t: Ctx) {
     );
     assert_eq!(t.count("reasoning_logs").await, 12);
     assert_eq!(t.count("workflow_events").await, events + 3);
+
+    // m3's day and the takeover's (a second attempt) complete together; their events are
+    // appended in the order of the days, not of the models.
+    let (e3, e4) = (
+        serde_json::json!({"model": "m3"}),
+        serde_json::json!({"model": "m2", "attempt": 2}),
+    );
+    let days = [
+        ClaimedCompletion {
+            claim: &claims[2],
+            outcome: &r1,
+            kind: "model_day_completed",
+            payload: &e3,
+            finished_at,
+        },
+        ClaimedCompletion {
+            claim: &m2,
+            outcome: &r2,
+            kind: "model_day_completed",
+            payload: &e4,
+            finished_at,
+        },
+    ];
+    let answers = s.complete_claimed_model_days(&days).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    for (m, r) in [("m3", &r1), ("m2", &r2)] {
+        let day = s.model_day(&key(m, 3)).await.expect("day");
+        assert_eq!(day.status, ModelDayStatus::Completed, "{m}");
+        assert_eq!(day.portfolio_value, Some(r.portfolio_value));
+        assert_eq!(
+            s.reasoning_logs(&key(m, 3)).await.expect("logs"),
+            r.reasoning
+        );
+    }
+    let logged = s
+        .events(EventFilter::Job(&job.id), 0, 1000)
+        .await
+        .expect("events");
+    let last: Vec<&serde_json::Value> = logged
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(|e| &e.payload)
+        .collect();
+    assert_eq!(last, [&e3, &e4]);
+    assert_eq!(t.count("workflow_events").await, events + 5);
 }
 
 /// A day's memory entry is stored with it by every completion path (one day, a claimed batch)
