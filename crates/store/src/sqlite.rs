@@ -39,6 +39,17 @@ fn migration_lock_path(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
+/// Creates the folder the database file goes in.
+fn create_parent(db: &Path) -> Result<(), StoreError> {
+    match db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Holds an exclusive lock (`flock`) on [`migration_lock_path`] until dropped: across
 /// processes and across openers of one process (each has its own open file). The lock file is
 /// left in place: removing it would let a third opener lock a new file while the second holds
@@ -114,24 +125,24 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let store = Self::open_unmigrated(path).await?;
         // sqlx's migrator takes no lock on SQLite: two processes opening a new file at once
         // (a `serve` and a `tradeloom run`, two workers) both applied migration 1 and the
         // second failed ("table jobs already exists"). An exclusive lock on a file beside the
-        // database serialises the openers; the second finds the migrations applied.
+        // database serialises the openers; the second finds the migrations applied. It is
+        // taken before the first connection too: on a new file, switching it to WAL needs the
+        // database's exclusive lock, and SQLite can answer "database is locked" at once,
+        // without waiting its busy timeout, to an opener whose lock upgrade would deadlock
+        // with another's (seen with four openers on a loaded machine).
+        create_parent(path)?;
         let _migrating = migration_lock(path).await?;
+        let store = Self::open_unmigrated(path).await?;
         MIGRATOR.run(&store.pool).await?;
         Ok(store)
     }
 
     /// Opens the database file without migrating (for `db status`).
     pub async fn open_unmigrated(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
+        create_parent(path)?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(StoreError::db("build SQLite options"))?
             .filename(path)
