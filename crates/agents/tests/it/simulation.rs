@@ -61,16 +61,37 @@ async fn three_models_five_days_complete_and_add_up() {
 /// with the variable set and the server unreachable, the test fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_models_five_days_on_postgres() {
+    let Some(scratch) = scratch_postgres().await else {
+        return;
+    };
+    let market = Market::create();
+    let sim = simulator_at(&market, scratch.url()).await;
+    in_scratch(scratch, async move {
+        three_models_five_days(&market, sim).await
+    })
+    .await;
+}
+
+/// A scratch database on `TRADELOOM_TEST_POSTGRES_URL`'s server, or `None` (with a note) when
+/// the variable is not set; with it set and the server unusable, the test fails.
+async fn scratch_postgres() -> Option<tradeloom_store::ScratchDatabase> {
     let Ok(base) = std::env::var("TRADELOOM_TEST_POSTGRES_URL") else {
         eprintln!("note: TRADELOOM_TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant");
-        return;
+        return None;
     };
     let scratch = tradeloom_store::ScratchDatabase::create(&base, "tl_agents")
         .await
         .unwrap_or_else(|e| panic!("TRADELOOM_TEST_POSTGRES_URL={base} is set but unusable: {e}"));
-    let market = Market::create();
-    let sim = simulator_at(&market, scratch.url()).await;
-    let outcome = tokio::spawn(async move { three_models_five_days(&market, sim).await }).await;
+    Some(scratch)
+}
+
+/// Runs `test`, then drops the scratch database whether it passed or panicked (the panic
+/// goes on after).
+async fn in_scratch(
+    scratch: tradeloom_store::ScratchDatabase,
+    test: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let outcome = tokio::spawn(test).await;
     scratch.drop_database().await.unwrap();
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
@@ -85,22 +106,16 @@ async fn three_models_five_days_on_postgres() {
 /// day completes once, in date order, and is announced only once durable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dates_ending_during_a_slow_commit_commit_together_on_postgres() {
-    let Ok(base) = std::env::var("TRADELOOM_TEST_POSTGRES_URL") else {
-        eprintln!("note: TRADELOOM_TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant");
+    let Some(scratch) = scratch_postgres().await else {
         return;
     };
-    let scratch = tradeloom_store::ScratchDatabase::create(&base, "tl_agents")
-        .await
-        .unwrap_or_else(|e| panic!("TRADELOOM_TEST_POSTGRES_URL={base} is set but unusable: {e}"));
     let market = Market::create();
     let sim = simulator_at(&market, scratch.url()).await;
     let url = scratch.url().to_string();
-    let outcome =
-        tokio::spawn(async move { commits_during_a_held_lock(&market, sim, &url).await }).await;
-    scratch.drop_database().await.unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    in_scratch(scratch, async move {
+        commits_during_a_held_lock(&market, sim, &url).await
+    })
+    .await;
 }
 
 async fn commits_during_a_held_lock(market: &Market, sim: Arc<Simulator>, url: &str) {
