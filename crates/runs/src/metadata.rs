@@ -133,7 +133,7 @@ impl Metadata {
 
     /// Writes `metadata.json` atomically (temporary file, fsync, rename).
     pub fn write(&self, run_dir: &Path) -> Result<(), RunError> {
-        self.write_as(run_dir, Durability::Synced, false).map(drop)
+        self.write_as(run_dir, Durability::Synced).map(drop)
     }
 
     fn text(&self, path: &Path) -> Result<String, RunError> {
@@ -146,13 +146,13 @@ impl Metadata {
     }
 
     /// Writes it atomically; a `running` run is put in the index of running runs first
-    /// ([`crate::running`], synced unless `index_synced_by_caller`), any other status is taken
-    /// out of it after.
+    /// ([`crate::running`]), any other status is taken out of it after. The index reaches the
+    /// disk before the metadata does: synced here when the metadata is ([`Durability::Synced`]),
+    /// else returned for the caller that syncs the metadata to sync first.
     fn write_as(
         &self,
         run_dir: &Path,
         durability: Durability,
-        index_synced_by_caller: bool,
     ) -> Result<Option<PathBuf>, RunError> {
         let path = run_dir.join("metadata.json");
         let text = self.text(&path)?;
@@ -160,7 +160,7 @@ impl Metadata {
             RunStatus::Running => crate::running::create_marker(run_dir)?,
             _ => None,
         };
-        if let (Some(index), false) = (&index, index_synced_by_caller) {
+        if let (Some(index), Durability::Synced) = (&index, durability) {
             crate::running::sync_index(index)?;
         }
         write_atomic(&path, text.as_bytes(), durability)
@@ -175,7 +175,7 @@ impl Metadata {
     /// on a thread of its own: a run's first metadata, which the run need not wait for
     /// ([`MetadataSync::wait`] before the run is sealed).
     pub(crate) fn write_syncing(&self, run_dir: &Path) -> Result<MetadataSync, RunError> {
-        let index = self.write_as(run_dir, Durability::Renamed, true)?;
+        let index = self.write_as(run_dir, Durability::Renamed)?;
         let (path, dir) = (run_dir.join("metadata.json"), run_dir.to_path_buf());
         let sync = move || -> Result<(), RunError> {
             // The run's marker reaches the disk before its `running` metadata does.

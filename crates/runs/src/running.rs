@@ -31,17 +31,9 @@ fn split(run_dir: &Path) -> Option<(PathBuf, &std::ffi::OsStr)> {
     Some((DataDir::new(runs.parent()?).running(), run_dir.file_name()?))
 }
 
-/// Marks the run in `run_dir` as possibly running; durable when this returns. Call it before
-/// its metadata says `running`.
-pub(crate) fn mark(run_dir: &Path) -> Result<(), RunError> {
-    match create_marker(run_dir)? {
-        Some(index) => sync_index(&index),
-        None => Ok(()),
-    }
-}
-
-/// [`mark`] without the sync: returns the index folder, whose entries must be synced
-/// ([`sync_index`]) before the run's `running` metadata is.
+/// Marks the run in `run_dir` as possibly running (call it before its metadata says
+/// `running`); returns the index folder, whose entries must be synced ([`sync_index`]) before
+/// that metadata is.
 pub(crate) fn create_marker(run_dir: &Path) -> Result<Option<PathBuf>, RunError> {
     let Some((index, id)) = split(run_dir) else {
         return Ok(None);
@@ -74,12 +66,8 @@ pub(crate) fn candidates(data_dir: &Path) -> Result<Vec<PathBuf>, RunError> {
         DataDir::new(data_dir).running(),
     );
     if index.join(COMPLETE).is_file() {
-        let entries = match std::fs::read_dir(&index) {
-            Ok(entries) => entries,
-            Err(e) => return Err(RunError::io(&index, e)),
-        };
         let mut dirs = Vec::new();
-        for entry in entries {
+        for entry in std::fs::read_dir(&index).map_err(|e| RunError::io(&index, e))? {
             let entry = entry.map_err(|e| RunError::io(&index, e))?;
             let name = entry.file_name();
             if name.to_string_lossy().starts_with('.') {
@@ -93,16 +81,18 @@ pub(crate) fn candidates(data_dir: &Path) -> Result<Vec<PathBuf>, RunError> {
     if !runs.is_dir() {
         return Ok(Vec::new());
     }
-    // Before the index: every run once, the running ones marked, then the sentinel.
+    // Before the index: every run once, the running ones marked (their names synced at once),
+    // then the sentinel.
     let mut dirs = Vec::new();
     for (dir, meta) in crate::folder::list_runs(data_dir)? {
         if meta.status == crate::metadata::RunStatus::Running {
-            mark(&dir)?;
+            create_marker(&dir)?;
             dirs.push(dir);
         }
     }
     let sentinel = index.join(COMPLETE);
     std::fs::create_dir_all(&index).map_err(|e| RunError::io(&index, e))?;
+    sync_index(&index)?;
     std::fs::File::create(&sentinel).map_err(|e| RunError::io(&sentinel, e))?;
     Ok(dirs)
 }
