@@ -1067,6 +1067,18 @@ const ROW_TABLES: [RowTable; 4] = [
 /// A table of [`ROW_TABLES`]: its name, the `$n` of its rows, its columns and their types.
 type RowTable = (&'static str, usize, &'static [(&'static str, ColumnType)]);
 
+/// The column list of an insert into a table of [`ROW_TABLES`] after the key and `seq`, and
+/// the expressions reading each from a row `r.v` of its JSON (see [`ColumnType::read`]).
+fn insert_columns(pg: bool, columns: &[(&str, ColumnType)]) -> (String, String) {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| ty.read(pg, "r.v", i))
+        .collect();
+    (names.join(", "), values.join(", "))
+}
+
 /// How a column's value is carried in a row's JSON and turned back into the column's type.
 #[derive(Clone, Copy)]
 enum ColumnType {
@@ -1135,12 +1147,7 @@ fn claimed_text(pg: bool, earlier_attempts: bool) -> String {
         }
     }
     for (part, (table, param, columns)) in ROW_TABLES.iter().enumerate() {
-        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-        let values: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, ty))| ty.read(pg, "r.v", i))
-            .collect();
+        let (names, values) = insert_columns(pg, columns);
         let (seq, from) = if pg {
             (
                 "(r.n - 1)::int",
@@ -1164,12 +1171,10 @@ fn claimed_text(pg: bool, earlier_attempts: bool) -> String {
             text.push_str(&format!(", i{} AS (", part + 1));
         }
         text.push_str(&format!(
-            "INSERT INTO {table} (job_id, model, date, seq, {}) SELECT ${}, ${}, ${}, {seq}, {} FROM {from}",
-            names.join(", "),
+            "INSERT INTO {table} (job_id, model, date, seq, {names}) SELECT ${}, ${}, ${}, {seq}, {values} FROM {from}",
             rows_param::JOB_ID,
             rows_param::MODEL,
             rows_param::DATE,
-            values.join(", "),
         ));
         text.push_str(if pg { ")" } else { ";\n" });
     }
@@ -1519,19 +1524,12 @@ fn batch_text() -> &'static str {
              RETURNING b.di, b.job_id, b.model, b.date, b.kind, b.payload, b.at)",
         );
         for (part, (table, _, columns)) in ROW_TABLES.iter().enumerate() {
-            let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-            let values: Vec<String> = columns
-                .iter()
-                .enumerate()
-                .map(|(i, (_, ty))| ty.read(true, "r.v", i))
-                .collect();
+            let (names, values) = insert_columns(true, columns);
             text.push_str(&format!(
-                ", i{n} AS (INSERT INTO {table} (job_id, model, date, seq, {}) \
-                 SELECT d.job_id, d.model, d.date, (r.n - 1)::int, {} \
+                ", i{n} AS (INSERT INTO {table} (job_id, model, date, seq, {names}) \
+                 SELECT d.job_id, d.model, d.date, (r.n - 1)::int, {values} \
                  FROM d JOIN jsonb_array_elements(${p}::jsonb) WITH ORDINALITY AS e (rows, di) \
                  ON e.di = d.di, jsonb_array_elements(e.rows) WITH ORDINALITY AS r (v, n))",
-                names.join(", "),
-                values.join(", "),
                 n = part + 1,
                 p = part + 2,
             ));

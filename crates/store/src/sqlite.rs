@@ -135,7 +135,7 @@ impl SqliteStore {
         // with another's (seen with four openers on a loaded machine).
         create_parent(path)?;
         let _migrating = migration_lock(path).await?;
-        let store = Self::open_unmigrated(path).await?;
+        let store = Self::connect(path).await?;
         MIGRATOR.run(&store.pool).await?;
         Ok(store)
     }
@@ -143,6 +143,11 @@ impl SqliteStore {
     /// Opens the database file without migrating (for `db status`).
     pub async fn open_unmigrated(path: &Path) -> Result<Self, StoreError> {
         create_parent(path)?;
+        Self::connect(path).await
+    }
+
+    /// The pool on `path` (created if missing; its folder must exist).
+    async fn connect(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(StoreError::db("build SQLite options"))?
             .filename(path)
