@@ -82,15 +82,13 @@ class Result:
 
     def _table(self, name: str):
         if name not in self._tables:
+            import pyarrow as pa
+
             if name == "equity":
-                import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                source = pa.BufferReader(self._equity_parquet)
-                self._tables[name] = pq.read_table(source)
+                self._tables[name] = pq.read_table(pa.BufferReader(self._equity_parquet))
             else:
-                import pyarrow as pa
-
                 self._tables[name] = pa.table(self._arrow[name])
         return self._tables[name]
 

@@ -625,8 +625,13 @@ impl Commits {
         events: &broadcast::Sender<SimEvent>,
     ) -> Result<(), AgentError> {
         self.wait_running().await?;
+        commit_finished(store, events, self.take_waiting()).await
+    }
+
+    /// The waiting days, which the caller commits next.
+    fn take_waiting(&mut self) -> Vec<FinishedDay> {
         self.waiting_dates = 0;
-        commit_finished(store, events, std::mem::take(&mut self.waiting)).await
+        std::mem::take(&mut self.waiting)
     }
 
     /// Hands over a date's finished days: they start committing at once if no commit runs (or
@@ -646,8 +651,7 @@ impl Commits {
             return Ok(());
         }
         self.wait_running().await?;
-        self.waiting_dates = 0;
-        let days = std::mem::take(&mut self.waiting);
+        let days = self.take_waiting();
         let (store, events) = (Arc::clone(store), events.clone());
         self.running = Some(tokio::spawn(
             async move { commit_finished(&*store, &events, days).await }
