@@ -419,6 +419,18 @@ mod tests {
             "5.",
             "+3",
             "12345678901",
+            "9000000000",
+            "9000000001",
+            "123456789.987654321",
+            "0.000000001",
+            "1.0000000000",
+            "-",
+            ".",
+            "-.",
+            "1..2",
+            "12a.5",
+            "1.5a",
+            "00000000000000000.5",
         ] {
             let general = parse_decimal_i128(text.as_bytes(), FIXED_PRECISION)
                 .ok()
@@ -429,6 +441,40 @@ mod tests {
                     })
                 });
             assert_eq!(parse_decimal(text.as_bytes()).ok(), general, "{text}");
+        }
+    }
+
+    #[test]
+    fn fast_and_general_parsers_agree_on_random_text() {
+        // Digits, dots, signs and a few other bytes at every length up to 22: every
+        // alignment of the eight-digit words and both sides of every range check.
+        let alphabet = b"0123456789000999..-+ e";
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..300_000 {
+            let len = (next() % 23) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let general = parse_decimal_i128(&text, FIXED_PRECISION)
+                .ok()
+                .and_then(|p| {
+                    i64::try_from(p.raw).ok().map(|raw| Parsed {
+                        raw,
+                        decimals: p.decimals,
+                    })
+                });
+            assert_eq!(
+                parse_decimal(&text).ok(),
+                general,
+                "{}",
+                String::from_utf8_lossy(&text)
+            );
         }
     }
 

@@ -124,19 +124,39 @@ fn push2(out: &mut Vec<u8>, v: u32) {
 /// Appends the same text as `Display` (RFC 3339, UTC) to `out`, without allocating.
 pub fn write_rfc3339(out: &mut Vec<u8>, ts: UnixNanos) {
     let (y, mo, d) = ts.date();
+    let in_day = ts.0.rem_euclid(NANOS_PER_DAY);
+    let secs = (in_day / NANOS_PER_SECOND) as u32;
+    let nanos = (in_day % NANOS_PER_SECOND) as u32;
     if (0..10_000).contains(&y) {
+        // The common case in one piece: `YYYY-MM-DDTHH:MM:SS` and, without a fraction, `Z`.
         let y = y as u32;
-        push2(out, y / 100);
-        push2(out, y % 100);
+        let mut text = *b"0000-00-00T00:00:00Z";
+        for (at, v) in [
+            (0, y / 100),
+            (2, y % 100),
+            (5, mo),
+            (8, d),
+            (11, secs / 3600),
+            (14, (secs / 60) % 60),
+            (17, secs % 60),
+        ] {
+            text[at] = b'0' + (v / 10) as u8;
+            text[at + 1] = b'0' + (v % 10) as u8;
+        }
+        if nanos == 0 {
+            out.extend_from_slice(&text);
+            return;
+        }
+        out.extend_from_slice(&text[..19]);
     } else {
         out.extend_from_slice(format!("{y:04}").as_bytes());
+        out.push(b'-');
+        push2(out, mo);
+        out.push(b'-');
+        push2(out, d);
+        out.push(b'T');
+        write_hms(out, ts);
     }
-    out.push(b'-');
-    push2(out, mo);
-    out.push(b'-');
-    push2(out, d);
-    out.push(b'T');
-    let nanos = write_hms(out, ts);
     if nanos != 0 {
         let (value, digits) = if nanos.is_multiple_of(1_000_000) {
             (nanos / 1_000_000, 3)
@@ -290,6 +310,11 @@ mod tests {
             1_500_000_000_123_000_000,
             1_092_873_600_000_000_000,
             -86_400_000_000_001,
+            86_399_000_000_000,
+            1_500_000_000_000_001_000,
+            1_500_000_000_000_000_007,
+            i64::MIN,
+            i64::MAX,
         ] {
             let mut out = Vec::new();
             write_rfc3339(&mut out, UnixNanos(t));

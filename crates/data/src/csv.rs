@@ -155,34 +155,74 @@ enum Scan {
 }
 
 /// Finds the first line of `buf` and splits it in the same pass (the common case: no quotes).
+///
+/// Eight bytes at a time: a word's commas, line feeds and quotes become a bit mask (exact, no
+/// false positives), and only those bytes are visited; the rest of a field costs nothing.
 #[inline]
 fn split_plain(buf: &[u8], fields: &mut Vec<(usize, usize)>) -> Scan {
     fields.clear();
     let mut start = 0;
-    for (i, &c) in buf.iter().enumerate() {
-        match c {
-            b',' => {
-                fields.push((start, i));
-                start = i + 1;
+    let mut at = 0;
+    while at + 8 <= buf.len() {
+        let word = u64::from_le_bytes(buf[at..at + 8].try_into().expect("eight bytes"));
+        let mut mask = bytes_equal(word, b',') | bytes_equal(word, b'\n') | bytes_equal(word, b'"');
+        while mask != 0 {
+            let i = at + (mask.trailing_zeros() / 8) as usize;
+            mask &= mask - 1;
+            if let Some(scan) = special(buf, i, &mut start, fields) {
+                return scan;
             }
-            b'\n' => {
-                let mut end = i;
-                while end > start && buf[end - 1] == b'\r' {
-                    end -= 1;
-                }
-                fields.push((start, end));
-                return Scan::Plain(i + 1);
-            }
-            b'"' => {
-                return match buf[i..].iter().position(|&c| c == b'\n') {
-                    Some(n) => Scan::Quoted(i + n + 1),
-                    None => Scan::Partial,
-                };
-            }
-            _ => {}
+        }
+        at += 8;
+    }
+    for i in at..buf.len() {
+        if matches!(buf[i], b',' | b'\n' | b'"')
+            && let Some(scan) = special(buf, i, &mut start, fields)
+        {
+            return scan;
         }
     }
     Scan::Partial
+}
+
+/// `0x80` in each byte of `word` equal to `byte`, `0` in every other byte.
+#[inline(always)]
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = word ^ (u64::from(byte) * 0x0101_0101_0101_0101);
+    // A byte of `x` is zero exactly when adding 0x7f to its low seven bits carries into
+    // neither its high bit nor (being masked) into the next byte.
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// Handles the comma, line feed or quote at `buf[i]` for [`split_plain`]: `Some` once the
+/// line is known.
+#[inline(always)]
+fn special(
+    buf: &[u8],
+    i: usize,
+    start: &mut usize,
+    fields: &mut Vec<(usize, usize)>,
+) -> Option<Scan> {
+    match buf[i] {
+        b',' => {
+            fields.push((*start, i));
+            *start = i + 1;
+            None
+        }
+        b'\n' => {
+            let mut end = i;
+            while end > *start && buf[end - 1] == b'\r' {
+                end -= 1;
+            }
+            fields.push((*start, end));
+            Some(Scan::Plain(i + 1))
+        }
+        _ => Some(match buf[i..].iter().position(|&c| c == b'\n') {
+            Some(n) => Scan::Quoted(i + n + 1),
+            None => Scan::Partial,
+        }),
+    }
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
@@ -572,6 +612,66 @@ mod tests {
             e.to_string(),
             "missing columns `high`, `low`, `close` (found: timestamp, open)"
         );
+    }
+
+    /// The byte-at-a-time reading [`split_plain`] must agree with.
+    fn split_plain_bytewise(buf: &[u8], fields: &mut Vec<(usize, usize)>) -> Scan {
+        fields.clear();
+        let mut start = 0;
+        for (i, &c) in buf.iter().enumerate() {
+            match c {
+                b',' => {
+                    fields.push((start, i));
+                    start = i + 1;
+                }
+                b'\n' => {
+                    let mut end = i;
+                    while end > start && buf[end - 1] == b'\r' {
+                        end -= 1;
+                    }
+                    fields.push((start, end));
+                    return Scan::Plain(i + 1);
+                }
+                b'"' => {
+                    return match buf[i..].iter().position(|&c| c == b'\n') {
+                        Some(n) => Scan::Quoted(i + n + 1),
+                        None => Scan::Partial,
+                    };
+                }
+                _ => {}
+            }
+        }
+        Scan::Partial
+    }
+
+    #[test]
+    fn word_scan_agrees_with_the_bytewise_one() {
+        // Every string up to 19 bytes over an alphabet of the special bytes and two others
+        // (bytes with the high bit set included: the mask must not carry across bytes), at
+        // every alignment of the eight-byte words.
+        let alphabet = [b',', b'\n', b'"', b'\r', b'1', 0xAC, 0x2B, 0x2D];
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut fields, mut expected) = (Vec::new(), Vec::new());
+        for _ in 0..200_000 {
+            let len = (next() % 20) as usize;
+            let buf: Vec<u8> = (0..len).map(|_| alphabet[(next() % 8) as usize]).collect();
+            let got = split_plain(&buf, &mut fields);
+            let want = split_plain_bytewise(&buf, &mut expected);
+            assert_eq!(got, want, "{buf:?}");
+            if matches!(want, Scan::Plain(_)) {
+                assert_eq!(fields, expected, "{buf:?}");
+            }
+        }
+        let line = b"2024-01-02T09:30:00Z,101.25,102.50,100.75,101.00,12345\r\nnext";
+        assert_eq!(split_plain(line, &mut fields), Scan::Plain(line.len() - 4));
+        assert_eq!(fields.len(), 6);
+        assert_eq!(&line[fields[5].0..fields[5].1], b"12345");
     }
 
     #[test]

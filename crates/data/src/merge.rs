@@ -35,6 +35,14 @@ impl MergedBars {
         })
     }
 
+    /// Whether every input is a CSV file (read line by line; the other formats are decoded a
+    /// record batch at a time).
+    pub fn all_csv(&self) -> bool {
+        self.readers
+            .iter()
+            .all(|r| r.format() == crate::DataFormat::Csv)
+    }
+
     /// The input readers, in order (e.g. to collect their content hashes at the end).
     pub fn into_readers(self) -> Vec<BarReader> {
         self.readers

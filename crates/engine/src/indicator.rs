@@ -211,6 +211,17 @@ pub struct CrossDetector {
 }
 
 impl CrossDetector {
+    /// A detector whose last sign fed was `previous` (`None`: none yet), e.g. kept elsewhere
+    /// between updates.
+    pub fn resume(previous: Option<i32>) -> Self {
+        Self { previous }
+    }
+
+    /// The last sign fed, if any.
+    pub fn previous(&self) -> Option<i32> {
+        self.previous
+    }
+
     /// Feeds the sign of `fast − slow`; returns the cross, if this update made one.
     #[inline]
     pub fn update(&mut self, sign: i32) -> Option<Cross> {

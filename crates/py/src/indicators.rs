@@ -1,6 +1,8 @@
 //! The engine's incremental indicators as Python classes (`tradeloom.SMA`, `EMA`,
 //! `RollingStd`, `Crossover`): the same code the built-in strategies run, each `update` O(1).
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -168,11 +170,17 @@ impl PyRollingStd {
 /// from below slow to above it since the last update, `"down"` for the mirror, else `None`
 /// (touching is not crossing). Two `SMA`s are compared exactly (integer sums); anything else
 /// by value (`EMA`, `RollingStd`, floats).
-#[pyclass(module = "tradeloom", name = "Crossover")]
-#[derive(Default)]
+///
+/// Frozen, its one value (the last sign) in a relaxed atomic: an update takes no borrow flag
+/// of its own (the interpreter's lock already keeps updates apart).
+#[pyclass(module = "tradeloom", name = "Crossover", frozen)]
 pub(crate) struct PyCrossover {
-    inner: CrossDetector,
+    /// The detector's last sign, [`NO_SIGN`] before the first update.
+    previous: AtomicI32,
 }
+
+/// [`PyCrossover::previous`] before the first update.
+const NO_SIGN: i32 = i32::MIN;
 
 /// A series' current value for a comparison.
 fn level(value: &Bound<'_, PyAny>, which: &str) -> PyResult<f64> {
@@ -204,12 +212,14 @@ fn level(value: &Bound<'_, PyAny>, which: &str) -> PyResult<f64> {
 impl PyCrossover {
     #[new]
     fn new() -> Self {
-        Self::default()
+        Self {
+            previous: AtomicI32::new(NO_SIGN),
+        }
     }
 
     /// Feeds the current fast and slow values; returns `"up"`, `"down"` or `None`.
     fn update<'py>(
-        &mut self,
+        &self,
         fast: &Bound<'py, PyAny>,
         slow: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyString>>> {
@@ -229,8 +239,13 @@ impl PyCrossover {
                 (f > s) as i32 - (f < s) as i32
             }
         };
+        let previous = self.previous.load(Ordering::Relaxed);
+        let mut detector = CrossDetector::resume((previous != NO_SIGN).then_some(previous));
+        let cross = detector.update(sign);
+        self.previous
+            .store(detector.previous().unwrap_or(NO_SIGN), Ordering::Relaxed);
         // Interned: no string is made per update.
-        Ok(self.inner.update(sign).map(|c| match c {
+        Ok(cross.map(|c| match c {
             Cross::Up => intern!(py, "up").clone(),
             Cross::Down => intern!(py, "down").clone(),
         }))

@@ -13,6 +13,9 @@
 //! interpreter's lock for the whole run, so each callback re-enters Python without a lock
 //! hand-off.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
@@ -27,52 +30,112 @@ use crate::values::{float, price, quantity};
 /// One bar, as `on_bar` receives it: prices as floats (`open` … `volume`) and exactly as
 /// integers at 10^-9 (`open_raw` … `volume_raw`). Read-only from Python; the engine refills
 /// the object of the previous bar when nothing else holds it (no allocation per bar).
-#[pyclass(module = "tradeloom", name = "Bar")]
+///
+/// Frozen, its values in relaxed atomics (plain loads and stores): reading a field takes no
+/// borrow flag, whose compare-and-swap would cost more than the read. It is refilled only
+/// while the engine holds the one reference, so no reader can see a bar half-written.
+#[pyclass(module = "tradeloom", name = "Bar", frozen)]
 pub(crate) struct PyBar {
-    #[pyo3(get)]
-    symbol: Py<PyString>,
-    /// Open time, UTC nanoseconds.
-    #[pyo3(get)]
-    ts: i64,
-    #[pyo3(get)]
-    open_raw: i64,
-    #[pyo3(get)]
-    high_raw: i64,
-    #[pyo3(get)]
-    low_raw: i64,
-    #[pyo3(get)]
-    close_raw: i64,
-    #[pyo3(get)]
-    volume_raw: i64,
+    /// The run's symbols, indexed by `instrument`.
+    symbols: Arc<[Py<PyString>]>,
+    instrument: AtomicUsize,
+    ts: AtomicI64,
+    open_raw: AtomicI64,
+    high_raw: AtomicI64,
+    low_raw: AtomicI64,
+    close_raw: AtomicI64,
+    volume_raw: AtomicI64,
+}
+
+impl PyBar {
+    fn new(symbols: Arc<[Py<PyString>]>, bar: &Bar) -> Self {
+        let this = Self {
+            symbols,
+            instrument: AtomicUsize::new(0),
+            ts: AtomicI64::new(0),
+            open_raw: AtomicI64::new(0),
+            high_raw: AtomicI64::new(0),
+            low_raw: AtomicI64::new(0),
+            close_raw: AtomicI64::new(0),
+            volume_raw: AtomicI64::new(0),
+        };
+        this.refill(bar);
+        this
+    }
+
+    /// Makes this object the given bar (only while nothing but the engine holds it).
+    fn refill(&self, bar: &Bar) {
+        self.instrument
+            .store(bar.instrument.index(), Ordering::Relaxed);
+        for (field, value) in [
+            (&self.ts, bar.ts.0),
+            (&self.open_raw, bar.open.raw()),
+            (&self.high_raw, bar.high.raw()),
+            (&self.low_raw, bar.low.raw()),
+            (&self.close_raw, bar.close.raw()),
+            (&self.volume_raw, bar.volume.raw()),
+        ] {
+            field.store(value, Ordering::Relaxed);
+        }
+    }
 }
 
 #[pymethods]
 impl PyBar {
     #[getter]
+    fn symbol(&self, py: Python<'_>) -> Py<PyString> {
+        self.symbols[self.instrument.load(Ordering::Relaxed)].clone_ref(py)
+    }
+    /// Open time, UTC nanoseconds.
+    #[getter]
+    fn ts(&self) -> i64 {
+        self.ts.load(Ordering::Relaxed)
+    }
+    #[getter]
+    fn open_raw(&self) -> i64 {
+        self.open_raw.load(Ordering::Relaxed)
+    }
+    #[getter]
+    fn high_raw(&self) -> i64 {
+        self.high_raw.load(Ordering::Relaxed)
+    }
+    #[getter]
+    fn low_raw(&self) -> i64 {
+        self.low_raw.load(Ordering::Relaxed)
+    }
+    #[getter]
+    fn close_raw(&self) -> i64 {
+        self.close_raw.load(Ordering::Relaxed)
+    }
+    #[getter]
+    fn volume_raw(&self) -> i64 {
+        self.volume_raw.load(Ordering::Relaxed)
+    }
+    #[getter]
     fn open(&self) -> f64 {
-        float(self.open_raw)
+        float(self.open_raw())
     }
     #[getter]
     fn high(&self) -> f64 {
-        float(self.high_raw)
+        float(self.high_raw())
     }
     #[getter]
     fn low(&self) -> f64 {
-        float(self.low_raw)
+        float(self.low_raw())
     }
     #[getter]
     fn close(&self) -> f64 {
-        float(self.close_raw)
+        float(self.close_raw())
     }
     #[getter]
     fn volume(&self) -> f64 {
-        float(self.volume_raw)
+        float(self.volume_raw())
     }
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Bar({} ts={} open={} high={} low={} close={} volume={})",
-            self.symbol.bind(py),
-            UnixNanos(self.ts),
+            self.symbol(py).bind(py),
+            UnixNanos(self.ts()),
             self.open(),
             self.high(),
             self.low(),
@@ -693,7 +756,7 @@ pub(crate) struct PythonStrategy {
     name: String,
     hooks: Hooks,
     context: Py<Context>,
-    symbols: Vec<Py<PyString>>,
+    symbols: Arc<[Py<PyString>]>,
     format_exception: Py<PyAny>,
     failed: bool,
     /// The last bar passed to `on_bar`, refilled for the next one when only this holds it.
@@ -811,33 +874,19 @@ impl Strategy for PythonStrategy {
         if self.failed || self.hooks.on_bar.is_none() {
             return;
         }
-        let symbol = bar.instrument.index();
         Python::attach(|py| {
-            let make = || PyBar {
-                symbol: self.symbols[symbol].clone_ref(py),
-                ts: bar.ts.0,
-                open_raw: bar.open.raw(),
-                high_raw: bar.high.raw(),
-                low_raw: bar.low.raw(),
-                close_raw: bar.close.raw(),
-                volume_raw: bar.volume.raw(),
-            };
             // The previous bar's object, if the strategy kept no reference to it.
             let refilled = self
                 .bar
                 .as_ref()
                 .filter(|b| b.get_refcnt(py) == 1)
-                .filter(|b| match b.try_borrow_mut(py) {
-                    Ok(mut slot) => {
-                        *slot = make();
-                        true
-                    }
-                    Err(_) => false,
-                })
-                .map(|b| b.clone_ref(py));
+                .map(|b| {
+                    b.get().refill(bar);
+                    b.clone_ref(py)
+                });
             let object = match refilled {
                 Some(b) => Ok(b),
-                None => Py::new(py, make()),
+                None => Py::new(py, PyBar::new(self.symbols.clone(), bar)),
             };
             let object = match object {
                 Ok(object) => object,

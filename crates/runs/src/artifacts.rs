@@ -25,7 +25,7 @@ use tradeloom_engine::{EquityPoint, Sink, Trade};
 use crate::chart::ChartSampler;
 use crate::equity::EquityWriter;
 use crate::hashing::ArtifactWriter;
-use crate::journal::Journal;
+use crate::journal::{Journal, write_order_id};
 use crate::report::{EquitySampler, TradeRows};
 use crate::tables::{CsvColumns, RunTables};
 
@@ -68,7 +68,7 @@ pub struct RunSink {
     pub sampler: EquitySampler,
     /// Candles and fill markers for `chart.json`.
     pub chart: ChartSampler,
-    pub trade_rows: TradeRows,
+    trade_rows: ShownTrades,
     /// `,<wall_ts>` of a paper run's CSV rows (`None`: a backtest's rows, without the column).
     wall_column: Option<Vec<u8>>,
     /// The CSV rows as Arrow columns too, once [`RunSink::record_tables`] asked for them.
@@ -146,7 +146,7 @@ impl RunSink {
             error: None,
             sampler: EquitySampler::default(),
             chart: ChartSampler::default(),
-            trade_rows: TradeRows::default(),
+            trade_rows: ShownTrades::default(),
             wall_column: wall_clock.then(|| b",".to_vec()),
             tables: None,
         })
@@ -239,7 +239,7 @@ impl RunSink {
             equity,
             sampler: self.sampler,
             chart: self.chart,
-            trade_rows: self.trade_rows,
+            trade_rows: self.trade_rows.finish(),
             journal_lines,
             tables,
         })
@@ -256,39 +256,77 @@ fn ts_field(out: &mut Vec<u8>, ts: Option<UnixNanos>) {
     }
 }
 
-/// One `trades.csv` row (without newline) as fields, shared by the writer and the report.
-pub fn trade_fields(t: &Trade) -> Vec<String> {
-    let mut fields = Vec::with_capacity(13);
-    let mut b = Vec::new();
-    let mut push = |f: &mut dyn FnMut(&mut Vec<u8>)| {
-        b.clear();
-        f(&mut b);
-        fields.push(String::from_utf8_lossy(&b).into_owned());
-    };
-    push(&mut |o| o.extend_from_slice(t.id.to_string().as_bytes()));
-    push(&mut |o| o.extend_from_slice(t.symbol.as_str().as_bytes()));
-    push(&mut |o| {
-        o.extend_from_slice(if t.side == OrderSide::Buy {
+/// Fields of a `trades.csv` row.
+const TRADE_FIELDS: usize = 13;
+
+/// Appends field `index` (of [`TRADE_FIELDS`]) of `t`'s `trades.csv` row.
+fn trade_field(o: &mut Vec<u8>, t: &Trade, index: usize) {
+    match index {
+        0 => o.extend_from_slice(itoa::Buffer::new().format(t.id).as_bytes()),
+        1 => o.extend_from_slice(t.symbol.as_str().as_bytes()),
+        2 => o.extend_from_slice(if t.side == OrderSide::Buy {
             b"LONG"
         } else {
             b"SHORT"
-        })
-    });
-    push(&mut |o| quantity(o, t.quantity));
-    push(&mut |o| ts_field(o, Some(t.entry_ts)));
-    push(&mut |o| price(o, t.entry_price));
-    push(&mut |o| ts_field(o, t.exit_ts));
-    push(&mut |o| {
-        if let Some(p) = t.exit_price {
-            price(o, p)
+        }),
+        3 => quantity(o, t.quantity),
+        4 => ts_field(o, Some(t.entry_ts)),
+        5 => price(o, t.entry_price),
+        6 => ts_field(o, t.exit_ts),
+        7 => {
+            if let Some(p) = t.exit_price {
+                price(o, p)
+            }
         }
-    });
-    push(&mut |o| money(o, t.gross_pnl));
-    push(&mut |o| money(o, t.fees));
-    push(&mut |o| money(o, t.net_pnl));
-    push(&mut |o| o.extend_from_slice(t.bars.to_string().as_bytes()));
-    push(&mut |o| o.extend_from_slice(if t.is_open() { b"open" } else { b"closed" }));
-    fields
+        8 => money(o, t.gross_pnl),
+        9 => money(o, t.fees),
+        10 => money(o, t.net_pnl),
+        11 => o.extend_from_slice(itoa::Buffer::new().format(t.bars).as_bytes()),
+        _ => o.extend_from_slice(if t.is_open() { b"open" } else { b"closed" }),
+    }
+}
+
+/// One `trades.csv` row (without newline) as fields, as the report lists it.
+pub fn trade_fields(t: &Trade) -> Vec<String> {
+    let mut b = Vec::new();
+    (0..TRADE_FIELDS)
+        .map(|i| {
+            b.clear();
+            trade_field(&mut b, t, i);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+        .collect()
+}
+
+/// The trades the report lists (the first and the last [`TradeRows`] holds), the last ones kept
+/// as trades and turned into text only once known to be among the last.
+#[derive(Default)]
+struct ShownTrades {
+    rows: TradeRows,
+    last: std::collections::VecDeque<Trade>,
+}
+
+impl ShownTrades {
+    fn push(&mut self, t: &Trade) {
+        if self.rows.total < TradeRows::SHOWN as u64 {
+            self.rows.push(trade_fields(t));
+            return;
+        }
+        self.rows.total += 1;
+        if self.last.len() == TradeRows::SHOWN {
+            self.last.pop_front();
+        }
+        self.last.push_back(t.clone());
+    }
+
+    fn finish(mut self) -> TradeRows {
+        let total = self.rows.total;
+        for t in &self.last {
+            self.rows.push(trade_fields(t));
+        }
+        self.rows.total = total;
+        self.rows
+    }
 }
 
 impl Sink for RunSink {
@@ -308,7 +346,7 @@ impl Sink for RunSink {
         let start = row.len();
         row.extend_from_slice(itoa::Buffer::new().format(fill.id).as_bytes());
         row.push(b',');
-        row.extend_from_slice(fill.order_id.to_string().as_bytes());
+        write_order_id(row, fill.order_id);
         row.push(b',');
         write_rfc3339(row, fill.ts);
         row.push(b',');
@@ -338,7 +376,7 @@ impl Sink for RunSink {
         let o = record.order;
         let row = self.orders.buffer();
         let start = row.len();
-        row.extend_from_slice(o.id.to_string().as_bytes());
+        write_order_id(row, o.id);
         row.push(b',');
         row.extend_from_slice(record.symbol.as_str().as_bytes());
         row.push(b',');
@@ -377,11 +415,11 @@ impl Sink for RunSink {
         }
         row.push(b',');
         if let Some(id) = o.links().parent_id {
-            row.extend_from_slice(id.to_string().as_bytes());
+            write_order_id(row, id);
         }
         row.push(b',');
         if let Some(id) = o.links().oco_id {
-            row.extend_from_slice(id.to_string().as_bytes());
+            write_order_id(row, id);
         }
         if let Some(wall) = &self.wall_column {
             row.extend_from_slice(wall);
@@ -395,14 +433,20 @@ impl Sink for RunSink {
     }
 
     fn on_trade(&mut self, trade: &Trade) {
-        let fields = trade_fields(trade);
-        let mut line = fields.join(",");
-        line.push('\n');
-        if let Some(tables) = self.tables.as_mut() {
-            tables.trades.push_fields(&fields);
+        self.trade_rows.push(trade);
+        let row = self.trades.buffer();
+        let start = row.len();
+        for i in 0..TRADE_FIELDS {
+            if i > 0 {
+                row.push(b',');
+            }
+            trade_field(row, trade, i);
         }
-        self.trade_rows.push(fields);
-        let r = self.trades.write_all(line.as_bytes());
+        if let Some(tables) = self.tables.as_mut() {
+            tables.trades.push_line(&row[start..]);
+        }
+        row.push(b'\n');
+        let r = self.trades.commit();
         self.keep("trades.csv", r);
     }
 

@@ -349,6 +349,13 @@ fn text_field(out: &mut Vec<u8>, name: &str, value: &str) -> bool {
 /// `,"order_id":"O-000042"` (`OrderId`'s `Display`: at least six digits).
 fn order_field(out: &mut Vec<u8>, id: OrderId) {
     key(out, "order_id");
+    write_order_id(out, id);
+    out.push(b'"');
+}
+
+/// `O-000042`: the same text as `OrderId`'s `Display` (at least six digits), without
+/// allocating.
+pub(crate) fn write_order_id(out: &mut Vec<u8>, id: OrderId) {
     out.extend_from_slice(b"O-");
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(id.0).as_bytes();
@@ -356,7 +363,6 @@ fn order_field(out: &mut Vec<u8>, id: OrderId) {
         out.push(b'0');
     }
     out.extend_from_slice(digits);
-    out.push(b'"');
 }
 
 /// `,"symbol":"…"`; a symbol is printable ASCII, of which only `"` and `\` are escaped.
@@ -426,6 +432,15 @@ pub fn cut_to_last_line(file: &mut File) -> io::Result<u64> {
 mod tests {
     use super::*;
     use crate::hashing::create_artifact;
+
+    #[test]
+    fn order_ids_are_written_as_displayed() {
+        for id in [0, 7, 42, 999_999, 1_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            write_order_id(&mut out, OrderId(id));
+            assert_eq!(String::from_utf8(out).unwrap(), OrderId(id).to_string());
+        }
+    }
 
     #[test]
     fn lines_are_numbered_objects() {

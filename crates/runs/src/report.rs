@@ -98,6 +98,9 @@ pub struct TradeRows {
 }
 
 impl TradeRows {
+    /// Rows listed from the start and from the end.
+    pub const SHOWN: usize = TRADES_SHOWN;
+
     pub fn push(&mut self, fields: Vec<String>) {
         self.total += 1;
         if self.head.len() < TRADES_SHOWN {

@@ -96,13 +96,6 @@ impl CsvColumns {
         }
     }
 
-    /// Appends one row given field by field (missing trailing fields are empty).
-    pub(crate) fn push_fields(&mut self, fields: &[String]) {
-        for (i, column) in self.columns.iter_mut().enumerate() {
-            column.append_value(fields.get(i).map_or("", String::as_str));
-        }
-    }
-
     /// The rows so far as a batch of nullable `Utf8` columns.
     pub(crate) fn finish(mut self) -> Result<RecordBatch, ArrowError> {
         let fields: Vec<Field> = self
