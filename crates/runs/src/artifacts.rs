@@ -465,3 +465,68 @@ impl Sink for RunSink {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on an unexpected error
+mod tests {
+    use tradeloom_core::{Currency, InstrumentId};
+
+    use super::*;
+
+    fn trade(id: u64) -> Trade {
+        let usd = |raw: i128| Money::from_raw(raw, Currency::USD);
+        Trade {
+            id,
+            symbol: Symbol::new("SYN").unwrap(),
+            instrument: InstrumentId(0),
+            side: if id % 2 == 0 {
+                OrderSide::Buy
+            } else {
+                OrderSide::Sell
+            },
+            quantity: Quantity::from_raw(1_000_000_000, 0).unwrap(),
+            entry_ts: UnixNanos(id as i64 * 60_000_000_000),
+            entry_price: Price::from_raw(100_250_000_000 + id as i64, 9),
+            exit_ts: (id % 7 != 0).then_some(UnixNanos((id as i64 + 1) * 60_000_000_000)),
+            exit_price: (id % 7 != 0).then_some(Price::from_raw(101_000_000_000, 2)),
+            gross_pnl: usd(i128::from(id) * 1_000_000 - 5),
+            fees: usd(3),
+            net_pnl: usd(i128::from(id) * 1_000_000 - 8),
+            bars: id * 3,
+        }
+    }
+
+    #[test]
+    fn the_report_lists_the_same_trades_as_when_every_row_was_kept() {
+        for count in [0, 1, 49, 50, 51, 99, 100, 101, 250] {
+            let (mut shown, mut every) = (ShownTrades::default(), TradeRows::default());
+            for id in 1..=count {
+                shown.push(&trade(id));
+                every.push(trade_fields(&trade(id)));
+            }
+            let shown = shown.finish();
+            assert_eq!(shown.total, every.total, "{count} trades");
+            assert_eq!(shown.head, every.head, "{count} trades");
+            assert_eq!(shown.tail, every.tail, "{count} trades");
+        }
+    }
+
+    #[test]
+    fn a_trades_row_is_written_exactly() {
+        let mut row = Vec::new();
+        for i in 0..TRADE_FIELDS {
+            if i > 0 {
+                row.push(b',');
+            }
+            trade_field(&mut row, &trade(12), i);
+        }
+        assert_eq!(
+            String::from_utf8(row).unwrap(),
+            "12,SYN,LONG,1,1970-01-01T00:12:00Z,100.250000012,1970-01-01T00:13:00Z,101.00,\
+             0.000000000011999995,0.000000000000000003,0.000000000011999992,36,closed"
+        );
+        let open = trade_fields(&trade(7));
+        assert_eq!((&*open[1], &*open[2], &*open[6]), ("SYN", "SHORT", ""));
+        assert_eq!((&*open[7], &*open[12]), ("", "open"));
+    }
+}
