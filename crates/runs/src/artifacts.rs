@@ -479,7 +479,7 @@ mod tests {
             id,
             symbol: Symbol::new("SYN").unwrap(),
             instrument: InstrumentId(0),
-            side: if id % 2 == 0 {
+            side: if id.is_multiple_of(2) {
                 OrderSide::Buy
             } else {
                 OrderSide::Sell
@@ -487,8 +487,8 @@ mod tests {
             quantity: Quantity::from_raw(1_000_000_000, 0).unwrap(),
             entry_ts: UnixNanos(id as i64 * 60_000_000_000),
             entry_price: Price::from_raw(100_250_000_000 + id as i64, 9),
-            exit_ts: (id % 7 != 0).then_some(UnixNanos((id as i64 + 1) * 60_000_000_000)),
-            exit_price: (id % 7 != 0).then_some(Price::from_raw(101_000_000_000, 2)),
+            exit_ts: (!id.is_multiple_of(7)).then_some(UnixNanos((id as i64 + 1) * 60_000_000_000)),
+            exit_price: (!id.is_multiple_of(7)).then_some(Price::from_raw(101_000_000_000, 2)),
             gross_pnl: usd(i128::from(id) * 1_000_000 - 5),
             fees: usd(3),
             net_pnl: usd(i128::from(id) * 1_000_000 - 8),
