@@ -489,8 +489,8 @@ mod tests {
         use super::super::write_event;
 
         fn symbol() -> impl Strategy<Value = Symbol> {
-            // Printable ASCII, `"` and `\\` included (the two that are escaped).
-            "[!-~]{1,12}".prop_map(|s| Symbol::new(&s).unwrap())
+            // Printable ASCII but `,` and `"` (not symbols), `\\` included (it is escaped).
+            "[!#-+\\--~]{1,12}".prop_map(|s| Symbol::new(&s).unwrap())
         }
 
         fn price() -> impl Strategy<Value = Price> {
