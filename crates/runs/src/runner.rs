@@ -958,8 +958,16 @@ fn write_outputs(
         (CHART_FILE, chart),
         (REPORT_HTML, html),
     ] {
+        // Replaced whole (a temporary file and a rename), never truncated in place: the API
+        // serves these files while the run is still `running`, and a reader of
+        // `metrics.json` must not find half of it. The syncs come with the artifacts'.
         let path = folder.file(name);
-        std::fs::write(&path, &text).map_err(|e| RunError::io(&path, e))?;
+        tradeloom_safety::write_atomic(
+            &path,
+            text.as_bytes(),
+            tradeloom_safety::Durability::Renamed,
+        )
+        .map_err(|e| RunError::io(&e.path, e.source))?;
         hashes.push((
             name.to_string(),
             FileHash {
@@ -1020,8 +1028,14 @@ pub fn rerender_report(run_dir: &Path) -> Result<PathBuf, RunError> {
         (CHART_FILE, chart),
         (REPORT_HTML, html),
     ] {
+        // Replaced whole, as a run writes them: the API may be serving the old ones.
         let path = run_dir.join(name);
-        std::fs::write(&path, &text).map_err(|e| RunError::io(&path, e))?;
+        tradeloom_safety::write_atomic(
+            &path,
+            text.as_bytes(),
+            tradeloom_safety::Durability::Renamed,
+        )
+        .map_err(|e| RunError::io(&e.path, e.source))?;
         meta.artifacts.insert(
             name.to_string(),
             FileHash {

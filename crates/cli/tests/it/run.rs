@@ -154,6 +154,11 @@ fn report_rerenders_identical_bytes() {
     let before_md = std::fs::read(dir.join("report.md")).unwrap();
     let before_svg = std::fs::read(dir.join("equity.svg")).unwrap();
     let before_html = std::fs::read(dir.join("report.html")).unwrap();
+    let inode = |name: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir.join(name)).unwrap().ino()
+    };
+    let svg_inode = inode("equity.svg");
     std::fs::remove_file(dir.join("report.md")).unwrap();
     std::fs::remove_file(dir.join("report.html")).unwrap();
     let out = tradeloom(data.path(), &["report", json["run_id"].as_str().unwrap()]);
@@ -161,6 +166,15 @@ fn report_rerenders_identical_bytes() {
     assert_eq!(std::fs::read(dir.join("report.md")).unwrap(), before_md);
     assert_eq!(std::fs::read(dir.join("equity.svg")).unwrap(), before_svg);
     assert_eq!(std::fs::read(dir.join("report.html")).unwrap(), before_html);
+    // Replaced whole by a rename, not truncated and rewritten in place: a reader (the API
+    // serving the file) sees the old bytes or the new, never half. No temporary file is left.
+    assert_ne!(inode("equity.svg"), svg_inode);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     assert!(stdout(&out).contains("report.html"), "{}", stdout(&out));
     let verify = tradeloom(data.path(), &["verify", "latest"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
