@@ -286,6 +286,16 @@ fn trade_field(o: &mut Vec<u8>, t: &Trade, index: usize) {
     }
 }
 
+/// Appends `t`'s `trades.csv` row (without newline).
+fn write_trade_row(out: &mut Vec<u8>, t: &Trade) {
+    for i in 0..TRADE_FIELDS {
+        if i > 0 {
+            out.push(b',');
+        }
+        trade_field(out, t, i);
+    }
+}
+
 /// One `trades.csv` row (without newline) as fields, as the report lists it.
 pub fn trade_fields(t: &Trade) -> Vec<String> {
     let mut b = Vec::new();
@@ -436,12 +446,7 @@ impl Sink for RunSink {
         self.trade_rows.push(trade);
         let row = self.trades.buffer();
         let start = row.len();
-        for i in 0..TRADE_FIELDS {
-            if i > 0 {
-                row.push(b',');
-            }
-            trade_field(row, trade, i);
-        }
+        write_trade_row(row, trade);
         if let Some(tables) = self.tables.as_mut() {
             tables.trades.push_line(&row[start..]);
         }
@@ -514,12 +519,7 @@ mod tests {
     #[test]
     fn a_trades_row_is_written_exactly() {
         let mut row = Vec::new();
-        for i in 0..TRADE_FIELDS {
-            if i > 0 {
-                row.push(b',');
-            }
-            trade_field(&mut row, &trade(12), i);
-        }
+        write_trade_row(&mut row, &trade(12));
         assert_eq!(
             String::from_utf8(row).unwrap(),
             "12,SYN,LONG,1,1970-01-01T00:12:00Z,100.250000012,1970-01-01T00:13:00Z,101.00,\

@@ -958,25 +958,22 @@ fn write_outputs(
         (CHART_FILE, chart),
         (REPORT_HTML, html),
     ] {
-        // Replaced whole (a temporary file and a rename), never truncated in place: the API
-        // serves these files while the run is still `running`, and a reader of
-        // `metrics.json` must not find half of it. The syncs come with the artifacts'.
-        let path = folder.file(name);
-        tradeloom_safety::write_atomic(
-            &path,
-            text.as_bytes(),
-            tradeloom_safety::Durability::Renamed,
-        )
-        .map_err(|e| RunError::io(&e.path, e.source))?;
-        hashes.push((
-            name.to_string(),
-            FileHash {
-                sha256: sha256_bytes(text.as_bytes()),
-                bytes: text.len() as u64,
-            },
-        ));
+        hashes.push((name.to_string(), write_output(&folder.file(name), &text)?));
     }
     Ok(hashes)
+}
+
+/// Writes one of the run's outputs (metrics, reports) and returns its hash. Replaced whole (a
+/// temporary file and a rename), never truncated in place: the API serves these files while
+/// a run is still `running` (and a re-render replaces a finished run's), and a reader of
+/// `metrics.json` must not find half of it. A run's syncs come with its artifacts'.
+fn write_output(path: &Path, text: &str) -> Result<FileHash, RunError> {
+    tradeloom_safety::write_atomic(path, text.as_bytes(), tradeloom_safety::Durability::Renamed)
+        .map_err(|e| RunError::io(&e.path, e.source))?;
+    Ok(FileHash {
+        sha256: sha256_bytes(text.as_bytes()),
+        bytes: text.len() as u64,
+    })
 }
 
 /// Re-renders `report.md` and `equity.svg` of a run folder from its files, and updates their
@@ -1028,21 +1025,8 @@ pub fn rerender_report(run_dir: &Path) -> Result<PathBuf, RunError> {
         (CHART_FILE, chart),
         (REPORT_HTML, html),
     ] {
-        // Replaced whole, as a run writes them: the API may be serving the old ones.
-        let path = run_dir.join(name);
-        tradeloom_safety::write_atomic(
-            &path,
-            text.as_bytes(),
-            tradeloom_safety::Durability::Renamed,
-        )
-        .map_err(|e| RunError::io(&e.path, e.source))?;
-        meta.artifacts.insert(
-            name.to_string(),
-            FileHash {
-                sha256: sha256_bytes(text.as_bytes()),
-                bytes: text.len() as u64,
-            },
-        );
+        meta.artifacts
+            .insert(name.to_string(), write_output(&run_dir.join(name), &text)?);
     }
     meta.write(run_dir)?;
     Ok(run_dir.join("report.md"))
